@@ -1,0 +1,142 @@
+/**
+ * The narrow interface every storage backend satisfies with the same semantics:
+ * embedded (SQLite, in-process leases) and distributed (Redis + PostgreSQL).
+ * The conformance suite in `test/conformance/` runs against each.
+ * @module
+ */
+import type { SessionKey, StoredMessage, WebhookBatch } from '../model/message.ts';
+import type {
+  DeadLetter,
+  OutboundRecord,
+  OutboundStatus,
+  PromptRef,
+  SessionSnapshot,
+  TransitionRecord,
+} from '../model/session.ts';
+
+/** A granted lease ("the baton") on one session. */
+export interface LeaseGrant extends SessionKey {
+  /** Random per grant; renew and release compare it. */
+  readonly token: string;
+  /** Fencing token: strictly greater than every earlier grant's for this session. */
+  readonly fence: number;
+  /** The worker that holds it. */
+  readonly holder: string;
+}
+
+/** Everything one batch changes, committed atomically or not at all. */
+export interface BatchCommit {
+  /** The version the batch was computed from (0 for a session never stored). */
+  readonly expectedVersion: number;
+  readonly snapshot: SessionSnapshot;
+  readonly records: readonly TransitionRecord[];
+  readonly outbound: readonly OutboundRecord[];
+  /** Inbound message ids this batch consumed: they leave the mailbox in the same commit. */
+  readonly consumed: readonly string[];
+  /** Inbound messages dead-lettered by this batch (also consumed). */
+  readonly deadLetters: readonly DeadLetter[];
+}
+
+export interface IngestResult {
+  /** Messages stored for the first time. */
+  readonly accepted: number;
+  /** Messages whose id was already seen within the dedupe TTL (no second effect). */
+  readonly duplicates: number;
+  /** Status updates applied. */
+  readonly statuses: number;
+}
+
+export interface OutboundPatch {
+  readonly status: OutboundStatus;
+  readonly attempts?: number;
+  readonly providerMessageId?: string;
+  readonly lastError?: string;
+}
+
+export interface SessionQuery {
+  readonly step?: string;
+  readonly needsAgent?: boolean;
+  readonly channel?: string;
+  readonly limit: number;
+  /** Opaque cursor from the previous page. */
+  readonly cursor?: string;
+}
+
+export interface BackendStats {
+  /** Messages stored and not yet consumed. */
+  readonly queueDepth: number;
+  /** Age of the oldest of them, milliseconds (0 when none). */
+  readonly oldestPendingMs: number;
+  readonly locksHeld: number;
+  readonly deadLetters: number;
+}
+
+export interface Backend {
+  readonly kind: 'embedded' | 'distributed';
+
+  /** Creates tables/loads scripts. Idempotent. */
+  init(): Promise<void>;
+  close(): Promise<void>;
+  /** Which stores answer. */
+  health(): Promise<Record<string, boolean>>;
+
+  // --- intake ------------------------------------------------------------------------
+  /**
+   * Stores the batch's messages durably (dedupe by message id within the dedupe TTL),
+   * appends each to its session's mailbox, schedules those sessions, and applies the
+   * statuses to the outbound records they name. Resolves only once all of it is durable.
+   * Rejects with `StorageUnavailableError` when the store cannot be reached.
+   */
+  ingest(batch: WebhookBatch): Promise<IngestResult>;
+
+  // --- scheduling --------------------------------------------------------------------
+  /**
+   * Waits until a scheduled session is due: its oldest pending message has been stored for
+   * at least the buffer window. Each due session is handed to one caller. Resolves `null`
+   * when `signal` aborts.
+   */
+  nextReady(signal: AbortSignal): Promise<SessionKey | null>;
+
+  // --- leases ------------------------------------------------------------------------
+  /** Grants the session's lease if free or expired; `null` if another holder has it. */
+  acquireLease(key: SessionKey, holder: string, ttlMs: number): Promise<LeaseGrant | null>;
+  /** Extends a lease this grant still holds; `false` if it was lost. */
+  renewLease(lease: LeaseGrant, ttlMs: number): Promise<boolean>;
+  /**
+   * Releases a lease this grant still holds. If the session's mailbox is not empty, it is
+   * scheduled again (due when its oldest pending message's buffer window ends).
+   */
+  releaseLease(lease: LeaseGrant): Promise<void>;
+  /** An agent's hand: drops whatever lease the session has. `true` if there was one. */
+  clearLease(key: SessionKey): Promise<boolean>;
+
+  // --- mailbox and state -------------------------------------------------------------
+  /** The session's unconsumed messages, in arrival (`seq`) order. */
+  pending(key: SessionKey, limit: number): Promise<StoredMessage[]>;
+  load(key: SessionKey): Promise<SessionSnapshot | null>;
+  /**
+   * Commits a batch atomically: refused with `FencedError` unless `lease` is still the
+   * session's current lease (its fence not superseded, not expired), and with
+   * `VersionConflictError` unless the stored version equals `expectedVersion`.
+   */
+  commit(lease: LeaseGrant, batch: BatchCommit): Promise<void>;
+  /** For the given provider message ids, the prompts Baton sent with them (unknown ids absent). */
+  resolvePrompts(key: SessionKey, providerMessageIds: readonly string[]): Promise<Map<string, PromptRef>>;
+
+  // --- outbox ------------------------------------------------------------------------
+  /** The session's outbound records not yet sent (status pending or sending), in `seq` order. */
+  unsent(key: SessionKey): Promise<OutboundRecord[]>;
+  updateOutbound(id: string, patch: OutboundPatch): Promise<void>;
+  deadLetter(letter: DeadLetter): Promise<void>;
+
+  // --- admin -------------------------------------------------------------------------
+  /** Sessions whose user is `user` (wa_id or BSUID), on `channel` if given. */
+  findSessions(user: string, channel?: string): Promise<SessionSnapshot[]>;
+  listSessions(query: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }>;
+  transitions(key: SessionKey): Promise<TransitionRecord[]>;
+  outbound(key: SessionKey): Promise<OutboundRecord[]>;
+  listDeadLetters(limit: number): Promise<DeadLetter[]>;
+  /** Re-stores a dead-lettered inbound message as pending (outbound: as unsent). */
+  replayDeadLetter(id: string): Promise<boolean>;
+  stats(): Promise<BackendStats>;
+}

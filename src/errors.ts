@@ -1,0 +1,130 @@
+/**
+ * Every Baton error, with a stable code, in one registry. `docs/errors.md` lists them all
+ * (a test checks it). Codes are never reused.
+ * @module
+ */
+
+export const ERROR_CODES = {
+  BATON_ERR_CONFIG: { status: 500, message: 'Invalid configuration' },
+  BATON_ERR_BAD_SIGNATURE: { status: 401, message: 'Missing or invalid webhook signature' },
+  BATON_ERR_BAD_JSON: { status: 400, message: 'Body is not valid JSON' },
+  BATON_ERR_BAD_ENVELOPE: { status: 400, message: 'Body is not a webhook envelope this route accepts' },
+  BATON_ERR_BODY_TOO_LARGE: { status: 413, message: 'Body is larger than 4 MiB' },
+  BATON_ERR_STORAGE_UNAVAILABLE: { status: 503, message: 'Storage is unavailable; retry later' },
+  BATON_ERR_UNAUTHORIZED: { status: 401, message: 'Missing or invalid admin token' },
+  BATON_ERR_NOT_FOUND: { status: 404, message: 'Not found' },
+  BATON_ERR_AMBIGUOUS_SESSION: { status: 409, message: 'The user has sessions on several channels' },
+  BATON_ERR_FENCED: { status: 409, message: 'The lease was superseded; the write was refused' },
+  BATON_ERR_VERSION_CONFLICT: { status: 409, message: 'The session changed since it was read' },
+  BATON_ERR_FLOW_INVALID: { status: 500, message: 'The flow definition is invalid' },
+  BATON_ERR_FLOW_UNDECLARED_TRANSITION: { status: 500, message: 'A step went to a step it did not declare' },
+  BATON_ERR_FLOW_HANDLER: { status: 500, message: 'Flow code threw' },
+  BATON_ERR_SEND_RETRYABLE: { status: 502, message: 'The gateway refused the send for now' },
+  BATON_ERR_SEND_PERMANENT: { status: 502, message: 'The gateway refused the send' },
+  BATON_ERR_LEASE_LOST: { status: 409, message: 'The lease could not be renewed' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Base class of every error Baton raises on purpose. */
+export class BatonError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+  /** Whether doing the same thing again later may succeed. */
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; retryable?: boolean }) {
+    super(detail ?? ERROR_CODES[code].message, options?.cause === undefined ? {} : { cause: options.cause });
+    this.name = 'BatonError';
+    this.code = code;
+    this.statusCode = ERROR_CODES[code].status;
+    this.retryable = options?.retryable ?? false;
+  }
+}
+
+/** A configuration value is invalid. The message is one line naming the variable. */
+export class ConfigError extends BatonError {
+  readonly variable: string;
+  constructor(variable: string, problem: string) {
+    super('BATON_ERR_CONFIG', `${variable}: ${problem}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+/** The store could not be reached; the caller should answer 503 or retry. */
+export class StorageUnavailableError extends BatonError {
+  constructor(detail: string, cause?: unknown) {
+    super('BATON_ERR_STORAGE_UNAVAILABLE', detail, { cause, retryable: true });
+    this.name = 'StorageUnavailableError';
+  }
+}
+
+/** A write carried a fencing token older than the session's newest one, or the lease is gone. */
+export class FencedError extends BatonError {
+  readonly sessionId: string;
+  readonly fence: number;
+  constructor(sessionId: string, fence: number) {
+    super('BATON_ERR_FENCED', `write for ${sessionId} with fencing token ${fence} refused`);
+    this.name = 'FencedError';
+    this.sessionId = sessionId;
+    this.fence = fence;
+  }
+}
+
+/** The session's version is not the one the batch was computed from. */
+export class VersionConflictError extends BatonError {
+  readonly sessionId: string;
+  readonly expected: number;
+  constructor(sessionId: string, expected: number) {
+    super('BATON_ERR_VERSION_CONFLICT', `session ${sessionId} is no longer at version ${expected}`);
+    this.name = 'VersionConflictError';
+    this.sessionId = sessionId;
+    this.expected = expected;
+  }
+}
+
+/** A flow definition failed validation; the message names the flow and step. */
+export class FlowDefinitionError extends BatonError {
+  constructor(detail: string) {
+    super('BATON_ERR_FLOW_INVALID', detail);
+    this.name = 'FlowDefinitionError';
+  }
+}
+
+/** Flow code misbehaved while handling a session's input. Not retryable: dead-letter the batch. */
+export class FlowRuntimeError extends BatonError {
+  readonly flow: string;
+  readonly step: string | null;
+  constructor(
+    code: 'BATON_ERR_FLOW_UNDECLARED_TRANSITION' | 'BATON_ERR_FLOW_HANDLER',
+    flow: string,
+    step: string | null,
+    detail: string,
+    cause?: unknown,
+  ) {
+    super(code, `flow ${flow}, step ${step ?? '(none)'}: ${detail}`, { cause });
+    this.name = 'FlowRuntimeError';
+    this.flow = flow;
+    this.step = step;
+  }
+}
+
+/** A gateway refused a send. `retryable` says whether to try again; `retryAfterMs` when. */
+export class SendError extends BatonError {
+  readonly httpStatus: number;
+  readonly providerCode: number | undefined;
+  readonly retryAfterMs: number | undefined;
+  constructor(
+    detail: string,
+    opts: { retryable: boolean; httpStatus: number; providerCode?: number; retryAfterMs?: number },
+  ) {
+    super(opts.retryable ? 'BATON_ERR_SEND_RETRYABLE' : 'BATON_ERR_SEND_PERMANENT', detail, {
+      retryable: opts.retryable,
+    });
+    this.name = 'SendError';
+    this.httpStatus = opts.httpStatus;
+    this.providerCode = opts.providerCode;
+    this.retryAfterMs = opts.retryAfterMs;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * The one internal shape of an inbound WhatsApp message, whatever gateway it came through.
+ * Providers produce it; the engine and flows consume it. No I/O here.
+ * @module
+ */
+
+/** Which gateway a message came through. */
+export type ProviderName = 'cloud-api' | 'wasender';
+
+/** Media kinds WhatsApp delivers with a downloadable id. */
+export type MediaType = 'image' | 'audio' | 'video' | 'document' | 'sticker';
+
+/** What the user sent, normalised. `type` decides which fields exist. */
+export type MessageContent =
+  | { type: 'text'; body: string }
+  /** An interactive reply button, a list row, or a template quick-reply button. */
+  | { type: 'choice'; source: 'button_reply' | 'list_reply' | 'template_button'; id: string; title: string }
+  | {
+      type: 'media';
+      mediaType: MediaType;
+      mediaId: string;
+      mimeType?: string;
+      caption?: string;
+      url?: string;
+      filename?: string;
+    }
+  | { type: 'location'; latitude: number; longitude: number; name?: string; address?: string }
+  | { type: 'contacts'; count: number }
+  | { type: 'order'; catalogId: string; itemCount: number }
+  | { type: 'flow_reply'; responseJson: string }
+  | { type: 'reaction'; messageId: string; emoji?: string }
+  | { type: 'edit' }
+  | { type: 'revoke' }
+  | { type: 'system'; body: string }
+  | { type: 'unsupported'; originalType: string; reason?: string };
+
+/** Content types that are no input to a flow: recorded as `ignored`, never answered. */
+export const IGNORED_CONTENT_TYPES: ReadonlySet<MessageContent['type']> = new Set([
+  'reaction',
+  'edit',
+  'revoke',
+  'system',
+  'unsupported',
+]);
+
+/** A session is one user of one business number. */
+export interface SessionKey {
+  /** `phone_number_id` (Cloud API) or the gateway's session id. */
+  readonly channel: string;
+  /** `wa_id`, or the business-scoped `user_id` when Meta omits the phone number. */
+  readonly user: string;
+}
+
+/** A normalised inbound message, before storage. */
+export interface InboundMessage extends SessionKey {
+  /** The provider's message id (`wamid.…` for the Cloud API). Dedupe key. */
+  readonly id: string;
+  readonly provider: ProviderName;
+  /** The phone number id of the user when known. */
+  readonly waId?: string;
+  /** The business-scoped user id (BSUID) when known. */
+  readonly userId?: string;
+  /** WhatsApp's timestamp, Unix seconds. */
+  readonly timestamp: number;
+  /** `context.id`: the business message this one replies to or whose button was tapped. */
+  readonly contextId?: string;
+  readonly profileName?: string;
+  readonly content: MessageContent;
+}
+
+/** An inbound message as stored by intake: arrival order and storage time added. */
+export interface StoredMessage extends InboundMessage {
+  /** Arrival order, strictly increasing per backend (ties of `timestamp` are broken by it). */
+  readonly seq: number;
+  /** When intake stored it, epoch milliseconds. The buffer window is measured from this. */
+  readonly storedAt: number;
+}
+
+/** Delivery states of an outbound message, in the order they may advance. */
+export const OUTBOUND_STATUS_RANK = {
+  pending: 0,
+  sending: 1,
+  sent: 2,
+  delivered: 3,
+  read: 4,
+  played: 5,
+  failed: 6,
+} as const;
+
+export type DeliveryStatus = 'sent' | 'delivered' | 'read' | 'played' | 'failed';
+
+/** A status webhook about a message Baton sent. */
+export interface StatusUpdate {
+  readonly provider: ProviderName;
+  readonly channel: string;
+  /** The provider's id of the outbound message (the wamid Graph returned on send). */
+  readonly messageId: string;
+  readonly status: DeliveryStatus;
+  /** Unix seconds. */
+  readonly timestamp: number;
+  readonly recipient: string;
+  readonly bizOpaqueCallbackData?: string;
+  readonly errors?: ReadonlyArray<{ code: number; title?: string; message?: string }>;
+}
+
+/** What one webhook POST carried, after parsing. */
+export interface WebhookBatch {
+  readonly messages: InboundMessage[];
+  readonly statuses: StatusUpdate[];
+}
+
+/** Stable string form of a session key, for maps and logs. */
+export function sessionId(key: SessionKey): string {
+  return `${key.channel}:${key.user}`;
+}

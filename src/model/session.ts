@@ -1,0 +1,162 @@
+/**
+ * Sessions, transition records and outbound messages: what Baton persists.
+ * @module
+ */
+import type { SessionKey } from './message.ts';
+
+/** Version of the persisted snapshot layout. Bump it and add a migration on any change. */
+export const SNAPSHOT_FORMAT = 1;
+
+/** The session object exactly as SPEC section 4 pins it. */
+export interface SessionView {
+  wa_id: string;
+  channel: string;
+  flow: string;
+  current_step: string | null;
+  data: Record<string, unknown>;
+  metadata: {
+    version: number;
+    last_interaction: string | null;
+    last_message_id: string | null;
+    retry_count: number;
+    needs_agent: boolean;
+    created_at: string;
+  };
+}
+
+/** What a backend stores per session: the pinned view plus the runtime's own bookkeeping. */
+export interface SessionSnapshot extends SessionKey {
+  readonly format: typeof SNAPSHOT_FORMAT;
+  readonly flow: string;
+  /** The flow author's version when this snapshot was written. */
+  readonly flowVersion: number;
+  readonly step: string | null;
+  readonly data: Readonly<Record<string, unknown>>;
+  readonly version: number;
+  /** Version at which `step` was entered: prompts older than this belong to an earlier visit. */
+  readonly visitVersion: number;
+  /** Newest WhatsApp timestamp processed (late ones aside), Unix seconds; null before any. */
+  readonly lastInteraction: number | null;
+  readonly lastMessageId: string | null;
+  readonly retryCount: number;
+  readonly needsAgent: boolean;
+  /** Epoch milliseconds. */
+  readonly createdAt: number;
+  readonly waId?: string;
+  readonly userId?: string;
+}
+
+export type TransitionKind =
+  | 'advance'
+  | 'retry'
+  | 'reset'
+  | 'admin_reset'
+  | 'expired'
+  | 'stale_input'
+  | 'late'
+  | 'escalated'
+  | 'held'
+  | 'ignored';
+
+/** Kinds that leave `version` unchanged. */
+export const VERSIONLESS_KINDS: ReadonlySet<TransitionKind> = new Set(['stale_input', 'late', 'held', 'ignored']);
+
+/** One line of a session's transition log, as SPEC section 4 pins it. */
+export interface TransitionRecord {
+  version: number;
+  from_step: string | null;
+  to_step: string | null;
+  kind: TransitionKind;
+  message_ids: string[];
+  /** ISO 8601. */
+  at: string;
+  worker: string;
+  fencing_token: number;
+}
+
+/** The body of a reply, independent of the gateway. */
+export type OutboundBody =
+  | { type: 'text'; text: string }
+  | { type: 'buttons'; text: string; buttons: ReadonlyArray<{ id: string; title: string }> }
+  | {
+      type: 'list';
+      text: string;
+      button: string;
+      sections: ReadonlyArray<{
+        title: string;
+        rows: ReadonlyArray<{ id: string; title: string; description?: string }>;
+      }>;
+    };
+
+export type OutboundStatus = 'pending' | 'sending' | 'sent' | 'delivered' | 'read' | 'played' | 'failed';
+
+/** A reply produced by a committed state change, sent by the outbox after commit. */
+export interface OutboundRecord extends SessionKey {
+  /** Baton's id: `<channel>:<user>:<version>:<n>`; unique. */
+  readonly id: string;
+  /** Send order within the session. */
+  readonly seq: number;
+  readonly flow: string;
+  readonly step: string;
+  /** State version that produced it. */
+  readonly version: number;
+  /** The inbound message this answers without a state change (stale notices), if any. */
+  readonly inReplyTo?: string;
+  /** Where to send: the user's wa_id, or their BSUID. */
+  readonly to: string;
+  readonly body: OutboundBody;
+  /** `baton:<flow>:<step>:<version>[:<wamid>]`. */
+  readonly callbackData: string;
+  /** Whether this is the step's prompt (a button tap naming it is judged against the visit). */
+  readonly isPrompt: boolean;
+  status: OutboundStatus;
+  attempts: number;
+  providerMessageId?: string;
+  lastError?: string;
+  /** Epoch milliseconds. */
+  readonly createdAt: number;
+}
+
+/** Where a prompt that Baton sent stands: used to judge a tapped button's `context.id`. */
+export interface PromptRef {
+  readonly step: string;
+  readonly version: number;
+}
+
+export interface DeadLetter {
+  readonly id: string;
+  readonly kind: 'inbound' | 'outbound';
+  readonly channel: string;
+  readonly user: string;
+  /** The message id (inbound wamid or outbound record id). */
+  readonly ref: string;
+  readonly reason: string;
+  readonly payload: unknown;
+  /** Epoch milliseconds. */
+  readonly createdAt: number;
+  replayedAt?: number;
+}
+
+/** ISO 8601 of a Unix-seconds timestamp, without milliseconds (WhatsApp's resolution). */
+export function isoSeconds(unixSeconds: number): string {
+  return new Date(unixSeconds * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+/** The pinned session object for a snapshot. */
+export function toSessionView(s: SessionSnapshot): SessionView {
+  return {
+    wa_id: s.waId ?? s.user,
+    channel: s.channel,
+    flow: s.flow,
+    current_step: s.step,
+    data: { ...s.data },
+    metadata: {
+      version: s.version,
+      last_interaction: s.lastInteraction === null ? null : isoSeconds(s.lastInteraction),
+      last_message_id: s.lastMessageId,
+      retry_count: s.retryCount,
+      needs_agent: s.needsAgent,
+      created_at: new Date(s.createdAt).toISOString(),
+    },
+  };
+}
