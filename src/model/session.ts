@@ -42,6 +42,8 @@ export interface SessionSnapshot extends SessionKey {
   readonly needsAgent: boolean;
   /** Epoch milliseconds. */
   readonly createdAt: number;
+  /** Sequence number of the last outbound record produced for this session (send order). */
+  readonly outboundSeq: number;
   readonly waId?: string;
   readonly userId?: string;
 }
