@@ -1,0 +1,107 @@
+/**
+ * The HTTP plumbing gateway senders share: one JSON POST with a timeout, `Retry-After`
+ * parsing, and the mapping of transport failures to retryable {@link SendError}s.
+ * @module
+ */
+import { SendError } from '../errors.ts';
+
+/** The `fetch` signature senders use; injectable for tests. */
+export type FetchFn = typeof fetch;
+
+/** Default time a send may take, connection and response included. */
+export const DEFAULT_SEND_TIMEOUT_MS = 10_000;
+
+/** What came back from a POST that reached the server. */
+export interface JsonResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  /** The parsed JSON body, or `undefined` when the body is empty or not JSON. */
+  readonly json: unknown;
+}
+
+/** Options of {@link postJson}. */
+export interface PostJsonOptions {
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: unknown;
+  readonly timeoutMs: number;
+  readonly signal?: AbortSignal | undefined;
+  readonly fetch: FetchFn;
+  /** Names the request in error details, e.g. `POST /123/messages`; never holds secrets. */
+  readonly label: string;
+}
+
+/**
+ * POSTs `body` as JSON. Resolves with any HTTP answer, whatever its status; rejects only with
+ * a retryable {@link SendError} (`httpStatus` 0) when no answer arrived: connection refused or
+ * reset, DNS failure, timeout, or abort by `signal`.
+ */
+export async function postJson(url: string, options: PostJsonOptions): Promise<JsonResponse> {
+  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
+  try {
+    const res = await options.fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...options.headers },
+      body: JSON.stringify(options.body),
+      signal,
+    });
+    const text = await res.text();
+    return { status: res.status, headers: res.headers, json: parseJsonOrUndefined(text) };
+  } catch (err) {
+    const why = timeout.aborted
+      ? `timed out after ${options.timeoutMs} ms`
+      : options.signal?.aborted === true
+        ? 'aborted'
+        : describeNetworkError(err);
+    const error = new SendError(`${options.label} failed: ${why}`, { retryable: true, httpStatus: 0 });
+    error.cause = err;
+    throw error;
+  }
+}
+
+function parseJsonOrUndefined(text: string): unknown {
+  if (text.length === 0) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A short description of a fetch failure, with the system error code when Node gives one. */
+function describeNetworkError(err: unknown): string {
+  if (!(err instanceof Error)) return 'network error';
+  const cause: unknown = err.cause;
+  const code =
+    typeof cause === 'object' && cause !== null && 'code' in cause && typeof cause.code === 'string'
+      ? cause.code
+      : undefined;
+  return code === undefined ? `network error (${err.message})` : `network error (${code})`;
+}
+
+/**
+ * A `Retry-After` header value in milliseconds: delta-seconds (`"2"`, `"1.5"`) or an HTTP date.
+ * A date in the past gives 0. Anything else gives `undefined`.
+ *
+ * @example
+ * ```ts
+ * parseRetryAfter('3'); // 3000
+ * ```
+ */
+export function parseRetryAfter(
+  value: string | null | undefined,
+  nowMs: number = Date.now(),
+): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (trimmed.length === 0) return undefined;
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
+  // HTTP dates start with a day name (IMF-fixdate, RFC 850 and asctime forms alike).
+  const at = /^[A-Za-z]+,?\s/.test(trimmed) ? Date.parse(trimmed) : Number.NaN;
+  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
+}
+
+/** Whether an HTTP status says "try again later" by itself. */
+export function isRetryableHttpStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}

@@ -1,0 +1,51 @@
+/**
+ * The two contracts a WhatsApp gateway fulfils: read its webhooks, and send through its API.
+ * @module
+ */
+import type { ProviderName, WebhookBatch } from '../model/message.ts';
+import type { OutboundRecord } from '../model/session.ts';
+
+/** Request headers as Node delivers them: lower-case names, repeated ones as arrays. */
+export type WebhookHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+/** Reads one gateway's webhooks. Pure: no I/O, no storage. */
+export interface Provider {
+  readonly name: ProviderName;
+  /**
+   * Whether the request is authentic. Checked on the raw bytes, before parsing.
+   * A provider configured without a secret accepts every request.
+   */
+  verify(raw: Buffer, headers: WebhookHeaders): boolean;
+  /**
+   * Normalises a JSON-parsed body.
+   * @throws BatonError `BATON_ERR_BAD_ENVELOPE` when the body is not this gateway's envelope.
+   */
+  parse(json: unknown): WebhookBatch;
+}
+
+/** Options of one send. */
+export interface SendOptions {
+  /** Aborts the request (e.g. on shutdown); the send then fails as retryable. */
+  readonly signal?: AbortSignal;
+}
+
+/** Sends replies through one gateway's API. */
+export interface Sender {
+  /**
+   * Sends one outbound message.
+   * @returns the gateway's id for it (status webhooks name it).
+   * @throws SendError `retryable` for throttling, 5xx and transport failures, permanent otherwise.
+   */
+  send(msg: OutboundRecord, options?: SendOptions): Promise<{ providerMessageId: string }>;
+}
+
+/** A single header value, or `undefined` when absent or sent more than once. */
+export function singleHeader(headers: WebhookHeaders, name: string): string | undefined {
+  const lower = name.toLowerCase();
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() !== lower) continue;
+    if (typeof value === 'string') return value;
+    return Array.isArray(value) && value.length === 1 ? value[0] : undefined;
+  }
+  return undefined;
+}

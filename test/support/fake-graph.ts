@@ -1,0 +1,405 @@
+/**
+ * A real HTTP fake of the two send APIs Baton talks to, for tests, the simulator and the bench:
+ *
+ * - Graph: `POST [/vXX.X]/{phoneNumberId}/messages` answers like the Cloud API
+ *   (`{messaging_product, contacts: [{input, wa_id}], messages: [{id: 'wamid.fake.<n>'}]}`);
+ * - WASender: `POST /api/send-message` answers `{success: true, data: {msgId, jid, status}}`.
+ *
+ * Every POST is recorded. Failures are scripted with {@link FakeGraph.failNext}; waiting is
+ * event based ({@link FakeGraph.waitFor}), never a sleep loop.
+ *
+ * @example
+ * ```ts
+ * const fake = await startFakeGraph();
+ * fake.failNext(1, { status: 429, retryAfter: 1 });
+ * const sender = new CloudApiSender({ baseUrl: fake.url, accessToken: 't' });
+ * // ... first send throws a retryable SendError, the second one lands:
+ * const call = await fake.waitFor((c) => c.body.to === '15550001111', 5_000);
+ * await fake.close();
+ * ```
+ * @module
+ */
+import { EventEmitter } from 'node:events';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+/** A scripted failure for one request. */
+export interface FailureSpec {
+  /** HTTP status to answer (ignored when `network` is set). */
+  readonly status: number;
+  /** Graph `error.code` (Graph route) to put in the error body; omitted when not given. */
+  readonly graphCode?: number;
+  /** Error message; a default is derived from the status/code. */
+  readonly message?: string;
+  /** `Retry-After` header value: seconds, or an HTTP date string. Also `retry_after` on WASender. */
+  readonly retryAfter?: number | string;
+  /** A whole response body to send instead of the generated error body. */
+  readonly body?: unknown;
+  /** Wait this long before answering (to exercise client timeouts). */
+  readonly delayMs?: number;
+  /** `'reset'`: destroy the connection without any answer (a network error for the client). */
+  readonly network?: 'reset';
+}
+
+/** The JSON a client POSTed; the fields Baton's senders use are typed, the rest kept. */
+export interface FakeSendBody {
+  readonly messaging_product?: string;
+  readonly recipient_type?: string;
+  readonly to?: string;
+  readonly recipient?: string;
+  readonly type?: string;
+  readonly text?: string | { readonly body: string; readonly preview_url?: boolean };
+  readonly interactive?: {
+    readonly type: string;
+    readonly body?: { readonly text: string };
+    readonly action?: {
+      readonly button?: string;
+      readonly buttons?: ReadonlyArray<{
+        readonly type: string;
+        readonly reply: { readonly id: string; readonly title: string };
+      }>;
+      readonly sections?: ReadonlyArray<{
+        readonly title?: string;
+        readonly rows: ReadonlyArray<{
+          readonly id: string;
+          readonly title: string;
+          readonly description?: string;
+        }>;
+      }>;
+    };
+  };
+  readonly biz_opaque_callback_data?: string;
+  readonly [key: string]: unknown;
+}
+
+/** One recorded POST and how the fake answered it. */
+export interface RecordedCall {
+  /** 1-based order of arrival over all requests. */
+  readonly seq: number;
+  readonly route: 'graph' | 'wasender';
+  readonly path: string;
+  /** The `{phoneNumberId}` of a Graph call. */
+  readonly phoneNumberId?: string;
+  readonly headers: IncomingHttpHeaders;
+  /** Parsed JSON body (`{}` when it was not a JSON object; see `raw`). */
+  readonly body: FakeSendBody;
+  readonly raw: string;
+  /** Epoch milliseconds at arrival. */
+  readonly at: number;
+  /** HTTP status answered; 0 when the connection was reset on purpose. */
+  readonly status: number;
+  /** Whether the call was accepted (then it is also in `sent`). */
+  readonly ok: boolean;
+  /** `wamid.fake.<n>` (Graph) or the numeric msgId as a string (WASender) when accepted. */
+  readonly providerMessageId?: string;
+}
+
+/** Options of {@link startFakeGraph}. */
+export interface FakeGraphOptions {
+  /** Default 127.0.0.1. */
+  readonly host?: string;
+  /** Default 0 (any free port). */
+  readonly port?: number;
+  /** When set, Graph calls without `Authorization: Bearer <token>` get 401 (Graph code 190). */
+  readonly accessToken?: string;
+}
+
+/** A running fake. */
+export interface FakeGraph {
+  /** `http://host:port`, to use as `WHATSAPP_API_BASE_URL` or `WASENDER_API_BASE_URL`. */
+  readonly url: string;
+  /** Every POST, in arrival order, including failed ones. */
+  readonly requests: readonly RecordedCall[];
+  /** The accepted sends only, in arrival order: what the user would receive. */
+  readonly sent: readonly RecordedCall[];
+  /** Makes the next `n` requests (either route) fail as `spec` says. Calls queue up. */
+  failNext(n: number, spec: FailureSpec): void;
+  /** Resolves with the first accepted send matching `predicate` (past or future); rejects after `timeoutMs`. */
+  waitFor(predicate: (call: RecordedCall) => boolean, timeoutMs?: number): Promise<RecordedCall>;
+  /** Like {@link FakeGraph.waitFor}, over every request, failed ones included. */
+  waitForRequest(predicate: (call: RecordedCall) => boolean, timeoutMs?: number): Promise<RecordedCall>;
+  /** Resolves once `count` sends have been accepted in total. */
+  waitForSent(count: number, timeoutMs?: number): Promise<readonly RecordedCall[]>;
+  /** Forgets recorded calls and scripted failures (message numbering continues). */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+const GRAPH_ROUTE = /^(?:\/v\d+(?:\.\d+)?)?\/([^/]+)\/messages$/;
+const WASENDER_ROUTE = '/api/send-message';
+const DEFAULT_WAIT_MS = 5_000;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function defaultMessage(spec: FailureSpec): string {
+  switch (spec.graphCode) {
+    case 130429:
+      return '(#130429) Rate limit hit';
+    case 131056:
+      return '(#131056) (Business Account, Consumer Account) pair rate limit hit';
+    case 131047:
+      return '(#131047) Re-engagement message';
+    case 80007:
+      return '(#80007) Rate limit issues';
+    case 4:
+      return '(#4) Application request limit reached';
+    default:
+      return spec.status >= 500
+        ? 'An unexpected error has occurred. Please retry your request later.'
+        : 'Fake failure';
+  }
+}
+
+/**
+ * Starts the fake on a free port.
+ *
+ * @example
+ * ```ts
+ * const fake = await startFakeGraph({ accessToken: 'test-token' });
+ * ```
+ */
+export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGraph> {
+  const events = new EventEmitter();
+  events.setMaxListeners(0);
+  const requests: RecordedCall[] = [];
+  const sent: RecordedCall[] = [];
+  const failures: FailureSpec[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  const sockets = new Set<Socket>();
+  let seq = 0;
+  let graphIds = 0;
+  let wasenderIds = 100_000;
+
+  function record(call: RecordedCall): void {
+    requests.push(call);
+    if (call.ok) sent.push(call);
+    events.emit('request', call);
+  }
+
+  function answer(
+    res: ServerResponse,
+    status: number,
+    body: unknown,
+    headers: Record<string, string> = {},
+  ): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      ...headers,
+    });
+    res.end(text);
+  }
+
+  function failureBody(route: RecordedCall['route'], spec: FailureSpec): unknown {
+    if (spec.body !== undefined) return spec.body;
+    const message = spec.message ?? defaultMessage(spec);
+    if (route === 'wasender') {
+      return {
+        success: false,
+        message,
+        ...(typeof spec.retryAfter === 'number' ? { retry_after: spec.retryAfter } : {}),
+      };
+    }
+    return {
+      error: {
+        message,
+        type: 'OAuthException',
+        ...(spec.graphCode === undefined ? {} : { code: spec.graphCode }),
+        error_data: { messaging_product: 'whatsapp', details: message },
+        fbtrace_id: 'AfakeTrace',
+      },
+    };
+  }
+
+  function handle(req: IncomingMessage, res: ServerResponse, raw: string): void {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const graphMatch = GRAPH_ROUTE.exec(path);
+    const route: RecordedCall['route'] | undefined =
+      path === WASENDER_ROUTE ? 'wasender' : graphMatch === null ? undefined : 'graph';
+    if (req.method !== 'POST' || route === undefined) {
+      answer(res, 404, { error: { message: `no route ${req.method ?? ''} ${path}`, code: 803 } });
+      return;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      parsed = undefined;
+    }
+    const body: FakeSendBody = isRecord(parsed) ? parsed : {};
+    const base = {
+      seq: ++seq,
+      route,
+      path,
+      ...(graphMatch?.[1] === undefined ? {} : { phoneNumberId: decodeURIComponent(graphMatch[1]) }),
+      headers: req.headers,
+      body,
+      raw,
+      at: Date.now(),
+    };
+
+    const spec = failures.shift();
+    if (spec !== undefined) {
+      const respond = (): void => {
+        if (spec.network === 'reset') {
+          record({ ...base, status: 0, ok: false });
+          req.socket.destroy();
+          return;
+        }
+        record({ ...base, status: spec.status, ok: false });
+        const headers: Record<string, string> =
+          spec.retryAfter === undefined ? {} : { 'retry-after': String(spec.retryAfter) };
+        answer(res, spec.status, failureBody(route, spec), headers);
+      };
+      if (spec.delayMs === undefined) respond();
+      else {
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          respond();
+        }, spec.delayMs);
+        timers.add(timer);
+      }
+      return;
+    }
+
+    if (route === 'graph') {
+      if (
+        options.accessToken !== undefined &&
+        req.headers.authorization !== `Bearer ${options.accessToken}`
+      ) {
+        record({ ...base, status: 401, ok: false });
+        answer(res, 401, {
+          error: {
+            message: 'Invalid OAuth access token.',
+            type: 'OAuthException',
+            code: 190,
+            fbtrace_id: 'AfakeTrace',
+          },
+        });
+        return;
+      }
+      const to = typeof body.to === 'string' ? body.to : undefined;
+      const recipient = typeof body.recipient === 'string' ? body.recipient : undefined;
+      if (body.messaging_product !== 'whatsapp' || (to === undefined && recipient === undefined)) {
+        record({ ...base, status: 400, ok: false });
+        answer(res, 400, {
+          error: {
+            message: '(#100) Invalid parameter',
+            type: 'OAuthException',
+            code: 100,
+            error_data: {
+              messaging_product: 'whatsapp',
+              details: 'messaging_product and to/recipient are required',
+            },
+          },
+        });
+        return;
+      }
+      const id = `wamid.fake.${++graphIds}`;
+      record({ ...base, status: 200, ok: true, providerMessageId: id });
+      const contact =
+        to === undefined
+          ? { input: recipient, user_id: recipient }
+          : { input: to, wa_id: to.replace(/^\+/, '') };
+      answer(res, 200, { messaging_product: 'whatsapp', contacts: [contact], messages: [{ id }] });
+      return;
+    }
+
+    const msgId = ++wasenderIds;
+    record({ ...base, status: 200, ok: true, providerMessageId: String(msgId) });
+    answer(res, 200, { success: true, data: { msgId, jid: body.to, status: 'in_progress' } });
+  }
+
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => handle(req, res, Buffer.concat(chunks).toString('utf8')));
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address: AddressInfo | string | null = server.address();
+  if (address === null || typeof address === 'string') throw new Error('fake graph: not listening on TCP');
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+
+  function waitOn(
+    pool: () => readonly RecordedCall[],
+    predicate: (call: RecordedCall) => boolean,
+    timeoutMs: number,
+    acceptedOnly: boolean,
+  ): Promise<RecordedCall> {
+    const found = pool().find(predicate);
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const onRequest = (call: RecordedCall): void => {
+        if ((acceptedOnly && !call.ok) || !predicate(call)) return;
+        clearTimeout(timer);
+        events.off('request', onRequest);
+        resolve(call);
+      };
+      const timer = setTimeout(() => {
+        events.off('request', onRequest);
+        reject(
+          new Error(
+            `fake graph: no ${acceptedOnly ? 'accepted send' : 'request'} matched within ${timeoutMs} ms ` +
+              `(${requests.length} requests, ${sent.length} accepted)`,
+          ),
+        );
+      }, timeoutMs);
+      events.on('request', onRequest);
+    });
+  }
+
+  return {
+    url: `http://${host}:${address.port}`,
+    requests,
+    sent,
+    failNext(n, spec) {
+      for (let i = 0; i < n; i += 1) failures.push(spec);
+    },
+    waitFor(predicate, timeoutMs = DEFAULT_WAIT_MS) {
+      return waitOn(() => sent, predicate, timeoutMs, true);
+    },
+    waitForRequest(predicate, timeoutMs = DEFAULT_WAIT_MS) {
+      return waitOn(() => requests, predicate, timeoutMs, false);
+    },
+    async waitForSent(count, timeoutMs = DEFAULT_WAIT_MS) {
+      if (sent.length < count) {
+        await waitOn(
+          () => [],
+          () => sent.length >= count,
+          timeoutMs,
+          true,
+        );
+      }
+      return sent.slice(0, count);
+    },
+    reset() {
+      requests.length = 0;
+      sent.length = 0;
+      failures.length = 0;
+    },
+    async close() {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      events.removeAllListeners();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      });
+    },
+  };
+}
