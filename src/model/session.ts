@@ -2,7 +2,7 @@
  * Sessions, transition records and outbound messages: what Baton persists.
  * @module
  */
-import type { SessionKey } from './message.ts';
+import type { ProviderName, SessionKey } from './message.ts';
 
 /** Version of the persisted snapshot layout. Bump it and add a migration on any change. */
 export const SNAPSHOT_FORMAT = 1;
@@ -44,6 +44,8 @@ export interface SessionSnapshot extends SessionKey {
   readonly createdAt: number;
   /** Sequence number of the last outbound record produced for this session (send order). */
   readonly outboundSeq: number;
+  /** The gateway the user writes through. */
+  readonly provider?: ProviderName;
   readonly waId?: string;
   readonly userId?: string;
 }
@@ -104,6 +106,8 @@ export interface OutboundRecord extends SessionKey {
   readonly version: number;
   /** The inbound message this answers without a state change (stale notices), if any. */
   readonly inReplyTo?: string;
+  /** The gateway to send through (default `cloud-api`). */
+  readonly provider?: ProviderName;
   /** Where to send: the user's wa_id, or their BSUID. */
   readonly to: string;
   readonly body: OutboundBody;

@@ -1,0 +1,186 @@
+/**
+ * Wires a Baton instance from a validated config: backend, flows, senders, engine, HTTP server.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { EmbeddedBackend } from './backends/embedded/index.ts';
+import type { Backend } from './backends/types.ts';
+import { orderFlow } from './bots/order.ts';
+import type { Config } from './config/index.ts';
+import { Engine, type EngineOptions } from './engine/engine.ts';
+import { ConfigError } from './errors.ts';
+import type { Flow } from './flow/define.ts';
+import { buildServer } from './ingress/server.ts';
+import { Metrics } from './metrics.ts';
+import {
+  createCloudApiProvider,
+  createCloudApiSender,
+  createWasenderProvider,
+  createWasenderSender,
+} from './providers/index.ts';
+
+export interface BatonOptions {
+  /** Which roles this process plays. */
+  readonly roles?: { readonly ingress: boolean; readonly worker: boolean };
+  readonly concurrency?: number;
+  readonly logger?: Logger;
+  readonly backend?: Backend;
+  readonly flows?: readonly Flow[];
+  readonly now?: () => number;
+  /** Overrides for the engine (tests: fast send backoff). */
+  readonly engine?: Partial<Pick<EngineOptions, 'maxSendAttempts' | 'sendBackoffMs' | 'workerId'>>;
+}
+
+export interface Baton {
+  readonly config: Config;
+  readonly backend: Backend;
+  readonly engine: Engine;
+  readonly server: FastifyInstance;
+  readonly adminToken: string;
+  readonly adminTokenGenerated: boolean;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Starts workers (if a worker) and listens (if an ingress). Returns the listen URL. */
+  start(): Promise<string | null>;
+  /** Graceful: stop listening, stop claiming, finish batches in hand, close stores. */
+  stop(): Promise<void>;
+}
+
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    base: { pid: process.pid },
+    redact: {
+      paths: ['req.headers.authorization', 'headers.authorization', '*.accessToken', '*.appSecret', 'config.adminToken'],
+      censor: '[redacted]',
+    },
+  });
+}
+
+/** Loads the flows module named by BATON_FLOWS: its default export or every exported Flow. */
+export async function loadFlows(modulePath: string | undefined): Promise<Flow[]> {
+  if (modulePath === undefined) return [orderFlow as unknown as Flow];
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(resolve(modulePath)).href)) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError('BATON_FLOWS', `cannot load "${modulePath}": ${(err as Error).message.split('\n')[0]}`);
+  }
+  const isFlow = (v: unknown): v is Flow =>
+    typeof v === 'object' && v !== null && 'steps' in v && (v as { steps: unknown }).steps instanceof Map;
+  const candidates = [mod.default, ...Object.values(mod)].flatMap((v) => (Array.isArray(v) ? v : [v]));
+  const flows = [...new Set(candidates.filter(isFlow))];
+  if (flows.length === 0) throw new ConfigError('BATON_FLOWS', `"${modulePath}" exports no flow made with defineFlow`);
+  return flows;
+}
+
+export async function createBaton(config: Config, opts: BatonOptions = {}): Promise<Baton> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const metrics = new Metrics({ defaultMetrics: opts.logger === undefined });
+  const roles = opts.roles ?? { ingress: true, worker: true };
+  const flowList = opts.flows ?? (await loadFlows(config.flows));
+  const flows = new Map(flowList.map((f) => [f.id, f]));
+  const backend = opts.backend ?? (await createBackend(config, logger, opts.now));
+  await backend.init();
+
+  const engine = new Engine({
+    backend,
+    flows,
+    defaultFlow: flowList[0]!.id,
+    senders: {
+      'cloud-api': createCloudApiSender({
+        baseUrl: config.whatsapp.apiBaseUrl,
+        ...(config.whatsapp.accessToken !== undefined ? { accessToken: config.whatsapp.accessToken } : {}),
+      }),
+      wasender: createWasenderSender({
+        baseUrl: config.wasender.apiBaseUrl,
+        ...(config.wasender.apiKey !== undefined ? { apiKey: config.wasender.apiKey } : {}),
+      }),
+    },
+    bufferMs: config.bufferMs,
+    lockTtlMs: config.lockTtlMs,
+    sessionTtlSec: config.sessionTtlSec,
+    maxRetries: config.maxRetries,
+    logger,
+    metrics,
+    ...(opts.now ? { now: opts.now } : {}),
+    ...opts.engine,
+  });
+
+  const adminTokenGenerated = config.adminToken === undefined;
+  const adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
+  const recent: number[] = [];
+  const server = buildServer({
+    backend,
+    metrics,
+    logger,
+    providers: {
+      whatsapp: createCloudApiProvider({ appSecret: config.whatsapp.appSecret }),
+      wasender: createWasenderProvider({ webhookSecret: config.wasender.webhookSecret }),
+    },
+    verifyToken: config.whatsapp.verifyToken,
+    adminToken,
+    flows,
+    resetSession: (key) => engine.adminReset(key),
+    workers: () => (roles.worker ? 1 : 0),
+    messagesPerSecond: () => {
+      const cutoff = Date.now() - 60_000;
+      while (recent.length > 0 && recent[0]! < cutoff) recent.shift();
+      return Math.round((recent.length / 60) * 100) / 100;
+    },
+  });
+  server.addHook('onResponse', async (req, reply) => {
+    if (req.method === 'POST' && req.url.startsWith('/webhooks/') && reply.statusCode === 200) {
+      recent.push(Date.now());
+      if (recent.length > 100_000) recent.splice(0, recent.length - 100_000);
+    }
+  });
+
+  let started = false;
+  return {
+    config,
+    backend,
+    engine,
+    server,
+    adminToken,
+    adminTokenGenerated,
+    logger,
+    metrics,
+    async start() {
+      started = true;
+      if (roles.worker) engine.start(opts.concurrency ?? 8);
+      if (!roles.ingress) return null;
+      return server.listen({ port: config.port, host: config.host });
+    },
+    async stop() {
+      if (roles.ingress) await server.close();
+      if (started && roles.worker) await engine.stop();
+      await backend.close();
+    },
+  };
+}
+
+async function createBackend(config: Config, logger: Logger, now?: () => number): Promise<Backend> {
+  if (config.redisUrl !== undefined && config.databaseUrl !== undefined) {
+    const { DistributedBackend } = await import('./backends/distributed/index.ts');
+    return new DistributedBackend({
+      redisUrl: config.redisUrl,
+      databaseUrl: config.databaseUrl,
+      bufferMs: config.bufferMs,
+      dedupeTtlSec: config.dedupeTtlSec,
+      syncMode: config.syncMode,
+      logger,
+      ...(now ? { now } : {}),
+    });
+  }
+  return new EmbeddedBackend({
+    dataDir: config.dataDir,
+    bufferMs: config.bufferMs,
+    dedupeTtlSec: config.dedupeTtlSec,
+    ...(now ? { now } : {}),
+  });
+}

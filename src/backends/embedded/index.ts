@@ -1,0 +1,498 @@
+/**
+ * Embedded backend: one process, one SQLite file (WAL, synchronous=FULL), in-process leases.
+ * Every webhook is committed to SQLite before `ingest` resolves; concurrent ingests share one
+ * transaction (group commit). Fencing tokens are persisted with each session, and the grant
+ * counter starts above every stored one, so a restart never reuses a token that wrote.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
+import { OUTBOUND_STATUS_RANK, sessionId, type SessionKey, type StoredMessage, type WebhookBatch } from '../../model/message.ts';
+import type { DeadLetter, OutboundRecord, PromptRef, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
+import type {
+  Backend,
+  BackendStats,
+  BatchCommit,
+  IngestResult,
+  LeaseGrant,
+  OutboundPatch,
+  SessionQuery,
+} from '../types.ts';
+import { DueQueue } from './due-queue.ts';
+import { MIGRATIONS } from './schema.ts';
+
+export interface EmbeddedOptions {
+  /** Directory of `baton.sqlite`; or pass `file` (`:memory:` for unit tests only). */
+  readonly dataDir?: string;
+  readonly file?: string;
+  readonly bufferMs: number;
+  readonly dedupeTtlSec: number;
+  /** Epoch milliseconds. */
+  readonly now?: () => number;
+}
+
+interface Lease {
+  readonly token: string;
+  readonly fence: number;
+  expiresAt: number;
+}
+
+interface PendingIngest {
+  readonly batch: WebhookBatch;
+  readonly resolve: (r: IngestResult) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+type Row = Record<string, unknown>;
+
+export class EmbeddedBackend implements Backend {
+  readonly kind = 'embedded' as const;
+  private readonly db: Database.Database;
+  private readonly now: () => number;
+  private readonly due: DueQueue;
+  private readonly leases = new Map<string, Lease>();
+  private fenceCounter = 0;
+  private seq = 0;
+  private queue: PendingIngest[] = [];
+  private flushScheduled = false;
+  private purgeTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(private readonly opts: EmbeddedOptions) {
+    this.now = opts.now ?? Date.now;
+    let file = opts.file;
+    if (file === undefined) {
+      const dir = opts.dataDir ?? './data';
+      mkdirSync(dir, { recursive: true });
+      file = join(dir, 'baton.sqlite');
+    }
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.due = new DueQueue(this.now);
+  }
+
+  async init(): Promise<void> {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = current; v < MIGRATIONS.length; v += 1) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+    this.seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) AS s FROM inbound').get() as { s: number }).s;
+    this.fenceCounter = (
+      this.db.prepare('SELECT COALESCE(MAX(fence), 0) AS f FROM sessions').get() as { f: number }
+    ).f;
+    // Whatever was pending when the process stopped is due now.
+    const rows = this.db
+      .prepare(
+        `SELECT channel, user, MIN(stored_at) AS first FROM inbound WHERE state = 'pending' GROUP BY channel, user`,
+      )
+      .all() as Array<{ channel: string; user: string; first: number }>;
+    for (const r of rows) this.due.schedule({ channel: r.channel, user: r.user }, r.first + this.opts.bufferMs);
+    this.purge();
+    this.purgeTimer = setInterval(() => this.purge(), 60_000);
+    this.purgeTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.purgeTimer) clearInterval(this.purgeTimer);
+    this.flush();
+    this.due.close();
+    this.db.close();
+  }
+
+  async health(): Promise<Record<string, boolean>> {
+    try {
+      this.db.prepare('SELECT 1').get();
+      return { sqlite: true };
+    } catch {
+      return { sqlite: false };
+    }
+  }
+
+  // --- intake --------------------------------------------------------------------------
+
+  ingest(batch: WebhookBatch): Promise<IngestResult> {
+    if (this.closed) return Promise.reject(new StorageUnavailableError('embedded store is closed'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ batch, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Commits every queued ingest in one transaction, then schedules the sessions it touched. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const work = this.queue;
+    this.queue = [];
+    if (work.length === 0) return;
+    const insert = this.db.prepare(
+      `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
+       ON CONFLICT (id) DO NOTHING`,
+    );
+    const touched = new Map<string, { key: SessionKey; storedAt: number }>();
+    const results: IngestResult[] = [];
+    const storedAt = this.now();
+    try {
+      this.db.transaction(() => {
+        for (const { batch } of work) {
+          let accepted = 0;
+          let duplicates = 0;
+          for (const m of batch.messages) {
+            const stored: StoredMessage = { ...m, seq: this.seq + 1, storedAt };
+            const info = insert.run(m.id, m.channel, m.user, stored.seq, storedAt, JSON.stringify(stored));
+            if (info.changes === 1) {
+              this.seq += 1;
+              accepted += 1;
+              const id = sessionId(m);
+              if (!touched.has(id)) touched.set(id, { key: { channel: m.channel, user: m.user }, storedAt });
+            } else {
+              duplicates += 1;
+            }
+          }
+          let statuses = 0;
+          for (const st of batch.statuses) statuses += this.applyStatus(st.messageId, st.status, st.errors);
+          results.push({ accepted, duplicates, statuses });
+        }
+      })();
+    } catch (err) {
+      this.seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) AS s FROM inbound').get() as { s: number }).s;
+      const e = new StorageUnavailableError('could not store the webhook in SQLite', err);
+      for (const w of work) w.reject(e);
+      return;
+    }
+    for (const { key, storedAt: at } of touched.values()) {
+      if (!this.isLeased(key) && !this.due.has(key)) this.due.schedule(key, at + this.opts.bufferMs);
+    }
+    work.forEach((w, i) => w.resolve(results[i]!));
+  }
+
+  private applyStatus(
+    providerMessageId: string,
+    status: keyof typeof OUTBOUND_STATUS_RANK,
+    errors?: WebhookBatch['statuses'][number]['errors'],
+  ): number {
+    const row = this.db
+      .prepare('SELECT id, status, record FROM outbound WHERE provider_message_id = ?')
+      .get(providerMessageId) as { id: string; status: keyof typeof OUTBOUND_STATUS_RANK; record: string } | undefined;
+    if (!row) return 0;
+    if (row.status === 'failed' || OUTBOUND_STATUS_RANK[status] <= OUTBOUND_STATUS_RANK[row.status]) return 0;
+    const lastError = errors?.length ? errors.map((e) => `${e.code} ${e.title ?? e.message ?? ''}`.trim()).join('; ') : null;
+    const record = { ...(JSON.parse(row.record) as OutboundRecord), status, ...(lastError ? { lastError } : {}) };
+    this.db
+      .prepare('UPDATE outbound SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?, record = ? WHERE id = ?')
+      .run(status, lastError, this.now(), JSON.stringify(record), row.id);
+    return 1;
+  }
+
+  private purge(): void {
+    const horizon = this.now() - this.opts.dedupeTtlSec * 1000;
+    this.db.prepare(`DELETE FROM inbound WHERE stored_at < ? AND state <> 'pending'`).run(horizon);
+  }
+
+  // --- scheduling ----------------------------------------------------------------------
+
+  nextReady(signal: AbortSignal): Promise<SessionKey | null> {
+    return this.due.next(signal);
+  }
+
+  // --- leases --------------------------------------------------------------------------
+
+  private isLeased(key: SessionKey): boolean {
+    const l = this.leases.get(sessionId(key));
+    return l !== undefined && l.expiresAt > this.now();
+  }
+
+  async acquireLease(key: SessionKey, holder: string, ttlMs: number): Promise<LeaseGrant | null> {
+    if (this.isLeased(key)) return null;
+    const lease: Lease = { token: randomBytes(12).toString('hex'), fence: ++this.fenceCounter, expiresAt: this.now() + ttlMs };
+    this.leases.set(sessionId(key), lease);
+    return { channel: key.channel, user: key.user, token: lease.token, fence: lease.fence, holder };
+  }
+
+  private current(lease: LeaseGrant): Lease | undefined {
+    const l = this.leases.get(sessionId(lease));
+    return l !== undefined && l.token === lease.token && l.expiresAt > this.now() ? l : undefined;
+  }
+
+  async renewLease(lease: LeaseGrant, ttlMs: number): Promise<boolean> {
+    const l = this.current(lease);
+    if (!l) return false;
+    l.expiresAt = this.now() + ttlMs;
+    return true;
+  }
+
+  async releaseLease(lease: LeaseGrant): Promise<void> {
+    const id = sessionId(lease);
+    if (this.leases.get(id)?.token === lease.token) this.leases.delete(id);
+    this.rescheduleIfPending(lease);
+  }
+
+  async clearLease(key: SessionKey): Promise<boolean> {
+    const had = this.isLeased(key);
+    this.leases.delete(sessionId(key));
+    this.rescheduleIfPending(key);
+    return had;
+  }
+
+  private rescheduleIfPending(key: SessionKey): void {
+    if (this.closed) return;
+    const row = this.db
+      .prepare(`SELECT MIN(stored_at) AS first FROM inbound WHERE channel = ? AND user = ? AND state = 'pending'`)
+      .get(key.channel, key.user) as { first: number | null };
+    if (row.first !== null) this.due.schedule(key, row.first + this.opts.bufferMs);
+  }
+
+  // --- mailbox and state ---------------------------------------------------------------
+
+  async pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {
+    const rows = this.db
+      .prepare(`SELECT body FROM inbound WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ?`)
+      .all(key.channel, key.user, limit) as Array<{ body: string }>;
+    return rows.map((r) => JSON.parse(r.body) as StoredMessage);
+  }
+
+  async load(key: SessionKey): Promise<SessionSnapshot | null> {
+    const row = this.db
+      .prepare('SELECT snapshot FROM sessions WHERE channel = ? AND user = ?')
+      .get(key.channel, key.user) as { snapshot: string } | undefined;
+    return row ? (JSON.parse(row.snapshot) as SessionSnapshot) : null;
+  }
+
+  async commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+    const id = sessionId(lease);
+    const now = this.now();
+    this.db.transaction(() => {
+      if (!this.current(lease)) throw new FencedError(id, lease.fence);
+      const row = this.db
+        .prepare('SELECT version, fence FROM sessions WHERE channel = ? AND user = ?')
+        .get(lease.channel, lease.user) as { version: number; fence: number } | undefined;
+      if (row && row.fence > lease.fence) throw new FencedError(id, lease.fence);
+      if ((row?.version ?? 0) !== batch.expectedVersion) throw new VersionConflictError(id, batch.expectedVersion);
+      const s = batch.snapshot;
+      this.db
+        .prepare(
+          `INSERT INTO sessions (channel, user, wa_id, user_id, step, needs_agent, version, fence, updated_at, snapshot)
+           VALUES (@channel, @user, @wa_id, @user_id, @step, @needs_agent, @version, @fence, @updated_at, @snapshot)
+           ON CONFLICT (channel, user) DO UPDATE SET wa_id = excluded.wa_id, user_id = excluded.user_id,
+             step = excluded.step, needs_agent = excluded.needs_agent, version = excluded.version,
+             fence = excluded.fence, updated_at = excluded.updated_at, snapshot = excluded.snapshot`,
+        )
+        .run({
+          channel: s.channel,
+          user: s.user,
+          wa_id: s.waId ?? null,
+          user_id: s.userId ?? null,
+          step: s.step,
+          needs_agent: s.needsAgent ? 1 : 0,
+          version: s.version,
+          fence: lease.fence,
+          updated_at: now,
+          snapshot: JSON.stringify(s),
+        });
+      const rec = this.db.prepare('INSERT INTO transitions (channel, user, version, record) VALUES (?, ?, ?, ?)');
+      for (const r of batch.records) rec.run(s.channel, s.user, r.version, JSON.stringify(r));
+      const out = this.db.prepare(
+        `INSERT INTO outbound (id, channel, user, seq, status, attempts, created_at, updated_at, record)
+         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)`,
+      );
+      for (const o of batch.outbound) out.run(o.id, o.channel, o.user, o.seq, o.status, now, now, JSON.stringify(o));
+      const done = this.db.prepare(`UPDATE inbound SET state = 'done' WHERE id = ? AND state = 'pending'`);
+      for (const m of batch.consumed) done.run(m);
+      const dead = this.db.prepare(`UPDATE inbound SET state = 'dead' WHERE id = ?`);
+      for (const d of batch.deadLetters) {
+        this.insertDeadLetter(d);
+        if (d.kind === 'inbound') dead.run(d.ref);
+      }
+    })();
+  }
+
+  async resolvePrompts(key: SessionKey, ids: readonly string[]): Promise<Map<string, PromptRef>> {
+    const out = new Map<string, PromptRef>();
+    const q = this.db.prepare(
+      'SELECT record FROM outbound WHERE provider_message_id = ? AND channel = ? AND user = ?',
+    );
+    for (const id of ids) {
+      const row = q.get(id, key.channel, key.user) as { record: string } | undefined;
+      if (!row) continue;
+      const r = JSON.parse(row.record) as OutboundRecord;
+      if (r.isPrompt) out.set(id, { step: r.step, version: r.version });
+    }
+    return out;
+  }
+
+  // --- outbox --------------------------------------------------------------------------
+
+  async unsent(key: SessionKey): Promise<OutboundRecord[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT record FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') ORDER BY seq`,
+      )
+      .all(key.channel, key.user) as Array<{ record: string }>;
+    return rows.map((r) => JSON.parse(r.record) as OutboundRecord);
+  }
+
+  async updateOutbound(id: string, patch: OutboundPatch): Promise<void> {
+    const row = this.db.prepare('SELECT record FROM outbound WHERE id = ?').get(id) as { record: string } | undefined;
+    if (!row) return;
+    const current = JSON.parse(row.record) as OutboundRecord;
+    // A status webhook may have advanced it already (delivered before we recorded `sent`).
+    const status =
+      OUTBOUND_STATUS_RANK[current.status] > OUTBOUND_STATUS_RANK[patch.status] && patch.status !== 'failed'
+        ? current.status
+        : patch.status;
+    const record: OutboundRecord = { ...current, ...patch, status };
+    this.db
+      .prepare(
+        `UPDATE outbound SET status = ?, attempts = ?, provider_message_id = COALESCE(?, provider_message_id),
+         last_error = ?, updated_at = ?, record = ? WHERE id = ?`,
+      )
+      .run(
+        status,
+        record.attempts,
+        patch.providerMessageId ?? null,
+        record.lastError ?? null,
+        this.now(),
+        JSON.stringify(record),
+        id,
+      );
+  }
+
+  async deadLetter(letter: DeadLetter): Promise<void> {
+    this.insertDeadLetter(letter);
+  }
+
+  private insertDeadLetter(d: DeadLetter): void {
+    this.db
+      .prepare(
+        `INSERT INTO dead_letters (id, kind, channel, user, ref, reason, payload, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+      )
+      .run(d.id, d.kind, d.channel, d.user, d.ref, d.reason, JSON.stringify(d.payload), d.createdAt);
+  }
+
+  // --- admin ---------------------------------------------------------------------------
+
+  async findSessions(user: string, channel?: string): Promise<SessionSnapshot[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT snapshot FROM sessions WHERE (user = @u OR wa_id = @u OR user_id = @u)
+         AND (@c IS NULL OR channel = @c) ORDER BY channel`,
+      )
+      .all({ u: user, c: channel ?? null }) as Array<{ snapshot: string }>;
+    return rows.map((r) => JSON.parse(r.snapshot) as SessionSnapshot);
+  }
+
+  async listSessions(q: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }> {
+    const after = q.cursor ? (JSON.parse(Buffer.from(q.cursor, 'base64url').toString()) as [string, string]) : null;
+    const rows = this.db
+      .prepare(
+        `SELECT channel, user, snapshot FROM sessions
+         WHERE (@step IS NULL OR step = @step) AND (@na IS NULL OR needs_agent = @na)
+           AND (@c IS NULL OR channel = @c)
+           AND (@ac IS NULL OR channel > @ac OR (channel = @ac AND user > @au))
+         ORDER BY channel, user LIMIT @limit`,
+      )
+      .all({
+        step: q.step ?? null,
+        na: q.needsAgent === undefined ? null : q.needsAgent ? 1 : 0,
+        c: q.channel ?? null,
+        ac: after?.[0] ?? null,
+        au: after?.[1] ?? null,
+        limit: q.limit + 1,
+      }) as Array<{ channel: string; user: string; snapshot: string }>;
+    const page = rows.slice(0, q.limit);
+    const last = page[page.length - 1];
+    return {
+      sessions: page.map((r) => JSON.parse(r.snapshot) as SessionSnapshot),
+      nextCursor:
+        rows.length > q.limit && last ? Buffer.from(JSON.stringify([last.channel, last.user])).toString('base64url') : null,
+    };
+  }
+
+  async transitions(key: SessionKey): Promise<TransitionRecord[]> {
+    return this.records('SELECT record FROM transitions WHERE channel = ? AND user = ? ORDER BY idx', key);
+  }
+
+  async outbound(key: SessionKey): Promise<OutboundRecord[]> {
+    return this.records('SELECT record FROM outbound WHERE channel = ? AND user = ? ORDER BY seq', key);
+  }
+
+  private records<T>(sql: string, key: SessionKey): T[] {
+    return (this.db.prepare(sql).all(key.channel, key.user) as Array<{ record: string }>).map(
+      (r) => JSON.parse(r.record) as T,
+    );
+  }
+
+  async listDeadLetters(limit: number): Promise<DeadLetter[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM dead_letters ORDER BY created_at DESC, id LIMIT ?')
+      .all(limit) as Row[];
+    return rows.map((r) => ({
+      id: r.id as string,
+      kind: r.kind as DeadLetter['kind'],
+      channel: r.channel as string,
+      user: r.user as string,
+      ref: r.ref as string,
+      reason: r.reason as string,
+      payload: JSON.parse(r.payload as string) as unknown,
+      createdAt: r.created_at as number,
+      ...(r.replayed_at !== null ? { replayedAt: r.replayed_at as number } : {}),
+    }));
+  }
+
+  async replayDeadLetter(id: string): Promise<boolean> {
+    const row = this.db.prepare('SELECT * FROM dead_letters WHERE id = ? AND replayed_at IS NULL').get(id) as
+      | Row
+      | undefined;
+    if (!row) return false;
+    const key = { channel: row.channel as string, user: row.user as string };
+    this.db.transaction(() => {
+      if (row.kind === 'inbound') {
+        this.seq += 1;
+        const storedAt = this.now();
+        const body = JSON.parse(row.payload as string) as StoredMessage;
+        this.db
+          .prepare(
+            `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
+             ON CONFLICT (id) DO UPDATE SET state = 'pending', seq = excluded.seq, stored_at = excluded.stored_at,
+             body = excluded.body`,
+          )
+          .run(body.id, key.channel, key.user, this.seq, storedAt, JSON.stringify({ ...body, seq: this.seq, storedAt }));
+      } else {
+        this.db.prepare(`UPDATE outbound SET status = 'pending' WHERE id = ?`).run(row.ref);
+      }
+      this.db.prepare('UPDATE dead_letters SET replayed_at = ? WHERE id = ?').run(this.now(), id);
+    })();
+    if (!this.isLeased(key)) this.rescheduleIfPending(key);
+    if (row.kind === 'outbound') this.due.schedule(key, this.now());
+    return true;
+  }
+
+  async stats(): Promise<BackendStats> {
+    const p = this.db
+      .prepare(`SELECT COUNT(*) AS n, MIN(stored_at) AS first FROM inbound WHERE state = 'pending'`)
+      .get() as { n: number; first: number | null };
+    const d = this.db.prepare('SELECT COUNT(*) AS n FROM dead_letters WHERE replayed_at IS NULL').get() as { n: number };
+    let locks = 0;
+    const now = this.now();
+    for (const l of this.leases.values()) if (l.expiresAt > now) locks += 1;
+    return {
+      queueDepth: p.n,
+      oldestPendingMs: p.first === null ? 0 : Math.max(0, now - p.first),
+      locksHeld: locks,
+      deadLetters: d.n,
+    };
+  }
+}

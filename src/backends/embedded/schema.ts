@@ -1,0 +1,75 @@
+/**
+ * The embedded backend's SQLite schema, as numbered migrations. Only ever append.
+ * `PRAGMA user_version` is the ledger.
+ * @module
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: intake, sessions, transition log, outbox, dead letters
+  `
+  CREATE TABLE inbound (
+    id         TEXT PRIMARY KEY,
+    channel    TEXT NOT NULL,
+    user       TEXT NOT NULL,
+    seq        INTEGER NOT NULL UNIQUE,
+    stored_at  INTEGER NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+    body       TEXT NOT NULL
+  );
+  CREATE INDEX inbound_pending ON inbound (channel, user, seq) WHERE state = 'pending';
+  CREATE INDEX inbound_stored_at ON inbound (stored_at);
+
+  CREATE TABLE sessions (
+    channel     TEXT NOT NULL,
+    user        TEXT NOT NULL,
+    wa_id       TEXT,
+    user_id     TEXT,
+    step        TEXT,
+    needs_agent INTEGER NOT NULL,
+    version     INTEGER NOT NULL,
+    fence       INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    snapshot    TEXT NOT NULL,
+    PRIMARY KEY (channel, user)
+  );
+  CREATE INDEX sessions_wa_id ON sessions (wa_id);
+  CREATE INDEX sessions_user_id ON sessions (user_id);
+  CREATE INDEX sessions_user ON sessions (user);
+
+  CREATE TABLE transitions (
+    idx      INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel  TEXT NOT NULL,
+    user     TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    record   TEXT NOT NULL
+  );
+  CREATE INDEX transitions_session ON transitions (channel, user, idx);
+
+  CREATE TABLE outbound (
+    id                  TEXT PRIMARY KEY,
+    channel             TEXT NOT NULL,
+    user                TEXT NOT NULL,
+    seq                 INTEGER NOT NULL,
+    status              TEXT NOT NULL,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    provider_message_id TEXT UNIQUE,
+    last_error          TEXT,
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL,
+    record              TEXT NOT NULL
+  );
+  CREATE INDEX outbound_session ON outbound (channel, user, seq);
+  CREATE INDEX outbound_unsent ON outbound (channel, user, seq) WHERE status IN ('pending', 'sending');
+
+  CREATE TABLE dead_letters (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    user        TEXT NOT NULL,
+    ref         TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    replayed_at INTEGER
+  );
+  `,
+];

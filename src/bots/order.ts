@@ -1,0 +1,67 @@
+/**
+ * The reference bot, flow `order` (SPEC section 5). Step ids, data keys and button ids
+ * are pinned by the SPEC; the wording is ours.
+ * @module
+ */
+import { defineFlow } from '../flow/define.ts';
+
+export const PRODUCTS = [
+  { id: 'sku_550e', title: 'Trail Shoe' },
+  { id: 'sku_551a', title: 'Rain Jacket' },
+  { id: 'sku_777b', title: 'Day Pack' },
+] as const;
+
+export const orderFlow = defineFlow({
+  id: 'order',
+  version: 1,
+  start: 'ask_name',
+  steps: {
+    ask_name: {
+      say: 'Hi! Let us get your order started. What is your name?',
+      accepts: 'text',
+      to: ['choose_product'],
+      on: (input, c) => (input.type === 'text' ? c.goto('choose_product', { customer_name: input.text }) : c.retry()),
+    },
+    choose_product: {
+      say: (d) => `Thanks, ${String(d.customer_name)}. Which product would you like?`,
+      choices: PRODUCTS,
+      to: ['collect_shipping_address'],
+      on: (input, c) =>
+        input.type === 'choice' ? c.goto('collect_shipping_address', { product_id: input.id }) : c.retry(),
+    },
+    collect_shipping_address: {
+      say: 'Where should we ship it? Please send the full address.',
+      accepts: 'text',
+      to: ['confirm_order'],
+      on: (input, c) =>
+        input.type === 'text' ? c.goto('confirm_order', { shipping_address: input.text }) : c.retry(),
+    },
+    confirm_order: {
+      say: (d) => {
+        const product = PRODUCTS.find((p) => p.id === d.product_id)?.title ?? String(d.product_id);
+        return `Please confirm: ${product} for ${String(d.customer_name)}, shipped to ${String(d.shipping_address)}.`;
+      },
+      choices: [
+        { id: 'confirm', title: 'Confirm' },
+        { id: 'cancel', title: 'Cancel' },
+      ],
+      to: ['completed', 'cancelled'],
+      on: (input, c) => {
+        if (input.type !== 'choice') return c.retry();
+        return input.id === 'confirm' ? c.goto('completed') : c.goto('cancelled');
+      },
+    },
+    completed: {
+      say: 'Your order is confirmed. Thank you! Send any message to start a new order.',
+      accepts: 'any',
+      to: ['ask_name'],
+      on: (_input, c) => c.restart('ask_name'),
+    },
+    cancelled: {
+      say: 'Your order was cancelled. Send any message to start a new order.',
+      accepts: 'any',
+      to: ['ask_name'],
+      on: (_input, c) => c.restart('ask_name'),
+    },
+  },
+});

@@ -1,0 +1,184 @@
+/**
+ * The `baton` command line (SPEC section 6). `run(argv)` returns the exit code:
+ * 0 success, 1 failure, 2 usage error.
+ * @module
+ */
+import { Command, CommanderError } from 'commander';
+import { createBaton, type BatonOptions } from '../app.ts';
+import { loadConfig, type Config } from '../config/index.ts';
+import { BatonError, ConfigError } from '../errors.ts';
+import { toMermaid } from '../flow/define.ts';
+import { toSessionView } from '../model/session.ts';
+import { loadFlows } from '../app.ts';
+
+/** Loads `.env` if present (values already in the environment win). */
+function loadDotEnv(): void {
+  try {
+    process.loadEnvFile('.env');
+  } catch {
+    // no .env: fine
+  }
+}
+
+class UsageError extends Error {}
+
+async function serve(config: Config, opts: BatonOptions, out: (s: string) => void): Promise<number> {
+  const baton = await createBaton(config, opts);
+  const url = await baton.start();
+  if (url) {
+    const base = url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
+    out(`Baton (${baton.backend.kind}) listening on ${url}`);
+    out(
+      `Dashboard: ${base}/admin  admin token: ${baton.adminTokenGenerated ? baton.adminToken + ' (generated; set ADMIN_TOKEN to fix it)' : '(from ADMIN_TOKEN)'}`,
+    );
+  } else {
+    out(`Baton worker (${baton.backend.kind}) ${baton.engine.workerId} started`);
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  out('Baton stopping: finishing batches in hand');
+  await baton.stop();
+  return 0;
+}
+
+/** Runs the CLI with `argv` (without node and script). */
+export async function run(argv: string[], out: (s: string) => void = (s) => console.log(s)): Promise<number> {
+  loadDotEnv();
+  let code = 0;
+  const config = (): Config => loadConfig(process.env);
+  const program = new Command('baton')
+    .description('Baton: WhatsApp conversations kept on the right step under any traffic')
+    .exitOverride()
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+
+  const concurrency = (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 1000) throw new UsageError(`--concurrency must be 1..1000, got "${v}"`);
+    return n;
+  };
+
+  program
+    .command('start')
+    .description('serve webhooks and run workers in one process')
+    .option('--concurrency <n>', 'sessions processed at once', '8')
+    .action(async (o: { concurrency: string }) => {
+      code = await serve(config(), { concurrency: concurrency(o.concurrency) }, out);
+    });
+  program
+    .command('ingress')
+    .description('serve webhooks and the admin API only')
+    .action(async () => {
+      code = await serve(config(), { roles: { ingress: true, worker: false } }, out);
+    });
+  program
+    .command('worker')
+    .description('process sessions only')
+    .option('--concurrency <n>', 'sessions processed at once', '8')
+    .action(async (o: { concurrency: string }) => {
+      code = await serve(config(), { roles: { ingress: false, worker: true }, concurrency: concurrency(o.concurrency) }, out);
+    });
+  program
+    .command('migrate')
+    .description('create or upgrade the store schema')
+    .action(async () => {
+      const baton = await createBaton(config(), { roles: { ingress: false, worker: false } });
+      await baton.stop();
+      out(`migrated (${baton.backend.kind})`);
+    });
+
+  const withBaton = async <T>(fn: (b: Awaited<ReturnType<typeof createBaton>>) => Promise<T>): Promise<T> => {
+    const baton = await createBaton(config(), { roles: { ingress: false, worker: false } });
+    try {
+      return await fn(baton);
+    } finally {
+      await baton.stop();
+    }
+  };
+  const oneSession = async (
+    b: Awaited<ReturnType<typeof createBaton>>,
+    waId: string,
+    channel: string | undefined,
+  ) => {
+    const found = await b.backend.findSessions(waId, channel);
+    if (found.length === 0) throw new BatonError('BATON_ERR_NOT_FOUND', `no session for ${waId}`);
+    if (found.length > 1) {
+      throw new BatonError(
+        'BATON_ERR_AMBIGUOUS_SESSION',
+        `${waId} has sessions on channels ${found.map((s) => s.channel).join(', ')}; pass --channel`,
+      );
+    }
+    return found[0]!;
+  };
+
+  const session = program.command('session').description('inspect or reset a session');
+  session
+    .command('show <waId>')
+    .option('--channel <id>', 'phone_number_id when the user has several sessions')
+    .action(async (waId: string, o: { channel?: string }) => {
+      await withBaton(async (b) => {
+        const s = await oneSession(b, waId, o.channel);
+        out(JSON.stringify({ session: toSessionView(s), transitions: await b.backend.transitions(s) }, null, 2));
+      });
+    });
+  session
+    .command('reset <waId>')
+    .option('--channel <id>', 'phone_number_id when the user has several sessions')
+    .action(async (waId: string, o: { channel?: string }) => {
+      await withBaton(async (b) => {
+        const s = await oneSession(b, waId, o.channel);
+        const next = await b.engine.adminReset(s);
+        out(JSON.stringify(next ? toSessionView(next) : null, null, 2));
+      });
+    });
+  program
+    .command('lock')
+    .description('manage session leases')
+    .command('clear <waId>')
+    .option('--channel <id>', 'phone_number_id when the user has several sessions')
+    .action(async (waId: string, o: { channel?: string }) => {
+      await withBaton(async (b) => {
+        const s = await oneSession(b, waId, o.channel);
+        out(JSON.stringify({ released: await b.backend.clearLease(s) }));
+      });
+    });
+  program
+    .command('flow')
+    .description('inspect flows')
+    .command('graph <flowId>')
+    .option('--format <format>', 'mermaid', 'mermaid')
+    .action(async (flowId: string, o: { format: string }) => {
+      if (o.format !== 'mermaid') throw new UsageError(`--format must be mermaid, got "${o.format}"`);
+      const flows = await loadFlows(config().flows);
+      const flow = flows.find((f) => f.id === flowId);
+      if (!flow) throw new BatonError('BATON_ERR_NOT_FOUND', `no flow "${flowId}" (have: ${flows.map((f) => f.id).join(', ')})`);
+      out(toMermaid(flow).trimEnd());
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
+      return 2;
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`baton: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`baton: configuration error: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`baton: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,353 @@
+/**
+ * The engine: claims due sessions, holds each one's baton (a fenced lease, renewed while the
+ * batch runs), runs the batch through its flow, commits state + records + replies atomically,
+ * then sends the replies in order. It knows no HTTP and no storage technology: only `Backend`.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { Backend, LeaseGrant } from '../backends/types.ts';
+import { FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
+import type { Flow } from '../flow/define.ts';
+import { adminReset, transition, type Effect, type ResolvedMessage, type TransitionResult } from '../flow/transition.ts';
+import type { Metrics } from '../metrics.ts';
+import { sessionId, type ProviderName, type SessionKey, type StoredMessage } from '../model/message.ts';
+import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../model/session.ts';
+
+/** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
+export interface OutboundSender {
+  send(msg: OutboundRecord): Promise<{ providerMessageId: string }>;
+}
+
+export interface EngineOptions {
+  readonly backend: Backend;
+  /** Flows by id; new sessions use `defaultFlow`. */
+  readonly flows: ReadonlyMap<string, Flow>;
+  readonly defaultFlow: string;
+  readonly senders: Partial<Record<ProviderName, OutboundSender>>;
+  readonly bufferMs: number;
+  readonly lockTtlMs: number;
+  readonly sessionTtlSec: number;
+  readonly maxRetries: number;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly now?: () => number;
+  /** Worker id recorded in transition records. */
+  readonly workerId?: string;
+  /** Send attempts per reply before it is dead-lettered (retryable failures only). */
+  readonly maxSendAttempts?: number;
+  /** First backoff between send attempts, milliseconds (doubles each time, 30 s cap). */
+  readonly sendBackoffMs?: number;
+}
+
+/** Most messages one batch takes from a mailbox. */
+const MAX_BATCH = 500;
+
+export class Engine {
+  readonly workerId: string;
+  private readonly now: () => number;
+  private readonly abort = new AbortController();
+  private loops: Promise<void>[] = [];
+
+  constructor(private readonly o: EngineOptions) {
+    this.now = o.now ?? Date.now;
+    this.workerId = o.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  }
+
+  /** Starts `concurrency` worker loops. */
+  start(concurrency = 4): void {
+    for (let i = 0; i < concurrency; i += 1) this.loops.push(this.loop());
+  }
+
+  /** Stops claiming sessions, lets the batches in hand finish, and returns when they have. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await Promise.all(this.loops);
+    this.loops = [];
+  }
+
+  private async loop(): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      let key: SessionKey | null;
+      try {
+        key = await this.o.backend.nextReady(signal);
+      } catch (err) {
+        this.o.logger.error({ err }, 'could not claim a ready session; retrying in 1 s');
+        await sleep(1000, signal);
+        continue;
+      }
+      if (key === null) break;
+      await this.runSession(key);
+    }
+  }
+
+  /**
+   * Holds the session's baton and drains its due messages, then flushes its outbox.
+   * Returns without doing anything when another worker holds the baton: that holder
+   * reschedules the session when it releases it.
+   */
+  async runSession(key: SessionKey): Promise<void> {
+    const { backend, logger } = this.o;
+    const waitStart = this.now();
+    let lease: LeaseGrant | null;
+    try {
+      lease = await backend.acquireLease(key, this.workerId, this.o.lockTtlMs);
+    } catch (err) {
+      logger.error({ err, session: sessionId(key) }, 'lease acquire failed');
+      return;
+    }
+    if (lease === null) return;
+    this.o.metrics.lockWait.observe((this.now() - waitStart) / 1000);
+    const held = this.hold(lease);
+    try {
+      for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
+        if (!(await this.runBatch(lease, held.signal))) break;
+      }
+      await this.flushOutbox(lease, held.signal);
+    } catch (err) {
+      if (err instanceof FencedError || err instanceof VersionConflictError) {
+        logger.warn({ session: sessionId(key), fence: lease.fence, code: err.code }, 'batch refused; lease lost');
+      } else {
+        logger.error({ err, session: sessionId(key) }, 'batch failed; it will be retried');
+      }
+    } finally {
+      held.stop();
+      await backend.releaseLease(lease).catch((err: unknown) => logger.error({ err }, 'lease release failed'));
+    }
+  }
+
+  /** Renews the lease every third of its TTL; the signal aborts when a renewal fails. */
+  private hold(lease: LeaseGrant): { signal: AbortSignal; stop: () => void } {
+    const ctl = new AbortController();
+    const timer = setInterval(() => {
+      this.o.backend.renewLease(lease, this.o.lockTtlMs).then(
+        (ok) => {
+          if (!ok) ctl.abort(new FencedError(sessionId(lease), lease.fence));
+        },
+        () => ctl.abort(),
+      );
+    }, Math.max(50, Math.floor(this.o.lockTtlMs / 3)));
+    return { signal: ctl.signal, stop: () => clearInterval(timer) };
+  }
+
+  /** Runs one batch. Returns false when there was nothing due. */
+  private async runBatch(lease: LeaseGrant, signal: AbortSignal): Promise<boolean> {
+    const { backend, metrics } = this.o;
+    const pending = await backend.pending(lease, MAX_BATCH);
+    const first = pending[0];
+    if (first === undefined) return false;
+    const windowEnd = first.storedAt + this.o.bufferMs;
+    if (windowEnd > this.now()) return false; // not due yet: release reschedules it
+    const batch = pending.filter((m) => m.storedAt <= windowEnd);
+    const started = this.now();
+    const prev = await backend.load(lease);
+    const resolved = await this.resolveContext(lease, batch);
+    if (signal.aborted) return false;
+
+    let result: TransitionResult;
+    const base = prev ?? null;
+    const flow = this.flowFor(base);
+    try {
+      result = transition(flow, base, resolved, this.env(lease));
+    } catch (err) {
+      if (!(err instanceof FlowRuntimeError)) throw err;
+      await this.deadLetterBatch(lease, base, batch, err);
+      return true;
+    }
+    const provider = first.provider;
+    const { snapshot, outbound } = this.toOutbound(
+      { ...result.snapshot, ...(result.snapshot.provider ? {} : { provider }) },
+      result.effects,
+    );
+    await backend.commit(lease, {
+      expectedVersion: prev?.version ?? 0,
+      snapshot,
+      records: result.records,
+      outbound,
+      consumed: batch.map((m) => m.id),
+      deadLetters: [],
+    });
+    metrics.batch.observe((this.now() - started) / 1000);
+    for (const r of result.records) {
+      metrics.messages.inc({ outcome: r.kind }, r.message_ids.length);
+      if (r.kind === 'late') metrics.late.inc(r.message_ids.length);
+      if (r.kind === 'stale_input') metrics.stale.inc();
+    }
+    await this.flushOutbox(lease, signal);
+    return true;
+  }
+
+  private flowFor(s: SessionSnapshot | null): Flow {
+    return this.o.flows.get(s?.flow ?? this.o.defaultFlow) ?? this.o.flows.get(this.o.defaultFlow)!;
+  }
+
+  private env(lease: LeaseGrant): Parameters<typeof transition>[3] {
+    return {
+      key: { channel: lease.channel, user: lease.user },
+      nowMs: this.now(),
+      worker: this.workerId,
+      fence: lease.fence,
+      sessionTtlSec: this.o.sessionTtlSec,
+      maxRetries: this.o.maxRetries,
+    };
+  }
+
+  /** Looks up the prompts named by tapped buttons' `context.id`. */
+  private async resolveContext(key: SessionKey, batch: StoredMessage[]): Promise<ResolvedMessage[]> {
+    const ids = batch.filter((m) => m.content.type === 'choice' && m.contextId).map((m) => m.contextId!);
+    if (ids.length === 0) return batch;
+    const prompts = await this.o.backend.resolvePrompts(key, ids);
+    return batch.map((m) =>
+      m.content.type === 'choice' && m.contextId ? { ...m, contextPrompt: prompts.get(m.contextId) ?? null } : m,
+    );
+  }
+
+  /** Turns effects into outbound records, numbered after the session's last one. */
+  private toOutbound(s: SessionSnapshot, effects: Effect[]): { snapshot: SessionSnapshot; outbound: OutboundRecord[] } {
+    let seq = s.outboundSeq;
+    const createdAt = this.now();
+    const outbound = effects.map((e): OutboundRecord => {
+      seq += 1;
+      return {
+        id: `${s.channel}:${s.user}:${seq}`,
+        channel: s.channel,
+        user: s.user,
+        seq,
+        flow: s.flow,
+        step: e.step,
+        version: e.version,
+        ...(e.inReplyTo !== undefined ? { inReplyTo: e.inReplyTo } : {}),
+        ...(s.provider !== undefined ? { provider: s.provider } : {}),
+        to: s.waId ?? s.userId ?? s.user,
+        body: e.body,
+        callbackData: `baton:${s.flow}:${e.step}:${e.version}${e.inReplyTo !== undefined ? `:${e.inReplyTo}` : ''}`,
+        isPrompt: e.isPrompt,
+        status: 'pending',
+        attempts: 0,
+        createdAt,
+      };
+    });
+    return { snapshot: { ...s, outboundSeq: seq }, outbound };
+  }
+
+  /** Flow code failed on this batch: its messages go to the dead letters, state unchanged. */
+  private async deadLetterBatch(
+    lease: LeaseGrant,
+    prev: SessionSnapshot | null,
+    batch: StoredMessage[],
+    err: FlowRuntimeError,
+  ): Promise<void> {
+    this.o.logger.error({ err, session: sessionId(lease) }, 'flow code failed; batch dead-lettered');
+    const snapshot = prev ?? transition(this.flowFor(null), null, [], this.env(lease)).snapshot;
+    const letters: DeadLetter[] = batch.map((m) => ({
+      id: `in:${m.id}`,
+      kind: 'inbound',
+      channel: m.channel,
+      user: m.user,
+      ref: m.id,
+      reason: `${err.code}: ${err.message}`,
+      payload: m,
+      createdAt: this.now(),
+    }));
+    await this.o.backend.commit(lease, {
+      expectedVersion: prev?.version ?? 0,
+      snapshot,
+      records: [],
+      outbound: [],
+      consumed: batch.map((m) => m.id),
+      deadLetters: letters,
+    });
+    this.o.metrics.messages.inc({ outcome: 'dead_letter' }, batch.length);
+  }
+
+  /**
+   * Sends the session's unsent replies in order. Throttling and 5xx are retried with backoff
+   * (honouring Retry-After) while the lease is held; a permanent refusal dead-letters that
+   * reply and the next one is sent. A crash between a send and its record repeats that one send.
+   */
+  private async flushOutbox(lease: LeaseGrant, signal: AbortSignal): Promise<void> {
+    const { backend, metrics, logger } = this.o;
+    const maxAttempts = this.o.maxSendAttempts ?? 8;
+    for (const rec of await backend.unsent(lease)) {
+      const sender = this.o.senders[rec.provider ?? 'cloud-api'];
+      for (let attempt = rec.attempts + 1; ; attempt += 1) {
+        if (signal.aborted) return;
+        try {
+          if (!sender) throw new SendError(`no sender for provider ${rec.provider ?? 'cloud-api'}`, { retryable: false, httpStatus: 0 });
+          const { providerMessageId } = await sender.send(rec);
+          await backend.updateOutbound(rec.id, { status: 'sent', attempts: attempt, providerMessageId });
+          metrics.outbound.inc({ outcome: 'sent' });
+          break;
+        } catch (err) {
+          const e = err instanceof SendError ? err : new SendError(String(err), { retryable: true, httpStatus: 0 });
+          if (e.retryable && attempt < maxAttempts) {
+            metrics.outbound.inc({ outcome: 'retry' });
+            const backoff = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** (attempt - 1));
+            const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
+            logger.warn({ outbound: rec.id, attempt, wait, code: e.providerCode, status: e.httpStatus }, 'send refused; retrying');
+            await sleep(wait, signal);
+            continue;
+          }
+          metrics.outbound.inc({ outcome: 'failed' });
+          logger.error({ outbound: rec.id, attempt, code: e.providerCode, status: e.httpStatus }, 'send failed; dead-lettered');
+          await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });
+          await backend.deadLetter({
+            id: `out:${rec.id}:${attempt}`,
+            kind: 'outbound',
+            channel: rec.channel,
+            user: rec.user,
+            ref: rec.id,
+            reason: `${e.code}: ${e.message}`,
+            payload: rec,
+            createdAt: this.now(),
+          });
+          break;
+        }
+      }
+    }
+  }
+
+  /** An agent's reset: takes the baton (waiting up to the lock TTL), records `admin_reset`, sends nothing. */
+  async adminReset(key: SessionKey): Promise<SessionSnapshot | null> {
+    const deadline = this.now() + this.o.lockTtlMs + 1000;
+    for (;;) {
+      const lease = await this.o.backend.acquireLease(key, `${this.workerId}:admin`, this.o.lockTtlMs);
+      if (lease) {
+        try {
+          const prev = await this.o.backend.load(key);
+          if (!prev) return null;
+          const r = adminReset(prev, this.env(lease));
+          await this.o.backend.commit(lease, {
+            expectedVersion: prev.version,
+            snapshot: r.snapshot,
+            records: r.records,
+            outbound: [],
+            consumed: [],
+            deadLetters: [],
+          });
+          return r.snapshot;
+        } finally {
+          await this.o.backend.releaseLease(lease);
+        }
+      }
+      if (this.now() > deadline) throw new FencedError(sessionId(key), 0);
+      await sleep(50);
+    }
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

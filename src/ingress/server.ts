@@ -1,0 +1,131 @@
+/**
+ * The HTTP layer: webhook routes, health, metrics and the admin API. `buildServer` returns
+ * a Fastify instance without listening, so tests can `inject()` or listen on port 0.
+ * @module
+ */
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import type { Logger } from 'pino';
+import type { Backend } from '../backends/types.ts';
+import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Provider } from '../providers/index.ts';
+import { registerAdmin, type AdminDeps } from '../admin/api.ts';
+
+/** Meta sends up to 3 MB; anything above 4 MiB is refused with 413. */
+export const BODY_LIMIT = 4 * 1024 * 1024;
+
+export interface ServerDeps extends AdminDeps {
+  readonly backend: Backend;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly providers: { readonly whatsapp: Provider; readonly wasender: Provider };
+  readonly verifyToken: string | undefined;
+}
+
+/** Sends a coded JSON error. */
+export function sendError(reply: FastifyReply, code: ErrorCode, detail?: string): FastifyReply {
+  return reply
+    .code(ERROR_CODES[code].status)
+    .type('application/json')
+    .send({ error: detail ?? ERROR_CODES[code].message, code });
+}
+
+export function buildServer(deps: ServerDeps): FastifyInstance {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: BODY_LIMIT,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+
+  // Keep webhook bodies as raw bytes: the signature is checked on them before any parsing.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_req, body, done) => {
+    done(null, body);
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    if (err instanceof BatonError) return sendError(reply, err.code, err.message);
+    if (err.statusCode === 413 || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return sendError(reply, 'BATON_ERR_BODY_TOO_LARGE');
+    }
+    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.code(err.statusCode).send({ error: err.message, code: err.code ?? 'BATON_ERR_BAD_REQUEST' });
+    }
+    req.log.error({ err }, 'unhandled error');
+    return reply.code(500).send({ error: 'internal error' });
+  });
+
+  app.get('/webhooks/whatsapp', async (req, reply) => {
+    const q = req.query as Record<string, string | undefined>;
+    const ok =
+      q['hub.mode'] === 'subscribe' &&
+      deps.verifyToken !== undefined &&
+      typeof q['hub.verify_token'] === 'string' &&
+      q['hub.verify_token'] === deps.verifyToken;
+    if (!ok) return reply.code(403).type('text/plain').send('Forbidden');
+    return reply.code(200).type('text/plain').send(q['hub.challenge'] ?? '');
+  });
+
+  const webhook = (provider: Provider) => async (req: FastifyRequest, reply: FastifyReply) => {
+    const count = (outcome: string): void => deps.metrics.webhooks.inc({ provider: provider.name, outcome });
+    const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    if (!provider.verify(raw, req.headers)) {
+      count('bad_signature');
+      return sendError(reply, 'BATON_ERR_BAD_SIGNATURE');
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(raw.toString('utf8'));
+    } catch {
+      count('bad_json');
+      return sendError(reply, 'BATON_ERR_BAD_JSON');
+    }
+    let batch;
+    try {
+      batch = provider.parse(json);
+    } catch (err) {
+      if (err instanceof BatonError) {
+        count('bad_envelope');
+        return sendError(reply, err.code, err.message);
+      }
+      throw err;
+    }
+    try {
+      const result = await deps.backend.ingest(batch);
+      count('stored');
+      if (result.duplicates > 0) deps.metrics.duplicates.inc(result.duplicates);
+      deps.metrics.messages.inc({ outcome: 'stored' }, result.accepted);
+      if (result.duplicates > 0) deps.metrics.messages.inc({ outcome: 'duplicate' }, result.duplicates);
+      return reply.code(200).send({ received: result.accepted, duplicates: result.duplicates });
+    } catch (err) {
+      count('unavailable');
+      req.log.error({ err }, 'webhook could not be stored; answering 503 so the sender retries');
+      return sendError(reply, 'BATON_ERR_STORAGE_UNAVAILABLE');
+    }
+  };
+  app.post('/webhooks/whatsapp', webhook(deps.providers.whatsapp));
+  app.post('/webhooks/wasender', webhook(deps.providers.wasender));
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/readyz', async (_req, reply) => {
+    const checks = await deps.backend.health().catch(() => ({ store: false }));
+    const ok = Object.values(checks).every(Boolean);
+    return reply.code(ok ? 200 : 503).send({ ok, checks });
+  });
+  app.get('/metrics', async (_req, reply) => {
+    const s = await deps.backend.stats().catch(() => null);
+    if (s) {
+      deps.metrics.queueDepth.set(s.queueDepth);
+      deps.metrics.oldestPending.set(s.oldestPendingMs / 1000);
+    }
+    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
+  registerAdmin(app, deps);
+  return app;
+}
