@@ -1,0 +1,296 @@
+/**
+ * Reads WASenderApi webhooks (`{event, timestamp, data, sessionId?}`, Baileys-shaped messages)
+ * into Baton's {@link WebhookBatch}.
+ *
+ * Message events: `messages.received`, `messages.upsert`, `messages-personal.received` and
+ * the SDK spelling `message.personal.received`. Status event: `messages.update`. Every other
+ * event is acknowledged and ignored. Messages Baton itself sent (`key.fromMe`) are ignored.
+ *
+ * See https://wasenderapi.com/api-docs/webhooks/webhook-message-received
+ * @module
+ */
+import { BatonError } from '../../errors.ts';
+import type {
+  DeliveryStatus,
+  InboundMessage,
+  MediaType,
+  MessageContent,
+  StatusUpdate,
+} from '../../model/message.ts';
+import type { WebhookBatch } from '../../model/message.ts';
+import type { SkippedItem } from '../cloud-api/parse.ts';
+import type { JsonObject } from '../json.ts';
+import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
+
+/** Channel of WASender sessions when the webhook names no `sessionId`. */
+export const WASENDER_DEFAULT_CHANNEL = 'wasender';
+
+/** Event names that carry inbound messages. */
+export const WASENDER_MESSAGE_EVENTS: ReadonlySet<string> = new Set([
+  'messages.received',
+  'messages.upsert',
+  'messages-personal.received',
+  'message.personal.received',
+]);
+
+/** WASender's numeric message states; 1 (PENDING) says nothing Baton records. */
+const STATUS_CODES: ReadonlyMap<number, DeliveryStatus> = new Map([
+  [0, 'failed'],
+  [2, 'sent'],
+  [3, 'delivered'],
+  [4, 'read'],
+  [5, 'played'],
+]);
+const PENDING = 1;
+
+/** Baileys message keys of downloadable media, with Baton's media type. */
+const MEDIA_KEYS: ReadonlyArray<readonly [string, MediaType]> = [
+  ['imageMessage', 'image'],
+  ['videoMessage', 'video'],
+  ['audioMessage', 'audio'],
+  ['documentMessage', 'document'],
+  ['stickerMessage', 'sticker'],
+];
+
+/** The parsed batch plus what had to be left out of it. */
+export interface WasenderParseReport {
+  readonly batch: WebhookBatch;
+  readonly skipped: SkippedItem[];
+}
+
+/** Options of the WASender parser. */
+export interface WasenderParseOptions {
+  /** Clock used only when no timestamp is readable, epoch milliseconds. Default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/**
+ * Parses a WASenderApi webhook body.
+ *
+ * @throws BatonError `BATON_ERR_BAD_ENVELOPE` when `body` is not an object with a string `event`.
+ *
+ * @example
+ * ```ts
+ * const batch = parseWasenderWebhook(JSON.parse(raw.toString('utf8')));
+ * ```
+ */
+export function parseWasenderWebhook(body: unknown, options?: WasenderParseOptions): WebhookBatch {
+  return parseWasenderWebhookReport(body, options).batch;
+}
+
+/**
+ * Like {@link parseWasenderWebhook}, and also lists the items that had to be skipped.
+ *
+ * @example
+ * ```ts
+ * const { batch, skipped } = parseWasenderWebhookReport(json);
+ * ```
+ */
+export function parseWasenderWebhookReport(
+  body: unknown,
+  options?: WasenderParseOptions,
+): WasenderParseReport {
+  if (!isObject(body)) throw new BatonError('BATON_ERR_BAD_ENVELOPE', 'webhook body is not a JSON object');
+  const event = body.event;
+  if (typeof event !== 'string') {
+    throw new BatonError('BATON_ERR_BAD_ENVELOPE', 'webhook body has no string "event"');
+  }
+  const now = options?.now ?? Date.now;
+  const channel = str(body, 'sessionId') ?? WASENDER_DEFAULT_CHANNEL;
+  const envelopeTs = unixSeconds(body.timestamp);
+  const messages: InboundMessage[] = [];
+  const statuses: StatusUpdate[] = [];
+  const skipped: SkippedItem[] = [];
+
+  if (WASENDER_MESSAGE_EVENTS.has(event)) {
+    for (const raw of messageList(body.data)) {
+      const result = readMessage(raw, channel, envelopeTs, now);
+      if (result === undefined) continue;
+      if ('reason' in result) skipped.push(result);
+      else messages.push(result);
+    }
+  } else if (event === 'messages.update') {
+    for (const raw of listOf(body.data)) {
+      const result = readStatus(raw, channel, envelopeTs, now);
+      if (result === undefined) continue;
+      if ('reason' in result) skipped.push(result);
+      else statuses.push(result);
+    }
+  }
+  return { batch: { messages, statuses }, skipped };
+}
+
+/** An object or an array of objects, as a list. */
+function listOf(value: unknown): JsonObject[] {
+  if (Array.isArray(value)) return value.filter(isObject);
+  return isObject(value) ? [value] : [];
+}
+
+/** `data.messages` (one object or an array), or the older form with `key` directly under `data`. */
+function messageList(data: unknown): JsonObject[] {
+  if (!isObject(data)) return [];
+  if (data.messages !== undefined) return listOf(data.messages);
+  return isObject(data.key) ? [data] : [];
+}
+
+/** The phone number of a `…@s.whatsapp.net` JID; other JIDs (`@lid`, groups) give nothing. */
+function phoneOfJid(jid: string | undefined): string | undefined {
+  const match = jid === undefined ? null : /^(\d+)(?::\d+)?@s\.whatsapp\.net$/.exec(jid);
+  return match?.[1];
+}
+
+/** Baileys timestamps may be numbers, numeric strings, or protobuf Longs `{low, high}`. */
+function messageSeconds(value: unknown): number | undefined {
+  if (isObject(value)) return unixSeconds(num(value, 'low'));
+  return unixSeconds(value);
+}
+
+function readMessage(
+  raw: JsonObject,
+  channel: string,
+  envelopeTs: number | undefined,
+  now: () => number,
+): InboundMessage | SkippedItem | undefined {
+  const key = obj(raw, 'key');
+  const id = str(key, 'id');
+  if (id === undefined) return { kind: 'message', reason: 'message has no key.id' };
+  if (key?.fromMe === true) return undefined;
+  const user =
+    str(key, 'cleanedSenderPn') ??
+    str(key, 'cleanedParticipantPn') ??
+    phoneOfJid(str(key, 'senderPn')) ??
+    phoneOfJid(str(key, 'remoteJid'));
+  if (user === undefined) return { kind: 'message', id, reason: 'message names no sender phone number' };
+
+  const message = obj(raw, 'message');
+  const profileName = str(raw, 'pushName');
+  const contextId = contextIdOf(message);
+  return {
+    provider: 'wasender',
+    channel,
+    user,
+    waId: user,
+    id,
+    timestamp: messageSeconds(raw.messageTimestamp) ?? envelopeTs ?? Math.floor(now() / 1000),
+    content: readContent(raw, message, id),
+    ...(contextId === undefined ? {} : { contextId }),
+    ...(profileName === undefined ? {} : { profileName }),
+  };
+}
+
+/** `contextInfo.stanzaId` of whichever sub-message carries one: the message replied to. */
+function contextIdOf(message: JsonObject | undefined): string | undefined {
+  if (message === undefined) return undefined;
+  for (const value of Object.values(message)) {
+    if (!isObject(value)) continue;
+    const stanzaId = str(obj(value, 'contextInfo'), 'stanzaId');
+    if (stanzaId !== undefined) return stanzaId;
+  }
+  return undefined;
+}
+
+function unsupported(originalType: string, reason: string): MessageContent {
+  return { type: 'unsupported', originalType, reason };
+}
+
+function readContent(raw: JsonObject, message: JsonObject | undefined, id: string): MessageContent {
+  for (const [field, mediaType] of MEDIA_KEYS) {
+    const media = obj(message, field);
+    if (media === undefined) continue;
+    const mimeType = str(media, 'mimetype');
+    const caption = str(media, 'caption');
+    const url = str(media, 'url');
+    const filename = str(media, 'fileName');
+    // WASender media has no Graph-style id: decrypting it goes through the message's key id.
+    return {
+      type: 'media',
+      mediaType,
+      mediaId: id,
+      ...(mimeType === undefined ? {} : { mimeType }),
+      ...(caption === undefined ? {} : { caption }),
+      ...(url === undefined ? {} : { url }),
+      ...(filename === undefined ? {} : { filename }),
+    };
+  }
+
+  const location = obj(message, 'locationMessage') ?? obj(message, 'liveLocationMessage');
+  if (location !== undefined) {
+    const latitude = num(location, 'degreesLatitude');
+    const longitude = num(location, 'degreesLongitude');
+    if (latitude === undefined || longitude === undefined) {
+      return unsupported('locationMessage', 'location lacks coordinates');
+    }
+    const name = str(location, 'name');
+    const address = str(location, 'address');
+    return {
+      type: 'location',
+      latitude,
+      longitude,
+      ...(name === undefined ? {} : { name }),
+      ...(address === undefined ? {} : { address }),
+    };
+  }
+
+  if (obj(message, 'contactMessage') !== undefined) return { type: 'contacts', count: 1 };
+  const contactsArray = obj(message, 'contactsArrayMessage');
+  if (contactsArray !== undefined)
+    return { type: 'contacts', count: arr(contactsArray, 'contacts')?.length ?? 0 };
+
+  const reaction = obj(message, 'reactionMessage');
+  if (reaction !== undefined) {
+    const messageId = str(obj(reaction, 'key'), 'id');
+    if (messageId === undefined) return unsupported('reactionMessage', 'reaction names no message');
+    const emoji = str(reaction, 'text');
+    return emoji === undefined ? { type: 'reaction', messageId } : { type: 'reaction', messageId, emoji };
+  }
+
+  const protocol = obj(message, 'protocolMessage');
+  if (protocol !== undefined) {
+    const kind = protocol.type;
+    if (kind === 0 || kind === 'REVOKE') return { type: 'revoke' };
+    if (kind === 14 || kind === 'MESSAGE_EDIT') return { type: 'edit' };
+    return unsupported('protocolMessage', `protocol message type ${JSON.stringify(kind) ?? '(none)'}`);
+  }
+  if (obj(message, 'editedMessage') !== undefined) return { type: 'edit' };
+
+  const text =
+    anyStr(raw, 'messageBody') ??
+    anyStr(message, 'conversation') ??
+    anyStr(obj(message, 'extendedTextMessage'), 'text');
+  if (text !== undefined) return { type: 'text', body: text };
+
+  const firstKey = message === undefined ? undefined : Object.keys(message)[0];
+  return firstKey === undefined
+    ? unsupported('unknown', 'message has no content')
+    : unsupported(firstKey, `message type "${firstKey}" is not read by Baton`);
+}
+
+function readStatus(
+  raw: JsonObject,
+  channel: string,
+  envelopeTs: number | undefined,
+  now: () => number,
+): StatusUpdate | SkippedItem | undefined {
+  const key = obj(raw, 'key');
+  const messageId = str(key, 'id');
+  if (messageId === undefined) return { kind: 'status', reason: 'status update has no key.id' };
+  const code = num(obj(raw, 'update'), 'status');
+  if (code === PENDING) return undefined;
+  const status = code === undefined ? undefined : STATUS_CODES.get(code);
+  if (status === undefined) {
+    return {
+      kind: 'status',
+      id: messageId,
+      reason: `status code ${code ?? '(none)'} is not a delivery status`,
+    };
+  }
+  const remoteJid = str(key, 'remoteJid');
+  return {
+    provider: 'wasender',
+    channel,
+    messageId,
+    status,
+    timestamp: envelopeTs ?? Math.floor(now() / 1000),
+    recipient: phoneOfJid(remoteJid) ?? remoteJid ?? '',
+  };
+}
