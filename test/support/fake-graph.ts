@@ -109,9 +109,13 @@ export interface FakeGraphOptions {
 export interface FakeGraph {
   /** `http://host:port`, to use as `WHATSAPP_API_BASE_URL` or `WASENDER_API_BASE_URL`. */
   readonly url: string;
-  /** Every POST, in arrival order, including failed ones. */
+  /**
+   * Every POST, failed ones included, in the order they were answered (`seq` is arrival order;
+   * they differ only with `delayMs`). A delayed answer is recorded even if the client has gone
+   * by then: like Graph, the fake "sent" it.
+   */
   readonly requests: readonly RecordedCall[];
-  /** The accepted sends only, in arrival order: what the user would receive. */
+  /** The accepted sends only, in answer order: what the user would receive. */
   readonly sent: readonly RecordedCall[];
   /** Makes the next `n` requests (either route) fail as `spec` says. Calls queue up. */
   failNext(n: number, spec: FailureSpec): void;
