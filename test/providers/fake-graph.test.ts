@@ -109,3 +109,17 @@ describe('fake Graph API', () => {
     }
   });
 });
+
+describe('fake Graph API: scripted successes', () => {
+  it('counts a scripted 2xx (a slow success) as sent, with its message id', async () => {
+    const fake = await startFakeGraph();
+    try {
+      fake.failNext(1, { status: 200, delayMs: 10, body: { messages: [{ id: 'wamid.slow' }] } });
+      const res = await post(`${fake.url}/P/messages`, message('1'));
+      expect(((await res.json()) as { messages: Array<{ id: string }> }).messages[0]?.id).toBe('wamid.slow');
+      expect(fake.sent).toMatchObject([{ status: 200, ok: true, providerMessageId: 'wamid.slow' }]);
+    } finally {
+      await fake.close();
+    }
+  });
+});

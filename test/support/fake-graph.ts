@@ -89,7 +89,7 @@ export interface RecordedCall {
   readonly at: number;
   /** HTTP status answered; 0 when the connection was reset on purpose. */
   readonly status: number;
-  /** Whether the call was accepted (then it is also in `sent`). */
+  /** Whether the answer was 2xx (then the call is also in `sent`). */
   readonly ok: boolean;
   /** `wamid.fake.<n>` (Graph) or the numeric msgId as a string (WASender) when accepted. */
   readonly providerMessageId?: string;
@@ -136,6 +136,17 @@ const DEFAULT_WAIT_MS = 5_000;
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `messages[0].id` (Graph) or `data.msgId` (WASender) of a scripted body, if it has one. */
+function scriptedMessageId(body: unknown): string | undefined {
+  if (!isRecord(body)) return undefined;
+  const first: unknown = Array.isArray(body.messages) ? body.messages[0] : undefined;
+  if (isRecord(first) && typeof first.id === 'string') return first.id;
+  const data = body.data;
+  if (isRecord(data) && (typeof data.msgId === 'number' || typeof data.msgId === 'string'))
+    return String(data.msgId);
+  return undefined;
 }
 
 function defaultMessage(spec: FailureSpec): string {
@@ -254,7 +265,10 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
           req.socket.destroy();
           return;
         }
-        record({ ...base, status: spec.status, ok: false });
+        // A scripted 2xx (e.g. a slow success) counts as accepted, like any other 2xx.
+        const ok = spec.status >= 200 && spec.status < 300;
+        const id = ok ? scriptedMessageId(spec.body) : undefined;
+        record({ ...base, status: spec.status, ok, ...(id === undefined ? {} : { providerMessageId: id }) });
         const headers: Record<string, string> =
           spec.retryAfter === undefined ? {} : { 'retry-after': String(spec.retryAfter) };
         answer(res, spec.status, failureBody(route, spec), headers);
