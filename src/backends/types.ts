@@ -104,7 +104,9 @@ export interface Backend {
   renewLease(lease: LeaseGrant, ttlMs: number): Promise<boolean>;
   /**
    * Releases a lease this grant still holds. If the session's mailbox is not empty, it is
-   * scheduled again (due when its oldest pending message's buffer window ends).
+   * scheduled again (due when its oldest pending message's buffer window ends); if it only has
+   * unsent replies, it is scheduled again shortly. Sessions with pending messages or unsent
+   * replies are also scheduled when a backend starts (or its reaper finds them unleased).
    */
   releaseLease(lease: LeaseGrant): Promise<void>;
   /** An agent's hand: drops whatever lease the session has. `true` if there was one. */

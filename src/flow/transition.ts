@@ -128,6 +128,13 @@ class BatchRun {
         i += 1;
         continue;
       }
+      if (IGNORED_CONTENT_TYPES.has(m.content.type)) {
+        // No input to a flow: it neither expires the session nor answers anything.
+        this.touch(m);
+        this.note(this.s.needsAgent ? 'held' : 'ignored', [m.id]);
+        i += 1;
+        continue;
+      }
       if (last !== null && m.timestamp - last > this.env.sessionTtlSec && this.s.version > 0) {
         this.leaveVisit();
         this.change('expired', null, [m.id], { data: {}, retryCount: 0, needsAgent: false });
@@ -135,11 +142,6 @@ class BatchRun {
       this.touch(m);
       if (this.s.needsAgent) {
         this.note('held', [m.id]);
-        i += 1;
-        continue;
-      }
-      if (IGNORED_CONTENT_TYPES.has(m.content.type)) {
-        this.note('ignored', [m.id]);
         i += 1;
         continue;
       }

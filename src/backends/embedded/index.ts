@@ -48,6 +48,9 @@ interface PendingIngest {
 
 type Row = Record<string, unknown>;
 
+/** Delay before a session whose replies were left unsent is taken up again. */
+const UNSENT_RETRY_MS = 1000;
+
 export class EmbeddedBackend implements Backend {
   readonly kind = 'embedded' as const;
   private readonly db: Database.Database;
@@ -95,6 +98,11 @@ export class EmbeddedBackend implements Backend {
       )
       .all() as Array<{ channel: string; user: string; first: number }>;
     for (const r of rows) this.due.schedule({ channel: r.channel, user: r.user }, r.first + this.opts.bufferMs);
+    // Replies committed but not yet sent when the process stopped: their sessions are due too.
+    const unsent = this.db
+      .prepare(`SELECT DISTINCT channel, user FROM outbound WHERE status IN ('pending', 'sending')`)
+      .all() as Array<{ channel: string; user: string }>;
+    for (const r of unsent) this.due.schedule({ channel: r.channel, user: r.user }, this.now());
     this.purge();
     this.purgeTimer = setInterval(() => this.purge(), 60_000);
     this.purgeTimer.unref();
@@ -251,7 +259,15 @@ export class EmbeddedBackend implements Backend {
     const row = this.db
       .prepare(`SELECT MIN(stored_at) AS first FROM inbound WHERE channel = ? AND user = ? AND state = 'pending'`)
       .get(key.channel, key.user) as { first: number | null };
-    if (row.first !== null) this.due.schedule(key, row.first + this.opts.bufferMs);
+    if (row.first !== null) {
+      this.due.schedule(key, row.first + this.opts.bufferMs);
+      return;
+    }
+    const unsent = this.db
+      .prepare(`SELECT 1 FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') LIMIT 1`)
+      .get(key.channel, key.user);
+    // Replies whose sending was cut short (lease lost, shutdown): try again shortly.
+    if (unsent !== undefined) this.due.schedule(key, this.now() + UNSENT_RETRY_MS);
   }
 
   // --- mailbox and state ---------------------------------------------------------------
@@ -475,8 +491,8 @@ export class EmbeddedBackend implements Backend {
       }
       this.db.prepare('UPDATE dead_letters SET replayed_at = ? WHERE id = ?').run(this.now(), id);
     })();
-    if (!this.isLeased(key)) this.rescheduleIfPending(key);
     if (row.kind === 'outbound') this.due.schedule(key, this.now());
+    else if (!this.isLeased(key)) this.rescheduleIfPending(key);
     return true;
   }
 

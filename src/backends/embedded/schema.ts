@@ -51,13 +51,14 @@ export const MIGRATIONS: readonly string[] = [
     seq                 INTEGER NOT NULL,
     status              TEXT NOT NULL,
     attempts            INTEGER NOT NULL DEFAULT 0,
-    provider_message_id TEXT UNIQUE,
+    provider_message_id TEXT,
     last_error          TEXT,
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL,
     record              TEXT NOT NULL
   );
   CREATE INDEX outbound_session ON outbound (channel, user, seq);
+  CREATE INDEX outbound_provider_id ON outbound (provider_message_id);
   CREATE INDEX outbound_unsent ON outbound (channel, user, seq) WHERE status IN ('pending', 'sending');
 
   CREATE TABLE dead_letters (

@@ -1,0 +1,131 @@
+/**
+ * Every Redis key the distributed backend uses is built here and nowhere else.
+ *
+ * All keys of one session share the hash tag `{<channel>:<user>}`, so every per-session
+ * script touches one slot and the layout works on Redis Cluster unchanged. The few global
+ * keys (the ready queue, the flush stream, the reaper lock) live in their own slots and are
+ * only ever touched by single-key commands or scripts.
+ *
+ * Channel and user are escaped (`%`, `:`, `{`, `}`) so a tag always parses back to the same
+ * session, whatever characters a gateway puts in its ids.
+ * @module
+ */
+import type { SessionKey } from '../../model/message.ts';
+
+function escapePart(s: string): string {
+  return s.replace(/[%:{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+function unescapePart(s: string): string {
+  return s.replace(/%([0-9A-F]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+/** The keys of one session, all in the slot of its hash tag. */
+export interface SessionKeys {
+  /** `<channel>:<user>` escaped: the member used in global structures (ready queue, stream). */
+  readonly member: string;
+  /** HASH `v` version, `r` revision, `f` fence of the last commit, `s` snapshot JSON (absent: tombstone). */
+  readonly state: string;
+  /** HASH `n` last fence granted, `ceil` end of the fence block, `epoch` Redis run_id that granted it. */
+  readonly fence: string;
+  /** STRING lease token, with PX expiry. */
+  readonly lock: string;
+  /** STRING due time (epoch ms) while the session is scheduled and not yet leased. */
+  readonly sched: string;
+  /** ZSET message id by `seq`: the mailbox. */
+  readonly mbox: string;
+  /** HASH message id -> StoredMessage JSON. */
+  readonly msgs: string;
+  /** STRING per-session arrival counter (`seq`). */
+  readonly seq: string;
+  /** HASH outbound id -> immutable record JSON. */
+  readonly out: string;
+  /** HASH outbound id -> mutable part JSON (status, attempts, providerMessageId, lastError, rev). */
+  readonly outState: string;
+  /** ZSET outbound id by seq: every outbound record kept in Redis (capped). */
+  readonly outIndex: string;
+  /** ZSET outbound id by seq: records pending or sending. */
+  readonly unsent: string;
+  /** HASH provider message id -> outbound id. */
+  readonly pmid: string;
+  /** LIST of JSON entries not yet copied to PostgreSQL, oldest first. */
+  readonly journal: string;
+  /** STRING dedupe marker of one inbound message id, with EX expiry. */
+  seen(messageId: string): string;
+}
+
+export class Keys {
+  readonly prefix: string;
+  /** ZSET session member by due time: scheduled, claimed (visibility) and leased (watchdog) sessions. */
+  readonly ready: string;
+  /** Pub/sub channel announcing newly scheduled sessions to waiting workers. */
+  readonly wake: string;
+  /** STREAM of session members whose journal has entries to copy to PostgreSQL. */
+  readonly flush: string;
+  /** STRING lock of the periodic reaper. */
+  readonly reaper: string;
+
+  constructor(prefix: string) {
+    if (!/^[\w.:-]+$/.test(prefix)) throw new Error(`invalid Redis key prefix "${prefix}"`);
+    this.prefix = prefix;
+    this.ready = `${prefix}:ready`;
+    this.wake = `${prefix}:wake`;
+    this.flush = `${prefix}:flush`;
+    this.reaper = `${prefix}:reaper`;
+  }
+
+  /** The member string of a session, as stored in the ready queue and the flush stream. */
+  member(key: SessionKey): string {
+    return `${escapePart(key.channel)}:${escapePart(key.user)}`;
+  }
+
+  /** The session a member names. */
+  parseMember(member: string): SessionKey {
+    const i = member.indexOf(':');
+    if (i < 0) throw new Error(`not a session member: ${member}`);
+    return { channel: unescapePart(member.slice(0, i)), user: unescapePart(member.slice(i + 1)) };
+  }
+
+  session(key: SessionKey): SessionKeys {
+    return this.forMember(this.member(key));
+  }
+
+  forMember(member: string): SessionKeys {
+    const base = `${this.prefix}:{${member}}`;
+    return {
+      member,
+      state: `${base}:state`,
+      fence: `${base}:fence`,
+      lock: `${base}:lock`,
+      sched: `${base}:sched`,
+      mbox: `${base}:mbox`,
+      msgs: `${base}:msgs`,
+      seq: `${base}:seq`,
+      out: `${base}:out`,
+      outState: `${base}:outst`,
+      outIndex: `${base}:outidx`,
+      unsent: `${base}:unsent`,
+      pmid: `${base}:pmid`,
+      journal: `${base}:journal`,
+      seen: (messageId: string) => `${base}:seen:${messageId}`,
+    };
+  }
+
+  /** SCAN pattern matching one kind of per-session key under this prefix. */
+  scanPattern(kind: 'mbox' | 'journal' | 'lock'): string {
+    return `${this.prefix}:{*}:${kind}`;
+  }
+
+  /** The session member of a per-session key found by SCAN, or null if it is not one. */
+  memberOf(redisKey: string): string | null {
+    const start = this.prefix.length + 2;
+    if (!redisKey.startsWith(`${this.prefix}:{`)) return null;
+    const end = redisKey.indexOf('}', start);
+    return end < 0 ? null : redisKey.slice(start, end);
+  }
+
+  /** Every key under this prefix (tests and tooling only). */
+  allPattern(): string {
+    return `${this.prefix}:*`;
+  }
+}

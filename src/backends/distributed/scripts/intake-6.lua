@@ -1,0 +1,45 @@
+--[[
+  Stores one inbound message: dedupe by id, append to the session's mailbox, and raise the
+  session's scheduled flag if it is neither scheduled nor leased.
+
+  The ready queue lives in another slot (Redis Cluster), so this script does not touch it:
+  when it returns a due time, the caller adds the session to the ready queue right after
+  (same webhook, second pipelined round trip). If the caller dies in between, the flag
+  expires on its own and the reaper reschedules sessions with pending messages.
+
+  KEYS[1] seen    dedupe marker of this message id (STRING, EX dedupe TTL)
+  KEYS[2] mbox    ZSET message id by seq
+  KEYS[3] msgs    HASH message id -> StoredMessage JSON
+  KEYS[4] seq     per-session arrival counter
+  KEYS[5] lock    the session's lease
+  KEYS[6] sched   the session's scheduled flag
+
+  ARGV[1] message id
+  ARGV[2] StoredMessage JSON without `seq` and without its closing brace
+  ARGV[3] dedupe TTL, seconds
+  ARGV[4] buffer window, ms
+  ARGV[5] '1' to skip the dedupe check (dead-letter replay), else '0'
+
+  Returns
+    -1 (Duplicate)  already seen within the dedupe TTL, or already in the mailbox: no change
+     0              stored; the session was already scheduled or is leased
+    due > 0         stored and newly scheduled: ZADD the ready queue with this score
+]]
+-- @include oldest-due
+
+local id = ARGV[1]
+if ARGV[5] == '1' then
+  if redis.call('HEXISTS', KEYS[3], id) == 1 then return -1 end
+  redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
+elseif not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
+  return -1
+end
+
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[3], id, ARGV[2] .. ',"seq":' .. seq .. '}')
+redis.call('ZADD', KEYS[2], seq, id)
+
+if redis.call('EXISTS', KEYS[5]) == 1 or redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
+local due = oldestDue(KEYS[2], KEYS[3], ARGV[4])
+schedule(KEYS[6], due, ARGV[4])
+return due

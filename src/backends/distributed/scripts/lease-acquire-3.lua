@@ -1,0 +1,45 @@
+--[[
+  Grants the session's lease if it is free, with a fencing token strictly greater than
+  every earlier grant's.
+
+  Fences come in blocks reserved in PostgreSQL (table `fence_blocks`, which only grows).
+  Redis hands out the numbers of the current block and remembers which Redis process
+  (its run_id, the "epoch") adopted it. After a restart, a failover or lost keys, the epoch
+  no longer matches, so the next grant needs a fresh block from PostgreSQL, which starts
+  above every fence ever granted: a Redis that lost data cannot reuse a token.
+
+  KEYS[1] lock    STRING token, PX ttl
+  KEYS[2] fence   HASH n (last fence granted), ceil (end of block), epoch (run_id)
+  KEYS[3] sched   the scheduled flag, cleared on grant
+
+  ARGV[1] token (random per grant)
+  ARGV[2] ttl, ms
+  ARGV[3] new block base ('' when the caller has no block): the block is base+1 .. ceiling
+  ARGV[4] new block ceiling
+
+  Returns
+    {fence}           granted
+    {-2, pttl}        (Locked) another holder has it, for pttl more ms
+    {-5}              (NeedFenceBlock) reserve a block in PostgreSQL and call again with it
+]]
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return { -2, redis.call('PTTL', KEYS[1]) }
+end
+
+local epoch = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local cur = redis.call('HMGET', KEYS[2], 'n', 'ceil', 'epoch')
+local n, ceil = tonumber(cur[1]), tonumber(cur[2])
+local valid = n ~= nil and ceil ~= nil and cur[3] == epoch and n < ceil
+
+if not valid then
+  if ARGV[3] == '' then return { -5 } end
+  local base = tonumber(ARGV[3])
+  if n == nil or cur[3] ~= epoch or base > n then n = base end
+  ceil = tonumber(ARGV[4])
+end
+
+n = n + 1
+redis.call('HSET', KEYS[2], 'n', string.format('%d', n), 'ceil', string.format('%d', ceil), 'epoch', epoch)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[3])
+return { n }

@@ -1,0 +1,229 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, VERIFY_TOKEN, type Harness } from '../support/harness.ts';
+import { statusWebhook, text, webhook } from '../support/payloads.ts';
+
+const FIXTURES = resolve(import.meta.dirname, '../../../shared/fixtures/cloud-api');
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness();
+});
+afterAll(async () => {
+  await h.close();
+});
+
+describe('GET /webhooks/whatsapp (Meta handshake)', () => {
+  const q = (p: Record<string, string>) => `${h.url}/webhooks/whatsapp?${new URLSearchParams(p).toString()}`;
+
+  it('answers the challenge as plain text when the token matches', async () => {
+    const r = await fetch(q({ 'hub.mode': 'subscribe', 'hub.verify_token': VERIFY_TOKEN, 'hub.challenge': '1158201444' }));
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(await r.text()).toBe('1158201444');
+  });
+
+  it.each([
+    [{ 'hub.mode': 'subscribe', 'hub.verify_token': 'wrong', 'hub.challenge': '1' }],
+    [{ 'hub.mode': 'unsubscribe', 'hub.verify_token': VERIFY_TOKEN, 'hub.challenge': '1' }],
+    [{ 'hub.challenge': '1' }],
+  ])('answers 403 otherwise (%o)', async (params) => {
+    expect((await fetch(q(params))).status).toBe(403);
+  });
+});
+
+describe('POST /webhooks/whatsapp refuses bad input with the right status, never 500', () => {
+  const body = () => webhook([text('15550009999', 'hi', 1_750_000_000)]);
+
+  it('401 without a signature', async () => {
+    const r = await h.post(body(), { signature: null });
+    expect(r.status).toBe(401);
+    expect(await r.json()).toMatchObject({ error: expect.any(String) });
+  });
+
+  it('401 with a wrong signature', async () => {
+    expect((await h.post(body(), { signature: 'sha256=' + '0'.repeat(64) })).status).toBe(401);
+    expect((await h.post(body(), { signature: 'garbage' })).status).toBe(401);
+  });
+
+  it('401 when the body was re-serialised after signing (signature is over raw bytes)', async () => {
+    const raw = '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[]}],"x":"caf\\u00e9"}';
+    const ok = await h.post(null, { raw });
+    expect(ok.status).toBe(200);
+    const { signMetaBody } = await import('../../src/providers/index.ts');
+    const sig = signMetaBody(Buffer.from(raw), 'test-app-secret');
+    const reencoded = JSON.stringify(JSON.parse(raw));
+    expect((await h.post(null, { raw: reencoded, signature: sig })).status).toBe(401);
+  });
+
+  it('400 with {error} for malformed JSON', async () => {
+    const r = await h.post(null, { raw: '{"object": "whatsapp_business_account", "entry": [' });
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({ error: expect.any(String) });
+  });
+
+  it.each([
+    ['an array', []],
+    ['another object', { object: 'page', entry: [] }],
+    ['no entry', { object: 'whatsapp_business_account' }],
+    ['entry not an array', { object: 'whatsapp_business_account', entry: {} }],
+    ['a string', 'hello'],
+    ['null', null],
+  ])('400 for an envelope that is %s', async (_name, b) => {
+    const r = await h.post(b);
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({ error: expect.any(String) });
+  });
+
+  it('413 for a body over 4 MiB', async () => {
+    const raw = JSON.stringify({ object: 'whatsapp_business_account', entry: [], pad: 'x'.repeat(4 * 1024 * 1024) });
+    const r = await h.post(null, { raw });
+    expect(r.status).toBe(413);
+  });
+
+  it('accepts a 3 MB body (Meta sends up to 3 MB)', async () => {
+    const raw = JSON.stringify({ object: 'whatsapp_business_account', entry: [], pad: 'x'.repeat(3 * 1000 * 1000) });
+    expect((await h.post(null, { raw })).status).toBe(200);
+  });
+
+  it('stores an unreadable message as unsupported without refusing its neighbours', async () => {
+    const good = text('15550008888', 'hi', 1_750_000_000);
+    const weird = { from: '15550008888', id: 'wamid.WEIRD1', timestamp: '1750000000', type: 'interactive' };
+    const r = await h.post(webhook([weird, good]));
+    expect(r.status).toBe(200);
+    await h.settled('15550008888', 1);
+    const t = await h.transitions('15550008888');
+    expect(t.find((x) => x.message_ids.includes('wamid.WEIRD1'))!.kind).toBe('ignored');
+    expect(t.find((x) => x.message_ids.includes(good.id))!.kind).toBe('advance');
+  });
+});
+
+describe('health, readiness, metrics, admin auth', () => {
+  it('serves /healthz and /readyz', async () => {
+    expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
+    const r = await fetch(`${h.url}/readyz`);
+    expect(r.status).toBe(200);
+    expect(await r.json()).toMatchObject({ ok: true, checks: { sqlite: true } });
+  });
+
+  it('exposes baton_ metrics', async () => {
+    const body = await (await fetch(`${h.url}/metrics`)).text();
+    for (const name of [
+      'baton_webhooks_total',
+      'baton_messages_total',
+      'baton_queue_depth',
+      'baton_oldest_pending_seconds',
+      'baton_lock_wait_seconds',
+      'baton_batch_seconds',
+      'baton_outbound_total',
+      'baton_late_messages_total',
+      'baton_stale_inputs_total',
+      'baton_duplicates_total',
+    ]) {
+      expect(body).toContain(name);
+    }
+  });
+
+  it('refuses the admin API without the bearer token', async () => {
+    expect((await fetch(`${h.url}/admin/api/sessions/123`)).status).toBe(401);
+    const wrong = await fetch(`${h.url}/admin/api/sessions/123`, { headers: { authorization: 'Bearer nope' } });
+    expect(wrong.status).toBe(401);
+    expect((await h.admin('/sessions/000000')).status).toBe(404);
+  });
+
+  it('answers 409 listing channels when a user has sessions on several numbers', async () => {
+    const u = '15550007777';
+    expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)], '111'))).status).toBe(200);
+    expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)], '222'))).status).toBe(200);
+    await h.until(async () => (await h.baton.backend.findSessions(u)).length === 2);
+    const r = await h.admin(`/sessions/${u}`);
+    expect(r.status).toBe(409);
+    expect(await r.json()).toMatchObject({ channels: ['111', '222'] });
+    expect((await h.admin(`/sessions/${u}?channel=222`)).status).toBe(200);
+  });
+
+  it('serves the flow map as Mermaid', async () => {
+    const r = await h.admin('/flows/order/graph');
+    expect(await r.text()).toContain('confirm_order --> completed');
+  });
+});
+
+describe('every real Cloud API body in shared/fixtures', () => {
+  const files = readdirSync(FIXTURES).filter((f) => f.endsWith('.json'));
+  const cases = files.flatMap((f) =>
+    Object.entries(JSON.parse(readFileSync(join(FIXTURES, f), 'utf8')) as Record<string, unknown>).map(
+      ([name, body]) => [`${f}:${name}`, body] as const,
+    ),
+  );
+
+  it('has fixtures to read', () => {
+    expect(cases.length).toBeGreaterThan(50);
+  });
+
+  it.each(cases)('%s is answered 200 and each of its messages is recorded', async (_name, body) => {
+    // Give each message a fresh id so cases that share ids do not dedupe each other.
+    // and each case a user of its own, so one case's timestamps cannot make another's late.
+    const copy = JSON.parse(JSON.stringify(body)) as {
+      entry?: Array<{
+        changes?: Array<{ value?: { messages?: Array<{ id: string; from: string }>; contacts?: Array<{ wa_id?: string }> } }>;
+      }>;
+    };
+    const ids: Array<{ id: string; from: string }> = [];
+    const user = `1777${String(Math.floor(Math.random() * 1e9)).padStart(9, '0')}`;
+    for (const e of copy.entry ?? []) {
+      for (const c of e.changes ?? []) {
+        for (const contact of c.value?.contacts ?? []) if (contact.wa_id) contact.wa_id = user;
+        for (const m of c.value?.messages ?? []) {
+          m.id = `${m.id}.${Math.random().toString(36).slice(2)}`;
+          if (m.from) m.from = user;
+          ids.push(m);
+        }
+      }
+    }
+    const r = await h.post(copy);
+    expect(r.status).toBe(200);
+    for (const m of ids) {
+      const t = await h.until(async () => {
+        const sessions = await h.baton.backend.findSessions(m.from);
+        for (const s of sessions) {
+          const rec = (await h.baton.backend.transitions(s)).find((x) => x.message_ids.includes(m.id));
+          if (rec) return rec;
+        }
+        return undefined;
+      });
+      const type = (JSON.stringify(body).match(/"type":\s*"(reaction|edit|revoke|system|unsupported)"/) ?? [])[1];
+      if (type) expect(t.kind).toBe('ignored');
+    }
+  });
+
+  it('statuses update the outbound record they name, never backwards', async () => {
+    const u = '15550006666';
+    await h.post(webhook([text(u, 'hi', 1_750_000_000)]));
+    const call = await h.graph.waitFor((c) => c.body.to === u);
+    const id = call.providerMessageId!;
+    await h.until(async () => {
+      const s = (await h.baton.backend.findSessions(u))[0];
+      return s && (await h.baton.backend.outbound(s))[0]?.status === 'sent';
+    });
+    expect((await h.post(statusWebhook(id, 'read', u, 1_750_000_010))).status).toBe(200);
+    expect((await h.post(statusWebhook(id, 'delivered', u, 1_750_000_005))).status).toBe(200);
+    const s = (await h.baton.backend.findSessions(u))[0]!;
+    expect((await h.baton.backend.outbound(s))[0]).toMatchObject({ status: 'read', providerMessageId: id });
+  });
+});
+
+describe('storage unavailable', () => {
+  it('answers 503 so Meta retries', async () => {
+    const h2 = await startHarness();
+    try {
+      await h2.baton.backend.close();
+      const r = await h2.post(webhook([text('15550005555', 'hi', 1_750_000_000)]));
+      expect(r.status).toBe(503);
+      const ready = await fetch(`${h2.url}/readyz`);
+      expect(ready.status).toBe(503);
+    } finally {
+      await h2.close();
+    }
+  });
+});
