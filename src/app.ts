@@ -55,7 +55,13 @@ export function createLogger(level: string): Logger {
     level,
     base: { pid: process.pid },
     redact: {
-      paths: ['req.headers.authorization', 'headers.authorization', '*.accessToken', '*.appSecret', 'config.adminToken'],
+      paths: [
+        'req.headers.authorization',
+        'headers.authorization',
+        '*.accessToken',
+        '*.appSecret',
+        'config.adminToken',
+      ],
       censor: '[redacted]',
     },
   });
@@ -68,13 +74,19 @@ export async function loadFlows(modulePath: string | undefined): Promise<Flow[]>
   try {
     mod = (await import(pathToFileURL(resolve(modulePath)).href)) as Record<string, unknown>;
   } catch (err) {
-    throw new ConfigError('BATON_FLOWS', `cannot load "${modulePath}": ${(err as Error).message.split('\n')[0]}`);
+    throw new ConfigError(
+      'BATON_FLOWS',
+      `cannot load "${modulePath}": ${(err as Error).message.split('\n')[0]}`,
+    );
   }
   const isFlow = (v: unknown): v is Flow =>
-    typeof v === 'object' && v !== null && 'steps' in v && (v as { steps: unknown }).steps instanceof Map;
-  const candidates = [mod.default, ...Object.values(mod)].flatMap((v) => (Array.isArray(v) ? v : [v]));
+    typeof v === 'object' && v !== null && 'steps' in v && v.steps instanceof Map;
+  const candidates = [mod.default, ...Object.values(mod)].flatMap((v): unknown[] =>
+    Array.isArray(v) ? v : [v],
+  );
   const flows = [...new Set(candidates.filter(isFlow))];
-  if (flows.length === 0) throw new ConfigError('BATON_FLOWS', `"${modulePath}" exports no flow made with defineFlow`);
+  if (flows.length === 0)
+    throw new ConfigError('BATON_FLOWS', `"${modulePath}" exports no flow made with defineFlow`);
   return flows;
 }
 

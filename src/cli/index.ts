@@ -61,7 +61,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
 
   const concurrency = (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > 1000) throw new UsageError(`--concurrency must be 1..1000, got "${v}"`);
+    if (!Number.isInteger(n) || n < 1 || n > 1000)
+      throw new UsageError(`--concurrency must be 1..1000, got "${v}"`);
     return n;
   };
 
@@ -83,7 +84,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .description('process sessions only')
     .option('--concurrency <n>', 'sessions processed at once', '8')
     .action(async (o: { concurrency: string }) => {
-      code = await serve(config(), { roles: { ingress: false, worker: true }, concurrency: concurrency(o.concurrency) }, out);
+      code = await serve(
+        config(),
+        { roles: { ingress: false, worker: true }, concurrency: concurrency(o.concurrency) },
+        out,
+      );
     });
   program
     .command('migrate')
@@ -125,7 +130,9 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .action(async (waId: string, o: { channel?: string }) => {
       await withBaton(async (b) => {
         const s = await oneSession(b, waId, o.channel);
-        out(JSON.stringify({ session: toSessionView(s), transitions: await b.backend.transitions(s) }, null, 2));
+        out(
+          JSON.stringify({ session: toSessionView(s), transitions: await b.backend.transitions(s) }, null, 2),
+        );
       });
     });
   session
@@ -158,7 +165,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
       if (o.format !== 'mermaid') throw new UsageError(`--format must be mermaid, got "${o.format}"`);
       const flows = await loadFlows(config().flows);
       const flow = flows.find((f) => f.id === flowId);
-      if (!flow) throw new BatonError('BATON_ERR_NOT_FOUND', `no flow "${flowId}" (have: ${flows.map((f) => f.id).join(', ')})`);
+      if (!flow)
+        throw new BatonError(
+          'BATON_ERR_NOT_FOUND',
+          `no flow "${flowId}" (have: ${flows.map((f) => f.id).join(', ')})`,
+        );
       out(toMermaid(flow).trimEnd());
     });
 
@@ -167,7 +178,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     return code;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
+        return 0;
       return 2;
     }
     if (err instanceof UsageError) {

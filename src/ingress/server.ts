@@ -37,8 +37,10 @@ export function sendError(reply: FastifyReply, code: ErrorCode, detail?: string)
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
-  const app: FastifyInstance = Fastify({
-    loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: BODY_LIMIT,
+  const logger: FastifyBaseLogger = deps.logger;
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: BODY_LIMIT,
     logController: new LogController({ disableRequestLogging: true }),
   });
 
@@ -54,7 +56,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return sendError(reply, 'BATON_ERR_BODY_TOO_LARGE');
     }
     if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
-      return reply.code(err.statusCode).send({ error: err.message, code: err.code ?? 'BATON_ERR_BAD_REQUEST' });
+      return reply
+        .code(err.statusCode)
+        .send({ error: err.message, code: err.code ?? 'BATON_ERR_BAD_REQUEST' });
     }
     req.log.error({ err }, 'unhandled error');
     return reply.code(500).send({ error: 'internal error' });
@@ -68,7 +72,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       typeof q['hub.verify_token'] === 'string' &&
       q['hub.verify_token'] === deps.verifyToken;
     if (!ok) return reply.code(403).type('text/plain').send('Forbidden');
-    return reply.code(200).type('text/plain').send(q['hub.challenge'] ?? '');
+    return reply
+      .code(200)
+      .type('text/plain')
+      .send(q['hub.challenge'] ?? '');
   });
 
   const webhook = (provider: Provider) => async (req: FastifyRequest, reply: FastifyReply) => {

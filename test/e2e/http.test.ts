@@ -18,7 +18,9 @@ describe('GET /webhooks/whatsapp (Meta handshake)', () => {
   const q = (p: Record<string, string>) => `${h.url}/webhooks/whatsapp?${new URLSearchParams(p).toString()}`;
 
   it('answers the challenge as plain text when the token matches', async () => {
-    const r = await fetch(q({ 'hub.mode': 'subscribe', 'hub.verify_token': VERIFY_TOKEN, 'hub.challenge': '1158201444' }));
+    const r = await fetch(
+      q({ 'hub.mode': 'subscribe', 'hub.verify_token': VERIFY_TOKEN, 'hub.challenge': '1158201444' }),
+    );
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toMatch(/^text\/plain/);
     expect(await r.text()).toBe('1158201444');
@@ -77,13 +79,21 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
   });
 
   it('413 for a body over 4 MiB', async () => {
-    const raw = JSON.stringify({ object: 'whatsapp_business_account', entry: [], pad: 'x'.repeat(4 * 1024 * 1024) });
+    const raw = JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [],
+      pad: 'x'.repeat(4 * 1024 * 1024),
+    });
     const r = await h.post(null, { raw });
     expect(r.status).toBe(413);
   });
 
   it('accepts a 3 MB body (Meta sends up to 3 MB)', async () => {
-    const raw = JSON.stringify({ object: 'whatsapp_business_account', entry: [], pad: 'x'.repeat(3 * 1000 * 1000) });
+    const raw = JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [],
+      pad: 'x'.repeat(3 * 1000 * 1000),
+    });
     expect((await h.post(null, { raw })).status).toBe(200);
   });
 
@@ -127,7 +137,9 @@ describe('health, readiness, metrics, admin auth', () => {
 
   it('refuses the admin API without the bearer token', async () => {
     expect((await fetch(`${h.url}/admin/api/sessions/123`)).status).toBe(401);
-    const wrong = await fetch(`${h.url}/admin/api/sessions/123`, { headers: { authorization: 'Bearer nope' } });
+    const wrong = await fetch(`${h.url}/admin/api/sessions/123`, {
+      headers: { authorization: 'Bearer nope' },
+    });
     expect(wrong.status).toBe(401);
     expect((await h.admin('/sessions/000000')).status).toBe(404);
   });
@@ -166,7 +178,9 @@ describe('every real Cloud API body in shared/fixtures', () => {
     // and each case a user of its own, so one case's timestamps cannot make another's late.
     const copy = JSON.parse(JSON.stringify(body)) as {
       entry?: Array<{
-        changes?: Array<{ value?: { messages?: Array<{ id: string; from: string }>; contacts?: Array<{ wa_id?: string }> } }>;
+        changes?: Array<{
+          value?: { messages?: Array<{ id: string; from: string }>; contacts?: Array<{ wa_id?: string }> };
+        }>;
       }>;
     };
     const ids: Array<{ id: string; from: string }> = [];
@@ -192,7 +206,8 @@ describe('every real Cloud API body in shared/fixtures', () => {
         }
         return undefined;
       });
-      const type = (JSON.stringify(body).match(/"type":\s*"(reaction|edit|revoke|system|unsupported)"/) ?? [])[1];
+      const type = (JSON.stringify(body).match(/"type":\s*"(reaction|edit|revoke|system|unsupported)"/) ??
+        [])[1];
       if (type) expect(t.kind).toBe('ignored');
     }
   });

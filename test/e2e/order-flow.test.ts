@@ -58,7 +58,10 @@ describe('the order flow, end to end', () => {
     expect(addressPrompt!.body.biz_opaque_callback_data).toBe('baton:order:collect_shipping_address:3');
 
     const [confirmPrompt] = await step(text(waId, '1 Main St, Springfield', T0 + 3), 4);
-    expect(confirmPrompt!.body.interactive?.action?.buttons?.map((b) => b.reply.id)).toEqual(['confirm', 'cancel']);
+    expect(confirmPrompt!.body.interactive?.action?.buttons?.map((b) => b.reply.id)).toEqual([
+      'confirm',
+      'cancel',
+    ]);
 
     await step(button(waId, 'confirm', 'Confirm', T0 + 4, confirmPrompt!.providerMessageId), 5);
 
@@ -68,7 +71,11 @@ describe('the order flow, end to end', () => {
       channel: '106540352242922',
       flow: 'order',
       current_step: 'completed',
-      data: { customer_name: 'Jane Smith', product_id: 'sku_551a', shipping_address: '1 Main St, Springfield' },
+      data: {
+        customer_name: 'Jane Smith',
+        product_id: 'sku_551a',
+        shipping_address: '1 Main St, Springfield',
+      },
       metadata: { version: 5, retry_count: 0, needs_agent: false, last_interaction: '2025-06-15T15:06:44Z' },
     });
     expect(Object.keys(s!.data).sort()).toEqual(['customer_name', 'product_id', 'shipping_address']);
@@ -106,9 +113,11 @@ describe('the order flow, end to end', () => {
     await h.until(() => sentTo(waId).length > before);
     // Give a wrongly split batch every chance to show a second prompt.
     await h.settled(waId, 2);
-    expect(sentTo(waId).slice(before).map((c) => c.body.biz_opaque_callback_data)).toEqual([
-      'baton:order:choose_product:2',
-    ]);
+    expect(
+      sentTo(waId)
+        .slice(before)
+        .map((c) => c.body.biz_opaque_callback_data),
+    ).toEqual(['baton:order:choose_product:2']);
     const t = await h.transitions(waId);
     expect(t.at(-1)!.message_ids).toHaveLength(2);
   });
@@ -127,15 +136,23 @@ describe('the order flow, end to end', () => {
     expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
     const s = await h.settled(waId, 5);
     expect(s.current_step).toBe('completed');
-    expect(s.data).toEqual({ customer_name: 'Ana Lima', product_id: 'sku_777b', shipping_address: '22 Rua Augusta, Lisboa' });
+    expect(s.data).toEqual({
+      customer_name: 'Ana Lima',
+      product_id: 'sku_777b',
+      shipping_address: '22 Rua Augusta, Lisboa',
+    });
     await h.until(() => sentTo(waId).length > before);
     await h.settled(waId, 5);
-    expect(sentTo(waId).slice(before).map((c) => c.body.biz_opaque_callback_data)).toEqual([
-      'baton:order:completed:5',
-    ]);
+    expect(
+      sentTo(waId)
+        .slice(before)
+        .map((c) => c.body.biz_opaque_callback_data),
+    ).toEqual(['baton:order:completed:5']);
     const t = await h.transitions(waId);
     expect(t.filter((r) => r.kind === 'advance')).toHaveLength(5);
-    expect(t.flatMap((r) => r.message_ids).sort()).toEqual([burst[0]!.id, ...burst.slice(1).map((m) => m.id)].concat(t[0]!.message_ids).sort());
+    expect(t.flatMap((r) => r.message_ids).sort()).toEqual(
+      [burst[0]!.id, ...burst.slice(1).map((m) => m.id)].concat(t[0]!.message_ids).sort(),
+    );
     const cbs = callbacks(waId);
     expect(new Set(cbs).size).toBe(cbs.length);
   });
@@ -151,7 +168,11 @@ describe('the order flow, end to end', () => {
     const s = await h.session(waId);
     expect(s).toMatchObject({ current_step: 'collect_shipping_address', data: { product_id: 'sku_550e' } });
     expect(s!.metadata.version).toBe(3);
-    expect((await h.transitions(waId)).at(-1)).toMatchObject({ kind: 'stale_input', version: 3, message_ids: [old.id] });
+    expect((await h.transitions(waId)).at(-1)).toMatchObject({
+      kind: 'stale_input',
+      version: 3,
+      message_ids: [old.id],
+    });
   });
 
   it('treats a button of the current step from an earlier visit as stale', async () => {
@@ -179,7 +200,11 @@ describe('the order flow, end to end', () => {
     expect(prompt!.body.biz_opaque_callback_data).toBe('baton:order:ask_name:3');
     const s = await h.session(waId);
     expect(s).toMatchObject({ current_step: 'ask_name', data: {}, metadata: { version: 3, retry_count: 0 } });
-    expect((await h.transitions(waId)).at(-1)).toMatchObject({ kind: 'reset', from_step: 'choose_product', to_step: 'ask_name' });
+    expect((await h.transitions(waId)).at(-1)).toMatchObject({
+      kind: 'reset',
+      from_step: 'choose_product',
+      to_step: 'ask_name',
+    });
   });
 
   it('records a late message and does not apply it', async () => {
@@ -191,7 +216,11 @@ describe('the order flow, end to end', () => {
     const s = await h.session(waId);
     expect(s).toMatchObject({ current_step: 'choose_product', data: { customer_name: 'Flo' } });
     expect(s!.metadata.version).toBe(2);
-    expect((await h.transitions(waId)).at(-1)).toMatchObject({ kind: 'late', version: 2, message_ids: [late.id] });
+    expect((await h.transitions(waId)).at(-1)).toMatchObject({
+      kind: 'late',
+      version: 2,
+      message_ids: [late.id],
+    });
   });
 
   it('does not treat an equal timestamp as late', async () => {

@@ -50,11 +50,11 @@ function startProcess(env: Record<string, string>): Promise<ChildProcess> {
   });
   return new Promise((res, rej) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('listening on')) res(child);
     });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) => rej(new Error(`baton exited ${code}: ${out}`)));
   });
 }
@@ -109,7 +109,8 @@ describe('SIGKILL of the embedded process mid-flow', () => {
       expect(acked).toHaveLength(80);
 
       child = await startProcess(env);
-      const admin = (p: string) => fetch(`${base}/admin/api${p}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      const admin = (p: string) =>
+        fetch(`${base}/admin/api${p}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
       const deadline = Date.now() + 20_000;
       for (const u of users) {
         for (;;) {
@@ -122,7 +123,9 @@ describe('SIGKILL of the embedded process mid-flow', () => {
         const t = (await (await admin(`/sessions/${u}/transitions?channel=${PHONE_ID}`)).json()) as {
           transitions: Array<{ version: number; kind: string; message_ids: string[] }>;
         };
-        const versions = t.transitions.filter((x) => !['late', 'stale_input', 'held', 'ignored'].includes(x.kind));
+        const versions = t.transitions.filter(
+          (x) => !['late', 'stale_input', 'held', 'ignored'].includes(x.kind),
+        );
         expect(versions.map((x) => x.version)).toEqual(versions.map((_, i) => i + 1));
       }
       const stats = (await (await admin('/stats')).json()) as { queue_depth: number };
@@ -143,7 +146,10 @@ describe('SIGKILL of the embedded process mid-flow', () => {
           10_000,
         );
         const confirmations = graph.requests.filter(
-          (c) => c.status === 200 && c.body.to === u && c.body.biz_opaque_callback_data?.startsWith('baton:order:completed:'),
+          (c) =>
+            c.status === 200 &&
+            c.body.to === u &&
+            c.body.biz_opaque_callback_data?.startsWith('baton:order:completed:'),
         );
         expect(confirmations.length).toBeLessThanOrEqual(2);
         expect(confirmations.length).toBeGreaterThanOrEqual(1);

@@ -23,12 +23,18 @@ export interface Harness {
   graph: FakeGraph;
   dir: string;
   /** POSTs a JSON body signed with the app secret (or `signature` as given). */
-  post(body: unknown, opts?: { signature?: string | null; raw?: string | Buffer; path?: string }): Promise<Response>;
+  post(
+    body: unknown,
+    opts?: { signature?: string | null; raw?: string | Buffer; path?: string },
+  ): Promise<Response>;
   admin(path: string, init?: RequestInit): Promise<Response>;
   session(waId: string): Promise<SessionView | null>;
   transitions(waId: string): Promise<TransitionRecord[]>;
   /** Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
-  until<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs?: number): Promise<T>;
+  until<T>(
+    check: () => Promise<T | undefined | false> | T | undefined | false,
+    timeoutMs?: number,
+  ): Promise<T>;
   /** Waits until the session is at `version` with nothing pending. */
   settled(waId: string, version: number): Promise<SessionView>;
   /** Stops Baton (graceful) and starts a new one on the same data directory. */
@@ -80,7 +86,11 @@ export async function startHarness(
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       const sig = o.signature === undefined ? signMetaBody(Buffer.from(raw), APP_SECRET) : o.signature;
       if (sig !== null) headers['x-hub-signature-256'] = sig;
-      return fetch(`${current.url}${o.path ?? "/webhooks/whatsapp"}`, { method: "POST", headers, body: new Uint8Array(Buffer.from(raw)) });
+      return fetch(`${current.url}${o.path ?? '/webhooks/whatsapp'}`, {
+        method: 'POST',
+        headers,
+        body: new Uint8Array(Buffer.from(raw)),
+      });
     },
     admin(path, init = {}) {
       return fetch(`${current.url}/admin/api${path}`, {

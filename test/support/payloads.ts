@@ -25,7 +25,14 @@ export function text(from: string, body: string, ts: number, id = wamid()): Msg 
   return { from, id, timestamp: String(ts), type: 'text', text: { body } };
 }
 
-export function button(from: string, replyId: string, title: string, ts: number, contextId?: string, id = wamid()): Msg {
+export function button(
+  from: string,
+  replyId: string,
+  title: string,
+  ts: number,
+  contextId?: string,
+  id = wamid(),
+): Msg {
   return {
     ...(contextId ? { context: { from: DISPLAY_PHONE, id: contextId } } : {}),
     from,
@@ -37,7 +44,13 @@ export function button(from: string, replyId: string, title: string, ts: number,
 }
 
 export function reaction(from: string, messageId: string, ts: number, id = wamid()): Msg {
-  return { from, id, timestamp: String(ts), type: 'reaction', reaction: { message_id: messageId, emoji: '👍' } };
+  return {
+    from,
+    id,
+    timestamp: String(ts),
+    type: 'reaction',
+    reaction: { message_id: messageId, emoji: '👍' },
+  };
 }
 
 export function image(from: string, ts: number, id = wamid()): Msg {
@@ -75,7 +88,12 @@ export function webhook(messages: Msg[], phoneNumberId = PHONE_ID): Record<strin
 }
 
 /** A status webhook for an outbound message. */
-export function statusWebhook(outboundId: string, status: string, recipient: string, ts: number): Record<string, unknown> {
+export function statusWebhook(
+  outboundId: string,
+  status: string,
+  recipient: string,
+  ts: number,
+): Record<string, unknown> {
   return {
     object: 'whatsapp_business_account',
     entry: [

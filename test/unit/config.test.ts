@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseDurationSeconds } from '../../src/config/index.ts';
+import { ConfigError } from '../../src/errors.ts';
+
+describe('config', () => {
+  it('has the SPEC defaults and is frozen', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      port: 3000,
+      host: '0.0.0.0',
+      bufferMs: 500,
+      lockTtlMs: 5000,
+      sessionTtlSec: 86_400,
+      dedupeTtlSec: 604_800,
+      maxRetries: 3,
+      dataDir: './data',
+    });
+    expect(c.whatsapp.apiBaseUrl).toBe('https://graph.facebook.com/v21.0');
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.whatsapp)).toBe(true);
+  });
+
+  it.each([
+    ['90', 90],
+    ['90s', 90],
+    ['30m', 1800],
+    ['24h', 86_400],
+    ['7d', 604_800],
+  ])('parses the duration %s', (raw, seconds) => {
+    expect(parseDurationSeconds('X', raw)).toBe(seconds);
+  });
+
+  it.each([
+    [{ PORT: 'abc' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ BATON_BUFFER_MS: '-1' }, 'BATON_BUFFER_MS'],
+    [{ BATON_LOCK_TTL_MS: 'soon' }, 'BATON_LOCK_TTL_MS'],
+    [{ BATON_SESSION_TTL: '1 week' }, 'BATON_SESSION_TTL'],
+    [{ BATON_DEDUPE_TTL: '0' }, 'BATON_DEDUPE_TTL'],
+    [{ BATON_MAX_RETRIES: '1.5' }, 'BATON_MAX_RETRIES'],
+    [{ WHATSAPP_API_BASE_URL: 'not a url' }, 'WHATSAPP_API_BASE_URL'],
+    [{ REDIS_URL: 'redis://localhost:6379' }, 'DATABASE_URL'],
+    [{ BATON_SYNC_MODE: 'sometimes' }, 'BATON_SYNC_MODE'],
+  ])('refuses %o with one line naming %s', (env, name) => {
+    let err: unknown;
+    try {
+      loadConfig(env);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).variable).toBe(name);
+    expect((err as Error).message.startsWith(`${name}: `)).toBe(true);
+    expect((err as Error).message).not.toContain('\n');
+  });
+});

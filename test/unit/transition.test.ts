@@ -1,0 +1,191 @@
+import { describe, expect, it } from 'vitest';
+import { orderFlow } from '../../src/bots/order.ts';
+import { FlowRuntimeError } from '../../src/errors.ts';
+import { defineFlow, type Flow } from '../../src/flow/define.ts';
+import { adminReset, transition, type ResolvedMessage } from '../../src/flow/transition.ts';
+import type { MessageContent } from '../../src/model/message.ts';
+import type { SessionSnapshot } from '../../src/model/session.ts';
+
+const key = { channel: 'ch', user: 'u1' };
+const env = { key, nowMs: 1_000_000, worker: 'w', fence: 7, sessionTtlSec: 86_400, maxRetries: 3 };
+const flow = orderFlow as unknown as Flow;
+let seq = 0;
+
+function msg(
+  content: MessageContent,
+  timestamp: number,
+  extra: Partial<ResolvedMessage> = {},
+): ResolvedMessage {
+  seq += 1;
+  return {
+    id: `m${seq}`,
+    provider: 'cloud-api',
+    channel: 'ch',
+    user: 'u1',
+    timestamp,
+    seq,
+    storedAt: 0,
+    content,
+    ...extra,
+  };
+}
+const txt = (body: string, ts: number) => msg({ type: 'text', body }, ts);
+const tap = (id: string, ts: number, extra: Partial<ResolvedMessage> = {}) =>
+  msg({ type: 'choice', source: 'button_reply', id, title: id }, ts, extra);
+
+function run(prev: SessionSnapshot | null, ...batch: ResolvedMessage[]) {
+  return transition(flow, prev, batch, env);
+}
+
+describe('transition (pure)', () => {
+  it('starts a new session at the start step with version 1 and one prompt', () => {
+    const r = run(null, txt('hi', 100));
+    expect(r.snapshot).toMatchObject({ step: 'ask_name', version: 1, visitVersion: 1, lastInteraction: 100 });
+    expect(r.records).toEqual([
+      {
+        version: 1,
+        from_step: null,
+        to_step: 'ask_name',
+        kind: 'advance',
+        message_ids: [r.records[0]!.message_ids[0]],
+        at: new Date(1_000_000).toISOString(),
+        worker: 'w',
+        fencing_token: 7,
+      },
+    ]);
+    expect(r.effects.map((e) => [e.step, e.version, e.isPrompt])).toEqual([['ask_name', 1, true]]);
+  });
+
+  it('sorts by timestamp then arrival, and applies a whole order burst with only the last prompt', () => {
+    const start = run(null, txt('hi', 100)).snapshot;
+    const a = txt('Jane', 101);
+    const b = tap('sku_550e', 102);
+    const c = txt('Addr 1', 103);
+    const d = tap('confirm', 104);
+    const r = run(start, d, b, c, a);
+    expect(r.snapshot).toMatchObject({
+      step: 'completed',
+      version: 5,
+      data: { customer_name: 'Jane', product_id: 'sku_550e', shipping_address: 'Addr 1' },
+    });
+    expect(r.effects.map((e) => e.step)).toEqual(['completed']);
+    expect(r.records.map((x) => x.version)).toEqual([2, 3, 4, 5]);
+  });
+
+  it('joins consecutive texts into one input that counts once', () => {
+    const start = run(null, txt('hi', 100)).snapshot;
+    const r = run(start, txt(' Jane ', 101), txt('Smith', 101));
+    expect(r.snapshot.data).toEqual({ customer_name: 'Jane Smith' });
+    expect(r.records).toHaveLength(1);
+    expect(r.records[0]!.message_ids).toHaveLength(2);
+  });
+
+  it('records late messages without applying them; equal timestamps are not late', () => {
+    const s1 = run(null, txt('hi', 100)).snapshot;
+    const r = run(s1, txt('old', 99), txt('Jane', 100));
+    expect(r.records.map((x) => x.kind)).toEqual(['late', 'advance']);
+    expect(r.snapshot.data).toEqual({ customer_name: 'Jane' });
+  });
+
+  it('treats a tap on another step’s button as stale: no version change, a notice', () => {
+    const s1 = run(null, txt('hi', 100)).snapshot;
+    const r = run(s1, tap('confirm', 101));
+    expect(r.records.map((x) => [x.kind, x.version])).toEqual([['stale_input', 1]]);
+    expect(r.snapshot.version).toBe(1);
+    expect(r.effects).toHaveLength(1);
+    expect(r.effects[0]).toMatchObject({ isPrompt: false, inReplyTo: r.records[0]!.message_ids[0] });
+  });
+
+  it('judges context.id against the current visit, and ignores unknown ones', () => {
+    const s2 = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101)).snapshot; // choose_product, visit 2
+    const earlier = run(s2, tap('sku_550e', 102, { contextPrompt: { step: 'choose_product', version: 1 } }));
+    expect(earlier.records[0]!.kind).toBe('stale_input');
+    const current = run(s2, tap('sku_550e', 102, { contextPrompt: { step: 'choose_product', version: 2 } }));
+    expect(current.records[0]!.kind).toBe('advance');
+    const unknown = run(s2, tap('sku_550e', 102, { contextPrompt: null }));
+    expect(unknown.records[0]!.kind).toBe('advance');
+  });
+
+  it('retries up to the limit, then escalates and holds', () => {
+    let s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101)).snapshot;
+    for (let i = 1; i <= 3; i += 1) {
+      const r = run(s, txt('nope', 101 + i));
+      expect(r.records[0]).toMatchObject({ kind: 'retry', version: 2 + i });
+      expect(r.effects).toHaveLength(1);
+      s = r.snapshot;
+      expect(s.retryCount).toBe(i);
+    }
+    const e = run(s, txt('still no', 110));
+    expect(e.records[0]).toMatchObject({ kind: 'escalated', version: 6 });
+    expect(e.snapshot.needsAgent).toBe(true);
+    const held = run(e.snapshot, txt('reset', 111), msg({ type: 'reaction', messageId: 'x' }, 112));
+    expect(held.records.map((x) => x.kind)).toEqual(['held', 'held']);
+    expect(held.effects).toEqual([]);
+    expect(held.snapshot.version).toBe(6);
+  });
+
+  it('expires an idle session and starts it afresh with two records', () => {
+    const s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101)).snapshot;
+    const r = run(s, txt('back', 101 + 86_401));
+    expect(r.records.map((x) => [x.kind, x.from_step, x.to_step, x.version])).toEqual([
+      ['expired', 'choose_product', null, 3],
+      ['advance', null, 'ask_name', 4],
+    ]);
+    expect(r.snapshot.data).toEqual({});
+  });
+
+  it('records reactions, edits, revokes, system and unsupported as ignored, with no reply', () => {
+    const s = run(null, txt('hi', 100)).snapshot;
+    const r = run(
+      s,
+      msg({ type: 'reaction', messageId: 'x', emoji: '👍' }, 101),
+      msg({ type: 'edit' }, 101),
+      msg({ type: 'revoke' }, 101),
+      msg({ type: 'system', body: 'changed' }, 101),
+      msg({ type: 'unsupported', originalType: 'poll' }, 101),
+    );
+    expect(r.records.map((x) => x.kind)).toEqual(['ignored', 'ignored', 'ignored', 'ignored', 'ignored']);
+    expect(r.effects).toEqual([]);
+    expect(r.snapshot.version).toBe(1);
+  });
+
+  it('at completed, an old button is stale and anything else starts a new order with data cleared', () => {
+    let s = run(null, txt('hi', 100)).snapshot;
+    s = run(s, txt('Jo', 101), tap('sku_550e', 102), txt('A', 103), tap('confirm', 104)).snapshot;
+    expect(s.step).toBe('completed');
+    expect(run(s, tap('sku_550e', 105)).records[0]!.kind).toBe('stale_input');
+    const r = run(s, txt('again', 105));
+    expect(r.snapshot).toMatchObject({ step: 'ask_name', data: {} });
+    expect(r.records[0]).toMatchObject({ kind: 'advance', from_step: 'completed' });
+  });
+
+  it('admin reset clears everything, sets no step, sends nothing', () => {
+    const s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101)).snapshot;
+    const r = adminReset({ ...s, needsAgent: true, retryCount: 2 }, env);
+    expect(r.snapshot).toMatchObject({ step: null, data: {}, needsAgent: false, retryCount: 0, version: 3 });
+    expect(r.records[0]).toMatchObject({ kind: 'admin_reset', from_step: 'choose_product', to_step: null });
+    expect(r.effects).toEqual([]);
+  });
+
+  it('refuses a transition the step did not declare', () => {
+    const bad = defineFlow({
+      id: 'bad',
+      start: 'a',
+      steps: {
+        a: { say: 'a', accepts: 'text', to: ['b'], on: (_i, c) => c.goto('c' as 'b') },
+        b: { say: 'b', accepts: 'text', to: ['c'], on: (_i, c) => c.retry() },
+        c: { say: 'c', accepts: 'text', to: [], on: (_i, c) => c.retry() },
+      },
+    }) as unknown as Flow;
+    const s = transition(bad, null, [txt('hi', 1)], env).snapshot;
+    expect(() => transition(bad, s, [txt('x', 2)], env)).toThrow(FlowRuntimeError);
+  });
+
+  it('survives a JSON round trip of its snapshot and resumes identically', () => {
+    const s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101)).snapshot;
+    const copy = JSON.parse(JSON.stringify(s)) as SessionSnapshot;
+    expect(copy).toEqual(s);
+    const m = tap('sku_551a', 102);
+    expect(run(copy, m).snapshot).toEqual(run(s, m).snapshot);
+  });
+});
