@@ -65,7 +65,9 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
         const page = await backend.listSessions({
           limit,
           ...(q.step ? { step: q.step } : {}),
-          ...(q.needs_agent !== undefined ? { needsAgent: q.needs_agent === 'true' || q.needs_agent === '1' } : {}),
+          ...(q.needs_agent !== undefined
+            ? { needsAgent: q.needs_agent === 'true' || q.needs_agent === '1' }
+            : {}),
           ...(q.channel ? { channel: q.channel } : {}),
           ...(q.cursor ? { cursor: q.cursor } : {}),
         });

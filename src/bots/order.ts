@@ -20,7 +20,8 @@ export const orderFlow = defineFlow({
       say: 'Hi! Let us get your order started. What is your name?',
       accepts: 'text',
       to: ['choose_product'],
-      on: (input, c) => (input.type === 'text' ? c.goto('choose_product', { customer_name: input.text }) : c.retry()),
+      on: (input, c) =>
+        input.type === 'text' ? c.goto('choose_product', { customer_name: input.text }) : c.retry(),
     },
     choose_product: {
       say: (d) => `Thanks, ${String(d.customer_name)}. Which product would you like?`,

@@ -10,7 +10,13 @@ import type { Logger } from 'pino';
 import type { Backend, LeaseGrant } from '../backends/types.ts';
 import { FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
 import type { Flow } from '../flow/define.ts';
-import { adminReset, transition, type Effect, type ResolvedMessage, type TransitionResult } from '../flow/transition.ts';
+import {
+  adminReset,
+  transition,
+  type Effect,
+  type ResolvedMessage,
+  type TransitionResult,
+} from '../flow/transition.ts';
 import type { Metrics } from '../metrics.ts';
 import { sessionId, type ProviderName, type SessionKey, type StoredMessage } from '../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../model/session.ts';
@@ -108,27 +114,35 @@ export class Engine {
       await this.flushOutbox(lease, held.signal);
     } catch (err) {
       if (err instanceof FencedError || err instanceof VersionConflictError) {
-        logger.warn({ session: sessionId(key), fence: lease.fence, code: err.code }, 'batch refused; lease lost');
+        logger.warn(
+          { session: sessionId(key), fence: lease.fence, code: err.code },
+          'batch refused; lease lost',
+        );
       } else {
         logger.error({ err, session: sessionId(key) }, 'batch failed; it will be retried');
       }
     } finally {
       held.stop();
-      await backend.releaseLease(lease).catch((err: unknown) => logger.error({ err }, 'lease release failed'));
+      await backend
+        .releaseLease(lease)
+        .catch((err: unknown) => logger.error({ err }, 'lease release failed'));
     }
   }
 
   /** Renews the lease every third of its TTL; the signal aborts when a renewal fails. */
   private hold(lease: LeaseGrant): { signal: AbortSignal; stop: () => void } {
     const ctl = new AbortController();
-    const timer = setInterval(() => {
-      this.o.backend.renewLease(lease, this.o.lockTtlMs).then(
-        (ok) => {
-          if (!ok) ctl.abort(new FencedError(sessionId(lease), lease.fence));
-        },
-        () => ctl.abort(),
-      );
-    }, Math.max(50, Math.floor(this.o.lockTtlMs / 3)));
+    const timer = setInterval(
+      () => {
+        this.o.backend.renewLease(lease, this.o.lockTtlMs).then(
+          (ok) => {
+            if (!ok) ctl.abort(new FencedError(sessionId(lease), lease.fence));
+          },
+          () => ctl.abort(),
+        );
+      },
+      Math.max(50, Math.floor(this.o.lockTtlMs / 3)),
+    );
     return { signal: ctl.signal, stop: () => clearInterval(timer) };
   }
 
@@ -200,12 +214,17 @@ export class Engine {
     if (ids.length === 0) return batch;
     const prompts = await this.o.backend.resolvePrompts(key, ids);
     return batch.map((m) =>
-      m.content.type === 'choice' && m.contextId ? { ...m, contextPrompt: prompts.get(m.contextId) ?? null } : m,
+      m.content.type === 'choice' && m.contextId
+        ? { ...m, contextPrompt: prompts.get(m.contextId) ?? null }
+        : m,
     );
   }
 
   /** Turns effects into outbound records, numbered after the session's last one. */
-  private toOutbound(s: SessionSnapshot, effects: Effect[]): { snapshot: SessionSnapshot; outbound: OutboundRecord[] } {
+  private toOutbound(
+    s: SessionSnapshot,
+    effects: Effect[],
+  ): { snapshot: SessionSnapshot; outbound: OutboundRecord[] } {
     let seq = s.outboundSeq;
     const createdAt = this.now();
     const outbound = effects.map((e): OutboundRecord => {
@@ -275,23 +294,34 @@ export class Engine {
       for (let attempt = rec.attempts + 1; ; attempt += 1) {
         if (signal.aborted) return;
         try {
-          if (!sender) throw new SendError(`no sender for provider ${rec.provider ?? 'cloud-api'}`, { retryable: false, httpStatus: 0 });
+          if (!sender)
+            throw new SendError(`no sender for provider ${rec.provider ?? 'cloud-api'}`, {
+              retryable: false,
+              httpStatus: 0,
+            });
           const { providerMessageId } = await sender.send(rec);
           await backend.updateOutbound(rec.id, { status: 'sent', attempts: attempt, providerMessageId });
           metrics.outbound.inc({ outcome: 'sent' });
           break;
         } catch (err) {
-          const e = err instanceof SendError ? err : new SendError(String(err), { retryable: true, httpStatus: 0 });
+          const e =
+            err instanceof SendError ? err : new SendError(String(err), { retryable: true, httpStatus: 0 });
           if (e.retryable && attempt < maxAttempts) {
             metrics.outbound.inc({ outcome: 'retry' });
             const backoff = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** (attempt - 1));
             const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
-            logger.warn({ outbound: rec.id, attempt, wait, code: e.providerCode, status: e.httpStatus }, 'send refused; retrying');
+            logger.warn(
+              { outbound: rec.id, attempt, wait, code: e.providerCode, status: e.httpStatus },
+              'send refused; retrying',
+            );
             await sleep(wait, signal);
             continue;
           }
           metrics.outbound.inc({ outcome: 'failed' });
-          logger.error({ outbound: rec.id, attempt, code: e.providerCode, status: e.httpStatus }, 'send failed; dead-lettered');
+          logger.error(
+            { outbound: rec.id, attempt, code: e.providerCode, status: e.httpStatus },
+            'send failed; dead-lettered',
+          );
           await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });
           await backend.deadLetter({
             id: `out:${rec.id}:${attempt}`,

@@ -24,7 +24,12 @@ export type StepInput =
   /** One or more consecutive texts, joined by one space and trimmed. */
   | { readonly type: 'text'; readonly text: string; readonly messageIds: readonly string[] }
   /** A tap on one of this step's choices (or, at an `any` step, on an id no step owns). */
-  | { readonly type: 'choice'; readonly id: string; readonly title: string; readonly messageIds: readonly string[] }
+  | {
+      readonly type: 'choice';
+      readonly id: string;
+      readonly title: string;
+      readonly messageIds: readonly string[];
+    }
   /** Anything else the user sent (media, location, contacts, ...). */
   | { readonly type: 'other'; readonly content: MessageContent; readonly messageIds: readonly string[] };
 
@@ -135,7 +140,8 @@ export function defineFlow<const S extends string>(spec: FlowSpec<S>): Flow<S> {
     }
     if (s.choices !== undefined && choices.length === 0) fail(`step "${id}": choices is empty`);
     if (choices.length > 10) fail(`step "${id}": at most 10 choices (WhatsApp list limit)`);
-    if (choices.length > 3 && !s.listButton) fail(`step "${id}": more than 3 choices need a listButton label`);
+    if (choices.length > 3 && !s.listButton)
+      fail(`step "${id}": more than 3 choices need a listButton label`);
     for (const c of choices) {
       if (c.id === '') fail(`step "${id}": a choice has an empty id`);
       if (c.title.length > (choices.length > 3 ? 24 : 20)) {
@@ -168,8 +174,10 @@ export function defineFlow<const S extends string>(spec: FlowSpec<S>): Flow<S> {
     choiceOwner,
     resetKeywords: new Set((spec.resetKeywords ?? DEFAULT_RESET_KEYWORDS).map((k) => k.trim().toLowerCase())),
     notices: {
-      stale: spec.notices?.stale ?? 'That button belongs to an earlier question; this conversation has moved on.',
-      handoff: spec.notices?.handoff ?? 'Thanks for your patience: a member of our team will take it from here.',
+      stale:
+        spec.notices?.stale ?? 'That button belongs to an earlier question; this conversation has moved on.',
+      handoff:
+        spec.notices?.handoff ?? 'Thanks for your patience: a member of our team will take it from here.',
     },
   });
 }

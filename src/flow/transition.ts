@@ -14,7 +14,14 @@ import {
   type TransitionKind,
   type TransitionRecord,
 } from '../model/session.ts';
-import { promptOf, type Flow, type FlowData, type Outcome, type StepContext, type StepInput } from './define.ts';
+import {
+  promptOf,
+  type Flow,
+  type FlowData,
+  type Outcome,
+  type StepContext,
+  type StepInput,
+} from './define.ts';
 
 /** A stored message with its `context.id` resolved by the engine. */
 export interface ResolvedMessage extends StoredMessage {
@@ -51,7 +58,12 @@ export interface TransitionResult {
 }
 
 /** A session that has never been stored. */
-export function freshSnapshot(flow: Flow, key: SessionKey, nowMs: number, first?: StoredMessage): SessionSnapshot {
+export function freshSnapshot(
+  flow: Flow,
+  key: SessionKey,
+  nowMs: number,
+  first?: StoredMessage,
+): SessionSnapshot {
   return {
     channel: key.channel,
     user: key.user,
@@ -85,7 +97,9 @@ export function transition(
   batch: readonly ResolvedMessage[],
   env: TransitionEnv,
 ): TransitionResult {
-  return new BatchRun(flow, prev ?? freshSnapshot(flow, env.key, env.nowMs, batch[0]), env).run(orderBatch(batch));
+  return new BatchRun(flow, prev ?? freshSnapshot(flow, env.key, env.nowMs, batch[0]), env).run(
+    orderBatch(batch),
+  );
 }
 
 /** An agent's reset: fresh session at no step; nothing is sent. */
@@ -120,7 +134,7 @@ class BatchRun {
 
   run(messages: ResolvedMessage[]): TransitionResult {
     const flow = this.flow!;
-    for (let i = 0; i < messages.length; ) {
+    for (let i = 0; i < messages.length;) {
       const m = messages[i]!;
       const last = this.s.lastInteraction;
       if (last !== null && m.timestamp < last) {
@@ -288,7 +302,12 @@ class BatchRun {
     this.records.push(this.record(kind, this.s.step, this.s.step, ids));
   }
 
-  private record(kind: TransitionKind, from: string | null, to: string | null, ids: string[]): TransitionRecord {
+  private record(
+    kind: TransitionKind,
+    from: string | null,
+    to: string | null,
+    ids: string[],
+  ): TransitionRecord {
     return {
       version: this.s.version,
       from_step: from,

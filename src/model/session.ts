@@ -63,7 +63,12 @@ export type TransitionKind =
   | 'ignored';
 
 /** Kinds that leave `version` unchanged. */
-export const VERSIONLESS_KINDS: ReadonlySet<TransitionKind> = new Set(['stale_input', 'late', 'held', 'ignored']);
+export const VERSIONLESS_KINDS: ReadonlySet<TransitionKind> = new Set([
+  'stale_input',
+  'late',
+  'held',
+  'ignored',
+]);
 
 /** One line of a session's transition log, as SPEC section 4 pins it. */
 export interface TransitionRecord {

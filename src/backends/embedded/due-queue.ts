@@ -93,7 +93,7 @@ export class DueQueue {
   private push(e: Entry): void {
     const h = this.heap;
     h.push(e);
-    for (let i = h.length - 1; i > 0; ) {
+    for (let i = h.length - 1; i > 0;) {
       const p = (i - 1) >> 1;
       if (h[p]!.dueAt <= h[i]!.dueAt) break;
       [h[p], h[i]] = [h[i]!, h[p]!];
@@ -106,7 +106,7 @@ export class DueQueue {
     const last = h.pop();
     if (h.length === 0 || last === undefined) return;
     h[0] = last;
-    for (let i = 0; ; ) {
+    for (let i = 0; ;) {
       const l = 2 * i + 1;
       const r = l + 1;
       let m = i;

@@ -10,8 +10,20 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
-import { OUTBOUND_STATUS_RANK, sessionId, type SessionKey, type StoredMessage, type WebhookBatch } from '../../model/message.ts';
-import type { DeadLetter, OutboundRecord, PromptRef, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
+import {
+  OUTBOUND_STATUS_RANK,
+  sessionId,
+  type SessionKey,
+  type StoredMessage,
+  type WebhookBatch,
+} from '../../model/message.ts';
+import type {
+  DeadLetter,
+  OutboundRecord,
+  PromptRef,
+  SessionSnapshot,
+  TransitionRecord,
+} from '../../model/session.ts';
 import type {
   Backend,
   BackendStats,
@@ -97,7 +109,8 @@ export class EmbeddedBackend implements Backend {
         `SELECT channel, user, MIN(stored_at) AS first FROM inbound WHERE state = 'pending' GROUP BY channel, user`,
       )
       .all() as Array<{ channel: string; user: string; first: number }>;
-    for (const r of rows) this.due.schedule({ channel: r.channel, user: r.user }, r.first + this.opts.bufferMs);
+    for (const r of rows)
+      this.due.schedule({ channel: r.channel, user: r.user }, r.first + this.opts.bufferMs);
     // Replies committed but not yet sent when the process stopped: their sessions are due too.
     const unsent = this.db
       .prepare(`SELECT DISTINCT channel, user FROM outbound WHERE status IN ('pending', 'sending')`)
@@ -193,13 +206,22 @@ export class EmbeddedBackend implements Backend {
   ): number {
     const row = this.db
       .prepare('SELECT id, status, record FROM outbound WHERE provider_message_id = ?')
-      .get(providerMessageId) as { id: string; status: keyof typeof OUTBOUND_STATUS_RANK; record: string } | undefined;
+      .get(providerMessageId) as
+      { id: string; status: keyof typeof OUTBOUND_STATUS_RANK; record: string } | undefined;
     if (!row) return 0;
     if (row.status === 'failed' || OUTBOUND_STATUS_RANK[status] <= OUTBOUND_STATUS_RANK[row.status]) return 0;
-    const lastError = errors?.length ? errors.map((e) => `${e.code} ${e.title ?? e.message ?? ''}`.trim()).join('; ') : null;
-    const record = { ...(JSON.parse(row.record) as OutboundRecord), status, ...(lastError ? { lastError } : {}) };
+    const lastError = errors?.length
+      ? errors.map((e) => `${e.code} ${e.title ?? e.message ?? ''}`.trim()).join('; ')
+      : null;
+    const record = {
+      ...(JSON.parse(row.record) as OutboundRecord),
+      status,
+      ...(lastError ? { lastError } : {}),
+    };
     this.db
-      .prepare('UPDATE outbound SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?, record = ? WHERE id = ?')
+      .prepare(
+        'UPDATE outbound SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?, record = ? WHERE id = ?',
+      )
       .run(status, lastError, this.now(), JSON.stringify(record), row.id);
     return 1;
   }
@@ -224,7 +246,11 @@ export class EmbeddedBackend implements Backend {
 
   async acquireLease(key: SessionKey, holder: string, ttlMs: number): Promise<LeaseGrant | null> {
     if (this.isLeased(key)) return null;
-    const lease: Lease = { token: randomBytes(12).toString('hex'), fence: ++this.fenceCounter, expiresAt: this.now() + ttlMs };
+    const lease: Lease = {
+      token: randomBytes(12).toString('hex'),
+      fence: ++this.fenceCounter,
+      expiresAt: this.now() + ttlMs,
+    };
     this.leases.set(sessionId(key), lease);
     return { channel: key.channel, user: key.user, token: lease.token, fence: lease.fence, holder };
   }
@@ -257,14 +283,18 @@ export class EmbeddedBackend implements Backend {
   private rescheduleIfPending(key: SessionKey): void {
     if (this.closed) return;
     const row = this.db
-      .prepare(`SELECT MIN(stored_at) AS first FROM inbound WHERE channel = ? AND user = ? AND state = 'pending'`)
+      .prepare(
+        `SELECT MIN(stored_at) AS first FROM inbound WHERE channel = ? AND user = ? AND state = 'pending'`,
+      )
       .get(key.channel, key.user) as { first: number | null };
     if (row.first !== null) {
       this.due.schedule(key, row.first + this.opts.bufferMs);
       return;
     }
     const unsent = this.db
-      .prepare(`SELECT 1 FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') LIMIT 1`)
+      .prepare(
+        `SELECT 1 FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') LIMIT 1`,
+      )
       .get(key.channel, key.user);
     // Replies whose sending was cut short (lease lost, shutdown): try again shortly.
     if (unsent !== undefined) this.due.schedule(key, this.now() + UNSENT_RETRY_MS);
@@ -274,7 +304,9 @@ export class EmbeddedBackend implements Backend {
 
   async pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {
     const rows = this.db
-      .prepare(`SELECT body FROM inbound WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ?`)
+      .prepare(
+        `SELECT body FROM inbound WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
+      )
       .all(key.channel, key.user, limit) as Array<{ body: string }>;
     return rows.map((r) => JSON.parse(r.body) as StoredMessage);
   }
@@ -295,7 +327,8 @@ export class EmbeddedBackend implements Backend {
         .prepare('SELECT version, fence FROM sessions WHERE channel = ? AND user = ?')
         .get(lease.channel, lease.user) as { version: number; fence: number } | undefined;
       if (row && row.fence > lease.fence) throw new FencedError(id, lease.fence);
-      if ((row?.version ?? 0) !== batch.expectedVersion) throw new VersionConflictError(id, batch.expectedVersion);
+      if ((row?.version ?? 0) !== batch.expectedVersion)
+        throw new VersionConflictError(id, batch.expectedVersion);
       const s = batch.snapshot;
       this.db
         .prepare(
@@ -317,13 +350,16 @@ export class EmbeddedBackend implements Backend {
           updated_at: now,
           snapshot: JSON.stringify(s),
         });
-      const rec = this.db.prepare('INSERT INTO transitions (channel, user, version, record) VALUES (?, ?, ?, ?)');
+      const rec = this.db.prepare(
+        'INSERT INTO transitions (channel, user, version, record) VALUES (?, ?, ?, ?)',
+      );
       for (const r of batch.records) rec.run(s.channel, s.user, r.version, JSON.stringify(r));
       const out = this.db.prepare(
         `INSERT INTO outbound (id, channel, user, seq, status, attempts, created_at, updated_at, record)
          VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)`,
       );
-      for (const o of batch.outbound) out.run(o.id, o.channel, o.user, o.seq, o.status, now, now, JSON.stringify(o));
+      for (const o of batch.outbound)
+        out.run(o.id, o.channel, o.user, o.seq, o.status, now, now, JSON.stringify(o));
       const done = this.db.prepare(`UPDATE inbound SET state = 'done' WHERE id = ? AND state = 'pending'`);
       for (const m of batch.consumed) done.run(m);
       const dead = this.db.prepare(`UPDATE inbound SET state = 'dead' WHERE id = ?`);
@@ -360,7 +396,8 @@ export class EmbeddedBackend implements Backend {
   }
 
   async updateOutbound(id: string, patch: OutboundPatch): Promise<void> {
-    const row = this.db.prepare('SELECT record FROM outbound WHERE id = ?').get(id) as { record: string } | undefined;
+    const row = this.db.prepare('SELECT record FROM outbound WHERE id = ?').get(id) as
+      { record: string } | undefined;
     if (!row) return;
     const current = JSON.parse(row.record) as OutboundRecord;
     // A status webhook may have advanced it already (delivered before we recorded `sent`).
@@ -411,7 +448,9 @@ export class EmbeddedBackend implements Backend {
   }
 
   async listSessions(q: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }> {
-    const after = q.cursor ? (JSON.parse(Buffer.from(q.cursor, 'base64url').toString()) as [string, string]) : null;
+    const after = q.cursor
+      ? (JSON.parse(Buffer.from(q.cursor, 'base64url').toString()) as [string, string])
+      : null;
     const rows = this.db
       .prepare(
         `SELECT channel, user, snapshot FROM sessions
@@ -433,7 +472,9 @@ export class EmbeddedBackend implements Backend {
     return {
       sessions: page.map((r) => JSON.parse(r.snapshot) as SessionSnapshot),
       nextCursor:
-        rows.length > q.limit && last ? Buffer.from(JSON.stringify([last.channel, last.user])).toString('base64url') : null,
+        rows.length > q.limit && last
+          ? Buffer.from(JSON.stringify([last.channel, last.user])).toString('base64url')
+          : null,
     };
   }
 
@@ -470,8 +511,7 @@ export class EmbeddedBackend implements Backend {
 
   async replayDeadLetter(id: string): Promise<boolean> {
     const row = this.db.prepare('SELECT * FROM dead_letters WHERE id = ? AND replayed_at IS NULL').get(id) as
-      | Row
-      | undefined;
+      Row | undefined;
     if (!row) return false;
     const key = { channel: row.channel as string, user: row.user as string };
     this.db.transaction(() => {
@@ -485,7 +525,14 @@ export class EmbeddedBackend implements Backend {
              ON CONFLICT (id) DO UPDATE SET state = 'pending', seq = excluded.seq, stored_at = excluded.stored_at,
              body = excluded.body`,
           )
-          .run(body.id, key.channel, key.user, this.seq, storedAt, JSON.stringify({ ...body, seq: this.seq, storedAt }));
+          .run(
+            body.id,
+            key.channel,
+            key.user,
+            this.seq,
+            storedAt,
+            JSON.stringify({ ...body, seq: this.seq, storedAt }),
+          );
       } else {
         this.db.prepare(`UPDATE outbound SET status = 'pending' WHERE id = ?`).run(row.ref);
       }
@@ -500,7 +547,9 @@ export class EmbeddedBackend implements Backend {
     const p = this.db
       .prepare(`SELECT COUNT(*) AS n, MIN(stored_at) AS first FROM inbound WHERE state = 'pending'`)
       .get() as { n: number; first: number | null };
-    const d = this.db.prepare('SELECT COUNT(*) AS n FROM dead_letters WHERE replayed_at IS NULL').get() as { n: number };
+    const d = this.db.prepare('SELECT COUNT(*) AS n FROM dead_letters WHERE replayed_at IS NULL').get() as {
+      n: number;
+    };
     let locks = 0;
     const now = this.now();
     for (const l of this.leases.values()) if (l.expiresAt > now) locks += 1;
