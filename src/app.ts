@@ -69,7 +69,7 @@ export function createLogger(level: string): Logger {
 
 /** Loads the flows module named by BATON_FLOWS: its default export or every exported Flow. */
 export async function loadFlows(modulePath: string | undefined): Promise<Flow[]> {
-  if (modulePath === undefined) return [orderFlow as unknown as Flow];
+  if (modulePath === undefined) return [orderFlow];
   let mod: Record<string, unknown>;
   try {
     mod = (await import(pathToFileURL(resolve(modulePath)).href)) as Record<string, unknown>;

@@ -62,7 +62,7 @@ export interface StepSpec<S extends string> {
   /** `text` or `any`; a step with `choices` accepts `choice`. */
   readonly accepts?: 'text' | 'any';
   /** Every step this one may go to. */
-  readonly to: readonly S[];
+  readonly to: readonly NoInfer<S>[];
   /** Decides on valid input. Pure: no I/O, no clock, no randomness. */
   readonly on: (input: StepInput, ctx: StepContext<S>) => Outcome<S>;
 }
@@ -117,7 +117,7 @@ const STEP_ID = /^[a-z][a-z0-9_]*$/;
  * });
  * @throws FlowDefinitionError naming the flow and step when the flow is inconsistent.
  */
-export function defineFlow<const S extends string>(spec: FlowSpec<S>): Flow<S> {
+export function defineFlow<const S extends string>(spec: FlowSpec<S>): Flow {
   const fail = (detail: string): never => {
     throw new FlowDefinitionError(`flow "${spec.id}": ${detail}`);
   };
@@ -151,7 +151,12 @@ export function defineFlow<const S extends string>(spec: FlowSpec<S>): Flow<S> {
       if (owner !== undefined) fail(`step "${id}": duplicate button id "${c.id}" (also in step "${owner}")`);
       choiceOwner.set(c.id, id);
     }
-    steps.set(id, { ...s, id, accepts: s.choices !== undefined ? 'choice' : (s.accepts ?? 'text'), choices });
+    steps.set(id, {
+      ...s,
+      id,
+      accepts: s.choices !== undefined ? 'choice' : (s.accepts ?? 'text'),
+      choices,
+    });
   }
 
   const reached = new Set<S>([spec.start]);
@@ -166,12 +171,13 @@ export function defineFlow<const S extends string>(spec: FlowSpec<S>): Flow<S> {
   }
   for (const id of ids) if (!reached.has(id)) fail(`step "${id}" is unreachable from "${spec.start}"`);
 
+  // Step ids were checked against S above; at run time a flow is keyed by plain strings.
   return Object.freeze({
     id: spec.id,
     version: spec.version ?? 1,
     start: spec.start,
-    steps,
-    choiceOwner,
+    steps: steps as unknown as ReadonlyMap<string, StepDef<string>>,
+    choiceOwner: choiceOwner,
     resetKeywords: new Set((spec.resetKeywords ?? DEFAULT_RESET_KEYWORDS).map((k) => k.trim().toLowerCase())),
     notices: {
       stale:

@@ -45,9 +45,7 @@ describe('defineFlow validation', () => {
   });
 
   it('refuses an unknown start step and bad ids', () => {
-    expect(() => defineFlow({ id: 'f', start: 'zz' as 'a', steps: { a: step([]) } })).toThrow(
-      FlowDefinitionError,
-    );
+    expect(() => defineFlow({ id: 'f', start: 'zz', steps: { a: step([]) } })).toThrow(FlowDefinitionError);
     expect(() => defineFlow({ id: 'Bad Id', start: 'a', steps: { a: step([]) } })).toThrow(
       /lower_snake_case/,
     );

@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { orderFlow } from '../../src/bots/order.ts';
 import { FlowRuntimeError } from '../../src/errors.ts';
-import { defineFlow, type Flow } from '../../src/flow/define.ts';
+import { defineFlow } from '../../src/flow/define.ts';
 import { adminReset, transition, type ResolvedMessage } from '../../src/flow/transition.ts';
 import type { MessageContent } from '../../src/model/message.ts';
 import type { SessionSnapshot } from '../../src/model/session.ts';
 
 const key = { channel: 'ch', user: 'u1' };
 const env = { key, nowMs: 1_000_000, worker: 'w', fence: 7, sessionTtlSec: 86_400, maxRetries: 3 };
-const flow = orderFlow as unknown as Flow;
+const flow = orderFlow;
 let seq = 0;
 
 function msg(
@@ -172,11 +172,11 @@ describe('transition (pure)', () => {
       id: 'bad',
       start: 'a',
       steps: {
-        a: { say: 'a', accepts: 'text', to: ['b'], on: (_i, c) => c.goto('c' as 'b') },
+        a: { say: 'a', accepts: 'text', to: ['b'], on: (_i, c) => c.goto('c') },
         b: { say: 'b', accepts: 'text', to: ['c'], on: (_i, c) => c.retry() },
         c: { say: 'c', accepts: 'text', to: [], on: (_i, c) => c.retry() },
       },
-    }) as unknown as Flow;
+    });
     const s = transition(bad, null, [txt('hi', 1)], env).snapshot;
     expect(() => transition(bad, s, [txt('x', 2)], env)).toThrow(FlowRuntimeError);
   });

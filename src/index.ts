@@ -1,0 +1,68 @@
+/**
+ * Baton's public API. Everything a bot author or an operator embeds is exported here, and
+ * nothing else is public (deep imports are not supported).
+ * @module
+ */
+
+// Authoring flows
+export { defineFlow, promptOf, toMermaid } from './flow/define.ts';
+export type {
+  Accepts,
+  Choice,
+  Flow,
+  FlowData,
+  FlowSpec,
+  Outcome,
+  StepContext,
+  StepInput,
+  StepSpec,
+} from './flow/define.ts';
+export { transition, adminReset, freshSnapshot, orderBatch } from './flow/transition.ts';
+export type { Effect, ResolvedMessage, TransitionEnv, TransitionResult } from './flow/transition.ts';
+export { orderFlow } from './bots/order.ts';
+
+// Running Baton
+export { createBaton, loadFlows } from './app.ts';
+export type { Baton, BatonOptions } from './app.ts';
+export { loadConfig, parseDurationSeconds } from './config/index.ts';
+export type { Config, SyncMode } from './config/index.ts';
+export { run } from './cli/index.ts';
+
+// Data model
+export type {
+  InboundMessage,
+  MessageContent,
+  ProviderName,
+  SessionKey,
+  StatusUpdate,
+  StoredMessage,
+  WebhookBatch,
+} from './model/message.ts';
+export type {
+  DeadLetter,
+  OutboundBody,
+  OutboundRecord,
+  SessionSnapshot,
+  SessionView,
+  TransitionKind,
+  TransitionRecord,
+} from './model/session.ts';
+export { toSessionView } from './model/session.ts';
+
+// Storage backends
+export type { Backend, BatchCommit, LeaseGrant } from './backends/types.ts';
+export { EmbeddedBackend } from './backends/embedded/index.ts';
+
+// Errors
+export {
+  BatonError,
+  ConfigError,
+  ERROR_CODES,
+  FencedError,
+  FlowDefinitionError,
+  FlowRuntimeError,
+  SendError,
+  StorageUnavailableError,
+  VersionConflictError,
+} from './errors.ts';
+export type { ErrorCode } from './errors.ts';
