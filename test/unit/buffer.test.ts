@@ -1,0 +1,86 @@
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import { orderFlow } from '../../src/bots/order.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { Metrics } from '../../src/metrics.ts';
+import type { InboundMessage } from '../../src/model/message.ts';
+
+// The buffer window on a fake clock: no sleeps, every instant chosen by the test.
+describe('buffer window (fake clock)', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 1_000_000 });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('batches what is stored within BATON_BUFFER_MS of the first message, and no more', async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 500, dedupeTtlSec: 3600 });
+    await backend.init();
+    const sent: string[] = [];
+    const engine = new Engine({
+      backend,
+      flows: new Map([[orderFlow.id, orderFlow]]),
+      defaultFlow: 'order',
+      senders: {
+        'cloud-api': { send: async (m) => (sent.push(m.callbackData), { providerMessageId: `o${m.id}` }) },
+      },
+      bufferMs: 500,
+      lockTtlMs: 5000,
+      sessionTtlSec: 86_400,
+      maxRetries: 3,
+      logger: pino({ level: 'silent' }),
+      metrics: new Metrics(),
+    });
+    engine.start(2);
+    let n = 0;
+    const store = async (body: string, ts: number): Promise<void> => {
+      const m: InboundMessage = {
+        id: `w${(n += 1)}`,
+        provider: 'cloud-api',
+        channel: 'c',
+        user: 'u',
+        timestamp: ts,
+        content: { type: 'text', body },
+      };
+      const p = backend.ingest({ messages: [m], statuses: [] });
+      await vi.advanceTimersByTimeAsync(0);
+      await p;
+    };
+    const key = { channel: 'c', user: 'u' };
+
+    await store('hi', 100); // t = 0: opens the window, due at 500
+    await vi.advanceTimersByTimeAsync(1000);
+    expect((await backend.load(key))?.version).toBe(1);
+
+    await store('Jane', 101); // t = 1000: window until 1500
+    await vi.advanceTimersByTimeAsync(300);
+    await store('Smith', 102); // t = 1300: inside it
+    await vi.advanceTimersByTimeAsync(199); // t = 1499: not due yet
+    expect((await backend.load(key))?.version).toBe(1);
+    await vi.advanceTimersByTimeAsync(1); // t = 1500: due
+    await vi.advanceTimersByTimeAsync(10);
+    const s = (await backend.load(key))!;
+    expect(s.version).toBe(2);
+    expect(s.data).toEqual({ customer_name: 'Jane Smith' });
+
+    await store('12 Road', 103); // product step: a text is a retry
+    await vi.advanceTimersByTimeAsync(499);
+    await store('late in window?', 104); // stored at +499: same batch, joined with the first text
+    await vi.advanceTimersByTimeAsync(1);
+    await vi.advanceTimersByTimeAsync(10);
+    expect((await backend.load(key))!.version).toBe(3);
+    await store('next', 105); // after the window closed: a batch of its own
+    await vi.advanceTimersByTimeAsync(510);
+    expect((await backend.load(key))!.version).toBe(4);
+    expect(sent).toEqual([
+      'baton:order:ask_name:1',
+      'baton:order:choose_product:2',
+      'baton:order:choose_product:3',
+      'baton:order:choose_product:4',
+    ]);
+    await engine.stop();
+    await backend.close();
+  });
+});
