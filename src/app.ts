@@ -185,6 +185,8 @@ async function createBackend(config: Config, logger: Logger, now?: () => number)
       bufferMs: config.bufferMs,
       dedupeTtlSec: config.dedupeTtlSec,
       syncMode: config.syncMode,
+      prefix: config.redisPrefix,
+      schema: config.pgSchema,
       logger,
       ...(now ? { now } : {}),
     });

@@ -35,6 +35,10 @@ export interface Config {
   readonly maxRetries: number;
   readonly flows: string | undefined;
   readonly syncMode: SyncMode;
+  /** Distributed mode: Redis key prefix (several Batons can share one Redis). */
+  readonly redisPrefix: string;
+  /** Distributed mode: PostgreSQL schema. */
+  readonly pgSchema: string;
   readonly alert: {
     readonly webhookUrl: string | undefined;
     readonly queueDepth: number | undefined;
@@ -74,6 +78,14 @@ function optInt(env: Env, name: string, min: number): number | undefined {
 function str(env: Env, name: string): string | undefined {
   const raw = env[name];
   return raw === undefined || raw === '' ? undefined : raw;
+}
+
+function name(env: Env, key: string, fallback: string): string {
+  const raw = str(env, key) ?? fallback;
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) {
+    throw new ConfigError(key, `"${raw}" must be lower-case letters, digits and _ (at most 63)`);
+  }
+  return raw;
 }
 
 function url(env: Env, name: string, fallback?: string): string | undefined {
@@ -128,6 +140,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxRetries: int(env, 'BATON_MAX_RETRIES', 3, 0, 100),
     flows: str(env, 'BATON_FLOWS'),
     syncMode,
+    redisPrefix: name(env, 'BATON_REDIS_PREFIX', 'baton'),
+    pgSchema: name(env, 'BATON_PG_SCHEMA', 'baton'),
     alert: {
       webhookUrl: url(env, 'BATON_ALERT_WEBHOOK_URL'),
       queueDepth: optInt(env, 'BATON_ALERT_QUEUE_DEPTH', 0),

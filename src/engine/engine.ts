@@ -111,7 +111,8 @@ export class Engine {
       for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
         if (!(await this.runBatch(lease, held.signal))) break;
       }
-      await this.flushOutbox(lease, held.signal);
+      // On shutdown, stop waiting out send backoffs: unsent replies are resent after restart.
+      await this.flushOutbox(lease, AbortSignal.any([held.signal, this.abort.signal]));
     } catch (err) {
       if (err instanceof FencedError || err instanceof VersionConflictError) {
         logger.warn(
