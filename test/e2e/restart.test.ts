@@ -1,16 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph } from '../support/fake-graph.ts';
+import { freePort, spawnBaton } from '../support/procs.ts';
 import { ADMIN_TOKEN, APP_SECRET, startHarness } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook } from '../support/payloads.ts';
 
 const T0 = 1_750_000_000;
-const ROOT = resolve(import.meta.dirname, '../..');
 
 describe('restart', () => {
   it('processes messages stored before a graceful restart, losing nothing', async () => {
@@ -31,33 +29,6 @@ describe('restart', () => {
     }
   });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((res) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => res(port));
-    });
-  });
-}
-
-function startProcess(env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/baton.mjs'), 'start'], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((res, rej) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('listening on')) res(child);
-    });
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => rej(new Error(`baton exited ${code}: ${out}`)));
-  });
-}
 
 describe('SIGKILL of the embedded process mid-flow', () => {
   it('loses no stored message: after a restart every user ends completed', async () => {
@@ -83,7 +54,7 @@ describe('SIGKILL of the embedded process mid-flow', () => {
         body: new Uint8Array(raw),
       });
     };
-    let child = await startProcess(env);
+    let child = await spawnBaton(['start'], env);
     try {
       const users = Array.from({ length: 20 }, (_, i) => `1555222${String(i).padStart(4, '0')}`);
       for (const u of users) expect((await post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
@@ -104,11 +75,10 @@ describe('SIGKILL of the embedded process mid-flow', () => {
           }
         }),
       );
-      child.kill('SIGKILL');
-      await new Promise((r) => child.once('exit', r));
+      await child.stop('SIGKILL');
       expect(acked).toHaveLength(80);
 
-      child = await startProcess(env);
+      child = await spawnBaton(['start'], env);
       const admin = (p: string) =>
         fetch(`${base}/admin/api${p}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
       const deadline = Date.now() + 20_000;
@@ -155,7 +125,7 @@ describe('SIGKILL of the embedded process mid-flow', () => {
         expect(confirmations.length).toBeGreaterThanOrEqual(1);
       }
     } finally {
-      child.kill('SIGKILL');
+      await child.stop('SIGKILL');
       await graph.close();
       rmSync(dir, { recursive: true, force: true });
     }
