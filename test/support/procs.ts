@@ -47,14 +47,14 @@ export function spawnBaton(
   };
   return new Promise((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`baton ${args.join(' ')} did not start:\n${out}`)), 20_000);
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (readyLine.test(out)) {
         clearTimeout(timer);
         res(proc);
       }
     });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     void exited.then((code) => {
       clearTimeout(timer);
       rej(new Error(`baton ${args.join(' ')} exited ${code}:\n${out}`));

@@ -1,0 +1,358 @@
+/**
+ * Distributed mode with real processes: one `baton ingress` and several `baton worker`s on the
+ * machine's Redis and PostgreSQL, under concurrency, SIGKILL, a Redis restart and a PostgreSQL
+ * outage. Every acknowledged message must end in its session's log and every user correct.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signMetaBody } from '../../src/providers/index.ts';
+import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
+import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
+import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
+import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
+import { DATABASE_URL, distributedServicesUp, REDIS_URL, uniqueName } from '../support/services.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
+
+const up = await distributedServicesUp('distributed process tests');
+const T0 = 1_750_000_000;
+
+interface Cluster {
+  base: string;
+  procs: BatonProcess[];
+  workers: BatonProcess[];
+  env: Record<string, string>;
+  post(m: Msg): Promise<number>;
+  /** Posts like Meta does: retries a non-200 until it is accepted. */
+  deliver(m: Msg): Promise<void>;
+  admin<T>(path: string): Promise<{ status: number; body: T }>;
+  addWorker(): Promise<BatonProcess>;
+  stop(): Promise<void>;
+}
+
+async function startCluster(
+  graph: FakeGraph,
+  opts: { workers: number; redisUrl?: string; databaseUrl?: string; env?: Record<string, string> },
+): Promise<Cluster> {
+  const port = await freePort();
+  const env: Record<string, string> = {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    REDIS_URL: opts.redisUrl ?? REDIS_URL,
+    DATABASE_URL: opts.databaseUrl ?? DATABASE_URL,
+    BATON_REDIS_PREFIX: uniqueName('bt'),
+    BATON_PG_SCHEMA: uniqueName('bt'),
+    WHATSAPP_APP_SECRET: APP_SECRET,
+    WHATSAPP_API_BASE_URL: graph.url,
+    ADMIN_TOKEN,
+    BATON_BUFFER_MS: '30',
+    BATON_LOCK_TTL_MS: '1500',
+    ...opts.env,
+  };
+  const base = `http://127.0.0.1:${port}`;
+  const ingress = await spawnBaton(['ingress'], env);
+  const workers: BatonProcess[] = [];
+  const c: Cluster = {
+    base,
+    env,
+    procs: [ingress],
+    workers,
+    async post(m) {
+      const raw = Buffer.from(JSON.stringify(webhook([m])));
+      try {
+        const r = await fetch(`${base}/webhooks/whatsapp`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'x-hub-signature-256': signMetaBody(raw, APP_SECRET),
+          },
+          body: new Uint8Array(raw),
+        });
+        return r.status;
+      } catch {
+        return 0;
+      }
+    },
+    async deliver(m) {
+      for (let i = 0; ; i += 1) {
+        const status = await c.post(m);
+        if (status === 200) return;
+        if (i > 400) throw new Error(`never accepted: last status ${status}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async admin<T>(path: string) {
+      const r = await fetch(`${base}/admin/api${path}`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      return { status: r.status, body: (await r.json()) as T };
+    },
+    async addWorker() {
+      const w = await spawnBaton(['worker', '--concurrency', '8'], env);
+      workers.push(w);
+      c.procs.push(w);
+      return w;
+    },
+    async stop() {
+      await Promise.all(c.procs.map((p) => p.stop('SIGKILL')));
+    },
+  };
+  for (let i = 0; i < opts.workers; i += 1) await c.addWorker();
+  return c;
+}
+
+async function cleanup(env: Record<string, string>): Promise<void> {
+  const redis = new Redis(env.REDIS_URL!, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${env.BATON_REDIS_PREFIX}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+  } catch {
+    // a private Redis may be gone already
+  } finally {
+    redis.disconnect();
+  }
+  const client = new pg.Client({ connectionString: DATABASE_URL });
+  await client.connect();
+  await client.query(`DROP SCHEMA IF EXISTS "${env.BATON_PG_SCHEMA}" CASCADE`);
+  await client.end();
+}
+
+function orderScript(u: string, ts = T0): Msg[] {
+  return [
+    text(u, 'hi', ts),
+    text(u, `Name ${u}`, ts + 1),
+    button(u, 'sku_551a', 'Rain Jacket', ts + 2),
+    text(u, `Street ${u}`, ts + 3),
+    button(u, 'confirm', 'Confirm', ts + 4),
+  ];
+}
+
+/** Waits until every user is completed with the data they sent, then checks their logs. */
+async function expectAllCompleted(
+  c: Cluster,
+  users: string[],
+  acked: Msg[],
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const u of users) {
+    for (;;) {
+      const r = await c.admin<{ current_step: string }>(`/sessions/${u}?channel=${PHONE_ID}`);
+      if (r.status === 200 && r.body.current_step === 'completed') break;
+      if (Date.now() > deadline) throw new Error(`${u} did not complete: ${JSON.stringify(r.body)}`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const s = await c.admin<{ data: unknown; metadata: { version: number } }>(
+      `/sessions/${u}?channel=${PHONE_ID}`,
+    );
+    expect(s.body.data).toEqual({
+      customer_name: `Name ${u}`,
+      product_id: 'sku_551a',
+      shipping_address: `Street ${u}`,
+    });
+    const t = await c.admin<{
+      transitions: Array<{ version: number; kind: string; message_ids: string[]; fencing_token: number }>;
+    }>(`/sessions/${u}/transitions?channel=${PHONE_ID}`);
+    const changes = t.body.transitions.filter(
+      (x) => !['late', 'stale_input', 'held', 'ignored'].includes(x.kind),
+    );
+    expect(changes.map((x) => x.version)).toEqual(changes.map((_, i) => i + 1)); // no gaps, no forks
+    const fences = t.body.transitions.map((x) => x.fencing_token);
+    expect([...fences].sort((a, b) => a - b)).toEqual(fences);
+    const logged = new Set(t.body.transitions.flatMap((x) => x.message_ids));
+    for (const m of acked.filter((x) => x.from === u))
+      expect(logged.has(m.id), `${m.id} of ${u} in the log`).toBe(true);
+  }
+  const stats = await c.admin<{ queue_depth: number }>('/stats');
+  expect(stats.body.queue_depth).toBe(0);
+}
+
+function callbacksTo(graph: FakeGraph, u: string): string[] {
+  return graph.sent.filter((x) => x.body.to === u).map((x) => x.body.biz_opaque_callback_data!);
+}
+
+describe.skipIf(!up)('distributed mode, real processes', () => {
+  let graph: FakeGraph;
+  beforeAll(async () => {
+    graph = await startFakeGraph();
+  });
+  afterAll(async () => {
+    await graph?.close();
+  });
+
+  it('serves bursts for one user from many connections across 2 workers: in order, once, nothing lost', async () => {
+    const c = await startCluster(graph, { workers: 2 });
+    try {
+      const users = Array.from({ length: 12 }, (_, i) => `1666100${String(i).padStart(4, '0')}`);
+      const scripts = new Map(users.map((u) => [u, orderScript(u)]));
+      const acked = [...scripts.values()].flat();
+      // The first message on its own; then the rest of the order at once, shuffled, some twice.
+      await Promise.all(users.map(async (u) => c.deliver(scripts.get(u)![0]!)));
+      await Promise.all(
+        users.map(async (u) => {
+          const rest = scripts.get(u)!.slice(1);
+          const deliveries = [rest[3]!, rest[1]!, rest[0]!, rest[2]!, rest[1]!, rest[3]!];
+          await Promise.all(deliveries.map((m) => c.deliver(m)));
+        }),
+      );
+      await expectAllCompleted(c, users, acked);
+      for (const u of users) {
+        await graph.waitFor(
+          (x) => x.body.to === u && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
+        );
+        const cbs = callbacksTo(graph, u);
+        expect(new Set(cbs).size, `no prompt twice for ${u}`).toBe(cbs.length);
+      }
+    } finally {
+      await c.stop();
+      await cleanup(c.env);
+    }
+  }, 90_000);
+
+  it('survives SIGKILL of a worker holding leases: another worker finishes every user', async () => {
+    const c = await startCluster(graph, { workers: 2 });
+    try {
+      const users = Array.from({ length: 16 }, (_, i) => `1666200${String(i).padStart(4, '0')}`);
+      const acked: Msg[] = [];
+      // Slow, refused sends keep both workers holding leases mid-batch.
+      graph.failNext(40, { status: 503, delayMs: 150 });
+      await Promise.all(
+        users.map(async (u) => {
+          for (const m of orderScript(u)) {
+            await c.deliver(m);
+            acked.push(m);
+          }
+        }),
+      );
+      await c.workers[0]!.stop('SIGKILL');
+      await expectAllCompleted(c, users, acked, 45_000);
+      for (const u of users) {
+        await graph.waitFor(
+          (x) => x.body.to === u && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
+          15_000,
+        );
+        const cbs = callbacksTo(graph, u);
+        // A crash between a send and its record may repeat that one send, never more.
+        const counts = new Map<string, number>();
+        for (const cb of cbs) counts.set(cb, (counts.get(cb) ?? 0) + 1);
+        const repeated = [...counts.values()].filter((n) => n > 1);
+        expect(repeated.length).toBeLessThanOrEqual(1);
+        expect(Math.max(...counts.values())).toBeLessThanOrEqual(2);
+      }
+    } finally {
+      graph.reset();
+      await c.stop();
+      await cleanup(c.env);
+    }
+  }, 120_000);
+
+  it('keeps every acknowledged message when its own AOF Redis is SIGKILLed and restarted mid-run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-redis-'));
+    const port = await freePort();
+    const startRedis = () =>
+      new Promise<ReturnType<typeof spawn>>((res, rej) => {
+        const p = spawn(
+          'redis-server',
+          [
+            '--port',
+            String(port),
+            '--bind',
+            '127.0.0.1',
+            '--appendonly',
+            'yes',
+            '--appendfsync',
+            'always',
+            '--save',
+            '',
+            '--dir',
+            dir,
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        let out = '';
+        p.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('Ready to accept connections')) res(p);
+        });
+        p.once('exit', (code) => rej(new Error(`redis-server exited ${code}: ${out}`)));
+      });
+    let redis = await startRedis();
+    const c = await startCluster(graph, { workers: 1, redisUrl: `redis://127.0.0.1:${port}` });
+    try {
+      const users = Array.from({ length: 10 }, (_, i) => `1666300${String(i).padStart(4, '0')}`);
+      const scripts = new Map(users.map((u) => [u, orderScript(u)]));
+      const acked: Msg[] = [];
+      const sendAll = async (from: number, to: number) =>
+        Promise.all(
+          users.map(async (u) => {
+            for (const m of scripts.get(u)!.slice(from, to)) {
+              await c.deliver(m);
+              acked.push(m);
+            }
+          }),
+        );
+      await sendAll(0, 2);
+      redis.kill('SIGKILL');
+      await new Promise((r) => redis.once('exit', r));
+      // While Redis is down, webhooks are refused (503), so Meta would retry them.
+      expect(await c.post(text(users[0]!, 'refused?', T0 + 1))).toBe(503);
+      redis = await startRedis();
+      await sendAll(2, 5);
+      await expectAllCompleted(c, users, acked, 45_000);
+    } finally {
+      await c.stop();
+      redis.kill('SIGKILL');
+      await cleanup({ ...c.env, REDIS_URL: REDIS_URL });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('loses nothing when PostgreSQL is unreachable for a few seconds (write-through)', async () => {
+    const proxy = await startTcpProxy(Number(new URL(DATABASE_URL).port || 5432));
+    const viaProxy = new URL(DATABASE_URL);
+    viaProxy.port = String(proxy.port);
+    viaProxy.hostname = '127.0.0.1';
+    const c = await startCluster(graph, {
+      workers: 2,
+      databaseUrl: viaProxy.toString(),
+      env: { BATON_SYNC_MODE: 'write-through' },
+    });
+    try {
+      const users = Array.from({ length: 10 }, (_, i) => `1666400${String(i).padStart(4, '0')}`);
+      const scripts = new Map(users.map((u) => [u, orderScript(u)]));
+      const acked: Msg[] = [];
+      await Promise.all(
+        users.map(async (u) => {
+          await c.deliver(scripts.get(u)![0]!);
+          acked.push(scripts.get(u)![0]!);
+        }),
+      );
+      proxy.block();
+      const during = Promise.all(
+        users.map(async (u) => {
+          for (const m of scripts.get(u)!.slice(1)) {
+            await c.deliver(m);
+            acked.push(m);
+          }
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 3000));
+      proxy.unblock();
+      await during;
+      await expectAllCompleted(c, users, acked, 60_000);
+    } finally {
+      await c.stop();
+      await proxy.close();
+      await cleanup(c.env);
+    }
+  }, 120_000);
+});
