@@ -16,6 +16,7 @@ import {
 } from '../model/session.ts';
 import {
   promptOf,
+  type Choice,
   type Flow,
   type FlowData,
   type Outcome,
@@ -109,6 +110,14 @@ export function adminReset(prev: SessionSnapshot, env: TransitionEnv): Transitio
   return run.result();
 }
 
+/** The choice a WASender user picked by typing its number or title, if any. */
+function typedChoice(choices: readonly Choice[], m: StoredMessage): Choice | undefined {
+  if (m.provider !== 'wasender' || m.content.type !== 'text' || choices.length === 0) return undefined;
+  const said = m.content.body.trim().toLowerCase();
+  const n = /^\d{1,2}$/.test(said) ? Number(said) : 0;
+  return choices[n - 1] ?? choices.find((c) => c.title.toLowerCase() === said);
+}
+
 class BatchRun {
   private s: SessionSnapshot;
   private readonly records: TransitionRecord[] = [];
@@ -175,7 +184,13 @@ class BatchRun {
 
       let input: StepInput;
       let valid: boolean;
-      if (m.content.type === 'choice') {
+      const typed = m.content.type === 'text' ? typedChoice(step.choices, m) : undefined;
+      if (typed) {
+        // A gateway without buttons (WASender) shows choices as a numbered list.
+        input = { type: 'choice', id: typed.id, title: typed.title, messageIds: [m.id] };
+        valid = true;
+        i += 1;
+      } else if (m.content.type === 'choice') {
         const owner = flow.choiceOwner.get(m.content.id);
         const ctx = m.contextPrompt;
         const earlierVisit = ctx != null && (ctx.step !== step.id || ctx.version < this.s.visitVersion);

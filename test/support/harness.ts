@@ -56,6 +56,7 @@ export async function startHarness(
     WHATSAPP_VERIFY_TOKEN: VERIFY_TOKEN,
     WHATSAPP_ACCESS_TOKEN: 'test-access-token',
     WHATSAPP_API_BASE_URL: graph.url,
+    WASENDER_API_BASE_URL: graph.url,
     ADMIN_TOKEN,
     BATON_BUFFER_MS: '40',
     ...env,

@@ -159,6 +159,15 @@ describe('transition (pure)', () => {
     expect(r.records[0]).toMatchObject({ kind: 'advance', from_step: 'completed' });
   });
 
+  it('maps a typed number or title to a choice only for gateways without buttons', () => {
+    const s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101)).snapshot;
+    expect(run(s, txt('2', 102)).records[0]!.kind).toBe('retry');
+    const ws = (body: string) => msg({ type: 'text', body }, 102, { provider: 'wasender' });
+    expect(run(s, ws('2')).snapshot.data).toMatchObject({ product_id: 'sku_551a' });
+    expect(run(s, ws(' day pack ')).snapshot.data).toMatchObject({ product_id: 'sku_777b' });
+    expect(run(s, ws('9')).records[0]!.kind).toBe('retry');
+  });
+
   it('admin reset clears everything, sets no step, sends nothing', () => {
     const s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101)).snapshot;
     const r = adminReset({ ...s, needsAgent: true, retryCount: 2 }, env);

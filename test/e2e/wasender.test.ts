@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from '../support/harness.ts';
+
+const SECRET = 'wasender-secret';
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness({ WASENDER_WEBHOOK_SECRET: SECRET, WASENDER_API_KEY: 'ws-key' });
+});
+afterAll(async () => {
+  await h.close();
+});
+
+let n = 0;
+function received(user: string, body: string, ts: number): Record<string, unknown> {
+  n += 1;
+  return {
+    event: 'messages.received',
+    timestamp: ts,
+    sessionId: 'ws-session-1',
+    data: {
+      messages: {
+        key: { id: `3EB0WS${n}`, fromMe: false, remoteJid: `${user}@s.whatsapp.net`, cleanedSenderPn: user },
+        messageBody: body,
+        pushName: 'Ana',
+        messageTimestamp: ts,
+        message: { conversation: body },
+      },
+    },
+  };
+}
+
+describe('POST /webhooks/wasender', () => {
+  const send = (body: unknown, secret: string | null = SECRET) =>
+    fetch(`${h.url}/webhooks/wasender`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(secret ? { 'x-webhook-signature': secret } : {}) },
+      body: JSON.stringify(body),
+    });
+
+  it('refuses a missing or wrong secret with 401 and a bad envelope with 400', async () => {
+    expect((await send(received('15550123', 'hi', 1_750_000_000), null)).status).toBe(401);
+    expect((await send(received('15550123', 'hi', 1_750_000_000), 'nope')).status).toBe(401);
+    expect((await send({ nope: true })).status).toBe(400);
+  });
+
+  it('runs the order flow over WASender, choices answered by number, replies through its API', async () => {
+    const u = '15550124';
+    const ts = 1_750_000_000;
+    for (const [i, text] of ['hi', 'Ana Lima', '2', 'Rua 1', '1'].entries()) {
+      expect((await send(received(u, text, ts + i))).status).toBe(200);
+      await h.until(async () => (await h.baton.backend.findSessions(u))[0]?.version === i + 1);
+    }
+    const s = (await h.baton.backend.findSessions(u))[0]!;
+    expect(s).toMatchObject({
+      channel: 'ws-session-1',
+      step: 'completed',
+      data: { customer_name: 'Ana Lima', product_id: 'sku_551a', shipping_address: 'Rua 1' },
+    });
+    const sends = await h.graph.waitForSent(5);
+    const mine = sends.filter((c) => c.route === 'wasender');
+    expect(mine.length).toBeGreaterThanOrEqual(5);
+    expect(mine[0]!.headers.authorization).toBe('Bearer ws-key');
+    expect(mine[1]!.body.text).toContain('1. Trail Shoe');
+  });
+});
