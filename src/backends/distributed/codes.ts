@@ -1,25 +1,30 @@
 /**
- * The negative integer codes the Lua scripts return, in one place. Each script's header
- * names the codes it can return; a non-negative result is that script's success value.
+ * The negative integer codes the Lua scripts return, in one place (a const enum object, so
+ * replies, which are plain numbers, compare against it directly). Each script's header names
+ * the codes it can return; a non-negative result is that script's success value.
  * @module
  */
-export enum ScriptCode {
+export const ScriptCode = {
   /** intake: the message id was already stored within the dedupe TTL. */
-  Duplicate = -1,
+  Duplicate: -1,
   /** lease-acquire: another holder has the lease. */
-  Locked = -2,
+  Locked: -2,
   /** commit, lease-renew, lease-release: the token no longer holds the lease, or its fence was superseded. */
-  Fenced = -3,
+  Fenced: -3,
   /** commit: the stored version is not the expected one. */
-  VersionConflict = -4,
-  /** lease-acquire: the fence counter is unknown to this Redis (new session, restart, failover): reserve a block in PostgreSQL. */
-  NeedFenceBlock = -5,
+  VersionConflict: -4,
+  /** lease-acquire: this Redis has no valid fence block for the session (new session, restart, failover). */
+  NeedFenceBlock: -5,
   /** commit: the session is not in Redis: reload it from PostgreSQL first. */
-  NeedLoad = -6,
-  /** outbound-update, lease-clear: nothing by that id/name. */
-  NotFound = -7,
-}
+  NeedLoad: -6,
+  /** outbound-update, lease-clear: nothing by that id. */
+  NotFound: -7,
+} as const;
 
-export function isScriptCode(n: unknown): n is ScriptCode {
-  return typeof n === 'number' && n < 0 && ScriptCode[n] !== undefined;
+export type ScriptCode = (typeof ScriptCode)[keyof typeof ScriptCode];
+
+/** The name of a code, for error messages. */
+export function scriptCodeName(n: number): string {
+  const hit = Object.entries(ScriptCode).find(([, v]) => v === n);
+  return hit ? hit[0] : String(n);
 }

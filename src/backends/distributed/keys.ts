@@ -112,7 +112,7 @@ export class Keys {
   }
 
   /** SCAN pattern matching one kind of per-session key under this prefix. */
-  scanPattern(kind: 'mbox' | 'journal' | 'lock'): string {
+  scanPattern(kind: 'mbox' | 'unsent' | 'journal' | 'lock'): string {
     return `${this.prefix}:{*}:${kind}`;
   }
 

@@ -9,6 +9,17 @@ local function oldestDue(mboxKey, msgsKey, bufferMs)
   return storedAt + tonumber(bufferMs)
 end
 
+-- nextDue(mboxKey, msgsKey, unsentKey, bufferMs, now, unsentRetryMs): when a session that is
+-- not leased needs a worker: its mailbox's due time; else, if replies were left unsent (a
+-- batch cut short), shortly (now + unsentRetryMs); else nil.
+local function nextDue(mboxKey, msgsKey, unsentKey, bufferMs, now, unsentRetryMs)
+  local due = oldestDue(mboxKey, msgsKey, bufferMs)
+  if due == nil and redis.call('ZCARD', unsentKey) > 0 then
+    due = tonumber(now) + tonumber(unsentRetryMs)
+  end
+  return due
+end
+
 -- schedule(schedKey, due, bufferMs): raise the session's scheduled flag. It expires on its own
 -- a minute after the window, so a lost follow-up ZADD cannot block rescheduling for ever.
 local function schedule(schedKey, due, bufferMs)

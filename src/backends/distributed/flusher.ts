@@ -1,0 +1,133 @@
+/**
+ * The background flusher: reads session members from the flush stream (consumer group, so
+ * every notification goes to one flusher among all processes), copies their journals to
+ * PostgreSQL through the group committer, then acknowledges and deletes the stream entries.
+ * In write-behind mode this is how PostgreSQL gets every commit; in write-through mode it
+ * only repairs (journals left behind while PostgreSQL was unreachable). Entries of a flusher
+ * that died are taken over after `claimIdleMs`.
+ * @module
+ */
+import type { Redis } from 'ioredis';
+
+export interface FlusherDeps {
+  /** A dedicated connection: XREADGROUP blocks it. */
+  readonly conn: Redis;
+  readonly stream: string;
+  readonly group: string;
+  readonly consumer: string;
+  flush(members: readonly string[]): Promise<void>;
+  onError(err: unknown): void;
+  readonly claimIdleMs: number;
+  readonly blockMs: number;
+}
+
+type StreamEntry = [id: string, fields: string[]];
+
+function entriesOf(reply: unknown): StreamEntry[] {
+  // XREADGROUP: [[stream, entries]] or null
+  if (!Array.isArray(reply) || reply.length === 0) return [];
+  const first = reply[0] as unknown[];
+  return Array.isArray(first) ? ((first[1] as StreamEntry[] | null) ?? []) : [];
+}
+
+export class StreamFlusher {
+  private stopped = false;
+  private loop: Promise<void> | null = null;
+
+  constructor(private readonly deps: FlusherDeps) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.deps.conn.disconnect();
+    await this.loop;
+  }
+
+  private async ensureGroup(): Promise<void> {
+    try {
+      await this.deps.conn.xgroup('CREATE', this.deps.stream, this.deps.group, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!(err instanceof Error && err.message.startsWith('BUSYGROUP'))) throw err;
+    }
+  }
+
+  private async run(): Promise<void> {
+    const { conn, stream, group, consumer } = this.deps;
+    let grouped = false;
+    let retryOwn = false;
+    let lastClaim = 0;
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        if (!grouped) {
+          await this.ensureGroup();
+          grouped = true;
+        }
+        let entries: StreamEntry[];
+        if (Date.now() - lastClaim >= this.deps.claimIdleMs) {
+          lastClaim = Date.now();
+          const reply = (await conn.call(
+            'XAUTOCLAIM',
+            stream,
+            group,
+            consumer,
+            this.deps.claimIdleMs,
+            '0-0',
+            'COUNT',
+            500,
+          )) as unknown[];
+          entries = (reply[1] as StreamEntry[] | null) ?? [];
+        } else if (retryOwn) {
+          entries = entriesOf(
+            await conn.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 500, 'STREAMS', stream, '0'),
+          );
+        } else {
+          entries = entriesOf(
+            await conn.call(
+              'XREADGROUP',
+              'GROUP',
+              group,
+              consumer,
+              'COUNT',
+              500,
+              'BLOCK',
+              this.deps.blockMs,
+              'STREAMS',
+              stream,
+              '>',
+            ),
+          );
+        }
+        entries = entries.filter((e) => Array.isArray(e) && Array.isArray(e[1]));
+        if (entries.length === 0) {
+          retryOwn = false;
+          continue;
+        }
+        const members = [
+          ...new Set(
+            entries.map(([, fields]) => fields[1]).filter((m): m is string => typeof m === 'string'),
+          ),
+        ];
+        await this.deps.flush(members);
+        const ids = entries.map(([id]) => id);
+        await conn
+          .pipeline()
+          .xack(stream, group, ...ids)
+          .xdel(stream, ...ids)
+          .exec();
+        retryOwn = false;
+        failures = 0;
+      } catch (err) {
+        if (this.stopped) break;
+        this.deps.onError(err);
+        if (err instanceof Error && err.message.startsWith('NOGROUP')) grouped = false;
+        retryOwn = true;
+        failures++;
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(failures, 6))));
+      }
+    }
+  }
+}

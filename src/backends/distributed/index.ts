@@ -1,0 +1,1099 @@
+/**
+ * The distributed backend: Redis for hot state (mailboxes, ready queue, leases, snapshots,
+ * unsent outbound records), PostgreSQL for the durable copy (sessions, transition log,
+ * outbound records, consumed inbound messages, dead letters).
+ *
+ * Design, in short (details beside each part):
+ * - Every key of one session shares the hash tag `{<channel>:<user>}` (see keys.ts), so each
+ *   per-session script touches one slot: Redis Cluster ready. The ready queue, the wake
+ *   channel and the flush stream are global keys in their own slots; scripts never touch
+ *   them together with session keys. Instead a session script raises a flag in the session's
+ *   slot and returns what to add to the ready queue, and the caller does that follow-up
+ *   ZADD (pipelined for a whole webhook). A crash between the two is repaired by the flag's
+ *   expiry and by the reaper, which scans mailboxes and journals and reschedules sessions
+ *   that have pending messages and no lease.
+ * - The ready queue holds every live session: scheduled ones by due time, claimed ones by a
+ *   visibility deadline, leased ones by a watchdog deadline (lease expiry + grace). So a
+ *   worker that dies holding a lease needs no scan: its session becomes due when the lease
+ *   has expired.
+ * - Fencing tokens: Redis hands them out from blocks reserved in PostgreSQL; a Redis restart
+ *   or failover (a new run_id) or lost keys force a fresh block, which starts above every
+ *   token ever granted (see scripts/lease-acquire-3.lua).
+ * - Commits are checked and applied atomically in Redis (token, fence, version), and in the
+ *   same script appended to the session's journal. `write-through` then copies the journal to
+ *   PostgreSQL through the group committer before `commit` resolves; `write-behind` leaves it
+ *   to the stream flusher. PostgreSQL refuses a write whose fence is older than the row's.
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import type {
+  Backend,
+  BackendStats,
+  BatchCommit,
+  IngestResult,
+  LeaseGrant,
+  OutboundPatch,
+  SessionQuery,
+} from '../types.ts';
+import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
+import type { SessionKey, StoredMessage, WebhookBatch } from '../../model/message.ts';
+import { sessionId } from '../../model/message.ts';
+import type {
+  DeadLetter,
+  OutboundRecord,
+  PromptRef,
+  SessionSnapshot,
+  TransitionRecord,
+} from '../../model/session.ts';
+import { ScriptCode, scriptCodeName } from './codes.ts';
+import { GroupCommitter } from './committer.ts';
+import { StreamFlusher } from './flusher.ts';
+import type { JournalEntry, OutboundBodyRecord, OutboundState } from './journal.ts';
+import { entryPrefix, joinOutbound, splitOutbound } from './journal.ts';
+import { Keys, type SessionKeys } from './keys.ts';
+import { assertSchemaName, migrate } from './migrate.ts';
+import { persistenceWarning } from './persistence.ts';
+import { PgStore } from './pg-store.ts';
+import { isRedisUnavailable } from './redis-errors.ts';
+import { ReadyScheduler, type ClaimResult } from './scheduler.ts';
+import { ScriptSet, type Arg, type PipelineOp, type ScriptName } from './scripts.ts';
+
+export { migrate } from './migrate.ts';
+
+/** The logger methods the backend uses; a pino logger fits. */
+export interface BackendLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface DistributedBackendOptions {
+  readonly redisUrl: string;
+  readonly databaseUrl: string;
+  /** `BATON_BUFFER_MS`. */
+  readonly bufferMs: number;
+  /** `BATON_DEDUPE_TTL`, seconds. */
+  readonly dedupeTtlSec: number;
+  readonly syncMode: 'write-through' | 'write-behind';
+  /** Redis key prefix, default `baton`. */
+  readonly prefix?: string;
+  /** PostgreSQL schema, default `baton`. */
+  readonly schema?: string;
+  /** Clock, epoch ms (storage times, due times). */
+  readonly now?: () => number;
+  readonly logger?: BackendLogger;
+
+  // --- tuning; the defaults suit production -------------------------------------------
+  /** Run migrations in `init` (default true). */
+  readonly migrate?: boolean;
+  /** Run the stream flusher in this process (default true). */
+  readonly flusher?: boolean;
+  /** How long a claimed session stays invisible before another caller may claim it (5000). */
+  readonly claimTimeoutMs?: number;
+  /** Added to a lease's expiry before its watchdog makes the session due again (250). */
+  readonly leaseGraceMs?: number;
+  /** How often one process scans for sessions to reschedule (30000; 0 disables). */
+  readonly reaperIntervalMs?: number;
+  /** Fencing tokens reserved in PostgreSQL at a time (1000). */
+  readonly fenceBlockSize?: number;
+  /** Outbound records kept in Redis per session besides unsent ones (100). */
+  readonly outboundKeep?: number;
+  /** Redis command timeout, ms (3000). */
+  readonly commandTimeoutMs?: number;
+  /** How long write-through `commit` retries PostgreSQL before it gives up (2000). */
+  readonly pgRetryMs?: number;
+  /** Most sessions copied in one PostgreSQL transaction (500). */
+  readonly maxGroup?: number;
+  /** Longest `nextReady` sleep without news, ms (1000). */
+  readonly maxIdleMs?: number;
+  /** PostgreSQL pool size (10). */
+  readonly poolSize?: number;
+}
+
+const JOURNAL_PAGE = 500;
+/** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
+const UNSENT_RETRY_MS = 1000;
+const TOMBSTONE_TTL_SEC = 3600;
+const FLUSH_GROUP = 'flushers';
+
+function asArray(v: unknown): unknown[] {
+  if (!Array.isArray(v)) throw new Error(`unexpected Redis reply: ${JSON.stringify(v)}`);
+  return v as unknown[];
+}
+
+function asNumber(v: unknown): number {
+  const n = typeof v === 'number' ? v : Number(v);
+  if (!Number.isFinite(n)) throw new Error(`unexpected Redis reply: ${JSON.stringify(v)}`);
+  return n;
+}
+
+function asString(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  throw new Error(`unexpected Redis reply: ${JSON.stringify(v)}`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** `<channel>:<user>:<version>:<n>` (SPEC); null if `id` is not of that form. */
+function parseOutboundId(id: string): SessionKey | null {
+  const parts = id.split(':');
+  if (parts.length < 4 || !/^\d+$/.test(parts.at(-1)!) || !/^\d+$/.test(parts.at(-2)!)) return null;
+  return { channel: parts[0]!, user: parts.slice(1, -2).join(':') };
+}
+
+function isStoredMessageLike(v: unknown): v is StoredMessage {
+  if (!v || typeof v !== 'object') return false;
+  const m = v as Record<string, unknown>;
+  return (
+    typeof m.id === 'string' &&
+    typeof m.channel === 'string' &&
+    typeof m.user === 'string' &&
+    typeof m.timestamp === 'number' &&
+    typeof m.content === 'object'
+  );
+}
+
+export class DistributedBackend implements Backend {
+  readonly kind = 'distributed' as const;
+
+  private readonly opts: DistributedBackendOptions;
+  private readonly keys: Keys;
+  private readonly scripts: ScriptSet;
+  private readonly redis: Redis;
+  private readonly pg: PgStore;
+  private readonly committer: GroupCommitter;
+  private readonly now: () => number;
+  private readonly log: BackendLogger;
+  private readonly writeThrough: boolean;
+  private readonly schema: string;
+
+  private readonly claimTimeoutMs: number;
+  private readonly leaseGraceMs: number;
+  private readonly fenceBlockSize: number;
+  private readonly outboundKeep: number;
+  private readonly pgRetryMs: number;
+
+  private sub: Redis | null = null;
+  private scheduler: ReadyScheduler | null = null;
+  private flusher: StreamFlusher | null = null;
+  private reaperTimer: NodeJS.Timeout | null = null;
+  private reaping: Promise<void> | null = null;
+  /** member -> the visibility score this process gave it when nextReady claimed it. */
+  private readonly claims = new Map<string, string>();
+  /** lease token -> the watchdog score this process set for it in the ready queue. */
+  private readonly watchdogs = new Map<string, string>();
+  private initialized = false;
+  private closed = false;
+  private lastRedisError = 0;
+
+  constructor(options: DistributedBackendOptions) {
+    this.opts = options;
+    this.schema = options.schema ?? 'baton';
+    assertSchemaName(this.schema);
+    this.keys = new Keys(options.prefix ?? 'baton');
+    this.scripts = ScriptSet.load();
+    this.now = options.now ?? Date.now;
+    this.log = options.logger ?? pino({ name: 'baton' });
+    this.writeThrough = options.syncMode !== 'write-behind';
+    this.claimTimeoutMs = options.claimTimeoutMs ?? 5000;
+    this.leaseGraceMs = options.leaseGraceMs ?? 250;
+    this.fenceBlockSize = options.fenceBlockSize ?? 1000;
+    this.outboundKeep = options.outboundKeep ?? 100;
+    this.pgRetryMs = options.pgRetryMs ?? 2000;
+    // Fail fast instead of queueing while disconnected: intake must answer 503, not hang.
+    this.redis = new Redis(options.redisUrl, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: options.commandTimeoutMs ?? 3000,
+      connectTimeout: 3000,
+      retryStrategy: (times) => Math.min(50 * times, 1000),
+    });
+    this.redis.on('error', (err: Error) => this.redisError(err));
+    this.pg = new PgStore({
+      databaseUrl: options.databaseUrl,
+      schema: this.schema,
+      poolSize: options.poolSize,
+    });
+    this.committer = new GroupCommitter((members) => this.copyJournals(members), options.maxGroup ?? 500);
+  }
+
+  private redisError(err: Error): void {
+    // Connection errors repeat on every reconnect attempt: log at most one per 5 s.
+    const t = Date.now();
+    if (t - this.lastRedisError < 5000) return;
+    this.lastRedisError = t;
+    this.log.warn({ err: err.message }, 'Redis connection error');
+  }
+
+  // --- lifecycle -----------------------------------------------------------------------
+
+  async init(): Promise<void> {
+    if (this.initialized) return;
+    if (this.redis.status === 'wait' || this.redis.status === 'end') {
+      try {
+        await this.redis.connect();
+      } catch (err) {
+        throw new StorageUnavailableError('Redis is unreachable', err);
+      }
+    }
+    if (this.opts.migrate !== false) await migrate(this.opts.databaseUrl, this.schema);
+    await this.r('init', () => this.scripts.preload(this.redis));
+    const warning = await persistenceWarning(this.redis);
+    if (warning) this.log.warn({ redis: 'persistence' }, `DURABILITY WARNING: ${warning}`);
+    if (this.opts.flusher !== false) {
+      const conn = this.redis.duplicate({
+        enableOfflineQueue: true,
+        maxRetriesPerRequest: null,
+        commandTimeout: 10_000,
+      });
+      conn.on('error', (err: Error) => this.redisError(err));
+      this.flusher = new StreamFlusher({
+        conn,
+        stream: this.keys.flush,
+        group: FLUSH_GROUP,
+        consumer: `flusher-${randomUUID()}`,
+        flush: async (members) => {
+          await Promise.all(members.map((m) => this.committer.flush(m)));
+        },
+        onError: (err) => this.log.warn({ err: String(err) }, 'journal flush failed; will retry'),
+        claimIdleMs: 30_000,
+        blockMs: 1000,
+      });
+      this.flusher.start();
+    }
+    this.initialized = true;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.scheduler?.close();
+    if (this.reaperTimer) clearInterval(this.reaperTimer);
+    await this.reaping;
+    await this.flusher?.stop();
+    await this.committer.drain();
+    this.sub?.disconnect();
+    await this.redis.quit().catch(() => this.redis.disconnect());
+    await this.pg.close();
+  }
+
+  async health(): Promise<Record<string, boolean>> {
+    const redis = this.redis
+      .ping()
+      .then((p) => p === 'PONG')
+      .catch(() => false);
+    return { redis: await redis, postgres: await this.pg.ping() };
+  }
+
+  /** Group-commit and flush counters, for tests and benchmarks. */
+  diagnostics(): { groups: number; flushRequests: number; pgTransactions: number; pgEntries: number } {
+    return {
+      groups: this.committer.groups,
+      flushRequests: this.committer.requests,
+      pgTransactions: this.pg.applyTransactions,
+      pgEntries: this.pg.appliedEntries,
+    };
+  }
+
+  // --- Redis helpers -------------------------------------------------------------------
+
+  /** Runs a Redis operation, turning "Redis is not there" into StorageUnavailableError. */
+  private async r<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isRedisUnavailable(err)) throw new StorageUnavailableError(`Redis is unavailable (${what})`, err);
+      throw err;
+    }
+  }
+
+  private run(
+    what: string,
+    op: { script: ScriptName; keys: readonly string[]; args: readonly Arg[] },
+  ): Promise<unknown> {
+    return this.r(what, () => this.scripts.run(this.redis, op.script, op.keys, op.args));
+  }
+
+  private pipeline(what: string, ops: readonly PipelineOp[]): Promise<unknown[]> {
+    return this.r(what, () => this.scripts.pipeline(this.redis, ops));
+  }
+
+  private scheduleOps(
+    schedules: ReadonlyArray<readonly [member: string, due: number]>,
+    nx = false,
+  ): PipelineOp[] {
+    const ops: PipelineOp[] = schedules.map(([member, due]) => ({
+      command: 'ZADD',
+      args: nx ? [this.keys.ready, 'NX', due, member] : [this.keys.ready, due, member],
+    }));
+    if (ops.length > 0) ops.push({ command: 'PUBLISH', args: [this.keys.wake, '1'] });
+    return ops;
+  }
+
+  private notifyOps(members: Iterable<string>): PipelineOp[] {
+    return [...new Set(members)].map((m) => ({
+      command: 'XADD',
+      args: [this.keys.flush, 'MAXLEN', '~', 100_000, '*', 'm', m],
+    }));
+  }
+
+  /**
+   * Follow-up writes to global keys (ready queue, wake channel, flush stream). Losing them
+   * delays work but loses nothing (flag expiry and the reaper repair it), so a failure is logged.
+   */
+  private async followUp(ops: readonly PipelineOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    try {
+      await this.scripts.pipeline(this.redis, ops);
+    } catch (err) {
+      this.log.warn({ err: String(err) }, 'ready-queue/flush follow-up failed; the reaper will repair it');
+    }
+  }
+
+  private watchdogScore(ttlMs: number): string {
+    return `${Math.ceil(this.now() + ttlMs + this.leaseGraceMs)}.5`;
+  }
+
+  // --- intake --------------------------------------------------------------------------
+
+  async ingest(batch: WebhookBatch): Promise<IngestResult> {
+    const now = this.now();
+    const ops: PipelineOp[] = [];
+    for (const m of batch.messages) {
+      const sk = this.keys.session(m);
+      const stored = JSON.stringify({ ...m, storedAt: now });
+      ops.push({
+        script: 'intake',
+        keys: [sk.seen(m.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched],
+        args: [m.id, stored.slice(0, -1), this.opts.dedupeTtlSec, this.opts.bufferMs, '0'],
+      });
+    }
+    for (const s of batch.statuses) {
+      const key = { channel: s.channel, user: s.recipient };
+      const sk = this.keys.session(key);
+      const err = s.errors?.[0];
+      const lastError =
+        s.status === 'failed' && err ? `${err.code}: ${err.message ?? err.title ?? ''}`.trim() : '';
+      ops.push({
+        script: 'outbound-update',
+        keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+        args: [
+          'pmid',
+          s.messageId,
+          s.status,
+          '',
+          '',
+          lastError,
+          entryPrefix({ id: randomUUID(), t: 'o', ...key }),
+        ],
+      });
+    }
+    const replies = await this.pipeline('ingest', ops);
+
+    let accepted = 0;
+    let duplicates = 0;
+    let statuses = 0;
+    const schedules: Array<[string, number]> = [];
+    batch.messages.forEach((m, i) => {
+      const code = asNumber(replies[i]);
+      if (code === ScriptCode.Duplicate) {
+        duplicates++;
+        return;
+      }
+      accepted++;
+      if (code > 0) schedules.push([this.keys.member(m), code]);
+    });
+    const journaled: string[] = [];
+    const unknown: number[] = [];
+    batch.statuses.forEach((s, i) => {
+      const reply = asArray(replies[batch.messages.length + i]);
+      if (asNumber(reply[0]) === ScriptCode.NotFound) unknown.push(i);
+      else {
+        statuses++;
+        journaled.push(this.keys.member({ channel: s.channel, user: s.recipient }));
+      }
+    });
+    // Status changes reach PostgreSQL through the flusher, in both modes: a PostgreSQL outage
+    // must not make intake answer 503 (Redis holds them in the journal meanwhile).
+    await this.followUp([...this.scheduleOps(schedules), ...this.notifyOps(journaled)]);
+    for (const i of unknown) {
+      const s = batch.statuses[i]!;
+      const err = s.errors?.[0];
+      const lastError =
+        s.status === 'failed' && err ? `${err.code}: ${err.message ?? err.title ?? ''}`.trim() : null;
+      const hit = await this.pg.statusByProviderId(s.messageId, s.status, lastError);
+      if (!hit) continue;
+      statuses++;
+      // Keep Redis's copy (if any, e.g. under the user's other id) in step; PostgreSQL has it already.
+      const sk = this.keys.session(hit.key);
+      await this.run('status', {
+        script: 'outbound-update',
+        keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+        args: ['id', hit.id, s.status, '', '', lastError ?? '', ''],
+      });
+    }
+    return { accepted, duplicates, statuses };
+  }
+
+  // --- scheduling ----------------------------------------------------------------------
+
+  async nextReady(signal: AbortSignal): Promise<SessionKey | null> {
+    const member = await this.ensureScheduler().next(signal);
+    return member === null ? null : this.keys.parseMember(member);
+  }
+
+  private ensureScheduler(): ReadyScheduler {
+    if (this.scheduler) return this.scheduler;
+    const scheduler = new ReadyScheduler({
+      claim: () => this.claim(),
+      unclaim: async (member, claimScore) => {
+        await this.run('unclaim', {
+          script: 'ready-cas',
+          keys: [this.keys.ready],
+          args: [member, claimScore, Math.floor(this.now())],
+        });
+      },
+      now: this.now,
+      onError: (err) => this.log.warn({ err: String(err) }, 'nextReady: claim failed; retrying'),
+      maxIdleMs: this.opts.maxIdleMs ?? 1000,
+    });
+    this.scheduler = scheduler;
+    if (this.closed) scheduler.close();
+    // Wake-ups from other processes; without them the scheduler still looks every maxIdleMs.
+    const sub = this.redis.duplicate({
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      commandTimeout: undefined,
+    });
+    sub.on('error', (err: Error) => this.redisError(err));
+    sub.on('message', () => scheduler.wake());
+    sub
+      .subscribe(this.keys.wake)
+      .catch((err: unknown) => this.log.warn({ err: String(err) }, 'wake subscription failed'));
+    this.sub = sub;
+    const interval = this.opts.reaperIntervalMs ?? 30_000;
+    // A worker starting up takes stock at once: sessions left with pending messages or unsent
+    // replies and no lease (nor ready entry) get scheduled.
+    this.reaping = this.reapOnce(interval, { force: true })
+      .then(
+        () => undefined,
+        (err: unknown) => this.log.warn({ err: String(err) }, 'start-up reaper pass failed'),
+      )
+      .finally(() => (this.reaping = null));
+    if (interval > 0) {
+      this.reaperTimer = setInterval(() => {
+        this.reaping ??= this.reapOnce(interval)
+          .then(
+            () => undefined,
+            (err: unknown) => this.log.warn({ err: String(err) }, 'reaper pass failed'),
+          )
+          .finally(() => (this.reaping = null));
+      }, interval);
+      this.reaperTimer.unref();
+    }
+    return scheduler;
+  }
+
+  private async claim(): Promise<ClaimResult> {
+    const now = this.now();
+    const claimScore = `${Math.ceil(now + this.claimTimeoutMs)}.25`;
+    const reply = asArray(
+      await this.run('claim', {
+        script: 'ready-claim',
+        keys: [this.keys.ready],
+        args: [Math.floor(now), claimScore],
+      }),
+    );
+    const member = asString(reply[0]);
+    if (member !== '') {
+      this.claims.set(member, claimScore);
+      return { member, claimScore };
+    }
+    const earliest = asString(reply[1]);
+    return { earliest: earliest === '' ? null : Number(earliest) };
+  }
+
+  /**
+   * The liveness backstop, one process per interval: reschedules sessions that have pending
+   * messages and neither a lease nor a ready entry (a crash between a script and its
+   * follow-up), and re-announces journals that still owe PostgreSQL entries.
+   * Scans this Redis node; on a cluster, run it against each primary.
+   */
+  async reapOnce(
+    intervalMs = 30_000,
+    opts: { force?: boolean } = {},
+  ): Promise<{ rescheduled: number; journals: number }> {
+    const ttl = Math.max(1000, intervalMs - 100);
+    const got = await this.r('reaper', () =>
+      opts.force
+        ? this.redis.set(this.keys.reaper, randomUUID(), 'PX', ttl)
+        : this.redis.set(this.keys.reaper, randomUUID(), 'PX', ttl, 'NX'),
+    );
+    if (got !== 'OK') return { rescheduled: 0, journals: 0 };
+    let rescheduled = 0;
+    let journals = 0;
+    const now = Math.floor(this.now());
+    for await (const members of this.scanMembers(['mbox', 'unsent'])) {
+      const ops: PipelineOp[] = members.map((m) => {
+        const sk = this.keys.forMember(m);
+        return {
+          script: 'reap',
+          keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
+          args: [this.opts.bufferMs, now, UNSENT_RETRY_MS],
+        };
+      });
+      const replies = await this.pipeline('reap', ops);
+      const schedules = members.flatMap((m, i): Array<[string, number]> => {
+        const due = asNumber(replies[i]);
+        return due > 0 ? [[m, due]] : [];
+      });
+      rescheduled += schedules.length;
+      await this.followUp(this.scheduleOps(schedules, true));
+    }
+    for await (const members of this.scanMembers(['journal'])) {
+      journals += members.length;
+      await this.followUp(this.notifyOps(members));
+    }
+    return { rescheduled, journals };
+  }
+
+  /** Members of the sessions having one of these keys, in pages, each member once. */
+  private async *scanMembers(kinds: ReadonlyArray<'mbox' | 'unsent' | 'journal'>): AsyncGenerator<string[]> {
+    const seen = new Set<string>();
+    for (const kind of kinds) {
+      let cursor = '0';
+      do {
+        const [next, found] = await this.r('scan', () =>
+          this.redis.scan(cursor, 'MATCH', this.keys.scanPattern(kind), 'COUNT', 1000),
+        );
+        cursor = next;
+        const members = found
+          .map((k) => this.keys.memberOf(k))
+          .filter((m): m is string => m !== null && !seen.has(m));
+        for (const m of members) seen.add(m);
+        if (members.length > 0) yield members;
+      } while (cursor !== '0');
+    }
+  }
+
+  // --- leases --------------------------------------------------------------------------
+
+  async acquireLease(key: SessionKey, holder: string, ttlMs: number): Promise<LeaseGrant | null> {
+    const sk = this.keys.session(key);
+    const token = randomUUID();
+    const acquire = (base: Arg, ceiling: Arg): Promise<unknown> =>
+      this.run('acquire', {
+        script: 'lease-acquire',
+        keys: [sk.lock, sk.fence, sk.sched],
+        args: [token, ttlMs, base, ceiling],
+      });
+    let reply = asArray(await acquire('', ''));
+    if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
+      const ceiling = await this.pg.reserveFenceBlock(key, this.fenceBlockSize);
+      reply = asArray(await acquire(ceiling - this.fenceBlockSize, ceiling));
+    }
+    const claim = this.claims.get(sk.member);
+    this.claims.delete(sk.member);
+    const code = asNumber(reply[0]);
+    if (code === ScriptCode.Locked) {
+      // We claimed a session someone holds: make our claim that holder's watchdog.
+      if (claim !== undefined) {
+        const wd = this.watchdogScore(asNumber(reply[1]));
+        await this.followUp([{ script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, claim, wd] }]);
+      }
+      return null;
+    }
+    if (code < 0) throw new Error(`lease-acquire returned ${scriptCodeName(code)}`);
+    const wd = this.watchdogScore(ttlMs);
+    this.watchdogs.set(token, wd);
+    await this.followUp([{ command: 'ZADD', args: [this.keys.ready, wd, sk.member] }]);
+    return { channel: key.channel, user: key.user, token, fence: code, holder };
+  }
+
+  async renewLease(lease: LeaseGrant, ttlMs: number): Promise<boolean> {
+    const sk = this.keys.session(lease);
+    const code = asNumber(
+      await this.run('renew', { script: 'lease-renew', keys: [sk.lock], args: [lease.token, ttlMs] }),
+    );
+    const old = this.watchdogs.get(lease.token);
+    if (code !== 1) {
+      this.watchdogs.delete(lease.token);
+      return false;
+    }
+    if (old !== undefined) {
+      const wd = this.watchdogScore(ttlMs);
+      const moved = await this.run('renew', {
+        script: 'ready-cas',
+        keys: [this.keys.ready],
+        args: [sk.member, old, wd],
+      });
+      if (asNumber(moved) === 1) this.watchdogs.set(lease.token, wd);
+      else this.watchdogs.delete(lease.token);
+    }
+    return true;
+  }
+
+  async releaseLease(lease: LeaseGrant): Promise<void> {
+    const sk = this.keys.session(lease);
+    const due = asNumber(
+      await this.run('release', {
+        script: 'lease-release',
+        keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
+        args: [lease.token, this.opts.bufferMs, Math.floor(this.now()), UNSENT_RETRY_MS],
+      }),
+    );
+    const wd = this.watchdogs.get(lease.token);
+    this.watchdogs.delete(lease.token);
+    if (due === ScriptCode.Fenced) return; // not ours any more: its watchdog belongs to whoever came next
+    if (due > 0) await this.followUp(this.scheduleOps([[sk.member, due]]));
+    else if (wd !== undefined) {
+      await this.followUp([{ script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, wd, ''] }]);
+    }
+  }
+
+  async clearLease(key: SessionKey): Promise<boolean> {
+    const sk = this.keys.session(key);
+    const due = asNumber(
+      await this.run('clear', {
+        script: 'lease-clear',
+        keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
+        args: [this.opts.bufferMs, Math.floor(this.now()), UNSENT_RETRY_MS],
+      }),
+    );
+    if (due === ScriptCode.NotFound) return false;
+    if (due > 0) await this.followUp(this.scheduleOps([[sk.member, due]]));
+    return true;
+  }
+
+  // --- mailbox and state ---------------------------------------------------------------
+
+  async pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {
+    const sk = this.keys.session(key);
+    const reply = asArray(
+      await this.run('pending', { script: 'pending', keys: [sk.mbox, sk.msgs], args: [limit] }),
+    );
+    return reply.map((j) => JSON.parse(asString(j)) as StoredMessage);
+  }
+
+  async load(key: SessionKey): Promise<SessionSnapshot | null> {
+    const sk = this.keys.session(key);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const [s, v] = await this.r('load', () => this.redis.hmget(sk.state, 's', 'v'));
+      if (s) return JSON.parse(s) as SessionSnapshot;
+      if (v !== null) return null; // tombstone: PostgreSQL has no such session either
+      await this.restore(key, sk);
+    }
+    throw new Error(`session ${sessionId(key)} could not be loaded`);
+  }
+
+  /** Puts a session missing from Redis back from PostgreSQL (or a tombstone if it has none). */
+  private async restore(key: SessionKey, sk: SessionKeys): Promise<void> {
+    const row = await this.pg.getSession(key);
+    const args: Arg[] = [];
+    if (!row) args.push('', 0, 0, '', TOMBSTONE_TTL_SEC, 0);
+    else {
+      const unsent = await this.pg.outboundOf(key, true);
+      args.push(
+        row.version,
+        row.rev,
+        row.fence,
+        JSON.stringify(row.snapshot),
+        TOMBSTONE_TTL_SEC,
+        unsent.length,
+      );
+      for (const o of unsent) args.push(o.id, o.seq, JSON.stringify(o.record), JSON.stringify(o.state), '1');
+      this.log.info({ session: sessionId(key), version: row.version }, 'session reloaded from PostgreSQL');
+    }
+    await this.run('restore', {
+      script: 'state-restore',
+      keys: [sk.state, sk.out, sk.outState, sk.outIndex, sk.unsent],
+      args,
+    });
+  }
+
+  async commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+    const sk = this.keys.session(lease);
+    const id = randomUUID();
+    const outbound = batch.outbound.map((o) => splitOutbound(o, 1));
+    const prefix = entryPrefix({
+      id,
+      t: 'c',
+      channel: lease.channel,
+      user: lease.user,
+      fence: lease.fence,
+      expectedVersion: batch.expectedVersion,
+      at: this.now(),
+      snapshot: batch.snapshot,
+      records: batch.records,
+      outbound,
+      deadLetters: batch.deadLetters,
+    });
+    const consumed = [
+      ...new Set([
+        ...batch.consumed,
+        ...batch.deadLetters.filter((d) => d.kind === 'inbound').map((d) => d.ref),
+      ]),
+    ];
+    const args: Arg[] = [
+      lease.token,
+      lease.fence,
+      batch.expectedVersion,
+      batch.snapshot.version,
+      JSON.stringify(batch.snapshot),
+      prefix,
+      this.outboundKeep,
+      consumed.length,
+      ...consumed,
+      outbound.length,
+    ];
+    for (const o of outbound) {
+      const unsent = o.state.status === 'pending' || o.state.status === 'sending';
+      args.push(
+        o.record.id,
+        o.record.seq,
+        JSON.stringify(o.record),
+        JSON.stringify(o.state),
+        unsent ? '1' : '0',
+      );
+    }
+    const op: PipelineOp = {
+      script: 'commit',
+      keys: [
+        sk.lock,
+        sk.fence,
+        sk.state,
+        sk.mbox,
+        sk.msgs,
+        sk.out,
+        sk.outState,
+        sk.outIndex,
+        sk.unsent,
+        sk.pmid,
+        sk.journal,
+      ],
+      args,
+    };
+    // Write-behind announces the journal in the same round trip; if the commit is refused,
+    // the flusher finds nothing new and moves on.
+    const ops = this.writeThrough ? [op] : [op, ...this.notifyOps([sk.member])];
+    let reply = asArray((await this.pipeline('commit', ops))[0]);
+    if (asNumber(reply[0]) === ScriptCode.NeedLoad) {
+      await this.restore(lease, sk);
+      reply = asArray((await this.pipeline('commit', ops))[0]);
+    }
+    const code = asNumber(reply[0]);
+    if (code === ScriptCode.Fenced) throw new FencedError(sessionId(lease), lease.fence);
+    if (code === ScriptCode.VersionConflict)
+      throw new VersionConflictError(sessionId(lease), batch.expectedVersion);
+    if (code !== 0) throw new Error(`commit returned ${scriptCodeName(code)}`);
+    if (this.writeThrough) await this.makeDurable(lease, sk.member, id, lease.fence);
+  }
+
+  /**
+   * Write-through: copies the session's journal to PostgreSQL (group commit), retrying for
+   * `pgRetryMs`. If PostgreSQL stays away, the entry stays in the journal, the flusher is told,
+   * and the caller gets StorageUnavailableError (the Redis part is applied; reload before retrying).
+   */
+  private async makeDurable(key: SessionKey, member: string, entryId: string, fence = 0): Promise<void> {
+    const deadline = Date.now() + this.pgRetryMs;
+    for (let delay = 50; ; delay *= 2) {
+      try {
+        const fenced = await this.committer.flush(member);
+        if (fenced.has(entryId)) {
+          this.log.error(
+            { session: sessionId(key), fence },
+            'PostgreSQL refused a commit: its row has a newer fence',
+          );
+          throw new FencedError(sessionId(key), fence);
+        }
+        return;
+      } catch (err) {
+        if (!(err instanceof StorageUnavailableError)) throw err;
+        if (Date.now() + delay > deadline) {
+          await this.followUp(this.notifyOps([member]));
+          throw err;
+        }
+        await sleep(delay);
+      }
+    }
+  }
+
+  /** The group committer's work: copy these sessions' journals to PostgreSQL, then trim them. */
+  private async copyJournals(members: readonly string[]): Promise<ReadonlySet<string>> {
+    const fenced = new Set<string>();
+    let todo = [...members];
+    while (todo.length > 0) {
+      const sks = todo.map((m) => this.keys.forMember(m));
+      const pages = await this.pipeline(
+        'journal read',
+        sks.map((sk) => ({ command: 'LRANGE', args: [sk.journal, 0, JOURNAL_PAGE - 1] })),
+      );
+      const entries: JournalEntry[] = [];
+      const trims: PipelineOp[] = [];
+      const again: string[] = [];
+      pages.forEach((page, i) => {
+        const raw = asArray(page).map(asString);
+        if (raw.length === 0) return;
+        const parsed = raw.map((j) => JSON.parse(j) as JournalEntry);
+        entries.push(...parsed);
+        trims.push({ script: 'journal-trim', keys: [sks[i]!.journal], args: parsed.map((e) => e.id) });
+        if (raw.length === JOURNAL_PAGE) again.push(todo[i]!);
+      });
+      if (entries.length === 0) break;
+      for (const id of await this.pg.apply(entries)) fenced.add(id);
+      await this.pipeline('journal trim', trims);
+      todo = again;
+    }
+    return fenced;
+  }
+
+  /**
+   * Read-your-writes for admin reads that span sessions: copies the journals of every session
+   * still announced on the flush stream (entries stay there until a flusher has copied them).
+   * Cheap when the flusher keeps up: the stream is then (nearly) empty.
+   */
+  private async barrier(): Promise<void> {
+    const entries = await this.r('barrier', () =>
+      this.redis.xrange(this.keys.flush, '-', '+', 'COUNT', 10_000),
+    );
+    const members = new Set(
+      entries.map(([, fields]) => fields[1]).filter((m): m is string => typeof m === 'string'),
+    );
+    await Promise.all([...members].map((m) => this.committer.flush(m)));
+  }
+
+  /** Admin reads go to PostgreSQL: first copy whatever the session's journal still holds. */
+  private async flushSession(key: SessionKey): Promise<void> {
+    const sk = this.keys.session(key);
+    const len = await this.r('journal', () => this.redis.llen(sk.journal));
+    if (len > 0) await this.committer.flush(sk.member);
+  }
+
+  async resolvePrompts(
+    key: SessionKey,
+    providerMessageIds: readonly string[],
+  ): Promise<Map<string, PromptRef>> {
+    const found = new Map<string, PromptRef>();
+    if (providerMessageIds.length === 0) return found;
+    const sk = this.keys.session(key);
+    const reply = asArray(
+      await this.run('prompts', {
+        script: 'outbound-read',
+        keys: [sk.unsent, sk.out, sk.outState, sk.pmid],
+        args: ['pmid', ...providerMessageIds],
+      }),
+    ).map(asString);
+    const missing: string[] = [];
+    providerMessageIds.forEach((pmid, i) => {
+      const json = reply[i * 2]!;
+      if (json === '') missing.push(pmid);
+      else {
+        const r = JSON.parse(json) as OutboundBodyRecord;
+        if (r.isPrompt) found.set(pmid, { step: r.step, version: r.version });
+      }
+    });
+    if (missing.length > 0) {
+      for (const [pmid, r] of await this.pg.outboundByProviderIds(key, missing)) {
+        if (r.isPrompt) found.set(pmid, { step: r.step, version: r.version });
+      }
+    }
+    return found;
+  }
+
+  // --- outbox --------------------------------------------------------------------------
+
+  async unsent(key: SessionKey): Promise<OutboundRecord[]> {
+    const sk = this.keys.session(key);
+    const read = async (): Promise<OutboundRecord[]> => {
+      const reply = asArray(
+        await this.run('unsent', {
+          script: 'outbound-read',
+          keys: [sk.unsent, sk.out, sk.outState, sk.pmid],
+          args: ['unsent'],
+        }),
+      ).map(asString);
+      const out: OutboundRecord[] = [];
+      for (let i = 0; i + 1 < reply.length; i += 2) {
+        if (reply[i] === '' || reply[i + 1] === '') continue;
+        out.push(
+          joinOutbound(
+            JSON.parse(reply[i]!) as OutboundBodyRecord,
+            JSON.parse(reply[i + 1]!) as OutboundState,
+          ),
+        );
+      }
+      return out;
+    };
+    const records = await read();
+    if (records.length > 0) return records;
+    // Nothing unsent, or Redis lost the session: make sure it is loaded.
+    if ((await this.r('unsent', () => this.redis.exists(sk.state))) === 1) return records;
+    await this.load(key);
+    return read();
+  }
+
+  async updateOutbound(id: string, patch: OutboundPatch): Promise<void> {
+    let key = parseOutboundId(id);
+    let stored = key ? null : await this.pg.getOutbound(id);
+    if (stored) key = { channel: stored.channel, user: stored.user };
+    if (!key) return;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const sk = this.keys.session(key);
+      const reply = asArray(
+        await this.run('outbound', {
+          script: 'outbound-update',
+          keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+          args: [
+            'id',
+            id,
+            patch.status,
+            patch.attempts ?? '',
+            patch.providerMessageId ?? '',
+            patch.lastError ?? '',
+            entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
+          ],
+        }),
+      );
+      if (asNumber(reply[0]) !== ScriptCode.NotFound) {
+        // Durable in Redis (journaled); PostgreSQL gets it from the flusher in both modes, so
+        // that a PostgreSQL outage never makes the outbox take a done send for a failed one.
+        await this.followUp(this.notifyOps([sk.member]));
+        return;
+      }
+      // Redis no longer keeps this record: put PostgreSQL's copy back, then apply the patch.
+      stored ??= await this.pg.getOutbound(id);
+      if (!stored) return;
+      key = { channel: stored.channel, user: stored.user };
+      const rsk = this.keys.session(key);
+      const unsent = stored.state.status === 'pending' || stored.state.status === 'sending';
+      await this.run('outbound', {
+        script: 'outbound-restore',
+        keys: [rsk.out, rsk.outState, rsk.outIndex, rsk.unsent],
+        args: [
+          id,
+          stored.seq,
+          JSON.stringify(stored.record),
+          JSON.stringify(stored.state),
+          unsent ? '1' : '0',
+        ],
+      });
+    }
+  }
+
+  async deadLetter(letter: DeadLetter): Promise<void> {
+    await this.pg.insertDeadLetters([letter]);
+  }
+
+  // --- admin ---------------------------------------------------------------------------
+
+  async findSessions(user: string, channel?: string): Promise<SessionSnapshot[]> {
+    await this.barrier();
+    const found = await this.pg.findSessions(user, channel);
+    // Redis is ahead of PostgreSQL in write-behind mode: prefer its snapshot.
+    return Promise.all(found.map(async (s) => (await this.load(s)) ?? s));
+  }
+
+  async listSessions(
+    query: SessionQuery,
+  ): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }> {
+    let after: SessionKey | undefined;
+    if (query.cursor) {
+      try {
+        const [channel, user] = JSON.parse(Buffer.from(query.cursor, 'base64url').toString('utf8')) as [
+          string,
+          string,
+        ];
+        after = { channel, user };
+      } catch {
+        after = undefined;
+      }
+    }
+    await this.barrier();
+    const rows = await this.pg.listSessions({
+      step: query.step,
+      needsAgent: query.needsAgent,
+      channel: query.channel,
+      after,
+      limit: query.limit + 1,
+    });
+    const sessions = rows.slice(0, query.limit);
+    const last = sessions.at(-1);
+    const nextCursor =
+      rows.length > query.limit && last
+        ? Buffer.from(JSON.stringify([last.channel, last.user]), 'utf8').toString('base64url')
+        : null;
+    return { sessions, nextCursor };
+  }
+
+  async transitions(key: SessionKey): Promise<TransitionRecord[]> {
+    await this.flushSession(key);
+    return this.pg.transitions(key);
+  }
+
+  async outbound(key: SessionKey): Promise<OutboundRecord[]> {
+    await this.flushSession(key);
+    return this.pg.outboundRecords(key);
+  }
+
+  async listDeadLetters(limit: number): Promise<DeadLetter[]> {
+    await this.barrier();
+    return this.pg.listDeadLetters(limit);
+  }
+
+  async replayDeadLetter(id: string): Promise<boolean> {
+    await this.barrier();
+    const letter = await this.pg.getDeadLetter(id);
+    if (!letter || letter.replayedAt !== undefined) return false;
+    const key = { channel: letter.channel, user: letter.user };
+    if (letter.kind === 'inbound') {
+      const stored = (await this.pg.inboundMessage(key, letter.ref)) ?? letter.payload;
+      if (!isStoredMessageLike(stored)) return false;
+      const { seq: _seq, storedAt: _storedAt, ...message } = stored;
+      const sk = this.keys.session(key);
+      const json = JSON.stringify({ ...message, storedAt: this.now() });
+      const due = asNumber(
+        await this.run('replay', {
+          script: 'intake',
+          keys: [sk.seen(message.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched],
+          args: [message.id, json.slice(0, -1), this.opts.dedupeTtlSec, this.opts.bufferMs, '1'],
+        }),
+      );
+      if (due > 0) await this.followUp(this.scheduleOps([[sk.member, due]]));
+    } else {
+      const record = await this.pg.getOutbound(letter.ref);
+      if (!record) return false;
+      await this.updateOutbound(letter.ref, { status: 'pending', attempts: 0 });
+    }
+    return this.pg.markReplayed(id, this.now());
+  }
+
+  async stats(): Promise<BackendStats> {
+    const members = await this.r('stats', () => this.redis.zrange(this.keys.ready, '0', '9999'));
+    const ops: PipelineOp[] = members.map((m) => {
+      const sk = this.keys.forMember(m);
+      return { script: 'session-stats', keys: [sk.mbox, sk.msgs, sk.lock], args: [] };
+    });
+    const replies = await this.pipeline('stats', ops);
+    let queueDepth = 0;
+    let oldest = Infinity;
+    let locksHeld = 0;
+    for (const reply of replies) {
+      const [count, storedAt, locked] = asArray(reply).map(asNumber);
+      queueDepth += count!;
+      if (count! > 0) oldest = Math.min(oldest, storedAt!);
+      locksHeld += locked!;
+    }
+    return {
+      queueDepth,
+      oldestPendingMs: oldest === Infinity ? 0 : Math.max(0, this.now() - oldest),
+      locksHeld,
+      deadLetters: await this.pg.countDeadLetters(),
+    };
+  }
+}

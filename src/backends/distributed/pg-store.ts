@@ -1,0 +1,444 @@
+/**
+ * The PostgreSQL side of the distributed backend: the durable copy of sessions, the
+ * transition log, outbound records, consumed inbound messages and dead letters, plus the
+ * fence blocks. Every statement comes from `sql/`.
+ * @module
+ */
+import pg from 'pg';
+import { StorageUnavailableError } from '../../errors.ts';
+import type { SessionKey } from '../../model/message.ts';
+import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
+import type {
+  CommitEntry,
+  JournalEntry,
+  OutboundBodyRecord,
+  OutboundState,
+  OutboundStateEntry,
+} from './journal.ts';
+import { joinOutbound } from './journal.ts';
+import { isPgRetryable, isPgUnavailable } from './pg-errors.ts';
+import { loadStatements, type StatementName, type Statements } from './sql.ts';
+
+type Row = Record<string, unknown>;
+
+/** pg returns bigint columns as strings; every number Baton stores fits a double. */
+function num(v: unknown): number {
+  return typeof v === 'number' ? v : Number(v);
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function sid(channel: string, user: string): string {
+  return JSON.stringify([channel, user]);
+}
+
+export interface StoredSession {
+  readonly snapshot: SessionSnapshot;
+  readonly version: number;
+  readonly rev: number;
+  readonly fence: number;
+}
+
+/** An outbound record as PostgreSQL has it, split like in Redis. */
+export interface StoredOutbound {
+  readonly id: string;
+  readonly channel: string;
+  readonly user: string;
+  readonly seq: number;
+  readonly record: OutboundBodyRecord;
+  readonly state: OutboundState;
+}
+
+function outboundFromRow(r: Row, key?: SessionKey): StoredOutbound {
+  const state: OutboundState = {
+    status: r.status as OutboundState['status'],
+    attempts: num(r.attempts),
+    rev: num(r.rev),
+  };
+  if (typeof r.provider_message_id === 'string') state.providerMessageId = r.provider_message_id;
+  if (typeof r.last_error === 'string') state.lastError = r.last_error;
+  const record = r.record as OutboundBodyRecord;
+  return {
+    id: r.id as string,
+    channel: key?.channel ?? (r.channel as string),
+    user: key?.user ?? (r.user_id as string),
+    seq: num(r.seq),
+    record,
+    state,
+  };
+}
+
+function deadLetterFromRow(r: Row): DeadLetter {
+  const letter: DeadLetter = {
+    id: r.id as string,
+    kind: r.kind as DeadLetter['kind'],
+    channel: r.channel as string,
+    user: r.user_id as string,
+    ref: r.ref as string,
+    reason: r.reason as string,
+    payload: r.payload ?? null,
+    createdAt: (r.created_at as Date).getTime(),
+  };
+  if (r.replayed_at instanceof Date) letter.replayedAt = r.replayed_at.getTime();
+  return letter;
+}
+
+export interface PgStoreOptions {
+  readonly databaseUrl: string;
+  readonly schema: string;
+  readonly poolSize?: number;
+}
+
+export class PgStore {
+  readonly pool: pg.Pool;
+  private readonly sql: Statements;
+  /** Transactions that copied journal entries; for diagnostics and tests. */
+  applyTransactions = 0;
+  appliedEntries = 0;
+
+  constructor(opts: PgStoreOptions) {
+    this.sql = loadStatements();
+    this.pool = new pg.Pool({
+      connectionString: opts.databaseUrl,
+      options: `-c search_path=${opts.schema}`,
+      max: opts.poolSize ?? 10,
+      connectionTimeoutMillis: 3000,
+      idleTimeoutMillis: 30_000,
+      query_timeout: 15_000,
+    });
+    // An idle client losing its connection must not crash the process; the next query reports it.
+    this.pool.on('error', () => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  private wrap(err: unknown, what: string): unknown {
+    return isPgUnavailable(err)
+      ? new StorageUnavailableError(`PostgreSQL is unavailable (${what})`, err)
+      : err;
+  }
+
+  async query(name: StatementName, params: readonly unknown[] = []): Promise<Row[]> {
+    try {
+      const res = await this.pool.query<Row>(this.sql[name], params as unknown[]);
+      return res.rows;
+    } catch (err) {
+      throw this.wrap(err, name);
+    }
+  }
+
+  /** Runs `fn` in a transaction, again (up to 3 times) when it loses a deadlock or serialization race. */
+  async transaction<T>(
+    what: string,
+    fn: (q: (name: StatementName, params: readonly unknown[]) => Promise<Row[]>) => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (err) {
+        throw this.wrap(err, what);
+      }
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        const result = await fn(
+          async (name, params) => (await client.query<Row>(this.sql[name], params as unknown[])).rows,
+        );
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        broken = isPgUnavailable(err);
+        if (!broken) await client.query('ROLLBACK').catch(() => undefined);
+        if (attempt < 3 && isPgRetryable(err)) continue;
+        throw this.wrap(err, what);
+      } finally {
+        client.release(broken);
+      }
+    }
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await this.query('ping');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Reserves the next block of `size` fencing tokens; returns its ceiling (the block is ceiling-size+1 .. ceiling). */
+  async reserveFenceBlock(key: SessionKey, size: number): Promise<number> {
+    const rows = await this.query('fence-block-reserve', [key.channel, key.user, size]);
+    return num(rows[0]!.ceiling);
+  }
+
+  /**
+   * Copies journal entries to PostgreSQL in one transaction, with one multi-row statement per
+   * table. Entries of one session must be in journal order. Returns the ids of commit entries
+   * refused because PostgreSQL has seen a newer fence for their session (their records are
+   * not written); every other entry is written or was already there.
+   */
+  async apply(entries: readonly JournalEntry[]): Promise<Set<string>> {
+    if (entries.length === 0) return new Set();
+    const commits = entries.filter((e): e is CommitEntry => e.t === 'c');
+    const states = entries.filter((e): e is OutboundStateEntry => e.t === 'o');
+    const fenced = await this.transaction('journal copy', async (q) => {
+      const refused = new Set<string>();
+      const current = new Map<string, { fence: number; rev: number }>();
+      if (commits.length > 0) {
+        const keys = [
+          ...new Map(
+            commits.map((e) => [sid(e.channel, e.user), { channel: e.channel, user_id: e.user }]),
+          ).values(),
+        ];
+        for (const r of await q('sessions-lock', [JSON.stringify(keys)])) {
+          current.set(sid(r.channel as string, r.user_id as string), {
+            fence: num(r.fence),
+            rev: num(r.rev),
+          });
+        }
+      }
+      const accepted: CommitEntry[] = [];
+      const latest = new Map<string, CommitEntry>();
+      for (const e of commits) {
+        const k = sid(e.channel, e.user);
+        const cur = current.get(k);
+        if (cur && cur.fence > e.fence) {
+          refused.add(e.id);
+          continue;
+        }
+        accepted.push(e);
+        if (!cur || e.fence > cur.fence || e.rev > cur.rev) {
+          current.set(k, { fence: e.fence, rev: e.rev });
+          latest.set(k, e);
+        }
+      }
+      await this.writeCommits(q, accepted, [...latest.values()]);
+      if (states.length > 0) {
+        const byId = new Map<string, OutboundStateEntry>();
+        for (const e of states) {
+          const prev = byId.get(e.outboundId);
+          if (!prev || prev.state.rev < e.state.rev) byId.set(e.outboundId, e);
+        }
+        const rows = [...byId.values()].map((e) => ({
+          id: e.outboundId,
+          status: e.state.status,
+          attempts: e.state.attempts,
+          provider_message_id: e.state.providerMessageId ?? null,
+          last_error: e.state.lastError ?? null,
+          rev: e.state.rev,
+        }));
+        await q('outbound-state-update', [JSON.stringify(rows)]);
+      }
+      return refused;
+    });
+    this.applyTransactions++;
+    this.appliedEntries += entries.length;
+    return fenced;
+  }
+
+  private async writeCommits(
+    q: (name: StatementName, params: readonly unknown[]) => Promise<Row[]>,
+    accepted: readonly CommitEntry[],
+    latest: readonly CommitEntry[],
+  ): Promise<void> {
+    if (accepted.length === 0) return;
+    const sessions = latest.map((e) => ({
+      channel: e.channel,
+      user_id: e.user,
+      wa_id: e.snapshot.waId ?? null,
+      bsuid: e.snapshot.userId ?? null,
+      flow: e.snapshot.flow,
+      step: e.snapshot.step,
+      version: e.snapshot.version,
+      rev: e.rev,
+      fence: e.fence,
+      needs_agent: e.snapshot.needsAgent,
+      snapshot: e.snapshot,
+    }));
+    await q('sessions-upsert', [JSON.stringify(sessions)]);
+
+    const transitions = accepted.flatMap((e) =>
+      e.records.map((r, ord) => ({
+        channel: e.channel,
+        user_id: e.user,
+        entry_id: e.id,
+        ord,
+        version: r.version,
+        from_step: r.from_step,
+        to_step: r.to_step,
+        kind: r.kind,
+        message_ids: r.message_ids,
+        at: r.at,
+        worker: r.worker,
+        fencing_token: r.fencing_token,
+        record: r,
+      })),
+    );
+    if (transitions.length > 0) await q('transitions-insert', [JSON.stringify(transitions)]);
+
+    const outbound = new Map<string, Row>();
+    for (const e of accepted) {
+      for (const { record, state } of e.outbound) {
+        outbound.set(record.id, {
+          id: record.id,
+          channel: e.channel,
+          user_id: e.user,
+          seq: record.seq,
+          version: record.version,
+          step: record.step,
+          is_prompt: record.isPrompt,
+          fence: e.fence,
+          status: state.status,
+          attempts: state.attempts,
+          provider_message_id: state.providerMessageId ?? null,
+          last_error: state.lastError ?? null,
+          rev: state.rev,
+          record,
+          created_at: iso(record.createdAt),
+        });
+      }
+    }
+    if (outbound.size > 0) await q('outbound-insert', [JSON.stringify([...outbound.values()])]);
+
+    const inbound = new Map<string, Row>();
+    for (const e of accepted) {
+      const dead = new Set(e.deadLetters.filter((d) => d.kind === 'inbound').map((d) => d.ref));
+      for (const m of e.messages) {
+        inbound.set(sid(e.channel, e.user) + m.id, {
+          channel: e.channel,
+          user_id: e.user,
+          id: m.id,
+          seq: m.seq,
+          message: m,
+          stored_at: iso(m.storedAt),
+          consumed_at: iso(e.at),
+          entry_id: e.id,
+          outcome: dead.has(m.id) ? 'dead_letter' : 'consumed',
+        });
+      }
+    }
+    if (inbound.size > 0) await q('inbound-insert', [JSON.stringify([...inbound.values()])]);
+
+    const letters = accepted.flatMap((e) => e.deadLetters.map(deadLetterRow));
+    if (letters.length > 0) await q('dead-letters-insert', [JSON.stringify(letters)]);
+  }
+
+  async insertDeadLetters(letters: readonly DeadLetter[]): Promise<void> {
+    await this.query('dead-letters-insert', [JSON.stringify(letters.map(deadLetterRow))]);
+  }
+
+  async getSession(key: SessionKey): Promise<StoredSession | null> {
+    const rows = await this.query('session-get', [key.channel, key.user]);
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      snapshot: r.snapshot as SessionSnapshot,
+      version: num(r.version),
+      rev: num(r.rev),
+      fence: num(r.fence),
+    };
+  }
+
+  async outboundOf(key: SessionKey, unsentOnly: boolean): Promise<StoredOutbound[]> {
+    const rows = await this.query('outbound-by-session', [key.channel, key.user, unsentOnly]);
+    return rows.map((r) => outboundFromRow(r, key));
+  }
+
+  async outboundRecords(key: SessionKey): Promise<OutboundRecord[]> {
+    return (await this.outboundOf(key, false)).map((o) => joinOutbound(o.record, o.state));
+  }
+
+  async getOutbound(id: string): Promise<StoredOutbound | null> {
+    const r = (await this.query('outbound-get', [id]))[0];
+    return r ? outboundFromRow(r) : null;
+  }
+
+  async outboundByProviderIds(
+    key: SessionKey,
+    ids: readonly string[],
+  ): Promise<Map<string, OutboundBodyRecord>> {
+    const rows = await this.query('outbound-by-provider-ids', [key.channel, key.user, ids]);
+    return new Map(rows.map((r) => [r.provider_message_id as string, r.record as OutboundBodyRecord]));
+  }
+
+  /** Applies a status to a record Redis does not know; returns the session and id it named, if any. */
+  async statusByProviderId(
+    providerMessageId: string,
+    status: string,
+    lastError: string | null,
+  ): Promise<{ id: string; key: SessionKey } | null> {
+    const r = (await this.query('outbound-status-by-provider-id', [providerMessageId, status, lastError]))[0];
+    return r
+      ? { id: r.id as string, key: { channel: r.channel as string, user: r.user_id as string } }
+      : null;
+  }
+
+  async transitions(key: SessionKey): Promise<TransitionRecord[]> {
+    const rows = await this.query('transitions-by-session', [key.channel, key.user]);
+    return rows.map((r) => r.record as TransitionRecord);
+  }
+
+  async findSessions(user: string, channel?: string): Promise<SessionSnapshot[]> {
+    const rows = await this.query('sessions-find', [user, channel ?? null]);
+    return rows.map((r) => r.snapshot as SessionSnapshot);
+  }
+
+  async listSessions(q: {
+    step?: string;
+    needsAgent?: boolean;
+    channel?: string;
+    after?: SessionKey;
+    limit: number;
+  }): Promise<SessionSnapshot[]> {
+    const rows = await this.query('sessions-list', [
+      q.step ?? null,
+      q.needsAgent ?? null,
+      q.channel ?? null,
+      q.after?.channel ?? null,
+      q.after?.user ?? null,
+      q.limit,
+    ]);
+    return rows.map((r) => r.snapshot as SessionSnapshot);
+  }
+
+  async listDeadLetters(limit: number): Promise<DeadLetter[]> {
+    return (await this.query('dead-letters-list', [limit])).map(deadLetterFromRow);
+  }
+
+  async getDeadLetter(id: string): Promise<DeadLetter | null> {
+    const r = (await this.query('dead-letter-get', [id]))[0];
+    return r ? deadLetterFromRow(r) : null;
+  }
+
+  /** Marks a dead letter replayed; false if it was already. */
+  async markReplayed(id: string, at: number): Promise<boolean> {
+    return (await this.query('dead-letter-mark-replayed', [id, iso(at)])).length > 0;
+  }
+
+  async countDeadLetters(): Promise<number> {
+    return num((await this.query('dead-letters-count'))[0]!.n);
+  }
+
+  async inboundMessage(key: SessionKey, id: string): Promise<unknown> {
+    return (await this.query('inbound-get', [key.channel, key.user, id]))[0]?.message ?? null;
+  }
+}
+
+function deadLetterRow(d: DeadLetter): Row {
+  return {
+    id: d.id,
+    kind: d.kind,
+    channel: d.channel,
+    user_id: d.user,
+    ref: d.ref,
+    reason: d.reason,
+    payload: d.payload ?? null,
+    created_at: iso(d.createdAt),
+  };
+}

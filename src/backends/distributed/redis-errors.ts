@@ -1,0 +1,14 @@
+/**
+ * Telling "Redis is unreachable or not serving" (retry later, answer 503) from a bug.
+ * @module
+ */
+
+const UNAVAILABLE_REPLIES = /^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MISCONF)\b/;
+const UNAVAILABLE_CLIENT =
+  /Connection is closed|Stream isn't writeable|Command timed out|max retries per request|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|connect ETIMEDOUT|Socket closed unexpectedly/i;
+
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'ReplyError') return UNAVAILABLE_REPLIES.test(err.message);
+  return err.name === 'MaxRetriesPerRequestError' || UNAVAILABLE_CLIENT.test(err.message);
+}

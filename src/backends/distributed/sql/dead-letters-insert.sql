@@ -1,0 +1,8 @@
+-- Stores dead letters; an id already stored is left as is.
+-- $1 jsonb array of {id, kind, channel, user_id, ref, reason, payload, created_at (ISO 8601)}
+INSERT INTO dead_letters (id, kind, channel, user_id, ref, reason, payload, created_at)
+SELECT r.id, r.kind, r.channel, r.user_id, r.ref, r.reason, r.payload, r.created_at
+FROM jsonb_to_recordset($1::jsonb) AS r(
+  id text, kind text, channel text, user_id text, ref text, reason text, payload jsonb, created_at timestamptz
+)
+ON CONFLICT (id) DO NOTHING

@@ -1,0 +1,2 @@
+-- Ids of the migrations already applied. No parameters.
+SELECT id FROM baton_migrations ORDER BY id

@@ -1,0 +1,5 @@
+-- A session's outbound records named by provider message ids.
+-- $1 channel, $2 user, $3 text[] provider message ids
+SELECT provider_message_id, record
+FROM outbound
+WHERE channel = $1 AND user_id = $2 AND provider_message_id = ANY($3::text[])

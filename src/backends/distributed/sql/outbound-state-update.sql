@@ -1,0 +1,14 @@
+-- Applies journaled changes of outbound records' mutable part, unless PostgreSQL already
+-- has a later revision.
+-- $1 jsonb array of {id, status, attempts, provider_message_id, last_error, rev}, one per id
+UPDATE outbound AS o SET
+  status = r.status,
+  attempts = r.attempts,
+  provider_message_id = r.provider_message_id,
+  last_error = r.last_error,
+  rev = r.rev,
+  updated_at = now()
+FROM jsonb_to_recordset($1::jsonb) AS r(
+  id text, status text, attempts integer, provider_message_id text, last_error text, rev bigint
+)
+WHERE o.id = r.id AND o.rev < r.rev

@@ -1,0 +1,19 @@
+-- A status webhook for a record Redis no longer keeps: applies it in PostgreSQL with the
+-- same rule as scripts/includes/outbound-status.lua (delivery states only advance; failed
+-- unless delivered; the revision is left alone so Redis's later writes still apply).
+-- $1 provider message id, $2 status, $3 last error (null to keep)
+UPDATE outbound SET
+  status = CASE
+    WHEN status = $2 THEN status
+    WHEN $2 IN ('sent', 'delivered', 'read', 'played') AND (
+      status NOT IN ('sent', 'delivered', 'read', 'played')
+      OR array_position(ARRAY['sent', 'delivered', 'read', 'played'], $2)
+         > array_position(ARRAY['sent', 'delivered', 'read', 'played'], status)
+    ) THEN $2
+    WHEN $2 = 'failed' AND status NOT IN ('delivered', 'read', 'played') THEN $2
+    ELSE status
+  END,
+  last_error = COALESCE($3, last_error),
+  updated_at = now()
+WHERE provider_message_id = $1
+RETURNING id, channel, user_id

@@ -1,0 +1,2 @@
+-- Health check. No parameters.
+SELECT 1 AS ok

@@ -1,0 +1,715 @@
+/**
+ * The Backend contract (src/backends/types.ts) as one suite that every backend must pass, so
+ * the embedded and the distributed backend cannot drift apart.
+ *
+ * Usage, in a `*.test.ts` file:
+ *
+ *   describeBackendConformance('embedded', async () => new EmbeddedBackend({ ... }));
+ *
+ * The factory must return a backend on fresh, isolated storage, built with
+ * `bufferMs: CONFORMANCE_BUFFER_MS` and a dedupe TTL of at least an hour, using the real
+ * clock. The suite calls `init()` and `close()` itself; cleaning the storage up afterwards is
+ * the caller's business (an `afterEach` in the test file runs after the suite's).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Backend, BatchCommit, LeaseGrant } from '../../src/backends/types.ts';
+import { FencedError, VersionConflictError } from '../../src/errors.ts';
+import type { InboundMessage, SessionKey, StatusUpdate } from '../../src/model/message.ts';
+import {
+  SNAPSHOT_FORMAT,
+  type DeadLetter,
+  type OutboundRecord,
+  type SessionSnapshot,
+  type TransitionKind,
+  type TransitionRecord,
+} from '../../src/model/session.ts';
+
+/** The buffer window the factory must give the backend, ms. */
+export const CONFORMANCE_BUFFER_MS = 50;
+
+let counter = 0;
+function uid(): string {
+  return `${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A session key no other test uses. */
+function newKey(channel = '106540352242922'): SessionKey {
+  return { channel, user: `1555${Math.floor(Math.random() * 1e9)}${counter++}` };
+}
+
+function text(key: SessionKey, body: string, timestamp = 1_750_000_000): InboundMessage {
+  return {
+    channel: key.channel,
+    user: key.user,
+    id: `wamid.${uid()}`,
+    provider: 'cloud-api',
+    waId: key.user,
+    timestamp,
+    content: { type: 'text', body },
+  };
+}
+
+function snapshot(key: SessionKey, version: number, extra: Partial<SessionSnapshot> = {}): SessionSnapshot {
+  return {
+    format: SNAPSHOT_FORMAT,
+    channel: key.channel,
+    user: key.user,
+    flow: 'order',
+    flowVersion: 1,
+    step: 'ask_name',
+    data: {},
+    version,
+    visitVersion: version,
+    lastInteraction: 1_750_000_000,
+    lastMessageId: null,
+    retryCount: 0,
+    needsAgent: false,
+    createdAt: 1_750_000_000_000,
+    outboundSeq: 0,
+    waId: key.user,
+    ...extra,
+  };
+}
+
+function record(
+  lease: LeaseGrant,
+  version: number,
+  kind: TransitionKind,
+  messageIds: string[],
+  from: string | null = null,
+  to: string | null = 'ask_name',
+): TransitionRecord {
+  return {
+    version,
+    from_step: from,
+    to_step: to,
+    kind,
+    message_ids: messageIds,
+    at: '2025-06-15T12:00:00Z',
+    worker: lease.holder,
+    fencing_token: lease.fence,
+  };
+}
+
+function outbound(key: SessionKey, version: number, n: number, seq: number, isPrompt = true): OutboundRecord {
+  return {
+    channel: key.channel,
+    user: key.user,
+    id: `${key.channel}:${key.user}:${version}:${n}`,
+    seq,
+    flow: 'order',
+    step: 'ask_name',
+    version,
+    to: key.user,
+    body: { type: 'text', text: `prompt ${n}` },
+    callbackData: `baton:order:ask_name:${version}`,
+    isPrompt,
+    status: 'pending',
+    attempts: 0,
+    createdAt: 1_750_000_000_000 + n,
+  };
+}
+
+function batch(
+  key: SessionKey,
+  expectedVersion: number,
+  version: number,
+  part: Partial<BatchCommit> = {},
+): BatchCommit {
+  return {
+    expectedVersion,
+    snapshot: snapshot(key, version),
+    records: [],
+    outbound: [],
+    consumed: [],
+    deadLetters: [],
+    ...part,
+  };
+}
+
+function status(
+  key: SessionKey,
+  messageId: string,
+  s: StatusUpdate['status'],
+  extra: Partial<StatusUpdate> = {},
+): StatusUpdate {
+  return {
+    provider: 'cloud-api',
+    channel: key.channel,
+    messageId,
+    status: s,
+    timestamp: 1_750_000_100,
+    recipient: key.user,
+    ...extra,
+  };
+}
+
+/** Polls `fn` until it returns a non-null value (an event), or fails after `timeoutMs`. */
+async function eventually<T>(fn: () => Promise<T | null>, timeoutMs = 5000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+export function describeBackendConformance(name: string, make: () => Promise<Backend>): void {
+  describe(`Backend conformance: ${name}`, () => {
+    let b: Backend;
+
+    beforeEach(async () => {
+      b = await make();
+      await b.init();
+    });
+
+    afterEach(async () => {
+      await b.close();
+    });
+
+    const next = (ms = 5000): Promise<SessionKey | null> => b.nextReady(AbortSignal.timeout(ms));
+
+    /** Claims, leases and consumes everything pending for `key`, then releases. */
+    async function drain(key: SessionKey, holder = 'w1'): Promise<void> {
+      const lease = (await b.acquireLease(key, holder, 5000))!;
+      const current = await b.load(key);
+      const v = current?.version ?? 0;
+      const consumed = (await b.pending(key, 100)).map((m) => m.id);
+      await b.commit(
+        lease,
+        batch(key, v, v + 1, { consumed, records: [record(lease, v + 1, 'advance', consumed)] }),
+      );
+      await b.releaseLease(lease);
+    }
+
+    describe('lifecycle', () => {
+      it('reports every store as healthy', async () => {
+        const h = await b.health();
+        expect(Object.keys(h).length).toBeGreaterThan(0);
+        expect(Object.values(h).every(Boolean)).toBe(true);
+      });
+
+      it('init is idempotent', async () => {
+        await b.init();
+        expect(b.kind === 'embedded' || b.kind === 'distributed').toBe(true);
+      });
+    });
+
+    describe('intake', () => {
+      it('stores new messages and recognises a redelivered id', async () => {
+        const key = newKey();
+        const m1 = text(key, 'one');
+        const m2 = text(key, 'two');
+        expect(await b.ingest({ messages: [m1, m2], statuses: [] })).toEqual({
+          accepted: 2,
+          duplicates: 0,
+          statuses: 0,
+        });
+        expect(await b.ingest({ messages: [m1], statuses: [] })).toEqual({
+          accepted: 0,
+          duplicates: 1,
+          statuses: 0,
+        });
+        const m3 = text(key, 'three');
+        expect(await b.ingest({ messages: [m3, m3], statuses: [] })).toEqual({
+          accepted: 1,
+          duplicates: 1,
+          statuses: 0,
+        });
+        expect((await b.pending(key, 10)).map((m) => m.id)).toEqual([m1.id, m2.id, m3.id]);
+      });
+
+      it('still recognises an id after it was consumed', async () => {
+        const key = newKey();
+        const m1 = text(key, 'one');
+        await b.ingest({ messages: [m1], statuses: [] });
+        await drain(key);
+        expect(await b.pending(key, 10)).toEqual([]);
+        expect(await b.ingest({ messages: [m1], statuses: [] })).toMatchObject({
+          accepted: 0,
+          duplicates: 1,
+        });
+        expect(await b.pending(key, 10)).toEqual([]);
+      });
+
+      it('keeps pending messages in arrival order, with increasing seq, whatever their timestamps', async () => {
+        const key = newKey();
+        const late = text(key, 'b', 1_750_000_030);
+        const early = text(key, 'a', 1_750_000_010);
+        const mid = text(key, 'c', 1_750_000_020);
+        for (const m of [late, early, mid]) await b.ingest({ messages: [m], statuses: [] });
+        const pending = await b.pending(key, 10);
+        expect(pending.map((m) => m.id)).toEqual([late.id, early.id, mid.id]);
+        for (let i = 1; i < pending.length; i++) expect(pending[i]!.seq).toBeGreaterThan(pending[i - 1]!.seq);
+        expect(pending[0]).toMatchObject({ ...late, storedAt: expect.any(Number) });
+        expect(await b.pending(key, 2)).toHaveLength(2);
+      });
+
+      it('keeps sessions apart', async () => {
+        const a = newKey();
+        const c = newKey();
+        const ma = text(a, 'for a');
+        const mc = text(c, 'for c');
+        await b.ingest({ messages: [ma, mc], statuses: [] });
+        expect((await b.pending(a, 10)).map((m) => m.id)).toEqual([ma.id]);
+        expect((await b.pending(c, 10)).map((m) => m.id)).toEqual([mc.id]);
+      });
+    });
+
+    describe('scheduling', () => {
+      it('hands a session out only once its buffer window has passed', async () => {
+        const key = newKey();
+        await b.ingest({ messages: [text(key, 'hi')], statuses: [] });
+        const got = await next();
+        const handedAt = Date.now();
+        expect(got).toEqual(key);
+        const [first] = await b.pending(key, 10);
+        expect(handedAt).toBeGreaterThanOrEqual(first!.storedAt + CONFORMANCE_BUFFER_MS);
+      });
+
+      it('gathers messages stored within the window into one batch', async () => {
+        const key = newKey();
+        const m1 = text(key, 'Jane');
+        const m2 = text(key, 'Smith');
+        await Promise.all([
+          b.ingest({ messages: [m1], statuses: [] }),
+          b.ingest({ messages: [m2], statuses: [] }),
+        ]);
+        expect(await next()).toEqual(key);
+        expect((await b.pending(key, 10)).map((m) => m.id).sort()).toEqual([m1.id, m2.id].sort());
+        expect(await next(300)).toBeNull();
+      });
+
+      it('resolves null when the signal aborts, or is already aborted', async () => {
+        const ctl = new AbortController();
+        const p = b.nextReady(ctl.signal);
+        setTimeout(() => ctl.abort(), 50);
+        expect(await p).toBeNull();
+        expect(await b.nextReady(AbortSignal.abort())).toBeNull();
+      });
+
+      it('hands each due session to exactly one of two concurrent callers', async () => {
+        const keys = Array.from({ length: 6 }, () => newKey());
+        await b.ingest({ messages: keys.map((k) => text(k, 'hi')), statuses: [] });
+        const handed: SessionKey[] = [];
+        const worker = async (holder: string): Promise<void> => {
+          for (;;) {
+            const key = await next(1500);
+            if (key === null) return;
+            handed.push(key);
+            await drain(key, holder);
+          }
+        };
+        await Promise.all([worker('w1'), worker('w2')]);
+        const ids = handed.map((k) => `${k.channel}:${k.user}`).sort();
+        expect(ids).toEqual(keys.map((k) => `${k.channel}:${k.user}`).sort());
+      });
+
+      it('does not hand out a session whose lease is held', async () => {
+        const key = newKey();
+        const lease = (await b.acquireLease(key, 'w1', 5000))!;
+        await b.ingest({ messages: [text(key, 'during the lease')], statuses: [] });
+        expect(await next(300)).toBeNull();
+        await b.releaseLease(lease);
+        expect(await next()).toEqual(key);
+      });
+    });
+
+    describe('leases', () => {
+      it('are exclusive until released', async () => {
+        const key = newKey();
+        const g1 = await b.acquireLease(key, 'w1', 5000);
+        expect(g1).toMatchObject({
+          ...key,
+          holder: 'w1',
+          token: expect.any(String),
+          fence: expect.any(Number),
+        });
+        expect(await b.acquireLease(key, 'w2', 5000)).toBeNull();
+        await b.releaseLease(g1!);
+        const g2 = await b.acquireLease(key, 'w2', 5000);
+        expect(g2).not.toBeNull();
+        expect(g2!.token).not.toEqual(g1!.token);
+      });
+
+      it('carry a fencing token that increases strictly with every grant', async () => {
+        const key = newKey();
+        const fences: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const g = (await b.acquireLease(key, 'w1', 5000))!;
+          fences.push(g.fence);
+          await b.releaseLease(g);
+        }
+        const short = (await b.acquireLease(key, 'w1', 100))!;
+        const after = await eventually(() => b.acquireLease(key, 'w2', 5000), 5000, 'the lease to expire');
+        fences.push(short.fence, after.fence);
+        for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]!);
+      });
+
+      it('renew and release act only for the holder of the current token', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const forged: LeaseGrant = { ...g, token: 'not-the-token' };
+        expect(await b.renewLease(forged, 5000)).toBe(false);
+        await b.releaseLease(forged);
+        expect(await b.acquireLease(key, 'w3', 5000)).toBeNull();
+        expect(await b.renewLease(g, 5000)).toBe(true);
+        await b.releaseLease(g);
+        expect(await b.acquireLease(key, 'w3', 5000)).not.toBeNull();
+      });
+
+      it('renew fails once the lease expired and someone else took it', async () => {
+        const key = newKey();
+        const g1 = (await b.acquireLease(key, 'w1', 100))!;
+        const g2 = await eventually(() => b.acquireLease(key, 'w2', 5000), 5000, 'the lease to expire');
+        expect(await b.renewLease(g1, 5000)).toBe(false);
+        await b.releaseLease(g1); // a no-op for a lost lease
+        expect(await b.renewLease(g2, 5000)).toBe(true);
+      });
+
+      it('release reschedules a session whose mailbox is not empty', async () => {
+        const key = newKey();
+        await b.ingest({ messages: [text(key, 'hi')], statuses: [] });
+        expect(await next()).toEqual(key);
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        await b.releaseLease(g);
+        expect(await next()).toEqual(key);
+      });
+
+      it('release reschedules a session that only has unsent replies, shortly', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const o1 = outbound(key, 1, 0, 1);
+        await b.commit(g, batch(key, 0, 1, { outbound: [o1] }));
+        await b.releaseLease(g);
+        expect(await next()).toEqual(key);
+        const g2 = (await b.acquireLease(key, 'w1', 5000))!;
+        await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: 'wamid.SENT' });
+        await b.releaseLease(g2);
+        expect(await next(1500)).toBeNull();
+      });
+
+      it('release does not reschedule a drained session', async () => {
+        const key = newKey();
+        await b.ingest({ messages: [text(key, 'hi')], statuses: [] });
+        expect(await next()).toEqual(key);
+        await drain(key);
+        expect(await next(300)).toBeNull();
+      });
+
+      it('a message stored during a lease is handed out after the release', async () => {
+        const key = newKey();
+        const m1 = text(key, 'first');
+        await b.ingest({ messages: [m1], statuses: [] });
+        expect(await next()).toEqual(key);
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const m2 = text(key, 'second');
+        await b.ingest({ messages: [m2], statuses: [] });
+        await b.commit(
+          g,
+          batch(key, 0, 1, { consumed: [m1.id], records: [record(g, 1, 'advance', [m1.id])] }),
+        );
+        await b.releaseLease(g);
+        expect(await next()).toEqual(key);
+        expect((await b.pending(key, 10)).map((m) => m.id)).toEqual([m2.id]);
+      });
+
+      it('clearLease drops whatever lease there is', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        expect(await b.clearLease(key)).toBe(true);
+        expect(await b.clearLease(key)).toBe(false);
+        const g2 = (await b.acquireLease(key, 'w2', 5000))!;
+        expect(g2.fence).toBeGreaterThan(g.fence);
+        await expect(b.commit(g, batch(key, 0, 1))).rejects.toBeInstanceOf(FencedError);
+      });
+
+      it('clearLease reschedules a session with pending messages', async () => {
+        const key = newKey();
+        await b.acquireLease(key, 'w1', 60_000);
+        await b.ingest({ messages: [text(key, 'stuck')], statuses: [] });
+        expect(await next(300)).toBeNull();
+        expect(await b.clearLease(key)).toBe(true);
+        expect(await next()).toEqual(key);
+      });
+    });
+
+    describe('commit', () => {
+      it('loads nothing for a session never stored', async () => {
+        expect(await b.load(newKey())).toBeNull();
+      });
+
+      it('removes consumed messages, stores the snapshot and appends records in order', async () => {
+        const key = newKey();
+        const [m1, m2, m3] = [text(key, 'a'), text(key, 'b'), text(key, 'c')];
+        await b.ingest({ messages: [m1, m2, m3], statuses: [] });
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const r1 = record(g, 1, 'advance', [m1.id, m2.id]);
+        const s1 = snapshot(key, 1, { lastMessageId: m2.id, data: { customer_name: 'a b' } });
+        await b.commit(g, batch(key, 0, 1, { snapshot: s1, consumed: [m1.id, m2.id], records: [r1] }));
+        expect((await b.pending(key, 10)).map((m) => m.id)).toEqual([m3.id]);
+        expect(await b.load(key)).toEqual(s1);
+
+        const r2 = record(g, 2, 'retry', [m3.id], 'ask_name', 'ask_name');
+        const r3 = record(g, 2, 'ignored', [m3.id], 'ask_name', 'ask_name');
+        const s2 = snapshot(key, 2, { retryCount: 1 });
+        await b.commit(g, batch(key, 1, 2, { snapshot: s2, consumed: [m3.id], records: [r2, r3] }));
+        expect(await b.pending(key, 10)).toEqual([]);
+        expect(await b.load(key)).toEqual(s2);
+        expect(await b.transitions(key)).toEqual([r1, r2, r3]);
+      });
+
+      it('accepts a commit that keeps the version (records that change nothing)', async () => {
+        const key = newKey();
+        const m1 = text(key, 'old', 1_749_000_000);
+        await b.ingest({ messages: [m1], statuses: [] });
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        await b.commit(g, batch(key, 0, 1));
+        const late = record(g, 1, 'late', [m1.id], 'ask_name', 'ask_name');
+        await b.commit(g, batch(key, 1, 1, { consumed: [m1.id], records: [late] }));
+        expect((await b.load(key))!.version).toBe(1);
+        expect(await b.transitions(key)).toEqual([late]);
+      });
+
+      it('is refused with VersionConflictError unless the stored version is the expected one', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        await expect(b.commit(g, batch(key, 3, 4))).rejects.toBeInstanceOf(VersionConflictError);
+        await b.commit(g, batch(key, 0, 1));
+        await expect(b.commit(g, batch(key, 0, 1))).rejects.toBeInstanceOf(VersionConflictError);
+        await b.commit(g, batch(key, 1, 2));
+        expect((await b.load(key))!.version).toBe(2);
+      });
+
+      it('is refused with FencedError once the lease expired and another holder took it', async () => {
+        const key = newKey();
+        const m1 = text(key, 'hi');
+        await b.ingest({ messages: [m1], statuses: [] });
+        const g1 = (await b.acquireLease(key, 'w1', 100))!;
+        const g2 = await eventually(() => b.acquireLease(key, 'w2', 5000), 5000, 'the lease to expire');
+        const stale = batch(key, 0, 1, { consumed: [m1.id], records: [record(g1, 1, 'advance', [m1.id])] });
+        await expect(b.commit(g1, stale)).rejects.toBeInstanceOf(FencedError);
+        expect((await b.pending(key, 10)).map((m) => m.id)).toEqual([m1.id]);
+        expect(await b.load(key)).toBeNull();
+        const fresh = batch(key, 0, 1, { consumed: [m1.id], records: [record(g2, 1, 'advance', [m1.id])] });
+        await b.commit(g2, fresh);
+        expect(await b.load(key)).toEqual(fresh.snapshot);
+        expect(await b.transitions(key)).toEqual(fresh.records);
+      });
+
+      it('is refused with FencedError once the lease expired, even with no new holder', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 100))!;
+        await sleep(300);
+        await expect(b.commit(g, batch(key, 0, 1))).rejects.toBeInstanceOf(FencedError);
+      });
+
+      it('is refused with FencedError after the holder released the lease', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        await b.releaseLease(g);
+        await expect(b.commit(g, batch(key, 0, 1))).rejects.toBeInstanceOf(FencedError);
+      });
+    });
+
+    describe('outbox', () => {
+      async function committedWithOutbound(key: SessionKey): Promise<[OutboundRecord, OutboundRecord]> {
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const o1 = outbound(key, 1, 0, 1, true);
+        const o2 = outbound(key, 1, 1, 2, false);
+        await b.commit(g, batch(key, 0, 1, { outbound: [o1, o2], records: [record(g, 1, 'advance', [])] }));
+        await b.releaseLease(g);
+        return [o1, o2];
+      }
+
+      it('lists unsent records in seq order and follows updates', async () => {
+        const key = newKey();
+        const [o1, o2] = await committedWithOutbound(key);
+        expect(await b.unsent(key)).toEqual([o1, o2]);
+        await b.updateOutbound(o1.id, { status: 'sending', attempts: 1 });
+        expect(await b.unsent(key)).toEqual([{ ...o1, status: 'sending', attempts: 1 }, o2]);
+        await b.updateOutbound(o1.id, { status: 'sent', providerMessageId: 'wamid.OUT1' });
+        expect((await b.unsent(key)).map((o) => o.id)).toEqual([o2.id]);
+        await b.updateOutbound(o2.id, { status: 'failed', attempts: 3, lastError: '131026: undeliverable' });
+        expect(await b.unsent(key)).toEqual([]);
+        const all = await b.outbound(key);
+        expect(all.map((o) => o.id)).toEqual([o1.id, o2.id]);
+        expect(all[0]).toMatchObject({ status: 'sent', attempts: 1, providerMessageId: 'wamid.OUT1' });
+        expect(all[1]).toMatchObject({ status: 'failed', attempts: 3, lastError: '131026: undeliverable' });
+      });
+
+      it('applies status webhooks to the record they name, never regressing', async () => {
+        const key = newKey();
+        const [o1, o2] = await committedWithOutbound(key);
+        await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: 'wamid.P1' });
+        await b.updateOutbound(o2.id, { status: 'sent', attempts: 1, providerMessageId: 'wamid.P2' });
+        expect(await b.ingest({ messages: [], statuses: [status(key, 'wamid.P1', 'delivered')] })).toEqual({
+          accepted: 0,
+          duplicates: 0,
+          statuses: 1,
+        });
+        await b.ingest({ messages: [], statuses: [status(key, 'wamid.P1', 'sent')] });
+        expect((await b.outbound(key))[0]!.status).toBe('delivered');
+        await b.ingest({ messages: [], statuses: [status(key, 'wamid.P1', 'read')] });
+        await b.ingest({ messages: [], statuses: [status(key, 'wamid.P1', 'delivered')] });
+        expect((await b.outbound(key))[0]!.status).toBe('read');
+
+        await b.ingest({
+          messages: [],
+          statuses: [
+            status(key, 'wamid.P2', 'failed', { errors: [{ code: 131047, title: 'Re-engagement message' }] }),
+          ],
+        });
+        const failed = (await b.outbound(key))[1]!;
+        expect(failed.status).toBe('failed');
+        expect(failed.lastError).toContain('131047');
+
+        const none = await b.ingest({ messages: [], statuses: [status(key, 'wamid.UNKNOWN', 'read')] });
+        expect(none.statuses).toBe(0);
+      });
+
+      it('resolves provider message ids to the prompts they carried', async () => {
+        const key = newKey();
+        const [o1, o2] = await committedWithOutbound(key);
+        await b.updateOutbound(o1.id, { status: 'sent', providerMessageId: 'wamid.PROMPT' });
+        await b.updateOutbound(o2.id, { status: 'sent', providerMessageId: 'wamid.NOTICE' });
+        const refs = await b.resolvePrompts(key, ['wamid.PROMPT', 'wamid.NOTICE', 'wamid.NEVER']);
+        expect([...refs.entries()]).toEqual([['wamid.PROMPT', { step: 'ask_name', version: 1 }]]);
+      });
+    });
+
+    describe('dead letters', () => {
+      it('lists a dead-lettered inbound message and replays it into the mailbox', async () => {
+        const key = newKey();
+        const [m1, m2] = [text(key, 'fine'), text(key, 'poison')];
+        await b.ingest({ messages: [m1, m2], statuses: [] });
+        const stored = await b.pending(key, 10);
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const letter: DeadLetter = {
+          id: `dl-${uid()}`,
+          kind: 'inbound',
+          channel: key.channel,
+          user: key.user,
+          ref: m2.id,
+          reason: 'flow code threw',
+          payload: stored[1],
+          createdAt: Date.now(),
+        };
+        await b.commit(
+          g,
+          batch(key, 0, 1, {
+            consumed: [m1.id, m2.id],
+            deadLetters: [letter],
+            records: [record(g, 1, 'advance', [m1.id])],
+          }),
+        );
+        await b.releaseLease(g);
+        expect(await b.pending(key, 10)).toEqual([]);
+        const listed = await b.listDeadLetters(10);
+        expect(listed.find((d) => d.id === letter.id)).toMatchObject({
+          kind: 'inbound',
+          ref: m2.id,
+          reason: 'flow code threw',
+        });
+        expect(await b.replayDeadLetter(letter.id)).toBe(true);
+        expect((await b.pending(key, 10)).map((m) => m.id)).toEqual([m2.id]);
+        expect(await next()).toEqual(key);
+        expect(await b.replayDeadLetter(`dl-${uid()}`)).toBe(false);
+      });
+
+      it('replays a dead-lettered outbound record as unsent', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const o1 = outbound(key, 1, 0, 1);
+        await b.commit(g, batch(key, 0, 1, { outbound: [o1] }));
+        await b.releaseLease(g);
+        await b.updateOutbound(o1.id, { status: 'failed', attempts: 5, lastError: '500: gateway' });
+        const letter: DeadLetter = {
+          id: `dl-${uid()}`,
+          kind: 'outbound',
+          channel: key.channel,
+          user: key.user,
+          ref: o1.id,
+          reason: 'retries exhausted',
+          payload: { ...o1, status: 'failed' },
+          createdAt: Date.now(),
+        };
+        await b.deadLetter(letter);
+        expect((await b.listDeadLetters(10)).map((d) => d.id)).toContain(letter.id);
+        expect(await b.unsent(key)).toEqual([]);
+        expect(await b.replayDeadLetter(letter.id)).toBe(true);
+        expect((await b.unsent(key)).map((o) => [o.id, o.status])).toEqual([[o1.id, 'pending']]);
+      });
+    });
+
+    describe('admin', () => {
+      async function store(key: SessionKey, extra: Partial<SessionSnapshot> = {}): Promise<SessionSnapshot> {
+        const g = (await b.acquireLease(key, 'admin-test', 5000))!;
+        const s = snapshot(key, 1, extra);
+        await b.commit(g, batch(key, 0, 1, { snapshot: s }));
+        await b.releaseLease(g);
+        return s;
+      }
+
+      it('finds a user by wa_id or BSUID, on every channel or one', async () => {
+        const user = `1555${uid()}`;
+        const a = { channel: 'chan-a', user };
+        const c = { channel: 'chan-c', user };
+        await store(a, { waId: user, userId: `US.${user}` });
+        await store(c, { waId: user, userId: `US.${user}` });
+        const bsuidOnly = { channel: 'chan-a', user: `US.only${uid()}` };
+        await store(bsuidOnly, { waId: undefined, userId: bsuidOnly.user });
+        expect((await b.findSessions(user)).map((s) => s.channel).sort()).toEqual(['chan-a', 'chan-c']);
+        expect((await b.findSessions(user, 'chan-c')).map((s) => s.channel)).toEqual(['chan-c']);
+        expect((await b.findSessions(`US.${user}`)).length).toBe(2);
+        expect((await b.findSessions(bsuidOnly.user)).map((s) => s.user)).toEqual([bsuidOnly.user]);
+        expect(await b.findSessions('nobody')).toEqual([]);
+      });
+
+      it('lists sessions by step and agent flag, page by page', async () => {
+        const keys = Array.from({ length: 5 }, () => newKey('chan-list'));
+        for (const k of keys) await store(k);
+        const agent = newKey('chan-list');
+        await store(agent, { step: 'choose_product', needsAgent: true });
+        expect(
+          (await b.listSessions({ step: 'choose_product', limit: 10 })).sessions.map((s) => s.user),
+        ).toEqual([agent.user]);
+        expect((await b.listSessions({ needsAgent: true, limit: 10 })).sessions.map((s) => s.user)).toEqual([
+          agent.user,
+        ]);
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          const page = await b.listSessions({
+            channel: 'chan-list',
+            limit: 2,
+            ...(cursor ? { cursor } : {}),
+          });
+          expect(page.sessions.length).toBeLessThanOrEqual(2);
+          seen.push(...page.sessions.map((s) => s.user));
+          cursor = page.nextCursor ?? undefined;
+          pages++;
+        } while (cursor && pages < 10);
+        expect(seen.sort()).toEqual([...keys, agent].map((k) => k.user).sort());
+      });
+
+      it('counts pending messages, their age and held leases', async () => {
+        const k1 = newKey();
+        const k2 = newKey();
+        await b.ingest({ messages: [text(k1, 'a'), text(k1, 'b'), text(k2, 'c')], statuses: [] });
+        await b.acquireLease(k2, 'w1', 5000);
+        const s = await b.stats();
+        expect(s.queueDepth).toBe(3);
+        expect(s.oldestPendingMs).toBeGreaterThanOrEqual(0);
+        expect(s.locksHeld).toBe(1);
+        expect(s.deadLetters).toBe(0);
+      });
+    });
+  });
+}

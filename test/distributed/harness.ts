@@ -1,0 +1,48 @@
+/**
+ * Building distributed backends for tests: isolated, quiet, cleaned up after each test.
+ */
+import { afterEach } from 'vitest';
+import { DistributedBackend, type DistributedBackendOptions } from '../../src/backends/distributed/index.ts';
+import { DATABASE_URL, REDIS_URL, dropIsolation, isolation, memoryLogger } from './services.ts';
+
+type Overrides = Partial<DistributedBackendOptions>;
+
+const cleanups: Array<() => Promise<void>> = [];
+
+/** Registers the per-test cleanup; call once at the top of a test file. */
+export function useCleanup(): void {
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+}
+
+/** A backend on fresh storage (its own prefix and schema) unless `shared` names existing ones. */
+export async function makeBackend(
+  overrides: Overrides = {},
+  shared?: { prefix: string; schema: string },
+): Promise<{
+  backend: DistributedBackend;
+  prefix: string;
+  schema: string;
+  logger: ReturnType<typeof memoryLogger>;
+}> {
+  const iso = shared ?? isolation();
+  const logger = memoryLogger();
+  const backend = new DistributedBackend({
+    redisUrl: REDIS_URL,
+    databaseUrl: DATABASE_URL,
+    bufferMs: 50,
+    dedupeTtlSec: 3600,
+    syncMode: 'write-through',
+    prefix: iso.prefix,
+    schema: iso.schema,
+    logger,
+    ...overrides,
+  });
+  cleanups.push(async () => {
+    await backend.close();
+  });
+  if (!shared) cleanups.unshift(() => dropIsolation(iso.prefix, iso.schema, overrides.redisUrl ?? REDIS_URL));
+  await backend.init();
+  return { backend, ...iso, logger };
+}
