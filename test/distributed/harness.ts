@@ -16,17 +16,26 @@ export function useCleanup(): void {
   });
 }
 
-/** A backend on fresh storage (its own prefix and schema) unless `shared` names existing ones. */
+/** Runs `fn` after the current test, after the backends are closed. */
+export function afterThisTest(fn: () => Promise<void>): void {
+  cleanups.unshift(fn);
+}
+
+/**
+ * A backend on fresh storage (its own prefix and schema), or on the prefix and/or schema of
+ * another one named in `shared`. What this call created is dropped after the test.
+ */
 export async function makeBackend(
   overrides: Overrides = {},
-  shared?: { prefix: string; schema: string },
+  shared: { prefix?: string; schema?: string } = {},
 ): Promise<{
   backend: DistributedBackend;
   prefix: string;
   schema: string;
   logger: ReturnType<typeof memoryLogger>;
 }> {
-  const iso = shared ?? isolation();
+  const fresh = isolation();
+  const iso = { prefix: shared.prefix ?? fresh.prefix, schema: shared.schema ?? fresh.schema };
   const logger = memoryLogger();
   const backend = new DistributedBackend({
     redisUrl: REDIS_URL,
@@ -42,7 +51,9 @@ export async function makeBackend(
   cleanups.push(async () => {
     await backend.close();
   });
-  if (!shared) cleanups.unshift(() => dropIsolation(iso.prefix, iso.schema, overrides.redisUrl ?? REDIS_URL));
+  const dropPrefix = shared.prefix === undefined ? iso.prefix : null;
+  const dropSchema = shared.schema === undefined ? iso.schema : null;
+  afterThisTest(() => dropIsolation(dropPrefix, dropSchema, overrides.redisUrl ?? REDIS_URL));
   await backend.init();
   return { backend, ...iso, logger };
 }

@@ -68,8 +68,24 @@ export function isolation(): { prefix: string; schema: string } {
   return { prefix: `baton-test-${id}`, schema: `baton_test_${id}` };
 }
 
-/** Deletes every key under `prefix` and drops `schema`. */
-export async function dropIsolation(prefix: string, schema: string, redisUrl = REDIS_URL): Promise<void> {
+/** Deletes every key under `prefix` and drops `schema` (each when given). */
+export async function dropIsolation(
+  prefix: string | null,
+  schema: string | null,
+  redisUrl = REDIS_URL,
+): Promise<void> {
+  if (prefix !== null) await dropKeys(prefix, redisUrl);
+  if (schema === null) return;
+  const c = new pg.Client({ connectionString: DATABASE_URL });
+  try {
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+async function dropKeys(prefix: string, redisUrl: string): Promise<void> {
   const r = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
   r.on('error', () => undefined);
   try {
@@ -84,13 +100,6 @@ export async function dropIsolation(prefix: string, schema: string, redisUrl = R
     // a test's own Redis may be gone already
   } finally {
     r.disconnect();
-  }
-  const c = new pg.Client({ connectionString: DATABASE_URL });
-  try {
-    await c.connect();
-    await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  } finally {
-    await c.end().catch(() => undefined);
   }
 }
 

@@ -24,10 +24,11 @@ export interface FlusherDeps {
 type StreamEntry = [id: string, fields: string[]];
 
 function entriesOf(reply: unknown): StreamEntry[] {
-  // XREADGROUP: [[stream, entries]] or null
+  // XREADGROUP on one stream: RESP2 answers [[stream, entries]]; RESP3 (a map, shown flat by
+  // ioredis) answers [stream, entries]; no news is null.
   if (!Array.isArray(reply) || reply.length === 0) return [];
-  const first = reply[0] as unknown[];
-  return Array.isArray(first) ? ((first[1] as StreamEntry[] | null) ?? []) : [];
+  const pair = (typeof reply[0] === 'string' ? reply : reply[0]) as unknown[];
+  return Array.isArray(pair) && Array.isArray(pair[1]) ? (pair[1] as StreamEntry[]) : [];
 }
 
 export class StreamFlusher {
