@@ -1,0 +1,79 @@
+/**
+ * Cloud API webhook bodies as Meta shapes them (see shared/fixtures/cloud-api): text messages
+ * and reply-button taps, wrapped in the `whatsapp_business_account` envelope.
+ * @module
+ */
+
+/** One inbound message of a webhook's `value.messages`. */
+export interface CloudMessage {
+  readonly from: string;
+  readonly id: string;
+  readonly timestamp: string;
+  readonly type: 'text' | 'interactive';
+  readonly text?: { readonly body: string };
+  readonly context?: { readonly from: string; readonly id: string };
+  readonly interactive?: {
+    readonly type: 'button_reply';
+    readonly button_reply: { readonly id: string; readonly title: string };
+  };
+}
+
+/** The business number the simulated users write to. */
+export interface Channel {
+  readonly phoneNumberId: string;
+  readonly displayPhone: string;
+}
+
+/** The default business number (the same as the test fixtures'). */
+export const DEFAULT_CHANNEL: Channel = { phoneNumberId: '106540352242922', displayPhone: '15550001111' };
+
+/** A text message. */
+export function textMessage(from: string, id: string, ts: number, body: string): CloudMessage {
+  return { from, id, timestamp: String(ts), type: 'text', text: { body } };
+}
+
+/** A reply-button tap; `contextId` is the wamid of the message whose button was tapped. */
+export function buttonTap(
+  channel: Channel,
+  from: string,
+  id: string,
+  ts: number,
+  button: { id: string; title: string },
+  contextId: string | undefined,
+): CloudMessage {
+  return {
+    ...(contextId === undefined ? {} : { context: { from: channel.displayPhone, id: contextId } }),
+    from,
+    id,
+    timestamp: String(ts),
+    type: 'interactive',
+    interactive: { type: 'button_reply', button_reply: { id: button.id, title: button.title } },
+  };
+}
+
+/** One webhook body carrying `messages` (all from the same business number). */
+export function webhookBody(channel: Channel, messages: readonly CloudMessage[]): Record<string, unknown> {
+  const users = [...new Set(messages.map((m) => m.from))];
+  return {
+    object: 'whatsapp_business_account',
+    entry: [
+      {
+        id: '102290129340398',
+        changes: [
+          {
+            field: 'messages',
+            value: {
+              messaging_product: 'whatsapp',
+              metadata: {
+                display_phone_number: channel.displayPhone,
+                phone_number_id: channel.phoneNumberId,
+              },
+              contacts: users.map((u) => ({ profile: { name: 'Load User' }, wa_id: u })),
+              messages,
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
