@@ -1,0 +1,361 @@
+/**
+ * Baton's load and chaos generator, usable from code (the `baton load` command, the bench and
+ * the tests call it). It drives N simulated users through the reference bot's `order` flow
+ * against a running Baton, receives Baton's replies on its own sink (a lean Graph API), measures
+ * webhook answer times, reply latency and end-to-end throughput, then asks Baton's admin API
+ * what it recorded and returns a verdict: messages lost, duplicated, out of order, duplicate
+ * prompts.
+ *
+ * The target Baton must send its replies to the sink: start it with
+ * `WHATSAPP_API_BASE_URL=http://127.0.0.1:<sink port>` (and the same app secret and admin token).
+ *
+ * @example
+ * ```ts
+ * import { runLoad, startReplySink } from './loadgen/index.ts';
+ * const sink = await startReplySink({ port: 4010 });
+ * // ... Baton running with WHATSAPP_API_BASE_URL=http://127.0.0.1:4010 ...
+ * const report = await runLoad({ url: 'http://127.0.0.1:3000', adminToken: 't', secret: 's', sink, users: 100,
+ *   chaos: { duplicates: 0.2, shuffle: true, splitTexts: true, concurrentBursts: true } });
+ * console.log(report.verdict.clean, report.messagesPerSec);
+ * ```
+ * @module
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { WebhookClient } from './client.ts';
+import { DEFAULT_CHANNEL, type Channel } from './payloads.ts';
+import {
+  messagesPerUser,
+  planUser,
+  runUser,
+  type ChaosOptions,
+  type DriverContext,
+  type LiveCounters,
+  type UserTrace,
+} from './scenario.ts';
+import { startReplySink, type ReplySink } from './sink.ts';
+import { seededRandom, summarize, type LatencySummary } from './stats.ts';
+import {
+  judge,
+  type SessionEvidence,
+  type TransitionEvidence,
+  type UserEvidence,
+  type Verdict,
+} from './verdict.ts';
+
+export { startReplySink, parseCallback } from './sink.ts';
+export type { CallbackData, ReplySink, ReplySinkOptions, SinkCall } from './sink.ts';
+export type { ChaosOptions, ExpectedOrder } from './scenario.ts';
+export type { Verdict } from './verdict.ts';
+export type { LatencySummary } from './stats.ts';
+export { DEFAULT_CHANNEL } from './payloads.ts';
+export type { Channel } from './payloads.ts';
+
+/** The target cannot be load-tested as asked (unreachable, admin token refused...). */
+export class LoadError extends Error {
+  override readonly name = 'LoadError';
+}
+
+/** Where a run stands, for a progress display. */
+export interface LoadProgress {
+  readonly phase: 'running' | 'settling' | 'judging';
+  readonly elapsedMs: number;
+  readonly users: number;
+  readonly usersDone: number;
+  /** Messages the scenario plans (duplicates aside). */
+  readonly planned: number;
+  readonly sent: number;
+  readonly acked: number;
+  /** Webhook deliveries, duplicates included. */
+  readonly deliveries: number;
+  /** Replies that were due and came, and how many will be due in all. */
+  readonly replies: number;
+  readonly repliesPlanned: number;
+}
+
+export interface LoadOptions {
+  /** Baton's base URL, e.g. `http://127.0.0.1:3000`. */
+  readonly url: string;
+  /** Baton's `ADMIN_TOKEN`: the verdict reads sessions and transition logs through the admin API. */
+  readonly adminToken: string;
+  /** Baton's `WHATSAPP_APP_SECRET` (webhooks are signed with it); none: unsigned. */
+  readonly secret?: string | undefined;
+  /** Simulated users (default 50). */
+  readonly users?: number;
+  /** Chaos switches (default: none). */
+  readonly chaos?: Partial<ChaosOptions>;
+  /** Seed of the scenario's random choices (default: random). */
+  readonly seed?: number;
+  /** The business number users write to (default {@link DEFAULT_CHANNEL}). */
+  readonly channel?: Channel;
+  /** How long a user waits for a due reply before giving up (default 15 s). */
+  readonly replyTimeoutMs?: number;
+  /** Webhooks in flight at most (default 64). */
+  readonly maxInflight?: number;
+  /** Users start spread evenly over this window, milliseconds (default 0: all at once). */
+  readonly rampMs?: number;
+  /** After the last user is done: wait at most this long for Baton to drain (default 10 s). */
+  readonly settleTimeoutMs?: number;
+  /** ...and until the sink has been quiet this long (default 300 ms). */
+  readonly quietMs?: number;
+  /** A sink already running (Baton pointed at it); otherwise one is started on `sinkPort`. */
+  readonly sink?: ReplySink;
+  readonly sinkPort?: number;
+  readonly sinkHost?: string;
+  /** Called every `progressIntervalMs` (default 200) while running. */
+  readonly onProgress?: (p: LoadProgress) => void;
+  readonly progressIntervalMs?: number;
+  readonly signal?: AbortSignal;
+  /** Keep every latency sample in the report (default false). */
+  readonly keepSamples?: boolean;
+}
+
+/** What a run measured and concluded. */
+export interface LoadReport {
+  readonly verdict: Verdict;
+  /** From the first webhook to the last due reply, milliseconds. */
+  readonly durationMs: number;
+  /** Distinct messages acknowledged per second over `durationMs` (webhook in to reply out). */
+  readonly messagesPerSec: number;
+  /** Webhook answer times (every delivery, duplicates and re-deliveries included). */
+  readonly ack: LatencySummary;
+  /** From the webhook that made a reply due to that reply's arrival at the sink. */
+  readonly reply: LatencySummary;
+  readonly sinkUrl: string;
+  readonly seed: number;
+  /** Likely causes of a bad verdict that lie outside Baton (configuration). */
+  readonly hints: readonly string[];
+  /** Every sample, milliseconds, when `keepSamples` was set. */
+  readonly samples?: {
+    readonly ackMs: readonly number[];
+    readonly replyMs: readonly number[];
+    readonly replyMsByStep: Readonly<Record<string, readonly number[]>>;
+  };
+}
+
+const NO_CHAOS: ChaosOptions = { duplicates: 0, shuffle: false, splitTexts: false, concurrentBursts: false };
+
+async function getJson(url: string, token: string): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  const text = await res.text();
+  let json: unknown = undefined;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, json };
+}
+
+/** Checks that Baton answers and accepts the admin token, before any load is sent. */
+async function preflight(base: string, token: string): Promise<void> {
+  try {
+    const health = await fetch(`${base}/healthz`);
+    if (health.status !== 200) throw new LoadError(`${base}/healthz answered ${health.status}`);
+  } catch (err) {
+    if (err instanceof LoadError) throw err;
+    throw new LoadError(`Baton does not answer at ${base} (${(err as Error).message})`);
+  }
+  const stats = await getJson(`${base}/admin/api/stats`, token);
+  if (stats.status === 401)
+    throw new LoadError('the admin API refused the admin token (check --admin-token / ADMIN_TOKEN)');
+  if (stats.status !== 200) throw new LoadError(`${base}/admin/api/stats answered ${stats.status}`);
+}
+
+async function queueDepth(base: string, token: string): Promise<number | null> {
+  try {
+    const r = await getJson(`${base}/admin/api/stats`, token);
+    const depth = (r.json as { queue_depth?: unknown } | null)?.queue_depth;
+    return r.status === 200 && typeof depth === 'number' ? depth : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+async function evidenceOf(
+  base: string,
+  token: string,
+  channel: Channel,
+  trace: UserTrace,
+  sink: ReplySink,
+): Promise<UserEvidence> {
+  const q = `?channel=${encodeURIComponent(channel.phoneNumberId)}`;
+  const path = `${base}/admin/api/sessions/${encodeURIComponent(trace.waId)}`;
+  const [s, t] = await Promise.all([
+    getJson(`${path}${q}`, token),
+    getJson(`${path}/transitions${q}`, token),
+  ]);
+  if (s.status !== 200 && s.status !== 404) throw new LoadError(`${path} answered ${s.status}`);
+  const transitions =
+    t.status === 200 ? ((t.json as { transitions?: TransitionEvidence[] }).transitions ?? []) : [];
+  return {
+    trace,
+    replies: sink.callsTo(trace.waId),
+    session: s.status === 200 ? (s.json as SessionEvidence) : null,
+    transitions,
+  };
+}
+
+/**
+ * Runs the scenario against the Baton at `options.url` and judges what it did.
+ * @throws LoadError when Baton cannot be reached or refuses the admin token.
+ */
+export async function runLoad(options: LoadOptions): Promise<LoadReport> {
+  const base = options.url.replace(/\/+$/, '');
+  const users = options.users ?? 50;
+  const chaos: ChaosOptions = { ...NO_CHAOS, ...options.chaos };
+  const channel = options.channel ?? DEFAULT_CHANNEL;
+  const seed = options.seed ?? randomInt(2 ** 31);
+  const token = options.adminToken;
+  await preflight(base, token);
+  // Every waiting user listens on the signal.
+  if (options.signal) setMaxListeners(0, options.signal);
+
+  const ownSink = options.sink === undefined;
+  const sink =
+    options.sink ??
+    (await startReplySink({
+      ...(options.sinkPort !== undefined ? { port: options.sinkPort } : {}),
+      ...(options.sinkHost !== undefined ? { host: options.sinkHost } : {}),
+    }));
+  const client = new WebhookClient({
+    baseUrl: base,
+    secret: options.secret,
+    maxInflight: options.maxInflight ?? 64,
+  });
+  const counters: LiveCounters = {
+    deliveries: 0,
+    sent: 0,
+    acked: 0,
+    repliesDue: 0,
+    replies: 0,
+    usersDone: 0,
+  };
+  const ctx: DriverContext = {
+    client,
+    sink,
+    channel,
+    chaos,
+    replyTimeoutMs: options.replyTimeoutMs ?? 15_000,
+    counters,
+    ackMs: [],
+    replyMs: [],
+    replyMsByStep: new Map(),
+    lastReplyAt: 0,
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+
+  // Fresh users for every run: a random number prefix, then the user's index.
+  const prefix = `1${String(randomInt(10_000_000)).padStart(7, '0')}`;
+  const baseTs = Math.floor(Date.now() / 1000);
+  let wamids = 0;
+  const runTag = randomBytes(5).toString('hex').toUpperCase();
+  const wamid = (): string => `wamid.LOAD${runTag}${(++wamids).toString(36).toUpperCase()}`;
+  const rnd = seededRandom(seed);
+  const plans = Array.from({ length: users }, (_, i) =>
+    planUser(i, `${prefix}${String(i).padStart(5, '0')}`, baseTs, chaos, channel, rnd, wamid),
+  );
+
+  const started = performance.now();
+  let phase: LoadProgress['phase'] = 'running';
+  const progress = (): void =>
+    options.onProgress?.({
+      phase,
+      elapsedMs: performance.now() - started,
+      users,
+      usersDone: counters.usersDone,
+      planned: users * messagesPerUser(chaos),
+      sent: counters.sent,
+      acked: counters.acked,
+      deliveries: counters.deliveries,
+      replies: counters.replies,
+      repliesPlanned: users * 4,
+    });
+  const ticker = options.onProgress ? setInterval(progress, options.progressIntervalMs ?? 200) : undefined;
+
+  try {
+    const ramp = options.rampMs ?? 0;
+    const traces = await Promise.all(
+      plans.map(async (plan, i) => {
+        const delay = users > 1 ? (ramp * i) / (users - 1) : 0;
+        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+        // Each user draws from its own seeded stream, so concurrency does not change the choices.
+        return runUser(plan, ctx, seededRandom(seed + i + 1));
+      }),
+    );
+    const durationMs = (ctx.lastReplyAt > 0 ? ctx.lastReplyAt : performance.now()) - started;
+
+    // Let Baton drain: nothing pending and no reply for a moment.
+    phase = 'settling';
+    const quiet = options.quietMs ?? 300;
+    const deadline = performance.now() + (options.settleTimeoutMs ?? 10_000);
+    while (performance.now() < deadline && !options.signal?.aborted) {
+      const depth = await queueDepth(base, token);
+      const last = sink.lastAt() ?? 0;
+      if (depth === 0 && performance.now() - last >= quiet) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+
+    phase = 'judging';
+    progress();
+    const dl = await getJson(`${base}/admin/api/dead-letters?limit=500`, token);
+    const refs = new Set(
+      dl.status === 200
+        ? ((dl.json as { dead_letters?: { ref?: unknown }[] }).dead_letters ?? []).map((d) => String(d.ref))
+        : [],
+    );
+    const evidence = await mapLimit(traces, 16, (t) => evidenceOf(base, token, channel, t, sink));
+    const verdict = judge(evidence, refs);
+    const acked = verdict.messages.acked;
+    const hints: string[] = [];
+    if (acked > 0 && traces.every((t) => sink.callsTo(t.waId).length === 0)) {
+      hints.push(`the sink received no reply at all: start Baton with WHATSAPP_API_BASE_URL=${sink.url}`);
+    }
+    if (traces.some((t) => t.rejected.some((r) => r.status === 401))) {
+      hints.push('Baton refused webhook signatures: --secret must be its WHATSAPP_APP_SECRET');
+    }
+    if (verdict.late > 0) {
+      hints.push(
+        `${verdict.late} message(s) were recorded late: a burst outlasted Baton's buffer window (BATON_BUFFER_MS)`,
+      );
+    }
+    return {
+      hints,
+      verdict,
+      durationMs,
+      messagesPerSec: durationMs > 0 ? acked / (durationMs / 1000) : 0,
+      ack: summarize(ctx.ackMs),
+      reply: summarize(ctx.replyMs),
+      sinkUrl: sink.url,
+      seed,
+      ...(options.keepSamples
+        ? {
+            samples: {
+              ackMs: ctx.ackMs,
+              replyMs: ctx.replyMs,
+              replyMsByStep: Object.fromEntries(ctx.replyMsByStep),
+            },
+          }
+        : {}),
+    };
+  } finally {
+    if (ticker) clearInterval(ticker);
+    client.close();
+    if (ownSink) await sink.close();
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * The closing verdict of a load run: from what each user sent, what the sink received and what
+ * Baton's admin API says (session and transition log), count the failures SPEC section 1 rules
+ * out. Pure: no I/O.
+ *
+ * - **lost**: a message answered `200` that is in no transition record and no dead letter
+ *   (guarantee 1), or a reply that was due and never came (the user was left waiting);
+ * - **duplicated**: a message processed more than once (in two transition records; guarantee 2),
+ *   or the very same reply (`biz_opaque_callback_data`) sent twice (guarantee 6);
+ * - **out of order**: a user who got every reply but whose order does not say what they sent, in
+ *   the order they sent it (guarantees 3 and 5);
+ * - **duplicate prompts**: a step asked again under another version although the user gave no
+ *   invalid input (guarantee 6: the seed's "duplicate questions");
+ * - **version errors**: a log whose versions skip or fork (guarantee 4).
+ * @module
+ */
+import type { ExpectedOrder, UserTrace } from './scenario.ts';
+import type { CallbackData } from './sink.ts';
+
+/** The fields of the session object (SPEC section 4) the verdict reads. */
+export interface SessionEvidence {
+  readonly current_step: string | null;
+  readonly data: Readonly<Record<string, unknown>>;
+  readonly metadata: { readonly version: number };
+}
+
+/** The fields of a transition record the verdict reads. */
+export interface TransitionEvidence {
+  readonly version: number;
+  readonly kind: string;
+  readonly message_ids: readonly string[];
+}
+
+/** One reply the user received. */
+export interface ReplyEvidence {
+  readonly callbackData: string | undefined;
+  readonly callback: CallbackData | null;
+}
+
+/** Everything known about one user at the end of a run. */
+export interface UserEvidence {
+  readonly trace: UserTrace;
+  readonly replies: readonly ReplyEvidence[];
+  /** `null` when Baton has no session for the user. */
+  readonly session: SessionEvidence | null;
+  readonly transitions: readonly TransitionEvidence[];
+}
+
+/** The verdict. `clean` is true when every failure count is zero. */
+export interface Verdict {
+  readonly clean: boolean;
+  readonly users: number;
+  /** Users who got every reply that was due. */
+  readonly usersCompleted: number;
+  readonly messages: {
+    readonly planned: number;
+    /** Distinct messages sent (duplicate deliveries not counted). */
+    readonly sent: number;
+    readonly acked: number;
+    /** Deliveries whose final answer (after re-deliveries) was not 200. */
+    readonly rejected: number;
+  };
+  readonly lost: number;
+  readonly lostMessages: number;
+  readonly lostReplies: number;
+  readonly duplicated: number;
+  /** Messages found in more than one transition record (the extra records). */
+  readonly reprocessed: number;
+  /** Identical replies sent again (the extra sends). */
+  readonly resent: number;
+  readonly outOfOrder: number;
+  readonly duplicatePrompts: number;
+  readonly versionErrors: number;
+  /** Informational: messages recorded `late`, stale-input notices received, dead letters. */
+  readonly late: number;
+  readonly staleNotices: number;
+  readonly deadLettered: number;
+  /** The first problems found, one line each. */
+  readonly problems: readonly string[];
+}
+
+/** Kinds that keep the version unchanged (SPEC section 4). */
+const VERSIONLESS = new Set(['stale_input', 'late', 'held', 'ignored']);
+const MAX_PROBLEMS = 25;
+
+function sameOrder(expected: ExpectedOrder, session: SessionEvidence): boolean {
+  if (session.current_step !== expected.step) return false;
+  const want = expected.data as Readonly<Record<string, unknown>>;
+  const keys = Object.keys(session.data);
+  if (keys.length !== Object.keys(want).length) return false;
+  return keys.every((k) => session.data[k] === want[k]);
+}
+
+/**
+ * Judges a run.
+ *
+ * @example
+ * ```ts
+ * const verdict = judge(evidence, new Set(deadLetterRefs));
+ * if (!verdict.clean) console.error(verdict.problems.join('\n'));
+ * ```
+ */
+export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySet<string>): Verdict {
+  const problems: string[] = [];
+  const problem = (line: string): void => {
+    if (problems.length < MAX_PROBLEMS) problems.push(line);
+  };
+  let planned = 0;
+  let sent = 0;
+  let acked = 0;
+  let rejected = 0;
+  let lostMessages = 0;
+  let lostReplies = 0;
+  let reprocessed = 0;
+  let resent = 0;
+  let outOfOrder = 0;
+  let duplicatePrompts = 0;
+  let versionErrors = 0;
+  let late = 0;
+  let staleNotices = 0;
+  let deadLettered = 0;
+  let usersCompleted = 0;
+
+  for (const u of users) {
+    const { trace } = u;
+    const who = trace.waId;
+    planned += trace.plannedMessages;
+    sent += trace.sentIds.length;
+    acked += trace.ackedIds.size;
+    rejected += trace.rejected.length;
+    for (const r of trace.rejected.slice(0, 2)) {
+      problem(`${who}: ${r.id} answered ${r.status || 'nothing'} ${r.detail}`.trim());
+    }
+    if (trace.completed) usersCompleted += 1;
+
+    // Lost: acknowledged, then nowhere to be found.
+    const seen = new Map<string, number>();
+    for (const t of u.transitions) {
+      if (t.kind === 'late') late += t.message_ids.length;
+      if (t.kind === 'expired') continue; // an expiry record names the message that restarts the session
+      for (const id of t.message_ids) seen.set(id, (seen.get(id) ?? 0) + 1);
+    }
+    for (const id of trace.ackedIds) {
+      if (deadLetterRefs.has(id)) {
+        deadLettered += 1;
+      } else if (!seen.has(id)) {
+        lostMessages += 1;
+        problem(`${who}: ${id} was acknowledged but is in no transition record or dead letter`);
+      }
+    }
+    for (const step of trace.missingReplies) {
+      lostReplies += 1;
+      problem(`${who}: the reply for step "${step}" never came`);
+    }
+
+    // Duplicated: processed twice, or the same reply sent twice.
+    for (const [id, n] of seen) {
+      if (n > 1) {
+        reprocessed += n - 1;
+        problem(`${who}: ${id} is in ${n} transition records`);
+      }
+    }
+    const byCallback = new Map<string, number>();
+    const versionsByStep = new Map<string, Set<number>>();
+    for (const r of u.replies) {
+      if (r.callbackData !== undefined)
+        byCallback.set(r.callbackData, (byCallback.get(r.callbackData) ?? 0) + 1);
+      if (r.callback === null) continue;
+      if (r.callback.inReplyTo !== undefined) {
+        staleNotices += 1;
+        continue;
+      }
+      let versions = versionsByStep.get(r.callback.step);
+      if (versions === undefined) versionsByStep.set(r.callback.step, (versions = new Set()));
+      versions.add(r.callback.version);
+    }
+    for (const [cb, n] of byCallback) {
+      if (n > 1) {
+        resent += n - 1;
+        problem(`${who}: reply ${cb} was sent ${n} times`);
+      }
+    }
+    // Duplicate prompts: the scenario visits each step once and never gives invalid input.
+    for (const [step, versions] of versionsByStep) {
+      if (versions.size > 1) {
+        duplicatePrompts += versions.size - 1;
+        problem(
+          `${who}: step "${step}" was prompted ${versions.size} times (versions ${[...versions].join(', ')})`,
+        );
+      }
+    }
+
+    // Out of order: every reply came, yet the order is not what the user sent.
+    if (trace.completed) {
+      if (u.session === null) {
+        outOfOrder += 1;
+        problem(`${who}: every reply came but Baton has no session`);
+      } else if (!sameOrder(trace.expected, u.session)) {
+        outOfOrder += 1;
+        problem(
+          `${who}: ended at ${u.session.current_step ?? 'null'} with ${JSON.stringify(u.session.data)}, ` +
+            `expected ${trace.expected.step} with ${JSON.stringify(trace.expected.data)}`,
+        );
+      }
+    }
+
+    // Versions: +1 per state change, unchanged by versionless records, no gaps or forks.
+    let v = 0;
+    let broken = false;
+    for (const t of u.transitions) {
+      const want = VERSIONLESS.has(t.kind) ? v : v + 1;
+      if (t.version !== want) broken = true;
+      v = Math.max(v, t.version);
+    }
+    if (u.session !== null && u.transitions.length > 0 && u.session.metadata.version !== v) broken = true;
+    if (broken) {
+      versionErrors += 1;
+      problem(
+        `${who}: versions in the log are ${u.transitions.map((t) => `${t.version}:${t.kind}`).join(' ')}` +
+          (u.session === null ? '' : ` (session at ${u.session.metadata.version})`),
+      );
+    }
+  }
+
+  const lost = lostMessages + lostReplies;
+  const duplicated = reprocessed + resent;
+  return {
+    clean: lost + duplicated + outOfOrder + duplicatePrompts + versionErrors + rejected === 0,
+    users: users.length,
+    usersCompleted,
+    messages: { planned, sent, acked, rejected },
+    lost,
+    lostMessages,
+    lostReplies,
+    duplicated,
+    reprocessed,
+    resent,
+    outOfOrder,
+    duplicatePrompts,
+    versionErrors,
+    late,
+    staleNotices,
+    deadLettered,
+    problems,
+  };
+}

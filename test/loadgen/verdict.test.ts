@@ -1,0 +1,145 @@
+/**
+ * The verdict must see each failure it names: a clean-looking log is only evidence if a dirty
+ * one is caught. Crafted evidence, one failure at a time.
+ */
+import { describe, expect, it } from 'vitest';
+import { parseCallback } from '../../src/loadgen/sink.ts';
+import type { UserTrace } from '../../src/loadgen/scenario.ts';
+import { judge, type TransitionEvidence, type UserEvidence } from '../../src/loadgen/verdict.ts';
+
+const DATA = { customer_name: 'Ana Silva', product_id: 'sku_550e', shipping_address: '1 Main St Porto' };
+const IDS = ['w1', 'w2', 'w3', 'w4', 'w5'];
+
+function trace(over: Partial<UserTrace> = {}): UserTrace {
+  return {
+    waId: '15550000001',
+    expected: { step: 'completed', data: DATA },
+    sentIds: [...IDS],
+    ackedIds: new Set(IDS),
+    rejected: [],
+    missingReplies: [],
+    completed: true,
+    plannedMessages: 5,
+    ...over,
+  };
+}
+
+const reply = (cb: string) => ({ callbackData: cb, callback: parseCallback(cb) });
+const REPLIES = [
+  'baton:order:choose_product:2',
+  'baton:order:collect_shipping_address:3',
+  'baton:order:confirm_order:4',
+  'baton:order:completed:5',
+].map(reply);
+const LOG: TransitionEvidence[] = [
+  { version: 1, kind: 'advance', message_ids: ['w1'] },
+  { version: 2, kind: 'advance', message_ids: ['w2'] },
+  { version: 3, kind: 'advance', message_ids: ['w3'] },
+  { version: 4, kind: 'advance', message_ids: ['w4'] },
+  { version: 5, kind: 'advance', message_ids: ['w5'] },
+];
+
+function user(over: Partial<UserEvidence> = {}): UserEvidence {
+  return {
+    trace: trace(),
+    replies: REPLIES,
+    session: { current_step: 'completed', data: DATA, metadata: { version: 5 } },
+    transitions: LOG,
+    ...over,
+  };
+}
+
+describe('judge', () => {
+  it('a faithful run is clean', () => {
+    const v = judge([user()], new Set());
+    expect(v.problems).toEqual([]);
+    expect(v).toMatchObject({ clean: true, lost: 0, duplicated: 0, outOfOrder: 0, duplicatePrompts: 0 });
+  });
+
+  it('an acknowledged message missing from the log is lost, unless dead-lettered', () => {
+    const log = LOG.map((t) => (t.version === 3 ? { ...t, message_ids: [] } : t));
+    expect(judge([user({ transitions: log })], new Set())).toMatchObject({ clean: false, lostMessages: 1 });
+    expect(judge([user({ transitions: log })], new Set(['w3']))).toMatchObject({ lost: 0, deadLettered: 1 });
+  });
+
+  it('a due reply that never came is lost', () => {
+    const v = judge(
+      [user({ trace: trace({ missingReplies: ['confirm_order'], completed: false }) })],
+      new Set(),
+    );
+    expect(v).toMatchObject({ clean: false, lostReplies: 1, lost: 1, outOfOrder: 0 });
+  });
+
+  it('a message in two records, or a reply sent twice, is duplicated', () => {
+    const twice = [...LOG, { version: 5, kind: 'stale_input', message_ids: ['w4'] }];
+    expect(judge([user({ transitions: twice })], new Set())).toMatchObject({ reprocessed: 1, duplicated: 1 });
+    const resent = [...REPLIES, reply('baton:order:completed:5')];
+    expect(judge([user({ replies: resent })], new Set())).toMatchObject({ resent: 1, duplicated: 1 });
+  });
+
+  it('an expiry record naming the message that restarts the session is no duplicate', () => {
+    const log: TransitionEvidence[] = [
+      { version: 1, kind: 'expired', message_ids: ['w1'] },
+      { version: 2, kind: 'advance', message_ids: ['w1'] },
+    ];
+    const v = judge(
+      [
+        user({
+          trace: trace({ ackedIds: new Set(['w1']), completed: false }),
+          transitions: log,
+          session: null,
+        }),
+      ],
+      new Set(),
+    );
+    expect(v.reprocessed).toBe(0);
+  });
+
+  it('a step prompted under two versions is a duplicate prompt; a stale notice is not', () => {
+    const again = [...REPLIES, reply('baton:order:choose_product:3')];
+    expect(judge([user({ replies: again })], new Set())).toMatchObject({ duplicatePrompts: 1, clean: false });
+    const notice = [...REPLIES, reply('baton:order:completed:5:wamid.X')];
+    expect(judge([user({ replies: notice })], new Set())).toMatchObject({ clean: true, staleNotices: 1 });
+  });
+
+  it('a completed order that says something else than the user sent is out of order', () => {
+    const wrong = {
+      current_step: 'completed',
+      data: { ...DATA, customer_name: 'hi' },
+      metadata: { version: 5 },
+    };
+    expect(judge([user({ session: wrong })], new Set())).toMatchObject({ outOfOrder: 1, clean: false });
+    const extraKey = { current_step: 'completed', data: { ...DATA, x: 1 }, metadata: { version: 5 } };
+    expect(judge([user({ session: extraKey })], new Set())).toMatchObject({ outOfOrder: 1 });
+    const notDone = { current_step: 'confirm_order', data: DATA, metadata: { version: 5 } };
+    expect(judge([user({ session: notDone })], new Set())).toMatchObject({ outOfOrder: 1 });
+  });
+
+  it('a version gap or fork is a version error', () => {
+    const gap = LOG.map((t) => (t.version === 5 ? { ...t, version: 6 } : t));
+    const session = { current_step: 'completed', data: DATA, metadata: { version: 6 } };
+    expect(judge([user({ transitions: gap, session })], new Set())).toMatchObject({
+      versionErrors: 1,
+      clean: false,
+    });
+    const fork = [...LOG.slice(0, 2), { version: 2, kind: 'advance', message_ids: ['w3'] }, ...LOG.slice(3)];
+    expect(judge([user({ transitions: fork })], new Set())).toMatchObject({ versionErrors: 1 });
+  });
+
+  it('a rejected webhook makes the verdict dirty', () => {
+    const t = trace({ rejected: [{ id: 'w2', status: 503, detail: 'unavailable' }] });
+    expect(judge([user({ trace: t })], new Set())).toMatchObject({ clean: false, messages: { rejected: 1 } });
+  });
+});
+
+describe('parseCallback', () => {
+  it('reads prompts and notices', () => {
+    expect(parseCallback('baton:order:ask_name:1')).toEqual({ flow: 'order', step: 'ask_name', version: 1 });
+    expect(parseCallback('baton:order:ask_name:3:wamid.A')).toMatchObject({
+      version: 3,
+      inReplyTo: 'wamid.A',
+    });
+    expect(parseCallback('other:x')).toBeNull();
+    expect(parseCallback(undefined)).toBeNull();
+  });
+});
