@@ -10,6 +10,7 @@ import { BatonError, ConfigError } from '../errors.ts';
 import { toMermaid } from '../flow/define.ts';
 import { toSessionView } from '../model/session.ts';
 import { loadFlows } from '../app.ts';
+import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
 
 /** Loads `.env` if present (values already in the environment win). */
 function loadDotEnv(): void {
@@ -172,6 +173,10 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
         );
       out(toMermaid(flow).trimEnd());
     });
+
+  configureLoadCommand(program.command('load')).action(async (o: LoadFlags) => {
+    code = await runLoadCommand(o, { out });
+  });
 
   try {
     await program.parseAsync(argv, { from: 'user' });

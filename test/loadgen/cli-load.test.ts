@@ -1,0 +1,37 @@
+/** `baton load` exit codes: 2 for usage errors, 1 when the target cannot be load-tested. */
+import { describe, expect, it } from 'vitest';
+import { runLoadCommand, type LoadFlags } from '../../src/cli/load.ts';
+
+function io() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out,
+    err,
+    io: { out: (l: string) => out.push(l), err: (t: string) => err.push(t), tty: false, env: {} },
+  };
+}
+
+describe('baton load', () => {
+  it.each<[string, LoadFlags]>([
+    ['no admin token', { users: '3' }],
+    ['bad --users', { users: 'many', adminToken: 't' }],
+    ['bad --duplicates', { duplicates: '1.5', adminToken: 't' }],
+    ['bad --url', { url: 'not a url', adminToken: 't' }],
+    ['bad --sink-port', { sinkPort: '70000', adminToken: 't' }],
+  ])('%s is a usage error (2)', async (_label, flags) => {
+    const o = io();
+    expect(await runLoadCommand(flags, o.io)).toBe(2);
+    expect(o.err.join('')).toMatch(/^baton: /);
+  });
+
+  it('an unreachable target fails (1) with one clear line', async () => {
+    const o = io();
+    const code = await runLoadCommand(
+      { url: 'http://127.0.0.1:9', adminToken: 't', users: '1', sinkPort: '0', progress: false },
+      o.io,
+    );
+    expect(code).toBe(1);
+    expect(o.err.join('')).toMatch(/does not answer at http:\/\/127\.0\.0\.1:9/);
+  });
+});
