@@ -34,7 +34,7 @@ export class DueQueue {
     const existing = this.scheduled.get(id);
     if (existing !== undefined && existing <= dueAt) return;
     this.scheduled.set(id, dueAt);
-    this.push({ key, id, dueAt });
+    this.push({ key: { channel: key.channel, user: key.user }, id, dueAt });
     this.pump();
   }
 

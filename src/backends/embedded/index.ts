@@ -280,8 +280,9 @@ export class EmbeddedBackend implements Backend {
     return had;
   }
 
-  private rescheduleIfPending(key: SessionKey): void {
+  private rescheduleIfPending(k: SessionKey): void {
     if (this.closed) return;
+    const key: SessionKey = { channel: k.channel, user: k.user };
     const row = this.db
       .prepare(
         `SELECT MIN(stored_at) AS first FROM inbound WHERE channel = ? AND user = ? AND state = 'pending'`,
@@ -534,7 +535,18 @@ export class EmbeddedBackend implements Backend {
             JSON.stringify({ ...body, seq: this.seq, storedAt }),
           );
       } else {
-        this.db.prepare(`UPDATE outbound SET status = 'pending' WHERE id = ?`).run(row.ref);
+        const out = this.db.prepare('SELECT record FROM outbound WHERE id = ?').get(row.ref) as
+          { record: string } | undefined;
+        if (out) {
+          const { lastError: _dropped, ...rest } = JSON.parse(out.record) as OutboundRecord;
+          const record: OutboundRecord = { ...rest, status: 'pending', attempts: 0 };
+          this.db
+            .prepare(
+              `UPDATE outbound SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ?, record = ?
+               WHERE id = ?`,
+            )
+            .run(this.now(), JSON.stringify(record), row.ref);
+        }
       }
       this.db.prepare('UPDATE dead_letters SET replayed_at = ? WHERE id = ?').run(this.now(), id);
     })();
