@@ -38,6 +38,7 @@ export interface LoadFlags {
   seed?: string;
   json?: boolean;
   progress?: boolean;
+  retaps?: string;
 }
 
 /** Where the command writes. */
@@ -72,7 +73,8 @@ export function configureLoadCommand(cmd: Command): Command {
     .option('--shuffle', 'deliver each burst in shuffled order (Baton must buffer: BATON_BUFFER_MS)')
     .option('--split', 'send names and addresses as two texts each')
     .option('--concurrent', "fire each burst's webhooks at once")
-    .option('--chaos', 'shorthand for --duplicates 0.3 --shuffle --split --concurrent')
+    .option('--retaps <rate>', 'share of users who tap another product on the old product prompt, 0..1', '0')
+    .option('--chaos', 'shorthand for --duplicates 0.3 --retaps 0.3 --shuffle --split --concurrent')
     .option('--secret <secret>', "the target's WHATSAPP_APP_SECRET (default: $WHATSAPP_APP_SECRET)")
     .option(
       '--admin-token <token>',
@@ -104,10 +106,19 @@ function integer(name: string, raw: string | undefined, min: number, max: number
   return n;
 }
 
+function rate(name: string, raw: string): number {
+  const n = Number(raw);
+  if (!/^\s*\d*\.?\d+\s*$/.test(raw) || n < 0 || n > 1) {
+    throw new LoadUsageError(`${name} must be a rate 0..1, got "${raw}"`);
+  }
+  return n;
+}
+
 interface Parsed {
   readonly url: string;
   readonly users: number;
   readonly duplicates: number;
+  readonly retaps: number;
   readonly shuffle: boolean;
   readonly split: boolean;
   readonly concurrent: boolean;
@@ -134,12 +145,10 @@ function parse(f: LoadFlags, env: LoadIO['env']): Parsed {
     throw new LoadUsageError(`--url must be http(s), got "${f.url ?? ''}"`);
   }
   const chaos = f.chaos === true;
-  const dupRaw = f.duplicates ?? '0';
-  let duplicates = Number(dupRaw);
-  if (!/^\s*\d*\.?\d+\s*$/.test(dupRaw) || duplicates < 0 || duplicates > 1) {
-    throw new LoadUsageError(`--duplicates must be a rate 0..1, got "${dupRaw}"`);
-  }
+  let duplicates = rate('--duplicates', f.duplicates ?? '0');
   if (chaos && duplicates === 0) duplicates = 0.3;
+  let retaps = rate('--retaps', f.retaps ?? '0');
+  if (chaos && retaps === 0) retaps = 0.3;
   const adminToken = f.adminToken ?? env.ADMIN_TOKEN;
   if (adminToken === undefined || adminToken === '') {
     throw new LoadUsageError(
@@ -151,6 +160,7 @@ function parse(f: LoadFlags, env: LoadIO['env']): Parsed {
     url: url.toString().replace(/\/+$/, ''),
     users: integer('--users', f.users ?? '50', 1, 100_000),
     duplicates,
+    retaps,
     shuffle: chaos || f.shuffle === true,
     split: chaos || f.split === true,
     concurrent: chaos || f.concurrent === true,
@@ -235,6 +245,7 @@ export async function runLoadCommand(flags: LoadFlags, given: Partial<LoadIO> = 
   const chaosLabel =
     [
       o.duplicates > 0 ? `duplicates ${Math.round(o.duplicates * 100)}%` : '',
+      o.retaps > 0 ? `retaps ${Math.round(o.retaps * 100)}%` : '',
       o.shuffle ? 'shuffle' : '',
       o.split ? 'split' : '',
       o.concurrent ? 'concurrent' : '',
@@ -269,6 +280,7 @@ export async function runLoadCommand(flags: LoadFlags, given: Partial<LoadIO> = 
       users: o.users,
       chaos: {
         duplicates: o.duplicates,
+        retaps: o.retaps,
         shuffle: o.shuffle,
         splitTexts: o.split,
         concurrentBursts: o.concurrent,

@@ -26,7 +26,6 @@ import { performance } from 'node:perf_hooks';
 import { WebhookClient } from './client.ts';
 import { DEFAULT_CHANNEL, type Channel } from './payloads.ts';
 import {
-  messagesPerUser,
   planUser,
   runUser,
   type ChaosOptions,
@@ -134,7 +133,13 @@ export interface LoadReport {
   };
 }
 
-const NO_CHAOS: ChaosOptions = { duplicates: 0, shuffle: false, splitTexts: false, concurrentBursts: false };
+const NO_CHAOS: ChaosOptions = {
+  duplicates: 0,
+  shuffle: false,
+  splitTexts: false,
+  concurrentBursts: false,
+  retaps: 0,
+};
 
 async function getJson(url: string, token: string): Promise<{ status: number; json: unknown }> {
   const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
@@ -271,6 +276,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     planUser(i, `${prefix}${String(i).padStart(5, '0')}`, baseTs, chaos, channel, rnd, wamid),
   );
 
+  const plannedMessages = plans.reduce(
+    (n, p) => n + p.stages.reduce((k, st) => k + st.messages.length, 0),
+    0,
+  );
+  const plannedReplies = plans.reduce((n, p) => n + p.stages.length, 0);
   const started = performance.now();
   let phase: LoadProgress['phase'] = 'running';
   const progress = (): void =>
@@ -279,12 +289,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       elapsedMs: performance.now() - started,
       users,
       usersDone: counters.usersDone,
-      planned: users * messagesPerUser(chaos),
+      planned: plannedMessages,
       sent: counters.sent,
       acked: counters.acked,
       deliveries: counters.deliveries,
       replies: counters.replies,
-      repliesPlanned: users * 4,
+      repliesPlanned: plannedReplies,
     });
   const ticker = options.onProgress ? setInterval(progress, options.progressIntervalMs ?? 200) : undefined;
 

@@ -47,6 +47,11 @@ export interface ChaosOptions {
   readonly splitTexts: boolean;
   /** Fire a burst's webhooks at once instead of one after another's ack. */
   readonly concurrentBursts: boolean;
+  /**
+   * Share (0..1) of users who, once past the product prompt, tap another product on that old
+   * prompt (the article's "button re-clicks"): Baton must answer with a notice and change nothing.
+   */
+  readonly retaps: number;
 }
 
 /** How a duplicate delivery is timed. */
@@ -62,9 +67,13 @@ interface Planned {
 }
 
 interface Stage {
-  /** The step whose prompt this stage's input must produce. */
+  /** The step whose prompt this stage's input must produce, or `stale notice`. */
   readonly due: string;
   readonly messages: readonly Planned[];
+  /** The stage whose reply the buttons tap (default: the previous one). */
+  readonly tapsReplyOf?: number;
+  /** A stale button tap: the due reply is the notice answering it, and the state must not change. */
+  readonly stale?: boolean;
 }
 
 /** Everything observed about one user, for the verdict. */
@@ -118,11 +127,6 @@ const LAST = ['Silva', 'Okafor', 'Novak', 'Haddad', 'Kim', 'Moreau', 'Rossi', 'S
 const STREETS = ['Main St', 'Harbour Rd', 'Elm Ave', 'Kingsway', 'Rue Verte'];
 const CITIES = ['Springfield', 'Porto', 'Osaka', 'Lagos', 'Leeds'];
 
-/** Messages per user the scenario plans (duplicates aside). */
-export function messagesPerUser(chaos: Pick<ChaosOptions, 'splitTexts'>): number {
-  return chaos.splitTexts ? 7 : 5;
-}
-
 /** A user's plan: their id, what they will send, and what their order must end as. */
 export interface UserPlan {
   readonly waId: string;
@@ -171,6 +175,8 @@ export function planUser(
   const city = CITIES[Math.floor(rnd() * CITIES.length)]!;
   const product = ORDER_PRODUCTS[Math.floor(rnd() * ORDER_PRODUCTS.length)]!;
   const cancel = rnd() < 0.1;
+  const retap = chaos.retaps > 0 && rnd() < chaos.retaps;
+  const other = ORDER_PRODUCTS[(ORDER_PRODUCTS.indexOf(product) + 1) % ORDER_PRODUCTS.length]!;
 
   const stages: Stage[] = [
     {
@@ -178,6 +184,8 @@ export function planUser(
       messages: [text('hi'), ...(chaos.splitTexts ? [text(first), text(last)] : [text(`${first} ${last}`)])],
     },
     { due: 'collect_shipping_address', messages: [tap(product)] },
+    // An old button: another product, tapped on the product prompt the user has moved past.
+    ...(retap ? [{ due: 'stale notice', messages: [tap(other)], tapsReplyOf: 0, stale: true }] : []),
     {
       due: 'confirm_order',
       messages: chaos.splitTexts ? [text(street), text(city)] : [text(`${street} ${city}`)],
@@ -257,11 +265,13 @@ export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): 
     return results.map((r) => r.sentAt);
   };
 
-  let contextId: string | undefined;
-  for (const stage of plan.stages) {
+  const replies: SinkCall[] = [];
+  for (const [index, stage] of plan.stages.entries()) {
     if (ctx.signal?.aborted) break;
     const cursor = sink.callsTo(plan.waId).length;
+    const contextId = replies[stage.tapsReplyOf ?? index - 1]?.providerMessageId;
     const built = stage.messages.map((p) => ({ p, m: p.build(contextId) }));
+    const ids = new Set(built.map(({ p }) => p.id));
     const order = chaos.shuffle ? shuffled(built, rnd) : built;
     counters.repliesDue += 1;
     let sentAt: number[];
@@ -275,7 +285,11 @@ export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): 
     const triggerAt = Math.max(...sentAt);
     const reply: SinkCall | null = await sink.waitFor(
       plan.waId,
-      (c) => c.callback !== null && c.callback.inReplyTo === undefined && c.callback.step === stage.due,
+      (c) =>
+        c.callback !== null &&
+        (stage.stale
+          ? c.callback.inReplyTo !== undefined && ids.has(c.callback.inReplyTo)
+          : c.callback.inReplyTo === undefined && c.callback.step === stage.due),
       cursor,
       ctx.replyTimeoutMs,
       ctx.signal,
@@ -291,7 +305,7 @@ export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): 
     if (byStep === undefined) ctx.replyMsByStep.set(stage.due, (byStep = []));
     byStep.push(latency);
     ctx.lastReplyAt = Math.max(ctx.lastReplyAt, reply.at);
-    contextId = reply.providerMessageId;
+    replies[index] = reply;
     for (const { p, m } of built) if (p.duplicate === 'after-reply') await deliver(m);
   }
   trace.completed = trace.missingReplies.length === 0 && !ctx.signal?.aborted;

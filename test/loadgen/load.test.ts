@@ -1,8 +1,9 @@
 /**
  * The load generator against a real embedded Baton, with chaos on: duplicate deliveries, split
- * and shuffled bursts fired concurrently. Baton must come out clean: nothing lost, nothing
- * processed twice, every order as the user sent it, no question asked twice (guarantees 1, 2,
- * 5 and 6 under concurrency).
+ * and shuffled bursts fired concurrently, taps on an old prompt's buttons. Baton must come out
+ * clean: nothing lost, nothing processed twice, every order as the user sent it, no question
+ * asked twice, old buttons answered with a notice and no state change (guarantees 1, 2, 5, 6
+ * and 7 under concurrency).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,7 +46,7 @@ afterAll(async () => {
 });
 
 describe('load generator against embedded Baton', () => {
-  it('20 users with duplicates, shuffled split bursts and concurrent webhooks: a clean verdict', async () => {
+  it('20 users with duplicates, old-button taps, shuffled split bursts and concurrent webhooks: a clean verdict', async () => {
     const report = await runLoad({
       url,
       adminToken: ADMIN,
@@ -53,7 +54,7 @@ describe('load generator against embedded Baton', () => {
       sink,
       users: 20,
       seed: 7,
-      chaos: { duplicates: 0.4, shuffle: true, splitTexts: true, concurrentBursts: true },
+      chaos: { duplicates: 0.4, retaps: 0.5, shuffle: true, splitTexts: true, concurrentBursts: true },
       replyTimeoutMs: 8_000,
     });
     const v = report.verdict;
@@ -69,9 +70,17 @@ describe('load generator against embedded Baton', () => {
       versionErrors: 0,
       late: 0,
     });
-    expect(v.messages).toEqual({ planned: 140, sent: 140, acked: 140, rejected: 0 });
+    // Each old-button tap got exactly one "moved on" notice and changed nothing.
+    const retaps = v.staleNotices;
+    expect(retaps).toBeGreaterThan(0);
+    expect(v.messages).toEqual({
+      planned: 140 + retaps,
+      sent: 140 + retaps,
+      acked: 140 + retaps,
+      rejected: 0,
+    });
     // Every due reply arrived and was timed.
-    expect(report.reply.count).toBe(80);
-    expect(report.ack.count).toBeGreaterThan(140); // duplicate deliveries are answered too
+    expect(report.reply.count).toBe(80 + retaps);
+    expect(report.ack.count).toBeGreaterThan(140 + retaps); // duplicate deliveries are answered too
   });
 });
