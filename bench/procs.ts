@@ -14,6 +14,8 @@ export interface Proc {
   readonly pid: number;
   /** The last lines of stdout and stderr. */
   readonly tail: string[];
+  /** Log messages at warn level or above (pino JSON lines), with how often each came. */
+  readonly warnings: Map<string, number>;
   /** Resolves with the exit code (or signal name) when it exits. */
   readonly exited: Promise<string>;
   exitedWith: string | null;
@@ -30,13 +32,27 @@ export function childEnv(extra: Record<string, string>): Record<string, string> 
   return { ...env, ...extra };
 }
 
+/** The message of a pino JSON line at warn level or above, else null. */
+function pinoWarning(line: string): string | null {
+  if (!line.startsWith('{')) return null;
+  try {
+    const entry = JSON.parse(line) as { level?: unknown; msg?: unknown };
+    return typeof entry.level === 'number' && entry.level >= 40 ? String(entry.msg).slice(0, 120) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Spawns `node <args>` in `cwd`. */
 export function spawnNode(name: string, args: string[], env: Record<string, string>, cwd: string): Proc {
   const child = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const tail: string[] = [];
+  const warnings = new Map<string, number>();
   const keep = (chunk: Buffer): void => {
     for (const line of chunk.toString('utf8').split('\n')) {
       if (line.trim() === '') continue;
+      const warning = pinoWarning(line);
+      if (warning !== null) warnings.set(warning, (warnings.get(warning) ?? 0) + 1);
       tail.push(line.slice(0, 400));
       if (tail.length > 30) tail.shift();
     }
@@ -48,6 +64,7 @@ export function spawnNode(name: string, args: string[], env: Record<string, stri
     child,
     pid: child.pid ?? -1,
     tail,
+    warnings,
     exitedWith: null,
     exited: new Promise((resolve) => {
       child.once('exit', (code, signal) => {

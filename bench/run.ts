@@ -219,7 +219,13 @@ async function measure(name: string, boot: (sink: ReplySink) => Promise<Target>)
     if (dead) throw new Error(`${dead.name} exited during the run: ${lastWords(dead)}`);
     const rss = t.procs.map((p) => peakRss(p.pid) ?? 0);
     note(`${name}: done in ${((Date.now() - began) / 1000).toFixed(1)} s`);
-    return { name, report, rssBytes: rss };
+    const warnings = new Map<string, number>();
+    for (const p of t.procs) {
+      for (const [msg, n] of p.warnings) {
+        if (!msg.startsWith('DURABILITY WARNING')) warnings.set(msg, (warnings.get(msg) ?? 0) + n);
+      }
+    }
+    return { name, report, rssBytes: rss, warnings };
   } catch (err) {
     const reason = (err as Error).message.split('\n')[0]!;
     note(`${name}: n/a (${reason})`);

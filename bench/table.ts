@@ -13,6 +13,8 @@ export interface Row {
   /** Peak RSS (VmHWM) of each server process, bytes. */
   readonly rssBytes?: readonly number[];
   readonly reason?: string;
+  /** Warnings the server processes logged during the row (message: count). */
+  readonly warnings?: ReadonlyMap<string, number>;
 }
 
 const COLUMNS = [
@@ -93,6 +95,7 @@ export function formatTable(rows: readonly Row[]): string[] {
       return `${step} ${s.p50.toFixed(0)}/${s.p99.toFixed(0)}`;
     });
     if (bySteps.length > 0) notes.push(`    reply p50/p99 ms by step: ${bySteps.join(', ')}`);
+    for (const [msg, n] of row.warnings ?? []) notes.push(`    logged ${n}x: ${msg}`);
     for (const p of v.problems.slice(0, v.clean ? 0 : 3)) notes.push(`    e.g. ${p}`);
   }
   if (notes.length > 0) out.push('', ...notes);
