@@ -190,7 +190,8 @@ describe.skipIf(!up)('distributed mode, real processes', () => {
   });
 
   it('serves bursts for one user from many connections across 2 workers: in order, once, nothing lost', async () => {
-    const c = await startCluster(graph, { workers: 2 });
+    // The default window: a burst must land within it to be re-ordered as one batch.
+    const c = await startCluster(graph, { workers: 2, env: { BATON_BUFFER_MS: '500' } });
     try {
       const users = Array.from({ length: 12 }, (_, i) => `1666100${String(i).padStart(4, '0')}`);
       const scripts = new Map(users.map((u) => [u, orderScript(u)]));
