@@ -247,7 +247,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     deliveries: 0,
     sent: 0,
     acked: 0,
-    repliesDue: 0,
     replies: 0,
     usersDone: 0,
   };

@@ -98,7 +98,6 @@ export interface LiveCounters {
   deliveries: number;
   sent: number;
   acked: number;
-  repliesDue: number;
   replies: number;
   usersDone: number;
 }
@@ -273,7 +272,6 @@ export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): 
     const built = stage.messages.map((p) => ({ p, m: p.build(contextId) }));
     const ids = new Set(built.map(({ p }) => p.id));
     const order = chaos.shuffle ? shuffled(built, rnd) : built;
-    counters.repliesDue += 1;
     let sentAt: number[];
     if (chaos.concurrentBursts) {
       sentAt = await sendBurst(order);
