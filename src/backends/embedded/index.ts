@@ -52,9 +52,10 @@ interface Lease {
   expiresAt: number;
 }
 
-interface PendingIngest {
-  readonly batch: WebhookBatch;
-  readonly resolve: (r: IngestResult) => void;
+interface PendingWrite {
+  readonly fn: () => unknown;
+  readonly after: (() => void) | undefined;
+  readonly resolve: (value: unknown) => void;
   readonly reject: (e: unknown) => void;
 }
 
@@ -71,7 +72,7 @@ export class EmbeddedBackend implements Backend {
   private readonly leases = new Map<string, Lease>();
   private fenceCounter = 0;
   private seq = 0;
-  private queue: PendingIngest[] = [];
+  private writes: PendingWrite[] = [];
   private flushScheduled = false;
   private purgeTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -142,9 +143,51 @@ export class EmbeddedBackend implements Backend {
   // --- intake --------------------------------------------------------------------------
 
   ingest(batch: WebhookBatch): Promise<IngestResult> {
+    const touched = new Map<string, { key: SessionKey; storedAt: number }>();
+    return this.write(
+      () => {
+        const storedAt = this.now();
+        const insert = this.db.prepare(
+          `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
+           ON CONFLICT (id) DO NOTHING`,
+        );
+        let accepted = 0;
+        let duplicates = 0;
+        for (const m of batch.messages) {
+          const stored: StoredMessage = { ...m, seq: this.seq + 1, storedAt };
+          const info = insert.run(m.id, m.channel, m.user, stored.seq, storedAt, JSON.stringify(stored));
+          if (info.changes === 1) {
+            this.seq += 1;
+            accepted += 1;
+            const id = sessionId(m);
+            if (!touched.has(id)) touched.set(id, { key: { channel: m.channel, user: m.user }, storedAt });
+          } else {
+            duplicates += 1;
+          }
+        }
+        let statuses = 0;
+        for (const st of batch.statuses) statuses += this.applyStatus(st.messageId, st.status, st.errors);
+        return { accepted, duplicates, statuses };
+      },
+      () => {
+        for (const { key, storedAt } of touched.values()) {
+          if (!this.isLeased(key) && !this.due.has(key))
+            this.due.schedule(key, storedAt + this.opts.bufferMs);
+        }
+      },
+    );
+  }
+
+  /**
+   * Runs `fn` inside the next group transaction: every write requested in the same tick
+   * (webhooks, batch commits, send records) shares one SQLite commit, so one fsync serves them
+   * all. Each write runs in its own savepoint: one that throws is rolled back alone and its
+   * caller gets the error. `after` runs once the group is durable.
+   */
+  private write<T>(fn: () => T, after?: () => void): Promise<T> {
     if (this.closed) return Promise.reject(new StorageUnavailableError('embedded store is closed'));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ batch, resolve, reject });
+    return new Promise<T>((resolve, reject) => {
+      this.writes.push({ fn, after, resolve: resolve as (v: unknown) => void, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -152,51 +195,35 @@ export class EmbeddedBackend implements Backend {
     });
   }
 
-  /** Commits every queued ingest in one transaction, then schedules the sessions it touched. */
   private flush(): void {
     this.flushScheduled = false;
-    const work = this.queue;
-    this.queue = [];
+    const work = this.writes;
+    this.writes = [];
     if (work.length === 0) return;
-    const insert = this.db.prepare(
-      `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
-       ON CONFLICT (id) DO NOTHING`,
-    );
-    const touched = new Map<string, { key: SessionKey; storedAt: number }>();
-    const results: IngestResult[] = [];
-    const storedAt = this.now();
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    const seq = this.seq;
     try {
       this.db.transaction(() => {
-        for (const { batch } of work) {
-          let accepted = 0;
-          let duplicates = 0;
-          for (const m of batch.messages) {
-            const stored: StoredMessage = { ...m, seq: this.seq + 1, storedAt };
-            const info = insert.run(m.id, m.channel, m.user, stored.seq, storedAt, JSON.stringify(stored));
-            if (info.changes === 1) {
-              this.seq += 1;
-              accepted += 1;
-              const id = sessionId(m);
-              if (!touched.has(id)) touched.set(id, { key: { channel: m.channel, user: m.user }, storedAt });
-            } else {
-              duplicates += 1;
-            }
+        for (const w of work) {
+          try {
+            outcomes.push({ ok: true, value: this.db.transaction(w.fn)() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
           }
-          let statuses = 0;
-          for (const st of batch.statuses) statuses += this.applyStatus(st.messageId, st.status, st.errors);
-          results.push({ accepted, duplicates, statuses });
         }
       })();
     } catch (err) {
-      this.seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) AS s FROM inbound').get() as { s: number }).s;
-      const e = new StorageUnavailableError('could not store the webhook in SQLite', err);
+      this.seq = seq;
+      const e = new StorageUnavailableError('could not write to SQLite', err);
       for (const w of work) w.reject(e);
       return;
     }
-    for (const { key, storedAt: at } of touched.values()) {
-      if (!this.isLeased(key) && !this.due.has(key)) this.due.schedule(key, at + this.opts.bufferMs);
-    }
-    work.forEach((w, i) => w.resolve(results[i]!));
+    work.forEach((w, i) => {
+      const o = outcomes[i]!;
+      if (!o.ok) return w.reject(o.error);
+      w.after?.();
+      w.resolve(o.value);
+    });
   }
 
   private applyStatus(
@@ -319,10 +346,10 @@ export class EmbeddedBackend implements Backend {
     return row ? (JSON.parse(row.snapshot) as SessionSnapshot) : null;
   }
 
-  async commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+  commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
     const id = sessionId(lease);
-    const now = this.now();
-    this.db.transaction(() => {
+    return this.write(() => {
+      const now = this.now();
       if (!this.current(lease)) throw new FencedError(id, lease.fence);
       const row = this.db
         .prepare('SELECT version, fence FROM sessions WHERE channel = ? AND user = ?')
@@ -368,7 +395,7 @@ export class EmbeddedBackend implements Backend {
         this.insertDeadLetter(d);
         if (d.kind === 'inbound') dead.run(d.ref);
       }
-    })();
+    });
   }
 
   async resolvePrompts(key: SessionKey, ids: readonly string[]): Promise<Map<string, PromptRef>> {
@@ -396,7 +423,11 @@ export class EmbeddedBackend implements Backend {
     return rows.map((r) => JSON.parse(r.record) as OutboundRecord);
   }
 
-  async updateOutbound(id: string, patch: OutboundPatch): Promise<void> {
+  updateOutbound(id: string, patch: OutboundPatch): Promise<void> {
+    return this.write(() => this.patchOutbound(id, patch));
+  }
+
+  private patchOutbound(id: string, patch: OutboundPatch): void {
     const row = this.db.prepare('SELECT record FROM outbound WHERE id = ?').get(id) as
       { record: string } | undefined;
     if (!row) return;
@@ -423,8 +454,8 @@ export class EmbeddedBackend implements Backend {
       );
   }
 
-  async deadLetter(letter: DeadLetter): Promise<void> {
-    this.insertDeadLetter(letter);
+  deadLetter(letter: DeadLetter): Promise<void> {
+    return this.write(() => this.insertDeadLetter(letter));
   }
 
   private insertDeadLetter(d: DeadLetter): void {
@@ -515,7 +546,7 @@ export class EmbeddedBackend implements Backend {
       Row | undefined;
     if (!row) return false;
     const key = { channel: row.channel as string, user: row.user as string };
-    this.db.transaction(() => {
+    await this.write(() => {
       if (row.kind === 'inbound') {
         this.seq += 1;
         const storedAt = this.now();
@@ -549,7 +580,7 @@ export class EmbeddedBackend implements Backend {
         }
       }
       this.db.prepare('UPDATE dead_letters SET replayed_at = ? WHERE id = ?').run(this.now(), id);
-    })();
+    });
     if (row.kind === 'outbound') this.due.schedule(key, this.now());
     else if (!this.isLeased(key)) this.rescheduleIfPending(key);
     return true;
