@@ -148,7 +148,18 @@ describeServices('distributed backend: races', () => {
         expectedVersion: version - 1,
         at: Date.now(),
         snapshot: snapshot(key, version, { data: { who } }),
-        records: [],
+        records: [
+          {
+            version,
+            from_step: null,
+            to_step: 'ask_name',
+            kind: 'advance',
+            message_ids: [],
+            at: '2025-06-15T12:00:00Z',
+            worker: who,
+            fencing_token: fence,
+          },
+        ],
         outbound: [],
         deadLetters: [],
         rev,
@@ -159,10 +170,15 @@ describeServices('distributed backend: races', () => {
       const e4 = entry(4, 9, 2, 'fence 4');
       expect(await pg.apply([e4])).toEqual(new Set([e4.id]));
       expect(await pg.apply([e5])).toEqual(new Set()); // a replay: accepted, changes nothing
+      // A lease handover inside one group: both entries are accepted, the newer fence wins.
       const e5b = entry(5, 2, 2, 'fence 5, later');
       const e6 = entry(6, 1, 3, 'fence 6');
+      expect(await pg.apply([e5b, e6])).toEqual(new Set());
       const e5c = entry(5, 3, 3, 'fence 5, stale');
-      expect(await pg.apply([e5b, e6, e5c])).toEqual(new Set([e5c.id]));
+      expect(await pg.apply([e5c])).toEqual(new Set([e5c.id]));
+      // Records of accepted entries only, each once: fence 5, fence 5 later, fence 6.
+      const log = await pgQuery<{ worker: string }>(schema, 'SELECT worker FROM transitions ORDER BY id');
+      expect(log.map((r) => r.worker)).toEqual(['fence 5', 'fence 5, later', 'fence 6']);
       const row = (await pg.getSession(key))!;
       expect([row.fence, row.version, row.snapshot.data]).toEqual([6, 3, { who: 'fence 6' }]);
     } finally {

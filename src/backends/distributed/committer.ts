@@ -1,9 +1,10 @@
 /**
- * Group commit. Callers ask for a session's journal to be copied to PostgreSQL; while one
- * copy transaction runs, further requests gather, and the next transaction takes all of them
- * at once (multi-row statements). So many sessions' batches share one PostgreSQL commit,
- * and each caller resolves when the transaction holding its session commits. Under load the
- * group grows by itself; when idle, a request starts a transaction at once (no timer).
+ * Group commit. Callers ask for a session's journal to be copied to PostgreSQL; requests that
+ * arrive while copies are running gather, and the next transaction takes all of them at once
+ * (multi-row statements). So many sessions' batches share one PostgreSQL commit, and each
+ * caller resolves when the transaction holding its session commits. Up to `maxInFlight`
+ * transactions run at once, over disjoint sessions (a session waits for its running copy to
+ * end before it joins another). When idle, a request starts a transaction at once (no timer).
  * @module
  */
 
@@ -15,16 +16,25 @@ interface Waiter {
 /** Copies the journals of the given sessions; returns the ids of entries refused as fenced. */
 export type FlushGroup = (members: readonly string[]) => Promise<ReadonlySet<string>>;
 
+export interface GroupCommitterOptions {
+  /** Most sessions in one transaction. */
+  readonly maxGroup: number;
+  /** Most transactions running at once. */
+  readonly maxInFlight: number;
+}
+
 export class GroupCommitter {
   private pending = new Map<string, Waiter[]>();
-  private running: Promise<void> | null = null;
+  private readonly inFlight = new Set<string>();
+  private running = 0;
+  private idle: Array<() => void> = [];
   /** Groups flushed and requests served: what group commit buys, for diagnostics. */
   groups = 0;
   requests = 0;
 
   constructor(
     private readonly flushGroup: FlushGroup,
-    private readonly maxGroup: number,
+    private readonly opts: GroupCommitterOptions,
   ) {}
 
   /** Resolves with the fenced entry ids of the group that copied `member`'s journal. */
@@ -39,33 +49,41 @@ export class GroupCommitter {
   }
 
   /** Resolves when no group is running or waiting. */
-  async drain(): Promise<void> {
-    while (this.running) await this.running;
+  drain(): Promise<void> {
+    if (this.running === 0 && this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
   }
 
   private pump(): void {
-    if (this.running) return;
-    this.running = this.run().finally(() => {
-      this.running = null;
-      if (this.pending.size > 0) this.pump();
-    });
-  }
-
-  private async run(): Promise<void> {
-    while (this.pending.size > 0) {
+    while (this.running < this.opts.maxInFlight) {
       const group = new Map<string, Waiter[]>();
       for (const [member, waiters] of this.pending) {
-        if (group.size >= this.maxGroup) break;
+        if (group.size >= this.opts.maxGroup) break;
+        if (this.inFlight.has(member)) continue;
         group.set(member, waiters);
       }
-      for (const member of group.keys()) this.pending.delete(member);
-      this.groups++;
-      try {
-        const fenced = await this.flushGroup([...group.keys()]);
-        for (const waiters of group.values()) for (const w of waiters) w.resolve(fenced);
-      } catch (err) {
-        for (const waiters of group.values()) for (const w of waiters) w.reject(err);
+      if (group.size === 0) break;
+      for (const member of group.keys()) {
+        this.pending.delete(member);
+        this.inFlight.add(member);
       }
+      this.running++;
+      this.groups++;
+      void this.run(group);
+    }
+    if (this.running === 0 && this.pending.size === 0) for (const done of this.idle.splice(0)) done();
+  }
+
+  private async run(group: Map<string, Waiter[]>): Promise<void> {
+    try {
+      const fenced = await this.flushGroup([...group.keys()]);
+      for (const waiters of group.values()) for (const w of waiters) w.resolve(fenced);
+    } catch (err) {
+      for (const waiters of group.values()) for (const w of waiters) w.reject(err);
+    } finally {
+      for (const member of group.keys()) this.inFlight.delete(member);
+      this.running--;
+      this.pump();
     }
   }
 }

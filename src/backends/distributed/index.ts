@@ -55,7 +55,7 @@ import { entryPrefix, joinOutbound, splitOutbound } from './journal.ts';
 import { Keys, type SessionKeys } from './keys.ts';
 import { assertSchemaName, migrate } from './migrate.ts';
 import { persistenceWarning } from './persistence.ts';
-import { PgStore } from './pg-store.ts';
+import { PgStore, type StoredOutbound, type StoredSession } from './pg-store.ts';
 import { isRedisUnavailable } from './redis-errors.ts';
 import { ReadyScheduler, type ClaimResult } from './scheduler.ts';
 import { ScriptSet, type Arg, type PipelineOp, type ScriptName } from './scripts.ts';
@@ -106,6 +106,8 @@ export interface DistributedBackendOptions {
   readonly pgRetryMs?: number;
   /** Most sessions copied in one PostgreSQL transaction (500). */
   readonly maxGroup?: number;
+  /** Group-commit transactions running at once, over disjoint sessions (4). */
+  readonly maxInFlightGroups?: number;
   /** Longest `nextReady` sleep without news, ms (1000). */
   readonly maxIdleMs?: number;
   /** PostgreSQL pool size (10). */
@@ -219,8 +221,12 @@ export class DistributedBackend implements Backend {
       databaseUrl: options.databaseUrl,
       schema: this.schema,
       poolSize: options.poolSize,
+      applyPoolSize: options.maxInFlightGroups ?? 4,
     });
-    this.committer = new GroupCommitter((members) => this.copyJournals(members), options.maxGroup ?? 500);
+    this.committer = new GroupCommitter((members) => this.copyJournals(members), {
+      maxGroup: options.maxGroup ?? 500,
+      maxInFlight: options.maxInFlightGroups ?? 4,
+    });
   }
 
   private redisError(err: Error): void {
@@ -587,16 +593,20 @@ export class DistributedBackend implements Backend {
   async acquireLease(key: SessionKey, holder: string, ttlMs: number): Promise<LeaseGrant | null> {
     const sk = this.keys.session(key);
     const token = randomUUID();
-    const acquire = (base: Arg, ceiling: Arg): Promise<unknown> =>
-      this.run('acquire', {
-        script: 'lease-acquire',
-        keys: [sk.lock, sk.fence, sk.sched],
-        args: [token, ttlMs, base, ceiling],
-      });
-    let reply = asArray(await acquire('', ''));
+    const acquire = (base: Arg, ceiling: Arg): PipelineOp => ({
+      script: 'lease-acquire',
+      keys: [sk.lock, sk.fence, sk.sched],
+      args: [token, ttlMs, base, ceiling],
+    });
+    let reply = asArray((await this.pipeline('acquire', [acquire('', '')]))[0]);
     if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
-      const ceiling = await this.pg.reserveFenceBlock(key, this.fenceBlockSize);
-      reply = asArray(await acquire(ceiling - this.fenceBlockSize, ceiling));
+      // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
+      // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
+      const { ceiling, session } = await this.pg.reserveFenceBlock(key, this.fenceBlockSize);
+      const ops = [acquire(ceiling - this.fenceBlockSize, ceiling)];
+      if (!session) ops.push(this.restoreOp(sk, null, []));
+      reply = asArray((await this.pipeline('acquire', ops))[0]);
+      if (session && asNumber(reply[0]) > 0) await this.restore(key, sk, session);
     }
     const claim = this.claims.get(sk.member);
     this.claims.delete(sk.member);
@@ -692,13 +702,26 @@ export class DistributedBackend implements Backend {
     throw new Error(`session ${sessionId(key)} could not be loaded`);
   }
 
-  /** Puts a session missing from Redis back from PostgreSQL (or a tombstone if it has none). */
-  private async restore(key: SessionKey, sk: SessionKeys): Promise<void> {
-    const row = await this.pg.getSession(key);
+  /**
+   * Puts a session missing from Redis back from PostgreSQL (or a tombstone if it has none);
+   * `row` when the caller has already read it.
+   */
+  private async restore(key: SessionKey, sk: SessionKeys, row?: StoredSession | null): Promise<void> {
+    const stored = row !== undefined ? row : await this.pg.getSession(key);
+    const unsent = stored ? await this.pg.outboundOf(key, true) : [];
+    if (stored)
+      this.log.info({ session: sessionId(key), version: stored.version }, 'session reloaded from PostgreSQL');
+    await this.pipeline('restore', [this.restoreOp(sk, stored, unsent)]);
+  }
+
+  private restoreOp(
+    sk: SessionKeys,
+    row: StoredSession | null,
+    unsent: readonly StoredOutbound[],
+  ): PipelineOp {
     const args: Arg[] = [];
     if (!row) args.push('', 0, 0, '', TOMBSTONE_TTL_SEC, 0);
     else {
-      const unsent = await this.pg.outboundOf(key, true);
       args.push(
         row.version,
         row.rev,
@@ -708,13 +731,12 @@ export class DistributedBackend implements Backend {
         unsent.length,
       );
       for (const o of unsent) args.push(o.id, o.seq, JSON.stringify(o.record), JSON.stringify(o.state), '1');
-      this.log.info({ session: sessionId(key), version: row.version }, 'session reloaded from PostgreSQL');
     }
-    await this.run('restore', {
+    return {
       script: 'state-restore',
       keys: [sk.state, sk.out, sk.outState, sk.outIndex, sk.unsent],
       args,
-    });
+    };
   }
 
   async commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {

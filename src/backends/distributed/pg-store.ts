@@ -89,10 +89,14 @@ export interface PgStoreOptions {
   readonly databaseUrl: string;
   readonly schema: string;
   readonly poolSize?: number;
+  /** Connections of the pipelined journal-copy pool (one per group commit in flight). */
+  readonly applyPoolSize?: number;
 }
 
 export class PgStore {
   readonly pool: pg.Pool;
+  /** Pipeline-mode connections for journal copies: a whole transaction in one round trip. */
+  private readonly applyPool: pg.Pool;
   private readonly sql: Statements;
   /** Transactions that copied journal entries; for diagnostics and tests. */
   applyTransactions = 0;
@@ -108,12 +112,22 @@ export class PgStore {
       idleTimeoutMillis: 30_000,
       query_timeout: 15_000,
     });
+    this.applyPool = new pg.Pool({
+      connectionString: opts.databaseUrl,
+      options: `-c search_path=${opts.schema}`,
+      max: opts.applyPoolSize ?? 4,
+      connectionTimeoutMillis: 3000,
+      idleTimeoutMillis: 30_000,
+      query_timeout: 15_000,
+      pipeline: true,
+    });
     // An idle client losing its connection must not crash the process; the next query reports it.
     this.pool.on('error', () => undefined);
+    this.applyPool.on('error', () => undefined);
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    await Promise.all([this.pool.end(), this.applyPool.end()]);
   }
 
   private wrap(err: unknown, what: string): unknown {
@@ -122,38 +136,48 @@ export class PgStore {
       : err;
   }
 
+  /** Runs one statement as a named (prepared, so planned once per connection) query. */
   async query(name: StatementName, params: readonly unknown[] = []): Promise<Row[]> {
     try {
-      const res = await this.pool.query<Row>(this.sql[name], params as unknown[]);
+      const res = await this.pool.query<Row>({ name, text: this.sql[name], values: params as unknown[] });
       return res.rows;
     } catch (err) {
       throw this.wrap(err, name);
     }
   }
 
-  /** Runs `fn` in a transaction, again (up to 3 times) when it loses a deadlock or serialization race. */
-  async transaction<T>(
+  /**
+   * Runs the statements as one transaction sent in a single round trip (pg pipeline mode:
+   * BEGIN, the statements and COMMIT go out together; an error aborts the transaction and
+   * COMMIT then rolls it back). Runs it again, up to 3 times, when it loses a deadlock or
+   * serialization race. Returns each statement's rows.
+   */
+  private async pipelined(
     what: string,
-    fn: (q: (name: StatementName, params: readonly unknown[]) => Promise<Row[]>) => Promise<T>,
-  ): Promise<T> {
+    statements: ReadonlyArray<readonly [StatementName, readonly unknown[]]>,
+  ): Promise<Row[][]> {
     for (let attempt = 1; ; attempt++) {
       let client: pg.PoolClient;
       try {
-        client = await this.pool.connect();
+        client = await this.applyPool.connect();
       } catch (err) {
         throw this.wrap(err, what);
       }
       let broken = false;
       try {
-        await client.query('BEGIN');
-        const result = await fn(
-          async (name, params) => (await client.query<Row>(this.sql[name], params as unknown[])).rows,
-        );
-        await client.query('COMMIT');
-        return result;
+        const sent = [
+          client.query('BEGIN'),
+          ...statements.map(([name, params]) =>
+            client.query<Row>({ name, text: this.sql[name], values: params as unknown[] }),
+          ),
+          client.query('COMMIT'),
+        ];
+        const settled = await Promise.allSettled(sent);
+        const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
+        return settled.slice(1, -1).map((r) => (r as PromiseFulfilledResult<pg.QueryResult<Row>>).value.rows);
       } catch (err) {
         broken = isPgUnavailable(err);
-        if (!broken) await client.query('ROLLBACK').catch(() => undefined);
         if (attempt < 3 && isPgRetryable(err)) continue;
         throw this.wrap(err, what);
       } finally {
@@ -171,166 +195,92 @@ export class PgStore {
     }
   }
 
-  /** Reserves the next block of `size` fencing tokens; returns its ceiling (the block is ceiling-size+1 .. ceiling). */
-  async reserveFenceBlock(key: SessionKey, size: number): Promise<number> {
-    const rows = await this.query('fence-block-reserve', [key.channel, key.user, size]);
-    return num(rows[0]!.ceiling);
+  /**
+   * Reserves the next block of `size` fencing tokens; returns its ceiling (the block is
+   * ceiling-size+1 .. ceiling) and the session's row, if any.
+   */
+  async reserveFenceBlock(
+    key: SessionKey,
+    size: number,
+  ): Promise<{ ceiling: number; session: StoredSession | null }> {
+    const r = (await this.query('fence-block-reserve', [key.channel, key.user, size]))[0]!;
+    const session =
+      r.snapshot === null
+        ? null
+        : {
+            snapshot: r.snapshot as SessionSnapshot,
+            version: num(r.version),
+            rev: num(r.rev),
+            fence: num(r.fence),
+          };
+    return { ceiling: num(r.ceiling), session };
   }
 
   /**
-   * Copies journal entries to PostgreSQL in one transaction, with one multi-row statement per
-   * table. Entries of one session must be in journal order. Returns the ids of commit entries
-   * refused because PostgreSQL has seen a newer fence for their session (their records are
-   * not written); every other entry is written or was already there.
+   * Copies journal entries to PostgreSQL in one transaction (one round trip), with one
+   * multi-row statement per table. Entries of one session must be in journal order. Returns
+   * the ids of commit entries refused because their session's row already carries a newer
+   * fence (their records are not written); every other entry is written or was already there.
+   *
+   * The fence decision is made in SQL, against the session rows as locked at the start of the
+   * transaction (sessions-lock), so no statement waits for another's answer: inserts skip the
+   * rows of refused commits, and the snapshot upsert comes last.
    */
   async apply(entries: readonly JournalEntry[]): Promise<Set<string>> {
     if (entries.length === 0) return new Set();
     const commits = entries.filter((e): e is CommitEntry => e.t === 'c');
     const states = entries.filter((e): e is OutboundStateEntry => e.t === 'o');
-    const fenced = await this.transaction('journal copy', async (q) => {
-      const refused = new Set<string>();
-      const current = new Map<string, { fence: number; rev: number }>();
-      if (commits.length > 0) {
-        const keys = [
-          ...new Map(
-            commits.map((e) => [sid(e.channel, e.user), { channel: e.channel, user_id: e.user }]),
-          ).values(),
-        ];
-        for (const r of await q('sessions-lock', [JSON.stringify(keys)])) {
-          current.set(sid(r.channel as string, r.user_id as string), {
-            fence: num(r.fence),
-            rev: num(r.rev),
-          });
-        }
-      }
-      const accepted: CommitEntry[] = [];
+    const statements: Array<readonly [StatementName, readonly unknown[]]> = [];
+    let refusedAt = -1;
+    if (commits.length > 0) {
+      const keys = new Map<string, { channel: string; user_id: string }>();
       const latest = new Map<string, CommitEntry>();
       for (const e of commits) {
         const k = sid(e.channel, e.user);
-        const cur = current.get(k);
-        if (cur && cur.fence > e.fence) {
-          refused.add(e.id);
-          continue;
-        }
-        accepted.push(e);
-        if (!cur || e.fence > cur.fence || e.rev > cur.rev) {
-          current.set(k, { fence: e.fence, rev: e.rev });
-          latest.set(k, e);
-        }
+        keys.set(k, { channel: e.channel, user_id: e.user });
+        const cur = latest.get(k);
+        if (!cur || e.fence > cur.fence || (e.fence === cur.fence && e.rev > cur.rev)) latest.set(k, e);
       }
-      await this.writeCommits(q, accepted, [...latest.values()]);
-      if (states.length > 0) {
-        const byId = new Map<string, OutboundStateEntry>();
-        for (const e of states) {
-          const prev = byId.get(e.outboundId);
-          if (!prev || prev.state.rev < e.state.rev) byId.set(e.outboundId, e);
-        }
-        const rows = [...byId.values()].map((e) => ({
-          id: e.outboundId,
-          status: e.state.status,
-          attempts: e.state.attempts,
-          provider_message_id: e.state.providerMessageId ?? null,
-          last_error: e.state.lastError ?? null,
-          rev: e.state.rev,
-        }));
-        await q('outbound-state-update', [JSON.stringify(rows)]);
+      const sortedKeys = [...keys.values()].sort((a, b) =>
+        a.channel === b.channel ? (a.user_id < b.user_id ? -1 : 1) : a.channel < b.channel ? -1 : 1,
+      );
+      statements.push(['sessions-lock', [JSON.stringify(sortedKeys)]]);
+      refusedAt = statements.length;
+      statements.push([
+        'entries-refused',
+        [
+          JSON.stringify(
+            commits.map((e) => ({ id: e.id, channel: e.channel, user_id: e.user, fence: e.fence })),
+          ),
+        ],
+      ]);
+      statements.push(...commitStatements(commits));
+      statements.push(['sessions-upsert', [JSON.stringify([...latest.values()].map(sessionRow))]]);
+    }
+    if (states.length > 0) {
+      const byId = new Map<string, OutboundStateEntry>();
+      for (const e of states) {
+        const prev = byId.get(e.outboundId);
+        if (!prev || prev.state.rev < e.state.rev) byId.set(e.outboundId, e);
       }
-      return refused;
-    });
+      const rows = [...byId.values()].map((e) => ({
+        id: e.outboundId,
+        status: e.state.status,
+        attempts: e.state.attempts,
+        provider_message_id: e.state.providerMessageId ?? null,
+        last_error: e.state.lastError ?? null,
+        rev: e.state.rev,
+      }));
+      statements.push(['outbound-state-update', [JSON.stringify(rows)]]);
+    }
+    const results = await this.pipelined('journal copy', statements);
     this.applyTransactions++;
     this.appliedEntries += entries.length;
-    return fenced;
-  }
-
-  private async writeCommits(
-    q: (name: StatementName, params: readonly unknown[]) => Promise<Row[]>,
-    accepted: readonly CommitEntry[],
-    latest: readonly CommitEntry[],
-  ): Promise<void> {
-    if (accepted.length === 0) return;
-    const sessions = latest.map((e) => ({
-      channel: e.channel,
-      user_id: e.user,
-      wa_id: e.snapshot.waId ?? null,
-      bsuid: e.snapshot.userId ?? null,
-      flow: e.snapshot.flow,
-      step: e.snapshot.step,
-      version: e.snapshot.version,
-      rev: e.rev,
-      fence: e.fence,
-      needs_agent: e.snapshot.needsAgent,
-      snapshot: e.snapshot,
-    }));
-    await q('sessions-upsert', [JSON.stringify(sessions)]);
-
-    const transitions = accepted.flatMap((e) =>
-      e.records.map((r, ord) => ({
-        channel: e.channel,
-        user_id: e.user,
-        entry_id: e.id,
-        ord,
-        version: r.version,
-        from_step: r.from_step,
-        to_step: r.to_step,
-        kind: r.kind,
-        message_ids: r.message_ids,
-        at: r.at,
-        worker: r.worker,
-        fencing_token: r.fencing_token,
-        record: r,
-      })),
-    );
-    if (transitions.length > 0) await q('transitions-insert', [JSON.stringify(transitions)]);
-
-    const outbound = new Map<string, Row>();
-    for (const e of accepted) {
-      for (const { record, state } of e.outbound) {
-        outbound.set(record.id, {
-          id: record.id,
-          channel: e.channel,
-          user_id: e.user,
-          seq: record.seq,
-          version: record.version,
-          step: record.step,
-          is_prompt: record.isPrompt,
-          fence: e.fence,
-          status: state.status,
-          attempts: state.attempts,
-          provider_message_id: state.providerMessageId ?? null,
-          last_error: state.lastError ?? null,
-          rev: state.rev,
-          record,
-          created_at: iso(record.createdAt),
-        });
-      }
-    }
-    if (outbound.size > 0) await q('outbound-insert', [JSON.stringify([...outbound.values()])]);
-
-    const inbound = new Map<string, Row>();
-    for (const e of accepted) {
-      const dead = new Set(e.deadLetters.filter((d) => d.kind === 'inbound').map((d) => d.ref));
-      for (const m of e.messages) {
-        inbound.set(sid(e.channel, e.user) + m.id, {
-          channel: e.channel,
-          user_id: e.user,
-          id: m.id,
-          seq: m.seq,
-          message: m,
-          stored_at: iso(m.storedAt),
-          consumed_at: iso(e.at),
-          entry_id: e.id,
-          outcome: dead.has(m.id) ? 'dead_letter' : 'consumed',
-        });
-      }
-    }
-    if (inbound.size > 0) await q('inbound-insert', [JSON.stringify([...inbound.values()])]);
-
-    const letters = accepted.flatMap((e) => e.deadLetters.map(deadLetterRow));
-    if (letters.length > 0) await q('dead-letters-insert', [JSON.stringify(letters)]);
+    return new Set(refusedAt < 0 ? [] : results[refusedAt]!.map((r) => r.id as string));
   }
 
   async insertDeadLetters(letters: readonly DeadLetter[]): Promise<void> {
-    await this.query('dead-letters-insert', [JSON.stringify(letters.map(deadLetterRow))]);
+    await this.query('dead-letters-insert', [JSON.stringify(letters.map((d) => deadLetterRow(d)))]);
   }
 
   async getSession(key: SessionKey): Promise<StoredSession | null> {
@@ -430,7 +380,7 @@ export class PgStore {
   }
 }
 
-function deadLetterRow(d: DeadLetter): Row {
+function deadLetterRow(d: DeadLetter, fence: number | null = null): Row {
   return {
     id: d.id,
     kind: d.kind,
@@ -440,5 +390,96 @@ function deadLetterRow(d: DeadLetter): Row {
     reason: d.reason,
     payload: d.payload ?? null,
     created_at: iso(d.createdAt),
+    fence,
   };
+}
+
+function sessionRow(e: CommitEntry): Row {
+  return {
+    channel: e.channel,
+    user_id: e.user,
+    wa_id: e.snapshot.waId ?? null,
+    bsuid: e.snapshot.userId ?? null,
+    flow: e.snapshot.flow,
+    step: e.snapshot.step,
+    version: e.snapshot.version,
+    rev: e.rev,
+    fence: e.fence,
+    needs_agent: e.snapshot.needsAgent,
+    snapshot: e.snapshot,
+  };
+}
+
+/** The inserts of a group's commit entries: transitions, outbound, inbound, dead letters. */
+function commitStatements(
+  commits: readonly CommitEntry[],
+): Array<readonly [StatementName, readonly unknown[]]> {
+  const statements: Array<readonly [StatementName, readonly unknown[]]> = [];
+  const transitions = commits.flatMap((e) =>
+    e.records.map((r, ord) => ({
+      channel: e.channel,
+      user_id: e.user,
+      fence: e.fence,
+      entry_id: e.id,
+      ord,
+      version: r.version,
+      from_step: r.from_step,
+      to_step: r.to_step,
+      kind: r.kind,
+      message_ids: r.message_ids,
+      at: r.at,
+      worker: r.worker,
+      fencing_token: r.fencing_token,
+      record: r,
+    })),
+  );
+  if (transitions.length > 0) statements.push(['transitions-insert', [JSON.stringify(transitions)]]);
+
+  const outbound = new Map<string, Row>();
+  for (const e of commits) {
+    for (const { record, state } of e.outbound) {
+      outbound.set(record.id, {
+        id: record.id,
+        channel: e.channel,
+        user_id: e.user,
+        seq: record.seq,
+        version: record.version,
+        step: record.step,
+        is_prompt: record.isPrompt,
+        fence: e.fence,
+        status: state.status,
+        attempts: state.attempts,
+        provider_message_id: state.providerMessageId ?? null,
+        last_error: state.lastError ?? null,
+        rev: state.rev,
+        record,
+        created_at: iso(record.createdAt),
+      });
+    }
+  }
+  if (outbound.size > 0) statements.push(['outbound-insert', [JSON.stringify([...outbound.values()])]]);
+
+  const inbound = new Map<string, Row>();
+  for (const e of commits) {
+    const dead = new Set(e.deadLetters.filter((d) => d.kind === 'inbound').map((d) => d.ref));
+    for (const m of e.messages) {
+      inbound.set(sid(e.channel, e.user) + m.id, {
+        channel: e.channel,
+        user_id: e.user,
+        fence: e.fence,
+        id: m.id,
+        seq: m.seq,
+        message: m,
+        stored_at: iso(m.storedAt),
+        consumed_at: iso(e.at),
+        entry_id: e.id,
+        outcome: dead.has(m.id) ? 'dead_letter' : 'consumed',
+      });
+    }
+  }
+  if (inbound.size > 0) statements.push(['inbound-insert', [JSON.stringify([...inbound.values()])]]);
+
+  const letters = commits.flatMap((e) => e.deadLetters.map((d) => deadLetterRow(d, e.fence)));
+  if (letters.length > 0) statements.push(['dead-letters-insert', [JSON.stringify(letters)]]);
+  return statements;
 }

@@ -13,6 +13,7 @@ export const STATEMENT_NAMES = [
   'ping',
   'fence-block-reserve',
   'sessions-lock',
+  'entries-refused',
   'sessions-upsert',
   'transitions-insert',
   'outbound-insert',

@@ -1,5 +1,6 @@
--- Writes outbound records created by a commit. An existing row is replaced only by a newer
--- lease's record, or by a later revision of the same lease's.
+-- Writes outbound records created by commits, except those of a commit whose session already
+-- carries a newer fence. An existing row is replaced only by a newer lease's record, or by a
+-- later revision of the same lease's.
 -- $1 jsonb array of {id, channel, user_id, seq, version, step, is_prompt, fence, status,
 --    attempts, provider_message_id, last_error, rev, record, created_at (ISO 8601)}
 INSERT INTO outbound AS o (id, channel, user_id, seq, version, step, is_prompt, fence, status, attempts,
@@ -10,6 +11,9 @@ FROM jsonb_to_recordset($1::jsonb) AS r(
   id text, channel text, user_id text, seq bigint, version bigint, step text, is_prompt boolean,
   fence bigint, status text, attempts integer, provider_message_id text, last_error text, rev bigint,
   record jsonb, created_at timestamptz
+)
+WHERE NOT EXISTS (
+  SELECT 1 FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id AND s.fence > r.fence
 )
 ORDER BY r.id
 ON CONFLICT (id) DO UPDATE SET

@@ -1,0 +1,7 @@
+-- The commit entries PostgreSQL refuses: their session's row already carries a newer fence.
+-- Runs after sessions-lock and before sessions-upsert, in the same transaction.
+-- $1 jsonb array of {id, channel, user_id, fence}
+SELECT e.id
+FROM jsonb_to_recordset($1::jsonb) AS e(id text, channel text, user_id text, fence bigint)
+JOIN sessions s ON s.channel = e.channel AND s.user_id = e.user_id
+WHERE s.fence > e.fence
