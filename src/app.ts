@@ -164,7 +164,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     metrics,
     async start() {
       started = true;
-      if (roles.worker) engine.start(opts.concurrency ?? 8);
+      if (roles.worker) engine.start(opts.concurrency ?? 32);
       if (!roles.ingress) return null;
       return server.listen({ port: config.port, host: config.host });
     },

@@ -70,7 +70,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
   program
     .command('start')
     .description('serve webhooks and run workers in one process')
-    .option('--concurrency <n>', 'sessions processed at once', '8')
+    .option('--concurrency <n>', 'sessions processed at once', '32')
     .action(async (o: { concurrency: string }) => {
       code = await serve(config(), { concurrency: concurrency(o.concurrency) }, out);
     });
@@ -83,7 +83,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
   program
     .command('worker')
     .description('process sessions only')
-    .option('--concurrency <n>', 'sessions processed at once', '8')
+    .option('--concurrency <n>', 'sessions processed at once', '32')
     .action(async (o: { concurrency: string }) => {
       code = await serve(
         config(),

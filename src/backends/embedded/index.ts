@@ -73,6 +73,7 @@ export class EmbeddedBackend implements Backend {
   private fenceCounter = 0;
   private seq = 0;
   private writes: PendingWrite[] = [];
+  private readonly statements = new Map<string, Database.Statement>();
   private flushScheduled = false;
   private purgeTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -92,6 +93,16 @@ export class EmbeddedBackend implements Backend {
     this.due = new DueQueue(this.now);
   }
 
+  /** A prepared statement, compiled once per SQL text. */
+  private sql(text: string): Database.Statement {
+    let stmt = this.statements.get(text);
+    if (stmt === undefined) {
+      stmt = this.db.prepare(text);
+      this.statements.set(text, stmt);
+    }
+    return stmt;
+  }
+
   async init(): Promise<void> {
     const current = this.db.pragma('user_version', { simple: true }) as number;
     for (let v = current; v < MIGRATIONS.length; v += 1) {
@@ -100,22 +111,20 @@ export class EmbeddedBackend implements Backend {
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }
-    this.seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) AS s FROM inbound').get() as { s: number }).s;
+    this.seq = (this.sql('SELECT COALESCE(MAX(seq), 0) AS s FROM inbound').get() as { s: number }).s;
     this.fenceCounter = (
-      this.db.prepare('SELECT COALESCE(MAX(fence), 0) AS f FROM sessions').get() as { f: number }
+      this.sql('SELECT COALESCE(MAX(fence), 0) AS f FROM sessions').get() as { f: number }
     ).f;
     // Whatever was pending when the process stopped is due now.
-    const rows = this.db
-      .prepare(
-        `SELECT channel, user, MIN(stored_at) AS first FROM inbound WHERE state = 'pending' GROUP BY channel, user`,
-      )
-      .all() as Array<{ channel: string; user: string; first: number }>;
+    const rows = this.sql(
+      `SELECT channel, user, MIN(stored_at) AS first FROM inbound WHERE state = 'pending' GROUP BY channel, user`,
+    ).all() as Array<{ channel: string; user: string; first: number }>;
     for (const r of rows)
       this.due.schedule({ channel: r.channel, user: r.user }, r.first + this.opts.bufferMs);
     // Replies committed but not yet sent when the process stopped: their sessions are due too.
-    const unsent = this.db
-      .prepare(`SELECT DISTINCT channel, user FROM outbound WHERE status IN ('pending', 'sending')`)
-      .all() as Array<{ channel: string; user: string }>;
+    const unsent = this.sql(
+      `SELECT DISTINCT channel, user FROM outbound WHERE status IN ('pending', 'sending')`,
+    ).all() as Array<{ channel: string; user: string }>;
     for (const r of unsent) this.due.schedule({ channel: r.channel, user: r.user }, this.now());
     this.purge();
     this.purgeTimer = setInterval(() => this.purge(), 60_000);
@@ -133,7 +142,7 @@ export class EmbeddedBackend implements Backend {
 
   async health(): Promise<Record<string, boolean>> {
     try {
-      this.db.prepare('SELECT 1').get();
+      this.sql('SELECT 1').get();
       return { sqlite: true };
     } catch {
       return { sqlite: false };
@@ -147,7 +156,7 @@ export class EmbeddedBackend implements Backend {
     return this.write(
       () => {
         const storedAt = this.now();
-        const insert = this.db.prepare(
+        const insert = this.sql(
           `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
            ON CONFLICT (id) DO NOTHING`,
         );
@@ -231,10 +240,9 @@ export class EmbeddedBackend implements Backend {
     status: keyof typeof OUTBOUND_STATUS_RANK,
     errors?: WebhookBatch['statuses'][number]['errors'],
   ): number {
-    const row = this.db
-      .prepare('SELECT id, status, record FROM outbound WHERE provider_message_id = ?')
-      .get(providerMessageId) as
-      { id: string; status: keyof typeof OUTBOUND_STATUS_RANK; record: string } | undefined;
+    const row = this.sql('SELECT id, status, record FROM outbound WHERE provider_message_id = ?').get(
+      providerMessageId,
+    ) as { id: string; status: keyof typeof OUTBOUND_STATUS_RANK; record: string } | undefined;
     if (!row) return 0;
     if (row.status === 'failed' || OUTBOUND_STATUS_RANK[status] <= OUTBOUND_STATUS_RANK[row.status]) return 0;
     const lastError = errors?.length
@@ -245,17 +253,15 @@ export class EmbeddedBackend implements Backend {
       status,
       ...(lastError ? { lastError } : {}),
     };
-    this.db
-      .prepare(
-        'UPDATE outbound SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?, record = ? WHERE id = ?',
-      )
-      .run(status, lastError, this.now(), JSON.stringify(record), row.id);
+    this.sql(
+      'UPDATE outbound SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?, record = ? WHERE id = ?',
+    ).run(status, lastError, this.now(), JSON.stringify(record), row.id);
     return 1;
   }
 
   private purge(): void {
     const horizon = this.now() - this.opts.dedupeTtlSec * 1000;
-    this.db.prepare(`DELETE FROM inbound WHERE stored_at < ? AND state <> 'pending'`).run(horizon);
+    this.sql(`DELETE FROM inbound WHERE stored_at < ? AND state <> 'pending'`).run(horizon);
   }
 
   // --- scheduling ----------------------------------------------------------------------
@@ -310,20 +316,16 @@ export class EmbeddedBackend implements Backend {
   private rescheduleIfPending(k: SessionKey): void {
     if (this.closed) return;
     const key: SessionKey = { channel: k.channel, user: k.user };
-    const row = this.db
-      .prepare(
-        `SELECT MIN(stored_at) AS first FROM inbound WHERE channel = ? AND user = ? AND state = 'pending'`,
-      )
-      .get(key.channel, key.user) as { first: number | null };
+    const row = this.sql(
+      `SELECT MIN(stored_at) AS first FROM inbound WHERE channel = ? AND user = ? AND state = 'pending'`,
+    ).get(key.channel, key.user) as { first: number | null };
     if (row.first !== null) {
       this.due.schedule(key, row.first + this.opts.bufferMs);
       return;
     }
-    const unsent = this.db
-      .prepare(
-        `SELECT 1 FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') LIMIT 1`,
-      )
-      .get(key.channel, key.user);
+    const unsent = this.sql(
+      `SELECT 1 FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') LIMIT 1`,
+    ).get(key.channel, key.user);
     // Replies whose sending was cut short (lease lost, shutdown): try again shortly.
     if (unsent !== undefined) this.due.schedule(key, this.now() + UNSENT_RETRY_MS);
   }
@@ -331,18 +333,17 @@ export class EmbeddedBackend implements Backend {
   // --- mailbox and state ---------------------------------------------------------------
 
   async pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT body FROM inbound WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
-      )
-      .all(key.channel, key.user, limit) as Array<{ body: string }>;
+    const rows = this.sql(
+      `SELECT body FROM inbound WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
+    ).all(key.channel, key.user, limit) as Array<{ body: string }>;
     return rows.map((r) => JSON.parse(r.body) as StoredMessage);
   }
 
   async load(key: SessionKey): Promise<SessionSnapshot | null> {
-    const row = this.db
-      .prepare('SELECT snapshot FROM sessions WHERE channel = ? AND user = ?')
-      .get(key.channel, key.user) as { snapshot: string } | undefined;
+    const row = this.sql('SELECT snapshot FROM sessions WHERE channel = ? AND user = ?').get(
+      key.channel,
+      key.user,
+    ) as { snapshot: string } | undefined;
     return row ? (JSON.parse(row.snapshot) as SessionSnapshot) : null;
   }
 
@@ -351,46 +352,43 @@ export class EmbeddedBackend implements Backend {
     return this.write(() => {
       const now = this.now();
       if (!this.current(lease)) throw new FencedError(id, lease.fence);
-      const row = this.db
-        .prepare('SELECT version, fence FROM sessions WHERE channel = ? AND user = ?')
-        .get(lease.channel, lease.user) as { version: number; fence: number } | undefined;
+      const row = this.sql('SELECT version, fence FROM sessions WHERE channel = ? AND user = ?').get(
+        lease.channel,
+        lease.user,
+      ) as { version: number; fence: number } | undefined;
       if (row && row.fence > lease.fence) throw new FencedError(id, lease.fence);
       if ((row?.version ?? 0) !== batch.expectedVersion)
         throw new VersionConflictError(id, batch.expectedVersion);
       const s = batch.snapshot;
-      this.db
-        .prepare(
-          `INSERT INTO sessions (channel, user, wa_id, user_id, step, needs_agent, version, fence, updated_at, snapshot)
+      this.sql(
+        `INSERT INTO sessions (channel, user, wa_id, user_id, step, needs_agent, version, fence, updated_at, snapshot)
            VALUES (@channel, @user, @wa_id, @user_id, @step, @needs_agent, @version, @fence, @updated_at, @snapshot)
            ON CONFLICT (channel, user) DO UPDATE SET wa_id = excluded.wa_id, user_id = excluded.user_id,
              step = excluded.step, needs_agent = excluded.needs_agent, version = excluded.version,
              fence = excluded.fence, updated_at = excluded.updated_at, snapshot = excluded.snapshot`,
-        )
-        .run({
-          channel: s.channel,
-          user: s.user,
-          wa_id: s.waId ?? null,
-          user_id: s.userId ?? null,
-          step: s.step,
-          needs_agent: s.needsAgent ? 1 : 0,
-          version: s.version,
-          fence: lease.fence,
-          updated_at: now,
-          snapshot: JSON.stringify(s),
-        });
-      const rec = this.db.prepare(
-        'INSERT INTO transitions (channel, user, version, record) VALUES (?, ?, ?, ?)',
-      );
+      ).run({
+        channel: s.channel,
+        user: s.user,
+        wa_id: s.waId ?? null,
+        user_id: s.userId ?? null,
+        step: s.step,
+        needs_agent: s.needsAgent ? 1 : 0,
+        version: s.version,
+        fence: lease.fence,
+        updated_at: now,
+        snapshot: JSON.stringify(s),
+      });
+      const rec = this.sql('INSERT INTO transitions (channel, user, version, record) VALUES (?, ?, ?, ?)');
       for (const r of batch.records) rec.run(s.channel, s.user, r.version, JSON.stringify(r));
-      const out = this.db.prepare(
+      const out = this.sql(
         `INSERT INTO outbound (id, channel, user, seq, status, attempts, created_at, updated_at, record)
          VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)`,
       );
       for (const o of batch.outbound)
         out.run(o.id, o.channel, o.user, o.seq, o.status, now, now, JSON.stringify(o));
-      const done = this.db.prepare(`UPDATE inbound SET state = 'done' WHERE id = ? AND state = 'pending'`);
+      const done = this.sql(`UPDATE inbound SET state = 'done' WHERE id = ? AND state = 'pending'`);
       for (const m of batch.consumed) done.run(m);
-      const dead = this.db.prepare(`UPDATE inbound SET state = 'dead' WHERE id = ?`);
+      const dead = this.sql(`UPDATE inbound SET state = 'dead' WHERE id = ?`);
       for (const d of batch.deadLetters) {
         this.insertDeadLetter(d);
         if (d.kind === 'inbound') dead.run(d.ref);
@@ -400,7 +398,7 @@ export class EmbeddedBackend implements Backend {
 
   async resolvePrompts(key: SessionKey, ids: readonly string[]): Promise<Map<string, PromptRef>> {
     const out = new Map<string, PromptRef>();
-    const q = this.db.prepare(
+    const q = this.sql(
       'SELECT record FROM outbound WHERE provider_message_id = ? AND channel = ? AND user = ?',
     );
     for (const id of ids) {
@@ -415,11 +413,9 @@ export class EmbeddedBackend implements Backend {
   // --- outbox --------------------------------------------------------------------------
 
   async unsent(key: SessionKey): Promise<OutboundRecord[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT record FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') ORDER BY seq`,
-      )
-      .all(key.channel, key.user) as Array<{ record: string }>;
+    const rows = this.sql(
+      `SELECT record FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') ORDER BY seq`,
+    ).all(key.channel, key.user) as Array<{ record: string }>;
     return rows.map((r) => JSON.parse(r.record) as OutboundRecord);
   }
 
@@ -428,7 +424,7 @@ export class EmbeddedBackend implements Backend {
   }
 
   private patchOutbound(id: string, patch: OutboundPatch): void {
-    const row = this.db.prepare('SELECT record FROM outbound WHERE id = ?').get(id) as
+    const row = this.sql('SELECT record FROM outbound WHERE id = ?').get(id) as
       { record: string } | undefined;
     if (!row) return;
     const current = JSON.parse(row.record) as OutboundRecord;
@@ -438,20 +434,18 @@ export class EmbeddedBackend implements Backend {
         ? current.status
         : patch.status;
     const record: OutboundRecord = { ...current, ...patch, status };
-    this.db
-      .prepare(
-        `UPDATE outbound SET status = ?, attempts = ?, provider_message_id = COALESCE(?, provider_message_id),
+    this.sql(
+      `UPDATE outbound SET status = ?, attempts = ?, provider_message_id = COALESCE(?, provider_message_id),
          last_error = ?, updated_at = ?, record = ? WHERE id = ?`,
-      )
-      .run(
-        status,
-        record.attempts,
-        patch.providerMessageId ?? null,
-        record.lastError ?? null,
-        this.now(),
-        JSON.stringify(record),
-        id,
-      );
+    ).run(
+      status,
+      record.attempts,
+      patch.providerMessageId ?? null,
+      record.lastError ?? null,
+      this.now(),
+      JSON.stringify(record),
+      id,
+    );
   }
 
   deadLetter(letter: DeadLetter): Promise<void> {
@@ -459,23 +453,19 @@ export class EmbeddedBackend implements Backend {
   }
 
   private insertDeadLetter(d: DeadLetter): void {
-    this.db
-      .prepare(
-        `INSERT INTO dead_letters (id, kind, channel, user, ref, reason, payload, created_at)
+    this.sql(
+      `INSERT INTO dead_letters (id, kind, channel, user, ref, reason, payload, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-      )
-      .run(d.id, d.kind, d.channel, d.user, d.ref, d.reason, JSON.stringify(d.payload), d.createdAt);
+    ).run(d.id, d.kind, d.channel, d.user, d.ref, d.reason, JSON.stringify(d.payload), d.createdAt);
   }
 
   // --- admin ---------------------------------------------------------------------------
 
   async findSessions(user: string, channel?: string): Promise<SessionSnapshot[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT snapshot FROM sessions WHERE (user = @u OR wa_id = @u OR user_id = @u)
+    const rows = this.sql(
+      `SELECT snapshot FROM sessions WHERE (user = @u OR wa_id = @u OR user_id = @u)
          AND (@c IS NULL OR channel = @c) ORDER BY channel`,
-      )
-      .all({ u: user, c: channel ?? null }) as Array<{ snapshot: string }>;
+    ).all({ u: user, c: channel ?? null }) as Array<{ snapshot: string }>;
     return rows.map((r) => JSON.parse(r.snapshot) as SessionSnapshot);
   }
 
@@ -483,22 +473,20 @@ export class EmbeddedBackend implements Backend {
     const after = q.cursor
       ? (JSON.parse(Buffer.from(q.cursor, 'base64url').toString()) as [string, string])
       : null;
-    const rows = this.db
-      .prepare(
-        `SELECT channel, user, snapshot FROM sessions
+    const rows = this.sql(
+      `SELECT channel, user, snapshot FROM sessions
          WHERE (@step IS NULL OR step = @step) AND (@na IS NULL OR needs_agent = @na)
            AND (@c IS NULL OR channel = @c)
            AND (@ac IS NULL OR channel > @ac OR (channel = @ac AND user > @au))
          ORDER BY channel, user LIMIT @limit`,
-      )
-      .all({
-        step: q.step ?? null,
-        na: q.needsAgent === undefined ? null : q.needsAgent ? 1 : 0,
-        c: q.channel ?? null,
-        ac: after?.[0] ?? null,
-        au: after?.[1] ?? null,
-        limit: q.limit + 1,
-      }) as Array<{ channel: string; user: string; snapshot: string }>;
+    ).all({
+      step: q.step ?? null,
+      na: q.needsAgent === undefined ? null : q.needsAgent ? 1 : 0,
+      c: q.channel ?? null,
+      ac: after?.[0] ?? null,
+      au: after?.[1] ?? null,
+      limit: q.limit + 1,
+    }) as Array<{ channel: string; user: string; snapshot: string }>;
     const page = rows.slice(0, q.limit);
     const last = page[page.length - 1];
     return {
@@ -519,15 +507,15 @@ export class EmbeddedBackend implements Backend {
   }
 
   private records<T>(sql: string, key: SessionKey): T[] {
-    return (this.db.prepare(sql).all(key.channel, key.user) as Array<{ record: string }>).map(
+    return (this.sql(sql).all(key.channel, key.user) as Array<{ record: string }>).map(
       (r) => JSON.parse(r.record) as T,
     );
   }
 
   async listDeadLetters(limit: number): Promise<DeadLetter[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM dead_letters ORDER BY created_at DESC, id LIMIT ?')
-      .all(limit) as Row[];
+    const rows = this.sql('SELECT * FROM dead_letters ORDER BY created_at DESC, id LIMIT ?').all(
+      limit,
+    ) as Row[];
     return rows.map((r) => ({
       id: r.id as string,
       kind: r.kind as DeadLetter['kind'],
@@ -542,7 +530,7 @@ export class EmbeddedBackend implements Backend {
   }
 
   async replayDeadLetter(id: string): Promise<boolean> {
-    const row = this.db.prepare('SELECT * FROM dead_letters WHERE id = ? AND replayed_at IS NULL').get(id) as
+    const row = this.sql('SELECT * FROM dead_letters WHERE id = ? AND replayed_at IS NULL').get(id) as
       Row | undefined;
     if (!row) return false;
     const key = { channel: row.channel as string, user: row.user as string };
@@ -551,35 +539,31 @@ export class EmbeddedBackend implements Backend {
         this.seq += 1;
         const storedAt = this.now();
         const body = JSON.parse(row.payload as string) as StoredMessage;
-        this.db
-          .prepare(
-            `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
+        this.sql(
+          `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
              ON CONFLICT (id) DO UPDATE SET state = 'pending', seq = excluded.seq, stored_at = excluded.stored_at,
              body = excluded.body`,
-          )
-          .run(
-            body.id,
-            key.channel,
-            key.user,
-            this.seq,
-            storedAt,
-            JSON.stringify({ ...body, seq: this.seq, storedAt }),
-          );
+        ).run(
+          body.id,
+          key.channel,
+          key.user,
+          this.seq,
+          storedAt,
+          JSON.stringify({ ...body, seq: this.seq, storedAt }),
+        );
       } else {
-        const out = this.db.prepare('SELECT record FROM outbound WHERE id = ?').get(row.ref) as
+        const out = this.sql('SELECT record FROM outbound WHERE id = ?').get(row.ref) as
           { record: string } | undefined;
         if (out) {
           const { lastError: _dropped, ...rest } = JSON.parse(out.record) as OutboundRecord;
           const record: OutboundRecord = { ...rest, status: 'pending', attempts: 0 };
-          this.db
-            .prepare(
-              `UPDATE outbound SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ?, record = ?
+          this.sql(
+            `UPDATE outbound SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ?, record = ?
                WHERE id = ?`,
-            )
-            .run(this.now(), JSON.stringify(record), row.ref);
+          ).run(this.now(), JSON.stringify(record), row.ref);
         }
       }
-      this.db.prepare('UPDATE dead_letters SET replayed_at = ? WHERE id = ?').run(this.now(), id);
+      this.sql('UPDATE dead_letters SET replayed_at = ? WHERE id = ?').run(this.now(), id);
     });
     if (row.kind === 'outbound') this.due.schedule(key, this.now());
     else if (!this.isLeased(key)) this.rescheduleIfPending(key);
@@ -587,10 +571,10 @@ export class EmbeddedBackend implements Backend {
   }
 
   async stats(): Promise<BackendStats> {
-    const p = this.db
-      .prepare(`SELECT COUNT(*) AS n, MIN(stored_at) AS first FROM inbound WHERE state = 'pending'`)
-      .get() as { n: number; first: number | null };
-    const d = this.db.prepare('SELECT COUNT(*) AS n FROM dead_letters WHERE replayed_at IS NULL').get() as {
+    const p = this.sql(
+      `SELECT COUNT(*) AS n, MIN(stored_at) AS first FROM inbound WHERE state = 'pending'`,
+    ).get() as { n: number; first: number | null };
+    const d = this.sql('SELECT COUNT(*) AS n FROM dead_letters WHERE replayed_at IS NULL').get() as {
       n: number;
     };
     let locks = 0;
