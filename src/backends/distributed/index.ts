@@ -106,7 +106,7 @@ export interface DistributedBackendOptions {
   readonly pgRetryMs?: number;
   /** Most sessions copied in one PostgreSQL transaction (500). */
   readonly maxGroup?: number;
-  /** Group-commit transactions running at once, over disjoint sessions (4). */
+  /** Group-commit transactions running at once, over disjoint sessions (2). */
   readonly maxInFlightGroups?: number;
   /** Longest `nextReady` sleep without news, ms (1000). */
   readonly maxIdleMs?: number;
@@ -141,12 +141,22 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** `<channel>:<user>:<version>:<n>` (SPEC); null if `id` is not of that form. */
-function parseOutboundId(id: string): SessionKey | null {
+/**
+ * The sessions an outbound id may belong to, most likely first, when Baton's id scheme
+ * (`<channel>:<user>:<...>`) is followed: user ids may hold colons, so every split is a
+ * candidate. Each is only a guess, checked against Redis.
+ */
+function outboundIdCandidates(id: string): SessionKey[] {
   const parts = id.split(':');
-  if (parts.length < 4 || !/^\d+$/.test(parts.at(-1)!) || !/^\d+$/.test(parts.at(-2)!)) return null;
-  return { channel: parts[0]!, user: parts.slice(1, -2).join(':') };
+  const out: SessionKey[] = [];
+  for (let end = parts.length - 1; end >= 2; end--) {
+    out.push({ channel: parts[0]!, user: parts.slice(1, end).join(':') });
+  }
+  return out;
 }
+
+/** Most outbound ids remembered per process (id -> session), for updateOutbound. */
+const OUTBOUND_CACHE_MAX = 50_000;
 
 function isStoredMessageLike(v: unknown): v is StoredMessage {
   if (!v || typeof v !== 'object') return false;
@@ -185,10 +195,10 @@ export class DistributedBackend implements Backend {
   private flusher: StreamFlusher | null = null;
   private reaperTimer: NodeJS.Timeout | null = null;
   private reaping: Promise<void> | null = null;
-  /** member -> the visibility score this process gave it when nextReady claimed it. */
-  private readonly claims = new Map<string, string>();
   /** lease token -> the watchdog score this process set for it in the ready queue. */
   private readonly watchdogs = new Map<string, string>();
+  /** outbound id -> its session, for records this process committed or read (bounded). */
+  private readonly outboundSessions = new Map<string, SessionKey>();
   private initialized = false;
   private closed = false;
   private lastRedisError = 0;
@@ -221,11 +231,11 @@ export class DistributedBackend implements Backend {
       databaseUrl: options.databaseUrl,
       schema: this.schema,
       poolSize: options.poolSize,
-      applyPoolSize: options.maxInFlightGroups ?? 4,
+      applyPoolSize: options.maxInFlightGroups ?? 2,
     });
     this.committer = new GroupCommitter((members) => this.copyJournals(members), {
       maxGroup: options.maxGroup ?? 500,
-      maxInFlight: options.maxInFlightGroups ?? 4,
+      maxInFlight: options.maxInFlightGroups ?? 2,
     });
   }
 
@@ -518,7 +528,6 @@ export class DistributedBackend implements Backend {
     );
     const member = asString(reply[0]);
     if (member !== '') {
-      this.claims.set(member, claimScore);
       return { member, claimScore };
     }
     const earliest = asString(reply[1]);
@@ -598,31 +607,32 @@ export class DistributedBackend implements Backend {
       keys: [sk.lock, sk.fence, sk.sched],
       args: [token, ttlMs, base, ceiling],
     });
-    let reply = asArray((await this.pipeline('acquire', [acquire('', '')]))[0]);
+    // The grant's watchdog entry rides in the same round trip: a granted lease needs it, and in
+    // the rare other cases it is put right below.
+    let wd = this.watchdogScore(ttlMs);
+    const watchdog = (): PipelineOp => ({ command: 'ZADD', args: [this.keys.ready, wd, sk.member] });
+    let reply = asArray((await this.pipeline('acquire', [acquire('', ''), watchdog()]))[0]);
     if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
       // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
       // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
       const { ceiling, session } = await this.pg.reserveFenceBlock(key, this.fenceBlockSize);
-      const ops = [acquire(ceiling - this.fenceBlockSize, ceiling)];
+      wd = this.watchdogScore(ttlMs);
+      const ops = [acquire(ceiling - this.fenceBlockSize, ceiling), watchdog()];
       if (!session) ops.push(this.restoreOp(sk, null, []));
       reply = asArray((await this.pipeline('acquire', ops))[0]);
       if (session && asNumber(reply[0]) > 0) await this.restore(key, sk, session);
     }
-    const claim = this.claims.get(sk.member);
-    this.claims.delete(sk.member);
     const code = asNumber(reply[0]);
     if (code === ScriptCode.Locked) {
-      // We claimed a session someone holds: make our claim that holder's watchdog.
-      if (claim !== undefined) {
-        const wd = this.watchdogScore(asNumber(reply[1]));
-        await this.followUp([{ script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, claim, wd] }]);
-      }
+      // Someone holds it: turn our entry into that holder's watchdog (unless it changed meanwhile).
+      const holderWd = this.watchdogScore(asNumber(reply[1]));
+      await this.followUp([
+        { script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, wd, holderWd] },
+      ]);
       return null;
     }
     if (code < 0) throw new Error(`lease-acquire returned ${scriptCodeName(code)}`);
-    const wd = this.watchdogScore(ttlMs);
     this.watchdogs.set(token, wd);
-    await this.followUp([{ command: 'ZADD', args: [this.keys.ready, wd, sk.member] }]);
     return { channel: key.channel, user: key.user, token, fence: code, holder };
   }
 
@@ -651,19 +661,25 @@ export class DistributedBackend implements Backend {
 
   async releaseLease(lease: LeaseGrant): Promise<void> {
     const sk = this.keys.session(lease);
-    const due = asNumber(
-      await this.run('release', {
+    const wd = this.watchdogs.get(lease.token);
+    this.watchdogs.delete(lease.token);
+    // Our watchdog entry goes in the same round trip (compare-and-delete: an entry rescheduled
+    // meanwhile by intake has another score and stays).
+    const ops: PipelineOp[] = [
+      {
         script: 'lease-release',
         keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
         args: [lease.token, this.opts.bufferMs, Math.floor(this.now()), UNSENT_RETRY_MS],
-      }),
-    );
-    const wd = this.watchdogs.get(lease.token);
-    this.watchdogs.delete(lease.token);
-    if (due === ScriptCode.Fenced) return; // not ours any more: its watchdog belongs to whoever came next
+      },
+    ];
+    if (wd !== undefined)
+      ops.push({ script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, wd, ''] });
+    const due = asNumber((await this.pipeline('release', ops))[0]);
     if (due > 0) await this.followUp(this.scheduleOps([[sk.member, due]]));
-    else if (wd !== undefined) {
-      await this.followUp([{ script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, wd, ''] }]);
+    else if (due === ScriptCode.Fenced && wd !== undefined) {
+      // The lease had expired: if nobody took it, the watchdog we just removed was what would
+      // bring the session back. Put it back as due now (NX: a newer entry wins).
+      await this.followUp(this.scheduleOps([[sk.member, Math.floor(this.now())]], true));
     }
   }
 
@@ -814,6 +830,7 @@ export class DistributedBackend implements Backend {
     if (code === ScriptCode.VersionConflict)
       throw new VersionConflictError(sessionId(lease), batch.expectedVersion);
     if (code !== 0) throw new Error(`commit returned ${scriptCodeName(code)}`);
+    this.rememberOutbound(batch.outbound);
     if (this.writeThrough) await this.makeDurable(lease, sk.member, id, lease.fence);
   }
 
@@ -953,22 +970,34 @@ export class DistributedBackend implements Backend {
       return out;
     };
     const records = await read();
+    this.rememberOutbound(records);
     if (records.length > 0) return records;
     // Nothing unsent, or Redis lost the session: make sure it is loaded.
     if ((await this.r('unsent', () => this.redis.exists(sk.state))) === 1) return records;
     await this.load(key);
-    return read();
+    const reloaded = await read();
+    this.rememberOutbound(reloaded);
+    return reloaded;
+  }
+
+  /** Remembers which session an outbound id belongs to (records this process committed or read). */
+  private rememberOutbound(records: readonly OutboundRecord[]): void {
+    for (const r of records) {
+      if (this.outboundSessions.size >= OUTBOUND_CACHE_MAX) {
+        this.outboundSessions.delete(this.outboundSessions.keys().next().value!);
+      }
+      this.outboundSessions.set(r.id, { channel: r.channel, user: r.user });
+    }
   }
 
   async updateOutbound(id: string, patch: OutboundPatch): Promise<void> {
-    let key = parseOutboundId(id);
-    let stored = key ? null : await this.pg.getOutbound(id);
-    if (stored) key = { channel: stored.channel, user: stored.user };
-    if (!key) return;
-    for (let attempt = 0; attempt < 2; attempt++) {
+    const apply = async (key: SessionKey): Promise<boolean> => {
       const sk = this.keys.session(key);
-      const reply = asArray(
-        await this.run('outbound', {
+      // Durable in Redis once this answers (journaled); PostgreSQL gets it from the flusher in
+      // both modes, so that a PostgreSQL outage never makes the outbox take a done send for a
+      // failed one. The notice rides in the same round trip (a miss makes it a no-op).
+      const [reply] = await this.pipeline('outbound', [
+        {
           script: 'outbound-update',
           keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
           args: [
@@ -980,32 +1009,27 @@ export class DistributedBackend implements Backend {
             patch.lastError ?? '',
             entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
           ],
-        }),
-      );
-      if (asNumber(reply[0]) !== ScriptCode.NotFound) {
-        // Durable in Redis (journaled); PostgreSQL gets it from the flusher in both modes, so
-        // that a PostgreSQL outage never makes the outbox take a done send for a failed one.
-        await this.followUp(this.notifyOps([sk.member]));
-        return;
-      }
-      // Redis no longer keeps this record: put PostgreSQL's copy back, then apply the patch.
-      stored ??= await this.pg.getOutbound(id);
-      if (!stored) return;
-      key = { channel: stored.channel, user: stored.user };
-      const rsk = this.keys.session(key);
-      const unsent = stored.state.status === 'pending' || stored.state.status === 'sending';
-      await this.run('outbound', {
-        script: 'outbound-restore',
-        keys: [rsk.out, rsk.outState, rsk.outIndex, rsk.unsent],
-        args: [
-          id,
-          stored.seq,
-          JSON.stringify(stored.record),
-          JSON.stringify(stored.state),
-          unsent ? '1' : '0',
-        ],
-      });
-    }
+        },
+        ...this.notifyOps([sk.member]),
+      ]);
+      return asNumber(asArray(reply)[0]) !== ScriptCode.NotFound;
+    };
+    const cached = this.outboundSessions.get(id);
+    const candidates = cached ? [cached] : outboundIdCandidates(id);
+    for (const key of candidates) if (await apply(key)) return;
+    // Redis no longer keeps this record (or the id says nothing): PostgreSQL knows its session.
+    const stored = await this.pg.getOutbound(id);
+    if (!stored) return;
+    const key = { channel: stored.channel, user: stored.user };
+    if (await apply(key)) return;
+    const sk = this.keys.session(key);
+    const unsent = stored.state.status === 'pending' || stored.state.status === 'sending';
+    await this.run('outbound', {
+      script: 'outbound-restore',
+      keys: [sk.out, sk.outState, sk.outIndex, sk.unsent],
+      args: [id, stored.seq, JSON.stringify(stored.record), JSON.stringify(stored.state), unsent ? '1' : '0'],
+    });
+    await apply(key);
   }
 
   async deadLetter(letter: DeadLetter): Promise<void> {
