@@ -34,6 +34,7 @@ function entriesOf(reply: unknown): StreamEntry[] {
 export class StreamFlusher {
   private stopped = false;
   private loop: Promise<void> | null = null;
+  private wakeBackoff: (() => void) | null = null;
 
   constructor(private readonly deps: FlusherDeps) {}
 
@@ -41,10 +42,23 @@ export class StreamFlusher {
     this.loop ??= this.run();
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops reading, and leaves the consumer group if this flusher holds no unacknowledged
+   * entries (otherwise they stay for another flusher's XAUTOCLAIM).
+   */
+  async stop(cleanup?: Redis): Promise<void> {
     this.stopped = true;
+    this.wakeBackoff?.();
     this.deps.conn.disconnect();
     await this.loop;
+    if (!cleanup) return;
+    const { stream, group, consumer } = this.deps;
+    try {
+      const mine = (await cleanup.call('XPENDING', stream, group, '-', '+', 1, consumer)) as unknown[];
+      if (mine.length === 0) await cleanup.call('XGROUP', 'DELCONSUMER', stream, group, consumer);
+    } catch {
+      // Redis away at shutdown: the idle consumer is harmless
+    }
   }
 
   private async ensureGroup(): Promise<void> {
@@ -127,7 +141,14 @@ export class StreamFlusher {
         if (err instanceof Error && err.message.startsWith('NOGROUP')) grouped = false;
         retryOwn = true;
         failures++;
-        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(failures, 6))));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(5000, 100 * 2 ** Math.min(failures, 6)));
+          this.wakeBackoff = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wakeBackoff = null;
       }
     }
   }

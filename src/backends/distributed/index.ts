@@ -292,7 +292,7 @@ export class DistributedBackend implements Backend {
     this.scheduler?.close();
     if (this.reaperTimer) clearInterval(this.reaperTimer);
     await this.reaping;
-    await this.flusher?.stop();
+    await this.flusher?.stop(this.redis);
     await this.committer.drain();
     this.sub?.disconnect();
     await this.redis.quit().catch(() => this.redis.disconnect());
