@@ -291,19 +291,11 @@ export class Engine {
     const { backend, metrics, logger } = this.o;
     const maxAttempts = this.o.maxSendAttempts ?? 8;
     for (const rec of await backend.unsent(lease)) {
-      const sender = this.o.senders[rec.provider ?? 'cloud-api'];
       for (let attempt = rec.attempts + 1; ; attempt += 1) {
         if (signal.aborted) return;
+        let providerMessageId: string;
         try {
-          if (!sender)
-            throw new SendError(`no sender for provider ${rec.provider ?? 'cloud-api'}`, {
-              retryable: false,
-              httpStatus: 0,
-            });
-          const { providerMessageId } = await sender.send(rec);
-          await backend.updateOutbound(rec.id, { status: 'sent', attempts: attempt, providerMessageId });
-          metrics.outbound.inc({ outcome: 'sent' });
-          break;
+          ({ providerMessageId } = await this.sendOne(rec));
         } catch (err) {
           const e =
             err instanceof SendError ? err : new SendError(String(err), { retryable: true, httpStatus: 0 });
@@ -336,8 +328,25 @@ export class Engine {
           });
           break;
         }
+        metrics.outbound.inc({ outcome: 'sent' });
+        // The send happened: never send it again because recording it failed. If the store
+        // refuses the record, stop here (later replies must not overtake it); the next holder
+        // of the baton may repeat this one send, as SPEC 1.6 allows, and no other.
+        await backend.updateOutbound(rec.id, { status: 'sent', attempts: attempt, providerMessageId });
+        break;
       }
     }
+  }
+
+  private sendOne(rec: OutboundRecord): Promise<{ providerMessageId: string }> {
+    const provider = rec.provider ?? 'cloud-api';
+    const sender = this.o.senders[provider];
+    if (!sender) {
+      return Promise.reject(
+        new SendError(`no sender for provider ${provider}`, { retryable: false, httpStatus: 0 }),
+      );
+    }
+    return sender.send(rec);
   }
 
   /** An agent's reset: takes the baton (waiting up to the lock TTL), records `admin_reset`, sends nothing. */

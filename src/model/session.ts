@@ -101,7 +101,7 @@ export type OutboundStatus = 'pending' | 'sending' | 'sent' | 'delivered' | 'rea
 
 /** A reply produced by a committed state change, sent by the outbox after commit. */
 export interface OutboundRecord extends SessionKey {
-  /** Baton's id: `<channel>:<user>:<version>:<n>`; unique. */
+  /** Baton's id: `<channel>:<user>:<seq>`; unique. */
   readonly id: string;
   /** Send order within the session. */
   readonly seq: number;

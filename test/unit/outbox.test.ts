@@ -1,0 +1,90 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import type { OutboundPatch } from '../../src/backends/types.ts';
+import { orderFlow } from '../../src/bots/order.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { SendError } from '../../src/errors.ts';
+import { Metrics } from '../../src/metrics.ts';
+import type { OutboundRecord } from '../../src/model/session.ts';
+
+class FlakyStore extends EmbeddedBackend {
+  refuseSentRecords = 0;
+  override async updateOutbound(id: string, patch: OutboundPatch): Promise<void> {
+    if (patch.status === 'sent' && this.refuseSentRecords > 0) {
+      this.refuseSentRecords -= 1;
+      throw new Error('store unavailable');
+    }
+    return super.updateOutbound(id, patch);
+  }
+}
+
+function engineFor(
+  backend: EmbeddedBackend,
+  send: (m: OutboundRecord) => Promise<{ providerMessageId: string }>,
+) {
+  return new Engine({
+    backend,
+    flows: new Map([[orderFlow.id, orderFlow]]),
+    defaultFlow: 'order',
+    senders: { 'cloud-api': { send } },
+    bufferMs: 0,
+    lockTtlMs: 5000,
+    sessionTtlSec: 86_400,
+    maxRetries: 3,
+    logger: pino({ level: 'silent' }),
+    metrics: new Metrics(),
+    sendBackoffMs: 1,
+    maxSendAttempts: 3,
+  });
+}
+
+const hi = {
+  id: 'w1',
+  provider: 'cloud-api' as const,
+  channel: 'c',
+  user: 'u',
+  timestamp: 100,
+  content: { type: 'text' as const, body: 'hi' },
+};
+const key = { channel: 'c', user: 'u' };
+
+describe('outbox', () => {
+  it('never sends again because recording a send failed; the next holder may repeat it once', async () => {
+    const backend = new FlakyStore({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    backend.refuseSentRecords = 1;
+    const sends: string[] = [];
+    const engine = engineFor(backend, async (m) => {
+      sends.push(m.id);
+      return { providerMessageId: `wamid.${sends.length}` };
+    });
+    await backend.ingest({ messages: [hi], statuses: [] });
+    await engine.runSession(key);
+    expect(sends).toHaveLength(1);
+    expect((await backend.unsent(key)).map((o) => o.id)).toEqual([sends[0]]);
+    await engine.runSession(key); // the next holder
+    expect(sends).toEqual([sends[0], sends[0]]);
+    expect(await backend.unsent(key)).toEqual([]);
+    await backend.close();
+  });
+
+  it('dead-letters a reply after the last retryable attempt, with the gateway error', async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    let calls = 0;
+    const engine = engineFor(backend, async () => {
+      calls += 1;
+      throw new SendError('HTTP 503', { retryable: true, httpStatus: 503 });
+    });
+    await backend.ingest({ messages: [hi], statuses: [] });
+    await engine.runSession(key);
+    expect(calls).toBe(3);
+    const [out] = await backend.outbound(key);
+    expect(out).toMatchObject({ status: 'failed', attempts: 3 });
+    const [letter] = await backend.listDeadLetters(10);
+    expect(letter).toMatchObject({ kind: 'outbound', ref: out!.id });
+    expect(letter!.reason).toContain('HTTP 503');
+    await backend.close();
+  });
+});
