@@ -489,8 +489,12 @@ export class DistributedBackend implements Backend {
     });
     sub.on('error', (err: Error) => this.redisError(err));
     sub.on('message', () => scheduler.wake());
+    // A wake-up published before the subscription took effect would be missed: look once more
+    // as soon as it has (and after every reconnect, which re-subscribes).
+    sub.on('ready', () => scheduler.wake());
     sub
       .subscribe(this.keys.wake)
+      .then(() => scheduler.wake())
       .catch((err: unknown) => this.log.warn({ err: String(err) }, 'wake subscription failed'));
     this.sub = sub;
     const interval = this.opts.reaperIntervalMs ?? 30_000;
