@@ -82,6 +82,8 @@ describeServices('distributed backend: recovery', () => {
   it('the reaper reschedules a session whose ready-queue entry was lost', async () => {
     const { backend, prefix } = await makeBackend({ reaperIntervalMs: 0 });
     const key = newKey();
+    // Start the scheduler (and its start-up reap) before the loss, so only the forced reap can find it.
+    expect(await backend.nextReady(AbortSignal.timeout(200))).toBeNull();
     await backend.ingest({ messages: [text(key, 'hi')], statuses: [] });
     // Simulate a crash between the intake script and its follow-up ZADD.
     const keys = new Keys(prefix);
