@@ -5,6 +5,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Backend, LeaseGrant } from '../backends/types.ts';
@@ -59,6 +60,8 @@ export class Engine {
   constructor(private readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
     this.workerId = o.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    // Every worker loop and every session in hand listens to this one signal.
+    setMaxListeners(0, this.abort.signal);
   }
 
   /** Starts `concurrency` worker loops. */
@@ -108,11 +111,12 @@ export class Engine {
     this.o.metrics.lockWait.observe((this.now() - waitStart) / 1000);
     const held = this.hold(lease);
     try {
+      // Sending stops waiting out backoffs on shutdown too: unsent replies are resent later.
+      const sending = AbortSignal.any([held.signal, this.abort.signal]);
       for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
-        if (!(await this.runBatch(lease, held.signal))) break;
+        if (!(await this.runBatch(lease, held.signal, sending))) break;
       }
-      // On shutdown, stop waiting out send backoffs: unsent replies are resent after restart.
-      await this.flushOutbox(lease, AbortSignal.any([held.signal, this.abort.signal]));
+      await this.flushOutbox(lease, sending);
     } catch (err) {
       if (err instanceof FencedError || err instanceof VersionConflictError) {
         logger.warn(
@@ -148,7 +152,7 @@ export class Engine {
   }
 
   /** Runs one batch. Returns false when there was nothing due. */
-  private async runBatch(lease: LeaseGrant, signal: AbortSignal): Promise<boolean> {
+  private async runBatch(lease: LeaseGrant, signal: AbortSignal, sending: AbortSignal): Promise<boolean> {
     const { backend, metrics } = this.o;
     const pending = await backend.pending(lease, MAX_BATCH);
     const first = pending[0];
@@ -190,7 +194,7 @@ export class Engine {
       if (r.kind === 'late') metrics.late.inc(r.message_ids.length);
       if (r.kind === 'stale_input') metrics.stale.inc();
     }
-    await this.flushOutbox(lease, signal);
+    await this.flushOutbox(lease, sending);
     return true;
   }
 

@@ -88,3 +88,24 @@ describe('outbox', () => {
     await backend.close();
   });
 });
+
+describe('graceful shutdown', () => {
+  it('stops waiting out a send backoff, releases the baton and leaves the reply unsent for later', async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    let attempted!: () => void;
+    const firstAttempt = new Promise<void>((r) => (attempted = r));
+    const engine = engineFor(backend, async () => {
+      attempted();
+      throw new SendError('HTTP 429', { retryable: true, httpStatus: 429, retryAfterMs: 60_000 });
+    });
+    engine.start(2);
+    await backend.ingest({ messages: [hi], statuses: [] });
+    await firstAttempt;
+    await engine.stop(); // would hang for the 60 s Retry-After if shutdown waited it out
+    expect((await backend.unsent(key)).map((o) => o.status)).toEqual(['pending']);
+    expect((await backend.stats()).locksHeld).toBe(0);
+    expect((await backend.load(key))!.version).toBe(1);
+    await backend.close();
+  }, 10_000);
+});
