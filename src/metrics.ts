@@ -4,65 +4,58 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Buckets of the latency histograms, seconds. */
+const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5];
+
 export class Metrics {
   readonly registry = new Registry();
-  readonly webhooks = new Counter({
-    name: 'baton_webhooks_total',
-    help: 'Webhook POSTs by provider and outcome',
-    labelNames: ['provider', 'outcome'] as const,
-    registers: [this.registry],
-  });
-  readonly messages = new Counter({
-    name: 'baton_messages_total',
-    help: 'Inbound messages by outcome (transition kind, duplicate, dead_letter)',
-    labelNames: ['outcome'] as const,
-    registers: [this.registry],
-  });
-  readonly queueDepth = new Gauge({
-    name: 'baton_queue_depth',
-    help: 'Messages stored and not yet processed',
-    registers: [this.registry],
-  });
-  readonly oldestPending = new Gauge({
-    name: 'baton_oldest_pending_seconds',
-    help: 'Age of the oldest unprocessed message',
-    registers: [this.registry],
-  });
-  readonly lockWait = new Histogram({
-    name: 'baton_lock_wait_seconds',
-    help: 'Time from a session being due to its lease being granted',
-    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
-    registers: [this.registry],
-  });
-  readonly batch = new Histogram({
-    name: 'baton_batch_seconds',
-    help: 'Time to run and commit one batch',
-    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
-    registers: [this.registry],
-  });
-  readonly outbound = new Counter({
-    name: 'baton_outbound_total',
-    help: 'Outbound sends by outcome (sent, retry, failed)',
-    labelNames: ['outcome'] as const,
-    registers: [this.registry],
-  });
-  readonly late = new Counter({
-    name: 'baton_late_messages_total',
-    help: 'Messages recorded as late',
-    registers: [this.registry],
-  });
-  readonly stale = new Counter({
-    name: 'baton_stale_inputs_total',
-    help: 'Taps on buttons of another step or an earlier visit',
-    registers: [this.registry],
-  });
-  readonly duplicates = new Counter({
-    name: 'baton_duplicates_total',
-    help: 'Redelivered messages recognised by id',
-    registers: [this.registry],
-  });
+  readonly webhooks = this.#counter('baton_webhooks_total', 'Webhook POSTs by provider and outcome', [
+    'provider',
+    'outcome',
+  ]);
+  readonly messages = this.#counter(
+    'baton_messages_total',
+    'Inbound messages by outcome (transition kind, duplicate, dead_letter)',
+    ['outcome'],
+  );
+  readonly queueDepth = this.#gauge('baton_queue_depth', 'Messages stored and not yet processed');
+  readonly oldestPending = this.#gauge(
+    'baton_oldest_pending_seconds',
+    'Age of the oldest unprocessed message',
+  );
+  readonly lockWait = this.#histogram(
+    'baton_lock_wait_seconds',
+    'Time from a session being due to its lease being granted',
+  );
+  readonly batch = this.#histogram('baton_batch_seconds', 'Time to run and commit one batch');
+  readonly outbound = this.#counter(
+    'baton_outbound_total',
+    'Outbound sends by outcome (sent, retry, failed)',
+    ['outcome'],
+  );
+  readonly late = this.#counter('baton_late_messages_total', 'Messages recorded as late');
+  readonly stale = this.#counter(
+    'baton_stale_inputs_total',
+    'Taps on buttons of another step or an earlier visit',
+  );
+  readonly duplicates = this.#counter('baton_duplicates_total', 'Redelivered messages recognised by id');
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'baton_process_' });
+  }
+
+  /** A counter in this instance's registry. */
+  #counter<T extends string = string>(name: string, help: string, labelNames: readonly T[] = []): Counter<T> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  /** A gauge in this instance's registry. */
+  #gauge(name: string, help: string): Gauge {
+    return new Gauge({ name, help, registers: [this.registry] });
+  }
+
+  /** A latency histogram ({@link LATENCY_BUCKETS}) in this instance's registry. */
+  #histogram(name: string, help: string): Histogram {
+    return new Histogram({ name, help, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   }
 }
