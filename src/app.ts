@@ -138,7 +138,6 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     adminToken,
     flows,
     resetSession: (key) => engine.adminReset(key),
-    workers: () => (roles.worker ? 1 : 0),
     messagesPerSecond: () => {
       const cutoff = Date.now() - 60_000;
       while (recent.length > 0 && recent[0]! < cutoff) recent.shift();

@@ -16,8 +16,6 @@ export interface AdminDeps {
   readonly flows: ReadonlyMap<string, Flow>;
   /** Resets a session under its lease (records `admin_reset`). */
   readonly resetSession: (key: SessionKey) => Promise<SessionSnapshot | null>;
-  /** Worker processes known to this instance. */
-  readonly workers: () => number;
   /** Inbound messages per second over the last minute. */
   readonly messagesPerSecond: () => number;
 }
@@ -108,7 +106,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
           oldest_pending_ms: s.oldestPendingMs,
           locks_held: s.locksHeld,
           dead_letters: s.deadLetters,
-          workers: deps.workers(),
+          workers: s.workers,
           messages_per_s: deps.messagesPerSecond(),
         };
       });

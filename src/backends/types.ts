@@ -69,6 +69,8 @@ export interface BackendStats {
   readonly oldestPendingMs: number;
   readonly locksHeld: number;
   readonly deadLetters: number;
+  /** Worker processes (engines) that sent a heartbeat within their TTL. */
+  readonly workers: number;
 }
 
 export interface Backend {
@@ -141,4 +143,8 @@ export interface Backend {
   /** Re-stores a dead-lettered inbound message as pending (outbound: as unsent). */
   replayDeadLetter(id: string): Promise<boolean>;
   stats(): Promise<BackendStats>;
+  /** A worker says it is alive, for `ttlMs`; `stats().workers` counts the live ones. */
+  heartbeat(workerId: string, ttlMs: number): Promise<void>;
+  /** A worker stopping says goodbye. */
+  removeWorker(workerId: string): Promise<void>;
 }

@@ -48,6 +48,9 @@ export interface EngineOptions {
   readonly sendBackoffMs?: number;
 }
 
+/** A worker not heard from for this long is no longer counted. */
+const HEARTBEAT_TTL_MS = 15_000;
+
 /** Most messages one batch takes from a mailbox. */
 const MAX_BATCH = 500;
 
@@ -56,6 +59,7 @@ export class Engine {
   private readonly now: () => number;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
+  private heartbeat: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
@@ -64,8 +68,16 @@ export class Engine {
     setMaxListeners(0, this.abort.signal);
   }
 
-  /** Starts `concurrency` worker loops. */
+  /** Starts `concurrency` worker loops, and a heartbeat that `stats().workers` counts. */
   start(concurrency = 4): void {
+    const beat = (): void => {
+      this.o.backend
+        .heartbeat(this.workerId, HEARTBEAT_TTL_MS)
+        .catch((err: unknown) => this.o.logger.warn({ err }, 'worker heartbeat failed'));
+    };
+    beat();
+    this.heartbeat = setInterval(beat, HEARTBEAT_TTL_MS / 3);
+    this.heartbeat.unref();
     for (let i = 0; i < concurrency; i += 1) this.loops.push(this.loop());
   }
 
@@ -74,6 +86,11 @@ export class Engine {
     this.abort.abort();
     await Promise.all(this.loops);
     this.loops = [];
+    if (this.heartbeat) {
+      clearInterval(this.heartbeat);
+      this.heartbeat = null;
+      await this.o.backend.removeWorker(this.workerId).catch(() => undefined);
+    }
   }
 
   private async loop(): Promise<void> {

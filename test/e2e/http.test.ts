@@ -155,6 +155,19 @@ describe('health, readiness, metrics, admin auth', () => {
     expect((await h.admin(`/sessions/${u}?channel=222`)).status).toBe(200);
   });
 
+  it('reports stats, counting this process’s worker by its heartbeat', async () => {
+    const r = await h.admin('/stats');
+    expect(r.status).toBe(200);
+    expect(await r.json()).toMatchObject({
+      queue_depth: expect.any(Number),
+      oldest_pending_ms: expect.any(Number),
+      locks_held: expect.any(Number),
+      dead_letters: expect.any(Number),
+      workers: 1,
+      messages_per_s: expect.any(Number),
+    });
+  });
+
   it('serves the flow map as Mermaid', async () => {
     const r = await h.admin('/flows/order/graph');
     expect(await r.text()).toContain('confirm_order --> completed');

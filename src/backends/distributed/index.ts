@@ -1139,11 +1139,29 @@ export class DistributedBackend implements Backend {
       if (count! > 0) oldest = Math.min(oldest, storedAt!);
       locksHeld += locked!;
     }
+    const now = this.now();
+    const workers = await this.r('stats', () => this.redis.zcount(this.keys.workers, `(${now}`, '+inf'));
     return {
       queueDepth,
-      oldestPendingMs: oldest === Infinity ? 0 : Math.max(0, this.now() - oldest),
+      oldestPendingMs: oldest === Infinity ? 0 : Math.max(0, now - oldest),
       locksHeld,
       deadLetters: await this.pg.countDeadLetters(),
+      workers,
     };
+  }
+
+  async heartbeat(workerId: string, ttlMs: number): Promise<void> {
+    const now = this.now();
+    await this.r('heartbeat', () =>
+      this.redis
+        .multi()
+        .zadd(this.keys.workers, now + ttlMs, workerId)
+        .zremrangebyscore(this.keys.workers, '-inf', now)
+        .exec(),
+    );
+  }
+
+  async removeWorker(workerId: string): Promise<void> {
+    await this.r('removeWorker', () => this.redis.zrem(this.keys.workers, workerId));
   }
 }

@@ -64,6 +64,8 @@ export class Keys {
   readonly flush: string;
   /** STRING lock of the periodic reaper. */
   readonly reaper: string;
+  /** ZSET worker id by heartbeat expiry (epoch ms). */
+  readonly workers: string;
 
   constructor(prefix: string) {
     if (!/^[\w.:-]+$/.test(prefix)) throw new Error(`invalid Redis key prefix "${prefix}"`);
@@ -72,6 +74,7 @@ export class Keys {
     this.wake = `${prefix}:wake`;
     this.flush = `${prefix}:flush`;
     this.reaper = `${prefix}:reaper`;
+    this.workers = `${prefix}:workers`;
   }
 
   /** The member string of a session, as stored in the ready queue and the flush stream. */

@@ -70,6 +70,8 @@ export class EmbeddedBackend implements Backend {
   private readonly now: () => number;
   private readonly due: DueQueue;
   private readonly leases = new Map<string, Lease>();
+  /** Worker id -> heartbeat expiry, epoch ms. */
+  private readonly workerBeats = new Map<string, number>();
   private fenceCounter = 0;
   private seq = 0;
   private writes: PendingWrite[] = [];
@@ -585,6 +587,15 @@ export class EmbeddedBackend implements Backend {
       oldestPendingMs: p.first === null ? 0 : Math.max(0, now - p.first),
       locksHeld: locks,
       deadLetters: d.n,
+      workers: [...this.workerBeats.values()].filter((until) => until > now).length,
     };
+  }
+
+  async heartbeat(workerId: string, ttlMs: number): Promise<void> {
+    this.workerBeats.set(workerId, this.now() + ttlMs);
+  }
+
+  async removeWorker(workerId: string): Promise<void> {
+    this.workerBeats.delete(workerId);
   }
 }

@@ -1,0 +1,78 @@
+/**
+ * Worker heartbeats, on both backends: `stats().workers` counts workers heard from within
+ * their TTL, and forgets one that says goodbye or goes silent.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { DistributedBackend } from '../../src/backends/distributed/index.ts';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import type { Backend } from '../../src/backends/types.ts';
+import { DATABASE_URL, distributedServicesUp, REDIS_URL, uniqueName } from '../support/services.ts';
+
+const up = await distributedServicesUp('worker heartbeats (distributed)');
+
+async function check(b: Backend, clock: { t: number }): Promise<void> {
+  await b.init();
+  try {
+    expect((await b.stats()).workers).toBe(0);
+    await b.heartbeat('w1', 10_000);
+    await b.heartbeat('w2', 10_000);
+    await b.heartbeat('w2', 10_000);
+    expect((await b.stats()).workers).toBe(2);
+    await b.removeWorker('w1');
+    expect((await b.stats()).workers).toBe(1);
+    clock.t += 10_001; // w2 went silent
+    expect((await b.stats()).workers).toBe(0);
+  } finally {
+    await b.close();
+  }
+}
+
+describe('worker heartbeats', () => {
+  it('embedded', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-hb-'));
+    const clock = { t: Date.now() };
+    try {
+      await check(
+        new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 60, now: () => clock.t }),
+        clock,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!up)('distributed', async () => {
+    const prefix = uniqueName('hb');
+    const schema = uniqueName('hb');
+    const clock = { t: Date.now() };
+    try {
+      await check(
+        new DistributedBackend({
+          redisUrl: REDIS_URL,
+          databaseUrl: DATABASE_URL,
+          bufferMs: 0,
+          dedupeTtlSec: 60,
+          syncMode: 'write-through',
+          prefix,
+          schema,
+          now: () => clock.t,
+        }),
+        clock,
+      );
+    } finally {
+      const r = new Redis(REDIS_URL);
+      const keys = await r.keys(`${prefix}*`);
+      if (keys.length > 0) await r.del(...keys);
+      r.disconnect();
+      const c = new pg.Client({ connectionString: DATABASE_URL });
+      await c.connect();
+      await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await c.end();
+    }
+  });
+});
