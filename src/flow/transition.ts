@@ -214,7 +214,12 @@ class BatchRun {
           ids.push(n.id);
           this.touch(n);
         }
-        input = { type: 'text', text: texts.join(' ').replace(/\s+/g, ' ').trim(), messageIds: ids };
+        // Joined by one space, each part trimmed: line breaks inside a part (an address) stay.
+        const joined = texts
+          .map((t) => t.trim())
+          .filter((t) => t !== '')
+          .join(' ');
+        input = { type: 'text', text: joined, messageIds: ids };
         valid = step.accepts === 'text' || step.accepts === 'any';
       } else {
         input = { type: 'other', content: m.content, messageIds: [m.id] };

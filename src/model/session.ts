@@ -167,7 +167,7 @@ export function toSessionView(s: SessionSnapshot): SessionView {
       last_message_id: s.lastMessageId,
       retry_count: s.retryCount,
       needs_agent: s.needsAgent,
-      created_at: new Date(s.createdAt).toISOString(),
+      created_at: new Date(s.createdAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
     },
   };
 }

@@ -44,7 +44,7 @@ describe('the order flow, end to end', () => {
     expect(namePrompt!.body.messaging_product).toBe('whatsapp');
     expect(namePrompt!.headers.authorization).toBe('Bearer test-access-token');
 
-    const [productPrompt] = await step(text(waId, '  Jane   Smith ', T0 + 1), 2);
+    const [productPrompt] = await step(text(waId, '  Jane Smith ', T0 + 1), 2);
     expect(productPrompt!.body.interactive?.action?.buttons?.map((b) => b.reply.id)).toEqual([
       'sku_550e',
       'sku_551a',

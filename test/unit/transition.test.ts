@@ -80,6 +80,12 @@ describe('transition (pure)', () => {
     expect(r.records[0]!.message_ids).toHaveLength(2);
   });
 
+  it('keeps line breaks inside one text (an address) while joining parts by one space', () => {
+    const s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101), tap('sku_550e', 102)).snapshot;
+    const r = run(s, txt('1 Main St\nSpringfield ', 103), txt(' Apt 4', 103));
+    expect(r.snapshot.data).toMatchObject({ shipping_address: '1 Main St\nSpringfield Apt 4' });
+  });
+
   it('records late messages without applying them; equal timestamps are not late', () => {
     const s1 = run(null, txt('hi', 100)).snapshot;
     const r = run(s1, txt('old', 99), txt('Jane', 100));
