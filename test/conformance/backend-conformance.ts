@@ -12,152 +12,25 @@
  * the caller's business (an `afterEach` in the test file runs after the suite's).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Backend, BatchCommit, LeaseGrant } from '../../src/backends/types.ts';
+import type { Backend, LeaseGrant } from '../../src/backends/types.ts';
 import { FencedError, VersionConflictError } from '../../src/errors.ts';
-import type { InboundMessage, SessionKey, StatusUpdate } from '../../src/model/message.ts';
+import type { SessionKey } from '../../src/model/message.ts';
+import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../../src/model/session.ts';
 import {
-  SNAPSHOT_FORMAT,
-  type DeadLetter,
-  type OutboundRecord,
-  type SessionSnapshot,
-  type TransitionKind,
-  type TransitionRecord,
-} from '../../src/model/session.ts';
+  batch,
+  eventually,
+  newKey,
+  outbound,
+  record,
+  sleep,
+  snapshot,
+  status,
+  text,
+  uid,
+} from '../distributed/fixtures.ts';
 
 /** The buffer window the factory must give the backend, ms. */
 export const CONFORMANCE_BUFFER_MS = 50;
-
-let counter = 0;
-function uid(): string {
-  return `${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** A session key no other test uses. */
-function newKey(channel = '106540352242922'): SessionKey {
-  return { channel, user: `1555${Math.floor(Math.random() * 1e9)}${counter++}` };
-}
-
-function text(key: SessionKey, body: string, timestamp = 1_750_000_000): InboundMessage {
-  return {
-    channel: key.channel,
-    user: key.user,
-    id: `wamid.${uid()}`,
-    provider: 'cloud-api',
-    waId: key.user,
-    timestamp,
-    content: { type: 'text', body },
-  };
-}
-
-function snapshot(key: SessionKey, version: number, extra: Partial<SessionSnapshot> = {}): SessionSnapshot {
-  return {
-    format: SNAPSHOT_FORMAT,
-    channel: key.channel,
-    user: key.user,
-    flow: 'order',
-    flowVersion: 1,
-    step: 'ask_name',
-    data: {},
-    version,
-    visitVersion: version,
-    lastInteraction: 1_750_000_000,
-    lastMessageId: null,
-    retryCount: 0,
-    needsAgent: false,
-    createdAt: 1_750_000_000_000,
-    outboundSeq: 0,
-    waId: key.user,
-    ...extra,
-  };
-}
-
-function record(
-  lease: LeaseGrant,
-  version: number,
-  kind: TransitionKind,
-  messageIds: string[],
-  from: string | null = null,
-  to: string | null = 'ask_name',
-): TransitionRecord {
-  return {
-    version,
-    from_step: from,
-    to_step: to,
-    kind,
-    message_ids: messageIds,
-    at: '2025-06-15T12:00:00Z',
-    worker: lease.holder,
-    fencing_token: lease.fence,
-  };
-}
-
-function outbound(key: SessionKey, version: number, n: number, seq: number, isPrompt = true): OutboundRecord {
-  return {
-    channel: key.channel,
-    user: key.user,
-    id: `${key.channel}:${key.user}:${version}:${n}`,
-    seq,
-    flow: 'order',
-    step: 'ask_name',
-    version,
-    to: key.user,
-    body: { type: 'text', text: `prompt ${n}` },
-    callbackData: `baton:order:ask_name:${version}`,
-    isPrompt,
-    status: 'pending',
-    attempts: 0,
-    createdAt: 1_750_000_000_000 + n,
-  };
-}
-
-function batch(
-  key: SessionKey,
-  expectedVersion: number,
-  version: number,
-  part: Partial<BatchCommit> = {},
-): BatchCommit {
-  return {
-    expectedVersion,
-    snapshot: snapshot(key, version),
-    records: [],
-    outbound: [],
-    consumed: [],
-    deadLetters: [],
-    ...part,
-  };
-}
-
-function status(
-  key: SessionKey,
-  messageId: string,
-  s: StatusUpdate['status'],
-  extra: Partial<StatusUpdate> = {},
-): StatusUpdate {
-  return {
-    provider: 'cloud-api',
-    channel: key.channel,
-    messageId,
-    status: s,
-    timestamp: 1_750_000_100,
-    recipient: key.user,
-    ...extra,
-  };
-}
-
-/** Polls `fn` until it returns a non-null value (an event), or fails after `timeoutMs`. */
-async function eventually<T>(fn: () => Promise<T | null>, timeoutMs = 5000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 export function describeBackendConformance(name: string, make: () => Promise<Backend>): void {
   describe(`Backend conformance: ${name}`, () => {

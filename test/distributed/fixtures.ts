@@ -1,38 +1,45 @@
 /**
- * Builders for backend-level tests: messages, snapshots, records and batches.
+ * Builders for backend-level tests (the conformance suite and the distributed suites):
+ * session keys, messages, snapshots, records, batches and statuses, plus polling.
  */
 import type { BatchCommit, LeaseGrant } from '../../src/backends/types.ts';
-import type { InboundMessage, SessionKey } from '../../src/model/message.ts';
+import type { InboundMessage, SessionKey, StatusUpdate } from '../../src/model/message.ts';
 import {
   SNAPSHOT_FORMAT,
   type OutboundRecord,
   type SessionSnapshot,
+  type TransitionKind,
   type TransitionRecord,
 } from '../../src/model/session.ts';
 
-let n = 0;
+let counter = 0;
 
 export function uid(): string {
-  return `${Date.now().toString(36)}${(n++).toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  return `${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 }
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** A session key no other test uses. */
 export function newKey(channel = '106540352242922'): SessionKey {
-  return { channel, user: `1777${Math.floor(Math.random() * 1e9)}${n++}` };
+  return { channel, user: `1555${Math.floor(Math.random() * 1e9)}${counter++}` };
 }
 
-export function text(
-  key: SessionKey,
-  body: string,
-  id = `wamid.${uid()}`,
-  timestamp = 1_750_000_000,
-): InboundMessage {
-  return { ...key, id, provider: 'cloud-api', waId: key.user, timestamp, content: { type: 'text', body } };
+export function text(key: SessionKey, body: string, timestamp = 1_750_000_000): InboundMessage {
+  return {
+    channel: key.channel,
+    user: key.user,
+    id: `wamid.${uid()}`,
+    provider: 'cloud-api',
+    waId: key.user,
+    timestamp,
+    content: { type: 'text', body },
+  };
 }
 
+/** `key` may be a lease: only its channel and user are taken. */
 export function snapshot(
   key: SessionKey,
   version: number,
@@ -40,7 +47,8 @@ export function snapshot(
 ): SessionSnapshot {
   return {
     format: SNAPSHOT_FORMAT,
-    ...key,
+    channel: key.channel,
+    user: key.user,
     flow: 'order',
     flowVersion: 1,
     step: 'ask_name',
@@ -58,12 +66,19 @@ export function snapshot(
   };
 }
 
-export function record(lease: LeaseGrant, version: number, messageIds: string[]): TransitionRecord {
+export function record(
+  lease: LeaseGrant,
+  version: number,
+  kind: TransitionKind,
+  messageIds: string[],
+  from: string | null = null,
+  to: string | null = 'ask_name',
+): TransitionRecord {
   return {
     version,
-    from_step: version === 1 ? null : 'ask_name',
-    to_step: 'ask_name',
-    kind: 'advance',
+    from_step: from,
+    to_step: to,
+    kind,
     message_ids: messageIds,
     at: '2025-06-15T12:00:00Z',
     worker: lease.holder,
@@ -71,25 +86,51 @@ export function record(lease: LeaseGrant, version: number, messageIds: string[])
   };
 }
 
-export function outbound(key: SessionKey, version: number, i: number): OutboundRecord {
+/** The `n`th reply of `version` (by default `seq` = version * 10 + n). */
+export function outbound(
+  key: SessionKey,
+  version: number,
+  n: number,
+  seq = version * 10 + n,
+  isPrompt = true,
+): OutboundRecord {
   return {
-    ...key,
-    id: `${key.channel}:${key.user}:${version}:${i}`,
-    seq: version * 10 + i,
+    channel: key.channel,
+    user: key.user,
+    id: `${key.channel}:${key.user}:${version}:${n}`,
+    seq,
     flow: 'order',
     step: 'ask_name',
     version,
     to: key.user,
-    body: { type: 'text', text: `reply ${version}.${i}` },
+    body: { type: 'text', text: `prompt ${n}` },
     callbackData: `baton:order:ask_name:${version}`,
-    isPrompt: true,
+    isPrompt,
     status: 'pending',
     attempts: 0,
-    createdAt: 1_750_000_000_000,
+    createdAt: 1_750_000_000_000 + n,
   };
 }
 
-/** The next batch of a session: version + 1, consuming `consumed`, one record. */
+/** A batch taking `key` from `expectedVersion` to `version`, with nothing in it but `part`. */
+export function batch(
+  key: SessionKey,
+  expectedVersion: number,
+  version: number,
+  part: Partial<BatchCommit> = {},
+): BatchCommit {
+  return {
+    expectedVersion,
+    snapshot: snapshot(key, version),
+    records: [],
+    outbound: [],
+    consumed: [],
+    deadLetters: [],
+    ...part,
+  };
+}
+
+/** The next batch of a session: version + 1, consuming `consumed`, one `advance` record. */
 export function nextBatch(
   lease: LeaseGrant,
   expectedVersion: number,
@@ -97,18 +138,32 @@ export function nextBatch(
   part: Partial<BatchCommit> = {},
 ): BatchCommit {
   const version = expectedVersion + 1;
-  return {
-    expectedVersion,
-    snapshot: snapshot(lease, version),
-    records: [record(lease, version, consumed)],
-    outbound: [],
+  const from = version === 1 ? null : 'ask_name';
+  return batch(lease, expectedVersion, version, {
+    records: [record(lease, version, 'advance', consumed, from)],
     consumed,
-    deadLetters: [],
     ...part,
+  });
+}
+
+export function status(
+  key: SessionKey,
+  messageId: string,
+  s: StatusUpdate['status'],
+  extra: Partial<StatusUpdate> = {},
+): StatusUpdate {
+  return {
+    provider: 'cloud-api',
+    channel: key.channel,
+    messageId,
+    status: s,
+    timestamp: 1_750_000_100,
+    recipient: key.user,
+    ...extra,
   };
 }
 
-/** Polls until `fn` returns non-null. */
+/** Polls `fn` until it returns a non-null value, or fails after `timeoutMs`. */
 export async function eventually<T>(
   fn: () => Promise<T | null>,
   timeoutMs = 10_000,
