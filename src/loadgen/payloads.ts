@@ -51,9 +51,11 @@ export function buttonTap(
   };
 }
 
-/** One webhook body carrying `messages` (all from the same business number). */
-export function webhookBody(channel: Channel, messages: readonly CloudMessage[]): Record<string, unknown> {
-  const users = [...new Set(messages.map((m) => m.from))];
+/**
+ * A webhook body with one `messages` change from `channel`: the envelope, the change's
+ * `messaging_product` and `metadata`, then `fields` (`contacts` and `messages`, or `statuses`).
+ */
+export function cloudWebhook(channel: Channel, fields: Record<string, unknown>): Record<string, unknown> {
   return {
     object: 'whatsapp_business_account',
     entry: [
@@ -68,12 +70,28 @@ export function webhookBody(channel: Channel, messages: readonly CloudMessage[])
                 display_phone_number: channel.displayPhone,
                 phone_number_id: channel.phoneNumberId,
               },
-              contacts: users.map((u) => ({ profile: { name: 'Load User' }, wa_id: u })),
-              messages,
+              ...fields,
             },
           },
         ],
       },
     ],
   };
+}
+
+/**
+ * One webhook body carrying `messages` (all from the same business number), each sender with
+ * a `contacts` entry whose profile name is `contactName`. The messages go in as they are: only
+ * their `from` is read.
+ */
+export function webhookBody(
+  channel: Channel,
+  messages: readonly Pick<CloudMessage, 'from'>[],
+  contactName = 'Load User',
+): Record<string, unknown> {
+  const users = [...new Set(messages.map((m) => m.from))];
+  return cloudWebhook(channel, {
+    contacts: users.map((u) => ({ profile: { name: contactName }, wa_id: u })),
+    messages,
+  });
 }

@@ -1,10 +1,18 @@
 /**
- * Builders of Cloud API webhook bodies, shaped like the real ones in shared/fixtures.
+ * Builders of Cloud API webhook bodies, shaped like the real ones in shared/fixtures. The
+ * envelope, text messages and button taps are the load generator's (src/loadgen/payloads.ts).
  */
 import { randomBytes } from 'node:crypto';
+import {
+  buttonTap,
+  cloudWebhook,
+  DEFAULT_CHANNEL,
+  textMessage,
+  webhookBody,
+} from '../../src/loadgen/payloads.ts';
 
-export const PHONE_ID = '106540352242922';
-export const DISPLAY_PHONE = '15550001111';
+export const PHONE_ID = DEFAULT_CHANNEL.phoneNumberId;
+export const DISPLAY_PHONE = DEFAULT_CHANNEL.displayPhone;
 
 let counter = 0;
 /** A fresh, unique wamid. */
@@ -21,8 +29,10 @@ export interface Msg {
   [k: string]: unknown;
 }
 
+// The load generator's builders return an interface, which has no index signature: spread into a Msg.
+
 export function text(from: string, body: string, ts: number, id = wamid()): Msg {
-  return { from, id, timestamp: String(ts), type: 'text', text: { body } };
+  return { ...textMessage(from, id, ts, body) };
 }
 
 export function button(
@@ -33,14 +43,8 @@ export function button(
   contextId?: string,
   id = wamid(),
 ): Msg {
-  return {
-    ...(contextId ? { context: { from: DISPLAY_PHONE, id: contextId } } : {}),
-    from,
-    id,
-    timestamp: String(ts),
-    type: 'interactive',
-    interactive: { type: 'button_reply', button_reply: { id: replyId, title } },
-  };
+  // An empty `contextId` counts as none.
+  return { ...buttonTap(DEFAULT_CHANNEL, from, id, ts, { id: replyId, title }, contextId || undefined) };
 }
 
 export function reaction(from: string, messageId: string, ts: number, id = wamid()): Msg {
@@ -65,26 +69,7 @@ export function image(from: string, ts: number, id = wamid()): Msg {
 
 /** One webhook body carrying `messages` (each user gets a contacts entry). */
 export function webhook(messages: Msg[], phoneNumberId = PHONE_ID): Record<string, unknown> {
-  const users = [...new Set(messages.map((m) => m.from))];
-  return {
-    object: 'whatsapp_business_account',
-    entry: [
-      {
-        id: '102290129340398',
-        changes: [
-          {
-            field: 'messages',
-            value: {
-              messaging_product: 'whatsapp',
-              metadata: { display_phone_number: DISPLAY_PHONE, phone_number_id: phoneNumberId },
-              contacts: users.map((u) => ({ profile: { name: 'Test User' }, wa_id: u })),
-              messages,
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return webhookBody({ phoneNumberId, displayPhone: DISPLAY_PHONE }, messages, 'Test User');
 }
 
 /** A status webhook for an outbound message. */
@@ -94,22 +79,7 @@ export function statusWebhook(
   recipient: string,
   ts: number,
 ): Record<string, unknown> {
-  return {
-    object: 'whatsapp_business_account',
-    entry: [
-      {
-        id: '102290129340398',
-        changes: [
-          {
-            field: 'messages',
-            value: {
-              messaging_product: 'whatsapp',
-              metadata: { display_phone_number: DISPLAY_PHONE, phone_number_id: PHONE_ID },
-              statuses: [{ id: outboundId, status, timestamp: String(ts), recipient_id: recipient }],
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return cloudWebhook(DEFAULT_CHANNEL, {
+    statuses: [{ id: outboundId, status, timestamp: String(ts), recipient_id: recipient }],
+  });
 }
