@@ -3,7 +3,7 @@
  * in both sync modes.
  */
 import { makeBackend, useCleanup } from '../distributed/harness.ts';
-import { describeServices } from '../distributed/services.ts';
+import { describeServices } from '../support/services.ts';
 import { CONFORMANCE_BUFFER_MS, describeBackendConformance } from './backend-conformance.ts';
 
 describeServices('distributed backend', () => {

@@ -3,7 +3,7 @@
  */
 import { afterEach } from 'vitest';
 import { DistributedBackend, type DistributedBackendOptions } from '../../src/backends/distributed/index.ts';
-import { DATABASE_URL, REDIS_URL, dropIsolation, isolation, memoryLogger } from './services.ts';
+import { DATABASE_URL, REDIS_URL, dropIsolation, isolation, memoryLogger } from '../support/services.ts';
 
 type Overrides = Partial<DistributedBackendOptions>;
 

@@ -10,7 +10,7 @@ import type { CommitEntry } from '../../src/backends/distributed/journal.ts';
 import { PgStore } from '../../src/backends/distributed/pg-store.ts';
 import { eventually, newKey, nextBatch, snapshot, text, uid } from './fixtures.ts';
 import { makeBackend, useCleanup } from './harness.ts';
-import { DATABASE_URL, describeServices, pgQuery } from './services.ts';
+import { DATABASE_URL, describeServices, pgQuery } from '../support/services.ts';
 
 describeServices('distributed backend: races', () => {
   useCleanup();

@@ -11,7 +11,7 @@ import { StorageUnavailableError } from '../../src/errors.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
 import { eventually, newKey, nextBatch, outbound, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
-import { DATABASE_URL, REDIS_URL, describeServices, pgQuery } from './services.ts';
+import { DATABASE_URL, REDIS_URL, describeServices, pgQuery } from '../support/services.ts';
 
 async function deleteSessionKeys(prefix: string): Promise<number> {
   const r = new Redis(REDIS_URL);

@@ -13,7 +13,7 @@ import { StorageUnavailableError } from '../../src/errors.ts';
 import type { InboundMessage, SessionKey } from '../../src/model/message.ts';
 import { newKey, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
-import { describeServices } from './services.ts';
+import { describeServices } from '../support/services.ts';
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {

@@ -7,15 +7,19 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
 import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
-import { DATABASE_URL, distributedServicesUp, REDIS_URL, uniqueName } from '../support/services.ts';
+import {
+  DATABASE_URL,
+  distributedServicesUp,
+  dropIsolation,
+  REDIS_URL,
+  uniqueName,
+} from '../support/services.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
 
 const up = await distributedServicesUp('distributed process tests');
@@ -105,25 +109,9 @@ async function startCluster(
   return c;
 }
 
-async function cleanup(env: Record<string, string>): Promise<void> {
-  const redis = new Redis(env.REDIS_URL!, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${env.BATON_REDIS_PREFIX}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
-  } catch {
-    // a private Redis may be gone already
-  } finally {
-    redis.disconnect();
-  }
-  const client = new pg.Client({ connectionString: DATABASE_URL });
-  await client.connect();
-  await client.query(`DROP SCHEMA IF EXISTS "${env.BATON_PG_SCHEMA}" CASCADE`);
-  await client.end();
+/** Drops the cluster's keys (through `env.REDIS_URL`) and its schema. */
+function cleanup(env: Record<string, string>): Promise<void> {
+  return dropIsolation(env.BATON_REDIS_PREFIX!, env.BATON_PG_SCHEMA!, env.REDIS_URL);
 }
 
 function orderScript(u: string, ts = T0): Msg[] {
