@@ -3,73 +3,22 @@
  * pour in. Every acknowledged message must still be in its mailbox exactly once, scheduling
  * must resume, and fencing tokens must keep increasing across the restart.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { StorageUnavailableError } from '../../src/errors.ts';
 import type { InboundMessage, SessionKey } from '../../src/model/message.ts';
 import { newKey, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
+import { startPrivateRedis } from '../support/redis-server.ts';
 import { describeServices } from '../support/services.ts';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const args = [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'always',
-    ];
-    const p = spawn('redis-server', [...args, '--save', '', '--dir', dir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('Ready to accept connections')) resolve(p);
-    });
-    p.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
-  });
-}
-
-function killHard(p: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (p.exitCode !== null || p.signalCode !== null) return resolve();
-    p.once('exit', () => resolve());
-    process.kill(p.pid!, 'SIGKILL');
-  });
-}
 
 describeServices('distributed backend: Redis restart', () => {
   useCleanup();
 
   it('loses no acknowledged message when an AOF Redis is SIGKILLed and restarted mid-run', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-redis-'));
-    const port = await freePort();
-    let redis = await startRedis(port, dir);
-    afterThisTest(async () => {
-      await killHard(redis);
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const redis = await startPrivateRedis();
+    afterThisTest(() => redis.stop());
     const { backend, logger } = await makeBackend({
-      redisUrl: `redis://127.0.0.1:${port}`,
+      redisUrl: redis.url,
       commandTimeoutMs: 1000,
     });
     expect(logger.lines.filter((l) => l.msg.includes('DURABILITY'))).toEqual([]);
@@ -104,9 +53,9 @@ describeServices('distributed backend: Redis restart', () => {
     });
     const chaos = (async () => {
       while (ackedCount < (users.length * perUser) / 3) await sleep(5);
-      await killHard(redis);
+      await redis.kill();
       await sleep(300);
-      redis = await startRedis(port, dir);
+      await redis.restart();
     })();
     await Promise.all([...senders, chaos]);
 

@@ -3,16 +3,13 @@
  * machine's Redis and PostgreSQL, under concurrency, SIGKILL, a Redis restart and a PostgreSQL
  * outage. Every acknowledged message must end in its session's log and every user correct.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
 import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
+import { startPrivateRedis } from '../support/redis-server.ts';
 import {
   DATABASE_URL,
   distributedServicesUp,
@@ -245,37 +242,8 @@ describe.skipIf(!up)('distributed mode, real processes', () => {
   }, 120_000);
 
   it('keeps every acknowledged message when its own AOF Redis is SIGKILLed and restarted mid-run', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-redis-'));
-    const port = await freePort();
-    const startRedis = () =>
-      new Promise<ReturnType<typeof spawn>>((res, rej) => {
-        const p = spawn(
-          'redis-server',
-          [
-            '--port',
-            String(port),
-            '--bind',
-            '127.0.0.1',
-            '--appendonly',
-            'yes',
-            '--appendfsync',
-            'always',
-            '--save',
-            '',
-            '--dir',
-            dir,
-          ],
-          { stdio: ['ignore', 'pipe', 'pipe'] },
-        );
-        let out = '';
-        p.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          if (out.includes('Ready to accept connections')) res(p);
-        });
-        p.once('exit', (code) => rej(new Error(`redis-server exited ${code}: ${out}`)));
-      });
-    let redis = await startRedis();
-    const c = await startCluster(graph, { workers: 1, redisUrl: `redis://127.0.0.1:${port}` });
+    const redis = await startPrivateRedis();
+    const c = await startCluster(graph, { workers: 1, redisUrl: redis.url });
     try {
       const users = Array.from({ length: 10 }, (_, i) => `1666300${String(i).padStart(4, '0')}`);
       const scripts = new Map(users.map((u) => [u, orderScript(u)]));
@@ -290,18 +258,16 @@ describe.skipIf(!up)('distributed mode, real processes', () => {
           }),
         );
       await sendAll(0, 2);
-      redis.kill('SIGKILL');
-      await new Promise((r) => redis.once('exit', r));
+      await redis.kill();
       // While Redis is down, webhooks are refused (503), so Meta would retry them.
       expect(await c.post(text(users[0]!, 'refused?', T0 + 1))).toBe(503);
-      redis = await startRedis();
+      await redis.restart();
       await sendAll(2, 5);
       await expectAllCompleted(c, users, acked, 45_000);
     } finally {
       await c.stop();
-      redis.kill('SIGKILL');
+      await redis.stop();
       await cleanup({ ...c.env, REDIS_URL: REDIS_URL });
-      rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
 

@@ -1,0 +1,72 @@
+/**
+ * A Redis of a test's own, for tests that kill and restart it: `redis-server` on a free
+ * loopback port, in a fresh temporary directory, with the AOF on (fsync always) and RDB
+ * snapshots off, so a restart replays exactly what was acknowledged. Stopped by PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './procs.ts';
+
+/** A running private Redis. */
+export interface PrivateRedis {
+  readonly port: number;
+  /** `redis://127.0.0.1:<port>`. */
+  readonly url: string;
+  /** SIGKILLs the server by PID and waits for its exit (at once when it is not running). */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and directory: it replays its AOF. */
+  restart(): Promise<void>;
+  /** Kills it and removes its directory. */
+  stop(): Promise<void>;
+}
+
+/** Starts a private Redis and resolves once it accepts connections. */
+export async function startPrivateRedis(): Promise<PrivateRedis> {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-redis-'));
+  const port = await freePort();
+  let server: ChildProcess;
+  try {
+    server = await spawnRedis(port, dir);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    kill: () => killHard(server),
+    async restart() {
+      server = await spawnRedis(port, dir);
+    },
+    async stop() {
+      await killHard(server);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function spawnRedis(port: number, dir: string): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const args = ['--port', String(port), '--bind', '127.0.0.1'];
+    const durability = ['--appendonly', 'yes', '--appendfsync', 'always', '--save', ''];
+    const p = spawn('redis-server', [...args, ...durability, '--dir', dir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Ready to accept connections')) resolve(p);
+    });
+    p.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
+  });
+}
+
+function killHard(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (p.exitCode !== null || p.signalCode !== null) return resolve();
+    p.once('exit', () => resolve());
+    process.kill(p.pid!, 'SIGKILL');
+  });
+}
