@@ -18,6 +18,7 @@ import type {
   StatusUpdate,
   WebhookBatch,
 } from '../../model/message.ts';
+import { locationContent, mediaContent, reactionContent, unsupported } from '../content.ts';
 import type { JsonObject } from '../json.ts';
 import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
 
@@ -235,10 +236,6 @@ function typeName(raw: JsonObject): string {
   return str(raw, 'type') ?? 'unknown';
 }
 
-function unsupported(originalType: string, reason: string): MessageContent {
-  return { type: 'unsupported', originalType, reason };
-}
-
 /** Maps one message's type-named payload to normalised content. Never throws. */
 function readContent(raw: JsonObject): MessageContent {
   const type = typeName(raw);
@@ -267,15 +264,7 @@ function readContent(raw: JsonObject): MessageContent {
       if (latitude === undefined || longitude === undefined) {
         return unsupported(type, 'location lacks latitude or longitude');
       }
-      const name = str(payload, 'name');
-      const address = str(payload, 'address');
-      return {
-        type: 'location',
-        latitude,
-        longitude,
-        ...(name === undefined ? {} : { name }),
-        ...(address === undefined ? {} : { address }),
-      };
+      return locationContent(latitude, longitude, str(payload, 'name'), str(payload, 'address'));
     }
     case 'contacts': {
       const cards = arr(raw, 'contacts');
@@ -295,8 +284,7 @@ function readContent(raw: JsonObject): MessageContent {
       const messageId = str(payload, 'message_id');
       if (messageId === undefined) return unsupported(type, 'reaction has no message_id');
       // An omitted or empty emoji means the reaction was removed.
-      const emoji = str(payload, 'emoji');
-      return emoji === undefined ? { type: 'reaction', messageId } : { type: 'reaction', messageId, emoji };
+      return reactionContent(messageId, str(payload, 'emoji'));
     }
     case 'edit':
       return { type: 'edit' };
@@ -323,19 +311,12 @@ function readContent(raw: JsonObject): MessageContent {
 function readMedia(mediaType: MediaType, payload: JsonObject | undefined): MessageContent {
   const mediaId = str(payload, 'id');
   if (mediaId === undefined) return unsupported(mediaType, `${mediaType} has no media id`);
-  const mimeType = str(payload, 'mime_type');
-  const caption = str(payload, 'caption');
-  const url = str(payload, 'url');
-  const filename = str(payload, 'filename');
-  return {
-    type: 'media',
-    mediaType,
-    mediaId,
-    ...(mimeType === undefined ? {} : { mimeType }),
-    ...(caption === undefined ? {} : { caption }),
-    ...(url === undefined ? {} : { url }),
-    ...(filename === undefined ? {} : { filename }),
-  };
+  return mediaContent(mediaType, mediaId, {
+    mimeType: str(payload, 'mime_type'),
+    caption: str(payload, 'caption'),
+    url: str(payload, 'url'),
+    filename: str(payload, 'filename'),
+  });
 }
 
 function readInteractive(payload: JsonObject | undefined): MessageContent {

@@ -19,6 +19,7 @@ import type {
 } from '../../model/message.ts';
 import type { WebhookBatch } from '../../model/message.ts';
 import type { SkippedItem } from '../cloud-api/parse.ts';
+import { locationContent, mediaContent, reactionContent, unsupported } from '../content.ts';
 import type { JsonObject } from '../json.ts';
 import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
 
@@ -189,28 +190,17 @@ function contextIdOf(message: JsonObject | undefined): string | undefined {
   return undefined;
 }
 
-function unsupported(originalType: string, reason: string): MessageContent {
-  return { type: 'unsupported', originalType, reason };
-}
-
 function readContent(raw: JsonObject, message: JsonObject | undefined, id: string): MessageContent {
   for (const [field, mediaType] of MEDIA_KEYS) {
     const media = obj(message, field);
     if (media === undefined) continue;
-    const mimeType = str(media, 'mimetype');
-    const caption = str(media, 'caption');
-    const url = str(media, 'url');
-    const filename = str(media, 'fileName');
     // WASender media has no Graph-style id: decrypting it goes through the message's key id.
-    return {
-      type: 'media',
-      mediaType,
-      mediaId: id,
-      ...(mimeType === undefined ? {} : { mimeType }),
-      ...(caption === undefined ? {} : { caption }),
-      ...(url === undefined ? {} : { url }),
-      ...(filename === undefined ? {} : { filename }),
-    };
+    return mediaContent(mediaType, id, {
+      mimeType: str(media, 'mimetype'),
+      caption: str(media, 'caption'),
+      url: str(media, 'url'),
+      filename: str(media, 'fileName'),
+    });
   }
 
   const location = obj(message, 'locationMessage') ?? obj(message, 'liveLocationMessage');
@@ -220,15 +210,7 @@ function readContent(raw: JsonObject, message: JsonObject | undefined, id: strin
     if (latitude === undefined || longitude === undefined) {
       return unsupported('locationMessage', 'location lacks coordinates');
     }
-    const name = str(location, 'name');
-    const address = str(location, 'address');
-    return {
-      type: 'location',
-      latitude,
-      longitude,
-      ...(name === undefined ? {} : { name }),
-      ...(address === undefined ? {} : { address }),
-    };
+    return locationContent(latitude, longitude, str(location, 'name'), str(location, 'address'));
   }
 
   if (obj(message, 'contactMessage') !== undefined) return { type: 'contacts', count: 1 };
@@ -240,8 +222,7 @@ function readContent(raw: JsonObject, message: JsonObject | undefined, id: strin
   if (reaction !== undefined) {
     const messageId = str(obj(reaction, 'key'), 'id');
     if (messageId === undefined) return unsupported('reactionMessage', 'reaction names no message');
-    const emoji = str(reaction, 'text');
-    return emoji === undefined ? { type: 'reaction', messageId } : { type: 'reaction', messageId, emoji };
+    return reactionContent(messageId, str(reaction, 'text'));
   }
 
   const protocol = obj(message, 'protocolMessage');
