@@ -1,6 +1,7 @@
 /**
- * The HTTP plumbing gateway senders share: one JSON POST with a timeout, `Retry-After`
- * parsing, and the mapping of transport failures to retryable {@link SendError}s.
+ * The HTTP plumbing gateway senders share: one JSON POST with a timeout, a gateway API's
+ * settings held once ({@link JsonApi}), `Retry-After` parsing, and the mapping of transport
+ * failures to retryable {@link SendError}s.
  * @module
  */
 import { SendError } from '../errors.ts';
@@ -57,6 +58,63 @@ export async function postJson(url: string, options: PostJsonOptions): Promise<J
     error.cause = err;
     throw error;
   }
+}
+
+/** What every sender takes besides its base URL and credentials. */
+export interface HttpSendOptions {
+  /** Per-request timeout; default 10 s. */
+  readonly timeoutMs?: number;
+  /** Injectable `fetch`; default the global one. */
+  readonly fetch?: FetchFn;
+  /** Clock for `Retry-After` dates, epoch milliseconds; default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/**
+ * A gateway's JSON API as a sender calls it: base URL (trailing slashes dropped), bearer token
+ * (an empty one counts as none), timeout, `fetch` and clock, settled once.
+ *
+ * @example
+ * ```ts
+ * const api = new JsonApi('https://graph.facebook.com/v21.0', token, {});
+ * const res = await api.post('/123/messages', 'POST /123/messages', body, signal);
+ * ```
+ */
+export class JsonApi {
+  readonly #baseUrl: string;
+  readonly #token: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #fetch: FetchFn;
+  /** The clock for `Retry-After` dates, epoch milliseconds. */
+  readonly now: () => number;
+
+  constructor(baseUrl: string, token: string | undefined, options: HttpSendOptions) {
+    this.#baseUrl = baseUrl.replace(/\/+$/, '');
+    this.#token = token === '' ? undefined : token;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
+    this.#fetch = options.fetch ?? fetch;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** {@link postJson} of `body` to `{baseUrl}{path}`, with the bearer token when there is one. */
+  post(path: string, label: string, body: unknown, signal: AbortSignal | undefined): Promise<JsonResponse> {
+    return postJson(`${this.#baseUrl}${path}`, {
+      headers: this.#token === undefined ? {} : { authorization: `Bearer ${this.#token}` },
+      body,
+      timeoutMs: this.#timeoutMs,
+      signal,
+      fetch: this.#fetch,
+      label,
+    });
+  }
+}
+
+/** The permanent {@link SendError} for a 2xx answer without the message id (`field`). */
+export function missingMessageId(label: string, status: number, field: string): SendError {
+  return new SendError(`${label} answered HTTP ${status} without ${field}`, {
+    retryable: false,
+    httpStatus: status,
+  });
 }
 
 function parseJsonOrUndefined(text: string): unknown {

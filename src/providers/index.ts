@@ -52,7 +52,7 @@ export type { WasenderSenderOptions } from './wasender/send.ts';
 export { WASENDER_DEFAULT_BASE_URL, WasenderSender, renderAsText } from './wasender/send.ts';
 
 // Shared HTTP helpers
-export type { FetchFn } from './http.ts';
+export type { FetchFn, HttpSendOptions } from './http.ts';
 export { DEFAULT_SEND_TIMEOUT_MS, parseRetryAfter } from './http.ts';
 
 /**

@@ -10,8 +10,8 @@ import { SendError } from '../../errors.ts';
 import type { OutboundBody, OutboundRecord } from '../../model/session.ts';
 import type { JsonObject } from '../json.ts';
 import { arr, isObject, num, obj, str } from '../json.ts';
-import type { FetchFn, JsonResponse } from '../http.ts';
-import { DEFAULT_SEND_TIMEOUT_MS, isRetryableHttpStatus, parseRetryAfter, postJson } from '../http.ts';
+import type { HttpSendOptions, JsonResponse } from '../http.ts';
+import { isRetryableHttpStatus, JsonApi, missingMessageId, parseRetryAfter } from '../http.ts';
 import type { SendOptions, Sender } from '../types.ts';
 
 /**
@@ -23,17 +23,11 @@ export const RETRYABLE_GRAPH_CODES: ReadonlySet<number> = new Set([
 ]);
 
 /** Options of {@link CloudApiSender}. */
-export interface CloudApiSenderOptions {
+export interface CloudApiSenderOptions extends HttpSendOptions {
   /** Graph base URL including the version, e.g. `https://graph.facebook.com/v21.0`. */
   readonly baseUrl: string;
   /** Bearer token; no `Authorization` header is sent without one. */
   readonly accessToken?: string | undefined;
-  /** Per-request timeout; default 10 s. */
-  readonly timeoutMs?: number;
-  /** Injectable `fetch`; default the global one. */
-  readonly fetch?: FetchFn;
-  /** Clock for `Retry-After` dates, epoch milliseconds; default `Date.now`. */
-  readonly now?: () => number;
 }
 
 /** The JSON body of a Cloud API send, as Baton builds it. */
@@ -151,18 +145,10 @@ function bodyFields(
  * ```
  */
 export class CloudApiSender implements Sender {
-  readonly #baseUrl: string;
-  readonly #accessToken: string | undefined;
-  readonly #timeoutMs: number;
-  readonly #fetch: FetchFn;
-  readonly #now: () => number;
+  readonly #api: JsonApi;
 
   constructor(options: CloudApiSenderOptions) {
-    this.#baseUrl = options.baseUrl.replace(/\/+$/, '');
-    this.#accessToken = options.accessToken === '' ? undefined : options.accessToken;
-    this.#timeoutMs = options.timeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
-    this.#fetch = options.fetch ?? fetch;
-    this.#now = options.now ?? Date.now;
+    this.#api = new JsonApi(options.baseUrl, options.accessToken, options);
   }
 
   /**
@@ -173,23 +159,13 @@ export class CloudApiSender implements Sender {
   async send(msg: OutboundRecord, options?: SendOptions): Promise<{ providerMessageId: string }> {
     const path = `/${encodeURIComponent(msg.channel)}/messages`;
     const label = `POST ${path}`;
-    const res = await postJson(`${this.#baseUrl}${path}`, {
-      headers: this.#accessToken === undefined ? {} : { authorization: `Bearer ${this.#accessToken}` },
-      body: buildCloudApiMessage(msg),
-      timeoutMs: this.#timeoutMs,
-      signal: options?.signal,
-      fetch: this.#fetch,
-      label,
-    });
+    const res = await this.#api.post(path, label, buildCloudApiMessage(msg), options?.signal);
     if (res.status >= 200 && res.status < 300) {
       const id = isObject(res.json) ? str((arr(res.json, 'messages') ?? []).find(isObject), 'id') : undefined;
       if (id !== undefined) return { providerMessageId: id };
-      throw new SendError(`${label} answered HTTP ${res.status} without messages[0].id`, {
-        retryable: false,
-        httpStatus: res.status,
-      });
+      throw missingMessageId(label, res.status, 'messages[0].id');
     }
-    throw classifyGraphFailure(res, label, this.#now());
+    throw classifyGraphFailure(res, label, this.#api.now());
   }
 }
 

@@ -9,25 +9,19 @@ import { SendError } from '../../errors.ts';
 import type { OutboundBody, OutboundRecord } from '../../model/session.ts';
 import type { JsonObject } from '../json.ts';
 import { isObject, num, obj, str } from '../json.ts';
-import type { FetchFn, JsonResponse } from '../http.ts';
-import { DEFAULT_SEND_TIMEOUT_MS, isRetryableHttpStatus, parseRetryAfter, postJson } from '../http.ts';
+import type { HttpSendOptions, JsonResponse } from '../http.ts';
+import { isRetryableHttpStatus, JsonApi, missingMessageId, parseRetryAfter } from '../http.ts';
 import type { SendOptions, Sender } from '../types.ts';
 
 /** WASender's public API origin. */
 export const WASENDER_DEFAULT_BASE_URL = 'https://www.wasenderapi.com';
 
 /** Options of {@link WasenderSender}. */
-export interface WasenderSenderOptions {
+export interface WasenderSenderOptions extends HttpSendOptions {
   /** API origin, without `/api`; default {@link WASENDER_DEFAULT_BASE_URL}. */
   readonly baseUrl?: string | undefined;
   /** The session's API key, sent as a Bearer token. */
   readonly apiKey?: string | undefined;
-  /** Per-request timeout; default 10 s. */
-  readonly timeoutMs?: number;
-  /** Injectable `fetch`; default the global one. */
-  readonly fetch?: FetchFn;
-  /** Clock for `Retry-After` dates, epoch milliseconds; default `Date.now`. */
-  readonly now?: () => number;
 }
 
 /**
@@ -74,18 +68,10 @@ export function renderAsText(body: OutboundBody): string {
  * ```
  */
 export class WasenderSender implements Sender {
-  readonly #baseUrl: string;
-  readonly #apiKey: string | undefined;
-  readonly #timeoutMs: number;
-  readonly #fetch: FetchFn;
-  readonly #now: () => number;
+  readonly #api: JsonApi;
 
   constructor(options: WasenderSenderOptions = {}) {
-    this.#baseUrl = (options.baseUrl ?? WASENDER_DEFAULT_BASE_URL).replace(/\/+$/, '');
-    this.#apiKey = options.apiKey === '' ? undefined : options.apiKey;
-    this.#timeoutMs = options.timeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
-    this.#fetch = options.fetch ?? fetch;
-    this.#now = options.now ?? Date.now;
+    this.#api = new JsonApi(options.baseUrl ?? WASENDER_DEFAULT_BASE_URL, options.apiKey, options);
   }
 
   /**
@@ -93,26 +79,22 @@ export class WasenderSender implements Sender {
    * @throws SendError retryable on HTTP 408/429/5xx and transport failures, permanent otherwise.
    */
   async send(msg: OutboundRecord, options?: SendOptions): Promise<{ providerMessageId: string }> {
-    const label = 'POST /api/send-message';
-    const res = await postJson(`${this.#baseUrl}/api/send-message`, {
-      headers: this.#apiKey === undefined ? {} : { authorization: `Bearer ${this.#apiKey}` },
-      body: { to: msg.to, text: renderAsText(msg.body) },
-      timeoutMs: this.#timeoutMs,
-      signal: options?.signal,
-      fetch: this.#fetch,
+    const path = '/api/send-message';
+    const label = `POST ${path}`;
+    const res = await this.#api.post(
+      path,
       label,
-    });
+      { to: msg.to, text: renderAsText(msg.body) },
+      options?.signal,
+    );
     const json = isObject(res.json) ? res.json : undefined;
     if (res.status >= 200 && res.status < 300 && json?.success !== false) {
       const data = obj(json, 'data');
       const msgId = num(data, 'msgId') ?? str(data, 'msgId');
       if (msgId !== undefined) return { providerMessageId: String(msgId) };
-      throw new SendError(`${label} answered HTTP ${res.status} without data.msgId`, {
-        retryable: false,
-        httpStatus: res.status,
-      });
+      throw missingMessageId(label, res.status, 'data.msgId');
     }
-    throw classifyWasenderFailure(res, json, label, this.#now());
+    throw classifyWasenderFailure(res, json, label, this.#api.now());
   }
 }
 
