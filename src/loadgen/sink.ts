@@ -21,9 +21,8 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { answerJson, GRAPH_ROUTE, graphAccepted, graphError, startStubServer } from './stub-server.ts';
 
 /** `biz_opaque_callback_data` as Baton writes it: `baton:<flow>:<step>:<version>[:<wamid>]`. */
 export interface CallbackData {
@@ -106,8 +105,6 @@ export interface ReplySink {
   close(): Promise<void>;
 }
 
-const GRAPH_ROUTE = /^(?:\/v\d+(?:\.\d+)?)?\/([^/]+)\/messages$/;
-
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -132,14 +129,8 @@ function buttonIdsOf(body: Record<string, unknown>): string[] {
   return ids;
 }
 
-function answer(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function graphError(res: ServerResponse, status: number, code: number, message: string): void {
-  answer(res, status, { error: { message, type: 'OAuthException', code, fbtrace_id: 'AloadgenSink' } });
+function refuse(res: ServerResponse, status: number, code: number, message: string): void {
+  answerJson(res, status, graphError(message, { code, trace: 'AloadgenSink' }));
 }
 
 /**
@@ -156,7 +147,6 @@ export async function startReplySink(options: ReplySinkOptions = {}): Promise<Re
   const byUser = new Map<string, SinkCall[]>();
   const events = new EventEmitter();
   events.setMaxListeners(0);
-  const sockets = new Set<Socket>();
   const run = randomBytes(4).toString('hex');
   let seq = 0;
   let refused = 0;
@@ -167,7 +157,7 @@ export async function startReplySink(options: ReplySinkOptions = {}): Promise<Re
     const route = GRAPH_ROUTE.exec(path);
     if (req.method !== 'POST' || route === null) {
       refused += 1;
-      graphError(res, 404, 803, `no route ${req.method ?? ''} ${path}`);
+      refuse(res, 404, 803, `no route ${req.method ?? ''} ${path}`);
       return;
     }
     let body: unknown;
@@ -185,7 +175,7 @@ export async function startReplySink(options: ReplySinkOptions = {}): Promise<Re
       : undefined;
     if (!isRecord(body) || body.messaging_product !== 'whatsapp' || to === undefined) {
       refused += 1;
-      graphError(res, 400, 100, '(#100) Invalid parameter');
+      refuse(res, 400, 100, '(#100) Invalid parameter');
       return;
     }
     seq += 1;
@@ -203,11 +193,7 @@ export async function startReplySink(options: ReplySinkOptions = {}): Promise<Re
       buttonIds: buttonIdsOf(body),
     };
     last = call.at;
-    answer(res, 200, {
-      messaging_product: 'whatsapp',
-      contacts: [{ input: to, wa_id: to.replace(/^\+/, '') }],
-      messages: [{ id: call.providerMessageId }],
-    });
+    answerJson(res, 200, graphAccepted(call.providerMessageId, { to }));
     calls.push(call);
     let list = byUser.get(to);
     if (list === undefined) {
@@ -218,29 +204,15 @@ export async function startReplySink(options: ReplySinkOptions = {}): Promise<Re
     events.emit(to, call);
   }
 
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => handle(req, res, Buffer.concat(chunks)));
+  const server = await startStubServer(handle, {
+    host: options.host,
+    port: options.port,
+    keepAliveTimeoutMs: 30_000,
   });
-  server.keepAliveTimeout = 30_000;
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
 
   return {
-    url: `http://${host}:${address.port}`,
-    port: address.port,
+    url: server.url,
+    port: server.port,
     calls,
     get refused() {
       return refused;
@@ -269,10 +241,7 @@ export async function startReplySink(options: ReplySinkOptions = {}): Promise<Re
     lastAt: () => last,
     async close() {
       events.removeAllListeners();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
+      await server.close();
     },
   };
 }

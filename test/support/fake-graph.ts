@@ -21,8 +21,13 @@
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import {
+  answerJson,
+  GRAPH_ROUTE,
+  graphAccepted,
+  graphError,
+  startStubServer,
+} from '../../src/loadgen/stub-server.ts';
 
 /** A scripted failure for one request. */
 export interface FailureSpec {
@@ -130,7 +135,6 @@ export interface FakeGraph {
   close(): Promise<void>;
 }
 
-const GRAPH_ROUTE = /^(?:\/v\d+(?:\.\d+)?)?\/([^/]+)\/messages$/;
 const WASENDER_ROUTE = '/api/send-message';
 const DEFAULT_WAIT_MS = 5_000;
 
@@ -183,7 +187,6 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
   const sent: RecordedCall[] = [];
   const failures: FailureSpec[] = [];
   const timers = new Set<NodeJS.Timeout>();
-  const sockets = new Set<Socket>();
   let seq = 0;
   let graphIds = 0;
   let wasenderIds = 100_000;
@@ -192,21 +195,6 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     requests.push(call);
     if (call.ok) sent.push(call);
     events.emit('request', call);
-  }
-
-  function answer(
-    res: ServerResponse,
-    status: number,
-    body: unknown,
-    headers: Record<string, string> = {},
-  ): void {
-    const text = JSON.stringify(body);
-    res.writeHead(status, {
-      'content-type': 'application/json',
-      'content-length': Buffer.byteLength(text),
-      ...headers,
-    });
-    res.end(text);
   }
 
   function failureBody(route: RecordedCall['route'], spec: FailureSpec): unknown {
@@ -219,15 +207,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
         ...(typeof spec.retryAfter === 'number' ? { retry_after: spec.retryAfter } : {}),
       };
     }
-    return {
-      error: {
-        message,
-        type: 'OAuthException',
-        ...(spec.graphCode === undefined ? {} : { code: spec.graphCode }),
-        error_data: { messaging_product: 'whatsapp', details: message },
-        fbtrace_id: 'AfakeTrace',
-      },
-    };
+    return graphError(message, { code: spec.graphCode, details: message, trace: 'AfakeTrace' });
   }
 
   function handle(req: IncomingMessage, res: ServerResponse, raw: string): void {
@@ -236,7 +216,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     const route: RecordedCall['route'] | undefined =
       path === WASENDER_ROUTE ? 'wasender' : graphMatch === null ? undefined : 'graph';
     if (req.method !== 'POST' || route === undefined) {
-      answer(res, 404, { error: { message: `no route ${req.method ?? ''} ${path}`, code: 803 } });
+      answerJson(res, 404, { error: { message: `no route ${req.method ?? ''} ${path}`, code: 803 } });
       return;
     }
     let parsed: unknown;
@@ -271,7 +251,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
         record({ ...base, status: spec.status, ok, ...(id === undefined ? {} : { providerMessageId: id }) });
         const headers: Record<string, string> =
           spec.retryAfter === undefined ? {} : { 'retry-after': String(spec.retryAfter) };
-        answer(res, spec.status, failureBody(route, spec), headers);
+        answerJson(res, spec.status, failureBody(route, spec), headers);
       };
       if (spec.delayMs === undefined) respond();
       else {
@@ -290,68 +270,38 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
         req.headers.authorization !== `Bearer ${options.accessToken}`
       ) {
         record({ ...base, status: 401, ok: false });
-        answer(res, 401, {
-          error: {
-            message: 'Invalid OAuth access token.',
-            type: 'OAuthException',
-            code: 190,
-            fbtrace_id: 'AfakeTrace',
-          },
-        });
+        answerJson(res, 401, graphError('Invalid OAuth access token.', { code: 190, trace: 'AfakeTrace' }));
         return;
       }
       const to = typeof body.to === 'string' ? body.to : undefined;
       const recipient = typeof body.recipient === 'string' ? body.recipient : undefined;
       if (body.messaging_product !== 'whatsapp' || (to === undefined && recipient === undefined)) {
         record({ ...base, status: 400, ok: false });
-        answer(res, 400, {
-          error: {
-            message: '(#100) Invalid parameter',
-            type: 'OAuthException',
+        answerJson(
+          res,
+          400,
+          graphError('(#100) Invalid parameter', {
             code: 100,
-            error_data: {
-              messaging_product: 'whatsapp',
-              details: 'messaging_product and to/recipient are required',
-            },
-          },
-        });
+            details: 'messaging_product and to/recipient are required',
+          }),
+        );
         return;
       }
       const id = `wamid.fake.${++graphIds}`;
       record({ ...base, status: 200, ok: true, providerMessageId: id });
-      const contact =
-        to === undefined
-          ? { input: recipient, user_id: recipient }
-          : { input: to, wa_id: to.replace(/^\+/, '') };
-      answer(res, 200, { messaging_product: 'whatsapp', contacts: [contact], messages: [{ id }] });
+      answerJson(res, 200, graphAccepted(id, to === undefined ? { recipient: recipient! } : { to }));
       return;
     }
 
     const msgId = ++wasenderIds;
     record({ ...base, status: 200, ok: true, providerMessageId: String(msgId) });
-    answer(res, 200, { success: true, data: { msgId, jid: body.to, status: 'in_progress' } });
+    answerJson(res, 200, { success: true, data: { msgId, jid: body.to, status: 'in_progress' } });
   }
 
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => handle(req, res, Buffer.concat(chunks).toString('utf8')));
+  const server = await startStubServer((req, res, raw) => handle(req, res, raw.toString('utf8')), {
+    host: options.host,
+    port: options.port,
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address: AddressInfo | string | null = server.address();
-  if (address === null || typeof address === 'string') throw new Error('fake graph: not listening on TCP');
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
 
   function waitOn(
     pool: () => readonly RecordedCall[],
@@ -382,7 +332,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
   }
 
   return {
-    url: `http://${host}:${address.port}`,
+    url: server.url,
     requests,
     sent,
     failNext(n, spec) {
@@ -414,10 +364,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
       events.removeAllListeners();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
+      await server.close();
     },
   };
 }
