@@ -127,9 +127,14 @@ export class Engine {
     if (lease === null) return;
     this.o.metrics.lockWait.observe((this.now() - waitStart) / 1000);
     const held = this.hold(lease);
+    let stopListening = (): void => undefined;
     try {
       // Sending stops waiting out backoffs on shutdown too: unsent replies are resent later.
-      const sending = AbortSignal.any([held.signal, this.abort.signal]);
+      const sending = held.sending;
+      const onStop = (): void => held.abortSending();
+      if (this.abort.signal.aborted) onStop();
+      else this.abort.signal.addEventListener('abort', onStop, { once: true });
+      stopListening = () => this.abort.signal.removeEventListener('abort', onStop);
       for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
         if (!(await this.runBatch(lease, held.signal, sending))) break;
       }
@@ -144,6 +149,7 @@ export class Engine {
         logger.error({ err, session: sessionId(key) }, 'batch failed; it will be retried');
       }
     } finally {
+      stopListening();
       held.stop();
       await backend
         .releaseLease(lease)
@@ -151,21 +157,39 @@ export class Engine {
     }
   }
 
-  /** Renews the lease every third of its TTL; the signal aborts when a renewal fails. */
-  private hold(lease: LeaseGrant): { signal: AbortSignal; stop: () => void } {
-    const ctl = new AbortController();
+  /** Renews the lease every third of its TTL; `signal` aborts when a renewal fails. */
+  private hold(lease: LeaseGrant): {
+    signal: AbortSignal;
+    sending: AbortSignal;
+    abortSending: () => void;
+    stop: () => void;
+  } {
+    const lost = new AbortController();
+    // Aborts when the lease is lost or the engine stops: replies then wait for the next holder.
+    const sending = new AbortController();
     const timer = setInterval(
       () => {
         this.o.backend.renewLease(lease, this.o.lockTtlMs).then(
           (ok) => {
-            if (!ok) ctl.abort(new FencedError(sessionId(lease), lease.fence));
+            if (!ok) {
+              lost.abort(new FencedError(sessionId(lease), lease.fence));
+              sending.abort();
+            }
           },
-          () => ctl.abort(),
+          () => {
+            lost.abort();
+            sending.abort();
+          },
         );
       },
       Math.max(50, Math.floor(this.o.lockTtlMs / 3)),
     );
-    return { signal: ctl.signal, stop: () => clearInterval(timer) };
+    return {
+      signal: lost.signal,
+      sending: sending.signal,
+      abortSending: () => sending.abort(),
+      stop: () => clearInterval(timer),
+    };
   }
 
   /** Runs one batch. Returns false when there was nothing due. */
