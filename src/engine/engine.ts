@@ -135,10 +135,16 @@ export class Engine {
       if (this.abort.signal.aborted) onStop();
       else this.abort.signal.addEventListener('abort', onStop, { once: true });
       stopListening = () => this.abort.signal.removeEventListener('abort', onStop);
+      let flushed = false;
       for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
-        if (!(await this.runBatch(lease, held.signal, sending))) break;
+        const outcome = await this.runBatch(lease, held.signal, sending);
+        if (outcome === 'none') break;
+        flushed = true;
+        // Whatever arrives from now on is rescheduled by the release: no need to look again.
+        if (outcome === 'drained') break;
       }
-      await this.flushOutbox(lease, sending);
+      // Replies left unsent by an earlier holder (or a replayed dead letter).
+      if (!flushed) await this.flushOutbox(lease, sending);
     } catch (err) {
       if (err instanceof FencedError || err instanceof VersionConflictError) {
         logger.warn(
@@ -192,19 +198,27 @@ export class Engine {
     };
   }
 
-  /** Runs one batch. Returns false when there was nothing due. */
-  private async runBatch(lease: LeaseGrant, signal: AbortSignal, sending: AbortSignal): Promise<boolean> {
+  /**
+   * Runs one batch and sends its replies: `none` when nothing was due, `drained` when it took
+   * every pending message, `more` when messages outside its window remain.
+   */
+  private async runBatch(
+    lease: LeaseGrant,
+    signal: AbortSignal,
+    sending: AbortSignal,
+  ): Promise<'none' | 'drained' | 'more'> {
     const { backend, metrics } = this.o;
     const pending = await backend.pending(lease, MAX_BATCH);
     const first = pending[0];
-    if (first === undefined) return false;
+    if (first === undefined) return 'none';
     const windowEnd = first.storedAt + this.o.bufferMs;
-    if (windowEnd > this.now()) return false; // not due yet: release reschedules it
+    if (windowEnd > this.now()) return 'none'; // not due yet: release reschedules it
     const batch = pending.filter((m) => m.storedAt <= windowEnd);
+    const outcome = batch.length === pending.length && pending.length < MAX_BATCH ? 'drained' : 'more';
     const started = this.now();
     const prev = await backend.load(lease);
     const resolved = await this.resolveContext(lease, batch);
-    if (signal.aborted) return false;
+    if (signal.aborted) return 'none';
 
     let result: TransitionResult;
     const base = prev ?? null;
@@ -214,7 +228,8 @@ export class Engine {
     } catch (err) {
       if (!(err instanceof FlowRuntimeError)) throw err;
       await this.deadLetterBatch(lease, base, batch, err);
-      return true;
+      await this.flushOutbox(lease, sending);
+      return outcome;
     }
     const provider = first.provider;
     const { snapshot, outbound } = this.toOutbound(
@@ -236,7 +251,7 @@ export class Engine {
       if (r.kind === 'stale_input') metrics.stale.inc();
     }
     await this.flushOutbox(lease, sending);
-    return true;
+    return outcome;
   }
 
   private flowFor(s: SessionSnapshot | null): Flow {

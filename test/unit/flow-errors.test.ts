@@ -1,0 +1,73 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { defineFlow } from '../../src/flow/define.ts';
+import { Metrics } from '../../src/metrics.ts';
+
+const buggy = defineFlow({
+  id: 'buggy',
+  start: 'ask',
+  steps: {
+    ask: {
+      say: 'Say something',
+      accepts: 'text',
+      to: ['done'],
+      on: (input, c) => {
+        if (input.type === 'text' && input.text === 'boom') throw new Error('flow bug');
+        if (input.type === 'text' && input.text === 'jump') return c.goto('nowhere' as never);
+        return c.goto('done');
+      },
+    },
+    done: { say: 'Done', accepts: 'any', to: ['ask'], on: (_i, c) => c.restart('ask') },
+  },
+});
+
+describe('flow code that fails', () => {
+  it.each([
+    ['boom', 'BATON_ERR_FLOW_HANDLER'],
+    ['jump', 'BATON_ERR_FLOW_UNDECLARED_TRANSITION'],
+  ])('dead-letters the batch (%s) with its reason and leaves the state as it was', async (body, code) => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const sent: string[] = [];
+    const engine = new Engine({
+      backend,
+      flows: new Map([[buggy.id, buggy]]),
+      defaultFlow: 'buggy',
+      senders: {
+        'cloud-api': { send: async (m) => (sent.push(m.callbackData), { providerMessageId: m.id }) },
+      },
+      bufferMs: 0,
+      lockTtlMs: 5000,
+      sessionTtlSec: 86_400,
+      maxRetries: 3,
+      logger: pino({ level: 'silent' }),
+      metrics: new Metrics(),
+    });
+    const key = { channel: 'c', user: 'u' };
+    const msg = (id: string, text: string, ts: number) => ({
+      id,
+      provider: 'cloud-api' as const,
+      ...key,
+      timestamp: ts,
+      content: { type: 'text' as const, body: text },
+    });
+    await backend.ingest({ messages: [msg('w1', 'hi', 1)], statuses: [] });
+    await engine.runSession(key);
+    await backend.ingest({ messages: [msg('w2', body, 2)], statuses: [] });
+    await engine.runSession(key);
+    const s = (await backend.load(key))!;
+    expect(s).toMatchObject({ step: 'ask', version: 1 });
+    expect((await backend.stats()).queueDepth).toBe(0);
+    const [letter] = await backend.listDeadLetters(10);
+    expect(letter).toMatchObject({ kind: 'inbound', ref: 'w2' });
+    expect(letter!.reason).toContain(code);
+    expect(sent).toEqual(['baton:buggy:ask:1']);
+    // Replayed after a fix (here: the same message, now processed again and failing again,
+    // which shows it went back to the mailbox).
+    expect(await backend.replayDeadLetter(letter!.id)).toBe(true);
+    expect((await backend.stats()).queueDepth).toBe(1);
+    await backend.close();
+  });
+});
