@@ -52,6 +52,9 @@ export { toSessionView } from './model/session.ts';
 // Storage backends
 export type { Backend, BatchCommit, LeaseGrant } from './backends/types.ts';
 export { EmbeddedBackend } from './backends/embedded/index.ts';
+export type { EmbeddedOptions } from './backends/embedded/index.ts';
+export { DistributedBackend, migrate } from './backends/distributed/index.ts';
+export type { DistributedBackendOptions } from './backends/distributed/index.ts';
 
 // Errors
 export {
