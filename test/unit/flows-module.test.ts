@@ -1,0 +1,36 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadFlows } from '../../src/app.ts';
+import { ConfigError } from '../../src/errors.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'baton-flows-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const define = resolve(import.meta.dirname, '../../src/flow/define.ts');
+
+describe('BATON_FLOWS', () => {
+  it('serves the reference bot by default', async () => {
+    expect((await loadFlows(undefined)).map((f) => f.id)).toEqual(['order']);
+  });
+
+  it('loads every flow a module exports', async () => {
+    const file = join(dir, 'flows.ts');
+    writeFileSync(
+      file,
+      `import { defineFlow } from ${JSON.stringify(define)};
+       const step = { say: 'x', accepts: 'any' as const, to: [], on: (_i: unknown, c: { retry(): never }) => c.retry() };
+       export const a = defineFlow({ id: 'alpha', start: 's', steps: { s: step } });
+       export default defineFlow({ id: 'beta', start: 's', steps: { s: step } });`,
+    );
+    expect((await loadFlows(file)).map((f) => f.id).sort()).toEqual(['alpha', 'beta']);
+  });
+
+  it('names BATON_FLOWS in one line when the module is missing or exports no flow', async () => {
+    await expect(loadFlows(join(dir, 'missing.ts'))).rejects.toThrow(ConfigError);
+    await expect(loadFlows(join(dir, 'missing.ts'))).rejects.toThrow(/^BATON_FLOWS: cannot load/);
+    const empty = join(dir, 'empty.ts');
+    writeFileSync(empty, 'export const nothing = 1;');
+    await expect(loadFlows(empty)).rejects.toThrow(/^BATON_FLOWS: .* exports no flow/);
+  });
+});
