@@ -168,6 +168,22 @@ describe('health, readiness, metrics, admin auth', () => {
     });
   });
 
+  it('lets an agent clear a stuck lease, after which the session is processed', async () => {
+    const u = '15550004444';
+    expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)]))).status).toBe(200);
+    await h.settled(u, 1);
+    // A worker that died holding the baton: the lease stays until its TTL, unless cleared.
+    const key = { channel: '106540352242922', user: u };
+    expect(await h.baton.backend.acquireLease(key, 'dead-worker', 60_000)).not.toBeNull();
+    expect((await h.post(webhook([text(u, 'Kay', 1_750_000_001)]))).status).toBe(200);
+    const first = await h.admin(`/sessions/${u}/lock`, { method: 'DELETE' });
+    expect(await first.json()).toEqual({ released: true });
+    const s = await h.settled(u, 2);
+    expect(s.data).toEqual({ customer_name: 'Kay' });
+    const again = await h.admin(`/sessions/${u}/lock`, { method: 'DELETE' });
+    expect(await again.json()).toEqual({ released: false });
+  });
+
   it('serves the flow map as Mermaid', async () => {
     const r = await h.admin('/flows/order/graph');
     expect(await r.text()).toContain('confirm_order --> completed');
