@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { run } from '../../src/cli/index.ts';
+import { startHarness } from '../support/harness.ts';
+import { PHONE_ID, text, webhook } from '../support/payloads.ts';
+
+describe('baton session / lock on an embedded store', () => {
+  it('shows, clears the lock of, and resets a session; exits 1 for an unknown one', async () => {
+    const h = await startHarness();
+    const u = '15550003333';
+    try {
+      expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)]))).status).toBe(200);
+      expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)], '999'))).status).toBe(200);
+      await h.settled(u, 1);
+      await h.until(async () => (await h.baton.backend.findSessions(u)).length === 2);
+      await h.baton.stop();
+
+      process.env.BATON_DATA_DIR = h.dir;
+      process.env.LOG_LEVEL = 'silent';
+      const out: string[] = [];
+      const say = (s: string): void => {
+        out.push(s);
+      };
+      expect(await run(['session', 'show', u], say)).toBe(1); // two channels: ambiguous
+      expect(await run(['session', 'show', u, '--channel', PHONE_ID], say)).toBe(0);
+      const shown = JSON.parse(out.at(-1)!) as { session: { current_step: string }; transitions: unknown[] };
+      expect(shown.session.current_step).toBe('ask_name');
+      expect(shown.transitions).toHaveLength(1);
+      expect(await run(['lock', 'clear', u, '--channel', PHONE_ID], say)).toBe(0);
+      expect(JSON.parse(out.at(-1)!)).toEqual({ released: false });
+      expect(await run(['session', 'reset', u, '--channel', PHONE_ID], say)).toBe(0);
+      expect(JSON.parse(out.at(-1)!)).toMatchObject({
+        current_step: null,
+        data: {},
+        metadata: { version: 2 },
+      });
+      expect(await run(['session', 'show', '000'], say)).toBe(1);
+    } finally {
+      delete process.env.BATON_DATA_DIR;
+      await h.close();
+    }
+  });
+});
