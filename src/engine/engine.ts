@@ -19,7 +19,13 @@ import {
   type TransitionResult,
 } from '../flow/transition.ts';
 import type { Metrics } from '../metrics.ts';
-import { sessionId, type ProviderName, type SessionKey, type StoredMessage } from '../model/message.ts';
+import {
+  logSessionId,
+  sessionId,
+  type ProviderName,
+  type SessionKey,
+  type StoredMessage,
+} from '../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../model/session.ts';
 
 /** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
@@ -121,7 +127,7 @@ export class Engine {
     try {
       lease = await backend.acquireLease(key, this.workerId, this.o.lockTtlMs);
     } catch (err) {
-      logger.error({ err, session: sessionId(key) }, 'lease acquire failed');
+      logger.error({ err, session: logSessionId(key) }, 'lease acquire failed');
       return;
     }
     if (lease === null) return;
@@ -148,11 +154,11 @@ export class Engine {
     } catch (err) {
       if (err instanceof FencedError || err instanceof VersionConflictError) {
         logger.warn(
-          { session: sessionId(key), fence: lease.fence, code: err.code },
+          { session: logSessionId(key), fence: lease.fence, code: err.code },
           'batch refused; lease lost',
         );
       } else {
-        logger.error({ err, session: sessionId(key) }, 'batch failed; it will be retried');
+        logger.error({ err, session: logSessionId(key) }, 'batch failed; it will be retried');
       }
     } finally {
       stopListening();
@@ -311,7 +317,7 @@ export class Engine {
     batch: StoredMessage[],
     err: FlowRuntimeError,
   ): Promise<void> {
-    this.o.logger.error({ err, session: sessionId(lease) }, 'flow code failed; batch dead-lettered');
+    this.o.logger.error({ err, session: logSessionId(lease) }, 'flow code failed; batch dead-lettered');
     const snapshot = prev ?? transition(this.flowFor(null), null, [], this.env(lease)).snapshot;
     const letters: DeadLetter[] = batch.map((m) => ({
       id: `in:${m.id}`,
@@ -356,7 +362,14 @@ export class Engine {
             const backoff = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** (attempt - 1));
             const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
             logger.warn(
-              { outbound: rec.id, attempt, wait, code: e.providerCode, status: e.httpStatus },
+              {
+                session: logSessionId(rec),
+                outbound: rec.seq,
+                attempt,
+                wait,
+                code: e.providerCode,
+                status: e.httpStatus,
+              },
               'send refused; retrying',
             );
             await sleep(wait, signal);
@@ -364,7 +377,13 @@ export class Engine {
           }
           metrics.outbound.inc({ outcome: 'failed' });
           logger.error(
-            { outbound: rec.id, attempt, code: e.providerCode, status: e.httpStatus },
+            {
+              session: logSessionId(rec),
+              outbound: rec.seq,
+              attempt,
+              code: e.providerCode,
+              status: e.httpStatus,
+            },
             'send failed; dead-lettered',
           );
           await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });

@@ -113,3 +113,12 @@ export interface WebhookBatch {
 export function sessionId(key: SessionKey): string {
   return `${key.channel}:${key.user}`;
 }
+
+/**
+ * A session id fit for logs: the user's number masked but for its last four characters, so
+ * logs can correlate a conversation without holding phone numbers.
+ */
+export function logSessionId(key: SessionKey): string {
+  const u = key.user;
+  return `${key.channel}:${u.length > 4 ? '*'.repeat(Math.min(8, u.length - 4)) + u.slice(-4) : u}`;
+}
