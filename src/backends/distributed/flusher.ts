@@ -7,11 +7,11 @@
  * that died are taken over after `claimIdleMs`.
  * @module
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-client.ts';
 
 export interface FlusherDeps {
   /** A dedicated connection: XREADGROUP blocks it. */
-  readonly conn: Redis;
+  readonly conn: RedisClient;
   readonly stream: string;
   readonly group: string;
   readonly consumer: string;
@@ -46,7 +46,7 @@ export class StreamFlusher {
    * Stops reading, and leaves the consumer group if this flusher holds no unacknowledged
    * entries (otherwise they stay for another flusher's XAUTOCLAIM).
    */
-  async stop(cleanup?: Redis): Promise<void> {
+  async stop(cleanup?: RedisClient): Promise<void> {
     this.stopped = true;
     this.wakeBackoff?.();
     this.deps.conn.disconnect();
@@ -127,6 +127,9 @@ export class StreamFlusher {
           ),
         ];
         await this.deps.flush(members);
+        // Stopped meanwhile: the connection is closed, and a Cluster client would queue the
+        // acknowledgement forever. The entries stay pending for another flusher (or our restart).
+        if (this.stopped) break;
         const ids = entries.map(([id]) => id);
         await conn
           .pipeline()

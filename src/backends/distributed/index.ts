@@ -12,6 +12,11 @@
  *   ZADD (pipelined for a whole webhook). A crash between the two is repaired by the flag's
  *   expiry and by the reaper, which scans mailboxes and journals and reschedules sessions
  *   that have pending messages and no lease.
+ * - Single node or Redis Cluster (`cluster: true`, redis-client.ts): on a cluster, pipelines
+ *   spanning sessions are split into one pipeline per node (scripts.ts), and node-level work
+ *   (script preload, persistence check, the reaper's SCAN, health) runs on every master. The
+ *   fencing epoch below is then the run_id of the node serving the session's slot: a slot that
+ *   moves to another node, or fails over, changes it like a restart does.
  * - The ready queue holds every live session: scheduled ones by due time, claimed ones by a
  *   visibility deadline, leased ones by a watchdog deadline (lease expiry + grace). So a
  *   worker that dies holding a lease needs no scan: its session becomes due when the lease
@@ -26,7 +31,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import pino from 'pino';
 import type {
   Backend,
@@ -56,6 +61,14 @@ import { Keys, type SessionKeys } from './keys.ts';
 import { assertSchemaName, migrate } from './migrate.ts';
 import { persistenceWarning } from './persistence.ts';
 import { PgStore, type StoredOutbound, type StoredSession } from './pg-store.ts';
+import {
+  createRedisClient,
+  masterNodes,
+  nodeAddress,
+  readerClient,
+  subscriberClient,
+  type RedisClient,
+} from './redis-client.ts';
 import { isRedisUnavailable } from './redis-errors.ts';
 import { ReadyScheduler, type ClaimResult } from './scheduler.ts';
 import { ScriptSet, type Arg, type PipelineOp, type ScriptName } from './scripts.ts';
@@ -70,7 +83,10 @@ export interface BackendLogger {
 }
 
 export interface DistributedBackendOptions {
+  /** One Redis URL; with `cluster`, one or more seed-node URLs separated by commas. */
   readonly redisUrl: string;
+  /** `BATON_REDIS_CLUSTER`: `redisUrl` names nodes of a Redis Cluster (default false). */
+  readonly cluster?: boolean;
   readonly databaseUrl: string;
   /** `BATON_BUFFER_MS`. */
   readonly bufferMs: number;
@@ -176,7 +192,7 @@ export class DistributedBackend implements Backend {
   private readonly opts: DistributedBackendOptions;
   private readonly keys: Keys;
   private readonly scripts: ScriptSet;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly pg: PgStore;
   private readonly committer: GroupCommitter;
   private readonly now: () => number;
@@ -190,7 +206,7 @@ export class DistributedBackend implements Backend {
   private readonly outboundKeep: number;
   private readonly pgRetryMs: number;
 
-  private sub: Redis | null = null;
+  private sub: RedisClient | null = null;
   private scheduler: ReadyScheduler | null = null;
   private flusher: StreamFlusher | null = null;
   private reaperTimer: NodeJS.Timeout | null = null;
@@ -218,13 +234,10 @@ export class DistributedBackend implements Backend {
     this.outboundKeep = options.outboundKeep ?? 100;
     this.pgRetryMs = options.pgRetryMs ?? 2000;
     // Fail fast instead of queueing while disconnected: intake must answer 503, not hang.
-    this.redis = new Redis(options.redisUrl, {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: options.commandTimeoutMs ?? 3000,
-      connectTimeout: 3000,
-      retryStrategy: (times) => Math.min(50 * times, 1000),
+    this.redis = createRedisClient({
+      url: options.redisUrl,
+      cluster: options.cluster ?? false,
+      commandTimeoutMs: options.commandTimeoutMs ?? 3000,
     });
     this.redis.on('error', (err: Error) => this.redisError(err));
     this.pg = new PgStore({
@@ -260,14 +273,15 @@ export class DistributedBackend implements Backend {
     }
     if (this.opts.migrate !== false) await migrate(this.opts.databaseUrl, this.schema);
     await this.r('init', () => this.scripts.preload(this.redis));
-    const warning = await persistenceWarning(this.redis);
-    if (warning) this.log.warn({ redis: 'persistence' }, `DURABILITY WARNING: ${warning}`);
+    const nodes = masterNodes(this.redis);
+    for (const node of nodes) {
+      const warning = await persistenceWarning(node);
+      if (!warning) continue;
+      const where = nodes.length > 1 ? ` (cluster node ${nodeAddress(node)})` : '';
+      this.log.warn({ redis: 'persistence' }, `DURABILITY WARNING: ${warning}${where}`);
+    }
     if (this.opts.flusher !== false) {
-      const conn = this.redis.duplicate({
-        enableOfflineQueue: true,
-        maxRetriesPerRequest: null,
-        commandTimeout: 10_000,
-      });
+      const conn = await readerClient(this.redis, 10_000);
       conn.on('error', (err: Error) => this.redisError(err));
       this.flusher = new StreamFlusher({
         conn,
@@ -300,9 +314,10 @@ export class DistributedBackend implements Backend {
   }
 
   async health(): Promise<Record<string, boolean>> {
-    const redis = this.redis
-      .ping()
-      .then((p) => p === 'PONG')
+    // Every master must answer: on a cluster, each one serves a share of the sessions.
+    const nodes = masterNodes(this.redis);
+    const redis = Promise.all(nodes.map((n) => n.ping()))
+      .then((p) => p.length > 0 && p.every((x) => x === 'PONG'))
       .catch(() => false);
     return { redis: await redis, postgres: await this.pg.ping() };
   }
@@ -336,8 +351,13 @@ export class DistributedBackend implements Backend {
     return this.r(what, () => this.scripts.run(this.redis, op.script, op.keys, op.args));
   }
 
-  private pipeline(what: string, ops: readonly PipelineOp[]): Promise<unknown[]> {
-    return this.r(what, () => this.scripts.pipeline(this.redis, ops));
+  /** `after`: notices that must reach Redis after `ops` (see ScriptSet.pipeline). */
+  private pipeline(
+    what: string,
+    ops: readonly PipelineOp[],
+    after: readonly PipelineOp[] = [],
+  ): Promise<unknown[]> {
+    return this.r(what, () => this.scripts.pipeline(this.redis, ops, after));
   }
 
   private scheduleOps(
@@ -482,11 +502,7 @@ export class DistributedBackend implements Backend {
     this.scheduler = scheduler;
     if (this.closed) scheduler.close();
     // Wake-ups from other processes; without them the scheduler still looks every maxIdleMs.
-    const sub = this.redis.duplicate({
-      enableOfflineQueue: true,
-      maxRetriesPerRequest: null,
-      commandTimeout: undefined,
-    });
+    const sub = subscriberClient(this.redis);
     sub.on('error', (err: Error) => this.redisError(err));
     sub.on('message', () => scheduler.wake());
     // A wake-up published before the subscription took effect would be missed: look once more
@@ -542,7 +558,7 @@ export class DistributedBackend implements Backend {
    * The liveness backstop, one process per interval: reschedules sessions that have pending
    * messages and neither a lease nor a ready entry (a crash between a script and its
    * follow-up), and re-announces journals that still owe PostgreSQL entries.
-   * Scans this Redis node; on a cluster, run it against each primary.
+   * Scans every master of a cluster.
    */
   async reapOnce(
     intervalMs = 30_000,
@@ -586,19 +602,27 @@ export class DistributedBackend implements Backend {
   private async *scanMembers(kinds: ReadonlyArray<'mbox' | 'unsent' | 'journal'>): AsyncGenerator<string[]> {
     const seen = new Set<string>();
     for (const kind of kinds) {
-      let cursor = '0';
-      do {
-        const [next, found] = await this.r('scan', () =>
-          this.redis.scan(cursor, 'MATCH', this.keys.scanPattern(kind), 'COUNT', 1000),
-        );
-        cursor = next;
-        const members = found
-          .map((k) => this.keys.memberOf(k))
-          .filter((m): m is string => m !== null && !seen.has(m));
-        for (const m of members) seen.add(m);
-        if (members.length > 0) yield members;
-      } while (cursor !== '0');
+      for (const node of masterNodes(this.redis)) yield* this.scanNode(node, kind, seen);
     }
+  }
+
+  private async *scanNode(
+    node: Redis,
+    kind: 'mbox' | 'unsent' | 'journal',
+    seen: Set<string>,
+  ): AsyncGenerator<string[]> {
+    let cursor = '0';
+    do {
+      const [next, found] = await this.r('scan', () =>
+        node.scan(cursor, 'MATCH', this.keys.scanPattern(kind), 'COUNT', 1000),
+      );
+      cursor = next;
+      const members = found
+        .map((k) => this.keys.memberOf(k))
+        .filter((m): m is string => m !== null && !seen.has(m));
+      for (const m of members) seen.add(m);
+      if (members.length > 0) yield members;
+    } while (cursor !== '0');
   }
 
   // --- leases --------------------------------------------------------------------------
@@ -821,13 +845,13 @@ export class DistributedBackend implements Backend {
       ],
       args,
     };
-    // Write-behind announces the journal in the same round trip; if the commit is refused,
-    // the flusher finds nothing new and moves on.
-    const ops = this.writeThrough ? [op] : [op, ...this.notifyOps([sk.member])];
-    let reply = asArray((await this.pipeline('commit', ops))[0]);
+    // Write-behind announces the journal in the same round trip (on a cluster, right after);
+    // if the commit is refused, the flusher finds nothing new and moves on.
+    const notice = this.writeThrough ? [] : this.notifyOps([sk.member]);
+    let reply = asArray((await this.pipeline('commit', [op], notice))[0]);
     if (asNumber(reply[0]) === ScriptCode.NeedLoad) {
       await this.restore(lease, sk);
-      reply = asArray((await this.pipeline('commit', ops))[0]);
+      reply = asArray((await this.pipeline('commit', [op], notice))[0]);
     }
     const code = asNumber(reply[0]);
     if (code === ScriptCode.Fenced) throw new FencedError(sessionId(lease), lease.fence);
@@ -999,23 +1023,27 @@ export class DistributedBackend implements Backend {
       const sk = this.keys.session(key);
       // Durable in Redis once this answers (journaled); PostgreSQL gets it from the flusher in
       // both modes, so that a PostgreSQL outage never makes the outbox take a done send for a
-      // failed one. The notice rides in the same round trip (a miss makes it a no-op).
-      const [reply] = await this.pipeline('outbound', [
-        {
-          script: 'outbound-update',
-          keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
-          args: [
-            'id',
-            id,
-            patch.status,
-            patch.attempts ?? '',
-            patch.providerMessageId ?? '',
-            patch.lastError ?? '',
-            entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
-          ],
-        },
-        ...this.notifyOps([sk.member]),
-      ]);
+      // failed one. The notice rides in the same round trip, on a cluster right after (a miss
+      // makes it a no-op).
+      const [reply] = await this.pipeline(
+        'outbound',
+        [
+          {
+            script: 'outbound-update',
+            keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+            args: [
+              'id',
+              id,
+              patch.status,
+              patch.attempts ?? '',
+              patch.providerMessageId ?? '',
+              patch.lastError ?? '',
+              entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
+            ],
+          },
+        ],
+        this.notifyOps([sk.member]),
+      );
       return asNumber(asArray(reply)[0]) !== ScriptCode.NotFound;
     };
     const cached = this.outboundSessions.get(id);

@@ -5,10 +5,14 @@
 
 const UNAVAILABLE_REPLIES = /^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MISCONF)\b/;
 const UNAVAILABLE_CLIENT =
-  /Connection is closed|Stream isn't writeable|Command timed out|max retries per request|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|connect ETIMEDOUT|Socket closed unexpectedly/i;
+  /Connection is closed|None of startup nodes is available|Cluster isn't ready|Cluster is disconnect|Failed to refresh slots cache|Too many Cluster redirections|Node is disconnected|Stream isn't writeable|Command timed out|max retries per request|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|connect ETIMEDOUT|Socket closed unexpectedly/i;
 
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err.name === 'ReplyError') return UNAVAILABLE_REPLIES.test(err.message);
-  return err.name === 'MaxRetriesPerRequestError' || UNAVAILABLE_CLIENT.test(err.message);
+  return (
+    err.name === 'MaxRetriesPerRequestError' ||
+    err.name === 'ClusterAllFailedError' ||
+    UNAVAILABLE_CLIENT.test(err.message)
+  );
 }

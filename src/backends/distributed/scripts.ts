@@ -7,7 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import type { ChainableCommander, Redis } from 'ioredis';
+import { Redis, type ChainableCommander, type Cluster } from 'ioredis';
+import { masterNodes, nodeGroupOfKey, type RedisClient } from './redis-client.ts';
 
 export const SCRIPT_NAMES = [
   'intake',
@@ -39,15 +40,33 @@ interface LoadedScript {
   readonly sha: string;
 }
 
-/** One step of a pipeline: a script or a plain command. */
+/**
+ * One step of a pipeline: a script or a plain command. A command's key is its first argument,
+ * except PUBLISH's (a channel, no key).
+ */
 export type PipelineOp =
   | { readonly script: ScriptName; readonly keys: readonly string[]; readonly args: readonly Arg[] }
   | { readonly command: string; readonly args: readonly Arg[] };
+
+/** The key that decides which cluster node runs `op`, or null for a keyless one. */
+function keyOf(op: PipelineOp): string | null {
+  if ('script' in op) return op.keys[0] ?? null;
+  if (op.command.toUpperCase() === 'PUBLISH') return null;
+  return op.args.length > 0 ? String(op.args[0]) : null;
+}
 
 const SCRIPTS_DIR = new URL('./scripts/', import.meta.url);
 
 function isNoScript(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith('NOSCRIPT');
+}
+
+/**
+ * A cluster refusal that means the op did not run there (the slot moved, is migrating, or the
+ * cluster is momentarily down): the op can be sent again on its own, which follows redirections.
+ */
+function isRefusedByCluster(err: unknown): boolean {
+  return err instanceof Error && /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/.test(err.message);
 }
 
 export class ScriptSet {
@@ -82,15 +101,27 @@ export class ScriptSet {
     return s;
   }
 
-  /** Loads every script into Redis's cache (at start, so pipelines rarely meet NOSCRIPT). */
-  async preload(redis: Redis): Promise<void> {
-    const pipe = redis.pipeline();
-    for (const s of this.scripts.values()) pipe.script('LOAD', s.lua);
-    await pipe.exec();
+  /**
+   * Loads every script into Redis's cache, on every master of a cluster (at start, so
+   * pipelines rarely meet NOSCRIPT).
+   */
+  async preload(redis: RedisClient): Promise<void> {
+    await Promise.all(
+      masterNodes(redis).map(async (node) => {
+        const pipe = node.pipeline();
+        for (const s of this.scripts.values()) pipe.script('LOAD', s.lua);
+        await pipe.exec();
+      }),
+    );
   }
 
   /** Runs one script: EVALSHA, then EVAL if Redis does not have it. */
-  async run(redis: Redis, name: ScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+  async run(
+    redis: RedisClient,
+    name: ScriptName,
+    keys: readonly string[],
+    args: readonly Arg[],
+  ): Promise<unknown> {
     const s = this.get(name, keys);
     try {
       return await redis.evalsha(s.sha, s.numberOfKeys, ...keys, ...args);
@@ -109,12 +140,62 @@ export class ScriptSet {
     }
   }
 
+  /** Runs one op on its own (a cluster client routes it and follows redirections). */
+  private runOne(redis: RedisClient, op: PipelineOp): Promise<unknown> {
+    return 'script' in op ? this.run(redis, op.script, op.keys, op.args) : redis.call(op.command, ...op.args);
+  }
+
   /**
    * Sends the ops in one round trip and returns their replies in order. Scripts Redis had
    * forgotten are run again (in their original order) with EVAL. Rejects with the first
    * other error.
+   *
+   * `after` holds ops that must reach Redis after `ops` have run (a notice of what `ops`
+   * wrote): a single node gets them at the end of the same pipeline; a cluster gets them once
+   * `ops` have answered, since `ops` and `after` may live on different nodes. On a cluster,
+   * each stage is split into one pipeline per node, all sent at once: the ops of one node
+   * (so all ops of one session, whose keys share a slot) keep their order, ops of different
+   * nodes run concurrently. A keyless op (PUBLISH) goes with the op before it.
    */
-  async pipeline(redis: Redis, ops: readonly PipelineOp[]): Promise<unknown[]> {
+  async pipeline(
+    redis: RedisClient,
+    ops: readonly PipelineOp[],
+    after: readonly PipelineOp[] = [],
+  ): Promise<unknown[]> {
+    if (redis instanceof Redis) return this.nodePipeline(redis, [...ops, ...after]);
+    const first = await this.clusterStage(redis, ops);
+    return after.length === 0 ? first : [...first, ...(await this.clusterStage(redis, after))];
+  }
+
+  private async clusterStage(cluster: Cluster, ops: readonly PipelineOp[]): Promise<unknown[]> {
+    const groups = new Map<string, number[]>();
+    let current: number[] | undefined;
+    ops.forEach((op, i) => {
+      const key = keyOf(op);
+      if (key !== null) {
+        const group = nodeGroupOfKey(cluster, key);
+        current = groups.get(group);
+        if (!current) groups.set(group, (current = []));
+      } else if (!current) {
+        groups.set('', (current = []));
+      }
+      current.push(i);
+    });
+    const out: unknown[] = new Array(ops.length);
+    await Promise.all(
+      [...groups.values()].map(async (indexes) => {
+        const replies = await this.nodePipeline(
+          cluster,
+          indexes.map((i) => ops[i]!),
+        );
+        indexes.forEach((i, j) => (out[i] = replies[j]));
+      }),
+    );
+    return out;
+  }
+
+  /** One pipeline to one node (on a cluster, every op's key is served by the same node). */
+  private async nodePipeline(redis: RedisClient, ops: readonly PipelineOp[]): Promise<unknown[]> {
     if (ops.length === 0) return [];
     const pipe = redis.pipeline();
     for (const op of ops) this.queue(pipe, op);
@@ -126,6 +207,8 @@ export class ScriptSet {
       const op = ops[i]!;
       if (err !== null && isNoScript(err) && 'script' in op) {
         out.push(await this.run(redis, op.script, op.keys, op.args));
+      } else if (err !== null && !(redis instanceof Redis) && isRefusedByCluster(err)) {
+        out.push(await this.runOne(redis, op));
       } else if (err !== null) {
         throw err;
       } else {

@@ -1,0 +1,160 @@
+/**
+ * The Redis connection of the distributed backend: one standalone node, or a Redis Cluster
+ * (`BATON_REDIS_CLUSTER=true`; `REDIS_URL` then lists one or more seed nodes, comma-separated).
+ *
+ * Both are built fail-fast (no offline queue, no per-command retries), so intake answers 503
+ * instead of hanging while Redis is away. This module also holds what differs between the two:
+ * the nodes to run node-level commands on (SCAN, SCRIPT LOAD, CONFIG GET, PING), the hash slot
+ * of a key, and the node serving it.
+ * @module
+ */
+import { Cluster, Redis } from 'ioredis';
+
+/** A standalone Redis or a Redis Cluster client. */
+export type RedisClient = Redis | Cluster;
+
+export interface RedisClientOptions {
+  /** One `redis://` URL, or (cluster) seed-node URLs separated by commas. */
+  readonly url: string;
+  readonly cluster: boolean;
+  /** Per-command timeout, ms. */
+  readonly commandTimeoutMs: number;
+}
+
+const CONNECT_TIMEOUT_MS = 3000;
+
+function retryStrategy(times: number): number {
+  return Math.min(50 * times, 1000);
+}
+
+/** Host, port and credentials of each seed node; the first one's credentials and TLS apply to all. */
+export function parseClusterSeeds(url: string): {
+  nodes: Array<{ host: string; port: number }>;
+  username?: string;
+  password?: string;
+  tls: boolean;
+} {
+  const urls = url
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => new URL(s));
+  if (urls.length === 0) throw new Error('no Redis Cluster seed node given');
+  const first = urls[0]!;
+  return {
+    nodes: urls.map((u) => ({ host: u.hostname || '127.0.0.1', port: Number(u.port || 6379) })),
+    ...(first.username ? { username: decodeURIComponent(first.username) } : {}),
+    ...(first.password ? { password: decodeURIComponent(first.password) } : {}),
+    tls: first.protocol === 'rediss:',
+  };
+}
+
+/** A lazily connecting, fail-fast client. */
+export function createRedisClient(opts: RedisClientOptions): RedisClient {
+  if (!opts.cluster) {
+    return new Redis(opts.url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: opts.commandTimeoutMs,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      retryStrategy,
+    });
+  }
+  const seeds = parseClusterSeeds(opts.url);
+  return new Cluster(seeds.nodes, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    clusterRetryStrategy: retryStrategy,
+    redisOptions: {
+      maxRetriesPerRequest: 0,
+      commandTimeout: opts.commandTimeoutMs,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      ...(seeds.username !== undefined ? { username: seeds.username } : {}),
+      ...(seeds.password !== undefined ? { password: seeds.password } : {}),
+      ...(seeds.tls ? { tls: {} } : {}),
+    },
+  });
+}
+
+/**
+ * A second connection like `client`, for the journal flusher's blocking reads: it retries its
+ * commands instead of failing fast. A standalone one queues while disconnected. A cluster one
+ * does not (a Cluster client keeps commands queued after `disconnect()` forever, which would
+ * hang the flusher's stop): it is connected here, and its reader retries on errors.
+ */
+export async function readerClient(client: RedisClient, commandTimeoutMs: number): Promise<RedisClient> {
+  if (client instanceof Redis) {
+    return client.duplicate({
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      commandTimeout: commandTimeoutMs,
+    });
+  }
+  const conn = client.duplicate([], {
+    enableOfflineQueue: false,
+    redisOptions: { maxRetriesPerRequest: null, commandTimeout: commandTimeoutMs },
+  });
+  await conn.connect().catch(() => undefined); // not there yet: the reader's retries connect it
+  return conn;
+}
+
+/**
+ * A second connection like `client` for the wake-up subscription: it queues while
+ * disconnected and re-subscribes after a reconnect (on a cluster, classic SUBSCRIBE hears
+ * PUBLISHes made on any node).
+ */
+export function subscriberClient(client: RedisClient): RedisClient {
+  if (client instanceof Redis) {
+    return client.duplicate({
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      commandTimeout: undefined,
+    });
+  }
+  return client.duplicate([], {
+    enableOfflineQueue: true,
+    redisOptions: { maxRetriesPerRequest: null, commandTimeout: undefined },
+  });
+}
+
+/** The nodes that hold data: the client itself, or every master of the cluster. */
+export function masterNodes(client: RedisClient): Redis[] {
+  return client instanceof Redis ? [client] : client.nodes('master');
+}
+
+/** `host:port` of a node, for log lines. */
+export function nodeAddress(node: Redis): string {
+  return `${node.options.host ?? '?'}:${node.options.port ?? '?'}`;
+}
+
+function crc16(bytes: Uint8Array): number {
+  let crc = 0;
+  for (const b of bytes) {
+    crc ^= b << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/** The cluster hash slot of a key (CRC16 of its hash tag, or of the whole key, mod 16384). */
+export function keySlot(key: string): number {
+  const bytes = Buffer.from(key, 'utf8');
+  const open = bytes.indexOf(0x7b); // {
+  if (open >= 0) {
+    const close = bytes.indexOf(0x7d, open + 1); // }
+    if (close > open + 1) return crc16(bytes.subarray(open + 1, close)) % 16384;
+  }
+  return crc16(bytes) % 16384;
+}
+
+/**
+ * Which nodes serve `key`, as the client knows them: keys with the same answer can share one
+ * pipeline (it is the test ioredis applies to a cluster pipeline, so both always agree).
+ * A slot the client knows no nodes for gets a group of its own.
+ */
+export function nodeGroupOfKey(cluster: Cluster, key: string): string {
+  const slot = keySlot(key);
+  const group = cluster._groupsBySlot[slot];
+  return group === undefined ? `slot:${slot}` : `group:${group}`;
+}
