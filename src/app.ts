@@ -180,6 +180,7 @@ async function createBackend(config: Config, logger: Logger, now?: () => number)
     const { DistributedBackend } = await import('./backends/distributed/index.ts');
     return new DistributedBackend({
       redisUrl: config.redisUrl,
+      cluster: config.redisCluster,
       databaseUrl: config.databaseUrl,
       bufferMs: config.bufferMs,
       dedupeTtlSec: config.dedupeTtlSec,

@@ -23,6 +23,8 @@ export interface Config {
   };
   readonly adminToken: string | undefined;
   readonly redisUrl: string | undefined;
+  /** `BATON_REDIS_CLUSTER`: `redisUrl` lists seed nodes of a Redis Cluster. */
+  readonly redisCluster: boolean;
   readonly databaseUrl: string | undefined;
   readonly amqpUrl: string | undefined;
   readonly dataDir: string;
@@ -99,13 +101,39 @@ function url(env: Env, name: string, fallback?: string): string | undefined {
   return raw.replace(/\/+$/, '');
 }
 
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = str(env, name);
+  if (raw === undefined) return fallback;
+  if (raw !== 'true' && raw !== 'false') throw new ConfigError(name, `"${raw}" must be true or false`);
+  return raw === 'true';
+}
+
+/** A Redis Cluster's seed nodes: one URL or several separated by commas. */
+function seedUrls(env: Env, name: string): string {
+  const raw = str(env, name);
+  if (raw === undefined) throw new ConfigError(name, 'must be set when BATON_REDIS_CLUSTER is true');
+  const seeds = raw.split(',').map((s) => s.trim());
+  for (const seed of seeds) {
+    let ok = false;
+    try {
+      const u = new URL(seed);
+      ok = (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new ConfigError(name, `"${seed}" is not a redis:// or rediss:// URL of a cluster node`);
+  }
+  return seeds.join(',');
+}
+
 /** Reads and validates the configuration. Throws `ConfigError` naming the first bad variable. */
 export function loadConfig(env: Env = process.env): Config {
   const syncMode = str(env, 'BATON_SYNC_MODE') ?? 'write-through';
   if (syncMode !== 'write-through' && syncMode !== 'write-behind') {
     throw new ConfigError('BATON_SYNC_MODE', `"${syncMode}" must be write-through or write-behind`);
   }
-  const redisUrl = url(env, 'REDIS_URL');
+  const redisCluster = bool(env, 'BATON_REDIS_CLUSTER', false);
+  const redisUrl = redisCluster ? seedUrls(env, 'REDIS_URL') : url(env, 'REDIS_URL');
   const databaseUrl = url(env, 'DATABASE_URL');
   if (redisUrl !== undefined && databaseUrl === undefined) {
     throw new ConfigError('DATABASE_URL', 'must be set when REDIS_URL is (distributed mode needs both)');
@@ -126,6 +154,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     adminToken: str(env, 'ADMIN_TOKEN'),
     redisUrl,
+    redisCluster,
     databaseUrl,
     amqpUrl: url(env, 'AMQP_URL'),
     dataDir: str(env, 'BATON_DATA_DIR') ?? './data',
