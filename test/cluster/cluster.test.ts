@@ -1,0 +1,341 @@
+/**
+ * Distributed mode on a Redis Cluster: a private 3-master cluster (redis-cluster.ts) runs the
+ * Backend conformance suite in both sync modes, cluster-specific checks (sessions spread over
+ * every master, the reaper scanning each of them, fences across nodes), and an end-to-end run
+ * of real `baton ingress` + `baton worker` processes driving users through the order flow.
+ *
+ * Gated like the other real-service suites (PostgreSQL, and the machine's Redis for the shared
+ * gate); it also needs the `redis-server` and `redis-cli` binaries: under CI=true a missing one
+ * fails the run.
+ */
+import { execFileSync } from 'node:child_process';
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keySlot } from '../../src/backends/distributed/redis-client.ts';
+import { signMetaBody } from '../../src/providers/index.ts';
+import { makeBackend, useCleanup } from '../distributed/harness.ts';
+import { batch, newKey, record, text as textMessage } from '../distributed/fixtures.ts';
+import { CONFORMANCE_BUFFER_MS, describeBackendConformance } from '../conformance/backend-conformance.ts';
+import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
+import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
+import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
+import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
+import { DATABASE_URL, distributedServicesUp, dropIsolation, uniqueName } from '../support/services.ts';
+import { startPrivateCluster, type PrivateCluster } from './redis-cluster.ts';
+
+function hasBinary(name: string): boolean {
+  try {
+    execFileSync(name, ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const binaries = hasBinary('redis-server') && hasBinary('redis-cli');
+if (!binaries) {
+  const line = 'the Redis Cluster suite needs the redis-server and redis-cli binaries';
+  if (process.env.CI === 'true') throw new Error(`${line} (CI=true: failing)`);
+  console.warn(`!!! SKIPPING: ${line} !!!`);
+}
+const up = binaries && (await distributedServicesUp('Redis Cluster suite'));
+
+const T0 = 1_750_000_000;
+
+describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
+  let cluster: PrivateCluster;
+  beforeAll(async () => {
+    cluster = await startPrivateCluster();
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  describe('backend', () => {
+    useCleanup();
+
+    describeBackendConformance('cluster, write-through', async () => {
+      const { backend } = await makeBackend({
+        redisUrl: cluster.url,
+        cluster: true,
+        bufferMs: CONFORMANCE_BUFFER_MS,
+        syncMode: 'write-through',
+      });
+      return backend;
+    });
+    describeBackendConformance('cluster, write-behind', async () => {
+      const { backend } = await makeBackend({
+        redisUrl: cluster.url,
+        cluster: true,
+        bufferMs: CONFORMANCE_BUFFER_MS,
+        syncMode: 'write-behind',
+      });
+      return backend;
+    });
+
+    /** A client of our own, to look at where keys live. */
+    async function inspect<T>(fn: (c: Cluster) => Promise<T>): Promise<T> {
+      const c = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
+      try {
+        return await fn(c);
+      } finally {
+        c.disconnect();
+      }
+    }
+
+    it('computes the hash slot of a key as Redis does', async () => {
+      const samples = ['baton:ready', 'baton:{106540352242922:15551234}:mbox', 'a{}b', '{}x', 'ü{é}', 'x{y'];
+      const slots = await inspect(async (c) => {
+        await new Promise<void>((r) => c.once('ready', () => r()));
+        return Promise.all(samples.map((k) => c.call('CLUSTER', 'KEYSLOT', k)));
+      });
+      expect(samples.map(keySlot)).toEqual(slots);
+    });
+
+    it('spreads sessions over every master, one webhook spanning them all', async () => {
+      const { backend, prefix } = await makeBackend({ redisUrl: cluster.url, cluster: true });
+      const keys = Array.from({ length: 30 }, () => newKey());
+      const result = await backend.ingest({
+        messages: keys.map((k) => textMessage(k, 'hi')),
+        statuses: [],
+      });
+      expect(result).toMatchObject({ accepted: 30, duplicates: 0 });
+      const perNode = await inspect(async (c) => {
+        await new Promise<void>((r) => c.once('ready', () => r()));
+        return Promise.all(c.nodes('master').map(async (n) => (await n.keys(`${prefix}:{*}:mbox`)).length));
+      });
+      expect(perNode.length).toBe(3);
+      expect(perNode.every((n) => n > 0)).toBe(true);
+      expect(perNode.reduce((a, b) => a + b, 0)).toBe(30);
+      // Every session is handed out once, whatever node serves it.
+      const handed = new Set<string>();
+      for (let i = 0; i < 30; i++) {
+        const k = await backend.nextReady(AbortSignal.timeout(5000));
+        expect(k).not.toBeNull();
+        handed.add(`${k!.channel}:${k!.user}`);
+      }
+      expect(handed.size).toBe(30);
+    });
+
+    it('reaps sessions on every master', async () => {
+      const { backend, prefix } = await makeBackend({
+        redisUrl: cluster.url,
+        cluster: true,
+        reaperIntervalMs: 0,
+      });
+      const keys = Array.from({ length: 12 }, () => newKey());
+      await backend.ingest({ messages: keys.map((k) => textMessage(k, 'hi')), statuses: [] });
+      // Lose the ready queue and the scheduled flags (a crash between intake and its ZADD).
+      await inspect(async (c) => {
+        await new Promise<void>((r) => c.once('ready', () => r()));
+        await c.del(`${prefix}:ready`);
+        for (const n of c.nodes('master')) {
+          const flags = await n.keys(`${prefix}:{*}:sched`);
+          for (const f of flags) await c.del(f);
+        }
+      });
+      const { rescheduled } = await backend.reapOnce(30_000, { force: true });
+      expect(rescheduled).toBe(12);
+    });
+
+    it('grants growing fences to sessions on different nodes, and commits them', async () => {
+      const { backend } = await makeBackend({ redisUrl: cluster.url, cluster: true });
+      const keys = Array.from({ length: 9 }, () => newKey());
+      for (const key of keys) {
+        let last = 0;
+        for (let v = 0; v < 3; v++) {
+          const lease = (await backend.acquireLease(key, 'w1', 5000))!;
+          expect(lease.fence).toBeGreaterThan(last);
+          last = lease.fence;
+          await backend.commit(
+            lease,
+            batch(key, v, v + 1, { records: [record(lease, v + 1, 'advance', [])] }),
+          );
+          await backend.releaseLease(lease);
+        }
+        expect((await backend.transitions(key)).map((t) => t.version)).toEqual([1, 2, 3]);
+      }
+    });
+
+    it('keeps fences growing and versions whole when the slot of a session moves to another node', async () => {
+      const { backend, prefix } = await makeBackend({
+        redisUrl: cluster.url,
+        cluster: true,
+        fenceBlockSize: 10,
+      });
+      const key = newKey();
+      const lease1 = (await backend.acquireLease(key, 'w1', 5000))!;
+      await backend.commit(lease1, batch(key, 0, 1, { records: [record(lease1, 1, 'advance', [])] }));
+      await backend.releaseLease(lease1);
+      await backend.ingest({ messages: [textMessage(key, 'after the move')], statuses: [] });
+
+      // Move the session's slot by hand (IMPORTING / MIGRATING, MIGRATE, SETSLOT NODE): the
+      // backend's client still has the old map and meets MOVED.
+      const slot = keySlot(`${prefix}:{${key.channel}:${key.user}}:state`);
+      await inspect(async (c) => {
+        await new Promise<void>((r) => c.once('ready', () => r()));
+        const masters = c.nodes('master');
+        const ids = await Promise.all(masters.map(async (n) => String(await n.call('CLUSTER', 'MYID'))));
+        const owner = masters.findIndex((n) => n.options.port === Number(c.slots[slot]![0]!.split(':')[1]));
+        const from = masters[owner]!;
+        const toIndex = (owner + 1) % masters.length;
+        const to = masters[toIndex]!;
+        await to.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', ids[owner]!);
+        await from.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', ids[toIndex]!);
+        for (;;) {
+          const keys = (await from.call('CLUSTER', 'GETKEYSINSLOT', slot, 100)) as string[];
+          if (keys.length === 0) break;
+          await from.call('MIGRATE', '127.0.0.1', to.options.port!, '', 0, 5000, 'KEYS', ...keys);
+        }
+        for (const n of masters) await n.call('CLUSTER', 'SETSLOT', slot, 'NODE', ids[toIndex]!);
+      });
+
+      // Another node, another run_id: the next grant takes a fresh block, above every fence.
+      const pending = await backend.pending(key, 10);
+      expect(pending.map((m) => m.content)).toEqual([{ type: 'text', body: 'after the move' }]);
+      const lease2 = (await backend.acquireLease(key, 'w1', 5000))!;
+      expect(lease1.fence).toBe(1);
+      expect(lease2.fence).toBe(11); // from the second block (11..20), not 2 from the first
+      await backend.commit(
+        lease2,
+        batch(key, 1, 2, {
+          consumed: pending.map((m) => m.id),
+          records: [
+            record(
+              lease2,
+              2,
+              'advance',
+              pending.map((m) => m.id),
+            ),
+          ],
+        }),
+      );
+      await backend.releaseLease(lease2);
+      const transitions = await backend.transitions(key);
+      expect(transitions.map((t) => [t.version, t.fencing_token])).toEqual([
+        [1, lease1.fence],
+        [2, lease2.fence],
+      ]);
+    });
+  });
+
+  describe('real processes', () => {
+    let graph: FakeGraph;
+    beforeAll(async () => {
+      graph = await startFakeGraph();
+    });
+    afterAll(async () => {
+      await graph?.close();
+    });
+
+    it('serves many users end to end through baton ingress and 2 workers on the cluster', async () => {
+      const port = await freePort();
+      const env: Record<string, string> = {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        REDIS_URL: cluster.url,
+        BATON_REDIS_CLUSTER: 'true',
+        DATABASE_URL,
+        BATON_REDIS_PREFIX: uniqueName('btc'),
+        BATON_PG_SCHEMA: uniqueName('btc'),
+        WHATSAPP_APP_SECRET: APP_SECRET,
+        WHATSAPP_API_BASE_URL: graph.url,
+        ADMIN_TOKEN,
+        BATON_BUFFER_MS: '30',
+        BATON_LOCK_TTL_MS: '1500',
+      };
+      const base = `http://127.0.0.1:${port}`;
+      const procs: BatonProcess[] = [];
+      const deliver = async (m: Msg): Promise<void> => {
+        const raw = Buffer.from(JSON.stringify(webhook([m])));
+        for (let i = 0; ; i++) {
+          const r = await fetch(`${base}/webhooks/whatsapp`, {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              'x-hub-signature-256': signMetaBody(raw, APP_SECRET),
+            },
+            body: new Uint8Array(raw),
+          }).catch(() => null);
+          if (r?.status === 200) return;
+          if (i > 200) throw new Error(`never accepted: ${r?.status ?? 'no answer'}`);
+          await new Promise((res) => setTimeout(res, 50));
+        }
+      };
+      const admin = async <T>(path: string): Promise<{ status: number; body: T }> => {
+        const r = await fetch(`${base}/admin/api${path}`, {
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        });
+        return { status: r.status, body: (await r.json()) as T };
+      };
+      try {
+        procs.push(await spawnBaton(['ingress'], env));
+        procs.push(await spawnBaton(['worker', '--concurrency', '8'], env));
+        procs.push(await spawnBaton(['worker', '--concurrency', '8'], env));
+        const users = Array.from({ length: 20 }, (_, i) => `1666900${String(i).padStart(4, '0')}`);
+        const scripts = new Map(
+          users.map((u): [string, Msg[]] => [
+            u,
+            [
+              text(u, 'hi', T0),
+              text(u, `Name ${u}`, T0 + 1),
+              button(u, 'sku_551a', 'Rain Jacket', T0 + 2),
+              text(u, `Street ${u}`, T0 + 3),
+              button(u, 'confirm', 'Confirm', T0 + 4),
+            ],
+          ]),
+        );
+        const script = (u: string): Msg[] => scripts.get(u)!;
+        // Each user in order, some messages delivered twice; all users at once.
+        await Promise.all(
+          users.map(async (u) => {
+            for (const [i, m] of script(u).entries()) {
+              await deliver(m);
+              if (i % 2 === 1) await deliver(m);
+            }
+          }),
+        );
+        const deadline = Date.now() + 45_000;
+        for (const u of users) {
+          for (;;) {
+            const r = await admin<{ current_step: string }>(`/sessions/${u}?channel=${PHONE_ID}`);
+            if (r.status === 200 && r.body.current_step === 'completed') break;
+            if (Date.now() > deadline) throw new Error(`${u} did not complete: ${JSON.stringify(r.body)}`);
+            await new Promise((res) => setTimeout(res, 50));
+          }
+          const s = await admin<{ data: unknown }>(`/sessions/${u}?channel=${PHONE_ID}`);
+          expect(s.body.data).toEqual({
+            customer_name: `Name ${u}`,
+            product_id: 'sku_551a',
+            shipping_address: `Street ${u}`,
+          });
+          const t = await admin<{
+            transitions: Array<{
+              version: number;
+              kind: string;
+              message_ids: string[];
+              fencing_token: number;
+            }>;
+          }>(`/sessions/${u}/transitions?channel=${PHONE_ID}`);
+          const changes = t.body.transitions.filter((x) => x.kind === 'advance');
+          expect(changes.map((x) => x.version)).toEqual([1, 2, 3, 4, 5]);
+          const fences = t.body.transitions.map((x) => x.fencing_token);
+          expect([...fences].sort((a, b) => a - b)).toEqual(fences);
+          const logged = new Set(t.body.transitions.flatMap((x) => x.message_ids));
+          for (const m of script(u)) expect(logged.has(m.id), `${m.id} of ${u} in the log`).toBe(true);
+          await graph.waitFor(
+            (x) => x.body.to === u && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
+          );
+          const cbs = graph.sent.filter((x) => x.body.to === u).map((x) => x.body.biz_opaque_callback_data);
+          expect(new Set(cbs).size, `no prompt twice for ${u}`).toBe(cbs.length);
+        }
+        const stats = await admin<{ queue_depth: number; workers: number }>('/stats');
+        expect(stats.body.queue_depth).toBe(0);
+        expect(stats.body.workers).toBe(2);
+      } finally {
+        await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+        await dropIsolation(null, env.BATON_PG_SCHEMA!);
+      }
+    }, 120_000);
+  });
+});

@@ -1,0 +1,115 @@
+/**
+ * A Redis Cluster of a suite's own: three masters (no replicas) on free loopback ports, each
+ * `redis-server --cluster-enabled yes` in its own temporary directory with the AOF on (fsync
+ * always), joined with `redis-cli --cluster create`, ready once every node reports
+ * `cluster_state:ok`. Stopped by PID; its directories are removed.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from '../support/procs.ts';
+
+const run = promisify(execFile);
+
+/** A running private Redis Cluster. */
+export interface PrivateCluster {
+  readonly ports: readonly number[];
+  /** The seed nodes, comma-separated (`redis://127.0.0.1:<p1>,redis://127.0.0.1:<p2>,...`). */
+  readonly url: string;
+  /** SIGKILLs every node by PID and removes their directories. */
+  stop(): Promise<void>;
+}
+
+interface Node {
+  readonly port: number;
+  readonly dir: string;
+  readonly proc: ChildProcess;
+}
+
+/** Starts a 3-master cluster and resolves once every node serves every slot. */
+export async function startPrivateCluster(masters = 3): Promise<PrivateCluster> {
+  const nodes: Node[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(nodes.map((n) => killHard(n.proc)));
+    for (const n of nodes) rmSync(n.dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < masters; i++) nodes.push(await spawnNode());
+    const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
+    await run('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], {
+      timeout: 30_000,
+    });
+    await waitClusterOk(nodes.map((n) => n.port));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const ports = nodes.map((n) => n.port);
+  return { ports, url: ports.map((p) => `redis://127.0.0.1:${p}`).join(','), stop };
+}
+
+async function spawnNode(): Promise<Node> {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-cluster-'));
+  const port = await freePort();
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--cluster-enabled',
+    'yes',
+    '--cluster-config-file',
+    join(dir, 'nodes.conf'),
+    '--cluster-node-timeout',
+    '5000',
+    '--appendonly',
+    'yes',
+    '--appendfsync',
+    'always',
+    '--save',
+    '',
+    '--dir',
+    dir,
+  ];
+  try {
+    const proc = await new Promise<ChildProcess>((resolve, reject) => {
+      const p = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('Ready to accept connections')) resolve(p);
+      });
+      p.once('error', reject);
+      p.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
+    });
+    return { port, dir, proc };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function waitClusterOk(ports: readonly number[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const states = await Promise.all(
+      ports.map(async (port) => {
+        const { stdout } = await run('redis-cli', ['-p', String(port), 'cluster', 'info']);
+        return /cluster_state:ok/.test(stdout);
+      }),
+    );
+    if (states.every(Boolean)) return;
+    if (Date.now() > deadline) throw new Error('Redis Cluster did not reach cluster_state:ok');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function killHard(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (p.exitCode !== null || p.signalCode !== null) return resolve();
+    p.once('exit', () => resolve());
+    process.kill(p.pid!, 'SIGKILL');
+  });
+}
