@@ -184,6 +184,32 @@ describe('health, readiness, metrics, admin auth', () => {
     expect(await again.json()).toEqual({ released: false });
   });
 
+  it('lists sessions by step, page by page, over HTTP', async () => {
+    const users = ['15550002001', '15550002002', '15550002003'];
+    for (const u of users)
+      expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)], '777'))).status).toBe(200);
+    await h.until(
+      async () => (await h.baton.backend.listSessions({ channel: '777', limit: 10 })).sessions.length === 3,
+    );
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const q: string = `/sessions?channel=777&step=ask_name&limit=2${cursor ? `&cursor=${cursor}` : ''}`;
+      const page = (await (await h.admin(q)).json()) as {
+        sessions: Array<{ wa_id: string }>;
+        next_cursor: string | null;
+      };
+      expect(page.sessions.length).toBeLessThanOrEqual(2);
+      seen.push(...page.sessions.map((x) => x.wa_id));
+      cursor = page.next_cursor;
+    } while (cursor);
+    expect(seen.sort()).toEqual(users);
+    const none = (await (await h.admin('/sessions?channel=777&needs_agent=true')).json()) as {
+      sessions: unknown[];
+    };
+    expect(none.sessions).toEqual([]);
+  });
+
   it('serves the flow map as Mermaid', async () => {
     const r = await h.admin('/flows/order/graph');
     expect(await r.text()).toContain('confirm_order --> completed');

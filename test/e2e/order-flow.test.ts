@@ -302,7 +302,19 @@ describe('the order flow, end to end', () => {
       return dead_letters.find((d) => d.user === waId);
     });
     const r = await h.admin('/dead-letters');
-    const { dead_letters } = (await r.json()) as { dead_letters: Array<{ user: string; reason: string }> };
-    expect(dead_letters.find((d) => d.user === waId)!.reason).toContain('131047');
+    const { dead_letters } = (await r.json()) as {
+      dead_letters: Array<{ id: string; user: string; reason: string }>;
+    };
+    const letter = dead_letters.find((d) => d.user === waId)!;
+    expect(letter.reason).toContain('131047');
+    expect(sentTo(waId)).toHaveLength(0);
+
+    // Once the cause is fixed, an agent replays it: the reply goes out, once.
+    const replay = await h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' });
+    expect(await replay.json()).toEqual({ replayed: true });
+    await h.graph.waitFor((c) => c.body.to === waId);
+    expect(sentTo(waId).map((c) => c.body.biz_opaque_callback_data)).toEqual(['baton:order:ask_name:1']);
+    const again = await h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' });
+    expect(again.status).toBe(404);
   });
 });
