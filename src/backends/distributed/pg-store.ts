@@ -104,23 +104,18 @@ export class PgStore {
 
   constructor(opts: PgStoreOptions) {
     this.sql = loadStatements();
-    this.pool = new pg.Pool({
-      connectionString: opts.databaseUrl,
-      options: `-c search_path=${opts.schema}`,
-      max: opts.poolSize ?? 10,
-      connectionTimeoutMillis: 3000,
-      idleTimeoutMillis: 30_000,
-      query_timeout: 15_000,
-    });
-    this.applyPool = new pg.Pool({
-      connectionString: opts.databaseUrl,
-      options: `-c search_path=${opts.schema}`,
-      max: opts.applyPoolSize ?? 4,
-      connectionTimeoutMillis: 3000,
-      idleTimeoutMillis: 30_000,
-      query_timeout: 15_000,
-      pipeline: true,
-    });
+    const pool = (max: number, extra: Partial<pg.PoolConfig> = {}): pg.Pool =>
+      new pg.Pool({
+        connectionString: opts.databaseUrl,
+        options: `-c search_path=${opts.schema}`,
+        max,
+        connectionTimeoutMillis: 3000,
+        idleTimeoutMillis: 30_000,
+        query_timeout: 15_000,
+        ...extra,
+      });
+    this.pool = pool(opts.poolSize ?? 10);
+    this.applyPool = pool(opts.applyPoolSize ?? 4, { pipeline: true });
     // An idle client losing its connection must not crash the process; the next query reports it.
     this.pool.on('error', () => undefined);
     this.applyPool.on('error', () => undefined);
