@@ -26,6 +26,11 @@ class UsageError extends Error {}
 async function serve(config: Config, opts: BatonOptions, out: (s: string) => void): Promise<number> {
   const baton = await createBaton(config, opts);
   const url = await baton.start();
+  if (url && config.whatsapp.appSecret === undefined) {
+    out(
+      "WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts UNSIGNED requests, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret.",
+    );
+  }
   if (url) {
     const base = url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
     out(`Baton (${baton.backend.kind}) listening on ${url}`);
