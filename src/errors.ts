@@ -104,8 +104,10 @@ export class FlowRuntimeError extends BatonError {
     step: string | null,
     detail: string,
     cause?: unknown,
+    /** Whether running the same batch again may succeed (errors that are not the flow core's own). */
+    retryable = false,
   ) {
-    super(code, `flow ${flow}, step ${step ?? '(none)'}: ${detail}`, { cause });
+    super(code, `flow ${flow}, step ${step ?? '(none)'}: ${detail}`, { cause, retryable });
     this.name = 'FlowRuntimeError';
     this.flow = flow;
     this.step = step;

@@ -13,6 +13,7 @@ import { FencedError, FlowRuntimeError, SendError, VersionConflictError } from '
 import type { Flow } from '../flow/define.ts';
 import {
   adminReset,
+  freshSnapshot,
   transition,
   type Effect,
   type ResolvedMessage,
@@ -59,6 +60,22 @@ const HEARTBEAT_TTL_MS = 15_000;
 
 /** Most messages one batch takes from a mailbox. */
 const MAX_BATCH = 500;
+
+/** Times flow code is run on a batch before the batch is dead-lettered (retryable failures). */
+const BATCH_ATTEMPTS = 3;
+/** First wait between those attempts (x4 each time). */
+const BATCH_BACKOFF_MS = 100;
+
+/**
+ * Any error thrown while flow code ran, as a `FlowRuntimeError` naming flow and step. Errors
+ * the flow core raised on purpose (a handler that threw, an undeclared transition) are final;
+ * anything else (a bug, a thrown non-Error) may be passing, so it is retryable.
+ */
+function asFlowFailure(err: unknown, flow: string, step: string | null): FlowRuntimeError {
+  if (err instanceof FlowRuntimeError) return err;
+  const detail = err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`;
+  return new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow, step, detail, err, true);
+}
 
 export class Engine {
   readonly workerId: string;
@@ -212,22 +229,41 @@ export class Engine {
     const resolved = await this.resolveContext(lease, batch);
     if (signal.aborted) return false;
 
-    let result: TransitionResult;
     const base = prev ?? null;
     const flow = this.flowFor(base);
-    try {
-      result = transition(flow, base, resolved, this.env(lease));
-    } catch (err) {
-      if (!(err instanceof FlowRuntimeError)) throw err;
-      await this.deadLetterBatch(lease, base, batch, err);
-      await this.flushOutbox(lease, sending);
-      return true;
-    }
     const provider = first.provider;
-    const { snapshot, outbound } = this.toOutbound(
-      { ...result.snapshot, ...(result.snapshot.provider ? {} : { provider }) },
-      result.effects,
-    );
+    // Flow code runs here. A batch it fails on is tried again (in hand, with backoff) and then
+    // dead-lettered with its error, so a poison message can neither spin a worker nor block
+    // the session: the next messages are handled normally.
+    let computed: { result: TransitionResult; snapshot: SessionSnapshot; outbound: OutboundRecord[] };
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const result = transition(flow, base, resolved, this.env(lease));
+        computed = {
+          result,
+          ...this.toOutbound(
+            { ...result.snapshot, ...(result.snapshot.provider ? {} : { provider }) },
+            result.effects,
+          ),
+        };
+        break;
+      } catch (err) {
+        const failure = asFlowFailure(err, flow.id, base?.step ?? null);
+        if (failure.retryable && attempt < BATCH_ATTEMPTS) {
+          this.o.logger.warn(
+            { err: failure, session: logSessionId(lease), attempt },
+            'flow code failed on a batch; trying it again',
+          );
+          await sleep(BATCH_BACKOFF_MS * 4 ** (attempt - 1), signal);
+          if (signal.aborted) return false;
+          continue;
+        }
+        await this.deadLetterBatch(lease, base, batch, failure, attempt);
+        await this.flushOutbox(lease, sending);
+        return true;
+      }
+    }
+    const { result, snapshot, outbound } = computed;
     await backend.commit(lease, {
       expectedVersion: prev?.version ?? 0,
       snapshot,
@@ -304,22 +340,44 @@ export class Engine {
     return { snapshot: { ...s, outboundSeq: seq }, outbound };
   }
 
-  /** Flow code failed on this batch: its messages go to the dead letters, state unchanged. */
+  /**
+   * Flow code failed on this batch for good: its messages go to the dead letters with the error
+   * and the attempt count, state unchanged, and the user gets one error notice, all in one
+   * fenced commit. The messages leave the mailbox, so no restart runs the batch again.
+   */
   private async deadLetterBatch(
     lease: LeaseGrant,
     prev: SessionSnapshot | null,
     batch: StoredMessage[],
     err: FlowRuntimeError,
+    attempts: number,
   ): Promise<void> {
-    this.o.logger.error({ err, session: logSessionId(lease) }, 'flow code failed; batch dead-lettered');
-    const snapshot = prev ?? transition(this.flowFor(null), null, [], this.env(lease)).snapshot;
+    this.o.logger.error(
+      { err, session: logSessionId(lease), attempts },
+      'flow code failed; batch dead-lettered',
+    );
+    const flow = this.flowFor(prev);
+    const base = prev ?? freshSnapshot(flow, lease, this.now(), batch[0]);
+    const first = batch[0]!;
+    const { snapshot, outbound } = this.toOutbound(
+      { ...base, ...(base.provider ? {} : { provider: first.provider }) },
+      [
+        {
+          body: { type: 'text', text: flow.notices.error },
+          step: base.step ?? flow.start,
+          version: base.version,
+          isPrompt: false,
+          inReplyTo: first.id,
+        },
+      ],
+    );
     const letters: DeadLetter[] = batch.map((m) => ({
       id: `in:${m.id}`,
       kind: 'inbound',
       channel: m.channel,
       user: m.user,
       ref: m.id,
-      reason: `${err.code}: ${err.message}`,
+      reason: `${err.code} after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${err.message}`,
       payload: m,
       createdAt: this.now(),
     }));
@@ -327,7 +385,7 @@ export class Engine {
       expectedVersion: prev?.version ?? 0,
       snapshot,
       records: [],
-      outbound: [],
+      outbound,
       consumed: batch.map((m) => m.id),
       deadLetters: letters,
     });
