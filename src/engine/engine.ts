@@ -20,6 +20,7 @@ import {
   type TransitionResult,
 } from '../flow/transition.ts';
 import type { Metrics } from '../metrics.ts';
+import { LeaseLostError, LeaseManager } from './lease-manager.ts';
 import {
   logSessionId,
   sessionId,
@@ -83,10 +84,28 @@ export class Engine {
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
   private heartbeat: NodeJS.Timeout | null = null;
+  /** Renews every baton this engine holds, on one timer. */
+  readonly leases: LeaseManager;
+  private readonly logTimes = new Map<string, { at: number; suppressed: number }>();
 
   constructor(private readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
     this.workerId = o.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.leases = new LeaseManager({
+      backend: o.backend,
+      ttlMs: o.lockTtlMs,
+      now: this.now,
+      onRenewError: (err, lease) =>
+        this.logLimited('renew', () =>
+          o.logger.warn(
+            { err, session: logSessionId(lease) },
+            'lease renewal failed; retrying within the TTL',
+          ),
+        ),
+    });
+    this.leases.on('lost', (err) =>
+      o.logger.warn({ code: err.code, session: err.session, fence: err.fence }, err.message),
+    );
     // Every worker loop and every session in hand listens to this one signal.
     setMaxListeners(0, this.abort.signal);
   }
@@ -109,11 +128,24 @@ export class Engine {
     this.abort.abort();
     await Promise.all(this.loops);
     this.loops = [];
+    this.leases.close();
     if (this.heartbeat) {
       clearInterval(this.heartbeat);
       this.heartbeat = null;
       await this.o.backend.removeWorker(this.workerId).catch(() => undefined);
     }
+  }
+
+  /** Runs `log` at most once per 5 s per `kind`; the next one says how many were skipped. */
+  private logLimited(kind: string, log: (suppressed: number) => void): void {
+    const now = this.now();
+    const last = this.logTimes.get(kind);
+    if (last !== undefined && now - last.at < 5000) {
+      last.suppressed += 1;
+      return;
+    }
+    this.logTimes.set(kind, { at: now, suppressed: 0 });
+    log(last?.suppressed ?? 0);
   }
 
   private async loop(): Promise<void> {
@@ -123,7 +155,9 @@ export class Engine {
       try {
         key = await this.o.backend.nextReady(signal);
       } catch (err) {
-        this.o.logger.error({ err }, 'could not claim a ready session; retrying in 1 s');
+        this.logLimited('claim', (suppressed) =>
+          this.o.logger.error({ err, suppressed }, 'could not claim a ready session; retrying in 1 s'),
+        );
         await sleep(1000, signal);
         continue;
       }
@@ -167,8 +201,10 @@ export class Engine {
           { session: logSessionId(key), fence: lease.fence, code: err.code },
           'batch refused; lease lost',
         );
-      } else {
-        logger.error({ err, session: logSessionId(key) }, 'batch failed; it will be retried');
+      } else if (!(err instanceof LeaseLostError)) {
+        this.logLimited('batch', (suppressed) =>
+          logger.error({ err, session: logSessionId(key), suppressed }, 'batch failed; it will be retried'),
+        );
       }
     } finally {
       held.stop();
@@ -179,37 +215,24 @@ export class Engine {
   }
 
   /**
-   * Renews the lease every third of its TTL. `signal` aborts when a renewal fails; `sending`
-   * aborts then too, and when the engine stops, so replies stop waiting out backoffs (the next
-   * holder sends what is left).
+   * Keeps the lease through the lease manager. `signal` aborts when it is lost; `sending` aborts
+   * then too, and when the engine stops, so replies stop waiting out backoffs (the next holder
+   * sends what is left).
    */
   private hold(lease: LeaseGrant): { signal: AbortSignal; sending: AbortSignal; stop: () => void } {
-    const lost = new AbortController();
+    const held = this.leases.hold(lease);
     const sending = new AbortController();
     const abortSending = (): void => sending.abort();
-    const loseLease = (reason?: unknown): void => {
-      lost.abort(reason);
-      sending.abort();
-    };
-    const timer = setInterval(
-      () => {
-        this.o.backend.renewLease(lease, this.o.lockTtlMs).then(
-          (ok) => {
-            if (!ok) loseLease(new FencedError(sessionId(lease), lease.fence));
-          },
-          (err: unknown) => loseLease(err),
-        );
-      },
-      Math.max(50, Math.floor(this.o.lockTtlMs / 3)),
-    );
+    held.signal.addEventListener('abort', abortSending, { once: true });
     const stopping = this.abort.signal;
     if (stopping.aborted) abortSending();
     else stopping.addEventListener('abort', abortSending, { once: true });
     return {
-      signal: lost.signal,
+      signal: held.signal,
       sending: sending.signal,
       stop: () => {
-        clearInterval(timer);
+        held.stop();
+        held.signal.removeEventListener('abort', abortSending);
         stopping.removeEventListener('abort', abortSending);
       },
     };
@@ -264,6 +287,8 @@ export class Engine {
       }
     }
     const { result, snapshot, outbound } = computed;
+    // A lost baton writes nothing (the store would refuse the fence anyway).
+    if (signal.aborted) throw signal.reason;
     await backend.commit(lease, {
       expectedVersion: prev?.version ?? 0,
       snapshot,
