@@ -463,17 +463,7 @@ export class Engine {
             },
             'send failed; dead-lettered',
           );
-          await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });
-          await backend.deadLetter({
-            id: `out:${rec.id}:${attempt}`,
-            kind: 'outbound',
-            channel: rec.channel,
-            user: rec.user,
-            ref: rec.id,
-            reason: `${e.code}: ${e.message}`,
-            payload: rec,
-            createdAt: this.now(),
-          });
+          await this.failOutbound(lease, rec, attempt, e);
           break;
         }
         metrics.outbound.inc({ outcome: 'sent' });
@@ -484,6 +474,43 @@ export class Engine {
         break;
       }
     }
+  }
+
+  /**
+   * A reply refused for good: its dead letter is committed under the baton (fenced, atomic with
+   * nothing else, durable before the record is marked failed), then the record is marked failed.
+   * If the store refuses either write, the record stays unsent and the next holder tries it again:
+   * a failure is never lost, at worst one more attempt is made.
+   */
+  private async failOutbound(
+    lease: LeaseGrant,
+    rec: OutboundRecord,
+    attempt: number,
+    e: SendError,
+  ): Promise<void> {
+    const { backend } = this.o;
+    const snapshot = await backend.load(lease);
+    if (snapshot === null) throw new FencedError(sessionId(lease), lease.fence);
+    await backend.commit(lease, {
+      expectedVersion: snapshot.version,
+      snapshot,
+      records: [],
+      outbound: [],
+      consumed: [],
+      deadLetters: [
+        {
+          id: `out:${rec.id}:${attempt}`,
+          kind: 'outbound',
+          channel: rec.channel,
+          user: rec.user,
+          ref: rec.id,
+          reason: `${e.code}: ${e.message}`,
+          payload: rec,
+          createdAt: this.now(),
+        },
+      ],
+    });
+    await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });
   }
 
   private sendOne(rec: OutboundRecord): Promise<{ providerMessageId: string }> {
