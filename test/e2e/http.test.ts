@@ -289,8 +289,10 @@ describe('storage unavailable', () => {
     const h2 = await startHarness();
     try {
       // A real SQLITE_FULL: the database may not grow past its current size.
-      const db = (h2.baton.backend as unknown as { db: { pragma(s: string): unknown } }).db;
-      const pages = Number(db.pragma('page_count', { simple: true } as never));
+      const db = (
+        h2.baton.backend as unknown as { db: { pragma(s: string, o?: { simple: boolean }): unknown } }
+      ).db;
+      const pages = Number(db.pragma('page_count', { simple: true }));
       db.pragma(`max_page_count = ${pages}`);
       const big = 'x'.repeat(200_000);
       const r = await h2.post(webhook([text('15550005556', big, 1_750_000_000)]));
