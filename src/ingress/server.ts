@@ -36,6 +36,12 @@ export function sendError(reply: FastifyReply, code: ErrorCode, detail?: string)
     .send({ error: detail ?? ERROR_CODES[code].message, code });
 }
 
+/** `application/json`, with or without parameters (`; charset=utf-8`). */
+function isJson(contentType: string | undefined): boolean {
+  const type = contentType?.split(';', 1)[0]?.trim().toLowerCase();
+  return type === 'application/json';
+}
+
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const logger: FastifyBaseLogger = deps.logger;
   const app = Fastify({
@@ -80,6 +86,15 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   const webhook = (provider: Provider) => async (req: FastifyRequest, reply: FastifyReply) => {
     const count = (outcome: string): void => deps.metrics.webhooks.inc({ provider: provider.name, outcome });
+    if (!provider.enabled) {
+      count('off');
+      return sendError(reply, 'BATON_ERR_PROVIDER_OFF');
+    }
+    if (!isJson(req.headers['content-type'])) {
+      // A cross-site form can post text/plain or form bodies; gateways always send JSON.
+      count('bad_content_type');
+      return sendError(reply, 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE');
+    }
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     if (!provider.verify(raw, req.headers)) {
       count('bad_signature');
