@@ -380,3 +380,19 @@ describe('replyProblems: a list with one empty section', () => {
     ]);
   });
 });
+
+describe('builder types', () => {
+  it('refuse what WhatsApp cannot take, at compile time', () => {
+    // @ts-expect-error media by link or id, never both
+    image({ link: 'https://x.test/a.jpg', id: '1' });
+    // @ts-expect-error audio takes no caption
+    audio('https://x.test/a.ogg', { caption: 'no' });
+    const imageHeader = { header: { type: 'image', link: 'https://x.test/a.jpg' } } as const;
+    // @ts-expect-error a list header is text only
+    list('Pick', 'Open', [{ id: 'a', title: 'A' }], imageHeader);
+    // @ts-expect-error coordinates are numbers
+    location('52.5', '13.4');
+    const bodies: OutboundBody[] = [text('a'), image('https://x.test/a.jpg'), template('t', 'en')];
+    expect(bodies.map((b) => b.type)).toEqual(['text', 'image', 'template']);
+  });
+});
