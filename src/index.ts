@@ -69,3 +69,13 @@ export {
   VersionConflictError,
 } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
+
+// Flow maps
+export { flowGraph, flowMermaid, renderFlowSvg } from './graph/index.ts';
+export type {
+  FlowGraph,
+  FlowGraphEdge,
+  FlowGraphNode,
+  RenderFlowSvgOptions,
+  StepCount,
+} from './graph/index.ts';
