@@ -10,6 +10,12 @@ import { BatonError, ConfigError } from '../errors.ts';
 import { toSessionView } from '../model/session.ts';
 import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
 import { GRAPH_FORMATS, runFlowGraph, type GraphFlags } from './graph.ts';
+import {
+  configureSimulateCommand,
+  runSimulateCommand,
+  SimulateUsageError,
+  type SimulateFlags,
+} from './simulate.ts';
 
 /** Loads `.env` if present (values already in the environment win). */
 function loadDotEnv(): void {
@@ -172,6 +178,10 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     code = await runLoadCommand(o, { out });
   });
 
+  configureSimulateCommand(program.command('simulate')).action(async (o: SimulateFlags) => {
+    code = await runSimulateCommand(o);
+  });
+
   try {
     await program.parseAsync(argv, { from: 'user' });
     return code;
@@ -181,7 +191,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
         return 0;
       return 2;
     }
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof SimulateUsageError) {
       process.stderr.write(`baton: ${err.message}\n`);
       return 2;
     }
