@@ -54,6 +54,14 @@ export async function runSimulateCommand(f: SimulateFlags): Promise<number> {
   } catch {
     throw new SimulateUsageError(`--url must be a URL, got "${f.url ?? ''}"`);
   }
+  if (f.script !== undefined) {
+    const { readScript } = await import('../simulate/script.ts');
+    try {
+      readScript(f.script);
+    } catch (err) {
+      throw new SimulateUsageError(err instanceof Error ? err.message : String(err));
+    }
+  }
   const { simulate } = await import('../simulate/index.ts');
   return simulate({
     ...(f.url !== undefined ? { url: f.url } : {}),

@@ -23,8 +23,8 @@ export interface FakeGraphApi {
   /** Base URL to give Baton as `WHATSAPP_API_BASE_URL`. */
   readonly url: string;
   readonly sends: readonly GraphSend[];
-  /** Called for every send, after it is answered. */
-  onSend(listener: (send: GraphSend) => void): void;
+  /** Calls `listener` for every send, after it is answered; returns the unsubscribe. */
+  onSend(listener: (send: GraphSend) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -113,7 +113,13 @@ export async function startFakeGraphApi(opts: { port?: number; host?: string } =
   return {
     url: `http://${opts.host ?? '127.0.0.1'}:${addr.port}/v21.0`,
     sends,
-    onSend: (l) => listeners.push(l),
+    onSend: (l) => {
+      listeners.push(l);
+      return () => {
+        const i = listeners.indexOf(l);
+        if (i >= 0) listeners.splice(i, 1);
+      };
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

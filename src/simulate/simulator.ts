@@ -37,7 +37,7 @@ export interface SimulatorOptions {
 /** A message Baton sent, rendered. */
 export interface BotReply {
   readonly user: string;
-  /** 1-based label of the simulated user, or the wa_id when it is not one of ours. */
+  /** 1-based label of the simulated user (its wa_id when it was named by wa_id). */
   readonly label: string;
   readonly wamid: string;
   readonly body: Record<string, unknown>;
@@ -100,12 +100,18 @@ export class Simulator {
   /** Status webhooks Baton refused (anything but 200). */
   statusFailures = 0;
   private pendingStatuses = new Set<Promise<void>>();
+  private readonly unsubscribe: () => void;
 
   constructor(private readonly opts: SimulatorOptions) {
     this.channel = opts.channel ?? SIM_CHANNEL;
     this.now = opts.now ?? Date.now;
     this.current = this.user('1');
-    opts.graph.onSend((send) => this.onSend(send));
+    this.unsubscribe = opts.graph.onSend((send) => this.onSend(send));
+  }
+
+  /** Stops listening to the fake Graph API (status webhooks in flight still finish). */
+  close(): void {
+    this.unsubscribe();
   }
 
   /** The current user's wa_id. */
@@ -144,13 +150,13 @@ export class Simulator {
     return u;
   }
 
+  /** A message Baton sent; one to a user this simulator does not play is someone else's. */
   private onSend(send: GraphSend): void {
-    const u = this.users.get(send.to) ?? { waId: send.to, label: send.to };
+    const u = this.users.get(send.to);
+    if (!u) return;
     const rendered = renderMessage(send.body);
-    if (this.users.has(send.to)) {
-      u.lastBotWamid = send.wamid;
-      if (rendered.picks.length > 0) u.menu = { wamid: send.wamid, picks: rendered.picks };
-    }
+    u.lastBotWamid = send.wamid;
+    if (rendered.picks.length > 0) u.menu = { wamid: send.wamid, picks: rendered.picks };
     for (const l of this.replyListeners)
       l({ user: u.waId, label: u.label, wamid: send.wamid, body: send.body, rendered });
     if (this.opts.statuses !== false) {
