@@ -7,10 +7,15 @@ import { Command, CommanderError } from 'commander';
 import { createBaton, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
-import { toMermaid } from '../flow/define.ts';
 import { toSessionView } from '../model/session.ts';
-import { loadFlows } from '../app.ts';
 import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
+import { GRAPH_FORMATS, runFlowGraph, type GraphFlags } from './graph.ts';
+import {
+  configureSimulateCommand,
+  runSimulateCommand,
+  SimulateUsageError,
+  type SimulateFlags,
+} from './simulate.ts';
 
 /** Loads `.env` if present (values already in the environment win). */
 function loadDotEnv(): void {
@@ -173,21 +178,20 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('flow')
     .description('inspect flows')
     .command('graph <flowId>')
-    .option('--format <format>', 'mermaid', 'mermaid')
-    .action(async (flowId: string, o: { format: string }) => {
-      if (o.format !== 'mermaid') throw new UsageError(`--format must be mermaid, got "${o.format}"`);
-      const flows = await loadFlows(config().flows);
-      const flow = flows.find((f) => f.id === flowId);
-      if (!flow)
-        throw new BatonError(
-          'BATON_ERR_NOT_FOUND',
-          `no flow "${flowId}" (have: ${flows.map((f) => f.id).join(', ')})`,
-        );
-      out(toMermaid(flow).trimEnd());
+    .option('--format <format>', GRAPH_FORMATS.join('|'), 'mermaid')
+    .option('--output <file>', 'write to a file instead of stdout')
+    .action(async (flowId: string, o: GraphFlags) => {
+      if (!(GRAPH_FORMATS as readonly string[]).includes(o.format))
+        throw new UsageError(`--format must be ${GRAPH_FORMATS.join(', ')}; got "${o.format}"`);
+      code = await runFlowGraph(flowId, o, config().flows, { out });
     });
 
   configureLoadCommand(program.command('load')).action(async (o: LoadFlags) => {
     code = await runLoadCommand(o, { out });
+  });
+
+  configureSimulateCommand(program.command('simulate')).action(async (o: SimulateFlags) => {
+    code = await runSimulateCommand(o);
   });
 
   try {
@@ -199,7 +203,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
         return 0;
       return 2;
     }
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof SimulateUsageError) {
       process.stderr.write(`baton: ${err.message}\n`);
       return 2;
     }
