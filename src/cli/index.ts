@@ -11,6 +11,7 @@ import { toMermaid } from '../flow/define.ts';
 import { toSessionView } from '../model/session.ts';
 import { loadFlows } from '../app.ts';
 import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
+import { watchParent } from './parent-watch.ts';
 
 /** Loads `.env` if present (values already in the environment win). */
 function loadDotEnv(): void {
@@ -25,6 +26,22 @@ class UsageError extends Error {}
 
 async function serve(config: Config, opts: BatonOptions, out: (s: string) => void): Promise<number> {
   const baton = await createBaton(config, opts);
+  // Listen for the stop signals before saying "started": whoever waits for that line may
+  // signal at once.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      unwatch();
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    const unwatch = watchParent(() => {
+      out('Baton: the npm process that started it is gone');
+      stop();
+    });
+  });
   const url = await baton.start();
   if (url) {
     const base = url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
@@ -35,15 +52,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
   } else {
     out(`Baton worker (${baton.backend.kind}) ${baton.engine.workerId} started`);
   }
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      resolve();
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  await stopped;
   out('Baton stopping: finishing batches in hand');
   await baton.stop();
   return 0;
