@@ -22,6 +22,7 @@ import type { Metrics } from '../metrics.ts';
 import {
   logSessionId,
   sessionId,
+  trustedTimestamp,
   type ProviderName,
   type SessionKey,
   type StoredMessage,
@@ -206,7 +207,7 @@ export class Engine {
     if (first === undefined) return false;
     const windowEnd = first.storedAt + this.o.bufferMs;
     if (windowEnd > this.now()) return false; // not due yet: release reschedules it
-    const batch = pending.filter((m) => m.storedAt <= windowEnd);
+    const batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
     const started = this.now();
     const prev = await backend.load(lease);
     const resolved = await this.resolveContext(lease, batch);
