@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   BATON_ERR_SEND_RETRYABLE: { status: 502, message: 'The gateway refused the send for now' },
   BATON_ERR_SEND_PERMANENT: { status: 502, message: 'The gateway refused the send' },
   BATON_ERR_LEASE_LOST: { status: 409, message: 'The lease could not be renewed' },
+  BATON_ERR_DATA_DIR_LOCKED: { status: 500, message: 'The data directory is in use by another process' },
+  BATON_ERR_NEEDS_DISTRIBUTED: { status: 500, message: 'This command needs REDIS_URL and DATABASE_URL' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

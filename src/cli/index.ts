@@ -83,11 +83,22 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .action(async (o: { concurrency: string }) => {
       code = await serve(config(), { concurrency: concurrency(o.concurrency) }, out);
     });
+  /** `ingress` and `worker` share their stores with other processes: distributed mode only. */
+  const distributed = (command: string): Config => {
+    const c = config();
+    if (c.redisUrl === undefined || c.databaseUrl === undefined) {
+      throw new BatonError(
+        'BATON_ERR_NEEDS_DISTRIBUTED',
+        `"baton ${command}" needs distributed mode: set REDIS_URL and DATABASE_URL (or run "baton start" for embedded mode)`,
+      );
+    }
+    return c;
+  };
   program
     .command('ingress')
     .description('serve webhooks and the admin API only')
     .action(async () => {
-      code = await serve(config(), { roles: { ingress: true, worker: false } }, out);
+      code = await serve(distributed('ingress'), { roles: { ingress: true, worker: false } }, out);
     });
   program
     .command('worker')
@@ -95,7 +106,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .option('--concurrency <n>', 'sessions processed at once', '32')
     .action(async (o: { concurrency: string }) => {
       code = await serve(
-        config(),
+        distributed('worker'),
         { roles: { ingress: false, worker: true }, concurrency: concurrency(o.concurrency) },
         out,
       );
@@ -196,7 +207,10 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
         return 0;
       return 2;
     }
-    if (err instanceof UsageError) {
+    if (
+      err instanceof UsageError ||
+      (err instanceof BatonError && err.code === 'BATON_ERR_NEEDS_DISTRIBUTED')
+    ) {
       process.stderr.write(`baton: ${err.message}\n`);
       return 2;
     }
