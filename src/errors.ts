@@ -22,6 +22,11 @@ export const ERROR_CODES = {
   BATON_ERR_SEND_RETRYABLE: { status: 502, message: 'The gateway refused the send for now' },
   BATON_ERR_SEND_PERMANENT: { status: 502, message: 'The gateway refused the send' },
   BATON_ERR_LEASE_LOST: { status: 409, message: 'The lease could not be renewed' },
+  BATON_ERR_BAD_REQUEST: { status: 400, message: 'A query parameter, id or body is invalid' },
+  BATON_ERR_UNKNOWN_STEP: { status: 400, message: 'The flow has no such step' },
+  BATON_ERR_NOT_WITH_AGENT: { status: 409, message: 'The session is not waiting for an agent' },
+  BATON_ERR_CSRF: { status: 403, message: 'Missing or invalid CSRF token' },
+  BATON_ERR_INTERNAL: { status: 500, message: 'Internal error' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

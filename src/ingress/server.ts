@@ -15,7 +15,8 @@ import type { Backend } from '../backends/types.ts';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
-import { registerAdmin, type AdminDeps } from '../admin/api.ts';
+import { adminErrorHandler, parsed, registerAdmin, type AdminDeps } from '../admin/api.ts';
+import { HandshakeQuery, zodCompiler } from '../admin/schemas.ts';
 
 /** Meta sends up to 3 MB; anything above 4 MiB is refused with 413. */
 export const BODY_LIMIT = 4 * 1024 * 1024;
@@ -41,6 +42,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
+    // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
+    maxParamLength: 2000,
     logController: new LogController({ disableRequestLogging: true }),
   });
 
@@ -64,8 +67,14 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return reply.code(500).send({ error: 'internal error' });
   });
 
-  app.get('/webhooks/whatsapp', async (req, reply) => {
-    const q = req.query as Record<string, string | undefined>;
+  // Each handshake parameter at most once (given twice it is an array): else 400, never 500.
+  const handshake = {
+    schema: { querystring: HandshakeQuery },
+    validatorCompiler: zodCompiler,
+    errorHandler: adminErrorHandler,
+  };
+  app.get('/webhooks/whatsapp', handshake, async (req, reply) => {
+    const q = parsed(HandshakeQuery, req.query);
     const ok =
       q['hub.mode'] === 'subscribe' &&
       deps.verifyToken !== undefined &&
