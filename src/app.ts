@@ -138,6 +138,11 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     adminToken,
     flows,
     resetSession: (key) => engine.adminReset(key),
+    agents: {
+      take: (key, agent) => engine.takeSession(key, agent),
+      message: (key, text, agent) => engine.agentMessage(key, text, agent),
+      handback: (key, step, agent) => engine.handback(key, step, agent),
+    },
     messagesPerSecond: () => {
       const cutoff = Date.now() - 60_000;
       while (recent.length > 0 && recent[0]! < cutoff) recent.shift();

@@ -43,10 +43,10 @@ const sessionCursor = z
   .string()
   .refine((c) => decodeCursor(c, 'ss') !== null, 'is not a cursor from a previous page');
 
-/** The conversation cursor: `[at ms, direction rank, id]`. */
+/** The conversation cursor: `[at ms, direction rank, seq]`. */
 const messageCursor = z
   .string()
-  .refine((c) => decodeCursor(c, 'nns') !== null, 'is not a cursor from a previous page');
+  .refine((c) => decodeCursor(c, 'nnn') !== null, 'is not a cursor from a previous page');
 
 /** A wa_id, a BSUID, a phone_number_id or a gateway session id. */
 const ident = z
@@ -97,6 +97,8 @@ export const TakeBody = z.strictObject({
 });
 
 export const AgentMessageBody = z.strictObject({
+  /** Who writes; defaults to the agent who took the session. */
+  agent: z.string().trim().min(1).max(100).optional(),
   text: z
     .string()
     .max(4096, 'must be at most 4,096 characters (WhatsApp text limit)')

@@ -15,7 +15,8 @@ import type { Backend } from '../backends/types.ts';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
-import { adminErrorHandler, parsed, registerAdmin, type AdminDeps } from '../admin/api.ts';
+import { registerAdmin, type AdminDeps } from '../admin/api.ts';
+import { adminErrorHandler, parsed } from '../admin/http.ts';
 import { HandshakeQuery, zodCompiler } from '../admin/schemas.ts';
 
 /** Meta sends up to 3 MB; anything above 4 MiB is refused with 413. */

@@ -60,6 +60,8 @@ const ROUTES: Array<[string, string, string?]> = [
   ['GET', `/admin/api/sessions/${USER}`],
   ['GET', `/admin/api/sessions/${USER}/transitions`],
   ['GET', `/admin/api/sessions/${USER}/outbound`],
+  ['GET', `/admin/api/sessions/${USER}/messages`],
+  ['GET', `/admin/api/sessions/${USER}/lease`],
   ['DELETE', `/admin/api/sessions/${USER}/lock`],
   ['POST', `/admin/api/sessions/${USER}/reset`],
   ['GET', '/admin/api/stats'],
@@ -67,6 +69,11 @@ const ROUTES: Array<[string, string, string?]> = [
   ['POST', '/admin/api/dead-letters/nope/replay'],
   ['GET', '/admin/api/flows'],
   ['GET', '/admin/api/flows/order/graph'],
+  ['GET', '/admin/api/flows/order/map'],
+  ['GET', '/admin/api/inbox'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":"Ana"}'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":"hello"}'],
+  ['DELETE', `/admin/api/sessions/${USER}/agent`, '{"step":"ask_name"}'],
 ];
 
 /** Bad requests per route: [method, path, body?, what is wrong]. */
@@ -94,6 +101,15 @@ const BAD: Array<[string, string, string | undefined, string]> = [
   ['GET', `/admin/api/sessions/${USER}?x=1`, undefined, 'x'],
   ['GET', `/admin/api/sessions/${USER}/transitions?channel=`, undefined, 'channel'],
   ['GET', `/admin/api/sessions/${USER}/outbound?limit=5`, undefined, 'limit'],
+  ['GET', `/admin/api/sessions/${USER}/messages?limit=1.5`, undefined, 'limit'],
+  ['GET', `/admin/api/sessions/${USER}/messages?cursor=garbage`, undefined, 'cursor'],
+  [
+    'GET',
+    `/admin/api/sessions/${USER}/messages?cursor=${Buffer.from('["a","b","c"]').toString('base64url')}`,
+    undefined,
+    'cursor',
+  ],
+  ['GET', `/admin/api/sessions/${USER}/lease?channel=a&channel=b`, undefined, 'channel'],
   ['DELETE', '/admin/api/sessions/a%20b/lock', undefined, 'waId'],
   ['DELETE', `/admin/api/sessions/${USER}/lock`, '{"force":true}', 'body'],
   ['POST', `/admin/api/sessions/${USER}/reset`, '{"hard":true}', 'body'],
@@ -106,6 +122,24 @@ const BAD: Array<[string, string, string | undefined, string]> = [
   ['POST', '/admin/api/dead-letters/abc/replay', '{"now":true}', 'body'],
   ['GET', '/admin/api/flows?all=1', undefined, 'all'],
   ['GET', `/admin/api/flows/${'f'.repeat(201)}/graph`, undefined, 'id'],
+  ['GET', '/admin/api/flows/order/map?x=1', undefined, 'x'],
+  ['GET', '/admin/api/inbox?limit=1.5', undefined, 'limit'],
+  ['GET', '/admin/api/inbox?needs_agent=true', undefined, 'needs_agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, undefined, 'body'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{}', 'agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":""}', 'agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":"   "}', 'agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":42}', 'agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, `{"agent":"${'a'.repeat(101)}"}`, 'agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":"Ana","role":"boss"}', 'role'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{}', 'text'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":"  "}', 'text'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":["a"]}', 'text'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, `{"text":"${'a'.repeat(4097)}"}`, 'text'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, 'text=hello', 'body'],
+  ['DELETE', `/admin/api/sessions/${USER}/agent`, undefined, 'body'],
+  ['DELETE', `/admin/api/sessions/${USER}/agent`, '{"step":""}', 'step'],
+  ['DELETE', `/admin/api/sessions/${USER}/agent`, '{"step":7}', 'step'],
 ];
 
 describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
@@ -138,6 +172,7 @@ describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
       '/admin/api/nope',
       '/admin/api/sessions/15550309999',
       '/admin/api/flows/nope/graph',
+      '/admin/api/flows/nope/map',
     ]) {
       const r = await call(via, 'GET', path);
       expect(r.status).toBe(404);
