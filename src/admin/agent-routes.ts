@@ -6,12 +6,12 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Backend } from '../backends/types.ts';
-import { agentOf } from '../flow/agent.ts';
 import type { Flow } from '../flow/define.ts';
 import type { SessionKey } from '../model/message.ts';
 import { toSessionView, type OutboundRecord, type SessionSnapshot } from '../model/session.ts';
 import { fail, findOne, parsed } from './http.ts';
 import { conversationPage } from './conversation.ts';
+import { inboxPage, leaseView, stepCounts } from './reads.ts';
 import {
   AgentMessageBody,
   ChannelQuery,
@@ -33,66 +33,6 @@ export interface AgentDesk {
     agent?: string,
   ): Promise<{ snapshot: SessionSnapshot; outbound: OutboundRecord } | null>;
   handback(key: SessionKey, step: string, agent?: string): Promise<SessionSnapshot | null>;
-}
-
-/** Most sessions the inbox and the flow map look at. */
-const SCAN_LIMIT = 5000;
-
-/** Every session matching `filter`, page by page, up to {@link SCAN_LIMIT}. */
-async function scan(
-  backend: Backend,
-  filter: { needsAgent?: boolean; step?: string; channel?: string },
-): Promise<SessionSnapshot[]> {
-  const out: SessionSnapshot[] = [];
-  let cursor: string | null = null;
-  do {
-    const page: { sessions: SessionSnapshot[]; nextCursor: string | null } = await backend.listSessions({
-      ...filter,
-      limit: 500,
-      ...(cursor !== null ? { cursor } : {}),
-    });
-    out.push(...page.sessions);
-    cursor = page.nextCursor;
-  } while (cursor !== null && out.length < SCAN_LIMIT);
-  return out;
-}
-
-/** When the session started waiting for an agent: its last `escalated` record, else its last message. */
-async function waitingSince(backend: Backend, s: SessionSnapshot): Promise<number> {
-  const records = await backend.transitions(s);
-  for (let i = records.length - 1; i >= 0; i -= 1) {
-    const r = records[i]!;
-    if (r.kind === 'escalated') return Date.parse(r.at);
-    if (r.kind === 'handback' || r.kind === 'admin_reset') break;
-  }
-  return s.lastInteraction !== null ? s.lastInteraction * 1000 : s.createdAt;
-}
-
-/** How long a session has been at its step, as the flow map shows it: since the user last wrote. */
-function idleMs(s: SessionSnapshot, now: number): number {
-  return Math.max(0, now - (s.lastInteraction !== null ? s.lastInteraction * 1000 : s.createdAt));
-}
-
-export interface StepCount {
-  readonly sessions: number;
-  readonly oldestMs?: number;
-}
-
-/** Live counts per step of one flow: sessions there, and the longest any has waited there. */
-export async function stepCounts(
-  backend: Backend,
-  flow: Flow,
-  now: number,
-): Promise<Record<string, StepCount>> {
-  const counts: Record<string, StepCount> = {};
-  await Promise.all(
-    [...flow.steps.keys()].map(async (step) => {
-      const here = (await scan(backend, { step })).filter((s) => s.flow === flow.id);
-      const oldest = here.reduce((m, s) => Math.max(m, idleMs(s, now)), 0);
-      counts[step] = { sessions: here.length, ...(here.length > 0 ? { oldestMs: oldest } : {}) };
-    }),
-  );
-  return counts;
 }
 
 export function registerAgentRoutes(
@@ -123,40 +63,12 @@ export function registerAgentRoutes(
   api.get('/sessions/:waId/lease', { schema: one }, async (req, reply) => {
     const s = await findOne(backend, req, reply);
     if (!s) return reply;
-    const l = await backend.leaseInfo(s);
-    return {
-      lease:
-        l === null
-          ? null
-          : {
-              holder: l.holder,
-              expires_at: new Date(l.expiresAt).toISOString(),
-              expires_in_ms: Math.max(0, l.expiresAt - now()),
-            },
-    };
+    return { lease: leaseView(await backend.leaseInfo(s), now()) };
   });
 
   api.get('/inbox', { schema: { querystring: InboxQuery } }, async (req) => {
     const q = parsed(InboxQuery, req.query);
-    const waiting = await scan(backend, {
-      needsAgent: true,
-      ...(q.channel !== undefined ? { channel: q.channel } : {}),
-    });
-    const t = now();
-    const items = await Promise.all(waiting.map(async (s) => ({ s, since: await waitingSince(backend, s) })));
-    items.sort(
-      (a, b) =>
-        a.since - b.since || a.s.channel.localeCompare(b.s.channel) || a.s.user.localeCompare(b.s.user),
-    );
-    return {
-      sessions: items.slice(0, q.limit ?? 100).map(({ s, since }) => ({
-        ...toSessionView(s),
-        waiting_since: new Date(since).toISOString(),
-        waiting_ms: Math.max(0, t - since),
-        agent: agentOf(s),
-      })),
-      total: items.length,
-    };
+    return inboxPage(backend, now(), q.limit ?? 100, q.channel);
   });
 
   api.post('/sessions/:waId/agent', { schema: { ...one, body: TakeBody } }, async (req, reply) => {

@@ -16,6 +16,7 @@ import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
+import { registerDashboard } from '../admin/dashboard.ts';
 import { adminErrorHandler, parsed } from '../admin/http.ts';
 import { HandshakeQuery, zodCompiler } from '../admin/schemas.ts';
 
@@ -44,7 +45,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
     // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
-    maxParamLength: 2000,
+    routerOptions: { maxParamLength: 2000 },
     logController: new LogController({ disableRequestLogging: true }),
   });
 
@@ -143,6 +144,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 
-  registerAdmin(app, deps);
+  const auth = registerAdmin(app, deps);
+  registerDashboard(app, deps, auth);
   return app;
 }
