@@ -20,7 +20,7 @@ import type { AdminDeps } from './api.ts';
 import { isSecure, type AdminAuth } from './auth.ts';
 import { conversationPage, type ConversationItem } from './conversation.ts';
 import { flowPicture } from './flow-picture.ts';
-import { html, type Html } from './html.ts';
+import { escapeHtml, html, raw, type Html } from './html.ts';
 import { inboxPage, leaseView, scan, stepCounts } from './reads.ts';
 import { SignInBody } from './schemas.ts';
 
@@ -196,7 +196,7 @@ function stateCard(s: SessionSnapshot, lease: ReturnType<typeof leaseView>): Htm
       )}
     </table>
     <h3>Data</h3>
-    <pre id="state-data">${JSON.stringify(v.data, null, 2)}</pre>
+    ${preBlock('state-data', JSON.stringify(v.data, null, 2))}
   </section>`;
 }
 
@@ -280,6 +280,19 @@ function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
   </section>`;
 }
 
+/**
+ * A message's text, whitespace kept exactly (`white-space: pre-wrap`): built without the
+ * `html` tag so that formatting this file cannot add whitespace inside it.
+ */
+function textBlock(text: string): Html {
+  return raw('<div class="text">' + escapeHtml(text) + '</div>');
+}
+
+/** Preformatted text (escaped), whitespace kept exactly. */
+function preBlock(id: string | null, text: string): Html {
+  return raw(`<pre${id === null ? '' : ` id="${escapeHtml(id)}"`}>` + escapeHtml(text) + '</pre>');
+}
+
 function conversationCard(items: readonly ConversationItem[]): Html {
   return html`<section class="card" id="conversation">
     <h2>Conversation</h2>
@@ -294,14 +307,12 @@ function conversationCard(items: readonly ConversationItem[]): Html {
               <time>${m.at}</time>
               ${m.status ? html`<span class="badge status-${m.status}">${m.status}</span>` : ''}
             </div>
-            <div class="text">
-              ${m.text ?? (m.payload !== undefined ? JSON.stringify(m.payload) : `(${m.type})`)}
-            </div>
+            ${textBlock(m.text ?? (m.payload !== undefined ? JSON.stringify(m.payload) : `(${m.type})`))}
             ${
               m.direction === 'out' && m.payload !== undefined
                 ? html`<details>
                     <summary>payload</summary>
-                    <pre>${JSON.stringify(m.payload, null, 2)}</pre>
+                    ${preBlock(null, JSON.stringify(m.payload, null, 2))}
                   </details>`
                 : ''
             }
@@ -675,7 +686,7 @@ export function registerDashboard(
           }
           <details>
             <summary>Mermaid</summary>
-            <pre id="mermaid">${toMermaid(flow)}</pre>
+            ${preBlock('mermaid', toMermaid(flow))}
           </details>`;
         return page(reply, cookie, `Flow ${flow.id}`, body);
       });

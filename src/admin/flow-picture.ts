@@ -51,12 +51,11 @@ export async function flowPicture(
   return html`<ol class="flow-picture flow-list" id="flow-picture">
     ${steps.map((id) => {
       const c = counts[id];
+      const n = c?.sessions ?? 0;
+      const label = `${n} session${n === 1 ? '' : 's'}${c?.oldestMs !== undefined ? ` · oldest ${age(c.oldestMs)}` : ''}`;
       return html`<li class="node" data-step="${id}">
         <a href="${href(id)}"><strong>${id}</strong></a>
-        <span class="count"
-          >${c?.sessions ?? 0}
-          session${c?.sessions === 1 ? '' : 's'}${c?.oldestMs !== undefined ? ` · oldest ${age(c.oldestMs)}` : ''}</span
-        >
+        <span class="count">${label}</span>
         ${id === flow.start ? html`<span class="badge">start</span>` : ''}
       </li>`;
     })}

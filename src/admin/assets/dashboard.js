@@ -23,6 +23,10 @@
     if (slot) slot.textContent = text;
   }
 
+  // Show the newest messages of a conversation.
+  var chat = document.querySelector('ol.chat');
+  if (chat) chat.scrollTop = chat.scrollHeight;
+
   document.addEventListener('submit', function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement) || !form.classList.contains('api')) return;
