@@ -22,6 +22,9 @@ export const ERROR_CODES = {
   BATON_ERR_SEND_RETRYABLE: { status: 502, message: 'The gateway refused the send for now' },
   BATON_ERR_SEND_PERMANENT: { status: 502, message: 'The gateway refused the send' },
   BATON_ERR_LEASE_LOST: { status: 409, message: 'The lease could not be renewed' },
+  BATON_ERR_PROVIDER_OFF: { status: 404, message: 'This webhook route is off: its secret is not configured' },
+  BATON_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Webhook bodies must be application/json' },
+  BATON_ERR_RENDER_UNAVAILABLE: { status: 500, message: 'No browser to render a PNG with' },
   BATON_ERR_BAD_REQUEST: { status: 400, message: 'A query parameter, id or body is invalid' },
   BATON_ERR_UNKNOWN_STEP: { status: 400, message: 'The flow has no such step' },
   BATON_ERR_NOT_WITH_AGENT: { status: 409, message: 'The session is not waiting for an agent' },
@@ -107,8 +110,10 @@ export class FlowRuntimeError extends BatonError {
     step: string | null,
     detail: string,
     cause?: unknown,
+    /** Whether running the same batch again may succeed (errors that are not the flow core's own). */
+    retryable = false,
   ) {
-    super(code, `flow ${flow}, step ${step ?? '(none)'}: ${detail}`, { cause });
+    super(code, `flow ${flow}, step ${step ?? '(none)'}: ${detail}`, { cause, retryable });
     this.name = 'FlowRuntimeError';
     this.flow = flow;
     this.step = step;

@@ -647,7 +647,7 @@ export function registerDashboard(
         const t = now();
         const counts = await stepCounts(backend, flow, t);
         const href = (id: string): string => `/admin/flows/${q(flow.id)}?step=${q(id)}#sessions`;
-        const picture = await flowPicture(flow, counts, href);
+        const picture = flowPicture(flow, counts, href);
         const here = step ? (await scan(backend, { step })).filter((s) => s.flow === flow.id) : [];
         const body = html`<p class="sub">
             Live counts per step: sessions at each step now, and how long the longest has waited there since

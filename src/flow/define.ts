@@ -80,6 +80,8 @@ export interface FlowSpec<S extends string> {
     readonly stale?: string;
     /** Sent when the session is handed to an agent. */
     readonly handoff?: string;
+    /** Sent once when flow code fails on a batch and its messages are dead-lettered. */
+    readonly error?: string;
   };
 }
 
@@ -92,7 +94,7 @@ export interface Flow<S extends string = string> {
   /** Choice id -> the step that offers it. */
   readonly choiceOwner: ReadonlyMap<string, S>;
   readonly resetKeywords: ReadonlySet<string>;
-  readonly notices: { readonly stale: string; readonly handoff: string };
+  readonly notices: { readonly stale: string; readonly handoff: string; readonly error: string };
 }
 
 export interface StepDef<S extends string> extends Omit<StepSpec<S>, 'accepts' | 'choices'> {
@@ -184,6 +186,9 @@ export function defineFlow<const S extends string>(spec: FlowSpec<S>): Flow {
         spec.notices?.stale ?? 'That button belongs to an earlier question; this conversation has moved on.',
       handoff:
         spec.notices?.handoff ?? 'Thanks for your patience: a member of our team will take it from here.',
+      error:
+        spec.notices?.error ??
+        'Sorry, something went wrong on our side and we could not handle your last message. Our team has been notified.',
     },
   });
 }

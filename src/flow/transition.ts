@@ -118,6 +118,10 @@ function typedChoice(choices: readonly Choice[], m: StoredMessage): Choice | und
   return choices[n - 1] ?? choices.find((c) => c.title.toLowerCase() === said);
 }
 
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
 class BatchRun {
   private s: SessionSnapshot;
   private readonly records: TransitionRecord[] = [];
@@ -250,6 +254,24 @@ class BatchRun {
       outcome = step.on(input, ctx);
     } catch (err) {
       throw new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow.id, stepId, String(err), err);
+    }
+    if (isThenable(outcome)) {
+      // Forced past the type checker: never a silent retry, and never an unhandled rejection.
+      outcome.then(undefined, () => undefined);
+      throw new FlowRuntimeError(
+        'BATON_ERR_FLOW_HANDLER',
+        flow.id,
+        stepId,
+        'the handler returned a Promise; handlers are synchronous (start an effect for async work)',
+      );
+    }
+    if (outcome?.kind !== 'goto' && outcome?.kind !== 'retry') {
+      throw new FlowRuntimeError(
+        'BATON_ERR_FLOW_HANDLER',
+        flow.id,
+        stepId,
+        'the handler returned no outcome; return c.goto(...), c.restart(...) or c.retry()',
+      );
     }
     if (outcome.kind === 'goto' && !step.to.includes(outcome.step)) {
       throw new FlowRuntimeError(
