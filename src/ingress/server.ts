@@ -162,6 +162,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (s) {
       deps.metrics.queueDepth.set(s.queueDepth);
       deps.metrics.oldestPending.set(s.oldestPendingMs / 1000);
+      deps.metrics.liveWorkers.set(s.workers);
     }
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
