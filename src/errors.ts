@@ -22,6 +22,11 @@ export const ERROR_CODES = {
   BATON_ERR_SEND_RETRYABLE: { status: 502, message: 'The gateway refused the send for now' },
   BATON_ERR_SEND_PERMANENT: { status: 502, message: 'The gateway refused the send' },
   BATON_ERR_LEASE_LOST: { status: 409, message: 'The lease could not be renewed' },
+  BATON_ERR_FLOW_ASYNC_HANDLER: {
+    status: 500,
+    message: 'A flow handler returned a Promise; handlers are synchronous (start an effect instead)',
+  },
+  BATON_ERR_FLOW_REPLY: { status: 500, message: 'A reply built by flow code breaks a WhatsApp limit' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -96,17 +101,27 @@ export class FlowDefinitionError extends BatonError {
 export class FlowRuntimeError extends BatonError {
   readonly flow: string;
   readonly step: string | null;
+  /** The session (user masked), when known. */
+  session: string | undefined;
   constructor(
-    code: 'BATON_ERR_FLOW_UNDECLARED_TRANSITION' | 'BATON_ERR_FLOW_HANDLER',
+    code:
+      | 'BATON_ERR_FLOW_UNDECLARED_TRANSITION'
+      | 'BATON_ERR_FLOW_HANDLER'
+      | 'BATON_ERR_FLOW_ASYNC_HANDLER'
+      | 'BATON_ERR_FLOW_REPLY',
     flow: string,
     step: string | null,
     detail: string,
     cause?: unknown,
+    session?: string,
   ) {
-    super(code, `flow ${flow}, step ${step ?? '(none)'}: ${detail}`, { cause });
+    super(code, `flow ${flow}, step ${step ?? '(none)'}${session ? `, session ${session}` : ''}: ${detail}`, {
+      cause,
+    });
     this.name = 'FlowRuntimeError';
     this.flow = flow;
     this.step = step;
+    this.session = session;
   }
 }
 

@@ -48,6 +48,28 @@ export interface SessionSnapshot extends SessionKey {
   readonly provider?: ProviderName;
   readonly waId?: string;
   readonly userId?: string;
+  /** The effect whose result the current visit waits for; later messages wait until it is applied. */
+  readonly awaiting?: AwaitedEffect;
+  /** Why the flow handed the session to an agent (`handoff(reason)`), while `needsAgent`. */
+  readonly handoffReason?: string;
+}
+
+/** An effect started by a step, whose result the session waits for. */
+export interface AwaitedEffect {
+  /** Stable across retries and crashes, never reused: the idempotency key. */
+  readonly id: string;
+  readonly name: string;
+  readonly step: string;
+  /** The state version whose transition started it. */
+  readonly version: number;
+}
+
+/** What an outbound record carries when it is an effect to run rather than a reply to send. */
+export interface EffectIntent {
+  readonly id: string;
+  readonly name: string;
+  /** The input computed when the effect started (JSON); every attempt gets the same. */
+  readonly input: unknown;
 }
 
 export type TransitionKind =
@@ -120,6 +142,12 @@ export interface OutboundRecord extends SessionKey {
   readonly callbackData: string;
   /** Whether this is the step's prompt (a button tap naming it is judged against the visit). */
   readonly isPrompt: boolean;
+  /**
+   * Set when this record is an effect to run (committed with the transition that started it),
+   * not a reply: the outbox runs it instead of sending it, and marks it `sent` once its result
+   * is stored in the session's mailbox.
+   */
+  readonly effect?: EffectIntent;
   status: OutboundStatus;
   attempts: number;
   providerMessageId?: string;
