@@ -20,6 +20,28 @@ export type {
 export { transition, adminReset, freshSnapshot, orderBatch } from './flow/transition.ts';
 export type { Effect, ResolvedMessage, TransitionEnv, TransitionResult } from './flow/transition.ts';
 export { orderFlow } from './bots/order.ts';
+// Effects, words and typed flows
+export { effect, EffectError, promptsOf } from './flow/define.ts';
+export type {
+  ChoiceSpec,
+  DataOf,
+  DataSchema,
+  EffectContext,
+  EffectDef,
+  EffectFailure,
+  EffectMap,
+  Replies,
+  Reply,
+  StepEffect,
+  StepIdOf,
+  Translate,
+  TypedFlow,
+  Words,
+  WordsContext,
+  WordsSpec,
+} from './flow/define.ts';
+export { effectIdFor, isEffectResult } from './flow/transition.ts';
+export type { EffectStart } from './flow/transition.ts';
 
 // Running Baton
 export { createBaton, loadFlows } from './app.ts';

@@ -23,6 +23,13 @@ export interface Choice {
   readonly description?: string;
 }
 
+/** A choice as a step declares it: the title (and description) may depend on data and language. */
+export interface ChoiceSpec<D = FlowData> {
+  readonly id: string;
+  readonly title: Words<D>;
+  readonly description?: Words<D>;
+}
+
 /** One message: a string is a text (or, for the message carrying a step's choices, its body text). */
 export type Reply = string | OutboundBody;
 /** One message or several, sent in order. */
@@ -159,7 +166,7 @@ export interface StepSpec<S extends string = string, D = FlowData, E extends Eff
   /** The prompt: sent on entering the step and on each retry. Several messages are sent in order. */
   readonly say?: Replies | ((data: Readonly<D>, ctx: WordsContext) => Replies);
   /** For a choice step: the reply buttons (up to 3) or list rows (up to 10) it offers; may depend on data. */
-  readonly choices?: readonly Choice[] | ((data: Readonly<D>, ctx: WordsContext) => readonly Choice[]);
+  readonly choices?: readonly ChoiceSpec<D>[] | ((data: Readonly<D>, ctx: WordsContext) => readonly Choice[]);
   /** Label of the list button when there are more than 3 choices (default `Choose`). */
   readonly listButton?: Words<D>;
   /** `text` or `any`; a step with `choices` accepts `choice`. */
@@ -252,8 +259,8 @@ export interface StepDef {
   readonly first?: StepSpec['first'];
   readonly maxRetries?: number;
   readonly accepts: Accepts;
-  /** Static choices; empty when the step has none or computes them (`dynamicChoices`). */
-  readonly choices: readonly Choice[];
+  /** Declared choices (ids known when the flow loads); empty when the step has none or computes them. */
+  readonly choices: readonly ChoiceSpec[];
   readonly dynamicChoices?: (data: FlowData, ctx: WordsContext) => readonly Choice[];
   readonly effect?: {
     readonly use: string;
@@ -334,7 +341,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
       fail(`${at}: needs "on" (or an effect)`);
     }
     const dynamic = typeof s.choices === 'function' ? s.choices : undefined;
-    const choices = typeof s.choices === 'function' ? [] : (s.choices ?? []);
+    const choices: readonly ChoiceSpec[] = typeof s.choices === 'function' ? [] : (s.choices ?? []);
     if (s.choices !== undefined && s.accepts !== undefined) {
       fail(`${at}: a step with choices accepts them; drop "accepts"`);
     }
@@ -361,9 +368,10 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
     if (choices.length > 3 && s.listButton === undefined)
       fail(`${at}: more than 3 choices need a listButton label`);
     // Static prompts are checked now against WhatsApp's limits; dynamic ones when built.
-    if (typeof s.say !== 'function' && dynamic === undefined) {
+    const fixed = choices.every((c) => typeof c.title === 'string' && typeof c.description !== 'function');
+    if (typeof s.say !== 'function' && dynamic === undefined && fixed) {
       const label = typeof s.listButton === 'string' ? s.listButton : 'Choose';
-      for (const body of buildReplies(s.say, choices, label)) {
+      for (const body of buildReplies(s.say, choices as readonly Choice[], label)) {
         const problems = replyProblems(body);
         if (problems.length > 0) fail(`${at}: ${problems.join('; ')}`);
       }
@@ -429,7 +437,12 @@ export function wordsOf(words: Words<FlowData>, data: FlowData, ctx: WordsContex
 
 /** The choices a step offers for the session's current data. */
 export function choicesOf(step: StepDef, data: FlowData, ctx: WordsContext): readonly Choice[] {
-  return step.dynamicChoices ? step.dynamicChoices(data, ctx) : step.choices;
+  if (step.dynamicChoices) return step.dynamicChoices(data, ctx);
+  return step.choices.map((c) => ({
+    id: c.id,
+    title: wordsOf(c.title, data, ctx),
+    ...(c.description !== undefined ? { description: wordsOf(c.description, data, ctx) } : {}),
+  }));
 }
 
 /** Turns a step's `say` and choices into message bodies: the choices ride on the last one. */
@@ -502,7 +515,7 @@ export function promptsOf(
 /** The prompt a step sends, for the session's current data (its last message: the one with the choices). */
 export function promptOf(step: StepDef, data: FlowData): OutboundBody {
   const said = typeof step.say === 'function' ? step.say(data, { t: (k) => k }) : step.say;
-  const choices = step.dynamicChoices ? step.dynamicChoices(data, { t: (k) => k }) : step.choices;
+  const choices = choicesOf(step, data, { t: (k) => k });
   const label = typeof step.listButton === 'string' ? step.listButton : 'Choose';
   const bodies = buildReplies(said, choices, label);
   return bodies[bodies.length - 1] ?? { type: 'text', text: '' };

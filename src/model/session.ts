@@ -70,6 +70,8 @@ export interface EffectIntent {
   readonly name: string;
   /** The input computed when the effect started (JSON); every attempt gets the same. */
   readonly input: unknown;
+  /** The session's data when it started. */
+  readonly data: Readonly<Record<string, unknown>>;
 }
 
 export type TransitionKind =
