@@ -3,6 +3,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -72,7 +73,7 @@ export async function loadFlows(modulePath: string | undefined): Promise<Flow[]>
   if (modulePath === undefined) return [orderFlow];
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(resolve(modulePath)).href)) as Record<string, unknown>;
+    mod = (await import(pathToFileURL(flowModuleFile(modulePath)).href)) as Record<string, unknown>;
   } catch (err) {
     throw new ConfigError(
       'BATON_FLOWS',
@@ -88,6 +89,16 @@ export async function loadFlows(modulePath: string | undefined): Promise<Flow[]>
   if (flows.length === 0)
     throw new ConfigError('BATON_FLOWS', `"${modulePath}" exports no flow made with defineFlow`);
   return flows;
+}
+
+/** A module path, or a folder holding `index.ts` (or `index.js`). */
+function flowModuleFile(modulePath: string): string {
+  const full = resolve(modulePath);
+  if (!existsSync(full) || !statSync(full).isDirectory()) return full;
+  const index = ['index.ts', 'index.mts', 'index.js', 'index.mjs']
+    .map((f) => resolve(full, f))
+    .find(existsSync);
+  return index ?? resolve(full, 'index.ts');
 }
 
 export async function createBaton(config: Config, opts: BatonOptions = {}): Promise<Baton> {
