@@ -22,10 +22,8 @@ export const ERROR_CODES = {
   BATON_ERR_SEND_RETRYABLE: { status: 502, message: 'The gateway refused the send for now' },
   BATON_ERR_SEND_PERMANENT: { status: 502, message: 'The gateway refused the send' },
   BATON_ERR_LEASE_LOST: { status: 409, message: 'The lease could not be renewed' },
-  BATON_ERR_FLOW_ASYNC_HANDLER: {
-    status: 500,
-    message: 'A flow handler returned a Promise; handlers are synchronous (start an effect instead)',
-  },
+  BATON_ERR_PROVIDER_OFF: { status: 404, message: 'This webhook route is off: its secret is not configured' },
+  BATON_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Webhook bodies must be application/json' },
   BATON_ERR_FLOW_REPLY: { status: 500, message: 'A reply built by flow code breaks a WhatsApp limit' },
 } as const;
 
@@ -104,20 +102,17 @@ export class FlowRuntimeError extends BatonError {
   /** The session (user masked), when known. */
   session: string | undefined;
   constructor(
-    code:
-      | 'BATON_ERR_FLOW_UNDECLARED_TRANSITION'
-      | 'BATON_ERR_FLOW_HANDLER'
-      | 'BATON_ERR_FLOW_ASYNC_HANDLER'
-      | 'BATON_ERR_FLOW_REPLY',
+    code: 'BATON_ERR_FLOW_UNDECLARED_TRANSITION' | 'BATON_ERR_FLOW_HANDLER' | 'BATON_ERR_FLOW_REPLY',
     flow: string,
     step: string | null,
     detail: string,
     cause?: unknown,
+    /** Whether running the same batch again may succeed (errors that are not the flow core's own). */
+    retryable = false,
+    /** The session (user masked), as a field for logs. */
     session?: string,
   ) {
-    super(code, `flow ${flow}, step ${step ?? '(none)'}${session ? `, session ${session}` : ''}: ${detail}`, {
-      cause,
-    });
+    super(code, `flow ${flow}, step ${step ?? '(none)'}: ${detail}`, { cause, retryable });
     this.name = 'FlowRuntimeError';
     this.flow = flow;
     this.step = step;

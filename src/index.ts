@@ -91,3 +91,29 @@ export {
   VersionConflictError,
 } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
+
+// Reply bodies: builders and WhatsApp's limits
+export {
+  WHATSAPP_LIMITS,
+  audio,
+  buttons,
+  document,
+  image,
+  list,
+  location,
+  replyProblems,
+  sticker,
+  template,
+  text,
+  video,
+} from './flow/replies.ts';
+export type { InteractiveOptions, MediaInput, OutboundBodyOf, TemplateOptions } from './flow/replies.ts';
+export type {
+  InteractiveHeader,
+  ListRow,
+  ListSection,
+  MediaRef,
+  OutboundBodyType,
+  TemplateComponent,
+  TemplateParameter,
+} from './model/session.ts';

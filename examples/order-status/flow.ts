@@ -5,7 +5,14 @@
  * @module
  */
 import { z } from 'zod';
-import { defineFlow, effect, EffectError, type TypedFlow } from '../../src/index.ts';
+import {
+  defineFlow,
+  effect,
+  EffectError,
+  image,
+  type OutboundBody,
+  type TypedFlow,
+} from '../../src/index.ts';
 import { words } from './words.ts';
 
 /** One order as the shop's API describes it. */
@@ -242,10 +249,7 @@ function statusText(d: OrderStatusData, t: (key: string, vars?: Record<string, s
   return f.eta === undefined ? status : `${status}\n${t('eta', { eta: f.eta })}`;
 }
 
-/**
- * The map of a delivery. Until image bodies land (replies work), a text with the link: WhatsApp
- * shows it with a preview.
- */
-function mapMessage(url: string, caption: string): string {
-  return `${caption}: ${url}`;
+/** The map of a delivery: an image message of the shop's `map_url`. */
+function mapMessage(url: string, caption: string): OutboundBody {
+  return image(url, { caption });
 }

@@ -25,7 +25,18 @@ class UsageError extends Error {}
 
 async function serve(config: Config, opts: BatonOptions, out: (s: string) => void): Promise<number> {
   const baton = await createBaton(config, opts);
+  // Last line of defence: a rejection nobody handled is a bug, logged, and never a crash that
+  // would take intake down with it.
+  const onUnhandled = (reason: unknown): void => {
+    baton.logger.error({ err: reason }, 'unhandled promise rejection (a bug); still serving');
+  };
+  process.on('unhandledRejection', onUnhandled);
   const url = await baton.start();
+  if (url && config.whatsapp.appSecret === undefined) {
+    out(
+      "WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts UNSIGNED requests, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret.",
+    );
+  }
   if (url) {
     const base = url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
     out(`Baton (${baton.backend.kind}) listening on ${url}`);
@@ -46,6 +57,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
   });
   out('Baton stopping: finishing batches in hand');
   await baton.stop();
+  process.off('unhandledRejection', onUnhandled);
   return 0;
 }
 

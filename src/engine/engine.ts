@@ -13,6 +13,7 @@ import { FencedError, FlowRuntimeError, SendError, VersionConflictError } from '
 import type { Flow } from '../flow/define.ts';
 import {
   adminReset,
+  freshSnapshot,
   isEffectResult,
   transition,
   type Effect,
@@ -21,6 +22,7 @@ import {
   type TransitionResult,
 } from '../flow/transition.ts';
 import type { Metrics } from '../metrics.ts';
+import { LeaseLostError, LeaseManager } from './lease-manager.ts';
 import {
   logSessionId,
   sessionId,
@@ -63,6 +65,22 @@ const HEARTBEAT_TTL_MS = 15_000;
 /** Most messages one batch takes from a mailbox. */
 const MAX_BATCH = 500;
 
+/** Times flow code is run on a batch before the batch is dead-lettered (retryable failures). */
+const BATCH_ATTEMPTS = 3;
+/** First wait between those attempts (x4 each time). */
+const BATCH_BACKOFF_MS = 100;
+
+/**
+ * Any error thrown while flow code ran, as a `FlowRuntimeError` naming flow and step. Errors
+ * the flow core raised on purpose (a handler that threw, an undeclared transition) are final;
+ * anything else (a bug, a thrown non-Error) may be passing, so it is retryable.
+ */
+function asFlowFailure(err: unknown, flow: string, step: string | null): FlowRuntimeError {
+  if (err instanceof FlowRuntimeError) return err;
+  const detail = err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`;
+  return new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow, step, detail, err, true);
+}
+
 export class Engine {
   readonly workerId: string;
   private readonly now: () => number;
@@ -71,10 +89,28 @@ export class Engine {
   /** Sessions whose baton is held while an effect runs: they freed their worker loop's slot. */
   private readonly waiting = new Set<Promise<void>>();
   private heartbeat: NodeJS.Timeout | null = null;
+  /** Renews every baton this engine holds, on one timer. */
+  readonly leases: LeaseManager;
+  private readonly logTimes = new Map<string, { at: number; suppressed: number }>();
 
   constructor(private readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
     this.workerId = o.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.leases = new LeaseManager({
+      backend: o.backend,
+      ttlMs: o.lockTtlMs,
+      now: this.now,
+      onRenewError: (err, lease) =>
+        this.logLimited('renew', () =>
+          o.logger.warn(
+            { err, session: logSessionId(lease) },
+            'lease renewal failed; retrying within the TTL',
+          ),
+        ),
+    });
+    this.leases.on('lost', (err) =>
+      o.logger.warn({ code: err.code, session: err.session, fence: err.fence }, err.message),
+    );
     // Every worker loop and every session in hand listens to this one signal.
     setMaxListeners(0, this.abort.signal);
   }
@@ -98,11 +134,24 @@ export class Engine {
     await Promise.all(this.loops);
     this.loops = [];
     await Promise.all([...this.waiting]);
+    this.leases.close();
     if (this.heartbeat) {
       clearInterval(this.heartbeat);
       this.heartbeat = null;
       await this.o.backend.removeWorker(this.workerId).catch(() => undefined);
     }
+  }
+
+  /** Runs `log` at most once per 5 s per `kind`; the next one says how many were skipped. */
+  private logLimited(kind: string, log: (suppressed: number) => void): void {
+    const now = this.now();
+    const last = this.logTimes.get(kind);
+    if (last !== undefined && now - last.at < 5000) {
+      last.suppressed += 1;
+      return;
+    }
+    this.logTimes.set(kind, { at: now, suppressed: 0 });
+    log(last?.suppressed ?? 0);
   }
 
   private async loop(): Promise<void> {
@@ -112,7 +161,9 @@ export class Engine {
       try {
         key = await this.o.backend.nextReady(signal);
       } catch (err) {
-        this.o.logger.error({ err }, 'could not claim a ready session; retrying in 1 s');
+        this.logLimited('claim', (suppressed) =>
+          this.o.logger.error({ err, suppressed }, 'could not claim a ready session; retrying in 1 s'),
+        );
         await sleep(1000, signal);
         continue;
       }
@@ -171,8 +222,10 @@ export class Engine {
           { session: logSessionId(key), fence: lease.fence, code: err.code },
           'batch refused; lease lost',
         );
-      } else {
-        logger.error({ err, session: logSessionId(key) }, 'batch failed; it will be retried');
+      } else if (!(err instanceof LeaseLostError)) {
+        this.logLimited('batch', (suppressed) =>
+          logger.error({ err, session: logSessionId(key), suppressed }, 'batch failed; it will be retried'),
+        );
       }
     } finally {
       held.stop();
@@ -183,37 +236,24 @@ export class Engine {
   }
 
   /**
-   * Renews the lease every third of its TTL. `signal` aborts when a renewal fails; `sending`
-   * aborts then too, and when the engine stops, so replies stop waiting out backoffs (the next
-   * holder sends what is left).
+   * Keeps the lease through the lease manager. `signal` aborts when it is lost; `sending` aborts
+   * then too, and when the engine stops, so replies stop waiting out backoffs (the next holder
+   * sends what is left).
    */
   private hold(lease: LeaseGrant): { signal: AbortSignal; sending: AbortSignal; stop: () => void } {
-    const lost = new AbortController();
+    const held = this.leases.hold(lease);
     const sending = new AbortController();
     const abortSending = (): void => sending.abort();
-    const loseLease = (reason?: unknown): void => {
-      lost.abort(reason);
-      sending.abort();
-    };
-    const timer = setInterval(
-      () => {
-        this.o.backend.renewLease(lease, this.o.lockTtlMs).then(
-          (ok) => {
-            if (!ok) loseLease(new FencedError(sessionId(lease), lease.fence));
-          },
-          (err: unknown) => loseLease(err),
-        );
-      },
-      Math.max(50, Math.floor(this.o.lockTtlMs / 3)),
-    );
+    held.signal.addEventListener('abort', abortSending, { once: true });
     const stopping = this.abort.signal;
     if (stopping.aborted) abortSending();
     else stopping.addEventListener('abort', abortSending, { once: true });
     return {
-      signal: lost.signal,
+      signal: held.signal,
       sending: sending.signal,
       stop: () => {
-        clearInterval(timer);
+        held.stop();
+        held.signal.removeEventListener('abort', abortSending);
         stopping.removeEventListener('abort', abortSending);
       },
     };
@@ -243,24 +283,45 @@ export class Engine {
     const resolved = await this.resolveContext(lease, batch);
     if (held.signal.aborted) return false;
 
-    let result: TransitionResult;
     const base = prev ?? null;
     const flow = this.flowFor(base);
-    try {
-      result = transition(flow, base, resolved, this.env(lease));
-    } catch (err) {
-      if (!(err instanceof FlowRuntimeError)) throw err;
-      await this.deadLetterBatch(lease, base, batch, err);
-      await this.flushOutbox(run);
-      return true;
-    }
-    if (result.consumed.length === 0 && result.records.length === 0) return false; // all wait
     const provider = batch.find((m) => !isEffectResult(m))?.provider ?? first.provider;
-    const { snapshot, outbound } = this.toOutbound(
-      { ...result.snapshot, ...(result.snapshot.provider ? {} : { provider }) },
-      result.effects,
-      result.started,
-    );
+    // Flow code runs here. A batch it fails on is tried again (in hand, with backoff) and then
+    // dead-lettered with its error, so a poison message can neither spin a worker nor block
+    // the session: the next messages are handled normally.
+    let computed: { result: TransitionResult; snapshot: SessionSnapshot; outbound: OutboundRecord[] };
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const result = transition(flow, base, resolved, this.env(lease));
+        computed = {
+          result,
+          ...this.toOutbound(
+            { ...result.snapshot, ...(result.snapshot.provider ? {} : { provider }) },
+            result.effects,
+            result.started,
+          ),
+        };
+        break;
+      } catch (err) {
+        const failure = asFlowFailure(err, flow.id, base?.step ?? null);
+        if (failure.retryable && attempt < BATCH_ATTEMPTS) {
+          this.o.logger.warn(
+            { err: failure, session: logSessionId(lease), attempt },
+            'flow code failed on a batch; trying it again',
+          );
+          await sleep(BATCH_BACKOFF_MS * 4 ** (attempt - 1), held.signal);
+          if (held.signal.aborted) return false;
+          continue;
+        }
+        await this.deadLetterBatch(lease, base, batch, failure, attempt);
+        await this.flushOutbox(run);
+        return true;
+      }
+    }
+    const { result, snapshot, outbound } = computed;
+    if (result.consumed.length === 0 && result.records.length === 0) return false; // all wait
+    // A lost baton writes nothing (the store would refuse the fence anyway).
+    if (held.signal.aborted) throw held.signal.reason;
     await backend.commit(lease, {
       expectedVersion: prev?.version ?? 0,
       snapshot,
@@ -405,22 +466,44 @@ export class Engine {
     return { snapshot: { ...s, outboundSeq: seq }, outbound };
   }
 
-  /** Flow code failed on this batch: its messages go to the dead letters, state unchanged. */
+  /**
+   * Flow code failed on this batch for good: its messages go to the dead letters with the error
+   * and the attempt count, state unchanged, and the user gets one error notice, all in one
+   * fenced commit. The messages leave the mailbox, so no restart runs the batch again.
+   */
   private async deadLetterBatch(
     lease: LeaseGrant,
     prev: SessionSnapshot | null,
     batch: StoredMessage[],
     err: FlowRuntimeError,
+    attempts: number,
   ): Promise<void> {
-    this.o.logger.error({ err, session: logSessionId(lease) }, 'flow code failed; batch dead-lettered');
-    const snapshot = prev ?? transition(this.flowFor(null), null, [], this.env(lease)).snapshot;
+    this.o.logger.error(
+      { err, session: logSessionId(lease), attempts },
+      'flow code failed; batch dead-lettered',
+    );
+    const flow = this.flowFor(prev);
+    const base = prev ?? freshSnapshot(flow, lease, this.now(), batch[0]);
+    const first = batch[0]!;
+    const { snapshot, outbound } = this.toOutbound(
+      { ...base, ...(base.provider ? {} : { provider: first.provider }) },
+      [
+        {
+          body: { type: 'text', text: flow.notices.error },
+          step: base.step ?? flow.start,
+          version: base.version,
+          isPrompt: false,
+          inReplyTo: first.id,
+        },
+      ],
+    );
     const letters: DeadLetter[] = batch.map((m) => ({
       id: `in:${m.id}`,
       kind: 'inbound',
       channel: m.channel,
       user: m.user,
       ref: m.id,
-      reason: `${err.code}: ${err.message}`,
+      reason: `${err.code} after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${err.message}`,
       payload: m,
       createdAt: this.now(),
     }));
@@ -428,7 +511,7 @@ export class Engine {
       expectedVersion: prev?.version ?? 0,
       snapshot,
       records: [],
-      outbound: [],
+      outbound,
       consumed: batch.map((m) => m.id),
       deadLetters: letters,
     });
@@ -486,17 +569,7 @@ export class Engine {
             },
             'send failed; dead-lettered',
           );
-          await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });
-          await backend.deadLetter({
-            id: `out:${rec.id}:${attempt}`,
-            kind: 'outbound',
-            channel: rec.channel,
-            user: rec.user,
-            ref: rec.id,
-            reason: `${e.code}: ${e.message}`,
-            payload: rec,
-            createdAt: this.now(),
-          });
+          await this.failOutbound(run.lease, rec, attempt, e);
           break;
         }
         metrics.outbound.inc({ outcome: 'sent' });
@@ -507,6 +580,43 @@ export class Engine {
         break;
       }
     }
+  }
+
+  /**
+   * A reply refused for good: its dead letter is committed under the baton (fenced, atomic with
+   * nothing else, durable before the record is marked failed), then the record is marked failed.
+   * If the store refuses either write, the record stays unsent and the next holder tries it again:
+   * a failure is never lost, at worst one more attempt is made.
+   */
+  private async failOutbound(
+    lease: LeaseGrant,
+    rec: OutboundRecord,
+    attempt: number,
+    e: SendError,
+  ): Promise<void> {
+    const { backend } = this.o;
+    const snapshot = await backend.load(lease);
+    if (snapshot === null) throw new FencedError(sessionId(lease), lease.fence);
+    await backend.commit(lease, {
+      expectedVersion: snapshot.version,
+      snapshot,
+      records: [],
+      outbound: [],
+      consumed: [],
+      deadLetters: [
+        {
+          id: `out:${rec.id}:${attempt}`,
+          kind: 'outbound',
+          channel: rec.channel,
+          user: rec.user,
+          ref: rec.id,
+          reason: `${e.code}: ${e.message}`,
+          payload: rec,
+          createdAt: this.now(),
+        },
+      ],
+    });
+    await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });
   }
 
   private sendOne(rec: OutboundRecord): Promise<{ providerMessageId: string }> {

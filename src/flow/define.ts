@@ -217,6 +217,8 @@ export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = 
     readonly stale?: Words<D>;
     /** Sent when the session is handed to an agent. */
     readonly handoff?: Words<D>;
+    /** Sent once when flow code fails on a batch and its messages are dead-lettered. */
+    readonly error?: string;
   };
   readonly words?: WordsSpec<D>;
 }
@@ -235,7 +237,11 @@ export interface Flow {
   /** Choice id -> every step that offers it (statically). */
   readonly choiceSteps: ReadonlyMap<string, readonly string[]>;
   readonly resetKeywords: ReadonlySet<string>;
-  readonly notices: { readonly stale: Words<FlowData>; readonly handoff: Words<FlowData> };
+  readonly notices: {
+    readonly stale: Words<FlowData>;
+    readonly handoff: Words<FlowData>;
+    readonly error: string;
+  };
   readonly effects: ReadonlyMap<string, EffectDef<unknown, unknown>>;
   readonly data?: DataSchema<FlowData>;
   readonly words?: WordsSpec<FlowData>;
@@ -406,6 +412,9 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
         'That button belongs to an earlier question; this conversation has moved on.') as Words<FlowData>,
       handoff: (spec.notices?.handoff ??
         'Thanks for your patience: a member of our team will take it from here.') as Words<FlowData>,
+      error:
+        spec.notices?.error ??
+        'Sorry, something went wrong on our side and we could not handle your last message. Our team has been notified.',
     },
     effects,
     ...(spec.data !== undefined ? { data: spec.data as DataSchema<FlowData> } : {}),

@@ -176,7 +176,7 @@ function leftVisit(s: SessionSnapshot): SessionSnapshot {
   return rest;
 }
 
-function isThenable(v: unknown): boolean {
+function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
 
@@ -189,12 +189,16 @@ class BatchRun {
   /** Indexes into `effects` of the prompts sent for the current visit of the current step. */
   private visitPrompts: number[] = [];
 
+  /** The step the batch started at (errors outside handlers are named by it). */
+  private readonly startStep: string | null;
+
   constructor(
     private readonly flow: Flow | null,
     snapshot: SessionSnapshot,
     private readonly env: TransitionEnv,
   ) {
     this.s = snapshot;
+    this.startStep = snapshot.step;
   }
 
   result(): TransitionResult {
@@ -413,6 +417,7 @@ class BatchRun {
         step.id,
         `an effect's ${r.ok ? 'onResult' : 'onFailure'} must go to a step or hand off, not ${outcome.kind}`,
         undefined,
+        false,
         logSessionId(this.env.key),
       );
     }
@@ -456,9 +461,12 @@ class BatchRun {
 
   /**
    * The one boundary around author code: whatever it throws, or a Promise it returns, becomes a
-   * `FlowRuntimeError` naming the flow, the step and the session (the batch is dead-lettered).
+   * `FlowRuntimeError` naming the flow, the step and the session. A handler's failure (`on`,
+   * `first`, `onResult`, `onFailure`) is final: the batch is dead-lettered. Anything else (`say`,
+   * `choices`, words, an effect's input) may be passing, so the engine tries the batch again
+   * first; it is named by the step the batch started at.
    */
-  private guard<T>(step: StepDef | null, what: string, fn: () => T): T {
+  private guard<T>(step: StepDef | null, what: string, fn: () => T, handler = false): T {
     const flow = this.flow!;
     const session = logSessionId(this.env.key);
     let out: T;
@@ -470,24 +478,38 @@ class BatchRun {
         throw err;
       }
       if (err instanceof BatonError) throw err;
+      if (!handler) {
+        const detail = err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`;
+        throw new FlowRuntimeError(
+          'BATON_ERR_FLOW_HANDLER',
+          flow.id,
+          this.startStep,
+          detail,
+          err,
+          true,
+          session,
+        );
+      }
       throw new FlowRuntimeError(
         'BATON_ERR_FLOW_HANDLER',
         flow.id,
         step?.id ?? this.s.step,
         `${what}: ${String(err)}`,
         err,
+        false,
         session,
       );
     }
     if (isThenable(out)) {
       // Swallow the abandoned promise's outcome: it must not become an unhandled rejection.
-      (out as unknown as Promise<unknown>).then(undefined, () => undefined);
+      out.then(undefined, () => undefined);
       throw new FlowRuntimeError(
-        'BATON_ERR_FLOW_ASYNC_HANDLER',
+        'BATON_ERR_FLOW_HANDLER',
         flow.id,
         step?.id ?? this.s.step,
-        `${what} returned a Promise; handlers must be synchronous (start an effect for I/O)`,
+        `${what} returned a Promise; handlers are synchronous (start an effect for async work)`,
         undefined,
+        false,
         session,
       );
     }
@@ -496,7 +518,7 @@ class BatchRun {
 
   private decide(step: StepDef, what: string, fn: () => Outcome, first = false): Outcome {
     const flow = this.flow!;
-    const outcome = this.guard(step, what, fn);
+    const outcome = this.guard(step, what, fn, true);
     const kinds = ['goto', 'retry', 'handoff', 'start_over'];
     if (typeof outcome !== 'object' || outcome === null || !kinds.includes(outcome.kind)) {
       throw new FlowRuntimeError(
@@ -505,6 +527,7 @@ class BatchRun {
         step.id,
         `${what} returned ${JSON.stringify(outcome)}, not an outcome (use c.goto, c.retry, c.handoff)`,
         undefined,
+        false,
         logSessionId(this.env.key),
       );
     }
@@ -515,6 +538,7 @@ class BatchRun {
         step.id,
         `went to "${outcome.step}", which it does not declare in "to"`,
         undefined,
+        false,
         logSessionId(this.env.key),
       );
     }

@@ -20,6 +20,9 @@ import { registerAdmin, type AdminDeps } from '../admin/api.ts';
 /** Meta sends up to 3 MB; anything above 4 MiB is refused with 413. */
 export const BODY_LIMIT = 4 * 1024 * 1024;
 
+/** After the store refuses a webhook, `/readyz` answers 503 for this long. */
+const WRITE_FAILURE_HOLD_MS = 5000;
+
 export interface ServerDeps extends AdminDeps {
   readonly backend: Backend;
   readonly metrics: Metrics;
@@ -34,6 +37,12 @@ export function sendError(reply: FastifyReply, code: ErrorCode, detail?: string)
     .code(ERROR_CODES[code].status)
     .type('application/json')
     .send({ error: detail ?? ERROR_CODES[code].message, code });
+}
+
+/** `application/json`, with or without parameters (`; charset=utf-8`). */
+function isJson(contentType: string | undefined): boolean {
+  const type = contentType?.split(';', 1)[0]?.trim().toLowerCase();
+  return type === 'application/json';
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
@@ -78,8 +87,18 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       .send(q['hub.challenge'] ?? '');
   });
 
+  let lastWriteFailure = 0;
   const webhook = (provider: Provider) => async (req: FastifyRequest, reply: FastifyReply) => {
     const count = (outcome: string): void => deps.metrics.webhooks.inc({ provider: provider.name, outcome });
+    if (!provider.enabled) {
+      count('off');
+      return sendError(reply, 'BATON_ERR_PROVIDER_OFF');
+    }
+    if (!isJson(req.headers['content-type'])) {
+      // A cross-site form can post text/plain or form bodies; gateways always send JSON.
+      count('bad_content_type');
+      return sendError(reply, 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE');
+    }
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     if (!provider.verify(raw, req.headers)) {
       count('bad_signature');
@@ -110,6 +129,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       if (result.duplicates > 0) deps.metrics.messages.inc({ outcome: 'duplicate' }, result.duplicates);
       return reply.code(200).send({ received: result.accepted, duplicates: result.duplicates });
     } catch (err) {
+      lastWriteFailure = Date.now();
       count('unavailable');
       req.log.error({ err }, 'webhook could not be stored; answering 503 so the sender retries');
       return sendError(reply, 'BATON_ERR_STORAGE_UNAVAILABLE');
@@ -120,7 +140,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {
-    const checks = await deps.backend.health().catch(() => ({ store: false }));
+    const reachable = await deps.backend.health().catch(() => ({ store: false }));
+    // Reachable is not enough: a full disk answers pings and refuses writes.
+    const checks = { ...reachable, writes: Date.now() - lastWriteFailure > WRITE_FAILURE_HOLD_MS };
     const ok = Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });

@@ -130,7 +130,11 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
         return st.queueDepth === 0 && replies.length === 0 ? s : undefined;
       });
     const texts = (): string[] =>
-      sent.map((s) => (s.body.type === 'text' ? s.body.text : `[${s.body.type}] ${s.body.text}`));
+      sent.map((s) =>
+        'text' in s.body
+          ? `${s.body.type === 'text' ? '' : `[${s.body.type}] `}${s.body.text}`
+          : `[${s.body.type}]`,
+      );
     const noReplyTwice = (): void => {
       const tags = sent.map((s) => s.callbackData);
       expect(new Set(tags).size, tags.join('\n')).toBe(tags.length);
@@ -169,7 +173,11 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       await atStep('tracking');
       const tracking = sent.slice(before);
       expect(tracking).toHaveLength(2);
-      expect(JSON.stringify(tracking[0]!.body)).toContain('https://maps.example/track/ORD-12345');
+      expect(tracking[0]!.body).toMatchObject({
+        type: 'image',
+        link: 'https://maps.example/track/ORD-12345',
+      });
+      expect(tracking[1]!.callbackData).toBe(`${tracking[0]!.callbackData}#2`);
       expect(tracking[1]!.body).toMatchObject({ type: 'buttons' });
       expect(JSON.stringify(tracking[1]!.body)).toContain('Left the warehouse');
       noReplyTwice();

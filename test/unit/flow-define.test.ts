@@ -74,7 +74,7 @@ describe('defineFlow validation', () => {
         start: 's',
         steps: { s: step([], { accepts: undefined, choices: [{ id: 'x', title: 'x'.repeat(21) }] }) },
       }),
-    ).toThrow(/too long/);
+    ).toThrow(/title is 21 characters/);
   });
 });
 
