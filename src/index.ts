@@ -42,6 +42,9 @@ export type {
 } from './flow/define.ts';
 export { effectIdFor, isEffectResult } from './flow/transition.ts';
 export type { EffectStart } from './flow/transition.ts';
+// Testing a flow without servers
+export { testFlow } from './testing/test-flow.ts';
+export type { FlowTest, TestFlowOptions, TestInput, TestReply } from './testing/test-flow.ts';
 
 // Running Baton
 export { createBaton, loadFlows } from './app.ts';

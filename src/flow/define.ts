@@ -145,6 +145,8 @@ export interface EffectFailure {
 type AnyEffect = EffectDef<never, unknown>;
 /** The effects a flow declares, by name. */
 export type EffectMap = Readonly<Record<string, AnyEffect>>;
+/** A flow that declares no effects: no step may use one. */
+export type NoEffects = Readonly<Record<never, AnyEffect>>;
 type InputOf<X> = X extends { run: (input: infer I, ctx: EffectContext) => Promise<unknown> } ? I : never;
 type ResultOf<X> = X extends { run: (input: never, ctx: EffectContext) => Promise<infer R> } ? R : never;
 
@@ -293,7 +295,7 @@ const EFFECT_NAME = /^[a-z][a-z0-9_]*$/;
  * });
  * @throws FlowDefinitionError naming the flow and step when the flow is inconsistent.
  */
-export function defineFlow<const S extends string, D = FlowData, E extends EffectMap = EffectMap>(
+export function defineFlow<const S extends string, D = FlowData, E extends EffectMap = NoEffects>(
   spec: FlowSpec<S, D, E>,
 ): TypedFlow<S, D> {
   const fail = (detail: string): never => {
