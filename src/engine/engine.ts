@@ -11,10 +11,12 @@ import type { Logger } from 'pino';
 import type { Backend, LeaseGrant } from '../backends/types.ts';
 import { FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
 import type { Flow } from '../flow/define.ts';
+import type { FlowRouter } from '../flow/router.ts';
 import {
   adminReset,
   freshSnapshot,
   isEffectResult,
+  orderBatch,
   transition,
   type Effect,
   type EffectStart,
@@ -40,9 +42,11 @@ export interface OutboundSender {
 
 export interface EngineOptions {
   readonly backend: Backend;
-  /** Flows by id; new sessions use `defaultFlow`. */
+  /** Flows by id; new sessions use `defaultFlow`, unless `router` picks another. */
   readonly flows: ReadonlyMap<string, Flow>;
   readonly defaultFlow: string;
+  /** Picks the flow of a new session from its first message. */
+  readonly router?: FlowRouter;
   readonly senders: Partial<Record<ProviderName, OutboundSender>>;
   readonly bufferMs: number;
   readonly lockTtlMs: number;
@@ -284,7 +288,7 @@ export class Engine {
     if (held.signal.aborted) return false;
 
     const base = prev ?? null;
-    const flow = this.flowFor(base);
+    const flow = this.flowFor(base, batch);
     const provider = batch.find((m) => !isEffectResult(m))?.provider ?? first.provider;
     // Flow code runs here. A batch it fails on is tried again (in hand, with backoff) and then
     // dead-lettered with its error, so a poison message can neither spin a worker nor block
@@ -374,8 +378,25 @@ export class Engine {
     await done;
   }
 
-  private flowFor(s: SessionSnapshot | null): Flow {
-    return this.o.flows.get(s?.flow ?? this.o.defaultFlow) ?? this.o.flows.get(this.o.defaultFlow)!;
+  /**
+   * The session's flow; for a new session (or one reset by an agent), the router's pick for its
+   * first message, else the default flow.
+   */
+  private flowFor(s: SessionSnapshot | null, batch: readonly StoredMessage[] = []): Flow {
+    const fallback = this.o.flows.get(this.o.defaultFlow)!;
+    if ((s === null || s.step === null) && this.o.router) {
+      const first = orderBatch(batch.filter((m) => !isEffectResult(m)))[0];
+      const picked = first === undefined ? undefined : this.o.router(first);
+      const flow = picked === undefined ? undefined : this.o.flows.get(picked);
+      if (flow) return flow;
+      if (picked !== undefined)
+        this.o.logger.warn(
+          { flow: picked },
+          'the router picked a flow that is not served; using the default',
+        );
+      if (s === null) return fallback;
+    }
+    return this.o.flows.get(s?.flow ?? this.o.defaultFlow) ?? fallback;
   }
 
   private env(lease: LeaseGrant): Parameters<typeof transition>[3] {
