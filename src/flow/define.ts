@@ -229,10 +229,10 @@ export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = 
 declare const FLOW_TYPES: unique symbol;
 
 /** A validated flow, ready for the runtime (ids and data are plain at run time). */
-export interface Flow {
+export interface Flow<S extends string = string> {
   readonly id: string;
   readonly version: number;
-  readonly start: string;
+  readonly start: S;
   readonly steps: ReadonlyMap<string, StepDef>;
   /** Choice id -> the first step that offers it (statically). */
   readonly choiceOwner: ReadonlyMap<string, string>;
@@ -250,7 +250,7 @@ export interface Flow {
 }
 
 /** A flow as `defineFlow` returns it: the runtime shape, plus its step ids and data shape for the types. */
-export type TypedFlow<S extends string, D> = Flow & {
+export type TypedFlow<S extends string, D> = Flow<S> & {
   readonly [FLOW_TYPES]?: { readonly steps: S; readonly data: D };
 };
 /** The step ids of a flow returned by `defineFlow`. */
@@ -258,7 +258,9 @@ export type StepIdOf<F> = F extends TypedFlow<infer S, unknown> ? S : string;
 /** The data shape of a flow returned by `defineFlow`. */
 export type DataOf<F> = F extends TypedFlow<string, infer D> ? D : FlowData;
 
-export interface StepDef {
+// `S` is kept for code written against the earlier generic form; ids are plain strings at run time.
+// eslint-disable-next-line @typescript-eslint/no-unused-vars
+export interface StepDef<S extends string = string> {
   readonly id: string;
   readonly say?: StepSpec['say'];
   readonly listButton?: Words<FlowData>;
@@ -401,7 +403,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
 
   const choiceOwner = new Map<string, string>();
   for (const [c, owners] of choiceSteps) choiceOwner.set(c, owners[0]!);
-  const flow: Flow = {
+  const flow: Flow<S> = {
     id: spec.id,
     version: spec.version ?? 1,
     start: spec.start,
