@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { EmbeddedBackend } from './backends/embedded/index.ts';
+import { AlertWatcher } from './alerts/index.ts';
 import type { Backend } from './backends/types.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
@@ -16,7 +17,7 @@ import { Engine, type EngineOptions } from './engine/engine.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
 import type { FlowRouter } from './flow/router.ts';
-import { buildServer } from './ingress/server.ts';
+import { buildServer, type HttpLimits } from './ingress/server.ts';
 import { Metrics } from './metrics.ts';
 import {
   createCloudApiProvider,
@@ -37,6 +38,8 @@ export interface BatonOptions {
   readonly now?: () => number;
   /** Overrides for the engine (tests: fast send backoff). */
   readonly engine?: Partial<Pick<EngineOptions, 'maxSendAttempts' | 'sendBackoffMs' | 'workerId'>>;
+  /** HTTP timeouts and connection cap (default: SPEC section 3's 30 s / 10 s). */
+  readonly http?: Partial<HttpLimits>;
 }
 
 export interface Baton {
@@ -48,6 +51,8 @@ export interface Baton {
   readonly adminTokenGenerated: boolean;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** The queue alerts (`BATON_ALERT_*`), when a webhook URL is configured. */
+  readonly alerts: AlertWatcher | null;
   /** Starts workers (if a worker) and listens (if an ingress). Returns the listen URL. */
   start(): Promise<string | null>;
   /** Graceful: stop listening, stop claiming, finish batches in hand, close stores. */
@@ -164,9 +169,15 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       wasender: createWasenderProvider({ webhookSecret: config.wasender.webhookSecret }),
     },
     verifyToken: config.whatsapp.verifyToken,
+    ...(opts.http ? { limits: opts.http } : {}),
     adminToken,
     flows,
     resetSession: (key) => engine.adminReset(key),
+    agents: {
+      take: (key, agent) => engine.takeSession(key, agent),
+      message: (key, text, agent) => engine.agentMessage(key, text, agent),
+      handback: (key, step, agent) => engine.handback(key, step, agent),
+    },
     messagesPerSecond: () => {
       const cutoff = Date.now() - 60_000;
       while (recent.length > 0 && recent[0]! < cutoff) recent.shift();
@@ -180,6 +191,17 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     }
   });
 
+  const alerts =
+    config.alert.webhookUrl !== undefined
+      ? new AlertWatcher({
+          webhookUrl: config.alert.webhookUrl,
+          queueDepth: config.alert.queueDepth,
+          oldestMs: config.alert.oldestMs,
+          stats: () => backend.stats(),
+          logger,
+        })
+      : null;
+
   let started = false;
   return {
     config,
@@ -190,13 +212,16 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     adminTokenGenerated,
     logger,
     metrics,
+    alerts,
     async start() {
       started = true;
       if (roles.worker) engine.start(opts.concurrency ?? 32);
+      alerts?.start();
       if (!roles.ingress) return null;
       return server.listen({ port: config.port, host: config.host });
     },
     async stop() {
+      await alerts?.stop();
       if (roles.ingress) await server.close();
       if (started && roles.worker) await engine.stop();
       await backend.close();

@@ -123,3 +123,12 @@ export type {
   TemplateComponent,
   TemplateParameter,
 } from './model/session.ts';
+// Flow maps
+export { flowGraph, flowMermaid, renderFlowSvg } from './graph/index.ts';
+export type {
+  FlowGraph,
+  FlowGraphEdge,
+  FlowGraphNode,
+  RenderFlowSvgOptions,
+  StepCount,
+} from './graph/index.ts';

@@ -7,10 +7,16 @@ import { Command, CommanderError } from 'commander';
 import { createBaton, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
-import { toMermaid } from '../flow/define.ts';
 import { toSessionView } from '../model/session.ts';
-import { loadFlows } from '../app.ts';
 import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
+import { GRAPH_FORMATS, runFlowGraph, type GraphFlags } from './graph.ts';
+import {
+  configureSimulateCommand,
+  runSimulateCommand,
+  SimulateUsageError,
+  type SimulateFlags,
+} from './simulate.ts';
+import { watchParent } from './parent-watch.ts';
 
 /** Loads `.env` if present (values already in the environment win). */
 function loadDotEnv(): void {
@@ -31,6 +37,22 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
     baton.logger.error({ err: reason }, 'unhandled promise rejection (a bug); still serving');
   };
   process.on('unhandledRejection', onUnhandled);
+  // Listen for the stop signals before saying "started": whoever waits for that line may
+  // signal at once.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      unwatch();
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    const unwatch = watchParent(() => {
+      out('Baton: the npm process that started it is gone');
+      stop();
+    });
+  });
   const url = await baton.start();
   if (url && config.whatsapp.appSecret === undefined) {
     out(
@@ -46,15 +68,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
   } else {
     out(`Baton worker (${baton.backend.kind}) ${baton.engine.workerId} started`);
   }
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      resolve();
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  await stopped;
   out('Baton stopping: finishing batches in hand');
   await baton.stop();
   process.off('unhandledRejection', onUnhandled);
@@ -86,11 +100,22 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .action(async (o: { concurrency: string }) => {
       code = await serve(config(), { concurrency: concurrency(o.concurrency) }, out);
     });
+  /** `ingress` and `worker` share their stores with other processes: distributed mode only. */
+  const distributed = (command: string): Config => {
+    const c = config();
+    if (c.redisUrl === undefined || c.databaseUrl === undefined) {
+      throw new BatonError(
+        'BATON_ERR_NEEDS_DISTRIBUTED',
+        `"baton ${command}" needs distributed mode: set REDIS_URL and DATABASE_URL (or run "baton start" for embedded mode)`,
+      );
+    }
+    return c;
+  };
   program
     .command('ingress')
     .description('serve webhooks and the admin API only')
     .action(async () => {
-      code = await serve(config(), { roles: { ingress: true, worker: false } }, out);
+      code = await serve(distributed('ingress'), { roles: { ingress: true, worker: false } }, out);
     });
   program
     .command('worker')
@@ -98,7 +123,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .option('--concurrency <n>', 'sessions processed at once', '32')
     .action(async (o: { concurrency: string }) => {
       code = await serve(
-        config(),
+        distributed('worker'),
         { roles: { ingress: false, worker: true }, concurrency: concurrency(o.concurrency) },
         out,
       );
@@ -173,21 +198,20 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('flow')
     .description('inspect flows')
     .command('graph <flowId>')
-    .option('--format <format>', 'mermaid', 'mermaid')
-    .action(async (flowId: string, o: { format: string }) => {
-      if (o.format !== 'mermaid') throw new UsageError(`--format must be mermaid, got "${o.format}"`);
-      const flows = await loadFlows(config().flows);
-      const flow = flows.find((f) => f.id === flowId);
-      if (!flow)
-        throw new BatonError(
-          'BATON_ERR_NOT_FOUND',
-          `no flow "${flowId}" (have: ${flows.map((f) => f.id).join(', ')})`,
-        );
-      out(toMermaid(flow).trimEnd());
+    .option('--format <format>', GRAPH_FORMATS.join('|'), 'mermaid')
+    .option('--output <file>', 'write to a file instead of stdout')
+    .action(async (flowId: string, o: GraphFlags) => {
+      if (!(GRAPH_FORMATS as readonly string[]).includes(o.format))
+        throw new UsageError(`--format must be ${GRAPH_FORMATS.join(', ')}; got "${o.format}"`);
+      code = await runFlowGraph(flowId, o, config().flows, { out });
     });
 
   configureLoadCommand(program.command('load')).action(async (o: LoadFlags) => {
     code = await runLoadCommand(o, { out });
+  });
+
+  configureSimulateCommand(program.command('simulate')).action(async (o: SimulateFlags) => {
+    code = await runSimulateCommand(o);
   });
 
   try {
@@ -199,7 +223,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
         return 0;
       return 2;
     }
-    if (err instanceof UsageError) {
+    if (
+      err instanceof UsageError ||
+      err instanceof SimulateUsageError ||
+      (err instanceof BatonError && err.code === 'BATON_ERR_NEEDS_DISTRIBUTED')
+    ) {
       process.stderr.write(`baton: ${err.message}\n`);
       return 2;
     }

@@ -28,11 +28,13 @@ import { LeaseLostError, LeaseManager } from './lease-manager.ts';
 import {
   logSessionId,
   sessionId,
+  trustedTimestamp,
   type ProviderName,
   type SessionKey,
   type StoredMessage,
 } from '../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../model/session.ts';
+import * as agentOps from './agent.ts';
 import { runEffect } from './effects.ts';
 
 /** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
@@ -276,11 +278,11 @@ export class Engine {
     let batch: StoredMessage[];
     if (pending.some(isEffectResult)) {
       // An effect's result is due at once: the messages that waited for it come with it.
-      batch = pending;
+      batch = pending.map(trustedTimestamp);
     } else {
       const windowEnd = first.storedAt + this.o.bufferMs;
       if (windowEnd > this.now()) return false; // not due yet: release reschedules it
-      batch = pending.filter((m) => m.storedAt <= windowEnd);
+      batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
     }
     const started = this.now();
     const prev = await backend.load(lease);
@@ -649,6 +651,35 @@ export class Engine {
       );
     }
     return sender.send(rec);
+  }
+
+  /** An agent takes the session from the inbox (`engine/agent.ts`). */
+  takeSession(key: SessionKey, agent: string): Promise<SessionSnapshot | null> {
+    return agentOps.takeSession(this.agentHost(), key, agent);
+  }
+
+  /** An agent writes to the user through the outbox (`engine/agent.ts`). */
+  agentMessage(key: SessionKey, text: string, agent?: string): Promise<agentOps.AgentSend | null> {
+    return agentOps.agentMessage(this.agentHost(), key, text, agent);
+  }
+
+  /** An agent hands the session back to the bot at `step` (`engine/agent.ts`). */
+  handback(key: SessionKey, step: string, agent?: string): Promise<SessionSnapshot | null> {
+    return agentOps.handback(this.agentHost(), key, step, agent);
+  }
+
+  private agentHost(): agentOps.AgentHost {
+    return {
+      backend: this.o.backend,
+      workerId: this.workerId,
+      lockTtlMs: this.o.lockTtlMs,
+      now: this.now,
+      env: (lease) => this.env(lease),
+      flowFor: (s) => this.flowFor(s),
+      hold: (lease) => this.hold(lease),
+      flushOutbox: (lease, signal) =>
+        this.flushOutbox({ lease, held: { signal, sending: signal, stop: () => undefined }, effects: [] }),
+    };
   }
 
   /** An agent's reset: takes the baton (waiting up to the lock TTL), records `admin_reset`, sends nothing. */

@@ -272,6 +272,8 @@ export interface StepDef<S extends string = string> {
   /** Declared choices (ids known when the flow loads); empty when the step has none or computes them. */
   readonly choices: readonly ChoiceSpec[];
   readonly dynamicChoices?: (data: FlowData, ctx: WordsContext) => readonly Choice[];
+  /** The flow's catalogs, so a step's prompt can be built from the step alone (`promptOf`). */
+  readonly words?: WordsSpec<FlowData>;
   readonly effect?: {
     readonly use: string;
     readonly input?: (data: FlowData) => unknown;
@@ -374,6 +376,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
       ...(s.maxRetries !== undefined ? { maxRetries: s.maxRetries } : {}),
       ...(dynamic !== undefined ? { dynamicChoices: dynamic } : {}),
       ...(eff !== undefined ? { effect: eff } : {}),
+      ...(spec.words !== undefined ? { words: spec.words as WordsSpec<FlowData> } : {}),
     };
     if (choices.length > 3 && s.listButton === undefined)
       fail(`${at}: more than 3 choices need a listButton label`);
@@ -428,7 +431,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
 }
 
 /** The `t` of a session: its language's catalog, then the default one. */
-export function translator(flow: Flow, data: FlowData): Translate {
+export function translator(flow: Pick<Flow, 'id' | 'words'>, data: FlowData): Translate {
   return (key, vars) => {
     const w = flow.words;
     let text: string | undefined;
@@ -527,9 +530,10 @@ export function promptsOf(
 
 /** The prompt a step sends, for the session's current data (its last message: the one with the choices). */
 export function promptOf(step: StepDef, data: FlowData): OutboundBody {
-  const said = typeof step.say === 'function' ? step.say(data, { t: (k) => k }) : step.say;
-  const choices = choicesOf(step, data, { t: (k) => k });
-  const label = typeof step.listButton === 'string' ? step.listButton : 'Choose';
+  const ctx: WordsContext = { t: translator({ id: '(flow)', words: step.words }, data) };
+  const said = typeof step.say === 'function' ? step.say(data, ctx) : step.say;
+  const choices = choicesOf(step, data, ctx);
+  const label = step.listButton === undefined ? 'Choose' : wordsOf(step.listButton, data, ctx);
   const bodies = buildReplies(said, choices, label);
   return bodies[bodies.length - 1] ?? { type: 'text', text: '' };
 }

@@ -16,6 +16,9 @@ import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
+import { registerDashboard } from '../admin/dashboard.ts';
+import { adminErrorHandler, parsed } from '../admin/http.ts';
+import { HandshakeQuery, zodCompiler } from '../admin/schemas.ts';
 
 /** Meta sends up to 3 MB; anything above 4 MiB is refused with 413. */
 export const BODY_LIMIT = 4 * 1024 * 1024;
@@ -23,12 +26,33 @@ export const BODY_LIMIT = 4 * 1024 * 1024;
 /** After the store refuses a webhook, `/readyz` answers 503 for this long. */
 const WRITE_FAILURE_HOLD_MS = 5000;
 
+/** HTTP limits (SPEC section 3). */
+export interface HttpLimits {
+  /** A request (headers and body) not complete within this is answered 408 and closed. */
+  readonly requestTimeoutMs: number;
+  /** Headers not complete within this: 408 and closed. */
+  readonly headersTimeoutMs: number;
+  /** How often open connections are checked against the two timeouts above. */
+  readonly checkIntervalMs: number;
+  /** Connections open at once; more are refused at accept until some close. */
+  readonly maxConnections: number;
+}
+
+export const DEFAULT_HTTP_LIMITS: HttpLimits = {
+  requestTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
+  checkIntervalMs: 1_000,
+  maxConnections: 1_024,
+};
+
 export interface ServerDeps extends AdminDeps {
   readonly backend: Backend;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly providers: { readonly whatsapp: Provider; readonly wasender: Provider };
   readonly verifyToken: string | undefined;
+  /** Defaults: {@link DEFAULT_HTTP_LIMITS}. */
+  readonly limits?: Partial<HttpLimits>;
 }
 
 /** Sends a coded JSON error. */
@@ -47,11 +71,23 @@ function isJson(contentType: string | undefined): boolean {
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const logger: FastifyBaseLogger = deps.logger;
+  const limits = { ...DEFAULT_HTTP_LIMITS, ...deps.limits };
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
+    // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
+    routerOptions: { maxParamLength: 2000 },
     logController: new LogController({ disableRequestLogging: true }),
+    // A body that trickles in holds a socket and its buffers: Node answers 408 and closes the
+    // connection once the request is not complete in time (checked every checkIntervalMs).
+    requestTimeout: limits.requestTimeoutMs,
+    http: {
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      connectionsCheckingInterval: limits.checkIntervalMs,
+    },
   });
+  app.server.maxConnections = limits.maxConnections;
 
   // Keep webhook bodies as raw bytes: the signature is checked on them before any parsing.
   app.removeAllContentTypeParsers();
@@ -73,8 +109,14 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return reply.code(500).send({ error: 'internal error' });
   });
 
-  app.get('/webhooks/whatsapp', async (req, reply) => {
-    const q = req.query as Record<string, string | undefined>;
+  // Each handshake parameter at most once (given twice it is an array): else 400, never 500.
+  const handshake = {
+    schema: { querystring: HandshakeQuery },
+    validatorCompiler: zodCompiler,
+    errorHandler: adminErrorHandler,
+  };
+  app.get('/webhooks/whatsapp', handshake, async (req, reply) => {
+    const q = parsed(HandshakeQuery, req.query);
     const ok =
       q['hub.mode'] === 'subscribe' &&
       deps.verifyToken !== undefined &&
@@ -151,10 +193,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (s) {
       deps.metrics.queueDepth.set(s.queueDepth);
       deps.metrics.oldestPending.set(s.oldestPendingMs / 1000);
+      deps.metrics.liveWorkers.set(s.workers);
     }
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 
-  registerAdmin(app, deps);
+  const auth = registerAdmin(app, deps);
+  registerDashboard(app, deps, auth);
   return app;
 }

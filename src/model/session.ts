@@ -21,6 +21,8 @@ export interface SessionView {
     retry_count: number;
     needs_agent: boolean;
     created_at: string;
+    /** Who took the session from the inbox, while it waits for an agent (absent otherwise). */
+    agent?: string;
   };
 }
 
@@ -52,6 +54,20 @@ export interface SessionSnapshot extends SessionKey {
   readonly awaiting?: AwaitedEffect;
   /** Why the flow handed the session to an agent (`handoff(reason)`), while `needsAgent`. */
   readonly handoffReason?: string;
+  /**
+   * The agent who took the session from the inbox. It counts only while the session still
+   * needs an agent at the version it was taken at (see `agentOf` in `flow/agent.ts`).
+   */
+  readonly agent?: AgentClaim;
+}
+
+/** An agent's claim on a session waiting for one. */
+export interface AgentClaim {
+  readonly name: string;
+  /** Epoch milliseconds. */
+  readonly at: number;
+  /** The session's version when it was taken. */
+  readonly version: number;
 }
 
 /** An effect started by a step, whose result the session waits for. */
@@ -84,7 +100,9 @@ export type TransitionKind =
   | 'late'
   | 'escalated'
   | 'held'
-  | 'ignored';
+  | 'ignored'
+  | 'agent_message'
+  | 'handback';
 
 /** Kinds that leave `version` unchanged. */
 export const VERSIONLESS_KINDS: ReadonlySet<TransitionKind> = new Set([
@@ -92,6 +110,7 @@ export const VERSIONLESS_KINDS: ReadonlySet<TransitionKind> = new Set([
   'late',
   'held',
   'ignored',
+  'agent_message',
 ]);
 
 /** One line of a session's transition log, as SPEC section 4 pins it. */
@@ -261,9 +280,14 @@ export interface DeadLetter {
   replayedAt?: number;
 }
 
-/** ISO 8601 of a Unix-seconds timestamp, without milliseconds (WhatsApp's resolution). */
+/**
+ * ISO 8601 of a Unix-seconds timestamp, without milliseconds (WhatsApp's resolution). Total:
+ * a value outside what a date can hold (stored before timestamps were capped) is clamped into
+ * that range rather than throwing.
+ */
 export function isoSeconds(unixSeconds: number): string {
-  return new Date(unixSeconds * 1000).toISOString().replace('.000Z', 'Z');
+  const ms = Number.isFinite(unixSeconds) ? Math.max(-8.64e15, Math.min(8.64e15, unixSeconds * 1000)) : 0;
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 /** The pinned session object for a snapshot. */
@@ -281,6 +305,9 @@ export function toSessionView(s: SessionSnapshot): SessionView {
       retry_count: s.retryCount,
       needs_agent: s.needsAgent,
       created_at: new Date(s.createdAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      ...(s.agent !== undefined && s.needsAgent && s.agent.version === s.version
+        ? { agent: s.agent.name }
+        : {}),
     },
   };
 }

@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { lockDataDir, type DirLock } from './dir-lock.ts';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
@@ -30,6 +31,7 @@ import type {
   BatchCommit,
   IngestResult,
   LeaseGrant,
+  LeaseInfo,
   OutboundPatch,
   SessionQuery,
 } from '../types.ts';
@@ -48,6 +50,7 @@ export interface EmbeddedOptions {
 
 interface Lease {
   readonly token: string;
+  readonly holder: string;
   readonly fence: number;
   expiresAt: number;
 }
@@ -79,6 +82,8 @@ export class EmbeddedBackend implements Backend {
   private flushScheduled = false;
   private purgeTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** The data directory's lock (none for an explicit `file`, such as `:memory:`). */
+  private readonly dirLock: DirLock | null = null;
 
   constructor(private readonly opts: EmbeddedOptions) {
     this.now = opts.now ?? Date.now;
@@ -86,9 +91,15 @@ export class EmbeddedBackend implements Backend {
     if (file === undefined) {
       const dir = opts.dataDir ?? './data';
       mkdirSync(dir, { recursive: true });
+      this.dirLock = lockDataDir(dir);
       file = join(dir, 'baton.sqlite');
     }
-    this.db = new Database(file);
+    try {
+      this.db = new Database(file);
+    } catch (err) {
+      this.dirLock?.release();
+      throw err;
+    }
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
@@ -140,6 +151,7 @@ export class EmbeddedBackend implements Backend {
     this.flush();
     this.due.close();
     this.db.close();
+    this.dirLock?.release();
   }
 
   async health(): Promise<Record<string, boolean>> {
@@ -283,6 +295,7 @@ export class EmbeddedBackend implements Backend {
     if (this.isLeased(key)) return null;
     const lease: Lease = {
       token: randomBytes(12).toString('hex'),
+      holder,
       fence: ++this.fenceCounter,
       expiresAt: this.now() + ttlMs,
     };
@@ -597,5 +610,18 @@ export class EmbeddedBackend implements Backend {
 
   async removeWorker(workerId: string): Promise<void> {
     this.workerBeats.delete(workerId);
+  }
+
+  async inbound(key: SessionKey): Promise<StoredMessage[]> {
+    const rows = this.sql('SELECT body FROM inbound WHERE channel = ? AND user = ? ORDER BY seq').all(
+      key.channel,
+      key.user,
+    ) as Array<{ body: string }>;
+    return rows.map((r) => JSON.parse(r.body) as StoredMessage);
+  }
+
+  async leaseInfo(key: SessionKey): Promise<LeaseInfo | null> {
+    const l = this.leases.get(sessionId(key));
+    return l !== undefined && l.expiresAt > this.now() ? { holder: l.holder, expiresAt: l.expiresAt } : null;
   }
 }
