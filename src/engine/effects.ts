@@ -18,6 +18,8 @@ export interface EffectRunnerDeps {
   readonly now: () => number;
   /** Aborts when the baton is lost or the worker stops: the effect is left for the next holder. */
   readonly signal: AbortSignal;
+  /** Counts each attempt's outcome. */
+  readonly count?: (effect: string, outcome: 'ok' | 'retry' | 'failed') => void;
 }
 
 export const DEFAULT_EFFECT_ATTEMPTS = 3;
@@ -58,6 +60,8 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
         signal,
       });
       if (signal.aborted) return;
+      const last = outcome.ok || !outcome.retryable || attempt >= attempts;
+      deps.count?.(intent.name, outcome.ok ? 'ok' : last ? 'failed' : 'retry');
       if (outcome.ok || !outcome.retryable) break;
       if (attempt < attempts) {
         const wait = (def.backoffMs ?? DEFAULT_EFFECT_BACKOFF_MS) * 2 ** (attempt - 1);
