@@ -146,7 +146,7 @@ async function once(
       // Stored as JSON in the mailbox: what the result handler sees is what survives that.
       return { ok: true, value: value === undefined ? null : (JSON.parse(JSON.stringify(value)) as unknown) };
     } catch (err) {
-      const retryable = !(err instanceof EffectError) || err.retryable;
+      const retryable = !EffectError.is(err) || err.retryable;
       return { ok: false, error: err instanceof Error ? err.message : String(err), retryable };
     }
   })();

@@ -133,6 +133,19 @@ export class EffectError extends Error {
     this.name = 'EffectError';
     this.retryable = opts.retryable;
   }
+
+  /**
+   * Whether `err` is an EffectError, by shape as well as by class: a flows module loaded from
+   * source beside a compiled Baton has its own copy of the class.
+   */
+  static is(err: unknown): err is EffectError {
+    return (
+      err instanceof EffectError ||
+      (err instanceof Error &&
+        err.name === 'EffectError' &&
+        typeof (err as { retryable?: unknown }).retryable === 'boolean')
+    );
+  }
 }
 
 /** Why an effect gave up, as its step's `onFailure` sees it. */
