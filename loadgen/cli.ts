@@ -20,13 +20,9 @@ import { DEFAULT_SINK_PORT, type LoadFlags } from '../src/cli/load.ts';
 import { DEFAULT_CHANNEL, LoadError, runLoad, type LoadProgress, type LoadReport } from './index.ts';
 
 /** Where the command writes. */
-export interface LoadIO {
-  readonly out: (line: string) => void;
-  readonly err: (text: string) => void;
-  /** Whether `err` is a terminal (the progress bar redraws in place). */
-  readonly tty: boolean;
-  readonly env: Readonly<Record<string, string | undefined>>;
-}
+import type { LoadIO } from '../src/cli/load.ts';
+
+export type { LoadIO };
 
 class LoadUsageError extends Error {}
 

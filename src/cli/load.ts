@@ -4,7 +4,6 @@
  * @module
  */
 import type { Command } from 'commander';
-import type { LoadIO } from '../../loadgen/cli.ts';
 
 /** Flags as commander hands them over. */
 export interface LoadFlags {
@@ -82,6 +81,45 @@ export function configureLoadCommand(cmd: Command): Command {
  * from `loadgen/` on first use.
  */
 export async function runLoadCommand(flags: LoadFlags, io: Partial<LoadIO> = {}): Promise<number> {
-  const { runLoadCommand: run } = await import('../../loadgen/cli.ts');
-  return run(flags, io);
+  const generator = await loadGenerator();
+  return generator.runLoadCommand(flags, io);
+}
+
+/** Where `baton load` writes, and what it reads. */
+export interface LoadIO {
+  readonly out: (line: string) => void;
+  readonly err: (text: string) => void;
+  /** Whether `err` is a terminal (the progress bar redraws in place). */
+  readonly tty: boolean;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** The generator's entry point (`loadgen/cli.ts`). */
+interface LoadgenModule {
+  runLoadCommand(flags: LoadFlags, io?: Partial<LoadIO>): Promise<number>;
+}
+
+/**
+ * The generator is TypeScript beside the package (a development tool, not shipped in it): from
+ * the compiled CLI it is loaded through tsx, a development dependency. A variable specifier
+ * keeps the compiler from pulling it into `dist/`.
+ */
+async function loadGenerator(): Promise<LoadgenModule> {
+  // From src/cli/ and from dist/cli/ alike, the generator is two folders up.
+  const specifier: string = new URL('../../loadgen/cli.ts', import.meta.url).href;
+  try {
+    return (await import(specifier)) as LoadgenModule;
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
+    try {
+      const tsx = 'tsx/esm/api';
+      const { register } = (await import(tsx)) as { register: () => void };
+      register();
+    } catch {
+      throw new Error(
+        'baton load runs from a checkout of Baton (it needs loadgen/ and the tsx dev dependency)',
+      );
+    }
+    return (await import(specifier)) as LoadgenModule;
+  }
 }

@@ -250,9 +250,14 @@ export interface DeadLetter {
   replayedAt?: number;
 }
 
-/** ISO 8601 of a Unix-seconds timestamp, without milliseconds (WhatsApp's resolution). */
+/**
+ * ISO 8601 of a Unix-seconds timestamp, without milliseconds (WhatsApp's resolution). Total:
+ * a value outside what a date can hold (stored before timestamps were capped) is clamped into
+ * that range rather than throwing.
+ */
 export function isoSeconds(unixSeconds: number): string {
-  return new Date(unixSeconds * 1000).toISOString().replace('.000Z', 'Z');
+  const ms = Number.isFinite(unixSeconds) ? Math.max(-8.64e15, Math.min(8.64e15, unixSeconds * 1000)) : 0;
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 /** The pinned session object for a snapshot. */
