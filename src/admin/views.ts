@@ -82,6 +82,9 @@ export function layout(p: Page): string {
             />
             <button type="submit">Find</button>
           </form>
+          <label class="live" title="Reload this page every 5 s (paused while you type)">
+            <input type="checkbox" id="live-refresh" /> Live
+          </label>
           <form class="api signout" data-method="POST" data-url="/admin/logout" data-next="/admin">
             <button type="submit">Sign out</button>
           </form>

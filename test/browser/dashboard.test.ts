@@ -275,4 +275,19 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     expect(await page.locator('#step-sessions').innerText()).toContain(waiting);
     await shot('11-flow-step-sessions');
   });
+
+  it('with Live on, the inbox shows a newly escalated session without a manual reload', async () => {
+    await page.goto(`${h.url}/admin/inbox`);
+    await page.check('#live-refresh');
+    const u = '15550601005';
+    await post(text(u, 'hi', TS + 30));
+    await h.settled(u, 1);
+    await post(text(u, 'Max', TS + 31));
+    await h.settled(u, 2);
+    await post(text(u, '??', TS + 32));
+    await h.settled(u, 3);
+    await page.waitForSelector(`#inbox tr[data-wa-id="${u}"]`, { timeout: 12_000 });
+    expect(await page.isChecked('#live-refresh')).toBe(true);
+    await page.uncheck('#live-refresh');
+  });
 });
