@@ -192,7 +192,9 @@ export function registerDashboard(
         const cookie = signedIn(req);
         if (cookie === null) return toSignIn(reply);
         const query = req.query as Record<string, unknown>;
-        const waId = typeof query.wa_id === 'string' ? query.wa_id.trim() : '';
+        const typed = typeof query.wa_id === 'string' ? query.wa_id.trim() : '';
+        // A phone number as people write it (`+1 555-010 2030`) is a wa_id's digits.
+        const waId = /^\+?[\d\s().-]{4,40}$/.test(typed) ? typed.replace(/\D/g, '') : typed;
         const channel = typeof query.channel === 'string' && query.channel !== '' ? query.channel : undefined;
         if (
           !/^[A-Za-z0-9._:+@-]{1,128}$/.test(waId) ||
