@@ -304,6 +304,7 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
         current_step: 'choose_product',
         data: { customer_name: 'Jo' },
       });
+      await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:4');
       expect(h.graph.sent.filter((c) => c.body.to === user && c.phoneNumberId === PHONE_ID).length).toBe(
         sends + 2,
       );
