@@ -31,6 +31,9 @@ import {
   timelineCard,
 } from './views.ts';
 
+/** Most rows a session page shows per list (the newest); the JSON API pages through all of them. */
+const PAGE_ROWS = 300;
+
 const ASSETS = new URL('./assets/', import.meta.url);
 const SCRIPT = readFileSync(new URL('dashboard.js', ASSETS), 'utf8');
 const STYLE = readFileSync(new URL('dashboard.css', ASSETS), 'utf8');
@@ -244,9 +247,10 @@ export function registerDashboard(
           </p>
           <div class="columns">
             <div>${stateCard(s, leaseView(lease, now()))}${actionsCard(s, flows.get(s.flow))}</div>
-            <div>${conversationCard(conv.messages)}</div>
+            <div>${conversationCard(conv.messages.slice(-PAGE_ROWS), conv.messages.length)}</div>
           </div>
-          ${timelineCard(records)} ${outboundCard(outbound)}`;
+          ${timelineCard(records.slice(-PAGE_ROWS), records.length)}
+          ${outboundCard(outbound.slice(-PAGE_ROWS), outbound.length)}`;
         return page(reply, cookie, `Session ${s.waId ?? s.user}`, body);
       });
 

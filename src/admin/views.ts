@@ -272,9 +272,17 @@ export function preBlock(id: string | null, text: string): Html {
   return raw(`<pre${id === null ? '' : ` id="${escapeHtml(id)}"`}>` + escapeHtml(text) + '</pre>');
 }
 
-export function conversationCard(items: readonly ConversationItem[]): Html {
+/** "the newest N of M" when a list was cut to its newest rows. */
+function cut(shown: number, total: number, api: string): Html {
+  return shown < total
+    ? html`<p class="muted">The newest ${shown} of ${total}; <code>${api}</code> has them all.</p>`
+    : html``;
+}
+
+export function conversationCard(items: readonly ConversationItem[], total = items.length): Html {
   return html`<section class="card" id="conversation">
     <h2>Conversation</h2>
+    ${cut(items.length, total, 'GET /admin/api/sessions/:waId/messages')}
     ${items.length === 0 ? html`<p class="muted">No messages.</p>` : ''}
     <ol class="chat">
       ${items.map(
@@ -304,9 +312,10 @@ export function conversationCard(items: readonly ConversationItem[]): Html {
   </section>`;
 }
 
-export function timelineCard(records: readonly TransitionRecord[]): Html {
+export function timelineCard(records: readonly TransitionRecord[], total = records.length): Html {
   return html`<section class="card" id="timeline">
     <h2>Timeline</h2>
+    ${cut(records.length, total, 'GET /admin/api/sessions/:waId/transitions')}
     <table class="grid">
       <thead>
         <tr>
@@ -339,9 +348,10 @@ export function timelineCard(records: readonly TransitionRecord[]): Html {
   </section>`;
 }
 
-export function outboundCard(records: readonly OutboundRecord[]): Html {
+export function outboundCard(records: readonly OutboundRecord[], total = records.length): Html {
   return html`<section class="card" id="outbound">
     <h2>Outbound messages</h2>
+    ${cut(records.length, total, 'GET /admin/api/sessions/:waId/outbound')}
     <table class="grid">
       <thead>
         <tr>
