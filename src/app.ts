@@ -14,6 +14,7 @@ import type { Backend } from './backends/types.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
+import { IntakeGate } from './engine/intake-gate.ts';
 import { importModule } from './config/module.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
@@ -133,8 +134,11 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const backend = opts.backend ?? (await createBackend(config, logger, opts.now));
   await backend.init();
 
+  // Ingress and workers in one process: batches wait for webhooks of their window still being stored.
+  const intake = roles.ingress && roles.worker ? new IntakeGate() : undefined;
   const engine = new Engine({
     backend,
+    ...(intake ? { intake } : {}),
     flows,
     defaultFlow: flowList[0]!.id,
     ...(router ? { router } : {}),
@@ -163,6 +167,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const recent: number[] = [];
   const server = buildServer({
     backend,
+    ...(intake ? { intake } : {}),
     metrics,
     logger,
     providers: {

@@ -24,6 +24,7 @@ import {
   type TransitionResult,
 } from '../flow/transition.ts';
 import type { Metrics } from '../metrics.ts';
+import type { IntakeGate } from './intake-gate.ts';
 import { LeaseLostError, LeaseManager } from './lease-manager.ts';
 import {
   logSessionId,
@@ -59,6 +60,8 @@ export interface EngineOptions {
   readonly now?: () => number;
   /** Worker id recorded in transition records. */
   readonly workerId?: string;
+  /** Webhooks this process received and has not stored yet; batches wait for their window's. */
+  readonly intake?: IntakeGate;
   /** Send attempts per reply before it is dead-lettered (retryable failures only). */
   readonly maxSendAttempts?: number;
   /** First backoff between send attempts, milliseconds (doubles each time, 30 s cap). */
@@ -67,6 +70,9 @@ export interface EngineOptions {
 
 /** A worker not heard from for this long is no longer counted. */
 const HEARTBEAT_TTL_MS = 15_000;
+
+/** Longest a batch waits for webhooks of its window still being stored. */
+const INTAKE_WAIT_MS = 1000;
 
 /** Most messages one batch takes from a mailbox. */
 const MAX_BATCH = 500;
@@ -272,7 +278,7 @@ export class Engine {
   private async runBatch(run: SessionRun): Promise<boolean> {
     const { backend, metrics } = this.o;
     const { lease, held } = run;
-    const pending = await backend.pending(lease, MAX_BATCH);
+    let pending = await backend.pending(lease, MAX_BATCH);
     const first = pending[0];
     if (first === undefined) return false;
     let batch: StoredMessage[];
@@ -282,6 +288,12 @@ export class Engine {
     } else {
       const windowEnd = first.storedAt + this.o.bufferMs;
       if (windowEnd > this.now()) return false; // not due yet: release reschedules it
+      // Webhooks this process received within the window may still be on their way into the
+      // store (a busy machine): wait for them, so a burst is never split by a slow intake.
+      const intake = this.o.intake;
+      if (intake && this.o.bufferMs > 0 && (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal))) {
+        pending = await backend.pending(lease, MAX_BATCH);
+      }
       batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
     }
     const started = this.now();

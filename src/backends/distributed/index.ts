@@ -406,7 +406,7 @@ export class DistributedBackend implements Backend {
   // --- intake --------------------------------------------------------------------------
 
   async ingest(batch: WebhookBatch): Promise<IngestResult> {
-    const now = this.now();
+    const now = Math.min(this.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
     const ops: PipelineOp[] = [];
     for (const m of batch.messages) {
       const sk = this.keys.session(m);

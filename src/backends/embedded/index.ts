@@ -173,7 +173,9 @@ export class EmbeddedBackend implements Backend {
     const touched = new Map<string, { key: SessionKey; storedAt: number }>();
     return this.write(
       () => {
-        const storedAt = this.now();
+        // On a busy machine the group commit may come well after the webhook arrived: the
+        // arrival is what the buffer window measures.
+        const storedAt = Math.min(this.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
         const insert = this.sql(
           `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
            ON CONFLICT (id) DO NOTHING`,
