@@ -271,6 +271,7 @@ export function registerDashboard(
                 <th>Step</th>
                 <th>Waiting</th>
                 <th>Since</th>
+                <th>Last message</th>
                 <th>Agent</th>
               </tr>
             </thead>
@@ -284,6 +285,9 @@ export function registerDashboard(
                     <td>${s.current_step ?? '-'}</td>
                     <td>${duration(s.waiting_ms)}</td>
                     <td><time>${s.waiting_since}</time></td>
+                    <td class="last">
+                      ${s.last_message ? (s.last_message.text ?? `(${s.last_message.type})`) : '-'}
+                    </td>
                     <td>${s.agent ?? html`<span class="muted">nobody yet</span>`}</td>
                   </tr>`,
               )}

@@ -15,6 +15,7 @@ interface InboxItem extends SessionView {
   waiting_since: string;
   waiting_ms: number;
   agent: string | null;
+  last_message: { direction: string; type: string; text?: string } | null;
 }
 
 interface Item {
@@ -103,7 +104,11 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       // In the inbox, not taken yet.
       const inbox = await json<{ sessions: InboxItem[] }>(h.admin('/inbox'));
       const mine = inbox.sessions.find((s) => s.wa_id === user);
-      expect(mine).toMatchObject({ current_step: 'choose_product', agent: null });
+      expect(mine).toMatchObject({
+        current_step: 'choose_product',
+        agent: null,
+        last_message: { direction: 'in', type: 'text', text: 'which one?' },
+      });
       expect(Date.parse(mine!.waiting_since)).toBeGreaterThan(0);
 
       // Take: needs_agent stays true, version unchanged, no record, nothing sent.

@@ -168,6 +168,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     const row = page.locator(`#inbox tr[data-wa-id="${waiting}"]`);
     expect(await row.innerText()).toContain('choose_product');
     expect(await row.innerText()).toContain('nobody yet');
+    expect(await row.locator('td.last').innerText()).toBe('I want <script>alert(1)</script>');
     await shot('7-inbox');
     await row.locator('a').click();
     await page.waitForSelector('#state');
