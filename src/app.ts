@@ -119,6 +119,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     lockTtlMs: config.lockTtlMs,
     sessionTtlSec: config.sessionTtlSec,
     maxRetries: config.maxRetries,
+    dedupeTtlSec: config.dedupeTtlSec,
     logger,
     metrics,
     ...(opts.now ? { now: opts.now } : {}),

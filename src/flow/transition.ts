@@ -38,6 +38,12 @@ export interface TransitionEnv {
   readonly fence: number;
   readonly sessionTtlSec: number;
   readonly maxRetries: number;
+  /**
+   * The dedupe window, seconds: a message whose timestamp is older than its storage time minus
+   * this is recorded `late`, never applied (its id may have left the dedupe store already, so
+   * a replay must have no second effect). Unset: no such check.
+   */
+  readonly dedupeTtlSec?: number;
 }
 
 /** A reply to send once the batch is committed. */
@@ -146,7 +152,10 @@ class BatchRun {
     for (let i = 0; i < messages.length;) {
       const m = messages[i]!;
       const last = this.s.lastInteraction;
-      if (last !== null && m.timestamp < last) {
+      const beyondDedupe =
+        this.env.dedupeTtlSec !== undefined &&
+        m.timestamp < Math.floor(m.storedAt / 1000) - this.env.dedupeTtlSec;
+      if ((last !== null && m.timestamp < last) || beyondDedupe) {
         this.note('late', [m.id]);
         i += 1;
         continue;
