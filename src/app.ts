@@ -193,6 +193,8 @@ async function createBackend(config: Config, logger: Logger, now?: () => number)
       schema: config.pgSchema,
       logger,
       ...(now ? { now } : {}),
+      retentionSec: config.retentionSec,
+      messageRetentionSec: config.messageRetentionSec,
     });
   }
   return new EmbeddedBackend({
@@ -200,5 +202,7 @@ async function createBackend(config: Config, logger: Logger, now?: () => number)
     bufferMs: config.bufferMs,
     dedupeTtlSec: config.dedupeTtlSec,
     ...(now ? { now } : {}),
+    retentionSec: config.retentionSec,
+    messageRetentionSec: config.messageRetentionSec,
   });
 }

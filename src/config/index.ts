@@ -47,6 +47,10 @@ export interface Config {
     readonly oldestMs: number | undefined;
   };
   readonly logLevel: string;
+  /** `BATON_RETENTION`, seconds: transitions and outbound records older than this are purged. */
+  readonly retentionSec: number;
+  /** `BATON_MESSAGE_RETENTION`, seconds: message texts older than this are deleted. */
+  readonly messageRetentionSec: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -177,6 +181,12 @@ export function loadConfig(env: Env = process.env): Config {
       oldestMs: optInt(env, 'BATON_ALERT_OLDEST_MS', 0),
     },
     logLevel: str(env, 'LOG_LEVEL') ?? 'info',
+    retentionSec: env.BATON_RETENTION
+      ? parseDurationSeconds('BATON_RETENTION', env.BATON_RETENTION)
+      : 30 * 86400,
+    messageRetentionSec: env.BATON_MESSAGE_RETENTION
+      ? parseDurationSeconds('BATON_MESSAGE_RETENTION', env.BATON_MESSAGE_RETENTION)
+      : 30 * 86400,
   };
   return deepFreeze(config);
 }

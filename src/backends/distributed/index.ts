@@ -52,6 +52,14 @@ import type {
   SessionSnapshot,
   TransitionRecord,
 } from '../../model/session.ts';
+import {
+  DEFAULT_RETENTION_SEC,
+  PURGE_BATCH,
+  purgeHorizons,
+  yieldToLoop,
+  type PurgeReport,
+  type RetentionOptions,
+} from '../retention.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import { GroupCommitter } from './committer.ts';
 import { StreamFlusher } from './flusher.ts';
@@ -72,6 +80,7 @@ import {
 import { isRedisUnavailable } from './redis-errors.ts';
 import { ReadyScheduler, type ClaimResult } from './scheduler.ts';
 import { ScriptSet, type Arg, type PipelineOp, type ScriptName } from './scripts.ts';
+import type { StatementName } from './sql.ts';
 
 export { migrate } from './migrate.ts';
 
@@ -82,7 +91,7 @@ export interface BackendLogger {
   error(obj: object, msg: string): void;
 }
 
-export interface DistributedBackendOptions {
+export interface DistributedBackendOptions extends RetentionOptions {
   /** One Redis URL; with `cluster`, one or more seed-node URLs separated by commas. */
   readonly redisUrl: string;
   /** `BATON_REDIS_CLUSTER`: `redisUrl` names nodes of a Redis Cluster (default false). */
@@ -211,6 +220,8 @@ export class DistributedBackend implements Backend {
   private flusher: StreamFlusher | null = null;
   private reaperTimer: NodeJS.Timeout | null = null;
   private reaping: Promise<void> | null = null;
+  private purgeTimer: NodeJS.Timeout | null = null;
+  private purging: Promise<unknown> | null = null;
   /** lease token -> the watchdog score this process set for it in the ready queue. */
   private readonly watchdogs = new Map<string, string>();
   /** outbound id -> its session, for records this process committed or read (bounded). */
@@ -305,7 +316,9 @@ export class DistributedBackend implements Backend {
     this.closed = true;
     this.scheduler?.close();
     if (this.reaperTimer) clearInterval(this.reaperTimer);
+    if (this.purgeTimer) clearInterval(this.purgeTimer);
     await this.reaping;
+    await this.purging;
     await this.flusher?.stop(this.redis);
     await this.committer.drain();
     this.sub?.disconnect();
@@ -533,6 +546,15 @@ export class DistributedBackend implements Backend {
       }, interval);
       this.reaperTimer.unref();
     }
+    const purgeEvery = this.opts.purgeIntervalMs ?? 600_000;
+    if (purgeEvery > 0) {
+      this.purgeTimer = setInterval(() => {
+        this.purging ??= this.purge({ lockMs: purgeEvery })
+          .catch((err: unknown) => this.log.warn({ err: String(err) }, 'retention purge failed'))
+          .finally(() => (this.purging = null));
+      }, purgeEvery);
+      this.purgeTimer.unref();
+    }
     return scheduler;
   }
 
@@ -560,6 +582,41 @@ export class DistributedBackend implements Backend {
    * follow-up), and re-announces journals that still owe PostgreSQL entries.
    * Scans every master of a cluster.
    */
+  /**
+   * Retention (see `../retention.ts`): deletes transitions, outbound records and inbound
+   * messages past their retention from PostgreSQL, in batches. Workers run it every
+   * `purgeIntervalMs` (10 min); with `lockMs`, only one process per interval does (a Redis
+   * lock). Redis keeps no history: its outbound copies are capped per session and a session's
+   * keys expire with it.
+   */
+  async purge(opts: { lockMs?: number } = {}): Promise<PurgeReport> {
+    const report: PurgeReport = { transitions: 0, outbound: 0, inbound: 0, redacted: 0 };
+    if (opts.lockMs !== undefined) {
+      const got = await this.r('purge', () =>
+        this.redis.set(this.keys.purge, randomUUID(), 'PX', Math.max(1000, opts.lockMs! - 100), 'NX'),
+      );
+      if (got !== 'OK') return report;
+    }
+    const now = this.now();
+    const h = purgeHorizons(now, this.opts.dedupeTtlSec, this.opts);
+    const messagesBefore = now - (this.opts.messageRetentionSec ?? DEFAULT_RETENTION_SEC) * 1000;
+    const steps: Array<[StatementName, number, keyof PurgeReport]> = [
+      ['retention-transitions-purge', h.transitions, 'transitions'],
+      ['retention-outbound-purge', h.outbound, 'outbound'],
+      ['retention-inbound-purge', messagesBefore, 'inbound'],
+    ];
+    for (const [statement, before, field] of steps) {
+      for (;;) {
+        if (this.closed) return report;
+        const n = await this.pg.execute(statement, [new Date(before), PURGE_BATCH]);
+        report[field] += n;
+        if (n < PURGE_BATCH) break;
+        await yieldToLoop();
+      }
+    }
+    return report;
+  }
+
   async reapOnce(
     intervalMs = 30_000,
     opts: { force?: boolean } = {},

@@ -186,6 +186,16 @@ export class PgStore {
     }
   }
 
+  /** Runs one statement; returns how many rows it changed. */
+  async execute(name: StatementName, params: readonly unknown[] = []): Promise<number> {
+    try {
+      const res = await this.pool.query({ name, text: this.sql[name], values: params as unknown[] });
+      return res.rowCount ?? 0;
+    } catch (err) {
+      throw this.wrap(err, name);
+    }
+  }
+
   /** Whether PostgreSQL answers within `timeoutMs` (a paused server must not hang /readyz). */
   async ping(timeoutMs = 2000): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
