@@ -14,6 +14,7 @@ import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
+import { buildHealthServer } from './ingress/health.ts';
 import { buildServer, type HttpLimits } from './ingress/server.ts';
 import { Metrics } from './metrics.ts';
 import {
@@ -156,6 +157,9 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   });
 
   let started = false;
+  /** A worker-only process's probe server (`BATON_HEALTH_PORT`). */
+  const health =
+    !roles.ingress && roles.worker && config.healthPort !== undefined ? buildHealthServer(backend) : null;
   return {
     config,
     backend,
@@ -168,11 +172,13 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     async start() {
       started = true;
       if (roles.worker) engine.start(opts.concurrency ?? 32);
+      if (health) await health.listen({ port: config.healthPort!, host: config.host });
       if (!roles.ingress) return null;
       return server.listen({ port: config.port, host: config.host });
     },
     async stop() {
       if (roles.ingress) await server.close();
+      await health?.close();
       if (started && roles.worker) await engine.stop();
       await backend.close();
     },
@@ -195,6 +201,7 @@ async function createBackend(config: Config, logger: Logger, now?: () => number)
       ...(now ? { now } : {}),
       retentionSec: config.retentionSec,
       messageRetentionSec: config.messageRetentionSec,
+      idleTtlSec: config.sessionTtlSec,
     });
   }
   return new EmbeddedBackend({

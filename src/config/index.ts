@@ -51,6 +51,8 @@ export interface Config {
   readonly retentionSec: number;
   /** `BATON_MESSAGE_RETENTION`, seconds: message texts older than this are deleted. */
   readonly messageRetentionSec: number;
+  /** `BATON_HEALTH_PORT`: where a worker-only process serves /healthz and /readyz (none). */
+  readonly healthPort: number | undefined;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -187,6 +189,7 @@ export function loadConfig(env: Env = process.env): Config {
     messageRetentionSec: env.BATON_MESSAGE_RETENTION
       ? parseDurationSeconds('BATON_MESSAGE_RETENTION', env.BATON_MESSAGE_RETENTION)
       : 30 * 86400,
+    healthPort: env.BATON_HEALTH_PORT?.trim() ? int(env, 'BATON_HEALTH_PORT', 0, 0, 65535) : undefined,
   };
   return deepFreeze(config);
 }

@@ -74,9 +74,16 @@ describe.skipIf(missing.length > 0)('store outages under running workers', () =>
     };
     const base = `http://127.0.0.1:${port}`;
     procs.push(await spawnBaton(['ingress'], env));
+    const healthPorts = [await freePort(), await freePort()];
     const workers = [
-      await spawnBaton(['worker', '--concurrency', '8'], env),
-      await spawnBaton(['worker', '--concurrency', '8'], env),
+      await spawnBaton(['worker', '--concurrency', '8'], {
+        ...env,
+        BATON_HEALTH_PORT: String(healthPorts[0]),
+      }),
+      await spawnBaton(['worker', '--concurrency', '8'], {
+        ...env,
+        BATON_HEALTH_PORT: String(healthPorts[1]),
+      }),
     ];
     procs.push(...workers);
 
@@ -105,13 +112,15 @@ describe.skipIf(missing.length > 0)('store outages under running workers', () =>
         await sleep(50);
       }
     };
-    const ready = async (): Promise<number> => {
+    const ready = async (at = base): Promise<number> => {
       try {
-        return (await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(8_000) })).status;
+        return (await fetch(`${at}/readyz`, { signal: AbortSignal.timeout(8_000) })).status;
       } catch {
         return 0;
       }
     };
+    const workerReady = (i: number): Promise<number> => ready(`http://127.0.0.1:${healthPorts[i]}`);
+    expect([await workerReady(0), await workerReady(1)]).toEqual([200, 200]);
     const admin = async <T>(path: string): Promise<{ status: number; body: T }> => {
       const r = await fetch(`${base}/admin/api${path}`, {
         headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
@@ -143,6 +152,7 @@ describe.skipIf(missing.length > 0)('store outages under running workers', () =>
     pg.resume();
     await pg.stopFast();
     readiness.push(await ready());
+    const workersDown = [await workerReady(0), await workerReady(1)];
     await sleep(3_000);
     readiness.push(await ready());
     await pg.start();
@@ -163,6 +173,14 @@ describe.skipIf(missing.length > 0)('store outages under running workers', () =>
       expect(w.child.signalCode).toBe(null);
     }
     expect(readiness).toContain(503);
+    // The workers said "not ready" while PostgreSQL was down, and say "ready" again once they
+    // have reconnected, without a restart.
+    expect(workersDown).toEqual([503, 503]);
+    const readyBy = Date.now() + 20_000;
+    while ((await workerReady(0)) !== 200 || (await workerReady(1)) !== 200) {
+      if (Date.now() > readyBy) throw new Error('a worker never became ready again');
+      await sleep(100);
+    }
 
     const deadline = Date.now() + 60_000;
     for (const u of users) {

@@ -121,6 +121,11 @@ export interface DistributedBackendOptions extends RetentionOptions {
   readonly leaseGraceMs?: number;
   /** How often one process scans for sessions to reschedule (30000; 0 disables). */
   readonly reaperIntervalMs?: number;
+  /**
+   * Seconds an idle session's keys stay in Redis before they expire (they reload from
+   * PostgreSQL when it is next needed); default 24 h, the app passes `BATON_SESSION_TTL`.
+   */
+  readonly idleTtlSec?: number;
   /** Fencing tokens reserved in PostgreSQL at a time (1000). */
   readonly fenceBlockSize?: number;
   /** Outbound records kept in Redis per session besides unsent ones (100). */
@@ -221,6 +226,8 @@ export class DistributedBackend implements Backend {
   private reaperTimer: NodeJS.Timeout | null = null;
   private reaping: Promise<void> | null = null;
   private purgeTimer: NodeJS.Timeout | null = null;
+  /** How long an idle session's keys stay in Redis. */
+  private readonly idleTtlMs: number;
   private purging: Promise<unknown> | null = null;
   /** lease token -> the watchdog score this process set for it in the ready queue. */
   private readonly watchdogs = new Map<string, string>();
@@ -242,6 +249,7 @@ export class DistributedBackend implements Backend {
     this.claimTimeoutMs = options.claimTimeoutMs ?? 5000;
     this.leaseGraceMs = options.leaseGraceMs ?? 250;
     this.fenceBlockSize = options.fenceBlockSize ?? 1000;
+    this.idleTtlMs = Math.round((options.idleTtlSec ?? 86_400) * 1000);
     this.outboundKeep = options.outboundKeep ?? 100;
     this.pgRetryMs = options.pgRetryMs ?? 2000;
     // Fail fast instead of queueing while disconnected: intake must answer 503, not hang.
@@ -759,6 +767,7 @@ export class DistributedBackend implements Backend {
     ];
     if (wd !== undefined)
       ops.push({ script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, wd, ''] });
+    ops.push(this.idleOp(sk));
     const due = asNumber((await this.pipeline('release', ops))[0]);
     if (due > 0) await this.followUp(this.scheduleOps([[sk.member, due]]));
     else if (due === ScriptCode.Fenced && wd !== undefined) {
@@ -766,6 +775,27 @@ export class DistributedBackend implements Backend {
       // bring the session back. Put it back as due now (NX: a newer entry wins).
       await this.followUp(this.scheduleOps([[sk.member, Math.floor(this.now())]], true));
     }
+  }
+
+  /** The `session-idle` call for `sk`: its keys expire once it is idle (see the script). */
+  private idleOp(sk: SessionKeys): PipelineOp {
+    return {
+      script: 'session-idle',
+      keys: [
+        sk.lock,
+        sk.mbox,
+        sk.unsent,
+        sk.journal,
+        sk.state,
+        sk.out,
+        sk.outState,
+        sk.outIndex,
+        sk.pmid,
+        sk.seq,
+        sk.fence,
+      ],
+      args: [this.idleTtlMs],
+    };
   }
 
   async clearLease(key: SessionKey): Promise<boolean> {
@@ -971,7 +1001,9 @@ export class DistributedBackend implements Backend {
       });
       if (entries.length === 0) break;
       for (const id of await this.pg.apply(entries)) fenced.add(id);
-      await this.pipeline('journal trim', trims);
+      // A session released before its journal reached PostgreSQL may now expire.
+      const idle = pages.flatMap((p, k) => (asArray(p).length > 0 ? [this.idleOp(sks[k]!)] : []));
+      await this.pipeline('journal trim', [...trims, ...idle]);
       todo = again;
     }
     return fenced;
