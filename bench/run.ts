@@ -21,7 +21,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { runLoad, startReplySink, type LoadReport, type ReplySink } from '../src/loadgen/index.ts';
+import { runLoad, startReplySink, type LoadReport, type ReplySink } from '../loadgen/index.ts';
 import {
   childEnv,
   freePort,

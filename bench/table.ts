@@ -3,8 +3,8 @@
  * whose verdict is not clean or that could not run.
  * @module
  */
-import type { LoadReport } from '../src/loadgen/index.ts';
-import { summarize } from '../src/loadgen/stats.ts';
+import type { LoadReport } from '../loadgen/index.ts';
+import { summarize } from '../loadgen/stats.ts';
 
 /** One measured mode, or the reason it could not be measured. */
 export interface Row {

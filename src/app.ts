@@ -3,18 +3,22 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { EmbeddedBackend } from './backends/embedded/index.ts';
+import { AlertWatcher } from './alerts/index.ts';
 import type { Backend } from './backends/types.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
+import { importModule } from './config/module.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
 import { buildHealthServer } from './ingress/health.ts';
+import type { FlowRouter } from './flow/router.ts';
 import { buildServer, type HttpLimits } from './ingress/server.ts';
 import { Metrics } from './metrics.ts';
 import {
@@ -31,6 +35,8 @@ export interface BatonOptions {
   readonly logger?: Logger;
   readonly backend?: Backend;
   readonly flows?: readonly Flow[];
+  /** Picks the flow of a new session (default: the first flow). */
+  readonly router?: FlowRouter;
   readonly now?: () => number;
   /** Overrides for the engine (tests: fast send backoff). */
   readonly engine?: Partial<Pick<EngineOptions, 'maxSendAttempts' | 'sendBackoffMs' | 'workerId'>>;
@@ -47,6 +53,8 @@ export interface Baton {
   readonly adminTokenGenerated: boolean;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** The queue alerts (`BATON_ALERT_*`), when a webhook URL is configured. */
+  readonly alerts: AlertWatcher | null;
   /** Starts workers (if a worker) and listens (if an ingress). Returns the listen URL. */
   start(): Promise<string | null>;
   /** Graceful: stop listening, stop claiming, finish batches in hand, close stores. */
@@ -72,10 +80,21 @@ export function createLogger(level: string): Logger {
 
 /** Loads the flows module named by BATON_FLOWS: its default export or every exported Flow. */
 export async function loadFlows(modulePath: string | undefined): Promise<Flow[]> {
-  if (modulePath === undefined) return [orderFlow];
+  return (await loadFlowModule(modulePath)).flows;
+}
+
+/**
+ * Loads the flows module named by BATON_FLOWS: its flows (the default export first: the default
+ * flow of new sessions) and, if it exports a function named `router`, the router that picks the
+ * flow of a new session.
+ */
+export async function loadFlowModule(
+  modulePath: string | undefined,
+): Promise<{ flows: Flow[]; router?: FlowRouter }> {
+  if (modulePath === undefined) return { flows: [orderFlow] };
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(resolve(modulePath)).href)) as Record<string, unknown>;
+    mod = await importModule(pathToFileURL(flowModuleFile(modulePath)).href);
   } catch (err) {
     throw new ConfigError(
       'BATON_FLOWS',
@@ -90,14 +109,27 @@ export async function loadFlows(modulePath: string | undefined): Promise<Flow[]>
   const flows = [...new Set(candidates.filter(isFlow))];
   if (flows.length === 0)
     throw new ConfigError('BATON_FLOWS', `"${modulePath}" exports no flow made with defineFlow`);
-  return flows;
+  const router = typeof mod.router === 'function' ? (mod.router as FlowRouter) : undefined;
+  return router ? { flows, router } : { flows };
+}
+
+/** A module path, or a folder holding `index.ts` (or `index.js`). */
+function flowModuleFile(modulePath: string): string {
+  const full = resolve(modulePath);
+  if (!existsSync(full) || !statSync(full).isDirectory()) return full;
+  const index = ['index.ts', 'index.mts', 'index.js', 'index.mjs']
+    .map((f) => resolve(full, f))
+    .find(existsSync);
+  return index ?? resolve(full, 'index.ts');
 }
 
 export async function createBaton(config: Config, opts: BatonOptions = {}): Promise<Baton> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const metrics = new Metrics({ defaultMetrics: opts.logger === undefined });
   const roles = opts.roles ?? { ingress: true, worker: true };
-  const flowList = opts.flows ?? (await loadFlows(config.flows));
+  const loaded = opts.flows ? { flows: [...opts.flows] } : await loadFlowModule(config.flows);
+  const flowList = loaded.flows;
+  const router = opts.router ?? ('router' in loaded ? loaded.router : undefined);
   const flows = new Map(flowList.map((f) => [f.id, f]));
   const backend = opts.backend ?? (await createBackend(config, logger, opts.now));
   await backend.init();
@@ -106,6 +138,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     backend,
     flows,
     defaultFlow: flowList[0]!.id,
+    ...(router ? { router } : {}),
     senders: {
       'cloud-api': createCloudApiSender({
         baseUrl: config.whatsapp.apiBaseUrl,
@@ -143,6 +176,11 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     adminToken,
     flows,
     resetSession: (key) => engine.adminReset(key),
+    agents: {
+      take: (key, agent) => engine.takeSession(key, agent),
+      message: (key, text, agent) => engine.agentMessage(key, text, agent),
+      handback: (key, step, agent) => engine.handback(key, step, agent),
+    },
     messagesPerSecond: () => {
       const cutoff = Date.now() - 60_000;
       while (recent.length > 0 && recent[0]! < cutoff) recent.shift();
@@ -155,6 +193,17 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       if (recent.length > 100_000) recent.splice(0, recent.length - 100_000);
     }
   });
+
+  const alerts =
+    config.alert.webhookUrl !== undefined
+      ? new AlertWatcher({
+          webhookUrl: config.alert.webhookUrl,
+          queueDepth: config.alert.queueDepth,
+          oldestMs: config.alert.oldestMs,
+          stats: () => backend.stats(),
+          logger,
+        })
+      : null;
 
   let started = false;
   /** A worker-only process's probe server (`BATON_HEALTH_PORT`). */
@@ -169,14 +218,17 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     adminTokenGenerated,
     logger,
     metrics,
+    alerts,
     async start() {
       started = true;
       if (roles.worker) engine.start(opts.concurrency ?? 32);
       if (health) await health.listen({ port: config.healthPort!, host: config.host });
+      alerts?.start();
       if (!roles.ingress) return null;
       return server.listen({ port: config.port, host: config.host });
     },
     async stop() {
+      await alerts?.stop();
       if (roles.ingress) await server.close();
       await health?.close();
       if (started && roles.worker) await engine.stop();

@@ -22,8 +22,17 @@ export const ERROR_CODES = {
   BATON_ERR_SEND_RETRYABLE: { status: 502, message: 'The gateway refused the send for now' },
   BATON_ERR_SEND_PERMANENT: { status: 502, message: 'The gateway refused the send' },
   BATON_ERR_LEASE_LOST: { status: 409, message: 'The lease could not be renewed' },
+  BATON_ERR_PROVIDER_OFF: { status: 404, message: 'This webhook route is off: its secret is not configured' },
+  BATON_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Webhook bodies must be application/json' },
+  BATON_ERR_RENDER_UNAVAILABLE: { status: 500, message: 'No browser to render a PNG with' },
   BATON_ERR_DATA_DIR_LOCKED: { status: 500, message: 'The data directory is in use by another process' },
   BATON_ERR_NEEDS_DISTRIBUTED: { status: 500, message: 'This command needs REDIS_URL and DATABASE_URL' },
+  BATON_ERR_BAD_REQUEST: { status: 400, message: 'A query parameter, id or body is invalid' },
+  BATON_ERR_UNKNOWN_STEP: { status: 400, message: 'The flow has no such step' },
+  BATON_ERR_NOT_WITH_AGENT: { status: 409, message: 'The session is not waiting for an agent' },
+  BATON_ERR_CSRF: { status: 403, message: 'Missing or invalid CSRF token' },
+  BATON_ERR_INTERNAL: { status: 500, message: 'Internal error' },
+  BATON_ERR_FLOW_REPLY: { status: 500, message: 'A reply built by flow code breaks a WhatsApp limit' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -98,17 +107,24 @@ export class FlowDefinitionError extends BatonError {
 export class FlowRuntimeError extends BatonError {
   readonly flow: string;
   readonly step: string | null;
+  /** The session (user masked), when known. */
+  session: string | undefined;
   constructor(
-    code: 'BATON_ERR_FLOW_UNDECLARED_TRANSITION' | 'BATON_ERR_FLOW_HANDLER',
+    code: 'BATON_ERR_FLOW_UNDECLARED_TRANSITION' | 'BATON_ERR_FLOW_HANDLER' | 'BATON_ERR_FLOW_REPLY',
     flow: string,
     step: string | null,
     detail: string,
     cause?: unknown,
+    /** Whether running the same batch again may succeed (errors that are not the flow core's own). */
+    retryable = false,
+    /** The session (user masked), as a field for logs. */
+    session?: string,
   ) {
-    super(code, `flow ${flow}, step ${step ?? '(none)'}: ${detail}`, { cause });
+    super(code, `flow ${flow}, step ${step ?? '(none)'}: ${detail}`, { cause, retryable });
     this.name = 'FlowRuntimeError';
     this.flow = flow;
     this.step = step;
+    this.session = session;
   }
 }
 

@@ -7,10 +7,15 @@ import { Command, CommanderError } from 'commander';
 import { createBaton, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
-import { toMermaid } from '../flow/define.ts';
 import { toSessionView } from '../model/session.ts';
-import { loadFlows } from '../app.ts';
 import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
+import { GRAPH_FORMATS, runFlowGraph, type GraphFlags } from './graph.ts';
+import {
+  configureSimulateCommand,
+  runSimulateCommand,
+  SimulateUsageError,
+  type SimulateFlags,
+} from './simulate.ts';
 import { watchParent } from './parent-watch.ts';
 
 /** Loads `.env` if present (values already in the environment win). */
@@ -26,6 +31,12 @@ class UsageError extends Error {}
 
 async function serve(config: Config, opts: BatonOptions, out: (s: string) => void): Promise<number> {
   const baton = await createBaton(config, opts);
+  // Last line of defence: a rejection nobody handled is a bug, logged, and never a crash that
+  // would take intake down with it.
+  const onUnhandled = (reason: unknown): void => {
+    baton.logger.error({ err: reason }, 'unhandled promise rejection (a bug); still serving');
+  };
+  process.on('unhandledRejection', onUnhandled);
   // Listen for the stop signals before saying "started": whoever waits for that line may
   // signal at once.
   const stopped = new Promise<void>((resolve) => {
@@ -43,6 +54,11 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
     });
   });
   const url = await baton.start();
+  if (url && config.whatsapp.appSecret === undefined) {
+    out(
+      "WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts UNSIGNED requests, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret.",
+    );
+  }
   if (url) {
     const base = url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
     out(`Baton (${baton.backend.kind}) listening on ${url}`);
@@ -55,6 +71,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
   await stopped;
   out('Baton stopping: finishing batches in hand');
   await baton.stop();
+  process.off('unhandledRejection', onUnhandled);
   return 0;
 }
 
@@ -181,21 +198,20 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('flow')
     .description('inspect flows')
     .command('graph <flowId>')
-    .option('--format <format>', 'mermaid', 'mermaid')
-    .action(async (flowId: string, o: { format: string }) => {
-      if (o.format !== 'mermaid') throw new UsageError(`--format must be mermaid, got "${o.format}"`);
-      const flows = await loadFlows(config().flows);
-      const flow = flows.find((f) => f.id === flowId);
-      if (!flow)
-        throw new BatonError(
-          'BATON_ERR_NOT_FOUND',
-          `no flow "${flowId}" (have: ${flows.map((f) => f.id).join(', ')})`,
-        );
-      out(toMermaid(flow).trimEnd());
+    .option('--format <format>', GRAPH_FORMATS.join('|'), 'mermaid')
+    .option('--output <file>', 'write to a file instead of stdout')
+    .action(async (flowId: string, o: GraphFlags) => {
+      if (!(GRAPH_FORMATS as readonly string[]).includes(o.format))
+        throw new UsageError(`--format must be ${GRAPH_FORMATS.join(', ')}; got "${o.format}"`);
+      code = await runFlowGraph(flowId, o, config().flows, { out });
     });
 
   configureLoadCommand(program.command('load')).action(async (o: LoadFlags) => {
     code = await runLoadCommand(o, { out });
+  });
+
+  configureSimulateCommand(program.command('simulate')).action(async (o: SimulateFlags) => {
+    code = await runSimulateCommand(o);
   });
 
   try {
@@ -209,6 +225,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     }
     if (
       err instanceof UsageError ||
+      err instanceof SimulateUsageError ||
       (err instanceof BatonError && err.code === 'BATON_ERR_NEEDS_DISTRIBUTED')
     ) {
       process.stderr.write(`baton: ${err.message}\n`);

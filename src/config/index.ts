@@ -47,6 +47,8 @@ export interface Config {
     readonly oldestMs: number | undefined;
   };
   readonly logLevel: string;
+  /** `BATON_ALLOW_UNSIGNED`: serve unsigned Cloud API webhooks under `NODE_ENV=production`. */
+  readonly allowUnsigned: boolean;
   /** `BATON_RETENTION`, seconds: transitions and outbound records older than this are purged. */
   readonly retentionSec: number;
   /** `BATON_MESSAGE_RETENTION`, seconds: message texts older than this are deleted. */
@@ -144,11 +146,19 @@ export function loadConfig(env: Env = process.env): Config {
   if (redisUrl !== undefined && databaseUrl === undefined) {
     throw new ConfigError('DATABASE_URL', 'must be set when REDIS_URL is (distributed mode needs both)');
   }
+  const appSecret = str(env, 'WHATSAPP_APP_SECRET');
+  const allowUnsigned = bool(env, 'BATON_ALLOW_UNSIGNED', false);
+  if (appSecret === undefined && env.NODE_ENV === 'production' && !allowUnsigned) {
+    throw new ConfigError(
+      'WHATSAPP_APP_SECRET',
+      'must be set under NODE_ENV=production (unsigned webhooks could reach any user; set BATON_ALLOW_UNSIGNED=true to accept them anyway)',
+    );
+  }
   const config: Config = {
     port: int(env, 'PORT', 3000, 0, 65535),
     host: str(env, 'HOST') ?? '0.0.0.0',
     whatsapp: {
-      appSecret: str(env, 'WHATSAPP_APP_SECRET'),
+      appSecret,
       verifyToken: str(env, 'WHATSAPP_VERIFY_TOKEN'),
       accessToken: str(env, 'WHATSAPP_ACCESS_TOKEN'),
       apiBaseUrl: url(env, 'WHATSAPP_API_BASE_URL', 'https://graph.facebook.com/v21.0')!,
@@ -183,6 +193,7 @@ export function loadConfig(env: Env = process.env): Config {
       oldestMs: optInt(env, 'BATON_ALERT_OLDEST_MS', 0),
     },
     logLevel: str(env, 'LOG_LEVEL') ?? 'info',
+    allowUnsigned,
     retentionSec: env.BATON_RETENTION
       ? parseDurationSeconds('BATON_RETENTION', env.BATON_RETENTION)
       : 30 * 86400,

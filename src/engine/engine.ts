@@ -11,14 +11,20 @@ import type { Logger } from 'pino';
 import type { Backend, LeaseGrant } from '../backends/types.ts';
 import { FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
 import type { Flow } from '../flow/define.ts';
+import type { FlowRouter } from '../flow/router.ts';
 import {
   adminReset,
+  freshSnapshot,
+  isEffectResult,
+  orderBatch,
   transition,
   type Effect,
+  type EffectStart,
   type ResolvedMessage,
   type TransitionResult,
 } from '../flow/transition.ts';
 import type { Metrics } from '../metrics.ts';
+import { LeaseLostError, LeaseManager } from './lease-manager.ts';
 import {
   logSessionId,
   sessionId,
@@ -28,6 +34,8 @@ import {
   type StoredMessage,
 } from '../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../model/session.ts';
+import * as agentOps from './agent.ts';
+import { runEffect } from './effects.ts';
 
 /** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
 export interface OutboundSender {
@@ -36,9 +44,11 @@ export interface OutboundSender {
 
 export interface EngineOptions {
   readonly backend: Backend;
-  /** Flows by id; new sessions use `defaultFlow`. */
+  /** Flows by id; new sessions use `defaultFlow`, unless `router` picks another. */
   readonly flows: ReadonlyMap<string, Flow>;
   readonly defaultFlow: string;
+  /** Picks the flow of a new session from its first message. */
+  readonly router?: FlowRouter;
   readonly senders: Partial<Record<ProviderName, OutboundSender>>;
   readonly bufferMs: number;
   readonly lockTtlMs: number;
@@ -63,16 +73,52 @@ const HEARTBEAT_TTL_MS = 15_000;
 /** Most messages one batch takes from a mailbox. */
 const MAX_BATCH = 500;
 
+/** Times flow code is run on a batch before the batch is dead-lettered (retryable failures). */
+const BATCH_ATTEMPTS = 3;
+/** First wait between those attempts (x4 each time). */
+const BATCH_BACKOFF_MS = 100;
+
+/**
+ * Any error thrown while flow code ran, as a `FlowRuntimeError` naming flow and step. Errors
+ * the flow core raised on purpose (a handler that threw, an undeclared transition) are final;
+ * anything else (a bug, a thrown non-Error) may be passing, so it is retryable.
+ */
+function asFlowFailure(err: unknown, flow: string, step: string | null): FlowRuntimeError {
+  if (err instanceof FlowRuntimeError) return err;
+  const detail = err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`;
+  return new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow, step, detail, err, true);
+}
+
 export class Engine {
   readonly workerId: string;
   private readonly now: () => number;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
+  /** Sessions whose baton is held while an effect runs: they freed their worker loop's slot. */
+  private readonly waiting = new Set<Promise<void>>();
   private heartbeat: NodeJS.Timeout | null = null;
+  /** Renews every baton this engine holds, on one timer. */
+  readonly leases: LeaseManager;
+  private readonly logTimes = new Map<string, { at: number; suppressed: number }>();
 
   constructor(private readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
     this.workerId = o.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.leases = new LeaseManager({
+      backend: o.backend,
+      ttlMs: o.lockTtlMs,
+      now: this.now,
+      onRenewError: (err, lease) =>
+        this.logLimited('renew', () =>
+          o.logger.warn(
+            { err, session: logSessionId(lease) },
+            'lease renewal failed; retrying within the TTL',
+          ),
+        ),
+    });
+    this.leases.on('lost', (err) =>
+      o.logger.warn({ code: err.code, session: err.session, fence: err.fence }, err.message),
+    );
     // Every worker loop and every session in hand listens to this one signal.
     setMaxListeners(0, this.abort.signal);
   }
@@ -95,11 +141,25 @@ export class Engine {
     this.abort.abort();
     await Promise.all(this.loops);
     this.loops = [];
+    await Promise.all([...this.waiting]);
+    this.leases.close();
     if (this.heartbeat) {
       clearInterval(this.heartbeat);
       this.heartbeat = null;
       await this.o.backend.removeWorker(this.workerId).catch(() => undefined);
     }
+  }
+
+  /** Runs `log` at most once per 5 s per `kind`; the next one says how many were skipped. */
+  private logLimited(kind: string, log: (suppressed: number) => void): void {
+    const now = this.now();
+    const last = this.logTimes.get(kind);
+    if (last !== undefined && now - last.at < 5000) {
+      last.suppressed += 1;
+      return;
+    }
+    this.logTimes.set(kind, { at: now, suppressed: 0 });
+    log(last?.suppressed ?? 0);
   }
 
   private async loop(): Promise<void> {
@@ -109,12 +169,21 @@ export class Engine {
       try {
         key = await this.o.backend.nextReady(signal);
       } catch (err) {
-        this.o.logger.error({ err }, 'could not claim a ready session; retrying in 1 s');
+        this.logLimited('claim', (suppressed) =>
+          this.o.logger.error({ err, suppressed }, 'could not claim a ready session; retrying in 1 s'),
+        );
         await sleep(1000, signal);
         continue;
       }
       if (key === null) break;
-      await this.runSession(key);
+      // The slot is freed when the session is done, or when it starts waiting for an effect.
+      await new Promise<void>((slot) => {
+        const run: Promise<void> = this.runSession(key, slot).finally(() => {
+          this.waiting.delete(run);
+          slot();
+        });
+        this.waiting.add(run);
+      });
     }
   }
 
@@ -123,7 +192,7 @@ export class Engine {
    * Returns without doing anything when another worker holds the baton: that holder
    * reschedules the session when it releases it.
    */
-  async runSession(key: SessionKey): Promise<void> {
+  async runSession(key: SessionKey, detach?: () => void): Promise<void> {
     const { backend, logger } = this.o;
     const waitStart = this.now();
     let lease: LeaseGrant | null;
@@ -136,25 +205,35 @@ export class Engine {
     if (lease === null) return;
     this.o.metrics.lockWait.observe((this.now() - waitStart) / 1000);
     const held = this.hold(lease);
+    const run: SessionRun = { lease, held, effects: [] };
     try {
-      let flushed = false;
-      for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
-        if (!(await this.runBatch(lease, held.signal, held.sending))) break;
-        flushed = true;
-        // Even when this batch drained the mailbox, look once more: the user often answers the
-        // reply just sent before the baton is released, and taking it now spares a round
-        // through the ready queue (measured: reply p50 20 ms instead of 220 ms at saturation).
+      for (;;) {
+        let flushed = false;
+        for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
+          if (!(await this.runBatch(run))) break;
+          flushed = true;
+          // Even when this batch drained the mailbox, look once more: the user often answers the
+          // reply just sent before the baton is released, and taking it now spares a round
+          // through the ready queue (measured: reply p50 20 ms instead of 220 ms at saturation).
+        }
+        // Replies left unsent by an earlier holder (or a replayed dead letter).
+        if (!flushed) await this.flushOutbox(run);
+        if (run.effects.length === 0 || held.sending.aborted) break;
+        // Effects committed and not finished (just started, or left by a holder that died): run
+        // them now, holding the baton, and free the worker loop for other sessions meanwhile.
+        detach?.();
+        await this.awaitEffects(run);
       }
-      // Replies left unsent by an earlier holder (or a replayed dead letter).
-      if (!flushed) await this.flushOutbox(lease, held.sending);
     } catch (err) {
       if (err instanceof FencedError || err instanceof VersionConflictError) {
         logger.warn(
           { session: logSessionId(key), fence: lease.fence, code: err.code },
           'batch refused; lease lost',
         );
-      } else {
-        logger.error({ err, session: logSessionId(key) }, 'batch failed; it will be retried');
+      } else if (!(err instanceof LeaseLostError)) {
+        this.logLimited('batch', (suppressed) =>
+          logger.error({ err, session: logSessionId(key), suppressed }, 'batch failed; it will be retried'),
+        );
       }
     } finally {
       held.stop();
@@ -165,78 +244,98 @@ export class Engine {
   }
 
   /**
-   * Renews the lease every third of its TTL. `signal` aborts when a renewal fails; `sending`
-   * aborts then too, and when the engine stops, so replies stop waiting out backoffs (the next
-   * holder sends what is left).
+   * Keeps the lease through the lease manager. `signal` aborts when it is lost; `sending` aborts
+   * then too, and when the engine stops, so replies stop waiting out backoffs (the next holder
+   * sends what is left).
    */
   private hold(lease: LeaseGrant): { signal: AbortSignal; sending: AbortSignal; stop: () => void } {
-    const lost = new AbortController();
+    const held = this.leases.hold(lease);
     const sending = new AbortController();
     const abortSending = (): void => sending.abort();
-    const loseLease = (reason?: unknown): void => {
-      lost.abort(reason);
-      sending.abort();
-    };
-    const timer = setInterval(
-      () => {
-        this.o.backend.renewLease(lease, this.o.lockTtlMs).then(
-          (ok) => {
-            if (!ok) loseLease(new FencedError(sessionId(lease), lease.fence));
-          },
-          (err: unknown) => loseLease(err),
-        );
-      },
-      Math.max(50, Math.floor(this.o.lockTtlMs / 3)),
-    );
+    held.signal.addEventListener('abort', abortSending, { once: true });
     const stopping = this.abort.signal;
     if (stopping.aborted) abortSending();
     else stopping.addEventListener('abort', abortSending, { once: true });
     return {
-      signal: lost.signal,
+      signal: held.signal,
       sending: sending.signal,
       stop: () => {
-        clearInterval(timer);
+        held.stop();
+        held.signal.removeEventListener('abort', abortSending);
         stopping.removeEventListener('abort', abortSending);
       },
     };
   }
 
-  /** Runs one batch and sends its replies. Returns false when nothing was due. */
-  private async runBatch(lease: LeaseGrant, signal: AbortSignal, sending: AbortSignal): Promise<boolean> {
+  /**
+   * Runs one batch and sends its replies. Returns false when nothing was due, or when every due
+   * message waits for an effect's result.
+   */
+  private async runBatch(run: SessionRun): Promise<boolean> {
     const { backend, metrics } = this.o;
+    const { lease, held } = run;
     const pending = await backend.pending(lease, MAX_BATCH);
     const first = pending[0];
     if (first === undefined) return false;
-    const windowEnd = first.storedAt + this.o.bufferMs;
-    if (windowEnd > this.now()) return false; // not due yet: release reschedules it
-    const batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
+    let batch: StoredMessage[];
+    if (pending.some(isEffectResult)) {
+      // An effect's result is due at once: the messages that waited for it come with it.
+      batch = pending.map(trustedTimestamp);
+    } else {
+      const windowEnd = first.storedAt + this.o.bufferMs;
+      if (windowEnd > this.now()) return false; // not due yet: release reschedules it
+      batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
+    }
     const started = this.now();
     const prev = await backend.load(lease);
     const resolved = await this.resolveContext(lease, batch);
-    if (signal.aborted) return false;
+    if (held.signal.aborted) return false;
 
-    let result: TransitionResult;
     const base = prev ?? null;
-    const flow = this.flowFor(base);
-    try {
-      result = transition(flow, base, resolved, this.env(lease));
-    } catch (err) {
-      if (!(err instanceof FlowRuntimeError)) throw err;
-      await this.deadLetterBatch(lease, base, batch, err);
-      await this.flushOutbox(lease, sending);
-      return true;
+    const flow = this.flowFor(base, batch);
+    const provider = batch.find((m) => !isEffectResult(m))?.provider ?? first.provider;
+    // Flow code runs here. A batch it fails on is tried again (in hand, with backoff) and then
+    // dead-lettered with its error, so a poison message can neither spin a worker nor block
+    // the session: the next messages are handled normally.
+    let computed: { result: TransitionResult; snapshot: SessionSnapshot; outbound: OutboundRecord[] };
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const result = transition(flow, base, resolved, this.env(lease));
+        computed = {
+          result,
+          ...this.toOutbound(
+            { ...result.snapshot, ...(result.snapshot.provider ? {} : { provider }) },
+            result.effects,
+            result.started,
+          ),
+        };
+        break;
+      } catch (err) {
+        const failure = asFlowFailure(err, flow.id, base?.step ?? null);
+        if (failure.retryable && attempt < BATCH_ATTEMPTS) {
+          this.o.logger.warn(
+            { err: failure, session: logSessionId(lease), attempt },
+            'flow code failed on a batch; trying it again',
+          );
+          await sleep(BATCH_BACKOFF_MS * 4 ** (attempt - 1), held.signal);
+          if (held.signal.aborted) return false;
+          continue;
+        }
+        await this.deadLetterBatch(lease, base, batch, failure, attempt);
+        await this.flushOutbox(run);
+        return true;
+      }
     }
-    const provider = first.provider;
-    const { snapshot, outbound } = this.toOutbound(
-      { ...result.snapshot, ...(result.snapshot.provider ? {} : { provider }) },
-      result.effects,
-    );
+    const { result, snapshot, outbound } = computed;
+    if (result.consumed.length === 0 && result.records.length === 0) return false; // all wait
+    // A lost baton writes nothing (the store would refuse the fence anyway).
+    if (held.signal.aborted) throw held.signal.reason;
     await backend.commit(lease, {
       expectedVersion: prev?.version ?? 0,
       snapshot,
       records: result.records,
       outbound,
-      consumed: batch.map((m) => m.id),
+      consumed: result.consumed,
       deadLetters: [],
     });
     metrics.batch.observe((this.now() - started) / 1000);
@@ -245,12 +344,63 @@ export class Engine {
       if (r.kind === 'late') metrics.late.inc(r.message_ids.length);
       if (r.kind === 'stale_input') metrics.stale.inc();
     }
-    await this.flushOutbox(lease, sending);
+    await this.flushOutbox(run);
     return true;
   }
 
-  private flowFor(s: SessionSnapshot | null): Flow {
-    return this.o.flows.get(s?.flow ?? this.o.defaultFlow) ?? this.o.flows.get(this.o.defaultFlow)!;
+  /**
+   * Runs the session's committed effects while holding its baton. Meanwhile the mailbox is looked
+   * at every few milliseconds: a reset keyword is applied at once (messages before it as retries),
+   * other messages wait. Each result is stored in the mailbox (deduplicated by effect id) before
+   * its record is marked done, so a crash in between re-runs the effect with the same id.
+   */
+  private async awaitEffects(run: SessionRun): Promise<void> {
+    const { held } = run;
+    let settled = false;
+    const done = Promise.all(
+      run.effects.map((rec) =>
+        runEffect(rec, {
+          backend: this.o.backend,
+          flows: this.o.flows,
+          logger: this.o.logger,
+          now: this.now,
+          signal: held.sending,
+        }),
+      ),
+    ).finally(() => {
+      settled = true;
+    });
+    run.effects = [];
+    const pollMs = Math.max(10, Math.min(100, this.o.bufferMs));
+    while (!settled && !held.sending.aborted) {
+      await Promise.race([done, sleep(pollMs, held.sending)]);
+      if (settled || held.sending.aborted) break;
+      while (await this.runBatch(run)) {
+        if (held.signal.aborted) break;
+      }
+    }
+    await done;
+  }
+
+  /**
+   * The session's flow; for a new session (or one reset by an agent), the router's pick for its
+   * first message, else the default flow.
+   */
+  private flowFor(s: SessionSnapshot | null, batch: readonly StoredMessage[] = []): Flow {
+    const fallback = this.o.flows.get(this.o.defaultFlow)!;
+    if ((s === null || s.step === null) && this.o.router) {
+      const first = orderBatch(batch.filter((m) => !isEffectResult(m)))[0];
+      const picked = first === undefined ? undefined : this.o.router(first);
+      const flow = picked === undefined ? undefined : this.o.flows.get(picked);
+      if (flow) return flow;
+      if (picked !== undefined)
+        this.o.logger.warn(
+          { flow: picked },
+          'the router picked a flow that is not served; using the default',
+        );
+      if (s === null) return fallback;
+    }
+    return this.o.flows.get(s?.flow ?? this.o.defaultFlow) ?? fallback;
   }
 
   private env(lease: LeaseGrant): Parameters<typeof transition>[3] {
@@ -277,15 +427,28 @@ export class Engine {
     );
   }
 
-  /** Turns effects into outbound records, numbered after the session's last one. */
+  /**
+   * Turns replies into outbound records, numbered after the session's last one, then the effects
+   * started (records the outbox runs instead of sending). The second and later messages of one
+   * state change carry `#<n>` after the version in their callback data.
+   */
   private toOutbound(
     s: SessionSnapshot,
     effects: Effect[],
+    started: readonly EffectStart[] = [],
   ): { snapshot: SessionSnapshot; outbound: OutboundRecord[] } {
     let seq = s.outboundSeq;
     const createdAt = this.now();
+    const perVersion = new Map<number, number>();
+    const to = s.waId ?? s.userId ?? s.user;
     const outbound = effects.map((e): OutboundRecord => {
       seq += 1;
+      let part = '';
+      if (e.inReplyTo === undefined) {
+        const n = (perVersion.get(e.version) ?? 0) + 1;
+        perVersion.set(e.version, n);
+        if (n > 1) part = `#${n}`;
+      }
       return {
         id: `${s.channel}:${s.user}:${seq}`,
         channel: s.channel,
@@ -296,34 +459,77 @@ export class Engine {
         version: e.version,
         ...(e.inReplyTo !== undefined ? { inReplyTo: e.inReplyTo } : {}),
         ...(s.provider !== undefined ? { provider: s.provider } : {}),
-        to: s.waId ?? s.userId ?? s.user,
+        to,
         body: e.body,
-        callbackData: `baton:${s.flow}:${e.step}:${e.version}${e.inReplyTo !== undefined ? `:${e.inReplyTo}` : ''}`,
+        callbackData: `baton:${s.flow}:${e.step}:${e.version}${part}${e.inReplyTo !== undefined ? `:${e.inReplyTo}` : ''}`,
         isPrompt: e.isPrompt,
         status: 'pending',
         attempts: 0,
         createdAt,
       };
     });
+    for (const f of started) {
+      seq += 1;
+      outbound.push({
+        id: `${s.channel}:${s.user}:${seq}`,
+        channel: s.channel,
+        user: s.user,
+        seq,
+        flow: s.flow,
+        step: f.step,
+        version: f.version,
+        ...(s.provider !== undefined ? { provider: s.provider } : {}),
+        to,
+        body: { type: 'text', text: `(effect ${f.name} ${f.id}: not a message)` },
+        callbackData: `baton:${s.flow}:${f.step}:${f.version}:effect`,
+        isPrompt: false,
+        status: 'pending',
+        attempts: 0,
+        createdAt,
+        effect: { id: f.id, name: f.name, input: f.input, data: f.data },
+      });
+    }
     return { snapshot: { ...s, outboundSeq: seq }, outbound };
   }
 
-  /** Flow code failed on this batch: its messages go to the dead letters, state unchanged. */
+  /**
+   * Flow code failed on this batch for good: its messages go to the dead letters with the error
+   * and the attempt count, state unchanged, and the user gets one error notice, all in one
+   * fenced commit. The messages leave the mailbox, so no restart runs the batch again.
+   */
   private async deadLetterBatch(
     lease: LeaseGrant,
     prev: SessionSnapshot | null,
     batch: StoredMessage[],
     err: FlowRuntimeError,
+    attempts: number,
   ): Promise<void> {
-    this.o.logger.error({ err, session: logSessionId(lease) }, 'flow code failed; batch dead-lettered');
-    const snapshot = prev ?? transition(this.flowFor(null), null, [], this.env(lease)).snapshot;
+    this.o.logger.error(
+      { err, session: logSessionId(lease), attempts },
+      'flow code failed; batch dead-lettered',
+    );
+    const flow = this.flowFor(prev);
+    const base = prev ?? freshSnapshot(flow, lease, this.now(), batch[0]);
+    const first = batch[0]!;
+    const { snapshot, outbound } = this.toOutbound(
+      { ...base, ...(base.provider ? {} : { provider: first.provider }) },
+      [
+        {
+          body: { type: 'text', text: flow.notices.error },
+          step: base.step ?? flow.start,
+          version: base.version,
+          isPrompt: false,
+          inReplyTo: first.id,
+        },
+      ],
+    );
     const letters: DeadLetter[] = batch.map((m) => ({
       id: `in:${m.id}`,
       kind: 'inbound',
       channel: m.channel,
       user: m.user,
       ref: m.id,
-      reason: `${err.code}: ${err.message}`,
+      reason: `${err.code} after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${err.message}`,
       payload: m,
       createdAt: this.now(),
     }));
@@ -331,7 +537,7 @@ export class Engine {
       expectedVersion: prev?.version ?? 0,
       snapshot,
       records: [],
-      outbound: [],
+      outbound,
       consumed: batch.map((m) => m.id),
       deadLetters: letters,
     });
@@ -343,10 +549,15 @@ export class Engine {
    * (honouring Retry-After) while the lease is held; a permanent refusal dead-letters that
    * reply and the next one is sent. A crash between a send and its record repeats that one send.
    */
-  private async flushOutbox(lease: LeaseGrant, signal: AbortSignal): Promise<void> {
+  private async flushOutbox(run: SessionRun): Promise<void> {
     const { backend, metrics, logger } = this.o;
+    const signal = run.held.sending;
     const maxAttempts = this.o.maxSendAttempts ?? 8;
-    for (const rec of await backend.unsent(lease)) {
+    const unsent = await backend.unsent(run.lease);
+    // Effects are not sent: the session runs them (see awaitEffects) once its replies are out.
+    run.effects = unsent.filter((r) => r.effect !== undefined);
+    for (const rec of unsent) {
+      if (rec.effect !== undefined) continue;
       for (let attempt = rec.attempts + 1; ; attempt += 1) {
         if (signal.aborted) return;
         let providerMessageId: string;
@@ -384,17 +595,7 @@ export class Engine {
             },
             'send failed; dead-lettered',
           );
-          await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });
-          await backend.deadLetter({
-            id: `out:${rec.id}:${attempt}`,
-            kind: 'outbound',
-            channel: rec.channel,
-            user: rec.user,
-            ref: rec.id,
-            reason: `${e.code}: ${e.message}`,
-            payload: rec,
-            createdAt: this.now(),
-          });
+          await this.failOutbound(run.lease, rec, attempt, e);
           break;
         }
         metrics.outbound.inc({ outcome: 'sent' });
@@ -407,6 +608,43 @@ export class Engine {
     }
   }
 
+  /**
+   * A reply refused for good: its dead letter is committed under the baton (fenced, atomic with
+   * nothing else, durable before the record is marked failed), then the record is marked failed.
+   * If the store refuses either write, the record stays unsent and the next holder tries it again:
+   * a failure is never lost, at worst one more attempt is made.
+   */
+  private async failOutbound(
+    lease: LeaseGrant,
+    rec: OutboundRecord,
+    attempt: number,
+    e: SendError,
+  ): Promise<void> {
+    const { backend } = this.o;
+    const snapshot = await backend.load(lease);
+    if (snapshot === null) throw new FencedError(sessionId(lease), lease.fence);
+    await backend.commit(lease, {
+      expectedVersion: snapshot.version,
+      snapshot,
+      records: [],
+      outbound: [],
+      consumed: [],
+      deadLetters: [
+        {
+          id: `out:${rec.id}:${attempt}`,
+          kind: 'outbound',
+          channel: rec.channel,
+          user: rec.user,
+          ref: rec.id,
+          reason: `${e.code}: ${e.message}`,
+          payload: rec,
+          createdAt: this.now(),
+        },
+      ],
+    });
+    await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });
+  }
+
   private sendOne(rec: OutboundRecord): Promise<{ providerMessageId: string }> {
     const provider = rec.provider ?? 'cloud-api';
     const sender = this.o.senders[provider];
@@ -416,6 +654,36 @@ export class Engine {
       );
     }
     return sender.send(rec);
+  }
+
+  /** An agent takes the session from the inbox (`engine/agent.ts`). */
+  takeSession(key: SessionKey, agent: string): Promise<SessionSnapshot | null> {
+    return agentOps.takeSession(this.agentHost(), key, agent);
+  }
+
+  /** An agent writes to the user through the outbox (`engine/agent.ts`). */
+  agentMessage(key: SessionKey, text: string, agent?: string): Promise<agentOps.AgentSend | null> {
+    return agentOps.agentMessage(this.agentHost(), key, text, agent);
+  }
+
+  /** An agent hands the session back to the bot at `step` (`engine/agent.ts`). */
+  handback(key: SessionKey, step: string, agent?: string): Promise<SessionSnapshot | null> {
+    return agentOps.handback(this.agentHost(), key, step, agent);
+  }
+
+  private agentHost(): agentOps.AgentHost {
+    return {
+      backend: this.o.backend,
+      workerId: this.workerId,
+      lockTtlMs: this.o.lockTtlMs,
+      now: this.now,
+      env: (lease) => this.env(lease),
+      flowFor: (s) => this.flowFor(s),
+      hold: (lease) => this.hold(lease),
+      toOutbound: (s, replies, started) => this.toOutbound(s, replies, started),
+      flushOutbox: (lease, signal) =>
+        this.flushOutbox({ lease, held: { signal, sending: signal, stop: () => undefined }, effects: [] }),
+    };
   }
 
   /** An agent's reset: takes the baton (waiting up to the lock TTL), records `admin_reset`, sends nothing. */
@@ -445,6 +713,14 @@ export class Engine {
       await sleep(50);
     }
   }
+}
+
+/** One holding of a session's baton. */
+interface SessionRun {
+  readonly lease: LeaseGrant;
+  readonly held: { signal: AbortSignal; sending: AbortSignal; stop: () => void };
+  /** The session's unfinished effects, as the last look at its outbox found them. */
+  effects: OutboundRecord[];
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

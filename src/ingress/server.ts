@@ -16,9 +16,15 @@ import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
+import { registerDashboard } from '../admin/dashboard.ts';
+import { adminErrorHandler, parsed } from '../admin/http.ts';
+import { HandshakeQuery, zodCompiler } from '../admin/schemas.ts';
 
 /** Meta sends up to 3 MB; anything above 4 MiB is refused with 413. */
 export const BODY_LIMIT = 4 * 1024 * 1024;
+
+/** After the store refuses a webhook, `/readyz` answers 503 for this long. */
+const WRITE_FAILURE_HOLD_MS = 5000;
 
 /** HTTP limits (SPEC section 3). */
 export interface HttpLimits {
@@ -57,12 +63,20 @@ export function sendError(reply: FastifyReply, code: ErrorCode, detail?: string)
     .send({ error: detail ?? ERROR_CODES[code].message, code });
 }
 
+/** `application/json`, with or without parameters (`; charset=utf-8`). */
+function isJson(contentType: string | undefined): boolean {
+  const type = contentType?.split(';', 1)[0]?.trim().toLowerCase();
+  return type === 'application/json';
+}
+
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const logger: FastifyBaseLogger = deps.logger;
   const limits = { ...DEFAULT_HTTP_LIMITS, ...deps.limits };
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
+    // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
+    routerOptions: { maxParamLength: 2000 },
     logController: new LogController({ disableRequestLogging: true }),
     // A body that trickles in holds a socket and its buffers: Node answers 408 and closes the
     // connection once the request is not complete in time (checked every checkIntervalMs).
@@ -95,8 +109,14 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return reply.code(500).send({ error: 'internal error' });
   });
 
-  app.get('/webhooks/whatsapp', async (req, reply) => {
-    const q = req.query as Record<string, string | undefined>;
+  // Each handshake parameter at most once (given twice it is an array): else 400, never 500.
+  const handshake = {
+    schema: { querystring: HandshakeQuery },
+    validatorCompiler: zodCompiler,
+    errorHandler: adminErrorHandler,
+  };
+  app.get('/webhooks/whatsapp', handshake, async (req, reply) => {
+    const q = parsed(HandshakeQuery, req.query);
     const ok =
       q['hub.mode'] === 'subscribe' &&
       deps.verifyToken !== undefined &&
@@ -109,8 +129,18 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       .send(q['hub.challenge'] ?? '');
   });
 
+  let lastWriteFailure = 0;
   const webhook = (provider: Provider) => async (req: FastifyRequest, reply: FastifyReply) => {
     const count = (outcome: string): void => deps.metrics.webhooks.inc({ provider: provider.name, outcome });
+    if (!provider.enabled) {
+      count('off');
+      return sendError(reply, 'BATON_ERR_PROVIDER_OFF');
+    }
+    if (!isJson(req.headers['content-type'])) {
+      // A cross-site form can post text/plain or form bodies; gateways always send JSON.
+      count('bad_content_type');
+      return sendError(reply, 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE');
+    }
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     if (!provider.verify(raw, req.headers)) {
       count('bad_signature');
@@ -141,6 +171,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       if (result.duplicates > 0) deps.metrics.messages.inc({ outcome: 'duplicate' }, result.duplicates);
       return reply.code(200).send({ received: result.accepted, duplicates: result.duplicates });
     } catch (err) {
+      lastWriteFailure = Date.now();
       count('unavailable');
       req.log.error({ err }, 'webhook could not be stored; answering 503 so the sender retries');
       return sendError(reply, 'BATON_ERR_STORAGE_UNAVAILABLE');
@@ -151,7 +182,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {
-    const checks = await deps.backend.health().catch(() => ({ store: false }));
+    const reachable = await deps.backend.health().catch(() => ({ store: false }));
+    // Reachable is not enough: a full disk answers pings and refuses writes.
+    const checks = { ...reachable, writes: Date.now() - lastWriteFailure > WRITE_FAILURE_HOLD_MS };
     const ok = Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });
@@ -160,10 +193,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (s) {
       deps.metrics.queueDepth.set(s.queueDepth);
       deps.metrics.oldestPending.set(s.oldestPendingMs / 1000);
+      deps.metrics.liveWorkers.set(s.workers);
     }
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 
-  registerAdmin(app, deps);
+  const auth = registerAdmin(app, deps);
+  registerDashboard(app, deps, auth);
   return app;
 }

@@ -21,6 +21,8 @@ export interface SessionView {
     retry_count: number;
     needs_agent: boolean;
     created_at: string;
+    /** Who took the session from the inbox, while it waits for an agent (absent otherwise). */
+    agent?: string;
   };
 }
 
@@ -48,6 +50,44 @@ export interface SessionSnapshot extends SessionKey {
   readonly provider?: ProviderName;
   readonly waId?: string;
   readonly userId?: string;
+  /**
+   * The agent who took the session from the inbox. It counts only while the session still
+   * needs an agent at the version it was taken at (see `agentOf` in `flow/agent.ts`).
+   */
+  readonly agent?: AgentClaim;
+  /** The effect whose result the current visit waits for; later messages wait until it is applied. */
+  readonly awaiting?: AwaitedEffect;
+  /** Why the flow handed the session to an agent (`handoff(reason)`), while `needsAgent`. */
+  readonly handoffReason?: string;
+}
+
+/** An effect started by a step, whose result the session waits for. */
+export interface AwaitedEffect {
+  /** Stable across retries and crashes, never reused: the idempotency key. */
+  readonly id: string;
+  readonly name: string;
+  readonly step: string;
+  /** The state version whose transition started it. */
+  readonly version: number;
+}
+
+/** What an outbound record carries when it is an effect to run rather than a reply to send. */
+export interface EffectIntent {
+  readonly id: string;
+  readonly name: string;
+  /** The input computed when the effect started (JSON); every attempt gets the same. */
+  readonly input: unknown;
+  /** The session's data when it started. */
+  readonly data: Readonly<Record<string, unknown>>;
+}
+
+/** An agent's claim on a session waiting for one. */
+export interface AgentClaim {
+  readonly name: string;
+  /** Epoch milliseconds. */
+  readonly at: number;
+  /** The session's version when it was taken. */
+  readonly version: number;
 }
 
 export type TransitionKind =
@@ -60,7 +100,9 @@ export type TransitionKind =
   | 'late'
   | 'escalated'
   | 'held'
-  | 'ignored';
+  | 'ignored'
+  | 'agent_message'
+  | 'handback';
 
 /** Kinds that leave `version` unchanged. */
 export const VERSIONLESS_KINDS: ReadonlySet<TransitionKind> = new Set([
@@ -68,6 +110,7 @@ export const VERSIONLESS_KINDS: ReadonlySet<TransitionKind> = new Set([
   'late',
   'held',
   'ignored',
+  'agent_message',
 ]);
 
 /** One line of a session's transition log, as SPEC section 4 pins it. */
@@ -83,19 +126,102 @@ export interface TransitionRecord {
   fencing_token: number;
 }
 
-/** The body of a reply, independent of the gateway. */
+/**
+ * A piece of media to send: a public HTTPS `link` WhatsApp fetches itself, or the `id` of media
+ * uploaded to the gateway beforehand.
+ */
+export type MediaRef =
+  { readonly link: string; readonly id?: never } | { readonly id: string; readonly link?: never };
+
+/** The header above an interactive message's body: text, or an image, video or document. */
+export type InteractiveHeader =
+  | { readonly type: 'text'; readonly text: string }
+  | ({ readonly type: 'image' } & MediaRef)
+  | ({ readonly type: 'video' } & MediaRef)
+  | ({ readonly type: 'document'; readonly filename?: string } & MediaRef);
+
+/** One row of a list message. */
+export interface ListRow {
+  readonly id: string;
+  readonly title: string;
+  readonly description?: string;
+}
+
+/** One section of a list message; the title may be left out only when there is one section. */
+export interface ListSection {
+  readonly title?: string;
+  readonly rows: ReadonlyArray<ListRow>;
+}
+
+/** A value filled into a template's placeholder. */
+export type TemplateParameter =
+  /** `name` fills a named placeholder (`{{order_id}}`); without it parameters fill `{{1}}`, `{{2}}`... in order. */
+  | { readonly type: 'text'; readonly text: string; readonly name?: string }
+  | ({ readonly type: 'image' } & MediaRef)
+  | ({ readonly type: 'video' } & MediaRef)
+  | ({ readonly type: 'document'; readonly filename?: string } & MediaRef)
+  /** What a quick-reply button sends back when tapped. */
+  | { readonly type: 'payload'; readonly payload: string };
+
+/** The values for one component of an approved template. */
+export type TemplateComponent =
+  | { readonly type: 'header' | 'body'; readonly parameters: ReadonlyArray<TemplateParameter> }
+  | {
+      readonly type: 'button';
+      /** `quick_reply` buttons take a `payload`; `url` buttons a `text` suffix for their URL. */
+      readonly subType: 'quick_reply' | 'url';
+      /** Position of the button in the template, from 0. */
+      readonly index: number;
+      readonly parameters: ReadonlyArray<TemplateParameter>;
+    };
+
+/**
+ * The body of a reply, independent of the gateway. Build them with the helpers of
+ * `src/flow/replies.ts` and check them with `replyProblems`.
+ */
 export type OutboundBody =
-  | { type: 'text'; text: string }
-  | { type: 'buttons'; text: string; buttons: ReadonlyArray<{ id: string; title: string }> }
+  | {
+      type: 'text';
+      text: string;
+      /** Ask WhatsApp to show a preview of the first URL in the text. */
+      previewUrl?: boolean;
+    }
+  | {
+      type: 'buttons';
+      text: string;
+      buttons: ReadonlyArray<{ id: string; title: string }>;
+      header?: InteractiveHeader;
+      footer?: string;
+    }
   | {
       type: 'list';
       text: string;
+      /** Label of the button that opens the list. */
       button: string;
-      sections: ReadonlyArray<{
-        title: string;
-        rows: ReadonlyArray<{ id: string; title: string; description?: string }>;
-      }>;
+      sections: ReadonlyArray<ListSection>;
+      /** WhatsApp allows only a text header on lists. */
+      header?: InteractiveHeader;
+      footer?: string;
+    }
+  | ({ type: 'image'; caption?: string } & MediaRef)
+  | ({ type: 'video'; caption?: string } & MediaRef)
+  | ({ type: 'document'; caption?: string; filename?: string } & MediaRef)
+  | ({ type: 'audio' } & MediaRef)
+  | ({ type: 'sticker' } & MediaRef)
+  | { type: 'location'; latitude: number; longitude: number; name?: string; address?: string }
+  | {
+      /** An approved message template: the only kind WhatsApp delivers outside the 24-hour window. */
+      type: 'template';
+      name: string;
+      /** Language code the template was approved in, e.g. `en_US`. */
+      language: string;
+      components?: ReadonlyArray<TemplateComponent>;
+      /** The template as the user would read it, for gateways that cannot send templates. */
+      text?: string;
     };
+
+/** The kinds of {@link OutboundBody}. */
+export type OutboundBodyType = OutboundBody['type'];
 
 export type OutboundStatus = 'pending' | 'sending' | 'sent' | 'delivered' | 'read' | 'played' | 'failed';
 
@@ -120,6 +246,12 @@ export interface OutboundRecord extends SessionKey {
   readonly callbackData: string;
   /** Whether this is the step's prompt (a button tap naming it is judged against the visit). */
   readonly isPrompt: boolean;
+  /**
+   * Set when this record is an effect to run (committed with the transition that started it),
+   * not a reply: the outbox runs it instead of sending it, and marks it `sent` once its result
+   * is stored in the session's mailbox.
+   */
+  readonly effect?: EffectIntent;
   status: OutboundStatus;
   attempts: number;
   providerMessageId?: string;
@@ -173,6 +305,9 @@ export function toSessionView(s: SessionSnapshot): SessionView {
       retry_count: s.retryCount,
       needs_agent: s.needsAgent,
       created_at: new Date(s.createdAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      ...(s.agent !== undefined && s.needsAgent && s.agent.version === s.version
+        ? { agent: s.agent.name }
+        : {}),
     },
   };
 }

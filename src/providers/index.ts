@@ -45,6 +45,7 @@ export {
   WASENDER_DEFAULT_CHANNEL,
   WASENDER_MESSAGE_EVENTS,
   parseWasenderWebhook,
+  wasenderChannel,
   parseWasenderWebhookReport,
 } from './wasender/parse.ts';
 export { WASENDER_SIGNATURE_HEADER, verifyWasenderSignature } from './wasender/verify.ts';
@@ -68,6 +69,7 @@ export function createCloudApiProvider(options: { appSecret?: string | undefined
   const secret = options.appSecret ?? '';
   return {
     name: 'cloud-api',
+    enabled: true,
     verify: (raw, headers) =>
       secret.length === 0 || verifyMetaSignature(raw, singleHeader(headers, META_SIGNATURE_HEADER), secret),
     parse: (json) => parseCloudApiWebhook(json),
@@ -75,8 +77,8 @@ export function createCloudApiProvider(options: { appSecret?: string | undefined
 }
 
 /**
- * The WASenderApi webhook reader. With a `webhookSecret`, `verify` checks `X-Webhook-Signature`;
- * without one it accepts every request.
+ * The WASenderApi webhook reader. It is on only with a `webhookSecret`, and then `verify`
+ * checks `X-Webhook-Signature`; without one the route is off (404) and `verify` refuses all.
  *
  * @example
  * ```ts
@@ -87,9 +89,9 @@ export function createWasenderProvider(options: { webhookSecret?: string | undef
   const secret = options.webhookSecret ?? '';
   return {
     name: 'wasender',
+    enabled: secret.length > 0,
     verify: (_raw, headers) =>
-      secret.length === 0 ||
-      verifyWasenderSignature(singleHeader(headers, WASENDER_SIGNATURE_HEADER), secret),
+      secret.length > 0 && verifyWasenderSignature(singleHeader(headers, WASENDER_SIGNATURE_HEADER), secret),
     parse: (json) => parseWasenderWebhook(json),
   };
 }

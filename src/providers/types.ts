@@ -12,6 +12,11 @@ export type WebhookHeaders = Readonly<Record<string, string | string[] | undefin
 export interface Provider {
   readonly name: ProviderName;
   /**
+   * Whether the route is on. A gateway that can only be authenticated with a secret is off
+   * (its route answers 404) until the secret is configured.
+   */
+  readonly enabled: boolean;
+  /**
    * Whether the request is authentic. Checked on the raw bytes, before parsing.
    * A provider configured without a secret accepts every request.
    */

@@ -174,7 +174,8 @@ describe('health, readiness, metrics, admin auth', () => {
     await h.settled(u, 1);
     // A worker that died holding the baton: the lease stays until its TTL, unless cleared.
     const key = { channel: '106540352242922', user: u };
-    expect(await h.baton.backend.acquireLease(key, 'dead-worker', 60_000)).not.toBeNull();
+    // (The live worker may still hold it for a moment, sending the name prompt.)
+    await h.until(() => h.baton.backend.acquireLease(key, 'dead-worker', 60_000));
     expect((await h.post(webhook([text(u, 'Kay', 1_750_000_001)]))).status).toBe(200);
     const first = await h.admin(`/sessions/${u}/lock`, { method: 'DELETE' });
     expect(await first.json()).toEqual({ released: true });
@@ -284,6 +285,26 @@ describe('every real Cloud API body in shared/fixtures', () => {
 });
 
 describe('storage unavailable', () => {
+  it('a store that answers but refuses writes (a full disk) makes /readyz answer 503', async () => {
+    const h2 = await startHarness();
+    try {
+      // A real SQLITE_FULL: the database may not grow past its current size.
+      const db = (
+        h2.baton.backend as unknown as { db: { pragma(s: string, o?: { simple: boolean }): unknown } }
+      ).db;
+      const pages = Number(db.pragma('page_count', { simple: true }));
+      db.pragma(`max_page_count = ${pages}`);
+      const big = 'x'.repeat(200_000);
+      const r = await h2.post(webhook([text('15550005556', big, 1_750_000_000)]));
+      expect(r.status).toBe(503);
+      const ready = await fetch(`${h2.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ ok: false, checks: { sqlite: true, writes: false } });
+    } finally {
+      await h2.close();
+    }
+  });
+
   it('answers 503 so Meta retries', async () => {
     const h2 = await startHarness();
     try {

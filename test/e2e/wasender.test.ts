@@ -52,7 +52,7 @@ describe('POST /webhooks/wasender', () => {
     }
     const s = (await h.baton.backend.findSessions(u))[0]!;
     expect(s).toMatchObject({
-      channel: 'ws-session-1',
+      channel: 'wasender:ws-session-1',
       step: 'completed',
       data: { customer_name: 'Ana Lima', product_id: 'sku_551a', shipping_address: 'Rua 1' },
     });

@@ -12,7 +12,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBaton, type Baton } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/index.ts';
-import { runLoad, startReplySink, type ReplySink } from '../../src/loadgen/index.ts';
+import { runLoad, startReplySink, type ReplySink } from '../../loadgen/index.ts';
 
 const SECRET = 'load-test-secret';
 const ADMIN = 'load-test-admin';

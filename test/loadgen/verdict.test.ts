@@ -3,9 +3,9 @@
  * one is caught. Crafted evidence, one failure at a time.
  */
 import { describe, expect, it } from 'vitest';
-import { parseCallback } from '../../src/loadgen/sink.ts';
-import type { UserTrace } from '../../src/loadgen/scenario.ts';
-import { judge, type TransitionEvidence, type UserEvidence } from '../../src/loadgen/verdict.ts';
+import { parseCallback } from '../../loadgen/sink.ts';
+import type { UserTrace } from '../../loadgen/scenario.ts';
+import { judge, type TransitionEvidence, type UserEvidence } from '../../loadgen/verdict.ts';
 
 const DATA = { customer_name: 'Ana Silva', product_id: 'sku_550e', shipping_address: '1 Main St Porto' };
 const IDS = ['w1', 'w2', 'w3', 'w4', 'w5'];

@@ -63,7 +63,13 @@ describe('createWasenderProvider', () => {
     expect(provider.verify(raw, { 'x-webhook-signature': 'hook-secret' })).toBe(true);
     expect(provider.verify(raw, { 'x-webhook-signature': 'nope' })).toBe(false);
     expect(provider.verify(raw, {})).toBe(false);
-    expect(createWasenderProvider().verify(raw, {})).toBe(true);
+    expect(provider.enabled).toBe(true);
+    // Without a secret the route is off and nothing verifies.
+    expect(createWasenderProvider().enabled).toBe(false);
+    expect(createWasenderProvider().verify(raw, {})).toBe(false);
+    expect(createWasenderProvider({ webhookSecret: '' }).verify(raw, { 'x-webhook-signature': '' })).toBe(
+      false,
+    );
   });
 
   it('parses', () => {

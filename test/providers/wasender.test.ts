@@ -37,7 +37,7 @@ describe('parseWasenderWebhook: messages', () => {
       messages: [
         {
           provider: 'wasender',
-          channel: 'sess-1',
+          channel: 'wasender:sess-1',
           user: '15557654321',
           waId: '15557654321',
           id: '3EB0C767D26A1D7C5E2A',
@@ -206,7 +206,7 @@ describe('parseWasenderWebhook: statuses and other events', () => {
     expect(parseWasenderWebhook(update(code)).statuses).toEqual([
       {
         provider: 'wasender',
-        channel: 'sess-1',
+        channel: 'wasender:sess-1',
         messageId: '34874643876',
         status,
         timestamp: 1747775431,

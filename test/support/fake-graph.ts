@@ -27,7 +27,7 @@ import {
   graphAccepted,
   graphError,
   startStubServer,
-} from '../../src/loadgen/stub-server.ts';
+} from '../../loadgen/stub-server.ts';
 
 /** A scripted failure for one request. */
 export interface FailureSpec {

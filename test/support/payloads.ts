@@ -1,6 +1,6 @@
 /**
  * Builders of Cloud API webhook bodies, shaped like the real ones in shared/fixtures. The
- * envelope, text messages and button taps are the load generator's (src/loadgen/payloads.ts).
+ * envelope, text messages and button taps are the load generator's (loadgen/payloads.ts).
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -9,7 +9,7 @@ import {
   DEFAULT_CHANNEL,
   textMessage,
   webhookBody,
-} from '../../src/loadgen/payloads.ts';
+} from '../../loadgen/payloads.ts';
 
 export const PHONE_ID = DEFAULT_CHANNEL.phoneNumberId;
 export const DISPLAY_PHONE = DEFAULT_CHANNEL.displayPhone;

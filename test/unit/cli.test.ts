@@ -10,7 +10,7 @@ describe('baton CLI', () => {
   it.each([
     [['bogus']],
     [['worker', '--concurrency', '0']],
-    [['flow', 'graph', 'order', '--format', 'png']],
+    [['flow', 'graph', 'order', '--format', 'jpg']],
     [['session']],
   ])('exits 2 on a usage error: %o', async (argv) => {
     expect(await run(argv, collect)).toBe(2);

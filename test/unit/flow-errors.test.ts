@@ -63,7 +63,7 @@ describe('flow code that fails', () => {
     const [letter] = await backend.listDeadLetters(10);
     expect(letter).toMatchObject({ kind: 'inbound', ref: 'w2' });
     expect(letter!.reason).toContain(code);
-    expect(sent).toEqual(['baton:buggy:ask:1']);
+    expect(sent).toEqual(['baton:buggy:ask:1', 'baton:buggy:ask:1:w2']);
     // Replayed after a fix (here: the same message, now processed again and failing again,
     // which shows it went back to the mailbox).
     expect(await backend.replayDeadLetter(letter!.id)).toBe(true);

@@ -19,6 +19,7 @@ import type {
   WebhookBatch,
 } from '../../model/message.ts';
 import { locationContent, mediaContent, reactionContent, unsupported } from '../content.ts';
+import { isWasenderChannel } from '../channel.ts';
 import type { JsonObject } from '../json.ts';
 import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
 
@@ -147,13 +148,13 @@ function readChange(value: JsonObject, now: () => number, sink: Sink): void {
   const rawMessages = arr(value, 'messages') ?? [];
   const rawStatuses = arr(value, 'statuses') ?? [];
 
-  if (channel === undefined) {
-    for (const m of rawMessages) {
-      sink.skipped.push(skip('message', m, 'change has no metadata.phone_number_id'));
-    }
-    for (const s of rawStatuses) {
-      sink.skipped.push(skip('status', s, 'change has no metadata.phone_number_id'));
-    }
+  if (channel === undefined || isWasenderChannel(channel)) {
+    const why =
+      channel === undefined
+        ? 'change has no metadata.phone_number_id'
+        : 'metadata.phone_number_id names a WASender channel';
+    for (const m of rawMessages) sink.skipped.push(skip('message', m, why));
+    for (const s of rawStatuses) sink.skipped.push(skip('status', s, why));
     return;
   }
 

@@ -20,11 +20,11 @@ import type {
 import type { WebhookBatch } from '../../model/message.ts';
 import type { SkippedItem } from '../cloud-api/parse.ts';
 import { locationContent, mediaContent, reactionContent, unsupported } from '../content.ts';
+import { wasenderChannel } from '../channel.ts';
 import type { JsonObject } from '../json.ts';
 import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
 
-/** Channel of WASender sessions when the webhook names no `sessionId`. */
-export const WASENDER_DEFAULT_CHANNEL = 'wasender';
+export { WASENDER_DEFAULT_CHANNEL, wasenderChannel } from '../channel.ts';
 
 /** Event names that carry inbound messages. */
 export const WASENDER_MESSAGE_EVENTS: ReadonlySet<string> = new Set([
@@ -97,7 +97,7 @@ export function parseWasenderWebhookReport(
     throw new BatonError('BATON_ERR_BAD_ENVELOPE', 'webhook body has no string "event"');
   }
   const now = options?.now ?? Date.now;
-  const channel = str(body, 'sessionId') ?? WASENDER_DEFAULT_CHANNEL;
+  const channel = wasenderChannel(str(body, 'sessionId'));
   const envelopeTs = unixSeconds(body.timestamp);
   const messages: InboundMessage[] = [];
   const statuses: StatusUpdate[] = [];

@@ -3,6 +3,7 @@
  * and reply-button taps, wrapped in the `whatsapp_business_account` envelope.
  * @module
  */
+import { DEFAULT_LOAD_CHANNEL } from '../src/cli/load.ts';
 
 /** One inbound message of a webhook's `value.messages`. */
 export interface CloudMessage {
@@ -25,7 +26,7 @@ export interface Channel {
 }
 
 /** The default business number (the same as the test fixtures'). */
-export const DEFAULT_CHANNEL: Channel = { phoneNumberId: '106540352242922', displayPhone: '15550001111' };
+export const DEFAULT_CHANNEL: Channel = { phoneNumberId: DEFAULT_LOAD_CHANNEL, displayPhone: '15550001111' };
 
 /** A text message. */
 export function textMessage(from: string, id: string, ts: number, body: string): CloudMessage {

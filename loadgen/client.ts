@@ -7,7 +7,7 @@
  */
 import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { signMetaBody } from '../providers/index.ts';
+import { signMetaBody } from '../src/providers/index.ts';
 
 /** How one webhook delivery went. */
 export interface PostResult {

@@ -1,0 +1,45 @@
+/**
+ * `baton flow graph <flowId> --format mermaid|svg|png [--output file]`.
+ * @module
+ */
+import { writeFileSync } from 'node:fs';
+import { loadFlows } from '../app.ts';
+import { BatonError } from '../errors.ts';
+import { flowMermaid, renderFlowSvg } from '../graph/index.ts';
+
+export const GRAPH_FORMATS = ['mermaid', 'svg', 'png'] as const;
+export type GraphFormat = (typeof GRAPH_FORMATS)[number];
+
+export interface GraphFlags {
+  readonly format: string;
+  readonly output?: string;
+}
+
+/** Draws one flow of `flowModule` (BATON_FLOWS) in `format`; text goes to `out`, PNG bytes to the file or stdout. */
+export async function runFlowGraph(
+  flowId: string,
+  flags: GraphFlags,
+  flowModule: string | undefined,
+  io: { out: (s: string) => void; writeStdout?: (b: Buffer) => void },
+): Promise<number> {
+  const format = flags.format as GraphFormat;
+  const flows = await loadFlows(flowModule);
+  const flow = flows.find((f) => f.id === flowId);
+  if (!flow) {
+    throw new BatonError(
+      'BATON_ERR_NOT_FOUND',
+      `no flow "${flowId}" (have: ${flows.map((f) => f.id).join(', ')})`,
+    );
+  }
+  if (format === 'png') {
+    const { renderSvgToPng } = await import('../graph/png.ts');
+    const png = await renderSvgToPng(renderFlowSvg(flow));
+    if (flags.output) writeFileSync(flags.output, png);
+    else (io.writeStdout ?? ((b: Buffer) => process.stdout.write(b)))(png);
+    return 0;
+  }
+  const text = format === 'svg' ? renderFlowSvg(flow) : flowMermaid(flow);
+  if (flags.output) writeFileSync(flags.output, text);
+  else io.out(text.trimEnd());
+  return 0;
+}

@@ -1,0 +1,81 @@
+/**
+ * `baton simulate`'s flags; the simulator itself (`src/simulate`) is loaded when it runs.
+ * @module
+ */
+import type { Command } from 'commander';
+
+export interface SimulateFlags {
+  url?: string;
+  start?: boolean;
+  flows?: string;
+  secret?: string;
+  graphPort?: string;
+  channel?: string;
+  user?: string;
+  script?: string;
+  transcript?: string;
+  statuses?: boolean;
+}
+
+export class SimulateUsageError extends Error {}
+
+/** Adds the `simulate` command's description and flags to `cmd`. */
+export function configureSimulateCommand(cmd: Command): Command {
+  return cmd
+    .description('a local WhatsApp: chat with your bot in the terminal through real, signed webhooks')
+    .option('--url <url>', 'base URL of a running Baton', 'http://127.0.0.1:3000')
+    .option('--start', 'start an embedded Baton on a free port that sends to the simulator')
+    .option('--flows <module>', 'BATON_FLOWS for --start (default: $BATON_FLOWS, else the reference bot)')
+    .option('--secret <secret>', "the target's WHATSAPP_APP_SECRET (default: $WHATSAPP_APP_SECRET)")
+    .option('--graph-port <port>', 'port of the fake Graph API (0: a free one)', '4011')
+    .option('--channel <phoneNumberId>', 'business number the users write to')
+    .option('--user <waId>', 'wa_id of user 1 (user N adds N - 1)', '15550100001')
+    .option('--script <file>', 'play a conversation file; exit 1 when an expected reply does not come')
+    .option('--transcript <file>', 'write the conversation to a file')
+    .option('--no-statuses', 'do not send sent/delivered/read status webhooks')
+    .addHelpText(
+      'after',
+      '\nWithout --start, start Baton with WHATSAPP_API_BASE_URL=http://127.0.0.1:<graph-port>/v21.0\n' +
+        'so its replies come to the simulator. Exit code: 0 done, 1 a script failed, 2 usage error.\n',
+    );
+}
+
+/** Runs `baton simulate`; returns the exit code. */
+export async function runSimulateCommand(f: SimulateFlags): Promise<number> {
+  const port = Number(f.graphPort ?? '4011');
+  if (!/^\d+$/.test(f.graphPort ?? '4011') || port > 65_535) {
+    throw new SimulateUsageError(`--graph-port must be 0..65535, got "${f.graphPort ?? ''}"`);
+  }
+  if (f.user !== undefined && !/^\d{6,15}$/.test(f.user)) {
+    throw new SimulateUsageError(`--user must be a wa_id (6 to 15 digits), got "${f.user}"`);
+  }
+  try {
+    new URL(f.url ?? 'http://127.0.0.1:3000');
+  } catch {
+    throw new SimulateUsageError(`--url must be a URL, got "${f.url ?? ''}"`);
+  }
+  if (f.script !== undefined) {
+    const { readScript } = await import('../simulate/script.ts');
+    try {
+      readScript(f.script);
+    } catch (err) {
+      throw new SimulateUsageError(err instanceof Error ? err.message : String(err));
+    }
+  }
+  const { simulate } = await import('../simulate/index.ts');
+  return simulate({
+    ...(f.url !== undefined ? { url: f.url } : {}),
+    start: f.start === true,
+    ...(f.flows !== undefined ? { flows: f.flows } : {}),
+    ...(f.secret !== undefined ? { secret: f.secret } : {}),
+    graphPort: port,
+    ...(f.channel !== undefined ? { channel: f.channel } : {}),
+    ...(f.user !== undefined ? { firstUser: f.user } : {}),
+    ...(f.script !== undefined ? { script: f.script } : {}),
+    ...(f.transcript !== undefined ? { transcript: f.transcript } : {}),
+    statuses: f.statuses !== false,
+    env: process.env,
+    input: process.stdin,
+    output: process.stdout,
+  });
+}

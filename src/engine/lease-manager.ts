@@ -1,0 +1,144 @@
+/**
+ * One lease manager per engine (BullMQ's lock manager is the model): a single timer renews every
+ * baton this process holds, never two renewals of one lease at once, and a renewal that fails
+ * with an error is tried again on the next tick for as long as the lease may still be valid.
+ * When a lease is refused by the store, or cannot be renewed before it would expire, it is lost:
+ * its holder's signal aborts with `LeaseLostError` (`BATON_ERR_LEASE_LOST`) and a `lost` event
+ * is emitted, so the batch in hand is abandoned before it writes anything.
+ * @module
+ */
+import { EventEmitter } from 'node:events';
+import type { Backend, LeaseGrant } from '../backends/types.ts';
+import { BatonError } from '../errors.ts';
+import { sessionId } from '../model/message.ts';
+
+/** A baton that could not be kept. Carries the session and fencing token as fields. */
+export class LeaseLostError extends BatonError {
+  readonly session: string;
+  readonly fence: number;
+  constructor(lease: LeaseGrant, reason: string, cause?: unknown) {
+    super('BATON_ERR_LEASE_LOST', `lease on ${sessionId(lease)} (fence ${lease.fence}) lost: ${reason}`, {
+      cause,
+    });
+    this.name = 'LeaseLostError';
+    this.session = sessionId(lease);
+    this.fence = lease.fence;
+  }
+}
+
+/** A lease in hand. */
+export interface HeldLease {
+  /** Aborts (with `LeaseLostError`) when the lease is lost. */
+  readonly signal: AbortSignal;
+  /** Stops renewing it (call before releasing the lease). */
+  stop(): void;
+}
+
+interface Entry {
+  readonly lease: LeaseGrant;
+  readonly lost: AbortController;
+  /** When the last successful grant or renewal was *requested* (a conservative start). */
+  renewedAt: number;
+  inFlight: boolean;
+}
+
+export interface LeaseManagerOptions {
+  readonly backend: Pick<Backend, 'renewLease'>;
+  readonly ttlMs: number;
+  readonly now: () => number;
+  /** Called (rate-limiting is the caller's) when a renewal fails but the lease is kept. */
+  readonly onRenewError?: (err: unknown, lease: LeaseGrant) => void;
+}
+
+export interface LeaseManagerEvents {
+  lost: [LeaseLostError];
+}
+
+export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
+  private readonly held = new Map<string, Entry>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly o: LeaseManagerOptions) {
+    super();
+  }
+
+  /** Renew a lease every third of its TTL; a failed renewal is retried every tick. */
+  private get renewEveryMs(): number {
+    return Math.max(30, Math.floor(this.o.ttlMs / 3));
+  }
+
+  private get tickMs(): number {
+    return Math.max(10, Math.floor(this.o.ttlMs / 10));
+  }
+
+  /** Starts keeping `lease` (just granted). */
+  hold(lease: LeaseGrant): HeldLease {
+    const entry: Entry = { lease, lost: new AbortController(), renewedAt: this.o.now(), inFlight: false };
+    this.held.set(lease.token, entry);
+    if (this.timer === null) {
+      this.timer = setInterval(() => this.tick(), this.tickMs);
+      this.timer.unref();
+    }
+    return {
+      signal: entry.lost.signal,
+      stop: () => this.drop(lease.token),
+    };
+  }
+
+  /** Leases currently kept. */
+  get size(): number {
+    return this.held.size;
+  }
+
+  /** Stops the timer (every holder should have stopped already). */
+  close(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.held.clear();
+  }
+
+  private drop(token: string): void {
+    this.held.delete(token);
+    if (this.held.size === 0 && this.timer !== null) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private tick(): void {
+    const now = this.o.now();
+    for (const e of this.held.values()) {
+      if (e.inFlight || now - e.renewedAt < this.renewEveryMs) continue;
+      if (now - e.renewedAt >= this.o.ttlMs) {
+        this.lose(e, 'not renewed within its TTL');
+        continue;
+      }
+      this.renew(e, now);
+    }
+  }
+
+  private renew(e: Entry, requestedAt: number): void {
+    e.inFlight = true;
+    this.o.backend.renewLease(e.lease, this.o.ttlMs).then(
+      (ok) => {
+        e.inFlight = false;
+        if (ok) e.renewedAt = requestedAt;
+        else this.lose(e, 'the store refused the renewal (expired, cleared or taken over)');
+      },
+      (err: unknown) => {
+        e.inFlight = false;
+        // Transient (the store hiccuped): try again next tick while the lease may still hold.
+        if (this.o.now() - e.renewedAt >= this.o.ttlMs) this.lose(e, 'renewals failed for a whole TTL', err);
+        else this.o.onRenewError?.(err, e.lease);
+      },
+    );
+  }
+
+  private lose(e: Entry, reason: string, cause?: unknown): void {
+    if (!this.held.has(e.lease.token)) return;
+    this.drop(e.lease.token);
+    const err = new LeaseLostError(e.lease, reason, cause);
+    e.lost.abort(err);
+    this.emit('lost', err);
+  }
+}

@@ -1,0 +1,398 @@
+/**
+ * The map of a flow as data (`flowGraph`), as a standalone SVG picture (`renderFlowSvg`)
+ * and as Mermaid text (`flowMermaid`). The layout is dagre's; the SVG is written here, with
+ * no fonts, scripts, images or links to anything outside the file (an `href` is added only
+ * when the caller asks for one). The console's flow map and `baton flow graph` both use it.
+ *
+ * Edge labels come from the flow itself: a step's handler is pure, so for a choice step
+ * each choice is offered to it and the step it goes to is recorded; a text step's edges are
+ * labelled `text` and an `any` step's `any`.
+ * @module
+ */
+import dagre from '@dagrejs/dagre';
+import type { Flow, Outcome, StepContext, StepDef, StepInput } from '../flow/define.ts';
+
+/** One step of the flow. */
+export interface FlowGraphNode {
+  readonly id: string;
+  /** What the step accepts: `text`, `choice` or `any`. */
+  readonly accepts: string;
+  /** The flow's first step. */
+  readonly start: boolean;
+  /** A step the conversation ends at: no outgoing edges, or only ones that start it over. */
+  readonly terminal: boolean;
+  /** A step that starts an effect (work outside Baton whose result comes back as input). */
+  readonly effect: boolean;
+  /** A step that may hand the session to a person. */
+  readonly handoff: boolean;
+}
+
+/** One declared transition, labelled by the inputs that take it. */
+export interface FlowGraphEdge {
+  readonly from: string;
+  readonly to: string;
+  /** Choice titles for a choice step (when the handler names them), else `text` or `any`. */
+  readonly label: string;
+  /** The edge starts the conversation over (data cleared). */
+  readonly restart: boolean;
+}
+
+export interface FlowGraph {
+  readonly flow: string;
+  readonly version: number;
+  readonly start: string;
+  readonly nodes: readonly FlowGraphNode[];
+  readonly edges: readonly FlowGraphEdge[];
+}
+
+/** Live figures for one step, drawn as a badge on its node. */
+export interface StepCount {
+  readonly sessions: number;
+  /** Age in milliseconds of the oldest session waiting at the step. */
+  readonly oldestMs?: number;
+}
+
+export interface RenderFlowSvgOptions {
+  readonly counts?: Readonly<Record<string, StepCount>>;
+  /** When given, each node links to `href(step)`. */
+  readonly href?: (step: string) => string;
+}
+
+/** The part of dagre's graph this module uses (its bundled typings do not resolve under NodeNext). */
+interface Point {
+  readonly x: number;
+  readonly y: number;
+}
+interface LaidNode {
+  width: number;
+  height: number;
+  x?: number;
+  y?: number;
+}
+interface LaidEdge {
+  width?: number;
+  height?: number;
+  labelpos?: 'l' | 'c' | 'r';
+  minlen?: number;
+  weight?: number;
+  points?: Point[];
+  x?: number;
+  y?: number;
+}
+interface LayoutGraph {
+  setGraph(label: Record<string, number | string>): void;
+  setDefaultEdgeLabel(fn: () => LaidEdge): void;
+  setNode(id: string, label: LaidNode): void;
+  setEdge(v: string, w: string, label: LaidEdge, name: string): void;
+  node(id: string): LaidNode;
+  edge(e: { v: string; w: string; name: string }): LaidEdge;
+  graph(): { width?: number; height?: number };
+}
+const layoutLib = dagre as unknown as {
+  graphlib: { Graph: new (opts: { multigraph: boolean }) => LayoutGraph };
+  layout(g: LayoutGraph): void;
+};
+
+interface Probe {
+  readonly to: string;
+  readonly restart: boolean;
+}
+
+const PROBE_CTX: StepContext = {
+  data: {},
+  t: (key) => key,
+  goto: (to, set) => ({ kind: 'goto', step: to, ...(set ? { set } : {}) }),
+  restart: (to, set) => ({ kind: 'goto', step: to, clear: true, ...(set ? { set } : {}) }),
+  retry: () => ({ kind: 'retry' }),
+  handoff: (reason) => ({ kind: 'handoff', reason }),
+  startOver: () => ({ kind: 'start_over' }),
+};
+
+/** Offers `input` to a step's pure handler and reports where it goes; undefined if unknown. */
+function probe(step: StepDef, input: StepInput): Probe | 'retry' | 'handoff' | undefined {
+  if (step.on === undefined) return undefined;
+  let outcome: Outcome | undefined;
+  try {
+    outcome = step.on(input, PROBE_CTX);
+  } catch {
+    return undefined;
+  }
+  if (outcome === undefined || outcome === null || typeof outcome !== 'object') return undefined;
+  if (outcome.kind === 'retry') return 'retry';
+  if (outcome.kind === 'handoff') return 'handoff';
+  if (outcome.kind === 'goto' && step.to.includes(outcome.step)) {
+    return { to: outcome.step, restart: outcome.clear === true };
+  }
+  return undefined;
+}
+
+/** A choice's title for the map: the text itself, or what it says for empty data. */
+function titleOf(title: StepDef['choices'][number]['title']): string {
+  if (typeof title === 'string') return title;
+  try {
+    return title({}, { t: (key) => key });
+  } catch {
+    return '?';
+  }
+}
+
+/**
+ * The flow's steps and transitions as plain data.
+ * @example
+ * const g = flowGraph(orderFlow);
+ * g.nodes.find((n) => n.start)?.id; // 'ask_name'
+ */
+export function flowGraph(flow: Flow): FlowGraph {
+  const nodes: FlowGraphNode[] = [];
+  const edges: FlowGraphEdge[] = [];
+  for (const step of flow.steps.values()) {
+    const labels = new Map<string, string[]>();
+    const restarts = new Set<string>();
+    let unknown = step.dynamicChoices !== undefined;
+    let handoff = false;
+    if (step.accepts === 'choice') {
+      for (const choice of step.choices) {
+        const title = titleOf(choice.title);
+        const p = probe(step, { type: 'choice', id: choice.id, title, messageIds: [] });
+        if (p === 'retry') continue;
+        if (p === 'handoff') {
+          handoff = true;
+          continue;
+        }
+        if (p === undefined) {
+          unknown = true;
+          continue;
+        }
+        labels.set(p.to, [...(labels.get(p.to) ?? []), title]);
+        if (p.restart) restarts.add(p.to);
+      }
+    } else {
+      const sample: StepInput = { type: 'text', text: 'hello', messageIds: [] };
+      const p = probe(step, sample);
+      if (p === 'handoff') handoff = true;
+      else if (p !== undefined && p !== 'retry' && p.restart) restarts.add(p.to);
+    }
+    for (const to of step.to) {
+      const titles = labels.get(to);
+      const label =
+        step.effect !== undefined
+          ? `${step.effect.use} result`
+          : step.accepts === 'choice'
+            ? titles && !unknown
+              ? titles.join(' / ')
+              : 'choice'
+            : step.accepts;
+      edges.push({ from: step.id, to, label, restart: restarts.has(to) });
+    }
+    nodes.push({
+      id: step.id,
+      accepts: step.accepts,
+      start: step.id === flow.start,
+      terminal: false,
+      effect: step.effect !== undefined,
+      handoff,
+    });
+  }
+  const terminal = (id: string): boolean => {
+    const out = edges.filter((e) => e.from === id);
+    return out.every((e) => e.restart || (e.to === flow.start && id !== flow.start && out.length === 1));
+  };
+  return {
+    flow: flow.id,
+    version: flow.version,
+    start: flow.start,
+    nodes: nodes.map((n) => ({ ...n, terminal: terminal(n.id) })),
+    edges,
+  };
+}
+
+/** Escapes text for XML content and attribute values. */
+export function xmlEscape(s: string): string {
+  return s
+    .replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+    .replace(
+      // Characters XML 1.0 forbids outright.
+      // eslint-disable-next-line no-control-regex
+      /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g,
+      '',
+    );
+}
+
+const FONT = 'font-family="Helvetica, Arial, sans-serif"';
+const NODE_FONT = 13;
+const LABEL_FONT = 11;
+/** Rough text width: no font metrics without a browser, so a generous average advance. */
+const textWidth = (s: string, size: number): number => Math.ceil([...s].length * size * 0.62);
+
+function age(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86_400)}d`;
+}
+
+const fmt = (n: number): string => String(Math.round(n * 10) / 10);
+
+function nodeSubtitle(n: FlowGraphNode): string {
+  const marks = [n.accepts];
+  if (n.effect) marks.push('effect');
+  if (n.handoff) marks.push('hand-off');
+  if (n.terminal) marks.push('end');
+  return marks.join(' · ');
+}
+
+/**
+ * Draws the flow as a standalone SVG document: one `<g class="node" data-step="<id>">` per
+ * step, edges labelled by their input, start, terminal, effect and hand-off steps marked,
+ * and, when `counts` is given, the number of sessions at each step.
+ * @example
+ * writeFileSync('order.svg', renderFlowSvg(orderFlow, { counts: { ask_name: { sessions: 3 } } }));
+ */
+export function renderFlowSvg(flow: Flow, opts: RenderFlowSvgOptions = {}): string {
+  const graph = flowGraph(flow);
+  const g = new layoutLib.graphlib.Graph({ multigraph: true });
+  g.setGraph({ rankdir: 'TB', nodesep: 40, ranksep: 56, edgesep: 16, marginx: 24, marginy: 24 });
+  g.setDefaultEdgeLabel(() => ({}));
+  const START = '\u0000start';
+  g.setNode(START, { width: 14, height: 14 });
+  for (const n of graph.nodes) {
+    const count = opts.counts?.[n.id];
+    const w = Math.max(
+      textWidth(n.id, NODE_FONT),
+      textWidth(nodeSubtitle(n), LABEL_FONT),
+      count ? textWidth(countText(count), LABEL_FONT) + 12 : 0,
+    );
+    g.setNode(n.id, { width: w + 28, height: count ? 62 : 46 });
+  }
+  g.setEdge(START, graph.start, { width: 0, height: 0 }, 'start');
+  graph.edges.forEach((e, i) => {
+    g.setEdge(
+      e.from,
+      e.to,
+      {
+        width: textWidth(e.label, LABEL_FONT) + 8,
+        height: LABEL_FONT + 6,
+        labelpos: 'c',
+        minlen: 1,
+        weight: e.restart ? 0 : 1,
+      },
+      `e${i}`,
+    );
+  });
+  layoutLib.layout(g);
+  const size = g.graph();
+  const width = Math.ceil(size.width ?? 0);
+  const height = Math.ceil(size.height ?? 0);
+
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" class="baton-flow" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${xmlEscape(`flow ${graph.flow} v${graph.version}`)}">`,
+    `<title>${xmlEscape(`flow ${graph.flow} (version ${graph.version})`)}</title>`,
+    '<defs><marker id="baton-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
+    `<rect width="100%" height="100%" fill="#ffffff"/>`,
+  );
+
+  // Edges first, so nodes are drawn over them.
+  graph.edges.forEach((e, i) => {
+    const laid = g.edge({ v: e.from, w: e.to, name: `e${i}` });
+    const pts = laid.points ?? [];
+    if (pts.length === 0) return;
+    const d = pts.map((p, j) => `${j === 0 ? 'M' : 'L'}${fmt(p.x)},${fmt(p.y)}`).join(' ');
+    out.push(
+      `<g class="edge${e.restart ? ' restart' : ''}" data-from="${xmlEscape(e.from)}" data-to="${xmlEscape(e.to)}">`,
+      `<path d="${d}" fill="none" stroke="#555" stroke-width="1.4"${e.restart ? ' stroke-dasharray="5 4"' : ''} marker-end="url(#baton-arrow)"/>`,
+    );
+    if (laid.x !== undefined && laid.y !== undefined) {
+      const lw = textWidth(e.label, LABEL_FONT) + 8;
+      out.push(
+        `<rect x="${fmt(laid.x - lw / 2)}" y="${fmt(laid.y - 9)}" width="${lw}" height="17" rx="3" fill="#ffffff" fill-opacity="0.9"/>`,
+        `<text x="${fmt(laid.x)}" y="${fmt(laid.y + 4)}" text-anchor="middle" font-size="${LABEL_FONT}" ${FONT} fill="#333">${xmlEscape(e.label)}</text>`,
+      );
+    }
+    out.push('</g>');
+  });
+  const startEdge = g.edge({ v: START, w: graph.start, name: 'start' });
+  const startNode = g.node(START);
+  if (startNode.x !== undefined && startNode.y !== undefined) {
+    const pts = startEdge.points ?? [];
+    const d = pts.map((p, j) => `${j === 0 ? 'M' : 'L'}${fmt(p.x)},${fmt(p.y)}`).join(' ');
+    out.push(
+      '<g class="start-marker">',
+      `<circle cx="${fmt(startNode.x)}" cy="${fmt(startNode.y)}" r="7" fill="#222"/>`,
+      pts.length > 0
+        ? `<path d="${d}" fill="none" stroke="#222" stroke-width="1.4" marker-end="url(#baton-arrow)"/>`
+        : '',
+      '</g>',
+    );
+  }
+
+  for (const n of graph.nodes) {
+    const laid = g.node(n.id);
+    const x = (laid.x ?? 0) - laid.width / 2;
+    const y = (laid.y ?? 0) - laid.height / 2;
+    const count = opts.counts?.[n.id];
+    const classes = ['node'];
+    if (n.start) classes.push('start');
+    if (n.terminal) classes.push('terminal');
+    if (n.effect) classes.push('effect');
+    if (n.handoff) classes.push('handoff');
+    const fill = n.handoff ? '#fdecea' : n.effect ? '#fff6dd' : n.terminal ? '#eef1f4' : '#e8f5ee';
+    const stroke = n.handoff ? '#c0392b' : n.effect ? '#b7791f' : n.terminal ? '#6b7785' : '#1e8449';
+    out.push(`<g class="${classes.join(' ')}" data-step="${xmlEscape(n.id)}">`);
+    const href = opts.href?.(n.id);
+    if (href !== undefined) out.push(`<a href="${xmlEscape(href)}">`);
+    out.push(
+      `<rect x="${fmt(x)}" y="${fmt(y)}" width="${fmt(laid.width)}" height="${fmt(laid.height)}" rx="9" fill="${fill}" stroke="${stroke}" stroke-width="${n.start ? 2.4 : 1.4}"${n.effect ? ' stroke-dasharray="6 3"' : ''}/>`,
+    );
+    if (n.terminal) {
+      out.push(
+        `<rect x="${fmt(x + 3)}" y="${fmt(y + 3)}" width="${fmt(laid.width - 6)}" height="${fmt(laid.height - 6)}" rx="7" fill="none" stroke="${stroke}" stroke-width="1"/>`,
+      );
+    }
+    const cx = laid.x ?? 0;
+    out.push(
+      `<text x="${fmt(cx)}" y="${fmt(y + 20)}" text-anchor="middle" font-size="${NODE_FONT}" font-weight="bold" ${FONT} fill="#111">${xmlEscape(n.id)}</text>`,
+      `<text x="${fmt(cx)}" y="${fmt(y + 36)}" text-anchor="middle" font-size="${LABEL_FONT}" ${FONT} fill="#555">${xmlEscape(nodeSubtitle(n))}</text>`,
+    );
+    if (count) {
+      out.push(
+        `<text class="count" x="${fmt(cx)}" y="${fmt(y + 53)}" text-anchor="middle" font-size="${LABEL_FONT}" font-weight="bold" ${FONT} fill="${count.sessions > 0 ? '#0b5394' : '#888'}">${xmlEscape(countText(count))}</text>`,
+      );
+    }
+    out.push(
+      `<title>${xmlEscape(`${n.id}: ${nodeSubtitle(n)}${count ? `, ${countText(count)}` : ''}`)}</title>`,
+    );
+    if (href !== undefined) out.push('</a>');
+    out.push('</g>');
+  }
+  out.push('</svg>');
+  return out.filter((l) => l !== '').join('\n') + '\n';
+}
+
+function countText(c: StepCount): string {
+  const s = `${c.sessions} session${c.sessions === 1 ? '' : 's'}`;
+  return c.oldestMs !== undefined && c.sessions > 0 ? `${s} · oldest ${age(c.oldestMs)}` : s;
+}
+
+/** Mermaid ids allow letters, digits and underscores; step ids are lower_snake_case already. */
+const mermaidLabel = (s: string): string => s.replace(/["\n\r]/g, ' ').replace(/[:;]/g, ',');
+
+/**
+ * The flow as a Mermaid state diagram, edges labelled by their input.
+ * @example
+ * console.log(flowMermaid(orderFlow));
+ */
+export function flowMermaid(flow: Flow): string {
+  const graph = flowGraph(flow);
+  const lines = ['stateDiagram-v2', `  [*] --> ${graph.start}`];
+  for (const e of graph.edges) {
+    lines.push(`  ${e.from} --> ${e.to}: ${mermaidLabel(e.restart ? `${e.label} (restart)` : e.label)}`);
+  }
+  for (const n of graph.nodes) {
+    const marks = [n.effect ? 'effect' : '', n.handoff ? 'hand-off' : ''].filter((m) => m !== '');
+    if (marks.length > 0) lines.push(`  note right of ${n.id}: ${marks.join(', ')}`);
+  }
+  for (const n of graph.nodes) if (n.terminal) lines.push(`  ${n.id} --> [*]`);
+  return lines.join('\n') + '\n';
+}

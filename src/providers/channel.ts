@@ -1,0 +1,19 @@
+/**
+ * A channel belongs to one provider (SPEC section 3). Cloud API channels are Meta's
+ * `phone_number_id`s; WASender channels are `wasender` or `wasender:<sessionId>`, so neither
+ * gateway's webhooks can ever name the other's sessions.
+ * @module
+ */
+
+/** Channel of WASender sessions when the webhook names no `sessionId`. */
+export const WASENDER_DEFAULT_CHANNEL = 'wasender';
+
+/** The channel of a WASender session: `wasender:<sessionId>`, or `wasender` without one. */
+export function wasenderChannel(sessionId: string | undefined): string {
+  return sessionId === undefined ? WASENDER_DEFAULT_CHANNEL : `${WASENDER_DEFAULT_CHANNEL}:${sessionId}`;
+}
+
+/** Whether `channel` is a WASender channel (and so never a Cloud API one). */
+export function isWasenderChannel(channel: string): boolean {
+  return channel === WASENDER_DEFAULT_CHANNEL || channel.startsWith(`${WASENDER_DEFAULT_CHANNEL}:`);
+}

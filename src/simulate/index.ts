@@ -1,0 +1,178 @@
+/**
+ * `baton simulate`: a local WhatsApp. A fake Graph API receives what Baton sends; a terminal
+ * chat (or a conversation script) sends real, signed Cloud API webhooks to a running Baton
+ * (`url`) or to an embedded one it starts itself (`start`), pointed at the fake.
+ * @module
+ */
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { createBaton, type Baton } from '../app.ts';
+import { loadConfig } from '../config/index.ts';
+import { startFakeGraphApi, type FakeGraphApi } from './fake-graph.ts';
+import { ANSI, formatAction, formatReply, PLAIN, type Paint } from './format.ts';
+import { SIM_CHANNEL } from './inbound.ts';
+import { readScript, runScript } from './script.ts';
+import { Simulator } from './simulator.ts';
+
+export interface SimulateOptions {
+  /** Target Baton; ignored with `start`. */
+  readonly url?: string;
+  /** Start an embedded Baton (temporary SQLite, free port) that sends to the fake Graph API. */
+  readonly start?: boolean;
+  /** `BATON_FLOWS` for the embedded Baton (default: the environment's, else the reference bot). */
+  readonly flows?: string;
+  readonly secret?: string;
+  /** Port of the fake Graph API (0: a free one). */
+  readonly graphPort?: number;
+  readonly channel?: string;
+  readonly firstUser?: string;
+  readonly script?: string;
+  readonly transcript?: string;
+  readonly statuses?: boolean;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly input: NodeJS.ReadableStream;
+  readonly output: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+interface Target {
+  readonly url: string;
+  readonly secret: string | undefined;
+  readonly stop: () => Promise<void>;
+}
+
+async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<Target> {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-simulate-'));
+  const secret = o.secret ?? o.env.WHATSAPP_APP_SECRET ?? randomBytes(12).toString('hex');
+  const env: Record<string, string | undefined> = {
+    ...o.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    BATON_DATA_DIR: dir,
+    WHATSAPP_API_BASE_URL: graph.url,
+    WHATSAPP_APP_SECRET: secret,
+    BATON_BUFFER_MS: o.env.BATON_BUFFER_MS ?? '100',
+    REDIS_URL: undefined,
+    DATABASE_URL: undefined,
+    BATON_REDIS_CLUSTER: undefined,
+  };
+  if (o.flows !== undefined) env.BATON_FLOWS = o.flows;
+  let baton: Baton | undefined;
+  try {
+    baton = await createBaton(loadConfig(env), { logger: pino({ level: 'silent' }), concurrency: 8 });
+    const url = (await baton.start())!;
+    const b = baton;
+    return {
+      url,
+      secret,
+      stop: async () => {
+        await b.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await baton?.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Runs the simulator; returns the exit code (0, or 1 when a script's replies did not come). */
+export async function simulate(o: SimulateOptions): Promise<number> {
+  const graph = await startFakeGraphApi({ port: o.graphPort ?? 0 });
+  let target: Target | undefined;
+  const write = (line: string): void => {
+    o.output.write(`${line}\n`);
+  };
+  try {
+    target = o.start
+      ? await startEmbedded(o, graph)
+      : {
+          url: o.url ?? 'http://127.0.0.1:3000',
+          secret: o.secret ?? o.env.WHATSAPP_APP_SECRET,
+          stop: async () => undefined,
+        };
+    const sim = new Simulator({
+      url: target.url,
+      graph,
+      secret: target.secret,
+      channel: o.channel ? { ...SIM_CHANNEL, phoneNumberId: o.channel } : SIM_CHANNEL,
+      ...(o.firstUser ? { firstUser: o.firstUser } : {}),
+      statuses: o.statuses !== false,
+    });
+    if (o.transcript) writeFileSync(o.transcript, '');
+    const record = (lines: string[]): void => {
+      if (o.transcript) appendFileSync(o.transcript, lines.map((l) => `${l}\n`).join(''));
+    };
+    sim.onAction((a) => record(formatAction(a)));
+    sim.onReply((r) => record(formatReply(r)));
+
+    const intro = o.start
+      ? `Baton simulator: embedded Baton at ${target.url}, fake Graph API at ${graph.url}`
+      : `Baton simulator: webhooks to ${target.url}; start that Baton with WHATSAPP_API_BASE_URL=${graph.url}` +
+        (target.secret ? '' : ' (no WHATSAPP_APP_SECRET: webhooks unsigned)');
+
+    if (o.script) {
+      const script = readScript(o.script);
+      write(intro);
+      sim.onAction((a) => formatAction(a).forEach(write));
+      sim.onReply((r) => formatReply(r).forEach(write));
+      const result = await runScript(sim, script, write);
+      await sim.drain();
+      if (result.ok) write(`script passed: ${result.stepsPassed} steps, every expected reply came`);
+      else {
+        write(`script FAILED after ${result.stepsPassed} of ${script.steps.length} steps:`);
+        result.failures.forEach((f) => write(`  - ${f}`));
+      }
+      return result.ok ? 0 : 1;
+    }
+    return await chat(sim, o, intro);
+  } finally {
+    await target?.stop();
+    await graph.close();
+  }
+}
+
+/** The interactive chat: a readline prompt; replies are printed above it as they arrive. */
+async function chat(sim: Simulator, o: SimulateOptions, intro: string): Promise<number> {
+  const tty = o.output.isTTY === true;
+  const paint: Paint = tty && o.env.NO_COLOR === undefined ? ANSI : PLAIN;
+  const rl = createInterface({ input: o.input, output: o.output, terminal: tty });
+  const promptText = (): string => paint.user(`user ${sim.currentLabel} > `);
+  rl.setPrompt(promptText());
+  const above = (lines: string[]): void => {
+    if (tty) o.output.write('\r\x1b[K');
+    for (const l of lines) o.output.write(`${l}\n`);
+    if (tty) rl.prompt(true);
+  };
+  sim.onReply((r) => above(formatReply(r, paint)));
+  if (!tty) sim.onAction((a) => above(formatAction(a, paint)));
+  above([intro, paint.dim('Type a message; a number picks a button or row; /help lists commands.')]);
+  rl.prompt();
+  let queue = Promise.resolve();
+  await new Promise<void>((resolve) => {
+    rl.on('line', (line) => {
+      queue = queue.then(async () => {
+        try {
+          const res = await sim.handleLine(line);
+          if (res.info.length > 0) above(res.info.map((l) => paint.dim(l)));
+          if (res.quit) {
+            rl.close();
+            return;
+          }
+        } catch (err) {
+          above([paint.dim(`could not reach Baton: ${err instanceof Error ? err.message : String(err)}`)]);
+        }
+        rl.setPrompt(promptText());
+        rl.prompt();
+      });
+    });
+    rl.on('close', () => resolve());
+  });
+  await queue;
+  await sim.drain();
+  return 0;
+}

@@ -1,0 +1,330 @@
+/**
+ * The simulator's core, shared by the chat UI and script mode: turns what the developer types
+ * into signed Cloud API webhooks to a Baton, and the messages Baton sends to the fake Graph API
+ * into rendered replies for the right simulated user; answers each send with `sent`,
+ * `delivered` and `read` status webhooks, as Meta does.
+ * @module
+ */
+import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { signMetaBody } from '../providers/index.ts';
+import type { FakeGraphApi, GraphSend } from './fake-graph.ts';
+import {
+  inboundMessage,
+  messagesWebhook,
+  newWamid,
+  SIM_CHANNEL,
+  statusWebhook,
+  type SimChannel,
+  type UserInput,
+} from './inbound.ts';
+import { renderMessage, type Pickable, type RenderedMessage } from './render.ts';
+
+export interface SimulatorOptions {
+  /** Base URL of the Baton under test, e.g. `http://127.0.0.1:3000`. */
+  readonly url: string;
+  readonly graph: FakeGraphApi;
+  /** `WHATSAPP_APP_SECRET` of the target; webhooks are signed with it when given. */
+  readonly secret?: string | undefined;
+  readonly channel?: SimChannel;
+  /** wa_id of user 1; user N is this number plus N - 1. */
+  readonly firstUser?: string;
+  /** Send `sent`/`delivered`/`read` webhooks for Baton's messages (default true). */
+  readonly statuses?: boolean;
+  readonly now?: () => number;
+}
+
+/** A message Baton sent, rendered. */
+export interface BotReply {
+  readonly user: string;
+  /** 1-based label of the simulated user (its wa_id when it was named by wa_id). */
+  readonly label: string;
+  readonly wamid: string;
+  readonly body: Record<string, unknown>;
+  readonly rendered: RenderedMessage;
+}
+
+/** Something the user did, as the chat shows it. */
+export interface UserAction {
+  readonly user: string;
+  readonly label: string;
+  readonly shown: string;
+}
+
+/** The result of one typed line. */
+export interface LineResult {
+  /** Lines to show the developer (help, errors, hints); not part of the conversation. */
+  readonly info: readonly string[];
+  readonly quit?: boolean;
+  /** Webhook posts made, with their HTTP status. */
+  readonly posted: readonly number[];
+}
+
+interface UserState {
+  readonly waId: string;
+  readonly label: string;
+  /** The latest message from the bot that had buttons or rows, for picking by number. */
+  menu?: { readonly wamid: string; readonly picks: readonly Pickable[] };
+  lastBotWamid?: string;
+  /** Raw bytes of the last webhook sent for this user, for `/replay`. */
+  lastWebhook?: Buffer;
+}
+
+export const HELP = [
+  'type a message and press Enter; a number picks that button or row of the last menu',
+  '/pick <n|id>        pick a button or row by number or id',
+  '/text <words>       send words as text even if they are a number',
+  '/image <url> [caption]   send an image',
+  '/location <lat>,<long> [name]   send a location',
+  '/react <emoji>      react to the bot\u2019s last message',
+  '/replay             deliver the last webhook again (as Meta retries do)',
+  '/burst a | b        send several messages at once (concurrent webhooks)',
+  '/user <n|wa_id>     talk as another user (user 1 is the default)',
+  '/quit               leave',
+];
+
+/** Splits `/cmd rest` into its parts. */
+function command(line: string): { cmd: string; rest: string } | undefined {
+  const m = /^\/(\w+)\s*(.*)$/s.exec(line.trim());
+  return m ? { cmd: m[1]!.toLowerCase(), rest: m[2]!.trim() } : undefined;
+}
+
+export class Simulator {
+  readonly channel: SimChannel;
+  private readonly users = new Map<string, UserState>();
+  private current: UserState;
+  private readonly replyListeners: ((r: BotReply) => void)[] = [];
+  private readonly actionListeners: ((a: UserAction) => void)[] = [];
+  private readonly now: () => number;
+  private lastTs = 0;
+  /** Status webhooks Baton refused (anything but 200). */
+  statusFailures = 0;
+  private pendingStatuses = new Set<Promise<void>>();
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly opts: SimulatorOptions) {
+    this.channel = opts.channel ?? SIM_CHANNEL;
+    this.now = opts.now ?? Date.now;
+    this.current = this.user('1');
+    this.unsubscribe = opts.graph.onSend((send) => this.onSend(send));
+  }
+
+  /** Stops listening to the fake Graph API (status webhooks in flight still finish). */
+  close(): void {
+    this.unsubscribe();
+  }
+
+  /** The current user's wa_id. */
+  get currentUser(): string {
+    return this.current.waId;
+  }
+
+  get currentLabel(): string {
+    return this.current.label;
+  }
+
+  onReply(listener: (r: BotReply) => void): void {
+    this.replyListeners.push(listener);
+  }
+
+  onAction(listener: (a: UserAction) => void): void {
+    this.actionListeners.push(listener);
+  }
+
+  /** User `n` (1-based) or a literal wa_id. */
+  private user(ref: string): UserState {
+    let waId: string;
+    let label: string;
+    if (/^\d{1,3}$/.test(ref) && Number(ref) >= 1) {
+      waId = String(BigInt(this.opts.firstUser ?? '15550100001') + BigInt(Number(ref) - 1));
+      label = ref;
+    } else {
+      waId = ref;
+      label = ref;
+    }
+    let u = this.users.get(waId);
+    if (!u) {
+      u = { waId, label };
+      this.users.set(waId, u);
+    }
+    return u;
+  }
+
+  /** A message Baton sent; one to a user this simulator does not play is someone else's. */
+  private onSend(send: GraphSend): void {
+    const u = this.users.get(send.to);
+    if (!u) return;
+    const rendered = renderMessage(send.body);
+    u.lastBotWamid = send.wamid;
+    if (rendered.picks.length > 0) u.menu = { wamid: send.wamid, picks: rendered.picks };
+    for (const l of this.replyListeners)
+      l({ user: u.waId, label: u.label, wamid: send.wamid, body: send.body, rendered });
+    if (this.opts.statuses !== false) {
+      const p = this.sendStatuses(send).finally(() => this.pendingStatuses.delete(p));
+      this.pendingStatuses.add(p);
+    }
+  }
+
+  private async sendStatuses(send: GraphSend): Promise<void> {
+    for (const status of ['sent', 'delivered', 'read'] as const) {
+      await new Promise((r) => setTimeout(r, 15));
+      const body = Buffer.from(
+        JSON.stringify(statusWebhook(this.channel, send.wamid, send.to, status, this.timestamp())),
+      );
+      try {
+        const code = await this.post(body);
+        if (code !== 200) this.statusFailures++;
+      } catch {
+        this.statusFailures++;
+      }
+    }
+  }
+
+  /** Waits for the status webhooks in flight. */
+  async drain(): Promise<void> {
+    while (this.pendingStatuses.size > 0) await Promise.allSettled([...this.pendingStatuses]);
+  }
+
+  /** Seconds since the epoch, strictly increasing so Baton orders messages as typed. */
+  private timestamp(): number {
+    const t = Math.floor(this.now() / 1000);
+    this.lastTs = Math.max(t, this.lastTs);
+    return this.lastTs;
+  }
+
+  private post(body: Buffer): Promise<number> {
+    const url = new URL('/webhooks/whatsapp', this.opts.url);
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/json',
+      'content-length': body.length,
+    };
+    if (this.opts.secret) headers['x-hub-signature-256'] = signMetaBody(body, this.opts.secret);
+    const send = url.protocol === 'https:' ? httpsRequest : request;
+    return new Promise((resolve, reject) => {
+      const req = send(url, { method: 'POST', headers }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  /** Parses one typed line into an input for the current user; a string is a problem to show. */
+  private parseInput(line: string): UserInput | string {
+    const u = this.current;
+    const c = command(line);
+    const pick = (ref: string): UserInput | string => {
+      const menu = u.menu;
+      if (!menu) return 'no buttons or rows to pick from yet';
+      const p = /^\d+$/.test(ref)
+        ? menu.picks.find((x) => x.n === Number(ref))
+        : menu.picks.find((x) => x.id === ref);
+      if (!p) return `no choice ${ref} (have ${menu.picks.map((x) => `${x.n}. ${x.title}`).join(', ')})`;
+      return { type: p.kind, id: p.id, title: p.title, context: menu.wamid };
+    };
+    if (!c) {
+      const t = line.trim();
+      if (/^\d+$/.test(t) && u.menu && u.menu.picks.some((p) => p.n === Number(t))) return pick(t);
+      return { type: 'text', text: line };
+    }
+    switch (c.cmd) {
+      case 'text':
+        return c.rest === '' ? 'usage: /text <words>' : { type: 'text', text: c.rest };
+      case 'pick':
+        return c.rest === '' ? 'usage: /pick <n|id>' : pick(c.rest);
+      case 'image': {
+        const [link, ...caption] = c.rest.split(/\s+/);
+        if (!link || !/^https?:\/\//.test(link)) return 'usage: /image <http(s) url> [caption]';
+        return { type: 'image', link, ...(caption.length ? { caption: caption.join(' ') } : {}) };
+      }
+      case 'location': {
+        const m = /^(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*(.*)$/.exec(c.rest);
+        if (!m) return 'usage: /location <lat>,<long> [name]';
+        const latitude = Number(m[1]);
+        const longitude = Number(m[2]);
+        if (Math.abs(latitude) > 90 || Math.abs(longitude) > 180)
+          return 'latitude must be -90..90, longitude -180..180';
+        return { type: 'location', latitude, longitude, ...(m[3] ? { name: m[3] } : {}) };
+      }
+      case 'react':
+        if (c.rest === '') return 'usage: /react <emoji>';
+        if (!u.lastBotWamid) return 'nothing to react to yet';
+        return { type: 'reaction', emoji: c.rest, messageId: u.lastBotWamid };
+      default:
+        return `unknown command /${c.cmd} (/help lists them)`;
+    }
+  }
+
+  private shown(input: UserInput): string {
+    switch (input.type) {
+      case 'text':
+        return input.text;
+      case 'button':
+      case 'row':
+        return `(tapped) ${input.title}`;
+      case 'image':
+        return `[image] ${input.link}${input.caption ? ` ${input.caption}` : ''}`;
+      case 'location':
+        return `📍 ${input.latitude},${input.longitude}${input.name ? ` ${input.name}` : ''}`;
+      case 'reaction':
+        return `(reacted ${input.emoji})`;
+    }
+  }
+
+  private webhookFor(input: UserInput): Buffer {
+    const msg = inboundMessage(this.channel, this.current.waId, input, newWamid(), this.timestamp());
+    const name = `Sim User ${this.current.label}`;
+    return Buffer.from(JSON.stringify(messagesWebhook(this.channel, this.current.waId, name, [msg])));
+  }
+
+  private emit(shown: string): void {
+    for (const l of this.actionListeners) l({ user: this.current.waId, label: this.current.label, shown });
+  }
+
+  /** Acts on one typed line. */
+  async handleLine(line: string): Promise<LineResult> {
+    const c = command(line);
+    if (line.trim() === '') return { info: [], posted: [] };
+    if (c?.cmd === 'quit' || c?.cmd === 'exit') return { info: [], quit: true, posted: [] };
+    if (c?.cmd === 'help') return { info: HELP, posted: [] };
+    if (c?.cmd === 'user') {
+      if (!/^\d{1,15}$/.test(c.rest) || c.rest === '0')
+        return { info: ['usage: /user <n|wa_id>'], posted: [] };
+      this.current = this.user(c.rest);
+      return { info: [`now talking as user ${this.current.label} (${this.current.waId})`], posted: [] };
+    }
+    if (c?.cmd === 'replay') {
+      const raw = this.current.lastWebhook;
+      if (!raw) return { info: ['nothing to replay yet'], posted: [] };
+      this.emit('(replayed the last webhook)');
+      const status = await this.post(raw);
+      return { info: status === 200 ? [] : [`webhook answered ${status}`], posted: [status] };
+    }
+    if (c?.cmd === 'burst') {
+      const parts = c.rest
+        .split('|')
+        .map((p) => p.trim())
+        .filter((p) => p !== '');
+      if (parts.length < 2) return { info: ['usage: /burst a | b [| c...]'], posted: [] };
+      const inputs = parts.map((p) => this.parseInput(p));
+      const bad = inputs.find((i): i is string => typeof i === 'string');
+      if (bad !== undefined) return { info: [bad], posted: [] };
+      const bodies = (inputs as UserInput[]).map((i) => {
+        this.emit(this.shown(i));
+        return this.webhookFor(i);
+      });
+      this.current.lastWebhook = bodies[bodies.length - 1];
+      const statuses = await Promise.all(bodies.map((b) => this.post(b)));
+      const bad2 = statuses.filter((s) => s !== 200);
+      return { info: bad2.length ? [`webhooks answered ${statuses.join(', ')}`] : [], posted: statuses };
+    }
+    const input = this.parseInput(line);
+    if (typeof input === 'string') return { info: [input], posted: [] };
+    const body = this.webhookFor(input);
+    this.current.lastWebhook = body;
+    this.emit(this.shown(input));
+    const status = await this.post(body);
+    return { info: status === 200 ? [] : [`webhook answered ${status}`], posted: [status] };
+  }
+}

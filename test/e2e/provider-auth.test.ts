@@ -1,0 +1,149 @@
+/**
+ * Every provider route is authenticated (issue 7, finding 1): a gateway whose secret is not
+ * configured is off, a WASender webhook can never reach a Cloud API user's session, only JSON
+ * bodies are read, and production refuses to start without the Meta app secret.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/index.ts';
+import { ConfigError } from '../../src/errors.ts';
+import { parseCloudApiWebhookReport } from '../../src/providers/index.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { PHONE_ID, text, webhook } from '../support/payloads.ts';
+
+const WS_SECRET = 'wasender-secret';
+
+function wasenderText(sessionId: string, user: string, body: string, ts: number, id: string): unknown {
+  return {
+    event: 'messages.received',
+    timestamp: ts,
+    sessionId,
+    data: {
+      messages: {
+        key: { id, fromMe: false, remoteJid: `${user}@s.whatsapp.net`, cleanedSenderPn: user },
+        messageBody: body,
+        pushName: 'Mallory',
+        messageTimestamp: ts,
+        message: { conversation: body },
+      },
+    },
+  };
+}
+
+function postWasender(url: string, body: unknown, secret?: string): Promise<Response> {
+  return fetch(`${url}/webhooks/wasender`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(secret ? { 'x-webhook-signature': secret } : {}) },
+    body: JSON.stringify(body),
+  });
+}
+
+describe('a WASender route with no secret configured', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it('is off: 404, nothing stored, whatever the body claims', async () => {
+    const user = '15550009001';
+    for (const secret of [undefined, '', 'guess']) {
+      const r = await postWasender(
+        h.url,
+        wasenderText(PHONE_ID, user, 'Mallory Hacker', 1_750_000_000, 'WS1'),
+        secret,
+      );
+      expect(r.status).toBe(404);
+      expect(await r.json()).toMatchObject({ code: 'BATON_ERR_PROVIDER_OFF' });
+    }
+    expect(await h.baton.backend.findSessions(user)).toEqual([]);
+    expect((await h.baton.backend.stats()).queueDepth).toBe(0);
+  });
+
+  it('refuses webhook bodies that are not application/json with 415 (a cross-site form cannot post)', async () => {
+    const user = '15550009002';
+    const raw = JSON.stringify(webhook([text(user, 'hi', 1_750_000_000)]));
+    for (const type of [
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+    ]) {
+      const r = await fetch(`${h.url}/webhooks/whatsapp`, {
+        method: 'POST',
+        headers: { 'content-type': type },
+        body: raw,
+      });
+      expect(r.status).toBe(415);
+      expect(await r.json()).toMatchObject({ code: 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE' });
+    }
+    const bare = await fetch(`${h.url}/webhooks/whatsapp`, {
+      method: 'POST',
+      body: new Uint8Array(Buffer.from(raw)),
+    });
+    expect(bare.status).toBe(415);
+    expect(await h.baton.backend.findSessions(user)).toEqual([]);
+    // With a charset parameter it is still JSON.
+    const ok = await h.post(webhook([text(user, 'hi', 1_750_000_000)]));
+    expect(ok.status).toBe(200);
+  });
+});
+
+describe('a WASender webhook naming a Cloud API channel', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ WASENDER_WEBHOOK_SECRET: WS_SECRET, WASENDER_API_KEY: 'ws-key' });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("never reaches the Cloud API user's session: it lands on a WASender channel", async () => {
+    const victim = '15550009003';
+    const ts = 1_750_000_000;
+    expect((await h.post(webhook([text(victim, 'hi', ts)]))).status).toBe(200);
+    await h.settled(victim, 1);
+    const before = await h.session(victim);
+    expect(before).toMatchObject({ channel: PHONE_ID, current_step: 'ask_name', data: {} });
+
+    // Mallory knows the WASender secret (or it leaked) and names the Cloud API phone_number_id.
+    const r = await postWasender(
+      h.url,
+      wasenderText(PHONE_ID, victim, 'Mallory Hacker', ts + 1, 'WS-EVIL-1'),
+      WS_SECRET,
+    );
+    expect(r.status).toBe(200);
+    await h.until(async () => (await h.baton.backend.findSessions(victim)).length === 2);
+    await h.until(async () => (await h.baton.backend.stats()).queueDepth === 0);
+
+    const after = await h.session(victim);
+    expect(after).toEqual(before);
+    const sessions = await h.baton.backend.findSessions(victim);
+    expect(sessions.map((s) => s.channel).sort()).toEqual([PHONE_ID, `wasender:${PHONE_ID}`]);
+    // Nothing went to the victim through the Cloud API but the one name prompt.
+    const cloudSends = h.graph.sent.filter((c) => c.route !== 'wasender' && c.body.to === victim);
+    expect(cloudSends).toHaveLength(1);
+    expect(JSON.stringify(cloudSends)).not.toContain('Mallory');
+  });
+
+  it('a Cloud API webhook naming a WASender channel is not applied either', () => {
+    const body = webhook([text('15550009004', 'hi', 1_750_000_000)]) as {
+      entry: { changes: { value: { metadata: { phone_number_id: string } } }[] }[];
+    };
+    body.entry[0]!.changes[0]!.value.metadata.phone_number_id = 'wasender:ws-session-1';
+    const report = parseCloudApiWebhookReport(body);
+    expect(report.batch.messages).toHaveLength(0);
+    expect(report.skipped[0]?.reason).toMatch(/WASender channel/);
+  });
+});
+
+describe('WHATSAPP_APP_SECRET under NODE_ENV=production', () => {
+  it('is required, naming the variable, unless BATON_ALLOW_UNSIGNED=true', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(ConfigError);
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/^WHATSAPP_APP_SECRET: /);
+    expect(loadConfig({ NODE_ENV: 'production', BATON_ALLOW_UNSIGNED: 'true' }).allowUnsigned).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'production', WHATSAPP_APP_SECRET: 's' }).whatsapp.appSecret).toBe('s');
+    expect(() => loadConfig({ BATON_ALLOW_UNSIGNED: 'yes' })).toThrow(/^BATON_ALLOW_UNSIGNED: /);
+    expect(loadConfig({}).whatsapp.appSecret).toBeUndefined();
+  });
+});

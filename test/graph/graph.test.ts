@@ -1,0 +1,155 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { describe, expect, it } from 'vitest';
+import { orderFlow } from '../../src/bots/order.ts';
+import { run } from '../../src/cli/index.ts';
+import { defineFlow } from '../../src/flow/define.ts';
+import { flowGraph, flowMermaid, renderFlowSvg } from '../../src/graph/index.ts';
+
+interface XmlNode {
+  [key: string]: unknown;
+}
+
+/** Parses strictly (throws on any well-formedness error) and returns the tree. */
+function parseSvg(svg: string): XmlNode {
+  const valid = XMLValidator.validate(svg);
+  if (valid !== true) throw new Error(`SVG is not well-formed: ${JSON.stringify(valid.err)}`);
+  return new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', preserveOrder: false }).parse(
+    svg,
+  ) as XmlNode;
+}
+
+/** Every element named `name` anywhere in the tree. */
+function all(tree: unknown, name: string): XmlNode[] {
+  const found: XmlNode[] = [];
+  const walk = (n: unknown): void => {
+    if (Array.isArray(n)) return n.forEach(walk);
+    if (n === null || typeof n !== 'object') return;
+    for (const [k, v] of Object.entries(n as XmlNode)) {
+      if (k === name) for (const x of Array.isArray(v) ? v : [v]) found.push(x as XmlNode);
+      walk(v);
+    }
+  };
+  walk(tree);
+  return found;
+}
+
+const stepNodes = (tree: XmlNode): XmlNode[] =>
+  all(tree, 'g').filter((g) => (typeof g['@class'] === 'string' ? g['@class'] : '').split(' ')[0] === 'node');
+
+describe('flowGraph', () => {
+  it('reads the reference bot: start, terminal steps and edges labelled by input', () => {
+    const g = flowGraph(orderFlow);
+    expect(g.nodes.map((n) => n.id)).toEqual([...orderFlow.steps.keys()]);
+    expect(g.nodes.filter((n) => n.start).map((n) => n.id)).toEqual(['ask_name']);
+    expect(g.nodes.filter((n) => n.terminal).map((n) => n.id)).toEqual(['completed', 'cancelled']);
+    const label = (from: string, to: string): string | undefined =>
+      g.edges.find((e) => e.from === from && e.to === to)?.label;
+    expect(label('ask_name', 'choose_product')).toBe('text');
+    expect(label('choose_product', 'collect_shipping_address')).toBe('Trail Shoe / Rain Jacket / Day Pack');
+    expect(label('confirm_order', 'completed')).toBe('Confirm');
+    expect(label('confirm_order', 'cancelled')).toBe('Cancel');
+    expect(g.edges.find((e) => e.from === 'completed')).toMatchObject({
+      to: 'ask_name',
+      label: 'any',
+      restart: true,
+    });
+    expect(g.edges).toHaveLength([...orderFlow.steps.values()].reduce((n, s) => n + s.to.length, 0));
+  });
+
+  it('falls back to "choice" when a handler cannot be probed', () => {
+    const flow = defineFlow({
+      id: 'probe',
+      start: 'pick',
+      steps: {
+        pick: {
+          say: 'Pick',
+          choices: [{ id: 'a', title: 'A' }],
+          to: ['end'],
+          on: (_i, c) => {
+            if (c.data.ready !== true) throw new Error('needs data');
+            return c.goto('end');
+          },
+        },
+        end: { say: 'Bye', accepts: 'any', to: [], on: (_i, c) => c.retry() },
+      },
+    });
+    const g = flowGraph(flow);
+    expect(g.edges).toEqual([{ from: 'pick', to: 'end', label: 'choice', restart: false }]);
+    expect(g.nodes.find((n) => n.id === 'end')?.terminal).toBe(true);
+    expect(g.nodes.find((n) => n.id === 'pick')?.terminal).toBe(false);
+  });
+});
+
+describe('renderFlowSvg', () => {
+  it('is well-formed with one node per step of the reference bot', () => {
+    const tree = parseSvg(renderFlowSvg(orderFlow));
+    const nodes = stepNodes(tree);
+    expect(nodes.map((n) => n['@data-step']).sort()).toEqual([...orderFlow.steps.keys()].sort());
+    expect(nodes.find((n) => n['@data-step'] === 'ask_name')?.['@class']).toContain('start');
+    expect(nodes.find((n) => n['@data-step'] === 'completed')?.['@class']).toContain('terminal');
+    expect(
+      all(tree, 'g').filter((g) => g['@class'] === 'edge' || g['@class'] === 'edge restart'),
+    ).toHaveLength(7);
+  });
+
+  it('escapes every text and refers to nothing outside the file', () => {
+    const flow = defineFlow({
+      id: 'nasty',
+      start: 'ask',
+      steps: {
+        ask: {
+          say: 'x',
+          choices: [
+            { id: 'lt', title: '<b>&"quoted"\'' },
+            { id: 'ctl', title: 'bell\u0007]]>' },
+          ],
+          to: ['done'],
+          on: (_i, c) => c.goto('done'),
+        },
+        done: { say: 'y', accepts: 'any', to: ['ask'], on: (_i, c) => c.restart('ask') },
+      },
+    });
+    const svg = renderFlowSvg(flow, {
+      counts: { ask: { sessions: 2, oldestMs: 90_000 } },
+      href: (s) => `/admin/sessions?step=${s}&x="1"`,
+    });
+    const tree = parseSvg(svg);
+    expect(svg).not.toContain('<b>');
+    expect(svg).toContain('&#60;b&#62;&#38;&#34;quoted&#34;&#39;');
+    expect(svg).not.toContain('\u0007');
+    expect(all(tree, 'a')).toHaveLength(2);
+    expect(svg).toContain('<a href="/admin/sessions?step=ask&#38;x=&#34;1&#34;">');
+    // Only the SVG namespace is a URL; no images, scripts, styles or fonts from elsewhere.
+    expect(svg.match(/https?:\/\//g)).toEqual(['http://']);
+    expect(svg).not.toMatch(/<(image|script|style|foreignObject|use)\b|xlink:href|@import|url\((?!#)/);
+    expect(svg).toContain('2 sessions · oldest 1m');
+  });
+
+  it('shows live counts per step', () => {
+    const tree = parseSvg(
+      renderFlowSvg(orderFlow, { counts: { confirm_order: { sessions: 1 }, ask_name: { sessions: 0 } } }),
+    );
+    const counts = all(tree, 'text').filter((t) => t['@class'] === 'count');
+    expect(counts.map((t) => t['#text'])).toEqual(['0 sessions', '1 session']);
+  });
+});
+
+describe('flowMermaid and baton flow graph', () => {
+  it('labels Mermaid edges by input and marks terminal steps', () => {
+    const m = flowMermaid(orderFlow);
+    expect(m).toContain('confirm_order --> completed: Confirm');
+    expect(m).toContain('completed --> [*]');
+  });
+
+  it('writes the SVG from the CLI', async () => {
+    const out: string[] = [];
+    expect(await run(['flow', 'graph', 'order', '--format', 'svg'], (s) => out.push(s))).toBe(0);
+    expect(stepNodes(parseSvg(out.join('\n')))).toHaveLength(orderFlow.steps.size);
+    const file = join(mkdtempSync(join(tmpdir(), 'baton-graph-')), 'order.mmd');
+    expect(await run(['flow', 'graph', 'order', '--output', file], () => undefined)).toBe(0);
+    expect(readFileSync(file, 'utf8')).toContain('[*] --> ask_name');
+  });
+});

@@ -1,0 +1,87 @@
+/** `baton simulate --start --script`: exit 0 when every expected reply comes, 1 when not, 2 on a bad file. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const dir = mkdtempSync(join(tmpdir(), 'baton-sim-script-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function baton(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = { ...process.env };
+  for (const k of ['BATON_FLOWS', 'REDIS_URL', 'DATABASE_URL', 'WHATSAPP_APP_SECRET']) delete env[k];
+  return new Promise((done) => {
+    const p = spawn(process.execPath, [join(ROOT, 'bin/baton.mjs'), ...args], { cwd: dir, env });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+const write = (name: string, body: unknown): string => {
+  const file = join(dir, name);
+  writeFileSync(file, typeof body === 'string' ? body : JSON.stringify(body));
+  return file;
+};
+
+describe('baton simulate --script', () => {
+  it('exits 0 when every expected reply comes, and writes the transcript', async () => {
+    const script = write('ok.json', {
+      steps: [
+        { send: 'hi', expect: ['what is your name'] },
+        {
+          send: 'Ann',
+          expect: [{ text: 'which product', choices: ['Trail Shoe', 'Rain Jacket', 'Day Pack'] }],
+        },
+        { send: '2', expect: ['ship'] },
+        { send: 'Dock 4', expect: [{ choices: ['Confirm', 'Cancel'] }] },
+        { send: '1', expect: ['your order is confirmed'] },
+      ],
+    });
+    const transcript = join(dir, 'ok.txt');
+    const r = await baton([
+      'simulate',
+      '--start',
+      '--graph-port',
+      '0',
+      '--script',
+      script,
+      '--transcript',
+      transcript,
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('script passed: 5 steps, every expected reply came');
+    const t = readFileSync(transcript, 'utf8');
+    expect(t).toContain('user 1 > (tapped) Rain Jacket');
+    expect(t.trimEnd().split('\n').at(-1)).toBe(
+      'bot > 1 | Your order is confirmed. Thank you! Send any message to start a new order.',
+    );
+  }, 30_000);
+
+  it('exits 1 naming the step when an expected reply does not come', async () => {
+    const script = write('fail.json', {
+      timeoutMs: 1500,
+      steps: [
+        { send: 'hi', expect: ['what is your name'] },
+        { send: 'Ann', expect: ['pizza'] },
+      ],
+    });
+    const r = await baton(['simulate', '--start', '--graph-port', '0', '--script', script]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('script FAILED after 1 of 2 steps:');
+    expect(r.stdout).toContain(
+      '- step 2 ("Ann"): reply 1: expected text containing "pizza"; got: Thanks, Ann. Which product would you like?',
+    );
+  }, 30_000);
+
+  it('exits 2 on a script that is not a conversation', async () => {
+    const r = await baton(['simulate', '--start', '--script', write('bad.json', { steps: [{ say: 'hi' }] })]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^baton: script .*bad\.json: steps\.0/);
+  }, 30_000);
+});

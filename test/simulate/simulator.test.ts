@@ -1,0 +1,199 @@
+/**
+ * The simulator against a real embedded Baton: signed webhooks in, rendered replies out, status
+ * webhooks back, and the chat commands (/replay, /burst, /user, /image, /location, /react).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createBaton, type Baton } from '../../src/app.ts';
+import { loadConfig } from '../../src/config/index.ts';
+import { startFakeGraphApi, type FakeGraphApi } from '../../src/simulate/fake-graph.ts';
+import { SIM_CHANNEL } from '../../src/simulate/inbound.ts';
+import { runScript } from '../../src/simulate/script.ts';
+import { Simulator, type BotReply } from '../../src/simulate/simulator.ts';
+
+const SECRET = 'sim-test-secret';
+let graph: FakeGraphApi;
+let baton: Baton;
+let url: string;
+let dir: string;
+let firstUser = 15550200001;
+
+beforeAll(async () => {
+  graph = await startFakeGraphApi();
+  dir = mkdtempSync(join(tmpdir(), 'baton-sim-'));
+  baton = await createBaton(
+    loadConfig({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      BATON_DATA_DIR: dir,
+      WHATSAPP_APP_SECRET: SECRET,
+      WHATSAPP_API_BASE_URL: graph.url,
+      BATON_BUFFER_MS: '300',
+    }),
+    { logger: pino({ level: 'silent' }), concurrency: 4 },
+  );
+  url = (await baton.start())!;
+});
+
+afterAll(async () => {
+  await baton?.stop();
+  await graph?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A simulator whose users are new to Baton, and the replies it sees. */
+let sim: Simulator;
+let replies: BotReply[];
+beforeEach(() => {
+  firstUser += 100;
+  sim = new Simulator({ url, graph, secret: SECRET, firstUser: String(firstUser) });
+  const mine: BotReply[] = [];
+  replies = mine;
+  sim.onReply((r) => mine.push(r));
+  return () => sim.close();
+});
+
+async function until<T>(fn: () => T | undefined, ms = 8000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline)
+      throw new Error(`condition not met; replies: ${JSON.stringify(replies.map((r) => r.rendered.lines))}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+const quiet = (ms = 700): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const key = (user: string): { channel: string; user: string } => ({
+  channel: SIM_CHANNEL.phoneNumberId,
+  user,
+});
+
+describe('Simulator', () => {
+  it('plays a script through an order and answers every send with sent, delivered and read', async () => {
+    const result = await runScript(sim, {
+      steps: [
+        { send: 'hi', expect: ['what is your name'] },
+        {
+          send: 'Jane',
+          expect: [
+            {
+              text: 'which product',
+              choices: ['Trail Shoe', 'Rain Jacket', 'Day Pack'],
+              kind: 'interactive:button',
+            },
+          ],
+        },
+        { send: '1', expect: ['ship'] },
+        {
+          send: '5 Elm St',
+          expect: [{ match: 'Trail Shoe for Jane, shipped to 5 Elm St', choices: ['Confirm', 'Cancel'] }],
+        },
+        { send: '/pick cancel', expect: ['cancelled'] },
+      ],
+    });
+    expect(result).toEqual({ ok: true, stepsPassed: 5, failures: [] });
+    await sim.drain();
+    expect(sim.statusFailures).toBe(0);
+    const [session] = await baton.backend.findSessions(sim.currentUser);
+    expect(session).toMatchObject({
+      step: 'cancelled',
+      data: { customer_name: 'Jane', product_id: 'sku_550e', shipping_address: '5 Elm St' },
+    });
+    const sent = await baton.backend.outbound(key(sim.currentUser));
+    expect(sent).toHaveLength(5);
+    expect(sent.map((m) => m.status)).toEqual(['read', 'read', 'read', 'read', 'read']);
+    expect(sent.map((m) => m.providerMessageId).sort()).toEqual(replies.map((r) => r.wamid).sort());
+  });
+
+  it('reports a script whose replies do not come, and unexpected extra replies', async () => {
+    const missing = await runScript(sim, {
+      timeoutMs: 1500,
+      settleMs: 100,
+      steps: [{ send: 'hi', expect: ['name', 'a second reply'] }],
+    });
+    expect(missing.ok).toBe(false);
+    expect(missing.failures).toEqual(['step 1 ("hi"): reply 2 of 2 never came ("a second reply")']);
+    const wrong = await runScript(sim, {
+      timeoutMs: 1500,
+      steps: [{ send: 'Jane', expect: [{ choices: ['Trail Shoe'] }] }],
+    });
+    expect(wrong.failures[0]).toMatch(
+      /expected choices \["Trail Shoe"\], got \["Trail Shoe","Rain Jacket","Day Pack"\]/,
+    );
+    const extra = await runScript(sim, { settleMs: 1000, steps: [{ send: 'reset', expect: [] }] });
+    expect(extra.failures[0]).toMatch(
+      /^step 1 \("reset"\): unexpected reply: Hi! Let us get your order started/,
+    );
+  });
+
+  it('/replay delivers the same webhook again: acknowledged, and answered once', async () => {
+    await sim.handleLine('hi');
+    await until(() => replies.length === 1);
+    expect(await sim.handleLine('/replay')).toEqual({ info: [], posted: [200] });
+    await quiet();
+    expect(replies).toHaveLength(1);
+  });
+
+  it('/burst sends two texts at once: one name, one product prompt', async () => {
+    await sim.handleLine('hi');
+    await until(() => replies.length === 1);
+    const res = await sim.handleLine('/burst Jane | Smith');
+    expect(res.posted).toEqual([200, 200]);
+    await until(() => replies.length === 2);
+    await quiet();
+    expect(replies).toHaveLength(2);
+    expect(replies[1]!.rendered.lines[0]).toBe('Thanks, Jane Smith. Which product would you like?');
+  });
+
+  it('/user switches users; each has a session of its own and its own menu', async () => {
+    await sim.handleLine('hi');
+    await until(() => replies.length === 1);
+    expect((await sim.handleLine('/user 2')).info).toEqual([`now talking as user 2 (${firstUser + 1})`]);
+    await sim.handleLine('hello');
+    await until(() => replies.length === 2);
+    expect(replies.map((r) => [r.label, r.user])).toEqual([
+      ['1', String(firstUser)],
+      ['2', String(firstUser + 1)],
+    ]);
+    // No menu yet for user 2: a number is a text (the name).
+    await sim.handleLine('2');
+    await until(() => replies.length === 3);
+    expect(replies[2]!.rendered.lines[0]).toBe('Thanks, 2. Which product would you like?');
+  });
+
+  it('/image and /location are no text: the name prompt again; /react is ignored', async () => {
+    await sim.handleLine('hi');
+    await until(() => replies.length === 1);
+    expect((await sim.handleLine('/image https://example.com/cat.jpg a cat')).posted).toEqual([200]);
+    await until(() => replies.length === 2);
+    expect((await sim.handleLine('/location 52.52,13.40 Berlin')).posted).toEqual([200]);
+    await until(() => replies.length === 3);
+    expect(replies.map((r) => r.rendered.lines[0])).toEqual(
+      Array(3).fill('Hi! Let us get your order started. What is your name?'),
+    );
+    expect((await sim.handleLine('/react 👍')).posted).toEqual([200]);
+    await quiet();
+    expect(replies).toHaveLength(3);
+    const kinds = (await baton.backend.transitions(key(sim.currentUser))).map((t) => t.kind);
+    expect(kinds.slice(-3)).toEqual(['retry', 'retry', 'ignored']);
+  });
+
+  it('shows usage problems without sending, and a refused signature as the status', async () => {
+    expect(await sim.handleLine('/location north')).toEqual({
+      info: ['usage: /location <lat>,<long> [name]'],
+      posted: [],
+    });
+    expect(await sim.handleLine('/pick 1')).toEqual({
+      info: ['no buttons or rows to pick from yet'],
+      posted: [],
+    });
+    expect((await sim.handleLine('/bogus')).info[0]).toMatch(/unknown command/);
+    const forged = new Simulator({ url, graph, secret: 'wrong-secret', firstUser: String(firstUser + 50) });
+    expect(await forged.handleLine('hi')).toEqual({ info: ['webhook answered 401'], posted: [401] });
+    forged.close();
+  });
+});

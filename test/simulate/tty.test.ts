@@ -1,0 +1,104 @@
+/**
+ * `baton simulate` in a real pseudo-terminal (tmux): start the reference bot, chat through an
+ * order by typing, pick buttons by number, see the confirmation; the transcript matches.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const haveTmux = spawnSync('tmux', ['-V']).status === 0;
+if (!haveTmux && !process.env.CI) console.warn('\n!!! simulate TTY test SKIPPED: tmux is not installed\n');
+
+const socket = `baton-sim-${process.pid}`;
+const tmux = (...args: string[]): string =>
+  execFileSync('tmux', ['-L', socket, '-f', '/dev/null', ...args], { encoding: 'utf8' });
+const screen = (): string => tmux('capture-pane', '-p', '-J', '-S', '-200', '-t', 'sim');
+
+async function waitForScreen(text: string, ms = 15_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const s = screen();
+    if (s.includes(text)) return s;
+    if (Date.now() > deadline) throw new Error(`"${text}" never appeared; screen:\n${s}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const type = (line: string): void => {
+  tmux('send-keys', '-t', 'sim', '-l', line);
+  tmux('send-keys', '-t', 'sim', 'Enter');
+};
+
+const dir = mkdtempSync(join(tmpdir(), 'baton-sim-tty-'));
+afterAll(() => {
+  if (haveTmux) spawnSync('tmux', ['-L', socket, 'kill-server']);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe.skipIf(!haveTmux && !process.env.CI)('baton simulate in a terminal', () => {
+  it('chats through an order: typed text, buttons picked by number, the confirmation, a matching transcript', async () => {
+    const transcript = join(dir, 'chat.txt');
+    const cmd = [
+      process.execPath,
+      join(ROOT, 'bin/baton.mjs'),
+      'simulate',
+      '--start',
+      '--graph-port',
+      '0',
+      '--transcript',
+      transcript,
+    ]
+      .map((a) => `'${a}'`)
+      .join(' ');
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      'sim',
+      '-x',
+      '110',
+      '-y',
+      '50',
+      '-c',
+      ROOT,
+      `env -u BATON_FLOWS -u REDIS_URL -u DATABASE_URL ${cmd}; echo SIM-EXIT=$?; sleep 30`,
+    );
+    await waitForScreen('/help lists commands');
+    type('hello');
+    await waitForScreen('What is your name?');
+    type('Jane Doe');
+    await waitForScreen('[1] Trail Shoe   [2] Rain Jacket   [3] Day Pack');
+    type('3');
+    await waitForScreen('Where should we ship it?');
+    type('1 Main St, Springfield');
+    await waitForScreen('[1] Confirm   [2] Cancel');
+    type('1');
+    const final = await waitForScreen('Your order is confirmed.');
+    expect(final).toContain('Please confirm: Day Pack for Jane Doe, shipped to 1 Main St, Springfield.');
+    // What the user typed stays on screen above the bot's answers.
+    expect(final.indexOf('user 1 > Jane Doe')).toBeLessThan(final.indexOf('Which product'));
+    type('/quit');
+    // /quit leaves the chat with exit code 0.
+    await waitForScreen('SIM-EXIT=0');
+    expect(readFileSync(transcript, 'utf8')).toBe(
+      [
+        'user 1 > hello',
+        'bot > 1 | Hi! Let us get your order started. What is your name?',
+        'user 1 > Jane Doe',
+        'bot > 1 | Thanks, Jane Doe. Which product would you like?',
+        '        | [1] Trail Shoe   [2] Rain Jacket   [3] Day Pack',
+        'user 1 > (tapped) Day Pack',
+        'bot > 1 | Where should we ship it? Please send the full address.',
+        'user 1 > 1 Main St, Springfield',
+        'bot > 1 | Please confirm: Day Pack for Jane Doe, shipped to 1 Main St, Springfield.',
+        '        | [1] Confirm   [2] Cancel',
+        'user 1 > (tapped) Confirm',
+        'bot > 1 | Your order is confirmed. Thank you! Send any message to start a new order.',
+        '',
+      ].join('\n'),
+    );
+  }, 60_000);
+});

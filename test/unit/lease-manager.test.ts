@@ -1,0 +1,132 @@
+/**
+ * The lease manager (issue 7, point 7): one renewal at a time per lease, a failed renewal tried
+ * again within the TTL, and a lease that cannot be renewed for a whole TTL lost: an event,
+ * `BATON_ERR_LEASE_LOST`, and the batch in hand abandoned without writes. On real SQLite; the
+ * store's renewals are made to fail on purpose.
+ */
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import type { BatchCommit, LeaseGrant } from '../../src/backends/types.ts';
+import { orderFlow } from '../../src/bots/order.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import type { LeaseLostError } from '../../src/engine/lease-manager.ts';
+import { Metrics } from '../../src/metrics.ts';
+import type { SessionKey, StoredMessage } from '../../src/model/message.ts';
+import type { OutboundRecord, SessionSnapshot } from '../../src/model/session.ts';
+
+const TTL = 300;
+
+class FlakyRenewals extends EmbeddedBackend {
+  /** Renewals that throw before the rest succeed (Infinity: all of them). */
+  failRenewals = 0;
+  renewals = 0;
+  concurrentRenewals = 0;
+  maxConcurrentRenewals = 0;
+  commits = 0;
+  loadDelayMs = 0;
+
+  override async renewLease(lease: LeaseGrant, ttlMs: number): Promise<boolean> {
+    this.renewals += 1;
+    this.concurrentRenewals += 1;
+    this.maxConcurrentRenewals = Math.max(this.maxConcurrentRenewals, this.concurrentRenewals);
+    try {
+      // A slow store: a renewal takes longer than a tick.
+      await new Promise((r) => setTimeout(r, TTL / 5));
+      if (this.failRenewals > 0) {
+        this.failRenewals -= 1;
+        throw new Error('ECONNRESET (injected)');
+      }
+      return await super.renewLease(lease, ttlMs);
+    } finally {
+      this.concurrentRenewals -= 1;
+    }
+  }
+
+  override async load(key: SessionKey): Promise<SessionSnapshot | null> {
+    if (this.loadDelayMs > 0) await new Promise((r) => setTimeout(r, this.loadDelayMs));
+    return super.load(key);
+  }
+
+  override async commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+    this.commits += 1;
+    return super.commit(lease, batch);
+  }
+}
+
+function setup(send: (m: OutboundRecord) => Promise<{ providerMessageId: string }>) {
+  const backend = new FlakyRenewals({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+  const engine = new Engine({
+    backend,
+    flows: new Map([[orderFlow.id, orderFlow]]),
+    defaultFlow: 'order',
+    senders: { 'cloud-api': { send } },
+    bufferMs: 0,
+    lockTtlMs: TTL,
+    sessionTtlSec: 86_400,
+    maxRetries: 3,
+    logger: pino({ level: 'silent' }),
+    metrics: new Metrics(),
+  });
+  const lost: LeaseLostError[] = [];
+  engine.leases.on('lost', (e) => lost.push(e));
+  return { backend, engine, lost };
+}
+
+const key = { channel: 'c', user: 'u' };
+const hi: Omit<StoredMessage, 'seq' | 'storedAt'> = {
+  id: 'w1',
+  provider: 'cloud-api',
+  ...key,
+  timestamp: 1,
+  content: { type: 'text', body: 'hi' },
+};
+
+describe('the lease manager', () => {
+  it('keeps a lease through a renewal that fails once, never renewing one lease twice at once', async () => {
+    const slowSend = async (m: OutboundRecord) => {
+      await new Promise((r) => setTimeout(r, TTL * 2.5));
+      return { providerMessageId: `wamid.${m.seq}` };
+    };
+    const { backend, engine, lost } = setup(slowSend);
+    await backend.init();
+    backend.failRenewals = 1;
+    await backend.ingest({ messages: [hi], statuses: [] });
+    const running = engine.runSession(key);
+    // Two TTLs in, the send is still in progress: the baton must still be ours.
+    await new Promise((r) => setTimeout(r, TTL * 2));
+    expect(await backend.acquireLease(key, 'another-worker', TTL)).toBeNull();
+    await running;
+
+    expect(lost).toEqual([]);
+    expect(backend.renewals).toBeGreaterThanOrEqual(3);
+    expect(backend.maxConcurrentRenewals).toBe(1);
+    const [out] = await backend.outbound(key);
+    expect(out).toMatchObject({ status: 'sent', attempts: 1 });
+    expect(engine.leases.size).toBe(0);
+    await backend.close();
+  });
+
+  it('loses a lease whose renewals fail for longer than the TTL: event, LEASE_LOST, no write', async () => {
+    const { backend, engine, lost } = setup(async (m) => ({ providerMessageId: `wamid.${m.seq}` }));
+    await backend.init();
+    backend.failRenewals = Infinity;
+    backend.loadDelayMs = TTL * 2; // the batch is still reading when the lease runs out
+    await backend.ingest({ messages: [hi], statuses: [] });
+    await engine.runSession(key);
+
+    expect(lost).toHaveLength(1);
+    expect(lost[0]).toMatchObject({ code: 'BATON_ERR_LEASE_LOST', session: 'c:u' });
+    expect(backend.commits).toBe(0);
+    expect(await backend.load(key)).toBeNull();
+    expect((await backend.stats()).queueDepth).toBe(1);
+
+    // The store heals: the message is processed by the next holder, once.
+    backend.failRenewals = 0;
+    backend.loadDelayMs = 0;
+    await engine.runSession(key);
+    expect(await backend.load(key)).toMatchObject({ step: 'ask_name', version: 1 });
+    expect(backend.commits).toBe(1);
+    await backend.close();
+  });
+});
