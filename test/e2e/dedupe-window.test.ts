@@ -19,7 +19,9 @@ describe('a replay after the dedupe window', () => {
   it('is recorded late, not applied again, and sends nothing', async () => {
     let offsetMs = 0;
     const now = (): number => Date.now() + offsetMs;
-    h = await startHarness({ BATON_DEDUPE_TTL: '1h' }, { now });
+    // Inbound rows (the embedded dedupe store) are kept for the longer of the dedupe window and
+    // the message retention: both one hour here.
+    h = await startHarness({ BATON_DEDUPE_TTL: '1h', BATON_MESSAGE_RETENTION: '1h' }, { now });
     const u = '15556660001';
     const t = Math.floor(Date.now() / 1000);
     expect((await h.post(webhook([text(u, 'hi', t)]))).status).toBe(200);
