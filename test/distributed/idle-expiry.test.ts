@@ -1,6 +1,7 @@
 /**
  * Idle sessions leave Redis: once a session has nothing waiting, nothing unsent, its journal
- * copied and no lease, every one of its keys gets the idle TTL (BATON_SESSION_TTL); a session
+ * copied and no lease, every one of its keys but the arrival counter (a few bytes) gets the
+ * idle TTL (BATON_SESSION_TTL); a session
  * at work has none. An expired session reloads from PostgreSQL, fences above the old ones.
  */
 import { Redis } from 'ioredis';
@@ -14,7 +15,9 @@ import { makeBackend, useCleanup } from './harness.ts';
 async function sessionKeys(prefix: string, member: string): Promise<Map<string, number>> {
   const r = new Redis(REDIS_URL);
   try {
-    const keys = (await r.keys(`${prefix}:{${member}}:*`)).filter((k) => !k.includes(':seen:'));
+    const keys = (await r.keys(`${prefix}:{${member}}:*`)).filter(
+      (k) => !k.includes(':seen:') && !k.endsWith(':seq'),
+    );
     const ttls = await Promise.all(keys.map((k) => r.pttl(k)));
     return new Map(keys.map((k, i) => [k.slice(k.lastIndexOf(':') + 1), ttls[i]!]));
   } finally {

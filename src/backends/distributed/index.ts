@@ -793,7 +793,6 @@ export class DistributedBackend implements Backend {
         sk.outState,
         sk.outIndex,
         sk.pmid,
-        sk.seq,
         sk.fence,
       ],
       args: [this.idleTtlMs],

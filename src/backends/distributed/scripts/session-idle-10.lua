@@ -15,8 +15,10 @@
   KEYS[7]  outState  HASH
   KEYS[8]  outIndex  ZSET
   KEYS[9]  pmid      HASH
-  KEYS[10] seq       STRING
-  KEYS[11] fence     HASH (gone, the next lease reserves a new block in PostgreSQL, above it)
+  KEYS[10] fence     HASH (gone, the next lease reserves a new block in PostgreSQL, above it)
+
+  The arrival counter (`seq`) stays: messages stored while a session waits (say, with no
+  worker running) must keep numbering after those already in its mailbox.
 
   ARGV[1]  idle TTL, ms
 
@@ -32,7 +34,7 @@ local busy = redis.call('EXISTS', KEYS[1]) == 1
   or redis.call('LLEN', KEYS[4]) > 0
 -- A tombstone (state without a snapshot) keeps its own short TTL.
 if redis.call('HEXISTS', KEYS[5], 's') == 0 then return 0 end
-for i = 5, 11 do
+for i = 5, 10 do
   if busy then
     redis.call('PERSIST', KEYS[i])
   else
