@@ -1,8 +1,7 @@
 /**
  * Idle sessions leave Redis: once a session has nothing waiting, nothing unsent, its journal
  * copied and no lease, every one of its keys but the arrival counter (a few bytes) gets the
- * idle TTL (BATON_SESSION_TTL); a session
- * at work has none. An expired session reloads from PostgreSQL, fences above the old ones.
+ * idle TTL (BATON_SESSION_TTL); a session at work has none. An expired session reloads from PostgreSQL, fences above the old ones.
  */
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
