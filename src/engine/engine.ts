@@ -365,13 +365,15 @@ export class Engine {
           logger: this.o.logger,
           now: this.now,
           signal: held.sending,
+          count: (effect, outcome) => this.o.metrics.effects.inc({ effect, outcome }),
         }),
       ),
     ).finally(() => {
       settled = true;
     });
     run.effects = [];
-    const pollMs = Math.max(10, Math.min(100, this.o.bufferMs));
+    // How soon a reset sent during an effect is seen (the other messages wait anyway).
+    const pollMs = Math.max(20, Math.min(250, this.o.bufferMs));
     while (!settled && !held.sending.aborted) {
       await Promise.race([done, sleep(pollMs, held.sending)]);
       if (settled || held.sending.aborted) break;

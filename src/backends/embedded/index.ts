@@ -29,6 +29,7 @@ import type {
   Backend,
   BackendStats,
   BatchCommit,
+  CommitResult,
   IngestResult,
   LeaseGrant,
   LeaseInfo,
@@ -45,6 +46,9 @@ import {
   type PurgeReport,
   type RetentionOptions,
 } from '../retention.ts';
+
+/** SQLite is the only store: a commit is durable once its transaction is. */
+const DURABLE: CommitResult = Object.freeze({ durable: true });
 
 export interface EmbeddedOptions extends RetentionOptions {
   /** Directory of `baton.sqlite`; or pass `file` (`:memory:` for unit tests only). */
@@ -441,7 +445,7 @@ export class EmbeddedBackend implements Backend {
     return row ? (JSON.parse(row.snapshot) as SessionSnapshot) : null;
   }
 
-  commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+  commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
     const id = sessionId(lease);
     return this.write(() => {
       const now = this.now();
@@ -487,6 +491,7 @@ export class EmbeddedBackend implements Backend {
         this.insertDeadLetter(d);
         if (d.kind === 'inbound') dead.run(d.ref);
       }
+      return DURABLE;
     });
   }
 
