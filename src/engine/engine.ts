@@ -66,6 +66,8 @@ export interface EngineOptions {
   readonly maxSendAttempts?: number;
   /** First backoff between send attempts, milliseconds (doubles each time, 30 s cap). */
   readonly sendBackoffMs?: number;
+  /** BATON_DEDUPE_TTL: messages older than this at storage are recorded `late`. */
+  readonly dedupeTtlSec?: number;
 }
 
 /** A worker not heard from for this long is no longer counted. */
@@ -423,6 +425,7 @@ export class Engine {
       fence: lease.fence,
       sessionTtlSec: this.o.sessionTtlSec,
       maxRetries: this.o.maxRetries,
+      ...(this.o.dedupeTtlSec !== undefined ? { dedupeTtlSec: this.o.dedupeTtlSec } : {}),
     };
   }
 
