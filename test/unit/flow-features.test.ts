@@ -225,6 +225,42 @@ describe('order_status through testFlow', () => {
   });
 });
 
+describe('computed choices and effect errors', () => {
+  it('choices computed from data: offered, accepted by id, scoped to the step', async () => {
+    const f = defineFlow({
+      id: 'pick',
+      data: z.object({ options: z.array(z.string()).optional(), picked: z.string().optional() }),
+      start: 'ask',
+      steps: {
+        ask: {
+          say: 'Which sizes?',
+          to: ['pick'],
+          on: (i, c) => c.goto('pick', { options: i.type === 'text' ? i.text.split(' ') : [] }),
+        },
+        pick: {
+          say: 'Pick one',
+          choices: (d) => (d.options ?? []).map((o) => ({ id: `size_${o}`, title: o })),
+          to: ['ask'],
+          on: (i, c) => (i.type === 'choice' ? c.goto('ask', { picked: i.id }) : c.retry()),
+        },
+      },
+    });
+    const t = testFlow(f);
+    await t.send('hi');
+    const [prompt] = await t.send('S M L XL');
+    expect(prompt!.body).toMatchObject({ type: 'list' });
+    await t.tap('size_XL');
+    expect(t.data.picked).toBe('size_XL');
+  });
+
+  it('recognises an EffectError thrown by another copy of Baton (a flows module loaded from source)', () => {
+    const copy = Object.assign(new Error('no'), { name: 'EffectError', retryable: false });
+    expect(EffectError.is(copy)).toBe(true);
+    expect(EffectError.is(new Error('no'))).toBe(false);
+    expect(EffectError.is(new EffectError('x', { retryable: true }))).toBe(true);
+  });
+});
+
 describe('the error boundary', () => {
   const flowWith = (on: (text: string) => Outcome) =>
     defineFlow({
