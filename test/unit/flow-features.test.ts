@@ -119,6 +119,33 @@ describe('order_status through testFlow', () => {
     expect(t.records.at(-1)!.kind).toBe('held');
   });
 
+  it('an effect step with no effect awaited (handed back there by an agent) starts its effect on input', async () => {
+    const t = shop();
+    await t.send('ORD-12345');
+    const atStep = { ...t.state!, awaiting: undefined, version: t.state!.version };
+    const { transition } = await import('../../src/flow/transition.ts');
+    const r = transition(
+      orderStatusFlow({ apiUrl: 'http://shop.invalid' }),
+      JSON.parse(JSON.stringify(atStep)) as typeof atStep,
+      [
+        {
+          id: 'wamid.x',
+          provider: 'cloud-api',
+          channel: atStep.channel,
+          user: atStep.user,
+          timestamp: atStep.lastInteraction! + 1,
+          seq: 99,
+          storedAt: 0,
+          content: { type: 'text', body: 'hello?' },
+        },
+      ],
+      { key: atStep, nowMs: 0, worker: 'w', fence: 1, sessionTtlSec: 86_400, maxRetries: 3 },
+    );
+    expect(r.records.map((x) => x.kind)).toEqual(['advance']);
+    expect(r.started.map((x) => x.name)).toEqual(['lookup']);
+    expect(r.snapshot.awaiting?.id).toBe(r.started[0]!.id);
+  });
+
   it('hands off on request from a choice step', async () => {
     const t = shop();
     await t.send('ORD-12345');
