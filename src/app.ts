@@ -14,6 +14,7 @@ import type { Backend } from './backends/types.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
+import { importModule } from './config/module.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
 import type { FlowRouter } from './flow/router.ts';
@@ -92,7 +93,7 @@ export async function loadFlowModule(
   if (modulePath === undefined) return { flows: [orderFlow] };
   let mod: Record<string, unknown>;
   try {
-    mod = await importFlowModule(flowModuleFile(modulePath));
+    mod = await importModule(pathToFileURL(flowModuleFile(modulePath)).href);
   } catch (err) {
     throw new ConfigError(
       'BATON_FLOWS',
@@ -109,29 +110,6 @@ export async function loadFlowModule(
     throw new ConfigError('BATON_FLOWS', `"${modulePath}" exports no flow made with defineFlow`);
   const router = typeof mod.router === 'function' ? (mod.router as FlowRouter) : undefined;
   return router ? { flows, router } : { flows };
-}
-
-/**
- * Imports a flows module. A TypeScript one, under a Node that cannot load `.ts` files itself (the
- * compiled `baton` command), is loaded through tsx when tsx is installed.
- */
-async function importFlowModule(file: string): Promise<Record<string, unknown>> {
-  const url = pathToFileURL(file).href;
-  try {
-    return (await import(url)) as Record<string, unknown>;
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ERR_UNKNOWN_FILE_EXTENSION' || !/\.[mc]?ts$/.test(file))
-      throw err;
-    let tsImport: (specifier: string, parent: string) => Promise<unknown>;
-    try {
-      ({ tsImport } = (await import('tsx/esm/api')) as {
-        tsImport: (specifier: string, parent: string) => Promise<unknown>;
-      });
-    } catch {
-      throw new Error(`${file} is TypeScript: install tsx (npm i tsx), or compile it to JavaScript`);
-    }
-    return (await tsImport(url, import.meta.url)) as Record<string, unknown>;
-  }
 }
 
 /** A module path, or a folder holding `index.ts` (or `index.js`). */

@@ -146,7 +146,7 @@ async function once(
       // Stored as JSON in the mailbox: what the result handler sees is what survives that.
       return { ok: true, value: value === undefined ? null : (JSON.parse(JSON.stringify(value)) as unknown) };
     } catch (err) {
-      const retryable = !EffectError.is(err) || err.retryable;
+      const retryable = !isEffectError(err) || err.retryable;
       return { ok: false, error: err instanceof Error ? err.message : String(err), retryable };
     }
   })();
@@ -169,4 +169,17 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/**
+ * An `EffectError`, also when the author's module loaded another copy of Baton (a flow in
+ * TypeScript beside compiled Baton): recognised by name and shape, not by class identity.
+ */
+function isEffectError(err: unknown): err is EffectError {
+  return (
+    err instanceof EffectError ||
+    (err instanceof Error &&
+      err.name === 'EffectError' &&
+      typeof (err as { retryable?: unknown }).retryable === 'boolean')
+  );
 }

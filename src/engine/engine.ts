@@ -679,6 +679,7 @@ export class Engine {
       env: (lease) => this.env(lease),
       flowFor: (s) => this.flowFor(s),
       hold: (lease) => this.hold(lease),
+      toOutbound: (s, replies, started) => this.toOutbound(s, replies, started),
       flushOutbox: (lease, signal) =>
         this.flushOutbox({ lease, held: { signal, sending: signal, stop: () => undefined }, effects: [] }),
     };

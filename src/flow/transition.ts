@@ -161,6 +161,23 @@ export function adminReset(prev: SessionSnapshot, env: TransitionEnv): Transitio
   return run.result();
 }
 
+/**
+ * An agent hands the session back to the bot at `step`: a new visit of that step (version + 1,
+ * a `handback` record, its prompt sent, its effect started if it has one), `needs_agent`,
+ * `retry_count` and the agent's claim cleared, `data` kept.
+ */
+export function handbackTransition(
+  flow: Flow,
+  prev: SessionSnapshot,
+  step: string,
+  env: TransitionEnv,
+): TransitionResult {
+  const { agent: _released, ...rest } = prev;
+  const run = new BatchRun(flow, rest, env);
+  run.handback(step);
+  return run.result();
+}
+
 /** The choice a WASender user picked by typing its number or title, if any. */
 function typedChoice(choices: readonly Choice[], m: StoredMessage): Choice | undefined {
   if (m.provider !== 'wasender' || m.content.type !== 'text' || choices.length === 0) return undefined;
@@ -581,6 +598,11 @@ class BatchRun {
       body: { type: 'text', text: this.words(this.flow!.notices.handoff, { reason }) },
       isPrompt: false,
     });
+  }
+
+  /** See `handbackTransition`. */
+  handback(step: string): void {
+    this.enter('handback', step, [], {});
   }
 
   /** Enters `to` (a new visit), queues its prompt, and starts its effect if it has one. */

@@ -98,36 +98,42 @@ interface Probe {
   readonly restart: boolean;
 }
 
+const PROBE_CTX: StepContext = {
+  data: {},
+  t: (key) => key,
+  goto: (to, set) => ({ kind: 'goto', step: to, ...(set ? { set } : {}) }),
+  restart: (to, set) => ({ kind: 'goto', step: to, clear: true, ...(set ? { set } : {}) }),
+  retry: () => ({ kind: 'retry' }),
+  handoff: (reason) => ({ kind: 'handoff', reason }),
+  startOver: () => ({ kind: 'start_over' }),
+};
+
 /** Offers `input` to a step's pure handler and reports where it goes; undefined if unknown. */
-function probe(step: StepDef<string>, input: StepInput): Probe | 'retry' | undefined {
-  const ctx: StepContext<string> = {
-    data: {},
-    t: (key) => key,
-    goto: (to, set) => ({ kind: 'goto', step: to, ...(set ? { set } : {}) }),
-    restart: (to, set) => ({ kind: 'goto', step: to, clear: true, ...(set ? { set } : {}) }),
-    retry: () => ({ kind: 'retry' }),
-    handoff: (reason) => ({ kind: 'handoff', reason }),
-    startOver: () => ({ kind: 'start_over' }),
-  };
+function probe(step: StepDef, input: StepInput): Probe | 'retry' | 'handoff' | undefined {
   if (step.on === undefined) return undefined;
-  let outcome: Outcome<string> | undefined;
+  let outcome: Outcome | undefined;
   try {
-    outcome = step.on(input, ctx);
+    outcome = step.on(input, PROBE_CTX);
   } catch {
     return undefined;
   }
   if (outcome === undefined || outcome === null || typeof outcome !== 'object') return undefined;
-  if (outcome.kind === 'retry' || outcome.kind === 'handoff') return 'retry';
+  if (outcome.kind === 'retry') return 'retry';
+  if (outcome.kind === 'handoff') return 'handoff';
   if (outcome.kind === 'goto' && step.to.includes(outcome.step)) {
     return { to: outcome.step, restart: outcome.clear === true };
   }
   return undefined;
 }
 
-/** A step property the flow DSL may add (effects, hand-off); read without assuming its shape. */
-function has(step: StepDef<string>, key: string): boolean {
-  const value = (step as unknown as Record<string, unknown>)[key];
-  return value !== undefined && value !== null && value !== false;
+/** A choice's title for the map: the text itself, or what it says for empty data. */
+function titleOf(title: StepDef['choices'][number]['title']): string {
+  if (typeof title === 'string') return title;
+  try {
+    return title({}, { t: (key) => key });
+  } catch {
+    return '?';
+  }
 }
 
 /**
@@ -142,12 +148,17 @@ export function flowGraph(flow: Flow): FlowGraph {
   for (const step of flow.steps.values()) {
     const labels = new Map<string, string[]>();
     const restarts = new Set<string>();
-    let unknown = false;
+    let unknown = step.dynamicChoices !== undefined;
+    let handoff = false;
     if (step.accepts === 'choice') {
       for (const choice of step.choices) {
-        const title = typeof choice.title === 'string' ? choice.title : choice.id;
+        const title = titleOf(choice.title);
         const p = probe(step, { type: 'choice', id: choice.id, title, messageIds: [] });
         if (p === 'retry') continue;
+        if (p === 'handoff') {
+          handoff = true;
+          continue;
+        }
         if (p === undefined) {
           unknown = true;
           continue;
@@ -158,12 +169,19 @@ export function flowGraph(flow: Flow): FlowGraph {
     } else {
       const sample: StepInput = { type: 'text', text: 'hello', messageIds: [] };
       const p = probe(step, sample);
-      if (p !== undefined && p !== 'retry' && p.restart) restarts.add(p.to);
+      if (p === 'handoff') handoff = true;
+      else if (p !== undefined && p !== 'retry' && p.restart) restarts.add(p.to);
     }
     for (const to of step.to) {
       const titles = labels.get(to);
       const label =
-        step.accepts === 'choice' ? (titles && !unknown ? titles.join(' / ') : 'choice') : step.accepts;
+        step.effect !== undefined
+          ? `${step.effect.use} result`
+          : step.accepts === 'choice'
+            ? titles && !unknown
+              ? titles.join(' / ')
+              : 'choice'
+            : step.accepts;
       edges.push({ from: step.id, to, label, restart: restarts.has(to) });
     }
     nodes.push({
@@ -171,8 +189,8 @@ export function flowGraph(flow: Flow): FlowGraph {
       accepts: step.accepts,
       start: step.id === flow.start,
       terminal: false,
-      effect: has(step, 'effect'),
-      handoff: has(step, 'handoff'),
+      effect: step.effect !== undefined,
+      handoff,
     });
   }
   const terminal = (id: string): boolean => {

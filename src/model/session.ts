@@ -50,24 +50,15 @@ export interface SessionSnapshot extends SessionKey {
   readonly provider?: ProviderName;
   readonly waId?: string;
   readonly userId?: string;
-  /** The effect whose result the current visit waits for; later messages wait until it is applied. */
-  readonly awaiting?: AwaitedEffect;
-  /** Why the flow handed the session to an agent (`handoff(reason)`), while `needsAgent`. */
-  readonly handoffReason?: string;
   /**
    * The agent who took the session from the inbox. It counts only while the session still
    * needs an agent at the version it was taken at (see `agentOf` in `flow/agent.ts`).
    */
   readonly agent?: AgentClaim;
-}
-
-/** An agent's claim on a session waiting for one. */
-export interface AgentClaim {
-  readonly name: string;
-  /** Epoch milliseconds. */
-  readonly at: number;
-  /** The session's version when it was taken. */
-  readonly version: number;
+  /** The effect whose result the current visit waits for; later messages wait until it is applied. */
+  readonly awaiting?: AwaitedEffect;
+  /** Why the flow handed the session to an agent (`handoff(reason)`), while `needsAgent`. */
+  readonly handoffReason?: string;
 }
 
 /** An effect started by a step, whose result the session waits for. */
@@ -88,6 +79,15 @@ export interface EffectIntent {
   readonly input: unknown;
   /** The session's data when it started. */
   readonly data: Readonly<Record<string, unknown>>;
+}
+
+/** An agent's claim on a session waiting for one. */
+export interface AgentClaim {
+  readonly name: string;
+  /** Epoch milliseconds. */
+  readonly at: number;
+  /** The session's version when it was taken. */
+  readonly version: number;
 }
 
 export type TransitionKind =

@@ -37,6 +37,7 @@ import type {
   Backend,
   BackendStats,
   BatchCommit,
+  CommitResult,
   IngestResult,
   LeaseGrant,
   LeaseInfo,
@@ -130,6 +131,11 @@ export interface DistributedBackendOptions {
   /** PostgreSQL pool size (10). */
   readonly poolSize?: number;
 }
+
+/** Every store the mode writes through has the commit. */
+const DURABLE: CommitResult = Object.freeze({ durable: true });
+/** Applied and journaled in Redis; PostgreSQL's copy is pending. */
+const JOURNALED: CommitResult = Object.freeze({ durable: false });
 
 const JOURNAL_PAGE = 500;
 /** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
@@ -785,7 +791,7 @@ export class DistributedBackend implements Backend {
     };
   }
 
-  async commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+  async commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
     const sk = this.keys.session(lease);
     const id = randomUUID();
     const outbound = batch.outbound.map((o) => splitOutbound(o, 1));
@@ -861,7 +867,17 @@ export class DistributedBackend implements Backend {
       throw new VersionConflictError(sessionId(lease), batch.expectedVersion);
     if (code !== 0) throw new Error(`commit returned ${scriptCodeName(code)}`);
     this.rememberOutbound(batch.outbound);
-    if (this.writeThrough) await this.makeDurable(lease, sk.member, id, lease.fence);
+    if (!this.writeThrough) return DURABLE;
+    try {
+      await this.makeDurable(lease, sk.member, id, lease.fence);
+      return DURABLE;
+    } catch (err) {
+      // Applied and journaled in Redis; PostgreSQL takes its copy when it is back (the flusher
+      // was told). The commit took effect: say so rather than fail it.
+      if (!(err instanceof StorageUnavailableError)) throw err;
+      this.log.warn({ session: sessionId(lease) }, 'commit applied in Redis; PostgreSQL copy pending');
+      return JOURNALED;
+    }
   }
 
   /**

@@ -29,6 +29,7 @@ import type {
   Backend,
   BackendStats,
   BatchCommit,
+  CommitResult,
   IngestResult,
   LeaseGrant,
   LeaseInfo,
@@ -37,6 +38,9 @@ import type {
 } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
 import { MIGRATIONS } from './schema.ts';
+
+/** SQLite is the only store: a commit is durable once its transaction is. */
+const DURABLE: CommitResult = Object.freeze({ durable: true });
 
 export interface EmbeddedOptions {
   /** Directory of `baton.sqlite`; or pass `file` (`:memory:` for unit tests only). */
@@ -362,7 +366,7 @@ export class EmbeddedBackend implements Backend {
     return row ? (JSON.parse(row.snapshot) as SessionSnapshot) : null;
   }
 
-  commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+  commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
     const id = sessionId(lease);
     return this.write(() => {
       const now = this.now();
@@ -408,6 +412,7 @@ export class EmbeddedBackend implements Backend {
         this.insertDeadLetter(d);
         if (d.kind === 'inbound') dead.run(d.ref);
       }
+      return DURABLE;
     });
   }
 
