@@ -66,7 +66,7 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       shop = await startFakeShop();
       shop.orders.set('ORD-12345', shopOrder('ORD-12345'));
       shop.orders.set('ORD-22222', shopOrder('ORD-22222', { status: 'shipped', map_url: undefined }));
-      flow = orderStatusFlow({ apiUrl: shop.url, backoffMs: 20, timeoutMs: 1500 });
+      flow = orderStatusFlow({ apiUrl: shop.url, backoffMs: 20, timeoutMs: 3000 });
       backend = await make();
       await backend.init();
       engines = [];
@@ -199,7 +199,7 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
     });
 
     it('a timeout counts as a failed attempt and is retried with the same key', async () => {
-      shop.script('GET /orders/ORD-12345', { status: 200, body: {}, delayMs: 2500 });
+      shop.script('GET /orders/ORD-12345', { status: 200, body: {}, delayMs: 3500 });
       await say('ORD-12345');
       await atStep('show_status');
       const gets = shop.callsTo('GET /orders/ORD-12345');
