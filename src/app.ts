@@ -136,7 +136,8 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   await backend.init();
 
   // Ingress and workers in one process: batches wait for webhooks of their window still being stored.
-  const intake = roles.ingress && roles.worker ? new IntakeGate() : undefined;
+  const intake =
+    roles.ingress && roles.worker ? new IntakeGate(opts.now ? { now: opts.now } : {}) : undefined;
   const engine = new Engine({
     backend,
     ...(intake ? { intake } : {}),
@@ -170,6 +171,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const server = buildServer({
     backend,
     ...(intake ? { intake } : {}),
+    ...(opts.now ? { now: opts.now } : {}),
     metrics,
     logger,
     providers: {

@@ -22,6 +22,10 @@ export const ERROR_CODES = {
   BATON_ERR_SEND_RETRYABLE: { status: 502, message: 'The gateway refused the send for now' },
   BATON_ERR_SEND_PERMANENT: { status: 502, message: 'The gateway refused the send' },
   BATON_ERR_LEASE_LOST: { status: 409, message: 'The lease could not be renewed' },
+  BATON_ERR_SNAPSHOT_FORMAT: {
+    status: 500,
+    message: 'A stored session is in a format this Baton cannot read',
+  },
   BATON_ERR_PROVIDER_OFF: { status: 404, message: 'This webhook route is off: its secret is not configured' },
   BATON_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Webhook bodies must be application/json' },
   BATON_ERR_RENDER_UNAVAILABLE: { status: 500, message: 'No browser to render a PNG with' },

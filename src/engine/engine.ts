@@ -9,7 +9,7 @@ import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Backend, LeaseGrant } from '../backends/types.ts';
-import { FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
+import { BatonError, FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
 import type { Flow } from '../flow/define.ts';
 import type { FlowRouter } from '../flow/router.ts';
 import {
@@ -34,7 +34,12 @@ import {
   type SessionKey,
   type StoredMessage,
 } from '../model/message.ts';
-import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../model/session.ts';
+import {
+  checkSnapshotFormat,
+  type DeadLetter,
+  type OutboundRecord,
+  type SessionSnapshot,
+} from '../model/session.ts';
 import * as agentOps from './agent.ts';
 import { runEffect } from './effects.ts';
 
@@ -312,6 +317,7 @@ export class Engine {
     let computed: { result: TransitionResult; snapshot: SessionSnapshot; outbound: OutboundRecord[] };
     for (let attempt = 1; ; attempt += 1) {
       try {
+        if (base !== null) checkSnapshotFormat(base);
         const result = transition(flow, base, resolved, this.env(lease));
         computed = {
           result,
@@ -323,7 +329,10 @@ export class Engine {
         };
         break;
       } catch (err) {
-        const failure = asFlowFailure(err, flow.id, base?.step ?? null);
+        const failure =
+          err instanceof BatonError && !(err instanceof FlowRuntimeError) && !err.retryable
+            ? err
+            : asFlowFailure(err, flow.id, base?.step ?? null);
         if (failure.retryable && attempt < BATCH_ATTEMPTS) {
           this.o.logger.warn(
             { err: failure, session: logSessionId(lease), attempt },
@@ -515,7 +524,7 @@ export class Engine {
     lease: LeaseGrant,
     prev: SessionSnapshot | null,
     batch: StoredMessage[],
-    err: FlowRuntimeError,
+    err: BatonError,
     attempts: number,
   ): Promise<void> {
     this.o.logger.error(

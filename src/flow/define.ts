@@ -236,6 +236,17 @@ export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = 
     readonly error?: string;
   };
   readonly words?: WordsSpec<D>;
+  /**
+   * Upgrades the data of a session stored by an earlier `version` of this flow, before its next
+   * batch (then the data schema, if any, checks the result).
+   */
+  readonly migrate?: (data: FlowData, fromVersion: number) => D;
+  /**
+   * Steps this flow no longer has, and the step their sessions continue at (recorded as an
+   * `advance` from the old step). A session at a removed step not listed here is held for an
+   * agent (recorded `escalated`), never silently restarted.
+   */
+  readonly moved?: { readonly [removed: string]: NoInfer<S> };
 }
 
 /** The step ids and data shape of a flow, kept for the types only. */
@@ -260,6 +271,9 @@ export interface Flow<S extends string = string> {
   readonly effects: ReadonlyMap<string, EffectDef<unknown, unknown>>;
   readonly data?: DataSchema<FlowData>;
   readonly words?: WordsSpec<FlowData>;
+  readonly migrate?: (data: FlowData, fromVersion: number) => FlowData;
+  /** Removed step -> the step its sessions continue at. */
+  readonly moved: ReadonlyMap<string, string>;
 }
 
 /** A flow as `defineFlow` returns it: the runtime shape, plus its step ids and data shape for the types. */
@@ -322,6 +336,12 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
   const ids = Object.keys(spec.steps) as S[];
   if (ids.length === 0) fail('has no steps');
   if (!ids.includes(spec.start)) fail(`start step "${spec.start}" is not defined`);
+  const moved = new Map<string, string>();
+  for (const [removed, to] of Object.entries(spec.moved ?? {}) as [string, S][]) {
+    if (ids.includes(removed as S)) fail(`moved: "${removed}" is still a step of this flow`);
+    if (!ids.includes(to)) fail(`moved: "${removed}" goes to unknown step "${to}"`);
+    moved.set(removed, to);
+  }
 
   const effects = new Map<string, EffectDef<unknown, unknown>>();
   for (const [name, def] of Object.entries(spec.effects ?? {})) {
@@ -427,6 +447,8 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
     choiceOwner,
     choiceSteps,
     resetKeywords: new Set((spec.resetKeywords ?? DEFAULT_RESET_KEYWORDS).map((k) => k.trim().toLowerCase())),
+    moved,
+    ...(spec.migrate !== undefined ? { migrate: spec.migrate as (d: FlowData, v: number) => FlowData } : {}),
     notices: {
       stale: (spec.notices?.stale ??
         'That button belongs to an earlier question; this conversation has moved on.') as Words<FlowData>,

@@ -236,6 +236,7 @@ class BatchRun {
 
   run(ordered: ResolvedMessage[]): TransitionResult {
     const flow = this.flow!;
+    this.upgrade();
     if (flow.data && this.s.step !== null && !flow.data.safeParse(this.s.data).success) {
       // Stored data that no longer fits the flow's schema is never misread: the session restarts.
       this.leaveVisit();
@@ -607,6 +608,27 @@ class BatchRun {
       body: { type: 'text', text: this.words(this.flow!.notices.handoff, { reason }) },
       isPrompt: false,
     });
+  }
+
+  /**
+   * A session stored by an earlier version of the flow: its data goes through the flow's
+   * `migrate`, and a step the flow no longer has is left for the step `moved` names (an
+   * `advance`), or the session is held for an agent (`escalated`). Never misread, never silently
+   * restarted.
+   */
+  private upgrade(): void {
+    const flow = this.flow!;
+    const old = this.s.step;
+    if (old === null) return;
+    const from = this.s.flowVersion;
+    if (flow.migrate !== undefined && from < flow.version) {
+      const data = this.guard(null, `migrate from version ${from}`, () => flow.migrate!(this.s.data, from));
+      this.s = { ...this.s, data, flowVersion: flow.version };
+    }
+    if (flow.steps.has(old) || this.s.needsAgent) return;
+    const to = flow.moved.get(old);
+    if (to !== undefined) this.enter('advance', to, [], {});
+    else this.escalate([], `step "${old}" is no longer in flow ${flow.id} (version ${flow.version})`);
   }
 
   /** See `handbackTransition`. */

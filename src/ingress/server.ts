@@ -50,6 +50,8 @@ export interface ServerDeps extends AdminDeps {
   readonly backend: Backend;
   /** Webhooks received and not yet stored, for the engine's batches (same process). */
   readonly intake?: IntakeGate;
+  /** The clock the stores use (tests inject one): webhooks' arrival times are read from it. */
+  readonly now?: () => number;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly providers: { readonly whatsapp: Provider; readonly wasender: Provider };
@@ -143,7 +145,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   };
   app.addHook('onRequest', async (req) => {
     if (req.method !== 'POST' || !req.url.startsWith('/webhooks/')) return;
-    const at = Date.now();
+    const at = (deps.now ?? Date.now)();
     arrivals.set(req, { at, token: deps.intake?.begin(at) });
   });
   app.addHook('onResponse', async (req) => done(req));

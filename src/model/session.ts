@@ -2,10 +2,26 @@
  * Sessions, transition records and outbound messages: what Baton persists.
  * @module
  */
+import { BatonError } from '../errors.ts';
 import type { ProviderName, SessionKey } from './message.ts';
 
 /** Version of the persisted snapshot layout. Bump it and add a migration on any change. */
 export const SNAPSHOT_FORMAT = 1;
+
+/**
+ * Refuses a stored snapshot this Baton cannot read (written by a newer one, or not a snapshot):
+ * it is never misread. The engine dead-letters the batch (replayable once a Baton that reads
+ * that format runs).
+ * @throws BatonError `BATON_ERR_SNAPSHOT_FORMAT`
+ */
+export function checkSnapshotFormat(s: SessionSnapshot): void {
+  const format: unknown = (s as { format?: unknown }).format;
+  if (format === SNAPSHOT_FORMAT) return;
+  throw new BatonError(
+    'BATON_ERR_SNAPSHOT_FORMAT',
+    `session ${s.channel}:${s.user} is stored in format ${String(format)}; this Baton reads format ${SNAPSHOT_FORMAT}`,
+  );
+}
 
 /** The session object exactly as SPEC section 4 pins it. */
 export interface SessionView {

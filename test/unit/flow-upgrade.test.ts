@@ -1,0 +1,177 @@
+/**
+ * Snapshots that know their version (issue 7, point 8): data stored by an earlier flow version
+ * goes through the flow's `migrate`; a session at a step the flow no longer has continues at the
+ * step `moved` names (recorded), or is held for an agent (recorded), never silently restarted;
+ * a snapshot in a format this Baton cannot read is never misread (the batch is dead-lettered).
+ */
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { FlowDefinitionError } from '../../src/errors.ts';
+import { defineFlow, type FlowData } from '../../src/flow/define.ts';
+import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
+import { Metrics } from '../../src/metrics.ts';
+import type { SessionSnapshot } from '../../src/model/session.ts';
+
+const key = { channel: 'ch', user: 'u1' };
+const env = { key, nowMs: 1_000_000, worker: 'w', fence: 3, sessionTtlSec: 86_400, maxRetries: 3 };
+
+let seq = 0;
+function txt(body: string, ts: number): ResolvedMessage {
+  seq += 1;
+  return {
+    id: `m${seq}`,
+    provider: 'cloud-api',
+    ...key,
+    timestamp: ts,
+    seq,
+    storedAt: 0,
+    content: { type: 'text', body },
+  };
+}
+
+/** Version 1 asked for a `name` at `ask_name`, then a city at `ask_city`. */
+function storedV1(step: string, data: FlowData): SessionSnapshot {
+  return {
+    ...key,
+    format: 1,
+    flow: 'signup',
+    flowVersion: 1,
+    step,
+    data,
+    version: 4,
+    visitVersion: 4,
+    lastInteraction: 100,
+    lastMessageId: 'm0',
+    retryCount: 0,
+    needsAgent: false,
+    createdAt: 0,
+    outboundSeq: 4,
+  };
+}
+
+/** Version 2 stores `first` and `last` and renamed `ask_city` to `ask_town`. */
+const v2 = defineFlow({
+  id: 'signup',
+  version: 2,
+  start: 'ask_first',
+  migrate: (data, from) => {
+    if (from >= 2) return data;
+    const [first = '', ...rest] = (typeof data.name === 'string' ? data.name : '').split(' ');
+    const { name: _name, ...others } = data;
+    return { ...others, first, last: rest.join(' ') };
+  },
+  moved: { ask_name: 'ask_first', ask_city: 'ask_town' },
+  steps: {
+    ask_first: {
+      say: 'First name?',
+      accepts: 'text',
+      to: ['ask_town'],
+      on: (i, c) => (i.type === 'text' ? c.goto('ask_town', { first: i.text }) : c.retry()),
+    },
+    ask_town: {
+      say: 'Town?',
+      accepts: 'text',
+      to: ['done'],
+      on: (i, c) => (i.type === 'text' ? c.goto('done', { town: i.text }) : c.retry()),
+    },
+    done: { say: 'Done', accepts: 'any', to: ['ask_first'], on: (_i, c) => c.restart('ask_first') },
+  },
+});
+
+/** Version 3 dropped `ask_town` with no rule for it. */
+const v3 = defineFlow({
+  id: 'signup',
+  version: 3,
+  start: 'ask_first',
+  steps: {
+    ask_first: { say: 'First name?', accepts: 'text', to: ['done'], on: (_i, c) => c.goto('done') },
+    done: { say: 'Done', accepts: 'any', to: ['ask_first'], on: (_i, c) => c.restart('ask_first') },
+  },
+});
+
+describe('a session stored by an earlier version of its flow', () => {
+  it("migrates its data with the flow's rule, then moves it off a removed step, recorded", () => {
+    const r = transition(v2, storedV1('ask_city', { name: 'Ana Maria Lima' }), [txt('Lisboa', 101)], env);
+    expect(r.snapshot).toMatchObject({
+      step: 'done',
+      flowVersion: 2,
+      version: 6,
+      data: { first: 'Ana', last: 'Maria Lima', town: 'Lisboa' },
+    });
+    expect(r.snapshot.data).not.toHaveProperty('name');
+    expect(r.records.map((x) => [x.kind, x.from_step, x.to_step, x.message_ids.length])).toEqual([
+      ['advance', 'ask_city', 'ask_town', 0],
+      ['advance', 'ask_town', 'done', 1],
+    ]);
+    // The moved-to step's prompt was answered in the same batch: only the last prompt goes.
+    expect(r.effects.map((e) => e.step)).toEqual(['done']);
+  });
+
+  it('holds a session at a removed step with no rule for an agent, never restarting it', () => {
+    const stored = { ...storedV1('ask_town', { first: 'Ana', last: 'Lima' }), flowVersion: 2 };
+    const r = transition(v3, stored, [txt('Porto', 101)], env);
+    expect(r.snapshot).toMatchObject({ needsAgent: true, version: 5, data: { first: 'Ana', last: 'Lima' } });
+    expect(r.records.map((x) => x.kind)).toEqual(['escalated', 'held']);
+    expect(r.effects).toHaveLength(1); // the hand-off notice
+    expect(r.effects[0]!.isPrompt).toBe(false);
+  });
+
+  it('refuses a moved rule that names a current step or an unknown one, when the flow loads', () => {
+    const base = {
+      id: 'x',
+      start: 'a' as const,
+      steps: {
+        a: { say: 'A', accepts: 'any' as const, to: [] as never[], on: () => ({ kind: 'retry' as const }) },
+      },
+    };
+    expect(() => defineFlow({ ...base, moved: { a: 'a' } })).toThrow(FlowDefinitionError);
+    expect(() => defineFlow({ ...base, moved: { gone: 'nope' as 'a' } })).toThrow(/unknown step "nope"/);
+  });
+});
+
+describe('a snapshot in a format this Baton cannot read', () => {
+  it('is never misread: the batch is dead-lettered with BATON_ERR_SNAPSHOT_FORMAT, the snapshot kept', async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3650 * 86400 });
+    await backend.init();
+    const engine = new Engine({
+      backend,
+      flows: new Map([[v2.id, v2]]),
+      defaultFlow: 'signup',
+      senders: { 'cloud-api': { send: async (m) => ({ providerMessageId: m.id }) } },
+      bufferMs: 0,
+      lockTtlMs: 5000,
+      sessionTtlSec: 86_400,
+      maxRetries: 3,
+      logger: pino({ level: 'silent' }),
+      metrics: new Metrics(),
+    });
+    const first = txt('Ana', 100);
+    await backend.ingest({ messages: [first], statuses: [] });
+    await engine.runSession(key);
+    const s = (await backend.load(key))!;
+    expect(s).toMatchObject({ step: 'ask_first', version: 1 });
+
+    // A newer Baton wrote this session in format 2.
+    const lease = (await backend.acquireLease(key, 'newer-baton', 5000))!;
+    await backend.commit(lease, {
+      expectedVersion: 1,
+      snapshot: { ...s, format: 2 as 1, version: 2 },
+      records: [],
+      outbound: [],
+      consumed: [],
+      deadLetters: [],
+    });
+    await backend.releaseLease(lease);
+
+    const next = txt('Lima', 101);
+    await backend.ingest({ messages: [next], statuses: [] });
+    await engine.runSession(key);
+    const [letter] = await backend.listDeadLetters(10);
+    expect(letter).toMatchObject({ kind: 'inbound', ref: next.id });
+    expect(letter!.reason).toMatch(/BATON_ERR_SNAPSHOT_FORMAT.*format 2; this Baton reads format 1/);
+    expect(await backend.load(key)).toMatchObject({ format: 2, version: 2, step: 'ask_first' });
+    await backend.close();
+  });
+});
