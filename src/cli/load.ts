@@ -27,6 +27,10 @@ export interface LoadFlags {
   json?: boolean;
   progress?: boolean;
   retaps?: string;
+  flow?: string;
+  script?: string;
+  start?: boolean;
+  shopStub?: boolean;
 }
 
 export const DEFAULT_SINK_PORT = 4010;
@@ -66,6 +70,10 @@ export function configureLoadCommand(cmd: Command): Command {
     .option('--timeout <ms>', 'how long a user waits for a reply that is due', '15000')
     .option('--max-inflight <n>', 'webhooks in flight at most', '64')
     .option('--seed <n>', 'seed of the random choices (default: random)')
+    .option('--script <file>', 'every user plays this conversation (the `baton simulate --script` format)')
+    .option('--flow <module>', 'the flow module the script drives (BATON_FLOWS of the Baton under test)')
+    .option('--start', 'start an embedded Baton with --flow on a free port, sending to the sink')
+    .option('--shop-stub', 'run the order-status shop API stub (ORDER_API_URL) for the flow')
     .option('--json', 'print the report as JSON on stdout')
     .option('--no-progress', 'no progress bar')
     .addHelpText(
