@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-// Thin launcher: load TypeScript sources through tsx, then hand argv to the CLI.
-import { register } from 'tsx/esm/api';
+// The `baton` command: runs the compiled CLI from dist/ (`npm run build` makes it).
+import { main } from '../dist/cli/main.js';
 
-register();
-const { run } = await import('../src/cli/index.ts');
-process.exitCode = await run(process.argv.slice(2));
+await main();

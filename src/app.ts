@@ -14,7 +14,7 @@ import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
-import { buildServer } from './ingress/server.ts';
+import { buildServer, type HttpLimits } from './ingress/server.ts';
 import { Metrics } from './metrics.ts';
 import {
   createCloudApiProvider,
@@ -33,6 +33,8 @@ export interface BatonOptions {
   readonly now?: () => number;
   /** Overrides for the engine (tests: fast send backoff). */
   readonly engine?: Partial<Pick<EngineOptions, 'maxSendAttempts' | 'sendBackoffMs' | 'workerId'>>;
+  /** HTTP timeouts and connection cap (default: SPEC section 3's 30 s / 10 s). */
+  readonly http?: Partial<HttpLimits>;
 }
 
 export interface Baton {
@@ -135,6 +137,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       wasender: createWasenderProvider({ webhookSecret: config.wasender.webhookSecret }),
     },
     verifyToken: config.whatsapp.verifyToken,
+    ...(opts.http ? { limits: opts.http } : {}),
     adminToken,
     flows,
     resetSession: (key) => engine.adminReset(key),

@@ -70,6 +70,31 @@ export {
 } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
 
+// Reply bodies: builders and WhatsApp's limits
+export {
+  WHATSAPP_LIMITS,
+  audio,
+  buttons,
+  document,
+  image,
+  list,
+  location,
+  replyProblems,
+  sticker,
+  template,
+  text,
+  video,
+} from './flow/replies.ts';
+export type { InteractiveOptions, MediaInput, OutboundBodyOf, TemplateOptions } from './flow/replies.ts';
+export type {
+  InteractiveHeader,
+  ListRow,
+  ListSection,
+  MediaRef,
+  OutboundBodyType,
+  TemplateComponent,
+  TemplateParameter,
+} from './model/session.ts';
 // Flow maps
 export { flowGraph, flowMermaid, renderFlowSvg } from './graph/index.ts';
 export type {

@@ -16,6 +16,7 @@ import {
   SimulateUsageError,
   type SimulateFlags,
 } from './simulate.ts';
+import { watchParent } from './parent-watch.ts';
 
 /** Loads `.env` if present (values already in the environment win). */
 function loadDotEnv(): void {
@@ -36,6 +37,22 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
     baton.logger.error({ err: reason }, 'unhandled promise rejection (a bug); still serving');
   };
   process.on('unhandledRejection', onUnhandled);
+  // Listen for the stop signals before saying "started": whoever waits for that line may
+  // signal at once.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      unwatch();
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    const unwatch = watchParent(() => {
+      out('Baton: the npm process that started it is gone');
+      stop();
+    });
+  });
   const url = await baton.start();
   if (url && config.whatsapp.appSecret === undefined) {
     out(
@@ -51,15 +68,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
   } else {
     out(`Baton worker (${baton.backend.kind}) ${baton.engine.workerId} started`);
   }
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      resolve();
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  await stopped;
   out('Baton stopping: finishing batches in hand');
   await baton.stop();
   process.off('unhandledRejection', onUnhandled);
@@ -91,11 +100,22 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .action(async (o: { concurrency: string }) => {
       code = await serve(config(), { concurrency: concurrency(o.concurrency) }, out);
     });
+  /** `ingress` and `worker` share their stores with other processes: distributed mode only. */
+  const distributed = (command: string): Config => {
+    const c = config();
+    if (c.redisUrl === undefined || c.databaseUrl === undefined) {
+      throw new BatonError(
+        'BATON_ERR_NEEDS_DISTRIBUTED',
+        `"baton ${command}" needs distributed mode: set REDIS_URL and DATABASE_URL (or run "baton start" for embedded mode)`,
+      );
+    }
+    return c;
+  };
   program
     .command('ingress')
     .description('serve webhooks and the admin API only')
     .action(async () => {
-      code = await serve(config(), { roles: { ingress: true, worker: false } }, out);
+      code = await serve(distributed('ingress'), { roles: { ingress: true, worker: false } }, out);
     });
   program
     .command('worker')
@@ -103,7 +123,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .option('--concurrency <n>', 'sessions processed at once', '32')
     .action(async (o: { concurrency: string }) => {
       code = await serve(
-        config(),
+        distributed('worker'),
         { roles: { ingress: false, worker: true }, concurrency: concurrency(o.concurrency) },
         out,
       );
@@ -203,7 +223,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
         return 0;
       return 2;
     }
-    if (err instanceof UsageError || err instanceof SimulateUsageError) {
+    if (
+      err instanceof UsageError ||
+      err instanceof SimulateUsageError ||
+      (err instanceof BatonError && err.code === 'BATON_ERR_NEEDS_DISTRIBUTED')
+    ) {
       process.stderr.write(`baton: ${err.message}\n`);
       return 2;
     }

@@ -24,6 +24,7 @@ import { LeaseLostError, LeaseManager } from './lease-manager.ts';
 import {
   logSessionId,
   sessionId,
+  trustedTimestamp,
   type ProviderName,
   type SessionKey,
   type StoredMessage,
@@ -246,7 +247,7 @@ export class Engine {
     if (first === undefined) return false;
     const windowEnd = first.storedAt + this.o.bufferMs;
     if (windowEnd > this.now()) return false; // not due yet: release reschedules it
-    const batch = pending.filter((m) => m.storedAt <= windowEnd);
+    const batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
     const started = this.now();
     const prev = await backend.load(lease);
     const resolved = await this.resolveContext(lease, batch);

@@ -106,7 +106,7 @@ export function transition(
 /** An agent's reset: fresh session at no step; nothing is sent. */
 export function adminReset(prev: SessionSnapshot, env: TransitionEnv): TransitionResult {
   const run = new BatchRun(null, prev, env);
-  run.change('admin_reset', null, [], { data: {}, retryCount: 0, needsAgent: false });
+  run.change('admin_reset', null, [], { data: {}, retryCount: 0, needsAgent: false, lastInteraction: null });
   return run.result();
 }
 

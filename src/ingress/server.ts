@@ -23,12 +23,33 @@ export const BODY_LIMIT = 4 * 1024 * 1024;
 /** After the store refuses a webhook, `/readyz` answers 503 for this long. */
 const WRITE_FAILURE_HOLD_MS = 5000;
 
+/** HTTP limits (SPEC section 3). */
+export interface HttpLimits {
+  /** A request (headers and body) not complete within this is answered 408 and closed. */
+  readonly requestTimeoutMs: number;
+  /** Headers not complete within this: 408 and closed. */
+  readonly headersTimeoutMs: number;
+  /** How often open connections are checked against the two timeouts above. */
+  readonly checkIntervalMs: number;
+  /** Connections open at once; more are refused at accept until some close. */
+  readonly maxConnections: number;
+}
+
+export const DEFAULT_HTTP_LIMITS: HttpLimits = {
+  requestTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
+  checkIntervalMs: 1_000,
+  maxConnections: 1_024,
+};
+
 export interface ServerDeps extends AdminDeps {
   readonly backend: Backend;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly providers: { readonly whatsapp: Provider; readonly wasender: Provider };
   readonly verifyToken: string | undefined;
+  /** Defaults: {@link DEFAULT_HTTP_LIMITS}. */
+  readonly limits?: Partial<HttpLimits>;
 }
 
 /** Sends a coded JSON error. */
@@ -47,11 +68,21 @@ function isJson(contentType: string | undefined): boolean {
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const logger: FastifyBaseLogger = deps.logger;
+  const limits = { ...DEFAULT_HTTP_LIMITS, ...deps.limits };
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
     logController: new LogController({ disableRequestLogging: true }),
+    // A body that trickles in holds a socket and its buffers: Node answers 408 and closes the
+    // connection once the request is not complete in time (checked every checkIntervalMs).
+    requestTimeout: limits.requestTimeoutMs,
+    http: {
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      connectionsCheckingInterval: limits.checkIntervalMs,
+    },
   });
+  app.server.maxConnections = limits.maxConnections;
 
   // Keep webhook bodies as raw bytes: the signature is checked on them before any parsing.
   app.removeAllContentTypeParsers();

@@ -76,6 +76,19 @@ export interface StoredMessage extends InboundMessage {
   readonly storedAt: number;
 }
 
+/** How far ahead of its storage time a message's timestamp may be and still be trusted. */
+export const MAX_CLOCK_AHEAD_SEC = 300;
+
+/**
+ * The message with the timestamp Baton orders it by (SPEC 1.5): WhatsApp's, unless that is
+ * more than {@link MAX_CLOCK_AHEAD_SEC} ahead of the time Baton stored the message, in which
+ * case the storage time stands in for it, so one bad clock cannot silence a user.
+ */
+export function trustedTimestamp<M extends StoredMessage>(m: M): M {
+  const stored = Math.floor(m.storedAt / 1000);
+  return m.timestamp > stored + MAX_CLOCK_AHEAD_SEC ? { ...m, timestamp: stored } : m;
+}
+
 /** Delivery states of an outbound message, in the order they may advance. */
 export const OUTBOUND_STATUS_RANK = {
   pending: 0,

@@ -83,19 +83,102 @@ export interface TransitionRecord {
   fencing_token: number;
 }
 
-/** The body of a reply, independent of the gateway. */
+/**
+ * A piece of media to send: a public HTTPS `link` WhatsApp fetches itself, or the `id` of media
+ * uploaded to the gateway beforehand.
+ */
+export type MediaRef =
+  { readonly link: string; readonly id?: never } | { readonly id: string; readonly link?: never };
+
+/** The header above an interactive message's body: text, or an image, video or document. */
+export type InteractiveHeader =
+  | { readonly type: 'text'; readonly text: string }
+  | ({ readonly type: 'image' } & MediaRef)
+  | ({ readonly type: 'video' } & MediaRef)
+  | ({ readonly type: 'document'; readonly filename?: string } & MediaRef);
+
+/** One row of a list message. */
+export interface ListRow {
+  readonly id: string;
+  readonly title: string;
+  readonly description?: string;
+}
+
+/** One section of a list message; the title may be left out only when there is one section. */
+export interface ListSection {
+  readonly title?: string;
+  readonly rows: ReadonlyArray<ListRow>;
+}
+
+/** A value filled into a template's placeholder. */
+export type TemplateParameter =
+  /** `name` fills a named placeholder (`{{order_id}}`); without it parameters fill `{{1}}`, `{{2}}`... in order. */
+  | { readonly type: 'text'; readonly text: string; readonly name?: string }
+  | ({ readonly type: 'image' } & MediaRef)
+  | ({ readonly type: 'video' } & MediaRef)
+  | ({ readonly type: 'document'; readonly filename?: string } & MediaRef)
+  /** What a quick-reply button sends back when tapped. */
+  | { readonly type: 'payload'; readonly payload: string };
+
+/** The values for one component of an approved template. */
+export type TemplateComponent =
+  | { readonly type: 'header' | 'body'; readonly parameters: ReadonlyArray<TemplateParameter> }
+  | {
+      readonly type: 'button';
+      /** `quick_reply` buttons take a `payload`; `url` buttons a `text` suffix for their URL. */
+      readonly subType: 'quick_reply' | 'url';
+      /** Position of the button in the template, from 0. */
+      readonly index: number;
+      readonly parameters: ReadonlyArray<TemplateParameter>;
+    };
+
+/**
+ * The body of a reply, independent of the gateway. Build them with the helpers of
+ * `src/flow/replies.ts` and check them with `replyProblems`.
+ */
 export type OutboundBody =
-  | { type: 'text'; text: string }
-  | { type: 'buttons'; text: string; buttons: ReadonlyArray<{ id: string; title: string }> }
+  | {
+      type: 'text';
+      text: string;
+      /** Ask WhatsApp to show a preview of the first URL in the text. */
+      previewUrl?: boolean;
+    }
+  | {
+      type: 'buttons';
+      text: string;
+      buttons: ReadonlyArray<{ id: string; title: string }>;
+      header?: InteractiveHeader;
+      footer?: string;
+    }
   | {
       type: 'list';
       text: string;
+      /** Label of the button that opens the list. */
       button: string;
-      sections: ReadonlyArray<{
-        title: string;
-        rows: ReadonlyArray<{ id: string; title: string; description?: string }>;
-      }>;
+      sections: ReadonlyArray<ListSection>;
+      /** WhatsApp allows only a text header on lists. */
+      header?: InteractiveHeader;
+      footer?: string;
+    }
+  | ({ type: 'image'; caption?: string } & MediaRef)
+  | ({ type: 'video'; caption?: string } & MediaRef)
+  | ({ type: 'document'; caption?: string; filename?: string } & MediaRef)
+  | ({ type: 'audio' } & MediaRef)
+  | ({ type: 'sticker' } & MediaRef)
+  | { type: 'location'; latitude: number; longitude: number; name?: string; address?: string }
+  | {
+      /** An approved message template: the only kind WhatsApp delivers outside the 24-hour window. */
+      type: 'template';
+      name: string;
+      /** Language code the template was approved in, e.g. `en_US`. */
+      language: string;
+      components?: ReadonlyArray<TemplateComponent>;
+      /** The template as the user would read it, for gateways that cannot send templates. */
+      text?: string;
     };
+
+/** The kinds of {@link OutboundBody}. */
+export type OutboundBodyType = OutboundBody['type'];
 
 export type OutboundStatus = 'pending' | 'sending' | 'sent' | 'delivered' | 'read' | 'played' | 'failed';
 
@@ -148,9 +231,14 @@ export interface DeadLetter {
   replayedAt?: number;
 }
 
-/** ISO 8601 of a Unix-seconds timestamp, without milliseconds (WhatsApp's resolution). */
+/**
+ * ISO 8601 of a Unix-seconds timestamp, without milliseconds (WhatsApp's resolution). Total:
+ * a value outside what a date can hold (stored before timestamps were capped) is clamped into
+ * that range rather than throwing.
+ */
 export function isoSeconds(unixSeconds: number): string {
-  return new Date(unixSeconds * 1000).toISOString().replace('.000Z', 'Z');
+  const ms = Number.isFinite(unixSeconds) ? Math.max(-8.64e15, Math.min(8.64e15, unixSeconds * 1000)) : 0;
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 /** The pinned session object for a snapshot. */

@@ -42,9 +42,14 @@ export function arr(parent: JsonObject | undefined, key: string): readonly unkno
   return Array.isArray(v) ? (v as readonly unknown[]) : undefined;
 }
 
+/** The last second a JavaScript `Date` (and so an ISO string) can hold: +275760-09-13. */
+export const MAX_UNIX_SECONDS = 8.64e12;
+
 /**
  * A Unix-seconds timestamp given as a number or a numeric string (WhatsApp sends strings).
  * Values that look like milliseconds (after the year 33658 as seconds) are divided by 1000.
+ * Absurdly large values are capped at {@link MAX_UNIX_SECONDS}, so every timestamp is a valid
+ * date; the engine then replaces any stamp far ahead of its storage time (SPEC 1.5).
  */
 export function unixSeconds(value: unknown): number | undefined {
   let n: number;
@@ -52,5 +57,5 @@ export function unixSeconds(value: unknown): number | undefined {
   else if (typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value)) n = Number(value);
   else return undefined;
   if (!Number.isFinite(n) || n < 0) return undefined;
-  return n >= 1e12 ? Math.floor(n / 1000) : Math.floor(n);
+  return Math.min(n >= 1e12 ? Math.floor(n / 1000) : Math.floor(n), MAX_UNIX_SECONDS);
 }

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../support/procs.ts';
+import { childEnv, freePort } from '../support/procs.ts';
 
 const run = promisify(execFile);
 
@@ -75,7 +75,7 @@ async function spawnNode(): Promise<Node> {
   ];
   try {
     const proc = await new Promise<ChildProcess>((resolve, reject) => {
-      const p = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn('redis-server', args, { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       p.stdout.on('data', (d: Buffer) => {
         out += d.toString();

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, VERIFY_TOKEN, type Harness } from '../support/harness.ts';
 import { statusWebhook, text, webhook } from '../support/payloads.ts';
 
-const FIXTURES = resolve(import.meta.dirname, '../../../shared/fixtures/cloud-api');
+const FIXTURES = resolve(import.meta.dirname, '../fixtures/cloud-api');
 
 let h: Harness;
 beforeAll(async () => {

@@ -5,7 +5,7 @@ import { BatonError } from '../../src/errors.ts';
 import type { InboundMessage, MessageContent } from '../../src/model/message.ts';
 import { parseCloudApiWebhook, parseCloudApiWebhookReport } from '../../src/providers/cloud-api/parse.ts';
 
-const FIXTURES = path.resolve(import.meta.dirname, '../../../shared/fixtures/cloud-api');
+const FIXTURES = path.resolve(import.meta.dirname, '../fixtures/cloud-api');
 
 /** Every fixture case as `[file, case, body]`. */
 function loadFixtures(): Array<[string, string, unknown]> {

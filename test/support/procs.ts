@@ -1,11 +1,57 @@
 /**
- * Spawns real `baton` processes (the CLI, as an operator runs it) and stops them.
+ * Spawns real `baton` processes (the CLI, as an operator runs it, from the TypeScript
+ * sources through `scripts/baton-dev.mjs`) and stops them. A child gets an explicit
+ * environment: nothing of the test runner's own (no REDIS_URL, DATABASE_URL, BATON_*...)
+ * leaks into it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+
+/** The launcher that runs `baton` from src/ (no build needed). */
+export const BATON_DEV = resolve(ROOT, 'scripts/baton-dev.mjs');
+
+/** What a child process may take from the runner's environment: where things are, no config. */
+const PASSED = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'SYSTEMROOT'];
+
+/** An explicit environment for a child: the few variables in {@link PASSED}, then `extra`. */
+export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of PASSED) {
+    const v = process.env[k];
+    if (v !== undefined) env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
+/** Runs `baton <args>` to its end and returns its exit code and output. */
+export function runBaton(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [BATON_DEV, ...args], {
+    cwd: ROOT,
+    env: childEnv({ LOG_LEVEL: 'warn', ...env }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((res, rej) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      rej(new Error(`baton ${args.join(' ')} did not exit within ${timeoutMs} ms:\n${stdout}${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      res({ code, stdout, stderr });
+    });
+  });
+}
 
 export interface BatonProcess {
   readonly child: ChildProcess;
@@ -30,9 +76,9 @@ export function spawnBaton(
   env: Record<string, string>,
   readyLine = /listening on|worker .* started/,
 ): Promise<BatonProcess> {
-  const child = spawn(process.execPath, [resolve(ROOT, 'bin/baton.mjs'), ...args], {
+  const child = spawn(process.execPath, [BATON_DEV, ...args], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    env: childEnv({ LOG_LEVEL: 'warn', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

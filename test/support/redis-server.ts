@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './procs.ts';
+import { childEnv, freePort } from './procs.ts';
 
 /** A running private Redis. */
 export interface PrivateRedis {
@@ -52,6 +52,7 @@ function spawnRedis(port: number, dir: string): Promise<ChildProcess> {
     const args = ['--port', String(port), '--bind', '127.0.0.1'];
     const durability = ['--appendonly', 'yes', '--appendfsync', 'always', '--save', ''];
     const p = spawn('redis-server', [...args, ...durability, '--dir', dir], {
+      env: childEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { lockDataDir, type DirLock } from './dir-lock.ts';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
@@ -79,6 +80,8 @@ export class EmbeddedBackend implements Backend {
   private flushScheduled = false;
   private purgeTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** The data directory's lock (none for an explicit `file`, such as `:memory:`). */
+  private readonly dirLock: DirLock | null = null;
 
   constructor(private readonly opts: EmbeddedOptions) {
     this.now = opts.now ?? Date.now;
@@ -86,9 +89,15 @@ export class EmbeddedBackend implements Backend {
     if (file === undefined) {
       const dir = opts.dataDir ?? './data';
       mkdirSync(dir, { recursive: true });
+      this.dirLock = lockDataDir(dir);
       file = join(dir, 'baton.sqlite');
     }
-    this.db = new Database(file);
+    try {
+      this.db = new Database(file);
+    } catch (err) {
+      this.dirLock?.release();
+      throw err;
+    }
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
@@ -140,6 +149,7 @@ export class EmbeddedBackend implements Backend {
     this.flush();
     this.due.close();
     this.db.close();
+    this.dirLock?.release();
   }
 
   async health(): Promise<Record<string, boolean>> {

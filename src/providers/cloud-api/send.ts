@@ -7,7 +7,14 @@
  * @module
  */
 import { SendError } from '../../errors.ts';
-import type { OutboundBody, OutboundRecord } from '../../model/session.ts';
+import type {
+  InteractiveHeader,
+  MediaRef,
+  OutboundBody,
+  OutboundRecord,
+  TemplateComponent,
+  TemplateParameter,
+} from '../../model/session.ts';
 import type { JsonObject } from '../json.ts';
 import { arr, isObject, num, obj, str } from '../json.ts';
 import type { HttpSendOptions, JsonResponse } from '../http.ts';
@@ -39,16 +46,49 @@ export type CloudApiMessageBody = {
   /** A business-scoped user id (`US.1349…`), used when no phone number is known. */
   readonly recipient?: string;
   readonly biz_opaque_callback_data: string;
-} & (
-  | { readonly type: 'text'; readonly text: { readonly body: string } }
+} & CloudApiContent;
+
+/** A media object of a send: by `link` or uploaded media `id`. */
+export type CloudApiMedia = ({ readonly link: string } | { readonly id: string }) & {
+  readonly caption?: string;
+  readonly filename?: string;
+};
+
+/** The `type` and the object named after it, for every kind Baton sends. */
+export type CloudApiContent =
+  | { readonly type: 'text'; readonly text: { readonly body: string; readonly preview_url?: boolean } }
+  | { readonly type: 'image'; readonly image: CloudApiMedia }
+  | { readonly type: 'video'; readonly video: CloudApiMedia }
+  | { readonly type: 'document'; readonly document: CloudApiMedia }
+  | { readonly type: 'audio'; readonly audio: CloudApiMedia }
+  | { readonly type: 'sticker'; readonly sticker: CloudApiMedia }
+  | {
+      readonly type: 'location';
+      readonly location: {
+        /** Decimal degrees, written as a string as Meta's schema and examples do. */
+        readonly latitude: string;
+        readonly longitude: string;
+        readonly name?: string;
+        readonly address?: string;
+      };
+    }
   | { readonly type: 'interactive'; readonly interactive: CloudApiInteractive }
-);
+  | { readonly type: 'template'; readonly template: CloudApiTemplate };
+
+/** The optional header of an interactive message. */
+export type CloudApiHeader =
+  | { readonly type: 'text'; readonly text: string }
+  | { readonly type: 'image'; readonly image: CloudApiMedia }
+  | { readonly type: 'video'; readonly video: CloudApiMedia }
+  | { readonly type: 'document'; readonly document: CloudApiMedia };
 
 /** The `interactive` object of a reply-buttons or list message. */
 export type CloudApiInteractive =
   | {
       readonly type: 'button';
+      readonly header?: CloudApiHeader;
       readonly body: { readonly text: string };
+      readonly footer?: { readonly text: string };
       readonly action: {
         readonly buttons: ReadonlyArray<{
           readonly type: 'reply';
@@ -58,11 +98,13 @@ export type CloudApiInteractive =
     }
   | {
       readonly type: 'list';
+      readonly header?: CloudApiHeader;
       readonly body: { readonly text: string };
+      readonly footer?: { readonly text: string };
       readonly action: {
         readonly button: string;
         readonly sections: ReadonlyArray<{
-          readonly title: string;
+          readonly title?: string;
           readonly rows: ReadonlyArray<{
             readonly id: string;
             readonly title: string;
@@ -71,6 +113,26 @@ export type CloudApiInteractive =
         }>;
       };
     };
+
+/** The `template` object of a template message. */
+export interface CloudApiTemplate {
+  readonly name: string;
+  readonly language: { readonly policy: 'deterministic'; readonly code: string };
+  readonly components?: ReadonlyArray<{
+    readonly type: 'header' | 'body' | 'button';
+    readonly sub_type?: 'quick_reply' | 'url';
+    readonly index?: string;
+    readonly parameters: ReadonlyArray<CloudApiTemplateParameter>;
+  }>;
+}
+
+/** One parameter of a template component. */
+export type CloudApiTemplateParameter =
+  | { readonly type: 'text'; readonly text: string; readonly parameter_name?: string }
+  | { readonly type: 'image'; readonly image: CloudApiMedia }
+  | { readonly type: 'video'; readonly video: CloudApiMedia }
+  | { readonly type: 'document'; readonly document: CloudApiMedia }
+  | { readonly type: 'payload'; readonly payload: string };
 
 /** Business-scoped user ids look like `US.13491208655302741918` or `US.ENT.11815799212886844830`. */
 const BSUID = /^[A-Z]{2}\.\S+$/;
@@ -89,25 +151,38 @@ export function buildCloudApiMessage(msg: OutboundRecord): CloudApiMessageBody {
     messaging_product: 'whatsapp',
     recipient_type: 'individual',
     ...address,
-    ...bodyFields(msg.body),
+    ...cloudApiContent(msg.body),
     biz_opaque_callback_data: msg.callbackData,
   };
 }
 
-function bodyFields(
-  body: OutboundBody,
-):
-  | { readonly type: 'text'; readonly text: { readonly body: string } }
-  | { readonly type: 'interactive'; readonly interactive: CloudApiInteractive } {
+/**
+ * The `type` and content object of a Cloud API send for a reply body.
+ *
+ * @example
+ * ```ts
+ * cloudApiContent({ type: 'image', link: 'https://example.com/a.jpg', caption: 'A' });
+ * // { type: 'image', image: { link: 'https://example.com/a.jpg', caption: 'A' } }
+ * ```
+ */
+export function cloudApiContent(body: OutboundBody): CloudApiContent {
   switch (body.type) {
     case 'text':
-      return { type: 'text', text: { body: body.text } };
+      return {
+        type: 'text',
+        text:
+          body.previewUrl === undefined
+            ? { body: body.text }
+            : { body: body.text, preview_url: body.previewUrl },
+      };
     case 'buttons':
       return {
         type: 'interactive',
         interactive: {
           type: 'button',
+          ...header(body.header),
           body: { text: body.text },
+          ...footer(body.footer),
           action: {
             buttons: body.buttons.map((b) => ({ type: 'reply', reply: { id: b.id, title: b.title } })),
           },
@@ -118,11 +193,13 @@ function bodyFields(
         type: 'interactive',
         interactive: {
           type: 'list',
+          ...header(body.header),
           body: { text: body.text },
+          ...footer(body.footer),
           action: {
             button: body.button,
             sections: body.sections.map((s) => ({
-              title: s.title,
+              ...(s.title === undefined ? {} : { title: s.title }),
               rows: s.rows.map((r) => ({
                 id: r.id,
                 title: r.title,
@@ -132,6 +209,85 @@ function bodyFields(
           },
         },
       };
+    case 'image':
+      return { type: 'image', image: media(body, body.caption) };
+    case 'video':
+      return { type: 'video', video: media(body, body.caption) };
+    case 'document':
+      return { type: 'document', document: media(body, body.caption, body.filename) };
+    case 'audio':
+      return { type: 'audio', audio: media(body) };
+    case 'sticker':
+      return { type: 'sticker', sticker: media(body) };
+    case 'location':
+      return {
+        type: 'location',
+        location: {
+          latitude: String(body.latitude),
+          longitude: String(body.longitude),
+          ...(body.name === undefined ? {} : { name: body.name }),
+          ...(body.address === undefined ? {} : { address: body.address }),
+        },
+      };
+    case 'template':
+      return {
+        type: 'template',
+        template: {
+          name: body.name,
+          language: { policy: 'deterministic', code: body.language },
+          ...(body.components === undefined ? {} : { components: body.components.map(templateComponent) }),
+        },
+      };
+  }
+}
+
+function media(ref: MediaRef, caption?: string, filename?: string): CloudApiMedia {
+  return {
+    ...(ref.link === undefined ? { id: ref.id } : { link: ref.link }),
+    ...(caption === undefined ? {} : { caption }),
+    ...(filename === undefined ? {} : { filename }),
+  };
+}
+
+function header(h: InteractiveHeader | undefined): { header?: CloudApiHeader } {
+  if (h === undefined) return {};
+  switch (h.type) {
+    case 'text':
+      return { header: { type: 'text', text: h.text } };
+    case 'image':
+      return { header: { type: 'image', image: media(h) } };
+    case 'video':
+      return { header: { type: 'video', video: media(h) } };
+    case 'document':
+      return { header: { type: 'document', document: media(h, undefined, h.filename) } };
+  }
+}
+
+function footer(text: string | undefined): { footer?: { text: string } } {
+  return text === undefined ? {} : { footer: { text } };
+}
+
+function templateComponent(c: TemplateComponent): NonNullable<CloudApiTemplate['components']>[number] {
+  const parameters = c.parameters.map(templateParameter);
+  return c.type === 'button'
+    ? { type: 'button', sub_type: c.subType, index: String(c.index), parameters }
+    : { type: c.type, parameters };
+}
+
+function templateParameter(p: TemplateParameter): CloudApiTemplateParameter {
+  switch (p.type) {
+    case 'text':
+      return p.name === undefined
+        ? { type: 'text', text: p.text }
+        : { type: 'text', parameter_name: p.name, text: p.text };
+    case 'image':
+      return { type: 'image', image: media(p) };
+    case 'video':
+      return { type: 'video', video: media(p) };
+    case 'document':
+      return { type: 'document', document: media(p, undefined, p.filename) };
+    case 'payload':
+      return { type: 'payload', payload: p.payload };
   }
 }
 

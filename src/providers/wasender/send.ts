@@ -1,12 +1,14 @@
 /**
- * Sends Baton's replies through WASenderApi (`POST /api/send-message`). Its API has no
- * interactive messages, so buttons and lists are rendered as numbered text.
+ * Sends Baton's replies through WASenderApi (`POST /api/send-message`). Media go by link
+ * (`imageUrl`, `videoUrl`, `documentUrl`, `audioUrl`, `stickerUrl`), locations as `location`.
+ * Its API has no interactive messages and no templates, so buttons and lists are rendered as
+ * numbered text, and a template as its rendered text.
  *
  * See https://wasenderapi.com/api-docs/messages/send-text-message
  * @module
  */
 import { SendError } from '../../errors.ts';
-import type { OutboundBody, OutboundRecord } from '../../model/session.ts';
+import type { InteractiveHeader, MediaRef, OutboundBody, OutboundRecord } from '../../model/session.ts';
 import type { JsonObject } from '../json.ts';
 import { isObject, num, obj, str } from '../json.ts';
 import type { HttpSendOptions, JsonResponse } from '../http.ts';
@@ -26,7 +28,9 @@ export interface WasenderSenderOptions extends HttpSendOptions {
 
 /**
  * The text WASender sends for a body: text as is; buttons and list rows numbered from 1 after
- * the body text (list sections as headings), so the user can answer with a number.
+ * the body text (list sections as headings), so the user can answer with a number; a text
+ * header in bold above, a footer in italics below. Media give their caption, a location its
+ * name and address, a template its `text`.
  *
  * @example
  * ```ts
@@ -39,13 +43,13 @@ export function renderAsText(body: OutboundBody): string {
     case 'text':
       return body.text;
     case 'buttons':
-      return [body.text, '', ...body.buttons.map((b, i) => `${i + 1}. ${b.title}`)].join('\n');
+      return framed(body, [body.text, '', ...body.buttons.map((b, i) => `${i + 1}. ${b.title}`)]);
     case 'list': {
       const lines = [body.text];
       let n = 0;
       for (const section of body.sections) {
         lines.push('');
-        if (section.title.length > 0) lines.push(`*${section.title}*`);
+        if (section.title !== undefined && section.title.length > 0) lines.push(`*${section.title}*`);
         for (const row of section.rows) {
           n += 1;
           lines.push(
@@ -53,9 +57,133 @@ export function renderAsText(body: OutboundBody): string {
           );
         }
       }
-      return lines.join('\n');
+      return framed(body, lines);
     }
+    case 'image':
+    case 'video':
+    case 'document':
+      return body.caption ?? '';
+    case 'audio':
+    case 'sticker':
+      return '';
+    case 'location':
+      return [body.name, body.address].filter((part) => part !== undefined).join('\n');
+    case 'template':
+      return body.text ?? '';
   }
+}
+
+function framed(body: { header?: InteractiveHeader; footer?: string }, lines: string[]): string {
+  const head = body.header?.type === 'text' ? [`*${body.header.text}*`, ''] : [];
+  const foot = body.footer === undefined ? [] : ['', `_${body.footer}_`];
+  return [...head, ...lines, ...foot].join('\n');
+}
+
+/** The JSON body of a WASender `POST /api/send-message`. */
+export interface WasenderMessageBody {
+  readonly to: string;
+  /** The text, or the caption of a media message. */
+  readonly text?: string;
+  readonly imageUrl?: string;
+  readonly videoUrl?: string;
+  readonly documentUrl?: string;
+  readonly fileName?: string;
+  readonly audioUrl?: string;
+  readonly stickerUrl?: string;
+  readonly location?: {
+    readonly latitude: number;
+    readonly longitude: number;
+    readonly name?: string;
+    readonly address?: string;
+  };
+}
+
+/**
+ * The WASender request body for one outbound record. WASender has no interactive messages and
+ * no templates: buttons and lists become numbered text ({@link renderAsText}), a media header
+ * their image, video or document, and a template its `text`.
+ *
+ * @throws SendError permanent (never retried) when the body cannot be sent through WASender:
+ *   media given by a Cloud API media id instead of a link, or a template without `text`.
+ * @example
+ * ```ts
+ * buildWasenderMessage(outbound(image('https://example.com/a.jpg', { caption: 'A' })));
+ * // { to: '+15550001111', imageUrl: 'https://example.com/a.jpg', text: 'A' }
+ * ```
+ */
+export function buildWasenderMessage(msg: OutboundRecord): WasenderMessageBody {
+  const body = msg.body;
+  const to = msg.to;
+  switch (body.type) {
+    case 'text':
+      return { to, text: body.text };
+    case 'buttons':
+    case 'list': {
+      const text = renderAsText(body);
+      const header = body.header;
+      if (header === undefined || header.type === 'text') return { to, text };
+      const link = mediaLink(msg, `${header.type} header`, header);
+      if (header.type === 'image') return { to, imageUrl: link, text };
+      if (header.type === 'video') return { to, videoUrl: link, text };
+      return {
+        to,
+        documentUrl: link,
+        ...(header.filename === undefined ? {} : { fileName: header.filename }),
+        text,
+      };
+    }
+    case 'image':
+      return { to, imageUrl: mediaLink(msg, 'image', body), ...caption(body.caption) };
+    case 'video':
+      return { to, videoUrl: mediaLink(msg, 'video', body), ...caption(body.caption) };
+    case 'document':
+      return {
+        to,
+        documentUrl: mediaLink(msg, 'document', body),
+        ...(body.filename === undefined ? {} : { fileName: body.filename }),
+        ...caption(body.caption),
+      };
+    case 'audio':
+      return { to, audioUrl: mediaLink(msg, 'audio', body) };
+    case 'sticker':
+      return { to, stickerUrl: mediaLink(msg, 'sticker', body) };
+    case 'location':
+      return {
+        to,
+        location: {
+          latitude: body.latitude,
+          longitude: body.longitude,
+          ...(body.name === undefined ? {} : { name: body.name }),
+          ...(body.address === undefined ? {} : { address: body.address }),
+        },
+      };
+    case 'template':
+      if (body.text === undefined || body.text.trim() === '')
+        throw unsendable(
+          msg,
+          `template "${body.name}" has no text: WASender cannot send WhatsApp templates, so give the template's rendered text`,
+        );
+      return { to, text: body.text };
+  }
+}
+
+function caption(text: string | undefined): { text?: string } {
+  return text === undefined ? {} : { text };
+}
+
+function mediaLink(msg: OutboundRecord, what: string, media: MediaRef): string {
+  if (media.link !== undefined) return media.link;
+  throw unsendable(
+    msg,
+    `${what} is given by media id ${media.id}: WASender sends media only by link (a media id is a Cloud API upload)`,
+  );
+}
+
+function unsendable(msg: OutboundRecord, why: string): SendError {
+  return new SendError(`WASender cannot send outbound ${msg.id}: ${why}`, {
+    retryable: false,
+    httpStatus: 0,
+  });
 }
 
 /**
@@ -75,18 +203,14 @@ export class WasenderSender implements Sender {
   }
 
   /**
-   * POSTs `{to, text}` to `{baseUrl}/api/send-message`.
-   * @throws SendError retryable on HTTP 408/429/5xx and transport failures, permanent otherwise.
+   * POSTs {@link buildWasenderMessage}'s body to `{baseUrl}/api/send-message`.
+   * @throws SendError retryable on HTTP 408/429/5xx and transport failures, permanent otherwise
+   *   (and, before any request, for a body WASender cannot carry).
    */
   async send(msg: OutboundRecord, options?: SendOptions): Promise<{ providerMessageId: string }> {
     const path = '/api/send-message';
     const label = `POST ${path}`;
-    const res = await this.#api.post(
-      path,
-      label,
-      { to: msg.to, text: renderAsText(msg.body) },
-      options?.signal,
-    );
+    const res = await this.#api.post(path, label, buildWasenderMessage(msg), options?.signal);
     const json = isObject(res.json) ? res.json : undefined;
     if (res.status >= 200 && res.status < 300 && json?.success !== false) {
       const data = obj(json, 'data');

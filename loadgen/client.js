@@ -1,0 +1,142 @@
+/**
+ * Sends signed webhooks to Baton the way Meta does: `POST /webhooks/whatsapp` with
+ * `X-Hub-Signature-256` over the raw body, re-delivering on network errors, 429 and 5xx (Meta
+ * retries any answer that is not 200). Keeps connections alive and bounds requests in flight,
+ * so the latency it measures is Baton's, not a queue inside the client.
+ * @module
+ */
+import { Agent, request } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { signMetaBody } from "../src/providers/index.js";
+/** A counting semaphore, first come first served, that can hand out several slots at once. */
+class Gate {
+    size;
+    free;
+    waiting = [];
+    constructor(size) {
+        this.size = size;
+        this.free = size;
+    }
+    async take(n = 1) {
+        if (this.waiting.length === 0 && this.free >= n) {
+            this.free -= n;
+            return;
+        }
+        await new Promise((go) => this.waiting.push({ n, go }));
+    }
+    give(n = 1) {
+        this.free += n;
+        while (this.waiting.length > 0 && this.free >= this.waiting[0].n) {
+            const next = this.waiting.shift();
+            this.free -= next.n;
+            next.go();
+        }
+    }
+}
+/**
+ * A signed-webhook client for one Baton.
+ *
+ * @example
+ * ```ts
+ * const client = new WebhookClient({ baseUrl: 'http://127.0.0.1:3000', secret: 'app-secret' });
+ * const r = await client.post(body); // r.status === 200 once Baton stored it
+ * client.close();
+ * ```
+ */
+export class WebhookClient {
+    o;
+    url;
+    agent;
+    gate;
+    retries;
+    timeoutMs;
+    constructor(o) {
+        this.o = o;
+        this.url = new URL('/webhooks/whatsapp', o.baseUrl);
+        const max = o.maxInflight ?? 64;
+        this.agent = new Agent({ keepAlive: true, maxSockets: max });
+        this.gate = new Gate(max);
+        this.retries = o.retries ?? 3;
+        this.timeoutMs = o.timeoutMs ?? 30_000;
+    }
+    /** Delivers `body` (re-delivering as Meta would) and reports the final answer. */
+    async post(body) {
+        return (await this.postAll([body]))[0];
+    }
+    /**
+     * Delivers `bodies` at the same moment: their slots are taken together, so a burst leaves
+     * together even when the client is at its in-flight limit. Re-deliveries go one by one.
+     */
+    async postAll(bodies) {
+        const n = Math.min(bodies.length, this.gate.size);
+        await this.gate.take(n);
+        const first = bodies.map(async (body, i) => {
+            const raw = Buffer.from(JSON.stringify(body));
+            const headers = this.headers(raw);
+            const started = performance.now();
+            let answer;
+            if (i < n) {
+                try {
+                    answer = await this.once(raw, headers);
+                }
+                finally {
+                    this.gate.give();
+                }
+            }
+            else {
+                answer = await this.attempt(raw, headers);
+            }
+            return this.retry(raw, headers, started, answer);
+        });
+        return Promise.all(first);
+    }
+    headers(raw) {
+        const headers = {
+            'content-type': 'application/json',
+            'content-length': raw.length,
+        };
+        if (this.o.secret)
+            headers['x-hub-signature-256'] = signMetaBody(raw, this.o.secret);
+        return headers;
+    }
+    async attempt(raw, headers) {
+        await this.gate.take();
+        try {
+            return await this.once(raw, headers);
+        }
+        finally {
+            this.gate.give();
+        }
+    }
+    /** Re-delivers after a retryable answer, as Meta does, with backoff. */
+    async retry(raw, headers, sentAt, answer) {
+        let started = sentAt;
+        let { status, detail } = answer;
+        for (let attempt = 1;; attempt += 1) {
+            const ms = performance.now() - started;
+            const retryable = status === 0 || status === 429 || status >= 500;
+            if (!retryable || attempt > this.retries)
+                return { status, ms, sentAt, attempts: attempt, detail };
+            await new Promise((r) => setTimeout(r, 100 * 2 ** (attempt - 1)));
+            started = performance.now();
+            ({ status, detail } = await this.attempt(raw, headers));
+        }
+    }
+    once(raw, headers) {
+        return new Promise((resolve) => {
+            const req = request(this.url, { method: 'POST', headers, agent: this.agent, timeout: this.timeoutMs }, (res) => {
+                const chunks = [];
+                res.on('data', (c) => chunks.push(c));
+                res.on('end', () => resolve({ status: res.statusCode ?? 0, detail: Buffer.concat(chunks).toString('utf8') }));
+                res.on('error', (err) => resolve({ status: 0, detail: err.message }));
+            });
+            req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+            req.on('error', (err) => resolve({ status: 0, detail: err.message }));
+            req.end(raw);
+        });
+    }
+    /** Closes idle connections. */
+    close() {
+        this.agent.destroy();
+    }
+}

@@ -1,0 +1,253 @@
+/**
+ * Baton's load and chaos generator, usable from code (the `baton load` command, the bench and
+ * the tests call it). It drives N simulated users through the reference bot's `order` flow
+ * against a running Baton, receives Baton's replies on its own sink (a lean Graph API), measures
+ * webhook answer times, reply latency and end-to-end throughput, then asks Baton's admin API
+ * what it recorded and returns a verdict: messages lost, duplicated, out of order, duplicate
+ * prompts.
+ *
+ * The target Baton must send its replies to the sink: start it with
+ * `WHATSAPP_API_BASE_URL=http://127.0.0.1:<sink port>` (and the same app secret and admin token).
+ *
+ * @example
+ * ```ts
+ * import { runLoad, startReplySink } from './loadgen/index.ts';
+ * const sink = await startReplySink({ port: 4010 });
+ * // ... Baton running with WHATSAPP_API_BASE_URL=http://127.0.0.1:4010 ...
+ * const report = await runLoad({ url: 'http://127.0.0.1:3000', adminToken: 't', secret: 's', sink, users: 100,
+ *   chaos: { duplicates: 0.2, shuffle: true, splitTexts: true, concurrentBursts: true } });
+ * console.log(report.verdict.clean, report.messagesPerSec);
+ * ```
+ * @module
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { WebhookClient } from "./client.js";
+import { DEFAULT_CHANNEL } from "./payloads.js";
+import { planUser, runUser, } from "./scenario.js";
+import { startReplySink } from "./sink.js";
+import { seededRandom, summarize } from "./stats.js";
+import { judge, } from "./verdict.js";
+export { startReplySink, parseCallback } from "./sink.js";
+export { DEFAULT_CHANNEL } from "./payloads.js";
+/** The target cannot be load-tested as asked (unreachable, admin token refused...). */
+export class LoadError extends Error {
+    name = 'LoadError';
+}
+const NO_CHAOS = {
+    duplicates: 0,
+    shuffle: false,
+    splitTexts: false,
+    concurrentBursts: false,
+    retaps: 0,
+};
+async function getJson(url, token) {
+    const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+    const text = await res.text();
+    let json = undefined;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        json = text;
+    }
+    return { status: res.status, json };
+}
+/** Checks that Baton answers and accepts the admin token, before any load is sent. */
+async function preflight(base, token) {
+    try {
+        const health = await fetch(`${base}/healthz`);
+        if (health.status !== 200)
+            throw new LoadError(`${base}/healthz answered ${health.status}`);
+    }
+    catch (err) {
+        if (err instanceof LoadError)
+            throw err;
+        throw new LoadError(`Baton does not answer at ${base} (${err.message})`);
+    }
+    const stats = await getJson(`${base}/admin/api/stats`, token);
+    if (stats.status === 401)
+        throw new LoadError('the admin API refused the admin token (check --admin-token / ADMIN_TOKEN)');
+    if (stats.status !== 200)
+        throw new LoadError(`${base}/admin/api/stats answered ${stats.status}`);
+}
+async function queueDepth(base, token) {
+    try {
+        const r = await getJson(`${base}/admin/api/stats`, token);
+        const depth = r.json?.queue_depth;
+        return r.status === 200 && typeof depth === 'number' ? depth : null;
+    }
+    catch {
+        return null;
+    }
+}
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function mapLimit(items, limit, fn) {
+    const out = new Array(items.length);
+    let next = 0;
+    const worker = async () => {
+        while (next < items.length) {
+            const i = next++;
+            out[i] = await fn(items[i]);
+        }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+    return out;
+}
+async function evidenceOf(base, token, channel, trace, sink) {
+    const q = `?channel=${encodeURIComponent(channel.phoneNumberId)}`;
+    const path = `${base}/admin/api/sessions/${encodeURIComponent(trace.waId)}`;
+    const [s, t] = await Promise.all([
+        getJson(`${path}${q}`, token),
+        getJson(`${path}/transitions${q}`, token),
+    ]);
+    if (s.status !== 200 && s.status !== 404)
+        throw new LoadError(`${path} answered ${s.status}`);
+    const transitions = t.status === 200 ? (t.json.transitions ?? []) : [];
+    return {
+        trace,
+        replies: sink.callsTo(trace.waId),
+        session: s.status === 200 ? s.json : null,
+        transitions,
+    };
+}
+/**
+ * Runs the scenario against the Baton at `options.url` and judges what it did.
+ * @throws LoadError when Baton cannot be reached or refuses the admin token.
+ */
+export async function runLoad(options) {
+    const base = options.url.replace(/\/+$/, '');
+    const users = options.users ?? 50;
+    const chaos = { ...NO_CHAOS, ...options.chaos };
+    const channel = options.channel ?? DEFAULT_CHANNEL;
+    const seed = options.seed ?? randomInt(2 ** 31);
+    const token = options.adminToken;
+    await preflight(base, token);
+    // Every waiting user listens on the signal.
+    if (options.signal)
+        setMaxListeners(0, options.signal);
+    const ownSink = options.sink === undefined;
+    const sink = options.sink ??
+        (await startReplySink({
+            ...(options.sinkPort !== undefined ? { port: options.sinkPort } : {}),
+            ...(options.sinkHost !== undefined ? { host: options.sinkHost } : {}),
+        }));
+    const client = new WebhookClient({
+        baseUrl: base,
+        secret: options.secret,
+        maxInflight: options.maxInflight ?? 64,
+    });
+    const counters = {
+        deliveries: 0,
+        sent: 0,
+        acked: 0,
+        replies: 0,
+        usersDone: 0,
+    };
+    const ctx = {
+        client,
+        sink,
+        channel,
+        chaos,
+        replyTimeoutMs: options.replyTimeoutMs ?? 15_000,
+        counters,
+        ackMs: [],
+        replyMs: [],
+        replyMsByStep: new Map(),
+        lastReplyAt: 0,
+        ...(options.signal ? { signal: options.signal } : {}),
+    };
+    // Fresh users for every run: a random number prefix, then the user's index.
+    const prefix = `1${String(randomInt(10_000_000)).padStart(7, '0')}`;
+    const baseTs = Math.floor(Date.now() / 1000);
+    let wamids = 0;
+    const runTag = randomBytes(5).toString('hex').toUpperCase();
+    const wamid = () => `wamid.LOAD${runTag}${(++wamids).toString(36).toUpperCase()}`;
+    const rnd = seededRandom(seed);
+    const plans = Array.from({ length: users }, (_, i) => planUser(i, `${prefix}${String(i).padStart(5, '0')}`, baseTs, chaos, channel, rnd, wamid));
+    const plannedMessages = plans.reduce((n, p) => n + p.stages.reduce((k, st) => k + st.messages.length, 0), 0);
+    const plannedReplies = plans.reduce((n, p) => n + p.stages.length, 0);
+    const started = performance.now();
+    let phase = 'running';
+    const progress = () => options.onProgress?.({
+        phase,
+        elapsedMs: performance.now() - started,
+        users,
+        usersDone: counters.usersDone,
+        planned: plannedMessages,
+        sent: counters.sent,
+        acked: counters.acked,
+        deliveries: counters.deliveries,
+        replies: counters.replies,
+        repliesPlanned: plannedReplies,
+    });
+    const ticker = options.onProgress ? setInterval(progress, options.progressIntervalMs ?? 200) : undefined;
+    try {
+        const ramp = options.rampMs ?? 0;
+        const traces = await Promise.all(plans.map(async (plan, i) => {
+            const delay = users > 1 ? (ramp * i) / (users - 1) : 0;
+            if (delay > 0)
+                await new Promise((r) => setTimeout(r, delay));
+            // Each user draws from its own seeded stream, so concurrency does not change the choices.
+            return runUser(plan, ctx, seededRandom(seed + i + 1));
+        }));
+        const durationMs = (ctx.lastReplyAt > 0 ? ctx.lastReplyAt : performance.now()) - started;
+        // Let Baton drain: nothing pending and no reply for a moment.
+        phase = 'settling';
+        const quiet = options.quietMs ?? 300;
+        const deadline = performance.now() + (options.settleTimeoutMs ?? 10_000);
+        while (performance.now() < deadline && !options.signal?.aborted) {
+            const depth = await queueDepth(base, token);
+            const last = sink.lastAt() ?? 0;
+            if (depth === 0 && performance.now() - last >= quiet)
+                break;
+            await new Promise((r) => setTimeout(r, 50));
+        }
+        phase = 'judging';
+        progress();
+        const dl = await getJson(`${base}/admin/api/dead-letters?limit=500`, token);
+        const refs = new Set(dl.status === 200
+            ? (dl.json.dead_letters ?? []).map((d) => String(d.ref))
+            : []);
+        const evidence = await mapLimit(traces, 16, (t) => evidenceOf(base, token, channel, t, sink));
+        const verdict = judge(evidence, refs);
+        const acked = verdict.messages.acked;
+        const hints = [];
+        if (acked > 0 && traces.every((t) => sink.callsTo(t.waId).length === 0)) {
+            hints.push(`the sink received no reply at all: start Baton with WHATSAPP_API_BASE_URL=${sink.url}`);
+        }
+        if (traces.some((t) => t.rejected.some((r) => r.status === 401))) {
+            hints.push('Baton refused webhook signatures: --secret must be its WHATSAPP_APP_SECRET');
+        }
+        if (verdict.late > 0) {
+            hints.push(`${verdict.late} message(s) were recorded late: a burst outlasted Baton's buffer window (BATON_BUFFER_MS)`);
+        }
+        return {
+            hints,
+            verdict,
+            durationMs,
+            messagesPerSec: durationMs > 0 ? acked / (durationMs / 1000) : 0,
+            ack: summarize(ctx.ackMs),
+            reply: summarize(ctx.replyMs),
+            sinkUrl: sink.url,
+            seed,
+            ...(options.keepSamples
+                ? {
+                    samples: {
+                        ackMs: ctx.ackMs,
+                        replyMs: ctx.replyMs,
+                        replyMsByStep: Object.fromEntries(ctx.replyMsByStep),
+                    },
+                }
+                : {}),
+        };
+    }
+    finally {
+        if (ticker)
+            clearInterval(ticker);
+        client.close();
+        if (ownSink)
+            await sink.close();
+    }
+}

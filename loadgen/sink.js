@@ -1,0 +1,185 @@
+/**
+ * The reply sink: a lean stand-in for the Graph API that the load generator runs itself.
+ * Baton (pointed at it with `WHATSAPP_API_BASE_URL=http://127.0.0.1:<port>`) POSTs its replies
+ * to `[/vXX.X]/{phoneNumberId}/messages`; the sink records each with its arrival time and
+ * answers like Graph, `{messaging_product, contacts, messages: [{id}]}`, with a wamid unique
+ * to this sink, so the load generator can tap a prompt's buttons with a real `context.id`.
+ *
+ * Unlike the test helper `test/support/fake-graph.ts` it scripts no failures: it only has to
+ * be fast and exact, and it indexes calls by recipient so thousands of simulated users can
+ * wait on their own replies cheaply.
+ *
+ * @example
+ * ```ts
+ * const sink = await startReplySink({ port: 4010 });
+ * // run Baton with WHATSAPP_API_BASE_URL=sink.url, send it webhooks...
+ * const prompt = await sink.waitFor('15550001111', (c) => c.callback?.step === 'ask_name', 0, 5_000);
+ * await sink.close();
+ * ```
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { answerJson, GRAPH_ROUTE, graphAccepted, graphError, startStubServer } from "./stub-server.js";
+/** Parses Baton's `biz_opaque_callback_data`; `null` when it is not in that shape. */
+export function parseCallback(value) {
+    if (typeof value !== 'string')
+        return null;
+    const parts = value.split(':');
+    if (parts.length < 4 || parts[0] !== 'baton')
+        return null;
+    const version = Number(parts[3]);
+    if (!Number.isInteger(version) || version < 0)
+        return null;
+    const rest = parts.slice(4).join(':');
+    return {
+        flow: parts[1],
+        step: parts[2],
+        version,
+        ...(rest === '' ? {} : { inReplyTo: rest }),
+    };
+}
+function isRecord(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function buttonIdsOf(body) {
+    const interactive = body.interactive;
+    if (!isRecord(interactive))
+        return [];
+    const action = interactive.action;
+    if (!isRecord(action))
+        return [];
+    const ids = [];
+    if (Array.isArray(action.buttons)) {
+        for (const b of action.buttons) {
+            if (isRecord(b) && isRecord(b.reply) && typeof b.reply.id === 'string')
+                ids.push(b.reply.id);
+        }
+    }
+    if (Array.isArray(action.sections)) {
+        for (const s of action.sections) {
+            if (!isRecord(s) || !Array.isArray(s.rows))
+                continue;
+            for (const r of s.rows)
+                if (isRecord(r) && typeof r.id === 'string')
+                    ids.push(r.id);
+        }
+    }
+    return ids;
+}
+function refuse(res, status, code, message) {
+    answerJson(res, status, graphError(message, { code, trace: 'AloadgenSink' }));
+}
+/**
+ * Starts a sink on `host:port`.
+ *
+ * @example
+ * ```ts
+ * const sink = await startReplySink();
+ * console.log(`WHATSAPP_API_BASE_URL=${sink.url}`);
+ * ```
+ */
+export async function startReplySink(options = {}) {
+    const calls = [];
+    const byUser = new Map();
+    const events = new EventEmitter();
+    events.setMaxListeners(0);
+    const run = randomBytes(4).toString('hex');
+    let seq = 0;
+    let refused = 0;
+    let last = null;
+    function handle(req, res, raw) {
+        const path = (req.url ?? '/').split('?')[0] ?? '/';
+        const route = GRAPH_ROUTE.exec(path);
+        if (req.method !== 'POST' || route === null) {
+            refused += 1;
+            refuse(res, 404, 803, `no route ${req.method ?? ''} ${path}`);
+            return;
+        }
+        let body;
+        try {
+            body = JSON.parse(raw.toString('utf8'));
+        }
+        catch {
+            body = undefined;
+        }
+        const to = isRecord(body)
+            ? typeof body.to === 'string'
+                ? body.to
+                : typeof body.recipient === 'string'
+                    ? body.recipient
+                    : undefined
+            : undefined;
+        if (!isRecord(body) || body.messaging_product !== 'whatsapp' || to === undefined) {
+            refused += 1;
+            refuse(res, 400, 100, '(#100) Invalid parameter');
+            return;
+        }
+        seq += 1;
+        const callbackData = typeof body.biz_opaque_callback_data === 'string' ? body.biz_opaque_callback_data : undefined;
+        const call = {
+            seq,
+            at: performance.now(),
+            phoneNumberId: decodeURIComponent(route[1]),
+            to,
+            callbackData,
+            callback: parseCallback(callbackData),
+            providerMessageId: `wamid.sink.${run}.${seq}`,
+            type: typeof body.type === 'string' ? body.type : undefined,
+            buttonIds: buttonIdsOf(body),
+        };
+        last = call.at;
+        answerJson(res, 200, graphAccepted(call.providerMessageId, { to }));
+        calls.push(call);
+        let list = byUser.get(to);
+        if (list === undefined) {
+            list = [];
+            byUser.set(to, list);
+        }
+        list.push(call);
+        events.emit(to, call);
+    }
+    const server = await startStubServer(handle, {
+        host: options.host,
+        port: options.port,
+        keepAliveTimeoutMs: 30_000,
+    });
+    return {
+        url: server.url,
+        port: server.port,
+        calls,
+        get refused() {
+            return refused;
+        },
+        callsTo: (to) => byUser.get(to) ?? [],
+        waitFor(to, match, from, timeoutMs, signal) {
+            const found = (byUser.get(to) ?? []).slice(from).find(match);
+            if (found !== undefined)
+                return Promise.resolve(found);
+            if (signal?.aborted)
+                return Promise.resolve(null);
+            return new Promise((resolve) => {
+                const done = (call) => {
+                    clearTimeout(timer);
+                    events.off(to, onCall);
+                    signal?.removeEventListener('abort', onAbort);
+                    resolve(call);
+                };
+                const onCall = (call) => {
+                    if (match(call))
+                        done(call);
+                };
+                const onAbort = () => done(null);
+                const timer = setTimeout(() => done(null), timeoutMs);
+                events.on(to, onCall);
+                signal?.addEventListener('abort', onAbort, { once: true });
+            });
+        },
+        lastAt: () => last,
+        async close() {
+            events.removeAllListeners();
+            await server.close();
+        },
+    };
+}

@@ -1,0 +1,105 @@
+/**
+ * One owner per data directory. Two processes writing one SQLite file each believe they own
+ * every in-process lease and sequence number, so they apply messages twice and send twice.
+ * The first process takes `baton.lock` in the directory (created exclusively, holding its
+ * PID); a second one is refused with the directory and the holder's PID. A lock whose holder
+ * is gone (SIGKILL, power loss) is stale and taken over.
+ * @module
+ */
+import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { BatonError } from '../../errors.ts';
+
+/** A held directory lock. */
+export interface DirLock {
+  readonly file: string;
+  /** Removes the lock file if it is still ours. */
+  release(): void;
+}
+
+interface Holder {
+  pid: number;
+  host: string;
+}
+
+/** Lock files this process holds (a second backend in one process is refused too). */
+const heldHere = new Set<string>();
+
+function readHolder(file: string): Holder | null {
+  try {
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<Holder>;
+    return typeof parsed.pid === 'number' ? { pid: parsed.pid, host: String(parsed.host ?? '') } : null;
+  } catch {
+    return null; // gone, or a half-written file of a holder that died while writing it
+  }
+}
+
+function youngerThan(file: string, ms: number): boolean {
+  try {
+    return Date.now() - statSync(file).mtimeMs < ms;
+  } catch {
+    return false;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes the lock of `dir`, or throws `BATON_ERR_DATA_DIR_LOCKED` naming the directory and the
+ * holder's PID. A holder that is not running on this host (or is this very PID, as after a
+ * container restart) is stale.
+ */
+export function lockDataDir(dir: string): DirLock {
+  const file = resolve(dir, 'baton.lock');
+  const me: Holder = { pid: process.pid, host: hostname() };
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(file, 'wx', 0o644);
+      try {
+        writeSync(fd, JSON.stringify({ ...me, since: new Date().toISOString() }) + '\n');
+      } finally {
+        closeSync(fd);
+      }
+      heldHere.add(file);
+      let released = false;
+      return {
+        file,
+        release() {
+          if (released) return;
+          released = true;
+          heldHere.delete(file);
+          const h = readHolder(file);
+          if (h !== null && h.pid === me.pid && h.host === me.host) rmSync(file, { force: true });
+        },
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let holder = readHolder(file);
+    // An unreadable lock may be one being written right now: give its writer a moment.
+    for (let i = 0; holder === null && i < 20 && youngerThan(file, 2000); i++) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+      holder = readHolder(file);
+    }
+    // Our own PID in a lock we do not hold: a previous run that had the same PID (a container
+    // restarted), so stale.
+    const ours = holder !== null && holder.pid === me.pid && !heldHere.has(file);
+    const stale = holder === null || (holder.host === me.host && (ours || !alive(holder.pid)));
+    if (!stale || attempt >= 2) {
+      const who = holder === null ? 'another process' : `process ${holder.pid} on ${holder.host}`;
+      throw new BatonError(
+        'BATON_ERR_DATA_DIR_LOCKED',
+        `data directory ${resolve(dir)} is in use by ${who} (one process per BATON_DATA_DIR; remove ${file} if that process is gone)`,
+      );
+    }
+    rmSync(file, { force: true });
+  }
+}

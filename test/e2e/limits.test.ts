@@ -1,0 +1,111 @@
+/**
+ * HTTP limits (SPEC section 3): a request whose body is not complete within 30 s is answered
+ * 408 and its connection closed; headers within 10 s; a cap on open connections. The
+ * trickling tests use short limits (the same code path); the defaults are checked as set.
+ */
+import { connect, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from '../support/harness.ts';
+
+/** What a raw socket received, and when it closed (ms after `opened`). */
+interface Raw {
+  socket: Socket;
+  data: () => string;
+  closed: Promise<number>;
+}
+
+function open(url: string): Promise<Raw> {
+  const { hostname, port } = new URL(url);
+  return new Promise((res, rej) => {
+    const socket = connect(Number(port), hostname);
+    let data = '';
+    const opened = Date.now();
+    const closed = new Promise<number>((r) => socket.once('close', () => r(Date.now() - opened)));
+    socket.on('data', (d: Buffer) => (data += d.toString()));
+    socket.once('error', () => undefined);
+    socket.once('connect', () => res({ socket, data: () => data, closed }));
+    socket.once('error', rej);
+  });
+}
+
+/** Writes one byte every `everyMs` until the socket closes; returns the number written. */
+function trickle(s: Socket, everyMs: number): () => number {
+  let n = 0;
+  const t = setInterval(() => {
+    if (s.destroyed || s.writableEnded) return clearInterval(t);
+    s.write('x');
+    n++;
+  }, everyMs);
+  s.once('close', () => clearInterval(t));
+  return () => n;
+}
+
+describe('default limits', () => {
+  it('are 30 s for a request, 10 s for headers, with a connection cap', async () => {
+    const h = await startHarness();
+    try {
+      const srv = h.baton.server.server;
+      expect(srv.requestTimeout).toBe(30_000);
+      expect(srv.headersTimeout).toBe(10_000);
+      expect(srv.maxConnections).toBeGreaterThan(0);
+      expect(srv.maxConnections).toBeLessThanOrEqual(10_000);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('trickling clients', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness(
+      {},
+      { http: { requestTimeoutMs: 1_500, headersTimeoutMs: 1_000, checkIntervalMs: 100, maxConnections: 8 } },
+    );
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it('a body that trickles is answered 408 and its connection closed at the request timeout', async () => {
+    const raw = await open(h.url);
+    raw.socket.write(
+      'POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{',
+    );
+    const written = trickle(raw.socket, 50);
+    const closedAfter = await raw.closed;
+    expect(raw.data()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(written()).toBeGreaterThan(5); // it kept sending, and was cut anyway
+    expect(closedAfter).toBeGreaterThanOrEqual(1_400);
+    expect(closedAfter).toBeLessThan(4_000);
+    // The server still serves others.
+    expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
+  });
+
+  it('headers that trickle are answered 408 and closed at the headers timeout', async () => {
+    const raw = await open(h.url);
+    raw.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+    trickle(raw.socket, 50);
+    const closedAfter = await raw.closed;
+    expect(raw.data()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(closedAfter).toBeLessThan(3_000);
+  });
+
+  it('connections beyond the cap are refused while the cap is reached', async () => {
+    const held = await Promise.all(Array.from({ length: 8 }, () => open(h.url)));
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const extra = await open(h.url);
+      const closedAfter = await Promise.race([
+        extra.closed,
+        new Promise<number>((r) => setTimeout(() => r(-1), 500)),
+      ]);
+      expect(closedAfter).toBeGreaterThanOrEqual(0);
+      expect(extra.data()).toBe('');
+    } finally {
+      for (const r of held) r.socket.destroy();
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
+  });
+});

@@ -1,0 +1,217 @@
+/**
+ * Baton installs like a library: `npm pack` makes a tarball of the compiled `dist/` (no
+ * TypeScript loader needed), a plain JavaScript project that installs it imports `defineFlow`
+ * and `createBaton` and serves a flow, and the `baton` bin runs the compiled CLI. Also:
+ * spawned test processes never inherit the runner's store URLs.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { childEnv, freePort, spawnBaton } from '../support/procs.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  name: string;
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+};
+
+describe('spawned test processes', () => {
+  it('get an explicit environment: the runner’s REDIS_URL / DATABASE_URL do not leak', async () => {
+    const saved = { r: process.env.REDIS_URL, d: process.env.DATABASE_URL };
+    process.env.REDIS_URL = 'redis://127.0.0.1:1';
+    process.env.DATABASE_URL = 'postgres://nobody@127.0.0.1:1/none';
+    const dir = mkdtempSync(join(tmpdir(), 'baton-env-'));
+    try {
+      const p = await spawnBaton(['start'], {
+        PORT: String(await freePort()),
+        HOST: '127.0.0.1',
+        BATON_DATA_DIR: dir,
+      });
+      expect(p.output()).toMatch(/Baton \(embedded\) listening/);
+      expect(await p.stop()).toBe(0);
+    } finally {
+      for (const [k, v] of [['REDIS_URL', saved.r] as const, ['DATABASE_URL', saved.d] as const]) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the packed tarball', () => {
+  let work: string;
+  let app: string;
+  let files: string[];
+
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'baton-pack-'));
+    // `npm pack` runs `prepare`, which builds dist/ from the current sources.
+    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], {
+      cwd: ROOT,
+      env: childEnv({ npm_config_update_notifier: 'false' }),
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const [info] = JSON.parse(out.slice(out.indexOf('['))) as Array<{
+      filename: string;
+      files: Array<{ path: string }>;
+    }>;
+    files = info!.files.map((f) => f.path);
+    // An empty project with the tarball installed, offline: the tarball is unpacked as
+    // node_modules/baton, and its runtime dependencies are linked from this checkout
+    // (devDependencies such as tsx and typescript are not there).
+    app = join(work, 'app');
+    const nm = join(app, 'node_modules');
+    mkdirSync(join(nm, pkg.name), { recursive: true });
+    execFileSync('tar', [
+      '-xzf',
+      join(work, info!.filename),
+      '-C',
+      join(nm, pkg.name),
+      '--strip-components=1',
+    ]);
+    const dev = new Set(Object.keys(pkg.devDependencies));
+    for (const name of readdirSync(join(ROOT, 'node_modules'))) {
+      if (name.startsWith('.') || dev.has(name) || name === 'tsx' || name === 'typescript') continue;
+      if (name.startsWith('@')) {
+        for (const sub of readdirSync(join(ROOT, 'node_modules', name))) {
+          if (dev.has(`${name}/${sub}`)) continue;
+          mkdirSync(join(nm, name), { recursive: true });
+          symlinkSync(join(ROOT, 'node_modules', name, sub), join(nm, name, sub));
+        }
+      } else symlinkSync(join(ROOT, 'node_modules', name), join(nm, name));
+    }
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+  }, 120_000);
+
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('holds the compiled code and its types, not the sources or the tests', () => {
+    expect(files).toContain('dist/index.js');
+    expect(files).toContain('dist/index.d.ts');
+    expect(files).toContain('bin/baton.mjs');
+    expect(files.some((f) => f.endsWith('.lua'))).toBe(true);
+    expect(files.some((f) => f.endsWith('.sql'))).toBe(true);
+    expect(files.filter((f) => f.startsWith('src/') || f.startsWith('test/'))).toEqual([]);
+    expect(existsSync(join(app, 'node_modules', 'tsx'))).toBe(false);
+  });
+
+  it('is imported from plain JavaScript: defineFlow + createBaton serve a flow', () => {
+    writeFileSync(
+      join(app, 'main.js'),
+      `import { createBaton, defineFlow, loadConfig } from 'baton';
+const flow = defineFlow({
+  id: 'hello',
+  version: 1,
+  start: 'greet',
+  steps: { greet: { say: 'Hello!', accepts: 'any', to: ['greet'], on: (_i, c) => c.goto('greet') } },
+});
+const baton = await createBaton(loadConfig({ BATON_DATA_DIR: process.argv[2], ADMIN_TOKEN: 't' }), { flows: [flow] });
+const health = await baton.server.inject({ method: 'GET', url: '/healthz' });
+const flows = await baton.server.inject({ method: 'GET', url: '/admin/api/flows', headers: { authorization: 'Bearer t' } });
+await baton.stop();
+console.log(JSON.stringify({ health: health.statusCode, flows: flows.json() }));
+`,
+    );
+    const out = execFileSync(process.execPath, ['main.js', join(work, 'data')], {
+      cwd: app,
+      env: childEnv({ LOG_LEVEL: 'silent' }),
+      encoding: 'utf8',
+    });
+    const result = JSON.parse(out.trim().split('\n').at(-1)!) as { health: number; flows: unknown };
+    expect(result.health).toBe(200);
+    expect(JSON.stringify(result.flows)).toContain('hello');
+  });
+
+  it('`npm start` runs node itself: a SIGKILL of the npm PID leaves no server behind', async () => {
+    const port = await freePort();
+    const npm = spawn('npm', ['start'], {
+      cwd: ROOT,
+      env: childEnv({
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        BATON_DATA_DIR: join(work, 'start-data'),
+        LOG_LEVEL: 'info',
+      }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    npm.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    npm.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    let serverPid: number | undefined;
+    try {
+      await until(
+        () => /"pid":(\d+).*Server listening/.test(out),
+        30_000,
+        () => `npm start did not listen:\n${out}`,
+      );
+      serverPid = Number(/"pid":(\d+).*Server listening/.exec(out)![1]);
+      expect(serverPid).not.toBe(npm.pid);
+      process.kill(npm.pid!, 'SIGKILL');
+      await until(
+        () => !alive(serverPid!),
+        10_000,
+        () => `node ${serverPid} still runs after npm was killed`,
+      );
+      expect(await accepts(port)).toBe(false);
+    } finally {
+      if (serverPid !== undefined && alive(serverPid)) process.kill(serverPid, 'SIGKILL');
+      npm.kill('SIGKILL');
+    }
+  });
+
+  it('runs the compiled CLI from its bin', () => {
+    const out = execFileSync(
+      process.execPath,
+      [join(app, 'node_modules', pkg.name, 'bin', 'baton.mjs'), '--help'],
+      {
+        cwd: app,
+        env: childEnv(),
+        encoding: 'utf8',
+      },
+    );
+    expect(out).toMatch(/Usage: baton/);
+  });
+});
+
+async function until(cond: () => boolean, ms: number, why: () => string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(why());
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      res(true);
+    });
+    s.once('error', () => res(false));
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * One owner per data directory: a second `baton start` on the same BATON_DATA_DIR exits 1 with
+ * one line naming the directory and the holder's PID; a lock left by a killed process is
+ * taken over. `baton ingress` and `baton worker` refuse embedded mode (exit 2, one line).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import { BatonError } from '../../src/errors.ts';
+import { freePort, runBaton, spawnBaton, type BatonProcess } from '../support/procs.ts';
+
+const dirs: string[] = [];
+const procs: BatonProcess[] = [];
+afterEach(async () => {
+  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+const tempDir = (): string => {
+  const d = mkdtempSync(join(tmpdir(), 'baton-own-'));
+  dirs.push(d);
+  return d;
+};
+const env = async (dir: string): Promise<Record<string, string>> => ({
+  PORT: String(await freePort()),
+  HOST: '127.0.0.1',
+  BATON_DATA_DIR: dir,
+});
+
+/** The PID of a process that has exited. */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+    encoding: 'utf8',
+  });
+  return Number(r.stdout);
+}
+
+describe('one process per data directory', () => {
+  it('a second baton start on the same directory exits 1 naming the directory and the holder', async () => {
+    const dir = tempDir();
+    const first = await spawnBaton(['start'], await env(dir));
+    procs.push(first);
+    const second = await runBaton(['start'], await env(dir));
+    expect(second.code).toBe(1);
+    const lines = second.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(resolve(dir));
+    expect(lines[0]).toContain(`process ${first.child.pid}`);
+    // The first one is untouched and still serves.
+    const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(first.output())![1];
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    // Stopped gracefully, it leaves the directory free.
+    expect(await first.stop()).toBe(0);
+    procs.pop();
+    expect(existsSync(join(dir, 'baton.lock'))).toBe(false);
+    procs.push(await spawnBaton(['start'], await env(dir)));
+  });
+
+  it('a lock left by a SIGKILLed process is stale and taken over', async () => {
+    const dir = tempDir();
+    const first = await spawnBaton(['start'], await env(dir));
+    expect(await first.stop('SIGKILL')).toBe(null);
+    expect(existsSync(join(dir, 'baton.lock'))).toBe(true);
+    procs.push(await spawnBaton(['start'], await env(dir)));
+  });
+
+  it('in one process too: a second backend on the directory is refused until the first closes', async () => {
+    const dir = tempDir();
+    const a = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 60 });
+    let refused: unknown;
+    try {
+      new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 60 });
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toBeInstanceOf(BatonError);
+    expect((refused as BatonError).code).toBe('BATON_ERR_DATA_DIR_LOCKED');
+    await a.close();
+    await new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 60 }).close();
+  });
+
+  it('a lock naming a dead PID, or garbage, does not block a start', async () => {
+    for (const content of [JSON.stringify({ pid: deadPid(), host: hostname() }), 'not json']) {
+      const dir = tempDir();
+      writeFileSync(join(dir, 'baton.lock'), content);
+      const old = new Date(Date.now() - 60_000);
+      utimesSync(join(dir, 'baton.lock'), old, old);
+      const b = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 60 });
+      await b.close();
+    }
+  });
+});
+
+describe('ingress and worker need distributed mode', () => {
+  it.each([['ingress'], ['worker']])(
+    'baton %s without REDIS_URL/DATABASE_URL exits 2 with one line',
+    async (cmd) => {
+      const r = await runBaton([cmd], await env(tempDir()));
+      expect(r.code).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/needs distributed mode: set REDIS_URL and DATABASE_URL/);
+    },
+  );
+});
