@@ -21,21 +21,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { DEFAULT_SINK_PORT, type LoadFlags } from '../src/cli/load.ts';
+import { DEFAULT_SINK_PORT, type LoadFlags, type LoadIO } from '../src/cli/load.ts';
+
+export type { LoadIO } from '../src/cli/load.ts';
 import { readScript, type ConversationScript } from '../src/simulate/script.ts';
 import { scriptProblems } from './script.ts';
 import { startShopStub, type ShopStub, type ShopStubStats } from './shop-stub.ts';
 import { startReplySink, type ReplySink } from './sink.ts';
 import { DEFAULT_CHANNEL, LoadError, runLoad, type LoadProgress, type LoadReport } from './index.ts';
-
-/** Where the command writes. */
-export interface LoadIO {
-  readonly out: (line: string) => void;
-  readonly err: (text: string) => void;
-  /** Whether `err` is a terminal (the progress bar redraws in place). */
-  readonly tty: boolean;
-  readonly env: Readonly<Record<string, string | undefined>>;
-}
 
 class LoadUsageError extends Error {}
 

@@ -4,7 +4,6 @@
  * @module
  */
 import type { Command } from 'commander';
-import type { LoadIO } from '../../loadgen/cli.ts';
 
 /** Flags as commander hands them over. */
 export interface LoadFlags {
@@ -31,6 +30,15 @@ export interface LoadFlags {
   script?: string;
   start?: boolean;
   shopStub?: boolean;
+}
+
+/** Where the command writes. */
+export interface LoadIO {
+  readonly out: (line: string) => void;
+  readonly err: (text: string) => void;
+  /** Whether `err` is a terminal (the progress bar redraws in place). */
+  readonly tty: boolean;
+  readonly env: Readonly<Record<string, string | undefined>>;
 }
 
 export const DEFAULT_SINK_PORT = 4010;
@@ -85,11 +93,25 @@ export function configureLoadCommand(cmd: Command): Command {
     );
 }
 
+/** What `loadgen/cli` exports to this command. */
+interface LoadgenCli {
+  readonly runLoadCommand: (flags: LoadFlags, io: Partial<LoadIO>) => Promise<number>;
+}
+
+/**
+ * Where the generator is: `loadgen/` beside `src/` when running from the sources, `dist/loadgen/`
+ * beside the compiled CLI (`npm run build` compiles it there). A computed specifier, so neither
+ * the type checker nor the build pulls the generator into the product's module graph.
+ */
+export function loadgenEntry(from: string = import.meta.url): string {
+  return new URL(from.endsWith('.ts') ? '../../loadgen/cli.ts' : '../loadgen/cli.js', from).href;
+}
+
 /**
  * Runs `baton load` with parsed commander flags; returns the exit code. Loads the generator
  * from `loadgen/` on first use.
  */
 export async function runLoadCommand(flags: LoadFlags, io: Partial<LoadIO> = {}): Promise<number> {
-  const { runLoadCommand: run } = await import('../../loadgen/cli.ts');
+  const { runLoadCommand: run } = (await import(loadgenEntry())) as LoadgenCli;
   return run(flags, io);
 }
