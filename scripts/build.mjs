@@ -30,7 +30,3 @@ const walk = (dir) => {
 };
 walk(src);
 console.log(`build: dist/ compiled, ${copied} asset files copied`);
-
-// The load generator is no product code: compiled on its own into dist/loadgen for `baton load`.
-const lg = spawnSync(process.execPath, [join(root, 'scripts', 'build-loadgen.mjs')], { stdio: 'inherit' });
-if (lg.status !== 0) process.exit(lg.status ?? 1);

@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { EmbeddedBackend } from './backends/embedded/index.ts';
+import { AlertWatcher } from './alerts/index.ts';
 import type { Backend } from './backends/types.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
@@ -46,6 +47,8 @@ export interface Baton {
   readonly adminTokenGenerated: boolean;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** The queue alerts (`BATON_ALERT_*`), when a webhook URL is configured. */
+  readonly alerts: AlertWatcher | null;
   /** Starts workers (if a worker) and listens (if an ingress). Returns the listen URL. */
   start(): Promise<string | null>;
   /** Graceful: stop listening, stop claiming, finish batches in hand, close stores. */
@@ -141,6 +144,11 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     adminToken,
     flows,
     resetSession: (key) => engine.adminReset(key),
+    agents: {
+      take: (key, agent) => engine.takeSession(key, agent),
+      message: (key, text, agent) => engine.agentMessage(key, text, agent),
+      handback: (key, step, agent) => engine.handback(key, step, agent),
+    },
     messagesPerSecond: () => {
       const cutoff = Date.now() - 60_000;
       while (recent.length > 0 && recent[0]! < cutoff) recent.shift();
@@ -154,6 +162,17 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     }
   });
 
+  const alerts =
+    config.alert.webhookUrl !== undefined
+      ? new AlertWatcher({
+          webhookUrl: config.alert.webhookUrl,
+          queueDepth: config.alert.queueDepth,
+          oldestMs: config.alert.oldestMs,
+          stats: () => backend.stats(),
+          logger,
+        })
+      : null;
+
   let started = false;
   return {
     config,
@@ -164,13 +183,16 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     adminTokenGenerated,
     logger,
     metrics,
+    alerts,
     async start() {
       started = true;
       if (roles.worker) engine.start(opts.concurrency ?? 32);
+      alerts?.start();
       if (!roles.ingress) return null;
       return server.listen({ port: config.port, host: config.host });
     },
     async stop() {
+      await alerts?.stop();
       if (roles.ingress) await server.close();
       if (started && roles.worker) await engine.stop();
       await backend.close();

@@ -39,6 +39,10 @@ export class Metrics {
     'Taps on buttons of another step or an earlier visit',
   );
   readonly duplicates = this.#counter('baton_duplicates_total', 'Redelivered messages recognised by id');
+  readonly liveWorkers = this.#gauge(
+    'baton_live_workers',
+    'Worker processes whose heartbeat is current (0: nothing processes messages)',
+  );
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'baton_process_' });

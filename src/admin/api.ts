@@ -1,14 +1,29 @@
 /**
- * The admin JSON API (SPEC section 4), under `/admin/api`, behind `Authorization: Bearer <ADMIN_TOKEN>`.
+ * The admin JSON API (SPEC section 4), under `/admin/api`, behind `Authorization: Bearer
+ * <ADMIN_TOKEN>` or the dashboard's signed-in cookie (then with its CSRF header on changes).
+ * Every route has a schema (`./schemas.ts`): a bad query parameter, id or body answers `400`
+ * with `{error, code}`, never `500`.
  * @module
  */
-import { timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Backend } from '../backends/types.ts';
-import { ERROR_CODES, type ErrorCode } from '../errors.ts';
 import { toMermaid, type Flow } from '../flow/define.ts';
 import type { SessionKey } from '../model/message.ts';
 import { toSessionView, type SessionSnapshot } from '../model/session.ts';
+import { registerAgentRoutes, type AgentDesk } from './agent-routes.ts';
+import { AdminAuth } from './auth.ts';
+import { acceptJsonBodies, adminErrorHandler, fail, findOne, parsed } from './http.ts';
+import {
+  ChannelQuery,
+  DeadLetterParams,
+  EmptyQuery,
+  FlowParams,
+  LimitQuery,
+  NoBody,
+  SessionsQuery,
+  WaIdParams,
+  zodCompiler,
+} from './schemas.ts';
 
 export interface AdminDeps {
   readonly backend: Backend;
@@ -18,88 +33,74 @@ export interface AdminDeps {
   readonly resetSession: (key: SessionKey) => Promise<SessionSnapshot | null>;
   /** Inbound messages per second over the last minute. */
   readonly messagesPerSecond: () => number;
+  /** The engine's agent operations (take, write, hand back). */
+  readonly agents: AgentDesk;
 }
 
-function fail(reply: FastifyReply, code: ErrorCode, extra: Record<string, unknown> = {}): FastifyReply {
-  return reply.code(ERROR_CODES[code].status).send({ error: ERROR_CODES[code].message, code, ...extra });
-}
+/** Extra routes registered inside the authenticated `/admin/api` scope (the agent operations). */
+export type AdminRoutes = (api: FastifyInstance) => void;
 
-function authorized(req: FastifyRequest, token: string): boolean {
-  const h = req.headers.authorization;
-  if (typeof h !== 'string' || !h.startsWith('Bearer ')) return false;
-  const given = Buffer.from(h.slice(7));
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
-}
-
-export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
+export function registerAdmin(app: FastifyInstance, deps: AdminDeps, extra: AdminRoutes[] = []): AdminAuth {
   const { backend } = deps;
-
-  /** One session by wa_id or BSUID; 404 if none, 409 if several channels and none chosen. */
-  async function findOne(req: FastifyRequest, reply: FastifyReply): Promise<SessionSnapshot | null> {
-    const { waId } = req.params as { waId: string };
-    const { channel } = req.query as { channel?: string };
-    const found = await backend.findSessions(waId, channel);
-    if (found.length === 0) {
-      await fail(reply, 'BATON_ERR_NOT_FOUND');
-      return null;
-    }
-    if (found.length > 1) {
-      await fail(reply, 'BATON_ERR_AMBIGUOUS_SESSION', { channels: found.map((s) => s.channel) });
-      return null;
-    }
-    return found[0]!;
-  }
+  const auth = new AdminAuth(deps.adminToken);
 
   void app.register(
     async (api) => {
+      api.setValidatorCompiler(zodCompiler);
+      api.setErrorHandler(adminErrorHandler);
+      acceptJsonBodies(api);
+      api.setNotFoundHandler((_req, reply) => fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such route'));
+
       api.addHook('onRequest', async (req, reply) => {
-        if (!authorized(req, deps.adminToken)) return fail(reply, 'BATON_ERR_UNAUTHORIZED');
+        const caller = auth.caller(req);
+        if (caller === null) return fail(reply, 'BATON_ERR_UNAUTHORIZED');
+        if (!auth.csrfOk(req, caller)) return fail(reply, 'BATON_ERR_CSRF');
       });
 
-      api.get('/sessions', async (req) => {
-        const q = req.query as Record<string, string | undefined>;
-        const limit = Math.min(500, Math.max(1, Number(q.limit ?? 50) || 50));
+      const one = { params: WaIdParams, querystring: ChannelQuery };
+
+      api.get('/sessions', { schema: { querystring: SessionsQuery } }, async (req) => {
+        const q = parsed(SessionsQuery, req.query);
         const page = await backend.listSessions({
-          limit,
-          ...(q.step ? { step: q.step } : {}),
+          limit: q.limit ?? 50,
+          ...(q.step !== undefined ? { step: q.step } : {}),
           ...(q.needs_agent !== undefined
             ? { needsAgent: q.needs_agent === 'true' || q.needs_agent === '1' }
             : {}),
-          ...(q.channel ? { channel: q.channel } : {}),
-          ...(q.cursor ? { cursor: q.cursor } : {}),
+          ...(q.channel !== undefined ? { channel: q.channel } : {}),
+          ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
         });
         return { sessions: page.sessions.map(toSessionView), next_cursor: page.nextCursor };
       });
 
-      api.get('/sessions/:waId', async (req, reply) => {
-        const s = await findOne(req, reply);
+      api.get('/sessions/:waId', { schema: one }, async (req, reply) => {
+        const s = await findOne(backend, req, reply);
         return s ? toSessionView(s) : reply;
       });
 
-      api.get('/sessions/:waId/transitions', async (req, reply) => {
-        const s = await findOne(req, reply);
+      api.get('/sessions/:waId/transitions', { schema: one }, async (req, reply) => {
+        const s = await findOne(backend, req, reply);
         return s ? { transitions: await backend.transitions(s) } : reply;
       });
 
-      api.get('/sessions/:waId/outbound', async (req, reply) => {
-        const s = await findOne(req, reply);
+      api.get('/sessions/:waId/outbound', { schema: one }, async (req, reply) => {
+        const s = await findOne(backend, req, reply);
         return s ? { outbound: await backend.outbound(s) } : reply;
       });
 
-      api.delete('/sessions/:waId/lock', async (req, reply) => {
-        const s = await findOne(req, reply);
+      api.delete('/sessions/:waId/lock', { schema: { ...one, body: NoBody } }, async (req, reply) => {
+        const s = await findOne(backend, req, reply);
         return s ? { released: await backend.clearLease(s) } : reply;
       });
 
-      api.post('/sessions/:waId/reset', async (req, reply) => {
-        const s = await findOne(req, reply);
+      api.post('/sessions/:waId/reset', { schema: { ...one, body: NoBody } }, async (req, reply) => {
+        const s = await findOne(backend, req, reply);
         if (!s) return reply;
         const next = await deps.resetSession(s);
-        return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND');
+        return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
       });
 
-      api.get('/stats', async () => {
+      api.get('/stats', { schema: { querystring: EmptyQuery } }, async () => {
         const s = await backend.stats();
         return {
           queue_depth: s.queueDepth,
@@ -111,17 +112,23 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
         };
       });
 
-      api.get('/dead-letters', async (req) => {
-        const q = req.query as { limit?: string };
-        return { dead_letters: await backend.listDeadLetters(Math.min(500, Number(q.limit ?? 100) || 100)) };
+      api.get('/dead-letters', { schema: { querystring: LimitQuery } }, async (req) => {
+        const q = parsed(LimitQuery, req.query);
+        return { dead_letters: await backend.listDeadLetters(q.limit ?? 100) };
       });
 
-      api.post('/dead-letters/:id/replay', async (req, reply) => {
-        const { id } = req.params as { id: string };
-        return (await backend.replayDeadLetter(id)) ? { replayed: true } : fail(reply, 'BATON_ERR_NOT_FOUND');
-      });
+      api.post(
+        '/dead-letters/:id/replay',
+        { schema: { params: DeadLetterParams, querystring: EmptyQuery, body: NoBody } },
+        async (req, reply) => {
+          const { id } = parsed(DeadLetterParams, req.params);
+          return (await backend.replayDeadLetter(id))
+            ? { replayed: true }
+            : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such dead letter, or it was replayed already');
+        },
+      );
 
-      api.get('/flows', async () => ({
+      api.get('/flows', { schema: { querystring: EmptyQuery } }, async () => ({
         flows: [...deps.flows.values()].map((f) => ({
           id: f.id,
           version: f.version,
@@ -130,12 +137,20 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
         })),
       }));
 
-      api.get('/flows/:id/graph', async (req, reply) => {
-        const flow = deps.flows.get((req.params as { id: string }).id);
-        if (!flow) return fail(reply, 'BATON_ERR_NOT_FOUND');
-        return reply.type('text/plain').send(toMermaid(flow));
-      });
+      api.get(
+        '/flows/:id/graph',
+        { schema: { params: FlowParams, querystring: EmptyQuery } },
+        async (req, reply) => {
+          const flow = deps.flows.get(parsed(FlowParams, req.params).id);
+          if (!flow) return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such flow');
+          return reply.type('text/plain').send(toMermaid(flow));
+        },
+      );
+
+      registerAgentRoutes(api, deps);
+      for (const add of extra) add(api);
     },
     { prefix: '/admin/api' },
   );
+  return auth;
 }

@@ -24,6 +24,14 @@ export interface LeaseGrant extends SessionKey {
   readonly holder: string;
 }
 
+/** Who holds a session's lease, for the dashboard. */
+export interface LeaseInfo {
+  /** The worker that took it; null when the store does not know. */
+  readonly holder: string | null;
+  /** Epoch milliseconds when it expires unless renewed. */
+  readonly expiresAt: number;
+}
+
 /** Everything one batch changes, committed atomically or not at all. */
 export interface BatchCommit {
   /** The version the batch was computed from (0 for a session never stored). */
@@ -147,4 +155,11 @@ export interface Backend {
   heartbeat(workerId: string, ttlMs: number): Promise<void>;
   /** A worker stopping says goodbye. */
   removeWorker(workerId: string): Promise<void>;
+  /**
+   * The session's inbound messages as stored (applied, pending or dead-lettered, while intake
+   * keeps them), in arrival (`seq`) order: the user's side of the conversation.
+   */
+  inbound(key: SessionKey): Promise<StoredMessage[]>;
+  /** The session's live lease, or null when it has none. */
+  leaseInfo(key: SessionKey): Promise<LeaseInfo | null>;
 }

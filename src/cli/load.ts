@@ -32,15 +32,6 @@ export interface LoadFlags {
   shopStub?: boolean;
 }
 
-/** Where the command writes. */
-export interface LoadIO {
-  readonly out: (line: string) => void;
-  readonly err: (text: string) => void;
-  /** Whether `err` is a terminal (the progress bar redraws in place). */
-  readonly tty: boolean;
-  readonly env: Readonly<Record<string, string | undefined>>;
-}
-
 export const DEFAULT_SINK_PORT = 4010;
 /** The business number simulated users write to unless `--channel` says otherwise. */
 export const DEFAULT_LOAD_CHANNEL = '106540352242922';
@@ -93,25 +84,49 @@ export function configureLoadCommand(cmd: Command): Command {
     );
 }
 
-/** What `loadgen/cli` exports to this command. */
-interface LoadgenCli {
-  readonly runLoadCommand: (flags: LoadFlags, io: Partial<LoadIO>) => Promise<number>;
-}
-
-/**
- * Where the generator is: `loadgen/` beside `src/` when running from the sources, `dist/loadgen/`
- * beside the compiled CLI (`npm run build` compiles it there). A computed specifier, so neither
- * the type checker nor the build pulls the generator into the product's module graph.
- */
-export function loadgenEntry(from: string = import.meta.url): string {
-  return new URL(from.endsWith('.ts') ? '../../loadgen/cli.ts' : '../loadgen/cli.js', from).href;
-}
-
 /**
  * Runs `baton load` with parsed commander flags; returns the exit code. Loads the generator
  * from `loadgen/` on first use.
  */
 export async function runLoadCommand(flags: LoadFlags, io: Partial<LoadIO> = {}): Promise<number> {
-  const { runLoadCommand: run } = (await import(loadgenEntry())) as LoadgenCli;
-  return run(flags, io);
+  const generator = await loadGenerator();
+  return generator.runLoadCommand(flags, io);
+}
+
+/** Where `baton load` writes, and what it reads. */
+export interface LoadIO {
+  readonly out: (line: string) => void;
+  readonly err: (text: string) => void;
+  /** Whether `err` is a terminal (the progress bar redraws in place). */
+  readonly tty: boolean;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** The generator's entry point (`loadgen/cli.ts`). */
+interface LoadgenModule {
+  runLoadCommand(flags: LoadFlags, io?: Partial<LoadIO>): Promise<number>;
+}
+
+/**
+ * The generator is TypeScript beside the package (a development tool, not shipped in it): from
+ * the compiled CLI it is loaded through tsx, a development dependency. A variable specifier
+ * keeps the compiler from pulling it into `dist/`.
+ */
+async function loadGenerator(): Promise<LoadgenModule> {
+  // From src/cli/ and from dist/cli/ alike, the generator is two folders up.
+  const specifier: string = new URL('../../loadgen/cli.ts', import.meta.url).href;
+  // The compiled CLI needs tsx to load TypeScript. Registered before the first import: a
+  // failed import of a URL stays failed for the life of the process.
+  if (!import.meta.url.endsWith('.ts')) {
+    try {
+      const tsx = 'tsx/esm/api';
+      const { register } = (await import(tsx)) as { register: () => void };
+      register();
+    } catch {
+      throw new Error(
+        'baton load runs from a checkout of Baton (it needs loadgen/ and the tsx dev dependency)',
+      );
+    }
+  }
+  return (await import(specifier)) as LoadgenModule;
 }

@@ -30,6 +30,7 @@ import {
   type StoredMessage,
 } from '../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../model/session.ts';
+import * as agentOps from './agent.ts';
 
 /** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
 export interface OutboundSender {
@@ -523,6 +524,34 @@ export class Engine {
       );
     }
     return sender.send(rec);
+  }
+
+  /** An agent takes the session from the inbox (`engine/agent.ts`). */
+  takeSession(key: SessionKey, agent: string): Promise<SessionSnapshot | null> {
+    return agentOps.takeSession(this.agentHost(), key, agent);
+  }
+
+  /** An agent writes to the user through the outbox (`engine/agent.ts`). */
+  agentMessage(key: SessionKey, text: string, agent?: string): Promise<agentOps.AgentSend | null> {
+    return agentOps.agentMessage(this.agentHost(), key, text, agent);
+  }
+
+  /** An agent hands the session back to the bot at `step` (`engine/agent.ts`). */
+  handback(key: SessionKey, step: string, agent?: string): Promise<SessionSnapshot | null> {
+    return agentOps.handback(this.agentHost(), key, step, agent);
+  }
+
+  private agentHost(): agentOps.AgentHost {
+    return {
+      backend: this.o.backend,
+      workerId: this.workerId,
+      lockTtlMs: this.o.lockTtlMs,
+      now: this.now,
+      env: (lease) => this.env(lease),
+      flowFor: (s) => this.flowFor(s),
+      hold: (lease) => this.hold(lease),
+      flushOutbox: (lease, signal) => this.flushOutbox(lease, signal),
+    };
   }
 
   /** An agent's reset: takes the baton (waiting up to the lock TTL), records `admin_reset`, sends nothing. */

@@ -16,6 +16,9 @@ import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
+import { registerDashboard } from '../admin/dashboard.ts';
+import { adminErrorHandler, parsed } from '../admin/http.ts';
+import { HandshakeQuery, zodCompiler } from '../admin/schemas.ts';
 
 /** Meta sends up to 3 MB; anything above 4 MiB is refused with 413. */
 export const BODY_LIMIT = 4 * 1024 * 1024;
@@ -72,6 +75,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
+    // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
+    routerOptions: { maxParamLength: 2000 },
     logController: new LogController({ disableRequestLogging: true }),
     // A body that trickles in holds a socket and its buffers: Node answers 408 and closes the
     // connection once the request is not complete in time (checked every checkIntervalMs).
@@ -104,8 +109,14 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return reply.code(500).send({ error: 'internal error' });
   });
 
-  app.get('/webhooks/whatsapp', async (req, reply) => {
-    const q = req.query as Record<string, string | undefined>;
+  // Each handshake parameter at most once (given twice it is an array): else 400, never 500.
+  const handshake = {
+    schema: { querystring: HandshakeQuery },
+    validatorCompiler: zodCompiler,
+    errorHandler: adminErrorHandler,
+  };
+  app.get('/webhooks/whatsapp', handshake, async (req, reply) => {
+    const q = parsed(HandshakeQuery, req.query);
     const ok =
       q['hub.mode'] === 'subscribe' &&
       deps.verifyToken !== undefined &&
@@ -182,10 +193,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (s) {
       deps.metrics.queueDepth.set(s.queueDepth);
       deps.metrics.oldestPending.set(s.oldestPendingMs / 1000);
+      deps.metrics.liveWorkers.set(s.workers);
     }
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 
-  registerAdmin(app, deps);
+  const auth = registerAdmin(app, deps);
+  registerDashboard(app, deps, auth);
   return app;
 }

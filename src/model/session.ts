@@ -21,6 +21,8 @@ export interface SessionView {
     retry_count: number;
     needs_agent: boolean;
     created_at: string;
+    /** Who took the session from the inbox, while it waits for an agent (absent otherwise). */
+    agent?: string;
   };
 }
 
@@ -48,6 +50,20 @@ export interface SessionSnapshot extends SessionKey {
   readonly provider?: ProviderName;
   readonly waId?: string;
   readonly userId?: string;
+  /**
+   * The agent who took the session from the inbox. It counts only while the session still
+   * needs an agent at the version it was taken at (see `agentOf` in `flow/agent.ts`).
+   */
+  readonly agent?: AgentClaim;
+}
+
+/** An agent's claim on a session waiting for one. */
+export interface AgentClaim {
+  readonly name: string;
+  /** Epoch milliseconds. */
+  readonly at: number;
+  /** The session's version when it was taken. */
+  readonly version: number;
 }
 
 export type TransitionKind =
@@ -60,7 +76,9 @@ export type TransitionKind =
   | 'late'
   | 'escalated'
   | 'held'
-  | 'ignored';
+  | 'ignored'
+  | 'agent_message'
+  | 'handback';
 
 /** Kinds that leave `version` unchanged. */
 export const VERSIONLESS_KINDS: ReadonlySet<TransitionKind> = new Set([
@@ -68,6 +86,7 @@ export const VERSIONLESS_KINDS: ReadonlySet<TransitionKind> = new Set([
   'late',
   'held',
   'ignored',
+  'agent_message',
 ]);
 
 /** One line of a session's transition log, as SPEC section 4 pins it. */
@@ -256,6 +275,9 @@ export function toSessionView(s: SessionSnapshot): SessionView {
       retry_count: s.retryCount,
       needs_agent: s.needsAgent,
       created_at: new Date(s.createdAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      ...(s.agent !== undefined && s.needsAgent && s.agent.version === s.version
+        ? { agent: s.agent.name }
+        : {}),
     },
   };
 }

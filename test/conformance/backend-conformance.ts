@@ -584,5 +584,43 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect(s.deadLetters).toBe(0);
       });
     });
+
+    describe('agent reads', () => {
+      it("returns a session's inbound messages, consumed and pending, in arrival order", async () => {
+        const key = newKey();
+        const other = newKey();
+        const [m1, m2] = [text(key, 'one'), text(key, 'two')];
+        await b.ingest({ messages: [m1, m2, text(other, 'elsewhere')], statuses: [] });
+        const lease = (await b.acquireLease(key, 'w1', 5000))!;
+        await b.commit(
+          lease,
+          batch(key, 0, 1, { consumed: [m1.id], records: [record(lease, 1, 'advance', [m1.id])] }),
+        );
+        await b.releaseLease(lease);
+        const m3 = text(key, 'three');
+        await b.ingest({ messages: [m3], statuses: [] });
+        const got = await b.inbound(key);
+        expect(got.map((m) => m.id)).toEqual([m1.id, m2.id, m3.id]);
+        expect(got[0]!.content).toEqual({ type: 'text', body: 'one' });
+        expect(got.every((m) => m.storedAt > 0)).toBe(true);
+        expect(await b.inbound(newKey())).toEqual([]);
+      });
+
+      it('says who holds a lease and until when, and nothing once it is released', async () => {
+        const key = newKey();
+        expect(await b.leaseInfo(key)).toBeNull();
+        const before = Date.now();
+        const lease = (await b.acquireLease(key, 'host-a:123:worker', 5000))!;
+        const info = await b.leaseInfo(key);
+        expect(info?.holder).toBe('host-a:123:worker');
+        expect(info!.expiresAt).toBeGreaterThan(before);
+        expect(info!.expiresAt).toBeLessThanOrEqual(Date.now() + 5000 + 50);
+        await b.releaseLease(lease);
+        expect(await b.leaseInfo(key)).toBeNull();
+        await b.acquireLease(key, 'w2', 5000);
+        expect(await b.clearLease(key)).toBe(true);
+        expect(await b.leaseInfo(key)).toBeNull();
+      });
+    });
   });
 }

@@ -39,6 +39,7 @@ import type {
   BatchCommit,
   IngestResult,
   LeaseGrant,
+  LeaseInfo,
   OutboundPatch,
   SessionQuery,
 } from '../types.ts';
@@ -629,7 +630,8 @@ export class DistributedBackend implements Backend {
 
   async acquireLease(key: SessionKey, holder: string, ttlMs: number): Promise<LeaseGrant | null> {
     const sk = this.keys.session(key);
-    const token = randomUUID();
+    // The holder rides in the token (compared whole), so the dashboard can say who holds it.
+    const token = `${randomUUID()}~${holder}`;
     const acquire = (base: Arg, ceiling: Arg): PipelineOp => ({
       script: 'lease-acquire',
       keys: [sk.lock, sk.fence, sk.sched],
@@ -1191,5 +1193,24 @@ export class DistributedBackend implements Backend {
 
   async removeWorker(workerId: string): Promise<void> {
     await this.r('removeWorker', () => this.redis.zrem(this.keys.workers, workerId));
+  }
+
+  async inbound(key: SessionKey): Promise<StoredMessage[]> {
+    // Consumed ones are in PostgreSQL (once the journal is copied), pending ones in the mailbox.
+    await this.flushSession(key);
+    const [done, pending] = await Promise.all([this.pg.inboundOf(key), this.pending(key, 10_000)]);
+    const byId = new Map<string, StoredMessage>();
+    for (const m of [...done, ...pending]) byId.set(m.id, m);
+    return [...byId.values()].sort((a, b) => a.storedAt - b.storedAt || a.seq - b.seq);
+  }
+
+  async leaseInfo(key: SessionKey): Promise<LeaseInfo | null> {
+    const sk = this.keys.session(key);
+    const [token, pttl] = await this.r('lease', () =>
+      Promise.all([this.redis.get(sk.lock), this.redis.pttl(sk.lock)]),
+    );
+    if (token === null || pttl <= 0) return null;
+    const at = token.indexOf('~');
+    return { holder: at >= 0 ? token.slice(at + 1) : null, expiresAt: this.now() + pttl };
   }
 }

@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import { StorageUnavailableError } from '../../errors.ts';
-import type { SessionKey } from '../../model/message.ts';
+import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
 import type {
   CommitEntry,
@@ -368,6 +368,13 @@ export class PgStore {
 
   async countDeadLetters(): Promise<number> {
     return num((await this.query('dead-letters-count'))[0]!.n);
+  }
+
+  /** A session's consumed inbound messages as stored, in arrival order. */
+  async inboundOf(key: SessionKey): Promise<StoredMessage[]> {
+    return (await this.query('inbound-by-session', [key.channel, key.user])).map(
+      (r) => r.message as StoredMessage,
+    );
   }
 
   async inboundMessage(key: SessionKey, id: string): Promise<unknown> {

@@ -21,6 +21,7 @@ export const STATEMENT_NAMES = [
   'outbound-status-by-provider-id',
   'inbound-insert',
   'inbound-get',
+  'inbound-by-session',
   'dead-letters-insert',
   'dead-letters-list',
   'dead-letter-get',

@@ -31,6 +31,7 @@ import type {
   BatchCommit,
   IngestResult,
   LeaseGrant,
+  LeaseInfo,
   OutboundPatch,
   SessionQuery,
 } from '../types.ts';
@@ -49,6 +50,7 @@ export interface EmbeddedOptions {
 
 interface Lease {
   readonly token: string;
+  readonly holder: string;
   readonly fence: number;
   expiresAt: number;
 }
@@ -293,6 +295,7 @@ export class EmbeddedBackend implements Backend {
     if (this.isLeased(key)) return null;
     const lease: Lease = {
       token: randomBytes(12).toString('hex'),
+      holder,
       fence: ++this.fenceCounter,
       expiresAt: this.now() + ttlMs,
     };
@@ -607,5 +610,18 @@ export class EmbeddedBackend implements Backend {
 
   async removeWorker(workerId: string): Promise<void> {
     this.workerBeats.delete(workerId);
+  }
+
+  async inbound(key: SessionKey): Promise<StoredMessage[]> {
+    const rows = this.sql('SELECT body FROM inbound WHERE channel = ? AND user = ? ORDER BY seq').all(
+      key.channel,
+      key.user,
+    ) as Array<{ body: string }>;
+    return rows.map((r) => JSON.parse(r.body) as StoredMessage);
+  }
+
+  async leaseInfo(key: SessionKey): Promise<LeaseInfo | null> {
+    const l = this.leases.get(sessionId(key));
+    return l !== undefined && l.expiresAt > this.now() ? { holder: l.holder, expiresAt: l.expiresAt } : null;
   }
 }

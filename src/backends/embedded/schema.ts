@@ -73,4 +73,6 @@ export const MIGRATIONS: readonly string[] = [
     replayed_at INTEGER
   );
   `,
+  // 2: a session's conversation (admin reads of every inbound message of one session)
+  `CREATE INDEX inbound_session ON inbound (channel, user, seq);`,
 ];

@@ -1,0 +1,129 @@
+/**
+ * The agent's side of a hand-off over the admin API (SPEC section 4): the conversation, the
+ * inbox, take / write / hand back; plus the lease and flow-map reads the dashboard shows.
+ * Registered inside the authenticated `/admin/api` scope by `registerAdmin`.
+ * @module
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Backend } from '../backends/types.ts';
+import type { Flow } from '../flow/define.ts';
+import type { SessionKey } from '../model/message.ts';
+import { toSessionView, type OutboundRecord, type SessionSnapshot } from '../model/session.ts';
+import { fail, findOne, parsed } from './http.ts';
+import { conversationPage } from './conversation.ts';
+import { inboxPage, leaseView, stepCounts } from './reads.ts';
+import {
+  AgentMessageBody,
+  ChannelQuery,
+  EmptyQuery,
+  FlowParams,
+  HandbackBody,
+  InboxQuery,
+  MessagesQuery,
+  TakeBody,
+  WaIdParams,
+} from './schemas.ts';
+
+/** The engine's agent operations, as the admin API calls them. */
+export interface AgentDesk {
+  take(key: SessionKey, agent: string): Promise<SessionSnapshot | null>;
+  message(
+    key: SessionKey,
+    text: string,
+    agent?: string,
+  ): Promise<{ snapshot: SessionSnapshot; outbound: OutboundRecord } | null>;
+  handback(key: SessionKey, step: string, agent?: string): Promise<SessionSnapshot | null>;
+}
+
+export function registerAgentRoutes(
+  api: FastifyInstance,
+  deps: {
+    readonly backend: Backend;
+    readonly flows: ReadonlyMap<string, Flow>;
+    readonly agents: AgentDesk;
+    readonly now?: () => number;
+  },
+): void {
+  const { backend, agents } = deps;
+  const now = deps.now ?? Date.now;
+  const one = { params: WaIdParams, querystring: ChannelQuery };
+
+  api.get(
+    '/sessions/:waId/messages',
+    { schema: { params: WaIdParams, querystring: MessagesQuery } },
+    async (req, reply) => {
+      const s = await findOne(backend, req, reply);
+      if (!s) return reply;
+      const q = parsed(MessagesQuery, req.query);
+      const [inbound, outbound] = await Promise.all([backend.inbound(s), backend.outbound(s)]);
+      return conversationPage(inbound, outbound, q.limit ?? 100, q.cursor);
+    },
+  );
+
+  api.get('/sessions/:waId/lease', { schema: one }, async (req, reply) => {
+    const s = await findOne(backend, req, reply);
+    if (!s) return reply;
+    return { lease: leaseView(await backend.leaseInfo(s), now()) };
+  });
+
+  api.get('/inbox', { schema: { querystring: InboxQuery } }, async (req) => {
+    const q = parsed(InboxQuery, req.query);
+    return inboxPage(backend, now(), q.limit ?? 100, q.channel);
+  });
+
+  api.post('/sessions/:waId/agent', { schema: { ...one, body: TakeBody } }, async (req, reply) => {
+    const s = await findOne(backend, req, reply);
+    if (!s) return reply;
+    const { agent } = parsed(TakeBody, req.body);
+    const next = await agents.take(s, agent);
+    return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
+  });
+
+  api.post(
+    '/sessions/:waId/agent/messages',
+    { schema: { ...one, body: AgentMessageBody } },
+    async (req, reply) => {
+      const s = await findOne(backend, req, reply);
+      if (!s) return reply;
+      const { text, agent } = parsed(AgentMessageBody, req.body);
+      const r = await agents.message(s, text, agent);
+      if (!r) return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
+      return {
+        session: toSessionView(r.snapshot),
+        message: {
+          id: r.outbound.id,
+          status: r.outbound.status,
+          callback_data: r.outbound.callbackData,
+          ...(r.outbound.providerMessageId !== undefined ? { wamid: r.outbound.providerMessageId } : {}),
+        },
+      };
+    },
+  );
+
+  api.delete('/sessions/:waId/agent', { schema: { ...one, body: HandbackBody } }, async (req, reply) => {
+    const s = await findOne(backend, req, reply);
+    if (!s) return reply;
+    const { step } = parsed(HandbackBody, req.body);
+    const next = await agents.handback(s, step);
+    return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
+  });
+
+  api.get(
+    '/flows/:id/map',
+    { schema: { params: FlowParams, querystring: EmptyQuery } },
+    async (req, reply) => {
+      const flow = deps.flows.get(parsed(FlowParams, req.params).id);
+      if (!flow) return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such flow');
+      const counts = await stepCounts(backend, flow, now());
+      return {
+        flow: flow.id,
+        start: flow.start,
+        steps: [...flow.steps.keys()].map((id) => ({
+          id,
+          sessions: counts[id]?.sessions ?? 0,
+          oldest_ms: counts[id]?.oldestMs ?? null,
+        })),
+      };
+    },
+  );
+}

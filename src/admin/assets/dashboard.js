@@ -1,0 +1,71 @@
+// Baton dashboard: the one script the pages load (no build step, no CDN).
+// Forms with class "api" call the admin JSON API with the page's CSRF token, then reload
+// (or go to data-next). Errors are shown as text, never as markup.
+(function () {
+  'use strict';
+  var meta = document.querySelector('meta[name="baton-csrf"]');
+  var csrf = meta ? meta.getAttribute('content') || '' : '';
+
+  function fields(form) {
+    var out = {};
+    var any = false;
+    new FormData(form).forEach(function (value, key) {
+      if (typeof value === 'string') {
+        out[key] = value;
+        any = true;
+      }
+    });
+    return any ? out : null;
+  }
+
+  function showError(form, text) {
+    var slot = form.querySelector('.error');
+    if (slot) slot.textContent = text;
+  }
+
+  // Show the newest messages of a conversation.
+  var chat = document.querySelector('ol.chat');
+  if (chat) chat.scrollTop = chat.scrollHeight;
+
+  document.addEventListener('submit', function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.classList.contains('api')) return;
+    event.preventDefault();
+    var body = fields(form);
+    var headers = { 'x-baton-csrf': csrf };
+    if (body) headers['content-type'] = 'application/json';
+    var button = form.querySelector('button[type="submit"]');
+    if (button) button.disabled = true;
+    showError(form, '');
+    fetch(form.getAttribute('data-url') || '', {
+      method: form.getAttribute('data-method') || 'POST',
+      headers: headers,
+      body: body ? JSON.stringify(body) : undefined,
+      credentials: 'same-origin',
+    })
+      .then(function (r) {
+        return r.text().then(function (text) {
+          var data = null;
+          try {
+            data = JSON.parse(text);
+          } catch {
+            data = null;
+          }
+          if (!r.ok) {
+            var reason = data && typeof data.error === 'string' ? data.error : 'HTTP ' + r.status;
+            showError(form, reason);
+            return;
+          }
+          var next = form.getAttribute('data-next');
+          if (next) window.location.assign(next);
+          else window.location.reload();
+        });
+      })
+      .catch(function (err) {
+        showError(form, String(err));
+      })
+      .finally(function () {
+        if (button) button.disabled = false;
+      });
+  });
+})();

@@ -1,0 +1,147 @@
+/**
+ * A session's conversation for agents: what the user sent (inbound messages as stored) and
+ * what Baton sent (outbound records with their delivery status), merged oldest first and
+ * paged by a keyset cursor. Pure: the routes read the backend and call these.
+ * @module
+ */
+import type { MessageContent, StoredMessage } from '../model/message.ts';
+import type { OutboundRecord, OutboundStatus } from '../model/session.ts';
+import { decodeCursor, encodeCursor } from './schemas.ts';
+
+/** One line of the conversation, as `GET /sessions/:waId/messages` answers it. */
+export interface ConversationItem {
+  readonly direction: 'in' | 'out';
+  /** Inbound: the provider's message id (`wamid…`). Outbound: Baton's record id. */
+  readonly id: string;
+  /** ISO 8601: when Baton stored (inbound) or produced (outbound) it. */
+  readonly at: string;
+  /** `text`, `button_reply`, `list_reply`, `button`, `image`…, `location`, `buttons`, `list`… */
+  readonly type: string;
+  readonly text?: string;
+  /** The message's content beyond its text (a tapped button's id, media, the buttons sent…). */
+  readonly payload?: unknown;
+  /** Outbound only: its delivery status. */
+  readonly status?: OutboundStatus;
+  /** Outbound only: the wamid Graph gave it, once sent. */
+  readonly wamid?: string;
+  /** Outbound only: why it failed, if it did. */
+  readonly error?: string;
+  /** Outbound only: `prompt` (a step's question), `agent` (an agent wrote it) or `notice`. */
+  readonly kind?: 'prompt' | 'agent' | 'notice';
+  /** Inbound only: the WhatsApp timestamp (ISO 8601). */
+  readonly sent_at?: string;
+  /** Inbound only: the message it replies to (a tapped button's prompt). */
+  readonly context_id?: string;
+}
+
+interface Sortable {
+  readonly item: ConversationItem;
+  readonly atMs: number;
+  readonly rank: number;
+  readonly seq: number;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** The text and type of an inbound message, as the user sent it. */
+function describeInbound(c: MessageContent): { type: string; text?: string; payload?: unknown } {
+  switch (c.type) {
+    case 'text':
+      return { type: 'text', text: c.body };
+    case 'choice':
+      return {
+        type: c.source === 'template_button' ? 'button' : c.source,
+        text: c.title,
+        payload: { id: c.id, title: c.title },
+      };
+    case 'media': {
+      const { type: _t, mediaType, ...rest } = c;
+      return { type: mediaType, ...(c.caption !== undefined ? { text: c.caption } : {}), payload: rest };
+    }
+    case 'location': {
+      const { type: _t, ...rest } = c;
+      const text = [c.name, c.address].filter(Boolean).join(', ');
+      return { type: 'location', ...(text !== '' ? { text } : {}), payload: rest };
+    }
+    case 'system':
+      return { type: 'system', text: c.body };
+    default: {
+      const { type, ...rest } = c;
+      return { type, ...(Object.keys(rest).length > 0 ? { payload: rest } : {}) };
+    }
+  }
+}
+
+function inboundItem(m: StoredMessage): Sortable {
+  const d = describeInbound(m.content);
+  return {
+    item: {
+      direction: 'in',
+      id: m.id,
+      at: iso(m.storedAt),
+      ...d,
+      sent_at: iso(m.timestamp * 1000),
+      ...(m.contextId !== undefined ? { context_id: m.contextId } : {}),
+    },
+    atMs: m.storedAt,
+    rank: 0,
+    seq: m.seq,
+  };
+}
+
+function outboundItem(o: OutboundRecord): Sortable {
+  const body = o.body as { type: string; text?: unknown };
+  const { type, ...payload } = body;
+  return {
+    item: {
+      direction: 'out',
+      id: o.id,
+      at: iso(o.createdAt),
+      type,
+      ...(typeof body.text === 'string' ? { text: body.text } : {}),
+      ...(Object.keys(payload).length > (typeof body.text === 'string' ? 1 : 0) ? { payload } : {}),
+      status: o.status,
+      ...(o.providerMessageId !== undefined ? { wamid: o.providerMessageId } : {}),
+      ...(o.lastError !== undefined ? { error: o.lastError } : {}),
+      kind: o.isPrompt ? 'prompt' : o.callbackData.includes(':agent-') ? 'agent' : 'notice',
+    },
+    atMs: o.createdAt,
+    rank: 1,
+    seq: o.seq,
+  };
+}
+
+function compare(a: Sortable, b: Sortable): number {
+  return a.atMs - b.atMs || a.rank - b.rank || a.seq - b.seq;
+}
+
+/** One page of the conversation, oldest first, after `cursor` (from a previous page). */
+export function conversationPage(
+  inbound: readonly StoredMessage[],
+  outbound: readonly OutboundRecord[],
+  limit: number,
+  cursor?: string,
+): { messages: ConversationItem[]; next_cursor: string | null } {
+  const all = [...inbound.map(inboundItem), ...outbound.map(outboundItem)].sort(compare);
+  const after = cursor === undefined ? null : decodeCursor(cursor, 'nnn');
+  const from =
+    after === null
+      ? all
+      : all.filter(
+          (x) =>
+            compare(x, {
+              item: x.item,
+              atMs: after[0] as number,
+              rank: after[1] as number,
+              seq: after[2] as number,
+            }) > 0,
+        );
+  const page = from.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    messages: page.map((x) => x.item),
+    next_cursor: from.length > limit && last ? encodeCursor([last.atMs, last.rank, last.seq]) : null,
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * What every admin route shares: coded error answers, the error handler that turns schema
+ * failures into `400`s, JSON bodies, and finding the session a `:waId` names.
+ * @module
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import type { Backend } from '../backends/types.ts';
+import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
+import type { SessionSnapshot } from '../model/session.ts';
+import { ChannelQuery, WaIdParams } from './schemas.ts';
+
+/** Sends `{error, code}` with the code's status. */
+export function fail(
+  reply: FastifyReply,
+  code: ErrorCode,
+  extra: Record<string, unknown> = {},
+  detail?: string,
+): FastifyReply {
+  return reply
+    .code(ERROR_CODES[code].status)
+    .type('application/json')
+    .send({ error: detail ?? ERROR_CODES[code].message, code, ...extra });
+}
+
+/** Answers an admin route's errors: validation -> 400, coded errors -> their status, else 500. */
+export function adminErrorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (err.validation !== undefined || err.code === 'FST_ERR_VALIDATION') {
+    const where = err.validationContext ?? 'request';
+    return fail(reply, 'BATON_ERR_BAD_REQUEST', {}, `${where}: ${err.message}`);
+  }
+  if (err instanceof BatonError) {
+    if (err.statusCode >= 500) req.log.error({ err }, 'admin request failed');
+    return fail(reply, err.code, {}, err.statusCode >= 500 ? undefined : err.message);
+  }
+  if (err.statusCode === 413 || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    return fail(reply, 'BATON_ERR_BODY_TOO_LARGE');
+  }
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+    return fail(reply, 'BATON_ERR_BAD_REQUEST', {}, err.message);
+  }
+  req.log.error({ err }, 'admin request failed');
+  return fail(reply, 'BATON_ERR_INTERNAL');
+}
+
+/** JSON bodies for this scope (the server keeps webhook bodies raw); `''` is no body. */
+export function acceptJsonBodies(api: FastifyInstance): void {
+  api.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text) as unknown);
+    } catch {
+      done(new BatonError('BATON_ERR_BAD_JSON'), undefined);
+    }
+  });
+}
+
+/** Typed access to what a route's schemas let through. */
+export function parsed<S extends z.ZodType>(_schema: S, value: unknown): z.output<S> {
+  return value as z.output<S>;
+}
+
+/** One session by wa_id or BSUID; answers 404 if none, 409 if several channels and none chosen. */
+export async function findOne(
+  backend: Backend,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): Promise<SessionSnapshot | null> {
+  const { waId } = parsed(WaIdParams, req.params);
+  const { channel } = parsed(ChannelQuery, req.query);
+  const found = await backend.findSessions(waId, channel);
+  if (found.length === 0) {
+    await fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
+    return null;
+  }
+  if (found.length > 1) {
+    await fail(reply, 'BATON_ERR_AMBIGUOUS_SESSION', { channels: found.map((s) => s.channel) });
+    return null;
+  }
+  return found[0]!;
+}

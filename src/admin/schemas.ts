@@ -1,0 +1,133 @@
+/**
+ * Route schemas of the admin API and the webhook handshake (zod). Every query parameter,
+ * path id and body is checked before a handler runs; anything else answers `400` with
+ * `BATON_ERR_BAD_REQUEST` and the reason. Unknown query parameters are refused too, and a
+ * parameter given twice (which arrives as an array) is not a string, so it is refused.
+ * @module
+ */
+import type { FastifySchemaCompiler } from 'fastify';
+import { z } from 'zod';
+
+/** A page size: a whole number in [1, max], written in decimal digits. */
+export function limitParam(max: number): z.ZodType<number, string> {
+  return z
+    .string()
+    .regex(/^\d{1,6}$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(1, 'must be at least 1').max(max, `must be at most ${max}`));
+}
+
+/** Encodes a keyset cursor: a JSON array of strings and numbers, base64url. */
+export function encodeCursor(parts: ReadonlyArray<string | number>): string {
+  return Buffer.from(JSON.stringify(parts), 'utf8').toString('base64url');
+}
+
+/** Decodes a cursor made by {@link encodeCursor} with `shape` (`s` string, `n` number); null if it is not one. */
+export function decodeCursor(raw: string, shape: string): Array<string | number> | null {
+  if (!/^[A-Za-z0-9_-]{1,2000}$/.test(raw)) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(v) || v.length !== shape.length) return null;
+  const ok = v.every((p, i) =>
+    shape[i] === 's' ? typeof p === 'string' : typeof p === 'number' && Number.isFinite(p),
+  );
+  return ok ? (v as Array<string | number>) : null;
+}
+
+/** The session-list cursor both backends hand out: `[channel, user]`. */
+const sessionCursor = z
+  .string()
+  .refine((c) => decodeCursor(c, 'ss') !== null, 'is not a cursor from a previous page');
+
+/** The conversation cursor: `[at ms, direction rank, seq]`. */
+const messageCursor = z
+  .string()
+  .refine((c) => decodeCursor(c, 'nnn') !== null, 'is not a cursor from a previous page');
+
+/** A wa_id, a BSUID, a phone_number_id or a gateway session id. */
+const ident = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(128, 'must be at most 128 characters')
+  .regex(/^[A-Za-z0-9._:+@-]+$/, 'may hold only letters, digits and . _ : + @ -');
+
+const stepId = z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
+
+const channelQuery = { channel: ident.optional() };
+
+export const SessionsQuery = z.strictObject({
+  ...channelQuery,
+  step: stepId.optional(),
+  needs_agent: z.enum(['true', 'false', '1', '0']).optional(),
+  limit: limitParam(500).optional(),
+  cursor: sessionCursor.optional(),
+});
+
+export const ChannelQuery = z.strictObject(channelQuery);
+
+export const MessagesQuery = z.strictObject({
+  ...channelQuery,
+  limit: limitParam(500).optional(),
+  cursor: messageCursor.optional(),
+});
+
+export const InboxQuery = z.strictObject({ ...channelQuery, limit: limitParam(500).optional() });
+
+export const EmptyQuery = z.strictObject({});
+
+export const LimitQuery = z.strictObject({ limit: limitParam(500).optional() });
+
+export const WaIdParams = z.strictObject({ waId: ident });
+
+export const DeadLetterParams = z.strictObject({
+  id: z.string().min(1).max(600, 'must be at most 600 characters'),
+});
+
+export const FlowParams = z.strictObject({ id: stepId });
+
+/** An empty body, `{}` or nothing at all. */
+export const NoBody = z.union([z.undefined(), z.null(), z.strictObject({})]);
+
+export const TakeBody = z.strictObject({
+  agent: z.string().trim().min(1, 'must name the agent').max(100, 'must be at most 100 characters'),
+});
+
+export const AgentMessageBody = z.strictObject({
+  /** Who writes; defaults to the agent who took the session. */
+  agent: z.string().trim().min(1).max(100).optional(),
+  text: z
+    .string()
+    .max(4096, 'must be at most 4,096 characters (WhatsApp text limit)')
+    .refine((t) => t.trim() !== '', 'must not be empty'),
+});
+
+export const HandbackBody = z.strictObject({ step: stepId });
+
+/** The Meta verification handshake: each parameter at most once, all optional (a mismatch is 403). */
+export const HandshakeQuery = z.object({
+  'hub.mode': z.string().max(64).optional(),
+  'hub.verify_token': z.string().max(512).optional(),
+  'hub.challenge': z.string().max(512).optional(),
+});
+
+/** The dashboard's sign-in form. */
+export const SignInBody = z.strictObject({ token: z.string().min(1).max(512) });
+
+/**
+ * A Fastify validator compiler for zod schemas: the parsed (and transformed) value replaces
+ * the raw one, so handlers read numbers where the query had digits.
+ */
+export const zodCompiler: FastifySchemaCompiler<unknown> = ({ schema }) => {
+  if (!(schema instanceof z.ZodType)) throw new TypeError('admin route schemas are zod schemas');
+  return (data: unknown) => {
+    const r = schema.safeParse(data);
+    if (r.success) return { value: r.data };
+    const first = r.error.issues[0];
+    const where = first && first.path.length > 0 ? `${first.path.map(String).join('.')} ` : '';
+    return { error: new Error(`${where}${first?.message ?? 'is invalid'}`) };
+  };
+};

@@ -1,0 +1,192 @@
+/**
+ * Queue alerts (SPEC section 4). Every few seconds the watcher reads the backend's stats; when
+ * queue depth or the oldest pending message's age goes strictly above its threshold it POSTs
+ * `{alert, state: "firing", value, threshold, at, text}` to `BATON_ALERT_WEBHOOK_URL`, once per
+ * episode, and `{…, state: "resolved", …}` once when the value is back at or below it. `text`
+ * is one human line, so a Slack-compatible incoming webhook shows it as is.
+ *
+ * A heartbeat alert, `workers`, fires when no live worker is seen (the fleet fell silent, or
+ * none was started) and resolves when one is back.
+ *
+ * A POST that fails is tried again at the next check: an episode's alert is not lost because
+ * the chat tool was down for a moment, and is still sent once.
+ * @module
+ */
+import type { Logger } from 'pino';
+import type { BackendStats } from '../backends/types.ts';
+
+export type AlertName = 'queue_depth' | 'oldest_pending' | 'workers';
+
+/** The body POSTed to the alert webhook, exactly as SPEC section 4 pins it. */
+export interface AlertBody {
+  readonly alert: AlertName;
+  readonly state: 'firing' | 'resolved';
+  readonly value: number;
+  readonly threshold: number;
+  /** ISO 8601. */
+  readonly at: string;
+  readonly text: string;
+}
+
+export interface AlertOptions {
+  readonly webhookUrl: string;
+  /** Queue depth above which `queue_depth` fires (`BATON_ALERT_QUEUE_DEPTH`); off when absent. */
+  readonly queueDepth?: number | undefined;
+  /** Oldest pending age, ms, above which `oldest_pending` fires (`BATON_ALERT_OLDEST_MS`); off when absent. */
+  readonly oldestMs?: number | undefined;
+  /** Whether `workers` fires when no live worker is seen (default true). */
+  readonly heartbeat?: boolean;
+  /** How often to look, ms (default 5000). */
+  readonly intervalMs?: number;
+  /** Where the figures come from (the backend's `stats`). */
+  readonly stats: () => Promise<BackendStats>;
+  readonly logger: Pick<Logger, 'info' | 'warn' | 'error'>;
+  /** Names this Baton in the text (default "Baton"). */
+  readonly name?: string;
+  readonly now?: () => number;
+  /** Milliseconds before a POST is abandoned (default 5000). */
+  readonly timeoutMs?: number;
+}
+
+interface Rule {
+  readonly alert: AlertName;
+  readonly threshold: number;
+  readonly value: (s: BackendStats) => number;
+  /** Whether the value is outside its bound. */
+  readonly breached: (value: number) => boolean;
+  readonly describe: (value: number, firing: boolean) => string;
+}
+
+function ms(v: number): string {
+  if (v < 1000) return `${v} ms`;
+  if (v < 120_000) return `${Math.round(v / 100) / 10} s`;
+  return `${Math.round(v / 6000) / 10} min`;
+}
+
+export class AlertWatcher {
+  private readonly rules: Rule[] = [];
+  /** Alerts whose `firing` POST was delivered and whose `resolved` one was not yet. */
+  private readonly firing = new Set<AlertName>();
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private readonly now: () => number;
+
+  constructor(private readonly o: AlertOptions) {
+    this.now = o.now ?? Date.now;
+    const who = o.name ?? 'Baton';
+    if (o.queueDepth !== undefined) {
+      const t = o.queueDepth;
+      this.rules.push({
+        alert: 'queue_depth',
+        threshold: t,
+        value: (s) => s.queueDepth,
+        breached: (v) => v > t,
+        describe: (v, firing) =>
+          firing
+            ? `:rotating_light: ${who}: queue depth is ${v} messages, above the threshold of ${t}.`
+            : `:white_check_mark: ${who}: queue depth is back to ${v} messages (threshold ${t}).`,
+      });
+    }
+    if (o.oldestMs !== undefined) {
+      const t = o.oldestMs;
+      this.rules.push({
+        alert: 'oldest_pending',
+        threshold: t,
+        value: (s) => s.oldestPendingMs,
+        breached: (v) => v > t,
+        describe: (v, firing) =>
+          firing
+            ? `:rotating_light: ${who}: the oldest pending message has waited ${ms(v)}, above the threshold of ${ms(t)}.`
+            : `:white_check_mark: ${who}: the oldest pending message has waited ${ms(v)}, back within ${ms(t)}.`,
+      });
+    }
+    if (o.heartbeat ?? true) {
+      this.rules.push({
+        alert: 'workers',
+        threshold: 1,
+        value: (s) => s.workers,
+        breached: (v) => v < 1,
+        describe: (v, firing) =>
+          firing
+            ? `:rotating_light: ${who}: no live worker has sent a heartbeat; messages are not being processed.`
+            : `:white_check_mark: ${who}: ${v} live worker${v === 1 ? '' : 's'} again.`,
+      });
+    }
+  }
+
+  /** The alerts currently firing (delivered and not yet resolved). */
+  get active(): ReadonlySet<AlertName> {
+    return this.firing;
+  }
+
+  /** Starts looking every `intervalMs` (the first look after one interval: workers beat first). */
+  start(): void {
+    if (this.timer !== null || this.rules.length === 0) return;
+    this.timer = setInterval(() => void this.check(), this.o.intervalMs ?? 5000);
+    this.timer.unref();
+  }
+
+  /** Stops looking; waits for a check in progress. */
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  /** Looks once: reads the stats and POSTs what changed. Never throws. */
+  check(): Promise<void> {
+    this.running ??= this.evaluate().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private async evaluate(): Promise<void> {
+    let stats: BackendStats;
+    try {
+      stats = await this.o.stats();
+    } catch (err) {
+      this.o.logger.warn({ err }, 'alerts: could not read the queue figures');
+      return;
+    }
+    for (const rule of this.rules) {
+      const value = rule.value(stats);
+      const breached = rule.breached(value);
+      const firing = this.firing.has(rule.alert);
+      if (breached === firing) continue;
+      const body: AlertBody = {
+        alert: rule.alert,
+        state: breached ? 'firing' : 'resolved',
+        value,
+        threshold: rule.threshold,
+        at: new Date(this.now()).toISOString(),
+        text: rule.describe(value, breached),
+      };
+      if (await this.post(body)) {
+        if (breached) this.firing.add(rule.alert);
+        else this.firing.delete(rule.alert);
+      }
+    }
+  }
+
+  private async post(body: AlertBody): Promise<boolean> {
+    try {
+      const r = await fetch(this.o.webhookUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(this.o.timeoutMs ?? 5000),
+      });
+      await r.arrayBuffer().catch(() => undefined);
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      this.o.logger.info({ alert: body.alert, state: body.state, value: body.value }, 'alert sent');
+      return true;
+    } catch (err) {
+      this.o.logger.warn(
+        { alert: body.alert, state: body.state, err: err instanceof Error ? err.message : String(err) },
+        'alert webhook failed; retrying at the next check',
+      );
+      return false;
+    }
+  }
+}

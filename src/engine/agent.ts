@@ -1,0 +1,129 @@
+/**
+ * The agent operations of the engine (SPEC section 4): take a session, write to its user,
+ * hand it back to the bot. Each follows `Engine.adminReset`: take the session's baton (waiting
+ * out a busy holder up to the lock TTL), load, compute (pure, `flow/agent.ts`), commit fenced,
+ * then send the session's outbox in order under the same baton, renewed while it sends. So an
+ * agent's text has the ordering and retry guarantees of every reply.
+ * @module
+ */
+import type { Backend, LeaseGrant } from '../backends/types.ts';
+import { FencedError } from '../errors.ts';
+import {
+  agentMessage as agentMessageChange,
+  agentOf,
+  agentWorker,
+  handback as handbackChange,
+  takeSession as takeChange,
+  type AgentChange,
+} from '../flow/agent.ts';
+import type { Flow } from '../flow/define.ts';
+import type { TransitionEnv } from '../flow/transition.ts';
+import { sessionId, type SessionKey } from '../model/message.ts';
+import type { OutboundRecord, SessionSnapshot } from '../model/session.ts';
+
+/** What the agent operations need of the engine. */
+export interface AgentHost {
+  readonly backend: Backend;
+  readonly workerId: string;
+  readonly lockTtlMs: number;
+  now(): number;
+  env(lease: LeaseGrant): TransitionEnv;
+  flowFor(s: SessionSnapshot | null): Flow;
+  /** Renews the lease while `fn`'s sending runs; `sending` aborts when the lease is lost. */
+  hold(lease: LeaseGrant): { signal: AbortSignal; sending: AbortSignal; stop: () => void };
+  flushOutbox(lease: LeaseGrant, signal: AbortSignal): Promise<void>;
+}
+
+/** An agent's reply as committed, and where its send stands once the outbox was flushed. */
+export interface AgentSend {
+  readonly snapshot: SessionSnapshot;
+  readonly outbound: OutboundRecord;
+}
+
+const POLL_MS = 50;
+
+/**
+ * Takes the session's baton, applies `compute` to the stored session and commits the change
+ * fenced, then sends the outbox. `null` when the session does not exist.
+ */
+async function change(
+  host: AgentHost,
+  key: SessionKey,
+  compute: (prev: SessionSnapshot, env: TransitionEnv) => AgentChange,
+): Promise<AgentChange | null> {
+  const { backend } = host;
+  const deadline = host.now() + host.lockTtlMs + 1000;
+  for (;;) {
+    const lease = await backend.acquireLease(key, `${host.workerId}:agent`, host.lockTtlMs);
+    if (lease) {
+      const held = host.hold(lease);
+      try {
+        const prev = await backend.load(key);
+        if (!prev) return null;
+        const result = compute(prev, host.env(lease));
+        await backend.commit(lease, {
+          expectedVersion: prev.version,
+          snapshot: result.snapshot,
+          records: result.records,
+          outbound: result.outbound,
+          consumed: [],
+          deadLetters: [],
+        });
+        if (result.outbound.length > 0) await host.flushOutbox(lease, held.sending);
+        return result;
+      } finally {
+        held.stop();
+        await backend.releaseLease(lease);
+      }
+    }
+    if (host.now() > deadline) throw new FencedError(sessionId(key), 0);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** An agent takes the session (escalating it if the bot was still serving it). */
+export async function takeSession(
+  host: AgentHost,
+  key: SessionKey,
+  agent: string,
+): Promise<SessionSnapshot | null> {
+  const r = await change(host, key, (prev, env) =>
+    takeChange(prev, agent, { ...env, worker: agentWorker(agent) }),
+  );
+  return r?.snapshot ?? null;
+}
+
+/** An agent writes `text` to the user; resolves once the outbox has been sent (or gave up for now). */
+export async function agentMessage(
+  host: AgentHost,
+  key: SessionKey,
+  text: string,
+  agent?: string,
+): Promise<AgentSend | null> {
+  const r = await change(host, key, (prev, env) =>
+    agentMessageChange(prev, host.flowFor(prev), text, {
+      ...env,
+      worker: agentWorker(agent ?? agentOf(prev)),
+    }),
+  );
+  if (!r) return null;
+  const sent = r.outbound[0]!;
+  const now = (await host.backend.outbound(key)).find((o) => o.id === sent.id) ?? sent;
+  return { snapshot: r.snapshot, outbound: now };
+}
+
+/** The agent hands the session back to the bot at `step`, whose prompt is sent. */
+export async function handback(
+  host: AgentHost,
+  key: SessionKey,
+  step: string,
+  agent?: string,
+): Promise<SessionSnapshot | null> {
+  const r = await change(host, key, (prev, env) =>
+    handbackChange(prev, host.flowFor(prev), step, {
+      ...env,
+      worker: agentWorker(agent ?? agentOf(prev)),
+    }),
+  );
+  return r?.snapshot ?? null;
+}

@@ -1,0 +1,161 @@
+/**
+ * The pure side of a hand-off to a person (SPEC section 4): an agent takes a session waiting
+ * for one, writes to the user, and hands the session back to the bot at a step. Each function
+ * returns the next snapshot, its transition records and the replies to put in the outbox; the
+ * engine (`engine/agent.ts`) commits them under the session's lease and sends the replies.
+ * No I/O, no clock (the time comes in `env`).
+ * @module
+ */
+import { BatonError } from '../errors.ts';
+import type {
+  OutboundBody,
+  OutboundRecord,
+  SessionSnapshot,
+  TransitionKind,
+  TransitionRecord,
+} from '../model/session.ts';
+import { promptOf, type Flow } from './define.ts';
+import type { TransitionEnv } from './transition.ts';
+
+/** What an agent operation commits. */
+export interface AgentChange {
+  readonly snapshot: SessionSnapshot;
+  readonly records: TransitionRecord[];
+  readonly outbound: OutboundRecord[];
+}
+
+/** The name of the agent holding the session, if one took it and it still waits for an agent. */
+export function agentOf(s: SessionSnapshot): string | null {
+  return s.agent !== undefined && s.needsAgent && s.agent.version === s.version ? s.agent.name : null;
+}
+
+/** The `worker` recorded for an agent's change: who did it. */
+export function agentWorker(name: string | null): string {
+  return `agent:${name ?? 'unknown'}`;
+}
+
+function record(
+  s: SessionSnapshot,
+  kind: TransitionKind,
+  from: string | null,
+  env: TransitionEnv,
+): TransitionRecord {
+  return {
+    version: s.version,
+    from_step: from,
+    to_step: s.step,
+    kind,
+    message_ids: [],
+    at: new Date(env.nowMs).toISOString(),
+    worker: env.worker,
+    fencing_token: env.fence,
+  };
+}
+
+/** An outbound record for `s`, numbered after its last one; `suffix` ends the callback data. */
+function outboundFor(
+  s: SessionSnapshot,
+  flow: Flow,
+  body: OutboundBody,
+  isPrompt: boolean,
+  env: TransitionEnv,
+  suffix: (seq: number) => string,
+): { snapshot: SessionSnapshot; outbound: OutboundRecord } {
+  const seq = s.outboundSeq + 1;
+  const step = s.step ?? flow.start;
+  const outbound: OutboundRecord = {
+    id: `${s.channel}:${s.user}:${seq}`,
+    channel: s.channel,
+    user: s.user,
+    seq,
+    flow: s.flow,
+    step,
+    version: s.version,
+    ...(s.provider !== undefined ? { provider: s.provider } : {}),
+    to: s.waId ?? s.userId ?? s.user,
+    body,
+    callbackData: `baton:${s.flow}:${step}:${s.version}${suffix(seq)}`,
+    isPrompt,
+    status: 'pending',
+    attempts: 0,
+    createdAt: env.nowMs,
+  };
+  return { snapshot: { ...s, outboundSeq: seq }, outbound };
+}
+
+/**
+ * An agent takes the session. One already waiting for an agent keeps its version (the claim is
+ * bookkeeping: `needs_agent` stays true, the bot stays silent). One the bot is still serving is
+ * escalated by the agent: version + 1, a record of kind `escalated`, nothing sent.
+ */
+export function takeSession(prev: SessionSnapshot, agent: string, env: TransitionEnv): AgentChange {
+  if (prev.needsAgent) {
+    return {
+      snapshot: { ...prev, agent: { name: agent, at: env.nowMs, version: prev.version } },
+      records: [],
+      outbound: [],
+    };
+  }
+  const version = prev.version + 1;
+  const snapshot: SessionSnapshot = {
+    ...prev,
+    version,
+    needsAgent: true,
+    agent: { name: agent, at: env.nowMs, version },
+  };
+  return { snapshot, records: [record(snapshot, 'escalated', prev.step, env)], outbound: [] };
+}
+
+/**
+ * An agent writes to the user: one text reply in the outbox, recorded as `agent_message`,
+ * version unchanged. Its callback data is `baton:<flow>:<step>:<version>:agent-<n>`, `<n>` being
+ * the reply's place in the session's send order, so no two carry the same value.
+ */
+export function agentMessage(
+  prev: SessionSnapshot,
+  flow: Flow,
+  text: string,
+  env: TransitionEnv,
+): AgentChange {
+  if (!prev.needsAgent) {
+    throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the bot is serving this session: take it first');
+  }
+  const { snapshot, outbound } = outboundFor(
+    prev,
+    flow,
+    { type: 'text', text },
+    false,
+    env,
+    (n) => `:agent-${n}`,
+  );
+  return { snapshot, records: [record(snapshot, 'agent_message', prev.step, env)], outbound: [outbound] };
+}
+
+/**
+ * The agent hands the session back to the bot at `step`: version + 1 (a `handback` record),
+ * `needs_agent` and `retry_count` cleared, `data` kept, a new visit of `step` whose prompt is
+ * sent once.
+ */
+export function handback(prev: SessionSnapshot, flow: Flow, stepId: string, env: TransitionEnv): AgentChange {
+  const step = flow.steps.get(stepId);
+  if (step === undefined) {
+    throw new BatonError('BATON_ERR_UNKNOWN_STEP', `flow ${flow.id} has no step "${stepId}"`);
+  }
+  if (!prev.needsAgent) {
+    throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the session is not waiting for an agent');
+  }
+  const version = prev.version + 1;
+  const { agent: _released, ...rest } = prev;
+  const moved: SessionSnapshot = {
+    ...rest,
+    step: stepId,
+    version,
+    visitVersion: version,
+    needsAgent: false,
+    retryCount: 0,
+    flow: flow.id,
+    flowVersion: flow.version,
+  };
+  const { snapshot, outbound } = outboundFor(moved, flow, promptOf(step, moved.data), true, env, () => '');
+  return { snapshot, records: [record(snapshot, 'handback', prev.step, env)], outbound: [outbound] };
+}

@@ -1,0 +1,291 @@
+/**
+ * The agent's side of a hand-off (SPEC section 4) on both backends, end to end: a real Baton
+ * (embedded SQLite, or Redis + PostgreSQL), real HTTP, a fake Graph API. An escalated session
+ * is in the inbox; an agent takes it (the bot stays silent), writes to the user (the text
+ * reaches Graph through the outbox, retried on 5xx, recorded as `agent_message`), and hands it
+ * back at a step (its prompt is sent once, the bot resumes).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SessionView, TransitionRecord } from '../../src/model/session.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { PHONE_ID, text, webhook } from '../support/payloads.ts';
+import { dropIsolation, isolation, servicesUp } from '../support/services.ts';
+
+interface InboxItem extends SessionView {
+  waiting_since: string;
+  waiting_ms: number;
+  agent: string | null;
+}
+
+interface Item {
+  direction: 'in' | 'out';
+  id: string;
+  at: string;
+  type: string;
+  text?: string;
+  payload?: unknown;
+  status?: string;
+  kind?: string;
+}
+
+const cases: Array<[string, boolean, () => { env: Record<string, string>; drop: () => Promise<void> }]> = [
+  ['embedded', true, () => ({ env: {}, drop: async () => undefined })],
+  [
+    'distributed',
+    servicesUp,
+    () => {
+      const iso = isolation();
+      const prefix = iso.prefix.replace(/-/g, '_');
+      return {
+        env: {
+          REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+          DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+          BATON_REDIS_PREFIX: prefix,
+          BATON_PG_SCHEMA: iso.schema,
+        },
+        drop: () => dropIsolation(prefix, iso.schema),
+      };
+    },
+  ],
+];
+
+describe.each(cases)('agent hand-off on the %s backend', (name, available, setup) => {
+  let h: Harness;
+  let drop: () => Promise<void> = async () => undefined;
+  const ts = 1_750_000_000;
+  const json = async <T>(r: Response | Promise<Response>): Promise<T> => (await (await r).json()) as T;
+  const send = (path: string, method: string, body: unknown): Promise<Response> =>
+    h.admin(path, {
+      method,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  const sentTo = (user: string) => h.graph.sent.filter((c) => c.body.to === user);
+  const lastRecord = async (user: string): Promise<TransitionRecord | undefined> =>
+    (await h.transitions(user)).at(-1);
+
+  /** A session escalated at choose_product (max retries 0: the first wrong input hands off). */
+  async function escalated(user: string): Promise<SessionView> {
+    expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
+    await h.settled(user, 1);
+    expect((await h.post(webhook([text(user, 'Jane', ts + 1)]))).status).toBe(200);
+    await h.settled(user, 2);
+    expect((await h.post(webhook([text(user, 'which one?', ts + 2)]))).status).toBe(200);
+    const s = await h.settled(user, 3);
+    expect(s.metadata.needs_agent).toBe(true);
+    return s;
+  }
+
+  beforeAll(async () => {
+    if (!available) return;
+    const s = setup();
+    drop = s.drop;
+    h = await startHarness({ BATON_MAX_RETRIES: '0', ...s.env });
+  });
+  afterAll(async () => {
+    if (!available) return;
+    await h.close();
+    await drop();
+  });
+
+  it.skipIf(!available)(
+    'takes, writes and hands back; the bot stays silent meanwhile, then resumes',
+    async () => {
+      if (name === 'distributed') expect(h.baton.backend.kind).toBe('distributed');
+      const user = '15550401001';
+      const before = await escalated(user);
+      expect(before.current_step).toBe('choose_product');
+      const handoffNotice = await h.graph.waitFor(
+        (c) => c.body.to === user && /team/i.test(JSON.stringify(c.body)),
+      );
+      expect(handoffNotice.body.biz_opaque_callback_data).toBe(`baton:order:choose_product:3`);
+
+      // In the inbox, not taken yet.
+      const inbox = await json<{ sessions: InboxItem[] }>(h.admin('/inbox'));
+      const mine = inbox.sessions.find((s) => s.wa_id === user);
+      expect(mine).toMatchObject({ current_step: 'choose_product', agent: null });
+      expect(Date.parse(mine!.waiting_since)).toBeGreaterThan(0);
+
+      // Take: needs_agent stays true, version unchanged, no record, nothing sent.
+      const sentBefore = sentTo(user).length;
+      const taken = await send(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' });
+      expect(taken.status).toBe(200);
+      expect(await taken.json()).toMatchObject({
+        current_step: 'choose_product',
+        metadata: { version: 3, needs_agent: true, agent: 'Ana' },
+      });
+      expect(
+        (await json<{ sessions: InboxItem[] }>(h.admin('/inbox'))).sessions.find((s) => s.wa_id === user)
+          ?.agent,
+      ).toBe('Ana');
+
+      // The user writes: recorded as held, answered by nobody.
+      expect((await h.post(webhook([text(user, 'hello?? anyone', ts + 3)]))).status).toBe(200);
+      await h.until(async () => (await lastRecord(user))?.kind === 'held');
+
+      // The agent writes; the first attempt gets a 500 from Graph and is retried.
+      h.graph.failNext(1, { status: 500 });
+      const wrote = await send(`/sessions/${user}/agent/messages`, 'POST', {
+        text: 'Hi Jane, Ana here <b>&</b>',
+      });
+      expect(wrote.status).toBe(200);
+      const answer = await json<{
+        session: SessionView;
+        message: { id: string; status: string; callback_data: string };
+      }>(wrote);
+      expect(answer.session.metadata.version).toBe(3);
+      expect(answer.message.status).toBe('sent');
+      const agentSend = await h.graph.waitFor(
+        (c) => c.body.to === user && JSON.stringify(c.body).includes('Ana here'),
+      );
+      expect(agentSend.body.text).toMatchObject({ body: 'Hi Jane, Ana here <b>&</b>' });
+      expect(agentSend.body.biz_opaque_callback_data).toMatch(/^baton:order:choose_product:3:agent-\d+$/);
+      expect(answer.message.callback_data).toBe(agentSend.body.biz_opaque_callback_data);
+      // Only the agent's text went out since the take (the held message got no answer).
+      expect(
+        sentTo(user)
+          .slice(sentBefore)
+          .map((c) => c.body.biz_opaque_callback_data),
+      ).toEqual([agentSend.body.biz_opaque_callback_data]);
+      const rec = await lastRecord(user);
+      expect(rec).toMatchObject({
+        kind: 'agent_message',
+        version: 3,
+        from_step: 'choose_product',
+        to_step: 'choose_product',
+      });
+      expect(rec!.worker).toBe('agent:Ana');
+
+      // The conversation: the user's side as sent, Baton's side as sent with statuses, oldest first.
+      const conv = await json<{ messages: Item[]; next_cursor: string | null }>(
+        h.admin(`/sessions/${user}/messages`),
+      );
+      const ins = conv.messages.filter((m) => m.direction === 'in').map((m) => m.text);
+      expect(ins).toEqual(['hi', 'Jane', 'which one?', 'hello?? anyone']);
+      const outs = conv.messages.filter((m) => m.direction === 'out');
+      expect(outs.at(-1)).toMatchObject({
+        type: 'text',
+        text: 'Hi Jane, Ana here <b>&</b>',
+        status: 'sent',
+        kind: 'agent',
+      });
+      expect(outs[1]).toMatchObject({ type: 'buttons', kind: 'prompt', status: 'sent' });
+      const times = conv.messages.map((m) => Date.parse(m.at));
+      expect([...times].sort((a, b) => a - b)).toEqual(times);
+      // Paged two at a time, the same list.
+      const paged: Item[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: { messages: Item[]; next_cursor: string | null } = await json(
+          h.admin(`/sessions/${user}/messages?limit=2${cursor ? `&cursor=${cursor}` : ''}`),
+        );
+        expect(page.messages.length).toBeLessThanOrEqual(2);
+        paged.push(...page.messages);
+        cursor = page.next_cursor;
+      } while (cursor);
+      expect(paged).toEqual(conv.messages);
+
+      // Unknown step: 400; the session is unchanged.
+      const bad = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'nowhere' });
+      expect(bad.status).toBe(400);
+      expect(await bad.json()).toMatchObject({ code: 'BATON_ERR_UNKNOWN_STEP' });
+
+      // Hand back at collect_shipping_address: version + 1, needs_agent and retries cleared, data kept.
+      const back = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'collect_shipping_address' });
+      expect(back.status).toBe(200);
+      const handed = (await back.json()) as SessionView;
+      expect(handed).toMatchObject({
+        current_step: 'collect_shipping_address',
+        data: { customer_name: 'Jane' },
+        metadata: { version: 4, needs_agent: false, retry_count: 0 },
+      });
+      expect(handed.metadata.agent).toBeUndefined();
+      expect(await lastRecord(user)).toMatchObject({
+        kind: 'handback',
+        version: 4,
+        from_step: 'choose_product',
+        to_step: 'collect_shipping_address',
+      });
+      await h.graph.waitFor(
+        (c) => c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:4',
+      );
+      expect(
+        (await json<{ sessions: InboxItem[] }>(h.admin('/inbox'))).sessions.some((s) => s.wa_id === user),
+      ).toBe(false);
+
+      // The bot resumes: the address advances to confirm_order.
+      expect((await h.post(webhook([text(user, '1 Main St', ts + 4)]))).status).toBe(200);
+      const resumed = await h.settled(user, 5);
+      expect(resumed).toMatchObject({
+        current_step: 'confirm_order',
+        data: { customer_name: 'Jane', shipping_address: '1 Main St' },
+      });
+      await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:confirm_order:5');
+      // The handback's prompt went out exactly once.
+      expect(
+        sentTo(user).filter(
+          (c) => c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:4',
+        ),
+      ).toHaveLength(1);
+      // No two outbound messages to the user carry the same callback data.
+      const tags = sentTo(user).map((c) => c.body.biz_opaque_callback_data);
+      expect(new Set(tags).size).toBe(tags.length);
+    },
+  );
+
+  it.skipIf(!available)('refuses to write to or hand back a session the bot is serving (409)', async () => {
+    const user = '15550401002';
+    expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
+    await h.settled(user, 1);
+    const w = await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'hello' });
+    expect(w.status).toBe(409);
+    expect(await w.json()).toMatchObject({ code: 'BATON_ERR_NOT_WITH_AGENT' });
+    const b = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'ask_name' });
+    expect(b.status).toBe(409);
+    expect((await h.session(user))?.metadata.version).toBe(1);
+    for (const [path, method, body] of [
+      ['/sessions/15550409999/agent', 'POST', { agent: 'Ana' }],
+      ['/sessions/15550409999/agent/messages', 'POST', { text: 'x' }],
+      ['/sessions/15550409999/agent', 'DELETE', { step: 'ask_name' }],
+      ['/sessions/15550409999/messages', 'GET', undefined],
+    ] as const) {
+      const r = await h.admin(path, {
+        method,
+        ...(body ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}),
+      });
+      expect(r.status).toBe(404);
+    }
+  });
+
+  it.skipIf(!available)(
+    'an agent taking a session the bot is serving escalates it (one record, nothing sent)',
+    async () => {
+      const user = '15550401003';
+      expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
+      await h.settled(user, 1);
+      const sends = sentTo(user).length;
+      const r = await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bo' });
+      expect(await r.json()).toMatchObject({
+        current_step: 'ask_name',
+        metadata: { version: 2, needs_agent: true, agent: 'Bo' },
+      });
+      expect(await lastRecord(user)).toMatchObject({ kind: 'escalated', version: 2, worker: 'agent:Bo' });
+      // The user's name is held, not applied.
+      expect((await h.post(webhook([text(user, 'Jo', ts + 1)]))).status).toBe(200);
+      await h.until(async () => (await lastRecord(user))?.kind === 'held');
+      expect(sentTo(user).length).toBe(sends);
+      expect((await h.session(user))?.data).toEqual({});
+      // Handed back at ask_name: its prompt once, then the bot takes the name.
+      await send(`/sessions/${user}/agent`, 'DELETE', { step: 'ask_name' });
+      await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:ask_name:3');
+      expect((await h.post(webhook([text(user, 'Jo', ts + 2)]))).status).toBe(200);
+      expect(await h.settled(user, 4)).toMatchObject({
+        current_step: 'choose_product',
+        data: { customer_name: 'Jo' },
+      });
+      expect(h.graph.sent.filter((c) => c.body.to === user && c.phoneNumberId === PHONE_ID).length).toBe(
+        sends + 2,
+      );
+    },
+  );
+});

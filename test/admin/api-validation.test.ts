@@ -1,0 +1,220 @@
+/**
+ * Every admin route and the webhook handshake, through Fastify's inject() and through a real
+ * listening server: 401 without the token, 400 `{error, code}` with a registered code for every
+ * bad query parameter, id or body, never 500.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../../src/errors.ts';
+import { ADMIN_TOKEN, startHarness, VERIFY_TOKEN, type Harness } from '../support/harness.ts';
+import { PHONE_ID, text, webhook } from '../support/payloads.ts';
+
+let h: Harness;
+const USER = '15550301001';
+
+beforeAll(async () => {
+  h = await startHarness();
+  expect((await h.post(webhook([text(USER, 'hi', 1_750_000_000)]))).status).toBe(200);
+  await h.settled(USER, 1);
+});
+afterAll(async () => {
+  await h.close();
+});
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+type Transport = 'inject' | 'http';
+
+async function call(
+  via: Transport,
+  method: string,
+  path: string,
+  opts: { token?: string | null; body?: string; contentType?: string } = {},
+): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  const token = opts.token === undefined ? ADMIN_TOKEN : opts.token;
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  if (opts.body !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
+  if (via === 'inject') {
+    const r = await h.baton.server.inject({
+      method: method as 'GET',
+      url: path,
+      headers,
+      ...(opts.body !== undefined ? { payload: opts.body } : {}),
+    });
+    return { status: r.statusCode, body: r.body };
+  }
+  const r = await fetch(`${h.url}${path}`, {
+    method,
+    headers,
+    ...(opts.body !== undefined ? { body: opts.body } : {}),
+  });
+  return { status: r.status, body: await r.text() };
+}
+
+/** Every admin route, with a valid id where it takes one. */
+const ROUTES: Array<[string, string, string?]> = [
+  ['GET', '/admin/api/sessions'],
+  ['GET', `/admin/api/sessions/${USER}`],
+  ['GET', `/admin/api/sessions/${USER}/transitions`],
+  ['GET', `/admin/api/sessions/${USER}/outbound`],
+  ['GET', `/admin/api/sessions/${USER}/messages`],
+  ['GET', `/admin/api/sessions/${USER}/lease`],
+  ['DELETE', `/admin/api/sessions/${USER}/lock`],
+  ['POST', `/admin/api/sessions/${USER}/reset`],
+  ['GET', '/admin/api/stats'],
+  ['GET', '/admin/api/dead-letters'],
+  ['POST', '/admin/api/dead-letters/nope/replay'],
+  ['GET', '/admin/api/flows'],
+  ['GET', '/admin/api/flows/order/graph'],
+  ['GET', '/admin/api/flows/order/map'],
+  ['GET', '/admin/api/inbox'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":"Ana"}'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":"hello"}'],
+  ['DELETE', `/admin/api/sessions/${USER}/agent`, '{"step":"ask_name"}'],
+];
+
+/** Bad requests per route: [method, path, body?, what is wrong]. */
+const BAD: Array<[string, string, string | undefined, string]> = [
+  ['GET', '/admin/api/sessions?limit=1.5', undefined, 'limit'],
+  ['GET', '/admin/api/sessions?limit=0', undefined, 'limit'],
+  ['GET', '/admin/api/sessions?limit=-1', undefined, 'limit'],
+  ['GET', '/admin/api/sessions?limit=abc', undefined, 'limit'],
+  ['GET', '/admin/api/sessions?limit=501', undefined, 'limit'],
+  ['GET', '/admin/api/sessions?limit=1e3', undefined, 'limit'],
+  ['GET', '/admin/api/sessions?limit=', undefined, 'limit'],
+  ['GET', '/admin/api/sessions?limit=2&limit=3', undefined, 'limit'],
+  ['GET', '/admin/api/sessions?cursor=garbage', undefined, 'cursor'],
+  ['GET', `/admin/api/sessions?cursor=${Buffer.from('[1,2]').toString('base64url')}`, undefined, 'cursor'],
+  ['GET', `/admin/api/sessions?cursor=${Buffer.from('{"a":1}').toString('base64url')}`, undefined, 'cursor'],
+  ['GET', '/admin/api/sessions?cursor=%E2%98%83', undefined, 'cursor'],
+  ['GET', '/admin/api/sessions?needs_agent=maybe', undefined, 'needs_agent'],
+  ['GET', '/admin/api/sessions?step=', undefined, 'step'],
+  ['GET', '/admin/api/sessions?channel=a%20b', undefined, 'channel'],
+  ['GET', '/admin/api/sessions?colour=red', undefined, 'colour'],
+  ['GET', `/admin/api/sessions/${'9'.repeat(129)}`, undefined, 'waId'],
+  ['GET', '/admin/api/sessions/a%20b', undefined, 'waId'],
+  ['GET', '/admin/api/sessions/%3Cscript%3E', undefined, 'waId'],
+  ['GET', `/admin/api/sessions/${USER}?channel=1&channel=2`, undefined, 'channel'],
+  ['GET', `/admin/api/sessions/${USER}?x=1`, undefined, 'x'],
+  ['GET', `/admin/api/sessions/${USER}/transitions?channel=`, undefined, 'channel'],
+  ['GET', `/admin/api/sessions/${USER}/outbound?limit=5`, undefined, 'limit'],
+  ['GET', `/admin/api/sessions/${USER}/messages?limit=1.5`, undefined, 'limit'],
+  ['GET', `/admin/api/sessions/${USER}/messages?cursor=garbage`, undefined, 'cursor'],
+  [
+    'GET',
+    `/admin/api/sessions/${USER}/messages?cursor=${Buffer.from('["a","b","c"]').toString('base64url')}`,
+    undefined,
+    'cursor',
+  ],
+  ['GET', `/admin/api/sessions/${USER}/lease?channel=a&channel=b`, undefined, 'channel'],
+  ['DELETE', '/admin/api/sessions/a%20b/lock', undefined, 'waId'],
+  ['DELETE', `/admin/api/sessions/${USER}/lock`, '{"force":true}', 'body'],
+  ['POST', `/admin/api/sessions/${USER}/reset`, '{"hard":true}', 'body'],
+  ['POST', `/admin/api/sessions/${USER}/reset`, '[]', 'body'],
+  ['POST', `/admin/api/sessions/${USER}/reset`, '{"unterminated', 'json'],
+  ['GET', '/admin/api/stats?verbose=1', undefined, 'verbose'],
+  ['GET', '/admin/api/dead-letters?limit=1.5', undefined, 'limit'],
+  ['GET', '/admin/api/dead-letters?limit=100000', undefined, 'limit'],
+  ['POST', `/admin/api/dead-letters/${'x'.repeat(601)}/replay`, undefined, 'id'],
+  ['POST', '/admin/api/dead-letters/abc/replay', '{"now":true}', 'body'],
+  ['GET', '/admin/api/flows?all=1', undefined, 'all'],
+  ['GET', `/admin/api/flows/${'f'.repeat(201)}/graph`, undefined, 'id'],
+  ['GET', '/admin/api/flows/order/map?x=1', undefined, 'x'],
+  ['GET', '/admin/api/inbox?limit=1.5', undefined, 'limit'],
+  ['GET', '/admin/api/inbox?needs_agent=true', undefined, 'needs_agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, undefined, 'body'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{}', 'agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":""}', 'agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":"   "}', 'agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":42}', 'agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, `{"agent":"${'a'.repeat(101)}"}`, 'agent'],
+  ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":"Ana","role":"boss"}', 'role'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{}', 'text'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":"  "}', 'text'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":["a"]}', 'text'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, `{"text":"${'a'.repeat(4097)}"}`, 'text'],
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, 'text=hello', 'body'],
+  ['DELETE', `/admin/api/sessions/${USER}/agent`, undefined, 'body'],
+  ['DELETE', `/admin/api/sessions/${USER}/agent`, '{"step":""}', 'step'],
+  ['DELETE', `/admin/api/sessions/${USER}/agent`, '{"step":7}', 'step'],
+];
+
+describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
+  it.each(ROUTES)('%s %s answers 401 without the token and with a wrong one', async (method, path, body) => {
+    for (const token of [null, 'wrong', `${ADMIN_TOKEN}x`, '']) {
+      const r = await call(via, method, path, { token, ...(body !== undefined ? { body } : {}) });
+      expect(r.status).toBe(401);
+      expect(JSON.parse(r.body)).toEqual({ error: expect.any(String), code: 'BATON_ERR_UNAUTHORIZED' });
+    }
+  });
+
+  it.each(BAD)('%s %s (body %s) answers 400 naming %s', async (method, path, body, what) => {
+    const contentType = body === 'text=hello' ? 'application/x-www-form-urlencoded' : undefined;
+    const r = await call(via, method, path, {
+      ...(body !== undefined ? { body } : {}),
+      ...(contentType ? { contentType } : {}),
+    });
+    expect(r.status).toBe(400);
+    const json = JSON.parse(r.body) as { error: string; code: keyof typeof ERROR_CODES };
+    expect(json.error).toEqual(expect.any(String));
+    expect(Object.keys(ERROR_CODES)).toContain(json.code);
+    expect(ERROR_CODES[json.code].status).toBe(400);
+    if (what !== 'body' && what !== 'json') expect(json.error).toContain(what);
+    if (what === 'json') expect(json.code).toBe('BATON_ERR_BAD_JSON');
+    else expect(json.code).toBe('BATON_ERR_BAD_REQUEST');
+  });
+
+  it('answers 404 with a code for an unknown route, session, flow or dead letter', async () => {
+    for (const path of [
+      '/admin/api/nope',
+      '/admin/api/sessions/15550309999',
+      '/admin/api/flows/nope/graph',
+      '/admin/api/flows/nope/map',
+    ]) {
+      const r = await call(via, 'GET', path);
+      expect(r.status).toBe(404);
+      expect(JSON.parse(r.body)).toMatchObject({ code: 'BATON_ERR_NOT_FOUND' });
+    }
+    const r = await call(via, 'POST', '/admin/api/dead-letters/nope/replay');
+    expect(r.status).toBe(404);
+  });
+
+  it('still answers good requests', async () => {
+    const r = await call(
+      via,
+      'GET',
+      `/admin/api/sessions?limit=1&step=ask_name&needs_agent=false&channel=${PHONE_ID}`,
+    );
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toMatchObject({ sessions: [{ wa_id: USER }] });
+    expect((await call(via, 'GET', `/admin/api/sessions/${USER}?channel=${PHONE_ID}`)).status).toBe(200);
+    expect((await call(via, 'GET', '/admin/api/dead-letters?limit=500')).status).toBe(200);
+  });
+
+  describe('GET /webhooks/whatsapp (handshake)', () => {
+    const ok = { 'hub.mode': 'subscribe', 'hub.verify_token': VERIFY_TOKEN, 'hub.challenge': '42' };
+    const qs = (extra: string): string => `/webhooks/whatsapp?${new URLSearchParams(ok).toString()}${extra}`;
+
+    it.each(['hub.challenge', 'hub.mode', 'hub.verify_token'])(
+      '400, not 500, when %s is given twice',
+      async (p) => {
+        const r = await call(via, 'GET', qs(`&${p}=43`), { token: null });
+        expect(r.status).toBe(400);
+        expect(JSON.parse(r.body)).toMatchObject({
+          code: 'BATON_ERR_BAD_REQUEST',
+          error: expect.stringContaining(p),
+        });
+      },
+    );
+
+    it('still answers the challenge and refuses a wrong token with 403', async () => {
+      const good = await call(via, 'GET', qs(''), { token: null });
+      expect(good).toEqual({ status: 200, body: '42' });
+      const bad = await call(via, 'GET', qs('').replace(VERIFY_TOKEN, 'nope'), { token: null });
+      expect(bad.status).toBe(403);
+    });
+  });
+});

@@ -1,0 +1,166 @@
+/**
+ * The dashboard over real HTTP (the browser suite drives it in Chromium): sign-in sets an
+ * HttpOnly, SameSite=Strict cookie; the cookie alone cannot change anything without the page's
+ * CSRF token; Bearer keeps working for the JSON API; every page escapes what users sent.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
+import { PHONE_ID, text, webhook } from '../support/payloads.ts';
+
+let h: Harness;
+const HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>';
+const USER = '15550501001';
+
+beforeAll(async () => {
+  h = await startHarness();
+  expect((await h.post(webhook([text(USER, 'hi', 1_750_000_000)]))).status).toBe(200);
+  await h.settled(USER, 1);
+  expect((await h.post(webhook([text(USER, HOSTILE, 1_750_000_001)]))).status).toBe(200);
+  await h.settled(USER, 2);
+});
+afterAll(async () => {
+  await h.close();
+});
+
+async function signIn(token = ADMIN_TOKEN): Promise<Response> {
+  return fetch(`${h.url}/admin/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token }).toString(),
+    redirect: 'manual',
+  });
+}
+
+async function cookie(): Promise<string> {
+  const r = await signIn();
+  return r.headers.get('set-cookie')!.split(';')[0]!;
+}
+
+async function csrfOf(c: string, path = '/admin'): Promise<string> {
+  const page = await (await fetch(`${h.url}${path}`, { headers: { cookie: c } })).text();
+  return /<meta name="baton-csrf" content="([^"]+)"/.exec(page)![1]!;
+}
+
+describe('dashboard sign-in and CSRF', () => {
+  it('shows the sign-in form when not signed in, and redirects other pages to it', async () => {
+    const r = await fetch(`${h.url}/admin`);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(await r.text()).toContain('<form method="post" action="/admin/login"');
+    const other = await fetch(`${h.url}/admin/inbox`, { redirect: 'manual' });
+    expect(other.status).toBe(303);
+    expect(other.headers.get('location')).toBe('/admin');
+  });
+
+  it('refuses a wrong token with 401 and no cookie', async () => {
+    const r = await signIn('nope');
+    expect(r.status).toBe(401);
+    expect(r.headers.get('set-cookie')).toBeNull();
+  });
+
+  it('signs in with the token in the body (never the URL): HttpOnly, SameSite=Strict cookie', async () => {
+    const r = await signIn();
+    expect(r.status).toBe(303);
+    expect(r.headers.get('location')).toBe('/admin');
+    const set = r.headers.get('set-cookie')!;
+    expect(set).toMatch(/^baton_admin=\d+\.[A-Za-z0-9_-]{43};/);
+    expect(set).toContain('HttpOnly');
+    expect(set).toContain('SameSite=Strict');
+    expect(set).toContain('Path=/admin');
+    expect(set).not.toContain(ADMIN_TOKEN);
+    const page = await fetch(`${h.url}/admin`, { headers: { cookie: set.split(';')[0]! } });
+    const body = await page.text();
+    expect(body).toContain('id="stat-queue-depth"');
+    expect(body).not.toContain(ADMIN_TOKEN);
+    const csp = page.headers.get('content-security-policy')!;
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+  });
+
+  it('lets the cookie read the API but not change anything without the CSRF token', async () => {
+    const c = await cookie();
+    expect((await fetch(`${h.url}/admin/api/stats`, { headers: { cookie: c } })).status).toBe(200);
+    const path = `${h.url}/admin/api/sessions/${USER}/lock?channel=${PHONE_ID}`;
+    const bare = await fetch(path, { method: 'DELETE', headers: { cookie: c } });
+    expect(bare.status).toBe(403);
+    expect(await bare.json()).toMatchObject({ code: 'BATON_ERR_CSRF' });
+    const wrong = await fetch(path, { method: 'DELETE', headers: { cookie: c, 'x-baton-csrf': 'forged' } });
+    expect(wrong.status).toBe(403);
+    // Another sign-in's token does not fit this cookie.
+    const otherCsrf = await csrfOf(await cookie());
+    const good = await fetch(path, {
+      method: 'DELETE',
+      headers: { cookie: c, 'x-baton-csrf': await csrfOf(c) },
+    });
+    expect(good.status).toBe(200);
+    expect(otherCsrf).toEqual(expect.any(String));
+  });
+
+  it('refuses a forged or expired-looking cookie', async () => {
+    for (const c of ['baton_admin=1.abc', `baton_admin=9999999999999.${'A'.repeat(43)}`, 'baton_admin=']) {
+      expect((await fetch(`${h.url}/admin/api/stats`, { headers: { cookie: c } })).status).toBe(401);
+      const r = await fetch(`${h.url}/admin/inbox`, { headers: { cookie: c }, redirect: 'manual' });
+      expect(r.status).toBe(303);
+    }
+  });
+
+  it('keeps Bearer working for the JSON API (no CSRF needed)', async () => {
+    const r = await h.admin(`/sessions/${USER}/lock?channel=${PHONE_ID}`, { method: 'DELETE' });
+    expect(r.status).toBe(200);
+  });
+
+  it('signs out', async () => {
+    const c = await cookie();
+    const r = await fetch(`${h.url}/admin/logout`, {
+      method: 'POST',
+      headers: { cookie: c, 'x-baton-csrf': await csrfOf(c) },
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('set-cookie')).toMatch(/^baton_admin=; Max-Age=0/);
+  });
+});
+
+describe('dashboard pages escape what users sent', () => {
+  it('renders the session page with the hostile name as text', async () => {
+    const c = await cookie();
+    const r = await fetch(`${h.url}/admin/session?wa_id=${USER}`, { headers: { cookie: c } });
+    expect(r.status).toBe(200);
+    const body = await r.text();
+    expect(body).toContain('id="state-step"');
+    expect(body).toContain(
+      '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;',
+    );
+    expect(body).not.toContain('<script>alert');
+    expect(body).not.toContain('<img src=x');
+    // The only script is the dashboard's own file.
+    expect(body.match(/<script/g)).toHaveLength(1);
+  });
+
+  it('answers a hostile search with a 400 page that shows it as text', async () => {
+    const c = await cookie();
+    const r = await fetch(`${h.url}/admin/session?wa_id=${encodeURIComponent('"><script>x</script>')}`, {
+      headers: { cookie: c },
+    });
+    expect(r.status).toBe(400);
+    const body = await r.text();
+    expect(body).toContain('&quot;&gt;&lt;script&gt;x&lt;/script&gt;');
+    expect(body.match(/<script/g)).toHaveLength(1);
+  });
+
+  it('serves the inbox, the flow map and the assets', async () => {
+    const c = await cookie();
+    for (const path of ['/admin/inbox', '/admin/flows/order', '/admin/flows/order?step=choose_product']) {
+      const r = await fetch(`${h.url}${path}`, { headers: { cookie: c } });
+      expect(r.status).toBe(200);
+    }
+    const map = await (
+      await fetch(`${h.url}/admin/flows/order?step=choose_product`, { headers: { cookie: c } })
+    ).text();
+    expect(map).toContain('data-step="choose_product"');
+    expect(map).toContain(`>${USER}</a>`);
+    const js = await fetch(`${h.url}/admin/assets/dashboard.js`);
+    expect(js.headers.get('content-type')).toMatch(/javascript/);
+    expect(await js.text()).toContain('x-baton-csrf');
+    expect((await fetch(`${h.url}/admin/assets/dashboard.css`)).status).toBe(200);
+  });
+});

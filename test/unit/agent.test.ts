@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import { orderFlow } from '../../src/bots/order.ts';
+import { BatonError } from '../../src/errors.ts';
+import { agentMessage, agentOf, handback, takeSession } from '../../src/flow/agent.ts';
+import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
+import type { SessionSnapshot } from '../../src/model/session.ts';
+
+const key = { channel: 'ch', user: 'u1' };
+const env = { key, nowMs: 2_000_000, worker: 'agent:Ana', fence: 9, sessionTtlSec: 86_400, maxRetries: 0 };
+let seq = 0;
+const txt = (body: string, ts: number): ResolvedMessage => {
+  seq += 1;
+  return {
+    id: `m${seq}`,
+    provider: 'cloud-api',
+    channel: 'ch',
+    user: 'u1',
+    waId: 'u1',
+    timestamp: ts,
+    seq,
+    storedAt: 0,
+    content: { type: 'text', body },
+  };
+};
+
+/** A session escalated at choose_product (max retries 0). */
+function escalated(): SessionSnapshot {
+  let s = transition(orderFlow, null, [txt('hi', 100)], env).snapshot;
+  s = transition(orderFlow, s, [txt('Jane', 101)], env).snapshot;
+  s = transition(orderFlow, s, [txt('what?', 102)], env).snapshot;
+  expect(s).toMatchObject({ step: 'choose_product', needsAgent: true, version: 3 });
+  return s;
+}
+
+describe('agent operations (pure)', () => {
+  it('take keeps the version of a session waiting for an agent and records nothing', () => {
+    const s = escalated();
+    const r = takeSession(s, 'Ana', env);
+    expect(r.records).toEqual([]);
+    expect(r.outbound).toEqual([]);
+    expect(r.snapshot).toMatchObject({ version: 3, needsAgent: true, agent: { name: 'Ana', version: 3 } });
+    expect(agentOf(r.snapshot)).toBe('Ana');
+  });
+
+  it('take escalates a session the bot is serving: version + 1, one escalated record', () => {
+    const s = transition(orderFlow, null, [txt('hi', 100)], env).snapshot;
+    const r = takeSession(s, 'Bo', env);
+    expect(r.snapshot).toMatchObject({ version: 2, needsAgent: true, step: 'ask_name' });
+    expect(r.records).toEqual([
+      {
+        version: 2,
+        from_step: 'ask_name',
+        to_step: 'ask_name',
+        kind: 'escalated',
+        message_ids: [],
+        at: new Date(2_000_000).toISOString(),
+        worker: 'agent:Ana',
+        fencing_token: 9,
+      },
+    ]);
+  });
+
+  it('an agent message is one outbox text, version unchanged, callback data agent-<n>', () => {
+    const s = takeSession(escalated(), 'Ana', env).snapshot;
+    const r = agentMessage(s, orderFlow, 'Hello', env);
+    expect(r.snapshot.version).toBe(3);
+    expect(r.snapshot.outboundSeq).toBe(s.outboundSeq + 1);
+    expect(r.records).toMatchObject([{ kind: 'agent_message', version: 3, message_ids: [] }]);
+    const o = r.outbound[0]!;
+    expect(o).toMatchObject({
+      id: `ch:u1:${s.outboundSeq + 1}`,
+      seq: s.outboundSeq + 1,
+      to: 'u1',
+      body: { type: 'text', text: 'Hello' },
+      isPrompt: false,
+      status: 'pending',
+      step: 'choose_product',
+      version: 3,
+    });
+    expect(o.callbackData).toBe(`baton:order:choose_product:3:agent-${s.outboundSeq + 1}`);
+    const again = agentMessage(r.snapshot, orderFlow, 'Still there?', env).outbound[0]!;
+    expect(again.callbackData).not.toBe(o.callbackData);
+    // The claim still counts: an agent message changes no version.
+    expect(agentOf(r.snapshot)).toBe('Ana');
+  });
+
+  it('refuses an agent message or a handback when the bot is serving the session', () => {
+    const s = transition(orderFlow, null, [txt('hi', 100)], env).snapshot;
+    expect(() => agentMessage(s, orderFlow, 'x', env)).toThrow(BatonError);
+    try {
+      handback(s, orderFlow, 'ask_name', env);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as BatonError).code).toBe('BATON_ERR_NOT_WITH_AGENT');
+    }
+  });
+
+  it('a handback to an unknown step is refused with BATON_ERR_UNKNOWN_STEP', () => {
+    try {
+      handback(escalated(), orderFlow, 'nowhere', env);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as BatonError).code).toBe('BATON_ERR_UNKNOWN_STEP');
+      expect((e as BatonError).statusCode).toBe(400);
+    }
+  });
+
+  it('handback: version + 1, needs_agent and retries cleared, data kept, the step prompt once', () => {
+    const taken = takeSession(escalated(), 'Ana', env).snapshot;
+    const r = handback({ ...taken, retryCount: 2 }, orderFlow, 'collect_shipping_address', env);
+    expect(r.snapshot).toMatchObject({
+      step: 'collect_shipping_address',
+      version: 4,
+      visitVersion: 4,
+      needsAgent: false,
+      retryCount: 0,
+      data: { customer_name: 'Jane' },
+    });
+    expect(r.snapshot.agent).toBeUndefined();
+    expect(agentOf(r.snapshot)).toBeNull();
+    expect(r.records).toMatchObject([
+      { kind: 'handback', version: 4, from_step: 'choose_product', to_step: 'collect_shipping_address' },
+    ]);
+    expect(r.outbound).toHaveLength(1);
+    expect(r.outbound[0]).toMatchObject({
+      isPrompt: true,
+      step: 'collect_shipping_address',
+      version: 4,
+      callbackData: 'baton:order:collect_shipping_address:4',
+    });
+    // The bot resumes from there.
+    const next = transition(orderFlow, r.snapshot, [txt('1 Main St', 103)], env);
+    expect(next.snapshot).toMatchObject({ step: 'confirm_order', version: 5 });
+  });
+});
