@@ -26,7 +26,7 @@ import { DEFAULT_SINK_PORT, type LoadFlags, type LoadIO } from '../src/cli/load.
 export type { LoadIO } from '../src/cli/load.ts';
 import { readScript, type ConversationScript } from '../src/simulate/script.ts';
 import { scriptProblems } from './script.ts';
-import { startShopStub, type ShopStub, type ShopStubStats } from './shop-stub.ts';
+import { startShopStub, type ShopStub, type ShopStubStats } from '../src/simulate/shop-stub.ts';
 import { startReplySink, type ReplySink } from './sink.ts';
 import { DEFAULT_CHANNEL, LoadError, runLoad, type LoadProgress, type LoadReport } from './index.ts';
 

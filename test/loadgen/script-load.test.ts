@@ -14,7 +14,7 @@ import { loadConfig } from '../../src/config/index.ts';
 import { ConversationScript } from '../../src/simulate/script.ts';
 import { runLoad, startReplySink, type ReplySink } from '../../loadgen/index.ts';
 import { fill, scriptProblems } from '../../loadgen/script.ts';
-import { startShopStub } from '../../loadgen/shop-stub.ts';
+import { startShopStub } from '../../src/simulate/shop-stub.ts';
 
 const SECRET = 'script-load-secret';
 const ADMIN = 'script-load-admin';

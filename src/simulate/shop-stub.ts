@@ -1,6 +1,6 @@
 /**
- * A shop API stub for `baton load --shop-stub` (SPEC section 5b's `ORDER_API_URL`), so the
- * order-status example can be load-tested without a shop:
+ * A shop API stub for `baton simulate --shop-stub` and `baton load --shop-stub` (SPEC section
+ * 5b's `ORDER_API_URL`), so the order-status example can be tried and load-tested without a shop:
  *
  * - `GET /orders/{number}`: `ORD-404..` -> `404`; otherwise `200` with the order. A number
  *   whose last digit is odd is `shipped` (with an `eta` and a `map_url`), else `processing`.
