@@ -3,7 +3,7 @@
  * --script` (what the user types at each step, the replies expected), so any flow can be
  * load-tested. Lines are typed as in the simulator (a number picks a choice of the latest menu,
  * `/burst a | b`, `/image`, `/location`, `/react`, `/text`); `{{n}}` (the user's index),
- * `{{n5}}` (the index as 5 digits) and `{{user}}` (the wa_id) make each user's words their own.
+ * `{{n4}}`/`{{n5}}` (the index as 4 or 5 digits) and `{{user}}` (the wa_id) make each user's words their own.
  *
  * Chaos applies as in the reference scenario: duplicate deliveries (same wamid), bursts
  * shuffled and fired concurrently. Each reply is rendered and checked against the script; the
@@ -20,11 +20,12 @@ import type { DriverContext, DuplicateTiming, UserTrace } from './scenario.ts';
 import type { SinkCall } from './sink.ts';
 import { shuffled, type Random } from './stats.ts';
 
-/** Fills `{{n}}`, `{{n5}}` and `{{user}}` in. */
+/** Fills `{{n}}`, `{{n4}}`, `{{n5}}` and `{{user}}` in. */
 export function fill(text: string, index: number, waId: string): string {
   return text
     .replaceAll('{{n}}', String(index))
     .replaceAll('{{n5}}', String(index).padStart(5, '0'))
+    .replaceAll('{{n4}}', String(index).padStart(4, '0'))
     .replaceAll('{{user}}', waId);
 }
 
