@@ -211,6 +211,28 @@ function age(ms: number): string {
 
 const fmt = (n: number): string => String(Math.round(n * 10) / 10);
 
+interface XY {
+  readonly x: number;
+  readonly y: number;
+}
+
+/** A smooth path through every one of dagre's points (Catmull-Rom, so labels stay on their edge). */
+function curve(points: readonly XY[]): string {
+  const at = (p: XY): string => `${fmt(p.x)},${fmt(p.y)}`;
+  if (points.length < 3) return points.map((p, i) => `${i === 0 ? 'M' : 'L'}${at(p)}`).join(' ');
+  const parts = [`M${at(points[0]!)}`];
+  for (let i = 0; i < points.length - 1; i++) {
+    const p0 = points[Math.max(0, i - 1)]!;
+    const p1 = points[i]!;
+    const p2 = points[i + 1]!;
+    const p3 = points[Math.min(points.length - 1, i + 2)]!;
+    const c1 = { x: p1.x + (p2.x - p0.x) / 6, y: p1.y + (p2.y - p0.y) / 6 };
+    const c2 = { x: p2.x - (p3.x - p1.x) / 6, y: p2.y - (p3.y - p1.y) / 6 };
+    parts.push(`C${at(c1)} ${at(c2)} ${at(p2)}`);
+  }
+  return parts.join(' ');
+}
+
 function nodeSubtitle(n: FlowGraphNode): string {
   const marks = [n.accepts];
   if (n.effect) marks.push('effect');
@@ -275,7 +297,7 @@ export function renderFlowSvg(flow: Flow, opts: RenderFlowSvgOptions = {}): stri
     const laid = g.edge({ v: e.from, w: e.to, name: `e${i}` });
     const pts = laid.points ?? [];
     if (pts.length === 0) return;
-    const d = pts.map((p, j) => `${j === 0 ? 'M' : 'L'}${fmt(p.x)},${fmt(p.y)}`).join(' ');
+    const d = curve(pts);
     out.push(
       `<g class="edge${e.restart ? ' restart' : ''}" data-from="${xmlEscape(e.from)}" data-to="${xmlEscape(e.to)}">`,
       `<path d="${d}" fill="none" stroke="#555" stroke-width="1.4"${e.restart ? ' stroke-dasharray="5 4"' : ''} marker-end="url(#baton-arrow)"/>`,

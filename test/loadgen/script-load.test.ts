@@ -130,7 +130,9 @@ describe('scripted load', () => {
   });
 
   it('fills placeholders and refuses chat-only commands', () => {
-    expect(fill('ORD-1{{n5}} for {{user}} #{{n}} ORD-{{n4}}2', 7, '155500')).toBe('ORD-100007 for 155500 #7 ORD-00072');
+    expect(fill('ORD-1{{n5}} for {{user}} #{{n}} ORD-{{n4}}2', 7, '155500')).toBe(
+      'ORD-100007 for 155500 #7 ORD-00072',
+    );
     expect(
       scriptProblems(
         ConversationScript.parse({ steps: [{ send: '/replay' }, { send: '/user 2' }, { send: 'hi' }] }),
