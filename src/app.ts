@@ -3,6 +3,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -13,8 +14,10 @@ import type { Backend } from './backends/types.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
+import { importModule } from './config/module.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
+import type { FlowRouter } from './flow/router.ts';
 import { buildServer, type HttpLimits } from './ingress/server.ts';
 import { Metrics } from './metrics.ts';
 import {
@@ -31,6 +34,8 @@ export interface BatonOptions {
   readonly logger?: Logger;
   readonly backend?: Backend;
   readonly flows?: readonly Flow[];
+  /** Picks the flow of a new session (default: the first flow). */
+  readonly router?: FlowRouter;
   readonly now?: () => number;
   /** Overrides for the engine (tests: fast send backoff). */
   readonly engine?: Partial<Pick<EngineOptions, 'maxSendAttempts' | 'sendBackoffMs' | 'workerId'>>;
@@ -74,10 +79,21 @@ export function createLogger(level: string): Logger {
 
 /** Loads the flows module named by BATON_FLOWS: its default export or every exported Flow. */
 export async function loadFlows(modulePath: string | undefined): Promise<Flow[]> {
-  if (modulePath === undefined) return [orderFlow];
+  return (await loadFlowModule(modulePath)).flows;
+}
+
+/**
+ * Loads the flows module named by BATON_FLOWS: its flows (the default export first: the default
+ * flow of new sessions) and, if it exports a function named `router`, the router that picks the
+ * flow of a new session.
+ */
+export async function loadFlowModule(
+  modulePath: string | undefined,
+): Promise<{ flows: Flow[]; router?: FlowRouter }> {
+  if (modulePath === undefined) return { flows: [orderFlow] };
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(resolve(modulePath)).href)) as Record<string, unknown>;
+    mod = await importModule(pathToFileURL(flowModuleFile(modulePath)).href);
   } catch (err) {
     throw new ConfigError(
       'BATON_FLOWS',
@@ -92,14 +108,27 @@ export async function loadFlows(modulePath: string | undefined): Promise<Flow[]>
   const flows = [...new Set(candidates.filter(isFlow))];
   if (flows.length === 0)
     throw new ConfigError('BATON_FLOWS', `"${modulePath}" exports no flow made with defineFlow`);
-  return flows;
+  const router = typeof mod.router === 'function' ? (mod.router as FlowRouter) : undefined;
+  return router ? { flows, router } : { flows };
+}
+
+/** A module path, or a folder holding `index.ts` (or `index.js`). */
+function flowModuleFile(modulePath: string): string {
+  const full = resolve(modulePath);
+  if (!existsSync(full) || !statSync(full).isDirectory()) return full;
+  const index = ['index.ts', 'index.mts', 'index.js', 'index.mjs']
+    .map((f) => resolve(full, f))
+    .find(existsSync);
+  return index ?? resolve(full, 'index.ts');
 }
 
 export async function createBaton(config: Config, opts: BatonOptions = {}): Promise<Baton> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const metrics = new Metrics({ defaultMetrics: opts.logger === undefined });
   const roles = opts.roles ?? { ingress: true, worker: true };
-  const flowList = opts.flows ?? (await loadFlows(config.flows));
+  const loaded = opts.flows ? { flows: [...opts.flows] } : await loadFlowModule(config.flows);
+  const flowList = loaded.flows;
+  const router = opts.router ?? ('router' in loaded ? loaded.router : undefined);
   const flows = new Map(flowList.map((f) => [f.id, f]));
   const backend = opts.backend ?? (await createBackend(config, logger, opts.now));
   await backend.init();
@@ -108,6 +137,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     backend,
     flows,
     defaultFlow: flowList[0]!.id,
+    ...(router ? { router } : {}),
     senders: {
       'cloud-api': createCloudApiSender({
         baseUrl: config.whatsapp.apiBaseUrl,

@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   BATON_ERR_NOT_WITH_AGENT: { status: 409, message: 'The session is not waiting for an agent' },
   BATON_ERR_CSRF: { status: 403, message: 'Missing or invalid CSRF token' },
   BATON_ERR_INTERNAL: { status: 500, message: 'Internal error' },
+  BATON_ERR_FLOW_REPLY: { status: 500, message: 'A reply built by flow code breaks a WhatsApp limit' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -106,19 +107,24 @@ export class FlowDefinitionError extends BatonError {
 export class FlowRuntimeError extends BatonError {
   readonly flow: string;
   readonly step: string | null;
+  /** The session (user masked), when known. */
+  session: string | undefined;
   constructor(
-    code: 'BATON_ERR_FLOW_UNDECLARED_TRANSITION' | 'BATON_ERR_FLOW_HANDLER',
+    code: 'BATON_ERR_FLOW_UNDECLARED_TRANSITION' | 'BATON_ERR_FLOW_HANDLER' | 'BATON_ERR_FLOW_REPLY',
     flow: string,
     step: string | null,
     detail: string,
     cause?: unknown,
     /** Whether running the same batch again may succeed (errors that are not the flow core's own). */
     retryable = false,
+    /** The session (user masked), as a field for logs. */
+    session?: string,
   ) {
     super(code, `flow ${flow}, step ${step ?? '(none)'}: ${detail}`, { cause, retryable });
     this.name = 'FlowRuntimeError';
     this.flow = flow;
     this.step = step;
+    this.session = session;
   }
 }
 

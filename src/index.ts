@@ -20,9 +20,37 @@ export type {
 export { transition, adminReset, freshSnapshot, orderBatch } from './flow/transition.ts';
 export type { Effect, ResolvedMessage, TransitionEnv, TransitionResult } from './flow/transition.ts';
 export { orderFlow } from './bots/order.ts';
+// Effects, words and typed flows
+export { effect, EffectError, promptsOf } from './flow/define.ts';
+export type {
+  ChoiceSpec,
+  DataOf,
+  DataSchema,
+  EffectContext,
+  EffectDef,
+  EffectFailure,
+  EffectMap,
+  Replies,
+  Reply,
+  StepEffect,
+  StepIdOf,
+  Translate,
+  TypedFlow,
+  Words,
+  WordsContext,
+  WordsSpec,
+} from './flow/define.ts';
+export { effectIdFor, isEffectResult } from './flow/transition.ts';
+export type { EffectStart } from './flow/transition.ts';
+// Several flows: the router picks one for a new session
+export { flowRouter } from './flow/router.ts';
+export type { FlowRouter, RouterSpec } from './flow/router.ts';
+// Testing a flow without servers
+export { testFlow } from './testing/test-flow.ts';
+export type { FlowTest, TestFlowOptions, TestInput, TestReply } from './testing/test-flow.ts';
 
 // Running Baton
-export { createBaton, loadFlows } from './app.ts';
+export { createBaton, loadFlowModule, loadFlows } from './app.ts';
 export type { Baton, BatonOptions } from './app.ts';
 export { loadConfig, parseDurationSeconds } from './config/index.ts';
 export type { Config, SyncMode } from './config/index.ts';

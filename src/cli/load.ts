@@ -4,6 +4,7 @@
  * @module
  */
 import type { Command } from 'commander';
+import { importModule } from '../config/module.ts';
 
 /** Flags as commander hands them over. */
 export interface LoadFlags {
@@ -109,24 +110,15 @@ interface LoadgenModule {
 
 /**
  * The generator is TypeScript beside the package (a development tool, not shipped in it): from
- * the compiled CLI it is loaded through tsx, a development dependency. A variable specifier
- * keeps the compiler from pulling it into `dist/`.
+ * the compiled CLI it is loaded through tsx, a development dependency. Importing it by URL keeps
+ * the compiler from pulling it into `dist/`.
  */
 async function loadGenerator(): Promise<LoadgenModule> {
   // From src/cli/ and from dist/cli/ alike, the generator is two folders up.
-  const specifier: string = new URL('../../loadgen/cli.ts', import.meta.url).href;
-  // The compiled CLI needs tsx to load TypeScript. Registered before the first import: a
-  // failed import of a URL stays failed for the life of the process.
-  if (!import.meta.url.endsWith('.ts')) {
-    try {
-      const tsx = 'tsx/esm/api';
-      const { register } = (await import(tsx)) as { register: () => void };
-      register();
-    } catch {
-      throw new Error(
-        'baton load runs from a checkout of Baton (it needs loadgen/ and the tsx dev dependency)',
-      );
-    }
+  const url = new URL('../../loadgen/cli.ts', import.meta.url).href;
+  try {
+    return (await importModule(url)) as unknown as LoadgenModule;
+  } catch (err) {
+    throw new Error(`baton load runs from a checkout of Baton (loadgen/ and tsx): ${(err as Error).message}`);
   }
-  return (await import(specifier)) as LoadgenModule;
 }

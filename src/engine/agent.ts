@@ -17,7 +17,7 @@ import {
   type AgentChange,
 } from '../flow/agent.ts';
 import type { Flow } from '../flow/define.ts';
-import type { TransitionEnv } from '../flow/transition.ts';
+import type { TransitionEnv, TransitionResult } from '../flow/transition.ts';
 import { sessionId, type SessionKey } from '../model/message.ts';
 import type { OutboundRecord, SessionSnapshot } from '../model/session.ts';
 
@@ -32,6 +32,12 @@ export interface AgentHost {
   /** Renews the lease while `fn`'s sending runs; `sending` aborts when the lease is lost. */
   hold(lease: LeaseGrant): { signal: AbortSignal; sending: AbortSignal; stop: () => void };
   flushOutbox(lease: LeaseGrant, signal: AbortSignal): Promise<void>;
+  /** Turns a flow core result's replies and started effects into outbound records. */
+  toOutbound(
+    s: SessionSnapshot,
+    replies: TransitionResult['effects'],
+    started: TransitionResult['started'],
+  ): { snapshot: SessionSnapshot; outbound: OutboundRecord[] };
 }
 
 /** An agent's reply as committed, and where its send stands once the outbox was flushed. */
@@ -119,11 +125,12 @@ export async function handback(
   step: string,
   agent?: string,
 ): Promise<SessionSnapshot | null> {
-  const r = await change(host, key, (prev, env) =>
-    handbackChange(prev, host.flowFor(prev), step, {
+  const r = await change(host, key, (prev, env) => {
+    const t = handbackChange(prev, host.flowFor(prev), step, {
       ...env,
       worker: agentWorker(agent ?? agentOf(prev)),
-    }),
-  );
+    });
+    return { ...host.toOutbound(t.snapshot, t.effects, t.started), records: t.records };
+  });
   return r?.snapshot ?? null;
 }

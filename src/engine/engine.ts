@@ -11,11 +11,15 @@ import type { Logger } from 'pino';
 import type { Backend, LeaseGrant } from '../backends/types.ts';
 import { FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
 import type { Flow } from '../flow/define.ts';
+import type { FlowRouter } from '../flow/router.ts';
 import {
   adminReset,
   freshSnapshot,
+  isEffectResult,
+  orderBatch,
   transition,
   type Effect,
+  type EffectStart,
   type ResolvedMessage,
   type TransitionResult,
 } from '../flow/transition.ts';
@@ -31,6 +35,7 @@ import {
 } from '../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../model/session.ts';
 import * as agentOps from './agent.ts';
+import { runEffect } from './effects.ts';
 
 /** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
 export interface OutboundSender {
@@ -39,9 +44,11 @@ export interface OutboundSender {
 
 export interface EngineOptions {
   readonly backend: Backend;
-  /** Flows by id; new sessions use `defaultFlow`. */
+  /** Flows by id; new sessions use `defaultFlow`, unless `router` picks another. */
   readonly flows: ReadonlyMap<string, Flow>;
   readonly defaultFlow: string;
+  /** Picks the flow of a new session from its first message. */
+  readonly router?: FlowRouter;
   readonly senders: Partial<Record<ProviderName, OutboundSender>>;
   readonly bufferMs: number;
   readonly lockTtlMs: number;
@@ -85,6 +92,8 @@ export class Engine {
   private readonly now: () => number;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
+  /** Sessions whose baton is held while an effect runs: they freed their worker loop's slot. */
+  private readonly waiting = new Set<Promise<void>>();
   private heartbeat: NodeJS.Timeout | null = null;
   /** Renews every baton this engine holds, on one timer. */
   readonly leases: LeaseManager;
@@ -130,6 +139,7 @@ export class Engine {
     this.abort.abort();
     await Promise.all(this.loops);
     this.loops = [];
+    await Promise.all([...this.waiting]);
     this.leases.close();
     if (this.heartbeat) {
       clearInterval(this.heartbeat);
@@ -164,7 +174,14 @@ export class Engine {
         continue;
       }
       if (key === null) break;
-      await this.runSession(key);
+      // The slot is freed when the session is done, or when it starts waiting for an effect.
+      await new Promise<void>((slot) => {
+        const run: Promise<void> = this.runSession(key, slot).finally(() => {
+          this.waiting.delete(run);
+          slot();
+        });
+        this.waiting.add(run);
+      });
     }
   }
 
@@ -173,7 +190,7 @@ export class Engine {
    * Returns without doing anything when another worker holds the baton: that holder
    * reschedules the session when it releases it.
    */
-  async runSession(key: SessionKey): Promise<void> {
+  async runSession(key: SessionKey, detach?: () => void): Promise<void> {
     const { backend, logger } = this.o;
     const waitStart = this.now();
     let lease: LeaseGrant | null;
@@ -186,17 +203,25 @@ export class Engine {
     if (lease === null) return;
     this.o.metrics.lockWait.observe((this.now() - waitStart) / 1000);
     const held = this.hold(lease);
+    const run: SessionRun = { lease, held, effects: [] };
     try {
-      let flushed = false;
-      for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
-        if (!(await this.runBatch(lease, held.signal, held.sending))) break;
-        flushed = true;
-        // Even when this batch drained the mailbox, look once more: the user often answers the
-        // reply just sent before the baton is released, and taking it now spares a round
-        // through the ready queue (measured: reply p50 20 ms instead of 220 ms at saturation).
+      for (;;) {
+        let flushed = false;
+        for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
+          if (!(await this.runBatch(run))) break;
+          flushed = true;
+          // Even when this batch drained the mailbox, look once more: the user often answers the
+          // reply just sent before the baton is released, and taking it now spares a round
+          // through the ready queue (measured: reply p50 20 ms instead of 220 ms at saturation).
+        }
+        // Replies left unsent by an earlier holder (or a replayed dead letter).
+        if (!flushed) await this.flushOutbox(run);
+        if (run.effects.length === 0 || held.sending.aborted) break;
+        // Effects committed and not finished (just started, or left by a holder that died): run
+        // them now, holding the baton, and free the worker loop for other sessions meanwhile.
+        detach?.();
+        await this.awaitEffects(run);
       }
-      // Replies left unsent by an earlier holder (or a replayed dead letter).
-      if (!flushed) await this.flushOutbox(lease, held.sending);
     } catch (err) {
       if (err instanceof FencedError || err instanceof VersionConflictError) {
         logger.warn(
@@ -240,23 +265,33 @@ export class Engine {
     };
   }
 
-  /** Runs one batch and sends its replies. Returns false when nothing was due. */
-  private async runBatch(lease: LeaseGrant, signal: AbortSignal, sending: AbortSignal): Promise<boolean> {
+  /**
+   * Runs one batch and sends its replies. Returns false when nothing was due, or when every due
+   * message waits for an effect's result.
+   */
+  private async runBatch(run: SessionRun): Promise<boolean> {
     const { backend, metrics } = this.o;
+    const { lease, held } = run;
     const pending = await backend.pending(lease, MAX_BATCH);
     const first = pending[0];
     if (first === undefined) return false;
-    const windowEnd = first.storedAt + this.o.bufferMs;
-    if (windowEnd > this.now()) return false; // not due yet: release reschedules it
-    const batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
+    let batch: StoredMessage[];
+    if (pending.some(isEffectResult)) {
+      // An effect's result is due at once: the messages that waited for it come with it.
+      batch = pending.map(trustedTimestamp);
+    } else {
+      const windowEnd = first.storedAt + this.o.bufferMs;
+      if (windowEnd > this.now()) return false; // not due yet: release reschedules it
+      batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
+    }
     const started = this.now();
     const prev = await backend.load(lease);
     const resolved = await this.resolveContext(lease, batch);
-    if (signal.aborted) return false;
+    if (held.signal.aborted) return false;
 
     const base = prev ?? null;
-    const flow = this.flowFor(base);
-    const provider = first.provider;
+    const flow = this.flowFor(base, batch);
+    const provider = batch.find((m) => !isEffectResult(m))?.provider ?? first.provider;
     // Flow code runs here. A batch it fails on is tried again (in hand, with backoff) and then
     // dead-lettered with its error, so a poison message can neither spin a worker nor block
     // the session: the next messages are handled normally.
@@ -269,6 +304,7 @@ export class Engine {
           ...this.toOutbound(
             { ...result.snapshot, ...(result.snapshot.provider ? {} : { provider }) },
             result.effects,
+            result.started,
           ),
         };
         break;
@@ -279,24 +315,25 @@ export class Engine {
             { err: failure, session: logSessionId(lease), attempt },
             'flow code failed on a batch; trying it again',
           );
-          await sleep(BATCH_BACKOFF_MS * 4 ** (attempt - 1), signal);
-          if (signal.aborted) return false;
+          await sleep(BATCH_BACKOFF_MS * 4 ** (attempt - 1), held.signal);
+          if (held.signal.aborted) return false;
           continue;
         }
         await this.deadLetterBatch(lease, base, batch, failure, attempt);
-        await this.flushOutbox(lease, sending);
+        await this.flushOutbox(run);
         return true;
       }
     }
     const { result, snapshot, outbound } = computed;
+    if (result.consumed.length === 0 && result.records.length === 0) return false; // all wait
     // A lost baton writes nothing (the store would refuse the fence anyway).
-    if (signal.aborted) throw signal.reason;
+    if (held.signal.aborted) throw held.signal.reason;
     await backend.commit(lease, {
       expectedVersion: prev?.version ?? 0,
       snapshot,
       records: result.records,
       outbound,
-      consumed: batch.map((m) => m.id),
+      consumed: result.consumed,
       deadLetters: [],
     });
     metrics.batch.observe((this.now() - started) / 1000);
@@ -305,12 +342,63 @@ export class Engine {
       if (r.kind === 'late') metrics.late.inc(r.message_ids.length);
       if (r.kind === 'stale_input') metrics.stale.inc();
     }
-    await this.flushOutbox(lease, sending);
+    await this.flushOutbox(run);
     return true;
   }
 
-  private flowFor(s: SessionSnapshot | null): Flow {
-    return this.o.flows.get(s?.flow ?? this.o.defaultFlow) ?? this.o.flows.get(this.o.defaultFlow)!;
+  /**
+   * Runs the session's committed effects while holding its baton. Meanwhile the mailbox is looked
+   * at every few milliseconds: a reset keyword is applied at once (messages before it as retries),
+   * other messages wait. Each result is stored in the mailbox (deduplicated by effect id) before
+   * its record is marked done, so a crash in between re-runs the effect with the same id.
+   */
+  private async awaitEffects(run: SessionRun): Promise<void> {
+    const { held } = run;
+    let settled = false;
+    const done = Promise.all(
+      run.effects.map((rec) =>
+        runEffect(rec, {
+          backend: this.o.backend,
+          flows: this.o.flows,
+          logger: this.o.logger,
+          now: this.now,
+          signal: held.sending,
+        }),
+      ),
+    ).finally(() => {
+      settled = true;
+    });
+    run.effects = [];
+    const pollMs = Math.max(10, Math.min(100, this.o.bufferMs));
+    while (!settled && !held.sending.aborted) {
+      await Promise.race([done, sleep(pollMs, held.sending)]);
+      if (settled || held.sending.aborted) break;
+      while (await this.runBatch(run)) {
+        if (held.signal.aborted) break;
+      }
+    }
+    await done;
+  }
+
+  /**
+   * The session's flow; for a new session (or one reset by an agent), the router's pick for its
+   * first message, else the default flow.
+   */
+  private flowFor(s: SessionSnapshot | null, batch: readonly StoredMessage[] = []): Flow {
+    const fallback = this.o.flows.get(this.o.defaultFlow)!;
+    if ((s === null || s.step === null) && this.o.router) {
+      const first = orderBatch(batch.filter((m) => !isEffectResult(m)))[0];
+      const picked = first === undefined ? undefined : this.o.router(first);
+      const flow = picked === undefined ? undefined : this.o.flows.get(picked);
+      if (flow) return flow;
+      if (picked !== undefined)
+        this.o.logger.warn(
+          { flow: picked },
+          'the router picked a flow that is not served; using the default',
+        );
+      if (s === null) return fallback;
+    }
+    return this.o.flows.get(s?.flow ?? this.o.defaultFlow) ?? fallback;
   }
 
   private env(lease: LeaseGrant): Parameters<typeof transition>[3] {
@@ -336,15 +424,28 @@ export class Engine {
     );
   }
 
-  /** Turns effects into outbound records, numbered after the session's last one. */
+  /**
+   * Turns replies into outbound records, numbered after the session's last one, then the effects
+   * started (records the outbox runs instead of sending). The second and later messages of one
+   * state change carry `#<n>` after the version in their callback data.
+   */
   private toOutbound(
     s: SessionSnapshot,
     effects: Effect[],
+    started: readonly EffectStart[] = [],
   ): { snapshot: SessionSnapshot; outbound: OutboundRecord[] } {
     let seq = s.outboundSeq;
     const createdAt = this.now();
+    const perVersion = new Map<number, number>();
+    const to = s.waId ?? s.userId ?? s.user;
     const outbound = effects.map((e): OutboundRecord => {
       seq += 1;
+      let part = '';
+      if (e.inReplyTo === undefined) {
+        const n = (perVersion.get(e.version) ?? 0) + 1;
+        perVersion.set(e.version, n);
+        if (n > 1) part = `#${n}`;
+      }
       return {
         id: `${s.channel}:${s.user}:${seq}`,
         channel: s.channel,
@@ -355,15 +456,36 @@ export class Engine {
         version: e.version,
         ...(e.inReplyTo !== undefined ? { inReplyTo: e.inReplyTo } : {}),
         ...(s.provider !== undefined ? { provider: s.provider } : {}),
-        to: s.waId ?? s.userId ?? s.user,
+        to,
         body: e.body,
-        callbackData: `baton:${s.flow}:${e.step}:${e.version}${e.inReplyTo !== undefined ? `:${e.inReplyTo}` : ''}`,
+        callbackData: `baton:${s.flow}:${e.step}:${e.version}${part}${e.inReplyTo !== undefined ? `:${e.inReplyTo}` : ''}`,
         isPrompt: e.isPrompt,
         status: 'pending',
         attempts: 0,
         createdAt,
       };
     });
+    for (const f of started) {
+      seq += 1;
+      outbound.push({
+        id: `${s.channel}:${s.user}:${seq}`,
+        channel: s.channel,
+        user: s.user,
+        seq,
+        flow: s.flow,
+        step: f.step,
+        version: f.version,
+        ...(s.provider !== undefined ? { provider: s.provider } : {}),
+        to,
+        body: { type: 'text', text: `(effect ${f.name} ${f.id}: not a message)` },
+        callbackData: `baton:${s.flow}:${f.step}:${f.version}:effect`,
+        isPrompt: false,
+        status: 'pending',
+        attempts: 0,
+        createdAt,
+        effect: { id: f.id, name: f.name, input: f.input, data: f.data },
+      });
+    }
     return { snapshot: { ...s, outboundSeq: seq }, outbound };
   }
 
@@ -424,10 +546,15 @@ export class Engine {
    * (honouring Retry-After) while the lease is held; a permanent refusal dead-letters that
    * reply and the next one is sent. A crash between a send and its record repeats that one send.
    */
-  private async flushOutbox(lease: LeaseGrant, signal: AbortSignal): Promise<void> {
+  private async flushOutbox(run: SessionRun): Promise<void> {
     const { backend, metrics, logger } = this.o;
+    const signal = run.held.sending;
     const maxAttempts = this.o.maxSendAttempts ?? 8;
-    for (const rec of await backend.unsent(lease)) {
+    const unsent = await backend.unsent(run.lease);
+    // Effects are not sent: the session runs them (see awaitEffects) once its replies are out.
+    run.effects = unsent.filter((r) => r.effect !== undefined);
+    for (const rec of unsent) {
+      if (rec.effect !== undefined) continue;
       for (let attempt = rec.attempts + 1; ; attempt += 1) {
         if (signal.aborted) return;
         let providerMessageId: string;
@@ -465,7 +592,7 @@ export class Engine {
             },
             'send failed; dead-lettered',
           );
-          await this.failOutbound(lease, rec, attempt, e);
+          await this.failOutbound(run.lease, rec, attempt, e);
           break;
         }
         metrics.outbound.inc({ outcome: 'sent' });
@@ -550,7 +677,9 @@ export class Engine {
       env: (lease) => this.env(lease),
       flowFor: (s) => this.flowFor(s),
       hold: (lease) => this.hold(lease),
-      flushOutbox: (lease, signal) => this.flushOutbox(lease, signal),
+      toOutbound: (s, replies, started) => this.toOutbound(s, replies, started),
+      flushOutbox: (lease, signal) =>
+        this.flushOutbox({ lease, held: { signal, sending: signal, stop: () => undefined }, effects: [] }),
     };
   }
 
@@ -581,6 +710,14 @@ export class Engine {
       await sleep(50);
     }
   }
+}
+
+/** One holding of a session's baton. */
+interface SessionRun {
+  readonly lease: LeaseGrant;
+  readonly held: { signal: AbortSignal; sending: AbortSignal; stop: () => void };
+  /** The session's unfinished effects, as the last look at its outbox found them. */
+  effects: OutboundRecord[];
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -14,8 +14,8 @@ import type {
   TransitionKind,
   TransitionRecord,
 } from '../model/session.ts';
-import { promptOf, type Flow } from './define.ts';
-import type { TransitionEnv } from './transition.ts';
+import type { Flow } from './define.ts';
+import { handbackTransition, type TransitionEnv, type TransitionResult } from './transition.ts';
 
 /** What an agent operation commits. */
 export interface AgentChange {
@@ -132,30 +132,20 @@ export function agentMessage(
 }
 
 /**
- * The agent hands the session back to the bot at `step`: version + 1 (a `handback` record),
- * `needs_agent` and `retry_count` cleared, `data` kept, a new visit of `step` whose prompt is
- * sent once.
+ * The agent hands the session back to the bot at `step` (see `handbackTransition`): checked
+ * here, computed by the flow core so the step is entered exactly as a flow would enter it.
  */
-export function handback(prev: SessionSnapshot, flow: Flow, stepId: string, env: TransitionEnv): AgentChange {
-  const step = flow.steps.get(stepId);
-  if (step === undefined) {
+export function handback(
+  prev: SessionSnapshot,
+  flow: Flow,
+  stepId: string,
+  env: TransitionEnv,
+): TransitionResult {
+  if (!flow.steps.has(stepId)) {
     throw new BatonError('BATON_ERR_UNKNOWN_STEP', `flow ${flow.id} has no step "${stepId}"`);
   }
   if (!prev.needsAgent) {
     throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the session is not waiting for an agent');
   }
-  const version = prev.version + 1;
-  const { agent: _released, ...rest } = prev;
-  const moved: SessionSnapshot = {
-    ...rest,
-    step: stepId,
-    version,
-    visitVersion: version,
-    needsAgent: false,
-    retryCount: 0,
-    flow: flow.id,
-    flowVersion: flow.version,
-  };
-  const { snapshot, outbound } = outboundFor(moved, flow, promptOf(step, moved.data), true, env, () => '');
-  return { snapshot, records: [record(snapshot, 'handback', prev.step, env)], outbound: [outbound] };
+  return handbackTransition(flow, prev, stepId, env);
 }

@@ -1,23 +1,54 @@
 /**
  * The flow authoring API. A flow is a set of named steps; each step declares its prompt,
- * what input it accepts and every step it can go to. `defineFlow` validates the whole
- * flow when it is loaded, and the runtime refuses any transition a step did not declare,
- * so the map of a flow (see `toMermaid`) cannot lie.
+ * what input it accepts, every step it can go to, and optionally an effect (work outside
+ * Baton whose result comes back as an input). `defineFlow` validates the whole flow when it
+ * is loaded, and the runtime refuses any transition a step did not declare, so the map of a
+ * flow (see `toMermaid`) cannot lie. The step ids and the data shape given to `defineFlow`
+ * are kept in the types the author writes against: `c.goto('nope')` and `data.nmae` do not
+ * compile.
  * @module
  */
-import { FlowDefinitionError } from '../errors.ts';
+import { FlowDefinitionError, FlowRuntimeError } from '../errors.ts';
 import type { MessageContent } from '../model/message.ts';
 import type { OutboundBody } from '../model/session.ts';
+import { replyProblems } from './reply-check.ts';
 
 /** Data a flow keeps per session. Plain JSON values only: it is persisted. */
 export type FlowData = Readonly<Record<string, unknown>>;
 
-/** A button or list row a choice step offers. Its `id` is unique across the flow. */
+/** A button or list row a choice step offers. Its `id` is unique within the step. */
 export interface Choice {
   readonly id: string;
   readonly title: string;
   readonly description?: string;
 }
+
+/** A choice as a step declares it: the title (and description) may depend on data and language. */
+export interface ChoiceSpec<D = FlowData> {
+  readonly id: string;
+  readonly title: Words<D>;
+  readonly description?: Words<D>;
+}
+
+/** One message: a string is a text (or, for the message carrying a step's choices, its body text). */
+export type Reply = string | OutboundBody;
+/** One message or several, sent in order. */
+export type Replies = Reply | readonly Reply[];
+
+/** Looks a key up in the session's language catalog (see `FlowSpec.words`); `{name}` is replaced from `vars`. */
+export type Translate = (key: string, vars?: Readonly<Record<string, string | number>>) => string;
+
+/** What a prompt or a notice may depend on. */
+export interface WordsContext {
+  /** Set when the prompt is sent again after invalid input. */
+  readonly retry?: { readonly count: number; readonly message?: string };
+  /** Why the session is handed to an agent (hand-off notice only). */
+  readonly reason?: string;
+  readonly t: Translate;
+}
+
+/** A text that may depend on the session's data, the retry and the language. */
+export type Words<D> = string | ((data: Readonly<D>, ctx: WordsContext) => string);
 
 /** What a step's handler receives. */
 export type StepInput =
@@ -34,77 +65,222 @@ export type StepInput =
   | { readonly type: 'other'; readonly content: MessageContent; readonly messageIds: readonly string[] };
 
 /** What a handler decides. Build it with the helpers on the handler's context. */
-export type Outcome<S extends string> =
-  | { readonly kind: 'goto'; readonly step: S; readonly set?: FlowData; readonly clear?: boolean }
-  | { readonly kind: 'retry' };
+export type Outcome<S extends string = string, D = FlowData> =
+  | {
+      readonly kind: 'goto';
+      readonly step: S;
+      readonly set?: Partial<D>;
+      readonly clear?: boolean;
+      /** Sent before the new step's prompt. */
+      readonly say?: Replies;
+    }
+  | { readonly kind: 'retry'; readonly message?: string }
+  | { readonly kind: 'handoff'; readonly reason: string }
+  | { readonly kind: 'start_over' };
 
-/** Handed to a step handler: the session's data and outcome builders. */
-export interface StepContext<S extends string> {
-  readonly data: FlowData;
-  /** Go to `step`, merging `set` into the data. */
-  goto(step: S, set?: FlowData): Outcome<S>;
+/** Handed to every handler: the session's data and the outcome builders. */
+export interface StepContext<S extends string = string, D = FlowData> {
+  readonly data: Readonly<D>;
+  readonly t: Translate;
+  /** Go to `step`, merging `set` into the data; `say` is sent before its prompt. */
+  goto(step: S, set?: Partial<D>, say?: Replies): Outcome<S, D>;
   /** Go to `step` with the data cleared first, then `set` merged. */
-  restart(step: S, set?: FlowData): Outcome<S>;
-  /** The input is not valid here: prompt again, counting a retry. */
-  retry(): Outcome<S>;
+  restart(step: S, set?: Partial<D>, say?: Replies): Outcome<S, D>;
+  /** The input is not valid here: prompt again (with `message` as its text, if given), counting a retry. */
+  retry(message?: string): Outcome<S, D>;
+  /** Hand the session to a human: recorded `escalated`, the hand-off notice is sent, `needs_agent` set. */
+  handoff(reason: string): Outcome<S, D>;
+  /** Clear the data and treat this input as a new session's first message. */
+  startOver(): Outcome<S, D>;
 }
 
 /** Which inputs a step takes. A step with `choices` takes exactly those ids. */
 export type Accepts = 'text' | 'choice' | 'any';
 
-export interface StepSpec<S extends string> {
-  /** The prompt text, sent on entering the step and on each retry. */
-  readonly say: string | ((data: FlowData) => string);
-  /** For a choice step: the reply buttons (up to 3) or list rows (up to 10) it offers. */
-  readonly choices?: readonly Choice[];
-  /** Label of the list button when there are more than 3 choices. */
-  readonly listButton?: string;
+/** Handed to an effect function. */
+export interface EffectContext {
+  /** Stable across retries and crashes, never reused: send it as an idempotency key. */
+  readonly effectId: string;
+  /** Aborted on timeout and when the worker stops: pass it to `fetch`. */
+  readonly signal: AbortSignal;
+  /** The session's data when the effect started. */
+  readonly data: FlowData;
+  /** 1 for the first attempt. */
+  readonly attempt: number;
+}
+
+/** Work outside Baton. Thrown errors are retried per the policy unless `EffectError` says not to. */
+export interface EffectDef<I, R> {
+  readonly run: (input: I, ctx: EffectContext) => Promise<R>;
+  /** Attempts in all, default 3. */
+  readonly attempts?: number;
+  /** Wait before the second attempt, doubled each time; default 500 ms. */
+  readonly backoffMs?: number;
+  /** Each attempt is aborted after this long and counts as a retryable failure; default 5000 ms. */
+  readonly timeoutMs?: number;
+}
+
+/** Defines an effect, inferring its input and result types from `run`. */
+export function effect<I, R>(def: EffectDef<I, R>): EffectDef<I, R> {
+  return def;
+}
+
+/** Throw it from an effect to say whether trying again may help (default for other errors: yes). */
+export class EffectError extends Error {
+  readonly retryable: boolean;
+  constructor(message: string, opts: { retryable: boolean; cause?: unknown }) {
+    super(message, opts.cause === undefined ? {} : { cause: opts.cause });
+    this.name = 'EffectError';
+    this.retryable = opts.retryable;
+  }
+}
+
+/** Why an effect gave up, as its step's `onFailure` sees it. */
+export interface EffectFailure {
+  readonly error: string;
+  readonly attempts: number;
+}
+
+// `never` input: any effect's `run` is assignable, whatever input it takes.
+type AnyEffect = EffectDef<never, unknown>;
+/** The effects a flow declares, by name. */
+export type EffectMap = Readonly<Record<string, AnyEffect>>;
+/** A flow that declares no effects: no step may use one. */
+export type NoEffects = Readonly<Record<never, AnyEffect>>;
+type InputOf<X> = X extends { run: (input: infer I, ctx: EffectContext) => Promise<unknown> } ? I : never;
+type ResultOf<X> = X extends { run: (input: never, ctx: EffectContext) => Promise<infer R> } ? R : never;
+
+/** A step's use of one of the flow's effects: started on entering the step. */
+export type StepEffect<S extends string, D, E extends EffectMap> = {
+  [N in keyof E & string]: {
+    /** The effect's name in the flow's `effects`. */
+    readonly use: N;
+    /** Its input, computed from the data when the step is entered (default: the data). */
+    readonly input?: (data: Readonly<D>) => InputOf<E[N]>;
+    /** Applied when the effect succeeds, under the session's lease like any input. */
+    readonly onResult: (result: ResultOf<E[N]>, c: StepContext<S, D>) => Outcome<S, D>;
+    /** Applied when every attempt failed. */
+    readonly onFailure: (failure: EffectFailure, c: StepContext<S, D>) => Outcome<S, D>;
+  };
+}[keyof E & string];
+
+export interface StepSpec<S extends string = string, D = FlowData, E extends EffectMap = EffectMap> {
+  /** The prompt: sent on entering the step and on each retry. Several messages are sent in order. */
+  readonly say?: Replies | ((data: Readonly<D>, ctx: WordsContext) => Replies);
+  /** For a choice step: the reply buttons (up to 3) or list rows (up to 10) it offers; may depend on data. */
+  readonly choices?: readonly ChoiceSpec<D>[] | ((data: Readonly<D>, ctx: WordsContext) => readonly Choice[]);
+  /** Label of the list button when there are more than 3 choices (default `Choose`). */
+  readonly listButton?: Words<D>;
   /** `text` or `any`; a step with `choices` accepts `choice`. */
   readonly accepts?: 'text' | 'any';
   /** Every step this one may go to. */
   readonly to: readonly NoInfer<S>[];
-  /** Decides on valid input. Pure: no I/O, no clock, no randomness. */
-  readonly on: (input: StepInput, ctx: StepContext<S>) => Outcome<S>;
+  /** Decides on valid input. Synchronous and pure: no I/O, no clock, no randomness (use an effect). */
+  readonly on?: (input: StepInput, ctx: StepContext<S, D>) => Outcome<S, D>;
+  /**
+   * On the start step only: decides on a new session's first message (read its language, or an
+   * answer typed before the question). Without it, a new session is sent the start step's prompt.
+   */
+  readonly first?: (input: StepInput, ctx: StepContext<S, D>) => Outcome<S, D>;
+  /** Invalid inputs in a row before a hand-off (default: `BATON_MAX_RETRIES`). */
+  readonly maxRetries?: number;
+  /** Work started on entering the step; the step waits for its result (see `StepEffect`). */
+  readonly effect?: StepEffect<S, D, E>;
 }
 
-export interface FlowSpec<S extends string> {
+/** Per-language catalogs: `t(key)` looks the key up in the catalog named by `data[field]`. */
+export interface WordsSpec<D> {
+  /** The data key holding the session's language. */
+  readonly field: keyof D & string;
+  /** The language used when the field is unset or unknown. */
+  readonly default: string;
+  readonly catalogs: Readonly<Record<string, Readonly<Record<string, string>>>>;
+}
+
+/** A schema the stored data is checked against when a session is loaded (a zod schema fits). */
+export interface DataSchema<D> {
+  safeParse(value: unknown): { success: true; data: D } | { success: false; error: unknown };
+}
+
+export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = EffectMap> {
   readonly id: string;
   /** The author's version of the flow; stored with each session. */
   readonly version?: number;
+  /** The data's shape, declared once; stored data that fails it restarts the session. */
+  readonly data?: DataSchema<D>;
+  /** Effects steps may use, by name. Declare them before `steps`. */
+  readonly effects?: E;
   readonly start: NoInfer<S>;
-  readonly steps: { readonly [K in S]: StepSpec<S> };
+  readonly steps: { readonly [K in S]: StepSpec<S, D, E> };
   /** Texts that restart the flow from any step (compared trimmed, case-insensitive). */
   readonly resetKeywords?: readonly string[];
   readonly notices?: {
     /** Sent for a tap on a button of another step or an earlier visit. */
-    readonly stale?: string;
+    readonly stale?: Words<D>;
     /** Sent when the session is handed to an agent. */
-    readonly handoff?: string;
+    readonly handoff?: Words<D>;
     /** Sent once when flow code fails on a batch and its messages are dead-lettered. */
     readonly error?: string;
   };
+  readonly words?: WordsSpec<D>;
 }
 
-/** A validated flow, ready for the runtime. */
-export interface Flow<S extends string = string> {
+/** The step ids and data shape of a flow, kept for the types only. */
+declare const FLOW_TYPES: unique symbol;
+
+/** A validated flow, ready for the runtime (ids and data are plain at run time). */
+export interface Flow {
   readonly id: string;
   readonly version: number;
-  readonly start: S;
-  readonly steps: ReadonlyMap<S, StepDef<S>>;
-  /** Choice id -> the step that offers it. */
-  readonly choiceOwner: ReadonlyMap<string, S>;
+  readonly start: string;
+  readonly steps: ReadonlyMap<string, StepDef>;
+  /** Choice id -> the first step that offers it (statically). */
+  readonly choiceOwner: ReadonlyMap<string, string>;
+  /** Choice id -> every step that offers it (statically). */
+  readonly choiceSteps: ReadonlyMap<string, readonly string[]>;
   readonly resetKeywords: ReadonlySet<string>;
-  readonly notices: { readonly stale: string; readonly handoff: string; readonly error: string };
+  readonly notices: {
+    readonly stale: Words<FlowData>;
+    readonly handoff: Words<FlowData>;
+    readonly error: string;
+  };
+  readonly effects: ReadonlyMap<string, EffectDef<unknown, unknown>>;
+  readonly data?: DataSchema<FlowData>;
+  readonly words?: WordsSpec<FlowData>;
 }
 
-export interface StepDef<S extends string> extends Omit<StepSpec<S>, 'accepts' | 'choices'> {
-  readonly id: S;
+/** A flow as `defineFlow` returns it: the runtime shape, plus its step ids and data shape for the types. */
+export type TypedFlow<S extends string, D> = Flow & {
+  readonly [FLOW_TYPES]?: { readonly steps: S; readonly data: D };
+};
+/** The step ids of a flow returned by `defineFlow`. */
+export type StepIdOf<F> = F extends TypedFlow<infer S, unknown> ? S : string;
+/** The data shape of a flow returned by `defineFlow`. */
+export type DataOf<F> = F extends TypedFlow<string, infer D> ? D : FlowData;
+
+export interface StepDef {
+  readonly id: string;
+  readonly say?: StepSpec['say'];
+  readonly listButton?: Words<FlowData>;
+  readonly to: readonly string[];
+  readonly on?: StepSpec['on'];
+  readonly first?: StepSpec['first'];
+  readonly maxRetries?: number;
   readonly accepts: Accepts;
-  readonly choices: readonly Choice[];
+  /** Declared choices (ids known when the flow loads); empty when the step has none or computes them. */
+  readonly choices: readonly ChoiceSpec[];
+  readonly dynamicChoices?: (data: FlowData, ctx: WordsContext) => readonly Choice[];
+  readonly effect?: {
+    readonly use: string;
+    readonly input?: (data: FlowData) => unknown;
+    readonly onResult: (result: unknown, c: StepContext) => Outcome;
+    readonly onFailure: (failure: EffectFailure, c: StepContext) => Outcome;
+  };
 }
 
 const DEFAULT_RESET_KEYWORDS = ['reset', 'start over', 'restart'];
 const STEP_ID = /^[a-z][a-z0-9_]*$/;
+const EFFECT_NAME = /^[a-z][a-z0-9_]*$/;
 
 /**
  * Defines and validates a flow.
@@ -119,7 +295,9 @@ const STEP_ID = /^[a-z][a-z0-9_]*$/;
  * });
  * @throws FlowDefinitionError naming the flow and step when the flow is inconsistent.
  */
-export function defineFlow<const S extends string>(spec: FlowSpec<S>): Flow {
+export function defineFlow<const S extends string, D = FlowData, E extends EffectMap = NoEffects>(
+  spec: FlowSpec<S, D, E>,
+): TypedFlow<S, D> {
   const fail = (detail: string): never => {
     throw new FlowDefinitionError(`flow "${spec.id}": ${detail}`);
   };
@@ -128,41 +306,89 @@ export function defineFlow<const S extends string>(spec: FlowSpec<S>): Flow {
   if (ids.length === 0) fail('has no steps');
   if (!ids.includes(spec.start)) fail(`start step "${spec.start}" is not defined`);
 
-  const steps = new Map<S, StepDef<S>>();
-  const choiceOwner = new Map<string, S>();
-  for (const id of ids) {
-    const s = spec.steps[id];
-    if (!STEP_ID.test(id)) fail(`step "${id}": id must be lower_snake_case`);
-    for (const target of s.to) {
-      if (!ids.includes(target)) fail(`step "${id}": goes to unknown step "${target}"`);
+  const effects = new Map<string, EffectDef<unknown, unknown>>();
+  for (const [name, def] of Object.entries(spec.effects ?? {})) {
+    if (!EFFECT_NAME.test(name)) fail(`effect "${name}": name must be lower_snake_case`);
+    const d = def as EffectDef<unknown, unknown>;
+    if (typeof d.run !== 'function') fail(`effect "${name}": run must be a function`);
+    for (const k of ['attempts', 'backoffMs', 'timeoutMs'] as const) {
+      const v = d[k];
+      if (v !== undefined && (!Number.isInteger(v) || v < (k === 'attempts' ? 1 : 0)))
+        fail(`effect "${name}": ${k} must be a ${k === 'attempts' ? 'positive' : 'non-negative'} integer`);
     }
-    const choices = s.choices ?? [];
-    if (s.choices !== undefined && s.accepts !== undefined) {
-      fail(`step "${id}": a step with choices accepts them; drop "accepts"`);
-    }
-    if (s.choices !== undefined && choices.length === 0) fail(`step "${id}": choices is empty`);
-    if (choices.length > 10) fail(`step "${id}": at most 10 choices (WhatsApp list limit)`);
-    if (choices.length > 3 && !s.listButton)
-      fail(`step "${id}": more than 3 choices need a listButton label`);
-    for (const c of choices) {
-      if (c.id === '') fail(`step "${id}": a choice has an empty id`);
-      if (c.title.length > (choices.length > 3 ? 24 : 20)) {
-        fail(`step "${id}": choice "${c.id}" title is too long for WhatsApp`);
-      }
-      const owner = choiceOwner.get(c.id);
-      if (owner !== undefined) fail(`step "${id}": duplicate button id "${c.id}" (also in step "${owner}")`);
-      choiceOwner.set(c.id, id);
-    }
-    steps.set(id, {
-      ...s,
-      id,
-      accepts: s.choices !== undefined ? 'choice' : (s.accepts ?? 'text'),
-      choices,
-    });
+    effects.set(name, d);
   }
 
-  const reached = new Set<S>([spec.start]);
-  const queue: S[] = [spec.start];
+  if (spec.words) {
+    const base = spec.words.catalogs[spec.words.default];
+    if (!base) fail(`words: no catalog for the default language "${spec.words.default}"`);
+    for (const [lang, cat] of Object.entries(spec.words.catalogs)) {
+      for (const k of Object.keys(base!))
+        if (typeof cat[k] !== 'string') fail(`words: catalog "${lang}" has no "${k}"`);
+    }
+  }
+
+  const steps = new Map<string, StepDef>();
+  const choiceSteps = new Map<string, string[]>();
+  for (const id of ids) {
+    const s = spec.steps[id] as StepSpec<string, FlowData, EffectMap>;
+    const at = `step "${id}"`;
+    if (!STEP_ID.test(id)) fail(`${at}: id must be lower_snake_case`);
+    for (const target of s.to) {
+      if (!ids.includes(target as S)) fail(`${at}: goes to unknown step "${target}"`);
+    }
+    if (s.first !== undefined && id !== spec.start) fail(`${at}: only the start step may have "first"`);
+    if (s.maxRetries !== undefined && (!Number.isInteger(s.maxRetries) || s.maxRetries < 0))
+      fail(`${at}: maxRetries must be a non-negative integer`);
+    const eff = s.effect as StepDef['effect'];
+    if (eff !== undefined) {
+      if (!effects.has(eff.use)) fail(`${at}: uses effect "${eff.use}", which the flow does not declare`);
+      if (s.choices !== undefined || s.accepts !== undefined || s.on !== undefined)
+        fail(`${at}: a step with an effect waits for its result; drop choices, accepts and on`);
+    } else if (s.on === undefined) {
+      fail(`${at}: needs "on" (or an effect)`);
+    }
+    const dynamic = typeof s.choices === 'function' ? s.choices : undefined;
+    const choices: readonly ChoiceSpec[] = typeof s.choices === 'function' ? [] : (s.choices ?? []);
+    if (s.choices !== undefined && s.accepts !== undefined) {
+      fail(`${at}: a step with choices accepts them; drop "accepts"`);
+    }
+    if (Array.isArray(s.choices) && choices.length === 0) fail(`${at}: choices is empty`);
+    const seen = new Set<string>();
+    for (const c of choices) {
+      if (seen.has(c.id)) fail(`${at}: duplicate choice id "${c.id}"`);
+      seen.add(c.id);
+      choiceSteps.set(c.id, [...(choiceSteps.get(c.id) ?? []), id]);
+    }
+    const def: StepDef = {
+      id,
+      to: s.to,
+      accepts: s.choices !== undefined ? 'choice' : eff !== undefined ? 'any' : (s.accepts ?? 'text'),
+      choices,
+      ...(s.say !== undefined ? { say: s.say } : {}),
+      ...(s.listButton !== undefined ? { listButton: s.listButton } : {}),
+      ...(s.on !== undefined ? { on: s.on } : {}),
+      ...(s.first !== undefined ? { first: s.first } : {}),
+      ...(s.maxRetries !== undefined ? { maxRetries: s.maxRetries } : {}),
+      ...(dynamic !== undefined ? { dynamicChoices: dynamic } : {}),
+      ...(eff !== undefined ? { effect: eff } : {}),
+    };
+    if (choices.length > 3 && s.listButton === undefined)
+      fail(`${at}: more than 3 choices need a listButton label`);
+    // Static prompts are checked now against WhatsApp's limits; dynamic ones when built.
+    const fixed = choices.every((c) => typeof c.title === 'string' && typeof c.description !== 'function');
+    if (typeof s.say !== 'function' && dynamic === undefined && fixed) {
+      const label = typeof s.listButton === 'string' ? s.listButton : 'Choose';
+      for (const body of buildReplies(s.say, choices as readonly Choice[], label)) {
+        const problems = replyProblems(body);
+        if (problems.length > 0) fail(`${at}: ${problems.join('; ')}`);
+      }
+    }
+    steps.set(id, def);
+  }
+
+  const reached = new Set<string>([spec.start]);
+  const queue: string[] = [spec.start];
   for (let cur = queue.shift(); cur !== undefined; cur = queue.shift()) {
     for (const next of steps.get(cur)!.to) {
       if (!reached.has(next)) {
@@ -173,39 +399,137 @@ export function defineFlow<const S extends string>(spec: FlowSpec<S>): Flow {
   }
   for (const id of ids) if (!reached.has(id)) fail(`step "${id}" is unreachable from "${spec.start}"`);
 
-  // Step ids were checked against S above; at run time a flow is keyed by plain strings.
-  return Object.freeze({
+  const choiceOwner = new Map<string, string>();
+  for (const [c, owners] of choiceSteps) choiceOwner.set(c, owners[0]!);
+  const flow: Flow = {
     id: spec.id,
     version: spec.version ?? 1,
     start: spec.start,
-    steps: steps as unknown as ReadonlyMap<string, StepDef<string>>,
-    choiceOwner: choiceOwner,
+    steps,
+    choiceOwner,
+    choiceSteps,
     resetKeywords: new Set((spec.resetKeywords ?? DEFAULT_RESET_KEYWORDS).map((k) => k.trim().toLowerCase())),
     notices: {
-      stale:
-        spec.notices?.stale ?? 'That button belongs to an earlier question; this conversation has moved on.',
-      handoff:
-        spec.notices?.handoff ?? 'Thanks for your patience: a member of our team will take it from here.',
+      stale: (spec.notices?.stale ??
+        'That button belongs to an earlier question; this conversation has moved on.') as Words<FlowData>,
+      handoff: (spec.notices?.handoff ??
+        'Thanks for your patience: a member of our team will take it from here.') as Words<FlowData>,
       error:
         spec.notices?.error ??
         'Sorry, something went wrong on our side and we could not handle your last message. Our team has been notified.',
     },
-  });
+    effects,
+    ...(spec.data !== undefined ? { data: spec.data as DataSchema<FlowData> } : {}),
+    ...(spec.words !== undefined ? { words: spec.words as WordsSpec<FlowData> } : {}),
+  };
+  return Object.freeze(flow);
 }
 
-/** The prompt a step sends, for the session's current data. */
-export function promptOf<S extends string>(step: StepDef<S>, data: FlowData): OutboundBody {
-  const text = typeof step.say === 'function' ? step.say(data) : step.say;
-  if (step.choices.length === 0) return { type: 'text', text };
-  if (step.choices.length <= 3) {
-    return { type: 'buttons', text, buttons: step.choices.map((c) => ({ id: c.id, title: c.title })) };
+/** The `t` of a session: its language's catalog, then the default one. */
+export function translator(flow: Flow, data: FlowData): Translate {
+  return (key, vars) => {
+    const w = flow.words;
+    let text: string | undefined;
+    if (w) {
+      const lang = data[w.field];
+      text = (typeof lang === 'string' ? w.catalogs[lang]?.[key] : undefined) ?? w.catalogs[w.default]?.[key];
+    }
+    if (text === undefined) {
+      throw new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow.id, null, `t("${key}"): no such text`);
+    }
+    return vars === undefined ? text : text.replace(/\{(\w+)\}/g, (m, k: string) => String(vars[k] ?? m));
+  };
+}
+
+/** Resolves a notice or label. */
+export function wordsOf(words: Words<FlowData>, data: FlowData, ctx: WordsContext): string {
+  return typeof words === 'function' ? words(data, ctx) : words;
+}
+
+/** The choices a step offers for the session's current data. */
+export function choicesOf(step: StepDef, data: FlowData, ctx: WordsContext): readonly Choice[] {
+  if (step.dynamicChoices) return step.dynamicChoices(data, ctx);
+  return step.choices.map((c) => ({
+    id: c.id,
+    title: wordsOf(c.title, data, ctx),
+    ...(c.description !== undefined ? { description: wordsOf(c.description, data, ctx) } : {}),
+  }));
+}
+
+/** Turns a step's `say` and choices into message bodies: the choices ride on the last one. */
+function buildReplies(
+  said: Replies | undefined,
+  choices: readonly Choice[],
+  listButton: string,
+): OutboundBody[] {
+  const list: Reply[] =
+    said === undefined ? [] : Array.isArray(said) ? [...(said as Reply[])] : [said as Reply];
+  const bodies: OutboundBody[] = list.map((r) => (typeof r === 'string' ? { type: 'text', text: r } : r));
+  if (choices.length === 0) return bodies;
+  const last = bodies.pop();
+  const text = last === undefined ? '' : last.type === 'text' ? last.text : undefined;
+  if (text === undefined) {
+    // The author built the interactive message (or a media one) themselves: the choices go on a new one.
+    if (last) bodies.push(last);
+    bodies.push(choiceBody('', choices, listButton));
+    return bodies;
+  }
+  bodies.push(choiceBody(text, choices, listButton));
+  return bodies;
+}
+
+function choiceBody(text: string, choices: readonly Choice[], listButton: string): OutboundBody {
+  if (choices.length <= 3) {
+    return { type: 'buttons', text, buttons: choices.map((c) => ({ id: c.id, title: c.title })) };
   }
   return {
     type: 'list',
     text,
-    button: step.listButton ?? 'Choose',
-    sections: [{ title: 'Options', rows: step.choices.map((c) => ({ ...c })) }],
+    button: listButton,
+    sections: [{ title: 'Options', rows: choices.map((c) => ({ ...c })) }],
   };
+}
+
+/**
+ * The messages a step sends on entering it (or on a retry), for the session's data. Runs the
+ * author's `say`, `choices` and `listButton`, and checks every body against WhatsApp's limits.
+ * @throws FlowRuntimeError naming the flow and step when a body breaks a limit.
+ */
+export function promptsOf(
+  flow: Flow,
+  step: StepDef,
+  data: FlowData,
+  retry?: WordsContext['retry'],
+): OutboundBody[] {
+  const ctx: WordsContext = { t: translator(flow, data), ...(retry ? { retry } : {}) };
+  const said = typeof step.say === 'function' ? step.say(data, ctx) : step.say;
+  const choices = choicesOf(step, data, ctx);
+  const label = step.listButton === undefined ? 'Choose' : wordsOf(step.listButton, data, ctx);
+  let bodies = buildReplies(said, choices, label);
+  if (retry?.message !== undefined) {
+    // The retry's own text replaces the prompt's: on the message carrying the choices, or alone.
+    const last = bodies[bodies.length - 1];
+    bodies =
+      last && (last.type === 'buttons' || last.type === 'list')
+        ? [{ ...last, text: retry.message }]
+        : [{ type: 'text', text: retry.message }];
+  }
+  for (const body of bodies) {
+    const problems = replyProblems(body);
+    if (problems.length > 0) {
+      throw new FlowRuntimeError('BATON_ERR_FLOW_REPLY', flow.id, step.id, problems.join('; '));
+    }
+  }
+  return bodies;
+}
+
+/** The prompt a step sends, for the session's current data (its last message: the one with the choices). */
+export function promptOf(step: StepDef, data: FlowData): OutboundBody {
+  const said = typeof step.say === 'function' ? step.say(data, { t: (k) => k }) : step.say;
+  const choices = choicesOf(step, data, { t: (k) => k });
+  const label = typeof step.listButton === 'string' ? step.listButton : 'Choose';
+  const bodies = buildReplies(said, choices, label);
+  return bodies[bodies.length - 1] ?? { type: 'text', text: '' };
 }
 
 /** The flow's state map as a Mermaid state diagram. */

@@ -1,11 +1,18 @@
 /**
  * The pure core of Baton: `transition(flow, snapshot, batch, env)` returns the next snapshot,
- * the transition records and the replies to send. No I/O, no clock (the time comes in `env`).
- * The engine commits the snapshot, records and replies atomically, then sends the replies.
+ * the transition records, the replies to send and the effects to start. No I/O, no clock (the
+ * time comes in `env`). The engine commits all of it atomically, then sends the replies and
+ * runs the effects; an effect's result comes back as an input in the session's mailbox.
  * @module
  */
-import { FlowRuntimeError } from '../errors.ts';
-import { IGNORED_CONTENT_TYPES, type SessionKey, type StoredMessage } from '../model/message.ts';
+import { createHash } from 'node:crypto';
+import { BatonError, FlowRuntimeError } from '../errors.ts';
+import {
+  IGNORED_CONTENT_TYPES,
+  logSessionId,
+  type SessionKey,
+  type StoredMessage,
+} from '../model/message.ts';
 import {
   SNAPSHOT_FORMAT,
   type OutboundBody,
@@ -15,13 +22,19 @@ import {
   type TransitionRecord,
 } from '../model/session.ts';
 import {
-  promptOf,
+  choicesOf,
+  promptsOf,
+  translator,
+  wordsOf,
   type Choice,
   type Flow,
   type FlowData,
   type Outcome,
+  type Replies,
   type StepContext,
+  type StepDef,
   type StepInput,
+  type Words,
 } from './define.ts';
 
 /** A stored message with its `context.id` resolved by the engine. */
@@ -52,10 +65,31 @@ export interface Effect {
   readonly inReplyTo?: string;
 }
 
+/** An effect a step started: committed with the batch, run by the engine after commit. */
+export interface EffectStart {
+  /** Stable across retries and crashes, never reused (derived from the session and version). */
+  readonly id: string;
+  readonly name: string;
+  readonly input: unknown;
+  /** The data when it started (handed to the effect function). */
+  readonly data: FlowData;
+  readonly step: string;
+  /** The state version whose transition started it. */
+  readonly version: number;
+}
+
 export interface TransitionResult {
   readonly snapshot: SessionSnapshot;
   readonly records: TransitionRecord[];
+  /** The replies to send, in order. */
   readonly effects: Effect[];
+  /** Effects to run after commit. */
+  readonly started: EffectStart[];
+  /**
+   * Ids of the batch's messages this run applied or recorded. The others wait in the mailbox
+   * (an effect's result is awaited) and come again with a later batch.
+   */
+  readonly consumed: string[];
 }
 
 /** A session that has never been stored. */
@@ -91,6 +125,22 @@ export function orderBatch<M extends StoredMessage>(batch: readonly M[]): M[] {
   return [...batch].sort((a, b) => a.timestamp - b.timestamp || a.seq - b.seq);
 }
 
+/** The id of the effect started by the transition to `version`: the idempotency key. */
+export function effectIdFor(s: SessionSnapshot, version: number): string {
+  const h = createHash('sha256').update(`${s.channel}\n${s.user}\n${s.createdAt}\n${version}`).digest('hex');
+  return `fx_${version}_${h.slice(0, 24)}`;
+}
+
+/** The mailbox id of an effect's result (a second result for the same effect is a duplicate). */
+export function effectResultId(effectId: string): string {
+  return `fx:${effectId}`;
+}
+
+/** Whether a stored message is an effect's result rather than the user's input. */
+export function isEffectResult(m: StoredMessage): boolean {
+  return m.content.type === 'effect_result';
+}
+
 /** Runs one batch of a session's messages through its flow. */
 export function transition(
   flow: Flow,
@@ -98,7 +148,8 @@ export function transition(
   batch: readonly ResolvedMessage[],
   env: TransitionEnv,
 ): TransitionResult {
-  return new BatchRun(flow, prev ?? freshSnapshot(flow, env.key, env.nowMs, batch[0]), env).run(
+  const user = batch.find((m) => !isEffectResult(m));
+  return new BatchRun(flow, prev ?? freshSnapshot(flow, env.key, env.nowMs, user), env).run(
     orderBatch(batch),
   );
 }
@@ -110,12 +161,36 @@ export function adminReset(prev: SessionSnapshot, env: TransitionEnv): Transitio
   return run.result();
 }
 
+/**
+ * An agent hands the session back to the bot at `step`: a new visit of that step (version + 1,
+ * a `handback` record, its prompt sent, its effect started if it has one), `needs_agent`,
+ * `retry_count` and the agent's claim cleared, `data` kept.
+ */
+export function handbackTransition(
+  flow: Flow,
+  prev: SessionSnapshot,
+  step: string,
+  env: TransitionEnv,
+): TransitionResult {
+  const { agent: _released, ...rest } = prev;
+  const run = new BatchRun(flow, rest, env);
+  run.handback(step);
+  return run.result();
+}
+
 /** The choice a WASender user picked by typing its number or title, if any. */
 function typedChoice(choices: readonly Choice[], m: StoredMessage): Choice | undefined {
   if (m.provider !== 'wasender' || m.content.type !== 'text' || choices.length === 0) return undefined;
   const said = m.content.body.trim().toLowerCase();
   const n = /^\d{1,2}$/.test(said) ? Number(said) : 0;
   return choices[n - 1] ?? choices.find((c) => c.title.toLowerCase() === said);
+}
+
+/** A snapshot without the bookkeeping of a visit that is over. */
+function leftVisit(s: SessionSnapshot): SessionSnapshot {
+  if (s.awaiting === undefined && s.handoffReason === undefined) return s;
+  const { awaiting: _a, handoffReason: _h, ...rest } = s;
+  return rest;
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
@@ -126,8 +201,13 @@ class BatchRun {
   private s: SessionSnapshot;
   private readonly records: TransitionRecord[] = [];
   private readonly effects: (Effect | null)[] = [];
+  private readonly started: EffectStart[] = [];
+  private readonly consumed: string[] = [];
   /** Indexes into `effects` of the prompts sent for the current visit of the current step. */
   private visitPrompts: number[] = [];
+
+  /** The step the batch started at (errors outside handlers are named by it). */
+  private readonly startStep: string | null;
 
   constructor(
     private readonly flow: Flow | null,
@@ -135,6 +215,7 @@ class BatchRun {
     private readonly env: TransitionEnv,
   ) {
     this.s = snapshot;
+    this.startStep = snapshot.step;
   }
 
   result(): TransitionResult {
@@ -142,13 +223,29 @@ class BatchRun {
       snapshot: this.s,
       records: this.records,
       effects: this.effects.filter((e): e is Effect => e !== null),
+      started: this.started,
+      consumed: this.consumed,
     };
   }
 
-  run(messages: ResolvedMessage[]): TransitionResult {
+  run(ordered: ResolvedMessage[]): TransitionResult {
     const flow = this.flow!;
-    for (let i = 0; i < messages.length;) {
+    if (flow.data && this.s.step !== null && !flow.data.safeParse(this.s.data).success) {
+      // Stored data that no longer fits the flow's schema is never misread: the session restarts.
+      this.leaveVisit();
+      this.change('reset', null, [], { data: {}, retryCount: 0, needsAgent: false });
+    }
+    // An awaited effect's result goes first: the messages that waited for it come after it.
+    for (const m of ordered) if (isEffectResult(m)) this.applyResult(m);
+    const messages = ordered.filter((m) => !isEffectResult(m));
+    let i = 0;
+    while (i < messages.length) {
       const m = messages[i]!;
+      if (this.s.awaiting !== undefined && !messages.slice(i).some((n) => this.isKeyword(n))) {
+        // Waiting for an effect: these stay in the mailbox. A reset keyword never waits: the
+        // messages before it are applied here (at the effect's step, where they are retries).
+        break;
+      }
       const last = this.s.lastInteraction;
       if (last !== null && m.timestamp < last) {
         this.note('late', [m.id]);
@@ -176,8 +273,17 @@ class BatchRun {
       const step = this.s.step === null ? undefined : flow.steps.get(this.s.step);
       if (step === undefined) {
         // A new session (or one reset by an agent, or whose step the flow no longer has).
-        this.enter(this.s.step === null ? 'advance' : 'reset', flow.start, [m.id], { data: {} });
-        i += 1;
+        const kind = this.s.step === null ? 'advance' : 'reset';
+        const start = flow.steps.get(flow.start)!;
+        if (start.first === undefined || keyword) {
+          this.enter(kind, flow.start, [m.id], { data: {} });
+          i += 1;
+          continue;
+        }
+        const input = this.readInput(messages, i, start, true);
+        i = input.next;
+        this.s = { ...this.s, data: {} };
+        this.begin(kind, input.input);
         continue;
       }
       if (keyword) {
@@ -185,128 +291,344 @@ class BatchRun {
         i += 1;
         continue;
       }
-
-      let input: StepInput;
-      let valid: boolean;
-      const typed = m.content.type === 'text' ? typedChoice(step.choices, m) : undefined;
-      if (typed) {
-        // A gateway without buttons (WASender) shows choices as a numbered list.
-        input = { type: 'choice', id: typed.id, title: typed.title, messageIds: [m.id] };
-        valid = true;
-        i += 1;
-      } else if (m.content.type === 'choice') {
-        const owner = flow.choiceOwner.get(m.content.id);
-        const ctx = m.contextPrompt;
-        const earlierVisit = ctx != null && (ctx.step !== step.id || ctx.version < this.s.visitVersion);
-        if (earlierVisit || (owner !== undefined && owner !== step.id)) {
-          this.note('stale_input', [m.id]);
-          this.emit({ body: { type: 'text', text: flow.notices.stale }, isPrompt: false, inReplyTo: m.id });
-          i += 1;
-          continue;
-        }
-        input = { type: 'choice', id: m.content.id, title: m.content.title, messageIds: [m.id] };
-        valid = step.accepts === 'any' || (step.accepts === 'choice' && owner === step.id);
-        i += 1;
-      } else if (m.content.type === 'text') {
-        const texts = [m.content.body];
-        const ids = [m.id];
-        for (i += 1; i < messages.length; i += 1) {
-          const n = messages[i]!;
-          if (n.content.type !== 'text' || this.isKeyword(n)) break;
-          if (n.timestamp - this.s.lastInteraction! > this.env.sessionTtlSec) break;
-          texts.push(n.content.body);
-          ids.push(n.id);
-          this.touch(n);
-        }
-        // Joined by one space, each part trimmed: line breaks inside a part (an address) stay.
-        const joined = texts
-          .map((t) => t.trim())
-          .filter((t) => t !== '')
-          .join(' ');
-        input = { type: 'text', text: joined, messageIds: ids };
-        valid = step.accepts === 'text' || step.accepts === 'any';
-      } else {
-        input = { type: 'other', content: m.content, messageIds: [m.id] };
-        valid = step.accepts === 'any';
-        i += 1;
+      const read = this.readInput(messages, i, step, false);
+      i = read.next;
+      if (read.stale) {
+        this.note('stale_input', [m.id]);
+        this.emit({
+          body: { type: 'text', text: this.words(flow.notices.stale) },
+          isPrompt: false,
+          inReplyTo: m.id,
+        });
+        continue;
       }
-      this.apply(valid ? this.decide(step.id, input) : { kind: 'retry' }, [...input.messageIds]);
+      const input = read.input;
+      const outcome =
+        read.valid && step.on ? this.decide(step, 'on', () => step.on!(input, this.ctx(step))) : null;
+      if (outcome?.kind === 'start_over') {
+        this.s = { ...this.s, data: {} };
+        const start = flow.steps.get(flow.start)!;
+        if (start.first === undefined) this.enter('advance', flow.start, [...input.messageIds], { data: {} });
+        else this.begin('advance', input);
+        continue;
+      }
+      this.apply(step, outcome ?? { kind: 'retry' }, [...input.messageIds]);
     }
+    for (const m of messages.slice(0, i)) this.consumed.push(m.id);
     return this.result();
+  }
+
+  /** Reads the input at `messages[i]`: consecutive texts joined; a tapped button judged. */
+  private readInput(
+    messages: ResolvedMessage[],
+    i: number,
+    step: StepDef,
+    first: boolean,
+  ): { input: StepInput; valid: boolean; stale: boolean; next: number } {
+    const flow = this.flow!;
+    const m = messages[i]!;
+    const choices = first
+      ? []
+      : this.guard(step, 'choices', () => choicesOf(step, this.s.data, this.wordsCtx()));
+    const typed = m.content.type === 'text' ? typedChoice(choices, m) : undefined;
+    if (typed) {
+      // A gateway without buttons (WASender) shows choices as a numbered list.
+      return {
+        input: { type: 'choice', id: typed.id, title: typed.title, messageIds: [m.id] },
+        valid: true,
+        stale: false,
+        next: i + 1,
+      };
+    }
+    if (m.content.type === 'choice') {
+      const id = m.content.id;
+      const accepted = choices.some((c) => c.id === id);
+      const owners = flow.choiceSteps.get(id) ?? [];
+      const ctx = m.contextPrompt;
+      const earlierVisit =
+        !first && ctx != null && (ctx.step !== step.id || ctx.version < this.s.visitVersion);
+      const stale = earlierVisit || (!first && !accepted && owners.some((o) => o !== step.id));
+      return {
+        input: { type: 'choice', id, title: m.content.title, messageIds: [m.id] },
+        valid: step.accepts === 'any' || (step.accepts === 'choice' && accepted) || first,
+        stale,
+        next: i + 1,
+      };
+    }
+    if (m.content.type === 'text') {
+      const texts = [m.content.body];
+      const ids = [m.id];
+      let j = i + 1;
+      for (; j < messages.length; j += 1) {
+        const n = messages[j]!;
+        if (n.content.type !== 'text' || this.isKeyword(n)) break;
+        if (n.timestamp - this.s.lastInteraction! > this.env.sessionTtlSec) break;
+        texts.push(n.content.body);
+        ids.push(n.id);
+        this.touch(n);
+      }
+      // Joined by one space, each part trimmed: line breaks inside a part (an address) stay.
+      const joined = texts
+        .map((t) => t.trim())
+        .filter((t) => t !== '')
+        .join(' ');
+      return {
+        input: { type: 'text', text: joined, messageIds: ids },
+        valid: step.accepts === 'text' || step.accepts === 'any' || first,
+        stale: false,
+        next: j,
+      };
+    }
+    return {
+      input: { type: 'other', content: m.content, messageIds: [m.id] },
+      valid: step.accepts === 'any' || first,
+      stale: false,
+      next: i + 1,
+    };
+  }
+
+  /** A new session's first message, handed to the start step's `first`. */
+  private begin(kind: TransitionKind, input: StepInput): void {
+    const flow = this.flow!;
+    const start = flow.steps.get(flow.start)!;
+    const outcome = this.decide(start, 'first', () => start.first!(input, this.ctx(start)), true);
+    const ids = [...input.messageIds];
+    switch (outcome.kind) {
+      case 'goto': {
+        const data: FlowData = { ...outcome.set };
+        this.enter(kind, outcome.step, ids, { data }, outcome.say);
+        return;
+      }
+      case 'handoff':
+        this.enter(kind, flow.start, ids, { data: {} });
+        this.escalate(ids, outcome.reason);
+        return;
+      default:
+        this.enter(kind, flow.start, ids, { data: {} });
+    }
+  }
+
+  /** The result (or failure) of an effect: applied when the current visit awaits it. */
+  private applyResult(m: ResolvedMessage): void {
+    this.consumed.push(m.id);
+    if (m.content.type !== 'effect_result') return;
+    const r = m.content;
+    const a = this.s.awaiting;
+    const step = a === undefined ? undefined : this.flow!.steps.get(a.step);
+    if (a === undefined || a.id !== r.effectId || step?.effect === undefined || step.id !== this.s.step) {
+      // For a visit the session has left (a reset came first): recorded, not applied, nothing sent.
+      this.note('stale_input', [m.id]);
+      return;
+    }
+    const eff = step.effect;
+    this.s = leftVisit(this.s);
+    const outcome = r.ok
+      ? this.decide(step, 'onResult', () => eff.onResult(r.value, this.ctx(step)))
+      : this.decide(step, 'onFailure', () =>
+          eff.onFailure({ error: r.error ?? 'failed', attempts: r.attempts }, this.ctx(step)),
+        );
+    if (outcome.kind === 'retry' || outcome.kind === 'start_over') {
+      throw new FlowRuntimeError(
+        'BATON_ERR_FLOW_HANDLER',
+        this.flow!.id,
+        step.id,
+        `an effect's ${r.ok ? 'onResult' : 'onFailure'} must go to a step or hand off, not ${outcome.kind}`,
+        undefined,
+        false,
+        logSessionId(this.env.key),
+      );
+    }
+    this.apply(step, outcome, [m.id]);
   }
 
   private isKeyword(m: StoredMessage): boolean {
     return m.content.type === 'text' && this.flow!.resetKeywords.has(m.content.body.trim().toLowerCase());
   }
 
-  private decide(stepId: string, input: StepInput): Outcome<string> {
-    const flow = this.flow!;
-    const step = flow.steps.get(stepId)!;
-    const data = this.s.data;
-    const ctx: StepContext<string> = {
-      data,
-      goto: (to, set) => ({ kind: 'goto', step: to, ...(set ? { set } : {}) }),
-      restart: (to, set) => ({ kind: 'goto', step: to, clear: true, ...(set ? { set } : {}) }),
-      retry: () => ({ kind: 'retry' }),
+  private wordsCtx(extra: { retry?: { count: number; message?: string }; reason?: string } = {}): {
+    t: ReturnType<typeof translator>;
+    retry?: { count: number; message?: string };
+    reason?: string;
+  } {
+    return { t: translator(this.flow!, this.s.data), ...extra };
+  }
+
+  private words(w: Words<FlowData>, extra: { reason?: string } = {}): string {
+    return this.guard(null, 'notice', () => wordsOf(w, this.s.data, this.wordsCtx(extra)));
+  }
+
+  private ctx(step: StepDef): StepContext {
+    void step;
+    return {
+      data: this.s.data,
+      t: translator(this.flow!, this.s.data),
+      goto: (to, set, say) => ({ kind: 'goto', step: to, ...(set ? { set } : {}), ...(say ? { say } : {}) }),
+      restart: (to, set, say) => ({
+        kind: 'goto',
+        step: to,
+        clear: true,
+        ...(set ? { set } : {}),
+        ...(say ? { say } : {}),
+      }),
+      retry: (message) => ({ kind: 'retry', ...(message !== undefined ? { message } : {}) }),
+      handoff: (reason) => ({ kind: 'handoff', reason }),
+      startOver: () => ({ kind: 'start_over' }),
     };
-    let outcome: Outcome<string>;
+  }
+
+  /**
+   * The one boundary around author code: whatever it throws, or a Promise it returns, becomes a
+   * `FlowRuntimeError` naming the flow, the step and the session. A handler's failure (`on`,
+   * `first`, `onResult`, `onFailure`) is final: the batch is dead-lettered. Anything else (`say`,
+   * `choices`, words, an effect's input) may be passing, so the engine tries the batch again
+   * first; it is named by the step the batch started at.
+   */
+  private guard<T>(step: StepDef | null, what: string, fn: () => T, handler = false): T {
+    const flow = this.flow!;
+    const session = logSessionId(this.env.key);
+    let out: T;
     try {
-      outcome = step.on(input, ctx);
+      out = fn();
     } catch (err) {
-      throw new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow.id, stepId, String(err), err);
-    }
-    if (isThenable(outcome)) {
-      // Forced past the type checker: never a silent retry, and never an unhandled rejection.
-      outcome.then(undefined, () => undefined);
+      if (err instanceof FlowRuntimeError) {
+        err.session ??= session;
+        throw err;
+      }
+      if (err instanceof BatonError) throw err;
+      if (!handler) {
+        const detail = err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`;
+        throw new FlowRuntimeError(
+          'BATON_ERR_FLOW_HANDLER',
+          flow.id,
+          this.startStep,
+          detail,
+          err,
+          true,
+          session,
+        );
+      }
       throw new FlowRuntimeError(
         'BATON_ERR_FLOW_HANDLER',
         flow.id,
-        stepId,
-        'the handler returned a Promise; handlers are synchronous (start an effect for async work)',
+        step?.id ?? this.s.step,
+        `${what}: ${String(err)}`,
+        err,
+        false,
+        session,
       );
     }
-    if (outcome?.kind !== 'goto' && outcome?.kind !== 'retry') {
+    if (isThenable(out)) {
+      // Swallow the abandoned promise's outcome: it must not become an unhandled rejection.
+      out.then(undefined, () => undefined);
       throw new FlowRuntimeError(
         'BATON_ERR_FLOW_HANDLER',
         flow.id,
-        stepId,
-        'the handler returned no outcome; return c.goto(...), c.restart(...) or c.retry()',
+        step?.id ?? this.s.step,
+        `${what} returned a Promise; handlers are synchronous (start an effect for async work)`,
+        undefined,
+        false,
+        session,
       );
     }
-    if (outcome.kind === 'goto' && !step.to.includes(outcome.step)) {
+    return out;
+  }
+
+  private decide(step: StepDef, what: string, fn: () => Outcome, first = false): Outcome {
+    const flow = this.flow!;
+    const outcome = this.guard(step, what, fn, true);
+    const kinds = ['goto', 'retry', 'handoff', 'start_over'];
+    if (typeof outcome !== 'object' || outcome === null || !kinds.includes(outcome.kind)) {
+      throw new FlowRuntimeError(
+        'BATON_ERR_FLOW_HANDLER',
+        flow.id,
+        step.id,
+        `${what} returned ${JSON.stringify(outcome)}, not an outcome (use c.goto, c.retry, c.handoff)`,
+        undefined,
+        false,
+        logSessionId(this.env.key),
+      );
+    }
+    if (outcome.kind === 'goto' && !step.to.includes(outcome.step) && !(first && outcome.step === step.id)) {
       throw new FlowRuntimeError(
         'BATON_ERR_FLOW_UNDECLARED_TRANSITION',
         flow.id,
-        stepId,
+        step.id,
         `went to "${outcome.step}", which it does not declare in "to"`,
+        undefined,
+        false,
+        logSessionId(this.env.key),
       );
     }
     return outcome;
   }
 
-  private apply(outcome: Outcome<string>, ids: string[]): void {
+  private apply(step: StepDef, outcome: Outcome, ids: string[]): void {
     if (outcome.kind === 'goto') {
       const data: FlowData = outcome.clear ? { ...outcome.set } : { ...this.s.data, ...outcome.set };
-      this.enter('advance', outcome.step, ids, { data });
+      this.enter('advance', outcome.step, ids, { data }, outcome.say);
       return;
     }
-    if (this.s.retryCount + 1 > this.env.maxRetries) {
-      this.leaveVisit();
-      this.change('escalated', this.s.step, ids, { needsAgent: true });
-      this.emit({ body: { type: 'text', text: this.flow!.notices.handoff }, isPrompt: false });
+    if (outcome.kind === 'handoff') {
+      this.escalate(ids, outcome.reason);
+      return;
+    }
+    const max = step.maxRetries ?? this.env.maxRetries;
+    if (this.s.retryCount + 1 > max) {
+      this.escalate(ids, 'max_retries');
       return;
     }
     this.change('retry', this.s.step, ids, { retryCount: this.s.retryCount + 1 });
-    this.prompt();
+    const message = outcome.kind === 'retry' ? outcome.message : undefined;
+    this.prompt({ count: this.s.retryCount, ...(message !== undefined ? { message } : {}) });
   }
 
-  /** Enters `to` (a new visit) and queues its prompt. */
-  private enter(kind: TransitionKind, to: string, ids: string[], patch: Partial<SessionSnapshot>): void {
+  /** Hands the session to a human: `escalated`, the hand-off notice, `needs_agent`. */
+  private escalate(ids: string[], reason: string): void {
     this.leaveVisit();
+    this.s = leftVisit(this.s);
+    this.change('escalated', this.s.step, ids, { needsAgent: true });
+    if (reason !== 'max_retries') this.s = { ...this.s, handoffReason: reason };
+    this.emit({
+      body: { type: 'text', text: this.words(this.flow!.notices.handoff, { reason }) },
+      isPrompt: false,
+    });
+  }
+
+  /** See `handbackTransition`. */
+  handback(step: string): void {
+    this.enter('handback', step, [], {});
+  }
+
+  /** Enters `to` (a new visit), queues its prompt, and starts its effect if it has one. */
+  private enter(
+    kind: TransitionKind,
+    to: string,
+    ids: string[],
+    patch: Partial<SessionSnapshot>,
+    say?: Replies,
+  ): void {
+    this.leaveVisit();
+    this.s = leftVisit(this.s);
     this.change(kind, to, ids, { ...patch, retryCount: 0, needsAgent: false });
     this.s = { ...this.s, visitVersion: this.s.version };
     this.visitPrompts = [];
+    if (say !== undefined) {
+      const list = Array.isArray(say)
+        ? (say as readonly (string | OutboundBody)[])
+        : [say as string | OutboundBody];
+      for (const r of list)
+        this.emit({ body: typeof r === 'string' ? { type: 'text', text: r } : r, isPrompt: false });
+    }
     this.prompt();
+    const step = this.flow!.steps.get(to)!;
+    const eff = step.effect;
+    if (eff !== undefined) {
+      const data = this.s.data;
+      const input = eff.input ? this.guard(step, 'effect input', () => eff.input!(data)) : data;
+      const id = effectIdFor(this.s, this.s.version);
+      this.s = { ...this.s, awaiting: { id, name: eff.use, step: to, version: this.s.version } };
+      this.started.push({ id, name: eff.use, input, data, step: to, version: this.s.version });
+    }
   }
 
   /** Drops the prompts of the visit being left: the user already answered them in this batch. */
@@ -315,10 +637,14 @@ class BatchRun {
     this.visitPrompts = [];
   }
 
-  private prompt(): void {
-    const step = this.flow!.steps.get(this.s.step!)!;
-    this.visitPrompts.push(this.effects.length);
-    this.emit({ body: promptOf(step, this.s.data), isPrompt: true });
+  private prompt(retry?: { count: number; message?: string }): void {
+    const flow = this.flow!;
+    const step = flow.steps.get(this.s.step!)!;
+    const bodies = this.guard(step, 'say', () => promptsOf(flow, step, this.s.data, retry));
+    for (const body of bodies) {
+      this.visitPrompts.push(this.effects.length);
+      this.emit({ body, isPrompt: true });
+    }
   }
 
   private emit(e: { body: OutboundBody; isPrompt: boolean; inReplyTo?: string }): void {
@@ -334,6 +660,7 @@ class BatchRun {
   /** A state change: version + 1 and one record. */
   change(kind: TransitionKind, to: string | null, ids: string[], patch: Partial<SessionSnapshot>): void {
     const from = this.s.step;
+    if (to !== from || kind === 'admin_reset' || kind === 'expired') this.s = leftVisit(this.s);
     this.s = { ...this.s, ...patch, step: to, version: this.s.version + 1 };
     if (this.flow) this.s = { ...this.s, flow: this.flow.id, flowVersion: this.flow.version };
     this.records.push(this.record(kind, from, to, ids));

@@ -10,7 +10,8 @@
  * @module
  */
 import dagre from '@dagrejs/dagre';
-import type { Flow, Outcome, StepContext, StepDef, StepInput } from '../flow/define.ts';
+import { choicesOf, translator } from '../flow/define.ts';
+import type { Choice, Flow, Outcome, StepContext, StepDef, Translate } from '../flow/define.ts';
 
 /** One step of the flow. */
 export interface FlowGraphNode {
@@ -93,35 +94,54 @@ const layoutLib = dagre as unknown as {
   layout(g: LayoutGraph): void;
 };
 
-interface Probe {
-  readonly to: string;
-  readonly restart: boolean;
-}
+type Probe =
+  | { readonly kind: 'goto'; readonly to: string; readonly restart: boolean }
+  | { readonly kind: 'retry' }
+  | { readonly kind: 'handoff' };
 
-/** Offers `input` to a step's pure handler and reports where it goes; undefined if unknown. */
-function probe(step: StepDef<string>, input: StepInput): Probe | 'retry' | undefined {
-  const ctx: StepContext<string> = {
+/** Outcome builders that only record what a handler decided. */
+function probeContext(t: Translate): StepContext<string> {
+  return {
     data: {},
+    t,
     goto: (to, set) => ({ kind: 'goto', step: to, ...(set ? { set } : {}) }),
     restart: (to, set) => ({ kind: 'goto', step: to, clear: true, ...(set ? { set } : {}) }),
     retry: () => ({ kind: 'retry' }),
+    handoff: (reason) => ({ kind: 'handoff', reason }),
+    startOver: () => ({ kind: 'start_over' }),
   };
-  let outcome: Outcome<string> | undefined;
+}
+
+/**
+ * Runs one of a step's pure handlers on a made-up input and reports what it decided; undefined
+ * when it cannot tell (the handler threw, needs data it does not have, went nowhere declared).
+ */
+function probe(step: StepDef, start: string, run: () => Outcome | undefined): Probe | undefined {
+  let outcome: Outcome | undefined;
   try {
-    outcome = step.on(input, ctx);
+    outcome = run();
   } catch {
     return undefined;
   }
   if (outcome === undefined || outcome === null || typeof outcome !== 'object') return undefined;
-  if (outcome.kind === 'retry') return 'retry';
-  if (outcome.kind === 'goto' && step.to.includes(outcome.step)) {
-    return { to: outcome.step, restart: outcome.clear === true };
+  switch (outcome.kind) {
+    case 'retry':
+      return { kind: 'retry' };
+    case 'handoff':
+      return { kind: 'handoff' };
+    case 'start_over':
+      return step.to.includes(start) ? { kind: 'goto', to: start, restart: true } : undefined;
+    case 'goto':
+      return step.to.includes(outcome.step)
+        ? { kind: 'goto', to: outcome.step, restart: outcome.clear === true }
+        : undefined;
+    default:
+      return undefined;
   }
-  return undefined;
 }
 
 /** A step property the flow DSL may add (effects, hand-off); read without assuming its shape. */
-function has(step: StepDef<string>, key: string): boolean {
+function has(step: StepDef, key: string): boolean {
   const value = (step as unknown as Record<string, unknown>)[key];
   return value !== undefined && value !== null && value !== false;
 }
@@ -135,30 +155,68 @@ function has(step: StepDef<string>, key: string): boolean {
 export function flowGraph(flow: Flow): FlowGraph {
   const nodes: FlowGraphNode[] = [];
   const edges: FlowGraphEdge[] = [];
+  // Labels in the flow's default language.
+  const t: Translate = (key, vars) => {
+    try {
+      return translator(flow, {})(key, vars);
+    } catch {
+      return key;
+    }
+  };
+  const ctx = probeContext(t);
   for (const step of flow.steps.values()) {
     const labels = new Map<string, string[]>();
     const restarts = new Set<string>();
     let unknown = false;
-    if (step.accepts === 'choice') {
-      for (const choice of step.choices) {
-        const p = probe(step, { type: 'choice', id: choice.id, title: choice.title, messageIds: [] });
-        if (p === 'retry') continue;
-        if (p === undefined) {
-          unknown = true;
-          continue;
-        }
-        labels.set(p.to, [...(labels.get(p.to) ?? []), choice.title]);
+    let handoff = has(step, 'handoff');
+    const note = (p: Probe | undefined, label: string | undefined): void => {
+      if (p === undefined) unknown = true;
+      else if (p.kind === 'handoff') handoff = true;
+      else if (p.kind === 'goto') {
+        if (label !== undefined && !(labels.get(p.to) ?? []).includes(label))
+          labels.set(p.to, [...(labels.get(p.to) ?? []), label]);
         if (p.restart) restarts.add(p.to);
       }
-    } else {
-      const sample: StepInput = { type: 'text', text: 'hello', messageIds: [] };
-      const p = probe(step, sample);
-      if (p !== undefined && p !== 'retry' && p.restart) restarts.add(p.to);
+    };
+    const on = step.on;
+    if (step.accepts === 'choice') {
+      let choices: readonly Choice[] = [];
+      try {
+        choices = choicesOf(step, {}, { t });
+      } catch {
+        unknown = true;
+      }
+      for (const c of choices) {
+        note(
+          on &&
+            probe(step, flow.start, () =>
+              on({ type: 'choice', id: c.id, title: c.title, messageIds: [] }, ctx),
+            ),
+          c.title,
+        );
+      }
+    } else if (on) {
+      const p = probe(step, flow.start, () => on({ type: 'text', text: 'hello', messageIds: [] }, ctx));
+      if (p?.kind === 'goto' && p.restart) restarts.add(p.to);
+      if (p?.kind === 'handoff') handoff = true;
+    }
+    const fx = step.effect;
+    if (fx) {
+      note(
+        probe(step, flow.start, () => fx.onResult({}, ctx)),
+        'result',
+      );
+      note(
+        probe(step, flow.start, () => fx.onFailure({ error: 'probe', attempts: 1 }, ctx)),
+        'failure',
+      );
     }
     for (const to of step.to) {
-      const titles = labels.get(to);
-      const label =
-        step.accepts === 'choice' ? (titles && !unknown ? titles.join(' / ') : 'choice') : step.accepts;
+      const found = labels.get(to);
+      let label: string;
+      if (fx) label = found ? found.join(' / ') : 'result';
+      else if (step.accepts === 'choice') label = found && !unknown ? found.join(' / ') : 'choice';
+      else label = step.accepts;
       edges.push({ from: step.id, to, label, restart: restarts.has(to) });
     }
     nodes.push({
@@ -166,19 +224,22 @@ export function flowGraph(flow: Flow): FlowGraph {
       accepts: step.accepts,
       start: step.id === flow.start,
       terminal: false,
-      effect: has(step, 'effect'),
-      handoff: has(step, 'handoff'),
+      effect: fx !== undefined,
+      handoff,
     });
   }
-  const terminal = (id: string): boolean => {
-    const out = edges.filter((e) => e.from === id);
-    return out.every((e) => e.restart || (e.to === flow.start && id !== flow.start && out.length === 1));
+  // An end: nowhere to go, or only back to the start, whatever the user sends.
+  const terminal = (n: FlowGraphNode): boolean => {
+    const out = edges.filter((e) => e.from === n.id);
+    if (out.length === 0) return true;
+    if (n.accepts !== 'any' || n.effect) return false;
+    return out.every((e) => e.restart || (e.to === flow.start && n.id !== flow.start && out.length === 1));
   };
   return {
     flow: flow.id,
     version: flow.version,
     start: flow.start,
-    nodes: nodes.map((n) => ({ ...n, terminal: terminal(n.id) })),
+    nodes: nodes.map((n) => ({ ...n, terminal: terminal(n) })),
     edges,
   };
 }
@@ -234,8 +295,7 @@ function curve(points: readonly XY[]): string {
 }
 
 function nodeSubtitle(n: FlowGraphNode): string {
-  const marks = [n.accepts];
-  if (n.effect) marks.push('effect');
+  const marks = [n.effect ? 'effect' : n.accepts];
   if (n.handoff) marks.push('hand-off');
   if (n.terminal) marks.push('end');
   return marks.join(' · ');

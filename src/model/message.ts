@@ -32,7 +32,23 @@ export type MessageContent =
   | { type: 'edit' }
   | { type: 'revoke' }
   | { type: 'system'; body: string }
-  | { type: 'unsupported'; originalType: string; reason?: string };
+  | { type: 'unsupported'; originalType: string; reason?: string }
+  /**
+   * Not from the user: the outcome of an effect a step started (Baton's own input, stored in the
+   * session's mailbox under the id `fx:<effectId>` so a repeated result is recognised).
+   */
+  | {
+      type: 'effect_result';
+      effectId: string;
+      /** The effect's name in its flow. */
+      name: string;
+      ok: boolean;
+      /** The effect function's result (JSON), when `ok`. */
+      value?: unknown;
+      /** Why it failed, when not `ok`. */
+      error?: string;
+      attempts: number;
+    };
 
 /** Content types that are no input to a flow: recorded as `ignored`, never answered. */
 export const IGNORED_CONTENT_TYPES: ReadonlySet<MessageContent['type']> = new Set([

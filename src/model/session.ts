@@ -55,6 +55,30 @@ export interface SessionSnapshot extends SessionKey {
    * needs an agent at the version it was taken at (see `agentOf` in `flow/agent.ts`).
    */
   readonly agent?: AgentClaim;
+  /** The effect whose result the current visit waits for; later messages wait until it is applied. */
+  readonly awaiting?: AwaitedEffect;
+  /** Why the flow handed the session to an agent (`handoff(reason)`), while `needsAgent`. */
+  readonly handoffReason?: string;
+}
+
+/** An effect started by a step, whose result the session waits for. */
+export interface AwaitedEffect {
+  /** Stable across retries and crashes, never reused: the idempotency key. */
+  readonly id: string;
+  readonly name: string;
+  readonly step: string;
+  /** The state version whose transition started it. */
+  readonly version: number;
+}
+
+/** What an outbound record carries when it is an effect to run rather than a reply to send. */
+export interface EffectIntent {
+  readonly id: string;
+  readonly name: string;
+  /** The input computed when the effect started (JSON); every attempt gets the same. */
+  readonly input: unknown;
+  /** The session's data when it started. */
+  readonly data: Readonly<Record<string, unknown>>;
 }
 
 /** An agent's claim on a session waiting for one. */
@@ -222,6 +246,12 @@ export interface OutboundRecord extends SessionKey {
   readonly callbackData: string;
   /** Whether this is the step's prompt (a button tap naming it is judged against the visit). */
   readonly isPrompt: boolean;
+  /**
+   * Set when this record is an effect to run (committed with the transition that started it),
+   * not a reply: the outbox runs it instead of sending it, and marks it `sent` once its result
+   * is stored in the session's mailbox.
+   */
+  readonly effect?: EffectIntent;
   status: OutboundStatus;
   attempts: number;
   providerMessageId?: string;

@@ -263,6 +263,10 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       const user = '15550401003';
       expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
       await h.settled(user, 1);
+      // Settled is stored; wait for the name prompt to be sent too before counting.
+      await h.graph.waitFor(
+        (c) => c.body.to === user && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1',
+      );
       const sends = sentTo(user).length;
       const r = await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bo' });
       expect(await r.json()).toMatchObject({

@@ -390,6 +390,77 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
       });
     });
 
+    describe('effects (outbound records that carry an effect, results in the mailbox)', () => {
+      const effectRecord = (key: SessionKey, seq: number): OutboundRecord => ({
+        ...outbound(key, 1, 9, seq, false),
+        body: { type: 'text', text: '(effect lookup: not a message)' },
+        effect: {
+          id: `fx_1_${uid()}`,
+          name: 'lookup',
+          input: { order: 'ORD-12345', nested: [1, { a: null }] },
+          data: { lang: 'es', order: 'ORD-12345' },
+        },
+      });
+
+      it('commits an effect with its transition and keeps it unsent, attempts counted, until marked done', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const reply = outbound(key, 1, 0, 1, true);
+        const fx = effectRecord(key, 2);
+        await b.commit(
+          g,
+          batch(key, 0, 1, { outbound: [reply, fx], records: [record(g, 1, 'advance', [])] }),
+        );
+        expect(await b.unsent(key)).toEqual([reply, fx]);
+        await b.updateOutbound(fx.id, { status: 'sending', attempts: 1 });
+        await b.updateOutbound(fx.id, { status: 'sending', attempts: 2 });
+        expect((await b.unsent(key)).find((o) => o.id === fx.id)).toEqual({
+          ...fx,
+          status: 'sending',
+          attempts: 2,
+        });
+        await b.updateOutbound(fx.id, { status: 'sent', attempts: 2 });
+        expect((await b.unsent(key)).map((o) => o.id)).toEqual([reply.id]);
+        expect((await b.outbound(key)).find((o) => o.id === fx.id)).toMatchObject({
+          effect: fx.effect,
+          status: 'sent',
+          attempts: 2,
+        });
+        await b.releaseLease(g);
+      });
+
+      it('schedules again a session whose only work left is an unfinished effect', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        await b.commit(
+          g,
+          batch(key, 0, 1, { outbound: [effectRecord(key, 1)], records: [record(g, 1, 'advance', [])] }),
+        );
+        await b.releaseLease(g);
+        expect(await next()).toEqual(key);
+      });
+
+      it('stores an effect result as an input once: a second result for the same effect is a duplicate', async () => {
+        const key = newKey();
+        const result = {
+          ...text(key, ''),
+          id: `fx:fx_1_${uid()}`,
+          content: {
+            type: 'effect_result' as const,
+            effectId: 'fx_1_x',
+            name: 'lookup',
+            ok: true,
+            value: { found: true, order: { events: [{ at: '1', text: 'Packed' }] } },
+            attempts: 2,
+          },
+        };
+        expect((await b.ingest({ messages: [result], statuses: [] })).accepted).toBe(1);
+        expect((await b.ingest({ messages: [result], statuses: [] })).duplicates).toBe(1);
+        const [stored] = await b.pending(key, 10);
+        expect(stored).toMatchObject({ id: result.id, content: result.content });
+      });
+    });
+
     describe('outbox', () => {
       async function committedWithOutbound(key: SessionKey): Promise<[OutboundRecord, OutboundRecord]> {
         const g = (await b.acquireLease(key, 'w1', 5000))!;

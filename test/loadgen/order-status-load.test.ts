@@ -26,7 +26,7 @@ describe.skipIf(!existsSync(EXAMPLE))('baton load against order-status', () => {
         progress: false,
         seed: '5',
       },
-      { out: (l) => (out += `${l}\n`), err: (t) => (err += t), tty: false, env: {} },
+      { out: (l) => (out += `${l}\n`), err: (t) => (err += t), tty: false, env: { BATON_BUFFER_MS: '1000' } },
     );
     expect(err).toContain('each playing');
     expect(out).toContain('verdict: CLEAN (20/20 users completed the script)');

@@ -37,7 +37,7 @@ beforeAll(async () => {
       WHATSAPP_APP_SECRET: SECRET,
       WHATSAPP_API_BASE_URL: sink.url,
       ADMIN_TOKEN: ADMIN,
-      BATON_BUFFER_MS: '500',
+      BATON_BUFFER_MS: '1000',
     }),
     { logger: pino({ level: 'silent' }), concurrency: 8 },
   );
@@ -154,7 +154,7 @@ describe('baton load --start --script', () => {
       out: (l) => (out += `${l}\n`),
       err: (t) => (err += t),
       tty: false,
-      env: {},
+      env: { BATON_BUFFER_MS: '1000' },
     });
     return { code, out, err };
   };

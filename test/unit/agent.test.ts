@@ -121,13 +121,10 @@ describe('agent operations (pure)', () => {
     expect(r.records).toMatchObject([
       { kind: 'handback', version: 4, from_step: 'choose_product', to_step: 'collect_shipping_address' },
     ]);
-    expect(r.outbound).toHaveLength(1);
-    expect(r.outbound[0]).toMatchObject({
-      isPrompt: true,
-      step: 'collect_shipping_address',
-      version: 4,
-      callbackData: 'baton:order:collect_shipping_address:4',
-    });
+    // The prompt, once, for the new visit (the engine numbers it and writes its callback data).
+    expect(r.effects).toHaveLength(1);
+    expect(r.effects[0]).toMatchObject({ isPrompt: true, step: 'collect_shipping_address', version: 4 });
+    expect(r.started).toEqual([]);
     // The bot resumes from there.
     const next = transition(orderFlow, r.snapshot, [txt('1 Main St', 103)], env);
     expect(next.snapshot).toMatchObject({ step: 'confirm_order', version: 5 });

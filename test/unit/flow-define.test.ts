@@ -30,18 +30,24 @@ describe('defineFlow validation', () => {
     );
   });
 
-  it('names duplicate button ids across steps', () => {
+  it('scopes choice ids to their step: the same id in two steps, not twice in one', () => {
     const choices = [{ id: 'yes', title: 'Yes' }];
+    const f = defineFlow({
+      id: 'f',
+      start: 'a',
+      steps: {
+        a: step(['b'], { accepts: undefined, choices }),
+        b: step(['a'], { accepts: undefined, choices }),
+      },
+    });
+    expect(f.choiceSteps.get('yes')).toEqual(['a', 'b']);
     expect(() =>
       defineFlow({
         id: 'f',
         start: 'a',
-        steps: {
-          a: step(['b'], { accepts: undefined, choices }),
-          b: step(['a'], { accepts: undefined, choices }),
-        },
+        steps: { a: step([], { accepts: undefined, choices: [...choices, ...choices] }) },
       }),
-    ).toThrow(/step "b": duplicate button id "yes" \(also in step "a"\)/);
+    ).toThrow(/step "a": duplicate choice id "yes"/);
   });
 
   it('refuses an unknown start step and bad ids', () => {
@@ -68,7 +74,7 @@ describe('defineFlow validation', () => {
         start: 's',
         steps: { s: step([], { accepts: undefined, choices: [{ id: 'x', title: 'x'.repeat(21) }] }) },
       }),
-    ).toThrow(/too long/);
+    ).toThrow(/title is 21 characters/);
   });
 });
 

@@ -1,7 +1,16 @@
 // Compile-time checks of the flow DSL: `npm test` runs `tsc --noEmit` over this file, so each
 // `@ts-expect-error` fails the build if the line it marks ever type-checks.
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { defineFlow, type Flow, type StepInput } from '../../src/index.ts';
+import { z } from 'zod';
+import {
+  defineFlow,
+  effect,
+  testFlow,
+  type DataOf,
+  type Flow,
+  type StepIdOf,
+  type StepInput,
+} from '../../src/index.ts';
 
 describe('flow DSL types', () => {
   it('infers step ids from the steps object and checks every reference to them', () => {
@@ -23,7 +32,7 @@ describe('flow DSL types', () => {
         second: { say: 'two', accepts: 'any', to: ['first'], on: (_i, c) => c.restart('first') },
       },
     });
-    expectTypeOf(flow).toEqualTypeOf<Flow>();
+    expectTypeOf(flow).toExtend<Flow>();
     expect(flow.start).toBe('first');
 
     expect(() =>
@@ -34,5 +43,120 @@ describe('flow DSL types', () => {
         steps: { only: { say: 'x', accepts: 'text', to: [], on: (_i, c) => c.retry() } },
       }),
     ).toThrow(/start step "missing"/);
+  });
+});
+
+describe('flow DSL types: data, effects, helpers', () => {
+  it('keeps the data shape declared once by a schema: typos do not compile', () => {
+    const flow = defineFlow({
+      id: 'typed_data',
+      data: z.object({ name: z.string().optional(), age: z.number().optional() }),
+      start: 'ask',
+      steps: {
+        ask: {
+          say: (d) => {
+            expectTypeOf(d.name).toEqualTypeOf<string | undefined>();
+            // @ts-expect-error: "nmae" is not a data key
+            void d.nmae;
+            return 'Name?';
+          },
+          accepts: 'text',
+          to: ['done'],
+          on: (input, c) => {
+            expectTypeOf(c.data.age).toEqualTypeOf<number | undefined>();
+            // @ts-expect-error: "nmae" is not a data key
+            if (input.type === 'other') return c.goto('done', { nmae: 'x' });
+            // @ts-expect-error: age is a number
+            if (input.type === 'choice') return c.goto('done', { age: 'old' });
+            return c.goto('done', { name: input.type === 'text' ? input.text : '' });
+          },
+        },
+        done: { say: 'Thanks', accepts: 'any', to: ['ask'], on: (_i, c) => c.restart('ask') },
+      },
+    });
+    expectTypeOf<StepIdOf<typeof flow>>().toEqualTypeOf<'ask' | 'done'>();
+    expectTypeOf<DataOf<typeof flow>['name']>().toEqualTypeOf<string | undefined>();
+    expectTypeOf(testFlow(flow).data.age).toEqualTypeOf<number | undefined>();
+  });
+
+  it('types an effect result for its handler, and refuses undeclared effects and wrong inputs', () => {
+    const lookup = effect({ run: async (input: { order: string }) => ({ found: input.order !== '' }) });
+    defineFlow({
+      id: 'typed_fx',
+      data: z.object({ order: z.string().optional() }),
+      effects: { lookup },
+      start: 'ask',
+      steps: {
+        ask: { say: 'Order?', accepts: 'text', to: ['looking'], on: (_i, c) => c.goto('looking') },
+        looking: {
+          to: ['ask'],
+          effect: {
+            use: 'lookup',
+            input: (d) => ({ order: d.order ?? '' }),
+            onResult: (r, c) => {
+              expectTypeOf(r).toEqualTypeOf<{ found: boolean }>();
+              // @ts-expect-error: "nope" is not a step
+              if (!r.found) return c.goto('nope');
+              return c.goto('ask');
+            },
+            onFailure: (f, c) => {
+              expectTypeOf(f.attempts).toEqualTypeOf<number>();
+              return c.handoff(f.error);
+            },
+          },
+        },
+      },
+    });
+    expect(() =>
+      defineFlow({
+        id: 'typed_fx_bad',
+        effects: { lookup },
+        start: 'ask',
+        steps: {
+          ask: {
+            to: [],
+            effect: {
+              // @ts-expect-error: the flow declares no effect "cancel"
+              use: 'cancel',
+              onResult: () => ({ kind: 'retry' as const }),
+              onFailure: () => ({ kind: 'retry' as const }),
+            },
+          },
+        },
+      }),
+    ).toThrow(/uses effect "cancel"/);
+    defineFlow({
+      id: 'typed_fx_input',
+      effects: { lookup },
+      start: 'ask',
+      steps: {
+        ask: {
+          to: ['ask'],
+          effect: {
+            use: 'lookup',
+            // @ts-expect-error: lookup takes { order: string }
+            input: () => ({ number: 1 }),
+            onResult: (_r, c) => c.goto('ask'),
+            onFailure: (_f, c) => c.goto('ask'),
+          },
+        },
+      },
+    });
+  });
+
+  it('a handler that returns a Promise does not compile', () => {
+    defineFlow({
+      id: 'typed_async',
+      start: 'ask',
+      steps: {
+        ask: {
+          say: 'x',
+          accepts: 'text',
+          to: [],
+          // @ts-expect-error: handlers are synchronous; start an effect instead
+          on: async (_i, c) => c.retry(),
+        },
+      },
+    });
   });
 });

@@ -1,0 +1,255 @@
+/**
+ * Flow `order_status` (SPEC section 5b): an order-status desk that calls the shop's own API
+ * through effects. Step ids, data keys, choice ids and what reaches the shop are pinned by the
+ * SPEC; the wording is ours, in English and Spanish.
+ * @module
+ */
+import { z } from 'zod';
+import {
+  defineFlow,
+  effect,
+  EffectError,
+  image,
+  type OutboundBody,
+  type TypedFlow,
+} from '../../src/index.ts';
+import { words } from './words.ts';
+
+/** One order as the shop's API describes it. */
+export interface ShopOrder {
+  readonly number: string;
+  readonly status: string;
+  readonly eta?: string;
+  readonly map_url?: string;
+  readonly events: ReadonlyArray<{ readonly at: string; readonly text: string }>;
+}
+
+const Order = z.object({
+  number: z.string(),
+  status: z.string(),
+  eta: z.string().optional(),
+  map_url: z.string().optional(),
+  events: z.array(z.object({ at: z.string(), text: z.string() })),
+});
+
+/** The session's data, declared once: checked whenever a session is loaded. */
+export const OrderStatusData = z.object({
+  lang: z.enum(['en', 'es']).optional(),
+  order: z.string().optional(),
+  /** What the last lookup found. */
+  found: Order.optional(),
+});
+export type OrderStatusData = z.infer<typeof OrderStatusData>;
+
+export type OrderStatusStep =
+  | 'ask_order'
+  | 'looking_up'
+  | 'show_status'
+  | 'tracking'
+  | 'confirm_cancel'
+  | 'cancelling'
+  | 'lookup_failed'
+  | 'done';
+
+const ORDER_NUMBER = /^ORD-\d{5}$/i;
+const SPANISH = /(^|[^\p{L}\p{N}])(hola|buenas|pedido)(?=$|[^\p{L}\p{N}])/iu;
+
+/** What the shop answered, for one request. 5xx: retried (the effect runtime counts attempts). */
+async function call(url: string, init: RequestInit & { signal: AbortSignal }): Promise<Response> {
+  const res = await fetch(url, init);
+  if (res.status >= 500) {
+    await res.body?.cancel();
+    throw new EffectError(`the shop answered ${res.status}`, { retryable: true });
+  }
+  return res;
+}
+
+export interface OrderStatusOptions {
+  /** The shop's API, e.g. `https://shop.example/api` (no trailing slash needed). */
+  readonly apiUrl: string;
+  /** Attempts per effect (SPEC: 3). */
+  readonly attempts?: number;
+  /** Per-attempt timeout, ms (SPEC: 5000). */
+  readonly timeoutMs?: number;
+  /** First backoff between attempts, ms (doubles). */
+  readonly backoffMs?: number;
+}
+
+/** Builds the flow against one shop API. */
+export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusStep, OrderStatusData> {
+  const api = o.apiUrl.replace(/\/+$/, '');
+  const policy = { attempts: o.attempts ?? 3, timeoutMs: o.timeoutMs ?? 5000, backoffMs: o.backoffMs ?? 500 };
+
+  const lookup = effect({
+    ...policy,
+    run: async (input: { order: string }, { effectId, signal }) => {
+      const res = await call(`${api}/orders/${encodeURIComponent(input.order)}`, {
+        headers: { 'idempotency-key': effectId, accept: 'application/json' },
+        signal,
+      });
+      if (res.status === 404) {
+        await res.body?.cancel();
+        return { found: false as const };
+      }
+      if (!res.ok) throw new EffectError(`the shop answered ${res.status}`, { retryable: false });
+      const order = Order.parse(await res.json());
+      return { found: true as const, order };
+    },
+  });
+
+  const cancel = effect({
+    ...policy,
+    run: async (input: { order: string }, { effectId, signal }) => {
+      const res = await call(`${api}/orders/${encodeURIComponent(input.order)}/cancel`, {
+        method: 'POST',
+        headers: { 'idempotency-key': effectId, accept: 'application/json' },
+        signal,
+      });
+      await res.body?.cancel();
+      if (res.status === 409) return { cancelled: false as const };
+      if (!res.ok) throw new EffectError(`the shop answered ${res.status}`, { retryable: false });
+      return { cancelled: true as const };
+    },
+  });
+
+  return defineFlow({
+    id: 'order_status',
+    version: 1,
+    data: OrderStatusData,
+    effects: { lookup, cancel },
+    words,
+    start: 'ask_order',
+    notices: {
+      stale: (_d, { t }) => t('stale'),
+      handoff: (_d, { t }) => t('handoff'),
+    },
+    steps: {
+      ask_order: {
+        say: (_d, { t }) => t('ask_order'),
+        accepts: 'any',
+        maxRetries: 3,
+        to: ['looking_up'],
+        first: (input, c) => {
+          const text = input.type === 'text' ? input.text : '';
+          const lang = SPANISH.test(text) ? 'es' : 'en';
+          if (ORDER_NUMBER.test(text.trim())) {
+            return c.goto('looking_up', { lang, order: text.trim().toUpperCase() });
+          }
+          return c.goto('ask_order', { lang });
+        },
+        on: (input, c) => {
+          if (input.type === 'text' && ORDER_NUMBER.test(input.text.trim())) {
+            return c.goto('looking_up', { order: input.text.trim().toUpperCase() });
+          }
+          return c.retry(c.t('bad_format'));
+        },
+      },
+      looking_up: {
+        say: (d, { t }) => t('looking_up', { order: d.order ?? '' }),
+        to: ['show_status', 'ask_order', 'lookup_failed'],
+        effect: {
+          use: 'lookup',
+          input: (d) => ({ order: d.order ?? '' }),
+          onResult: (r, c) =>
+            r.found
+              ? c.goto('show_status', { found: r.order })
+              : c.goto('ask_order', {}, c.t('not_found', { order: c.data.order ?? '' })),
+          onFailure: (_f, c) => c.goto('lookup_failed'),
+        },
+      },
+      show_status: {
+        // A retry asks the question again without repeating the status.
+        say: (d, { t, retry }) => (retry ? t('what_next') : [statusText(d, t), t('what_next')]),
+        listButton: (_d, { t }) => t('options'),
+        choices: [
+          { id: 'track', title: (_d, { t }) => t('track') },
+          { id: 'cancel_order', title: (_d, { t }) => t('cancel_order') },
+          { id: 'another', title: (_d, { t }) => t('another') },
+          { id: 'human', title: (_d, { t }) => t('human') },
+        ],
+        to: ['tracking', 'confirm_cancel', 'ask_order'],
+        on: (input, c) => {
+          if (input.type !== 'choice') return c.retry();
+          if (input.id === 'track') return c.goto('tracking');
+          if (input.id === 'cancel_order') return c.goto('confirm_cancel');
+          if (input.id === 'another') return c.restart('ask_order', { lang: c.data.lang ?? 'en' });
+          return c.handoff('asked for a human');
+        },
+      },
+      tracking: {
+        say: (d, { t, retry }) => {
+          if (retry) return t('what_next');
+          const events = (d.found?.events ?? []).map((e) => `• ${e.at}: ${e.text}`).join('\n');
+          const text = `${t('events', { order: d.order ?? '' })}\n${events || t('no_events')}`;
+          const url = d.found?.map_url;
+          return url === undefined ? [text] : [mapMessage(url, t('map')), text];
+        },
+        choices: [
+          { id: 'another', title: (_d, { t }) => t('another') },
+          { id: 'human', title: (_d, { t }) => t('human') },
+        ],
+        to: ['ask_order'],
+        on: (input, c) => {
+          if (input.type !== 'choice') return c.retry();
+          if (input.id === 'another') return c.restart('ask_order', { lang: c.data.lang ?? 'en' });
+          return c.handoff('asked for a human');
+        },
+      },
+      confirm_cancel: {
+        say: (d, { t }) => t('confirm_cancel', { order: d.order ?? '' }),
+        choices: [
+          { id: 'cancel_yes', title: (_d, { t }) => t('cancel_yes') },
+          { id: 'cancel_no', title: (_d, { t }) => t('cancel_no') },
+        ],
+        to: ['cancelling', 'show_status'],
+        on: (input, c) => {
+          if (input.type !== 'choice') return c.retry();
+          return input.id === 'cancel_yes' ? c.goto('cancelling') : c.goto('show_status');
+        },
+      },
+      cancelling: {
+        say: (d, { t }) => t('cancelling', { order: d.order ?? '' }),
+        to: ['done', 'show_status'],
+        effect: {
+          use: 'cancel',
+          input: (d) => ({ order: d.order ?? '' }),
+          onResult: (r, c) =>
+            r.cancelled
+              ? c.goto('done')
+              : c.goto('show_status', {}, c.t('too_late', { order: c.data.order ?? '' })),
+          onFailure: (_f, c) => c.goto('show_status', {}, c.t('cancel_failed')),
+        },
+      },
+      lookup_failed: {
+        say: (_d, { t }) => t('lookup_failed'),
+        choices: [
+          { id: 'retry_lookup', title: (_d, { t }) => t('retry_lookup') },
+          { id: 'human', title: (_d, { t }) => t('human') },
+        ],
+        to: ['looking_up'],
+        on: (input, c) => {
+          if (input.type !== 'choice') return c.retry();
+          return input.id === 'retry_lookup' ? c.goto('looking_up') : c.handoff('lookup failed');
+        },
+      },
+      done: {
+        say: (d, { t }) => t('cancelled', { order: d.order ?? '' }),
+        accepts: 'any',
+        to: ['ask_order'],
+        on: (_input, c) => c.startOver(),
+      },
+    },
+  });
+}
+
+function statusText(d: OrderStatusData, t: (key: string, vars?: Record<string, string>) => string): string {
+  const f = d.found;
+  if (!f) return t('status_unknown');
+  const status = t('status', { order: f.number, status: f.status });
+  return f.eta === undefined ? status : `${status}\n${t('eta', { eta: f.eta })}`;
+}
+
+/** The map of a delivery: an image message of the shop's `map_url`. */
+function mapMessage(url: string, caption: string): OutboundBody {
+  return image(url, { caption });
+}

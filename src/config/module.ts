@@ -1,0 +1,34 @@
+/**
+ * Imports a module named by configuration (`BATON_FLOWS`) or a development tool (`loadgen/`).
+ * Compiled Baton runs on plain Node, which cannot import TypeScript: a `.ts` module is then
+ * loaded through tsx when it is installed (a checkout of Baton, or an author's project that has
+ * it), and otherwise refused with a clear message.
+ * @module
+ */
+
+/** Imports `url` (a `file:` URL), registering tsx first if the module is TypeScript. */
+export async function importModule(url: string): Promise<Record<string, unknown>> {
+  try {
+    return (await import(url)) as Record<string, unknown>;
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
+    await registerTsx();
+    return (await import(url)) as Record<string, unknown>;
+  }
+}
+
+let registered: Promise<void> | null = null;
+
+function registerTsx(): Promise<void> {
+  registered ??= (async () => {
+    // A variable specifier: tsx is a development dependency, never bundled or required.
+    const specifier = 'tsx/esm/api';
+    try {
+      const { register } = (await import(specifier)) as { register: () => void };
+      register();
+    } catch {
+      throw new Error('it is TypeScript: compile it to JavaScript, or install tsx to load it as is');
+    }
+  })();
+  return registered;
+}

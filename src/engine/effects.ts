@@ -1,0 +1,181 @@
+/**
+ * The effect runtime: runs one committed effect (an outbound record carrying `effect`) with its
+ * flow's retry policy, and stores its result in the session's mailbox as an input. The effect id
+ * is the record's, so every attempt, on any worker, before or after a crash, passes the same one.
+ * @module
+ */
+import type { Logger } from 'pino';
+import type { Backend } from '../backends/types.ts';
+import { EffectError, type Flow } from '../flow/define.ts';
+import { effectResultId } from '../flow/transition.ts';
+import { logSessionId, type InboundMessage } from '../model/message.ts';
+import type { OutboundRecord } from '../model/session.ts';
+
+export interface EffectRunnerDeps {
+  readonly backend: Backend;
+  readonly flows: ReadonlyMap<string, Flow>;
+  readonly logger: Logger;
+  readonly now: () => number;
+  /** Aborts when the baton is lost or the worker stops: the effect is left for the next holder. */
+  readonly signal: AbortSignal;
+}
+
+export const DEFAULT_EFFECT_ATTEMPTS = 3;
+export const DEFAULT_EFFECT_BACKOFF_MS = 500;
+export const DEFAULT_EFFECT_TIMEOUT_MS = 5000;
+
+/** What one attempt came to. */
+type Attempt = { ok: true; value: unknown } | { ok: false; error: string; retryable: boolean };
+
+/**
+ * Runs the effect of `rec` until it succeeds, fails for good, or `signal` aborts (then nothing
+ * is stored and the record stays unfinished). Attempts are counted in the record before each
+ * one starts, so a worker's crash uses up the attempt it was making.
+ */
+export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Promise<void> {
+  const intent = rec.effect!;
+  const { backend, logger, signal } = deps;
+  const def = deps.flows.get(rec.flow)?.effects.get(intent.name);
+  const session = logSessionId(rec);
+  const attempts = def?.attempts ?? DEFAULT_EFFECT_ATTEMPTS;
+  let outcome: Attempt = {
+    ok: false,
+    error: `flow "${rec.flow}" has no effect "${intent.name}"`,
+    retryable: false,
+  };
+  let attempt = rec.attempts;
+  if (def !== undefined) {
+    outcome = { ok: false, error: `gave up after ${attempt} attempts`, retryable: false };
+    while (attempt < attempts) {
+      attempt += 1;
+      if (signal.aborted) return;
+      await backend.updateOutbound(rec.id, { status: 'sending', attempts: attempt });
+      outcome = await once(def, intent.input, {
+        effectId: intent.id,
+        data: intent.data,
+        attempt,
+        timeoutMs: def.timeoutMs ?? DEFAULT_EFFECT_TIMEOUT_MS,
+        signal,
+      });
+      if (signal.aborted) return;
+      if (outcome.ok || !outcome.retryable) break;
+      if (attempt < attempts) {
+        const wait = (def.backoffMs ?? DEFAULT_EFFECT_BACKOFF_MS) * 2 ** (attempt - 1);
+        logger.warn(
+          { session, effect: intent.name, effectId: intent.id, attempt, wait, err: outcome.error },
+          'effect failed; retrying',
+        );
+        await sleep(wait, signal);
+      }
+    }
+  }
+  if (signal.aborted) return;
+  if (!outcome.ok) {
+    logger.warn(
+      { session, effect: intent.name, effectId: intent.id, attempt, err: outcome.error },
+      'effect failed',
+    );
+  }
+  const result: InboundMessage = {
+    id: effectResultId(intent.id),
+    provider: rec.provider ?? 'cloud-api',
+    channel: rec.channel,
+    user: rec.user,
+    timestamp: Math.floor(deps.now() / 1000),
+    content: outcome.ok
+      ? {
+          type: 'effect_result',
+          effectId: intent.id,
+          name: intent.name,
+          ok: true,
+          value: outcome.value,
+          attempts: attempt,
+        }
+      : {
+          type: 'effect_result',
+          effectId: intent.id,
+          name: intent.name,
+          ok: false,
+          error: outcome.error,
+          attempts: attempt,
+        },
+  };
+  // Stored (deduplicated by effect id) before the record is marked done: a crash in between
+  // runs the effect again with the same id, and its second result is recognised as a duplicate.
+  await backend.ingest({ messages: [result], statuses: [] });
+  await backend.updateOutbound(rec.id, {
+    status: 'sent',
+    attempts: attempt,
+    ...(outcome.ok ? {} : { lastError: outcome.error }),
+  });
+}
+
+async function once(
+  def: NonNullable<ReturnType<Flow['effects']['get']>>,
+  input: unknown,
+  o: {
+    effectId: string;
+    data: Readonly<Record<string, unknown>>;
+    attempt: number;
+    timeoutMs: number;
+    signal: AbortSignal;
+  },
+): Promise<Attempt> {
+  const ac = new AbortController();
+  const onAbort = (): void => ac.abort(o.signal.reason);
+  o.signal.addEventListener('abort', onAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<Attempt>((resolve) => {
+    timer = setTimeout(() => {
+      ac.abort(new Error(`timed out after ${o.timeoutMs} ms`));
+      resolve({ ok: false, error: `timed out after ${o.timeoutMs} ms`, retryable: true });
+    }, o.timeoutMs);
+  });
+  const ran = (async (): Promise<Attempt> => {
+    try {
+      const value = await def.run(input, {
+        effectId: o.effectId,
+        signal: ac.signal,
+        data: o.data,
+        attempt: o.attempt,
+      });
+      // Stored as JSON in the mailbox: what the result handler sees is what survives that.
+      return { ok: true, value: value === undefined ? null : (JSON.parse(JSON.stringify(value)) as unknown) };
+    } catch (err) {
+      const retryable = !isEffectError(err) || err.retryable;
+      return { ok: false, error: err instanceof Error ? err.message : String(err), retryable };
+    }
+  })();
+  try {
+    return await Promise.race([ran, timedOut]);
+  } finally {
+    clearTimeout(timer);
+    o.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * An `EffectError`, also when the author's module loaded another copy of Baton (a flow in
+ * TypeScript beside compiled Baton): recognised by name and shape, not by class identity.
+ */
+function isEffectError(err: unknown): err is EffectError {
+  return (
+    err instanceof EffectError ||
+    (err instanceof Error &&
+      err.name === 'EffectError' &&
+      typeof (err as { retryable?: unknown }).retryable === 'boolean')
+  );
+}

@@ -1,0 +1,283 @@
+/**
+ * `testFlow(flow)`: plays a conversation through a flow in memory, with no server, store or
+ * gateway: the same pure `transition()` the engine runs, a mailbox where messages wait for an
+ * effect's result, effects run (or answered by the test) by name, and a clock the test moves.
+ * @module
+ */
+import { EffectError, type DataOf, type Flow, type FlowData } from '../flow/define.ts';
+import {
+  effectResultId,
+  transition,
+  type EffectStart,
+  type ResolvedMessage,
+  type TransitionEnv,
+} from '../flow/transition.ts';
+import type { MessageContent } from '../model/message.ts';
+import type { OutboundBody, SessionSnapshot, TransitionRecord } from '../model/session.ts';
+
+/** A reply as the engine would send it. */
+export interface TestReply {
+  readonly step: string;
+  readonly version: number;
+  readonly body: OutboundBody;
+  /** `baton:<flow>:<step>:<version>[#n][:<wamid>]`, as the engine tags it. */
+  readonly callbackData: string;
+  readonly isPrompt: boolean;
+  /** Plain text of the body (its text, caption or template text), for assertions. */
+  readonly text: string;
+}
+
+/** A user's message: a text, or any content. */
+export type TestInput = string | MessageContent;
+
+export interface TestFlowOptions {
+  /** Start of the clock, epoch ms (default 2025-06-15T15:06:40Z). */
+  readonly now?: number;
+  /** Invalid inputs in a row before a hand-off, when a step sets none (default 3). */
+  readonly maxRetries?: number;
+  /** Idle time after which a session starts afresh, seconds (default 24 h). */
+  readonly sessionTtlSec?: number;
+  /**
+   * How effects run: `manual` (default) leaves them in `pendingEffects` for `resolve`, `fail`
+   * or `runEffects`; `auto` runs the flow's own effect functions after each batch.
+   */
+  readonly effects?: 'manual' | 'auto';
+}
+
+export interface FlowTest<D = FlowData> {
+  /** Sends one message (or several, as one batch); resolves with the replies it produced. */
+  send(...inputs: TestInput[]): Promise<TestReply[]>;
+  /** Taps choice `id` of the newest prompt offering it (or, with `from`, of that reply). */
+  tap(id: string, from?: TestReply): Promise<TestReply[]>;
+  /** Answers the oldest pending effect named `name` with `value`. */
+  resolve(name: string, value: unknown): Promise<TestReply[]>;
+  /** Fails the oldest pending effect named `name`. */
+  fail(name: string, error?: string): Promise<TestReply[]>;
+  /** Runs every pending effect with the flow's own functions (and its retry policy, without waits). */
+  runEffects(): Promise<TestReply[]>;
+  /** Moves the clock. */
+  advance(ms: number): void;
+  /** The session as the store would hold it (`null` before the first message). */
+  readonly state: SessionSnapshot | null;
+  readonly step: string | null;
+  readonly data: Readonly<D>;
+  /** Every transition record so far. */
+  readonly records: readonly TransitionRecord[];
+  /** Every reply so far, in send order. */
+  readonly replies: readonly TestReply[];
+  /** Effects started and not yet answered. */
+  readonly pendingEffects: readonly EffectStart[];
+  /** Messages waiting in the mailbox (for an effect's result). */
+  readonly waiting: number;
+}
+
+/**
+ * Plays a conversation through `flow` in memory.
+ * @example
+ * const t = testFlow(orderStatusFlow({ apiUrl: 'http://shop.test' }));
+ * await t.send('hola');
+ * expect(t.data.lang).toBe('es');
+ * await t.send('ORD-12345');
+ * expect(t.pendingEffects[0]?.name).toBe('lookup');
+ * await t.resolve('lookup', { found: false });
+ * expect(t.step).toBe('ask_order');
+ */
+export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): FlowTest<DataOf<F>> {
+  const key = { channel: 'test-channel', user: '15550000000' };
+  let now = opts.now ?? 1_750_000_000_000;
+  let seq = 0;
+  let snapshot: SessionSnapshot | null = null;
+  const records: TransitionRecord[] = [];
+  const replies: TestReply[] = [];
+  let mailbox: ResolvedMessage[] = [];
+  const pending: EffectStart[] = [];
+  const attempts = new Map<string, number>();
+
+  const message = (content: MessageContent, extra: Partial<ResolvedMessage> = {}): ResolvedMessage => {
+    seq += 1;
+    return {
+      id: `wamid.test.${seq}`,
+      provider: 'cloud-api',
+      channel: key.channel,
+      user: key.user,
+      waId: key.user,
+      timestamp: Math.floor(now / 1000),
+      seq,
+      storedAt: now,
+      content,
+      ...extra,
+    };
+  };
+
+  const textOf = (b: OutboundBody): string =>
+    'text' in b && typeof b.text === 'string' ? b.text : 'caption' in b && b.caption ? b.caption : '';
+
+  const runBatch = async (): Promise<TestReply[]> => {
+    const env: TransitionEnv = {
+      key,
+      nowMs: now,
+      worker: 'test',
+      fence: 1,
+      sessionTtlSec: opts.sessionTtlSec ?? 86_400,
+      maxRetries: opts.maxRetries ?? 3,
+    };
+    const out: TestReply[] = [];
+    // Like the engine: batches run until nothing applicable is left.
+    for (let round = 0; round < 50 && mailbox.length > 0; round += 1) {
+      const r = transition(flow, snapshot, mailbox, env);
+      if (r.consumed.length === 0 && r.records.length === 0) break;
+      snapshot = r.snapshot;
+      records.push(...r.records);
+      const consumed = new Set(r.consumed);
+      mailbox = mailbox.filter((m) => !consumed.has(m.id));
+      const parts = new Map<number, number>();
+      for (const e of r.effects) {
+        let part = '';
+        if (e.inReplyTo === undefined) {
+          const n = (parts.get(e.version) ?? 0) + 1;
+          parts.set(e.version, n);
+          if (n > 1) part = `#${n}`;
+        }
+        const reply: TestReply = {
+          step: e.step,
+          version: e.version,
+          body: e.body,
+          isPrompt: e.isPrompt,
+          text: textOf(e.body),
+          callbackData: `baton:${flow.id}:${e.step}:${e.version}${part}${e.inReplyTo !== undefined ? `:${e.inReplyTo}` : ''}`,
+        };
+        out.push(reply);
+        replies.push(reply);
+      }
+      pending.push(...r.started);
+    }
+    if (opts.effects === 'auto' && pending.length > 0) out.push(...(await runEffects()));
+    return out;
+  };
+
+  const deliver = (start: EffectStart, ok: boolean, value: unknown, error?: string): Promise<TestReply[]> => {
+    pending.splice(pending.indexOf(start), 1);
+    const n = attempts.get(start.id) ?? 1;
+    mailbox.push(
+      message(
+        {
+          type: 'effect_result',
+          effectId: start.id,
+          name: start.name,
+          ok,
+          ...(ok
+            ? { value: JSON.parse(JSON.stringify(value ?? null)) as unknown }
+            : { error: error ?? 'failed' }),
+          attempts: n,
+        },
+        { id: effectResultId(start.id) },
+      ),
+    );
+    return runBatch();
+  };
+
+  const oldest = (name: string): EffectStart => {
+    const e = pending.find((p) => p.name === name);
+    if (!e)
+      throw new Error(
+        `no pending effect "${name}" (pending: ${pending.map((p) => p.name).join(', ') || 'none'})`,
+      );
+    return e;
+  };
+
+  const runEffects = async (): Promise<TestReply[]> => {
+    const out: TestReply[] = [];
+    while (pending.length > 0) {
+      const start = pending[0]!;
+      const def = flow.effects.get(start.name);
+      const max = def?.attempts ?? 3;
+      let result: { ok: true; value: unknown } | { ok: false; error: string } = {
+        ok: false,
+        error: `no effect "${start.name}"`,
+      };
+      for (let attempt = 1; def && attempt <= max; attempt += 1) {
+        attempts.set(start.id, attempt);
+        try {
+          const value = await def.run(start.input, {
+            effectId: start.id,
+            signal: new AbortController().signal,
+            data: start.data,
+            attempt,
+          });
+          result = { ok: true, value };
+          break;
+        } catch (err) {
+          result = { ok: false, error: err instanceof Error ? err.message : String(err) };
+          if (err instanceof EffectError && !err.retryable) break;
+        }
+      }
+      out.push(
+        ...(await deliver(
+          start,
+          result.ok,
+          result.ok ? result.value : undefined,
+          result.ok ? undefined : result.error,
+        )),
+      );
+    }
+    return out;
+  };
+
+  const t: FlowTest<never> = {
+    async send(...inputs) {
+      for (const input of inputs) {
+        mailbox.push(message(typeof input === 'string' ? { type: 'text', body: input } : input));
+      }
+      return runBatch();
+    },
+    async tap(id, from) {
+      const prompt =
+        from ??
+        [...replies].reverse().find((r) => r.isPrompt && JSON.stringify(r.body).includes(`"id":"${id}"`));
+      let title = id;
+      if (prompt && prompt.body.type === 'buttons')
+        title = prompt.body.buttons.find((b) => b.id === id)?.title ?? id;
+      if (prompt && prompt.body.type === 'list')
+        title = prompt.body.sections.flatMap((s) => s.rows).find((r) => r.id === id)?.title ?? id;
+      mailbox.push(
+        message(
+          { type: 'choice', source: prompt?.body.type === 'list' ? 'list_reply' : 'button_reply', id, title },
+          prompt ? { contextPrompt: { step: prompt.step, version: prompt.version } } : {},
+        ),
+      );
+      return runBatch();
+    },
+    resolve(name, value) {
+      return deliver(oldest(name), true, value);
+    },
+    fail(name, error) {
+      return deliver(oldest(name), false, undefined, error);
+    },
+    runEffects,
+    advance(ms) {
+      now += ms;
+    },
+    get state() {
+      return snapshot;
+    },
+    get step() {
+      return snapshot?.step ?? null;
+    },
+    get data() {
+      return (snapshot?.data ?? {}) as never;
+    },
+    get records() {
+      return records;
+    },
+    get replies() {
+      return replies;
+    },
+    get pendingEffects() {
+      return pending;
+    },
+    get waiting() {
+      return mailbox.length;
+    },
+  };
+  return t;
+}

@@ -1,0 +1,335 @@
+/**
+ * Effects, end to end through the engine, as one suite every backend must pass: the
+ * order-status flow (SPEC 5b) against a real local HTTP server playing the shop's API.
+ *
+ *   describeEffectsConformance('embedded', async () => new EmbeddedBackend({ ... }));
+ *
+ * The factory returns a backend on fresh storage (not yet initialised), with `bufferMs` of
+ * `EFFECTS_BUFFER_MS`.
+ */
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Backend } from '../../src/backends/types.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { Metrics } from '../../src/metrics.ts';
+import type { InboundMessage, SessionKey } from '../../src/model/message.ts';
+import type { OutboundRecord } from '../../src/model/session.ts';
+import { orderStatusFlow } from '../../examples/order-status/flow.ts';
+import { newKey, uid } from '../distributed/fixtures.ts';
+import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
+
+export const EFFECTS_BUFFER_MS = 20;
+
+interface Sent extends OutboundRecord {
+  providerMessageId: string;
+}
+
+export function describeEffectsConformance(name: string, make: () => Promise<Backend>): void {
+  describe(`Effects conformance: ${name}`, () => {
+    let backend: Backend;
+    let shop: FakeShop;
+    let engines: Engine[];
+    let sent: Sent[];
+    let key: SessionKey;
+    let ts: number;
+
+    const startEngine = (): Engine => {
+      const e = new Engine({
+        backend,
+        flows: new Map([[flow.id, flow]]),
+        defaultFlow: flow.id,
+        senders: {
+          'cloud-api': {
+            send: async (rec) => {
+              const providerMessageId = `wamid.out.${uid()}`;
+              sent.push({ ...rec, providerMessageId });
+              return { providerMessageId };
+            },
+          },
+        },
+        bufferMs: EFFECTS_BUFFER_MS,
+        lockTtlMs: 3000,
+        sessionTtlSec: 86_400,
+        maxRetries: 3,
+        logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+        metrics: new Metrics(),
+        sendBackoffMs: 5,
+      });
+      e.start(2);
+      engines.push(e);
+      return e;
+    };
+    let flow: ReturnType<typeof orderStatusFlow>;
+
+    beforeEach(async () => {
+      shop = await startFakeShop();
+      shop.orders.set('ORD-12345', shopOrder('ORD-12345'));
+      shop.orders.set('ORD-22222', shopOrder('ORD-22222', { status: 'shipped', map_url: undefined }));
+      flow = orderStatusFlow({ apiUrl: shop.url, backoffMs: 20, timeoutMs: 1500 });
+      backend = await make();
+      await backend.init();
+      engines = [];
+      sent = [];
+      key = newKey();
+      ts = 1_750_000_000;
+      startEngine();
+    });
+
+    afterEach(async () => {
+      for (const e of engines) await e.stop();
+      await shop.close();
+      await backend.close();
+    });
+
+    const message = (
+      content: InboundMessage['content'],
+      extra: Partial<InboundMessage> = {},
+    ): InboundMessage => ({
+      id: `wamid.in.${uid()}`,
+      provider: 'cloud-api',
+      channel: key.channel,
+      user: key.user,
+      waId: key.user,
+      timestamp: (ts += 1),
+      content,
+      ...extra,
+    });
+    const say = async (body: string): Promise<InboundMessage> => {
+      const m = message({ type: 'text', body });
+      await backend.ingest({ messages: [m], statuses: [] });
+      return m;
+    };
+    /** Taps a button or row of the newest prompt offering `id` (its context names that prompt). */
+    const tap = async (id: string, m?: InboundMessage): Promise<InboundMessage> => {
+      const prompt = [...sent].reverse().find((s) => JSON.stringify(s.body).includes(`"${id}"`));
+      const msg =
+        m ??
+        message(
+          { type: 'choice', source: 'button_reply', id, title: id },
+          prompt ? { contextId: prompt.providerMessageId } : {},
+        );
+      await backend.ingest({ messages: [msg], statuses: [] });
+      return msg;
+    };
+    const until = async <T>(check: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> => {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const v = await check();
+        if (v !== undefined && v !== false) return v;
+        if (Date.now() > deadline) throw new Error('condition not met in time');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const atStep = (step: string, minVersion = 0) =>
+      until(async () => {
+        const s = await backend.load(key);
+        if (!s || s.step !== step || s.version < minVersion) return undefined;
+        const st = await backend.stats();
+        // Replies all sent (an effect may still run: its record stays unsent until its result is in).
+        const replies = (await backend.unsent(key)).filter((r) => r.effect === undefined);
+        return st.queueDepth === 0 && replies.length === 0 ? s : undefined;
+      });
+    const texts = (): string[] =>
+      sent.map((s) =>
+        'text' in s.body
+          ? `${s.body.type === 'text' ? '' : `[${s.body.type}] `}${s.body.text}`
+          : `[${s.body.type}]`,
+      );
+    const noReplyTwice = (): void => {
+      const tags = sent.map((s) => s.callbackData);
+      expect(new Set(tags).size, tags.join('\n')).toBe(tags.length);
+    };
+
+    it('looks an order up with one idempotency key, and shows the status and the list', async () => {
+      await say('hola, mi pedido');
+      await atStep('ask_order');
+      expect((await backend.load(key))!.data).toEqual({ lang: 'es' });
+      await say(' ord-12345 ');
+      const s = await atStep('show_status');
+      expect(s.data).toMatchObject({ lang: 'es', order: 'ORD-12345', found: { status: 'in transit' } });
+      const [get] = shop.callsTo('GET /orders/ORD-12345');
+      expect(get!.key).toMatch(/^fx_\d+_[0-9a-f]{24}$/);
+      expect(shop.calls).toHaveLength(1);
+      const last2 = sent.slice(-2);
+      expect(last2[0]!.body).toMatchObject({ type: 'text' });
+      expect(last2[1]!.body).toMatchObject({ type: 'list' });
+      const rows = last2[1]!.body.type === 'list' ? last2[1]!.body.sections.flatMap((x) => x.rows) : [];
+      expect(rows.map((r) => r.id)).toEqual(['track', 'cancel_order', 'another', 'human']);
+      // Two messages from one state change: the second carries #2.
+      expect(last2[1]!.callbackData).toBe(`${last2[0]!.callbackData}#2`);
+      expect(texts().some((t) => t.startsWith('Buscando ORD-12345'))).toBe(true);
+      const records = await backend.transitions(key);
+      const result = records.find((r) => r.message_ids[0]?.startsWith('fx:'));
+      expect(result).toMatchObject({ kind: 'advance', from_step: 'looking_up', to_step: 'show_status' });
+      noReplyTwice();
+    });
+
+    it('takes an order number typed first, and tracks it', async () => {
+      await say('ORD-12345');
+      await atStep('show_status');
+      expect((await backend.load(key))!.data).toMatchObject({ lang: 'en', order: 'ORD-12345' });
+      const before = sent.length;
+      await tap('track');
+      await atStep('tracking');
+      const tracking = sent.slice(before);
+      expect(tracking).toHaveLength(2);
+      expect(tracking[0]!.body).toMatchObject({
+        type: 'image',
+        link: 'https://maps.example/track/ORD-12345',
+      });
+      expect(tracking[1]!.callbackData).toBe(`${tracking[0]!.callbackData}#2`);
+      expect(tracking[1]!.body).toMatchObject({ type: 'buttons' });
+      expect(JSON.stringify(tracking[1]!.body)).toContain('Left the warehouse');
+      noReplyTwice();
+    });
+
+    it('retries a 5xx with the same key, then applies the result once', async () => {
+      shop.script('GET /orders/ORD-12345', { status: 503 }, { status: 502 });
+      await say('ORD-12345');
+      await atStep('show_status');
+      const gets = shop.callsTo('GET /orders/ORD-12345');
+      expect(gets.map((c) => c.status)).toEqual([503, 502, 200]);
+      expect(new Set(gets.map((c) => c.key)).size).toBe(1);
+      noReplyTwice();
+    });
+
+    it('a timeout counts as a failed attempt and is retried with the same key', async () => {
+      shop.script('GET /orders/ORD-12345', { status: 200, body: {}, delayMs: 2500 });
+      await say('ORD-12345');
+      await atStep('show_status');
+      const gets = shop.callsTo('GET /orders/ORD-12345');
+      expect(gets).toHaveLength(2);
+      expect(gets[0]!.key).toBe(gets[1]!.key);
+    });
+
+    it('fails after 3 attempts; a retry is a new effect with a new key', async () => {
+      shop.script('GET /orders/ORD-12345', { status: 500 }, { status: 500 }, { status: 500 });
+      await say('ORD-12345');
+      await atStep('lookup_failed');
+      expect(sent.at(-1)!.body).toMatchObject({ type: 'buttons' });
+      const failed = shop.callsTo('GET /orders/ORD-12345');
+      expect(failed).toHaveLength(3);
+      await tap('retry_lookup');
+      await atStep('show_status');
+      const all = shop.callsTo('GET /orders/ORD-12345');
+      expect(all).toHaveLength(4);
+      expect(all[3]!.key).not.toBe(failed[0]!.key);
+      noReplyTwice();
+    });
+
+    it('a 404 says so and asks again', async () => {
+      await say('ORD-99999');
+      const s = await atStep('ask_order', 2);
+      expect(s.data).toMatchObject({ order: 'ORD-99999' });
+      expect(texts().slice(-2)[0]).toContain('could not find order ORD-99999');
+    });
+
+    it('messages sent during a lookup wait, then are applied in order after its result', async () => {
+      const release = shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      await say('are you there?');
+      await until(async () => (await backend.pending(key, 10)).length === 1);
+      // Still waiting: nothing applied, nothing answered.
+      await new Promise((r) => setTimeout(r, 150));
+      expect((await backend.pending(key, 10)).length).toBe(1);
+      expect((await backend.load(key))!.step).toBe('looking_up');
+      const before = sent.length;
+      release();
+      const s = await atStep('show_status', 3);
+      expect(s.retryCount).toBe(1); // "are you there?" was applied at show_status, after the result
+      const kinds = (await backend.transitions(key)).map((r) => r.kind);
+      expect(kinds.slice(-2)).toEqual(['advance', 'retry']);
+      // status + list for the result, then the question again (a retry does not repeat the status)
+      expect(sent.slice(before).map((x) => x.body.type)).toEqual(['text', 'list', 'list']);
+      noReplyTwice();
+    });
+
+    it('a reset during a lookup never waits; the late result is recorded, not applied, and sends nothing', async () => {
+      const release = shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      await say('hello?');
+      await say('reset');
+      const s = await atStep('ask_order', 3);
+      const kinds = (await backend.transitions(key)).map((r) => r.kind);
+      expect(kinds).toEqual(['advance', 'retry', 'reset']);
+      // The reset's prompt went out while the lookup was still in flight.
+      expect(texts().at(-1)).toMatch(/Which order/);
+      expect(shop.callsTo('GET /orders/ORD-12345').every((c) => c.status === 0)).toBe(true);
+      const before = sent.length;
+      release();
+      await until(async () =>
+        (await backend.transitions(key)).some((r) => r.message_ids[0]?.startsWith('fx:')) ? true : undefined,
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      const after = (await backend.load(key))!;
+      expect(after.step).toBe('ask_order');
+      expect(after.version).toBe(s.version);
+      const last = (await backend.transitions(key)).at(-1)!;
+      expect(last).toMatchObject({ kind: 'stale_input', from_step: 'ask_order', to_step: 'ask_order' });
+      expect(last.message_ids[0]).toMatch(/^fx:/);
+      expect(sent.length).toBe(before);
+      noReplyTwice();
+    });
+
+    it('cancels once per applied cancel_yes, despite a duplicate delivery and a double tap', async () => {
+      await say('ORD-12345');
+      await atStep('show_status');
+      await tap('cancel_order');
+      await atStep('confirm_cancel');
+      const release = shop.hold('POST /orders/ORD-12345/cancel');
+      const first = await tap('cancel_yes');
+      await shop.waitForCalls('POST /orders/ORD-12345/cancel', 1);
+      expect((await backend.ingest({ messages: [first], statuses: [] })).duplicates).toBe(1);
+      await tap('cancel_yes'); // a second tap of the same button (a new wamid)
+      release();
+      const s = await atStep('done');
+      expect(shop.callsTo('POST /orders/ORD-12345/cancel')).toHaveLength(1);
+      expect(shop.orders.get('ORD-12345')!.status).toBe('cancelled');
+      const records = await backend.transitions(key);
+      expect(records.at(-1)).toMatchObject({ kind: 'stale_input', to_step: 'done' });
+      expect(s.step).toBe('done');
+      expect(texts().at(-1)).toMatch(/earlier question/);
+      noReplyTwice();
+    });
+
+    it('a shipped order cannot be cancelled: 409 shows the status list again', async () => {
+      await say('ORD-22222');
+      await atStep('show_status');
+      await tap('cancel_order');
+      await atStep('confirm_cancel');
+      await tap('cancel_yes');
+      await atStep('show_status', 5);
+      expect(texts().slice(-3)[0]).toMatch(/already shipped/);
+      expect(shop.callsTo('POST /orders/ORD-22222/cancel').map((c) => c.status)).toEqual([409]);
+    });
+
+    it('hands off on request: escalated, the notice, needs_agent', async () => {
+      await say('ORD-12345');
+      await atStep('show_status');
+      await tap('human');
+      const s = await until(async () => {
+        const x = await backend.load(key);
+        return x?.needsAgent ? x : undefined;
+      });
+      expect(s.handoffReason).toBe('asked for a human');
+      expect((await backend.transitions(key)).at(-1)).toMatchObject({ kind: 'escalated' });
+      expect(texts().at(-1)).toMatch(/member of our team/);
+    });
+
+    it('an effect left running by a stopped worker is run again by the next one, with the same key', async () => {
+      const release = shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      await engines[0]!.stop(); // aborts the attempt in flight; the record stays unfinished
+      release();
+      startEngine();
+      await atStep('show_status');
+      const gets = shop.callsTo('GET /orders/ORD-12345');
+      expect(gets.length).toBeGreaterThanOrEqual(2);
+      expect(new Set(gets.map((c) => c.key)).size).toBe(1);
+      noReplyTwice();
+    });
+  });
+}

@@ -1,0 +1,186 @@
+/**
+ * The order-status example (SPEC 5b) served as an operator serves it:
+ * `BATON_FLOWS=examples/order-status ORDER_API_URL=... baton start`, in embedded and in
+ * distributed mode, against a real local HTTP server playing the shop's API. A worker is
+ * SIGKILLed while an effect runs: the next holder runs it again with the same Idempotency-Key,
+ * the result is applied once, and no reply is sent twice.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signMetaBody } from '../../src/providers/index.ts';
+import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
+import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
+import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
+import { PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
+import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
+import {
+  DATABASE_URL,
+  distributedServicesUp,
+  dropIsolation,
+  REDIS_URL,
+  uniqueName,
+} from '../support/services.ts';
+
+const up = await distributedServicesUp('order-status example, distributed processes');
+const T0 = 1_750_000_000;
+
+let graph: FakeGraph;
+let shop: FakeShop;
+beforeAll(async () => {
+  graph = await startFakeGraph();
+  shop = await startFakeShop();
+  shop.orders.set('ORD-12345', shopOrder('ORD-12345'));
+});
+afterAll(async () => {
+  await shop?.close();
+  await graph?.close();
+});
+
+function baseEnv(port: number): Record<string, string> {
+  return {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    BATON_FLOWS: 'examples/order-status',
+    ORDER_API_URL: shop.url,
+    WHATSAPP_APP_SECRET: APP_SECRET,
+    WHATSAPP_API_BASE_URL: graph.url,
+    ADMIN_TOKEN,
+    BATON_BUFFER_MS: '30',
+    BATON_LOCK_TTL_MS: '1500',
+  };
+}
+
+async function post(base: string, m: Msg): Promise<number> {
+  const raw = Buffer.from(JSON.stringify(webhook([m])));
+  const r = await fetch(`${base}/webhooks/whatsapp`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-hub-signature-256': signMetaBody(raw, APP_SECRET) },
+    body: new Uint8Array(raw),
+  });
+  return r.status;
+}
+
+async function sessionAt(base: string, user: string, step: string, timeoutMs = 20_000): Promise<unknown> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await fetch(`${base}/admin/api/sessions/${user}?channel=${PHONE_ID}`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    }).catch(() => null);
+    if (r?.status === 200) {
+      const s = (await r.json()) as { current_step: string };
+      if (s.current_step === step) return s;
+    }
+    if (Date.now() > deadline) throw new Error(`${user} never reached ${step}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+function callbacksTo(u: string): string[] {
+  return graph.sent.filter((x) => x.body.to === u).map((x) => x.body.biz_opaque_callback_data!);
+}
+
+/** Sends an order number while the shop holds the lookup, kills `victims`, then lets it go. */
+async function killDuringLookup(
+  base: string,
+  user: string,
+  victims: () => BatonProcess[],
+  restart: () => Promise<void>,
+): Promise<void> {
+  const route = 'GET /orders/ORD-12345';
+  const before = shop.callsTo(route).length;
+  const release = shop.hold(route);
+  expect(await post(base, text(user, 'ORD-12345', T0))).toBe(200);
+  await shop.waitForCalls(route, before + 1, 20_000);
+  await Promise.all(victims().map((p) => p.stop('SIGKILL')));
+  release();
+  await restart();
+  await sessionAt(base, user, 'show_status');
+  const calls = shop.callsTo(route).slice(before);
+  expect(calls.length).toBeGreaterThanOrEqual(2);
+  expect(new Set(calls.map((c) => c.key)).size, 'one Idempotency-Key for the effect').toBe(1);
+  await graph.waitFor((x) => x.body.to === user && x.body.type === 'interactive', 10_000);
+  const cbs = callbacksTo(user);
+  expect(new Set(cbs).size, `no reply twice: ${cbs.join(', ')}`).toBe(cbs.length);
+  expect(cbs.filter((c) => c.startsWith('baton:order_status:show_status:'))).toHaveLength(2);
+}
+
+describe('order-status example, served by baton start', () => {
+  it('embedded: a SIGKILL during a lookup; the restarted process runs it again with the same key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-os-'));
+    const port = await freePort();
+    const env = { ...baseEnv(port), BATON_DATA_DIR: dir };
+    let proc = await spawnBaton(['start'], env);
+    try {
+      await killDuringLookup(
+        `http://127.0.0.1:${port}`,
+        '16660000001',
+        () => [proc],
+        async () => {
+          proc = await spawnBaton(['start'], env);
+        },
+      );
+    } finally {
+      await proc.stop('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!up)(
+    'distributed: a worker SIGKILLed during a lookup; another runs it with the same key',
+    async () => {
+      const port = await freePort();
+      const env = {
+        ...baseEnv(port),
+        REDIS_URL,
+        DATABASE_URL,
+        BATON_REDIS_PREFIX: uniqueName('os'),
+        BATON_PG_SCHEMA: uniqueName('os'),
+      };
+      const ingress = await spawnBaton(['ingress'], env);
+      let workers = [await spawnBaton(['worker'], env)];
+      try {
+        await killDuringLookup(
+          `http://127.0.0.1:${port}`,
+          '16660000002',
+          () => workers,
+          async () => {
+            workers = [await spawnBaton(['worker'], env)];
+          },
+        );
+      } finally {
+        await Promise.all([ingress, ...workers].map((p) => p.stop('SIGKILL')));
+        await dropIsolation(env.BATON_REDIS_PREFIX, env.BATON_PG_SCHEMA);
+      }
+    },
+  );
+
+  it.skipIf(!up)('distributed: one `baton start` process serves the flow end to end', async () => {
+    const port = await freePort();
+    const env = {
+      ...baseEnv(port),
+      REDIS_URL,
+      DATABASE_URL,
+      BATON_REDIS_PREFIX: uniqueName('os'),
+      BATON_PG_SCHEMA: uniqueName('os'),
+    };
+    const proc = await spawnBaton(['start'], env);
+    const base = `http://127.0.0.1:${port}`;
+    const user = '16660000003';
+    try {
+      expect(await post(base, text(user, 'hola', T0))).toBe(200);
+      await sessionAt(base, user, 'ask_order');
+      expect(await post(base, text(user, 'ORD-12345', T0 + 1))).toBe(200);
+      await sessionAt(base, user, 'show_status');
+      await graph.waitFor((x) => x.body.to === user && x.body.type === 'interactive', 10_000);
+      const texts = graph.sent
+        .filter((x) => x.body.to === user && x.body.type === 'text')
+        .map((x) => (typeof x.body.text === 'string' ? x.body.text : x.body.text?.body));
+      expect(texts.some((t) => t?.startsWith('Buscando ORD-12345'))).toBe(true);
+    } finally {
+      await proc.stop('SIGKILL');
+      await dropIsolation(env.BATON_REDIS_PREFIX, env.BATON_PG_SCHEMA);
+    }
+  });
+});

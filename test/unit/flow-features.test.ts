@@ -1,0 +1,366 @@
+/**
+ * The authoring features of issue 6, through `testFlow` (the pure transition, in memory):
+ * effects and waiting, hand-off, several messages per step, step-scoped and computed choices,
+ * the first message, retry messages and per-step limits, languages, and the one error boundary.
+ */
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { orderStatusFlow } from '../../examples/order-status/flow.ts';
+import { FlowDefinitionError, FlowRuntimeError } from '../../src/errors.ts';
+import { defineFlow, effect, EffectError, type Outcome } from '../../src/flow/define.ts';
+import { testFlow } from '../../src/index.ts';
+import { orderFlow } from '../../src/bots/order.ts';
+
+const found = {
+  found: true,
+  order: {
+    number: 'ORD-12345',
+    status: 'in transit',
+    map_url: 'https://maps.example/x',
+    events: [{ at: '2026-11-29', text: 'Left the warehouse' }],
+  },
+};
+const shop = () => testFlow(orderStatusFlow({ apiUrl: 'http://shop.invalid' }));
+
+describe('order_status through testFlow', () => {
+  it('reads the language from the first text, whole words only', async () => {
+    for (const [first, lang] of [
+      ['Hola!', 'es'],
+      ['buenas tardes', 'es'],
+      ['mi PEDIDO', 'es'],
+      ['pedidos', 'en'],
+      ['hello', 'en'],
+    ] as const) {
+      const t = shop();
+      await t.send(first);
+      expect(t.data.lang, first).toBe(lang);
+      expect(t.step).toBe('ask_order');
+    }
+  });
+
+  it('an order number typed first starts the lookup; the result shows the status and the list', async () => {
+    const t = shop();
+    const looking = await t.send('  ord-12345 ');
+    expect(t.step).toBe('looking_up');
+    expect(t.data).toEqual({ lang: 'en', order: 'ORD-12345' });
+    expect(looking.map((r) => r.text)).toEqual(['Looking up ORD-12345…']);
+    expect(t.pendingEffects).toMatchObject([{ name: 'lookup', input: { order: 'ORD-12345' } }]);
+    const shown = await t.resolve('lookup', found);
+    expect(t.step).toBe('show_status');
+    expect(shown.map((r) => r.body.type)).toEqual(['text', 'list']);
+    expect(shown[1]!.callbackData).toBe(`${shown[0]!.callbackData}#2`);
+    expect(t.records.at(-1)).toMatchObject({
+      kind: 'advance',
+      from_step: 'looking_up',
+      to_step: 'show_status',
+    });
+    expect(t.records.at(-1)!.message_ids[0]).toMatch(/^fx:fx_1_/);
+  });
+
+  it('404 says so and asks again; a failure offers retry_lookup, which starts a new effect', async () => {
+    const t = shop();
+    await t.send('ORD-99999');
+    const again = await t.resolve('lookup', { found: false });
+    expect(t.step).toBe('ask_order');
+    expect(again.map((r) => r.text)).toEqual([
+      'We could not find order ORD-99999.',
+      'Hi! Which order would you like to check? Send its number, like ORD-12345.',
+    ]);
+    await t.send('ORD-12345');
+    const first = t.pendingEffects[0]!.id;
+    await t.fail('lookup', 'the shop answered 503');
+    expect(t.step).toBe('lookup_failed');
+    await t.tap('retry_lookup');
+    expect(t.pendingEffects[0]!.id).not.toBe(first);
+  });
+
+  it('messages wait for the result, then are applied after it, in order', async () => {
+    const t = shop();
+    await t.send('ORD-12345');
+    expect(await t.send('hello?')).toEqual([]);
+    expect(await t.send('anyone?')).toEqual([]);
+    expect(t.waiting).toBe(2);
+    const out = await t.resolve('lookup', found);
+    expect(t.waiting).toBe(0);
+    expect(t.records.slice(-2).map((r) => r.kind)).toEqual(['advance', 'retry']);
+    expect(t.records.at(-1)!.message_ids).toHaveLength(2); // consecutive texts joined: one input
+    expect(out.map((r) => r.body.type)).toEqual(['text', 'list', 'list']);
+  });
+
+  it('a reset never waits; the result then belongs to a visit the session left: recorded, not applied', async () => {
+    const t = shop();
+    await t.send('hola, ORD-12345?');
+    await t.send('ORD-12345');
+    expect(t.step).toBe('looking_up');
+    await t.send('hello?', 'reset');
+    expect(t.step).toBe('ask_order');
+    expect(t.records.slice(-2).map((r) => r.kind)).toEqual(['retry', 'reset']);
+    const version = t.state!.version;
+    expect(await t.resolve('lookup', found)).toEqual([]);
+    expect(t.state!.version).toBe(version);
+    expect(t.records.at(-1)).toMatchObject({ kind: 'stale_input', to_step: 'ask_order' });
+  });
+
+  it('invalid numbers get a retry that shows the format, in the session language; the 4th hands off', async () => {
+    const t = shop();
+    await t.send('hola');
+    for (let i = 1; i <= 3; i += 1) {
+      const r = await t.send(`nope ${i}`);
+      expect(r.map((x) => x.text)).toEqual([
+        'Eso no parece un número de pedido. Es ORD- y 5 cifras, por ejemplo ORD-12345.',
+      ]);
+      expect(t.state!.retryCount).toBe(i);
+    }
+    const handoff = await t.send('nope 4');
+    expect(t.state!.needsAgent).toBe(true);
+    expect(t.records.at(-1)!.kind).toBe('escalated');
+    expect(handoff[0]!.text).toMatch(/una persona de nuestro equipo/);
+    await t.send('reset');
+    expect(t.records.at(-1)!.kind).toBe('held');
+  });
+
+  it('hands off on request from a choice step', async () => {
+    const t = shop();
+    await t.send('ORD-12345');
+    await t.resolve('lookup', found);
+    await t.tap('human');
+    expect(t.state).toMatchObject({
+      needsAgent: true,
+      handoffReason: 'asked for a human',
+      step: 'show_status',
+    });
+  });
+
+  it('the same choice id in two steps; an old button is stale; at done any other input starts over', async () => {
+    const t = shop();
+    await t.send('ORD-12345');
+    await t.resolve('lookup', found);
+    const list = t.replies.at(-1)!;
+    await t.tap('track');
+    expect(t.step).toBe('tracking');
+    expect(t.replies.slice(-2).map((r) => r.body.type)).toEqual(['image', 'buttons']);
+    await t.tap('another', list); // the list's `another`, from an earlier visit: stale
+    expect(t.step).toBe('tracking');
+    expect(t.replies.at(-1)!.text).toMatch(/earlier question/);
+    await t.tap('another'); // this step's own `another`
+    expect(t.step).toBe('ask_order');
+    expect(t.data).toEqual({ lang: 'en' });
+  });
+
+  it('cancel: cancel_yes starts the effect; a second tap waits and is then stale; done starts over', async () => {
+    const t = shop();
+    await t.send('ORD-12345');
+    await t.resolve('lookup', found);
+    await t.tap('cancel_order');
+    const confirm = t.replies.at(-1)!;
+    await t.tap('cancel_yes', confirm);
+    await t.tap('cancel_yes', confirm);
+    expect(t.pendingEffects.map((e) => e.name)).toEqual(['cancel']);
+    expect(t.waiting).toBe(1);
+    await t.resolve('cancel', { cancelled: true });
+    expect(t.step).toBe('done');
+    expect(t.records.at(-1)!.kind).toBe('stale_input');
+    expect(t.pendingEffects).toEqual([]);
+    await t.send('buenas');
+    expect(t.step).toBe('ask_order');
+    expect(t.data).toEqual({ lang: 'es' });
+  });
+
+  it('runEffects runs the flow’s own effect functions', async () => {
+    let calls = 0;
+    const f = defineFlow({
+      id: 'fx',
+      effects: {
+        add: effect({
+          run: async (i: { a: number }, { attempt }) => {
+            calls += 1;
+            if (attempt < 2) throw new Error('flaky');
+            return { sum: i.a + 1 };
+          },
+        }),
+        never: effect({
+          run: async () => {
+            throw new EffectError('no', { retryable: false });
+          },
+        }),
+      },
+      start: 'ask',
+      steps: {
+        ask: { say: 'n?', to: ['adding'], on: (i, c) => (i.type === 'text' ? c.goto('adding') : c.retry()) },
+        adding: {
+          say: 'adding',
+          to: ['ask', 'broken'],
+          effect: {
+            use: 'add',
+            input: () => ({ a: 41 }),
+            onResult: (r, c) => c.goto('broken', {}, `sum ${r.sum}`),
+            onFailure: (_f, c) => c.goto('ask'),
+          },
+        },
+        broken: {
+          say: 'breaking',
+          to: ['ask'],
+          effect: {
+            use: 'never',
+            onResult: (_r, c) => c.goto('ask'),
+            onFailure: (f, c) => c.goto('ask', {}, `failed after ${f.attempts}: ${f.error}`),
+          },
+        },
+      },
+    });
+    const t = testFlow(f, { effects: 'auto' });
+    await t.send('hi');
+    const out = await t.send('go');
+    expect(calls).toBe(2);
+    expect(out.map((r) => r.text)).toEqual(['adding', 'sum 42', 'breaking', 'failed after 1: no', 'n?']);
+    expect(t.step).toBe('ask');
+  });
+
+  it('the reference bot still behaves as before through testFlow', async () => {
+    const t = testFlow(orderFlow);
+    expect((await t.send('hi')).map((r) => r.callbackData)).toEqual(['baton:order:ask_name:1']);
+    await t.send('Jane', 'Smith');
+    expect(t.data).toEqual({ customer_name: 'Jane Smith' });
+    expect(t.step).toBe('choose_product');
+  });
+});
+
+describe('the error boundary', () => {
+  const flowWith = (on: (text: string) => Outcome) =>
+    defineFlow({
+      id: 'b',
+      start: 'a',
+      steps: {
+        a: { say: 'a', to: ['b'], on: (i) => on(i.type === 'text' ? i.text : '') },
+        b: {
+          say: 'b',
+          choices: [{ id: 'x', title: 'x' }],
+          to: ['a'],
+          on: (_i, c) => c.goto('a'),
+        },
+      },
+    });
+
+  it('a handler returning a Promise is a clear flow error naming flow and step', async () => {
+    const t = testFlow(flowWith(() => Promise.resolve({ kind: 'retry' }) as unknown as Outcome));
+    await t.send('hi');
+    const err = await t.send('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FlowRuntimeError);
+    expect((err as FlowRuntimeError).message).toMatch(/flow b, step a: on returned a Promise/);
+    expect((err as FlowRuntimeError).session).toMatch(/^test-channel:/);
+  });
+
+  it('a dynamic reply over WhatsApp limits is BATON_ERR_FLOW_REPLY, naming flow and step', async () => {
+    const f = defineFlow({
+      id: 'r',
+      start: 'a',
+      steps: {
+        a: { say: 'a', to: ['b'], on: (i, c) => c.goto('b', { title: i.type === 'text' ? i.text : '' }) },
+        b: {
+          say: 'pick',
+          choices: (d) => [{ id: 'x', title: String(d.title) }],
+          to: ['a'],
+          on: (_i, c) => c.goto('a'),
+        },
+      },
+    });
+    const t = testFlow(f);
+    await t.send('hi');
+    const err = (await t.send('a title far longer than twenty').catch((e: unknown) => e)) as FlowRuntimeError;
+    expect(err.code).toBe('BATON_ERR_FLOW_REPLY');
+    expect(err.message).toMatch(/flow r, step b: .*title/);
+  });
+
+  it('refuses at load: static replies over limits, an effect step with on, an unknown effect, a catalog missing a key', () => {
+    expect(() =>
+      defineFlow({
+        id: 'l',
+        start: 'a',
+        steps: { a: { say: 'x'.repeat(4097), to: [], on: (_i, c) => c.retry() } },
+      }),
+    ).toThrow(/flow "l": step "a": .*4,?096/);
+    expect(() =>
+      defineFlow({
+        id: 'l',
+        effects: { e: effect({ run: async () => 1 }) },
+        start: 'a',
+        steps: {
+          a: {
+            to: [],
+            on: (_i, c) => c.retry(),
+            effect: { use: 'e', onResult: (_r, c) => c.retry(), onFailure: (_f, c) => c.retry() },
+          },
+        },
+      }),
+    ).toThrow(FlowDefinitionError);
+    expect(() =>
+      defineFlow({
+        id: 'l',
+        start: 'a',
+        steps: {
+          a: {
+            to: [],
+            effect: {
+              use: 'nope',
+              onResult: () => ({ kind: 'retry' }),
+              onFailure: () => ({ kind: 'retry' }),
+            } as never,
+          },
+        },
+      }),
+    ).toThrow(/uses effect "nope"/);
+    expect(() =>
+      defineFlow({
+        id: 'l',
+        words: { field: 'lang', default: 'en', catalogs: { en: { hi: 'Hi' }, es: {} } },
+        start: 'a',
+        steps: { a: { say: 'x', to: [], on: (_i, c) => c.retry() } },
+      }),
+    ).toThrow(/catalog "es" has no "hi"/);
+  });
+
+  it('a per-step retry limit and a retry message', async () => {
+    const f = defineFlow({
+      id: 'm',
+      start: 'a',
+      steps: {
+        a: {
+          say: 'a?',
+          maxRetries: 1,
+          to: [],
+          on: (i, c) => c.retry(`not "${i.type === 'text' ? i.text : ''}"`),
+        },
+      },
+    });
+    const t = testFlow(f);
+    await t.send('hi');
+    expect((await t.send('x')).map((r) => r.text)).toEqual(['not "x"']);
+    await t.send('y');
+    expect(t.records.at(-1)!.kind).toBe('escalated');
+  });
+
+  it('stored data that fails the flow schema restarts the session, never misread', async () => {
+    const f = defineFlow({
+      id: 's',
+      data: z.object({ n: z.number().optional() }),
+      start: 'a',
+      steps: { a: { say: 'a?', to: ['a'], on: (i, c) => c.goto('a', { n: i.type === 'text' ? 1 : 0 }) } },
+    });
+    const t = testFlow(f);
+    await t.send('hi');
+    await t.send('one');
+    expect(t.data).toEqual({ n: 1 });
+    const bad = { ...t.state!, data: { n: 'one' } };
+    const { transition } = await import('../../src/flow/transition.ts');
+    const r = transition(f, bad, [], {
+      key: { channel: bad.channel, user: bad.user },
+      nowMs: 0,
+      worker: 'w',
+      fence: 1,
+      sessionTtlSec: 86_400,
+      maxRetries: 3,
+    });
+    expect(r.records.map((x) => x.kind)).toEqual(['reset']);
+    expect(r.snapshot).toMatchObject({ step: null, data: {} });
+  });
+});
