@@ -31,6 +31,8 @@ export default tseslint.config(
         fetch: 'readonly',
         FormData: 'readonly',
         HTMLFormElement: 'readonly',
+        localStorage: 'readonly',
+        setInterval: 'readonly',
       },
     },
   },

@@ -14,9 +14,11 @@ import type { Backend } from './backends/types.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
+import { IntakeGate } from './engine/intake-gate.ts';
 import { importModule } from './config/module.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
+import { buildHealthServer } from './ingress/health.ts';
 import type { FlowRouter } from './flow/router.ts';
 import { buildServer, type HttpLimits } from './ingress/server.ts';
 import { Metrics } from './metrics.ts';
@@ -133,8 +135,11 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const backend = opts.backend ?? (await createBackend(config, logger, opts.now));
   await backend.init();
 
+  // Ingress and workers in one process: batches wait for webhooks of their window still being stored.
+  const intake = roles.ingress && roles.worker ? new IntakeGate() : undefined;
   const engine = new Engine({
     backend,
+    ...(intake ? { intake } : {}),
     flows,
     defaultFlow: flowList[0]!.id,
     ...(router ? { router } : {}),
@@ -152,6 +157,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     lockTtlMs: config.lockTtlMs,
     sessionTtlSec: config.sessionTtlSec,
     maxRetries: config.maxRetries,
+    dedupeTtlSec: config.dedupeTtlSec,
     logger,
     metrics,
     ...(opts.now ? { now: opts.now } : {}),
@@ -163,6 +169,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const recent: number[] = [];
   const server = buildServer({
     backend,
+    ...(intake ? { intake } : {}),
     metrics,
     logger,
     providers: {
@@ -204,6 +211,9 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       : null;
 
   let started = false;
+  /** A worker-only process's probe server (`BATON_HEALTH_PORT`). */
+  const health =
+    !roles.ingress && roles.worker && config.healthPort !== undefined ? buildHealthServer(backend) : null;
   return {
     config,
     backend,
@@ -217,6 +227,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     async start() {
       started = true;
       if (roles.worker) engine.start(opts.concurrency ?? 32);
+      if (health) await health.listen({ port: config.healthPort!, host: config.host });
       alerts?.start();
       if (!roles.ingress) return null;
       return server.listen({ port: config.port, host: config.host });
@@ -224,6 +235,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     async stop() {
       await alerts?.stop();
       if (roles.ingress) await server.close();
+      await health?.close();
       if (started && roles.worker) await engine.stop();
       await backend.close();
     },
@@ -244,6 +256,9 @@ async function createBackend(config: Config, logger: Logger, now?: () => number)
       schema: config.pgSchema,
       logger,
       ...(now ? { now } : {}),
+      retentionSec: config.retentionSec,
+      messageRetentionSec: config.messageRetentionSec,
+      idleTtlSec: config.sessionTtlSec,
     });
   }
   return new EmbeddedBackend({
@@ -251,5 +266,7 @@ async function createBackend(config: Config, logger: Logger, now?: () => number)
     bufferMs: config.bufferMs,
     dedupeTtlSec: config.dedupeTtlSec,
     ...(now ? { now } : {}),
+    retentionSec: config.retentionSec,
+    messageRetentionSec: config.messageRetentionSec,
   });
 }

@@ -132,3 +132,11 @@ export type {
   RenderFlowSvgOptions,
   StepCount,
 } from './graph/index.ts';
+
+// Support console: the agent's side of a hand-off (pure; `Engine` runs them under the lease) and alerts
+export { agentMessage, agentOf, handback, takeSession } from './flow/agent.ts';
+export type { AgentChange } from './flow/agent.ts';
+export { AlertWatcher } from './alerts/index.ts';
+export type { AlertBody, AlertName, AlertOptions } from './alerts/index.ts';
+export type { AgentClaim } from './model/session.ts';
+export type { LeaseInfo } from './backends/types.ts';

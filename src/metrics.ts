@@ -39,6 +39,11 @@ export class Metrics {
     'Taps on buttons of another step or an earlier visit',
   );
   readonly duplicates = this.#counter('baton_duplicates_total', 'Redelivered messages recognised by id');
+  readonly effects = this.#counter(
+    'baton_effects_total',
+    'Effect attempts by effect name and outcome (ok, retry, failed)',
+    ['effect', 'outcome'],
+  );
   readonly liveWorkers = this.#gauge(
     'baton_live_workers',
     'Worker processes whose heartbeat is current (0: nothing processes messages)',

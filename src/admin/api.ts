@@ -37,10 +37,8 @@ export interface AdminDeps {
   readonly agents: AgentDesk;
 }
 
-/** Extra routes registered inside the authenticated `/admin/api` scope (the agent operations). */
-export type AdminRoutes = (api: FastifyInstance) => void;
-
-export function registerAdmin(app: FastifyInstance, deps: AdminDeps, extra: AdminRoutes[] = []): AdminAuth {
+/** Registers `/admin/api`; returns the auth the dashboard shares (same token, same cookie). */
+export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth {
   const { backend } = deps;
   const auth = new AdminAuth(deps.adminToken);
 
@@ -148,7 +146,6 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps, extra: Admi
       );
 
       registerAgentRoutes(api, deps);
-      for (const add of extra) add(api);
     },
     { prefix: '/admin/api' },
   );

@@ -113,6 +113,11 @@ function outboundItem(o: OutboundRecord): Sortable {
   };
 }
 
+/** One inbound message as the conversation shows it. */
+export function inboundView(m: StoredMessage): ConversationItem {
+  return inboundItem(m).item;
+}
+
 function compare(a: Sortable, b: Sortable): number {
   return a.atMs - b.atMs || a.rank - b.rank || a.seq - b.seq;
 }

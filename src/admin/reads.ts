@@ -7,6 +7,7 @@ import type { Backend, LeaseInfo } from '../backends/types.ts';
 import { agentOf } from '../flow/agent.ts';
 import type { Flow } from '../flow/define.ts';
 import { toSessionView, type SessionSnapshot, type SessionView } from '../model/session.ts';
+import { inboundView, type ConversationItem } from './conversation.ts';
 
 /** Most sessions the inbox and the flow map look at. */
 const SCAN_LIMIT = 5000;
@@ -74,6 +75,8 @@ export interface InboxItem extends SessionView {
   readonly waiting_ms: number;
   /** The agent who took it, if one did. */
   readonly agent: string | null;
+  /** What the user wrote last (as the conversation shows it), for triage. */
+  readonly last_message: ConversationItem | null;
 }
 
 /** Sessions waiting for an agent, longest waiting first. */
@@ -88,12 +91,15 @@ export async function inboxPage(
   items.sort(
     (a, b) => a.since - b.since || a.s.channel.localeCompare(b.s.channel) || a.s.user.localeCompare(b.s.user),
   );
+  const page = items.slice(0, limit);
+  const last = await Promise.all(page.map(async ({ s }) => (await backend.inbound(s)).at(-1)));
   return {
-    sessions: items.slice(0, limit).map(({ s, since }) => ({
+    sessions: page.map(({ s, since }, i) => ({
       ...toSessionView(s),
       waiting_since: new Date(since).toISOString(),
       waiting_ms: Math.max(0, now - since),
       agent: agentOf(s),
+      last_message: last[i] !== undefined ? inboundView(last[i]) : null,
     })),
     total: items.length,
   };

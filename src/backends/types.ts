@@ -45,6 +45,17 @@ export interface BatchCommit {
   readonly deadLetters: readonly DeadLetter[];
 }
 
+/** A commit that took effect. */
+export interface CommitResult {
+  /**
+   * `true` when every store the mode writes through has it (embedded: SQLite; distributed
+   * write-through: Redis and PostgreSQL; write-behind: Redis, journaled). `false` when it is
+   * applied and journaled in Redis but PostgreSQL could not take its copy yet: the flusher
+   * copies it when PostgreSQL is back. Either way the state moved on and its replies may go.
+   */
+  readonly durable: boolean;
+}
+
 export interface IngestResult {
   /** Messages stored for the first time. */
   readonly accepted: number;
@@ -129,9 +140,11 @@ export interface Backend {
   /**
    * Commits a batch atomically: refused with `FencedError` unless `lease` is still the
    * session's current lease (its fence not superseded, not expired), and with
-   * `VersionConflictError` unless the stored version equals `expectedVersion`.
+   * `VersionConflictError` unless the stored version equals `expectedVersion`; rejected with
+   * `StorageUnavailableError` when it was not applied. Resolves once it has taken effect, saying
+   * whether every copy the mode promises is written yet (see `CommitResult`).
    */
-  commit(lease: LeaseGrant, batch: BatchCommit): Promise<void>;
+  commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult>;
   /** For the given provider message ids, the prompts Baton sent with them (unknown ids absent). */
   resolvePrompts(key: SessionKey, providerMessageIds: readonly string[]): Promise<Map<string, PromptRef>>;
 

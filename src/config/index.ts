@@ -49,6 +49,12 @@ export interface Config {
   readonly logLevel: string;
   /** `BATON_ALLOW_UNSIGNED`: serve unsigned Cloud API webhooks under `NODE_ENV=production`. */
   readonly allowUnsigned: boolean;
+  /** `BATON_RETENTION`, seconds: transitions and outbound records older than this are purged. */
+  readonly retentionSec: number;
+  /** `BATON_MESSAGE_RETENTION`, seconds: message texts older than this are deleted. */
+  readonly messageRetentionSec: number;
+  /** `BATON_HEALTH_PORT`: where a worker-only process serves /healthz and /readyz (none). */
+  readonly healthPort: number | undefined;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -188,6 +194,13 @@ export function loadConfig(env: Env = process.env): Config {
     },
     logLevel: str(env, 'LOG_LEVEL') ?? 'info',
     allowUnsigned,
+    retentionSec: env.BATON_RETENTION
+      ? parseDurationSeconds('BATON_RETENTION', env.BATON_RETENTION)
+      : 30 * 86400,
+    messageRetentionSec: env.BATON_MESSAGE_RETENTION
+      ? parseDurationSeconds('BATON_MESSAGE_RETENTION', env.BATON_MESSAGE_RETENTION)
+      : 30 * 86400,
+    healthPort: env.BATON_HEALTH_PORT?.trim() ? int(env, 'BATON_HEALTH_PORT', 0, 0, 65535) : undefined,
   };
   return deepFreeze(config);
 }

@@ -18,6 +18,8 @@ export interface EffectRunnerDeps {
   readonly now: () => number;
   /** Aborts when the baton is lost or the worker stops: the effect is left for the next holder. */
   readonly signal: AbortSignal;
+  /** Counts each attempt's outcome. */
+  readonly count?: (effect: string, outcome: 'ok' | 'retry' | 'failed') => void;
 }
 
 export const DEFAULT_EFFECT_ATTEMPTS = 3;
@@ -58,6 +60,8 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
         signal,
       });
       if (signal.aborted) return;
+      const last = outcome.ok || !outcome.retryable || attempt >= attempts;
+      deps.count?.(intent.name, outcome.ok ? 'ok' : last ? 'failed' : 'retry');
       if (outcome.ok || !outcome.retryable) break;
       if (attempt < attempts) {
         const wait = (def.backoffMs ?? DEFAULT_EFFECT_BACKOFF_MS) * 2 ** (attempt - 1);
@@ -142,7 +146,7 @@ async function once(
       // Stored as JSON in the mailbox: what the result handler sees is what survives that.
       return { ok: true, value: value === undefined ? null : (JSON.parse(JSON.stringify(value)) as unknown) };
     } catch (err) {
-      const retryable = !isEffectError(err) || err.retryable;
+      const retryable = !EffectError.is(err) || err.retryable;
       return { ok: false, error: err instanceof Error ? err.message : String(err), retryable };
     }
   })();
@@ -165,17 +169,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
-}
-
-/**
- * An `EffectError`, also when the author's module loaded another copy of Baton (a flow in
- * TypeScript beside compiled Baton): recognised by name and shape, not by class identity.
- */
-function isEffectError(err: unknown): err is EffectError {
-  return (
-    err instanceof EffectError ||
-    (err instanceof Error &&
-      err.name === 'EffectError' &&
-      typeof (err as { retryable?: unknown }).retryable === 'boolean')
-  );
 }

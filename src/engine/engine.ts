@@ -24,6 +24,7 @@ import {
   type TransitionResult,
 } from '../flow/transition.ts';
 import type { Metrics } from '../metrics.ts';
+import type { IntakeGate } from './intake-gate.ts';
 import { LeaseLostError, LeaseManager } from './lease-manager.ts';
 import {
   logSessionId,
@@ -59,14 +60,21 @@ export interface EngineOptions {
   readonly now?: () => number;
   /** Worker id recorded in transition records. */
   readonly workerId?: string;
+  /** Webhooks this process received and has not stored yet; batches wait for their window's. */
+  readonly intake?: IntakeGate;
   /** Send attempts per reply before it is dead-lettered (retryable failures only). */
   readonly maxSendAttempts?: number;
   /** First backoff between send attempts, milliseconds (doubles each time, 30 s cap). */
   readonly sendBackoffMs?: number;
+  /** BATON_DEDUPE_TTL: messages older than this at storage are recorded `late`. */
+  readonly dedupeTtlSec?: number;
 }
 
 /** A worker not heard from for this long is no longer counted. */
 const HEARTBEAT_TTL_MS = 15_000;
+
+/** Longest a batch waits for webhooks of its window still being stored. */
+const INTAKE_WAIT_MS = 1000;
 
 /** Most messages one batch takes from a mailbox. */
 const MAX_BATCH = 500;
@@ -272,7 +280,7 @@ export class Engine {
   private async runBatch(run: SessionRun): Promise<boolean> {
     const { backend, metrics } = this.o;
     const { lease, held } = run;
-    const pending = await backend.pending(lease, MAX_BATCH);
+    let pending = await backend.pending(lease, MAX_BATCH);
     const first = pending[0];
     if (first === undefined) return false;
     let batch: StoredMessage[];
@@ -282,6 +290,12 @@ export class Engine {
     } else {
       const windowEnd = first.storedAt + this.o.bufferMs;
       if (windowEnd > this.now()) return false; // not due yet: release reschedules it
+      // Webhooks this process received within the window may still be on their way into the
+      // store (a busy machine): wait for them, so a burst is never split by a slow intake.
+      const intake = this.o.intake;
+      if (intake && this.o.bufferMs > 0 && (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal))) {
+        pending = await backend.pending(lease, MAX_BATCH);
+      }
       batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
     }
     const started = this.now();
@@ -363,13 +377,15 @@ export class Engine {
           logger: this.o.logger,
           now: this.now,
           signal: held.sending,
+          count: (effect, outcome) => this.o.metrics.effects.inc({ effect, outcome }),
         }),
       ),
     ).finally(() => {
       settled = true;
     });
     run.effects = [];
-    const pollMs = Math.max(10, Math.min(100, this.o.bufferMs));
+    // How soon a reset sent during an effect is seen (the other messages wait anyway).
+    const pollMs = Math.max(20, Math.min(250, this.o.bufferMs));
     while (!settled && !held.sending.aborted) {
       await Promise.race([done, sleep(pollMs, held.sending)]);
       if (settled || held.sending.aborted) break;
@@ -409,6 +425,7 @@ export class Engine {
       fence: lease.fence,
       sessionTtlSec: this.o.sessionTtlSec,
       maxRetries: this.o.maxRetries,
+      ...(this.o.dedupeTtlSec !== undefined ? { dedupeTtlSec: this.o.dedupeTtlSec } : {}),
     };
   }
 

@@ -133,6 +133,19 @@ export class EffectError extends Error {
     this.name = 'EffectError';
     this.retryable = opts.retryable;
   }
+
+  /**
+   * Whether `err` is an EffectError, by shape as well as by class: a flows module loaded from
+   * source beside a compiled Baton has its own copy of the class.
+   */
+  static is(err: unknown): err is EffectError {
+    return (
+      err instanceof EffectError ||
+      (err instanceof Error &&
+        err.name === 'EffectError' &&
+        typeof (err as { retryable?: unknown }).retryable === 'boolean')
+    );
+  }
 }
 
 /** Why an effect gave up, as its step's `onFailure` sees it. */
@@ -229,10 +242,10 @@ export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = 
 declare const FLOW_TYPES: unique symbol;
 
 /** A validated flow, ready for the runtime (ids and data are plain at run time). */
-export interface Flow {
+export interface Flow<S extends string = string> {
   readonly id: string;
   readonly version: number;
-  readonly start: string;
+  readonly start: S;
   readonly steps: ReadonlyMap<string, StepDef>;
   /** Choice id -> the first step that offers it (statically). */
   readonly choiceOwner: ReadonlyMap<string, string>;
@@ -250,7 +263,7 @@ export interface Flow {
 }
 
 /** A flow as `defineFlow` returns it: the runtime shape, plus its step ids and data shape for the types. */
-export type TypedFlow<S extends string, D> = Flow & {
+export type TypedFlow<S extends string, D> = Flow<S> & {
   readonly [FLOW_TYPES]?: { readonly steps: S; readonly data: D };
 };
 /** The step ids of a flow returned by `defineFlow`. */
@@ -258,7 +271,9 @@ export type StepIdOf<F> = F extends TypedFlow<infer S, unknown> ? S : string;
 /** The data shape of a flow returned by `defineFlow`. */
 export type DataOf<F> = F extends TypedFlow<string, infer D> ? D : FlowData;
 
-export interface StepDef {
+// `S` is kept for code written against the earlier generic form; ids are plain strings at run time.
+// eslint-disable-next-line @typescript-eslint/no-unused-vars
+export interface StepDef<S extends string = string> {
   readonly id: string;
   readonly say?: StepSpec['say'];
   readonly listButton?: Words<FlowData>;
@@ -270,6 +285,8 @@ export interface StepDef {
   /** Declared choices (ids known when the flow loads); empty when the step has none or computes them. */
   readonly choices: readonly ChoiceSpec[];
   readonly dynamicChoices?: (data: FlowData, ctx: WordsContext) => readonly Choice[];
+  /** The flow's catalogs, so a step's prompt can be built from the step alone (`promptOf`). */
+  readonly words?: WordsSpec<FlowData>;
   readonly effect?: {
     readonly use: string;
     readonly input?: (data: FlowData) => unknown;
@@ -372,6 +389,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
       ...(s.maxRetries !== undefined ? { maxRetries: s.maxRetries } : {}),
       ...(dynamic !== undefined ? { dynamicChoices: dynamic } : {}),
       ...(eff !== undefined ? { effect: eff } : {}),
+      ...(spec.words !== undefined ? { words: spec.words as WordsSpec<FlowData> } : {}),
     };
     if (choices.length > 3 && s.listButton === undefined)
       fail(`${at}: more than 3 choices need a listButton label`);
@@ -401,7 +419,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
 
   const choiceOwner = new Map<string, string>();
   for (const [c, owners] of choiceSteps) choiceOwner.set(c, owners[0]!);
-  const flow: Flow = {
+  const flow: Flow<S> = {
     id: spec.id,
     version: spec.version ?? 1,
     start: spec.start,
@@ -426,7 +444,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
 }
 
 /** The `t` of a session: its language's catalog, then the default one. */
-export function translator(flow: Flow, data: FlowData): Translate {
+export function translator(flow: Pick<Flow, 'id' | 'words'>, data: FlowData): Translate {
   return (key, vars) => {
     const w = flow.words;
     let text: string | undefined;
@@ -525,9 +543,10 @@ export function promptsOf(
 
 /** The prompt a step sends, for the session's current data (its last message: the one with the choices). */
 export function promptOf(step: StepDef, data: FlowData): OutboundBody {
-  const said = typeof step.say === 'function' ? step.say(data, { t: (k) => k }) : step.say;
-  const choices = choicesOf(step, data, { t: (k) => k });
-  const label = typeof step.listButton === 'string' ? step.listButton : 'Choose';
+  const ctx: WordsContext = { t: translator({ id: '(flow)', words: step.words }, data) };
+  const said = typeof step.say === 'function' ? step.say(data, ctx) : step.say;
+  const choices = choicesOf(step, data, ctx);
+  const label = step.listButton === undefined ? 'Choose' : wordsOf(step.listButton, data, ctx);
   const bodies = buildReplies(said, choices, label);
   return bodies[bodies.length - 1] ?? { type: 'text', text: '' };
 }

@@ -51,6 +51,12 @@ export interface TransitionEnv {
   readonly fence: number;
   readonly sessionTtlSec: number;
   readonly maxRetries: number;
+  /**
+   * The dedupe window, seconds: a message whose timestamp is older than its storage time minus
+   * this is recorded `late`, never applied (its id may have left the dedupe store already, so
+   * a replay must have no second effect). Unset: no such check.
+   */
+  readonly dedupeTtlSec?: number;
 }
 
 /** A reply to send once the batch is committed. */
@@ -247,7 +253,10 @@ class BatchRun {
         break;
       }
       const last = this.s.lastInteraction;
-      if (last !== null && m.timestamp < last) {
+      const beyondDedupe =
+        this.env.dedupeTtlSec !== undefined &&
+        m.timestamp < Math.floor(m.storedAt / 1000) - this.env.dedupeTtlSec;
+      if ((last !== null && m.timestamp < last) || beyondDedupe) {
         this.note('late', [m.id]);
         i += 1;
         continue;

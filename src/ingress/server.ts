@@ -13,6 +13,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/types.ts';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
+import type { IntakeGate } from '../engine/intake-gate.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
@@ -47,6 +48,8 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
 
 export interface ServerDeps extends AdminDeps {
   readonly backend: Backend;
+  /** Webhooks received and not yet stored, for the engine's batches (same process). */
+  readonly intake?: IntakeGate;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly providers: { readonly whatsapp: Provider; readonly wasender: Provider };
@@ -130,6 +133,22 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
 
   let lastWriteFailure = 0;
+  // A webhook counts as received when its headers arrive: a burst being stored on a busy
+  // machine is not split by a batch closing meanwhile.
+  const arrivals = new WeakMap<FastifyRequest, { at: number; token: number | undefined }>();
+  const done = (req: FastifyRequest): void => {
+    const a = arrivals.get(req);
+    if (a?.token !== undefined) deps.intake?.end(a.token);
+    arrivals.delete(req);
+  };
+  app.addHook('onRequest', async (req) => {
+    if (req.method !== 'POST' || !req.url.startsWith('/webhooks/')) return;
+    const at = Date.now();
+    arrivals.set(req, { at, token: deps.intake?.begin(at) });
+  });
+  app.addHook('onResponse', async (req) => done(req));
+  app.addHook('onRequestAbort', async (req) => done(req));
+
   const webhook = (provider: Provider) => async (req: FastifyRequest, reply: FastifyReply) => {
     const count = (outcome: string): void => deps.metrics.webhooks.inc({ provider: provider.name, outcome });
     if (!provider.enabled) {
@@ -164,7 +183,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       throw err;
     }
     try {
-      const result = await deps.backend.ingest(batch);
+      const receivedAt = arrivals.get(req)?.at;
+      const result = await deps.backend.ingest(receivedAt === undefined ? batch : { ...batch, receivedAt });
       count('stored');
       if (result.duplicates > 0) deps.metrics.duplicates.inc(result.duplicates);
       deps.metrics.messages.inc({ outcome: 'stored' }, result.accepted);

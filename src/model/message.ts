@@ -136,6 +136,11 @@ export interface StatusUpdate {
 export interface WebhookBatch {
   readonly messages: InboundMessage[];
   readonly statuses: StatusUpdate[];
+  /**
+   * Epoch milliseconds when the webhook reached Baton. It stands as the messages' storage time
+   * (the buffer window's clock) when storing them took longer, as it may on a busy machine.
+   */
+  readonly receivedAt?: number;
 }
 
 /** Stable string form of a session key, for maps and logs. */

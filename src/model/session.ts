@@ -61,6 +61,15 @@ export interface SessionSnapshot extends SessionKey {
   readonly handoffReason?: string;
 }
 
+/** An agent's claim on a session waiting for one. */
+export interface AgentClaim {
+  readonly name: string;
+  /** Epoch milliseconds. */
+  readonly at: number;
+  /** The session's version when it was taken. */
+  readonly version: number;
+}
+
 /** An effect started by a step, whose result the session waits for. */
 export interface AwaitedEffect {
   /** Stable across retries and crashes, never reused: the idempotency key. */
@@ -79,15 +88,6 @@ export interface EffectIntent {
   readonly input: unknown;
   /** The session's data when it started. */
   readonly data: Readonly<Record<string, unknown>>;
-}
-
-/** An agent's claim on a session waiting for one. */
-export interface AgentClaim {
-  readonly name: string;
-  /** Epoch milliseconds. */
-  readonly at: number;
-  /** The session's version when it was taken. */
-  readonly version: number;
 }
 
 export type TransitionKind =

@@ -208,7 +208,7 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
           break;
         } catch (err) {
           result = { ok: false, error: err instanceof Error ? err.message : String(err) };
-          if (err instanceof EffectError && !err.retryable) break;
+          if (EffectError.is(err) && !err.retryable) break;
         }
       }
       out.push(

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionView, TransitionRecord } from '../../src/model/session.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { dropIsolation, isolation, servicesUp } from '../support/services.ts';
 
@@ -15,6 +15,7 @@ interface InboxItem extends SessionView {
   waiting_since: string;
   waiting_ms: number;
   agent: string | null;
+  last_message: { direction: string; type: string; text?: string } | null;
 }
 
 interface Item {
@@ -103,7 +104,11 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       // In the inbox, not taken yet.
       const inbox = await json<{ sessions: InboxItem[] }>(h.admin('/inbox'));
       const mine = inbox.sessions.find((s) => s.wa_id === user);
-      expect(mine).toMatchObject({ current_step: 'choose_product', agent: null });
+      expect(mine).toMatchObject({
+        current_step: 'choose_product',
+        agent: null,
+        last_message: { direction: 'in', type: 'text', text: 'which one?' },
+      });
       expect(Date.parse(mine!.waiting_since)).toBeGreaterThan(0);
 
       // Take: needs_agent stays true, version unchanged, no record, nothing sent.
@@ -227,6 +232,23 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
           (c) => c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:4',
         ),
       ).toHaveLength(1);
+      // The dashboard's pages read the same backend.
+      const login = await fetch(`${h.url}/admin/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: `token=${encodeURIComponent(ADMIN_TOKEN)}`,
+        redirect: 'manual',
+      });
+      const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+      const sessionPage = await (
+        await fetch(`${h.url}/admin/session?wa_id=${user}`, { headers: { cookie } })
+      ).text();
+      expect(sessionPage).toMatch(/id="state-step"[^>]*>confirm_order</);
+      expect(sessionPage).toContain('Hi Jane, Ana here &lt;b&gt;&amp;&lt;/b&gt;');
+      expect(sessionPage).toContain('data-kind="handback"');
+      const map = await fetch(`${h.url}/admin/flows/order?step=confirm_order`, { headers: { cookie } });
+      expect(map.status).toBe(200);
+      expect(await map.text()).toContain(`>${user}</a>`);
       // No two outbound messages to the user carry the same callback data.
       const tags = sentTo(user).map((c) => c.body.biz_opaque_callback_data);
       expect(new Set(tags).size).toBe(tags.length);
@@ -287,6 +309,7 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
         current_step: 'choose_product',
         data: { customer_name: 'Jo' },
       });
+      await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:4');
       expect(h.graph.sent.filter((c) => c.body.to === user && c.phoneNumberId === PHONE_ID).length).toBe(
         sends + 2,
       );

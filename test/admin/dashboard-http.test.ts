@@ -136,6 +136,15 @@ describe('dashboard pages escape what users sent', () => {
     expect(body.match(/<script/g)).toHaveLength(1);
   });
 
+  it('finds a session by a number written the way people write it', async () => {
+    const c = await cookie();
+    const r = await fetch(`${h.url}/admin/session?wa_id=${encodeURIComponent(' +1 555-050-1001 ')}`, {
+      headers: { cookie: c },
+    });
+    expect(r.status).toBe(200);
+    expect(await r.text()).toContain(`<code id="session-user">${USER}</code>`);
+  });
+
   it('answers a hostile search with a 400 page that shows it as text', async () => {
     const c = await cookie();
     const r = await fetch(`${h.url}/admin/session?wa_id=${encodeURIComponent('"><script>x</script>')}`, {

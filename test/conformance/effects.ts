@@ -32,6 +32,7 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
     let sent: Sent[];
     let key: SessionKey;
     let ts: number;
+    let metrics: Metrics;
 
     const startEngine = (): Engine => {
       const e = new Engine({
@@ -52,7 +53,7 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
         sessionTtlSec: 86_400,
         maxRetries: 3,
         logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
-        metrics: new Metrics(),
+        metrics,
         sendBackoffMs: 5,
       });
       e.start(2);
@@ -69,6 +70,7 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       backend = await make();
       await backend.init();
       engines = [];
+      metrics = new Metrics();
       sent = [];
       key = newKey();
       ts = 1_750_000_000;
@@ -190,6 +192,9 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       const gets = shop.callsTo('GET /orders/ORD-12345');
       expect(gets.map((c) => c.status)).toEqual([503, 502, 200]);
       expect(new Set(gets.map((c) => c.key)).size).toBe(1);
+      const counted = (await metrics.registry.getSingleMetric('baton_effects_total')!.get()).values;
+      expect(counted.find((v) => v.labels.outcome === 'retry')?.value).toBe(2);
+      expect(counted.find((v) => v.labels.outcome === 'ok')?.value).toBe(1);
       noReplyTwice();
     });
 

@@ -1,8 +1,8 @@
 /**
  * A reply the gateway refuses for good, while PostgreSQL is away (issue 7, point 7): its dead
- * letter is a fenced write under the baton, made before the record is marked failed, so the
- * failure is never lost: the record stays unsent until the dead letter is stored, then there is
- * exactly one dead letter and the record is failed.
+ * letter is a fenced commit under the baton (journaled in Redis when PostgreSQL is away), made
+ * before the record is marked failed, so the failure is never lost: once PostgreSQL is back
+ * there is exactly one dead letter and the record is failed.
  */
 import pino from 'pino';
 import { expect, it } from 'vitest';
@@ -59,9 +59,10 @@ describeServices('distributed outbox: a permanent send failure with PostgreSQL a
     // so the dead letter cannot be stored in full yet.
     await engine.runSession(key);
     expect(sends).toBe(1);
-    // Not marked failed: still unsent (read from Redis; PostgreSQL is away).
-    const [rec] = await backend.unsent(key);
-    expect(rec).toBeDefined();
+    // The dead letter was committed under the baton (in Redis, journaled for PostgreSQL), and
+    // only then the record marked failed: it is no longer unsent (read from Redis).
+    expect(await backend.unsent(key)).toEqual([]);
+    const rec = { id: `${key.channel}:${key.user}:1` };
 
     proxy.unblock();
     await eventually(
@@ -86,7 +87,7 @@ describeServices('distributed outbox: a permanent send failure with PostgreSQL a
       'the dead letter in PostgreSQL',
     );
     expect(letters).toHaveLength(1);
-    expect(letters[0]).toMatchObject({ ref: rec!.id });
+    expect(letters[0]).toMatchObject({ ref: rec.id });
     expect(letters[0]!.reason).toContain('131030');
   });
 });

@@ -175,7 +175,8 @@ describe('health, readiness, metrics, admin auth', () => {
     // A worker that died holding the baton: the lease stays until its TTL, unless cleared.
     const key = { channel: '106540352242922', user: u };
     // (The live worker may still hold it for a moment, sending the name prompt.)
-    await h.until(() => h.baton.backend.acquireLease(key, 'dead-worker', 60_000));
+    // (`until` stops at anything but undefined/false: a refused grant, null, must mean "again".)
+    await h.until(async () => (await h.baton.backend.acquireLease(key, 'dead-worker', 60_000)) ?? undefined);
     expect((await h.post(webhook([text(u, 'Kay', 1_750_000_001)]))).status).toBe(200);
     const first = await h.admin(`/sessions/${u}/lock`, { method: 'DELETE' });
     expect(await first.json()).toEqual({ released: true });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
-import type { BatchCommit, LeaseGrant } from '../../src/backends/types.ts';
+import type { BatchCommit, CommitResult, LeaseGrant } from '../../src/backends/types.ts';
 import { orderFlow } from '../../src/bots/order.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { Metrics } from '../../src/metrics.ts';
@@ -27,9 +27,9 @@ class WatchedBackend extends EmbeddedBackend {
   peek(key: SessionKey): Promise<SessionSnapshot | null> {
     return super.load(key);
   }
-  override async commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+  override async commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
     try {
-      await super.commit(lease, batch);
+      return await super.commit(lease, batch);
     } finally {
       this.inFlight.set(sessionId(lease), this.inFlight.get(sessionId(lease))! - 1);
     }

@@ -70,6 +70,9 @@ describe('absurd timestamps', () => {
     for (const path of [
       `/sessions/${u}?channel=${PHONE_ID}`,
       `/sessions/${u}/transitions?channel=${PHONE_ID}`,
+      `/sessions/${u}/messages?channel=${PHONE_ID}`,
+      `/sessions/${u}/outbound?channel=${PHONE_ID}`,
+      `/inbox`,
       `/sessions?limit=100`,
       `/stats`,
     ]) {

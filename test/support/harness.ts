@@ -59,6 +59,9 @@ export async function startHarness(
     WASENDER_API_BASE_URL: graph.url,
     ADMIN_TOKEN,
     BATON_BUFFER_MS: '40',
+    // Test payloads carry fixed timestamps (T0 = 2025-06-15): a ten-year dedupe window keeps
+    // them inside it, so they are not recorded `late` for being older than the window.
+    BATON_DEDUPE_TTL: '3650d',
     ...env,
     ...extra,
   });

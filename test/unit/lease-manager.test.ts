@@ -7,7 +7,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
-import type { BatchCommit, LeaseGrant } from '../../src/backends/types.ts';
+import type { BatchCommit, CommitResult, LeaseGrant } from '../../src/backends/types.ts';
 import { orderFlow } from '../../src/bots/order.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import type { LeaseLostError } from '../../src/engine/lease-manager.ts';
@@ -48,7 +48,7 @@ class FlakyRenewals extends EmbeddedBackend {
     return super.load(key);
   }
 
-  override async commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+  override async commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
     this.commits += 1;
     return super.commit(lease, batch);
   }

@@ -27,6 +27,25 @@
   var chat = document.querySelector('ol.chat');
   if (chat) chat.scrollTop = chat.scrollHeight;
 
+  // "Live": reload every 5 s, remembered across pages, paused while the agent types or confirms.
+  var live = document.getElementById('live-refresh');
+  if (live) {
+    live.checked = localStorage.getItem('baton-live') === '1';
+    live.addEventListener('change', function () {
+      localStorage.setItem('baton-live', live.checked ? '1' : '0');
+    });
+    setInterval(function () {
+      if (!live.checked) return;
+      var active = document.activeElement;
+      if (active && active !== live && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName)) return;
+      var typing = Array.prototype.some.call(document.querySelectorAll('textarea'), function (t) {
+        return t.value !== '';
+      });
+      if (typing || document.querySelector('details[open]')) return;
+      window.location.reload();
+    }, 5000);
+  }
+
   document.addEventListener('submit', function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement) || !form.classList.contains('api')) return;

@@ -37,6 +37,7 @@ import type {
   Backend,
   BackendStats,
   BatchCommit,
+  CommitResult,
   IngestResult,
   LeaseGrant,
   LeaseInfo,
@@ -53,6 +54,14 @@ import type {
   SessionSnapshot,
   TransitionRecord,
 } from '../../model/session.ts';
+import {
+  DEFAULT_RETENTION_SEC,
+  PURGE_BATCH,
+  purgeHorizons,
+  yieldToLoop,
+  type PurgeReport,
+  type RetentionOptions,
+} from '../retention.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import { GroupCommitter } from './committer.ts';
 import { StreamFlusher } from './flusher.ts';
@@ -73,6 +82,7 @@ import {
 import { isRedisUnavailable } from './redis-errors.ts';
 import { ReadyScheduler, type ClaimResult } from './scheduler.ts';
 import { ScriptSet, type Arg, type PipelineOp, type ScriptName } from './scripts.ts';
+import type { StatementName } from './sql.ts';
 
 export { migrate } from './migrate.ts';
 
@@ -83,7 +93,7 @@ export interface BackendLogger {
   error(obj: object, msg: string): void;
 }
 
-export interface DistributedBackendOptions {
+export interface DistributedBackendOptions extends RetentionOptions {
   /** One Redis URL; with `cluster`, one or more seed-node URLs separated by commas. */
   readonly redisUrl: string;
   /** `BATON_REDIS_CLUSTER`: `redisUrl` names nodes of a Redis Cluster (default false). */
@@ -113,6 +123,11 @@ export interface DistributedBackendOptions {
   readonly leaseGraceMs?: number;
   /** How often one process scans for sessions to reschedule (30000; 0 disables). */
   readonly reaperIntervalMs?: number;
+  /**
+   * Seconds an idle session's keys stay in Redis before they expire (they reload from
+   * PostgreSQL when it is next needed); default 24 h, the app passes `BATON_SESSION_TTL`.
+   */
+  readonly idleTtlSec?: number;
   /** Fencing tokens reserved in PostgreSQL at a time (1000). */
   readonly fenceBlockSize?: number;
   /** Outbound records kept in Redis per session besides unsent ones (100). */
@@ -130,6 +145,11 @@ export interface DistributedBackendOptions {
   /** PostgreSQL pool size (10). */
   readonly poolSize?: number;
 }
+
+/** Every store the mode writes through has the commit. */
+const DURABLE: CommitResult = Object.freeze({ durable: true });
+/** Applied and journaled in Redis; PostgreSQL's copy is pending. */
+const JOURNALED: CommitResult = Object.freeze({ durable: false });
 
 const JOURNAL_PAGE = 500;
 /** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
@@ -212,6 +232,10 @@ export class DistributedBackend implements Backend {
   private flusher: StreamFlusher | null = null;
   private reaperTimer: NodeJS.Timeout | null = null;
   private reaping: Promise<void> | null = null;
+  private purgeTimer: NodeJS.Timeout | null = null;
+  /** How long an idle session's keys stay in Redis. */
+  private readonly idleTtlMs: number;
+  private purging: Promise<unknown> | null = null;
   /** lease token -> the watchdog score this process set for it in the ready queue. */
   private readonly watchdogs = new Map<string, string>();
   /** outbound id -> its session, for records this process committed or read (bounded). */
@@ -232,6 +256,7 @@ export class DistributedBackend implements Backend {
     this.claimTimeoutMs = options.claimTimeoutMs ?? 5000;
     this.leaseGraceMs = options.leaseGraceMs ?? 250;
     this.fenceBlockSize = options.fenceBlockSize ?? 1000;
+    this.idleTtlMs = Math.round((options.idleTtlSec ?? 86_400) * 1000);
     this.outboundKeep = options.outboundKeep ?? 100;
     this.pgRetryMs = options.pgRetryMs ?? 2000;
     // Fail fast instead of queueing while disconnected: intake must answer 503, not hang.
@@ -306,7 +331,9 @@ export class DistributedBackend implements Backend {
     this.closed = true;
     this.scheduler?.close();
     if (this.reaperTimer) clearInterval(this.reaperTimer);
+    if (this.purgeTimer) clearInterval(this.purgeTimer);
     await this.reaping;
+    await this.purging;
     await this.flusher?.stop(this.redis);
     await this.committer.drain();
     this.sub?.disconnect();
@@ -400,7 +427,7 @@ export class DistributedBackend implements Backend {
   // --- intake --------------------------------------------------------------------------
 
   async ingest(batch: WebhookBatch): Promise<IngestResult> {
-    const now = this.now();
+    const now = Math.min(this.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
     const ops: PipelineOp[] = [];
     for (const m of batch.messages) {
       const sk = this.keys.session(m);
@@ -534,6 +561,15 @@ export class DistributedBackend implements Backend {
       }, interval);
       this.reaperTimer.unref();
     }
+    const purgeEvery = this.opts.purgeIntervalMs ?? 600_000;
+    if (purgeEvery > 0) {
+      this.purgeTimer = setInterval(() => {
+        this.purging ??= this.purge({ lockMs: purgeEvery })
+          .catch((err: unknown) => this.log.warn({ err: String(err) }, 'retention purge failed'))
+          .finally(() => (this.purging = null));
+      }, purgeEvery);
+      this.purgeTimer.unref();
+    }
     return scheduler;
   }
 
@@ -561,6 +597,41 @@ export class DistributedBackend implements Backend {
    * follow-up), and re-announces journals that still owe PostgreSQL entries.
    * Scans every master of a cluster.
    */
+  /**
+   * Retention (see `../retention.ts`): deletes transitions, outbound records and inbound
+   * messages past their retention from PostgreSQL, in batches. Workers run it every
+   * `purgeIntervalMs` (10 min); with `lockMs`, only one process per interval does (a Redis
+   * lock). Redis keeps no history: its outbound copies are capped per session and a session's
+   * keys expire with it.
+   */
+  async purge(opts: { lockMs?: number } = {}): Promise<PurgeReport> {
+    const report: PurgeReport = { transitions: 0, outbound: 0, inbound: 0, redacted: 0 };
+    if (opts.lockMs !== undefined) {
+      const got = await this.r('purge', () =>
+        this.redis.set(this.keys.purge, randomUUID(), 'PX', Math.max(1000, opts.lockMs! - 100), 'NX'),
+      );
+      if (got !== 'OK') return report;
+    }
+    const now = this.now();
+    const h = purgeHorizons(now, this.opts.dedupeTtlSec, this.opts);
+    const messagesBefore = now - (this.opts.messageRetentionSec ?? DEFAULT_RETENTION_SEC) * 1000;
+    const steps: Array<[StatementName, number, keyof PurgeReport]> = [
+      ['retention-transitions-purge', h.transitions, 'transitions'],
+      ['retention-outbound-purge', h.outbound, 'outbound'],
+      ['retention-inbound-purge', messagesBefore, 'inbound'],
+    ];
+    for (const [statement, before, field] of steps) {
+      for (;;) {
+        if (this.closed) return report;
+        const n = await this.pg.execute(statement, [new Date(before), PURGE_BATCH]);
+        report[field] += n;
+        if (n < PURGE_BATCH) break;
+        await yieldToLoop();
+      }
+    }
+    return report;
+  }
+
   async reapOnce(
     intervalMs = 30_000,
     opts: { force?: boolean } = {},
@@ -704,6 +775,7 @@ export class DistributedBackend implements Backend {
     ];
     if (wd !== undefined)
       ops.push({ script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, wd, ''] });
+    ops.push(this.idleOp(sk));
     const due = asNumber((await this.pipeline('release', ops))[0]);
     if (due > 0) await this.followUp(this.scheduleOps([[sk.member, due]]));
     else if (due === ScriptCode.Fenced && wd !== undefined) {
@@ -711,6 +783,26 @@ export class DistributedBackend implements Backend {
       // bring the session back. Put it back as due now (NX: a newer entry wins).
       await this.followUp(this.scheduleOps([[sk.member, Math.floor(this.now())]], true));
     }
+  }
+
+  /** The `session-idle` call for `sk`: its keys expire once it is idle (see the script). */
+  private idleOp(sk: SessionKeys): PipelineOp {
+    return {
+      script: 'session-idle',
+      keys: [
+        sk.lock,
+        sk.mbox,
+        sk.unsent,
+        sk.journal,
+        sk.state,
+        sk.out,
+        sk.outState,
+        sk.outIndex,
+        sk.pmid,
+        sk.fence,
+      ],
+      args: [this.idleTtlMs],
+    };
   }
 
   async clearLease(key: SessionKey): Promise<boolean> {
@@ -785,7 +877,7 @@ export class DistributedBackend implements Backend {
     };
   }
 
-  async commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+  async commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
     const sk = this.keys.session(lease);
     const id = randomUUID();
     const outbound = batch.outbound.map((o) => splitOutbound(o, 1));
@@ -861,7 +953,17 @@ export class DistributedBackend implements Backend {
       throw new VersionConflictError(sessionId(lease), batch.expectedVersion);
     if (code !== 0) throw new Error(`commit returned ${scriptCodeName(code)}`);
     this.rememberOutbound(batch.outbound);
-    if (this.writeThrough) await this.makeDurable(lease, sk.member, id, lease.fence);
+    if (!this.writeThrough) return DURABLE;
+    try {
+      await this.makeDurable(lease, sk.member, id, lease.fence);
+      return DURABLE;
+    } catch (err) {
+      // Applied and journaled in Redis; PostgreSQL takes its copy when it is back (the flusher
+      // was told). The commit took effect: say so rather than fail it.
+      if (!(err instanceof StorageUnavailableError)) throw err;
+      this.log.warn({ session: sessionId(lease) }, 'commit applied in Redis; PostgreSQL copy pending');
+      return JOURNALED;
+    }
   }
 
   /**
@@ -916,7 +1018,9 @@ export class DistributedBackend implements Backend {
       });
       if (entries.length === 0) break;
       for (const id of await this.pg.apply(entries)) fenced.add(id);
-      await this.pipeline('journal trim', trims);
+      // A session released before its journal reached PostgreSQL may now expire.
+      const idle = pages.flatMap((p, k) => (asArray(p).length > 0 ? [this.idleOp(sks[k]!)] : []));
+      await this.pipeline('journal trim', [...trims, ...idle]);
       todo = again;
     }
     return fenced;

@@ -64,6 +64,8 @@ export class Keys {
   readonly flush: string;
   /** STRING lock of the periodic reaper. */
   readonly reaper: string;
+  /** STRING lock of the periodic retention purge. */
+  readonly purge: string;
   /** ZSET worker id by heartbeat expiry (epoch ms). */
   readonly workers: string;
 
@@ -74,6 +76,7 @@ export class Keys {
     this.wake = `${prefix}:wake`;
     this.flush = `${prefix}:flush`;
     this.reaper = `${prefix}:reaper`;
+    this.purge = `${prefix}:purge`;
     this.workers = `${prefix}:workers`;
   }
 

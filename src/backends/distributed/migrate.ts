@@ -20,6 +20,8 @@ export function assertSchemaName(schema: string): void {
 export async function migrate(databaseUrl: string, schema = 'baton'): Promise<string[]> {
   assertSchemaName(schema);
   const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
+  // A broken connection fails the statement in flight; its 'error' event must not crash the process.
+  client.on('error', () => undefined);
   try {
     await client.connect();
   } catch (err) {

@@ -116,9 +116,14 @@ export class PgStore {
       });
     this.pool = pool(opts.poolSize ?? 10);
     this.applyPool = pool(opts.applyPoolSize ?? 4, { pipeline: true });
-    // An idle client losing its connection must not crash the process; the next query reports it.
-    this.pool.on('error', () => undefined);
-    this.applyPool.on('error', () => undefined);
+    // A connection that breaks must never crash the process: the pool's own listener covers
+    // an idle client, and this one a client in use (a stream error such as EPIPE after the
+    // server terminated the connection, which pg emits on the client as well as failing its
+    // queries). The queries in flight reject and their callers retry; the pool drops the client.
+    for (const p of [this.pool, this.applyPool]) {
+      p.on('error', () => undefined);
+      p.on('connect', (client) => client.on('error', () => undefined));
+    }
   }
 
   async close(): Promise<void> {
@@ -181,12 +186,30 @@ export class PgStore {
     }
   }
 
-  async ping(): Promise<boolean> {
+  /** Runs one statement; returns how many rows it changed. */
+  async execute(name: StatementName, params: readonly unknown[] = []): Promise<number> {
     try {
-      await this.query('ping');
-      return true;
-    } catch {
-      return false;
+      const res = await this.pool.query({ name, text: this.sql[name], values: params as unknown[] });
+      return res.rowCount ?? 0;
+    } catch (err) {
+      throw this.wrap(err, name);
+    }
+  }
+
+  /** Whether PostgreSQL answers within `timeoutMs` (a paused server must not hang /readyz). */
+  async ping(timeoutMs = 2000): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      const answered = this.query('ping').then(
+        () => true,
+        () => false,
+      );
+      return await Promise.race([answered, late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -27,6 +27,7 @@ export const SCRIPT_NAMES = [
   'journal-trim',
   'session-stats',
   'pending',
+  'session-idle',
 ] as const;
 
 export type ScriptName = (typeof SCRIPT_NAMES)[number];

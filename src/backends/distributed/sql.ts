@@ -34,6 +34,9 @@ export const STATEMENT_NAMES = [
   'outbound-by-session',
   'outbound-get',
   'outbound-by-provider-ids',
+  'retention-transitions-purge',
+  'retention-outbound-purge',
+  'retention-inbound-purge',
 ] as const;
 
 export type StatementName = (typeof STATEMENT_NAMES)[number];

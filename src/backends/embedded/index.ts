@@ -29,6 +29,7 @@ import type {
   Backend,
   BackendStats,
   BatchCommit,
+  CommitResult,
   IngestResult,
   LeaseGrant,
   LeaseInfo,
@@ -37,8 +38,19 @@ import type {
 } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
 import { MIGRATIONS } from './schema.ts';
+import {
+  PURGE_BATCH,
+  purgeHorizons,
+  REDACTED_REASON,
+  yieldToLoop,
+  type PurgeReport,
+  type RetentionOptions,
+} from '../retention.ts';
 
-export interface EmbeddedOptions {
+/** SQLite is the only store: a commit is durable once its transaction is. */
+const DURABLE: CommitResult = Object.freeze({ durable: true });
+
+export interface EmbeddedOptions extends RetentionOptions {
   /** Directory of `baton.sqlite`; or pass `file` (`:memory:` for unit tests only). */
   readonly dataDir?: string;
   readonly file?: string;
@@ -82,6 +94,7 @@ export class EmbeddedBackend implements Backend {
   private flushScheduled = false;
   private purgeTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private purging = false;
   /** The data directory's lock (none for an explicit `file`, such as `:memory:`). */
   private readonly dirLock: DirLock | null = null;
 
@@ -139,9 +152,13 @@ export class EmbeddedBackend implements Backend {
       `SELECT DISTINCT channel, user FROM outbound WHERE status IN ('pending', 'sending')`,
     ).all() as Array<{ channel: string; user: string }>;
     for (const r of unsent) this.due.schedule({ channel: r.channel, user: r.user }, this.now());
-    this.purge();
-    this.purgeTimer = setInterval(() => this.purge(), 60_000);
-    this.purgeTimer.unref();
+    const purge = (): void => void this.purge().catch(() => undefined);
+    purge();
+    const every = this.opts.purgeIntervalMs ?? 60_000;
+    if (every > 0) {
+      this.purgeTimer = setInterval(purge, every);
+      this.purgeTimer.unref();
+    }
   }
 
   async close(): Promise<void> {
@@ -169,7 +186,9 @@ export class EmbeddedBackend implements Backend {
     const touched = new Map<string, { key: SessionKey; storedAt: number }>();
     return this.write(
       () => {
-        const storedAt = this.now();
+        // On a busy machine the group commit may come well after the webhook arrived: the
+        // arrival is what the buffer window measures.
+        const storedAt = Math.min(this.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
         const insert = this.sql(
           `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
            ON CONFLICT (id) DO NOTHING`,
@@ -273,9 +292,75 @@ export class EmbeddedBackend implements Backend {
     return 1;
   }
 
-  private purge(): void {
-    const horizon = this.now() - this.opts.dedupeTtlSec * 1000;
-    this.sql(`DELETE FROM inbound WHERE stored_at < ? AND state <> 'pending'`).run(horizon);
+  /**
+   * Deletes what retention no longer keeps (see `../retention.ts`), in batches of
+   * {@link PURGE_BATCH} rows with the event loop free between them. Runs at start and every
+   * `purgeIntervalMs`; also callable (tests, with an injected clock).
+   */
+  async purge(): Promise<PurgeReport> {
+    const report: PurgeReport = { transitions: 0, outbound: 0, inbound: 0, redacted: 0 };
+    if (this.purging) return report;
+    this.purging = true;
+    try {
+      const h = purgeHorizons(this.now(), this.opts.dedupeTtlSec, this.opts);
+      const batches = async (run: () => number, add: (n: number) => void): Promise<void> => {
+        for (;;) {
+          if (this.closed) return;
+          const n = run();
+          add(n);
+          if (n < PURGE_BATCH) return;
+          await yieldToLoop();
+        }
+      };
+      await batches(
+        () =>
+          this.sql(
+            `DELETE FROM inbound WHERE rowid IN
+               (SELECT rowid FROM inbound WHERE stored_at < ? AND state <> 'pending' LIMIT ?)`,
+          ).run(h.inbound, PURGE_BATCH).changes,
+        (n) => (report.inbound += n),
+      );
+      if (h.redact !== null) {
+        const redact = h.redact;
+        await batches(
+          () =>
+            this.sql(
+              `UPDATE inbound SET body = json_set(body,
+                 '$.content', json_object('type', 'unsupported',
+                   'originalType', json_extract(body, '$.content.type'), 'reason', ?),
+                 '$.profileName', NULL)
+               WHERE rowid IN (SELECT rowid FROM inbound WHERE stored_at < ? AND state <> 'pending'
+                 AND json_extract(body, '$.content.reason') IS NOT ? LIMIT ?)`,
+            ).run(REDACTED_REASON, redact, REDACTED_REASON, PURGE_BATCH).changes,
+          (n) => (report.redacted += n),
+        );
+      }
+      // Transitions and outbound rows are appended in time order: purge the oldest prefix.
+      const transitionsBefore = new Date(h.transitions).toISOString();
+      await batches(
+        () => {
+          const rows = this.sql(
+            `SELECT idx, json_extract(record, '$.at') AS at FROM transitions ORDER BY idx LIMIT ?`,
+          ).all(PURGE_BATCH) as Array<{ idx: number; at: string }>;
+          let old = 0;
+          while (old < rows.length && rows[old]!.at < transitionsBefore) old++;
+          if (old > 0) this.sql('DELETE FROM transitions WHERE idx <= ?').run(rows[old - 1]!.idx);
+          return old;
+        },
+        (n) => (report.transitions += n),
+      );
+      await batches(
+        () =>
+          this.sql(
+            `DELETE FROM outbound WHERE rowid IN
+               (SELECT rowid FROM outbound WHERE created_at < ? AND status NOT IN ('pending', 'sending') LIMIT ?)`,
+          ).run(h.outbound, PURGE_BATCH).changes,
+        (n) => (report.outbound += n),
+      );
+      return report;
+    } finally {
+      this.purging = false;
+    }
   }
 
   // --- scheduling ----------------------------------------------------------------------
@@ -362,7 +447,7 @@ export class EmbeddedBackend implements Backend {
     return row ? (JSON.parse(row.snapshot) as SessionSnapshot) : null;
   }
 
-  commit(lease: LeaseGrant, batch: BatchCommit): Promise<void> {
+  commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
     const id = sessionId(lease);
     return this.write(() => {
       const now = this.now();
@@ -408,6 +493,7 @@ export class EmbeddedBackend implements Backend {
         this.insertDeadLetter(d);
         if (d.kind === 'inbound') dead.run(d.ref);
       }
+      return DURABLE;
     });
   }
 

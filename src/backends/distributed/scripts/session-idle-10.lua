@@ -1,0 +1,45 @@
+--[[
+  Lets an idle session's keys expire from Redis (PostgreSQL holds the session; `load` and
+  lease acquisition reload it from there). Called after a lease is released and after a
+  journal copy. A session is idle when nothing waits in its mailbox, no reply is unsent, its
+  journal is fully copied to PostgreSQL and nobody holds its lease. Then its keys get the
+  idle TTL (renewed by each call); otherwise the TTL is removed, so keys of a session at work
+  never expire under it.
+
+  KEYS[1]  lock      STRING token
+  KEYS[2]  mbox      ZSET message id by seq
+  KEYS[3]  unsent    ZSET outbound id by seq
+  KEYS[4]  journal   LIST of entries for PostgreSQL
+  KEYS[5]  state     HASH
+  KEYS[6]  out       HASH
+  KEYS[7]  outState  HASH
+  KEYS[8]  outIndex  ZSET
+  KEYS[9]  pmid      HASH
+  KEYS[10] fence     HASH (gone, the next lease reserves a new block in PostgreSQL, above it)
+
+  The arrival counter (`seq`) stays: messages stored while a session waits (say, with no
+  worker running) must keep numbering after those already in its mailbox.
+
+  ARGV[1]  idle TTL, ms
+
+  Returns
+    1   idle: the keys expire in ARGV[1] ms
+    0   at work: their TTL (if any) removed
+   -7   (NotFound) no state in Redis: nothing to do
+]]
+if redis.call('EXISTS', KEYS[5]) == 0 then return -7 end
+local busy = redis.call('EXISTS', KEYS[1]) == 1
+  or redis.call('ZCARD', KEYS[2]) > 0
+  or redis.call('ZCARD', KEYS[3]) > 0
+  or redis.call('LLEN', KEYS[4]) > 0
+-- A tombstone (state without a snapshot) keeps its own short TTL.
+if redis.call('HEXISTS', KEYS[5], 's') == 0 then return 0 end
+for i = 5, 10 do
+  if busy then
+    redis.call('PERSIST', KEYS[i])
+  else
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  end
+end
+if busy then return 0 end
+return 1

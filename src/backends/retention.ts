@@ -1,0 +1,58 @@
+/**
+ * Retention (`BATON_RETENTION`, `BATON_MESSAGE_RETENTION`): what each backend's periodic purge
+ * removes, and when. Transitions go after the retention; outbound records (each holds the text
+ * Baton sent) after the shorter of the two; inbound messages (the user's texts, and the
+ * embedded dedupe store) after the message retention, but never inside the dedupe window,
+ * where a text past the message retention is redacted instead.
+ * @module
+ */
+
+/** Default of both retentions: 30 days. */
+export const DEFAULT_RETENTION_SEC = 30 * 86_400;
+
+/** Rows removed per statement: a purge never holds the store for long. */
+export const PURGE_BATCH = 1_000;
+
+/** Reason written into an inbound message whose content was redacted. */
+export const REDACTED_REASON = 'deleted after BATON_MESSAGE_RETENTION';
+
+export interface RetentionOptions {
+  /** `BATON_RETENTION`, seconds (default 30 days). */
+  readonly retentionSec?: number;
+  /** `BATON_MESSAGE_RETENTION`, seconds (default 30 days). */
+  readonly messageRetentionSec?: number;
+  /** How often the purge runs, ms (embedded 60 s, distributed 10 min; 0: only when called). */
+  readonly purgeIntervalMs?: number;
+}
+
+/** What one purge removed. */
+export interface PurgeReport {
+  transitions: number;
+  outbound: number;
+  /** Inbound messages deleted. */
+  inbound: number;
+  /** Inbound messages whose text was redacted (inside the dedupe window). */
+  redacted: number;
+}
+
+/** The cut-offs (epoch ms) of one purge at `nowMs`. */
+export function purgeHorizons(
+  nowMs: number,
+  dedupeTtlSec: number,
+  o: RetentionOptions,
+): { transitions: number; outbound: number; inbound: number; redact: number | null } {
+  const retention = (o.retentionSec ?? DEFAULT_RETENTION_SEC) * 1000;
+  const messages = (o.messageRetentionSec ?? DEFAULT_RETENTION_SEC) * 1000;
+  const dedupe = dedupeTtlSec * 1000;
+  return {
+    transitions: nowMs - retention,
+    outbound: nowMs - Math.min(retention, messages),
+    inbound: nowMs - Math.max(messages, dedupe),
+    redact: messages < dedupe ? nowMs - messages : null,
+  };
+}
+
+/** Lets other work run between two purge batches. */
+export function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

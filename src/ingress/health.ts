@@ -1,0 +1,19 @@
+/**
+ * The probe server of a process that serves no webhooks (`baton worker` with
+ * `BATON_HEALTH_PORT`): `GET /healthz` (the process runs) and `GET /readyz` (its stores answer:
+ * 503 while Redis or PostgreSQL is away, 200 again once the worker has reconnected).
+ * @module
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Backend } from '../backends/types.ts';
+
+export function buildHealthServer(backend: Backend): FastifyInstance {
+  const app = Fastify({ logger: false, requestTimeout: 10_000 });
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/readyz', async (_req, reply) => {
+    const checks = await backend.health().catch(() => ({ store: false }));
+    const ok = Object.values(checks).every(Boolean);
+    return reply.code(ok ? 200 : 503).send({ ok, checks });
+  });
+  return app;
+}

@@ -1,0 +1,251 @@
+/**
+ * Retention (BATON_RETENTION, BATON_MESSAGE_RETENTION) in both backends, with an injected
+ * clock: after the retention, the periodic purge deletes transition records, outbound records
+ * and message texts; sessions stay and go on. With a message retention shorter than the dedupe
+ * window, embedded mode redacts the texts but keeps the ids, so a replay is still a duplicate.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createBaton, type Baton } from '../../src/app.ts';
+import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
+import type { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import { loadConfig } from '../../src/config/index.ts';
+import type { SessionView, TransitionRecord } from '../../src/model/session.ts';
+import { signMetaBody } from '../../src/providers/index.ts';
+import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
+import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
+import { PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
+import {
+  DATABASE_URL,
+  distributedServicesUp,
+  dropIsolation,
+  pgQuery,
+  REDIS_URL,
+  uniqueName,
+} from '../support/services.ts';
+
+const up = await distributedServicesUp('distributed retention');
+const HOUR = 3600_000;
+
+interface Rig {
+  baton: Baton;
+  graph: FakeGraph;
+  clock: { offsetMs: number };
+  post(m: Msg): Promise<number>;
+  session(u: string): Promise<SessionView>;
+  transitions(u: string): Promise<TransitionRecord[]>;
+  settled(u: string, version: number): Promise<SessionView>;
+  close(): Promise<void>;
+}
+
+async function rig(
+  env: Record<string, string>,
+  cleanup: () => Promise<void> = async () => undefined,
+): Promise<Rig> {
+  const graph = await startFakeGraph();
+  const clock = { offsetMs: 0 };
+  const baton = await createBaton(
+    loadConfig({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      WHATSAPP_APP_SECRET: APP_SECRET,
+      WHATSAPP_ACCESS_TOKEN: 't',
+      WHATSAPP_API_BASE_URL: graph.url,
+      ADMIN_TOKEN,
+      BATON_BUFFER_MS: '20',
+      ...env,
+    }),
+    {
+      logger: pino({ level: 'silent' }),
+      now: () => Date.now() + clock.offsetMs,
+      engine: { sendBackoffMs: 10 },
+    },
+  );
+  const url = (await baton.start())!;
+  const admin = async <T>(path: string): Promise<T> => {
+    const r = await fetch(`${url}/admin/api${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    if (r.status !== 200) throw new Error(`${path}: ${r.status}`);
+    return (await r.json()) as T;
+  };
+  const r: Rig = {
+    baton,
+    graph,
+    clock,
+    async post(m) {
+      const raw = Buffer.from(JSON.stringify(webhook([m])));
+      const res = await fetch(`${url}/webhooks/whatsapp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-hub-signature-256': signMetaBody(raw, APP_SECRET) },
+        body: new Uint8Array(raw),
+      });
+      return res.status;
+    },
+    session: (u) => admin<SessionView>(`/sessions/${u}?channel=${PHONE_ID}`),
+    async transitions(u) {
+      return (
+        await admin<{ transitions: TransitionRecord[] }>(`/sessions/${u}/transitions?channel=${PHONE_ID}`)
+      ).transitions;
+    },
+    async settled(u, version) {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const s = await r.session(u).catch(() => null);
+        if (s && s.metadata.version >= version && (await baton.backend.stats()).queueDepth === 0) return s;
+        if (Date.now() > deadline) throw new Error(`${u} never reached version ${version}`);
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    },
+    async close() {
+      await baton.stop().catch(() => undefined);
+      await graph.close();
+      await cleanup();
+    },
+  };
+  return r;
+}
+
+/** A short conversation: "hi" then a name, two prompts sent. */
+async function converse(r: Rig, u: string): Promise<Msg[]> {
+  const t = Math.floor(Date.now() / 1000);
+  const msgs = [text(u, 'hi', t), text(u, 'Ada Lovelace', t + 1)];
+  expect(await r.post(msgs[0]!)).toBe(200);
+  await r.settled(u, 1);
+  expect(await r.post(msgs[1]!)).toBe(200);
+  await r.settled(u, 2);
+  // Both prompts sent, and recorded as sent.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const s = await r.session(u);
+    const out = await r.baton.backend.outbound({ channel: s.channel, user: u });
+    if (out.length === 2 && out.every((o) => o.status === 'sent')) break;
+    if (Date.now() > deadline) throw new Error(`prompts not sent: ${JSON.stringify(out)}`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  return msgs;
+}
+
+let current: Rig | undefined;
+const dirs: string[] = [];
+afterEach(async () => {
+  await current?.close();
+  current = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('retention, embedded', () => {
+  const dataDir = (): string => {
+    const d = mkdtempSync(join(tmpdir(), 'baton-ret-'));
+    dirs.push(d);
+    return d;
+  };
+
+  it('purges transitions, outbound records and message texts after the retention; the session goes on', async () => {
+    const dir = dataDir();
+    const r = (current = await rig({
+      BATON_DATA_DIR: dir,
+      BATON_RETENTION: '1h',
+      BATON_MESSAGE_RETENTION: '1h',
+      BATON_DEDUPE_TTL: '30m',
+    }));
+    const u = '15557770001';
+    await converse(r, u);
+    const backend = r.baton.backend as EmbeddedBackend;
+    // Inside the retention nothing goes.
+    r.clock.offsetMs = 0.5 * HOUR;
+    expect(await backend.purge()).toEqual({ transitions: 0, outbound: 0, inbound: 0, redacted: 0 });
+    expect(await r.transitions(u)).toHaveLength(2);
+
+    r.clock.offsetMs = 2 * HOUR;
+    expect(await backend.purge()).toEqual({ transitions: 2, outbound: 2, inbound: 2, redacted: 0 });
+    expect(await r.transitions(u)).toEqual([]);
+    const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
+    try {
+      for (const table of ['transitions', 'outbound', 'inbound'])
+        expect((db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n, table).toBe(0);
+    } finally {
+      db.close();
+    }
+    const s = await r.session(u);
+    expect(s.metadata.version).toBe(2);
+    expect(s.data).toEqual({ customer_name: 'Ada Lovelace' });
+    // The conversation goes on from where it was.
+    expect(await r.post(text(u, 'bogus', Math.floor(Date.now() / 1000) + 7200))).toBe(200);
+    expect((await r.settled(u, 3)).current_step).toBe('choose_product');
+  });
+
+  it('a message retention shorter than the dedupe window redacts texts, keeps ids: a replay stays a duplicate', async () => {
+    const dir = dataDir();
+    const r = (current = await rig({
+      BATON_DATA_DIR: dir,
+      BATON_RETENTION: '1d',
+      BATON_MESSAGE_RETENTION: '30m',
+      BATON_DEDUPE_TTL: '2h',
+    }));
+    const u = '15557770002';
+    const [, name] = await converse(r, u);
+    r.clock.offsetMs = HOUR;
+    const report = await (r.baton.backend as EmbeddedBackend).purge();
+    // Outbound records hold the texts sent: they go with the message retention.
+    expect(report).toEqual({ transitions: 0, outbound: 2, inbound: 0, redacted: 2 });
+    expect(await r.transitions(u)).toHaveLength(2);
+    const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
+    try {
+      const bodies = db.prepare('SELECT body FROM inbound').all() as Array<{ body: string }>;
+      expect(bodies).toHaveLength(2);
+      for (const { body } of bodies) {
+        expect(body).not.toContain('Ada Lovelace');
+        expect(body).not.toContain('"hi"');
+      }
+    } finally {
+      db.close();
+    }
+    expect(await r.post(name!)).toBe(200);
+    await new Promise((res) => setTimeout(res, 200));
+    expect((await r.session(u)).metadata.version).toBe(2);
+    expect(await r.transitions(u)).toHaveLength(2);
+  });
+});
+
+describe.skipIf(!up)('retention, distributed', () => {
+  it('purges transitions, outbound records and inbound messages from PostgreSQL; the session goes on', async () => {
+    const iso = { prefix: uniqueName('ret'), schema: uniqueName('ret') };
+    const r = (current = await rig(
+      {
+        REDIS_URL,
+        DATABASE_URL,
+        BATON_REDIS_PREFIX: iso.prefix,
+        BATON_PG_SCHEMA: iso.schema,
+        BATON_RETENTION: '1h',
+        BATON_MESSAGE_RETENTION: '1h',
+      },
+      () => dropIsolation(iso.prefix, iso.schema),
+    ));
+    const u = '15557770003';
+    await converse(r, u);
+    const count = async (table: string): Promise<number> =>
+      Number((await pgQuery<{ n: string }>(iso.schema, `SELECT count(*) AS n FROM ${table}`))[0]!.n);
+    const deadline = Date.now() + 10_000;
+    while (
+      (await count('outbound')) < 2 ||
+      (await count('transitions')) < 2 ||
+      (await count('inbound')) < 2
+    ) {
+      if (Date.now() > deadline) throw new Error('not copied to PostgreSQL');
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const backend = r.baton.backend as DistributedBackend;
+    r.clock.offsetMs = 0.5 * HOUR;
+    expect(await backend.purge()).toEqual({ transitions: 0, outbound: 0, inbound: 0, redacted: 0 });
+    r.clock.offsetMs = 2 * HOUR;
+    expect(await backend.purge()).toEqual({ transitions: 2, outbound: 2, inbound: 2, redacted: 0 });
+    for (const table of ['transitions', 'outbound', 'inbound']) expect(await count(table), table).toBe(0);
+    expect(await count('sessions')).toBe(1);
+    expect((await r.session(u)).metadata.version).toBe(2);
+    expect(await r.post(text(u, 'bogus', Math.floor(Date.now() / 1000) + 7200))).toBe(200);
+    expect((await r.settled(u, 3)).current_step).toBe('choose_product');
+  });
+});

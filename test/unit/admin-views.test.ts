@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { conversationPage } from '../../src/admin/conversation.ts';
+import { escapeHtml, html, raw } from '../../src/admin/html.ts';
+import { conversationCard, duration, outboundCard, stateCard, timelineCard } from '../../src/admin/views.ts';
+import type { StoredMessage } from '../../src/model/message.ts';
+import type { OutboundRecord, SessionSnapshot, TransitionRecord } from '../../src/model/session.ts';
+
+const EVIL = `"><script>alert('x')</script>&amp;\``;
+
+const session: SessionSnapshot = {
+  channel: 'ch',
+  user: '1555',
+  format: 1,
+  flow: 'order',
+  flowVersion: 1,
+  step: 'ask_name',
+  data: { [EVIL]: EVIL },
+  version: 3,
+  visitVersion: 3,
+  lastInteraction: 1_750_000_000,
+  lastMessageId: EVIL,
+  retryCount: 1,
+  needsAgent: true,
+  createdAt: 1_750_000_000_000,
+  outboundSeq: 1,
+  agent: { name: EVIL, at: 1, version: 3 },
+};
+
+const inbound: StoredMessage = {
+  id: 'wamid.1',
+  channel: 'ch',
+  user: '1555',
+  provider: 'cloud-api',
+  timestamp: 1_750_000_000,
+  seq: 1,
+  storedAt: 1_750_000_000_500,
+  content: { type: 'text', body: `  two\n  lines ${EVIL}` },
+};
+
+const outbound: OutboundRecord = {
+  id: 'ch:1555:1',
+  channel: 'ch',
+  user: '1555',
+  seq: 1,
+  flow: 'order',
+  step: 'ask_name',
+  version: 1,
+  to: '1555',
+  body: { type: 'buttons', text: EVIL, buttons: [{ id: 'a', title: EVIL }] },
+  callbackData: 'baton:order:ask_name:1',
+  isPrompt: true,
+  status: 'failed',
+  attempts: 2,
+  lastError: EVIL,
+  createdAt: 1_750_000_001_000,
+};
+
+const record: TransitionRecord = {
+  version: 3,
+  from_step: 'ask_name',
+  to_step: 'ask_name',
+  kind: 'late',
+  message_ids: [EVIL],
+  at: '2026-01-01T00:00:00.000Z',
+  worker: EVIL,
+  fencing_token: 4,
+};
+
+/** No raw markup from the hostile value survives: only escaped forms. */
+function expectSafe(markup: string): void {
+  expect(markup).not.toContain('<script>');
+  expect(markup).not.toContain(`"><script`);
+  expect(markup).not.toContain(`alert('x')`);
+  expect(markup).toContain('&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;amp;&#96;');
+}
+
+describe('dashboard views escape every value', () => {
+  it('escapes the five HTML specials and the backtick', () => {
+    expect(escapeHtml(`<a href="x" title='y'>&\``)).toBe(
+      '&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&#96;',
+    );
+    expect(html`<p title="${EVIL}">${EVIL}</p>`.value).not.toContain('<script>');
+    expect(html`${raw('<b>ok</b>')}${[html`<i>${'<'}</i>`, null, false, 3]}`.value).toBe(
+      '<b>ok</b><i>&lt;</i>3',
+    );
+  });
+
+  it('the state card, with hostile data keys, values, message id and agent name', () => {
+    const m = stateCard(session, { holder: EVIL, expires_at: 'soon', expires_in_ms: 1500 }).value;
+    expectSafe(m);
+    expect(m).toContain('taken by <strong>&quot;&gt;&lt;script&gt;');
+  });
+
+  it('the conversation, keeping the text’s own whitespace and nothing more', () => {
+    const { messages } = conversationPage([inbound], [outbound], 10);
+    const m = conversationCard(messages).value;
+    expectSafe(m);
+    expect(m).toContain('<div class="text">  two\n  lines &quot;&gt;&lt;script&gt;');
+    expect(m).toContain('status-failed');
+  });
+
+  it('the timeline and the outbound table, marking late records', () => {
+    const t = timelineCard([record]).value;
+    expectSafe(t);
+    expect(t).toContain('class="kind-late marked"');
+    const o = outboundCard([outbound]).value;
+    expectSafe(o);
+  });
+
+  it('says when a list shows only its newest rows', () => {
+    expect(timelineCard([record], 500).value).toContain('The newest 1 of 500');
+    expect(timelineCard([record]).value).not.toContain('The newest');
+    expect(conversationCard([], 0).value).toContain('No messages.');
+  });
+
+  it('writes durations for people', () => {
+    expect(
+      [850, 42_000, 192_000, 5 * 3_600_000 + 120_000, 2 * 86_400_000 + 4 * 3_600_000].map(duration),
+    ).toEqual(['850ms', '42s', '3m 12s', '5h 2m', '2d 4h']);
+  });
+});
