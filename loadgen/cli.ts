@@ -72,7 +72,12 @@ interface Parsed {
 }
 
 /** Validates the flags; throws a usage error naming the first bad one. */
-function parse(f: LoadFlags, env: LoadIO['env']): Parsed {
+function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
+  // `--flow` with no target URL: an embedded Baton serves the flow.
+  const f: LoadFlags = {
+    ...given,
+    start: given.start === true || (given.flow !== undefined && given.url === undefined),
+  };
   let url: URL;
   try {
     url = new URL(f.url ?? 'http://127.0.0.1:3000');
@@ -230,6 +235,7 @@ export async function runLoadCommand(flags: LoadFlags, given: Partial<LoadIO> = 
   let shop: ShopStubStats | undefined;
   try {
     if (o.start) target = await startTarget(o, io.env);
+    else if (o.flow !== undefined) await checkEnd(o, io.env);
     const url = target?.url ?? o.url;
     io.err(
       `baton load: ${o.users} users against ${url}${o.start ? ' (embedded)' : ''}` +
@@ -304,9 +310,27 @@ interface StartedTarget {
   stop(): Promise<void>;
 }
 
+/** Refuses a script whose end step no flow of the module has (a typo would fail every user). */
+async function checkEnd(o: Parsed, env: LoadIO['env']): Promise<void> {
+  const end = o.script?.end?.step;
+  if (end === undefined) return;
+  const { loadFlows } = await import('../src/app.ts');
+  let flows;
+  try {
+    flows = await loadFlows(o.flow ?? env.BATON_FLOWS);
+  } catch (err) {
+    throw new LoadUsageError(`cannot load the flow to check the script: ${(err as Error).message}`);
+  }
+  if (!flows.some((f) => f.steps.has(end))) {
+    throw new LoadUsageError(
+      `the script ends at step "${end}", which no flow of ${o.flow ?? 'BATON_FLOWS'} has`,
+    );
+  }
+}
+
 /** `--start`: the sink, the shop stub when asked, and an embedded Baton sending to the sink. */
 async function startTarget(o: Parsed, env: LoadIO['env']): Promise<StartedTarget> {
-  const { createBaton, loadFlows } = await import('../src/app.ts');
+  const { createBaton } = await import('../src/app.ts');
   const { loadConfig } = await import('../src/config/index.ts');
   const cleanup: (() => Promise<void>)[] = [];
   const stop = async (): Promise<void> => {
@@ -320,13 +344,7 @@ async function startTarget(o: Parsed, env: LoadIO['env']): Promise<StartedTarget
       process.env.ORDER_API_URL = shop.url;
     }
     if (o.script?.end !== undefined) {
-      const flows = await loadFlows(o.flow ?? env.BATON_FLOWS);
-      const end = o.script.end.step;
-      if (!flows.some((f) => f.steps.has(end))) {
-        throw new LoadUsageError(
-          `the script ends at step "${end}", which no flow of ${o.flow ?? 'BATON_FLOWS'} has`,
-        );
-      }
+      await checkEnd(o, env);
     }
     const sink = await startReplySink({ port: 0 });
     cleanup.push(() => sink.close());

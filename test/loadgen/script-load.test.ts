@@ -166,6 +166,18 @@ describe('baton load --start --script', () => {
     expect(r.code).toBe(0);
   }, 30_000);
 
+  it('--flow without --url serves the flow from an embedded Baton', async () => {
+    const r = await run({
+      flow: resolve(import.meta.dirname, '../../src/bots/order.ts'),
+      script: ORDER_SCRIPT,
+      users: '3',
+      progress: false,
+    });
+    expect(r.err).toMatch(/^baton load: 3 users against http:\/\/127\.0\.0\.1:\d+ \(embedded\)/);
+    expect(r.out).toContain('verdict: CLEAN (3/3 users completed the script)');
+    expect(r.code).toBe(0);
+  }, 30_000);
+
   it('exits 1 when the script does not match, 2 on usage errors', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'baton-script-cli-'));
     try {
@@ -188,6 +200,11 @@ describe('baton load --start --script', () => {
       const g = await run({ start: true, script: ghost, progress: false });
       expect(g.code).toBe(2);
       expect(g.err).toContain('the script ends at step "ghost_step", which no flow of BATON_FLOWS has');
+      // Against a running Baton, --flow still checks the script before any load is sent.
+      const order = resolve(import.meta.dirname, '../../src/bots/order.ts');
+      const h = await run({ url: 'http://127.0.0.1:9', adminToken: 't', flow: order, script: ghost });
+      expect(h.code).toBe(2);
+      expect(h.err).toContain(`the script ends at step "ghost_step", which no flow of ${order} has`);
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
