@@ -311,6 +311,12 @@ class BatchRun {
         });
         continue;
       }
+      if (step.effect !== undefined && this.s.awaiting === undefined) {
+        // At an effect's step with no effect awaited (an agent handed the session back here):
+        // the input starts the step's effect, as entering the step would have.
+        this.enter('advance', step.id, [...read.input.messageIds], {});
+        continue;
+      }
       const input = read.input;
       const outcome =
         read.valid && step.on ? this.decide(step, 'on', () => step.on!(input, this.ctx(step))) : null;

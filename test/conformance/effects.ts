@@ -34,7 +34,7 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
     let ts: number;
     let metrics: Metrics;
 
-    const startEngine = (): Engine => {
+    const startEngine = (concurrency = 2): Engine => {
       const e = new Engine({
         backend,
         flows: new Map([[flow.id, flow]]),
@@ -56,7 +56,7 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
         metrics,
         sendBackoffMs: 5,
       });
-      e.start(2);
+      e.start(concurrency);
       engines.push(e);
       return e;
     };
@@ -66,7 +66,7 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       shop = await startFakeShop();
       shop.orders.set('ORD-12345', shopOrder('ORD-12345'));
       shop.orders.set('ORD-22222', shopOrder('ORD-22222', { status: 'shipped', map_url: undefined }));
-      flow = orderStatusFlow({ apiUrl: shop.url, backoffMs: 20, timeoutMs: 1500 });
+      flow = orderStatusFlow({ apiUrl: shop.url, backoffMs: 20, timeoutMs: 3000 });
       backend = await make();
       await backend.init();
       engines = [];
@@ -199,7 +199,7 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
     });
 
     it('a timeout counts as a failed attempt and is retried with the same key', async () => {
-      shop.script('GET /orders/ORD-12345', { status: 200, body: {}, delayMs: 2500 });
+      shop.script('GET /orders/ORD-12345', { status: 200, body: {}, delayMs: 3500 });
       await say('ORD-12345');
       await atStep('show_status');
       const gets = shop.callsTo('GET /orders/ORD-12345');
@@ -321,6 +321,24 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       expect(s.handoffReason).toBe('asked for a human');
       expect((await backend.transitions(key)).at(-1)).toMatchObject({ kind: 'escalated' });
       expect(texts().at(-1)).toMatch(/member of our team/);
+    });
+
+    it('a session waiting for its effect frees its worker slot: other sessions go on', async () => {
+      await engines[0]!.stop();
+      engines = [];
+      startEngine(1);
+      const release = shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      const first = key;
+      key = newKey();
+      await say('hello');
+      const other = await atStep('ask_order');
+      expect(other.version).toBe(1);
+      expect((await backend.load(first))!.step).toBe('looking_up');
+      release();
+      key = first;
+      await atStep('show_status');
     });
 
     it('an effect left running by a stopped worker is run again by the next one, with the same key', async () => {

@@ -119,6 +119,33 @@ describe('order_status through testFlow', () => {
     expect(t.records.at(-1)!.kind).toBe('held');
   });
 
+  it('an effect step with no effect awaited (handed back there by an agent) starts its effect on input', async () => {
+    const t = shop();
+    await t.send('ORD-12345');
+    const atStep = { ...t.state!, awaiting: undefined, version: t.state!.version };
+    const { transition } = await import('../../src/flow/transition.ts');
+    const r = transition(
+      orderStatusFlow({ apiUrl: 'http://shop.invalid' }),
+      JSON.parse(JSON.stringify(atStep)) as typeof atStep,
+      [
+        {
+          id: 'wamid.x',
+          provider: 'cloud-api',
+          channel: atStep.channel,
+          user: atStep.user,
+          timestamp: atStep.lastInteraction! + 1,
+          seq: 99,
+          storedAt: 0,
+          content: { type: 'text', body: 'hello?' },
+        },
+      ],
+      { key: atStep, nowMs: 0, worker: 'w', fence: 1, sessionTtlSec: 86_400, maxRetries: 3 },
+    );
+    expect(r.records.map((x) => x.kind)).toEqual(['advance']);
+    expect(r.started.map((x) => x.name)).toEqual(['lookup']);
+    expect(r.snapshot.awaiting?.id).toBe(r.started[0]!.id);
+  });
+
   it('hands off on request from a choice step', async () => {
     const t = shop();
     await t.send('ORD-12345');
@@ -222,6 +249,42 @@ describe('order_status through testFlow', () => {
     await t.send('Jane', 'Smith');
     expect(t.data).toEqual({ customer_name: 'Jane Smith' });
     expect(t.step).toBe('choose_product');
+  });
+});
+
+describe('computed choices and effect errors', () => {
+  it('choices computed from data: offered, accepted by id, scoped to the step', async () => {
+    const f = defineFlow({
+      id: 'pick',
+      data: z.object({ options: z.array(z.string()).optional(), picked: z.string().optional() }),
+      start: 'ask',
+      steps: {
+        ask: {
+          say: 'Which sizes?',
+          to: ['pick'],
+          on: (i, c) => c.goto('pick', { options: i.type === 'text' ? i.text.split(' ') : [] }),
+        },
+        pick: {
+          say: 'Pick one',
+          choices: (d) => (d.options ?? []).map((o) => ({ id: `size_${o}`, title: o })),
+          to: ['ask'],
+          on: (i, c) => (i.type === 'choice' ? c.goto('ask', { picked: i.id }) : c.retry()),
+        },
+      },
+    });
+    const t = testFlow(f);
+    await t.send('hi');
+    const [prompt] = await t.send('S M L XL');
+    expect(prompt!.body).toMatchObject({ type: 'list' });
+    await t.tap('size_XL');
+    expect(t.data.picked).toBe('size_XL');
+  });
+
+  it('recognises an EffectError thrown by another copy of Baton (a flows module loaded from source)', () => {
+    const copy = Object.assign(new Error('no'), { name: 'EffectError', retryable: false });
+    expect(EffectError.is(copy)).toBe(true);
+    expect(EffectError.is(new Error('no'))).toBe(false);
+    expect(EffectError.is(new EffectError('x', { retryable: true }))).toBe(true);
   });
 });
 
