@@ -16,13 +16,19 @@
  * ```
  * @module
  */
-import { DEFAULT_SINK_PORT, type LoadFlags } from '../src/cli/load.ts';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { DEFAULT_SINK_PORT, type LoadFlags, type LoadIO } from '../src/cli/load.ts';
+
+export type { LoadIO } from '../src/cli/load.ts';
+import { readScript, type ConversationScript } from '../src/simulate/script.ts';
+import { scriptProblems } from './script.ts';
+import { startShopStub, type ShopStub, type ShopStubStats } from '../src/simulate/shop-stub.ts';
+import { startReplySink, type ReplySink } from './sink.ts';
 import { DEFAULT_CHANNEL, LoadError, runLoad, type LoadProgress, type LoadReport } from './index.ts';
-
-/** Where the command writes. */
-import type { LoadIO } from '../src/cli/load.ts';
-
-export type { LoadIO };
 
 class LoadUsageError extends Error {}
 
@@ -59,10 +65,19 @@ interface Parsed {
   readonly timeout: number;
   readonly maxInflight: number;
   readonly seed: number | undefined;
+  readonly script: ConversationScript | undefined;
+  readonly flow: string | undefined;
+  readonly start: boolean;
+  readonly shopStub: boolean;
 }
 
 /** Validates the flags; throws a usage error naming the first bad one. */
-function parse(f: LoadFlags, env: LoadIO['env']): Parsed {
+function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
+  // `--flow` with no target URL: an embedded Baton serves the flow.
+  const f: LoadFlags = {
+    ...given,
+    start: given.start === true || (given.flow !== undefined && given.url === undefined),
+  };
   let url: URL;
   try {
     url = new URL(f.url ?? 'http://127.0.0.1:3000');
@@ -77,14 +92,32 @@ function parse(f: LoadFlags, env: LoadIO['env']): Parsed {
   if (chaos && duplicates === 0) duplicates = 0.3;
   let retaps = rate('--retaps', f.retaps ?? '0');
   if (chaos && retaps === 0) retaps = 0.3;
-  const adminToken = f.adminToken ?? env.ADMIN_TOKEN;
-  if (adminToken === undefined || adminToken === '') {
+  const adminToken = f.adminToken ?? env.ADMIN_TOKEN ?? (f.start ? '' : undefined);
+  if (!f.start && (adminToken === undefined || adminToken === '')) {
     throw new LoadUsageError(
       "--admin-token (or ADMIN_TOKEN) is required: the verdict reads Baton's transition logs",
     );
   }
   const secret = f.secret ?? env.WHATSAPP_APP_SECRET;
+  let script: ConversationScript | undefined;
+  if (f.script !== undefined) {
+    try {
+      script = readScript(f.script);
+    } catch (err) {
+      throw new LoadUsageError((err as Error).message);
+    }
+    const problems = scriptProblems(script);
+    if (problems.length > 0) throw new LoadUsageError(`script ${f.script}: ${problems[0]!}`);
+  }
+  const shopStub = f.shopStub === true || (script?.stubs ?? []).includes('shop');
+  if (shopStub && !f.start) {
+    throw new LoadUsageError('--shop-stub needs --start (a Baton already running has its own ORDER_API_URL)');
+  }
   return {
+    script,
+    flow: f.flow,
+    start: f.start === true,
+    shopStub,
     url: url.toString().replace(/\/+$/, ''),
     users: integer('--users', f.users ?? '50', 1, 100_000),
     duplicates,
@@ -93,8 +126,8 @@ function parse(f: LoadFlags, env: LoadIO['env']): Parsed {
     split: chaos || f.split === true,
     concurrent: chaos || f.concurrent === true,
     secret: secret === '' ? undefined : secret,
-    adminToken,
-    sinkPort: integer('--sink-port', f.sinkPort ?? String(DEFAULT_SINK_PORT), 0, 65_535),
+    adminToken: adminToken ?? '',
+    sinkPort: f.start ? 0 : integer('--sink-port', f.sinkPort ?? String(DEFAULT_SINK_PORT), 0, 65_535),
     sinkHost: f.sinkHost ?? '127.0.0.1',
     channel: f.channel ?? DEFAULT_CHANNEL.phoneNumberId,
     ramp: integer('--ramp', f.ramp ?? '0', 0, 3_600_000),
@@ -120,7 +153,7 @@ export function progressLine(p: LoadProgress, width = 24): string {
 const ms = (v: number): string => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
 
 /** The closing report, as lines. */
-export function formatReport(r: LoadReport, chaosLabel: string): string[] {
+export function formatReport(r: LoadReport, chaosLabel: string, goal = 'completed their order'): string[] {
   const v = r.verdict;
   const row = (label: string, n: number, detail = ''): string =>
     `  ${label.padEnd(18)} ${String(n).padStart(6)}${detail ? `   ${detail}` : ''}`;
@@ -130,11 +163,12 @@ export function formatReport(r: LoadReport, chaosLabel: string): string[] {
     `  throughput         ${r.messagesPerSec.toFixed(1)} msg/s end to end over ${(r.durationMs / 1000).toFixed(2)} s`,
     `  webhook ack        p50 ${ms(r.ack.p50)} ms   p99 ${ms(r.ack.p99)} ms   (${r.ack.count} deliveries)`,
     `  reply latency      p50 ${ms(r.reply.p50)} ms   p99 ${ms(r.reply.p99)} ms   (${r.reply.count} replies)`,
-    `verdict: ${v.clean ? 'CLEAN' : 'NOT CLEAN'} (${v.usersCompleted}/${v.users} users completed their order)`,
+    `verdict: ${v.clean ? 'CLEAN' : 'NOT CLEAN'} (${v.usersCompleted}/${v.users} users ${goal})`,
     row('lost', v.lost, `${v.lostMessages} messages, ${v.lostReplies} replies never came`),
     row('duplicated', v.duplicated, `${v.reprocessed} processed twice, ${v.resent} replies sent twice`),
     row('out of order', v.outOfOrder),
     row('duplicate prompts', v.duplicatePrompts),
+    row('wrong replies', v.wrongReplies),
     row('version errors', v.versionErrors),
     row('rejected webhooks', v.messages.rejected),
     `  (info) late ${v.late}, stale notices ${v.staleNotices}, dead letters ${v.deadLettered}`,
@@ -173,9 +207,9 @@ export async function runLoadCommand(flags: LoadFlags, given: Partial<LoadIO> = 
   const chaosLabel =
     [
       o.duplicates > 0 ? `duplicates ${Math.round(o.duplicates * 100)}%` : '',
-      o.retaps > 0 ? `retaps ${Math.round(o.retaps * 100)}%` : '',
+      o.retaps > 0 && !o.script ? `retaps ${Math.round(o.retaps * 100)}%` : '',
       o.shuffle ? 'shuffle' : '',
-      o.split ? 'split' : '',
+      o.split && !o.script ? 'split' : '',
       o.concurrent ? 'concurrent' : '',
     ]
       .filter(Boolean)
@@ -197,14 +231,21 @@ export async function runLoadCommand(flags: LoadFlags, given: Partial<LoadIO> = 
   const onSignal = (): void => abort.abort();
   process.once('SIGINT', onSignal);
   let report: LoadReport;
+  let target: StartedTarget | undefined;
+  let shop: ShopStubStats | undefined;
   try {
+    if (o.start) target = await startTarget(o, io.env);
+    else if (o.flow !== undefined) await checkEnd(o, io.env);
+    const url = target?.url ?? o.url;
     io.err(
-      `baton load: ${o.users} users against ${o.url}; replies expected at http://${o.sinkHost}:${o.sinkPort}\n`,
+      `baton load: ${o.users} users against ${url}${o.start ? ' (embedded)' : ''}` +
+        `${o.script ? `, each playing ${flags.script ?? 'the script'}` : ''}` +
+        `; replies expected at ${target?.sink.url ?? `http://${o.sinkHost}:${o.sinkPort}`}\n`,
     );
     report = await runLoad({
-      url: o.url,
-      adminToken: o.adminToken,
-      secret: o.secret,
+      url,
+      adminToken: target?.adminToken ?? o.adminToken,
+      secret: target?.secret ?? o.secret,
       users: o.users,
       chaos: {
         duplicates: o.duplicates,
@@ -217,29 +258,124 @@ export async function runLoadCommand(flags: LoadFlags, given: Partial<LoadIO> = 
       rampMs: o.ramp,
       replyTimeoutMs: o.timeout,
       maxInflight: o.maxInflight,
-      sinkPort: o.sinkPort,
-      sinkHost: o.sinkHost,
+      ...(target ? { sink: target.sink } : { sinkPort: o.sinkPort, sinkHost: o.sinkHost }),
+      ...(o.script ? { script: o.script } : {}),
       onProgress,
       signal: abort.signal,
       ...(o.seed !== undefined ? { seed: o.seed } : {}),
     });
+    shop = target?.shop?.stats();
   } catch (err) {
     if (showProgress && io.tty) io.err('\n');
     const e = err as NodeJS.ErrnoException;
     if (err instanceof LoadError) io.err(`baton: ${err.message}\n`);
-    else if (e.code === 'EADDRINUSE')
+    else if (err instanceof LoadUsageError) {
+      io.err(`baton: ${err.message}\n`);
+      return 2;
+    } else if (e.code === 'EADDRINUSE')
       io.err(`baton: sink port ${o.sinkPort} is in use (choose --sink-port)\n`);
     else io.err(`baton: ${e.message}\n`);
     return 1;
   } finally {
     process.off('SIGINT', onSignal);
+    await target?.stop();
   }
   if (showProgress && io.tty) io.err('\n');
-  if (flags.json) io.out(JSON.stringify({ ...report, chaos: chaosLabel }, null, 2));
-  else for (const line of formatReport(report, chaosLabel)) io.out(line);
+  const shopClean = shop === undefined || (shop.ordersCancelledTwice.length === 0 && shop.withoutKey === 0);
+  if (flags.json)
+    io.out(JSON.stringify({ ...report, chaos: chaosLabel, ...(shop ? { shop } : {}) }, null, 2));
+  else {
+    for (const line of formatReport(report, chaosLabel, o.script ? 'completed the script' : undefined))
+      io.out(line);
+    if (shop) {
+      io.out(
+        `shop stub: ${shop.lookups} lookups, ${shop.cancels} cancel effects, ` +
+          `${shop.ordersCancelledTwice.length} orders cancelled by two effects, ${shop.withoutKey} requests without Idempotency-Key`,
+      );
+    }
+  }
   if (abort.signal.aborted) {
     io.err('baton: interrupted; the verdict covers what was sent\n');
     return 1;
   }
-  return report.verdict.clean ? 0 : 1;
+  return report.verdict.clean && shopClean ? 0 : 1;
+}
+
+interface StartedTarget {
+  readonly url: string;
+  readonly adminToken: string;
+  readonly secret: string;
+  readonly sink: ReplySink;
+  readonly shop: ShopStub | undefined;
+  stop(): Promise<void>;
+}
+
+/** Refuses a script whose end step no flow of the module has (a typo would fail every user). */
+async function checkEnd(o: Parsed, env: LoadIO['env']): Promise<void> {
+  const end = o.script?.end?.step;
+  if (end === undefined) return;
+  const { loadFlows } = await import('../src/app.ts');
+  let flows;
+  try {
+    flows = await loadFlows(o.flow ?? env.BATON_FLOWS);
+  } catch (err) {
+    throw new LoadUsageError(`cannot load the flow to check the script: ${(err as Error).message}`);
+  }
+  if (!flows.some((f) => f.steps.has(end))) {
+    throw new LoadUsageError(
+      `the script ends at step "${end}", which no flow of ${o.flow ?? 'BATON_FLOWS'} has`,
+    );
+  }
+}
+
+/** `--start`: the sink, the shop stub when asked, and an embedded Baton sending to the sink. */
+async function startTarget(o: Parsed, env: LoadIO['env']): Promise<StartedTarget> {
+  const { createBaton } = await import('../src/app.ts');
+  const { loadConfig } = await import('../src/config/index.ts');
+  const cleanup: (() => Promise<void>)[] = [];
+  const stop = async (): Promise<void> => {
+    for (const fn of cleanup.reverse()) await fn().catch(() => undefined);
+  };
+  try {
+    const shop = o.shopStub ? await startShopStub() : undefined;
+    if (shop) {
+      cleanup.push(() => shop.close());
+      // The example reads ORDER_API_URL when its module is loaded.
+      process.env.ORDER_API_URL = shop.url;
+    }
+    if (o.script?.end !== undefined) {
+      await checkEnd(o, env);
+    }
+    const sink = await startReplySink({ port: 0 });
+    cleanup.push(() => sink.close());
+    const dir = mkdtempSync(join(tmpdir(), 'baton-load-'));
+    cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const secret = randomBytes(12).toString('hex');
+    const adminToken = randomBytes(12).toString('hex');
+    const flows = o.flow ?? env.BATON_FLOWS;
+    const baton = await createBaton(
+      loadConfig({
+        ...env,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        BATON_DATA_DIR: dir,
+        WHATSAPP_API_BASE_URL: sink.url,
+        WHATSAPP_APP_SECRET: secret,
+        ADMIN_TOKEN: adminToken,
+        BATON_BUFFER_MS: env.BATON_BUFFER_MS ?? '300',
+        BATON_FLOWS: flows,
+        REDIS_URL: undefined,
+        DATABASE_URL: undefined,
+        BATON_REDIS_CLUSTER: undefined,
+        ...(shop ? { ORDER_API_URL: shop.url } : {}),
+      }),
+      { logger: pino({ level: 'silent' }), concurrency: 16 },
+    );
+    cleanup.push(() => baton.stop());
+    const url = (await baton.start())!;
+    return { url, adminToken, secret, sink, shop, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }

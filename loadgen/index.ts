@@ -33,6 +33,8 @@ import {
   type LiveCounters,
   type UserTrace,
 } from './scenario.ts';
+import { runScriptUser } from './script.ts';
+import type { ConversationScript } from '../src/simulate/script.ts';
 import { startReplySink, type ReplySink } from './sink.ts';
 import { seededRandom, summarize, type LatencySummary } from './stats.ts';
 import {
@@ -108,6 +110,11 @@ export interface LoadOptions {
   readonly signal?: AbortSignal;
   /** Keep every latency sample in the report (default false). */
   readonly keepSamples?: boolean;
+  /**
+   * A conversation every user plays instead of the reference bot's order (`baton simulate
+   * --script` format): drives any flow. `retaps` and `splitTexts` do not apply to it.
+   */
+  readonly script?: ConversationScript;
 }
 
 /** What a run measured and concluded. */
@@ -271,15 +278,23 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const runTag = randomBytes(5).toString('hex').toUpperCase();
   const wamid = (): string => `wamid.LOAD${runTag}${(++wamids).toString(36).toUpperCase()}`;
   const rnd = seededRandom(seed);
-  const plans = Array.from({ length: users }, (_, i) =>
-    planUser(i, `${prefix}${String(i).padStart(5, '0')}`, baseTs, chaos, channel, rnd, wamid),
-  );
+  const script = options.script;
+  const plans = script
+    ? []
+    : Array.from({ length: users }, (_, i) =>
+        planUser(i, `${prefix}${String(i).padStart(5, '0')}`, baseTs, chaos, channel, rnd, wamid),
+      );
 
-  const plannedMessages = plans.reduce(
-    (n, p) => n + p.stages.reduce((k, st) => k + st.messages.length, 0),
-    0,
-  );
-  const plannedReplies = plans.reduce((n, p) => n + p.stages.length, 0);
+  const plannedMessages = script
+    ? users *
+      script.steps.reduce(
+        (n, st) => n + (st.send.trim().startsWith('/burst') ? st.send.split('|').length : 1),
+        0,
+      )
+    : plans.reduce((n, p) => n + p.stages.reduce((k, st) => k + st.messages.length, 0), 0);
+  const plannedReplies = script
+    ? users * script.steps.reduce((n, st) => n + st.expect.length, 0)
+    : plans.reduce((n, p) => n + p.stages.length, 0);
   const started = performance.now();
   let phase: LoadProgress['phase'] = 'running';
   const progress = (): void =>
@@ -300,11 +315,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   try {
     const ramp = options.rampMs ?? 0;
     const traces = await Promise.all(
-      plans.map(async (plan, i) => {
+      Array.from({ length: users }, async (_, i) => {
         const delay = users > 1 ? (ramp * i) / (users - 1) : 0;
         if (delay > 0) await new Promise((r) => setTimeout(r, delay));
         // Each user draws from its own seeded stream, so concurrency does not change the choices.
-        return runUser(plan, ctx, seededRandom(seed + i + 1));
+        if (script) {
+          const waId = `${prefix}${String(i).padStart(5, '0')}`;
+          return runScriptUser({ index: i, waId, baseTs }, script, ctx, seededRandom(seed + i + 1), wamid);
+        }
+        return runUser(plans[i]!, ctx, seededRandom(seed + i + 1));
       }),
     );
     const durationMs = (ctx.lastReplyAt > 0 ? ctx.lastReplyAt : performance.now()) - started;

@@ -27,8 +27,14 @@ export const ORDER_PRODUCTS = [
   { id: 'sku_777b', title: 'Day Pack' },
 ] as const;
 
+/** Where a user's session must end: its step and, when given, exactly its data. */
+export interface ExpectedEnd {
+  readonly step: string;
+  readonly data?: Readonly<Record<string, unknown>>;
+}
+
 /** What the user's order must say once the flow is done. */
-export interface ExpectedOrder {
+export interface ExpectedOrder extends ExpectedEnd {
   readonly step: 'completed' | 'cancelled';
   readonly data: {
     readonly customer_name: string;
@@ -79,7 +85,12 @@ interface Stage {
 /** Everything observed about one user, for the verdict. */
 export interface UserTrace {
   readonly waId: string;
-  readonly expected: ExpectedOrder;
+  /** Where the session must end; `null`: not checked. */
+  readonly expected: ExpectedEnd | null;
+  /** A scripted conversation's count of replies in all (any more is a duplicate). */
+  readonly expectedReplies?: number;
+  /** Replies that came but did not say what the script expects. */
+  readonly wrongReplies?: string[];
   /** Every wamid the user sent (originals; duplicates share them). */
   readonly sentIds: string[];
   /** Wamids that Baton acknowledged with 200 at least once. */

@@ -68,6 +68,8 @@ export interface SinkCall {
   readonly type: string | undefined;
   /** Reply-button ids of an interactive message (empty otherwise). */
   readonly buttonIds: readonly string[];
+  /** The JSON body Baton POSTed (scripted conversations render and check it). */
+  readonly body: Readonly<Record<string, unknown>>;
 }
 
 /** Options of {@link startReplySink}. */
@@ -191,6 +193,7 @@ export async function startReplySink(options: ReplySinkOptions = {}): Promise<Re
       providerMessageId: `wamid.sink.${run}.${seq}`,
       type: typeof body.type === 'string' ? body.type : undefined,
       buttonIds: buttonIdsOf(body),
+      body,
     };
     last = call.at;
     answerJson(res, 200, graphAccepted(call.providerMessageId, { to }));

@@ -14,7 +14,7 @@
  * - **version errors**: a log whose versions skip or fork (guarantee 4).
  * @module
  */
-import type { ExpectedOrder, UserTrace } from './scenario.ts';
+import type { ExpectedEnd, UserTrace } from './scenario.ts';
 import type { CallbackData } from './sink.ts';
 
 /** The fields of the session object (SPEC section 4) the verdict reads. */
@@ -70,6 +70,8 @@ export interface Verdict {
   readonly resent: number;
   readonly outOfOrder: number;
   readonly duplicatePrompts: number;
+  /** Replies of a scripted conversation that did not say what the script expects. */
+  readonly wrongReplies: number;
   readonly versionErrors: number;
   /** Informational: messages recorded `late`, stale-input notices received, dead letters. */
   readonly late: number;
@@ -83,12 +85,13 @@ export interface Verdict {
 const VERSIONLESS = new Set(['stale_input', 'late', 'held', 'ignored']);
 const MAX_PROBLEMS = 25;
 
-function sameOrder(expected: ExpectedOrder, session: SessionEvidence): boolean {
+function sameOrder(expected: ExpectedEnd, session: SessionEvidence): boolean {
   if (session.current_step !== expected.step) return false;
-  const want = expected.data as Readonly<Record<string, unknown>>;
+  const want = expected.data;
+  if (want === undefined) return true;
   const keys = Object.keys(session.data);
   if (keys.length !== Object.keys(want).length) return false;
-  return keys.every((k) => session.data[k] === want[k]);
+  return keys.every((k) => JSON.stringify(session.data[k]) === JSON.stringify(want[k]));
 }
 
 /**
@@ -115,6 +118,7 @@ export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySe
   let resent = 0;
   let outOfOrder = 0;
   let duplicatePrompts = 0;
+  let wrongReplies = 0;
   let versionErrors = 0;
   let late = 0;
   let staleNotices = 0;
@@ -180,18 +184,31 @@ export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySe
         problem(`${who}: reply ${cb} was sent ${n} times`);
       }
     }
-    // Duplicate prompts: the scenario visits each step once and never gives invalid input.
-    for (const [step, versions] of versionsByStep) {
-      if (versions.size > 1) {
-        duplicatePrompts += versions.size - 1;
-        problem(
-          `${who}: step "${step}" was prompted ${versions.size} times (versions ${[...versions].join(', ')})`,
-        );
+    for (const w of trace.wrongReplies ?? []) {
+      wrongReplies += 1;
+      problem(`${who}: ${w}`);
+    }
+    // Duplicate prompts: a script says how many replies come in all; the order scenario visits
+    // each step once and never gives invalid input.
+    if (trace.expectedReplies !== undefined) {
+      const extra = u.replies.length - trace.expectedReplies;
+      if (trace.completed && extra > 0) {
+        duplicatePrompts += extra;
+        problem(`${who}: ${extra} reply(ies) more than the script expects (${trace.expectedReplies})`);
+      }
+    } else {
+      for (const [step, versions] of versionsByStep) {
+        if (versions.size > 1) {
+          duplicatePrompts += versions.size - 1;
+          problem(
+            `${who}: step "${step}" was prompted ${versions.size} times (versions ${[...versions].join(', ')})`,
+          );
+        }
       }
     }
 
     // Out of order: every reply came, yet the order is not what the user sent.
-    if (trace.completed) {
+    if (trace.completed && trace.expected !== null) {
       if (u.session === null) {
         outOfOrder += 1;
         problem(`${who}: every reply came but Baton has no session`);
@@ -199,7 +216,7 @@ export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySe
         outOfOrder += 1;
         problem(
           `${who}: ended at ${u.session.current_step ?? 'null'} with ${JSON.stringify(u.session.data)}, ` +
-            `expected ${trace.expected.step} with ${JSON.stringify(trace.expected.data)}`,
+            `expected ${trace.expected.step}${trace.expected.data ? ` with ${JSON.stringify(trace.expected.data)}` : ''}`,
         );
       }
     }
@@ -225,7 +242,7 @@ export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySe
   const lost = lostMessages + lostReplies;
   const duplicated = reprocessed + resent;
   return {
-    clean: lost + duplicated + outOfOrder + duplicatePrompts + versionErrors + rejected === 0,
+    clean: lost + duplicated + outOfOrder + duplicatePrompts + wrongReplies + versionErrors + rejected === 0,
     users: users.length,
     usersCompleted,
     messages: { planned, sent, acked, rejected },
@@ -237,6 +254,7 @@ export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySe
     resent,
     outOfOrder,
     duplicatePrompts,
+    wrongReplies,
     versionErrors,
     late,
     staleNotices,

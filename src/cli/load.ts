@@ -27,6 +27,10 @@ export interface LoadFlags {
   json?: boolean;
   progress?: boolean;
   retaps?: string;
+  flow?: string;
+  script?: string;
+  start?: boolean;
+  shopStub?: boolean;
 }
 
 export const DEFAULT_SINK_PORT = 4010;
@@ -46,7 +50,7 @@ export function configureLoadCommand(cmd: Command): Command {
     .description(
       'load and chaos generator: users walk the order flow; prints a verdict (lost, duplicated, out of order)',
     )
-    .option('--url <url>', 'base URL of the Baton under test', 'http://127.0.0.1:3000')
+    .option('--url <url>', 'base URL of the Baton under test (default http://127.0.0.1:3000)')
     .option('--users <n>', 'simulated users', '50')
     .option('--duplicates <rate>', 'share of messages delivered twice with the same wamid, 0..1', '0')
     .option('--shuffle', 'deliver each burst in shuffled order (Baton must buffer: BATON_BUFFER_MS)')
@@ -66,6 +70,13 @@ export function configureLoadCommand(cmd: Command): Command {
     .option('--timeout <ms>', 'how long a user waits for a reply that is due', '15000')
     .option('--max-inflight <n>', 'webhooks in flight at most', '64')
     .option('--seed <n>', 'seed of the random choices (default: random)')
+    .option('--script <file>', 'every user plays this conversation (the `baton simulate --script` format)')
+    .option(
+      '--flow <module>',
+      'the flow module the script drives; without --url, an embedded Baton serves it (as --start)',
+    )
+    .option('--start', 'start an embedded Baton with --flow on a free port, sending to the sink')
+    .option('--shop-stub', 'run the order-status shop API stub (ORDER_API_URL) for the flow')
     .option('--json', 'print the report as JSON on stdout')
     .option('--no-progress', 'no progress bar')
     .addHelpText(

@@ -15,6 +15,7 @@ export interface SimulateFlags {
   script?: string;
   transcript?: string;
   statuses?: boolean;
+  shopStub?: boolean;
 }
 
 export class SimulateUsageError extends Error {}
@@ -32,6 +33,7 @@ export function configureSimulateCommand(cmd: Command): Command {
     .option('--user <waId>', 'wa_id of user 1 (user N adds N - 1)', '15550100001')
     .option('--script <file>', 'play a conversation file; exit 1 when an expected reply does not come')
     .option('--transcript <file>', 'write the conversation to a file')
+    .option('--shop-stub', 'with --start: serve the order-status shop API stub (ORDER_API_URL)')
     .option('--no-statuses', 'do not send sent/delivered/read status webhooks')
     .addHelpText(
       'after',
@@ -54,10 +56,12 @@ export async function runSimulateCommand(f: SimulateFlags): Promise<number> {
   } catch {
     throw new SimulateUsageError(`--url must be a URL, got "${f.url ?? ''}"`);
   }
+  if (f.shopStub && !f.start) throw new SimulateUsageError('--shop-stub needs --start');
+  let shopStub = f.shopStub === true;
   if (f.script !== undefined) {
     const { readScript } = await import('../simulate/script.ts');
     try {
-      readScript(f.script);
+      if (readScript(f.script).stubs?.includes('shop') && f.start) shopStub = true;
     } catch (err) {
       throw new SimulateUsageError(err instanceof Error ? err.message : String(err));
     }
@@ -74,6 +78,7 @@ export async function runSimulateCommand(f: SimulateFlags): Promise<number> {
     ...(f.script !== undefined ? { script: f.script } : {}),
     ...(f.transcript !== undefined ? { transcript: f.transcript } : {}),
     statuses: f.statuses !== false,
+    shopStub,
     env: process.env,
     input: process.stdin,
     output: process.stdout,

@@ -6,15 +6,16 @@
  * @module
  */
 
-/** Imports `url` (a `file:` URL), registering tsx first if the module is TypeScript. */
+/**
+ * Imports `url` (a `file:` URL), registering tsx first if the module is TypeScript and this
+ * Baton is compiled. First, not on failure: Node keeps a failed import of a URL failed for the
+ * life of the process, so a retry after registering would fail again.
+ */
 export async function importModule(url: string): Promise<Record<string, unknown>> {
-  try {
-    return (await import(url)) as Record<string, unknown>;
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
-    await registerTsx();
-    return (await import(url)) as Record<string, unknown>;
-  }
+  const typescript = /\.[cm]?tsx?$/.test(new URL(url).pathname);
+  // Running from the sources means a TypeScript loader is already in place.
+  if (typescript && !import.meta.url.endsWith('.ts')) await registerTsx();
+  return (await import(url)) as Record<string, unknown>;
 }
 
 let registered: Promise<void> | null = null;

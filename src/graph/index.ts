@@ -10,7 +10,8 @@
  * @module
  */
 import dagre from '@dagrejs/dagre';
-import type { Flow, Outcome, StepContext, StepDef, StepInput } from '../flow/define.ts';
+import { choicesOf, translator } from '../flow/define.ts';
+import type { Choice, Flow, Outcome, StepContext, StepDef, Translate } from '../flow/define.ts';
 
 /** One step of the flow. */
 export interface FlowGraphNode {
@@ -93,47 +94,56 @@ const layoutLib = dagre as unknown as {
   layout(g: LayoutGraph): void;
 };
 
-interface Probe {
-  readonly to: string;
-  readonly restart: boolean;
+type Probe =
+  | { readonly kind: 'goto'; readonly to: string; readonly restart: boolean }
+  | { readonly kind: 'retry' }
+  | { readonly kind: 'handoff' };
+
+/** Outcome builders that only record what a handler decided. */
+function probeContext(t: Translate): StepContext<string> {
+  return {
+    data: {},
+    t,
+    goto: (to, set) => ({ kind: 'goto', step: to, ...(set ? { set } : {}) }),
+    restart: (to, set) => ({ kind: 'goto', step: to, clear: true, ...(set ? { set } : {}) }),
+    retry: () => ({ kind: 'retry' }),
+    handoff: (reason) => ({ kind: 'handoff', reason }),
+    startOver: () => ({ kind: 'start_over' }),
+  };
 }
 
-const PROBE_CTX: StepContext = {
-  data: {},
-  t: (key) => key,
-  goto: (to, set) => ({ kind: 'goto', step: to, ...(set ? { set } : {}) }),
-  restart: (to, set) => ({ kind: 'goto', step: to, clear: true, ...(set ? { set } : {}) }),
-  retry: () => ({ kind: 'retry' }),
-  handoff: (reason) => ({ kind: 'handoff', reason }),
-  startOver: () => ({ kind: 'start_over' }),
-};
-
-/** Offers `input` to a step's pure handler and reports where it goes; undefined if unknown. */
-function probe(step: StepDef, input: StepInput): Probe | 'retry' | 'handoff' | undefined {
-  if (step.on === undefined) return undefined;
+/**
+ * Runs one of a step's pure handlers on a made-up input and reports what it decided; undefined
+ * when it cannot tell (the handler threw, needs data it does not have, went nowhere declared).
+ */
+function probe(step: StepDef, start: string, run: () => Outcome | undefined): Probe | undefined {
   let outcome: Outcome | undefined;
   try {
-    outcome = step.on(input, PROBE_CTX);
+    outcome = run();
   } catch {
     return undefined;
   }
   if (outcome === undefined || outcome === null || typeof outcome !== 'object') return undefined;
-  if (outcome.kind === 'retry') return 'retry';
-  if (outcome.kind === 'handoff') return 'handoff';
-  if (outcome.kind === 'goto' && step.to.includes(outcome.step)) {
-    return { to: outcome.step, restart: outcome.clear === true };
+  switch (outcome.kind) {
+    case 'retry':
+      return { kind: 'retry' };
+    case 'handoff':
+      return { kind: 'handoff' };
+    case 'start_over':
+      return step.to.includes(start) ? { kind: 'goto', to: start, restart: true } : undefined;
+    case 'goto':
+      return step.to.includes(outcome.step)
+        ? { kind: 'goto', to: outcome.step, restart: outcome.clear === true }
+        : undefined;
+    default:
+      return undefined;
   }
-  return undefined;
 }
 
-/** A choice's title for the map: the text itself, or what it says for empty data. */
-function titleOf(title: StepDef['choices'][number]['title']): string {
-  if (typeof title === 'string') return title;
-  try {
-    return title({}, { t: (key) => key });
-  } catch {
-    return '?';
-  }
+/** A step property the flow DSL may add (effects, hand-off); read without assuming its shape. */
+function has(step: StepDef, key: string): boolean {
+  const value = (step as unknown as Record<string, unknown>)[key];
+  return value !== undefined && value !== null && value !== false;
 }
 
 /**
@@ -145,43 +155,68 @@ function titleOf(title: StepDef['choices'][number]['title']): string {
 export function flowGraph(flow: Flow): FlowGraph {
   const nodes: FlowGraphNode[] = [];
   const edges: FlowGraphEdge[] = [];
+  // Labels in the flow's default language.
+  const t: Translate = (key, vars) => {
+    try {
+      return translator(flow, {})(key, vars);
+    } catch {
+      return key;
+    }
+  };
+  const ctx = probeContext(t);
   for (const step of flow.steps.values()) {
     const labels = new Map<string, string[]>();
     const restarts = new Set<string>();
-    let unknown = step.dynamicChoices !== undefined;
-    let handoff = false;
-    if (step.accepts === 'choice') {
-      for (const choice of step.choices) {
-        const title = titleOf(choice.title);
-        const p = probe(step, { type: 'choice', id: choice.id, title, messageIds: [] });
-        if (p === 'retry') continue;
-        if (p === 'handoff') {
-          handoff = true;
-          continue;
-        }
-        if (p === undefined) {
-          unknown = true;
-          continue;
-        }
-        labels.set(p.to, [...(labels.get(p.to) ?? []), title]);
+    let unknown = false;
+    let handoff = has(step, 'handoff');
+    const note = (p: Probe | undefined, label: string | undefined): void => {
+      if (p === undefined) unknown = true;
+      else if (p.kind === 'handoff') handoff = true;
+      else if (p.kind === 'goto') {
+        if (label !== undefined && !(labels.get(p.to) ?? []).includes(label))
+          labels.set(p.to, [...(labels.get(p.to) ?? []), label]);
         if (p.restart) restarts.add(p.to);
       }
-    } else {
-      const sample: StepInput = { type: 'text', text: 'hello', messageIds: [] };
-      const p = probe(step, sample);
-      if (p === 'handoff') handoff = true;
-      else if (p !== undefined && p !== 'retry' && p.restart) restarts.add(p.to);
+    };
+    const on = step.on;
+    if (step.accepts === 'choice') {
+      let choices: readonly Choice[] = [];
+      try {
+        choices = choicesOf(step, {}, { t });
+      } catch {
+        unknown = true;
+      }
+      for (const c of choices) {
+        note(
+          on &&
+            probe(step, flow.start, () =>
+              on({ type: 'choice', id: c.id, title: c.title, messageIds: [] }, ctx),
+            ),
+          c.title,
+        );
+      }
+    } else if (on) {
+      const p = probe(step, flow.start, () => on({ type: 'text', text: 'hello', messageIds: [] }, ctx));
+      if (p?.kind === 'goto' && p.restart) restarts.add(p.to);
+      if (p?.kind === 'handoff') handoff = true;
+    }
+    const fx = step.effect;
+    if (fx) {
+      note(
+        probe(step, flow.start, () => fx.onResult({}, ctx)),
+        'result',
+      );
+      note(
+        probe(step, flow.start, () => fx.onFailure({ error: 'probe', attempts: 1 }, ctx)),
+        'failure',
+      );
     }
     for (const to of step.to) {
-      const titles = labels.get(to);
-      const label =
-        step.effect !== undefined
-          ? `${step.effect.use} result`
-          : step.accepts === 'choice'
-            ? titles && !unknown
-              ? titles.join(' / ')
-              : 'choice'
-            : step.accepts;
+      const found = labels.get(to);
+      let label: string;
+      if (fx) label = found ? found.join(' / ') : 'result';
+      else if (step.accepts === 'choice') label = found && !unknown ? found.join(' / ') : 'choice';
+      else label = step.accepts;
       edges.push({ from: step.id, to, label, restart: restarts.has(to) });
     }
     nodes.push({
@@ -189,19 +224,22 @@ export function flowGraph(flow: Flow): FlowGraph {
       accepts: step.accepts,
       start: step.id === flow.start,
       terminal: false,
-      effect: step.effect !== undefined,
+      effect: fx !== undefined,
       handoff,
     });
   }
-  const terminal = (id: string): boolean => {
-    const out = edges.filter((e) => e.from === id);
-    return out.every((e) => e.restart || (e.to === flow.start && id !== flow.start && out.length === 1));
+  // An end: nowhere to go, or only back to the start, whatever the user sends.
+  const terminal = (n: FlowGraphNode): boolean => {
+    const out = edges.filter((e) => e.from === n.id);
+    if (out.length === 0) return true;
+    if (n.accepts !== 'any' || n.effect) return false;
+    return out.every((e) => e.restart || (e.to === flow.start && n.id !== flow.start && out.length === 1));
   };
   return {
     flow: flow.id,
     version: flow.version,
     start: flow.start,
-    nodes: nodes.map((n) => ({ ...n, terminal: terminal(n.id) })),
+    nodes: nodes.map((n) => ({ ...n, terminal: terminal(n) })),
     edges,
   };
 }
@@ -234,9 +272,30 @@ function age(ms: number): string {
 
 const fmt = (n: number): string => String(Math.round(n * 10) / 10);
 
+interface XY {
+  readonly x: number;
+  readonly y: number;
+}
+
+/** A smooth path through every one of dagre's points (Catmull-Rom, so labels stay on their edge). */
+function curve(points: readonly XY[]): string {
+  const at = (p: XY): string => `${fmt(p.x)},${fmt(p.y)}`;
+  if (points.length < 3) return points.map((p, i) => `${i === 0 ? 'M' : 'L'}${at(p)}`).join(' ');
+  const parts = [`M${at(points[0]!)}`];
+  for (let i = 0; i < points.length - 1; i++) {
+    const p0 = points[Math.max(0, i - 1)]!;
+    const p1 = points[i]!;
+    const p2 = points[i + 1]!;
+    const p3 = points[Math.min(points.length - 1, i + 2)]!;
+    const c1 = { x: p1.x + (p2.x - p0.x) / 6, y: p1.y + (p2.y - p0.y) / 6 };
+    const c2 = { x: p2.x - (p3.x - p1.x) / 6, y: p2.y - (p3.y - p1.y) / 6 };
+    parts.push(`C${at(c1)} ${at(c2)} ${at(p2)}`);
+  }
+  return parts.join(' ');
+}
+
 function nodeSubtitle(n: FlowGraphNode): string {
-  const marks = [n.accepts];
-  if (n.effect) marks.push('effect');
+  const marks = [n.effect ? 'effect' : n.accepts];
   if (n.handoff) marks.push('hand-off');
   if (n.terminal) marks.push('end');
   return marks.join(' · ');
@@ -298,7 +357,7 @@ export function renderFlowSvg(flow: Flow, opts: RenderFlowSvgOptions = {}): stri
     const laid = g.edge({ v: e.from, w: e.to, name: `e${i}` });
     const pts = laid.points ?? [];
     if (pts.length === 0) return;
-    const d = pts.map((p, j) => `${j === 0 ? 'M' : 'L'}${fmt(p.x)},${fmt(p.y)}`).join(' ');
+    const d = curve(pts);
     out.push(
       `<g class="edge${e.restart ? ' restart' : ''}" data-from="${xmlEscape(e.from)}" data-to="${xmlEscape(e.to)}">`,
       `<path d="${d}" fill="none" stroke="#555" stroke-width="1.4"${e.restart ? ' stroke-dasharray="5 4"' : ''} marker-end="url(#baton-arrow)"/>`,

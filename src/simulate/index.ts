@@ -15,6 +15,7 @@ import { loadConfig } from '../config/index.ts';
 import { startFakeGraphApi, type FakeGraphApi } from './fake-graph.ts';
 import { ANSI, formatAction, formatReply, PLAIN, type Paint } from './format.ts';
 import { SIM_CHANNEL } from './inbound.ts';
+import { startShopStub } from './shop-stub.ts';
 import { readScript, runScript } from './script.ts';
 import { Simulator } from './simulator.ts';
 
@@ -33,6 +34,8 @@ export interface SimulateOptions {
   readonly script?: string;
   readonly transcript?: string;
   readonly statuses?: boolean;
+  /** With `start`: serve the order-status shop API stub and point `ORDER_API_URL` at it. */
+  readonly shopStub?: boolean;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly input: NodeJS.ReadableStream;
   readonly output: NodeJS.WritableStream & { isTTY?: boolean };
@@ -45,6 +48,9 @@ interface Target {
 }
 
 async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<Target> {
+  const shop = o.shopStub ? await startShopStub() : undefined;
+  // The order-status example reads ORDER_API_URL when its module is loaded.
+  if (shop) process.env.ORDER_API_URL = shop.url;
   const dir = mkdtempSync(join(tmpdir(), 'baton-simulate-'));
   const secret = o.secret ?? o.env.WHATSAPP_APP_SECRET ?? randomBytes(12).toString('hex');
   const env: Record<string, string | undefined> = {
@@ -58,6 +64,7 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
     REDIS_URL: undefined,
     DATABASE_URL: undefined,
     BATON_REDIS_CLUSTER: undefined,
+    ...(shop ? { ORDER_API_URL: shop.url } : {}),
   };
   if (o.flows !== undefined) env.BATON_FLOWS = o.flows;
   let baton: Baton | undefined;
@@ -70,11 +77,13 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
       secret,
       stop: async () => {
         await b.stop();
+        await shop?.close();
         rmSync(dir, { recursive: true, force: true });
       },
     };
   } catch (err) {
     await baton?.stop().catch(() => undefined);
+    await shop?.close();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }

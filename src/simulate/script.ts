@@ -47,6 +47,16 @@ export const ConversationScript = z
           .strict(),
       )
       .min(1),
+    /**
+     * Where the session must end (`baton load` checks it through the admin API): its step, and
+     * when given, exactly its data. Strings may use the placeholders `baton load` fills in.
+     */
+    end: z
+      .object({ step: z.string(), data: z.record(z.string(), z.unknown()).optional() })
+      .strict()
+      .optional(),
+    /** Stubs `baton load --start` runs for the flow: `shop` (the order-status shop API). */
+    stubs: z.array(z.enum(['shop'])).optional(),
   })
   .strict();
 
@@ -70,7 +80,7 @@ export function readScript(path: string): ConversationScript {
 }
 
 /** Why `reply` does not meet `e`, or undefined when it does. */
-export function mismatch(e: ScriptExpectation, reply: BotReply): string | undefined {
+export function mismatch(e: ScriptExpectation, reply: Pick<BotReply, 'rendered'>): string | undefined {
   const text = reply.rendered.lines.join('\n');
   const spec = typeof e === 'string' ? { text: e } : e;
   if (spec.text !== undefined && !text.toLowerCase().includes(spec.text.toLowerCase()))

@@ -89,6 +89,73 @@ function command(line: string): { cmd: string; rest: string } | undefined {
   return m ? { cmd: m[1]!.toLowerCase(), rest: m[2]!.trim() } : undefined;
 }
 
+/** What a typed line is read against: the user's latest menu and the bot's latest message. */
+export interface LineContext {
+  readonly menu?: { readonly wamid: string; readonly picks: readonly Pickable[] } | undefined;
+  readonly lastBotWamid?: string | undefined;
+}
+
+/**
+ * Reads one typed line (not `/user`, `/replay`, `/burst`, `/help`, `/quit`) as what the user
+ * sends: a number that names a choice of the latest menu picks it, `/pick`, `/text`, `/image`,
+ * `/location` and `/react` as in {@link HELP}; anything else is text. A string is a problem.
+ * @example
+ * parseUserLine('2', { menu }); // { type: 'button', id: 'sku_551a', title: 'Rain Jacket', context: menu.wamid }
+ */
+export function parseUserLine(line: string, u: LineContext): UserInput | string {
+  const c = command(line);
+  const pick = (ref: string): UserInput | string => {
+    const menu = u.menu;
+    if (!menu) return 'no buttons or rows to pick from yet';
+    const p = /^\d+$/.test(ref)
+      ? menu.picks.find((x) => x.n === Number(ref))
+      : menu.picks.find((x) => x.id === ref);
+    if (!p) return `no choice ${ref} (have ${menu.picks.map((x) => `${x.n}. ${x.title}`).join(', ')})`;
+    return { type: p.kind, id: p.id, title: p.title, context: menu.wamid };
+  };
+  if (!c) {
+    const t = line.trim();
+    if (/^\d+$/.test(t) && u.menu && u.menu.picks.some((p) => p.n === Number(t))) return pick(t);
+    return { type: 'text', text: line };
+  }
+  switch (c.cmd) {
+    case 'text':
+      return c.rest === '' ? 'usage: /text <words>' : { type: 'text', text: c.rest };
+    case 'pick':
+      return c.rest === '' ? 'usage: /pick <n|id>' : pick(c.rest);
+    case 'image': {
+      const [link, ...caption] = c.rest.split(/\s+/);
+      if (!link || !/^https?:\/\//.test(link)) return 'usage: /image <http(s) url> [caption]';
+      return { type: 'image', link, ...(caption.length ? { caption: caption.join(' ') } : {}) };
+    }
+    case 'location': {
+      const m = /^(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*(.*)$/.exec(c.rest);
+      if (!m) return 'usage: /location <lat>,<long> [name]';
+      const latitude = Number(m[1]);
+      const longitude = Number(m[2]);
+      if (Math.abs(latitude) > 90 || Math.abs(longitude) > 180)
+        return 'latitude must be -90..90, longitude -180..180';
+      return { type: 'location', latitude, longitude, ...(m[3] ? { name: m[3] } : {}) };
+    }
+    case 'react':
+      if (c.rest === '') return 'usage: /react <emoji>';
+      if (!u.lastBotWamid) return 'nothing to react to yet';
+      return { type: 'reaction', emoji: c.rest, messageId: u.lastBotWamid };
+    default:
+      return `unknown command /${c.cmd} (/help lists them)`;
+  }
+}
+
+/** Splits `/burst a | b` into its lines; undefined when `line` is no burst. */
+export function burstParts(line: string): string[] | undefined {
+  const c = command(line);
+  if (c?.cmd !== 'burst') return undefined;
+  return c.rest
+    .split('|')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
+}
+
 export class Simulator {
   readonly channel: SimChannel;
   private readonly users = new Map<string, UserState>();
@@ -212,48 +279,7 @@ export class Simulator {
 
   /** Parses one typed line into an input for the current user; a string is a problem to show. */
   private parseInput(line: string): UserInput | string {
-    const u = this.current;
-    const c = command(line);
-    const pick = (ref: string): UserInput | string => {
-      const menu = u.menu;
-      if (!menu) return 'no buttons or rows to pick from yet';
-      const p = /^\d+$/.test(ref)
-        ? menu.picks.find((x) => x.n === Number(ref))
-        : menu.picks.find((x) => x.id === ref);
-      if (!p) return `no choice ${ref} (have ${menu.picks.map((x) => `${x.n}. ${x.title}`).join(', ')})`;
-      return { type: p.kind, id: p.id, title: p.title, context: menu.wamid };
-    };
-    if (!c) {
-      const t = line.trim();
-      if (/^\d+$/.test(t) && u.menu && u.menu.picks.some((p) => p.n === Number(t))) return pick(t);
-      return { type: 'text', text: line };
-    }
-    switch (c.cmd) {
-      case 'text':
-        return c.rest === '' ? 'usage: /text <words>' : { type: 'text', text: c.rest };
-      case 'pick':
-        return c.rest === '' ? 'usage: /pick <n|id>' : pick(c.rest);
-      case 'image': {
-        const [link, ...caption] = c.rest.split(/\s+/);
-        if (!link || !/^https?:\/\//.test(link)) return 'usage: /image <http(s) url> [caption]';
-        return { type: 'image', link, ...(caption.length ? { caption: caption.join(' ') } : {}) };
-      }
-      case 'location': {
-        const m = /^(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*(.*)$/.exec(c.rest);
-        if (!m) return 'usage: /location <lat>,<long> [name]';
-        const latitude = Number(m[1]);
-        const longitude = Number(m[2]);
-        if (Math.abs(latitude) > 90 || Math.abs(longitude) > 180)
-          return 'latitude must be -90..90, longitude -180..180';
-        return { type: 'location', latitude, longitude, ...(m[3] ? { name: m[3] } : {}) };
-      }
-      case 'react':
-        if (c.rest === '') return 'usage: /react <emoji>';
-        if (!u.lastBotWamid) return 'nothing to react to yet';
-        return { type: 'reaction', emoji: c.rest, messageId: u.lastBotWamid };
-      default:
-        return `unknown command /${c.cmd} (/help lists them)`;
-    }
+    return parseUserLine(line, this.current);
   }
 
   private shown(input: UserInput): string {
@@ -302,10 +328,7 @@ export class Simulator {
       return { info: status === 200 ? [] : [`webhook answered ${status}`], posted: [status] };
     }
     if (c?.cmd === 'burst') {
-      const parts = c.rest
-        .split('|')
-        .map((p) => p.trim())
-        .filter((p) => p !== '');
+      const parts = burstParts(line) ?? [];
       if (parts.length < 2) return { info: ['usage: /burst a | b [| c...]'], posted: [] };
       const inputs = parts.map((p) => this.parseInput(p));
       const bad = inputs.find((i): i is string => typeof i === 'string');

@@ -1,6 +1,6 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import { orderFlow } from '../../src/bots/order.ts';
@@ -151,5 +151,40 @@ describe('flowMermaid and baton flow graph', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'baton-graph-')), 'order.mmd');
     expect(await run(['flow', 'graph', 'order', '--output', file], () => undefined)).toBe(0);
     expect(readFileSync(file, 'utf8')).toContain('[*] --> ask_name');
+  });
+});
+
+const EXAMPLE = resolve(import.meta.dirname, '../../examples/order-status/flow.ts');
+
+describe.skipIf(!existsSync(EXAMPLE))('the order-status example', () => {
+  it('draws one node per step, its effect steps and hand-offs marked', async () => {
+    const { orderStatusFlow } = (await import(EXAMPLE)) as {
+      orderStatusFlow: (o: { apiUrl: string }) => Parameters<typeof renderFlowSvg>[0];
+    };
+    const flow = orderStatusFlow({ apiUrl: 'http://127.0.0.1:9' });
+    const tree = parseSvg(renderFlowSvg(flow));
+    const nodes = stepNodes(tree);
+    expect(nodes.map((n) => n['@data-step']).sort()).toEqual([...flow.steps.keys()].sort());
+    const classOf = (id: string): string => String(nodes.find((n) => n['@data-step'] === id)?.['@class']);
+    expect(classOf('looking_up')).toContain('effect');
+    expect(classOf('cancelling')).toContain('effect');
+    expect(classOf('show_status')).toContain('handoff');
+    expect(classOf('ask_order')).toContain('start');
+    const g = flowGraph(flow);
+    expect(
+      g.nodes
+        .filter((n) => n.effect)
+        .map((n) => n.id)
+        .sort(),
+    ).toEqual(['cancelling', 'looking_up']);
+    expect(
+      g.nodes
+        .filter((n) => n.handoff)
+        .map((n) => n.id)
+        .sort(),
+    ).toEqual(['lookup_failed', 'show_status', 'tracking']);
+    expect(g.edges.find((e) => e.from === 'confirm_cancel' && e.to === 'cancelling')?.label).toBe(
+      'Yes, cancel it',
+    );
   });
 });

@@ -2,18 +2,17 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { BATON_DEV, childEnv } from '../support/procs.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'baton-sim-script-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function baton(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = { ...process.env };
-  for (const k of ['BATON_FLOWS', 'REDIS_URL', 'DATABASE_URL', 'WHATSAPP_APP_SECRET']) delete env[k];
+  const env = childEnv();
   return new Promise((done) => {
-    const p = spawn(process.execPath, [join(ROOT, 'bin/baton.mjs'), ...args], { cwd: dir, env });
+    const p = spawn(process.execPath, [BATON_DEV, ...args], { cwd: dir, env });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { BATON_DEV } from '../support/procs.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const haveTmux = spawnSync('tmux', ['-V']).status === 0;
@@ -43,7 +44,7 @@ describe.skipIf(!haveTmux && !process.env.CI)('baton simulate in a terminal', ()
     const transcript = join(dir, 'chat.txt');
     const cmd = [
       process.execPath,
-      join(ROOT, 'bin/baton.mjs'),
+      BATON_DEV,
       'simulate',
       '--start',
       '--graph-port',
@@ -64,7 +65,7 @@ describe.skipIf(!haveTmux && !process.env.CI)('baton simulate in a terminal', ()
       '50',
       '-c',
       ROOT,
-      `env -u BATON_FLOWS -u REDIS_URL -u DATABASE_URL ${cmd}; echo SIM-EXIT=$?; sleep 30`,
+      `env -i PATH="$PATH" HOME="$HOME" TERM=xterm-256color ${cmd}; echo SIM-EXIT=$?; sleep 30`,
     );
     await waitForScreen('/help lists commands');
     type('hello');
