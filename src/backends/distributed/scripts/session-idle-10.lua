@@ -18,7 +18,8 @@
   KEYS[10] fence     HASH (gone, the next lease reserves a new block in PostgreSQL, above it)
 
   The arrival counter (`seq`) stays: messages stored while a session waits (say, with no
-  worker running) must keep numbering after those already in its mailbox.
+  worker running) must keep numbering after those already in its mailbox. So does the
+  mailbox's stats version (`pv`): the global stats order posts by it (stats-pending-4.lua).
 
   ARGV[1]  idle TTL, ms
 
