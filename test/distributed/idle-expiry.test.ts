@@ -15,8 +15,8 @@ async function sessionKeys(prefix: string, member: string): Promise<Map<string, 
   const r = new Redis(REDIS_URL);
   try {
     const keys = (await r.keys(`${prefix}:{${member}}:*`)).filter(
-      // The arrival counter and the stats version outlive the session on purpose (see
-      // session-idle-10.lua and stats-pending-4.lua).
+      // The arrival counter outlives the session on purpose, the stats version by at least two
+      // minutes (see session-idle-11.lua and stats-pending-4.lua).
       (k) => !k.includes(':seen:') && !k.endsWith(':seq') && !k.endsWith(':pv'),
     );
     const ttls = await Promise.all(keys.map((k) => r.pttl(k)));

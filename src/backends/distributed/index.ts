@@ -82,7 +82,7 @@ import {
 import { isRedisUnavailable } from './redis-errors.ts';
 import { ReadyScheduler, type ClaimResult } from './scheduler.ts';
 import { ScriptSet, type Arg, type PipelineOp, type ScriptName } from './scripts.ts';
-import { figuresAt, StatsFeed, type MailboxFigures } from './stats-feed.ts';
+import { figuresAt, StatsFeed, TOMBSTONE_MS, type MailboxFigures } from './stats-feed.ts';
 import type { StatementName } from './sql.ts';
 
 export { migrate } from './migrate.ts';
@@ -821,8 +821,9 @@ export class DistributedBackend implements Backend {
         sk.outIndex,
         sk.pmid,
         sk.fence,
+        sk.pv,
       ],
-      args: [this.idleTtlMs],
+      args: [this.idleTtlMs, 2 * TOMBSTONE_MS],
     };
   }
 

@@ -38,7 +38,10 @@ export interface SessionKeys {
   readonly msgs: string;
   /** STRING per-session arrival counter (`seq`). */
   readonly seq: string;
-  /** STRING version of the mailbox's figures in the global stats (see stats-pending-4.lua); never expires. */
+  /**
+   * STRING version of the mailbox's figures in the global stats (see stats-pending-4.lua);
+   * expires with an idle session, but not before the global stats forget its version.
+   */
   readonly pv: string;
   /** HASH outbound id -> immutable record JSON. */
   readonly out: string;

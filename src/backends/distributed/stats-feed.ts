@@ -8,8 +8,11 @@
 import type { Keys } from './keys.ts';
 import type { PipelineOp } from './scripts.ts';
 
-/** How long an emptied mailbox's version is remembered against late posts, ms. */
-const TOMBSTONE_MS = 600_000;
+/**
+ * How long an emptied mailbox's version is remembered against late posts, ms. A post is late
+ * by a round trip, or by a stall of the process that sends it; a minute covers both.
+ */
+export const TOMBSTONE_MS = 60_000;
 
 /** One session's mailbox figures, as the session scripts return them. */
 export interface MailboxFigures {
@@ -66,12 +69,13 @@ export class StatsFeed {
     setImmediate(() => void this.flush());
   }
 
-  /** Resolves once every post queued so far has been sent (or has failed). */
+  /**
+   * Resolves once every post queued before the call has been sent (or has failed); posts
+   * queued meanwhile are not waited for, so a busy process cannot keep a reader waiting.
+   */
   async settled(): Promise<void> {
-    while (this.queued.size > 0 || this.sending !== null) {
-      if (this.sending !== null) await this.sending;
-      else await this.flush();
-    }
+    if (this.queued.size > 0) await this.flush();
+    else if (this.sending !== null) await this.sending;
   }
 
   private async flush(): Promise<void> {

@@ -13,7 +13,7 @@
   KEYS[4] seq     per-session arrival counter
   KEYS[5] lock    the session's lease
   KEYS[6] sched   the session's scheduled flag
-  KEYS[7] pv      the mailbox's stats version (INCR on every change; never expires)
+  KEYS[7] pv      the mailbox's stats version (INCR on every change)
 
   ARGV[1] message id
   ARGV[2] StoredMessage JSON without `seq` and without its closing brace
