@@ -412,6 +412,9 @@ export class EmbeddedBackend implements Backend {
       expiresAt: this.now() + ttlMs,
     };
     this.leases.set(sessionId(key), lease);
+    // The holder takes whatever is pending; its release schedules the session again if need be
+    // (as the distributed backend's grant replaces the session's ready entry).
+    this.due.unschedule(key);
     return { channel: key.channel, user: key.user, token: lease.token, fence: lease.fence, holder };
   }
 
