@@ -1,12 +1,16 @@
 /**
  * Posts sessions' mailbox figures (version, pending count, oldest storedAt) to the global
- * pending stats (scripts/stats-pending-4.lua), so `stats` never visits sessions. Posts made in
+ * pending stats (scripts/stats-pending-4.lua), so `stats` never visits sessions. Queued posts
+ * ride with the next command the process sends ({@link StatsFeed.take}); failing that, those of
  * one tick share one script call, sent in the background: a commit does not wait for it.
  * Posts may arrive in any order; the version in each decides.
  * @module
  */
 import type { Keys } from './keys.ts';
 import type { PipelineOp } from './scripts.ts';
+
+/** Sessions whose last posted version this process remembers (repair posts it already made are skipped). */
+const POSTED_MAX = 50_000;
 
 /**
  * How long an emptied mailbox's version is remembered against late posts, ms. A post is late
@@ -34,6 +38,8 @@ export function figuresAt(member: string, reply: readonly unknown[], offset: num
 
 export class StatsFeed {
   private queued = new Map<string, MailboxFigures>();
+  /** member -> the highest version this process has posted (or queued). */
+  private readonly posted = new Map<string, number>();
   private sending: Promise<void> | null = null;
   private scheduled = false;
 
@@ -46,7 +52,10 @@ export class StatsFeed {
   /** The script call that posts `figures` (for callers that send it in their own round trip). */
   op(figures: Iterable<MailboxFigures>): PipelineOp | null {
     const args: Array<string | number> = [TOMBSTONE_MS, Math.floor(this.now())];
-    for (const f of figures) args.push(f.member, f.version, f.count, f.oldest);
+    for (const f of figures) {
+      args.push(f.member, f.version, f.count, f.oldest);
+      this.remember(f);
+    }
     if (args.length === 2) return null;
     return {
       script: 'stats-pending',
@@ -60,13 +69,34 @@ export class StatsFeed {
     };
   }
 
-  /** Queues a post; it goes out with the others of this tick. */
-  post(figures: MailboxFigures): void {
+  /**
+   * Queues a post; it goes out with the next command or with the others of this tick. A
+   * `repair` post (figures read, not changed) is skipped when this process has already posted
+   * that version.
+   */
+  post(figures: MailboxFigures, repair = false): void {
+    if (repair && (this.posted.get(figures.member) ?? -1) >= figures.version) return;
+    this.remember(figures);
     const cur = this.queued.get(figures.member);
     if (cur === undefined || cur.version <= figures.version) this.queued.set(figures.member, figures);
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => void this.flush());
+  }
+
+  /** Takes the queued posts as one op, for the caller to send with its own command; null if none. */
+  take(): PipelineOp | null {
+    if (this.queued.size === 0) return null;
+    const op = this.op(this.queued.values());
+    this.queued = new Map();
+    return op;
+  }
+
+  private remember(f: MailboxFigures): void {
+    if ((this.posted.get(f.member) ?? -1) >= f.version) return;
+    this.posted.delete(f.member);
+    if (this.posted.size >= POSTED_MAX) this.posted.delete(this.posted.keys().next().value!);
+    this.posted.set(f.member, f.version);
   }
 
   /**
