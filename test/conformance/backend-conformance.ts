@@ -592,6 +592,24 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
       });
     });
 
+    describe('turn reads', () => {
+      it('load under a lease after pending gives the state as of now, also after a commit', async () => {
+        const key = newKey();
+        await b.ingest({ messages: [text(key, 'one')], statuses: [] });
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const [m] = await b.pending(g, 10);
+        expect(await b.load(g)).toBeNull();
+        await b.commit(g, batch(key, 0, 1, { consumed: [m!.id] }));
+        await b.ingest({ messages: [text(key, 'two')], statuses: [] });
+        const [m2] = await b.pending(g, 10);
+        await b.commit(g, batch(key, 1, 2, { consumed: [] }));
+        expect((await b.load(g))?.version).toBe(2);
+        await b.commit(g, batch(key, 2, 3, { consumed: [m2!.id] }));
+        expect((await b.load(g))?.version).toBe(3);
+        await b.releaseLease(g);
+      });
+    });
+
     describe('stats', () => {
       it('count exactly, from figures the writes keep, with many sessions stored and queued', async () => {
         const idle = await seedSessions(b, {

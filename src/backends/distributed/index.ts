@@ -240,6 +240,11 @@ export class DistributedBackend implements Backend {
   private purging: Promise<unknown> | null = null;
   /** lease token -> the watchdog score this process set for it in the ready queue. */
   private readonly watchdogs = new Map<string, string>();
+  /**
+   * session member -> its state as read with its mailbox by the lease holder's `pending`, for
+   * that holder's next `load` (one round trip for both; used once, dropped on release).
+   */
+  private readonly prefetched = new Map<string, { token: string; s: string | null; v: string | null }>();
   /** outbound id -> its session, for records this process committed or read (bounded). */
   private readonly outboundSessions = new Map<string, SessionKey>();
   private initialized = false;
@@ -797,6 +802,7 @@ export class DistributedBackend implements Backend {
 
   async releaseLease(lease: LeaseGrant): Promise<void> {
     const sk = this.keys.session(lease);
+    this.prefetched.delete(sk.member);
     const wd = this.watchdogs.get(lease.token);
     this.watchdogs.delete(lease.token);
     // Our watchdog entry goes in the same round trip (compare-and-delete: an entry rescheduled
@@ -866,16 +872,36 @@ export class DistributedBackend implements Backend {
 
   async pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {
     const sk = this.keys.session(key);
-    const reply = asArray(
-      await this.run('pending', { script: 'pending', keys: [sk.mbox, sk.msgs, sk.pv], args: [limit] }),
-    );
+    const op: PipelineOp = { script: 'pending', keys: [sk.mbox, sk.msgs, sk.pv], args: [limit] };
+    // Called with a lease (the engine's turn): the state comes in the same round trip, for the
+    // `load` that follows when there is something to do.
+    const token = 'token' in key && typeof key.token === 'string' ? key.token : null;
+    const [raw, state] =
+      token === null
+        ? [await this.run('pending', op), null]
+        : await this.pipeline('pending', [op, { command: 'HMGET', args: [sk.state, 's', 'v'] }]);
+    const reply = asArray(raw);
     // The worker reading a mailbox posts its figures again: repairs a post lost in a crash.
     this.statsFeed.post(figuresAt(sk.member, reply, 0), true);
-    return reply.slice(3).map((j) => JSON.parse(asString(j)) as StoredMessage);
+    const messages = reply.slice(3).map((j) => JSON.parse(asString(j)) as StoredMessage);
+    if (token !== null && messages.length > 0) {
+      const [s, v] = asArray(state).map((x) => (x === null ? null : asString(x)));
+      if (s !== null || v !== null) this.prefetched.set(sk.member, { token, s: s ?? null, v: v ?? null });
+    }
+    return messages;
   }
 
   async load(key: SessionKey): Promise<SessionSnapshot | null> {
     const sk = this.keys.session(key);
+    const pre = this.prefetched.get(sk.member);
+    if (pre !== undefined) {
+      this.prefetched.delete(sk.member);
+      // Only the lease holder writes the state, and its commit checks the version anyway.
+      if ('token' in key && key.token === pre.token) {
+        if (pre.s !== null) return JSON.parse(pre.s) as SessionSnapshot;
+        return null; // tombstone: PostgreSQL has no such session either
+      }
+    }
     for (let attempt = 0; attempt < 3; attempt++) {
       const [s, v] = await this.r('load', () => this.redis.hmget(sk.state, 's', 'v'));
       if (s) return JSON.parse(s) as SessionSnapshot;
@@ -924,6 +950,7 @@ export class DistributedBackend implements Backend {
 
   async commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
     const sk = this.keys.session(lease);
+    this.prefetched.delete(sk.member); // read before this commit: stale after it
     const id = randomUUID();
     const outbound = batch.outbound.map((o) => splitOutbound(o, 1));
     const prefix = entryPrefix({
