@@ -608,6 +608,20 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect((await b.load(g))?.version).toBe(3);
         await b.releaseLease(g);
       });
+
+      it('unsent under a lease after a commit lists what is unsent now', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const [o1, o2] = [outbound(key, 1, 0), outbound(key, 1, 1)];
+        await b.commit(g, batch(key, 0, 1, { outbound: [o1, o2] }));
+        expect((await b.unsent(g)).map((o) => o.id)).toEqual([o1.id, o2.id]);
+        await b.commit(g, batch(key, 1, 1, { outbound: [] }));
+        await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: `wamid.${uid()}` });
+        expect((await b.unsent(g)).map((o) => o.id)).toEqual([o2.id]);
+        await b.updateOutbound(o2.id, { status: 'sent', attempts: 1, providerMessageId: `wamid.${uid()}` });
+        expect(await b.unsent(g)).toEqual([]);
+        await b.releaseLease(g);
+      });
     });
 
     describe('stats', () => {

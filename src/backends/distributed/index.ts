@@ -245,6 +245,11 @@ export class DistributedBackend implements Backend {
    * that holder's next `load` (one round trip for both; used once, dropped on release).
    */
   private readonly prefetched = new Map<string, { token: string; s: string | null; v: string | null }>();
+  /**
+   * session member -> its unsent replies as read right after the lease holder's commit (same
+   * round trip), for that holder's next `unsent` (used once; dropped on release).
+   */
+  private readonly unsentAfterCommit = new Map<string, { token: string; reply: unknown }>();
   /** outbound id -> its session, for records this process committed or read (bounded). */
   private readonly outboundSessions = new Map<string, SessionKey>();
   private initialized = false;
@@ -803,6 +808,7 @@ export class DistributedBackend implements Backend {
   async releaseLease(lease: LeaseGrant): Promise<void> {
     const sk = this.keys.session(lease);
     this.prefetched.delete(sk.member);
+    this.unsentAfterCommit.delete(sk.member);
     const wd = this.watchdogs.get(lease.token);
     this.watchdogs.delete(lease.token);
     // Our watchdog entry goes in the same round trip (compare-and-delete: an entry rescheduled
@@ -1015,12 +1021,18 @@ export class DistributedBackend implements Backend {
     // Write-behind announces the journal in the same round trip (on a cluster, right after);
     // if the commit is refused, the flusher finds nothing new and moves on.
     const notice = this.writeThrough ? [] : this.notifyOps([sk.member]);
-    let reply = asArray((await this.pipeline('commit', [op], notice))[0]);
+    // The replies left to send, read in the same round trip (right after the commit, in its slot):
+    // the outbox asks for them next.
+    const ops = [op, this.unsentOp(sk)];
+    let replies = await this.pipeline('commit', ops, notice);
+    let reply = asArray(replies[0]);
     if (asNumber(reply[0]) === ScriptCode.NeedLoad) {
       await this.restore(lease, sk);
-      reply = asArray((await this.pipeline('commit', [op], notice))[0]);
+      replies = await this.pipeline('commit', ops, notice);
+      reply = asArray(replies[0]);
     }
     const code = asNumber(reply[0]);
+    if (code === 0) this.unsentAfterCommit.set(sk.member, { token: lease.token, reply: replies[1] });
     if (code === ScriptCode.Fenced) throw new FencedError(sessionId(lease), lease.fence);
     if (code === ScriptCode.VersionConflict)
       throw new VersionConflictError(sessionId(lease), batch.expectedVersion);
@@ -1155,28 +1167,25 @@ export class DistributedBackend implements Backend {
 
   // --- outbox --------------------------------------------------------------------------
 
+  /** The `outbound-read` call listing the session's unsent replies. */
+  private unsentOp(sk: SessionKeys): PipelineOp {
+    return { script: 'outbound-read', keys: [sk.unsent, sk.out, sk.outState, sk.pmid], args: ['unsent'] };
+  }
+
   async unsent(key: SessionKey): Promise<OutboundRecord[]> {
     const sk = this.keys.session(key);
-    const read = async (): Promise<OutboundRecord[]> => {
-      const reply = asArray(
-        await this.run('unsent', {
-          script: 'outbound-read',
-          keys: [sk.unsent, sk.out, sk.outState, sk.pmid],
-          args: ['unsent'],
-        }),
-      ).map(asString);
-      const out: OutboundRecord[] = [];
-      for (let i = 0; i + 1 < reply.length; i += 2) {
-        if (reply[i] === '' || reply[i + 1] === '') continue;
-        out.push(
-          joinOutbound(
-            JSON.parse(reply[i]!) as OutboundBodyRecord,
-            JSON.parse(reply[i + 1]!) as OutboundState,
-          ),
-        );
+    const cached = this.unsentAfterCommit.get(sk.member);
+    if (cached !== undefined) {
+      this.unsentAfterCommit.delete(sk.member);
+      // Read with the lease holder's commit, and only that holder changes them since.
+      if ('token' in key && key.token === cached.token) {
+        const records = this.parseUnsent(cached.reply);
+        this.rememberOutbound(records);
+        return records;
       }
-      return out;
-    };
+    }
+    const read = async (): Promise<OutboundRecord[]> =>
+      this.parseUnsent((await this.pipeline('unsent', [this.unsentOp(sk)]))[0]);
     const records = await read();
     this.rememberOutbound(records);
     if (records.length > 0) return records;
@@ -1186,6 +1195,19 @@ export class DistributedBackend implements Backend {
     const reloaded = await read();
     this.rememberOutbound(reloaded);
     return reloaded;
+  }
+
+  /** The records of an `outbound-read unsent` reply (pairs of record and state JSON). */
+  private parseUnsent(raw: unknown): OutboundRecord[] {
+    const reply = asArray(raw).map(asString);
+    const out: OutboundRecord[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      if (reply[i] === '' || reply[i + 1] === '') continue;
+      out.push(
+        joinOutbound(JSON.parse(reply[i]!) as OutboundBodyRecord, JSON.parse(reply[i + 1]!) as OutboundState),
+      );
+    }
+    return out;
   }
 
   /** Remembers which session an outbound id belongs to (records this process committed or read). */
@@ -1201,6 +1223,7 @@ export class DistributedBackend implements Backend {
   async updateOutbound(id: string, patch: OutboundPatch): Promise<void> {
     const apply = async (key: SessionKey): Promise<boolean> => {
       const sk = this.keys.session(key);
+      this.unsentAfterCommit.delete(sk.member); // no longer as of the commit
       // Durable in Redis once this answers (journaled); PostgreSQL gets it from the flusher in
       // both modes, so that a PostgreSQL outage never makes the outbox take a done send for a
       // failed one. The notice rides in the same round trip, on a cluster right after (a miss
