@@ -36,8 +36,8 @@ export interface AdminDeps {
   /** The engine's agent operations (take, write, hand back). */
   readonly agents: AgentDesk;
   /**
-   * The stats polling readers get (`/stats`, `/metrics`, the dashboard); the app passes a
-   * cached read (`cachedStats`). Default: `backend.stats()` on every call.
+   * The stats polling readers get (`/stats`, `/metrics`); the app passes a cached read
+   * (`cachedStats`). Default: `backend.stats()` on every call.
    */
   readonly stats?: () => Promise<BackendStats>;
 }

@@ -124,7 +124,8 @@ export function registerDashboard(
         const cookie = signedIn(req);
         if (cookie === null) return reply.type('text/html; charset=utf-8').send(signInPage());
         const [stats, dead, inbox] = await Promise.all([
-          (deps.stats ?? (() => backend.stats()))(),
+          // Fresh: an agent who just replayed or cleared something must see it counted.
+          backend.stats(),
           backend.listDeadLetters(50),
           inboxPage(backend, now(), 5),
         ]);
