@@ -80,7 +80,11 @@ describe('a burst stored more slowly than the buffer window', () => {
 
 describe('bursts while the engine is busy with other users (issue 10, point 4)', () => {
   it('25 users each send 4 shuffled messages within 50 ms, with duplicates: every burst is one batch', async () => {
-    const busy = await startHarness({ BATON_BUFFER_MS: '500' });
+    // The bursts are sent from this test's own process, which shares its event loop with the
+    // server and the machine with the rest of the suite: at 500 ms a delivery was seen reaching
+    // the server over 500 ms after its burst's first one. The window here leaves room for that;
+    // the first test above proves the mechanism at 40 ms with a slow store.
+    const busy = await startHarness({ BATON_BUFFER_MS: '1000' });
     let stop = false;
     let background: Promise<unknown> = Promise.resolve();
     try {
