@@ -365,6 +365,12 @@ export class Engine {
       deadLetters: [],
     });
     metrics.batch.observe((this.now() - started) / 1000);
+    // The hot path's one log line, built only when debug is on.
+    if (this.o.logger.isLevelEnabled('debug'))
+      this.o.logger.debug(
+        { session: logSessionId(lease), version: snapshot.version, messages: result.consumed.length },
+        'batch committed',
+      );
     for (const r of result.records) {
       metrics.messages.inc({ outcome: r.kind }, r.message_ids.length);
       if (r.kind === 'late') metrics.late.inc(r.message_ids.length);
