@@ -1,9 +1,6 @@
-import pino from 'pino';
+import { testEngine } from '../support/engine.ts';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
-import { orderFlow } from '../../src/bots/order.ts';
-import { Engine } from '../../src/engine/engine.ts';
-import { Metrics } from '../../src/metrics.ts';
 import type { InboundMessage } from '../../src/model/message.ts';
 
 // The buffer window on a fake clock: no sleeps, every instant chosen by the test.
@@ -19,19 +16,9 @@ describe('buffer window (fake clock)', () => {
     const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 500, dedupeTtlSec: 3600 });
     await backend.init();
     const sent: string[] = [];
-    const engine = new Engine({
-      backend,
-      flows: new Map([[orderFlow.id, orderFlow]]),
-      defaultFlow: 'order',
-      senders: {
-        'cloud-api': { send: async (m) => (sent.push(m.callbackData), { providerMessageId: `o${m.id}` }) },
-      },
+    const engine = testEngine(backend, {
       bufferMs: 500,
-      lockTtlMs: 5000,
-      sessionTtlSec: 86_400,
-      maxRetries: 3,
-      logger: pino({ level: 'silent' }),
-      metrics: new Metrics(),
+      send: async (m) => (sent.push(m.callbackData), { providerMessageId: `o${m.id}` }),
     });
     engine.start(2);
     let n = 0;

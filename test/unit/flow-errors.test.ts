@@ -1,9 +1,7 @@
-import pino from 'pino';
+import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
-import { Engine } from '../../src/engine/engine.ts';
 import { defineFlow } from '../../src/flow/define.ts';
-import { Metrics } from '../../src/metrics.ts';
 
 const buggy = defineFlow({
   id: 'buggy',
@@ -31,19 +29,9 @@ describe('flow code that fails', () => {
     const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
     await backend.init();
     const sent: string[] = [];
-    const engine = new Engine({
-      backend,
-      flows: new Map([[buggy.id, buggy]]),
-      defaultFlow: 'buggy',
-      senders: {
-        'cloud-api': { send: async (m) => (sent.push(m.callbackData), { providerMessageId: m.id }) },
-      },
-      bufferMs: 0,
-      lockTtlMs: 5000,
-      sessionTtlSec: 86_400,
-      maxRetries: 3,
-      logger: pino({ level: 'silent' }),
-      metrics: new Metrics(),
+    const engine = testEngine(backend, {
+      flows: [buggy],
+      send: async (m) => (sent.push(m.callbackData), { providerMessageId: m.id }),
     });
     const key = { channel: 'c', user: 'u' };
     const msg = (id: string, text: string, ts: number) => ({

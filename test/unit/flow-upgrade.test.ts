@@ -4,14 +4,12 @@
  * step `moved` names (recorded), or is held for an agent (recorded), never silently restarted;
  * a snapshot in a format this Baton cannot read is never misread (the batch is dead-lettered).
  */
-import pino from 'pino';
+import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
-import { Engine } from '../../src/engine/engine.ts';
 import { FlowDefinitionError } from '../../src/errors.ts';
 import { defineFlow, type FlowData } from '../../src/flow/define.ts';
 import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
-import { Metrics } from '../../src/metrics.ts';
 import type { SessionSnapshot } from '../../src/model/session.ts';
 
 const key = { channel: 'ch', user: 'u1' };
@@ -135,18 +133,7 @@ describe('a snapshot in a format this Baton cannot read', () => {
   it('is never misread: the batch is dead-lettered with BATON_ERR_SNAPSHOT_FORMAT, the snapshot kept', async () => {
     const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3650 * 86400 });
     await backend.init();
-    const engine = new Engine({
-      backend,
-      flows: new Map([[v2.id, v2]]),
-      defaultFlow: 'signup',
-      senders: { 'cloud-api': { send: async (m) => ({ providerMessageId: m.id }) } },
-      bufferMs: 0,
-      lockTtlMs: 5000,
-      sessionTtlSec: 86_400,
-      maxRetries: 3,
-      logger: pino({ level: 'silent' }),
-      metrics: new Metrics(),
-    });
+    const engine = testEngine(backend, { flows: [v2] });
     const first = txt('Ana', 100);
     await backend.ingest({ messages: [first], statuses: [] });
     await engine.runSession(key);

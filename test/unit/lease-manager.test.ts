@@ -4,14 +4,11 @@
  * `BATON_ERR_LEASE_LOST`, and the batch in hand abandoned without writes. On real SQLite; the
  * store's renewals are made to fail on purpose.
  */
-import pino from 'pino';
+import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import type { BatchCommit, CommitResult, LeaseGrant } from '../../src/backends/types.ts';
-import { orderFlow } from '../../src/bots/order.ts';
-import { Engine } from '../../src/engine/engine.ts';
 import type { LeaseLostError } from '../../src/engine/lease-manager.ts';
-import { Metrics } from '../../src/metrics.ts';
 import type { SessionKey, StoredMessage } from '../../src/model/message.ts';
 import type { OutboundRecord, SessionSnapshot } from '../../src/model/session.ts';
 
@@ -56,18 +53,7 @@ class FlakyRenewals extends EmbeddedBackend {
 
 function setup(send: (m: OutboundRecord) => Promise<{ providerMessageId: string }>) {
   const backend = new FlakyRenewals({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
-  const engine = new Engine({
-    backend,
-    flows: new Map([[orderFlow.id, orderFlow]]),
-    defaultFlow: 'order',
-    senders: { 'cloud-api': { send } },
-    bufferMs: 0,
-    lockTtlMs: TTL,
-    sessionTtlSec: 86_400,
-    maxRetries: 3,
-    logger: pino({ level: 'silent' }),
-    metrics: new Metrics(),
-  });
+  const engine = testEngine(backend, { send, lockTtlMs: TTL });
   const lost: LeaseLostError[] = [];
   engine.leases.on('lost', (e) => lost.push(e));
   return { backend, engine, lost };

@@ -1,11 +1,8 @@
-import pino from 'pino';
+import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import type { OutboundPatch } from '../../src/backends/types.ts';
-import { orderFlow } from '../../src/bots/order.ts';
-import { Engine } from '../../src/engine/engine.ts';
 import { SendError } from '../../src/errors.ts';
-import { Metrics } from '../../src/metrics.ts';
 import type { OutboundRecord } from '../../src/model/session.ts';
 
 class FlakyStore extends EmbeddedBackend {
@@ -23,20 +20,7 @@ function engineFor(
   backend: EmbeddedBackend,
   send: (m: OutboundRecord) => Promise<{ providerMessageId: string }>,
 ) {
-  return new Engine({
-    backend,
-    flows: new Map([[orderFlow.id, orderFlow]]),
-    defaultFlow: 'order',
-    senders: { 'cloud-api': { send } },
-    bufferMs: 0,
-    lockTtlMs: 5000,
-    sessionTtlSec: 86_400,
-    maxRetries: 3,
-    logger: pino({ level: 'silent' }),
-    metrics: new Metrics(),
-    sendBackoffMs: 1,
-    maxSendAttempts: 3,
-  });
+  return testEngine(backend, { send, sendBackoffMs: 1, maxSendAttempts: 3 });
 }
 
 const hi = {

@@ -3,19 +3,16 @@
  * business number, function); sessions keep their flow; BATON_FLOWS may export the router, and
  * may name a folder.
  */
+import { testEngine } from '../support/engine.ts';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import { loadFlowModule } from '../../src/app.ts';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { orderFlow } from '../../src/bots/order.ts';
-import { Engine } from '../../src/engine/engine.ts';
-import type { Flow } from '../../src/flow/define.ts';
 import { flowRouter } from '../../src/flow/router.ts';
-import { Metrics } from '../../src/metrics.ts';
 import type { InboundMessage } from '../../src/model/message.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-router-'));
@@ -52,21 +49,9 @@ describe('flowRouter', () => {
     const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
     await backend.init();
     const status = orderStatusFlow({ apiUrl: 'http://127.0.0.1:9' });
-    const engine = new Engine({
-      backend,
-      flows: new Map<string, Flow>([
-        [orderFlow.id, orderFlow],
-        [status.id, status],
-      ]),
-      defaultFlow: orderFlow.id,
+    const engine = testEngine(backend, {
+      flows: [orderFlow, status],
       router: flowRouter({ keywords: { status: 'order_status' } }),
-      senders: { 'cloud-api': { send: async (m) => ({ providerMessageId: m.id }) } },
-      bufferMs: 0,
-      lockTtlMs: 5000,
-      sessionTtlSec: 86_400,
-      maxRetries: 3,
-      logger: pino({ level: 'silent' }),
-      metrics: new Metrics(),
     });
     const a = { channel: 'c', user: 'a' };
     const b = { channel: 'c', user: 'b' };

@@ -1,0 +1,35 @@
+/**
+ * One Engine for tests: the defaults every suite used to spell out (buffer 0, 5 s leases, 24 h
+ * sessions, 3 retries, a silent logger, fresh metrics), the flows given first the default, and a
+ * sender that accepts everything unless one is given.
+ */
+import pino from 'pino';
+import type { Backend } from '../../src/backends/types.ts';
+import { orderFlow } from '../../src/bots/order.ts';
+import { Engine, type EngineOptions, type OutboundSender } from '../../src/engine/engine.ts';
+import type { Flow } from '../../src/flow/define.ts';
+import { Metrics } from '../../src/metrics.ts';
+
+export interface TestEngineOptions extends Partial<Omit<EngineOptions, 'backend' | 'flows' | 'senders'>> {
+  /** The flows served; the first is the default (default: the reference bot). */
+  readonly flows?: readonly Flow[];
+  /** The Cloud API sender (default: accepts every send). */
+  readonly send?: OutboundSender['send'];
+}
+
+export function testEngine(backend: Backend, o: TestEngineOptions = {}): Engine {
+  const { flows = [orderFlow], send = async (m) => ({ providerMessageId: `wamid.${m.id}` }), ...rest } = o;
+  return new Engine({
+    backend,
+    flows: new Map(flows.map((f) => [f.id, f])),
+    defaultFlow: flows[0]!.id,
+    senders: { 'cloud-api': { send } },
+    bufferMs: 0,
+    lockTtlMs: 5000,
+    sessionTtlSec: 86_400,
+    maxRetries: 3,
+    logger: pino({ level: 'silent' }),
+    metrics: new Metrics(),
+    ...rest,
+  });
+}
