@@ -27,7 +27,7 @@
  * Flags: `--repeat N` (default 3), `--quick` (fewer users, one repeat unless --repeat),
  * `--only steady|bursts`. Environment: `BENCH_REDIS_URL` (redis://127.0.0.1:6379),
  * `BENCH_DATABASE_URL` (postgres://postgres@127.0.0.1:5432/test), `BENCH_USERS` (steady
- * users, default 200). Writes bench/results/latest.json and bench/results/latest.svg.
+ * users, default 500). Writes bench/results/latest.json and bench/results/latest.svg.
  * @module
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -85,8 +85,8 @@ const { values: flags } = parseArgs({
 });
 const QUICK = flags.quick === true;
 const REPEAT = Math.max(1, Math.min(20, Number(flags.repeat ?? (QUICK ? 1 : 3)) || 1));
-const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 200));
-const BURST_USERS = QUICK ? 30 : 100;
+const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 500));
+const BURST_USERS = QUICK ? 30 : 200;
 const TOTAL_TIMEOUT_MS = (QUICK ? 5 : 20) * 60_000;
 const RUN_TIMEOUT_MS = 120_000;
 
