@@ -5,6 +5,7 @@
  * counts the preload `bench/hooks/wire-count.mjs` leaves in a directory.
  * @module
  */
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -106,19 +107,27 @@ export interface WireCounts {
   pgWrites: number;
   pgStatements: number;
   pgRoundTrips: number;
+  /** Redis commands by name; EVALSHA as `evalsha:<sha>` (see {@link scriptNamesBySha}). */
+  redisByCommand: Record<string, number>;
 }
 
-export const NO_WIRE: WireCounts = {
-  redisWrites: 0,
-  redisCommands: 0,
-  pgWrites: 0,
-  pgStatements: 0,
-  pgRoundTrips: 0,
-};
+const NUMERIC = ['redisWrites', 'redisCommands', 'pgWrites', 'pgStatements', 'pgRoundTrips'] as const;
+
+/** No counts. */
+export function noWire(): WireCounts {
+  return {
+    redisWrites: 0,
+    redisCommands: 0,
+    pgWrites: 0,
+    pgStatements: 0,
+    pgRoundTrips: 0,
+    redisByCommand: {},
+  };
+}
 
 /** The sum of every count file in `dir`. */
 export function readWire(dir: string): WireCounts {
-  const sum: WireCounts = { ...NO_WIRE };
+  const sum = noWire();
   let files: string[] = [];
   try {
     files = readdirSync(dir).filter((f) => f.endsWith('.json'));
@@ -128,7 +137,10 @@ export function readWire(dir: string): WireCounts {
   for (const f of files) {
     try {
       const c = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Partial<WireCounts>;
-      for (const k of Object.keys(sum) as (keyof WireCounts)[]) sum[k] += Number(c[k] ?? 0);
+      for (const k of NUMERIC) sum[k] += Number(c[k] ?? 0);
+      for (const [cmd, n] of Object.entries(c.redisByCommand ?? {})) {
+        sum.redisByCommand[cmd] = (sum.redisByCommand[cmd] ?? 0) + n;
+      }
     } catch {
       // a file being rewritten: the next read has it
     }
@@ -138,7 +150,34 @@ export function readWire(dir: string): WireCounts {
 
 /** `after - before`, field by field. */
 export function wireBetween(before: WireCounts, after: WireCounts): WireCounts {
-  const d: WireCounts = { ...NO_WIRE };
-  for (const k of Object.keys(d) as (keyof WireCounts)[]) d[k] = after[k] - before[k];
+  const d = noWire();
+  for (const k of NUMERIC) d[k] = after[k] - before[k];
+  for (const [cmd, n] of Object.entries(after.redisByCommand)) {
+    const delta = n - (before.redisByCommand[cmd] ?? 0);
+    if (delta > 0) d.redisByCommand[cmd] = delta;
+  }
   return d;
+}
+
+/**
+ * The SHA1 of each of Baton's Lua scripts as the distributed backend loads them (includes
+ * expanded), so `evalsha:<sha>` counts can be named. Mirrors `ScriptSet.load` in
+ * src/backends/distributed/scripts.ts; an empty map when the directory is missing.
+ */
+export function scriptNamesBySha(scriptsDir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let files: string[] = [];
+  try {
+    files = readdirSync(scriptsDir).filter((f) => f.endsWith('.lua'));
+  } catch {
+    return out;
+  }
+  for (const f of files) {
+    const lua = readFileSync(join(scriptsDir, f), 'utf8').replace(
+      /^-- @include ([\w-]+)$/gm,
+      (_m, inc: string) => readFileSync(join(scriptsDir, 'includes', `${inc}.lua`), 'utf8'),
+    );
+    out[createHash('sha1').update(lua).digest('hex')] = f.replace(/\.lua$/, '');
+  }
+  return out;
 }

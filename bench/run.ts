@@ -48,6 +48,7 @@ import {
   cpuBetween,
   machineCpu,
   readWire,
+  scriptNamesBySha,
   snapshot,
   wireBetween,
   withDescendants,
@@ -139,6 +140,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
 ];
 
+const SCRIPT_NAMES = scriptNamesBySha(join(ROOT, 'src', 'backends', 'distributed', 'scripts'));
 const live = new Set<Proc>();
 let serial = 0;
 
@@ -394,6 +396,7 @@ async function measureOnce(
     self: NodeJS.CpuUsage;
     machineBusyMs: number;
     batonMs: number;
+    byProcess: Record<string, number>;
     redisRawMs: number;
     pgMs: number;
     wire: WireCounts;
@@ -403,6 +406,9 @@ async function measureOnce(
     self: process.cpuUsage(cpu0.self),
     machineBusyMs: machineCpu().busyMs - cpu0.machine.busyMs,
     batonMs: cpuBetween(cpu0.baton, snapshot(withDescendants(t.procs.map((p) => p.pid)))),
+    byProcess: Object.fromEntries(
+      t.procs.map((p) => [p.name, cpuBetween(cpu0.baton, snapshot(withDescendants([p.pid])))]),
+    ),
     redisRawMs: redis !== null && t.usesRedis ? cpuBetween(cpu0.redis, snapshot([redis])) : 0,
     pgMs: cpuBetween(cpu0.pg, snapshot(pg0)),
     // Files are rewritten every 250 ms; the load generator waited >= 300 ms of quiet before judging.
@@ -423,7 +429,7 @@ async function measureOnce(
     ...w,
   });
   const e = end ?? takeEnd();
-  const { wallMs, self, machineBusyMs, batonMs, redisRawMs, pgMs, wire } = e;
+  const { wallMs, self, machineBusyMs, batonMs, byProcess, redisRawMs, pgMs, wire } = e;
   const loadgenMs = (self.user + self.system) / 1000;
   const redisMs = Math.max(0, redisRawMs - redisIdleRate * wallMs);
   const messages = Math.round((report.messagesPerSec * report.durationMs) / 1000);
@@ -449,6 +455,7 @@ async function measureOnce(
     cpu: {
       wallMs,
       batonMs,
+      byProcess,
       redisRawMs,
       redisMs,
       pgMs,
@@ -585,6 +592,8 @@ async function main(): Promise<number> {
     loadavgBefore: load0,
     loadavgAfter: load1,
     totalSeconds: Math.round((Date.now() - began) / 1000),
+    /** Names of the `evalsha:<sha>` keys in `wire.redisByCommand`. */
+    scripts: SCRIPT_NAMES,
     scenarios: SCENARIOS.map((s) => ({ id: s.id, title: s.title, bufferMs: s.bufferMs, ...s.workload })),
   };
   const header = [
@@ -594,7 +603,13 @@ async function main(): Promise<number> {
     `Each configuration booted once per scenario, warmed up, then measured ${REPEAT} time(s) with fresh users: ` +
       `median (min-max). Closed loop, 64 webhooks in flight at most; workers --concurrency 8.`,
   ];
-  const lines = [...header, '', ...formatReport(results, SCENARIOS), '', `total ${meta.totalSeconds} s`];
+  const lines = [
+    ...header,
+    '',
+    ...formatReport(results, SCENARIOS, SCRIPT_NAMES),
+    '',
+    `total ${meta.totalSeconds} s`,
+  ];
   for (const line of lines) process.stdout.write(`${line}\n`);
 
   mkdirSync(RESULTS, { recursive: true });

@@ -34,6 +34,8 @@ export interface RunResult {
     readonly wallMs: number;
     /** Baton's processes (or the baseline's) and their descendants. */
     readonly batonMs: number;
+    /** The same, per process (`baton ingress`, `baton worker 1`...). */
+    readonly byProcess: Readonly<Record<string, number>>;
     /** The Redis server, all clients. */
     readonly redisRawMs: number;
     /** The same minus the server's idle-window rate (other clients of the shared server). */
@@ -234,6 +236,24 @@ function costCells(r: ConfigResult): string[] {
   ];
 }
 
+/** The most frequent Redis commands per message over all runs of `r`, scripts by name. */
+export function commandMix(r: ConfigResult, scriptNames: Readonly<Record<string, string>>, top = 10): string {
+  const messages = r.runs.reduce((a, x) => a + x.messages, 0);
+  if (messages === 0) return '';
+  const counts = new Map<string, number>();
+  for (const x of r.runs) {
+    for (const [cmd, n] of Object.entries(x.wire.redisByCommand)) {
+      const name = cmd.startsWith('evalsha:') ? (scriptNames[cmd.slice(8)] ?? cmd.slice(0, 16)) : cmd;
+      counts.set(name, (counts.get(name) ?? 0) + n);
+    }
+  }
+  return [...counts]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, n]) => `${name} ${(n / messages).toFixed(2)}`)
+    .join(', ');
+}
+
 /**
  * The whole report as lines.
  *
@@ -242,7 +262,11 @@ function costCells(r: ConfigResult): string[] {
  * for (const line of formatReport(results, scenarios)) console.log(line);
  * ```
  */
-export function formatReport(results: readonly ConfigResult[], scenarios: readonly ScenarioInfo[]): string[] {
+export function formatReport(
+  results: readonly ConfigResult[],
+  scenarios: readonly ScenarioInfo[],
+  scriptNames: Readonly<Record<string, string>> = {},
+): string[] {
   const out: string[] = [];
   for (const s of scenarios) {
     const rows = results.filter((r) => r.scenario === s.id);
@@ -263,6 +287,22 @@ export function formatReport(results: readonly ConfigResult[], scenarios: readon
           `${r.contrastOnly && dirty.length > 0 ? ' (baseline: for contrast)' : ''}; users completed ${done}`,
       );
       for (const p of dirty.flatMap((x) => x.verdict.problems).slice(0, 3)) out.push(`    e.g. ${p}`);
+      const names = Object.keys(r.runs[0]!.cpu.byProcess);
+      if (names.length > 1) {
+        const parts = names.map(
+          (n) =>
+            `${n} ${formatSpread(
+              of(
+                r,
+                perMsg((x) => x.cpu.byProcess[n] ?? NaN),
+              ),
+              fmtUs,
+            )}`,
+        );
+        out.push(`    CPU us/msg by process: ${parts.join(', ')}`);
+      }
+      const mix = commandMix(r, scriptNames);
+      if (mix !== '') out.push(`    Redis commands per message (all runs): ${mix}`);
       for (const [msg, n] of Object.entries(r.warnings ?? {}).slice(0, 5))
         out.push(`    logged ${n}x: ${msg}`);
       if (r.reason !== undefined) out.push(`    stopped: ${r.reason}`);

@@ -27,31 +27,57 @@ const redisPort = Number(process.env.BENCH_REDIS_PORT ?? 6379);
 const pgPort = Number(process.env.BENCH_PG_PORT ?? 5432);
 
 /** Totals of this thread. */
-const totals = { redisWrites: 0, redisCommands: 0, pgWrites: 0, pgStatements: 0, pgRoundTrips: 0 };
+const totals = {
+  redisWrites: 0,
+  redisCommands: 0,
+  pgWrites: 0,
+  pgStatements: 0,
+  pgRoundTrips: 0,
+  /** Redis commands by name; EVALSHA as `evalsha:<sha>`. */
+  redisByCommand: {},
+};
 
 /**
  * Counts RESP commands in a stream of written chunks. State survives chunk boundaries.
+ * @param onCommand called with each command's name in lower case (`evalsha:<sha>` for EVALSHA)
  * @returns a function taking each chunk and returning how many commands it completed
  */
-export function respCounter() {
+export function respCounter(onCommand) {
   // 'top': expecting '*N\r\n'; 'len': expecting '$L\r\n'; 'bulk': skipping L+2 bytes.
   let mode = 'top';
   let line = '';
   let args = 0;
   let skip = 0;
+  // Which argument of the current command the bulk string is, and the first two arguments.
+  let arg = 0;
+  let name = '';
+  let second = '';
+  const finish = () => {
+    if (onCommand !== undefined) onCommand(name === 'evalsha' ? `evalsha:${second}` : name);
+  };
   return (buf) => {
     let done = 0;
     let i = 0;
     while (i < buf.length) {
       if (mode === 'bulk') {
         const n = Math.min(skip, buf.length - i);
+        if (arg < 2 && onCommand !== undefined) {
+          const text = buf
+            .subarray(i, i + n)
+            .toString('latin1')
+            .replace(/\r?\n?$/, '');
+          if (arg === 0) name = (name + text).slice(0, 40).toLowerCase();
+          else second = (second + text).slice(0, 40);
+        }
         i += n;
         skip -= n;
         if (skip === 0) {
           args -= 1;
+          arg += 1;
           mode = 'len';
           if (args === 0) {
             done += 1;
+            finish();
             mode = 'top';
           }
         }
@@ -69,6 +95,9 @@ export function respCounter() {
       if (mode === 'top') {
         if (kind === '*' && value > 0) {
           args = value;
+          arg = 0;
+          name = '';
+          second = '';
           mode = 'len';
         } else if (kind !== '*') done += 1; // an inline command
       } else if (kind === '$') {
@@ -137,7 +166,12 @@ if (dir !== undefined && dir !== '') {
             : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
         let count = counters.get(this);
         if (count === undefined) {
-          count = port === redisPort ? respCounter() : pgCounter();
+          count =
+            port === redisPort
+              ? respCounter((cmd) => {
+                  totals.redisByCommand[cmd] = (totals.redisByCommand[cmd] ?? 0) + 1;
+                })
+              : pgCounter();
           counters.set(this, count);
         }
         if (port === redisPort) {

@@ -86,10 +86,12 @@ describe('respCounter', () => {
     );
     const whole = respCounter();
     expect(whole(wire)).toBe(3);
-    const split = respCounter();
+    const names: string[] = [];
+    const split = respCounter((name) => names.push(name));
     let n = 0;
     for (let i = 0; i < wire.length; i += 3) n += split(wire.subarray(i, i + 3));
     expect(n).toBe(3);
+    expect(names).toEqual(['set', 'get', 'evalsha:abc']);
   });
 });
 
@@ -193,6 +195,7 @@ describeServices('wire-count preload in a real process', () => {
       // A simple query and an extended one (parse, bind, execute, sync); Terminate is neither.
       expect(w.pgStatements).toBe(2);
       expect(w.pgRoundTrips).toBe(2);
+      expect(w.redisByCommand.ping).toBe(5);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
