@@ -27,7 +27,7 @@
  * Flags: `--repeat N` (default 3), `--quick` (fewer users, one repeat unless --repeat),
  * `--only steady|bursts`. Environment: `BENCH_REDIS_URL` (redis://127.0.0.1:6379),
  * `BENCH_DATABASE_URL` (postgres://postgres@127.0.0.1:5432/test), `BENCH_USERS` (steady
- * users, default 500). Writes bench/results/latest.json and bench/results/latest.svg.
+ * users, default 300). Writes bench/results/latest.json and bench/results/latest.svg.
  * @module
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -86,8 +86,8 @@ const { values: flags } = parseArgs({
 });
 const QUICK = flags.quick === true;
 const REPEAT = Math.max(1, Math.min(20, Number(flags.repeat ?? (QUICK ? 1 : 3)) || 1));
-const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 500));
-const BURST_USERS = QUICK ? 30 : 200;
+const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 300));
+const BURST_USERS = QUICK ? 30 : 150;
 const TOTAL_TIMEOUT_MS = (QUICK ? 5 : 20) * 60_000;
 const RUN_TIMEOUT_MS = 120_000;
 
@@ -142,6 +142,8 @@ const SCENARIOS: readonly Scenario[] = [
 
 const SCRIPT_NAMES = scriptNamesBySha(join(ROOT, 'src', 'backends', 'distributed', 'scripts'));
 const live = new Set<Proc>();
+/** Booted targets, so an interrupted bench still deletes its keys and schemas. */
+const booted = new Set<Target>();
 let serial = 0;
 
 function note(line: string): void {
@@ -486,6 +488,7 @@ async function measureConfig(
   try {
     note(`${scenario.id} / ${config.name}: starting`);
     target = await config.boot(sink, scenario.bufferMs);
+    booted.add(target);
     const t = target;
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), RUN_TIMEOUT_MS);
@@ -531,7 +534,10 @@ async function measureConfig(
     note(`${scenario.id} / ${config.name}: n/a (${reason})`);
     return { ...base, runs, reason };
   } finally {
-    if (target) await target.cleanup().catch(() => undefined);
+    if (target) {
+      booted.delete(target);
+      await target.cleanup().catch(() => undefined);
+    }
     await sink.close();
   }
 }
@@ -566,8 +572,12 @@ async function main(): Promise<number> {
   }, TOTAL_TIMEOUT_MS);
   guard.unref();
   process.once('SIGINT', () => {
-    killAll();
-    process.exit(130);
+    note('interrupted: stopping and deleting what this run created');
+    const cleanups = Promise.all([...booted].map((t) => t.cleanup().catch(() => undefined)));
+    void Promise.race([cleanups, sleep(15_000)]).finally(() => {
+      killAll();
+      process.exit(130);
+    });
   });
 
   const began = Date.now();
