@@ -27,7 +27,7 @@
  * Flags: `--repeat N` (default 3), `--quick` (fewer users, one repeat unless --repeat),
  * `--only steady|bursts`. Environment: `BENCH_REDIS_URL` (redis://127.0.0.1:6379),
  * `BENCH_DATABASE_URL` (postgres://postgres@127.0.0.1:5432/test), `BENCH_USERS` (steady
- * users, default 300). Writes bench/results/latest.json and bench/results/latest.svg.
+ * users, default 600). Writes bench/results/latest.json and bench/results/latest.svg.
  * @module
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -86,7 +86,7 @@ const { values: flags } = parseArgs({
 });
 const QUICK = flags.quick === true;
 const REPEAT = Math.max(1, Math.min(20, Number(flags.repeat ?? (QUICK ? 1 : 3)) || 1));
-const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 300));
+const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 600));
 const BURST_USERS = QUICK ? 30 : 150;
 const TOTAL_TIMEOUT_MS = (QUICK ? 5 : 20) * 60_000;
 const RUN_TIMEOUT_MS = 120_000;
@@ -612,6 +612,8 @@ async function main(): Promise<number> {
       `${load1[0]!.toFixed(1)} after.`,
     `Each configuration booted once per scenario, warmed up, then measured ${REPEAT} time(s) with fresh users: ` +
       `median (min-max). Closed loop, 64 webhooks in flight at most; workers --concurrency 8.`,
+    `All users start at once and each sends its next message when the reply it waits for arrives: ` +
+      `latencies include queueing at saturation (the first messages wait behind the initial backlog).`,
   ];
   const lines = [
     ...header,
