@@ -554,7 +554,7 @@ function chart(results: readonly ConfigResult[]): string {
       });
   return barChart(
     [
-      { title: 'msgs/s, BUFFER_MS=0', unit: 'msgs/s', bars: bars('steady', (r) => r.msgsPerSec) },
+      { title: 'throughput, BUFFER_MS=0', unit: 'msgs/s', bars: bars('steady', (r) => r.msgsPerSec) },
       { title: 'reply p99, BUFFER_MS=0', unit: 'ms', bars: bars('steady', (r) => r.replyP99) },
       { title: 'reply p99, bursts, BUFFER_MS=500', unit: 'ms', bars: bars('bursts', (r) => r.replyP99) },
     ],

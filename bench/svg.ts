@@ -38,7 +38,7 @@ export function niceCeil(v: number): number {
 
 const PANEL_W = 460;
 const PANEL_H = 300;
-const MARGIN = { top: 40, right: 16, bottom: 96, left: 64 };
+const MARGIN = { top: 40, right: 48, bottom: 96, left: 64 };
 const COLORS = ['#3b6ea8', '#d07a2d', '#5a9a54', '#9b59b6', '#c0392b', '#7f8c8d', '#16a085', '#8e6c3a'];
 
 function num(v: number): string {
@@ -75,7 +75,7 @@ function panel(p: ChartPanel, x0: number): string {
       `<line x1="${cx.toFixed(1)}" x2="${cx.toFixed(1)}" y1="${y(b.min).toFixed(1)}" y2="${y(b.max).toFixed(1)}" stroke="#222"/>`,
       `<line x1="${(cx - 6).toFixed(1)}" x2="${(cx + 6).toFixed(1)}" y1="${y(b.min).toFixed(1)}" y2="${y(b.min).toFixed(1)}" stroke="#222"/>`,
       `<line x1="${(cx - 6).toFixed(1)}" x2="${(cx + 6).toFixed(1)}" y1="${y(b.max).toFixed(1)}" y2="${y(b.max).toFixed(1)}" stroke="#222"/>`,
-      `<text x="${cx.toFixed(1)}" y="${(yb - 6).toFixed(1)}" text-anchor="middle" font-size="11">${num(Math.round(b.median))}</text>`,
+      `<text x="${cx.toFixed(1)}" y="${(Math.min(yb, y(b.max)) - 6).toFixed(1)}" text-anchor="middle" font-size="11">${num(Math.round(b.median))}</text>`,
       `<text transform="translate(${cx.toFixed(1)},${MARGIN.top + h + 12}) rotate(35)" font-size="11">${escapeXml(b.label)}</text>`,
     );
   });
