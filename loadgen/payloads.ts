@@ -4,6 +4,7 @@
  * @module
  */
 import { DEFAULT_LOAD_CHANNEL } from '../src/cli/load.ts';
+import { cloudEnvelope } from '../src/simulate/inbound.ts';
 
 /** One inbound message of a webhook's `value.messages`. */
 export interface CloudMessage {
@@ -57,27 +58,7 @@ export function buttonTap(
  * `messaging_product` and `metadata`, then `fields` (`contacts` and `messages`, or `statuses`).
  */
 export function cloudWebhook(channel: Channel, fields: Record<string, unknown>): Record<string, unknown> {
-  return {
-    object: 'whatsapp_business_account',
-    entry: [
-      {
-        id: '102290129340398',
-        changes: [
-          {
-            field: 'messages',
-            value: {
-              messaging_product: 'whatsapp',
-              metadata: {
-                display_phone_number: channel.displayPhone,
-                phone_number_id: channel.phoneNumberId,
-              },
-              ...fields,
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return cloudEnvelope(channel, fields);
 }
 
 /**

@@ -22,6 +22,7 @@ import { buildHealthServer } from './ingress/health.ts';
 import type { FlowRouter } from './flow/router.ts';
 import { buildServer, type HttpLimits } from './ingress/server.ts';
 import { Metrics } from './metrics.ts';
+import { cachedStats } from './backends/stats-cache.ts';
 import {
   createCloudApiProvider,
   createCloudApiSender,
@@ -168,8 +169,11 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const adminTokenGenerated = config.adminToken === undefined;
   const adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
   const recent: number[] = [];
+  // Polling readers (scrapers, dashboards, the alert watcher) share one read per second.
+  const stats = cachedStats(() => backend.stats());
   const server = buildServer({
     backend,
+    stats,
     ...(intake ? { intake } : {}),
     ...(opts.now ? { now: opts.now } : {}),
     metrics,
@@ -207,6 +211,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
           webhookUrl: config.alert.webhookUrl,
           queueDepth: config.alert.queueDepth,
           oldestMs: config.alert.oldestMs,
+          // Its own reads, every few seconds: what it reports must be current.
           stats: () => backend.stats(),
           logger,
         })

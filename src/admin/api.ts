@@ -6,7 +6,7 @@
  * @module
  */
 import type { FastifyInstance } from 'fastify';
-import type { Backend } from '../backends/types.ts';
+import type { Backend, BackendStats } from '../backends/types.ts';
 import { toMermaid, type Flow } from '../flow/define.ts';
 import type { SessionKey } from '../model/message.ts';
 import { toSessionView, type SessionSnapshot } from '../model/session.ts';
@@ -35,6 +35,11 @@ export interface AdminDeps {
   readonly messagesPerSecond: () => number;
   /** The engine's agent operations (take, write, hand back). */
   readonly agents: AgentDesk;
+  /**
+   * The stats polling readers get (`/stats`, `/metrics`, the dashboard); the app passes a
+   * cached read (`cachedStats`). Default: `backend.stats()` on every call.
+   */
+  readonly stats?: () => Promise<BackendStats>;
 }
 
 /** Registers `/admin/api`; returns the auth the dashboard shares (same token, same cookie). */
@@ -99,7 +104,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
       });
 
       api.get('/stats', { schema: { querystring: EmptyQuery } }, async () => {
-        const s = await backend.stats();
+        const s = await (deps.stats ?? (() => backend.stats()))();
         return {
           queue_depth: s.queueDepth,
           oldest_pending_ms: s.oldestPendingMs,

@@ -4,6 +4,7 @@
  * paged by a keyset cursor. Pure: the routes read the backend and call these.
  * @module
  */
+import { isEffectResult } from '../flow/transition.ts';
 import type { MessageContent, StoredMessage } from '../model/message.ts';
 import type { OutboundRecord, OutboundStatus } from '../model/session.ts';
 import { decodeCursor, encodeCursor } from './schemas.ts';
@@ -129,7 +130,12 @@ export function conversationPage(
   limit: number,
   cursor?: string,
 ): { messages: ConversationItem[]; next_cursor: string | null } {
-  const all = [...inbound.map(inboundItem), ...outbound.map(outboundItem)].sort(compare);
+  // Effects (the shop's API calls) and their results are no messages: the conversation is what
+  // the user sent and what they were sent.
+  const all = [
+    ...inbound.filter((m) => !isEffectResult(m)).map(inboundItem),
+    ...outbound.filter((o) => o.effect === undefined).map(outboundItem),
+  ].sort(compare);
   const after = cursor === undefined ? null : decodeCursor(cursor, 'nnn');
   const from =
     after === null

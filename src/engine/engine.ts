@@ -298,8 +298,13 @@ export class Engine {
       // Webhooks this process received within the window may still be on their way into the
       // store (a busy machine): wait for them, so a burst is never split by a slow intake.
       const intake = this.o.intake;
-      if (intake && this.o.bufferMs > 0 && (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal))) {
-        pending = await backend.pending(lease, MAX_BATCH);
+      if (intake && this.o.bufferMs > 0) {
+        // Timers run before I/O in an event-loop turn: let sockets that are already readable be
+        // read first, so webhooks that arrived before the window closed are counted.
+        await new Promise((r) => setImmediate(r));
+        if (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal)) {
+          pending = await backend.pending(lease, MAX_BATCH);
+        }
       }
       batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
     }
@@ -360,6 +365,12 @@ export class Engine {
       deadLetters: [],
     });
     metrics.batch.observe((this.now() - started) / 1000);
+    // The hot path's one log line, built only when debug is on.
+    if (this.o.logger.isLevelEnabled('debug'))
+      this.o.logger.debug(
+        { session: logSessionId(lease), version: snapshot.version, messages: result.consumed.length },
+        'batch committed',
+      );
     for (const r of result.records) {
       metrics.messages.inc({ outcome: r.kind }, r.message_ids.length);
       if (r.kind === 'late') metrics.late.inc(r.message_ids.length);

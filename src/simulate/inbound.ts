@@ -92,7 +92,12 @@ export function inboundMessage(
   }
 }
 
-function envelope(channel: SimChannel, value: Record<string, unknown>): Record<string, unknown> {
+/**
+ * A Cloud API webhook body with one `messages` change from `channel`: the envelope, the
+ * change's `messaging_product` and `metadata`, then `value` (`contacts` and `messages`, or
+ * `statuses`). The load generator builds its bodies with it too.
+ */
+export function cloudEnvelope(channel: SimChannel, value: Record<string, unknown>): Record<string, unknown> {
   return {
     object: 'whatsapp_business_account',
     entry: [
@@ -123,7 +128,7 @@ export function messagesWebhook(
   name: string,
   messages: readonly Record<string, unknown>[],
 ): Record<string, unknown> {
-  return envelope(channel, { contacts: [{ profile: { name }, wa_id: from }], messages });
+  return cloudEnvelope(channel, { contacts: [{ profile: { name }, wa_id: from }], messages });
 }
 
 /** A status webhook for a message Baton sent (`sent`, `delivered`, `read`). */
@@ -134,7 +139,7 @@ export function statusWebhook(
   status: 'sent' | 'delivered' | 'read',
   tsSec: number,
 ): Record<string, unknown> {
-  return envelope(channel, {
+  return cloudEnvelope(channel, {
     statuses: [
       {
         id: wamid,

@@ -28,6 +28,7 @@ import {
   text,
   uid,
 } from '../distributed/fixtures.ts';
+import { seedSessions } from '../../scripts/seed-sessions.ts';
 
 /** The buffer window the factory must give the backend, ms. */
 export const CONFORMANCE_BUFFER_MS = 50;
@@ -589,6 +590,90 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect(await b.replayDeadLetter(letter.id)).toBe(true);
         expect((await b.unsent(key)).map((o) => [o.id, o.status])).toEqual([[o1.id, 'pending']]);
       });
+    });
+
+    describe('stats', () => {
+      it('count exactly, from figures the writes keep, with many sessions stored and queued', async () => {
+        const idle = await seedSessions(b, {
+          count: 300,
+          firstUser: 10_000_000 + Math.floor(Math.random() * 1e9),
+        });
+        expect(await b.stats()).toMatchObject({ queueDepth: 0, oldestPendingMs: 0, locksHeld: 0 });
+        const dead0 = (await b.stats()).deadLetters;
+
+        // The oldest pending message first, then a backlog over 250 sessions (1 to 3 each), with
+        // redeliveries that must not count.
+        const early = newKey();
+        await b.ingest({ messages: [text(early, 'first')], statuses: [] });
+        await sleep(150);
+        const backlogFrom = Date.now();
+        const keys = Array.from({ length: 250 }, () => newKey());
+        const messages = keys.flatMap((k, i) =>
+          Array.from({ length: 1 + (i % 3) }, (_, j) => text(k, `m${j}`)),
+        );
+        for (let i = 0; i < messages.length; i += 50) {
+          const part = messages.slice(i, i + 50);
+          await b.ingest({ messages: [...part, ...part.slice(0, 5)], statuses: [] });
+        }
+        let depth = 1 + messages.length;
+        let s = await b.stats();
+        expect(s.queueDepth).toBe(depth);
+        expect(s.oldestPendingMs).toBeGreaterThanOrEqual(150);
+
+        // Leases held are counted, released or cleared ones are not.
+        const held = await Promise.all(keys.slice(0, 7).map((k) => b.acquireLease(k, 'w1', 5000)));
+        expect((await b.stats()).locksHeld).toBe(7);
+        await b.releaseLease(held[0]!);
+        expect(await b.clearLease(keys[1]!)).toBe(true);
+        expect((await b.stats()).locksHeld).toBe(5);
+        await Promise.all(held.slice(2).map((g) => b.releaseLease(g!)));
+        expect((await b.stats()).locksHeld).toBe(0);
+
+        // Draining sessions takes exactly their messages off; the oldest moves on.
+        await drain(early);
+        depth -= 1;
+        for (let i = 0; i < 60; i += 20) {
+          await Promise.all(keys.slice(i, i + 20).map((k) => drain(k)));
+        }
+        depth -= messages.filter((m) => keys.slice(0, 60).some((k) => k.user === m.user)).length;
+        s = await b.stats();
+        expect(s.queueDepth).toBe(depth);
+        expect(s.oldestPendingMs).toBeLessThanOrEqual(Date.now() - backlogFrom);
+
+        // A dead-lettered message leaves the queue and counts as a dead letter; its replay
+        // brings it back.
+        const poisoned = keys[100]!;
+        const g = (await b.acquireLease(poisoned, 'w1', 5000))!;
+        const [first] = await b.pending(poisoned, 1);
+        const letter: DeadLetter = {
+          id: `dl-${uid()}`,
+          kind: 'inbound',
+          channel: poisoned.channel,
+          user: poisoned.user,
+          ref: first!.id,
+          reason: 'flow code threw',
+          payload: first,
+          createdAt: Date.now(),
+        };
+        await b.commit(g, batch(poisoned, 0, 0, { consumed: [first!.id], deadLetters: [letter] }));
+        await b.releaseLease(g);
+        expect((await b.stats()).queueDepth).toBe(depth - 1);
+        // Dead letters are counted in the durable store, which write-behind fills shortly after.
+        const deadOf = async (n: number): Promise<true | null> =>
+          (await b.stats()).deadLetters === n ? true : null;
+        await eventually(() => deadOf(dead0 + 1), 5000, 'the dead letter counted');
+        expect(await b.replayDeadLetter(letter.id)).toBe(true);
+        s = await b.stats();
+        expect([s.queueDepth, s.deadLetters]).toEqual([depth, dead0]);
+
+        // Everything drained: nothing pending, whatever is stored.
+        for (let i = 60; i < keys.length; i += 25) {
+          await Promise.all(keys.slice(i, i + 25).map((k) => drain(k)));
+        }
+        s = await b.stats();
+        expect(s).toMatchObject({ queueDepth: 0, oldestPendingMs: 0, locksHeld: 0, deadLetters: dead0 });
+        expect((await b.load(idle[299]!))?.version).toBe(1);
+      }, 60_000);
     });
 
     describe('admin', () => {

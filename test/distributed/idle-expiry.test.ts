@@ -15,7 +15,9 @@ async function sessionKeys(prefix: string, member: string): Promise<Map<string, 
   const r = new Redis(REDIS_URL);
   try {
     const keys = (await r.keys(`${prefix}:{${member}}:*`)).filter(
-      (k) => !k.includes(':seen:') && !k.endsWith(':seq'),
+      // The arrival counter outlives the session on purpose, the stats version by at least two
+      // minutes (see session-idle-11.lua and stats-pending-4.lua).
+      (k) => !k.includes(':seen:') && !k.endsWith(':seq') && !k.endsWith(':pv'),
     );
     const ttls = await Promise.all(keys.map((k) => r.pttl(k)));
     return new Map(keys.map((k, i) => [k.slice(k.lastIndexOf(':') + 1), ttls[i]!]));

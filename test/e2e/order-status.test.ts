@@ -64,6 +64,21 @@ describe('order_status over HTTP (embedded)', () => {
       sessions: Array<{ wa_id: string }>;
     };
     expect(inbox.sessions.map((x) => x.wa_id)).toContain(u);
+    // The agent's view of the conversation holds messages only: the lookup effect and its
+    // result are not among them.
+    const convo = (await (await h.admin(`/sessions/${u}/messages?channel=${PHONE_ID}&limit=100`)).json()) as {
+      messages: Array<{ direction: string; type: string; text?: string }>;
+    };
+    expect(convo.messages.length).toBeGreaterThan(4);
+    expect(convo.messages.filter((m) => m.type === 'effect_result' || /effect/.test(m.text ?? ''))).toEqual(
+      [],
+    );
+    expect(convo.messages.filter((m) => m.direction === 'in').map((m) => m.type)).toEqual([
+      'text',
+      'text',
+      'button_reply',
+      'button_reply',
+    ]);
     const callbacks = sentTo().map((c) => c.body.biz_opaque_callback_data);
     expect(new Set(callbacks).size).toBe(callbacks.length);
   });

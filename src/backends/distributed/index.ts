@@ -82,6 +82,7 @@ import {
 import { isRedisUnavailable } from './redis-errors.ts';
 import { ReadyScheduler, type ClaimResult } from './scheduler.ts';
 import { ScriptSet, type Arg, type PipelineOp, type ScriptName } from './scripts.ts';
+import { figuresAt, StatsFeed, TOMBSTONE_MS, type MailboxFigures } from './stats-feed.ts';
 import type { StatementName } from './sql.ts';
 
 export { migrate } from './migrate.ts';
@@ -216,6 +217,7 @@ export class DistributedBackend implements Backend {
   private readonly redis: RedisClient;
   private readonly pg: PgStore;
   private readonly committer: GroupCommitter;
+  private readonly statsFeed: StatsFeed;
   private readonly now: () => number;
   private readonly log: BackendLogger;
   private readonly writeThrough: boolean;
@@ -272,6 +274,7 @@ export class DistributedBackend implements Backend {
       poolSize: options.poolSize,
       applyPoolSize: options.maxInFlightGroups ?? 2,
     });
+    this.statsFeed = new StatsFeed(this.keys, (ops) => this.followUp(ops), this.now);
     this.committer = new GroupCommitter((members) => this.copyJournals(members), {
       maxGroup: options.maxGroup ?? 500,
       maxInFlight: options.maxInFlightGroups ?? 2,
@@ -336,6 +339,7 @@ export class DistributedBackend implements Backend {
     await this.purging;
     await this.flusher?.stop(this.redis);
     await this.committer.drain();
+    await this.statsFeed.settled();
     this.sub?.disconnect();
     await this.redis.quit().catch(() => this.redis.disconnect());
     await this.pg.close();
@@ -434,7 +438,7 @@ export class DistributedBackend implements Backend {
       const stored = JSON.stringify({ ...m, storedAt: now });
       ops.push({
         script: 'intake',
-        keys: [sk.seen(m.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched],
+        keys: [sk.seen(m.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
         args: [m.id, stored.slice(0, -1), this.opts.dedupeTtlSec, this.opts.bufferMs, '0'],
       });
     }
@@ -464,14 +468,19 @@ export class DistributedBackend implements Backend {
     let duplicates = 0;
     let statuses = 0;
     const schedules: Array<[string, number]> = [];
+    const figures = new Map<string, MailboxFigures>();
     batch.messages.forEach((m, i) => {
-      const code = asNumber(replies[i]);
+      const reply = asArray(replies[i]);
+      const code = asNumber(reply[0]);
       if (code === ScriptCode.Duplicate) {
         duplicates++;
         return;
       }
       accepted++;
-      if (code > 0) schedules.push([this.keys.member(m), code]);
+      const member = this.keys.member(m);
+      if (code > 0) schedules.push([member, code]);
+      const f = figuresAt(member, reply, 1);
+      if ((figures.get(member)?.version ?? -1) < f.version) figures.set(member, f);
     });
     const journaled: string[] = [];
     const unknown: number[] = [];
@@ -485,7 +494,12 @@ export class DistributedBackend implements Backend {
     });
     // Status changes reach PostgreSQL through the flusher, in both modes: a PostgreSQL outage
     // must not make intake answer 503 (Redis holds them in the journal meanwhile).
-    await this.followUp([...this.scheduleOps(schedules), ...this.notifyOps(journaled)]);
+    const post = this.statsFeed.op(figures.values());
+    await this.followUp([
+      ...this.scheduleOps(schedules),
+      ...this.notifyOps(journaled),
+      ...(post ? [post] : []),
+    ]);
     for (const i of unknown) {
       const s = batch.statuses[i]!;
       const err = s.errors?.[0];
@@ -712,13 +726,15 @@ export class DistributedBackend implements Backend {
     // the rare other cases it is put right below.
     let wd = this.watchdogScore(ttlMs);
     const watchdog = (): PipelineOp => ({ command: 'ZADD', args: [this.keys.ready, wd, sk.member] });
-    let reply = asArray((await this.pipeline('acquire', [acquire('', ''), watchdog()]))[0]);
+    // So is its entry among the leases held (by token; taken out again if not granted).
+    const held = (): PipelineOp => ({ command: 'ZADD', args: [this.keys.leases, wd, token] });
+    let reply = asArray((await this.pipeline('acquire', [acquire('', ''), watchdog(), held()]))[0]);
     if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
       // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
       // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
       const { ceiling, session } = await this.pg.reserveFenceBlock(key, this.fenceBlockSize);
       wd = this.watchdogScore(ttlMs);
-      const ops = [acquire(ceiling - this.fenceBlockSize, ceiling), watchdog()];
+      const ops = [acquire(ceiling - this.fenceBlockSize, ceiling), watchdog(), held()];
       if (!session) ops.push(this.restoreOp(sk, null, []));
       reply = asArray((await this.pipeline('acquire', ops))[0]);
       if (session && asNumber(reply[0]) > 0) await this.restore(key, sk, session);
@@ -729,10 +745,14 @@ export class DistributedBackend implements Backend {
       const holderWd = this.watchdogScore(asNumber(reply[1]));
       await this.followUp([
         { script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, wd, holderWd] },
+        { command: 'ZREM', args: [this.keys.leases, token] },
       ]);
       return null;
     }
-    if (code < 0) throw new Error(`lease-acquire returned ${scriptCodeName(code)}`);
+    if (code < 0) {
+      await this.followUp([{ command: 'ZREM', args: [this.keys.leases, token] }]);
+      throw new Error(`lease-acquire returned ${scriptCodeName(code)}`);
+    }
     this.watchdogs.set(token, wd);
     return { channel: key.channel, user: key.user, token, fence: code, holder };
   }
@@ -745,16 +765,16 @@ export class DistributedBackend implements Backend {
     const old = this.watchdogs.get(lease.token);
     if (code !== 1) {
       this.watchdogs.delete(lease.token);
+      await this.followUp([{ command: 'ZREM', args: [this.keys.leases, lease.token] }]);
       return false;
     }
+    const wd = this.watchdogScore(ttlMs);
+    const ops: PipelineOp[] = [{ command: 'ZADD', args: [this.keys.leases, 'XX', wd, lease.token] }];
+    if (old !== undefined)
+      ops.push({ script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, old, wd] });
+    const replies = await this.pipeline('renew', ops);
     if (old !== undefined) {
-      const wd = this.watchdogScore(ttlMs);
-      const moved = await this.run('renew', {
-        script: 'ready-cas',
-        keys: [this.keys.ready],
-        args: [sk.member, old, wd],
-      });
-      if (asNumber(moved) === 1) this.watchdogs.set(lease.token, wd);
+      if (asNumber(replies[1]) === 1) this.watchdogs.set(lease.token, wd);
       else this.watchdogs.delete(lease.token);
     }
     return true;
@@ -776,6 +796,7 @@ export class DistributedBackend implements Backend {
     if (wd !== undefined)
       ops.push({ script: 'ready-cas', keys: [this.keys.ready], args: [sk.member, wd, ''] });
     ops.push(this.idleOp(sk));
+    ops.push({ command: 'ZREM', args: [this.keys.leases, lease.token] });
     const due = asNumber((await this.pipeline('release', ops))[0]);
     if (due > 0) await this.followUp(this.scheduleOps([[sk.member, due]]));
     else if (due === ScriptCode.Fenced && wd !== undefined) {
@@ -800,22 +821,29 @@ export class DistributedBackend implements Backend {
         sk.outIndex,
         sk.pmid,
         sk.fence,
+        sk.pv,
       ],
-      args: [this.idleTtlMs],
+      args: [this.idleTtlMs, 2 * TOMBSTONE_MS],
     };
   }
 
   async clearLease(key: SessionKey): Promise<boolean> {
     const sk = this.keys.session(key);
-    const due = asNumber(
-      await this.run('clear', {
+    // The token read just before the clear is the one it drops (same connection, in order).
+    const [token, reply] = await this.pipeline('clear', [
+      { command: 'GET', args: [sk.lock] },
+      {
         script: 'lease-clear',
         keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
         args: [this.opts.bufferMs, Math.floor(this.now()), UNSENT_RETRY_MS],
-      }),
-    );
+      },
+    ]);
+    const due = asNumber(reply);
     if (due === ScriptCode.NotFound) return false;
-    if (due > 0) await this.followUp(this.scheduleOps([[sk.member, due]]));
+    await this.followUp([
+      ...(due > 0 ? this.scheduleOps([[sk.member, due]]) : []),
+      ...(token !== null ? [{ command: 'ZREM', args: [this.keys.leases, asString(token)] }] : []),
+    ]);
     return true;
   }
 
@@ -824,9 +852,11 @@ export class DistributedBackend implements Backend {
   async pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {
     const sk = this.keys.session(key);
     const reply = asArray(
-      await this.run('pending', { script: 'pending', keys: [sk.mbox, sk.msgs], args: [limit] }),
+      await this.run('pending', { script: 'pending', keys: [sk.mbox, sk.msgs, sk.pv], args: [limit] }),
     );
-    return reply.map((j) => JSON.parse(asString(j)) as StoredMessage);
+    // The worker reading a mailbox posts its figures again: repairs a post lost in a crash.
+    this.statsFeed.post(figuresAt(sk.member, reply, 0));
+    return reply.slice(3).map((j) => JSON.parse(asString(j)) as StoredMessage);
   }
 
   async load(key: SessionKey): Promise<SessionSnapshot | null> {
@@ -936,6 +966,7 @@ export class DistributedBackend implements Backend {
         sk.unsent,
         sk.pmid,
         sk.journal,
+        sk.pv,
       ],
       args,
     };
@@ -952,6 +983,7 @@ export class DistributedBackend implements Backend {
     if (code === ScriptCode.VersionConflict)
       throw new VersionConflictError(sessionId(lease), batch.expectedVersion);
     if (code !== 0) throw new Error(`commit returned ${scriptCodeName(code)}`);
+    this.statsFeed.post(figuresAt(sk.member, reply, 2));
     this.rememberOutbound(batch.outbound);
     if (!this.writeThrough) return DURABLE;
     try {
@@ -1241,14 +1273,21 @@ export class DistributedBackend implements Backend {
       const { seq: _seq, storedAt: _storedAt, ...message } = stored;
       const sk = this.keys.session(key);
       const json = JSON.stringify({ ...message, storedAt: this.now() });
-      const due = asNumber(
+      const reply = asArray(
         await this.run('replay', {
           script: 'intake',
-          keys: [sk.seen(message.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched],
+          keys: [sk.seen(message.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
           args: [message.id, json.slice(0, -1), this.opts.dedupeTtlSec, this.opts.bufferMs, '1'],
         }),
       );
-      if (due > 0) await this.followUp(this.scheduleOps([[sk.member, due]]));
+      const due = asNumber(reply[0]);
+      if (due !== ScriptCode.Duplicate) {
+        const post = this.statsFeed.op([figuresAt(sk.member, reply, 1)]);
+        await this.followUp([
+          ...(due > 0 ? this.scheduleOps([[sk.member, due]]) : []),
+          ...(post ? [post] : []),
+        ]);
+      }
     } else {
       const record = await this.pg.getOutbound(letter.ref);
       if (!record) return false;
@@ -1257,41 +1296,44 @@ export class DistributedBackend implements Backend {
     return this.pg.markReplayed(id, this.now());
   }
 
+  /**
+   * Costs the same whatever is stored or queued: the pending figures are kept by the intake,
+   * commit and pending scripts' posts (see stats-feed.ts), the leases held by the lease calls;
+   * one round trip reads them (plus one indexed count of dead letters in PostgreSQL).
+   */
   async stats(): Promise<BackendStats> {
-    const members = await this.r('stats', () => this.redis.zrange(this.keys.ready, '0', '9999'));
-    const ops: PipelineOp[] = members.map((m) => {
-      const sk = this.keys.forMember(m);
-      return { script: 'session-stats', keys: [sk.mbox, sk.msgs, sk.lock], args: [] };
-    });
-    const replies = await this.pipeline('stats', ops);
-    let queueDepth = 0;
-    let oldest = Infinity;
-    let locksHeld = 0;
-    for (const reply of replies) {
-      const [count, storedAt, locked] = asArray(reply).map(asNumber);
-      queueDepth += count!;
-      if (count! > 0) oldest = Math.min(oldest, storedAt!);
-      locksHeld += locked!;
-    }
+    await this.statsFeed.settled();
     const now = this.now();
-    const workers = await this.r('stats', () => this.redis.zcount(this.keys.workers, `(${now}`, '+inf'));
+    const [depth, oldest, locks, workers] = await this.pipeline('stats', [
+      { command: 'GET', args: [this.keys.pendingDepth] },
+      { command: 'ZRANGE', args: [this.keys.pendingOldest, 0, 0, 'WITHSCORES'] },
+      { command: 'ZCOUNT', args: [this.keys.leases, `(${now + this.leaseGraceMs}`, '+inf'] },
+      { command: 'ZCOUNT', args: [this.keys.workers, `(${now}`, '+inf'] },
+    ]);
+    // [member, score], or [[member, score]] over RESP3.
+    const top = asArray(oldest);
+    const first = Array.isArray(top[0]) ? (top[0] as unknown[]) : top;
     return {
-      queueDepth,
-      oldestPendingMs: oldest === Infinity ? 0 : Math.max(0, now - oldest),
-      locksHeld,
+      queueDepth: Math.max(0, depth === null ? 0 : asNumber(depth)),
+      oldestPendingMs: first.length < 2 ? 0 : Math.max(0, now - asNumber(first[1])),
+      locksHeld: asNumber(locks),
       deadLetters: await this.pg.countDeadLetters(),
-      workers,
+      workers: asNumber(workers),
     };
   }
 
   async heartbeat(workerId: string, ttlMs: number): Promise<void> {
     const now = this.now();
     await this.r('heartbeat', () =>
-      this.redis
-        .multi()
-        .zadd(this.keys.workers, now + ttlMs, workerId)
-        .zremrangebyscore(this.keys.workers, '-inf', now)
-        .exec(),
+      Promise.all([
+        this.redis
+          .multi()
+          .zadd(this.keys.workers, now + ttlMs, workerId)
+          .zremrangebyscore(this.keys.workers, '-inf', now)
+          .exec(),
+        // Entries of leases whose holder died without releasing them: long expired, dropped.
+        this.redis.zremrangebyscore(this.keys.leases, '-inf', now - 60_000),
+      ]),
     );
   }
 

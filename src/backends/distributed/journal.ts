@@ -30,7 +30,7 @@ export interface OutboundState {
   rev: number;
 }
 
-/** One committed batch. Built by `commit`; `rev` and `messages` are added by commit-11.lua. */
+/** One committed batch. Built by `commit`; `rev` and `messages` are added by commit-12.lua. */
 export interface CommitEntry {
   readonly id: string;
   readonly t: 'c';

@@ -38,6 +38,11 @@ export interface SessionKeys {
   readonly msgs: string;
   /** STRING per-session arrival counter (`seq`). */
   readonly seq: string;
+  /**
+   * STRING version of the mailbox's figures in the global stats (see stats-pending-4.lua);
+   * expires with an idle session, but not before the global stats forget its version.
+   */
+  readonly pv: string;
   /** HASH outbound id -> immutable record JSON. */
   readonly out: string;
   /** HASH outbound id -> mutable part JSON (status, attempts, providerMessageId, lastError, rev). */
@@ -68,6 +73,19 @@ export class Keys {
   readonly purge: string;
   /** ZSET worker id by heartbeat expiry (epoch ms). */
   readonly workers: string;
+  /** ZSET lease token by watchdog score (lease expiry + grace): the leases held, counted by `stats`. */
+  readonly leases: string;
+  /**
+   * The global pending-message figures (see scripts/stats-pending-4.lua), all in one slot
+   * (hash tag `{<prefix>}`): ZSET session member -> oldest pending storedAt.
+   */
+  readonly pendingOldest: string;
+  /** HASH session member -> "<version>:<pending count>". */
+  readonly pendingCounts: string;
+  /** STRING total pending messages. */
+  readonly pendingDepth: string;
+  /** ZSET session member -> when its mailbox emptied (tombstones of `pendingCounts`). */
+  readonly pendingTombs: string;
 
   constructor(prefix: string) {
     if (!/^[\w.:-]+$/.test(prefix)) throw new Error(`invalid Redis key prefix "${prefix}"`);
@@ -78,6 +96,12 @@ export class Keys {
     this.reaper = `${prefix}:reaper`;
     this.purge = `${prefix}:purge`;
     this.workers = `${prefix}:workers`;
+    this.leases = `${prefix}:leases`;
+    const stats = `${prefix}:stats:{${prefix}}`;
+    this.pendingOldest = `${stats}:oldest`;
+    this.pendingCounts = `${stats}:counts`;
+    this.pendingDepth = `${stats}:depth`;
+    this.pendingTombs = `${stats}:tombs`;
   }
 
   /** The member string of a session, as stored in the ready queue and the flush stream. */
@@ -107,6 +131,7 @@ export class Keys {
       mbox: `${base}:mbox`,
       msgs: `${base}:msgs`,
       seq: `${base}:seq`,
+      pv: `${base}:pv`,
       out: `${base}:out`,
       outState: `${base}:outst`,
       outIndex: `${base}:outidx`,

@@ -25,7 +25,7 @@ export const SCRIPT_NAMES = [
   'ready-claim',
   'ready-cas',
   'journal-trim',
-  'session-stats',
+  'stats-pending',
   'pending',
   'session-idle',
 ] as const;

@@ -38,6 +38,11 @@ export class DueQueue {
     this.pump();
   }
 
+  /** Takes `key` off the queue (its heap entry is dropped when it reaches the top). */
+  unschedule(key: SessionKey): void {
+    this.scheduled.delete(sessionId(key));
+  }
+
   /** Resolves with the next due session, or `null` when `signal` aborts. */
   next(signal: AbortSignal): Promise<SessionKey | null> {
     if (signal.aborted) return Promise.resolve(null);

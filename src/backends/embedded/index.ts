@@ -76,6 +76,14 @@ interface PendingWrite {
 
 type Row = Record<string, unknown>;
 
+/** What `stats` counts, kept up to date by the writes themselves (no scan per read). */
+interface Counts {
+  /** Inbound messages in state `pending`. */
+  pending: number;
+  /** Dead letters not replayed. */
+  deadLetters: number;
+}
+
 /** Delay before a session whose replies were left unsent is taken up again. */
 const UNSENT_RETRY_MS = 1000;
 
@@ -92,6 +100,10 @@ export class EmbeddedBackend implements Backend {
   private writes: PendingWrite[] = [];
   private readonly statements = new Map<string, Database.Statement>();
   private flushScheduled = false;
+  /** Committed counts. */
+  private readonly counts: Counts = { pending: 0, deadLetters: 0 };
+  /** Changes to `counts` made inside the group transaction being written (applied once it commits). */
+  private staged: Counts = { pending: 0, deadLetters: 0 };
   private purgeTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private purging = false;
@@ -141,6 +153,13 @@ export class EmbeddedBackend implements Backend {
     this.fenceCounter = (
       this.sql('SELECT COALESCE(MAX(fence), 0) AS f FROM sessions').get() as { f: number }
     ).f;
+    // Counted once here; from now on every write that changes them keeps them.
+    this.counts.pending = (
+      this.sql(`SELECT COUNT(*) AS n FROM inbound WHERE state = 'pending'`).get() as { n: number }
+    ).n;
+    this.counts.deadLetters = (
+      this.sql('SELECT COUNT(*) AS n FROM dead_letters WHERE replayed_at IS NULL').get() as { n: number }
+    ).n;
     // Whatever was pending when the process stopped is due now.
     const rows = this.sql(
       `SELECT channel, user, MIN(stored_at) AS first FROM inbound WHERE state = 'pending' GROUP BY channel, user`,
@@ -201,6 +220,7 @@ export class EmbeddedBackend implements Backend {
           if (info.changes === 1) {
             this.seq += 1;
             accepted += 1;
+            this.staged.pending += 1;
             const id = sessionId(m);
             if (!touched.has(id)) touched.set(id, { key: { channel: m.channel, user: m.user }, storedAt });
           } else {
@@ -244,22 +264,29 @@ export class EmbeddedBackend implements Backend {
     if (work.length === 0) return;
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     const seq = this.seq;
+    this.staged = { pending: 0, deadLetters: 0 };
     try {
       this.db.transaction(() => {
         for (const w of work) {
+          const mark = { ...this.staged };
           try {
             outcomes.push({ ok: true, value: this.db.transaction(w.fn)() });
           } catch (error) {
+            this.staged = mark; // its savepoint was rolled back
             outcomes.push({ ok: false, error });
           }
         }
       })();
     } catch (err) {
       this.seq = seq;
+      this.staged = { pending: 0, deadLetters: 0 };
       const e = new StorageUnavailableError('could not write to SQLite', err);
       for (const w of work) w.reject(e);
       return;
     }
+    this.counts.pending += this.staged.pending;
+    this.counts.deadLetters += this.staged.deadLetters;
+    this.staged = { pending: 0, deadLetters: 0 };
     work.forEach((w, i) => {
       const o = outcomes[i]!;
       if (!o.ok) return w.reject(o.error);
@@ -385,6 +412,9 @@ export class EmbeddedBackend implements Backend {
       expiresAt: this.now() + ttlMs,
     };
     this.leases.set(sessionId(key), lease);
+    // The holder takes whatever is pending; its release schedules the session again if need be
+    // (as the distributed backend's grant replaces the session's ready entry).
+    this.due.unschedule(key);
     return { channel: key.channel, user: key.user, token: lease.token, fence: lease.fence, holder };
   }
 
@@ -487,11 +517,15 @@ export class EmbeddedBackend implements Backend {
       for (const o of batch.outbound)
         out.run(o.id, o.channel, o.user, o.seq, o.status, now, now, JSON.stringify(o));
       const done = this.sql(`UPDATE inbound SET state = 'done' WHERE id = ? AND state = 'pending'`);
-      for (const m of batch.consumed) done.run(m);
+      for (const m of batch.consumed) this.staged.pending -= done.run(m).changes;
+      const deadPending = this.sql(`UPDATE inbound SET state = 'dead' WHERE id = ? AND state = 'pending'`);
       const dead = this.sql(`UPDATE inbound SET state = 'dead' WHERE id = ?`);
       for (const d of batch.deadLetters) {
         this.insertDeadLetter(d);
-        if (d.kind === 'inbound') dead.run(d.ref);
+        if (d.kind !== 'inbound') continue;
+        const changed = deadPending.run(d.ref).changes;
+        this.staged.pending -= changed;
+        if (changed === 0) dead.run(d.ref);
       }
       return DURABLE;
     });
@@ -554,10 +588,10 @@ export class EmbeddedBackend implements Backend {
   }
 
   private insertDeadLetter(d: DeadLetter): void {
-    this.sql(
+    this.staged.deadLetters += this.sql(
       `INSERT INTO dead_letters (id, kind, channel, user, ref, reason, payload, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-    ).run(d.id, d.kind, d.channel, d.user, d.ref, d.reason, JSON.stringify(d.payload), d.createdAt);
+    ).run(d.id, d.kind, d.channel, d.user, d.ref, d.reason, JSON.stringify(d.payload), d.createdAt).changes;
   }
 
   // --- admin ---------------------------------------------------------------------------
@@ -640,6 +674,9 @@ export class EmbeddedBackend implements Backend {
         this.seq += 1;
         const storedAt = this.now();
         const body = JSON.parse(row.payload as string) as StoredMessage;
+        const was = this.sql('SELECT state FROM inbound WHERE id = ?').get(body.id) as
+          { state: string } | undefined;
+        if (was?.state !== 'pending') this.staged.pending += 1;
         this.sql(
           `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
              ON CONFLICT (id) DO UPDATE SET state = 'pending', seq = excluded.seq, stored_at = excluded.stored_at,
@@ -664,28 +701,31 @@ export class EmbeddedBackend implements Backend {
           ).run(this.now(), JSON.stringify(record), row.ref);
         }
       }
-      this.sql('UPDATE dead_letters SET replayed_at = ? WHERE id = ?').run(this.now(), id);
+      this.staged.deadLetters -= this.sql(
+        'UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL',
+      ).run(this.now(), id).changes;
     });
     if (row.kind === 'outbound') this.due.schedule(key, this.now());
     else if (!this.isLeased(key)) this.rescheduleIfPending(key);
     return true;
   }
 
+  /**
+   * Costs the same whatever is stored: the counts are kept by the writes, the oldest pending
+   * message is one step down a partial index.
+   */
   async stats(): Promise<BackendStats> {
-    const p = this.sql(
-      `SELECT COUNT(*) AS n, MIN(stored_at) AS first FROM inbound WHERE state = 'pending'`,
-    ).get() as { n: number; first: number | null };
-    const d = this.sql('SELECT COUNT(*) AS n FROM dead_letters WHERE replayed_at IS NULL').get() as {
-      n: number;
+    const p = this.sql(`SELECT MIN(stored_at) AS first FROM inbound WHERE state = 'pending'`).get() as {
+      first: number | null;
     };
     let locks = 0;
     const now = this.now();
     for (const l of this.leases.values()) if (l.expiresAt > now) locks += 1;
     return {
-      queueDepth: p.n,
+      queueDepth: this.counts.pending,
       oldestPendingMs: p.first === null ? 0 : Math.max(0, now - p.first),
       locksHeld: locks,
-      deadLetters: d.n,
+      deadLetters: this.counts.deadLetters,
       workers: [...this.workerBeats.values()].filter((until) => until > now).length,
     };
   }

@@ -75,4 +75,6 @@ export const MIGRATIONS: readonly string[] = [
   `,
   // 2: a session's conversation (admin reads of every inbound message of one session)
   `CREATE INDEX inbound_session ON inbound (channel, user, seq);`,
+  // 3: the oldest pending message in one index step (stats, whatever the backlog)
+  `CREATE INDEX inbound_pending_stored_at ON inbound (stored_at) WHERE state = 'pending';`,
 ];

@@ -15,6 +15,7 @@
   KEYS[9]  unsent    ZSET outbound id by seq (pending or sending)
   KEYS[10] pmid      HASH provider message id -> outbound id
   KEYS[11] journal   LIST of entries for PostgreSQL
+  KEYS[12] pv        the mailbox's stats version (INCR when messages are consumed)
 
   ARGV[1]  lease token
   ARGV[2]  lease fence
@@ -30,11 +31,15 @@
            mutable part JSON, '1' if unsent else '0'
 
   Returns
-    {0, journal length}                committed
+    {0, journal length, version, pending count, oldest pending storedAt}
+                                       committed; the last three are the mailbox's figures
+                                       for the global stats (see stats-pending-4.lua)
     {-3}                               (Fenced) the token or fence no longer holds the lease
     {-4, stored version}               (VersionConflict)
     {-6}                               (NeedLoad) no state in Redis: load from PostgreSQL, retry
 ]]
+-- @include mailbox-stats
+
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { -3 } end
 if redis.call('HGET', KEYS[2], 'n') ~= ARGV[2] then return { -3 } end
 if redis.call('EXISTS', KEYS[3]) == 0 then return { -6 } end
@@ -88,4 +93,6 @@ if total > keep then
 end
 
 local entry = ARGV[6] .. ',"rev":' .. rev .. ',"messages":[' .. table.concat(messages, ',') .. ']}'
-return { 0, redis.call('RPUSH', KEYS[11], entry) }
+local length = redis.call('RPUSH', KEYS[11], entry)
+local st = mailboxStats(KEYS[4], KEYS[5], KEYS[12], consumedCount > 0)
+return { 0, length, st[1], st[2], st[3] }

@@ -13,6 +13,7 @@
   KEYS[4] seq     per-session arrival counter
   KEYS[5] lock    the session's lease
   KEYS[6] sched   the session's scheduled flag
+  KEYS[7] pv      the mailbox's stats version (INCR on every change)
 
   ARGV[1] message id
   ARGV[2] StoredMessage JSON without `seq` and without its closing brace
@@ -20,26 +21,32 @@
   ARGV[4] buffer window, ms
   ARGV[5] '1' to skip the dedupe check (dead-letter replay), else '0'
 
-  Returns
+  Returns {code, version, pending count, oldest pending storedAt}, code being
     -1 (Duplicate)  already seen within the dedupe TTL, or already in the mailbox: no change
+                    (and no other fields)
      0              stored; the session was already scheduled or is leased
     due > 0         stored and newly scheduled: ZADD the ready queue with this score
+  The other three are the mailbox's figures for the global stats (see stats-pending-4.lua).
 ]]
 -- @include oldest-due
+-- @include mailbox-stats
 
 local id = ARGV[1]
 if ARGV[5] == '1' then
-  if redis.call('HEXISTS', KEYS[3], id) == 1 then return -1 end
+  if redis.call('HEXISTS', KEYS[3], id) == 1 then return { -1 } end
   redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
 elseif not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
-  return -1
+  return { -1 }
 end
 
 local seq = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[3], id, ARGV[2] .. ',"seq":' .. seq .. '}')
 redis.call('ZADD', KEYS[2], seq, id)
+local st = mailboxStats(KEYS[2], KEYS[3], KEYS[7], true)
 
-if redis.call('EXISTS', KEYS[5]) == 1 or redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[5]) == 1 or redis.call('EXISTS', KEYS[6]) == 1 then
+  return { 0, st[1], st[2], st[3] }
+end
 local due = oldestDue(KEYS[2], KEYS[3], ARGV[4])
 schedule(KEYS[6], due, ARGV[4])
-return due
+return { due, st[1], st[2], st[3] }

@@ -16,11 +16,16 @@
   KEYS[8]  outIndex  ZSET
   KEYS[9]  pmid      HASH
   KEYS[10] fence     HASH (gone, the next lease reserves a new block in PostgreSQL, above it)
+  KEYS[11] pv        STRING the mailbox's stats version
 
   The arrival counter (`seq`) stays: messages stored while a session waits (say, with no
-  worker running) must keep numbering after those already in its mailbox.
+  worker running) must keep numbering after those already in its mailbox. The mailbox's
+  stats version (`pv`) expires too, but never before ARGV[2]: the global stats remember an
+  emptied mailbox's version that long (stats-pending-4.lua), and a version starting again
+  from 1 must not meet it.
 
   ARGV[1]  idle TTL, ms
+  ARGV[2]  shortest life of `pv` once idle, ms
 
   Returns
     1   idle: the keys expire in ARGV[1] ms
@@ -41,5 +46,9 @@ for i = 5, 10 do
     redis.call('PEXPIRE', KEYS[i], ARGV[1])
   end
 end
-if busy then return 0 end
+if busy then
+  redis.call('PERSIST', KEYS[11])
+  return 0
+end
+redis.call('PEXPIRE', KEYS[11], math.max(tonumber(ARGV[1]), tonumber(ARGV[2])))
 return 1

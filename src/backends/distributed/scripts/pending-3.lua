@@ -1,0 +1,22 @@
+--[[
+  The first messages of a mailbox, in seq order.
+
+  KEYS[1] mbox    ZSET message id by seq
+  KEYS[2] msgs    HASH message id -> StoredMessage JSON
+  KEYS[3] pv      the mailbox's stats version (read only)
+
+  ARGV[1] limit
+
+  Returns {version, pending count, oldest pending storedAt, then the StoredMessage JSON
+  strings, oldest first}. The first three are the mailbox's figures for the global stats,
+  posted again by the worker that reads them: this repairs a post lost in a crash.
+]]
+-- @include mailbox-stats
+
+local st = mailboxStats(KEYS[1], KEYS[2], KEYS[3], false)
+local out = { st[1], st[2], st[3] }
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
+  local json = redis.call('HGET', KEYS[2], id)
+  if json then out[#out + 1] = json end
+end
+return out
