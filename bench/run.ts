@@ -1,27 +1,59 @@
 /**
- * `npm run bench` (SPEC section 7): one run, on this machine, of the same workload against
+ * `npm run bench` (SPEC section 7): one run, on this machine, of the same workloads against
  * embedded Baton, distributed Baton with 1 and with 2 worker processes, and the seed article's
- * own algorithm (bench/baseline/server.ts). Prints one table: messages/s end to end (webhook in
- * to reply at the sink), webhook ack p50/p99, reply latency p50/p99 (BATON_BUFFER_MS=0), peak
- * RSS of the server processes (VmHWM), and the load generator's verdict counts.
+ * own algorithm (bench/baseline/server.ts).
  *
- * Each row spawns its processes (`node bin/baton.mjs ...`) on loopback, warms up, runs the
- * workload, reads peak RSS and tears down. Distributed rows use Redis db 5 (FLUSHDB'd) and a
- * fresh PostgreSQL database (dropped after); the baseline uses Redis db 6. Every row and the
- * whole run are bounded in time. A row that cannot run prints "n/a (reason)".
+ * Two scenarios:
+ * - `steady` (BATON_BUFFER_MS=0): closed loop through the order flow, a quarter of messages
+ *   delivered twice. SPEC 7's columns: messages/s end to end (webhook in to reply at the sink),
+ *   webhook ack p50/p99, reply p50/p99, peak RSS, lost / duplicated / out of order / duplicate
+ *   prompts; plus CPU per message from the OS accounting and wire counts per message.
+ * - `bursts` (BATON_BUFFER_MS=500): every user's name and address arrive as shuffled bursts of
+ *   concurrent webhooks, 30% delivered twice. Baton's verdict must be clean; the baseline runs
+ *   once for contrast (it has no buffer window and is expected to get names wrong).
  *
- * Environment: `BENCH_REDIS_URL` (default redis://127.0.0.1:6379), `BENCH_DATABASE_URL`
- * (an existing database to connect to for CREATE/DROP DATABASE; default
- * postgres://postgres@127.0.0.1:5432/test), `BENCH_USERS` (default 200).
+ * Each configuration is booted once per scenario with its own Redis key prefix
+ * (BATON_REDIS_PREFIX) and PostgreSQL schema (BATON_PG_SCHEMA) on the machine's shared services,
+ * warmed up, measured `--repeat` times (fresh users each time), then stopped and its keys and
+ * schema deleted. Figures are printed as median (min-max) over the repeats.
+ *
+ * CPU comes from `/proc/<pid>/stat` (utime+stime): Baton's processes and their descendants;
+ * the PostgreSQL backends serving them (found by `application_name`, set through PGAPPNAME);
+ * the Redis server, minus its rate in a one-second idle window before each repeat (the server
+ * is shared with other clients). The load generator's share is this process's own CPU time.
+ * Redis commands and flushes and PostgreSQL statements are counted on the wire by the preload
+ * bench/hooks/wire-count.mjs in every child process.
+ *
+ * Flags: `--repeat N` (default 3), `--quick` (fewer users, one repeat unless --repeat),
+ * `--only steady|bursts`. Environment: `BENCH_REDIS_URL` (redis://127.0.0.1:6379),
+ * `BENCH_DATABASE_URL` (postgres://postgres@127.0.0.1:5432/test), `BENCH_USERS` (steady
+ * users, default 400). Writes bench/results/latest.json and bench/results/latest.svg.
  * @module
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { runLoad, startReplySink, type LoadReport, type ReplySink } from '../loadgen/index.ts';
+import {
+  runLoad,
+  startReplySink,
+  type ChaosOptions,
+  type LoadReport,
+  type ReplySink,
+} from '../loadgen/index.ts';
+import {
+  cpuBetween,
+  machineCpu,
+  readWire,
+  scriptNamesBySha,
+  snapshot,
+  wireBetween,
+  withDescendants,
+  type WireCounts,
+} from './accounting.ts';
 import {
   childEnv,
   freePort,
@@ -33,41 +65,111 @@ import {
   waitForOutput,
   type Proc,
 } from './procs.ts';
-import { formatTable, type Row } from './table.ts';
+import { barChart } from './svg.ts';
+import { formatReport, type ConfigResult, type RunResult, type ScenarioId } from './table.ts';
+import { spread } from './stats.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const HOOK = join(ROOT, 'bench', 'hooks', 'wire-count.mjs');
+const RESULTS = join(ROOT, 'bench', 'results');
 const SECRET = 'bench-app-secret';
 const ADMIN = 'bench-admin-token';
-const REDIS_BASE = (process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379').replace(/\/\d*$/, '');
-const PG_ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const USERS = Number(process.env.BENCH_USERS ?? 200);
-const DISTRIBUTED_DB = 5;
-const BASELINE_DB = 6;
-const ROW_TIMEOUT_MS = 100_000;
-const TOTAL_TIMEOUT_MS = 300_000;
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const PG_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-/** The fixed workload: the order flow, [hi, name] bursts, a quarter of messages delivered twice. */
-const WORKLOAD = {
-  users: USERS,
-  seed: 42,
-  chaos: { duplicates: 0.25, shuffle: false, splitTexts: false, concurrentBursts: false },
-  replyTimeoutMs: 10_000,
-  maxInflight: 64,
-  settleTimeoutMs: 8_000,
-  keepSamples: true,
-} as const;
-const WARMUP = { ...WORKLOAD, users: 20, seed: 1 };
+const { values: flags } = parseArgs({
+  options: {
+    repeat: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+  },
+});
+const QUICK = flags.quick === true;
+const REPEAT = Math.max(1, Math.min(20, Number(flags.repeat ?? (QUICK ? 1 : 3)) || 1));
+const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 400));
+const BURST_USERS = QUICK ? 30 : 150;
+const TOTAL_TIMEOUT_MS = (QUICK ? 5 : 20) * 60_000;
+const RUN_TIMEOUT_MS = 120_000;
 
+interface Workload {
+  readonly users: number;
+  readonly chaos: Partial<ChaosOptions>;
+  readonly replyTimeoutMs: number;
+  readonly maxInflight: number;
+  readonly settleTimeoutMs: number;
+}
+
+interface Scenario {
+  readonly id: ScenarioId;
+  readonly title: string;
+  readonly bufferMs: number;
+  readonly workload: Workload;
+  readonly warmupUsers: number;
+  /** The baseline runs once here, for contrast, and its verdict does not fail the bench. */
+  readonly baselineOnce: boolean;
+}
+
+const SCENARIOS: readonly Scenario[] = [
+  {
+    id: 'steady',
+    title: 'steady load, BATON_BUFFER_MS=0',
+    bufferMs: 0,
+    workload: {
+      users: STEADY_USERS,
+      chaos: { duplicates: 0.25, shuffle: false, splitTexts: false, concurrentBursts: false },
+      // A user waits this long for a reply before counting it lost: long enough that the
+      // closed loop's initial backlog is latency, not loss, on a busy 2-core machine.
+      replyTimeoutMs: 30_000,
+      maxInflight: 64,
+      settleTimeoutMs: 8_000,
+    },
+    warmupUsers: 20,
+    baselineOnce: false,
+  },
+  {
+    id: 'bursts',
+    title: 'shuffled duplicated bursts, BATON_BUFFER_MS=500',
+    bufferMs: 500,
+    workload: {
+      users: BURST_USERS,
+      chaos: { duplicates: 0.3, shuffle: true, splitTexts: true, concurrentBursts: true },
+      replyTimeoutMs: 8_000,
+      maxInflight: 64,
+      settleTimeoutMs: 8_000,
+    },
+    warmupUsers: 10,
+    baselineOnce: true,
+  },
+];
+
+const SCRIPT_NAMES = scriptNamesBySha(join(ROOT, 'src', 'backends', 'distributed', 'scripts'));
 const live = new Set<Proc>();
+/** Booted targets, so an interrupted bench still deletes its keys and schemas. */
+const booted = new Set<Target>();
+let serial = 0;
 
 function note(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 interface Target {
   readonly url: string;
   readonly procs: Proc[];
+  /** Directory of the wire-count files of this target's processes. */
+  readonly wireDir: string;
+  /** PGAPPNAME of its PostgreSQL connections, when it has any. */
+  readonly pgApp?: string;
+  readonly usesRedis: boolean;
   readonly cleanup: () => Promise<void>;
+}
+
+interface Config {
+  readonly id: string;
+  readonly name: string;
+  readonly baseline: boolean;
+  readonly boot: (sink: ReplySink, bufferMs: number) => Promise<Target>;
 }
 
 function start(name: string, args: string[], env: Record<string, string>): Proc {
@@ -77,51 +179,84 @@ function start(name: string, args: string[], env: Record<string, string>): Proc 
   return p;
 }
 
-async function flushRedisDb(db: number): Promise<void> {
-  const r = new Redis(`${REDIS_BASE}/${db}`, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 1,
-    connectTimeout: 3000,
-  });
+async function withRedis<T>(fn: (r: Redis) => Promise<T>): Promise<T> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3000 });
+  r.on('error', () => undefined);
   try {
     await r.connect();
-    await r.flushdb();
+    return await fn(r);
   } finally {
     r.disconnect();
   }
 }
 
-async function pgAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: PG_ADMIN_URL, connectionTimeoutMillis: 3000 });
+/** Deletes every key under `pattern` (SCAN + UNLINK: never FLUSHDB on a shared server). */
+async function deleteKeys(pattern: string): Promise<number> {
+  return withRedis(async (r) => {
+    let cursor = '0';
+    let n = 0;
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) n += await r.unlink(...keys);
+    } while (cursor !== '0');
+    return n;
+  });
+}
+
+async function withPg<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
+  c.on('error', () => undefined);
   await c.connect();
   try {
     return await fn(c);
   } finally {
-    await c.end();
+    await c.end().catch(() => undefined);
   }
 }
 
-function batonEnv(sink: ReplySink, port: number, extra: Record<string, string> = {}): Record<string, string> {
+function wireDir(): string {
+  return mkdtempSync(join(tmpdir(), 'baton-bench-wire-'));
+}
+
+function batonEnv(
+  sink: ReplySink,
+  port: number,
+  bufferMs: number,
+  wire: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
   return childEnv({
     PORT: String(port),
     HOST: '127.0.0.1',
     WHATSAPP_APP_SECRET: SECRET,
     WHATSAPP_API_BASE_URL: sink.url,
     ADMIN_TOKEN: ADMIN,
-    BATON_BUFFER_MS: '0',
+    BATON_BUFFER_MS: String(bufferMs),
     LOG_LEVEL: 'warn',
+    BENCH_WIRE_COUNT_DIR: wire,
+    BENCH_REDIS_PORT: new URL(REDIS_URL).port || '6379',
+    BENCH_PG_PORT: new URL(PG_URL).port || '5432',
     ...extra,
   });
 }
 
-async function embedded(sink: ReplySink): Promise<Target> {
+const node = (entry: string[]): string[] => ['--import', HOOK, ...entry];
+
+async function embedded(sink: ReplySink, bufferMs: number): Promise<Target> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-'));
+  const wire = wireDir();
   const port = await freePort();
-  const p = start('baton start', ['bin/baton.mjs', 'start'], batonEnv(sink, port, { BATON_DATA_DIR: dir }));
+  const p = start(
+    'baton start',
+    node(['bin/baton.mjs', 'start']),
+    batonEnv(sink, port, bufferMs, wire, { BATON_DATA_DIR: dir }),
+  );
   const url = `http://127.0.0.1:${port}`;
   const cleanup = async (): Promise<void> => {
     await stop(p);
     rmSync(dir, { recursive: true, force: true });
+    rmSync(wire, { recursive: true, force: true });
   };
   try {
     await waitForHttp(`${url}/readyz`, 30_000, [p]);
@@ -129,26 +264,31 @@ async function embedded(sink: ReplySink): Promise<Target> {
     await cleanup();
     throw err;
   }
-  return { url, procs: [p], cleanup };
+  return { url, procs: [p], wireDir: wire, usesRedis: false, cleanup };
 }
 
-async function distributed(sink: ReplySink, workers: number): Promise<Target> {
-  const database = `baton_bench_${process.pid}_${workers}`;
-  const redisUrl = `${REDIS_BASE}/${DISTRIBUTED_DB}`;
-  await flushRedisDb(DISTRIBUTED_DB);
-  await pgAdmin(async (c) => {
-    await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await c.query(`CREATE DATABASE ${database}`);
-  });
-  const dbUrl = new URL(PG_ADMIN_URL);
-  dbUrl.pathname = `/${database}`;
+async function distributed(sink: ReplySink, bufferMs: number, workers: number): Promise<Target> {
+  serial += 1;
+  const name = `bench_${process.pid}_${serial}`;
+  const wire = wireDir();
   const port = await freePort();
-  const env = batonEnv(sink, port, { REDIS_URL: redisUrl, DATABASE_URL: dbUrl.toString() });
+  const env = batonEnv(sink, port, bufferMs, wire, {
+    REDIS_URL,
+    DATABASE_URL: PG_URL,
+    BATON_REDIS_PREFIX: name,
+    BATON_PG_SCHEMA: name,
+    PGAPPNAME: name,
+  });
   const procs: Proc[] = [];
   const cleanup = async (): Promise<void> => {
     await Promise.all(procs.map((p) => stop(p)));
-    await pgAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)).catch(() => undefined);
-    await flushRedisDb(DISTRIBUTED_DB).catch(() => undefined);
+    await withPg((c) => c.query(`DROP SCHEMA IF EXISTS ${name} CASCADE`)).catch((err: unknown) =>
+      note(`could not drop schema ${name}: ${String(err)}`),
+    );
+    await deleteKeys(`${name}:*`).catch((err: unknown) =>
+      note(`could not delete ${name}:* keys: ${String(err)}`),
+    );
+    rmSync(wire, { recursive: true, force: true });
   };
   try {
     const migrate = start('baton migrate', ['bin/baton.mjs', 'migrate'], env);
@@ -156,14 +296,16 @@ async function distributed(sink: ReplySink, workers: number): Promise<Target> {
     const code = await migrate.exited;
     clearTimeout(timer);
     if (code !== '0') throw new Error(`baton migrate exited ${code}: ${lastWords(migrate)}`);
-    procs.push(start('baton ingress', ['bin/baton.mjs', 'ingress'], env));
+    procs.push(start('baton ingress', node(['bin/baton.mjs', 'ingress']), env));
     for (let i = 0; i < workers; i += 1) {
-      procs.push(start(`baton worker ${i + 1}`, ['bin/baton.mjs', 'worker', '--concurrency', '8'], env));
+      procs.push(
+        start(`baton worker ${i + 1}`, node(['bin/baton.mjs', 'worker', '--concurrency', '8']), env),
+      );
     }
     const url = `http://127.0.0.1:${port}`;
     await waitForHttp(`${url}/readyz`, 30_000, procs);
     await Promise.all(procs.slice(1).map((p) => waitForOutput(p, /worker .* started/, 30_000)));
-    return { url, procs, cleanup };
+    return { url, procs, wireDir: wire, pgApp: name, usesRedis: true, cleanup };
   } catch (err) {
     await cleanup();
     throw err;
@@ -171,22 +313,21 @@ async function distributed(sink: ReplySink, workers: number): Promise<Target> {
 }
 
 async function baseline(sink: ReplySink): Promise<Target> {
-  await flushRedisDb(BASELINE_DB);
+  serial += 1;
+  const prefix = `bench_${process.pid}_${serial}:`;
+  const wire = wireDir();
   const port = await freePort();
-  const env = childEnv({
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    REDIS_URL: `${REDIS_BASE}/${BASELINE_DB}`,
-    WHATSAPP_APP_SECRET: SECRET,
-    WHATSAPP_API_BASE_URL: sink.url,
-    ADMIN_TOKEN: ADMIN,
+  const env = batonEnv(sink, port, 0, wire, {
+    REDIS_URL,
+    BASELINE_PREFIX: prefix,
     BASELINE_WORKERS: '8',
   });
-  const p = start('baseline', ['--import', 'tsx', 'bench/baseline/server.ts'], env);
+  const p = start('baseline', ['--import', 'tsx', ...node(['bench/baseline/server.ts'])], env);
   const url = `http://127.0.0.1:${port}`;
   const cleanup = async (): Promise<void> => {
     await stop(p);
-    await flushRedisDb(BASELINE_DB).catch(() => undefined);
+    await deleteKeys(`${prefix}*`).catch(() => undefined);
+    rmSync(wire, { recursive: true, force: true });
   };
   try {
     await waitForHttp(`${url}/healthz`, 30_000, [p]);
@@ -194,47 +335,232 @@ async function baseline(sink: ReplySink): Promise<Target> {
     await cleanup();
     throw err;
   }
-  return { url, procs: [p], cleanup };
+  return { url, procs: [p], wireDir: wire, usesRedis: true, cleanup };
 }
 
-/** Runs one row within ROW_TIMEOUT_MS. */
-async function measure(name: string, boot: (sink: ReplySink) => Promise<Target>): Promise<Row> {
-  const began = Date.now();
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), ROW_TIMEOUT_MS);
+const CONFIGS: readonly Config[] = [
+  { id: 'embedded', name: 'embedded', baseline: false, boot: embedded },
+  { id: 'dist1', name: 'distributed, 1 worker', baseline: false, boot: (s, b) => distributed(s, b, 1) },
+  { id: 'dist2', name: 'distributed, 2 workers', baseline: false, boot: (s, b) => distributed(s, b, 2) },
+  { id: 'baseline', name: 'baseline (article)', baseline: true, boot: (s) => baseline(s) },
+];
+
+async function redisPid(): Promise<number | null> {
+  try {
+    const info = await withRedis((r) => r.info('server'));
+    const m = /process_id:(\d+)/.exec(info);
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function pgBackends(app: string | undefined): Promise<number[]> {
+  if (app === undefined) return [];
+  try {
+    const r = await withPg((c) =>
+      c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [app]),
+    );
+    return r.rows.map((row) => row.pid);
+  } catch {
+    return [];
+  }
+}
+
+/** One measured repeat against a booted target. */
+async function measureOnce(
+  t: Target,
+  sink: ReplySink,
+  w: Workload,
+  seed: number,
+  redis: number | null,
+  signal: AbortSignal,
+): Promise<RunResult> {
+  // A quiet second first: the Redis server's background rate (other clients) and flushed counts.
+  const idleRedis0 = redis !== null && t.usesRedis ? snapshot([redis]) : new Map<number, number>();
+  const idle0 = performance.now();
+  await sleep(1000);
+  const idleRedis1 = redis !== null && t.usesRedis ? snapshot([redis]) : new Map<number, number>();
+  const redisIdleRate = cpuBetween(idleRedis0, idleRedis1) / (performance.now() - idle0);
+
+  const wire0 = readWire(t.wireDir);
+  const batonPids = withDescendants(t.procs.map((p) => p.pid));
+  const pg0 = await pgBackends(t.pgApp);
+  const cpu0 = {
+    baton: snapshot(batonPids),
+    redis: redis !== null && t.usesRedis ? snapshot([redis]) : new Map<number, number>(),
+    pg: snapshot(pg0),
+    machine: machineCpu(),
+    self: process.cpuUsage(),
+    at: performance.now(),
+  };
+  // The counts stop when the load generator starts judging (its admin reads are not load).
+  let end: {
+    wallMs: number;
+    self: NodeJS.CpuUsage;
+    machineBusyMs: number;
+    batonMs: number;
+    byProcess: Record<string, number>;
+    redisRawMs: number;
+    pgMs: number;
+    wire: WireCounts;
+  } | null = null;
+  const takeEnd = (): NonNullable<typeof end> => ({
+    wallMs: performance.now() - cpu0.at,
+    self: process.cpuUsage(cpu0.self),
+    machineBusyMs: machineCpu().busyMs - cpu0.machine.busyMs,
+    batonMs: cpuBetween(cpu0.baton, snapshot(withDescendants(t.procs.map((p) => p.pid)))),
+    byProcess: Object.fromEntries(
+      t.procs.map((p) => [p.name, cpuBetween(cpu0.baton, snapshot(withDescendants([p.pid])))]),
+    ),
+    redisRawMs: redis !== null && t.usesRedis ? cpuBetween(cpu0.redis, snapshot([redis])) : 0,
+    pgMs: cpuBetween(cpu0.pg, snapshot(pg0)),
+    // Files are rewritten every 250 ms; the load generator waited >= 300 ms of quiet before judging.
+    wire: wireBetween(wire0, readWire(t.wireDir)),
+  });
+  const report: LoadReport = await runLoad({
+    url: t.url,
+    adminToken: ADMIN,
+    secret: SECRET,
+    sink,
+    signal,
+    seed,
+    keepSamples: false,
+    progressIntervalMs: 3_600_000,
+    onProgress: (p) => {
+      if (p.phase === 'judging' && end === null) end = takeEnd();
+    },
+    ...w,
+  });
+  const e = end ?? takeEnd();
+  const { wallMs, self, machineBusyMs, batonMs, byProcess, redisRawMs, pgMs, wire } = e;
+  const loadgenMs = (self.user + self.system) / 1000;
+  const redisMs = Math.max(0, redisRawMs - redisIdleRate * wallMs);
+  const messages = Math.round((report.messagesPerSec * report.durationMs) / 1000);
+  const v = report.verdict;
+  return {
+    messages,
+    durationMs: report.durationMs,
+    msgsPerSec: report.messagesPerSec,
+    ackP50: report.ack.p50,
+    ackP99: report.ack.p99,
+    replyP50: report.reply.p50,
+    replyP99: report.reply.p99,
+    verdict: {
+      clean: v.clean,
+      users: v.users,
+      usersCompleted: v.usersCompleted,
+      lost: v.lost,
+      duplicated: v.duplicated,
+      outOfOrder: v.outOfOrder,
+      duplicatePrompts: v.duplicatePrompts,
+      problems: v.problems.slice(0, 3),
+    },
+    cpu: {
+      wallMs,
+      batonMs,
+      byProcess,
+      redisRawMs,
+      redisMs,
+      pgMs,
+      loadgenMs,
+      machineBusyMs,
+      othersMs: Math.max(0, machineBusyMs - batonMs - redisRawMs - pgMs - loadgenMs),
+    },
+    wire,
+  };
+}
+
+async function measureConfig(
+  scenario: Scenario,
+  config: Config,
+  redis: number | null,
+): Promise<ConfigResult> {
+  const repeats = config.baseline && scenario.baselineOnce ? 1 : REPEAT;
+  const base: Omit<ConfigResult, 'runs'> = {
+    scenario: scenario.id,
+    config: config.id,
+    name: config.name,
+    contrastOnly: config.baseline,
+  };
   const sink = await startReplySink();
   let target: Target | undefined;
+  const runs: RunResult[] = [];
+  const began = Date.now();
   try {
-    note(`${name}: starting`);
-    target = await boot(sink);
+    note(`${scenario.id} / ${config.name}: starting`);
+    target = await config.boot(sink, scenario.bufferMs);
+    booted.add(target);
     const t = target;
-    const run = (w: typeof WORKLOAD | typeof WARMUP): Promise<LoadReport> =>
-      runLoad({ url: t.url, adminToken: ADMIN, secret: SECRET, sink, signal: abort.signal, ...w });
-    note(`${name}: warm-up (${WARMUP.users} users)`);
-    await run(WARMUP);
-    note(`${name}: measuring (${WORKLOAD.users} users)`);
-    const report = await run(WORKLOAD);
-    if (abort.signal.aborted) throw new Error(`row did not finish within ${ROW_TIMEOUT_MS / 1000} s`);
-    const dead = t.procs.find((p) => p.exitedWith !== null);
-    if (dead) throw new Error(`${dead.name} exited during the run: ${lastWords(dead)}`);
-    const rss = t.procs.map((p) => peakRss(p.pid) ?? 0);
-    note(`${name}: done in ${((Date.now() - began) / 1000).toFixed(1)} s`);
-    const warnings = new Map<string, number>();
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), RUN_TIMEOUT_MS);
+    try {
+      note(`${scenario.id} / ${config.name}: warm-up (${scenario.warmupUsers} users)`);
+      await runLoad({
+        url: t.url,
+        adminToken: ADMIN,
+        secret: SECRET,
+        sink,
+        signal: abort.signal,
+        seed: 1,
+        ...scenario.workload,
+        users: scenario.warmupUsers,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+    for (let i = 0; i < repeats; i += 1) {
+      const ac = new AbortController();
+      const tm = setTimeout(() => ac.abort(), RUN_TIMEOUT_MS);
+      try {
+        note(`${scenario.id} / ${config.name}: run ${i + 1}/${repeats} (${scenario.workload.users} users)`);
+        runs.push(await measureOnce(t, sink, scenario.workload, 42 + i, redis, ac.signal));
+        if (ac.signal.aborted) throw new Error(`a run did not finish within ${RUN_TIMEOUT_MS / 1000} s`);
+      } finally {
+        clearTimeout(tm);
+      }
+      const dead = t.procs.find((p) => p.exitedWith !== null);
+      if (dead) throw new Error(`${dead.name} exited during the run: ${lastWords(dead)}`);
+    }
+    const rssBytes = t.procs.map((p) => peakRss(p.pid) ?? 0);
+    const warnings: Record<string, number> = {};
     for (const p of t.procs) {
       for (const [msg, n] of p.warnings) {
-        if (!msg.startsWith('DURABILITY WARNING')) warnings.set(msg, (warnings.get(msg) ?? 0) + n);
+        if (!msg.startsWith('DURABILITY WARNING')) warnings[msg] = (warnings[msg] ?? 0) + n;
       }
     }
-    return { name, report, rssBytes: rss, warnings };
+    note(`${scenario.id} / ${config.name}: done in ${((Date.now() - began) / 1000).toFixed(1)} s`);
+    return { ...base, runs, rssBytes, warnings };
   } catch (err) {
     const reason = (err as Error).message.split('\n')[0]!;
-    note(`${name}: n/a (${reason})`);
-    return { name, reason };
+    note(`${scenario.id} / ${config.name}: n/a (${reason})`);
+    return { ...base, runs, reason };
   } finally {
-    clearTimeout(timer);
-    if (target) await target.cleanup().catch(() => undefined);
+    if (target) {
+      booted.delete(target);
+      await target.cleanup().catch(() => undefined);
+    }
     await sink.close();
   }
+}
+
+function chart(results: readonly ConfigResult[]): string {
+  const bars = (scenario: ScenarioId, pick: (r: RunResult) => number) =>
+    results
+      .filter((r) => r.scenario === scenario && r.runs.length > 0)
+      .map((r) => {
+        const s = spread(r.runs.map(pick))!;
+        return { label: r.name, median: s.median, min: s.min, max: s.max };
+      });
+  return barChart(
+    [
+      { title: 'throughput, BUFFER_MS=0', unit: 'msgs/s', bars: bars('steady', (r) => r.msgsPerSec) },
+      { title: 'reply p99, BUFFER_MS=0', unit: 'ms', bars: bars('steady', (r) => r.replyP99) },
+      { title: 'reply p99, bursts, BUFFER_MS=500', unit: 'ms', bars: bars('bursts', (r) => r.replyP99) },
+    ],
+    `Baton bench ${new Date().toISOString().slice(0, 16)}Z, ${cpus().length} CPUs, ` +
+      `median of ${REPEAT} run(s), whiskers min-max; see bench/results/latest.json`,
+  );
 }
 
 async function main(): Promise<number> {
@@ -248,39 +574,67 @@ async function main(): Promise<number> {
   }, TOTAL_TIMEOUT_MS);
   guard.unref();
   process.once('SIGINT', () => {
-    killAll();
-    process.exit(130);
+    note('interrupted: stopping and deleting what this run created');
+    const cleanups = Promise.all([...booted].map((t) => t.cleanup().catch(() => undefined)));
+    void Promise.race([cleanups, sleep(15_000)]).finally(() => {
+      killAll();
+      process.exit(130);
+    });
   });
 
   const began = Date.now();
-  const rows: Row[] = [];
-  rows.push(await measure('embedded', embedded));
-  rows.push(await measure('distributed, 1 worker', (s) => distributed(s, 1)));
-  rows.push(await measure('distributed, 2 workers', (s) => distributed(s, 2)));
-  rows.push(await measure('baseline (article)', baseline));
-  clearTimeout(guard);
-
-  const header = [
-    `Baton bench, ${new Date().toISOString()}: ${cpus().length} CPUs, Node ${process.version}, ` +
-      `all processes on this machine (loopback).`,
-    `Workload per row: ${WORKLOAD.users} users x 5 messages through the order flow (hi+name as a burst, ` +
-      `product button, address, confirm), ${WORKLOAD.chaos.duplicates * 100}% of messages delivered twice ` +
-      `(same wamid), after a ${WARMUP.users}-user warm-up; BATON_BUFFER_MS=0; workers --concurrency 8.`,
-    `Closed loop: all users start at once and each sends its next message when the reply it waits for ` +
-      `arrives, so latencies include queueing at saturation. Peak RSS: VmHWM of the server processes ` +
-      `(ingress+workers). lost/duplicated/out of order/dup prompts: the load generator's verdict.`,
-    '',
-  ];
-  for (const line of [
-    ...header,
-    ...formatTable(rows),
-    '',
-    `total ${((Date.now() - began) / 1000).toFixed(0)} s`,
-  ]) {
-    process.stdout.write(`${line}\n`);
+  const load0 = loadavg();
+  const redis = await redisPid();
+  if (redis === null) note('Redis server pid unknown: Redis CPU not counted');
+  const results: ConfigResult[] = [];
+  for (const scenario of SCENARIOS) {
+    if (flags.only !== undefined && flags.only !== scenario.id) continue;
+    for (const config of CONFIGS) results.push(await measureConfig(scenario, config, redis));
   }
-  const batonDirty = rows.some((r) => r.name !== 'baseline (article)' && r.report && !r.report.verdict.clean);
-  return batonDirty ? 1 : 0;
+  clearTimeout(guard);
+  const load1 = loadavg();
+
+  const meta = {
+    date: new Date().toISOString(),
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    repeat: REPEAT,
+    quick: QUICK,
+    loadavgBefore: load0,
+    loadavgAfter: load1,
+    totalSeconds: Math.round((Date.now() - began) / 1000),
+    /** Names of the `evalsha:<sha>` keys in `wire.redisByCommand`. */
+    scripts: SCRIPT_NAMES,
+    scenarios: SCENARIOS.map((s) => ({ id: s.id, title: s.title, bufferMs: s.bufferMs, ...s.workload })),
+  };
+  const header = [
+    `Baton bench, ${meta.date}: ${meta.cpus} CPUs (${meta.cpuModel}), Node ${meta.node}, all processes ` +
+      `on this machine (loopback), shared with other work: load average ${load0[0]!.toFixed(1)} before, ` +
+      `${load1[0]!.toFixed(1)} after.`,
+    `Each configuration booted once per scenario, warmed up, then measured ${REPEAT} time(s) with fresh users: ` +
+      `median (min-max). Closed loop, 64 webhooks in flight at most; workers --concurrency 8.`,
+    `All users start at once and each sends its next message when the reply it waits for arrives: ` +
+      `latencies include queueing at saturation (the first messages wait behind the initial backlog).`,
+  ];
+  const lines = [
+    ...header,
+    '',
+    ...formatReport(results, SCENARIOS, SCRIPT_NAMES),
+    '',
+    `total ${meta.totalSeconds} s`,
+  ];
+  for (const line of lines) process.stdout.write(`${line}\n`);
+
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify({ meta, results }, null, 2)}\n`);
+  writeFileSync(join(RESULTS, 'latest.svg'), chart(results));
+  note(`wrote bench/results/latest.json and bench/results/latest.svg`);
+
+  const dirty = results.some(
+    (r) => !r.contrastOnly && (r.reason !== undefined || r.runs.some((run) => !run.verdict.clean)),
+  );
+  return dirty ? 1 : 0;
 }
 
 process.exitCode = await main();

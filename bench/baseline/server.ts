@@ -13,8 +13,9 @@
  * It logs every state change with its message ids (the article's advice) and serves the few
  * admin routes the load generator reads, in Baton's shapes, so one verdict judges both.
  *
- * Environment: `PORT`, `HOST`, `REDIS_URL` (use a dedicated db index: it is FLUSHDB'd by the
- * bench), `WHATSAPP_APP_SECRET`, `WHATSAPP_API_BASE_URL`, `ADMIN_TOKEN`, `BASELINE_WORKERS` (8).
+ * Environment: `PORT`, `HOST`, `REDIS_URL`, `BASELINE_PREFIX` (prepended to every key; the
+ * bench gives each run its own and deletes its keys after), `WHATSAPP_APP_SECRET`,
+ * `WHATSAPP_API_BASE_URL`, `ADMIN_TOKEN`, `BASELINE_WORKERS` (8).
  * @module
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -36,10 +37,13 @@ const redisUrl = env.REDIS_URL ?? 'redis://127.0.0.1:6379/6';
 const flow: Flow = orderFlow;
 const sender = new CloudApiSender({ baseUrl: env.WHATSAPP_API_BASE_URL ?? 'http://127.0.0.1:4010' });
 
-const QUEUE = 'bl:queue';
-const lockKey = (channel: string, user: string): string => `lock:session:${channel}:${user}`;
-const stateKey = (channel: string, user: string): string => `bl:state:${channel}:${user}`;
-const logKey = (channel: string, user: string): string => `bl:log:${channel}:${user}`;
+// Every key starts with BASELINE_PREFIX, so a run on a shared Redis stays in its own keys.
+const P = env.BASELINE_PREFIX ?? '';
+const QUEUE = `${P}bl:queue`;
+const lockKey = (channel: string, user: string): string => `${P}lock:session:${channel}:${user}`;
+const stateKey = (channel: string, user: string): string => `${P}bl:state:${channel}:${user}`;
+const logKey = (channel: string, user: string): string => `${P}bl:log:${channel}:${user}`;
+const channelKey = (user: string): string => `${P}bl:channel:${user}`;
 
 const redis = new Redis(redisUrl);
 let busy = 0;
@@ -79,7 +83,7 @@ async function admin(path: string, res: ServerResponse): Promise<void> {
   const m = /^\/admin\/api\/sessions\/([^/]+)(\/transitions)?$/.exec(path);
   if (m === null) return send(res, 404, { error: 'not found' });
   const user = decodeURIComponent(m[1]!);
-  const channel = await redis.get(`bl:channel:${user}`);
+  const channel = await redis.get(channelKey(user));
   if (channel === null) return send(res, 404, { error: 'not found' });
   if (m[2] !== undefined) {
     const log = await redis.lrange(logKey(channel, user), 0, -1);
@@ -164,7 +168,7 @@ async function processMessage(conn: Redis, raw: string, worker: string): Promise
     await conn
       .multi()
       .set(stateKey(msg.channel, msg.user), JSON.stringify(r.snapshot))
-      .set(`bl:channel:${msg.user}`, msg.channel)
+      .set(channelKey(msg.user), msg.channel)
       .rpush(logKey(msg.channel, msg.user), ...r.records.map((t) => JSON.stringify(t)))
       .exec();
     await sendReplies(r.snapshot, r.effects);
