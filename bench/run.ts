@@ -27,7 +27,7 @@
  * Flags: `--repeat N` (default 3), `--quick` (fewer users, one repeat unless --repeat),
  * `--only steady|bursts`. Environment: `BENCH_REDIS_URL` (redis://127.0.0.1:6379),
  * `BENCH_DATABASE_URL` (postgres://postgres@127.0.0.1:5432/test), `BENCH_USERS` (steady
- * users, default 400). Writes bench/results/latest.json and bench/results/latest.svg.
+ * users, default 400). Writes bench/results/latest.json, latest.txt (the table) and latest.svg.
  * @module
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -629,7 +629,8 @@ async function main(): Promise<number> {
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify({ meta, results }, null, 2)}\n`);
   writeFileSync(join(RESULTS, 'latest.svg'), chart(results));
-  note(`wrote bench/results/latest.json and bench/results/latest.svg`);
+  writeFileSync(join(RESULTS, 'latest.txt'), `${lines.join('\n')}\n`);
+  note(`wrote bench/results/latest.json, latest.txt and latest.svg`);
 
   const dirty = results.some(
     (r) => !r.contrastOnly && (r.reason !== undefined || r.runs.some((run) => !run.verdict.clean)),
