@@ -220,6 +220,32 @@ export function planUser(
 }
 
 /** Runs one user's plan against Baton, recording what happened. */
+/** Records one delivery's outcome in `trace` and the live counters. */
+export function recorder(ctx: DriverContext, trace: UserTrace): (m: CloudMessage, r: PostResult) => void {
+  return (m, r) => {
+    ctx.counters.deliveries += 1;
+    ctx.ackMs.push(r.ms);
+    if (r.status === 200) {
+      if (!trace.ackedIds.has(m.id)) ctx.counters.acked += 1;
+      trace.ackedIds.add(m.id);
+    } else {
+      trace.rejected.push({ id: m.id, status: r.status, detail: r.detail.slice(0, 200) });
+    }
+  };
+}
+
+/** Posts one message as its own webhook and records it; resolves with the time it was sent. */
+export function deliverer(
+  ctx: DriverContext,
+  record: (m: CloudMessage, r: PostResult) => void,
+): (m: CloudMessage) => Promise<number> {
+  return async (m) => {
+    const r = await ctx.client.post(webhookBody(ctx.channel, [m]));
+    record(m, r);
+    return r.sentAt;
+  };
+}
+
 export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): Promise<UserTrace> {
   const { client, sink, chaos, counters } = ctx;
   const trace: UserTrace = {
@@ -233,21 +259,8 @@ export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): 
     plannedMessages: plan.stages.reduce((n, s) => n + s.messages.length, 0),
   };
 
-  const record = (m: CloudMessage, r: PostResult): void => {
-    counters.deliveries += 1;
-    ctx.ackMs.push(r.ms);
-    if (r.status === 200) {
-      if (!trace.ackedIds.has(m.id)) counters.acked += 1;
-      trace.ackedIds.add(m.id);
-    } else {
-      trace.rejected.push({ id: m.id, status: r.status, detail: r.detail.slice(0, 200) });
-    }
-  };
-  const deliver = async (m: CloudMessage): Promise<number> => {
-    const r = await client.post(webhookBody(ctx.channel, [m]));
-    record(m, r);
-    return r.sentAt;
-  };
+  const record = recorder(ctx, trace);
+  const deliver = deliverer(ctx, record);
   const planned = (p: Planned): void => {
     trace.sentIds.push(p.id);
     counters.sent += 1;

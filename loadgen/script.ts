@@ -14,9 +14,8 @@ import { inboundMessage, type UserInput } from '../src/simulate/inbound.ts';
 import { renderMessage, type Pickable } from '../src/simulate/render.ts';
 import { mismatch, type ConversationScript, type ScriptExpectation } from '../src/simulate/script.ts';
 import { burstParts, parseUserLine } from '../src/simulate/simulator.ts';
-import type { PostResult } from './client.ts';
 import { webhookBody, type CloudMessage } from './payloads.ts';
-import type { DriverContext, DuplicateTiming, UserTrace } from './scenario.ts';
+import { deliverer, recorder, type DriverContext, type DuplicateTiming, type UserTrace } from './scenario.ts';
 import type { SinkCall } from './sink.ts';
 import { shuffled, type Random } from './stats.ts';
 
@@ -89,21 +88,8 @@ export async function runScriptUser(
     const r = rnd();
     return r < 0.4 ? 'together' : r < 0.8 ? 'after-ack' : 'after-reply';
   };
-  const record = (m: CloudMessage, r: PostResult): void => {
-    counters.deliveries += 1;
-    ctx.ackMs.push(r.ms);
-    if (r.status === 200) {
-      if (!trace.ackedIds.has(m.id)) counters.acked += 1;
-      trace.ackedIds.add(m.id);
-    } else {
-      trace.rejected.push({ id: m.id, status: r.status, detail: r.detail.slice(0, 200) });
-    }
-  };
-  const deliver = async (m: CloudMessage): Promise<number> => {
-    const r = await client.post(webhookBody(ctx.channel, [m]));
-    record(m, r);
-    return r.sentAt;
-  };
+  const record = recorder(ctx, trace);
+  const deliver = deliverer(ctx, record);
 
   for (const [i, step] of script.steps.entries()) {
     if (ctx.signal?.aborted) break;
