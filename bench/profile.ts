@@ -200,7 +200,12 @@ async function profile(mode: 'embedded' | 'distributed', users: number): Promise
       if ((await m.exited) !== '0') throw new Error(`migrate failed: ${lastWords(m)}`);
       procs.push(spawnNode('baton ingress', [...prof, 'bin/baton.mjs', 'ingress'], env, ROOT));
       procs.push(
-        spawnNode('baton worker', [...prof, 'bin/baton.mjs', 'worker', '--concurrency', '8'], env, ROOT),
+        spawnNode(
+          'baton worker',
+          [...prof, 'bin/baton.mjs', 'worker', '--concurrency', process.env.BENCH_WORKER_CONCURRENCY ?? '8'],
+          env,
+          ROOT,
+        ),
       );
     }
     const url = `http://127.0.0.1:${port}`;

@@ -86,6 +86,8 @@ const { values: flags } = parseArgs({
 });
 const QUICK = flags.quick === true;
 const REPEAT = Math.max(1, Math.min(20, Number(flags.repeat ?? (QUICK ? 1 : 3)) || 1));
+const ONLY_CONFIGS = process.env.BENCH_CONFIGS ? process.env.BENCH_CONFIGS.split(',') : null;
+const WORKER_CONCURRENCY = Number(process.env.BENCH_WORKER_CONCURRENCY ?? 8);
 const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 400));
 const BURST_USERS = QUICK ? 30 : 150;
 const TOTAL_TIMEOUT_MS = (QUICK ? 5 : 20) * 60_000;
@@ -299,7 +301,11 @@ async function distributed(sink: ReplySink, bufferMs: number, workers: number): 
     procs.push(start('baton ingress', node(['bin/baton.mjs', 'ingress']), env));
     for (let i = 0; i < workers; i += 1) {
       procs.push(
-        start(`baton worker ${i + 1}`, node(['bin/baton.mjs', 'worker', '--concurrency', '8']), env),
+        start(
+          `baton worker ${i + 1}`,
+          node(['bin/baton.mjs', 'worker', '--concurrency', String(WORKER_CONCURRENCY)]),
+          env,
+        ),
       );
     }
     const url = `http://127.0.0.1:${port}`;
@@ -589,7 +595,8 @@ async function main(): Promise<number> {
   const results: ConfigResult[] = [];
   for (const scenario of SCENARIOS) {
     if (flags.only !== undefined && flags.only !== scenario.id) continue;
-    for (const config of CONFIGS) results.push(await measureConfig(scenario, config, redis));
+    for (const config of CONFIGS.filter((c) => ONLY_CONFIGS === null || ONLY_CONFIGS.includes(c.id)))
+      results.push(await measureConfig(scenario, config, redis));
   }
   clearTimeout(guard);
   const load1 = loadavg();

@@ -6,8 +6,9 @@
  *
  * It wraps `net.Socket.prototype.write` and, for sockets whose remote port is the Redis or the
  * PostgreSQL port, parses the bytes written:
- * - Redis (RESP): every top-level array is one command; every `write` call is one flush, which
- *   is one round trip (a client waits for the replies of what it flushed together; pipelined
+ * - Redis (RESP): every top-level array is one command; every flush to the socket (`_writeGeneric`:
+ *   one `write` or, for a corked socket, one `writev` of everything written meanwhile) is one
+ *   round trip (a client waits for the replies of what it flushed together; pipelined
  *   and auto-pipelined commands share one);
  * - PostgreSQL (frontend protocol): `Q` (simple query) and `E` (execute) messages are
  *   statements; `S` (sync) and `Q` end a round trip.
@@ -175,10 +176,8 @@ if (dir !== undefined && dir !== '') {
           counters.set(this, count);
         }
         if (port === redisPort) {
-          totals.redisWrites += 1;
           totals.redisCommands += count(buf);
         } else {
-          totals.pgWrites += 1;
           const r = count(buf);
           totals.pgStatements += r.statements;
           totals.pgRoundTrips += r.roundTrips;
@@ -188,6 +187,18 @@ if (dir !== undefined && dir !== '') {
       // counting must never break the process
     }
     return original.call(this, chunk, ...rest);
+  };
+  // Flushes are counted where the socket really writes: a corked socket's writes leave together.
+  const generic = net.Socket.prototype._writeGeneric;
+  net.Socket.prototype._writeGeneric = function writeGeneric(...args) {
+    try {
+      const port = this.remotePort;
+      if (port === redisPort) totals.redisWrites += 1;
+      else if (port === pgPort) totals.pgWrites += 1;
+    } catch {
+      // counting must never break the process
+    }
+    return generic.apply(this, args);
   };
   const file = join(dir, `${process.pid}-${threadId}.json`);
   const flush = () => {

@@ -6,6 +6,7 @@
  */
 import pg from 'pg';
 import { StorageUnavailableError } from '../../errors.ts';
+import { coalesceWrites } from './coalesce.ts';
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
 import type {
@@ -124,6 +125,11 @@ export class PgStore {
       p.on('error', () => undefined);
       p.on('connect', (client) => client.on('error', () => undefined));
     }
+    // A pipelined transaction's BEGIN, statements and COMMIT, and concurrent group commits,
+    // leave in one write.
+    this.applyPool.on('connect', (client) =>
+      coalesceWrites((client as unknown as { connection?: { stream?: unknown } }).connection?.stream),
+    );
   }
 
   async close(): Promise<void> {

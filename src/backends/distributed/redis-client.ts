@@ -9,6 +9,7 @@
  * @module
  */
 import { Cluster, Redis } from 'ioredis';
+import { coalesceWrites } from './coalesce.ts';
 
 /** A standalone Redis or a Redis Cluster client. */
 export type RedisClient = Redis | Cluster;
@@ -49,10 +50,18 @@ export function parseClusterSeeds(url: string): {
   };
 }
 
+/**
+ * Coalesces the writes of `node`'s connection (see `./coalesce.ts`); a reconnect makes a new
+ * socket, wrapped on `connect`.
+ */
+export function coalesceNodeWrites(node: Redis): void {
+  node.on('connect', () => coalesceWrites((node as unknown as { stream?: unknown }).stream));
+}
+
 /** A lazily connecting, fail-fast client. */
 export function createRedisClient(opts: RedisClientOptions): RedisClient {
   if (!opts.cluster) {
-    return new Redis(opts.url, {
+    const node = new Redis(opts.url, {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -60,9 +69,11 @@ export function createRedisClient(opts: RedisClientOptions): RedisClient {
       connectTimeout: CONNECT_TIMEOUT_MS,
       retryStrategy,
     });
+    coalesceNodeWrites(node);
+    return node;
   }
   const seeds = parseClusterSeeds(opts.url);
-  return new Cluster(seeds.nodes, {
+  const cluster = new Cluster(seeds.nodes, {
     lazyConnect: true,
     enableOfflineQueue: false,
     clusterRetryStrategy: retryStrategy,
@@ -75,6 +86,8 @@ export function createRedisClient(opts: RedisClientOptions): RedisClient {
       ...(seeds.tls ? { tls: {} } : {}),
     },
   });
+  cluster.on('+node', (node: Redis) => coalesceNodeWrites(node));
+  return cluster;
 }
 
 /**
