@@ -17,7 +17,7 @@ const coalescing = new WeakSet<Socket>();
 export function coalesceWrites(socket: unknown): void {
   if (!(socket instanceof Socket) || coalescing.has(socket)) return;
   coalescing.add(socket);
-  const write = socket.write;
+  const write = socket.write.bind(socket);
   let corked = false;
   const uncork = (): void => {
     corked = false;
@@ -29,6 +29,6 @@ export function coalesceWrites(socket: unknown): void {
       this.cork();
       setImmediate(uncork);
     }
-    return write.apply(this, args);
+    return write(...args);
   } as Socket['write'];
 }
