@@ -320,11 +320,15 @@ async function distributed(sink: ReplySink, bufferMs: number, workers: number): 
 
 async function baseline(sink: ReplySink): Promise<Target> {
   serial += 1;
-  const prefix = `bench_${process.pid}_${serial}:`;
+  const name = `bench_${process.pid}_${serial}`;
+  const prefix = `${name}:`;
   const wire = wireDir();
   const port = await freePort();
   const env = batonEnv(sink, port, 0, wire, {
     REDIS_URL,
+    DATABASE_URL: PG_URL,
+    BASELINE_PG_SCHEMA: name,
+    PGAPPNAME: name,
     BASELINE_PREFIX: prefix,
     BASELINE_WORKERS: '8',
   });
@@ -332,6 +336,9 @@ async function baseline(sink: ReplySink): Promise<Target> {
   const url = `http://127.0.0.1:${port}`;
   const cleanup = async (): Promise<void> => {
     await stop(p);
+    await withPg((c) => c.query(`DROP SCHEMA IF EXISTS ${name} CASCADE`)).catch((err: unknown) =>
+      note(`could not drop schema ${name}: ${String(err)}`),
+    );
     await deleteKeys(`${prefix}*`).catch(() => undefined);
     rmSync(wire, { recursive: true, force: true });
   };
@@ -341,7 +348,7 @@ async function baseline(sink: ReplySink): Promise<Target> {
     await cleanup();
     throw err;
   }
-  return { url, procs: [p], wireDir: wire, usesRedis: true, cleanup };
+  return { url, procs: [p], wireDir: wire, pgApp: name, usesRedis: true, cleanup };
 }
 
 const CONFIGS: readonly Config[] = [
