@@ -23,6 +23,7 @@ import { StatsFeed } from './stats-feed.ts';
 /** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
 export const UNSENT_RETRY_MS = 1000;
 
+/** The distributed backend's clients, options and per-process state, shared by its role modules. */
 export interface Context {
   readonly opts: DistributedBackendOptions;
   readonly keys: Keys;
