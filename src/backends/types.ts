@@ -92,6 +92,24 @@ export interface BackendStats {
   readonly workers: number;
 }
 
+/**
+ * Every operation says whether the store checks it against the caller's lease:
+ *
+ * - **Fenced**: takes the caller's {@link LeaseGrant}, and the store compares its token (and,
+ *   for `commit`, its fence) with the session's current lease in the same atomic step as the
+ *   write. A grant that lost the lease (expired, cleared, or superseded by a newer grant) is
+ *   refused: `commit` rejects with `FencedError`, `renewLease` answers `false`, `releaseLease`
+ *   changes nothing of the lease. The durable store (SQLite, PostgreSQL) also refuses a commit
+ *   whose fence is older than the session row's.
+ * - **Unfenced**: not checked against any lease. Either no lease is involved (intake,
+ *   scheduling, admin reads), or the caller usually holds one but the store does not ask
+ *   (reads of the mailbox, state and outbox; `updateOutbound`, ordered by the status rule
+ *   instead; `deadLetter`). A reader may pass its `LeaseGrant` as the `SessionKey`: a backend
+ *   may then answer from what that same holder's previous call already read (never from
+ *   another holder's).
+ * - **Admin**: unfenced operations for the admin API, the dashboard and the CLI; some write
+ *   (`clearLease`, `replayDeadLetter`), most read.
+ */
 export interface Backend {
   readonly kind: 'embedded' | 'distributed';
 
@@ -101,67 +119,90 @@ export interface Backend {
   /** Which stores answer. */
   health(): Promise<Record<string, boolean>>;
 
-  // --- intake ------------------------------------------------------------------------
+  // --- intake: unfenced ---------------------------------------------------------------
   /**
-   * Stores the batch's messages durably (dedupe by message id within the dedupe TTL),
+   * Unfenced. Stores the batch's messages durably (dedupe by message id within the dedupe TTL),
    * appends each to its session's mailbox, schedules those sessions, and applies the
    * statuses to the outbound records they name. Resolves only once all of it is durable.
    * Rejects with `StorageUnavailableError` when the store cannot be reached.
    */
   ingest(batch: WebhookBatch): Promise<IngestResult>;
 
-  // --- scheduling --------------------------------------------------------------------
+  // --- scheduling: unfenced -----------------------------------------------------------
   /**
-   * Waits until a scheduled session is due: its oldest pending message has been stored for
-   * at least the buffer window. Each due session is handed to one caller. Resolves `null`
-   * when `signal` aborts.
+   * Unfenced. Waits until a scheduled session is due: its oldest pending message has been stored
+   * for at least the buffer window. Each due session is handed to one caller. Resolves `null`
+   * when `signal` aborts. Being handed a session grants nothing: `acquireLease` does.
    */
   nextReady(signal: AbortSignal): Promise<SessionKey | null>;
 
-  // --- leases ------------------------------------------------------------------------
-  /** Grants the session's lease if free or expired; `null` if another holder has it. */
+  // --- leases -------------------------------------------------------------------------
+  /**
+   * Grants the session's lease if free or expired; `null` if another holder has it. The grant's
+   * fence is greater than every earlier grant's for the session: what fences its holder's writes.
+   */
   acquireLease(key: SessionKey, holder: string, ttlMs: number): Promise<LeaseGrant | null>;
-  /** Extends a lease this grant still holds; `false` if it was lost. */
+  /** Fenced (token). Extends a lease this grant still holds; `false` if it was lost. */
   renewLease(lease: LeaseGrant, ttlMs: number): Promise<boolean>;
   /**
-   * Releases a lease this grant still holds. If the session's mailbox is not empty, it is
+   * Fenced (token): releases the lease only if this grant still holds it; a lease lost to
+   * another holder stays theirs (no error). If the session's mailbox is not empty, it is
    * scheduled again (due when its oldest pending message's buffer window ends); if it only has
    * unsent replies, it is scheduled again shortly. Sessions with pending messages or unsent
    * replies are also scheduled when a backend starts (or its reaper finds them unleased).
    */
   releaseLease(lease: LeaseGrant): Promise<void>;
-  /** An agent's hand: drops whatever lease the session has. `true` if there was one. */
+  /**
+   * Admin, unfenced: an agent's hand. Drops whatever lease the session has, whoever holds it
+   * (the holder's next fenced call is refused). `true` if there was one.
+   */
   clearLease(key: SessionKey): Promise<boolean>;
 
-  // --- mailbox and state -------------------------------------------------------------
-  /** The session's unconsumed messages, in arrival (`seq`) order. */
+  // --- mailbox and state --------------------------------------------------------------
+  /** Unfenced read. The session's unconsumed messages, in arrival (`seq`) order. */
   pending(key: SessionKey, limit: number): Promise<StoredMessage[]>;
+  /** Unfenced read. The session's snapshot, `null` for a session never committed. */
   load(key: SessionKey): Promise<SessionSnapshot | null>;
   /**
-   * Commits a batch atomically: refused with `FencedError` unless `lease` is still the
-   * session's current lease (its fence not superseded, not expired), and with
+   * Fenced (token and fence). Commits a batch atomically: refused with `FencedError` unless
+   * `lease` is still the session's current lease (its fence not superseded, not expired), and with
    * `VersionConflictError` unless the stored version equals `expectedVersion`; rejected with
    * `StorageUnavailableError` when it was not applied. Resolves once it has taken effect, saying
    * whether every copy the mode promises is written yet (see `CommitResult`).
    */
   commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult>;
-  /** For the given provider message ids, the prompts Baton sent with them (unknown ids absent). */
+  /**
+   * Unfenced read. For the given provider message ids, the prompts Baton sent with them
+   * (unknown ids absent).
+   */
   resolvePrompts(key: SessionKey, providerMessageIds: readonly string[]): Promise<Map<string, PromptRef>>;
 
-  // --- outbox ------------------------------------------------------------------------
-  /** The session's outbound records not yet sent (status pending or sending), in `seq` order. */
+  // --- outbox -------------------------------------------------------------------------
+  /**
+   * Unfenced read. The session's outbound records not yet sent (status pending or sending), in
+   * `seq` order.
+   */
   unsent(key: SessionKey): Promise<OutboundRecord[]>;
+  /**
+   * Unfenced, though the engine calls it while it holds the session's lease: whoever asks, the
+   * store's status rule keeps a record's status from going back (a delivery reported by a
+   * status webhook is not undone by a late `sent`). Unknown ids are ignored.
+   */
   updateOutbound(id: string, patch: OutboundPatch): Promise<void>;
+  /** Unfenced. Stores a dead letter on its own (a batch's dead letters go with its commit). */
   deadLetter(letter: DeadLetter): Promise<void>;
 
-  // --- admin -------------------------------------------------------------------------
+  // --- admin: unfenced ----------------------------------------------------------------
   /** Sessions whose user is `user` (wa_id or BSUID), on `channel` if given. */
   findSessions(user: string, channel?: string): Promise<SessionSnapshot[]>;
   listSessions(query: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }>;
   transitions(key: SessionKey): Promise<TransitionRecord[]>;
   outbound(key: SessionKey): Promise<OutboundRecord[]>;
   listDeadLetters(limit: number): Promise<DeadLetter[]>;
-  /** Re-stores a dead-lettered inbound message as pending (outbound: as unsent). */
+  /**
+   * Writes, without a lease: re-stores a dead-lettered inbound message as pending (outbound: as
+   * unsent). `false` when there is nothing to replay (no such letter, or replayed already).
+   */
   replayDeadLetter(id: string): Promise<boolean>;
   stats(): Promise<BackendStats>;
   /** A worker says it is alive, for `ttlMs`; `stats().workers` counts the live ones. */

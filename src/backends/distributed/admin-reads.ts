@@ -1,0 +1,182 @@
+/**
+ * What the admin API and the dashboard read: sessions, their history and inbound messages,
+ * dead letters (and their replay), leases, and the figures `stats` reports, with the worker
+ * heartbeats it counts. History is read from PostgreSQL, after a barrier that copies what the
+ * journals still hold (commit.ts); the hot state comes from Redis.
+ * @module
+ */
+import type { SessionKey, StoredMessage } from '../../model/message.ts';
+import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
+import type { BackendStats, LeaseInfo, SessionQuery } from '../types.ts';
+import { ScriptCode } from './codes.ts';
+import { barrier, flushSession } from './commit.ts';
+import type { Context } from './context.ts';
+import * as mailbox from './mailbox.ts';
+import { updateOutbound } from './outbox.ts';
+import { asArray, asNumber, followUp, pipeline, r, run, scheduleOps } from './redis-calls.ts';
+import { figuresAt } from './stats-feed.ts';
+
+function isStoredMessageLike(v: unknown): v is StoredMessage {
+  if (!v || typeof v !== 'object') return false;
+  const m = v as Record<string, unknown>;
+  return (
+    typeof m.id === 'string' &&
+    typeof m.channel === 'string' &&
+    typeof m.user === 'string' &&
+    typeof m.timestamp === 'number' &&
+    typeof m.content === 'object'
+  );
+}
+
+export async function findSessions(ctx: Context, user: string, channel?: string): Promise<SessionSnapshot[]> {
+  await barrier(ctx);
+  const found = await ctx.pg.findSessions(user, channel);
+  // Redis is ahead of PostgreSQL in write-behind mode: prefer its snapshot.
+  return Promise.all(found.map(async (s) => (await mailbox.load(ctx, s)) ?? s));
+}
+
+export async function listSessions(
+  ctx: Context,
+  query: SessionQuery,
+): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }> {
+  let after: SessionKey | undefined;
+  if (query.cursor) {
+    try {
+      const [channel, user] = JSON.parse(Buffer.from(query.cursor, 'base64url').toString('utf8')) as [
+        string,
+        string,
+      ];
+      after = { channel, user };
+    } catch {
+      after = undefined;
+    }
+  }
+  await barrier(ctx);
+  const rows = await ctx.pg.listSessions({
+    step: query.step,
+    needsAgent: query.needsAgent,
+    channel: query.channel,
+    after,
+    limit: query.limit + 1,
+  });
+  const sessions = rows.slice(0, query.limit);
+  const last = sessions.at(-1);
+  const nextCursor =
+    rows.length > query.limit && last
+      ? Buffer.from(JSON.stringify([last.channel, last.user]), 'utf8').toString('base64url')
+      : null;
+  return { sessions, nextCursor };
+}
+
+export async function transitions(ctx: Context, key: SessionKey): Promise<TransitionRecord[]> {
+  await flushSession(ctx, key);
+  return ctx.pg.transitions(key);
+}
+
+export async function outbound(ctx: Context, key: SessionKey): Promise<OutboundRecord[]> {
+  await flushSession(ctx, key);
+  return ctx.pg.outboundRecords(key);
+}
+
+export async function listDeadLetters(ctx: Context, limit: number): Promise<DeadLetter[]> {
+  await barrier(ctx);
+  return ctx.pg.listDeadLetters(limit);
+}
+
+export async function replayDeadLetter(ctx: Context, id: string): Promise<boolean> {
+  await barrier(ctx);
+  const letter = await ctx.pg.getDeadLetter(id);
+  if (!letter || letter.replayedAt !== undefined) return false;
+  const key = { channel: letter.channel, user: letter.user };
+  if (letter.kind === 'inbound') {
+    const stored = (await ctx.pg.inboundMessage(key, letter.ref)) ?? letter.payload;
+    if (!isStoredMessageLike(stored)) return false;
+    const { seq: _seq, storedAt: _storedAt, ...message } = stored;
+    const sk = ctx.keys.session(key);
+    const json = JSON.stringify({ ...message, storedAt: ctx.now() });
+    const reply = asArray(
+      await run(ctx, 'replay', {
+        script: 'intake',
+        keys: [sk.seen(message.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
+        args: [message.id, json.slice(0, -1), ctx.opts.dedupeTtlSec, ctx.opts.bufferMs, '1'],
+      }),
+    );
+    const due = asNumber(reply[0]);
+    if (due !== ScriptCode.Duplicate) {
+      const post = ctx.statsFeed.op([figuresAt(sk.member, reply, 1)]);
+      await followUp(ctx, [
+        ...(due > 0 ? scheduleOps(ctx, [[sk.member, due]]) : []),
+        ...(post ? [post] : []),
+      ]);
+    }
+  } else {
+    const record = await ctx.pg.getOutbound(letter.ref);
+    if (!record) return false;
+    await updateOutbound(ctx, letter.ref, { status: 'pending', attempts: 0 });
+  }
+  return ctx.pg.markReplayed(id, ctx.now());
+}
+
+/**
+ * Costs the same whatever is stored or queued: the pending figures are kept by the intake,
+ * commit and pending scripts' posts (see stats-feed.ts), the leases held by the lease calls;
+ * one round trip reads them (plus one indexed count of dead letters in PostgreSQL).
+ */
+export async function stats(ctx: Context): Promise<BackendStats> {
+  await ctx.statsFeed.settled();
+  const now = ctx.now();
+  const [depth, oldest, locks, workers] = await pipeline(ctx, 'stats', [
+    { command: 'GET', args: [ctx.keys.pendingDepth] },
+    { command: 'ZRANGE', args: [ctx.keys.pendingOldest, 0, 0, 'WITHSCORES'] },
+    { command: 'ZCOUNT', args: [ctx.keys.leases, `(${now + ctx.leaseGraceMs}`, '+inf'] },
+    { command: 'ZCOUNT', args: [ctx.keys.workers, `(${now}`, '+inf'] },
+  ]);
+  // [member, score], or [[member, score]] over RESP3.
+  const top = asArray(oldest);
+  const first = Array.isArray(top[0]) ? (top[0] as unknown[]) : top;
+  return {
+    queueDepth: Math.max(0, depth === null ? 0 : asNumber(depth)),
+    oldestPendingMs: first.length < 2 ? 0 : Math.max(0, now - asNumber(first[1])),
+    locksHeld: asNumber(locks),
+    deadLetters: await ctx.pg.countDeadLetters(),
+    workers: asNumber(workers),
+  };
+}
+
+export async function heartbeat(ctx: Context, workerId: string, ttlMs: number): Promise<void> {
+  const now = ctx.now();
+  await r('heartbeat', () =>
+    Promise.all([
+      ctx.redis
+        .multi()
+        .zadd(ctx.keys.workers, now + ttlMs, workerId)
+        .zremrangebyscore(ctx.keys.workers, '-inf', now)
+        .exec(),
+      // Entries of leases whose holder died without releasing them: long expired, dropped.
+      ctx.redis.zremrangebyscore(ctx.keys.leases, '-inf', now - 60_000),
+    ]),
+  );
+}
+
+export async function removeWorker(ctx: Context, workerId: string): Promise<void> {
+  await r('removeWorker', () => ctx.redis.zrem(ctx.keys.workers, workerId));
+}
+
+export async function inbound(ctx: Context, key: SessionKey): Promise<StoredMessage[]> {
+  // Consumed ones are in PostgreSQL (once the journal is copied), pending ones in the mailbox.
+  await flushSession(ctx, key);
+  const [done, pending] = await Promise.all([ctx.pg.inboundOf(key), mailbox.pending(ctx, key, 10_000)]);
+  const byId = new Map<string, StoredMessage>();
+  for (const m of [...done, ...pending]) byId.set(m.id, m);
+  return [...byId.values()].sort((a, b) => a.storedAt - b.storedAt || a.seq - b.seq);
+}
+
+export async function leaseInfo(ctx: Context, key: SessionKey): Promise<LeaseInfo | null> {
+  const sk = ctx.keys.session(key);
+  const [token, pttl] = await r('lease', () =>
+    Promise.all([ctx.redis.get(sk.lock), ctx.redis.pttl(sk.lock)]),
+  );
+  if (token === null || pttl <= 0) return null;
+  const at = token.indexOf('~');
+  return { holder: at >= 0 ? token.slice(at + 1) : null, expiresAt: ctx.now() + pttl };
+}

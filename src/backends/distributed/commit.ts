@@ -1,0 +1,218 @@
+/**
+ * Commit: a batch is checked (token, fence, version) and applied atomically in Redis, and in
+ * the same script appended to the session's journal. Write-through then copies the journal to
+ * PostgreSQL through the group committer before `commit` resolves; write-behind leaves it to
+ * the stream flusher. PostgreSQL refuses a write whose fence is older than the row's. The
+ * barriers here give admin reads, which go to PostgreSQL, their read-your-writes.
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
+import { sessionId, type SessionKey } from '../../model/message.ts';
+import type { BatchCommit, CommitResult, LeaseGrant } from '../types.ts';
+import { ScriptCode, scriptCodeName } from './codes.ts';
+import type { Context } from './context.ts';
+import { entryPrefix, splitOutbound, type JournalEntry } from './journal.ts';
+import { restore } from './mailbox.ts';
+import { idleOp } from './maintenance.ts';
+import { rememberOutbound, unsentOp } from './outbox.ts';
+import { asArray, asNumber, asString, followUp, notifyOps, pipeline, r } from './redis-calls.ts';
+import type { Arg, PipelineOp } from './scripts.ts';
+import { figuresAt } from './stats-feed.ts';
+
+/** Every store the mode writes through has the commit. */
+const DURABLE: CommitResult = Object.freeze({ durable: true });
+/** Applied and journaled in Redis; PostgreSQL's copy is pending. */
+const JOURNALED: CommitResult = Object.freeze({ durable: false });
+
+/** Most journal entries of one session copied to PostgreSQL per read. */
+const JOURNAL_PAGE = 500;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
+  const sk = ctx.keys.session(lease);
+  ctx.prefetched.delete(sk.member); // read before this commit: stale after it
+  const id = randomUUID();
+  const outbound = batch.outbound.map((o) => splitOutbound(o, 1));
+  const prefix = entryPrefix({
+    id,
+    t: 'c',
+    channel: lease.channel,
+    user: lease.user,
+    fence: lease.fence,
+    expectedVersion: batch.expectedVersion,
+    at: ctx.now(),
+    snapshot: batch.snapshot,
+    records: batch.records,
+    outbound,
+    deadLetters: batch.deadLetters,
+  });
+  const consumed = [
+    ...new Set([
+      ...batch.consumed,
+      ...batch.deadLetters.filter((d) => d.kind === 'inbound').map((d) => d.ref),
+    ]),
+  ];
+  const args: Arg[] = [
+    lease.token,
+    lease.fence,
+    batch.expectedVersion,
+    batch.snapshot.version,
+    JSON.stringify(batch.snapshot),
+    prefix,
+    ctx.outboundKeep,
+    consumed.length,
+    ...consumed,
+    outbound.length,
+  ];
+  for (const o of outbound) {
+    const unsent = o.state.status === 'pending' || o.state.status === 'sending';
+    args.push(
+      o.record.id,
+      o.record.seq,
+      JSON.stringify(o.record),
+      JSON.stringify(o.state),
+      unsent ? '1' : '0',
+    );
+  }
+  const op: PipelineOp = {
+    script: 'commit',
+    keys: [
+      sk.lock,
+      sk.fence,
+      sk.state,
+      sk.mbox,
+      sk.msgs,
+      sk.out,
+      sk.outState,
+      sk.outIndex,
+      sk.unsent,
+      sk.pmid,
+      sk.journal,
+      sk.pv,
+    ],
+    args,
+  };
+  // Write-behind announces the journal in the same round trip (on a cluster, right after);
+  // if the commit is refused, the flusher finds nothing new and moves on.
+  const notice = ctx.writeThrough ? [] : notifyOps(ctx, [sk.member]);
+  // The replies left to send, read in the same round trip (right after the commit, in its slot):
+  // the outbox asks for them next.
+  const ops = [op, unsentOp(sk)];
+  let replies = await pipeline(ctx, 'commit', ops, notice);
+  let reply = asArray(replies[0]);
+  if (asNumber(reply[0]) === ScriptCode.NeedLoad) {
+    await restore(ctx, lease, sk);
+    replies = await pipeline(ctx, 'commit', ops, notice);
+    reply = asArray(replies[0]);
+  }
+  const code = asNumber(reply[0]);
+  if (code === 0) ctx.unsentAfterCommit.set(sk.member, { token: lease.token, reply: replies[1] });
+  if (code === ScriptCode.Fenced) throw new FencedError(sessionId(lease), lease.fence);
+  if (code === ScriptCode.VersionConflict)
+    throw new VersionConflictError(sessionId(lease), batch.expectedVersion);
+  if (code !== 0) throw new Error(`commit returned ${scriptCodeName(code)}`);
+  ctx.statsFeed.post(figuresAt(sk.member, reply, 2));
+  rememberOutbound(ctx, batch.outbound);
+  if (!ctx.writeThrough) return DURABLE;
+  try {
+    await makeDurable(ctx, lease, sk.member, id, lease.fence);
+    return DURABLE;
+  } catch (err) {
+    // Applied and journaled in Redis; PostgreSQL takes its copy when it is back (the flusher
+    // was told). The commit took effect: say so rather than fail it.
+    if (!(err instanceof StorageUnavailableError)) throw err;
+    ctx.log.warn({ session: sessionId(lease) }, 'commit applied in Redis; PostgreSQL copy pending');
+    return JOURNALED;
+  }
+}
+
+/**
+ * Write-through: copies the session's journal to PostgreSQL (group commit), retrying for
+ * `pgRetryMs`. If PostgreSQL stays away, the entry stays in the journal, the flusher is told,
+ * and the caller gets StorageUnavailableError (the Redis part is applied; reload before retrying).
+ */
+async function makeDurable(
+  ctx: Context,
+  key: SessionKey,
+  member: string,
+  entryId: string,
+  fence = 0,
+): Promise<void> {
+  const deadline = Date.now() + ctx.pgRetryMs;
+  for (let delay = 50; ; delay *= 2) {
+    try {
+      const fenced = await ctx.committer.flush(member);
+      if (fenced.has(entryId)) {
+        ctx.log.error(
+          { session: sessionId(key), fence },
+          'PostgreSQL refused a commit: its row has a newer fence',
+        );
+        throw new FencedError(sessionId(key), fence);
+      }
+      return;
+    } catch (err) {
+      if (!(err instanceof StorageUnavailableError)) throw err;
+      if (Date.now() + delay > deadline) {
+        await followUp(ctx, notifyOps(ctx, [member]));
+        throw err;
+      }
+      await sleep(delay);
+    }
+  }
+}
+
+/** The group committer's work: copy these sessions' journals to PostgreSQL, then trim them. */
+export async function copyJournals(ctx: Context, members: readonly string[]): Promise<ReadonlySet<string>> {
+  const fenced = new Set<string>();
+  let todo = [...members];
+  while (todo.length > 0) {
+    const sks = todo.map((m) => ctx.keys.forMember(m));
+    const pages = await pipeline(
+      ctx,
+      'journal read',
+      sks.map((sk) => ({ command: 'LRANGE', args: [sk.journal, 0, JOURNAL_PAGE - 1] })),
+    );
+    const entries: JournalEntry[] = [];
+    const trims: PipelineOp[] = [];
+    const again: string[] = [];
+    pages.forEach((page, i) => {
+      const raw = asArray(page).map(asString);
+      if (raw.length === 0) return;
+      const parsed = raw.map((j) => JSON.parse(j) as JournalEntry);
+      entries.push(...parsed);
+      trims.push({ script: 'journal-trim', keys: [sks[i]!.journal], args: parsed.map((e) => e.id) });
+      if (raw.length === JOURNAL_PAGE) again.push(todo[i]!);
+    });
+    if (entries.length === 0) break;
+    for (const id of await ctx.pg.apply(entries)) fenced.add(id);
+    // A session released before its journal reached PostgreSQL may now expire.
+    const idle = pages.flatMap((p, k) => (asArray(p).length > 0 ? [idleOp(ctx, sks[k]!)] : []));
+    await pipeline(ctx, 'journal trim', [...trims, ...idle]);
+    todo = again;
+  }
+  return fenced;
+}
+
+/**
+ * Read-your-writes for admin reads that span sessions: copies the journals of every session
+ * still announced on the flush stream (entries stay there until a flusher has copied them).
+ * Cheap when the flusher keeps up: the stream is then (nearly) empty.
+ */
+export async function barrier(ctx: Context): Promise<void> {
+  const entries = await r('barrier', () => ctx.redis.xrange(ctx.keys.flush, '-', '+', 'COUNT', 10_000));
+  const members = new Set(
+    entries.map(([, fields]) => fields[1]).filter((m): m is string => typeof m === 'string'),
+  );
+  await Promise.all([...members].map((m) => ctx.committer.flush(m)));
+}
+
+/** Admin reads go to PostgreSQL: first copy whatever the session's journal still holds. */
+export async function flushSession(ctx: Context, key: SessionKey): Promise<void> {
+  const sk = ctx.keys.session(key);
+  const len = await r('journal', () => ctx.redis.llen(sk.journal));
+  if (len > 0) await ctx.committer.flush(sk.member);
+}

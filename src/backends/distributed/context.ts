@@ -1,0 +1,139 @@
+/**
+ * The one object every part of the distributed backend works with: its clients and stores,
+ * its options with their defaults applied, the little this process remembers between calls,
+ * and the background work it runs. The role modules (intake.ts, scheduling.ts, leases.ts,
+ * mailbox.ts, commit.ts, outbox.ts, admin-reads.ts, maintenance.ts, lifecycle.ts) are
+ * functions of it; index.ts builds it and delegates to them.
+ * @module
+ */
+import pino from 'pino';
+import type { SessionKey } from '../../model/message.ts';
+import { GroupCommitter } from './committer.ts';
+import type { StreamFlusher } from './flusher.ts';
+import { Keys } from './keys.ts';
+import { assertSchemaName } from './migrate.ts';
+import type { BackendLogger, DistributedBackendOptions } from './options.ts';
+import { PgStore } from './pg-store.ts';
+import { createRedisClient, type RedisClient } from './redis-client.ts';
+import { followUp, redisError } from './redis-calls.ts';
+import type { ReadyScheduler } from './scheduler.ts';
+import { ScriptSet } from './scripts.ts';
+import { StatsFeed } from './stats-feed.ts';
+
+/** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
+export const UNSENT_RETRY_MS = 1000;
+
+/** The distributed backend's clients, options and per-process state, shared by its role modules. */
+export interface Context {
+  readonly opts: DistributedBackendOptions;
+  readonly keys: Keys;
+  readonly scripts: ScriptSet;
+  readonly redis: RedisClient;
+  readonly pg: PgStore;
+  readonly committer: GroupCommitter;
+  readonly statsFeed: StatsFeed;
+  readonly now: () => number;
+  readonly log: BackendLogger;
+  readonly writeThrough: boolean;
+  readonly schema: string;
+
+  // --- options, defaults applied ---------------------------------------------------------
+  readonly claimTimeoutMs: number;
+  readonly leaseGraceMs: number;
+  readonly fenceBlockSize: number;
+  readonly outboundKeep: number;
+  readonly pgRetryMs: number;
+  /** How long an idle session's keys stay in Redis. */
+  readonly idleTtlMs: number;
+
+  // --- what this process remembers between calls -----------------------------------------
+  /** lease token -> the watchdog score this process set for it in the ready queue. */
+  readonly watchdogs: Map<string, string>;
+  /**
+   * session member -> its state as read with its mailbox by the lease holder's `pending`, for
+   * that holder's next `load` (one round trip for both; used once, dropped on release).
+   */
+  readonly prefetched: Map<string, { token: string; s: string | null; v: string | null }>;
+  /**
+   * session member -> its unsent replies as read right after the lease holder's commit (same
+   * round trip), for that holder's next `unsent` (used once; dropped on release).
+   */
+  readonly unsentAfterCommit: Map<string, { token: string; reply: unknown }>;
+  /** outbound id -> its session, for records this process committed or read (bounded). */
+  readonly outboundSessions: Map<string, SessionKey>;
+
+  // --- background work and lifecycle: set by init and the first nextReady, ended by close --
+  sub: RedisClient | null;
+  scheduler: ReadyScheduler | null;
+  flusher: StreamFlusher | null;
+  reaperTimer: NodeJS.Timeout | null;
+  reaping: Promise<void> | null;
+  purgeTimer: NodeJS.Timeout | null;
+  purging: Promise<unknown> | null;
+  initialized: boolean;
+  closed: boolean;
+  /** When the last Redis connection error was logged (they are logged at most one per 5 s). */
+  lastRedisError: number;
+}
+
+/** The group committer's work (commit.ts): copy these sessions' journals to PostgreSQL. */
+export type CopyJournals = (ctx: Context, members: readonly string[]) => Promise<ReadonlySet<string>>;
+
+/** Builds the context; connects nothing yet (see `init` in lifecycle.ts). */
+export function createContext(options: DistributedBackendOptions, copyJournals: CopyJournals): Context {
+  const schema = options.schema ?? 'baton';
+  assertSchemaName(schema);
+  const keys = new Keys(options.prefix ?? 'baton');
+  const scripts = ScriptSet.load();
+  const now = options.now ?? Date.now;
+  const log = options.logger ?? pino({ name: 'baton' });
+  // Fail fast instead of queueing while disconnected: intake must answer 503, not hang.
+  const redis = createRedisClient({
+    url: options.redisUrl,
+    cluster: options.cluster ?? false,
+    commandTimeoutMs: options.commandTimeoutMs ?? 3000,
+  });
+  const ctx: Context = {
+    opts: options,
+    keys,
+    scripts,
+    redis,
+    pg: new PgStore({
+      databaseUrl: options.databaseUrl,
+      schema,
+      poolSize: options.poolSize,
+      applyPoolSize: options.maxInFlightGroups ?? 2,
+    }),
+    committer: new GroupCommitter((members) => copyJournals(ctx, members), {
+      maxGroup: options.maxGroup ?? 500,
+      maxInFlight: options.maxInFlightGroups ?? 2,
+    }),
+    statsFeed: new StatsFeed(keys, (ops) => followUp(ctx, ops), now),
+    now,
+    log,
+    writeThrough: options.syncMode !== 'write-behind',
+    schema,
+    claimTimeoutMs: options.claimTimeoutMs ?? 5000,
+    leaseGraceMs: options.leaseGraceMs ?? 250,
+    fenceBlockSize: options.fenceBlockSize ?? 1000,
+    outboundKeep: options.outboundKeep ?? 100,
+    pgRetryMs: options.pgRetryMs ?? 2000,
+    idleTtlMs: Math.round((options.idleTtlSec ?? 86_400) * 1000),
+    watchdogs: new Map(),
+    prefetched: new Map(),
+    unsentAfterCommit: new Map(),
+    outboundSessions: new Map(),
+    sub: null,
+    scheduler: null,
+    flusher: null,
+    reaperTimer: null,
+    reaping: null,
+    purgeTimer: null,
+    purging: null,
+    initialized: false,
+    closed: false,
+    lastRedisError: 0,
+  };
+  redis.on('error', (err: Error) => redisError(ctx, err));
+  return ctx;
+}

@@ -1,0 +1,104 @@
+/**
+ * Intake: a webhook's messages go to their sessions' mailboxes (deduplicated by id) and its
+ * statuses to the outbound records they name, in one pipeline; the sessions made due are then
+ * added to the ready queue (see index.ts on why that is a follow-up).
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import type { WebhookBatch } from '../../model/message.ts';
+import type { IngestResult } from '../types.ts';
+import { ScriptCode } from './codes.ts';
+import type { Context } from './context.ts';
+import { entryPrefix } from './journal.ts';
+import { asArray, asNumber, followUp, notifyOps, pipeline, run, scheduleOps } from './redis-calls.ts';
+import type { PipelineOp } from './scripts.ts';
+import { figuresAt, type MailboxFigures } from './stats-feed.ts';
+
+export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestResult> {
+  const now = Math.min(ctx.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
+  const ops: PipelineOp[] = [];
+  for (const m of batch.messages) {
+    const sk = ctx.keys.session(m);
+    const stored = JSON.stringify({ ...m, storedAt: now });
+    ops.push({
+      script: 'intake',
+      keys: [sk.seen(m.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
+      args: [m.id, stored.slice(0, -1), ctx.opts.dedupeTtlSec, ctx.opts.bufferMs, '0'],
+    });
+  }
+  for (const s of batch.statuses) {
+    const key = { channel: s.channel, user: s.recipient };
+    const sk = ctx.keys.session(key);
+    const err = s.errors?.[0];
+    const lastError =
+      s.status === 'failed' && err ? `${err.code}: ${err.message ?? err.title ?? ''}`.trim() : '';
+    ops.push({
+      script: 'outbound-update',
+      keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+      args: [
+        'pmid',
+        s.messageId,
+        s.status,
+        '',
+        '',
+        lastError,
+        entryPrefix({ id: randomUUID(), t: 'o', ...key }),
+      ],
+    });
+  }
+  const replies = await pipeline(ctx, 'ingest', ops);
+
+  let accepted = 0;
+  let duplicates = 0;
+  let statuses = 0;
+  const schedules: Array<[string, number]> = [];
+  const figures = new Map<string, MailboxFigures>();
+  batch.messages.forEach((m, i) => {
+    const reply = asArray(replies[i]);
+    const code = asNumber(reply[0]);
+    if (code === ScriptCode.Duplicate) {
+      duplicates++;
+      return;
+    }
+    accepted++;
+    const member = ctx.keys.member(m);
+    if (code > 0) schedules.push([member, code]);
+    const f = figuresAt(member, reply, 1);
+    if ((figures.get(member)?.version ?? -1) < f.version) figures.set(member, f);
+  });
+  const journaled: string[] = [];
+  const unknown: number[] = [];
+  batch.statuses.forEach((s, i) => {
+    const reply = asArray(replies[batch.messages.length + i]);
+    if (asNumber(reply[0]) === ScriptCode.NotFound) unknown.push(i);
+    else {
+      statuses++;
+      journaled.push(ctx.keys.member({ channel: s.channel, user: s.recipient }));
+    }
+  });
+  // Status changes reach PostgreSQL through the flusher, in both modes: a PostgreSQL outage
+  // must not make intake answer 503 (Redis holds them in the journal meanwhile).
+  const post = ctx.statsFeed.op(figures.values());
+  await followUp(ctx, [
+    ...scheduleOps(ctx, schedules),
+    ...notifyOps(ctx, journaled),
+    ...(post ? [post] : []),
+  ]);
+  for (const i of unknown) {
+    const s = batch.statuses[i]!;
+    const err = s.errors?.[0];
+    const lastError =
+      s.status === 'failed' && err ? `${err.code}: ${err.message ?? err.title ?? ''}`.trim() : null;
+    const hit = await ctx.pg.statusByProviderId(s.messageId, s.status, lastError);
+    if (!hit) continue;
+    statuses++;
+    // Keep Redis's copy (if any, e.g. under the user's other id) in step; PostgreSQL has it already.
+    const sk = ctx.keys.session(hit.key);
+    await run(ctx, 'status', {
+      script: 'outbound-update',
+      keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+      args: ['id', hit.id, s.status, '', '', lastError ?? '', ''],
+    });
+  }
+  return { accepted, duplicates, statuses };
+}

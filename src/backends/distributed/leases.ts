@@ -1,0 +1,140 @@
+/**
+ * Leases ("the baton"): one holder per session at a time, checked by token, with a fencing
+ * token that grows with every grant (reserved in blocks in PostgreSQL, see
+ * scripts/lease-acquire-3.lua). A held lease keeps a watchdog entry in the ready queue (lease
+ * expiry + grace), so a holder that dies needs no scan: its session becomes due again.
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import type { SessionKey } from '../../model/message.ts';
+import type { LeaseGrant } from '../types.ts';
+import { ScriptCode, scriptCodeName } from './codes.ts';
+import { UNSENT_RETRY_MS, type Context } from './context.ts';
+import { restore, restoreOp } from './mailbox.ts';
+import { idleOp } from './maintenance.ts';
+import { asArray, asNumber, asString, followUp, pipeline, run, scheduleOps } from './redis-calls.ts';
+import type { Arg, PipelineOp } from './scripts.ts';
+
+/** The ready-queue score of a lease's watchdog: when its session becomes due if the holder is gone. */
+function watchdogScore(ctx: Context, ttlMs: number): string {
+  return `${Math.ceil(ctx.now() + ttlMs + ctx.leaseGraceMs)}.5`;
+}
+
+export async function acquireLease(
+  ctx: Context,
+  key: SessionKey,
+  holder: string,
+  ttlMs: number,
+): Promise<LeaseGrant | null> {
+  const sk = ctx.keys.session(key);
+  // The holder rides in the token (compared whole), so the dashboard can say who holds it.
+  const token = `${randomUUID()}~${holder}`;
+  const acquire = (base: Arg, ceiling: Arg): PipelineOp => ({
+    script: 'lease-acquire',
+    keys: [sk.lock, sk.fence, sk.sched],
+    args: [token, ttlMs, base, ceiling],
+  });
+  // The grant's watchdog entry rides in the same round trip: a granted lease needs it, and in
+  // the rare other cases it is put right below.
+  let wd = watchdogScore(ctx, ttlMs);
+  const watchdog = (): PipelineOp => ({ command: 'ZADD', args: [ctx.keys.ready, wd, sk.member] });
+  // So is its entry among the leases held (by token; taken out again if not granted).
+  const held = (): PipelineOp => ({ command: 'ZADD', args: [ctx.keys.leases, wd, token] });
+  let reply = asArray((await pipeline(ctx, 'acquire', [acquire('', ''), watchdog(), held()]))[0]);
+  if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
+    // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
+    // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
+    const { ceiling, session } = await ctx.pg.reserveFenceBlock(key, ctx.fenceBlockSize);
+    wd = watchdogScore(ctx, ttlMs);
+    const ops = [acquire(ceiling - ctx.fenceBlockSize, ceiling), watchdog(), held()];
+    if (!session) ops.push(restoreOp(sk, null, []));
+    reply = asArray((await pipeline(ctx, 'acquire', ops))[0]);
+    if (session && asNumber(reply[0]) > 0) await restore(ctx, key, sk, session);
+  }
+  const code = asNumber(reply[0]);
+  if (code === ScriptCode.Locked) {
+    // Someone holds it: turn our entry into that holder's watchdog (unless it changed meanwhile).
+    const holderWd = watchdogScore(ctx, asNumber(reply[1]));
+    await followUp(ctx, [
+      { script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, wd, holderWd] },
+      { command: 'ZREM', args: [ctx.keys.leases, token] },
+    ]);
+    return null;
+  }
+  if (code < 0) {
+    await followUp(ctx, [{ command: 'ZREM', args: [ctx.keys.leases, token] }]);
+    throw new Error(`lease-acquire returned ${scriptCodeName(code)}`);
+  }
+  ctx.watchdogs.set(token, wd);
+  return { channel: key.channel, user: key.user, token, fence: code, holder };
+}
+
+export async function renewLease(ctx: Context, lease: LeaseGrant, ttlMs: number): Promise<boolean> {
+  const sk = ctx.keys.session(lease);
+  const code = asNumber(
+    await run(ctx, 'renew', { script: 'lease-renew', keys: [sk.lock], args: [lease.token, ttlMs] }),
+  );
+  const old = ctx.watchdogs.get(lease.token);
+  if (code !== 1) {
+    ctx.watchdogs.delete(lease.token);
+    await followUp(ctx, [{ command: 'ZREM', args: [ctx.keys.leases, lease.token] }]);
+    return false;
+  }
+  const wd = watchdogScore(ctx, ttlMs);
+  const ops: PipelineOp[] = [{ command: 'ZADD', args: [ctx.keys.leases, 'XX', wd, lease.token] }];
+  if (old !== undefined)
+    ops.push({ script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, old, wd] });
+  const replies = await pipeline(ctx, 'renew', ops);
+  if (old !== undefined) {
+    if (asNumber(replies[1]) === 1) ctx.watchdogs.set(lease.token, wd);
+    else ctx.watchdogs.delete(lease.token);
+  }
+  return true;
+}
+
+export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<void> {
+  const sk = ctx.keys.session(lease);
+  ctx.prefetched.delete(sk.member);
+  ctx.unsentAfterCommit.delete(sk.member);
+  const wd = ctx.watchdogs.get(lease.token);
+  ctx.watchdogs.delete(lease.token);
+  // Our watchdog entry goes in the same round trip (compare-and-delete: an entry rescheduled
+  // meanwhile by intake has another score and stays).
+  const ops: PipelineOp[] = [
+    {
+      script: 'lease-release',
+      keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
+      args: [lease.token, ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS],
+    },
+  ];
+  if (wd !== undefined) ops.push({ script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, wd, ''] });
+  ops.push(idleOp(ctx, sk));
+  ops.push({ command: 'ZREM', args: [ctx.keys.leases, lease.token] });
+  const due = asNumber((await pipeline(ctx, 'release', ops))[0]);
+  if (due > 0) await followUp(ctx, scheduleOps(ctx, [[sk.member, due]]));
+  else if (due === ScriptCode.Fenced && wd !== undefined) {
+    // The lease had expired: if nobody took it, the watchdog we just removed was what would
+    // bring the session back. Put it back as due now (NX: a newer entry wins).
+    await followUp(ctx, scheduleOps(ctx, [[sk.member, Math.floor(ctx.now())]], true));
+  }
+}
+
+export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean> {
+  const sk = ctx.keys.session(key);
+  // The token read just before the clear is the one it drops (same connection, in order).
+  const [token, reply] = await pipeline(ctx, 'clear', [
+    { command: 'GET', args: [sk.lock] },
+    {
+      script: 'lease-clear',
+      keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
+      args: [ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS],
+    },
+  ]);
+  const due = asNumber(reply);
+  if (due === ScriptCode.NotFound) return false;
+  await followUp(ctx, [
+    ...(due > 0 ? scheduleOps(ctx, [[sk.member, due]]) : []),
+    ...(token !== null ? [{ command: 'ZREM', args: [ctx.keys.leases, asString(token)] }] : []),
+  ]);
+  return true;
+}

@@ -1,0 +1,94 @@
+/**
+ * Starting and stopping the backend (connections, scripts, migrations, the stream flusher),
+ * and what it reports about itself: health and group-commit counters.
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import { StorageUnavailableError } from '../../errors.ts';
+import type { Context } from './context.ts';
+import { StreamFlusher } from './flusher.ts';
+import { migrate } from './migrate.ts';
+import { persistenceWarning } from './persistence.ts';
+import { masterNodes, nodeAddress, readerClient } from './redis-client.ts';
+import { r, redisError } from './redis-calls.ts';
+
+/** The consumer group of the stream flushers (one consumer per process). */
+const FLUSH_GROUP = 'flushers';
+
+export async function init(ctx: Context): Promise<void> {
+  if (ctx.initialized) return;
+  if (ctx.redis.status === 'wait' || ctx.redis.status === 'end') {
+    try {
+      await ctx.redis.connect();
+    } catch (err) {
+      throw new StorageUnavailableError('Redis is unreachable', err);
+    }
+  }
+  if (ctx.opts.migrate !== false) await migrate(ctx.opts.databaseUrl, ctx.schema);
+  await r('init', () => ctx.scripts.preload(ctx.redis));
+  const nodes = masterNodes(ctx.redis);
+  for (const node of nodes) {
+    const warning = await persistenceWarning(node);
+    if (!warning) continue;
+    const where = nodes.length > 1 ? ` (cluster node ${nodeAddress(node)})` : '';
+    ctx.log.warn({ redis: 'persistence' }, `DURABILITY WARNING: ${warning}${where}`);
+  }
+  if (ctx.opts.flusher !== false) {
+    const conn = await readerClient(ctx.redis, 10_000);
+    conn.on('error', (err: Error) => redisError(ctx, err));
+    ctx.flusher = new StreamFlusher({
+      conn,
+      stream: ctx.keys.flush,
+      group: FLUSH_GROUP,
+      consumer: `flusher-${randomUUID()}`,
+      flush: async (members) => {
+        await Promise.all(members.map((m) => ctx.committer.flush(m)));
+      },
+      onError: (err) => ctx.log.warn({ err: String(err) }, 'journal flush failed; will retry'),
+      claimIdleMs: 30_000,
+      blockMs: 1000,
+    });
+    ctx.flusher.start();
+  }
+  ctx.initialized = true;
+}
+
+export async function close(ctx: Context): Promise<void> {
+  if (ctx.closed) return;
+  ctx.closed = true;
+  ctx.scheduler?.close();
+  if (ctx.reaperTimer) clearInterval(ctx.reaperTimer);
+  if (ctx.purgeTimer) clearInterval(ctx.purgeTimer);
+  await ctx.reaping;
+  await ctx.purging;
+  await ctx.flusher?.stop(ctx.redis);
+  await ctx.committer.drain();
+  await ctx.statsFeed.settled();
+  ctx.sub?.disconnect();
+  await ctx.redis.quit().catch(() => ctx.redis.disconnect());
+  await ctx.pg.close();
+}
+
+export async function health(ctx: Context): Promise<Record<string, boolean>> {
+  // Every master must answer: on a cluster, each one serves a share of the sessions.
+  const nodes = masterNodes(ctx.redis);
+  const redis = Promise.all(nodes.map((n) => n.ping()))
+    .then((p) => p.length > 0 && p.every((x) => x === 'PONG'))
+    .catch(() => false);
+  return { redis: await redis, postgres: await ctx.pg.ping() };
+}
+
+/** Group-commit and flush counters, for tests and benchmarks. */
+export function diagnostics(ctx: Context): {
+  groups: number;
+  flushRequests: number;
+  pgTransactions: number;
+  pgEntries: number;
+} {
+  return {
+    groups: ctx.committer.groups,
+    flushRequests: ctx.committer.requests,
+    pgTransactions: ctx.pg.applyTransactions,
+    pgEntries: ctx.pg.appliedEntries,
+  };
+}

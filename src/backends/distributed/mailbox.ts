@@ -1,0 +1,100 @@
+/**
+ * A session's mailbox and state: the messages not yet consumed, and the snapshot the next
+ * batch starts from. Redis holds the hot copy; a session missing there (expired when idle,
+ * or lost) is put back from PostgreSQL, or as a tombstone when PostgreSQL has none either.
+ * @module
+ */
+import { sessionId, type SessionKey, type StoredMessage } from '../../model/message.ts';
+import type { SessionSnapshot } from '../../model/session.ts';
+import type { Context } from './context.ts';
+import type { SessionKeys } from './keys.ts';
+import type { StoredOutbound, StoredSession } from './pg-store.ts';
+import { asArray, asString, pipeline, r, run } from './redis-calls.ts';
+import type { Arg, PipelineOp } from './scripts.ts';
+import { figuresAt } from './stats-feed.ts';
+
+/** How long Redis remembers that PostgreSQL has no such session, seconds. */
+const TOMBSTONE_TTL_SEC = 3600;
+
+export async function pending(ctx: Context, key: SessionKey, limit: number): Promise<StoredMessage[]> {
+  const sk = ctx.keys.session(key);
+  const op: PipelineOp = { script: 'pending', keys: [sk.mbox, sk.msgs, sk.pv], args: [limit] };
+  // Called with a lease (the engine's turn): the state comes in the same round trip, for the
+  // `load` that follows when there is something to do.
+  const token = 'token' in key && typeof key.token === 'string' ? key.token : null;
+  const [raw, state] =
+    token === null
+      ? [await run(ctx, 'pending', op), null]
+      : await pipeline(ctx, 'pending', [op, { command: 'HMGET', args: [sk.state, 's', 'v'] }]);
+  const reply = asArray(raw);
+  // The worker reading a mailbox posts its figures again: repairs a post lost in a crash.
+  ctx.statsFeed.post(figuresAt(sk.member, reply, 0), true);
+  const messages = reply.slice(3).map((j) => JSON.parse(asString(j)) as StoredMessage);
+  if (token !== null && messages.length > 0) {
+    const [s, v] = asArray(state).map((x) => (x === null ? null : asString(x)));
+    if (s !== null || v !== null) ctx.prefetched.set(sk.member, { token, s: s ?? null, v: v ?? null });
+  }
+  return messages;
+}
+
+export async function load(ctx: Context, key: SessionKey): Promise<SessionSnapshot | null> {
+  const sk = ctx.keys.session(key);
+  const pre = ctx.prefetched.get(sk.member);
+  if (pre !== undefined) {
+    ctx.prefetched.delete(sk.member);
+    // Only the lease holder writes the state, and its commit checks the version anyway.
+    if ('token' in key && key.token === pre.token) {
+      if (pre.s !== null) return JSON.parse(pre.s) as SessionSnapshot;
+      return null; // tombstone: PostgreSQL has no such session either
+    }
+  }
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const [s, v] = await r('load', () => ctx.redis.hmget(sk.state, 's', 'v'));
+    if (s) return JSON.parse(s) as SessionSnapshot;
+    if (v !== null) return null; // tombstone: PostgreSQL has no such session either
+    await restore(ctx, key, sk);
+  }
+  throw new Error(`session ${sessionId(key)} could not be loaded`);
+}
+
+/**
+ * Puts a session missing from Redis back from PostgreSQL (or a tombstone if it has none);
+ * `row` when the caller has already read it.
+ */
+export async function restore(
+  ctx: Context,
+  key: SessionKey,
+  sk: SessionKeys,
+  row?: StoredSession | null,
+): Promise<void> {
+  const stored = row !== undefined ? row : await ctx.pg.getSession(key);
+  const unsent = stored ? await ctx.pg.outboundOf(key, true) : [];
+  if (stored)
+    ctx.log.info({ session: sessionId(key), version: stored.version }, 'session reloaded from PostgreSQL');
+  await pipeline(ctx, 'restore', [restoreOp(sk, stored, unsent)]);
+}
+
+export function restoreOp(
+  sk: SessionKeys,
+  row: StoredSession | null,
+  unsent: readonly StoredOutbound[],
+): PipelineOp {
+  const args: Arg[] = [];
+  if (!row) args.push('', 0, 0, '', TOMBSTONE_TTL_SEC, 0);
+  else {
+    args.push(
+      row.version,
+      row.rev,
+      row.fence,
+      JSON.stringify(row.snapshot),
+      TOMBSTONE_TTL_SEC,
+      unsent.length,
+    );
+    for (const o of unsent) args.push(o.id, o.seq, JSON.stringify(o.record), JSON.stringify(o.state), '1');
+  }
+  return {
+    script: 'state-restore',
+    keys: [sk.state, sk.out, sk.outState, sk.outIndex, sk.unsent],
+    args,
+  };
+}

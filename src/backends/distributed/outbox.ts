@@ -1,0 +1,171 @@
+/**
+ * The outbox's storage: the replies a commit left to send, their status as sends go (or as
+ * the provider reports them, see intake.ts), and the prompts they carried. Redis keeps the
+ * unsent ones and the latest few per session; PostgreSQL keeps them all.
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import type { SessionKey } from '../../model/message.ts';
+import type { DeadLetter, OutboundRecord, PromptRef } from '../../model/session.ts';
+import type { OutboundPatch } from '../types.ts';
+import { ScriptCode } from './codes.ts';
+import type { Context } from './context.ts';
+import { entryPrefix, joinOutbound, type OutboundBodyRecord, type OutboundState } from './journal.ts';
+import type { SessionKeys } from './keys.ts';
+import { load } from './mailbox.ts';
+import { asArray, asNumber, asString, notifyOps, pipeline, r, run } from './redis-calls.ts';
+import type { PipelineOp } from './scripts.ts';
+
+/**
+ * The sessions an outbound id may belong to, most likely first, when Baton's id scheme
+ * (`<channel>:<user>:<...>`) is followed: user ids may hold colons, so every split is a
+ * candidate. Each is only a guess, checked against Redis.
+ */
+function outboundIdCandidates(id: string): SessionKey[] {
+  const parts = id.split(':');
+  const out: SessionKey[] = [];
+  for (let end = parts.length - 1; end >= 2; end--) {
+    out.push({ channel: parts[0]!, user: parts.slice(1, end).join(':') });
+  }
+  return out;
+}
+
+/** Most outbound ids remembered per process (id -> session), for updateOutbound. */
+const OUTBOUND_CACHE_MAX = 50_000;
+
+/** The `outbound-read` call listing the session's unsent replies. */
+export function unsentOp(sk: SessionKeys): PipelineOp {
+  return { script: 'outbound-read', keys: [sk.unsent, sk.out, sk.outState, sk.pmid], args: ['unsent'] };
+}
+
+export async function unsent(ctx: Context, key: SessionKey): Promise<OutboundRecord[]> {
+  const sk = ctx.keys.session(key);
+  const cached = ctx.unsentAfterCommit.get(sk.member);
+  if (cached !== undefined) {
+    ctx.unsentAfterCommit.delete(sk.member);
+    // Read with the lease holder's commit, and only that holder changes them since.
+    if ('token' in key && key.token === cached.token) {
+      const records = parseUnsent(cached.reply);
+      rememberOutbound(ctx, records);
+      return records;
+    }
+  }
+  const read = async (): Promise<OutboundRecord[]> =>
+    parseUnsent((await pipeline(ctx, 'unsent', [unsentOp(sk)]))[0]);
+  const records = await read();
+  rememberOutbound(ctx, records);
+  if (records.length > 0) return records;
+  // Nothing unsent, or Redis lost the session: make sure it is loaded.
+  if ((await r('unsent', () => ctx.redis.exists(sk.state))) === 1) return records;
+  await load(ctx, key);
+  const reloaded = await read();
+  rememberOutbound(ctx, reloaded);
+  return reloaded;
+}
+
+/** The records of an `outbound-read unsent` reply (pairs of record and state JSON). */
+function parseUnsent(raw: unknown): OutboundRecord[] {
+  const reply = asArray(raw).map(asString);
+  const out: OutboundRecord[] = [];
+  for (let i = 0; i + 1 < reply.length; i += 2) {
+    if (reply[i] === '' || reply[i + 1] === '') continue;
+    out.push(
+      joinOutbound(JSON.parse(reply[i]!) as OutboundBodyRecord, JSON.parse(reply[i + 1]!) as OutboundState),
+    );
+  }
+  return out;
+}
+
+/** Remembers which session an outbound id belongs to (records this process committed or read). */
+export function rememberOutbound(ctx: Context, records: readonly OutboundRecord[]): void {
+  for (const r of records) {
+    if (ctx.outboundSessions.size >= OUTBOUND_CACHE_MAX) {
+      ctx.outboundSessions.delete(ctx.outboundSessions.keys().next().value!);
+    }
+    ctx.outboundSessions.set(r.id, { channel: r.channel, user: r.user });
+  }
+}
+
+export async function updateOutbound(ctx: Context, id: string, patch: OutboundPatch): Promise<void> {
+  const apply = async (key: SessionKey): Promise<boolean> => {
+    const sk = ctx.keys.session(key);
+    ctx.unsentAfterCommit.delete(sk.member); // no longer as of the commit
+    // Durable in Redis once this answers (journaled); PostgreSQL gets it from the flusher in
+    // both modes, so that a PostgreSQL outage never makes the outbox take a done send for a
+    // failed one. The notice rides in the same round trip, on a cluster right after (a miss
+    // makes it a no-op).
+    const [reply] = await pipeline(
+      ctx,
+      'outbound',
+      [
+        {
+          script: 'outbound-update',
+          keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+          args: [
+            'id',
+            id,
+            patch.status,
+            patch.attempts ?? '',
+            patch.providerMessageId ?? '',
+            patch.lastError ?? '',
+            entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
+          ],
+        },
+      ],
+      notifyOps(ctx, [sk.member]),
+    );
+    return asNumber(asArray(reply)[0]) !== ScriptCode.NotFound;
+  };
+  const cached = ctx.outboundSessions.get(id);
+  const candidates = cached ? [cached] : outboundIdCandidates(id);
+  for (const key of candidates) if (await apply(key)) return;
+  // Redis no longer keeps this record (or the id says nothing): PostgreSQL knows its session.
+  const stored = await ctx.pg.getOutbound(id);
+  if (!stored) return;
+  const key = { channel: stored.channel, user: stored.user };
+  if (await apply(key)) return;
+  const sk = ctx.keys.session(key);
+  const unsent = stored.state.status === 'pending' || stored.state.status === 'sending';
+  await run(ctx, 'outbound', {
+    script: 'outbound-restore',
+    keys: [sk.out, sk.outState, sk.outIndex, sk.unsent],
+    args: [id, stored.seq, JSON.stringify(stored.record), JSON.stringify(stored.state), unsent ? '1' : '0'],
+  });
+  await apply(key);
+}
+
+export async function deadLetter(ctx: Context, letter: DeadLetter): Promise<void> {
+  await ctx.pg.insertDeadLetters([letter]);
+}
+
+export async function resolvePrompts(
+  ctx: Context,
+  key: SessionKey,
+  providerMessageIds: readonly string[],
+): Promise<Map<string, PromptRef>> {
+  const found = new Map<string, PromptRef>();
+  if (providerMessageIds.length === 0) return found;
+  const sk = ctx.keys.session(key);
+  const reply = asArray(
+    await run(ctx, 'prompts', {
+      script: 'outbound-read',
+      keys: [sk.unsent, sk.out, sk.outState, sk.pmid],
+      args: ['pmid', ...providerMessageIds],
+    }),
+  ).map(asString);
+  const missing: string[] = [];
+  providerMessageIds.forEach((pmid, i) => {
+    const json = reply[i * 2]!;
+    if (json === '') missing.push(pmid);
+    else {
+      const r = JSON.parse(json) as OutboundBodyRecord;
+      if (r.isPrompt) found.set(pmid, { step: r.step, version: r.version });
+    }
+  });
+  if (missing.length > 0) {
+    for (const [pmid, r] of await ctx.pg.outboundByProviderIds(key, missing)) {
+      if (r.isPrompt) found.set(pmid, { step: r.step, version: r.version });
+    }
+  }
+  return found;
+}

@@ -1,0 +1,112 @@
+/**
+ * How the backend's roles talk to Redis: every call goes through `r` (an unreachable Redis
+ * becomes StorageUnavailableError), `run` / `pipeline` carry queued stats posts in the same
+ * round trip, and `followUp` sends the writes to global keys (ready queue, wake channel, flush
+ * stream) that a per-session script cannot make itself (see index.ts on hash tags).
+ * @module
+ */
+import { StorageUnavailableError } from '../../errors.ts';
+import type { Context } from './context.ts';
+import { isRedisUnavailable } from './redis-errors.ts';
+import type { Arg, PipelineOp, ScriptName } from './scripts.ts';
+
+export function asArray(v: unknown): unknown[] {
+  if (!Array.isArray(v)) throw new Error(`unexpected Redis reply: ${JSON.stringify(v)}`);
+  return v as unknown[];
+}
+
+export function asNumber(v: unknown): number {
+  const n = typeof v === 'number' ? v : Number(v);
+  if (!Number.isFinite(n)) throw new Error(`unexpected Redis reply: ${JSON.stringify(v)}`);
+  return n;
+}
+
+export function asString(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  throw new Error(`unexpected Redis reply: ${JSON.stringify(v)}`);
+}
+
+export function redisError(ctx: Context, err: Error): void {
+  // Connection errors repeat on every reconnect attempt: log at most one per 5 s.
+  const t = Date.now();
+  if (t - ctx.lastRedisError < 5000) return;
+  ctx.lastRedisError = t;
+  ctx.log.warn({ err: err.message }, 'Redis connection error');
+}
+
+/** Runs a Redis operation, turning "Redis is not there" into StorageUnavailableError. */
+export async function r<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isRedisUnavailable(err)) throw new StorageUnavailableError(`Redis is unavailable (${what})`, err);
+    throw err;
+  }
+}
+
+export function run(
+  ctx: Context,
+  what: string,
+  op: { script: ScriptName; keys: readonly string[]; args: readonly Arg[] },
+): Promise<unknown> {
+  const post = piggyback(ctx);
+  if (post !== null) return pipeline(ctx, what, [op], [post]).then((replies) => replies[0]);
+  return r(what, () => ctx.scripts.run(ctx.redis, op.script, op.keys, op.args));
+}
+
+/** `after`: notices that must reach Redis after `ops` (see ScriptSet.pipeline). */
+export function pipeline(
+  ctx: Context,
+  what: string,
+  ops: readonly PipelineOp[],
+  after: readonly PipelineOp[] = [],
+): Promise<unknown[]> {
+  const post = piggyback(ctx);
+  if (post === null) return r(what, () => ctx.scripts.pipeline(ctx.redis, ops, after));
+  // The post's own reply is not the caller's business.
+  return r(what, () => ctx.scripts.pipeline(ctx.redis, ops, [...after, post])).then((replies) =>
+    replies.slice(0, -1),
+  );
+}
+
+/**
+ * Queued stats posts, to send with the command about to go (single node: same round trip,
+ * so they cost none). On a cluster they would wait for the command's answer: they go alone.
+ */
+export function piggyback(ctx: Context): PipelineOp | null {
+  return ctx.opts.cluster === true ? null : ctx.statsFeed.take();
+}
+
+export function scheduleOps(
+  ctx: Context,
+  schedules: ReadonlyArray<readonly [member: string, due: number]>,
+  nx = false,
+): PipelineOp[] {
+  const ops: PipelineOp[] = schedules.map(([member, due]) => ({
+    command: 'ZADD',
+    args: nx ? [ctx.keys.ready, 'NX', due, member] : [ctx.keys.ready, due, member],
+  }));
+  if (ops.length > 0) ops.push({ command: 'PUBLISH', args: [ctx.keys.wake, '1'] });
+  return ops;
+}
+
+export function notifyOps(ctx: Context, members: Iterable<string>): PipelineOp[] {
+  return [...new Set(members)].map((m) => ({
+    command: 'XADD',
+    args: [ctx.keys.flush, 'MAXLEN', '~', 100_000, '*', 'm', m],
+  }));
+}
+
+/**
+ * Follow-up writes to global keys (ready queue, wake channel, flush stream). Losing them
+ * delays work but loses nothing (flag expiry and the reaper repair it), so a failure is logged.
+ */
+export async function followUp(ctx: Context, ops: readonly PipelineOp[]): Promise<void> {
+  if (ops.length === 0) return;
+  try {
+    await ctx.scripts.pipeline(ctx.redis, ops);
+  } catch (err) {
+    ctx.log.warn({ err: String(err) }, 'ready-queue/flush follow-up failed; the reaper will repair it');
+  }
+}
