@@ -101,7 +101,10 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
   const notice = ctx.writeThrough ? [] : notifyOps(ctx, [sk.member]);
   // The replies left to send, read in the same round trip (right after the commit, in its slot):
   // the outbox asks for them next.
+  // Write-through: so is the head of the journal, which the copy to PostgreSQL then takes
+  // without reading it again.
   const ops = [op, unsentOp(sk)];
+  if (ctx.writeThrough) ops.push({ command: 'LRANGE', args: [sk.journal, 0, JOURNAL_PAGE - 1] });
   let replies = await pipeline(ctx, 'commit', ops, notice);
   let reply = asArray(replies[0]);
   if (asNumber(reply[0]) === ScriptCode.NeedLoad) {
@@ -118,6 +121,7 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
   ctx.statsFeed.post(figuresAt(sk.member, reply, 2));
   rememberOutbound(ctx, batch.outbound);
   if (!ctx.writeThrough) return DURABLE;
+  ctx.journalReads.set(sk.member, replies[2]);
   try {
     await makeDurable(ctx, lease, sk.member, id, lease.fence);
     return DURABLE;
@@ -169,13 +173,36 @@ async function makeDurable(
 export async function copyJournals(ctx: Context, members: readonly string[]): Promise<ReadonlySet<string>> {
   const fenced = new Set<string>();
   let todo = [...members];
+  // Sessions whose commit (by their lease holder, in this process) read the journal's head: that
+  // read stands for the first one here (any read of the head is a valid one: entries appended
+  // since wait for the next copy). Their lease is held, so they are not idle either: release
+  // asks about that.
+  const held = new Set<string>();
+  let early = new Map<string, unknown>();
+  for (const m of todo) {
+    const page = ctx.journalReads.get(m);
+    if (page === undefined) continue;
+    ctx.journalReads.delete(m);
+    early.set(m, page);
+    held.add(m);
+  }
   while (todo.length > 0) {
     const sks = todo.map((m) => ctx.keys.forMember(m));
-    const pages = await pipeline(
-      ctx,
-      'journal read',
-      sks.map((sk) => ({ command: 'LRANGE', args: [sk.journal, 0, JOURNAL_PAGE - 1] })),
-    );
+    const toRead = todo.filter((m) => !early.has(m));
+    const read =
+      toRead.length === 0
+        ? []
+        : await pipeline(
+            ctx,
+            'journal read',
+            toRead.map((m) => ({
+              command: 'LRANGE',
+              args: [ctx.keys.forMember(m).journal, 0, JOURNAL_PAGE - 1],
+            })),
+          );
+    const readPages = new Map(toRead.map((m, i) => [m, read[i]]));
+    const pages = todo.map((m) => (early.has(m) ? early.get(m) : readPages.get(m)));
+    early = new Map();
     const entries: JournalEntry[] = [];
     const trims: PipelineOp[] = [];
     const again: string[] = [];
@@ -190,7 +217,9 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
     if (entries.length === 0) break;
     for (const id of await ctx.pg.apply(entries)) fenced.add(id);
     // A session released before its journal reached PostgreSQL may now expire.
-    const idle = pages.flatMap((p, k) => (asArray(p).length > 0 ? [idleOp(ctx, sks[k]!)] : []));
+    const idle = pages.flatMap((p, k) =>
+      asArray(p).length > 0 && !held.has(todo[k]!) ? [idleOp(ctx, sks[k]!)] : [],
+    );
     await pipeline(ctx, 'journal trim', [...trims, ...idle]);
     todo = again;
   }

@@ -55,6 +55,16 @@ export interface Context {
    */
   readonly prefetched: Map<string, { token: string; s: string | null; v: string | null }>;
   /**
+   * session member -> its mailbox and state as read right after the grant (same round trip),
+   * for the new holder's first `pending` (used once; dropped on release).
+   */
+  readonly mailboxReads: Map<string, { token: string; mailbox: unknown; state: unknown }>;
+  /**
+   * session member -> the first page of its journal as read right after the lease holder's
+   * commit (same round trip), for the journal copy that commit waits for (used once).
+   */
+  readonly journalReads: Map<string, unknown>;
+  /**
    * session member -> its unsent replies as read right after the lease holder's commit (same
    * round trip), for that holder's next `unsent` (used once; dropped on release).
    */
@@ -121,6 +131,8 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     idleTtlMs: Math.round((options.idleTtlSec ?? 86_400) * 1000),
     watchdogs: new Map(),
     prefetched: new Map(),
+    mailboxReads: new Map(),
+    journalReads: new Map(),
     unsentAfterCommit: new Map(),
     outboundSessions: new Map(),
     sub: null,

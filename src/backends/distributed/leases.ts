@@ -10,7 +10,7 @@ import type { SessionKey } from '../../model/message.ts';
 import type { LeaseGrant } from '../types.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import { UNSENT_RETRY_MS, type Context } from './context.ts';
-import { restore, restoreOp } from './mailbox.ts';
+import { MAILBOX_READ_LIMIT, mailboxReadOps, restore, restoreOp } from './mailbox.ts';
 import { idleOp } from './maintenance.ts';
 import { asArray, asNumber, asString, followUp, pipeline, run, scheduleOps } from './redis-calls.ts';
 import type { Arg, PipelineOp } from './scripts.ts';
@@ -40,7 +40,16 @@ export async function acquireLease(
   const watchdog = (): PipelineOp => ({ command: 'ZADD', args: [ctx.keys.ready, wd, sk.member] });
   // So is its entry among the leases held (by token; taken out again if not granted).
   const held = (): PipelineOp => ({ command: 'ZADD', args: [ctx.keys.leases, wd, token] });
-  let reply = asArray((await pipeline(ctx, 'acquire', [acquire('', ''), watchdog(), held()]))[0]);
+  // And the new holder's first mailbox and state read: the turn needs them next (Redis runs
+  // them after the grant; wasted only when the lease is refused).
+  const first = await pipeline(ctx, 'acquire', [
+    acquire('', ''),
+    watchdog(),
+    held(),
+    ...mailboxReadOps(sk, MAILBOX_READ_LIMIT),
+  ]);
+  let reply = asArray(first[0]);
+  if (asNumber(reply[0]) > 0) ctx.mailboxReads.set(sk.member, { token, mailbox: first[3], state: first[4] });
   if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
     // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
     // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
@@ -95,6 +104,7 @@ export async function renewLease(ctx: Context, lease: LeaseGrant, ttlMs: number)
 export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<void> {
   const sk = ctx.keys.session(lease);
   ctx.prefetched.delete(sk.member);
+  ctx.mailboxReads.delete(sk.member);
   ctx.unsentAfterCommit.delete(sk.member);
   const wd = ctx.watchdogs.get(lease.token);
   ctx.watchdogs.delete(lease.token);

@@ -10,26 +10,45 @@ import type { Context } from './context.ts';
 import type { SessionKeys } from './keys.ts';
 import type { StoredOutbound, StoredSession } from './pg-store.ts';
 import { asArray, asString, pipeline, r, run } from './redis-calls.ts';
-import type { Arg, PipelineOp } from './scripts.ts';
+import type { Arg, PipelineOp, ScriptName } from './scripts.ts';
 import { figuresAt } from './stats-feed.ts';
 
 /** How long Redis remembers that PostgreSQL has no such session, seconds. */
 const TOMBSTONE_TTL_SEC = 3600;
 
+/** Most messages a mailbox read right after a grant brings (the engine's batch limit). */
+export const MAILBOX_READ_LIMIT = 500;
+
+/** The mailbox read (`pending-3`) and the state read of a turn: one round trip for both. */
+export function mailboxReadOps(
+  sk: SessionKeys,
+  limit: number,
+): [Extract<PipelineOp, { readonly script: ScriptName }>, PipelineOp] {
+  return [
+    { script: 'pending', keys: [sk.mbox, sk.msgs, sk.pv], args: [limit] },
+    { command: 'HMGET', args: [sk.state, 's', 'v'] },
+  ];
+}
+
 export async function pending(ctx: Context, key: SessionKey, limit: number): Promise<StoredMessage[]> {
   const sk = ctx.keys.session(key);
-  const op: PipelineOp = { script: 'pending', keys: [sk.mbox, sk.msgs, sk.pv], args: [limit] };
+  const [op, stateOp] = mailboxReadOps(sk, limit);
   // Called with a lease (the engine's turn): the state comes in the same round trip, for the
-  // `load` that follows when there is something to do.
+  // `load` that follows when there is something to do. The holder's first call takes the read
+  // made with the grant instead (leases.ts), saving a round trip per turn.
   const token = 'token' in key && typeof key.token === 'string' ? key.token : null;
+  const early = token === null ? undefined : ctx.mailboxReads.get(sk.member);
+  if (early !== undefined) ctx.mailboxReads.delete(sk.member);
   const [raw, state] =
-    token === null
-      ? [await run(ctx, 'pending', op), null]
-      : await pipeline(ctx, 'pending', [op, { command: 'HMGET', args: [sk.state, 's', 'v'] }]);
+    early !== undefined && early.token === token && limit <= MAILBOX_READ_LIMIT
+      ? [early.mailbox, early.state]
+      : token === null
+        ? [await run(ctx, 'pending', op), null]
+        : await pipeline(ctx, 'pending', [op, stateOp]);
   const reply = asArray(raw);
   // The worker reading a mailbox posts its figures again: repairs a post lost in a crash.
   ctx.statsFeed.post(figuresAt(sk.member, reply, 0), true);
-  const messages = reply.slice(3).map((j) => JSON.parse(asString(j)) as StoredMessage);
+  const messages = reply.slice(3, 3 + limit).map((j) => JSON.parse(asString(j)) as StoredMessage);
   if (token !== null && messages.length > 0) {
     const [s, v] = asArray(state).map((x) => (x === null ? null : asString(x)));
     if (s !== null || v !== null) ctx.prefetched.set(sk.member, { token, s: s ?? null, v: v ?? null });
