@@ -153,6 +153,13 @@ export interface Backend {
    */
   releaseLease(lease: LeaseGrant): Promise<void>;
   /**
+   * Fenced (token). Optional. Ends a holder's turn in one step: when messages are already due
+   * (their buffer window has ended), the lease is kept and they are returned, as `pending`
+   * would return them; otherwise the lease is released as by `releaseLease` and the answer is
+   * null. Without it the engine calls `pending`, then `releaseLease`.
+   */
+  releaseOrTake?(lease: LeaseGrant, limit: number): Promise<StoredMessage[] | null>;
+  /**
    * Admin, unfenced: an agent's hand. Drops whatever lease the session has, whoever holds it
    * (the holder's next fenced call is refused). `true` if there was one.
    */

@@ -217,16 +217,36 @@ export class Engine {
     this.o.metrics.lockWait.observe((this.now() - waitStart) / 1000);
     const held = this.hold(lease);
     const run: SessionRun = { lease, held, effects: [] };
+    let released = false;
     try {
       for (;;) {
         let flushed = false;
+        // Messages already read for the next batch (by `releaseOrTake`).
+        let next: StoredMessage[] | undefined;
         for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
-          if (!(await this.runBatch(run))) break;
+          if (!(await this.runBatch(run, next))) break;
+          next = undefined;
           flushed = true;
           // Even when this batch drained the mailbox, look once more: the user often answers the
           // reply just sent before the baton is released, and taking it now spares a round
           // through the ready queue (measured: reply p50 20 ms instead of 220 ms at saturation).
+          // A backend that can release-or-take does the look and the release in one step.
+          if (
+            backend.releaseOrTake &&
+            round < 19 &&
+            run.effects.length === 0 &&
+            !held.signal.aborted &&
+            !this.abort.signal.aborted
+          ) {
+            const taken = await backend.releaseOrTake(lease, MAX_BATCH);
+            if (taken === null) {
+              released = true;
+              break;
+            }
+            next = taken;
+          }
         }
+        if (released) break;
         // Replies left unsent by an earlier holder (or a replayed dead letter).
         if (!flushed) await this.flushOutbox(run);
         if (run.effects.length === 0 || held.sending.aborted) break;
@@ -248,9 +268,10 @@ export class Engine {
       }
     } finally {
       held.stop();
-      await backend
-        .releaseLease(lease)
-        .catch((err: unknown) => logger.error({ err }, 'lease release failed'));
+      if (!released)
+        await backend
+          .releaseLease(lease)
+          .catch((err: unknown) => logger.error({ err }, 'lease release failed'));
     }
   }
 
@@ -282,10 +303,10 @@ export class Engine {
    * Runs one batch and sends its replies. Returns false when nothing was due, or when every due
    * message waits for an effect's result.
    */
-  private async runBatch(run: SessionRun): Promise<boolean> {
+  private async runBatch(run: SessionRun, read?: StoredMessage[]): Promise<boolean> {
     const { backend, metrics } = this.o;
     const { lease, held } = run;
-    let pending = await backend.pending(lease, MAX_BATCH);
+    let pending = read ?? (await backend.pending(lease, MAX_BATCH));
     const first = pending[0];
     if (first === undefined) return false;
     let batch: StoredMessage[];

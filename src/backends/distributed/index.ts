@@ -131,6 +131,10 @@ export class DistributedBackend implements Backend {
     return leases.releaseLease(this.ctx, lease);
   }
 
+  releaseOrTake(lease: LeaseGrant, limit: number): Promise<StoredMessage[] | null> {
+    return leases.releaseOrTake(this.ctx, lease, limit);
+  }
+
   clearLease(key: SessionKey): Promise<boolean> {
     return leases.clearLease(this.ctx, key);
   }

@@ -6,13 +6,14 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import type { SessionKey } from '../../model/message.ts';
+import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { LeaseGrant } from '../types.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import { UNSENT_RETRY_MS, type Context } from './context.ts';
-import { MAILBOX_READ_LIMIT, mailboxReadOps, restore, restoreOp } from './mailbox.ts';
+import { MAILBOX_READ_LIMIT, mailboxRead, mailboxReadOps, restore, restoreOp } from './mailbox.ts';
 import { idleOp } from './maintenance.ts';
 import { asArray, asNumber, asString, followUp, pipeline, run, scheduleOps } from './redis-calls.ts';
+import type { SessionKeys } from './keys.ts';
 import type { Arg, PipelineOp } from './scripts.ts';
 
 /** The ready-queue score of a lease's watchdog: when its session becomes due if the holder is gone. */
@@ -101,13 +102,73 @@ export async function renewLease(ctx: Context, lease: LeaseGrant, ttlMs: number)
   return true;
 }
 
-export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<void> {
-  const sk = ctx.keys.session(lease);
+/** Forgets what this process kept for a lease it has released. */
+function forget(ctx: Context, sk: SessionKeys, token: string): void {
   ctx.prefetched.delete(sk.member);
   ctx.mailboxReads.delete(sk.member);
   ctx.unsentAfterCommit.delete(sk.member);
+  ctx.watchdogs.delete(token);
+}
+
+/** After a release attempt answered `due` (lease-release-5.lua's codes): reschedule as needed. */
+async function afterRelease(
+  ctx: Context,
+  sk: SessionKeys,
+  due: number,
+  wd: string | undefined,
+): Promise<void> {
+  if (due > 0) await followUp(ctx, scheduleOps(ctx, [[sk.member, due]]));
+  else if (due === ScriptCode.Fenced && wd !== undefined) {
+    // The lease had expired: if nobody took it, the watchdog we just removed was what would
+    // bring the session back. Put it back as due now (NX: a newer entry wins).
+    await followUp(ctx, scheduleOps(ctx, [[sk.member, Math.floor(ctx.now())]], true));
+  }
+}
+
+/**
+ * Ends a turn: keeps the lease and returns the messages already due, or releases it (as
+ * `releaseLease`) and returns null. One round trip either way; see
+ * scripts/lease-release-or-take-7.lua.
+ */
+export async function releaseOrTake(
+  ctx: Context,
+  lease: LeaseGrant,
+  limit: number,
+): Promise<StoredMessage[] | null> {
+  const sk = ctx.keys.session(lease);
   const wd = ctx.watchdogs.get(lease.token);
-  ctx.watchdogs.delete(lease.token);
+  // The release's companions go in the same round trip; when the lease is kept instead, the
+  // two entries they removed are put back (below), and the idle check found the session busy.
+  const ops: PipelineOp[] = [
+    {
+      script: 'lease-release-or-take',
+      keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent, sk.pv, sk.state],
+      args: [lease.token, ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS, limit],
+    },
+  ];
+  if (wd !== undefined) ops.push({ script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, wd, ''] });
+  ops.push(idleOp(ctx, sk));
+  ops.push({ command: 'ZREM', args: [ctx.keys.leases, lease.token] });
+  const reply = asArray((await pipeline(ctx, 'release', ops))[0]);
+  const code = asNumber(reply[0]);
+  if (code === 1) {
+    // Kept. NX: an entry intake put in the ready queue meanwhile (due sooner) stays.
+    const back: PipelineOp[] = [];
+    if (wd !== undefined) back.push({ command: 'ZADD', args: [ctx.keys.ready, 'NX', wd, sk.member] });
+    back.push({ command: 'ZADD', args: [ctx.keys.leases, wd ?? Math.ceil(ctx.now()), lease.token] });
+    await followUp(ctx, back);
+    const mailbox = [reply[1], reply[2], reply[3], ...reply.slice(6)];
+    return mailboxRead(ctx, sk, lease.token, mailbox, [reply[4], reply[5]], limit);
+  }
+  forget(ctx, sk, lease.token);
+  await afterRelease(ctx, sk, code === 0 ? asNumber(reply[1] ?? 0) : code, wd);
+  return null;
+}
+
+export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<void> {
+  const sk = ctx.keys.session(lease);
+  const wd = ctx.watchdogs.get(lease.token);
+  forget(ctx, sk, lease.token);
   // Our watchdog entry goes in the same round trip (compare-and-delete: an entry rescheduled
   // meanwhile by intake has another score and stays).
   const ops: PipelineOp[] = [
@@ -121,12 +182,7 @@ export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<voi
   ops.push(idleOp(ctx, sk));
   ops.push({ command: 'ZREM', args: [ctx.keys.leases, lease.token] });
   const due = asNumber((await pipeline(ctx, 'release', ops))[0]);
-  if (due > 0) await followUp(ctx, scheduleOps(ctx, [[sk.member, due]]));
-  else if (due === ScriptCode.Fenced && wd !== undefined) {
-    // The lease had expired: if nobody took it, the watchdog we just removed was what would
-    // bring the session back. Put it back as due now (NX: a newer entry wins).
-    await followUp(ctx, scheduleOps(ctx, [[sk.member, Math.floor(ctx.now())]], true));
-  }
+  await afterRelease(ctx, sk, due, wd);
 }
 
 export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean> {

@@ -45,7 +45,22 @@ export async function pending(ctx: Context, key: SessionKey, limit: number): Pro
       : token === null
         ? [await run(ctx, 'pending', op), null]
         : await pipeline(ctx, 'pending', [op, stateOp]);
-  const reply = asArray(raw);
+  return mailboxRead(ctx, sk, token, asArray(raw), state, limit);
+}
+
+/**
+ * The messages of a mailbox read (`[version, count, oldest, ...message JSON]`, as pending-3
+ * returns it), at most `limit`; posts its figures, and keeps the state read with it (`[s, v]`)
+ * for the holder's `load`.
+ */
+export function mailboxRead(
+  ctx: Context,
+  sk: SessionKeys,
+  token: string | null,
+  reply: readonly unknown[],
+  state: unknown,
+  limit: number,
+): StoredMessage[] {
   // The worker reading a mailbox posts its figures again: repairs a post lost in a crash.
   ctx.statsFeed.post(figuresAt(sk.member, reply, 0), true);
   const messages = reply.slice(3, 3 + limit).map((j) => JSON.parse(asString(j)) as StoredMessage);

@@ -15,6 +15,7 @@ export const SCRIPT_NAMES = [
   'lease-acquire',
   'lease-renew',
   'lease-release',
+  'lease-release-or-take',
   'lease-clear',
   'reap',
   'commit',
