@@ -202,7 +202,7 @@ async function profile(mode: 'embedded' | 'distributed', users: number): Promise
       procs.push(
         spawnNode(
           'baton worker',
-          [...prof, 'bin/baton.mjs', 'worker', '--concurrency', process.env.BENCH_WORKER_CONCURRENCY ?? '8'],
+          [...prof, 'bin/baton.mjs', 'worker', '--concurrency', process.env.BENCH_WORKER_CONCURRENCY ?? '32'],
           env,
           ROOT,
         ),

@@ -87,7 +87,8 @@ const { values: flags } = parseArgs({
 const QUICK = flags.quick === true;
 const REPEAT = Math.max(1, Math.min(20, Number(flags.repeat ?? (QUICK ? 1 : 3)) || 1));
 const ONLY_CONFIGS = process.env.BENCH_CONFIGS ? process.env.BENCH_CONFIGS.split(',') : null;
-const WORKER_CONCURRENCY = Number(process.env.BENCH_WORKER_CONCURRENCY ?? 8);
+// `baton worker`'s own default unless BENCH_WORKER_CONCURRENCY says otherwise.
+const WORKER_CONCURRENCY = Number(process.env.BENCH_WORKER_CONCURRENCY ?? 32);
 const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 400));
 const BURST_USERS = QUICK ? 30 : 150;
 const TOTAL_TIMEOUT_MS = (QUICK ? 5 : 20) * 60_000;
@@ -627,7 +628,7 @@ async function main(): Promise<number> {
       `on this machine (loopback), shared with other work: load average ${load0[0]!.toFixed(1)} before, ` +
       `${load1[0]!.toFixed(1)} after.`,
     `Each configuration booted once per scenario, warmed up, then measured ${REPEAT} time(s) with fresh users: ` +
-      `median (min-max). Closed loop, 64 webhooks in flight at most; workers --concurrency 8.`,
+      `median (min-max). Closed loop, 64 webhooks in flight at most; workers --concurrency ${WORKER_CONCURRENCY}.`,
     `All users start at once and each sends its next message when the reply it waits for arrives: ` +
       `latencies include queueing at saturation (the first messages wait behind the initial backlog).`,
   ];

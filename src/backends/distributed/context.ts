@@ -112,11 +112,11 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
       databaseUrl: options.databaseUrl,
       schema,
       poolSize: options.poolSize,
-      applyPoolSize: options.maxInFlightGroups ?? 2,
+      applyPoolSize: options.maxInFlightGroups ?? 1,
     }),
     committer: new GroupCommitter((members) => copyJournals(ctx, members), {
       maxGroup: options.maxGroup ?? 500,
-      maxInFlight: options.maxInFlightGroups ?? 2,
+      maxInFlight: options.maxInFlightGroups ?? 1,
     }),
     statsFeed: new StatsFeed(keys, (ops) => followUp(ctx, ops), now),
     now,

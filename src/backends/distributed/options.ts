@@ -56,7 +56,11 @@ export interface DistributedBackendOptions extends RetentionOptions {
   readonly pgRetryMs?: number;
   /** Most sessions copied in one PostgreSQL transaction (500). */
   readonly maxGroup?: number;
-  /** Group-commit transactions running at once, over disjoint sessions (2). */
+  /**
+   * Group-commit transactions running at once, over disjoint sessions (1: while one runs, the
+   * next group gathers; measured, two in flight made groups half as big and cost PostgreSQL
+   * about a third more CPU per message).
+   */
   readonly maxInFlightGroups?: number;
   /** Longest `nextReady` sleep without news, ms (1000). */
   readonly maxIdleMs?: number;
