@@ -10,7 +10,7 @@ import type { IngestResult } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
 import { entryPrefix } from './journal.ts';
-import { asArray, asNumber, followUp, notifyOps, pipeline, run, scheduleOps } from './redis-calls.ts';
+import { asArray, asNumber, copySoon, followUp, pipeline, run, scheduleOps } from './redis-calls.ts';
 import type { PipelineOp } from './scripts.ts';
 import { figuresAt, type MailboxFigures } from './stats-feed.ts';
 
@@ -76,14 +76,11 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
       journaled.push(ctx.keys.member({ channel: s.channel, user: s.recipient }));
     }
   });
-  // Status changes reach PostgreSQL through the flusher, in both modes: a PostgreSQL outage
-  // must not make intake answer 503 (Redis holds them in the journal meanwhile).
+  // Status changes reach PostgreSQL in the background (group commit), in both modes: a
+  // PostgreSQL outage must not make intake answer 503 (Redis holds them in the journal meanwhile).
+  copySoon(ctx, journaled);
   const post = ctx.statsFeed.op(figures.values());
-  await followUp(ctx, [
-    ...scheduleOps(ctx, schedules),
-    ...notifyOps(ctx, journaled),
-    ...(post ? [post] : []),
-  ]);
+  await followUp(ctx, [...scheduleOps(ctx, schedules), ...(post ? [post] : [])]);
   for (const i of unknown) {
     const s = batch.statuses[i]!;
     const err = s.errors?.[0];

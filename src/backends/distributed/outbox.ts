@@ -13,7 +13,7 @@ import type { Context } from './context.ts';
 import { entryPrefix, joinOutbound, type OutboundBodyRecord, type OutboundState } from './journal.ts';
 import type { SessionKeys } from './keys.ts';
 import { load } from './mailbox.ts';
-import { asArray, asNumber, asString, notifyOps, pipeline, r, run } from './redis-calls.ts';
+import { asArray, asNumber, asString, copySoon, pipeline, r, run } from './redis-calls.ts';
 import type { PipelineOp } from './scripts.ts';
 
 /**
@@ -90,31 +90,25 @@ export async function updateOutbound(ctx: Context, id: string, patch: OutboundPa
   const apply = async (key: SessionKey): Promise<boolean> => {
     const sk = ctx.keys.session(key);
     ctx.unsentAfterCommit.delete(sk.member); // no longer as of the commit
-    // Durable in Redis once this answers (journaled); PostgreSQL gets it from the flusher in
+    // Durable in Redis once this answers (journaled); PostgreSQL gets it in the background, in
     // both modes, so that a PostgreSQL outage never makes the outbox take a done send for a
-    // failed one. The notice rides in the same round trip, on a cluster right after (a miss
-    // makes it a no-op).
-    const [reply] = await pipeline(
-      ctx,
-      'outbound',
-      [
-        {
-          script: 'outbound-update',
-          keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
-          args: [
-            'id',
-            id,
-            patch.status,
-            patch.attempts ?? '',
-            patch.providerMessageId ?? '',
-            patch.lastError ?? '',
-            entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
-          ],
-        },
+    // failed one.
+    const reply = await run(ctx, 'outbound', {
+      script: 'outbound-update',
+      keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+      args: [
+        'id',
+        id,
+        patch.status,
+        patch.attempts ?? '',
+        patch.providerMessageId ?? '',
+        patch.lastError ?? '',
+        entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
       ],
-      notifyOps(ctx, [sk.member]),
-    );
-    return asNumber(asArray(reply)[0]) !== ScriptCode.NotFound;
+    });
+    if (asNumber(asArray(reply)[0]) === ScriptCode.NotFound) return false;
+    copySoon(ctx, [sk.member]);
+    return true;
   };
   const cached = ctx.outboundSessions.get(id);
   const candidates = cached ? [cached] : outboundIdCandidates(id);

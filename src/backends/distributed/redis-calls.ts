@@ -99,6 +99,19 @@ export function notifyOps(ctx: Context, members: Iterable<string>): PipelineOp[]
 }
 
 /**
+ * Copies these sessions' journals to PostgreSQL soon, through this process's group committer
+ * (the change is durable in Redis already, journaled; the caller does not wait). Cheaper than a
+ * notice to the flusher: no stream round trips, and the copy shares a transaction with other
+ * sessions' copies. Should PostgreSQL be away, the flusher is told instead, and the reaper
+ * re-announces journals left behind by a process that died meanwhile.
+ */
+export function copySoon(ctx: Context, members: Iterable<string>): void {
+  for (const m of new Set(members)) {
+    ctx.committer.flush(m).catch(() => followUp(ctx, notifyOps(ctx, [m])));
+  }
+}
+
+/**
  * Follow-up writes to global keys (ready queue, wake channel, flush stream). Losing them
  * delays work but loses nothing (flag expiry and the reaper repair it), so a failure is logged.
  */
