@@ -31,6 +31,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import pino from 'pino';
 import type {
@@ -64,6 +65,7 @@ import {
 } from '../retention.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import { GroupCommitter } from './committer.ts';
+import { IntakeWatermarks } from './intake-watermark.ts';
 import { StreamFlusher } from './flusher.ts';
 import type { JournalEntry, OutboundBodyRecord, OutboundState } from './journal.ts';
 import { entryPrefix, joinOutbound, splitOutbound } from './journal.ts';
@@ -255,6 +257,11 @@ export class DistributedBackend implements Backend {
   private initialized = false;
   private closed = false;
   private lastRedisError = 0;
+  /**
+   * Intake watermarks (intake-watermark.ts): ingresses publish, workers wait on them before
+   * closing a batch. None with `bufferMs` 0: no window, nothing to wait for.
+   */
+  readonly intake: IntakeWatermarks | undefined;
 
   constructor(options: DistributedBackendOptions) {
     this.opts = options;
@@ -289,6 +296,17 @@ export class DistributedBackend implements Backend {
       maxGroup: options.maxGroup ?? 500,
       maxInFlight: options.maxInFlightGroups ?? 2,
     });
+    this.intake =
+      options.bufferMs > 0
+        ? new IntakeWatermarks({
+            key: this.keys.intake,
+            ingressId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+            send: (ops) => this.pipeline('intake watermark', ops),
+            cluster: options.cluster ?? false,
+            now: this.now,
+            onError: (err) => this.redisError(err instanceof Error ? err : new Error(String(err))),
+          })
+        : undefined;
   }
 
   private redisError(err: Error): void {
@@ -342,6 +360,9 @@ export class DistributedBackend implements Backend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // This ingress's watermark entry goes: it receives nothing more.
+    const leaving = this.intake?.close();
+    if (leaving) await this.followUp([leaving]);
     this.scheduler?.close();
     if (this.reaperTimer) clearInterval(this.reaperTimer);
     if (this.purgeTimer) clearInterval(this.purgeTimer);
@@ -487,7 +508,11 @@ export class DistributedBackend implements Backend {
         ],
       });
     }
-    const replies = await this.pipeline('ingest', ops);
+    // This ingress's intake watermark rides first (before the messages it may be about to store).
+    const watermark = this.intake?.take();
+    const replies = (await this.pipeline('ingest', watermark ? [watermark, ...ops] : ops)).slice(
+      watermark ? 1 : 0,
+    );
 
     let accepted = 0;
     let duplicates = 0;
@@ -882,10 +907,21 @@ export class DistributedBackend implements Backend {
     // Called with a lease (the engine's turn): the state comes in the same round trip, for the
     // `load` that follows when there is something to do.
     const token = 'token' in key && typeof key.token === 'string' ? key.token : null;
-    const [raw, state] =
+    // So do the intake watermarks, read just before the mailbox (see intake-watermark.ts).
+    const watermark = token === null ? null : (this.intake?.beforeRead() ?? null);
+    let replies =
       token === null
         ? [await this.run('pending', op), null]
-        : await this.pipeline('pending', [op, { command: 'HMGET', args: [sk.state, 's', 'v'] }]);
+        : await this.pipeline('pending', [
+            ...(watermark ? [watermark.op] : []),
+            op,
+            { command: 'HMGET', args: [sk.state, 's', 'v'] },
+          ]);
+    if (watermark) {
+      this.intake!.afterRead(key, watermark, replies[0]);
+      replies = replies.slice(1);
+    }
+    const [raw, state] = replies;
     const reply = asArray(raw);
     // The worker reading a mailbox posts its figures again: repairs a post lost in a crash.
     this.statsFeed.post(figuresAt(sk.member, reply, 0), true);
