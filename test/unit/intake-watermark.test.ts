@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   DEAD_AFTER_MS,
   encodeEntry,
+  IDLE_PERIOD_MS,
   hashEntries,
   IntakeWatermarks,
   lowWatermark,
@@ -18,22 +19,34 @@ import type { PipelineOp } from '../../src/backends/distributed/scripts.ts';
 const KEY = 'bt:intake';
 const session = { channel: 'ch', user: 'u1' };
 
-/** An in-memory Redis hash behind `send`, and the ops it received. */
+/** An in-memory Redis hash and pub/sub behind `send` and `subscribe`, and the ops it received. */
 function fakeRedis(): {
   hash: Map<string, string>;
   ops: PipelineOp[];
   send: (ops: readonly PipelineOp[]) => Promise<unknown[]>;
+  subscribe: (channel: string, onMessage: () => void) => () => void;
 } {
   const hash = new Map<string, string>();
   const ops: PipelineOp[] = [];
+  const subs = new Map<string, Set<() => void>>();
   return {
     hash,
     ops,
     send: async (batch) =>
       batch.map((op) => {
         ops.push(op);
+        if ('command' in op && op.command === 'PUBLISH') {
+          const listeners = [...(subs.get(String(op.args[0])) ?? [])];
+          setImmediate(() => listeners.forEach((l) => l()));
+          return listeners.length;
+        }
         return apply(hash, op);
       }),
+    subscribe: (channel, onMessage) => {
+      const set = subs.get(channel) ?? new Set();
+      subs.set(channel, set.add(onMessage));
+      return () => set.delete(onMessage);
+    },
   };
 }
 
@@ -53,7 +66,13 @@ function watermarks(
     send: ConstructorParameters<typeof IntakeWatermarks>[0]['send'];
   },
 ): IntakeWatermarks {
-  const w = new IntakeWatermarks({ key: KEY, ingressId: 'me', cluster: false, ...o });
+  const w = new IntakeWatermarks({
+    key: KEY,
+    askChannel: 'bt:intake:ask',
+    ingressId: 'me',
+    cluster: false,
+    ...o,
+  });
   open.push(w);
   return w;
 }
@@ -230,6 +249,20 @@ describe('the worker side', () => {
     await new Promise((r) => setImmediate(r));
     expect(settled).toBe(true);
     expect(await waiting).toBe(true);
+  });
+
+  it('an idle ingress answers a waiting worker at once, not at its next idle tick', async () => {
+    const redis = fakeRedis();
+    const ingress = watermarks({ send: redis.send, subscribe: redis.subscribe, ingressId: 'idle' });
+    ingress.tracker(); // publishes now, then every IDLE_PERIOD_MS
+    await new Promise((r) => setTimeout(r, 20));
+    const worker = watermarks({ send: redis.send, ingressId: 'worker' });
+    worker.gate();
+    const windowEnd = Date.now(); // after the idle ingress's publish
+    const started = Date.now();
+    expect(await worker.drained(windowEnd, 2000)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(IDLE_PERIOD_MS / 2);
+    expect(ingress.published).toBe(2);
   });
 
   it('stops waiting when its lease is lost', async () => {

@@ -300,8 +300,16 @@ export class DistributedBackend implements Backend {
       options.bufferMs > 0
         ? new IntakeWatermarks({
             key: this.keys.intake,
+            askChannel: this.keys.intakeAsk,
             ingressId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
             send: (ops) => this.pipeline('intake watermark', ops),
+            subscribe: (channel, onMessage) => {
+              const sub = subscriberClient(this.redis);
+              sub.on('error', (err: Error) => this.redisError(err));
+              sub.on('message', onMessage);
+              sub.subscribe(channel).catch((err: unknown) => this.redisError(err as Error));
+              return () => sub.disconnect();
+            },
             cluster: options.cluster ?? false,
             now: this.now,
             onError: (err) => this.redisError(err instanceof Error ? err : new Error(String(err))),

@@ -17,7 +17,10 @@
  * - an ingress publishes with the ingest pipeline it already sends (first op, so its entry is in
  *   Redis before any message it stores) and on a timer: every {@link ACTIVE_PERIOD_MS} while it
  *   has had webhooks in the last {@link ACTIVE_FOR_MS}, every {@link IDLE_PERIOD_MS} otherwise;
- *   never more often than every {@link MIN_GAP_MS}.
+ *   never more often than every {@link MIN_GAP_MS}. A worker that waits asks every ingress for a
+ *   fresh figure (PUBLISH on `Keys.intakeAsk`): an idle ingress answers at once instead of at its
+ *   next idle tick, and an asked one publishes each time its watermark moves for
+ *   {@link ASKED_FOR_MS}, so a held batch goes as soon as its last webhook is stored.
  * - a worker reads the hash in the round trip of its leased `pending` read, just before the
  *   mailbox (single node: same pipeline, executed in order), so a watermark past the window
  *   proves the mailbox read holds the whole window. Only when it does not does the worker wait,
@@ -49,7 +52,9 @@ export const IDLE_PERIOD_MS = 500;
 export const ACTIVE_FOR_MS = 3000;
 /** Publishes are at least this far apart (the ingest pipeline and the timer share it). */
 export const MIN_GAP_MS = 5;
-/** How often a worker with held batches reads the watermarks again. */
+/** After a worker asked, an ingress publishes each time its watermark moves, for this long. */
+export const ASKED_FOR_MS = 200;
+/** How often a worker with held batches reads the watermarks again (and asks for fresh ones). */
 export const POLL_MS = 10;
 /** Webhooks in flight longer than this (a body trickling in) hold nothing back. */
 export const STALE_AFTER_MS = 2000;
@@ -119,8 +124,15 @@ export interface IntakeWatermarksOptions {
   readonly key: string;
   /** This process's field in it. */
   readonly ingressId: string;
+  /** The channel on which waiting workers ask the ingresses to publish (`Keys.intakeAsk`). */
+  readonly askChannel: string;
   /** Sends ops on their own (timer publishes, reads, clean-up); replies in order. */
   readonly send: (ops: readonly PipelineOp[]) => Promise<unknown[]>;
+  /**
+   * Subscribes to a channel (an ingress listens for asks); returns the unsubscribe. Without it
+   * an ingress answers on its timer only.
+   */
+  readonly subscribe?: (channel: string, onMessage: () => void) => () => void;
   /** Redis Cluster: the hash and a mailbox may live on different nodes (see the module doc). */
   readonly cluster: boolean;
   readonly now?: () => number;
@@ -157,6 +169,10 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   private lastWebhook = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | null = null;
   private nextTick = Number.POSITIVE_INFINITY;
+  /** A worker asked: the next tick publishes whatever the period; moves are published until then. */
+  private asked = false;
+  private askedUntil = Number.NEGATIVE_INFINITY;
+  private unsubscribe: (() => void) | null = null;
   /** Publishes made (piggy-backed or alone), for tests and benchmarks. */
   published = 0;
 
@@ -180,6 +196,7 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   tracker(): IntakeTracker {
     if (!this.publishing && !this.closed) {
       this.publishing = true;
+      this.unsubscribe = this.o.subscribe?.(this.o.askChannel, () => this.answer()) ?? null;
       this.tick();
     }
     return this;
@@ -198,6 +215,18 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   end(token: number): void {
     if (!this.inFlight.delete(token)) return;
     if (this.waiters.size > 0) this.check();
+    // A worker is waiting (for this webhook, perhaps): tell it soon.
+    if (this.now() < this.askedUntil) this.answer(false);
+  }
+
+  /** A worker asked for a fresh figure (or, while asked, the watermark moved): publish soon. */
+  private answer(extend = true): void {
+    if (!this.publishing || this.closed) return;
+    const now = this.now();
+    if (extend) this.askedUntil = now + ASKED_FOR_MS;
+    this.asked = true;
+    const at = Math.max(now, this.lastPublish + MIN_GAP_MS);
+    if (this.nextTick > at) this.arm(at);
   }
 
   /** Every webhook this process received before the returned time is stored. */
@@ -236,9 +265,12 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
     const active = now - this.lastWebhook < ACTIVE_FOR_MS || this.inFlight.size > 0;
     const period = active ? ACTIVE_PERIOD_MS : IDLE_PERIOD_MS;
     let next = this.lastPublish + period;
-    if (now >= next) {
+    if (now >= next || (this.asked && now - this.lastPublish >= MIN_GAP_MS)) {
+      this.asked = false;
       this.o.send([this.publishOp(now)]).catch((err: unknown) => this.o.onError?.(err));
       next = now + period;
+    } else if (this.asked) {
+      next = Math.min(next, this.lastPublish + MIN_GAP_MS);
     }
     this.arm(next);
   }
@@ -246,7 +278,7 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   private arm(at: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.nextTick = at;
-    this.timer = setTimeout(() => this.tick(), Math.max(MIN_GAP_MS, at - this.now()));
+    this.timer = setTimeout(() => this.tick(), Math.max(0, at - this.now()));
     this.timer.unref();
   }
 
@@ -318,7 +350,11 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
     try {
       while (this.waiters.size > 0 && !this.closed) {
         try {
-          const [reply] = await this.o.send([{ command: 'HGETALL', args: [this.o.key] }]);
+          // Ask for fresh figures, and read what is there (answers show on the next poll).
+          const [reply] = await this.o.send([
+            { command: 'HGETALL', args: [this.o.key] },
+            { command: 'PUBLISH', args: [this.o.askChannel, '1'] },
+          ]);
           this.polls += 1;
           const { watermark, purge } = lowWatermark(hashEntries(reply), this.now(), this.ownField());
           this.cleanUp(purge);
@@ -357,6 +393,7 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   /** Stops publishing and polling; returns the op that removes this ingress's entry (null if none). */
   close(): PipelineOp | null {
     this.closed = true;
+    this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     for (const w of [...this.waiters]) w.done();

@@ -77,6 +77,8 @@ export class Keys {
   readonly leases: string;
   /** HASH ingress id -> `<low watermark>:<published at>` (see intake-watermark.ts). */
   readonly intake: string;
+  /** Pub/sub channel on which workers waiting for a batch's window ask ingresses to publish. */
+  readonly intakeAsk: string;
   /**
    * The global pending-message figures (see scripts/stats-pending-4.lua), all in one slot
    * (hash tag `{<prefix>}`): ZSET session member -> oldest pending storedAt.
@@ -100,6 +102,7 @@ export class Keys {
     this.workers = `${prefix}:workers`;
     this.leases = `${prefix}:leases`;
     this.intake = `${prefix}:intake`;
+    this.intakeAsk = `${prefix}:intake:ask`;
     const stats = `${prefix}:stats:{${prefix}}`;
     this.pendingOldest = `${stats}:oldest`;
     this.pendingCounts = `${stats}:counts`;
