@@ -14,7 +14,7 @@ import type { Backend } from './backends/types.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
-import { IntakeGate } from './engine/intake-gate.ts';
+import { LocalIntakeGate, type IntakeGate, type IntakeTracker } from './engine/intake-gate.ts';
 import { importModule } from './config/module.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
@@ -136,12 +136,21 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const backend = opts.backend ?? (await createBackend(config, logger, opts.now));
   await backend.init();
 
-  // Ingress and workers in one process: batches wait for webhooks of their window still being stored.
-  const intake =
-    roles.ingress && roles.worker ? new IntakeGate(opts.now ? { now: opts.now } : {}) : undefined;
+  // Batches wait for webhooks of their window still being stored: those of any ingress process
+  // when the backend is shared (its watermarks), else those of the ingress in this process.
+  let intake: { tracker?: IntakeTracker; gate?: IntakeGate } = {};
+  if (backend.intake) {
+    intake = {
+      ...(roles.ingress ? { tracker: backend.intake.tracker() } : {}),
+      ...(roles.worker ? { gate: backend.intake.gate() } : {}),
+    };
+  } else if (roles.ingress && roles.worker) {
+    const local = new LocalIntakeGate(opts.now ? { now: opts.now } : {});
+    intake = { tracker: local, gate: local };
+  }
   const engine = new Engine({
     backend,
-    ...(intake ? { intake } : {}),
+    ...(intake.gate ? { intake: intake.gate } : {}),
     flows,
     defaultFlow: flowList[0]!.id,
     ...(router ? { router } : {}),
@@ -174,7 +183,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const server = buildServer({
     backend,
     stats,
-    ...(intake ? { intake } : {}),
+    ...(intake.tracker ? { intake: intake.tracker } : {}),
     ...(opts.now ? { now: opts.now } : {}),
     metrics,
     logger,

@@ -4,6 +4,7 @@
  * The conformance suite in `test/conformance/` runs against each.
  * @module
  */
+import type { IntakeGate, IntakeTracker } from '../engine/intake-gate.ts';
 import type { SessionKey, StoredMessage, WebhookBatch } from '../model/message.ts';
 import type {
   DeadLetter,
@@ -223,4 +224,11 @@ export interface Backend {
   inbound(key: SessionKey): Promise<StoredMessage[]>;
   /** The session's live lease, or null when it has none. */
   leaseInfo(key: SessionKey): Promise<LeaseInfo | null>;
+
+  /**
+   * Intake watermarks across processes, for a backend shared by several (distributed): the
+   * ingress side (`tracker`, it starts publishing) and the engine side (`gate`). Absent: only
+   * an ingress in the same process can hold batches back (`LocalIntakeGate`).
+   */
+  readonly intake?: { tracker(): IntakeTracker; gate(): IntakeGate };
 }

@@ -65,7 +65,10 @@ export interface EngineOptions {
   readonly now?: () => number;
   /** Worker id recorded in transition records. */
   readonly workerId?: string;
-  /** Webhooks this process received and has not stored yet; batches wait for their window's. */
+  /**
+   * Webhooks received and not stored yet (this process's, or any ingress process's when the
+   * backend is shared): batches wait for those of their window.
+   */
   readonly intake?: IntakeGate;
   /** Send attempts per reply before it is dead-lettered (retryable failures only). */
   readonly maxSendAttempts?: number;
@@ -323,7 +326,7 @@ export class Engine {
         // Timers run before I/O in an event-loop turn: let sockets that are already readable be
         // read first, so webhooks that arrived before the window closed are counted.
         await new Promise((r) => setImmediate(r));
-        if (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal)) {
+        if (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal, lease)) {
           pending = await backend.pending(lease, MAX_BATCH);
         }
       }

@@ -1,11 +1,35 @@
 /**
- * Webhooks this process has received and not yet stored. A burst's messages arrive within
- * milliseconds, but on a busy machine storing them can take longer than the buffer window; the
- * engine asks the gate before it closes a batch, so a burst still being stored is not split.
- * Requests are counted from the moment their headers arrive; one that has been in flight for
- * longer than `staleAfterMs` (a body trickling in) no longer holds anything up.
+ * Webhooks received and not yet stored. A burst's messages arrive within milliseconds, but on a
+ * busy machine storing them can take longer than the buffer window; the engine asks its
+ * {@link IntakeGate} before it closes a batch, so a burst still being stored is not split.
+ *
+ * Two sides, two interfaces: the ingress tells an {@link IntakeTracker} when each webhook's
+ * headers arrive and when it is stored (or refused); the engine waits on an {@link IntakeGate}.
+ * In one process (`baton start` on the embedded store) {@link LocalIntakeGate} is both. Across
+ * processes the distributed backend provides both sides through Redis: each ingress publishes a
+ * low watermark, the workers read it (`backends/distributed/intake-watermark.ts`).
  * @module
  */
+import type { SessionKey } from '../model/message.ts';
+
+/** The ingress's side: each webhook from the moment its headers arrive until it is stored. */
+export interface IntakeTracker {
+  /** A webhook request arrived at `receivedAt`; returns the token to `end` it with. */
+  begin(receivedAt?: number): number;
+  /** The request is stored, refused or gone. */
+  end(token: number): void;
+}
+
+/** The engine's side. */
+export interface IntakeGate {
+  /**
+   * Resolves once every webhook received at or before `t` (and not stale) is stored, or after
+   * `maxWaitMs`, or when `signal` aborts. `true` when the caller must read the session's mailbox
+   * again: it had to wait, or it cannot tell that what the caller read was read after those
+   * webhooks were stored. `session`: the session whose mailbox the caller has just read.
+   */
+  drained(t: number, maxWaitMs: number, signal?: AbortSignal, session?: SessionKey): Promise<boolean>;
+}
 
 export interface IntakeGateOptions {
   readonly now?: () => number;
@@ -13,7 +37,12 @@ export interface IntakeGateOptions {
   readonly staleAfterMs?: number;
 }
 
-export class IntakeGate {
+/**
+ * Both sides in one process. Requests are counted from the moment their headers arrive; one
+ * that has been in flight for longer than `staleAfterMs` (a body trickling in) no longer holds
+ * anything up.
+ */
+export class LocalIntakeGate implements IntakeTracker, IntakeGate {
   private readonly inFlight = new Map<number, number>();
   private readonly waiters = new Set<() => void>();
   private nextToken = 0;
@@ -25,14 +54,12 @@ export class IntakeGate {
     this.staleAfterMs = o.staleAfterMs ?? 2000;
   }
 
-  /** A webhook request arrived at `receivedAt`; returns the token to `end` it with. */
   begin(receivedAt: number = this.now()): number {
     this.nextToken += 1;
     this.inFlight.set(this.nextToken, receivedAt);
     return this.nextToken;
   }
 
-  /** The request is stored, refused or gone. */
   end(token: number): void {
     if (!this.inFlight.delete(token)) return;
     for (const wake of this.waiters) wake();
@@ -47,10 +74,6 @@ export class IntakeGate {
     return false;
   }
 
-  /**
-   * Resolves once no request received at or before `t` is still being stored, or after
-   * `maxWaitMs`, or when `signal` aborts. `true` when it had to wait.
-   */
   async drained(t: number, maxWaitMs: number, signal?: AbortSignal): Promise<boolean> {
     if (!this.holds(t)) return false;
     await new Promise<void>((resolve) => {

@@ -13,7 +13,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/types.ts';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
-import type { IntakeGate } from '../engine/intake-gate.ts';
+import type { IntakeTracker } from '../engine/intake-gate.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
@@ -48,8 +48,8 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
 
 export interface ServerDeps extends AdminDeps {
   readonly backend: Backend;
-  /** Webhooks received and not yet stored, for the engine's batches (same process). */
-  readonly intake?: IntakeGate;
+  /** Told of webhooks from their headers until stored, so batches wait for them (see IntakeGate). */
+  readonly intake?: IntakeTracker;
   /** The clock the stores use (tests inject one): webhooks' arrival times are read from it. */
   readonly now?: () => number;
   readonly metrics: Metrics;

@@ -6,6 +6,8 @@
  * functions of it; index.ts builds it and delegates to them.
  * @module
  */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import pino from 'pino';
 import type { SessionKey } from '../../model/message.ts';
 import { GroupCommitter } from './committer.ts';
@@ -14,8 +16,9 @@ import { Keys } from './keys.ts';
 import { assertSchemaName } from './migrate.ts';
 import type { BackendLogger, DistributedBackendOptions } from './options.ts';
 import { PgStore } from './pg-store.ts';
-import { createRedisClient, type RedisClient } from './redis-client.ts';
-import { followUp, redisError } from './redis-calls.ts';
+import { IntakeWatermarks, type WatermarkRead } from './intake-watermark.ts';
+import { createRedisClient, subscriberClient, type RedisClient } from './redis-client.ts';
+import { followUp, pipeline, redisError } from './redis-calls.ts';
 import type { ReadyScheduler } from './scheduler.ts';
 import { ScriptSet } from './scripts.ts';
 import { StatsFeed } from './stats-feed.ts';
@@ -58,7 +61,16 @@ export interface Context {
    * session member -> its mailbox and state as read right after the grant (same round trip),
    * for the new holder's first `pending` (used once; dropped on release).
    */
-  readonly mailboxReads: Map<string, { token: string; mailbox: unknown; state: unknown }>;
+  readonly mailboxReads: Map<
+    string,
+    {
+      token: string;
+      mailbox: unknown;
+      state: unknown;
+      /** The intake watermarks, read just before the mailbox. */
+      watermark?: { read: WatermarkRead; reply: unknown };
+    }
+  >;
   /**
    * session member -> the first page of its journal as read right after the lease holder's
    * commit (same round trip), for the journal copy that commit waits for (used once).
@@ -84,6 +96,11 @@ export interface Context {
   closed: boolean;
   /** When the last Redis connection error was logged (they are logged at most one per 5 s). */
   lastRedisError: number;
+  /**
+   * Intake watermarks (intake-watermark.ts): ingresses publish, workers wait on them before
+   * closing a batch. None with `bufferMs` 0: no window, nothing to wait for.
+   */
+  readonly intake: IntakeWatermarks | undefined;
 }
 
 /** The group committer's work (commit.ts): copy these sessions' journals to PostgreSQL. */
@@ -145,6 +162,25 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     initialized: false,
     closed: false,
     lastRedisError: 0,
+    intake:
+      options.bufferMs > 0
+        ? new IntakeWatermarks({
+            key: keys.intake,
+            askChannel: keys.intakeAsk,
+            ingressId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+            send: (ops) => pipeline(ctx, 'intake watermark', ops),
+            subscribe: (channel, onMessage) => {
+              const sub = subscriberClient(ctx.redis);
+              sub.on('error', (err: Error) => redisError(ctx, err));
+              sub.on('message', onMessage);
+              sub.subscribe(channel).catch((err: unknown) => redisError(ctx, err as Error));
+              return () => sub.disconnect();
+            },
+            cluster: options.cluster ?? false,
+            now,
+            onError: (err) => redisError(ctx, err instanceof Error ? err : new Error(String(err))),
+          })
+        : undefined,
   };
   redis.on('error', (err: Error) => redisError(ctx, err));
   return ctx;

@@ -81,6 +81,14 @@ export class DistributedBackend implements Backend {
     this.ctx = createContext(options, commits.copyJournals);
   }
 
+  /**
+   * Intake watermarks across ingress and worker processes (intake-watermark.ts); none with
+   * `bufferMs` 0.
+   */
+  get intake(): Context['intake'] {
+    return this.ctx.intake;
+  }
+
   /** The stats posts queue (tests queue posts on it). */
   private get statsFeed(): StatsFeed {
     return this.ctx.statsFeed;

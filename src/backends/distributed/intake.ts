@@ -46,7 +46,11 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
       ],
     });
   }
-  const replies = await pipeline(ctx, 'ingest', ops);
+  // This ingress's intake watermark rides first (before the messages it may be about to store).
+  const watermark = ctx.intake?.take();
+  const replies = (await pipeline(ctx, 'ingest', watermark ? [watermark, ...ops] : ops)).slice(
+    watermark ? 1 : 0,
+  );
 
   let accepted = 0;
   let duplicates = 0;

@@ -75,6 +75,10 @@ export class Keys {
   readonly workers: string;
   /** ZSET lease token by watchdog score (lease expiry + grace): the leases held, counted by `stats`. */
   readonly leases: string;
+  /** HASH ingress id -> `<low watermark>:<published at>` (see intake-watermark.ts). */
+  readonly intake: string;
+  /** Pub/sub channel on which workers waiting for a batch's window ask ingresses to publish. */
+  readonly intakeAsk: string;
   /**
    * The global pending-message figures (see scripts/stats-pending-4.lua), all in one slot
    * (hash tag `{<prefix>}`): ZSET session member -> oldest pending storedAt.
@@ -97,6 +101,8 @@ export class Keys {
     this.purge = `${prefix}:purge`;
     this.workers = `${prefix}:workers`;
     this.leases = `${prefix}:leases`;
+    this.intake = `${prefix}:intake`;
+    this.intakeAsk = `${prefix}:intake:ask`;
     const stats = `${prefix}:stats:{${prefix}}`;
     this.pendingOldest = `${stats}:oldest`;
     this.pendingCounts = `${stats}:counts`;

@@ -43,14 +43,25 @@ export async function acquireLease(
   const held = (): PipelineOp => ({ command: 'ZADD', args: [ctx.keys.leases, wd, token] });
   // And the new holder's first mailbox and state read: the turn needs them next (Redis runs
   // them after the grant; wasted only when the lease is refused).
+  // The intake watermarks too, read just before the mailbox (see intake-watermark.ts).
+  const watermark = ctx.intake?.beforeRead() ?? null;
   const first = await pipeline(ctx, 'acquire', [
     acquire('', ''),
     watchdog(),
     held(),
+    ...(watermark ? [watermark.op] : []),
     ...mailboxReadOps(sk, MAILBOX_READ_LIMIT),
   ]);
   let reply = asArray(first[0]);
-  if (asNumber(reply[0]) > 0) ctx.mailboxReads.set(sk.member, { token, mailbox: first[3], state: first[4] });
+  if (asNumber(reply[0]) > 0) {
+    const at = watermark ? 4 : 3;
+    ctx.mailboxReads.set(sk.member, {
+      token,
+      mailbox: first[at],
+      state: first[at + 1],
+      ...(watermark ? { watermark: { read: watermark, reply: first[3] } } : {}),
+    });
+  }
   if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
     // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
     // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
@@ -139,7 +150,10 @@ export async function releaseOrTake(
   const wd = ctx.watchdogs.get(lease.token);
   // The release's companions go in the same round trip; when the lease is kept instead, the
   // two entries they removed are put back (below), and the idle check found the session busy.
+  // The intake watermarks, read just before the mailbox, for the batch of messages kept.
+  const watermark = ctx.intake?.beforeRead() ?? null;
   const ops: PipelineOp[] = [
+    ...(watermark ? [watermark.op] : []),
     {
       script: 'lease-release-or-take',
       keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent, sk.pv, sk.state],
@@ -149,9 +163,11 @@ export async function releaseOrTake(
   if (wd !== undefined) ops.push({ script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, wd, ''] });
   ops.push(idleOp(ctx, sk));
   ops.push({ command: 'ZREM', args: [ctx.keys.leases, lease.token] });
-  const reply = asArray((await pipeline(ctx, 'release', ops))[0]);
+  const replies = await pipeline(ctx, 'release', ops);
+  const reply = asArray(replies[watermark ? 1 : 0]);
   const code = asNumber(reply[0]);
   if (code === 1) {
+    if (watermark) ctx.intake!.afterRead(lease, watermark, replies[0]);
     // Kept. NX: an entry intake put in the ready queue meanwhile (due sooner) stays.
     const back: PipelineOp[] = [];
     if (wd !== undefined) back.push({ command: 'ZADD', args: [ctx.keys.ready, 'NX', wd, sk.member] });

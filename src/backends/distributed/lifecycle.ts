@@ -10,7 +10,7 @@ import { StreamFlusher } from './flusher.ts';
 import { migrate } from './migrate.ts';
 import { persistenceWarning } from './persistence.ts';
 import { masterNodes, nodeAddress, readerClient } from './redis-client.ts';
-import { r, redisError } from './redis-calls.ts';
+import { followUp, r, redisError } from './redis-calls.ts';
 
 /** The consumer group of the stream flushers (one consumer per process). */
 const FLUSH_GROUP = 'flushers';
@@ -56,6 +56,9 @@ export async function init(ctx: Context): Promise<void> {
 export async function close(ctx: Context): Promise<void> {
   if (ctx.closed) return;
   ctx.closed = true;
+  // This ingress's watermark entry goes: it receives nothing more.
+  const leaving = ctx.intake?.close();
+  if (leaving) await followUp(ctx, [leaving]);
   ctx.scheduler?.close();
   if (ctx.reaperTimer) clearInterval(ctx.reaperTimer);
   if (ctx.purgeTimer) clearInterval(ctx.purgeTimer);

@@ -39,12 +39,16 @@ export async function pending(ctx: Context, key: SessionKey, limit: number): Pro
   const token = 'token' in key && typeof key.token === 'string' ? key.token : null;
   const early = token === null ? undefined : ctx.mailboxReads.get(sk.member);
   if (early !== undefined) ctx.mailboxReads.delete(sk.member);
-  const [raw, state] =
-    early !== undefined && early.token === token && limit <= MAILBOX_READ_LIMIT
-      ? [early.mailbox, early.state]
-      : token === null
-        ? [await run(ctx, 'pending', op), null]
-        : await pipeline(ctx, 'pending', [op, stateOp]);
+  if (early !== undefined && early.token === token && limit <= MAILBOX_READ_LIMIT) {
+    if (early.watermark) ctx.intake!.afterRead(key, early.watermark.read, early.watermark.reply);
+    return mailboxRead(ctx, sk, token, asArray(early.mailbox), early.state, limit);
+  }
+  if (token === null) return mailboxRead(ctx, sk, null, asArray(await run(ctx, 'pending', op)), null, limit);
+  // So do the intake watermarks, read just before the mailbox (see intake-watermark.ts).
+  const watermark = ctx.intake?.beforeRead() ?? null;
+  const replies = await pipeline(ctx, 'pending', [...(watermark ? [watermark.op] : []), op, stateOp]);
+  if (watermark) ctx.intake!.afterRead(key, watermark, replies.shift());
+  const [raw, state] = replies;
   return mailboxRead(ctx, sk, token, asArray(raw), state, limit);
 }
 
