@@ -118,6 +118,7 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
   if (code === ScriptCode.VersionConflict)
     throw new VersionConflictError(sessionId(lease), batch.expectedVersion);
   if (code !== 0) throw new Error(`commit returned ${scriptCodeName(code)}`);
+  ctx.unposted.delete(sk.member); // what the holder read is older than this
   ctx.statsFeed.post(figuresAt(sk.member, reply, 2));
   rememberOutbound(ctx, batch.outbound);
   if (!ctx.writeThrough) return DURABLE;
@@ -217,8 +218,9 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
     if (entries.length === 0) break;
     for (const id of await ctx.pg.apply(entries)) fenced.add(id);
     // A session released before its journal reached PostgreSQL may now expire.
+    // (Not for a session whose lease this process holds: its release asks.)
     const idle = pages.flatMap((p, k) =>
-      asArray(p).length > 0 && !held.has(todo[k]!) ? [idleOp(ctx, sks[k]!)] : [],
+      asArray(p).length > 0 && !held.has(todo[k]!) && !ctx.held.has(todo[k]!) ? [idleOp(ctx, sks[k]!)] : [],
     );
     await pipeline(ctx, 'journal trim', [...trims, ...idle]);
     todo = again;

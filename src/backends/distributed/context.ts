@@ -21,7 +21,7 @@ import { createRedisClient, subscriberClient, type RedisClient } from './redis-c
 import { followUp, pipeline, redisError } from './redis-calls.ts';
 import type { ReadyScheduler } from './scheduler.ts';
 import { ScriptSet } from './scripts.ts';
-import { StatsFeed } from './stats-feed.ts';
+import { StatsFeed, type MailboxFigures } from './stats-feed.ts';
 
 /** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
 export const UNSENT_RETRY_MS = 1000;
@@ -52,6 +52,13 @@ export interface Context {
   // --- what this process remembers between calls -----------------------------------------
   /** lease token -> the watchdog score this process set for it in the ready queue. */
   readonly watchdogs: Map<string, string>;
+  /** session member -> the token of the lease this process holds on it (until released). */
+  readonly held: Map<string, string>;
+  /**
+   * session member -> mailbox figures a holder read and has not posted: its commit posts newer
+   * ones, so they are posted (as a repair) only if the lease is released without a commit.
+   */
+  readonly unposted: Map<string, MailboxFigures>;
   /**
    * session member -> its state as read with its mailbox by the lease holder's `pending`, for
    * that holder's next `load` (one round trip for both; used once, dropped on release).
@@ -147,6 +154,8 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     pgRetryMs: options.pgRetryMs ?? 2000,
     idleTtlMs: Math.round((options.idleTtlSec ?? 86_400) * 1000),
     watchdogs: new Map(),
+    held: new Map(),
+    unposted: new Map(),
     prefetched: new Map(),
     mailboxReads: new Map(),
     journalReads: new Map(),

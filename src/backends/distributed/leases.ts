@@ -87,6 +87,7 @@ export async function acquireLease(
     throw new Error(`lease-acquire returned ${scriptCodeName(code)}`);
   }
   ctx.watchdogs.set(token, wd);
+  ctx.held.set(sk.member, token);
   return { channel: key.channel, user: key.user, token, fence: code, holder };
 }
 
@@ -113,8 +114,22 @@ export async function renewLease(ctx: Context, lease: LeaseGrant, ttlMs: number)
   return true;
 }
 
+/**
+ * The session no longer counts as held here, from before its release is sent: a journal copy
+ * whose trim is sent after this point asks whether the session is idle, and one sent before
+ * it reaches Redis before the release (same connection), whose own idle check then sees it.
+ */
+function unhold(ctx: Context, sk: SessionKeys, token: string): void {
+  if (ctx.held.get(sk.member) === token) ctx.held.delete(sk.member);
+}
+
 /** Forgets what this process kept for a lease it has released. */
 function forget(ctx: Context, sk: SessionKeys, token: string): void {
+  const figures = ctx.unposted.get(sk.member);
+  if (figures !== undefined) {
+    ctx.unposted.delete(sk.member);
+    ctx.statsFeed.post(figures, true);
+  }
   ctx.prefetched.delete(sk.member);
   ctx.mailboxReads.delete(sk.member);
   ctx.unsentAfterCommit.delete(sk.member);
@@ -148,6 +163,7 @@ export async function releaseOrTake(
 ): Promise<StoredMessage[] | null> {
   const sk = ctx.keys.session(lease);
   const wd = ctx.watchdogs.get(lease.token);
+  unhold(ctx, sk, lease.token);
   // The release's companions go in the same round trip; when the lease is kept instead, the
   // two entries they removed are put back (below), and the idle check found the session busy.
   // The intake watermarks, read just before the mailbox, for the batch of messages kept.
@@ -167,6 +183,7 @@ export async function releaseOrTake(
   const reply = asArray(replies[watermark ? 1 : 0]);
   const code = asNumber(reply[0]);
   if (code === 1) {
+    ctx.held.set(sk.member, lease.token);
     if (watermark) ctx.intake!.afterRead(lease, watermark, replies[0]);
     // Kept. NX: an entry intake put in the ready queue meanwhile (due sooner) stays.
     const back: PipelineOp[] = [];
@@ -184,6 +201,7 @@ export async function releaseOrTake(
 export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<void> {
   const sk = ctx.keys.session(lease);
   const wd = ctx.watchdogs.get(lease.token);
+  unhold(ctx, sk, lease.token);
   forget(ctx, sk, lease.token);
   // Our watchdog entry goes in the same round trip (compare-and-delete: an entry rescheduled
   // meanwhile by intake has another score and stays).

@@ -65,8 +65,11 @@ export function mailboxRead(
   state: unknown,
   limit: number,
 ): StoredMessage[] {
-  // The worker reading a mailbox posts its figures again: repairs a post lost in a crash.
-  ctx.statsFeed.post(figuresAt(sk.member, reply, 0), true);
+  // The worker reading a mailbox posts its figures again: repairs a post lost in a crash. The
+  // holder's commit posts newer ones, so its read waits to see whether the lease ends without one.
+  const figures = figuresAt(sk.member, reply, 0);
+  if (token !== null && ctx.held.get(sk.member) === token) ctx.unposted.set(sk.member, figures);
+  else ctx.statsFeed.post(figures, true);
   const messages = reply.slice(3, 3 + limit).map((j) => JSON.parse(asString(j)) as StoredMessage);
   if (token !== null && messages.length > 0) {
     const [s, v] = asArray(state).map((x) => (x === null ? null : asString(x)));
