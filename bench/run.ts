@@ -65,6 +65,8 @@ import {
   waitForOutput,
   type Proc,
 } from './procs.ts';
+import { DistributedBackend } from '../src/backends/distributed/index.ts';
+import { seedSessions } from '../scripts/seed-sessions.ts';
 import { barChart } from './svg.ts';
 import { formatReport, type ConfigResult, type RunResult, type ScenarioId } from './table.ts';
 import { spread } from './stats.ts';
@@ -87,6 +89,8 @@ const { values: flags } = parseArgs({
 const QUICK = flags.quick === true;
 const REPEAT = Math.max(1, Math.min(20, Number(flags.repeat ?? (QUICK ? 1 : 3)) || 1));
 const ONLY_CONFIGS = process.env.BENCH_CONFIGS ? process.env.BENCH_CONFIGS.split(',') : null;
+// Idle sessions stored before each distributed boot (cost must not grow with stored data).
+const SEED_IDLE = Number(process.env.BENCH_SEED_IDLE ?? 0);
 // `baton worker`'s own default unless BENCH_WORKER_CONCURRENCY says otherwise.
 const WORKER_CONCURRENCY = Number(process.env.BENCH_WORKER_CONCURRENCY ?? 32);
 const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 400));
@@ -299,6 +303,23 @@ async function distributed(sink: ReplySink, bufferMs: number, workers: number): 
     const code = await migrate.exited;
     clearTimeout(timer);
     if (code !== '0') throw new Error(`baton migrate exited ${code}: ${lastWords(migrate)}`);
+    if (SEED_IDLE > 0) {
+      const seeder = new DistributedBackend({
+        redisUrl: REDIS_URL,
+        databaseUrl: PG_URL,
+        prefix: name,
+        schema: name,
+        bufferMs: 0,
+        dedupeTtlSec: 7 * 86_400,
+        syncMode: 'write-through',
+        migrate: false,
+      });
+      await seeder.init();
+      const started = Date.now();
+      await seedSessions(seeder, { count: SEED_IDLE, concurrency: 64 });
+      await seeder.close();
+      note(`seeded ${SEED_IDLE} idle sessions in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    }
     procs.push(start('baton ingress', node(['bin/baton.mjs', 'ingress']), env));
     for (let i = 0; i < workers; i += 1) {
       procs.push(
@@ -628,7 +649,7 @@ async function main(): Promise<number> {
       `on this machine (loopback), shared with other work: load average ${load0[0]!.toFixed(1)} before, ` +
       `${load1[0]!.toFixed(1)} after.`,
     `Each configuration booted once per scenario, warmed up, then measured ${REPEAT} time(s) with fresh users: ` +
-      `median (min-max). Closed loop, 64 webhooks in flight at most; workers --concurrency ${WORKER_CONCURRENCY}.`,
+      `median (min-max). Closed loop, 64 webhooks in flight at most; workers --concurrency ${WORKER_CONCURRENCY}.${SEED_IDLE > 0 ? ` Distributed stores seeded with ${SEED_IDLE} idle sessions first.` : ''}`,
     `All users start at once and each sends its next message when the reply it waits for arrives: ` +
       `latencies include queueing at saturation (the first messages wait behind the initial backlog).`,
   ];
