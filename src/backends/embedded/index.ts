@@ -37,6 +37,7 @@ import type {
   SessionQuery,
 } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
+import { TurnPacer, type TurnPacerOptions } from './turn-pacer.ts';
 import { MIGRATIONS } from './schema.ts';
 import {
   PURGE_BATCH,
@@ -58,6 +59,11 @@ export interface EmbeddedOptions extends RetentionOptions {
   readonly dedupeTtlSec: number;
   /** Epoch milliseconds. */
   readonly now?: () => number;
+  /**
+   * How the engine's claims on due sessions are dosed between event-loop turns, so webhooks are
+   * read and answered while a backlog is worked off (see `turn-pacer.ts`); `false`: not at all.
+   */
+  readonly pacing?: TurnPacerOptions | false;
 }
 
 interface Lease {
@@ -92,6 +98,7 @@ export class EmbeddedBackend implements Backend {
   private readonly db: Database.Database;
   private readonly now: () => number;
   private readonly due: DueQueue;
+  private readonly pacer: TurnPacer | null;
   private readonly leases = new Map<string, Lease>();
   /** Worker id -> heartbeat expiry, epoch ms. */
   private readonly workerBeats = new Map<string, number>();
@@ -129,6 +136,7 @@ export class EmbeddedBackend implements Backend {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     this.due = new DueQueue(this.now);
+    this.pacer = opts.pacing === false ? null : new TurnPacer(opts.pacing ?? {});
   }
 
   /** A prepared statement, compiled once per SQL text. */
@@ -392,8 +400,12 @@ export class EmbeddedBackend implements Backend {
 
   // --- scheduling ----------------------------------------------------------------------
 
-  nextReady(signal: AbortSignal): Promise<SessionKey | null> {
-    return this.due.next(signal);
+  /** The next due session, in the pacer's doses: a claim that must wait for the next dose waits here. */
+  async nextReady(signal: AbortSignal): Promise<SessionKey | null> {
+    const key = await this.due.next(signal);
+    if (key === null || this.pacer === null) return key;
+    await this.pacer.slot(signal);
+    return signal.aborted ? null : key;
   }
 
   // --- leases --------------------------------------------------------------------------
