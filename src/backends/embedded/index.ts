@@ -1,7 +1,7 @@
 /**
- * Embedded backend: one process, one SQLite file (WAL, synchronous=FULL), in-process leases.
- * Every webhook is committed to SQLite before `ingest` resolves; concurrent ingests share one
- * transaction (group commit). Fencing tokens are persisted with each session, and the grant
+ * Embedded backend: one process, one SQLite file (WAL), in-process leases. Every webhook is
+ * committed to SQLite, and the WAL synced, before `ingest` resolves; concurrent ingests share one
+ * transaction (group commit) and one sync, made off the event loop (`wal-sync.ts`). Fencing tokens are persisted with each session, and the grant
  * counter starts above every stored one, so a restart never reuses a token that wrote.
  * @module
  */
@@ -38,6 +38,7 @@ import type {
 } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
 import { TurnPacer, type TurnPacerOptions } from './turn-pacer.ts';
+import { WalSync } from './wal-sync.ts';
 import { MIGRATIONS } from './schema.ts';
 import {
   PURGE_BATCH,
@@ -82,6 +83,18 @@ interface PendingWrite {
 
 type Row = Record<string, unknown>;
 
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** The group commit's transaction statements. */
+interface TxStatements {
+  readonly begin: Database.Statement;
+  readonly commit: Database.Statement;
+  readonly rollback: Database.Statement;
+  readonly savepoint: Database.Statement;
+  readonly release: Database.Statement;
+  readonly rollbackTo: Database.Statement;
+}
+
 /** What `stats` counts, kept up to date by the writes themselves (no scan per read). */
 interface Counts {
   /** Inbound messages in state `pending`. */
@@ -106,6 +119,9 @@ export class EmbeddedBackend implements Backend {
   private seq = 0;
   private writes: PendingWrite[] = [];
   private readonly statements = new Map<string, Database.Statement>();
+  private savepoints: TxStatements | undefined;
+  /** Makes commits durable off the event loop (a file store); null: SQLite syncs in COMMIT. */
+  private readonly walSync: WalSync | null = null;
   private flushScheduled = false;
   /** Committed counts. */
   private readonly counts: Counts = { pending: 0, deadLetters: 0 };
@@ -133,7 +149,13 @@ export class EmbeddedBackend implements Backend {
       throw err;
     }
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    if (file === ':memory:' || file === '') {
+      this.db.pragma('synchronous = FULL');
+    } else {
+      // Durable all the same: no write is reported done before the WAL is synced (`wal-sync.ts`).
+      this.db.pragma('synchronous = NORMAL');
+      this.walSync = new WalSync(`${file}-wal`);
+    }
     this.db.pragma('busy_timeout = 5000');
     this.due = new DueQueue(this.now);
     this.pacer = opts.pacing === false ? null : new TurnPacer(opts.pacing ?? {});
@@ -193,6 +215,7 @@ export class EmbeddedBackend implements Backend {
     this.closed = true;
     if (this.purgeTimer) clearInterval(this.purgeTimer);
     this.flush();
+    this.walSync?.close();
     this.due.close();
     this.db.close();
     this.dirLock?.release();
@@ -270,21 +293,11 @@ export class EmbeddedBackend implements Backend {
     const work = this.writes;
     this.writes = [];
     if (work.length === 0) return;
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     const seq = this.seq;
     this.staged = { pending: 0, deadLetters: 0 };
+    let outcomes: Outcome[];
     try {
-      this.db.transaction(() => {
-        for (const w of work) {
-          const mark = { ...this.staged };
-          try {
-            outcomes.push({ ok: true, value: this.db.transaction(w.fn)() });
-          } catch (error) {
-            this.staged = mark; // its savepoint was rolled back
-            outcomes.push({ ok: false, error });
-          }
-        }
-      })();
+      outcomes = this.groupCommit(work);
     } catch (err) {
       this.seq = seq;
       this.staged = { pending: 0, deadLetters: 0 };
@@ -295,13 +308,57 @@ export class EmbeddedBackend implements Backend {
     this.counts.pending += this.staged.pending;
     this.counts.deadLetters += this.staged.deadLetters;
     this.staged = { pending: 0, deadLetters: 0 };
-    work.forEach((w, i) => {
-      const o = outcomes[i]!;
-      if (!o.ok) return w.reject(o.error);
-      w.after?.();
-      w.resolve(o.value);
-    });
+    const settle = (syncError: Error | null): void => {
+      const failed = syncError ? new StorageUnavailableError("could not sync SQLite's WAL", syncError) : null;
+      work.forEach((w, i) => {
+        const o = outcomes[i]!;
+        if (failed) return w.reject(failed);
+        if (!o.ok) return w.reject(o.error);
+        w.after?.();
+        w.resolve(o.value);
+      });
+    };
+    if (this.walSync) this.walSync.afterCommit(settle);
+    else settle(null);
   }
+
+  /**
+   * One transaction for the group; each write in a savepoint of its own (statements prepared
+   * once), so one that throws is rolled back alone.
+   */
+  private readonly groupCommit = (work: readonly PendingWrite[]): Outcome[] => {
+    const outcomes: Outcome[] = [];
+    this.savepoints ??= {
+      begin: this.db.prepare('BEGIN'),
+      commit: this.db.prepare('COMMIT'),
+      rollback: this.db.prepare('ROLLBACK'),
+      savepoint: this.db.prepare('SAVEPOINT write'),
+      release: this.db.prepare('RELEASE write'),
+      rollbackTo: this.db.prepare('ROLLBACK TO write'),
+    };
+    const sp = this.savepoints;
+    sp.begin.run();
+    try {
+      for (const w of work) {
+        const mark = { ...this.staged };
+        sp.savepoint.run();
+        try {
+          outcomes.push({ ok: true, value: w.fn() });
+          sp.release.run();
+        } catch (error) {
+          this.staged = mark;
+          sp.rollbackTo.run();
+          sp.release.run();
+          outcomes.push({ ok: false, error });
+        }
+      }
+      sp.commit.run();
+    } catch (err) {
+      if (this.db.inTransaction) sp.rollback.run();
+      throw err;
+    }
+    return outcomes;
+  };
 
   private applyStatus(
     providerMessageId: string,
