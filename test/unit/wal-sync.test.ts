@@ -1,6 +1,6 @@
 /**
  * The embedded store's WAL sync (`wal-sync.ts`): commits made while a sync is in flight share
- * the next one; closing syncs on the spot and settles everyone waiting; a sync that cannot be
+ * the next one, and the group commit can wait for it; closing syncs on the spot and settles everyone waiting; a sync that cannot be
  * made is reported to the writes waiting for it, never swallowed.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,6 +30,23 @@ describe('WalSync', () => {
     const results = await Promise.all(Array.from({ length: 10 }, () => waitFor(sync)));
     expect(results).toEqual(Array(10).fill(null));
     expect(sync.syncs).toBe(2); // the first commit's, then one for the nine that came meanwhile
+    sync.close();
+  });
+
+  it('lets the group commit wait while a sync is in flight, and go on once it is done', async () => {
+    const sync = new WalSync(walFile());
+    const order: string[] = [];
+    sync.whenIdle(() => order.push('idle at once'));
+    sync.afterCommit(() => order.push('synced'));
+    expect(sync.busy).toBe(true);
+    await new Promise<void>((resolve) =>
+      sync.whenIdle(() => {
+        order.push('idle after the sync');
+        resolve();
+      }),
+    );
+    expect(order).toEqual(['idle at once', 'synced', 'idle after the sync']);
+    expect(sync.busy).toBe(false);
     sync.close();
   });
 

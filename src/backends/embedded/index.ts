@@ -283,10 +283,16 @@ export class EmbeddedBackend implements Backend {
       this.writes.push({ fn, after, resolve: resolve as (v: unknown) => void, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        setImmediate(() => this.flush());
+        // While the WAL is being synced, the group grows until the sync is done (`wal-sync.ts`).
+        if (this.walSync?.busy) this.walSync.whenIdle(this.flushSoon);
+        else setImmediate(this.flushNow);
       }
     });
   }
+
+  private readonly flushNow = (): void => this.flush();
+  /** After a sync: in the check phase, so the webhooks read in this poll phase join the group. */
+  private readonly flushSoon = (): void => void setImmediate(this.flushNow);
 
   private flush(): void {
     this.flushScheduled = false;
@@ -516,7 +522,8 @@ export class EmbeddedBackend implements Backend {
     if (this.closed) return;
     const key: SessionKey = { channel: k.channel, user: k.user };
     const row = this.sql(
-      `SELECT MIN(stored_at) AS first FROM inbound WHERE channel = ? AND user = ? AND state = 'pending'`,
+      `SELECT MIN(stored_at) AS first FROM inbound INDEXED BY inbound_pending
+         WHERE channel = ? AND user = ? AND state = 'pending'`,
     ).get(key.channel, key.user) as { first: number | null };
     if (row.first !== null) {
       this.due.schedule(key, row.first + this.opts.bufferMs);
@@ -533,7 +540,9 @@ export class EmbeddedBackend implements Backend {
 
   async pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {
     const rows = this.sql(
-      `SELECT body FROM inbound WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
+      // The partial index holds only pending rows: the session's history is not read row by row.
+      `SELECT body FROM inbound INDEXED BY inbound_pending
+         WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
     ).all(key.channel, key.user, limit) as Array<{ body: string }>;
     return rows.map((r) => JSON.parse(r.body) as StoredMessage);
   }
