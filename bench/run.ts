@@ -3,7 +3,7 @@
  * embedded Baton, distributed Baton with 1 and with 2 worker processes, and the seed article's
  * own algorithm (bench/baseline/server.ts).
  *
- * Two scenarios:
+ * Three scenarios:
  * - `steady` (BATON_BUFFER_MS=0): closed loop through the order flow, a quarter of messages
  *   delivered twice. SPEC 7's columns: messages/s end to end (webhook in to reply at the sink),
  *   webhook ack p50/p99, reply p50/p99, peak RSS, lost / duplicated / out of order / duplicate
@@ -657,6 +657,8 @@ function formatRate(results: readonly RateResult[]): string[] {
     const f = (v: number): string => v.toFixed(digits);
     return r.runs.length === 1 ? f(s.median) : `${f(s.median)} (${f(s.min)}-${f(s.max)})`;
   };
+  const total = (r: RateResult, pick: (run: RateResult['runs'][number]) => number): string =>
+    r.runs.length === 0 ? 'n/a' : String(r.runs.reduce((n, x) => n + pick(x), 0));
   const head = [
     'mode',
     'offered/s',
@@ -669,7 +671,8 @@ function formatRate(results: readonly RateResult[]): string[] {
     'reply p99 ms',
     'CPU us/webhook',
     'send lag p99 ms',
-    'failed',
+    'not 200',
+    'unanswered',
   ];
   const rows = results.map((r) => [
     r.name,
@@ -683,9 +686,8 @@ function formatRate(results: readonly RateResult[]): string[] {
     cell(r, (x) => x.report.reply.p99),
     cell(r, (x) => x.cpuUsPerWebhook),
     cell(r, (x) => x.report.sendLag.p99, 1),
-    r.runs.length === 0
-      ? 'n/a'
-      : String(r.runs.reduce((n, x) => n + x.report.failed + x.report.offered - x.report.answered, 0)),
+    total(r, (x) => x.report.failed),
+    total(r, (x) => x.report.offered - x.report.answered),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]): string =>
@@ -696,10 +698,12 @@ function formatRate(results: readonly RateResult[]): string[] {
     line(widths.map((w) => '-'.repeat(w))),
     ...rows.map(line),
     ...results.filter((r) => r.reason).map((r) => `${r.name}: n/a (${r.reason})`),
-    'ack: from the request leaving the load generator to its answer. replies/s: replies at the sink during the',
-    'offer window. answered/s: users whose first reply came, from the first webhook to the last such reply.',
-    'drain: last webhook to last first reply. CPU: Baton processes over window + drain, per answered webhook.',
-    'failed: webhooks not answered 200, plus users never answered. send lag: the generator behind its schedule.',
+    "ack: from the webhook handed to the load generator's client (256 warm keep-alive connections) to its",
+    'answer. replies/s: replies at the sink during the offer window. answered/s: users whose first reply came,',
+    'from the first webhook to the last such reply. drain: last webhook to last first reply. CPU: Baton processes',
+    'over window + drain, per answered webhook. not 200: webhooks answered otherwise or not at all. unanswered:',
+    'users with no reply 15 s after the last webhook. send lag: the generator behind its schedule (a starved',
+    'generator). Counts are summed over the runs.',
   ];
 }
 
