@@ -3,7 +3,7 @@
  * embedded Baton, distributed Baton with 1 and with 2 worker processes, and the seed article's
  * own algorithm (bench/baseline/server.ts).
  *
- * Two scenarios:
+ * Three scenarios:
  * - `steady` (BATON_BUFFER_MS=0): closed loop through the order flow, a quarter of messages
  *   delivered twice. SPEC 7's columns: messages/s end to end (webhook in to reply at the sink),
  *   webhook ack p50/p99, reply p50/p99, peak RSS, lost / duplicated / out of order / duplicate
@@ -24,8 +24,13 @@
  * Redis commands and flushes and PostgreSQL statements are counted on the wire by the preload
  * bench/hooks/wire-count.mjs in every child process.
  *
+ * - `rate` (BATON_BUFFER_MS=0): open loop. Webhooks are OFFERED at a fixed rate (`--rate`,
+ *   default 1000/s, for `--rate-seconds`, default 10), each a new user's first message, whatever
+ *   Baton answers: webhook ack p50/p99/max while Baton is busy with the turns they cause, replies
+ *   per second, the backlog left when the offer stops, Baton's CPU per webhook. Not the baseline.
+ *
  * Flags: `--repeat N` (default 3), `--quick` (fewer users, one repeat unless --repeat),
- * `--only steady|bursts`. Environment: `BENCH_REDIS_URL` (redis://127.0.0.1:6379),
+ * `--only steady|bursts|rate`, `--rate N`, `--rate-seconds S` (or BENCH_RATE, BENCH_RATE_SECONDS). Environment: `BENCH_REDIS_URL` (redis://127.0.0.1:6379),
  * `BENCH_DATABASE_URL` (postgres://postgres@127.0.0.1:5432/test), `BENCH_USERS` (steady
  * users, default 400). Writes bench/results/latest.json, latest.txt (the table) and latest.svg.
  * @module
@@ -67,6 +72,7 @@ import {
 } from './procs.ts';
 import { DistributedBackend } from '../src/backends/distributed/index.ts';
 import { seedSessions } from '../scripts/seed-sessions.ts';
+import { runOpenLoop, type OpenLoopReport } from '../loadgen/open-loop.ts';
 import { barChart } from './svg.ts';
 import { formatReport, type ConfigResult, type RunResult, type ScenarioId } from './table.ts';
 import { spread } from './stats.ts';
@@ -84,6 +90,8 @@ const { values: flags } = parseArgs({
     repeat: { type: 'string' },
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
+    rate: { type: 'string' },
+    'rate-seconds': { type: 'string' },
   },
 });
 const QUICK = flags.quick === true;
@@ -97,6 +105,9 @@ const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 400));
 const BURST_USERS = QUICK ? 30 : 150;
 const TOTAL_TIMEOUT_MS = (QUICK ? 5 : 20) * 60_000;
 const RUN_TIMEOUT_MS = 120_000;
+/** The open-loop scenario: webhooks offered per second, for this many seconds. */
+const RATE = Number(flags.rate ?? process.env.BENCH_RATE ?? 1000);
+const RATE_SECONDS = Number(flags['rate-seconds'] ?? process.env.BENCH_RATE_SECONDS ?? (QUICK ? 5 : 10));
 
 interface Workload {
   readonly users: number;
@@ -579,6 +590,152 @@ async function measureConfig(
   }
 }
 
+/** One configuration's open-loop result (the `rate` scenario). */
+interface RateResult {
+  readonly config: string;
+  readonly name: string;
+  readonly runs: Array<{
+    report: OpenLoopReport;
+    cpuUsPerWebhook: number;
+    byProcess: Record<string, number>;
+  }>;
+  readonly reason?: string;
+}
+
+/**
+ * The open-loop scenario on one configuration: boots it (BATON_BUFFER_MS=0), warms it up with
+ * a few closed-loop users, then offers {@link RATE} webhooks/s for {@link RATE_SECONDS} s,
+ * `REPEAT` times. Baton's CPU is counted over the offer window and the drain that follows.
+ */
+async function measureRate(config: Config): Promise<RateResult> {
+  const sink = await startReplySink();
+  let target: Target | undefined;
+  const runs: RateResult['runs'] = [];
+  try {
+    note(`rate / ${config.name}: starting`);
+    target = await config.boot(sink, 0);
+    booted.add(target);
+    const t = target;
+    const warm = new AbortController();
+    const timer = setTimeout(() => warm.abort(), RUN_TIMEOUT_MS);
+    try {
+      await runLoad({
+        url: t.url,
+        adminToken: ADMIN,
+        secret: SECRET,
+        sink,
+        signal: warm.signal,
+        seed: 1,
+        users: 20,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+    for (let i = 0; i < REPEAT; i += 1) {
+      note(`rate / ${config.name}: run ${i + 1}/${REPEAT} (${RATE} webhooks/s for ${RATE_SECONDS} s)`);
+      await sleep(1000);
+      const pids = withDescendants(t.procs.map((p) => p.pid));
+      const cpu0 = snapshot(pids);
+      const ac = new AbortController();
+      const tm = setTimeout(() => ac.abort(), RUN_TIMEOUT_MS);
+      try {
+        const report = await runOpenLoop({
+          url: t.url,
+          secret: SECRET,
+          sink,
+          ratePerSec: RATE,
+          durationMs: RATE_SECONDS * 1000,
+          signal: ac.signal,
+        });
+        const after = snapshot(withDescendants(t.procs.map((p) => p.pid)));
+        const byProcess = Object.fromEntries(
+          t.procs.map((p) => [p.name, cpuBetween(cpu0, snapshot(withDescendants([p.pid])))]),
+        );
+        const perWebhook = (ms: number): number => (report.answered > 0 ? (ms * 1000) / report.answered : 0);
+        runs.push({
+          report,
+          cpuUsPerWebhook: perWebhook(cpuBetween(cpu0, after)),
+          byProcess: Object.fromEntries(Object.entries(byProcess).map(([k, v]) => [k, perWebhook(v)])),
+        });
+      } finally {
+        clearTimeout(tm);
+      }
+      const dead = t.procs.find((p) => p.exitedWith !== null);
+      if (dead) throw new Error(`${dead.name} exited during the run: ${lastWords(dead)}`);
+    }
+    return { config: config.id, name: config.name, runs };
+  } catch (err) {
+    const reason = (err as Error).message.split('\n')[0]!;
+    note(`rate / ${config.name}: n/a (${reason})`);
+    return { config: config.id, name: config.name, runs, reason };
+  } finally {
+    if (target) {
+      booted.delete(target);
+      await target.cleanup().catch(() => undefined);
+    }
+    await sink.close();
+  }
+}
+
+/** The `rate` scenario's table: median (min-max) over the repeats. */
+function formatRate(results: readonly RateResult[]): string[] {
+  if (results.length === 0) return [];
+  const cell = (r: RateResult, pick: (run: RateResult['runs'][number]) => number, digits = 0): string => {
+    const s = spread(r.runs.map(pick));
+    if (s === null) return r.reason ? 'n/a' : '-';
+    const f = (v: number): string => v.toFixed(digits);
+    return r.runs.length === 1 ? f(s.median) : `${f(s.median)} (${f(s.min)}-${f(s.max)})`;
+  };
+  const total = (r: RateResult, pick: (run: RateResult['runs'][number]) => number): string =>
+    r.runs.length === 0 ? 'n/a' : String(r.runs.reduce((n, x) => n + pick(x), 0));
+  const head = [
+    'mode',
+    'offered/s',
+    'ack p50 ms',
+    'ack p99 ms',
+    'ack max ms',
+    'replies/s',
+    'answered/s',
+    'drain ms',
+    'reply p99 ms',
+    'CPU us/webhook',
+    'send lag p99 ms',
+    'not 200',
+    'unanswered',
+  ];
+  const rows = results.map((r) => [
+    r.name,
+    cell(r, (x) => x.report.offeredPerSec),
+    cell(r, (x) => x.report.ack.p50, 1),
+    cell(r, (x) => x.report.ack.p99, 1),
+    cell(r, (x) => x.report.ack.max),
+    cell(r, (x) => x.report.repliesPerSec),
+    cell(r, (x) => x.report.answeredPerSec),
+    cell(r, (x) => x.report.drainMs),
+    cell(r, (x) => x.report.reply.p99),
+    cell(r, (x) => x.cpuUsPerWebhook),
+    cell(r, (x) => x.report.sendLag.p99, 1),
+    total(r, (x) => x.report.failed),
+    total(r, (x) => x.report.offered - x.report.answered),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [
+    `== open loop, BATON_BUFFER_MS=0: ${RATE} webhooks/s offered for ${RATE_SECONDS} s, each a new user's first message`,
+    line(head),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+    ...results.filter((r) => r.reason).map((r) => `${r.name}: n/a (${r.reason})`),
+    "ack: from the webhook handed to the load generator's client (256 warm keep-alive connections) to its",
+    'answer. replies/s: replies at the sink during the offer window. answered/s: users whose first reply came,',
+    'from the first webhook to the last such reply. drain: last webhook to last first reply. CPU: Baton processes',
+    'over window + drain, per answered webhook. not 200: webhooks answered otherwise or not at all. unanswered:',
+    'users with no reply 15 s after the last webhook. send lag: the generator behind its schedule (a starved',
+    'generator). Counts are summed over the runs.',
+  ];
+}
+
 function chart(results: readonly ConfigResult[]): string {
   const bars = (scenario: ScenarioId, pick: (r: RunResult) => number) =>
     results
@@ -627,6 +784,13 @@ async function main(): Promise<number> {
     for (const config of CONFIGS.filter((c) => ONLY_CONFIGS === null || ONLY_CONFIGS.includes(c.id)))
       results.push(await measureConfig(scenario, config, redis));
   }
+  const rate: RateResult[] = [];
+  if (flags.only === undefined || flags.only === 'rate') {
+    for (const config of CONFIGS.filter(
+      (c) => !c.baseline && (ONLY_CONFIGS === null || ONLY_CONFIGS.includes(c.id)),
+    ))
+      rate.push(await measureRate(config));
+  }
   clearTimeout(guard);
   const load1 = loadavg();
 
@@ -658,19 +822,22 @@ async function main(): Promise<number> {
     '',
     ...formatReport(results, SCENARIOS, SCRIPT_NAMES),
     '',
+    ...formatRate(rate),
+    ...(rate.length > 0 ? [''] : []),
     `total ${meta.totalSeconds} s`,
   ];
   for (const line of lines) process.stdout.write(`${line}\n`);
 
   mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify({ meta, results }, null, 2)}\n`);
+  writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify({ meta, results, rate }, null, 2)}\n`);
   writeFileSync(join(RESULTS, 'latest.svg'), chart(results));
   writeFileSync(join(RESULTS, 'latest.txt'), `${lines.join('\n')}\n`);
   note(`wrote bench/results/latest.json, latest.txt and latest.svg`);
 
-  const dirty = results.some(
-    (r) => !r.contrastOnly && (r.reason !== undefined || r.runs.some((run) => !run.verdict.clean)),
-  );
+  const dirty =
+    results.some(
+      (r) => !r.contrastOnly && (r.reason !== undefined || r.runs.some((run) => !run.verdict.clean)),
+    ) || rate.some((r) => r.reason !== undefined);
   return dirty ? 1 : 0;
 }
 

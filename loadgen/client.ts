@@ -179,6 +179,30 @@ export class WebhookClient {
     });
   }
 
+  /**
+   * Opens up to `n` keep-alive connections now (concurrent `GET /healthz`), so a timed run does
+   * not pay for connection setup, nor set off a burst of connects when Baton is slow to answer.
+   */
+  async warm(n: number): Promise<void> {
+    const url = new URL('/healthz', this.url);
+    await Promise.all(
+      Array.from(
+        { length: Math.min(n, this.gate.size) },
+        () =>
+          new Promise<void>((resolve) => {
+            const req = request(url, { agent: this.agent, timeout: this.timeoutMs }, (res) => {
+              res.resume();
+              res.on('end', resolve);
+              res.on('error', () => resolve());
+            });
+            req.on('timeout', () => req.destroy());
+            req.on('error', () => resolve());
+            req.end();
+          }),
+      ),
+    );
+  }
+
   /** Closes idle connections. */
   close(): void {
     this.agent.destroy();

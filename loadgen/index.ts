@@ -46,6 +46,8 @@ import {
 } from './verdict.ts';
 
 export { startReplySink, parseCallback } from './sink.ts';
+export { runOpenLoop } from './open-loop.ts';
+export type { OpenLoopOptions, OpenLoopReport } from './open-loop.ts';
 export type { CallbackData, ReplySink, ReplySinkOptions, SinkCall } from './sink.ts';
 export type { ChaosOptions, ExpectedOrder } from './scenario.ts';
 export type { Verdict } from './verdict.ts';

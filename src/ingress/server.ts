@@ -143,13 +143,22 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (a?.token !== undefined) deps.intake?.end(a.token);
     arrivals.delete(req);
   };
-  app.addHook('onRequest', async (req) => {
-    if (req.method !== 'POST' || !req.url.startsWith('/webhooks/')) return;
-    const at = (deps.now ?? Date.now)();
-    arrivals.set(req, { at, token: deps.intake?.begin(at) });
+  // Callback hooks, not async ones: no promise per request for a few map operations.
+  app.addHook('onRequest', (req, _reply, next) => {
+    if (req.method === 'POST' && req.url.startsWith('/webhooks/')) {
+      const at = (deps.now ?? Date.now)();
+      arrivals.set(req, { at, token: deps.intake?.begin(at) });
+    }
+    next();
   });
-  app.addHook('onResponse', async (req) => done(req));
-  app.addHook('onRequestAbort', async (req) => done(req));
+  app.addHook('onResponse', (req, _reply, next) => {
+    done(req);
+    next();
+  });
+  app.addHook('onRequestAbort', (req, next) => {
+    done(req);
+    next();
+  });
 
   const webhook = (provider: Provider) => async (req: FastifyRequest, reply: FastifyReply) => {
     const count = (outcome: string): void => deps.metrics.webhooks.inc({ provider: provider.name, outcome });

@@ -320,7 +320,8 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       });
       expect(s.handoffReason).toBe('asked for a human');
       expect((await backend.transitions(key)).at(-1)).toMatchObject({ kind: 'escalated' });
-      expect(texts().at(-1)).toMatch(/member of our team/);
+      // The notice goes out once the commit is durable, which may come just after it is visible.
+      await until(async () => /member of our team/.test(texts().at(-1) ?? ''));
     });
 
     it('a session waiting for its effect frees its worker slot: other sessions go on', async () => {

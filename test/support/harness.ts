@@ -35,7 +35,7 @@ export interface Harness {
     check: () => Promise<T | undefined | false> | T | undefined | false,
     timeoutMs?: number,
   ): Promise<T>;
-  /** Waits until the session is at `version` with nothing pending. */
+  /** Waits until the session is at `version` with nothing pending and no baton held. */
   settled(waId: string, version: number): Promise<SessionView>;
   /** Stops Baton (graceful) and starts a new one on the same data directory. */
   restart(env?: Record<string, string>): Promise<void>;
@@ -124,7 +124,8 @@ export async function startHarness(
         const s = await h.session(waId);
         if (!s || s.metadata.version < version) return undefined;
         const st = await current.baton.backend.stats();
-        return st.queueDepth === 0 ? s : undefined;
+        // No baton held either: the holder is done (replies recorded), not just its state visible.
+        return st.queueDepth === 0 && st.locksHeld === 0 ? s : undefined;
       });
     },
     async restart(extra = {}) {

@@ -1,7 +1,7 @@
 /**
- * Embedded backend: one process, one SQLite file (WAL, synchronous=FULL), in-process leases.
- * Every webhook is committed to SQLite before `ingest` resolves; concurrent ingests share one
- * transaction (group commit). Fencing tokens are persisted with each session, and the grant
+ * Embedded backend: one process, one SQLite file (WAL), in-process leases. Every webhook is
+ * committed to SQLite, and the WAL synced, before `ingest` resolves; concurrent ingests share one
+ * transaction (group commit) and one sync, made off the event loop (`wal-sync.ts`). Fencing tokens are persisted with each session, and the grant
  * counter starts above every stored one, so a restart never reuses a token that wrote.
  * @module
  */
@@ -37,6 +37,8 @@ import type {
   SessionQuery,
 } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
+import { TurnPacer, type TurnPacerOptions } from './turn-pacer.ts';
+import { WalSync } from './wal-sync.ts';
 import { MIGRATIONS } from './schema.ts';
 import {
   PURGE_BATCH,
@@ -58,6 +60,11 @@ export interface EmbeddedOptions extends RetentionOptions {
   readonly dedupeTtlSec: number;
   /** Epoch milliseconds. */
   readonly now?: () => number;
+  /**
+   * How the engine's claims on due sessions are dosed between event-loop turns, so webhooks are
+   * read and answered while a backlog is worked off (see `turn-pacer.ts`); `false`: not at all.
+   */
+  readonly pacing?: TurnPacerOptions | false;
 }
 
 interface Lease {
@@ -76,6 +83,18 @@ interface PendingWrite {
 
 type Row = Record<string, unknown>;
 
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** The group commit's transaction statements. */
+interface TxStatements {
+  readonly begin: Database.Statement;
+  readonly commit: Database.Statement;
+  readonly rollback: Database.Statement;
+  readonly savepoint: Database.Statement;
+  readonly release: Database.Statement;
+  readonly rollbackTo: Database.Statement;
+}
+
 /** What `stats` counts, kept up to date by the writes themselves (no scan per read). */
 interface Counts {
   /** Inbound messages in state `pending`. */
@@ -92,6 +111,7 @@ export class EmbeddedBackend implements Backend {
   private readonly db: Database.Database;
   private readonly now: () => number;
   private readonly due: DueQueue;
+  private readonly pacer: TurnPacer | null;
   private readonly leases = new Map<string, Lease>();
   /** Worker id -> heartbeat expiry, epoch ms. */
   private readonly workerBeats = new Map<string, number>();
@@ -99,6 +119,9 @@ export class EmbeddedBackend implements Backend {
   private seq = 0;
   private writes: PendingWrite[] = [];
   private readonly statements = new Map<string, Database.Statement>();
+  private savepoints: TxStatements | undefined;
+  /** Makes commits durable off the event loop (a file store); null: SQLite syncs in COMMIT. */
+  private readonly walSync: WalSync | null = null;
   private flushScheduled = false;
   /** Committed counts. */
   private readonly counts: Counts = { pending: 0, deadLetters: 0 };
@@ -126,9 +149,16 @@ export class EmbeddedBackend implements Backend {
       throw err;
     }
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    if (file === ':memory:' || file === '') {
+      this.db.pragma('synchronous = FULL');
+    } else {
+      // Durable all the same: no write is reported done before the WAL is synced (`wal-sync.ts`).
+      this.db.pragma('synchronous = NORMAL');
+      this.walSync = new WalSync(`${file}-wal`);
+    }
     this.db.pragma('busy_timeout = 5000');
     this.due = new DueQueue(this.now);
+    this.pacer = opts.pacing === false ? null : new TurnPacer(opts.pacing ?? {});
   }
 
   /** A prepared statement, compiled once per SQL text. */
@@ -185,6 +215,7 @@ export class EmbeddedBackend implements Backend {
     this.closed = true;
     if (this.purgeTimer) clearInterval(this.purgeTimer);
     this.flush();
+    this.walSync?.close();
     this.due.close();
     this.db.close();
     this.dirLock?.release();
@@ -252,31 +283,27 @@ export class EmbeddedBackend implements Backend {
       this.writes.push({ fn, after, resolve: resolve as (v: unknown) => void, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        setImmediate(() => this.flush());
+        // While the WAL is being synced, the group grows until the sync is done (`wal-sync.ts`).
+        if (this.walSync?.busy) this.walSync.whenIdle(this.flushSoon);
+        else setImmediate(this.flushNow);
       }
     });
   }
+
+  private readonly flushNow = (): void => this.flush();
+  /** After a sync: in the check phase, so the webhooks read in this poll phase join the group. */
+  private readonly flushSoon = (): void => void setImmediate(this.flushNow);
 
   private flush(): void {
     this.flushScheduled = false;
     const work = this.writes;
     this.writes = [];
     if (work.length === 0) return;
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     const seq = this.seq;
     this.staged = { pending: 0, deadLetters: 0 };
+    let outcomes: Outcome[];
     try {
-      this.db.transaction(() => {
-        for (const w of work) {
-          const mark = { ...this.staged };
-          try {
-            outcomes.push({ ok: true, value: this.db.transaction(w.fn)() });
-          } catch (error) {
-            this.staged = mark; // its savepoint was rolled back
-            outcomes.push({ ok: false, error });
-          }
-        }
-      })();
+      outcomes = this.groupCommit(work);
     } catch (err) {
       this.seq = seq;
       this.staged = { pending: 0, deadLetters: 0 };
@@ -287,13 +314,57 @@ export class EmbeddedBackend implements Backend {
     this.counts.pending += this.staged.pending;
     this.counts.deadLetters += this.staged.deadLetters;
     this.staged = { pending: 0, deadLetters: 0 };
-    work.forEach((w, i) => {
-      const o = outcomes[i]!;
-      if (!o.ok) return w.reject(o.error);
-      w.after?.();
-      w.resolve(o.value);
-    });
+    const settle = (syncError: Error | null): void => {
+      const failed = syncError ? new StorageUnavailableError("could not sync SQLite's WAL", syncError) : null;
+      work.forEach((w, i) => {
+        const o = outcomes[i]!;
+        if (failed) return w.reject(failed);
+        if (!o.ok) return w.reject(o.error);
+        w.after?.();
+        w.resolve(o.value);
+      });
+    };
+    if (this.walSync) this.walSync.afterCommit(settle);
+    else settle(null);
   }
+
+  /**
+   * One transaction for the group; each write in a savepoint of its own (statements prepared
+   * once), so one that throws is rolled back alone.
+   */
+  private readonly groupCommit = (work: readonly PendingWrite[]): Outcome[] => {
+    const outcomes: Outcome[] = [];
+    this.savepoints ??= {
+      begin: this.db.prepare('BEGIN'),
+      commit: this.db.prepare('COMMIT'),
+      rollback: this.db.prepare('ROLLBACK'),
+      savepoint: this.db.prepare('SAVEPOINT write'),
+      release: this.db.prepare('RELEASE write'),
+      rollbackTo: this.db.prepare('ROLLBACK TO write'),
+    };
+    const sp = this.savepoints;
+    sp.begin.run();
+    try {
+      for (const w of work) {
+        const mark = { ...this.staged };
+        sp.savepoint.run();
+        try {
+          outcomes.push({ ok: true, value: w.fn() });
+          sp.release.run();
+        } catch (error) {
+          this.staged = mark;
+          sp.rollbackTo.run();
+          sp.release.run();
+          outcomes.push({ ok: false, error });
+        }
+      }
+      sp.commit.run();
+    } catch (err) {
+      if (this.db.inTransaction) sp.rollback.run();
+      throw err;
+    }
+    return outcomes;
+  };
 
   private applyStatus(
     providerMessageId: string,
@@ -392,8 +463,12 @@ export class EmbeddedBackend implements Backend {
 
   // --- scheduling ----------------------------------------------------------------------
 
-  nextReady(signal: AbortSignal): Promise<SessionKey | null> {
-    return this.due.next(signal);
+  /** The next due session, in the pacer's doses: a claim that must wait for the next dose waits here. */
+  async nextReady(signal: AbortSignal): Promise<SessionKey | null> {
+    const key = await this.due.next(signal);
+    if (key === null || this.pacer === null) return key;
+    await this.pacer.slot(signal);
+    return signal.aborted ? null : key;
   }
 
   // --- leases --------------------------------------------------------------------------
@@ -447,7 +522,8 @@ export class EmbeddedBackend implements Backend {
     if (this.closed) return;
     const key: SessionKey = { channel: k.channel, user: k.user };
     const row = this.sql(
-      `SELECT MIN(stored_at) AS first FROM inbound WHERE channel = ? AND user = ? AND state = 'pending'`,
+      `SELECT MIN(stored_at) AS first FROM inbound INDEXED BY inbound_pending
+         WHERE channel = ? AND user = ? AND state = 'pending'`,
     ).get(key.channel, key.user) as { first: number | null };
     if (row.first !== null) {
       this.due.schedule(key, row.first + this.opts.bufferMs);
@@ -464,7 +540,9 @@ export class EmbeddedBackend implements Backend {
 
   async pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {
     const rows = this.sql(
-      `SELECT body FROM inbound WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
+      // The partial index holds only pending rows: the session's history is not read row by row.
+      `SELECT body FROM inbound INDEXED BY inbound_pending
+         WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
     ).all(key.channel, key.user, limit) as Array<{ body: string }>;
     return rows.map((r) => JSON.parse(r.body) as StoredMessage);
   }
