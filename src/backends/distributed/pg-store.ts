@@ -7,6 +7,7 @@
 import pg from 'pg';
 import { StorageUnavailableError } from '../../errors.ts';
 import { coalesceWrites } from './coalesce.ts';
+import { FenceReserver, reservationKey } from './fence-reserver.ts';
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
 import type {
@@ -94,8 +95,16 @@ export interface PgStoreOptions {
   readonly applyPoolSize?: number;
 }
 
+/** A reserved fence block (its ceiling) and the session's row, if PostgreSQL has one. */
+export interface FenceReservation {
+  readonly ceiling: number;
+  readonly session: StoredSession | null;
+}
+
 export class PgStore {
   readonly pool: pg.Pool;
+  /** Fence-block reservations in groups, by block size. */
+  private readonly reservers = new Map<number, FenceReserver<FenceReservation>>();
   /** Pipeline-mode connections for journal copies: a whole transaction in one round trip. */
   private readonly applyPool: pg.Pool;
   private readonly sql: Statements;
@@ -223,21 +232,44 @@ export class PgStore {
    * Reserves the next block of `size` fencing tokens; returns its ceiling (the block is
    * ceiling-size+1 .. ceiling) and the session's row, if any.
    */
-  async reserveFenceBlock(
-    key: SessionKey,
+  /**
+   * Reserves the next block of fences of a session new to this Redis, and returns its row with
+   * it. Concurrent calls share one statement (see `fence-reserver.ts`).
+   */
+  reserveFenceBlock(key: SessionKey, size: number): Promise<FenceReservation> {
+    let reserver = this.reservers.get(size);
+    if (reserver === undefined) {
+      reserver = new FenceReserver((keys) => this.reserveFenceBlocks(keys, size));
+      this.reservers.set(size, reserver);
+    }
+    return reserver.request(key);
+  }
+
+  private async reserveFenceBlocks(
+    keys: readonly SessionKey[],
     size: number,
-  ): Promise<{ ceiling: number; session: StoredSession | null }> {
-    const r = (await this.query('fence-block-reserve', [key.channel, key.user, size]))[0]!;
-    const session =
-      r.snapshot === null
-        ? null
-        : {
-            snapshot: r.snapshot as SessionSnapshot,
-            version: num(r.version),
-            rev: num(r.rev),
-            fence: num(r.fence),
-          };
-    return { ceiling: num(r.ceiling), session };
+  ): Promise<Map<string, FenceReservation>> {
+    const rows = await this.query('fence-block-reserve', [
+      JSON.stringify(keys.map((k) => ({ channel: k.channel, user_id: k.user }))),
+      size,
+    ]);
+    const out = new Map<string, FenceReservation>();
+    for (const r of rows) {
+      const session =
+        r.snapshot === null || r.snapshot === undefined
+          ? null
+          : {
+              snapshot: r.snapshot as SessionSnapshot,
+              version: num(r.version),
+              rev: num(r.rev),
+              fence: num(r.fence),
+            };
+      out.set(reservationKey({ channel: r.channel as string, user: r.user_id as string }), {
+        ceiling: num(r.ceiling),
+        session,
+      });
+    }
+    return out;
   }
 
   /**
