@@ -35,6 +35,18 @@ describeServices('distributed backend: folded turn round trips', () => {
     expect((await backend.pending(other, 1)).map((m) => m.id)).toEqual([m1.id]);
   });
 
+  it("a new user's first grant brings the read too (with the tombstone PostgreSQL's answer leaves)", async () => {
+    const { backend } = await makeBackend({ bufferMs: 0 });
+    const key = newKey();
+    const m1 = text(key, 'one');
+    await backend.ingest({ messages: [m1], statuses: [] });
+    const lease = (await backend.acquireLease(key, 'w1', 5000))!;
+    await backend.ingest({ messages: [text(key, 'two')], statuses: [] });
+    expect((await backend.pending(lease, 500)).map((m) => m.id)).toEqual([m1.id]);
+    expect(await backend.load(lease)).toBeNull();
+    expect(await backend.pending(lease, 500)).toHaveLength(2);
+  });
+
   it('keeps the lease and returns the messages due, with the state for load', async () => {
     const { backend } = await makeBackend({ bufferMs: 0 });
     const key = newKey();

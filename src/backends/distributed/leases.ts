@@ -68,9 +68,29 @@ export async function acquireLease(
     const { ceiling, session } = await ctx.pg.reserveFenceBlock(key, ctx.fenceBlockSize);
     wd = watchdogScore(ctx, ttlMs);
     const ops = [acquire(ceiling - ctx.fenceBlockSize, ceiling), watchdog(), held()];
-    if (!session) ops.push(restoreOp(sk, null, []));
-    reply = asArray((await pipeline(ctx, 'acquire', ops))[0]);
-    if (session && asNumber(reply[0]) > 0) await restore(ctx, key, sk, session);
+    if (session) {
+      reply = asArray((await pipeline(ctx, 'acquire', ops))[0]);
+      if (asNumber(reply[0]) > 0) await restore(ctx, key, sk, session);
+    } else {
+      // A new user: the tombstone, then the first mailbox read, as on the usual path.
+      const again = ctx.intake?.beforeRead() ?? null;
+      const replies = await pipeline(ctx, 'acquire', [
+        ...ops,
+        restoreOp(sk, null, []),
+        ...(again ? [again.op] : []),
+        ...mailboxReadOps(sk, MAILBOX_READ_LIMIT),
+      ]);
+      reply = asArray(replies[0]);
+      if (asNumber(reply[0]) > 0) {
+        const at = again ? 5 : 4;
+        ctx.mailboxReads.set(sk.member, {
+          token,
+          mailbox: replies[at],
+          state: replies[at + 1],
+          ...(again ? { watermark: { read: again, reply: replies[4] } } : {}),
+        });
+      }
+    }
   }
   const code = asNumber(reply[0]);
   if (code === ScriptCode.Locked) {
