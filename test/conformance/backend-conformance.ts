@@ -237,6 +237,36 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect(await b.acquireLease(key, 'w3', 5000)).not.toBeNull();
       });
 
+      it('releaseOrTake keeps the lease with the messages whose window has ended, else releases it', async () => {
+        if (!b.releaseOrTake) return;
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const m1 = text(key, 'one');
+        await b.ingest({ messages: [m1], statuses: [] });
+        // Its window has not ended: released, and the session is due once it has.
+        expect(await b.releaseOrTake(g, 100)).toBeNull();
+        expect(await b.acquireLease(key, 'w2', 5000)).not.toBeNull();
+        const other = (await b.acquireLease(key, 'w3', 5000)) ?? null;
+        expect(other).toBeNull();
+        const key2 = newKey();
+        const g2 = (await b.acquireLease(key2, 'w1', 5000))!;
+        const m2 = text(key2, 'two');
+        await b.ingest({ messages: [m2], statuses: [] });
+        await sleep(CONFORMANCE_BUFFER_MS + 30);
+        // Due: kept, with the messages; nobody else gets the session meanwhile.
+        expect((await b.releaseOrTake(g2, 100))?.map((m) => m.id)).toEqual([m2.id]);
+        expect(await b.acquireLease(key2, 'w2', 5000)).toBeNull();
+        await b.commit(
+          g2,
+          batch(key2, 0, 1, { consumed: [m2.id], records: [record(g2, 1, 'advance', [m2.id])] }),
+        );
+        // Nothing left: released.
+        expect(await b.releaseOrTake(g2, 100)).toBeNull();
+        expect(await b.acquireLease(key2, 'w2', 5000)).not.toBeNull();
+        // A grant that lost its lease takes nothing.
+        expect(await b.releaseOrTake({ ...g2, token: 'not-the-token' }, 100)).toBeNull();
+      });
+
       it('renew fails once the lease expired and someone else took it', async () => {
         const key = newKey();
         const g1 = (await b.acquireLease(key, 'w1', 100))!;

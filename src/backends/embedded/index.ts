@@ -511,6 +511,26 @@ export class EmbeddedBackend implements Backend {
     this.rescheduleIfPending(lease);
   }
 
+  async releaseOrTake(lease: LeaseGrant, limit: number): Promise<StoredMessage[] | null> {
+    const id = sessionId(lease);
+    const mine = this.leases.get(id)?.token === lease.token;
+    if (!mine || !this.current(lease) || this.closed) {
+      if (mine) this.leases.delete(id);
+      this.rescheduleIfPending(lease);
+      return null;
+    }
+    // One mailbox read decides: due messages keep the lease; otherwise it is released and the
+    // read says when the session is due again (as `rescheduleIfPending` would find).
+    const due = await this.pending(lease, limit);
+    const first = due[0];
+    if (first !== undefined && first.storedAt + this.opts.bufferMs <= this.now()) return due;
+    this.leases.delete(id);
+    const key: SessionKey = { channel: lease.channel, user: lease.user };
+    if (first !== undefined) this.due.schedule(key, first.storedAt + this.opts.bufferMs);
+    else this.rescheduleIfUnsent(key);
+    return null;
+  }
+
   async clearLease(key: SessionKey): Promise<boolean> {
     const had = this.isLeased(key);
     this.leases.delete(sessionId(key));
@@ -529,10 +549,14 @@ export class EmbeddedBackend implements Backend {
       this.due.schedule(key, row.first + this.opts.bufferMs);
       return;
     }
+    this.rescheduleIfUnsent(key);
+  }
+
+  /** Replies whose sending was cut short (lease lost, shutdown): try again shortly. */
+  private rescheduleIfUnsent(key: SessionKey): void {
     const unsent = this.sql(
       `SELECT 1 FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') LIMIT 1`,
     ).get(key.channel, key.user);
-    // Replies whose sending was cut short (lease lost, shutdown): try again shortly.
     if (unsent !== undefined) this.due.schedule(key, this.now() + UNSENT_RETRY_MS);
   }
 
