@@ -4,50 +4,26 @@
  * user's first message that Baton stores and answers with the order flow's first prompt, and
  * the report adds up.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBaton, type Baton } from '../../src/app.ts';
-import { loadConfig } from '../../src/config/index.ts';
-import { runOpenLoop, startReplySink, type ReplySink } from '../../loadgen/index.ts';
+import { runOpenLoop } from '../../loadgen/index.ts';
+import { startLoadTarget, type LoadTarget } from '../support/load-target.ts';
 
-const SECRET = 'open-loop-secret';
-
-let sink: ReplySink;
-let baton: Baton;
-let url: string;
-let dir: string;
+let t: LoadTarget;
 
 beforeAll(async () => {
-  sink = await startReplySink();
-  dir = mkdtempSync(join(tmpdir(), 'baton-open-loop-'));
-  const config = loadConfig({
-    PORT: '0',
-    HOST: '127.0.0.1',
-    BATON_DATA_DIR: dir,
-    WHATSAPP_APP_SECRET: SECRET,
-    WHATSAPP_API_BASE_URL: sink.url,
-    ADMIN_TOKEN: 'open-loop-admin',
-    BATON_BUFFER_MS: '0',
-  });
-  baton = await createBaton(config, { logger: pino({ level: 'silent' }) });
-  url = (await baton.start())!;
+  t = await startLoadTarget('open-loop', { BATON_BUFFER_MS: '0' });
 });
 
 afterAll(async () => {
-  await baton?.stop();
-  await sink?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await t?.close();
 });
 
 describe('open-loop load', () => {
   it('offers 100 webhooks/s for 1 s: all stored, every new user answered, figures consistent', async () => {
     const r = await runOpenLoop({
-      url,
-      secret: SECRET,
-      sink,
+      url: t.url,
+      secret: t.secret,
+      sink: t.sink,
       ratePerSec: 100,
       durationMs: 1000,
       keepSamples: true,
@@ -62,6 +38,6 @@ describe('open-loop load', () => {
     expect(r.windowMs).toBeGreaterThan(900);
     expect(r.samples!.sentMs).toHaveLength(100);
     expect(r.samples!.ackMs.every((ms) => ms >= 0)).toBe(true);
-    expect(new Set(sink.calls.map((c) => c.to)).size).toBe(100);
+    expect(new Set(t.sink.calls.map((c) => c.to)).size).toBe(100);
   });
 });

@@ -6,57 +6,34 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBaton, type Baton } from '../../src/app.ts';
 import { runLoadCommand } from '../../src/cli/load.ts';
-import { loadConfig } from '../../src/config/index.ts';
 import { ConversationScript } from '../../src/simulate/script.ts';
-import { runLoad, startReplySink, type ReplySink } from '../../loadgen/index.ts';
+import { runLoad } from '../../loadgen/index.ts';
+import { startLoadTarget, type LoadTarget } from '../support/load-target.ts';
 import { fill, scriptProblems } from '../../loadgen/script.ts';
 import { startShopStub } from '../../src/simulate/shop-stub.ts';
 
-const SECRET = 'script-load-secret';
-const ADMIN = 'script-load-admin';
 const ORDER_SCRIPT = resolve(import.meta.dirname, '../../loadgen/scripts/order.json');
 const orderScript = ConversationScript.parse(JSON.parse(readFileSync(ORDER_SCRIPT, 'utf8')));
 
-let sink: ReplySink;
-let baton: Baton;
-let url: string;
-let dir: string;
+let t: LoadTarget;
 
 beforeAll(async () => {
-  sink = await startReplySink();
-  dir = mkdtempSync(join(tmpdir(), 'baton-script-load-'));
-  baton = await createBaton(
-    loadConfig({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      BATON_DATA_DIR: dir,
-      WHATSAPP_APP_SECRET: SECRET,
-      WHATSAPP_API_BASE_URL: sink.url,
-      ADMIN_TOKEN: ADMIN,
-      BATON_BUFFER_MS: '1000',
-    }),
-    { logger: pino({ level: 'silent' }), concurrency: 8 },
-  );
-  url = (await baton.start())!;
+  t = await startLoadTarget('script-load', { BATON_BUFFER_MS: '1000' }, { concurrency: 8 });
 });
 
 afterAll(async () => {
-  await baton?.stop();
-  await sink?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await t?.close();
 });
 
 describe('scripted load', () => {
   it('20 users play the order script with duplicates, shuffled concurrent bursts: a clean verdict', async () => {
     const report = await runLoad({
-      url,
-      adminToken: ADMIN,
-      secret: SECRET,
-      sink,
+      url: t.url,
+      adminToken: t.adminToken,
+      secret: t.secret,
+      sink: t.sink,
       users: 20,
       seed: 11,
       script: orderScript,
@@ -87,10 +64,10 @@ describe('scripted load', () => {
       steps: orderScript.steps.map((s, i) => (i === 2 ? { ...s, expect: ['pizza'] } : s)),
     });
     const r1 = await runLoad({
-      url,
-      adminToken: ADMIN,
-      secret: SECRET,
-      sink,
+      url: t.url,
+      adminToken: t.adminToken,
+      secret: t.secret,
+      sink: t.sink,
       users: 3,
       script: wrongReply,
       replyTimeoutMs: 5_000,
@@ -102,10 +79,10 @@ describe('scripted load', () => {
 
     const wrongEnd = ConversationScript.parse({ ...orderScript, end: { step: 'cancelled' } });
     const r2 = await runLoad({
-      url,
-      adminToken: ADMIN,
-      secret: SECRET,
-      sink,
+      url: t.url,
+      adminToken: t.adminToken,
+      secret: t.secret,
+      sink: t.sink,
       users: 2,
       script: wrongEnd,
       replyTimeoutMs: 5_000,
@@ -118,10 +95,10 @@ describe('scripted load', () => {
       end: undefined,
     });
     const r3 = await runLoad({
-      url,
-      adminToken: ADMIN,
-      secret: SECRET,
-      sink,
+      url: t.url,
+      adminToken: t.adminToken,
+      secret: t.secret,
+      sink: t.sink,
       users: 2,
       script: missing,
       replyTimeoutMs: 1_500,

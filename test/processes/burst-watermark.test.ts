@@ -16,7 +16,7 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signMetaBody } from '../../src/providers/index.ts';
-import { startDelayProxy, type DelayProxy } from '../support/delay-proxy.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
@@ -44,7 +44,7 @@ interface Transition {
 
 describe.skipIf(!up)('separate ingress and worker processes, intake slower than the window', () => {
   let graph: FakeGraph;
-  let proxy: DelayProxy;
+  let proxy: TcpProxy;
   const procs: BatonProcess[] = [];
   let env: Record<string, string>;
   let slowBase: string;
@@ -52,7 +52,7 @@ describe.skipIf(!up)('separate ingress and worker processes, intake slower than 
 
   beforeAll(async () => {
     graph = await startFakeGraph();
-    proxy = await startDelayProxy(Number(new URL(REDIS_URL).port || 6379), { min: 30, max: 60 });
+    proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), { delayMs: { min: 30, max: 60 } });
     const viaProxy = new URL(REDIS_URL);
     viaProxy.hostname = '127.0.0.1';
     viaProxy.port = String(proxy.port);
@@ -72,7 +72,7 @@ describe.skipIf(!up)('separate ingress and worker processes, intake slower than 
     const adminPort = await freePort();
     slowBase = `http://127.0.0.1:${slowPort}`;
     adminBase = `http://127.0.0.1:${adminPort}`;
-    // The webhooks' ingress: every Redis command it sends waits 150-300 ms in the proxy.
+    // The webhooks' ingress: every Redis command it sends waits 30-60 ms in the proxy.
     procs.push(
       await spawnBaton(['ingress'], { ...env, PORT: String(slowPort), REDIS_URL: viaProxy.toString() }),
     );

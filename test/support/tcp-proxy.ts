@@ -1,6 +1,9 @@
 /**
- * A TCP proxy a test can cut: `block()` drops every connection and refuses new ones, as a
- * database that went away would; `unblock()` lets traffic through again.
+ * A TCP proxy a test can cut or slow down: `block()` drops every connection and refuses new
+ * ones, as a database that went away would; `unblock()` lets traffic through again. With
+ * `delayMs`, every chunk a client sends is held for a random while (within the bounds) before
+ * it is passed on, in order: a store reached through it answers as one over a slow link would
+ * (answers come back at once).
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -11,7 +14,40 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
+export interface TcpProxyOptions {
+  readonly targetHost?: string;
+  /** Hold each client-to-server chunk this long, a random value between the bounds. */
+  readonly delayMs?: { readonly min: number; readonly max: number };
+}
+
+/**
+ * Passes `client`'s chunks to `upstream`, each after its own delay but never before the chunk
+ * sent ahead of it: one queue and one timer per connection (timers of different lengths may
+ * fire out of order).
+ */
+function delayed(client: Socket, upstream: Socket, delayMs: { min: number; max: number }): void {
+  const queue: Array<{ chunk: Buffer; at: number }> = [];
+  let timer: NodeJS.Timeout | null = null;
+  const release = (): void => {
+    timer = null;
+    while (queue.length > 0 && queue[0]!.at <= Date.now()) {
+      if (!upstream.destroyed) upstream.write(queue.shift()!.chunk);
+      else queue.shift();
+    }
+    if (queue.length > 0) timer = setTimeout(release, queue[0]!.at - Date.now());
+  };
+  client.on('data', (chunk: Buffer) => {
+    const delay = delayMs.min + Math.random() * (delayMs.max - delayMs.min);
+    const last = queue.at(-1)?.at ?? 0;
+    queue.push({ chunk, at: Math.max(last, Date.now() + delay) });
+    timer ??= setTimeout(release, queue[0]!.at - Date.now());
+  });
+  client.on('close', () => {
+    if (timer) clearTimeout(timer);
+  });
+}
+
+export async function startTcpProxy(targetPort: number, opts: TcpProxyOptions = {}): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let blocked = false;
   const server: Server = createServer((client) => {
@@ -19,7 +55,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       client.destroy();
       return;
     }
-    const upstream = connect(targetPort, targetHost);
+    const upstream = connect(targetPort, opts.targetHost ?? '127.0.0.1');
     sockets.add(client);
     sockets.add(upstream);
     const drop = (): void => {
@@ -30,7 +66,8 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
+    if (opts.delayMs) delayed(client, upstream, opts.delayMs);
+    else client.pipe(upstream);
     upstream.pipe(client);
   });
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
