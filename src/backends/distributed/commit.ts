@@ -178,15 +178,14 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
   // read stands for the first one here (any read of the head is a valid one: entries appended
   // since wait for the next copy). Their lease is held, so they are not idle either: release
   // asks about that.
-  const held = new Set<string>();
   let early = new Map<string, unknown>();
   for (const m of todo) {
     const page = ctx.journalReads.get(m);
     if (page === undefined) continue;
     ctx.journalReads.delete(m);
     early.set(m, page);
-    held.add(m);
   }
+  const held = new Set(early.keys());
   while (todo.length > 0) {
     const sks = todo.map((m) => ctx.keys.forMember(m));
     const toRead = todo.filter((m) => !early.has(m));

@@ -21,6 +21,31 @@ function watchdogScore(ctx: Context, ttlMs: number): string {
   return `${Math.ceil(ctx.now() + ttlMs + ctx.leaseGraceMs)}.5`;
 }
 
+/**
+ * The ops of a new holder's first read (the intake watermarks, then the mailbox and the state),
+ * to ride in its grant's pipeline; `keep` takes their replies (in the same order) for the
+ * holder's first `pending` and `load`.
+ */
+function firstRead(
+  ctx: Context,
+  sk: SessionKeys,
+  token: string,
+): { ops: PipelineOp[]; keep(replies: readonly unknown[]): void } {
+  const watermark = ctx.intake?.beforeRead() ?? null;
+  return {
+    ops: [...(watermark ? [watermark.op] : []), ...mailboxReadOps(sk, MAILBOX_READ_LIMIT)],
+    keep(replies) {
+      const at = watermark ? 1 : 0;
+      ctx.mailboxReads.set(sk.member, {
+        token,
+        mailbox: replies[at],
+        state: replies[at + 1],
+        ...(watermark ? { watermark: { read: watermark, reply: replies[0] } } : {}),
+      });
+    },
+  };
+}
+
 export async function acquireLease(
   ctx: Context,
   key: SessionKey,
@@ -43,25 +68,10 @@ export async function acquireLease(
   const held = (): PipelineOp => ({ command: 'ZADD', args: [ctx.keys.leases, wd, token] });
   // And the new holder's first mailbox and state read: the turn needs them next (Redis runs
   // them after the grant; wasted only when the lease is refused).
-  // The intake watermarks too, read just before the mailbox (see intake-watermark.ts).
-  const watermark = ctx.intake?.beforeRead() ?? null;
-  const first = await pipeline(ctx, 'acquire', [
-    acquire('', ''),
-    watchdog(),
-    held(),
-    ...(watermark ? [watermark.op] : []),
-    ...mailboxReadOps(sk, MAILBOX_READ_LIMIT),
-  ]);
+  let read = firstRead(ctx, sk, token);
+  const first = await pipeline(ctx, 'acquire', [acquire('', ''), watchdog(), held(), ...read.ops]);
   let reply = asArray(first[0]);
-  if (asNumber(reply[0]) > 0) {
-    const at = watermark ? 4 : 3;
-    ctx.mailboxReads.set(sk.member, {
-      token,
-      mailbox: first[at],
-      state: first[at + 1],
-      ...(watermark ? { watermark: { read: watermark, reply: first[3] } } : {}),
-    });
-  }
+  if (asNumber(reply[0]) > 0) read.keep(first.slice(3));
   if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
     // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
     // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
@@ -73,23 +83,10 @@ export async function acquireLease(
       if (asNumber(reply[0]) > 0) await restore(ctx, key, sk, session);
     } else {
       // A new user: the tombstone, then the first mailbox read, as on the usual path.
-      const again = ctx.intake?.beforeRead() ?? null;
-      const replies = await pipeline(ctx, 'acquire', [
-        ...ops,
-        restoreOp(sk, null, []),
-        ...(again ? [again.op] : []),
-        ...mailboxReadOps(sk, MAILBOX_READ_LIMIT),
-      ]);
+      read = firstRead(ctx, sk, token);
+      const replies = await pipeline(ctx, 'acquire', [...ops, restoreOp(sk, null, []), ...read.ops]);
       reply = asArray(replies[0]);
-      if (asNumber(reply[0]) > 0) {
-        const at = again ? 5 : 4;
-        ctx.mailboxReads.set(sk.member, {
-          token,
-          mailbox: replies[at],
-          state: replies[at + 1],
-          ...(again ? { watermark: { read: again, reply: replies[4] } } : {}),
-        });
-      }
+      if (asNumber(reply[0]) > 0) read.keep(replies.slice(4));
     }
   }
   const code = asNumber(reply[0]);
@@ -156,19 +153,34 @@ function forget(ctx: Context, sk: SessionKeys, token: string): void {
   ctx.watchdogs.delete(token);
 }
 
-/** After a release attempt answered `due` (lease-release-5.lua's codes): reschedule as needed. */
-async function afterRelease(
+/** After a release attempt answered `due` (lease-release-5.lua's codes): the rescheduling needed. */
+function dueOps(ctx: Context, sk: SessionKeys, due: number, wd: string | undefined): PipelineOp[] {
+  if (due > 0) return scheduleOps(ctx, [[sk.member, due]]);
+  // The lease had expired: if nobody took it, the watchdog removed with the release was what
+  // would bring the session back. Put it back as due now (NX: a newer entry wins).
+  if (due === ScriptCode.Fenced && wd !== undefined)
+    return scheduleOps(ctx, [[sk.member, Math.floor(ctx.now())]], true);
+  return [];
+}
+
+/**
+ * What goes with a release: our watchdog entry out of the ready queue (compare-and-delete: an
+ * entry rescheduled meanwhile by intake has another score and stays), the idle check, and the
+ * entry among the leases held.
+ */
+function releaseCompanions(
   ctx: Context,
   sk: SessionKeys,
-  due: number,
+  token: string,
   wd: string | undefined,
-): Promise<void> {
-  if (due > 0) await followUp(ctx, scheduleOps(ctx, [[sk.member, due]]));
-  else if (due === ScriptCode.Fenced && wd !== undefined) {
-    // The lease had expired: if nobody took it, the watchdog we just removed was what would
-    // bring the session back. Put it back as due now (NX: a newer entry wins).
-    await followUp(ctx, scheduleOps(ctx, [[sk.member, Math.floor(ctx.now())]], true));
-  }
+): PipelineOp[] {
+  return [
+    ...(wd !== undefined
+      ? [{ script: 'ready-cas' as const, keys: [ctx.keys.ready], args: [sk.member, wd, ''] }]
+      : []),
+    idleOp(ctx, sk),
+    { command: 'ZREM', args: [ctx.keys.leases, token] },
+  ];
 }
 
 /**
@@ -184,37 +196,29 @@ export async function releaseOrTake(
   const sk = ctx.keys.session(lease);
   const wd = ctx.watchdogs.get(lease.token);
   unhold(ctx, sk, lease.token);
-  // The release's companions go in the same round trip; when the lease is kept instead, the
-  // two entries they removed are put back (below), and the idle check found the session busy.
   // The intake watermarks, read just before the mailbox, for the batch of messages kept.
   const watermark = ctx.intake?.beforeRead() ?? null;
-  const ops: PipelineOp[] = [
+  const replies = await pipeline(ctx, 'release', [
     ...(watermark ? [watermark.op] : []),
     {
       script: 'lease-release-or-take',
       keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent, sk.pv, sk.state],
       args: [lease.token, ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS, limit],
     },
-  ];
-  if (wd !== undefined) ops.push({ script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, wd, ''] });
-  ops.push(idleOp(ctx, sk));
-  ops.push({ command: 'ZREM', args: [ctx.keys.leases, lease.token] });
-  const replies = await pipeline(ctx, 'release', ops);
+  ]);
   const reply = asArray(replies[watermark ? 1 : 0]);
   const code = asNumber(reply[0]);
   if (code === 1) {
+    // Kept: the watchdog and the held-leases entry stay as they are.
     ctx.held.set(sk.member, lease.token);
     if (watermark) ctx.intake!.afterRead(lease, watermark, replies[0]);
-    // Kept. NX: an entry intake put in the ready queue meanwhile (due sooner) stays.
-    const back: PipelineOp[] = [];
-    if (wd !== undefined) back.push({ command: 'ZADD', args: [ctx.keys.ready, 'NX', wd, sk.member] });
-    back.push({ command: 'ZADD', args: [ctx.keys.leases, wd ?? Math.ceil(ctx.now()), lease.token] });
-    await followUp(ctx, back);
     const mailbox = [reply[1], reply[2], reply[3], ...reply.slice(6)];
     return mailboxRead(ctx, sk, lease.token, mailbox, [reply[4], reply[5]], limit);
   }
+  // Released (or already lost): its companions and the rescheduling follow, in one round trip.
   forget(ctx, sk, lease.token);
-  await afterRelease(ctx, sk, code === 0 ? asNumber(reply[1] ?? 0) : code, wd);
+  const due = code === 0 ? asNumber(reply[1] ?? 0) : code;
+  await followUp(ctx, [...releaseCompanions(ctx, sk, lease.token, wd), ...dueOps(ctx, sk, due, wd)]);
   return null;
 }
 
@@ -223,20 +227,18 @@ export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<voi
   const wd = ctx.watchdogs.get(lease.token);
   unhold(ctx, sk, lease.token);
   forget(ctx, sk, lease.token);
-  // Our watchdog entry goes in the same round trip (compare-and-delete: an entry rescheduled
-  // meanwhile by intake has another score and stays).
+  // Its companions go in the same round trip.
   const ops: PipelineOp[] = [
     {
       script: 'lease-release',
       keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
       args: [lease.token, ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS],
     },
+    ...releaseCompanions(ctx, sk, lease.token, wd),
   ];
-  if (wd !== undefined) ops.push({ script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, wd, ''] });
-  ops.push(idleOp(ctx, sk));
-  ops.push({ command: 'ZREM', args: [ctx.keys.leases, lease.token] });
   const due = asNumber((await pipeline(ctx, 'release', ops))[0]);
-  await afterRelease(ctx, sk, due, wd);
+  const after = dueOps(ctx, sk, due, wd);
+  if (after.length > 0) await followUp(ctx, after);
 }
 
 export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean> {
