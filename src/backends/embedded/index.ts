@@ -39,6 +39,7 @@ import type {
 import { DueQueue } from './due-queue.ts';
 import { TurnPacer, type TurnPacerOptions } from './turn-pacer.ts';
 import { WalSync } from './wal-sync.ts';
+import { Checkpointer, SAFETY_NET_PAGES, type CheckpointStats } from './checkpointer.ts';
 import { MIGRATIONS } from './schema.ts';
 import {
   PURGE_BATCH,
@@ -122,6 +123,8 @@ export class EmbeddedBackend implements Backend {
   private savepoints: TxStatements | undefined;
   /** Makes commits durable off the event loop (a file store); null: SQLite syncs in COMMIT. */
   private readonly walSync: WalSync | null = null;
+  /** Runs WAL checkpoints on a thread of their own (a file store); null: SQLite's own, in COMMIT. */
+  private checkpointer: Checkpointer | null = null;
   private flushScheduled = false;
   /** Committed counts. */
   private readonly counts: Counts = { pending: 0, deadLetters: 0 };
@@ -155,6 +158,15 @@ export class EmbeddedBackend implements Backend {
       // Durable all the same: no write is reported done before the WAL is synced (`wal-sync.ts`).
       this.db.pragma('synchronous = NORMAL');
       this.walSync = new WalSync(`${file}-wal`);
+      this.db.pragma(`wal_autocheckpoint = ${SAFETY_NET_PAGES}`);
+      this.checkpointer = new Checkpointer(file, {
+        onFailure: (err) => {
+          this.checkpointer = null;
+          if (this.closed) return;
+          this.db.pragma('wal_autocheckpoint = 1000');
+          process.emitWarning(`Baton: WAL checkpoints are back on the event loop: ${err.message}`);
+        },
+      });
     }
     this.db.pragma('busy_timeout = 5000');
     this.due = new DueQueue(this.now);
@@ -216,9 +228,15 @@ export class EmbeddedBackend implements Backend {
     if (this.purgeTimer) clearInterval(this.purgeTimer);
     this.flush();
     this.walSync?.close();
+    await this.checkpointer?.close();
     this.due.close();
     this.db.close();
     this.dirLock?.release();
+  }
+
+  /** What the checkpoint thread has done; null when it is not running (`:memory:`, or it failed). */
+  get checkpoints(): Readonly<CheckpointStats> | null {
+    return this.checkpointer?.stats ?? null;
   }
 
   async health(): Promise<Record<string, boolean>> {
@@ -314,6 +332,7 @@ export class EmbeddedBackend implements Backend {
     this.counts.pending += this.staged.pending;
     this.counts.deadLetters += this.staged.deadLetters;
     this.staged = { pending: 0, deadLetters: 0 };
+    this.checkpointer?.committed();
     const settle = (syncError: Error | null): void => {
       const failed = syncError ? new StorageUnavailableError("could not sync SQLite's WAL", syncError) : null;
       work.forEach((w, i) => {

@@ -1,0 +1,119 @@
+/**
+ * WAL checkpoints off the event loop. SQLite's automatic checkpoint runs inside the COMMIT that
+ * crosses its threshold (1,000 pages), on the connection that committed: here the event loop,
+ * which then copies the WAL into the database and makes two syncs while no webhook is read. At
+ * 1,000 webhooks a second that was most of the webhook ack's p99.
+ *
+ * Instead a worker thread with its own connection runs `wal_checkpoint(PASSIVE)` shortly after
+ * commits (`checkpoint-worker.mjs`). PASSIVE takes no writer lock: commits go on while it
+ * copies. The WAL is only rewound from its start when a checkpoint has copied every frame and no
+ * write came meanwhile; under a steady stream that can take a while, so the main connection
+ * keeps SQLite's own checkpoint as a bound (`SAFETY_NET_PAGES`, far above what the thread lets
+ * the WAL reach), and takes it back entirely if the thread fails.
+ * @module
+ */
+import { Worker } from 'node:worker_threads';
+
+/** The main connection's own automatic checkpoint while the thread works (pages). */
+export const SAFETY_NET_PAGES = 16_000;
+
+export interface CheckpointerOptions {
+  /** A checkpoint starts this long after the first commit that follows the last one (ms, default 100). */
+  readonly delayMs?: number;
+  /** The thread cannot run: called once, and the checkpointer stops. */
+  readonly onFailure: (err: Error) => void;
+}
+
+interface Reply {
+  readonly ok: boolean;
+  readonly busy?: number;
+  readonly log?: number;
+  readonly checkpointed?: number;
+  readonly ms: number;
+  readonly error?: string;
+}
+
+export interface CheckpointStats {
+  /** Checkpoints run by the thread. */
+  runs: number;
+  /** The WAL's frames at the last checkpoint, and how many of them it had copied. */
+  log: number;
+  checkpointed: number;
+  /** Longest checkpoint so far, ms. */
+  maxMs: number;
+}
+
+export class Checkpointer {
+  private readonly worker: Worker;
+  private readonly delayMs: number;
+  private dirty = false;
+  private running = false;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  readonly stats: CheckpointStats = { runs: 0, log: 0, checkpointed: 0, maxMs: 0 };
+
+  constructor(
+    file: string,
+    private readonly opts: CheckpointerOptions,
+  ) {
+    this.delayMs = opts.delayMs ?? 100;
+    this.worker = new Worker(new URL('./checkpoint-worker.mjs', import.meta.url), { workerData: { file } });
+    this.worker.unref();
+    this.worker.on('message', (r: Reply) => this.finished(r));
+    this.worker.on('error', (err) => this.fail(err));
+    this.worker.on('exit', (code) => {
+      if (!this.stopped) this.fail(new Error(`checkpoint thread exited with code ${code}`));
+    });
+  }
+
+  /** A transaction committed: a checkpoint follows within `delayMs`. */
+  committed(): void {
+    this.dirty = true;
+    if (!this.running && this.timer === null && !this.stopped) {
+      this.timer = setTimeout(this.run, this.delayMs);
+      this.timer.unref();
+    }
+  }
+
+  private readonly run = (): void => {
+    this.timer = null;
+    if (this.stopped || !this.dirty) return;
+    this.dirty = false;
+    this.running = true;
+    this.worker.postMessage('checkpoint');
+  };
+
+  private finished(r: Reply): void {
+    this.running = false;
+    if (!r.ok) return this.fail(new Error(`checkpoint failed: ${r.error ?? 'unknown error'}`));
+    this.stats.runs += 1;
+    this.stats.log = r.log ?? 0;
+    this.stats.checkpointed = r.checkpointed ?? 0;
+    this.stats.maxMs = Math.max(this.stats.maxMs, r.ms);
+    if (this.dirty) this.committed();
+  }
+
+  private fail(err: Error): void {
+    if (this.stopped) return;
+    this.stop();
+    void this.worker.terminate();
+    this.opts.onFailure(err);
+  }
+
+  private stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Closes the thread's connection (before the main one closes, so that one checkpoints last). */
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    this.stop();
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.postMessage('close');
+    const timeout = setTimeout(() => void this.worker.terminate(), 2_000);
+    await exited;
+    clearTimeout(timeout);
+  }
+}

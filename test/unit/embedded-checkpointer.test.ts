@@ -1,0 +1,87 @@
+/**
+ * The embedded store's WAL checkpoints run on a thread of their own (`checkpointer.ts`), on a
+ * real SQLite file: the database file fills while the main connection's own checkpoint is far
+ * off, closing still leaves no WAL behind, and a thread that cannot run is reported.
+ */
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, expect, it } from 'vitest';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import { Checkpointer } from '../../src/backends/embedded/checkpointer.ts';
+import { newKey, sleep, text } from '../distributed/fixtures.ts';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-checkpointer-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function until(what: string, ok: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+it('copies committed pages into the database file from its own thread', async () => {
+  const dir = tempDir();
+  const b = new EmbeddedBackend({ dataDir: dir, bufferMs: 60_000, dedupeTtlSec: 3600 });
+  await b.init();
+  cleanups.unshift(() => b.close());
+  const key = newKey();
+  for (let i = 0; i < 20; i += 1) {
+    const batch = Array.from({ length: 10 }, (_, j) => text(key, `message ${i}-${j}`));
+    await b.ingest({ messages: batch, statuses: [] });
+  }
+  // A few dozen pages: far below any automatic checkpoint of the main connection (1,000 pages
+  // by SQLite's default), so only the thread can have copied them.
+  await until('a checkpoint of every frame', () => {
+    const s = b.checkpoints;
+    return s !== null && s.runs > 0 && s.log > 0 && s.checkpointed === s.log;
+  });
+  // The database file alone, without its WAL, holds every message.
+  const copy = join(dir, 'copy.sqlite');
+  copyFileSync(join(dir, 'baton.sqlite'), copy);
+  const db = new Database(copy, { readonly: true });
+  try {
+    expect(db.prepare('SELECT COUNT(*) AS n FROM inbound').get()).toEqual({ n: 200 });
+  } finally {
+    db.close();
+  }
+});
+
+it('leaves no WAL behind when the store closes, with the thread running', async () => {
+  const dir = tempDir();
+  const b = new EmbeddedBackend({ dataDir: dir, bufferMs: 60_000, dedupeTtlSec: 3600 });
+  await b.init();
+  await b.ingest({ messages: [text(newKey(), 'hi')], statuses: [] });
+  await until('a checkpoint', () => (b.checkpoints?.runs ?? 0) > 0);
+  expect(existsSync(join(dir, 'baton.sqlite-wal'))).toBe(true);
+  await b.close();
+  expect(existsSync(join(dir, 'baton.sqlite-wal'))).toBe(false);
+  const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
+  try {
+    expect(db.prepare('SELECT COUNT(*) AS n FROM inbound').get()).toEqual({ n: 1 });
+  } finally {
+    db.close();
+  }
+});
+
+it('reports a thread that cannot open the database', async () => {
+  const failures: Error[] = [];
+  const c = new Checkpointer(join(tempDir(), 'no', 'such', 'dir', 'baton.sqlite'), {
+    onFailure: (err) => failures.push(err),
+  });
+  cleanups.unshift(() => c.close());
+  await until('the failure', () => failures.length > 0);
+  expect(failures).toHaveLength(1);
+  expect(failures[0]!.message).toMatch(/directory does not exist|unable to open/i);
+});
