@@ -3,6 +3,7 @@
  * Providers produce it; the engine and flows consume it. No I/O here.
  * @module
  */
+import type { OutboundStatus } from './session.ts';
 
 /** Which gateway a message came through. */
 export type ProviderName = 'cloud-api' | 'wasender';
@@ -105,16 +106,35 @@ export function trustedTimestamp<M extends StoredMessage>(m: M): M {
   return m.timestamp > stored + MAX_CLOCK_AHEAD_SEC ? { ...m, timestamp: stored } : m;
 }
 
-/** Delivery states of an outbound message, in the order they may advance. */
-export const OUTBOUND_STATUS_RANK = {
-  pending: 0,
-  sending: 1,
-  sent: 2,
-  delivered: 3,
-  read: 4,
-  played: 5,
-  failed: 6,
-} as const;
+/** Delivery states in the order they may advance (pending, sending and failed have no rank). */
+const DELIVERY_RANK: Readonly<Partial<Record<OutboundStatus, number>>> = {
+  sent: 1,
+  delivered: 2,
+  read: 3,
+  played: 4,
+};
+
+/**
+ * The one rule for changing an outbound record's status, whether the outbox or a status webhook
+ * asks: whether `next` may replace `cur`. Webhooks arrive out of order and may follow a retry, so
+ * delivery states only advance (sent < delivered < read < played); `failed` is recorded unless
+ * the message was already delivered (WhatsApp delivered it, whatever came later); `pending` and
+ * `sending` (the outbox's own states, and replay) only apply before any delivery state, so a
+ * delivered message is never queued to be sent again. The same status is allowed (no change).
+ *
+ * The distributed backend applies the same rule in Lua
+ * (`backends/distributed/scripts/includes/outbound-status.lua`) and SQL
+ * (`backends/distributed/sql/outbound-status-by-provider-id.sql`): change them together.
+ */
+export function statusAllowed(cur: OutboundStatus, next: OutboundStatus): boolean {
+  if (next === cur) return true;
+  const curRank = DELIVERY_RANK[cur];
+  if (next === 'pending' || next === 'sending') return curRank === undefined;
+  const nextRank = DELIVERY_RANK[next];
+  if (nextRank !== undefined) return curRank === undefined || nextRank > curRank;
+  // next is failed
+  return cur !== 'delivered' && cur !== 'read' && cur !== 'played';
+}
 
 export type DeliveryStatus = 'sent' | 'delivered' | 'read' | 'played' | 'failed';
 
@@ -130,6 +150,16 @@ export interface StatusUpdate {
   readonly recipient: string;
   readonly bizOpaqueCallbackData?: string;
   readonly errors?: ReadonlyArray<{ code: number; title?: string; message?: string }>;
+}
+
+/**
+ * The last error a `failed` status webhook leaves on its record: the first error, as
+ * `<code>: <message or title>` (the distributed intake writes the same); null when there is none.
+ */
+export function statusLastError(s: Pick<StatusUpdate, 'status' | 'errors'>): string | null {
+  const err = s.errors?.[0];
+  if (s.status !== 'failed' || !err) return null;
+  return `${err.code}: ${err.message ?? err.title ?? ''}`.trim();
 }
 
 /** What one webhook POST carried, after parsing. */

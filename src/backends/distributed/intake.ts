@@ -29,6 +29,7 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   for (const s of batch.statuses) {
     const key = { channel: s.channel, user: s.recipient };
     const sk = ctx.keys.session(key);
+    // The format of statusLastError (model/message.ts), which the embedded backend uses.
     const err = s.errors?.[0];
     const lastError =
       s.status === 'failed' && err ? `${err.code}: ${err.message ?? err.title ?? ''}`.trim() : '';

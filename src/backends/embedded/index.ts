@@ -12,15 +12,18 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
 import {
-  OUTBOUND_STATUS_RANK,
   sessionId,
+  statusAllowed,
+  statusLastError,
   type SessionKey,
+  type StatusUpdate,
   type StoredMessage,
   type WebhookBatch,
 } from '../../model/message.ts';
 import type {
   DeadLetter,
   OutboundRecord,
+  OutboundStatus,
   PromptRef,
   SessionSnapshot,
   TransitionRecord,
@@ -277,7 +280,7 @@ export class EmbeddedBackend implements Backend {
           }
         }
         let statuses = 0;
-        for (const st of batch.statuses) statuses += this.applyStatus(st.messageId, st.status, st.errors);
+        for (const st of batch.statuses) statuses += this.applyStatus(st);
         return { accepted, duplicates, statuses };
       },
       () => {
@@ -385,23 +388,23 @@ export class EmbeddedBackend implements Backend {
     return outcomes;
   };
 
-  private applyStatus(
-    providerMessageId: string,
-    status: keyof typeof OUTBOUND_STATUS_RANK,
-    errors?: WebhookBatch['statuses'][number]['errors'],
-  ): number {
+  /**
+   * A status webhook, by {@link statusAllowed} like the distributed backend: its last error is
+   * kept even when the status stays (a failed webhook after delivered), and a record found counts
+   * as applied whether or not its status moved.
+   */
+  private applyStatus(st: StatusUpdate): number {
     const row = this.sql('SELECT id, status, record FROM outbound WHERE provider_message_id = ?').get(
-      providerMessageId,
-    ) as { id: string; status: keyof typeof OUTBOUND_STATUS_RANK; record: string } | undefined;
+      st.messageId,
+    ) as { id: string; status: OutboundStatus; record: string } | undefined;
     if (!row) return 0;
-    if (row.status === 'failed' || OUTBOUND_STATUS_RANK[status] <= OUTBOUND_STATUS_RANK[row.status]) return 0;
-    const lastError = errors?.length
-      ? errors.map((e) => `${e.code} ${e.title ?? e.message ?? ''}`.trim()).join('; ')
-      : null;
-    const record = {
+    const status = statusAllowed(row.status, st.status) ? st.status : row.status;
+    const lastError = statusLastError(st);
+    if (status === row.status && lastError === null) return 1;
+    const record: OutboundRecord = {
       ...(JSON.parse(row.record) as OutboundRecord),
       status,
-      ...(lastError ? { lastError } : {}),
+      ...(lastError !== null ? { lastError } : {}),
     };
     this.sql(
       'UPDATE outbound SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?, record = ? WHERE id = ?',
@@ -684,11 +687,8 @@ export class EmbeddedBackend implements Backend {
       { record: string } | undefined;
     if (!row) return;
     const current = JSON.parse(row.record) as OutboundRecord;
-    // A status webhook may have advanced it already (delivered before we recorded `sent`).
-    const status =
-      OUTBOUND_STATUS_RANK[current.status] > OUTBOUND_STATUS_RANK[patch.status] && patch.status !== 'failed'
-        ? current.status
-        : patch.status;
+    // A status webhook may have moved it on already (delivered before we recorded `sent`).
+    const status = statusAllowed(current.status, patch.status) ? patch.status : current.status;
     const record: OutboundRecord = { ...current, ...patch, status };
     this.sql(
       `UPDATE outbound SET status = ?, attempts = ?, provider_message_id = COALESCE(?, provider_message_id),

@@ -1,6 +1,7 @@
 -- A status webhook for a record Redis no longer keeps: applies it in PostgreSQL with the
--- same rule as scripts/includes/outbound-status.lua (delivery states only advance; failed
--- unless delivered; the revision is left alone so Redis's later writes still apply).
+-- same rule as statusAllowed in src/model/message.ts and scripts/includes/outbound-status.lua
+-- (delivery states only advance; failed unless delivered; the revision is left alone so
+-- Redis's later writes still apply).
 -- $1 provider message id, $2 status, $3 last error (null to keep)
 UPDATE outbound SET
   status = CASE

@@ -1,7 +1,8 @@
--- statusAllowed(cur, new): the one rule for outbound status changes (mirrored in
--- sql/outbound-status-by-provider-id.sql). Delivery states only advance
--- (sent < delivered < read < played); `failed` is recorded unless the message was already
--- delivered; pending/sending (the outbox's own states, and replay) only apply before delivery.
+-- statusAllowed(cur, new): the one rule for outbound status changes, mirroring statusAllowed
+-- in src/model/message.ts (and mirrored in sql/outbound-status-by-provider-id.sql). Delivery
+-- states only advance (sent < delivered < read < played); `failed` is recorded unless the
+-- message was already delivered; pending/sending (the outbox's own states, and replay) only
+-- apply before delivery.
 local DELIVERY_RANK = { sent = 2, delivered = 3, read = 4, played = 5 }
 local function statusAllowed(cur, new)
   if new == cur then return true end
