@@ -14,7 +14,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Backend, LeaseGrant } from '../../src/backends/types.ts';
 import { FencedError, VersionConflictError } from '../../src/errors.ts';
-import type { SessionKey } from '../../src/model/message.ts';
+import type { SessionKey, StatusUpdate } from '../../src/model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../../src/model/session.ts';
 import {
   batch,
@@ -555,6 +555,84 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         await b.updateOutbound(o2.id, { status: 'sent', providerMessageId: 'wamid.NOTICE' });
         const refs = await b.resolvePrompts(key, ['wamid.PROMPT', 'wamid.NOTICE', 'wamid.NEVER']);
         expect([...refs.entries()]).toEqual([['wamid.PROMPT', { step: 'ask_name', version: 1 }]]);
+      });
+
+      // One status rule for webhooks and the outbox alike (statusAllowed in src/model/message.ts).
+      describe('status rule', () => {
+        /** A committed record the outbox has sent, and its provider message id. */
+        async function sentRecord(key: SessionKey): Promise<[OutboundRecord, string]> {
+          const [o1] = await committedWithOutbound(key);
+          const pmid = `wamid.${uid()}`;
+          await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: pmid });
+          return [o1, pmid];
+        }
+        const hook = (
+          key: SessionKey,
+          pmid: string,
+          s: StatusUpdate['status'],
+          extra: Partial<StatusUpdate> = {},
+        ): Promise<unknown> => b.ingest({ messages: [], statuses: [status(key, pmid, s, extra)] });
+        const undeliverable = {
+          errors: [
+            { code: 131026, title: 'Message undeliverable', message: 'Receiver is incapable' },
+            { code: 131000, title: 'Something went wrong' },
+          ],
+        };
+        const statusOf = async (key: SessionKey): Promise<OutboundRecord> => (await b.outbound(key))[0]!;
+
+        it('a failed webhook after delivered leaves it delivered', async () => {
+          const key = newKey();
+          const [, pmid] = await sentRecord(key);
+          await hook(key, pmid, 'delivered');
+          await hook(key, pmid, 'failed', undeliverable);
+          expect((await statusOf(key)).status).toBe('delivered');
+        });
+
+        it('a failed webhook after sent records failed and the first error as "code: message"', async () => {
+          const key = newKey();
+          const [, pmid] = await sentRecord(key);
+          await hook(key, pmid, 'failed', undeliverable);
+          expect(await statusOf(key)).toMatchObject({
+            status: 'failed',
+            lastError: '131026: Receiver is incapable',
+          });
+        });
+
+        it('a delivered webhook after failed records delivered', async () => {
+          const key = newKey();
+          const [, pmid] = await sentRecord(key);
+          await hook(key, pmid, 'failed', undeliverable);
+          await hook(key, pmid, 'delivered');
+          expect((await statusOf(key)).status).toBe('delivered');
+        });
+
+        it('a delivered webhook after read leaves it read', async () => {
+          const key = newKey();
+          const [, pmid] = await sentRecord(key);
+          await hook(key, pmid, 'read');
+          await hook(key, pmid, 'delivered');
+          expect((await statusOf(key)).status).toBe('read');
+        });
+
+        it("the outbox's sending or failed after a delivery state leaves it unchanged", async () => {
+          const key = newKey();
+          const [o1, pmid] = await sentRecord(key);
+          await hook(key, pmid, 'delivered');
+          await b.updateOutbound(o1.id, { status: 'sending', attempts: 2 });
+          expect((await statusOf(key)).status).toBe('delivered');
+          expect((await b.unsent(key)).map((o) => o.id)).not.toContain(o1.id);
+          await b.updateOutbound(o1.id, { status: 'failed', attempts: 2, lastError: '500: gateway' });
+          expect((await statusOf(key)).status).toBe('delivered');
+        });
+
+        it("the outbox's pending after failed puts it back among the unsent", async () => {
+          const key = newKey();
+          const [o1] = await committedWithOutbound(key);
+          await b.updateOutbound(o1.id, { status: 'failed', attempts: 3, lastError: '500: gateway' });
+          await b.updateOutbound(o1.id, { status: 'pending', attempts: 0 });
+          expect((await statusOf(key)).status).toBe('pending');
+          expect((await b.unsent(key)).map((o) => o.id)).toContain(o1.id);
+        });
       });
     });
 
