@@ -85,7 +85,10 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // PostgreSQL outage must not make intake answer 503 (Redis holds them in the journal meanwhile).
   copySoon(ctx, journaled);
   const post = ctx.statsFeed.op(figures.values());
-  await followUp(ctx, [...scheduleOps(ctx, schedules), ...(post ? [post] : [])]);
+  // Not awaited: the webhook is stored, and the intake's answer need not wait a second round
+  // trip for the ready-queue hint. It leaves on this connection ahead of anything sent later;
+  // if it is lost, the schedule flag's expiry and the reaper reschedule the session.
+  void followUp(ctx, [...scheduleOps(ctx, schedules), ...(post ? [post] : [])]);
   for (const i of unknown) {
     const s = batch.statuses[i]!;
     const err = s.errors?.[0];
