@@ -1,8 +1,10 @@
 /**
  * Distributed mode on a Redis Cluster: a private 3-master cluster (redis-cluster.ts) runs the
  * Backend conformance suite in both sync modes, cluster-specific checks (sessions spread over
- * every master, the reaper scanning each of them, fences across nodes), and an end-to-end run
- * of real `baton ingress` + `baton worker` processes driving users through the order flow.
+ * every master, the reaper scanning each of them, fences across nodes), an end-to-end run of
+ * real `baton ingress` + `baton worker` processes driving users through the order flow, and the
+ * burst scenario of processes/burst-watermark.test.ts across such processes: on a cluster the
+ * worker reads the intake watermarks on their own, not with the mailbox (intake-watermark.ts).
  *
  * Gated like the other real-service suites (PostgreSQL, and the machine's Redis for the shared
  * gate); it also needs the `redis-server` and `redis-cli` binaries: under CI=true a missing one
@@ -16,6 +18,7 @@ import { signMetaBody } from '../../src/providers/index.ts';
 import { makeBackend, useCleanup } from '../distributed/harness.ts';
 import { batch, newKey, record, text as textMessage } from '../distributed/fixtures.ts';
 import { CONFORMANCE_BUFFER_MS, describeBackendConformance } from '../conformance/backend-conformance.ts';
+import { expectBurstsWhole } from '../support/bursts.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
@@ -336,6 +339,53 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
         await Promise.all(procs.map((p) => p.stop('SIGKILL')));
         await dropIsolation(null, env.BATON_PG_SCHEMA!);
       }
+    }, 120_000);
+  });
+
+  // No delaying proxy on Redis here (MOVED redirects name the nodes' own addresses, past any
+  // proxy): the held-back bodies alone make a burst's first message due while the rest is still
+  // on its way in, which is what splits bursts without the watermark.
+  describe('separate ingress and worker processes, intake slower than the window', () => {
+    const WINDOW_MS = 100;
+    let graph: FakeGraph;
+    const procs: BatonProcess[] = [];
+    let env: Record<string, string>;
+    let base: string;
+
+    beforeAll(async () => {
+      graph = await startFakeGraph();
+      const port = await freePort();
+      base = `http://127.0.0.1:${port}`;
+      env = {
+        HOST: '127.0.0.1',
+        REDIS_URL: cluster.url,
+        BATON_REDIS_CLUSTER: 'true',
+        DATABASE_URL,
+        BATON_REDIS_PREFIX: uniqueName('bwc'),
+        BATON_PG_SCHEMA: uniqueName('bwc'),
+        WHATSAPP_APP_SECRET: APP_SECRET,
+        WHATSAPP_API_BASE_URL: graph.url,
+        ADMIN_TOKEN,
+        BATON_BUFFER_MS: String(WINDOW_MS),
+        BATON_LOCK_TTL_MS: '3000',
+      };
+      procs.push(await spawnBaton(['ingress'], { ...env, PORT: String(port) }));
+      procs.push(await spawnBaton(['worker', '--concurrency', '8'], env));
+    }, 60_000);
+
+    afterAll(async () => {
+      await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+      await graph?.close();
+      if (env) await dropIsolation(null, env.BATON_PG_SCHEMA!);
+    });
+
+    it('20 users each send 4 shuffled messages with duplicates: every burst is one batch', async () => {
+      const users = Array.from({ length: 20 }, (_, i) => `1666902${String(i).padStart(4, '0')}`);
+      // The ingress serves the admin reads too: they come before and after the bursts.
+      await expectBurstsWhole(
+        { webhookBase: base, adminBase: base, pgSchema: env.BATON_PG_SCHEMA!, graph, windowMs: WINDOW_MS },
+        users,
+      );
     }, 120_000);
   });
 });
