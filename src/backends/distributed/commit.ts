@@ -12,6 +12,7 @@ import { sessionId, type SessionKey } from '../../model/message.ts';
 import type { BatchCommit, CommitResult, LeaseGrant } from '../types.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import type { Context } from './context.ts';
+import type { GroupCopy } from './committer.ts';
 import { entryPrefix, splitOutbound, type JournalEntry } from './journal.ts';
 import { restore } from './mailbox.ts';
 import { idleOp } from './maintenance.ts';
@@ -170,9 +171,13 @@ async function makeDurable(
   }
 }
 
-/** The group committer's work: copy these sessions' journals to PostgreSQL, then trim them. */
-export async function copyJournals(ctx: Context, members: readonly string[]): Promise<ReadonlySet<string>> {
+/**
+ * The group committer's work: copy these sessions' journals to PostgreSQL, then trim them. It
+ * resolves once PostgreSQL holds the entries; `done` follows the trims.
+ */
+export async function copyJournals(ctx: Context, members: readonly string[]): Promise<GroupCopy> {
   const fenced = new Set<string>();
+  const trimmed: Array<Promise<void>> = [];
   let todo = [...members];
   // Sessions whose commit (by their lease holder, in this process) read the journal's head: that
   // read stands for the first one here (any read of the head is a valid one: entries appended
@@ -221,15 +226,20 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
     const idle = pages.flatMap((p, k) =>
       asArray(p).length > 0 && !held.has(todo[k]!) && !ctx.held.has(todo[k]!) ? [idleOp(ctx, sks[k]!)] : [],
     );
-    // Not awaited: PostgreSQL holds the entries, so what waits on this copy may go on. The
-    // trim leaves on this connection ahead of any later read of these journals (the next page
-    // below included); if it is lost, the entries are copied again, which changes nothing.
-    pipeline(ctx, 'journal trim', [...trims, ...idle]).catch((err: unknown) =>
-      ctx.log.warn({ err: String(err) }, 'journal trim failed; the entries will be copied again'),
+    // Not awaited here: PostgreSQL holds the entries, so what waits on this copy may go on (the
+    // committer waits for `done` before its next group). The trim leaves on this connection ahead
+    // of any later read of these journals (the next page below included); if it is lost, the
+    // entries are copied again, which changes nothing.
+    trimmed.push(
+      pipeline(ctx, 'journal trim', [...trims, ...idle]).then(
+        () => undefined,
+        (err: unknown) =>
+          ctx.log.warn({ err: String(err) }, 'journal trim failed; the entries will be copied again'),
+      ),
     );
     todo = again;
   }
-  return fenced;
+  return { fenced, done: Promise.all(trimmed).then(() => undefined) };
 }
 
 /**

@@ -3,8 +3,10 @@
  * arrive while copies are running gather, and the next transaction takes all of them at once
  * (multi-row statements). So many sessions' batches share one PostgreSQL commit, and each
  * caller resolves when the transaction holding its session commits. Up to `maxInFlight`
- * transactions run at once, over disjoint sessions (a session waits for its running copy to
- * end before it joins another). When idle, a request starts a transaction at once (no timer).
+ * copies run at once, over disjoint sessions (a session waits for its running copy to end
+ * before it joins another). A copy's callers resolve at PostgreSQL's commit, but the copy keeps
+ * its place until its clean-up (the journal trim) is done too: the next group gathers meanwhile,
+ * as large as before. When idle, a request starts a transaction at once (no timer).
  * @module
  */
 
@@ -13,8 +15,15 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
-/** Copies the journals of the given sessions; returns the ids of entries refused as fenced. */
-export type FlushGroup = (members: readonly string[]) => Promise<ReadonlySet<string>>;
+/** What a group's copy reports: the ids of entries refused as fenced, and when it is all done. */
+export interface GroupCopy {
+  readonly fenced: ReadonlySet<string>;
+  /** Settles once the copy's clean-up is done (it never rejects). */
+  readonly done: Promise<void>;
+}
+
+/** Copies the journals of the given sessions. */
+export type FlushGroup = (members: readonly string[]) => Promise<GroupCopy>;
 
 export interface GroupCommitterOptions {
   /** Most sessions in one transaction. */
@@ -76,8 +85,9 @@ export class GroupCommitter {
 
   private async run(group: Map<string, Waiter[]>): Promise<void> {
     try {
-      const fenced = await this.flushGroup([...group.keys()]);
-      for (const waiters of group.values()) for (const w of waiters) w.resolve(fenced);
+      const copy = await this.flushGroup([...group.keys()]);
+      for (const waiters of group.values()) for (const w of waiters) w.resolve(copy.fenced);
+      await copy.done;
     } catch (err) {
       for (const waiters of group.values()) for (const w of waiters) w.reject(err);
     } finally {

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import pino from 'pino';
 import type { SessionKey } from '../../model/message.ts';
-import { GroupCommitter } from './committer.ts';
+import { GroupCommitter, type GroupCopy } from './committer.ts';
 import type { StreamFlusher } from './flusher.ts';
 import { Keys } from './keys.ts';
 import { assertSchemaName } from './migrate.ts';
@@ -111,7 +111,7 @@ export interface Context {
 }
 
 /** The group committer's work (commit.ts): copy these sessions' journals to PostgreSQL. */
-export type CopyJournals = (ctx: Context, members: readonly string[]) => Promise<ReadonlySet<string>>;
+export type CopyJournals = (ctx: Context, members: readonly string[]) => Promise<GroupCopy>;
 
 /** Builds the context; connects nothing yet (see `init` in lifecycle.ts). */
 export function createContext(options: DistributedBackendOptions, copyJournals: CopyJournals): Context {
