@@ -154,7 +154,7 @@ export interface StatusUpdate {
 
 /**
  * The last error a `failed` status webhook leaves on its record: the first error, as
- * `<code>: <message or title>` (the distributed intake writes the same); null when there is none.
+ * `<code>: <message or title>`, on both backends; null when there is none.
  */
 export function statusLastError(s: Pick<StatusUpdate, 'status' | 'errors'>): string | null {
   const err = s.errors?.[0];

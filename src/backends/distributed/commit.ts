@@ -183,7 +183,7 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
   // read stands for the first one here (any read of the head is a valid one: entries appended
   // since wait for the next copy). Their lease is held, so they are not idle either: release
   // asks about that.
-  let early = new Map<string, unknown>();
+  const early = new Map<string, unknown>();
   for (const m of todo) {
     const page = ctx.journalReads.get(m);
     if (page === undefined) continue;
@@ -206,8 +206,8 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
             })),
           );
     const readPages = new Map(toRead.map((m, i) => [m, read[i]]));
-    const pages = todo.map((m) => (early.has(m) ? early.get(m) : readPages.get(m)));
-    early = new Map();
+    const pages = todo.map((m) => early.get(m) ?? readPages.get(m));
+    early.clear(); // only the first page comes early
     const entries: JournalEntry[] = [];
     const trims: PipelineOp[] = [];
     const again: string[] = [];

@@ -5,7 +5,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import type { WebhookBatch } from '../../model/message.ts';
+import { statusLastError, type WebhookBatch } from '../../model/message.ts';
 import type { IngestResult } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
@@ -29,10 +29,7 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   for (const s of batch.statuses) {
     const key = { channel: s.channel, user: s.recipient };
     const sk = ctx.keys.session(key);
-    // The format of statusLastError (model/message.ts), which the embedded backend uses.
-    const err = s.errors?.[0];
-    const lastError =
-      s.status === 'failed' && err ? `${err.code}: ${err.message ?? err.title ?? ''}`.trim() : '';
+    const lastError = statusLastError(s) ?? '';
     ops.push({
       script: 'outbound-update',
       keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
@@ -91,9 +88,7 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   void followUp(ctx, [...scheduleOps(ctx, schedules), ...(post ? [post] : [])]);
   for (const i of unknown) {
     const s = batch.statuses[i]!;
-    const err = s.errors?.[0];
-    const lastError =
-      s.status === 'failed' && err ? `${err.code}: ${err.message ?? err.title ?? ''}`.trim() : null;
+    const lastError = statusLastError(s);
     const hit = await ctx.pg.statusByProviderId(s.messageId, s.status, lastError);
     if (!hit) continue;
     statuses++;

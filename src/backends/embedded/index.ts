@@ -1,8 +1,10 @@
 /**
  * Embedded backend: one process, one SQLite file (WAL), in-process leases. Every webhook is
  * committed to SQLite, and the WAL synced, before `ingest` resolves; concurrent ingests share one
- * transaction (group commit) and one sync, made off the event loop (`wal-sync.ts`). Fencing tokens are persisted with each session, and the grant
- * counter starts above every stored one, so a restart never reuses a token that wrote.
+ * transaction (group commit) and one sync, made off the event loop (`wal-sync.ts`), and WAL
+ * checkpoints run on a thread of their own (`checkpointer.ts`). Fencing tokens are persisted
+ * with each session, and the grant counter starts above every stored one, so a restart never
+ * reuses a token that wrote.
  * @module
  */
 import { randomBytes } from 'node:crypto';
