@@ -73,6 +73,12 @@ export interface OutboundPatch {
   readonly lastError?: string;
 }
 
+/** A status change of one outbound record, as `updateOutbound` takes it. */
+export interface OutboundUpdate {
+  readonly id: string;
+  readonly patch: OutboundPatch;
+}
+
 export interface SessionQuery {
   readonly step?: string;
   readonly needsAgent?: boolean;
@@ -158,8 +164,12 @@ export interface Backend {
    * (their buffer window has ended), the lease is kept and they are returned, as `pending`
    * would return them; otherwise the lease is released as by `releaseLease` and the answer is
    * null. Without it the engine calls `pending`, then `releaseLease`.
+   *
+   * `sent`: the status of the reply the holder sent last, recorded first, exactly as by
+   * `updateOutbound` (unfenced, by the status rule), so that the end of the turn does not find
+   * that reply unsent. A backend may send both in one round trip; it resolves once both are done.
    */
-  releaseOrTake?(lease: LeaseGrant, limit: number): Promise<StoredMessage[] | null>;
+  releaseOrTake?(lease: LeaseGrant, limit: number, sent?: OutboundUpdate): Promise<StoredMessage[] | null>;
   /**
    * Admin, unfenced: an agent's hand. Drops whatever lease the session has, whoever holds it
    * (the holder's next fenced call is refused). `true` if there was one.

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import type { Backend, LeaseGrant } from '../backends/types.ts';
+import type { Backend, LeaseGrant, OutboundUpdate } from '../backends/types.ts';
 import { BatonError, FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
 import type { Flow } from '../flow/define.ts';
 import type { FlowRouter } from '../flow/router.ts';
@@ -241,7 +241,10 @@ export class Engine {
             !held.signal.aborted &&
             !this.abort.signal.aborted
           ) {
-            const taken = await backend.releaseOrTake(lease, MAX_BATCH);
+            // The last reply's status goes with it (one round trip where the backend can).
+            const sent = run.sent;
+            run.sent = undefined;
+            const taken = await backend.releaseOrTake(lease, MAX_BATCH, sent);
             if (taken === null) {
               released = true;
               break;
@@ -250,6 +253,7 @@ export class Engine {
           }
         }
         if (released) break;
+        await this.recordSent(run);
         // Replies left unsent by an earlier holder (or a replayed dead letter).
         if (!flushed) await this.flushOutbox(run);
         if (run.effects.length === 0 || held.sending.aborted) break;
@@ -271,6 +275,10 @@ export class Engine {
       }
     } finally {
       held.stop();
+      // A reply that went out is recorded whatever happened since, lease or not.
+      await this.recordSent(run).catch((err: unknown) =>
+        logger.error({ err, session: logSessionId(key) }, 'recording a sent reply failed'),
+      );
       if (!released)
         await backend
           .releaseLease(lease)
@@ -309,6 +317,7 @@ export class Engine {
   private async runBatch(run: SessionRun, read?: StoredMessage[]): Promise<boolean> {
     const { backend, metrics } = this.o;
     const { lease, held } = run;
+    await this.recordSent(run);
     let pending = read ?? (await backend.pending(lease, MAX_BATCH));
     const first = pending[0];
     if (first === undefined) return false;
@@ -400,8 +409,17 @@ export class Engine {
       if (r.kind === 'late') metrics.late.inc(r.message_ids.length);
       if (r.kind === 'stale_input') metrics.stale.inc();
     }
-    await this.flushOutbox(run);
+    // The last reply's status is left for the end of the turn to record (see runSession).
+    await this.flushOutbox(run, true);
     return true;
+  }
+
+  /** Records the status of the reply sent last, if the turn has not yet (see flushOutbox). */
+  private async recordSent(run: SessionRun): Promise<void> {
+    const sent = run.sent;
+    if (sent === undefined) return;
+    run.sent = undefined;
+    await this.o.backend.updateOutbound(sent.id, sent.patch);
   }
 
   /**
@@ -606,18 +624,26 @@ export class Engine {
    * Sends the session's unsent replies in order. Throttling and 5xx are retried with backoff
    * (honouring Retry-After) while the lease is held; a permanent refusal dead-letters that
    * reply and the next one is sent. A crash between a send and its record repeats that one send.
+   *
+   * Each send is recorded before the next one goes. With `leaveLast`, the last one's record is
+   * left in `run.sent` for the caller, who records it with the end of the turn (one round trip
+   * fewer); otherwise it is recorded here.
    */
-  private async flushOutbox(run: SessionRun): Promise<void> {
+  private async flushOutbox(run: SessionRun, leaveLast = false): Promise<void> {
     const { backend, metrics, logger } = this.o;
     const signal = run.held.sending;
     const maxAttempts = this.o.maxSendAttempts ?? 8;
+    await this.recordSent(run);
     const unsent = await backend.unsent(run.lease);
     // Effects are not sent: the session runs them (see awaitEffects) once its replies are out.
     run.effects = unsent.filter((r) => r.effect !== undefined);
-    for (const rec of unsent) {
+    sending: for (const rec of unsent) {
       if (rec.effect !== undefined) continue;
+      // The store refusing the record of the one before stops here: later replies must not
+      // overtake it.
+      await this.recordSent(run);
       for (let attempt = rec.attempts + 1; ; attempt += 1) {
-        if (signal.aborted) return;
+        if (signal.aborted) break sending;
         let providerMessageId: string;
         try {
           ({ providerMessageId } = await this.sendOne(rec));
@@ -658,12 +684,13 @@ export class Engine {
         }
         metrics.outbound.inc({ outcome: 'sent' });
         // The send happened: never send it again because recording it failed. If the store
-        // refuses the record, stop here (later replies must not overtake it); the next holder
-        // of the baton may repeat this one send, as SPEC 1.6 allows, and no other.
-        await backend.updateOutbound(rec.id, { status: 'sent', attempts: attempt, providerMessageId });
+        // refuses the record, the next holder of the baton may repeat this one send, as SPEC 1.6
+        // allows, and no other.
+        run.sent = { id: rec.id, patch: { status: 'sent', attempts: attempt, providerMessageId } };
         break;
       }
     }
+    if (!leaveLast) await this.recordSent(run);
   }
 
   /**
@@ -779,6 +806,8 @@ interface SessionRun {
   readonly held: { signal: AbortSignal; sending: AbortSignal; stop: () => void };
   /** The session's unfinished effects, as the last look at its outbox found them. */
   effects: OutboundRecord[];
+  /** A reply sent and not yet recorded as sent (see flushOutbox). */
+  sent?: OutboundUpdate;
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

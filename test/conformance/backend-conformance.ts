@@ -267,6 +267,45 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect(await b.releaseOrTake({ ...g2, token: 'not-the-token' }, 100)).toBeNull();
       });
 
+      it('releaseOrTake records the reply sent last before it ends the turn, kept or released', async () => {
+        if (!b.releaseOrTake) return;
+        const sent = (id: string, n: number) => ({
+          id,
+          patch: { status: 'sent' as const, attempts: 1, providerMessageId: `wamid.LAST${n}` },
+        });
+        // Released: the reply is sent, so the session is not due again for it.
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const o1 = outbound(key, 1, 0, 1);
+        await b.commit(g, batch(key, 0, 1, { outbound: [o1] }));
+        expect((await b.unsent(g)).map((o) => o.id)).toEqual([o1.id]);
+        expect(await b.releaseOrTake(g, 100, sent(o1.id, 1))).toBeNull();
+        expect(await b.unsent(key)).toEqual([]);
+        expect((await b.outbound(key))[0]).toMatchObject({
+          status: 'sent',
+          providerMessageId: 'wamid.LAST1',
+        });
+        expect(await next(1500)).toBeNull();
+        // Kept: the messages come back, and the reply is recorded all the same.
+        const g2 = (await b.acquireLease(key, 'w1', 5000))!;
+        const o2 = outbound(key, 2, 0, 2);
+        await b.commit(g2, batch(key, 1, 2, { outbound: [o2] }));
+        const m = text(key, 'next');
+        await b.ingest({ messages: [m], statuses: [] });
+        await sleep(CONFORMANCE_BUFFER_MS + 30);
+        expect((await b.releaseOrTake(g2, 100, sent(o2.id, 2)))?.map((x) => x.id)).toEqual([m.id]);
+        expect(await b.unsent(key)).toEqual([]);
+        expect((await b.outbound(key)).find((o) => o.id === o2.id)).toMatchObject({
+          status: 'sent',
+          providerMessageId: 'wamid.LAST2',
+        });
+        // A grant that lost its lease still records what it sent (the status rule orders it).
+        const o3 = outbound(key, 3, 0, 3);
+        await b.commit(g2, batch(key, 2, 3, { outbound: [o3] }));
+        expect(await b.releaseOrTake({ ...g2, token: 'not-the-token' }, 100, sent(o3.id, 3))).toBeNull();
+        expect((await b.outbound(key)).find((o) => o.id === o3.id)?.status).toBe('sent');
+      });
+
       it('renew fails once the lease expired and someone else took it', async () => {
         const key = newKey();
         const g1 = (await b.acquireLease(key, 'w1', 100))!;

@@ -54,6 +54,7 @@ import type {
   LeaseGrant,
   LeaseInfo,
   OutboundPatch,
+  OutboundUpdate,
   SessionQuery,
 } from '../types.ts';
 import * as adminReads from './admin-reads.ts';
@@ -139,8 +140,8 @@ export class DistributedBackend implements Backend {
     return leases.releaseLease(this.ctx, lease);
   }
 
-  releaseOrTake(lease: LeaseGrant, limit: number): Promise<StoredMessage[] | null> {
-    return leases.releaseOrTake(this.ctx, lease, limit);
+  releaseOrTake(lease: LeaseGrant, limit: number, sent?: OutboundUpdate): Promise<StoredMessage[] | null> {
+    return leases.releaseOrTake(this.ctx, lease, limit, sent);
   }
 
   clearLease(key: SessionKey): Promise<boolean> {

@@ -7,11 +7,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
-import type { LeaseGrant } from '../types.ts';
+import type { LeaseGrant, OutboundUpdate } from '../types.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import { UNSENT_RETRY_MS, type Context } from './context.ts';
 import { MAILBOX_READ_LIMIT, mailboxRead, mailboxReadOps, restore, restoreOp } from './mailbox.ts';
 import { idleOp } from './maintenance.ts';
+import { updateInPipeline, updateOutbound } from './outbox.ts';
 import { asArray, asNumber, asString, followUp, pipeline, run, scheduleOps } from './redis-calls.ts';
 import type { SessionKeys } from './keys.ts';
 import type { Arg, PipelineOp } from './scripts.ts';
@@ -192,26 +193,32 @@ export async function releaseOrTake(
   ctx: Context,
   lease: LeaseGrant,
   limit: number,
+  sent?: OutboundUpdate,
 ): Promise<StoredMessage[] | null> {
+  // The reply sent last is recorded first, in the same round trip when it can be.
+  const update = sent ? updateInPipeline(ctx, lease, sent) : null;
+  if (sent && update === null) await updateOutbound(ctx, sent.id, sent.patch);
   const sk = ctx.keys.session(lease);
   const wd = ctx.watchdogs.get(lease.token);
   unhold(ctx, sk, lease.token);
   // The intake watermarks, read just before the mailbox, for the batch of messages kept.
   const watermark = ctx.intake?.beforeRead() ?? null;
+  const lead = [...(update ? [update.op] : []), ...(watermark ? [watermark.op] : [])];
   const replies = await pipeline(ctx, 'release', [
-    ...(watermark ? [watermark.op] : []),
+    ...lead,
     {
       script: 'lease-release-or-take',
       keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent, sk.pv, sk.state],
       args: [lease.token, ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS, limit],
     },
   ]);
-  const reply = asArray(replies[watermark ? 1 : 0]);
+  if (update) await update.done(replies[0]);
+  const reply = asArray(replies[lead.length]);
   const code = asNumber(reply[0]);
   if (code === 1) {
     // Kept: the watchdog and the held-leases entry stay as they are.
     ctx.held.set(sk.member, lease.token);
-    if (watermark) ctx.intake!.afterRead(lease, watermark, replies[0]);
+    if (watermark) ctx.intake!.afterRead(lease, watermark, replies[lead.length - 1]);
     const mailbox = [reply[1], reply[2], reply[3], ...reply.slice(6)];
     return mailboxRead(ctx, sk, lease.token, mailbox, [reply[4], reply[5]], limit);
   }

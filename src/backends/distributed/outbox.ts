@@ -7,14 +7,14 @@
 import { randomUUID } from 'node:crypto';
 import type { SessionKey } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, PromptRef } from '../../model/session.ts';
-import type { OutboundPatch } from '../types.ts';
+import type { OutboundPatch, OutboundUpdate } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
 import { entryPrefix, joinOutbound, type OutboundBodyRecord, type OutboundState } from './journal.ts';
 import type { SessionKeys } from './keys.ts';
 import { load } from './mailbox.ts';
 import { asArray, asNumber, asString, copySoon, pipeline, r, run } from './redis-calls.ts';
-import type { PipelineOp } from './scripts.ts';
+import type { PipelineOp, ScriptOp } from './scripts.ts';
 
 /**
  * The sessions an outbound id may belong to, most likely first, when Baton's id scheme
@@ -86,29 +86,39 @@ export function rememberOutbound(ctx: Context, records: readonly OutboundRecord[
   }
 }
 
+/** The `outbound-update` call recording `patch` on record `id` of the session of `sk`. */
+function updateOp(sk: SessionKeys, key: SessionKey, id: string, patch: OutboundPatch): ScriptOp {
+  return {
+    script: 'outbound-update',
+    keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+    args: [
+      'id',
+      id,
+      patch.status,
+      patch.attempts ?? '',
+      patch.providerMessageId ?? '',
+      patch.lastError ?? '',
+      entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
+    ],
+  };
+}
+
+/**
+ * Takes an `outbound-update` reply: false when Redis does not keep the record. Durable in Redis
+ * once it answers (journaled); PostgreSQL gets it in the background, in both modes, so that a
+ * PostgreSQL outage never makes the outbox take a done send for a failed one.
+ */
+function updated(ctx: Context, sk: SessionKeys, reply: unknown): boolean {
+  if (asNumber(asArray(reply)[0]) === ScriptCode.NotFound) return false;
+  copySoon(ctx, [sk.member]);
+  return true;
+}
+
 export async function updateOutbound(ctx: Context, id: string, patch: OutboundPatch): Promise<void> {
   const apply = async (key: SessionKey): Promise<boolean> => {
     const sk = ctx.keys.session(key);
     ctx.unsentAfterCommit.delete(sk.member); // no longer as of the commit
-    // Durable in Redis once this answers (journaled); PostgreSQL gets it in the background, in
-    // both modes, so that a PostgreSQL outage never makes the outbox take a done send for a
-    // failed one.
-    const reply = await run(ctx, 'outbound', {
-      script: 'outbound-update',
-      keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
-      args: [
-        'id',
-        id,
-        patch.status,
-        patch.attempts ?? '',
-        patch.providerMessageId ?? '',
-        patch.lastError ?? '',
-        entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
-      ],
-    });
-    if (asNumber(asArray(reply)[0]) === ScriptCode.NotFound) return false;
-    copySoon(ctx, [sk.member]);
-    return true;
+    return updated(ctx, sk, await run(ctx, 'outbound', updateOp(sk, key, id, patch)));
   };
   const cached = ctx.outboundSessions.get(id);
   const candidates = cached ? [cached] : outboundIdCandidates(id);
@@ -126,6 +136,29 @@ export async function updateOutbound(ctx: Context, id: string, patch: OutboundPa
     args: [id, stored.seq, JSON.stringify(stored.record), JSON.stringify(stored.state), unsent ? '1' : '0'],
   });
   await apply(key);
+}
+
+/**
+ * `update` as an op to ride in a pipeline of the session's own (its holder's `releaseOrTake`),
+ * when this process knows the record is that session's; `done` takes the op's reply and
+ * finishes the update (through `updateOutbound` should Redis no longer keep the record).
+ * Null when the record's session is not known here: call `updateOutbound`.
+ */
+export function updateInPipeline(
+  ctx: Context,
+  key: SessionKey,
+  update: OutboundUpdate,
+): { op: PipelineOp; done(reply: unknown): Promise<void> } | null {
+  const cached = ctx.outboundSessions.get(update.id);
+  if (cached?.channel !== key.channel || cached.user !== key.user) return null;
+  const sk = ctx.keys.session(key);
+  ctx.unsentAfterCommit.delete(sk.member);
+  return {
+    op: updateOp(sk, key, update.id, update.patch),
+    async done(reply) {
+      if (!updated(ctx, sk, reply)) await updateOutbound(ctx, update.id, update.patch);
+    },
+  };
 }
 
 export async function deadLetter(ctx: Context, letter: DeadLetter): Promise<void> {

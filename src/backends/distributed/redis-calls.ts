@@ -8,7 +8,7 @@
 import { StorageUnavailableError } from '../../errors.ts';
 import type { Context } from './context.ts';
 import { isRedisUnavailable } from './redis-errors.ts';
-import type { Arg, PipelineOp, ScriptName } from './scripts.ts';
+import type { PipelineOp, ScriptOp } from './scripts.ts';
 
 export function asArray(v: unknown): unknown[] {
   if (!Array.isArray(v)) throw new Error(`unexpected Redis reply: ${JSON.stringify(v)}`);
@@ -45,11 +45,7 @@ export async function r<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export function run(
-  ctx: Context,
-  what: string,
-  op: { script: ScriptName; keys: readonly string[]; args: readonly Arg[] },
-): Promise<unknown> {
+export function run(ctx: Context, what: string, op: ScriptOp): Promise<unknown> {
   const post = piggyback(ctx);
   if (post !== null) return pipeline(ctx, what, [op], [post]).then((replies) => replies[0]);
   return r(what, () => ctx.scripts.run(ctx.redis, op.script, op.keys, op.args));

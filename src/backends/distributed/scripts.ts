@@ -46,9 +46,14 @@ interface LoadedScript {
  * One step of a pipeline: a script or a plain command. A command's key is its first argument,
  * except PUBLISH's (a channel, no key).
  */
-export type PipelineOp =
-  | { readonly script: ScriptName; readonly keys: readonly string[]; readonly args: readonly Arg[] }
-  | { readonly command: string; readonly args: readonly Arg[] };
+export type PipelineOp = ScriptOp | { readonly command: string; readonly args: readonly Arg[] };
+
+/** A script call, in a pipeline or alone. */
+export interface ScriptOp {
+  readonly script: ScriptName;
+  readonly keys: readonly string[];
+  readonly args: readonly Arg[];
+}
 
 /** The key that decides which cluster node runs `op`, or null for a keyless one. */
 function keyOf(op: PipelineOp): string | null {

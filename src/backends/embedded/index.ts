@@ -39,6 +39,7 @@ import type {
   LeaseGrant,
   LeaseInfo,
   OutboundPatch,
+  OutboundUpdate,
   SessionQuery,
 } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
@@ -535,7 +536,12 @@ export class EmbeddedBackend implements Backend {
     this.rescheduleIfPending(lease);
   }
 
-  async releaseOrTake(lease: LeaseGrant, limit: number): Promise<StoredMessage[] | null> {
+  async releaseOrTake(
+    lease: LeaseGrant,
+    limit: number,
+    sent?: OutboundUpdate,
+  ): Promise<StoredMessage[] | null> {
+    if (sent) await this.updateOutbound(sent.id, sent.patch);
     const id = sessionId(lease);
     const mine = this.leases.get(id)?.token === lease.token;
     if (!mine || !this.current(lease) || this.closed) {
