@@ -17,7 +17,7 @@ import { entryPrefix, splitOutbound, type JournalEntry } from './journal.ts';
 import { restore } from './mailbox.ts';
 import { idleOp } from './maintenance.ts';
 import { rememberOutbound, unsentOp } from './outbox.ts';
-import { asArray, asNumber, asString, followUp, notifyOps, pipeline, r } from './redis-calls.ts';
+import { asArray, asNumber, asString, copySoon, followUp, notifyOps, pipeline, r } from './redis-calls.ts';
 import type { Arg, PipelineOp } from './scripts.ts';
 import { figuresAt } from './stats-feed.ts';
 
@@ -106,6 +106,8 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
   // without reading it again.
   const ops = [op, unsentOp(sk)];
   if (ctx.writeThrough) ops.push({ command: 'LRANGE', args: [sk.journal, 0, JOURNAL_PAGE - 1] });
+  // The read covers the status changes journaled before it is sent (see deferred-copies.ts).
+  const mark = ctx.deferred.mark(sk.member);
   let replies = await pipeline(ctx, 'commit', ops, notice);
   let reply = asArray(replies[0]);
   if (asNumber(reply[0]) === ScriptCode.NeedLoad) {
@@ -123,7 +125,7 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
   ctx.statsFeed.post(figuresAt(sk.member, reply, 2));
   rememberOutbound(ctx, batch.outbound);
   if (!ctx.writeThrough) return DURABLE;
-  ctx.journalReads.set(sk.member, replies[2]);
+  ctx.journalReads.set(sk.member, { page: replies[2], mark });
   try {
     await makeDurable(ctx, lease, sk.member, id, lease.fence);
     return DURABLE;
@@ -184,16 +186,20 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
   // since wait for the next copy). Their lease is held, so they are not idle either: release
   // asks about that.
   const early = new Map<string, unknown>();
+  // What each session's first read covers of its deferred status changes (deferred-copies.ts).
+  const marks = new Map<string, number | undefined>();
   for (const m of todo) {
-    const page = ctx.journalReads.get(m);
-    if (page === undefined) continue;
+    const read = ctx.journalReads.get(m);
+    if (read === undefined) continue;
     ctx.journalReads.delete(m);
-    early.set(m, page);
+    early.set(m, read.page);
+    marks.set(m, read.mark);
   }
   const held = new Set(early.keys());
   while (todo.length > 0) {
     const sks = todo.map((m) => ctx.keys.forMember(m));
     const toRead = todo.filter((m) => !early.has(m));
+    for (const m of toRead) if (!marks.has(m)) marks.set(m, ctx.deferred.mark(m));
     const read =
       toRead.length === 0
         ? []
@@ -239,6 +245,7 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
     );
     todo = again;
   }
+  for (const [m, mark] of marks) ctx.deferred.covered(m, mark);
   return { fenced, done: Promise.all(trimmed).then(() => undefined) };
 }
 
@@ -249,9 +256,14 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
  */
 export async function barrier(ctx: Context): Promise<void> {
   const entries = await r('barrier', () => ctx.redis.xrange(ctx.keys.flush, '-', '+', 'COUNT', 10_000));
-  const members = new Set(
-    entries.map(([, fields]) => fields[1]).filter((m): m is string => typeof m === 'string'),
-  );
+  // And this process's status changes waiting for a copy (deferred-copies.ts): started as
+  // deferred copies are (a failed one is announced to the flusher), and waited for here.
+  const waiting = ctx.deferred.take();
+  copySoon(ctx, waiting);
+  const members = new Set([
+    ...entries.map(([, fields]) => fields[1]).filter((m): m is string => typeof m === 'string'),
+    ...waiting,
+  ]);
   await Promise.all([...members].map((m) => ctx.committer.flush(m)));
 }
 

@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import pino from 'pino';
 import type { SessionKey } from '../../model/message.ts';
 import { GroupCommitter, type GroupCopy } from './committer.ts';
+import { DeferredCopies } from './deferred-copies.ts';
 import type { StreamFlusher } from './flusher.ts';
 import { Keys } from './keys.ts';
 import { assertSchemaName } from './migrate.ts';
@@ -18,13 +19,16 @@ import type { BackendLogger, DistributedBackendOptions } from './options.ts';
 import { PgStore } from './pg-store.ts';
 import { IntakeWatermarks, type WatermarkRead } from './intake-watermark.ts';
 import { createRedisClient, subscriberClient, type RedisClient } from './redis-client.ts';
-import { followUp, pipeline, redisError } from './redis-calls.ts';
+import { copySoon, followUp, pipeline, redisError } from './redis-calls.ts';
 import type { ReadyScheduler } from './scheduler.ts';
 import { ScriptSet } from './scripts.ts';
 import { StatsFeed, type MailboxFigures } from './stats-feed.ts';
 
 /** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
 export const UNSENT_RETRY_MS = 1000;
+
+/** How long an outbound status change may wait for its session's next journal copy, ms. */
+export const DEFERRED_COPY_MS = 1000;
 
 /** The distributed backend's clients, options and per-process state, shared by its role modules. */
 export interface Context {
@@ -34,6 +38,8 @@ export interface Context {
   readonly redis: RedisClient;
   readonly pg: PgStore;
   readonly committer: GroupCommitter;
+  /** Status changes whose journal copy may wait for the session's next copy (copyLater). */
+  readonly deferred: DeferredCopies;
   readonly statsFeed: StatsFeed;
   readonly now: () => number;
   readonly log: BackendLogger;
@@ -80,9 +86,10 @@ export interface Context {
   >;
   /**
    * session member -> the first page of its journal as read right after the lease holder's
-   * commit (same round trip), for the journal copy that commit waits for (used once).
+   * commit (same round trip), for the journal copy that commit waits for (used once), with the
+   * deferred-copy mark taken when that read was sent.
    */
-  readonly journalReads: Map<string, unknown>;
+  readonly journalReads: Map<string, { page: unknown; mark: number | undefined }>;
   /**
    * session member -> its unsent replies as read right after the lease holder's commit (same
    * round trip), for that holder's next `unsent` (used once; dropped on release).
@@ -142,6 +149,7 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
       maxGroup: options.maxGroup ?? 500,
       maxInFlight: options.maxInFlightGroups ?? 1,
     }),
+    deferred: new DeferredCopies((members) => copySoon(ctx, members), DEFERRED_COPY_MS),
     statsFeed: new StatsFeed(keys, (ops) => followUp(ctx, ops), now),
     now,
     log,

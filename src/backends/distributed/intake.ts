@@ -10,7 +10,7 @@ import type { IngestResult } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
 import { entryPrefix } from './journal.ts';
-import { asArray, asNumber, copySoon, followUp, pipeline, run, scheduleOps } from './redis-calls.ts';
+import { asArray, asNumber, followUp, pipeline, run, scheduleOps } from './redis-calls.ts';
 import type { PipelineOp } from './scripts.ts';
 import { figuresAt, type MailboxFigures } from './stats-feed.ts';
 
@@ -78,9 +78,10 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
       journaled.push(ctx.keys.member({ channel: s.channel, user: s.recipient }));
     }
   });
-  // Status changes reach PostgreSQL in the background (group commit), in both modes: a
-  // PostgreSQL outage must not make intake answer 503 (Redis holds them in the journal meanwhile).
-  copySoon(ctx, journaled);
+  // Status changes reach PostgreSQL in the background (group commit, deferred-copies.ts), in both
+  // modes: a PostgreSQL outage must not make intake answer 503 (Redis holds them in the journal
+  // meanwhile).
+  for (const m of journaled) ctx.deferred.defer(m);
   const post = ctx.statsFeed.op(figures.values());
   // Not awaited: the webhook is stored, and the intake's answer need not wait a second round
   // trip for the ready-queue hint. It leaves on this connection ahead of anything sent later;

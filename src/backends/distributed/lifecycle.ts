@@ -65,6 +65,7 @@ export async function close(ctx: Context): Promise<void> {
   await ctx.reaping;
   await ctx.purging;
   await ctx.flusher?.stop(ctx.redis);
+  ctx.deferred.flush();
   await ctx.committer.drain();
   await ctx.statsFeed.settled();
   ctx.sub?.disconnect();

@@ -13,7 +13,7 @@ import type { Context } from './context.ts';
 import { entryPrefix, joinOutbound, type OutboundBodyRecord, type OutboundState } from './journal.ts';
 import type { SessionKeys } from './keys.ts';
 import { load } from './mailbox.ts';
-import { asArray, asNumber, asString, copySoon, pipeline, r, run } from './redis-calls.ts';
+import { asArray, asNumber, asString, pipeline, r, run } from './redis-calls.ts';
 import type { PipelineOp, ScriptOp } from './scripts.ts';
 
 /**
@@ -110,7 +110,7 @@ function updateOp(sk: SessionKeys, key: SessionKey, id: string, patch: OutboundP
  */
 function updated(ctx: Context, sk: SessionKeys, reply: unknown): boolean {
   if (asNumber(asArray(reply)[0]) === ScriptCode.NotFound) return false;
-  copySoon(ctx, [sk.member]);
+  ctx.deferred.defer(sk.member);
   return true;
 }
 
