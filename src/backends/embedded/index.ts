@@ -614,32 +614,35 @@ export class EmbeddedBackend implements Backend {
     return this.write(() => {
       const now = this.now();
       if (!this.current(lease)) throw new FencedError(id, lease.fence);
-      const row = this.sql('SELECT version, fence FROM sessions WHERE channel = ? AND user = ?').get(
-        lease.channel,
-        lease.user,
-      ) as { version: number; fence: number } | undefined;
-      if (row && row.fence > lease.fence) throw new FencedError(id, lease.fence);
-      if ((row?.version ?? 0) !== batch.expectedVersion)
-        throw new VersionConflictError(id, batch.expectedVersion);
       const s = batch.snapshot;
-      this.sql(
-        `INSERT INTO sessions (channel, user, wa_id, user_id, step, needs_agent, version, fence, updated_at, snapshot)
-           VALUES (@channel, @user, @wa_id, @user_id, @step, @needs_agent, @version, @fence, @updated_at, @snapshot)
-           ON CONFLICT (channel, user) DO UPDATE SET wa_id = excluded.wa_id, user_id = excluded.user_id,
-             step = excluded.step, needs_agent = excluded.needs_agent, version = excluded.version,
-             fence = excluded.fence, updated_at = excluded.updated_at, snapshot = excluded.snapshot`,
-      ).run({
-        channel: s.channel,
-        user: s.user,
-        wa_id: s.waId ?? null,
-        user_id: s.userId ?? null,
-        step: s.step,
-        needs_agent: s.needsAgent ? 1 : 0,
-        version: s.version,
-        fence: lease.fence,
-        updated_at: now,
-        snapshot: JSON.stringify(s),
-      });
+      const snapshot = JSON.stringify(s);
+      if (!this.updateSession(lease, batch.expectedVersion, s, snapshot, now)) {
+        const row = this.sql('SELECT version, fence FROM sessions WHERE channel = ? AND user = ?').get(
+          lease.channel,
+          lease.user,
+        ) as { version: number; fence: number } | undefined;
+        if (row && row.fence > lease.fence) throw new FencedError(id, lease.fence);
+        if ((row?.version ?? 0) !== batch.expectedVersion)
+          throw new VersionConflictError(id, batch.expectedVersion);
+        this.sql(
+          `INSERT INTO sessions (channel, user, wa_id, user_id, step, needs_agent, version, fence, updated_at, snapshot)
+             VALUES (@channel, @user, @wa_id, @user_id, @step, @needs_agent, @version, @fence, @updated_at, @snapshot)
+             ON CONFLICT (channel, user) DO UPDATE SET wa_id = excluded.wa_id, user_id = excluded.user_id,
+               step = excluded.step, needs_agent = excluded.needs_agent, version = excluded.version,
+               fence = excluded.fence, updated_at = excluded.updated_at, snapshot = excluded.snapshot`,
+        ).run({
+          channel: s.channel,
+          user: s.user,
+          wa_id: s.waId ?? null,
+          user_id: s.userId ?? null,
+          step: s.step,
+          needs_agent: s.needsAgent ? 1 : 0,
+          version: s.version,
+          fence: lease.fence,
+          updated_at: now,
+          snapshot,
+        });
+      }
       const rec = this.sql('INSERT INTO transitions (channel, user, version, record) VALUES (?, ?, ?, ?)');
       for (const r of batch.records) rec.run(s.channel, s.user, r.version, JSON.stringify(r));
       const out = this.sql(
@@ -661,6 +664,42 @@ export class EmbeddedBackend implements Backend {
       }
       return DURABLE;
     });
+  }
+
+  /**
+   * A batch's state write in one statement, for the usual case: the session's row exists at the
+   * expected version, no newer fence wrote it, and its wa_id and user id stay. Those two are
+   * indexed, and SQLite rewrites the index entry of every column an UPDATE assigns, changed or
+   * not: leaving them out spares two index pages per commit. False when the row did not match
+   * (first commit, new ids, or a refusal): the caller checks and upserts.
+   */
+  private updateSession(
+    lease: LeaseGrant,
+    expectedVersion: number,
+    s: SessionSnapshot,
+    snapshot: string,
+    now: number,
+  ): boolean {
+    if (s.channel !== lease.channel || s.user !== lease.user) return false;
+    return (
+      this.sql(
+        `UPDATE sessions SET step = ?, needs_agent = ?, version = ?, fence = ?, updated_at = ?, snapshot = ?
+           WHERE channel = ? AND user = ? AND version = ? AND fence <= ? AND wa_id IS ? AND user_id IS ?`,
+      ).run(
+        s.step,
+        s.needsAgent ? 1 : 0,
+        s.version,
+        lease.fence,
+        now,
+        snapshot,
+        s.channel,
+        s.user,
+        expectedVersion,
+        lease.fence,
+        s.waId ?? null,
+        s.userId ?? null,
+      ).changes === 1
+    );
   }
 
   async resolvePrompts(key: SessionKey, ids: readonly string[]): Promise<Map<string, PromptRef>> {

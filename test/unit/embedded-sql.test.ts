@@ -1,0 +1,56 @@
+/**
+ * The embedded store's SQL shortcuts keep the contract: a commit's one-statement state write
+ * falls back to the checked upsert whenever its row does not match (first commit, new ids, a
+ * newer fence).
+ */
+import { afterEach, expect, it } from 'vitest';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import { FencedError, VersionConflictError } from '../../src/errors.ts';
+import { batch, newKey, snapshot } from '../distributed/fixtures.ts';
+
+const open: EmbeddedBackend[] = [];
+afterEach(async () => {
+  for (const b of open.splice(0)) await b.close();
+});
+
+async function memory(): Promise<EmbeddedBackend> {
+  const b = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600, pacing: false });
+  await b.init();
+  open.push(b);
+  return b;
+}
+
+it('stores the wa_id and user id a later commit brings, and finds the session by them', async () => {
+  const b = await memory();
+  const key = newKey();
+  const lease = (await b.acquireLease(key, 'w1', 5000))!;
+  await b.commit(lease, batch(key, 0, 1, { snapshot: snapshot(key, 1, { waId: undefined }) }));
+  expect(await b.findSessions(`US.${key.user}`)).toEqual([]);
+  await b.commit(lease, batch(key, 1, 2, { snapshot: snapshot(key, 2, { userId: `US.${key.user}` }) }));
+  expect((await b.findSessions(`US.${key.user}`)).map((s) => s.version)).toEqual([2]);
+  await b.commit(lease, batch(key, 2, 3, { snapshot: snapshot(key, 3, { userId: `US.${key.user}` }) }));
+  expect((await b.findSessions(key.user)).map((s) => s.version)).toEqual([3]);
+  await b.commit(lease, batch(key, 3, 4, { snapshot: snapshot(key, 4, { waId: 'other' }) }));
+  expect(await b.findSessions(`US.${key.user}`)).toEqual([]);
+  expect((await b.findSessions('other')).map((s) => s.version)).toEqual([4]);
+});
+
+it('refuses a commit at a version the row has left, and one under a superseded fence', async () => {
+  const b = await memory();
+  const key = newKey();
+  const first = (await b.acquireLease(key, 'w1', 5000))!;
+  await b.commit(first, batch(key, 0, 1));
+  await expect(b.commit(first, batch(key, 0, 1))).rejects.toBeInstanceOf(VersionConflictError);
+  await b.releaseLease(first);
+  const second = (await b.acquireLease(key, 'w2', 5000))!;
+  await b.commit(second, batch(key, 1, 2));
+  await b.releaseLease(second);
+  // A grant whose fence is older than the row's (as after a restart that reused tokens).
+  const third = (await b.acquireLease(key, 'w3', 5000))!;
+  const stale = { ...third, fence: first.fence };
+  (b as unknown as { leases: Map<string, { fence: number }> }).leases.get(
+    `${key.channel}:${key.user}`,
+  )!.fence = first.fence;
+  await expect(b.commit(stale, batch(key, 2, 3))).rejects.toBeInstanceOf(FencedError);
+  expect((await b.load(key))?.version).toBe(2);
+});
