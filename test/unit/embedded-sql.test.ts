@@ -6,7 +6,7 @@
 import { afterEach, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { FencedError, VersionConflictError } from '../../src/errors.ts';
-import { batch, newKey, snapshot } from '../distributed/fixtures.ts';
+import { batch, newKey, snapshot, text } from '../distributed/fixtures.ts';
 
 const open: EmbeddedBackend[] = [];
 afterEach(async () => {
@@ -53,4 +53,20 @@ it('refuses a commit at a version the row has left, and one under a superseded f
   )!.fence = first.fence;
   await expect(b.commit(stale, batch(key, 2, 3))).rejects.toBeInstanceOf(FencedError);
   expect((await b.load(key))?.version).toBe(2);
+});
+
+it('shares one read transaction among the reads of a tick, ended before a write and by the next tick', async () => {
+  const b = await memory();
+  const db = (b as unknown as { db: { inTransaction: boolean } }).db;
+  const key = newKey();
+  await b.ingest({ messages: [text(key, 'one')], statuses: [] });
+  expect((await b.pending(key, 10)).map((m) => m.content)).toEqual([{ type: 'text', body: 'one' }]);
+  expect(db.inTransaction).toBe(true);
+  // A write requested while the read transaction is open commits, and the next read sees it.
+  await b.ingest({ messages: [text(key, 'two')], statuses: [] });
+  expect((await b.pending(key, 10)).length).toBe(2);
+  await new Promise((r) => setImmediate(r));
+  expect(db.inTransaction).toBe(false);
+  await b.purge();
+  expect(db.inTransaction).toBe(false);
 });

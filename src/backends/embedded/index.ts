@@ -126,7 +126,9 @@ export class EmbeddedBackend implements Backend {
   private seq = 0;
   private writes: PendingWrite[] = [];
   private readonly statements = new Map<string, Database.Statement>();
-  private savepoints: TxStatements | undefined;
+  private txStatements: TxStatements | undefined;
+  /** A read transaction is open (see `beginRead`). */
+  private reading = false;
   /** Makes commits durable off the event loop (a file store); null: SQLite syncs in COMMIT. */
   private readonly walSync: WalSync | null = null;
   /** Runs WAL checkpoints on a thread of their own (a file store); null: SQLite's own, in COMMIT. */
@@ -183,15 +185,53 @@ export class EmbeddedBackend implements Backend {
     this.pacer = opts.pacing === false ? null : new TurnPacer(opts.pacing ?? {});
   }
 
-  /** A prepared statement, compiled once per SQL text. */
+  /**
+   * A prepared statement, compiled once per SQL text. A read joins the open read transaction
+   * (see {@link beginRead}); a write outside the group commit (the purge) ends it first.
+   */
   private sql(text: string): Database.Statement {
     let stmt = this.statements.get(text);
     if (stmt === undefined) {
       stmt = this.db.prepare(text);
       this.statements.set(text, stmt);
     }
+    if (stmt.readonly) this.beginRead();
+    else if (this.reading) this.endRead();
     return stmt;
   }
+
+  /** The transaction statements, prepared once. */
+  private get tx(): TxStatements {
+    return (this.txStatements ??= {
+      begin: this.db.prepare('BEGIN'),
+      commit: this.db.prepare('COMMIT'),
+      rollback: this.db.prepare('ROLLBACK'),
+      savepoint: this.db.prepare('SAVEPOINT write'),
+      release: this.db.prepare('RELEASE write'),
+      rollbackTo: this.db.prepare('ROLLBACK TO write'),
+    });
+  }
+
+  /**
+   * Reads made outside a write share one read transaction, ended once the event loop moves on
+   * (and before any write). Alone, every statement is a transaction of its own, and each WAL
+   * read transaction takes and drops a read lock on the `-shm` file: two fcntl calls. A turn
+   * reads the mailbox, the state and the outbox, and the sessions whose group commit settles
+   * together read in the same tick. Only this connection writes, and it ends the read
+   * transaction before it does, so a read always sees the latest commit.
+   */
+  private beginRead(): void {
+    if (this.reading || this.db.inTransaction) return;
+    this.tx.begin.run();
+    this.reading = true;
+    setImmediate(this.endRead);
+  }
+
+  private readonly endRead = (): void => {
+    if (!this.reading) return;
+    this.reading = false;
+    if (this.db.inTransaction) this.tx.commit.run();
+  };
 
   async init(): Promise<void> {
     const current = this.db.pragma('user_version', { simple: true }) as number;
@@ -240,6 +280,7 @@ export class EmbeddedBackend implements Backend {
     this.walSync?.close();
     await this.checkpointer?.close();
     this.due.close();
+    this.endRead();
     this.db.close();
     this.dirLock?.release();
   }
@@ -363,15 +404,8 @@ export class EmbeddedBackend implements Backend {
    */
   private readonly groupCommit = (work: readonly PendingWrite[]): Outcome[] => {
     const outcomes: Outcome[] = [];
-    this.savepoints ??= {
-      begin: this.db.prepare('BEGIN'),
-      commit: this.db.prepare('COMMIT'),
-      rollback: this.db.prepare('ROLLBACK'),
-      savepoint: this.db.prepare('SAVEPOINT write'),
-      release: this.db.prepare('RELEASE write'),
-      rollbackTo: this.db.prepare('ROLLBACK TO write'),
-    };
-    const sp = this.savepoints;
+    this.endRead();
+    const sp = this.tx;
     sp.begin.run();
     try {
       for (const w of work) {
