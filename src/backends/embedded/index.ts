@@ -631,11 +631,15 @@ export class EmbeddedBackend implements Backend {
   // --- mailbox and state ---------------------------------------------------------------
 
   async pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {
+    // The limit is written into the SQL (one statement per limit; the engine uses one): a bound
+    // LIMIT is a value the query planner looks at, so SQLite prepared the statement again at every
+    // call (measured: 6-7 us instead of 0.7 for an empty mailbox).
+    if (!Number.isSafeInteger(limit)) throw new RangeError(`mailbox limit ${limit} is not an integer`);
     const rows = this.sql(
       // The partial index holds only pending rows: the session's history is not read row by row.
       `SELECT body FROM inbound INDEXED BY inbound_pending
-         WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
-    ).all(key.channel, key.user, limit) as Array<{ body: string }>;
+         WHERE channel = ? AND user = ? AND state = 'pending' ORDER BY seq LIMIT ${limit}`,
+    ).all(key.channel, key.user) as Array<{ body: string }>;
     return rows.map((r) => JSON.parse(r.body) as StoredMessage);
   }
 
