@@ -82,11 +82,13 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // modes: a PostgreSQL outage must not make intake answer 503 (Redis holds them in the journal
   // meanwhile).
   for (const m of journaled) ctx.deferred.defer(m);
-  const post = ctx.statsFeed.op(figures.values());
+  // The mailboxes' figures join the stats feed's queue: the webhooks stored in one event-loop
+  // turn share one post, riding with the next command or sent at the end of the turn.
+  for (const f of figures.values()) ctx.statsFeed.post(f);
   // Not awaited: the webhook is stored, and the intake's answer need not wait a second round
   // trip for the ready-queue hint. It leaves on this connection ahead of anything sent later;
   // if it is lost, the schedule flag's expiry and the reaper reschedule the session.
-  void followUp(ctx, [...scheduleOps(ctx, schedules), ...(post ? [post] : [])]);
+  void followUp(ctx, scheduleOps(ctx, schedules));
   for (const i of unknown) {
     const s = batch.statuses[i]!;
     const lastError = statusLastError(s);
