@@ -142,7 +142,7 @@ export function readWire(dir: string): WireCounts {
         sum.redisByCommand[cmd] = (sum.redisByCommand[cmd] ?? 0) + n;
       }
     } catch {
-      // a file being rewritten: the next read has it
+      // a file gone with its process (files are replaced whole, never read half written)
     }
   }
   return sum;

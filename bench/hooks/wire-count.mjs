@@ -18,7 +18,7 @@
  * Environment: `BENCH_WIRE_COUNT_DIR`, `BENCH_REDIS_PORT` (6379), `BENCH_PG_PORT` (5432).
  * @module
  */
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -203,7 +203,10 @@ if (dir !== undefined && dir !== '') {
   const file = join(dir, `${process.pid}-${threadId}.json`);
   const flush = () => {
     try {
-      writeFileSync(file, JSON.stringify(totals));
+      // Written aside, then renamed over: a reader never sees a file half written (it used to
+      // skip one caught mid-write, and a run's counts came out negative).
+      writeFileSync(`${file}.tmp`, JSON.stringify(totals));
+      renameSync(`${file}.tmp`, file);
     } catch {
       // the directory may be gone at shutdown
     }

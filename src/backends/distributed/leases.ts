@@ -166,8 +166,8 @@ function dueOps(ctx: Context, sk: SessionKeys, due: number, wd: string | undefin
 
 /**
  * What goes with a release: our watchdog entry out of the ready queue (compare-and-delete: an
- * entry rescheduled meanwhile by intake has another score and stays), the idle check, and the
- * entry among the leases held.
+ * entry rescheduled meanwhile by intake has another score and stays), the idle check (unless
+ * a deferred copy will make it), and the entry among the leases held.
  */
 function releaseCompanions(
   ctx: Context,
@@ -179,7 +179,9 @@ function releaseCompanions(
     ...(wd !== undefined
       ? [{ script: 'ready-cas' as const, keys: [ctx.keys.ready], args: [sk.member, wd, ''] }]
       : []),
-    idleOp(ctx, sk),
+    // A status change still waiting for its journal copy keeps the session busy until that copy,
+    // which checks again (deferred-copies.ts): asking now would only find it busy.
+    ...(ctx.deferred.mark(sk.member) === undefined ? [idleOp(ctx, sk)] : []),
     { command: 'ZREM', args: [ctx.keys.leases, token] },
   ];
 }
