@@ -97,6 +97,11 @@ export interface Context {
   readonly unsentAfterCommit: Map<string, { token: string; reply: unknown }>;
   /** outbound id -> its session, for records this process committed or read (bounded). */
   readonly outboundSessions: Map<string, SessionKey>;
+  /**
+   * session member -> due score: ready-queue hints of the webhooks stored in this event-loop
+   * turn, sent together at its end (intake.ts).
+   */
+  readonly readyHints: Map<string, number>;
 
   // --- background work and lifecycle: set by init and the first nextReady, ended by close --
   sub: RedisClient | null;
@@ -169,6 +174,7 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     journalReads: new Map(),
     unsentAfterCommit: new Map(),
     outboundSessions: new Map(),
+    readyHints: new Map(),
     sub: null,
     scheduler: null,
     flusher: null,

@@ -85,10 +85,7 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // The mailboxes' figures join the stats feed's queue: the webhooks stored in one event-loop
   // turn share one post, riding with the next command or sent at the end of the turn.
   for (const f of figures.values()) ctx.statsFeed.post(f);
-  // Not awaited: the webhook is stored, and the intake's answer need not wait a second round
-  // trip for the ready-queue hint. It leaves on this connection ahead of anything sent later;
-  // if it is lost, the schedule flag's expiry and the reaper reschedule the session.
-  void followUp(ctx, scheduleOps(ctx, schedules));
+  hint(ctx, schedules);
   for (const i of unknown) {
     const s = batch.statuses[i]!;
     const lastError = statusLastError(s);
@@ -104,4 +101,25 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
     });
   }
   return { accepted, duplicates, statuses };
+}
+
+/**
+ * Ready-queue hints for sessions whose webhooks were just stored. Not awaited: the webhook is
+ * stored, and the intake's answer need not wait a second round trip for them. The webhooks
+ * stored in one event-loop turn share one `ZADD` and one wake-up, sent at the turn's end; if
+ * they are lost, the schedule flag's expiry and the reaper reschedule the sessions.
+ */
+function hint(ctx: Context, schedules: ReadonlyArray<readonly [string, number]>): void {
+  if (schedules.length === 0) return;
+  const first = ctx.readyHints.size === 0;
+  for (const [member, due] of schedules) {
+    const queued = ctx.readyHints.get(member);
+    if (queued === undefined || due < queued) ctx.readyHints.set(member, due);
+  }
+  if (!first) return;
+  setImmediate(() => {
+    const all = [...ctx.readyHints];
+    ctx.readyHints.clear();
+    void followUp(ctx, scheduleOps(ctx, all));
+  });
 }

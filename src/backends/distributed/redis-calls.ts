@@ -79,12 +79,12 @@ export function scheduleOps(
   schedules: ReadonlyArray<readonly [member: string, due: number]>,
   nx = false,
 ): PipelineOp[] {
-  const ops: PipelineOp[] = schedules.map(([member, due]) => ({
-    command: 'ZADD',
-    args: nx ? [ctx.keys.ready, 'NX', due, member] : [ctx.keys.ready, due, member],
-  }));
-  if (ops.length > 0) ops.push({ command: 'PUBLISH', args: [ctx.keys.wake, '1'] });
-  return ops;
+  if (schedules.length === 0) return [];
+  const pairs = schedules.flatMap(([member, due]) => [due, member]);
+  return [
+    { command: 'ZADD', args: nx ? [ctx.keys.ready, 'NX', ...pairs] : [ctx.keys.ready, ...pairs] },
+    { command: 'PUBLISH', args: [ctx.keys.wake, '1'] },
+  ];
 }
 
 export function notifyOps(ctx: Context, members: Iterable<string>): PipelineOp[] {
