@@ -65,20 +65,18 @@ export async function acquireLease(
   // the rare other cases it is put right below.
   let wd = watchdogScore(ctx, ttlMs);
   const watchdog = (): PipelineOp => ({ command: 'ZADD', args: [ctx.keys.ready, wd, sk.member] });
-  // So is its entry among the leases held (by token; taken out again if not granted).
-  const held = (): PipelineOp => ({ command: 'ZADD', args: [ctx.keys.leases, wd, token] });
   // And the new holder's first mailbox and state read: the turn needs them next (Redis runs
   // them after the grant; wasted only when the lease is refused).
   let read = firstRead(ctx, sk, token);
-  const first = await pipeline(ctx, 'acquire', [acquire('', ''), watchdog(), held(), ...read.ops]);
+  const first = await pipeline(ctx, 'acquire', [acquire('', ''), watchdog(), ...read.ops]);
   let reply = asArray(first[0]);
-  if (asNumber(reply[0]) > 0) read.keep(first.slice(3));
+  if (asNumber(reply[0]) > 0) read.keep(first.slice(2));
   if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
     // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
     // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
     const { ceiling, session } = await ctx.pg.reserveFenceBlock(key, ctx.fenceBlockSize);
     wd = watchdogScore(ctx, ttlMs);
-    const ops = [acquire(ceiling - ctx.fenceBlockSize, ceiling), watchdog(), held()];
+    const ops = [acquire(ceiling - ctx.fenceBlockSize, ceiling), watchdog()];
     if (session) {
       reply = asArray((await pipeline(ctx, 'acquire', ops))[0]);
       if (asNumber(reply[0]) > 0) await restore(ctx, key, sk, session);
@@ -87,25 +85,23 @@ export async function acquireLease(
       read = firstRead(ctx, sk, token);
       const replies = await pipeline(ctx, 'acquire', [...ops, restoreOp(sk, null, []), ...read.ops]);
       reply = asArray(replies[0]);
-      if (asNumber(reply[0]) > 0) read.keep(replies.slice(4));
+      if (asNumber(reply[0]) > 0) read.keep(replies.slice(3));
     }
   }
   const code = asNumber(reply[0]);
   if (code === ScriptCode.Locked) {
     // Someone holds it: turn our entry into that holder's watchdog (unless it changed meanwhile).
     const holderWd = watchdogScore(ctx, asNumber(reply[1]));
-    await followUp(ctx, [
-      { script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, wd, holderWd] },
-      { command: 'ZREM', args: [ctx.keys.leases, token] },
-    ]);
+    await followUp(ctx, [{ script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, wd, holderWd] }]);
     return null;
   }
   if (code < 0) {
-    await followUp(ctx, [{ command: 'ZREM', args: [ctx.keys.leases, token] }]);
     throw new Error(`lease-acquire returned ${scriptCodeName(code)}`);
   }
   ctx.watchdogs.set(token, wd);
   ctx.held.set(sk.member, token);
+  // Its entry among the leases held (for `stats`) goes with the next command or this tick's posts.
+  ctx.statsFeed.leaseHeld(token, wd);
   return { channel: key.channel, user: key.user, token, fence: code, holder };
 }
 
@@ -117,18 +113,21 @@ export async function renewLease(ctx: Context, lease: LeaseGrant, ttlMs: number)
   const old = ctx.watchdogs.get(lease.token);
   if (code !== 1) {
     ctx.watchdogs.delete(lease.token);
-    await followUp(ctx, [{ command: 'ZREM', args: [ctx.keys.leases, lease.token] }]);
+    ctx.statsFeed.leaseGone(lease.token);
     return false;
   }
   const wd = watchdogScore(ctx, ttlMs);
-  const ops: PipelineOp[] = [{ command: 'ZADD', args: [ctx.keys.leases, 'XX', wd, lease.token] }];
-  if (old !== undefined)
-    ops.push({ script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, old, wd] });
-  const replies = await pipeline(ctx, 'renew', ops);
-  if (old !== undefined) {
-    if (asNumber(replies[1]) === 1) ctx.watchdogs.set(lease.token, wd);
-    else ctx.watchdogs.delete(lease.token);
+  const ops: PipelineOp[] = ctx.statsFeed.leaseRescored(lease.token, wd)
+    ? []
+    : [{ command: 'ZADD', args: [ctx.keys.leases, 'XX', wd, lease.token] }];
+  if (old === undefined) {
+    if (ops.length > 0) await pipeline(ctx, 'renew', ops);
+    return true;
   }
+  ops.push({ script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, old, wd] });
+  const replies = await pipeline(ctx, 'renew', ops);
+  if (asNumber(replies[ops.length - 1]) === 1) ctx.watchdogs.set(lease.token, wd);
+  else ctx.watchdogs.delete(lease.token);
   return true;
 }
 
@@ -166,8 +165,9 @@ function dueOps(ctx: Context, sk: SessionKeys, due: number, wd: string | undefin
 
 /**
  * What goes with a release: our watchdog entry out of the ready queue (compare-and-delete: an
- * entry rescheduled meanwhile by intake has another score and stays), the idle check (unless
- * a deferred copy will make it), and the entry among the leases held.
+ * entry rescheduled meanwhile by intake has another score and stays) and the idle check (unless
+ * a deferred copy will make it). The entry among the leases held leaves with this process's
+ * next stats posts.
  */
 function releaseCompanions(
   ctx: Context,
@@ -175,6 +175,7 @@ function releaseCompanions(
   token: string,
   wd: string | undefined,
 ): PipelineOp[] {
+  ctx.statsFeed.leaseGone(token);
   return [
     ...(wd !== undefined
       ? [{ script: 'ready-cas' as const, keys: [ctx.keys.ready], args: [sk.member, wd, ''] }]
@@ -182,7 +183,6 @@ function releaseCompanions(
     // A status change still waiting for its journal copy keeps the session busy until that copy,
     // which checks again (deferred-copies.ts): asking now would only find it busy.
     ...(ctx.deferred.mark(sk.member) === undefined ? [idleOp(ctx, sk)] : []),
-    { command: 'ZREM', args: [ctx.keys.leases, token] },
   ];
 }
 

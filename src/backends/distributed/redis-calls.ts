@@ -46,8 +46,8 @@ export async function r<T>(what: string, fn: () => Promise<T>): Promise<T> {
 }
 
 export function run(ctx: Context, what: string, op: ScriptOp): Promise<unknown> {
-  const post = piggyback(ctx);
-  if (post !== null) return pipeline(ctx, what, [op], [post]).then((replies) => replies[0]);
+  const posts = piggyback(ctx);
+  if (posts.length > 0) return pipeline(ctx, what, [op], posts).then((replies) => replies[0]);
   return r(what, () => ctx.scripts.run(ctx.redis, op.script, op.keys, op.args));
 }
 
@@ -58,11 +58,11 @@ export function pipeline(
   ops: readonly PipelineOp[],
   after: readonly PipelineOp[] = [],
 ): Promise<unknown[]> {
-  const post = piggyback(ctx);
-  if (post === null) return r(what, () => ctx.scripts.pipeline(ctx.redis, ops, after));
-  // The post's own reply is not the caller's business.
-  return r(what, () => ctx.scripts.pipeline(ctx.redis, ops, [...after, post])).then((replies) =>
-    replies.slice(0, -1),
+  const posts = piggyback(ctx);
+  if (posts.length === 0) return r(what, () => ctx.scripts.pipeline(ctx.redis, ops, after));
+  // The posts' own replies are not the caller's business.
+  return r(what, () => ctx.scripts.pipeline(ctx.redis, ops, [...after, ...posts])).then((replies) =>
+    replies.slice(0, -posts.length),
   );
 }
 
@@ -70,8 +70,8 @@ export function pipeline(
  * Queued stats posts, to send with the command about to go (single node: same round trip,
  * so they cost none). On a cluster they would wait for the command's answer: they go alone.
  */
-export function piggyback(ctx: Context): PipelineOp | null {
-  return ctx.opts.cluster === true ? null : ctx.statsFeed.take();
+export function piggyback(ctx: Context): PipelineOp[] {
+  return ctx.opts.cluster === true ? [] : ctx.statsFeed.take();
 }
 
 export function scheduleOps(

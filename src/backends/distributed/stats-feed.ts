@@ -1,9 +1,11 @@
 /**
  * Posts sessions' mailbox figures (version, pending count, oldest storedAt) to the global
- * pending stats (scripts/stats-pending-4.lua), so `stats` never visits sessions. Queued posts
- * ride with the next command the process sends ({@link StatsFeed.take}); failing that, those of
- * one tick share one script call, sent in the background: a commit does not wait for it.
- * Posts may arrive in any order; the version in each decides.
+ * pending stats (scripts/stats-pending-4.lua), and this process's leases to the set of leases
+ * held, so `stats` never visits sessions. Queued posts ride with the next command the process
+ * sends ({@link StatsFeed.take}); failing that, those of one tick share one script call (and
+ * one `ZADD` and one `ZREM` of leases), sent in the background: a commit does not wait for it.
+ * Posts may arrive in any order; the version in each decides. A lease's entry is added after
+ * its grant and removed with its release (one that ends before its entry left is never sent).
  * @module
  */
 import type { Keys } from './keys.ts';
@@ -38,6 +40,10 @@ export function figuresAt(member: string, reply: readonly unknown[], offset: num
 
 export class StatsFeed {
   private queued = new Map<string, MailboxFigures>();
+  /** Lease token -> its entry's score, to add to the leases held. */
+  private heldAdds = new Map<string, string>();
+  /** Lease tokens to take out of the leases held. */
+  private heldRemoves = new Set<string>();
   /** member -> the highest version this process has posted (or queued). */
   private readonly posted = new Map<string, number>();
   private sending: Promise<void> | null = null;
@@ -79,17 +85,55 @@ export class StatsFeed {
     this.remember(figures);
     const cur = this.queued.get(figures.member);
     if (cur === undefined || cur.version <= figures.version) this.queued.set(figures.member, figures);
+    this.schedule();
+  }
+
+  /** A lease granted to this process: its entry among the leases held (scored by its watchdog). */
+  leaseHeld(token: string, score: string): void {
+    this.heldAdds.set(token, score);
+    this.schedule();
+  }
+
+  /** A renewed lease's new score: true when its entry is still queued (and now has it). */
+  leaseRescored(token: string, score: string): boolean {
+    if (!this.heldAdds.has(token)) return false;
+    this.heldAdds.set(token, score);
+    return true;
+  }
+
+  /** A lease of this process ended (released or lost): its entry goes. */
+  leaseGone(token: string): void {
+    if (this.heldAdds.delete(token)) return; // never sent
+    this.heldRemoves.add(token);
+    this.schedule();
+  }
+
+  /** Takes the queued posts as ops, for the caller to send with its own command; [] if none. */
+  take(): PipelineOp[] {
+    const ops: PipelineOp[] = [];
+    const post = this.op(this.queued.values());
+    this.queued = new Map();
+    if (post !== null) ops.push(post);
+    if (this.heldAdds.size > 0) {
+      const pairs = [...this.heldAdds].flatMap(([token, score]) => [score, token]);
+      ops.push({ command: 'ZADD', args: [this.keys.leases, ...pairs] });
+      this.heldAdds = new Map();
+    }
+    if (this.heldRemoves.size > 0) {
+      ops.push({ command: 'ZREM', args: [this.keys.leases, ...this.heldRemoves] });
+      this.heldRemoves = new Set();
+    }
+    return ops;
+  }
+
+  private get empty(): boolean {
+    return this.queued.size === 0 && this.heldAdds.size === 0 && this.heldRemoves.size === 0;
+  }
+
+  private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => void this.flush());
-  }
-
-  /** Takes the queued posts as one op, for the caller to send with its own command; null if none. */
-  take(): PipelineOp | null {
-    if (this.queued.size === 0) return null;
-    const op = this.op(this.queued.values());
-    this.queued = new Map();
-    return op;
   }
 
   private remember(f: MailboxFigures): void {
@@ -104,17 +148,16 @@ export class StatsFeed {
    * queued meanwhile are not waited for, so a busy process cannot keep a reader waiting.
    */
   async settled(): Promise<void> {
-    if (this.queued.size > 0) await this.flush();
+    if (!this.empty) await this.flush();
     else if (this.sending !== null) await this.sending;
   }
 
   private async flush(): Promise<void> {
     this.scheduled = false;
     while (this.sending !== null) await this.sending;
-    const op = this.op(this.queued.values());
-    this.queued = new Map();
-    if (op === null) return;
-    const sending = this.send([op]).finally(() => (this.sending = null));
+    const ops = this.take();
+    if (ops.length === 0) return;
+    const sending = this.send(ops).finally(() => (this.sending = null));
     this.sending = sending;
     await sending;
   }
