@@ -65,6 +65,9 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
     JSON.stringify(batch.snapshot),
     prefix,
     ctx.outboundKeep,
+    // Write-through: the head of the journal comes back with the commit, for the copy to
+    // PostgreSQL that then takes it without reading it again.
+    ctx.writeThrough ? JOURNAL_PAGE : 0,
     consumed.length,
     ...consumed,
     outbound.length,
@@ -102,11 +105,9 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
   const notice = ctx.writeThrough ? [] : notifyOps(ctx, [sk.member]);
   // The replies left to send, read in the same round trip (right after the commit, in its slot):
   // the outbox asks for them next.
-  // Write-through: so is the head of the journal, which the copy to PostgreSQL then takes
-  // without reading it again.
   const ops = [op, unsentOp(sk)];
-  if (ctx.writeThrough) ops.push({ command: 'LRANGE', args: [sk.journal, 0, JOURNAL_PAGE - 1] });
-  // The read covers the status changes journaled before it is sent (see deferred-copies.ts).
+  // The commit's read of the journal's head covers the status changes journaled before it is
+  // sent (see deferred-copies.ts).
   const mark = ctx.deferred.mark(sk.member);
   let replies = await pipeline(ctx, 'commit', ops, notice);
   let reply = asArray(replies[0]);
@@ -125,7 +126,7 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
   ctx.statsFeed.post(figuresAt(sk.member, reply, 2));
   rememberOutbound(ctx, batch.outbound);
   if (!ctx.writeThrough) return DURABLE;
-  ctx.journalReads.set(sk.member, { page: replies[2], mark });
+  ctx.journalReads.set(sk.member, { page: reply.slice(5), mark });
   try {
     await makeDurable(ctx, lease, sk.member, id, lease.fence);
     return DURABLE;

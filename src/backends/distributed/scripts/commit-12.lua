@@ -26,14 +26,17 @@
            "rev" and "messages" (the consumed messages as stored)
   ARGV[7]  how many outbound records to keep in Redis per session (older sent ones are
            dropped; PostgreSQL keeps them all)
-  ARGV[8]  c = number of consumed message ids, then c ids
+  ARGV[8]  how many entries of the journal's head to return (0: none), for a write-through
+           copy to PostgreSQL that then need not read them
+  ARGV[9]  c = number of consumed message ids, then c ids
   then     o = number of outbound records, then per record: id, seq, record JSON,
            mutable part JSON, '1' if unsent else '0'
 
   Returns
-    {0, journal length, version, pending count, oldest pending storedAt}
-                                       committed; the last three are the mailbox's figures
-                                       for the global stats (see stats-pending-4.lua)
+    {0, journal length, version, pending count, oldest pending storedAt, entry...}
+                                       committed; then the mailbox's figures for the global
+                                       stats (see stats-pending-4.lua), then the first ARGV[8]
+                                       journal entries, oldest first
     {-3}                               (Fenced) the token or fence no longer holds the lease
     {-4, stored version}               (VersionConflict)
     {-6}                               (NeedLoad) no state in Redis: load from PostgreSQL, retry
@@ -50,7 +53,7 @@ local rev = redis.call('HINCRBY', KEYS[3], 'r', 1)
 redis.call('HSET', KEYS[3], 'v', ARGV[4], 'f', ARGV[2], 's', ARGV[5])
 redis.call('PERSIST', KEYS[3])
 
-local i = 8
+local i = 9
 local consumedCount = tonumber(ARGV[i])
 local messages = {}
 for j = 1, consumedCount do
@@ -95,4 +98,9 @@ end
 local entry = ARGV[6] .. ',"rev":' .. rev .. ',"messages":[' .. table.concat(messages, ',') .. ']}'
 local length = redis.call('RPUSH', KEYS[11], entry)
 local st = mailboxStats(KEYS[4], KEYS[5], KEYS[12], consumedCount > 0)
-return { 0, length, st[1], st[2], st[3] }
+local out = { 0, length, st[1], st[2], st[3] }
+local page = tonumber(ARGV[8])
+if page > 0 then
+  for _, e in ipairs(redis.call('LRANGE', KEYS[11], 0, page - 1)) do out[#out + 1] = e end
+end
+return out
