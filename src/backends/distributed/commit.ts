@@ -16,7 +16,7 @@ import type { GroupCopy } from './committer.ts';
 import { entryPrefix, splitOutbound, type JournalEntry } from './journal.ts';
 import { restore } from './mailbox.ts';
 import { idleOp } from './maintenance.ts';
-import { rememberOutbound, unsentOp } from './outbox.ts';
+import { rememberOutbound } from './outbox.ts';
 import { asArray, asNumber, asString, copySoon, followUp, notifyOps, pipeline, r } from './redis-calls.ts';
 import type { Arg, PipelineOp } from './scripts.ts';
 import { figuresAt } from './stats-feed.ts';
@@ -103,9 +103,9 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
   // Write-behind announces the journal in the same round trip (on a cluster, right after);
   // if the commit is refused, the flusher finds nothing new and moves on.
   const notice = ctx.writeThrough ? [] : notifyOps(ctx, [sk.member]);
-  // The replies left to send, read in the same round trip (right after the commit, in its slot):
-  // the outbox asks for them next.
-  const ops = [op, unsentOp(sk)];
+  // The commit brings back the replies left to send (the outbox asks for them next) and, when
+  // write-through, the journal's head.
+  const ops = [op];
   // The commit's read of the journal's head covers the status changes journaled before it is
   // sent (see deferred-copies.ts).
   const mark = ctx.deferred.mark(sk.member);
@@ -117,7 +117,11 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
     reply = asArray(replies[0]);
   }
   const code = asNumber(reply[0]);
-  if (code === 0) ctx.unsentAfterCommit.set(sk.member, { token: lease.token, reply: replies[1] });
+  const journalHead = code === 0 ? asNumber(reply[5]) : 0;
+  if (code === 0) {
+    const unsent = reply.slice(6 + journalHead);
+    ctx.unsentAfterCommit.set(sk.member, { token: lease.token, reply: unsent });
+  }
   if (code === ScriptCode.Fenced) throw new FencedError(sessionId(lease), lease.fence);
   if (code === ScriptCode.VersionConflict)
     throw new VersionConflictError(sessionId(lease), batch.expectedVersion);
@@ -126,7 +130,7 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
   ctx.statsFeed.post(figuresAt(sk.member, reply, 2));
   rememberOutbound(ctx, batch.outbound);
   if (!ctx.writeThrough) return DURABLE;
-  ctx.journalReads.set(sk.member, { page: reply.slice(5), mark });
+  ctx.journalReads.set(sk.member, { page: reply.slice(6, 6 + journalHead), mark });
   try {
     await makeDurable(ctx, lease, sk.member, id, lease.fence);
     return DURABLE;

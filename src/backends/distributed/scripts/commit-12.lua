@@ -33,10 +33,13 @@
            mutable part JSON, '1' if unsent else '0'
 
   Returns
-    {0, journal length, version, pending count, oldest pending storedAt, entry...}
+    {0, journal length, version, pending count, oldest pending storedAt, n, entry x n,
+     record JSON, mutable part JSON, ...}
                                        committed; then the mailbox's figures for the global
-                                       stats (see stats-pending-4.lua), then the first ARGV[8]
-                                       journal entries, oldest first
+                                       stats (see stats-pending-4.lua), the first ARGV[8] (at
+                                       most) journal entries, oldest first, and the session's
+                                       unsent replies in seq order, as outbound-read-4 'unsent'
+                                       returns them (the holder sends them next)
     {-3}                               (Fenced) the token or fence no longer holds the lease
     {-4, stored version}               (VersionConflict)
     {-6}                               (NeedLoad) no state in Redis: load from PostgreSQL, retry
@@ -98,9 +101,15 @@ end
 local entry = ARGV[6] .. ',"rev":' .. rev .. ',"messages":[' .. table.concat(messages, ',') .. ']}'
 local length = redis.call('RPUSH', KEYS[11], entry)
 local st = mailboxStats(KEYS[4], KEYS[5], KEYS[12], consumedCount > 0)
-local out = { 0, length, st[1], st[2], st[3] }
+local out = { 0, length, st[1], st[2], st[3], 0 }
 local page = tonumber(ARGV[8])
 if page > 0 then
-  for _, e in ipairs(redis.call('LRANGE', KEYS[11], 0, page - 1)) do out[#out + 1] = e end
+  local head = redis.call('LRANGE', KEYS[11], 0, page - 1)
+  out[6] = #head
+  for _, e in ipairs(head) do out[#out + 1] = e end
+end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[9], 0, -1)) do
+  out[#out + 1] = redis.call('HGET', KEYS[6], id) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[7], id) or ''
 end
 return out
