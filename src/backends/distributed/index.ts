@@ -23,7 +23,7 @@
  *   has expired.
  * - Fencing tokens: Redis hands them out from blocks reserved in PostgreSQL; a Redis restart
  *   or failover (a new run_id) or lost keys force a fresh block, which starts above every
- *   token ever granted (see scripts/lease-acquire-3.lua).
+ *   token ever granted (see scripts/lease-acquire-7.lua).
  * - Commits are checked and applied atomically in Redis (token, fence, version), and in the
  *   same script appended to the session's journal. `write-through` then copies the journal to
  *   PostgreSQL through the group committer before `commit` resolves; `write-behind` leaves it

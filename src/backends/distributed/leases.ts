@@ -1,7 +1,7 @@
 /**
  * Leases ("the baton"): one holder per session at a time, checked by token, with a fencing
  * token that grows with every grant (reserved in blocks in PostgreSQL, see
- * scripts/lease-acquire-3.lua). A held lease keeps a watchdog entry in the ready queue (lease
+ * scripts/lease-acquire-7.lua). A held lease keeps a watchdog entry in the ready queue (lease
  * expiry + grace), so a holder that dies needs no scan: its session becomes due again.
  * @module
  */
@@ -14,6 +14,7 @@ import { MAILBOX_READ_LIMIT, mailboxRead, mailboxReadOps, restore, restoreOp } f
 import { idleOp } from './maintenance.ts';
 import { updateInPipeline, updateOutbound } from './outbox.ts';
 import { asArray, asNumber, asString, followUp, pipeline, run, scheduleOps } from './redis-calls.ts';
+import type { WatermarkRead } from './intake-watermark.ts';
 import type { SessionKeys } from './keys.ts';
 import type { Arg, PipelineOp } from './scripts.ts';
 
@@ -25,7 +26,8 @@ function watchdogScore(ctx: Context, ttlMs: number): string {
 /**
  * The ops of a new holder's first read (the intake watermarks, then the mailbox and the state),
  * to ride in its grant's pipeline; `keep` takes their replies (in the same order) for the
- * holder's first `pending` and `load`.
+ * holder's first `pending` and `load`. For a session new to Redis, whose state is put there
+ * after the grant; the usual grant makes the read itself (see `keepGrantRead`).
  */
 function firstRead(
   ctx: Context,
@@ -47,6 +49,26 @@ function firstRead(
   };
 }
 
+/**
+ * Keeps the first read a grant made (lease-acquire-7.lua with a limit: the fence, then the
+ * mailbox's figures, the state's fields and the messages) for the holder's first `pending` and
+ * `load`, with the intake watermarks read just before it.
+ */
+function keepGrantRead(
+  ctx: Context,
+  sk: SessionKeys,
+  token: string,
+  reply: readonly unknown[],
+  watermark: { read: WatermarkRead; reply: unknown } | null,
+): void {
+  ctx.mailboxReads.set(sk.member, {
+    token,
+    mailbox: [reply[1], reply[2], reply[3], ...reply.slice(6)],
+    state: [reply[4], reply[5]],
+    ...(watermark ? { watermark } : {}),
+  });
+}
+
 export async function acquireLease(
   ctx: Context,
   key: SessionKey,
@@ -56,21 +78,26 @@ export async function acquireLease(
   const sk = ctx.keys.session(key);
   // The holder rides in the token (compared whole), so the dashboard can say who holds it.
   const token = `${randomUUID()}~${holder}`;
-  const acquire = (base: Arg, ceiling: Arg): PipelineOp => ({
+  const acquire = (base: Arg, ceiling: Arg, readLimit = 0): PipelineOp => ({
     script: 'lease-acquire',
-    keys: [sk.lock, sk.fence, sk.sched],
-    args: [token, ttlMs, base, ceiling],
+    keys: [sk.lock, sk.fence, sk.sched, sk.mbox, sk.msgs, sk.pv, sk.state],
+    args: [token, ttlMs, base, ceiling, readLimit],
   });
   // The grant's watchdog entry rides in the same round trip: a granted lease needs it, and in
   // the rare other cases it is put right below.
   let wd = watchdogScore(ctx, ttlMs);
   const watchdog = (): PipelineOp => ({ command: 'ZADD', args: [ctx.keys.ready, wd, sk.member] });
-  // And the new holder's first mailbox and state read: the turn needs them next (Redis runs
-  // them after the grant; wasted only when the lease is refused).
-  let read = firstRead(ctx, sk, token);
-  const first = await pipeline(ctx, 'acquire', [acquire('', ''), watchdog(), ...read.ops]);
-  let reply = asArray(first[0]);
-  if (asNumber(reply[0]) > 0) read.keep(first.slice(2));
+  // And the grant makes the new holder's first mailbox and state read: the turn needs them
+  // next. The intake watermarks are read just before it.
+  const watermark = ctx.intake?.beforeRead() ?? null;
+  const first = await pipeline(ctx, 'acquire', [
+    ...(watermark ? [watermark.op] : []),
+    acquire('', '', MAILBOX_READ_LIMIT),
+    watchdog(),
+  ]);
+  let reply = asArray(first[watermark ? 1 : 0]);
+  if (asNumber(reply[0]) > 0)
+    keepGrantRead(ctx, sk, token, reply, watermark ? { read: watermark, reply: first[0] } : null);
   if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
     // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
     // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
@@ -81,8 +108,8 @@ export async function acquireLease(
       reply = asArray((await pipeline(ctx, 'acquire', ops))[0]);
       if (asNumber(reply[0]) > 0) await restore(ctx, key, sk, session);
     } else {
-      // A new user: the tombstone, then the first mailbox read, as on the usual path.
-      read = firstRead(ctx, sk, token);
+      // A new user: the tombstone, then the first mailbox read.
+      const read = firstRead(ctx, sk, token);
       const replies = await pipeline(ctx, 'acquire', [...ops, restoreOp(sk, null, []), ...read.ops]);
       reply = asArray(replies[0]);
       if (asNumber(reply[0]) > 0) read.keep(replies.slice(3));

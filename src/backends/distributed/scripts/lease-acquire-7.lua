@@ -11,17 +11,27 @@
   KEYS[1] lock    STRING token, PX ttl
   KEYS[2] fence   HASH n (last fence granted), ceil (end of block), epoch (run_id)
   KEYS[3] sched   the scheduled flag, cleared on grant
+  KEYS[4] mbox    ZSET message id by seq        (the holder's first read, see ARGV[5])
+  KEYS[5] msgs    HASH message id -> StoredMessage JSON
+  KEYS[6] pv      the mailbox's stats version (read only)
+  KEYS[7] state   HASH s = snapshot JSON, v = version
 
   ARGV[1] token (random per grant)
   ARGV[2] ttl, ms
   ARGV[3] new block base ('' when the caller has no block): the block is base+1 .. ceiling
   ARGV[4] new block ceiling
+  ARGV[5] most messages of the new holder's first read (0: no read)
 
   Returns
-    {fence}           granted
+    {fence}           granted (ARGV[5] = 0)
+    {fence, version, count, oldest, s, v, message JSON...}
+                      granted, with the first read: the mailbox's figures and messages as
+                      pending-3 returns them, and the state's fields (nil when absent)
     {-2, pttl}        (Locked) another holder has it, for pttl more ms
     {-5}              (NeedFenceBlock) reserve a block in PostgreSQL and call again with it
 ]]
+-- @include mailbox-stats
+
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return { -2, redis.call('PTTL', KEYS[1]) }
 end
@@ -42,4 +52,13 @@ n = n + 1
 redis.call('HSET', KEYS[2], 'n', string.format('%d', n), 'ceil', string.format('%d', ceil), 'epoch', epoch)
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[3])
-return { n }
+local limit = tonumber(ARGV[5])
+if limit == 0 then return { n } end
+local st = mailboxStats(KEYS[4], KEYS[5], KEYS[6], false)
+local state = redis.call('HMGET', KEYS[7], 's', 'v')
+local out = { n, st[1], st[2], st[3], state[1], state[2] }
+for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, limit - 1)) do
+  local json = redis.call('HGET', KEYS[5], id)
+  if json then out[#out + 1] = json end
+end
+return out
