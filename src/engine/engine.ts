@@ -244,7 +244,10 @@ export class Engine {
             // The last reply's status goes with it (one round trip where the backend can).
             const sent = run.sent;
             run.sent = undefined;
-            const taken = await backend.releaseOrTake(lease, MAX_BATCH, sent);
+            const taken = await backend.releaseOrTake(lease, MAX_BATCH, sent).catch((err: unknown) => {
+              run.sent = sent; // not known to be recorded: the end of the turn tries once more
+              throw err;
+            });
             if (taken === null) {
               released = true;
               break;

@@ -37,7 +37,8 @@ describe('outbox', () => {
   it('never sends again because recording a send failed; the next holder may repeat it once', async () => {
     const backend = new FlakyStore({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
     await backend.init();
-    backend.refuseSentRecords = 1;
+    // Refused with the end of the turn, and once more when the turn's clean-up tries again.
+    backend.refuseSentRecords = 2;
     const sends: string[] = [];
     const engine = engineFor(backend, async (m) => {
       sends.push(m.id);
@@ -50,6 +51,26 @@ describe('outbox', () => {
     await engine.runSession(key); // the next holder
     expect(sends).toEqual([sends[0], sends[0]]);
     expect(await backend.unsent(key)).toEqual([]);
+    await backend.close();
+  });
+
+  it('a record refused with the end of the turn is tried once more before the baton goes: no repeat', async () => {
+    const backend = new FlakyStore({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    backend.refuseSentRecords = 1;
+    const sends: string[] = [];
+    const engine = engineFor(backend, async (m) => {
+      sends.push(m.id);
+      return { providerMessageId: `wamid.${sends.length}` };
+    });
+    await backend.ingest({ messages: [hi], statuses: [] });
+    await engine.runSession(key);
+    expect(sends).toHaveLength(1);
+    expect(await backend.unsent(key)).toEqual([]);
+    expect((await backend.outbound(key))[0]).toMatchObject({ status: 'sent', providerMessageId: 'wamid.1' });
+    expect((await backend.stats()).locksHeld).toBe(0);
+    await engine.runSession(key);
+    expect(sends).toHaveLength(1);
     await backend.close();
   });
 
