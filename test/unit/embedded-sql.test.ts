@@ -1,12 +1,17 @@
 /**
  * The embedded store's SQL shortcuts keep the contract: a commit's one-statement state write
  * falls back to the checked upsert whenever its row does not match (first commit, new ids, a
- * newer fence).
+ * newer fence); reads share a read transaction; a reply's status changes write its columns
+ * alone and are read over its JSON.
  */
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { FencedError, VersionConflictError } from '../../src/errors.ts';
-import { batch, newKey, snapshot, text } from '../distributed/fixtures.ts';
+import { batch, newKey, outbound, snapshot, status, text } from '../distributed/fixtures.ts';
 
 const open: EmbeddedBackend[] = [];
 afterEach(async () => {
@@ -69,4 +74,37 @@ it('shares one read transaction among the reads of a tick, ended before a write 
   expect(db.inTransaction).toBe(false);
   await b.purge();
   expect(db.inTransaction).toBe(false);
+});
+
+it('writes a reply status change to its columns alone, and reads the record with them over its JSON', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-outbound-cols-'));
+  try {
+    const b = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 3600, pacing: false });
+    await b.init();
+    open.push(b);
+    const key = newKey();
+    const lease = (await b.acquireLease(key, 'w1', 5000))!;
+    const o1 = outbound(key, 1, 0);
+    await b.commit(lease, batch(key, 0, 1, { outbound: [o1] }));
+    await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: 'wamid.COL1' });
+    await b.ingest({
+      messages: [],
+      statuses: [
+        { ...status(key, 'wamid.COL1', 'failed'), errors: [{ code: 131026, title: 'Undeliverable' }] },
+      ],
+    });
+    const expected = { status: 'failed', attempts: 1, providerMessageId: 'wamid.COL1' };
+    expect((await b.outbound(key))[0]).toMatchObject(expected);
+    expect((await b.outbound(key))[0]!.lastError).toContain('131026');
+    const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
+    try {
+      const row = db.prepare('SELECT record FROM outbound WHERE id = ?').get(o1.id) as { record: string };
+      // The JSON is what the commit wrote; the columns carry the changes.
+      expect(JSON.parse(row.record)).toMatchObject({ status: 'pending', attempts: 0 });
+    } finally {
+      db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

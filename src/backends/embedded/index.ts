@@ -110,6 +110,33 @@ interface Counts {
   deadLetters: number;
 }
 
+/** The columns an outbound record is read from (see {@link outboundRecord}). */
+const OUTBOUND_ROW = 'record, status, attempts, provider_message_id, last_error';
+
+interface OutboundRow {
+  readonly record: string;
+  readonly status: OutboundStatus;
+  readonly attempts: number;
+  readonly provider_message_id: string | null;
+  readonly last_error: string | null;
+}
+
+/**
+ * An outbound record: its JSON as its commit wrote it, with the status columns over it. Sends and
+ * status webhooks write the columns alone (a record's JSON is most of its row, and was rewritten
+ * at every change before); rows written before that have the same values in both.
+ */
+function outboundRecord(row: OutboundRow): OutboundRecord {
+  const { providerMessageId: _p, lastError: _e, ...fixed } = JSON.parse(row.record) as OutboundRecord;
+  return {
+    ...fixed,
+    status: row.status,
+    attempts: row.attempts,
+    ...(row.provider_message_id !== null ? { providerMessageId: row.provider_message_id } : {}),
+    ...(row.last_error !== null ? { lastError: row.last_error } : {}),
+  };
+}
+
 /** Delay before a session whose replies were left unsent is taken up again. */
 const UNSENT_RETRY_MS = 1000;
 
@@ -435,21 +462,16 @@ export class EmbeddedBackend implements Backend {
    * as applied whether or not its status moved.
    */
   private applyStatus(st: StatusUpdate): number {
-    const row = this.sql('SELECT id, status, record FROM outbound WHERE provider_message_id = ?').get(
+    const row = this.sql('SELECT id, status FROM outbound WHERE provider_message_id = ?').get(
       st.messageId,
-    ) as { id: string; status: OutboundStatus; record: string } | undefined;
+    ) as { id: string; status: OutboundStatus } | undefined;
     if (!row) return 0;
     const status = statusAllowed(row.status, st.status) ? st.status : row.status;
     const lastError = statusLastError(st);
     if (status === row.status && lastError === null) return 1;
-    const record: OutboundRecord = {
-      ...(JSON.parse(row.record) as OutboundRecord),
-      status,
-      ...(lastError !== null ? { lastError } : {}),
-    };
     this.sql(
-      'UPDATE outbound SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?, record = ? WHERE id = ?',
-    ).run(status, lastError, this.now(), JSON.stringify(record), row.id);
+      'UPDATE outbound SET status = ?, last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?',
+    ).run(status, lastError, this.now(), row.id);
     return 1;
   }
 
@@ -688,11 +710,24 @@ export class EmbeddedBackend implements Backend {
       const rec = this.sql('INSERT INTO transitions (channel, user, version, record) VALUES (?, ?, ?, ?)');
       for (const r of batch.records) rec.run(s.channel, s.user, r.version, JSON.stringify(r));
       const out = this.sql(
-        `INSERT INTO outbound (id, channel, user, seq, status, attempts, created_at, updated_at, record)
-         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)`,
+        `INSERT INTO outbound (id, channel, user, seq, status, attempts, provider_message_id, last_error,
+           created_at, updated_at, record)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
       for (const o of batch.outbound)
-        out.run(o.id, o.channel, o.user, o.seq, o.status, now, now, JSON.stringify(o));
+        out.run(
+          o.id,
+          o.channel,
+          o.user,
+          o.seq,
+          o.status,
+          o.attempts,
+          o.providerMessageId ?? null,
+          o.lastError ?? null,
+          now,
+          now,
+          JSON.stringify(o),
+        );
       const done = this.sql(`UPDATE inbound SET state = 'done' WHERE id = ? AND state = 'pending'`);
       for (const m of batch.consumed) this.staged.pending -= done.run(m).changes;
       const deadPending = this.sql(`UPDATE inbound SET state = 'dead' WHERE id = ? AND state = 'pending'`);
@@ -762,9 +797,10 @@ export class EmbeddedBackend implements Backend {
 
   async unsent(key: SessionKey): Promise<OutboundRecord[]> {
     const rows = this.sql(
-      `SELECT record FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') ORDER BY seq`,
-    ).all(key.channel, key.user) as Array<{ record: string }>;
-    return rows.map((r) => JSON.parse(r.record) as OutboundRecord);
+      `SELECT ${OUTBOUND_ROW} FROM outbound
+         WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') ORDER BY seq`,
+    ).all(key.channel, key.user) as OutboundRow[];
+    return rows.map(outboundRecord);
   }
 
   updateOutbound(id: string, patch: OutboundPatch): Promise<void> {
@@ -772,23 +808,22 @@ export class EmbeddedBackend implements Backend {
   }
 
   private patchOutbound(id: string, patch: OutboundPatch): void {
-    const row = this.sql('SELECT record FROM outbound WHERE id = ?').get(id) as
-      { record: string } | undefined;
+    const row = this.sql('SELECT status FROM outbound WHERE id = ?').get(id) as
+      { status: OutboundStatus } | undefined;
     if (!row) return;
-    const current = JSON.parse(row.record) as OutboundRecord;
     // A status webhook may have moved it on already (delivered before we recorded `sent`).
-    const status = statusAllowed(current.status, patch.status) ? patch.status : current.status;
-    const record: OutboundRecord = { ...current, ...patch, status };
+    const status = statusAllowed(row.status, patch.status) ? patch.status : row.status;
+    // The columns alone: the record's JSON keeps what its commit wrote (see outboundRecord).
     this.sql(
-      `UPDATE outbound SET status = ?, attempts = ?, provider_message_id = COALESCE(?, provider_message_id),
-         last_error = ?, updated_at = ?, record = ? WHERE id = ?`,
+      `UPDATE outbound SET status = ?, attempts = COALESCE(?, attempts),
+         provider_message_id = COALESCE(?, provider_message_id), last_error = COALESCE(?, last_error),
+         updated_at = ? WHERE id = ?`,
     ).run(
       status,
-      record.attempts,
+      patch.attempts ?? null,
       patch.providerMessageId ?? null,
-      record.lastError ?? null,
+      patch.lastError ?? null,
       this.now(),
-      JSON.stringify(record),
       id,
     );
   }
@@ -848,7 +883,10 @@ export class EmbeddedBackend implements Backend {
   }
 
   async outbound(key: SessionKey): Promise<OutboundRecord[]> {
-    return this.records('SELECT record FROM outbound WHERE channel = ? AND user = ? ORDER BY seq', key);
+    const rows = this.sql(
+      `SELECT ${OUTBOUND_ROW} FROM outbound WHERE channel = ? AND user = ? ORDER BY seq`,
+    ).all(key.channel, key.user) as OutboundRow[];
+    return rows.map(outboundRecord);
   }
 
   private records<T>(sql: string, key: SessionKey): T[] {
@@ -900,16 +938,10 @@ export class EmbeddedBackend implements Backend {
           JSON.stringify({ ...body, seq: this.seq, storedAt }),
         );
       } else {
-        const out = this.sql('SELECT record FROM outbound WHERE id = ?').get(row.ref) as
-          { record: string } | undefined;
-        if (out) {
-          const { lastError: _dropped, ...rest } = JSON.parse(out.record) as OutboundRecord;
-          const record: OutboundRecord = { ...rest, status: 'pending', attempts: 0 };
-          this.sql(
-            `UPDATE outbound SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ?, record = ?
-               WHERE id = ?`,
-          ).run(this.now(), JSON.stringify(record), row.ref);
-        }
+        this.sql(
+          `UPDATE outbound SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ?
+             WHERE id = ?`,
+        ).run(this.now(), row.ref);
       }
       this.staged.deadLetters -= this.sql(
         'UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL',
