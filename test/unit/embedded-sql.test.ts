@@ -108,3 +108,31 @@ it('writes a reply status change to its columns alone, and reads the record with
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it('purges outbound records from the oldest on, stepping over unsent ones, up to the retention', async () => {
+  let now = 1_750_000_000_000;
+  const b = new EmbeddedBackend({
+    file: ':memory:',
+    bufferMs: 0,
+    dedupeTtlSec: 60,
+    pacing: false,
+    retentionSec: 3600,
+    messageRetentionSec: 3600,
+    now: () => now,
+  });
+  await b.init();
+  open.push(b);
+  const key = newKey();
+  const lease = (await b.acquireLease(key, 'w1', 10 * 3_600_000))!;
+  // Old: an unsent reply first, then three sent; young: one sent.
+  const old = [0, 1, 2, 3].map((n) => outbound(key, 1, n));
+  await b.commit(lease, batch(key, 0, 1, { outbound: old }));
+  for (const o of old.slice(1)) await b.updateOutbound(o.id, { status: 'sent', attempts: 1 });
+  now += 2 * 3_600_000;
+  const young = outbound(key, 2, 0);
+  await b.commit(lease, batch(key, 1, 2, { outbound: [young] }));
+  await b.updateOutbound(young.id, { status: 'sent', attempts: 1 });
+  expect((await b.purge()).outbound).toBe(3);
+  expect((await b.outbound(key)).map((o) => o.id)).toEqual([old[0]!.id, young.id]);
+  expect((await b.purge()).outbound).toBe(0);
+});

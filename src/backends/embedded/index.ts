@@ -532,13 +532,27 @@ export class EmbeddedBackend implements Backend {
         },
         (n) => (report.transitions += n),
       );
+      // Outbound rows too, from the oldest on by rowid, up to the first one inside the retention:
+      // the table has no index by age, and a filtered delete scanned all of it (the replies'
+      // JSON included) on every purge, even with nothing to drop. Unsent rows stay and are
+      // stepped over.
+      let after = 0;
       await batches(
-        () =>
-          this.sql(
-            `DELETE FROM outbound WHERE rowid IN
-               (SELECT rowid FROM outbound WHERE created_at < ? AND status NOT IN ('pending', 'sending') LIMIT ?)`,
-          ).run(h.outbound, PURGE_BATCH).changes,
-        (n) => (report.outbound += n),
+        () => {
+          const rows = this.sql(
+            'SELECT rowid AS id, created_at AS at, status FROM outbound WHERE rowid > ? ORDER BY rowid LIMIT ?',
+          ).all(after, PURGE_BATCH) as Array<{ id: number; at: number; status: OutboundStatus }>;
+          const drop = this.sql('DELETE FROM outbound WHERE rowid = ?');
+          let seen = 0;
+          for (const r of rows) {
+            if (r.at >= h.outbound) return 0; // the rest is younger
+            seen += 1;
+            after = r.id;
+            if (r.status !== 'pending' && r.status !== 'sending') report.outbound += drop.run(r.id).changes;
+          }
+          return seen;
+        },
+        () => undefined,
       );
       return report;
     } finally {
