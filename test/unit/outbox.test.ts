@@ -33,18 +33,24 @@ const hi = {
 };
 const key = { channel: 'c', user: 'u' };
 
+/** A store that refuses the first `refusals` records of a send, an engine whose sends all succeed, and 'hi' stored. */
+async function flakyTurn(refusals: number) {
+  const backend = new FlakyStore({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+  await backend.init();
+  backend.refuseSentRecords = refusals;
+  const sends: string[] = [];
+  const engine = engineFor(backend, async (m) => {
+    sends.push(m.id);
+    return { providerMessageId: `wamid.${sends.length}` };
+  });
+  await backend.ingest({ messages: [hi], statuses: [] });
+  return { backend, engine, sends };
+}
+
 describe('outbox', () => {
   it('never sends again because recording a send failed; the next holder may repeat it once', async () => {
-    const backend = new FlakyStore({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
-    await backend.init();
     // Refused with the end of the turn, and once more when the turn's clean-up tries again.
-    backend.refuseSentRecords = 2;
-    const sends: string[] = [];
-    const engine = engineFor(backend, async (m) => {
-      sends.push(m.id);
-      return { providerMessageId: `wamid.${sends.length}` };
-    });
-    await backend.ingest({ messages: [hi], statuses: [] });
+    const { backend, engine, sends } = await flakyTurn(2);
     await engine.runSession(key);
     expect(sends).toHaveLength(1);
     expect((await backend.unsent(key)).map((o) => o.id)).toEqual([sends[0]]);
@@ -55,15 +61,7 @@ describe('outbox', () => {
   });
 
   it('a record refused with the end of the turn is tried once more before the baton goes: no repeat', async () => {
-    const backend = new FlakyStore({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
-    await backend.init();
-    backend.refuseSentRecords = 1;
-    const sends: string[] = [];
-    const engine = engineFor(backend, async (m) => {
-      sends.push(m.id);
-      return { providerMessageId: `wamid.${sends.length}` };
-    });
-    await backend.ingest({ messages: [hi], statuses: [] });
+    const { backend, engine, sends } = await flakyTurn(1);
     await engine.runSession(key);
     expect(sends).toHaveLength(1);
     expect(await backend.unsent(key)).toEqual([]);

@@ -50,9 +50,18 @@ function firstRead(
 }
 
 /**
+ * A holder's read behind a script's code (includes/holder-read.lua: the mailbox's figures, the
+ * state's fields, then the messages), split as `mailboxRead` takes it: the mailbox part as
+ * pending-3.lua returns it, and the state's `[s, v]`.
+ */
+function holderRead(reply: readonly unknown[]): { mailbox: unknown[]; state: unknown[] } {
+  return { mailbox: [reply[1], reply[2], reply[3], ...reply.slice(6)], state: [reply[4], reply[5]] };
+}
+
+/**
  * Keeps the first read a grant made (lease-acquire-7.lua with a limit: the fence, then the
- * mailbox's figures, the state's fields and the messages) for the holder's first `pending` and
- * `load`, with the intake watermarks read just before it.
+ * holder's read) for the holder's first `pending` and `load`, with the intake watermarks read
+ * just before it.
  */
 function keepGrantRead(
   ctx: Context,
@@ -63,8 +72,7 @@ function keepGrantRead(
 ): void {
   ctx.mailboxReads.set(sk.member, {
     token,
-    mailbox: [reply[1], reply[2], reply[3], ...reply.slice(6)],
-    state: [reply[4], reply[5]],
+    ...holderRead(reply),
     ...(watermark ? { watermark } : {}),
   });
 }
@@ -248,8 +256,8 @@ export async function releaseOrTake(
     // Kept: the watchdog and the held-leases entry stay as they are.
     ctx.held.set(sk.member, lease.token);
     if (watermark) ctx.intake!.afterRead(lease, watermark, replies[lead.length - 1]);
-    const mailbox = [reply[1], reply[2], reply[3], ...reply.slice(6)];
-    return mailboxRead(ctx, sk, lease.token, mailbox, [reply[4], reply[5]], limit);
+    const { mailbox, state } = holderRead(reply);
+    return mailboxRead(ctx, sk, lease.token, mailbox, state, limit);
   }
   // Released (or already lost): its companions and the rescheduling follow, in one round trip.
   forget(ctx, sk, lease.token);

@@ -31,6 +31,7 @@
     {-5}              (NeedFenceBlock) reserve a block in PostgreSQL and call again with it
 ]]
 -- @include mailbox-stats
+-- @include holder-read
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return { -2, redis.call('PTTL', KEYS[1]) }
@@ -54,11 +55,4 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[3])
 local limit = tonumber(ARGV[5])
 if limit == 0 then return { n } end
-local st = mailboxStats(KEYS[4], KEYS[5], KEYS[6], false)
-local state = redis.call('HMGET', KEYS[7], 's', 'v')
-local out = { n, st[1], st[2], st[3], state[1], state[2] }
-for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, limit - 1)) do
-  local json = redis.call('HGET', KEYS[5], id)
-  if json then out[#out + 1] = json end
-end
-return out
+return holderRead(n, KEYS[4], KEYS[5], KEYS[6], KEYS[7], limit)

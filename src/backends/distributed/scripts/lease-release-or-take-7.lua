@@ -30,18 +30,12 @@
 ]]
 -- @include oldest-due
 -- @include mailbox-stats
+-- @include holder-read
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { -3 } end
 local due = oldestDue(KEYS[2], KEYS[3], ARGV[2])
 if due ~= nil and due <= tonumber(ARGV[3]) then
-  local st = mailboxStats(KEYS[2], KEYS[3], KEYS[6], false)
-  local state = redis.call('HMGET', KEYS[7], 's', 'v')
-  local out = { 1, st[1], st[2], st[3], state[1], state[2] }
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[5]) - 1)) do
-    local json = redis.call('HGET', KEYS[3], id)
-    if json then out[#out + 1] = json end
-  end
-  return out
+  return holderRead(1, KEYS[2], KEYS[3], KEYS[6], KEYS[7], tonumber(ARGV[5]))
 end
 redis.call('DEL', KEYS[1])
 due = nextDue(KEYS[2], KEYS[3], KEYS[5], ARGV[2], ARGV[3], ARGV[4])
