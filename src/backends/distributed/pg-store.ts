@@ -101,6 +101,22 @@ export interface FenceReservation {
   readonly session: StoredSession | null;
 }
 
+/**
+ * Settings of the journal copy's connections. Its statements reach every row by key (see
+ * sql/sessions-lock.sql), and a connection keeps a prepared statement's generic plan for its
+ * whole life: one made while a table was empty or small may scan it, and goes on scanning it
+ * as it grows. With sequential scans off, the plan made then is the index probe it must be.
+ */
+export const JOURNAL_COPY_SETTINGS: Readonly<Record<string, string>> = { enable_seqscan: 'off' };
+
+/** A connection's `options` startup parameter: Baton's schema first on its search path, and settings. */
+export function connectionOptions(schema: string, settings: Readonly<Record<string, string>> = {}): string {
+  return [
+    `-c search_path=${schema}`,
+    ...Object.entries(settings).map(([name, value]) => `-c ${name}=${value}`),
+  ].join(' ');
+}
+
 export class PgStore {
   readonly pool: pg.Pool;
   /** Fence-block reservations in groups, by block size. */
@@ -114,18 +130,20 @@ export class PgStore {
 
   constructor(opts: PgStoreOptions) {
     this.sql = loadStatements();
-    const pool = (max: number, extra: Partial<pg.PoolConfig> = {}): pg.Pool =>
+    const pool = (max: number, settings: string, extra: Partial<pg.PoolConfig> = {}): pg.Pool =>
       new pg.Pool({
         connectionString: opts.databaseUrl,
-        options: `-c search_path=${opts.schema}`,
+        options: settings,
         max,
         connectionTimeoutMillis: 3000,
         idleTimeoutMillis: 30_000,
         query_timeout: 15_000,
         ...extra,
       });
-    this.pool = pool(opts.poolSize ?? 10);
-    this.applyPool = pool(opts.applyPoolSize ?? 4, { pipeline: true });
+    this.pool = pool(opts.poolSize ?? 10, connectionOptions(opts.schema));
+    this.applyPool = pool(opts.applyPoolSize ?? 4, connectionOptions(opts.schema, JOURNAL_COPY_SETTINGS), {
+      pipeline: true,
+    });
     // A connection that breaks must never crash the process: the pool's own listener covers
     // an idle client, and this one a client in use (a stream error such as EPIPE after the
     // server terminated the connection, which pg emits on the client as well as failing its

@@ -7,7 +7,6 @@ FROM jsonb_to_recordset($1::jsonb) AS r(
   id text, kind text, channel text, user_id text, ref text, reason text, payload jsonb,
   created_at timestamptz, fence bigint
 )
-WHERE r.fence IS NULL OR NOT EXISTS (
-  SELECT 1 FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id AND s.fence > r.fence
-)
+WHERE r.fence IS NULL
+   OR r.fence >= COALESCE((SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id), 0) -- one probe (see sessions-lock)
 ON CONFLICT (id) DO NOTHING

@@ -16,4 +16,9 @@ block AS (
 )
 SELECT block.channel, block.user_id, block.ceiling, s.snapshot, s.version, s.rev, s.fence
 FROM block
-LEFT JOIN sessions s ON s.channel = block.channel AND s.user_id = block.user_id
+LEFT JOIN LATERAL (
+  -- one index probe per session, not a join over the table (see sessions-lock.sql)
+  SELECT snapshot, version, rev, fence FROM sessions
+  WHERE channel = block.channel AND user_id = block.user_id
+  LIMIT 1
+) s ON true

@@ -12,9 +12,7 @@ FROM jsonb_to_recordset($1::jsonb) AS r(
   fence bigint, status text, attempts integer, provider_message_id text, last_error text, rev bigint,
   record jsonb, created_at timestamptz
 )
-WHERE NOT EXISTS (
-  SELECT 1 FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id AND s.fence > r.fence
-)
+WHERE r.fence >= COALESCE((SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id), 0) -- one probe (see sessions-lock)
 ORDER BY r.id
 ON CONFLICT (id) DO UPDATE SET
   seq = EXCLUDED.seq,

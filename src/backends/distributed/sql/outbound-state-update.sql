@@ -11,4 +11,5 @@ UPDATE outbound AS o SET
 FROM jsonb_to_recordset($1::jsonb) AS r(
   id text, status text, attempts integer, provider_message_id text, last_error text, rev bigint
 )
-WHERE o.id = r.id AND o.rev < r.rev
+WHERE o.id = ANY (ARRAY(SELECT jsonb_array_elements($1::jsonb) ->> 'id')) -- index probes (see sessions-lock)
+  AND o.id = r.id AND o.rev < r.rev

@@ -1,0 +1,216 @@
+/**
+ * The group commit's statements reach rows by their keys, whatever the tables held when a
+ * connection planned them. A connection keeps a prepared statement's generic plan for its
+ * whole life, so a plan made on empty tables must still be an index probe once they hold
+ * thousands of rows; a scan, or a hash join over a whole table, costs in proportion to the
+ * stored data on every group commit (it took half of PostgreSQL's CPU per message).
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { migrate } from '../../src/backends/distributed/migrate.ts';
+import { JOURNAL_COPY_SETTINGS, connectionOptions } from '../../src/backends/distributed/pg-store.ts';
+import { loadStatements, type StatementName } from '../../src/backends/distributed/sql.ts';
+import { DATABASE_URL, describeServices, dropIsolation, isolation } from '../support/services.ts';
+
+const at = new Date(Date.UTC(2026, 10, 30)).toISOString();
+const key = (u: number) => ({ channel: 'ch', user_id: `u${u}` });
+const json = (rows: unknown[]) => JSON.stringify(rows);
+
+/** Each statement of a group commit, with parameters shaped like the journal copy's. */
+const COPY: ReadonlyArray<readonly [StatementName, readonly unknown[]]> = [
+  ['sessions-lock', [json([key(1), key(2)])]],
+  ['entries-refused', [json([{ id: 'e1', ...key(1), fence: 3 }])]],
+  [
+    'transitions-insert',
+    [
+      json([
+        {
+          ...key(1),
+          fence: 3,
+          entry_id: 'e1',
+          ord: 0,
+          version: 2,
+          from_step: 'a',
+          to_step: 'b',
+          kind: 'advance',
+          message_ids: ['wamid.1'],
+          at,
+          worker: 'w',
+          fencing_token: 3,
+          record: {},
+        },
+      ]),
+    ],
+  ],
+  [
+    'outbound-insert',
+    [
+      json([
+        {
+          id: 'o1',
+          ...key(1),
+          seq: 1,
+          version: 2,
+          step: 'b',
+          is_prompt: true,
+          fence: 3,
+          status: 'pending',
+          attempts: 0,
+          provider_message_id: null,
+          last_error: null,
+          rev: 1,
+          record: {},
+          created_at: at,
+        },
+      ]),
+    ],
+  ],
+  [
+    'inbound-insert',
+    [
+      json([
+        {
+          ...key(1),
+          fence: 3,
+          id: 'wamid.1',
+          seq: 1,
+          message: {},
+          stored_at: at,
+          consumed_at: at,
+          entry_id: 'e1',
+          outcome: 'consumed',
+        },
+      ]),
+    ],
+  ],
+  [
+    'dead-letters-insert',
+    [
+      json([
+        {
+          id: 'd1',
+          kind: 'inbound',
+          ...key(1),
+          ref: 'r',
+          reason: 'x',
+          payload: {},
+          created_at: at,
+          fence: 3,
+        },
+      ]),
+    ],
+  ],
+  [
+    'sessions-upsert',
+    [
+      json([
+        {
+          ...key(1),
+          wa_id: 'w1',
+          bsuid: null,
+          flow: 'order',
+          step: 'b',
+          version: 2,
+          rev: 2,
+          fence: 3,
+          needs_agent: false,
+          snapshot: {},
+        },
+      ]),
+    ],
+  ],
+  [
+    'outbound-state-update',
+    [
+      json([
+        { id: 'o1', status: 'sent', attempts: 1, provider_message_id: 'wamid.s1', last_error: null, rev: 2 },
+      ]),
+    ],
+  ],
+];
+
+/** Problems of a plan: a table scanned whole, or an index walked without a key condition. */
+function scans(plan: string[]): string[] {
+  const found: string[] = [];
+  plan.forEach((line, i) => {
+    if (/Seq Scan on|Materialize/.test(line)) found.push(line.trim());
+    if (/(Index Scan|Index Only Scan|Bitmap Index Scan) (Backward )?using/.test(line)) {
+      const next = plan[i + 1] ?? '';
+      if (!/^\s*Index Cond:/.test(next)) found.push(`${line.trim()} (no key condition)`);
+    }
+  });
+  return found;
+}
+
+describeServices('group commit plans (PostgreSQL)', () => {
+  const { schema } = isolation();
+  const sql = loadStatements();
+  let copy: pg.Client;
+  let main: pg.Client;
+
+  const connect = async (settings: Readonly<Record<string, string>>) => {
+    const client = new pg.Client({
+      connectionString: DATABASE_URL,
+      options: connectionOptions(schema, settings),
+    });
+    await client.connect();
+    // The plan a connection caches after its first executions, made now.
+    await client.query('SET plan_cache_mode = force_generic_plan');
+    return client;
+  };
+  /** `EXPLAIN EXECUTE` of a statement prepared on this connection: the plan it keeps. */
+  const explain = async (client: pg.Client, name: string, params: readonly unknown[]) => {
+    const args = params.map((p) => (typeof p === 'number' ? String(p) : pg.escapeLiteral(String(p))));
+    const res = await client.query<{ 'QUERY PLAN': string }>(
+      `EXPLAIN EXECUTE ${name.replaceAll('-', '_')}(${args.join(', ')})`,
+    );
+    return res.rows.map((r) => r['QUERY PLAN']);
+  };
+  const prepare = (client: pg.Client, name: StatementName) =>
+    client.query(`PREPARE ${name.replaceAll('-', '_')} AS ${sql[name]}`);
+
+  beforeAll(async () => {
+    await migrate(DATABASE_URL, schema);
+    copy = await connect(JOURNAL_COPY_SETTINGS);
+    main = await connect({});
+  });
+  afterAll(async () => {
+    await copy?.end();
+    await main?.end();
+    await dropIsolation(null, schema);
+  });
+
+  it('plans every statement as index probes on empty tables, and keeps them once the tables hold thousands of rows', async () => {
+    // The journal copy's statements on its connections; fence-block-reserve on the main pool's.
+    const statements: Array<readonly [pg.Client, StatementName, readonly unknown[]]> = [
+      ...COPY.map(([name, params]) => [copy, name, params] as const),
+      [main, 'fence-block-reserve', [json([key(1), key(2)]), 100]],
+    ];
+    for (const [client, name] of statements) await prepare(client, name);
+    for (const [client, name, params] of statements) {
+      expect({ name, scans: scans(await explain(client, name, params)) }).toEqual({ name, scans: [] });
+    }
+
+    await main.query(
+      `INSERT INTO sessions (channel, user_id, flow, step, version, rev, fence, snapshot)
+       SELECT 'ch', 'u' || n, 'order', 'b', 1, 1, 1, '{}' FROM generate_series(1, 5000) n;
+       INSERT INTO outbound (id, channel, user_id, seq, version, step, is_prompt, fence, status, attempts, rev, record, created_at)
+       SELECT 'o' || n, 'ch', 'u' || n, 1, 1, 'b', true, 1, 'pending', 0, 1, '{}', now() FROM generate_series(1, 5000) n;
+       ANALYZE sessions; ANALYZE outbound`,
+    );
+    for (const [client, name, params] of statements) {
+      expect({ name, scans: scans(await explain(client, name, params)) }).toEqual({ name, scans: [] });
+    }
+  });
+
+  it('the check finds a scan where there is one', () => {
+    expect(
+      scans([
+        'Hash Join',
+        '  ->  Seq Scan on sessions s',
+        '  ->  Index Scan using sessions_user_id on sessions s',
+        '        Filter: (fence > r.fence)',
+      ]),
+    ).toHaveLength(2);
+  });
+});
