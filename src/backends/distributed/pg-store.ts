@@ -109,6 +109,13 @@ export interface FenceReservation {
  */
 export const JOURNAL_COPY_SETTINGS: Readonly<Record<string, string>> = { enable_seqscan: 'off' };
 
+/**
+ * The support console's searches. Their filters are optional (`$1 IS NULL OR ...`), so one
+ * plan cannot serve every call: a generic plan made while the table was small scans it for
+ * good. They are rare; each call is planned with its own parameters.
+ */
+export const PLANNED_PER_CALL: ReadonlySet<StatementName> = new Set(['sessions-find', 'sessions-list']);
+
 /** A connection's `options` startup parameter: Baton's schema first on its search path, and settings. */
 export function connectionOptions(schema: string, settings: Readonly<Record<string, string>> = {}): string {
   return [
@@ -169,10 +176,17 @@ export class PgStore {
       : err;
   }
 
-  /** Runs one statement as a named (prepared, so planned once per connection) query. */
+  /**
+   * Runs one statement as a named (prepared, so planned once per connection) query, or, for a
+   * search whose filters vary by call, planned with its parameters each time.
+   */
   async query(name: StatementName, params: readonly unknown[] = []): Promise<Row[]> {
     try {
-      const res = await this.pool.query<Row>({ name, text: this.sql[name], values: params as unknown[] });
+      const res = await this.pool.query<Row>({
+        ...(PLANNED_PER_CALL.has(name) ? {} : { name }),
+        text: this.sql[name],
+        values: params as unknown[],
+      });
       return res.rows;
     } catch (err) {
       throw this.wrap(err, name);
