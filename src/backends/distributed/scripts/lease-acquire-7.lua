@@ -31,6 +31,7 @@
     {-5}              (NeedFenceBlock) reserve a block in PostgreSQL and call again with it
 ]]
 -- @include mailbox-stats
+-- @include mailbox-messages
 -- @include holder-read
 
 if redis.call('EXISTS', KEYS[1]) == 1 then

@@ -30,6 +30,7 @@
 ]]
 -- @include oldest-due
 -- @include mailbox-stats
+-- @include mailbox-messages
 -- @include holder-read
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { -3 } end

@@ -12,11 +12,7 @@
   posted again by the worker that reads them: this repairs a post lost in a crash.
 ]]
 -- @include mailbox-stats
+-- @include mailbox-messages
 
 local st = mailboxStats(KEYS[1], KEYS[2], KEYS[3], false)
-local out = { st[1], st[2], st[3] }
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
-  local json = redis.call('HGET', KEYS[2], id)
-  if json then out[#out + 1] = json end
-end
-return out
+return appendMessages({ st[1], st[2], st[3] }, KEYS[1], KEYS[2], tonumber(ARGV[1]))
