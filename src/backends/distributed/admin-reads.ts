@@ -14,7 +14,7 @@ import type { Context } from './context.ts';
 import * as mailbox from './mailbox.ts';
 import { updateOutbound } from './outbox.ts';
 import { asArray, asNumber, followUp, pipeline, r, run, scheduleOps } from './redis-calls.ts';
-import { figuresAt } from './stats-feed.ts';
+import { figuresAt } from './global-feed.ts';
 
 function isStoredMessageLike(v: unknown): v is StoredMessage {
   if (!v || typeof v !== 'object') return false;
@@ -103,7 +103,7 @@ export async function replayDeadLetter(ctx: Context, id: string): Promise<boolea
     );
     const due = asNumber(reply[0]);
     if (due !== ScriptCode.Duplicate) {
-      const post = ctx.statsFeed.op([figuresAt(sk.member, reply, 1)]);
+      const post = ctx.globalFeed.op([figuresAt(sk.member, reply, 1)]);
       await followUp(ctx, [
         ...(due > 0 ? scheduleOps(ctx, [[sk.member, due]]) : []),
         ...(post ? [post] : []),
@@ -119,11 +119,11 @@ export async function replayDeadLetter(ctx: Context, id: string): Promise<boolea
 
 /**
  * Costs the same whatever is stored or queued: the pending figures are kept by the intake,
- * commit and pending scripts' posts (see stats-feed.ts), the leases held by the lease calls;
+ * commit and pending scripts' posts (see global-feed.ts), the leases held by the lease calls;
  * one round trip reads them (plus one indexed count of dead letters in PostgreSQL).
  */
 export async function stats(ctx: Context): Promise<BackendStats> {
-  await ctx.statsFeed.settled();
+  await ctx.globalFeed.settled();
   const now = ctx.now();
   const [depth, oldest, locks, workers] = await pipeline(ctx, 'stats', [
     { command: 'GET', args: [ctx.keys.pendingDepth] },

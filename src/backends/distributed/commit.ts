@@ -19,7 +19,7 @@ import { idleOp } from './maintenance.ts';
 import { rememberOutbound } from './outbox.ts';
 import { asArray, asNumber, asString, copySoon, followUp, notifyOps, pipeline, r } from './redis-calls.ts';
 import type { Arg, PipelineOp } from './scripts.ts';
-import { figuresAt } from './stats-feed.ts';
+import { figuresAt } from './global-feed.ts';
 
 /** Every store the mode writes through has the commit. */
 const DURABLE: CommitResult = Object.freeze({ durable: true });
@@ -127,7 +127,7 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
     throw new VersionConflictError(sessionId(lease), batch.expectedVersion);
   if (code !== 0) throw new Error(`commit returned ${scriptCodeName(code)}`);
   ctx.unposted.delete(sk.member); // what the holder read is older than this
-  ctx.statsFeed.post(figuresAt(sk.member, reply, 2));
+  ctx.globalFeed.post(figuresAt(sk.member, reply, 2));
   rememberOutbound(ctx, batch.outbound);
   if (!ctx.writeThrough) return DURABLE;
   ctx.journalReads.set(sk.member, { page: reply.slice(6, 6 + journalHead), mark });

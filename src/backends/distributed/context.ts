@@ -19,10 +19,10 @@ import type { BackendLogger, DistributedBackendOptions } from './options.ts';
 import { PgStore } from './pg-store.ts';
 import { IntakeWatermarks, type WatermarkRead } from './intake-watermark.ts';
 import { createRedisClient, subscriberClient, type RedisClient } from './redis-client.ts';
-import { copySoon, followUp, pipeline, redisError } from './redis-calls.ts';
+import { copySoon, followUp, pipeline, redisError, scheduleOps } from './redis-calls.ts';
 import type { ReadyScheduler } from './scheduler.ts';
 import { ScriptSet } from './scripts.ts';
-import { StatsFeed, type MailboxFigures } from './stats-feed.ts';
+import { GlobalFeed, type MailboxFigures } from './global-feed.ts';
 
 /** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
 export const UNSENT_RETRY_MS = 1000;
@@ -40,7 +40,7 @@ export interface Context {
   readonly committer: GroupCommitter;
   /** Status changes whose journal copy may wait for the session's next copy (copyLater). */
   readonly deferred: DeferredCopies;
-  readonly statsFeed: StatsFeed;
+  readonly globalFeed: GlobalFeed;
   readonly now: () => number;
   readonly log: BackendLogger;
   readonly writeThrough: boolean;
@@ -97,11 +97,6 @@ export interface Context {
   readonly unsentAfterCommit: Map<string, { token: string; reply: unknown }>;
   /** outbound id -> its session, for records this process committed or read (bounded). */
   readonly outboundSessions: Map<string, SessionKey>;
-  /**
-   * session member -> due score: ready-queue hints of the webhooks stored in this event-loop
-   * turn, sent together at its end (intake.ts).
-   */
-  readonly readyHints: Map<string, number>;
 
   // --- background work and lifecycle: set by init and the first nextReady, ended by close --
   sub: RedisClient | null;
@@ -155,7 +150,12 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
       maxInFlight: options.maxInFlightGroups ?? 1,
     }),
     deferred: new DeferredCopies((members) => copySoon(ctx, members), DEFERRED_COPY_MS),
-    statsFeed: new StatsFeed(keys, (ops) => followUp(ctx, ops), now),
+    globalFeed: new GlobalFeed(
+      keys,
+      (ops) => followUp(ctx, ops),
+      now,
+      (schedules) => scheduleOps(ctx, schedules),
+    ),
     now,
     log,
     writeThrough: options.syncMode !== 'write-behind',
@@ -174,7 +174,6 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     journalReads: new Map(),
     unsentAfterCommit: new Map(),
     outboundSessions: new Map(),
-    readyHints: new Map(),
     sub: null,
     scheduler: null,
     flusher: null,

@@ -68,7 +68,7 @@ import * as maintenance from './maintenance.ts';
 import type { DistributedBackendOptions } from './options.ts';
 import * as outbox from './outbox.ts';
 import * as scheduling from './scheduling.ts';
-import type { StatsFeed } from './stats-feed.ts';
+import type { GlobalFeed } from './global-feed.ts';
 
 export { migrate } from './migrate.ts';
 export type { BackendLogger, DistributedBackendOptions } from './options.ts';
@@ -90,9 +90,9 @@ export class DistributedBackend implements Backend {
     return this.ctx.intake;
   }
 
-  /** The stats posts queue (tests queue posts on it). */
-  private get statsFeed(): StatsFeed {
-    return this.ctx.statsFeed;
+  /** The global feed (tests queue stats posts on it). */
+  private get globalFeed(): GlobalFeed {
+    return this.ctx.globalFeed;
   }
 
   // --- lifecycle -----------------------------------------------------------------------

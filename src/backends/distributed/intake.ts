@@ -1,7 +1,7 @@
 /**
  * Intake: a webhook's messages go to their sessions' mailboxes (deduplicated by id) and its
  * statuses to the outbound records they name, in one pipeline; the sessions made due are then
- * added to the ready queue (see index.ts on why that is a follow-up).
+ * added to the ready queue through the global feed (see index.ts on why that is a follow-up).
  * @module
  */
 import { randomUUID } from 'node:crypto';
@@ -10,9 +10,9 @@ import type { IngestResult } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
 import { entryPrefix } from './journal.ts';
-import { asArray, asNumber, followUp, pipeline, run, scheduleOps } from './redis-calls.ts';
+import { asArray, asNumber, pipeline, run } from './redis-calls.ts';
 import type { PipelineOp } from './scripts.ts';
-import { figuresAt, type MailboxFigures } from './stats-feed.ts';
+import { figuresAt, type MailboxFigures } from './global-feed.ts';
 
 export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestResult> {
   const now = Math.min(ctx.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
@@ -82,10 +82,13 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // modes: a PostgreSQL outage must not make intake answer 503 (Redis holds them in the journal
   // meanwhile).
   for (const m of journaled) ctx.deferred.defer(m);
-  // The mailboxes' figures join the stats feed's queue: the webhooks stored in one event-loop
-  // turn share one post, riding with the next command or sent at the end of the turn.
-  for (const f of figures.values()) ctx.statsFeed.post(f);
-  hint(ctx, schedules);
+  // The mailboxes' figures and the sessions made due join the global feed: the webhooks stored
+  // in one event-loop turn share one stats post and one ready-queue write, riding with the next
+  // command or sent at the end of the turn. Not awaited: the webhook is stored, and its answer
+  // need not wait another round trip; if they are lost, the schedule flag's expiry and the
+  // reaper reschedule the sessions.
+  for (const f of figures.values()) ctx.globalFeed.post(f);
+  for (const [member, due] of schedules) ctx.globalFeed.hint(member, due);
   for (const i of unknown) {
     const s = batch.statuses[i]!;
     const lastError = statusLastError(s);
@@ -101,25 +104,4 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
     });
   }
   return { accepted, duplicates, statuses };
-}
-
-/**
- * Ready-queue hints for sessions whose webhooks were just stored. Not awaited: the webhook is
- * stored, and the intake's answer need not wait a second round trip for them. The webhooks
- * stored in one event-loop turn share one `ZADD` and one wake-up, sent at the turn's end; if
- * they are lost, the schedule flag's expiry and the reaper reschedule the sessions.
- */
-function hint(ctx: Context, schedules: ReadonlyArray<readonly [string, number]>): void {
-  if (schedules.length === 0) return;
-  const first = ctx.readyHints.size === 0;
-  for (const [member, due] of schedules) {
-    const queued = ctx.readyHints.get(member);
-    if (queued === undefined || due < queued) ctx.readyHints.set(member, due);
-  }
-  if (!first) return;
-  setImmediate(() => {
-    const all = [...ctx.readyHints];
-    ctx.readyHints.clear();
-    void followUp(ctx, scheduleOps(ctx, all));
-  });
 }

@@ -136,7 +136,7 @@ export async function acquireLease(
   ctx.watchdogs.set(token, wd);
   ctx.held.set(sk.member, token);
   // Its entry among the leases held (for `stats`) goes with the next command or this tick's posts.
-  ctx.statsFeed.leaseHeld(token, wd);
+  ctx.globalFeed.leaseHeld(token, wd);
   return { channel: key.channel, user: key.user, token, fence: code, holder };
 }
 
@@ -148,11 +148,11 @@ export async function renewLease(ctx: Context, lease: LeaseGrant, ttlMs: number)
   const old = ctx.watchdogs.get(lease.token);
   if (code !== 1) {
     ctx.watchdogs.delete(lease.token);
-    ctx.statsFeed.leaseGone(lease.token);
+    ctx.globalFeed.leaseGone(lease.token);
     return false;
   }
   const wd = watchdogScore(ctx, ttlMs);
-  const ops: PipelineOp[] = ctx.statsFeed.leaseRescored(lease.token, wd)
+  const ops: PipelineOp[] = ctx.globalFeed.leaseRescored(lease.token, wd)
     ? []
     : [{ command: 'ZADD', args: [ctx.keys.leases, 'XX', wd, lease.token] }];
   if (old === undefined) {
@@ -180,7 +180,7 @@ function forget(ctx: Context, sk: SessionKeys, token: string): void {
   const figures = ctx.unposted.get(sk.member);
   if (figures !== undefined) {
     ctx.unposted.delete(sk.member);
-    ctx.statsFeed.post(figures, true);
+    ctx.globalFeed.post(figures, true);
   }
   ctx.prefetched.delete(sk.member);
   ctx.mailboxReads.delete(sk.member);
@@ -210,7 +210,7 @@ function releaseCompanions(
   token: string,
   wd: string | undefined,
 ): PipelineOp[] {
-  ctx.statsFeed.leaseGone(token);
+  ctx.globalFeed.leaseGone(token);
   return [
     ...(wd !== undefined
       ? [{ script: 'ready-cas' as const, keys: [ctx.keys.ready], args: [sk.member, wd, ''] }]

@@ -67,7 +67,7 @@ export async function close(ctx: Context): Promise<void> {
   await ctx.flusher?.stop(ctx.redis);
   ctx.deferred.flush();
   await ctx.committer.drain();
-  await ctx.statsFeed.settled();
+  await ctx.globalFeed.settled();
   ctx.sub?.disconnect();
   await ctx.redis.quit().catch(() => ctx.redis.disconnect());
   await ctx.pg.close();

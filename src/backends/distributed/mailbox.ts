@@ -11,7 +11,7 @@ import type { SessionKeys } from './keys.ts';
 import type { StoredOutbound, StoredSession } from './pg-store.ts';
 import { asArray, asString, pipeline, r, run } from './redis-calls.ts';
 import type { Arg, PipelineOp, ScriptName } from './scripts.ts';
-import { figuresAt } from './stats-feed.ts';
+import { figuresAt } from './global-feed.ts';
 
 /** How long Redis remembers that PostgreSQL has no such session, seconds. */
 const TOMBSTONE_TTL_SEC = 3600;
@@ -69,7 +69,7 @@ export function mailboxRead(
   // holder's commit posts newer ones, so its read waits to see whether the lease ends without one.
   const figures = figuresAt(sk.member, reply, 0);
   if (token !== null && ctx.held.get(sk.member) === token) ctx.unposted.set(sk.member, figures);
-  else ctx.statsFeed.post(figures, true);
+  else ctx.globalFeed.post(figures, true);
   const messages = reply.slice(3, 3 + limit).map((j) => JSON.parse(asString(j)) as StoredMessage);
   if (token !== null && messages.length > 0) {
     const [s, v] = asArray(state).map((x) => (x === null ? null : asString(x)));

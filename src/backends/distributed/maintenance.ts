@@ -18,7 +18,7 @@ import { masterNodes } from './redis-client.ts';
 import { asNumber, followUp, notifyOps, pipeline, r, scheduleOps } from './redis-calls.ts';
 import type { PipelineOp } from './scripts.ts';
 import type { StatementName } from './sql.ts';
-import { TOMBSTONE_MS } from './stats-feed.ts';
+import { TOMBSTONE_MS } from './global-feed.ts';
 
 /**
  * Starts this process's share of the upkeep, with its first `nextReady`: a reaper pass at once,

@@ -1,8 +1,9 @@
 /**
  * How the backend's roles talk to Redis: every call goes through `r` (an unreachable Redis
- * becomes StorageUnavailableError), `run` / `pipeline` carry queued stats posts in the same
- * round trip, and `followUp` sends the writes to global keys (ready queue, wake channel, flush
- * stream) that a per-session script cannot make itself (see index.ts on hash tags).
+ * becomes StorageUnavailableError), `run` / `pipeline` carry the global feed's queued writes
+ * in the same round trip, and `followUp` sends the writes to global keys (ready queue, wake
+ * channel, flush stream) that a per-session script cannot make itself (see index.ts on hash
+ * tags).
  * @module
  */
 import { StorageUnavailableError } from '../../errors.ts';
@@ -67,11 +68,12 @@ export function pipeline(
 }
 
 /**
- * Queued stats posts, to send with the command about to go (single node: same round trip,
- * so they cost none). On a cluster they would wait for the command's answer: they go alone.
+ * The global feed's queued writes, to send with the command about to go (single node: same
+ * round trip, so they cost none). On a cluster they would wait for the command's answer: they
+ * go alone.
  */
 export function piggyback(ctx: Context): PipelineOp[] {
-  return ctx.opts.cluster === true ? [] : ctx.statsFeed.take();
+  return ctx.opts.cluster === true ? [] : ctx.globalFeed.take();
 }
 
 export function scheduleOps(

@@ -1,11 +1,14 @@
 /**
- * The global pending stats of the distributed backend: posts queued by commits ride with the
- * next command the process sends (no round trip of their own), and the callers of that
- * command see only their own replies.
+ * The distributed backend's writes to global keys (the global feed): stats posts queued by
+ * commits ride with the next command the process sends (no round trip of their own), and the
+ * callers of that command see only their own replies; the ready-queue entries of the sessions
+ * an intake made due are written once per event-loop turn, the earliest due time winning.
  */
+import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
-import type { StatsFeed } from '../../src/backends/distributed/stats-feed.ts';
-import { describeServices } from '../support/services.ts';
+import type { GlobalFeed } from '../../src/backends/distributed/global-feed.ts';
+import { Keys } from '../../src/backends/distributed/keys.ts';
+import { REDIS_URL, describeServices } from '../support/services.ts';
 import { newKey, nextBatch, text } from './fixtures.ts';
 import { makeBackend, useCleanup } from './harness.ts';
 
@@ -15,7 +18,7 @@ describeServices('distributed backend: stats posts ride with the next command', 
   it('a queued post goes with the next script or pipeline, whose caller sees only its replies', async () => {
     const { backend } = await makeBackend({ reaperIntervalMs: 0 });
     await backend.init();
-    const feed = (backend as unknown as { statsFeed: StatsFeed }).statsFeed;
+    const feed = (backend as unknown as { globalFeed: GlobalFeed }).globalFeed;
     const key = newKey();
     const [m1, m2] = [text(key, 'one'), text(key, 'two')];
 
@@ -42,5 +45,31 @@ describeServices('distributed backend: stats posts ride with the next command', 
     await feed.settled();
     feed.post({ member: 'elsewhere:1', version: 1, count: 4, oldest: Date.now() });
     expect((await backend.stats()).queueDepth).toBe(1);
+  });
+
+  it('the sessions made due by the webhooks of one turn enter the ready queue together, at their earliest due time', async () => {
+    const { backend, prefix } = await makeBackend({ reaperIntervalMs: 0, bufferMs: 1000 });
+    const feed = (backend as unknown as { globalFeed: GlobalFeed }).globalFeed;
+    const keys = new Keys(prefix);
+    const [a, b] = [newKey(), newKey()];
+    const before = Date.now();
+    // Two webhooks stored in the same turn, and an earlier due time queued for one session.
+    await Promise.all([
+      backend.ingest({ messages: [text(a, 'one')], statuses: [] }),
+      backend.ingest({ messages: [text(b, 'two')], statuses: [] }),
+    ]);
+    feed.hint(keys.member(a), before - 5000);
+    await feed.settled();
+    const redis = new Redis(REDIS_URL);
+    try {
+      const dueA = Number(await redis.zscore(keys.ready, keys.member(a)));
+      const dueB = Number(await redis.zscore(keys.ready, keys.member(b)));
+      expect(dueA).toBe(before - 5000);
+      // b is due when its buffer window closes.
+      expect(dueB).toBeGreaterThanOrEqual(before + 1000);
+      expect(dueB).toBeLessThan(Date.now() + 1000 + 1);
+    } finally {
+      redis.disconnect();
+    }
   });
 });

@@ -1,11 +1,17 @@
 /**
- * Posts sessions' mailbox figures (version, pending count, oldest storedAt) to the global
- * pending stats (scripts/stats-pending-4.lua), and this process's leases to the set of leases
- * held, so `stats` never visits sessions. Queued posts ride with the next command the process
- * sends ({@link StatsFeed.take}); failing that, those of one tick share one script call (and
- * one `ZADD` and one `ZREM` of leases), sent in the background: a commit does not wait for it.
+ * This process's writes to global keys, gathered per event-loop turn: sessions' mailbox figures
+ * (version, pending count, oldest storedAt) posted to the global pending stats
+ * (scripts/stats-pending-4.lua), its leases in the set of leases held (so `stats` never visits
+ * sessions), and the ready-queue entries of sessions its intake made due. Queued writes ride
+ * with the next command the process sends ({@link GlobalFeed.take}); failing that, those of one
+ * turn share one script call, one `ZADD` and one `ZREM` of leases, and one `ZADD` to the ready
+ * queue with its wake-up, sent in the background: no caller waits for them. Losing them delays
+ * work but loses nothing (the reaper and the stats repair posts mend them).
+ *
  * Posts may arrive in any order; the version in each decides. A lease's entry is added after
  * its grant and removed with its release (one that ends before its entry left is never sent).
+ * A session's ready entry is added after the intake script that made it due has run (it goes
+ * with a later command, or after it in the same pipeline).
  * @module
  */
 import type { Keys } from './keys.ts';
@@ -38,12 +44,14 @@ export function figuresAt(member: string, reply: readonly unknown[], offset: num
   };
 }
 
-export class StatsFeed {
+export class GlobalFeed {
   private queued = new Map<string, MailboxFigures>();
   /** Lease token -> its entry's score, to add to the leases held. */
   private heldAdds = new Map<string, string>();
   /** Lease tokens to take out of the leases held. */
   private heldRemoves = new Set<string>();
+  /** Session member -> when it is due, for the ready queue. */
+  private readyHints = new Map<string, number>();
   /** member -> the highest version this process has posted (or queued). */
   private readonly posted = new Map<string, number>();
   private sending: Promise<void> | null = null;
@@ -53,6 +61,8 @@ export class StatsFeed {
     private readonly keys: Keys,
     private readonly send: (ops: readonly PipelineOp[]) => Promise<void>,
     private readonly now: () => number,
+    /** The ready-queue writes (and wake-up) for these sessions' due times. */
+    private readonly readyOps: (schedules: ReadonlyArray<readonly [string, number]>) => PipelineOp[],
   ) {}
 
   /** The script call that posts `figures` (for callers that send it in their own round trip). */
@@ -108,7 +118,14 @@ export class StatsFeed {
     this.schedule();
   }
 
-  /** Takes the queued posts as ops, for the caller to send with its own command; [] if none. */
+  /** A session this process's intake made due at `due`: its ready-queue entry (the earliest wins). */
+  hint(member: string, due: number): void {
+    const queued = this.readyHints.get(member);
+    if (queued === undefined || due < queued) this.readyHints.set(member, due);
+    this.schedule();
+  }
+
+  /** Takes the queued writes as ops, for the caller to send with its own command; [] if none. */
   take(): PipelineOp[] {
     const ops: PipelineOp[] = [];
     const post = this.op(this.queued.values());
@@ -123,11 +140,20 @@ export class StatsFeed {
       ops.push({ command: 'ZREM', args: [this.keys.leases, ...this.heldRemoves] });
       this.heldRemoves = new Set();
     }
+    if (this.readyHints.size > 0) {
+      ops.push(...this.readyOps([...this.readyHints]));
+      this.readyHints = new Map();
+    }
     return ops;
   }
 
   private get empty(): boolean {
-    return this.queued.size === 0 && this.heldAdds.size === 0 && this.heldRemoves.size === 0;
+    return (
+      this.queued.size === 0 &&
+      this.heldAdds.size === 0 &&
+      this.heldRemoves.size === 0 &&
+      this.readyHints.size === 0
+    );
   }
 
   private schedule(): void {
@@ -144,7 +170,7 @@ export class StatsFeed {
   }
 
   /**
-   * Resolves once every post queued before the call has been sent (or has failed); posts
+   * Resolves once every write queued before the call has been sent (or has failed); writes
    * queued meanwhile are not waited for, so a busy process cannot keep a reader waiting.
    */
   async settled(): Promise<void> {
