@@ -27,7 +27,8 @@
  * - `rate` (BATON_BUFFER_MS=0): open loop. Webhooks are OFFERED at a fixed rate (`--rate`,
  *   default 1000/s, for `--rate-seconds`, default 10), each a new user's first message, whatever
  *   Baton answers: webhook ack p50/p99/max while Baton is busy with the turns they cause, replies
- *   per second, the backlog left when the offer stops, Baton's CPU per webhook. Not the baseline.
+ *   per second, the backlog left when the offer stops, Baton's CPU per webhook. Each run starts
+ *   once the one before has drained (up to 3 min). Not the baseline.
  *
  * Flags: `--repeat N` (default 3), `--quick` (fewer users, one repeat unless --repeat),
  * `--only steady|bursts|rate`, `--rate N`, `--rate-seconds S` (or BENCH_RATE, BENCH_RATE_SECONDS). Environment: `BENCH_REDIS_URL` (redis://127.0.0.1:6379),
@@ -43,6 +44,7 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import {
+  queueDepth,
   runLoad,
   startReplySink,
   type ChaosOptions,
@@ -596,10 +598,26 @@ interface RateResult {
   readonly name: string;
   readonly runs: Array<{
     report: OpenLoopReport;
+    /** How long the run waited for the one before to drain (see drainBacklog). */
+    backlogWaitMs: number;
     cpuUsPerWebhook: number;
     byProcess: Record<string, number>;
   }>;
   readonly reason?: string;
+}
+
+/** Longest wait for a rate run's backlog to drain before the next run. */
+const DRAIN_MAX_MS = 180_000;
+
+/** Waits until Baton holds no pending message, up to {@link DRAIN_MAX_MS}. */
+async function drainBacklog(url: string): Promise<{ waitedMs: number; depth: number }> {
+  const start = performance.now();
+  for (;;) {
+    const depth = (await queueDepth(url, ADMIN)) ?? 0;
+    const waitedMs = performance.now() - start;
+    if (depth === 0 || waitedMs >= DRAIN_MAX_MS) return { waitedMs, depth };
+    await sleep(500);
+  }
 }
 
 /**
@@ -632,6 +650,15 @@ async function measureRate(config: Config): Promise<RateResult> {
       clearTimeout(timer);
     }
     for (let i = 0; i < REPEAT; i += 1) {
+      // Each run starts from an empty queue: a configuration that cannot keep up leaves a
+      // backlog, which would otherwise take the next run's processing (its users unanswered).
+      const backlog = await drainBacklog(t.url);
+      if (backlog.depth > 0)
+        note(`rate / ${config.name}: ${backlog.depth} messages still pending after ${DRAIN_MAX_MS / 1000} s`);
+      else if (backlog.waitedMs > 2000)
+        note(
+          `rate / ${config.name}: waited ${(backlog.waitedMs / 1000).toFixed(0)} s for the backlog to drain`,
+        );
       note(`rate / ${config.name}: run ${i + 1}/${REPEAT} (${RATE} webhooks/s for ${RATE_SECONDS} s)`);
       await sleep(1000);
       const pids = withDescendants(t.procs.map((p) => p.pid));
@@ -654,6 +681,7 @@ async function measureRate(config: Config): Promise<RateResult> {
         const perWebhook = (ms: number): number => (report.answered > 0 ? (ms * 1000) / report.answered : 0);
         runs.push({
           report,
+          backlogWaitMs: backlog.waitedMs,
           cpuUsPerWebhook: perWebhook(cpuBetween(cpu0, after)),
           byProcess: Object.fromEntries(Object.entries(byProcess).map(([k, v]) => [k, perWebhook(v)])),
         });

@@ -177,7 +177,8 @@ async function preflight(base: string, token: string): Promise<void> {
   if (stats.status !== 200) throw new LoadError(`${base}/admin/api/stats answered ${stats.status}`);
 }
 
-async function queueDepth(base: string, token: string): Promise<number | null> {
+/** Messages Baton holds pending (its admin API's `queue_depth`), or null if it does not say. */
+export async function queueDepth(base: string, token: string): Promise<number | null> {
   try {
     const r = await getJson(`${base}/admin/api/stats`, token);
     const depth = (r.json as { queue_depth?: unknown } | null)?.queue_depth;
