@@ -8,5 +8,7 @@ FROM jsonb_to_recordset($1::jsonb) AS r(
   created_at timestamptz, fence bigint
 )
 WHERE r.fence IS NULL
-   OR r.fence >= COALESCE((SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id), 0) -- one probe (see sessions-lock)
+   OR r.fence >= COALESCE(
+     (SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id), 0
+   ) -- one index probe per row (see sessions-lock)
 ON CONFLICT (id) DO NOTHING

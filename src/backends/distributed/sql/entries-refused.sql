@@ -3,4 +3,6 @@
 -- $1 jsonb array of {id, channel, user_id, fence}
 SELECT e.id
 FROM jsonb_to_recordset($1::jsonb) AS e(id text, channel text, user_id text, fence bigint)
-WHERE e.fence < (SELECT s.fence FROM sessions s WHERE s.channel = e.channel AND s.user_id = e.user_id) -- one probe (see sessions-lock)
+WHERE e.fence < (
+  SELECT s.fence FROM sessions s WHERE s.channel = e.channel AND s.user_id = e.user_id
+) -- one index probe per row (see sessions-lock)

@@ -11,5 +11,6 @@ UPDATE outbound AS o SET
 FROM jsonb_to_recordset($1::jsonb) AS r(
   id text, status text, attempts integer, provider_message_id text, last_error text, rev bigint
 )
-WHERE o.id = ANY (ARRAY(SELECT jsonb_array_elements($1::jsonb) ->> 'id')) -- index probes (see sessions-lock)
+-- the ids again, as an array: index probes, not a join's scan of the table (see sessions-lock)
+WHERE o.id = ANY (ARRAY(SELECT jsonb_array_elements($1::jsonb) ->> 'id'))
   AND o.id = r.id AND o.rev < r.rev
