@@ -17,7 +17,16 @@ import { entryPrefix, splitOutbound, type JournalEntry } from './journal.ts';
 import { restore } from './mailbox.ts';
 import { idleOp } from './maintenance.ts';
 import { rememberOutbound } from './outbox.ts';
-import { asArray, asNumber, asString, copySoon, followUp, notifyOps, pipeline, r } from './redis-calls.ts';
+import {
+  asArray,
+  asNumber,
+  asString,
+  copyOrAnnounce,
+  followUp,
+  notifyOps,
+  pipeline,
+  r,
+} from './redis-calls.ts';
 import type { Arg, PipelineOp } from './scripts.ts';
 import { figuresAt } from './global-feed.ts';
 
@@ -261,15 +270,18 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
  */
 export async function barrier(ctx: Context): Promise<void> {
   const entries = await r('barrier', () => ctx.redis.xrange(ctx.keys.flush, '-', '+', 'COUNT', 10_000));
-  // And this process's status changes waiting for a copy (deferred-copies.ts): started as
-  // deferred copies are (a failed one is announced to the flusher), and waited for here.
-  const waiting = ctx.deferred.take();
-  copySoon(ctx, waiting);
-  const members = new Set([
-    ...entries.map(([, fields]) => fields[1]).filter((m): m is string => typeof m === 'string'),
-    ...waiting,
+  // And this process's status changes waiting for a copy (deferred-copies.ts), copied as
+  // deferred copies are (a failed one is announced to the flusher).
+  const waiting = new Set(ctx.deferred.take());
+  const announced = new Set(
+    entries
+      .map(([, fields]) => fields[1])
+      .filter((m): m is string => typeof m === 'string' && !waiting.has(m)),
+  );
+  await Promise.all([
+    ...[...waiting].map((m) => copyOrAnnounce(ctx, m)),
+    ...[...announced].map((m) => ctx.committer.flush(m)),
   ]);
-  await Promise.all([...members].map((m) => ctx.committer.flush(m)));
 }
 
 /** Admin reads go to PostgreSQL: first copy whatever the session's journal still holds. */

@@ -38,7 +38,7 @@ export interface Context {
   readonly redis: RedisClient;
   readonly pg: PgStore;
   readonly committer: GroupCommitter;
-  /** Status changes whose journal copy may wait for the session's next copy (copyLater). */
+  /** Status changes whose journal copy may wait for the session's next copy (deferred-copies.ts). */
   readonly deferred: DeferredCopies;
   readonly globalFeed: GlobalFeed;
   readonly now: () => number;

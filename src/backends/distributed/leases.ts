@@ -186,6 +186,8 @@ function forget(ctx: Context, sk: SessionKeys, token: string): void {
   ctx.mailboxReads.delete(sk.member);
   ctx.unsentAfterCommit.delete(sk.member);
   ctx.watchdogs.delete(token);
+  // Its entry among the leases held leaves with this process's next global writes.
+  ctx.globalFeed.leaseGone(token);
 }
 
 /** After a release attempt answered `due` (lease-release-5.lua's codes): the rescheduling needed. */
@@ -201,16 +203,9 @@ function dueOps(ctx: Context, sk: SessionKeys, due: number, wd: string | undefin
 /**
  * What goes with a release: our watchdog entry out of the ready queue (compare-and-delete: an
  * entry rescheduled meanwhile by intake has another score and stays) and the idle check (unless
- * a deferred copy will make it). The entry among the leases held leaves with this process's
- * next stats posts.
+ * a deferred copy will make it).
  */
-function releaseCompanions(
-  ctx: Context,
-  sk: SessionKeys,
-  token: string,
-  wd: string | undefined,
-): PipelineOp[] {
-  ctx.globalFeed.leaseGone(token);
+function releaseCompanions(ctx: Context, sk: SessionKeys, wd: string | undefined): PipelineOp[] {
   return [
     ...(wd !== undefined
       ? [{ script: 'ready-cas' as const, keys: [ctx.keys.ready], args: [sk.member, wd, ''] }]
@@ -262,7 +257,7 @@ export async function releaseOrTake(
   // Released (or already lost): its companions and the rescheduling follow, in one round trip.
   forget(ctx, sk, lease.token);
   const due = code === 0 ? asNumber(reply[1] ?? 0) : code;
-  await followUp(ctx, [...releaseCompanions(ctx, sk, lease.token, wd), ...dueOps(ctx, sk, due, wd)]);
+  await followUp(ctx, [...releaseCompanions(ctx, sk, wd), ...dueOps(ctx, sk, due, wd)]);
   return null;
 }
 
@@ -278,7 +273,7 @@ export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<voi
       keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
       args: [lease.token, ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS],
     },
-    ...releaseCompanions(ctx, sk, lease.token, wd),
+    ...releaseCompanions(ctx, sk, wd),
   ];
   const due = asNumber((await pipeline(ctx, 'release', ops))[0]);
   const after = dueOps(ctx, sk, due, wd);

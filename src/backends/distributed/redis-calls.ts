@@ -104,9 +104,21 @@ export function notifyOps(ctx: Context, members: Iterable<string>): PipelineOp[]
  * re-announces journals left behind by a process that died meanwhile.
  */
 export function copySoon(ctx: Context, members: Iterable<string>): void {
-  for (const m of new Set(members)) {
-    ctx.committer.flush(m).catch(() => followUp(ctx, notifyOps(ctx, [m])));
-  }
+  for (const m of new Set(members)) copyOrAnnounce(ctx, m).catch(() => undefined);
+}
+
+/**
+ * Copies one session's journal through this process's group committer; if that fails, the
+ * flusher is told (see {@link copySoon}) and the promise rejects with the failure.
+ */
+export function copyOrAnnounce(ctx: Context, member: string): Promise<void> {
+  return ctx.committer.flush(member).then(
+    () => undefined,
+    async (err: unknown) => {
+      await followUp(ctx, notifyOps(ctx, [member]));
+      throw err;
+    },
+  );
 }
 
 /**

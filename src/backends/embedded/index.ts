@@ -486,11 +486,11 @@ export class EmbeddedBackend implements Backend {
     this.purging = true;
     try {
       const h = purgeHorizons(this.now(), this.opts.dedupeTtlSec, this.opts);
-      const batches = async (run: () => number, add: (n: number) => void): Promise<void> => {
+      const batches = async (run: () => number, add?: (n: number) => void): Promise<void> => {
         for (;;) {
           if (this.closed) return;
           const n = run();
-          add(n);
+          add?.(n);
           if (n < PURGE_BATCH) return;
           await yieldToLoop();
         }
@@ -537,23 +537,20 @@ export class EmbeddedBackend implements Backend {
       // JSON included) on every purge, even with nothing to drop. Unsent rows stay and are
       // stepped over.
       let after = 0;
-      await batches(
-        () => {
-          const rows = this.sql(
-            'SELECT rowid AS id, created_at AS at, status FROM outbound WHERE rowid > ? ORDER BY rowid LIMIT ?',
-          ).all(after, PURGE_BATCH) as Array<{ id: number; at: number; status: OutboundStatus }>;
-          const drop = this.sql('DELETE FROM outbound WHERE rowid = ?');
-          let seen = 0;
-          for (const r of rows) {
-            if (r.at >= h.outbound) return 0; // the rest is younger
-            seen += 1;
-            after = r.id;
-            if (r.status !== 'pending' && r.status !== 'sending') report.outbound += drop.run(r.id).changes;
-          }
-          return seen;
-        },
-        () => undefined,
-      );
+      await batches(() => {
+        const rows = this.sql(
+          'SELECT rowid AS id, created_at AS at, status FROM outbound WHERE rowid > ? ORDER BY rowid LIMIT ?',
+        ).all(after, PURGE_BATCH) as Array<{ id: number; at: number; status: OutboundStatus }>;
+        const drop = this.sql('DELETE FROM outbound WHERE rowid = ?');
+        let seen = 0;
+        for (const r of rows) {
+          if (r.at >= h.outbound) return 0; // the rest is younger
+          seen += 1;
+          after = r.id;
+          if (r.status !== 'pending' && r.status !== 'sending') report.outbound += drop.run(r.id).changes;
+        }
+        return seen;
+      });
       return report;
     } finally {
       this.purging = false;
