@@ -6,9 +6,9 @@
 import { expect, it } from 'vitest';
 import { FencedError } from '../../src/errors.ts';
 import type { InboundMessage } from '../../src/model/message.ts';
-import type { CommitEntry } from '../../src/backends/distributed/journal.ts';
+import { splitOutbound, type CommitEntry } from '../../src/backends/distributed/journal.ts';
 import { PgStore } from '../../src/backends/distributed/pg-store.ts';
-import { eventually, newKey, nextBatch, snapshot, text, uid } from './fixtures.ts';
+import { eventually, newKey, nextBatch, outbound, snapshot, text, uid } from './fixtures.ts';
 import { makeBackend, useCleanup } from './harness.ts';
 import { DATABASE_URL, describeServices, pgQuery } from '../support/services.ts';
 
@@ -135,11 +135,12 @@ describeServices('distributed backend: races', () => {
     expect(log.map((r) => r.worker)).toEqual(['new-primary']);
   });
 
-  it('the PostgreSQL upsert refuses an older fence and ignores a replayed entry', async () => {
+  it('the PostgreSQL upsert refuses an older fence and ignores a replayed entry, with its rows', async () => {
     const { schema } = await makeBackend();
     const pg = new PgStore({ databaseUrl: DATABASE_URL, schema });
     try {
       const key = newKey();
+      // Each entry also carries a reply, a consumed message and a dead letter of its own.
       const entry = (fence: number, rev: number, version: number, who: string): CommitEntry => ({
         id: `e-${uid()}`,
         t: 'c',
@@ -160,10 +161,20 @@ describeServices('distributed backend: races', () => {
             fencing_token: fence,
           },
         ],
-        outbound: [],
-        deadLetters: [],
+        outbound: [splitOutbound({ ...outbound(key, version, fence), id: `out ${who}` }, 1)],
+        deadLetters: [
+          {
+            id: `dead ${who}`,
+            kind: 'inbound',
+            ...key,
+            ref: `wamid ${who}`,
+            reason: 'test',
+            payload: null,
+            createdAt: Date.now(),
+          },
+        ],
         rev,
-        messages: [],
+        messages: [{ ...text(key, who), id: `wamid ${who}`, seq: fence * 10 + rev, storedAt: Date.now() }],
       });
       const e5 = entry(5, 1, 1, 'fence 5');
       expect(await pg.apply([e5])).toEqual(new Set());
@@ -181,6 +192,12 @@ describeServices('distributed backend: races', () => {
       expect(log.map((r) => r.worker)).toEqual(['fence 5', 'fence 5, later', 'fence 6']);
       const row = (await pg.getSession(key))!;
       expect([row.fence, row.version, row.snapshot.data]).toEqual([6, 3, { who: 'fence 6' }]);
+      // The refused entries' replies, messages and dead letters are not written either.
+      const ids = async (sql: string) => (await pgQuery<{ id: string }>(schema, sql)).map((r) => r.id).sort();
+      const accepted = ['fence 5', 'fence 5, later', 'fence 6'];
+      expect(await ids('SELECT id FROM outbound')).toEqual(accepted.map((w) => `out ${w}`).sort());
+      expect(await ids('SELECT id FROM inbound')).toEqual(accepted.map((w) => `wamid ${w}`).sort());
+      expect(await ids('SELECT id FROM dead_letters')).toEqual(accepted.map((w) => `dead ${w}`).sort());
     } finally {
       await pg.close();
     }
