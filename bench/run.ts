@@ -103,6 +103,10 @@ const ONLY_CONFIGS = process.env.BENCH_CONFIGS ? process.env.BENCH_CONFIGS.split
 const SEED_IDLE = Number(process.env.BENCH_SEED_IDLE ?? 0);
 // `baton worker`'s own default unless BENCH_WORKER_CONCURRENCY says otherwise.
 const WORKER_CONCURRENCY = Number(process.env.BENCH_WORKER_CONCURRENCY ?? 32);
+// Workers run as README recommends where they share a machine with the ingress: at a lower CPU
+// priority (`baton worker --nice`), so webhooks are stored and answered first under overload.
+// BENCH_WORKER_NICE=0 runs them at the ingress's priority.
+const WORKER_NICE = Number(process.env.BENCH_WORKER_NICE ?? 10);
 const STEADY_USERS = Number(process.env.BENCH_USERS ?? (QUICK ? 60 : 400));
 const BURST_USERS = QUICK ? 30 : 150;
 const TOTAL_TIMEOUT_MS = (QUICK ? 5 : 20) * 60_000;
@@ -338,7 +342,14 @@ async function distributed(sink: ReplySink, bufferMs: number, workers: number): 
       procs.push(
         start(
           `baton worker ${i + 1}`,
-          node(['bin/baton.mjs', 'worker', '--concurrency', String(WORKER_CONCURRENCY)]),
+          node([
+            'bin/baton.mjs',
+            'worker',
+            '--concurrency',
+            String(WORKER_CONCURRENCY),
+            '--nice',
+            String(WORKER_NICE),
+          ]),
           env,
         ),
       );
@@ -841,7 +852,7 @@ async function main(): Promise<number> {
       `on this machine (loopback), shared with other work: load average ${load0[0]!.toFixed(1)} before, ` +
       `${load1[0]!.toFixed(1)} after.`,
     `Each configuration booted once per scenario, warmed up, then measured ${REPEAT} time(s) with fresh users: ` +
-      `median (min-max). Closed loop, 64 webhooks in flight at most; workers --concurrency ${WORKER_CONCURRENCY}.${SEED_IDLE > 0 ? ` Distributed stores seeded with ${SEED_IDLE} idle sessions first.` : ''}`,
+      `median (min-max). Closed loop, 64 webhooks in flight at most; workers --concurrency ${WORKER_CONCURRENCY} --nice ${WORKER_NICE}.${SEED_IDLE > 0 ? ` Distributed stores seeded with ${SEED_IDLE} idle sessions first.` : ''}`,
     `All users start at once and each sends its next message when the reply it waits for arrives: ` +
       `latencies include queueing at saturation (the first messages wait behind the initial backlog).`,
   ];

@@ -3,6 +3,7 @@
  * 0 success, 1 failure, 2 usage error.
  * @module
  */
+import { getPriority, setPriority } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { createBaton, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
@@ -28,6 +29,20 @@ function loadDotEnv(): void {
 }
 
 class UsageError extends Error {}
+
+/**
+ * Lowers this process's CPU priority to the Unix nice value `nice` (never raises it: that needs
+ * privileges). A worker sharing a machine with an ingress yields the CPU to it, so webhooks are
+ * stored and answered first when the machine is saturated, and the backlog waits in the store.
+ */
+function lowerPriority(nice: number, out: (s: string) => void): void {
+  if (nice === 0) return;
+  try {
+    if (getPriority() < nice) setPriority(nice);
+  } catch (err) {
+    out(`Baton: could not lower the CPU priority to nice ${nice} (${String(err)}); running as is`);
+  }
+}
 
 async function serve(config: Config, opts: BatonOptions, out: (s: string) => void): Promise<number> {
   const baton = await createBaton(config, opts);
@@ -117,16 +132,29 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .action(async () => {
       code = await serve(distributed('ingress'), { roles: { ingress: true, worker: false } }, out);
     });
+  const nice = (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 19) throw new UsageError(`--nice must be 0..19, got "${v}"`);
+    return n;
+  };
   program
     .command('worker')
     .description('process sessions only')
     .option('--concurrency <n>', 'sessions processed at once', '32')
-    .action(async (o: { concurrency: string }) => {
-      code = await serve(
-        distributed('worker'),
-        { roles: { ingress: false, worker: true }, concurrency: concurrency(o.concurrency) },
-        out,
-      );
+    .option(
+      '--nice <n>',
+      'run at this Unix nice value (0-19): on a machine shared with an ingress, webhooks get the CPU first',
+      '0',
+    )
+    .action(async (o: { concurrency: string; nice: string }) => {
+      const opts: BatonOptions = {
+        roles: { ingress: false, worker: true },
+        concurrency: concurrency(o.concurrency),
+      };
+      const n = nice(o.nice);
+      const c = distributed('worker');
+      lowerPriority(n, out);
+      code = await serve(c, opts, out);
     });
   program
     .command('migrate')

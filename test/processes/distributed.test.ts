@@ -3,6 +3,7 @@
  * machine's Redis and PostgreSQL, under concurrency, SIGKILL, a Redis restart and a PostgreSQL
  * outage. Every acknowledged message must end in its session's log and every user correct.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
@@ -20,6 +21,12 @@ import {
 import { startTcpProxy } from '../support/tcp-proxy.ts';
 
 const up = await distributedServicesUp('distributed process tests');
+
+/** A process's Unix nice value, from /proc (field 19 of stat; the name in field 2 may hold spaces). */
+function niceOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
 const T0 = 1_750_000_000;
 
 interface Cluster {
@@ -37,7 +44,14 @@ interface Cluster {
 
 async function startCluster(
   graph: FakeGraph,
-  opts: { workers: number; redisUrl?: string; databaseUrl?: string; env?: Record<string, string> },
+  opts: {
+    workers: number;
+    redisUrl?: string;
+    databaseUrl?: string;
+    env?: Record<string, string>;
+    /** `baton worker --nice`: the workers yield the CPU to the ingress. */
+    nice?: number;
+  },
 ): Promise<Cluster> {
   const port = await freePort();
   const env: Record<string, string> = {
@@ -93,7 +107,8 @@ async function startCluster(
       return { status: r.status, body: (await r.json()) as T };
     },
     async addWorker() {
-      const w = await spawnBaton(['worker', '--concurrency', '8'], env);
+      const nice = opts.nice === undefined ? [] : ['--nice', String(opts.nice)];
+      const w = await spawnBaton(['worker', '--concurrency', '8', ...nice], env);
       workers.push(w);
       c.procs.push(w);
       return w;
@@ -176,8 +191,11 @@ describe.skipIf(!up)('distributed mode, real processes', () => {
 
   it('serves bursts for one user from many connections across 2 workers: in order, once, nothing lost', async () => {
     // The default window: a burst must land within it to be re-ordered as one batch.
-    const c = await startCluster(graph, { workers: 2, env: { BATON_BUFFER_MS: '500' } });
+    // Workers at a lower CPU priority than the ingress, as the bench runs them.
+    const c = await startCluster(graph, { workers: 2, env: { BATON_BUFFER_MS: '500' }, nice: 7 });
     try {
+      for (const w of c.workers) expect(niceOf(w.child.pid!), 'worker nice value').toBe(7);
+      expect(niceOf(c.procs[0]!.child.pid!), 'the ingress keeps its priority').toBe(0);
       const users = Array.from({ length: 12 }, (_, i) => `1666100${String(i).padStart(4, '0')}`);
       const scripts = new Map(users.map((u) => [u, orderScript(u)]));
       const acked = [...scripts.values()].flat();

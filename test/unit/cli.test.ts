@@ -10,6 +10,8 @@ describe('baton CLI', () => {
   it.each([
     [['bogus']],
     [['worker', '--concurrency', '0']],
+    [['worker', '--nice', '20']],
+    [['worker', '--nice', '-5']],
     [['flow', 'graph', 'order', '--format', 'jpg']],
     [['session']],
   ])('exits 2 on a usage error: %o', async (argv) => {
