@@ -187,6 +187,27 @@ async function makeDurable(
   }
 }
 
+interface TrimOp {
+  readonly script: 'journal-trim';
+  readonly keys: readonly string[];
+  readonly args: readonly Arg[];
+}
+
+/**
+ * A single node trims every journal of a group copy in one script call; a cluster keeps one call
+ * per session (a script's keys must share a slot, and each session's keys have their own).
+ */
+function oneTrimPerSlot(ctx: Context, trims: readonly TrimOp[]): readonly TrimOp[] {
+  if (ctx.opts.cluster === true || trims.length < 2) return trims;
+  return [
+    {
+      script: 'journal-trim',
+      keys: trims.flatMap((t) => t.keys),
+      args: trims.flatMap((t) => t.args),
+    },
+  ];
+}
+
 /**
  * The group committer's work: copy these sessions' journals to PostgreSQL, then trim them. It
  * resolves once PostgreSQL holds the entries; `done` follows the trims.
@@ -229,14 +250,18 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
     const pages = todo.map((m) => early.get(m) ?? readPages.get(m));
     early.clear(); // only the first page comes early
     const entries: JournalEntry[] = [];
-    const trims: PipelineOp[] = [];
+    const trims: TrimOp[] = [];
     const again: string[] = [];
     pages.forEach((page, i) => {
       const raw = asArray(page).map(asString);
       if (raw.length === 0) return;
       const parsed = raw.map((j) => JSON.parse(j) as JournalEntry);
       entries.push(...parsed);
-      trims.push({ script: 'journal-trim', keys: [sks[i]!.journal], args: parsed.map((e) => e.id) });
+      trims.push({
+        script: 'journal-trim',
+        keys: [sks[i]!.journal],
+        args: [parsed.length, ...parsed.map((e) => e.id)],
+      });
       if (raw.length === JOURNAL_PAGE) again.push(todo[i]!);
     });
     if (entries.length === 0) break;
@@ -251,7 +276,7 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
     // of any later read of these journals (the next page below included); if it is lost, the
     // entries are copied again, which changes nothing.
     trimmed.push(
-      pipeline(ctx, 'journal trim', [...trims, ...idle]).then(
+      pipeline(ctx, 'journal trim', [...oneTrimPerSlot(ctx, trims), ...idle]).then(
         () => undefined,
         (err: unknown) =>
           ctx.log.warn({ err: String(err) }, 'journal trim failed; the entries will be copied again'),

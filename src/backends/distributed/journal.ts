@@ -61,7 +61,7 @@ export interface OutboundStateEntry {
 
 export type JournalEntry = CommitEntry | OutboundStateEntry;
 
-/** An entry's JSON without its closing brace, for a script to complete. `id` comes first (journal-trim-1.lua relies on it). */
+/** An entry's JSON without its closing brace, for a script to complete. `id` comes first (journal-trim-n.lua relies on it). */
 export function entryPrefix(entry: Record<string, unknown> & { id: string }): string {
   const { id, ...rest } = entry;
   const json = JSON.stringify({ id, ...rest });

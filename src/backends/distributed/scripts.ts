@@ -1,6 +1,6 @@
 /**
  * The Lua script loader. Each script lives in `scripts/<name>-<numkeys>.lua` with a contract
- * header; `-- @include <file>` pulls a helper from `scripts/includes/`. Scripts run with
+ * header (`<name>-n.lua` takes any number of keys, at least one); `-- @include <file>` pulls a helper from `scripts/includes/`. Scripts run with
  * EVALSHA and fall back to EVAL when Redis has forgotten them (a restart empties the script
  * cache), including inside pipelines.
  * @module
@@ -37,7 +37,8 @@ export type Arg = string | number;
 
 interface LoadedScript {
   readonly name: ScriptName;
-  readonly numberOfKeys: number;
+  /** null: any number of keys, at least one. */
+  readonly numberOfKeys: number | null;
   readonly lua: string;
   readonly sha: string;
 }
@@ -88,9 +89,10 @@ export class ScriptSet {
     const files = readdirSync(SCRIPTS_DIR).filter((f) => f.endsWith('.lua'));
     const found = new Map<ScriptName, LoadedScript>();
     for (const name of SCRIPT_NAMES) {
-      const file = files.find((f) => new RegExp(`^${name}-\\d+\\.lua$`).test(f));
+      const file = files.find((f) => new RegExp(`^${name}-(\\d+|n)\\.lua$`).test(f));
       if (file === undefined) throw new Error(`Lua script ${name}-<numkeys>.lua is missing`);
-      const numberOfKeys = Number(/-(\d+)\.lua$/.exec(file)![1]);
+      const count = /-(\d+|n)\.lua$/.exec(file)![1]!;
+      const numberOfKeys = count === 'n' ? null : Number(count);
       const lua = readFileSync(new URL(file, SCRIPTS_DIR), 'utf8').replace(
         /^-- @include ([\w-]+)$/gm,
         (_m, inc: string) => readFileSync(new URL(`includes/${inc}.lua`, SCRIPTS_DIR), 'utf8'),
@@ -102,8 +104,8 @@ export class ScriptSet {
 
   private get(name: ScriptName, keys: readonly string[]): LoadedScript {
     const s = this.scripts.get(name)!;
-    if (keys.length !== s.numberOfKeys) {
-      throw new Error(`script ${name} takes ${s.numberOfKeys} keys, got ${keys.length}`);
+    if (s.numberOfKeys === null ? keys.length === 0 : keys.length !== s.numberOfKeys) {
+      throw new Error(`script ${name} takes ${s.numberOfKeys ?? 'one or more'} keys, got ${keys.length}`);
     }
     return s;
   }
@@ -131,17 +133,17 @@ export class ScriptSet {
   ): Promise<unknown> {
     const s = this.get(name, keys);
     try {
-      return await redis.evalsha(s.sha, s.numberOfKeys, ...keys, ...args);
+      return await redis.evalsha(s.sha, keys.length, ...keys, ...args);
     } catch (err) {
       if (!isNoScript(err)) throw err;
-      return redis.eval(s.lua, s.numberOfKeys, ...keys, ...args);
+      return redis.eval(s.lua, keys.length, ...keys, ...args);
     }
   }
 
   private queue(pipe: ChainableCommander, op: PipelineOp): void {
     if ('script' in op) {
       const s = this.get(op.script, op.keys);
-      pipe.evalsha(s.sha, s.numberOfKeys, ...op.keys, ...op.args);
+      pipe.evalsha(s.sha, op.keys.length, ...op.keys, ...op.args);
     } else {
       pipe.call(op.command, ...op.args);
     }
