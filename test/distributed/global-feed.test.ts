@@ -72,4 +72,36 @@ describeServices('distributed backend: stats posts ride with the next command', 
       redis.disconnect();
     }
   });
+
+  it('the leases held follow grants, renewals and releases, and a lease cleared by an agent leaves them', async () => {
+    const { backend, prefix } = await makeBackend({ reaperIntervalMs: 0 });
+    const feed = (backend as unknown as { globalFeed: GlobalFeed }).globalFeed;
+    const keys = new Keys(prefix);
+    const redis = new Redis(REDIS_URL);
+    const score = async (token: string): Promise<number | null> => {
+      await feed.settled();
+      const s = await redis.zscore(keys.leases, token);
+      return s === null ? null : Number(s);
+    };
+    try {
+      const [a, b] = [newKey(), newKey()];
+      const la = (await backend.acquireLease(a, 'w1', 2000))!;
+      const lb = (await backend.acquireLease(b, 'w1', 2000))!;
+      const granted = (await score(la.token))!;
+      expect(granted).toBeGreaterThan(Date.now());
+      expect((await backend.stats()).locksHeld).toBe(2);
+      // A renewal moves the entry (already sent) to the new expiry.
+      await new Promise((r) => setTimeout(r, 20));
+      expect(await backend.renewLease(la, 60_000)).toBe(true);
+      expect(await score(la.token)).toBeGreaterThan(granted + 50_000);
+      // A release takes it out; so does an agent's clear of the other lease.
+      await backend.releaseLease(la);
+      expect(await score(la.token)).toBeNull();
+      expect(await backend.clearLease(b)).toBe(true);
+      expect(await score(lb.token)).toBeNull();
+      expect((await backend.stats()).locksHeld).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
+  });
 });

@@ -4,12 +4,14 @@
  * (scripts/stats-pending-4.lua), its leases in the set of leases held (so `stats` never visits
  * sessions), and the ready-queue entries of sessions its intake made due. Queued writes ride
  * with the next command the process sends ({@link GlobalFeed.take}); failing that, those of one
- * turn share one script call, one `ZADD` and one `ZREM` of leases, and one `ZADD` to the ready
- * queue with its wake-up, sent in the background: no caller waits for them. Losing them delays
- * work but loses nothing (the reaper and the stats repair posts mend them).
+ * turn share one script call, one `ZADD` of new leases, one `ZADD XX` of renewed ones, one
+ * `ZREM` of ended ones, and one `ZADD` to the ready queue with its wake-up, sent in the
+ * background: no caller waits for them. Losing them delays work but loses nothing (the reaper
+ * and the stats repair posts mend them).
  *
  * Posts may arrive in any order; the version in each decides. A lease's entry is added after
- * its grant and removed with its release (one that ends before its entry left is never sent).
+ * its grant, rescored after each renewal and removed with its release or an agent's clear (one
+ * that ends before its entry left is never sent).
  * A session's ready entry is added after the intake script that made it due has run (it goes
  * with a later command, or after it in the same pipeline).
  * @module
@@ -48,6 +50,8 @@ export class GlobalFeed {
   private queued = new Map<string, MailboxFigures>();
   /** Lease token -> its entry's score, to add to the leases held. */
   private heldAdds = new Map<string, string>();
+  /** Lease token -> its renewed score, for an entry already sent (`ZADD XX`: never re-adds one). */
+  private heldRescores = new Map<string, string>();
   /** Lease tokens to take out of the leases held. */
   private heldRemoves = new Set<string>();
   /** Session member -> when it is due, for the ready queue. */
@@ -104,15 +108,16 @@ export class GlobalFeed {
     this.schedule();
   }
 
-  /** A renewed lease's new score: true when its entry is still queued (and now has it). */
-  leaseRescored(token: string, score: string): boolean {
-    if (!this.heldAdds.has(token)) return false;
-    this.heldAdds.set(token, score);
-    return true;
+  /** A renewed lease's new score (its entry's, whether that is still queued or sent). */
+  leaseRescored(token: string, score: string): void {
+    if (this.heldAdds.has(token)) this.heldAdds.set(token, score);
+    else this.heldRescores.set(token, score);
+    this.schedule();
   }
 
-  /** A lease of this process ended (released or lost): its entry goes. */
+  /** A lease ended (released, lost, or cleared by an agent): its entry goes. */
   leaseGone(token: string): void {
+    this.heldRescores.delete(token);
     if (this.heldAdds.delete(token)) return; // never sent
     this.heldRemoves.add(token);
     this.schedule();
@@ -136,6 +141,11 @@ export class GlobalFeed {
       ops.push({ command: 'ZADD', args: [this.keys.leases, ...pairs] });
       this.heldAdds = new Map();
     }
+    if (this.heldRescores.size > 0) {
+      const pairs = [...this.heldRescores].flatMap(([token, score]) => [score, token]);
+      ops.push({ command: 'ZADD', args: [this.keys.leases, 'XX', ...pairs] });
+      this.heldRescores = new Map();
+    }
     if (this.heldRemoves.size > 0) {
       ops.push({ command: 'ZREM', args: [this.keys.leases, ...this.heldRemoves] });
       this.heldRemoves = new Set();
@@ -151,6 +161,7 @@ export class GlobalFeed {
     return (
       this.queued.size === 0 &&
       this.heldAdds.size === 0 &&
+      this.heldRescores.size === 0 &&
       this.heldRemoves.size === 0 &&
       this.readyHints.size === 0
     );

@@ -152,16 +152,15 @@ export async function renewLease(ctx: Context, lease: LeaseGrant, ttlMs: number)
     return false;
   }
   const wd = watchdogScore(ctx, ttlMs);
-  const ops: PipelineOp[] = ctx.globalFeed.leaseRescored(lease.token, wd)
-    ? []
-    : [{ command: 'ZADD', args: [ctx.keys.leases, 'XX', wd, lease.token] }];
-  if (old === undefined) {
-    if (ops.length > 0) await pipeline(ctx, 'renew', ops);
-    return true;
-  }
-  ops.push({ script: 'ready-cas', keys: [ctx.keys.ready], args: [sk.member, old, wd] });
-  const replies = await pipeline(ctx, 'renew', ops);
-  if (asNumber(replies[ops.length - 1]) === 1) ctx.watchdogs.set(lease.token, wd);
+  // Its entry among the leases held follows with the next command or this tick's posts.
+  ctx.globalFeed.leaseRescored(lease.token, wd);
+  if (old === undefined) return true;
+  const moved = await run(ctx, 'renew', {
+    script: 'ready-cas',
+    keys: [ctx.keys.ready],
+    args: [sk.member, old, wd],
+  });
+  if (asNumber(moved) === 1) ctx.watchdogs.set(lease.token, wd);
   else ctx.watchdogs.delete(lease.token);
   return true;
 }
@@ -293,9 +292,8 @@ export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean
   ]);
   const due = asNumber(reply);
   if (due === ScriptCode.NotFound) return false;
-  await followUp(ctx, [
-    ...(due > 0 ? scheduleOps(ctx, [[sk.member, due]]) : []),
-    ...(token !== null ? [{ command: 'ZREM', args: [ctx.keys.leases, asString(token)] }] : []),
-  ]);
+  // The cleared lease's entry among the leases held leaves with this process's global writes.
+  if (token !== null) ctx.globalFeed.leaseGone(asString(token));
+  if (due > 0) await followUp(ctx, scheduleOps(ctx, [[sk.member, due]]));
   return true;
 }
