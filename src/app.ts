@@ -134,7 +134,13 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const router = opts.router ?? ('router' in loaded ? loaded.router : undefined);
   const flows = new Map(flowList.map((f) => [f.id, f]));
   const backend = opts.backend ?? (await createBackend(config, logger, opts.now));
-  await backend.init();
+  try {
+    await backend.init();
+  } catch (err) {
+    // Its connections would keep the process alive, reconnecting, after the error is reported.
+    await backend.close().catch(() => undefined);
+    throw err;
+  }
 
   // Batches wait for webhooks of their window still being stored: those of any ingress process
   // when the backend is shared (its watermarks), else those of the ingress in this process.

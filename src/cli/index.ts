@@ -30,6 +30,17 @@ function loadDotEnv(): void {
 
 class UsageError extends Error {}
 
+/** A listen failure that names the variables to change (PORT, HOST). */
+function listenError(err: unknown, config: Config): unknown {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const at = `${config.host}:${config.port}`;
+  if (code === 'EADDRINUSE') return new ConfigError('PORT', `${at} is already in use`);
+  if (code === 'EACCES') return new ConfigError('PORT', `no permission to listen on ${at}`);
+  if (code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL' || code === 'EAI_AGAIN')
+    return new ConfigError('HOST', `cannot listen on ${at}: no such local address`);
+  return err;
+}
+
 /**
  * Lowers this process's CPU priority to the Unix nice value `nice` (never raises it: that needs
  * privileges). A worker sharing a machine with an ingress yields the CPU to it, so webhooks are
@@ -54,6 +65,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
   process.on('unhandledRejection', onUnhandled);
   // Listen for the stop signals before saying "started": whoever waits for that line may
   // signal at once.
+  let stopWaiting = (): void => undefined;
   const stopped = new Promise<void>((resolve) => {
     const stop = (): void => {
       process.off('SIGTERM', stop);
@@ -67,8 +79,19 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
       out('Baton: the npm process that started it is gone');
       stop();
     });
+    stopWaiting = stop;
   });
-  const url = await baton.start();
+  let url: string | null;
+  try {
+    url = await baton.start();
+  } catch (err) {
+    // Nothing is served: stop what did start (workers, store connections, the data directory's
+    // lock) so the process exits with the error instead of lingering.
+    stopWaiting();
+    process.off('unhandledRejection', onUnhandled);
+    await baton.stop().catch(() => undefined);
+    throw listenError(err, config);
+  }
   if (url && config.whatsapp.appSecret === undefined) {
     out(
       "WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts UNSIGNED requests, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret.",

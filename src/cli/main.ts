@@ -5,7 +5,13 @@
  */
 import { run } from './index.ts';
 
-/** Runs `baton` with `process.argv` and sets `process.exitCode`. */
+/**
+ * Runs `baton` with `process.argv` and sets `process.exitCode`. A failure exits at once: a
+ * handle some library left open (a reconnecting client, a timer) must not keep a process that
+ * has reported its error alive.
+ */
 export async function main(): Promise<void> {
-  process.exitCode = await run(process.argv.slice(2));
+  const code = await run(process.argv.slice(2));
+  process.exitCode = code;
+  if (code !== 0) process.exit(code);
 }

@@ -109,6 +109,15 @@ function url(env: Env, name: string, fallback?: string): string | undefined {
   return raw.replace(/\/+$/, '');
 }
 
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function logLevel(env: Env): string {
+  const v = str(env, 'LOG_LEVEL')?.toLowerCase() ?? 'info';
+  if (!LOG_LEVELS.includes(v))
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}; got "${v}"`);
+  return v;
+}
+
 function bool(env: Env, name: string, fallback: boolean): boolean {
   const raw = str(env, name);
   if (raw === undefined) return fallback;
@@ -192,7 +201,7 @@ export function loadConfig(env: Env = process.env): Config {
       queueDepth: optInt(env, 'BATON_ALERT_QUEUE_DEPTH', 0),
       oldestMs: optInt(env, 'BATON_ALERT_OLDEST_MS', 0),
     },
-    logLevel: str(env, 'LOG_LEVEL') ?? 'info',
+    logLevel: logLevel(env),
     allowUnsigned,
     retentionSec: env.BATON_RETENTION
       ? parseDurationSeconds('BATON_RETENTION', env.BATON_RETENTION)

@@ -1,9 +1,12 @@
 /**
  * One owner per data directory: a second `baton start` on the same BATON_DATA_DIR exits 1 with
  * one line naming the directory and the holder's PID; a lock left by a killed process is
- * taken over. `baton ingress` and `baton worker` refuse embedded mode (exit 2, one line).
+ * taken over. `baton ingress` and `baton worker` refuse embedded mode (exit 2, one line). A start
+ * that fails after its configuration was read (the port taken, a store unreachable) exits 1 with
+ * one line, and leaves the directory free.
  */
 import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -104,4 +107,39 @@ describe('ingress and worker need distributed mode', () => {
       expect(lines[0]).toMatch(/needs distributed mode: set REDIS_URL and DATABASE_URL/);
     },
   );
+});
+
+describe('a start that fails exits, and frees what it took', () => {
+  it('the port already taken: exit 1 with one line naming PORT; the directory is free again', async () => {
+    const dir = tempDir();
+    const taken = createServer();
+    const port = await new Promise<number>((res) =>
+      taken.listen(0, '127.0.0.1', () => res((taken.address() as { port: number }).port)),
+    );
+    try {
+      const r = await runBaton(['start'], { ...(await env(dir)), PORT: String(port) }, 15_000);
+      expect(r.code).toBe(1);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/PORT: 127\.0\.0\.1:\d+ is already in use/);
+      expect(existsSync(join(dir, 'baton.lock'))).toBe(false);
+    } finally {
+      taken.close();
+    }
+    procs.push(await spawnBaton(['start'], await env(dir)));
+  });
+
+  it('a store that cannot be reached: the ingress exits 1 instead of reconnecting forever', async () => {
+    const r = await runBaton(
+      ['ingress'],
+      {
+        ...(await env(tempDir())),
+        REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+        DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/test`,
+      },
+      30_000,
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^baton: (Redis|PostgreSQL) is unreachable/);
+  });
 });

@@ -41,6 +41,7 @@ describe('config', () => {
     [{ WHATSAPP_API_BASE_URL: 'not a url' }, 'WHATSAPP_API_BASE_URL'],
     [{ REDIS_URL: 'redis://localhost:6379' }, 'DATABASE_URL'],
     [{ BATON_SYNC_MODE: 'sometimes' }, 'BATON_SYNC_MODE'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
   ])('refuses %o with one line naming %s', (env, name) => {
     let err: unknown;
     try {
