@@ -103,6 +103,7 @@ export {
   WHATSAPP_LIMITS,
   audio,
   buttons,
+  clip,
   document,
   image,
   list,

@@ -6,12 +6,14 @@
  */
 import { z } from 'zod';
 import {
+  clip,
   defineFlow,
   effect,
   EffectError,
   image,
   type OutboundBody,
   type TypedFlow,
+  WHATSAPP_LIMITS,
 } from '../../src/index.ts';
 import { words } from './words.ts';
 
@@ -180,7 +182,11 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         say: (d, { t, retry }) => {
           if (retry) return t('what_next');
           const events = (d.found?.events ?? []).map((e) => `• ${e.at}: ${e.text}`).join('\n');
-          const text = `${t('events', { order: d.order ?? '' })}\n${events || t('no_events')}`;
+          // The shop's events, as many as the buttons' message can hold.
+          const text = clip(
+            `${t('events', { order: d.order ?? '' })}\n${events || t('no_events')}`,
+            WHATSAPP_LIMITS.interactiveBody,
+          );
           const url = d.found?.map_url;
           return url === undefined ? [text] : [mapMessage(url, t('map')), text];
         },
@@ -246,7 +252,10 @@ function statusText(d: OrderStatusData, t: (key: string, vars?: Record<string, s
   const f = d.found;
   if (!f) return t('status_unknown');
   const status = t('status', { order: f.number, status: f.status });
-  return f.eta === undefined ? status : `${status}\n${t('eta', { eta: f.eta })}`;
+  return clip(
+    f.eta === undefined ? status : `${status}\n${t('eta', { eta: f.eta })}`,
+    WHATSAPP_LIMITS.textBody,
+  );
 }
 
 /** The map of a delivery: an image message of the shop's `map_url`. */

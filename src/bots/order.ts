@@ -4,12 +4,20 @@
  * @module
  */
 import { defineFlow } from '../flow/define.ts';
+import { clip } from '../flow/replies.ts';
 
 export const PRODUCTS = [
   { id: 'sku_550e', title: 'Trail Shoe' },
   { id: 'sku_551a', title: 'Rain Jacket' },
   { id: 'sku_777b', title: 'Day Pack' },
 ] as const;
+
+/**
+ * The longest name and address quoted back in a prompt (they are stored whole): a prompt with
+ * buttons may hold 1,024 characters, and a user may write 4,096.
+ */
+const NAME_SHOWN = 200;
+const ADDRESS_SHOWN = 600;
 
 export const orderFlow = defineFlow({
   id: 'order',
@@ -24,7 +32,7 @@ export const orderFlow = defineFlow({
         input.type === 'text' ? c.goto('choose_product', { customer_name: input.text }) : c.retry(),
     },
     choose_product: {
-      say: (d) => `Thanks, ${String(d.customer_name)}. Which product would you like?`,
+      say: (d) => `Thanks, ${clip(String(d.customer_name), NAME_SHOWN)}. Which product would you like?`,
       choices: PRODUCTS,
       to: ['collect_shipping_address'],
       on: (input, c) =>
@@ -40,7 +48,8 @@ export const orderFlow = defineFlow({
     confirm_order: {
       say: (d) => {
         const product = PRODUCTS.find((p) => p.id === d.product_id)?.title ?? String(d.product_id);
-        return `Please confirm: ${product} for ${String(d.customer_name)}, shipped to ${String(d.shipping_address)}.`;
+        const name = clip(String(d.customer_name), NAME_SHOWN);
+        return `Please confirm: ${product} for ${name}, shipped to ${clip(String(d.shipping_address), ADDRESS_SHOWN)}.`;
       },
       choices: [
         { id: 'confirm', title: 'Confirm' },

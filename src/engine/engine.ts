@@ -574,7 +574,9 @@ export class Engine {
   /**
    * Flow code failed on this batch for good: its messages go to the dead letters with the error
    * and the attempt count, state unchanged, and the user gets one error notice, all in one
-   * fenced commit. The messages leave the mailbox, so no restart runs the batch again.
+   * fenced commit. The messages leave the mailbox, so no restart runs the batch again. A message
+   * replayed from the dead letters that fails again gets no second notice (the user had one, and
+   * a second would carry the same `biz_opaque_callback_data`).
    */
   private async deadLetterBatch(
     lease: LeaseGrant,
@@ -590,17 +592,20 @@ export class Engine {
     const flow = this.flowFor(prev);
     const base = prev ?? freshSnapshot(flow, lease, this.now(), batch[0]);
     const first = batch[0]!;
+    const answered = batch.find((m) => m.replayed !== true);
     const { snapshot, outbound } = this.toOutbound(
       { ...base, ...(base.provider ? {} : { provider: first.provider }) },
-      [
-        {
-          body: { type: 'text', text: flow.notices.error },
-          step: base.step ?? flow.start,
-          version: base.version,
-          isPrompt: false,
-          inReplyTo: first.id,
-        },
-      ],
+      answered === undefined
+        ? []
+        : [
+            {
+              body: { type: 'text', text: flow.notices.error },
+              step: base.step ?? flow.start,
+              version: base.version,
+              isPrompt: false,
+              inReplyTo: answered.id,
+            },
+          ],
     );
     const letters: DeadLetter[] = batch.map((m) => ({
       id: `in:${m.id}`,

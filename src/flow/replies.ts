@@ -49,6 +49,21 @@ export const WHATSAPP_LIMITS = {
   templateButtonIndex: 9,
 } as const;
 
+/**
+ * `value` shortened to at most `max` characters (code points, so an emoji is never cut in
+ * half), ending with "…" when cut. For what users wrote, or an API returned, shown inside a
+ * reply with a limit ({@link WHATSAPP_LIMITS}): a long name must not make a prompt too long to
+ * send.
+ */
+export function clip(value: string, max: number): string {
+  const chars = [...value];
+  if (chars.length <= max) return value;
+  return `${chars
+    .slice(0, Math.max(0, max - 1))
+    .join('')
+    .trimEnd()}…`;
+}
+
 /** Media given as a link (a string) or as `{ link }` / `{ id }`. */
 export type MediaInput = string | MediaRef;
 

@@ -91,6 +91,11 @@ export interface StoredMessage extends InboundMessage {
   readonly seq: number;
   /** When intake stored it, epoch milliseconds. The buffer window is measured from this. */
   readonly storedAt: number;
+  /**
+   * Put back from the dead letters by an agent: the user was told of its first failure, so
+   * failing again sends no second notice.
+   */
+  readonly replayed?: true;
 }
 
 /** How far ahead of its storage time a message's timestamp may be and still be trusted. */

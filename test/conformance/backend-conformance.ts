@@ -709,7 +709,8 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
           reason: 'flow code threw',
         });
         expect(await b.replayDeadLetter(letter.id)).toBe(true);
-        expect((await b.pending(key, 10)).map((m) => m.id)).toEqual([m2.id]);
+        // Marked as replayed: failing again, it gets no second error notice (engine).
+        expect((await b.pending(key, 10)).map((m) => [m.id, m.replayed])).toEqual([[m2.id, true]]);
         expect(await next()).toEqual(key);
         expect(await b.replayDeadLetter(`dl-${uid()}`)).toBe(false);
       });

@@ -56,6 +56,12 @@ describe('flow code that fails', () => {
     // which shows it went back to the mailbox).
     expect(await backend.replayDeadLetter(letter!.id)).toBe(true);
     expect((await backend.stats()).queueDepth).toBe(1);
+    // Failing again, it is a dead letter again, and the user gets no second notice (it would
+    // repeat the first one's biz_opaque_callback_data).
+    await engine.runSession(key);
+    expect((await backend.stats()).queueDepth).toBe(0);
+    expect(await backend.listDeadLetters(10)).toMatchObject([{ kind: 'inbound', ref: 'w2' }]);
+    expect(sent).toEqual(['baton:buggy:ask:1', 'baton:buggy:ask:1:w2']);
     await backend.close();
   });
 });

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import { FlowDefinitionError, FlowRuntimeError } from '../../src/errors.ts';
 import { defineFlow, effect, EffectError, type Outcome } from '../../src/flow/define.ts';
-import { testFlow } from '../../src/index.ts';
+import { clip, replyProblems, testFlow, WHATSAPP_LIMITS } from '../../src/index.ts';
 import { orderFlow } from '../../src/bots/order.ts';
 
 const found = {
@@ -72,6 +72,19 @@ describe('order_status through testFlow', () => {
     expect(t.step).toBe('lookup_failed');
     await t.tap('retry_lookup');
     expect(t.pendingEffects[0]!.id).not.toBe(first);
+  });
+
+  it('a long history from the shop is clipped to what the tracking message with buttons can hold', async () => {
+    const t = shop();
+    await t.send('ORD-12345');
+    const events = Array.from({ length: 80 }, (_, i) => ({ at: '2026-11-29', text: `Scan ${i} at a depot` }));
+    await t.resolve('lookup', { ...found, order: { ...found.order, events } });
+    const out = await t.tap('track');
+    expect(t.step).toBe('tracking');
+    const withButtons = out.at(-1)!;
+    expect(withButtons.body.type).toBe('buttons');
+    expect(withButtons.text).toMatch(/Scan 0 at a depot[\s\S]*…$/);
+    for (const r of out) expect(replyProblems(r.body)).toEqual([]);
   });
 
   it('messages wait for the result, then are applied after it, in order', async () => {
@@ -241,6 +254,31 @@ describe('order_status through testFlow', () => {
     expect(calls).toBe(2);
     expect(out.map((r) => r.text)).toEqual(['adding', 'sum 42', 'breaking', 'failed after 1: no', 'n?']);
     expect(t.step).toBe('ask');
+  });
+
+  it('the reference bot quotes a long name and address clipped, stores them whole, and every prompt fits', async () => {
+    const t = testFlow(orderFlow);
+    await t.send('hi');
+    const name = `Ana ${'A'.repeat(1100)}`;
+    const [product] = await t.send(name);
+    expect(t.step).toBe('choose_product');
+    expect(t.data.customer_name).toBe(name);
+    expect(product!.text).toMatch(/^Thanks, Ana A+…\. Which product/);
+    expect(replyProblems(product!.body)).toEqual([]);
+    await t.tap('sku_551a');
+    const address = `1 Long Road ${'x'.repeat(3000)}`;
+    const [confirm] = await t.send(address);
+    expect(t.step).toBe('confirm_order');
+    expect(t.data.shipping_address).toBe(address);
+    expect(replyProblems(confirm!.body)).toEqual([]);
+    expect(confirm!.text.length).toBeLessThanOrEqual(WHATSAPP_LIMITS.interactiveBody);
+  });
+
+  it('clip cuts at a code point and marks the cut', () => {
+    expect(clip('short', 10)).toBe('short');
+    expect(clip('abcdefghij', 5)).toBe('abcd…');
+    expect(clip('😀😀😀😀', 3)).toBe('😀😀…');
+    expect(clip('word   and more', 8)).toBe('word…');
   });
 
   it('the reference bot still behaves as before through testFlow', async () => {

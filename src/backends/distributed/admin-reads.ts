@@ -93,7 +93,7 @@ export async function replayDeadLetter(ctx: Context, id: string): Promise<boolea
     if (!isStoredMessageLike(stored)) return false;
     const { seq: _seq, storedAt: _storedAt, ...message } = stored;
     const sk = ctx.keys.session(key);
-    const json = JSON.stringify({ ...message, storedAt: ctx.now() });
+    const json = JSON.stringify({ ...message, storedAt: ctx.now(), replayed: true });
     const reply = asArray(
       await run(ctx, 'replay', {
         script: 'intake',

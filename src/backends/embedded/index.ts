@@ -946,7 +946,7 @@ export class EmbeddedBackend implements Backend {
           key.user,
           this.seq,
           storedAt,
-          JSON.stringify({ ...body, seq: this.seq, storedAt }),
+          JSON.stringify({ ...body, seq: this.seq, storedAt, replayed: true }),
         );
       } else {
         this.sql(
