@@ -147,6 +147,7 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         },
       },
       looking_up: {
+        needs: ['order'],
         say: (d, { t }) => t('looking_up', { order: d.order ?? '' }),
         to: ['show_status', 'ask_order', 'lookup_failed'],
         effect: {
@@ -160,6 +161,7 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         },
       },
       show_status: {
+        needs: ['order', 'found'],
         // A retry asks the question again without repeating the status.
         say: (d, { t, retry }) => (retry ? t('what_next') : [statusText(d, t), t('what_next')]),
         listButton: (_d, { t }) => t('options'),
@@ -179,6 +181,7 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         },
       },
       tracking: {
+        needs: ['order', 'found'],
         say: (d, { t, retry }) => {
           if (retry) return t('what_next');
           const events = (d.found?.events ?? []).map((e) => `• ${e.at}: ${e.text}`).join('\n');
@@ -202,6 +205,7 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         },
       },
       confirm_cancel: {
+        needs: ['order', 'found'],
         say: (d, { t }) => t('confirm_cancel', { order: d.order ?? '' }),
         choices: [
           { id: 'cancel_yes', title: (_d, { t }) => t('cancel_yes') },
@@ -214,6 +218,7 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         },
       },
       cancelling: {
+        needs: ['order'],
         say: (d, { t }) => t('cancelling', { order: d.order ?? '' }),
         to: ['done', 'show_status'],
         effect: {

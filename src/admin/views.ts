@@ -181,7 +181,12 @@ export function stateCard(s: SessionSnapshot, lease: ReturnType<typeof leaseView
 
 export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
   const here = sessionHref(s);
-  const steps = flow ? [...flow.steps.keys()] : [];
+  // The steps a handback may name: those whose `needs` the session's data has.
+  const steps = flow
+    ? [...flow.steps.values()]
+        .filter((d) => d.needs.every((k) => s.data[k] !== undefined && s.data[k] !== null))
+        .map((d) => d.id)
+    : [];
   const chosen = s.step ?? flow?.start ?? '';
   const agent = agentOf(s);
   return html`<section class="card" id="actions">

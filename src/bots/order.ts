@@ -32,6 +32,7 @@ export const orderFlow = defineFlow({
         input.type === 'text' ? c.goto('choose_product', { customer_name: input.text }) : c.retry(),
     },
     choose_product: {
+      needs: ['customer_name'],
       say: (d) => `Thanks, ${clip(String(d.customer_name), NAME_SHOWN)}. Which product would you like?`,
       choices: PRODUCTS,
       to: ['collect_shipping_address'],
@@ -39,6 +40,7 @@ export const orderFlow = defineFlow({
         input.type === 'choice' ? c.goto('collect_shipping_address', { product_id: input.id }) : c.retry(),
     },
     collect_shipping_address: {
+      needs: ['customer_name', 'product_id'],
       say: 'Where should we ship it? Please send the full address.',
       accepts: 'text',
       to: ['confirm_order'],
@@ -46,6 +48,7 @@ export const orderFlow = defineFlow({
         input.type === 'text' ? c.goto('confirm_order', { shipping_address: input.text }) : c.retry(),
     },
     confirm_order: {
+      needs: ['customer_name', 'product_id', 'shipping_address'],
       say: (d) => {
         const product = PRODUCTS.find((p) => p.id === d.product_id)?.title ?? String(d.product_id);
         const name = clip(String(d.customer_name), NAME_SHOWN);

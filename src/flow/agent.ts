@@ -147,5 +147,14 @@ export function handback(
   if (!prev.needsAgent) {
     throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the session is not waiting for an agent');
   }
+  const missing = flow.steps
+    .get(stepId)!
+    .needs.filter((k) => prev.data[k] === undefined || prev.data[k] === null);
+  if (missing.length > 0) {
+    throw new BatonError(
+      'BATON_ERR_STEP_NEEDS_DATA',
+      `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; hand it back at an earlier step`,
+    );
+  }
   return handbackTransition(flow, prev, stepId, env);
 }

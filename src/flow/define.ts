@@ -199,6 +199,12 @@ export interface StepSpec<S extends string = string, D = FlowData, E extends Eff
   readonly maxRetries?: number;
   /** Work started on entering the step; the step waits for its result (see `StepEffect`). */
   readonly effect?: StepEffect<S, D, E>;
+  /**
+   * Data keys the step relies on (its prompt quotes them, its handler reads them). An agent's
+   * hand-back to the step is refused while one of them is unset, so the bot never asks a
+   * question built on data it does not have.
+   */
+  readonly needs?: readonly (keyof D & string)[];
 }
 
 /** Per-language catalogs: `t(key)` looks the key up in the catalog named by `data[field]`. */
@@ -301,6 +307,8 @@ export interface StepDef<S extends string = string> {
   readonly dynamicChoices?: (data: FlowData, ctx: WordsContext) => readonly Choice[];
   /** The flow's catalogs, so a step's prompt can be built from the step alone (`promptOf`). */
   readonly words?: WordsSpec<FlowData>;
+  /** Data keys the step relies on (see `StepSpec.needs`); empty when it names none. */
+  readonly needs: readonly string[];
   readonly effect?: {
     readonly use: string;
     readonly input?: (data: FlowData) => unknown;
@@ -402,6 +410,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
       to: s.to,
       accepts: s.choices !== undefined ? 'choice' : eff !== undefined ? 'any' : (s.accepts ?? 'text'),
       choices,
+      needs: s.needs ?? [],
       ...(s.say !== undefined ? { say: s.say } : {}),
       ...(s.listButton !== undefined ? { listButton: s.listButton } : {}),
       ...(s.on !== undefined ? { on: s.on } : {}),

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionView, TransitionRecord } from '../../src/model/session.ts';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
-import { PHONE_ID, text, webhook } from '../support/payloads.ts';
+import { button, PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { dropIsolation, isolation, servicesUp } from '../support/services.ts';
 
 interface InboxItem extends SessionView {
@@ -195,12 +195,17 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       expect(bad.status).toBe(400);
       expect(await bad.json()).toMatchObject({ code: 'BATON_ERR_UNKNOWN_STEP' });
 
-      // Hand back at collect_shipping_address: version + 1, needs_agent and retries cleared, data kept.
-      const back = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'collect_shipping_address' });
+      // A step built on data the session lacks (no product was chosen): 409, unchanged.
+      const early = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'collect_shipping_address' });
+      expect(early.status).toBe(409);
+      expect(await early.json()).toMatchObject({ code: 'BATON_ERR_STEP_NEEDS_DATA' });
+
+      // Hand back at choose_product: version + 1, needs_agent and retries cleared, data kept.
+      const back = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'choose_product' });
       expect(back.status).toBe(200);
       const handed = (await back.json()) as SessionView;
       expect(handed).toMatchObject({
-        current_step: 'collect_shipping_address',
+        current_step: 'choose_product',
         data: { customer_name: 'Jane' },
         metadata: { version: 4, needs_agent: false, retry_count: 0 },
       });
@@ -209,28 +214,26 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
         kind: 'handback',
         version: 4,
         from_step: 'choose_product',
-        to_step: 'collect_shipping_address',
+        to_step: 'choose_product',
       });
-      await h.graph.waitFor(
-        (c) => c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:4',
-      );
+      await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:4');
       expect(
         (await json<{ sessions: InboxItem[] }>(h.admin('/inbox'))).sessions.some((s) => s.wa_id === user),
       ).toBe(false);
 
-      // The bot resumes: the address advances to confirm_order.
-      expect((await h.post(webhook([text(user, '1 Main St', ts + 4)]))).status).toBe(200);
+      // The bot resumes: the product advances to collect_shipping_address.
+      expect((await h.post(webhook([button(user, 'sku_550e', 'Trail Shoe', ts + 4)]))).status).toBe(200);
       const resumed = await h.settled(user, 5);
       expect(resumed).toMatchObject({
-        current_step: 'confirm_order',
-        data: { customer_name: 'Jane', shipping_address: '1 Main St' },
+        current_step: 'collect_shipping_address',
+        data: { customer_name: 'Jane', product_id: 'sku_550e' },
       });
-      await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:confirm_order:5');
+      await h.graph.waitFor(
+        (c) => c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:5',
+      );
       // The handback's prompt went out exactly once.
       expect(
-        sentTo(user).filter(
-          (c) => c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:4',
-        ),
+        sentTo(user).filter((c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:4'),
       ).toHaveLength(1);
       // The dashboard's pages read the same backend.
       const login = await fetch(`${h.url}/admin/login`, {
@@ -243,10 +246,12 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       const sessionPage = await (
         await fetch(`${h.url}/admin/session?wa_id=${user}`, { headers: { cookie } })
       ).text();
-      expect(sessionPage).toMatch(/id="state-step"[^>]*>confirm_order</);
+      expect(sessionPage).toMatch(/id="state-step"[^>]*>collect_shipping_address</);
       expect(sessionPage).toContain('Hi Jane, Ana here &lt;b&gt;&amp;&lt;/b&gt;');
       expect(sessionPage).toContain('data-kind="handback"');
-      const map = await fetch(`${h.url}/admin/flows/order?step=confirm_order`, { headers: { cookie } });
+      const map = await fetch(`${h.url}/admin/flows/order?step=collect_shipping_address`, {
+        headers: { cookie },
+      });
       expect(map.status).toBe(200);
       expect(await map.text()).toContain(`>${user}</a>`);
       // No two outbound messages to the user carry the same callback data.

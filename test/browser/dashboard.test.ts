@@ -192,26 +192,37 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     expect(await page.locator('#timeline tbody tr').last().getAttribute('data-kind')).toBe('agent_message');
     await shot('8-agent-reply');
 
-    await page.selectOption('#handback select[name="step"]', 'collect_shipping_address');
+    // Only steps whose data the session has are offered: no product was chosen yet.
+    const offered = await page.locator('#handback select[name="step"] option').allInnerTexts();
+    expect(offered).toContain('choose_product');
+    expect(offered).not.toContain('collect_shipping_address');
+    expect(offered).not.toContain('confirm_order');
+    await page.selectOption('#handback select[name="step"]', 'choose_product');
     await page.click('#handback button[type="submit"]');
-    await reloadUntil(async () => (await stepShown()) === 'collect_shipping_address');
+    await reloadUntil(
+      async () => (await page.locator('#timeline tbody tr').last().getAttribute('data-kind')) === 'handback',
+    );
+    expect(await stepShown()).toBe('choose_product');
     expect(await page.locator('#state-needs-agent').innerText()).toBe('no');
-    expect(await page.locator('#timeline tbody tr').last().getAttribute('data-kind')).toBe('handback');
     const prompt = await h.graph.waitFor(
-      (c) => c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:4',
+      (c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:4',
     );
     expect(prompt.body.to).toBe(waiting);
 
     // The bot resumes.
-    await post(text(waiting, '2 High St', TS + 3));
+    await post(button(waiting, 'sku_777b', 'Day Pack', TS + 3));
+    await reloadUntil(async () => (await stepShown()) === 'collect_shipping_address');
+    expect(await page.locator('#state-data').innerText()).toContain('"product_id": "sku_777b"');
+    await post(text(waiting, '2 High St', TS + 4));
     await reloadUntil(async () => (await stepShown()) === 'confirm_order');
     expect(await page.locator('#state-data').innerText()).toContain('"shipping_address": "2 High St"');
-    await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:confirm_order:5');
+    await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:confirm_order:6');
     const since = h.graph.sent.slice(sentBefore).filter((c) => c.body.to === waiting);
     expect(since.map((c) => c.body.biz_opaque_callback_data)).toEqual([
       expect.stringMatching(/:agent-\d+$/),
-      'baton:order:collect_shipping_address:4',
-      'baton:order:confirm_order:5',
+      'baton:order:choose_product:4',
+      'baton:order:collect_shipping_address:5',
+      'baton:order:confirm_order:6',
     ]);
     await page.click('#nav-inbox');
     await page.waitForSelector('#inbox-empty');

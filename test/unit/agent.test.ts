@@ -105,16 +105,36 @@ describe('agent operations (pure)', () => {
     }
   });
 
+  it('a handback to a step whose needs the session lacks is refused with BATON_ERR_STEP_NEEDS_DATA', () => {
+    const taken = takeSession(escalated(), 'Ana', env).snapshot;
+    for (const step of ['collect_shipping_address', 'confirm_order']) {
+      try {
+        handback(taken, orderFlow, step, env);
+        expect.unreachable();
+      } catch (e) {
+        expect((e as BatonError).code).toBe('BATON_ERR_STEP_NEEDS_DATA');
+        expect((e as BatonError).statusCode).toBe(409);
+        expect((e as BatonError).message).toContain('product_id');
+      }
+    }
+    // Given the product (here by the user, before the hand-off), the step is open.
+    const withProduct = { ...taken, data: { ...taken.data, product_id: 'sku_550e' } };
+    expect(handback(withProduct, orderFlow, 'collect_shipping_address', env).snapshot.step).toBe(
+      'collect_shipping_address',
+    );
+  });
+
   it('handback: version + 1, needs_agent and retries cleared, data kept, the step prompt once', () => {
     const taken = takeSession(escalated(), 'Ana', env).snapshot;
-    const r = handback({ ...taken, retryCount: 2 }, orderFlow, 'collect_shipping_address', env);
+    const withProduct = { ...taken, data: { ...taken.data, product_id: 'sku_550e' } };
+    const r = handback({ ...withProduct, retryCount: 2 }, orderFlow, 'collect_shipping_address', env);
     expect(r.snapshot).toMatchObject({
       step: 'collect_shipping_address',
       version: 4,
       visitVersion: 4,
       needsAgent: false,
       retryCount: 0,
-      data: { customer_name: 'Jane' },
+      data: { customer_name: 'Jane', product_id: 'sku_550e' },
     });
     expect(r.snapshot.agent).toBeUndefined();
     expect(agentOf(r.snapshot)).toBeNull();
