@@ -80,10 +80,9 @@ export class AdminAuth {
 
   /** Who is calling, or null if nobody we know. */
   caller(req: FastifyRequest): Caller | null {
-    const h = req.headers.authorization;
-    if (typeof h === 'string' && h.startsWith('Bearer ') && this.tokenMatches(h.slice(7))) {
-      return { kind: 'bearer' };
-    }
+    // The scheme's name is case-insensitive (RFC 9110 section 11.1); the token is not.
+    const bearer = /^bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
+    if (bearer !== null && this.tokenMatches(bearer[1]!)) return { kind: 'bearer' };
     const cookie = this.sessionOf(req);
     return cookie === null ? null : { kind: 'cookie', cookie };
   }

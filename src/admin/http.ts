@@ -75,7 +75,13 @@ export async function findOne(
     return null;
   }
   if (found.length > 1) {
-    await fail(reply, 'BATON_ERR_AMBIGUOUS_SESSION', { channels: found.map((s) => s.channel) });
+    // The id a session is keyed by wins over a wa_id or user_id it merely shares with others.
+    const exact = found.filter((s) => s.user === waId);
+    if (exact.length === 1) return exact[0]!;
+    await fail(reply, 'BATON_ERR_AMBIGUOUS_SESSION', {
+      channels: [...new Set(found.map((s) => s.channel))],
+      sessions: found.map((s) => ({ channel: s.channel, wa_id: s.waId ?? s.user })),
+    });
     return null;
   }
   return found[0]!;

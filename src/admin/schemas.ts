@@ -109,8 +109,10 @@ export const HandbackBody = z.strictObject({ step: stepId });
 
 /** The Meta verification handshake: each parameter at most once, all optional (a mismatch is 403). */
 export const HandshakeQuery = z.object({
-  'hub.mode': z.string().max(64).optional(),
-  'hub.verify_token': z.string().max(512).optional(),
+  // Anything but one matching value (an array when given twice, a wrong token) is a refusal,
+  // 403 as SPEC section 3 says; only the challenge, echoed back, must be one short string.
+  'hub.mode': z.unknown().optional(),
+  'hub.verify_token': z.unknown().optional(),
   'hub.challenge': z.string().max(512).optional(),
 });
 

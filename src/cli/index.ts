@@ -204,9 +204,13 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     const found = await b.backend.findSessions(waId, channel);
     if (found.length === 0) throw new BatonError('BATON_ERR_NOT_FOUND', `no session for ${waId}`);
     if (found.length > 1) {
+      // As the admin API: the id a session is keyed by wins over one it merely shares.
+      const exact = found.filter((s) => s.user === waId);
+      if (exact.length === 1) return exact[0]!;
+      const list = found.map((s) => `${s.waId ?? s.user} on ${s.channel}`).join(', ');
       throw new BatonError(
         'BATON_ERR_AMBIGUOUS_SESSION',
-        `${waId} has sessions on channels ${found.map((s) => s.channel).join(', ')}; pass --channel`,
+        `${waId} names several sessions (${list}); pass --channel, or the wa_id`,
       );
     }
     return found[0]!;

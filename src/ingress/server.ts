@@ -114,7 +114,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return reply.code(500).send({ error: 'internal error' });
   });
 
-  // Each handshake parameter at most once (given twice it is an array): else 400, never 500.
+  // The challenge at most once (given twice it is an array): else 400, never 500. A mode or token
+  // given twice matches nothing: 403.
   const handshake = {
     schema: { querystring: HandshakeQuery },
     validatorCompiler: zodCompiler,
