@@ -495,23 +495,39 @@ describe('parseCloudApiWebhook: bad messages inside a valid envelope', () => {
     for (const m of messages) expect(m.content).toHaveProperty('reason', expect.any(String));
   });
 
-  it('skips and reports a message without id or sender, keeping its neighbours', () => {
+  it('skips and reports a message without sender, keeping its neighbours', () => {
     const body = envelope({
       metadata: META,
       messages: [
         { ...base, type: 'text', text: { body: 'no id' } },
         { id: 'm2', timestamp: '1', type: 'text', text: { body: 'no sender' } },
+        { timestamp: '1', type: 'text', text: { body: 'no id, no sender' } },
         'garbage',
         { ...base, id: 'm4', type: 'text', text: { body: 'fine' } },
       ],
     });
     const report = parseCloudApiWebhookReport(body);
-    expect(report.batch.messages.map((m) => m.id)).toEqual(['m4']);
+    expect(report.batch.messages.map((m) => m.id)).toEqual([expect.stringMatching(/^baton\.noid\./), 'm4']);
     expect(report.skipped).toEqual([
-      { kind: 'message', reason: 'message has no id' },
       { kind: 'message', id: 'm2', reason: expect.stringContaining('no sender') },
+      { kind: 'message', reason: 'message has no id' },
       { kind: 'message', reason: 'message is not an object' },
     ]);
+  });
+
+  it('stores a message without an id as unsupported, under an id its redelivery repeats', () => {
+    const noId = (body: string): unknown =>
+      envelope({ metadata: META, messages: [{ ...base, type: 'text', text: { body } }] });
+    const [a] = parseCloudApiWebhookReport(noId('hello')).batch.messages;
+    const [again] = parseCloudApiWebhookReport(noId('hello')).batch.messages;
+    const [other] = parseCloudApiWebhookReport(noId('bye')).batch.messages;
+    expect(a).toMatchObject({
+      id: expect.stringMatching(/^baton\.noid\.[0-9a-f]{40}$/),
+      user: base.from,
+      content: { type: 'unsupported', originalType: 'text', reason: 'message has no id' },
+    });
+    expect(again!.id).toBe(a!.id);
+    expect(other!.id).not.toBe(a!.id);
   });
 
   it('skips messages of a change without phone_number_id', () => {

@@ -3,12 +3,13 @@
  *
  * The envelope is checked strictly (a wrong one is refused with `BATON_ERR_BAD_ENVELOPE`);
  * everything inside it is read leniently: a message Baton cannot understand becomes
- * `unsupported` content, and only an item that cannot be stored at all (no id, no user,
- * no channel) is skipped and reported. Changes of fields other than `messages` are ignored.
+ * `unsupported` content (one without an id too, under an id drawn from its bytes), and only an
+ * item that cannot be stored at all (no user, no channel) is skipped and reported. Changes of fields other than `messages` are ignored.
  *
  * See https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/payload-examples
  * @module
  */
+import { createHash } from 'node:crypto';
 import { BatonError } from '../../errors.ts';
 import type {
   DeliveryStatus,
@@ -198,8 +199,7 @@ function readMessage(
   now: () => number,
 ): InboundMessage | SkippedItem {
   if (!isObject(raw)) return { kind: 'message', reason: 'message is not an object' };
-  const id = str(raw, 'id');
-  if (id === undefined) return { kind: 'message', reason: 'message has no id' };
+  const givenId = str(raw, 'id');
 
   const from = str(raw, 'from');
   const fromUserId = str(raw, 'from_user_id');
@@ -208,12 +208,24 @@ function readMessage(
   const userId = fromUserId ?? str(contact, 'user_id');
   const user = waId ?? userId;
   if (user === undefined) {
-    return { kind: 'message', id, reason: 'message names no sender (no from, from_user_id or contact)' };
+    return {
+      kind: 'message',
+      ...(givenId === undefined ? {} : { id: givenId }),
+      reason:
+        givenId === undefined
+          ? 'message has no id'
+          : 'message names no sender (no from, from_user_id or contact)',
+    };
   }
+  // A message without an id is still the user's: stored as unsupported (visible, recorded) under
+  // an id drawn from its bytes, so a redelivery of it is recognised like any other.
+  const id = givenId ?? missingId(raw);
 
   const ts = unixSeconds(raw.timestamp);
   let content = readContent(raw);
-  if (ts === undefined) {
+  if (givenId === undefined) {
+    content = { type: 'unsupported', originalType: typeName(raw), reason: 'message has no id' };
+  } else if (ts === undefined) {
     content = { type: 'unsupported', originalType: typeName(raw), reason: 'message has no valid timestamp' };
   }
   const contextId = str(obj(raw, 'context'), 'id');
@@ -231,6 +243,11 @@ function readMessage(
     ...(contextId === undefined ? {} : { contextId }),
     ...(profileName === undefined ? {} : { profileName }),
   };
+}
+
+/** The id of a message Meta sent without one: the same for every delivery of the same JSON. */
+function missingId(raw: JsonObject): string {
+  return `baton.noid.${createHash('sha256').update(JSON.stringify(raw)).digest('hex').slice(0, 40)}`;
 }
 
 function typeName(raw: JsonObject): string {
