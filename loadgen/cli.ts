@@ -65,6 +65,8 @@ interface Parsed {
   readonly timeout: number;
   readonly maxInflight: number;
   readonly seed: number | undefined;
+  /** Workers are killed during the run (`--crashes`). */
+  readonly crashes: boolean;
   readonly script: ConversationScript | undefined;
   readonly flow: string | undefined;
   readonly start: boolean;
@@ -134,6 +136,7 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
     timeout: integer('--timeout', f.timeout ?? '15000', 100, 3_600_000),
     maxInflight: integer('--max-inflight', f.maxInflight ?? '64', 1, 10_000),
     seed: f.seed === undefined ? undefined : integer('--seed', f.seed, 0, 2 ** 31 - 1),
+    crashes: f.crashes === true,
   };
 }
 
@@ -166,6 +169,15 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
     `verdict: ${v.clean ? 'CLEAN' : 'NOT CLEAN'} (${v.usersCompleted}/${v.users} users ${goal})`,
     row('lost', v.lost, `${v.lostMessages} messages, ${v.lostReplies} replies never came`),
     row('duplicated', v.duplicated, `${v.reprocessed} processed twice, ${v.resent} replies sent twice`),
+    ...(v.crashResends > 0
+      ? [
+          row(
+            'resent at a crash',
+            v.crashResends,
+            'allowed (--crashes): a kill between a send and its record',
+          ),
+        ]
+      : []),
     row('out of order', v.outOfOrder),
     row('duplicate prompts', v.duplicatePrompts),
     row('wrong replies', v.wrongReplies),
@@ -256,6 +268,7 @@ export async function runLoadCommand(flags: LoadFlags, given: Partial<LoadIO> = 
       },
       channel: { ...DEFAULT_CHANNEL, phoneNumberId: o.channel },
       rampMs: o.ramp,
+      crashes: o.crashes,
       replyTimeoutMs: o.timeout,
       maxInflight: o.maxInflight,
       ...(target ? { sink: target.sink } : { sinkPort: o.sinkPort, sinkHost: o.sinkHost }),

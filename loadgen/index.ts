@@ -98,6 +98,11 @@ export interface LoadOptions {
   readonly maxInflight?: number;
   /** Users start spread evenly over this window, milliseconds (default 0: all at once). */
   readonly rampMs?: number;
+  /**
+   * Workers are killed during the run: one repeat of a reply is the crash allowance of guarantee
+   * 6, reported apart (see `judge`).
+   */
+  readonly crashes?: boolean;
   /** After the last user is done: wait at most this long for Baton to drain (default 10 s). */
   readonly settleTimeoutMs?: number;
   /** ...and until the sink has been quiet this long (default 300 ms). */
@@ -351,7 +356,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         : [],
     );
     const evidence = await mapLimit(traces, 16, (t) => evidenceOf(base, token, channel, t, sink));
-    const verdict = judge(evidence, refs);
+    const verdict = judge(evidence, refs, { crashes: options.crashes === true });
     const acked = verdict.messages.acked;
     const hints: string[] = [];
     if (acked > 0 && traces.every((t) => sink.callsTo(t.waId).length === 0)) {

@@ -12,6 +12,10 @@
  * - **duplicate prompts**: a step asked again under another version although the user gave no
  *   invalid input (guarantee 6: the seed's "duplicate questions");
  * - **version errors**: a log whose versions skip or fork (guarantee 4).
+ *
+ * With `crashes: true` (workers are killed during the run), one repeat of a reply, with the same
+ * `biz_opaque_callback_data`, is what guarantee 6 allows a crash between a send and its record:
+ * it is counted apart (`crashResends`), not as a failure; a third copy still is one.
  * @module
  */
 import type { ExpectedEnd, UserTrace } from './scenario.ts';
@@ -68,6 +72,8 @@ export interface Verdict {
   readonly reprocessed: number;
   /** Identical replies sent again (the extra sends). */
   readonly resent: number;
+  /** With `crashes`: replies sent twice that guarantee 6 allows at a crash (not failures). */
+  readonly crashResends: number;
   readonly outOfOrder: number;
   readonly duplicatePrompts: number;
   /** Replies of a scripted conversation that did not say what the script expects. */
@@ -103,7 +109,11 @@ function sameOrder(expected: ExpectedEnd, session: SessionEvidence): boolean {
  * if (!verdict.clean) console.error(verdict.problems.join('\n'));
  * ```
  */
-export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySet<string>): Verdict {
+export function judge(
+  users: readonly UserEvidence[],
+  deadLetterRefs: ReadonlySet<string>,
+  options: { readonly crashes?: boolean } = {},
+): Verdict {
   const problems: string[] = [];
   const problem = (line: string): void => {
     if (problems.length < MAX_PROBLEMS) problems.push(line);
@@ -116,6 +126,7 @@ export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySe
   let lostReplies = 0;
   let reprocessed = 0;
   let resent = 0;
+  let crashResends = 0;
   let outOfOrder = 0;
   let duplicatePrompts = 0;
   let wrongReplies = 0;
@@ -178,12 +189,17 @@ export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySe
       if (versions === undefined) versionsByStep.set(r.callback.step, (versions = new Set()));
       versions.add(r.callback.version);
     }
+    let excused = 0;
     for (const [cb, n] of byCallback) {
-      if (n > 1) {
-        resent += n - 1;
+      if (n <= 1) continue;
+      const allowed = options.crashes === true ? 1 : 0;
+      excused += allowed;
+      if (n - 1 > allowed) {
+        resent += n - 1 - allowed;
         problem(`${who}: reply ${cb} was sent ${n} times`);
       }
     }
+    crashResends += excused;
     for (const w of trace.wrongReplies ?? []) {
       wrongReplies += 1;
       problem(`${who}: ${w}`);
@@ -191,7 +207,7 @@ export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySe
     // Duplicate prompts: a script says how many replies come in all; the order scenario visits
     // each step once and never gives invalid input.
     if (trace.expectedReplies !== undefined) {
-      const extra = u.replies.length - trace.expectedReplies;
+      const extra = u.replies.length - excused - trace.expectedReplies;
       if (trace.completed && extra > 0) {
         duplicatePrompts += extra;
         problem(`${who}: ${extra} reply(ies) more than the script expects (${trace.expectedReplies})`);
@@ -252,6 +268,7 @@ export function judge(users: readonly UserEvidence[], deadLetterRefs: ReadonlySe
     duplicated,
     reprocessed,
     resent,
+    crashResends,
     outOfOrder,
     duplicatePrompts,
     wrongReplies,

@@ -31,6 +31,7 @@ export interface LoadFlags {
   script?: string;
   start?: boolean;
   shopStub?: boolean;
+  crashes?: boolean;
 }
 
 export const DEFAULT_SINK_PORT = 4010;
@@ -67,6 +68,10 @@ export function configureLoadCommand(cmd: Command): Command {
     .option('--sink-host <host>', 'address of the reply sink', '127.0.0.1')
     .option('--channel <phoneNumberId>', 'business number the users write to', DEFAULT_LOAD_CHANNEL)
     .option('--ramp <ms>', 'start users spread over this many milliseconds', '0')
+    .option(
+      '--crashes',
+      'you kill workers during the run: a reply repeated once (SPEC 1.6) is reported apart, not a failure',
+    )
     .option('--timeout <ms>', 'how long a user waits for a reply that is due', '15000')
     .option('--max-inflight <n>', 'webhooks in flight at most', '64')
     .option('--seed <n>', 'seed of the random choices (default: random)')

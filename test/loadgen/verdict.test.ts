@@ -75,6 +75,18 @@ describe('judge', () => {
     expect(judge([user({ transitions: twice })], new Set())).toMatchObject({ reprocessed: 1, duplicated: 1 });
     const resent = [...REPLIES, reply('baton:order:completed:5')];
     expect(judge([user({ replies: resent })], new Set())).toMatchObject({ resent: 1, duplicated: 1 });
+    // Told that workers are killed: one repeat is a crash's allowance (SPEC 1.6), a third copy is not.
+    expect(judge([user({ replies: resent })], new Set(), { crashes: true })).toMatchObject({
+      clean: true,
+      resent: 0,
+      crashResends: 1,
+    });
+    const thrice = [...resent, reply('baton:order:completed:5')];
+    expect(judge([user({ replies: thrice })], new Set(), { crashes: true })).toMatchObject({
+      clean: false,
+      resent: 1,
+      crashResends: 1,
+    });
   });
 
   it('an expiry record naming the message that restarts the session is no duplicate', () => {
