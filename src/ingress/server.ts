@@ -186,7 +186,20 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     let batch;
     try {
-      batch = provider.parse(json);
+      const parsedBody = provider.parse(json);
+      batch = parsedBody.batch;
+      if (parsedBody.skipped.length > 0) {
+        // Inside a valid envelope, items that name no sender or channel cannot be stored: say so
+        // (ids and reasons only, never a text).
+        req.log.warn(
+          {
+            provider: provider.name,
+            skipped: parsedBody.skipped.length,
+            items: parsedBody.skipped.slice(0, 5).map((i) => ({ kind: i.kind, id: i.id, reason: i.reason })),
+          },
+          'webhook items that cannot be stored were skipped',
+        );
+      }
     } catch (err) {
       if (err instanceof BatonError) {
         count('bad_envelope');

@@ -12,13 +12,13 @@
  */
 import { SendError } from '../errors.ts';
 import type { ProviderName } from '../model/message.ts';
-import { parseCloudApiWebhook } from './cloud-api/parse.ts';
+import { parseCloudApiWebhookReport } from './cloud-api/parse.ts';
 import type { CloudApiSenderOptions } from './cloud-api/send.ts';
 import { CloudApiSender } from './cloud-api/send.ts';
 import { META_SIGNATURE_HEADER, verifyMetaSignature } from './cloud-api/signature.ts';
 import type { Provider, Sender } from './types.ts';
 import { singleHeader } from './types.ts';
-import { parseWasenderWebhook } from './wasender/parse.ts';
+import { parseWasenderWebhookReport } from './wasender/parse.ts';
 import type { WasenderSenderOptions } from './wasender/send.ts';
 import { WasenderSender } from './wasender/send.ts';
 import { WASENDER_SIGNATURE_HEADER, verifyWasenderSignature } from './wasender/verify.ts';
@@ -72,7 +72,7 @@ export function createCloudApiProvider(options: { appSecret?: string | undefined
     enabled: true,
     verify: (raw, headers) =>
       secret.length === 0 || verifyMetaSignature(raw, singleHeader(headers, META_SIGNATURE_HEADER), secret),
-    parse: (json) => parseCloudApiWebhook(json),
+    parse: (json) => parseCloudApiWebhookReport(json),
   };
 }
 
@@ -92,7 +92,7 @@ export function createWasenderProvider(options: { webhookSecret?: string | undef
     enabled: secret.length > 0,
     verify: (_raw, headers) =>
       secret.length > 0 && verifyWasenderSignature(singleHeader(headers, WASENDER_SIGNATURE_HEADER), secret),
-    parse: (json) => parseWasenderWebhook(json),
+    parse: (json) => parseWasenderWebhookReport(json),
   };
 }
 

@@ -22,10 +22,21 @@ export interface Provider {
    */
   verify(raw: Buffer, headers: WebhookHeaders): boolean;
   /**
-   * Normalises a JSON-parsed body.
+   * Normalises a JSON-parsed body: the batch to store, and the items inside a valid envelope
+   * that cannot be stored at all (no sender, no channel), for the logs.
    * @throws BatonError `BATON_ERR_BAD_ENVELOPE` when the body is not this gateway's envelope.
    */
-  parse(json: unknown): WebhookBatch;
+  parse(json: unknown): ParsedWebhook;
+}
+
+/** A webhook body read by a {@link Provider}. */
+export interface ParsedWebhook {
+  readonly batch: WebhookBatch;
+  readonly skipped: readonly {
+    readonly kind: 'message' | 'status';
+    readonly id?: string;
+    readonly reason: string;
+  }[];
 }
 
 /** Options of one send. */

@@ -49,10 +49,9 @@ describe('createCloudApiProvider', () => {
   });
 
   it('parses', () => {
-    expect(provider.parse(JSON.parse(raw.toString('utf8'))).messages[0]?.content).toEqual({
-      type: 'text',
-      body: 'hé',
-    });
+    const parsed = provider.parse(JSON.parse(raw.toString('utf8')));
+    expect(parsed.batch.messages[0]?.content).toEqual({ type: 'text', body: 'hé' });
+    expect(parsed.skipped).toEqual([]);
   });
 });
 
@@ -74,8 +73,8 @@ describe('createWasenderProvider', () => {
 
   it('parses', () => {
     expect(createWasenderProvider().parse({ event: 'session.status', data: {} })).toEqual({
-      messages: [],
-      statuses: [],
+      batch: { messages: [], statuses: [] },
+      skipped: [],
     });
   });
 });

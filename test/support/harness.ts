@@ -44,7 +44,7 @@ export interface Harness {
 
 export async function startHarness(
   env: Record<string, string> = {},
-  opts: Omit<BatonOptions, 'logger'> = {},
+  opts: BatonOptions = {},
 ): Promise<Harness> {
   const graph = await startFakeGraph();
   const dir = mkdtempSync(join(tmpdir(), 'baton-test-'));
