@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, VERIFY_TOKEN, type Harness } from '../support/harness.ts';
-import { PHONE_ID, statusWebhook, text, webhook } from '../support/payloads.ts';
+import { envelopeWith, PHONE_ID, statusWebhook, text, webhook } from '../support/payloads.ts';
 
 const FIXTURES = resolve(import.meta.dirname, '../fixtures/cloud-api');
 
@@ -157,25 +157,11 @@ describe('health, readiness, metrics, admin auth', () => {
 
   it('a user_id shared by two wa_ids: each wa_id finds its own session, the user_id answers 409 listing both', async () => {
     const shared = 'US.13491208655302741918';
-    const body = (waId: string, id: string): Record<string, unknown> => ({
-      object: 'whatsapp_business_account',
-      entry: [
-        {
-          id: '102290129340398',
-          changes: [
-            {
-              field: 'messages',
-              value: {
-                messaging_product: 'whatsapp',
-                metadata: { display_phone_number: '15550783881', phone_number_id: PHONE_ID },
-                contacts: [{ profile: { name: 'Kim' }, wa_id: waId, user_id: shared }],
-                messages: [{ from: waId, id, timestamp: '1750000000', type: 'text', text: { body: 'hi' } }],
-              },
-            },
-          ],
-        },
-      ],
-    });
+    const body = (waId: string, id: string): Record<string, unknown> =>
+      envelopeWith({
+        contacts: [{ profile: { name: 'Kim' }, wa_id: waId, user_id: shared }],
+        messages: [{ from: waId, id, timestamp: '1750000000', type: 'text', text: { body: 'hi' } }],
+      });
     const [a, b] = ['15550008881', '15550008882'];
     expect((await h.post(body(a, 'wamid.SHARED.A'))).status).toBe(200);
     expect((await h.post(body(b, 'wamid.SHARED.B'))).status).toBe(200);

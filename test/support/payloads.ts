@@ -72,6 +72,11 @@ export function webhook(messages: Msg[], phoneNumberId = PHONE_ID): Record<strin
   return webhookBody({ phoneNumberId, displayPhone: DISPLAY_PHONE }, messages, 'Test User');
 }
 
+/** A Cloud API webhook for the test channel whose change value carries `fields` as given. */
+export function envelopeWith(fields: Record<string, unknown>): Record<string, unknown> {
+  return cloudWebhook(DEFAULT_CHANNEL, fields);
+}
+
 /** A status webhook for an outbound message. */
 export function statusWebhook(
   outboundId: string,
