@@ -375,7 +375,9 @@ async function startTarget(o: Parsed, env: LoadIO['env']): Promise<StartedTarget
         WHATSAPP_API_BASE_URL: sink.url,
         WHATSAPP_APP_SECRET: secret,
         ADMIN_TOKEN: adminToken,
-        BATON_BUFFER_MS: env.BATON_BUFFER_MS ?? '300',
+        // Baton's own default window (500 ms) unless the environment sets one: a shorter one
+        // splits bursts on a busy machine, where this process also runs the load generator.
+        BATON_BUFFER_MS: env.BATON_BUFFER_MS,
         BATON_FLOWS: flows,
         REDIS_URL: undefined,
         DATABASE_URL: undefined,
