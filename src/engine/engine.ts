@@ -346,6 +346,14 @@ export class Engine {
     }
     const started = this.now();
     const prev = await backend.load(lease);
+    if (prev?.awaiting !== undefined && !pending.some(isEffectResult)) {
+      // The session waits for an effect's result, so the messages at the head of its mailbox
+      // wait too, and a batch anchored at the oldest of them would never reach a reset sent
+      // later: take every message whose own window has closed. SPEC 5b: a reset never waits;
+      // the messages before it are applied at the effect's step, then the reset.
+      const now = this.now();
+      batch = pending.filter((m) => m.storedAt + this.o.bufferMs <= now).map(trustedTimestamp);
+    }
     const resolved = await this.resolveContext(lease, batch);
     if (held.signal.aborted) return false;
 

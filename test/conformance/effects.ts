@@ -278,6 +278,34 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       noReplyTwice();
     });
 
+    it('a reset sent after another message has waited, in a later batch, does not wait either', async () => {
+      const release = shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      await say('hello?');
+      // Long enough for "hello?" to be looked at alone (and left waiting) before the reset comes.
+      await new Promise((r) => setTimeout(r, 20 * EFFECTS_BUFFER_MS));
+      const before = Date.now();
+      await say('reset');
+      const s = await atStep('ask_order', 3);
+      // Seen at once, not after the lookup: still held, never retried (its timeout is 3 s).
+      expect(Date.now() - before).toBeLessThan(2500);
+      expect(shop.callsTo('GET /orders/ORD-12345')).toHaveLength(1);
+      expect(shop.callsTo('GET /orders/ORD-12345')[0]!.status).toBe(0);
+      expect((await backend.transitions(key)).map((r) => r.kind)).toEqual(['advance', 'retry', 'reset']);
+      expect(texts().at(-1)).toMatch(/Which order/);
+      const sentBefore = sent.length;
+      release();
+      await until(async () =>
+        (await backend.transitions(key)).some((r) => r.message_ids[0]?.startsWith('fx:')) ? true : undefined,
+      );
+      const after = (await backend.load(key))!;
+      expect(after).toMatchObject({ step: 'ask_order', version: s.version });
+      expect((await backend.transitions(key)).at(-1)).toMatchObject({ kind: 'stale_input' });
+      expect(sent.length).toBe(sentBefore);
+      noReplyTwice();
+    });
+
     it('cancels once per applied cancel_yes, despite a duplicate delivery and a double tap', async () => {
       await say('ORD-12345');
       await atStep('show_status');
