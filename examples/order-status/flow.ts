@@ -11,6 +11,7 @@ import {
   effect,
   EffectError,
   image,
+  replyProblems,
   type OutboundBody,
   type TypedFlow,
   WHATSAPP_LIMITS,
@@ -190,8 +191,10 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
             `${t('events', { order: d.order ?? '' })}\n${events || t('no_events')}`,
             WHATSAPP_LIMITS.interactiveBody,
           );
-          const url = d.found?.map_url;
-          return url === undefined ? [text] : [mapMessage(url, t('map')), text];
+          // The shop's map when it is a link WhatsApp can fetch; anything else is left out, and
+          // the events still go.
+          const map = d.found?.map_url === undefined ? undefined : mapMessage(d.found.map_url, t('map'));
+          return map === undefined || replyProblems(map).length > 0 ? [text] : [map, text];
         },
         choices: [
           { id: 'another', title: (_d, { t }) => t('another') },
@@ -232,6 +235,7 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         },
       },
       lookup_failed: {
+        needs: ['order'],
         say: (_d, { t }) => t('lookup_failed'),
         choices: [
           { id: 'retry_lookup', title: (_d, { t }) => t('retry_lookup') },

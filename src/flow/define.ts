@@ -535,7 +535,8 @@ function choiceBody(text: string, choices: readonly Choice[], listButton: string
     type: 'list',
     text,
     button: listButton,
-    sections: [{ title: 'Options', rows: choices.map((c) => ({ ...c })) }],
+    // One section, titled like the list's button: in the session's language when that is translated.
+    sections: [{ title: listButton, rows: choices.map((c) => ({ ...c })) }],
   };
 }
 

@@ -87,6 +87,34 @@ describe('order_status through testFlow', () => {
     for (const r of out) expect(replyProblems(r.body)).toEqual([]);
   });
 
+  it('a map that is no http(s) link is left out; the events still go, and the list speaks Spanish', async () => {
+    const t = shop();
+    await t.send('hola');
+    await t.send('ORD-12345');
+    const shown = await t.resolve('lookup', {
+      ...found,
+      order: { ...found.order, map_url: 'javascript:alert(1)' },
+    });
+    const list = shown.at(-1)!.body;
+    expect(list.type).toBe('list');
+    if (list.type === 'list') {
+      expect(list.button).toBe('Opciones');
+      expect(list.sections.map((x) => x.title)).toEqual(['Opciones']);
+    }
+    const out = await t.tap('track');
+    expect(t.step).toBe('tracking');
+    expect(out.map((r) => r.body.type)).toEqual(['buttons']);
+    expect(out[0]!.text).toContain('Left the warehouse');
+  });
+
+  it('an agent cannot hand a session back at lookup_failed before it has an order number', async () => {
+    const f = orderStatusFlow({ apiUrl: 'http://shop.invalid' });
+    expect(f.steps.get('lookup_failed')!.needs).toEqual(['order']);
+    // Its retry_lookup would otherwise look up an empty order number.
+    for (const step of ['looking_up', 'show_status', 'tracking', 'confirm_cancel', 'cancelling'])
+      expect(f.steps.get(step)!.needs, step).toContain('order');
+  });
+
   it('messages wait for the result, then are applied after it, in order', async () => {
     const t = shop();
     await t.send('ORD-12345');
