@@ -50,7 +50,14 @@ export class Metrics {
   );
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
-    if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'baton_process_' });
+    if (!opts.defaultMetrics) return;
+    // Node's and the process's own figures: baton_process_cpu_seconds_total, baton_nodejs_*.
+    collectDefaultMetrics({ register: this.registry, prefix: 'baton_' });
+    // prom-client names three gauges `..._total`, which Prometheus keeps for counters
+    // (`promtool check metrics` refuses them); `baton_nodejs_active_resources` (a gauge by
+    // resource type) says the same.
+    for (const name of ['handles', 'requests', 'resources'])
+      this.registry.removeSingleMetric(`baton_nodejs_active_${name}_total`);
   }
 
   /** A counter in this instance's registry. */

@@ -44,6 +44,21 @@ function metricNames(expr: string): string[] {
   return [...expr.matchAll(/\bbaton_[a-z_]+\b/g)].map((m) => m[0]);
 }
 
+describe('GET /metrics', () => {
+  it.skipIf(promtool === null)(
+    'passes promtool check metrics, default process metrics included',
+    async () => {
+      const m = new Metrics({ defaultMetrics: true });
+      m.webhooks.inc({ provider: 'cloud-api', outcome: 'stored' });
+      const text = await m.registry.metrics();
+      expect(text).toContain('baton_process_cpu_seconds_total');
+      // Exit 0 and no lint line (a gauge named `_total` is one).
+      const out = execFileSync(promtool!, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      expect(out.trim()).toBe('');
+    },
+  );
+});
+
 describe('deploy/prometheus/alerts.yml', () => {
   it.skipIf(promtool === null)('passes promtool check rules', () => {
     const out = execFileSync(promtool!, ['check', 'rules', RULES], { encoding: 'utf8' });
