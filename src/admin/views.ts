@@ -61,6 +61,7 @@ export function layout(p: Page): string {
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="baton-csrf" content="${p.csrf}" />
         <title>${p.title} · Baton</title>
+        <link rel="icon" href="data:," />
         <link rel="stylesheet" href="/admin/assets/dashboard.css" />
         <script src="/admin/assets/dashboard.js" defer></script>
       </head>
@@ -104,6 +105,7 @@ export function signInPage(error?: string): string {
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>Sign in · Baton</title>
+        <link rel="icon" href="data:," />
         <link rel="stylesheet" href="/admin/assets/dashboard.css" />
       </head>
       <body class="signin">

@@ -26,6 +26,8 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
   let h: Harness;
   let browser: Browser;
   let page: Page;
+  /** Errors the pages logged to the browser's console, and uncaught page errors. */
+  const consoleErrors: string[] = [];
 
   const shot = (name: string) =>
     page.screenshot({ path: resolve(OUT, `dashboard-${name}.png`), fullPage: true });
@@ -53,6 +55,10 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     });
     page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     page.setDefaultTimeout(10_000);
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(`${m.text()} @ ${m.location().url}`);
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${String(e)}`));
   }, 60_000);
 
   afterAll(async () => {
@@ -305,5 +311,11 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     await page.waitForSelector(`#inbox tr[data-wa-id="${u}"]`, { timeout: 12_000 });
     expect(await page.isChecked('#live-refresh')).toBe(true);
     await page.uncheck('#live-refresh');
+  });
+
+  it('no page threw, and none asked for a resource it does not have', () => {
+    // A sign-in with a wrong token is answered 401 on purpose; anything else is a defect.
+    const unexpected = consoleErrors.filter((e) => !/status of 401/.test(e));
+    expect(unexpected).toEqual([]);
   });
 });
