@@ -155,7 +155,25 @@ const NO_CHAOS: ChaosOptions = {
   retaps: 0,
 };
 
-async function getJson(url: string, token: string): Promise<{ status: number; json: unknown }> {
+/**
+ * One admin API read. A network error or a 503 (the target restarting, a store away) is tried
+ * again for up to 30 s, as the webhooks are: a run that kills and restarts Baton still gets
+ * its verdict.
+ */
+export async function getJson(url: string, token: string): Promise<{ status: number; json: unknown }> {
+  const deadline = performance.now() + 30_000;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+    try {
+      const answer = await getJsonOnce(url, token);
+      if (answer.status !== 503 || performance.now() + delay > deadline) return answer;
+    } catch (err) {
+      if (performance.now() + delay > deadline) throw err;
+    }
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+async function getJsonOnce(url: string, token: string): Promise<{ status: number; json: unknown }> {
   const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
   const text = await res.text();
   let json: unknown = undefined;
