@@ -31,6 +31,12 @@ export interface WebhookClientOptions {
   readonly maxInflight?: number;
   /** Re-deliveries after a retryable failure (default 3). */
   readonly retries?: number;
+  /**
+   * Beyond `retries`, keep re-delivering for this long after the first attempt, backing off up
+   * to 2 s (default 0): Meta retries for days, so a Baton killed and restarted mid-run still gets
+   * every webhook.
+   */
+  readonly retryForMs?: number;
   /** Per-attempt timeout, milliseconds (default 30 s). */
   readonly timeoutMs?: number;
 }
@@ -149,8 +155,11 @@ export class WebhookClient {
     for (let attempt = 1; ; attempt += 1) {
       const ms = performance.now() - started;
       const retryable = status === 0 || status === 429 || status >= 500;
-      if (!retryable || attempt > this.retries) return { status, ms, sentAt, attempts: attempt, detail };
-      await new Promise((r) => setTimeout(r, 100 * 2 ** (attempt - 1)));
+      const delay = Math.min(2000, 100 * 2 ** (attempt - 1));
+      const inWindow = performance.now() + delay - sentAt < (this.o.retryForMs ?? 0);
+      if (!retryable || (attempt > this.retries && !inWindow))
+        return { status, ms, sentAt, attempts: attempt, detail };
+      await new Promise((r) => setTimeout(r, delay));
       started = performance.now();
       ({ status, detail } = await this.attempt(raw, headers));
     }

@@ -99,8 +99,9 @@ export interface LoadOptions {
   /** Users start spread evenly over this window, milliseconds (default 0: all at once). */
   readonly rampMs?: number;
   /**
-   * Workers are killed during the run: one repeat of a reply is the crash allowance of guarantee
-   * 6, reported apart (see `judge`).
+   * Workers (or Baton itself) are killed during the run: one repeat of a reply is the crash
+   * allowance of guarantee 6, reported apart (see `judge`), and webhooks are re-delivered for up
+   * to a minute while the target is down.
    */
   readonly crashes?: boolean;
   /** After the last user is done: wait at most this long for Baton to drain (default 10 s). */
@@ -275,6 +276,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     baseUrl: base,
     secret: options.secret,
     maxInflight: options.maxInflight ?? 64,
+    // Processes are being killed: re-deliver as Meta would until the target is back.
+    ...(options.crashes === true ? { retryForMs: 60_000 } : {}),
   });
   const counters: LiveCounters = {
     deliveries: 0,
