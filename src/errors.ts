@@ -138,9 +138,20 @@ export class SendError extends BatonError {
   readonly httpStatus: number;
   readonly providerCode: number | undefined;
   readonly retryAfterMs: number | undefined;
+  /**
+   * The request may have reached the gateway, but no answer came (a timeout, a connection lost
+   * after sending): sending again may deliver the message twice.
+   */
+  readonly unknownOutcome: boolean;
   constructor(
     detail: string,
-    opts: { retryable: boolean; httpStatus: number; providerCode?: number; retryAfterMs?: number },
+    opts: {
+      retryable: boolean;
+      httpStatus: number;
+      providerCode?: number;
+      retryAfterMs?: number;
+      unknownOutcome?: boolean;
+    },
   ) {
     super(opts.retryable ? 'BATON_ERR_SEND_RETRYABLE' : 'BATON_ERR_SEND_PERMANENT', detail, {
       retryable: opts.retryable,
@@ -149,5 +160,6 @@ export class SendError extends BatonError {
     this.httpStatus = opts.httpStatus;
     this.providerCode = opts.providerCode;
     this.retryAfterMs = opts.retryAfterMs;
+    this.unknownOutcome = opts.unknownOutcome ?? false;
   }
 }

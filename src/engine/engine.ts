@@ -91,6 +91,12 @@ const MAX_BATCH = 500;
 const BATCH_ATTEMPTS = 3;
 /** First wait between those attempts (x4 each time). */
 const BATCH_BACKOFF_MS = 100;
+/**
+ * How long a reply refused for a retryable reason (throttling, 5xx, the gateway unreachable) is
+ * tried again before it is dead-lettered: WhatsApp's customer service window, after which a
+ * free-form reply cannot be delivered anyway.
+ */
+const SEND_FOR_MS = 24 * 60 * 60 * 1000;
 
 /**
  * Any error thrown while flow code ran, as a `FlowRuntimeError` naming flow and step. Errors
@@ -658,6 +664,9 @@ export class Engine {
       // The store refusing the record of the one before stops here: later replies must not
       // overtake it.
       await this.recordSent(run);
+      // Sends that got no answer (they may have reached the user): one is sent again, as a crash
+      // between a send and its record would; a second is not, lest the user get it three times.
+      let unanswered = 0;
       for (let attempt = rec.attempts + 1; ; attempt += 1) {
         if (signal.aborted) break sending;
         let providerMessageId: string;
@@ -666,7 +675,31 @@ export class Engine {
         } catch (err) {
           const e =
             err instanceof SendError ? err : new SendError(String(err), { retryable: true, httpStatus: 0 });
-          if (e.retryable && attempt < maxAttempts) {
+          if (e.unknownOutcome) unanswered += 1;
+          const ambiguous = unanswered >= 2;
+          if (
+            e.retryable &&
+            !ambiguous &&
+            attempt >= maxAttempts &&
+            this.now() - rec.createdAt < SEND_FOR_MS
+          ) {
+            // Throttled (or the gateway down) for longer than this turn's attempts: the reply stays
+            // unsent, and so do the ones after it (order); the release brings the session back
+            // shortly and a later turn tries again, until the reply is a day old.
+            metrics.outbound.inc({ outcome: 'retry' });
+            logger.warn(
+              {
+                session: logSessionId(rec),
+                outbound: rec.seq,
+                attempt,
+                code: e.providerCode,
+                status: e.httpStatus,
+              },
+              'send still refused; trying again later',
+            );
+            break sending;
+          }
+          if (e.retryable && !ambiguous && attempt < maxAttempts) {
             metrics.outbound.inc({ outcome: 'retry' });
             const backoff = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** (attempt - 1));
             const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
@@ -695,7 +728,17 @@ export class Engine {
             },
             'send failed; dead-lettered',
           );
-          await this.failOutbound(run.lease, rec, attempt, e);
+          await this.failOutbound(
+            run.lease,
+            rec,
+            attempt,
+            ambiguous
+              ? new SendError(
+                  `${e.message}; no answer twice, so not sent again (the user may have it already): replay it if not`,
+                  { retryable: false, httpStatus: e.httpStatus },
+                )
+              : e,
+          );
           break;
         }
         metrics.outbound.inc({ outcome: 'sent' });

@@ -38,7 +38,7 @@ export interface ResponseHeaders {
 }
 
 /** Default time a send may take, connection and response included. */
-export const DEFAULT_SEND_TIMEOUT_MS = 10_000;
+export const DEFAULT_SEND_TIMEOUT_MS = 30_000;
 
 /** What came back from a POST that reached the server. */
 export interface JsonResponse {
@@ -97,7 +97,16 @@ export async function postJson(url: string, options: PostJsonOptions): Promise<J
       : options.signal?.aborted === true
         ? 'aborted'
         : describeNetworkError(err);
-    const error = new SendError(`${options.label} failed: ${why}`, { retryable: true, httpStatus: 0 });
+    // Refused before anything was sent: nothing reached the gateway. Otherwise (a timeout, a
+    // connection lost mid-request) it may have been delivered.
+    const neverSent = ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH'].includes(
+      codeOf((err as { cause?: unknown } | null)?.cause) ?? codeOf(err) ?? '',
+    );
+    const error = new SendError(`${options.label} failed: ${why}`, {
+      retryable: true,
+      httpStatus: 0,
+      unknownOutcome: timeout.aborted || !neverSent,
+    });
     error.cause = err;
     throw error;
   }
@@ -105,7 +114,7 @@ export async function postJson(url: string, options: PostJsonOptions): Promise<J
 
 /** What every sender takes besides its base URL and credentials. */
 export interface HttpSendOptions {
-  /** Per-request timeout; default 10 s. */
+  /** Per-request timeout; default 30 s. */
   readonly timeoutMs?: number;
   /** Injectable `fetch`; default a keep-alive connection pool per gateway origin. */
   readonly fetch?: FetchFn;

@@ -72,22 +72,86 @@ describe('outbox', () => {
     await backend.close();
   });
 
-  it('dead-letters a reply after the last retryable attempt, with the gateway error', async () => {
+  it('a reply still throttled after the turn’s attempts stays unsent for a later turn, then is dead-lettered when a day old', async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    let calls = 0;
+    let clock = Date.now();
+    const refuse = async (): Promise<never> => {
+      calls += 1;
+      throw new SendError('Graph error 130429: rate limit hit', {
+        retryable: true,
+        httpStatus: 400,
+        providerCode: 130429,
+      });
+    };
+    const engine = testEngine(backend, {
+      send: refuse,
+      sendBackoffMs: 1,
+      maxSendAttempts: 3,
+      now: () => clock,
+    });
+    await backend.ingest({ messages: [hi], statuses: [] });
+    await engine.runSession(key);
+    expect(calls).toBe(3);
+    // Not dead-lettered: still pending, for the next turn.
+    expect((await backend.unsent(key)).map((o) => o.status)).toEqual(['pending']);
+    expect(await backend.listDeadLetters(10)).toEqual([]);
+    // A day later, still refused: now it is dead-lettered with the gateway's error.
+    clock += 24 * 60 * 60 * 1000 + 1;
+    await engine.runSession(key);
+    const [out] = await backend.outbound(key);
+    expect(out).toMatchObject({ status: 'failed' });
+    const [letter] = await backend.listDeadLetters(10);
+    expect(letter).toMatchObject({ kind: 'outbound', ref: out!.id });
+    expect(letter!.reason).toContain('130429');
+    await backend.close();
+  });
+
+  it('a throttled reply goes out once the throttling ends, in order with the next one', async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    let refusing = true;
+    const sent: string[] = [];
+    const engine = engineFor(backend, async (m) => {
+      if (refusing) throw new SendError('HTTP 503', { retryable: true, httpStatus: 503 });
+      sent.push(m.callbackData);
+      return { providerMessageId: `wamid.${m.id}` };
+    });
+    await backend.ingest({ messages: [hi], statuses: [] });
+    await engine.runSession(key);
+    await backend.ingest({
+      messages: [{ ...hi, id: 'w2', timestamp: 101, content: { type: 'text', body: 'Jane' } }],
+      statuses: [],
+    });
+    await engine.runSession(key);
+    expect(sent).toEqual([]);
+    refusing = false;
+    await engine.runSession(key);
+    expect(sent).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);
+    expect(await backend.listDeadLetters(10)).toEqual([]);
+    await backend.close();
+  });
+
+  it('a send that gets no answer is sent once more, never a third time', async () => {
     const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
     await backend.init();
     let calls = 0;
     const engine = engineFor(backend, async () => {
       calls += 1;
-      throw new SendError('HTTP 503', { retryable: true, httpStatus: 503 });
+      throw new SendError('Graph API failed: timed out after 30000 ms', {
+        retryable: true,
+        httpStatus: 0,
+        unknownOutcome: true,
+      });
     });
     await backend.ingest({ messages: [hi], statuses: [] });
     await engine.runSession(key);
-    expect(calls).toBe(3);
+    expect(calls).toBe(2);
     const [out] = await backend.outbound(key);
-    expect(out).toMatchObject({ status: 'failed', attempts: 3 });
+    expect(out).toMatchObject({ status: 'failed' });
     const [letter] = await backend.listDeadLetters(10);
-    expect(letter).toMatchObject({ kind: 'outbound', ref: out!.id });
-    expect(letter!.reason).toContain('HTTP 503');
+    expect(letter!.reason).toContain('no answer twice');
     await backend.close();
   });
 });
