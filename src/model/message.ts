@@ -123,7 +123,8 @@ const DELIVERY_RANK: Readonly<Partial<Record<OutboundStatus, number>>> = {
  * The one rule for changing an outbound record's status, whether the outbox or a status webhook
  * asks: whether `next` may replace `cur`. Webhooks arrive out of order and may follow a retry, so
  * delivery states only advance (sent < delivered < read < played); `failed` is recorded unless
- * the message was already delivered (WhatsApp delivered it, whatever came later); `pending` and
+ * the message was already delivered (WhatsApp delivered it, whatever came later), and only a
+ * delivered or read report replaces it (a late `sent` does not hide it); `pending` and
  * `sending` (the outbox's own states, and replay) only apply before any delivery state, so a
  * delivered message is never queued to be sent again. The same status is allowed (no change).
  *
@@ -136,7 +137,9 @@ export function statusAllowed(cur: OutboundStatus, next: OutboundStatus): boolea
   const curRank = DELIVERY_RANK[cur];
   if (next === 'pending' || next === 'sending') return curRank === undefined;
   const nextRank = DELIVERY_RANK[next];
-  if (nextRank !== undefined) return curRank === undefined || nextRank > curRank;
+  // A late `sent` does not hide a failure; a later delivered or read report does replace it.
+  if (nextRank !== undefined)
+    return curRank === undefined ? cur !== 'failed' || next !== 'sent' : nextRank > curRank;
   // next is failed
   return cur !== 'delivered' && cur !== 'read' && cur !== 'played';
 }

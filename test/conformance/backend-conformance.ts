@@ -645,6 +645,17 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
           expect((await statusOf(key)).status).toBe('delivered');
         });
 
+        it('a late sent webhook after failed leaves it failed, with its error', async () => {
+          const key = newKey();
+          const [, pmid] = await sentRecord(key);
+          await hook(key, pmid, 'failed', undeliverable);
+          await hook(key, pmid, 'sent');
+          expect(await statusOf(key)).toMatchObject({
+            status: 'failed',
+            lastError: '131026: Receiver is incapable',
+          });
+        });
+
         it('a delivered webhook after read leaves it read', async () => {
           const key = newKey();
           const [, pmid] = await sentRecord(key);

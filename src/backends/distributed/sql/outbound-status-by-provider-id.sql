@@ -1,13 +1,14 @@
 -- A status webhook for a record Redis no longer keeps: applies it in PostgreSQL with the
 -- same rule as statusAllowed in src/model/message.ts and scripts/includes/outbound-status.lua
--- (delivery states only advance; failed unless delivered; the revision is left alone so
+-- (delivery states only advance; failed unless delivered, and a late sent does not replace
+-- failed; the revision is left alone so
 -- Redis's later writes still apply).
 -- $1 provider message id, $2 status, $3 last error (null to keep)
 UPDATE outbound SET
   status = CASE
     WHEN status = $2 THEN status
     WHEN $2 IN ('sent', 'delivered', 'read', 'played') AND (
-      status NOT IN ('sent', 'delivered', 'read', 'played')
+      (status NOT IN ('sent', 'delivered', 'read', 'played') AND NOT (status = 'failed' AND $2 = 'sent'))
       OR array_position(ARRAY['sent', 'delivered', 'read', 'played'], $2)
          > array_position(ARRAY['sent', 'delivered', 'read', 'played'], status)
     ) THEN $2

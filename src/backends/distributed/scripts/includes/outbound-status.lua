@@ -7,7 +7,11 @@ local DELIVERY_RANK = { sent = 2, delivered = 3, read = 4, played = 5 }
 local function statusAllowed(cur, new)
   if new == cur then return true end
   if new == 'pending' or new == 'sending' then return DELIVERY_RANK[cur] == nil end
-  if DELIVERY_RANK[new] then return DELIVERY_RANK[cur] == nil or DELIVERY_RANK[new] > DELIVERY_RANK[cur] end
+  if DELIVERY_RANK[new] then
+    -- a late `sent` does not hide a failure; a delivered or read report replaces it
+    if DELIVERY_RANK[cur] == nil then return cur ~= 'failed' or new ~= 'sent' end
+    return DELIVERY_RANK[new] > DELIVERY_RANK[cur]
+  end
   if new == 'failed' then return cur ~= 'delivered' and cur ~= 'read' and cur ~= 'played' end
   return false
 end
