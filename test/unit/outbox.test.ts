@@ -76,7 +76,9 @@ describe('outbox', () => {
     const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
     await backend.init();
     let calls = 0;
-    let clock = Date.now();
+    // The engine's clock runs with the real one (the store stamps messages with it), a day ahead
+    // once the test says so.
+    let ahead = 0;
     const refuse = async (): Promise<never> => {
       calls += 1;
       throw new SendError('Graph error 130429: rate limit hit', {
@@ -89,7 +91,7 @@ describe('outbox', () => {
       send: refuse,
       sendBackoffMs: 1,
       maxSendAttempts: 3,
-      now: () => clock,
+      now: () => Date.now() + ahead,
     });
     await backend.ingest({ messages: [hi], statuses: [] });
     await engine.runSession(key);
@@ -98,7 +100,7 @@ describe('outbox', () => {
     expect((await backend.unsent(key)).map((o) => o.status)).toEqual(['pending']);
     expect(await backend.listDeadLetters(10)).toEqual([]);
     // A day later, still refused: now it is dead-lettered with the gateway's error.
-    clock += 24 * 60 * 60 * 1000 + 1;
+    ahead = 24 * 60 * 60 * 1000 + 1;
     await engine.runSession(key);
     const [out] = await backend.outbound(key);
     expect(out).toMatchObject({ status: 'failed' });
