@@ -97,6 +97,8 @@ const BATCH_BACKOFF_MS = 100;
  * free-form reply cannot be delivered anyway.
  */
 const SEND_FOR_MS = 24 * 60 * 60 * 1000;
+/** The longest backoff an agent's request waits out before it leaves the send to a worker. */
+const AGENT_SEND_WAIT_MS = 1000;
 
 /**
  * Any error thrown while flow code ran, as a `FlowRuntimeError` naming flow and step. Errors
@@ -120,6 +122,8 @@ export class Engine {
   /** Renews every baton this engine holds, on one timer. */
   readonly leases: LeaseManager;
   private readonly logTimes = new Map<string, { at: number; suppressed: number }>();
+  /** Reply id -> its sends that got no answer so far (see flushOutbox). */
+  private readonly unanswered = new Map<string, number>();
 
   constructor(private readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
@@ -651,10 +655,16 @@ export class Engine {
    * left in `run.sent` for the caller, who records it with the end of the turn (one round trip
    * fewer); otherwise it is recorded here.
    */
-  private async flushOutbox(run: SessionRun, leaveLast = false): Promise<void> {
+  private async flushOutbox(
+    run: SessionRun,
+    leaveLast = false,
+    maxAttempts = this.o.maxSendAttempts ?? 8,
+    /** A retry that would wait longer than this is left to a later turn instead. */
+    maxWaitMs = Number.POSITIVE_INFINITY,
+  ): Promise<void> {
     const { backend, metrics, logger } = this.o;
     const signal = run.held.sending;
-    const maxAttempts = this.o.maxSendAttempts ?? 8;
+    if (this.unanswered.size > 10_000) this.unanswered.clear(); // only ever a few: never grows
     await this.recordSent(run);
     const unsent = await backend.unsent(run.lease);
     // Effects are not sent: the session runs them (see awaitEffects) once its replies are out.
@@ -666,7 +676,8 @@ export class Engine {
       await this.recordSent(run);
       // Sends that got no answer (they may have reached the user): one is sent again, as a crash
       // between a send and its record would; a second is not, lest the user get it three times.
-      let unanswered = 0;
+      // Counted across this process's turns: a reply left for a later turn keeps its count.
+      let unanswered = this.unanswered.get(rec.id) ?? 0;
       for (let attempt = rec.attempts + 1; ; attempt += 1) {
         if (signal.aborted) break sending;
         let providerMessageId: string;
@@ -675,12 +686,14 @@ export class Engine {
         } catch (err) {
           const e =
             err instanceof SendError ? err : new SendError(String(err), { retryable: true, httpStatus: 0 });
-          if (e.unknownOutcome) unanswered += 1;
+          if (e.unknownOutcome) this.unanswered.set(rec.id, (unanswered += 1));
           const ambiguous = unanswered >= 2;
+          const backoff = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** (attempt - 1));
+          const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
           if (
             e.retryable &&
             !ambiguous &&
-            attempt >= maxAttempts &&
+            (attempt >= maxAttempts || wait > maxWaitMs) &&
             this.now() - rec.createdAt < SEND_FOR_MS
           ) {
             // Throttled (or the gateway down) for longer than this turn's attempts: the reply stays
@@ -701,8 +714,6 @@ export class Engine {
           }
           if (e.retryable && !ambiguous && attempt < maxAttempts) {
             metrics.outbound.inc({ outcome: 'retry' });
-            const backoff = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** (attempt - 1));
-            const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
             logger.warn(
               {
                 session: logSessionId(rec),
@@ -728,6 +739,7 @@ export class Engine {
             },
             'send failed; dead-lettered',
           );
+          this.unanswered.delete(rec.id);
           await this.failOutbound(
             run.lease,
             rec,
@@ -745,6 +757,7 @@ export class Engine {
         // The send happened: never send it again because recording it failed. If the store
         // refuses the record, the next holder of the baton may repeat this one send, as SPEC 1.6
         // allows, and no other.
+        this.unanswered.delete(rec.id);
         run.sent = { id: rec.id, patch: { status: 'sent', attempts: attempt, providerMessageId } };
         break;
       }
@@ -825,8 +838,16 @@ export class Engine {
       flowFor: (s) => this.flowFor(s),
       hold: (lease) => this.hold(lease),
       toOutbound: (s, replies, started) => this.toOutbound(s, replies, started),
+      // While the agent's request waits: quick retries only. A send that would wait longer (a
+      // throttled gateway's Retry-After, a long backoff) stays unsent and a worker takes it up
+      // (the release schedules the session again), so the dashboard never hangs.
       flushOutbox: (lease, signal) =>
-        this.flushOutbox({ lease, held: { signal, sending: signal, stop: () => undefined }, effects: [] }),
+        this.flushOutbox(
+          { lease, held: { signal, sending: signal, stop: () => undefined }, effects: [] },
+          false,
+          3,
+          AGENT_SEND_WAIT_MS,
+        ),
     };
   }
 

@@ -260,6 +260,29 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
     },
   );
 
+  it.skipIf(!available)(
+    "an agent's message to a throttled gateway: the request answers at once, pending, and a worker sends it",
+    async () => {
+      const user = '15550401009';
+      await escalated(user);
+      expect((await send(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' })).status).toBe(200);
+      // Throttled, asked to come back in 2 s: the request does not wait that out.
+      h.graph.failNext(1, { status: 429, retryAfter: 2 });
+      const started = Date.now();
+      const wrote = await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'Ana here' });
+      expect(wrote.status).toBe(200);
+      expect(Date.now() - started).toBeLessThan(1500);
+      const answer = await json<{ message: { status: string } }>(wrote);
+      expect(answer.message.status).toBe('pending');
+      // A worker sends it once the session comes back.
+      const call = await h.graph.waitFor(
+        (c) => c.body.to === user && JSON.stringify(c.body).includes('Ana here'),
+        10_000,
+      );
+      expect(call.body.biz_opaque_callback_data).toMatch(/:agent-\d+$/);
+    },
+  );
+
   it.skipIf(!available)('refuses to write to or hand back a session the bot is serving (409)', async () => {
     const user = '15550401002';
     expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);

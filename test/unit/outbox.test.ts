@@ -135,6 +135,29 @@ describe('outbox', () => {
     await backend.close();
   });
 
+  it('sends without an answer are counted across turns: the second one ends it, in a later turn too', async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const answers = ['timeout', 'throttled', 'throttled', 'timeout', 'ok'];
+    let calls = 0;
+    const engine = engineFor(backend, async (m) => {
+      const a = answers[calls++];
+      if (a === 'timeout')
+        throw new SendError('timed out', { retryable: true, httpStatus: 0, unknownOutcome: true });
+      if (a === 'throttled') throw new SendError('HTTP 429', { retryable: true, httpStatus: 429 });
+      return { providerMessageId: `wamid.${m.id}` };
+    });
+    await backend.ingest({ messages: [hi], statuses: [] });
+    await engine.runSession(key); // no answer, then throttled twice: left for a later turn
+    expect(calls).toBe(3);
+    expect((await backend.unsent(key)).map((o) => o.status)).toEqual(['pending']);
+    await engine.runSession(key); // no answer again: that is the second, so not sent a third time
+    expect(calls).toBe(4);
+    const [letter] = await backend.listDeadLetters(10);
+    expect(letter!.reason).toContain('no answer twice');
+    await backend.close();
+  });
+
   it('a send that gets no answer is sent once more, never a third time', async () => {
     const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
     await backend.init();
