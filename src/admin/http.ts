@@ -7,7 +7,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { z } from 'zod';
 import type { Backend } from '../backends/types.ts';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
-import type { SessionSnapshot } from '../model/session.ts';
+import { sessionNamedBy, type SessionSnapshot } from '../model/session.ts';
 import { ChannelQuery, WaIdParams } from './schemas.ts';
 
 /** Sends `{error, code}` with the code's status. */
@@ -75,9 +75,8 @@ export async function findOne(
     return null;
   }
   if (found.length > 1) {
-    // The id a session is keyed by wins over a wa_id or user_id it merely shares with others.
-    const exact = found.filter((s) => s.user === waId);
-    if (exact.length === 1) return exact[0]!;
+    const named = sessionNamedBy(found, waId);
+    if (named) return named;
     await fail(reply, 'BATON_ERR_AMBIGUOUS_SESSION', {
       channels: [...new Set(found.map((s) => s.channel))],
       sessions: found.map((s) => ({ channel: s.channel, wa_id: s.waId ?? s.user })),

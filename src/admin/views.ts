@@ -4,7 +4,7 @@
  * @module
  */
 import type { Flow } from '../flow/define.ts';
-import { agentOf } from '../flow/agent.ts';
+import { agentOf, missingNeeds } from '../flow/agent.ts';
 import {
   toSessionView,
   type OutboundRecord,
@@ -185,9 +185,7 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
   const here = sessionHref(s);
   // The steps a handback may name: those whose `needs` the session's data has.
   const steps = flow
-    ? [...flow.steps.values()]
-        .filter((d) => d.needs.every((k) => s.data[k] !== undefined && s.data[k] !== null))
-        .map((d) => d.id)
+    ? [...flow.steps.values()].filter((d) => missingNeeds(d, s.data).length === 0).map((d) => d.id)
     : [];
   const chosen = s.step ?? flow?.start ?? '';
   const agent = agentOf(s);

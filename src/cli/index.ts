@@ -8,7 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { createBaton, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
-import { toSessionView } from '../model/session.ts';
+import { sessionNamedBy, toSessionView } from '../model/session.ts';
 import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
 import { GRAPH_FORMATS, runFlowGraph, type GraphFlags } from './graph.ts';
 import {
@@ -204,9 +204,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     const found = await b.backend.findSessions(waId, channel);
     if (found.length === 0) throw new BatonError('BATON_ERR_NOT_FOUND', `no session for ${waId}`);
     if (found.length > 1) {
-      // As the admin API: the id a session is keyed by wins over one it merely shares.
-      const exact = found.filter((s) => s.user === waId);
-      if (exact.length === 1) return exact[0]!;
+      const named = sessionNamedBy(found, waId);
+      if (named) return named;
       const list = found.map((s) => `${s.waId ?? s.user} on ${s.channel}`).join(', ');
       throw new BatonError(
         'BATON_ERR_AMBIGUOUS_SESSION',

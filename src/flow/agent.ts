@@ -14,7 +14,7 @@ import type {
   TransitionKind,
   TransitionRecord,
 } from '../model/session.ts';
-import type { Flow } from './define.ts';
+import type { Flow, FlowData, StepDef } from './define.ts';
 import { handbackTransition, type TransitionEnv, type TransitionResult } from './transition.ts';
 
 /** What an agent operation commits. */
@@ -131,6 +131,11 @@ export function agentMessage(
   return { snapshot, records: [record(snapshot, 'agent_message', prev.step, env)], outbound: [outbound] };
 }
 
+/** The data keys `step` needs (its `needs`) that `data` does not have: a handback there is refused. */
+export function missingNeeds(step: Pick<StepDef, 'needs'>, data: FlowData): string[] {
+  return step.needs.filter((k) => data[k] === undefined || data[k] === null);
+}
+
 /**
  * The agent hands the session back to the bot at `step` (see `handbackTransition`): checked
  * here, computed by the flow core so the step is entered exactly as a flow would enter it.
@@ -147,9 +152,7 @@ export function handback(
   if (!prev.needsAgent) {
     throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the session is not waiting for an agent');
   }
-  const missing = flow.steps
-    .get(stepId)!
-    .needs.filter((k) => prev.data[k] === undefined || prev.data[k] === null);
+  const missing = missingNeeds(flow.steps.get(stepId)!, prev.data);
   if (missing.length > 0) {
     throw new BatonError(
       'BATON_ERR_STEP_NEEDS_DATA',

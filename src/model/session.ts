@@ -301,6 +301,15 @@ export interface DeadLetter {
  * a value outside what a date can hold (stored before timestamps were capped) is clamped into
  * that range rather than throwing.
  */
+/**
+ * Of the sessions an id finds (a wa_id or user_id may be shared by several), the one keyed by
+ * that very id, when exactly one is; else undefined (the caller asks which one).
+ */
+export function sessionNamedBy(found: readonly SessionSnapshot[], id: string): SessionSnapshot | undefined {
+  const exact = found.filter((s) => s.user === id);
+  return exact.length === 1 ? exact[0] : undefined;
+}
+
 export function isoSeconds(unixSeconds: number): string {
   const ms = Number.isFinite(unixSeconds) ? Math.max(-8.64e15, Math.min(8.64e15, unixSeconds * 1000)) : 0;
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');

@@ -27,7 +27,7 @@ import {
   pipeline,
   r,
 } from './redis-calls.ts';
-import type { Arg, PipelineOp } from './scripts.ts';
+import type { Arg, PipelineOp, ScriptOp } from './scripts.ts';
 import { figuresAt } from './global-feed.ts';
 
 /** Every store the mode writes through has the commit. */
@@ -187,17 +187,11 @@ async function makeDurable(
   }
 }
 
-interface TrimOp {
-  readonly script: 'journal-trim';
-  readonly keys: readonly string[];
-  readonly args: readonly Arg[];
-}
-
 /**
  * A single node trims every journal of a group copy in one script call; a cluster keeps one call
  * per session (a script's keys must share a slot, and each session's keys have their own).
  */
-function oneTrimPerSlot(ctx: Context, trims: readonly TrimOp[]): readonly TrimOp[] {
+function oneTrimPerSlot(ctx: Context, trims: readonly ScriptOp[]): readonly ScriptOp[] {
   if (ctx.opts.cluster === true || trims.length < 2) return trims;
   return [
     {
@@ -250,7 +244,7 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
     const pages = todo.map((m) => early.get(m) ?? readPages.get(m));
     early.clear(); // only the first page comes early
     const entries: JournalEntry[] = [];
-    const trims: TrimOp[] = [];
+    const trims: ScriptOp[] = [];
     const again: string[] = [];
     pages.forEach((page, i) => {
       const raw = asArray(page).map(asString);
