@@ -144,6 +144,20 @@ export function statusAllowed(cur: OutboundStatus, next: OutboundStatus): boolea
   return cur !== 'delivered' && cur !== 'read' && cur !== 'played';
 }
 
+/**
+ * How long a status webhook about a provider message id Baton has not recorded yet is kept
+ * (both backends): WhatsApp may report `sent`, `delivered` or `failed` before the send's own
+ * answer is recorded (the outbox records the last reply of a turn with the lease's release).
+ * Such a status is parked under its id and applied, by {@link statusAllowed}, when the send is
+ * recorded; one that no send ever claims is dropped after this long.
+ */
+export const EARLY_STATUS_TTL_MS = 10 * 60_000;
+
+/** The status to keep of two about one message: `next` where the rule lets it replace `cur`. */
+export function laterStatus(cur: DeliveryStatus, next: DeliveryStatus): DeliveryStatus {
+  return statusAllowed(cur, next) ? next : cur;
+}
+
 export type DeliveryStatus = 'sent' | 'delivered' | 'read' | 'played' | 'failed';
 
 /** A status webhook about a message Baton sent. */

@@ -12,7 +12,7 @@
  * the caller's business (an `afterEach` in the test file runs after the suite's).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Backend, LeaseGrant } from '../../src/backends/types.ts';
+import type { Backend, IngestResult, LeaseGrant } from '../../src/backends/types.ts';
 import { FencedError, VersionConflictError } from '../../src/errors.ts';
 import type { SessionKey, StatusUpdate } from '../../src/model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot } from '../../src/model/session.ts';
@@ -673,6 +673,43 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
           expect((await b.unsent(key)).map((o) => o.id)).not.toContain(o1.id);
           await b.updateOutbound(o1.id, { status: 'failed', attempts: 2, lastError: '500: gateway' });
           expect((await statusOf(key)).status).toBe('delivered');
+        });
+
+        // WhatsApp may report a send before the send's answer is recorded (the last reply of a
+        // turn is recorded with the release): the status waits for the record and then applies.
+        it('a status that arrives before its send is recorded applies once it is', async () => {
+          const key = newKey();
+          const [o1, o2] = await committedWithOutbound(key);
+          const [p1, p2] = [`wamid.${uid()}`, `wamid.${uid()}`];
+          expect((await hook(key, p1, 'sent')) as IngestResult).toMatchObject({ statuses: 0 });
+          await hook(key, p1, 'delivered');
+          await hook(key, p1, 'sent');
+          await hook(key, p2, 'failed', undeliverable);
+          await hook(key, p2, 'sent');
+          expect((await b.outbound(key)).map((o) => o.status)).toEqual(['pending', 'pending']);
+
+          await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: p1 });
+          await b.updateOutbound(o2.id, { status: 'sent', attempts: 1, providerMessageId: p2 });
+          const [r1, r2] = await b.outbound(key);
+          expect(r1).toMatchObject({ status: 'delivered', providerMessageId: p1 });
+          expect(r2).toMatchObject({
+            status: 'failed',
+            providerMessageId: p2,
+            lastError: '131026: Receiver is incapable',
+          });
+          expect((await b.unsent(key)).map((o) => o.id)).toEqual([]);
+          // Applied once: recording the id again (a retry's answer) finds nothing parked.
+          await b.updateOutbound(o1.id, { status: 'sent', attempts: 2, providerMessageId: p1 });
+          expect((await statusOf(key)).status).toBe('delivered');
+        });
+
+        it('a parked status applies only to the send that reports its id', async () => {
+          const key = newKey();
+          const [o1] = await committedWithOutbound(key);
+          await hook(key, `wamid.${uid()}`, 'failed', undeliverable);
+          await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: `wamid.${uid()}` });
+          expect(await statusOf(key)).toMatchObject({ status: 'sent' });
+          expect((await statusOf(key)).lastError).toBeUndefined();
         });
 
         it("the outbox's pending after failed puts it back among the unsent", async () => {

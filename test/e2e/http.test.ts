@@ -308,6 +308,32 @@ describe('every real Cloud API body in shared/fixtures', () => {
     const s = (await h.baton.backend.findSessions(u))[0]!;
     expect((await h.baton.backend.outbound(s))[0]).toMatchObject({ status: 'read', providerMessageId: id });
   });
+
+  it('a status reported before the send is answered applies once the send is recorded', async () => {
+    const u = '15550006667';
+    const id = 'wamid.early.1';
+    // Graph delivers the message and reports it before it answers the send (WhatsApp may).
+    h.graph.failNext(1, {
+      status: 200,
+      delayMs: 600,
+      body: { messaging_product: 'whatsapp', contacts: [{ input: u, wa_id: u }], messages: [{ id }] },
+    });
+    await h.post(webhook([text(u, 'hi', 1_750_000_000)]));
+    await h.graph.waitForArrival((b) => b.to === u);
+    const failed = statusWebhook(id, 'failed', u, 1_750_000_001) as {
+      entry: Array<{ changes: Array<{ value: { statuses: Array<Record<string, unknown>> } }> }>;
+    };
+    failed.entry[0]!.changes[0]!.value.statuses[0]!.errors = [
+      { code: 131026, title: 'Message undeliverable', error_data: { details: 'Receiver is incapable' } },
+    ];
+    expect((await h.post(failed)).status).toBe(200);
+    const record = await h.until(async () => {
+      const s = (await h.baton.backend.findSessions(u))[0];
+      const o = s && (await h.baton.backend.outbound(s))[0];
+      return o?.providerMessageId === id && o;
+    });
+    expect(record).toMatchObject({ status: 'failed', lastError: '131026: Receiver is incapable' });
+  });
 });
 
 describe('storage unavailable', () => {

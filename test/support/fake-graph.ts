@@ -128,6 +128,11 @@ export interface FakeGraph {
   waitFor(predicate: (call: RecordedCall) => boolean, timeoutMs?: number): Promise<RecordedCall>;
   /** Like {@link FakeGraph.waitFor}, over every request, failed ones included. */
   waitForRequest(predicate: (call: RecordedCall) => boolean, timeoutMs?: number): Promise<RecordedCall>;
+  /**
+   * Resolves with the body of the first request matching `predicate` as soon as it arrives,
+   * before it is answered (a scripted `delayMs` holds the answer, not this); past ones count.
+   */
+  waitForArrival(predicate: (body: FakeSendBody) => boolean, timeoutMs?: number): Promise<FakeSendBody>;
   /** Resolves once `count` sends have been accepted in total. */
   waitForSent(count: number, timeoutMs?: number): Promise<readonly RecordedCall[]>;
   /** Forgets recorded calls and scripted failures (message numbering continues). */
@@ -186,6 +191,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
   const requests: RecordedCall[] = [];
   const sent: RecordedCall[] = [];
   const failures: FailureSpec[] = [];
+  const arrivals: FakeSendBody[] = [];
   const timers = new Set<NodeJS.Timeout>();
   let seq = 0;
   let graphIds = 0;
@@ -237,6 +243,8 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
       at: Date.now(),
     };
 
+    arrivals.push(body);
+    events.emit('arrival', body);
     const spec = failures.shift();
     if (spec !== undefined) {
       const respond = (): void => {
@@ -344,6 +352,23 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     waitForRequest(predicate, timeoutMs = DEFAULT_WAIT_MS) {
       return waitOn(() => requests, predicate, timeoutMs, false);
     },
+    waitForArrival(predicate, timeoutMs = DEFAULT_WAIT_MS) {
+      const past = arrivals.find(predicate);
+      if (past !== undefined) return Promise.resolve(past);
+      return new Promise<FakeSendBody>((resolve, reject) => {
+        const onArrival = (body: FakeSendBody): void => {
+          if (!predicate(body)) return;
+          clearTimeout(timer);
+          events.off('arrival', onArrival);
+          resolve(body);
+        };
+        const timer = setTimeout(() => {
+          events.off('arrival', onArrival);
+          reject(new Error(`fake graph: no request arrived matching within ${timeoutMs} ms`));
+        }, timeoutMs);
+        events.on('arrival', onArrival);
+      });
+    },
     async waitForSent(count, timeoutMs = DEFAULT_WAIT_MS) {
       if (sent.length < count) {
         await waitOn(
@@ -358,6 +383,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     reset() {
       requests.length = 0;
       sent.length = 0;
+      arrivals.length = 0;
       failures.length = 0;
     },
     async close() {

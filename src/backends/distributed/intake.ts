@@ -5,7 +5,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { statusLastError, type WebhookBatch } from '../../model/message.ts';
+import { EARLY_STATUS_TTL_MS, statusLastError, type WebhookBatch } from '../../model/message.ts';
 import type { IngestResult } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
@@ -32,7 +32,7 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
     const lastError = statusLastError(s) ?? '';
     ops.push({
       script: 'outbound-update',
-      keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+      keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal, sk.early],
       args: [
         'pmid',
         s.messageId,
@@ -41,6 +41,8 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
         '',
         lastError,
         entryPrefix({ id: randomUUID(), t: 'o', ...key }),
+        // Not recorded yet? Parked for when the send is (see the script).
+        EARLY_STATUS_TTL_MS,
       ],
     });
   }
@@ -99,8 +101,8 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
     const sk = ctx.keys.session(hit.key);
     await run(ctx, 'status', {
       script: 'outbound-update',
-      keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
-      args: ['id', hit.id, s.status, '', '', lastError ?? '', ''],
+      keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal, sk.early],
+      args: ['id', hit.id, s.status, '', '', lastError ?? '', '', ''],
     });
   }
   return { accepted, duplicates, statuses };

@@ -49,7 +49,7 @@ export interface CommitEntry {
   readonly messages: readonly StoredMessage[];
 }
 
-/** A change of one outbound record's mutable part. `outboundId` and `state` are added by outbound-update-6.lua. */
+/** A change of one outbound record's mutable part. `outboundId` and `state` are added by outbound-update-7.lua. */
 export interface OutboundStateEntry {
   readonly id: string;
   readonly t: 'o';

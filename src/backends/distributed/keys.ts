@@ -53,6 +53,8 @@ export interface SessionKeys {
   readonly unsent: string;
   /** HASH provider message id -> outbound id. */
   readonly pmid: string;
+  /** Status webhooks about provider message ids not recorded yet (outbound-update-7.lua). */
+  readonly early: string;
   /** LIST of JSON entries not yet copied to PostgreSQL, oldest first. */
   readonly journal: string;
   /** STRING dedupe marker of one inbound message id, with EX expiry. */
@@ -143,6 +145,7 @@ export class Keys {
       outIndex: `${base}:outidx`,
       unsent: `${base}:unsent`,
       pmid: `${base}:pmid`,
+      early: `${base}:early`,
       journal: `${base}:journal`,
       seen: (messageId: string) => `${base}:seen:${messageId}`,
     };

@@ -90,7 +90,7 @@ export function rememberOutbound(ctx: Context, records: readonly OutboundRecord[
 function updateOp(sk: SessionKeys, key: SessionKey, id: string, patch: OutboundPatch): ScriptOp {
   return {
     script: 'outbound-update',
-    keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal],
+    keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal, sk.early],
     args: [
       'id',
       id,
@@ -99,6 +99,7 @@ function updateOp(sk: SessionKeys, key: SessionKey, id: string, patch: OutboundP
       patch.providerMessageId ?? '',
       patch.lastError ?? '',
       entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
+      '',
     ],
   };
 }

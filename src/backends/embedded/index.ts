@@ -14,9 +14,12 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
 import {
+  EARLY_STATUS_TTL_MS,
+  laterStatus,
   sessionId,
   statusAllowed,
   statusLastError,
+  type DeliveryStatus,
   type SessionKey,
   type StatusUpdate,
   type StoredMessage,
@@ -465,7 +468,10 @@ export class EmbeddedBackend implements Backend {
     const row = this.sql('SELECT id, status FROM outbound WHERE provider_message_id = ?').get(
       st.messageId,
     ) as { id: string; status: OutboundStatus } | undefined;
-    if (!row) return 0;
+    if (!row) {
+      this.parkStatus(st);
+      return 0;
+    }
     const status = statusAllowed(row.status, st.status) ? st.status : row.status;
     const lastError = statusLastError(st);
     if (status === row.status && lastError === null) return 1;
@@ -473,6 +479,35 @@ export class EmbeddedBackend implements Backend {
       'UPDATE outbound SET status = ?, last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?',
     ).run(status, lastError, this.now(), row.id);
     return 1;
+  }
+
+  /**
+   * Keeps a status webhook about a send not recorded yet (WhatsApp may report it before the
+   * send's answer is recorded): merged by the status rule with any parked before it, and applied
+   * by {@link patchOutbound} when the send is recorded. See EARLY_STATUS_TTL_MS.
+   */
+  private parkStatus(st: StatusUpdate): void {
+    const prev = this.earlyStatus(st.messageId);
+    this.sql(
+      `INSERT INTO early_statuses (provider_message_id, status, last_error, at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (provider_message_id) DO UPDATE
+           SET status = excluded.status, last_error = excluded.last_error`,
+    ).run(
+      st.messageId,
+      prev ? laterStatus(prev.status, st.status) : st.status,
+      statusLastError(st) ?? prev?.last_error ?? null,
+      this.now(),
+    );
+  }
+
+  /** The status parked for `providerMessageId`, unless it is older than EARLY_STATUS_TTL_MS. */
+  private earlyStatus(
+    providerMessageId: string,
+  ): { status: DeliveryStatus; last_error: string | null } | undefined {
+    return this.sql(
+      'SELECT status, last_error FROM early_statuses WHERE provider_message_id = ? AND at >= ?',
+    ).get(providerMessageId, this.now() - EARLY_STATUS_TTL_MS) as
+      { status: DeliveryStatus; last_error: string | null } | undefined;
   }
 
   /**
@@ -551,6 +586,14 @@ export class EmbeddedBackend implements Backend {
         }
         return seen;
       });
+      // Status webhooks parked for sends never recorded (a send that got no answer, say).
+      await batches(
+        () =>
+          this.sql(
+            `DELETE FROM early_statuses WHERE rowid IN
+               (SELECT rowid FROM early_statuses WHERE at < ? LIMIT ?)`,
+          ).run(this.now() - EARLY_STATUS_TTL_MS, PURGE_BATCH).changes,
+      );
       return report;
     } finally {
       this.purging = false;
@@ -823,20 +866,22 @@ export class EmbeddedBackend implements Backend {
       { status: OutboundStatus } | undefined;
     if (!row) return;
     // A status webhook may have moved it on already (delivered before we recorded `sent`).
-    const status = statusAllowed(row.status, patch.status) ? patch.status : row.status;
+    let status = statusAllowed(row.status, patch.status) ? patch.status : row.status;
+    let lastError = patch.lastError ?? null;
+    // Or arrived before the send was recorded at all: parked, it applies now.
+    const early =
+      patch.providerMessageId === undefined ? undefined : this.earlyStatus(patch.providerMessageId);
+    if (early) {
+      if (statusAllowed(status, early.status)) status = early.status;
+      lastError = early.last_error ?? lastError;
+      this.sql('DELETE FROM early_statuses WHERE provider_message_id = ?').run(patch.providerMessageId);
+    }
     // The columns alone: the record's JSON keeps what its commit wrote (see outboundRecord).
     this.sql(
       `UPDATE outbound SET status = ?, attempts = COALESCE(?, attempts),
          provider_message_id = COALESCE(?, provider_message_id), last_error = COALESCE(?, last_error),
          updated_at = ? WHERE id = ?`,
-    ).run(
-      status,
-      patch.attempts ?? null,
-      patch.providerMessageId ?? null,
-      patch.lastError ?? null,
-      this.now(),
-      id,
-    );
+    ).run(status, patch.attempts ?? null, patch.providerMessageId ?? null, lastError, this.now(), id);
   }
 
   deadLetter(letter: DeadLetter): Promise<void> {

@@ -77,4 +77,14 @@ export const MIGRATIONS: readonly string[] = [
   `CREATE INDEX inbound_session ON inbound (channel, user, seq);`,
   // 3: the oldest pending message in one index step (stats, whatever the backlog)
   `CREATE INDEX inbound_pending_stored_at ON inbound (stored_at) WHERE state = 'pending';`,
+  // 4: status webhooks about sends not recorded yet, applied when they are (EARLY_STATUS_TTL_MS)
+  `
+  CREATE TABLE early_statuses (
+    provider_message_id TEXT PRIMARY KEY,
+    status              TEXT NOT NULL,
+    last_error          TEXT,
+    at                  INTEGER NOT NULL
+  );
+  CREATE INDEX early_statuses_at ON early_statuses (at);
+  `,
 ];

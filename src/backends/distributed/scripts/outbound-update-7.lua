@@ -3,12 +3,19 @@
   last error), following the status rule below, and journals the new state for PostgreSQL.
   Used by the outbox (by record id) and by status webhooks (by provider message id).
 
+  A status webhook may arrive before the send it reports is recorded (WhatsApp can report
+  `sent` or `failed` before the send's answer is back, and the outbox records the last reply
+  of a turn with the lease's release). Such a status is parked in KEYS[7] under its provider
+  message id, merged by the rule with any parked before it, for ARGV[8] ms; recording that id
+  on a record (ARGV[5]) applies it, by the same rule, and drops it.
+
   KEYS[1] out       HASH outbound id -> immutable record JSON
   KEYS[2] outState  HASH outbound id -> mutable part JSON
   KEYS[3] outIndex  ZSET outbound id by seq
   KEYS[4] unsent    ZSET outbound id by seq
   KEYS[5] pmid      HASH provider message id -> outbound id
   KEYS[6] journal   LIST of entries for PostgreSQL
+  KEYS[7] early     HASH provider message id -> parked status JSON {status, lastError?}
 
   ARGV[1] 'id' or 'pmid': what ARGV[2] is
   ARGV[2] the outbound id, or the provider message id
@@ -18,18 +25,35 @@
   ARGV[6] last error ('' to keep)
   ARGV[7] journal entry: JSON object without its closing brace ('' not to journal); this
           script appends "outboundId" and "state"
+  ARGV[8] with 'pmid': how long to park the status when no record has that id, ms ('' not to)
 
   Returns
     {1 if the status changed else 0, journal length, entry, outbound id, mutable part JSON}
-    {-7}   (NotFound) no such record in Redis
+    {-7}   (NotFound) no such record in Redis (with ARGV[8], the status is parked)
 ]]
 -- @include outbound-status
 
+local function park()
+  if ARGV[1] ~= 'pmid' or ARGV[8] == '' or ARGV[3] == '' then return end
+  local prev = redis.call('HGET', KEYS[7], ARGV[2])
+  local p = prev and cjson.decode(prev) or { status = ARGV[3] }
+  if statusAllowed(p.status, ARGV[3]) then p.status = ARGV[3] end
+  if ARGV[6] ~= '' then p.lastError = ARGV[6] end
+  redis.call('HSET', KEYS[7], ARGV[2], cjson.encode(p))
+  redis.call('PEXPIRE', KEYS[7], ARGV[8])
+end
+
 local id = ARGV[2]
 if ARGV[1] == 'pmid' then id = redis.call('HGET', KEYS[5], ARGV[2]) end
-if not id then return { -7 } end
+if not id then
+  park()
+  return { -7 }
+end
 local raw = redis.call('HGET', KEYS[2], id)
-if not raw then return { -7 } end
+if not raw then
+  park()
+  return { -7 }
+end
 
 local st = cjson.decode(raw)
 local changed = 0
@@ -46,6 +70,18 @@ if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[5], ARGV[5], id)
 end
 if ARGV[6] ~= '' then st.lastError = ARGV[6] end
+if ARGV[5] ~= '' then
+  local parked = redis.call('HGET', KEYS[7], ARGV[5])
+  if parked then
+    local p = cjson.decode(parked)
+    if p.status ~= st.status and statusAllowed(st.status, p.status) then
+      st.status = p.status
+      changed = 1
+    end
+    if p.lastError then st.lastError = p.lastError end
+    redis.call('HDEL', KEYS[7], ARGV[5])
+  end
+end
 st.rev = (tonumber(st.rev) or 0) + 1
 
 local json = cjson.encode(st)
