@@ -431,7 +431,7 @@ export class Engine {
       if (r.kind === 'stale_input') metrics.stale.inc();
     }
     // The last reply's status is left for the end of the turn to record (see runSession).
-    await this.flushOutbox(run, true);
+    await this.flushOutbox(run, { leaveLast: true });
     return true;
   }
 
@@ -655,13 +655,12 @@ export class Engine {
    * left in `run.sent` for the caller, who records it with the end of the turn (one round trip
    * fewer); otherwise it is recorded here.
    */
-  private async flushOutbox(
-    run: SessionRun,
-    leaveLast = false,
-    maxAttempts = this.o.maxSendAttempts ?? 8,
-    /** A retry that would wait longer than this is left to a later turn instead. */
-    maxWaitMs = Number.POSITIVE_INFINITY,
-  ): Promise<void> {
+  private async flushOutbox(run: SessionRun, o: FlushOptions = {}): Promise<void> {
+    const {
+      leaveLast = false,
+      maxAttempts = this.o.maxSendAttempts ?? 8,
+      maxWaitMs = Number.POSITIVE_INFINITY,
+    } = o;
     const { backend, metrics, logger } = this.o;
     const signal = run.held.sending;
     if (this.unanswered.size > 10_000) this.unanswered.clear(); // only ever a few: never grows
@@ -844,9 +843,7 @@ export class Engine {
       flushOutbox: (lease, signal) =>
         this.flushOutbox(
           { lease, held: { signal, sending: signal, stop: () => undefined }, effects: [] },
-          false,
-          3,
-          AGENT_SEND_WAIT_MS,
+          { maxAttempts: 3, maxWaitMs: AGENT_SEND_WAIT_MS },
         ),
     };
   }
@@ -888,6 +885,16 @@ interface SessionRun {
   effects: OutboundRecord[];
   /** A reply sent and not yet recorded as sent (see flushOutbox). */
   sent?: OutboundUpdate;
+}
+
+/** How one flush of a session's outbox goes (see Engine.flushOutbox). */
+interface FlushOptions {
+  /** Leave the last send's record in `run.sent` for the end of the turn. Default false. */
+  readonly leaveLast?: boolean;
+  /** Attempts per reply in this flush. Default: the engine's `maxSendAttempts` (8). */
+  readonly maxAttempts?: number;
+  /** A retry that would wait longer than this is left to a later turn instead. Default: none. */
+  readonly maxWaitMs?: number;
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */
