@@ -3,6 +3,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import { existsSync, statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
@@ -10,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { EmbeddedBackend } from './backends/embedded/index.ts';
 import { AlertWatcher } from './alerts/index.ts';
+import { loopbackUrl, writeLocalHandle } from './admin/local-handle.ts';
 import type { Backend } from './backends/types.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
@@ -233,6 +235,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       : null;
 
   let started = false;
+  let forgetHandle = (): void => undefined;
   /** A worker-only process's probe server (`BATON_HEALTH_PORT`). */
   const health =
     !roles.ingress && roles.worker && config.healthPort !== undefined ? buildHealthServer(backend) : null;
@@ -252,9 +255,18 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       if (health) await health.listen({ port: config.healthPort!, host: config.host });
       alerts?.start();
       if (!roles.ingress) return null;
-      return server.listen({ port: config.port, host: config.host });
+      const url = await server.listen({ port: config.port, host: config.host });
+      // The CLI on this machine reaches an embedded Baton through its admin API (local-handle.ts).
+      if (backend.kind === 'embedded') {
+        forgetHandle = writeLocalHandle(config.dataDir, {
+          url: loopbackUrl(server.server.address() as AddressInfo),
+          token: adminToken,
+        });
+      }
+      return url;
     },
     async stop() {
+      forgetHandle();
       await alerts?.stop();
       if (roles.ingress) await server.close();
       await health?.close();

@@ -9,6 +9,7 @@ import { createBaton, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
 import { sessionNamedBy, toSessionView } from '../model/session.ts';
+import { LocalAdminClient, readLocalHandle } from '../admin/local-handle.ts';
 import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
 import { GRAPH_FORMATS, runFlowGraph, type GraphFlags } from './graph.ts';
 import {
@@ -196,6 +197,28 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
       await baton.stop();
     }
   };
+  /**
+   * Runs a session command on the store itself, or, when an embedded Baton is running on the
+   * data directory (its SQLite file has one owner), through that process's admin API.
+   */
+  const sessionCommand = async (
+    local: (b: Awaited<ReturnType<typeof createBaton>>) => Promise<unknown>,
+    remote: (client: LocalAdminClient) => Promise<unknown>,
+    indent = 2,
+  ): Promise<void> => {
+    let result: unknown;
+    try {
+      result = await withBaton(local);
+    } catch (err) {
+      const handle =
+        err instanceof BatonError && err.code === 'BATON_ERR_DATA_DIR_LOCKED'
+          ? readLocalHandle(config().dataDir)
+          : null;
+      if (handle === null) throw err;
+      result = await remote(new LocalAdminClient(handle));
+    }
+    out(JSON.stringify(result, null, indent));
+  };
   const oneSession = async (
     b: Awaited<ReturnType<typeof createBaton>>,
     waId: string,
@@ -220,22 +243,25 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('show <waId>')
     .option('--channel <id>', 'phone_number_id when the user has several sessions')
     .action(async (waId: string, o: { channel?: string }) => {
-      await withBaton(async (b) => {
-        const s = await oneSession(b, waId, o.channel);
-        out(
-          JSON.stringify({ session: toSessionView(s), transitions: await b.backend.transitions(s) }, null, 2),
-        );
-      });
+      await sessionCommand(
+        async (b) => {
+          const s = await oneSession(b, waId, o.channel);
+          return { session: toSessionView(s), transitions: await b.backend.transitions(s) };
+        },
+        (client) => client.show(waId, o.channel),
+      );
     });
   session
     .command('reset <waId>')
     .option('--channel <id>', 'phone_number_id when the user has several sessions')
     .action(async (waId: string, o: { channel?: string }) => {
-      await withBaton(async (b) => {
-        const s = await oneSession(b, waId, o.channel);
-        const next = await b.engine.adminReset(s);
-        out(JSON.stringify(next ? toSessionView(next) : null, null, 2));
-      });
+      await sessionCommand(
+        async (b) => {
+          const next = await b.engine.adminReset(await oneSession(b, waId, o.channel));
+          return next ? toSessionView(next) : null;
+        },
+        (client) => client.reset(waId, o.channel),
+      );
     });
   program
     .command('lock')
@@ -243,10 +269,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('clear <waId>')
     .option('--channel <id>', 'phone_number_id when the user has several sessions')
     .action(async (waId: string, o: { channel?: string }) => {
-      await withBaton(async (b) => {
-        const s = await oneSession(b, waId, o.channel);
-        out(JSON.stringify({ released: await b.backend.clearLease(s) }));
-      });
+      await sessionCommand(
+        async (b) => ({ released: await b.backend.clearLease(await oneSession(b, waId, o.channel)) }),
+        (client) => client.clearLock(waId, o.channel),
+        0,
+      );
     });
   program
     .command('flow')

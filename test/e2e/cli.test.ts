@@ -1,3 +1,5 @@
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/index.ts';
 import { startHarness } from '../support/harness.ts';
@@ -34,6 +36,42 @@ describe('baton session / lock on an embedded store', () => {
         metadata: { version: 2 },
       });
       expect(await run(['session', 'show', '000'], say)).toBe(1);
+    } finally {
+      delete process.env.BATON_DATA_DIR;
+      await h.close();
+    }
+  });
+
+  it('while Baton runs on the data directory, goes through its admin API', async () => {
+    const h = await startHarness();
+    const u = '15550003334';
+    const handle = join(h.dir, 'baton.admin.json');
+    try {
+      expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)]))).status).toBe(200);
+      await h.settled(u, 1);
+      // The token lies beside the database, readable by its owner only.
+      expect(statSync(handle).mode & 0o777).toBe(0o600);
+
+      process.env.BATON_DATA_DIR = h.dir;
+      process.env.LOG_LEVEL = 'silent';
+      const out: string[] = [];
+      const say = (s: string): void => {
+        out.push(s);
+      };
+      expect(await run(['session', 'show', u], say)).toBe(0);
+      const shown = JSON.parse(out.at(-1)!) as { session: { current_step: string }; transitions: unknown[] };
+      expect(shown.session.current_step).toBe('ask_name');
+      expect(shown.transitions).toHaveLength(1);
+      expect(await run(['lock', 'clear', u], say)).toBe(0);
+      expect(JSON.parse(out.at(-1)!)).toEqual({ released: false });
+      expect(await run(['session', 'reset', u], say)).toBe(0);
+      expect(JSON.parse(out.at(-1)!)).toMatchObject({ current_step: null, metadata: { version: 2 } });
+      // The reset went through the running process: it holds the session at version 2.
+      expect((await h.session(u))?.metadata.version).toBe(2);
+      expect(await run(['session', 'show', '000'], say)).toBe(1);
+
+      await h.baton.stop();
+      expect(existsSync(handle)).toBe(false);
     } finally {
       delete process.env.BATON_DATA_DIR;
       await h.close();
