@@ -45,7 +45,7 @@ export interface AdminDeps {
 /** Registers `/admin/api`; returns the auth the dashboard shares (same token, same cookie). */
 export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth {
   const { backend } = deps;
-  const auth = new AdminAuth(deps.adminToken);
+  const auth = new AdminAuth(deps.adminToken, backend);
 
   void app.register(
     async (api) => {
@@ -55,7 +55,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
       api.setNotFoundHandler((_req, reply) => fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such route'));
 
       api.addHook('onRequest', async (req, reply) => {
-        const caller = auth.caller(req);
+        const caller = await auth.callerOf(req);
         if (caller === null) return fail(reply, 'BATON_ERR_UNAUTHORIZED');
         if (!auth.csrfOk(req, caller)) return fail(reply, 'BATON_ERR_CSRF');
       });

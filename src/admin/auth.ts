@@ -4,10 +4,12 @@
  * browser's state-changing calls must also carry the page's CSRF token in `X-Baton-CSRF`.
  *
  * Both the cookie and the CSRF token are derived from the admin token with HMAC, so they hold
- * across processes sharing `ADMIN_TOKEN`, carry no secret, and die when the token changes.
+ * across processes sharing `ADMIN_TOKEN`, carry no secret, and die when the token changes. Each
+ * sign-in has its own id in the cookie; signing out records that id in the store (every process
+ * sharing it sees it), so a copy of the cookie stops working too.
  * @module
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 
 export const COOKIE_NAME = 'baton_admin';
@@ -27,9 +29,18 @@ function mac(token: string, what: string): string {
 
 export type Caller = { kind: 'bearer' } | { kind: 'cookie'; cookie: string };
 
+/** Where sign-outs are kept (the backend: shared by every process, kept across restarts). */
+export interface SignOuts {
+  revokeSignIn(id: string, untilMs: number): Promise<void>;
+  signInRevoked(id: string): Promise<boolean>;
+}
+
+const COOKIE_RE = /^(\d{1,16})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$/;
+
 export class AdminAuth {
   constructor(
     private readonly token: string,
+    private readonly signOuts: SignOuts,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -38,10 +49,11 @@ export class AdminAuth {
     return safeEqual(given, this.token);
   }
 
-  /** A new signed session cookie value: `<expiry ms>.<mac>`. */
+  /** A new signed session cookie value: `<expiry ms>.<sign-in id>.<mac>`. */
   newSession(): string {
     const exp = this.now() + SESSION_TTL_MS;
-    return `${exp}.${mac(this.token, `session:${exp}`)}`;
+    const id = randomBytes(16).toString('base64url');
+    return `${exp}.${id}.${mac(this.token, `session:${exp}:${id}`)}`;
   }
 
   /** The `Set-Cookie` header for a session value (or for signing out when `value` is empty). */
@@ -51,12 +63,32 @@ export class AdminAuth {
     return [`${COOKIE_NAME}=${value}`, life, ...attrs].join('; ');
   }
 
-  /** Whether a cookie value is one this token signed and it has not expired. */
+  /** Whether a cookie value is one this token signed and it has not expired (sign-outs aside). */
   sessionValid(value: string): boolean {
-    const m = /^(\d{1,16})\.([A-Za-z0-9_-]{43})$/.exec(value);
+    const m = COOKIE_RE.exec(value);
     if (!m) return false;
     const exp = Number(m[1]);
-    return exp > this.now() && safeEqual(m[2]!, mac(this.token, `session:${exp}`));
+    return exp > this.now() && safeEqual(m[3]!, mac(this.token, `session:${exp}:${m[2]!}`));
+  }
+
+  /** Signs a valid cookie's sign-in out, everywhere, for the rest of its life. */
+  async signOut(cookie: string): Promise<void> {
+    const m = COOKIE_RE.exec(cookie);
+    if (m && this.sessionValid(cookie)) await this.signOuts.revokeSignIn(m[2]!, Number(m[1]));
+  }
+
+  /** The request's signed-in cookie value, if it carries a valid one not signed out. */
+  async signedIn(req: FastifyRequest): Promise<string | null> {
+    const cookie = this.sessionOf(req);
+    if (cookie === null) return null;
+    return (await this.signOuts.signInRevoked(COOKIE_RE.exec(cookie)![2]!)) ? null : cookie;
+  }
+
+  /** Who is calling (a signed-out cookie is nobody), or null if nobody we know. */
+  async callerOf(req: FastifyRequest): Promise<Caller | null> {
+    const caller = this.caller(req);
+    if (caller?.kind !== 'cookie') return caller;
+    return (await this.signedIn(req)) === null ? null : caller;
   }
 
   /** The CSRF token bound to one signed-in session. */

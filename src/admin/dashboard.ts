@@ -79,7 +79,7 @@ export function registerDashboard(
       });
 
       /** The signed-in cookie, or null after answering (sign-in page or redirect). */
-      const signedIn = (req: FastifyRequest): string | null => auth.sessionOf(req);
+      const signedIn = (req: FastifyRequest): Promise<string | null> => auth.signedIn(req);
       const page = (reply: FastifyReply, cookie: string, title: string, body: Html, status = 200) =>
         reply
           .code(status)
@@ -114,6 +114,8 @@ export function registerDashboard(
         if (caller !== null && !auth.csrfOk(req, caller)) {
           return reply.code(403).send({ error: 'Missing or invalid CSRF token', code: 'BATON_ERR_CSRF' });
         }
+        // Signed out everywhere: a copy of this cookie no longer lets anyone in either.
+        if (caller?.kind === 'cookie') await auth.signOut(caller.cookie);
         return reply
           .code(200)
           .header('set-cookie', auth.cookieHeader('', isSecure(req)))
@@ -121,7 +123,7 @@ export function registerDashboard(
       });
 
       dash.get('/', async (req, reply) => {
-        const cookie = signedIn(req);
+        const cookie = await signedIn(req);
         if (cookie === null) return reply.type('text/html; charset=utf-8').send(signInPage());
         const [stats, dead, inbox] = await Promise.all([
           // Fresh: an agent who just replayed or cleared something must see it counted.
@@ -193,7 +195,7 @@ export function registerDashboard(
       });
 
       dash.get('/session', async (req, reply) => {
-        const cookie = signedIn(req);
+        const cookie = await signedIn(req);
         if (cookie === null) return toSignIn(reply);
         const query = req.query as Record<string, unknown>;
         const typed = typeof query.wa_id === 'string' ? query.wa_id.trim() : '';
@@ -256,7 +258,7 @@ export function registerDashboard(
       });
 
       dash.get('/inbox', async (req, reply) => {
-        const cookie = signedIn(req);
+        const cookie = await signedIn(req);
         if (cookie === null) return toSignIn(reply);
         const inbox = await inboxPage(backend, now(), 500);
         const body = html`<p class="sub">
@@ -299,7 +301,7 @@ export function registerDashboard(
       });
 
       dash.get('/flows/:id', async (req, reply) => {
-        const cookie = signedIn(req);
+        const cookie = await signedIn(req);
         if (cookie === null) return toSignIn(reply);
         const flow = flows.get((req.params as { id: string }).id);
         if (!flow) return page(reply, cookie, 'No such flow', html`<p class="error">No such flow.</p>`, 404);

@@ -228,6 +228,13 @@ export interface Backend {
   /** A worker stopping says goodbye. */
   removeWorker(workerId: string): Promise<void>;
   /**
+   * A dashboard sign-out (admin/auth.ts): the sign-in `id` no longer lets anyone in, on any
+   * process sharing this store, until `untilMs` (when its cookie would have expired anyway).
+   */
+  revokeSignIn(id: string, untilMs: number): Promise<void>;
+  /** Whether the dashboard sign-in `id` was signed out. */
+  signInRevoked(id: string): Promise<boolean>;
+  /**
    * The session's inbound messages as stored (applied, pending or dead-lettered, while intake
    * keeps them), in arrival (`seq`) order: the user's side of the conversation.
    */

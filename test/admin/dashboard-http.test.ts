@@ -63,7 +63,7 @@ describe('dashboard sign-in and CSRF', () => {
     expect(r.status).toBe(303);
     expect(r.headers.get('location')).toBe('/admin');
     const set = r.headers.get('set-cookie')!;
-    expect(set).toMatch(/^baton_admin=\d+\.[A-Za-z0-9_-]{43};/);
+    expect(set).toMatch(/^baton_admin=\d+\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43};/);
     expect(set).toContain('HttpOnly');
     expect(set).toContain('SameSite=Strict');
     expect(set).toContain('Path=/admin');
@@ -117,6 +117,29 @@ describe('dashboard sign-in and CSRF', () => {
     });
     expect(r.status).toBe(200);
     expect(r.headers.get('set-cookie')).toMatch(/^baton_admin=; Max-Age=0/);
+  });
+
+  it('a signed-out cookie no longer lets anyone in (a copy kept by someone else included)', async () => {
+    const [c, other] = [await cookie(), await cookie()];
+    const stats = (k: string): Promise<Response> =>
+      fetch(`${h.url}/admin/api/stats`, { headers: { cookie: k } });
+    expect((await stats(c)).status).toBe(200);
+    const csrf = await csrfOf(c);
+    const r = await fetch(`${h.url}/admin/logout`, {
+      method: 'POST',
+      headers: { cookie: c, 'x-baton-csrf': csrf },
+    });
+    expect(r.status).toBe(200);
+    expect((await stats(c)).status).toBe(401);
+    const page = await fetch(`${h.url}/admin`, { headers: { cookie: c } });
+    expect(await page.text()).toContain('name="token"');
+    // Another sign-in stays signed in; signing out again is harmless.
+    expect((await stats(other)).status).toBe(200);
+    const again = await fetch(`${h.url}/admin/logout`, {
+      method: 'POST',
+      headers: { cookie: c, 'x-baton-csrf': csrf },
+    });
+    expect(again.status).toBe(200);
   });
 });
 

@@ -723,6 +723,17 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
       });
     });
 
+    describe('dashboard sign-outs', () => {
+      it('are remembered until the signed-out cookie would have expired', async () => {
+        const [out, other, past] = [uid(), uid(), uid()];
+        await b.revokeSignIn(out, Date.now() + 60_000);
+        await b.revokeSignIn(past, Date.now() - 1000);
+        expect(await b.signInRevoked(out)).toBe(true);
+        expect(await b.signInRevoked(other)).toBe(false);
+        expect(await b.signInRevoked(past)).toBe(false);
+      });
+    });
+
     describe('dead letters', () => {
       it('lists a dead-lettered inbound message and replays it into the mailbox', async () => {
         const key = newKey();

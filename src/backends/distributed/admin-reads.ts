@@ -158,6 +158,14 @@ export async function heartbeat(ctx: Context, workerId: string, ttlMs: number): 
   );
 }
 
+export async function revokeSignIn(ctx: Context, id: string, untilMs: number): Promise<void> {
+  await r('sign-out', () => ctx.redis.set(ctx.keys.signedOut(id), '1', 'PXAT', Math.ceil(untilMs)));
+}
+
+export async function signInRevoked(ctx: Context, id: string): Promise<boolean> {
+  return (await r('sign-in check', () => ctx.redis.exists(ctx.keys.signedOut(id)))) === 1;
+}
+
 export async function removeWorker(ctx: Context, workerId: string): Promise<void> {
   await r('removeWorker', () => ctx.redis.zrem(ctx.keys.workers, workerId));
 }

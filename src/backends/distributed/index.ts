@@ -218,6 +218,14 @@ export class DistributedBackend implements Backend {
     return adminReads.removeWorker(this.ctx, workerId);
   }
 
+  revokeSignIn(id: string, untilMs: number): Promise<void> {
+    return adminReads.revokeSignIn(this.ctx, id, untilMs);
+  }
+
+  signInRevoked(id: string): Promise<boolean> {
+    return adminReads.signInRevoked(this.ctx, id);
+  }
+
   inbound(key: SessionKey): Promise<StoredMessage[]> {
     return adminReads.inbound(this.ctx, key);
   }

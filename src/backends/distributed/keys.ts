@@ -112,6 +112,11 @@ export class Keys {
     this.pendingTombs = `${stats}:tombs`;
   }
 
+  /** STRING marking a dashboard sign-in as signed out, expiring with its cookie. */
+  signedOut(signInId: string): string {
+    return `${this.prefix}:signout:${signInId}`;
+  }
+
   /** The member string of a session, as stored in the ready queue and the flush stream. */
   member(key: SessionKey): string {
     return `${escapePart(key.channel)}:${escapePart(key.user)}`;

@@ -586,6 +586,7 @@ export class EmbeddedBackend implements Backend {
         }
         return seen;
       });
+      this.sql('DELETE FROM signed_out WHERE until <= ?').run(this.now());
       // Status webhooks parked for sends never recorded (a send that got no answer, say).
       await batches(
         () =>
@@ -1034,6 +1035,16 @@ export class EmbeddedBackend implements Backend {
 
   async removeWorker(workerId: string): Promise<void> {
     this.workerBeats.delete(workerId);
+  }
+
+  revokeSignIn(id: string, untilMs: number): Promise<void> {
+    return this.write(() => {
+      this.sql('INSERT OR REPLACE INTO signed_out (id, until) VALUES (?, ?)').run(id, Math.ceil(untilMs));
+    });
+  }
+
+  async signInRevoked(id: string): Promise<boolean> {
+    return this.sql('SELECT 1 FROM signed_out WHERE id = ? AND until > ?').get(id, this.now()) !== undefined;
   }
 
   async inbound(key: SessionKey): Promise<StoredMessage[]> {

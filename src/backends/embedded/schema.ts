@@ -87,4 +87,6 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX early_statuses_at ON early_statuses (at);
   `,
+  // 5: dashboard sign-outs, until the signed-out cookie would have expired (admin/auth.ts)
+  `CREATE TABLE signed_out (id TEXT PRIMARY KEY, until INTEGER NOT NULL);`,
 ];
