@@ -3,7 +3,18 @@
  * out, not set to `undefined`, when the gateway did not send them.
  * @module
  */
+import { createHash } from 'node:crypto';
 import type { MediaType, MessageContent } from '../model/message.ts';
+import type { JsonObject } from './json.ts';
+
+/**
+ * The id of a message a gateway sent without one: the same for every delivery of the same
+ * JSON, so a redelivery is recognised like any other. Such a message is stored as unsupported
+ * (visible, recorded): it is still the user's.
+ */
+export function missingId(raw: JsonObject): string {
+  return `baton.noid.${createHash('sha256').update(JSON.stringify(raw)).digest('hex').slice(0, 40)}`;
+}
 
 /** Content Baton does not read; `originalType` names what the gateway sent. */
 export function unsupported(originalType: string, reason: string): MessageContent {

@@ -179,6 +179,19 @@ describe('parseWasenderWebhook: messages', () => {
     expect(report.skipped).toEqual([{ kind: 'message', reason: 'message has no key.id' }]);
   });
 
+  it("stores a sender's message without key.id as unsupported, under an id its redelivery repeats", () => {
+    const { key, ...rest } = textMessage as { key: Record<string, unknown> };
+    const noId = { ...rest, key: { ...key, id: undefined } };
+    const body = { event: 'messages.received', data: { messages: [noId] } };
+    const first = parseWasenderWebhookReport(body);
+    expect(first.skipped).toEqual([]);
+    expect(first.batch.messages[0]).toMatchObject({
+      id: expect.stringMatching(/^baton\.noid\.[0-9a-f]{40}$/),
+      content: { type: 'unsupported', originalType: 'text', reason: 'message has no key.id' },
+    });
+    expect(parseWasenderWebhookReport(body).batch.messages[0]!.id).toBe(first.batch.messages[0]!.id);
+  });
+
   it('times a message without timestamps by the clock', () => {
     const batch = parseWasenderWebhook(
       { event: 'messages.received', data: { messages: { ...textMessage, messageTimestamp: undefined } } },

@@ -9,7 +9,6 @@
  * See https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/payload-examples
  * @module
  */
-import { createHash } from 'node:crypto';
 import { BatonError } from '../../errors.ts';
 import type {
   DeliveryStatus,
@@ -19,7 +18,7 @@ import type {
   StatusUpdate,
   WebhookBatch,
 } from '../../model/message.ts';
-import { locationContent, mediaContent, reactionContent, unsupported } from '../content.ts';
+import { locationContent, mediaContent, missingId, reactionContent, unsupported } from '../content.ts';
 import { isWasenderChannel } from '../channel.ts';
 import type { JsonObject } from '../json.ts';
 import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
@@ -243,11 +242,6 @@ function readMessage(
     ...(contextId === undefined ? {} : { contextId }),
     ...(profileName === undefined ? {} : { profileName }),
   };
-}
-
-/** The id of a message Meta sent without one: the same for every delivery of the same JSON. */
-function missingId(raw: JsonObject): string {
-  return `baton.noid.${createHash('sha256').update(JSON.stringify(raw)).digest('hex').slice(0, 40)}`;
 }
 
 function typeName(raw: JsonObject): string {

@@ -19,7 +19,7 @@ import type {
 } from '../../model/message.ts';
 import type { WebhookBatch } from '../../model/message.ts';
 import type { SkippedItem } from '../cloud-api/parse.ts';
-import { locationContent, mediaContent, reactionContent, unsupported } from '../content.ts';
+import { locationContent, mediaContent, missingId, reactionContent, unsupported } from '../content.ts';
 import { wasenderChannel } from '../channel.ts';
 import type { JsonObject } from '../json.ts';
 import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
@@ -153,19 +153,25 @@ function readMessage(
   now: () => number,
 ): InboundMessage | SkippedItem | undefined {
   const key = obj(raw, 'key');
-  const id = str(key, 'id');
-  if (id === undefined) return { kind: 'message', reason: 'message has no key.id' };
+  const givenId = str(key, 'id');
   if (key?.fromMe === true) return undefined;
   const user =
     str(key, 'cleanedSenderPn') ??
     str(key, 'cleanedParticipantPn') ??
     phoneOfJid(str(key, 'senderPn')) ??
     phoneOfJid(str(key, 'remoteJid'));
-  if (user === undefined) return { kind: 'message', id, reason: 'message names no sender phone number' };
+  if (user === undefined) {
+    return givenId === undefined
+      ? { kind: 'message', reason: 'message has no key.id' }
+      : { kind: 'message', id: givenId, reason: 'message names no sender phone number' };
+  }
+  // No id, but the user's: stored as unsupported under an id drawn from its bytes (see missingId).
+  const id = givenId ?? missingId(raw);
 
   const message = obj(raw, 'message');
   const profileName = str(raw, 'pushName');
   const contextId = contextIdOf(message);
+  const content = readContent(raw, message, id);
   return {
     provider: 'wasender',
     channel,
@@ -173,10 +179,14 @@ function readMessage(
     waId: user,
     id,
     timestamp: messageSeconds(raw.messageTimestamp) ?? envelopeTs ?? Math.floor(now() / 1000),
-    content: readContent(raw, message, id),
+    content: givenId === undefined ? unsupported(originalTypeOf(content), 'message has no key.id') : content,
     ...(contextId === undefined ? {} : { contextId }),
     ...(profileName === undefined ? {} : { profileName }),
   };
+}
+
+function originalTypeOf(c: MessageContent): string {
+  return c.type === 'unsupported' ? c.originalType : c.type;
 }
 
 /** `contextInfo.stanzaId` of whichever sub-message carries one: the message replied to. */
