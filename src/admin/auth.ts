@@ -9,7 +9,7 @@
  * sharing it sees it), so a copy of the cookie stops working too.
  * @module
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 
 export const COOKIE_NAME = 'baton_admin';
@@ -17,10 +17,41 @@ export const CSRF_HEADER = 'x-baton-csrf';
 /** A dashboard sign-in lasts this long. */
 export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
 
+/** Compares in time independent of where they differ, and of their lengths (digests compared). */
 function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+  const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(a), digest(b));
+}
+
+/** Wrong sign-in tokens one address may try per window before it must wait. */
+export const SIGN_IN_ATTEMPTS = 10;
+const SIGN_IN_WINDOW_MS = 60_000;
+
+/**
+ * Slows down guessing the admin token at the sign-in form: after {@link SIGN_IN_ATTEMPTS} wrong
+ * tokens from one address within a minute, that address waits out the minute (the form answers
+ * 429). Per process, in memory; the token's length does the rest.
+ */
+export class SignInThrottle {
+  private readonly failures = new Map<string, { count: number; until: number }>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Milliseconds `address` must still wait, or 0. */
+  waitMs(address: string): number {
+    const f = this.failures.get(address);
+    if (f === undefined || f.until <= this.now()) return 0;
+    return f.count >= SIGN_IN_ATTEMPTS ? f.until - this.now() : 0;
+  }
+
+  failed(address: string): void {
+    const now = this.now();
+    const f = this.failures.get(address);
+    if (f === undefined || f.until <= now) {
+      if (this.failures.size >= 10_000) this.failures.clear(); // a flood of addresses: start over
+      this.failures.set(address, { count: 1, until: now + SIGN_IN_WINDOW_MS });
+    } else f.count += 1;
+  }
 }
 
 function mac(token: string, what: string): string {

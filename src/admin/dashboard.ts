@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { toMermaid } from '../flow/define.ts';
 import type { AdminDeps } from './api.ts';
-import { isSecure, type AdminAuth } from './auth.ts';
+import { isSecure, SignInThrottle, type AdminAuth } from './auth.ts';
 import { conversationPage } from './conversation.ts';
 import { flowPicture } from './flow-picture.ts';
 import { html, type Html } from './html.ts';
@@ -78,6 +78,7 @@ export function registerDashboard(
         return payload;
       });
 
+      const throttle = new SignInThrottle();
       /** The signed-in cookie, or null after answering (sign-in page or redirect). */
       const signedIn = (req: FastifyRequest): Promise<string | null> => auth.signedIn(req);
       const page = (reply: FastifyReply, cookie: string, title: string, body: Html, status = 200) =>
@@ -95,8 +96,17 @@ export function registerDashboard(
       );
 
       dash.post('/login', async (req, reply) => {
+        const wait = throttle.waitMs(req.ip);
+        if (wait > 0) {
+          return reply
+            .code(429)
+            .header('retry-after', String(Math.ceil(wait / 1000)))
+            .type('text/html; charset=utf-8')
+            .send(signInPage('Too many wrong tokens from here: wait a minute and try again.'));
+        }
         const body = SignInBody.safeParse(req.body);
         if (!body.success || !auth.tokenMatches(body.data.token)) {
+          throttle.failed(req.ip);
           return reply
             .code(401)
             .type('text/html; charset=utf-8')

@@ -7,6 +7,11 @@
  */
 import type { FastifySchemaCompiler } from 'fastify';
 import { z } from 'zod';
+import { ID_PATTERN, wellFormed } from '../providers/screen.ts';
+
+/** A string every store takes: no NUL (PostgreSQL refuses it) and no lone surrogate. */
+const storable = (s: string): boolean => wellFormed(s) === s;
+const STORABLE = 'must hold no NUL or broken (lone surrogate) character';
 
 /** A page size: a whole number in [1, max], written in decimal digits. */
 export function limitParam(max: number): z.ZodType<number, string> {
@@ -33,7 +38,7 @@ export function decodeCursor(raw: string, shape: string): Array<string | number>
   }
   if (!Array.isArray(v) || v.length !== shape.length) return null;
   const ok = v.every((p, i) =>
-    shape[i] === 's' ? typeof p === 'string' : typeof p === 'number' && Number.isFinite(p),
+    shape[i] === 's' ? typeof p === 'string' && storable(p) : typeof p === 'number' && Number.isFinite(p),
   );
   return ok ? (v as Array<string | number>) : null;
 }
@@ -53,9 +58,13 @@ const ident = z
   .string()
   .min(1, 'must not be empty')
   .max(128, 'must be at most 128 characters')
-  .regex(/^[A-Za-z0-9._:+@-]+$/, 'may hold only letters, digits and . _ : + @ -');
+  .regex(ID_PATTERN, 'must hold no space or control character');
 
-const stepId = z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
+const stepId = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(200, 'must be at most 200 characters')
+  .refine(storable, STORABLE);
 
 const channelQuery = { channel: ident.optional() };
 
@@ -84,7 +93,7 @@ export const LimitQuery = z.strictObject({ limit: limitParam(500).optional() });
 export const WaIdParams = z.strictObject({ waId: ident });
 
 export const DeadLetterParams = z.strictObject({
-  id: z.string().min(1).max(600, 'must be at most 600 characters'),
+  id: z.string().min(1).max(600, 'must be at most 600 characters').refine(storable, STORABLE),
 });
 
 export const FlowParams = z.strictObject({ id: stepId });
@@ -93,16 +102,22 @@ export const FlowParams = z.strictObject({ id: stepId });
 export const NoBody = z.union([z.undefined(), z.null(), z.strictObject({})]);
 
 export const TakeBody = z.strictObject({
-  agent: z.string().trim().min(1, 'must name the agent').max(100, 'must be at most 100 characters'),
+  agent: z
+    .string()
+    .trim()
+    .min(1, 'must name the agent')
+    .max(100, 'must be at most 100 characters')
+    .refine(storable, STORABLE),
 });
 
 export const AgentMessageBody = z.strictObject({
   /** Who writes; defaults to the agent who took the session. */
-  agent: z.string().trim().min(1).max(100).optional(),
+  agent: z.string().trim().min(1).max(100).refine(storable, STORABLE).optional(),
   text: z
     .string()
     .max(4096, 'must be at most 4,096 characters (WhatsApp text limit)')
-    .refine((t) => t.trim() !== '', 'must not be empty'),
+    .refine((t) => t.trim() !== '', 'must not be empty')
+    .refine(storable, STORABLE),
 });
 
 export const HandbackBody = z.strictObject({ step: stepId });

@@ -90,6 +90,21 @@ function str(env: Env, name: string): string | undefined {
   return raw === undefined || raw === '' ? undefined : raw;
 }
 
+/**
+ * A secret or token: unset, or something to check against. Spaces around it are a copy-paste
+ * slip no sender reproduces, and a blank one would check nothing, so both are refused.
+ */
+function secret(env: Env, key: string): string | undefined {
+  const raw = str(env, key);
+  if (raw === undefined) return undefined;
+  if (raw.trim() === '') throw new ConfigError(key, 'is blank (unset it, or give the real value)');
+  if (raw.trim() !== raw) throw new ConfigError(key, 'has spaces around it (copy the value alone)');
+  return raw;
+}
+
+/** Shortest `ADMIN_TOKEN` accepted under NODE_ENV=production (the dashboard's only lock). */
+export const MIN_PRODUCTION_ADMIN_TOKEN = 16;
+
 function name(env: Env, key: string, fallback: string): string {
   const raw = str(env, key) ?? fallback;
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) {
@@ -155,9 +170,18 @@ export function loadConfig(env: Env = process.env): Config {
   if (redisUrl !== undefined && databaseUrl === undefined) {
     throw new ConfigError('DATABASE_URL', 'must be set when REDIS_URL is (distributed mode needs both)');
   }
-  const appSecret = str(env, 'WHATSAPP_APP_SECRET');
+  const appSecret = secret(env, 'WHATSAPP_APP_SECRET');
   const allowUnsigned = bool(env, 'BATON_ALLOW_UNSIGNED', false);
-  if (appSecret === undefined && env.NODE_ENV === 'production' && !allowUnsigned) {
+  // `Production` and `production ` mean what they say.
+  const production = env.NODE_ENV?.trim().toLowerCase() === 'production';
+  const adminToken = secret(env, 'ADMIN_TOKEN');
+  if (production && adminToken !== undefined && adminToken.length < MIN_PRODUCTION_ADMIN_TOKEN) {
+    throw new ConfigError(
+      'ADMIN_TOKEN',
+      `must be at least ${MIN_PRODUCTION_ADMIN_TOKEN} characters under NODE_ENV=production (or unset: one is generated)`,
+    );
+  }
+  if (appSecret === undefined && production && !allowUnsigned) {
     throw new ConfigError(
       'WHATSAPP_APP_SECRET',
       'must be set under NODE_ENV=production (unsigned webhooks could reach any user; set BATON_ALLOW_UNSIGNED=true to accept them anyway)',
@@ -174,10 +198,10 @@ export function loadConfig(env: Env = process.env): Config {
     },
     wasender: {
       apiKey: str(env, 'WASENDER_API_KEY'),
-      webhookSecret: str(env, 'WASENDER_WEBHOOK_SECRET'),
+      webhookSecret: secret(env, 'WASENDER_WEBHOOK_SECRET'),
       apiBaseUrl: url(env, 'WASENDER_API_BASE_URL', 'https://www.wasenderapi.com')!,
     },
-    adminToken: str(env, 'ADMIN_TOKEN'),
+    adminToken,
     redisUrl,
     redisCluster,
     databaseUrl,

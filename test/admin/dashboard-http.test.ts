@@ -196,3 +196,28 @@ describe('dashboard pages escape what users sent', () => {
     expect((await fetch(`${h.url}/admin/assets/dashboard.css`)).status).toBe(200);
   });
 });
+
+describe('sign-in throttling', () => {
+  it('after 10 wrong tokens from one address, the form answers 429 for the rest of the minute', async () => {
+    const h2 = await startHarness();
+    try {
+      const attempt = (token: string): Promise<Response> =>
+        fetch(`${h2.url}/admin/login`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ token }).toString(),
+          redirect: 'manual',
+        });
+      for (let i = 0; i < 10; i++) expect((await attempt(`guess-${i}`)).status).toBe(401);
+      const refused = await attempt('guess-10');
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+      // Even the right token waits: a guesser cannot tell it found it.
+      expect((await attempt(ADMIN_TOKEN)).status).toBe(429);
+      // The bearer API is not the form: it still answers.
+      expect((await h2.admin('/stats')).status).toBe(200);
+    } finally {
+      await h2.close();
+    }
+  });
+});

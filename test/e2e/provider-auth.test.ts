@@ -146,4 +146,21 @@ describe('WHATSAPP_APP_SECRET under NODE_ENV=production', () => {
     expect(() => loadConfig({ BATON_ALLOW_UNSIGNED: 'yes' })).toThrow(/^BATON_ALLOW_UNSIGNED: /);
     expect(loadConfig({}).whatsapp.appSecret).toBeUndefined();
   });
+
+  it('reads NODE_ENV in any case and spacing', () => {
+    for (const env of ['Production', 'PRODUCTION', 'production ']) {
+      expect(() => loadConfig({ NODE_ENV: env })).toThrow(/^WHATSAPP_APP_SECRET: /);
+    }
+  });
+
+  it('refuses a blank or space-padded secret, and a short ADMIN_TOKEN in production', () => {
+    for (const name of ['WHATSAPP_APP_SECRET', 'WASENDER_WEBHOOK_SECRET', 'ADMIN_TOKEN']) {
+      expect(() => loadConfig({ [name]: ' ' })).toThrow(new RegExp(`^${name}: is blank`));
+      expect(() => loadConfig({ [name]: ' s3cret' })).toThrow(new RegExp(`^${name}: has spaces`));
+    }
+    const prod = { NODE_ENV: 'production', WHATSAPP_APP_SECRET: 's' };
+    expect(() => loadConfig({ ...prod, ADMIN_TOKEN: 'x' })).toThrow(/^ADMIN_TOKEN: must be at least 16/);
+    expect(loadConfig({ ...prod, ADMIN_TOKEN: 'x'.repeat(16) }).adminToken).toBe('x'.repeat(16));
+    expect(loadConfig({ ADMIN_TOKEN: 'x' }).adminToken).toBe('x');
+  });
 });

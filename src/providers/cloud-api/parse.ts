@@ -19,6 +19,7 @@ import type {
   WebhookBatch,
 } from '../../model/message.ts';
 import { locationContent, mediaContent, missingId, reactionContent, unsupported } from '../content.ts';
+import { screenBatch } from '../screen.ts';
 import { isWasenderChannel } from '../channel.ts';
 import type { JsonObject } from '../json.ts';
 import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
@@ -116,7 +117,7 @@ export function parseCloudApiWebhookReport(
       readChange(value, now, { messages, statuses, skipped });
     }
   }
-  return { batch: { messages, statuses }, skipped };
+  return screenBatch({ messages, statuses }, skipped);
 }
 
 function readEnvelope(body: unknown): readonly unknown[] {

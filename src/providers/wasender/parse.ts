@@ -20,6 +20,7 @@ import type {
 import type { WebhookBatch } from '../../model/message.ts';
 import type { SkippedItem } from '../cloud-api/parse.ts';
 import { locationContent, mediaContent, missingId, reactionContent, unsupported } from '../content.ts';
+import { screenBatch } from '../screen.ts';
 import { wasenderChannel } from '../channel.ts';
 import type { JsonObject } from '../json.ts';
 import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
@@ -118,7 +119,7 @@ export function parseWasenderWebhookReport(
       else statuses.push(result);
     }
   }
-  return { batch: { messages, statuses }, skipped };
+  return screenBatch({ messages, statuses }, skipped);
 }
 
 /** An object or an array of objects, as a list. */

@@ -1,0 +1,95 @@
+/**
+ * The last step of every gateway's parser: what it read must be storable as it is, in SQLite,
+ * in Redis's Lua (cjson refuses a lone UTF-16 surrogate) and in PostgreSQL (text refuses
+ * U+0000), and a session's key must be one the admin API can name. So every string is made
+ * well formed (a lone surrogate or a NUL becomes U+FFFD), and an item whose channel or sender is
+ * not an id (see {@link ID_PATTERN}), or whose message id is absurdly long, is skipped and
+ * reported like any other item that cannot be stored, never left to fail a whole webhook.
+ * @module
+ */
+import type { InboundMessage, StatusUpdate, WebhookBatch } from '../model/message.ts';
+import type { SkippedItem } from './cloud-api/parse.ts';
+
+/**
+ * A wa_id, a BSUID, a phone_number_id or a gateway's channel: what a session key is made of.
+ * Up to 128 characters, none of them a space, a control character or U+FFFD (what a lone
+ * surrogate became). Meta's own examples carry placeholders such as `<WHATSAPP_USER_PHONE_NUMBER>`,
+ * so the characters are not narrowed further: keys escape what Redis would read (keys.ts), SQL
+ * takes them as parameters, pages escape them.
+ */
+export const ID_PATTERN = /^[^\s\p{Cc}\p{Cf}\p{Cs}\uFFFD]{1,128}$/u;
+/** Longer message ids are no WhatsApp id (a wamid is about 60 characters). */
+export const MAX_MESSAGE_ID = 256;
+
+// A high surrogate not followed by a low one, a low one not preceded by a high one, or NUL.
+// eslint-disable-next-line no-control-regex -- NUL is what PostgreSQL refuses
+const ILL_FORMED = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]|\u0000/g;
+
+/** `s` with each lone surrogate and NUL replaced by U+FFFD. */
+export function wellFormed(s: string): string {
+  ILL_FORMED.lastIndex = 0;
+  return ILL_FORMED.test(s) ? s.replace(ILL_FORMED, '\uFFFD') : s;
+}
+
+/** A copy of plain JSON-like data with every string well formed (the same object if none changes). */
+function wellFormedDeep<T>(value: T): T {
+  if (typeof value === 'string') return wellFormed(value) as T;
+  if (Array.isArray(value)) {
+    let out: unknown[] | null = null;
+    value.forEach((v: unknown, i) => {
+      const w = wellFormedDeep(v);
+      if (w !== v) (out ??= [...(value as unknown[])])[i] = w;
+    });
+    return (out ?? value) as T;
+  }
+  if (typeof value === 'object' && value !== null) {
+    let out: Record<string, unknown> | null = null;
+    for (const [k, v] of Object.entries(value) as Array<[string, unknown]>) {
+      const w = wellFormedDeep(v);
+      if (w !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = w;
+    }
+    return (out ?? value) as T;
+  }
+  return value;
+}
+
+function messageProblem(m: InboundMessage): string | null {
+  if (!ID_PATTERN.test(m.channel)) return 'channel is not an id (1-128 characters, no space or control)';
+  if (!ID_PATTERN.test(m.user)) return 'sender is not an id (1-128 characters, no space or control)';
+  if (m.id.length > MAX_MESSAGE_ID) return `message id longer than ${MAX_MESSAGE_ID} characters`;
+  return null;
+}
+
+function statusProblem(s: StatusUpdate): string | null {
+  if (!ID_PATTERN.test(s.channel)) return 'channel is not an id';
+  if (s.recipient !== '' && !ID_PATTERN.test(s.recipient)) return 'recipient is not an id';
+  if (s.messageId.length > MAX_MESSAGE_ID) return `message id longer than ${MAX_MESSAGE_ID} characters`;
+  return null;
+}
+
+/** Ids kept in a skipped item's report: short, and well formed (logs are JSON too). */
+function reportedId(id: string): string {
+  return id.length > 80 ? `${id.slice(0, 80)}...` : id;
+}
+
+/** Screens a parser's batch (see the module comment); `skipped` gains what is left out. */
+export function screenBatch(
+  batch: WebhookBatch,
+  skipped: SkippedItem[],
+): { batch: WebhookBatch; skipped: SkippedItem[] } {
+  const messages: InboundMessage[] = [];
+  const statuses: StatusUpdate[] = [];
+  for (const raw of batch.messages) {
+    const m = wellFormedDeep(raw);
+    const problem = messageProblem(m);
+    if (problem === null) messages.push(m);
+    else skipped.push({ kind: 'message', id: reportedId(m.id), reason: problem });
+  }
+  for (const raw of batch.statuses) {
+    const s = wellFormedDeep(raw);
+    const problem = statusProblem(s);
+    if (problem === null) statuses.push(s);
+    else skipped.push({ kind: 'status', id: reportedId(s.messageId), reason: problem });
+  }
+  return { batch: { ...batch, messages, statuses }, skipped };
+}

@@ -1,0 +1,110 @@
+/**
+ * Strings no store takes as they come: a lone UTF-16 surrogate (Redis's cjson refuses it, and a
+ * Lua script failing halfway leaves its writes behind) and U+0000 (PostgreSQL text refuses it).
+ * Each webhook carries one hostile message and one from another user; both are stored and
+ * answered, on both backends, and the admin API keeps answering. An id no session key can be
+ * made of (a space, a control character, over 128 characters) is skipped and reported, never
+ * left to fail the webhook.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { envelopeWith } from '../support/payloads.ts';
+import { dropIsolation, isolation, servicesUp } from '../support/services.ts';
+
+const cases: Array<[string, boolean, () => { env: Record<string, string>; drop: () => Promise<void> }]> = [
+  ['embedded', true, () => ({ env: {}, drop: async () => undefined })],
+  [
+    'distributed',
+    servicesUp,
+    () => {
+      const iso = isolation();
+      const prefix = iso.prefix.replace(/-/g, '_');
+      return {
+        env: {
+          REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+          DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+          BATON_REDIS_PREFIX: prefix,
+          BATON_PG_SCHEMA: iso.schema,
+        },
+        drop: () => dropIsolation(prefix, iso.schema),
+      };
+    },
+  ],
+];
+
+/** The raw JSON text of a webhook: hostile escapes survive only as text, not through JSON.stringify. */
+function rawWebhook(messages: string[], contacts: string[] = []): string {
+  const body = JSON.stringify(envelopeWith({ contacts: '@CONTACTS@', messages: '@MESSAGES@' }));
+  return body
+    .replace('"@CONTACTS@"', `[${contacts.join(',')}]`)
+    .replace('"@MESSAGES@"', `[${messages.join(',')}]`);
+}
+
+const msg = (from: string, id: string, textJson: string): string =>
+  `{"from":"${from}","id":"${id}","timestamp":"1750000000","type":"text","text":{"body":${textJson}}}`;
+
+describe.each(cases)('hostile strings on the %s backend', (_name, available, setup) => {
+  let h: Harness;
+  let drop: () => Promise<void> = async () => undefined;
+  beforeAll(async () => {
+    if (!available) return;
+    const s = setup();
+    drop = s.drop;
+    h = await startHarness(s.env);
+  });
+  afterAll(async () => {
+    await h?.close();
+    await drop();
+  });
+
+  it.skipIf(!available)('a lone surrogate or a NUL harms neither its message nor its neighbour', async () => {
+    const [a, b, c] = ['15550007001', '15550007002', '15550007003'];
+    const body = rawWebhook(
+      [
+        msg(a, 'wamid.HS.A', '"fine"'),
+        msg(b, 'wamid.HS.B', '"broken emoji \\ud83d and a \\u0000 nul"'),
+        msg(c, 'wamid.HS.C', '"\\udc00"'),
+      ],
+      [`{"profile":{"name":"Mal\\ud800ory\\u0000"},"wa_id":"${b}"}`],
+    );
+    const r = await h.post(undefined, { raw: body });
+    expect(r.status).toBe(200);
+    expect(await r.json()).toEqual({ received: 3, duplicates: 0 });
+    // Meta's retry of the same body is recognised, nothing more.
+    expect(await (await h.post(undefined, { raw: body })).json()).toEqual({ received: 0, duplicates: 3 });
+    for (const u of [a, b, c]) {
+      const s = await h.settled(u, 1);
+      expect(s.current_step).toBe('ask_name');
+      await h.graph.waitFor((call) => call.body.to === u);
+    }
+    // The admin API reads the sessions (distributed: through PostgreSQL's copy) and the texts.
+    const list = await h.admin('/sessions?limit=200');
+    expect(list.status).toBe(200);
+    const conv = await h.admin(`/sessions/${b}/messages`);
+    expect(conv.status).toBe(200);
+    const inbound = (
+      (await conv.json()) as { messages: Array<{ direction: string; text?: string }> }
+    ).messages.find((m) => m.direction === 'in');
+    expect(inbound?.text).toBe('broken emoji \uFFFD and a \uFFFD nul');
+    expect((await h.admin('/inbox')).status).toBe(200);
+    expect((await h.admin(`/sessions/${b}/transitions`)).status).toBe(200);
+  });
+
+  it.skipIf(!available)(
+    'an id no session key can be made of is skipped; its neighbour is stored',
+    async () => {
+      const fine = '15550007010';
+      const body = rawWebhook([
+        msg('1555 0007011', 'wamid.HS.SPACE', '"hi"'),
+        msg('9'.repeat(129), 'wamid.HS.LONG', '"hi"'),
+        msg('1555\\u00000007012', 'wamid.HS.NUL', '"hi"'),
+        msg(fine, 'wamid.HS.FINE', '"hi"'),
+        msg('15550007013', `wamid.${'x'.repeat(300)}`, '"hi"'),
+      ]);
+      const r = await h.post(undefined, { raw: body });
+      expect(r.status).toBe(200);
+      expect(await r.json()).toEqual({ received: 1, duplicates: 0 });
+      await h.settled(fine, 1);
+    },
+  );
+});
