@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionView, TransitionRecord } from '../../src/model/session.ts';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook } from '../support/payloads.ts';
-import { dropIsolation, isolation, servicesUp } from '../support/services.ts';
+import { HARNESS_BACKENDS } from '../support/services.ts';
 
 interface InboxItem extends SessionView {
   waiting_since: string;
@@ -29,26 +29,7 @@ interface Item {
   kind?: string;
 }
 
-const cases: Array<[string, boolean, () => { env: Record<string, string>; drop: () => Promise<void> }]> = [
-  ['embedded', true, () => ({ env: {}, drop: async () => undefined })],
-  [
-    'distributed',
-    servicesUp,
-    () => {
-      const iso = isolation();
-      const prefix = iso.prefix.replace(/-/g, '_');
-      return {
-        env: {
-          REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-          DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
-          BATON_REDIS_PREFIX: prefix,
-          BATON_PG_SCHEMA: iso.schema,
-        },
-        drop: () => dropIsolation(prefix, iso.schema),
-      };
-    },
-  ],
-];
+const cases = HARNESS_BACKENDS;
 
 describe.each(cases)('agent hand-off on the %s backend', (name, available, setup) => {
   let h: Harness;

@@ -9,28 +9,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { envelopeWith } from '../support/payloads.ts';
-import { dropIsolation, isolation, servicesUp } from '../support/services.ts';
+import { HARNESS_BACKENDS } from '../support/services.ts';
 
-const cases: Array<[string, boolean, () => { env: Record<string, string>; drop: () => Promise<void> }]> = [
-  ['embedded', true, () => ({ env: {}, drop: async () => undefined })],
-  [
-    'distributed',
-    servicesUp,
-    () => {
-      const iso = isolation();
-      const prefix = iso.prefix.replace(/-/g, '_');
-      return {
-        env: {
-          REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-          DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
-          BATON_REDIS_PREFIX: prefix,
-          BATON_PG_SCHEMA: iso.schema,
-        },
-        drop: () => dropIsolation(prefix, iso.schema),
-      };
-    },
-  ],
-];
+const cases = HARNESS_BACKENDS;
 
 /** The raw JSON text of a webhook: hostile escapes survive only as text, not through JSON.stringify. */
 function rawWebhook(messages: string[], contacts: string[] = []): string {

@@ -150,3 +150,32 @@ export async function pgQuery<T extends pg.QueryResultRow>(
     await c.end();
   }
 }
+
+/** One backend a harness can run on: its name, whether it can run here, and its env and cleanup. */
+export type HarnessBackend = [
+  name: string,
+  available: boolean,
+  setup: () => { env: Record<string, string>; drop: () => Promise<void> },
+];
+
+/** Embedded, and distributed on its own Redis prefix and PostgreSQL schema (when the services are up). */
+export const HARNESS_BACKENDS: HarnessBackend[] = [
+  ['embedded', true, () => ({ env: {}, drop: async () => undefined })],
+  [
+    'distributed',
+    servicesUp,
+    () => {
+      const iso = isolation();
+      const prefix = iso.prefix.replace(/-/g, '_');
+      return {
+        env: {
+          REDIS_URL,
+          DATABASE_URL,
+          BATON_REDIS_PREFIX: prefix,
+          BATON_PG_SCHEMA: iso.schema,
+        },
+        drop: () => dropIsolation(prefix, iso.schema),
+      };
+    },
+  ],
+];
