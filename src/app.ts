@@ -238,7 +238,9 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   let forgetHandle = (): void => undefined;
   /** A worker-only process's probe server (`BATON_HEALTH_PORT`). */
   const health =
-    !roles.ingress && roles.worker && config.healthPort !== undefined ? buildHealthServer(backend) : null;
+    !roles.ingress && roles.worker && config.healthPort !== undefined
+      ? buildHealthServer(backend, metrics, stats)
+      : null;
   return {
     config,
     backend,

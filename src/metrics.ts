@@ -75,3 +75,28 @@ export class Metrics {
     return new Histogram({ name, help, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   }
 }
+
+/** What `/metrics` needs of the store: the deployment-wide figures (maintained counters, no scan). */
+export interface MetricsStats {
+  readonly queueDepth: number;
+  readonly oldestPendingMs: number;
+  readonly workers: number;
+}
+
+/**
+ * The `/metrics` answer of any process, ingress or worker: its own counters (a worker's are the
+ * engine's: batches, sends, late and stale inputs, dead letters), and the deployment's queue
+ * gauges read fresh from the store (left as they were if it does not answer).
+ */
+export async function metricsAnswer(
+  metrics: Metrics,
+  stats: () => Promise<MetricsStats>,
+): Promise<{ contentType: string; body: string }> {
+  const s = await stats().catch(() => null);
+  if (s) {
+    metrics.queueDepth.set(s.queueDepth);
+    metrics.oldestPending.set(s.oldestPendingMs / 1000);
+    metrics.liveWorkers.set(s.workers);
+  }
+  return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
+}

@@ -1,14 +1,24 @@
 /**
  * The probe server of a process that serves no webhooks (`baton worker` with
- * `BATON_HEALTH_PORT`): `GET /healthz` (the process runs) and `GET /readyz` (its stores answer:
- * 503 while Redis or PostgreSQL is away, 200 again once the worker has reconnected).
+ * `BATON_HEALTH_PORT`): `GET /healthz` (the process runs), `GET /readyz` (its stores answer:
+ * 503 while Redis or PostgreSQL is away, 200 again once the worker has reconnected) and
+ * `GET /metrics` (the worker's own counters: what the engine counts lives only there).
  * @module
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Backend } from '../backends/types.ts';
+import { metricsAnswer, type Metrics, type MetricsStats } from '../metrics.ts';
 
-export function buildHealthServer(backend: Backend): FastifyInstance {
+export function buildHealthServer(
+  backend: Backend,
+  metrics: Metrics,
+  stats: () => Promise<MetricsStats> = () => backend.stats(),
+): FastifyInstance {
   const app = Fastify({ logger: false, requestTimeout: 10_000 });
+  app.get('/metrics', async (_req, reply) => {
+    const m = await metricsAnswer(metrics, stats);
+    return reply.type(m.contentType).send(m.body);
+  });
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {
     const checks = await backend.health().catch(() => ({ store: false }));

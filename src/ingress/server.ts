@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { Backend } from '../backends/types.ts';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { IntakeTracker } from '../engine/intake-gate.ts';
-import type { Metrics } from '../metrics.ts';
+import { metricsAnswer, type Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
 import { registerDashboard } from '../admin/dashboard.ts';
@@ -234,13 +234,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });
   app.get('/metrics', async (_req, reply) => {
-    const s = await (deps.stats ?? (() => deps.backend.stats()))().catch(() => null);
-    if (s) {
-      deps.metrics.queueDepth.set(s.queueDepth);
-      deps.metrics.oldestPending.set(s.oldestPendingMs / 1000);
-      deps.metrics.liveWorkers.set(s.workers);
-    }
-    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    const m = await metricsAnswer(deps.metrics, deps.stats ?? (() => deps.backend.stats()));
+    return reply.type(m.contentType).send(m.body);
   });
 
   const auth = registerAdmin(app, deps);

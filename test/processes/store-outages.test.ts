@@ -212,6 +212,19 @@ describe.skipIf(missing.length > 0)('store outages under running workers', () =>
     expect(await ready()).toBe(200);
     const stats = await admin<{ queue_depth: number }>('/stats');
     expect(stats.body.queue_depth).toBe(0);
+    // What the engine counts lives in the workers: each one's probe port serves /metrics.
+    const sentBy = async (at: string): Promise<number> => {
+      const text = await (await fetch(`${at}/metrics`)).text();
+      const line = /^baton_outbound_total\{outcome="sent"\} (\d+)$/m.exec(text);
+      expect(text).toMatch(/^baton_queue_depth 0$/m);
+      return line ? Number(line[1]) : 0;
+    };
+    const sent = [
+      await sentBy(`http://127.0.0.1:${healthPorts[0]}`),
+      await sentBy(`http://127.0.0.1:${healthPorts[1]}`),
+    ];
+    expect(sent[0]! + sent[1]!).toBeGreaterThanOrEqual(users.length * 5);
+    expect(await sentBy(base)).toBe(0);
     for (const w of workers) expect(w.child.exitCode, `worker exited:\n${w.output()}`).toBe(null);
   }, 240_000);
 });
