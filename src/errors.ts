@@ -16,6 +16,10 @@ export const ERROR_CODES = {
   BATON_ERR_AMBIGUOUS_SESSION: { status: 409, message: 'The user has sessions on several channels' },
   BATON_ERR_FENCED: { status: 409, message: 'The lease was superseded; the write was refused' },
   BATON_ERR_VERSION_CONFLICT: { status: 409, message: 'The session changed since it was read' },
+  BATON_ERR_SESSION_BUSY: {
+    status: 409,
+    message: 'The session is busy (a worker holds its baton, e.g. running a lookup); try again in a moment',
+  },
   BATON_ERR_FLOW_INVALID: { status: 500, message: 'The flow definition is invalid' },
   BATON_ERR_FLOW_UNDECLARED_TRANSITION: { status: 500, message: 'A step went to a step it did not declare' },
   BATON_ERR_FLOW_HANDLER: { status: 500, message: 'Flow code threw' },
@@ -85,6 +89,20 @@ export class FencedError extends BatonError {
     this.name = 'FencedError';
     this.sessionId = sessionId;
     this.fence = fence;
+  }
+}
+
+/** An agent's or admin's change waited for the session's baton in vain: retryable. */
+export class SessionBusyError extends BatonError {
+  readonly sessionId: string;
+  constructor(sessionId: string, waitedMs: number) {
+    super(
+      'BATON_ERR_SESSION_BUSY',
+      `session ${sessionId} is busy: a worker held its baton for the ${Math.round(waitedMs / 1000)} s this change waited; try again in a moment`,
+      { retryable: true },
+    );
+    this.name = 'SessionBusyError';
+    this.sessionId = sessionId;
   }
 }
 

@@ -152,6 +152,13 @@ export interface Backend {
   /** Fenced (token). Extends a lease this grant still holds; `false` if it was lost. */
   renewLease(lease: LeaseGrant, ttlMs: number): Promise<boolean>;
   /**
+   * Someone (an agent, an admin reset) is waiting for the session's baton, for `ttlMs` (0: no
+   * longer). A holder that is only waiting (a throttled gateway's backoff) yields it.
+   */
+  wantLease(key: SessionKey, ttlMs: number): Promise<void>;
+  /** Whether someone is waiting for the session's baton (see {@link Backend.wantLease}). */
+  leaseWanted(key: SessionKey): Promise<boolean>;
+  /**
    * Fenced (token): releases the lease only if this grant still holds it; a lease lost to
    * another holder stays theirs (no error). If the session's mailbox is not empty, it is
    * scheduled again (due when its oldest pending message's buffer window ends); if it only has

@@ -7,7 +7,7 @@
  * @module
  */
 import type { Backend, LeaseGrant } from '../backends/types.ts';
-import { FencedError } from '../errors.ts';
+import { SessionBusyError } from '../errors.ts';
 import {
   agentMessage as agentMessageChange,
   agentOf,
@@ -49,6 +49,37 @@ export interface AgentSend {
 const POLL_MS = 50;
 
 /**
+ * Takes the session's baton for an agent's or admin's change: waits out a busy holder up to
+ * the lock TTL (and a second), meanwhile saying it waits ({@link Backend.wantLease}) so that a
+ * holder only waiting out a throttled gateway yields it. Throws SessionBusyError (retryable)
+ * when the baton did not come.
+ */
+export async function acquireForAgent(
+  backend: Backend,
+  key: SessionKey,
+  holder: string,
+  lockTtlMs: number,
+  now: () => number,
+): Promise<LeaseGrant> {
+  const started = now();
+  const deadline = started + lockTtlMs + 1000;
+  let wantedUntil = 0;
+  for (;;) {
+    const lease = await backend.acquireLease(key, holder, lockTtlMs);
+    if (lease) {
+      if (wantedUntil > 0) await backend.wantLease(key, 0).catch(() => undefined);
+      return lease;
+    }
+    if (now() > deadline) throw new SessionBusyError(sessionId(key), now() - started);
+    if (now() > wantedUntil - 1000) {
+      wantedUntil = now() + 3000;
+      await backend.wantLease(key, 3000);
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/**
  * Takes the session's baton, applies `compute` to the stored session and commits the change
  * fenced, then sends the outbox. `null` when the session does not exist.
  */
@@ -58,32 +89,27 @@ async function change(
   compute: (prev: SessionSnapshot, env: TransitionEnv) => AgentChange,
 ): Promise<AgentChange | null> {
   const { backend } = host;
-  const deadline = host.now() + host.lockTtlMs + 1000;
-  for (;;) {
-    const lease = await backend.acquireLease(key, `${host.workerId}:agent`, host.lockTtlMs);
-    if (lease) {
-      const held = host.hold(lease);
-      try {
-        const prev = await backend.load(key);
-        if (!prev) return null;
-        const result = compute(prev, host.env(lease));
-        await backend.commit(lease, {
-          expectedVersion: prev.version,
-          snapshot: result.snapshot,
-          records: result.records,
-          outbound: result.outbound,
-          consumed: [],
-          deadLetters: [],
-        });
-        if (result.outbound.length > 0) await host.flushOutbox(lease, held.sending);
-        return result;
-      } finally {
-        held.stop();
-        await backend.releaseLease(lease);
-      }
-    }
-    if (host.now() > deadline) throw new FencedError(sessionId(key), 0);
-    await new Promise((r) => setTimeout(r, POLL_MS));
+  const lease = await acquireForAgent(backend, key, `${host.workerId}:agent`, host.lockTtlMs, () =>
+    host.now(),
+  );
+  const held = host.hold(lease);
+  try {
+    const prev = await backend.load(key);
+    if (!prev) return null;
+    const result = compute(prev, host.env(lease));
+    await backend.commit(lease, {
+      expectedVersion: prev.version,
+      snapshot: result.snapshot,
+      records: result.records,
+      outbound: result.outbound,
+      consumed: [],
+      deadLetters: [],
+    });
+    if (result.outbound.length > 0) await host.flushOutbox(lease, held.sending);
+    return result;
+  } finally {
+    held.stop();
+    await backend.releaseLease(lease);
   }
 }
 

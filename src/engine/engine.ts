@@ -236,7 +236,7 @@ export class Engine {
         let flushed = false;
         // Messages already read for the next batch (by `releaseOrTake`).
         let next: StoredMessage[] | undefined;
-        for (let round = 0; round < 20 && !held.signal.aborted; round += 1) {
+        for (let round = 0; round < 20 && !held.signal.aborted && !run.yielded; round += 1) {
           if (!(await this.runBatch(run, next))) break;
           next = undefined;
           flushed = true;
@@ -248,6 +248,7 @@ export class Engine {
             backend.releaseOrTake &&
             round < 19 &&
             run.effects.length === 0 &&
+            !run.yielded &&
             !held.signal.aborted &&
             !this.abort.signal.aborted
           ) {
@@ -269,7 +270,7 @@ export class Engine {
         await this.recordSent(run);
         // Replies left unsent by an earlier holder (or a replayed dead letter).
         if (!flushed) await this.flushOutbox(run);
-        if (run.effects.length === 0 || held.sending.aborted) break;
+        if (run.effects.length === 0 || held.sending.aborted || run.yielded) break;
         // Effects committed and not finished (just started, or left by a holder that died): run
         // them now, holding the baton, and free the worker loop for other sessions meanwhile.
         detach?.();
@@ -433,6 +434,20 @@ export class Engine {
     // The last reply's status is left for the end of the turn to record (see runSession).
     await this.flushOutbox(run, { leaveLast: true });
     return true;
+  }
+
+  /**
+   * Waits out a send's backoff, looking every half second whether an agent waits for the
+   * session's baton (Backend.wantLease): true if one does, and the wait is cut short.
+   */
+  private async waitUnlessWanted(run: SessionRun, ms: number, signal: AbortSignal): Promise<boolean> {
+    const until = this.now() + ms;
+    for (;;) {
+      if (await this.o.backend.leaseWanted(run.lease).catch(() => false)) return true;
+      const left = until - this.now();
+      if (left <= 0 || signal.aborted) return false;
+      await sleep(Math.min(500, left), signal);
+    }
   }
 
   /** Records the status of the reply sent last, if the turn has not yet (see flushOutbox). */
@@ -724,7 +739,12 @@ export class Engine {
               },
               'send refused; retrying',
             );
-            await sleep(wait, signal);
+            if (await this.waitUnlessWanted(run, wait, signal)) {
+              // An agent waits for this session: the reply stays unsent, the baton goes to the
+              // agent, and a later turn tries again (the release brings the session back).
+              run.yielded = true;
+              break sending;
+            }
             continue;
           }
           metrics.outbound.inc({ outcome: 'failed' });
@@ -850,29 +870,29 @@ export class Engine {
 
   /** An agent's reset: takes the baton (waiting up to the lock TTL), records `admin_reset`, sends nothing. */
   async adminReset(key: SessionKey): Promise<SessionSnapshot | null> {
-    const deadline = this.now() + this.o.lockTtlMs + 1000;
-    for (;;) {
-      const lease = await this.o.backend.acquireLease(key, `${this.workerId}:admin`, this.o.lockTtlMs);
-      if (lease) {
-        try {
-          const prev = await this.o.backend.load(key);
-          if (!prev) return null;
-          const r = adminReset(prev, this.env(lease));
-          await this.o.backend.commit(lease, {
-            expectedVersion: prev.version,
-            snapshot: r.snapshot,
-            records: r.records,
-            outbound: [],
-            consumed: [],
-            deadLetters: [],
-          });
-          return r.snapshot;
-        } finally {
-          await this.o.backend.releaseLease(lease);
-        }
-      }
-      if (this.now() > deadline) throw new FencedError(sessionId(key), 0);
-      await sleep(50);
+    const { backend } = this.o;
+    const lease = await agentOps.acquireForAgent(
+      backend,
+      key,
+      `${this.workerId}:admin`,
+      this.o.lockTtlMs,
+      this.now,
+    );
+    try {
+      const prev = await backend.load(key);
+      if (!prev) return null;
+      const r = adminReset(prev, this.env(lease));
+      await backend.commit(lease, {
+        expectedVersion: prev.version,
+        snapshot: r.snapshot,
+        records: r.records,
+        outbound: [],
+        consumed: [],
+        deadLetters: [],
+      });
+      return r.snapshot;
+    } finally {
+      await backend.releaseLease(lease);
     }
   }
 }
@@ -885,6 +905,8 @@ interface SessionRun {
   effects: OutboundRecord[];
   /** A reply sent and not yet recorded as sent (see flushOutbox). */
   sent?: OutboundUpdate;
+  /** An agent asked for the baton while a send waited: the turn ends, replies left unsent. */
+  yielded?: boolean;
 }
 
 /** How one flush of a session's outbox goes (see Engine.flushOutbox). */

@@ -132,6 +132,14 @@ export class DistributedBackend implements Backend {
     return leases.acquireLease(this.ctx, key, holder, ttlMs);
   }
 
+  wantLease(key: SessionKey, ttlMs: number): Promise<void> {
+    return leases.wantLease(this.ctx, key, ttlMs);
+  }
+
+  leaseWanted(key: SessionKey): Promise<boolean> {
+    return leases.leaseWanted(this.ctx, key);
+  }
+
   renewLease(lease: LeaseGrant, ttlMs: number): Promise<boolean> {
     return leases.renewLease(this.ctx, lease, ttlMs);
   }

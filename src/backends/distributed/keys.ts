@@ -55,6 +55,8 @@ export interface SessionKeys {
   readonly pmid: string;
   /** Status webhooks about provider message ids not recorded yet (outbound-update-7.lua). */
   readonly early: string;
+  /** STRING present while an agent waits for the session's baton (see Backend.wantLease). */
+  readonly want: string;
   /** LIST of JSON entries not yet copied to PostgreSQL, oldest first. */
   readonly journal: string;
   /** STRING dedupe marker of one inbound message id, with EX expiry. */
@@ -151,6 +153,7 @@ export class Keys {
       unsent: `${base}:unsent`,
       pmid: `${base}:pmid`,
       early: `${base}:early`,
+      want: `${base}:want`,
       journal: `${base}:journal`,
       seen: (messageId: string) => `${base}:seen:${messageId}`,
     };

@@ -13,7 +13,7 @@ import { UNSENT_RETRY_MS, type Context } from './context.ts';
 import { MAILBOX_READ_LIMIT, mailboxRead, mailboxReadOps, restore, restoreOp } from './mailbox.ts';
 import { idleOp } from './maintenance.ts';
 import { updateInPipeline, updateOutbound } from './outbox.ts';
-import { asArray, asNumber, asString, followUp, pipeline, run, scheduleOps } from './redis-calls.ts';
+import { asArray, asNumber, asString, followUp, pipeline, r, run, scheduleOps } from './redis-calls.ts';
 import type { WatermarkRead } from './intake-watermark.ts';
 import type { SessionKeys } from './keys.ts';
 import type { Arg, PipelineOp } from './scripts.ts';
@@ -138,6 +138,19 @@ export async function acquireLease(
   // Its entry among the leases held (for `stats`) goes with the next command or this tick's posts.
   ctx.globalFeed.leaseHeld(token, wd);
   return { channel: key.channel, user: key.user, token, fence: code, holder };
+}
+
+export async function wantLease(ctx: Context, key: SessionKey, ttlMs: number): Promise<void> {
+  const want = ctx.keys.session(key).want;
+  await r('want', async () => {
+    if (ttlMs > 0) await ctx.redis.set(want, '1', 'PX', ttlMs);
+    else await ctx.redis.del(want);
+  });
+}
+
+export async function leaseWanted(ctx: Context, key: SessionKey): Promise<boolean> {
+  const want = ctx.keys.session(key).want;
+  return (await r('want', () => ctx.redis.exists(want))) === 1;
 }
 
 export async function renewLease(ctx: Context, lease: LeaseGrant, ttlMs: number): Promise<boolean> {

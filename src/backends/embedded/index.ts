@@ -155,6 +155,8 @@ export class EmbeddedBackend implements Backend {
   private fenceCounter = 0;
   private seq = 0;
   private writes: PendingWrite[] = [];
+  /** Sessions whose baton an agent waits for, until when (see wantLease). */
+  private readonly wanted = new Map<string, number>();
   private readonly statements = new Map<string, Database.Statement>();
   private txStatements: TxStatements | undefined;
   /** A read transaction is open (see `beginRead`). */
@@ -636,6 +638,15 @@ export class EmbeddedBackend implements Backend {
   private current(lease: LeaseGrant): Lease | undefined {
     const l = this.leases.get(sessionId(lease));
     return l !== undefined && l.token === lease.token && l.expiresAt > this.now() ? l : undefined;
+  }
+
+  async wantLease(key: SessionKey, ttlMs: number): Promise<void> {
+    if (ttlMs > 0) this.wanted.set(sessionId(key), this.now() + ttlMs);
+    else this.wanted.delete(sessionId(key));
+  }
+
+  async leaseWanted(key: SessionKey): Promise<boolean> {
+    return (this.wanted.get(sessionId(key)) ?? 0) > this.now();
   }
 
   async renewLease(lease: LeaseGrant, ttlMs: number): Promise<boolean> {

@@ -1,0 +1,67 @@
+/**
+ * An agent's change needs the session's baton. A worker waiting out a throttled gateway
+ * (Retry-After: 30 s) yields it to the agent instead of holding it for the whole backoff; a
+ * worker that really works (here: a slow shop lookup) keeps it, and the agent gets a clear,
+ * retryable `409 BATON_ERR_SESSION_BUSY`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SessionView } from '../../src/model/session.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { text, webhook } from '../support/payloads.ts';
+import { HARNESS_BACKENDS } from '../support/services.ts';
+
+describe.each(HARNESS_BACKENDS)('an agent and a busy worker on the %s backend', (_name, available, setup) => {
+  let h: Harness;
+  let drop: () => Promise<void> = async () => undefined;
+  const ts = 1_750_000_000;
+  const call = (path: string, method: string, body: unknown): Promise<Response> =>
+    h.admin(path, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+  beforeAll(async () => {
+    if (!available) return;
+    const s = setup();
+    drop = s.drop;
+    h = await startHarness({ BATON_LOCK_TTL_MS: '3000', ...s.env });
+  });
+  afterAll(async () => {
+    if (!available) return;
+    await h.close();
+    await drop();
+  });
+
+  it.skipIf(!available)(
+    'a worker waiting out a throttled gateway yields the baton to the agent',
+    async () => {
+      const user = '15550808001';
+      // Graph throttles the name prompt, asking for 30 s.
+      h.graph.failNext(1, { status: 429, graphCode: 130429, retryAfter: 30 });
+      expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
+      await h.graph.waitForRequest((c) => c.body.to === user && c.status === 429);
+
+      const started = Date.now();
+      const took = await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' });
+      expect(took.status).toBe(200);
+      // Not the 30 s backoff, not the lock TTL: the worker looks every half second.
+      expect(Date.now() - started).toBeLessThan(2_500);
+      const s = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
+      expect(s.metadata.needs_agent).toBe(true);
+      // The prompt left unsent goes out in order once the gateway lets it.
+      await h.graph.waitFor((c) => c.body.to === user, 10_000);
+    },
+  );
+
+  it.skipIf(!available)(
+    'a worker holding the baton for real work makes the agent wait, then 409 BUSY',
+    async () => {
+      const user = '15550808002';
+      // The worker's send hangs (Graph answers after 6 s, beyond the agent's wait): it holds the
+      // baton the whole time, as it does for a slow lookup.
+      h.graph.failNext(1, { status: 200, delayMs: 6_000, body: { messages: [{ id: 'wamid.SLOW' }] } });
+      expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
+      await h.graph.waitForArrival((b) => b.to === user);
+      const r = await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' });
+      expect(r.status).toBe(409);
+      expect(await r.json()).toMatchObject({ code: 'BATON_ERR_SESSION_BUSY' });
+    },
+  );
+});
