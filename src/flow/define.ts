@@ -516,14 +516,25 @@ function buildReplies(
   const bodies: OutboundBody[] = list.map((r) => (typeof r === 'string' ? { type: 'text', text: r } : r));
   if (choices.length === 0) return bodies;
   const last = bodies.pop();
-  const text = last === undefined ? '' : last.type === 'text' ? last.text : undefined;
-  if (text === undefined) {
-    // The author built the interactive message (or a media one) themselves: the choices go on a new one.
-    if (last) bodies.push(last);
-    bodies.push(choiceBody('', choices, listButton));
+  if (last === undefined || last.type === 'text') {
+    bodies.push(choiceBody(last?.text ?? listButton, choices, listButton));
     return bodies;
   }
-  bodies.push(choiceBody(text, choices, listButton));
+  if (last.type === 'buttons' || last.type === 'list') {
+    // The author shaped the interactive message (text, header, footer): it carries the step's
+    // choices, as buttons or a list by their number. A list's header may only be text.
+    const body = choiceBody(last.text, choices, last.type === 'list' ? last.button : listButton);
+    const header = last.header?.type === 'text' || body.type === 'buttons' ? last.header : undefined;
+    bodies.push({
+      ...body,
+      ...(header === undefined ? {} : { header }),
+      ...(last.footer === undefined ? {} : { footer: last.footer }),
+    } as OutboundBody);
+    return bodies;
+  }
+  // Media, a location or a template: sent as it is, and the choices follow under the list
+  // button's label (an interactive message needs a text).
+  bodies.push(last, choiceBody(listButton, choices, listButton));
   return bodies;
 }
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { orderFlow } from '../../src/bots/order.ts';
 import { FlowDefinitionError } from '../../src/errors.ts';
-import { defineFlow, promptOf, toMermaid, type StepSpec } from '../../src/flow/define.ts';
+import { defineFlow, promptOf, promptsOf, toMermaid, type StepSpec } from '../../src/flow/define.ts';
+import { buttons, image } from '../../src/flow/replies.ts';
 
 const step = (to: string[], extra: Partial<StepSpec<string>> = {}): StepSpec<string> => ({
   say: 'x',
@@ -75,6 +76,53 @@ describe('defineFlow validation', () => {
         steps: { s: step([], { accepts: undefined, choices: [{ id: 'x', title: 'x'.repeat(21) }] }) },
       }),
     ).toThrow(/title is 21 characters/);
+  });
+});
+
+describe('a step whose say is an interactive or media body and that has choices', () => {
+  const two = [
+    { id: 'yes', title: 'Yes' },
+    { id: 'no', title: 'No' },
+  ];
+  const promptsFor = (say: StepSpec<string>['say'], choices = two): ReturnType<typeof promptsOf> => {
+    const f = defineFlow({
+      id: 'f',
+      start: 's',
+      steps: { s: step([], { accepts: undefined, choices, listButton: 'Pick', say }) },
+    });
+    return promptsOf(f, f.steps.get('s')!, {});
+  };
+
+  it("sends the author's buttons body carrying the step's choices, header and footer kept", () => {
+    const said = buttons('Table for two?', [{ id: 'ignored', title: 'Ignored' }], {
+      header: 'Booking',
+      footer: 'Reply below',
+    });
+    expect(promptsFor(said)).toEqual([
+      {
+        type: 'buttons',
+        text: 'Table for two?',
+        buttons: two,
+        header: { type: 'text', text: 'Booking' },
+        footer: 'Reply below',
+      },
+    ]);
+    // Computed too: it used to fail every send with "body text is empty".
+    expect(promptsFor(() => said)).toHaveLength(1);
+  });
+
+  it('turns more than three choices into a list under the same text', () => {
+    const four = ['a', 'b', 'c', 'd'].map((id) => ({ id, title: id.toUpperCase() }));
+    const [body] = promptsFor(buttons('Which day?', [{ id: 'x', title: 'X' }]), four);
+    expect(body).toMatchObject({ type: 'list', text: 'Which day?', button: 'Pick' });
+  });
+
+  it('sends an image as it is, and the choices after it', () => {
+    const said = image('https://shop.example/t.png', { caption: 'Your table' });
+    const bodies = promptsFor(said);
+    expect(bodies).toHaveLength(2);
+    expect(bodies[0]).toMatchObject({ type: 'image' });
+    expect(bodies[1]).toEqual({ type: 'buttons', text: 'Pick', buttons: two });
   });
 });
 
