@@ -102,7 +102,7 @@ export async function loadFlowModule(
   } catch (err) {
     throw new ConfigError(
       'BATON_FLOWS',
-      `cannot load "${modulePath}": ${(err as Error).message.split('\n')[0]}`,
+      `cannot load "${modulePath}": ${oneLine((err as Error).message)}`,
     );
   }
   const isFlow = (v: unknown): v is Flow =>
@@ -276,6 +276,19 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       await backend.close();
     },
   };
+}
+
+/**
+ * An error message on one line: its lines joined with "; ". A compiler's first line is often
+ * only "Transform failed with 1 error:", the file, line and reason following on the next.
+ */
+function oneLine(message: string): string {
+  const lines = message
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  const text = lines.join('; ').replace(/:;/g, ':');
+  return text.length > 500 ? `${text.slice(0, 500)}...` : text;
 }
 
 async function createBackend(config: Config, logger: Logger, now?: () => number): Promise<Backend> {

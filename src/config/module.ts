@@ -5,6 +5,9 @@
  * it), and otherwise refused with a clear message.
  * @module
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /**
  * Imports `url` (a `file:` URL), registering tsx first if the module is TypeScript and this
@@ -14,8 +17,36 @@
 export async function importModule(url: string): Promise<Record<string, unknown>> {
   const typescript = /\.[cm]?tsx?$/.test(new URL(url).pathname);
   // Running from the sources means a TypeScript loader is already in place.
-  if (typescript && !import.meta.url.endsWith('.ts')) await registerTsx();
+  if (typescript && !import.meta.url.endsWith('.ts')) {
+    await registerTsx();
+    const hint = commonJsScope(url);
+    if (hint !== null) throw new Error(hint);
+  }
   return (await import(url)) as Record<string, unknown>;
+}
+
+/**
+ * Why a `.ts` module would fail to load as the ES module a flow file is: outside a package with
+ * `"type": "module"`, Node takes `.ts` for CommonJS, and the import failed with "Cannot require()
+ * ES Module ... in a cycle". Null when it will load (`.mts`, or an ES module package).
+ */
+function commonJsScope(url: string): string | null {
+  const file = fileURLToPath(url);
+  if (!/\.tsx?$/.test(file)) return null;
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        const type = (JSON.parse(readFileSync(pkg, 'utf8')) as { type?: unknown }).type;
+        if (type === 'module') return null;
+      } catch {
+        // unreadable: Node will read it as CommonJS too
+      }
+      return `${basename(file)} would load as CommonJS (${pkg} has no "type": "module"): add "type": "module" there, or name the file .mts`;
+    }
+    if (dirname(dir) === dir)
+      return `${basename(file)} would load as CommonJS (no package.json with "type": "module" above it): add one, or name the file .mts`;
+  }
 }
 
 let registered: Promise<void> | null = null;

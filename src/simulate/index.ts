@@ -47,6 +47,30 @@ interface Target {
   readonly stop: () => Promise<void>;
 }
 
+/**
+ * The embedded Baton's log, as lines in the chat: errors (a flow that throws, a reply that breaks
+ * a WhatsApp limit) by default, `LOG_LEVEL` to see more. One line each: what and why.
+ */
+function chatLogger(o: SimulateOptions): pino.Logger {
+  const level = o.env.LOG_LEVEL ?? 'error';
+  return pino(
+    { level },
+    {
+      write: (line: string) => {
+        let entry: { level?: number; msg?: string; err?: { message?: string }; session?: string };
+        try {
+          entry = JSON.parse(line) as typeof entry;
+        } catch {
+          return;
+        }
+        const name = pino.levels.labels[entry.level ?? 30] ?? 'log';
+        const why = entry.err?.message === undefined ? '' : `: ${entry.err.message}`;
+        o.output.write(`  (baton ${name}) ${entry.msg ?? ''}${why}\n`);
+      },
+    },
+  );
+}
+
 async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<Target> {
   const shop = o.shopStub ? await startShopStub() : undefined;
   // The order-status example reads ORDER_API_URL when its module is loaded.
@@ -69,7 +93,7 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
   if (o.flows !== undefined) env.BATON_FLOWS = o.flows;
   let baton: Baton | undefined;
   try {
-    baton = await createBaton(loadConfig(env), { logger: pino({ level: 'silent' }), concurrency: 8 });
+    baton = await createBaton(loadConfig(env), { logger: chatLogger(o), concurrency: 8 });
     const url = (await baton.start())!;
     const b = baton;
     return {

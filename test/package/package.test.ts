@@ -215,3 +215,52 @@ function accepts(port: number): Promise<boolean> {
     s.once('error', () => res(false));
   });
 }
+
+describe('a TypeScript flow file loaded by the compiled CLI', () => {
+  const bin = join(ROOT, 'bin/baton.mjs');
+  const dir = mkdtempSync(join(tmpdir(), 'baton-ts-flow-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const flow = `import { defineFlow } from ${JSON.stringify(join(ROOT, 'dist/index.js'))};
+export default defineFlow({
+  id: 'hello',
+  start: 'ask',
+  steps: { ask: { say: 'Hi!', accepts: 'text', to: [], on: (_i, c) => c.retry() } },
+});
+`;
+  const graph = (file: string): { status: number; out: string } => {
+    try {
+      const out = execFileSync(process.execPath, [bin, 'flow', 'graph', 'hello'], {
+        env: { ...childEnv(), BATON_FLOWS: file },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      return { status: 0, out };
+    } catch (err) {
+      const e = err as { status: number; stderr: string };
+      return { status: e.status, out: e.stderr };
+    }
+  };
+
+  it('loads a .mts file anywhere, and says what to do with a .ts one outside an ES module package', () => {
+    writeFileSync(join(dir, 'hello.mts'), flow);
+    expect(graph(join(dir, 'hello.mts'))).toMatchObject({
+      status: 0,
+      out: expect.stringContaining('[*] --> ask'),
+    });
+    writeFileSync(join(dir, 'hello.ts'), flow);
+    const refused = graph(join(dir, 'hello.ts'));
+    expect(refused.status).toBe(1);
+    expect(refused.out).toMatch(
+      /BATON_FLOWS: cannot load .*hello\.ts would load as CommonJS.*name the file \.mts/,
+    );
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+    expect(graph(join(dir, 'hello.ts')).status).toBe(0);
+  });
+
+  it('names the line of a syntax error', () => {
+    writeFileSync(join(dir, 'broken.mts'), 'export default {\n  a: 1,\n');
+    const r = graph(join(dir, 'broken.mts'));
+    expect(r.status).toBe(1);
+    expect(r.out).toMatch(/broken\.m?ts:3:0: ERROR: /);
+  });
+});

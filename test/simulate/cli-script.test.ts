@@ -78,6 +78,32 @@ describe('baton simulate --script', () => {
     );
   }, 30_000);
 
+  it("shows a flow's error in the chat (the embedded Baton logs errors there)", async () => {
+    const src = join(import.meta.dirname, '../../src/index.ts');
+    const flow = write(
+      'boom.mts',
+      `import { defineFlow } from ${JSON.stringify(src)};
+export default defineFlow({
+  id: 'boom',
+  start: 'ask',
+  steps: {
+    ask: { say: 'Say anything.', accepts: 'text', to: [], on: () => { throw new Error('kaboom in my handler'); } },
+  },
+});
+`,
+    );
+    const script = write('boom.json', {
+      timeoutMs: 8000,
+      steps: [
+        { send: 'hi', expect: ['say anything'] },
+        { send: 'x', expect: ['something went wrong'] },
+      ],
+    });
+    const r = await baton(['simulate', '--start', '--flows', flow, '--script', script]);
+    expect(r.stdout).toContain('(baton error) flow code failed; batch dead-lettered');
+    expect(r.stdout).toContain('kaboom in my handler');
+  }, 60_000);
+
   it('exits 2 on a script that is not a conversation', async () => {
     const r = await baton(['simulate', '--start', '--script', write('bad.json', { steps: [{ say: 'hi' }] })]);
     expect(r.code).toBe(2);
