@@ -11,7 +11,22 @@ import { run } from './index.ts';
  * timer) would keep it alive: it has reported its error, and its output has had time to drain.
  */
 export async function main(): Promise<void> {
+  outputMayClose();
   const code = await run(process.argv.slice(2));
   process.exitCode = code;
   if (code !== 0) setTimeout(() => process.exit(code), 1000).unref();
+}
+
+/**
+ * `baton start | head -3`: once the reader is gone, writes to stdout fail with EPIPE. That is no
+ * reason to crash, nor to hang half-stopped (a SIGTERM handler's own log line threw there): the
+ * output is dropped and Baton goes on, or stops cleanly when told to.
+ */
+function outputMayClose(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') return;
+      throw err;
+    });
+  }
 }

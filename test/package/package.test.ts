@@ -264,3 +264,36 @@ export default defineFlow({
     expect(r.out).toMatch(/broken\.m?ts:3:0: ERROR: /);
   });
 });
+
+describe('baton start whose output reader goes away (`baton start | head -1`)', () => {
+  it('keeps serving, and stops on SIGTERM', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-epipe-'));
+    const port = await freePort();
+    const child = spawn(process.execPath, [join(ROOT, 'bin/baton.mjs'), 'start'], {
+      env: { ...childEnv(), PORT: String(port), HOST: '127.0.0.1', BATON_DATA_DIR: dir, LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      await new Promise<void>((done) => child.stdout.once('data', () => done()));
+      child.stdout.destroy(); // the reader is gone: the next writes fail with EPIPE
+      child.stderr.destroy();
+      const healthy = async (): Promise<number> => {
+        for (let i = 0; i < 100; i++) {
+          const r = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null);
+          if (r) return r.status;
+          await new Promise((w) => setTimeout(w, 100));
+        }
+        return 0;
+      };
+      expect(await healthy()).toBe(200);
+      // Requests log at info: each write meets the closed pipe.
+      for (let i = 0; i < 5; i++) expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});
