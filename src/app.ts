@@ -185,7 +185,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
 
   const adminTokenGenerated = config.adminToken === undefined;
   const adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
-  const recent: number[] = [];
+  const stored = new PerSecond();
   // Polling readers (scrapers, dashboards, the alert watcher) share one read per second.
   const stats = cachedStats(() => backend.stats());
   const server = buildServer({
@@ -201,6 +201,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     },
     verifyToken: config.whatsapp.verifyToken,
     ...(opts.http ? { limits: opts.http } : {}),
+    trustProxy: config.trustProxy,
     adminToken,
     flows,
     resetSession: (key) => engine.adminReset(key),
@@ -209,17 +210,8 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       message: (key, text, agent) => engine.agentMessage(key, text, agent),
       handback: (key, step, agent) => engine.handback(key, step, agent),
     },
-    messagesPerSecond: () => {
-      const cutoff = Date.now() - 60_000;
-      while (recent.length > 0 && recent[0]! < cutoff) recent.shift();
-      return Math.round((recent.length / 60) * 100) / 100;
-    },
-  });
-  server.addHook('onResponse', async (req, reply) => {
-    if (req.method === 'POST' && req.url.startsWith('/webhooks/') && reply.statusCode === 200) {
-      recent.push(Date.now());
-      if (recent.length > 100_000) recent.splice(0, recent.length - 100_000);
-    }
+    messagesPerSecond: () => stored.perSecond(Date.now()),
+    onStored: (accepted) => stored.add(Date.now(), accepted),
   });
 
   const alerts =
@@ -278,6 +270,29 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   };
 }
 
+/** Messages stored over the last minute, in one-second buckets: a rate per second. */
+class PerSecond {
+  private readonly buckets = new Array<number>(60).fill(0);
+  private readonly seconds = new Array<number>(60).fill(0);
+
+  add(nowMs: number, n: number): void {
+    const s = Math.floor(nowMs / 1000);
+    const i = s % 60;
+    if (this.seconds[i] !== s) {
+      this.seconds[i] = s;
+      this.buckets[i] = 0;
+    }
+    this.buckets[i]! += n;
+  }
+
+  perSecond(nowMs: number): number {
+    const s = Math.floor(nowMs / 1000);
+    let sum = 0;
+    for (let i = 0; i < 60; i++) if (s - this.seconds[i]! < 60) sum += this.buckets[i]!;
+    return Math.round((sum / 60) * 100) / 100;
+  }
+}
+
 /**
  * An error message on one line: its lines joined with "; ". A compiler's first line is often
  * only "Transform failed with 1 error:", the file, line and reason following on the next.
@@ -307,7 +322,8 @@ async function createBackend(config: Config, logger: Logger, now?: () => number)
       ...(now ? { now } : {}),
       retentionSec: config.retentionSec,
       messageRetentionSec: config.messageRetentionSec,
-      idleTtlSec: config.sessionTtlSec,
+      // Redis keeps an idle session's replies and data no longer than texts may be kept at all.
+      idleTtlSec: Math.min(config.sessionTtlSec, config.messageRetentionSec),
     });
   }
   return new EmbeddedBackend({

@@ -98,6 +98,13 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
       "WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts UNSIGNED requests, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret.",
     );
   }
+  if (config.amqpUrl !== undefined) {
+    out(
+      'WARNING: AMQP_URL is set, but this Baton has no RabbitMQ intake: webhooks are stored in ' +
+        (baton.backend.kind === 'embedded' ? 'SQLite' : 'Redis and PostgreSQL') +
+        ' as without it, and nothing connects to RabbitMQ.',
+    );
+  }
   if (url) {
     const base = url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
     out(`Baton (${baton.backend.kind}) listening on ${url}`);

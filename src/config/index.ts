@@ -55,6 +55,11 @@ export interface Config {
   readonly messageRetentionSec: number;
   /** `BATON_HEALTH_PORT`: where a worker-only process serves /healthz and /readyz (none). */
   readonly healthPort: number | undefined;
+  /**
+   * `BATON_TRUST_PROXY`: behind a TLS-terminating proxy, believe its `X-Forwarded-Proto` (and
+   * `-For`), so the dashboard's cookie is `Secure` and sign-in throttling sees client addresses.
+   */
+  readonly trustProxy: boolean;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -234,6 +239,7 @@ export function loadConfig(env: Env = process.env): Config {
       ? parseDurationSeconds('BATON_MESSAGE_RETENTION', env.BATON_MESSAGE_RETENTION)
       : 30 * 86400,
     healthPort: env.BATON_HEALTH_PORT?.trim() ? int(env, 'BATON_HEALTH_PORT', 0, 0, 65535) : undefined,
+    trustProxy: bool(env, 'BATON_TRUST_PROXY', false),
   };
   return deepFreeze(config);
 }

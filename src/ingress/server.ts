@@ -58,6 +58,10 @@ export interface ServerDeps extends AdminDeps {
   readonly verifyToken: string | undefined;
   /** Defaults: {@link DEFAULT_HTTP_LIMITS}. */
   readonly limits?: Partial<HttpLimits>;
+  /** Told how many new messages each webhook stored (the admin's messages_per_s). */
+  readonly onStored?: (accepted: number) => void;
+  /** Believe a proxy's `X-Forwarded-*` headers (BATON_TRUST_PROXY). Default false. */
+  readonly trustProxy?: boolean;
 }
 
 /** Sends a coded JSON error. */
@@ -80,6 +84,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
+    trustProxy: deps.trustProxy ?? false,
     // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
     routerOptions: { maxParamLength: 2000 },
     logController: new LogController({ disableRequestLogging: true }),
@@ -211,6 +216,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       const receivedAt = arrivals.get(req)?.at;
       const result = await deps.backend.ingest(receivedAt === undefined ? batch : { ...batch, receivedAt });
       count('stored');
+      if (result.accepted > 0) deps.onStored?.(result.accepted);
       if (result.duplicates > 0) deps.metrics.duplicates.inc(result.duplicates);
       deps.metrics.messages.inc({ outcome: 'stored' }, result.accepted);
       if (result.duplicates > 0) deps.metrics.messages.inc({ outcome: 'duplicate' }, result.duplicates);

@@ -221,3 +221,23 @@ describe('sign-in throttling', () => {
     }
   });
 });
+
+describe('behind a TLS-terminating proxy', () => {
+  const signInVia = (url: string): Promise<Response> =>
+    fetch(`${url}/admin/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-proto': 'https' },
+      body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+      redirect: 'manual',
+    });
+
+  it('marks the cookie Secure when BATON_TRUST_PROXY=true, and believes no header otherwise', async () => {
+    const trusting = await startHarness({ BATON_TRUST_PROXY: 'true' });
+    try {
+      expect((await signInVia(trusting.url)).headers.get('set-cookie')).toMatch(/; Secure/);
+    } finally {
+      await trusting.close();
+    }
+    expect((await signInVia(h.url)).headers.get('set-cookie')).not.toMatch(/Secure/);
+  });
+});

@@ -193,6 +193,21 @@ describe('health, readiness, metrics, admin auth', () => {
     });
   });
 
+  it('counts messages stored in messages_per_s, not webhook posts', async () => {
+    const h2 = await startHarness();
+    try {
+      const many = Array.from({ length: 120 }, (_, i) =>
+        text(`1555001${String(i).padStart(4, '0')}`, 'hi', 1_750_000_000),
+      );
+      expect((await h2.post(webhook(many))).status).toBe(200);
+      expect((await h2.post(webhook(many))).status).toBe(200); // duplicates: not counted again
+      const stats = (await (await h2.admin('/stats')).json()) as { messages_per_s: number };
+      expect(stats.messages_per_s).toBe(2); // 120 messages over the last minute
+    } finally {
+      await h2.close();
+    }
+  });
+
   it('lets an agent clear a stuck lease, after which the session is processed', async () => {
     const u = '15550004444';
     expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)]))).status).toBe(200);

@@ -145,6 +145,17 @@ describe('parseCloudApiWebhook: message fields', () => {
     });
   });
 
+  it('reads a sender sent as a JSON number as its digits (and the rest of the message as usual)', () => {
+    const body = JSON.parse(JSON.stringify(fixture('message', 'text'))) as {
+      entry: Array<{ changes: Array<{ value: { messages: Array<Record<string, unknown>> } }> }>;
+    };
+    body.entry[0]!.changes[0]!.value.messages[0]!.from = 972987654321;
+    expect(parseCloudApiWebhook(body).messages[0]).toMatchObject({
+      user: '972987654321',
+      content: { type: 'text', body: 'Body Text' },
+    });
+  });
+
   it('keeps context.id of replies and button taps, not of forwards', () => {
     expect(onlyMessage('message', 'reply').contextId).toBe('wamid.xyzxyz==');
     expect(onlyMessage('callback_button', 'button').contextId).toBe('wamid.xyzxyz');

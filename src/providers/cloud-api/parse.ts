@@ -192,6 +192,12 @@ function contactFor(
   return from === undefined && fromUserId === undefined && contacts.length === 1 ? contacts[0] : undefined;
 }
 
+/** A phone number sent as a JSON number (not Meta's format, but unmistakable): its digits. */
+function digits(raw: JsonObject, key: string): string | undefined {
+  const n = num(raw, key);
+  return n !== undefined && Number.isSafeInteger(n) && n > 0 ? String(n) : undefined;
+}
+
 function readMessage(
   raw: unknown,
   channel: string,
@@ -201,7 +207,7 @@ function readMessage(
   if (!isObject(raw)) return { kind: 'message', reason: 'message is not an object' };
   const givenId = str(raw, 'id');
 
-  const from = str(raw, 'from');
+  const from = str(raw, 'from') ?? digits(raw, 'from');
   const fromUserId = str(raw, 'from_user_id');
   const contact = contactFor(contacts, from, fromUserId);
   const waId = from ?? str(contact, 'wa_id');
