@@ -100,10 +100,7 @@ export async function loadFlowModule(
   try {
     mod = await importModule(pathToFileURL(flowModuleFile(modulePath)).href);
   } catch (err) {
-    throw new ConfigError(
-      'BATON_FLOWS',
-      `cannot load "${modulePath}": ${oneLine((err as Error).message)}`,
-    );
+    throw new ConfigError('BATON_FLOWS', `cannot load "${modulePath}": ${oneLine((err as Error).message)}`);
   }
   const isFlow = (v: unknown): v is Flow =>
     typeof v === 'object' && v !== null && 'steps' in v && v.steps instanceof Map;

@@ -712,6 +712,23 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
           expect((await statusOf(key)).lastError).toBeUndefined();
         });
 
+        it('a second send recorded after the first keeps the first id (a holder that lost its lease)', async () => {
+          const key = newKey();
+          const [o1, o2] = await committedWithOutbound(key);
+          const [first, late, replayed] = [`wamid.${uid()}`, `wamid.${uid()}`, `wamid.${uid()}`];
+          await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: first });
+          await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: late });
+          expect(await statusOf(key)).toMatchObject({ status: 'sent', providerMessageId: first });
+          await hook(key, first, 'read');
+          expect((await statusOf(key)).status).toBe('read');
+          // A replay puts a failed reply back to wait: its new send's id is the one that counts.
+          await b.updateOutbound(o2.id, { status: 'sent', attempts: 1, providerMessageId: `wamid.${uid()}` });
+          await b.updateOutbound(o2.id, { status: 'failed', attempts: 1, lastError: '131026: x' });
+          await b.updateOutbound(o2.id, { status: 'pending', attempts: 0 });
+          await b.updateOutbound(o2.id, { status: 'sent', attempts: 1, providerMessageId: replayed });
+          expect((await b.outbound(key)).find((o) => o.id === o2.id)?.providerMessageId).toBe(replayed);
+        });
+
         it("the outbox's pending after failed puts it back among the unsent", async () => {
           const key = newKey();
           const [o1] = await committedWithOutbound(key);

@@ -888,12 +888,26 @@ export class EmbeddedBackend implements Backend {
       lastError = early.last_error ?? lastError;
       this.sql('DELETE FROM early_statuses WHERE provider_message_id = ?').run(patch.providerMessageId);
     }
+    // The send that counts is one recorded while the record waited: a second send recorded after
+    // one already was (a holder that lost its lease) keeps the first id.
+    const waiting = row.status === 'pending' || row.status === 'sending';
+    const pmid = waiting ? (patch.providerMessageId ?? null) : null;
     // The columns alone: the record's JSON keeps what its commit wrote (see outboundRecord).
     this.sql(
       `UPDATE outbound SET status = ?, attempts = COALESCE(?, attempts),
-         provider_message_id = COALESCE(?, provider_message_id), last_error = COALESCE(?, last_error),
-         updated_at = ? WHERE id = ?`,
-    ).run(status, patch.attempts ?? null, patch.providerMessageId ?? null, lastError, this.now(), id);
+         provider_message_id = CASE WHEN provider_message_id IS NULL THEN COALESCE(?, ?)
+           ELSE COALESCE(?, provider_message_id) END,
+         last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?`,
+    ).run(
+      status,
+      patch.attempts ?? null,
+      pmid,
+      patch.providerMessageId ?? null,
+      pmid,
+      lastError,
+      this.now(),
+      id,
+    );
   }
 
   deadLetter(letter: DeadLetter): Promise<void> {

@@ -56,6 +56,7 @@ if not raw then
 end
 
 local st = cjson.decode(raw)
+local before = st.status
 local changed = 0
 if ARGV[3] ~= '' and ARGV[3] ~= st.status and statusAllowed(st.status, ARGV[3]) then
   st.status = ARGV[3]
@@ -63,10 +64,13 @@ if ARGV[3] ~= '' and ARGV[3] ~= st.status and statusAllowed(st.status, ARGV[3]) 
 end
 if ARGV[4] ~= '' then st.attempts = tonumber(ARGV[4]) end
 if ARGV[5] ~= '' then
-  if type(st.providerMessageId) == 'string' and st.providerMessageId ~= ARGV[5] then
-    redis.call('HDEL', KEYS[5], st.providerMessageId)
-  end
-  st.providerMessageId = ARGV[5]
+  -- The id of the send that counts: a send recorded while the record still waited. A second
+  -- send recorded after one already was (a holder that lost its lease, its send slow) keeps the
+  -- first id; both ids name the record, so either one's status webhooks apply.
+  local recorded = type(st.providerMessageId) == 'string' and st.providerMessageId ~= ARGV[5]
+  local waiting = before == 'pending' or before == 'sending'
+  if recorded and waiting then redis.call('HDEL', KEYS[5], st.providerMessageId) end
+  if not recorded or waiting then st.providerMessageId = ARGV[5] end
   redis.call('HSET', KEYS[5], ARGV[5], id)
 end
 if ARGV[6] ~= '' then st.lastError = ARGV[6] end
