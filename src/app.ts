@@ -65,21 +65,25 @@ export interface Baton {
   stop(): Promise<void>;
 }
 
-export function createLogger(level: string): Logger {
-  return pino({
-    level,
-    base: { pid: process.pid },
-    redact: {
-      paths: [
-        'req.headers.authorization',
-        'headers.authorization',
-        '*.accessToken',
-        '*.appSecret',
-        'config.adminToken',
-      ],
-      censor: '[redacted]',
+/** Baton's logger at `level`, on stdout, or on stderr (`fd` 2) for commands whose stdout is data. */
+export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
+  return pino(
+    {
+      level,
+      base: { pid: process.pid },
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'headers.authorization',
+          '*.accessToken',
+          '*.appSecret',
+          'config.adminToken',
+        ],
+        censor: '[redacted]',
+      },
     },
-  });
+    pino.destination({ fd, sync: true }),
+  );
 }
 
 /** Loads the flows module named by BATON_FLOWS: its default export or every exported Flow. */

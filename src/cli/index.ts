@@ -5,7 +5,7 @@
  */
 import { getPriority, setPriority } from 'node:os';
 import { Command, CommanderError } from 'commander';
-import { createBaton, type BatonOptions } from '../app.ts';
+import { createBaton, createLogger, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
 import { sessionNamedBy, toSessionView } from '../model/session.ts';
@@ -197,7 +197,12 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     });
 
   const withBaton = async <T>(fn: (b: Awaited<ReturnType<typeof createBaton>>) => Promise<T>): Promise<T> => {
-    const baton = await createBaton(config(), { roles: { ingress: false, worker: false } });
+    const c = config();
+    // Its stdout is the command's JSON: logs (a store's warnings) go to stderr.
+    const baton = await createBaton(c, {
+      roles: { ingress: false, worker: false },
+      logger: createLogger(c.logLevel, 2),
+    });
     try {
       return await fn(baton);
     } finally {

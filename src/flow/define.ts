@@ -529,7 +529,7 @@ function buildReplies(
       ...body,
       ...(header === undefined ? {} : { header }),
       ...(last.footer === undefined ? {} : { footer: last.footer }),
-    } as OutboundBody);
+    });
     return bodies;
   }
   // Media, a location or a template: sent as it is, and the choices follow under the list

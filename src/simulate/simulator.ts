@@ -325,7 +325,7 @@ export class Simulator {
       if (!raw) return { info: ['nothing to replay yet'], posted: [] };
       this.emit('(replayed the last webhook)');
       const status = await this.post(raw);
-      return { info: status === 200 ? [] : [`webhook answered ${status}`], posted: [status] };
+      return { info: status === 200 ? [] : [answered(status)], posted: [status] };
     }
     if (c?.cmd === 'burst') {
       const parts = burstParts(line) ?? [];
@@ -348,6 +348,13 @@ export class Simulator {
     this.current.lastWebhook = body;
     this.emit(this.shown(input));
     const status = await this.post(body);
-    return { info: status === 200 ? [] : [`webhook answered ${status}`], posted: [status] };
+    return { info: status === 200 ? [] : [answered(status)], posted: [status] };
   }
+}
+
+/** What a refused webhook means to someone chatting: 401 is a secret the simulator lacks. */
+function answered(status: number): string {
+  return status === 401
+    ? 'webhook answered 401: Baton checks signatures; pass --secret <its WHATSAPP_APP_SECRET>'
+    : `webhook answered ${status}`;
 }

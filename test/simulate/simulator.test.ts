@@ -193,7 +193,10 @@ describe('Simulator', () => {
     });
     expect((await sim.handleLine('/bogus')).info[0]).toMatch(/unknown command/);
     const forged = new Simulator({ url, graph, secret: 'wrong-secret', firstUser: String(firstUser + 50) });
-    expect(await forged.handleLine('hi')).toEqual({ info: ['webhook answered 401'], posted: [401] });
+    expect(await forged.handleLine('hi')).toEqual({
+      info: ['webhook answered 401: Baton checks signatures; pass --secret <its WHATSAPP_APP_SECRET>'],
+      posted: [401],
+    });
     forged.close();
   });
 });

@@ -25,6 +25,9 @@ export async function migrate(databaseUrl: string, schema = 'baton'): Promise<st
   try {
     await client.connect();
   } catch (err) {
+    // Reachable, but the database named is not there: say so (it is no outage to wait out).
+    if ((err as { code?: unknown }).code === '3D000')
+      throw new Error(`PostgreSQL: ${(err as Error).message}`);
     throw new StorageUnavailableError('PostgreSQL is unreachable', err);
   }
   try {
