@@ -71,7 +71,7 @@ interface UserState {
 }
 
 export const HELP = [
-  'type a message and press Enter; a number picks that button or row of the last menu',
+  'type a message and press Enter; a number picks that button or row of the menu just sent',
   '/pick <n|id>        pick a button or row by number or id',
   '/text <words>       send words as text even if they are a number',
   '/image <url> [caption]   send an image',
@@ -115,7 +115,11 @@ export function parseUserLine(line: string, u: LineContext): UserInput | string 
   };
   if (!c) {
     const t = line.trim();
-    if (/^\d+$/.test(t) && u.menu && u.menu.picks.some((p) => p.n === Number(t))) return pick(t);
+    // A bare number picks from the menu only while it is the bot's latest message: at a later
+    // text prompt ("How many people?") it is an answer (`/pick` still reaches an older menu).
+    const menuIsLatest =
+      u.menu !== undefined && (u.lastBotWamid === undefined || u.menu.wamid === u.lastBotWamid);
+    if (/^\d+$/.test(t) && menuIsLatest && u.menu!.picks.some((p) => p.n === Number(t))) return pick(t);
     return { type: 'text', text: line };
   }
   switch (c.cmd) {

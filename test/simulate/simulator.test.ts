@@ -165,6 +165,19 @@ describe('Simulator', () => {
     expect(replies[2]!.rendered.lines[0]).toBe('Thanks, 2. Which product would you like?');
   });
 
+  it('a number picks from the menu just sent; at a later text prompt it is the answer', async () => {
+    await sim.handleLine('hi');
+    await until(() => replies.length === 1);
+    await sim.handleLine('Ann');
+    await until(() => replies.length === 2);
+    expect((await sim.handleLine('2')).posted).toEqual([200]); // Rain Jacket, from the product menu
+    await until(() => replies.length === 3);
+    await sim.handleLine('3'); // the address prompt is a text: "3" is an address, not a tap
+    await until(() => replies.length === 4);
+    const s = await baton.backend.load(key(sim.currentUser));
+    expect(s?.data).toMatchObject({ product_id: 'sku_551a', shipping_address: '3' });
+  });
+
   it('/image and /location are no text: the name prompt again; /react is ignored', async () => {
     await sim.handleLine('hi');
     await until(() => replies.length === 1);
