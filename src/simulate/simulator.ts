@@ -119,7 +119,7 @@ export function parseUserLine(line: string, u: LineContext): UserInput | string 
     // text prompt ("How many people?") it is an answer (`/pick` still reaches an older menu).
     const menuIsLatest =
       u.menu !== undefined && (u.lastBotWamid === undefined || u.menu.wamid === u.lastBotWamid);
-    if (/^\d+$/.test(t) && menuIsLatest && u.menu!.picks.some((p) => p.n === Number(t))) return pick(t);
+    if (/^\d+$/.test(t) && menuIsLatest && u.menu.picks.some((p) => p.n === Number(t))) return pick(t);
     return { type: 'text', text: line };
   }
   switch (c.cmd) {
