@@ -115,6 +115,14 @@ export async function loadFlowModule(
   if (flows.length === 0)
     throw new ConfigError('BATON_FLOWS', `"${modulePath}" exports no flow made with defineFlow`);
   const router = typeof mod.router === 'function' ? (mod.router as FlowRouter) : undefined;
+  const served = new Set(flows.map((f) => f.id));
+  const unserved = (router?.names ?? []).filter((id) => !served.has(id));
+  if (unserved.length > 0) {
+    throw new ConfigError(
+      'BATON_FLOWS',
+      `"${modulePath}": its router names flow${unserved.length > 1 ? 's' : ''} ${unserved.map((f) => `"${f}"`).join(', ')}, which it does not export (it serves ${[...served].map((f) => `"${f}"`).join(', ')})`,
+    );
+  }
   return router ? { flows, router } : { flows };
 }
 

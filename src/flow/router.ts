@@ -6,8 +6,14 @@
  */
 import type { StoredMessage } from '../model/message.ts';
 
-/** Picks a flow id for a new session from its first message; `undefined` means the default flow. */
-export type FlowRouter = (first: StoredMessage) => string | undefined;
+/**
+ * Picks a flow id for a new session from its first message; `undefined` means the default flow.
+ * One made by {@link flowRouter} also lists the flows its keywords and channels name, so a
+ * module naming a flow it does not serve is refused at load.
+ */
+export type FlowRouter = ((first: StoredMessage) => string | undefined) & {
+  readonly names?: readonly string[];
+};
 
 export interface RouterSpec {
   /** A first text equal to (or starting with) one of these words, any case, picks that flow. */
@@ -27,7 +33,7 @@ export function flowRouter(spec: RouterSpec): FlowRouter {
   const words = Object.entries(spec.keywords ?? {}).map(
     ([w, flow]) => [w.trim().toLowerCase(), flow] as const,
   );
-  return (m) => {
+  const route = (m: StoredMessage): string | undefined => {
     if (m.content.type === 'text') {
       const said = m.content.body.trim().toLowerCase();
       for (const [w, flow] of words) {
@@ -38,4 +44,6 @@ export function flowRouter(spec: RouterSpec): FlowRouter {
     if (byChannel !== undefined) return byChannel;
     return spec.pick?.(m);
   };
+  const names = [...new Set([...words.map(([, f]) => f), ...Object.values(spec.channels ?? {})])];
+  return Object.assign(route, { names });
 }

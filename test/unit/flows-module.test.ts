@@ -26,6 +26,22 @@ describe('BATON_FLOWS', () => {
     expect((await loadFlows(file)).map((f) => f.id).sort()).toEqual(['alpha', 'beta']);
   });
 
+  it('refuses a router that names a flow the module does not serve', async () => {
+    const file = join(dir, 'routed.ts');
+    const router = resolve(import.meta.dirname, '../../src/flow/router.ts');
+    writeFileSync(
+      file,
+      `import { defineFlow } from ${JSON.stringify(define)};
+       import { flowRouter } from ${JSON.stringify(router)};
+       const step = { say: 'x', accepts: 'any' as const, to: [], on: (_i: unknown, c: { retry(): never }) => c.retry() };
+       export default defineFlow({ id: 'alpha', start: 's', steps: { s: step } });
+       export const router = flowRouter({ keywords: { book: 'bookings', hi: 'alpha' } });`,
+    );
+    await expect(loadFlows(file)).rejects.toThrow(
+      /^BATON_FLOWS: .*its router names flow "bookings", which it does not export \(it serves "alpha"\)/,
+    );
+  });
+
   it('names BATON_FLOWS in one line when the module is missing or exports no flow', async () => {
     await expect(loadFlows(join(dir, 'missing.ts'))).rejects.toThrow(ConfigError);
     await expect(loadFlows(join(dir, 'missing.ts'))).rejects.toThrow(/^BATON_FLOWS: cannot load/);
