@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { toMermaid } from '../flow/define.ts';
 import type { AdminDeps } from './api.ts';
+import { ID_PATTERN } from '../providers/screen.ts';
 import { isSecure, SignInThrottle, type AdminAuth } from './auth.ts';
 import { conversationPage } from './conversation.ts';
 import { flowPicture } from './flow-picture.ts';
@@ -212,10 +213,7 @@ export function registerDashboard(
         // A phone number as people write it (`+1 555-010 2030`) is a wa_id's digits.
         const waId = /^\+?[\d\s().-]{4,40}$/.test(typed) ? typed.replace(/\D/g, '') : typed;
         const channel = typeof query.channel === 'string' && query.channel !== '' ? query.channel : undefined;
-        if (
-          !/^[A-Za-z0-9._:+@-]{1,128}$/.test(waId) ||
-          (channel !== undefined && !/^[A-Za-z0-9._:+@-]{1,128}$/.test(channel))
-        ) {
+        if (!ID_PATTERN.test(waId) || (channel !== undefined && !ID_PATTERN.test(channel))) {
           return page(
             reply,
             cookie,

@@ -32,11 +32,13 @@ function loadDotEnv(): void {
 class UsageError extends Error {}
 
 /** A listen failure that names the variables to change (PORT, HOST). */
-function listenError(err: unknown, config: Config): unknown {
+function listenError(err: unknown, config: Config, ingress: boolean): unknown {
   const code = (err as NodeJS.ErrnoException | null)?.code;
-  const at = `${config.host}:${config.port}`;
-  if (code === 'EADDRINUSE') return new ConfigError('PORT', `${at} is already in use`);
-  if (code === 'EACCES') return new ConfigError('PORT', `no permission to listen on ${at}`);
+  // A worker listens only on its probe port.
+  const [name, port] = ingress ? ['PORT', config.port] : ['BATON_HEALTH_PORT', config.healthPort];
+  const at = `${config.host}:${port}`;
+  if (code === 'EADDRINUSE') return new ConfigError(name, `${at} is already in use`);
+  if (code === 'EACCES') return new ConfigError(name, `no permission to listen on ${at}`);
   if (code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL' || code === 'EAI_AGAIN')
     return new ConfigError('HOST', `cannot listen on ${at}: no such local address`);
   return err;
@@ -91,7 +93,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
     stopWaiting();
     process.off('unhandledRejection', onUnhandled);
     await baton.stop().catch(() => undefined);
-    throw listenError(err, config);
+    throw listenError(err, config, opts.roles?.ingress !== false);
   }
   if (url && config.whatsapp.appSecret === undefined) {
     out(

@@ -85,6 +85,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
     trustProxy: deps.trustProxy ?? false,
+    // A URL the router cannot read (a broken percent-encoding) is bad input: 400 with our code.
+    frameworkErrors: (err, _req, reply) => {
+      void sendError(reply, 'BATON_ERR_BAD_REQUEST', err.message);
+    },
     // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
     routerOptions: { maxParamLength: 2000 },
     logController: new LogController({ disableRequestLogging: true }),

@@ -170,12 +170,12 @@ describe('dashboard pages escape what users sent', () => {
 
   it('answers a hostile search with a 400 page that shows it as text', async () => {
     const c = await cookie();
-    const r = await fetch(`${h.url}/admin/session?wa_id=${encodeURIComponent('"><script>x</script>')}`, {
+    const r = await fetch(`${h.url}/admin/session?wa_id=${encodeURIComponent('"> <script>x</script>')}`, {
       headers: { cookie: c },
     });
     expect(r.status).toBe(400);
     const body = await r.text();
-    expect(body).toContain('&quot;&gt;&lt;script&gt;x&lt;/script&gt;');
+    expect(body).toContain('&quot;&gt; &lt;script&gt;x&lt;/script&gt;');
     expect(body.match(/<script/g)).toHaveLength(1);
   });
 
@@ -239,5 +239,20 @@ describe('behind a TLS-terminating proxy', () => {
       await trusting.close();
     }
     expect((await signInVia(h.url)).headers.get('set-cookie')).not.toMatch(/Secure/);
+  });
+});
+
+describe('odd ids a webhook may carry', () => {
+  it('the session page takes any id the API takes; a broken URL is a coded 400', async () => {
+    const c = await cookie();
+    const r = await fetch(`${h.url}/admin/session?wa_id=${encodeURIComponent('<wa_id>')}`, {
+      headers: { cookie: c },
+    });
+    expect(r.status).not.toBe(400);
+    const bad = await fetch(`${h.url}/admin/api/sessions/%ED%A0%BD`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ code: 'BATON_ERR_BAD_REQUEST' });
   });
 });

@@ -703,6 +703,21 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
           expect((await statusOf(key)).status).toBe('delivered');
         });
 
+        it('parks a bounded number of statuses per session (distributed: 100)', async () => {
+          if (b.kind !== 'distributed') return; // embedded: rows dropped by age alone
+          const key = newKey();
+          const [o1, o2] = await committedWithOutbound(key);
+          const first = `wamid.${uid()}`;
+          await hook(key, first, 'delivered');
+          // Statuses of messages Baton never sent (another tool on the number) fill the rest.
+          for (let i = 0; i < 120; i++) await hook(key, `wamid.other.${uid()}`, 'read');
+          const over = `wamid.${uid()}`;
+          await hook(key, over, 'delivered');
+          await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: first });
+          await b.updateOutbound(o2.id, { status: 'sent', attempts: 1, providerMessageId: over });
+          expect((await b.outbound(key)).map((o) => o.status)).toEqual(['delivered', 'sent']);
+        });
+
         it('a parked status applies only to the send that reports its id', async () => {
           const key = newKey();
           const [o1] = await committedWithOutbound(key);

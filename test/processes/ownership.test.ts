@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { BatonError } from '../../src/errors.ts';
 import { freePort, runBaton, spawnBaton, type BatonProcess } from '../support/procs.ts';
+import { DATABASE_URL, dropIsolation, isolation, REDIS_URL, servicesUp } from '../support/services.ts';
 
 const dirs: string[] = [];
 const procs: BatonProcess[] = [];
@@ -127,6 +128,35 @@ describe('a start that fails exits, and frees what it took', () => {
       taken.close();
     }
     procs.push(await spawnBaton(['start'], await env(dir)));
+  });
+
+  it.skipIf(!servicesUp)('a worker whose probe port is taken names BATON_HEALTH_PORT, not PORT', async () => {
+    const taken = createServer();
+    const port = await new Promise<number>((res) =>
+      taken.listen(0, '127.0.0.1', () => res((taken.address() as { port: number }).port)),
+    );
+    try {
+      const iso = isolation();
+      const r = await runBaton(
+        ['worker'],
+        {
+          ...(await env(tempDir())),
+          REDIS_URL,
+          DATABASE_URL,
+          BATON_REDIS_PREFIX: iso.prefix.replace(/-/g, '_'),
+          BATON_PG_SCHEMA: iso.schema,
+          BATON_HEALTH_PORT: String(port),
+        },
+        30_000,
+      );
+      await dropIsolation(iso.prefix.replace(/-/g, '_'), iso.schema);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n').at(-1)).toMatch(
+        /BATON_HEALTH_PORT: 127\.0\.0\.1:\d+ is already in use/,
+      );
+    } finally {
+      taken.close();
+    }
   });
 
   it('a store that cannot be reached: the ingress exits 1 instead of reconnecting forever', async () => {

@@ -5,7 +5,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import type { SessionKey } from '../../model/message.ts';
+import { EARLY_STATUS_TTL_MS, type SessionKey } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, PromptRef } from '../../model/session.ts';
 import type { OutboundPatch, OutboundUpdate } from '../types.ts';
 import { ScriptCode } from './codes.ts';
@@ -99,7 +99,8 @@ function updateOp(sk: SessionKeys, key: SessionKey, id: string, patch: OutboundP
       patch.providerMessageId ?? '',
       patch.lastError ?? '',
       entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
-      '',
+      // A status parked for the message id being recorded applies (see the script).
+      EARLY_STATUS_TTL_MS,
     ],
   };
 }

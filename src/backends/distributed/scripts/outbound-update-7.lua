@@ -6,8 +6,11 @@
   A status webhook may arrive before the send it reports is recorded (WhatsApp can report
   `sent` or `failed` before the send's answer is back, and the outbox records the last reply
   of a turn with the lease's release). Such a status is parked in KEYS[7] under its provider
-  message id, merged by the rule with any parked before it, for ARGV[8] ms; recording that id
-  on a record (ARGV[5]) applies it, by the same rule, and drops it.
+  message id, merged by the rule with any parked before it and stamped with the time it was
+  first parked; recording that id on a record (ARGV[5]) applies it, by the same rule, and drops
+  it. A parked status older than ARGV[8] ms is not applied, and a session parks at most
+  MAX_PARKED (statuses of messages Baton never sent, from another tool on the number, are never
+  claimed: the hash expires ARGV[8] ms after the last one parked).
 
   KEYS[1] out       HASH outbound id -> immutable record JSON
   KEYS[2] outState  HASH outbound id -> mutable part JSON
@@ -25,7 +28,7 @@
   ARGV[6] last error ('' to keep)
   ARGV[7] journal entry: JSON object without its closing brace ('' not to journal); this
           script appends "outboundId" and "state"
-  ARGV[8] with 'pmid': how long to park the status when no record has that id, ms ('' not to)
+  ARGV[8] how long a parked status lives, ms ('' neither to park nor to apply parked ones)
 
   Returns
     {1 if the status changed else 0, journal length, entry, outbound id, mutable part JSON}
@@ -33,10 +36,18 @@
 ]]
 -- @include outbound-status
 
+local MAX_PARKED = 100
+
+local function nowMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 local function park()
   if ARGV[1] ~= 'pmid' or ARGV[8] == '' or ARGV[3] == '' then return end
   local prev = redis.call('HGET', KEYS[7], ARGV[2])
-  local p = prev and cjson.decode(prev) or { status = ARGV[3] }
+  if not prev and redis.call('HLEN', KEYS[7]) >= MAX_PARKED then return end
+  local p = prev and cjson.decode(prev) or { status = ARGV[3], at = nowMs() }
   if statusAllowed(p.status, ARGV[3]) then p.status = ARGV[3] end
   if ARGV[6] ~= '' then p.lastError = ARGV[6] end
   redis.call('HSET', KEYS[7], ARGV[2], cjson.encode(p))
@@ -74,16 +85,16 @@ if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[5], ARGV[5], id)
 end
 if ARGV[6] ~= '' then st.lastError = ARGV[6] end
-if ARGV[5] ~= '' then
+if ARGV[5] ~= '' and ARGV[8] ~= '' then
   local parked = redis.call('HGET', KEYS[7], ARGV[5])
-  if parked then
-    local p = cjson.decode(parked)
+  if parked then redis.call('HDEL', KEYS[7], ARGV[5]) end
+  local p = parked and cjson.decode(parked)
+  if p and nowMs() - (tonumber(p.at) or 0) <= tonumber(ARGV[8]) then
     if p.status ~= st.status and statusAllowed(st.status, p.status) then
       st.status = p.status
       changed = 1
     end
     if p.lastError then st.lastError = p.lastError end
-    redis.call('HDEL', KEYS[7], ARGV[5])
   end
 end
 st.rev = (tonumber(st.rev) or 0) + 1
