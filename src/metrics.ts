@@ -2,6 +2,7 @@
  * Prometheus metrics, `baton_` prefix (SPEC section 4). One registry per app instance.
  * @module
  */
+import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Buckets of the latency histograms, seconds. */
@@ -84,19 +85,22 @@ export interface MetricsStats {
 }
 
 /**
- * The `/metrics` answer of any process, ingress or worker: its own counters (a worker's are the
+ * `GET /metrics` on any process, ingress or worker: its own counters (a worker's are the
  * engine's: batches, sends, late and stale inputs, dead letters), and the deployment's queue
  * gauges read fresh from the store (left as they were if it does not answer).
  */
-export async function metricsAnswer(
+export function metricsRoute(
+  app: FastifyInstance,
   metrics: Metrics,
   stats: () => Promise<MetricsStats>,
-): Promise<{ contentType: string; body: string }> {
-  const s = await stats().catch(() => null);
-  if (s) {
-    metrics.queueDepth.set(s.queueDepth);
-    metrics.oldestPending.set(s.oldestPendingMs / 1000);
-    metrics.liveWorkers.set(s.workers);
-  }
-  return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
+): void {
+  app.get('/metrics', async (_req, reply) => {
+    const s = await stats().catch(() => null);
+    if (s) {
+      metrics.queueDepth.set(s.queueDepth);
+      metrics.oldestPending.set(s.oldestPendingMs / 1000);
+      metrics.liveWorkers.set(s.workers);
+    }
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
 }

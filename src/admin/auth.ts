@@ -108,18 +108,21 @@ export class AdminAuth {
     if (m && this.sessionValid(cookie)) await this.signOuts.revokeSignIn(m[2]!, Number(m[1]));
   }
 
+  /** Whether a valid cookie's sign-in was signed out. */
+  private signedOut(cookie: string): Promise<boolean> {
+    return this.signOuts.signInRevoked(COOKIE_RE.exec(cookie)![2]!);
+  }
+
   /** The request's signed-in cookie value, if it carries a valid one not signed out. */
   async signedIn(req: FastifyRequest): Promise<string | null> {
     const cookie = this.sessionOf(req);
-    if (cookie === null) return null;
-    return (await this.signOuts.signInRevoked(COOKIE_RE.exec(cookie)![2]!)) ? null : cookie;
+    return cookie === null || (await this.signedOut(cookie)) ? null : cookie;
   }
 
   /** Who is calling (a signed-out cookie is nobody), or null if nobody we know. */
   async callerOf(req: FastifyRequest): Promise<Caller | null> {
     const caller = this.caller(req);
-    if (caller?.kind !== 'cookie') return caller;
-    return (await this.signedIn(req)) === null ? null : caller;
+    return caller?.kind === 'cookie' && (await this.signedOut(caller.cookie)) ? null : caller;
   }
 
   /** The CSRF token bound to one signed-in session. */

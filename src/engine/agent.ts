@@ -17,7 +17,7 @@ import {
   type AgentChange,
 } from '../flow/agent.ts';
 import type { Flow } from '../flow/define.ts';
-import type { TransitionEnv, TransitionResult } from '../flow/transition.ts';
+import { adminReset as resetChange, type TransitionEnv, type TransitionResult } from '../flow/transition.ts';
 import { sessionId, type SessionKey } from '../model/message.ts';
 import type { OutboundRecord, SessionSnapshot } from '../model/session.ts';
 
@@ -87,9 +87,10 @@ async function change(
   host: AgentHost,
   key: SessionKey,
   compute: (prev: SessionSnapshot, env: TransitionEnv) => AgentChange,
+  role: 'agent' | 'admin' = 'agent',
 ): Promise<AgentChange | null> {
   const { backend } = host;
-  const lease = await acquireForAgent(backend, key, `${host.workerId}:agent`, host.lockTtlMs, () =>
+  const lease = await acquireForAgent(backend, key, `${host.workerId}:${role}`, host.lockTtlMs, () =>
     host.now(),
   );
   const held = host.hold(lease);
@@ -142,6 +143,12 @@ export async function agentMessage(
   const sent = r.outbound[0]!;
   const now = (await host.backend.outbound(key)).find((o) => o.id === sent.id) ?? sent;
   return { snapshot: r.snapshot, outbound: now };
+}
+
+/** An agent's reset (`admin_reset`): a fresh session that sends nothing. */
+export async function adminReset(host: AgentHost, key: SessionKey): Promise<SessionSnapshot | null> {
+  const r = await change(host, key, (prev, env) => ({ ...resetChange(prev, env), outbound: [] }), 'admin');
+  return r?.snapshot ?? null;
 }
 
 /** The agent hands the session back to the bot at `step`, whose prompt is sent. */

@@ -13,7 +13,6 @@ import { BatonError, FencedError, FlowRuntimeError, SendError, VersionConflictEr
 import type { Flow } from '../flow/define.ts';
 import type { FlowRouter } from '../flow/router.ts';
 import {
-  adminReset,
   freshSnapshot,
   isEffectResult,
   orderBatch,
@@ -869,31 +868,8 @@ export class Engine {
   }
 
   /** An agent's reset: takes the baton (waiting up to the lock TTL), records `admin_reset`, sends nothing. */
-  async adminReset(key: SessionKey): Promise<SessionSnapshot | null> {
-    const { backend } = this.o;
-    const lease = await agentOps.acquireForAgent(
-      backend,
-      key,
-      `${this.workerId}:admin`,
-      this.o.lockTtlMs,
-      this.now,
-    );
-    try {
-      const prev = await backend.load(key);
-      if (!prev) return null;
-      const r = adminReset(prev, this.env(lease));
-      await backend.commit(lease, {
-        expectedVersion: prev.version,
-        snapshot: r.snapshot,
-        records: r.records,
-        outbound: [],
-        consumed: [],
-        deadLetters: [],
-      });
-      return r.snapshot;
-    } finally {
-      await backend.releaseLease(lease);
-    }
+  adminReset(key: SessionKey): Promise<SessionSnapshot | null> {
+    return agentOps.adminReset(this.agentHost(), key);
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Backend } from '../backends/types.ts';
-import { metricsAnswer, type Metrics, type MetricsStats } from '../metrics.ts';
+import { metricsRoute, type Metrics, type MetricsStats } from '../metrics.ts';
 
 export function buildHealthServer(
   backend: Backend,
@@ -15,10 +15,7 @@ export function buildHealthServer(
   stats: () => Promise<MetricsStats> = () => backend.stats(),
 ): FastifyInstance {
   const app = Fastify({ logger: false, requestTimeout: 10_000 });
-  app.get('/metrics', async (_req, reply) => {
-    const m = await metricsAnswer(metrics, stats);
-    return reply.type(m.contentType).send(m.body);
-  });
+  metricsRoute(app, metrics, stats);
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {
     const checks = await backend.health().catch(() => ({ store: false }));

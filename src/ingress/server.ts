@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { Backend } from '../backends/types.ts';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { IntakeTracker } from '../engine/intake-gate.ts';
-import { metricsAnswer, type Metrics } from '../metrics.ts';
+import { metricsRoute, type Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
 import { registerDashboard } from '../admin/dashboard.ts';
@@ -243,10 +243,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     const ok = Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });
-  app.get('/metrics', async (_req, reply) => {
-    const m = await metricsAnswer(deps.metrics, deps.stats ?? (() => deps.backend.stats()));
-    return reply.type(m.contentType).send(m.body);
-  });
+  metricsRoute(app, deps.metrics, deps.stats ?? (() => deps.backend.stats()));
 
   const auth = registerAdmin(app, deps);
   registerDashboard(app, deps, auth);

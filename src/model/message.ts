@@ -154,7 +154,7 @@ export function statusAllowed(cur: OutboundStatus, next: OutboundStatus): boolea
 export const EARLY_STATUS_TTL_MS = 10 * 60_000;
 
 /** The status to keep of two about one message: `next` where the rule lets it replace `cur`. */
-export function laterStatus(cur: DeliveryStatus, next: DeliveryStatus): DeliveryStatus {
+export function laterStatus<S extends OutboundStatus>(cur: S, next: S): S {
   return statusAllowed(cur, next) ? next : cur;
 }
 

@@ -17,7 +17,6 @@ import {
   EARLY_STATUS_TTL_MS,
   laterStatus,
   sessionId,
-  statusAllowed,
   statusLastError,
   type DeliveryStatus,
   type SessionKey,
@@ -474,7 +473,7 @@ export class EmbeddedBackend implements Backend {
       this.parkStatus(st);
       return 0;
     }
-    const status = statusAllowed(row.status, st.status) ? st.status : row.status;
+    const status = laterStatus<OutboundStatus>(row.status, st.status);
     const lastError = statusLastError(st);
     if (status === row.status && lastError === null) return 1;
     this.sql(
@@ -874,40 +873,29 @@ export class EmbeddedBackend implements Backend {
   }
 
   private patchOutbound(id: string, patch: OutboundPatch): void {
-    const row = this.sql('SELECT status FROM outbound WHERE id = ?').get(id) as
-      { status: OutboundStatus } | undefined;
+    const row = this.sql('SELECT status, provider_message_id AS pmid FROM outbound WHERE id = ?').get(id) as
+      { status: OutboundStatus; pmid: string | null } | undefined;
     if (!row) return;
     // A status webhook may have moved it on already (delivered before we recorded `sent`).
-    let status = statusAllowed(row.status, patch.status) ? patch.status : row.status;
+    let status = laterStatus(row.status, patch.status);
     let lastError = patch.lastError ?? null;
     // Or arrived before the send was recorded at all: parked, it applies now.
     const early =
       patch.providerMessageId === undefined ? undefined : this.earlyStatus(patch.providerMessageId);
     if (early) {
-      if (statusAllowed(status, early.status)) status = early.status;
+      status = laterStatus<OutboundStatus>(status, early.status);
       lastError = early.last_error ?? lastError;
       this.sql('DELETE FROM early_statuses WHERE provider_message_id = ?').run(patch.providerMessageId);
     }
     // The send that counts is one recorded while the record waited: a second send recorded after
     // one already was (a holder that lost its lease) keeps the first id.
     const waiting = row.status === 'pending' || row.status === 'sending';
-    const pmid = waiting ? (patch.providerMessageId ?? null) : null;
+    const pmid = row.pmid === null || waiting ? (patch.providerMessageId ?? row.pmid) : row.pmid;
     // The columns alone: the record's JSON keeps what its commit wrote (see outboundRecord).
     this.sql(
-      `UPDATE outbound SET status = ?, attempts = COALESCE(?, attempts),
-         provider_message_id = CASE WHEN provider_message_id IS NULL THEN COALESCE(?, ?)
-           ELSE COALESCE(?, provider_message_id) END,
+      `UPDATE outbound SET status = ?, attempts = COALESCE(?, attempts), provider_message_id = ?,
          last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?`,
-    ).run(
-      status,
-      patch.attempts ?? null,
-      pmid,
-      patch.providerMessageId ?? null,
-      pmid,
-      lastError,
-      this.now(),
-      id,
-    );
+    ).run(status, patch.attempts ?? null, pmid, lastError, this.now(), id);
   }
 
   deadLetter(letter: DeadLetter): Promise<void> {
