@@ -23,6 +23,7 @@ import type { Flow } from './flow/define.ts';
 import { buildHealthServer } from './ingress/health.ts';
 import type { FlowRouter } from './flow/router.ts';
 import { buildServer, type HttpLimits } from './ingress/server.ts';
+import { AmqpIntake, type IntakeHandler } from './ingress/amqp-intake.ts';
 import { Metrics } from './metrics.ts';
 import { cachedStats } from './backends/stats-cache.ts';
 import {
@@ -59,6 +60,8 @@ export interface Baton {
   readonly metrics: Metrics;
   /** The queue alerts (`BATON_ALERT_*`), when a webhook URL is configured. */
   readonly alerts: AlertWatcher | null;
+  /** The RabbitMQ intake (`AMQP_URL`), when configured and this process serves or works. */
+  readonly queue: AmqpIntake | null;
   /** Starts workers (if a worker) and listens (if an ingress). Returns the listen URL. */
   start(): Promise<string | null>;
   /** Graceful: stop listening, stop claiming, finish batches in hand, close stores. */
@@ -197,6 +200,40 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const stored = new PerSecond();
   // Polling readers (scrapers, dashboards, the alert watcher) share one read per second.
   const stats = cachedStats(() => backend.stats());
+  const providers = {
+    whatsapp: createCloudApiProvider({ appSecret: config.whatsapp.appSecret }),
+    wasender: createWasenderProvider({ webhookSecret: config.wasender.webhookSecret }),
+  };
+  const queue =
+    config.amqpUrl !== undefined && (roles.ingress || roles.worker)
+      ? new AmqpIntake({ url: config.amqpUrl, queue: config.amqpQueue, logger })
+      : null;
+  // A consumer stores what an ingress queued; its webhooks hold batches back until stored, as an
+  // ingress's do (the window counts from their arrival at the ingress).
+  const queueTracker = intake.tracker ?? (roles.worker ? backend.intake?.tracker() : undefined);
+  const storeQueued: IntakeHandler = async (w) => {
+    const provider = w.provider === 'wasender' ? providers.wasender : providers.whatsapp;
+    let batch;
+    try {
+      batch = provider.parse(JSON.parse(w.body.toString('utf8'))).batch;
+    } catch {
+      metrics.queued.inc({ outcome: 'rejected' });
+      return 'unreadable';
+    }
+    const token = queueTracker?.begin(w.receivedAt);
+    try {
+      const result = await backend.ingest({ ...batch, receivedAt: w.receivedAt });
+      metrics.queued.inc({ outcome: 'stored' });
+      metrics.stored(result);
+      if (result.accepted > 0) stored.add(Date.now(), result.accepted);
+      return 'stored';
+    } catch (err) {
+      metrics.queued.inc({ outcome: 'retry' });
+      throw err;
+    } finally {
+      if (token !== undefined) queueTracker?.end(token);
+    }
+  };
   const server = buildServer({
     backend,
     stats,
@@ -204,10 +241,8 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     ...(opts.now ? { now: opts.now } : {}),
     metrics,
     logger,
-    providers: {
-      whatsapp: createCloudApiProvider({ appSecret: config.whatsapp.appSecret }),
-      wasender: createWasenderProvider({ webhookSecret: config.wasender.webhookSecret }),
-    },
+    providers,
+    ...(queue ? { queue } : {}),
     verifyToken: config.whatsapp.verifyToken,
     ...(opts.http ? { limits: opts.http } : {}),
     trustProxy: config.trustProxy,
@@ -240,7 +275,9 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   /** A worker-only process's probe server (`BATON_HEALTH_PORT`). */
   const health =
     !roles.ingress && roles.worker && config.healthPort !== undefined
-      ? buildHealthServer(backend, metrics, stats)
+      ? buildHealthServer(backend, metrics, stats, (): Record<string, boolean> =>
+          queue ? { rabbitmq: queue.connected } : {},
+        )
       : null;
   return {
     config,
@@ -252,9 +289,14 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     logger,
     metrics,
     alerts,
+    queue,
     async start() {
       started = true;
-      if (roles.worker) engine.start(opts.concurrency ?? 32);
+      await queue?.ready();
+      if (roles.worker) {
+        engine.start(opts.concurrency ?? 32);
+        queue?.consume(storeQueued);
+      }
       if (health) await health.listen({ port: config.healthPort!, host: config.host });
       alerts?.start();
       if (!roles.ingress) return null;
@@ -272,6 +314,8 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       forgetHandle();
       await alerts?.stop();
       if (roles.ingress) await server.close();
+      // The webhooks in the consumer's hand are stored (or go back to the queue) first.
+      await queue?.close();
       await health?.close();
       if (started && roles.worker) await engine.stop();
       await backend.close();

@@ -45,6 +45,11 @@ export class Metrics {
     'Effect attempts by effect name and outcome (ok, retry, failed)',
     ['effect', 'outcome'],
   );
+  readonly queued = this.#counter(
+    'baton_amqp_intake_total',
+    'Webhooks taken from the RabbitMQ intake by outcome (stored, retry, rejected)',
+    ['outcome'],
+  );
   readonly liveWorkers = this.#gauge(
     'baton_live_workers',
     'Worker processes whose heartbeat is current (0: nothing processes messages)',
@@ -59,6 +64,15 @@ export class Metrics {
     // resource type) says the same.
     for (const name of ['handles', 'requests', 'resources'])
       this.registry.removeSingleMetric(`baton_nodejs_active_${name}_total`);
+  }
+
+  /** Counts what storing one webhook did: new messages, duplicates. */
+  stored(result: { readonly accepted: number; readonly duplicates: number }): void {
+    this.messages.inc({ outcome: 'stored' }, result.accepted);
+    if (result.duplicates > 0) {
+      this.duplicates.inc(result.duplicates);
+      this.messages.inc({ outcome: 'duplicate' }, result.duplicates);
+    }
   }
 
   /** A counter in this instance's registry. */

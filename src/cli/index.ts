@@ -5,6 +5,7 @@
  */
 import { getPriority, setPriority } from 'node:os';
 import { Command, CommanderError } from 'commander';
+import { amqpAddress } from '../ingress/amqp-intake.ts';
 import { createBaton, createLogger, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
@@ -100,11 +101,9 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
       "WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts UNSIGNED requests, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret.",
     );
   }
-  if (config.amqpUrl !== undefined) {
+  if (baton.queue) {
     out(
-      'WARNING: AMQP_URL is set, but this Baton has no RabbitMQ intake: webhooks are stored in ' +
-        (baton.backend.kind === 'embedded' ? 'SQLite' : 'Redis and PostgreSQL') +
-        ' as without it, and nothing connects to RabbitMQ.',
+      `RabbitMQ intake: webhooks ${url ? 'queued to' : 'consumed from'} "${config.amqpQueue}" at ${amqpAddress(config.amqpUrl!)}`,
     );
   }
   if (url) {

@@ -26,7 +26,10 @@ export interface Config {
   /** `BATON_REDIS_CLUSTER`: `redisUrl` lists seed nodes of a Redis Cluster. */
   readonly redisCluster: boolean;
   readonly databaseUrl: string | undefined;
+  /** `AMQP_URL`: the RabbitMQ intake (webhooks queued there, stored by the consumers). */
   readonly amqpUrl: string | undefined;
+  /** `BATON_AMQP_QUEUE`: the intake queue's name (its unreadable bodies go to `<name>.rejected`). */
+  readonly amqpQueue: string;
   readonly dataDir: string;
   readonly bufferMs: number;
   readonly lockTtlMs: number;
@@ -145,6 +148,26 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   return raw === 'true';
 }
 
+function amqpUrl(env: Env, key: string): string | undefined {
+  const raw = url(env, key);
+  if (raw !== undefined && !/^amqps?:\/\//i.test(raw)) {
+    throw new ConfigError(key, `must be an amqp:// or amqps:// URL of RabbitMQ`);
+  }
+  return raw;
+}
+
+/** A RabbitMQ queue name: printable, short, and not in the broker's reserved `amq.` space. */
+function queueName(env: Env, key: string, fallback: string): string {
+  const raw = str(env, key) ?? fallback;
+  if (!/^[A-Za-z0-9_.:-]{1,200}$/.test(raw) || raw.startsWith('amq.')) {
+    throw new ConfigError(
+      key,
+      `"${raw}" must be letters, digits and _ . : - (at most 200), not starting with "amq."`,
+    );
+  }
+  return raw;
+}
+
 /** A Redis Cluster's seed nodes: one URL or several separated by commas. */
 function seedUrls(env: Env, name: string): string {
   const raw = str(env, name);
@@ -210,7 +233,8 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl,
     redisCluster,
     databaseUrl,
-    amqpUrl: url(env, 'AMQP_URL'),
+    amqpUrl: amqpUrl(env, 'AMQP_URL'),
+    amqpQueue: queueName(env, 'BATON_AMQP_QUEUE', 'baton.intake'),
     dataDir: str(env, 'BATON_DATA_DIR') ?? './data',
     bufferMs: int(env, 'BATON_BUFFER_MS', 500, 0, 60_000),
     lockTtlMs: int(env, 'BATON_LOCK_TTL_MS', 5000, 100, 600_000),

@@ -1,7 +1,8 @@
 /**
  * The probe server of a process that serves no webhooks (`baton worker` with
  * `BATON_HEALTH_PORT`): `GET /healthz` (the process runs), `GET /readyz` (its stores answer:
- * 503 while Redis or PostgreSQL is away, 200 again once the worker has reconnected) and
+ * 503 while Redis or PostgreSQL, or the RabbitMQ intake it consumes, is away; 200 again once
+ * the worker has reconnected) and
  * `GET /metrics` (the worker's own counters: what the engine counts lives only there).
  * @module
  */
@@ -13,12 +14,14 @@ export function buildHealthServer(
   backend: Backend,
   metrics: Metrics,
   stats: () => Promise<MetricsStats> = () => backend.stats(),
+  /** More readiness checks (the RabbitMQ intake's connection). */
+  extraChecks: () => Record<string, boolean> = () => ({}),
 ): FastifyInstance {
   const app = Fastify({ logger: false, requestTimeout: 10_000 });
   metricsRoute(app, metrics, stats);
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {
-    const checks = await backend.health().catch(() => ({ store: false }));
+    const checks = { ...(await backend.health().catch(() => ({ store: false }))), ...extraChecks() };
     const ok = Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });

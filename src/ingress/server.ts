@@ -16,6 +16,7 @@ import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { IntakeTracker } from '../engine/intake-gate.ts';
 import { metricsRoute, type Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
+import type { QueuedWebhook } from './amqp-intake.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
 import { registerDashboard } from '../admin/dashboard.ts';
 import { adminErrorHandler, parsed } from '../admin/http.ts';
@@ -60,6 +61,11 @@ export interface ServerDeps extends AdminDeps {
   readonly limits?: Partial<HttpLimits>;
   /** Told how many new messages each webhook stored (the admin's messages_per_s). */
   readonly onStored?: (accepted: number) => void;
+  /**
+   * The RabbitMQ intake (`AMQP_URL`): webhooks are queued there (answered once RabbitMQ
+   * confirms) instead of stored here; consumers store them.
+   */
+  readonly queue?: { publish(w: QueuedWebhook): Promise<void>; readonly connected: boolean };
   /** Believe a proxy's `X-Forwarded-*` headers (BATON_TRUST_PROXY). Default false. */
   readonly trustProxy?: boolean;
 }
@@ -216,14 +222,21 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       }
       throw err;
     }
+    const receivedAt = arrivals.get(req)?.at;
     try {
-      const receivedAt = arrivals.get(req)?.at;
+      if (deps.queue) {
+        await deps.queue.publish({
+          provider: provider.name,
+          body: raw,
+          receivedAt: receivedAt ?? Date.now(),
+        });
+        count('queued');
+        return reply.code(200).send({ queued: batch.messages.length + batch.statuses.length });
+      }
       const result = await deps.backend.ingest(receivedAt === undefined ? batch : { ...batch, receivedAt });
       count('stored');
       if (result.accepted > 0) deps.onStored?.(result.accepted);
-      if (result.duplicates > 0) deps.metrics.duplicates.inc(result.duplicates);
-      deps.metrics.messages.inc({ outcome: 'stored' }, result.accepted);
-      if (result.duplicates > 0) deps.metrics.messages.inc({ outcome: 'duplicate' }, result.duplicates);
+      deps.metrics.stored(result);
       return reply.code(200).send({ received: result.accepted, duplicates: result.duplicates });
     } catch (err) {
       lastWriteFailure = Date.now();
@@ -239,7 +252,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.get('/readyz', async (_req, reply) => {
     const reachable = await deps.backend.health().catch(() => ({ store: false }));
     // Reachable is not enough: a full disk answers pings and refuses writes.
-    const checks = { ...reachable, writes: Date.now() - lastWriteFailure > WRITE_FAILURE_HOLD_MS };
+    const checks = {
+      ...reachable,
+      writes: Date.now() - lastWriteFailure > WRITE_FAILURE_HOLD_MS,
+      ...(deps.queue ? { rabbitmq: deps.queue.connected } : {}),
+    };
     const ok = Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });

@@ -42,6 +42,10 @@ describe('config', () => {
     [{ REDIS_URL: 'redis://localhost:6379' }, 'DATABASE_URL'],
     [{ BATON_SYNC_MODE: 'sometimes' }, 'BATON_SYNC_MODE'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ AMQP_URL: 'http://127.0.0.1:5672' }, 'AMQP_URL'],
+    [{ AMQP_URL: 'guest@rabbit' }, 'AMQP_URL'],
+    [{ BATON_AMQP_QUEUE: 'amq.intake' }, 'BATON_AMQP_QUEUE'],
+    [{ BATON_AMQP_QUEUE: 'two words' }, 'BATON_AMQP_QUEUE'],
   ])('refuses %o with one line naming %s', (env, name) => {
     let err: unknown;
     try {

@@ -1,0 +1,193 @@
+/**
+ * The RabbitMQ intake (`AMQP_URL`) on a real RabbitMQ, with Baton embedded: a webhook is
+ * answered once RabbitMQ confirms it and stored by the consumer; RabbitMQ away answers 503; a
+ * store that refuses writes, an unreadable body and a consumer killed with webhooks in hand lose
+ * nothing and store nothing twice.
+ */
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import pino from 'pino';
+import { ConfigError, StorageUnavailableError } from '../../src/errors.ts';
+import { AmqpIntake } from '../../src/ingress/amqp-intake.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { text, webhook } from '../support/payloads.ts';
+import {
+  AMQP_URL,
+  describeRabbit,
+  dropQueues,
+  intakeQueue,
+  readyCount,
+  withChannel,
+} from '../support/rabbitmq.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
+
+const T0 = 1_750_000_000;
+
+async function metric(h: Harness, name: string): Promise<number> {
+  const body = await (await fetch(`${h.url}/metrics`)).text();
+  const line = body.split('\n').find((l) => l.startsWith(name));
+  return line === undefined ? 0 : Number(line.split(' ').pop());
+}
+
+describeRabbit('RabbitMQ intake, embedded', () => {
+  const queues: string[] = [];
+  afterAll(async () => {
+    await Promise.all(queues.map(dropQueues));
+  });
+  const start = async (env: Record<string, string> = {}): Promise<{ h: Harness; queue: string }> => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    return { h: await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue, ...env }), queue };
+  };
+
+  it('answers once RabbitMQ has the webhook; the consumer stores it once, and the flow runs', async () => {
+    const { h, queue } = await start();
+    try {
+      const u = '15550300001';
+      const hi = text(u, 'hi', T0);
+      const r = await h.post(webhook([hi]));
+      expect(r.status).toBe(200);
+      expect(await r.json()).toEqual({ queued: 1 });
+      await h.settled(u, 1);
+      // Meta delivers it again: acknowledged, no second effect.
+      expect((await h.post(webhook([hi]))).status).toBe(200);
+      expect((await h.post(webhook([text(u, 'Jane', T0 + 1)]))).status).toBe(200);
+      const s = await h.settled(u, 2);
+      expect(s).toMatchObject({ current_step: 'choose_product', data: { customer_name: 'Jane' } });
+      await h.until(async () => (await metric(h, 'baton_duplicates_total')) === 1);
+      expect((await h.transitions(u)).map((t) => t.kind)).toEqual(['advance', 'advance']);
+      expect(await metric(h, 'baton_amqp_intake_total{outcome="stored"}')).toBe(3);
+      expect(await metric(h, 'baton_webhooks_total{provider="cloud-api",outcome="queued"}')).toBe(3);
+      expect(await readyCount(queue)).toBe(0);
+      expect(h.graph.sent.filter((c) => c.body.to === u)).toHaveLength(2);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('answers 503 while RabbitMQ is away (and /readyz says so), 200 again once it is back', async () => {
+    const proxy = await startTcpProxy(Number(new URL(AMQP_URL).port || 5672));
+    const via = new URL(AMQP_URL);
+    via.port = String(proxy.port);
+    const { h } = await start({ AMQP_URL: via.toString() });
+    try {
+      const u = '15550300002';
+      proxy.block();
+      await h.until(async () => (await fetch(`${h.url}/readyz`)).status === 503);
+      const ready = (await (await fetch(`${h.url}/readyz`)).json()) as { checks: Record<string, boolean> };
+      expect(ready.checks.rabbitmq).toBe(false);
+      const refused = await h.post(webhook([text(u, 'hi', T0)]));
+      expect(refused.status).toBe(503);
+      expect(await refused.json()).toMatchObject({ code: 'BATON_ERR_STORAGE_UNAVAILABLE' });
+      proxy.unblock();
+      await h.until(async () => (await fetch(`${h.url}/readyz`)).status === 200, 15_000);
+      // Meta retries the refused webhook: now it goes in, once.
+      expect((await h.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
+      await h.settled(u, 1);
+      expect(await h.transitions(u)).toHaveLength(1);
+    } finally {
+      await h.close();
+      await proxy.close();
+    }
+  });
+
+  it('puts webhooks back in the queue while the store refuses writes, and stores them once it takes them', async () => {
+    const { h, queue } = await start();
+    try {
+      const backend = h.baton.backend;
+      const ingest = backend.ingest.bind(backend);
+      let refusals = 3;
+      backend.ingest = async (batch) => {
+        if (refusals > 0) {
+          refusals -= 1;
+          throw new StorageUnavailableError('disk full (test)');
+        }
+        return ingest(batch);
+      };
+      const u = '15550300003';
+      expect((await h.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
+      const s = await h.settled(u, 1);
+      expect(s.current_step).toBe('ask_name');
+      expect(refusals).toBe(0);
+      expect(await metric(h, 'baton_amqp_intake_total{outcome="retry"}')).toBe(3);
+      expect(await readyCount(queue)).toBe(0);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('moves a body no consumer can read to the rejected queue and goes on with the next', async () => {
+    const { h, queue } = await start();
+    try {
+      await withChannel(async (ch) => {
+        ch.sendToQueue(queue, Buffer.from('{"not": "a webhook"'), {
+          headers: { 'x-baton-provider': 'cloud-api', 'x-baton-received-at': Date.now() },
+        });
+        ch.sendToQueue(queue, Buffer.from('{}'), { headers: {} });
+        await new Promise((r) => setTimeout(r, 50));
+      });
+      const u = '15550300004';
+      expect((await h.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
+      await h.settled(u, 1);
+      await h.until(async () => (await readyCount(`${queue}.rejected`)) === 2);
+      expect(await readyCount(queue)).toBe(0);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('refuses to start when RabbitMQ cannot be reached, naming AMQP_URL and never its password', async () => {
+    const intake = new AmqpIntake({
+      url: 'amqp://baton:s3cret@127.0.0.1:1',
+      queue: intakeQueue(),
+      logger: pino({ level: 'silent' }),
+    });
+    try {
+      const err = await intake.ready(700).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).variable).toBe('AMQP_URL');
+      expect((err as Error).message).toMatch(/^AMQP_URL: cannot reach RabbitMQ at 127\.0\.0\.1:1/);
+      expect((err as Error).message).not.toContain('s3cret');
+    } finally {
+      await intake.close();
+    }
+  });
+
+  it('loses nothing when a consumer is killed with webhooks in hand: they are delivered again', async () => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    // A second consumer on the queue that takes webhooks and never stores them, then dies.
+    const holder = spawn(
+      process.execPath,
+      ['--import', 'tsx', resolve(import.meta.dirname, '../support/amqp-hold-consumer.ts'), AMQP_URL, queue],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    holder.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((r) => holder.once('exit', r));
+    const h = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue });
+    try {
+      await h.until(() => out.includes('consuming'));
+      const users = Array.from({ length: 10 }, (_, i) => `1555031${String(i).padStart(4, '0')}`);
+      for (const u of users) expect((await h.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
+      // RabbitMQ shares deliveries between the two consumers: the holder has some in hand.
+      await h.until(() => out.includes('holding'));
+      const held = out.split('\n').filter((l) => l === 'holding').length;
+      holder.kill('SIGKILL');
+      await exited;
+      for (const u of users) {
+        await h.settled(u, 1);
+        expect(await h.transitions(u)).toHaveLength(1);
+      }
+      expect(held).toBeGreaterThan(0);
+      expect(h.graph.sent).toHaveLength(users.length);
+    } finally {
+      if (holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
+      await h.close();
+    }
+  });
+});

@@ -1,0 +1,142 @@
+/**
+ * The RabbitMQ intake in distributed mode with real processes: `baton ingress` queues webhooks,
+ * `baton worker`s consume and store them in Redis and PostgreSQL. A worker SIGKILLed with
+ * webhooks in its hand (its Redis cut off, so it cannot store them) loses none of them: every
+ * acknowledged message ends in its session's log exactly once and every user completes.
+ */
+import { afterAll, expect, it } from 'vitest';
+import { signMetaBody } from '../../src/providers/index.ts';
+import { startFakeGraph } from '../support/fake-graph.ts';
+import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
+import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
+import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
+import { AMQP_URL, describeRabbit, dropQueues, intakeQueue, readyCount } from '../support/rabbitmq.ts';
+import {
+  DATABASE_URL,
+  distributedServicesUp,
+  dropIsolation,
+  REDIS_URL,
+  uniqueName,
+} from '../support/services.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
+
+const up = await distributedServicesUp('RabbitMQ intake process tests');
+const T0 = 1_750_000_000;
+
+interface Transition {
+  version: number;
+  kind: string;
+  message_ids: string[];
+}
+
+describeRabbit('RabbitMQ intake, distributed processes', () => {
+  const queue = intakeQueue();
+  const prefix = uniqueName('bt');
+  const schema = uniqueName('bt');
+  afterAll(async () => {
+    await dropQueues(queue);
+    if (up) await dropIsolation(prefix, schema);
+  });
+
+  it.skipIf(!up)('loses nothing when a worker is SIGKILLed with queued webhooks in hand', async () => {
+    const graph = await startFakeGraph();
+    const redisPort = Number(new URL(REDIS_URL).port || 6379);
+    // The first worker reaches Redis through a link the test cuts: it holds webhooks it cannot
+    // store when it dies.
+    const cut = await startTcpProxy(redisPort);
+    const port = await freePort();
+    const env: Record<string, string> = {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REDIS_URL,
+      DATABASE_URL,
+      AMQP_URL,
+      BATON_AMQP_QUEUE: queue,
+      BATON_REDIS_PREFIX: prefix,
+      BATON_PG_SCHEMA: schema,
+      WHATSAPP_APP_SECRET: APP_SECRET,
+      WHATSAPP_API_BASE_URL: graph.url,
+      ADMIN_TOKEN,
+      BATON_BUFFER_MS: '30',
+      BATON_LOCK_TTL_MS: '1500',
+    };
+    const base = `http://127.0.0.1:${port}`;
+    const procs: BatonProcess[] = [];
+    const admin = async <T>(path: string): Promise<T> =>
+      (await (
+        await fetch(`${base}/admin/api${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+      ).json()) as T;
+    try {
+      procs.push(await spawnBaton(['ingress'], env));
+      const cutUrl = new URL(REDIS_URL);
+      cutUrl.port = String(cut.port);
+      const doomed = await spawnBaton(['worker', '--concurrency', '8'], {
+        ...env,
+        REDIS_URL: cutUrl.toString(),
+      });
+      procs.push(doomed);
+      cut.block();
+      const acked: string[] = [];
+      const post = async (m: Msg): Promise<void> => {
+        const raw = Buffer.from(JSON.stringify(webhook([m])));
+        const r = await fetch(`${base}/webhooks/whatsapp`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'x-hub-signature-256': signMetaBody(raw, APP_SECRET),
+          },
+          body: new Uint8Array(raw),
+        });
+        expect(r.status).toBe(200);
+        acked.push(m.id);
+      };
+      const users = Array.from({ length: 16 }, (_, i) => `1555032${String(i).padStart(4, '0')}`);
+      await Promise.all(
+        users.map(async (u) => {
+          await post(text(u, 'hi', T0));
+          for (const m of [
+            text(u, 'Kim', T0 + 1),
+            button(u, 'sku_550e', 'Trail Shoe', T0 + 2),
+            text(u, '9 Elm Road', T0 + 3),
+            button(u, 'confirm', 'Confirm', T0 + 4),
+          ])
+            await post(m);
+        }),
+      );
+      expect(acked).toHaveLength(users.length * 5);
+      // The doomed worker has taken up to its prefetch (64) of the 80 and stored none of them.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await readyCount(queue)).toBeLessThan(acked.length);
+      await doomed.stop('SIGKILL');
+      procs.push(await spawnBaton(['worker', '--concurrency', '8'], env));
+
+      const deadline = Date.now() + 30_000;
+      for (const u of users) {
+        for (;;) {
+          const s = await admin<{ current_step?: string }>(`/sessions/${u}?channel=${PHONE_ID}`);
+          if (s.current_step === 'completed') break;
+          if (Date.now() > deadline) throw new Error(`${u} did not complete: ${JSON.stringify(s)}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      // Every acknowledged message is in exactly one transition record; versions have no gaps.
+      const seen = new Map<string, number>();
+      for (const u of users) {
+        const { transitions } = await admin<{ transitions: Transition[] }>(
+          `/sessions/${u}/transitions?channel=${PHONE_ID}`,
+        );
+        const versioned = transitions.filter(
+          (t) => !['late', 'stale_input', 'held', 'ignored'].includes(t.kind),
+        );
+        expect(versioned.map((t) => t.version)).toEqual(versioned.map((_, i) => i + 1));
+        for (const t of transitions) for (const id of t.message_ids) seen.set(id, (seen.get(id) ?? 0) + 1);
+      }
+      for (const id of acked) expect(seen.get(id), id).toBe(1);
+      expect(await readyCount(queue)).toBe(0);
+    } finally {
+      await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+      await cut.close();
+      await graph.close();
+    }
+  });
+});
