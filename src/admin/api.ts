@@ -7,7 +7,8 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Backend, BackendStats } from '../backends/types.ts';
-import { toMermaid, type Flow } from '../flow/define.ts';
+import type { Flow } from '../flow/define.ts';
+import { flowMermaid } from '../graph/index.ts';
 import type { SessionKey } from '../model/message.ts';
 import { toSessionView, type SessionSnapshot } from '../model/session.ts';
 import { registerAgentRoutes, type AgentDesk } from './agent-routes.ts';
@@ -146,7 +147,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
         async (req, reply) => {
           const flow = deps.flows.get(parsed(FlowParams, req.params).id);
           if (!flow) return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such flow');
-          return reply.type('text/plain').send(toMermaid(flow));
+          return reply.type('text/plain').send(flowMermaid(flow));
         },
       );
 

@@ -8,12 +8,12 @@
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { toMermaid } from '../flow/define.ts';
 import type { AdminDeps } from './api.ts';
 import { ID_PATTERN } from '../providers/screen.ts';
 import { isSecure, SignInThrottle, type AdminAuth } from './auth.ts';
 import { conversationPage } from './conversation.ts';
 import { flowPicture } from './flow-picture.ts';
+import { flowMermaid } from '../graph/index.ts';
 import { html, type Html } from './html.ts';
 import { inboxPage, leaseView, scan, stepCounts } from './reads.ts';
 import { SignInBody } from './schemas.ts';
@@ -357,7 +357,7 @@ export function registerDashboard(
           }
           <details>
             <summary>Mermaid</summary>
-            ${preBlock('mermaid', toMermaid(flow))}
+            ${preBlock('mermaid', flowMermaid(flow))}
           </details>`;
         return page(reply, cookie, `Flow ${flow.id}`, body);
       });

@@ -594,7 +594,11 @@ export function promptOf(step: StepDef, data: FlowData): OutboundBody {
   return bodies[bodies.length - 1] ?? { type: 'text', text: '' };
 }
 
-/** The flow's state map as a Mermaid state diagram. */
+/**
+ * The flow's steps and the steps each may go to, as a Mermaid state diagram, without labels.
+ * `flowMermaid` (src/graph) labels every edge with its input, as the admin API, the dashboard
+ * and `baton flow graph` show it.
+ */
 export function toMermaid(flow: Flow): string {
   const lines = ['stateDiagram-v2', `  [*] --> ${flow.start}`];
   for (const step of flow.steps.values()) {

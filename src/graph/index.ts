@@ -434,8 +434,15 @@ function countText(c: StepCount): string {
   return c.oldestMs !== undefined && c.sessions > 0 ? `${s} · oldest ${age(c.oldestMs)}` : s;
 }
 
-/** Mermaid ids allow letters, digits and underscores; step ids are lower_snake_case already. */
-const mermaidLabel = (s: string): string => s.replace(/["\n\r]/g, ' ').replace(/[:;]/g, ',');
+/**
+ * A transition label Mermaid reads as written: line breaks become spaces, and the characters
+ * its grammar takes for syntax are entity codes (a `:` would start a second label, a `;` end
+ * the statement), so "18:00" stays "18:00" on the picture. Step ids need nothing: Mermaid ids
+ * allow letters, digits and underscores, and step ids are lower_snake_case already.
+ */
+const MERMAID_ENTITIES: Record<string, string> = { '#': '#35;', ':': '#58;', ';': '#59;', '"': '#quot;' };
+const mermaidLabel = (s: string): string =>
+  s.replace(/[\n\r]/g, ' ').replace(/[#:;"]/g, (c) => MERMAID_ENTITIES[c]!);
 
 /**
  * The flow as a Mermaid state diagram, edges labelled by their input.

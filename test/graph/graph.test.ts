@@ -144,6 +144,26 @@ describe('flowMermaid and baton flow graph', () => {
     expect(m).toContain('completed --> [*]');
   });
 
+  it("keeps a label's colons, semicolons and quotes (Mermaid entity codes), one line", () => {
+    const flow = defineFlow({
+      id: 'slots',
+      start: 'pick',
+      steps: {
+        pick: {
+          say: 'When?',
+          choices: [{ id: 'six', title: '18:00; "late"' }],
+          to: ['end'],
+          on: (_i, c) => c.goto('end'),
+        },
+        end: { say: 'Booked', accepts: 'any', to: [], on: (_i, c) => c.retry() },
+      },
+    });
+    const edge = flowMermaid(flow)
+      .split('\n')
+      .find((l) => l.startsWith('  pick --> end: '));
+    expect(edge).toBe('  pick --> end: 18#58;00#59; #quot;late#quot;');
+  });
+
   it('writes the SVG from the CLI', async () => {
     const out: string[] = [];
     expect(await run(['flow', 'graph', 'order', '--format', 'svg'], (s) => out.push(s))).toBe(0);
