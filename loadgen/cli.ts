@@ -129,7 +129,7 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
     concurrent: chaos || f.concurrent === true,
     secret: secret === '' ? undefined : secret,
     adminToken: adminToken ?? '',
-    sinkPort: f.start ? 0 : integer('--sink-port', f.sinkPort ?? String(DEFAULT_SINK_PORT), 0, 65_535),
+    sinkPort: integer('--sink-port', f.sinkPort ?? String(f.start ? 0 : DEFAULT_SINK_PORT), 0, 65_535),
     sinkHost: f.sinkHost ?? '127.0.0.1',
     channel: f.channel ?? DEFAULT_CHANNEL.phoneNumberId,
     ramp: integer('--ramp', f.ramp ?? '0', 0, 3_600_000),
@@ -359,7 +359,7 @@ async function startTarget(o: Parsed, env: LoadIO['env']): Promise<StartedTarget
     if (o.script?.end !== undefined) {
       await checkEnd(o, env);
     }
-    const sink = await startReplySink({ port: 0 });
+    const sink = await startReplySink({ port: o.sinkPort });
     cleanup.push(() => sink.close());
     const dir = mkdtempSync(join(tmpdir(), 'baton-load-'));
     cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));

@@ -64,7 +64,10 @@ export function configureLoadCommand(cmd: Command): Command {
       '--admin-token <token>',
       "the target's ADMIN_TOKEN, to read its transition logs (default: $ADMIN_TOKEN)",
     )
-    .option('--sink-port <port>', 'port of the reply sink Baton must send to', String(DEFAULT_SINK_PORT))
+    .option(
+      '--sink-port <port>',
+      `port of the reply sink Baton must send to (default ${DEFAULT_SINK_PORT}; with --start, a free one)`,
+    )
     .option('--sink-host <host>', 'address of the reply sink', '127.0.0.1')
     .option('--channel <phoneNumberId>', 'business number the users write to', DEFAULT_LOAD_CHANNEL)
     .option('--ramp <ms>', 'start users spread over this many milliseconds', '0')

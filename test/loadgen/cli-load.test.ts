@@ -1,4 +1,5 @@
 /** `baton load` exit codes: 2 for usage errors, 1 when the target cannot be load-tested. */
+import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { runLoadCommand, type LoadFlags } from '../../src/cli/load.ts';
 
@@ -33,5 +34,22 @@ describe('baton load', () => {
     );
     expect(code).toBe(1);
     expect(o.err.join('')).toMatch(/does not answer at http:\/\/127\.0\.0\.1:9/);
+  });
+
+  it('--start sends to the --sink-port given (a taken one fails, naming it)', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const o = io();
+      const code = await runLoadCommand(
+        { start: true, users: '1', sinkPort: String(port), progress: false },
+        o.io,
+      );
+      expect(code).toBe(1);
+      expect(o.err.join('')).toContain(`sink port ${port} is in use`);
+    } finally {
+      taken.close();
+    }
   });
 });
