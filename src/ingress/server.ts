@@ -17,6 +17,7 @@ import type { IntakeTracker } from '../engine/intake-gate.ts';
 import { metricsRoute, type Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
 import type { QueuedWebhook } from './amqp-intake.ts';
+import { guardConnections } from './connection-guard.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
 import { registerDashboard } from '../admin/dashboard.ts';
 import { adminErrorHandler, parsed } from '../admin/http.ts';
@@ -38,6 +39,10 @@ export interface HttpLimits {
   readonly checkIntervalMs: number;
   /** Connections open at once; more are refused at accept until some close. */
   readonly maxConnections: number;
+  /** Connections one address may hold (not behind a trusted proxy); see connection-guard.ts. */
+  readonly maxPerAddress: number;
+  /** Near the cap, connections without complete request headers this long are closed. */
+  readonly slowHeadersMs: number;
 }
 
 export const DEFAULT_HTTP_LIMITS: HttpLimits = {
@@ -45,6 +50,8 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   headersTimeoutMs: 10_000,
   checkIntervalMs: 1_000,
   maxConnections: 1_024,
+  maxPerAddress: 512,
+  slowHeadersMs: 1_000,
 };
 
 export interface ServerDeps extends AdminDeps {
@@ -108,6 +115,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     },
   });
   app.server.maxConnections = limits.maxConnections;
+  guardConnections(app.server, {
+    maxConnections: limits.maxConnections,
+    // Behind a proxy every client has the proxy's address.
+    perAddress: deps.trustProxy ? null : limits.maxPerAddress,
+    slowHeadersMs: limits.slowHeadersMs,
+  });
 
   // Keep webhook bodies as raw bytes: the signature is checked on them before any parsing.
   app.removeAllContentTypeParsers();

@@ -109,3 +109,63 @@ describe('trickling clients', () => {
     expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
   });
 });
+
+describe('a client that takes every connection slot', () => {
+  /** Fetches `path` until it answers (a refused connection is retried); ms it took. */
+  async function served(url: string, path: string, timeoutMs: number): Promise<number> {
+    const start = Date.now();
+    for (;;) {
+      try {
+        const r = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(500) });
+        if (r.status === 200) return Date.now() - start;
+      } catch {
+        // refused at the cap, or reset: try again
+      }
+      if (Date.now() - start > timeoutMs) return -1;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  it('cannot keep others out: connections that send nothing are closed near the cap', async () => {
+    // Headers timeout at its default, 10 s: the guard, not the timeout, frees the slots.
+    const h = await startHarness(
+      {},
+      { http: { maxConnections: 20, maxPerAddress: 1000, slowHeadersMs: 500 } },
+    );
+    const held: Raw[] = [];
+    try {
+      for (let i = 0; i < 20; i++) held.push(await open(h.url));
+      await new Promise((r) => setTimeout(r, 100));
+      const took = await served(h.url, '/healthz', 5_000);
+      expect(took).toBeGreaterThanOrEqual(0);
+      expect(took).toBeLessThan(5_000);
+      const closed = held.filter((r) => r.socket.destroyed || r.socket.readableEnded).length;
+      expect(closed).toBeGreaterThan(0);
+    } finally {
+      for (const r of held) r.socket.destroy();
+      await h.close();
+    }
+  });
+
+  it('one address holds at most its share; the rest of its connections are closed at once', async () => {
+    const h = await startHarness({}, { http: { maxConnections: 40, maxPerAddress: 5 } });
+    const held: Raw[] = [];
+    try {
+      for (let i = 0; i < 5; i++) held.push(await open(h.url));
+      const extra = await open(h.url);
+      const closedAfter = await Promise.race([
+        extra.closed,
+        new Promise<number>((r) => setTimeout(() => r(-1), 1_000)),
+      ]);
+      expect(closedAfter).toBeGreaterThanOrEqual(0);
+      expect(extra.data()).toBe('');
+      expect(held.every((r) => !r.socket.destroyed)).toBe(true);
+      // Its connections closed, the address is served again.
+      for (const r of held) r.socket.destroy();
+      expect(await served(h.url, '/healthz', 2_000)).toBeGreaterThanOrEqual(0);
+    } finally {
+      for (const r of held) r.socket.destroy();
+      await h.close();
+    }
+  });
+});
