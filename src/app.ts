@@ -197,7 +197,6 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
 
   const adminTokenGenerated = config.adminToken === undefined;
   const adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
-  const stored = new PerSecond();
   // Polling readers (scrapers, dashboards, the alert watcher) share one read per second.
   const stats = cachedStats(() => backend.stats());
   const providers = {
@@ -225,7 +224,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       const result = await backend.ingest({ ...batch, receivedAt: w.receivedAt });
       metrics.queued.inc({ outcome: 'stored' });
       metrics.stored(result);
-      if (result.accepted > 0) stored.add(Date.now(), result.accepted);
+      backend.countStored(result.accepted);
       return 'stored';
     } catch (err) {
       metrics.queued.inc({ outcome: 'retry' });
@@ -254,8 +253,6 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       message: (key, text, agent) => engine.agentMessage(key, text, agent),
       handback: (key, step, agent) => engine.handback(key, step, agent),
     },
-    messagesPerSecond: () => stored.perSecond(Date.now()),
-    onStored: (accepted) => stored.add(Date.now(), accepted),
   });
 
   const alerts =
@@ -321,29 +318,6 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       await backend.close();
     },
   };
-}
-
-/** Messages stored over the last minute, in one-second buckets: a rate per second. */
-class PerSecond {
-  private readonly buckets = new Array<number>(60).fill(0);
-  private readonly seconds = new Array<number>(60).fill(0);
-
-  add(nowMs: number, n: number): void {
-    const s = Math.floor(nowMs / 1000);
-    const i = s % 60;
-    if (this.seconds[i] !== s) {
-      this.seconds[i] = s;
-      this.buckets[i] = 0;
-    }
-    this.buckets[i]! += n;
-  }
-
-  perSecond(nowMs: number): number {
-    const s = Math.floor(nowMs / 1000);
-    let sum = 0;
-    for (let i = 0; i < 60; i++) if (s - this.seconds[i]! < 60) sum += this.buckets[i]!;
-    return Math.round((sum / 60) * 100) / 100;
-  }
 }
 
 /**

@@ -32,8 +32,6 @@ export interface AdminDeps {
   readonly flows: ReadonlyMap<string, Flow>;
   /** Resets a session under its lease (records `admin_reset`). */
   readonly resetSession: (key: SessionKey) => Promise<SessionSnapshot | null>;
-  /** Inbound messages per second over the last minute. */
-  readonly messagesPerSecond: () => number;
   /** The engine's agent operations (take, write, hand back). */
   readonly agents: AgentDesk;
   /**
@@ -112,7 +110,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
           locks_held: s.locksHeld,
           dead_letters: s.deadLetters,
           workers: s.workers,
-          messages_per_s: deps.messagesPerSecond(),
+          messages_per_s: s.messagesPerSecond,
         };
       });
 

@@ -150,7 +150,7 @@ export function registerDashboard(
         const body = html`<section class="stats" id="stats">
             ${stat('queue-depth', 'queue depth', stats.queueDepth)}
             ${stat('oldest-pending', 'oldest pending', duration(stats.oldestPendingMs))}
-            ${stat('throughput', 'messages / s (last minute)', deps.messagesPerSecond())}
+            ${stat('throughput', 'messages / s (last minute)', stats.messagesPerSecond)}
             ${stat('workers', 'live workers', stats.workers)} ${stat('locks', 'leases held', stats.locksHeld)}
             ${stat('dead-letters', 'dead letters', stats.deadLetters)}
           </section>

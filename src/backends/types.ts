@@ -97,6 +97,8 @@ export interface BackendStats {
   readonly deadLetters: number;
   /** Worker processes (engines) that sent a heartbeat within their TTL. */
   readonly workers: number;
+  /** New messages stored from webhooks per second over the last minute, by every process. */
+  readonly messagesPerSecond: number;
 }
 
 /**
@@ -134,6 +136,12 @@ export interface Backend {
    * Rejects with `StorageUnavailableError` when the store cannot be reached.
    */
   ingest(batch: WebhookBatch): Promise<IngestResult>;
+  /**
+   * Counts `n` new messages stored from webhooks (an ingress's or a RabbitMQ consumer's), for
+   * {@link BackendStats.messagesPerSecond}. Effect results, which are stored with `ingest` too,
+   * are not counted.
+   */
+  countStored(n: number): void;
 
   // --- scheduling: unfenced -----------------------------------------------------------
   /**

@@ -66,8 +66,6 @@ export interface ServerDeps extends AdminDeps {
   readonly verifyToken: string | undefined;
   /** Defaults: {@link DEFAULT_HTTP_LIMITS}. */
   readonly limits?: Partial<HttpLimits>;
-  /** Told how many new messages each webhook stored (the admin's messages_per_s). */
-  readonly onStored?: (accepted: number) => void;
   /**
    * The RabbitMQ intake (`AMQP_URL`): webhooks are queued there (answered once RabbitMQ
    * confirms) instead of stored here; consumers store them.
@@ -248,7 +246,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       }
       const result = await deps.backend.ingest(receivedAt === undefined ? batch : { ...batch, receivedAt });
       count('stored');
-      if (result.accepted > 0) deps.onStored?.(result.accepted);
+      deps.backend.countStored(result.accepted);
       deps.metrics.stored(result);
       return reply.code(200).send({ received: result.accepted, duplicates: result.duplicates });
     } catch (err) {

@@ -138,7 +138,14 @@ describe('queue alerts from a running Baton', () => {
 
 describe('AlertWatcher thresholds and delivery', () => {
   let rx: Receiver;
-  const stats: BackendStats = { queueDepth: 0, oldestPendingMs: 0, locksHeld: 0, deadLetters: 0, workers: 1 };
+  const stats: BackendStats = {
+    queueDepth: 0,
+    oldestPendingMs: 0,
+    locksHeld: 0,
+    deadLetters: 0,
+    workers: 1,
+    messagesPerSecond: 0,
+  };
   let current = { ...stats };
   const make = () =>
     new AlertWatcher({

@@ -133,6 +133,13 @@ describeRabbit('RabbitMQ intake, distributed processes', () => {
       }
       for (const id of acked) expect(seen.get(id), id).toBe(1);
       expect(await readyCount(queue)).toBe(0);
+      // The ingress stored nothing itself; its /stats counts what the workers stored.
+      const perSecond = async (): Promise<number> =>
+        (await admin<{ messages_per_s: number }>('/stats')).messages_per_s;
+      for (let i = 0; i < 40 && (await perSecond()) < acked.length / 60 - 0.01; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(await perSecond()).toBeCloseTo(acked.length / 60, 1);
     } finally {
       await Promise.all(procs.map((p) => p.stop('SIGKILL')));
       await cut.close();

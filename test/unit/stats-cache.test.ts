@@ -12,6 +12,7 @@ const figures = (queueDepth: number): BackendStats => ({
   locksHeld: 0,
   deadLetters: 0,
   workers: 1,
+  messagesPerSecond: 0,
 });
 
 describe('cachedStats', () => {

@@ -125,11 +125,14 @@ export async function replayDeadLetter(ctx: Context, id: string): Promise<boolea
 export async function stats(ctx: Context): Promise<BackendStats> {
   await ctx.globalFeed.settled();
   const now = ctx.now();
-  const [depth, oldest, locks, workers] = await pipeline(ctx, 'stats', [
-    { command: 'GET', args: [ctx.keys.pendingDepth] },
-    { command: 'ZRANGE', args: [ctx.keys.pendingOldest, 0, 0, 'WITHSCORES'] },
-    { command: 'ZCOUNT', args: [ctx.keys.leases, `(${now + ctx.leaseGraceMs}`, '+inf'] },
-    { command: 'ZCOUNT', args: [ctx.keys.workers, `(${now}`, '+inf'] },
+  const [[depth, oldest, locks, workers], messagesPerSecond] = await Promise.all([
+    pipeline(ctx, 'stats', [
+      { command: 'GET', args: [ctx.keys.pendingDepth] },
+      { command: 'ZRANGE', args: [ctx.keys.pendingOldest, 0, 0, 'WITHSCORES'] },
+      { command: 'ZCOUNT', args: [ctx.keys.leases, `(${now + ctx.leaseGraceMs}`, '+inf'] },
+      { command: 'ZCOUNT', args: [ctx.keys.workers, `(${now}`, '+inf'] },
+    ]),
+    r('stats', () => ctx.rate.perSecond()),
   ]);
   // [member, score], or [[member, score]] over RESP3.
   const top = asArray(oldest);
@@ -140,6 +143,7 @@ export async function stats(ctx: Context): Promise<BackendStats> {
     locksHeld: asNumber(locks),
     deadLetters: await ctx.pg.countDeadLetters(),
     workers: asNumber(workers),
+    messagesPerSecond,
   };
 }
 

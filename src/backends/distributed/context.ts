@@ -22,6 +22,7 @@ import { createRedisClient, subscriberClient, type RedisClient } from './redis-c
 import { copySoon, followUp, pipeline, redisError, scheduleOps } from './redis-calls.ts';
 import type { ReadyScheduler } from './scheduler.ts';
 import { ScriptSet } from './scripts.ts';
+import { SharedRate } from './throughput.ts';
 import { GlobalFeed, type MailboxFigures } from './global-feed.ts';
 
 /** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
@@ -115,6 +116,8 @@ export interface Context {
    * closing a batch. None with `bufferMs` 0: no window, nothing to wait for.
    */
   readonly intake: IntakeWatermarks | undefined;
+  /** Messages stored per second across processes (the admin's messages_per_s). */
+  readonly rate: SharedRate;
 }
 
 /** The group committer's work (commit.ts): copy these sessions' journals to PostgreSQL. */
@@ -173,6 +176,7 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     mailboxReads: new Map(),
     journalReads: new Map(),
     unsentAfterCommit: new Map(),
+    rate: new SharedRate(redis, keys.storedIn, now, log),
     outboundSessions: new Map(),
     sub: null,
     scheduler: null,

@@ -120,6 +120,10 @@ export class DistributedBackend implements Backend {
     return intake.ingest(this.ctx, batch);
   }
 
+  countStored(n: number): void {
+    this.ctx.rate.add(n);
+  }
+
   // --- scheduling ----------------------------------------------------------------------
 
   nextReady(signal: AbortSignal): Promise<SessionKey | null> {

@@ -94,6 +94,8 @@ export class Keys {
   readonly pendingDepth: string;
   /** ZSET session member -> when its mailbox emptied (tombstones of `pendingCounts`). */
   readonly pendingTombs: string;
+  /** STRING messages stored in one second, by every process (see throughput.ts). */
+  readonly storedIn: (second: number) => string;
 
   constructor(prefix: string) {
     if (!/^[\w.:-]+$/.test(prefix)) throw new Error(`invalid Redis key prefix "${prefix}"`);
@@ -112,6 +114,7 @@ export class Keys {
     this.pendingCounts = `${stats}:counts`;
     this.pendingDepth = `${stats}:depth`;
     this.pendingTombs = `${stats}:tombs`;
+    this.storedIn = (second) => `${stats}:rate:${second}`;
   }
 
   /** STRING marking a dashboard sign-in as signed out, expiring with its cookie. */

@@ -66,6 +66,7 @@ export async function close(ctx: Context): Promise<void> {
   await ctx.purging;
   await ctx.flusher?.stop(ctx.redis);
   ctx.deferred.flush();
+  await ctx.rate.close();
   await ctx.committer.drain();
   await ctx.globalFeed.settled();
   ctx.sub?.disconnect();

@@ -49,6 +49,7 @@ import { TurnPacer, type TurnPacerOptions } from './turn-pacer.ts';
 import { WalSync } from './wal-sync.ts';
 import { Checkpointer, SAFETY_NET_PAGES, type CheckpointStats } from './checkpointer.ts';
 import { MIGRATIONS } from './schema.ts';
+import { StoredRate } from '../throughput.ts';
 import {
   PURGE_BATCH,
   purgeHorizons,
@@ -149,6 +150,8 @@ export class EmbeddedBackend implements Backend {
   private readonly due: DueQueue;
   private readonly pacer: TurnPacer | null;
   private readonly leases = new Map<string, Lease>();
+  /** New messages stored from webhooks, per second (messages_per_s). */
+  private readonly rate = new StoredRate();
   /** Worker id -> heartbeat expiry, epoch ms. */
   private readonly workerBeats = new Map<string, number>();
   private fenceCounter = 0;
@@ -1026,6 +1029,10 @@ export class EmbeddedBackend implements Backend {
    * Costs the same whatever is stored: the counts are kept by the writes, the oldest pending
    * message is one step down a partial index.
    */
+  countStored(n: number): void {
+    this.rate.add(this.now(), n);
+  }
+
   async stats(): Promise<BackendStats> {
     const p = this.sql(`SELECT MIN(stored_at) AS first FROM inbound WHERE state = 'pending'`).get() as {
       first: number | null;
@@ -1039,6 +1046,7 @@ export class EmbeddedBackend implements Backend {
       locksHeld: locks,
       deadLetters: this.counts.deadLetters,
       workers: [...this.workerBeats.values()].filter((until) => until > now).length,
+      messagesPerSecond: this.rate.perSecond(now),
     };
   }
 
