@@ -827,9 +827,10 @@ export class Engine {
    * only counted once too often.
    */
   private async leave(run: SessionRun): Promise<void> {
-    if (run.claims.size === 0) return;
     const ids = [...run.claims];
     run.claims.clear();
+    // A lost baton gives nothing back (the store would refuse it): they stay counted.
+    if (ids.length === 0 || run.held.signal.aborted) return;
     await this.o.backend
       .claimOutbound(run.lease, ids, -1)
       .catch((err: unknown) =>

@@ -114,6 +114,27 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
 
     const delivered = (): string[] => fake.sent.map((c) => String(c.body.biz_opaque_callback_data));
 
+    it('the hot path writes no claim: commit, send, record', async () => {
+      const calls: string[] = [];
+      const counted = new Proxy(backend, {
+        get(target, prop) {
+          const v: unknown = Reflect.get(target, prop, target);
+          if (typeof v !== 'function') return v;
+          return (...args: unknown[]): unknown => {
+            calls.push(String(prop));
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+      await hi();
+      await worker(counted).runSession(key);
+      await hi('Jane', 101);
+      await worker(counted).runSession(key);
+      expect(delivered()).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);
+      expect(calls).toContain('commit');
+      expect(calls).not.toContain('claimOutbound');
+    });
+
     it('no answer, a retry that lands, a crash before it is recorded: the next holder does not send a third time', async () => {
       await hi();
       fake.failNext(1, { status: 200, delayMs: SLOW_MS, body: { messages: [{ id: 'wamid.slow' }] } });
