@@ -69,6 +69,8 @@ export interface IngestResult {
 export interface OutboundPatch {
   readonly status: OutboundStatus;
   readonly attempts?: number;
+  /** Sets the record's claim count (see `OutboundRecord.claims`): 0 when a replay starts it afresh. */
+  readonly claims?: number;
   readonly providerMessageId?: string;
   readonly lastError?: string;
 }
@@ -222,6 +224,16 @@ export interface Backend {
    * status webhook is not undone by a late `sent`). Unknown ids are ignored.
    */
   updateOutbound(id: string, patch: OutboundPatch): Promise<void>;
+  /**
+   * Fenced (token and fence). Adds `delta` to the claim count (`OutboundRecord.claims`) of each
+   * of the session's records `ids` that is still unsent, in one atomic step, and answers each
+   * one's count after the change (never below 0), or `null` for a record that is not unsent (sent,
+   * failed, or no such record): nothing to send. `+1` claims a send attempt before it is made;
+   * `-1` gives back a claim no attempt used (a holder leaving a throttled reply unsent). Rejects
+   * with `FencedError` when `lease` no longer holds the session: a holder that lost its baton
+   * neither claims nor sends.
+   */
+  claimOutbound(lease: LeaseGrant, ids: readonly string[], delta: 1 | -1): Promise<Array<number | null>>;
   /** Unfenced. Stores a dead letter on its own (a batch's dead letters go with its commit). */
   deadLetter(letter: DeadLetter): Promise<void>;
 

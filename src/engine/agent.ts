@@ -31,7 +31,11 @@ export interface AgentHost {
   flowFor(s: SessionSnapshot | null): Flow;
   /** Renews the lease while `fn`'s sending runs; `sending` aborts when the lease is lost. */
   hold(lease: LeaseGrant): { signal: AbortSignal; sending: AbortSignal; stop: () => void };
-  flushOutbox(lease: LeaseGrant, signal: AbortSignal): Promise<void>;
+  /**
+   * Sends the session's unsent replies; `committed` are the records this lease's commit wrote
+   * (its claim to send them is the commit's own: see OutboundRecord.claims).
+   */
+  flushOutbox(lease: LeaseGrant, signal: AbortSignal, committed: readonly OutboundRecord[]): Promise<void>;
   /** Turns a flow core result's replies and started effects into outbound records. */
   toOutbound(
     s: SessionSnapshot,
@@ -106,7 +110,7 @@ async function change(
       consumed: [],
       deadLetters: [],
     });
-    if (result.outbound.length > 0) await host.flushOutbox(lease, held.sending);
+    if (result.outbound.length > 0) await host.flushOutbox(lease, held.sending, result.outbound);
     return result;
   } finally {
     held.stop();

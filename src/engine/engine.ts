@@ -96,6 +96,8 @@ const BATCH_BACKOFF_MS = 100;
  * free-form reply cannot be delivered anyway.
  */
 const SEND_FOR_MS = 24 * 60 * 60 * 1000;
+/** Why a reply that may have reached the user twice is dead-lettered instead of sent again. */
+const AMBIGUOUS = 'no answer twice, so not sent again (the user may have it already): replay it if not';
 /** The longest backoff an agent's request waits out before it leaves the send to a worker. */
 const AGENT_SEND_WAIT_MS = 1000;
 
@@ -121,8 +123,6 @@ export class Engine {
   /** Renews every baton this engine holds, on one timer. */
   readonly leases: LeaseManager;
   private readonly logTimes = new Map<string, { at: number; suppressed: number }>();
-  /** Reply id -> its sends that got no answer so far (see flushOutbox). */
-  private readonly unanswered = new Map<string, number>();
 
   constructor(private readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
@@ -228,7 +228,7 @@ export class Engine {
     if (lease === null) return;
     this.o.metrics.lockWait.observe((this.now() - waitStart) / 1000);
     const held = this.hold(lease);
-    const run: SessionRun = { lease, held, effects: [] };
+    const run: SessionRun = { lease, held, effects: [], claims: new Set() };
     let released = false;
     try {
       for (;;) {
@@ -401,7 +401,7 @@ export class Engine {
           if (held.signal.aborted) return false;
           continue;
         }
-        await this.deadLetterBatch(lease, base, batch, failure, attempt);
+        claimed(run, await this.deadLetterBatch(lease, base, batch, failure, attempt));
         await this.flushOutbox(run);
         return true;
       }
@@ -418,6 +418,7 @@ export class Engine {
       consumed: result.consumed,
       deadLetters: [],
     });
+    claimed(run, outbound);
     metrics.batch.observe((this.now() - started) / 1000);
     // The hot path's one log line, built only when debug is on.
     if (this.o.logger.isLevelEnabled('debug'))
@@ -616,7 +617,7 @@ export class Engine {
     batch: StoredMessage[],
     err: BatonError,
     attempts: number,
-  ): Promise<void> {
+  ): Promise<OutboundRecord[]> {
     this.o.logger.error(
       { err, session: logSessionId(lease), attempts },
       'flow code failed; batch dead-lettered',
@@ -658,12 +659,23 @@ export class Engine {
       deadLetters: letters,
     });
     this.o.metrics.messages.inc({ outcome: 'dead_letter' }, batch.length);
+    return outbound;
   }
 
   /**
    * Sends the session's unsent replies in order. Throttling and 5xx are retried with backoff
    * (honouring Retry-After) while the lease is held; a permanent refusal dead-letters that
-   * reply and the next one is sent. A crash between a send and its record repeats that one send.
+   * reply and the next one is sent.
+   *
+   * SPEC 1.6, a reply reaches the user at most twice: every attempt that may reach the user is
+   * covered by a claim counted in the store before it is made (`OutboundRecord.claims`), and a
+   * claim that would be the third dead-letters the reply instead. The commit's claim covers the
+   * committing holder's attempts (`run.claims`: no write on the hot path); a reply this holder did
+   * not commit (left by an earlier holder, a throttled turn, or replayed) is claimed before its
+   * first attempt; a send that got no answer used its claim, so a retry claims anew; one refused
+   * (429, 5xx, 4xx) did not deliver, so its retry keeps the claim. A reply left unsent on purpose
+   * gives back the claims no attempt used (see `leave`). A crash between a send and its record
+   * leaves the claim counted: the next holder's is the second, and the last.
    *
    * Each send is recorded before the next one goes. With `leaveLast`, the last one's record is
    * left in `run.sent` for the caller, who records it with the end of the turn (one round trip
@@ -677,7 +689,6 @@ export class Engine {
     } = o;
     const { backend, metrics, logger } = this.o;
     const signal = run.held.sending;
-    if (this.unanswered.size > 10_000) this.unanswered.clear(); // only ever a few: never grows
     await this.recordSent(run);
     const unsent = await backend.unsent(run.lease);
     // Effects are not sent: the session runs them (see awaitEffects) once its replies are out.
@@ -687,20 +698,46 @@ export class Engine {
       // The store refusing the record of the one before stops here: later replies must not
       // overtake it.
       await this.recordSent(run);
-      // Sends that got no answer (they may have reached the user): one is sent again, as a crash
-      // between a send and its record would; a second is not, lest the user get it three times.
-      // Counted across this process's turns: a reply left for a later turn keeps its count.
-      let unanswered = this.unanswered.get(rec.id) ?? 0;
+      // The record's claim count as this holder knows it: 1 with its own commit's claim.
+      let count = run.claims.has(rec.id) ? 1 : 0;
       for (let attempt = rec.attempts + 1; ; attempt += 1) {
-        if (signal.aborted) break sending;
+        if (signal.aborted) {
+          await this.leave(run);
+          break sending;
+        }
+        if (!run.claims.has(rec.id)) {
+          // Claimed in the store before the attempt (fenced: a holder that lost the baton stops).
+          const [claims] = await backend.claimOutbound(run.lease, [rec.id], 1);
+          if (claims === null || claims === undefined) break; // sent or failed meanwhile: next one
+          if (claims > 2) {
+            // Two attempts may have reached the user already (a crash after one, or a holder's
+            // unanswered ones): this holder makes none.
+            metrics.outbound.inc({ outcome: 'failed' });
+            logger.error(
+              { session: logSessionId(rec), outbound: rec.seq, attempt, claims },
+              'send may have reached the user twice; dead-lettered',
+            );
+            await this.failOutbound(
+              run.lease,
+              rec,
+              attempt,
+              new SendError(`earlier sends got no answer; ${AMBIGUOUS}`, { retryable: false, httpStatus: 0 }),
+            );
+            break;
+          }
+          count = claims;
+          run.claims.add(rec.id);
+        }
         let providerMessageId: string;
         try {
           ({ providerMessageId } = await this.sendOne(rec));
         } catch (err) {
           const e =
             err instanceof SendError ? err : new SendError(String(err), { retryable: true, httpStatus: 0 });
-          if (e.unknownOutcome) this.unanswered.set(rec.id, (unanswered += 1));
-          const ambiguous = unanswered >= 2;
+          // No answer: it may have reached the user, so its claim is used. Its second such (a
+          // claim count of 2) is the last: a third claim would be refused.
+          if (e.unknownOutcome) run.claims.delete(rec.id);
+          const ambiguous = e.unknownOutcome === true && count >= 2;
           const backoff = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** (attempt - 1));
           const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
           if (
@@ -723,6 +760,7 @@ export class Engine {
               },
               'send still refused; trying again later',
             );
+            await this.leave(run);
             break sending;
           }
           if (e.retryable && !ambiguous && attempt < maxAttempts) {
@@ -742,6 +780,7 @@ export class Engine {
               // An agent waits for this session: the reply stays unsent, the baton goes to the
               // agent, and a later turn tries again (the release brings the session back).
               run.yielded = true;
+              await this.leave(run);
               break sending;
             }
             continue;
@@ -757,16 +796,13 @@ export class Engine {
             },
             'send failed; dead-lettered',
           );
-          this.unanswered.delete(rec.id);
+          run.claims.delete(rec.id);
           await this.failOutbound(
             run.lease,
             rec,
             attempt,
             ambiguous
-              ? new SendError(
-                  `${e.message}; no answer twice, so not sent again (the user may have it already): replay it if not`,
-                  { retryable: false, httpStatus: e.httpStatus },
-                )
+              ? new SendError(`${e.message}; ${AMBIGUOUS}`, { retryable: false, httpStatus: e.httpStatus })
               : e,
           );
           break;
@@ -775,12 +811,34 @@ export class Engine {
         // The send happened: never send it again because recording it failed. If the store
         // refuses the record, the next holder of the baton may repeat this one send, as SPEC 1.6
         // allows, and no other.
-        this.unanswered.delete(rec.id);
+        run.claims.delete(rec.id);
         run.sent = { id: rec.id, patch: { status: 'sent', attempts: attempt, providerMessageId } };
         break;
       }
     }
     if (!leaveLast) await this.recordSent(run);
+  }
+
+  /**
+   * Replies are left unsent on purpose (throttled past this turn's attempts, an agent waiting, the
+   * engine stopping): the claims this holder holds and no attempt used are given back, so that the
+   * next holder's claim is its first and throttling never ends as a false "may have reached the
+   * user twice". Best effort: a claim not given back (the lease lost, the store down, a crash) is
+   * only counted once too often.
+   */
+  private async leave(run: SessionRun): Promise<void> {
+    const ids = [...run.claims];
+    run.claims.clear();
+    // A lost baton gives nothing back (the store would refuse it): they stay counted.
+    if (ids.length === 0 || run.held.signal.aborted) return;
+    await this.o.backend
+      .claimOutbound(run.lease, ids, -1)
+      .catch((err: unknown) =>
+        this.o.logger.warn(
+          { err, session: logSessionId(run.lease) },
+          'could not give back the claims of unsent replies',
+        ),
+      );
   }
 
   /**
@@ -859,9 +917,14 @@ export class Engine {
       // While the agent's request waits: quick retries only. A send that would wait longer (a
       // throttled gateway's Retry-After, a long backoff) stays unsent and a worker takes it up
       // (the release schedules the session again), so the dashboard never hangs.
-      flushOutbox: (lease, signal) =>
+      flushOutbox: (lease, signal, committed) =>
         this.flushOutbox(
-          { lease, held: { signal, sending: signal, stop: () => undefined }, effects: [] },
+          {
+            lease,
+            held: { signal, sending: signal, stop: () => undefined },
+            effects: [],
+            claims: claimed({ claims: new Set() }, committed),
+          },
           { maxAttempts: 3, maxWaitMs: AGENT_SEND_WAIT_MS },
         ),
     };
@@ -883,6 +946,17 @@ interface SessionRun {
   sent?: OutboundUpdate;
   /** An agent asked for the baton while a send waited: the turn ends, replies left unsent. */
   yielded?: boolean;
+  /**
+   * Ids of the unsent replies this holder holds a claim to send that no attempt used yet (see
+   * flushOutbox): the ones its own commits wrote, and those it claimed since.
+   */
+  readonly claims: Set<string>;
+}
+
+/** Adds the replies a commit of this holder's wrote to its claims (effects are not sent). */
+function claimed(run: { readonly claims: Set<string> }, committed: readonly OutboundRecord[]): Set<string> {
+  for (const r of committed) if (r.effect === undefined) run.claims.add(r.id);
+  return run.claims;
 }
 
 /** How one flush of a session's outbox goes (see Engine.flushOutbox). */

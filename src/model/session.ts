@@ -270,6 +270,15 @@ export interface OutboundRecord extends SessionKey {
   readonly effect?: EffectIntent;
   status: OutboundStatus;
   attempts: number;
+  /**
+   * Send attempts that may have reached the user, each claimed in the store before it was made
+   * (SPEC 1.6: a reply reaches the user at most twice). A commit writes 1: the committing holder's
+   * claim for its own attempt, so the hot path writes nothing more. Any other holder claims
+   * (`Backend.claimOutbound`) before its first attempt, and a holder claims again before it
+   * retries a send that got no answer; a claim that would make it 3 dead-letters the reply instead.
+   * Absent when written: 1.
+   */
+  claims?: number;
   providerMessageId?: string;
   lastError?: string;
   /** Epoch milliseconds. */

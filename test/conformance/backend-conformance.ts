@@ -587,6 +587,57 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect(none.statuses).toBe(0);
       });
 
+      // SPEC 1.6, at most twice: each send attempt that may reach the user is claimed first.
+      describe('send claims', () => {
+        it('a commit counts one claim; claims and give-backs persist, and unsent reads them back', async () => {
+          const key = newKey();
+          const g = (await b.acquireLease(key, 'w1', 5000))!;
+          const [o1, o2] = [outbound(key, 1, 0, 1, true), outbound(key, 1, 1, 2, false)];
+          await b.commit(g, batch(key, 0, 1, { outbound: [o1, o2], records: [record(g, 1, 'advance', [])] }));
+          expect((await b.unsent(key)).map((o) => o.claims)).toEqual([1, 1]);
+          expect(await b.claimOutbound(g, [o1.id], 1)).toEqual([2]);
+          expect((await b.unsent(key)).map((o) => [o.id, o.claims])).toEqual([
+            [o1.id, 2],
+            [o2.id, 1],
+          ]);
+          // Given back, never below 0.
+          expect(await b.claimOutbound(g, [o1.id, o2.id], -1)).toEqual([1, 0]);
+          expect(await b.claimOutbound(g, [o2.id], -1)).toEqual([0]);
+          // A record sent (or unknown) is nothing to send: not counted.
+          await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: `wamid.${uid()}` });
+          expect(await b.claimOutbound(g, [o1.id, `${key.channel}:${key.user}:99`, o2.id], 1)).toEqual([
+            null,
+            null,
+            1,
+          ]);
+          // Kept by every later status change.
+          await b.updateOutbound(o2.id, { status: 'sending', attempts: 1 });
+          expect((await b.unsent(key)).map((o) => [o.id, o.claims])).toEqual([[o2.id, 1]]);
+          expect((await b.outbound(key)).map((o) => o.claims)).toEqual([1, 1]);
+          await b.releaseLease(g);
+        });
+
+        it('is fenced: a released or superseded lease claims nothing', async () => {
+          const key = newKey();
+          const g = (await b.acquireLease(key, 'w1', 5000))!;
+          const o1 = outbound(key, 1, 0, 1, true);
+          await b.commit(g, batch(key, 0, 1, { outbound: [o1], records: [record(g, 1, 'advance', [])] }));
+          await b.releaseLease(g);
+          await expect(b.claimOutbound(g, [o1.id], 1)).rejects.toBeInstanceOf(FencedError);
+          const g2 = (await b.acquireLease(key, 'w2', 5000))!;
+          await expect(b.claimOutbound(g, [o1.id], 1)).rejects.toBeInstanceOf(FencedError);
+          await expect(b.claimOutbound(g, [o1.id], -1)).rejects.toBeInstanceOf(FencedError);
+          expect((await b.unsent(key)).map((o) => o.claims)).toEqual([1]);
+          expect(await b.claimOutbound(g2, [o1.id], 1)).toEqual([2]);
+          await b.releaseLease(g2);
+          // An expired lease too.
+          const g3 = (await b.acquireLease(key, 'w3', 100))!;
+          await sleep(250);
+          await expect(b.claimOutbound(g3, [o1.id], 1)).rejects.toBeInstanceOf(FencedError);
+          expect((await b.unsent(key)).map((o) => o.claims)).toEqual([2]);
+        });
+      });
+
       it('resolves provider message ids to the prompts they carried', async () => {
         const key = newKey();
         const [o1, o2] = await committedWithOutbound(key);
@@ -827,7 +878,8 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect((await b.listDeadLetters(10)).map((d) => d.id)).toContain(letter.id);
         expect(await b.unsent(key)).toEqual([]);
         expect(await b.replayDeadLetter(letter.id)).toBe(true);
-        expect((await b.unsent(key)).map((o) => [o.id, o.status])).toEqual([[o1.id, 'pending']]);
+        // Afresh: no claim counted (the holder that sends it claims its first).
+        expect((await b.unsent(key)).map((o) => [o.id, o.status, o.claims])).toEqual([[o1.id, 'pending', 0]]);
       });
     });
 

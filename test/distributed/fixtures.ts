@@ -108,6 +108,7 @@ export function outbound(
     isPrompt,
     status: 'pending',
     attempts: 0,
+    claims: 1,
     createdAt: 1_750_000_000_000 + n,
   };
 }

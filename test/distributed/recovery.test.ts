@@ -49,6 +49,35 @@ describeServices('distributed backend: recovery', () => {
     expect((await backend.transitions(key)).map((r) => r.version)).toEqual([1, 2]);
   });
 
+  it('keeps send claims in PostgreSQL: a session reloaded after Redis lost it has them', async () => {
+    const { backend, prefix, schema } = await makeBackend();
+    const key = newKey();
+    const g1 = (await backend.acquireLease(key, 'w1', 5000))!;
+    const [r1, r2] = [outbound(key, 1, 0), outbound(key, 1, 1)];
+    await backend.commit(g1, nextBatch(g1, 0, [], { outbound: [r1, r2] }));
+    expect(await backend.claimOutbound(g1, [r1.id], 1)).toEqual([2]);
+    expect(await backend.claimOutbound(g1, [r2.id], -1)).toEqual([0]);
+    await backend.releaseLease(g1);
+    await eventually(
+      async () => {
+        const rows = await pgQuery<{ id: string; claims: number }>(
+          schema,
+          'SELECT id, claims FROM outbound ORDER BY seq',
+        );
+        return rows.map((r) => r.claims).join() === '2,0' ? true : null;
+      },
+      10_000,
+      'the claims to reach PostgreSQL',
+    );
+    expect(await deleteSessionKeys(prefix)).toBeGreaterThan(0);
+    expect((await backend.unsent(key)).map((o) => [o.id, o.claims])).toEqual([
+      [r1.id, 2],
+      [r2.id, 0],
+    ]);
+    const g2 = (await backend.acquireLease(key, 'w2', 5000))!;
+    expect(await backend.claimOutbound(g2, [r1.id], 1)).toEqual([3]);
+  });
+
   it('reloads transparently inside commit when the engine did not load first', async () => {
     const { backend, prefix } = await makeBackend();
     const key = newKey();

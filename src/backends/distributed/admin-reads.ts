@@ -112,7 +112,7 @@ export async function replayDeadLetter(ctx: Context, id: string): Promise<boolea
   } else {
     const record = await ctx.pg.getOutbound(letter.ref);
     if (!record) return false;
-    await updateOutbound(ctx, letter.ref, { status: 'pending', attempts: 0 });
+    await updateOutbound(ctx, letter.ref, { status: 'pending', attempts: 0, claims: 0 });
   }
   return ctx.pg.markReplayed(id, ctx.now());
 }

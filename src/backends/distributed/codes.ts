@@ -19,6 +19,8 @@ export const ScriptCode = {
   NeedLoad: -6,
   /** outbound-update, lease-clear: nothing by that id. */
   NotFound: -7,
+  /** outbound-claim: the record is sent or failed (not waiting to be sent). */
+  NotWaiting: -8,
 } as const;
 
 export type ScriptCode = (typeof ScriptCode)[keyof typeof ScriptCode];

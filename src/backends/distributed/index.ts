@@ -188,6 +188,10 @@ export class DistributedBackend implements Backend {
     return outbox.updateOutbound(this.ctx, id, patch);
   }
 
+  claimOutbound(lease: LeaseGrant, ids: readonly string[], delta: 1 | -1): Promise<Array<number | null>> {
+    return outbox.claimOutbound(this.ctx, lease, ids, delta);
+  }
+
   deadLetter(letter: DeadLetter): Promise<void> {
     return outbox.deadLetter(this.ctx, letter);
   }

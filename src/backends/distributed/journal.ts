@@ -18,13 +18,15 @@ import type {
 /** The part of an outbound record that never changes once committed. */
 export type OutboundBodyRecord = Omit<
   OutboundRecord,
-  'status' | 'attempts' | 'providerMessageId' | 'lastError'
+  'status' | 'attempts' | 'claims' | 'providerMessageId' | 'lastError'
 >;
 
 /** The part that the outbox and status webhooks change; `rev` orders the changes. */
 export interface OutboundState {
   status: OutboundStatus;
   attempts: number;
+  /** OutboundRecord.claims; absent in a state written before it was kept: 1. */
+  claims?: number;
   providerMessageId?: string;
   lastError?: string;
   rev: number;
@@ -73,8 +75,8 @@ export function splitOutbound(
   r: OutboundRecord,
   rev: number,
 ): { record: OutboundBodyRecord; state: OutboundState } {
-  const { status, attempts, providerMessageId, lastError, ...record } = r;
-  const state: OutboundState = { status, attempts, rev };
+  const { status, attempts, claims = 1, providerMessageId, lastError, ...record } = r;
+  const state: OutboundState = { status, attempts, claims, rev };
   if (providerMessageId !== undefined) state.providerMessageId = providerMessageId;
   if (lastError !== undefined) state.lastError = lastError;
   return { record, state };
@@ -82,7 +84,12 @@ export function splitOutbound(
 
 /** Joins the two parts back into the record the Backend interface returns. */
 export function joinOutbound(record: OutboundBodyRecord, state: OutboundState): OutboundRecord {
-  const r: OutboundRecord = { ...record, status: state.status, attempts: state.attempts };
+  const r: OutboundRecord = {
+    ...record,
+    status: state.status,
+    attempts: state.attempts,
+    claims: typeof state.claims === 'number' ? state.claims : 1,
+  };
   if (typeof state.providerMessageId === 'string') r.providerMessageId = state.providerMessageId;
   if (typeof state.lastError === 'string') r.lastError = state.lastError;
   return r;

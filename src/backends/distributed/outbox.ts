@@ -5,15 +5,17 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { EARLY_STATUS_TTL_MS, type SessionKey } from '../../model/message.ts';
+import { FencedError } from '../../errors.ts';
+import { EARLY_STATUS_TTL_MS, sessionId, type SessionKey } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, PromptRef } from '../../model/session.ts';
-import type { OutboundPatch, OutboundUpdate } from '../types.ts';
+import type { LeaseGrant, OutboundPatch, OutboundUpdate } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
 import { entryPrefix, joinOutbound, type OutboundBodyRecord, type OutboundState } from './journal.ts';
 import type { SessionKeys } from './keys.ts';
 import { load } from './mailbox.ts';
 import { asArray, asNumber, asString, pipeline, r, run } from './redis-calls.ts';
+import type { StoredOutbound } from './pg-store.ts';
 import type { PipelineOp, ScriptOp } from './scripts.ts';
 
 /**
@@ -101,6 +103,7 @@ function updateOp(sk: SessionKeys, key: SessionKey, id: string, patch: OutboundP
       entryPrefix({ id: randomUUID(), t: 'o', channel: key.channel, user: key.user }),
       // A status parked for the message id being recorded applies (see the script).
       EARLY_STATUS_TTL_MS,
+      patch.claims ?? '',
     ],
   };
 }
@@ -130,6 +133,19 @@ export async function updateOutbound(ctx: Context, id: string, patch: OutboundPa
   if (!stored) return;
   const key = { channel: stored.channel, user: stored.user };
   if (await apply(key)) return;
+  await restoreOutbound(ctx, id, key, stored);
+  await apply(key);
+}
+
+/** Puts record `id` of session `key` back into Redis from PostgreSQL, unless Redis has it. */
+async function restoreOutbound(
+  ctx: Context,
+  id: string,
+  key: SessionKey,
+  read?: StoredOutbound,
+): Promise<void> {
+  const stored = read ?? (await ctx.pg.getOutbound(id));
+  if (stored?.channel !== key.channel || stored.user !== key.user) return;
   const sk = ctx.keys.session(key);
   const unsent = stored.state.status === 'pending' || stored.state.status === 'sending';
   await run(ctx, 'outbound', {
@@ -137,7 +153,46 @@ export async function updateOutbound(ctx: Context, id: string, patch: OutboundPa
     keys: [sk.out, sk.outState, sk.outIndex, sk.unsent],
     args: [id, stored.seq, JSON.stringify(stored.record), JSON.stringify(stored.state), unsent ? '1' : '0'],
   });
-  await apply(key);
+}
+
+/**
+ * Claims (`delta` 1) or gives back (-1) send attempts of the session's unsent records `ids`,
+ * fenced by the lease (outbound-claim-4.lua). Durable in Redis once it answers (journaled), as
+ * `updateOutbound` is; PostgreSQL gets it in the background. A record Redis no longer keeps is
+ * put back from PostgreSQL first.
+ */
+export async function claimOutbound(
+  ctx: Context,
+  lease: LeaseGrant,
+  ids: readonly string[],
+  delta: 1 | -1,
+): Promise<Array<number | null>> {
+  const sk = ctx.keys.session(lease);
+  const claim = async (some: readonly string[]): Promise<number[]> => {
+    ctx.unsentAfterCommit.delete(sk.member); // no longer as of the commit
+    const args: Array<string | number> = [lease.token, lease.fence, delta, some.length];
+    for (const id of some) {
+      args.push(id, entryPrefix({ id: randomUUID(), t: 'o', channel: lease.channel, user: lease.user }));
+    }
+    const reply = asArray(
+      await run(ctx, 'outbound', {
+        script: 'outbound-claim',
+        keys: [sk.lock, sk.fence, sk.outState, sk.journal],
+        args,
+      }),
+    ).map(asNumber);
+    if (reply[0] === ScriptCode.Fenced) throw new FencedError(sessionId(lease), lease.fence);
+    if (reply.slice(2).some((c) => c >= 0)) ctx.deferred.defer(sk.member);
+    return reply.slice(2);
+  };
+  const counts = await claim(ids);
+  const missing = ids.filter((_id, i) => counts[i] === ScriptCode.NotFound);
+  if (missing.length > 0) {
+    for (const id of missing) await restoreOutbound(ctx, id, lease);
+    const again = await claim(missing);
+    for (const [j, id] of missing.entries()) counts[ids.indexOf(id)] = again[j]!;
+  }
+  return counts.map((c) => (c >= 0 ? c : null));
 }
 
 /**

@@ -57,6 +57,7 @@ function outboundFromRow(r: Row, key?: SessionKey): StoredOutbound {
   const state: OutboundState = {
     status: r.status as OutboundState['status'],
     attempts: num(r.attempts),
+    claims: num(r.claims),
     rev: num(r.rev),
   };
   if (typeof r.provider_message_id === 'string') state.providerMessageId = r.provider_message_id;
@@ -355,6 +356,7 @@ export class PgStore {
         id: e.outboundId,
         status: e.state.status,
         attempts: e.state.attempts,
+        claims: e.state.claims ?? null,
         provider_message_id: e.state.providerMessageId ?? null,
         last_error: e.state.lastError ?? null,
         rev: e.state.rev,
@@ -544,6 +546,7 @@ function commitStatements(
         fence: e.fence,
         status: state.status,
         attempts: state.attempts,
+        claims: state.claims ?? 1,
         provider_message_id: state.providerMessageId ?? null,
         last_error: state.lastError ?? null,
         rev: state.rev,

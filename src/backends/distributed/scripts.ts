@@ -21,6 +21,7 @@ export const SCRIPT_NAMES = [
   'commit',
   'state-restore',
   'outbound-update',
+  'outbound-claim',
   'outbound-restore',
   'outbound-read',
   'ready-claim',

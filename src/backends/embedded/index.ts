@@ -114,12 +114,13 @@ interface Counts {
 }
 
 /** The columns an outbound record is read from (see {@link outboundRecord}). */
-const OUTBOUND_ROW = 'record, status, attempts, provider_message_id, last_error';
+const OUTBOUND_ROW = 'record, status, attempts, claims, provider_message_id, last_error';
 
 interface OutboundRow {
   readonly record: string;
   readonly status: OutboundStatus;
   readonly attempts: number;
+  readonly claims: number;
   readonly provider_message_id: string | null;
   readonly last_error: string | null;
 }
@@ -135,6 +136,7 @@ function outboundRecord(row: OutboundRow): OutboundRecord {
     ...fixed,
     status: row.status,
     attempts: row.attempts,
+    claims: row.claims,
     ...(row.provider_message_id !== null ? { providerMessageId: row.provider_message_id } : {}),
     ...(row.last_error !== null ? { lastError: row.last_error } : {}),
   };
@@ -778,9 +780,9 @@ export class EmbeddedBackend implements Backend {
       const rec = this.sql('INSERT INTO transitions (channel, user, version, record) VALUES (?, ?, ?, ?)');
       for (const r of batch.records) rec.run(s.channel, s.user, r.version, JSON.stringify(r));
       const out = this.sql(
-        `INSERT INTO outbound (id, channel, user, seq, status, attempts, provider_message_id, last_error,
-           created_at, updated_at, record)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO outbound (id, channel, user, seq, status, attempts, claims, provider_message_id,
+           last_error, created_at, updated_at, record)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
       for (const o of batch.outbound)
         out.run(
@@ -790,6 +792,7 @@ export class EmbeddedBackend implements Backend {
           o.seq,
           o.status,
           o.attempts,
+          o.claims ?? 1,
           o.providerMessageId ?? null,
           o.lastError ?? null,
           now,
@@ -896,9 +899,24 @@ export class EmbeddedBackend implements Backend {
     const pmid = row.pmid === null || waiting ? (patch.providerMessageId ?? row.pmid) : row.pmid;
     // The columns alone: the record's JSON keeps what its commit wrote (see outboundRecord).
     this.sql(
-      `UPDATE outbound SET status = ?, attempts = COALESCE(?, attempts), provider_message_id = ?,
-         last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?`,
-    ).run(status, patch.attempts ?? null, pmid, lastError, this.now(), id);
+      `UPDATE outbound SET status = ?, attempts = COALESCE(?, attempts), claims = COALESCE(?, claims),
+         provider_message_id = ?, last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?`,
+    ).run(status, patch.attempts ?? null, patch.claims ?? null, pmid, lastError, this.now(), id);
+  }
+
+  claimOutbound(lease: LeaseGrant, ids: readonly string[], delta: 1 | -1): Promise<Array<number | null>> {
+    return this.write(() => {
+      if (!this.current(lease)) throw new FencedError(sessionId(lease), lease.fence);
+      const claim = this.sql(
+        `UPDATE outbound SET claims = MAX(0, claims + ?), updated_at = ?
+           WHERE id = ? AND channel = ? AND user = ? AND status IN ('pending', 'sending') RETURNING claims`,
+      );
+      const now = this.now();
+      return ids.map((id) => {
+        const row = claim.get(delta, now, id, lease.channel, lease.user) as { claims: number } | undefined;
+        return row?.claims ?? null;
+      });
+    });
   }
 
   deadLetter(letter: DeadLetter): Promise<void> {
@@ -1012,7 +1030,7 @@ export class EmbeddedBackend implements Backend {
         );
       } else {
         this.sql(
-          `UPDATE outbound SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ?
+          `UPDATE outbound SET status = 'pending', attempts = 0, claims = 0, last_error = NULL, updated_at = ?
              WHERE id = ?`,
         ).run(this.now(), row.ref);
       }

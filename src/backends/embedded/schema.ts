@@ -89,4 +89,7 @@ export const MIGRATIONS: readonly string[] = [
   `,
   // 5: dashboard sign-outs, until the signed-out cookie would have expired (admin/auth.ts)
   `CREATE TABLE signed_out (id TEXT PRIMARY KEY, until INTEGER NOT NULL);`,
+  // 6: send attempts of each reply that may have reached the user, claimed before each is made
+  //    (OutboundRecord.claims); a record written before counts its commit's claim
+  `ALTER TABLE outbound ADD COLUMN claims INTEGER NOT NULL DEFAULT 1;`,
 ];

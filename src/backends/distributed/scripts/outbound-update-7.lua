@@ -29,6 +29,7 @@
   ARGV[7] journal entry: JSON object without its closing brace ('' not to journal); this
           script appends "outboundId" and "state"
   ARGV[8] how long a parked status lives, ms ('' neither to park nor to apply parked ones)
+  ARGV[9] claim count to set (OutboundRecord.claims; '' or absent to keep)
 
   Returns
     {1 if the status changed else 0, journal length, entry, outbound id, mutable part JSON}
@@ -74,6 +75,7 @@ if ARGV[3] ~= '' and ARGV[3] ~= st.status and statusAllowed(st.status, ARGV[3]) 
   changed = 1
 end
 if ARGV[4] ~= '' then st.attempts = tonumber(ARGV[4]) end
+if ARGV[9] and ARGV[9] ~= '' then st.claims = tonumber(ARGV[9]) end
 if ARGV[5] ~= '' then
   -- The id of the send that counts: a send recorded while the record still waited. A second
   -- send recorded after one already was (a holder that lost its lease, its send slow) keeps the

@@ -1,0 +1,207 @@
+/**
+ * SPEC 1.6 through the engine, as one suite every backend must pass: a reply reaches the user
+ * at most twice, whichever holders send it and whenever they crash, and throttling alone never
+ * dead-letters it. Sends go through the real Cloud API sender to the fake Graph API, whose
+ * `sent` list is what the user received (a slow answer the sender gave up on counts there too).
+ *
+ *   describeSendsConformance('embedded', async () => new EmbeddedBackend({ ... }));
+ *
+ * The factory returns a backend on fresh storage (not yet initialised), using the real clock.
+ * A crash is a holder whose process stops talking to the store (`crashable`): its lease then
+ * expires and another engine takes the session, as after a SIGKILL.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Backend } from '../../src/backends/types.ts';
+import type { Engine } from '../../src/engine/engine.ts';
+import type { SessionKey } from '../../src/model/message.ts';
+import type { OutboundRecord } from '../../src/model/session.ts';
+import { CloudApiSender } from '../../src/providers/cloud-api/send.ts';
+import { eventually, newKey, uid } from '../distributed/fixtures.ts';
+import { testEngine } from '../support/engine.ts';
+import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
+
+/** The sender's timeout, ms: a slow answer (SLOW_MS) is a send without an answer that still lands. */
+const TIMEOUT_MS = 150;
+const SLOW_MS = 400;
+/** A crashed holder's lease, ms. */
+const CRASH_TTL_MS = 400;
+
+/** `backend` as a process sees it that can die: once `crash()` is called, no call settles. */
+function crashable(backend: Backend): { backend: Backend; crash(): void } {
+  let crashed = false;
+  const never = new Promise<never>(() => undefined);
+  const proxy = new Proxy(backend, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop, target);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]): unknown =>
+        crashed ? never : (v as (...a: unknown[]) => unknown).apply(target, args);
+    },
+  });
+  return { backend: proxy, crash: () => (crashed = true) };
+}
+
+export function describeSendsConformance(name: string, make: () => Promise<Backend>): void {
+  describe(`Sends conformance (SPEC 1.6): ${name}`, () => {
+    let backend: Backend;
+    let fake: FakeGraph;
+    let key: SessionKey;
+    let engines: Engine[];
+    let sender: CloudApiSender;
+
+    beforeEach(async () => {
+      backend = await make();
+      await backend.init();
+      fake = await startFakeGraph();
+      sender = new CloudApiSender({ baseUrl: fake.url, timeoutMs: TIMEOUT_MS });
+      key = newKey();
+      engines = [];
+    });
+
+    afterEach(async () => {
+      for (const e of engines) e.leases.close();
+      await fake.close();
+      await backend.close();
+    });
+
+    /** A worker process over `store`; `send` wraps the Cloud API sender. */
+    function worker(
+      store: Backend,
+      o: { lockTtlMs?: number; maxSendAttempts?: number; onSent?: (n: number) => void } = {},
+    ): Engine {
+      let n = 0;
+      const e = testEngine(store, {
+        send: async (m: OutboundRecord) => {
+          const r = await sender.send(m);
+          o.onSent?.((n += 1));
+          return r;
+        },
+        sendBackoffMs: 1,
+        maxSendAttempts: o.maxSendAttempts ?? 4,
+        lockTtlMs: o.lockTtlMs ?? 5000,
+      });
+      engines.push(e);
+      return e;
+    }
+
+    async function hi(text = 'hi', timestamp = 100): Promise<void> {
+      await backend.ingest({
+        messages: [
+          {
+            id: `wamid.in.${uid()}`,
+            provider: 'cloud-api',
+            channel: key.channel,
+            user: key.user,
+            timestamp,
+            content: { type: 'text', body: text },
+          },
+        ],
+        statuses: [],
+      });
+    }
+
+    /** Runs a holder that crashes right after its first accepted send, and waits for its lease to lapse. */
+    async function crashAfterDelivery(): Promise<void> {
+      const dying = crashable(backend);
+      const a = worker(dying.backend, { lockTtlMs: CRASH_TTL_MS, onSent: () => dying.crash() });
+      void a.runSession(key); // never settles: the process died
+      await eventually(
+        async () => (fake.sent.length >= 1 && (await backend.leaseInfo(key)) === null ? true : null),
+        10_000,
+        'the crashed holder’s lease to lapse',
+      );
+    }
+
+    const delivered = (): string[] => fake.sent.map((c) => String(c.body.biz_opaque_callback_data));
+
+    it('the hot path writes no claim: commit, send, record', async () => {
+      const calls: string[] = [];
+      const counted = new Proxy(backend, {
+        get(target, prop) {
+          const v: unknown = Reflect.get(target, prop, target);
+          if (typeof v !== 'function') return v;
+          return (...args: unknown[]): unknown => {
+            calls.push(String(prop));
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+      await hi();
+      await worker(counted).runSession(key);
+      await hi('Jane', 101);
+      await worker(counted).runSession(key);
+      expect(delivered()).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);
+      expect(calls).toContain('commit');
+      expect(calls).not.toContain('claimOutbound');
+    });
+
+    it('no answer, a retry that lands, a crash before it is recorded: the next holder does not send a third time', async () => {
+      await hi();
+      fake.failNext(1, { status: 200, delayMs: SLOW_MS, body: { messages: [{ id: 'wamid.slow' }] } });
+      await crashAfterDelivery();
+      await fake.waitForSent(2); // the first, slow send landed as well
+      expect(delivered()).toEqual(['baton:order:ask_name:1', 'baton:order:ask_name:1']);
+
+      await worker(backend).runSession(key); // the next holder
+      expect(fake.sent).toHaveLength(2);
+      const [out] = await backend.outbound(key);
+      expect(out).toMatchObject({ status: 'failed', claims: 3 });
+      const letters = (await backend.listDeadLetters(50)).filter((d) => d.ref === out!.id);
+      expect(letters).toHaveLength(1);
+      expect(letters[0]!.reason).toContain('no answer twice, so not sent again');
+      expect(await backend.unsent(key)).toEqual([]);
+    });
+
+    it('a crash after a send, then no answer to the next holder’s: at most twice', async () => {
+      await hi();
+      await crashAfterDelivery();
+      expect(fake.sent).toHaveLength(1);
+
+      fake.failNext(1, { status: 200, delayMs: SLOW_MS, body: { messages: [{ id: 'wamid.slow' }] } });
+      await worker(backend).runSession(key);
+      await fake.waitForSent(2);
+      // Give a wrong third send the time to show.
+      await new Promise((r) => setTimeout(r, SLOW_MS));
+      expect(delivered()).toEqual(['baton:order:ask_name:1', 'baton:order:ask_name:1']);
+      const [out] = await backend.outbound(key);
+      expect(out).toMatchObject({ status: 'failed', claims: 2 });
+      const letters = (await backend.listDeadLetters(50)).filter((d) => d.ref === out!.id);
+      expect(letters[0]!.reason).toContain('no answer twice, so not sent again');
+    });
+
+    it('a crash after a send, then the next holder’s is answered: delivered twice, no dead letter', async () => {
+      await hi();
+      await crashAfterDelivery();
+      await worker(backend).runSession(key);
+      expect(delivered()).toEqual(['baton:order:ask_name:1', 'baton:order:ask_name:1']);
+      expect(await backend.unsent(key)).toEqual([]);
+      expect((await backend.outbound(key))[0]).toMatchObject({ status: 'sent', claims: 2 });
+      expect(await backend.listDeadLetters(50)).toEqual([]);
+    });
+
+    it('throttled for longer than a turn, over several workers, then accepted: each reply once, in order, no dead letter', async () => {
+      // Every turn makes 2 attempts, refused with 429, and leaves the replies for a later turn,
+      // giving back the claims it did not use: a takeover's claim is always its first.
+      await hi();
+      fake.failNext(6, { status: 429 });
+      await worker(backend, { maxSendAttempts: 2 }).runSession(key);
+      expect((await backend.unsent(key)).map((o) => o.claims)).toEqual([0]);
+      // A second reply behind the throttled one, committed by the next worker, then a third worker.
+      await hi('Jane', 101);
+      await worker(backend, { maxSendAttempts: 2 }).runSession(key);
+      expect((await backend.unsent(key)).map((o) => o.claims)).toEqual([0, 0]);
+      await worker(backend, { maxSendAttempts: 2 }).runSession(key);
+      expect(fake.requests).toHaveLength(6);
+      expect(fake.sent).toHaveLength(0);
+
+      await worker(backend, { maxSendAttempts: 2 }).runSession(key);
+      expect(delivered()).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);
+      expect(await backend.unsent(key)).toEqual([]);
+      expect((await backend.outbound(key)).map((o) => [o.status, o.claims])).toEqual([
+        ['sent', 1],
+        ['sent', 1],
+      ]);
+      expect(await backend.listDeadLetters(50)).toEqual([]);
+    });
+  });
+}
