@@ -856,6 +856,7 @@ export class Engine {
     const { backend } = this.o;
     const snapshot = await backend.load(lease);
     if (snapshot === null) throw new FencedError(sessionId(lease), lease.fence);
+    const now = this.now();
     await backend.commit(lease, {
       expectedVersion: snapshot.version,
       snapshot,
@@ -864,14 +865,16 @@ export class Engine {
       consumed: [],
       deadLetters: [
         {
-          id: `out:${rec.id}:${attempt}`,
+          // Unique per failure: a replayed reply refused again (at the same attempt, attempts
+          // start over) is a new letter, not one the store already has.
+          id: `out:${rec.id}:${attempt}:${now.toString(36)}`,
           kind: 'outbound',
           channel: rec.channel,
           user: rec.user,
           ref: rec.id,
           reason: `${e.code}: ${e.message}`,
           payload: rec,
-          createdAt: this.now(),
+          createdAt: now,
         },
       ],
     });

@@ -881,6 +881,30 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         // Afresh: no claim counted (the holder that sends it claims its first).
         expect((await b.unsent(key)).map((o) => [o.id, o.status, o.claims])).toEqual([[o1.id, 'pending', 0]]);
       });
+
+      it('replaying a letter of a reply that was sent since queues nothing (no second send)', async () => {
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const o1 = outbound(key, 1, 0, 1);
+        await b.commit(g, batch(key, 0, 1, { outbound: [o1] }));
+        await b.releaseLease(g);
+        const letter: DeadLetter = {
+          id: `dl-${uid()}`,
+          kind: 'outbound',
+          channel: key.channel,
+          user: key.user,
+          ref: o1.id,
+          reason: 'refused',
+          payload: o1,
+          createdAt: Date.now(),
+        };
+        await b.deadLetter(letter);
+        // Its failure was never recorded on the reply (the store refused), and a later holder sent it.
+        await b.updateOutbound(o1.id, { status: 'sent', attempts: 2, providerMessageId: `wamid.${uid()}` });
+        expect(await b.replayDeadLetter(letter.id)).toBe(true);
+        expect(await b.unsent(key)).toEqual([]);
+        expect((await b.outbound(key)).map((o) => o.status)).toEqual(['sent']);
+      });
     });
 
     describe('turn reads', () => {

@@ -319,4 +319,26 @@ describe('the order flow, end to end', () => {
     const again = await h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' });
     expect(again.status).toBe(404);
   });
+
+  it('dead-letters a replayed reply again when it is refused again, so it can be replayed again', async () => {
+    type Letter = { id: string; user: string; replayedAt?: number };
+    const open = async (): Promise<Letter | undefined> => {
+      const { dead_letters } = (await (await h.admin('/dead-letters')).json()) as { dead_letters: Letter[] };
+      return dead_letters.find((d) => d.user === waId && d.replayedAt === undefined);
+    };
+    h.graph.failNext(1, { status: 400, graphCode: 131047 });
+    await send(text(waId, 'hi', T0));
+    const first = await h.until(open);
+    // Replayed before the cause is fixed: refused the same way, at the same attempt.
+    h.graph.failNext(1, { status: 400, graphCode: 131047 });
+    await h.admin(`/dead-letters/${encodeURIComponent(first.id)}/replay`, { method: 'POST' });
+    const second = await h.until(open);
+    expect(second.id).not.toBe(first.id);
+    expect(sentTo(waId)).toHaveLength(0);
+    expect(
+      (await h.admin(`/dead-letters/${encodeURIComponent(second.id)}/replay`, { method: 'POST' })).status,
+    ).toBe(200);
+    await h.graph.waitFor((c) => c.body.to === waId && c.status === 200);
+    expect(sentTo(waId)).toHaveLength(1);
+  });
 });

@@ -1029,9 +1029,11 @@ export class EmbeddedBackend implements Backend {
           JSON.stringify({ ...body, seq: this.seq, storedAt, replayed: true }),
         );
       } else {
+        // By the status rule (statusAllowed): a reply sent since (its failure never recorded on
+        // it, a later holder sent it) is not queued again.
         this.sql(
           `UPDATE outbound SET status = 'pending', attempts = 0, claims = 0, last_error = NULL, updated_at = ?
-             WHERE id = ?`,
+             WHERE id = ? AND status NOT IN ('sent', 'delivered', 'read', 'played')`,
         ).run(this.now(), row.ref);
       }
       this.staged.deadLetters -= this.sql(
