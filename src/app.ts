@@ -12,7 +12,7 @@ import pino, { type Logger } from 'pino';
 import { EmbeddedBackend } from './backends/embedded/index.ts';
 import { AlertWatcher } from './alerts/index.ts';
 import { loopbackUrl, writeLocalHandle } from './admin/local-handle.ts';
-import type { Backend } from './backends/types.ts';
+import type { Backend, BackendStats } from './backends/types.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
@@ -197,16 +197,27 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
 
   const adminTokenGenerated = config.adminToken === undefined;
   const adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
-  // Polling readers (scrapers, dashboards, the alert watcher) share one read per second.
-  const stats = cachedStats(() => backend.stats());
   const providers = {
     whatsapp: createCloudApiProvider({ appSecret: config.whatsapp.appSecret }),
     wasender: createWasenderProvider({ webhookSecret: config.wasender.webhookSecret }),
   };
   const queue =
     config.amqpUrl !== undefined && (roles.ingress || roles.worker)
-      ? new AmqpIntake({ url: config.amqpUrl, queue: config.amqpQueue, logger })
+      ? new AmqpIntake({
+          url: config.amqpUrl,
+          queue: config.amqpQueue,
+          logger,
+          count: (outcome) => metrics.queued.inc({ outcome }),
+        })
       : null;
+  // The store's figures, webhooks waiting in RabbitMQ counted in the queue depth: acknowledged to
+  // the gateway, not processed yet (the queue alerts must see a backlog there too).
+  const figures = async (): Promise<BackendStats> => {
+    const [s, waiting] = await Promise.all([backend.stats(), queue?.waiting() ?? null]);
+    return waiting ? { ...s, queueDepth: s.queueDepth + waiting } : s;
+  };
+  // Polling readers (scrapers, dashboards) share one read per second.
+  const stats = cachedStats(figures);
   // A consumer stores what an ingress queued; its webhooks hold batches back until stored, as an
   // ingress's do (the window counts from their arrival at the ingress).
   const queueTracker = intake.tracker ?? (roles.worker ? backend.intake?.tracker() : undefined);
@@ -216,19 +227,14 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     try {
       batch = provider.parse(JSON.parse(w.body.toString('utf8'))).batch;
     } catch {
-      metrics.queued.inc({ outcome: 'rejected' });
       return 'unreadable';
     }
     const token = queueTracker?.begin(w.receivedAt);
     try {
       const result = await backend.ingest({ ...batch, receivedAt: w.receivedAt });
-      metrics.queued.inc({ outcome: 'stored' });
       metrics.stored(result);
       backend.countStored(result.accepted);
       return 'stored';
-    } catch (err) {
-      metrics.queued.inc({ outcome: 'retry' });
-      throw err;
     } finally {
       if (token !== undefined) queueTracker?.end(token);
     }
@@ -262,7 +268,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
           queueDepth: config.alert.queueDepth,
           oldestMs: config.alert.oldestMs,
           // Its own reads, every few seconds: what it reports must be current.
-          stats: () => backend.stats(),
+          stats: figures,
           logger,
         })
       : null;
@@ -292,7 +298,9 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       await queue?.ready();
       if (roles.worker) {
         engine.start(opts.concurrency ?? 32);
-        queue?.consume(storeQueued);
+        queue?.consume(storeQueued, {
+          healthy: async () => Object.values(await backend.health()).every(Boolean),
+        });
       }
       if (health) await health.listen({ port: config.healthPort!, host: config.host });
       alerts?.start();

@@ -127,7 +127,8 @@ function url(env: Env, name: string, fallback?: string): string | undefined {
   try {
     new URL(raw);
   } catch {
-    throw new ConfigError(name, `"${raw}" is not a URL`);
+    // Its credentials (user:password@) stay out of the message, which goes to logs.
+    throw new ConfigError(name, `"${raw.replace(/\/\/[^/]*@/, '//***@')}" is not a URL`);
   }
   return raw.replace(/\/+$/, '');
 }

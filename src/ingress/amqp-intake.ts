@@ -7,11 +7,18 @@
  * that dies before its acknowledgement leaves the webhook to be delivered again, and storing a
  * message twice has no second effect (its id is deduplicated, SPEC 1.2).
  *
- * A body the consumer cannot read (not from an ingress of this version, say) is rejected to the
- * `<queue>.rejected` queue, where it stays for an operator; it never blocks the ones after it.
- * While Baton's store refuses writes, deliveries are returned to the queue after a growing pause.
+ * - A publish is `mandatory`: if the queue is gone (deleted by hand), RabbitMQ returns the body
+ *   instead of confirming a message it dropped; the webhook is answered 503 and the queue is
+ *   declared again. A consumer whose queue is deleted declares it again and goes on.
+ * - A consumer whose store refuses a write returns the webhook to the queue at once and stops
+ *   consuming until its store answers again (probed every second), so a worker cut off from
+ *   Redis or PostgreSQL never holds webhooks that healthy workers could store.
+ * - A body the consumer cannot read (not from an ingress of this version, say) is published to
+ *   `<queue>.rejected` (confirmed) and only then acknowledged: it stays there for an operator and
+ *   never blocks the ones after it.
  * @module
  */
+import { randomUUID } from 'node:crypto';
 import { connect, type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
@@ -27,11 +34,13 @@ export interface QueuedWebhook {
 }
 
 /**
- * What the consumer makes of one webhook: `stored` (acknowledge it), `unreadable` (reject it to
- * the rejected queue). A throw means the store is unavailable: the webhook goes back to the
- * queue and is tried again.
+ * What the consumer makes of one webhook: `stored` (acknowledge it), `unreadable` (move it to
+ * the rejected queue). A throw means the store is unavailable: the webhook goes back to the queue.
  */
 export type IntakeHandler = (webhook: QueuedWebhook) => Promise<'stored' | 'unreadable'>;
+
+/** What became of one delivery, for `baton_amqp_intake_total{outcome}`. */
+export type IntakeOutcome = 'stored' | 'retry' | 'rejected';
 
 export interface AmqpIntakeOptions {
   readonly url: string;
@@ -40,27 +49,37 @@ export interface AmqpIntakeOptions {
   readonly logger: Logger;
   /** How long a publish may wait for RabbitMQ's confirm before the webhook is answered 503. */
   readonly publishTimeoutMs?: number;
+  /** Counts each delivery's outcome. */
+  readonly count?: (outcome: IntakeOutcome) => void;
+  readonly now?: () => number;
+}
+
+export interface ConsumeOptions {
+  /** Webhooks in hand at most. */
+  readonly prefetch?: number;
+  /** Whether the store takes writes again, after it refused one (consuming resumes then). */
+  readonly healthy: () => Promise<boolean>;
 }
 
 const HEADER_PROVIDER = 'x-baton-provider';
 const HEADER_RECEIVED_AT = 'x-baton-received-at';
 const PROVIDERS: readonly ProviderName[] = ['cloud-api', 'wasender'];
-const MAX_RETRY_PAUSE_MS = 10_000;
+/** How often a paused consumer asks whether its store is back; a cancelled one redeclares. */
+const RETRY_MS = 1000;
+/** An arrival time further back than this is not believed: the delivery time stands in. */
+const MAX_QUEUED_MS = 24 * 60 * 60 * 1000;
+/** How long a stopping consumer waits for the webhooks in its hand. */
+const STOP_WAIT_MS = 5000;
 
 /** Declares the intake queue and its rejected queue (idempotent; the same on every process). */
 async function declare(ch: Channel, queue: string): Promise<void> {
-  const rejected = `${queue}.rejected`;
+  const rejected = rejectedQueue(queue);
   // Quorum queues: replicated, and a confirm means the body is on disk on a majority of nodes.
   await ch.assertQueue(rejected, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
-  await ch.assertQueue(queue, {
-    durable: true,
-    arguments: {
-      'x-queue-type': 'quorum',
-      'x-dead-letter-exchange': '',
-      'x-dead-letter-routing-key': rejected,
-    },
-  });
+  await ch.assertQueue(queue, { durable: true, arguments: queueArguments(queue) });
 }
+
+const rejectedQueue = (queue: string): string => `${queue}.rejected`;
 
 /** `amqp://user:pass@host:5672/vhost` shown as `host:5672`: never the credentials. */
 export function amqpAddress(url: string): string {
@@ -75,13 +94,26 @@ export function amqpAddress(url: string): string {
 export class AmqpIntake {
   private readonly manager: AmqpConnectionManager;
   private readonly publisher: ChannelWrapper;
+  /** The publisher's channel as of its last setup (to declare the queue again). */
+  private publishChannel: Channel | null = null;
+  /** Message ids RabbitMQ returned as unroutable (the queue is gone). */
+  private readonly returned = new Set<string>();
   private consumer: ChannelWrapper | null = null;
+  private consumeChannel: Channel | null = null;
+  private consumerTag: string | null = null;
+  /** What `consume` was given, to consume again after a cancel. */
+  private consuming: { handler: IntakeHandler; o: ConsumeOptions } | null = null;
+  private paused = false;
   private readonly inFlight = new Set<Promise<void>>();
-  private failures = 0;
+  private readonly timers = new Set<NodeJS.Timeout>();
   private closing = false;
   private lastError = '';
+  /** A problem no reconnect solves (the queue's arguments, the credentials): start fails at once. */
+  private fatal: ConfigError | null = null;
+  private readonly now: () => number;
 
   constructor(private readonly o: AmqpIntakeOptions) {
+    this.now = o.now ?? Date.now;
     this.manager = connect([o.url], { heartbeatIntervalInSeconds: 5, reconnectTimeInSeconds: 1 });
     const address = amqpAddress(o.url);
     this.manager.on('connect', () => o.logger.info({ rabbitmq: address }, 'RabbitMQ intake connected'));
@@ -95,37 +127,52 @@ export class AmqpIntake {
       if (reason !== this.lastError)
         o.logger.warn({ rabbitmq: address, err: reason }, 'RabbitMQ unreachable');
       this.lastError = reason;
+      if (/ACCESS_REFUSED|403/.test(reason)) {
+        this.fatal = new ConfigError(
+          'AMQP_URL',
+          `RabbitMQ at ${address} refused the credentials (${reason})`,
+        );
+      }
     });
     this.publisher = this.manager.createChannel({
       name: 'baton-intake-publish',
       confirm: true,
       publishTimeout: o.publishTimeoutMs ?? 5000,
-      setup: (ch: Channel) => declare(ch, o.queue),
+      setup: async (ch: Channel) => {
+        this.publishChannel = ch;
+        // Sent before the confirm of the same message: read when its confirm arrives.
+        ch.on('return', (msg: ConsumeMessage) => {
+          const id = msg.properties.messageId as unknown;
+          if (typeof id === 'string') this.returned.add(id);
+        });
+        await declare(ch, o.queue);
+      },
     });
-    this.publisher.on('error', (err: Error) =>
-      o.logger.error({ err: err.message, queue: o.queue }, 'RabbitMQ intake queue cannot be declared'),
-    );
+    this.publisher.on('error', (err: Error) => {
+      o.logger.error({ err: err.message, queue: o.queue }, 'RabbitMQ intake queue cannot be declared');
+      if (/PRECONDITION_FAILED/.test(err.message)) {
+        this.fatal = new ConfigError(
+          'BATON_AMQP_QUEUE',
+          `"${o.queue}" exists in RabbitMQ with other arguments than a Baton intake queue (a quorum queue): choose another name (${err.message})`,
+        );
+      }
+    });
   }
 
   /** Waits for the first connection; a broker not there within `timeoutMs` is a start-up error. */
   async ready(timeoutMs = 10_000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new ConfigError(
-              'AMQP_URL',
-              `cannot reach RabbitMQ at ${amqpAddress(this.o.url)}${this.lastError ? ` (${this.lastError})` : ''}`,
-            ),
-          ),
-        timeoutMs,
-      );
-    });
-    try {
-      await Promise.race([this.publisher.waitForConnect(), timeout]);
-    } finally {
-      clearTimeout(timer);
+    const deadline = this.now() + timeoutMs;
+    const connected = this.publisher.waitForConnect().then(() => true);
+    for (;;) {
+      if (this.fatal) throw this.fatal;
+      const done = await Promise.race([connected, this.sleep(100).then(() => false)]);
+      if (done) return;
+      if (this.now() >= deadline) {
+        throw new ConfigError(
+          'AMQP_URL',
+          `cannot reach RabbitMQ at ${amqpAddress(this.o.url)}${this.lastError ? ` (${this.lastError})` : ''}`,
+        );
+      }
     }
   }
 
@@ -136,20 +183,30 @@ export class AmqpIntake {
 
   /**
    * Queues one webhook; resolves once RabbitMQ has it on disk.
-   * @throws StorageUnavailableError when RabbitMQ is away or does not confirm.
+   * @throws StorageUnavailableError when RabbitMQ is away, does not confirm, or has no queue.
    */
   async publish(w: QueuedWebhook): Promise<void> {
+    await this.send(this.o.queue, w.body, {
+      [HEADER_PROVIDER]: w.provider,
+      [HEADER_RECEIVED_AT]: w.receivedAt,
+    });
+  }
+
+  /** Publishes `body` to `queue` and waits for the confirm, refusing a returned (unroutable) one. */
+  private async send(queue: string, body: Buffer, headers: Record<string, unknown>): Promise<void> {
     // While disconnected the channel would hold the body in memory until it reconnects: answer
     // 503 now instead, so the gateway keeps it and retries.
     if (!this.manager.isConnected()) {
       throw new StorageUnavailableError('RabbitMQ is unreachable: webhook not queued');
     }
+    const messageId = randomUUID();
     try {
-      await this.publisher.sendToQueue(this.o.queue, w.body, {
+      await this.publisher.sendToQueue(queue, body, {
         persistent: true,
+        mandatory: true,
+        messageId,
         contentType: 'application/json',
-        timestamp: Math.floor(w.receivedAt / 1000),
-        headers: { [HEADER_PROVIDER]: w.provider, [HEADER_RECEIVED_AT]: w.receivedAt },
+        headers,
       });
     } catch (err) {
       throw new StorageUnavailableError(
@@ -157,22 +214,43 @@ export class AmqpIntake {
         err,
       );
     }
+    if (this.returned.delete(messageId)) {
+      this.o.logger.error({ queue }, 'RabbitMQ has no intake queue (deleted?): declaring it again');
+      const ch = this.publishChannel;
+      if (ch) await declare(ch, this.o.queue).catch(() => undefined);
+      // This process's consumer may still hang on the deleted queue (its cancel can lose the race
+      // with the declare): it subscribes again.
+      this.resubscribe();
+      throw new StorageUnavailableError(`RabbitMQ has no queue "${queue}": webhook not queued`);
+    }
   }
 
-  /** Starts consuming, at most `prefetch` webhooks in hand at once. */
-  consume(handler: IntakeHandler, prefetch = 64): void {
+  /** How many webhooks wait in the queue (not yet taken by a consumer); null when unknown. */
+  async waiting(): Promise<number | null> {
+    const ch = this.publishChannel;
+    if (!ch || !this.manager.isConnected()) return null;
+    try {
+      // Declaring it as it is answers its count (and brings back a queue deleted by hand).
+      return (await ch.assertQueue(this.o.queue, { durable: true, arguments: queueArguments(this.o.queue) }))
+        .messageCount;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Starts consuming. */
+  consume(handler: IntakeHandler, o: ConsumeOptions): void {
     if (this.consumer) return;
+    this.consuming = { handler, o };
     this.consumer = this.manager.createChannel({
       name: 'baton-intake-consume',
       confirm: false,
       setup: async (ch: Channel) => {
+        this.consumeChannel = ch;
+        this.consumerTag = null;
         await declare(ch, this.o.queue);
-        await ch.prefetch(prefetch);
-        await ch.consume(this.o.queue, (msg) => {
-          if (msg === null) return; // cancelled by the broker: the setup runs again on reconnect
-          const p = this.deliver(ch, msg, handler).finally(() => this.inFlight.delete(p));
-          this.inFlight.add(p);
-        });
+        await ch.prefetch(o.prefetch ?? 64);
+        if (!this.paused) await this.startConsuming(ch);
       },
     });
     this.consumer.on('error', (err: Error) =>
@@ -180,56 +258,171 @@ export class AmqpIntake {
     );
   }
 
-  private async deliver(ch: Channel, msg: ConsumeMessage, handler: IntakeHandler): Promise<void> {
-    const webhook = decode(msg);
+  private async startConsuming(ch: Channel): Promise<void> {
+    const { handler, o } = this.consuming!;
+    const { consumerTag } = await ch.consume(this.o.queue, (msg) => {
+      if (msg === null) {
+        // The broker cancelled us: the queue was deleted. Declare it again and go on.
+        this.o.logger.error({ queue: this.o.queue }, 'RabbitMQ intake queue deleted: declaring it again');
+        this.resubscribe();
+        return;
+      }
+      const p = this.deliver(ch, msg, handler, o).finally(() => this.inFlight.delete(p));
+      this.inFlight.add(p);
+    });
+    this.consumerTag = consumerTag;
+  }
+
+  /** Consumes afresh (after its queue was deleted): declare, cancel the old subscription, consume. */
+  private resubscribe(): void {
+    const ch = this.consumeChannel;
+    if (!ch || !this.consuming) return;
+    const tag = this.consumerTag;
+    this.consumerTag = null;
+    this.later(tag === null ? RETRY_MS : 0, async () => {
+      if (this.consumeChannel !== ch) return; // a new channel subscribed in its setup
+      if (tag !== null) await ch.cancel(tag).catch(() => undefined);
+      await declare(ch, this.o.queue);
+      if (!this.paused && this.consumerTag === null) await this.startConsuming(ch);
+    });
+  }
+
+  private async deliver(
+    ch: Channel,
+    msg: ConsumeMessage,
+    handler: IntakeHandler,
+    o: ConsumeOptions,
+  ): Promise<void> {
+    const webhook = decode(msg, this.now());
     let outcome: 'stored' | 'unreadable' = 'unreadable';
     if (webhook !== null) {
       try {
         outcome = await handler(webhook);
-        this.failures = 0;
       } catch (err) {
-        // The store refused it: back to the queue after a pause that grows while this lasts.
-        this.failures += 1;
-        const pause = Math.min(MAX_RETRY_PAUSE_MS, 250 * 2 ** Math.min(this.failures - 1, 6));
-        this.o.logger.error(
-          { err: err instanceof Error ? err.message : String(err), retryInMs: pause },
-          'queued webhook could not be stored; it goes back to the queue',
-        );
-        await delay(this.closing ? 0 : pause);
+        // The store refused it: back to the queue now, for a healthy consumer, and this one
+        // stops taking webhooks until its store answers again.
+        this.o.count?.('retry');
         settle(() => ch.nack(msg, false, true));
+        this.pause(ch, o, err);
         return;
       }
     }
     if (outcome === 'stored') {
+      this.o.count?.('stored');
       settle(() => ch.ack(msg));
       return;
     }
+    try {
+      await this.send(rejectedQueue(this.o.queue), msg.content, {
+        ...((msg.properties.headers ?? {}) as Record<string, unknown>),
+        'x-baton-rejected-at': this.now(),
+      });
+    } catch (err) {
+      // Not moved: it stays in the intake queue, tried again shortly.
+      this.o.logger.error({ err: (err as Error).message }, 'unreadable queued webhook could not be moved');
+      await this.sleep(RETRY_MS);
+      settle(() => ch.nack(msg, false, true));
+      return;
+    }
+    this.o.count?.('rejected');
     this.o.logger.error(
-      { queue: `${this.o.queue}.rejected`, messageId: msg.properties.messageId as unknown },
+      { queue: rejectedQueue(this.o.queue) },
       'queued webhook cannot be read; moved to the rejected queue',
     );
-    settle(() => ch.nack(msg, false, false));
+    settle(() => ch.ack(msg));
+  }
+
+  /** Stops consuming until `o.healthy()` says the store is back. */
+  private pause(ch: Channel, o: ConsumeOptions, err: unknown): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.o.logger.error(
+      { err: err instanceof Error ? err.message : String(err) },
+      'queued webhook could not be stored: it goes back to the queue, and this process takes no more until its store answers',
+    );
+    const tag = this.consumerTag;
+    this.consumerTag = null;
+    if (tag !== null) void ch.cancel(tag).catch(() => undefined);
+    const probe = async (): Promise<void> => {
+      if (this.closing) return;
+      if (!(await o.healthy().catch(() => false))) return this.later(RETRY_MS, probe);
+      this.paused = false;
+      this.o.logger.info('store answers again: taking queued webhooks');
+      const current = this.consumeChannel;
+      if (current && this.consumerTag === null) await this.startConsuming(current);
+    };
+    this.later(RETRY_MS, probe);
   }
 
   /** Stops consuming, lets the webhooks in hand finish, closes the connection. */
   async close(): Promise<void> {
     this.closing = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     if (this.consumer) {
-      await Promise.race([Promise.allSettled([...this.inFlight]), delay(5000)]);
+      const ch = this.consumeChannel;
+      const tag = this.consumerTag;
+      if (ch && tag !== null) await ch.cancel(tag).catch(() => undefined);
+      if (this.inFlight.size > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.allSettled([...this.inFlight]),
+          new Promise((r) => (timer = setTimeout(r, STOP_WAIT_MS))),
+        ]);
+        clearTimeout(timer);
+      }
       await this.consumer.close().catch(() => undefined);
     }
     await this.publisher.close().catch(() => undefined);
     await this.manager.close().catch(() => undefined);
   }
+
+  /** Runs `fn` after `ms` unless closing; errors are logged. */
+  private later(ms: number, fn: () => Promise<void>): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (this.closing) return;
+      fn().catch((err: unknown) =>
+        this.o.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'RabbitMQ intake'),
+      );
+    }, ms);
+    this.timers.add(t);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        resolve();
+      }, ms);
+      this.timers.add(t);
+    });
+  }
 }
 
-/** The webhook a delivery carries, or null when it is not one an ingress queued. */
-function decode(msg: ConsumeMessage): QueuedWebhook | null {
+/** The intake queue's arguments. */
+function queueArguments(queue: string): Record<string, string> {
+  return {
+    'x-queue-type': 'quorum',
+    // A safety net only (Baton moves unreadable bodies itself): where a broker's delivery limit
+    // (RabbitMQ 4 sets one on quorum queues) would otherwise drop a webhook.
+    'x-dead-letter-exchange': '',
+    'x-dead-letter-routing-key': rejectedQueue(queue),
+  };
+}
+
+/**
+ * The webhook a delivery carries, or null when it is not one an ingress queued. An arrival time
+ * in the future or more than a day back (a skewed clock, a hand-made message) is not believed:
+ * the delivery time stands in for it.
+ */
+function decode(msg: ConsumeMessage, now: number): QueuedWebhook | null {
   const headers = (msg.properties.headers ?? {}) as Record<string, unknown>;
   const provider = headers[HEADER_PROVIDER];
-  const receivedAt = Number(headers[HEADER_RECEIVED_AT]);
+  const at = Number(headers[HEADER_RECEIVED_AT]);
   if (typeof provider !== 'string' || !PROVIDERS.includes(provider as ProviderName)) return null;
-  if (!Number.isFinite(receivedAt) || receivedAt <= 0) return null;
+  if (!Number.isFinite(at) || at <= 0) return null;
+  const receivedAt = at > now || at < now - MAX_QUEUED_MS ? now : at;
   return { provider: provider as ProviderName, body: msg.content, receivedAt };
 }
 
@@ -240,8 +433,4 @@ function settle(op: () => void): void {
   } catch {
     // IllegalOperationError: channel closed. Redelivered, and stored at most once (dedupe).
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

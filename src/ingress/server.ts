@@ -268,7 +268,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       writes: Date.now() - lastWriteFailure > WRITE_FAILURE_HOLD_MS,
       ...(deps.queue ? { rabbitmq: deps.queue.connected } : {}),
     };
-    const ok = Object.values(checks).every(Boolean);
+    // With the RabbitMQ intake, webhooks need RabbitMQ alone: they go in while the store is away.
+    const ok = deps.queue ? deps.queue.connected : Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });
   metricsRoute(app, deps.metrics, deps.stats ?? (() => deps.backend.stats()));

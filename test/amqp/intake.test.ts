@@ -132,6 +132,7 @@ describeRabbit('RabbitMQ intake, embedded', () => {
       await h.settled(u, 1);
       await h.until(async () => (await readyCount(`${queue}.rejected`)) === 2);
       expect(await readyCount(queue)).toBe(0);
+      expect(await metric(h, 'baton_amqp_intake_total{outcome="rejected"}')).toBe(2);
     } finally {
       await h.close();
     }
@@ -189,5 +190,125 @@ describeRabbit('RabbitMQ intake, embedded', () => {
       if (holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
       await h.close();
     }
+  });
+
+  it('a consumer whose store fails hands its webhooks back at once and takes no more until the store answers', async () => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    const healthy = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue });
+    const sick = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue });
+    try {
+      const store = sick.baton.backend;
+      let down = true;
+      const ingest = store.ingest.bind(store);
+      const health = store.health.bind(store);
+      store.ingest = async (b) => {
+        if (down) throw new StorageUnavailableError('Redis unreachable (test)');
+        return ingest(b);
+      };
+      store.health = async () => (down ? { store: false } : health());
+      const users = Array.from({ length: 12 }, (_, i) => `1555033${String(i).padStart(4, '0')}`);
+      for (const u of users.slice(0, 6))
+        expect((await sick.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
+      for (const u of users.slice(0, 6)) await healthy.settled(u, 1);
+      const handedBack = await metric(sick, 'baton_amqp_intake_total{outcome="retry"}');
+      expect(handedBack).toBeGreaterThan(0);
+      // Paused: the next webhooks all go to the healthy consumer, none to the sick one.
+      for (const u of users.slice(6))
+        expect((await sick.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
+      for (const u of users.slice(6)) await healthy.settled(u, 1);
+      expect(await metric(sick, 'baton_amqp_intake_total{outcome="retry"}')).toBe(handedBack);
+      // Its store back, it consumes again.
+      down = false;
+      await healthy.baton.stop();
+      const u = '15550339999';
+      expect((await sick.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
+      await sick.settled(u, 1);
+    } finally {
+      await sick.close();
+      await healthy.close();
+    }
+  });
+
+  it('answers 503, not 200, while its queue is deleted, declares it again and goes on', async () => {
+    const { h, queue } = await start();
+    try {
+      await h.until(async () => (await withChannel((ch) => ch.checkQueue(queue))).consumerCount === 1);
+      await withChannel((ch) => ch.deleteQueue(queue));
+      const u = '15550300005';
+      const lost = await h.post(webhook([text(u, 'hi', T0)]));
+      expect(lost.status).toBe(503);
+      // Meta retries: the queue is back, and so is the consumer.
+      await h.until(async () => (await h.post(webhook([text(u, 'hi', T0)]))).status === 200);
+      await h.settled(u, 1);
+      // The rejected queue deleted too: an unreadable body still ends there.
+      await withChannel((ch) => ch.deleteQueue(`${queue}.rejected`));
+      await withChannel(async (ch) => {
+        ch.sendToQueue(queue, Buffer.from('{}'), { headers: {} });
+        await new Promise((r) => setTimeout(r, 50));
+      });
+      await h.until(async () => (await readyCount(`${queue}.rejected`)) === 1, 15_000);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('counts webhooks waiting in RabbitMQ in the queue depth, and stays ready while the store is away', async () => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    const h = await startHarness(
+      { AMQP_URL, BATON_AMQP_QUEUE: queue },
+      { roles: { ingress: true, worker: false } },
+    );
+    try {
+      for (let i = 0; i < 3; i++) {
+        expect((await h.post(webhook([text(`155503400${i}`, 'hi', T0)]))).status).toBe(200);
+      }
+      await h.until(async () => {
+        const s = (await (await h.admin('/stats')).json()) as { queue_depth: number };
+        return s.queue_depth === 3;
+      });
+      expect(await metric(h, 'baton_queue_depth')).toBe(3);
+      h.baton.backend.health = async () => ({ store: false });
+      const r = await fetch(`${h.url}/readyz`);
+      expect(r.status).toBe(200);
+      expect(await r.json()).toMatchObject({ ok: true, checks: { store: false, rabbitmq: true } });
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('does not believe an arrival time from another era', async () => {
+    const { h, queue } = await start();
+    try {
+      const u = '15550300006';
+      await withChannel(async (ch) => {
+        ch.sendToQueue(queue, Buffer.from(JSON.stringify(webhook([text(u, 'hi', T0)]))), {
+          headers: { 'x-baton-provider': 'cloud-api', 'x-baton-received-at': 1 },
+        });
+        await new Promise((r) => setTimeout(r, 50));
+      });
+      const s = await h.settled(u, 1);
+      expect(s.metadata.last_interaction).toBe(new Date(T0 * 1000).toISOString().replace('.000', ''));
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('refuses to start on a queue of the same name with other arguments, naming BATON_AMQP_QUEUE', async () => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    await withChannel((ch) => ch.assertQueue(queue, { durable: true }));
+    const started = Date.now();
+    const err = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue }).then(
+      async (h) => {
+        await h.close();
+        return null;
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).variable).toBe('BATON_AMQP_QUEUE');
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The RabbitMQ intake in distributed mode with real processes: `baton ingress` queues webhooks,
  * `baton worker`s consume and store them in Redis and PostgreSQL. A worker SIGKILLed with
- * webhooks in its hand (its Redis cut off, so it cannot store them) loses none of them: every
+ * webhooks in its hand (its Redis silent, so it cannot store them yet) loses none of them: every
  * acknowledged message ends in its session's log exactly once and every user completes.
  */
 import { afterAll, expect, it } from 'vitest';
@@ -41,8 +41,8 @@ describeRabbit('RabbitMQ intake, distributed processes', () => {
   it.skipIf(!up)('loses nothing when a worker is SIGKILLed with queued webhooks in hand', async () => {
     const graph = await startFakeGraph();
     const redisPort = Number(new URL(REDIS_URL).port || 6379);
-    // The first worker reaches Redis through a link the test cuts: it holds webhooks it cannot
-    // store when it dies.
+    // The first worker reaches Redis through a link that goes silent: it holds webhooks it
+    // cannot store when it dies.
     const cut = await startTcpProxy(redisPort);
     const port = await freePort();
     const env: Record<string, string> = {
@@ -75,7 +75,7 @@ describeRabbit('RabbitMQ intake, distributed processes', () => {
         REDIS_URL: cutUrl.toString(),
       });
       procs.push(doomed);
-      cut.block();
+      cut.stall();
       const acked: string[] = [];
       const post = async (m: Msg): Promise<void> => {
         const raw = Buffer.from(JSON.stringify(webhook([m])));

@@ -10,8 +10,11 @@ const [url, queue] = process.argv.slice(2);
 if (url === undefined || queue === undefined) throw new Error('usage: amqp-hold-consumer <url> <queue>');
 const intake = new AmqpIntake({ url, queue, logger: pino({ level: 'silent' }) });
 await intake.ready();
-intake.consume(async () => {
-  process.stdout.write('holding\n');
-  return new Promise<never>(() => undefined);
-});
+intake.consume(
+  async () => {
+    process.stdout.write('holding\n');
+    return new Promise<never>(() => undefined);
+  },
+  { healthy: async () => true },
+);
 process.stdout.write('consuming\n');

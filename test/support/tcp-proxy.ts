@@ -11,6 +11,8 @@ export interface TcpProxy {
   readonly port: number;
   block(): void;
   unblock(): void;
+  /** Holds what clients send (connections stay open, nothing answers), as a black hole would. */
+  stall(): void;
   close(): Promise<void>;
 }
 
@@ -50,6 +52,7 @@ function delayed(client: Socket, upstream: Socket, delayMs: { min: number; max: 
 export async function startTcpProxy(targetPort: number, opts: TcpProxyOptions = {}): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let blocked = false;
+  let stalled = false;
   const server: Server = createServer((client) => {
     if (blocked) {
       client.destroy();
@@ -69,6 +72,7 @@ export async function startTcpProxy(targetPort: number, opts: TcpProxyOptions = 
     if (opts.delayMs) delayed(client, upstream, opts.delayMs);
     else client.pipe(upstream);
     upstream.pipe(client);
+    if (stalled) client.pause();
   });
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
   const { port } = server.address() as { port: number };
@@ -81,6 +85,10 @@ export async function startTcpProxy(targetPort: number, opts: TcpProxyOptions = 
     },
     unblock() {
       blocked = false;
+    },
+    stall() {
+      stalled = true;
+      for (const s of sockets) s.pause();
     },
     close() {
       blocked = true;

@@ -58,4 +58,13 @@ describe('config', () => {
     expect((err as Error).message.startsWith(`${name}: `)).toBe(true);
     expect((err as Error).message).not.toContain('\n');
   });
+
+  it("keeps credentials out of a bad URL's message", () => {
+    expect(() => loadConfig({ AMQP_URL: 'amqp://guest:s3cret@127.0.0.1:notaport' })).toThrow(
+      'AMQP_URL: "amqp://***@127.0.0.1:notaport" is not a URL',
+    );
+    expect(() => loadConfig({ REDIS_URL: 'redis://:s3cret@host:port', DATABASE_URL: 'x' })).toThrow(
+      /\*\*\*@/,
+    );
+  });
 });
