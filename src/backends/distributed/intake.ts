@@ -43,6 +43,8 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
         entryPrefix({ id: randomUUID(), t: 'o', ...key }),
         // Not recorded yet? Parked for when the send is (see the script).
         EARLY_STATUS_TTL_MS,
+        '',
+        ctx.now(),
       ],
     });
   }

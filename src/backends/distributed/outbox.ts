@@ -89,7 +89,7 @@ export function rememberOutbound(ctx: Context, records: readonly OutboundRecord[
 }
 
 /** The `outbound-update` call recording `patch` on record `id` of the session of `sk`. */
-function updateOp(sk: SessionKeys, key: SessionKey, id: string, patch: OutboundPatch): ScriptOp {
+function updateOp(sk: SessionKeys, key: SessionKey, id: string, patch: OutboundPatch, now: number): ScriptOp {
   return {
     script: 'outbound-update',
     keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal, sk.early],
@@ -104,6 +104,7 @@ function updateOp(sk: SessionKeys, key: SessionKey, id: string, patch: OutboundP
       // A status parked for the message id being recorded applies (see the script).
       EARLY_STATUS_TTL_MS,
       patch.claims ?? '',
+      now,
     ],
   };
 }
@@ -123,7 +124,7 @@ export async function updateOutbound(ctx: Context, id: string, patch: OutboundPa
   const apply = async (key: SessionKey): Promise<boolean> => {
     const sk = ctx.keys.session(key);
     ctx.unsentAfterCommit.delete(sk.member); // no longer as of the commit
-    return updated(ctx, sk, await run(ctx, 'outbound', updateOp(sk, key, id, patch)));
+    return updated(ctx, sk, await run(ctx, 'outbound', updateOp(sk, key, id, patch, ctx.now())));
   };
   const cached = ctx.outboundSessions.get(id);
   const candidates = cached ? [cached] : outboundIdCandidates(id);
@@ -211,7 +212,7 @@ export function updateInPipeline(
   const sk = ctx.keys.session(key);
   ctx.unsentAfterCommit.delete(sk.member);
   return {
-    op: updateOp(sk, key, update.id, update.patch),
+    op: updateOp(sk, key, update.id, update.patch, ctx.now()),
     async done(reply) {
       if (!updated(ctx, sk, reply)) await updateOutbound(ctx, update.id, update.patch);
     },

@@ -30,6 +30,7 @@
           script appends "outboundId" and "state"
   ARGV[8] how long a parked status lives, ms ('' neither to park nor to apply parked ones)
   ARGV[9] claim count to set (OutboundRecord.claims; '' or absent to keep)
+  ARGV[10] the caller's clock, epoch ms, for the parked statuses' ages ('' or absent: Redis's)
 
   Returns
     {1 if the status changed else 0, journal length, entry, outbound id, mutable part JSON}
@@ -40,6 +41,7 @@
 local MAX_PARKED = 100
 
 local function nowMs()
+  if ARGV[10] and ARGV[10] ~= '' then return tonumber(ARGV[10]) end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
