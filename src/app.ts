@@ -269,6 +269,8 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
           oldestMs: config.alert.oldestMs,
           // Its own reads, every few seconds: what it reports must be current.
           stats: figures,
+          // Shared by every process and kept across restarts: an episode is announced once.
+          store: backend.alerts,
           logger,
         })
       : null;

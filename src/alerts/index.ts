@@ -10,10 +10,16 @@
  *
  * A POST that fails is tried again at the next check: an episode's alert is not lost because
  * the chat tool was down for a moment, and is still sent once.
+ *
+ * With a {@link AlertStore} (the backend's), "once" holds across processes and restarts: one
+ * process at a time leads (takes or extends a lead of three intervals at each check; the others
+ * only look), and what was announced is kept in the store, so neither a second process nor a
+ * restarted one announces an episode again.
  * @module
  */
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { BackendStats } from '../backends/types.ts';
+import type { AlertStore, BackendStats } from '../backends/types.ts';
 
 export type AlertName = 'queue_depth' | 'oldest_pending' | 'workers';
 
@@ -46,6 +52,8 @@ export interface AlertOptions {
   readonly now?: () => number;
   /** Milliseconds before a POST is abandoned (default 5000). */
   readonly timeoutMs?: number;
+  /** Shared alert state (the backend's); without it, this process's memory. */
+  readonly store?: AlertStore;
 }
 
 interface Rule {
@@ -66,7 +74,9 @@ function ms(v: number): string {
 export class AlertWatcher {
   private readonly rules: Rule[] = [];
   /** Alerts whose `firing` POST was delivered and whose `resolved` one was not yet. */
-  private readonly firing = new Set<AlertName>();
+  private firing = new Set<AlertName>();
+  /** This watcher, for the store's lead. */
+  private readonly id = randomUUID();
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private readonly now: () => number;
@@ -142,6 +152,17 @@ export class AlertWatcher {
   }
 
   private async evaluate(): Promise<void> {
+    const store = this.o.store;
+    if (store) {
+      try {
+        if (!(await store.lead(this.id, 3 * (this.o.intervalMs ?? 5000)))) return;
+        const known = new Set<string>(this.rules.map((r) => r.alert));
+        this.firing = new Set([...(await store.firing())].filter((a): a is AlertName => known.has(a)));
+      } catch (err) {
+        this.o.logger.warn({ err }, 'alerts: could not read the alert state');
+        return;
+      }
+    }
     let stats: BackendStats;
     try {
       stats = await this.o.stats();
@@ -165,6 +186,11 @@ export class AlertWatcher {
       if (await this.post(body)) {
         if (breached) this.firing.add(rule.alert);
         else this.firing.delete(rule.alert);
+        await store
+          ?.setFiring(rule.alert, breached, this.now())
+          .catch((err: unknown) =>
+            this.o.logger.warn({ err, alert: rule.alert }, 'alerts: could not record the alert state'),
+          );
       }
     }
   }

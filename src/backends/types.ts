@@ -15,6 +15,16 @@ import type {
   TransitionRecord,
 } from '../model/session.ts';
 
+/** See {@link Backend.alerts}. */
+export interface AlertStore {
+  /** Whether process `id` evaluates the alerts now: takes or extends a lead of `ttlMs`. */
+  lead(id: string, ttlMs: number): Promise<boolean>;
+  /** The alerts whose `firing` was delivered and whose `resolved` was not yet. */
+  firing(): Promise<Set<string>>;
+  /** Records a delivered `firing` (true) or `resolved` (false). */
+  setFiring(alert: string, firing: boolean, at: number): Promise<void>;
+}
+
 /** A granted lease ("the baton") on one session. */
 export interface LeaseGrant extends SessionKey {
   /** Random per grant; renew and release compare it. */
@@ -275,4 +285,10 @@ export interface Backend {
    * an ingress in the same process can hold batches back (`LocalIntakeGate`).
    */
   readonly intake?: { tracker(): IntakeTracker; gate(): IntakeGate };
+
+  /**
+   * Where the queue alerts keep what they announced, shared by every process and kept across
+   * restarts, so an episode is announced once (SPEC section 4). Unfenced.
+   */
+  readonly alerts: AlertStore;
 }

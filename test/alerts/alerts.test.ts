@@ -4,51 +4,12 @@
  * alert; workers drain the queue and it gets one `resolved` POST each. Plus the boundaries
  * (strictly greater fires, equal does not) and a receiver that fails once.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AlertWatcher, type AlertBody } from '../../src/alerts/index.ts';
 import type { BackendStats } from '../../src/backends/types.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { text, webhook } from '../support/payloads.ts';
-
-interface Receiver {
-  url: string;
-  bodies: AlertBody[];
-  /** Answer the next `n` POSTs with 500. */
-  failNext(n: number): void;
-  close(): Promise<void>;
-}
-
-async function startReceiver(): Promise<Receiver> {
-  const bodies: AlertBody[] = [];
-  let failures = 0;
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (failures > 0) {
-        failures -= 1;
-        res.writeHead(500).end('down');
-        return;
-      }
-      expect(req.method).toBe('POST');
-      expect(req.headers['content-type']).toBe('application/json');
-      bodies.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as AlertBody);
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/hooks/alerts`,
-    bodies,
-    failNext: (n) => {
-      failures = n;
-    },
-    close: () => new Promise((r) => server.close(() => r())),
-  };
-}
+import { startReceiver, type Receiver } from '../support/alert-receiver.ts';
 
 function expectShape(b: AlertBody): void {
   expect(Object.keys(b).sort()).toEqual(['alert', 'at', 'state', 'text', 'threshold', 'value']);

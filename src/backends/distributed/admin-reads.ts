@@ -147,6 +147,29 @@ export async function stats(ctx: Context): Promise<BackendStats> {
   };
 }
 
+export async function alertsLead(ctx: Context, id: string, ttlMs: number): Promise<boolean> {
+  const reply = await run(ctx, 'alerts', {
+    script: 'alerts-lead',
+    keys: [ctx.keys.alertsLeader],
+    args: [id, ttlMs],
+  });
+  return asNumber(reply) === 1;
+}
+
+export async function alertsFiring(ctx: Context): Promise<Set<string>> {
+  return new Set(await r('alerts', () => ctx.redis.hkeys(ctx.keys.alertsFiring)));
+}
+
+export async function setAlertFiring(
+  ctx: Context,
+  alert: string,
+  firing: boolean,
+  at: number,
+): Promise<void> {
+  const key = ctx.keys.alertsFiring;
+  await r('alerts', () => (firing ? ctx.redis.hset(key, alert, at) : ctx.redis.hdel(key, alert)));
+}
+
 export async function heartbeat(ctx: Context, workerId: string, ttlMs: number): Promise<void> {
   const now = ctx.now();
   await r('heartbeat', () =>

@@ -47,6 +47,7 @@ import type {
 import type { PurgeReport } from '../retention.ts';
 import type {
   Backend,
+  AlertStore,
   BackendStats,
   BatchCommit,
   CommitResult,
@@ -89,6 +90,13 @@ export class DistributedBackend implements Backend {
   get intake(): Context['intake'] {
     return this.ctx.intake;
   }
+
+  /** Shared by every process of the deployment (see alerts-lead-1.lua). */
+  readonly alerts: AlertStore = {
+    lead: (id, ttlMs) => adminReads.alertsLead(this.ctx, id, ttlMs),
+    firing: () => adminReads.alertsFiring(this.ctx),
+    setFiring: (alert, firing, at) => adminReads.setAlertFiring(this.ctx, alert, firing, at),
+  };
 
   /** The global feed (tests queue stats posts on it). */
   private get globalFeed(): GlobalFeed {

@@ -94,6 +94,10 @@ export class Keys {
   readonly pendingDepth: string;
   /** ZSET session member -> when its mailbox emptied (tombstones of `pendingCounts`). */
   readonly pendingTombs: string;
+  /** STRING the process that evaluates the queue alerts (see alerts-lead-1.lua). */
+  readonly alertsLeader: string;
+  /** HASH alert name -> when its `firing` POST was delivered (the episodes announced). */
+  readonly alertsFiring: string;
   /** STRING messages stored in one second, by every process (see throughput.ts). */
   readonly storedIn: (second: number) => string;
 
@@ -115,6 +119,8 @@ export class Keys {
     this.pendingDepth = `${stats}:depth`;
     this.pendingTombs = `${stats}:tombs`;
     this.storedIn = (second) => `${stats}:rate:${second}`;
+    this.alertsLeader = `${prefix}:alerts:leader`;
+    this.alertsFiring = `${prefix}:alerts:firing`;
   }
 
   /** STRING marking a dashboard sign-in as signed out, expiring with its cookie. */

@@ -30,6 +30,7 @@ export const SCRIPT_NAMES = [
   'stats-pending',
   'pending',
   'session-idle',
+  'alerts-lead',
 ] as const;
 
 export type ScriptName = (typeof SCRIPT_NAMES)[number];

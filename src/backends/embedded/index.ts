@@ -34,6 +34,7 @@ import type {
 } from '../../model/session.ts';
 import type {
   Backend,
+  AlertStore,
   BackendStats,
   BatchCommit,
   CommitResult,
@@ -1087,6 +1088,21 @@ export class EmbeddedBackend implements Backend {
   async signInRevoked(id: string): Promise<boolean> {
     return this.sql('SELECT 1 FROM signed_out WHERE id = ? AND until > ?').get(id, this.now()) !== undefined;
   }
+
+  /** One process holds the data directory: it always leads; what it announced survives a restart. */
+  readonly alerts: AlertStore = {
+    lead: async () => true,
+    firing: async () =>
+      new Set(
+        (this.sql('SELECT alert FROM alerts_firing').all() as Array<{ alert: string }>).map((r) => r.alert),
+      ),
+    setFiring: (alert, firing, at) =>
+      this.write(() => {
+        if (firing)
+          this.sql('INSERT OR REPLACE INTO alerts_firing (alert, since) VALUES (?, ?)').run(alert, at);
+        else this.sql('DELETE FROM alerts_firing WHERE alert = ?').run(alert);
+      }),
+  };
 
   async inbound(key: SessionKey): Promise<StoredMessage[]> {
     const rows = this.sql('SELECT body FROM inbound WHERE channel = ? AND user = ? ORDER BY seq').all(

@@ -92,4 +92,6 @@ export const MIGRATIONS: readonly string[] = [
   // 6: send attempts of each reply that may have reached the user, claimed before each is made
   //    (OutboundRecord.claims); a record written before counts its commit's claim
   `ALTER TABLE outbound ADD COLUMN claims INTEGER NOT NULL DEFAULT 1;`,
+  // 7: queue alerts announced as firing and not yet resolved (kept across restarts: once per episode)
+  `CREATE TABLE alerts_firing (alert TEXT PRIMARY KEY, since INTEGER NOT NULL);`,
 ];
