@@ -776,6 +776,10 @@ export class Engine {
               },
               'send refused; retrying',
             );
+            // Refused, so not delivered: the claim goes back before the wait (a crash while
+            // waiting out a throttled gateway's Retry-After must not count as a send) and is
+            // taken again before the next attempt. Only on this slow path: two writes per retry.
+            if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, rec.id);
             if (await this.waitUnlessWanted(run, wait, signal)) {
               // An agent waits for this session: the reply stays unsent, the baton goes to the
               // agent, and a later turn tries again (the release brings the session back).
@@ -826,6 +830,14 @@ export class Engine {
    * user twice". Best effort: a claim not given back (the lease lost, the store down, a crash) is
    * only counted once too often.
    */
+  private async giveBack(run: SessionRun, id: string): Promise<void> {
+    run.claims.delete(id);
+    await this.o.backend.claimOutbound(run.lease, [id], -1).catch((err: unknown) => {
+      // Kept counted: at worst one claim too many (conservative), never one too few.
+      this.o.logger.warn({ err, session: logSessionId(run.lease) }, 'could not give back a send claim');
+    });
+  }
+
   private async leave(run: SessionRun): Promise<void> {
     const ids = [...run.claims];
     run.claims.clear();

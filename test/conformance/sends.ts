@@ -203,5 +203,28 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
       ]);
       expect(await backend.listDeadLetters(50)).toEqual([]);
     });
+
+    it('holders that crash while waiting out 429s used no claim: the reply is sent once, no dead letter', async () => {
+      await hi();
+      // Each holder is refused with a long Retry-After and dies while it waits.
+      for (let holder = 1; holder <= 3; holder++) {
+        fake.failNext(1, { status: 429, retryAfter: 30 });
+        const dying = crashable(backend);
+        void worker(dying.backend, { lockTtlMs: CRASH_TTL_MS }).runSession(key); // dies below
+        await eventually(async () => (fake.requests.length >= holder ? true : null), 10_000, 'the refusal');
+        // Waiting out its Retry-After (it gave its claim back first), it dies.
+        await new Promise((r) => setTimeout(r, 50));
+        dying.crash();
+        await eventually(
+          async () => ((await backend.leaseInfo(key)) === null ? true : null),
+          10_000,
+          'the crashed holder’s lease to lapse',
+        );
+      }
+      await worker(backend).runSession(key);
+      expect(delivered()).toEqual(['baton:order:ask_name:1']);
+      expect(await backend.listDeadLetters(50)).toEqual([]);
+      expect((await backend.outbound(key)).map((o) => [o.status, o.claims])).toEqual([['sent', 1]]);
+    });
   });
 }

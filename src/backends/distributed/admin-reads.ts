@@ -113,6 +113,9 @@ export async function replayDeadLetter(ctx: Context, id: string): Promise<boolea
     const record = await ctx.pg.getOutbound(letter.ref);
     if (!record) return false;
     await updateOutbound(ctx, letter.ref, { status: 'pending', attempts: 0, claims: 0 });
+    // Due now: a worker takes the session and sends it (else it waited for the session's next
+    // message, or the reaper).
+    await followUp(ctx, scheduleOps(ctx, [[ctx.keys.session(key).member, ctx.now()]]));
   }
   return ctx.pg.markReplayed(id, ctx.now());
 }

@@ -1046,14 +1046,14 @@ export class EmbeddedBackend implements Backend {
     return true;
   }
 
-  /**
-   * Costs the same whatever is stored: the counts are kept by the writes, the oldest pending
-   * message is one step down a partial index.
-   */
   countStored(n: number): void {
     this.rate.add(this.now(), n);
   }
 
+  /**
+   * Costs the same whatever is stored: the counts are kept by the writes, the oldest pending
+   * message is one step down a partial index.
+   */
   async stats(): Promise<BackendStats> {
     const p = this.sql(`SELECT MIN(stored_at) AS first FROM inbound WHERE state = 'pending'`).get() as {
       first: number | null;
