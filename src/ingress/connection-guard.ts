@@ -6,11 +6,15 @@
  *
  * - **One address** holds at most `perAddress` connections (default: half the cap); more are
  *   closed at once. Off behind a proxy (`BATON_TRUST_PROXY`): every client shares its address.
+ *   IPv6 addresses count by their /64, the block one client usually has.
  * - **Under pressure** (open connections at 90% of the cap or more), every 250 ms: idle
- *   keep-alive connections are closed (a client reconnects at the cost of a handshake), and so
- *   is every connection that has not completed a request's headers within `slowHeadersMs` of
- *   opening (default 1 s; real clients, Meta's servers among them, send them at once). A
- *   request in progress is never cut here: its body has the request timeout (30 s).
+ *   keep-alive connections are closed (a client reconnects at the cost of a handshake); so is
+ *   every connection that has not completed a request's headers within `slowHeadersMs` of
+ *   opening (default 1 s; real clients, Meta's servers among them, send them at once); and every
+ *   address holding more than a fair share (a sixteenth of the cap) is cut back to it, newest
+ *   connections first (requests in progress too: a body trickling in would hold its slot for the
+ *   30 s request timeout), and held to it for 30 s. So two or three addresses cannot fill the cap
+ *   between them either; a legitimate heavy client is only trimmed while the cap is nearly full.
  * @module
  */
 import type { Server } from 'node:http';
@@ -29,12 +33,31 @@ export interface ConnectionGuardOptions {
 /** Share of the cap at which idle and slow connections start being shed. */
 const PRESSURE = 0.9;
 const SWEEP_MS = 250;
+/** Under pressure, one address keeps at most this share of the cap... */
+const FAIR_SHARE = 1 / 16;
+/** ...and is held to it this long after it was cut back. */
+const HELD_MS = 30_000;
+
+/** The address a connection counts against: IPv4 as is, IPv6 by its /64. */
+export function addressKey(remote: string | undefined): string {
+  if (remote === undefined) return '';
+  if (!remote.includes(':') || remote.startsWith('::ffff:')) return remote;
+  const [head = '', tail] = remote.split('::');
+  const groups = head === '' ? [] : head.split(':');
+  // `a:b::` compresses the rest: fill the /64 with zeros when fewer than four groups are given.
+  const full = tail === undefined ? groups : [...groups, ...Array<string>(8).fill('0')].slice(0, 8);
+  return `${full.slice(0, 4).join(':')}::/64`;
+}
 
 export function guardConnections(server: Server, o: ConnectionGuardOptions): void {
   const now = o.now ?? Date.now;
   const slowHeadersMs = o.slowHeadersMs ?? 1000;
   const threshold = Math.max(1, Math.floor(o.maxConnections * PRESSURE));
-  const byAddress = new Map<string, number>();
+  const fairShare = Math.max(1, Math.floor(o.maxConnections * FAIR_SHARE));
+  /** Each address's connections, oldest first. */
+  const byAddress = new Map<string, Set<Socket>>();
+  /** Addresses cut back to their fair share, until when. */
+  const held = new Map<string, number>();
   /** Connections that have not yet completed a request's headers, with when they opened. */
   const awaitingHeaders = new Map<Socket, number>();
   let open = 0;
@@ -47,26 +70,36 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
       return;
     }
     server.closeIdleConnections();
-    const cutoff = now() - slowHeadersMs;
+    const t = now();
+    const cutoff = t - slowHeadersMs;
     for (const [socket, openedAt] of awaitingHeaders) {
       if (openedAt <= cutoff) socket.destroy();
     }
+    // Behind a proxy every client has its address: nothing to share out.
+    for (const [address, sockets] of o.perAddress === null ? [] : byAddress) {
+      if (sockets.size <= fairShare) continue;
+      held.set(address, t + HELD_MS);
+      const newestFirst = [...sockets].reverse();
+      for (const socket of newestFirst.slice(0, sockets.size - fairShare)) socket.destroy();
+    }
+    for (const [address, until] of held) if (until <= t) held.delete(address);
   };
 
   server.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress ?? '';
-    const held = (byAddress.get(address) ?? 0) + 1;
-    byAddress.set(address, held);
+    const address = addressKey(socket.remoteAddress);
+    let sockets = byAddress.get(address);
+    if (sockets === undefined) byAddress.set(address, (sockets = new Set()));
+    sockets.add(socket);
     open += 1;
     awaitingHeaders.set(socket, now());
     socket.once('close', () => {
       open -= 1;
       awaitingHeaders.delete(socket);
-      const left = (byAddress.get(address) ?? 1) - 1;
-      if (left === 0) byAddress.delete(address);
-      else byAddress.set(address, left);
+      sockets.delete(socket);
+      if (sockets.size === 0 && byAddress.get(address) === sockets) byAddress.delete(address);
     });
-    if (o.perAddress !== null && held > o.perAddress) {
+    const cap = (held.get(address) ?? 0) > now() ? fairShare : o.perAddress;
+    if (cap !== null && sockets.size > cap) {
       socket.destroy();
       return;
     }

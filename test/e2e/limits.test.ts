@@ -5,6 +5,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addressKey } from '../../src/ingress/connection-guard.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 
 /** What a raw socket received, and when it closed (ms after `opened`). */
@@ -14,10 +15,11 @@ interface Raw {
   closed: Promise<number>;
 }
 
-function open(url: string): Promise<Raw> {
+/** A raw connection to `url`, from `localAddress` when given (127.0.0.2 is another client). */
+function open(url: string, localAddress?: string): Promise<Raw> {
   const { hostname, port } = new URL(url);
   return new Promise((res, rej) => {
-    const socket = connect(Number(port), hostname);
+    const socket = connect({ port: Number(port), host: hostname, ...(localAddress ? { localAddress } : {}) });
     let data = '';
     const opened = Date.now();
     const closed = new Promise<number>((r) => socket.once('close', () => r(Date.now() - opened)));
@@ -134,7 +136,7 @@ describe('a client that takes every connection slot', () => {
     );
     const held: Raw[] = [];
     try {
-      for (let i = 0; i < 20; i++) held.push(await open(h.url));
+      for (let i = 0; i < 20; i++) held.push(await open(h.url, '127.0.0.2'));
       await new Promise((r) => setTimeout(r, 100));
       const took = await served(h.url, '/healthz', 5_000);
       expect(took).toBeGreaterThanOrEqual(0);
@@ -167,5 +169,45 @@ describe('a client that takes every connection slot', () => {
       for (const r of held) r.socket.destroy();
       await h.close();
     }
+  });
+
+  it('two or three addresses cannot fill the cap between them, even with requests in progress', async () => {
+    const h = await startHarness({}, { http: { maxConnections: 40, maxPerAddress: 1000 } });
+    const { port } = new URL(h.url);
+    let stopped = false;
+    const sockets: Socket[] = [];
+    // Each attacker keeps 20 slow uploads open (a body byte every 200 ms), reopening any closed.
+    const attack = (localAddress: string): void => {
+      if (stopped) return;
+      const s = connect({ port: Number(port), host: '127.0.0.1', localAddress });
+      sockets.push(s);
+      s.on('error', () => undefined);
+      s.once('connect', () => {
+        s.write(
+          'POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{',
+        );
+        trickle(s, 200);
+      });
+      s.once('close', () => setTimeout(() => attack(localAddress), 20));
+    };
+    try {
+      for (const a of ['127.0.0.2', '127.0.0.3']) for (let i = 0; i < 20; i++) attack(a);
+      await new Promise((r) => setTimeout(r, 300));
+      const took = await served(h.url, '/healthz', 5_000);
+      expect(took).toBeGreaterThanOrEqual(0);
+      expect(took).toBeLessThan(5_000);
+    } finally {
+      stopped = true;
+      for (const s of sockets) s.destroy();
+      await h.close();
+    }
+  });
+
+  it('counts an IPv6 client by its /64', () => {
+    expect(addressKey('2001:db8:1:2:3:4:5:6')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8:1:2::9')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('192.0.2.7')).toBe('192.0.2.7');
+    expect(addressKey('::ffff:192.0.2.7')).toBe('::ffff:192.0.2.7');
   });
 });
