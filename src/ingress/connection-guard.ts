@@ -15,9 +15,14 @@
  *   connections first (requests in progress too: a body trickling in would hold its slot for the
  *   30 s request timeout), and held to it for 30 s. So two or three addresses cannot fill the cap
  *   between them either; a legitimate heavy client is only trimmed while the cap is nearly full.
+ *   And a request whose body is not complete `slowBodyMs` after its headers (default 2 s; a
+ *   webhook's body follows its headers at once) is closed, so many addresses each within their
+ *   share cannot hold the cap with slow uploads; an address whose connections were closed as
+ *   slow (no headers, or a body trickling) keeps a quarter of the fair share for 30 s, so its
+ *   reconnections do not take back the slots freed for others.
  * @module
  */
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 
 export interface ConnectionGuardOptions {
@@ -27,6 +32,8 @@ export interface ConnectionGuardOptions {
   readonly perAddress: number | null;
   /** Under pressure, a connection without complete request headers this long after it opened is closed. */
   readonly slowHeadersMs?: number;
+  /** Under pressure, a request whose body is not complete this long after its headers is closed. */
+  readonly slowBodyMs?: number;
   readonly now?: () => number;
 }
 
@@ -53,7 +60,20 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
   const now = o.now ?? Date.now;
   const slowHeadersMs = o.slowHeadersMs ?? 1000;
   const threshold = Math.max(1, Math.floor(o.maxConnections * PRESSURE));
+  const slowBodyMs = o.slowBodyMs ?? 2000;
   const fairShare = Math.max(1, Math.floor(o.maxConnections * FAIR_SHARE));
+  const slowShare = Math.max(1, Math.floor(fairShare / 4));
+  /** Addresses whose connections were closed as slow, until when (they keep `slowShare`). */
+  const slowed = new Map<string, number>();
+  /** Requests whose body is still coming, with their connection's address and when they began. */
+  const uploading = new Map<Socket, { req: IncomingMessage; at: number }>();
+  const addressOf = new WeakMap<Socket, string>();
+  /** Closes `socket` as slow; its address is held to `slowShare` for a while (not behind a proxy). */
+  const shedSlow = (socket: Socket, t: number): void => {
+    const address = addressOf.get(socket);
+    if (address !== undefined && o.perAddress !== null) slowed.set(address, t + HELD_MS);
+    socket.destroy();
+  };
   /** Each address's connections, oldest first. */
   const byAddress = new Map<string, Set<Socket>>();
   /** Addresses cut back to their fair share, until when. */
@@ -73,7 +93,11 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
     const t = now();
     const cutoff = t - slowHeadersMs;
     for (const [socket, openedAt] of awaitingHeaders) {
-      if (openedAt <= cutoff) socket.destroy();
+      if (openedAt <= cutoff) shedSlow(socket, t);
+    }
+    for (const [socket, u] of uploading) {
+      if (u.req.complete) uploading.delete(socket);
+      else if (u.at <= t - slowBodyMs) shedSlow(socket, t);
     }
     // Behind a proxy every client has its address: nothing to share out.
     for (const [address, sockets] of o.perAddress === null ? [] : byAddress) {
@@ -83,6 +107,7 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
       for (const socket of newestFirst.slice(0, sockets.size - fairShare)) socket.destroy();
     }
     for (const [address, until] of held) if (until <= t) held.delete(address);
+    for (const [address, until] of slowed) if (until <= t) slowed.delete(address);
   };
 
   server.on('connection', (socket: Socket) => {
@@ -90,15 +115,19 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
     let sockets = byAddress.get(address);
     if (sockets === undefined) byAddress.set(address, (sockets = new Set()));
     sockets.add(socket);
+    addressOf.set(socket, address);
     open += 1;
     awaitingHeaders.set(socket, now());
     socket.once('close', () => {
       open -= 1;
       awaitingHeaders.delete(socket);
+      uploading.delete(socket);
       sockets.delete(socket);
       if (sockets.size === 0 && byAddress.get(address) === sockets) byAddress.delete(address);
     });
-    const cap = (held.get(address) ?? 0) > now() ? fairShare : o.perAddress;
+    const t = now();
+    const cap =
+      (slowed.get(address) ?? 0) > t ? slowShare : (held.get(address) ?? 0) > t ? fairShare : o.perAddress;
     if (cap !== null && sockets.size > cap) {
       socket.destroy();
       return;
@@ -108,9 +137,11 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
       sweeper.unref();
     }
   });
-  // Headers complete: the client is a real one (its body, if slow, meets the request timeout).
-  server.on('request', (req: { socket: Socket }) => {
+  // Headers complete; its body, if any, is watched until it is complete.
+  server.on('request', (req: IncomingMessage) => {
     awaitingHeaders.delete(req.socket);
+    if (req.complete) uploading.delete(req.socket);
+    else uploading.set(req.socket, { req, at: now() });
   });
   server.on('close', () => {
     if (sweeper) clearInterval(sweeper);

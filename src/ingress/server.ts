@@ -43,6 +43,8 @@ export interface HttpLimits {
   readonly maxPerAddress: number;
   /** Near the cap, connections without complete request headers this long are closed. */
   readonly slowHeadersMs: number;
+  /** Near the cap, requests whose body is not complete this long after their headers are closed. */
+  readonly slowBodyMs: number;
 }
 
 export const DEFAULT_HTTP_LIMITS: HttpLimits = {
@@ -52,6 +54,7 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   maxConnections: 1_024,
   maxPerAddress: 512,
   slowHeadersMs: 1_000,
+  slowBodyMs: 2_000,
 };
 
 export interface ServerDeps extends AdminDeps {
@@ -118,6 +121,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     // Behind a proxy every client has the proxy's address.
     perAddress: deps.trustProxy ? null : limits.maxPerAddress,
     slowHeadersMs: limits.slowHeadersMs,
+    slowBodyMs: limits.slowBodyMs,
   });
 
   // Keep webhook bodies as raw bytes: the signature is checked on them before any parsing.

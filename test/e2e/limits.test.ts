@@ -6,6 +6,7 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addressKey } from '../../src/ingress/connection-guard.ts';
+import type { HttpLimits } from '../../src/ingress/server.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 
 /** What a raw socket received, and when it closed (ms after `opened`). */
@@ -171,12 +172,20 @@ describe('a client that takes every connection slot', () => {
     }
   });
 
-  it('two or three addresses cannot fill the cap between them, even with requests in progress', async () => {
-    const h = await startHarness({}, { http: { maxConnections: 40, maxPerAddress: 1000 } });
+  /**
+   * Slow uploads (a body byte every 200 ms) from each of `addresses`, `each` at a time, every
+   * one closed reopened at once, as a determined attacker would; then whether a client from
+   * 127.0.0.1 is still served within 5 s.
+   */
+  async function underSlowUploads(
+    limits: Partial<HttpLimits>,
+    addresses: string[],
+    each: number,
+  ): Promise<void> {
+    const h = await startHarness({}, { http: { maxConnections: 40, maxPerAddress: 1000, ...limits } });
     const { port } = new URL(h.url);
     let stopped = false;
     const sockets: Socket[] = [];
-    // Each attacker keeps 20 slow uploads open (a body byte every 200 ms), reopening any closed.
     const attack = (localAddress: string): void => {
       if (stopped) return;
       const s = connect({ port: Number(port), host: '127.0.0.1', localAddress });
@@ -191,7 +200,7 @@ describe('a client that takes every connection slot', () => {
       s.once('close', () => setTimeout(() => attack(localAddress), 20));
     };
     try {
-      for (const a of ['127.0.0.2', '127.0.0.3']) for (let i = 0; i < 20; i++) attack(a);
+      for (const a of addresses) for (let i = 0; i < each; i++) attack(a);
       await new Promise((r) => setTimeout(r, 300));
       const took = await served(h.url, '/healthz', 5_000);
       expect(took).toBeGreaterThanOrEqual(0);
@@ -201,6 +210,16 @@ describe('a client that takes every connection slot', () => {
       for (const s of sockets) s.destroy();
       await h.close();
     }
+  }
+
+  it('two or three addresses cannot fill the cap between them, even with requests in progress', async () => {
+    await underSlowUploads({}, ['127.0.0.2', '127.0.0.3'], 20);
+  });
+
+  it('many addresses each within their share cannot hold the cap with slow uploads', async () => {
+    // 20 addresses with 2 each: the fair share of 40.
+    const addresses = Array.from({ length: 20 }, (_, i) => `127.0.0.${i + 2}`);
+    await underSlowUploads({ slowBodyMs: 500 }, addresses, 2);
   });
 
   it('counts an IPv6 client by its /64', () => {
