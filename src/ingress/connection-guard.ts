@@ -59,29 +59,30 @@ export function addressKey(remote: string | undefined): string {
 export function guardConnections(server: Server, o: ConnectionGuardOptions): void {
   const now = o.now ?? Date.now;
   const slowHeadersMs = o.slowHeadersMs ?? 1000;
-  const threshold = Math.max(1, Math.floor(o.maxConnections * PRESSURE));
   const slowBodyMs = o.slowBodyMs ?? 2000;
+  const threshold = Math.max(1, Math.floor(o.maxConnections * PRESSURE));
   const fairShare = Math.max(1, Math.floor(o.maxConnections * FAIR_SHARE));
   const slowShare = Math.max(1, Math.floor(fairShare / 4));
+  /** Each address's connections, oldest first. */
+  const byAddress = new Map<string, Set<Socket>>();
+  const addressOf = new WeakMap<Socket, string>();
+  /** Addresses cut back to their fair share, until when. */
+  const held = new Map<string, number>();
   /** Addresses whose connections were closed as slow, until when (they keep `slowShare`). */
   const slowed = new Map<string, number>();
-  /** Requests whose body is still coming, with their connection's address and when they began. */
+  /** Connections that have not yet completed a request's headers, with when they opened. */
+  const awaitingHeaders = new Map<Socket, number>();
+  /** Requests whose body is still coming, with when their headers were complete. */
   const uploading = new Map<Socket, { req: IncomingMessage; at: number }>();
-  const addressOf = new WeakMap<Socket, string>();
+  let open = 0;
+  let sweeper: NodeJS.Timeout | null = null;
+
   /** Closes `socket` as slow; its address is held to `slowShare` for a while (not behind a proxy). */
   const shedSlow = (socket: Socket, t: number): void => {
     const address = addressOf.get(socket);
     if (address !== undefined && o.perAddress !== null) slowed.set(address, t + HELD_MS);
     socket.destroy();
   };
-  /** Each address's connections, oldest first. */
-  const byAddress = new Map<string, Set<Socket>>();
-  /** Addresses cut back to their fair share, until when. */
-  const held = new Map<string, number>();
-  /** Connections that have not yet completed a request's headers, with when they opened. */
-  const awaitingHeaders = new Map<Socket, number>();
-  let open = 0;
-  let sweeper: NodeJS.Timeout | null = null;
 
   const sweep = (): void => {
     if (open < threshold) {
