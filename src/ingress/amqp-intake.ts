@@ -259,7 +259,6 @@ export class AmqpIntake {
   }
 
   private async startConsuming(ch: Channel): Promise<void> {
-    const { handler, o } = this.consuming!;
     const { consumerTag } = await ch.consume(this.o.queue, (msg) => {
       if (msg === null) {
         // The broker cancelled us: the queue was deleted. Declare it again and go on.
@@ -267,7 +266,7 @@ export class AmqpIntake {
         this.resubscribe();
         return;
       }
-      const p = this.deliver(ch, msg, handler, o).finally(() => this.inFlight.delete(p));
+      const p = this.deliver(ch, msg).finally(() => this.inFlight.delete(p));
       this.inFlight.add(p);
     });
     this.consumerTag = consumerTag;
@@ -287,12 +286,8 @@ export class AmqpIntake {
     });
   }
 
-  private async deliver(
-    ch: Channel,
-    msg: ConsumeMessage,
-    handler: IntakeHandler,
-    o: ConsumeOptions,
-  ): Promise<void> {
+  private async deliver(ch: Channel, msg: ConsumeMessage): Promise<void> {
+    const { handler } = this.consuming!;
     const webhook = decode(msg, this.now());
     let outcome: 'stored' | 'unreadable' = 'unreadable';
     if (webhook !== null) {
@@ -303,7 +298,7 @@ export class AmqpIntake {
         // stops taking webhooks until its store answers again.
         this.o.count?.('retry');
         settle(() => ch.nack(msg, false, true));
-        this.pause(ch, o, err);
+        this.pause(ch, err);
         return;
       }
     }
@@ -333,7 +328,8 @@ export class AmqpIntake {
   }
 
   /** Stops consuming until `o.healthy()` says the store is back. */
-  private pause(ch: Channel, o: ConsumeOptions, err: unknown): void {
+  private pause(ch: Channel, err: unknown): void {
+    const { o } = this.consuming!;
     if (this.paused) return;
     this.paused = true;
     this.o.logger.error(
