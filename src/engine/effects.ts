@@ -20,7 +20,16 @@ export interface EffectRunnerDeps {
   readonly signal: AbortSignal;
   /** Counts each attempt's outcome. */
   readonly count?: (effect: string, outcome: 'ok' | 'retry' | 'failed') => void;
+  /**
+   * Whether an agent waits for the session's baton. Between attempts (never during one) the effect
+   * then stops and leaves the session to the agent: its attempts are counted in the record, and a
+   * later turn goes on with the next one, with the same effect id.
+   */
+  readonly wanted?: () => Promise<boolean>;
 }
+
+/** How often a backoff between attempts looks whether an agent waits. */
+const WANTED_POLL_MS = 500;
 
 export const DEFAULT_EFFECT_ATTEMPTS = 3;
 export const DEFAULT_EFFECT_BACKOFF_MS = 500;
@@ -32,9 +41,10 @@ type Attempt = { ok: true; value: unknown } | { ok: false; error: string; retrya
 /**
  * Runs the effect of `rec` until it succeeds, fails for good, or `signal` aborts (then nothing
  * is stored and the record stays unfinished). Attempts are counted in the record before each
- * one starts, so a worker's crash uses up the attempt it was making.
+ * one starts, so a worker's crash uses up the attempt it was making. `left`: it stopped
+ * unfinished (the baton lost, the worker stopping, or an agent waiting between attempts).
  */
-export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Promise<void> {
+export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Promise<'done' | 'left'> {
   const intent = rec.effect!;
   const { backend, logger, signal } = deps;
   const def = deps.flows.get(rec.flow)?.effects.get(intent.name);
@@ -50,7 +60,7 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
     outcome = { ok: false, error: `gave up after ${attempt} attempts`, retryable: false };
     while (attempt < attempts) {
       attempt += 1;
-      if (signal.aborted) return;
+      if (signal.aborted) return 'left';
       await backend.updateOutbound(rec.id, { status: 'sending', attempts: attempt });
       outcome = await once(def, intent.input, {
         effectId: intent.id,
@@ -59,7 +69,7 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
         timeoutMs: def.timeoutMs ?? DEFAULT_EFFECT_TIMEOUT_MS,
         signal,
       });
-      if (signal.aborted) return;
+      if (signal.aborted) return 'left';
       const last = outcome.ok || !outcome.retryable || attempt >= attempts;
       deps.count?.(intent.name, outcome.ok ? 'ok' : last ? 'failed' : 'retry');
       if (outcome.ok || !outcome.retryable) break;
@@ -69,11 +79,14 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
           { session, effect: intent.name, effectId: intent.id, attempt, wait, err: outcome.error },
           'effect failed; retrying',
         );
-        await sleep(wait, signal);
+        if (await waitUnlessWanted(wait, signal, deps.wanted)) {
+          logger.info({ session, effect: intent.name, attempt }, 'effect paused: an agent takes the session');
+          return 'left';
+        }
       }
     }
   }
-  if (signal.aborted) return;
+  if (signal.aborted) return 'left';
   if (!outcome.ok) {
     logger.warn(
       { session, effect: intent.name, effectId: intent.id, attempt, err: outcome.error },
@@ -112,6 +125,25 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
     attempts: attempt,
     ...(outcome.ok ? {} : { lastError: outcome.error }),
   });
+  return 'done';
+}
+
+/**
+ * Waits `ms` (or until `signal` aborts), looking every {@link WANTED_POLL_MS} whether an agent
+ * waits for the baton; true when one does (the wait is cut short).
+ */
+export async function waitUnlessWanted(
+  ms: number,
+  signal: AbortSignal,
+  wanted: (() => Promise<boolean>) | undefined,
+): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (wanted && (await wanted().catch(() => false))) return true;
+    const left = until - Date.now();
+    if (left <= 0 || signal.aborted) return false;
+    await sleep(Math.min(wanted ? WANTED_POLL_MS : left, left), signal);
+  }
 }
 
 async function once(

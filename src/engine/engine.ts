@@ -40,7 +40,7 @@ import {
   type SessionSnapshot,
 } from '../model/session.ts';
 import * as agentOps from './agent.ts';
-import { runEffect } from './effects.ts';
+import { runEffect, waitUnlessWanted } from './effects.ts';
 
 /** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
 export interface OutboundSender {
@@ -274,6 +274,7 @@ export class Engine {
         // them now, holding the baton, and free the worker loop for other sessions meanwhile.
         detach?.();
         await this.awaitEffects(run);
+        if (run.yielded) break;
       }
     } catch (err) {
       if (err instanceof FencedError || err instanceof VersionConflictError) {
@@ -436,18 +437,9 @@ export class Engine {
     return true;
   }
 
-  /**
-   * Waits out a send's backoff, looking every half second whether an agent waits for the
-   * session's baton (Backend.wantLease): true if one does, and the wait is cut short.
-   */
-  private async waitUnlessWanted(run: SessionRun, ms: number, signal: AbortSignal): Promise<boolean> {
-    const until = this.now() + ms;
-    for (;;) {
-      if (await this.o.backend.leaseWanted(run.lease).catch(() => false)) return true;
-      const left = until - this.now();
-      if (left <= 0 || signal.aborted) return false;
-      await sleep(Math.min(500, left), signal);
-    }
+  /** Whether an agent waits for this session's baton (Backend.wantLease). */
+  private wanted(run: SessionRun): () => Promise<boolean> {
+    return () => this.o.backend.leaseWanted(run.lease);
   }
 
   /** Records the status of the reply sent last, if the turn has not yet (see flushOutbox). */
@@ -476,11 +468,17 @@ export class Engine {
           now: this.now,
           signal: held.sending,
           count: (effect, outcome) => this.o.metrics.effects.inc({ effect, outcome }),
+          wanted: this.wanted(run),
         }),
       ),
-    ).finally(() => {
-      settled = true;
-    });
+    )
+      .then((outcomes) => {
+        // An effect paused for an agent: the baton goes to the agent, and a later turn goes on.
+        if (outcomes.includes('left') && !held.sending.aborted) run.yielded = true;
+      })
+      .finally(() => {
+        settled = true;
+      });
     run.effects = [];
     // How soon a reset sent during an effect is seen (the other messages wait anyway).
     const pollMs = Math.max(20, Math.min(250, this.o.bufferMs));
@@ -780,7 +778,7 @@ export class Engine {
             // waiting out a throttled gateway's Retry-After must not count as a send) and is
             // taken again before the next attempt. Only on this slow path: two writes per retry.
             if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, rec.id);
-            if (await this.waitUnlessWanted(run, wait, signal)) {
+            if (await waitUnlessWanted(wait, signal, this.wanted(run))) {
               // An agent waits for this session: the reply stays unsent, the baton goes to the
               // agent, and a later turn tries again (the release brings the session back).
               run.yielded = true;

@@ -1,0 +1,65 @@
+/**
+ * An agent takes a session whose shop lookup is between attempts (the shop answered 503 and the
+ * effect waits out its backoff): the effect pauses and leaves the baton to the agent, instead of
+ * holding it through every attempt and backoff (the agent got `409 BATON_ERR_SESSION_BUSY`).
+ * Later turns go on with the next attempt, with the same effect id.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { orderStatusFlow } from '../../examples/order-status/flow.ts';
+import type { SessionView } from '../../src/model/session.ts';
+import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { text, webhook } from '../support/payloads.ts';
+import { HARNESS_BACKENDS } from '../support/services.ts';
+
+describe.each(HARNESS_BACKENDS)(
+  'an agent and an effect between attempts on the %s backend',
+  (_n, available, setup) => {
+    let h: Harness;
+    let shop: FakeShop;
+    let drop: () => Promise<void> = async () => undefined;
+
+    beforeAll(async () => {
+      if (!available) return;
+      const s = setup();
+      drop = s.drop;
+      shop = await startFakeShop();
+      shop.orders.set('ORD-12345', shopOrder('ORD-12345'));
+      // Backoffs of 3 s, then 6 s: the agent's own wait (6 s) ends before the third attempt.
+      const flow = orderStatusFlow({ apiUrl: shop.url, attempts: 3, backoffMs: 3000 });
+      h = await startHarness({ BATON_LOCK_TTL_MS: '3000', ...s.env }, { flows: [flow] });
+    });
+    afterAll(async () => {
+      if (!available) return;
+      await h.close();
+      await shop.close();
+      await drop();
+    });
+
+    it.skipIf(!available)(
+      'the effect pauses for the agent, and goes on with the same effect id afterwards',
+      async () => {
+        const user = '15550809001';
+        const route = 'GET /orders/ORD-12345';
+        shop.script(route, { status: 503 }, { status: 503 });
+        expect((await h.post(webhook([text(user, 'ORD-12345', 1_750_000_000)]))).status).toBe(200);
+        await shop.waitForCalls(route, 1);
+
+        const started = Date.now();
+        const took = await h.admin(`/sessions/${user}/agent`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ agent: 'Ana' }),
+        });
+        expect(took.status).toBe(200);
+        expect(Date.now() - started).toBeLessThan(2_500);
+        const s = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
+        expect(s.metadata.needs_agent).toBe(true);
+
+        // The lookup goes on later, every attempt with the one effect id.
+        const calls = await shop.waitForCalls(route, 3, 20_000);
+        expect(new Set(calls.map((c) => c.key)).size).toBe(1);
+      },
+    );
+  },
+);
