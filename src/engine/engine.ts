@@ -777,7 +777,7 @@ export class Engine {
             // Refused, so not delivered: the claim goes back before the wait (a crash while
             // waiting out a throttled gateway's Retry-After must not count as a send) and is
             // taken again before the next attempt. Only on this slow path: two writes per retry.
-            if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, rec.id);
+            if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, [rec.id]);
             if (await waitUnlessWanted(wait, signal, this.wanted(run))) {
               // An agent waits for this session: the reply stays unsent, the baton goes to the
               // agent, and a later turn tries again (the release brings the session back).
@@ -828,26 +828,22 @@ export class Engine {
    * user twice". Best effort: a claim not given back (the lease lost, the store down, a crash) is
    * only counted once too often.
    */
-  private async giveBack(run: SessionRun, id: string): Promise<void> {
-    run.claims.delete(id);
-    await this.o.backend.claimOutbound(run.lease, [id], -1).catch((err: unknown) => {
-      // Kept counted: at worst one claim too many (conservative), never one too few.
-      this.o.logger.warn({ err, session: logSessionId(run.lease) }, 'could not give back a send claim');
-    });
+  private leave(run: SessionRun): Promise<void> {
+    return this.giveBack(run, [...run.claims]);
   }
 
-  private async leave(run: SessionRun): Promise<void> {
-    const ids = [...run.claims];
-    run.claims.clear();
-    // A lost baton gives nothing back (the store would refuse it): they stay counted.
+  /**
+   * Gives back this holder's claims to `ids` (no attempt of its own may have reached the user).
+   * A claim not given back stays counted: at worst one too many (conservative), never one too few.
+   */
+  private async giveBack(run: SessionRun, ids: readonly string[]): Promise<void> {
+    for (const id of ids) run.claims.delete(id);
+    // A lost baton gives nothing back (the store would refuse it).
     if (ids.length === 0 || run.held.signal.aborted) return;
     await this.o.backend
       .claimOutbound(run.lease, ids, -1)
       .catch((err: unknown) =>
-        this.o.logger.warn(
-          { err, session: logSessionId(run.lease) },
-          'could not give back the claims of unsent replies',
-        ),
+        this.o.logger.warn({ err, session: logSessionId(run.lease) }, 'could not give back send claims'),
       );
   }
 

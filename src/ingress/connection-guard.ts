@@ -66,10 +66,14 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
   /** Each address's connections, oldest first. */
   const byAddress = new Map<string, Set<Socket>>();
   const addressOf = new WeakMap<Socket, string>();
-  /** Addresses cut back to their fair share, until when. */
-  const held = new Map<string, number>();
-  /** Addresses whose connections were closed as slow, until when (they keep `slowShare`). */
-  const slowed = new Map<string, number>();
+  /** Addresses held to a lower cap than `perAddress` (cut back, or closed as slow), until when. */
+  const capped = new Map<string, { cap: number; until: number }>();
+  /** Holds `address` to at most `cap` connections for {@link HELD_MS} (the lower cap wins). */
+  const hold = (address: string, cap: number, t: number): void => {
+    const current = capped.get(address);
+    const lower = current !== undefined && current.until > t ? Math.min(current.cap, cap) : cap;
+    capped.set(address, { cap: lower, until: t + HELD_MS });
+  };
   /** Connections that have not yet completed a request's headers, with when they opened. */
   const awaitingHeaders = new Map<Socket, number>();
   /** Requests whose body is still coming, with when their headers were complete. */
@@ -80,7 +84,7 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
   /** Closes `socket` as slow; its address is held to `slowShare` for a while (not behind a proxy). */
   const shedSlow = (socket: Socket, t: number): void => {
     const address = addressOf.get(socket);
-    if (address !== undefined && o.perAddress !== null) slowed.set(address, t + HELD_MS);
+    if (address !== undefined && o.perAddress !== null) hold(address, slowShare, t);
     socket.destroy();
   };
 
@@ -103,12 +107,11 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
     // Behind a proxy every client has its address: nothing to share out.
     for (const [address, sockets] of o.perAddress === null ? [] : byAddress) {
       if (sockets.size <= fairShare) continue;
-      held.set(address, t + HELD_MS);
+      hold(address, fairShare, t);
       const newestFirst = [...sockets].reverse();
       for (const socket of newestFirst.slice(0, sockets.size - fairShare)) socket.destroy();
     }
-    for (const [address, until] of held) if (until <= t) held.delete(address);
-    for (const [address, until] of slowed) if (until <= t) slowed.delete(address);
+    for (const [address, c] of capped) if (c.until <= t) capped.delete(address);
   };
 
   server.on('connection', (socket: Socket) => {
@@ -126,9 +129,8 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
       sockets.delete(socket);
       if (sockets.size === 0 && byAddress.get(address) === sockets) byAddress.delete(address);
     });
-    const t = now();
-    const cap =
-      (slowed.get(address) ?? 0) > t ? slowShare : (held.get(address) ?? 0) > t ? fairShare : o.perAddress;
+    const held = capped.get(address);
+    const cap = held !== undefined && held.until > now() ? held.cap : o.perAddress;
     if (cap !== null && sockets.size > cap) {
       socket.destroy();
       return;

@@ -213,7 +213,11 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
         void worker(dying.backend, { lockTtlMs: CRASH_TTL_MS }).runSession(key); // dies below
         await eventually(async () => (fake.requests.length >= holder ? true : null), 10_000, 'the refusal');
         // Waiting out its Retry-After (it gave its claim back first), it dies.
-        await new Promise((r) => setTimeout(r, 50));
+        await eventually(
+          async () => ((await backend.unsent(key))[0]?.claims === 0 ? true : null),
+          10_000,
+          'the claim given back',
+        );
         dying.crash();
         await eventually(
           async () => ((await backend.leaseInfo(key)) === null ? true : null),

@@ -59,3 +59,26 @@ export async function makeBackend(
   await backend.init();
   return { backend, ...iso, logger };
 }
+
+/**
+ * A factory of backends on fresh storage, not initialised (the conformance suites call `init`),
+ * dropped after the test: for the suites run against both sync modes.
+ */
+export function uninitialisedBackends(
+  syncMode: 'write-through' | 'write-behind',
+  bufferMs: number,
+): () => Promise<DistributedBackend> {
+  return async () => {
+    const iso = isolation();
+    afterThisTest(() => dropIsolation(iso.prefix, iso.schema));
+    return new DistributedBackend({
+      redisUrl: REDIS_URL,
+      databaseUrl: DATABASE_URL,
+      bufferMs,
+      dedupeTtlSec: 3600,
+      syncMode,
+      ...iso,
+      logger: memoryLogger(),
+    });
+  };
+}
