@@ -36,6 +36,12 @@ export interface AgentHost {
    * (its claim to send them is the commit's own: see OutboundRecord.claims).
    */
   flushOutbox(lease: LeaseGrant, signal: AbortSignal, committed: readonly OutboundRecord[]): Promise<void>;
+  /**
+   * Records the messages waiting in the mailbox of a session that waits for an agent as `held`
+   * (committed under `lease`), and returns the session as it then is. A handback or an agent's
+   * reset comes after them: they were written to the agent, not to the bot.
+   */
+  settleHeld(lease: LeaseGrant, prev: SessionSnapshot): Promise<SessionSnapshot>;
   /** Turns a flow core result's replies and started effects into outbound records. */
   toOutbound(
     s: SessionSnapshot,
@@ -85,13 +91,15 @@ export async function acquireForAgent(
 
 /**
  * Takes the session's baton, applies `compute` to the stored session and commits the change
- * fenced, then sends the outbox. `null` when the session does not exist.
+ * fenced, then sends the outbox. `null` when the session does not exist. A change that ends the
+ * wait for an agent (`settle`) first records what the user wrote meanwhile as `held`.
  */
 async function change(
   host: AgentHost,
   key: SessionKey,
   compute: (prev: SessionSnapshot, env: TransitionEnv) => AgentChange,
   role: 'agent' | 'admin' = 'agent',
+  settle = false,
 ): Promise<AgentChange | null> {
   const { backend } = host;
   const lease = await acquireForAgent(backend, key, `${host.workerId}:${role}`, host.lockTtlMs, () =>
@@ -99,8 +107,9 @@ async function change(
   );
   const held = host.hold(lease);
   try {
-    const prev = await backend.load(key);
-    if (!prev) return null;
+    const loaded = await backend.load(key);
+    if (!loaded) return null;
+    const prev = settle && loaded.needsAgent ? await host.settleHeld(lease, loaded) : loaded;
     const result = compute(prev, host.env(lease));
     await backend.commit(lease, {
       expectedVersion: prev.version,
@@ -151,7 +160,13 @@ export async function agentMessage(
 
 /** An agent's reset (`admin_reset`): a fresh session that sends nothing. */
 export async function adminReset(host: AgentHost, key: SessionKey): Promise<SessionSnapshot | null> {
-  const r = await change(host, key, (prev, env) => ({ ...resetChange(prev, env), outbound: [] }), 'admin');
+  const r = await change(
+    host,
+    key,
+    (prev, env) => ({ ...resetChange(prev, env), outbound: [] }),
+    'admin',
+    true,
+  );
   return r?.snapshot ?? null;
 }
 
@@ -162,12 +177,18 @@ export async function handback(
   step: string,
   agent?: string,
 ): Promise<SessionSnapshot | null> {
-  const r = await change(host, key, (prev, env) => {
-    const t = handbackChange(prev, host.flowFor(prev), step, {
-      ...env,
-      worker: agentWorker(agent ?? agentOf(prev)),
-    });
-    return { ...host.toOutbound(t.snapshot, t.effects, t.started), records: t.records };
-  });
+  const r = await change(
+    host,
+    key,
+    (prev, env) => {
+      const t = handbackChange(prev, host.flowFor(prev), step, {
+        ...env,
+        worker: agentWorker(agent ?? agentOf(prev)),
+      });
+      return { ...host.toOutbound(t.snapshot, t.effects, t.started), records: t.records };
+    },
+    'agent',
+    true,
+  );
   return r?.snapshot ?? null;
 }

@@ -923,6 +923,7 @@ export class Engine {
       flowFor: (s) => this.flowFor(s),
       hold: (lease) => this.hold(lease),
       toOutbound: (s, replies, started) => this.toOutbound(s, replies, started),
+      settleHeld: (lease, prev) => this.settleHeld(lease, prev),
       // While the agent's request waits: quick retries only. A send that would wait longer (a
       // throttled gateway's Retry-After, a long backoff) stays unsent and a worker takes it up
       // (the release schedules the session again), so the dashboard never hangs.
@@ -937,6 +938,35 @@ export class Engine {
           { maxAttempts: 3, maxWaitMs: AGENT_SEND_WAIT_MS },
         ),
     };
+  }
+
+  /**
+   * Applies the messages waiting in the mailbox of a session held for an agent, whatever the
+   * buffer window: each is recorded `held` (or `late`), nothing is sent. Messages that would do
+   * more (one that expires the session, an effect's result) are left to the next batch.
+   */
+  private async settleHeld(lease: LeaseGrant, prev: SessionSnapshot): Promise<SessionSnapshot> {
+    let s = prev;
+    for (;;) {
+      const pending = (await this.o.backend.pending(lease, MAX_BATCH)).filter((m) => !isEffectResult(m));
+      if (pending.length === 0) return s;
+      const resolved = await this.resolveContext(lease, pending.map(trustedTimestamp));
+      const result = transition(this.flowFor(s, resolved), s, resolved, this.env(lease));
+      const quiet = result.records.every((r) => r.kind === 'held' || r.kind === 'late');
+      if (!quiet || result.effects.length > 0 || result.started.length > 0 || result.consumed.length === 0)
+        return s;
+      await this.o.backend.commit(lease, {
+        expectedVersion: s.version,
+        snapshot: result.snapshot,
+        records: result.records,
+        outbound: [],
+        consumed: result.consumed,
+        deadLetters: [],
+      });
+      for (const r of result.records) this.o.metrics.messages.inc({ outcome: r.kind }, r.message_ids.length);
+      s = result.snapshot;
+      if (pending.length < MAX_BATCH) return s;
+    }
   }
 
   /** An agent's reset: takes the baton (waiting up to the lock TTL), records `admin_reset`, sends nothing. */

@@ -1,0 +1,95 @@
+/**
+ * Messages a user sent while their session waited for an agent are `held` (SPEC section 4),
+ * also when they are still in the mailbox (the buffer window, a backlog) when the agent hands
+ * the session back or resets it: the handback or the reset settles them as `held` first, so the
+ * bot never applies a text meant for the agent ("thanks, talk to you later" as the user's name).
+ * Both backends, end to end; a long buffer window keeps the messages pending.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TransitionRecord } from '../../src/model/session.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { text, webhook } from '../support/payloads.ts';
+import { HARNESS_BACKENDS } from '../support/services.ts';
+
+describe.each(HARNESS_BACKENDS)(
+  'messages pending at a handback on the %s backend',
+  (_name, available, setup) => {
+    let h: Harness;
+    let drop: () => Promise<void> = async () => undefined;
+    const ts = 1_750_000_000;
+    const send = (path: string, method: string, body: unknown): Promise<Response> =>
+      h.admin(path, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const kinds = async (user: string): Promise<string[]> =>
+      (await h.transitions(user)).map((r: TransitionRecord) => r.kind);
+
+    /** A session an agent has taken (max retries 0: the first wrong input hands off). */
+    async function taken(user: string): Promise<void> {
+      expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
+      await h.settled(user, 1);
+      expect((await h.post(webhook([text(user, 'Jane', ts + 1)]))).status).toBe(200);
+      await h.settled(user, 2);
+      expect((await h.post(webhook([text(user, 'which one?', ts + 2)]))).status).toBe(200);
+      expect((await h.settled(user, 3)).metadata.needs_agent).toBe(true);
+      expect((await send(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' })).status).toBe(200);
+    }
+
+    beforeAll(async () => {
+      if (!available) return;
+      const s = setup();
+      drop = s.drop;
+      // A long window: what the user writes just before the handback is still in the mailbox.
+      h = await startHarness({ BATON_MAX_RETRIES: '0', BATON_BUFFER_MS: '1500', ...s.env });
+    });
+    afterAll(async () => {
+      if (!available) return;
+      await h.close();
+      await drop();
+    });
+
+    it.skipIf(!available)(
+      'a handback records what the user wrote before it as held, then resumes',
+      async () => {
+        const user = '15550409001';
+        await taken(user);
+        expect((await h.post(webhook([text(user, 'thanks, talk to you later', ts + 3)]))).status).toBe(200);
+        expect((await h.post(webhook([text(user, 'bye', ts + 4)]))).status).toBe(200);
+        const back = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'ask_name' });
+        expect(back.status).toBe(200);
+
+        // Wait past the window: nothing more happens to the session.
+        await new Promise((r) => setTimeout(r, 2000));
+        const records = await h.transitions(user);
+        expect(records.map((r) => r.kind)).toEqual([
+          'advance',
+          'advance',
+          'escalated',
+          'held',
+          'held',
+          'handback',
+        ]);
+        expect(records.slice(3, 5).every((r) => r.version === 3 && r.message_ids.length === 1)).toBe(true);
+        expect(records[5]).toMatchObject({ version: 4, to_step: 'ask_name' });
+        const s = await h.settled(user, 4);
+        expect(s.current_step).toBe('ask_name');
+        expect(s.data).toEqual({ customer_name: 'Jane' });
+        expect(s.metadata.needs_agent).toBe(false);
+
+        // The user's next message is the bot's again.
+        expect((await h.post(webhook([text(user, 'Jane Doe', ts + 5)]))).status).toBe(200);
+        expect((await h.settled(user, 5)).data).toEqual({ customer_name: 'Jane Doe' });
+      },
+    );
+
+    it.skipIf(!available)('an agent reset records what the user wrote before it as held', async () => {
+      const user = '15550409002';
+      await taken(user);
+      expect((await h.post(webhook([text(user, 'hello?', ts + 3)]))).status).toBe(200);
+      const reset = await h.admin(`/sessions/${user}/reset`, { method: 'POST' });
+      expect(reset.status).toBe(200);
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(await kinds(user)).toEqual(['advance', 'advance', 'escalated', 'held', 'admin_reset']);
+      const s = await h.settled(user, 4);
+      expect(s.current_step).toBeNull();
+    });
+  },
+);
