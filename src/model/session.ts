@@ -306,18 +306,22 @@ export interface DeadLetter {
 }
 
 /**
+ * Of the sessions an id finds on one number (a user_id may be shared by several wa_ids), the
+ * one keyed by that very id, when exactly one is; else undefined (the caller asks which one).
+ * Sessions on several numbers are always the caller's to choose among (SPEC section 4: `409`
+ * listing them), even when the id keys one of them.
+ */
+export function sessionNamedBy(found: readonly SessionSnapshot[], id: string): SessionSnapshot | undefined {
+  if (new Set(found.map((s) => s.channel)).size > 1) return undefined;
+  const exact = found.filter((s) => s.user === id);
+  return exact.length === 1 ? exact[0] : undefined;
+}
+
+/**
  * ISO 8601 of a Unix-seconds timestamp, without milliseconds (WhatsApp's resolution). Total:
  * a value outside what a date can hold (stored before timestamps were capped) is clamped into
  * that range rather than throwing.
  */
-/**
- * Of the sessions an id finds (a wa_id or user_id may be shared by several), the one keyed by
- * that very id, when exactly one is; else undefined (the caller asks which one).
- */
-export function sessionNamedBy(found: readonly SessionSnapshot[], id: string): SessionSnapshot | undefined {
-  const exact = found.filter((s) => s.user === id);
-  return exact.length === 1 ? exact[0] : undefined;
-}
 
 export function isoSeconds(unixSeconds: number): string {
   const ms = Number.isFinite(unixSeconds) ? Math.max(-8.64e15, Math.min(8.64e15, unixSeconds * 1000)) : 0;

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, VERIFY_TOKEN, type Harness } from '../support/harness.ts';
 import { envelopeWith, PHONE_ID, statusWebhook, text, webhook } from '../support/payloads.ts';
+import { webhookBody } from '../../loadgen/payloads.ts';
 
 const FIXTURES = resolve(import.meta.dirname, '../fixtures/cloud-api');
 
@@ -177,6 +178,52 @@ describe('health, readiness, metrics, admin auth', () => {
         { channel: PHONE_ID, wa_id: a },
         { channel: PHONE_ID, wa_id: b },
       ],
+    });
+  });
+
+  it('a user_id that keys a session on one number and names a wa_id session on another: 409 listing both numbers', async () => {
+    const [u, bsuid] = ['15550008891', 'US.13491208655302749999'];
+    // Number 111 knows the user by phone and user_id; number 222 by user_id alone.
+    const onA = webhookBody({ phoneNumberId: '111', displayPhone: '15550000111' }, []);
+    const value = (body: Record<string, unknown>): Record<string, unknown> =>
+      (body as { entry: Array<{ changes: Array<{ value: Record<string, unknown> }> }> }).entry[0]!.changes[0]!
+        .value;
+    Object.assign(value(onA), {
+      contacts: [{ profile: { name: 'Kim' }, wa_id: u, user_id: bsuid }],
+      messages: [
+        {
+          from: u,
+          from_user_id: bsuid,
+          id: 'wamid.BSUID.A',
+          timestamp: '1750000000',
+          type: 'text',
+          text: { body: 'hi' },
+        },
+      ],
+    });
+    const onB = webhookBody({ phoneNumberId: '222', displayPhone: '15550000222' }, []);
+    Object.assign(value(onB), {
+      contacts: [{ profile: { name: 'Kim' }, user_id: bsuid }],
+      messages: [
+        {
+          from_user_id: bsuid,
+          id: 'wamid.BSUID.B',
+          timestamp: '1750000000',
+          type: 'text',
+          text: { body: 'hi' },
+        },
+      ],
+    });
+    expect((await h.post(onA)).status).toBe(200);
+    expect((await h.post(onB)).status).toBe(200);
+    await h.until(async () => (await h.baton.backend.findSessions(bsuid)).length === 2);
+    const r = await h.admin(`/sessions/${bsuid}`);
+    expect(r.status).toBe(409);
+    expect(await r.json()).toMatchObject({ channels: ['111', '222'] });
+    expect(await (await h.admin(`/sessions/${bsuid}?channel=222`)).json()).toMatchObject({ channel: '222' });
+    expect(await (await h.admin(`/sessions/${bsuid}?channel=111`)).json()).toMatchObject({
+      channel: '111',
+      wa_id: u,
     });
   });
 
