@@ -1,7 +1,8 @@
 /**
  * Retention (`BATON_RETENTION`, `BATON_MESSAGE_RETENTION`): what each backend's periodic purge
  * removes, and when. Transitions go after the retention; outbound records (each holds the text
- * Baton sent) after the shorter of the two; inbound messages (the user's texts, and the
+ * Baton sent) and dead letters (each holds a message, the user's or Baton's) after the shorter
+ * of the two, replayed or not; inbound messages (the user's texts, and the
  * embedded dedupe store) after the message retention, but never inside the dedupe window,
  * where a text past the message retention is redacted instead.
  * @module
@@ -33,6 +34,12 @@ export interface PurgeReport {
   inbound: number;
   /** Inbound messages whose text was redacted (inside the dedupe window). */
   redacted: number;
+  deadLetters: number;
+}
+
+/** A report of nothing purged yet. */
+export function emptyPurgeReport(): PurgeReport {
+  return { transitions: 0, outbound: 0, inbound: 0, redacted: 0, deadLetters: 0 };
 }
 
 /** The cut-offs (epoch ms) of one purge at `nowMs`. */

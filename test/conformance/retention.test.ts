@@ -1,7 +1,7 @@
 /**
  * Retention (BATON_RETENTION, BATON_MESSAGE_RETENTION) in both backends, with an injected
- * clock: after the retention, the periodic purge deletes transition records, outbound records
- * and message texts; sessions stay and go on. With a message retention shorter than the dedupe
+ * clock: after the retention, the periodic purge deletes transition records, outbound records,
+ * dead letters and message texts; sessions stay and go on. With a message retention shorter than the dedupe
  * window, embedded mode redacts the texts but keeps the ids, so a replay is still a duplicate.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { createBaton, type Baton } from '../../src/app.ts';
 import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
 import type { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
-import type { SessionView, TransitionRecord } from '../../src/model/session.ts';
+import type { DeadLetter, SessionView, TransitionRecord } from '../../src/model/session.ts';
 import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
@@ -128,6 +128,20 @@ async function converse(r: Rig, u: string): Promise<Msg[]> {
   return msgs;
 }
 
+/** A dead letter holding a reply's text, as a refused send leaves it. */
+function deadLetter(u: string): DeadLetter {
+  return {
+    id: `out:test-${u}:1:0`,
+    kind: 'outbound',
+    channel: PHONE_ID,
+    user: u,
+    ref: `test-${u}`,
+    reason: 'Graph refused it (400)',
+    payload: { text: { body: 'Thanks, Ada Lovelace. Which product would you like?' } },
+    createdAt: Date.now(),
+  };
+}
+
 let current: Rig | undefined;
 const dirs: string[] = [];
 afterEach(async () => {
@@ -154,14 +168,31 @@ describe('retention, embedded', () => {
     const u = '15557770001';
     await converse(r, u);
     const backend = r.baton.backend as EmbeddedBackend;
+    await backend.deadLetter(deadLetter(u));
+    expect((await backend.stats()).deadLetters).toBe(1);
     // Inside the retention nothing goes.
     r.clock.offsetMs = 0.5 * HOUR;
-    expect(await backend.purge()).toEqual({ transitions: 0, outbound: 0, inbound: 0, redacted: 0 });
+    expect(await backend.purge()).toEqual({
+      transitions: 0,
+      outbound: 0,
+      inbound: 0,
+      redacted: 0,
+      deadLetters: 0,
+    });
     expect(await r.transitions(u)).toHaveLength(2);
 
     r.clock.offsetMs = 2 * HOUR;
-    expect(await backend.purge()).toEqual({ transitions: 2, outbound: 2, inbound: 2, redacted: 0 });
+    expect(await backend.purge()).toEqual({
+      transitions: 2,
+      outbound: 2,
+      inbound: 2,
+      redacted: 0,
+      deadLetters: 1,
+    });
     expect(await r.transitions(u)).toEqual([]);
+    // The dead letter held the user's text: it went too, and the count with it.
+    expect(await backend.listDeadLetters(10)).toEqual([]);
+    expect((await backend.stats()).deadLetters).toBe(0);
     const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
     try {
       for (const table of ['transitions', 'outbound', 'inbound'])
@@ -190,7 +221,7 @@ describe('retention, embedded', () => {
     r.clock.offsetMs = HOUR;
     const report = await (r.baton.backend as EmbeddedBackend).purge();
     // Outbound records hold the texts sent: they go with the message retention.
-    expect(report).toEqual({ transitions: 0, outbound: 2, inbound: 0, redacted: 2 });
+    expect(report).toEqual({ transitions: 0, outbound: 2, inbound: 0, redacted: 2, deadLetters: 0 });
     expect(await r.transitions(u)).toHaveLength(2);
     const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
     try {
@@ -238,11 +269,27 @@ describe.skipIf(!up)('retention, distributed', () => {
       await new Promise((res) => setTimeout(res, 50));
     }
     const backend = r.baton.backend as DistributedBackend;
+    await backend.deadLetter(deadLetter(u));
+    expect((await backend.stats()).deadLetters).toBe(1);
     r.clock.offsetMs = 0.5 * HOUR;
-    expect(await backend.purge()).toEqual({ transitions: 0, outbound: 0, inbound: 0, redacted: 0 });
+    expect(await backend.purge()).toEqual({
+      transitions: 0,
+      outbound: 0,
+      inbound: 0,
+      redacted: 0,
+      deadLetters: 0,
+    });
     r.clock.offsetMs = 2 * HOUR;
-    expect(await backend.purge()).toEqual({ transitions: 2, outbound: 2, inbound: 2, redacted: 0 });
-    for (const table of ['transitions', 'outbound', 'inbound']) expect(await count(table), table).toBe(0);
+    expect(await backend.purge()).toEqual({
+      transitions: 2,
+      outbound: 2,
+      inbound: 2,
+      redacted: 0,
+      deadLetters: 1,
+    });
+    for (const table of ['transitions', 'outbound', 'inbound', 'dead_letters'])
+      expect(await count(table), table).toBe(0);
+    expect((await backend.stats()).deadLetters).toBe(0);
     expect(await count('sessions')).toBe(1);
     expect((await r.session(u)).metadata.version).toBe(2);
     expect(await r.post(text(u, 'bogus', Math.floor(Date.now() / 1000) + 7200))).toBe(200);

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import {
   DEFAULT_RETENTION_SEC,
+  emptyPurgeReport,
   PURGE_BATCH,
   purgeHorizons,
   yieldToLoop,
@@ -57,14 +58,14 @@ export function startMaintenance(ctx: Context): void {
 }
 
 /**
- * Retention (see `../retention.ts`): deletes transitions, outbound records and inbound
- * messages past their retention from PostgreSQL, in batches. Workers run it every
+ * Retention (see `../retention.ts`): deletes transitions, outbound records, inbound messages
+ * and dead letters past their retention from PostgreSQL, in batches. Workers run it every
  * `purgeIntervalMs` (10 min); with `lockMs`, only one process per interval does (a Redis
  * lock). Redis keeps no history: its outbound copies are capped per session and a session's
  * keys expire with it.
  */
 export async function purge(ctx: Context, opts: { lockMs?: number } = {}): Promise<PurgeReport> {
-  const report: PurgeReport = { transitions: 0, outbound: 0, inbound: 0, redacted: 0 };
+  const report = emptyPurgeReport();
   if (opts.lockMs !== undefined) {
     const got = await r('purge', () =>
       ctx.redis.set(ctx.keys.purge, randomUUID(), 'PX', Math.max(1000, opts.lockMs! - 100), 'NX'),
@@ -78,6 +79,7 @@ export async function purge(ctx: Context, opts: { lockMs?: number } = {}): Promi
     ['retention-transitions-purge', h.transitions, 'transitions'],
     ['retention-outbound-purge', h.outbound, 'outbound'],
     ['retention-inbound-purge', messagesBefore, 'inbound'],
+    ['retention-dead-letters-purge', h.outbound, 'deadLetters'],
   ];
   for (const [statement, before, field] of steps) {
     for (;;) {

@@ -37,6 +37,7 @@ export const STATEMENT_NAMES = [
   'retention-transitions-purge',
   'retention-outbound-purge',
   'retention-inbound-purge',
+  'retention-dead-letters-purge',
 ] as const;
 
 export type StatementName = (typeof STATEMENT_NAMES)[number];

@@ -52,6 +52,7 @@ import { Checkpointer, SAFETY_NET_PAGES, type CheckpointStats } from './checkpoi
 import { MIGRATIONS } from './schema.ts';
 import { StoredRate } from '../throughput.ts';
 import {
+  emptyPurgeReport,
   PURGE_BATCH,
   purgeHorizons,
   REDACTED_REASON,
@@ -286,9 +287,7 @@ export class EmbeddedBackend implements Backend {
     this.counts.pending = (
       this.sql(`SELECT COUNT(*) AS n FROM inbound WHERE state = 'pending'`).get() as { n: number }
     ).n;
-    this.counts.deadLetters = (
-      this.sql('SELECT COUNT(*) AS n FROM dead_letters WHERE replayed_at IS NULL').get() as { n: number }
-    ).n;
+    this.countDeadLetters();
     // Whatever was pending when the process stopped is due now.
     const rows = this.sql(
       `SELECT channel, user, MIN(stored_at) AS first FROM inbound WHERE state = 'pending' GROUP BY channel, user`,
@@ -517,13 +516,20 @@ export class EmbeddedBackend implements Backend {
       { status: DeliveryStatus; last_error: string | null } | undefined;
   }
 
+  /** Counts the dead letters not replayed (at start, and after a purge deleted some). */
+  private countDeadLetters(): void {
+    this.counts.deadLetters = (
+      this.sql('SELECT COUNT(*) AS n FROM dead_letters WHERE replayed_at IS NULL').get() as { n: number }
+    ).n;
+  }
+
   /**
    * Deletes what retention no longer keeps (see `../retention.ts`), in batches of
    * {@link PURGE_BATCH} rows with the event loop free between them. Runs at start and every
    * `purgeIntervalMs`; also callable (tests, with an injected clock).
    */
   async purge(): Promise<PurgeReport> {
-    const report: PurgeReport = { transitions: 0, outbound: 0, inbound: 0, redacted: 0 };
+    const report = emptyPurgeReport();
     if (this.purging) return report;
     this.purging = true;
     try {
@@ -593,6 +599,15 @@ export class EmbeddedBackend implements Backend {
         }
         return seen;
       });
+      await batches(
+        () =>
+          this.sql(
+            `DELETE FROM dead_letters WHERE rowid IN
+               (SELECT rowid FROM dead_letters WHERE created_at < ? LIMIT ?)`,
+          ).run(h.outbound, PURGE_BATCH).changes,
+        (n) => (report.deadLetters += n),
+      );
+      if (report.deadLetters > 0) this.countDeadLetters();
       this.sql('DELETE FROM signed_out WHERE until <= ?').run(this.now());
       // Status webhooks parked for sends never recorded (a send that got no answer, say).
       await batches(
