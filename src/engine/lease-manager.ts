@@ -10,18 +10,19 @@
 import { EventEmitter } from 'node:events';
 import type { Backend, LeaseGrant } from '../backends/types.ts';
 import { BatonError } from '../errors.ts';
-import { sessionId } from '../model/message.ts';
+import { logSessionId } from '../model/message.ts';
 
 /** A baton that could not be kept. Carries the session and fencing token as fields. */
 export class LeaseLostError extends BatonError {
   readonly session: string;
   readonly fence: number;
   constructor(lease: LeaseGrant, reason: string, cause?: unknown) {
-    super('BATON_ERR_LEASE_LOST', `lease on ${sessionId(lease)} (fence ${lease.fence}) lost: ${reason}`, {
+    // Masked like every log line's session: this error is logged.
+    super('BATON_ERR_LEASE_LOST', `lease on ${logSessionId(lease)} (fence ${lease.fence}) lost: ${reason}`, {
       cause,
     });
     this.name = 'LeaseLostError';
-    this.session = sessionId(lease);
+    this.session = logSessionId(lease);
     this.fence = lease.fence;
   }
 }

@@ -8,7 +8,7 @@ import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import type { BatchCommit, CommitResult, LeaseGrant } from '../../src/backends/types.ts';
-import type { LeaseLostError } from '../../src/engine/lease-manager.ts';
+import { LeaseLostError } from '../../src/engine/lease-manager.ts';
 import type { SessionKey, StoredMessage } from '../../src/model/message.ts';
 import type { OutboundRecord, SessionSnapshot } from '../../src/model/session.ts';
 
@@ -103,6 +103,13 @@ describe('the lease manager', () => {
 
     expect(lost).toHaveLength(1);
     expect(lost[0]).toMatchObject({ code: 'BATON_ERR_LEASE_LOST', session: 'c:u' });
+    // It is logged: a phone number in it is masked like every log line's.
+    const phone = new LeaseLostError(
+      { channel: 'c', user: '15551234567', token: 't', fence: 1, holder: 'w' },
+      'x',
+    );
+    expect(phone.message).not.toContain('15551234567');
+    expect(phone.session).toBe('c:*******4567');
     expect(backend.commits).toBe(0);
     expect(await backend.load(key)).toBeNull();
     expect((await backend.stats()).queueDepth).toBe(1);
