@@ -86,7 +86,10 @@ function outboundFor(
 /**
  * An agent takes the session. One already waiting for an agent keeps its version (the claim is
  * bookkeeping: `needs_agent` stays true, the bot stays silent). One the bot is still serving is
- * escalated by the agent: version + 1, a record of kind `escalated`, nothing sent.
+ * escalated by the agent: version + 1, a record of kind `escalated`, nothing sent. Like a flow's
+ * own hand-off, that ends the visit: an effect it was waiting for may still finish (its work
+ * was asked for), but its result comes for a visit that is over and is recorded, not applied,
+ * and the user's messages are `held` instead of waiting for it.
  */
 export function takeSession(prev: SessionSnapshot, agent: string, env: TransitionEnv): AgentChange {
   if (prev.needsAgent) {
@@ -97,8 +100,9 @@ export function takeSession(prev: SessionSnapshot, agent: string, env: Transitio
     };
   }
   const version = prev.version + 1;
+  const { awaiting: _awaiting, ...visitOver } = prev;
   const snapshot: SessionSnapshot = {
-    ...prev,
+    ...visitOver,
     version,
     needsAgent: true,
     agent: { name: agent, at: env.nowMs, version },

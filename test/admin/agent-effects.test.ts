@@ -2,7 +2,9 @@
  * An agent takes a session whose shop lookup is between attempts (the shop answered 503 and the
  * effect waits out its backoff): the effect pauses and leaves the baton to the agent, instead of
  * holding it through every attempt and backoff (the agent got `409 BATON_ERR_SESSION_BUSY`).
- * Later turns go on with the next attempt, with the same effect id.
+ * Later turns go on with the next attempt, with the same effect id; the result then comes for a
+ * visit the agent ended, and is recorded, not applied (the bot had answered the user and taken
+ * the session back from the agent).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
@@ -56,9 +58,28 @@ describe.each(HARNESS_BACKENDS)(
         const s = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
         expect(s.metadata.needs_agent).toBe(true);
 
+        const sentAtTake = h.graph.sent.filter((c) => c.body.to === user).length;
+        expect((await h.post(webhook([text(user, 'are you there?', 1_750_000_001)]))).status).toBe(200);
+
         // The lookup goes on later, every attempt with the one effect id.
         const calls = await shop.waitForCalls(route, 3, 20_000);
         expect(new Set(calls.map((c) => c.key)).size).toBe(1);
+        // Its result comes for a visit the agent ended: recorded, not applied; the user's message
+        // is held; the bot says nothing; the session stays with the agent.
+        await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'stale_input'), 15_000);
+        await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'held'), 15_000);
+        const after = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
+        expect(after.metadata).toMatchObject({ needs_agent: true, agent: 'Ana' });
+        expect(after.current_step).toBe('looking_up');
+        expect(h.graph.sent.filter((c) => c.body.to === user)).toHaveLength(sentAtTake);
+        const inbox = (await (await h.admin('/inbox')).json()) as { sessions: SessionView[] };
+        expect(inbox.sessions.map((x) => x.wa_id)).toContain(user);
+        const back = await h.admin(`/sessions/${user}/agent`, {
+          method: 'DELETE',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ step: 'ask_order' }),
+        });
+        expect(back.status).toBe(200);
       },
     );
   },
