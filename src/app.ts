@@ -353,6 +353,7 @@ async function createBackend(config: Config, logger: Logger, now?: () => number)
       bufferMs: config.bufferMs,
       dedupeTtlSec: config.dedupeTtlSec,
       syncMode: config.syncMode,
+      intakeLog: config.intakeLog,
       prefix: config.redisPrefix,
       schema: config.pgSchema,
       logger,

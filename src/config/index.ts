@@ -40,6 +40,8 @@ export interface Config {
   readonly maxRetries: number;
   readonly flows: string | undefined;
   readonly syncMode: SyncMode;
+  /** Distributed mode: `BATON_INTAKE_LOG` (see backends/distributed/intake-log.ts). */
+  readonly intakeLog: 'auto' | 'on' | 'off';
   /** Distributed mode: Redis key prefix (several Batons can share one Redis). */
   readonly redisPrefix: string;
   /** Distributed mode: PostgreSQL schema. */
@@ -193,6 +195,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (syncMode !== 'write-through' && syncMode !== 'write-behind') {
     throw new ConfigError('BATON_SYNC_MODE', `"${syncMode}" must be write-through or write-behind`);
   }
+  const intakeLog = str(env, 'BATON_INTAKE_LOG') ?? 'auto';
+  if (intakeLog !== 'auto' && intakeLog !== 'on' && intakeLog !== 'off') {
+    throw new ConfigError('BATON_INTAKE_LOG', `"${intakeLog}" must be auto, on or off`);
+  }
   const redisCluster = bool(env, 'BATON_REDIS_CLUSTER', false);
   const redisUrl = redisCluster ? seedUrls(env, 'REDIS_URL') : url(env, 'REDIS_URL');
   const databaseUrl = url(env, 'DATABASE_URL');
@@ -248,6 +254,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxRetries: int(env, 'BATON_MAX_RETRIES', 3, 0, 100),
     flows: str(env, 'BATON_FLOWS'),
     syncMode,
+    intakeLog,
     redisPrefix: name(env, 'BATON_REDIS_PREFIX', 'baton'),
     pgSchema: name(env, 'BATON_PG_SCHEMA', 'baton'),
     alert: {

@@ -1,7 +1,8 @@
 /**
  * A Redis of a test's own, for tests that kill and restart it: `redis-server` on a free
  * loopback port, in a fresh temporary directory, with the AOF on (fsync always) and RDB
- * snapshots off, so a restart replays exactly what was acknowledged. Stopped by PID.
+ * snapshots off, so a restart replays exactly what was acknowledged; or, with `persist:
+ * false`, keeping nothing on disk, so a restart comes back empty. Stopped by PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,12 +24,13 @@ export interface PrivateRedis {
 }
 
 /** Starts a private Redis and resolves once it accepts connections. */
-export async function startPrivateRedis(): Promise<PrivateRedis> {
+export async function startPrivateRedis(o: { persist?: boolean } = {}): Promise<PrivateRedis> {
+  const persist = o.persist ?? true;
   const dir = mkdtempSync(join(tmpdir(), 'baton-redis-'));
   const port = await freePort();
   let server: ChildProcess;
   try {
-    server = await spawnRedis(port, dir);
+    server = await spawnRedis(port, dir, persist);
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
@@ -38,7 +40,7 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     url: `redis://127.0.0.1:${port}`,
     kill: () => killHard(server),
     async restart() {
-      server = await spawnRedis(port, dir);
+      server = await spawnRedis(port, dir, persist);
     },
     async stop() {
       await killHard(server);
@@ -47,10 +49,12 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   };
 }
 
-function spawnRedis(port: number, dir: string): Promise<ChildProcess> {
+function spawnRedis(port: number, dir: string, persist: boolean): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     const args = ['--port', String(port), '--bind', '127.0.0.1'];
-    const durability = ['--appendonly', 'yes', '--appendfsync', 'always', '--save', ''];
+    const durability = persist
+      ? ['--appendonly', 'yes', '--appendfsync', 'always', '--save', '']
+      : ['--appendonly', 'no', '--save', ''];
     const p = spawn('redis-server', [...args, ...durability, '--dir', dir], {
       env: childEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -24,6 +24,7 @@ import type { ReadyScheduler } from './scheduler.ts';
 import { ScriptSet } from './scripts.ts';
 import { SharedRate } from './throughput.ts';
 import { GlobalFeed, type MailboxFigures } from './global-feed.ts';
+import type { IntakeLog } from './intake-log.ts';
 
 /** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
 export const UNSENT_RETRY_MS = 1000;
@@ -118,6 +119,8 @@ export interface Context {
   readonly intake: IntakeWatermarks | undefined;
   /** Messages stored per second across processes (the admin's messages_per_s). */
   readonly rate: SharedRate;
+  /** The intake log, when on (decided in `init`: see intake-log.ts). */
+  intakeLog: IntakeLog | null;
 }
 
 /** The group committer's work (commit.ts): copy these sessions' journals to PostgreSQL. */
@@ -188,6 +191,7 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     initialized: false,
     closed: false,
     lastRedisError: 0,
+    intakeLog: null,
     intake:
       options.bufferMs > 0
         ? new IntakeWatermarks({

@@ -17,9 +17,11 @@ import { figuresAt, type MailboxFigures } from './global-feed.ts';
 export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestResult> {
   const now = Math.min(ctx.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
   const ops: PipelineOp[] = [];
+  const jsons: string[] = [];
   for (const m of batch.messages) {
     const sk = ctx.keys.session(m);
     const stored = JSON.stringify({ ...m, storedAt: now });
+    jsons.push(stored);
     ops.push({
       script: 'intake',
       keys: [sk.seen(m.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
@@ -50,9 +52,16 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   }
   // This ingress's intake watermark rides first (before the messages it may be about to store).
   const watermark = ctx.intake?.take();
-  const replies = (await pipeline(ctx, 'ingest', watermark ? [watermark, ...ops] : ops)).slice(
-    watermark ? 1 : 0,
-  );
+  // Where Redis would not keep them across a restart, the messages go to PostgreSQL's intake
+  // log too, side by side: the webhook is answered once both have them (intake-log.ts).
+  const [stored, logged] = await Promise.allSettled([
+    pipeline(ctx, 'ingest', watermark ? [watermark, ...ops] : ops),
+    ctx.intakeLog !== null && batch.messages.length > 0
+      ? ctx.intakeLog.append(batch.messages, jsons, now)
+      : undefined,
+  ]);
+  if (stored.status === 'rejected') throw stored.reason;
+  const replies = stored.value.slice(watermark ? 1 : 0);
 
   let accepted = 0;
   let duplicates = 0;
@@ -93,6 +102,9 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // reaper reschedule the sessions.
   for (const f of figures.values()) ctx.globalFeed.post(f);
   for (const [member, due] of schedules) ctx.globalFeed.hint(member, due);
+  // Not in the intake log: answered 503, so the sender retries (what Redis stored is scheduled
+  // above all the same; the retry is then a duplicate there, and logged).
+  if (logged.status === 'rejected') throw logged.reason;
   for (const i of unknown) {
     const s = batch.statuses[i]!;
     const lastError = statusLastError(s);

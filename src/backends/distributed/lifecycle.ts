@@ -9,6 +9,7 @@ import type { Context } from './context.ts';
 import { StreamFlusher } from './flusher.ts';
 import { migrate } from './migrate.ts';
 import { persistenceWarning } from './persistence.ts';
+import { IntakeLog } from './intake-log.ts';
 import { masterNodes, nodeAddress, readerClient } from './redis-client.ts';
 import { followUp, r, redisError } from './redis-calls.ts';
 
@@ -27,11 +28,26 @@ export async function init(ctx: Context): Promise<void> {
   if (ctx.opts.migrate !== false) await migrate(ctx.opts.databaseUrl, ctx.schema);
   await r('init', () => ctx.scripts.preload(ctx.redis));
   const nodes = masterNodes(ctx.redis);
+  const mode = ctx.opts.intakeLog ?? 'auto';
+  let volatile = false;
   for (const node of nodes) {
     const warning = await persistenceWarning(node);
     if (!warning) continue;
+    volatile = true;
     const where = nodes.length > 1 ? ` (cluster node ${nodeAddress(node)})` : '';
-    ctx.log.warn({ redis: 'persistence' }, `DURABILITY WARNING: ${warning}${where}`);
+    if (mode === 'off')
+      ctx.log.warn(
+        { redis: 'persistence' },
+        `DURABILITY WARNING: ${warning}${where}; BATON_INTAKE_LOG=off, so nothing else keeps them`,
+      );
+    else ctx.log.info({ redis: 'persistence' }, `Redis does not keep every write: ${warning}${where}`);
+  }
+  if (mode === 'on' || (mode === 'auto' && volatile)) {
+    ctx.intakeLog = new IntakeLog(ctx.pg);
+    ctx.log.info(
+      { intakeLog: mode },
+      'intake log on: each webhook is also written to PostgreSQL before it is answered, and what Redis loses is restored from there',
+    );
   }
   if (ctx.opts.flusher !== false) {
     const conn = await readerClient(ctx.redis, 10_000);

@@ -22,6 +22,11 @@ export interface DistributedBackendOptions extends RetentionOptions {
   /** `BATON_DEDUPE_TTL`, seconds. */
   readonly dedupeTtlSec: number;
   readonly syncMode: 'write-through' | 'write-behind';
+  /**
+   * `BATON_INTAKE_LOG`: write each message to PostgreSQL too before a webhook is answered
+   * (intake-log.ts). `auto` (default): when a Redis master does not persist every write.
+   */
+  readonly intakeLog?: 'auto' | 'on' | 'off';
   /** Redis key prefix, default `baton`. */
   readonly prefix?: string;
   /** PostgreSQL schema, default `baton`. */

@@ -38,6 +38,9 @@ export const STATEMENT_NAMES = [
   'retention-outbound-purge',
   'retention-inbound-purge',
   'retention-dead-letters-purge',
+  'intake-log-insert',
+  'intake-log-sweep',
+  'intake-log-page',
 ] as const;
 
 export type StatementName = (typeof STATEMENT_NAMES)[number];

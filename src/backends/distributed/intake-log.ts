@@ -1,0 +1,155 @@
+/**
+ * The intake log: where Redis would not keep an acknowledged webhook across a restart (no AOF
+ * with `appendfsync always`), each message is also written to PostgreSQL before the webhook is
+ * answered, so SPEC 1.1 holds ("stored durably: Redis with AOF, or PostgreSQL").
+ *
+ * - Intake writes the log in parallel with the Redis intake script and answers `200` only when
+ *   both are done; the rows of one event-loop turn share one `INSERT` (a group commit). A
+ *   redelivered message is logged again (`ON CONFLICT DO NOTHING`): its first write may be the
+ *   one that failed.
+ * - The reaper (one process at a time, at start and every interval) sweeps the rows of messages
+ *   PostgreSQL has consumed (in `inbound`) or that are older than the dedupe window, then checks
+ *   the remaining rows older than {@link RECOVER_AFTER_MS} against Redis: a message whose dedupe
+ *   marker is gone was lost with Redis's memory, and goes back into its session's mailbox with
+ *   its first storage time, so it keeps its place in the order.
+ *
+ * `BATON_INTAKE_LOG`: `auto` (on when a Redis master does not persist every write), `on`, `off`.
+ * @module
+ */
+import type { InboundMessage } from '../../model/message.ts';
+import { PURGE_BATCH, yieldToLoop } from '../retention.ts';
+import type { Context } from './context.ts';
+import type { PgStore } from './pg-store.ts';
+import { figuresAt } from './global-feed.ts';
+import { asArray, asNumber, followUp, pipeline, scheduleOps } from './redis-calls.ts';
+import type { PipelineOp } from './scripts.ts';
+
+/** `BATON_INTAKE_LOG`. */
+export type IntakeLogMode = 'auto' | 'on' | 'off';
+
+/**
+ * A logged message not consumed this long after it was stored is checked against Redis. Only
+ * to spare checks of messages being stored right now: one checked too early is stored once all
+ * the same (the intake script's dedupe marker decides between the two writers).
+ */
+export const RECOVER_AFTER_MS = 1_000;
+
+/** Most rows one reaper pass checks against Redis (the oldest first). */
+const RECOVER_MAX = 20 * PURGE_BATCH;
+
+interface Waiter {
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+/** Gathers one event-loop turn's rows into one `INSERT`. */
+export class IntakeLog {
+  private rows: string[] = [];
+  private waiters: Waiter[] = [];
+
+  constructor(private readonly pg: PgStore) {}
+
+  /** Logs these messages, stored at `storedAt` as `stored` (their JSON, as Redis keeps them). */
+  append(messages: readonly InboundMessage[], stored: readonly string[], storedAt: number): Promise<void> {
+    const at = JSON.stringify(new Date(storedAt).toISOString());
+    messages.forEach((m, i) => {
+      this.rows.push(
+        `{"channel":${JSON.stringify(m.channel)},"user_id":${JSON.stringify(m.user)},"id":${JSON.stringify(m.id)},"stored_at":${at},"message":${stored[i]!}}`,
+      );
+    });
+    return new Promise<void>((resolve, reject) => {
+      if (this.waiters.push({ resolve, reject }) === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const rows = this.rows;
+    const waiters = this.waiters;
+    this.rows = [];
+    this.waiters = [];
+    this.pg.execute('intake-log-insert', [`[${rows.join(',')}]`]).then(
+      () => waiters.forEach((w) => w.resolve()),
+      (err: unknown) => waiters.forEach((w) => w.reject(err)),
+    );
+  }
+}
+
+/**
+ * One reaper pass over the intake log: sweeps what PostgreSQL has consumed, then puts back
+ * into Redis what Redis lost. Returns how many messages went back.
+ */
+export async function recoverIntake(ctx: Context): Promise<number> {
+  const now = ctx.now();
+  const dedupeFrom = new Date(now - ctx.opts.dedupeTtlSec * 1000);
+  for (;;) {
+    if (ctx.closed) return 0;
+    const n = await ctx.pg.execute('intake-log-sweep', [dedupeFrom, PURGE_BATCH]);
+    if (n < PURGE_BATCH) break;
+    await yieldToLoop();
+  }
+  let restored = 0;
+  let after: [Date, string, string, string] = [new Date(0), '', '', ''];
+  for (let checked = 0; checked < RECOVER_MAX;) {
+    if (ctx.closed) break;
+    const rows = await ctx.pg.query('intake-log-page', [
+      new Date(now - RECOVER_AFTER_MS),
+      ...after,
+      PURGE_BATCH,
+    ]);
+    if (rows.length === 0) break;
+    checked += rows.length;
+    const page = rows.map((r) => ({
+      channel: String(r.channel),
+      user: String(r.user_id),
+      id: String(r.id),
+      storedAt: r.stored_at as Date,
+      message: r.message as Record<string, unknown>,
+    }));
+    const last = page.at(-1)!;
+    after = [last.storedAt, last.channel, last.user, last.id];
+    const seen = await pipeline(
+      ctx,
+      'intake log check',
+      page.map((m) => ({ command: 'exists', args: [ctx.keys.session(m).seen(m.id)] })),
+    );
+    const lost = page.filter((_m, i) => asNumber(seen[i]) === 0);
+    if (lost.length > 0) restored += await restore(ctx, lost);
+    if (rows.length < PURGE_BATCH) break;
+  }
+  if (restored > 0)
+    ctx.log.warn(
+      { restored },
+      'intake log: messages acknowledged but lost by Redis (a restart without AOF?) went back into their mailboxes',
+    );
+  return restored;
+}
+
+/** Stores logged messages in their mailboxes again, with their first storage times. */
+async function restore(
+  ctx: Context,
+  lost: ReadonlyArray<{ channel: string; user: string; id: string; message: Record<string, unknown> }>,
+): Promise<number> {
+  const ops: PipelineOp[] = lost.map((m) => {
+    const sk = ctx.keys.session(m);
+    const { seq: _seq, ...stored } = m.message;
+    return {
+      script: 'intake',
+      keys: [sk.seen(m.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
+      args: [m.id, JSON.stringify(stored).slice(0, -1), ctx.opts.dedupeTtlSec, ctx.opts.bufferMs, '0'],
+    };
+  });
+  const replies = await pipeline(ctx, 'intake log restore', ops);
+  const schedules: Array<[string, number]> = [];
+  let stored = 0;
+  lost.forEach((m, i) => {
+    const reply = asArray(replies[i]);
+    const code = asNumber(reply[0]);
+    if (code < 0) return; // stored meanwhile (a redelivery)
+    stored++;
+    const member = ctx.keys.member(m);
+    ctx.globalFeed.post(figuresAt(member, reply, 1));
+    if (code > 0) schedules.push([member, code]);
+  });
+  await followUp(ctx, scheduleOps(ctx, schedules, true));
+  return stored;
+}

@@ -1,0 +1,127 @@
+/**
+ * SPEC 1.1 with a Redis that keeps nothing on disk: a webhook answered `200` is in PostgreSQL's
+ * intake log too, so when Redis is SIGKILLed and comes back empty, the reaper puts every
+ * acknowledged, unprocessed message back into its mailbox (with its first storage time) and the
+ * conversation goes on; messages already consumed are not applied again. With a Redis that
+ * fsyncs every write the log stays off (no PostgreSQL write per webhook), and
+ * `BATON_INTAKE_LOG=off` turns it off knowingly.
+ */
+import { afterEach, expect, it } from 'vitest';
+import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { text, webhook } from '../support/payloads.ts';
+import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { DATABASE_URL, describeServices, dropIsolation, isolation, pgQuery } from '../support/services.ts';
+
+const ts = 1_750_000_000;
+let cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  cleanups = [];
+});
+
+async function rig(
+  persist: boolean,
+  env: Record<string, string> = {},
+): Promise<{
+  h: Harness;
+  redis: PrivateRedis;
+  schema: string;
+  logged: () => Promise<number>;
+}> {
+  const redis = await startPrivateRedis({ persist });
+  cleanups.push(() => redis.stop());
+  const iso = isolation();
+  const prefix = iso.prefix.replace(/-/g, '_');
+  cleanups.push(() => dropIsolation(null, iso.schema));
+  const h = await startHarness({
+    REDIS_URL: redis.url,
+    DATABASE_URL,
+    BATON_REDIS_PREFIX: prefix,
+    BATON_PG_SCHEMA: iso.schema,
+    ...env,
+  });
+  cleanups.push(() => h.close());
+  const logged = async (): Promise<number> =>
+    Number((await pgQuery<{ n: string }>(iso.schema, 'SELECT count(*) AS n FROM intake_log'))[0]!.n);
+  return { h, redis, schema: iso.schema, logged };
+}
+
+describeServices('the intake log (a Redis without AOF)', () => {
+  it('puts back what a Redis restart lost, in order, and applies nothing twice', async () => {
+    // A long buffer window: the messages below are acknowledged and still in the mailbox when
+    // Redis dies.
+    const { h, redis, schema, logged } = await rig(false, { BATON_BUFFER_MS: '2500' });
+    const [a, b] = ['15550501001', '15550501002'];
+    expect((await h.post(webhook([text(a, 'hi', ts)]))).status).toBe(200);
+    await h.settled(a, 1);
+    // Its prompt recorded as sent in PostgreSQL too (else the restart may send it again, as SPEC
+    // 1.6 allows after a crash between a send and its record).
+    await h.until(async () => {
+      const rows = await pgQuery<{ status: string }>(
+        schema,
+        'SELECT status FROM outbound WHERE user_id = $1',
+        [a],
+      );
+      return rows.length === 1 && rows[0]!.status !== 'pending';
+    });
+    expect((await h.post(webhook([text(a, 'Jane', ts + 1)]))).status).toBe(200);
+    expect((await h.post(webhook([text(a, 'Doe', ts + 2)]))).status).toBe(200);
+    expect((await h.post(webhook([text(b, 'hello', ts)]))).status).toBe(200);
+    expect(await logged()).toBe(4);
+
+    await redis.kill();
+    await redis.restart(); // empty
+    const backend = h.baton.backend as DistributedBackend;
+    await h.until(async () => (await backend.health()).redis, 10_000);
+    await new Promise((r) => setTimeout(r, 1100)); // RECOVER_AFTER_MS
+    await backend.reapOnce(30_000, { force: true });
+
+    // a's two texts are one name (one batch, order kept); b got its first prompt; a's "hi",
+    // consumed before the crash, was not applied again.
+    const sa = await h.settled(a, 2);
+    expect(sa.data).toEqual({ customer_name: 'Jane Doe' });
+    expect((await h.transitions(a)).map((r) => r.kind)).toEqual(['advance', 'advance']);
+    expect((await h.settled(b, 1)).current_step).toBe('ask_name');
+    const prompts = h.graph.sent.filter((c) => c.body.to === a).map((c) => c.body.biz_opaque_callback_data);
+    expect(prompts).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);
+
+    // Consumed messages leave the log.
+    await h.until(async () => {
+      await backend.reapOnce(30_000, { force: true });
+      return (await logged()) === 0;
+    }, 10_000);
+  }, 60_000);
+
+  it('answers 503, not 200, while PostgreSQL is away (Redis alone would not keep the message)', async () => {
+    const proxy = await startTcpProxy(Number(new URL(DATABASE_URL).port || 5432));
+    cleanups.push(async () => proxy.close());
+    const viaProxy = new URL(DATABASE_URL);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const { h, logged } = await rig(false, { DATABASE_URL: viaProxy.toString() });
+    const u = '15550501005';
+    const hi = webhook([text(u, 'hi', ts)]);
+    proxy.block();
+    expect((await h.post(hi)).status).toBe(503);
+    proxy.unblock();
+    // Meta retries: now it is stored, once.
+    await h.until(async () => (await h.post(hi)).status === 200, 15_000);
+    expect((await h.settled(u, 1)).current_step).toBe('ask_name');
+    expect(await h.transitions(u)).toHaveLength(1);
+    expect(await logged()).toBeLessThanOrEqual(1);
+  }, 60_000);
+
+  it('stays off with a Redis that fsyncs every write, and when BATON_INTAKE_LOG=off', async () => {
+    const durable = await rig(true);
+    expect((await durable.h.post(webhook([text('15550501003', 'hi', ts)]))).status).toBe(200);
+    await durable.h.settled('15550501003', 1);
+    expect(await durable.logged()).toBe(0);
+
+    const off = await rig(false, { BATON_INTAKE_LOG: 'off' });
+    expect((await off.h.post(webhook([text('15550501004', 'hi', ts)]))).status).toBe(200);
+    await off.h.settled('15550501004', 1);
+    expect(await off.logged()).toBe(0);
+  }, 60_000);
+});
