@@ -39,7 +39,15 @@ export const ERROR_CODES = {
   BATON_ERR_UNKNOWN_STEP: { status: 400, message: 'The flow has no such step' },
   BATON_ERR_NOT_WITH_AGENT: { status: 409, message: 'The session is not waiting for an agent' },
   BATON_ERR_STEP_NEEDS_DATA: { status: 409, message: 'The step needs data the session does not have' },
+  BATON_ERR_STEP_NOT_FOR_HANDBACK: {
+    status: 400,
+    message: 'The flow does not let an agent hand a session back at this step',
+  },
   BATON_ERR_CSRF: { status: 403, message: 'Missing or invalid CSRF token' },
+  BATON_ERR_TOO_MANY_ATTEMPTS: {
+    status: 429,
+    message: 'Too many wrong admin tokens from this address: wait a minute and try again',
+  },
   BATON_ERR_INTERNAL: { status: 500, message: 'Internal error' },
   BATON_ERR_FLOW_REPLY: { status: 500, message: 'A reply built by flow code breaks a WhatsApp limit' },
 } as const;

@@ -54,8 +54,18 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
       api.setNotFoundHandler((_req, reply) => fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such route'));
 
       api.addHook('onRequest', async (req, reply) => {
+        const wait = auth.throttle.waitMs(req.ip);
+        if (wait > 0) {
+          reply.header('retry-after', String(Math.ceil(wait / 1000)));
+          return fail(reply, 'BATON_ERR_TOO_MANY_ATTEMPTS');
+        }
         const caller = await auth.callerOf(req);
-        if (caller === null) return fail(reply, 'BATON_ERR_UNAUTHORIZED');
+        if (caller === null) {
+          // A wrong token is a guess; no token at all (a signed-out page) is not.
+          const given = req.headers.authorization;
+          if (given !== undefined) auth.throttle.failed(req.ip, given);
+          return fail(reply, 'BATON_ERR_UNAUTHORIZED');
+        }
         if (!auth.csrfOk(req, caller)) return fail(reply, 'BATON_ERR_CSRF');
       });
 

@@ -28,12 +28,14 @@ export const SIGN_IN_ATTEMPTS = 10;
 const SIGN_IN_WINDOW_MS = 60_000;
 
 /**
- * Slows down guessing the admin token at the sign-in form: after {@link SIGN_IN_ATTEMPTS} wrong
- * tokens from one address within a minute, that address waits out the minute (the form answers
- * 429). Per process, in memory; the token's length does the rest.
+ * Slows down guessing the admin token, at the sign-in form and as a Bearer token of the admin
+ * API alike: after {@link SIGN_IN_ATTEMPTS} different wrong tokens from one address within a
+ * minute, that address waits out the minute (both answer 429, the right token included: else
+ * guesses would go on being checked). The same wrong token again is no new guess (a client left
+ * with an old token locks nobody out). Per process, in memory; the token's length does the rest.
  */
 export class SignInThrottle {
-  private readonly failures = new Map<string, { count: number; until: number }>();
+  private readonly failures = new Map<string, { tried: Set<string>; until: number }>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -41,16 +43,18 @@ export class SignInThrottle {
   waitMs(address: string): number {
     const f = this.failures.get(address);
     if (f === undefined || f.until <= this.now()) return 0;
-    return f.count >= SIGN_IN_ATTEMPTS ? f.until - this.now() : 0;
+    return f.tried.size >= SIGN_IN_ATTEMPTS ? f.until - this.now() : 0;
   }
 
-  failed(address: string): void {
+  /** `address` tried the wrong `token`. */
+  failed(address: string, token: string): void {
     const now = this.now();
+    const guess = createHash('sha256').update(token).digest('base64url');
     const f = this.failures.get(address);
     if (f === undefined || f.until <= now) {
       if (this.failures.size >= 10_000) this.failures.clear(); // a flood of addresses: start over
-      this.failures.set(address, { count: 1, until: now + SIGN_IN_WINDOW_MS });
-    } else f.count += 1;
+      this.failures.set(address, { tried: new Set([guess]), until: now + SIGN_IN_WINDOW_MS });
+    } else if (f.tried.size < SIGN_IN_ATTEMPTS) f.tried.add(guess);
   }
 }
 
@@ -69,11 +73,16 @@ export interface SignOuts {
 const COOKIE_RE = /^(\d{1,16})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$/;
 
 export class AdminAuth {
+  /** Wrong tokens per address, for the form and the API (one count: the same secret). */
+  readonly throttle: SignInThrottle;
+
   constructor(
     private readonly token: string,
     private readonly signOuts: SignOuts,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.throttle = new SignInThrottle(now);
+  }
 
   /** Compares a token typed at sign-in (or sent as Bearer) with the admin token. */
   tokenMatches(given: string): boolean {

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminDeps } from './api.ts';
 import { ID_PATTERN } from '../providers/screen.ts';
-import { isSecure, SignInThrottle, type AdminAuth } from './auth.ts';
+import { isSecure, type AdminAuth } from './auth.ts';
 import { conversationPage } from './conversation.ts';
 import { flowPicture } from './flow-picture.ts';
 import { flowMermaid } from '../graph/index.ts';
@@ -79,7 +79,7 @@ export function registerDashboard(
         return payload;
       });
 
-      const throttle = new SignInThrottle();
+      const throttle = auth.throttle;
       /** The signed-in cookie, or null after answering (sign-in page or redirect). */
       const signedIn = (req: FastifyRequest): Promise<string | null> => auth.signedIn(req);
       const page = (reply: FastifyReply, cookie: string, title: string, body: Html, status = 200) =>
@@ -107,7 +107,7 @@ export function registerDashboard(
         }
         const body = SignInBody.safeParse(req.body);
         if (!body.success || !auth.tokenMatches(body.data.token)) {
-          throttle.failed(req.ip);
+          throttle.failed(req.ip, body.success ? body.data.token : '');
           return reply
             .code(401)
             .type('text/html; charset=utf-8')

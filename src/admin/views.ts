@@ -4,7 +4,7 @@
  * @module
  */
 import type { Flow } from '../flow/define.ts';
-import { agentOf, missingNeeds } from '../flow/agent.ts';
+import { agentOf, handbackOpen } from '../flow/agent.ts';
 import {
   toSessionView,
   type OutboundRecord,
@@ -183,10 +183,8 @@ export function stateCard(s: SessionSnapshot, lease: ReturnType<typeof leaseView
 
 export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
   const here = sessionHref(s);
-  // The steps a handback may name: those whose `needs` the session's data has.
-  const steps = flow
-    ? [...flow.steps.values()].filter((d) => missingNeeds(d, s.data).length === 0).map((d) => d.id)
-    : [];
+  // The steps a handback may name: those the flow opens to it whose `needs` the session's data has.
+  const steps = flow ? [...flow.steps.values()].filter((d) => handbackOpen(d, s.data)).map((d) => d.id) : [];
   const chosen = s.step ?? flow?.start ?? '';
   const agent = agentOf(s);
   return html`<section class="card" id="actions">

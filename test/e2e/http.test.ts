@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, VERIFY_TOKEN, type Harness } from '../support/harness.ts';
+import { ADMIN_TOKEN, startHarness, VERIFY_TOKEN, type Harness } from '../support/harness.ts';
 import { envelopeWith, PHONE_ID, statusWebhook, text, webhook } from '../support/payloads.ts';
 import { webhookBody } from '../../loadgen/payloads.ts';
 
@@ -143,6 +143,30 @@ describe('health, readiness, metrics, admin auth', () => {
     });
     expect(wrong.status).toBe(401);
     expect((await h.admin('/sessions/000000')).status).toBe(404);
+  });
+
+  it('slows down Bearer guesses: ten different wrong tokens from one address, then 429 for a minute, the right one included', async () => {
+    const h2 = await startHarness();
+    try {
+      const call = (token?: string) =>
+        fetch(
+          `${h2.url}/admin/api/stats`,
+          token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } },
+        );
+      // No token at all is no guess.
+      for (let i = 0; i < 12; i++) expect((await call()).status).toBe(401);
+      expect((await call(ADMIN_TOKEN)).status).toBe(200);
+      // An old token sent again and again is one guess.
+      for (let i = 0; i < 12; i++) expect((await call('old-token')).status).toBe(401);
+      expect((await call(ADMIN_TOKEN)).status).toBe(200);
+      for (let i = 0; i < 9; i++) expect((await call(`guess-${i}`)).status).toBe(401);
+      const blocked = await call(ADMIN_TOKEN);
+      expect(blocked.status).toBe(429);
+      expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(await blocked.json()).toMatchObject({ code: 'BATON_ERR_TOO_MANY_ATTEMPTS' });
+    } finally {
+      await h2.close();
+    }
   });
 
   it('answers 409 listing channels when a user has sessions on several numbers', async () => {
