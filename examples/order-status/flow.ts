@@ -222,6 +222,8 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
       },
       cancelling: {
         needs: ['order'],
+        // Entering it cancels the order: only the user's `cancel_yes` may (SPEC 5b).
+        handback: false,
         say: (d, { t }) => t('cancelling', { order: d.order ?? '' }),
         to: ['done', 'show_status'],
         effect: {

@@ -140,6 +140,11 @@ export function missingNeeds(step: Pick<StepDef, 'needs'>, data: FlowData): stri
   return step.needs.filter((k) => data[k] === undefined || data[k] === null);
 }
 
+/** Whether an agent may hand a session with `data` back at `step` now. */
+export function handbackOpen(step: Pick<StepDef, 'needs' | 'handback'>, data: FlowData): boolean {
+  return step.handback && missingNeeds(step, data).length === 0;
+}
+
 /**
  * The agent hands the session back to the bot at `step` (see `handbackTransition`): checked
  * here, computed by the flow core so the step is entered exactly as a flow would enter it.
@@ -156,7 +161,14 @@ export function handback(
   if (!prev.needsAgent) {
     throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the session is not waiting for an agent');
   }
-  const missing = missingNeeds(flow.steps.get(stepId)!, prev.data);
+  const step = flow.steps.get(stepId)!;
+  if (!step.handback) {
+    throw new BatonError(
+      'BATON_ERR_STEP_NOT_FOR_HANDBACK',
+      `flow ${flow.id} does not let an agent hand a session back at "${stepId}" (entering it does what only the user may ask for); choose another step`,
+    );
+  }
+  const missing = missingNeeds(step, prev.data);
   if (missing.length > 0) {
     throw new BatonError(
       'BATON_ERR_STEP_NEEDS_DATA',

@@ -205,6 +205,12 @@ export interface StepSpec<S extends string = string, D = FlowData, E extends Eff
    * question built on data it does not have.
    */
   readonly needs?: readonly (keyof D & string)[];
+  /**
+   * Whether an agent may hand the session back at this step (default true). `false` for a step
+   * whose entry does what only the user may ask for: entering the order-status example's
+   * `cancelling` cancels the order at the shop.
+   */
+  readonly handback?: boolean;
 }
 
 /** Per-language catalogs: `t(key)` looks the key up in the catalog named by `data[field]`. */
@@ -309,6 +315,8 @@ export interface StepDef<S extends string = string> {
   readonly words?: WordsSpec<FlowData>;
   /** Data keys the step relies on (see `StepSpec.needs`); empty when it names none. */
   readonly needs: readonly string[];
+  /** Whether an agent may hand a session back at this step (see `StepSpec.handback`). */
+  readonly handback: boolean;
   readonly effect?: {
     readonly use: string;
     readonly input?: (data: FlowData) => unknown;
@@ -411,6 +419,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
       accepts: s.choices !== undefined ? 'choice' : eff !== undefined ? 'any' : (s.accepts ?? 'text'),
       choices,
       needs: s.needs ?? [],
+      handback: s.handback ?? true,
       ...(s.say !== undefined ? { say: s.say } : {}),
       ...(s.listButton !== undefined ? { listButton: s.listButton } : {}),
       ...(s.on !== undefined ? { on: s.on } : {}),

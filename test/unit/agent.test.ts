@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import { orderFlow } from '../../src/bots/order.ts';
 import { BatonError } from '../../src/errors.ts';
 import { agentMessage, agentOf, handback, takeSession } from '../../src/flow/agent.ts';
@@ -103,6 +104,25 @@ describe('agent operations (pure)', () => {
       expect((e as BatonError).code).toBe('BATON_ERR_UNKNOWN_STEP');
       expect((e as BatonError).statusCode).toBe(400);
     }
+  });
+
+  it('a handback to a step the flow closes to it (order-status `cancelling`: entering it cancels) is refused', () => {
+    const flow = orderStatusFlow({ apiUrl: 'http://127.0.0.1:9' });
+    const taken: SessionSnapshot = {
+      ...takeSession(escalated(), 'Ana', env).snapshot,
+      flow: flow.id,
+      step: 'show_status',
+      data: { lang: 'en', order: 'ORD-12345' },
+    };
+    try {
+      handback(taken, flow, 'cancelling', env);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as BatonError).code).toBe('BATON_ERR_STEP_NOT_FOR_HANDBACK');
+      expect((e as BatonError).statusCode).toBe(400);
+    }
+    // Its neighbours stay open: a new lookup, or the status list.
+    expect(handback(taken, flow, 'ask_order', env).snapshot.step).toBe('ask_order');
   });
 
   it('a handback to a step whose needs the session lacks is refused with BATON_ERR_STEP_NEEDS_DATA', () => {
