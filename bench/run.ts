@@ -302,6 +302,8 @@ async function distributed(sink: ReplySink, bufferMs: number, workers: number): 
     BATON_REDIS_PREFIX: name,
     BATON_PG_SCHEMA: name,
     PGAPPNAME: name,
+    // Baton's default (`auto`: on when the Redis does not persist every write) unless set.
+    ...(process.env.BENCH_INTAKE_LOG ? { BATON_INTAKE_LOG: process.env.BENCH_INTAKE_LOG } : {}),
   });
   const procs: Proc[] = [];
   const cleanup = async (): Promise<void> => {

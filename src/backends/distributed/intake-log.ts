@@ -4,9 +4,10 @@
  * answered, so SPEC 1.1 holds ("stored durably: Redis with AOF, or PostgreSQL").
  *
  * - Intake writes the log in parallel with the Redis intake script and answers `200` only when
- *   both are done; the rows of one event-loop turn share one `INSERT` (a group commit). A
- *   redelivered message is logged again (`ON CONFLICT DO NOTHING`): its first write may be the
- *   one that failed.
+ *   both are done. One `INSERT` runs at a time per process, and the rows that arrive meanwhile
+ *   gather for the next one (a group commit: under load, one statement and one WAL flush carry
+ *   many webhooks). A redelivered message is logged again (`ON CONFLICT DO NOTHING`): its first
+ *   write may be the one that failed.
  * - The reaper (one process at a time, at start and every interval) sweeps the rows of messages
  *   PostgreSQL has consumed (in `inbound`) or that are older than the dedupe window, then checks
  *   the remaining rows older than {@link RECOVER_AFTER_MS} against Redis: a message whose dedupe
@@ -42,10 +43,12 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
-/** Gathers one event-loop turn's rows into one `INSERT`. */
+/** Gathers rows into one `INSERT` at a time: those of a turn, and those that came while one ran. */
 export class IntakeLog {
   private rows: string[] = [];
   private waiters: Waiter[] = [];
+  /** An `INSERT` runs, or one is scheduled for the end of this turn. */
+  private busy = false;
 
   constructor(private readonly pg: PgStore) {}
 
@@ -58,7 +61,11 @@ export class IntakeLog {
       );
     });
     return new Promise<void>((resolve, reject) => {
-      if (this.waiters.push({ resolve, reject }) === 1) setImmediate(() => this.flush());
+      this.waiters.push({ resolve, reject });
+      if (!this.busy) {
+        this.busy = true;
+        setImmediate(() => this.flush());
+      }
     });
   }
 
@@ -67,10 +74,16 @@ export class IntakeLog {
     const waiters = this.waiters;
     this.rows = [];
     this.waiters = [];
-    this.pg.execute('intake-log-insert', [`[${rows.join(',')}]`]).then(
-      () => waiters.forEach((w) => w.resolve()),
-      (err: unknown) => waiters.forEach((w) => w.reject(err)),
-    );
+    this.pg
+      .execute('intake-log-insert', [`[${rows.join(',')}]`])
+      .then(
+        () => waiters.forEach((w) => w.resolve()),
+        (err: unknown) => waiters.forEach((w) => w.reject(err)),
+      )
+      .finally(() => {
+        if (this.waiters.length > 0) this.flush();
+        else this.busy = false;
+      });
   }
 }
 
