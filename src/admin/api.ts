@@ -13,6 +13,7 @@ import type { SessionKey } from '../model/message.ts';
 import { toSessionView, type SessionSnapshot } from '../model/session.ts';
 import { registerAgentRoutes, type AgentDesk } from './agent-routes.ts';
 import { AdminAuth } from './auth.ts';
+import { outboundView } from './conversation.ts';
 import { acceptJsonBodies, adminErrorHandler, fail, findOne, parsed } from './http.ts';
 import {
   ChannelQuery,
@@ -97,7 +98,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
 
       api.get('/sessions/:waId/outbound', { schema: one }, async (req, reply) => {
         const s = await findOne(backend, req, reply);
-        return s ? { outbound: await backend.outbound(s) } : reply;
+        return s ? { outbound: (await backend.outbound(s)).map(outboundView) } : reply;
       });
 
       api.delete('/sessions/:waId/lock', { schema: { ...one, body: NoBody } }, async (req, reply) => {

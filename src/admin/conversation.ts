@@ -114,6 +114,52 @@ function outboundItem(o: OutboundRecord): Sortable {
   };
 }
 
+/** One outbound record as `GET /sessions/:waId/outbound` answers it (the API's snake_case). */
+export interface OutboundView {
+  readonly id: string;
+  readonly seq: number;
+  /** `reply`, or `effect` (work a step started: run, not sent). */
+  readonly kind: 'reply' | 'effect';
+  readonly flow: string;
+  readonly step: string;
+  readonly version: number;
+  readonly to: string;
+  readonly body: unknown;
+  readonly callback_data: string;
+  readonly status: OutboundStatus;
+  readonly attempts: number;
+  /** The wamid Graph gave it, once sent. */
+  readonly wamid?: string;
+  readonly last_error?: string;
+  /** The inbound message a notice answers (stale input). */
+  readonly in_reply_to?: string;
+  /** An effect's name and id (its `Idempotency-Key`). */
+  readonly effect?: { readonly name: string; readonly id: string };
+  /** ISO 8601. */
+  readonly created_at: string;
+}
+
+export function outboundView(o: OutboundRecord): OutboundView {
+  return {
+    id: o.id,
+    seq: o.seq,
+    kind: o.effect === undefined ? 'reply' : 'effect',
+    flow: o.flow,
+    step: o.step,
+    version: o.version,
+    to: o.to,
+    body: o.body,
+    callback_data: o.callbackData,
+    status: o.status,
+    attempts: o.attempts,
+    ...(o.providerMessageId !== undefined ? { wamid: o.providerMessageId } : {}),
+    ...(o.lastError !== undefined ? { last_error: o.lastError } : {}),
+    ...(o.inReplyTo !== undefined ? { in_reply_to: o.inReplyTo } : {}),
+    ...(o.effect !== undefined ? { effect: { name: o.effect.name, id: o.effect.id } } : {}),
+    created_at: iso(o.createdAt),
+  };
+}
+
 /** One inbound message as the conversation shows it. */
 export function inboundView(m: StoredMessage): ConversationItem {
   return inboundItem(m).item;

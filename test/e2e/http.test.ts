@@ -169,6 +169,42 @@ describe('health, readiness, metrics, admin auth', () => {
     }
   });
 
+  it("lists a session's outbound messages in the API's own shape (snake_case, ISO times), not the store's", async () => {
+    const u = '15550007781';
+    expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)]))).status).toBe(200);
+    await h.settled(u, 1);
+    await h.graph.waitFor((c) => c.body.to === u);
+    let outbound: Array<Record<string, unknown>> = [];
+    await h.until(async () => {
+      const r = await h.admin(`/sessions/${u}/outbound`);
+      outbound = ((await r.json()) as { outbound: Array<Record<string, unknown>> }).outbound;
+      return outbound[0]?.status === 'sent';
+    });
+    expect(outbound).toHaveLength(1);
+    expect(outbound[0]).toMatchObject({
+      kind: 'reply',
+      flow: 'order',
+      step: 'ask_name',
+      version: 1,
+      to: u,
+      callback_data: 'baton:order:ask_name:1',
+      status: 'sent',
+      attempts: 1,
+      wamid: expect.stringMatching(/^wamid\./),
+      body: { type: 'text' },
+    });
+    expect(Date.parse(outbound[0]!.created_at as string)).toBeGreaterThan(0);
+    for (const internal of [
+      'callbackData',
+      'providerMessageId',
+      'claims',
+      'createdAt',
+      'isPrompt',
+      'channel',
+    ])
+      expect(outbound[0]).not.toHaveProperty(internal);
+  });
+
   it('answers 409 listing channels when a user has sessions on several numbers', async () => {
     const u = '15550007777';
     expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)], '111'))).status).toBe(200);
