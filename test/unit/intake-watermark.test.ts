@@ -259,10 +259,11 @@ describe('the worker side', () => {
     const worker = watermarks({ send: redis.send, ingressId: 'worker' });
     worker.gate();
     const windowEnd = Date.now(); // after the idle ingress's publish
+    const before = ingress.published; // 1, or 2 if a stalled machine let its idle tick come too
     const started = Date.now();
     expect(await worker.drained(windowEnd, 2000)).toBe(true);
     expect(Date.now() - started).toBeLessThan(IDLE_PERIOD_MS / 2);
-    expect(ingress.published).toBe(2);
+    expect(ingress.published).toBe(before + 1);
   });
 
   it('stops waiting when its lease is lost', async () => {
