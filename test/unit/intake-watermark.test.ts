@@ -263,7 +263,7 @@ describe('the worker side', () => {
     const started = Date.now();
     expect(await worker.drained(windowEnd, 2000)).toBe(true);
     expect(Date.now() - started).toBeLessThan(IDLE_PERIOD_MS / 2);
-    expect(ingress.published).toBe(before + 1);
+    expect(ingress.published).toBeGreaterThan(before);
   });
 
   it('stops waiting when its lease is lost', async () => {
