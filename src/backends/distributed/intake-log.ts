@@ -3,11 +3,14 @@
  * with `appendfsync always`), each message is also written to PostgreSQL before the webhook is
  * answered, so SPEC 1.1 holds ("stored durably: Redis with AOF, or PostgreSQL").
  *
- * - Intake writes the log in parallel with the Redis intake script and answers `200` only when
- *   both are done. One `INSERT` runs at a time per process, and the rows that arrive meanwhile
- *   gather for the next one (a group commit: under load, one statement and one WAL flush carry
- *   many webhooks). A redelivered message is logged again (`ON CONFLICT DO NOTHING`): its first
- *   write may be the one that failed.
+ * - Intake writes the log first, then runs the Redis intake script, and answers `200` once both
+ *   have the messages. One `INSERT` runs at a time per process, and the rows that arrive
+ *   meanwhile gather for the next one (a group commit: under load, one statement and one WAL
+ *   flush carry many webhooks). A redelivered message is logged again (`ON CONFLICT DO
+ *   NOTHING`): its first write may be the one that failed. The same statement names the
+ *   messages PostgreSQL has consumed already (`inbound`): redeliveries that Redis no longer
+ *   recognises once a restart lost its dedupe markers; intake takes them for duplicates and does
+ *   not store them again (SPEC 1.2).
  * - The reaper (one process at a time, at start and every interval) sweeps the rows of messages
  *   PostgreSQL has consumed (in `inbound`) or that are older than the dedupe window, then checks
  *   the remaining rows older than {@link RECOVER_AFTER_MS} against Redis: a message whose dedupe
@@ -29,18 +32,23 @@ import type { PipelineOp } from './scripts.ts';
 export type IntakeLogMode = 'auto' | 'on' | 'off';
 
 /**
- * A logged message not consumed this long after it was stored is checked against Redis. Only
- * to spare checks of messages being stored right now: one checked too early is stored once all
- * the same (the intake script's dedupe marker decides between the two writers).
+ * A logged message not consumed this long after it was stored is checked against Redis: the log
+ * is written before Redis, so a younger one may be on its way there (one checked too early is
+ * stored once all the same: the intake script's dedupe marker decides between the two writers).
  */
-export const RECOVER_AFTER_MS = 1_000;
+export const RECOVER_AFTER_MS = 500;
 
 /** Most rows one reaper pass checks against Redis (the oldest first). */
 const RECOVER_MAX = 20 * PURGE_BATCH;
 
 interface Waiter {
-  resolve(): void;
+  resolve(consumed: ReadonlySet<string>): void;
   reject(err: unknown): void;
+}
+
+/** A logged message's key in the set of consumed ones. */
+export function consumedKey(m: { channel: string; user: string; id: string }): string {
+  return `${m.channel}\n${m.user}\n${m.id}`;
 }
 
 /** Gathers rows into one `INSERT` at a time: those of a turn, and those that came while one ran. */
@@ -52,15 +60,22 @@ export class IntakeLog {
 
   constructor(private readonly pg: PgStore) {}
 
-  /** Logs these messages, stored at `storedAt` as `stored` (their JSON, as Redis keeps them). */
-  append(messages: readonly InboundMessage[], stored: readonly string[], storedAt: number): Promise<void> {
+  /**
+   * Logs these messages, stored at `storedAt` as `stored` (their JSON, as Redis keeps them).
+   * Resolves with the keys ({@link consumedKey}) of those PostgreSQL has consumed already.
+   */
+  append(
+    messages: readonly InboundMessage[],
+    stored: readonly string[],
+    storedAt: number,
+  ): Promise<ReadonlySet<string>> {
     const at = JSON.stringify(new Date(storedAt).toISOString());
     messages.forEach((m, i) => {
       this.rows.push(
         `{"channel":${JSON.stringify(m.channel)},"user_id":${JSON.stringify(m.user)},"id":${JSON.stringify(m.id)},"stored_at":${at},"message":${stored[i]!}}`,
       );
     });
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<ReadonlySet<string>>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       if (!this.busy) {
         this.busy = true;
@@ -75,9 +90,16 @@ export class IntakeLog {
     this.rows = [];
     this.waiters = [];
     this.pg
-      .execute('intake-log-insert', [`[${rows.join(',')}]`])
+      .query('intake-log-insert', [`[${rows.join(',')}]`])
       .then(
-        () => waiters.forEach((w) => w.resolve()),
+        (found) => {
+          const consumed = new Set(
+            found.map((r) =>
+              consumedKey({ channel: String(r.channel), user: String(r.user_id), id: String(r.id) }),
+            ),
+          );
+          waiters.forEach((w) => w.resolve(consumed));
+        },
         (err: unknown) => waiters.forEach((w) => w.reject(err)),
       )
       .finally(() => {

@@ -5,7 +5,12 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { EARLY_STATUS_TTL_MS, statusLastError, type WebhookBatch } from '../../model/message.ts';
+import {
+  EARLY_STATUS_TTL_MS,
+  statusLastError,
+  type InboundMessage,
+  type WebhookBatch,
+} from '../../model/message.ts';
 import type { IngestResult } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
@@ -13,15 +18,25 @@ import { entryPrefix } from './journal.ts';
 import { asArray, asNumber, pipeline, run } from './redis-calls.ts';
 import type { PipelineOp } from './scripts.ts';
 import { figuresAt, type MailboxFigures } from './global-feed.ts';
+import { consumedKey } from './intake-log.ts';
 
 export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestResult> {
   const now = Math.min(ctx.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
+  const jsons = batch.messages.map((m) => JSON.stringify({ ...m, storedAt: now }));
+  // Where Redis would not keep them across a restart, the messages go to PostgreSQL's intake log
+  // first (intake-log.ts); those PostgreSQL has consumed already are redeliveries a restarted
+  // Redis no longer recognises: duplicates, not stored again.
+  const consumed =
+    ctx.intakeLog !== null && batch.messages.length > 0
+      ? await ctx.intakeLog.append(batch.messages, jsons, now)
+      : null;
+  const messages: InboundMessage[] = [];
   const ops: PipelineOp[] = [];
-  const jsons: string[] = [];
-  for (const m of batch.messages) {
+  for (const [i, m] of batch.messages.entries()) {
+    if (consumed?.has(consumedKey(m))) continue;
     const sk = ctx.keys.session(m);
-    const stored = JSON.stringify({ ...m, storedAt: now });
-    jsons.push(stored);
+    const stored = jsons[i]!;
+    messages.push(m);
     ops.push({
       script: 'intake',
       keys: [sk.seen(m.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
@@ -52,23 +67,16 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   }
   // This ingress's intake watermark rides first (before the messages it may be about to store).
   const watermark = ctx.intake?.take();
-  // Where Redis would not keep them across a restart, the messages go to PostgreSQL's intake
-  // log too, side by side: the webhook is answered once both have them (intake-log.ts).
-  const [stored, logged] = await Promise.allSettled([
-    pipeline(ctx, 'ingest', watermark ? [watermark, ...ops] : ops),
-    ctx.intakeLog !== null && batch.messages.length > 0
-      ? ctx.intakeLog.append(batch.messages, jsons, now)
-      : undefined,
-  ]);
-  if (stored.status === 'rejected') throw stored.reason;
-  const replies = stored.value.slice(watermark ? 1 : 0);
+  const replies = (await pipeline(ctx, 'ingest', watermark ? [watermark, ...ops] : ops)).slice(
+    watermark ? 1 : 0,
+  );
 
   let accepted = 0;
-  let duplicates = 0;
+  let duplicates = batch.messages.length - messages.length;
   let statuses = 0;
   const schedules: Array<[string, number]> = [];
   const figures = new Map<string, MailboxFigures>();
-  batch.messages.forEach((m, i) => {
+  messages.forEach((m, i) => {
     const reply = asArray(replies[i]);
     const code = asNumber(reply[0]);
     if (code === ScriptCode.Duplicate) {
@@ -84,7 +92,7 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   const journaled: string[] = [];
   const unknown: number[] = [];
   batch.statuses.forEach((s, i) => {
-    const reply = asArray(replies[batch.messages.length + i]);
+    const reply = asArray(replies[messages.length + i]);
     if (asNumber(reply[0]) === ScriptCode.NotFound) unknown.push(i);
     else {
       statuses++;
@@ -102,9 +110,6 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // reaper reschedule the sessions.
   for (const f of figures.values()) ctx.globalFeed.post(f);
   for (const [member, due] of schedules) ctx.globalFeed.hint(member, due);
-  // Not in the intake log: answered 503, so the sender retries (what Redis stored is scheduled
-  // above all the same; the retry is then a duplicate there, and logged).
-  if (logged.status === 'rejected') throw logged.reason;
   for (const i of unknown) {
     const s = batch.statuses[i]!;
     const lastError = statusLastError(s);

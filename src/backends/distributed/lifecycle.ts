@@ -9,7 +9,7 @@ import type { Context } from './context.ts';
 import { StreamFlusher } from './flusher.ts';
 import { migrate } from './migrate.ts';
 import { persistenceWarning } from './persistence.ts';
-import { IntakeLog } from './intake-log.ts';
+import { IntakeLog, recoverIntake } from './intake-log.ts';
 import { masterNodes, nodeAddress, readerClient } from './redis-client.ts';
 import { followUp, r, redisError } from './redis-calls.ts';
 
@@ -48,6 +48,19 @@ export async function init(ctx: Context): Promise<void> {
       { intakeLog: mode },
       'intake log on: each webhook is also written to PostgreSQL before it is answered, and what Redis loses is restored from there',
     );
+    // Redis back after an outage (a restart that may have lost what it held): restore at once,
+    // rather than at the reaper's next pass, so that what the user sent before the restart goes
+    // back into the mailbox before what they send after it is processed.
+    let restoring = false;
+    ctx.redis.on('ready', () => {
+      if (restoring || ctx.closed) return;
+      restoring = true;
+      recoverIntake(ctx)
+        .catch((err: unknown) =>
+          ctx.log.warn({ err: String(err) }, 'intake log restore failed; the reaper retries'),
+        )
+        .finally(() => (restoring = false));
+    });
   }
   if (ctx.opts.flusher !== false) {
     const conn = await readerClient(ctx.redis, 10_000);
