@@ -11,6 +11,7 @@
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import { addressKey } from '../ingress/connection-guard.ts';
 
 export const COOKIE_NAME = 'baton_admin';
 export const CSRF_HEADER = 'x-baton-csrf';
@@ -26,6 +27,8 @@ function safeEqual(a: string, b: string): boolean {
 /** Wrong sign-in tokens one address may try per window before it must wait. */
 export const SIGN_IN_ATTEMPTS = 10;
 const SIGN_IN_WINDOW_MS = 60_000;
+/** Addresses tracked at most (memory). */
+const MAX_TRACKED = 10_000;
 
 /**
  * Slows down guessing the admin token, at the sign-in form and as a Bearer token of the admin
@@ -41,7 +44,7 @@ export class SignInThrottle {
 
   /** Milliseconds `address` must still wait, or 0. */
   waitMs(address: string): number {
-    const f = this.failures.get(address);
+    const f = this.failures.get(addressKey(address));
     if (f === undefined || f.until <= this.now()) return 0;
     return f.tried.size >= SIGN_IN_ATTEMPTS ? f.until - this.now() : 0;
   }
@@ -49,12 +52,23 @@ export class SignInThrottle {
   /** `address` tried the wrong `token`. */
   failed(address: string, token: string): void {
     const now = this.now();
+    const key = addressKey(address); // an IPv6 client by its /64, as the connection guard counts
     const guess = createHash('sha256').update(token).digest('base64url');
-    const f = this.failures.get(address);
+    const f = this.failures.get(key);
     if (f === undefined || f.until <= now) {
-      if (this.failures.size >= 10_000) this.failures.clear(); // a flood of addresses: start over
-      this.failures.set(address, { tried: new Set([guess]), until: now + SIGN_IN_WINDOW_MS });
+      if (this.failures.size >= MAX_TRACKED) this.makeRoom(now);
+      this.failures.set(key, { tried: new Set([guess]), until: now + SIGN_IN_WINDOW_MS });
     } else if (f.tried.size < SIGN_IN_ATTEMPTS) f.tried.add(guess);
+  }
+
+  /**
+   * A flood of addresses: forgets those whose minute is over, then those not locked out. An
+   * address locked out stays so (a flood from other addresses must not lift it).
+   */
+  private makeRoom(now: number): void {
+    for (const [k, f] of this.failures) if (f.until <= now) this.failures.delete(k);
+    if (this.failures.size < MAX_TRACKED) return;
+    for (const [k, f] of this.failures) if (f.tried.size < SIGN_IN_ATTEMPTS) this.failures.delete(k);
   }
 }
 

@@ -49,6 +49,10 @@ export function startMaintenance(ctx: Context): void {
   }
   const purgeEvery = ctx.opts.purgeIntervalMs ?? 600_000;
   if (purgeEvery > 0) {
+    // At start too, as the embedded backend does (one process per interval: the lock).
+    ctx.purging = purge(ctx, { lockMs: purgeEvery })
+      .catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'retention purge failed'))
+      .finally(() => (ctx.purging = null));
     ctx.purgeTimer = setInterval(() => {
       ctx.purging ??= purge(ctx, { lockMs: purgeEvery })
         .catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'retention purge failed'))
