@@ -146,6 +146,15 @@ const MAIN: ReadonlyArray<readonly [StatementName, readonly Param[]]> = [
   ['outbound-by-provider-ids', ['ch', 'u1', '{wamid.s1}']],
   ['sessions-find', ['u1', null]],
   ['dead-letter-get', ['d1']],
+  [
+    'intake-log-insert',
+    [
+      json([
+        { ...key(1), id: 'wamid.9', stored_at: at, message: {} },
+        { ...key(2), id: 'wamid.8', stored_at: at, message: {} },
+      ]),
+    ],
+  ],
 ];
 
 /** Problems of a plan: a table scanned whole, or an index walked without a key condition. */
@@ -222,7 +231,9 @@ describeServices('group commit plans (PostgreSQL)', () => {
        SELECT 'ch', 'u' || n, 'order', 'b', 1, 1, 1, '{}' FROM generate_series(1, 5000) n;
        INSERT INTO outbound (id, channel, user_id, seq, version, step, is_prompt, fence, status, attempts, rev, record, created_at)
        SELECT 'o' || n, 'ch', 'u' || n, 1, 1, 'b', true, 1, 'pending', 0, 1, '{}', now() FROM generate_series(1, 5000) n;
-       ANALYZE sessions; ANALYZE outbound`,
+       INSERT INTO inbound (channel, user_id, id, seq, message, stored_at, consumed_at, entry_id, outcome)
+       SELECT 'ch', 'u' || n, 'wamid.' || n, 1, '{}', now(), now(), 'e' || n, 'consumed' FROM generate_series(1, 5000) n;
+       ANALYZE sessions; ANALYZE outbound; ANALYZE inbound`,
     );
     for (const [client, name, params] of statements) {
       expect({ name, scans: scans(await explain(client, name, params)) }).toEqual({ name, scans: [] });
