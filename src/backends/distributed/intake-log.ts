@@ -113,7 +113,7 @@ export class IntakeLog {
  * One reaper pass over the intake log: sweeps what PostgreSQL has consumed, then puts back
  * into Redis what Redis lost. Returns how many messages went back.
  */
-export async function recoverIntake(ctx: Context): Promise<number> {
+export async function recoverIntake(ctx: Context, minAgeMs = RECOVER_AFTER_MS): Promise<number> {
   const now = ctx.now();
   const dedupeFrom = new Date(now - ctx.opts.dedupeTtlSec * 1000);
   for (;;) {
@@ -126,11 +126,7 @@ export async function recoverIntake(ctx: Context): Promise<number> {
   let after: [Date, string, string, string] = [new Date(0), '', '', ''];
   for (let checked = 0; checked < RECOVER_MAX;) {
     if (ctx.closed) break;
-    const rows = await ctx.pg.query('intake-log-page', [
-      new Date(now - RECOVER_AFTER_MS),
-      ...after,
-      PURGE_BATCH,
-    ]);
+    const rows = await ctx.pg.query('intake-log-page', [new Date(now - minAgeMs), ...after, PURGE_BATCH]);
     if (rows.length === 0) break;
     checked += rows.length;
     const page = rows.map((r) => ({

@@ -51,15 +51,21 @@ export async function init(ctx: Context): Promise<void> {
     // Redis back after an outage (a restart that may have lost what it held): restore at once,
     // rather than at the reaper's next pass, so that what the user sent before the restart goes
     // back into the mailbox before what they send after it is processed.
+    // Every logged message counts then, however young (one being stored this moment is stored
+    // once all the same), and a second pass a second later takes those that were on their way.
     let restoring = false;
-    ctx.redis.on('ready', () => {
+    const restore = (): void => {
       if (restoring || ctx.closed) return;
       restoring = true;
-      recoverIntake(ctx)
+      recoverIntake(ctx, 0)
         .catch((err: unknown) =>
           ctx.log.warn({ err: String(err) }, 'intake log restore failed; the reaper retries'),
         )
         .finally(() => (restoring = false));
+    };
+    ctx.redis.on('ready', () => {
+      restore();
+      setTimeout(restore, 1000).unref();
     });
   }
   if (ctx.opts.flusher !== false) {
