@@ -182,5 +182,7 @@ async function restore(
     if (code > 0) schedules.push([member, code]);
   });
   await followUp(ctx, scheduleOps(ctx, schedules, true));
+  // Stored now (again): messages_per_s counts them here; their redelivery will be a duplicate.
+  ctx.rate.add(stored);
   return stored;
 }
