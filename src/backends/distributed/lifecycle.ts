@@ -51,13 +51,14 @@ export async function init(ctx: Context): Promise<void> {
     // Redis back after an outage (a restart that may have lost what it held): restore at once,
     // rather than at the reaper's next pass, so that what the user sent before the restart goes
     // back into the mailbox before what they send after it is processed.
-    // Every logged message counts then, however young (one being stored this moment is stored
-    // once all the same), and a second pass a second later takes those that were on their way.
+    // Every logged message counts then but those being stored this very moment (a fifth of a
+    // second: the log is written just before Redis), and a second pass a second later takes
+    // those that were on their way.
     let restoring = false;
     const restore = (): void => {
       if (restoring || ctx.closed) return;
       restoring = true;
-      recoverIntake(ctx, 0)
+      recoverIntake(ctx, 200)
         .catch((err: unknown) =>
           ctx.log.warn({ err: String(err) }, 'intake log restore failed; the reaper retries'),
         )
