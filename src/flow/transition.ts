@@ -126,9 +126,13 @@ export function freshSnapshot(
   };
 }
 
-/** Orders a batch: WhatsApp timestamp, then arrival. */
+/**
+ * Orders a batch: WhatsApp timestamp, then arrival: when Baton stored it, then the mailbox's
+ * order (a message the intake log restored after a Redis restart keeps its first storage time,
+ * though it joins the mailbox after what came since).
+ */
 export function orderBatch<M extends StoredMessage>(batch: readonly M[]): M[] {
-  return [...batch].sort((a, b) => a.timestamp - b.timestamp || a.seq - b.seq);
+  return [...batch].sort((a, b) => a.timestamp - b.timestamp || a.storedAt - b.storedAt || a.seq - b.seq);
 }
 
 /** The id of the effect started by the transition to `version`: the idempotency key. */

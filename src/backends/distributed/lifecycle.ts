@@ -52,8 +52,8 @@ export async function init(ctx: Context): Promise<void> {
     // rather than at the reaper's next pass, so that what the user sent before the restart goes
     // back into the mailbox before what they send after it is processed.
     // Every logged message counts then but those being stored this very moment (a fifth of a
-    // second: the log is written just before Redis), and a second pass a second later takes
-    // those that were on their way.
+    // second: the log is written just before Redis); passes a quarter of a second and a second
+    // later take those that were that young (stored just before Redis went).
     let restoring = false;
     const restore = (): void => {
       if (restoring || ctx.closed) return;
@@ -66,6 +66,7 @@ export async function init(ctx: Context): Promise<void> {
     };
     ctx.redis.on('ready', () => {
       restore();
+      setTimeout(restore, 250).unref();
       setTimeout(restore, 1000).unref();
     });
   }
