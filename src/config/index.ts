@@ -3,6 +3,7 @@
  * A bad value stops start-up with one line naming the variable.
  * @module
  */
+import type { IntakeLogMode } from '../backends/distributed/options.ts';
 import { ConfigError } from '../errors.ts';
 
 export type SyncMode = 'write-through' | 'write-behind';
@@ -41,7 +42,7 @@ export interface Config {
   readonly flows: string | undefined;
   readonly syncMode: SyncMode;
   /** Distributed mode: `BATON_INTAKE_LOG` (see backends/distributed/intake-log.ts). */
-  readonly intakeLog: 'auto' | 'on' | 'off';
+  readonly intakeLog: IntakeLogMode;
   /** Distributed mode: Redis key prefix (several Batons can share one Redis). */
   readonly redisPrefix: string;
   /** Distributed mode: PostgreSQL schema. */

@@ -14,6 +14,7 @@ import type { Context } from './context.ts';
 import * as mailbox from './mailbox.ts';
 import { updateOutbound } from './outbox.ts';
 import { asArray, asNumber, followUp, pipeline, r, run, scheduleOps } from './redis-calls.ts';
+import { intakeOp } from './intake.ts';
 import { figuresAt } from './global-feed.ts';
 
 function isStoredMessageLike(v: unknown): v is StoredMessage {
@@ -94,13 +95,7 @@ export async function replayDeadLetter(ctx: Context, id: string): Promise<boolea
     const { seq: _seq, storedAt: _storedAt, ...message } = stored;
     const sk = ctx.keys.session(key);
     const json = JSON.stringify({ ...message, storedAt: ctx.now(), replayed: true });
-    const reply = asArray(
-      await run(ctx, 'replay', {
-        script: 'intake',
-        keys: [sk.seen(message.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
-        args: [message.id, json.slice(0, -1), ctx.opts.dedupeTtlSec, ctx.opts.bufferMs, '1'],
-      }),
-    );
+    const reply = asArray(await run(ctx, 'replay', intakeOp(ctx, key, message.id, json, true)));
     const due = asNumber(reply[0]);
     if (due !== ScriptCode.Duplicate) {
       const post = ctx.globalFeed.op([figuresAt(sk.member, reply, 1)]);

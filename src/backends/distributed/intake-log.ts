@@ -26,10 +26,7 @@ import type { Context } from './context.ts';
 import type { PgStore } from './pg-store.ts';
 import { figuresAt } from './global-feed.ts';
 import { asArray, asNumber, followUp, pipeline, scheduleOps } from './redis-calls.ts';
-import type { PipelineOp } from './scripts.ts';
-
-/** `BATON_INTAKE_LOG`. */
-export type IntakeLogMode = 'auto' | 'on' | 'off';
+import { consumedKey, intakeOp } from './intake.ts';
 
 /**
  * A logged message not consumed this long after it was stored is checked against Redis: the log
@@ -44,11 +41,6 @@ const RECOVER_MAX = 20 * PURGE_BATCH;
 interface Waiter {
   resolve(consumed: ReadonlySet<string>): void;
   reject(err: unknown): void;
-}
-
-/** A logged message's key in the set of consumed ones. */
-export function consumedKey(m: { channel: string; user: string; id: string }): string {
-  return `${m.channel}\n${m.user}\n${m.id}`;
 }
 
 /** Gathers rows into one `INSERT` at a time: those of a turn, and those that came while one ran. */
@@ -160,14 +152,9 @@ async function restore(
   ctx: Context,
   lost: ReadonlyArray<{ channel: string; user: string; id: string; message: Record<string, unknown> }>,
 ): Promise<number> {
-  const ops: PipelineOp[] = lost.map((m) => {
-    const sk = ctx.keys.session(m);
+  const ops = lost.map((m) => {
     const { seq: _seq, ...stored } = m.message;
-    return {
-      script: 'intake',
-      keys: [sk.seen(m.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
-      args: [m.id, JSON.stringify(stored).slice(0, -1), ctx.opts.dedupeTtlSec, ctx.opts.bufferMs, '0'],
-    };
+    return intakeOp(ctx, m, m.id, JSON.stringify(stored));
   });
   const replies = await pipeline(ctx, 'intake log restore', ops);
   const schedules: Array<[string, number]> = [];

@@ -9,6 +9,7 @@ import {
   EARLY_STATUS_TTL_MS,
   statusLastError,
   type InboundMessage,
+  type SessionKey,
   type WebhookBatch,
 } from '../../model/message.ts';
 import type { IngestResult } from '../types.ts';
@@ -16,9 +17,32 @@ import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
 import { entryPrefix } from './journal.ts';
 import { asArray, asNumber, pipeline, run } from './redis-calls.ts';
-import type { PipelineOp } from './scripts.ts';
+import type { PipelineOp, ScriptOp } from './scripts.ts';
 import { figuresAt, type MailboxFigures } from './global-feed.ts';
-import { consumedKey } from './intake-log.ts';
+
+/**
+ * The `intake` script call that stores one message (`stored`: its StoredMessage JSON without
+ * `seq`) in its session's mailbox; `replay` skips the dedupe check (a dead letter's replay).
+ */
+export function intakeOp(
+  ctx: Context,
+  key: SessionKey,
+  id: string,
+  stored: string,
+  replay = false,
+): ScriptOp {
+  const sk = ctx.keys.session(key);
+  return {
+    script: 'intake',
+    keys: [sk.seen(id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
+    args: [id, stored.slice(0, -1), ctx.opts.dedupeTtlSec, ctx.opts.bufferMs, replay ? '1' : '0'],
+  };
+}
+
+/** A message's key in the intake log's set of consumed ones (intake-log.ts). */
+export function consumedKey(m: { channel: string; user: string; id: string }): string {
+  return `${m.channel}\n${m.user}\n${m.id}`;
+}
 
 export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestResult> {
   const now = Math.min(ctx.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
@@ -34,14 +58,8 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   const ops: PipelineOp[] = [];
   for (const [i, m] of batch.messages.entries()) {
     if (consumed?.has(consumedKey(m))) continue;
-    const sk = ctx.keys.session(m);
-    const stored = jsons[i]!;
     messages.push(m);
-    ops.push({
-      script: 'intake',
-      keys: [sk.seen(m.id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
-      args: [m.id, stored.slice(0, -1), ctx.opts.dedupeTtlSec, ctx.opts.bufferMs, '0'],
-    });
+    ops.push(intakeOp(ctx, m, m.id, jsons[i]!));
   }
   for (const s of batch.statuses) {
     const key = { channel: s.channel, user: s.recipient };

@@ -11,6 +11,9 @@ export interface BackendLogger {
   error(obj: object, msg: string): void;
 }
 
+/** `BATON_INTAKE_LOG` (see intake-log.ts). */
+export type IntakeLogMode = 'auto' | 'on' | 'off';
+
 export interface DistributedBackendOptions extends RetentionOptions {
   /** One Redis URL; with `cluster`, one or more seed-node URLs separated by commas. */
   readonly redisUrl: string;
@@ -26,7 +29,7 @@ export interface DistributedBackendOptions extends RetentionOptions {
    * `BATON_INTAKE_LOG`: write each message to PostgreSQL too before a webhook is answered
    * (intake-log.ts). `auto` (default): when a Redis master does not persist every write.
    */
-  readonly intakeLog?: 'auto' | 'on' | 'off';
+  readonly intakeLog?: IntakeLogMode;
   /** Redis key prefix, default `baton`. */
   readonly prefix?: string;
   /** PostgreSQL schema, default `baton`. */
