@@ -16,8 +16,14 @@ export interface EffectRunnerDeps {
   readonly flows: ReadonlyMap<string, Flow>;
   readonly logger: Logger;
   readonly now: () => number;
-  /** Aborts when the baton is lost or the worker stops: the effect is left for the next holder. */
+  /** Aborts when the baton is lost: the attempt in flight is cut, and left for the next holder. */
   readonly signal: AbortSignal;
+  /**
+   * Aborts when the worker stops: no new attempt starts and a backoff ends (the effect is left
+   * for the next holder), but an attempt in flight runs to its end, within its timeout, and its
+   * result is stored, so a deploy neither calls the API twice nor uses up an attempt for nothing.
+   */
+  readonly stopping?: AbortSignal;
   /** Counts each attempt's outcome. */
   readonly count?: (effect: string, outcome: 'ok' | 'retry' | 'failed') => void;
   /**
@@ -42,11 +48,14 @@ type Attempt = { ok: true; value: unknown } | { ok: false; error: string; retrya
  * Runs the effect of `rec` until it succeeds, fails for good, or `signal` aborts (then nothing
  * is stored and the record stays unfinished). Attempts are counted in the record before each
  * one starts, so a worker's crash uses up the attempt it was making. `left`: it stopped
- * unfinished (the baton lost, the worker stopping, or an agent waiting between attempts).
+ * unfinished (the baton lost, the worker stopping between attempts, or an agent waiting).
  */
 export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Promise<'done' | 'left'> {
   const intent = rec.effect!;
   const { backend, logger, signal } = deps;
+  const stopping = deps.stopping ?? signal;
+  // What ends a backoff: the baton lost, or the worker stopping.
+  const between = deps.stopping ? AbortSignal.any([signal, deps.stopping]) : signal;
   const def = deps.flows.get(rec.flow)?.effects.get(intent.name);
   const session = logSessionId(rec);
   const attempts = def?.attempts ?? DEFAULT_EFFECT_ATTEMPTS;
@@ -59,8 +68,8 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   if (def !== undefined) {
     outcome = { ok: false, error: `gave up after ${attempt} attempts`, retryable: false };
     while (attempt < attempts) {
+      if (between.aborted) return 'left';
       attempt += 1;
-      if (signal.aborted) return 'left';
       await backend.updateOutbound(rec.id, { status: 'sending', attempts: attempt });
       outcome = await once(def, intent.input, {
         effectId: intent.id,
@@ -74,12 +83,13 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
       deps.count?.(intent.name, outcome.ok ? 'ok' : last ? 'failed' : 'retry');
       if (outcome.ok || !outcome.retryable) break;
       if (attempt < attempts) {
+        if (stopping.aborted) return 'left';
         const wait = (def.backoffMs ?? DEFAULT_EFFECT_BACKOFF_MS) * 2 ** (attempt - 1);
         logger.warn(
           { session, effect: intent.name, effectId: intent.id, attempt, wait, err: outcome.error },
           'effect failed; retrying',
         );
-        if (await waitUnlessWanted(wait, signal, deps.wanted)) {
+        if (await waitUnlessWanted(wait, between, deps.wanted)) {
           logger.info({ session, effect: intent.name, attempt }, 'effect paused: an agent takes the session');
           return 'left';
         }

@@ -159,7 +159,11 @@ export class Engine {
     for (let i = 0; i < concurrency; i += 1) this.loops.push(this.loop());
   }
 
-  /** Stops claiming sessions, lets the batches in hand finish, and returns when they have. */
+  /**
+   * Stops claiming sessions, lets the batches in hand finish (and the effect attempts in flight,
+   * within their timeouts: their results are stored for the next holder), and returns when they
+   * have.
+   */
   async stop(): Promise<void> {
     this.abort.abort();
     await Promise.all(this.loops);
@@ -274,7 +278,8 @@ export class Engine {
         // them now, holding the baton, and free the worker loop for other sessions meanwhile.
         detach?.();
         await this.awaitEffects(run);
-        if (run.yielded) break;
+        // A stopping worker let its effects finish their attempts; the next holder goes on.
+        if (run.yielded || this.abort.signal.aborted) break;
       }
     } catch (err) {
       if (err instanceof FencedError || err instanceof VersionConflictError) {
@@ -466,7 +471,8 @@ export class Engine {
           flows: this.o.flows,
           logger: this.o.logger,
           now: this.now,
-          signal: held.sending,
+          signal: held.signal,
+          stopping: this.abort.signal,
           count: (effect, outcome) => this.o.metrics.effects.inc({ effect, outcome }),
           wanted: this.wanted(run),
         }),

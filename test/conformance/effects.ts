@@ -370,16 +370,40 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       await atStep('show_status');
     });
 
-    it('an effect left running by a stopped worker is run again by the next one, with the same key', async () => {
+    it('a stopping worker lets the attempt in flight finish and stores its result: the next one applies it without calling again', async () => {
       const release = shop.hold('GET /orders/ORD-12345');
       await say('ORD-12345');
       await shop.waitForCalls('GET /orders/ORD-12345', 1);
-      await engines[0]!.stop(); // aborts the attempt in flight; the record stays unfinished
+      let stopped = false;
+      const stopping = engines[0]!.stop().then(() => {
+        stopped = true;
+      });
+      await new Promise((r) => setTimeout(r, 150));
+      expect(stopped).toBe(false); // waits for the attempt, not cut by the stop
       release();
+      await stopping;
+      expect((await backend.load(key))!.step).toBe('looking_up'); // applied by the next holder
+      startEngine();
+      await atStep('show_status');
+      expect(shop.callsTo('GET /orders/ORD-12345')).toHaveLength(1);
+      const effect = (await backend.outbound(key)).find((r) => r.effect !== undefined);
+      expect(effect?.attempts).toBe(1);
+      noReplyTwice();
+    });
+
+    it('a stopping worker starts no new attempt: a failed one is left, counted, for the next worker', async () => {
+      shop.script('GET /orders/ORD-12345', { status: 503 });
+      const release = shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      const stopping = engines[0]!.stop();
+      release();
+      await stopping;
+      expect(shop.callsTo('GET /orders/ORD-12345')).toHaveLength(1);
       startEngine();
       await atStep('show_status');
       const gets = shop.callsTo('GET /orders/ORD-12345');
-      expect(gets.length).toBeGreaterThanOrEqual(2);
+      expect(gets).toHaveLength(2);
       expect(new Set(gets.map((c) => c.key)).size).toBe(1);
       noReplyTwice();
     });
