@@ -1,7 +1,8 @@
 /**
  * Idle sessions leave Redis: once a session has nothing waiting, nothing unsent, its journal
- * copied and no lease, every one of its keys but the arrival counter (a few bytes) gets the
- * idle TTL (BATON_SESSION_TTL); a session at work has none. An expired session reloads from PostgreSQL, fences above the old ones.
+ * copied and no lease, every one of its keys gets the idle TTL (BATON_SESSION_TTL), the arrival
+ * counter too; a session at work has none, and a message stored in an idle session's mailbox
+ * takes the counter's TTL away. An expired session reloads from PostgreSQL, fences above the old ones.
  */
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
@@ -15,9 +16,9 @@ async function sessionKeys(prefix: string, member: string): Promise<Map<string, 
   const r = new Redis(REDIS_URL);
   try {
     const keys = (await r.keys(`${prefix}:{${member}}:*`)).filter(
-      // The arrival counter outlives the session on purpose, the stats version by at least two
-      // minutes (see session-idle-11.lua and stats-pending-4.lua).
-      (k) => !k.includes(':seen:') && !k.endsWith(':seq') && !k.endsWith(':pv'),
+      // The stats version outlives the session by at least two minutes (see session-idle-12.lua
+      // and stats-pending-4.lua).
+      (k) => !k.includes(':seen:') && !k.endsWith(':pv'),
     );
     const ttls = await Promise.all(keys.map((k) => r.pttl(k)));
     return new Map(keys.map((k, i) => [k.slice(k.lastIndexOf(':') + 1), ttls[i]!]));
@@ -64,4 +65,32 @@ describeServices('distributed backend: idle sessions expire from Redis', () => {
       expect((await backend.transitions(key)).map((r) => r.version)).toEqual([1, 2]);
     },
   );
+
+  it('a message stored in an idle session takes its arrival counter off expiry, and numbering goes on', async () => {
+    const { backend, prefix } = await makeBackend({ idleTtlSec: 60 });
+    const key = newKey();
+    const seqKey = `${new Keys(prefix).session(key).seq}`;
+    const r = new Redis(REDIS_URL);
+    try {
+      const m1 = text(key, 'one');
+      await backend.ingest({ messages: [m1], statuses: [] });
+      const g1 = (await backend.acquireLease(key, 'w1', 5000))!;
+      await backend.commit(g1, nextBatch(g1, 0, [m1.id]));
+      await backend.releaseLease(g1);
+      await eventually(async () => ((await r.pttl(seqKey)) > 0 ? true : null)); // idle: it expires
+      const m2 = text(key, 'two');
+      const m3 = text(key, 'three');
+      await backend.ingest({ messages: [m2], statuses: [] });
+      await backend.ingest({ messages: [m3], statuses: [] });
+      expect(await r.pttl(seqKey)).toBe(-1); // a message waits: it must not expire under it
+      const g2 = (await backend.acquireLease(key, 'w2', 5000))!;
+      expect((await backend.pending(g2, 10)).map((m) => [m.id, m.seq])).toEqual([
+        [m2.id, 2],
+        [m3.id, 3],
+      ]);
+      await backend.releaseLease(g2);
+    } finally {
+      r.disconnect();
+    }
+  });
 });

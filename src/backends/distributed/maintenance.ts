@@ -192,6 +192,7 @@ export function idleOp(ctx: Context, sk: SessionKeys): PipelineOp {
       sk.pmid,
       sk.fence,
       sk.pv,
+      sk.seq,
     ],
     args: [ctx.idleTtlMs, 2 * TOMBSTONE_MS],
   };

@@ -40,6 +40,8 @@ elseif not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
 end
 
 local seq = redis.call('INCR', KEYS[4])
+-- An idle session's counter expires (session-idle-12.lua); one with a message waiting must not.
+redis.call('PERSIST', KEYS[4])
 redis.call('HSET', KEYS[3], id, ARGV[2] .. ',"seq":' .. seq .. '}')
 redis.call('ZADD', KEYS[2], seq, id)
 local st = mailboxStats(KEYS[2], KEYS[3], KEYS[7], true)

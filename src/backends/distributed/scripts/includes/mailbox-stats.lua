@@ -1,7 +1,7 @@
 -- mailboxStats(mboxKey, msgsKey, pvKey, bump): what the global stats know of one mailbox:
 -- {version, pending count, oldest pending storedAt (0 when none)}. With bump, the version
 -- is incremented first (the caller changed the mailbox). An idle session's version expires
--- (session-idle-11.lua): it then starts again from 1. The caller's caller posts it to
+-- (session-idle-12.lua): it then starts again from 1. The caller's caller posts it to
 -- stats-pending-4.lua; the version orders posts that reach it out of order.
 local function mailboxStats(mboxKey, msgsKey, pvKey, bump)
   local version

@@ -17,12 +17,15 @@
   KEYS[9]  pmid      HASH
   KEYS[10] fence     HASH (gone, the next lease reserves a new block in PostgreSQL, above it)
   KEYS[11] pv        STRING the mailbox's stats version
+  KEYS[12] seq       STRING the arrival counter
 
-  The arrival counter (`seq`) stays: messages stored while a session waits (say, with no
-  worker running) must keep numbering after those already in its mailbox. The mailbox's
-  stats version (`pv`) expires too, but never before ARGV[2]: the global stats remember an
-  emptied mailbox's version that long (stats-pending-4.lua), and a version starting again
-  from 1 must not meet it.
+  The arrival counter (`seq`) expires with the rest: it only orders what waits in the mailbox,
+  which is empty when the session is idle (the intake script removes its TTL as it stores a
+  message, so messages waiting with no worker running keep numbering after those before them;
+  consumed ones keep their `seq` in PostgreSQL only as a tie-break of equal storage times). The
+  mailbox's stats version (`pv`) expires too, but never before ARGV[2]: the global stats
+  remember an emptied mailbox's version that long (stats-pending-4.lua), and a version
+  starting again from 1 must not meet it.
 
   ARGV[1]  idle TTL, ms
   ARGV[2]  shortest life of `pv` once idle, ms
@@ -39,7 +42,7 @@ local busy = redis.call('EXISTS', KEYS[1]) == 1
   or redis.call('LLEN', KEYS[4]) > 0
 -- A tombstone (state without a snapshot) keeps its own short TTL.
 if redis.call('HEXISTS', KEYS[5], 's') == 0 then return 0 end
-for i = 5, 10 do
+for _, i in ipairs({ 5, 6, 7, 8, 9, 10, 12 }) do
   if busy then
     redis.call('PERSIST', KEYS[i])
   else
