@@ -857,6 +857,55 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect(await b.replayDeadLetter(`dl-${uid()}`)).toBe(false);
       });
 
+      it('a replayed letter that fails again is open again with the new failure; a repeat of the first is not', async () => {
+        const key = newKey();
+        const m1 = text(key, 'poison');
+        await b.ingest({ messages: [m1], statuses: [] });
+        const letter = (reason: string, createdAt: number): DeadLetter => ({
+          id: `in:${m1.id}`,
+          kind: 'inbound',
+          channel: key.channel,
+          user: key.user,
+          ref: m1.id,
+          reason,
+          payload: { id: m1.id },
+          createdAt,
+        });
+        const fail = async (d: DeadLetter, v: number): Promise<void> => {
+          const g = (await b.acquireLease(key, 'w1', 5000))!;
+          expect((await b.pending(g, 10)).map((m) => m.id)).toEqual([m1.id]);
+          await b.commit(
+            g,
+            batch(key, v, v + 1, {
+              consumed: [m1.id],
+              deadLetters: [d],
+              records: [record(g, v + 1, 'advance', [])],
+            }),
+          );
+          await b.releaseLease(g);
+        };
+        const first = letter('flow code threw', Date.now() - 1000);
+        await fail(first, 0);
+        // (Listing first: it waits for the distributed backend's copy to PostgreSQL.)
+        const deadLetters = async (): Promise<number> => {
+          await b.listDeadLetters(1);
+          return (await b.stats()).deadLetters;
+        };
+        const count = await deadLetters();
+        expect(await b.replayDeadLetter(first.id)).toBe(true);
+        expect(await deadLetters()).toBe(count - 1);
+        // The first failure's letter again (a copy repeated): it stays replayed.
+        await b.deadLetter(first);
+        expect((await b.listDeadLetters(50)).find((d) => d.id === first.id)?.replayedAt).toBeDefined();
+        // The replayed message fails again: its letter is open again, with the new reason.
+        await fail(letter('flow code threw again', Date.now() + 1000), 1);
+        const open = (await b.listDeadLetters(50)).find((d) => d.id === first.id);
+        expect(open).toMatchObject({ reason: 'flow code threw again' });
+        expect(open?.replayedAt).toBeUndefined();
+        expect(await deadLetters()).toBe(count);
+        expect(await b.replayDeadLetter(first.id)).toBe(true);
+      });
+
       it('replays a dead-lettered outbound record as unsent', async () => {
         const key = newKey();
         const g = (await b.acquireLease(key, 'w1', 5000))!;

@@ -939,10 +939,17 @@ export class EmbeddedBackend implements Backend {
     return this.write(() => this.insertDeadLetter(letter));
   }
 
+  /**
+   * An id already stored is left as is, unless an agent replayed it and it failed again since:
+   * then it is open again with the new failure (the same message or reply fails under one id).
+   */
   private insertDeadLetter(d: DeadLetter): void {
     this.staged.deadLetters += this.sql(
       `INSERT INTO dead_letters (id, kind, channel, user, ref, reason, payload, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, reason = excluded.reason,
+           payload = excluded.payload, created_at = excluded.created_at, replayed_at = NULL
+         WHERE dead_letters.replayed_at IS NOT NULL AND excluded.created_at > dead_letters.replayed_at`,
     ).run(d.id, d.kind, d.channel, d.user, d.ref, d.reason, JSON.stringify(d.payload), d.createdAt).changes;
   }
 
