@@ -6,6 +6,7 @@
  * fsyncs every write the log stays off (no PostgreSQL write per webhook), and
  * `BATON_INTAKE_LOG=off` turns it off knowingly.
  */
+import pg from 'pg';
 import { afterEach, expect, it } from 'vitest';
 import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
@@ -99,6 +100,48 @@ describeServices('the intake log (a Redis without AOF)', () => {
       await backend.reapOnce(30_000, { force: true });
       return (await logged()) === 0;
     }, 10_000);
+  }, 60_000);
+
+  it('a copy to PostgreSQL in flight when Redis dies: the restore waits for it, the next holder goes on from it (no fork, nothing twice)', async () => {
+    const { h, redis, schema } = await rig(false, { BATON_BUFFER_MS: '0' });
+    const u = '15550501010';
+    const key = { channel: PHONE_ID, user: u };
+    const backend = h.baton.backend as DistributedBackend;
+    expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
+    await h.settled(u, 1);
+    // PostgreSQL stalls (a lock on the transitions table): "Jane" is applied in Redis and its
+    // copy to PostgreSQL waits, holding the session's commit out of PostgreSQL.
+    const stall = new pg.Client({ connectionString: DATABASE_URL });
+    await stall.connect();
+    cleanups.push(() => stall.end());
+    await stall.query('BEGIN');
+    await stall.query(`LOCK TABLE "${schema}".transitions IN EXCLUSIVE MODE`);
+    expect((await h.post(webhook([text(u, 'Jane', ts + 1)]))).status).toBe(200);
+    await h.until(async () => (await backend.load(key))?.version === 2);
+    // Redis dies with that commit and its lease; the intake log still has "Jane", and
+    // PostgreSQL does not know yet that it was consumed.
+    await redis.kill();
+    await redis.restart(); // empty
+    await h.until(async () => (await backend.health()).redis, 10_000);
+    const reaping = backend.reapOnce(30_000, { force: true }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 1500)); // the restores at once, 250 ms and 1 s later
+    await stall.query('COMMIT');
+    await reaping;
+    // The copy lands. "Jane" was consumed once: it is not put back, and the session's next
+    // holder goes on from version 2 (not from PostgreSQL's version 1 before the copy).
+    const s = await h.settled(u, 2);
+    expect(s.current_step).toBe('choose_product');
+    expect(s.data).toEqual({ customer_name: 'Jane' });
+    await backend.reapOnce(30_000, { force: true });
+    expect((await h.post(webhook([text(u, 'what?', ts + 2)]))).status).toBe(200);
+    await h.settled(u, 3);
+    const records = await h.transitions(u);
+    expect(records.map((r) => [r.version, r.kind])).toEqual([
+      [1, 'advance'],
+      [2, 'advance'],
+      [3, 'retry'],
+    ]);
+    expect(await backend.pending(key, 10)).toEqual([]);
   }, 60_000);
 
   it('answers 503, not 200, while PostgreSQL is away (Redis alone would not keep the message)', async () => {

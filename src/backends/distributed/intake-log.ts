@@ -15,7 +15,10 @@
  *   PostgreSQL has consumed (in `inbound`) or that are older than the dedupe window, then checks
  *   the remaining rows older than {@link RECOVER_AFTER_MS} against Redis: a message whose dedupe
  *   marker is gone was lost with Redis's memory, and goes back into its session's mailbox with
- *   its first storage time, so it keeps its place in the order.
+ *   its first storage time, so it keeps its place in the order. Unless a journal copy to
+ *   PostgreSQL in flight consumes it: the check waits for the copies of those sessions first
+ *   (their fence block rows), and a new fence block waits for them too, so the session's next
+ *   holder goes on from what they wrote, without applying those messages again.
  *
  * `BATON_INTAKE_LOG`: `auto` (on when a Redis master does not persist every write), `on`, `off`.
  * @module
@@ -135,7 +138,15 @@ export async function recoverIntake(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
       'intake log check',
       page.map((m) => ({ command: 'exists', args: [ctx.keys.session(m).seen(m.id)] })),
     );
-    const lost = page.filter((_m, i) => asNumber(seen[i]) === 0);
+    const missing = page.filter((_m, i) => asNumber(seen[i]) === 0);
+    // A copy in flight to PostgreSQL (its commit lost with Redis, or slow) may consume some of
+    // them yet: wait for those copies, then leave out what they consumed.
+    const consumed = new Set(
+      (await ctx.pg.consumedAfterCopies(missing)).map((r) =>
+        consumedKey({ channel: String(r.channel), user: String(r.user_id), id: String(r.id) }),
+      ),
+    );
+    const lost = missing.filter((m) => !consumed.has(consumedKey(m)));
     if (lost.length > 0) restored += await restore(ctx, lost);
     if (rows.length < PURGE_BATCH) break;
   }

@@ -282,10 +282,20 @@ export class PgStore {
     keys: readonly SessionKey[],
     size: number,
   ): Promise<Map<string, FenceReservation>> {
-    const rows = await this.query('fence-block-reserve', [
-      JSON.stringify(keys.map((k) => ({ channel: k.channel, user_id: k.user }))),
-      size,
+    const sessions = JSON.stringify(keys.map((k) => ({ channel: k.channel, user_id: k.user })));
+    // One transaction, one round trip: the reservation waits for any journal copy of these
+    // sessions in flight (see fence-block-reserve.sql), and the rows are read after it.
+    const [blocks, found] = await this.pipelined('fence block', [
+      ['fence-block-reserve', [sessions, size]],
+      ['fence-block-sessions', [sessions]],
     ]);
+    const stored = new Map(found!.map((r) => [sid(r.channel as string, r.user_id as string), r]));
+    const rows: Row[] = blocks!.map((b) => ({
+      ...stored.get(sid(b.channel as string, b.user_id as string)),
+      channel: b.channel,
+      user_id: b.user_id,
+      ceiling: b.ceiling,
+    }));
     const out = new Map<string, FenceReservation>();
     for (const r of rows) {
       const session =
@@ -367,6 +377,28 @@ export class PgStore {
     this.applyTransactions++;
     this.appliedEntries += entries.length;
     return new Set(refusedAt < 0 ? [] : results[refusedAt]!.map((r) => r.id as string));
+  }
+
+  /**
+   * Of these logged messages, those PostgreSQL has consumed, once no journal copy of their
+   * sessions is in flight (it waits for those: see intake-log-fence-wait.sql), so that the intake
+   * log never puts back a message that a copy landing a moment later consumes.
+   */
+  async consumedAfterCopies(
+    messages: ReadonlyArray<{ channel: string; user: string; id: string }>,
+  ): Promise<Row[]> {
+    if (messages.length === 0) return [];
+    const sessions = new Map(
+      messages.map((m) => [sid(m.channel, m.user), { channel: m.channel, user_id: m.user }]),
+    );
+    const [, consumed] = await this.pipelined('intake log check', [
+      ['intake-log-fence-wait', [JSON.stringify([...sessions.values()])]],
+      [
+        'intake-log-consumed',
+        [JSON.stringify(messages.map((m) => ({ channel: m.channel, user_id: m.user, id: m.id })))],
+      ],
+    ]);
+    return consumed!;
   }
 
   async insertDeadLetters(letters: readonly DeadLetter[]): Promise<void> {

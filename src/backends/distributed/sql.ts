@@ -12,6 +12,7 @@ export const STATEMENT_NAMES = [
   'migrations-record',
   'ping',
   'fence-block-reserve',
+  'fence-block-sessions',
   'sessions-lock',
   'entries-refused',
   'sessions-upsert',
@@ -41,6 +42,8 @@ export const STATEMENT_NAMES = [
   'intake-log-insert',
   'intake-log-sweep',
   'intake-log-page',
+  'intake-log-fence-wait',
+  'intake-log-consumed',
 ] as const;
 
 export type StatementName = (typeof STATEMENT_NAMES)[number];
