@@ -3,6 +3,7 @@
  * A bad value stops start-up with one line naming the variable.
  * @module
  */
+import { isIP } from 'node:net';
 import type { IntakeLogMode } from '../backends/distributed/options.ts';
 import { ConfigError } from '../errors.ts';
 
@@ -64,20 +65,32 @@ export interface Config {
   /**
    * `BATON_TRUST_PROXY`: behind a TLS-terminating proxy, believe its `X-Forwarded-Proto` (and
    * `-For`), so the dashboard's cookie is `Secure` and sign-in throttling sees client addresses.
+   * `false`; a number of proxy hops in front of Baton (`true` is 1); or the proxies' addresses
+   * (IPs or CIDR ranges, comma-separated). The client is the nearest address not trusted, so a
+   * client cannot choose its own by sending an `X-Forwarded-For` of its own (the proxy appends).
    */
-  readonly trustProxy: boolean;
+  readonly trustProxy: TrustProxy;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** How far `X-Forwarded-*` headers are believed: not at all, so many hops, or these proxies. */
+export type TrustProxy = false | number | readonly string[];
+
 const DURATION_UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
 
 /** Parses `90`, `90s`, `30m`, `24h`, `7d` into seconds. */
+/** The longest duration a variable takes: a hundred years (a bigger one is a typo). */
+const MAX_DURATION_SEC = 36_500 * 86_400;
+
 export function parseDurationSeconds(name: string, raw: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(raw);
   if (!m) throw new ConfigError(name, `"${raw}" is not a duration (use seconds, or 90s, 30m, 24h, 7d)`);
   const value = Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!;
   if (value <= 0) throw new ConfigError(name, `must be greater than zero, got "${raw}"`);
+  if (value < 1) throw new ConfigError(name, `must be at least a second, got "${raw}"`);
+  if (value > MAX_DURATION_SEC)
+    throw new ConfigError(name, `must be at most 36500d (100 years), got "${raw}"`);
   return value;
 }
 
@@ -124,14 +137,23 @@ function name(env: Env, key: string, fallback: string): string {
   return raw;
 }
 
-function url(env: Env, name: string, fallback?: string): string | undefined {
+const HTTP = ['http:', 'https:'] as const;
+
+/** A URL of one of `protocols` (`['http:', 'https:']`), without its trailing slashes. */
+function url(env: Env, name: string, protocols: readonly string[], fallback?: string): string | undefined {
   const raw = str(env, name) ?? fallback;
   if (raw === undefined) return undefined;
+  // Its credentials (user:password@) stay out of the message, which goes to logs.
+  const shown = raw.replace(/\/\/[^/]*@/, '//***@');
+  let parsed: URL;
   try {
-    new URL(raw);
+    parsed = new URL(raw);
   } catch {
-    // Its credentials (user:password@) stay out of the message, which goes to logs.
-    throw new ConfigError(name, `"${raw.replace(/\/\/[^/]*@/, '//***@')}" is not a URL`);
+    throw new ConfigError(name, `"${shown}" is not a URL`);
+  }
+  if (!protocols.includes(parsed.protocol) || parsed.hostname === '') {
+    const kinds = protocols.map((p) => `${p}//`).join(' or ');
+    throw new ConfigError(name, `"${shown}" must start with ${kinds}`);
   }
   return raw.replace(/\/+$/, '');
 }
@@ -152,12 +174,36 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   return raw === 'true';
 }
 
-function amqpUrl(env: Env, key: string): string | undefined {
-  const raw = url(env, key);
-  if (raw !== undefined && !/^amqps?:\/\//i.test(raw)) {
-    throw new ConfigError(key, `must be an amqp:// or amqps:// URL of RabbitMQ`);
+function trustProxy(env: Env, name: string): TrustProxy {
+  const raw = str(env, name);
+  if (raw === undefined || raw === 'false' || raw === '0') return false;
+  if (raw === 'true') return 1;
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    if (hops > 16) throw new ConfigError(name, `"${raw}" hops: at most 16`);
+    return hops;
   }
-  return raw;
+  const proxies = raw.split(',').map((p) => p.trim());
+  for (const p of proxies) {
+    const [address, bits, extra] = p.split('/');
+    const family = isIP(address ?? '');
+    const maxBits = family === 6 ? 128 : 32;
+    if (
+      family === 0 ||
+      extra !== undefined ||
+      (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > maxBits))
+    ) {
+      throw new ConfigError(
+        name,
+        `"${p}" must be true, false, a number of proxy hops, or proxy addresses (IPs or CIDR ranges, comma-separated)`,
+      );
+    }
+  }
+  return proxies;
+}
+
+function amqpUrl(env: Env, key: string): string | undefined {
+  return url(env, key, ['amqp:', 'amqps:']);
 }
 
 /** A RabbitMQ queue name: printable, short, and not in the broker's reserved `amq.` space. */
@@ -201,8 +247,8 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('BATON_INTAKE_LOG', `"${intakeLog}" must be auto, on or off`);
   }
   const redisCluster = bool(env, 'BATON_REDIS_CLUSTER', false);
-  const redisUrl = redisCluster ? seedUrls(env, 'REDIS_URL') : url(env, 'REDIS_URL');
-  const databaseUrl = url(env, 'DATABASE_URL');
+  const redisUrl = redisCluster ? seedUrls(env, 'REDIS_URL') : url(env, 'REDIS_URL', ['redis:', 'rediss:']);
+  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
   if (redisUrl !== undefined && databaseUrl === undefined) {
     throw new ConfigError('DATABASE_URL', 'must be set when REDIS_URL is (distributed mode needs both)');
   }
@@ -211,6 +257,9 @@ export function loadConfig(env: Env = process.env): Config {
   // `Production` and `production ` mean what they say.
   const production = env.NODE_ENV?.trim().toLowerCase() === 'production';
   const adminToken = secret(env, 'ADMIN_TOKEN');
+  // A Bearer token is one word (RFC 6750): one with a space could sign in but never call the API.
+  if (adminToken !== undefined && /\s/.test(adminToken))
+    throw new ConfigError('ADMIN_TOKEN', 'has a space or a line break in it (a Bearer token is one word)');
   if (production && adminToken !== undefined && adminToken.length < MIN_PRODUCTION_ADMIN_TOKEN) {
     throw new ConfigError(
       'ADMIN_TOKEN',
@@ -230,12 +279,12 @@ export function loadConfig(env: Env = process.env): Config {
       appSecret,
       verifyToken: str(env, 'WHATSAPP_VERIFY_TOKEN'),
       accessToken: str(env, 'WHATSAPP_ACCESS_TOKEN'),
-      apiBaseUrl: url(env, 'WHATSAPP_API_BASE_URL', 'https://graph.facebook.com/v21.0')!,
+      apiBaseUrl: url(env, 'WHATSAPP_API_BASE_URL', HTTP, 'https://graph.facebook.com/v21.0')!,
     },
     wasender: {
       apiKey: str(env, 'WASENDER_API_KEY'),
       webhookSecret: secret(env, 'WASENDER_WEBHOOK_SECRET'),
-      apiBaseUrl: url(env, 'WASENDER_API_BASE_URL', 'https://www.wasenderapi.com')!,
+      apiBaseUrl: url(env, 'WASENDER_API_BASE_URL', HTTP, 'https://www.wasenderapi.com')!,
     },
     adminToken,
     redisUrl,
@@ -259,7 +308,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisPrefix: name(env, 'BATON_REDIS_PREFIX', 'baton'),
     pgSchema: name(env, 'BATON_PG_SCHEMA', 'baton'),
     alert: {
-      webhookUrl: url(env, 'BATON_ALERT_WEBHOOK_URL'),
+      webhookUrl: url(env, 'BATON_ALERT_WEBHOOK_URL', HTTP),
       queueDepth: optInt(env, 'BATON_ALERT_QUEUE_DEPTH', 0),
       oldestMs: optInt(env, 'BATON_ALERT_OLDEST_MS', 0),
     },
@@ -272,7 +321,7 @@ export function loadConfig(env: Env = process.env): Config {
       ? parseDurationSeconds('BATON_MESSAGE_RETENTION', env.BATON_MESSAGE_RETENTION)
       : 30 * 86400,
     healthPort: env.BATON_HEALTH_PORT?.trim() ? int(env, 'BATON_HEALTH_PORT', 0, 0, 65535) : undefined,
-    trustProxy: bool(env, 'BATON_TRUST_PROXY', false),
+    trustProxy: trustProxy(env, 'BATON_TRUST_PROXY'),
   };
   return deepFreeze(config);
 }

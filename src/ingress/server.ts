@@ -12,6 +12,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/types.ts';
+import type { TrustProxy } from '../config/index.ts';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { IntakeTracker } from '../engine/intake-gate.ts';
 import { metricsRoute, type Metrics } from '../metrics.ts';
@@ -74,8 +75,11 @@ export interface ServerDeps extends AdminDeps {
    * confirms) instead of stored here; consumers store them.
    */
   readonly queue?: { publish(w: QueuedWebhook): Promise<void>; readonly connected: boolean };
-  /** Believe a proxy's `X-Forwarded-*` headers (BATON_TRUST_PROXY). Default false. */
-  readonly trustProxy?: boolean;
+  /**
+   * Believe a proxy's `X-Forwarded-*` headers (BATON_TRUST_PROXY): so many hops, or these
+   * proxies' addresses. Default false.
+   */
+  readonly trustProxy?: TrustProxy;
 }
 
 /** Sends a coded JSON error. */
@@ -92,13 +96,22 @@ function isJson(contentType: string | undefined): boolean {
   return type === 'application/json';
 }
 
+/** BATON_TRUST_PROXY as Fastify takes it: the first `hops` addresses, or the proxies named. */
+function fastifyTrust(trust: TrustProxy): false | string[] | ((address: string, hop: number) => boolean) {
+  if (trust === false) return false;
+  if (typeof trust === 'number') return (_address, hop) => hop < trust;
+  return [...trust];
+}
+
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const logger: FastifyBaseLogger = deps.logger;
   const limits = { ...DEFAULT_HTTP_LIMITS, ...deps.limits };
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
-    trustProxy: deps.trustProxy ?? false,
+    // Never `true` (which takes the left-most X-Forwarded-For address, the one a client can
+    // write itself): hops or addresses, so the client is the nearest address not trusted.
+    trustProxy: fastifyTrust(deps.trustProxy ?? false),
     // A URL the router cannot read (a broken percent-encoding) is bad input: 400 with our code.
     frameworkErrors: (err, _req, reply) => {
       void sendError(reply, 'BATON_ERR_BAD_REQUEST', err.message);
@@ -119,7 +132,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   guardConnections(app.server, {
     maxConnections: limits.maxConnections,
     // Behind a proxy every client has the proxy's address.
-    perAddress: deps.trustProxy ? null : limits.maxPerAddress,
+    perAddress: deps.trustProxy !== undefined && deps.trustProxy !== false ? null : limits.maxPerAddress,
     slowHeadersMs: limits.slowHeadersMs,
     slowBodyMs: limits.slowBodyMs,
   });

@@ -169,6 +169,26 @@ describe('health, readiness, metrics, admin auth', () => {
     }
   });
 
+  it('behind a proxy (BATON_TRUST_PROXY=true), a client cannot pick its own address with an X-Forwarded-For of its own', async () => {
+    const h2 = await startHarness({ BATON_TRUST_PROXY: 'true' });
+    try {
+      // The proxy appends the address it saw (203.0.113.7); what the client wrote comes first.
+      const call = (token: string, forged: string) =>
+        fetch(`${h2.url}/admin/api/stats`, {
+          headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': `${forged}, 203.0.113.7` },
+        });
+      for (let i = 0; i < 10; i++) expect((await call(`guess-${i}`, `198.51.100.${i}`)).status).toBe(401);
+      expect((await call(ADMIN_TOKEN, '198.51.100.99')).status).toBe(429);
+      // Another client behind the same proxy is not locked out.
+      const other = await fetch(`${h2.url}/admin/api/stats`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'x-forwarded-for': '203.0.113.8' },
+      });
+      expect(other.status).toBe(200);
+    } finally {
+      await h2.close();
+    }
+  });
+
   it("lists a session's outbound messages in the API's own shape (snake_case, ISO times), not the store's", async () => {
     const u = '15550007781';
     expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)]))).status).toBe(200);

@@ -46,6 +46,20 @@ describe('config', () => {
     [{ AMQP_URL: 'guest@rabbit' }, 'AMQP_URL'],
     [{ BATON_AMQP_QUEUE: 'amq.intake' }, 'BATON_AMQP_QUEUE'],
     [{ BATON_AMQP_QUEUE: 'two words' }, 'BATON_AMQP_QUEUE'],
+    // What no sender or client can use: caught at start, not at the first send.
+    [{ WHATSAPP_API_BASE_URL: 'ftp://graph.example' }, 'WHATSAPP_API_BASE_URL'],
+    [{ WHATSAPP_API_BASE_URL: 'javascript:alert(1)' }, 'WHATSAPP_API_BASE_URL'],
+    [{ WASENDER_API_BASE_URL: 'file:///etc/passwd' }, 'WASENDER_API_BASE_URL'],
+    [{ BATON_ALERT_WEBHOOK_URL: 'ftp://chat.example/hook' }, 'BATON_ALERT_WEBHOOK_URL'],
+    [{ REDIS_URL: 'http://127.0.0.1:6379', DATABASE_URL: 'postgres://h/db' }, 'REDIS_URL'],
+    [{ REDIS_URL: 'redis://127.0.0.1:6379', DATABASE_URL: 'mysql://h/db' }, 'DATABASE_URL'],
+    [{ ADMIN_TOKEN: 'two words' }, 'ADMIN_TOKEN'],
+    [{ BATON_SESSION_TTL: '1'.padEnd(400, '0') }, 'BATON_SESSION_TTL'],
+    [{ BATON_DEDUPE_TTL: '36501d' }, 'BATON_DEDUPE_TTL'],
+    [{ BATON_SESSION_TTL: '0.0001ms' }, 'BATON_SESSION_TTL'],
+    [{ BATON_TRUST_PROXY: 'yes' }, 'BATON_TRUST_PROXY'],
+    [{ BATON_TRUST_PROXY: '10.0.0.0/33' }, 'BATON_TRUST_PROXY'],
+    [{ BATON_TRUST_PROXY: '17' }, 'BATON_TRUST_PROXY'],
   ])('refuses %o with one line naming %s', (env, name) => {
     let err: unknown;
     try {
@@ -57,6 +71,16 @@ describe('config', () => {
     expect((err as ConfigError).variable).toBe(name);
     expect((err as Error).message.startsWith(`${name}: `)).toBe(true);
     expect((err as Error).message).not.toContain('\n');
+  });
+
+  it.each([
+    [undefined, false],
+    ['false', false],
+    ['true', 1],
+    ['2', 2],
+    ['10.0.0.1, 192.168.0.0/16, ::1', ['10.0.0.1', '192.168.0.0/16', '::1']],
+  ])('BATON_TRUST_PROXY=%s trusts %o (never "any X-Forwarded-For")', (raw, trust) => {
+    expect(loadConfig(raw === undefined ? {} : { BATON_TRUST_PROXY: raw }).trustProxy).toEqual(trust);
   });
 
   it("keeps credentials out of a bad URL's message", () => {
