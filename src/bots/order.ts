@@ -28,8 +28,11 @@ export const orderFlow = defineFlow({
       say: 'Hi! Let us get your order started. What is your name?',
       accepts: 'text',
       to: ['choose_product'],
+      // Joined and trimmed, a text of blanks is no name: a retry.
       on: (input, c) =>
-        input.type === 'text' ? c.goto('choose_product', { customer_name: input.text }) : c.retry(),
+        input.type === 'text' && input.text !== ''
+          ? c.goto('choose_product', { customer_name: input.text })
+          : c.retry(),
     },
     choose_product: {
       needs: ['customer_name'],
@@ -45,7 +48,9 @@ export const orderFlow = defineFlow({
       accepts: 'text',
       to: ['confirm_order'],
       on: (input, c) =>
-        input.type === 'text' ? c.goto('confirm_order', { shipping_address: input.text }) : c.retry(),
+        input.type === 'text' && input.text !== ''
+          ? c.goto('confirm_order', { shipping_address: input.text })
+          : c.retry(),
     },
     confirm_order: {
       needs: ['customer_name', 'product_id', 'shipping_address'],
@@ -65,12 +70,16 @@ export const orderFlow = defineFlow({
       },
     },
     completed: {
+      // Its prompt tells the user their order is confirmed: only their own `confirm` leads here,
+      // never an agent's hand-back (nor to `cancelled`).
+      handback: false,
       say: 'Your order is confirmed. Thank you! Send any message to start a new order.',
       accepts: 'any',
       to: ['ask_name'],
       on: (_input, c) => c.restart('ask_name'),
     },
     cancelled: {
+      handback: false,
       say: 'Your order was cancelled. Send any message to start a new order.',
       accepts: 'any',
       to: ['ask_name'],

@@ -125,6 +125,19 @@ describe('agent operations (pure)', () => {
     expect(handback(taken, flow, 'ask_order', env).snapshot.step).toBe('ask_order');
   });
 
+  it("the reference bot's outcomes are closed to a handback: an agent cannot confirm or cancel an order for the user", () => {
+    const taken = takeSession(escalated(), 'Ana', env).snapshot;
+    for (const step of ['completed', 'cancelled']) {
+      try {
+        handback(taken, orderFlow, step, env);
+        expect.unreachable();
+      } catch (e) {
+        expect((e as BatonError).code).toBe('BATON_ERR_STEP_NOT_FOR_HANDBACK');
+      }
+    }
+    expect(handback(taken, orderFlow, 'ask_name', env).snapshot.step).toBe('ask_name');
+  });
+
   it('a handback to a step whose needs the session lacks is refused with BATON_ERR_STEP_NEEDS_DATA', () => {
     const taken = takeSession(escalated(), 'Ana', env).snapshot;
     for (const step of ['collect_shipping_address', 'confirm_order']) {

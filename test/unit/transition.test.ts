@@ -80,6 +80,16 @@ describe('transition (pure)', () => {
     expect(r.records[0]!.message_ids).toHaveLength(2);
   });
 
+  it('a text of blanks is no name and no address: a retry, not "Thanks, ."', () => {
+    const start = run(null, txt('hi', 100)).snapshot;
+    const r = run(start, txt('   ', 101), txt('\n', 101));
+    expect(r.records.map((x) => x.kind)).toEqual(['retry']);
+    expect(r.snapshot.step).toBe('ask_name');
+    expect(r.snapshot.data).toEqual({});
+    const at = run(run(start, txt('Jo', 102)).snapshot, tap('sku_550e', 103)).snapshot;
+    expect(run(at, txt(' ', 104)).snapshot.step).toBe('collect_shipping_address');
+  });
+
   it('keeps line breaks inside one text (an address) while joining parts by one space', () => {
     const s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101), tap('sku_550e', 102)).snapshot;
     const r = run(s, txt('1 Main St\nSpringfield ', 103), txt(' Apt 4', 103));
