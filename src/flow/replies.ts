@@ -75,6 +75,10 @@ export interface InteractiveOptions {
 
 function mediaRef(media: MediaInput): MediaRef {
   if (typeof media === 'string') return { link: media };
+  // Both (untyped code can pass them): kept, so that replyProblems says so, not one dropped.
+  const both = media as { link?: string; id?: string };
+  if (both.link !== undefined && both.id !== undefined)
+    return { link: both.link, id: both.id } as unknown as MediaRef;
   return media.link === undefined ? { id: media.id } : { link: media.link };
 }
 
@@ -291,8 +295,14 @@ export function template(
   const components: TemplateComponent[] = [];
   if (options.header !== undefined) components.push({ type: 'header', parameters: [options.header] });
   if (options.body !== undefined) {
-    const parameters: TemplateParameter[] = isStringArray(options.body)
-      ? options.body.map((t) => ({ type: 'text', text: t }))
+    const parameters: TemplateParameter[] = Array.isArray(options.body)
+      ? // An array is positional; a `{name, text}` in it (untyped code) stays named, so that
+        // replyProblems says the body mixes named and positional parameters.
+        (options.body as readonly unknown[]).map((t) =>
+          typeof t === 'object' && t !== null && 'name' in t
+            ? ({ type: 'text', ...t } as TemplateParameter)
+            : { type: 'text', text: t as string },
+        )
       : Object.entries(options.body).map(([key, t]) => ({ type: 'text', text: t, name: key }));
     components.push({ type: 'body', parameters });
   }
@@ -312,12 +322,6 @@ export function template(
     ...(components.length === 0 ? {} : { components }),
     ...(options.text === undefined ? {} : { text: options.text }),
   };
-}
-
-function isStringArray(
-  v: ReadonlyArray<string> | Readonly<Record<string, string>>,
-): v is ReadonlyArray<string> {
-  return Array.isArray(v);
 }
 
 // ---------------------------------------------------------------------------------------------

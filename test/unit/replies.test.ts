@@ -12,7 +12,7 @@ import {
   text,
   video,
 } from '../../src/flow/replies.ts';
-import type { OutboundBody } from '../../src/model/session.ts';
+import type { MediaRef, OutboundBody } from '../../src/model/session.ts';
 
 const x = (n: number): string => 'x'.repeat(n);
 const rows = (n: number, prefix = 'r') =>
@@ -299,6 +299,16 @@ describe('replyProblems: each limit, one over', () => {
       'media with both a link and an id',
       { type: 'image', link: 'https://x.test/a.jpg', id: '1' } as unknown as OutboundBody,
       ['image has both a link and a media id; give one'],
+    ],
+    [
+      'both given to the builder (untyped code): kept, and said, not one dropped',
+      image({ link: 'https://x.test/a.jpg', id: '1' } as unknown as MediaRef),
+      ['image has both a link and a media id; give one'],
+    ],
+    [
+      'a named parameter in a positional body given to the builder (untyped code)',
+      template('ok_name', 'en_US', { body: ['x', { name: 'y', text: 'z' }] as unknown as string[] }),
+      ['template component 1 (body) mixes named and positional parameters'],
     ],
     ['an empty media id', video({ id: '' }), ['video media id is empty']],
     [
