@@ -6,10 +6,50 @@
  * is gone (SIGKILL, power loss) is stale and taken over.
  * @module
  */
-import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
-import { BatonError } from '../../errors.ts';
+import { dirname, resolve } from 'node:path';
+import { BatonError, ConfigError } from '../../errors.ts';
+
+/**
+ * Creates the data directory (and its missing parents), or says in one line naming
+ * `BATON_DATA_DIR` why it cannot: a path through a file, a directory that refuses it. One level
+ * at a time: Node's recursive `mkdir` spins forever on a path under `/proc`.
+ */
+export function ensureDataDir(dir: string): void {
+  const missing: string[] = [];
+  let at = resolve(dir);
+  for (;;) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(at).isDirectory();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw dataDirError(dir, err);
+      missing.unshift(at);
+      const parent = dirname(at);
+      if (parent === at) break;
+      at = parent;
+      continue;
+    }
+    if (!isDir) throw new ConfigError('BATON_DATA_DIR', `"${dir}": ${at} is a file, not a directory`);
+    break;
+  }
+  for (const d of missing) {
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw dataDirError(dir, err);
+    }
+  }
+}
+
+function dataDirError(dir: string, err: unknown): ConfigError {
+  const e = err as NodeJS.ErrnoException;
+  return new ConfigError(
+    'BATON_DATA_DIR',
+    `"${dir}" cannot be created or used (${e.code ?? 'error'}: ${e.syscall ?? 'access'} ${e.path ?? dir})`,
+  );
+}
 
 /** A held directory lock. */
 export interface DirLock {

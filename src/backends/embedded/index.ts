@@ -8,8 +8,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { lockDataDir, type DirLock } from './dir-lock.ts';
+import { ensureDataDir, lockDataDir, type DirLock } from './dir-lock.ts';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
@@ -187,7 +186,7 @@ export class EmbeddedBackend implements Backend {
     let file = opts.file;
     if (file === undefined) {
       const dir = opts.dataDir ?? './data';
-      mkdirSync(dir, { recursive: true });
+      ensureDataDir(dir);
       this.dirLock = lockDataDir(dir);
       file = join(dir, 'baton.sqlite');
     }
