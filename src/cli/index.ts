@@ -10,6 +10,7 @@ import { createBaton, createLogger, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
 import { sessionNamedBy, toSessionView } from '../model/session.ts';
+import { ID_PATTERN } from '../providers/screen.ts';
 import { LocalAdminClient, readLocalHandle } from '../admin/local-handle.ts';
 import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
 import { GRAPH_FORMATS, runFlowGraph, type GraphFlags } from './graph.ts';
@@ -232,6 +233,18 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     }
     out(JSON.stringify(result, null, indent));
   };
+  /** A wa_id (or `--channel`) as the admin API takes it; anything else is a usage error (2). */
+  const sessionArgs = (waId: string, channel: string | undefined): void => {
+    for (const [what, v] of [
+      ['<waId>', waId],
+      ['--channel', channel],
+    ] as const) {
+      if (v !== undefined && (v === '' || v.length > 128 || !ID_PATTERN.test(v)))
+        throw new UsageError(
+          `${what} "${v}" is not an id (1 to 128 characters, no space or control character)`,
+        );
+    }
+  };
   const oneSession = async (
     b: Awaited<ReturnType<typeof createBaton>>,
     waId: string,
@@ -256,6 +269,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('show <waId>')
     .option('--channel <id>', 'phone_number_id when the user has several sessions')
     .action(async (waId: string, o: { channel?: string }) => {
+      sessionArgs(waId, o.channel);
       await sessionCommand(
         async (b) => {
           const s = await oneSession(b, waId, o.channel);
@@ -268,6 +282,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('reset <waId>')
     .option('--channel <id>', 'phone_number_id when the user has several sessions')
     .action(async (waId: string, o: { channel?: string }) => {
+      sessionArgs(waId, o.channel);
       await sessionCommand(
         async (b) => {
           const next = await b.engine.adminReset(await oneSession(b, waId, o.channel));
@@ -282,6 +297,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('clear <waId>')
     .option('--channel <id>', 'phone_number_id when the user has several sessions')
     .action(async (waId: string, o: { channel?: string }) => {
+      sessionArgs(waId, o.channel);
       await sessionCommand(
         async (b) => ({ released: await b.backend.clearLease(await oneSession(b, waId, o.channel)) }),
         (client) => client.clearLock(waId, o.channel),

@@ -110,6 +110,21 @@ describe('ingress and worker need distributed mode', () => {
   );
 });
 
+describe('session commands take ids as the admin API does', () => {
+  it.each([
+    [['session', 'show', 'a b']],
+    [['session', 'reset', '']],
+    [['lock', 'clear', '1', '--channel', 'x\ty']],
+  ])('baton %j is a usage error: exit 2, one line, no store opened', async (args) => {
+    const dir = tempDir();
+    const r = await runBaton(args, await env(dir));
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/is not an id/);
+    expect(existsSync(join(dir, 'baton.sqlite'))).toBe(false);
+  });
+});
+
 describe('a start that fails exits, and frees what it took', () => {
   it('the port already taken: exit 1 with one line naming PORT; the directory is free again', async () => {
     const dir = tempDir();
