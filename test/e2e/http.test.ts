@@ -159,11 +159,21 @@ describe('health, readiness, metrics, admin auth', () => {
       // An old token sent again and again is one guess.
       for (let i = 0; i < 12; i++) expect((await call('old-token')).status).toBe(401);
       expect((await call(ADMIN_TOKEN)).status).toBe(200);
+      // An agent signed in before the guesses.
+      const signedIn = await fetch(`${h2.url}/admin/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+        redirect: 'manual',
+      });
+      const cookie = signedIn.headers.get('set-cookie')!.split(';')[0]!;
       for (let i = 0; i < 9; i++) expect((await call(`guess-${i}`)).status).toBe(401);
       const blocked = await call(ADMIN_TOKEN);
       expect(blocked.status).toBe(429);
       expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
       expect(await blocked.json()).toMatchObject({ code: 'BATON_ERR_TOO_MANY_ATTEMPTS' });
+      // A sign-in cookie is no guess: that agent's page goes on working from the same address.
+      expect((await fetch(`${h2.url}/admin/api/stats`, { headers: { cookie } })).status).toBe(200);
     } finally {
       await h2.close();
     }
