@@ -76,7 +76,10 @@ export function registerAgentRoutes(
     if (!s) return reply;
     const { agent } = parsed(TakeBody, req.body);
     const next = await agents.take(s, agent);
-    return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
+    // SPEC 4's answer, `{"agent": "<name from the body>"}`, with the session it now has.
+    return next
+      ? { agent, ...toSessionView(next) }
+      : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
   });
 
   api.post(

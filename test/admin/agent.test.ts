@@ -97,6 +97,7 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       const taken = await send(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' });
       expect(taken.status).toBe(200);
       expect(await taken.json()).toMatchObject({
+        agent: 'Ana', // SPEC 4: {"agent": "<name from the body>"}
         current_step: 'choose_product',
         metadata: { version: 3, needs_agent: true, agent: 'Ana' },
       });
