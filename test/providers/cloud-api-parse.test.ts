@@ -550,6 +550,16 @@ describe('parseCloudApiWebhook: bad messages inside a valid envelope', () => {
     ]);
   });
 
+  it('takes a phone_number_id written as a number as the same id (as it does a numeric from)', () => {
+    const body = envelope({
+      metadata: { display_phone_number: '15550001111', phone_number_id: 106540352242922 },
+      messages: [{ ...base, id: 'm1', type: 'text', text: { body: 'x' } }],
+    });
+    const report = parseCloudApiWebhookReport(body);
+    expect(report.skipped).toEqual([]);
+    expect(report.batch.messages.map((m) => m.channel)).toEqual(['106540352242922']);
+  });
+
   it('stores a message without a readable timestamp as unsupported, timed by the clock', () => {
     const body = envelope({
       metadata: META,

@@ -144,7 +144,10 @@ interface Sink {
 }
 
 function readChange(value: JsonObject, now: () => number, sink: Sink): void {
-  const channel = str(obj(value, 'metadata'), 'phone_number_id');
+  const metadata = obj(value, 'metadata');
+  // A number where Meta sends a string of digits (a hand-written test payload): the same id.
+  const channel =
+    str(metadata, 'phone_number_id') ?? (metadata ? digits(metadata, 'phone_number_id') : undefined);
   const contacts = (arr(value, 'contacts') ?? []).filter(isObject);
   const rawMessages = arr(value, 'messages') ?? [];
   const rawStatuses = arr(value, 'statuses') ?? [];
