@@ -96,6 +96,14 @@ function isJson(contentType: string | undefined): boolean {
   return type === 'application/json';
 }
 
+/** The provider a webhook URL names (`/webhooks/whatsapp` -> `cloud-api`), or null. */
+function webhookProvider(url: string): string | null {
+  const path = url.split('?')[0];
+  if (path === '/webhooks/whatsapp') return 'cloud-api';
+  if (path === '/webhooks/wasender') return 'wasender';
+  return null;
+}
+
 /** BATON_TRUST_PROXY as Fastify takes it: the first `hops` addresses, or the proxies named. */
 function fastifyTrust(trust: TrustProxy): false | string[] | ((address: string, hop: number) => boolean) {
   if (trust === false) return false;
@@ -146,6 +154,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     if (err instanceof BatonError) return sendError(reply, err.code, err.message);
     if (err.statusCode === 413 || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      // Counted like the webhooks refused for other reasons (an operator sees a sender's 413s).
+      const provider = webhookProvider(req.url);
+      if (provider) deps.metrics.webhooks.inc({ provider, outcome: 'too_large' });
       return sendError(reply, 'BATON_ERR_BODY_TOO_LARGE');
     }
     if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {

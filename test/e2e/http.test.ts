@@ -87,6 +87,9 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
     });
     const r = await h.post(null, { raw });
     expect(r.status).toBe(413);
+    // Counted, as other refusals are.
+    const metrics = await (await fetch(`${h.url}/metrics`)).text();
+    expect(metrics).toMatch(/^baton_webhooks_total\{provider="cloud-api",outcome="too_large"\} [1-9]/m);
   });
 
   it('accepts a 3 MB body (Meta sends up to 3 MB)', async () => {
