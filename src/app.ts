@@ -255,7 +255,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     flows,
     resetSession: (key) => engine.adminReset(key),
     agents: {
-      take: (key, agent) => engine.takeSession(key, agent),
+      take: (key, agent, takeOver) => engine.takeSession(key, agent, takeOver),
       message: (key, text, agent) => engine.agentMessage(key, text, agent),
       handback: (key, step, agent) => engine.handback(key, step, agent),
     },

@@ -38,6 +38,10 @@ export const ERROR_CODES = {
   BATON_ERR_BAD_REQUEST: { status: 400, message: 'A query parameter, id or body is invalid' },
   BATON_ERR_UNKNOWN_STEP: { status: 400, message: 'The flow has no such step' },
   BATON_ERR_NOT_WITH_AGENT: { status: 409, message: 'The session is not waiting for an agent' },
+  BATON_ERR_TAKEN_BY_OTHER: {
+    status: 409,
+    message: 'Another agent has taken the session; send "take_over": true to take it over',
+  },
   BATON_ERR_STEP_NEEDS_DATA: { status: 409, message: 'The step needs data the session does not have' },
   BATON_ERR_STEP_NOT_FOR_HANDBACK: {
     status: 400,

@@ -26,7 +26,8 @@ import {
 
 /** The engine's agent operations, as the admin API calls them. */
 export interface AgentDesk {
-  take(key: SessionKey, agent: string): Promise<SessionSnapshot | null>;
+  /** `takeOver`: from another agent who has it (else BATON_ERR_TAKEN_BY_OTHER). */
+  take(key: SessionKey, agent: string, takeOver?: boolean): Promise<SessionSnapshot | null>;
   message(
     key: SessionKey,
     text: string,
@@ -74,8 +75,8 @@ export function registerAgentRoutes(
   api.post('/sessions/:waId/agent', { schema: { ...one, body: TakeBody } }, async (req, reply) => {
     const s = await findOne(backend, req, reply);
     if (!s) return reply;
-    const { agent } = parsed(TakeBody, req.body);
-    const next = await agents.take(s, agent);
+    const { agent, take_over: takeOver } = parsed(TakeBody, req.body);
+    const next = await agents.take(s, agent, takeOver ?? false);
     // SPEC 4's answer, `{"agent": "<name from the body>"}`, with the session it now has.
     return next
       ? { agent, ...toSessionView(next) }

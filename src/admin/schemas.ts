@@ -108,6 +108,8 @@ export const TakeBody = z.strictObject({
     .min(1, 'must name the agent')
     .max(100, 'must be at most 100 characters')
     .refine(storable, STORABLE),
+  /** Take it from another agent who has it (a form sends "true"). */
+  take_over: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional(),
 });
 
 export const AgentMessageBody = z.strictObject({

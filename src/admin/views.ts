@@ -214,17 +214,17 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
     ${actionForm({
       method: 'POST',
       url: api(`/sessions/${q(s.user)}/agent`, s),
-      label: s.needsAgent ? 'Take' : 'Take over',
+      // Taken by someone: taking it from them is said, and sent, explicitly.
+      label: agent ? 'Take over from them' : s.needsAgent ? 'Take' : 'Take over',
       id: 'take',
       next: here,
       fields: html`<input
-        name="agent"
-        placeholder="Your name"
-        aria-label="Agent name"
-        required
-        maxlength="100"
-        value="${agent ?? ''}"
-      />`,
+          name="agent"
+          placeholder="Your name"
+          aria-label="Agent name"
+          required
+          maxlength="100"
+        />${agent ? html`<input type="hidden" name="take_over" value="true" />` : ''}`,
     })}
     ${
       s.needsAgent

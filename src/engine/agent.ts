@@ -132,9 +132,10 @@ export async function takeSession(
   host: AgentHost,
   key: SessionKey,
   agent: string,
+  takeOver = false,
 ): Promise<SessionSnapshot | null> {
   const r = await change(host, key, (prev, env) =>
-    takeChange(prev, agent, { ...env, worker: agentWorker(agent) }),
+    takeChange(prev, agent, { ...env, worker: agentWorker(agent) }, takeOver),
   );
   return r?.snapshot ?? null;
 }

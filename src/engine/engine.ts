@@ -905,8 +905,8 @@ export class Engine {
   }
 
   /** An agent takes the session from the inbox (`engine/agent.ts`). */
-  takeSession(key: SessionKey, agent: string): Promise<SessionSnapshot | null> {
-    return agentOps.takeSession(this.agentHost(), key, agent);
+  takeSession(key: SessionKey, agent: string, takeOver = false): Promise<SessionSnapshot | null> {
+    return agentOps.takeSession(this.agentHost(), key, agent, takeOver);
   }
 
   /** An agent writes to the user through the outbox (`engine/agent.ts`). */

@@ -91,7 +91,20 @@ function outboundFor(
  * was asked for), but its result comes for a visit that is over and is recorded, not applied,
  * and the user's messages are `held` instead of waiting for it.
  */
-export function takeSession(prev: SessionSnapshot, agent: string, env: TransitionEnv): AgentChange {
+export function takeSession(
+  prev: SessionSnapshot,
+  agent: string,
+  env: TransitionEnv,
+  takeOver = false,
+): AgentChange {
+  // Two agents never answer one user unknowingly: taking a session another agent has is explicit.
+  const holder = agentOf(prev);
+  if (holder !== null && holder !== agent && !takeOver) {
+    throw new BatonError(
+      'BATON_ERR_TAKEN_BY_OTHER',
+      `${holder} has taken this session; take it over explicitly`,
+    );
+  }
   if (prev.needsAgent) {
     return {
       snapshot: { ...prev, agent: { name: agent, at: env.nowMs, version: prev.version } },

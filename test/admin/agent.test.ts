@@ -105,6 +105,16 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
         (await json<{ sessions: InboxItem[] }>(h.admin('/inbox'))).sessions.find((s) => s.wa_id === user)
           ?.agent,
       ).toBe('Ana');
+      // Bob cannot take it from Ana unknowingly; explicitly (the dashboard's form sends "true"), he can.
+      const bob = await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bob' });
+      expect(bob.status).toBe(409);
+      expect(await bob.json()).toMatchObject({ code: 'BATON_ERR_TAKEN_BY_OTHER' });
+      expect(
+        (await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bob', take_over: 'true' })).status,
+      ).toBe(200);
+      expect((await send(`/sessions/${user}/agent`, 'POST', { agent: 'Ana', take_over: true })).status).toBe(
+        200,
+      );
 
       // The user writes: recorded as held, answered by nobody.
       expect((await h.post(webhook([text(user, 'hello?? anyone', ts + 3)]))).status).toBe(200);

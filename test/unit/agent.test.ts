@@ -85,6 +85,19 @@ describe('agent operations (pure)', () => {
     expect(agentOf(r.snapshot)).toBe('Ana');
   });
 
+  it('a session another agent has is taken from them only explicitly; the same agent takes it again freely', () => {
+    const s = takeSession(escalated(), 'Ana', env).snapshot;
+    try {
+      takeSession(s, 'Bob', env);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as BatonError).code).toBe('BATON_ERR_TAKEN_BY_OTHER');
+      expect((e as BatonError).statusCode).toBe(409);
+    }
+    expect(agentOf(takeSession(s, 'Ana', env).snapshot)).toBe('Ana');
+    expect(agentOf(takeSession(s, 'Bob', env, true).snapshot)).toBe('Bob');
+  });
+
   it('refuses an agent message or a handback when the bot is serving the session', () => {
     const s = transition(orderFlow, null, [txt('hi', 100)], env).snapshot;
     expect(() => agentMessage(s, orderFlow, 'x', env)).toThrow(BatonError);
