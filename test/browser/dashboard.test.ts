@@ -35,11 +35,21 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
   /** Reloads until `check` holds (the page is server-rendered: a reload shows the new state). */
   async function reloadUntil(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    // A form that just succeeded navigates on its own (data-next): that may cut a reload (or a
+    // check) short, which is no failure; the next round looks again.
+    const navigating = (err: unknown): boolean =>
+      /ERR_ABORTED|frame was detached|Execution context was destroyed/.test(String(err));
     for (;;) {
-      if (await check()) return;
+      const ok = await check().catch((err: unknown) => {
+        if (navigating(err)) return false;
+        throw err;
+      });
+      if (ok) return;
       if (Date.now() > deadline) throw new Error('the page never showed the expected state');
       await page.waitForTimeout(100);
-      await page.reload();
+      await page.reload().catch((err: unknown) => {
+        if (!navigating(err)) throw err;
+      });
     }
   }
   async function post(...msgs: Parameters<typeof webhook>[0]): Promise<void> {

@@ -184,3 +184,42 @@ async function restore(
   ctx.rate.add(stored);
   return stored;
 }
+
+/** Most replies one pass looks at (the oldest first). */
+const OUTBOX_RECOVER_MAX = 20 * PURGE_BATCH;
+
+/**
+ * Replies committed but not sent whose session Redis no longer holds (it lost its memory):
+ * nothing would load them again before the user's next message, so their sessions are
+ * scheduled now; the worker that takes one reloads it from PostgreSQL, unsent replies
+ * included, and sends them. Returns how many sessions were scheduled.
+ */
+export async function recoverOutbox(ctx: Context, minAgeMs = RECOVER_AFTER_MS): Promise<number> {
+  if (ctx.closed) return 0;
+  const rows = await ctx.pg.query('outbound-unsent-sessions', [
+    new Date(ctx.now() - minAgeMs),
+    OUTBOX_RECOVER_MAX,
+  ]);
+  if (rows.length === 0) return 0;
+  const members = rows.map((r) => ctx.keys.member({ channel: String(r.channel), user: String(r.user_id) }));
+  const held = await pipeline(
+    ctx,
+    'outbox check',
+    members.map((m) => ({ command: 'exists', args: [ctx.keys.forMember(m).state] })),
+  );
+  const lost = members.filter((_m, i) => asNumber(held[i]) === 0);
+  if (lost.length === 0) return 0;
+  await followUp(
+    ctx,
+    scheduleOps(
+      ctx,
+      lost.map((m) => [m, Math.floor(ctx.now())] as const),
+      true,
+    ),
+  );
+  ctx.log.warn(
+    { sessions: lost.length },
+    'replies committed but not sent, whose session Redis lost (a restart without AOF?): their sessions are scheduled again',
+  );
+  return lost.length;
+}

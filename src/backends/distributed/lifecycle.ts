@@ -9,7 +9,7 @@ import type { Context } from './context.ts';
 import { StreamFlusher } from './flusher.ts';
 import { migrate } from './migrate.ts';
 import { persistenceWarning } from './persistence.ts';
-import { IntakeLog, recoverIntake } from './intake-log.ts';
+import { IntakeLog, recoverIntake, recoverOutbox } from './intake-log.ts';
 import { masterNodes, nodeAddress, readerClient } from './redis-client.ts';
 import { followUp, r, redisError } from './redis-calls.ts';
 
@@ -59,6 +59,8 @@ export async function init(ctx: Context): Promise<void> {
       if (restoring || ctx.closed) return;
       restoring = true;
       recoverIntake(ctx, 200)
+        // And the replies owed by sessions Redis lost: nothing else reloads those sessions.
+        .then(() => recoverOutbox(ctx, 200))
         .catch((err: unknown) =>
           ctx.log.warn({ err: String(err) }, 'intake log restore failed; the reaper retries'),
         )

@@ -20,7 +20,7 @@ import { asNumber, followUp, notifyOps, pipeline, r, scheduleOps } from './redis
 import type { PipelineOp } from './scripts.ts';
 import type { StatementName } from './sql.ts';
 import { TOMBSTONE_MS } from './global-feed.ts';
-import { recoverIntake } from './intake-log.ts';
+import { recoverIntake, recoverOutbox } from './intake-log.ts';
 
 /**
  * Starts this process's share of the upkeep, with its first `nextReady`: a reaper pass at once,
@@ -117,7 +117,10 @@ export async function reapOnce(
   );
   if (got !== 'OK') return { rescheduled: 0, journals: 0 };
   // Messages Redis lost (a restart without AOF) go back first, so the pass below schedules them.
-  if (ctx.intakeLog !== null) await recoverIntake(ctx);
+  if (ctx.intakeLog !== null) {
+    await recoverIntake(ctx);
+    await recoverOutbox(ctx);
+  }
   let rescheduled = 0;
   let journals = 0;
   const now = Math.floor(ctx.now());

@@ -44,6 +44,7 @@ export const STATEMENT_NAMES = [
   'intake-log-page',
   'intake-log-fence-wait',
   'intake-log-consumed',
+  'outbound-unsent-sessions',
 ] as const;
 
 export type StatementName = (typeof STATEMENT_NAMES)[number];
