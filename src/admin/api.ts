@@ -10,7 +10,7 @@ import type { Backend, BackendStats } from '../backends/types.ts';
 import type { Flow } from '../flow/define.ts';
 import { flowMermaid } from '../graph/index.ts';
 import type { SessionKey } from '../model/message.ts';
-import { toSessionView, type SessionSnapshot } from '../model/session.ts';
+import { toSessionView, type DeadLetter, type SessionSnapshot } from '../model/session.ts';
 import { registerAgentRoutes, type AgentDesk } from './agent-routes.ts';
 import { AdminAuth } from './auth.ts';
 import { outboundView } from './conversation.ts';
@@ -137,9 +137,12 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
         { schema: { params: DeadLetterParams, querystring: EmptyQuery, body: NoBody } },
         async (req, reply) => {
           const { id } = parsed(DeadLetterParams, req.params);
-          return (await backend.replayDeadLetter(id))
-            ? { replayed: true }
-            : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such dead letter, or it was replayed already');
+          const letter = await backend.getDeadLetter(id);
+          const warning =
+            letter && letter.replayedAt === undefined ? await replayWarning(backend, letter) : null;
+          if (!(await backend.replayDeadLetter(id)))
+            return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such dead letter, or it was replayed already');
+          return warning === null ? { replayed: true } : { replayed: true, warning };
         },
       );
 
@@ -167,4 +170,25 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
     { prefix: '/admin/api' },
   );
   return auth;
+}
+
+/**
+ * What an agent should know before a replay does what they may not expect: the user has
+ * written since (the message will be recorded `late`, not applied), or the session has moved on
+ * since the reply was committed (it goes out now, after what was sent since). Null otherwise.
+ */
+async function replayWarning(backend: Backend, letter: DeadLetter): Promise<string | null> {
+  const [s] = await backend.findSessions(letter.user, letter.channel);
+  if (s === undefined) return null;
+  const payload = (letter.payload ?? {}) as { timestamp?: unknown; version?: unknown };
+  if (letter.kind === 'inbound') {
+    const ts = payload.timestamp;
+    return typeof ts === 'number' && s.lastInteraction !== null && ts < s.lastInteraction
+      ? 'The user has written since this message: it is older than the last one applied, so it will be recorded as late, not applied.'
+      : null;
+  }
+  const version = payload.version;
+  return typeof version === 'number' && s.version > version
+    ? `The session has moved on since this reply was committed (version ${version}, now ${s.version}): it goes out now, after what was sent since.`
+    : null;
 }

@@ -254,6 +254,8 @@ export interface Backend {
   transitions(key: SessionKey): Promise<TransitionRecord[]>;
   outbound(key: SessionKey): Promise<OutboundRecord[]>;
   listDeadLetters(limit: number): Promise<DeadLetter[]>;
+  /** One dead letter, replayed or not; null when there is no such letter. */
+  getDeadLetter(id: string): Promise<DeadLetter | null>;
   /**
    * Writes, without a lease: re-stores a dead-lettered inbound message as pending (outbound: as
    * unsent). `false` when there is nothing to replay (no such letter, or replayed already).

@@ -320,6 +320,27 @@ describe('the order flow, end to end', () => {
     expect(again.status).toBe(404);
   });
 
+  it('a replay of a reply the session has moved on from goes out, and says so to the agent', async () => {
+    h.graph.failNext(1, { status: 400, graphCode: 131047 });
+    await send(text(waId, 'hi', T0));
+    const letter = await h.until(async () => {
+      const { dead_letters } = (await (await h.admin('/dead-letters')).json()) as {
+        dead_letters: Array<{ id: string; user: string }>;
+      };
+      return dead_letters.find((d) => d.user === waId);
+    });
+    await send(text(waId, 'Jane', T0 + 1));
+    await h.settled(waId, 2);
+    const replay = await h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' });
+    expect(await replay.json()).toEqual({
+      replayed: true,
+      warning: expect.stringContaining('moved on since this reply was committed (version 1, now 2)'),
+    });
+    await h.graph.waitFor(
+      (c) => c.body.biz_opaque_callback_data === 'baton:order:ask_name:1' && c.body.to === waId,
+    );
+  });
+
   it('dead-letters a replayed reply again when it is refused again, so it can be replayed again', async () => {
     type Letter = { id: string; user: string; replayedAt?: number };
     const open = async (): Promise<Letter | undefined> => {

@@ -108,6 +108,16 @@ describe('a poison message', () => {
     expect(h.graph.sent.filter((c) => c.body.biz_opaque_callback_data?.endsWith(poisonMsg.id))).toHaveLength(
       1,
     );
+
+    // Replayed now, it is older than what the user wrote since: recorded late, and the agent is told.
+    const replay = await h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' });
+    expect(await replay.json()).toEqual({
+      replayed: true,
+      warning: expect.stringContaining('recorded as late'),
+    });
+    await h.until(async () =>
+      (await h.transitions(u)).some((t) => t.kind === 'late' && t.message_ids.includes(poisonMsg.id)),
+    );
   });
 
   it('an async handler that rejects: a clear flow error at once, never a silent retry or an unhandled rejection', async () => {

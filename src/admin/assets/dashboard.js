@@ -75,6 +75,12 @@
             showError(form, reason);
             return;
           }
+          // Done, with something the agent should read first (a replay that will not do what
+          // they may expect): shown in place of a reload.
+          if (data && typeof data.warning === 'string') {
+            showError(form, 'Done. ' + data.warning);
+            return;
+          }
           var next = form.getAttribute('data-next');
           if (next) window.location.assign(next);
           else window.location.reload();

@@ -84,6 +84,11 @@ export async function listDeadLetters(ctx: Context, limit: number): Promise<Dead
   return ctx.pg.listDeadLetters(limit);
 }
 
+export async function getDeadLetter(ctx: Context, id: string): Promise<DeadLetter | null> {
+  await barrier(ctx);
+  return ctx.pg.getDeadLetter(id);
+}
+
 export async function replayDeadLetter(ctx: Context, id: string): Promise<boolean> {
   await barrier(ctx);
   const letter = await ctx.pg.getDeadLetter(id);

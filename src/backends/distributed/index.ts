@@ -226,6 +226,10 @@ export class DistributedBackend implements Backend {
     return adminReads.listDeadLetters(this.ctx, limit);
   }
 
+  getDeadLetter(id: string): Promise<DeadLetter | null> {
+    return adminReads.getDeadLetter(this.ctx, id);
+  }
+
   replayDeadLetter(id: string): Promise<boolean> {
     return adminReads.replayDeadLetter(this.ctx, id);
   }

@@ -1012,17 +1012,12 @@ export class EmbeddedBackend implements Backend {
     const rows = this.sql('SELECT * FROM dead_letters ORDER BY created_at DESC, id LIMIT ?').all(
       limit,
     ) as Row[];
-    return rows.map((r) => ({
-      id: r.id as string,
-      kind: r.kind as DeadLetter['kind'],
-      channel: r.channel as string,
-      user: r.user as string,
-      ref: r.ref as string,
-      reason: r.reason as string,
-      payload: JSON.parse(r.payload as string) as unknown,
-      createdAt: r.created_at as number,
-      ...(r.replayed_at !== null ? { replayedAt: r.replayed_at as number } : {}),
-    }));
+    return rows.map(deadLetterOf);
+  }
+
+  async getDeadLetter(id: string): Promise<DeadLetter | null> {
+    const row = this.sql('SELECT * FROM dead_letters WHERE id = ?').get(id) as Row | undefined;
+    return row ? deadLetterOf(row) : null;
   }
 
   async replayDeadLetter(id: string): Promise<boolean> {
@@ -1137,4 +1132,18 @@ export class EmbeddedBackend implements Backend {
     const l = this.leases.get(sessionId(key));
     return l !== undefined && l.expiresAt > this.now() ? { holder: l.holder, expiresAt: l.expiresAt } : null;
   }
+}
+
+function deadLetterOf(r: Row): DeadLetter {
+  return {
+    id: r.id as string,
+    kind: r.kind as DeadLetter['kind'],
+    channel: r.channel as string,
+    user: r.user as string,
+    ref: r.ref as string,
+    reason: r.reason as string,
+    payload: JSON.parse(r.payload as string) as unknown,
+    createdAt: r.created_at as number,
+    ...(r.replayed_at !== null ? { replayedAt: r.replayed_at as number } : {}),
+  };
 }
