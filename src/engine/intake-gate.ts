@@ -16,60 +16,8 @@ import type { SessionKey } from '../model/message.ts';
 export interface IntakeTracker {
   /** A webhook request arrived at `receivedAt`; returns the token to `end` it with. */
   begin(receivedAt?: number): number;
-  /** Its body arrived and its signature checks out: it now holds batches back until stored. */
-  verified(token: number): void;
   /** The request is stored, refused or gone. */
   end(token: number): void;
-}
-
-/**
- * How long a request whose body has not arrived (or not checked out) yet holds batches back. A
- * webhook's body follows its headers within milliseconds, or a few hundred on a slow link; a
- * client that trickles bodies in without a valid signature must not hold every batch back.
- */
-export const UNVERIFIED_HOLD_MS = 500;
-
-/**
- * The requests in flight, by arrival time: counted from their headers; one not yet verified
- * holds batches back for {@link UNVERIFIED_HOLD_MS} at most, a verified one until stored (or
- * `staleAfterMs`).
- */
-export class InFlightWebhooks {
-  private readonly unverified = new Map<number, number>();
-  private readonly checked = new Map<number, number>();
-  private nextToken = 0;
-
-  begin(receivedAt: number): number {
-    this.nextToken += 1;
-    this.unverified.set(this.nextToken, receivedAt);
-    return this.nextToken;
-  }
-
-  verified(token: number): void {
-    const at = this.unverified.get(token);
-    if (at === undefined) return;
-    this.unverified.delete(token);
-    this.checked.set(token, at);
-  }
-
-  /** False when `token` was not in flight. */
-  end(token: number): boolean {
-    return this.unverified.delete(token) || this.checked.delete(token);
-  }
-
-  get size(): number {
-    return this.unverified.size + this.checked.size;
-  }
-
-  /** The earliest arrival that still holds batches back at `now` (`Infinity`: none). */
-  oldest(now: number, staleAfterMs: number): number {
-    let w = Number.POSITIVE_INFINITY;
-    const since = now - staleAfterMs;
-    for (const at of this.checked.values()) if (at >= since && at < w) w = at;
-    const unverifiedSince = now - Math.min(staleAfterMs, UNVERIFIED_HOLD_MS);
-    for (const at of this.unverified.values()) if (at >= unverifiedSince && at < w) w = at;
-    return w;
-  }
 }
 
 /** The engine's side. */
@@ -95,8 +43,9 @@ export interface IntakeGateOptions {
  * anything up.
  */
 export class LocalIntakeGate implements IntakeTracker, IntakeGate {
-  private readonly inFlight = new InFlightWebhooks();
+  private readonly inFlight = new Map<number, number>();
   private readonly waiters = new Set<() => void>();
+  private nextToken = 0;
   private readonly now: () => number;
   private readonly staleAfterMs: number;
 
@@ -106,21 +55,23 @@ export class LocalIntakeGate implements IntakeTracker, IntakeGate {
   }
 
   begin(receivedAt: number = this.now()): number {
-    return this.inFlight.begin(receivedAt);
-  }
-
-  verified(token: number): void {
-    this.inFlight.verified(token);
+    this.nextToken += 1;
+    this.inFlight.set(this.nextToken, receivedAt);
+    return this.nextToken;
   }
 
   end(token: number): void {
-    if (!this.inFlight.end(token)) return;
+    if (!this.inFlight.delete(token)) return;
     for (const wake of this.waiters) wake();
   }
 
   /** Whether a request received at or before `t` (and not stale) is still being stored. */
   holds(t: number): boolean {
-    return this.inFlight.oldest(this.now(), this.staleAfterMs) <= t;
+    const since = this.now() - this.staleAfterMs;
+    for (const receivedAt of this.inFlight.values()) {
+      if (receivedAt <= t && receivedAt >= since) return true;
+    }
+    return false;
   }
 
   async drained(t: number, maxWaitMs: number, signal?: AbortSignal): Promise<boolean> {

@@ -191,9 +191,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   let lastWriteFailure = 0;
   // A webhook counts as received when its headers arrive: a burst being stored on a busy
-  // machine is not split by a batch closing meanwhile. Until its body has arrived and its
-  // signature checks out, it holds batches back for half a second at most (UNVERIFIED_HOLD_MS):
-  // a client trickling unsigned bodies in cannot delay every user's replies.
+  // machine is not split by a batch closing meanwhile.
   const arrivals = new WeakMap<FastifyRequest, { at: number; token: number | undefined }>();
   const done = (req: FastifyRequest): void => {
     const a = arrivals.get(req);
@@ -233,9 +231,6 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       count('bad_signature');
       return sendError(reply, 'BATON_ERR_BAD_SIGNATURE');
     }
-    // Signed (or signatures off): from now on it holds batches back until stored.
-    const arrival = arrivals.get(req);
-    if (arrival?.token !== undefined) deps.intake?.verified(arrival.token);
     let json: unknown;
     try {
       json = JSON.parse(raw.toString('utf8'));

@@ -44,7 +44,7 @@
  * ingress look dead.
  * @module
  */
-import { InFlightWebhooks, type IntakeGate, type IntakeTracker } from '../../engine/intake-gate.ts';
+import type { IntakeGate, IntakeTracker } from '../../engine/intake-gate.ts';
 import type { SessionKey } from '../../model/message.ts';
 import type { PipelineOp } from './scripts.ts';
 
@@ -172,7 +172,8 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   private closed = false;
 
   // --- ingress side: webhooks in flight and the publishing timer
-  private readonly inFlight = new InFlightWebhooks();
+  private readonly inFlight = new Map<number, number>();
+  private nextToken = 0;
   private publishing = false;
   private lastPublish = Number.NEGATIVE_INFINITY;
   private lastWebhook = Number.NEGATIVE_INFINITY;
@@ -213,20 +214,17 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   }
 
   begin(receivedAt: number = this.now()): number {
-    const token = this.inFlight.begin(receivedAt);
+    this.nextToken += 1;
+    this.inFlight.set(this.nextToken, receivedAt);
     this.lastWebhook = Math.max(this.lastWebhook, receivedAt);
     // Out of idle: publish at the active pace from now on, not at the idle timer's.
     const soon = this.now() + ACTIVE_PERIOD_MS;
     if (this.publishing && !this.closed && this.nextTick > soon) this.arm(soon);
-    return token;
-  }
-
-  verified(token: number): void {
-    this.inFlight.verified(token);
+    return this.nextToken;
   }
 
   end(token: number): void {
-    if (!this.inFlight.end(token)) return;
+    if (!this.inFlight.delete(token)) return;
     if (this.waiters.size > 0) this.check();
     // A worker is waiting (for this webhook, perhaps): tell it soon.
     if (this.now() < this.askedUntil) this.answer(false);
@@ -244,7 +242,12 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
 
   /** Every webhook this process received before the returned time is stored. */
   localWatermark(now: number = this.now()): number {
-    return Math.min(now, this.inFlight.oldest(now, STALE_AFTER_MS));
+    let w = now;
+    const since = now - STALE_AFTER_MS;
+    for (const receivedAt of this.inFlight.values()) {
+      if (receivedAt >= since && receivedAt < w) w = receivedAt;
+    }
+    return w;
   }
 
   /**
