@@ -130,13 +130,18 @@ describeServices('the intake log (a Redis without AOF)', () => {
     // The copy lands. "Jane" was consumed once: it is not put back, and the session's next
     // holder goes on from version 2 (not from PostgreSQL's version 1 before the copy).
     // (Not h.settled: the lost lease's watchdog entry may count as held for a while yet.)
+    let seen = '';
     const at = (version: number) =>
-      h.until(async () => {
-        const v = await h.session(u);
-        return v && v.metadata.version >= version && (await backend.pending(key, 10)).length === 0
-          ? v
-          : undefined;
-      }, 30_000);
+      h
+        .until(async () => {
+          const v = await h.session(u);
+          const pending = await backend.pending(key, 10);
+          seen = `version ${v?.metadata.version}, pending ${pending.map((m) => m.id).join(',')}`;
+          return v && v.metadata.version >= version && pending.length === 0 ? v : undefined;
+        }, 60_000)
+        .catch(() => {
+          throw new Error(`never at version ${version} with nothing pending: ${seen}`);
+        });
     const s = await at(2);
     expect(s.current_step).toBe('choose_product');
     expect(s.data).toEqual({ customer_name: 'Jane' });
@@ -150,7 +155,7 @@ describeServices('the intake log (a Redis without AOF)', () => {
       [3, 'retry'],
     ]);
     expect(await backend.pending(key, 10)).toEqual([]);
-  }, 60_000);
+  }, 150_000);
 
   it('a reply committed and not yet sent when Redis dies goes out once Redis is back, with no new message', async () => {
     const { h, redis, schema } = await rig(false, { BATON_BUFFER_MS: '0' });
