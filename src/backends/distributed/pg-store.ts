@@ -283,14 +283,14 @@ export class PgStore {
     size: number,
   ): Promise<Map<string, FenceReservation>> {
     const sessions = JSON.stringify(keys.map((k) => ({ channel: k.channel, user_id: k.user })));
-    // One transaction, one round trip: the reservation waits for any journal copy of these
-    // sessions in flight (see fence-block-reserve.sql), and the rows are read after it.
-    const [blocks, found] = await this.pipelined('fence block', [
-      ['fence-block-reserve', [sessions, size]],
-      ['fence-block-sessions', [sessions]],
-    ]);
-    const stored = new Map(found!.map((r) => [sid(r.channel as string, r.user_id as string), r]));
-    const rows: Row[] = blocks!.map((b) => ({
+    // The reservation waits for any journal copy of these sessions in flight (see
+    // fence-block-reserve.sql); the rows are read after it, by a statement of their own (its own
+    // snapshot). Two statements on the main pool: the copies' pool stays theirs (sharing it made
+    // new sessions wait behind copies under load).
+    const blocks = await this.query('fence-block-reserve', [sessions, size]);
+    const found = await this.query('fence-block-sessions', [sessions]);
+    const stored = new Map(found.map((r) => [sid(r.channel as string, r.user_id as string), r]));
+    const rows: Row[] = blocks.map((b) => ({
       ...stored.get(sid(b.channel as string, b.user_id as string)),
       channel: b.channel,
       user_id: b.user_id,

@@ -1,7 +1,7 @@
 -- Reserves the next block of fencing tokens of each given session (a block is
 -- (ceiling - block size) + 1 .. ceiling). A session new to this Redis is about to be loaded:
--- fence-block-sessions, the next statement of the same transaction, reads its row. That read
--- is a statement of its own so that its snapshot is taken after this one's row locks: a journal
+-- fence-block-sessions, the next statement, reads its row. That read is a statement of its own
+-- so that its snapshot is taken after this one's row locks: a journal
 -- copy in flight holds its sessions' fence block rows (sessions-lock), so the reservation waits
 -- for it, and the load then sees what it wrote (not the row as it was before: a restarted
 -- Redis's new holder would otherwise go on from an older version, a fork).

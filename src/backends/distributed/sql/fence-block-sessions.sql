@@ -1,5 +1,5 @@
 -- The rows of sessions whose fence block was just reserved (fence-block-reserve, the statement
--- before it in the same transaction), one index probe per session.
+-- before it), one index probe per session.
 -- $1 JSON array of {channel, user_id}
 SELECT k.channel, k.user_id, s.snapshot, s.version, s.rev, s.fence
 FROM jsonb_to_recordset($1::jsonb) AS k(channel text, user_id text)
