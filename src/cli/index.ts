@@ -10,7 +10,7 @@ import { createBaton, createLogger, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
 import { sessionNamedBy, toSessionView } from '../model/session.ts';
-import { ID_PATTERN } from '../providers/screen.ts';
+import { WaIdParams } from '../admin/schemas.ts';
 import { LocalAdminClient, readLocalHandle } from '../admin/local-handle.ts';
 import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
 import { GRAPH_FORMATS, runFlowGraph, type GraphFlags } from './graph.ts';
@@ -233,16 +233,15 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     }
     out(JSON.stringify(result, null, indent));
   };
-  /** A wa_id (or `--channel`) as the admin API takes it; anything else is a usage error (2). */
+  /** A wa_id (or `--channel`) as the admin API takes it (its schema); else a usage error (2). */
   const sessionArgs = (waId: string, channel: string | undefined): void => {
     for (const [what, v] of [
       ['<waId>', waId],
       ['--channel', channel],
     ] as const) {
-      if (v !== undefined && (v === '' || v.length > 128 || !ID_PATTERN.test(v)))
-        throw new UsageError(
-          `${what} "${v}" is not an id (1 to 128 characters, no space or control character)`,
-        );
+      const checked = v === undefined ? null : WaIdParams.shape.waId.safeParse(v);
+      if (checked && !checked.success)
+        throw new UsageError(`${what} "${v}" is not an id: ${checked.error.issues[0]?.message ?? 'invalid'}`);
     }
   };
   const oneSession = async (
