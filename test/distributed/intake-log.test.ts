@@ -30,23 +30,29 @@ async function rig(
   redis: PrivateRedis;
   schema: string;
   logged: () => Promise<number>;
+  /** Another Baton on the same Redis and schema (another process, for what it does). */
+  another: () => Promise<Harness>;
 }> {
   const redis = await startPrivateRedis({ persist });
   cleanups.push(() => redis.stop());
   const iso = isolation();
   const prefix = iso.prefix.replace(/-/g, '_');
   cleanups.push(() => dropIsolation(null, iso.schema));
-  const h = await startHarness({
-    REDIS_URL: redis.url,
-    DATABASE_URL,
-    BATON_REDIS_PREFIX: prefix,
-    BATON_PG_SCHEMA: iso.schema,
-    ...env,
-  });
-  cleanups.push(() => h.close());
+  const start = async (): Promise<Harness> => {
+    const started = await startHarness({
+      REDIS_URL: redis.url,
+      DATABASE_URL,
+      BATON_REDIS_PREFIX: prefix,
+      BATON_PG_SCHEMA: iso.schema,
+      ...env,
+    });
+    cleanups.push(() => started.close());
+    return started;
+  };
+  const h = await start();
   const logged = async (): Promise<number> =>
     Number((await pgQuery<{ n: string }>(iso.schema, 'SELECT count(*) AS n FROM intake_log'))[0]!.n);
-  return { h, redis, schema: iso.schema, logged };
+  return { h, redis, schema: iso.schema, logged, another: start };
 }
 
 describeServices('the intake log (a Redis without AOF)', () => {
@@ -155,6 +161,110 @@ describeServices('the intake log (a Redis without AOF)', () => {
       [3, 'retry'],
     ]);
     expect(await backend.pending(key, 10)).toEqual([]);
+  }, 150_000);
+
+  it('a copy that has not reached PostgreSQL when Redis is back is refused when it does: the messages it held are applied once, by the next holder (no fork, no second send)', async () => {
+    const { h, redis, schema, another } = await rig(false, { BATON_BUFFER_MS: '0' });
+    const u = '15550501020';
+    const key = { channel: PHONE_ID, user: u };
+    // Journal copies held before they reach PostgreSQL at all (a process waiting for a
+    // connection, or frozen), then let go in the order the test chooses.
+    const held: Array<{ go(): void; done: Promise<unknown> }> = [];
+    cleanups.push(async () => held.forEach((c) => c.go()));
+    const holdCopies = (baton: Harness): { stop(): void } => {
+      const store = (
+        baton.baton.backend as unknown as {
+          ctx: { pg: { apply(e: readonly unknown[]): Promise<Set<string>> } };
+        }
+      ).ctx.pg;
+      const apply = store.apply.bind(store);
+      let hold = true;
+      store.apply = (entries) => {
+        if (!hold) return apply(entries);
+        let go = (): void => undefined;
+        const copied = new Promise<void>((r) => (go = r)).then(() => apply(entries));
+        held.push({ go, done: copied.catch(() => undefined) });
+        return copied;
+      };
+      return { stop: () => (hold = false) };
+    };
+    expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
+    await h.settled(u, 1);
+    await h.until(async () => {
+      const rows = await pgQuery<{ status: string }>(
+        schema,
+        'SELECT status FROM outbound WHERE user_id = $1',
+        [u],
+      );
+      return rows.length === 1 && rows[0]!.status !== 'pending';
+    });
+    // This process applies "Jane" in Redis; its copy to PostgreSQL is held. Then Redis dies.
+    holdCopies(h);
+    expect((await h.post(webhook([text(u, 'Jane', ts + 1)]))).status).toBe(200);
+    const backend = h.baton.backend as DistributedBackend;
+    await h.until(async () => (await backend.load(key))?.version === 2 && held.length > 0);
+    // This process then freezes (it claims nothing more; its copy stays held), and another
+    // one takes over.
+    void h.baton.engine.stop();
+    const next = await another();
+    const nextCopies = holdCopies(next);
+    await redis.kill();
+    await redis.restart(); // empty
+    const lost = held.length; // the copies of Redis's lost lifetime
+    const nextBackend = next.baton.backend as DistributedBackend;
+    await next.until(
+      async () => (await backend.health()).redis && (await nextBackend.health()).redis,
+      10_000,
+    );
+    // The restore finds "Jane" unconsumed (no copy in PostgreSQL to wait for) and puts it back;
+    // the other process loads version 1 from PostgreSQL and applies it: a version 2 of its
+    // own, whose copy is held too.
+    await next.until(
+      async () =>
+        (await nextBackend.load(key))?.version === 2 &&
+        (await nextBackend.pending(key, 10)).length === 0 &&
+        held.length > lost,
+      20_000,
+    );
+    // The lost lifetime's copies reach PostgreSQL first, and are refused; then the next
+    // holder's: one chain of versions, "Jane" applied once.
+    for (const c of held.slice(0, lost)) {
+      c.go();
+      await c.done;
+    }
+    nextCopies.stop();
+    for (const c of held.slice(lost)) c.go();
+    const s = await next.until(async () => {
+      const rows = await pgQuery<{ version: string }>(
+        schema,
+        'SELECT version FROM sessions WHERE user_id = $1',
+        [u],
+      );
+      return rows[0]?.version === '2' ? ((await next.session(u)) ?? undefined) : undefined;
+    }, 20_000);
+    expect(s.current_step).toBe('choose_product');
+    expect(s.data).toEqual({ customer_name: 'Jane' });
+    expect((await next.post(webhook([text(u, 'what?', ts + 2)]))).status).toBe(200);
+    await next.until(async () => (await next.session(u))?.metadata.version === 3, 20_000);
+    const records = await next.transitions(u);
+    expect(records.map((r) => [r.version, r.kind])).toEqual([
+      [1, 'advance'],
+      [2, 'advance'],
+      [3, 'retry'],
+    ]);
+    // "Jane"'s prompt went out once: the refused copy's batch never sent it.
+    const prompts = (): unknown[] =>
+      [...h.graph.sent, ...next.graph.sent]
+        .filter((c) => c.body.to === u)
+        .map((c) => c.body.biz_opaque_callback_data)
+        .sort();
+    await next.until(async () => prompts().length >= 3);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(prompts()).toEqual([
+      'baton:order:ask_name:1',
+      'baton:order:choose_product:2',
+      'baton:order:choose_product:3',
+    ]);
   }, 150_000);
 
   it('a reply committed and not yet sent when Redis dies goes out once Redis is back, with no new message', async () => {

@@ -146,6 +146,26 @@ const MAIN: ReadonlyArray<readonly [StatementName, readonly Param[]]> = [
   ['outbound-by-provider-ids', ['ch', 'u1', '{wamid.s1}']],
   ['sessions-find', ['u1', null]],
   ['dead-letter-get', ['d1']],
+  // The intake log's restore check (one transaction on the main pool).
+  ['intake-log-fence-wait', [json([key(1), key(2)])]],
+  [
+    'intake-log-floor',
+    [
+      json([
+        { ...key(1), era: 'run2' },
+        { ...key(2), era: 'run2' },
+      ]),
+    ],
+  ],
+  [
+    'intake-log-consumed',
+    [
+      json([
+        { ...key(1), id: 'wamid.1' },
+        { ...key(2), id: 'wamid.2' },
+      ]),
+    ],
+  ],
   [
     'intake-log-insert',
     [

@@ -10,14 +10,16 @@ describe('FenceReserver', () => {
     const calls: string[][] = [];
     let ceiling = 0;
     const gates: Array<() => void> = [];
-    const reserver = new FenceReserver<number>(async (keys) => {
-      calls.push(keys.map((k) => k.user));
+    const eras: Array<string | null> = [];
+    const reserver = new FenceReserver<number>(async (reqs) => {
+      calls.push(reqs.map((r) => r.key.user));
+      eras.push(...reqs.map((r) => r.era));
       await new Promise<void>((go) => gates.push(go));
-      return new Map(keys.map((k) => [reservationKey(k), (ceiling += 1000)]));
+      return new Map(reqs.map((r) => [reservationKey(r.key), (ceiling += 1000)]));
     });
-    const first = reserver.request(key('a'));
+    const first = reserver.request(key('a'), 'run-1');
     // While the first runs, five more gather; 'b' twice.
-    const more = ['b', 'c', 'b', 'd'].map((u) => reserver.request(key(u)));
+    const more = ['b', 'c', 'b', 'd'].map((u) => reserver.request(key(u), null));
     expect(calls).toEqual([['a']]);
     gates.shift()!();
     expect(await first).toBe(1000);
@@ -28,20 +30,21 @@ describe('FenceReserver', () => {
     expect(calls).toEqual([['a'], ['b', 'c', 'd'], ['b']]);
     gates.shift()!();
     const got = await Promise.all(more);
-    // Every request has a block of its own.
+    // Every request has a block of its own, and its era goes with it.
     expect(new Set(got).size).toBe(4);
+    expect(eras).toEqual(['run-1', null, null, null, null]);
   });
 
   it('fails every request of a failed call, and goes on with the next', async () => {
     let fail = true;
-    const reserver = new FenceReserver<number>(async (keys) => {
+    const reserver = new FenceReserver<number>(async (reqs) => {
       if (fail) {
         fail = false;
         throw new Error('PostgreSQL is unavailable');
       }
-      return new Map(keys.map((k) => [reservationKey(k), 7]));
+      return new Map(reqs.map((r) => [reservationKey(r.key), 7]));
     });
-    await expect(reserver.request(key('a'))).rejects.toThrow('unavailable');
-    expect(await reserver.request(key('a'))).toBe(7);
+    await expect(reserver.request(key('a'), null)).rejects.toThrow('unavailable');
+    expect(await reserver.request(key('a'), null)).toBe(7);
   });
 });

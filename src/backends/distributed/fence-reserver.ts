@@ -8,11 +8,19 @@
  */
 import type { SessionKey } from '../../model/message.ts';
 
-/** One session's reservation: the block's ceiling and whatever PostgreSQL returned with it. */
-export type Reserve<R> = (keys: readonly SessionKey[]) => Promise<Map<string, R>>;
-
-interface Request<R> {
+/**
+ * A session to reserve for, and the Redis lifetime that loads it when Redis no longer has its
+ * state (null when Redis kept it: a block used up, or a restart that kept its data).
+ */
+export interface ReserveFor {
   readonly key: SessionKey;
+  readonly era: string | null;
+}
+
+/** One session's reservation: the block's ceiling and whatever PostgreSQL returned with it. */
+export type Reserve<R> = (sessions: readonly ReserveFor[]) => Promise<Map<string, R>>;
+
+interface Request<R> extends ReserveFor {
   resolve(r: R): void;
   reject(err: unknown): void;
 }
@@ -29,9 +37,9 @@ export class FenceReserver<R> {
   constructor(private readonly reserve: Reserve<R>) {}
 
   /** Resolves with the session's reservation, made in the next group. */
-  request(key: SessionKey): Promise<R> {
+  request(key: SessionKey, era: string | null): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      this.queue.push({ key, resolve, reject });
+      this.queue.push({ key, era, resolve, reject });
       this.pump();
     });
   }
@@ -52,7 +60,7 @@ export class FenceReserver<R> {
 
   private async run(group: Map<string, Request<R>>): Promise<void> {
     try {
-      const rows = await this.reserve([...group.values()].map((r) => r.key));
+      const rows = await this.reserve([...group.values()].map((r) => ({ key: r.key, era: r.era })));
       for (const [id, req] of group) {
         const row = rows.get(id);
         if (row === undefined) req.reject(new Error(`no fence block returned for session ${id}`));

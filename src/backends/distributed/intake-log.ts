@@ -28,7 +28,8 @@ import { PURGE_BATCH, yieldToLoop } from '../retention.ts';
 import type { Context } from './context.ts';
 import type { PgStore } from './pg-store.ts';
 import { figuresAt } from './global-feed.ts';
-import { asArray, asNumber, followUp, pipeline, scheduleOps } from './redis-calls.ts';
+import { asArray, asNumber, asString, followUp, pipeline, scheduleOps } from './redis-calls.ts';
+import { reservationKey } from './fence-reserver.ts';
 import { consumedKey, intakeOp } from './intake.ts';
 
 /**
@@ -140,9 +141,10 @@ export async function recoverIntake(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
     );
     const missing = page.filter((_m, i) => asNumber(seen[i]) === 0);
     // A copy in flight to PostgreSQL (its commit lost with Redis, or slow) may consume some of
-    // them yet: wait for those copies, then leave out what they consumed.
+    // them yet: wait for those copies, then leave out what they consumed. A copy of a session
+    // Redis lost that has not reached PostgreSQL yet is refused when it does (its era ends).
     const consumed = new Set(
-      (await ctx.pg.consumedAfterCopies(missing)).map((r) =>
+      (await ctx.pg.consumedAfterCopies(missing, await lostSessions(ctx, missing))).map((r) =>
         consumedKey({ channel: String(r.channel), user: String(r.user_id), id: String(r.id) }),
       ),
     );
@@ -156,6 +158,33 @@ export async function recoverIntake(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
       'intake log: messages acknowledged but lost by Redis (a restart without AOF?) went back into their mailboxes',
     );
   return restored;
+}
+
+/**
+ * The sessions of these messages whose fences Redis no longer has (lost, and not granted since),
+ * by `reservationKey`, each with the Redis lifetime (run_id) that answered for it.
+ */
+async function lostSessions(
+  ctx: Context,
+  messages: ReadonlyArray<{ channel: string; user: string }>,
+): Promise<Map<string, string>> {
+  const sessions = new Map(messages.map((m) => [reservationKey(m), m]));
+  const keys = [...sessions.keys()];
+  const replies = await pipeline(
+    ctx,
+    'intake log check',
+    [...sessions.values()].map((m) => ({
+      script: 'session-era',
+      keys: [ctx.keys.session(m).fence],
+      args: [],
+    })),
+  );
+  const lost = new Map<string, string>();
+  replies.forEach((reply, i) => {
+    const [kept, era] = asArray(reply);
+    if (asNumber(kept) === 0) lost.set(keys[i]!, asString(era));
+  });
+  return lost;
 }
 
 /** Stores logged messages in their mailboxes again, with their first storage times. */

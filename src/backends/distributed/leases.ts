@@ -109,7 +109,11 @@ export async function acquireLease(
   if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
     // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
     // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
-    const { ceiling, session } = await ctx.pg.reserveFenceBlock(key, ctx.fenceBlockSize);
+    // Redis without its fences (new, or lost in a restart): copies of an earlier lifetime
+    // still on their way to PostgreSQL are refused from now on (the reservation starts this
+    // lifetime's era).
+    const era = asNumber(reply[2]) === 0 ? asString(reply[1]) : null;
+    const { ceiling, session } = await ctx.pg.reserveFenceBlock(key, ctx.fenceBlockSize, era);
     wd = watchdogScore(ctx, ttlMs);
     const ops = [acquire(ceiling - ctx.fenceBlockSize, ceiling), watchdog()];
     if (session) {

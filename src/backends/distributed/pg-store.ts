@@ -7,7 +7,7 @@
 import pg from 'pg';
 import { StorageUnavailableError } from '../../errors.ts';
 import { coalesceWrites } from './coalesce.ts';
-import { FenceReserver, reservationKey } from './fence-reserver.ts';
+import { FenceReserver, reservationKey, type ReserveFor } from './fence-reserver.ts';
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
 import type {
@@ -100,6 +100,30 @@ export interface PgStoreOptions {
 export interface FenceReservation {
   readonly ceiling: number;
   readonly session: StoredSession | null;
+}
+
+/**
+ * A transaction's statements one after the other, on a connection without pipeline mode;
+ * settled as `Promise.allSettled` would (after a failure, COMMIT rolls back).
+ */
+async function inTurn(
+  client: pg.PoolClient,
+  statements: ReadonlyArray<readonly [StatementName, readonly unknown[]]>,
+  sql: Statements,
+): Promise<Array<PromiseSettledResult<pg.QueryResult<Row>>>> {
+  const out: Array<PromiseSettledResult<pg.QueryResult<Row>>> = [];
+  const step = async (q: () => Promise<pg.QueryResult<Row>>): Promise<void> => {
+    try {
+      out.push({ status: 'fulfilled', value: await q() });
+    } catch (reason) {
+      out.push({ status: 'rejected', reason });
+    }
+  };
+  await step(() => client.query<Row>('BEGIN'));
+  for (const [name, params] of statements)
+    await step(() => client.query<Row>({ name, text: sql[name], values: params as unknown[] }));
+  await step(() => client.query<Row>('COMMIT'));
+  return out;
 }
 
 /**
@@ -198,29 +222,33 @@ export class PgStore {
    * Runs the statements as one transaction sent in a single round trip (pg pipeline mode:
    * BEGIN, the statements and COMMIT go out together; an error aborts the transaction and
    * COMMIT then rolls it back). Runs it again, up to 3 times, when it loses a deadlock or
-   * serialization race. Returns each statement's rows.
+   * serialization race. Returns each statement's rows. On the journal copies' pool unless
+   * told otherwise (the main pool's connections send the statements one after the other).
    */
   private async pipelined(
     what: string,
     statements: ReadonlyArray<readonly [StatementName, readonly unknown[]]>,
+    pool: pg.Pool = this.applyPool,
   ): Promise<Row[][]> {
     for (let attempt = 1; ; attempt++) {
       let client: pg.PoolClient;
       try {
-        client = await this.applyPool.connect();
+        client = await pool.connect();
       } catch (err) {
         throw this.wrap(err, what);
       }
       let broken = false;
       try {
-        const sent = [
-          client.query('BEGIN'),
-          ...statements.map(([name, params]) =>
-            client.query<Row>({ name, text: this.sql[name], values: params as unknown[] }),
-          ),
-          client.query('COMMIT'),
-        ];
-        const settled = await Promise.allSettled(sent);
+        const settled: Array<PromiseSettledResult<pg.QueryResult<Row>>> =
+          pool === this.applyPool
+            ? await Promise.allSettled([
+                client.query('BEGIN'),
+                ...statements.map(([name, params]) =>
+                  client.query<Row>({ name, text: this.sql[name], values: params as unknown[] }),
+                ),
+                client.query('COMMIT'),
+              ])
+            : await inTurn(client, statements, this.sql);
         const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failed) throw failed.reason;
         return settled.slice(1, -1).map((r) => (r as PromiseFulfilledResult<pg.QueryResult<Row>>).value.rows);
@@ -262,27 +290,27 @@ export class PgStore {
   }
 
   /**
-   * Reserves the next block of `size` fencing tokens; returns its ceiling (the block is
-   * ceiling-size+1 .. ceiling) and the session's row, if any.
+   * Reserves the next block of `size` fencing tokens of a session new to this Redis (the block is
+   * ceiling-size+1 .. ceiling), and returns the session's row with it. `era`: the Redis lifetime
+   * loading a session whose state Redis lost (null when Redis kept it), see
+   * fence-block-reserve.sql. Concurrent calls share one statement (see `fence-reserver.ts`).
    */
-  /**
-   * Reserves the next block of fences of a session new to this Redis, and returns its row with
-   * it. Concurrent calls share one statement (see `fence-reserver.ts`).
-   */
-  reserveFenceBlock(key: SessionKey, size: number): Promise<FenceReservation> {
+  reserveFenceBlock(key: SessionKey, size: number, era: string | null): Promise<FenceReservation> {
     let reserver = this.reservers.get(size);
     if (reserver === undefined) {
-      reserver = new FenceReserver((keys) => this.reserveFenceBlocks(keys, size));
+      reserver = new FenceReserver((reqs) => this.reserveFenceBlocks(reqs, size));
       this.reservers.set(size, reserver);
     }
-    return reserver.request(key);
+    return reserver.request(key, era);
   }
 
   private async reserveFenceBlocks(
-    keys: readonly SessionKey[],
+    reqs: readonly ReserveFor[],
     size: number,
   ): Promise<Map<string, FenceReservation>> {
-    const sessions = JSON.stringify(keys.map((k) => ({ channel: k.channel, user_id: k.user })));
+    const sessions = JSON.stringify(
+      reqs.map(({ key, era }) => ({ channel: key.channel, user_id: key.user, era })),
+    );
     // The reservation waits for any journal copy of these sessions in flight (see
     // fence-block-reserve.sql); the rows are read after it, by a statement of their own (its own
     // snapshot). Two statements on the main pool: the copies' pool stays theirs (sharing it made
@@ -382,23 +410,39 @@ export class PgStore {
   /**
    * Of these logged messages, those PostgreSQL has consumed, once no journal copy of their
    * sessions is in flight (it waits for those: see intake-log-fence-wait.sql), so that the intake
-   * log never puts back a message that a copy landing a moment later consumes.
+   * log never puts back a message that a copy landing a moment later consumes. `eras` names the
+   * sessions whose state Redis no longer has (by `reservationKey`), with the Redis lifetime
+   * putting them back: a copy
+   * of a lost lifetime that has not even started yet is refused when it comes
+   * (intake-log-floor.sql).
    */
   async consumedAfterCopies(
     messages: ReadonlyArray<{ channel: string; user: string; id: string }>,
+    eras: ReadonlyMap<string, string> = new Map(),
   ): Promise<Row[]> {
     if (messages.length === 0) return [];
     const sessions = new Map(
       messages.map((m) => [sid(m.channel, m.user), { channel: m.channel, user_id: m.user }]),
     );
-    const [, consumed] = await this.pipelined('intake log check', [
-      ['intake-log-fence-wait', [JSON.stringify([...sessions.values()])]],
+    const floors = [...sessions.values()].flatMap((k) => {
+      const era = eras.get(reservationKey({ channel: k.channel, user: k.user_id }));
+      return era === undefined ? [] : [{ ...k, era }];
+    });
+    // On the main pool: copies stuck in PostgreSQL (what this waits for) may hold every
+    // connection of theirs.
+    const results = await this.pipelined(
+      'intake log check',
       [
-        'intake-log-consumed',
-        [JSON.stringify(messages.map((m) => ({ channel: m.channel, user_id: m.user, id: m.id })))],
+        ['intake-log-fence-wait', [JSON.stringify([...sessions.values()])]],
+        ...(floors.length > 0 ? [['intake-log-floor', [JSON.stringify(floors)]] as const] : []),
+        [
+          'intake-log-consumed',
+          [JSON.stringify(messages.map((m) => ({ channel: m.channel, user_id: m.user, id: m.id })))],
+        ],
       ],
-    ]);
-    return consumed!;
+      this.pool,
+    );
+    return results.at(-1)!;
   }
 
   async insertDeadLetters(letters: readonly DeadLetter[]): Promise<void> {

@@ -30,6 +30,7 @@ export const SCRIPT_NAMES = [
   'stats-pending',
   'pending',
   'session-idle',
+  'session-era',
   'alerts-lead',
 ] as const;
 

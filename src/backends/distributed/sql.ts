@@ -43,6 +43,7 @@ export const STATEMENT_NAMES = [
   'intake-log-sweep',
   'intake-log-page',
   'intake-log-fence-wait',
+  'intake-log-floor',
   'intake-log-consumed',
   'outbound-unsent-sessions',
 ] as const;

@@ -28,7 +28,11 @@
                       granted, with the first read: the mailbox's figures and messages as
                       pending-3 returns them, and the state's fields (nil when absent)
     {-2, pttl}        (Locked) another holder has it, for pttl more ms
-    {-5}              (NeedFenceBlock) reserve a block in PostgreSQL and call again with it
+    {-5, epoch, kept} (NeedFenceBlock) reserve a block in PostgreSQL and call again with it;
+                      epoch is this Redis's run_id; kept is 1 when Redis still has the session's
+                      fences (a block used up; a restart or failover that kept its data: its
+                      journal, still to be copied, goes on), 0 when it has none (new, or lost:
+                      PostgreSQL is the truth, and the reservation starts this lifetime's era)
 ]]
 -- @include mailbox-stats
 -- @include mailbox-messages
@@ -44,7 +48,7 @@ local n, ceil = tonumber(cur[1]), tonumber(cur[2])
 local valid = n ~= nil and ceil ~= nil and cur[3] == epoch and n < ceil
 
 if not valid then
-  if ARGV[3] == '' then return { -5 } end
+  if ARGV[3] == '' then return { -5, epoch, n == nil and 0 or 1 } end
   local base = tonumber(ARGV[3])
   if n == nil or cur[3] ~= epoch or base > n then n = base end
   ceil = tonumber(ARGV[4])

@@ -11,9 +11,10 @@ FROM jsonb_to_recordset($1::jsonb) AS r(
   created_at timestamptz, fence bigint
 )
 WHERE r.fence IS NULL
-   OR r.fence >= COALESCE(
-     (SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id), 0
-   ) -- one index probe per row (see sessions-lock)
+   OR r.fence >= GREATEST(
+     (SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id),
+     (SELECT f.floor FROM fence_blocks f WHERE f.channel = r.channel AND f.user_id = r.user_id), 0
+   ) -- index probes per row (see sessions-lock); the floor: fence-block-reserve.sql
 ON CONFLICT (id) DO UPDATE SET
   kind = EXCLUDED.kind,
   reason = EXCLUDED.reason,

@@ -7,9 +7,10 @@ FROM jsonb_to_recordset($1::jsonb) AS r(
   channel text, user_id text, fence bigint, id text, seq bigint, message jsonb, stored_at timestamptz,
   consumed_at timestamptz, entry_id text, outcome text
 )
-WHERE r.fence >= COALESCE(
-  (SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id), 0
-) -- one index probe per row (see sessions-lock)
+WHERE r.fence >= GREATEST(
+  (SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id),
+  (SELECT f.floor FROM fence_blocks f WHERE f.channel = r.channel AND f.user_id = r.user_id), 0
+) -- index probes per row (see sessions-lock); the floor: fence-block-reserve.sql
 ORDER BY r.channel, r.user_id, r.id
 ON CONFLICT (channel, user_id, id) DO UPDATE SET
   seq = EXCLUDED.seq,

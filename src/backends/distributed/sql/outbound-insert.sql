@@ -12,9 +12,10 @@ FROM jsonb_to_recordset($1::jsonb) AS r(
   fence bigint, status text, attempts integer, claims integer, provider_message_id text, last_error text,
   rev bigint, record jsonb, created_at timestamptz
 )
-WHERE r.fence >= COALESCE(
-  (SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id), 0
-) -- one index probe per row (see sessions-lock)
+WHERE r.fence >= GREATEST(
+  (SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id),
+  (SELECT f.floor FROM fence_blocks f WHERE f.channel = r.channel AND f.user_id = r.user_id), 0
+) -- index probes per row (see sessions-lock); the floor: fence-block-reserve.sql
 ORDER BY r.id
 ON CONFLICT (id) DO UPDATE SET
   seq = EXCLUDED.seq,

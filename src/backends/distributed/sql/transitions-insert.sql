@@ -10,8 +10,9 @@ CROSS JOIN LATERAL jsonb_to_record(e.j) AS r(
   channel text, user_id text, fence bigint, entry_id text, ord integer, version bigint, from_step text,
   to_step text, kind text, message_ids jsonb, at timestamptz, worker text, fencing_token bigint, record jsonb
 )
-WHERE r.fence >= COALESCE(
-  (SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id), 0
-) -- one index probe per row (see sessions-lock)
+WHERE r.fence >= GREATEST(
+  (SELECT s.fence FROM sessions s WHERE s.channel = r.channel AND s.user_id = r.user_id),
+  (SELECT f.floor FROM fence_blocks f WHERE f.channel = r.channel AND f.user_id = r.user_id), 0
+) -- index probes per row (see sessions-lock); the floor: fence-block-reserve.sql
 ORDER BY e.n
 ON CONFLICT (entry_id, ord) DO NOTHING
