@@ -3,8 +3,10 @@
  * busy machine storing them can take longer than the buffer window; the engine asks its
  * {@link IntakeGate} before it closes a batch, so a burst still being stored is not split.
  *
- * Two sides, two interfaces: the ingress tells an {@link IntakeTracker} when each webhook's
- * headers arrive and when it is stored (or refused); the engine waits on an {@link IntakeGate}.
+ * Two sides, two interfaces: the ingress tells an {@link IntakeTracker} when each webhook starts
+ * to count (its headers, for an address that recently delivered a stored webhook; else its
+ * complete body: see ingress/known-senders.ts) and when it is stored (or refused); the engine
+ * waits on an {@link IntakeGate}.
  * In one process (`baton start` on the embedded store) {@link LocalIntakeGate} is both. Across
  * processes the distributed backend provides both sides through Redis: each ingress publishes a
  * low watermark, the workers read it (`backends/distributed/intake-watermark.ts`).
@@ -12,9 +14,9 @@
  */
 import type { SessionKey } from '../model/message.ts';
 
-/** The ingress's side: each webhook from the moment its headers arrive until it is stored. */
+/** The ingress's side: each webhook from the moment it counts until it is stored. */
 export interface IntakeTracker {
-  /** A webhook request arrived at `receivedAt`; returns the token to `end` it with. */
+  /** A webhook request whose headers arrived at `receivedAt` counts; returns the token to `end` it with. */
   begin(receivedAt?: number): number;
   /** The request is stored, refused or gone. */
   end(token: number): void;
@@ -38,9 +40,8 @@ export interface IntakeGateOptions {
 }
 
 /**
- * Both sides in one process. Requests are counted from the moment their headers arrive; one
- * that has been in flight for longer than `staleAfterMs` (a body trickling in) no longer holds
- * anything up.
+ * Both sides in one process. Requests are counted by the time their headers arrived; one
+ * received longer than `staleAfterMs` ago (a body trickling in) no longer holds anything up.
  */
 export class LocalIntakeGate implements IntakeTracker, IntakeGate {
   private readonly inFlight = new Map<number, number>();

@@ -19,6 +19,7 @@ import { metricsRoute, type Metrics } from '../metrics.ts';
 import type { Provider } from '../providers/index.ts';
 import type { QueuedWebhook } from './amqp-intake.ts';
 import { guardConnections } from './connection-guard.ts';
+import { KnownSenders } from './known-senders.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
 import { registerDashboard } from '../admin/dashboard.ts';
 import { adminErrorHandler, parsed } from '../admin/http.ts';
@@ -190,9 +191,14 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
 
   let lastWriteFailure = 0;
-  // A webhook counts as received when its headers arrive: a burst being stored on a busy
-  // machine is not split by a batch closing meanwhile.
+  // A webhook's arrival is when its headers arrive (its messages' window starts there), and it
+  // holds batches back until it is stored, so that a burst being stored on a busy machine, or
+  // whose bodies follow on a slow link, is not split by a batch closing meanwhile. It holds them
+  // from its headers if its address recently delivered a webhook that was stored, else from when
+  // its body is complete: a body trickling in from anyone else (a slow client, or an attacker
+  // without the app secret) holds nothing.
   const arrivals = new WeakMap<FastifyRequest, { at: number; token: number | undefined }>();
+  const senders = new KnownSenders(deps.now);
   const done = (req: FastifyRequest): void => {
     const a = arrivals.get(req);
     if (a?.token !== undefined) deps.intake?.end(a.token);
@@ -202,8 +208,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.addHook('onRequest', (req, _reply, next) => {
     if (req.method === 'POST' && req.url.startsWith('/webhooks/')) {
       const at = (deps.now ?? Date.now)();
-      arrivals.set(req, { at, token: deps.intake?.begin(at) });
+      arrivals.set(req, { at, token: senders.has(req.ip) ? deps.intake?.begin(at) : undefined });
     }
+    next();
+  });
+  app.addHook('preValidation', (req, _reply, next) => {
+    const a = arrivals.get(req);
+    if (a !== undefined && a.token === undefined) a.token = deps.intake?.begin(a.at);
     next();
   });
   app.addHook('onResponse', (req, _reply, next) => {
@@ -270,10 +281,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
           receivedAt: receivedAt ?? Date.now(),
         });
         count('queued');
+        senders.delivered(req.ip);
         return reply.code(200).send({ queued: batch.messages.length + batch.statuses.length });
       }
       const result = await deps.backend.ingest(receivedAt === undefined ? batch : { ...batch, receivedAt });
       count('stored');
+      senders.delivered(req.ip);
       deps.backend.countStored(result.accepted);
       deps.metrics.stored(result);
       return reply.code(200).send({ received: result.accepted, duplicates: result.duplicates });
