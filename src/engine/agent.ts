@@ -30,12 +30,21 @@ export interface AgentHost {
   env(lease: LeaseGrant): TransitionEnv;
   flowFor(s: SessionSnapshot | null): Flow;
   /** Renews the lease while `fn`'s sending runs; `sending` aborts when the lease is lost. */
-  hold(lease: LeaseGrant): { signal: AbortSignal; sending: AbortSignal; stop: () => void };
+  hold(lease: LeaseGrant): {
+    signal: AbortSignal;
+    sending: AbortSignal;
+    fresh: () => boolean;
+    stop: () => void;
+  };
   /**
    * Sends the session's unsent replies; `committed` are the records this lease's commit wrote
    * (its claim to send them is the commit's own: see OutboundRecord.claims).
    */
-  flushOutbox(lease: LeaseGrant, signal: AbortSignal, committed: readonly OutboundRecord[]): Promise<void>;
+  flushOutbox(
+    lease: LeaseGrant,
+    held: { sending: AbortSignal; fresh: () => boolean },
+    committed: readonly OutboundRecord[],
+  ): Promise<void>;
   /**
    * Records the messages waiting in the mailbox of a session that waits for an agent as `held`
    * (committed under `lease`), and returns the session as it then is. A handback or an agent's
@@ -119,7 +128,7 @@ async function change(
       consumed: [],
       deadLetters: [],
     });
-    if (result.outbound.length > 0) await host.flushOutbox(lease, held.sending, result.outbound);
+    if (result.outbound.length > 0) await host.flushOutbox(lease, held, result.outbound);
     return result;
   } finally {
     held.stop();

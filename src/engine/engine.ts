@@ -310,7 +310,7 @@ export class Engine {
    * then too, and when the engine stops, so replies stop waiting out backoffs (the next holder
    * sends what is left).
    */
-  private hold(lease: LeaseGrant): { signal: AbortSignal; sending: AbortSignal; stop: () => void } {
+  private hold(lease: LeaseGrant): SessionRun['held'] {
     const held = this.leases.hold(lease);
     const sending = new AbortController();
     const abortSending = (): void => sending.abort();
@@ -321,6 +321,7 @@ export class Engine {
     return {
       signal: held.signal,
       sending: sending.signal,
+      fresh: held.fresh,
       stop: () => {
         held.stop();
         held.signal.removeEventListener('abort', abortSending);
@@ -732,6 +733,13 @@ export class Engine {
           count = claims;
           run.claims.add(rec.id);
         }
+        // The last moment before the send leaves: a process paused since its commit (SIGSTOP, a
+        // stalled VM) must not wake up and send a reply its lease no longer covers, after the
+        // replies a newer holder has sent meanwhile.
+        if (!run.held.fresh()) {
+          await this.leave(run);
+          break sending;
+        }
         let providerMessageId: string;
         try {
           ({ providerMessageId } = await this.sendOne(rec));
@@ -933,11 +941,11 @@ export class Engine {
       // While the agent's request waits: quick retries only. A send that would wait longer (a
       // throttled gateway's Retry-After, a long backoff) stays unsent and a worker takes it up
       // (the release schedules the session again), so the dashboard never hangs.
-      flushOutbox: (lease, signal, committed) =>
+      flushOutbox: (lease, held, committed) =>
         this.flushOutbox(
           {
             lease,
-            held: { signal, sending: signal, stop: () => undefined },
+            held: { signal: held.sending, sending: held.sending, fresh: held.fresh, stop: () => undefined },
             effects: [],
             claims: claimed({ claims: new Set() }, committed),
           },
@@ -984,7 +992,7 @@ export class Engine {
 /** One holding of a session's baton. */
 interface SessionRun {
   readonly lease: LeaseGrant;
-  readonly held: { signal: AbortSignal; sending: AbortSignal; stop: () => void };
+  readonly held: { signal: AbortSignal; sending: AbortSignal; fresh: () => boolean; stop: () => void };
   /** The session's unfinished effects, as the last look at its outbox found them. */
   effects: OutboundRecord[];
   /** A reply sent and not yet recorded as sent (see flushOutbox). */

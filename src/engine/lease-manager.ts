@@ -33,6 +33,13 @@ export interface HeldLease {
   readonly signal: AbortSignal;
   /** Stops renewing it (call before releasing the lease). */
   stop(): void;
+  /**
+   * Whether the lease is surely still held, by this process's clock: renewed within its TTL,
+   * with a margin for the act that follows (a send reaching the user). Call it right before an
+   * act the store cannot fence. A process paused past the lease's expiry (SIGSTOP, a VM stall, a
+   * long GC) learns it here, before its timer runs: the lease is lost then, and its signal aborts.
+   */
+  fresh(): boolean;
 }
 
 interface Entry {
@@ -83,7 +90,18 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     return {
       signal: entry.lost.signal,
       stop: () => this.drop(lease.token),
+      fresh: () => {
+        if (entry.lost.signal.aborted) return false;
+        if (this.o.now() - entry.renewedAt < this.o.ttlMs - this.marginMs) return true;
+        this.lose(entry, 'not renewed within its TTL (the process was paused or starved?)');
+        return false;
+      },
     };
+  }
+
+  /** How much of its TTL a lease must have left for `fresh`: a tenth, at least 50 ms, at most 1 s. */
+  private get marginMs(): number {
+    return Math.min(1000, Math.max(50, Math.floor(this.o.ttlMs / 10)));
   }
 
   /** Leases currently kept. */

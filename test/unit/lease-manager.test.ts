@@ -22,6 +22,8 @@ class FlakyRenewals extends EmbeddedBackend {
   maxConcurrentRenewals = 0;
   commits = 0;
   loadDelayMs = 0;
+  /** The process freezes this long right after the next commit (the event loop blocked, as under SIGSTOP). */
+  freezeAfterCommitMs = 0;
 
   override async renewLease(lease: LeaseGrant, ttlMs: number): Promise<boolean> {
     this.renewals += 1;
@@ -47,7 +49,13 @@ class FlakyRenewals extends EmbeddedBackend {
 
   override async commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
     this.commits += 1;
-    return super.commit(lease, batch);
+    const result = await super.commit(lease, batch);
+    if (this.freezeAfterCommitMs > 0) {
+      const until = Date.now() + this.freezeAfterCommitMs;
+      this.freezeAfterCommitMs = 0;
+      while (Date.now() < until); // no timer runs meanwhile
+    }
+    return result;
   }
 }
 
@@ -69,6 +77,28 @@ const hi: Omit<StoredMessage, 'seq' | 'storedAt'> = {
 };
 
 describe('the lease manager', () => {
+  it('a holder frozen between its commit and its send past its TTL sends nothing when it wakes; the next holder does, once', async () => {
+    const sends: string[] = [];
+    const { backend, engine, lost } = setup(async (m) => {
+      sends.push(m.id);
+      return { providerMessageId: `wamid.${m.seq}` };
+    });
+    await backend.init();
+    await backend.ingest({ messages: [hi], statuses: [] });
+    backend.freezeAfterCommitMs = TTL + 100;
+    await engine.runSession(key);
+    // It woke up with its commit's replies in hand and a lease another worker may hold by now:
+    // nothing sent (it would land after the newer holder's replies), the lease given up.
+    expect(sends).toEqual([]);
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.message).toContain('not renewed within its TTL');
+    await engine.runSession(key);
+    const [out] = await backend.outbound(key);
+    expect(sends).toEqual([out!.id]);
+    expect(out).toMatchObject({ status: 'sent', attempts: 1 });
+    await backend.close();
+  });
+
   it('keeps a lease through a renewal that fails once, never renewing one lease twice at once', async () => {
     const slowSend = async (m: OutboundRecord) => {
       await new Promise((r) => setTimeout(r, TTL * 2.5));
