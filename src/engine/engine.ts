@@ -321,7 +321,7 @@ export class Engine {
     return {
       signal: held.signal,
       sending: sending.signal,
-      fresh: held.fresh,
+      fresh: () => held.fresh(),
       stop: () => {
         held.stop();
         held.signal.removeEventListener('abort', abortSending);
