@@ -5,8 +5,9 @@
  * an intake made due are written once per event-loop turn, the earliest due time winning.
  */
 import { Redis } from 'ioredis';
-import { expect, it } from 'vitest';
-import type { GlobalFeed } from '../../src/backends/distributed/global-feed.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { GlobalFeed } from '../../src/backends/distributed/global-feed.ts';
+import type { PipelineOp } from '../../src/backends/distributed/scripts.ts';
 import { Keys } from '../../src/backends/distributed/keys.ts';
 import { REDIS_URL, describeServices } from '../support/services.ts';
 import { newKey, nextBatch, text } from './fixtures.ts';
@@ -103,5 +104,40 @@ describeServices('distributed backend: stats posts ride with the next command', 
     } finally {
       redis.disconnect();
     }
+  });
+});
+
+describe('the global feed, when the command carrying its writes fails', () => {
+  it('queues the sessions made due and their figures again, and sends them shortly', async () => {
+    const sent: PipelineOp[][] = [];
+    let fail = true;
+    const keys = new Keys('gf-unit');
+    const feed = new GlobalFeed(
+      keys,
+      async (ops) => {
+        sent.push([...ops]);
+        if (fail) {
+          fail = false;
+          return false; // "Command timed out": a process paused after its intake, say
+        }
+        return true;
+      },
+      () => 1_000,
+      (schedules) => [{ command: 'ZADD', args: [keys.ready, ...schedules.flatMap(([m, d]) => [d, m])] }],
+    );
+    feed.hint('s1', 1_030);
+    feed.post({ member: 's1', version: 3, count: 1, oldest: 1_000 });
+    await feed.settled();
+    expect(sent).toHaveLength(1);
+    // A newer figure for the session meanwhile wins over the one given back.
+    feed.post({ member: 's1', version: 4, count: 2, oldest: 1_000 });
+    await vi.waitFor(() => expect(sent).toHaveLength(2), { timeout: 3_000 });
+    const again = sent[1]!;
+    expect(again).toContainEqual({ command: 'ZADD', args: [keys.ready, 1_030, 's1'] });
+    const post = again.find((op) => 'script' in op && op.script === 'stats-pending');
+    expect(post && 'args' in post ? post.args.slice(2) : []).toEqual(['s1', 4, 2, 1_000]);
+    // Sent: nothing more.
+    await new Promise((r) => setTimeout(r, 1_200));
+    expect(sent).toHaveLength(2);
   });
 });

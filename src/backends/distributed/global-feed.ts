@@ -46,6 +46,19 @@ export function figuresAt(member: string, reply: readonly unknown[], offset: num
   };
 }
 
+/**
+ * Writes taken from the feed to go with a command. If that command fails (Redis away, or a
+ * timeout after the process was paused), `giveBack` queues their schedules and figures again.
+ */
+export interface TakenWrites {
+  readonly ops: PipelineOp[];
+  readonly hints: ReadonlyArray<readonly [string, number]>;
+  readonly figures: readonly MailboxFigures[];
+}
+
+/** How soon writes given back are tried again. */
+const RETRY_MS = 1000;
+
 export class GlobalFeed {
   private queued = new Map<string, MailboxFigures>();
   /** Lease token -> its entry's score, to add to the leases held. */
@@ -60,10 +73,12 @@ export class GlobalFeed {
   private readonly posted = new Map<string, number>();
   private sending: Promise<void> | null = null;
   private scheduled = false;
+  private retry: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly keys: Keys,
-    private readonly send: (ops: readonly PipelineOp[]) => Promise<void>,
+    /** Sends the ops; resolves false if they may not have reached Redis. */
+    private readonly send: (ops: readonly PipelineOp[]) => Promise<boolean>,
     private readonly now: () => number,
     /** The ready-queue writes (and wake-up) for these sessions' due times. */
     private readonly readyOps: (schedules: ReadonlyArray<readonly [string, number]>) => PipelineOp[],
@@ -157,6 +172,41 @@ export class GlobalFeed {
     return ops;
   }
 
+  /** Like `take`, with what to give back should the command carrying the ops fail. */
+  takeWrites(): TakenWrites {
+    const hints = [...this.readyHints];
+    const figures = [...this.queued.values()];
+    return { ops: this.take(), hints, figures };
+  }
+
+  /**
+   * Writes whose command failed: the sessions' ready-queue entries and mailbox figures are queued
+   * again and retried shortly (a session made due whose entry never reached Redis would wait for
+   * the reaper, and its later messages with it: its schedule flag is set). Entries of the leases
+   * held are left to the watchdogs and the reaper.
+   */
+  giveBack(t: TakenWrites): void {
+    for (const [member, due] of t.hints) {
+      const queued = this.readyHints.get(member);
+      if (queued === undefined || due < queued) this.readyHints.set(member, due);
+    }
+    for (const f of t.figures) {
+      const cur = this.queued.get(f.member);
+      if (cur === undefined || cur.version < f.version) this.queued.set(f.member, f);
+    }
+    if (t.hints.length + t.figures.length === 0 || this.retry !== null) return;
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      this.schedule();
+    }, RETRY_MS);
+    this.retry.unref();
+  }
+
+  /** Nothing queued. */
+  get idle(): boolean {
+    return this.empty;
+  }
+
   private get empty(): boolean {
     return (
       this.queued.size === 0 &&
@@ -192,9 +242,13 @@ export class GlobalFeed {
   private async flush(): Promise<void> {
     this.scheduled = false;
     while (this.sending !== null) await this.sending;
-    const ops = this.take();
-    if (ops.length === 0) return;
-    const sending = this.send(ops).finally(() => (this.sending = null));
+    const taken = this.takeWrites();
+    if (taken.ops.length === 0) return;
+    const sending = this.send(taken.ops)
+      .then((sent) => {
+        if (!sent) this.giveBack(taken);
+      })
+      .finally(() => (this.sending = null));
     this.sending = sending;
     await sending;
   }

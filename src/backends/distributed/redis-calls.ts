@@ -47,8 +47,7 @@ export async function r<T>(what: string, fn: () => Promise<T>): Promise<T> {
 }
 
 export function run(ctx: Context, what: string, op: ScriptOp): Promise<unknown> {
-  const posts = piggyback(ctx);
-  if (posts.length > 0) return pipeline(ctx, what, [op], posts).then((replies) => replies[0]);
+  if (piggybacks(ctx)) return pipeline(ctx, what, [op]).then((replies) => replies[0]);
   return r(what, () => ctx.scripts.run(ctx.redis, op.script, op.keys, op.args));
 }
 
@@ -59,21 +58,26 @@ export function pipeline(
   ops: readonly PipelineOp[],
   after: readonly PipelineOp[] = [],
 ): Promise<unknown[]> {
-  const posts = piggyback(ctx);
+  const taken = piggybacks(ctx) ? ctx.globalFeed.takeWrites() : null;
+  const posts = taken?.ops ?? [];
   if (posts.length === 0) return r(what, () => ctx.scripts.pipeline(ctx.redis, ops, after));
-  // The posts' own replies are not the caller's business.
-  return r(what, () => ctx.scripts.pipeline(ctx.redis, ops, [...after, ...posts])).then((replies) =>
-    replies.slice(0, -posts.length),
+  // The posts' own replies are not the caller's business; if the command fails, they go again.
+  return r(what, () => ctx.scripts.pipeline(ctx.redis, ops, [...after, ...posts])).then(
+    (replies) => replies.slice(0, -posts.length),
+    (err: unknown) => {
+      ctx.globalFeed.giveBack(taken!);
+      throw err;
+    },
   );
 }
 
 /**
- * The global feed's queued writes, to send with the command about to go (single node: same
+ * Whether the global feed's queued writes go with the command about to go (single node: same
  * round trip, so they cost none). On a cluster they would wait for the command's answer: they
  * go alone.
  */
-export function piggyback(ctx: Context): PipelineOp[] {
-  return ctx.opts.cluster === true ? [] : ctx.globalFeed.take();
+function piggybacks(ctx: Context): boolean {
+  return ctx.opts.cluster !== true && !ctx.globalFeed.idle;
 }
 
 export function scheduleOps(
@@ -125,11 +129,13 @@ export function copyOrAnnounce(ctx: Context, member: string): Promise<void> {
  * Follow-up writes to global keys (ready queue, wake channel, flush stream). Losing them
  * delays work but loses nothing (flag expiry and the reaper repair it), so a failure is logged.
  */
-export async function followUp(ctx: Context, ops: readonly PipelineOp[]): Promise<void> {
-  if (ops.length === 0) return;
+export async function followUp(ctx: Context, ops: readonly PipelineOp[]): Promise<boolean> {
+  if (ops.length === 0) return true;
   try {
     await ctx.scripts.pipeline(ctx.redis, ops);
+    return true;
   } catch (err) {
     ctx.log.warn({ err: String(err) }, 'ready-queue/flush follow-up failed; the reaper will repair it');
+    return false;
   }
 }
