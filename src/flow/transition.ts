@@ -52,9 +52,9 @@ export interface TransitionEnv {
   readonly sessionTtlSec: number;
   readonly maxRetries: number;
   /**
-   * The dedupe window, seconds: a message whose timestamp is older than its storage time minus
-   * this is recorded `late`, never applied (its id may have left the dedupe store already, so
-   * a replay must have no second effect). Unset: no such check.
+   * The dedupe window, seconds: in a session with a `last_interaction`, a message whose timestamp
+   * is older than its storage time minus this is recorded `late`, never applied (its id may have
+   * left the dedupe store already, so a replay must have no second effect). Unset: no such check.
    */
   readonly dedupeTtlSec?: number;
 }
@@ -258,7 +258,10 @@ class BatchRun {
         break;
       }
       const last = this.s.lastInteraction;
+      // In a conversation only: a new session's first message has nothing to repeat, whatever
+      // its age (SPEC 1.5 makes a message late against `last_interaction`).
       const beyondDedupe =
+        last !== null &&
         this.env.dedupeTtlSec !== undefined &&
         m.timestamp < Math.floor(m.storedAt / 1000) - this.env.dedupeTtlSec;
       if ((last !== null && m.timestamp < last) || beyondDedupe) {

@@ -56,13 +56,22 @@ describe('a replay after the dedupe window', () => {
     expect(s.current_step).toBe('ask_name');
   });
 
-  it('a message already older than the window when it arrives is late from the start', async () => {
+  it('a message older than the window is late in a conversation, while a first message starts one whatever its age (SPEC 1.5)', async () => {
     h = await startHarness({ BATON_DEDUPE_TTL: '1h' });
+    const now = Math.floor(Date.now() / 1000);
+    // A new user's first message, stamped two hours ago (Meta's fixture bodies are years old):
+    // there is nothing for it to be late against, and no earlier effect to repeat.
     const u = '15556660003';
-    const old = text(u, 'hi', Math.floor(Date.now() / 1000) - 7200);
+    expect((await h.post(webhook([text(u, 'hi', now - 7200)]))).status).toBe(200);
+    expect((await h.settled(u, 1)).current_step).toBe('ask_name');
+    // In that conversation, a message stamped beyond the window (a replay whose id the store may
+    // have forgotten) is late, even at the very time of the last one.
+    const old = text(u, 'Ada', now - 7200);
     expect((await h.post(webhook([old]))).status).toBe(200);
     const late = await h.until(async () => (await h!.transitions(u)).find((r) => r.kind === 'late'));
     expect(late.message_ids).toEqual([old.id]);
-    expect(h.graph.sent).toHaveLength(0);
+    expect((await h.session(u))!.metadata.version).toBe(1);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(h.graph.sent).toHaveLength(1);
   });
 });
