@@ -215,6 +215,8 @@ class BatchRun {
   private readonly consumed: string[] = [];
   /** Indexes into `effects` of the prompts sent for the current visit of the current step. */
   private visitPrompts: number[] = [];
+  /** The indices (in `effects`) of the prompts this batch's retries queued for the current visit. */
+  private retryPrompts: number[] = [];
 
   /** The step the batch started at (errors outside handlers are named by it). */
   private readonly startStep: string | null;
@@ -600,6 +602,11 @@ class BatchRun {
       this.escalate(ids, 'max_retries');
       return;
     }
+    // A retry's prompts already queued in this batch were answered (wrongly) by this input: the
+    // user is asked again once, by the last retry (SPEC 1.6). The visit's own first prompts stay
+    // (they may say more than a retry repeats, such as an order's status).
+    for (const i of this.retryPrompts) this.effects[i] = null;
+    this.retryPrompts = [];
     this.change('retry', this.s.step, ids, { retryCount: this.s.retryCount + 1 });
     const message = outcome.kind === 'retry' ? outcome.message : undefined;
     this.prompt({ count: this.s.retryCount, ...(message !== undefined ? { message } : {}) });
@@ -679,6 +686,7 @@ class BatchRun {
   private leaveVisit(): void {
     for (const i of this.visitPrompts) this.effects[i] = null;
     this.visitPrompts = [];
+    this.retryPrompts = [];
   }
 
   private prompt(retry?: { count: number; message?: string }): void {
@@ -687,6 +695,7 @@ class BatchRun {
     const bodies = this.guard(step, 'say', () => promptsOf(flow, step, this.s.data, retry));
     for (const body of bodies) {
       this.visitPrompts.push(this.effects.length);
+      if (retry !== undefined) this.retryPrompts.push(this.effects.length);
       this.emit({ body, isPrompt: true });
     }
   }

@@ -140,6 +140,26 @@ describe('transition (pure)', () => {
     expect(held.snapshot.version).toBe(6);
   });
 
+  it('asks a step again once for several invalid inputs in one batch: the last retry asks it (SPEC 1.6)', () => {
+    const atProduct = run(run(null, txt('hi', 100)).snapshot, txt('Mo', 101)).snapshot;
+    const r = run(atProduct, tap('bogus1', 102), tap('bogus2', 102), txt('a text', 102));
+    expect(r.records.map((x) => [x.kind, x.version])).toEqual([
+      ['retry', 3],
+      ['retry', 4],
+      ['retry', 5],
+    ]);
+    expect(r.effects.filter((e) => e !== null).map((e) => [e.step, e.version, e.isPrompt])).toEqual([
+      ['choose_product', 5, true],
+    ]);
+    // Entering a step and retrying it in one batch keeps the step's own prompt (it may say more
+    // than the retry repeats), then asks again once.
+    const r2 = run(run(null, txt('hi', 100)).snapshot, txt('Mo', 101), tap('bogus', 102), tap('nope', 102));
+    expect(r2.effects.map((e) => [e.step, e.version])).toEqual([
+      ['choose_product', 2],
+      ['choose_product', 4],
+    ]);
+  });
+
   it('expires an idle session and starts it afresh with two records', () => {
     const s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101)).snapshot;
     const r = run(s, txt('back', 101 + 86_401));
