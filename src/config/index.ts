@@ -252,6 +252,13 @@ export function loadConfig(env: Env = process.env): Config {
   if (redisUrl !== undefined && databaseUrl === undefined) {
     throw new ConfigError('DATABASE_URL', 'must be set when REDIS_URL is (distributed mode needs both)');
   }
+  if (databaseUrl !== undefined && redisUrl === undefined) {
+    // Else each process would run embedded on a file of its own: state split between hosts.
+    throw new ConfigError(
+      'REDIS_URL',
+      'must be set when DATABASE_URL is (distributed mode needs both; unset DATABASE_URL for embedded mode)',
+    );
+  }
   const appSecret = secret(env, 'WHATSAPP_APP_SECRET');
   const allowUnsigned = bool(env, 'BATON_ALLOW_UNSIGNED', false);
   // `Production` and `production ` mean what they say.

@@ -40,6 +40,7 @@ describe('config', () => {
     [{ BATON_MAX_RETRIES: '1.5' }, 'BATON_MAX_RETRIES'],
     [{ WHATSAPP_API_BASE_URL: 'not a url' }, 'WHATSAPP_API_BASE_URL'],
     [{ REDIS_URL: 'redis://localhost:6379' }, 'DATABASE_URL'],
+    [{ DATABASE_URL: 'postgres://localhost/db' }, 'REDIS_URL'],
     [{ BATON_SYNC_MODE: 'sometimes' }, 'BATON_SYNC_MODE'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ AMQP_URL: 'http://127.0.0.1:5672' }, 'AMQP_URL'],
