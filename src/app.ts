@@ -24,6 +24,7 @@ import { buildHealthServer } from './ingress/health.ts';
 import type { FlowRouter } from './flow/router.ts';
 import { buildServer, type HttpLimits } from './ingress/server.ts';
 import { AmqpIntake, type IntakeHandler } from './ingress/amqp-intake.ts';
+import { keepUnreadable, unreadableLetters } from './ingress/unreadable.ts';
 import { Metrics } from './metrics.ts';
 import { cachedStats } from './backends/stats-cache.ts';
 import {
@@ -223,14 +224,16 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const queueTracker = intake.tracker ?? (roles.worker ? backend.intake?.tracker() : undefined);
   const storeQueued: IntakeHandler = async (w) => {
     const provider = w.provider === 'wasender' ? providers.wasender : providers.whatsapp;
-    let batch;
+    let parsedBody;
     try {
-      batch = provider.parse(JSON.parse(w.body.toString('utf8'))).batch;
+      parsedBody = provider.parse(JSON.parse(w.body.toString('utf8')));
     } catch {
       return 'unreadable';
     }
+    const { batch, skipped } = parsedBody;
     const token = queueTracker?.begin(w.receivedAt);
     try {
+      await keepUnreadable(backend, unreadableLetters(provider.name, skipped, Date.now()));
       const result = await backend.ingest({ ...batch, receivedAt: w.receivedAt });
       metrics.stored(result);
       backend.countStored(result.accepted);

@@ -138,6 +138,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
         async (req, reply) => {
           const { id } = parsed(DeadLetterParams, req.params);
           const letter = await backend.getDeadLetter(id);
+          if (letter?.kind === 'unreadable') return fail(reply, 'BATON_ERR_NOT_REPLAYABLE', {});
           const warning =
             letter && letter.replayedAt === undefined ? await replayWarning(backend, letter) : null;
           if (!(await backend.replayDeadLetter(id)))

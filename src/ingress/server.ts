@@ -16,10 +16,11 @@ import type { TrustProxy } from '../config/index.ts';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { IntakeTracker } from '../engine/intake-gate.ts';
 import { metricsRoute, type Metrics } from '../metrics.ts';
-import type { Provider } from '../providers/index.ts';
+import type { Provider, SkippedItem } from '../providers/index.ts';
 import type { QueuedWebhook } from './amqp-intake.ts';
 import { guardConnections } from './connection-guard.ts';
 import { KnownSenders } from './known-senders.ts';
+import { keepUnreadable, unreadableLetters } from './unreadable.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
 import { registerDashboard } from '../admin/dashboard.ts';
 import { adminErrorHandler, parsed } from '../admin/http.ts';
@@ -250,19 +251,22 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return sendError(reply, 'BATON_ERR_BAD_JSON');
     }
     let batch;
+    let skipped: readonly SkippedItem[] = [];
     try {
       const parsedBody = provider.parse(json);
       batch = parsedBody.batch;
+      skipped = parsedBody.skipped;
       if (parsedBody.skipped.length > 0) {
-        // Inside a valid envelope, items that name no sender or channel cannot be stored: say so
-        // (ids and reasons only, never a text).
+        // Inside a valid envelope, items that name no sender or channel cannot be stored in a
+        // session: say so (ids and reasons only, never a text); the messages among them are
+        // kept as `unreadable` dead letters (unreadable.ts).
         req.log.warn(
           {
             provider: provider.name,
             skipped: parsedBody.skipped.length,
             items: parsedBody.skipped.slice(0, 5).map((i) => ({ kind: i.kind, id: i.id, reason: i.reason })),
           },
-          'webhook items that cannot be stored were skipped',
+          'webhook items that name no session were skipped (messages kept as unreadable dead letters)',
         );
       }
     } catch (err) {
@@ -284,6 +288,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         senders.delivered(req.ip);
         return reply.code(200).send({ queued: batch.messages.length + batch.statuses.length });
       }
+      await keepUnreadable(deps.backend, unreadableLetters(provider.name, skipped, Date.now()));
       const result = await deps.backend.ingest(receivedAt === undefined ? batch : { ...batch, receivedAt });
       count('stored');
       senders.delivered(req.ip);

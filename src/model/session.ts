@@ -293,7 +293,12 @@ export interface PromptRef {
 
 export interface DeadLetter {
   readonly id: string;
-  readonly kind: 'inbound' | 'outbound';
+  /**
+   * `inbound`: a stored message that could not be applied; `outbound`: a reply that could not be
+   * sent; `unreadable`: a message of a valid webhook that names no session Baton can store it
+   * under (no channel, no sender, ids beyond limits): kept as it came, never replayable.
+   */
+  readonly kind: 'inbound' | 'outbound' | 'unreadable';
   readonly channel: string;
   readonly user: string;
   /** The message id (inbound wamid or outbound record id). */

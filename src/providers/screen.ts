@@ -83,7 +83,7 @@ export function screenBatch(
     const m = wellFormedDeep(raw);
     const problem = messageProblem(m);
     if (problem === null) messages.push(m);
-    else skipped.push({ kind: 'message', id: reportedId(m.id), reason: problem });
+    else skipped.push({ kind: 'message', id: reportedId(m.id), reason: problem, raw: m });
   }
   for (const raw of batch.statuses) {
     const s = wellFormedDeep(raw);

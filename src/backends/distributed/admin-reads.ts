@@ -92,7 +92,7 @@ export async function getDeadLetter(ctx: Context, id: string): Promise<DeadLette
 export async function replayDeadLetter(ctx: Context, id: string): Promise<boolean> {
   await barrier(ctx);
   const letter = await ctx.pg.getDeadLetter(id);
-  if (!letter || letter.replayedAt !== undefined) return false;
+  if (!letter || letter.replayedAt !== undefined || letter.kind === 'unreadable') return false;
   const key = { channel: letter.channel, user: letter.user };
   if (letter.kind === 'inbound') {
     const stored = (await ctx.pg.inboundMessage(key, letter.ref)) ?? letter.payload;

@@ -1023,7 +1023,7 @@ export class EmbeddedBackend implements Backend {
   async replayDeadLetter(id: string): Promise<boolean> {
     const row = this.sql('SELECT * FROM dead_letters WHERE id = ? AND replayed_at IS NULL').get(id) as
       Row | undefined;
-    if (!row) return false;
+    if (!row || row.kind === 'unreadable') return false;
     const key = { channel: row.channel as string, user: row.user as string };
     await this.write(() => {
       if (row.kind === 'inbound') {

@@ -30,6 +30,8 @@ export interface SkippedItem {
   /** The item's id when it had one. */
   readonly id?: string;
   readonly reason: string;
+  /** A skipped message as it came (the ingress keeps it as an `unreadable` dead letter). */
+  readonly raw?: unknown;
 }
 
 /** The parsed batch plus what had to be left out of it, for logs and metrics. */
@@ -157,14 +159,14 @@ function readChange(value: JsonObject, now: () => number, sink: Sink): void {
       channel === undefined
         ? 'change has no metadata.phone_number_id'
         : 'metadata.phone_number_id names a WASender channel';
-    for (const m of rawMessages) sink.skipped.push(skip('message', m, why));
+    for (const m of rawMessages) sink.skipped.push({ ...skip('message', m, why), raw: m });
     for (const s of rawStatuses) sink.skipped.push(skip('status', s, why));
     return;
   }
 
   for (const raw of rawMessages) {
     const result = readMessage(raw, channel, contacts, now);
-    if ('reason' in result) sink.skipped.push(result);
+    if ('reason' in result) sink.skipped.push({ ...result, raw });
     else sink.messages.push(result);
   }
   for (const raw of rawStatuses) {

@@ -108,7 +108,7 @@ export function parseWasenderWebhookReport(
     for (const raw of messageList(body.data)) {
       const result = readMessage(raw, channel, envelopeTs, now);
       if (result === undefined) continue;
-      if ('reason' in result) skipped.push(result);
+      if ('reason' in result) skipped.push({ ...result, raw });
       else messages.push(result);
     }
   } else if (event === 'messages.update') {

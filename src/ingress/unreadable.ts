@@ -1,0 +1,51 @@
+/**
+ * Messages of a valid webhook that name no session Baton can store them under (no channel, a
+ * sender or id beyond what Baton accepts, an item that is not an object): they are answered
+ * `200` with the rest of the webhook, so they are kept as `unreadable` dead letters, as they came
+ * (SPEC 1.1: none disappears). Visible in the admin API and the dashboard, counted in
+ * `dead_letters`, never replayable: there is no session to replay them into.
+ * @module
+ */
+import { createHash } from 'node:crypto';
+import type { Backend } from '../backends/types.ts';
+import type { DeadLetter } from '../model/session.ts';
+import type { SkippedItem } from '../providers/index.ts';
+
+/** Most unreadable messages kept per webhook (a hostile body could hold thousands). */
+const MAX_PER_WEBHOOK = 20;
+/** Longest item kept whole, as JSON; a longer one keeps its start. */
+const MAX_PAYLOAD_CHARS = 8192;
+
+/** The dead letters of a webhook's skipped messages (statuses are not messages: not kept). */
+export function unreadableLetters(
+  provider: string,
+  skipped: readonly SkippedItem[],
+  now: number,
+): DeadLetter[] {
+  return skipped
+    .filter((s) => s.kind === 'message')
+    .slice(0, MAX_PER_WEBHOOK)
+    .map((s) => {
+      const json = JSON.stringify(s.raw ?? null) ?? 'null';
+      // The same item delivered again (Meta retries) is the same letter.
+      const id = `unreadable_${createHash('sha256').update(`${provider}\n${json}`).digest('hex').slice(0, 32)}`;
+      return {
+        id,
+        kind: 'unreadable',
+        channel: '',
+        user: '',
+        ref: s.id?.slice(0, 256) ?? '',
+        reason: `${provider}: ${s.reason}`,
+        payload:
+          json.length <= MAX_PAYLOAD_CHARS
+            ? (s.raw ?? null)
+            : { truncated: true, start: json.slice(0, MAX_PAYLOAD_CHARS) },
+        createdAt: now,
+      };
+    });
+}
+
+/** Stores them (before the webhook is answered: a failure answers `503`, and Meta retries). */
+export async function keepUnreadable(backend: Backend, letters: readonly DeadLetter[]): Promise<void> {
+  for (const letter of letters) await backend.deadLetter(letter);
+}

@@ -1,0 +1,83 @@
+/**
+ * SPEC 1.1 and 3: inside a valid envelope, messages that name no session Baton can store them
+ * under (no phone_number_id, a sender with a control character, an id beyond 256 characters, an
+ * item that is not an object) do not refuse their neighbours, and do not disappear either: the
+ * webhook is answered `200`, its readable messages are applied, and each unreadable one is kept
+ * as an `unreadable` dead letter, as it came (counted, listed, never replayable). A redelivery
+ * adds none. Both stores.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeadLetter } from '../../src/model/session.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { text, webhook } from '../support/payloads.ts';
+import { DATABASE_URL, REDIS_URL, dropIsolation, isolation, servicesUp } from '../support/services.ts';
+
+const modes: Array<[string, () => Record<string, string>]> = [['embedded', () => ({})]];
+if (servicesUp) {
+  const iso = isolation();
+  modes.push([
+    'distributed',
+    () => ({
+      REDIS_URL,
+      DATABASE_URL,
+      BATON_REDIS_PREFIX: iso.prefix.replace(/-/g, '_'),
+      BATON_PG_SCHEMA: iso.schema,
+    }),
+  ]);
+  afterAll(() => dropIsolation(iso.prefix.replace(/-/g, '_'), iso.schema));
+}
+
+describe.each(modes)('unreadable messages (%s)', (_mode, env) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness(env());
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('are kept as dead letters while their neighbours are applied; a redelivery adds none', async () => {
+    const ts = Math.floor(Date.now() / 1000);
+    const u = '15557770001';
+    const good = text(u, 'hi', ts);
+    const body = webhook([good]) as {
+      entry: Array<{ changes: Array<{ value: { messages: unknown[] } }> }>;
+    };
+    const messages = body.entry[0]!.changes[0]!.value.messages;
+    messages.push(
+      { ...text(u, 'x', ts), from: '1555\n0001' },
+      { ...text(u, 'y', ts), id: `wamid.${'z'.repeat(300)}` },
+      'garbage',
+    );
+    // A second change without metadata.phone_number_id.
+    body.entry[0]!.changes.push({
+      field: 'messages',
+      value: { messaging_product: 'whatsapp', messages: [text(u, 'no channel', ts)] },
+    } as never);
+
+    const first = await h.post(body);
+    expect(first.status).toBe(200);
+    expect((await h.settled(u, 1)).current_step).toBe('ask_name');
+    const letters = async (): Promise<DeadLetter[]> =>
+      ((await (await h.admin('/dead-letters')).json()) as { dead_letters: DeadLetter[] }).dead_letters.filter(
+        (d) => d.kind === 'unreadable',
+      );
+    const kept = await letters();
+    expect(kept).toHaveLength(4);
+    expect(kept.map((d) => d.reason).join('\n')).toMatch(/phone_number_id/);
+    expect(kept.map((d) => d.payload)).toContainEqual('garbage');
+    expect(kept.some((d) => JSON.stringify(d.payload).includes('no channel'))).toBe(true);
+    const stats = (await (await h.admin('/stats')).json()) as { dead_letters: number };
+    expect(stats.dead_letters).toBeGreaterThanOrEqual(4);
+
+    // Meta retries the webhook: the same letters, no new ones; the good message is a duplicate.
+    expect((await h.post(body)).status).toBe(200);
+    expect(await letters()).toHaveLength(4);
+    expect((await h.session(u))!.metadata.version).toBe(1);
+
+    // Nothing to replay them into.
+    const replay = await h.admin(`/dead-letters/${kept[0]!.id}/replay`, { method: 'POST' });
+    expect(replay.status).toBe(409);
+    expect(((await replay.json()) as { code: string }).code).toBe('BATON_ERR_NOT_REPLAYABLE');
+  });
+});
