@@ -190,11 +190,13 @@ export function registerDashboard(
                           html`<tr data-id="${d.id}">
                             <td><time>${new Date(d.createdAt).toISOString()}</time></td>
                             <td>${d.kind}</td>
-                            <td><a href="${sessionHref(d)}">${d.user}</a></td>
+                            <td>
+                              ${d.kind === 'unreadable' ? html`<em>no session</em>` : html`<a href="${sessionHref(d)}">${d.user}</a>`}
+                            </td>
                             <td><code>${d.ref}</code></td>
                             <td>${d.reason}</td>
                             <td>
-                              ${d.replayedAt !== undefined ? html`replayed ${new Date(d.replayedAt).toISOString()}` : actionForm({ method: 'POST', url: `/admin/api/dead-letters/${q(d.id)}/replay`, label: 'Replay', next: '/admin', cls: 'replay' })}
+                              ${d.kind === 'unreadable' ? html`kept as it came` : d.replayedAt !== undefined ? html`replayed ${new Date(d.replayedAt).toISOString()}` : actionForm({ method: 'POST', url: `/admin/api/dead-letters/${q(d.id)}/replay`, label: 'Replay', next: '/admin', cls: 'replay' })}
                             </td>
                           </tr>`,
                       )}
