@@ -74,6 +74,24 @@ describeServices('distributed backend: stats posts ride with the next command', 
     }
   });
 
+  it('a session the intake schedules is in the ready queue with the intake itself, not only through the follow-up (a process killed after its intake)', async () => {
+    const { backend, prefix } = await makeBackend({ reaperIntervalMs: 0, bufferMs: 1000 });
+    const feed = (backend as unknown as { globalFeed: GlobalFeed }).globalFeed;
+    // The process dies right after its intake script: its ready-queue follow-up never leaves.
+    feed.hint = () => undefined;
+    const keys = new Keys(prefix);
+    const a = newKey();
+    const before = Date.now();
+    await backend.ingest({ messages: [text(a, 'one')], statuses: [] });
+    const redis = new Redis(REDIS_URL);
+    try {
+      const due = Number(await redis.zscore(keys.ready, keys.member(a)));
+      expect(due).toBeGreaterThanOrEqual(before + 1000);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   it('the leases held follow grants, renewals and releases, and a lease cleared by an agent leaves them', async () => {
     const { backend, prefix } = await makeBackend({ reaperIntervalMs: 0 });
     const feed = (backend as unknown as { globalFeed: GlobalFeed }).globalFeed;

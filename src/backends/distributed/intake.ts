@@ -32,11 +32,11 @@ export function intakeOp(
   replay = false,
 ): ScriptOp {
   const sk = ctx.keys.session(key);
-  return {
-    script: 'intake',
-    keys: [sk.seen(id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv],
-    args: [id, stored.slice(0, -1), ctx.opts.dedupeTtlSec, ctx.opts.bufferMs, replay ? '1' : '0'],
-  };
+  const args = [id, stored.slice(0, -1), ctx.opts.dedupeTtlSec, ctx.opts.bufferMs, replay ? '1' : '0'];
+  const keys = [sk.seen(id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv];
+  // On a single node the script puts a session it schedules into the ready queue itself.
+  if (ctx.opts.cluster === true) return { script: 'intake', keys, args };
+  return { script: 'intake', keys: [...keys, ctx.keys.ready], args: [...args, sk.member] };
 }
 
 /** A message's key in the intake log's set of consumed ones (intake-log.ts). */
@@ -124,8 +124,9 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // The mailboxes' figures and the sessions made due join the global feed: the webhooks stored
   // in one event-loop turn share one stats post and one ready-queue write, riding with the next
   // command or sent at the end of the turn. Not awaited: the webhook is stored, and its answer
-  // need not wait another round trip; if they are lost, the schedule flag's expiry and the
-  // reaper reschedule the sessions.
+  // need not wait another round trip. On a single node the intake script has put the sessions it
+  // scheduled in the ready queue already (this adds the wake-up); on a cluster, if these writes
+  // are lost, the schedule flag's expiry and the reaper reschedule the sessions.
   for (const f of figures.values()) ctx.globalFeed.post(f);
   for (const [member, due] of schedules) ctx.globalFeed.hint(member, due);
   for (const i of unknown) {
