@@ -55,6 +55,14 @@ async function rig(
   return { h, redis, schema: iso.schema, logged, another: start };
 }
 
+/** The user's one reply so far is recorded in PostgreSQL as sent (or past it), not pending. */
+async function firstPromptRecorded(schema: string, user: string): Promise<boolean> {
+  const rows = await pgQuery<{ status: string }>(schema, 'SELECT status FROM outbound WHERE user_id = $1', [
+    user,
+  ]);
+  return rows.length === 1 && rows[0]!.status !== 'pending';
+}
+
 describeServices('the intake log (a Redis without AOF)', () => {
   it('puts back what a Redis restart lost, in order, and applies nothing twice', async () => {
     // A long buffer window: the messages below are acknowledged and still in the mailbox when
@@ -66,14 +74,7 @@ describeServices('the intake log (a Redis without AOF)', () => {
     await h.settled(a, 1);
     // Its prompt recorded as sent in PostgreSQL too (else the restart may send it again, as SPEC
     // 1.6 allows after a crash between a send and its record).
-    await h.until(async () => {
-      const rows = await pgQuery<{ status: string }>(
-        schema,
-        'SELECT status FROM outbound WHERE user_id = $1',
-        [a],
-      );
-      return rows.length === 1 && rows[0]!.status !== 'pending';
-    });
+    await h.until(() => firstPromptRecorded(schema, a));
     expect((await h.post(webhook([text(a, 'Jane', ts + 1)]))).status).toBe(200);
     expect((await h.post(webhook([text(b, 'hello', ts)]))).status).toBe(200);
     expect(await logged()).toBe(3);
@@ -190,14 +191,7 @@ describeServices('the intake log (a Redis without AOF)', () => {
     };
     expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
     await h.settled(u, 1);
-    await h.until(async () => {
-      const rows = await pgQuery<{ status: string }>(
-        schema,
-        'SELECT status FROM outbound WHERE user_id = $1',
-        [u],
-      );
-      return rows.length === 1 && rows[0]!.status !== 'pending';
-    });
+    await h.until(() => firstPromptRecorded(schema, u));
     // This process applies "Jane" in Redis; its copy to PostgreSQL is held. Then Redis dies.
     holdCopies(h);
     expect((await h.post(webhook([text(u, 'Jane', ts + 1)]))).status).toBe(200);
