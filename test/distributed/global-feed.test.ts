@@ -79,6 +79,7 @@ describeServices('distributed backend: stats posts ride with the next command', 
     const feed = (backend as unknown as { globalFeed: GlobalFeed }).globalFeed;
     // The process dies right after its intake script: its ready-queue follow-up never leaves.
     feed.hint = () => undefined;
+    feed.wake = () => undefined;
     const keys = new Keys(prefix);
     const a = newKey();
     const before = Date.now();
@@ -90,6 +91,25 @@ describeServices('distributed backend: stats posts ride with the next command', 
     } finally {
       redis.disconnect();
     }
+  });
+
+  it('on a single node the follow-up of an intake that scheduled a session is the wake-up alone (the script queued it)', async () => {
+    const { backend, prefix } = await makeBackend({ reaperIntervalMs: 0, bufferMs: 1000 });
+    const feed = (backend as unknown as { globalFeed: GlobalFeed }).globalFeed;
+    const keys = new Keys(prefix);
+    const sent: PipelineOp[][] = [];
+    const send = (feed as unknown as { send: (ops: readonly PipelineOp[]) => Promise<boolean> }).send;
+    Object.defineProperty(feed, 'send', {
+      value: (ops: readonly PipelineOp[]) => {
+        sent.push([...ops]);
+        return send(ops);
+      },
+    });
+    await backend.ingest({ messages: [text(newKey(), 'one')], statuses: [] });
+    await feed.settled();
+    const ops = sent.flat();
+    expect(ops.filter((op) => 'command' in op && op.command === 'ZADD')).toEqual([]);
+    expect(ops).toContainEqual({ command: 'PUBLISH', args: [keys.wake, '1'] });
   });
 
   it('the leases held follow grants, renewals and releases, and a lease cleared by an agent leaves them', async () => {
@@ -142,6 +162,7 @@ describe('the global feed, when the command carrying its writes fails', () => {
       },
       () => 1_000,
       (schedules) => [{ command: 'ZADD', args: [keys.ready, ...schedules.flatMap(([m, d]) => [d, m])] }],
+      () => ({ command: 'PUBLISH', args: [keys.wake, '1'] }),
     );
     feed.hint('s1', 1_030);
     feed.post({ member: 's1', version: 3, count: 1, oldest: 1_000 });
@@ -157,5 +178,31 @@ describe('the global feed, when the command carrying its writes fails', () => {
     // Sent: nothing more.
     await new Promise((r) => setTimeout(r, 1_200));
     expect(sent).toHaveLength(2);
+  });
+
+  it('sends a wake-up owed for sessions already queued again, so no scheduler sleeps past them', async () => {
+    const sent: PipelineOp[][] = [];
+    let fail = true;
+    const keys = new Keys('gf-unit');
+    const feed = new GlobalFeed(
+      keys,
+      async (ops) => {
+        sent.push([...ops]);
+        const ok = !fail;
+        fail = false;
+        return ok;
+      },
+      () => 1_000,
+      () => [],
+      () => ({ command: 'PUBLISH', args: [keys.wake, '1'] }),
+    );
+    feed.wake();
+    await feed.settled();
+    await vi.waitFor(() => expect(sent).toHaveLength(2), { timeout: 3_000 });
+    expect(sent).toEqual([
+      [{ command: 'PUBLISH', args: [keys.wake, '1'] }],
+      [{ command: 'PUBLISH', args: [keys.wake, '1'] }],
+    ]);
+    expect(feed.idle).toBe(true);
   });
 });

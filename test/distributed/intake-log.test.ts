@@ -143,7 +143,29 @@ describeServices('the intake log (a Redis without AOF)', () => {
         .until(async () => {
           const v = await h.session(u);
           const pending = await backend.pending(key, 10);
-          seen = `version ${v?.metadata.version}, pending ${pending.map((m) => m.id).join(',')}`;
+          const rows = await pgQuery<{ version: string; fence: string }>(
+            schema,
+            'SELECT version, fence FROM sessions WHERE user_id = $1',
+            [u],
+          );
+          const fences = await pgQuery<{ floor: string; ceiling: string; era: string }>(
+            schema,
+            'SELECT floor, ceiling, era FROM fence_blocks WHERE user_id = $1',
+            [u],
+          );
+          const consumed = await pgQuery<{ id: string }>(
+            schema,
+            'SELECT id FROM inbound WHERE user_id = $1',
+            [u],
+          );
+          const logged = await pgQuery<{ id: string }>(
+            schema,
+            'SELECT id FROM intake_log WHERE user_id = $1',
+            [u],
+          );
+          seen =
+            `version ${v?.metadata.version}, pending ${pending.map((m) => m.id).join(',')}; PostgreSQL ` +
+            JSON.stringify({ rows, fences, consumed, logged, transitions: await h.transitions(u) });
           return v && v.metadata.version >= version && pending.length === 0 ? v : undefined;
         }, 60_000)
         .catch(() => {

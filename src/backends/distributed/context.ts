@@ -19,7 +19,7 @@ import type { BackendLogger, DistributedBackendOptions } from './options.ts';
 import { PgStore } from './pg-store.ts';
 import { IntakeWatermarks, type WatermarkRead } from './intake-watermark.ts';
 import { createRedisClient, subscriberClient, type RedisClient } from './redis-client.ts';
-import { copySoon, followUp, pipeline, redisError, scheduleOps } from './redis-calls.ts';
+import { copySoon, followUp, pipeline, redisError, scheduleOps, wakeOp } from './redis-calls.ts';
 import type { ReadyScheduler } from './scheduler.ts';
 import { ScriptSet } from './scripts.ts';
 import { SharedRate } from './throughput.ts';
@@ -161,6 +161,7 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
       (ops) => followUp(ctx, ops),
       now,
       (schedules) => scheduleOps(ctx, schedules),
+      () => wakeOp(ctx),
     ),
     now,
     log,

@@ -5,7 +5,8 @@
  * sessions), and the ready-queue entries of sessions its intake made due. Queued writes ride
  * with the next command the process sends ({@link GlobalFeed.take}); failing that, those of one
  * turn share one script call, one `ZADD` of new leases, one `ZADD XX` of renewed ones, one
- * `ZREM` of ended ones, and one `ZADD` to the ready queue with its wake-up, sent in the
+ * `ZREM` of ended ones, and one `ZADD` to the ready queue with its wake-up (on a single node the
+ * intake script adds its sessions to the queue itself, so only the wake-up is owed), sent in the
  * background: no caller waits for them. Losing them delays work but loses nothing (the reaper
  * and the stats repair posts mend them).
  *
@@ -53,6 +54,8 @@ export function figuresAt(member: string, reply: readonly unknown[], offset: num
 export interface TakenWrites {
   readonly ops: PipelineOp[];
   readonly hints: ReadonlyArray<readonly [string, number]>;
+  /** A wake-up of the schedulers was among the ops (see {@link GlobalFeed.wake}). */
+  readonly wake: boolean;
   readonly figures: readonly MailboxFigures[];
 }
 
@@ -69,6 +72,8 @@ export class GlobalFeed {
   private heldRemoves = new Set<string>();
   /** Session member -> when it is due, for the ready queue. */
   private readyHints = new Map<string, number>();
+  /** Sessions entered the ready queue already (single node): only the wake-up is owed. */
+  private wakeOwed = false;
   /** member -> the highest version this process has posted (or queued). */
   private readonly posted = new Map<string, number>();
   private sending: Promise<void> | null = null;
@@ -82,6 +87,8 @@ export class GlobalFeed {
     private readonly now: () => number,
     /** The ready-queue writes (and wake-up) for these sessions' due times. */
     private readonly readyOps: (schedules: ReadonlyArray<readonly [string, number]>) => PipelineOp[],
+    /** The wake-up alone, for sessions already in the ready queue. */
+    private readonly wakeOp: () => PipelineOp,
   ) {}
 
   /** The script call that posts `figures` (for callers that send it in their own round trip). */
@@ -145,6 +152,15 @@ export class GlobalFeed {
     this.schedule();
   }
 
+  /**
+   * Sessions this process's intake put in the ready queue itself (single node: the intake script
+   * adds them atomically): the schedulers are told, one wake-up per turn, without a second `ZADD`.
+   */
+  wake(): void {
+    this.wakeOwed = true;
+    this.schedule();
+  }
+
   /** Takes the queued writes as ops, for the caller to send with its own command; [] if none. */
   take(): PipelineOp[] {
     const ops: PipelineOp[] = [];
@@ -166,17 +182,21 @@ export class GlobalFeed {
       this.heldRemoves = new Set();
     }
     if (this.readyHints.size > 0) {
-      ops.push(...this.readyOps([...this.readyHints]));
+      ops.push(...this.readyOps([...this.readyHints])); // brings its own wake-up
       this.readyHints = new Map();
+    } else if (this.wakeOwed) {
+      ops.push(this.wakeOp());
     }
+    this.wakeOwed = false;
     return ops;
   }
 
   /** Like `take`, with what to give back should the command carrying the ops fail. */
   takeWrites(): TakenWrites {
     const hints = [...this.readyHints];
+    const wake = this.wakeOwed || hints.length > 0;
     const figures = [...this.queued.values()];
-    return { ops: this.take(), hints, figures };
+    return { ops: this.take(), hints, wake, figures };
   }
 
   /**
@@ -190,11 +210,12 @@ export class GlobalFeed {
       const queued = this.readyHints.get(member);
       if (queued === undefined || due < queued) this.readyHints.set(member, due);
     }
+    if (t.wake) this.wakeOwed = true;
     for (const f of t.figures) {
       const cur = this.queued.get(f.member);
       if (cur === undefined || cur.version < f.version) this.queued.set(f.member, f);
     }
-    if (t.hints.length + t.figures.length === 0 || this.retry !== null) return;
+    if ((!t.wake && t.figures.length === 0) || this.retry !== null) return;
     this.retry = setTimeout(() => {
       this.retry = null;
       this.schedule();
@@ -213,7 +234,8 @@ export class GlobalFeed {
       this.heldAdds.size === 0 &&
       this.heldRescores.size === 0 &&
       this.heldRemoves.size === 0 &&
-      this.readyHints.size === 0
+      this.readyHints.size === 0 &&
+      !this.wakeOwed
     );
   }
 

@@ -128,7 +128,9 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // scheduled in the ready queue already (this adds the wake-up); on a cluster, if these writes
   // are lost, the schedule flag's expiry and the reaper reschedule the sessions.
   for (const f of figures.values()) ctx.globalFeed.post(f);
-  for (const [member, due] of schedules) ctx.globalFeed.hint(member, due);
+  if (ctx.opts.cluster !== true) {
+    if (schedules.length > 0) ctx.globalFeed.wake();
+  } else for (const [member, due] of schedules) ctx.globalFeed.hint(member, due);
   for (const i of unknown) {
     const s = batch.statuses[i]!;
     const lastError = statusLastError(s);

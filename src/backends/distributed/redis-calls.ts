@@ -89,8 +89,13 @@ export function scheduleOps(
   const pairs = schedules.flatMap(([member, due]) => [due, member]);
   return [
     { command: 'ZADD', args: nx ? [ctx.keys.ready, 'NX', ...pairs] : [ctx.keys.ready, ...pairs] },
-    { command: 'PUBLISH', args: [ctx.keys.wake, '1'] },
+    wakeOp(ctx),
   ];
+}
+
+/** Tells every process's scheduler that sessions entered the ready queue. */
+export function wakeOp(ctx: Context): PipelineOp {
+  return { command: 'PUBLISH', args: [ctx.keys.wake, '1'] };
 }
 
 export function notifyOps(ctx: Context, members: Iterable<string>): PipelineOp[] {
