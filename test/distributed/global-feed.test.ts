@@ -145,25 +145,29 @@ describeServices('distributed backend: stats posts ride with the next command', 
   });
 });
 
+/** A feed over a fake send whose first call fails ("Command timed out": a process paused after its intake, say). */
+function failingOnce(): { feed: GlobalFeed; sent: PipelineOp[][]; keys: Keys } {
+  const sent: PipelineOp[][] = [];
+  let fail = true;
+  const keys = new Keys('gf-unit');
+  const feed = new GlobalFeed(
+    keys,
+    async (ops) => {
+      sent.push([...ops]);
+      const ok = !fail;
+      fail = false;
+      return ok;
+    },
+    () => 1_000,
+    (schedules) => [{ command: 'ZADD', args: [keys.ready, ...schedules.flatMap(([m, d]) => [d, m])] }],
+    () => ({ command: 'PUBLISH', args: [keys.wake, '1'] }),
+  );
+  return { feed, sent, keys };
+}
+
 describe('the global feed, when the command carrying its writes fails', () => {
   it('queues the sessions made due and their figures again, and sends them shortly', async () => {
-    const sent: PipelineOp[][] = [];
-    let fail = true;
-    const keys = new Keys('gf-unit');
-    const feed = new GlobalFeed(
-      keys,
-      async (ops) => {
-        sent.push([...ops]);
-        if (fail) {
-          fail = false;
-          return false; // "Command timed out": a process paused after its intake, say
-        }
-        return true;
-      },
-      () => 1_000,
-      (schedules) => [{ command: 'ZADD', args: [keys.ready, ...schedules.flatMap(([m, d]) => [d, m])] }],
-      () => ({ command: 'PUBLISH', args: [keys.wake, '1'] }),
-    );
+    const { feed, sent, keys } = failingOnce();
     feed.hint('s1', 1_030);
     feed.post({ member: 's1', version: 3, count: 1, oldest: 1_000 });
     await feed.settled();
@@ -181,21 +185,7 @@ describe('the global feed, when the command carrying its writes fails', () => {
   });
 
   it('sends a wake-up owed for sessions already queued again, so no scheduler sleeps past them', async () => {
-    const sent: PipelineOp[][] = [];
-    let fail = true;
-    const keys = new Keys('gf-unit');
-    const feed = new GlobalFeed(
-      keys,
-      async (ops) => {
-        sent.push([...ops]);
-        const ok = !fail;
-        fail = false;
-        return ok;
-      },
-      () => 1_000,
-      () => [],
-      () => ({ command: 'PUBLISH', args: [keys.wake, '1'] }),
-    );
+    const { feed, sent, keys } = failingOnce();
     feed.wake();
     await feed.settled();
     await vi.waitFor(() => expect(sent).toHaveLength(2), { timeout: 3_000 });
