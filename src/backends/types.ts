@@ -206,7 +206,12 @@ export interface Backend {
   // --- mailbox and state --------------------------------------------------------------
   /** Unfenced read. The session's unconsumed messages, in arrival (`seq`) order. */
   pending(key: SessionKey, limit: number): Promise<StoredMessage[]>;
-  /** Unfenced read. The session's snapshot, `null` for a session never committed. */
+  /**
+   * Unfenced read. The session's snapshot, `null` for a session never committed. Given its
+   * `Lease`, the holder's read: a store that keeps a fast copy may fill it from the durable one
+   * (distributed: only a holder does, see mailbox.ts); given a bare key, a read that changes
+   * nothing.
+   */
   load(key: SessionKey): Promise<SessionSnapshot | null>;
   /**
    * Fenced (token and fence). Commits a batch atomically: refused with `FencedError` unless

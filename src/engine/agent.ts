@@ -116,7 +116,7 @@ async function change(
   );
   const held = host.hold(lease);
   try {
-    const loaded = await backend.load(key);
+    const loaded = await backend.load(lease);
     if (!loaded) return null;
     const prev = settle && loaded.needsAgent ? await host.settleHeld(lease, loaded) : loaded;
     const result = compute(prev, host.env(lease));

@@ -186,6 +186,40 @@ describeServices('the intake log (a Redis without AOF)', () => {
     expect(await backend.pending(key, 10)).toEqual([]);
   }, 150_000);
 
+  it('a support agent reading a session while its copy to PostgreSQL is in flight after Redis died plants no old state: the next message goes on from the copy (no fork, nothing forgotten)', async () => {
+    const { h, redis, schema } = await rig(false, { BATON_BUFFER_MS: '0' });
+    const u = '15550501015';
+    expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
+    await h.settled(u, 1);
+    const stall = new pg.Client({ connectionString: DATABASE_URL });
+    await stall.connect();
+    cleanups.push(() => stall.end());
+    await stall.query('BEGIN');
+    await stall.query(`LOCK TABLE "${schema}".transitions IN EXCLUSIVE MODE`);
+    expect((await h.post(webhook([text(u, 'Jane', ts + 1)]))).status).toBe(200);
+    const backend = h.baton.backend as DistributedBackend;
+    await h.until(async () => (await backend.load({ channel: PHONE_ID, user: u }))?.version === 2);
+    await redis.kill();
+    await redis.restart(); // empty
+    await h.until(async () => (await backend.health()).redis, 10_000);
+    // The dashboard shows the session meanwhile: PostgreSQL's version 1, the copy still held.
+    expect((await h.session(u))?.metadata.version).toBe(1);
+    await stall.query('COMMIT');
+    await h.until(
+      async () => (await pgQuery(schema, 'SELECT 1 FROM transitions WHERE version = 2')).length === 1,
+    );
+    // The user goes on: from "Jane" (version 2), not from the version the read saw.
+    expect((await backend.load({ channel: PHONE_ID, user: u }))?.version).toBe(2);
+    expect((await h.post(webhook([text(u, 'what?', ts + 2)]))).status).toBe(200);
+    const s = await h.settled(u, 3);
+    expect(s.data).toEqual({ customer_name: 'Jane' });
+    expect((await h.transitions(u)).map((r) => [r.version, r.kind])).toEqual([
+      [1, 'advance'],
+      [2, 'advance'],
+      [3, 'retry'],
+    ]);
+  }, 60_000);
+
   it('a copy that has not reached PostgreSQL when Redis is back is refused when it does: the messages it held are applied once, by the next holder (no fork, no second send)', async () => {
     const { h, redis, schema, another } = await rig(false, { BATON_BUFFER_MS: '0' });
     const u = '15550501020';

@@ -33,7 +33,7 @@ export async function findSessions(ctx: Context, user: string, channel?: string)
   await barrier(ctx);
   const found = await ctx.pg.findSessions(user, channel);
   // Redis is ahead of PostgreSQL in write-behind mode: prefer its snapshot.
-  return Promise.all(found.map(async (s) => (await mailbox.load(ctx, s)) ?? s));
+  return Promise.all(found.map(async (s) => (await mailbox.cached(ctx, s)) ?? s));
 }
 
 export async function listSessions(

@@ -78,6 +78,12 @@ export function mailboxRead(
   return messages;
 }
 
+/** The session's snapshot in Redis, or null when Redis does not hold it (nothing is loaded). */
+export async function cached(ctx: Context, key: SessionKey): Promise<SessionSnapshot | null> {
+  const s = await r('load', () => ctx.redis.hget(ctx.keys.session(key).state, 's'));
+  return s ? (JSON.parse(s) as SessionSnapshot) : null;
+}
+
 export async function load(ctx: Context, key: SessionKey): Promise<SessionSnapshot | null> {
   const sk = ctx.keys.session(key);
   const pre = ctx.prefetched.get(sk.member);
@@ -89,10 +95,17 @@ export async function load(ctx: Context, key: SessionKey): Promise<SessionSnapsh
       return null; // tombstone: PostgreSQL has no such session either
     }
   }
+  const holder = 'token' in key;
   for (let attempt = 0; attempt < 3; attempt++) {
     const [s, v] = await r('load', () => ctx.redis.hmget(sk.state, 's', 'v'));
     if (s) return JSON.parse(s) as SessionSnapshot;
     if (v !== null) return null; // tombstone: PostgreSQL has no such session either
+    // Only a lease holder puts a session back into Redis: its grant waited for the journal
+    // copies in flight (fence-block-reserve.sql) and started the Redis lifetime's era. A reader
+    // (the dashboard, say) after a Redis restart could read PostgreSQL before a copy lands and
+    // plant that older state for the next holder to go on from: a fork. It reads, and leaves
+    // Redis as it is.
+    if (!holder) return (await ctx.pg.getSession(key))?.snapshot ?? null;
     await restore(ctx, key, sk);
   }
   throw new Error(`session ${sessionId(key)} could not be loaded`);

@@ -57,8 +57,11 @@ export async function unsent(ctx: Context, key: SessionKey): Promise<OutboundRec
   const records = await read();
   rememberOutbound(ctx, records);
   if (records.length > 0) return records;
-  // Nothing unsent, or Redis lost the session: make sure it is loaded.
+  // Nothing unsent, or Redis lost the session: make sure it is loaded. Only a holder loads it
+  // (see mailbox.ts `load`); a reader reads PostgreSQL's.
   if ((await r('unsent', () => ctx.redis.exists(sk.state))) === 1) return records;
+  if (!('token' in key))
+    return (await ctx.pg.outboundOf(key, true)).map((o) => joinOutbound(o.record, o.state));
   await load(ctx, key);
   const reloaded = await read();
   rememberOutbound(ctx, reloaded);
