@@ -55,6 +55,24 @@ async function rig(
   return { h, redis, schema: iso.schema, logged, another: start };
 }
 
+/**
+ * `u` says "hi" (version 1, copied), then "Jane" with the transitions table locked: version 2 is
+ * in Redis and its journal copy waits in PostgreSQL until the returned client commits.
+ */
+async function janeHeldOutOfPostgres(h: Harness, schema: string, u: string): Promise<pg.Client> {
+  expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
+  await h.settled(u, 1);
+  const stall = new pg.Client({ connectionString: DATABASE_URL });
+  await stall.connect();
+  cleanups.push(() => stall.end());
+  await stall.query('BEGIN');
+  await stall.query(`LOCK TABLE "${schema}".transitions IN EXCLUSIVE MODE`);
+  expect((await h.post(webhook([text(u, 'Jane', ts + 1)]))).status).toBe(200);
+  const backend = h.baton.backend as DistributedBackend;
+  await h.until(async () => (await backend.load({ channel: PHONE_ID, user: u }))?.version === 2);
+  return stall;
+}
+
 /** The user's one reply so far is recorded in PostgreSQL as sent (or past it), not pending. */
 async function firstPromptRecorded(schema: string, user: string): Promise<boolean> {
   const rows = await pgQuery<{ status: string }>(schema, 'SELECT status FROM outbound WHERE user_id = $1', [
@@ -114,17 +132,9 @@ describeServices('the intake log (a Redis without AOF)', () => {
     const u = '15550501010';
     const key = { channel: PHONE_ID, user: u };
     const backend = h.baton.backend as DistributedBackend;
-    expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
-    await h.settled(u, 1);
     // PostgreSQL stalls (a lock on the transitions table): "Jane" is applied in Redis and its
     // copy to PostgreSQL waits, holding the session's commit out of PostgreSQL.
-    const stall = new pg.Client({ connectionString: DATABASE_URL });
-    await stall.connect();
-    cleanups.push(() => stall.end());
-    await stall.query('BEGIN');
-    await stall.query(`LOCK TABLE "${schema}".transitions IN EXCLUSIVE MODE`);
-    expect((await h.post(webhook([text(u, 'Jane', ts + 1)]))).status).toBe(200);
-    await h.until(async () => (await backend.load(key))?.version === 2);
+    const stall = await janeHeldOutOfPostgres(h, schema, u);
     // Redis dies with that commit and its lease; the intake log still has "Jane", and
     // PostgreSQL does not know yet that it was consumed.
     await redis.kill();
@@ -189,16 +199,8 @@ describeServices('the intake log (a Redis without AOF)', () => {
   it('a support agent reading a session while its copy to PostgreSQL is in flight after Redis died plants no old state: the next message goes on from the copy (no fork, nothing forgotten)', async () => {
     const { h, redis, schema } = await rig(false, { BATON_BUFFER_MS: '0' });
     const u = '15550501015';
-    expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
-    await h.settled(u, 1);
-    const stall = new pg.Client({ connectionString: DATABASE_URL });
-    await stall.connect();
-    cleanups.push(() => stall.end());
-    await stall.query('BEGIN');
-    await stall.query(`LOCK TABLE "${schema}".transitions IN EXCLUSIVE MODE`);
-    expect((await h.post(webhook([text(u, 'Jane', ts + 1)]))).status).toBe(200);
     const backend = h.baton.backend as DistributedBackend;
-    await h.until(async () => (await backend.load({ channel: PHONE_ID, user: u }))?.version === 2);
+    const stall = await janeHeldOutOfPostgres(h, schema, u);
     await redis.kill();
     await redis.restart(); // empty
     await h.until(async () => (await backend.health()).redis, 10_000);
