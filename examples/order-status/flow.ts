@@ -54,7 +54,17 @@ export type OrderStatusStep =
   | 'lookup_failed'
   | 'done';
 
-const ORDER_NUMBER = /^ORD-\d{5}$/i;
+const ORDER_NUMBER = /(?<![\p{L}\p{N}-])ORD-\d{5}(?![\p{L}\p{N}])/giu;
+
+/**
+ * The order number in a text, upper case: the text is one (trimmed, any case), or holds exactly
+ * one among other words (a burst's texts are joined: "it is" + "ORD-20005", "ORD-20003" +
+ * "thanks"). None, or two different ones: null.
+ */
+function orderIn(text: string): string | null {
+  const found = new Set([...text.matchAll(ORDER_NUMBER)].map((m) => m[0].toUpperCase()));
+  return found.size === 1 ? [...found][0]! : null;
+}
 const SPANISH = /(^|[^\p{L}\p{N}])(hola|buenas|pedido)(?=$|[^\p{L}\p{N}])/iu;
 
 /** What the shop answered, for one request. 5xx: retried (the effect runtime counts attempts). */
@@ -122,6 +132,8 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
     effects: { lookup, cancel },
     words,
     start: 'ask_order',
+    // A user who greeted in Spanish keeps Spanish after a reset.
+    keepOnReset: ['lang'],
     notices: {
       stale: (_d, { t }) => t('stale'),
       handoff: (_d, { t }) => t('handoff'),
@@ -135,15 +147,13 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         first: (input, c) => {
           const text = input.type === 'text' ? input.text : '';
           const lang = SPANISH.test(text) ? 'es' : 'en';
-          if (ORDER_NUMBER.test(text.trim())) {
-            return c.goto('looking_up', { lang, order: text.trim().toUpperCase() });
-          }
+          const order = orderIn(text);
+          if (order !== null) return c.goto('looking_up', { lang, order });
           return c.goto('ask_order', { lang });
         },
         on: (input, c) => {
-          if (input.type === 'text' && ORDER_NUMBER.test(input.text.trim())) {
-            return c.goto('looking_up', { order: input.text.trim().toUpperCase() });
-          }
+          const order = input.type === 'text' ? orderIn(input.text) : null;
+          if (order !== null) return c.goto('looking_up', { order });
           return c.retry(c.t('bad_format'));
         },
       },
@@ -250,6 +260,9 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         },
       },
       done: {
+        needs: ['order'],
+        // Its text says the order was cancelled: only a cancel the shop confirmed leads here.
+        handback: false,
         say: (d, { t }) => t('cancelled', { order: d.order ?? '' }),
         accepts: 'any',
         to: ['ask_order'],

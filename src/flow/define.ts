@@ -239,6 +239,12 @@ export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = 
   readonly steps: { readonly [K in S]: StepSpec<S, D, E> };
   /** Texts that restart the flow from any step (compared trimmed, case-insensitive). */
   readonly resetKeywords?: readonly string[];
+  /**
+   * Data keys a user's reset keyword keeps (what belongs to the user rather than to one
+   * conversation: their language, say). Everything else is cleared; an agent's reset and an
+   * expired session clear everything.
+   */
+  readonly keepOnReset?: readonly (keyof D & string)[];
   readonly notices?: {
     /** Sent for a tap on a button of another step or an earlier visit. */
     readonly stale?: Words<D>;
@@ -275,6 +281,8 @@ export interface Flow<S extends string = string> {
   /** Choice id -> every step that offers it (statically). */
   readonly choiceSteps: ReadonlyMap<string, readonly string[]>;
   readonly resetKeywords: ReadonlySet<string>;
+  /** Data keys a reset keyword keeps. */
+  readonly keepOnReset: readonly string[];
   readonly notices: {
     readonly stale: Words<FlowData>;
     readonly handoff: Words<FlowData>;
@@ -465,6 +473,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
     choiceOwner,
     choiceSteps,
     resetKeywords: new Set((spec.resetKeywords ?? DEFAULT_RESET_KEYWORDS).map((k) => k.trim().toLowerCase())),
+    keepOnReset: [...(spec.keepOnReset ?? [])],
     moved,
     ...(spec.migrate !== undefined ? { migrate: spec.migrate as (d: FlowData, v: number) => FlowData } : {}),
     notices: {

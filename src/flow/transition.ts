@@ -306,7 +306,10 @@ class BatchRun {
         continue;
       }
       if (keyword) {
-        this.enter('reset', flow.start, [m.id], { data: {} });
+        const kept = Object.fromEntries(
+          flow.keepOnReset.filter((k) => k in this.s.data).map((k) => [k, this.s.data[k]]),
+        );
+        this.enter('reset', flow.start, [m.id], { data: kept });
         i += 1;
         continue;
       }
@@ -464,6 +467,11 @@ class BatchRun {
       );
     }
     this.apply(step, outcome, [m.id]);
+    // Nobody is ahead of a result: no message of this batch was written after seeing what it
+    // leads to (it is sent after this commit), so the messages that waited for it never drop its
+    // prompts, as inputs that leave a visit drop the visit's (SPEC 1.6: "the user is ahead").
+    this.visitPrompts = [];
+    this.retryPrompts = [];
   }
 
   private isKeyword(m: StoredMessage): boolean {

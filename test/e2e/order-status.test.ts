@@ -82,4 +82,78 @@ describe('order_status over HTTP (embedded)', () => {
     const callbacks = sentTo().map((c) => c.body.biz_opaque_callback_data);
     expect(new Set(callbacks).size).toBe(callbacks.length);
   });
+
+  it('what users really send: a number with other words in one burst, a message while the cancel runs, a reset in Spanish, an agent who would hand back at "done"', async () => {
+    const textsTo = (u: string): string[] =>
+      h.graph.sent
+        .filter((c) => c.body.to === u)
+        .map((c) =>
+          typeof c.body.text === 'object'
+            ? (c.body.text.body ?? '')
+            : (c.body.interactive?.body?.text ?? String(c.body.type)),
+        );
+    const at = (u: string, step: string) => h.until(async () => (await h.session(u))?.current_step === step);
+    shop.orders.set('ORD-20003', shopOrder('ORD-20003'));
+    shop.orders.set('ORD-20005', shopOrder('ORD-20005'));
+    shop.orders.set('ORD-50002', shopOrder('ORD-50002'));
+
+    // The number and "thanks" in one burst, as a first message: the number is looked up.
+    const a = '15550008101';
+    await h.post(webhook([text(a, 'ORD-20003', T0), text(a, 'thanks', T0)]));
+    await at(a, 'show_status');
+    expect((await h.session(a))?.data).toMatchObject({ order: 'ORD-20003' });
+    // "it is" then the number, at the step that asks for it.
+    const b = '15550008102';
+    await h.post(webhook([text(b, 'hi', T0)]));
+    await at(b, 'ask_order');
+    await h.post(webhook([text(b, 'it is', T0 + 1), text(b, 'ord-20005', T0 + 1)]));
+    await at(b, 'show_status');
+    expect((await h.session(b))?.data).toMatchObject({ order: 'ORD-20005' });
+
+    // A message while the cancel is in flight waits for it; the user is still told it is done.
+    const c = '15550008103';
+    await h.post(webhook([text(c, 'ORD-50002', T0)]));
+    await at(c, 'show_status');
+    await h.post(webhook([button(c, 'cancel_order', 'Cancel it', T0 + 1)]));
+    await at(c, 'confirm_cancel');
+    const release = shop.hold('POST /orders/ORD-50002/cancel');
+    await h.post(webhook([button(c, 'cancel_yes', 'Yes', T0 + 2)]));
+    await shop.waitForCalls('POST /orders/ORD-50002/cancel', 1);
+    await h.post(webhook([text(c, 'ok thanks', T0 + 3)]));
+    release();
+    await h.settled(c, 6);
+    const told = textsTo(c);
+    const cancelled = told.indexOf('Order ORD-50002 is cancelled. Send any message to check another order.');
+    expect(cancelled).toBeGreaterThan(-1);
+    expect(told.slice(cancelled + 1)).toEqual([
+      'Hi! Which order would you like to check? Send its number, like ORD-12345.',
+    ]);
+
+    // A reset keeps the language the user greeted in.
+    const d = '15550008104';
+    await h.post(webhook([text(d, 'hola', T0)]));
+    await at(d, 'ask_order');
+    await h.post(webhook([text(d, 'reset', T0 + 1)]));
+    await h.settled(d, 2);
+    expect((await h.session(d))?.data).toEqual({ lang: 'es' });
+    expect(textsTo(d).at(-1)).toMatch(/^¡Hola!/);
+
+    // "done" says an order was cancelled: an agent cannot hand a session back there.
+    const e = '15550008105';
+    await h.post(webhook([text(e, 'hi', T0)]));
+    await at(e, 'ask_order');
+    const take = await h.admin(`/sessions/${e}/agent?channel=${PHONE_ID}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ agent: 'Ana' }),
+    });
+    expect(take.status).toBe(200);
+    const back = await h.admin(`/sessions/${e}/agent?channel=${PHONE_ID}`, {
+      method: 'DELETE',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ step: 'done' }),
+    });
+    expect(back.status).toBe(400);
+    expect(textsTo(e).some((t) => /is cancelled/.test(t))).toBe(false);
+  });
 });
