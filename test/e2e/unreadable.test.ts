@@ -10,22 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeadLetter } from '../../src/model/session.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { text, webhook } from '../support/payloads.ts';
-import { DATABASE_URL, REDIS_URL, dropIsolation, isolation, servicesUp } from '../support/services.ts';
+import { bothStores } from '../support/stores.ts';
 
-const modes: Array<[string, () => Record<string, string>]> = [['embedded', () => ({})]];
-if (servicesUp) {
-  const iso = isolation();
-  modes.push([
-    'distributed',
-    () => ({
-      REDIS_URL,
-      DATABASE_URL,
-      BATON_REDIS_PREFIX: iso.prefix.replace(/-/g, '_'),
-      BATON_PG_SCHEMA: iso.schema,
-    }),
-  ]);
-  afterAll(() => dropIsolation(iso.prefix.replace(/-/g, '_'), iso.schema));
-}
+const modes = bothStores();
 
 describe.each(modes)('unreadable messages (%s)', (_mode, env) => {
   let h: Harness;

@@ -134,7 +134,7 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   for (const i of unknown) {
     const s = batch.statuses[i]!;
     const lastError = statusLastError(s);
-    const hit = await ctx.pg.statusByProviderId(s.messageId, s.status, lastError);
+    const hit = await ctx.pg.statusByProviderId(s.messageId, s.channel, s.status, lastError);
     if (!hit) continue;
     statuses++;
     // Keep Redis's copy (if any, e.g. under the user's other id) in step; PostgreSQL has it already.

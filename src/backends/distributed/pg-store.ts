@@ -486,10 +486,13 @@ export class PgStore {
   /** Applies a status to a record Redis does not know; returns the session and id it named, if any. */
   async statusByProviderId(
     providerMessageId: string,
+    channel: string,
     status: string,
     lastError: string | null,
   ): Promise<{ id: string; key: SessionKey } | null> {
-    const r = (await this.query('outbound-status-by-provider-id', [providerMessageId, status, lastError]))[0];
+    const r = (
+      await this.query('outbound-status-by-provider-id', [providerMessageId, status, lastError, channel])
+    )[0];
     return r
       ? { id: r.id as string, key: { channel: r.channel as string, user: r.user_id as string } }
       : null;

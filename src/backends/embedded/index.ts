@@ -470,8 +470,11 @@ export class EmbeddedBackend implements Backend {
    * as applied whether or not its status moved.
    */
   private applyStatus(st: StatusUpdate): number {
-    const row = this.sql('SELECT id, status FROM outbound WHERE provider_message_id = ?').get(
+    // By the channel too: a status names a send of its own gateway and number only (a WASender
+    // webhook, authenticated by a shared secret, cannot touch a Cloud API record).
+    const row = this.sql('SELECT id, status FROM outbound WHERE provider_message_id = ? AND channel = ?').get(
       st.messageId,
+      st.channel,
     ) as { id: string; status: OutboundStatus } | undefined;
     if (!row) {
       this.parkStatus(st);
@@ -492,26 +495,31 @@ export class EmbeddedBackend implements Backend {
    * by {@link patchOutbound} when the send is recorded. See EARLY_STATUS_TTL_MS.
    */
   private parkStatus(st: StatusUpdate): void {
-    const prev = this.earlyStatus(st.messageId);
+    const prev = this.earlyStatus(st.messageId, st.channel);
     this.sql(
-      `INSERT INTO early_statuses (provider_message_id, status, last_error, at) VALUES (?, ?, ?, ?)
+      `INSERT INTO early_statuses (provider_message_id, channel, status, last_error, at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (provider_message_id) DO UPDATE
-           SET status = excluded.status, last_error = excluded.last_error`,
+           SET channel = excluded.channel, status = excluded.status, last_error = excluded.last_error`,
     ).run(
       st.messageId,
+      st.channel,
       prev ? laterStatus(prev.status, st.status) : st.status,
       statusLastError(st) ?? prev?.last_error ?? null,
       this.now(),
     );
   }
 
-  /** The status parked for `providerMessageId`, unless it is older than EARLY_STATUS_TTL_MS. */
+  /**
+   * The status parked for `providerMessageId` on `channel`, unless it is older than
+   * EARLY_STATUS_TTL_MS.
+   */
   private earlyStatus(
     providerMessageId: string,
+    channel: string,
   ): { status: DeliveryStatus; last_error: string | null } | undefined {
     return this.sql(
-      'SELECT status, last_error FROM early_statuses WHERE provider_message_id = ? AND at >= ?',
-    ).get(providerMessageId, this.now() - EARLY_STATUS_TTL_MS) as
+      'SELECT status, last_error FROM early_statuses WHERE provider_message_id = ? AND channel = ? AND at >= ?',
+    ).get(providerMessageId, channel, this.now() - EARLY_STATUS_TTL_MS) as
       { status: DeliveryStatus; last_error: string | null } | undefined;
   }
 
@@ -894,15 +902,18 @@ export class EmbeddedBackend implements Backend {
   }
 
   private patchOutbound(id: string, patch: OutboundPatch): void {
-    const row = this.sql('SELECT status, provider_message_id AS pmid FROM outbound WHERE id = ?').get(id) as
-      { status: OutboundStatus; pmid: string | null } | undefined;
+    const row = this.sql(
+      'SELECT status, provider_message_id AS pmid, channel FROM outbound WHERE id = ?',
+    ).get(id) as { status: OutboundStatus; pmid: string | null; channel: string } | undefined;
     if (!row) return;
     // A status webhook may have moved it on already (delivered before we recorded `sent`).
     let status = laterStatus(row.status, patch.status);
     let lastError = patch.lastError ?? null;
     // Or arrived before the send was recorded at all: parked, it applies now.
     const early =
-      patch.providerMessageId === undefined ? undefined : this.earlyStatus(patch.providerMessageId);
+      patch.providerMessageId === undefined
+        ? undefined
+        : this.earlyStatus(patch.providerMessageId, row.channel);
     if (early) {
       status = laterStatus<OutboundStatus>(status, early.status);
       lastError = early.last_error ?? lastError;

@@ -94,4 +94,7 @@ export const MIGRATIONS: readonly string[] = [
   `ALTER TABLE outbound ADD COLUMN claims INTEGER NOT NULL DEFAULT 1;`,
   // 7: queue alerts announced as firing and not yet resolved (kept across restarts: once per episode)
   `CREATE TABLE alerts_firing (alert TEXT PRIMARY KEY, since INTEGER NOT NULL);`,
+  // 8: the channel a parked status came on: it applies only to a send of that channel (one
+  //    gateway's webhooks never touch the other's records)
+  `ALTER TABLE early_statuses ADD COLUMN channel TEXT NOT NULL DEFAULT '';`,
 ];

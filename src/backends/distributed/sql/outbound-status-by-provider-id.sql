@@ -3,7 +3,8 @@
 -- (delivery states only advance; failed unless delivered, and a late sent does not replace
 -- failed; the revision is left alone so
 -- Redis's later writes still apply).
--- $1 provider message id, $2 status, $3 last error (null to keep)
+-- Only a send of the status's own channel (one gateway's webhooks never touch the other's).
+-- $1 provider message id, $2 status, $3 last error (null to keep), $4 channel
 UPDATE outbound SET
   status = CASE
     WHEN status = $2 THEN status
@@ -17,5 +18,5 @@ UPDATE outbound SET
   END,
   last_error = COALESCE($3, last_error),
   updated_at = now()
-WHERE provider_message_id = $1
+WHERE provider_message_id = $1 AND channel = $4
 RETURNING id, channel, user_id
