@@ -83,8 +83,8 @@ const HEARTBEAT_TTL_MS = 15_000;
 /** Longest a batch waits for webhooks of its window still being stored. */
 const INTAKE_WAIT_MS = 1000;
 
-/** Most messages one batch takes from a mailbox. */
-const MAX_BATCH = 500;
+/** Most messages one batch takes from a mailbox: as many as Meta sends in one webhook (1,000 updates). */
+const MAX_BATCH = 1000;
 
 /** Times flow code is run on a batch before the batch is dead-lettered (retryable failures). */
 const BATCH_ATTEMPTS = 3;
@@ -705,7 +705,9 @@ export class Engine {
       await this.recordSent(run);
       // The record's claim count as this holder knows it: 1 with its own commit's claim.
       let count = run.claims.has(rec.id) ? 1 : 0;
-      for (let attempt = rec.attempts + 1; ; attempt += 1) {
+      // `attempt` counts every attempt at this reply (recorded: refused ones too); `inTurn` this
+      // turn's, which the limits and the backoff are about.
+      for (let attempt = rec.attempts + 1, inTurn = 1; ; attempt += 1, inTurn += 1) {
         if (signal.aborted) {
           await this.leave(run);
           break sending;
@@ -750,12 +752,12 @@ export class Engine {
           // claim count of 2) is the last: a third claim would be refused.
           if (e.unknownOutcome) run.claims.delete(rec.id);
           const ambiguous = e.unknownOutcome === true && count >= 2;
-          const backoff = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** (attempt - 1));
+          const backoff = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** (inTurn - 1));
           const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
           if (
             e.retryable &&
             !ambiguous &&
-            (attempt >= maxAttempts || wait > maxWaitMs) &&
+            (inTurn >= maxAttempts || wait > maxWaitMs) &&
             this.now() - rec.createdAt < SEND_FOR_MS
           ) {
             // Throttled (or the gateway down) for longer than this turn's attempts: the reply stays
@@ -772,10 +774,11 @@ export class Engine {
               },
               'send still refused; trying again later',
             );
+            await this.noteRefused(rec, attempt, e);
             await this.leave(run);
             break sending;
           }
-          if (e.retryable && !ambiguous && attempt < maxAttempts) {
+          if (e.retryable && !ambiguous && inTurn < maxAttempts) {
             metrics.outbound.inc({ outcome: 'retry' });
             logger.warn(
               {
@@ -788,6 +791,7 @@ export class Engine {
               },
               'send refused; retrying',
             );
+            await this.noteRefused(rec, attempt, e);
             // Refused, so not delivered: the claim goes back before the wait (a crash while
             // waiting out a throttled gateway's Retry-After must not count as a send) and is
             // taken again before the next attempt. Only on this slow path: two writes per retry.
@@ -858,6 +862,18 @@ export class Engine {
       .claimOutbound(run.lease, ids, -1)
       .catch((err: unknown) =>
         this.o.logger.warn({ err, session: logSessionId(run.lease) }, 'could not give back send claims'),
+      );
+  }
+
+  /**
+   * A refused attempt, on the record: support sees a reply Graph keeps throttling as tried, with
+   * Graph's error, not as one never tried. On the slow path only; a failed write is logged.
+   */
+  private async noteRefused(rec: OutboundRecord, attempt: number, e: SendError): Promise<void> {
+    await this.o.backend
+      .updateOutbound(rec.id, { status: 'pending', attempts: attempt, lastError: e.message })
+      .catch((err: unknown) =>
+        this.o.logger.warn({ err, session: logSessionId(rec) }, 'could not record a refused send'),
       );
   }
 

@@ -58,3 +58,34 @@ describe.each(modes)('status webhooks stay with their gateway (%s)', (_mode, env
     await h.until(async () => (await statusOf(u)) === 'delivered');
   });
 });
+
+describe.each(bothStores())('a reply Graph keeps refusing (%s)', (_mode, env) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness(env());
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('shows as tried, with Graph’s error, while it waits; then as sent', async () => {
+    const u = '15557780002';
+    h.graph.failNext(1000, { status: 400, graphCode: 130429, message: 'Rate limit hit' });
+    expect((await h.post(webhook([text(u, 'hi', Math.floor(Date.now() / 1000))]))).status).toBe(200);
+    const outbound = async () => {
+      const r = await h.admin(`/sessions/${u}/outbound?channel=${PHONE_ID}`);
+      if (r.status !== 200) return undefined;
+      return (
+        (await r.json()) as { outbound: Array<{ status: string; attempts: number; last_error?: string }> }
+      ).outbound[0];
+    };
+    const refused = await h.until(async () => {
+      const o = await outbound();
+      return o !== undefined && o.attempts >= 2 ? o : undefined;
+    });
+    expect(refused.status).toBe('pending');
+    expect(refused.last_error).toMatch(/Rate limit hit|130429/);
+    h.graph.reset();
+    await h.until(async () => (await outbound())?.status === 'sent', 30_000);
+  });
+});
