@@ -17,7 +17,7 @@ import { figuresAt } from './global-feed.ts';
 const TOMBSTONE_TTL_SEC = 3600;
 
 /** Most messages a mailbox read right after a grant brings (the engine's batch limit). */
-export const MAILBOX_READ_LIMIT = 500;
+export const MAILBOX_READ_LIMIT = 1000;
 
 /** The mailbox read (`pending-3`) and the state read of a turn: one round trip for both. */
 export function mailboxReadOps(
