@@ -31,7 +31,7 @@ export const ERROR_CODES = {
     message: 'A stored session is in a format this Baton cannot read',
   },
   BATON_ERR_PROVIDER_OFF: { status: 404, message: 'This webhook route is off: its secret is not configured' },
-  BATON_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Webhook bodies must be application/json' },
+  BATON_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Bodies must be application/json' },
   BATON_ERR_RENDER_UNAVAILABLE: { status: 500, message: 'No browser to render a PNG with' },
   BATON_ERR_DATA_DIR_LOCKED: { status: 500, message: 'The data directory is in use by another process' },
   BATON_ERR_NEEDS_DISTRIBUTED: { status: 500, message: 'This command needs REDIS_URL and DATABASE_URL' },

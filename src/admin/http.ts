@@ -43,8 +43,19 @@ export function adminErrorHandler(err: FastifyError, req: FastifyRequest, reply:
   return fail(reply, 'BATON_ERR_INTERNAL');
 }
 
-/** JSON bodies for this scope (the server keeps webhook bodies raw); `''` is no body. */
+/**
+ * JSON bodies for this scope (the server keeps webhook bodies raw); `''` is no body. A body of
+ * another type is answered 415 (an empty one is no body).
+ */
 export function acceptJsonBodies(api: FastifyInstance): void {
+  api.addHook('preValidation', async (req, reply) => {
+    if (!Buffer.isBuffer(req.body)) return;
+    if (req.body.length === 0) {
+      req.body = undefined;
+      return;
+    }
+    return fail(reply, 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE', {}, 'Admin API bodies must be application/json');
+  });
   api.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text.trim() === '') return done(null, undefined);

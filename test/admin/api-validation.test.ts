@@ -144,7 +144,6 @@ const BAD: Array<[string, string, string | undefined, string]> = [
   ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":"  "}', 'text'],
   ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":["a"]}', 'text'],
   ['POST', `/admin/api/sessions/${USER}/agent/messages`, `{"text":"${'a'.repeat(4097)}"}`, 'text'],
-  ['POST', `/admin/api/sessions/${USER}/agent/messages`, 'text=hello', 'body'],
   ['DELETE', `/admin/api/sessions/${USER}/agent`, undefined, 'body'],
   ['DELETE', `/admin/api/sessions/${USER}/agent`, '{"step":""}', 'step'],
   ['DELETE', `/admin/api/sessions/${USER}/agent`, '{"step":7}', 'step'],
@@ -183,11 +182,7 @@ describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
   });
 
   it.each(BAD)('%s %s (body %s) answers 400 naming %s', async (method, path, body, what) => {
-    const contentType = body === 'text=hello' ? 'application/x-www-form-urlencoded' : undefined;
-    const r = await call(via, method, path, {
-      ...(body !== undefined ? { body } : {}),
-      ...(contentType ? { contentType } : {}),
-    });
+    const r = await call(via, method, path, body !== undefined ? { body } : {});
     expect(r.status).toBe(400);
     const json = JSON.parse(r.body) as { error: string; code: keyof typeof ERROR_CODES };
     expect(json.error).toEqual(expect.any(String));
@@ -196,6 +191,24 @@ describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
     if (what !== 'body' && what !== 'json') expect(json.error).toContain(what);
     if (what === 'json') expect(json.code).toBe('BATON_ERR_BAD_JSON');
     else expect(json.code).toBe('BATON_ERR_BAD_REQUEST');
+  });
+
+  it.each([
+    ['application/x-www-form-urlencoded', 'text=hello'],
+    ['text/plain', 'x'],
+    ['application/octet-stream', '{"text":"hi"}'],
+  ])('answers 415 with a code for a %s body, and takes an empty one as none', async (contentType, body) => {
+    const r = await call(via, 'POST', `/admin/api/sessions/${USER}/agent/messages`, { body, contentType });
+    expect(r.status).toBe(415);
+    expect(JSON.parse(r.body)).toEqual({
+      error: 'Admin API bodies must be application/json',
+      code: 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE',
+    });
+    const empty = await call(via, 'DELETE', `/admin/api/sessions/${USER}/lock?channel=${PHONE_ID}`, {
+      body: '',
+      contentType,
+    });
+    expect(empty.status).toBe(200);
   });
 
   it('answers 404 with a code for an unknown route, session, flow or dead letter', async () => {
