@@ -13,11 +13,12 @@ import type { SkippedItem } from './cloud-api/parse.ts';
 /**
  * A wa_id, a BSUID, a phone_number_id or a gateway's channel: what a session key is made of.
  * Up to 128 characters, none of them a space, a control character or U+FFFD (what a lone
- * surrogate became). Meta's own examples carry placeholders such as `<WHATSAPP_USER_PHONE_NUMBER>`,
+ * surrogate became), and not `.` or `..` (a browser resolves those path segments, even encoded,
+ * so the dashboard's links and forms could not name the session). Meta's own examples carry placeholders such as `<WHATSAPP_USER_PHONE_NUMBER>`,
  * so the characters are not narrowed further: keys escape what Redis would read (keys.ts), SQL
  * takes them as parameters, pages escape them.
  */
-export const ID_PATTERN = /^[^\s\p{Cc}\p{Cf}\p{Cs}\uFFFD]{1,128}$/u;
+export const ID_PATTERN = /^(?!\.\.?$)[^\s\p{Cc}\p{Cf}\p{Cs}\uFFFD]{1,128}$/u;
 /** Longer message ids are no WhatsApp id (a wamid is about 60 characters). */
 export const MAX_MESSAGE_ID = 256;
 

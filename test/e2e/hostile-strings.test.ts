@@ -3,7 +3,7 @@
  * Lua script failing halfway leaves its writes behind) and U+0000 (PostgreSQL text refuses it).
  * Each webhook carries one hostile message and one from another user; both are stored and
  * answered, on both backends, and the admin API keeps answering. An id no session key can be
- * made of (a space, a control character, over 128 characters) is skipped and reported, never
+ * made of (a space, a control character, over 128 characters, `.` or `..`) is skipped and reported, never
  * left to fail the webhook.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,6 +81,9 @@ describe.each(cases)('hostile strings on the %s backend', (_name, available, set
         msg('1555\\u00000007012', 'wamid.HS.NUL', '"hi"'),
         msg(fine, 'wamid.HS.FINE', '"hi"'),
         msg('15550007013', `wamid.${'x'.repeat(300)}`, '"hi"'),
+        // A browser resolves these path segments, even encoded: the dashboard could not name them.
+        msg('.', 'wamid.HS.DOT', '"hi"'),
+        msg('..', 'wamid.HS.DOTDOT', '"hi"'),
       ]);
       const r = await h.post(undefined, { raw: body });
       expect(r.status).toBe(200);
