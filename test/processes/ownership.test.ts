@@ -5,20 +5,23 @@
  * that fails after its configuration was read (the port taken, a store unreachable) exits 1 with
  * one line, and leaves the directory free.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { BatonError } from '../../src/errors.ts';
+import { newKey, text } from '../distributed/fixtures.ts';
 import { freePort, runBaton, spawnBaton, type BatonProcess } from '../support/procs.ts';
 import { DATABASE_URL, dropIsolation, isolation, REDIS_URL, servicesUp } from '../support/services.ts';
 
 const dirs: string[] = [];
 const procs: BatonProcess[] = [];
+let cleanupZombie = (): void => undefined;
 afterEach(async () => {
+  cleanupZombie();
   for (const p of procs.splice(0)) await p.stop('SIGKILL');
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
@@ -83,6 +86,36 @@ describe('one process per data directory', () => {
     expect((refused as BatonError).code).toBe('BATON_ERR_DATA_DIR_LOCKED');
     await a.close();
     await new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 60 }).close();
+  });
+
+  it('a lock naming a killed process its parent has not reaped yet (a zombie) does not block a start', async () => {
+    // `sh` forks a short `sleep`, then becomes a long one that never reaps it: a zombie for 5 s.
+    const parent = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 5'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    cleanupZombie = () => parent.kill('SIGKILL');
+    const pid = Number(
+      await new Promise<string>((r) => parent.stdout.once('data', (d: Buffer) => r(String(d)))),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(readFileSync(`/proc/${pid}/stat`, 'utf8')).toMatch(/\) Z /);
+    const dir = tempDir();
+    writeFileSync(join(dir, 'baton.lock'), JSON.stringify({ pid, host: hostname() }));
+    await new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 60 }).close();
+  });
+
+  it('keeps the store readable by its owner only: the directory it creates, the database and its WAL', async () => {
+    const dir = join(tempDir(), 'data');
+    const b = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 60 });
+    try {
+      await b.init();
+      await b.ingest({ messages: [text(newKey(), 'hi')], statuses: [] }); // the WAL exists once written
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      for (const f of ['baton.sqlite', 'baton.sqlite-wal'])
+        expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+    } finally {
+      await b.close();
+    }
   });
 
   it('a lock naming a dead PID, or garbage, does not block a start', async () => {

@@ -36,7 +36,8 @@ export function ensureDataDir(dir: string): void {
   }
   for (const d of missing) {
     try {
-      mkdirSync(d);
+      // Only its owner may read it: the store holds users' numbers and messages.
+      mkdirSync(d, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw dataDirError(dir, err);
     }
@@ -86,9 +87,14 @@ function youngerThan(file: string, ms: number): boolean {
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A zombie (killed, not yet reaped by its parent) still answers signal 0, and writes nothing.
+  try {
+    return !/^\d+ \(.*\) Z /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true; // no /proc here: the signal's answer stands
   }
 }
 

@@ -8,6 +8,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { chmodSync } from 'node:fs';
 import { ensureDataDir, lockDataDir, type DirLock } from './dir-lock.ts';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -192,11 +193,14 @@ export class EmbeddedBackend implements Backend {
     }
     try {
       this.db = new Database(file);
+      if (opts.file === undefined) ownerOnly(file);
     } catch (err) {
       this.dirLock?.release();
       throw err;
     }
     this.db.pragma('journal_mode = WAL');
+    // Deleted rows (messages past their retention) are overwritten where that costs no extra I/O.
+    this.db.pragma('secure_delete = FAST');
     if (file === ':memory:' || file === '') {
       this.db.pragma('synchronous = FULL');
     } else {
@@ -1157,4 +1161,19 @@ function deadLetterOf(r: Row): DeadLetter {
     createdAt: r.created_at as number,
     ...(r.replayed_at !== null ? { replayedAt: r.replayed_at as number } : {}),
   };
+}
+
+/**
+ * The database and its WAL and shared-memory files readable by their owner only: they hold
+ * users' numbers and messages. SQLite gives the WAL and shm files the database's mode when it
+ * creates them; files left by an earlier version are narrowed too.
+ */
+function ownerOnly(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      chmodSync(f, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
 }
