@@ -192,6 +192,32 @@ describe('parseWasenderWebhook: messages', () => {
     expect(parseWasenderWebhookReport(body).batch.messages[0]!.id).toBe(first.batch.messages[0]!.id);
   });
 
+  it('keeps a group or broadcast chat message as no input to a flow (its sender said it to the group)', () => {
+    for (const [jid, type] of [
+      ['120363040000000000@g.us', 'group'],
+      ['status@broadcast', 'broadcast'],
+    ] as const) {
+      const batch = parseWasenderWebhook({
+        event: 'messages.received',
+        sessionId: 'sess-1',
+        data: {
+          messages: {
+            ...textMessage,
+            key: {
+              ...key(),
+              remoteJid: jid,
+              participant: '15551234567@s.whatsapp.net',
+              cleanedParticipantPn: '15551234567',
+            },
+          },
+        },
+      });
+      expect(batch.messages[0], jid).toMatchObject({
+        content: { type: 'unsupported', originalType: type },
+      });
+    }
+  });
+
   it('times a message without timestamps by the clock', () => {
     const batch = parseWasenderWebhook(
       { event: 'messages.received', data: { messages: { ...textMessage, messageTimestamp: undefined } } },

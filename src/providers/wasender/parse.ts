@@ -172,7 +172,13 @@ function readMessage(
   const message = obj(raw, 'message');
   const profileName = str(raw, 'pushName');
   const contextId = contextIdOf(message);
-  const content = readContent(raw, message, id);
+  // A group's (or a broadcast list's) message is said to the group, not to the bot: kept, as no
+  // input to a flow (recorded `ignored`), never a step's answer.
+  const chat = str(key, 'remoteJid');
+  const content =
+    chat !== undefined && /@(g\.us|broadcast)$/.test(chat)
+      ? unsupported(chat.endsWith('@g.us') ? 'group' : 'broadcast', 'a group or broadcast chat message')
+      : readContent(raw, message, id);
   return {
     provider: 'wasender',
     channel,
