@@ -82,13 +82,20 @@ export class LocalAdminClient {
         { cause: err },
       );
     }
-    const json = (await res.json().catch(() => ({}))) as { error?: string; code?: string };
+    const json = (await res.json().catch(() => ({}))) as {
+      error?: string;
+      code?: string;
+      channels?: unknown;
+    };
     if (res.ok) return json as T;
     const code: ErrorCode =
       typeof json.code === 'string' && json.code in ERROR_CODES
         ? (json.code as ErrorCode)
         : 'BATON_ERR_INTERNAL';
-    throw new BatonError(code, json.error ?? `${method} ${path}: HTTP ${res.status}`);
+    // A user with sessions on several channels: name them, as the store's own answer does.
+    const channels = Array.isArray(json.channels) ? json.channels.map(String) : [];
+    const detail = channels.length > 0 ? `: ${channels.join(', ')}; pass --channel` : '';
+    throw new BatonError(code, `${json.error ?? `${method} ${path}: HTTP ${res.status}`}${detail}`);
   }
 
   private static path(waId: string, channel: string | undefined, tail = ''): string {

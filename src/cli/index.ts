@@ -335,7 +335,9 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     if (
       err instanceof UsageError ||
       err instanceof SimulateUsageError ||
-      (err instanceof BatonError && err.code === 'BATON_ERR_NEEDS_DISTRIBUTED')
+      (err instanceof BatonError &&
+        // A user with sessions on several channels: the command needs --channel.
+        (err.code === 'BATON_ERR_NEEDS_DISTRIBUTED' || err.code === 'BATON_ERR_AMBIGUOUS_SESSION'))
     ) {
       process.stderr.write(`baton: ${err.message}\n`);
       return 2;

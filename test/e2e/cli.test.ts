@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { run } from '../../src/cli/index.ts';
 import { startHarness } from '../support/harness.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
@@ -22,7 +22,7 @@ describe('baton session / lock on an embedded store', () => {
       const say = (s: string): void => {
         out.push(s);
       };
-      expect(await run(['session', 'show', u], say)).toBe(1); // two channels: ambiguous
+      expect(await run(['session', 'show', u], say)).toBe(2); // two channels: --channel is needed
       expect(await run(['session', 'show', u, '--channel', PHONE_ID], say)).toBe(0);
       const shown = JSON.parse(out.at(-1)!) as { session: { current_step: string }; transitions: unknown[] };
       expect(shown.session.current_step).toBe('ask_name');
@@ -69,6 +69,17 @@ describe('baton session / lock on an embedded store', () => {
       // The reset went through the running process: it holds the session at version 2.
       expect((await h.session(u))?.metadata.version).toBe(2);
       expect(await run(['session', 'show', '000'], say)).toBe(1);
+      // A user on two numbers: a usage error naming both, through the running process too.
+      expect((await h.post(webhook([text(u, 'hi', 1_750_000_001)], '999'))).status).toBe(200);
+      await h.until(async () => (await h.baton.backend.findSessions(u)).length === 2);
+      const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+      try {
+        expect(await run(['session', 'show', u], say)).toBe(2);
+        expect(String(stderr.mock.calls.at(-1)?.[0])).toMatch(/999.*--channel|--channel.*999/);
+        expect(String(stderr.mock.calls.at(-1)?.[0])).toContain(PHONE_ID);
+      } finally {
+        stderr.mockRestore();
+      }
 
       await h.baton.stop();
       expect(existsSync(handle)).toBe(false);
