@@ -111,8 +111,10 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
     const problems = scriptProblems(script);
     if (problems.length > 0) throw new LoadUsageError(`script ${f.script}: ${problems[0]!}`);
   }
-  const shopStub = f.shopStub === true || (script?.stubs ?? []).includes('shop');
-  if (shopStub && !f.start) {
+  // A script's `stubs` say what an embedded Baton it starts needs; a Baton already running (`--url`)
+  // has its own ORDER_API_URL.
+  const shopStub = f.shopStub === true || (f.start === true && (script?.stubs ?? []).includes('shop'));
+  if (f.shopStub === true && !f.start) {
     throw new LoadUsageError('--shop-stub needs --start (a Baton already running has its own ORDER_API_URL)');
   }
   return {

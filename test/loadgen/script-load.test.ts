@@ -172,6 +172,18 @@ describe('baton load --start --script', () => {
       expect((await run({ shopStub: true, adminToken: 't' })).err).toBe(
         'baton: --shop-stub needs --start (a Baton already running has its own ORDER_API_URL)\n',
       );
+      // The shipped order-status script names the shop stub for an embedded Baton it starts; a
+      // Baton already running has its own shop, so the script is taken as it is.
+      const remote = await run({
+        url: 'http://127.0.0.1:9',
+        adminToken: 't',
+        script: resolve(import.meta.dirname, '../../loadgen/scripts/order-status.json'),
+        users: '1',
+        timeout: '200',
+        progress: false,
+      });
+      expect(remote.err).not.toContain('--shop-stub');
+      expect(remote.code).not.toBe(2);
       const ghost = join(tmp, 'ghost.json');
       writeFileSync(ghost, JSON.stringify({ steps: [{ send: 'hi' }], end: { step: 'ghost_step' } }));
       const g = await run({ start: true, script: ghost, progress: false });
