@@ -56,6 +56,11 @@ export const ERROR_CODES = {
     status: 429,
     message: 'Too many wrong admin tokens from this address: wait a minute and try again',
   },
+  BATON_ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    message: 'The request was not complete in time (headers within 10 s, the whole request within 30 s)',
+  },
+  BATON_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'Request headers are too large' },
   BATON_ERR_INTERNAL: { status: 500, message: 'Internal error' },
   BATON_ERR_FLOW_REPLY: { status: 500, message: 'A reply built by flow code breaks a WhatsApp limit' },
 } as const;

@@ -10,6 +10,8 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/types.ts';
 import type { TrustProxy } from '../config/index.ts';
@@ -92,6 +94,29 @@ export function sendError(reply: FastifyReply, code: ErrorCode, detail?: string)
     .send({ error: detail ?? ERROR_CODES[code].message, code });
 }
 
+/**
+ * Answers an error Node's HTTP server raised on a connection (no request to reply to) and closes
+ * it: 408 for a request not complete in time, 431 for headers too large, else 400.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code: ErrorCode =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? 'BATON_ERR_REQUEST_TIMEOUT'
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? 'BATON_ERR_HEADERS_TOO_LARGE'
+        : 'BATON_ERR_BAD_REQUEST';
+  const { status, message } = ERROR_CODES[code];
+  const body = JSON.stringify({ error: message, code });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
 /** `application/json`, with or without parameters (`; charset=utf-8`). */
 function isJson(contentType: string | undefined): boolean {
   const type = contentType?.split(';', 1)[0]?.trim().toLowerCase();
@@ -126,6 +151,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     frameworkErrors: (err, _req, reply) => {
       void sendError(reply, 'BATON_ERR_BAD_REQUEST', err.message);
     },
+    // What Node's HTTP parser refuses before there is a request (a request not complete in time,
+    // headers too large, bytes that are no HTTP) is answered in our `{error, code}` shape too.
+    clientErrorHandler: answerClientError,
     // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
     routerOptions: { maxParamLength: 2000 },
     logController: new LogController({ disableRequestLogging: true }),
@@ -138,6 +166,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       connectionsCheckingInterval: limits.checkIntervalMs,
     },
   });
+  app.setNotFoundHandler((req, reply) =>
+    sendError(reply, 'BATON_ERR_NOT_FOUND', `No route ${req.method} ${req.url.split('?', 1)[0]}`),
+  );
   app.server.maxConnections = limits.maxConnections;
   guardConnections(app.server, {
     maxConnections: limits.maxConnections,

@@ -114,6 +114,21 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
 });
 
 describe('health, readiness, metrics, admin auth', () => {
+  it('answers an unknown route, and what the HTTP parser refuses, in the {error, code} shape', async () => {
+    for (const [method, path] of [
+      ['PUT', '/webhooks/whatsapp'],
+      ['GET', '/nope'],
+      ['GET', '/admin/etc/passwd'],
+    ] as const) {
+      const r = await fetch(`${h.url}${path}`, { method });
+      expect(r.status, `${method} ${path}`).toBe(404);
+      expect(await r.json()).toMatchObject({ code: 'BATON_ERR_NOT_FOUND', error: expect.any(String) });
+    }
+    const big = await fetch(`${h.url}/healthz?${'q'.repeat(20_000)}`);
+    expect(big.status).toBe(431);
+    expect(await big.json()).toMatchObject({ code: 'BATON_ERR_HEADERS_TOO_LARGE' });
+  });
+
   it('serves /healthz and /readyz', async () => {
     expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
     const r = await fetch(`${h.url}/readyz`);

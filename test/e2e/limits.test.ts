@@ -78,6 +78,7 @@ describe('trickling clients', () => {
     const written = trickle(raw.socket, 50);
     const closedAfter = await raw.closed;
     expect(raw.data()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(raw.data()).toContain('"code":"BATON_ERR_REQUEST_TIMEOUT"');
     expect(written()).toBeGreaterThan(5); // it kept sending, and was cut anyway
     expect(closedAfter).toBeGreaterThanOrEqual(1_400);
     expect(closedAfter).toBeLessThan(4_000);
