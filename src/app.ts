@@ -254,6 +254,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     verifyToken: config.whatsapp.verifyToken,
     ...(opts.http ? { limits: opts.http } : {}),
     trustProxy: config.trustProxy,
+    unsignedFrom: config.allowUnsigned ? 'anywhere' : 'loopback',
     adminToken,
     flows,
     resetSession: (key) => engine.adminReset(key),

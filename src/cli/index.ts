@@ -99,7 +99,9 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
   }
   if (url && config.whatsapp.appSecret === undefined) {
     out(
-      "WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts UNSIGNED requests, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret.",
+      config.allowUnsigned
+        ? "WARNING: WHATSAPP_APP_SECRET is not set and BATON_ALLOW_UNSIGNED=true: POST /webhooks/whatsapp accepts UNSIGNED requests from anywhere, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret."
+        : 'WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts unsigned requests from this machine only (others get 401). Set it to your Meta app secret before Meta can reach this port.',
     );
   }
   if (baton.queue) {

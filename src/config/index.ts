@@ -54,7 +54,10 @@ export interface Config {
     readonly oldestMs: number | undefined;
   };
   readonly logLevel: string;
-  /** `BATON_ALLOW_UNSIGNED`: serve unsigned Cloud API webhooks under `NODE_ENV=production`. */
+  /**
+   * `BATON_ALLOW_UNSIGNED`: without an app secret, take unsigned Cloud API webhooks from anywhere
+   * (else from this machine only), and start under `NODE_ENV=production`.
+   */
   readonly allowUnsigned: boolean;
   /** `BATON_RETENTION`, seconds: transitions and outbound records older than this are purged. */
   readonly retentionSec: number;

@@ -84,6 +84,22 @@ export interface ServerDeps extends AdminDeps {
    * proxies' addresses. Default false.
    */
   readonly trustProxy?: TrustProxy;
+  /**
+   * Where a gateway configured without a secret takes webhooks from: `loopback` (the default:
+   * this machine only, so `npm start` and `baton simulate` work and nobody else can write to a
+   * user's session) or `anywhere` (BATON_ALLOW_UNSIGNED=true).
+   */
+  readonly unsignedFrom?: 'loopback' | 'anywhere';
+}
+
+const UNSIGNED_REMOTE =
+  'WHATSAPP_APP_SECRET is not set: unsigned webhooks are taken from this machine only (set the app secret, or BATON_ALLOW_UNSIGNED=true)';
+
+/** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6. */
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
 }
 
 /** Sends a coded JSON error. */
@@ -270,6 +286,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return sendError(reply, 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE');
     }
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    // The client's address (a trusted proxy's X-Forwarded-For read, never one a client wrote).
+    if (!provider.signed && deps.unsignedFrom !== 'anywhere' && !isLoopback(req.ip)) {
+      count('bad_signature');
+      return sendError(reply, 'BATON_ERR_BAD_SIGNATURE', UNSIGNED_REMOTE);
+    }
     if (!provider.verify(raw, req.headers)) {
       count('bad_signature');
       return sendError(reply, 'BATON_ERR_BAD_SIGNATURE');

@@ -70,6 +70,7 @@ export function createCloudApiProvider(options: { appSecret?: string | undefined
   return {
     name: 'cloud-api',
     enabled: true,
+    signed: secret.length > 0,
     verify: (raw, headers) =>
       secret.length === 0 || verifyMetaSignature(raw, singleHeader(headers, META_SIGNATURE_HEADER), secret),
     parse: (json) => parseCloudApiWebhookReport(json),
@@ -90,6 +91,7 @@ export function createWasenderProvider(options: { webhookSecret?: string | undef
   return {
     name: 'wasender',
     enabled: secret.length > 0,
+    signed: true,
     verify: (_raw, headers) =>
       secret.length > 0 && verifyWasenderSignature(singleHeader(headers, WASENDER_SIGNATURE_HEADER), secret),
     parse: (json) => parseWasenderWebhookReport(json),

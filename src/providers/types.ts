@@ -16,6 +16,8 @@ export interface Provider {
    * (its route answers 404) until the secret is configured.
    */
   readonly enabled: boolean;
+  /** Whether `verify` checks a secret (false: a Cloud API reader without an app secret). */
+  readonly signed: boolean;
   /**
    * Whether the request is authentic. Checked on the raw bytes, before parsing.
    * A provider configured without a secret accepts every request.

@@ -164,3 +164,38 @@ describe('WHATSAPP_APP_SECRET under NODE_ENV=production', () => {
     expect(loadConfig({ ADMIN_TOKEN: 'x' }).adminToken).toBe('x');
   });
 });
+
+describe('a Cloud API route with no app secret configured', () => {
+  const unsignedFrom = async (h: Harness, remoteAddress: string, user: string): Promise<number> =>
+    (
+      await h.baton.server.inject({
+        method: 'POST',
+        url: '/webhooks/whatsapp',
+        remoteAddress,
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify(webhook([text(user, 'hi', 1_750_000_000)])),
+      })
+    ).statusCode;
+
+  it('takes unsigned webhooks from this machine only; from anywhere with BATON_ALLOW_UNSIGNED=true', async () => {
+    const h = await startHarness({ WHATSAPP_APP_SECRET: '' });
+    try {
+      expect(await unsignedFrom(h, '127.0.0.1', '15550009101')).toBe(200);
+      expect(await unsignedFrom(h, '::1', '15550009102')).toBe(200);
+      expect(await unsignedFrom(h, '::ffff:127.0.0.1', '15550009103')).toBe(200);
+      for (const [i, address] of ['203.0.113.5', '10.0.0.7', '::ffff:192.168.1.9', '2001:db8::1'].entries()) {
+        const user = `1555000920${i}`;
+        expect(await unsignedFrom(h, address, user), address).toBe(401);
+        expect(await h.baton.backend.findSessions(user)).toEqual([]);
+      }
+    } finally {
+      await h.close();
+    }
+    const open = await startHarness({ WHATSAPP_APP_SECRET: '', BATON_ALLOW_UNSIGNED: 'true' });
+    try {
+      expect(await unsignedFrom(open, '203.0.113.5', '15550009301')).toBe(200);
+    } finally {
+      await open.close();
+    }
+  });
+});
