@@ -57,6 +57,11 @@ export async function runSimulateCommand(f: SimulateFlags): Promise<number> {
     throw new SimulateUsageError(`--url must be a URL, got "${f.url ?? ''}"`);
   }
   if (f.shopStub && !f.start) throw new SimulateUsageError('--shop-stub needs --start');
+  if (f.flows !== undefined && !f.start) {
+    throw new SimulateUsageError(
+      '--flows needs --start (a Baton already running serves its own BATON_FLOWS)',
+    );
+  }
   let shopStub = f.shopStub === true;
   if (f.script !== undefined) {
     const { readScript } = await import('../simulate/script.ts');

@@ -109,4 +109,12 @@ export default defineFlow({
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^baton: script .*bad\.json: steps\.0/);
   }, 30_000);
+
+  it('exits 2 on --flows without --start (a running Baton serves its own flows)', async () => {
+    const r = await baton(['simulate', '--flows', 'examples/order-status', '--url', 'http://127.0.0.1:9']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      'baton: --flows needs --start (a Baton already running serves its own BATON_FLOWS)\n',
+    );
+  }, 30_000);
 });
