@@ -102,6 +102,7 @@ export async function acquireForAgent(
  * Takes the session's baton, applies `compute` to the stored session and commits the change
  * fenced, then sends the outbox. `null` when the session does not exist. A change that ends the
  * wait for an agent (`settle`) first records what the user wrote meanwhile as `held`.
+ * `afterCommit` runs once the change is committed, the baton still held.
  */
 async function change(
   host: AgentHost,
@@ -109,6 +110,7 @@ async function change(
   compute: (prev: SessionSnapshot, env: TransitionEnv) => AgentChange,
   role: 'agent' | 'admin' = 'agent',
   settle = false,
+  afterCommit?: (lease: LeaseGrant) => Promise<void>,
 ): Promise<AgentChange | null> {
   const { backend } = host;
   const lease = await acquireForAgent(backend, key, `${host.workerId}:${role}`, host.lockTtlMs, () =>
@@ -128,6 +130,7 @@ async function change(
       consumed: [],
       deadLetters: [],
     });
+    await afterCommit?.(lease);
     if (result.outbound.length > 0) await host.flushOutbox(lease, held, result.outbound);
     return result;
   } finally {
@@ -176,8 +179,26 @@ export async function adminReset(host: AgentHost, key: SessionKey): Promise<Sess
     (prev, env) => ({ ...resetChange(prev, env), outbound: [] }),
     'admin',
     true,
+    (lease) => cancelUnsent(host.backend, lease),
   );
   return r?.snapshot ?? null;
+}
+
+/**
+ * An agent's reset sends nothing (SPEC 4), so replies of the conversation it ends that are still
+ * unsent (a gateway throttling them) are not sent after it either: each is marked failed, with
+ * the reason, under the reset's baton. Effects in flight are left to finish: their results come
+ * for a visit the session has left, and are recorded, not applied.
+ */
+async function cancelUnsent(backend: Backend, lease: LeaseGrant): Promise<void> {
+  for (const rec of await backend.unsent(lease)) {
+    if (rec.effect !== undefined) continue;
+    await backend.updateOutbound(rec.id, {
+      status: 'failed',
+      attempts: rec.attempts,
+      lastError: 'cancelled: an agent reset the session before it was sent',
+    });
+  }
 }
 
 /** The agent hands the session back to the bot at `step`, whose prompt is sent. */
