@@ -93,7 +93,24 @@ export interface ServerDeps extends AdminDeps {
 }
 
 const UNSIGNED_REMOTE =
-  'WHATSAPP_APP_SECRET is not set: unsigned webhooks are taken from this machine only (set the app secret, or BATON_ALLOW_UNSIGNED=true)';
+  'WHATSAPP_APP_SECRET is not set: unsigned webhooks are taken from this machine only, not through a proxy (set the app secret, or BATON_ALLOW_UNSIGNED=true)';
+
+/**
+ * A request made on this machine, directly: its connection comes from a loopback address and it
+ * was relayed by no proxy. A request that carries forwarding headers came through one (a local
+ * nginx in front of Baton makes every client's connection look local), whoever its client was;
+ * and a header is no evidence either way, since a direct client can write it (BATON_TRUST_PROXY
+ * believes them by position).
+ */
+function fromThisMachine(req: FastifyRequest): boolean {
+  const h = req.headers;
+  return (
+    isLoopback(req.socket.remoteAddress) &&
+    h['x-forwarded-for'] === undefined &&
+    h.forwarded === undefined &&
+    h['x-real-ip'] === undefined
+  );
+}
 
 /** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6. */
 function isLoopback(address: string | undefined): boolean {
@@ -286,8 +303,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return sendError(reply, 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE');
     }
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    // The client's address (a trusted proxy's X-Forwarded-For read, never one a client wrote).
-    if (!provider.signed && deps.unsignedFrom !== 'anywhere' && !isLoopback(req.ip)) {
+    if (!provider.signed && deps.unsignedFrom !== 'anywhere' && !fromThisMachine(req)) {
       count('bad_signature');
       return sendError(reply, 'BATON_ERR_BAD_SIGNATURE', UNSIGNED_REMOTE);
     }

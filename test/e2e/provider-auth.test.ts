@@ -166,13 +166,18 @@ describe('WHATSAPP_APP_SECRET under NODE_ENV=production', () => {
 });
 
 describe('a Cloud API route with no app secret configured', () => {
-  const unsignedFrom = async (h: Harness, remoteAddress: string, user: string): Promise<number> =>
+  const unsignedFrom = async (
+    h: Harness,
+    remoteAddress: string,
+    user: string,
+    headers: Record<string, string> = {},
+  ): Promise<number> =>
     (
       await h.baton.server.inject({
         method: 'POST',
         url: '/webhooks/whatsapp',
         remoteAddress,
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...headers },
         payload: JSON.stringify(webhook([text(user, 'hi', 1_750_000_000)])),
       })
     ).statusCode;
@@ -188,8 +193,31 @@ describe('a Cloud API route with no app secret configured', () => {
         expect(await unsignedFrom(h, address, user), address).toBe(401);
         expect(await h.baton.backend.findSessions(user)).toEqual([]);
       }
+      // Relayed by a proxy on this machine (every client's connection looks local), or a remote
+      // client claiming to be local: not from this machine.
+      const relayed: Array<Record<string, string>> = [
+        { 'x-forwarded-for': '203.0.113.9' },
+        { forwarded: 'for=203.0.113.9' },
+        { 'x-real-ip': '203.0.113.9' },
+        { 'x-forwarded-for': '127.0.0.1' },
+      ];
+      for (const [i, headers] of relayed.entries()) {
+        expect(await unsignedFrom(h, '127.0.0.1', `1555000940${i}`, headers), JSON.stringify(headers)).toBe(
+          401,
+        );
+      }
     } finally {
       await h.close();
+    }
+    // A proxy trusted by position: a direct client's own X-Forwarded-For does not make it local.
+    const trusting = await startHarness({ WHATSAPP_APP_SECRET: '', BATON_TRUST_PROXY: 'true' });
+    try {
+      expect(
+        await unsignedFrom(trusting, '192.0.2.2', '15550009501', { 'x-forwarded-for': '127.0.0.1' }),
+      ).toBe(401);
+      expect(await unsignedFrom(trusting, '127.0.0.1', '15550009502')).toBe(200);
+    } finally {
+      await trusting.close();
     }
     const open = await startHarness({ WHATSAPP_APP_SECRET: '', BATON_ALLOW_UNSIGNED: 'true' });
     try {
