@@ -54,7 +54,7 @@ export type OrderStatusStep =
   | 'lookup_failed'
   | 'done';
 
-const ORDER_NUMBER = /(?<![\p{L}\p{N}-])ORD-\d{5}(?![\p{L}\p{N}])/giu;
+const ORDER_NUMBER = /(?<![\p{L}\p{N}_-])ORD-\d{5}(?![\p{L}\p{N}_-])/giu;
 
 /**
  * The order number in a text, upper case: the text is one (trimmed, any case), or holds exactly

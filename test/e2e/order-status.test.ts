@@ -110,6 +110,13 @@ describe('order_status over HTTP (embedded)', () => {
     await at(b, 'show_status');
     expect((await h.session(b))?.data).toMatchObject({ order: 'ORD-20005' });
 
+    // A number glued to more of a reference is not that number: asked again.
+    const g = '15550008106';
+    await h.post(webhook([text(g, 'hi', T0)]));
+    await at(g, 'ask_order');
+    await h.post(webhook([text(g, 'ORD-20003-6', T0 + 1)]));
+    expect((await h.settled(g, 2)).metadata.retry_count).toBe(1);
+
     // A message while the cancel is in flight waits for it; the user is still told it is done.
     const c = '15550008103';
     await h.post(webhook([text(c, 'ORD-50002', T0)]));
