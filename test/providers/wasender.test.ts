@@ -196,6 +196,8 @@ describe('parseWasenderWebhook: messages', () => {
     for (const [jid, type] of [
       ['120363040000000000@g.us', 'group'],
       ['status@broadcast', 'broadcast'],
+      ['120363040000000001@newsletter', 'newsletter'],
+      ['120363040000000002@G.US ', 'group'],
     ] as const) {
       const batch = parseWasenderWebhook({
         event: 'messages.received',

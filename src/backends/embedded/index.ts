@@ -522,7 +522,8 @@ export class EmbeddedBackend implements Backend {
     channel: string,
   ): { status: DeliveryStatus; last_error: string | null } | undefined {
     return this.sql(
-      'SELECT status, last_error FROM early_statuses WHERE provider_message_id = ? AND channel = ? AND at >= ?',
+      // '' is a status parked before the channel was kept (migration 8): it expires within minutes.
+      "SELECT status, last_error FROM early_statuses WHERE provider_message_id = ? AND channel IN (?, '') AND at >= ?",
     ).get(providerMessageId, channel, this.now() - EARLY_STATUS_TTL_MS) as
       { status: DeliveryStatus; last_error: string | null } | undefined;
   }

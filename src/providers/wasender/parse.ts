@@ -174,10 +174,11 @@ function readMessage(
   const contextId = contextIdOf(message);
   // A group's (or a broadcast list's) message is said to the group, not to the bot: kept, as no
   // input to a flow (recorded `ignored`), never a step's answer.
-  const chat = str(key, 'remoteJid');
+  const chat = str(key, 'remoteJid')?.trim().toLowerCase();
+  const shared = chat === undefined ? undefined : /@(g\.us|broadcast|newsletter)$/.exec(chat)?.[1];
   const content =
-    chat !== undefined && /@(g\.us|broadcast)$/.test(chat)
-      ? unsupported(chat.endsWith('@g.us') ? 'group' : 'broadcast', 'a group or broadcast chat message')
+    shared !== undefined
+      ? unsupported(shared === 'g.us' ? 'group' : shared, 'a group, broadcast or channel message')
       : readContent(raw, message, id);
   return {
     provider: 'wasender',
