@@ -52,6 +52,10 @@ export const ERROR_CODES = {
     message: 'The flow does not let an agent hand a session back at this step',
   },
   BATON_ERR_CSRF: { status: 403, message: 'Missing or invalid CSRF token' },
+  BATON_ERR_VERIFY_TOKEN: {
+    status: 403,
+    message: 'hub.mode is not subscribe, or hub.verify_token does not match WHATSAPP_VERIFY_TOKEN',
+  },
   BATON_ERR_TOO_MANY_ATTEMPTS: {
     status: 429,
     message: 'Too many wrong admin tokens from this address: wait a minute and try again',

@@ -248,7 +248,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       deps.verifyToken !== undefined &&
       typeof q['hub.verify_token'] === 'string' &&
       q['hub.verify_token'] === deps.verifyToken;
-    if (!ok) return reply.code(403).type('text/plain').send('Forbidden');
+    if (!ok) return sendError(reply, 'BATON_ERR_VERIFY_TOKEN');
     return reply
       .code(200)
       .type('text/plain')

@@ -268,6 +268,10 @@ describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
       expect(good).toEqual({ status: 200, body: '42' });
       const bad = await call(via, 'GET', qs('').replace(VERIFY_TOKEN, 'nope'), { token: null });
       expect(bad.status).toBe(403);
+      expect(JSON.parse(bad.body)).toMatchObject({
+        code: 'BATON_ERR_VERIFY_TOKEN',
+        error: expect.any(String),
+      });
     });
   });
 });
