@@ -13,7 +13,7 @@ import { barrier, flushSession } from './commit.ts';
 import type { Context } from './context.ts';
 import * as mailbox from './mailbox.ts';
 import { updateOutbound } from './outbox.ts';
-import { asArray, asNumber, followUp, pipeline, r, run, scheduleOps } from './redis-calls.ts';
+import { afterIntakeOps, asArray, asNumber, followUp, pipeline, r, run, scheduleOps } from './redis-calls.ts';
 import { intakeOp } from './intake.ts';
 import { figuresAt } from './global-feed.ts';
 
@@ -105,7 +105,7 @@ export async function replayDeadLetter(ctx: Context, id: string): Promise<boolea
     if (due !== ScriptCode.Duplicate) {
       const post = ctx.globalFeed.op([figuresAt(sk.member, reply, 1)]);
       await followUp(ctx, [
-        ...(due > 0 ? scheduleOps(ctx, [[sk.member, due]]) : []),
+        ...(due > 0 ? afterIntakeOps(ctx, [[sk.member, due]]) : []),
         ...(post ? [post] : []),
       ]);
     }

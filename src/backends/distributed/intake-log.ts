@@ -28,7 +28,15 @@ import { PURGE_BATCH, yieldToLoop } from '../retention.ts';
 import type { Context } from './context.ts';
 import type { PgStore } from './pg-store.ts';
 import { figuresAt } from './global-feed.ts';
-import { asArray, asNumber, asString, followUp, pipeline, scheduleOps } from './redis-calls.ts';
+import {
+  afterIntakeOps,
+  asArray,
+  asNumber,
+  asString,
+  followUp,
+  pipeline,
+  scheduleOps,
+} from './redis-calls.ts';
 import { reservationKey } from './fence-reserver.ts';
 import { consumedKey, intakeOp } from './intake.ts';
 
@@ -208,7 +216,7 @@ async function restore(
     ctx.globalFeed.post(figuresAt(member, reply, 1));
     if (code > 0) schedules.push([member, code]);
   });
-  await followUp(ctx, scheduleOps(ctx, schedules, true));
+  await followUp(ctx, afterIntakeOps(ctx, schedules, true));
   // Stored now (again): messages_per_s counts them here; their redelivery will be a duplicate.
   ctx.rate.add(stored);
   return stored;

@@ -16,7 +16,7 @@ import type { IngestResult } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
 import { entryPrefix } from './journal.ts';
-import { asArray, asNumber, pipeline, run } from './redis-calls.ts';
+import { asArray, asNumber, intakeQueues, pipeline, run } from './redis-calls.ts';
 import type { PipelineOp, ScriptOp } from './scripts.ts';
 import { figuresAt, type MailboxFigures } from './global-feed.ts';
 
@@ -34,8 +34,7 @@ export function intakeOp(
   const sk = ctx.keys.session(key);
   const args = [id, stored.slice(0, -1), ctx.opts.dedupeTtlSec, ctx.opts.bufferMs, replay ? '1' : '0'];
   const keys = [sk.seen(id), sk.mbox, sk.msgs, sk.seq, sk.lock, sk.sched, sk.pv];
-  // On a single node the script puts a session it schedules into the ready queue itself.
-  if (ctx.opts.cluster === true) return { script: 'intake', keys, args };
+  if (!intakeQueues(ctx)) return { script: 'intake', keys, args };
   return { script: 'intake', keys: [...keys, ctx.keys.ready], args: [...args, sk.member] };
 }
 
@@ -128,9 +127,8 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // scheduled in the ready queue already (this adds the wake-up); on a cluster, if these writes
   // are lost, the schedule flag's expiry and the reaper reschedule the sessions.
   for (const f of figures.values()) ctx.globalFeed.post(f);
-  if (ctx.opts.cluster !== true) {
-    if (schedules.length > 0) ctx.globalFeed.wake();
-  } else for (const [member, due] of schedules) ctx.globalFeed.hint(member, due);
+  if (!intakeQueues(ctx)) for (const [member, due] of schedules) ctx.globalFeed.hint(member, due);
+  else if (schedules.length > 0) ctx.globalFeed.wake();
   for (const i of unknown) {
     const s = batch.statuses[i]!;
     const lastError = statusLastError(s);

@@ -93,6 +93,27 @@ export function scheduleOps(
   ];
 }
 
+/**
+ * Whether the intake script (intake-n.lua) puts a session it schedules into the ready queue
+ * itself: on a single node; on a Redis Cluster the queue lives in another slot.
+ */
+export function intakeQueues(ctx: Context): boolean {
+  return ctx.opts.cluster !== true;
+}
+
+/**
+ * What follows intake scripts that scheduled these sessions: the ready-queue entries and the
+ * wake-up, or the wake-up alone where the scripts queued them ({@link intakeQueues}).
+ */
+export function afterIntakeOps(
+  ctx: Context,
+  schedules: ReadonlyArray<readonly [member: string, due: number]>,
+  nx = false,
+): PipelineOp[] {
+  if (schedules.length === 0) return [];
+  return intakeQueues(ctx) ? [wakeOp(ctx)] : scheduleOps(ctx, schedules, nx);
+}
+
 /** Tells every process's scheduler that sessions entered the ready queue. */
 export function wakeOp(ctx: Context): PipelineOp {
   return { command: 'PUBLISH', args: [ctx.keys.wake, '1'] };
