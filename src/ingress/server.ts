@@ -112,6 +112,19 @@ function fromThisMachine(req: FastifyRequest): boolean {
   );
 }
 
+/**
+ * A request a web browser made: browsers mark their requests with `Sec-Fetch-Site` and their
+ * POSTs with `Origin`; gateways and command-line clients send neither (Node's `fetch` sends
+ * `Sec-Fetch-Mode` alone).
+ */
+function fromBrowser(req: FastifyRequest): boolean {
+  const h = req.headers;
+  return h.origin !== undefined || h['sec-fetch-site'] !== undefined;
+}
+
+const BROWSER_FORM =
+  'An unsigned webhook from a browser must be application/json (a web page cannot post that without CORS consent)';
+
 /** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6. */
 function isLoopback(address: string | undefined): boolean {
   if (address === undefined) return false;
@@ -297,10 +310,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       count('off');
       return sendError(reply, 'BATON_ERR_PROVIDER_OFF');
     }
-    if (!isJson(req.headers['content-type'])) {
-      // A cross-site form can post text/plain or form bodies; gateways always send JSON.
+    if (!isJson(req.headers['content-type']) && !provider.signed && fromBrowser(req)) {
+      // Unsigned, a web page's form post (text/plain, urlencoded, multipart: no CORS preflight)
+      // from a browser on this machine would reach users' sessions. Gateways send JSON, and a
+      // non-browser client (`curl -d`) or a signed post may label its body as it likes.
       count('bad_content_type');
-      return sendError(reply, 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE');
+      return sendError(reply, 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE', BROWSER_FORM);
     }
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     if (!provider.signed && deps.unsignedFrom !== 'anywhere' && !fromThisMachine(req)) {

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { ConfigError } from '../../src/errors.ts';
-import { parseCloudApiWebhookReport } from '../../src/providers/index.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { parseCloudApiWebhookReport, signMetaBody } from '../../src/providers/index.ts';
+import { APP_SECRET, startHarness, type Harness } from '../support/harness.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
 
 const WS_SECRET = 'wasender-secret';
@@ -60,32 +60,97 @@ describe('a WASender route with no secret configured', () => {
     expect(await h.baton.backend.findSessions(user)).toEqual([]);
     expect((await h.baton.backend.stats()).queueDepth).toBe(0);
   });
+});
 
-  it('refuses webhook bodies that are not application/json with 415 (a cross-site form cannot post)', async () => {
+describe('webhook bodies that are not labelled application/json', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ WHATSAPP_APP_SECRET: '' });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('refuses a browser’s unsigned non-JSON post with 415 (a cross-site form cannot post)', async () => {
     const user = '15550009002';
     const raw = JSON.stringify(webhook([text(user, 'hi', 1_750_000_000)]));
+    const browser: Array<Record<string, string>> = [
+      { origin: 'https://evil.example' },
+      { 'sec-fetch-site': 'cross-site' },
+      { origin: 'null' },
+    ];
     for (const type of [
       'text/plain',
       'application/x-www-form-urlencoded',
       'multipart/form-data; boundary=x',
     ]) {
-      const r = await fetch(`${h.url}/webhooks/whatsapp`, {
-        method: 'POST',
-        headers: { 'content-type': type },
-        body: raw,
-      });
-      expect(r.status).toBe(415);
-      expect(await r.json()).toMatchObject({ code: 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE' });
+      for (const marks of browser) {
+        const r = await fetch(`${h.url}/webhooks/whatsapp`, {
+          method: 'POST',
+          headers: { 'content-type': type, ...marks },
+          body: raw,
+        });
+        expect(r.status).toBe(415);
+        expect(await r.json()).toMatchObject({ code: 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE' });
+      }
     }
+    expect(await h.baton.backend.findSessions(user)).toEqual([]);
+  });
+
+  it('reads a JSON body whatever its label when no browser sent it (curl -d posts it as a form)', async () => {
+    const raw = JSON.stringify(webhook([text('15550009003', 'hi', 1_750_000_000)]));
+    const form = await fetch(`${h.url}/webhooks/whatsapp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: raw,
+    });
+    expect(form.status).toBe(200);
     const bare = await fetch(`${h.url}/webhooks/whatsapp`, {
       method: 'POST',
-      body: new Uint8Array(Buffer.from(raw)),
+      body: new Uint8Array(Buffer.from(JSON.stringify(webhook([text('15550009004', 'hi', 1_750_000_000)])))),
     });
-    expect(bare.status).toBe(415);
-    expect(await h.baton.backend.findSessions(user)).toEqual([]);
-    // With a charset parameter it is still JSON.
-    const ok = await h.post(webhook([text(user, 'hi', 1_750_000_000)]));
-    expect(ok.status).toBe(200);
+    expect(bare.status).toBe(200);
+    await h.settled('15550009003', 1);
+    await h.settled('15550009004', 1);
+    const notJson = await fetch(`${h.url}/webhooks/whatsapp`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: 'hub.mode=subscribe',
+    });
+    expect(notJson.status).toBe(400);
+    expect(await notJson.json()).toMatchObject({ code: 'BATON_ERR_BAD_JSON' });
+  });
+});
+
+describe('a signed webhook labelled other than application/json', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('is read: its signature, not its label, says who sent it', async () => {
+    const user = '15550009005';
+    const raw = Buffer.from(JSON.stringify(webhook([text(user, 'hi', 1_750_000_000)])));
+    const signed = await fetch(`${h.url}/webhooks/whatsapp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'text/plain',
+        origin: 'https://evil.example',
+        'x-hub-signature-256': signMetaBody(raw, APP_SECRET),
+      },
+      body: new Uint8Array(raw),
+    });
+    expect(signed.status).toBe(200);
+    await h.settled(user, 1);
+    const forged = await fetch(`${h.url}/webhooks/whatsapp`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', origin: 'https://evil.example' },
+      body: new Uint8Array(raw),
+    });
+    expect(forged.status).toBe(401);
   });
 });
 
