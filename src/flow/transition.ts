@@ -167,7 +167,9 @@ export function transition(
 /** An agent's reset: fresh session at no step; nothing is sent. */
 export function adminReset(prev: SessionSnapshot, env: TransitionEnv): TransitionResult {
   const run = new BatchRun(null, prev, env);
-  run.change('admin_reset', null, [], { data: {}, retryCount: 0, needsAgent: false, lastInteraction: null });
+  // `last_interaction` stays: it is the newest timestamp processed (SPEC 1.5), and a message
+  // older than it that arrives after the reset is late, not a new conversation's first.
+  run.change('admin_reset', null, [], { data: {}, retryCount: 0, needsAgent: false });
   return run.result();
 }
 
@@ -278,7 +280,8 @@ class BatchRun {
         i += 1;
         continue;
       }
-      if (last !== null && m.timestamp - last > this.env.sessionTtlSec && this.s.version > 0) {
+      // A session at no step (reset by an agent) has nothing to expire: it starts as a new one.
+      if (last !== null && m.timestamp - last > this.env.sessionTtlSec && this.s.step !== null) {
         this.leaveVisit();
         this.change('expired', null, [m.id], { data: {}, retryCount: 0, needsAgent: false });
       }

@@ -1,7 +1,7 @@
 /**
  * One bad clock cannot silence a user, and no timestamp can break a route (SPEC 1.5): a
  * timestamp more than 5 minutes ahead of the message's storage time is replaced by the
- * storage time; an admin reset clears the ordering watermark; absurd values (9e15, negative,
+ * storage time; an admin reset keeps it; absurd values (9e15, negative,
  * NaN strings) never make a route answer 500 nor a session unreadable.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,38 +88,54 @@ describe('absurd timestamps', () => {
 });
 
 describe('admin reset', () => {
-  it('clears the ordering watermark: the next message is applied, not late', async () => {
+  it('keeps last_interaction: a message older than the newest one processed is late after it too', async () => {
     const u = '15553330003';
     const t = nowSec();
     expect((await h.post(webhook([text(u, 'hi', t)]))).status).toBe(200);
     await h.settled(u, 1);
     const reset = await h.admin(`/sessions/${u}/reset?channel=${PHONE_ID}`, { method: 'POST' });
     expect(reset.status).toBe(200);
-    expect(
-      ((await reset.json()) as { metadata: { last_interaction: unknown } }).metadata.last_interaction,
-    ).toBe(null);
-    // Sent by a phone whose clock is a minute behind the one that said "hi".
+    const after = (await reset.json()) as { current_step: unknown; metadata: { last_interaction: unknown } };
+    expect(after.current_step).toBe(null);
+    expect(after.metadata.last_interaction).toBe(new Date(t * 1000).toISOString().replace('.000Z', 'Z'));
+    // Delayed in transit: stamped a minute before the "hi" that was processed.
     expect((await h.post(webhook([text(u, 'hello again', t - 60)]))).status).toBe(200);
+    await h.until(async () => ((await h.transitions(u)).length === 3 ? true : undefined));
+    expect((await h.transitions(u)).map((r) => [r.kind, r.version])).toEqual([
+      ['advance', 1],
+      ['admin_reset', 2],
+      ['late', 2],
+    ]);
+    // The user's next message starts the flow as in a new session (SPEC 4), nothing expired.
+    expect((await h.post(webhook([text(u, 'back', t)]))).status).toBe(200);
     const s = await h.settled(u, 3);
     expect(s.current_step).toBe('ask_name');
-    const kinds = (await h.transitions(u)).map((r) => r.kind);
-    expect(kinds).toEqual(['advance', 'admin_reset', 'advance']);
+    expect((await h.transitions(u)).map((r) => r.kind)).toEqual([
+      'advance',
+      'admin_reset',
+      'late',
+      'advance',
+    ]);
   });
 
-  it('adminReset (pure) sets last_interaction to null', () => {
+  it('a reset session written to after longer than BATON_SESSION_TTL starts afresh, no expired record', () => {
     const key = { channel: 'ch', user: 'u1' };
     const env = { key, nowMs: 1_000_000, worker: 'w', fence: 1, sessionTtlSec: 86_400, maxRetries: 3 };
-    const hi = {
+    const msg = (id: string, timestamp: number, body: string) => ({
       ...key,
-      id: 'm1',
+      id,
       provider: 'cloud-api' as const,
-      timestamp: 4_000_000_000,
+      timestamp,
       seq: 1,
       storedAt: 0,
-      content: { type: 'text' as const, body: 'hi' },
-    };
-    const first = transition(orderFlow, null, [hi], env);
-    expect(first.snapshot.lastInteraction).toBe(4_000_000_000);
-    expect(adminReset(first.snapshot, env).snapshot.lastInteraction).toBeNull();
+      content: { type: 'text' as const, body },
+    });
+    const first = transition(orderFlow, null, [msg('m1', 1_750_000_000, 'hi')], env);
+    const reset = adminReset(first.snapshot, env).snapshot;
+    expect(reset.lastInteraction).toBe(1_750_000_000);
+    const later = transition(orderFlow, reset, [msg('m2', 1_750_000_000 + 3 * 86_400, 'hello')], env);
+    expect(later.records.map((r) => [r.kind, r.from_step, r.to_step])).toEqual([
+      ['advance', null, 'ask_name'],
+    ]);
   });
 });
