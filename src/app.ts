@@ -271,6 +271,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
           webhookUrl: config.alert.webhookUrl,
           queueDepth: config.alert.queueDepth,
           oldestMs: config.alert.oldestMs,
+          heartbeat: config.alert.workers,
           // Its own reads, every few seconds: what it reports must be current.
           stats: figures,
           // Shared by every process and kept across restarts: an episode is announced once.

@@ -5,8 +5,12 @@
  * episode, and `{…, state: "resolved", …}` once when the value is back at or below it. `text`
  * is one human line, so a Slack-compatible incoming webhook shows it as is.
  *
- * A heartbeat alert, `workers`, fires when no live worker is seen (the fleet fell silent, or
- * none was started) and resolves when one is back.
+ * A heartbeat alert, `workers` (`BATON_ALERT_WORKERS=true`; SPEC's receivers know only the two
+ * queue alerts), fires when no live worker is seen (the fleet fell silent, or none was started)
+ * and resolves when one is back.
+ *
+ * It looks every second, so an excursion above a threshold is announced however short it is,
+ * unless it is over within a second.
  *
  * A POST that fails is tried again at the next check: an episode's alert is not lost because
  * the chat tool was down for a moment, and is still sent once.
@@ -22,6 +26,9 @@ import type { Logger } from 'pino';
 import type { AlertStore, BackendStats } from '../backends/types.ts';
 
 export type AlertName = 'queue_depth' | 'oldest_pending' | 'workers';
+
+/** How often the watcher looks by default, ms. */
+export const DEFAULT_INTERVAL_MS = 1000;
 
 /** The body POSTed to the alert webhook, exactly as SPEC section 4 pins it. */
 export interface AlertBody {
@@ -40,9 +47,9 @@ export interface AlertOptions {
   readonly queueDepth?: number | undefined;
   /** Oldest pending age, ms, above which `oldest_pending` fires (`BATON_ALERT_OLDEST_MS`); off when absent. */
   readonly oldestMs?: number | undefined;
-  /** Whether `workers` fires when no live worker is seen (default true). */
+  /** Whether `workers` fires when no live worker is seen (default false). */
   readonly heartbeat?: boolean;
-  /** How often to look, ms (default 5000). */
+  /** How often to look, ms (default 1000). */
   readonly intervalMs?: number;
   /** Where the figures come from (the backend's `stats`). */
   readonly stats: () => Promise<BackendStats>;
@@ -110,7 +117,7 @@ export class AlertWatcher {
             : `:white_check_mark: ${who}: the oldest pending message has waited ${ms(v)}, back within ${ms(t)}.`,
       });
     }
-    if (o.heartbeat ?? true) {
+    if (o.heartbeat ?? false) {
       this.rules.push({
         alert: 'workers',
         threshold: 1,
@@ -132,7 +139,7 @@ export class AlertWatcher {
   /** Starts looking every `intervalMs` (the first look after one interval: workers beat first). */
   start(): void {
     if (this.timer !== null || this.rules.length === 0) return;
-    this.timer = setInterval(() => void this.check(), this.o.intervalMs ?? 5000);
+    this.timer = setInterval(() => void this.check(), this.o.intervalMs ?? DEFAULT_INTERVAL_MS);
     this.timer.unref();
   }
 
@@ -155,7 +162,7 @@ export class AlertWatcher {
     const store = this.o.store;
     if (store) {
       try {
-        if (!(await store.lead(this.id, 3 * (this.o.intervalMs ?? 5000)))) return;
+        if (!(await store.lead(this.id, 3 * (this.o.intervalMs ?? DEFAULT_INTERVAL_MS)))) return;
         const known = new Set<string>(this.rules.map((r) => r.alert));
         this.firing = new Set([...(await store.firing())].filter((a): a is AlertName => known.has(a)));
       } catch (err) {

@@ -52,6 +52,8 @@ export interface Config {
     readonly webhookUrl: string | undefined;
     readonly queueDepth: number | undefined;
     readonly oldestMs: number | undefined;
+    /** `BATON_ALERT_WORKERS`: also alert when no live worker is seen. */
+    readonly workers: boolean;
   };
   readonly logLevel: string;
   /**
@@ -321,6 +323,7 @@ export function loadConfig(env: Env = process.env): Config {
       webhookUrl: url(env, 'BATON_ALERT_WEBHOOK_URL', HTTP),
       queueDepth: optInt(env, 'BATON_ALERT_QUEUE_DEPTH', 0),
       oldestMs: optInt(env, 'BATON_ALERT_OLDEST_MS', 0),
+      workers: bool(env, 'BATON_ALERT_WORKERS', false),
     },
     logLevel: logLevel(env),
     allowUnsigned,

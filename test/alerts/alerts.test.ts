@@ -4,7 +4,7 @@
  * alert; workers drain the queue and it gets one `resolved` POST each. Plus the boundaries
  * (strictly greater fires, equal does not) and a receiver that fails once.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AlertWatcher, type AlertBody } from '../../src/alerts/index.ts';
 import type { BackendStats } from '../../src/backends/types.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
@@ -26,7 +26,12 @@ describe('queue alerts from a running Baton', () => {
   beforeAll(async () => {
     rx = await startReceiver();
     h = await startHarness(
-      { BATON_ALERT_WEBHOOK_URL: rx.url, BATON_ALERT_QUEUE_DEPTH: '2', BATON_ALERT_OLDEST_MS: '300' },
+      {
+        BATON_ALERT_WEBHOOK_URL: rx.url,
+        BATON_ALERT_QUEUE_DEPTH: '2',
+        BATON_ALERT_OLDEST_MS: '300',
+        BATON_ALERT_WORKERS: 'true',
+      },
       { roles: { ingress: true, worker: false } },
     );
   });
@@ -41,7 +46,7 @@ describe('queue alerts from a running Baton', () => {
     expect(alerts).not.toBeNull();
     const of = (name: string) => rx.bodies.filter((b) => b.alert === name);
 
-    // No worker runs yet: the heartbeat alert fires.
+    // No worker runs yet: the heartbeat alert (asked for) fires.
     await alerts.check();
     expect(of('workers')).toMatchObject([{ state: 'firing', value: 0, threshold: 1 }]);
 
@@ -175,5 +180,41 @@ describe('AlertWatcher thresholds and delivery', () => {
     });
     await w.check();
     expect(rx.bodies).toEqual([]);
+  });
+
+  it('posts only the two queue alerts SPEC names unless the workers alert is asked for', async () => {
+    current = { ...stats, workers: 0 };
+    await make().check();
+    expect(rx.bodies).toEqual([]);
+    const withWorkers = new AlertWatcher({
+      webhookUrl: rx.url,
+      heartbeat: true,
+      stats: async () => current,
+      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+    });
+    await withWorkers.check();
+    expect(rx.bodies.map((b) => [b.alert, b.state, b.value])).toEqual([['workers', 'firing', 0]]);
+  });
+
+  it('looks every second: an excursion of a few seconds is announced', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      let reads = 0;
+      const w = new AlertWatcher({
+        webhookUrl: rx.url,
+        queueDepth: 1,
+        stats: async () => {
+          reads += 1;
+          return current;
+        },
+        logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+      });
+      w.start();
+      await vi.advanceTimersByTimeAsync(3000);
+      expect(reads).toBe(3);
+      await w.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
