@@ -259,7 +259,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     flows,
     resetSession: (key) => engine.adminReset(key),
     agents: {
-      take: (key, agent, takeOver) => engine.takeSession(key, agent, takeOver),
+      take: (key, agent, takeOver, seenVersion) => engine.takeSession(key, agent, takeOver, seenVersion),
       message: (key, text, agent) => engine.agentMessage(key, text, agent),
       handback: (key, step, agent) => engine.handback(key, step, agent),
     },

@@ -27,7 +27,13 @@ import {
 /** The engine's agent operations, as the admin API calls them. */
 export interface AgentDesk {
   /** `takeOver`: from another agent who has it (else BATON_ERR_TAKEN_BY_OTHER). */
-  take(key: SessionKey, agent: string, takeOver?: boolean): Promise<SessionSnapshot | null>;
+  /** `seenVersion`: the version the agent saw; a session that changed since is refused (409). */
+  take(
+    key: SessionKey,
+    agent: string,
+    takeOver?: boolean,
+    seenVersion?: number,
+  ): Promise<SessionSnapshot | null>;
   message(
     key: SessionKey,
     text: string,
@@ -75,8 +81,8 @@ export function registerAgentRoutes(
   api.post('/sessions/:waId/agent', { schema: { ...one, body: TakeBody } }, async (req, reply) => {
     const s = await findOne(backend, req, reply);
     if (!s) return reply;
-    const { agent, take_over: takeOver } = parsed(TakeBody, req.body);
-    const next = await agents.take(s, agent, takeOver ?? false);
+    const { agent, take_over: takeOver, version } = parsed(TakeBody, req.body);
+    const next = await agents.take(s, agent, takeOver ?? false, version);
     // SPEC 4's answer, `{"agent": "<name from the body>"}`, with the session it now has.
     return next
       ? { agent, ...toSessionView(next) }
@@ -107,8 +113,8 @@ export function registerAgentRoutes(
   api.delete('/sessions/:waId/agent', { schema: { ...one, body: HandbackBody } }, async (req, reply) => {
     const s = await findOne(backend, req, reply);
     if (!s) return reply;
-    const { step } = parsed(HandbackBody, req.body);
-    const next = await agents.handback(s, step);
+    const { step, agent } = parsed(HandbackBody, req.body);
+    const next = await agents.handback(s, step, agent);
     return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
   });
 

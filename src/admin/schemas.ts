@@ -101,20 +101,29 @@ export const FlowParams = z.strictObject({ id: stepId });
 /** An empty body, `{}` or nothing at all. */
 export const NoBody = z.union([z.undefined(), z.null(), z.strictObject({})]);
 
+/** An agent's name: one line (it names them in the transition log). */
+const agentName = z
+  .string()
+  .trim()
+  .min(1, 'must name the agent')
+  .max(100, 'must be at most 100 characters')
+  .refine((s) => !/[\r\n]/.test(s), 'must be one line')
+  .refine(storable, STORABLE);
+
 export const TakeBody = z.strictObject({
-  agent: z
-    .string()
-    .trim()
-    .min(1, 'must name the agent')
-    .max(100, 'must be at most 100 characters')
-    .refine(storable, STORABLE),
+  agent: agentName,
   /** Take it from another agent who has it (a form sends "true"). */
   take_over: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional(),
+  /**
+   * The session's version the agent saw: refused (409) if it changed since (a stale page must not
+   * take back a session a colleague just handed to the bot). A form sends it as a string.
+   */
+  version: z.coerce.number().int().min(0).optional(),
 });
 
 export const AgentMessageBody = z.strictObject({
   /** Who writes; defaults to the agent who took the session. */
-  agent: z.string().trim().min(1).max(100).refine(storable, STORABLE).optional(),
+  agent: agentName.optional(),
   text: z
     .string()
     .max(4096, 'must be at most 4,096 characters (WhatsApp text limit)')
@@ -122,7 +131,11 @@ export const AgentMessageBody = z.strictObject({
     .refine(storable, STORABLE),
 });
 
-export const HandbackBody = z.strictObject({ step: stepId });
+export const HandbackBody = z.strictObject({
+  step: stepId,
+  /** Who hands it back; defaults to the agent who took the session. */
+  agent: agentName.optional(),
+});
 
 /** The Meta verification handshake: each parameter at most once, all optional (a mismatch is 403). */
 export const HandshakeQuery = z.object({

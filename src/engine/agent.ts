@@ -7,7 +7,7 @@
  * @module
  */
 import type { Backend, LeaseGrant } from '../backends/types.ts';
-import { SessionBusyError } from '../errors.ts';
+import { BatonError, SessionBusyError } from '../errors.ts';
 import {
   agentMessage as agentMessageChange,
   agentOf,
@@ -145,10 +145,16 @@ export async function takeSession(
   key: SessionKey,
   agent: string,
   takeOver = false,
+  seenVersion?: number,
 ): Promise<SessionSnapshot | null> {
-  const r = await change(host, key, (prev, env) =>
-    takeChange(prev, agent, { ...env, worker: agentWorker(agent) }, takeOver),
-  );
+  const r = await change(host, key, (prev, env) => {
+    if (seenVersion !== undefined && prev.version !== seenVersion)
+      throw new BatonError(
+        'BATON_ERR_VERSION_CONFLICT',
+        `the session changed since you saw it (version ${seenVersion}, now ${prev.version}); look again before taking it`,
+      );
+    return takeChange(prev, agent, { ...env, worker: agentWorker(agent) }, takeOver);
+  });
   return r?.snapshot ?? null;
 }
 

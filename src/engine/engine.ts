@@ -929,8 +929,13 @@ export class Engine {
   }
 
   /** An agent takes the session from the inbox (`engine/agent.ts`). */
-  takeSession(key: SessionKey, agent: string, takeOver = false): Promise<SessionSnapshot | null> {
-    return agentOps.takeSession(this.agentHost(), key, agent, takeOver);
+  takeSession(
+    key: SessionKey,
+    agent: string,
+    takeOver = false,
+    seenVersion?: number,
+  ): Promise<SessionSnapshot | null> {
+    return agentOps.takeSession(this.agentHost(), key, agent, takeOver, seenVersion);
   }
 
   /** An agent writes to the user through the outbox (`engine/agent.ts`). */

@@ -335,4 +335,41 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       );
     },
   );
+
+  it.skipIf(!available)(
+    'names who wrote and who handed back; a take from a stale view is refused (409), nothing changes',
+    async () => {
+      const user = '15550401004';
+      await escalated(user);
+      const taken = await json<SessionView>(send(`/sessions/${user}/agent`, 'POST', { agent: 'Alice' }));
+      expect(
+        (await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'Hi', agent: 'Bruno' })).status,
+      ).toBe(200);
+      expect(await lastRecord(user)).toMatchObject({ kind: 'agent_message', worker: 'agent:Bruno' });
+      // Bruno hands it back; Bea's page still shows the version Alice took it at.
+      const back = await send(`/sessions/${user}/agent`, 'DELETE', {
+        step: 'choose_product',
+        agent: 'Bruno',
+      });
+      expect(back.status).toBe(200);
+      const handedBack = await lastRecord(user);
+      expect(handedBack).toMatchObject({ kind: 'handback', worker: 'agent:Bruno' });
+      const stale = await send(`/sessions/${user}/agent`, 'POST', {
+        agent: 'Bea',
+        take_over: true,
+        version: taken.metadata.version,
+      });
+      expect(stale.status).toBe(409);
+      expect(await stale.json()).toMatchObject({ code: 'BATON_ERR_VERSION_CONFLICT' });
+      expect(await lastRecord(user)).toEqual(handedBack);
+      expect((await h.session(user))?.metadata.needs_agent).toBe(false);
+      // The version she sees now is taken, as a form sends it.
+      const now = (await h.session(user))!.metadata.version;
+      const fresh = await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bea', version: String(now) });
+      expect(fresh.status).toBe(200);
+      // A name is one line.
+      const twoLines = await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'x', agent: 'a\nb' });
+      expect(twoLines.status).toBe(400);
+    },
+  );
 });
