@@ -10,7 +10,12 @@ import type { Backend, BackendStats } from '../backends/types.ts';
 import type { Flow } from '../flow/define.ts';
 import { flowMermaid } from '../graph/index.ts';
 import type { SessionKey } from '../model/message.ts';
-import { toSessionView, type DeadLetter, type SessionSnapshot } from '../model/session.ts';
+import {
+  toSessionView,
+  type DeadLetter,
+  type OutboundStatus,
+  type SessionSnapshot,
+} from '../model/session.ts';
 import { registerAgentRoutes, type AgentDesk } from './agent-routes.ts';
 import { AdminAuth } from './auth.ts';
 import { outboundView } from './conversation.ts';
@@ -188,8 +193,21 @@ async function replayWarning(backend: Backend, letter: DeadLetter): Promise<stri
       ? 'The user has written since this message: it is older than the last one applied, so it will be recorded as late, not applied.'
       : null;
   }
+  // Agent messages leave the version as it is: what was sent after this one says more.
+  const seq = (letter.payload as { seq?: unknown }).seq;
+  const newer =
+    typeof seq === 'number'
+      ? (await backend.outbound(s)).filter(
+          (o) => o.seq > seq && o.effect === undefined && REACHED_GATEWAY.has(o.status),
+        ).length
+      : 0;
+  if (newer > 0)
+    return `${newer} newer message${newer === 1 ? ' has' : 's have'} gone to the user since this one failed: it goes out now, after ${newer === 1 ? 'it' : 'them'}.`;
   const version = payload.version;
   return typeof version === 'number' && s.version > version
     ? `The session has moved on since this reply was committed (version ${version}, now ${s.version}): it goes out now, after what was sent since.`
     : null;
 }
+
+/** Statuses of a message the gateway took. */
+const REACHED_GATEWAY: ReadonlySet<OutboundStatus> = new Set(['sent', 'delivered', 'read', 'played']);

@@ -372,4 +372,30 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       expect(twoLines.status).toBe(400);
     },
   );
+
+  it.skipIf(!available)(
+    'replaying an agent message that failed warns that newer ones went out before it',
+    async () => {
+      const user = '15550401005';
+      await escalated(user);
+      await send(`/sessions/${user}/agent`, 'POST', { agent: 'Alice' });
+      h.graph.failNext(1, { status: 400, graphCode: 131026, message: 'Message undeliverable' });
+      const x = await json<{ message: { id: string; status: string } }>(
+        send(`/sessions/${user}/agent/messages`, 'POST', { text: 'X first' }),
+      );
+      expect(x.message.status).toBe('failed');
+      const y = await json<{ message: { status: string } }>(
+        send(`/sessions/${user}/agent/messages`, 'POST', { text: 'Y second' }),
+      );
+      expect(y.message.status).toBe('sent');
+      const letters = await json<{ dead_letters: Array<{ id: string; ref: string }> }>(
+        h.admin('/dead-letters'),
+      );
+      const letter = letters.dead_letters.find((d) => d.ref === x.message.id)!;
+      const replay = await json<{ replayed: boolean; warning?: string }>(
+        h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' }),
+      );
+      expect(replay).toMatchObject({ replayed: true, warning: expect.stringContaining('1 newer message') });
+    },
+  );
 });
