@@ -83,6 +83,15 @@ export function layout(p: Page): string {
             />
             <button type="submit">Find</button>
           </form>
+          <label class="me"
+            >Your name
+            <input
+              id="agent-name"
+              placeholder="for take, messages, handback"
+              aria-label="Your name, as the transition log records your actions"
+              maxlength="100"
+              autocomplete="off"
+          /></label>
           <label class="live" title="Reload this page every 5 s (paused while you type)">
             <input type="checkbox" id="live-refresh" /> Live
           </label>
@@ -137,15 +146,19 @@ export function actionForm(opts: {
   next?: string;
   cls?: string;
   fields?: Html;
+  /** Sends the agent's name (the "Your name" field) as `agent`; refused without one. */
+  agent?: boolean;
 }): Html {
   return html`<form
     class="api ${opts.cls ?? ''}"
     data-method="${opts.method}"
     data-url="${opts.url}"
-    ${opts.next ? html` data-next="${opts.next}"` : ''}${opts.id ? html` id="${opts.id}"` : ''}
+    ${opts.next ? html` data-next="${opts.next}"` : ''}${opts.id ? html` id="${opts.id}"` : ''}${opts.agent ? html` data-agent="required"` : ''}
   >
     ${opts.fields ?? ''}<button type="submit">${opts.label}</button>
+    ${opts.agent ? html`<span class="as-agent muted"></span>` : ''}
     <span class="error" role="alert"></span>
+    <span class="done" role="status"></span>
   </form>`;
 }
 
@@ -187,7 +200,7 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
   const steps = flow ? [...flow.steps.values()].filter((d) => handbackOpen(d, s.data)).map((d) => d.id) : [];
   const chosen = s.step ?? flow?.start ?? '';
   const agent = agentOf(s);
-  return html`<section class="card" id="actions">
+  return html`<section class="card" id="actions" data-holder="${agent ?? ''}">
     <h2>Actions</h2>
     <div class="row">
       ${actionForm({ method: 'DELETE', url: api(`/sessions/${q(s.user)}/lock`, s), label: 'Clear lease', id: 'clear-lease', next: here })}
@@ -204,8 +217,9 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
     ${
       s.needsAgent
         ? html`<p id="agent-status">
-            ${agent ? html`Taken by <strong>${agent}</strong>. The bot is silent; the user's messages are recorded.` : "Waiting for an agent. The bot is silent; the user's messages are recorded."}
-          </p>`
+              ${agent ? html`Taken by <strong>${agent}</strong>. The bot is silent; the user's messages are recorded.` : "Waiting for an agent. The bot is silent; the user's messages are recorded."}
+            </p>
+            ${agent ? html`<p id="agent-mine" hidden>You have this session. The bot is silent; the user's messages are recorded.</p>` : ''}`
         : html`<p id="agent-status">
             The bot is serving this session. Taking it over stops the bot (recorded as
             <code>escalated</code>).
@@ -218,12 +232,13 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
       label: agent ? 'Take over from them' : s.needsAgent ? 'Take' : 'Take over',
       id: 'take',
       next: here,
+      agent: true,
+      // The version this page shows: a session that changed since (a colleague handed it back
+      // to the bot) is refused, not taken from the bot unawares.
       fields: html`<input
-          name="agent"
-          placeholder="Your name"
-          aria-label="Agent name"
-          required
-          maxlength="100"
+          type="hidden"
+          name="version"
+          value="${s.version}"
         />${agent ? html`<input type="hidden" name="take_over" value="true" />` : ''}`,
     })}
     ${
@@ -235,6 +250,7 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
             id: 'reply',
             next: here,
             cls: 'stack',
+            agent: true,
             fields: html`<textarea
               name="text"
               rows="3"
@@ -250,6 +266,7 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
             label: 'Hand back to the bot',
             id: 'handback',
             next: here,
+            agent: true,
             fields: html`<label
               >at step
               <select name="step" aria-label="Step to hand back at">

@@ -191,9 +191,12 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     // The user's hostile text is shown as text.
     expect(await page.locator('#conversation').innerText()).toContain('I want <script>alert(1)</script>');
 
-    await page.fill('#take input[name="agent"]', 'Ana');
+    await page.fill('#agent-name', 'Ana');
     await page.click('#take button[type="submit"]');
-    await reloadUntil(async () => (await page.locator('#agent-status').innerText()).includes('Taken by Ana'));
+    await reloadUntil(async () =>
+      (await page.locator('#state-needs-agent').innerText()).includes('taken by Ana'),
+    );
+    expect(await page.locator('#agent-mine').isVisible()).toBe(true);
 
     const sentBefore = h.graph.sent.length;
     await page.fill('#reply textarea[name="text"]', 'Hi Kim, Ana here. Which product?');

@@ -23,6 +23,45 @@
     if (slot) slot.textContent = text;
   }
 
+  // Who the agent is: the "Your name" field of every page, remembered in this browser. Forms
+  // with data-agent send it as `agent`, so the log names who took, wrote or handed back.
+  var AGENT_KEY = 'baton-agent';
+  var nameField = document.getElementById('agent-name');
+  function agentName() {
+    return (nameField ? nameField.value : localStorage.getItem(AGENT_KEY) || '').trim();
+  }
+  function showAgent() {
+    var name = agentName();
+    var actions = document.getElementById('actions');
+    var holder = actions ? actions.getAttribute('data-holder') || '' : '';
+    Array.prototype.forEach.call(document.querySelectorAll('form[data-agent] .as-agent'), function (slot) {
+      var form = slot.closest('form');
+      var other = holder !== '' && holder !== name && form && form.id !== 'take';
+      slot.textContent =
+        name === ''
+          ? 'Write your name in "Your name" first.'
+          : 'as ' + name + (other ? ' (' + holder + ' has this session)' : '');
+    });
+    // The holder is not offered to take the session from themselves.
+    var mine = holder !== '' && holder === name;
+    var take = document.getElementById('take');
+    var status = document.getElementById('agent-status');
+    var mineStatus = document.getElementById('agent-mine');
+    if (take) take.hidden = mine;
+    if (status && mineStatus) {
+      status.hidden = mine;
+      mineStatus.hidden = !mine;
+    }
+  }
+  if (nameField) {
+    nameField.value = localStorage.getItem(AGENT_KEY) || '';
+    nameField.addEventListener('input', function () {
+      localStorage.setItem(AGENT_KEY, nameField.value.trim());
+      showAgent();
+    });
+  }
+  showAgent();
+
   // Show the newest messages of a conversation.
   var chat = document.querySelector('ol.chat');
   if (chat) chat.scrollTop = chat.scrollHeight;
@@ -51,6 +90,16 @@
     if (!(form instanceof HTMLFormElement) || !form.classList.contains('api')) return;
     event.preventDefault();
     var body = fields(form);
+    if (form.hasAttribute('data-agent')) {
+      var name = agentName();
+      if (name === '') {
+        showError(form, 'Write your name in "Your name" (at the top) first: the log records who did this.');
+        if (nameField) nameField.focus();
+        return;
+      }
+      body = body || {};
+      body.agent = name;
+    }
     var headers = { 'x-baton-csrf': csrf };
     if (body) headers['content-type'] = 'application/json';
     var button = form.querySelector('button[type="submit"]');
