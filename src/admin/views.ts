@@ -92,9 +92,10 @@ export function layout(p: Page): string {
               maxlength="100"
               autocomplete="off"
           /></label>
-          <label class="live" title="Reload this page every 5 s (paused while you type)">
+          <label class="live" title="Reload this page every 5 s (paused while you type or confirm)">
             <input type="checkbox" id="live-refresh" /> Live
           </label>
+          <span class="live-state" id="live-state" role="status"></span>
           <form class="api signout" data-method="POST" data-url="/admin/logout" data-next="/admin">
             <button type="submit">Sign out</button>
           </form>

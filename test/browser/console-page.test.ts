@@ -138,6 +138,67 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect((await h.session(u))!.metadata.needs_agent).toBe(false);
   });
 
+  it('F2: Live goes on while a read-only <details> is open, and says when it pauses', async () => {
+    await page.goto(`${h.url}/admin/flows/order`);
+    await page.check('#live-refresh');
+    await page.click('details summary:has-text("Mermaid")');
+    // A reload comes though "Mermaid" is open (it never came before).
+    await page.waitForEvent('load', { timeout: 12_000 });
+    expect(await page.isChecked('#live-refresh')).toBe(true);
+    expect(await page.locator('#live-state').innerText()).toBe('');
+
+    // Typing pauses it, visibly; so does an open confirmation.
+    const u = '15550701003';
+    await waiting(u);
+    await openSession(page, u);
+    await page.focus('#reply textarea[name="text"]');
+    await page.waitForFunction(
+      () => document.getElementById('live-state')!.textContent === 'Live paused while you type',
+    );
+    expect(await page.locator('#live-state').isVisible()).toBe(true);
+    await page.locator('#reply textarea[name="text"]').blur();
+    await page.waitForFunction(() => document.getElementById('live-state')!.textContent === '');
+    await page.click('#reset summary');
+    await page.waitForFunction(
+      () => document.getElementById('live-state')!.textContent === 'Live paused while you confirm',
+    );
+    await page.click('#reset summary');
+    await page.waitForFunction(() => document.getElementById('live-state')!.textContent === '');
+    await page.uncheck('#live-refresh');
+  });
+
+  it('F14: a Live reload keeps the place of an agent who scrolled up the conversation', async () => {
+    const u = '15550701004';
+    await waiting(u);
+    // Enough held messages for the conversation to scroll.
+    await post(...Array.from({ length: 30 }, (_, i) => text(u, `line ${i + 1}`, TS + 10 + i)));
+    await h.until(async () => (await h.transitions(u)).filter((r) => r.kind === 'held').length === 30);
+    await openSession(page, u);
+    const chat = page.locator('ol.chat');
+    const place = () =>
+      chat.evaluate((el) => ({
+        top: el.scrollTop,
+        bottom: el.scrollHeight - el.scrollTop - el.clientHeight,
+      }));
+    expect((await place()).bottom).toBeLessThan(8);
+    await page.check('#live-refresh');
+    await chat.evaluate((el) => {
+      el.scrollTop = 0;
+    });
+    await page.waitForEvent('load', { timeout: 12_000 });
+    expect((await place()).top).toBeLessThan(8);
+    // At the bottom, it stays at the bottom, with what came since.
+    await chat.evaluate((el) => {
+      el.scrollTop = el.scrollHeight;
+    });
+    await post(text(u, 'one more', TS + 100));
+    await h.until(async () => (await h.transitions(u)).filter((r) => r.kind === 'held').length === 31);
+    await page.waitForEvent('load', { timeout: 12_000 });
+    await page.waitForSelector('ol.chat li:has-text("one more")', { timeout: 12_000 });
+    expect((await place()).bottom).toBeLessThan(8);
+    await page.uncheck('#live-refresh');
+  });
+
   it('no page threw', () => {
     expect(pageErrors).toEqual([]);
   });

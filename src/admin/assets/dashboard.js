@@ -62,25 +62,87 @@
   }
   showAgent();
 
-  // Show the newest messages of a conversation.
+  // The conversation shows its newest messages, unless Live reloaded the page while the agent
+  // was reading further up: then it keeps their place (the message at the top stays there).
   var chat = document.querySelector('ol.chat');
-  if (chat) chat.scrollTop = chat.scrollHeight;
+  var SCROLL_KEY = 'baton-chat-scroll';
+  var here = window.location.pathname + window.location.search;
+  function saveChat() {
+    if (!chat) return;
+    var atBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 8;
+    var top = chat.getBoundingClientRect().top;
+    var anchor = Array.prototype.find.call(chat.children, function (li) {
+      return li.getBoundingClientRect().bottom > top;
+    });
+    window.sessionStorage.setItem(
+      SCROLL_KEY,
+      JSON.stringify({
+        page: here,
+        atBottom: atBottom,
+        scrollTop: chat.scrollTop,
+        anchor: anchor ? anchor.getAttribute('data-id') : null,
+        offset: anchor ? anchor.getBoundingClientRect().top - top : 0,
+      }),
+    );
+  }
+  if (chat) {
+    var saved = null;
+    try {
+      saved = JSON.parse(window.sessionStorage.getItem(SCROLL_KEY) || 'null');
+    } catch {
+      saved = null;
+    }
+    window.sessionStorage.removeItem(SCROLL_KEY);
+    if (saved && saved.page === here && !saved.atBottom) {
+      var anchor = saved.anchor
+        ? chat.querySelector('li[data-id="' + window.CSS.escape(saved.anchor) + '"]')
+        : null;
+      chat.scrollTop = anchor
+        ? anchor.getBoundingClientRect().top - chat.getBoundingClientRect().top - saved.offset
+        : saved.scrollTop;
+    } else {
+      chat.scrollTop = chat.scrollHeight;
+    }
+  }
 
-  // "Live": reload every 5 s, remembered across pages, paused while the agent types or confirms.
+  // "Live": reload every 5 s, remembered across pages. It pauses only while the agent types (or
+  // has a message not sent yet) or has a confirmation open, and says so.
   var live = document.getElementById('live-refresh');
+  var liveState = document.getElementById('live-state');
+  function typingIn(el) {
+    if (!el) return false;
+    if (el.tagName === 'TEXTAREA' || el.tagName === 'SELECT') return true;
+    return el.tagName === 'INPUT' && !/^(checkbox|radio|submit|button|hidden)$/.test(el.type);
+  }
+  function pausedFor() {
+    if (document.querySelector('details.confirm[open]')) return 'Live paused while you confirm';
+    if (typingIn(document.activeElement)) return 'Live paused while you type';
+    var draft = Array.prototype.some.call(document.querySelectorAll('textarea'), function (t) {
+      return t.value !== '';
+    });
+    return draft ? 'Live paused while you type (a message is not sent yet)' : '';
+  }
+  function showLive() {
+    if (live && liveState) liveState.textContent = live.checked ? pausedFor() : '';
+  }
   if (live) {
     live.checked = localStorage.getItem('baton-live') === '1';
     live.addEventListener('change', function () {
       localStorage.setItem('baton-live', live.checked ? '1' : '0');
+      showLive();
     });
-    setInterval(function () {
-      if (!live.checked) return;
-      var active = document.activeElement;
-      if (active && active !== live && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName)) return;
-      var typing = Array.prototype.some.call(document.querySelectorAll('textarea'), function (t) {
-        return t.value !== '';
+    ['focusin', 'focusout', 'input'].forEach(function (type) {
+      document.addEventListener(type, function () {
+        window.setTimeout(showLive, 0);
       });
-      if (typing || document.querySelector('details[open]')) return;
+    });
+    // A <details> says it opened or closed with "toggle", which does not bubble.
+    document.addEventListener('toggle', showLive, true);
+    showLive();
+    setInterval(function () {
+      showLive();
+      if (!live.checked || pausedFor() !== '') return;
+      saveChat();
       window.location.reload();
     }, 5000);
   }
