@@ -28,6 +28,12 @@ const MARKED_KINDS = new Set([
 
 export const q = encodeURIComponent;
 
+/**
+ * Most characters (code points, as the API's `AgentMessageBody` counts them) in an agent's
+ * message: WhatsApp's text limit.
+ */
+const AGENT_TEXT_MAX = 4096;
+
 /** A duration for people: `850ms`, `42s`, `3m 12s`, `5h 2m`, `2d 4h`. */
 export function duration(ms: number): string {
   if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
@@ -252,14 +258,20 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
             next: here,
             cls: 'stack',
             agent: true,
+            // No maxlength: it cuts pasted text silently, and counts UTF-16 units, not characters.
+            // The script counts characters as the API does and refuses an over-long text.
             fields: html`<textarea
-              name="text"
-              rows="3"
-              maxlength="4096"
-              placeholder="Write to the user"
-              aria-label="Message to the user"
-              required
-            ></textarea>`,
+                name="text"
+                rows="3"
+                data-max-chars="${AGENT_TEXT_MAX}"
+                placeholder="Write to the user"
+                aria-label="Message to the user"
+                aria-describedby="reply-count"
+                required
+              ></textarea
+              ><span class="count" id="reply-count"
+                >0 / ${AGENT_TEXT_MAX.toLocaleString('en-US')} characters</span
+              >`,
           })}
           ${actionForm({
             method: 'DELETE',

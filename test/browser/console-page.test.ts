@@ -199,6 +199,42 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.uncheck('#live-refresh');
   });
 
+  it('F9: a pasted reply is never cut; it is counted in characters and refused when too long', async () => {
+    const u = '15550701005';
+    await waiting(u);
+    await page.fill('#agent-name', 'Dee');
+    await openSession(page, u);
+    await page.click('#take button[type="submit"]');
+    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    const box = page.locator('#reply textarea[name="text"]');
+    const long = `${'Dear customer, '.repeat(300)}THE IMPORTANT END`;
+    expect(long.length).toBeGreaterThan(4096);
+    await box.focus();
+    await page.keyboard.insertText(long);
+    // Compared by length and end: a failure prints two readable lines, not 4,500 characters.
+    const kept = await box.inputValue();
+    expect([kept.length, kept.slice(-20)]).toEqual([long.length, long.slice(-20)]);
+    expect(await page.locator('#reply-count').innerText()).toBe(
+      `${long.length.toLocaleString('en-US')} / 4,096 characters: ${(long.length - 4096).toLocaleString('en-US')} too many`,
+    );
+    const sent = h.graph.sent.length;
+    await page.click('#reply button[type="submit"]');
+    expect(await page.locator('#reply .error').innerText()).toContain('at most 4,096');
+    expect((await box.inputValue()).length).toBe(long.length);
+    expect(h.graph.sent.slice(sent).filter((c) => c.body.to === u)).toEqual([]);
+
+    // Emoji count one each, as the API counts them: 2,100 of them go out whole.
+    const emoji = '😀'.repeat(2100);
+    await box.fill('');
+    await box.focus();
+    await page.keyboard.insertText(emoji);
+    expect((await box.inputValue()).length).toBe(emoji.length);
+    expect(await page.locator('#reply-count').innerText()).toBe('2,100 / 4,096 characters');
+    await page.click('#reply button[type="submit"]');
+    const call = await h.graph.waitFor((c) => c.body.to === u && JSON.stringify(c.body).includes('😀'));
+    expect(call.body.text).toMatchObject({ body: emoji });
+  });
+
   it('no page threw', () => {
     expect(pageErrors).toEqual([]);
   });

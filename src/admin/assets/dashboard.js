@@ -147,10 +147,50 @@
     }, 5000);
   }
 
+  // A message's length in characters (code points), as the API counts it: an emoji is one.
+  // The box never cuts what is pasted into it; an over-long text is said, and not sent.
+  function chars(text) {
+    return Array.from(text).length;
+  }
+  function number(n) {
+    return n.toLocaleString('en-US');
+  }
+  function tooLong(box) {
+    var max = Number(box.getAttribute('data-max-chars'));
+    var n = chars(box.value);
+    return n > max
+      ? 'The message is ' +
+          number(n) +
+          ' characters long: WhatsApp takes at most ' +
+          number(max) +
+          ' in one message. Shorten it, or send it in parts.'
+      : '';
+  }
+  function showCount(box) {
+    var slot = box.form ? box.form.querySelector('.count') : null;
+    if (!slot) return;
+    var max = Number(box.getAttribute('data-max-chars'));
+    var n = chars(box.value);
+    slot.textContent =
+      number(n) + ' / ' + number(max) + ' characters' + (n > max ? ': ' + number(n - max) + ' too many' : '');
+    slot.classList.toggle('over', n > max);
+  }
+  document.addEventListener('input', function (event) {
+    var box = event.target;
+    if (box && box.tagName === 'TEXTAREA' && box.hasAttribute('data-max-chars')) showCount(box);
+  });
+
   document.addEventListener('submit', function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement) || !form.classList.contains('api')) return;
     event.preventDefault();
+    var long = Array.prototype.map
+      .call(form.querySelectorAll('textarea[data-max-chars]'), tooLong)
+      .filter(Boolean);
+    if (long.length > 0) {
+      showError(form, long[0]);
+      return;
+    }
     var body = fields(form);
     if (form.hasAttribute('data-agent')) {
       var name = agentName();
