@@ -298,7 +298,7 @@ export function registerDashboard(
                     <td>${s.current_step ?? '-'}</td>
                     <td>${duration(s.waiting_ms)}</td>
                     <td><time>${s.waiting_since}</time></td>
-                    <td class="last">
+                    <td class="last" dir="auto">
                       ${s.last_message ? (s.last_message.text ?? `(${s.last_message.type})`) : '-'}
                     </td>
                     <td>${s.agent ?? html`<span class="muted">nobody yet</span>`}</td>

@@ -294,10 +294,89 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
 
 /**
  * A message's text, whitespace kept exactly (`white-space: pre-wrap`): built without the
- * `html` tag so that formatting this file cannot add whitespace inside it.
+ * `html` tag so that formatting this file cannot add whitespace inside it. `dir="auto"`: a
+ * right-to-left text (Arabic, Hebrew) is laid out right to left.
  */
 function textBlock(text: string): Html {
-  return raw('<div class="text">' + escapeHtml(text) + '</div>');
+  return raw('<div class="text" dir="auto">' + escapeHtml(text) + '</div>');
+}
+
+const MEDIA_TYPES = new Set(['image', 'video', 'audio', 'document', 'sticker']);
+
+/** A field of a message's payload, when it is a string (or a number, as text). */
+function field(payload: unknown, key: string): string | undefined {
+  const v =
+    payload !== null && typeof payload === 'object' ? (payload as Record<string, unknown>)[key] : undefined;
+  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined;
+}
+
+/**
+ * What a message says, in words an agent reads: its text; for media `image: <caption>` and its
+ * link; a reaction, a location, a template or the buttons offered said as such. JSON only for
+ * what has no words.
+ */
+export function describeMessage(m: { type: string; text?: string; payload?: unknown }): {
+  text: string;
+  link?: string;
+} {
+  const p = m.payload;
+  const href = field(p, 'link') ?? field(p, 'url');
+  const link = href !== undefined && /^https?:\/\//i.test(href) ? href : undefined;
+  if (MEDIA_TYPES.has(m.type)) {
+    const caption = m.text ?? field(p, 'caption');
+    const name = field(p, 'filename');
+    const words = [caption, name].filter((x) => x !== undefined && x !== '').join(' · ');
+    const id = field(p, 'mediaId') ?? field(p, 'id');
+    return {
+      text: `${m.type}${words !== '' ? `: ${words}` : ''}${link === undefined && id !== undefined ? ` (media id ${id})` : ''}`,
+      ...(link !== undefined ? { link } : {}),
+    };
+  }
+  switch (m.type) {
+    case 'reaction': {
+      const emoji = field(p, 'emoji');
+      const to = field(p, 'messageId');
+      const what = to !== undefined ? ` to ${to}` : '';
+      return { text: emoji ? `reacted ${emoji}${what}` : `removed a reaction${what}` };
+    }
+    case 'location': {
+      const at = [field(p, 'latitude'), field(p, 'longitude')].filter((x) => x !== undefined).join(', ');
+      const place = m.text ?? [field(p, 'name'), field(p, 'address')].filter(Boolean).join(', ');
+      return { text: `location: ${[place, at !== '' ? `(${at})` : undefined].filter(Boolean).join(' ')}` };
+    }
+    case 'template': {
+      const name = field(p, 'name');
+      return { text: `template ${name ?? ''}${m.text !== undefined ? `: ${m.text}` : ''}` };
+    }
+    case 'buttons': {
+      const buttons = (p as { buttons?: unknown } | undefined)?.buttons;
+      const titles = Array.isArray(buttons) ? buttons.map((b) => field(b, 'title')).filter(Boolean) : [];
+      return { text: `${m.text ?? ''}${titles.length > 0 ? `\n[${titles.join('] [')}]` : ''}` };
+    }
+    case 'list': {
+      const button = field(p, 'button');
+      return { text: `${m.text ?? ''}${button !== undefined ? `\n[${button}: a list]` : ''}` };
+    }
+    case 'contacts':
+      return { text: `contacts shared (${field(p, 'count') ?? '?'})` };
+    case 'order':
+      return { text: `an order (${field(p, 'itemCount') ?? '?'} items)` };
+    case 'edit':
+      return { text: 'edited an earlier message' };
+    case 'revoke':
+      return { text: 'deleted an earlier message' };
+    case 'unsupported':
+      return {
+        text: `a message Baton cannot read (${[field(p, 'originalType'), field(p, 'reason')].filter(Boolean).join(': ')})`,
+      };
+  }
+  if (m.text !== undefined) return { text: m.text };
+  return { text: p !== undefined ? JSON.stringify(p) : `(${m.type})` };
+}
+
+function messageBody(m: ConversationItem): Html {
+  const d = describeMessage(m);
+  return html`${textBlock(d.text)}${d.link !== undefined ? html`<a class="media-link" href="${d.link}" rel="noopener noreferrer" target="_blank">${d.link}</a>` : ''}`;
 }
 
 /** Preformatted text (escaped), whitespace kept exactly. */
@@ -327,7 +406,7 @@ export function conversationCard(items: readonly ConversationItem[], total = ite
               <time>${m.at}</time>
               ${m.status ? html`<span class="badge status-${m.status}">${m.status}</span>` : ''}
             </div>
-            ${textBlock(m.text ?? (m.payload !== undefined ? JSON.stringify(m.payload) : `(${m.type})`))}
+            ${messageBody(m)}
             ${
               m.direction === 'out' && m.payload !== undefined
                 ? html`<details>

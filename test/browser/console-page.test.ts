@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
-import { text, webhook } from '../support/payloads.ts';
+import { image, reaction, text, webhook } from '../support/payloads.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -233,6 +233,21 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.click('#reply button[type="submit"]');
     const call = await h.graph.waitFor((c) => c.body.to === u && JSON.stringify(c.body).includes('😀'));
     expect(call.body.text).toMatchObject({ body: emoji });
+  });
+
+  it('F12/F15: an image and a reaction read as words; a right-to-left text is laid out so', async () => {
+    const u = '15550701006';
+    await waiting(u);
+    const rtl = 'مرحبا، أحتاج مساعدة שלום';
+    await post(reaction(u, 'wamid.EARLIER', TS + 10), image(u, TS + 11), text(u, rtl, TS + 12));
+    await h.until(async () => (await h.transitions(u)).filter((r) => r.kind !== 'advance').length >= 4);
+    await openSession(page, u);
+    const said = await page.locator('#conversation .msg.in .text').allInnerTexts();
+    expect(said).toContain('reacted 👍 to wamid.EARLIER');
+    expect(said).toContain('image (media id 1234)');
+    expect(said.join('\n')).not.toContain('{');
+    const box = page.locator('#conversation .msg.in .text', { hasText: 'שלום' });
+    expect(await box.evaluate((el) => getComputedStyle(el).direction)).toBe('rtl');
   });
 
   it('no page threw', () => {
