@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
-import { image, reaction, text, webhook } from '../support/payloads.ts';
+import { image, PHONE_ID, reaction, text, webhook } from '../support/payloads.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -248,6 +248,27 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect(said.join('\n')).not.toContain('{');
     const box = page.locator('#conversation .msg.in .text', { hasText: 'שלום' });
     expect(await box.evaluate((el) => getComputedStyle(el).direction)).toBe('rtl');
+  });
+
+  it('F13: "Clear lease" says whether a lease was released', async () => {
+    const u = '15550701007';
+    await waiting(u);
+    await openSession(page, u);
+    await page.click('#clear-lease button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector('#clear-lease .done')?.textContent !== '');
+    expect(await page.locator('#clear-lease .done').innerText()).toBe(
+      'No lease was held: there was nothing to release.',
+    );
+    expect(
+      await h.baton.backend.acquireLease({ channel: PHONE_ID, user: u }, 'gone:1', 60_000),
+    ).not.toBeNull();
+    await openSession(page, u);
+    expect(await page.locator('#lease-holder').innerText()).toBe('gone:1');
+    expect(await page.locator('#clear-lease .done').innerText()).toBe('');
+    await page.click('#clear-lease button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector('#clear-lease .done')?.textContent !== '');
+    expect(await page.locator('#clear-lease .done').innerText()).toContain('Released');
+    expect(await page.locator('#state-lease').innerText()).toBe('free');
   });
 
   it('no page threw', () => {

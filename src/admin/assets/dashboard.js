@@ -180,6 +180,20 @@
     if (box && box.tagName === 'TEXTAREA' && box.hasAttribute('data-max-chars')) showCount(box);
   });
 
+  var DONE_KEY = 'baton-done';
+  (function () {
+    var done = null;
+    try {
+      done = JSON.parse(window.sessionStorage.getItem(DONE_KEY) || 'null');
+    } catch {
+      done = null;
+    }
+    window.sessionStorage.removeItem(DONE_KEY);
+    var form = done && typeof done.form === 'string' ? document.getElementById(done.form) : null;
+    var slot = form ? form.querySelector('.done') : null;
+    if (slot) slot.textContent = String(done.text);
+  })();
+
   document.addEventListener('submit', function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement) || !form.classList.contains('api')) return;
@@ -231,6 +245,19 @@
           if (data && typeof data.warning === 'string') {
             showError(form, 'Done. ' + data.warning);
             return;
+          }
+          // Done, with something to say that the reloaded page would not show (whether a lease
+          // was there to release): said beside the form once the page is back.
+          if (data && typeof data.released === 'boolean' && form.id) {
+            window.sessionStorage.setItem(
+              DONE_KEY,
+              JSON.stringify({
+                form: form.id,
+                text: data.released
+                  ? 'Released: the lease is cleared; the next worker takes the session.'
+                  : 'No lease was held: there was nothing to release.',
+              }),
+            );
           }
           var next = form.getAttribute('data-next');
           if (next) window.location.assign(next);
