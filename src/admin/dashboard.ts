@@ -17,6 +17,7 @@ import { flowMermaid } from '../graph/index.ts';
 import { html, type Html } from './html.ts';
 import { inboxPage, leaseView, scan, stepCounts } from './reads.ts';
 import { SignInBody } from './schemas.ts';
+import { isoSeconds, sessionNamedBy, type SessionSnapshot } from '../model/session.ts';
 import {
   actionForm,
   actionsCard,
@@ -49,6 +50,13 @@ const CSP = [
   "frame-ancestors 'none'",
   "base-uri 'none'",
 ].join('; ');
+
+/** What keys a session: the user's phone number or their business-scoped user id (BSUID). */
+function sessionKey(s: SessionSnapshot): string {
+  if (s.user === s.waId) return `phone number ${s.user}`;
+  if (s.user === s.userId) return `user id ${s.user}`;
+  return s.user;
+}
 
 export function registerDashboard(
   app: FastifyInstance,
@@ -236,18 +244,36 @@ export function registerDashboard(
             404,
           );
         }
-        if (found.length > 1) {
+        // A link of the chooser names the channel: there the session keyed by the id itself is
+        // the one meant (a user id also finds the session keyed by that user's phone number).
+        const named = channel !== undefined && found.length > 1 ? sessionNamedBy(found, waId) : undefined;
+        if (found.length > 1 && named === undefined) {
+          const oneChannel = new Set(found.map((x) => x.channel)).size === 1;
           return page(
             reply,
             cookie,
             'Several sessions',
-            html`<p>This user writes to several business numbers. Choose one:</p>
+            html`<p id="several">
+                ${oneChannel ? html`This user has several sessions on business number <code>${found[0]!.channel}</code> (one for each id they wrote with).` : 'This user writes to several business numbers.'}
+                Choose one:
+              </p>
               <ul id="channels">
-                ${found.map((s) => html`<li><a href="${sessionHref(s)}">${s.channel}</a> at ${s.step ?? '(none)'}</li>`)}
+                ${found.map(
+                  (x) =>
+                    html`<li>
+                      <a href="${sessionHref(x)}">${sessionKey(x)}</a>
+                      <span class="muted"
+                        >channel <code>${x.channel}</code>,
+                        ${x.step === null ? 'no step' : html`at <code>${x.step}</code>`}, version
+                        ${x.version}, last activity
+                        ${x.lastInteraction !== null ? isoSeconds(x.lastInteraction) : new Date(x.createdAt).toISOString()}</span
+                      >
+                    </li>`,
+                )}
               </ul>`,
           );
         }
-        const s = found[0]!;
+        const s = named ?? found[0]!;
         const [lease, records, outbound, inbound] = await Promise.all([
           backend.leaseInfo(s),
           backend.transitions(s),

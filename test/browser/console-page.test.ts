@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
-import { image, PHONE_ID, reaction, text, webhook } from '../support/payloads.ts';
+import { envelopeWith, image, PHONE_ID, reaction, text, webhook } from '../support/payloads.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -269,6 +269,61 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.waitForFunction(() => document.querySelector('#clear-lease .done')?.textContent !== '');
     expect(await page.locator('#clear-lease .done').innerText()).toContain('Released');
     expect(await page.locator('#state-lease').innerText()).toBe('free');
+  });
+
+  it('F17: a user id with two sessions on one number: the chooser tells them apart, and each link opens its own', async () => {
+    const bsuid = 'US.13491208655302741918';
+    const phone = '15550701012';
+    const message = (id: string, body: string, ts: number, from?: string) => ({
+      ...(from !== undefined ? { from } : {}),
+      from_user_id: bsuid,
+      id,
+      timestamp: String(ts),
+      type: 'text',
+      text: { body },
+    });
+    // First without a phone number, then with one: two sessions on the one channel.
+    expect(
+      (
+        await h.post(
+          envelopeWith({
+            contacts: [{ profile: { name: 'Bea' }, user_id: bsuid }],
+            messages: [message('wamid.F17.A', 'hello', TS)],
+          }),
+        )
+      ).status,
+    ).toBe(200);
+    await h.until(async () => (await h.baton.backend.findSessions(bsuid)).length === 1);
+    expect(
+      (
+        await h.post(
+          envelopeWith({
+            contacts: [{ profile: { name: 'Bea' }, wa_id: phone, user_id: bsuid }],
+            messages: [message('wamid.F17.B', 'Bea', TS + 5, phone)],
+          }),
+        )
+      ).status,
+    ).toBe(200);
+    await h.until(async () => (await h.baton.backend.findSessions(bsuid)).length === 2);
+
+    await page.goto(`${h.url}/admin`);
+    await page.fill('#find-wa-id', bsuid);
+    await page.press('#find-wa-id', 'Enter');
+    await page.waitForSelector('#channels');
+    expect(await page.locator('#several').innerText()).toContain('several sessions on business number');
+    const lines = await page.locator('#channels li').allInnerTexts();
+    expect(lines).toHaveLength(2);
+    expect(lines.some((l) => l.startsWith(`user id ${bsuid}`))).toBe(true);
+    expect(lines.some((l) => l.startsWith(`phone number ${phone}`))).toBe(true);
+    for (const l of lines) expect(l).toMatch(/channel \S+, at ask_name, version 1, last activity 20\d\d-/);
+
+    await page.click(`#channels a:has-text("user id ${bsuid}")`);
+    await page.waitForSelector('#state');
+    expect(await page.locator('#session-user').innerText()).toBe(bsuid);
+    await page.goBack();
+    await page.click(`#channels a:has-text("phone number ${phone}")`);
+    await page.waitForSelector('#state');
+    expect(await page.locator('#session-user').innerText()).toBe(phone);
   });
 
   it('no page threw', () => {
