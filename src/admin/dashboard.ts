@@ -23,7 +23,9 @@ import {
   actionsCard,
   conversationCard,
   duration,
+  failedNotice,
   layout,
+  letterCell,
   outboundCard,
   preBlock,
   q,
@@ -189,6 +191,7 @@ export function registerDashboard(
                         <th>Session</th>
                         <th>Ref</th>
                         <th>Reason</th>
+                        <th>Content</th>
                         <th></th>
                       </tr>
                     </thead>
@@ -203,6 +206,7 @@ export function registerDashboard(
                             </td>
                             <td><code>${d.ref}</code></td>
                             <td>${d.reason}</td>
+                            ${letterCell(d)}
                             <td>
                               ${d.kind === 'unreadable' ? html`kept as it came` : d.replayedAt !== undefined ? html`replayed ${new Date(d.replayedAt).toISOString()}` : actionForm({ method: 'POST', url: `/admin/api/dead-letters/${q(d.id)}/replay`, label: 'Replay', next: '/admin', cls: 'replay' })}
                             </td>
@@ -284,6 +288,7 @@ export function registerDashboard(
         const body = html`<p class="sub">
             User <code id="session-user">${s.waId ?? s.user}</code> on channel <code>${s.channel}</code>
           </p>
+          ${failedNotice(outbound)}
           <div class="columns">
             <div>${stateCard(s, leaseView(lease, now()))}${actionsCard(s, flows.get(s.flow))}</div>
             <div>${conversationCard(conv.messages.slice(-PAGE_ROWS), conv.messages.length)}</div>

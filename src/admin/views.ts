@@ -5,13 +5,16 @@
  */
 import type { Flow } from '../flow/define.ts';
 import { agentOf, handbackOpen } from '../flow/agent.ts';
+import type { StoredMessage } from '../model/message.ts';
 import {
   toSessionView,
+  type DeadLetter,
   type OutboundRecord,
+  type OutboundStatus,
   type SessionSnapshot,
   type TransitionRecord,
 } from '../model/session.ts';
-import type { ConversationItem } from './conversation.ts';
+import { inboundView, type ConversationItem } from './conversation.ts';
 import { escapeHtml, html, raw, type Html } from './html.ts';
 import type { leaseView } from './reads.ts';
 
@@ -374,6 +377,43 @@ export function describeMessage(m: { type: string; text?: string; payload?: unkn
   return { text: p !== undefined ? JSON.stringify(p) : `(${m.type})` };
 }
 
+/** What an outbound record carries, in words: an effect's name, or its body as the user gets it. */
+function describeOutbound(o: OutboundRecord): string {
+  if (o.effect !== undefined) return `effect ${o.effect.name} (run, not sent)`;
+  const { type, ...rest } = o.body as { type: string; text?: unknown };
+  return describeMessage({
+    type,
+    ...(typeof rest.text === 'string' ? { text: rest.text } : {}),
+    payload: rest,
+  }).text;
+}
+
+/** Shortened to `max` characters (code points), with an ellipsis when cut. */
+function shorten(text: string, max: number): string {
+  const chars = Array.from(text);
+  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
+}
+
+/**
+ * What a dead letter holds, as text an agent reads before replaying it: the reply's text (or
+ * the effect it starts), the user's message, or an unreadable item's JSON.
+ */
+export function letterContent(d: DeadLetter): string {
+  try {
+    if (d.kind === 'outbound') return describeOutbound(d.payload as OutboundRecord);
+    if (d.kind === 'inbound') return describeMessage(inboundView(d.payload as StoredMessage)).text;
+  } catch {
+    // A letter stored in another shape: its JSON below.
+  }
+  return JSON.stringify(d.payload) ?? '';
+}
+
+/** A dead letter's content for the overview's table: shortened, the longer text in its title. */
+export function letterCell(d: DeadLetter): Html {
+  const text = letterContent(d);
+  return html`<td class="content" dir="auto" title="${shorten(text, 1000)}">${shorten(text, 140)}</td>`;
+}
+
 function messageBody(m: ConversationItem): Html {
   const d = describeMessage(m);
   return html`${textBlock(d.text)}${d.link !== undefined ? html`<a class="media-link" href="${d.link}" rel="noopener noreferrer" target="_blank">${d.link}</a>` : ''}`;
@@ -424,6 +464,13 @@ export function conversationCard(items: readonly ConversationItem[], total = ite
   </section>`;
 }
 
+/** A transition's message id; an effect's result (`fx:<effect id>`) is said to be one. */
+function messageId(id: string): Html {
+  return id.startsWith('fx:')
+    ? html`<code>${id}</code> <span class="muted">(effect result)</span> `
+    : html`<code>${id}</code> `;
+}
+
 export function timelineCard(records: readonly TransitionRecord[], total = records.length): Html {
   return html`<section class="card" id="timeline">
     <h2>Timeline</h2>
@@ -449,7 +496,7 @@ export function timelineCard(records: readonly TransitionRecord[], total = recor
               <td><span class="badge kind">${r.kind}</span></td>
               <td>${r.from_step ?? '-'}</td>
               <td>${r.to_step ?? '-'}</td>
-              <td>${r.message_ids.map((id) => html`<code>${id}</code> `)}</td>
+              <td>${r.message_ids.map(messageId)}</td>
               <td><time>${r.at}</time></td>
               <td><code>${r.worker}</code></td>
               <td>${r.fencing_token}</td>
@@ -460,9 +507,32 @@ export function timelineCard(records: readonly TransitionRecord[], total = recor
   </section>`;
 }
 
+/** An effect's progress, in words: its outbound status says whether it ran, not a delivery. */
+const EFFECT_STATUS: Readonly<Partial<Record<OutboundStatus, string>>> = {
+  pending: 'to run',
+  sending: 'running',
+  sent: 'done: result stored',
+  failed: 'failed',
+};
+
+/** A warning atop a session's page when replies of it failed: the user did not get them. */
+export function failedNotice(outbound: readonly OutboundRecord[]): Html {
+  const failed = outbound.filter((o) => o.status === 'failed' && o.effect === undefined);
+  if (failed.length === 0) return html``;
+  const one = failed.length === 1;
+  return html`<p class="error" id="failed-deliveries">
+    ${failed.length} ${one ? 'reply' : 'replies'} to this user failed: they did not get ${one ? 'it' : 'them'}
+    (newest: <q dir="auto">${shorten(describeOutbound(failed.at(-1)!), 80)}</q>). See
+    <a href="#outbound">Outbound messages</a>.
+  </p>`;
+}
+
 export function outboundCard(records: readonly OutboundRecord[], total = records.length): Html {
   return html`<section class="card" id="outbound">
     <h2>Outbound messages</h2>
+    <p class="muted">
+      Replies to the user, and effects a step started (a lookup, for instance): effects are run, not sent.
+    </p>
     ${cut(records.length, total, 'GET /admin/api/sessions/:waId/outbound')}
     <table class="grid">
       <thead>
@@ -480,20 +550,32 @@ export function outboundCard(records: readonly OutboundRecord[], total = records
         </tr>
       </thead>
       <tbody>
-        ${records.map(
-          (o) =>
-            html`<tr class="status-${o.status}" data-status="${o.status}">
-              <td>${o.seq}</td>
-              <td><time>${new Date(o.createdAt).toISOString()}</time></td>
-              <td>${o.step}</td>
-              <td>${o.version}</td>
-              <td>${o.body.type}</td>
-              <td><span class="badge status-${o.status}">${o.status}</span></td>
-              <td>${o.attempts}</td>
-              <td><code>${o.providerMessageId ?? '-'}</code></td>
-              <td><code>${o.callbackData}</code></td>
-              <td>${o.lastError ?? ''}</td>
-            </tr>`,
+        ${records.map((o) =>
+          o.effect !== undefined
+            ? html`<tr class="status-${o.status} effect" data-status="${o.status}" data-kind="effect">
+                <td>${o.seq}</td>
+                <td><time>${new Date(o.createdAt).toISOString()}</time></td>
+                <td>${o.step}</td>
+                <td>${o.version}</td>
+                <td>effect <strong>${o.effect.name}</strong></td>
+                <td><span class="badge effect-${o.status}">${EFFECT_STATUS[o.status] ?? o.status}</span></td>
+                <td>${o.attempts}</td>
+                <td>-</td>
+                <td>key <code>${o.effect.id}</code></td>
+                <td>${o.lastError ?? ''}</td>
+              </tr>`
+            : html`<tr class="status-${o.status}" data-status="${o.status}" data-kind="reply">
+                <td>${o.seq}</td>
+                <td><time>${new Date(o.createdAt).toISOString()}</time></td>
+                <td>${o.step}</td>
+                <td>${o.version}</td>
+                <td>${o.body.type}</td>
+                <td><span class="badge status-${o.status}">${o.status}</span></td>
+                <td>${o.attempts}</td>
+                <td><code>${o.providerMessageId ?? '-'}</code></td>
+                <td><code>${o.callbackData}</code></td>
+                <td>${o.lastError ?? ''}</td>
+              </tr>`,
         )}
       </tbody>
     </table>

@@ -4,7 +4,16 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ConversationItem } from '../../src/admin/conversation.ts';
-import { conversationCard, describeMessage } from '../../src/admin/views.ts';
+import {
+  conversationCard,
+  describeMessage,
+  failedNotice,
+  letterContent,
+  outboundCard,
+  timelineCard,
+} from '../../src/admin/views.ts';
+import type { StoredMessage } from '../../src/model/message.ts';
+import type { DeadLetter, OutboundRecord } from '../../src/model/session.ts';
 
 const at = '2026-12-01T06:00:00.000Z';
 
@@ -64,5 +73,108 @@ describe('conversation card', () => {
     const rtl = 'مرحبا، أحتاج مساعدة 👋🏽 שלום';
     const page = conversationCard([{ direction: 'in', id: 'wamid.R', at, type: 'text', text: rtl }]).value;
     expect(page).toContain(`<div class="text" dir="auto">${rtl}</div>`);
+  });
+});
+
+const reply: OutboundRecord = {
+  channel: '106540352242922',
+  user: '17770000003',
+  id: '106540352242922:17770000003:1',
+  seq: 1,
+  flow: 'order_status',
+  step: 'ask_order',
+  version: 1,
+  to: '17770000003',
+  body: { type: 'text', text: 'Which order?' },
+  callbackData: 'baton:order_status:ask_order:1',
+  isPrompt: true,
+  status: 'sent',
+  attempts: 1,
+  createdAt: Date.parse(at),
+};
+const lookup: OutboundRecord = {
+  ...reply,
+  id: '106540352242922:17770000003:2',
+  seq: 2,
+  step: 'looking_up',
+  body: { type: 'text', text: '(effect lookup fx_1_abc: not a message)' },
+  callbackData: 'baton:order_status:looking_up:1:effect',
+  isPrompt: false,
+  effect: { id: 'fx_1_abc', name: 'lookup', input: { order: 'ORD-22222' }, data: {} },
+  attempts: 3,
+};
+
+describe('outbound card and timeline', () => {
+  it('F8: an effect is listed as "effect <name>" with its key and how it ran, not as a sent text', () => {
+    const page = outboundCard([reply, lookup]).value;
+    const rows = page.split('<tr').slice(2);
+    expect(rows[0]).toContain('data-kind="reply"');
+    expect(rows[0]).toContain('>sent</span>');
+    expect(rows[1]).toContain('data-kind="effect"');
+    expect(rows[1]).toContain('effect <strong>lookup</strong>');
+    expect(rows[1]).toContain('key <code>fx_1_abc</code>');
+    expect(rows[1]).toContain('done: result stored');
+    expect(rows[1]).not.toContain('>text<');
+    expect(rows[1]).not.toContain('>sent<');
+  });
+
+  it("F8: the timeline says which message id is an effect's result", () => {
+    const page = timelineCard([
+      {
+        version: 2,
+        from_step: 'looking_up',
+        to_step: 'looking_up',
+        kind: 'stale_input',
+        message_ids: ['fx:fx_1_abc'],
+        at,
+        worker: 'w',
+        fencing_token: 3,
+      },
+    ]).value;
+    expect(page).toContain('<code>fx:fx_1_abc</code> <span class="muted">(effect result)</span>');
+  });
+});
+
+describe('dead letters and failed replies', () => {
+  const letter = (kind: DeadLetter['kind'], payload: unknown): DeadLetter => ({
+    id: `${kind}:1`,
+    kind,
+    channel: reply.channel,
+    user: reply.user,
+    ref: 'r',
+    reason: 'why',
+    payload,
+    createdAt: Date.parse(at),
+  });
+
+  it("F7: a letter's content reads as the reply's text, the effect it runs, or the user's message", () => {
+    expect(
+      letterContent(letter('outbound', { ...reply, body: { type: 'text', text: 'agent text during 429' } })),
+    ).toBe('agent text during 429');
+    expect(letterContent(letter('outbound', lookup))).toBe('effect lookup (run, not sent)');
+    const inbound: StoredMessage = {
+      channel: reply.channel,
+      user: reply.user,
+      id: 'wamid.IN',
+      provider: 'cloud-api',
+      timestamp: 1_760_000_000,
+      content: { type: 'text', body: 'ORD-22222 please' },
+      seq: 1,
+      storedAt: Date.parse(at),
+    };
+    expect(letterContent(letter('inbound', inbound))).toBe('ORD-22222 please');
+    expect(letterContent(letter('unreadable', { text: { body: '<b>orphan</b>' } }))).toBe(
+      '{"text":{"body":"<b>orphan</b>"}}',
+    );
+  });
+
+  it('F11 (session page): failed replies are announced at the top, effects aside', () => {
+    expect(failedNotice([reply, { ...lookup, status: 'failed' }]).value).toBe('');
+    const notice = failedNotice([
+      reply,
+      { ...reply, seq: 3, status: 'failed', body: { type: 'text', text: 'Bye' } },
+    ]).value;
+    expect(notice).toContain('1 reply to this user failed');
+    expect(notice).toContain('Bye');
   });
 });

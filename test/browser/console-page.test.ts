@@ -326,6 +326,21 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect(await page.locator('#session-user').innerText()).toBe(phone);
   });
 
+  it('F7/F11: a dead letter shows what it holds; a failed reply is announced on its session', async () => {
+    const u = '15550701008';
+    h.graph.failNext(1, { status: 400, graphCode: 131047 });
+    await post(text(u, 'hi', TS));
+    await h.settled(u, 1);
+    await h.until(async () => (await h.baton.backend.listDeadLetters(50)).some((d) => d.user === u));
+    await page.goto(`${h.url}/admin`);
+    const row = page.locator('#dead-letters tbody tr', { hasText: u });
+    expect(await row.locator('td.content').innerText()).toBe(
+      'Hi! Let us get your order started. What is your name?',
+    );
+    await openSession(page, u);
+    expect(await page.locator('#failed-deliveries').innerText()).toContain('1 reply to this user failed');
+  });
+
   it('no page threw', () => {
     expect(pageErrors).toEqual([]);
   });
