@@ -183,37 +183,39 @@ export function registerDashboard(
             ${
               dead.length === 0
                 ? html`<p class="muted">None.</p>`
-                : html` <table class="grid">
-                    <thead>
-                      <tr>
-                        <th>Created</th>
-                        <th>Kind</th>
-                        <th>Session</th>
-                        <th>Ref</th>
-                        <th>Reason</th>
-                        <th>Content</th>
-                        <th></th>
-                      </tr>
-                    </thead>
-                    <tbody>
-                      ${dead.map(
-                        (d) =>
-                          html`<tr data-id="${d.id}">
-                            <td><time>${new Date(d.createdAt).toISOString()}</time></td>
-                            <td>${d.kind}</td>
-                            <td>
-                              ${d.kind === 'unreadable' ? html`<em>no session</em>` : html`<a href="${sessionHref(d)}">${d.user}</a>`}
-                            </td>
-                            <td><code>${d.ref}</code></td>
-                            <td>${d.reason}</td>
-                            ${letterCell(d)}
-                            <td>
-                              ${d.kind === 'unreadable' ? html`kept as it came` : d.replayedAt !== undefined ? html`replayed ${new Date(d.replayedAt).toISOString()}` : actionForm({ method: 'POST', url: `/admin/api/dead-letters/${q(d.id)}/replay`, label: 'Replay', next: '/admin', cls: 'replay' })}
-                            </td>
-                          </tr>`,
-                      )}
-                    </tbody>
-                  </table>`
+                : html` <div class="table-wrap">
+                    <table class="grid">
+                      <thead>
+                        <tr>
+                          <th>Created</th>
+                          <th>Kind</th>
+                          <th>Session</th>
+                          <th>Ref</th>
+                          <th>Reason</th>
+                          <th>Content</th>
+                          <th></th>
+                        </tr>
+                      </thead>
+                      <tbody>
+                        ${dead.map(
+                          (d) =>
+                            html`<tr data-id="${d.id}">
+                              <td><time>${new Date(d.createdAt).toISOString()}</time></td>
+                              <td>${d.kind}</td>
+                              <td>
+                                ${d.kind === 'unreadable' ? html`<em>no session</em>` : html`<a href="${sessionHref(d)}">${d.user}</a>`}
+                              </td>
+                              <td><code>${d.ref}</code></td>
+                              <td>${d.reason}</td>
+                              ${letterCell(d)}
+                              <td>
+                                ${d.kind === 'unreadable' ? html`kept as it came` : d.replayedAt !== undefined ? html`replayed ${new Date(d.replayedAt).toISOString()}` : actionForm({ method: 'POST', url: `/admin/api/dead-letters/${q(d.id)}/replay`, label: 'Replay', next: '/admin', cls: 'replay' })}
+                              </td>
+                            </tr>`,
+                        )}
+                      </tbody>
+                    </table>
+                  </div>`
             }
           </section>`;
         return page(reply, cookie, 'Overview', body);
@@ -306,37 +308,39 @@ export function registerDashboard(
             Sessions waiting for an agent, longest waiting first. While one waits, the bot is silent and the
             user's messages are recorded.
           </p>
-          <table class="grid" id="inbox">
-            <thead>
-              <tr>
-                <th>User</th>
-                <th>Channel</th>
-                <th>Flow</th>
-                <th>Step</th>
-                <th>Waiting</th>
-                <th>Since</th>
-                <th>Last message</th>
-                <th>Agent</th>
-              </tr>
-            </thead>
-            <tbody>
-              ${inbox.sessions.map(
-                (s) =>
-                  html`<tr data-wa-id="${s.wa_id}">
-                    <td><a href="${sessionHref({ user: s.wa_id, channel: s.channel })}">${s.wa_id}</a></td>
-                    <td>${s.channel}</td>
-                    <td>${s.flow}</td>
-                    <td>${s.current_step ?? '-'}</td>
-                    <td>${duration(s.waiting_ms)}</td>
-                    <td><time>${s.waiting_since}</time></td>
-                    <td class="last" dir="auto">
-                      ${s.last_message ? (s.last_message.text ?? `(${s.last_message.type})`) : '-'}
-                    </td>
-                    <td>${s.agent ?? html`<span class="muted">nobody yet</span>`}</td>
-                  </tr>`,
-              )}
-            </tbody>
-          </table>
+          <div class="table-wrap">
+            <table class="grid" id="inbox">
+              <thead>
+                <tr>
+                  <th>User</th>
+                  <th>Channel</th>
+                  <th>Flow</th>
+                  <th>Step</th>
+                  <th>Waiting</th>
+                  <th>Since</th>
+                  <th>Last message</th>
+                  <th>Agent</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${inbox.sessions.map(
+                  (s) =>
+                    html`<tr data-wa-id="${s.wa_id}">
+                      <td><a href="${sessionHref({ user: s.wa_id, channel: s.channel })}">${s.wa_id}</a></td>
+                      <td>${s.channel}</td>
+                      <td>${s.flow}</td>
+                      <td>${s.current_step ?? '-'}</td>
+                      <td>${duration(s.waiting_ms)}</td>
+                      <td><time>${s.waiting_since}</time></td>
+                      <td class="last" dir="auto">
+                        ${s.last_message ? (s.last_message.text ?? `(${s.last_message.type})`) : '-'}
+                      </td>
+                      <td>${s.agent ?? html`<span class="muted">nobody yet</span>`}</td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>
+          </div>
           ${inbox.sessions.length === 0 ? html`<p class="muted" id="inbox-empty">Nobody is waiting.</p>` : ''}`;
         return page(reply, cookie, 'Inbox', body);
       });
@@ -358,25 +362,27 @@ export function registerDashboard(
             the user last wrote. Click a step to list its sessions.
           </p>
           ${picture}
-          <table class="grid" id="step-counts">
-            <thead>
-              <tr>
-                <th>Step</th>
-                <th>Sessions</th>
-                <th>Longest waiting</th>
-              </tr>
-            </thead>
-            <tbody>
-              ${[...flow.steps.keys()].map(
-                (id) =>
-                  html`<tr data-step="${id}">
-                    <td><a href="${href(id)}">${id}</a></td>
-                    <td class="n">${counts[id]?.sessions ?? 0}</td>
-                    <td>${counts[id]?.oldestMs !== undefined ? duration(counts[id].oldestMs) : '-'}</td>
-                  </tr>`,
-              )}
-            </tbody>
-          </table>
+          <div class="table-wrap">
+            <table class="grid" id="step-counts">
+              <thead>
+                <tr>
+                  <th>Step</th>
+                  <th>Sessions</th>
+                  <th>Longest waiting</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${[...flow.steps.keys()].map(
+                  (id) =>
+                    html`<tr data-step="${id}">
+                      <td><a href="${href(id)}">${id}</a></td>
+                      <td class="n">${counts[id]?.sessions ?? 0}</td>
+                      <td>${counts[id]?.oldestMs !== undefined ? duration(counts[id].oldestMs) : '-'}</td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>
+          </div>
           ${
             step
               ? html`<section class="card" id="sessions">

@@ -475,35 +475,40 @@ export function timelineCard(records: readonly TransitionRecord[], total = recor
   return html`<section class="card" id="timeline">
     <h2>Timeline</h2>
     ${cut(records.length, total, 'GET /admin/api/sessions/:waId/transitions')}
-    <table class="grid">
-      <thead>
-        <tr>
-          <th>Version</th>
-          <th>Kind</th>
-          <th>From</th>
-          <th>To</th>
-          <th>Message ids</th>
-          <th>At</th>
-          <th>Worker</th>
-          <th>Fence</th>
-        </tr>
-      </thead>
-      <tbody>
-        ${records.map(
-          (r) =>
-            html`<tr class="kind-${r.kind}${MARKED_KINDS.has(r.kind) ? ' marked' : ''}" data-kind="${r.kind}">
-              <td>${r.version}</td>
-              <td><span class="badge kind">${r.kind}</span></td>
-              <td>${r.from_step ?? '-'}</td>
-              <td>${r.to_step ?? '-'}</td>
-              <td>${r.message_ids.map(messageId)}</td>
-              <td><time>${r.at}</time></td>
-              <td><code>${r.worker}</code></td>
-              <td>${r.fencing_token}</td>
-            </tr>`,
-        )}
-      </tbody>
-    </table>
+    <div class="table-wrap">
+      <table class="grid">
+        <thead>
+          <tr>
+            <th>Version</th>
+            <th>Kind</th>
+            <th>From</th>
+            <th>To</th>
+            <th>Message ids</th>
+            <th>At</th>
+            <th>Worker</th>
+            <th>Fence</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${records.map(
+            (r) =>
+              html`<tr
+                class="kind-${r.kind}${MARKED_KINDS.has(r.kind) ? ' marked' : ''}"
+                data-kind="${r.kind}"
+              >
+                <td>${r.version}</td>
+                <td><span class="badge kind">${r.kind}</span></td>
+                <td>${r.from_step ?? '-'}</td>
+                <td>${r.to_step ?? '-'}</td>
+                <td>${r.message_ids.map(messageId)}</td>
+                <td><time>${r.at}</time></td>
+                <td><code>${r.worker}</code></td>
+                <td>${r.fencing_token}</td>
+              </tr>`,
+          )}
+        </tbody>
+      </table>
+    </div>
   </section>`;
 }
 
@@ -534,50 +539,54 @@ export function outboundCard(records: readonly OutboundRecord[], total = records
       Replies to the user, and effects a step started (a lookup, for instance): effects are run, not sent.
     </p>
     ${cut(records.length, total, 'GET /admin/api/sessions/:waId/outbound')}
-    <table class="grid">
-      <thead>
-        <tr>
-          <th>#</th>
-          <th>Created</th>
-          <th>Step</th>
-          <th>Version</th>
-          <th>Type</th>
-          <th>Status</th>
-          <th>Attempts</th>
-          <th>wamid</th>
-          <th>Callback data</th>
-          <th>Error</th>
-        </tr>
-      </thead>
-      <tbody>
-        ${records.map((o) =>
-          o.effect !== undefined
-            ? html`<tr class="status-${o.status} effect" data-status="${o.status}" data-kind="effect">
-                <td>${o.seq}</td>
-                <td><time>${new Date(o.createdAt).toISOString()}</time></td>
-                <td>${o.step}</td>
-                <td>${o.version}</td>
-                <td>effect <strong>${o.effect.name}</strong></td>
-                <td><span class="badge effect-${o.status}">${EFFECT_STATUS[o.status] ?? o.status}</span></td>
-                <td>${o.attempts}</td>
-                <td>-</td>
-                <td>key <code>${o.effect.id}</code></td>
-                <td>${o.lastError ?? ''}</td>
-              </tr>`
-            : html`<tr class="status-${o.status}" data-status="${o.status}" data-kind="reply">
-                <td>${o.seq}</td>
-                <td><time>${new Date(o.createdAt).toISOString()}</time></td>
-                <td>${o.step}</td>
-                <td>${o.version}</td>
-                <td>${o.body.type}</td>
-                <td><span class="badge status-${o.status}">${o.status}</span></td>
-                <td>${o.attempts}</td>
-                <td><code>${o.providerMessageId ?? '-'}</code></td>
-                <td><code>${o.callbackData}</code></td>
-                <td>${o.lastError ?? ''}</td>
-              </tr>`,
-        )}
-      </tbody>
-    </table>
+    <div class="table-wrap">
+      <table class="grid">
+        <thead>
+          <tr>
+            <th>#</th>
+            <th>Created</th>
+            <th>Step</th>
+            <th>Version</th>
+            <th>Type</th>
+            <th>Status</th>
+            <th>Attempts</th>
+            <th>wamid</th>
+            <th>Callback data</th>
+            <th>Error</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${records.map((o) =>
+            o.effect !== undefined
+              ? html`<tr class="status-${o.status} effect" data-status="${o.status}" data-kind="effect">
+                  <td>${o.seq}</td>
+                  <td><time>${new Date(o.createdAt).toISOString()}</time></td>
+                  <td>${o.step}</td>
+                  <td>${o.version}</td>
+                  <td>effect <strong>${o.effect.name}</strong></td>
+                  <td>
+                    <span class="badge effect-${o.status}">${EFFECT_STATUS[o.status] ?? o.status}</span>
+                  </td>
+                  <td>${o.attempts}</td>
+                  <td>-</td>
+                  <td>key <code>${o.effect.id}</code></td>
+                  <td>${o.lastError ?? ''}</td>
+                </tr>`
+              : html`<tr class="status-${o.status}" data-status="${o.status}" data-kind="reply">
+                  <td>${o.seq}</td>
+                  <td><time>${new Date(o.createdAt).toISOString()}</time></td>
+                  <td>${o.step}</td>
+                  <td>${o.version}</td>
+                  <td>${o.body.type}</td>
+                  <td><span class="badge status-${o.status}">${o.status}</span></td>
+                  <td>${o.attempts}</td>
+                  <td><code>${o.providerMessageId ?? '-'}</code></td>
+                  <td><code>${o.callbackData}</code></td>
+                  <td>${o.lastError ?? ''}</td>
+                </tr>`,
+          )}
+        </tbody>
+      </table>
+    </div>
   </section>`;
 }
