@@ -6,7 +6,8 @@
  *
  * Chromium missing: skipped with a loud notice, except under CI=true, where it fails.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
@@ -21,6 +22,7 @@ if (!haveChromium) {
 }
 
 const TS = 1_760_000_000;
+const OUT = resolve(import.meta.dirname, '../../test-output');
 
 describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
   let h: Harness;
@@ -54,7 +56,11 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     return (await h.transitions(u)).at(-1)!;
   }
 
+  const shot = (p: Page, name: string) =>
+    p.screenshot({ path: resolve(OUT, `console-${name}.png`), fullPage: true });
+
   beforeAll(async () => {
+    mkdirSync(OUT, { recursive: true });
     h = await startHarness({ BATON_MAX_RETRIES: '0' });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -92,6 +98,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect(await page.locator('#agent-mine').innerText()).toContain('You have this session');
     expect(await page.locator('#take').isVisible()).toBe(false);
     expect(await page.locator('#agent-status').isVisible()).toBe(false);
+    await shot(page, 'f4-you-have-it');
 
     // Another agent on this browser: offered the take-over again, and named as the writer.
     await page.fill('#agent-name', 'Carla');
@@ -156,6 +163,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
       () => document.getElementById('live-state')!.textContent === 'Live paused while you type',
     );
     expect(await page.locator('#live-state').isVisible()).toBe(true);
+    await shot(page, 'f2-live-paused');
     await page.locator('#reply textarea[name="text"]').blur();
     await page.waitForFunction(() => document.getElementById('live-state')!.textContent === '');
     await page.click('#reset summary');
@@ -220,6 +228,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     const sent = h.graph.sent.length;
     await page.click('#reply button[type="submit"]');
     expect(await page.locator('#reply .error').innerText()).toContain('at most 4,096');
+    await shot(page, 'f9-too-long');
     expect((await box.inputValue()).length).toBe(long.length);
     expect(h.graph.sent.slice(sent).filter((c) => c.body.to === u)).toEqual([]);
 
@@ -248,6 +257,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect(said.join('\n')).not.toContain('{');
     const box = page.locator('#conversation .msg.in .text', { hasText: 'שלום' });
     expect(await box.evaluate((el) => getComputedStyle(el).direction)).toBe('rtl');
+    await shot(page, 'f12-conversation');
   });
 
   it('F13: "Clear lease" says whether a lease was released', async () => {
@@ -269,6 +279,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.waitForFunction(() => document.querySelector('#clear-lease .done')?.textContent !== '');
     expect(await page.locator('#clear-lease .done').innerText()).toContain('Released');
     expect(await page.locator('#state-lease').innerText()).toBe('free');
+    await shot(page, 'f13-released');
   });
 
   it('F17: a user id with two sessions on one number: the chooser tells them apart, and each link opens its own', async () => {
@@ -311,6 +322,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.press('#find-wa-id', 'Enter');
     await page.waitForSelector('#channels');
     expect(await page.locator('#several').innerText()).toContain('several sessions on business number');
+    await shot(page, 'f17-chooser');
     const lines = await page.locator('#channels li').allInnerTexts();
     expect(lines).toHaveLength(2);
     expect(lines.some((l) => l.startsWith(`user id ${bsuid}`))).toBe(true);
@@ -337,6 +349,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect(await row.locator('td.content').innerText()).toBe(
       'Hi! Let us get your order started. What is your name?',
     );
+    await shot(page, 'f7-dead-letters');
     await openSession(page, u);
     expect(await page.locator('#failed-deliveries').innerText()).toContain('1 reply to this user failed');
   });
@@ -360,6 +373,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
           document.documentElement.clientWidth,
         ]);
         expect({ path, scroll }).toEqual({ path, scroll: client });
+        await shot(phone, `f3-390${path.replace(/\W+/g, '-')}`);
       }
       // The session page's tables (the page shown last) are wider than the phone: they scroll in
       // their own box.
