@@ -23,6 +23,7 @@ import {
   actionsCard,
   conversationCard,
   duration,
+  effectOutcomes,
   failedNotice,
   layout,
   letterCell,
@@ -296,7 +297,7 @@ export function registerDashboard(
             <div>${conversationCard(conv.messages.slice(-PAGE_ROWS), conv.messages.length)}</div>
           </div>
           ${timelineCard(records.slice(-PAGE_ROWS), records.length)}
-          ${outboundCard(outbound.slice(-PAGE_ROWS), outbound.length)}`;
+          ${outboundCard(outbound.slice(-PAGE_ROWS), outbound.length, effectOutcomes(inbound, records))}`;
         return page(reply, cookie, `Session ${s.waId ?? s.user}`, body);
       });
 

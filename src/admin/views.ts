@@ -532,7 +532,56 @@ export function failedNotice(outbound: readonly OutboundRecord[]): Html {
   </p>`;
 }
 
-export function outboundCard(records: readonly OutboundRecord[], total = records.length): Html {
+/** An effect's result as the session's mailbox got it, and what the session did with it. */
+export interface EffectOutcome {
+  readonly ok: boolean;
+  readonly value?: unknown;
+  readonly error?: string;
+  /** The transition that took it: `stale_input` when the session had moved on (not applied). */
+  readonly kind?: string;
+}
+
+/** Each effect's outcome, by effect id, from the session's inbound messages and transitions. */
+export function effectOutcomes(
+  inbound: readonly StoredMessage[],
+  records: readonly TransitionRecord[],
+): Map<string, EffectOutcome> {
+  const kinds = new Map<string, string>();
+  for (const r of records) for (const id of r.message_ids) kinds.set(id, r.kind);
+  const out = new Map<string, EffectOutcome>();
+  for (const m of inbound) {
+    const c = m.content;
+    if (c.type !== 'effect_result') continue;
+    const kind = kinds.get(m.id);
+    out.set(c.effectId, {
+      ok: c.ok,
+      ...(c.value !== undefined ? { value: c.value } : {}),
+      ...(c.error !== undefined ? { error: c.error } : {}),
+      ...(kind !== undefined ? { kind } : {}),
+    });
+  }
+  return out;
+}
+
+function outcomeCell(o: EffectOutcome | undefined): Html {
+  if (o === undefined) return html`<span class="muted">no result yet</span>`;
+  const applied =
+    o.kind === undefined
+      ? 'not taken yet'
+      : o.kind === 'stale_input'
+        ? 'not applied: the session had moved on (an agent took it, or it left the step)'
+        : `applied (${o.kind})`;
+  return html`<details class="effect-result">
+    <summary>${o.ok ? 'result' : 'failed'}: ${applied}</summary>
+    ${preBlock(null, o.ok ? JSON.stringify(o.value ?? null, null, 2) : (o.error ?? ''))}
+  </details>`;
+}
+
+export function outboundCard(
+  records: readonly OutboundRecord[],
+  total = records.length,
+  outcomes: ReadonlyMap<string, EffectOutcome> = new Map(),
+): Html {
   return html`<section class="card" id="outbound">
     <h2>Outbound messages</h2>
     <p class="muted">
@@ -552,7 +601,7 @@ export function outboundCard(records: readonly OutboundRecord[], total = records
             <th>Attempts</th>
             <th>wamid</th>
             <th>Callback data</th>
-            <th>Error</th>
+            <th>Error / result</th>
           </tr>
         </thead>
         <tbody>
@@ -570,7 +619,7 @@ export function outboundCard(records: readonly OutboundRecord[], total = records
                   <td>${o.attempts}</td>
                   <td>-</td>
                   <td>key <code>${o.effect.id}</code></td>
-                  <td>${o.lastError ?? ''}</td>
+                  <td>${o.lastError ?? ''} ${outcomeCell(outcomes.get(o.effect.id))}</td>
                 </tr>`
               : html`<tr class="status-${o.status}" data-status="${o.status}" data-kind="reply">
                   <td>${o.seq}</td>

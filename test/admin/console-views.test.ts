@@ -7,6 +7,7 @@ import type { ConversationItem } from '../../src/admin/conversation.ts';
 import {
   conversationCard,
   describeMessage,
+  effectOutcomes,
   failedNotice,
   letterContent,
   outboundCard,
@@ -116,6 +117,45 @@ describe('outbound card and timeline', () => {
     expect(rows[1]).toContain('done: result stored');
     expect(rows[1]).not.toContain('>text<');
     expect(rows[1]).not.toContain('>sent<');
+  });
+
+  it("F8: an effect's result is shown with it, and whether the session applied it", () => {
+    const result: StoredMessage = {
+      channel: reply.channel,
+      user: reply.user,
+      id: 'fx:fx_1_abc',
+      provider: 'cloud-api',
+      timestamp: 1_760_000_000,
+      content: {
+        type: 'effect_result',
+        effectId: 'fx_1_abc',
+        name: 'lookup',
+        ok: true,
+        value: { found: { status: 'in transit' } },
+        attempts: 3,
+      },
+      seq: 2,
+      storedAt: Date.parse(at),
+    };
+    const outcomes = effectOutcomes(
+      [result],
+      [
+        {
+          version: 2,
+          from_step: 'looking_up',
+          to_step: 'looking_up',
+          kind: 'stale_input',
+          message_ids: ['fx:fx_1_abc'],
+          at,
+          worker: 'w',
+          fencing_token: 3,
+        },
+      ],
+    );
+    const page = outboundCard([reply, lookup], 2, outcomes).value;
+    expect(page).toContain('result: not applied: the session had moved on');
+    expect(page).toContain('&quot;status&quot;: &quot;in transit&quot;');
+    expect(outboundCard([reply, lookup]).value).toContain('no result yet');
   });
 
   it("F8: the timeline says which message id is an effect's result", () => {
