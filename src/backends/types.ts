@@ -100,6 +100,17 @@ export interface SessionQuery {
   readonly cursor?: string;
 }
 
+/** How many sessions stand at one step of one flow (`countSessions`). */
+export interface SessionCount {
+  readonly flow: string;
+  /** null: a session at no step (new, or reset by an agent). */
+  readonly step: string | null;
+  readonly needsAgent: boolean;
+  readonly sessions: number;
+  /** The earliest last interaction among them (the creation time where none), epoch ms. */
+  readonly oldestAt: number;
+}
+
 export interface BackendStats {
   /** Messages stored and not yet consumed. */
   readonly queueDepth: number;
@@ -256,6 +267,8 @@ export interface Backend {
   /** Sessions whose user is `user` (wa_id or BSUID), on `channel` if given. */
   findSessions(user: string, channel?: string): Promise<SessionSnapshot[]>;
   listSessions(query: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }>;
+  /** Every stored session counted, by flow, step and whether it waits for an agent (one query). */
+  countSessions(): Promise<SessionCount[]>;
   transitions(key: SessionKey): Promise<TransitionRecord[]>;
   outbound(key: SessionKey): Promise<OutboundRecord[]>;
   listDeadLetters(limit: number): Promise<DeadLetter[]>;

@@ -43,6 +43,7 @@ import type {
   LeaseInfo,
   OutboundPatch,
   OutboundUpdate,
+  SessionCount,
   SessionQuery,
 } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
@@ -976,6 +977,22 @@ export class EmbeddedBackend implements Backend {
          AND (@c IS NULL OR channel = @c) ORDER BY channel`,
     ).all({ u: user, c: channel ?? null }) as Array<{ snapshot: string }>;
     return rows.map((r) => JSON.parse(r.snapshot) as SessionSnapshot);
+  }
+
+  async countSessions(): Promise<SessionCount[]> {
+    const rows = this.sql(
+      `SELECT json_extract(snapshot, '$.flow') AS flow, step, needs_agent AS na, COUNT(*) AS n,
+              MIN(COALESCE(json_extract(snapshot, '$.lastInteraction') * 1000,
+                           json_extract(snapshot, '$.createdAt'))) AS oldest
+         FROM sessions GROUP BY 1, 2, 3`,
+    ).all() as Array<{ flow: string; step: string | null; na: number; n: number; oldest: number }>;
+    return rows.map((r) => ({
+      flow: r.flow,
+      step: r.step,
+      needsAgent: r.na === 1,
+      sessions: r.n,
+      oldestAt: r.oldest,
+    }));
   }
 
   async listSessions(q: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }> {
