@@ -100,6 +100,9 @@ export interface SessionQuery {
   readonly cursor?: string;
 }
 
+/** How long a store remembers that an agent cleared a session's lease, ms (past any send's timeout). */
+export const CLEARED_LEASE_MEMORY_MS = 60_000;
+
 /** How many sessions stand at one step of one flow (`countSessions`). */
 export interface SessionCount {
   readonly flow: string;
@@ -213,6 +216,12 @@ export interface Backend {
    * (the holder's next fenced call is refused). `true` if there was one.
    */
   clearLease(key: SessionKey): Promise<boolean>;
+  /**
+   * Unfenced read. When an agent last cleared the session's lease (epoch ms), if within the last
+   * {@link CLEARED_LEASE_MEMORY_MS}; else null. The holder it was taken from may still be sending
+   * a reply: the next holder waits for that send before repeating it (see Engine.flushOutbox).
+   */
+  leaseClearedAt(key: SessionKey): Promise<number | null>;
 
   // --- mailbox and state --------------------------------------------------------------
   /** Unfenced read. The session's unconsumed messages, in arrival (`seq`) order. */

@@ -169,6 +169,10 @@ export class DistributedBackend implements Backend {
     return leases.clearLease(this.ctx, key);
   }
 
+  leaseClearedAt(key: SessionKey): Promise<number | null> {
+    return leases.leaseClearedAt(this.ctx, key);
+  }
+
   // --- mailbox and state ---------------------------------------------------------------
 
   pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {

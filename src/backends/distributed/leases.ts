@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
-import type { LeaseGrant, OutboundUpdate } from '../types.ts';
+import { CLEARED_LEASE_MEMORY_MS, type LeaseGrant, type OutboundUpdate } from '../types.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import { UNSENT_RETRY_MS, type Context } from './context.ts';
 import { MAILBOX_READ_LIMIT, mailboxRead, mailboxReadOps, restore, restoreOp } from './mailbox.ts';
@@ -299,12 +299,15 @@ export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<voi
 export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean> {
   const sk = ctx.keys.session(key);
   // The token read just before the clear is the one it drops (same connection, in order).
-  const [token, reply] = await pipeline(ctx, 'clear', [
+  const now = Math.floor(ctx.now());
+  const [, token, reply] = await pipeline(ctx, 'clear', [
+    // Marked before the lease goes, so the next holder sees it (see leaseClearedAt).
+    { command: 'SET', args: [sk.cleared, now, 'PX', CLEARED_LEASE_MEMORY_MS] },
     { command: 'GET', args: [sk.lock] },
     {
       script: 'lease-clear',
       keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
-      args: [ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS],
+      args: [ctx.opts.bufferMs, now, UNSENT_RETRY_MS],
     },
   ]);
   const due = asNumber(reply);
@@ -313,4 +316,9 @@ export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean
   if (token !== null) ctx.globalFeed.leaseGone(asString(token));
   if (due > 0) await followUp(ctx, scheduleOps(ctx, [[sk.member, due]]));
   return true;
+}
+
+export async function leaseClearedAt(ctx: Context, key: SessionKey): Promise<number | null> {
+  const at = await r('cleared', () => ctx.redis.get(ctx.keys.session(key).cleared));
+  return at === null ? null : Number(at);
 }

@@ -46,6 +46,7 @@ import type {
   SessionCount,
   SessionQuery,
 } from '../types.ts';
+import { CLEARED_LEASE_MEMORY_MS } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
 import { TurnPacer, type TurnPacerOptions } from './turn-pacer.ts';
 import { WalSync } from './wal-sync.ts';
@@ -155,6 +156,8 @@ export class EmbeddedBackend implements Backend {
   private readonly due: DueQueue;
   private readonly pacer: TurnPacer | null;
   private readonly leases = new Map<string, Lease>();
+  /** When an agent last cleared each session's lease (see `leaseClearedAt`). */
+  private readonly cleared = new Map<string, number>();
   /** New messages stored from webhooks, per second (messages_per_s). */
   private readonly rate = new StoredRate();
   /** Worker id -> heartbeat expiry, epoch ms. */
@@ -722,9 +725,18 @@ export class EmbeddedBackend implements Backend {
 
   async clearLease(key: SessionKey): Promise<boolean> {
     const had = this.isLeased(key);
+    this.cleared.set(sessionId(key), this.now());
     this.leases.delete(sessionId(key));
     this.rescheduleIfPending(key);
     return had;
+  }
+
+  async leaseClearedAt(key: SessionKey): Promise<number | null> {
+    const at = this.cleared.get(sessionId(key));
+    if (at === undefined) return null;
+    if (at + CLEARED_LEASE_MEMORY_MS > this.now()) return at;
+    this.cleared.delete(sessionId(key));
+    return null;
   }
 
   private rescheduleIfPending(k: SessionKey): void {
