@@ -75,7 +75,7 @@ export function registerAgentRoutes(
 
   api.get('/inbox', { schema: { querystring: InboxQuery } }, async (req) => {
     const q = parsed(InboxQuery, req.query);
-    return inboxPage(backend, now(), q.limit ?? 100, q.channel);
+    return inboxPage(backend, now(), q.limit ?? 100, q.channel, q.cursor);
   });
 
   api.post('/sessions/:waId/agent', { schema: { ...one, body: TakeBody } }, async (req, reply) => {

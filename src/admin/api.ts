@@ -193,20 +193,18 @@ async function replayWarning(backend: Backend, letter: DeadLetter): Promise<stri
       ? 'The user has written since this message: it is older than the last one applied, so it will be recorded as late, not applied.'
       : null;
   }
-  // Agent messages leave the version as it is: what was sent after this one says more.
-  const seq = (letter.payload as { seq?: unknown }).seq;
-  const newer =
-    typeof seq === 'number'
-      ? (await backend.outbound(s)).filter(
-          (o) => o.seq > seq && o.effect === undefined && REACHED_GATEWAY.has(o.status),
-        ).length
-      : 0;
-  if (newer > 0)
-    return `${newer} newer message${newer === 1 ? ' has' : 's have'} gone to the user since this one failed: it goes out now, after ${newer === 1 ? 'it' : 'them'}.`;
   const version = payload.version;
-  return typeof version === 'number' && s.version > version
-    ? `The session has moved on since this reply was committed (version ${version}, now ${s.version}): it goes out now, after what was sent since.`
-    : null;
+  if (typeof version === 'number' && s.version > version)
+    return `The session has moved on since this reply was committed (version ${version}, now ${s.version}): it goes out now, after what was sent since.`;
+  // Agent messages leave the version as it is: what was sent after this one tells.
+  const seq = (letter.payload as { seq?: unknown }).seq;
+  if (typeof seq !== 'number') return null;
+  const newer = (await backend.outbound(s)).filter(
+    (o) => o.seq > seq && o.effect === undefined && REACHED_GATEWAY.has(o.status),
+  ).length;
+  return newer === 0
+    ? null
+    : `${newer} newer message${newer === 1 ? ' has' : 's have'} gone to the user since this one failed: it goes out now, after ${newer === 1 ? 'it' : 'them'}.`;
 }
 
 /** Statuses of a message the gateway took. */

@@ -42,31 +42,35 @@ export async function waitingSince(backend: Backend, s: SessionSnapshot): Promis
   return s.lastInteraction !== null ? s.lastInteraction * 1000 : s.createdAt;
 }
 
-/** How long a session has been at its step, as the flow map shows it: since the user last wrote. */
-function idleMs(s: SessionSnapshot, now: number): number {
-  return Math.max(0, now - (s.lastInteraction !== null ? s.lastInteraction * 1000 : s.createdAt));
-}
-
 export interface StepCount {
   readonly sessions: number;
   readonly oldestMs?: number;
 }
 
-/** Live counts per step of one flow: sessions there, and the longest any has waited there. */
+/**
+ * Live counts per step of one flow: sessions there, and the longest any has waited there since
+ * the user last wrote. Counted by the store in one query, however many sessions there are.
+ */
 export async function stepCounts(
   backend: Backend,
   flow: Flow,
   now: number,
 ): Promise<Record<string, StepCount>> {
-  const counts: Record<string, StepCount> = {};
-  await Promise.all(
-    [...flow.steps.keys()].map(async (step) => {
-      const here = (await scan(backend, { step })).filter((s) => s.flow === flow.id);
-      const oldest = here.reduce((m, s) => Math.max(m, idleMs(s, now)), 0);
-      counts[step] = { sessions: here.length, ...(here.length > 0 ? { oldestMs: oldest } : {}) };
-    }),
+  const counts: Record<string, { sessions: number; oldestAt: number }> = {};
+  for (const c of await backend.countSessions()) {
+    if (c.flow !== flow.id || c.step === null) continue;
+    const at = counts[c.step];
+    counts[c.step] = {
+      sessions: (at?.sessions ?? 0) + c.sessions,
+      oldestAt: Math.min(at?.oldestAt ?? Number.POSITIVE_INFINITY, c.oldestAt),
+    };
+  }
+  return Object.fromEntries(
+    Object.entries(counts).map(([step, c]) => [
+      step,
+      { sessions: c.sessions, oldestMs: Math.max(0, now - c.oldestAt) },
+    ]),
   );
-  return counts;
 }
 
 /** One session of the inbox. */
@@ -79,20 +83,32 @@ export interface InboxItem extends SessionView {
   readonly last_message: ConversationItem | null;
 }
 
-/** Sessions waiting for an agent, longest waiting first. */
+/**
+ * Sessions waiting for an agent, longest waiting first, a page at a time (`cursor`: the
+ * `next_cursor` of the page before). `total` counts every waiting session; the order is worked
+ * out over the first {@link SCAN_LIMIT} of them (`ordered`), and a page never goes beyond those.
+ */
 export async function inboxPage(
   backend: Backend,
   now: number,
   limit: number,
   channel?: string,
-): Promise<{ sessions: InboxItem[]; total: number }> {
-  const waiting = await scan(backend, { needsAgent: true, ...(channel !== undefined ? { channel } : {}) });
+  cursor?: string,
+): Promise<{ sessions: InboxItem[]; total: number; ordered: number; next_cursor: string | null }> {
+  const [waiting, counts] = await Promise.all([
+    scan(backend, { needsAgent: true, ...(channel !== undefined ? { channel } : {}) }),
+    channel === undefined ? backend.countSessions() : null,
+  ]);
   const items = await Promise.all(waiting.map(async (s) => ({ s, since: await waitingSince(backend, s) })));
   items.sort(
     (a, b) => a.since - b.since || a.s.channel.localeCompare(b.s.channel) || a.s.user.localeCompare(b.s.user),
   );
-  const page = items.slice(0, limit);
+  const from = cursor === undefined ? 0 : inboxOffset(cursor);
+  const page = items.slice(from, from + limit);
   const last = await Promise.all(page.map(async ({ s }) => (await backend.inbound(s)).at(-1)));
+  const total =
+    counts === null ? items.length : counts.filter((c) => c.needsAgent).reduce((n, c) => n + c.sessions, 0);
+  const next = from + page.length;
   return {
     sessions: page.map(({ s, since }, i) => ({
       ...toSessionView(s),
@@ -101,8 +117,16 @@ export async function inboxPage(
       agent: agentOf(s),
       last_message: last[i] !== undefined ? inboundView(last[i]) : null,
     })),
-    total: items.length,
+    total: Math.max(total, items.length),
+    ordered: items.length,
+    next_cursor: next < items.length ? `o${next}` : null,
   };
+}
+
+/** The position an inbox cursor names (`o<n>`); 0 for one this code did not write. */
+function inboxOffset(cursor: string): number {
+  const m = /^o(\d{1,9})$/.exec(cursor);
+  return m ? Number(m[1]) : 0;
 }
 
 /** The lease as the API shows it. */

@@ -84,7 +84,15 @@ export const MessagesQuery = z.strictObject({
   cursor: messageCursor.optional(),
 });
 
-export const InboxQuery = z.strictObject({ ...channelQuery, limit: limitParam(500).optional() });
+export const InboxQuery = z.strictObject({
+  ...channelQuery,
+  limit: limitParam(500).optional(),
+  /** The `next_cursor` of the page before. */
+  cursor: z
+    .string()
+    .regex(/^o\d{1,9}$/, 'is not a cursor this API gave')
+    .optional(),
+});
 
 export const EmptyQuery = z.strictObject({});
 

@@ -100,6 +100,20 @@ export interface SessionQuery {
   readonly cursor?: string;
 }
 
+/** How long a store remembers that an agent cleared a session's lease, ms (past any send's timeout). */
+export const CLEARED_LEASE_MEMORY_MS = 60_000;
+
+/** How many sessions stand at one step of one flow (`countSessions`). */
+export interface SessionCount {
+  readonly flow: string;
+  /** null: a session at no step (new, or reset by an agent). */
+  readonly step: string | null;
+  readonly needsAgent: boolean;
+  readonly sessions: number;
+  /** The earliest last interaction among them (the creation time where none), epoch ms. */
+  readonly oldestAt: number;
+}
+
 export interface BackendStats {
   /** Messages stored and not yet consumed. */
   readonly queueDepth: number;
@@ -202,6 +216,12 @@ export interface Backend {
    * (the holder's next fenced call is refused). `true` if there was one.
    */
   clearLease(key: SessionKey): Promise<boolean>;
+  /**
+   * Unfenced read. When an agent last cleared the session's lease (epoch ms), if within the last
+   * {@link CLEARED_LEASE_MEMORY_MS}; else null. The holder it was taken from may still be sending
+   * a reply: the next holder waits for that send before repeating it (see Engine.flushOutbox).
+   */
+  leaseClearedAt(key: SessionKey): Promise<number | null>;
 
   // --- mailbox and state --------------------------------------------------------------
   /** Unfenced read. The session's unconsumed messages, in arrival (`seq`) order. */
@@ -256,6 +276,8 @@ export interface Backend {
   /** Sessions whose user is `user` (wa_id or BSUID), on `channel` if given. */
   findSessions(user: string, channel?: string): Promise<SessionSnapshot[]>;
   listSessions(query: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }>;
+  /** Every stored session counted, by flow, step and whether it waits for an agent (one query). */
+  countSessions(): Promise<SessionCount[]>;
   transitions(key: SessionKey): Promise<TransitionRecord[]>;
   outbound(key: SessionKey): Promise<OutboundRecord[]>;
   listDeadLetters(limit: number): Promise<DeadLetter[]>;

@@ -73,6 +73,11 @@ export interface EngineOptions {
   readonly maxSendAttempts?: number;
   /** First backoff between send attempts, milliseconds (doubles each time, 30 s cap). */
   readonly sendBackoffMs?: number;
+  /**
+   * The longest one send may take (the sender's timeout), ms; default 30 s. After an agent clears
+   * a lease, the next holder waits this long from the clear for the earlier holder's send.
+   */
+  readonly sendTimeoutMs?: number;
   /** BATON_DEDUPE_TTL: messages older than this at storage are recorded `late`. */
   readonly dedupeTtlSec?: number;
 }
@@ -96,6 +101,12 @@ const BATCH_BACKOFF_MS = 100;
  * free-form reply cannot be delivered anyway.
  */
 const SEND_FOR_MS = 24 * 60 * 60 * 1000;
+/** A send's timeout when the engine is not told its sender's (`sendTimeoutMs`). */
+const DEFAULT_SEND_TIMEOUT_MS = 30_000;
+/** Time for a holder whose send has just ended to record it. */
+const SEND_RECORD_MARGIN_MS = 1000;
+/** How often a holder looks whether an earlier holder's send was recorded. */
+const EARLIER_SEND_POLL_MS = 100;
 /** Why a reply that may have reached the user twice is dead-lettered instead of sent again. */
 const AMBIGUOUS = 'no answer twice, so not sent again (the user may have it already): replay it if not';
 /** The longest backoff an agent's request waits out before it leaves the send to a worker. */
@@ -703,6 +714,8 @@ export class Engine {
       // The store refusing the record of the one before stops here: later replies must not
       // overtake it.
       await this.recordSent(run);
+      if (!run.claims.has(rec.id) && (rec.claims ?? 1) > 0 && (await this.recordedByEarlierHolder(run, rec)))
+        continue;
       // The record's claim count as this holder knows it: 1 with its own commit's claim.
       let count = run.claims.has(rec.id) ? 1 : 0;
       // `attempt` counts every attempt at this reply (recorded: refused ones too); `inTurn` this
@@ -837,6 +850,28 @@ export class Engine {
       }
     }
     if (!leaveLast) await this.recordSent(run);
+  }
+
+  /**
+   * An agent cleared an earlier holder's lease (`DELETE .../lock`) while that holder may still be
+   * sending `rec`: its claim is counted and no answer is recorded. The holder did not crash, so
+   * rather than send the reply a second time now, this holder waits for that send to be recorded,
+   * at most as long as a send may take from the clear. True when it was recorded (sent, or
+   * failed) meanwhile: nothing to send. Only after a clear: a crashed holder's reply is sent at
+   * once (SPEC 1.6 allows that one repeat).
+   */
+  private async recordedByEarlierHolder(run: SessionRun, rec: OutboundRecord): Promise<boolean> {
+    const { backend } = this.o;
+    run.clearedAt ??= await backend.leaseClearedAt(run.lease).catch(() => null);
+    if (run.clearedAt === null) return false;
+    const until = run.clearedAt + (this.o.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
+    for (;;) {
+      const now = (await backend.unsent(run.lease)).find((o) => o.id === rec.id);
+      if (now === undefined) return true;
+      // Claim given back: the earlier holder is not sending it.
+      if ((now.claims ?? 1) === 0 || this.now() >= until || run.held.sending.aborted) return false;
+      await sleep(Math.min(EARLIER_SEND_POLL_MS, until - this.now()), run.held.sending);
+    }
   }
 
   /**
@@ -1025,6 +1060,8 @@ interface SessionRun {
    * flushOutbox): the ones its own commits wrote, and those it claimed since.
    */
   readonly claims: Set<string>;
+  /** When an agent last cleared this session's lease, once looked up (see recordedByEarlierHolder). */
+  clearedAt?: number | null;
 }
 
 /** Adds the replies a commit of this holder's wrote to its claims (effects are not sent). */

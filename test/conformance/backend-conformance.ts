@@ -1124,6 +1124,32 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect(seen.sort()).toEqual([...keys, agent].map((k) => k.user).sort());
       });
 
+      it('counts sessions by flow, step and agent flag, with the earliest last interaction', async () => {
+        const flow = `count_${uid()}`;
+        const at = (sec: number): Partial<SessionSnapshot> => ({
+          flow,
+          step: 'ask_name',
+          lastInteraction: sec,
+        });
+        await store(newKey(), at(1_750_000_300));
+        await store(newKey(), at(1_750_000_100));
+        await store(newKey(), at(1_750_000_200));
+        await store(newKey(), {
+          flow,
+          step: 'choose_product',
+          needsAgent: true,
+          lastInteraction: null,
+          createdAt: 42,
+        });
+        const mine = (await b.countSessions())
+          .filter((c) => c.flow === flow)
+          .sort((x, y) => String(x.step).localeCompare(String(y.step)));
+        expect(mine).toEqual([
+          { flow, step: 'ask_name', needsAgent: false, sessions: 3, oldestAt: 1_750_000_100_000 },
+          { flow, step: 'choose_product', needsAgent: true, sessions: 1, oldestAt: 42 },
+        ]);
+      });
+
       it('counts pending messages, their age and held leases', async () => {
         const k1 = newKey();
         const k2 = newKey();

@@ -7,7 +7,7 @@
  */
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
-import type { BackendStats, LeaseInfo, SessionQuery } from '../types.ts';
+import type { BackendStats, LeaseInfo, SessionCount, SessionQuery } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import { barrier, flushSession } from './commit.ts';
 import type { Context } from './context.ts';
@@ -67,6 +67,11 @@ export async function listSessions(
       ? Buffer.from(JSON.stringify([last.channel, last.user]), 'utf8').toString('base64url')
       : null;
   return { sessions, nextCursor };
+}
+
+export async function countSessions(ctx: Context): Promise<SessionCount[]> {
+  await barrier(ctx);
+  return ctx.pg.countSessions();
 }
 
 export async function transitions(ctx: Context, key: SessionKey): Promise<TransitionRecord[]> {

@@ -56,6 +56,7 @@ import type {
   LeaseInfo,
   OutboundPatch,
   OutboundUpdate,
+  SessionCount,
   SessionQuery,
 } from '../types.ts';
 import * as adminReads from './admin-reads.ts';
@@ -168,6 +169,10 @@ export class DistributedBackend implements Backend {
     return leases.clearLease(this.ctx, key);
   }
 
+  leaseClearedAt(key: SessionKey): Promise<number | null> {
+    return leases.leaseClearedAt(this.ctx, key);
+  }
+
   // --- mailbox and state ---------------------------------------------------------------
 
   pending(key: SessionKey, limit: number): Promise<StoredMessage[]> {
@@ -212,6 +217,10 @@ export class DistributedBackend implements Backend {
 
   listSessions(query: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }> {
     return adminReads.listSessions(this.ctx, query);
+  }
+
+  countSessions(): Promise<SessionCount[]> {
+    return adminReads.countSessions(this.ctx);
   }
 
   transitions(key: SessionKey): Promise<TransitionRecord[]> {

@@ -32,6 +32,8 @@ export interface SessionKeys {
   readonly lock: string;
   /** STRING due time (epoch ms) while the session is scheduled and not yet leased. */
   readonly sched: string;
+  /** STRING when an agent last cleared the lease (epoch ms), with PX expiry. */
+  readonly cleared: string;
   /** ZSET message id by `seq`: the mailbox. */
   readonly mbox: string;
   /** HASH message id -> StoredMessage JSON. */
@@ -152,6 +154,7 @@ export class Keys {
       fence: `${base}:fence`,
       lock: `${base}:lock`,
       sched: `${base}:sched`,
+      cleared: `${base}:cleared`,
       mbox: `${base}:mbox`,
       msgs: `${base}:msgs`,
       seq: `${base}:seq`,

@@ -6,8 +6,9 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import type { SessionKey, StoredMessage } from '../../model/message.ts';
-import type { LeaseGrant, OutboundUpdate } from '../types.ts';
+import { logSessionId, type SessionKey, type StoredMessage } from '../../model/message.ts';
+import { CLEARED_LEASE_MEMORY_MS, type LeaseGrant, type OutboundUpdate } from '../types.ts';
+import * as commits from './commit.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import { UNSENT_RETRY_MS, type Context } from './context.ts';
 import { MAILBOX_READ_LIMIT, mailboxRead, mailboxReadOps, restore, restoreOp } from './mailbox.ts';
@@ -16,6 +17,7 @@ import { updateInPipeline, updateOutbound } from './outbox.ts';
 import { asArray, asNumber, asString, followUp, pipeline, r, run, scheduleOps } from './redis-calls.ts';
 import type { WatermarkRead } from './intake-watermark.ts';
 import type { SessionKeys } from './keys.ts';
+import type { StoredSession } from './pg-store.ts';
 import type { Arg, PipelineOp } from './scripts.ts';
 
 /** The ready-queue score of a lease's watchdog: when its session becomes due if the holder is gone. */
@@ -112,13 +114,28 @@ export async function acquireLease(
     // Redis without its fences (new, or lost in a restart): copies of an earlier lifetime
     // still on their way to PostgreSQL are refused from now on (the reservation starts this
     // lifetime's era).
-    const era = asNumber(reply[2]) === 0 ? asString(reply[1]) : null;
-    const { ceiling, session } = await ctx.pg.reserveFenceBlock(key, ctx.fenceBlockSize, era);
+    const epoch = asString(reply[1]);
+    const kept = asNumber(reply[2]);
+    let { ceiling, session } = await ctx.pg.reserveFenceBlock(
+      key,
+      ctx.fenceBlockSize,
+      kept === 0 ? epoch : null,
+    );
+    // An earlier lifetime's Redis data that is older than PostgreSQL's (a failover to a replica
+    // that lagged, a snapshot reloaded after a crash): PostgreSQL has commits Redis lost, and
+    // going on from Redis's state would fork the session. This lifetime's era starts (copies of
+    // the lost commits still on their way are refused) and the session is reloaded from there.
+    const behind = kept === 2 && session !== null && session.version > asNumber(reply[3]);
+    if (behind) ({ ceiling, session } = await ctx.pg.reserveFenceBlock(key, ctx.fenceBlockSize, epoch));
     wd = watchdogScore(ctx, ttlMs);
     const ops = [acquire(ceiling - ctx.fenceBlockSize, ceiling), watchdog()];
     if (session) {
       reply = asArray((await pipeline(ctx, 'acquire', ops))[0]);
-      if (asNumber(reply[0]) > 0) await restore(ctx, key, sk, session);
+      if (asNumber(reply[0]) > 0) {
+        if (behind)
+          await reloadBehind(ctx, sk, session, { ...key, token, fence: asNumber(reply[0]), holder });
+        else await restore(ctx, key, sk, session);
+      }
     } else {
       // A new user: the tombstone, then the first mailbox read.
       const read = firstRead(ctx, sk, token);
@@ -142,6 +159,39 @@ export async function acquireLease(
   // Its entry among the leases held (for `stats`) goes with the next command or this tick's posts.
   ctx.globalFeed.leaseHeld(token, wd);
   return { channel: key.channel, user: key.user, token, fence: code, holder };
+}
+
+/**
+ * Replaces a session's state and outbox that Redis has from before PostgreSQL's (see
+ * acquireLease) with PostgreSQL's, under the new holder's lease, and consumes the messages its
+ * mailbox still holds that PostgreSQL's copy consumed already: their records are in PostgreSQL,
+ * and applying them again would repeat them. Messages PostgreSQL never saw stay, to be applied.
+ */
+async function reloadBehind(
+  ctx: Context,
+  sk: SessionKeys,
+  row: StoredSession,
+  lease: LeaseGrant,
+): Promise<void> {
+  ctx.log.warn(
+    { session: logSessionId(lease), version: row.version },
+    'Redis had this session older than PostgreSQL (a failover or an older snapshot): reloaded from PostgreSQL',
+  );
+  await r('reload', () => ctx.redis.del(sk.state, sk.out, sk.outState, sk.outIndex, sk.unsent));
+  await restore(ctx, lease, sk, row);
+  const waiting = await r('reload', () => ctx.redis.zrange(sk.mbox, '0', '-1'));
+  if (waiting.length === 0) return;
+  const consumed = new Set((await ctx.pg.inboundOf(lease)).map((m) => m.id));
+  const again = waiting.filter((id) => consumed.has(id));
+  if (again.length === 0) return;
+  await commits.commit(ctx, lease, {
+    expectedVersion: row.version,
+    snapshot: row.snapshot,
+    records: [],
+    outbound: [],
+    consumed: again,
+    deadLetters: [],
+  });
 }
 
 export async function wantLease(ctx: Context, key: SessionKey, ttlMs: number): Promise<void> {
@@ -299,12 +349,15 @@ export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<voi
 export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean> {
   const sk = ctx.keys.session(key);
   // The token read just before the clear is the one it drops (same connection, in order).
-  const [token, reply] = await pipeline(ctx, 'clear', [
+  const now = Math.floor(ctx.now());
+  const [, token, reply] = await pipeline(ctx, 'clear', [
+    // Marked before the lease goes, so the next holder sees it (see leaseClearedAt).
+    { command: 'SET', args: [sk.cleared, now, 'PX', CLEARED_LEASE_MEMORY_MS] },
     { command: 'GET', args: [sk.lock] },
     {
       script: 'lease-clear',
       keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
-      args: [ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS],
+      args: [ctx.opts.bufferMs, now, UNSENT_RETRY_MS],
     },
   ]);
   const due = asNumber(reply);
@@ -313,4 +366,9 @@ export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean
   if (token !== null) ctx.globalFeed.leaseGone(asString(token));
   if (due > 0) await followUp(ctx, scheduleOps(ctx, [[sk.member, due]]));
   return true;
+}
+
+export async function leaseClearedAt(ctx: Context, key: SessionKey): Promise<number | null> {
+  const at = await r('cleared', () => ctx.redis.get(ctx.keys.session(key).cleared));
+  return at === null ? null : Number(at);
 }

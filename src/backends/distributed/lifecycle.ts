@@ -8,7 +8,7 @@ import { StorageUnavailableError } from '../../errors.ts';
 import type { Context } from './context.ts';
 import { StreamFlusher } from './flusher.ts';
 import { migrate } from './migrate.ts';
-import { persistenceWarning } from './persistence.ts';
+import { evictionWarning, persistenceWarning } from './persistence.ts';
 import { IntakeLog, recoverIntake, recoverOutbox } from './intake-log.ts';
 import { masterNodes, nodeAddress, readerClient } from './redis-client.ts';
 import { followUp, r, redisError } from './redis-calls.ts';
@@ -31,6 +31,12 @@ export async function init(ctx: Context): Promise<void> {
   const mode = ctx.opts.intakeLog ?? 'auto';
   let volatile = false;
   for (const node of nodes) {
+    const eviction = await evictionWarning(node);
+    if (eviction)
+      ctx.log.warn(
+        { redis: 'eviction' },
+        `DURABILITY WARNING: ${eviction}${nodes.length > 1 ? ` (cluster node ${nodeAddress(node)})` : ''}`,
+      );
     const warning = await persistenceWarning(node);
     if (!warning) continue;
     volatile = true;

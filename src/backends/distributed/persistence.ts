@@ -37,3 +37,22 @@ export async function persistenceWarning(redis: Redis): Promise<string | null> {
   }
   return null;
 }
+
+/**
+ * One line when Redis may evict Baton's keys (a memory limit with a policy other than
+ * `noeviction`: an evicted dedupe marker lets a redelivered webhook be applied twice, an evicted
+ * mailbox loses messages); null when it may not, or when the settings cannot be read.
+ */
+export async function evictionWarning(redis: Redis): Promise<string | null> {
+  let maxmemory: string | undefined;
+  let policy: string | undefined;
+  try {
+    maxmemory = await configGet(redis, 'maxmemory');
+    policy = await configGet(redis, 'maxmemory-policy');
+  } catch {
+    return null;
+  }
+  if (maxmemory === undefined || maxmemory === '0' || policy === undefined || policy === 'noeviction')
+    return null;
+  return `Redis maxmemory-policy is "${policy}" with maxmemory ${maxmemory}: when memory runs short Redis EVICTS keys, and an evicted dedupe marker or mailbox breaks "once" and "nothing lost"; set maxmemory-policy noeviction`;
+}

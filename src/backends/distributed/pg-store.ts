@@ -10,6 +10,7 @@ import { coalesceWrites } from './coalesce.ts';
 import { FenceReserver, reservationKey, type ReserveFor } from './fence-reserver.ts';
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
+import type { SessionCount } from '../types.ts';
 import type {
   CommitEntry,
   JournalEntry,
@@ -524,6 +525,16 @@ export class PgStore {
       q.limit,
     ]);
     return rows.map((r) => r.snapshot as SessionSnapshot);
+  }
+
+  async countSessions(): Promise<SessionCount[]> {
+    return (await this.query('sessions-count')).map((r) => ({
+      flow: r.flow as string,
+      step: r.step as string | null,
+      needsAgent: r.needs_agent === true,
+      sessions: num(r.n),
+      oldestAt: num(r.oldest),
+    }));
   }
 
   async listDeadLetters(limit: number): Promise<DeadLetter[]> {

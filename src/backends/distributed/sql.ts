@@ -31,6 +31,7 @@ export const STATEMENT_NAMES = [
   'session-get',
   'sessions-find',
   'sessions-list',
+  'sessions-count',
   'transitions-by-session',
   'outbound-by-session',
   'outbound-get',

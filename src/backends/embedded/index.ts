@@ -43,8 +43,10 @@ import type {
   LeaseInfo,
   OutboundPatch,
   OutboundUpdate,
+  SessionCount,
   SessionQuery,
 } from '../types.ts';
+import { CLEARED_LEASE_MEMORY_MS } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
 import { TurnPacer, type TurnPacerOptions } from './turn-pacer.ts';
 import { WalSync } from './wal-sync.ts';
@@ -154,6 +156,8 @@ export class EmbeddedBackend implements Backend {
   private readonly due: DueQueue;
   private readonly pacer: TurnPacer | null;
   private readonly leases = new Map<string, Lease>();
+  /** When an agent last cleared each session's lease (see `leaseClearedAt`). */
+  private readonly cleared = new Map<string, number>();
   /** New messages stored from webhooks, per second (messages_per_s). */
   private readonly rate = new StoredRate();
   /** Worker id -> heartbeat expiry, epoch ms. */
@@ -721,9 +725,18 @@ export class EmbeddedBackend implements Backend {
 
   async clearLease(key: SessionKey): Promise<boolean> {
     const had = this.isLeased(key);
+    this.cleared.set(sessionId(key), this.now());
     this.leases.delete(sessionId(key));
     this.rescheduleIfPending(key);
     return had;
+  }
+
+  async leaseClearedAt(key: SessionKey): Promise<number | null> {
+    const at = this.cleared.get(sessionId(key));
+    if (at === undefined) return null;
+    if (at + CLEARED_LEASE_MEMORY_MS > this.now()) return at;
+    this.cleared.delete(sessionId(key));
+    return null;
   }
 
   private rescheduleIfPending(k: SessionKey): void {
@@ -976,6 +989,22 @@ export class EmbeddedBackend implements Backend {
          AND (@c IS NULL OR channel = @c) ORDER BY channel`,
     ).all({ u: user, c: channel ?? null }) as Array<{ snapshot: string }>;
     return rows.map((r) => JSON.parse(r.snapshot) as SessionSnapshot);
+  }
+
+  async countSessions(): Promise<SessionCount[]> {
+    const rows = this.sql(
+      `SELECT json_extract(snapshot, '$.flow') AS flow, step, needs_agent AS na, COUNT(*) AS n,
+              MIN(COALESCE(json_extract(snapshot, '$.lastInteraction') * 1000,
+                           json_extract(snapshot, '$.createdAt'))) AS oldest
+         FROM sessions GROUP BY 1, 2, 3`,
+    ).all() as Array<{ flow: string; step: string | null; na: number; n: number; oldest: number }>;
+    return rows.map((r) => ({
+      flow: r.flow,
+      step: r.step,
+      needsAgent: r.na === 1,
+      sessions: r.n,
+      oldestAt: r.oldest,
+    }));
   }
 
   async listSessions(q: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }> {

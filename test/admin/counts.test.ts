@@ -1,0 +1,56 @@
+/**
+ * The flow map's live counts and the inbox count every session, however many there are (an
+ * outside tester saw both stop at 5,000 with 5,202 sessions at one step, as if exact), and the
+ * inbox pages through all that wait.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedSessions } from '../../scripts/seed-sessions.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { text, webhook } from '../support/payloads.ts';
+
+describe('counts and pages beyond a scan', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ BATON_MAX_RETRIES: '0' });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('the flow map counts 5,100 sessions at one step as 5,100', async () => {
+    await seedSessions(h.baton.backend, { count: 5100, concurrency: 32 });
+    const map = (await (await h.admin('/flows/order/map')).json()) as {
+      steps: Array<{ id: string; sessions: number; oldest_ms: number | null }>;
+    };
+    const askName = map.steps.find((s) => s.id === 'ask_name')!;
+    expect(askName.sessions).toBe(5100);
+    expect(askName.oldest_ms).toBeGreaterThanOrEqual(0);
+    expect(map.steps.find((s) => s.id === 'completed')).toMatchObject({ sessions: 0, oldest_ms: null });
+  }, 120_000);
+
+  it('the inbox pages through every waiting session, longest waiting first, once each', async () => {
+    const ts = 1_750_000_000;
+    const users = ['15550601001', '15550601002', '15550601003'];
+    for (const [i, u] of users.entries()) {
+      expect((await h.post(webhook([text(u, 'hi', ts + i)]))).status).toBe(200);
+      await h.settled(u, 1);
+      expect((await h.post(webhook([text(u, 'Jo', ts + i)]))).status).toBe(200);
+      await h.settled(u, 2);
+      expect((await h.post(webhook([text(u, 'which?', ts + i)]))).status).toBe(200);
+      await h.settled(u, 3);
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = (await (
+        await h.admin(`/inbox?limit=2${cursor !== null ? `&cursor=${cursor}` : ''}`)
+      ).json()) as { sessions: Array<{ wa_id: string }>; total: number; next_cursor: string | null };
+      expect(page.total).toBe(3);
+      expect(page.sessions.length).toBeLessThanOrEqual(2);
+      seen.push(...page.sessions.map((s) => s.wa_id));
+      cursor = page.next_cursor;
+    } while (cursor !== null && seen.length < 10);
+    expect(seen).toEqual(users);
+    expect((await h.admin('/inbox?cursor=garbage')).status).toBe(400);
+  });
+});

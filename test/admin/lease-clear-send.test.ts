@@ -1,0 +1,62 @@
+/**
+ * SPEC 1.6 and 1.8: an agent clears a lease whose holder is still sending a reply (Graph slow
+ * to answer). The next holder must not send that reply a second time while the first send may
+ * still reach the user: it waits for the earlier holder to record it. Nothing crashed, so the
+ * user gets the reply once. Both stores, real HTTP, a fake Graph that answers slowly.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { text, webhook } from '../support/payloads.ts';
+import { HARNESS_BACKENDS } from '../support/services.ts';
+
+describe.each(HARNESS_BACKENDS)('clearing a lease mid-send on the %s backend', (_name, available, setup) => {
+  let h: Harness;
+  let drop: () => Promise<void> = async () => undefined;
+  beforeAll(async () => {
+    if (!available) return;
+    const s = setup();
+    drop = s.drop;
+    h = await startHarness(s.env);
+  });
+  afterAll(async () => {
+    if (!available) return;
+    await h.close();
+    await drop();
+  });
+
+  it.skipIf(!available)(
+    'sends the reply once: the next holder waits for the send in flight',
+    async () => {
+      const user = '15550701001';
+      h.graph.failNext(1, {
+        status: 200,
+        delayMs: 2500,
+        body: {
+          messaging_product: 'whatsapp',
+          contacts: [{ input: user, wa_id: user }],
+          messages: [{ id: 'wamid.slow1' }],
+        },
+      });
+      expect((await h.post(webhook([text(user, 'hi', 1_750_000_000)]))).status).toBe(200);
+      await h.graph.waitForArrival((b) => b.to === user);
+      const cleared = await h.admin(`/sessions/${user}/lock`, { method: 'DELETE' });
+      expect(await cleared.json()).toEqual({ released: true });
+      await h.graph.waitFor((c) => c.body.to === user);
+      // The next holder has had the session for seconds by now; give a second send every chance.
+      await new Promise((r) => setTimeout(r, 1500));
+      const prompts = h.graph.requests.filter(
+        (c) => c.body.to === user && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1',
+      );
+      expect(prompts).toHaveLength(1);
+      const out = (await (await h.admin(`/sessions/${user}/outbound`)).json()) as {
+        outbound: Array<{ status: string; wamid?: string }>;
+      };
+      expect(out.outbound).toMatchObject([{ status: 'sent', wamid: 'wamid.slow1' }]);
+      // The conversation goes on as usual.
+      expect((await h.post(webhook([text(user, 'Jane', 1_750_000_001)]))).status).toBe(200);
+      await h.settled(user, 2);
+      await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:2');
+    },
+    30_000,
+  );
+});
