@@ -39,6 +39,9 @@ import {
 /** Most rows a session page shows per list (the newest); the JSON API pages through all of them. */
 const PAGE_ROWS = 300;
 
+/** Rows per page of the inbox. */
+const INBOX_ROWS = 500;
+
 const ASSETS = new URL('./assets/', import.meta.url);
 const SCRIPT = readFileSync(new URL('dashboard.js', ASSETS), 'utf8');
 const STYLE = readFileSync(new URL('dashboard.css', ASSETS), 'utf8');
@@ -304,11 +307,28 @@ export function registerDashboard(
       dash.get('/inbox', async (req, reply) => {
         const cookie = await signedIn(req);
         if (cookie === null) return toSignIn(reply);
-        const inbox = await inboxPage(backend, now(), 500);
+        const query = req.query as Record<string, unknown>;
+        const cursor =
+          typeof query.cursor === 'string' && /^o\d{1,9}$/.test(query.cursor) ? query.cursor : undefined;
+        const from = cursor === undefined ? 0 : Number(cursor.slice(1));
+        const inbox = await inboxPage(backend, now(), INBOX_ROWS, undefined, cursor);
+        const shown = inbox.sessions.length;
+        // Said when the page does not show every waiting session: which ones it shows, and a
+        // link to the next ones (the rows used to stop at 500 without a word).
+        const range =
+          shown < inbox.total
+            ? html`<p id="inbox-range">
+                Sessions ${shown === 0 ? 0 : from + 1} to ${from + shown} of ${inbox.total} waiting.
+                ${from > 0 ? html`<a href="/admin/inbox" id="inbox-first">Longest waiting</a>` : ''}
+                ${inbox.next_cursor !== null ? html`<a href="/admin/inbox?cursor=${q(inbox.next_cursor)}" id="inbox-next">Next ${INBOX_ROWS}</a>` : ''}
+                ${inbox.ordered < inbox.total ? html`<span class="muted">The list orders the first ${inbox.ordered} the store gave; find the others by number.</span>` : ''}
+              </p>`
+            : '';
         const body = html`<p class="sub">
             Sessions waiting for an agent, longest waiting first. While one waits, the bot is silent and the
             user's messages are recorded.
           </p>
+          ${range}
           <div class="table-wrap">
             <table class="grid" id="inbox">
               <thead>
