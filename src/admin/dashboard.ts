@@ -412,6 +412,14 @@ export function registerDashboard(
                     ${here.map((s) => html`<li><a href="${sessionHref(s)}">${s.waId ?? s.user}</a> <span class="muted">channel ${s.channel}, version ${s.version}, waiting ${duration(Math.max(0, t - (s.lastInteraction ?? s.createdAt / 1000) * 1000))}</span></li>`)}
                   </ul>
                   ${here.length === 0 ? html`<p class="muted">None.</p>` : ''}
+                  ${
+                    (counts[step]?.sessions ?? 0) > here.length
+                      ? html`<p class="muted" id="step-sessions-more">
+                          The first ${here.length} of ${counts[step]?.sessions ?? 0}; GET
+                          <code>/admin/api/sessions?step=${step}</code> pages through them all.
+                        </p>`
+                      : ''
+                  }
                 </section>`
               : ''
           }

@@ -27,7 +27,8 @@ describe.skipIf(!servicesUp)('a Redis that comes back older than PostgreSQL', ()
     const s = distributed[2]();
     drop = s.drop;
     prefix = s.env.BATON_REDIS_PREFIX!;
-    h = await startHarness(s.env);
+    // As with a Redis that persists every write (AOF): no intake log to recognise a redelivery.
+    h = await startHarness({ ...s.env, BATON_INTAKE_LOG: 'off' });
     redis = new Redis(REDIS_URL);
   });
   afterAll(async () => {
@@ -88,5 +89,92 @@ describe.skipIf(!servicesUp)('a Redis that comes back older than PostgreSQL', ()
       'baton:order:collect_shipping_address:3',
       'baton:order:confirm_order:4',
     ]);
+  }, 60_000);
+
+  /** Puts the dumped keys back in place of the session's keys now, under another Redis lifetime. */
+  async function rollBack(
+    user: string,
+    dumps: ReadonlyArray<readonly [string, Buffer | null]>,
+  ): Promise<void> {
+    const now = await sessionKeys(user);
+    if (now.length > 0) await redis.del(...now);
+    for (const [k, dump] of dumps) if (dump !== null) await redis.restore(k, 0, dump);
+    const fence = dumps.map(([k]) => k).find((k) => k.endsWith(':fence'));
+    if (fence !== undefined) await redis.hset(fence, 'epoch', 'an-earlier-redis-lifetime');
+  }
+
+  async function dumpSession(user: string): Promise<Array<readonly [string, Buffer | null]>> {
+    return Promise.all((await sessionKeys(user)).map(async (k) => [k, await redis.dumpBuffer(k)] as const));
+  }
+
+  const sentTo = (user: string): Array<string | undefined> =>
+    h.graph.sent.filter((c) => c.body.to === user).map((c) => c.body.biz_opaque_callback_data);
+
+  /** Walks `user` to the address step; resolves with the product tap's webhook. */
+  async function atAddress(user: string, ts: number): Promise<unknown> {
+    expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
+    await h.settled(user, 1);
+    expect((await h.post(webhook([text(user, 'Jane', ts + 1)]))).status).toBe(200);
+    await h.settled(user, 2);
+    const tap = webhook([button(user, 'sku_550e', 'Trail Shoe', ts + 2)]);
+    expect((await h.post(tap)).status).toBe(200);
+    await h.settled(user, 3);
+    await h.graph.waitFor(
+      (c) =>
+        c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:3' && c.body.to === user,
+    );
+    return tap;
+  }
+
+  it('one whose lost commits kept the version (a stale tap) is behind too: the tap is not recorded twice', async () => {
+    const user = '15550801002';
+    const ts = 1_750_000_100;
+    await atAddress(user, ts);
+    const dumps = await dumpSession(user);
+    // An old product button: a stale-input notice, version unchanged.
+    const stale = webhook([button(user, 'sku_551a', 'Rain Jacket', ts + 3)]);
+    expect((await h.post(stale)).status).toBe(200);
+    await h.until(async () => ((await h.transitions(user)).length === 4 ? true : undefined));
+    await h.until(async () => (sentTo(user).length === 4 ? true : undefined));
+    const before = await h.transitions(user);
+    expect(before.at(-1)).toMatchObject({ kind: 'stale_input', version: 3 });
+
+    await rollBack(user, dumps);
+    expect((await h.post(stale)).status).toBe(200);
+    await h.until(async () => ((await h.baton.backend.stats()).queueDepth === 0 ? true : undefined));
+    expect((await h.post(webhook([text(user, '1 Main St', ts + 4)]))).status).toBe(200);
+    await h.settled(user, 4);
+    expect((await h.transitions(user)).map((r) => [r.version, r.kind])).toEqual([
+      [1, 'advance'],
+      [2, 'advance'],
+      [3, 'advance'],
+      [3, 'stale_input'],
+      [4, 'advance'],
+    ]);
+    await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:confirm_order:4');
+    expect(sentTo(user).filter((d) => d?.startsWith('baton:order:collect_shipping_address:3:'))).toHaveLength(
+      1,
+    );
+  }, 60_000);
+
+  it('one that lost the session but kept a message PostgreSQL consumed does not apply it again', async () => {
+    const user = '15550801003';
+    const ts = 1_750_000_200;
+    const tap = await atAddress(user, ts);
+    const sends = sentTo(user).length;
+    // Redis comes back without this session at all; Meta redelivers the product tap.
+    await redis.del(...(await sessionKeys(user)));
+    expect((await h.post(tap)).status).toBe(200);
+    await h.until(async () => ((await h.baton.backend.stats()).queueDepth === 0 ? true : undefined));
+    expect((await h.post(webhook([text(user, '1 Main St', ts + 4)]))).status).toBe(200);
+    await h.settled(user, 4);
+    expect((await h.transitions(user)).map((r) => [r.version, r.kind])).toEqual([
+      [1, 'advance'],
+      [2, 'advance'],
+      [3, 'advance'],
+      [4, 'advance'],
+    ]);
+    await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:confirm_order:4');
+    expect(sentTo(user)).toHaveLength(sends + 1);
   }, 60_000);
 });

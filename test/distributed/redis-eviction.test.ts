@@ -4,7 +4,7 @@
  * a second time, with no word from Baton. Baton reads the policy at start and says so.
  */
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { evictionWarning } from '../../src/backends/distributed/persistence.ts';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.ts';
 
@@ -30,5 +30,18 @@ describe('a Redis that may evict keys', () => {
     await redis.config('SET', 'maxmemory-policy', 'allkeys-lru');
     await redis.config('SET', 'maxmemory', '0');
     expect(await evictionWarning(redis)).toBeNull();
+  });
+
+  it('is named where CONFIG is refused, as managed Redis does, from INFO', async () => {
+    await redis.config('SET', 'maxmemory', '100mb');
+    await redis.config('SET', 'maxmemory-policy', 'allkeys-lru');
+    // A client whose CONFIG is refused (managed Redis renames or disables it).
+    const refusing = new Redis(server.url);
+    vi.spyOn(refusing, 'config').mockRejectedValue(new Error("ERR unknown command 'CONFIG'"));
+    try {
+      expect(await evictionWarning(refusing)).toMatch(/"allkeys-lru"/);
+    } finally {
+      refusing.disconnect();
+    }
   });
 });

@@ -125,16 +125,23 @@ export async function acquireLease(
     // that lagged, a snapshot reloaded after a crash): PostgreSQL has commits Redis lost, and
     // going on from Redis's state would fork the session. This lifetime's era starts (copies of
     // the lost commits still on their way are refused) and the session is reloaded from there.
-    const behind = kept === 2 && session !== null && session.version > asNumber(reply[3]);
+    // Revisions count every commit, those that keep the version (a stale input, a late message) too.
+    const behind =
+      kept === 2 &&
+      session !== null &&
+      (session.version > asNumber(reply[3]) || session.rev > asNumber(reply[4]));
     if (behind) ({ ceiling, session } = await ctx.pg.reserveFenceBlock(key, ctx.fenceBlockSize, epoch));
     wd = watchdogScore(ctx, ttlMs);
     const ops = [acquire(ceiling - ctx.fenceBlockSize, ceiling), watchdog()];
     if (session) {
       reply = asArray((await pipeline(ctx, 'acquire', ops))[0]);
       if (asNumber(reply[0]) > 0) {
-        if (behind)
-          await reloadBehind(ctx, sk, session, { ...key, token, fence: asNumber(reply[0]), holder });
+        const lease = { ...key, token, fence: asNumber(reply[0]), holder };
+        if (behind) await reloadBehind(ctx, sk, session, lease);
         else await restore(ctx, key, sk, session);
+        // A Redis that lost the session (or came back without it) may still hold messages
+        // PostgreSQL consumed: an older Redis's mailbox, or a redelivery its dedupe forgot.
+        if (kept === 0 || behind) await consumeWhatPostgresConsumed(ctx, sk, session, lease);
       }
     } else {
       // A new user: the tombstone, then the first mailbox read.
@@ -163,9 +170,7 @@ export async function acquireLease(
 
 /**
  * Replaces a session's state and outbox that Redis has from before PostgreSQL's (see
- * acquireLease) with PostgreSQL's, under the new holder's lease, and consumes the messages its
- * mailbox still holds that PostgreSQL's copy consumed already: their records are in PostgreSQL,
- * and applying them again would repeat them. Messages PostgreSQL never saw stay, to be applied.
+ * acquireLease) with PostgreSQL's, under the new holder's lease.
  */
 async function reloadBehind(
   ctx: Context,
@@ -179,19 +184,37 @@ async function reloadBehind(
   );
   await r('reload', () => ctx.redis.del(sk.state, sk.out, sk.outState, sk.outIndex, sk.unsent));
   await restore(ctx, lease, sk, row);
+}
+
+/**
+ * Consumes, under `lease` and without a second record, the messages the session's mailbox
+ * holds that PostgreSQL consumed already (their records are there): applying them again would
+ * repeat them. Messages PostgreSQL never saw stay, to be applied.
+ */
+async function consumeWhatPostgresConsumed(
+  ctx: Context,
+  sk: SessionKeys,
+  row: StoredSession,
+  lease: LeaseGrant,
+): Promise<void> {
   const waiting = await r('reload', () => ctx.redis.zrange(sk.mbox, '0', '-1'));
   if (waiting.length === 0) return;
-  const consumed = new Set((await ctx.pg.inboundOf(lease)).map((m) => m.id));
-  const again = waiting.filter((id) => consumed.has(id));
+  const again = await ctx.pg.consumedOf(lease, waiting);
   if (again.length === 0) return;
-  await commits.commit(ctx, lease, {
-    expectedVersion: row.version,
-    snapshot: row.snapshot,
-    records: [],
-    outbound: [],
-    consumed: again,
-    deadLetters: [],
-  });
+  try {
+    await commits.commit(ctx, lease, {
+      expectedVersion: row.version,
+      snapshot: row.snapshot,
+      records: [],
+      outbound: [],
+      consumed: again,
+      deadLetters: [],
+    });
+  } catch (err) {
+    // Redis had the session at another version after all (a concurrent load won): the batch
+    // sees the messages, as before this check.
+    ctx.log.warn({ err, session: logSessionId(lease) }, 'could not consume messages PostgreSQL consumed');
+  }
 }
 
 export async function wantLease(ctx: Context, key: SessionKey, ttlMs: number): Promise<void> {

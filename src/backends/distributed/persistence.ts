@@ -44,14 +44,16 @@ export async function persistenceWarning(redis: Redis): Promise<string | null> {
  * mailbox loses messages); null when it may not, or when the settings cannot be read.
  */
 export async function evictionWarning(redis: Redis): Promise<string | null> {
-  let maxmemory: string | undefined;
-  let policy: string | undefined;
+  // INFO, not CONFIG: managed Redis (ElastiCache, ...) often refuses CONFIG but answers INFO.
+  let info: string;
   try {
-    maxmemory = await configGet(redis, 'maxmemory');
-    policy = await configGet(redis, 'maxmemory-policy');
+    info = await redis.info('memory');
   } catch {
     return null;
   }
+  const field = (name: string): string | undefined => new RegExp(`^${name}:(\\S+)`, 'm').exec(info)?.[1];
+  const maxmemory = field('maxmemory');
+  const policy = field('maxmemory_policy');
   if (maxmemory === undefined || maxmemory === '0' || policy === undefined || policy === 'noeviction')
     return null;
   return `Redis maxmemory-policy is "${policy}" with maxmemory ${maxmemory}: when memory runs short Redis EVICTS keys, and an evicted dedupe marker or mailbox breaks "once" and "nothing lost"; set maxmemory-policy noeviction`;

@@ -446,6 +446,14 @@ export class PgStore {
     return results.at(-1)!;
   }
 
+  /** Of the session's messages `ids`, those PostgreSQL has consumed (in `inbound`). */
+  async consumedOf(key: SessionKey, ids: readonly string[]): Promise<string[]> {
+    const rows = await this.query('intake-log-consumed', [
+      JSON.stringify(ids.map((id) => ({ channel: key.channel, user_id: key.user, id }))),
+    ]);
+    return rows.map((r) => r.id as string);
+  }
+
   async insertDeadLetters(letters: readonly DeadLetter[]): Promise<void> {
     await this.query('dead-letters-insert', [JSON.stringify(letters.map((d) => deadLetterRow(d)))]);
   }

@@ -28,15 +28,15 @@
                       granted, with the first read: the mailbox's figures and messages as
                       pending-3 returns them, and the state's fields (nil when absent)
     {-2, pttl}        (Locked) another holder has it, for pttl more ms
-    {-5, epoch, kept, version}
+    {-5, epoch, kept, version, revision}
                       (NeedFenceBlock) reserve a block in PostgreSQL and call again with it;
                       epoch is this Redis's run_id; kept is 1 when Redis still has the session's
                       fences of this lifetime (a block used up), 2 when they are an earlier
                       lifetime's (a restart or failover that kept data: its journal, still to be
                       copied, goes on, unless the data is older than PostgreSQL's, see
                       leases.ts), 0 when it has none (new, or lost: PostgreSQL is the truth, and
-                      the reservation starts this lifetime's era); version is the state's (-1:
-                      none)
+                      the reservation starts this lifetime's era); version and revision are the
+                      state's (-1: none)
 ]]
 -- @include mailbox-stats
 -- @include mailbox-messages
@@ -55,7 +55,8 @@ if not valid then
   if ARGV[3] == '' then
     local kept = 0
     if n ~= nil then kept = cur[3] == epoch and 1 or 2 end
-    return { -5, epoch, kept, tonumber(redis.call('HGET', KEYS[7], 'v') or '-1') }
+    local st = redis.call('HMGET', KEYS[7], 'v', 'r')
+    return { -5, epoch, kept, tonumber(st[1] or '-1'), tonumber(st[2] or '-1') }
   end
   local base = tonumber(ARGV[3])
   if n == nil or cur[3] ~= epoch or base > n then n = base end
