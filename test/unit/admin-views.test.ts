@@ -95,7 +95,7 @@ describe('dashboard views escape every value', () => {
     const { messages } = conversationPage([inbound], [outbound], 10);
     const m = conversationCard(messages).value;
     expectSafe(m);
-    expect(m).toContain('<div class="text">  two\n  lines &quot;&gt;&lt;script&gt;');
+    expect(m).toContain('<div class="text" dir="auto">  two\n  lines &quot;&gt;&lt;script&gt;');
     expect(m).toContain('status-failed');
   });
 
