@@ -23,6 +23,7 @@
  * `BATON_INTAKE_LOG`: `auto` (on when a Redis master does not persist every write), `on`, `off`.
  * @module
  */
+import { StorageUnavailableError } from '../../errors.ts';
 import type { InboundMessage } from '../../model/message.ts';
 import { PURGE_BATCH, yieldToLoop } from '../retention.ts';
 import type { Context } from './context.ts';
@@ -46,6 +47,9 @@ import { consumedKey, intakeOp } from './intake.ts';
  * stored once all the same: the intake script's dedupe marker decides between the two writers).
  */
 export const RECOVER_AFTER_MS = 500;
+
+/** Longest a webhook waits for its messages to be logged before it is answered 503, ms. */
+export const INTAKE_LOG_WAIT_MS = 5000;
 
 /** Most rows one reaper pass checks against Redis (the oldest first). */
 const RECOVER_MAX = 20 * PURGE_BATCH;
@@ -80,7 +84,30 @@ export class IntakeLog {
       );
     });
     return new Promise<ReadonlySet<string>>((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
+      // A PostgreSQL that hangs (frozen, not down: no error comes) must not hold the webhook for
+      // the query timeout: past this wait it is answered 503 and Meta sends it again. If the
+      // INSERT lands after all, the reaper restores the logged messages once (the dedupe
+      // marker decides between it and the redelivery).
+      const timer = setTimeout(
+        () =>
+          reject(
+            new StorageUnavailableError(
+              `PostgreSQL did not log the webhook within ${INTAKE_LOG_WAIT_MS} ms (intake log)`,
+            ),
+          ),
+        INTAKE_LOG_WAIT_MS,
+      );
+      timer.unref();
+      this.waiters.push({
+        resolve: (consumed) => {
+          clearTimeout(timer);
+          resolve(consumed);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      });
       if (!this.busy) {
         this.busy = true;
         setImmediate(() => this.flush());
