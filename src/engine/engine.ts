@@ -862,7 +862,9 @@ export class Engine {
    */
   private async recordedByEarlierHolder(run: SessionRun, rec: OutboundRecord): Promise<boolean> {
     const { backend } = this.o;
-    run.clearedAt ??= await backend.leaseClearedAt(run.lease).catch(() => null);
+    // Looked up once a turn: `??=` would ask again after a null answer, for every record.
+    if (run.clearedAt === undefined)
+      run.clearedAt = await backend.leaseClearedAt(run.lease).catch(() => null);
     if (run.clearedAt === null) return false;
     const until = run.clearedAt + (this.o.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
     for (;;) {
