@@ -156,6 +156,9 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     await backend.close().catch(() => undefined);
     throw err;
   }
+  // One clock for every process that shares the store (a distributed backend's is Redis's):
+  // storage times, due times and watermarks are stamped by one process and compared by another.
+  const now = opts.now ?? backend.clock;
 
   // Batches wait for webhooks of their window still being stored: those of any ingress process
   // when the backend is shared (its watermarks), else those of the ingress in this process.
@@ -166,7 +169,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       ...(roles.worker ? { gate: backend.intake.gate() } : {}),
     };
   } else if (roles.ingress && roles.worker) {
-    const local = new LocalIntakeGate(opts.now ? { now: opts.now } : {});
+    const local = new LocalIntakeGate(now ? { now } : {});
     intake = { tracker: local, gate: local };
   }
   const engine = new Engine({
@@ -192,7 +195,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     dedupeTtlSec: config.dedupeTtlSec,
     logger,
     metrics,
-    ...(opts.now ? { now: opts.now } : {}),
+    ...(now ? { now } : {}),
     ...opts.engine,
   });
 
@@ -208,6 +211,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
           url: config.amqpUrl,
           queue: config.amqpQueue,
           logger,
+          ...(now ? { now } : {}),
           count: (outcome) => metrics.queued.inc({ outcome }),
         })
       : null;
@@ -246,7 +250,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     backend,
     stats,
     ...(intake.tracker ? { intake: intake.tracker } : {}),
-    ...(opts.now ? { now: opts.now } : {}),
+    ...(now ? { now } : {}),
     metrics,
     logger,
     providers,

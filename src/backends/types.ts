@@ -147,6 +147,12 @@ export interface BackendStats {
  */
 export interface Backend {
   readonly kind: 'embedded' | 'distributed';
+  /**
+   * The clock of a store that several processes share (epoch ms; valid once `init` resolved):
+   * what one process stamps (storage times, due times, watermarks) another compares with its
+   * own time, so every process of a deployment reads this one. None: the process's own clock.
+   */
+  readonly clock?: () => number;
 
   /** Creates tables/loads scripts. Idempotent. */
   init(): Promise<void>;

@@ -25,6 +25,7 @@ import { ScriptSet } from './scripts.ts';
 import { SharedRate } from './throughput.ts';
 import { GlobalFeed, type MailboxFigures } from './global-feed.ts';
 import type { IntakeLog } from './intake-log.ts';
+import { StoreClock } from './store-clock.ts';
 
 /** Delay before a session whose replies were left unsent is taken up again (as in embedded mode). */
 export const UNSENT_RETRY_MS = 1000;
@@ -43,7 +44,10 @@ export interface Context {
   /** Status changes whose journal copy may wait for the session's next copy (deferred-copies.ts). */
   readonly deferred: DeferredCopies;
   readonly globalFeed: GlobalFeed;
+  /** Epoch ms: Redis's clock (store-clock.ts), unless the options give one. */
   readonly now: () => number;
+  /** The clock `now` reads when it is Redis's, synced by `init`; null when the options give one. */
+  readonly clock: StoreClock | null;
   readonly log: BackendLogger;
   readonly writeThrough: boolean;
   readonly schema: string;
@@ -132,7 +136,6 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
   assertSchemaName(schema);
   const keys = new Keys(options.prefix ?? 'baton');
   const scripts = ScriptSet.load();
-  const now = options.now ?? Date.now;
   const log = options.logger ?? pino({ name: 'baton' });
   // Fail fast instead of queueing while disconnected: intake must answer 503, not hang.
   const redis = createRedisClient({
@@ -140,6 +143,10 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     cluster: options.cluster ?? false,
     commandTimeoutMs: options.commandTimeoutMs ?? 3000,
   });
+  const clock = options.now
+    ? null
+    : new StoreClock(redis, (err) => redisError(ctx, err instanceof Error ? err : new Error(String(err))));
+  const now = options.now ?? clock!.now;
   const ctx: Context = {
     opts: options,
     keys,
@@ -164,6 +171,7 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
       () => wakeOp(ctx),
     ),
     now,
+    clock,
     log,
     writeThrough: options.syncMode !== 'write-behind',
     schema,

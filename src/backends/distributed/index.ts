@@ -92,6 +92,11 @@ export class DistributedBackend implements Backend {
     return this.ctx.intake;
   }
 
+  /** Redis's clock, which every process of the deployment shares (store-clock.ts). */
+  get clock(): () => number {
+    return this.ctx.now;
+  }
+
   /** Shared by every process of the deployment (see alerts-lead-1.lua). */
   readonly alerts: AlertStore = {
     lead: (id, ttlMs) => adminReads.alertsLead(this.ctx, id, ttlMs),

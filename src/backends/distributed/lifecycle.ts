@@ -25,6 +25,11 @@ export async function init(ctx: Context): Promise<void> {
       throw new StorageUnavailableError('Redis is unreachable', err);
     }
   }
+  // Every time this process stamps or compares is on Redis's clock from here (store-clock.ts).
+  if (ctx.clock) {
+    await r('init', () => ctx.clock!.sync());
+    ctx.clock.start();
+  }
   if (ctx.opts.migrate !== false) await migrate(ctx.opts.databaseUrl, ctx.schema);
   await r('init', () => ctx.scripts.preload(ctx.redis));
   const nodes = masterNodes(ctx.redis);
@@ -101,6 +106,7 @@ export async function init(ctx: Context): Promise<void> {
 export async function close(ctx: Context): Promise<void> {
   if (ctx.closed) return;
   ctx.closed = true;
+  ctx.clock?.stop();
   // This ingress's watermark entry goes: it receives nothing more.
   const leaving = ctx.intake?.close();
   if (leaving) await followUp(ctx, [leaving]);
