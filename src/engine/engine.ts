@@ -111,6 +111,11 @@ const EARLIER_SEND_POLL_MS = 100;
 const AMBIGUOUS = 'no answer twice, so not sent again (the user may have it already): replay it if not';
 /** The longest backoff an agent's request waits out before it leaves the send to a worker. */
 const AGENT_SEND_WAIT_MS = 1000;
+/**
+ * Sessions waiting out a send backoff free their worker slot (see Engine.park), up to this many
+ * per slot: past that a Graph outage slows this worker down rather than piling up leases.
+ */
+const PARKED_PER_SLOT = 8;
 
 /**
  * Any error thrown while flow code ran, as a `FlowRuntimeError` naming flow and step. Errors
@@ -130,6 +135,9 @@ export class Engine {
   private loops: Promise<void>[] = [];
   /** Sessions whose baton is held while an effect runs: they freed their worker loop's slot. */
   private readonly waiting = new Set<Promise<void>>();
+  /** Worker loops started (`start`), and how many sessions waiting out a send backoff freed theirs. */
+  private slots = 0;
+  private parked = 0;
   private heartbeat: NodeJS.Timeout | null = null;
   /** Renews every baton this engine holds, on one timer. */
   readonly leases: LeaseManager;
@@ -167,6 +175,7 @@ export class Engine {
     beat();
     this.heartbeat = setInterval(beat, HEARTBEAT_TTL_MS / 3);
     this.heartbeat.unref();
+    this.slots += concurrency;
     for (let i = 0; i < concurrency; i += 1) this.loops.push(this.loop());
   }
 
@@ -243,7 +252,7 @@ export class Engine {
     if (lease === null) return;
     this.o.metrics.lockWait.observe((this.now() - waitStart) / 1000);
     const held = this.hold(lease);
-    const run: SessionRun = { lease, held, effects: [], claims: new Set() };
+    const run: SessionRun = { lease, held, effects: [], claims: new Set(), ...(detach ? { detach } : {}) };
     let released = false;
     try {
       for (;;) {
@@ -304,6 +313,7 @@ export class Engine {
         );
       }
     } finally {
+      if (run.parked) this.parked -= 1;
       held.stop();
       // A reply that went out is recorded whatever happened since, lease or not.
       await this.recordSent(run).catch((err: unknown) =>
@@ -314,6 +324,18 @@ export class Engine {
           .releaseLease(lease)
           .catch((err: unknown) => logger.error({ err }, 'lease release failed'));
     }
+  }
+
+  /**
+   * Frees the worker slot of a session about to wait out a send backoff: a gateway that throttles
+   * or fails one user's replies (or all of them, for a while) must not keep the other users' turns
+   * waiting behind its backoffs. The session keeps its baton and goes on when the wait is over.
+   */
+  private park(run: SessionRun): void {
+    if (run.detach === undefined || run.parked || this.parked >= this.slots * PARKED_PER_SLOT) return;
+    run.parked = true;
+    this.parked += 1;
+    run.detach();
   }
 
   /**
@@ -809,6 +831,7 @@ export class Engine {
             // waiting out a throttled gateway's Retry-After must not count as a send) and is
             // taken again before the next attempt. Only on this slow path: two writes per retry.
             if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, [rec.id]);
+            this.park(run);
             if (await waitUnlessWanted(wait, signal, this.wanted(run))) {
               // An agent waits for this session: the reply stays unsent, the baton goes to the
               // agent, and a later turn tries again (the release brings the session back).
@@ -1064,6 +1087,10 @@ interface SessionRun {
   readonly claims: Set<string>;
   /** When an agent last cleared this session's lease, once looked up (see recordedByEarlierHolder). */
   clearedAt?: number | null;
+  /** Frees the worker loop's slot this session holds (see Engine.park). */
+  readonly detach?: () => void;
+  /** It freed its slot to wait out a send backoff. */
+  parked?: boolean;
 }
 
 /** Adds the replies a commit of this holder's wrote to its claims (effects are not sent). */
