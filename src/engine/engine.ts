@@ -392,7 +392,7 @@ export class Engine {
           pending = await backend.pending(lease, MAX_BATCH);
         }
       }
-      batch = pending.filter((m) => m.storedAt <= windowEnd).map(trustedTimestamp);
+      batch = withStragglers(pending.map(trustedTimestamp), windowEnd);
     }
     const started = this.now();
     const prev = await backend.load(lease);
@@ -1091,6 +1091,20 @@ interface SessionRun {
   readonly detach?: () => void;
   /** It freed its slot to wait out a send backoff. */
   parked?: boolean;
+}
+
+/**
+ * The batch whose window ends at `windowEnd`: the messages stored within it, and those stored
+ * after it that the user sent no later than the newest of them (WhatsApp timestamps). A busy
+ * intake can store a burst's first message after its window closed yet before its batch runs;
+ * left for the next batch it would be older than what this one applied, so recorded `late` and
+ * lost (a name missing its first half). Messages sent after the window's newest stay for a batch
+ * of their own, as the window says. `pending` is in mailbox order, timestamps already trusted.
+ */
+export function withStragglers(pending: readonly StoredMessage[], windowEnd: number): StoredMessage[] {
+  let newest = Number.NEGATIVE_INFINITY;
+  for (const m of pending) if (m.storedAt <= windowEnd && m.timestamp > newest) newest = m.timestamp;
+  return pending.filter((m) => m.storedAt <= windowEnd || m.timestamp <= newest);
 }
 
 /** Adds the replies a commit of this holder's wrote to its claims (effects are not sent). */

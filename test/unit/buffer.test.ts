@@ -70,4 +70,68 @@ describe('buffer window (fake clock)', () => {
     await engine.stop();
     await backend.close();
   });
+
+  it('takes a message stored after the window but sent before what it holds: not recorded late', async () => {
+    // A busy intake stores a burst's first text after its window closed, before the batch runs:
+    // left for the next batch it would be older than what the batch applied, so `late`, and the
+    // name would lose its first half (an outside test under CPU load).
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 500, dedupeTtlSec: 3600 });
+    await backend.init();
+    const sent: string[] = [];
+    const engine = testEngine(backend, {
+      bufferMs: 500,
+      send: async (m) => (sent.push(m.callbackData), { providerMessageId: `o${m.id}` }),
+    });
+    const key = { channel: 'c', user: 'u' };
+    const store = async (id: string, body: string, ts: number): Promise<void> => {
+      const m: InboundMessage = {
+        id,
+        provider: 'cloud-api',
+        channel: 'c',
+        user: 'u',
+        timestamp: ts,
+        content: { type: 'text', body },
+      };
+      const p = backend.ingest({ messages: [m], statuses: [] });
+      await vi.advanceTimersByTimeAsync(0);
+      await p;
+    };
+    const run = async (): Promise<void> => {
+      const p = engine.runSession(key);
+      await vi.advanceTimersByTimeAsync(50);
+      await p;
+    };
+    await store('w1', 'hi', 100);
+    await vi.advanceTimersByTimeAsync(500);
+    await run();
+    expect((await backend.load(key))?.version).toBe(1);
+
+    await store('w2', 'Lovelace', 102); // the window opens: until +500
+    await vi.advanceTimersByTimeAsync(700);
+    await store('w3', 'Ada', 101); // sent first, stored 700 ms later
+    await vi.advanceTimersByTimeAsync(100);
+    await run(); // the worker comes late, both are stored
+
+    const s = (await backend.load(key))!;
+    expect(s.data).toEqual({ customer_name: 'Ada Lovelace' });
+    expect(s.version).toBe(2);
+    const records = await backend.transitions(key);
+    expect(records.map((r) => [r.version, r.kind, [...r.message_ids].sort()])).toEqual([
+      [1, 'advance', ['w1']],
+      [2, 'advance', ['w2', 'w3']],
+    ]);
+    expect(sent).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);
+
+    // One sent after the batch's newest stays for a batch of its own, as before.
+    await store('w4', 'sku?', 103);
+    await vi.advanceTimersByTimeAsync(700);
+    await store('w5', 'later', 104);
+    await vi.advanceTimersByTimeAsync(100);
+    await run();
+    expect((await backend.transitions(key)).filter((r) => r.version === 3).map((r) => r.message_ids)).toEqual([
+      ['w4'],
+    ]);
+    await engine.stop();
+    await backend.close();
+  });
 });
