@@ -4,31 +4,20 @@
  * slot (`concurrency: 1`), a 3 s first backoff: user A's prompt is refused once (503), and user
  * B, who writes meanwhile, is answered before A's retry. Before, B waited for A's backoff.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { describe, expect, it } from 'vitest';
+import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
 const T0 = 1_750_000_000;
 
 describe.each(HARNESS_BACKENDS)('a send backoff on the %s backend', (_name, available, setup) => {
-  let h: Harness;
-  let drop: () => Promise<void> = async () => undefined;
-  beforeAll(async () => {
-    if (!available) return;
-    const s = setup();
-    drop = s.drop;
-    h = await startHarness(s.env, { concurrency: 1, engine: { sendBackoffMs: 3000 } });
-  });
-  afterAll(async () => {
-    if (!available) return;
-    await h.close();
-    await drop();
-  });
+  const harness = harnessOn(available, setup, {}, { concurrency: 1, engine: { sendBackoffMs: 3000 } });
 
   it.skipIf(!available)(
     'frees the worker slot: another user is answered during it, then the reply goes out once',
     async () => {
+      const h = harness();
       const a = '15550702001';
       const b = '15550702002';
       h.graph.failNext(1, { status: 503 });

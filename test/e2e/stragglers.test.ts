@@ -4,8 +4,8 @@
  * (an outside test under CPU load saw names lose their first half: the ingress stored a burst
  * over more than the window). The worker is made late by a lease the test holds meanwhile.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { describe, expect, it } from 'vitest';
+import { harnessOn } from '../support/harness-on.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
@@ -14,23 +14,12 @@ const T0 = 1_750_000_000;
 describe.each(HARNESS_BACKENDS)(
   'a burst stored over more than the window, %s backend',
   (_name, available, setup) => {
-    let h: Harness;
-    let drop: () => Promise<void> = async () => undefined;
-    beforeAll(async () => {
-      if (!available) return;
-      const s = setup();
-      drop = s.drop;
-      h = await startHarness({ ...s.env, BATON_BUFFER_MS: '300' });
-    });
-    afterAll(async () => {
-      if (!available) return;
-      await h.close();
-      await drop();
-    });
+    const harness = harnessOn(available, setup, { BATON_BUFFER_MS: '300' });
 
     it.skipIf(!available)(
       'is one batch when its batch runs late: the first text is not late',
       async () => {
+        const h = harness();
         const user = '15550703001';
         const key = { channel: PHONE_ID, user };
         expect((await h.post(webhook([text(user, 'hi', T0)]))).status).toBe(200);

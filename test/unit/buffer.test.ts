@@ -128,9 +128,9 @@ describe('buffer window (fake clock)', () => {
     await store('w5', 'later', 104);
     await vi.advanceTimersByTimeAsync(100);
     await run();
-    expect((await backend.transitions(key)).filter((r) => r.version === 3).map((r) => r.message_ids)).toEqual([
-      ['w4'],
-    ]);
+    expect((await backend.transitions(key)).filter((r) => r.version === 3).map((r) => r.message_ids)).toEqual(
+      [['w4']],
+    );
     await engine.stop();
     await backend.close();
   });
