@@ -137,6 +137,12 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
         return { dead_letters: await backend.listDeadLetters(q.limit ?? 100) };
       });
 
+      // Replies whose delivery failed, newest first (the overview's "Failed replies").
+      api.get('/failed-replies', { schema: { querystring: LimitQuery } }, async (req) => {
+        const q = parsed(LimitQuery, req.query);
+        return { failed_replies: (await backend.failedReplies(q.limit ?? 100)).map(outboundView) };
+      });
+
       api.post(
         '/dead-letters/:id/replay',
         { schema: { params: DeadLetterParams, querystring: EmptyQuery, body: NoBody } },

@@ -25,6 +25,7 @@ import {
   duration,
   effectOutcomes,
   failedNotice,
+  failedRepliesCard,
   layout,
   letterCell,
   outboundCard,
@@ -150,11 +151,12 @@ export function registerDashboard(
       dash.get('/', async (req, reply) => {
         const cookie = await signedIn(req);
         if (cookie === null) return reply.type('text/html; charset=utf-8').send(signInPage());
-        const [stats, dead, inbox] = await Promise.all([
+        const [stats, dead, inbox, failed] = await Promise.all([
           // Fresh: an agent who just replayed or cleared something must see it counted.
           backend.stats(),
           backend.listDeadLetters(50),
           inboxPage(backend, now(), 5),
+          backend.failedReplies(20),
         ]);
         const stat = (id: string, label: string, value: string | number) =>
           html`<div class="stat" id="stat-${id}">
@@ -221,7 +223,8 @@ export function registerDashboard(
                     </table>
                   </div>`
             }
-          </section>`;
+          </section>
+          ${failedRepliesCard(failed)}`;
         return page(reply, cookie, 'Overview', body);
       });
 

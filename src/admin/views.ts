@@ -531,6 +531,48 @@ export function failedNotice(outbound: readonly OutboundRecord[]): Html {
   </p>`;
 }
 
+/**
+ * The overview's list of replies whose delivery failed (newest first): who did not get what, and
+ * why, each linked to its session.
+ */
+export function failedRepliesCard(failed: readonly OutboundRecord[]): Html {
+  return html`<section class="card" id="failed-replies">
+    <h2>Failed replies</h2>
+    ${
+      failed.length === 0
+        ? html`<p class="muted">None.</p>`
+        : html`<p class="muted">
+              Replies the users did not get (Meta reported them failed, or Baton gave up), newest first.
+            </p>
+            <div class="table-wrap">
+              <table class="grid">
+                <thead>
+                  <tr>
+                    <th>Sent</th>
+                    <th>Session</th>
+                    <th>Step</th>
+                    <th>Reply</th>
+                    <th>Error</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  ${failed.map(
+                    (o) =>
+                      html`<tr data-id="${o.id}">
+                        <td><time>${new Date(o.createdAt).toISOString()}</time></td>
+                        <td><a href="${sessionHref(o)}">${o.user}</a></td>
+                        <td><code>${o.step}</code></td>
+                        <td class="content" dir="auto">${shorten(describeOutbound(o), 140)}</td>
+                        <td>${o.lastError ?? ''}</td>
+                      </tr>`,
+                  )}
+                </tbody>
+              </table>
+            </div>`
+    }
+  </section>`;
+}
+
 /** An effect's result as the session's mailbox got it, and what the session did with it. */
 export interface EffectOutcome {
   readonly ok: boolean;

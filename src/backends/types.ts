@@ -287,6 +287,11 @@ export interface Backend {
   transitions(key: SessionKey): Promise<TransitionRecord[]>;
   outbound(key: SessionKey): Promise<OutboundRecord[]>;
   listDeadLetters(limit: number): Promise<DeadLetter[]>;
+  /**
+   * Replies (not effects) whose delivery failed, newest failure first, at most `limit`: Meta's
+   * `failed` status webhook named them, or Baton gave up sending them. For the dashboard.
+   */
+  failedReplies(limit: number): Promise<OutboundRecord[]>;
   /** One dead letter, replayed or not; null when there is no such letter. */
   getDeadLetter(id: string): Promise<DeadLetter | null>;
   /**

@@ -89,6 +89,11 @@ export async function listDeadLetters(ctx: Context, limit: number): Promise<Dead
   return ctx.pg.listDeadLetters(limit);
 }
 
+export async function failedReplies(ctx: Context, limit: number): Promise<OutboundRecord[]> {
+  await barrier(ctx);
+  return ctx.pg.failedReplies(limit);
+}
+
 export async function getDeadLetter(ctx: Context, id: string): Promise<DeadLetter | null> {
   await barrier(ctx);
   return ctx.pg.getDeadLetter(id);

@@ -236,6 +236,10 @@ export class DistributedBackend implements Backend {
     return adminReads.outbound(this.ctx, key);
   }
 
+  failedReplies(limit: number): Promise<OutboundRecord[]> {
+    return adminReads.failedReplies(this.ctx, limit);
+  }
+
   listDeadLetters(limit: number): Promise<DeadLetter[]> {
     return adminReads.listDeadLetters(this.ctx, limit);
   }

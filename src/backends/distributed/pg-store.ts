@@ -545,6 +545,12 @@ export class PgStore {
     }));
   }
 
+  async failedReplies(limit: number): Promise<OutboundRecord[]> {
+    return (await this.query('outbound-failed', [limit]))
+      .map((r) => outboundFromRow(r))
+      .map((o) => joinOutbound(o.record, o.state));
+  }
+
   async listDeadLetters(limit: number): Promise<DeadLetter[]> {
     return (await this.query('dead-letters-list', [limit])).map(deadLetterFromRow);
   }

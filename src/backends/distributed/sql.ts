@@ -34,6 +34,7 @@ export const STATEMENT_NAMES = [
   'sessions-count',
   'transitions-by-session',
   'outbound-by-session',
+  'outbound-failed',
   'outbound-get',
   'outbound-by-provider-ids',
   'retention-transitions-purge',

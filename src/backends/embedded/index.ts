@@ -1053,6 +1053,15 @@ export class EmbeddedBackend implements Backend {
     );
   }
 
+  async failedReplies(limit: number): Promise<OutboundRecord[]> {
+    const rows = this.sql(
+      `SELECT ${OUTBOUND_ROW} FROM outbound
+       WHERE status = 'failed' AND json_extract(record, '$.effect') IS NULL
+       ORDER BY updated_at DESC, rowid DESC LIMIT ?`,
+    ).all(limit) as OutboundRow[];
+    return rows.map(outboundRecord);
+  }
+
   async listDeadLetters(limit: number): Promise<DeadLetter[]> {
     const rows = this.sql('SELECT * FROM dead_letters ORDER BY created_at DESC, id LIMIT ?').all(
       limit,

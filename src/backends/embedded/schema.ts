@@ -97,4 +97,6 @@ export const MIGRATIONS: readonly string[] = [
   // 8: the channel a parked status came on: it applies only to a send of that channel (one
   //    gateway's webhooks never touch the other's records)
   `ALTER TABLE early_statuses ADD COLUMN channel TEXT NOT NULL DEFAULT '';`,
+  // 9: failed replies, newest first, without a scan (the dashboard's overview)
+  `CREATE INDEX outbound_failed ON outbound (updated_at) WHERE status = 'failed';`,
 ];
