@@ -134,4 +134,40 @@ describe('buffer window (fake clock)', () => {
     await engine.stop();
     await backend.close();
   });
+
+  it("stretches the window by the process's event-loop delay: a burst a busy machine spread out is one batch", async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 500, dedupeTtlSec: 3600 });
+    await backend.init();
+    const engine = testEngine(backend, { bufferMs: 500, loopLagMs: () => 300 });
+    engine.start(2);
+    const key = { channel: 'c', user: 'u' };
+    const store = async (id: string, body: string, ts: number): Promise<void> => {
+      const m: InboundMessage = {
+        id,
+        provider: 'cloud-api',
+        channel: 'c',
+        user: 'u',
+        timestamp: ts,
+        content: { type: 'text', body },
+      };
+      const p = backend.ingest({ messages: [m], statuses: [] });
+      await vi.advanceTimersByTimeAsync(0);
+      await p;
+    };
+    await store('w1', 'hi', 100);
+    await vi.advanceTimersByTimeAsync(900);
+    expect((await backend.load(key))?.version).toBe(1);
+
+    await store('w2', 'Ada', 101); // the window: 500 ms, stretched by 300
+    await vi.advanceTimersByTimeAsync(700);
+    await store('w3', 'Lovelace', 102); // past 500 ms, within the stretch
+    await vi.advanceTimersByTimeAsync(99);
+    expect((await backend.load(key))?.version).toBe(1); // the batch waits out the stretch
+    await vi.advanceTimersByTimeAsync(50);
+    const s = (await backend.load(key))!;
+    expect(s.data).toEqual({ customer_name: 'Ada Lovelace' });
+    expect(s.version).toBe(2);
+    await engine.stop();
+    await backend.close();
+  });
 });
