@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, VERIFY_TOKEN, type Harness } from '../support/harness.ts';
@@ -90,6 +91,28 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
     // Counted, as other refusals are.
     const metrics = await (await fetch(`${h.url}/metrics`)).text();
     expect(metrics).toMatch(/^baton_webhooks_total\{provider="cloud-api",outcome="too_large"\} [1-9]/m);
+  });
+
+  it('a client that writes the whole 4 MiB + 1 body gets the 413, not a reset connection', async () => {
+    // Answered before the body was read, the connection closed on unread bytes: the socket was
+    // reset and a client still writing lost the answer (an outside test: half the time, busy machine).
+    const { port } = new URL(h.url);
+    const body = Buffer.alloc(4 * 1024 * 1024 + 1, 'a');
+    for (let i = 0; i < 5; i++) {
+      const outcome = await new Promise<string>((resolve) => {
+        const s = connect(Number(port), '127.0.0.1');
+        let answer = '';
+        let error = '';
+        s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+        s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+        s.on('close', () => resolve(`${answer.split(' ')[1] ?? 'none'}${error ? `+${error}` : ''}`));
+        s.write(
+          `POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+        );
+        s.end(body);
+      });
+      expect(outcome).toBe('413');
+    }
   });
 
   it('accepts a 3 MB body (Meta sends up to 3 MB)', async () => {
