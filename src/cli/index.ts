@@ -3,6 +3,7 @@
  * 0 success, 1 failure, 2 usage error.
  * @module
  */
+import { readFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { amqpAddress } from '../ingress/amqp-intake.ts';
@@ -32,6 +33,48 @@ function loadDotEnv(): void {
 }
 
 class UsageError extends Error {}
+
+/** Baton's version, from its package.json (two levels up from `src/cli/` and `dist/cli/`). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version?: unknown;
+  };
+  return String(pkg.version);
+}
+
+/** The command `argv` names, as typed: `baton session show` (options and arguments left out). */
+function commandPath(program: Command, argv: readonly string[]): string {
+  const path = [program.name()];
+  let command = program;
+  for (const word of argv) {
+    if (word.startsWith('-')) continue;
+    const sub = command.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (sub === undefined) break;
+    path.push(word);
+    command = sub;
+  }
+  return path.join(' ');
+}
+
+/**
+ * A parse error of commander's on one line, with where help is:
+ * `baton: unknown command "bogus" (see baton --help)`.
+ */
+function usageLine(err: CommanderError, program: Command, argv: readonly string[]): string {
+  const [first = 'usage error', ...more] = err.message
+    .replace(/^error: /, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  const what = first.replace(/'([^']*)'/g, '"$1"').replace(/\.$/, '');
+  // commander's suggestion, "(Did you mean start?)".
+  const suggestion = more
+    .join(' ')
+    .replace(/^\((.*)\)$/, '$1')
+    .replace(/^Did/, 'did');
+  const help = `see ${commandPath(program, argv)} --help`;
+  return `baton: ${what} (${suggestion === '' ? '' : `${suggestion} `}${help})`;
+}
 
 /** A listen failure that names the variables to change (PORT, HOST). */
 function listenError(err: unknown, config: Config, ingress: boolean): unknown {
@@ -132,9 +175,14 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
   const config = (): Config => loadConfig(process.env);
   const program = new Command('baton')
     .description('Baton: WhatsApp conversations kept on the right step under any traffic')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .exitOverride()
-    .showHelpAfterError()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      writeOut: (s) => process.stdout.write(s),
+      // Parse errors are written by `run`, on one line.
+      outputError: () => undefined,
+    });
 
   const concurrency = (v: string): number => {
     const n = Number(v);
@@ -332,6 +380,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
         return 0;
+      // `baton session` (no subcommand) printed its help: that is the answer.
+      if (err.code !== 'commander.help') process.stderr.write(`${usageLine(err, program, argv)}\n`);
       return 2;
     }
     if (
