@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { amqpAddress } from '../ingress/amqp-intake.ts';
-import { createBaton, createLogger, type BatonOptions } from '../app.ts';
+import { createBaton, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
 import { sessionNamedBy, toSessionView } from '../model/session.ts';
@@ -22,6 +22,7 @@ import {
   type SimulateFlags,
 } from './simulate.ts';
 import { watchParent } from './parent-watch.ts';
+import { oneShotLogger, sessionStore } from './store.ts';
 
 /** Loads `.env` if present (values already in the environment win). */
 function loadDotEnv(): void {
@@ -243,7 +244,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('migrate')
     .description('create or upgrade the store schema')
     .action(async () => {
-      const baton = await createBaton(config(), { roles: { ingress: false, worker: false } });
+      const c = config();
+      const baton = await createBaton(c, {
+        roles: { ingress: false, worker: false },
+        logger: oneShotLogger(c),
+      });
       await baton.stop();
       out(`migrated (${baton.backend.kind})`);
     });
@@ -251,10 +256,20 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
   const withBaton = async <T>(fn: (b: Awaited<ReturnType<typeof createBaton>>) => Promise<T>): Promise<T> => {
     const c = config();
     // Its stdout is the command's JSON: logs (a store's warnings) go to stderr.
-    const baton = await createBaton(c, {
-      roles: { ingress: false, worker: false },
-      logger: createLogger(c.logLevel, 2),
-    });
+    const logger = oneShotLogger(c);
+    // A distributed store is opened as it is, never migrated: a session command creates nothing.
+    const backend = await sessionStore(c, logger);
+    let baton: Awaited<ReturnType<typeof createBaton>>;
+    try {
+      baton = await createBaton(c, {
+        roles: { ingress: false, worker: false },
+        logger,
+        ...(backend ? { backend } : {}),
+      });
+    } catch (err) {
+      await backend?.close().catch(() => undefined);
+      throw err;
+    }
     try {
       return await fn(baton);
     } finally {
