@@ -374,10 +374,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('graph <flowId>')
     .option('--format <format>', GRAPH_FORMATS.join('|'), 'mermaid')
     .option('--output <file>', 'write to a file instead of stdout')
+    .option('--flows <module>', 'the module the flow is in (default: $BATON_FLOWS, else the reference bot)')
     .action(async (flowId: string, o: GraphFlags) => {
       if (!(GRAPH_FORMATS as readonly string[]).includes(o.format))
         throw new UsageError(`--format must be ${GRAPH_FORMATS.join(', ')}; got "${o.format}"`);
-      code = await runFlowGraph(flowId, o, config().flows, { out });
+      code = await runFlowGraph(flowId, o, o.flows ?? config().flows, { out });
     });
 
   configureLoadCommand(program.command('load')).action(async (o: LoadFlags) => {
