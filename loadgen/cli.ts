@@ -151,7 +151,8 @@ export function progressLine(p: LoadProgress, width = 24): string {
   return (
     `[${bar}] ${String(Math.floor(done * 100)).padStart(3)}%  ` +
     `msgs ${p.sent}/${p.planned}  replies ${p.replies}/${p.repliesPlanned}  ` +
-    `users ${p.usersDone}/${p.users}  ${(p.elapsedMs / 1000).toFixed(1)}s${phase}`
+    `users ${p.usersDone}/${p.users}${p.usersGaveUp > 0 ? ` (${p.usersGaveUp} gave up)` : ''}  ` +
+    `${(p.elapsedMs / 1000).toFixed(1)}s${phase}`
   );
 }
 

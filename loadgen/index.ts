@@ -66,6 +66,8 @@ export interface LoadProgress {
   readonly elapsedMs: number;
   readonly users: number;
   readonly usersDone: number;
+  /** Of those, users who did not get every reply. */
+  readonly usersGaveUp: number;
   /** Messages the scenario plans (duplicates aside). */
   readonly planned: number;
   readonly sent: number;
@@ -323,6 +325,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     acked: 0,
     replies: 0,
     usersDone: 0,
+    usersGaveUp: 0,
   };
   const ctx: DriverContext = {
     client,
@@ -370,6 +373,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       elapsedMs: performance.now() - started,
       users,
       usersDone: counters.usersDone,
+      usersGaveUp: counters.usersGaveUp,
       planned: plannedMessages,
       sent: counters.sent,
       acked: counters.acked,

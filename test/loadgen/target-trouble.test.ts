@@ -7,8 +7,8 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runLoad } from '../../loadgen/index.ts';
-import { formatReport } from '../../loadgen/cli.ts';
+import { runLoad, type LoadProgress } from '../../loadgen/index.ts';
+import { formatReport, progressLine } from '../../loadgen/cli.ts';
 
 interface FakeTarget {
   readonly url: string;
@@ -99,7 +99,10 @@ describe('load verdict with the target in trouble', () => {
     const target = await fakeTarget((t) => {
       if (t.stored === 2) void t.die();
     });
+    const seen: LoadProgress[] = [];
     const report = await runLoad({
+      onProgress: (p) => seen.push(p),
+      progressIntervalMs: 20,
       url: target.url,
       adminToken: 't',
       users: 4,
@@ -117,5 +120,9 @@ describe('load verdict with the target in trouble', () => {
     const text = formatReport(report, 'none').join('\n');
     expect(text).toMatch(/verdict: NOT CLEAN/);
     expect(text).toMatch(/admin API .*unreachable/);
+    // The progress bar tells users who gave up from users who got every reply.
+    const last = seen.at(-1)!;
+    expect(last).toMatchObject({ usersDone: 4, usersGaveUp: 4 });
+    expect(progressLine(last)).toContain('users 4/4 (4 gave up)');
   });
 });
