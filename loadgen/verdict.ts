@@ -334,8 +334,10 @@ export function judge(
   };
 }
 
-/** How many transition records name each message (an expiry record names the message that
- * restarts the session: not counted). */
+/**
+ * How many transition records name each message. An expiry record names the message that
+ * restarts the session: it does not count.
+ */
 function seenIds(transitions: readonly TransitionEvidence[]): Map<string, number> {
   const seen = new Map<string, number>();
   for (const t of transitions) {
