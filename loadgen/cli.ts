@@ -151,7 +151,8 @@ export function progressLine(p: LoadProgress, width = 24): string {
   return (
     `[${bar}] ${String(Math.floor(done * 100)).padStart(3)}%  ` +
     `msgs ${p.sent}/${p.planned}  replies ${p.replies}/${p.repliesPlanned}  ` +
-    `users ${p.usersDone}/${p.users}  ${(p.elapsedMs / 1000).toFixed(1)}s${phase}`
+    `users ${p.usersDone}/${p.users}${p.usersGaveUp > 0 ? ` (${p.usersGaveUp} gave up)` : ''}  ` +
+    `${(p.elapsedMs / 1000).toFixed(1)}s${phase}`
   );
 }
 
@@ -169,7 +170,22 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
     `  webhook ack        p50 ${ms(r.ack.p50)} ms   p99 ${ms(r.ack.p99)} ms   (${r.ack.count} deliveries)`,
     `  reply latency      p50 ${ms(r.reply.p50)} ms   p99 ${ms(r.reply.p99)} ms   (${r.reply.count} replies)`,
     `verdict: ${v.clean ? 'CLEAN' : 'NOT CLEAN'} (${v.usersCompleted}/${v.users} users ${goal})`,
+    ...(v.adminUnreachable !== null
+      ? [
+          `  admin API unreachable: ${v.adminUnreachable}`,
+          '  (verdict from what the load generator saw: transition logs and sessions not checked)',
+        ]
+      : []),
     row('lost', v.lost, `${v.lostMessages} messages, ${v.lostReplies} replies never came`),
+    ...(v.pendingMessages + v.waitingReplies > 0
+      ? [
+          row(
+            'pending in Baton',
+            v.pendingMessages,
+            `messages stored, not yet processed; ${v.waitingReplies} replies wait on them`,
+          ),
+        ]
+      : []),
     row('duplicated', v.duplicated, `${v.reprocessed} processed twice, ${v.resent} replies sent twice`),
     ...(v.crashResends > 0
       ? [

@@ -66,6 +66,8 @@ export interface LoadProgress {
   readonly elapsedMs: number;
   readonly users: number;
   readonly usersDone: number;
+  /** Of those, users who did not get every reply. */
+  readonly usersGaveUp: number;
   /** Messages the scenario plans (duplicates aside). */
   readonly planned: number;
   readonly sent: number;
@@ -108,6 +110,11 @@ export interface LoadOptions {
   readonly settleTimeoutMs?: number;
   /** ...and until the sink has been quiet this long (default 300 ms). */
   readonly quietMs?: number;
+  /**
+   * How long an admin API read is retried through network errors and 503s before the target
+   * is taken for gone (default 30 s: a restart is ridden out).
+   */
+  readonly adminRetryMs?: number;
   /** A sink already running (Baton pointed at it); otherwise one is started on `sinkPort`. */
   readonly sink?: ReplySink;
   readonly sinkPort?: number;
@@ -158,20 +165,44 @@ const NO_CHAOS: ChaosOptions = {
 
 /**
  * One admin API read. A network error or a 503 (the target restarting, a store away) is tried
- * again for up to 30 s, as the webhooks are: a run that kills and restarts Baton still gets
- * its verdict.
+ * again for up to `retryMs` (30 s), as the webhooks are: a run that kills and restarts Baton
+ * still gets its verdict.
+ * @throws AdminUnreachableError when no answer came in that time.
  */
-export async function getJson(url: string, token: string): Promise<{ status: number; json: unknown }> {
-  const deadline = performance.now() + 30_000;
+export async function getJson(
+  url: string,
+  token: string,
+  retryMs = 30_000,
+): Promise<{ status: number; json: unknown }> {
+  const deadline = performance.now() + retryMs;
   for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
     try {
       const answer = await getJsonOnce(url, token);
       if (answer.status !== 503 || performance.now() + delay > deadline) return answer;
     } catch (err) {
-      if (performance.now() + delay > deadline) throw err;
+      if (performance.now() + delay > deadline) throw new AdminUnreachableError(url, err);
     }
     await new Promise((r) => setTimeout(r, delay));
   }
+}
+
+/** The admin API gave no answer at `url`, retries included (the target is down). */
+export class AdminUnreachableError extends Error {
+  override readonly name = 'AdminUnreachableError';
+  constructor(
+    readonly url: string,
+    cause: unknown,
+  ) {
+    super(`${url}: ${networkReason(cause)}`, { cause });
+  }
+}
+
+/** `fetch failed` says nothing: its cause does (`connect ECONNREFUSED 127.0.0.1:3000`). */
+function networkReason(err: unknown): string {
+  const e = err as { message?: unknown; cause?: { message?: unknown } } | null;
+  const inner = e?.cause?.message;
+  if (typeof inner === 'string' && inner !== '') return inner;
+  return typeof e?.message === 'string' ? e.message : String(err);
 }
 
 async function getJsonOnce(url: string, token: string): Promise<{ status: number; json: unknown }> {
@@ -204,12 +235,20 @@ async function preflight(base: string, token: string): Promise<void> {
 /** Messages Baton holds pending (its admin API's `queue_depth`), or null if it does not say. */
 export async function queueDepth(base: string, token: string): Promise<number | null> {
   try {
-    const r = await getJson(`${base}/admin/api/stats`, token);
-    const depth = (r.json as { queue_depth?: unknown } | null)?.queue_depth;
-    return r.status === 200 && typeof depth === 'number' ? depth : null;
+    return await backlog(base, token);
   } catch {
     return null;
   }
+}
+
+/**
+ * Baton's `queue_depth` (null if its stats do not say).
+ * @throws AdminUnreachableError when the admin API does not answer.
+ */
+async function backlog(base: string, token: string, retryMs?: number): Promise<number | null> {
+  const r = await getJson(`${base}/admin/api/stats`, token, retryMs);
+  const depth = (r.json as { queue_depth?: unknown } | null)?.queue_depth;
+  return r.status === 200 && typeof depth === 'number' ? depth : null;
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time. */
@@ -232,12 +271,13 @@ async function evidenceOf(
   channel: Channel,
   trace: UserTrace,
   sink: ReplySink,
+  retryMs?: number,
 ): Promise<UserEvidence> {
   const q = `?channel=${encodeURIComponent(channel.phoneNumberId)}`;
   const path = `${base}/admin/api/sessions/${encodeURIComponent(trace.waId)}`;
   const [s, t] = await Promise.all([
-    getJson(`${path}${q}`, token),
-    getJson(`${path}/transitions${q}`, token),
+    getJson(`${path}${q}`, token, retryMs),
+    getJson(`${path}/transitions${q}`, token, retryMs),
   ]);
   if (s.status !== 200 && s.status !== 404) throw new LoadError(`${path} answered ${s.status}`);
   const transitions =
@@ -285,6 +325,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     acked: 0,
     replies: 0,
     usersDone: 0,
+    usersGaveUp: 0,
   };
   const ctx: DriverContext = {
     client,
@@ -332,6 +373,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       elapsedMs: performance.now() - started,
       users,
       usersDone: counters.usersDone,
+      usersGaveUp: counters.usersGaveUp,
       planned: plannedMessages,
       sent: counters.sent,
       acked: counters.acked,
@@ -357,27 +399,58 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     );
     const durationMs = (ctx.lastReplyAt > 0 ? ctx.lastReplyAt : performance.now()) - started;
 
-    // Let Baton drain: nothing pending and no reply for a moment.
+    // Let Baton drain: nothing pending and no reply for a moment. What it still holds after that
+    // is read before the evidence, so a message processed in between is found, not doubted.
     phase = 'settling';
     const quiet = options.quietMs ?? 300;
     const deadline = performance.now() + (options.settleTimeoutMs ?? 10_000);
-    while (performance.now() < deadline && !options.signal?.aborted) {
-      const depth = await queueDepth(base, token);
+    const retryMs = options.adminRetryMs;
+    let pending: number | null = null;
+    let unreachable: AdminUnreachableError | null = null;
+    do {
+      try {
+        pending = await backlog(base, token, retryMs);
+      } catch (err) {
+        if (!(err instanceof AdminUnreachableError)) throw err;
+        unreachable = err;
+        break;
+      }
       const last = sink.lastAt() ?? 0;
-      if (depth === 0 && performance.now() - last >= quiet) break;
+      if (pending === 0 && performance.now() - last >= quiet) break;
       await new Promise((r) => setTimeout(r, 50));
-    }
+    } while (performance.now() < deadline && !options.signal?.aborted);
 
     phase = 'judging';
     progress();
-    const dl = await getJson(`${base}/admin/api/dead-letters?limit=500`, token);
-    const refs = new Set(
-      dl.status === 200
-        ? ((dl.json as { dead_letters?: { ref?: unknown }[] }).dead_letters ?? []).map((d) => String(d.ref))
-        : [],
-    );
-    const evidence = await mapLimit(traces, 16, (t) => evidenceOf(base, token, channel, t, sink));
-    const verdict = judge(evidence, refs, { crashes: options.crashes === true });
+    // The target gone (killed and not back): judge what this generator saw by itself.
+    let refs = new Set<string>();
+    let evidence: UserEvidence[] = traces.map((t) => ({
+      trace: t,
+      replies: sink.callsTo(t.waId),
+      session: null,
+      transitions: [],
+    }));
+    if (unreachable === null) {
+      try {
+        const dl = await getJson(`${base}/admin/api/dead-letters?limit=500`, token, retryMs);
+        refs = new Set(
+          dl.status === 200
+            ? ((dl.json as { dead_letters?: { ref?: unknown }[] }).dead_letters ?? []).map((d) =>
+                String(d.ref),
+              )
+            : [],
+        );
+        evidence = await mapLimit(traces, 16, (t) => evidenceOf(base, token, channel, t, sink, retryMs));
+      } catch (err) {
+        if (!(err instanceof AdminUnreachableError)) throw err;
+        unreachable = err;
+      }
+    }
+    const verdict = judge(evidence, refs, {
+      crashes: options.crashes === true,
+      ...(pending !== null ? { pendingInBaton: pending } : {}),
+      ...(unreachable !== null ? { adminUnreachable: unreachable.message } : {}),
+    });
     const acked = verdict.messages.acked;
     const hints: string[] = [];
     if (acked > 0 && traces.every((t) => sink.callsTo(t.waId).length === 0)) {
@@ -385,6 +458,16 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     }
     if (traces.some((t) => t.rejected.some((r) => r.status === 401))) {
       hints.push('Baton refused webhook signatures: --secret must be its WHATSAPP_APP_SECRET');
+    }
+    if (verdict.pendingMessages > 0) {
+      hints.push(
+        `Baton still held ${pending ?? 0} stored message(s) when the run was judged (queue_depth): slow or stuck workers (check locks_held and the dashboard), or give it longer to settle`,
+      );
+    }
+    if (unreachable !== null) {
+      hints.push(
+        'the target stopped answering during the run: messages it acknowledged could not be checked; start it again and look at its dead letters and transition logs',
+      );
     }
     if (verdict.late > 0) {
       hints.push(

@@ -111,6 +111,8 @@ export interface LiveCounters {
   acked: number;
   replies: number;
   usersDone: number;
+  /** Users done without every reply (they gave up waiting, or got a wrong one). */
+  usersGaveUp: number;
 }
 
 /** What a user run needs. */
@@ -332,5 +334,6 @@ export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): 
   }
   trace.completed = trace.missingReplies.length === 0 && !ctx.signal?.aborted;
   counters.usersDone += 1;
+  if (!trace.completed) counters.usersGaveUp += 1;
   return trace;
 }

@@ -175,5 +175,6 @@ export async function runScriptUser(
   trace.completed =
     trace.missingReplies.length === 0 && trace.wrongReplies!.length === 0 && !ctx.signal?.aborted;
   counters.usersDone += 1;
+  if (!trace.completed) counters.usersGaveUp += 1;
   return trace;
 }

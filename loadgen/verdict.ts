@@ -5,6 +5,9 @@
  *
  * - **lost**: a message answered `200` that is in no transition record and no dead letter
  *   (guarantee 1), or a reply that was due and never came (the user was left waiting);
+ * - **pending in Baton**: such messages while Baton's queue still holds at least as many
+ *   (`pendingInBaton`, its admin API's `queue_depth`): stored, not yet processed, so not lost;
+ *   the replies they owe are counted as waiting. The run is still not clean;
  * - **duplicated**: a message processed more than once (in two transition records; guarantee 2),
  *   or the very same reply (`biz_opaque_callback_data`) sent twice (guarantee 6);
  * - **out of order**: a user who got every reply but whose order does not say what they sent, in
@@ -16,6 +19,11 @@
  * With `crashes: true` (workers are killed during the run), one repeat of a reply, with the same
  * `biz_opaque_callback_data`, is what guarantee 6 allows a crash between a send and its record:
  * it is counted apart (`crashResends`), not as a failure; a third copy still is one.
+ *
+ * With `adminUnreachable` (the admin API stopped answering: the target died), only what the load
+ * generator saw is judged (rejected webhooks, replies that never came); the transition log and
+ * sessions are unknown, so nothing is called lost or out of order from them, and the run is not
+ * clean.
  * @module
  */
 import type { ExpectedEnd, UserTrace } from './scenario.ts';
@@ -67,6 +75,12 @@ export interface Verdict {
   readonly lost: number;
   readonly lostMessages: number;
   readonly lostReplies: number;
+  /** Acknowledged messages in no record yet that Baton still holds pending (not lost). */
+  readonly pendingMessages: number;
+  /** Due replies that never came to users whose messages are still pending in Baton. */
+  readonly waitingReplies: number;
+  /** Why the admin API could not be read (the verdict then rests on the generator alone). */
+  readonly adminUnreachable: string | null;
   readonly duplicated: number;
   /** Messages found in more than one transition record (the extra records). */
   readonly reprocessed: number;
@@ -85,6 +99,15 @@ export interface Verdict {
   readonly deadLettered: number;
   /** The first problems found, one line each. */
   readonly problems: readonly string[];
+}
+
+export interface JudgeOptions {
+  /** Workers are killed during the run: one repeat of a reply is allowed. */
+  readonly crashes?: boolean;
+  /** Messages Baton still holds pending when the evidence was read (`queue_depth`). */
+  readonly pendingInBaton?: number;
+  /** The admin API could not be read, and why: no session or log is known. */
+  readonly adminUnreachable?: string;
 }
 
 /** Kinds that keep the version unchanged (SPEC section 4). */
@@ -112,7 +135,7 @@ function sameOrder(expected: ExpectedEnd, session: SessionEvidence): boolean {
 export function judge(
   users: readonly UserEvidence[],
   deadLetterRefs: ReadonlySet<string>,
-  options: { readonly crashes?: boolean } = {},
+  options: JudgeOptions = {},
 ): Verdict {
   const problems: string[] = [];
   const problem = (line: string): void => {
@@ -122,7 +145,6 @@ export function judge(
   let sent = 0;
   let acked = 0;
   let rejected = 0;
-  let lostMessages = 0;
   let lostReplies = 0;
   let reprocessed = 0;
   let resent = 0;
@@ -135,8 +157,32 @@ export function judge(
   let staleNotices = 0;
   let deadLettered = 0;
   let usersCompleted = 0;
+  let waitingReplies = 0;
+  const unreachable = options.adminUnreachable ?? null;
+  if (unreachable !== null) {
+    problem(
+      `the admin API is unreachable (${unreachable}): acknowledged messages, sessions and transition logs were not checked`,
+    );
+  }
 
-  for (const u of users) {
+  // Acknowledged, then in no record or dead letter. Baton may still hold them: as many as its
+  // queue does are pending, not lost (which ones cannot be told when it holds fewer).
+  const seenBy = users.map((u) => seenIds(u.transitions));
+  const unaccounted = users.map((u, i) =>
+    unreachable !== null
+      ? []
+      : [...u.trace.ackedIds].filter((id) => !deadLetterRefs.has(id) && !seenBy[i]!.has(id)),
+  );
+  const missing = unaccounted.reduce((n, ids) => n + ids.length, 0);
+  const pendingMessages = Math.min(missing, options.pendingInBaton ?? 0);
+  const allPending = missing > 0 && pendingMessages === missing;
+  if (missing > pendingMessages && pendingMessages > 0) {
+    problem(
+      `${missing} acknowledged messages are in no transition record; Baton still holds ${pendingMessages} pending, so ${missing - pendingMessages} are lost`,
+    );
+  }
+
+  for (const [i, u] of users.entries()) {
     const { trace } = u;
     const who = trace.waId;
     planned += trace.plannedMessages;
@@ -148,24 +194,26 @@ export function judge(
     }
     if (trace.completed) usersCompleted += 1;
 
-    // Lost: acknowledged, then nowhere to be found.
-    const seen = new Map<string, number>();
-    for (const t of u.transitions) {
-      if (t.kind === 'late') late += t.message_ids.length;
-      if (t.kind === 'expired') continue; // an expiry record names the message that restarts the session
-      for (const id of t.message_ids) seen.set(id, (seen.get(id) ?? 0) + 1);
-    }
-    for (const id of trace.ackedIds) {
-      if (deadLetterRefs.has(id)) {
-        deadLettered += 1;
-      } else if (!seen.has(id)) {
-        lostMessages += 1;
-        problem(`${who}: ${id} was acknowledged but is in no transition record or dead letter`);
-      }
+    // Lost: acknowledged, then nowhere to be found (unless Baton still holds it).
+    const seen = seenBy[i]!;
+    for (const t of u.transitions) if (t.kind === 'late') late += t.message_ids.length;
+    for (const id of trace.ackedIds) if (deadLetterRefs.has(id)) deadLettered += 1;
+    const waiting = allPending && unaccounted[i]!.length > 0;
+    for (const id of unaccounted[i]!) {
+      problem(
+        allPending
+          ? `${who}: ${id} was acknowledged and is still pending in Baton (in no transition record yet)`
+          : `${who}: ${id} was acknowledged but is in no transition record or dead letter`,
+      );
     }
     for (const step of trace.missingReplies) {
-      lostReplies += 1;
-      problem(`${who}: the reply for step "${step}" never came`);
+      if (waiting) waitingReplies += 1;
+      else lostReplies += 1;
+      problem(
+        waiting
+          ? `${who}: the reply for step "${step}" has not come: the user's messages are still pending in Baton`
+          : `${who}: the reply for step "${step}" never came`,
+      );
     }
 
     // Duplicated: processed twice, or the same reply sent twice.
@@ -224,7 +272,7 @@ export function judge(
     }
 
     // Out of order: every reply came, yet the order is not what the user sent.
-    if (trace.completed && trace.expected !== null) {
+    if (unreachable === null && trace.completed && trace.expected !== null) {
       if (u.session === null) {
         outOfOrder += 1;
         problem(`${who}: every reply came but Baton has no session`);
@@ -246,7 +294,7 @@ export function judge(
       v = Math.max(v, t.version);
     }
     if (u.session !== null && u.transitions.length > 0 && u.session.metadata.version !== v) broken = true;
-    if (broken) {
+    if (broken && unreachable === null) {
       versionErrors += 1;
       problem(
         `${who}: versions in the log are ${u.transitions.map((t) => `${t.version}:${t.kind}`).join(' ')}` +
@@ -255,16 +303,22 @@ export function judge(
     }
   }
 
+  const lostMessages = missing - pendingMessages;
   const lost = lostMessages + lostReplies;
   const duplicated = reprocessed + resent;
+  const failures =
+    lost + duplicated + outOfOrder + duplicatePrompts + wrongReplies + versionErrors + rejected;
   return {
-    clean: lost + duplicated + outOfOrder + duplicatePrompts + wrongReplies + versionErrors + rejected === 0,
+    clean: failures + pendingMessages + waitingReplies === 0 && unreachable === null,
     users: users.length,
     usersCompleted,
     messages: { planned, sent, acked, rejected },
     lost,
     lostMessages,
     lostReplies,
+    pendingMessages,
+    waitingReplies,
+    adminUnreachable: unreachable,
     duplicated,
     reprocessed,
     resent,
@@ -278,4 +332,17 @@ export function judge(
     deadLettered,
     problems,
   };
+}
+
+/**
+ * How many transition records name each message. An expiry record names the message that
+ * restarts the session: it does not count.
+ */
+function seenIds(transitions: readonly TransitionEvidence[]): Map<string, number> {
+  const seen = new Map<string, number>();
+  for (const t of transitions) {
+    if (t.kind === 'expired') continue;
+    for (const id of t.message_ids) seen.set(id, (seen.get(id) ?? 0) + 1);
+  }
+  return seen;
 }

@@ -1,5 +1,5 @@
 /**
- * `baton flow graph <flowId> --format mermaid|svg|png [--output file]`.
+ * `baton flow graph <flowId> --format mermaid|svg|png [--output file] [--flows module]`.
  * @module
  */
 import { writeFileSync } from 'node:fs';
@@ -13,6 +13,8 @@ export type GraphFormat = (typeof GRAPH_FORMATS)[number];
 export interface GraphFlags {
   readonly format: string;
   readonly output?: string;
+  /** The module the flow is in (`BATON_FLOWS` otherwise). */
+  readonly flows?: string;
 }
 
 /** Draws one flow of `flowModule` (BATON_FLOWS) in `format`; text goes to `out`, PNG bytes to the file or stdout. */
@@ -26,9 +28,11 @@ export async function runFlowGraph(
   const flows = await loadFlows(flowModule);
   const flow = flows.find((f) => f.id === flowId);
   if (!flow) {
+    // Only the reference bot was looked in: say how to name the author's module.
+    const own = flowModule === undefined ? '; draw a flow of your own with --flows <module>' : '';
     throw new BatonError(
       'BATON_ERR_NOT_FOUND',
-      `no flow "${flowId}" (have: ${flows.map((f) => f.id).join(', ')})`,
+      `no flow "${flowId}" (have: ${flows.map((f) => f.id).join(', ')}${own})`,
     );
   }
   if (format === 'png') {

@@ -3,10 +3,11 @@
  * 0 success, 1 failure, 2 usage error.
  * @module
  */
+import { readFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { amqpAddress } from '../ingress/amqp-intake.ts';
-import { createBaton, createLogger, type BatonOptions } from '../app.ts';
+import { createBaton, type BatonOptions } from '../app.ts';
 import { loadConfig, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
 import { sessionNamedBy, toSessionView } from '../model/session.ts';
@@ -21,6 +22,7 @@ import {
   type SimulateFlags,
 } from './simulate.ts';
 import { watchParent } from './parent-watch.ts';
+import { oneShotLogger, sessionStore } from './store.ts';
 
 /** Loads `.env` if present (values already in the environment win). */
 function loadDotEnv(): void {
@@ -32,6 +34,48 @@ function loadDotEnv(): void {
 }
 
 class UsageError extends Error {}
+
+/** Baton's version, from its package.json (two levels up from `src/cli/` and `dist/cli/`). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version?: unknown;
+  };
+  return String(pkg.version);
+}
+
+/** The command `argv` names, as typed: `baton session show` (options and arguments left out). */
+function commandPath(program: Command, argv: readonly string[]): string {
+  const path = [program.name()];
+  let command = program;
+  for (const word of argv) {
+    if (word.startsWith('-')) continue;
+    const sub = command.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (sub === undefined) break;
+    path.push(word);
+    command = sub;
+  }
+  return path.join(' ');
+}
+
+/**
+ * A parse error of commander's on one line, with where help is:
+ * `baton: unknown command "bogus" (see baton --help)`.
+ */
+function usageLine(err: CommanderError, program: Command, argv: readonly string[]): string {
+  const [first = 'usage error', ...more] = err.message
+    .replace(/^error: /, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  const what = first.replace(/'([^']*)'/g, '"$1"').replace(/\.$/, '');
+  // commander's suggestion, "(Did you mean start?)".
+  const suggestion = more
+    .join(' ')
+    .replace(/^\((.*)\)$/, '$1')
+    .replace(/^Did/, 'did');
+  const help = `see ${commandPath(program, argv)} --help`;
+  return `baton: ${what} (${suggestion === '' ? '' : `${suggestion} `}${help})`;
+}
 
 /** A listen failure that names the variables to change (PORT, HOST). */
 function listenError(err: unknown, config: Config, ingress: boolean): unknown {
@@ -132,9 +176,14 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
   const config = (): Config => loadConfig(process.env);
   const program = new Command('baton')
     .description('Baton: WhatsApp conversations kept on the right step under any traffic')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .exitOverride()
-    .showHelpAfterError()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      writeOut: (s) => process.stdout.write(s),
+      // Parse errors are written by `run`, on one line.
+      outputError: () => undefined,
+    });
 
   const concurrency = (v: string): number => {
     const n = Number(v);
@@ -195,7 +244,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('migrate')
     .description('create or upgrade the store schema')
     .action(async () => {
-      const baton = await createBaton(config(), { roles: { ingress: false, worker: false } });
+      const c = config();
+      const baton = await createBaton(c, {
+        roles: { ingress: false, worker: false },
+        logger: oneShotLogger(c),
+      });
       await baton.stop();
       out(`migrated (${baton.backend.kind})`);
     });
@@ -203,10 +256,20 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
   const withBaton = async <T>(fn: (b: Awaited<ReturnType<typeof createBaton>>) => Promise<T>): Promise<T> => {
     const c = config();
     // Its stdout is the command's JSON: logs (a store's warnings) go to stderr.
-    const baton = await createBaton(c, {
-      roles: { ingress: false, worker: false },
-      logger: createLogger(c.logLevel, 2),
-    });
+    const logger = oneShotLogger(c);
+    // A distributed store is opened as it is, never migrated: a session command creates nothing.
+    const backend = await sessionStore(c, logger);
+    let baton: Awaited<ReturnType<typeof createBaton>>;
+    try {
+      baton = await createBaton(c, {
+        roles: { ingress: false, worker: false },
+        logger,
+        ...(backend ? { backend } : {}),
+      });
+    } catch (err) {
+      await backend?.close().catch(() => undefined);
+      throw err;
+    }
     try {
       return await fn(baton);
     } finally {
@@ -311,10 +374,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('graph <flowId>')
     .option('--format <format>', GRAPH_FORMATS.join('|'), 'mermaid')
     .option('--output <file>', 'write to a file instead of stdout')
+    .option('--flows <module>', 'the module the flow is in (default: $BATON_FLOWS, else the reference bot)')
     .action(async (flowId: string, o: GraphFlags) => {
       if (!(GRAPH_FORMATS as readonly string[]).includes(o.format))
         throw new UsageError(`--format must be ${GRAPH_FORMATS.join(', ')}; got "${o.format}"`);
-      code = await runFlowGraph(flowId, o, config().flows, { out });
+      code = await runFlowGraph(flowId, o, o.flows ?? config().flows, { out });
     });
 
   configureLoadCommand(program.command('load')).action(async (o: LoadFlags) => {
@@ -332,6 +396,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
         return 0;
+      // `baton session` (no subcommand) printed its help: that is the answer.
+      if (err.code !== 'commander.help') process.stderr.write(`${usageLine(err, program, argv)}\n`);
       return 2;
     }
     if (

@@ -336,6 +336,13 @@ export function loadConfig(env: Env = process.env): Config {
     healthPort: env.BATON_HEALTH_PORT?.trim() ? int(env, 'BATON_HEALTH_PORT', 0, 0, 65535) : undefined,
     trustProxy: trustProxy(env, 'BATON_TRUST_PROXY'),
   };
+  // The WASender route on: its replies are sent with the key, and WASenderApi refuses them without.
+  if (config.wasender.webhookSecret !== undefined && config.wasender.apiKey === undefined) {
+    throw new ConfigError(
+      'WASENDER_API_KEY',
+      'must be set when WASENDER_WEBHOOK_SECRET is (replies to WASender users are sent with it; unset the secret to turn the route off)',
+    );
+  }
   return deepFreeze(config);
 }
 

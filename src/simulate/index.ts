@@ -44,7 +44,29 @@ export interface SimulateOptions {
 interface Target {
   readonly url: string;
   readonly secret: string | undefined;
+  /** An embedded Baton's: where to look at it while the simulator runs. */
+  readonly about?: readonly string[];
   readonly stop: () => Promise<void>;
+}
+
+/**
+ * Where an embedded Baton can be inspected while the simulator runs (its dashboard, its store)
+ * and the buffer window it runs with, which decides how a burst typed here is batched.
+ */
+function aboutEmbedded(baton: Baton, url: string, dir: string, env: SimulateOptions['env']): string[] {
+  const token = baton.adminTokenGenerated
+    ? `${baton.adminToken} (generated; set ADMIN_TOKEN to fix it)`
+    : '(from ADMIN_TOKEN)';
+  const window = `${baton.config.bufferMs} ms (BATON_BUFFER_MS${
+    env.BATON_BUFFER_MS === undefined
+      ? `; a Baton started without it waits ${loadConfig({}).bufferMs} ms`
+      : ''
+  })`;
+  return [
+    `Dashboard: ${url}/admin  admin token: ${token}`,
+    `data: ${dir} (removed on exit; BATON_DATA_DIR=${dir} baton session show <waId> reads it meanwhile)`,
+    `buffer window: ${window}`,
+  ];
 }
 
 /**
@@ -99,6 +121,7 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
     return {
       url,
       secret,
+      about: aboutEmbedded(b, url, dir, o.env),
       stop: async () => {
         await b.stop();
         await shop?.close();
@@ -143,14 +166,17 @@ export async function simulate(o: SimulateOptions): Promise<number> {
     sim.onAction((a) => record(formatAction(a)));
     sim.onReply((r) => record(formatReply(r)));
 
-    const intro = o.start
-      ? `Baton simulator: embedded Baton at ${target.url}, fake Graph API at ${graph.url}`
-      : `Baton simulator: webhooks to ${target.url}; start that Baton with WHATSAPP_API_BASE_URL=${graph.url}` +
-        (target.secret ? '' : ' (no WHATSAPP_APP_SECRET: webhooks unsigned)');
+    const intro = [
+      o.start
+        ? `Baton simulator: embedded Baton at ${target.url}, fake Graph API at ${graph.url}`
+        : `Baton simulator: webhooks to ${target.url}; start that Baton with WHATSAPP_API_BASE_URL=${graph.url}` +
+          (target.secret ? '' : ' (no WHATSAPP_APP_SECRET: webhooks unsigned)'),
+      ...(target.about ?? []),
+    ];
 
     if (o.script) {
       const script = readScript(o.script);
-      write(intro);
+      intro.forEach(write);
       sim.onAction((a) => formatAction(a).forEach(write));
       sim.onReply((r) => formatReply(r).forEach(write));
       const result = await runScript(sim, script, write);
@@ -170,7 +196,7 @@ export async function simulate(o: SimulateOptions): Promise<number> {
 }
 
 /** The interactive chat: a readline prompt; replies are printed above it as they arrive. */
-async function chat(sim: Simulator, o: SimulateOptions, intro: string): Promise<number> {
+async function chat(sim: Simulator, o: SimulateOptions, intro: readonly string[]): Promise<number> {
   const tty = o.output.isTTY === true;
   const paint: Paint = tty && o.env.NO_COLOR === undefined ? ANSI : PLAIN;
   const rl = createInterface({ input: o.input, output: o.output, terminal: tty });
@@ -183,7 +209,7 @@ async function chat(sim: Simulator, o: SimulateOptions, intro: string): Promise<
   };
   sim.onReply((r) => above(formatReply(r, paint)));
   if (!tty) sim.onAction((a) => above(formatAction(a, paint)));
-  above([intro, paint.dim('Type a message; a number picks a button or row; /help lists commands.')]);
+  above([...intro, paint.dim('Type a message; a number picks a button or row; /help lists commands.')]);
   rl.prompt();
   let queue = Promise.resolve();
   await new Promise<void>((resolve) => {

@@ -138,6 +138,57 @@ describe('judge', () => {
     expect(judge([user({ transitions: fork })], new Set())).toMatchObject({ versionErrors: 1 });
   });
 
+  it('acknowledged messages Baton still holds pending are reported pending, not lost (the run is still not clean)', () => {
+    // Baton stored w4 and w5 but has not processed them: its queue still holds 2 messages.
+    const log = LOG.slice(0, 3);
+    const t = trace({ missingReplies: ['confirm_order'], completed: false });
+    const session = { current_step: 'collect_shipping_address', data: {}, metadata: { version: 3 } };
+    const v = judge(
+      [user({ trace: t, transitions: log, session, replies: REPLIES.slice(0, 2) })],
+      new Set(),
+      {
+        pendingInBaton: 2,
+      },
+    );
+    expect(v).toMatchObject({
+      clean: false,
+      lost: 0,
+      lostMessages: 0,
+      lostReplies: 0,
+      pendingMessages: 2,
+      waitingReplies: 1,
+    });
+    expect(v.problems.join('\n')).toMatch(/w4 was acknowledged and is still pending in Baton/);
+    expect(v.problems.join('\n')).not.toMatch(/lost|no transition record or dead letter/);
+    // More missing than Baton holds: the difference is lost.
+    const w = judge([user({ trace: t, transitions: log, session })], new Set(), { pendingInBaton: 1 });
+    expect(w).toMatchObject({ clean: false, pendingMessages: 1, lostMessages: 1, lostReplies: 1 });
+  });
+
+  it('with the admin API unreachable, judges only what the load generator saw', () => {
+    const t = trace({
+      ackedIds: new Set(['w1', 'w2']),
+      rejected: [{ id: 'w3', status: 0, detail: 'connect ECONNREFUSED' }],
+      missingReplies: ['collect_shipping_address'],
+      completed: false,
+    });
+    const v = judge([{ trace: t, replies: REPLIES.slice(0, 1), session: null, transitions: [] }], new Set(), {
+      adminUnreachable: 'http://127.0.0.1:9/admin/api/stats: connect ECONNREFUSED',
+    });
+    expect(v).toMatchObject({
+      clean: false,
+      lostMessages: 0,
+      lostReplies: 1,
+      outOfOrder: 0,
+      versionErrors: 0,
+      adminUnreachable: 'http://127.0.0.1:9/admin/api/stats: connect ECONNREFUSED',
+    });
+    expect(v.problems[0]).toMatch(/admin API .*unreachable/);
+    // A user who got every reply is no evidence either way without the log: not clean.
+    const done = judge([user({ session: null, transitions: [] })], new Set(), { adminUnreachable: 'x' });
+    expect(done).toMatchObject({ clean: false, lostMessages: 0, outOfOrder: 0 });
+  });
+
   it('a rejected webhook makes the verdict dirty', () => {
     const t = trace({ rejected: [{ id: 'w2', status: 503, detail: 'unavailable' }] });
     expect(judge([user({ trace: t })], new Set())).toMatchObject({ clean: false, messages: { rejected: 1 } });

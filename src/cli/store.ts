@@ -1,0 +1,98 @@
+/**
+ * The store of a one-shot command (`session show|reset`, `lock clear`, `migrate`): its logger,
+ * and, for the commands that only read or change sessions, a distributed store that must already
+ * be migrated. Such a command creates nothing: a mistyped `BATON_PG_SCHEMA` is one error line
+ * naming it, not an empty new deployment answering "no session".
+ * @module
+ */
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { createLogger } from '../app.ts';
+import type { Backend } from '../backends/types.ts';
+import type { Config } from '../config/index.ts';
+import { StorageUnavailableError } from '../errors.ts';
+import { loadMigrations } from '../backends/distributed/sql.ts';
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/**
+ * A one-shot command's logger: on stderr (its stdout is the answer), warnings and errors only
+ * (or quieter, as `LOG_LEVEL` says). A server's start-up notices (Redis persistence, the intake
+ * log) are no answer to "show me this session", even under the `LOG_LEVEL=info` of a `.env`.
+ */
+export function oneShotLogger(config: Config): Logger {
+  const level = LEVELS.indexOf(config.logLevel) > LEVELS.indexOf('warn') ? config.logLevel : 'warn';
+  return createLogger(level, 2);
+}
+
+/** The store is not there, or older than this Baton: `baton migrate` makes it. */
+export class StoreNotMigratedError extends Error {
+  override readonly name = 'StoreNotMigratedError';
+}
+
+/**
+ * Checks, without changing anything, that `schema` holds every migration of this Baton.
+ * @throws StoreNotMigratedError naming the schema when it does not.
+ */
+export async function assertMigrated(databaseUrl: string, schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
+  // A broken connection fails the query in flight; its 'error' event must not crash the process.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    if ((err as { code?: unknown }).code === '3D000')
+      throw new Error(`PostgreSQL: ${(err as Error).message}`);
+    throw new StorageUnavailableError('PostgreSQL is unreachable', err);
+  }
+  try {
+    const found = await client.query<{ ledger: string | null }>(
+      'SELECT to_regclass(quote_ident(nspname) || $2) AS ledger FROM pg_namespace WHERE nspname = $1',
+      [schema, '.baton_migrations'],
+    );
+    if (found.rows.length === 0)
+      throw new StoreNotMigratedError(
+        `schema "${schema}" does not exist (run baton migrate, or check BATON_PG_SCHEMA)`,
+      );
+    const applied = new Set(
+      found.rows[0]!.ledger === null
+        ? []
+        : (await client.query<{ id: number }>(`SELECT id FROM ${schema}.baton_migrations`)).rows.map(
+            (r) => r.id,
+          ),
+    );
+    const missing = loadMigrations().filter((m) => !applied.has(m.id));
+    if (missing.length > 0)
+      throw new StoreNotMigratedError(
+        `schema "${schema}" lacks ${missing.length} migration(s) of this Baton (run baton migrate)`,
+      );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * The store a session command opens: in distributed mode, checked to be migrated and opened
+ * without migrating; undefined in embedded mode (`createBaton` opens the data directory's).
+ */
+export async function sessionStore(config: Config, logger: Logger): Promise<Backend | undefined> {
+  if (config.redisUrl === undefined || config.databaseUrl === undefined) return undefined;
+  await assertMigrated(config.databaseUrl, config.pgSchema);
+  const { DistributedBackend } = await import('../backends/distributed/index.ts');
+  return new DistributedBackend({
+    redisUrl: config.redisUrl,
+    cluster: config.redisCluster,
+    databaseUrl: config.databaseUrl,
+    bufferMs: config.bufferMs,
+    dedupeTtlSec: config.dedupeTtlSec,
+    syncMode: config.syncMode,
+    intakeLog: config.intakeLog,
+    prefix: config.redisPrefix,
+    schema: config.pgSchema,
+    logger,
+    retentionSec: config.retentionSec,
+    messageRetentionSec: config.messageRetentionSec,
+    idleTtlSec: Math.min(config.sessionTtlSec, config.messageRetentionSec),
+    migrate: false,
+  });
+}

@@ -1,0 +1,31 @@
+/** `baton flow graph --flows <module>` draws a flow of the author's own module, as `simulate --flows` serves it. */
+import { afterEach, beforeEach, expect, it, vi, type MockInstance } from 'vitest';
+import { run } from '../../src/cli/index.ts';
+
+let stderr: MockInstance<typeof process.stderr.write>;
+
+beforeEach(() => {
+  stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  // The example checks its shop URL when it is imported; drawing calls nothing.
+  vi.stubEnv('ORDER_API_URL', 'http://shop.invalid');
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  vi.unstubAllEnvs();
+});
+
+it('draws a flow of the module --flows names', async () => {
+  const out: string[] = [];
+  expect(
+    await run(['flow', 'graph', 'order_status', '--flows', 'examples/order-status'], (s) => out.push(s)),
+  ).toBe(0);
+  expect(out.join('\n')).toMatch(/^stateDiagram/);
+  expect(out.join('\n')).toContain('[*] --> ');
+});
+
+it('a flow the module lacks names the flows it has and the --flows option', async () => {
+  expect(await run(['flow', 'graph', 'hello'], () => undefined)).toBe(1);
+  const line = stderr.mock.calls.map((c) => String(c[0])).join('');
+  expect(line).toBe('baton: no flow "hello" (have: order; draw a flow of your own with --flows <module>)\n');
+});

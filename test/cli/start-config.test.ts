@@ -1,0 +1,49 @@
+/**
+ * Start-up configuration checks that stop `baton start` with one line naming the variable
+ * (SPEC 2): the WASender route on (`WASENDER_WEBHOOK_SECRET`) needs the key its replies are sent
+ * with.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeEach, expect, it, vi, type MockInstance } from 'vitest';
+import { run } from '../../src/cli/index.ts';
+import { loadConfig } from '../../src/config/index.ts';
+
+let stderr: MockInstance<typeof process.stderr.write>;
+const dir = mkdtempSync(join(tmpdir(), 'baton-start-config-'));
+
+beforeEach(() => {
+  stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  vi.unstubAllEnvs();
+});
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+it('the WASender route without WASENDER_API_KEY is refused, naming the key', () => {
+  expect(() => loadConfig({ WASENDER_WEBHOOK_SECRET: 's2' })).toThrow(
+    /^WASENDER_API_KEY: must be set when WASENDER_WEBHOOK_SECRET is/,
+  );
+  expect(loadConfig({ WASENDER_WEBHOOK_SECRET: 's2', WASENDER_API_KEY: 'k' }).wasender.apiKey).toBe('k');
+  // The route off: no key needed.
+  expect(loadConfig({}).wasender.apiKey).toBeUndefined();
+});
+
+it('baton start stops with one line and exit 1', async () => {
+  vi.stubEnv('WASENDER_WEBHOOK_SECRET', 's2');
+  vi.stubEnv('WASENDER_API_KEY', '');
+  vi.stubEnv('PORT', '0');
+  vi.stubEnv('HOST', '127.0.0.1');
+  vi.stubEnv('BATON_DATA_DIR', dir);
+  expect(await run(['start'], () => undefined)).toBe(1);
+  const written = stderr.mock.calls.map((c) => String(c[0])).join('');
+  expect(written).toMatch(
+    /^baton: configuration error: WASENDER_API_KEY: must be set when WASENDER_WEBHOOK_SECRET is[^\n]*\n$/,
+  );
+});

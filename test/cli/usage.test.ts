@@ -1,0 +1,43 @@
+/**
+ * Usage errors are one line naming what is wrong and where help is, with exit code 2 (SPEC 6);
+ * `--version` prints the version.
+ */
+import { readFileSync } from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
+import { run } from '../../src/cli/index.ts';
+
+let stderr: MockInstance<typeof process.stderr.write>;
+let stdout: MockInstance<typeof process.stdout.write>;
+const written = (spy: MockInstance): string => spy.mock.calls.map((c) => String(c[0])).join('');
+
+beforeEach(() => {
+  stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('baton usage errors', () => {
+  it.each<[string[], string]>([
+    [['bogus'], 'baton: unknown command "bogus" (see baton --help)\n'],
+    [['strt'], 'baton: unknown command "strt" (did you mean start? see baton --help)\n'],
+    [['start', '--bogus'], 'baton: unknown option "--bogus" (see baton start --help)\n'],
+    [['session', 'show'], 'baton: missing required argument "waId" (see baton session show --help)\n'],
+    [['--bogus'], 'baton: unknown option "--bogus" (see baton --help)\n'],
+  ])('%o: one line, exit 2', async (argv, line) => {
+    expect(await run(argv, () => undefined)).toBe(2);
+    expect(written(stderr)).toBe(line);
+    expect(written(stdout)).toBe('');
+  });
+
+  it('--version prints the version and exits 0', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    expect(await run(['--version'], () => undefined)).toBe(0);
+    expect(written(stdout)).toBe(`${pkg.version}\n`);
+    expect(written(stderr)).toBe('');
+  });
+});
