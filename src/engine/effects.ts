@@ -32,6 +32,12 @@ export interface EffectRunnerDeps {
    * later turn goes on with the next one, with the same effect id.
    */
   readonly wanted?: () => Promise<boolean>;
+  /**
+   * Whether the baton was renewed within its TTL, by this process's clock. A worker paused past
+   * it (SIGSTOP, a stalled VM) wakes up before it learns that its lease is gone: no attempt starts
+   * then, or it would be one more than the effect's attempts, after those a newer holder made.
+   */
+  readonly fresh?: () => boolean;
 }
 
 /** How often a backoff between attempts looks whether an agent waits. */
@@ -68,7 +74,7 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   if (def !== undefined) {
     outcome = { ok: false, error: `gave up after ${attempt} attempts`, retryable: false };
     while (attempt < attempts) {
-      if (between.aborted) return 'left';
+      if (between.aborted || deps.fresh?.() === false) return 'left';
       attempt += 1;
       await backend.updateOutbound(rec.id, { status: 'sending', attempts: attempt });
       outcome = await once(def, intent.input, {

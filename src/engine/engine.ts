@@ -538,6 +538,7 @@ export class Engine {
           stopping: this.abort.signal,
           count: (effect, outcome) => this.o.metrics.effects.inc({ effect, outcome }),
           wanted: this.wanted(run),
+          fresh: held.fresh,
         }),
       ),
     )
