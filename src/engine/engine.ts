@@ -401,13 +401,15 @@ export class Engine {
       // burst the machine's load spread out stays one batch (an outside test with CPU hogs saw
       // 500 ms bursts stored over 0.5-1.2 s).
       const stretch = this.o.bufferMs > 0 ? Math.min(this.o.bufferMs, this.lagMs()) : 0;
+      // The mailbox is read again (once) when this batch waited for more of it.
+      let readAgain = false;
       if (stretch > 0) {
         windowEnd += stretch;
         const wait = windowEnd - this.now();
         if (wait > 0) {
           await sleep(wait, held.signal);
           if (held.signal.aborted) return false;
-          pending = await backend.pending(lease, MAX_BATCH);
+          readAgain = true;
         }
       }
       // Webhooks this process received within the window may still be on their way into the
@@ -417,10 +419,9 @@ export class Engine {
         // Timers run before I/O in an event-loop turn: let sockets that are already readable be
         // read first, so webhooks that arrived before the window closed are counted.
         await new Promise((r) => setImmediate(r));
-        if (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal, lease)) {
-          pending = await backend.pending(lease, MAX_BATCH);
-        }
+        if (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal, lease)) readAgain = true;
       }
+      if (readAgain) pending = await backend.pending(lease, MAX_BATCH);
       batch = withStragglers(pending.map(trustedTimestamp), windowEnd);
     }
     const started = this.now();
