@@ -5,6 +5,8 @@
  * naming it, not an empty new deployment answering "no session".
  * @module
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { createLogger } from '../app.ts';
@@ -12,6 +14,9 @@ import type { Backend } from '../backends/types.ts';
 import type { Config } from '../config/index.ts';
 import { StorageUnavailableError } from '../errors.ts';
 import { loadMigrations } from '../backends/distributed/sql.ts';
+
+/** The embedded store's file in its data directory (see backends/embedded). */
+const EMBEDDED_FILE = 'baton.sqlite';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
@@ -76,7 +81,14 @@ export async function assertMigrated(databaseUrl: string, schema: string): Promi
  * without migrating; undefined in embedded mode (`createBaton` opens the data directory's).
  */
 export async function sessionStore(config: Config, logger: Logger): Promise<Backend | undefined> {
-  if (config.redisUrl === undefined || config.databaseUrl === undefined) return undefined;
+  if (config.redisUrl === undefined || config.databaseUrl === undefined) {
+    // Nor an embedded one: a mistyped BATON_DATA_DIR is no new, empty store answering "no session".
+    if (!existsSync(join(config.dataDir, EMBEDDED_FILE)))
+      throw new StoreNotMigratedError(
+        `no Baton store in "${config.dataDir}" (check BATON_DATA_DIR, or start Baton there first)`,
+      );
+    return undefined;
+  }
   await assertMigrated(config.databaseUrl, config.pgSchema);
   const { DistributedBackend } = await import('../backends/distributed/index.ts');
   return new DistributedBackend({

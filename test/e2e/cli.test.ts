@@ -36,6 +36,13 @@ describe('baton session / lock on an embedded store', () => {
         metadata: { version: 2 },
       });
       expect(await run(['session', 'show', '000'], say)).toBe(1);
+
+      // A data directory with no store: one error, and nothing created there.
+      const missing = join(h.dir, 'typo');
+      process.env.BATON_DATA_DIR = missing;
+      expect(await run(['session', 'show', u], say)).toBe(1);
+      expect(await run(['lock', 'clear', u], say)).toBe(1);
+      expect(existsSync(missing)).toBe(false);
     } finally {
       delete process.env.BATON_DATA_DIR;
       await h.close();
