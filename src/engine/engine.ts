@@ -422,7 +422,7 @@ export class Engine {
         if (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal, lease)) readAgain = true;
       }
       if (readAgain) pending = await backend.pending(lease, MAX_BATCH);
-      batch = withStragglers(pending.map(trustedTimestamp), windowEnd);
+      batch = withStragglers(pending.map(trustedTimestamp), windowEnd, this.o.bufferMs);
     }
     const started = this.now();
     const prev = await backend.load(lease);
@@ -1126,16 +1126,25 @@ interface SessionRun {
 
 /**
  * The batch whose window ends at `windowEnd`: the messages stored within it, and those stored
- * after it that the user sent no later than the newest of them (WhatsApp timestamps). A busy
- * intake can store a burst's first message after its window closed yet before its batch runs;
- * left for the next batch it would be older than what this one applied, so recorded `late` and
- * lost (a name missing its first half). Messages sent after the window's newest stay for a batch
- * of their own, as the window says. `pending` is in mailbox order, timestamps already trusted.
+ * within `graceMs` after it that the user sent no later than the newest of them (WhatsApp
+ * timestamps). A busy intake can store a burst's first message after its window closed yet
+ * before its batch runs; left for the next batch it would be older than what this one applied,
+ * so recorded `late` and lost (a name missing its first half). Messages sent after the window's
+ * newest stay for a batch of their own, as the window says, and so does anything stored later
+ * than the grace: whether a message is `late` must not depend on how late a busy worker ran the
+ * batch (seconds, in a send backoff or a paused process). `pending` is in mailbox order,
+ * timestamps already trusted.
  */
-export function withStragglers(pending: readonly StoredMessage[], windowEnd: number): StoredMessage[] {
+export function withStragglers(
+  pending: readonly StoredMessage[],
+  windowEnd: number,
+  graceMs: number,
+): StoredMessage[] {
   let newest = Number.NEGATIVE_INFINITY;
   for (const m of pending) if (m.storedAt <= windowEnd && m.timestamp > newest) newest = m.timestamp;
-  return pending.filter((m) => m.storedAt <= windowEnd || m.timestamp <= newest);
+  return pending.filter(
+    (m) => m.storedAt <= windowEnd || (m.storedAt <= windowEnd + graceMs && m.timestamp <= newest),
+  );
 }
 
 /** Adds the replies a commit of this holder's wrote to its claims (effects are not sent). */

@@ -2,7 +2,8 @@
  * A message stored after its burst's window closed, but before the burst's batch ran, and sent
  * before the burst's newest message, joins that batch instead of being recorded `late` after it
  * (an outside test under CPU load saw names lose their first half: the ingress stored a burst
- * over more than the window). The worker is made late by a lease the test holds meanwhile.
+ * over more than the window), within one more window; one stored later is `late`, however late
+ * the batch runs. The worker is made late by a lease the test holds meanwhile.
  */
 import { describe, expect, it } from 'vitest';
 import { harnessOn } from '../support/harness-on.ts';
@@ -14,7 +15,7 @@ const T0 = 1_750_000_000;
 describe.each(HARNESS_BACKENDS)(
   'a burst stored over more than the window, %s backend',
   (_name, available, setup) => {
-    const harness = harnessOn(available, setup, { BATON_BUFFER_MS: '300' });
+    const harness = harnessOn(available, setup, { BATON_BUFFER_MS: '500' });
 
     it.skipIf(!available)(
       'is one batch when its batch runs late: the first text is not late',
@@ -32,9 +33,13 @@ describe.each(HARNESS_BACKENDS)(
         );
         const second = text(user, 'Lovelace', T0 + 2);
         const first = text(user, 'Ada', T0 + 1);
+        const past = text(user, 'Byron', T0 + 1);
         expect((await h.post(webhook([second]))).status).toBe(200);
-        await new Promise((r) => setTimeout(r, 600)); // past the 300 ms window
+        await new Promise((r) => setTimeout(r, 700)); // past the 500 ms window, within its grace
         expect((await h.post(webhook([first]))).status).toBe(200);
+        // Stored more than a window after the window: late, however late the batch runs.
+        await new Promise((r) => setTimeout(r, 1400));
+        expect((await h.post(webhook([past]))).status).toBe(200);
         await backend.releaseLease(lease);
 
         const s = await h.settled(user, 2);
@@ -43,6 +48,7 @@ describe.each(HARNESS_BACKENDS)(
         expect(records.map((r) => [r.version, r.kind, [...r.message_ids].sort()])).toEqual([
           [1, 'advance', [expect.any(String)]],
           [2, 'advance', [first.id, second.id].sort()],
+          [2, 'late', [past.id]],
         ]);
         await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:2');
         expect(h.graph.sent.map((c) => c.body.biz_opaque_callback_data)).toEqual([

@@ -108,9 +108,11 @@ describe('buffer window (fake clock)', () => {
 
     await store('w2', 'Lovelace', 102); // the window opens: until +500
     await vi.advanceTimersByTimeAsync(700);
-    await store('w3', 'Ada', 101); // sent first, stored 700 ms later
+    await store('w3', 'Ada', 101); // sent first, stored 700 ms later (within a window's grace)
+    await vi.advanceTimersByTimeAsync(400);
+    await store('w3b', 'Byron', 101); // stored 1,100 ms after the window opened: past the grace
     await vi.advanceTimersByTimeAsync(100);
-    await run(); // the worker comes late, both are stored
+    await run(); // the worker comes late, all three are stored
 
     const s = (await backend.load(key))!;
     expect(s.data).toEqual({ customer_name: 'Ada Lovelace' });
@@ -121,6 +123,15 @@ describe('buffer window (fake clock)', () => {
       [2, 'advance', ['w2', 'w3']],
     ]);
     expect(sent).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);
+    // The one stored past the grace is late, however late the worker ran the batch: as when the
+    // batch runs on time.
+    await vi.advanceTimersByTimeAsync(500);
+    await run();
+    expect((await backend.transitions(key)).at(-1)).toMatchObject({
+      version: 2,
+      kind: 'late',
+      message_ids: ['w3b'],
+    });
 
     // One sent after the batch's newest stays for a batch of its own, as before.
     await store('w4', 'sku?', 103);
