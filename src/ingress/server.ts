@@ -32,11 +32,14 @@ import { HandshakeQuery, zodCompiler } from '../admin/schemas.ts';
 const DRAIN_LIMIT = 64 * 1024 * 1024;
 
 /**
- * Reads what is left of a request body and drops it; resolves true at its end, or false (the
- * connection destroyed) past `limit` bytes or when the request fails.
+ * Reads what is left of a request body and drops it; resolves true at its end (or at once when
+ * its declared length is over `limit`), or false (the connection destroyed) past `limit` bytes
+ * read or when the request fails.
  */
 function drainBody(raw: IncomingMessage, limit: number): Promise<boolean> {
-  if (raw.complete) return Promise.resolve(true);
+  // Declared too big to drain: answered at once (a client that watches for an early answer, as
+  // curl does, gets it; one still writing may see the connection reset).
+  if (raw.complete || Number(raw.headers['content-length'] ?? 0) > limit) return Promise.resolve(true);
   return new Promise((resolve) => {
     let read = 0;
     const done = (ok: boolean): void => {

@@ -115,6 +115,26 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
     }
   });
 
+  it('a body declared bigger than Baton drains is answered 413 at once', async () => {
+    const { port } = new URL(h.url);
+    const answer = await new Promise<string>((resolve) => {
+      const s = connect(Number(port), '127.0.0.1');
+      let got = '';
+      s.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        if (got.includes('\r\n')) {
+          s.destroy();
+          resolve(got.split(' ')[1] ?? 'none');
+        }
+      });
+      s.on('error', () => resolve(got.split(' ')[1] ?? 'none'));
+      s.write(
+        `POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${100 * 1024 * 1024}\r\n\r\n{"object":`,
+      );
+    });
+    expect(answer).toBe('413');
+  });
+
   it('accepts a 3 MB body (Meta sends up to 3 MB)', async () => {
     const raw = JSON.stringify({
       object: 'whatsapp_business_account',
