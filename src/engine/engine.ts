@@ -121,7 +121,7 @@ const AGENT_SEND_WAIT_MS = 1000;
  * Sessions waiting out a send backoff free their worker slot (see Engine.park), up to this many
  * per slot: past that a Graph outage slows this worker down rather than piling up leases.
  */
-const PARKED_PER_SLOT = 8;
+const PARKED_PER_SLOT = 32;
 
 /**
  * Any error thrown while flow code ran, as a `FlowRuntimeError` naming flow and step. Errors
