@@ -13,6 +13,7 @@ import { EmbeddedBackend } from './backends/embedded/index.ts';
 import { AlertWatcher } from './alerts/index.ts';
 import { loopbackUrl, writeLocalHandle } from './admin/local-handle.ts';
 import type { Backend, BackendStats } from './backends/types.ts';
+import type { DistributedBackendOptions } from './backends/distributed/options.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
@@ -352,26 +353,37 @@ function oneLine(message: string): string {
   return text.length > 500 ? `${text.slice(0, 500)}...` : text;
 }
 
+/** The distributed backend's options as `config` gives them; null in embedded mode. */
+export function distributedOptions(
+  config: Config,
+  logger: Logger,
+  now?: () => number,
+): DistributedBackendOptions | null {
+  if (config.redisUrl === undefined || config.databaseUrl === undefined) return null;
+  return {
+    redisUrl: config.redisUrl,
+    cluster: config.redisCluster,
+    databaseUrl: config.databaseUrl,
+    bufferMs: config.bufferMs,
+    dedupeTtlSec: config.dedupeTtlSec,
+    syncMode: config.syncMode,
+    intakeLog: config.intakeLog,
+    prefix: config.redisPrefix,
+    schema: config.pgSchema,
+    logger,
+    ...(now ? { now } : {}),
+    retentionSec: config.retentionSec,
+    messageRetentionSec: config.messageRetentionSec,
+    // Redis keeps an idle session's replies and data no longer than texts may be kept at all.
+    idleTtlSec: Math.min(config.sessionTtlSec, config.messageRetentionSec),
+  };
+}
+
 async function createBackend(config: Config, logger: Logger, now?: () => number): Promise<Backend> {
-  if (config.redisUrl !== undefined && config.databaseUrl !== undefined) {
+  const distributed = distributedOptions(config, logger, now);
+  if (distributed) {
     const { DistributedBackend } = await import('./backends/distributed/index.ts');
-    return new DistributedBackend({
-      redisUrl: config.redisUrl,
-      cluster: config.redisCluster,
-      databaseUrl: config.databaseUrl,
-      bufferMs: config.bufferMs,
-      dedupeTtlSec: config.dedupeTtlSec,
-      syncMode: config.syncMode,
-      intakeLog: config.intakeLog,
-      prefix: config.redisPrefix,
-      schema: config.pgSchema,
-      logger,
-      ...(now ? { now } : {}),
-      retentionSec: config.retentionSec,
-      messageRetentionSec: config.messageRetentionSec,
-      // Redis keeps an idle session's replies and data no longer than texts may be kept at all.
-      idleTtlSec: Math.min(config.sessionTtlSec, config.messageRetentionSec),
-    });
+    return new DistributedBackend(distributed);
   }
   return new EmbeddedBackend({
     dataDir: config.dataDir,

@@ -7,12 +7,11 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import type { Logger } from 'pino';
-import { createLogger } from '../app.ts';
+import { createLogger, distributedOptions } from '../app.ts';
 import type { Backend } from '../backends/types.ts';
 import type { Config } from '../config/index.ts';
-import { StorageUnavailableError } from '../errors.ts';
+import { connectOnce } from '../backends/distributed/migrate.ts';
 import { loadMigrations } from '../backends/distributed/sql.ts';
 
 /** The embedded store's file in its data directory (see backends/embedded). */
@@ -40,16 +39,7 @@ export class StoreNotMigratedError extends Error {
  * @throws StoreNotMigratedError naming the schema when it does not.
  */
 export async function assertMigrated(databaseUrl: string, schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
-  // A broken connection fails the query in flight; its 'error' event must not crash the process.
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-  } catch (err) {
-    if ((err as { code?: unknown }).code === '3D000')
-      throw new Error(`PostgreSQL: ${(err as Error).message}`);
-    throw new StorageUnavailableError('PostgreSQL is unreachable', err);
-  }
+  const client = await connectOnce(databaseUrl);
   try {
     const found = await client.query<{ ledger: string | null }>(
       'SELECT to_regclass(quote_ident(nspname) || $2) AS ledger FROM pg_namespace WHERE nspname = $1',
@@ -81,7 +71,8 @@ export async function assertMigrated(databaseUrl: string, schema: string): Promi
  * without migrating; undefined in embedded mode (`createBaton` opens the data directory's).
  */
 export async function sessionStore(config: Config, logger: Logger): Promise<Backend | undefined> {
-  if (config.redisUrl === undefined || config.databaseUrl === undefined) {
+  const distributed = distributedOptions(config, logger);
+  if (distributed === null) {
     // Nor an embedded one: a mistyped BATON_DATA_DIR is no new, empty store answering "no session".
     if (!existsSync(join(config.dataDir, EMBEDDED_FILE)))
       throw new StoreNotMigratedError(
@@ -89,22 +80,7 @@ export async function sessionStore(config: Config, logger: Logger): Promise<Back
       );
     return undefined;
   }
-  await assertMigrated(config.databaseUrl, config.pgSchema);
+  await assertMigrated(distributed.databaseUrl, config.pgSchema);
   const { DistributedBackend } = await import('../backends/distributed/index.ts');
-  return new DistributedBackend({
-    redisUrl: config.redisUrl,
-    cluster: config.redisCluster,
-    databaseUrl: config.databaseUrl,
-    bufferMs: config.bufferMs,
-    dedupeTtlSec: config.dedupeTtlSec,
-    syncMode: config.syncMode,
-    intakeLog: config.intakeLog,
-    prefix: config.redisPrefix,
-    schema: config.pgSchema,
-    logger,
-    retentionSec: config.retentionSec,
-    messageRetentionSec: config.messageRetentionSec,
-    idleTtlSec: Math.min(config.sessionTtlSec, config.messageRetentionSec),
-    migrate: false,
-  });
+  return new DistributedBackend({ ...distributed, migrate: false });
 }

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedSessions } from '../../scripts/seed-sessions.ts';
-import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
 import { text, webhook } from '../support/payloads.ts';
 
 describe('counts and pages beyond a scan', () => {
@@ -27,13 +27,7 @@ describe('counts and pages beyond a scan', () => {
     expect(askName.oldest_ms).toBeGreaterThanOrEqual(0);
     expect(map.steps.find((s) => s.id === 'completed')).toMatchObject({ sessions: 0, oldest_ms: null });
     // The flow page lists the first 5,000 and says so, with where to find them all.
-    const login = await fetch(`${h.url}/admin/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
-      redirect: 'manual',
-    });
-    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const cookie = await h.dashboardCookie();
     const page = await (
       await fetch(`${h.url}/admin/flows/order?step=ask_name`, { headers: { cookie } })
     ).text();

@@ -4,7 +4,6 @@
  * to the session; until now only the session's own page said so, and nothing led an agent there.
  */
 import { describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN } from '../support/harness.ts';
 import { harnessOn } from '../support/harness-on.ts';
 import { envelopeWith, PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
@@ -16,13 +15,7 @@ describe.each(HARNESS_BACKENDS)('failed replies on the overview, %s backend', (_
     'lists a reply Meta reported failed, newest first, linked to its session',
     async () => {
       const h = harness();
-      const login = await fetch(`${h.url}/admin/login`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
-        redirect: 'manual',
-      });
-      const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+      const cookie = await h.dashboardCookie();
       const overview = async (): Promise<string> =>
         (await fetch(`${h.url}/admin`, { headers: { cookie } })).text();
       expect(await overview()).toMatch(/<section class="card" id="failed-replies">[\s\S]*None\./);

@@ -28,6 +28,8 @@ export interface Harness {
     opts?: { signature?: string | null; raw?: string | Buffer; path?: string },
   ): Promise<Response>;
   admin(path: string, init?: RequestInit): Promise<Response>;
+  /** Signs in to the dashboard with the admin token; resolves with the session cookie (`name=value`). */
+  dashboardCookie(): Promise<string>;
   session(waId: string): Promise<SessionView | null>;
   transitions(waId: string): Promise<TransitionRecord[]>;
   /** Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
@@ -101,6 +103,15 @@ export async function startHarness(
         ...init,
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(init.headers ?? {}) },
       });
+    },
+    async dashboardCookie() {
+      const login = await fetch(`${current.url}/admin/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+        redirect: 'manual',
+      });
+      return login.headers.get('set-cookie')!.split(';')[0]!;
     },
     async session(waId) {
       const r = await h.admin(`/sessions/${waId}?channel=${PHONE_ID}`);

@@ -3,6 +3,23 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import type { InboundMessage } from '../../src/model/message.ts';
 
+/** Stores a text of user `u` on channel `c`, letting the fake clock run the intake's timers. */
+function storeText(backend: EmbeddedBackend) {
+  return async (id: string, body: string, ts: number): Promise<void> => {
+    const m: InboundMessage = {
+      id,
+      provider: 'cloud-api',
+      channel: 'c',
+      user: 'u',
+      timestamp: ts,
+      content: { type: 'text', body },
+    };
+    const p = backend.ingest({ messages: [m], statuses: [] });
+    await vi.advanceTimersByTimeAsync(0);
+    await p;
+  };
+}
+
 // The buffer window on a fake clock: no sleeps, every instant chosen by the test.
 describe('buffer window (fake clock)', () => {
   beforeEach(() => {
@@ -22,19 +39,8 @@ describe('buffer window (fake clock)', () => {
     });
     engine.start(2);
     let n = 0;
-    const store = async (body: string, ts: number): Promise<void> => {
-      const m: InboundMessage = {
-        id: `w${(n += 1)}`,
-        provider: 'cloud-api',
-        channel: 'c',
-        user: 'u',
-        timestamp: ts,
-        content: { type: 'text', body },
-      };
-      const p = backend.ingest({ messages: [m], statuses: [] });
-      await vi.advanceTimersByTimeAsync(0);
-      await p;
-    };
+    const storeWith = storeText(backend);
+    const store = (body: string, ts: number): Promise<void> => storeWith(`w${(n += 1)}`, body, ts);
     const key = { channel: 'c', user: 'u' };
 
     await store('hi', 100); // t = 0: opens the window, due at 500
@@ -83,19 +89,7 @@ describe('buffer window (fake clock)', () => {
       send: async (m) => (sent.push(m.callbackData), { providerMessageId: `o${m.id}` }),
     });
     const key = { channel: 'c', user: 'u' };
-    const store = async (id: string, body: string, ts: number): Promise<void> => {
-      const m: InboundMessage = {
-        id,
-        provider: 'cloud-api',
-        channel: 'c',
-        user: 'u',
-        timestamp: ts,
-        content: { type: 'text', body },
-      };
-      const p = backend.ingest({ messages: [m], statuses: [] });
-      await vi.advanceTimersByTimeAsync(0);
-      await p;
-    };
+    const store = storeText(backend);
     const run = async (): Promise<void> => {
       const p = engine.runSession(key);
       await vi.advanceTimersByTimeAsync(50);
@@ -152,19 +146,7 @@ describe('buffer window (fake clock)', () => {
     const engine = testEngine(backend, { bufferMs: 500, loopLagMs: () => 300 });
     engine.start(2);
     const key = { channel: 'c', user: 'u' };
-    const store = async (id: string, body: string, ts: number): Promise<void> => {
-      const m: InboundMessage = {
-        id,
-        provider: 'cloud-api',
-        channel: 'c',
-        user: 'u',
-        timestamp: ts,
-        content: { type: 'text', body },
-      };
-      const p = backend.ingest({ messages: [m], statuses: [] });
-      await vi.advanceTimersByTimeAsync(0);
-      await p;
-    };
+    const store = storeText(backend);
     await store('w1', 'hi', 100);
     await vi.advanceTimersByTimeAsync(900);
     expect((await backend.load(key))?.version).toBe(1);

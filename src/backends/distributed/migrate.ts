@@ -16,20 +16,29 @@ export function assertSchemaName(schema: string): void {
   }
 }
 
-/** Applies the migrations `schema` lacks; returns the names applied. Safe to run concurrently. */
-export async function migrate(databaseUrl: string, schema = 'baton'): Promise<string[]> {
-  assertSchemaName(schema);
+/**
+ * One connection for a one-off job (migrating, checking the migrations), connected.
+ * @throws StorageUnavailableError when PostgreSQL cannot be reached; an Error naming the database
+ *   when it is reachable but has no such database (no outage to wait out).
+ */
+export async function connectOnce(databaseUrl: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
   // A broken connection fails the statement in flight; its 'error' event must not crash the process.
   client.on('error', () => undefined);
   try {
     await client.connect();
   } catch (err) {
-    // Reachable, but the database named is not there: say so (it is no outage to wait out).
     if ((err as { code?: unknown }).code === '3D000')
       throw new Error(`PostgreSQL: ${(err as Error).message}`);
     throw new StorageUnavailableError('PostgreSQL is unreachable', err);
   }
+  return client;
+}
+
+/** Applies the migrations `schema` lacks; returns the names applied. Safe to run concurrently. */
+export async function migrate(databaseUrl: string, schema = 'baton'): Promise<string[]> {
+  assertSchemaName(schema);
+  const client = await connectOnce(databaseUrl);
   try {
     return await migrateWith(client, schema);
   } catch (err) {
