@@ -282,12 +282,29 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
   return { fenced, done: Promise.all(trimmed).then(() => undefined) };
 }
 
+/** A barrier gathering the callers of the current synchronous stretch, per context. */
+const gathering = new WeakMap<Context, Promise<void>>();
+
 /**
  * Read-your-writes for admin reads that span sessions: copies the journals of every session
  * still announced on the flush stream (entries stay there until a flusher has copied them).
- * Cheap when the flusher keeps up: the stream is then (nearly) empty.
+ * Cheap when the flusher keeps up: the stream is then (nearly) empty. Reads started together (a
+ * dashboard page's dead letters and failed replies) share one: it starts once their caller
+ * yields, so it covers what each of them was asked after; a later call starts another.
  */
-export async function barrier(ctx: Context): Promise<void> {
+export function barrier(ctx: Context): Promise<void> {
+  let shared = gathering.get(ctx);
+  if (shared === undefined) {
+    shared = Promise.resolve().then(() => {
+      gathering.delete(ctx);
+      return barrierNow(ctx);
+    });
+    gathering.set(ctx, shared);
+  }
+  return shared;
+}
+
+async function barrierNow(ctx: Context): Promise<void> {
   const entries = await r('barrier', () => ctx.redis.xrange(ctx.keys.flush, '-', '+', 'COUNT', 10_000));
   // And this process's status changes waiting for a copy (deferred-copies.ts), copied as
   // deferred copies are (a failed one is announced to the flusher).
