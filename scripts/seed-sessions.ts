@@ -144,33 +144,17 @@ export async function seedSessions(backend: Backend, opts: SeedOptions): Promise
 
 async function main(argv: readonly string[]): Promise<void> {
   const { loadConfig } = await import('../src/config/index.ts');
-  const { DistributedBackend } = await import('../src/backends/distributed/index.ts');
-  const { EmbeddedBackend } = await import('../src/backends/embedded/index.ts');
+  const { createBackend, createLogger } = await import('../src/app.ts');
   const flag = (name: string): string | undefined => {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const count = Number(argv.find((a) => /^\d+$/.test(a)) ?? 100_000);
   const config = loadConfig(process.env);
-  const backend: Backend =
-    config.redisUrl !== undefined && config.databaseUrl !== undefined
-      ? new DistributedBackend({
-          redisUrl: config.redisUrl,
-          cluster: config.redisCluster,
-          databaseUrl: config.databaseUrl,
-          bufferMs: config.bufferMs,
-          dedupeTtlSec: config.dedupeTtlSec,
-          syncMode: config.syncMode,
-          prefix: config.redisPrefix,
-          schema: config.pgSchema,
-          idleTtlSec: config.sessionTtlSec,
-          reaperIntervalMs: 0,
-        })
-      : new EmbeddedBackend({
-          dataDir: config.dataDir,
-          bufferMs: config.bufferMs,
-          dedupeTtlSec: config.dedupeTtlSec,
-        });
+  // The store as Baton opens it (same keys, schema and idle TTL), without its reaper.
+  const backend = await createBackend(config, createLogger('warn', 2), {
+    distributed: { reaperIntervalMs: 0 },
+  });
   await backend.init();
   const started = Date.now();
   try {

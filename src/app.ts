@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
-import { EmbeddedBackend } from './backends/embedded/index.ts';
+import { EmbeddedBackend, type EmbeddedOptions } from './backends/embedded/index.ts';
 import { AlertWatcher } from './alerts/index.ts';
 import { loopbackUrl, writeLocalHandle } from './admin/local-handle.ts';
 import type { Backend, BackendStats } from './backends/types.ts';
@@ -149,7 +149,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const flowList = loaded.flows;
   const router = opts.router ?? ('router' in loaded ? loaded.router : undefined);
   const flows = new Map(flowList.map((f) => [f.id, f]));
-  const backend = opts.backend ?? (await createBackend(config, logger, opts.now));
+  const backend = opts.backend ?? (await createBackend(config, logger, opts.now ? { now: opts.now } : {}));
   try {
     await backend.init();
   } catch (err) {
@@ -379,18 +379,31 @@ export function distributedOptions(
   };
 }
 
-async function createBackend(config: Config, logger: Logger, now?: () => number): Promise<Backend> {
-  const distributed = distributedOptions(config, logger, now);
-  if (distributed) {
-    const { DistributedBackend } = await import('./backends/distributed/index.ts');
-    return new DistributedBackend(distributed);
-  }
-  return new EmbeddedBackend({
+/** The embedded backend's options as `config` gives them. */
+export function embeddedOptions(config: Config, now?: () => number): EmbeddedOptions {
+  return {
     dataDir: config.dataDir,
     bufferMs: config.bufferMs,
     dedupeTtlSec: config.dedupeTtlSec,
     ...(now ? { now } : {}),
     retentionSec: config.retentionSec,
     messageRetentionSec: config.messageRetentionSec,
-  });
+  };
+}
+
+/**
+ * The store `config` names: distributed when Redis and PostgreSQL are both set, else embedded.
+ * `distributed` adds to (or overrides) the distributed backend's options.
+ */
+export async function createBackend(
+  config: Config,
+  logger: Logger,
+  o: { now?: () => number; distributed?: Partial<DistributedBackendOptions> } = {},
+): Promise<Backend> {
+  const distributed = distributedOptions(config, logger, o.now);
+  if (distributed) {
+    const { DistributedBackend } = await import('./backends/distributed/index.ts');
+    return new DistributedBackend({ ...distributed, ...o.distributed });
+  }
+  return new EmbeddedBackend(embeddedOptions(config, o.now));
 }

@@ -8,14 +8,12 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { createLogger, distributedOptions } from '../app.ts';
+import { createBackend, createLogger, distributedOptions } from '../app.ts';
+import { EMBEDDED_FILE } from '../backends/embedded/index.ts';
 import type { Backend } from '../backends/types.ts';
 import type { Config } from '../config/index.ts';
 import { connectOnce } from '../backends/distributed/migrate.ts';
 import { loadMigrations } from '../backends/distributed/sql.ts';
-
-/** The embedded store's file in its data directory (see backends/embedded). */
-const EMBEDDED_FILE = 'baton.sqlite';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
@@ -81,6 +79,5 @@ export async function sessionStore(config: Config, logger: Logger): Promise<Back
     return undefined;
   }
   await assertMigrated(distributed.databaseUrl, config.pgSchema);
-  const { DistributedBackend } = await import('../backends/distributed/index.ts');
-  return new DistributedBackend({ ...distributed, migrate: false });
+  return createBackend(config, logger, { distributed: { migrate: false } });
 }

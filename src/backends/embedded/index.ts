@@ -63,6 +63,9 @@ import {
   type RetentionOptions,
 } from '../retention.ts';
 
+/** The store's file in its data directory. */
+export const EMBEDDED_FILE = 'baton.sqlite';
+
 /** SQLite is the only store: a commit is durable once its transaction is. */
 const DURABLE: CommitResult = Object.freeze({ durable: true });
 
@@ -193,7 +196,7 @@ export class EmbeddedBackend implements Backend {
       const dir = opts.dataDir ?? './data';
       ensureDataDir(dir);
       this.dirLock = lockDataDir(dir);
-      file = join(dir, 'baton.sqlite');
+      file = join(dir, EMBEDDED_FILE);
     }
     try {
       this.db = new Database(file);
