@@ -670,7 +670,7 @@ export class Engine {
         effect: { id: f.id, name: f.name, input: f.input, data: f.data },
       });
     }
-    return { snapshot: { ...s, outboundSeq: seq }, outbound };
+    return { snapshot: { ...s, outboundSeq: seq }, outbound: claimFirst(outbound) };
   }
 
   /**
@@ -739,7 +739,8 @@ export class Engine {
    * SPEC 1.6, a reply reaches the user at most twice: every attempt that may reach the user is
    * covered by a claim counted in the store before it is made (`OutboundRecord.claims`), and a
    * claim that would be the third dead-letters the reply instead. The commit's claim covers the
-   * committing holder's attempts (`run.claims`: no write on the hot path); a reply this holder did
+   * committing holder's attempts at its first reply (`run.claims`: no write on the hot path); its
+   * later replies are claimed each with the record of the one before (one round trip); a reply this holder did
    * not commit (left by an earlier holder, a throttled turn, or replayed) is claimed before its
    * first attempt; a send that got no answer used its claim, so a retry claims anew; one refused
    * (429, 5xx, 4xx) did not deliver, so its retry keeps the claim. A reply left unsent on purpose
@@ -764,6 +765,14 @@ export class Engine {
     run.effects = unsent.filter((r) => r.effect !== undefined);
     sending: for (const rec of unsent) {
       if (rec.effect !== undefined) continue;
+      // A later reply of a commit carries no claim (see `claimFirst`): its claim goes with the
+      // record of the reply before it, in the same round trip, and is used by the first attempt.
+      let early =
+        !run.claims.has(rec.id) && rec.claims === 0 && !signal.aborted
+          ? backend.claimOutbound(run.lease, [rec.id], 1)
+          : undefined;
+      // (Awaited below, unless the record fails first: then nothing is attempted.)
+      early?.catch(() => undefined);
       // The store refusing the record of the one before stops here: later replies must not
       // overtake it.
       await this.recordSent(run);
@@ -780,7 +789,8 @@ export class Engine {
         }
         if (!run.claims.has(rec.id)) {
           // Claimed in the store before the attempt (fenced: a holder that lost the baton stops).
-          const [claims] = await backend.claimOutbound(run.lease, [rec.id], 1);
+          const [claims] = await (early ?? backend.claimOutbound(run.lease, [rec.id], 1));
+          early = undefined;
           if (claims === null || claims === undefined) break; // sent or failed meanwhile: next one
           if (claims > 2) {
             // Two attempts may have reached the user already (a crash after one, or a holder's
@@ -1148,9 +1158,27 @@ export function withStragglers(
 }
 
 /** Adds the replies a commit of this holder's wrote to its claims (effects are not sent). */
+/** Adds the replies `committed` claimed for their committing holder (see `claimFirst`) to its claims. */
 function claimed(run: { readonly claims: Set<string> }, committed: readonly OutboundRecord[]): Set<string> {
-  for (const r of committed) if (r.effect === undefined) run.claims.add(r.id);
+  for (const r of committed) if (r.effect === undefined && (r.claims ?? 1) > 0) run.claims.add(r.id);
   return run.claims;
+}
+
+/**
+ * A commit claims its first reply for the committing holder, whose attempt at it starts right
+ * after the commit: no write on the hot path. Its later replies are claimed each with the record
+ * of the one before (Engine.flushOutbox), so a holder that dies between two replies leaves no
+ * claim on those it never tried: the next two holders may each still try them (SPEC 1.6's one
+ * repeat), instead of the third finding two claims no attempt used and dead-lettering the reply.
+ */
+function claimFirst(outbound: OutboundRecord[]): OutboundRecord[] {
+  let first = true;
+  for (const r of outbound) {
+    if (r.effect !== undefined) continue;
+    if (!first) r.claims = 0;
+    first = false;
+  }
+  return outbound;
 }
 
 /** How one flush of a session's outbox goes (see Engine.flushOutbox). */

@@ -15,6 +15,7 @@ import type { Backend } from '../../src/backends/types.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 import type { SessionKey } from '../../src/model/message.ts';
 import type { OutboundRecord } from '../../src/model/session.ts';
+import { defineFlow, type Flow } from '../../src/flow/define.ts';
 import { CloudApiSender } from '../../src/providers/cloud-api/send.ts';
 import { eventually, newKey, uid } from '../distributed/fixtures.ts';
 import { testEngine } from '../support/engine.ts';
@@ -67,10 +68,16 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
     /** A worker process over `store`; `send` wraps the Cloud API sender. */
     function worker(
       store: Backend,
-      o: { lockTtlMs?: number; maxSendAttempts?: number; onSent?: (n: number) => void } = {},
+      o: {
+        lockTtlMs?: number;
+        maxSendAttempts?: number;
+        onSent?: (n: number) => void;
+        flows?: readonly Flow[];
+      } = {},
     ): Engine {
       let n = 0;
       const e = testEngine(store, {
+        ...(o.flows ? { flows: o.flows } : {}),
         send: async (m: OutboundRecord) => {
           const r = await sender.send(m);
           o.onSent?.((n += 1));
@@ -202,6 +209,55 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
         ['sent', 1],
       ]);
       expect(await backend.listDeadLetters(50)).toEqual([]);
+    });
+
+    it('two replies of one commit, the holder dies sending the first: the second is no claim yet, so two more holders may each try it (twice in all), no dead letter', async () => {
+      // A step whose prompt is two messages: one commit, two replies.
+      const twoPart = defineFlow({
+        id: 'two_part',
+        start: 'ask',
+        steps: {
+          ask: { say: ['Welcome!', 'Your name?'], accepts: 'text', to: ['ask'], on: (_i, c) => c.retry() },
+        },
+      });
+      const lapsed = (sent: number, what: string): Promise<unknown> =>
+        eventually(
+          async () => (fake.sent.length >= sent && (await backend.leaseInfo(key)) === null ? true : null),
+          10_000,
+          what,
+        );
+      await hi();
+      // The committing holder dies once its first reply is sent: it never tried the second.
+      const first = crashable(backend);
+      void worker(first.backend, {
+        flows: [twoPart],
+        lockTtlMs: CRASH_TTL_MS,
+        onSent: () => first.crash(),
+      }).runSession(key);
+      await lapsed(1, 'the first holder’s lease to lapse');
+      // The next holder sends the first again (its one repeat), then the second, and dies before
+      // recording that one.
+      const second = crashable(backend);
+      void worker(second.backend, {
+        flows: [twoPart],
+        lockTtlMs: CRASH_TTL_MS,
+        onSent: (n) => n === 2 && second.crash(),
+      }).runSession(key);
+      await lapsed(3, 'the second holder’s lease to lapse');
+      // One attempt at the second reply may have reached the user: the third holder makes the
+      // one repeat SPEC 1.6 allows (with a claim on the commit for every reply, it counted 3).
+      await worker(backend, { flows: [twoPart] }).runSession(key);
+      expect(delivered()).toEqual([
+        'baton:two_part:ask:1',
+        'baton:two_part:ask:1',
+        'baton:two_part:ask:1#2',
+        'baton:two_part:ask:1#2',
+      ]);
+      expect(await backend.listDeadLetters(50)).toEqual([]);
+      expect((await backend.outbound(key)).map((o) => [o.status, o.claims])).toEqual([
+        ['sent', 2],
+        ['sent', 2],
+      ]);
     });
 
     it('holders that crash while waiting out 429s used no claim: the reply is sent once, no dead letter', async () => {
