@@ -10,6 +10,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
+import { isUtf8 } from 'node:buffer';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -367,6 +368,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (!provider.verify(raw, req.headers)) {
       count('bad_signature');
       return sendError(reply, 'BATON_ERR_BAD_SIGNATURE');
+    }
+    // JSON text is UTF-8 (RFC 8259): a stray byte would become U+FFFD in a user's text unseen.
+    if (!isUtf8(raw)) {
+      count('bad_json');
+      return sendError(reply, 'BATON_ERR_BAD_JSON', 'body is not valid UTF-8 (JSON text must be)');
     }
     let json: unknown;
     try {

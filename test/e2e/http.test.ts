@@ -67,6 +67,16 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
     expect(await r.json()).toMatchObject({ error: expect.any(String) });
   });
 
+  it('400 with {error} for a body that is not UTF-8 (RFC 8259: JSON text is UTF-8), nothing stored', async () => {
+    // A user's name with a stray Latin-1 byte (0xE9), signed as sent: not replaced by U+FFFD.
+    const [before, after] = JSON.stringify(webhook([text('15550990001', 'Caf@', 1_750_000_000)])).split('@');
+    const raw = Buffer.concat([Buffer.from(before!), Buffer.from([0xe9]), Buffer.from(after!)]);
+    const r = await h.post(null, { raw });
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({ error: expect.stringContaining('UTF-8') });
+    expect((await h.admin('/sessions/15550990001')).status).toBe(404);
+  });
+
   it.each([
     ['an array', []],
     ['another object', { object: 'page', entry: [] }],
