@@ -637,8 +637,8 @@ async function drainBacklog(url: string): Promise<{ waitedMs: number; depth: num
 
 /**
  * The open-loop scenario on one configuration: boots it (BATON_BUFFER_MS=0), warms it up with
- * closed-loop users (half the steady scenario's), then offers {@link RATE} webhooks/s for {@link RATE_SECONDS} s,
- * `REPEAT` times. Baton's CPU is counted over the offer window and the drain that follows.
+ * closed-loop users (half the steady scenario's), then offers {@link RATE} webhooks/s for
+ * {@link RATE_SECONDS} s, `REPEAT` times. Baton's CPU is counted over the offer window and the drain that follows.
  */
 async function measureRate(config: Config): Promise<RateResult> {
   const sink = await startReplySink();
