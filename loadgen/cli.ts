@@ -196,6 +196,15 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
           ),
         ]
       : []),
+    ...(v.splitByOutage > 0
+      ? [
+          row(
+            'split by an outage',
+            v.splitByOutage,
+            'allowed (--crashes): a burst stored further apart than the window, its older part late',
+          ),
+        ]
+      : []),
     row('out of order', v.outOfOrder),
     row('duplicate prompts', v.duplicatePrompts),
     row('wrong replies', v.wrongReplies),

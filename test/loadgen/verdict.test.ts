@@ -127,6 +127,31 @@ describe('judge', () => {
     expect(judge([user({ session: notDone })], new Set())).toMatchObject({ outOfOrder: 1 });
   });
 
+  it('with --crashes, a burst an outage split (its older part recorded late, SPEC 1.5) is counted apart, not out of order', () => {
+    // The address came as two texts; the outage made the generator store them 1.9 s apart, so
+    // the newer one was applied and the older one recorded late.
+    const split = {
+      current_step: 'completed',
+      data: { ...DATA, shipping_address: 'Springfield' },
+      metadata: { version: 5 },
+    };
+    const log = [...LOG, { version: 5, kind: 'late', message_ids: ['w3b'] }];
+    expect(judge([user({ session: split, transitions: log })], new Set(), { crashes: true })).toMatchObject({
+      clean: true,
+      outOfOrder: 0,
+      splitByOutage: 1,
+    });
+    // Without a late record, or without --crashes, it is out of order.
+    expect(judge([user({ session: split })], new Set(), { crashes: true })).toMatchObject({
+      outOfOrder: 1,
+      splitByOutage: 0,
+    });
+    expect(judge([user({ session: split, transitions: log })], new Set())).toMatchObject({
+      outOfOrder: 1,
+      clean: false,
+    });
+  });
+
   it('a version gap or fork is a version error', () => {
     const gap = LOG.map((t) => (t.version === 5 ? { ...t, version: 6 } : t));
     const session = { current_step: 'completed', data: DATA, metadata: { version: 6 } };
