@@ -287,10 +287,13 @@ export class DistributedBackend implements Backend {
     return maintenance.purge(this.ctx, opts);
   }
 
-  /** One reaper pass (see maintenance.ts); `force` takes the pass even if another process has it. */
+  /**
+   * One reaper pass (see maintenance.ts); `force` takes the pass even if another process has it,
+   * and its walk over the key space even if that rests, unless `sweep` is false.
+   */
   reapOnce(
     intervalMs = 30_000,
-    opts: { force?: boolean } = {},
+    opts: { force?: boolean; sweep?: boolean } = {},
   ): Promise<{ rescheduled: number; journals: number }> {
     return maintenance.reapOnce(this.ctx, intervalMs, opts);
   }

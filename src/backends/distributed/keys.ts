@@ -75,6 +75,8 @@ export class Keys {
   readonly flush: string;
   /** STRING lock of the periodic reaper. */
   readonly reaper: string;
+  /** STRING lock of the reaper's walk over the key space, kept as long as the walk should rest. */
+  readonly sweep: string;
   /** STRING lock of the periodic retention purge. */
   readonly purge: string;
   /** ZSET worker id by heartbeat expiry (epoch ms). */
@@ -110,6 +112,7 @@ export class Keys {
     this.wake = `${prefix}:wake`;
     this.flush = `${prefix}:flush`;
     this.reaper = `${prefix}:reaper`;
+    this.sweep = `${prefix}:sweep`;
     this.purge = `${prefix}:purge`;
     this.workers = `${prefix}:workers`;
     this.leases = `${prefix}:leases`;
@@ -171,9 +174,12 @@ export class Keys {
     };
   }
 
-  /** SCAN pattern matching one kind of per-session key under this prefix. */
-  scanPattern(kind: 'mbox' | 'unsent' | 'journal' | 'lock'): string {
-    return `${this.prefix}:{*}:${kind}`;
+  /**
+   * SCAN pattern matching the per-session keys the reaper looks for under this prefix: `mbox`,
+   * `unsent` and `journal` (no other per-session key starts with j, m or u then b, n or o).
+   */
+  reapPattern(): string {
+    return `${this.prefix}:{*}:[jmu][bno]*`;
   }
 
   /** The session member of a per-session key found by SCAN, or null if it is not one. */

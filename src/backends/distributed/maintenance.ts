@@ -4,7 +4,6 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import {
   DEFAULT_RETENTION_SEC,
   emptyPurgeReport,
@@ -28,9 +27,10 @@ import { recoverIntake, recoverOutbox } from './intake-log.ts';
  */
 export function startMaintenance(ctx: Context): void {
   const interval = ctx.opts.reaperIntervalMs ?? 30_000;
-  // A worker starting up takes stock at once: sessions left with pending messages or unsent
-  // replies and no lease (nor ready entry) get scheduled.
-  ctx.reaping = reapOnce(ctx, interval, { force: true })
+  // A process starting up takes stock at once: messages Redis lost go back, and unless another
+  // process walked the key space lately, sessions left with pending messages or unsent replies
+  // and no lease (nor ready entry) get scheduled.
+  ctx.reaping = reapOnce(ctx, interval, { force: true, sweep: false })
     .then(
       () => undefined,
       (err: unknown) => ctx.log.warn({ err: String(err) }, 'start-up reaper pass failed'),
@@ -99,15 +99,26 @@ export async function purge(ctx: Context, opts: { lockMs?: number } = {}): Promi
 }
 
 /**
- * The liveness backstop, one process per interval: reschedules sessions that have pending
- * messages and neither a lease nor a ready entry (a crash between a script and its
- * follow-up), and re-announces journals that still owe PostgreSQL entries.
- * Scans every master of a cluster.
+ * The reaper's walk over the key space rests at least this many times as long as its last walk
+ * took, so that it costs Redis at most about 1% of its time whatever else Redis holds: SCAN
+ * visits every key of the database, other deployments' and other applications' too (a million
+ * keys: about a thousand calls of 1-1.5 ms each), not just this prefix's.
+ */
+export const SWEEP_REST_FACTOR = 100;
+
+/**
+ * The liveness backstop, one process per interval: puts back what Redis lost from the intake
+ * log (every interval), then walks the key space (at most every interval, and resting
+ * {@link SWEEP_REST_FACTOR} times as long as the walk took) to reschedule sessions that have
+ * pending messages or unsent replies and neither a lease nor a ready entry (a crash between a
+ * script and its follow-up), and to re-announce journals that still owe PostgreSQL entries.
+ * Walks every master of a cluster. `force` takes the reaper's turn (and, unless `sweep` is
+ * false, the walk's) even if another process has it.
  */
 export async function reapOnce(
   ctx: Context,
   intervalMs = 30_000,
-  opts: { force?: boolean } = {},
+  opts: { force?: boolean; sweep?: boolean } = {},
 ): Promise<{ rescheduled: number; journals: number }> {
   const ttl = Math.max(1000, intervalMs - 100);
   const got = await r('reaper', () =>
@@ -123,60 +134,74 @@ export async function reapOnce(
   }
   let rescheduled = 0;
   let journals = 0;
+  const forceSweep = opts.sweep ?? opts.force === true;
+  const walk = randomUUID();
+  const due = await r('reaper', () =>
+    forceSweep
+      ? ctx.redis.set(ctx.keys.sweep, walk, 'PX', ttl)
+      : ctx.redis.set(ctx.keys.sweep, walk, 'PX', ttl, 'NX'),
+  );
+  if (due !== 'OK') return { rescheduled, journals };
+  const began = performance.now();
   const now = Math.floor(ctx.now());
-  for await (const members of scanMembers(ctx, ['mbox', 'unsent'])) {
-    const ops: PipelineOp[] = members.map((m) => {
-      const sk = ctx.keys.forMember(m);
-      return {
-        script: 'reap',
-        keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
-        args: [ctx.opts.bufferMs, now, UNSENT_RETRY_MS],
-      };
-    });
-    const replies = await pipeline(ctx, 'reap', ops);
-    const schedules = members.flatMap((m, i): Array<[string, number]> => {
-      const due = asNumber(replies[i]);
-      return due > 0 ? [[m, due]] : [];
-    });
-    rescheduled += schedules.length;
-    await followUp(ctx, scheduleOps(ctx, schedules, true));
+  for await (const page of sweep(ctx)) {
+    if (page.sessions.length > 0) {
+      const ops: PipelineOp[] = page.sessions.map((m) => {
+        const sk = ctx.keys.forMember(m);
+        return {
+          script: 'reap',
+          keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
+          args: [ctx.opts.bufferMs, now, UNSENT_RETRY_MS],
+        };
+      });
+      const replies = await pipeline(ctx, 'reap', ops);
+      const schedules = page.sessions.flatMap((m, i): Array<[string, number]> => {
+        const at = asNumber(replies[i]);
+        return at > 0 ? [[m, at]] : [];
+      });
+      rescheduled += schedules.length;
+      await followUp(ctx, scheduleOps(ctx, schedules, true));
+    }
+    if (page.journals.length > 0) {
+      journals += page.journals.length;
+      await followUp(ctx, notifyOps(ctx, page.journals));
+    }
   }
-  for await (const members of scanMembers(ctx, ['journal'])) {
-    journals += members.length;
-    await followUp(ctx, notifyOps(ctx, members));
-  }
+  const rest = Math.max(ttl, Math.ceil(SWEEP_REST_FACTOR * (performance.now() - began)));
+  await r('reaper', () => ctx.redis.set(ctx.keys.sweep, walk, 'PX', rest));
   return { rescheduled, journals };
 }
 
-/** Members of the sessions having one of these keys, in pages, each member once. */
-async function* scanMembers(
-  ctx: Context,
-  kinds: ReadonlyArray<'mbox' | 'unsent' | 'journal'>,
-): AsyncGenerator<string[]> {
-  const seen = new Set<string>();
-  for (const kind of kinds) {
-    for (const node of masterNodes(ctx.redis)) yield* scanNode(ctx, node, kind, seen);
+/**
+ * One walk over the key space (every master of a cluster), in pages: the sessions having a
+ * mailbox or unsent replies, and those having a journal, each session once per kind.
+ */
+async function* sweep(ctx: Context): AsyncGenerator<{ sessions: string[]; journals: string[] }> {
+  const seenSessions = new Set<string>();
+  const seenJournals = new Set<string>();
+  for (const node of masterNodes(ctx.redis)) {
+    let cursor = '0';
+    do {
+      const [next, found] = await r('scan', () =>
+        node.scan(cursor, 'MATCH', ctx.keys.reapPattern(), 'COUNT', 1000),
+      );
+      cursor = next;
+      const page = { sessions: [] as string[], journals: [] as string[] };
+      for (const key of found) {
+        const member = ctx.keys.memberOf(key);
+        if (member === null) continue;
+        const [seen, into] = key.endsWith(':journal')
+          ? [seenJournals, page.journals]
+          : key.endsWith(':mbox') || key.endsWith(':unsent')
+            ? [seenSessions, page.sessions]
+            : [null, null];
+        if (seen === null || seen.has(member)) continue;
+        seen.add(member);
+        into.push(member);
+      }
+      if (page.sessions.length > 0 || page.journals.length > 0) yield page;
+    } while (cursor !== '0');
   }
-}
-
-async function* scanNode(
-  ctx: Context,
-  node: Redis,
-  kind: 'mbox' | 'unsent' | 'journal',
-  seen: Set<string>,
-): AsyncGenerator<string[]> {
-  let cursor = '0';
-  do {
-    const [next, found] = await r('scan', () =>
-      node.scan(cursor, 'MATCH', ctx.keys.scanPattern(kind), 'COUNT', 1000),
-    );
-    cursor = next;
-    const members = found
-      .map((k) => ctx.keys.memberOf(k))
-      .filter((m): m is string => m !== null && !seen.has(m));
-    for (const m of members) seen.add(m);
-    if (members.length > 0) yield members;
-  } while (cursor !== '0');
 }
 
 /** The `session-idle` call for `sk`: its keys expire once it is idle (see the script). */
