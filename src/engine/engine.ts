@@ -740,9 +740,9 @@ export class Engine {
    * covered by a claim counted in the store before it is made (`OutboundRecord.claims`), and a
    * claim that would be the third dead-letters the reply instead. The commit's claim covers the
    * committing holder's attempts at its first reply (`run.claims`: no write on the hot path); its
-   * later replies are claimed each with the record of the one before (one round trip); a reply this holder did
-   * not commit (left by an earlier holder, a throttled turn, or replayed) is claimed before its
-   * first attempt; a send that got no answer used its claim, so a retry claims anew; one refused
+   * later replies are claimed each with the record of the one before (one round trip); a reply
+   * this holder did not commit (left by an earlier holder, a throttled turn, or replayed) is
+   * claimed before its first attempt; a send that got no answer used its claim, so a retry claims anew; one refused
    * (429, 5xx, 4xx) did not deliver, so its retry keeps the claim. A reply left unsent on purpose
    * gives back the claims no attempt used (see `leave`). A crash between a send and its record
    * leaves the claim counted: the next holder's is the second, and the last.
@@ -784,6 +784,11 @@ export class Engine {
       // turn's, which the limits and the backoff are about.
       for (let attempt = rec.attempts + 1, inTurn = 1; ; attempt += 1, inTurn += 1) {
         if (signal.aborted) {
+          // A claim made for this attempt goes back with the others (nothing was tried).
+          if (early !== undefined) {
+            const [made] = await early.catch(() => [null]);
+            if (made !== null && made !== undefined) run.claims.add(rec.id);
+          }
           await this.leave(run);
           break sending;
         }
@@ -1157,7 +1162,6 @@ export function withStragglers(
   );
 }
 
-/** Adds the replies a commit of this holder's wrote to its claims (effects are not sent). */
 /** Adds the replies `committed` claimed for their committing holder (see `claimFirst`) to its claims. */
 function claimed(run: { readonly claims: Set<string> }, committed: readonly OutboundRecord[]): Set<string> {
   for (const r of committed) if (r.effect === undefined && (r.claims ?? 1) > 0) run.claims.add(r.id);

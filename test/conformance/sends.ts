@@ -119,6 +119,15 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
       );
     }
 
+    /** A step whose prompt is two messages: one commit, two replies. */
+    const twoPart = defineFlow({
+      id: 'two_part',
+      start: 'ask',
+      steps: {
+        ask: { say: ['Welcome!', 'Your name?'], accepts: 'text', to: ['ask'], on: (_i, c) => c.retry() },
+      },
+    });
+
     const delivered = (): string[] => fake.sent.map((c) => String(c.body.biz_opaque_callback_data));
 
     it('the hot path writes no claim: commit, send, record', async () => {
@@ -212,14 +221,6 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
     });
 
     it('two replies of one commit, the holder dies sending the first: the second is no claim yet, so two more holders may each try it (twice in all), no dead letter', async () => {
-      // A step whose prompt is two messages: one commit, two replies.
-      const twoPart = defineFlow({
-        id: 'two_part',
-        start: 'ask',
-        steps: {
-          ask: { say: ['Welcome!', 'Your name?'], accepts: 'text', to: ['ask'], on: (_i, c) => c.retry() },
-        },
-      });
       const lapsed = (sent: number, what: string): Promise<unknown> =>
         eventually(
           async () => (fake.sent.length >= sent && (await backend.leaseInfo(key)) === null ? true : null),
@@ -257,6 +258,31 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
       expect((await backend.outbound(key)).map((o) => [o.status, o.claims])).toEqual([
         ['sent', 2],
         ['sent', 2],
+      ]);
+    });
+
+    it('a worker stopping between two replies of one commit gives back the claim it made for the second', async () => {
+      await hi();
+      let engine: Engine | undefined;
+      // The worker is told to stop while it records the first reply's send (the second's claim
+      // is on its way in the same round trip).
+      const stopsWhileRecording = new Proxy(backend, {
+        get(target, prop) {
+          const v: unknown = Reflect.get(target, prop, target);
+          if (typeof v !== 'function') return v;
+          return (...args: unknown[]): unknown => {
+            if (prop === 'updateOutbound') void engine?.stop();
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+      engine = worker(stopsWhileRecording, { flows: [twoPart] });
+      await engine.runSession(key);
+      expect(delivered()).toEqual(['baton:two_part:ask:1']);
+      // Nothing was tried: the next holder's attempt will be the second's first claim.
+      expect((await backend.outbound(key)).map((o) => [o.status, o.claims])).toEqual([
+        ['sent', 1],
+        ['pending', 0],
       ]);
     });
 
