@@ -263,7 +263,7 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
 
     it('a worker stopping between two replies of one commit gives back the claim it made for the second', async () => {
       await hi();
-      let engine: Engine | undefined;
+      const stopping: { engine?: Engine } = {};
       // The worker is told to stop while it records the first reply's send (the second's claim
       // is on its way in the same round trip).
       const stopsWhileRecording = new Proxy(backend, {
@@ -271,13 +271,13 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
           const v: unknown = Reflect.get(target, prop, target);
           if (typeof v !== 'function') return v;
           return (...args: unknown[]): unknown => {
-            if (prop === 'updateOutbound') void engine?.stop();
+            if (prop === 'updateOutbound') void stopping.engine?.stop();
             return (v as (...a: unknown[]) => unknown).apply(target, args);
           };
         },
       });
-      engine = worker(stopsWhileRecording, { flows: [twoPart] });
-      await engine.runSession(key);
+      stopping.engine = worker(stopsWhileRecording, { flows: [twoPart] });
+      await stopping.engine.runSession(key);
       expect(delivered()).toEqual(['baton:two_part:ask:1']);
       // Nothing was tried: the next holder's attempt will be the second's first claim.
       expect((await backend.outbound(key)).map((o) => [o.status, o.claims])).toEqual([
