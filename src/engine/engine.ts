@@ -763,6 +763,7 @@ export class Engine {
     const unsent = await backend.unsent(run.lease);
     // Effects are not sent: the session runs them (see awaitEffects) once its replies are out.
     run.effects = unsent.filter((r) => r.effect !== undefined);
+    await this.claimInTurn(run, unsent);
     sending: for (const rec of unsent) {
       if (rec.effect !== undefined) continue;
       // A later reply of a commit carries no claim (see `claimFirst`): its claim goes with the
@@ -919,6 +920,25 @@ export class Engine {
       }
     }
     if (!leaveLast) await this.recordSent(run);
+  }
+
+  /**
+   * The commit claimed its first reply for an attempt right after it. When replies left unsent
+   * before the commit (by an earlier holder, or a throttled turn) go first, that attempt may wait
+   * for seconds behind their sends (a slow gateway), and a crash meanwhile would leave a claim no
+   * attempt used: the claim goes back, and the reply is claimed in its turn, as the commit's later
+   * replies are. One round trip, only when older replies are unsent.
+   */
+  private async claimInTurn(run: SessionRun, unsent: readonly OutboundRecord[]): Promise<void> {
+    const replies = unsent.filter((r) => r.effect === undefined);
+    if (replies.length === 0 || run.claims.has(replies[0]!.id)) return;
+    const mine = replies.filter((r) => run.claims.has(r.id));
+    if (mine.length === 0) return;
+    await this.giveBack(
+      run,
+      mine.map((r) => r.id),
+    );
+    for (const r of mine) r.claims = Math.max(0, (r.claims ?? 1) - 1);
   }
 
   /**

@@ -274,7 +274,8 @@ export interface OutboundRecord extends SessionKey {
    * Send attempts that may have reached the user, each claimed in the store before it was made
    * (SPEC 1.6: a reply reaches the user at most twice). A commit writes 1 on its first reply: the
    * committing holder's claim for its own attempt, so the hot path writes nothing more; its later
-   * replies get 0, and their claims go with the record of the reply before. Any other holder claims
+   * replies get 0, and their claims go with the record of the reply before (the first's goes back
+   * too when older replies are still unsent: its attempt waits behind theirs). Any other holder claims
    * (`Backend.claimOutbound`) before its first attempt, and a holder claims again before it
    * retries a send that got no answer; a claim that would make it 3 dead-letters the reply instead.
    * Absent when written: 1.

@@ -261,6 +261,51 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
       ]);
     });
 
+    it('a commit whose first reply waits behind one an earlier holder left: crashes while the older is sent leave no claim on the newer', async () => {
+      const lapsed = (sent: number, what: string): Promise<unknown> =>
+        eventually(
+          async () => (fake.sent.length >= sent && (await backend.leaseInfo(key)) === null ? true : null),
+          10_000,
+          what,
+        );
+      const dies = (n: number): Engine => {
+        const dying = crashable(backend);
+        const e = worker(dying.backend, {
+          lockTtlMs: CRASH_TTL_MS,
+          onSent: (k) => k === n && dying.crash(),
+        });
+        void e.runSession(key);
+        return e;
+      };
+      await hi();
+      dies(1); // sends the name prompt, dies before recording it
+      await lapsed(1, 'the first holder’s lease to lapse');
+      await hi('Jane', 101);
+      // The next holder commits Jane (its product prompt waits behind the name prompt), sends the
+      // name prompt again and dies before its own reply was tried.
+      dies(1);
+      await lapsed(2, 'the second holder’s lease to lapse');
+      // The third finds the name prompt sent twice (dead-lettered: no third copy) and sends the
+      // product prompt, then dies before recording it.
+      dies(1);
+      await lapsed(3, 'the third holder’s lease to lapse');
+      // One attempt at the product prompt may have reached the user: the fourth repeats it once.
+      await worker(backend).runSession(key);
+      expect(delivered()).toEqual([
+        'baton:order:ask_name:1',
+        'baton:order:ask_name:1',
+        'baton:order:choose_product:2',
+        'baton:order:choose_product:2',
+      ]);
+      expect((await backend.outbound(key)).map((o) => [o.status, o.claims])).toEqual([
+        ['failed', 3],
+        ['sent', 2],
+      ]);
+      expect((await backend.listDeadLetters(50)).map((d) => d.ref)).toEqual([
+        (await backend.outbound(key))[0]!.id,
+      ]);
+    });
+
     it('a worker stopping between two replies of one commit gives back the claim it made for the second', async () => {
       await hi();
       const stopping: { engine?: Engine } = {};
