@@ -119,6 +119,14 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
       );
     }
 
+    /** Waits until the fake Graph got `sent` requests and the (crashed) holder's lease lapsed. */
+    const lapsed = (sent: number, what: string): Promise<unknown> =>
+      eventually(
+        async () => (fake.sent.length >= sent && (await backend.leaseInfo(key)) === null ? true : null),
+        10_000,
+        what,
+      );
+
     /** A step whose prompt is two messages: one commit, two replies. */
     const twoPart = defineFlow({
       id: 'two_part',
@@ -221,12 +229,6 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
     });
 
     it('two replies of one commit, the holder dies sending the first: the second is no claim yet, so two more holders may each try it (twice in all), no dead letter', async () => {
-      const lapsed = (sent: number, what: string): Promise<unknown> =>
-        eventually(
-          async () => (fake.sent.length >= sent && (await backend.leaseInfo(key)) === null ? true : null),
-          10_000,
-          what,
-        );
       await hi();
       // The committing holder dies once its first reply is sent: it never tried the second.
       const first = crashable(backend);
@@ -262,12 +264,6 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
     });
 
     it('a commit whose first reply waits behind one an earlier holder left: crashes while the older is sent leave no claim on the newer', async () => {
-      const lapsed = (sent: number, what: string): Promise<unknown> =>
-        eventually(
-          async () => (fake.sent.length >= sent && (await backend.leaseInfo(key)) === null ? true : null),
-          10_000,
-          what,
-        );
       const dies = (n: number): Engine => {
         const dying = crashable(backend);
         const e = worker(dying.backend, {
