@@ -740,10 +740,11 @@ export class Engine {
    * covered by a claim counted in the store before it is made (`OutboundRecord.claims`), and a
    * claim that would be the third dead-letters the reply instead. The commit's claim covers the
    * committing holder's attempts at its first reply (`run.claims`: no write on the hot path); its
-   * later replies are claimed each with the record of the one before (one round trip); a reply
+   * later replies are claimed each with the record of the one before (one round trip), and the
+   * first is claimed in its turn too when older replies go before it (`claimInTurn`); a reply
    * this holder did not commit (left by an earlier holder, a throttled turn, or replayed) is
-   * claimed before its first attempt; a send that got no answer used its claim, so a retry claims anew; one refused
-   * (429, 5xx, 4xx) did not deliver, so its retry keeps the claim. A reply left unsent on purpose
+   * claimed before its first attempt; a send that got no answer used its claim, so a retry
+   * claims anew; one refused (429, 5xx, 4xx) did not deliver, so its retry keeps the claim. A reply left unsent on purpose
    * gives back the claims no attempt used (see `leave`). A crash between a send and its record
    * leaves the claim counted: the next holder's is the second, and the last.
    *

@@ -1,4 +1,4 @@
-import { testEngine } from '../support/engine.ts';
+import { testEngine, type TestEngineOptions } from '../support/engine.ts';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import type { InboundMessage } from '../../src/model/message.ts';
@@ -20,6 +20,19 @@ function storeText(backend: EmbeddedBackend) {
   };
 }
 
+/** An in-memory store and an engine over it, both with a 500 ms window; `sent` lists replies' callback data. */
+async function bufferedEngine(o: Partial<TestEngineOptions> = {}) {
+  const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 500, dedupeTtlSec: 3600 });
+  await backend.init();
+  const sent: string[] = [];
+  const engine = testEngine(backend, {
+    bufferMs: 500,
+    send: async (m) => (sent.push(m.callbackData), { providerMessageId: `o${m.id}` }),
+    ...o,
+  });
+  return { backend, engine, sent };
+}
+
 // The buffer window on a fake clock: no sleeps, every instant chosen by the test.
 describe('buffer window (fake clock)', () => {
   beforeEach(() => {
@@ -30,13 +43,7 @@ describe('buffer window (fake clock)', () => {
   });
 
   it('batches what is stored within BATON_BUFFER_MS of the first message, and no more', async () => {
-    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 500, dedupeTtlSec: 3600 });
-    await backend.init();
-    const sent: string[] = [];
-    const engine = testEngine(backend, {
-      bufferMs: 500,
-      send: async (m) => (sent.push(m.callbackData), { providerMessageId: `o${m.id}` }),
-    });
+    const { backend, engine, sent } = await bufferedEngine();
     engine.start(2);
     let n = 0;
     const storeWith = storeText(backend);
@@ -81,13 +88,7 @@ describe('buffer window (fake clock)', () => {
     // A busy intake stores a burst's first text after its window closed, before the batch runs:
     // left for the next batch it would be older than what the batch applied, so `late`, and the
     // name would lose its first half (an outside test under CPU load).
-    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 500, dedupeTtlSec: 3600 });
-    await backend.init();
-    const sent: string[] = [];
-    const engine = testEngine(backend, {
-      bufferMs: 500,
-      send: async (m) => (sent.push(m.callbackData), { providerMessageId: `o${m.id}` }),
-    });
+    const { backend, engine, sent } = await bufferedEngine();
     const key = { channel: 'c', user: 'u' };
     const store = storeText(backend);
     const run = async (): Promise<void> => {
@@ -141,9 +142,7 @@ describe('buffer window (fake clock)', () => {
   });
 
   it("stretches the window by the process's event-loop delay: a burst a busy machine spread out is one batch", async () => {
-    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 500, dedupeTtlSec: 3600 });
-    await backend.init();
-    const engine = testEngine(backend, { bufferMs: 500, loopLagMs: () => 300 });
+    const { backend, engine } = await bufferedEngine({ loopLagMs: () => 300 });
     engine.start(2);
     const key = { channel: 'c', user: 'u' };
     const store = storeText(backend);
