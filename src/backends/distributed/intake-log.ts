@@ -153,7 +153,7 @@ export async function recoverIntake(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
     if (n < PURGE_BATCH) break;
     await yieldToLoop();
   }
-  let restored = 0;
+  const restored = { lostByRedis: 0, neverStored: 0 };
   let after: [Date, string, string, string] = [new Date(0), '', '', ''];
   for (let checked = 0; checked < RECOVER_MAX;) {
     if (ctx.closed) break;
@@ -178,31 +178,52 @@ export async function recoverIntake(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
     // A copy in flight to PostgreSQL (its commit lost with Redis, or slow) may consume some of
     // them yet: wait for those copies, then leave out what they consumed. A copy of a session
     // Redis lost that has not reached PostgreSQL yet is refused when it does (its era ends).
+    const redis = await sessionsInRedis(ctx, missing);
     const consumed = new Set(
-      (await ctx.pg.consumedAfterCopies(missing, await lostSessions(ctx, missing))).map((r) =>
+      (await ctx.pg.consumedAfterCopies(missing, redis.lost)).map((r) =>
         consumedKey({ channel: String(r.channel), user: String(r.user_id), id: String(r.id) }),
       ),
     );
     const lost = missing.filter((m) => !consumed.has(consumedKey(m)));
-    if (lost.length > 0) restored += await restore(ctx, lost);
+    const stored = lost.length > 0 ? await restore(ctx, lost) : [];
+    for (const m of stored) {
+      // Logged while the Redis that serves its session was up already: it never got there.
+      const upSince = redis.startedAt.get(reservationKey(m)) ?? Number.POSITIVE_INFINITY;
+      if (upSince <= m.storedAt.getTime()) restored.neverStored++;
+      else restored.lostByRedis++;
+    }
     if (rows.length < PURGE_BATCH) break;
   }
-  if (restored > 0)
+  // Two causes, told apart so that an operator looks for the right one: a Redis that restarted
+  // (or failed over) since the messages were logged lost them; or they never reached Redis at
+  // all, because the ingress that logged them stopped, timed out, or fell behind by more than
+  // `minAgeMs` between the log and Redis (it then finds them stored already: duplicates).
+  if (restored.lostByRedis > 0)
     ctx.log.warn(
-      { restored },
-      'intake log: messages acknowledged but lost by Redis (a restart without AOF?) went back into their mailboxes',
+      { restored: restored.lostByRedis },
+      'intake log: messages acknowledged but lost by Redis (it restarted since they were logged, without AOF?) went back into their mailboxes',
     );
-  return restored;
+  if (restored.neverStored > 0)
+    ctx.log.warn(
+      { restored: restored.neverStored, afterMs: minAgeMs },
+      'intake log: messages logged but not in Redis this long after (their ingress stopped, timed out or fell behind before storing them there; Redis was up) were stored from the log',
+    );
+  return restored.lostByRedis + restored.neverStored;
 }
 
-/**
- * The sessions of these messages whose fences Redis no longer has (lost, and not granted since),
- * by `reservationKey`, each with the Redis lifetime (run_id) that answered for it.
- */
-async function lostSessions(
+/** What Redis holds of some sessions, by `reservationKey` (see {@link sessionsInRedis}). */
+interface SessionsInRedis {
+  /** Sessions whose fences Redis no longer has (lost, and not granted since), each with the Redis lifetime (run_id) that answered for it. */
+  readonly lost: Map<string, string>;
+  /** When the Redis serving each session started (epoch ms, to the second, never earlier than it did). */
+  readonly startedAt: Map<string, number>;
+}
+
+/** Asks the Redis serving each of these messages' sessions what it holds of the session. */
+async function sessionsInRedis(
   ctx: Context,
   messages: ReadonlyArray<{ channel: string; user: string }>,
-): Promise<Map<string, string>> {
+): Promise<SessionsInRedis> {
   const sessions = new Map(messages.map((m) => [reservationKey(m), m]));
   const keys = [...sessions.keys()];
   const replies = await pipeline(
@@ -214,38 +235,40 @@ async function lostSessions(
       args: [],
     })),
   );
+  const now = ctx.now();
   const lost = new Map<string, string>();
+  const startedAt = new Map<string, number>();
   replies.forEach((reply, i) => {
-    const [kept, era] = asArray(reply);
+    const [kept, era, uptime] = asArray(reply);
     if (asNumber(kept) === 0) lost.set(keys[i]!, asString(era));
+    startedAt.set(keys[i]!, now - asNumber(uptime) * 1000);
   });
-  return lost;
+  return { lost, startedAt };
 }
 
-/** Stores logged messages in their mailboxes again, with their first storage times. */
-async function restore(
-  ctx: Context,
-  lost: ReadonlyArray<{ channel: string; user: string; id: string; message: Record<string, unknown> }>,
-): Promise<number> {
+/** Stores logged messages in their mailboxes again, with their first storage times; returns those stored. */
+async function restore<
+  M extends { channel: string; user: string; id: string; message: Record<string, unknown> },
+>(ctx: Context, lost: readonly M[]): Promise<M[]> {
   const ops = lost.map((m) => {
     const { seq: _seq, ...stored } = m.message;
     return intakeOp(ctx, m, m.id, JSON.stringify(stored));
   });
   const replies = await pipeline(ctx, 'intake log restore', ops);
   const schedules: Array<[string, number]> = [];
-  let stored = 0;
+  const stored: M[] = [];
   lost.forEach((m, i) => {
     const reply = asArray(replies[i]);
     const code = asNumber(reply[0]);
-    if (code < 0) return; // stored meanwhile (a redelivery)
-    stored++;
+    if (code < 0) return; // stored meanwhile (a redelivery, or its own ingress)
+    stored.push(m);
     const member = ctx.keys.member(m);
     ctx.globalFeed.post(figuresAt(member, reply, 1));
     if (code > 0) schedules.push([member, code]);
   });
   await followUp(ctx, afterIntakeOps(ctx, schedules, true));
   // Stored now (again): messages_per_s counts them here; their redelivery will be a duplicate.
-  ctx.rate.add(stored);
+  ctx.rate.add(stored.length);
   return stored;
 }
 

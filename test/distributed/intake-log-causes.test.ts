@@ -1,0 +1,88 @@
+/**
+ * The intake log's restore says why a logged message was missing from Redis, so that an
+ * operator looks for the right cause: a message logged while Redis was up and never stored
+ * there (its ingress died between the log and Redis) is not reported as lost by Redis; one
+ * logged before a Redis restart is. Either way it is stored once, with its first storage time.
+ */
+import { expect, it } from 'vitest';
+import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
+import { makeBackend, useCleanup } from './harness.ts';
+import { newKey, text } from './fixtures.ts';
+import { startPrivateRedis } from '../support/redis-server.ts';
+import { describeServices, pgQuery } from '../support/services.ts';
+import type { InboundMessage } from '../../src/model/message.ts';
+
+useCleanup();
+
+/** Writes the intake log's row of `m` as an ingress does before it stores the message in Redis. */
+async function logged(schema: string, m: InboundMessage, storedAt: number): Promise<void> {
+  await pgQuery(
+    schema,
+    'INSERT INTO intake_log (channel, user_id, id, stored_at, message) VALUES ($1, $2, $3, $4, $5)',
+    [m.channel, m.user, m.id, new Date(storedAt), JSON.stringify({ ...m, storedAt })],
+  );
+}
+
+async function restoredOnce(backend: DistributedBackend, m: InboundMessage, storedAt: number): Promise<void> {
+  const pending = await backend.pending(m, 10);
+  expect(pending.map((p) => [p.id, p.storedAt])).toEqual([[m.id, storedAt]]);
+}
+
+describeServices('intake log: why a logged message was missing from Redis', () => {
+  it('a message its ingress logged and never stored in Redis (Redis up all along) is stored from the log, not reported as lost by Redis', async () => {
+    const { backend, schema, logger } = await makeBackend({ intakeLog: 'on', bufferMs: 60_000 });
+    const m = text(newKey(), 'hi');
+    const storedAt = Date.now() - 2_000;
+    await logged(schema, m, storedAt);
+
+    await backend.reapOnce(30_000, { force: true });
+
+    await restoredOnce(backend, m, storedAt);
+    const warnings = logger.lines.filter((l) => l.level === 'warn' && l.msg.startsWith('intake log:'));
+    expect(warnings.map((w) => [w.msg, w.obj])).toEqual([
+      [expect.stringContaining('not in Redis'), { restored: 1, afterMs: 500 }],
+    ]);
+    expect(warnings[0]!.msg).not.toContain('lost by Redis');
+    // Its webhook's own write to Redis, late, finds it stored: a duplicate.
+    expect(await backend.ingest({ messages: [m], statuses: [] })).toMatchObject({
+      accepted: 0,
+      duplicates: 1,
+    });
+    await restoredOnce(backend, m, storedAt);
+  });
+
+  it('a message logged before Redis restarted empty is reported as lost by Redis', async () => {
+    const redis = await startPrivateRedis({ persist: false });
+    try {
+      const { backend, logger } = await makeBackend({
+        redisUrl: redis.url,
+        intakeLog: 'on',
+        bufferMs: 60_000,
+      });
+      const m = text(newKey(), 'hi');
+      await backend.ingest({ messages: [m], statuses: [] });
+      const storedAt = (await backend.pending(m, 10))[0]!.storedAt;
+      // Redis's lifetime must start at least a second after the message was logged (its uptime
+      // is told to the second).
+      await new Promise((r) => setTimeout(r, 1_100));
+      await redis.kill();
+      await redis.restart(); // empty
+      await expect.poll(async () => (await backend.health()).redis, { timeout: 10_000 }).toBe(true);
+
+      await expect
+        .poll(async () => {
+          await backend.reapOnce(30_000, { force: true });
+          return (await backend.pending(m, 10)).length;
+        })
+        .toBe(1);
+
+      await restoredOnce(backend, m, storedAt);
+      const warnings = logger.lines.filter((l) => l.level === 'warn' && l.msg.startsWith('intake log:'));
+      expect(warnings.length).toBeGreaterThan(0);
+      for (const w of warnings) expect(w.msg).toContain('lost by Redis');
+      expect(warnings.reduce((n, w) => n + (w.obj as { restored: number }).restored, 0)).toBe(1);
+    } finally {
+      await redis.stop();
+    }
+  }, 30_000);
+});
