@@ -156,6 +156,56 @@ describe('order-status example, served by baton start', () => {
     },
   );
 
+  it.skipIf(!up)(
+    'distributed: a worker paused (SIGSTOP) past its lease between two attempts makes no attempt when it wakes: the effect is tried as often as it allows, in all',
+    async () => {
+      const port = await freePort();
+      const env = {
+        ...baseEnv(port),
+        REDIS_URL,
+        DATABASE_URL,
+        BATON_REDIS_PREFIX: uniqueName('os'),
+        BATON_PG_SCHEMA: uniqueName('os'),
+      };
+      const base = `http://127.0.0.1:${port}`;
+      const user = '16660000004';
+      const route = 'GET /orders/ORD-12345';
+      const ingress = await spawnBaton(['ingress'], env);
+      const paused = await spawnBaton(['worker'], env);
+      const workers = [paused];
+      try {
+        expect(await post(base, text(user, 'hola', T0))).toBe(200);
+        await sessionAt(base, user, 'ask_order');
+        // Every attempt fails (the lookup allows 3, 500 ms apart and then 1 s).
+        const before = shop.callsTo(route).length;
+        shop.script(route, { status: 503 }, { status: 503 }, { status: 503 });
+        expect(await post(base, text(user, 'ORD-12345', T0 + 1))).toBe(200);
+        const [first] = (await shop.waitForCalls(route, before + 1, 20_000)).slice(before);
+        // Its first attempt answered, the worker waits out its backoff (500 ms) and stops in it
+        // (a stalled VM); another takes the session once the lease has expired (1.5 s) and makes
+        // the other two attempts.
+        while (first!.status === 0) await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setTimeout(r, 150));
+        paused.child.kill('SIGSTOP');
+        workers.push(await spawnBaton(['worker'], env));
+        await sessionAt(base, user, 'lookup_failed');
+        expect(shop.callsTo(route).length - before).toBe(3);
+        // The paused worker wakes up with its backoff long over: it must not try again (it would
+        // be a 4th attempt, after those of the holder that took over).
+        paused.child.kill('SIGCONT');
+        await new Promise((r) => setTimeout(r, 3_000));
+        const calls = shop.callsTo(route).slice(before);
+        expect(calls.map((c) => c.status)).toEqual([503, 503, 503]);
+        expect(new Set(calls.map((c) => c.key)).size, 'one Idempotency-Key for the effect').toBe(1);
+      } finally {
+        paused.child.kill('SIGCONT');
+        await Promise.all([ingress, ...workers].map((p) => p.stop('SIGKILL')));
+        await dropIsolation(env.BATON_REDIS_PREFIX, env.BATON_PG_SCHEMA);
+      }
+    },
+    60_000,
+  );
+
   it.skipIf(!up)('distributed: one `baton start` process serves the flow end to end', async () => {
     const port = await freePort();
     const env = {
