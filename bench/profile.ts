@@ -9,8 +9,10 @@
  * workload (BATON_BUFFER_MS=0, a quarter of messages twice), stops Baton with SIGTERM so Node
  * writes the `.cpuprofile` into bench/results/profiles/, then prints where the time went:
  * the top frames by inclusive time (a sample counts once for every distinct frame on its
- * stack) and by self time, and the same grouped by package or source file. Open the file in
- * Chrome DevTools (Performance tab, "Load profile") or speedscope for the flame graph.
+ * stack) and by self time, the same grouped by package or source file, and by Baton caller
+ * (the innermost Baton function on each sample's stack: which of Baton's own calls the library
+ * and runtime work is done for). Open the file in Chrome DevTools (Performance tab, "Load
+ * profile") or speedscope for the flame graph.
  * @module
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -68,6 +70,12 @@ export interface ProfileReading {
   readonly inclusive: FrameShare[];
   readonly self: FrameShare[];
   readonly groupsInclusive: FrameShare[];
+  /**
+   * Busy time by the innermost Baton function on the stack (`src/` or `dist/`), library and
+   * runtime work below it included: which of Baton's own calls the time goes to. Samples with
+   * no Baton frame count under their leaf frame, marked `(outside Baton)`.
+   */
+  readonly byBatonCaller: FrameShare[];
 }
 
 /** The package (`fastify`, `better-sqlite3`), Baton source file (`src/engine/x.ts`) or `node:` area of a frame. */
@@ -111,6 +119,7 @@ export function readProfile(p: CpuProfile, top = 20): ProfileReading {
   const inclusive = new Map<string, number>();
   const self = new Map<string, number>();
   const groups = new Map<string, number>();
+  const callers = new Map<string, number>();
   let total = 0;
   let idle = 0;
   for (let i = 0; i < p.samples.length; i += 1) {
@@ -127,12 +136,18 @@ export function readProfile(p: CpuProfile, top = 20): ProfileReading {
     self.set(k, (self.get(k) ?? 0) + dt);
     const seenKeys = new Set<string>();
     const seenGroups = new Set<string>();
+    let caller: string | null = null;
     for (let id: number | undefined = leaf.id; id !== undefined; id = parent.get(id)) {
       const f = byId.get(id)!.callFrame;
       if (f.functionName === '(root)') break;
-      seenKeys.add(frameKey(f));
-      seenGroups.add(groupOf(f));
+      const key = frameKey(f);
+      const group = groupOf(f);
+      seenKeys.add(key);
+      seenGroups.add(group);
+      if (caller === null && /^(src|dist)\//.test(group)) caller = key;
     }
+    caller ??= `(outside Baton) ${k}`;
+    callers.set(caller, (callers.get(caller) ?? 0) + dt);
     for (const key of seenKeys) inclusive.set(key, (inclusive.get(key) ?? 0) + dt);
     for (const g of seenGroups) groups.set(g, (groups.get(g) ?? 0) + dt);
   }
@@ -147,6 +162,7 @@ export function readProfile(p: CpuProfile, top = 20): ProfileReading {
     inclusive: rank(inclusive),
     self: rank(self),
     groupsInclusive: rank(groups),
+    byBatonCaller: rank(callers),
   };
 }
 
@@ -164,6 +180,9 @@ function print(file: string): void {
     '',
     'top frames, self:',
     ...r.self.map((f) => `  ${pct(f.share)}  ${f.key}`),
+    '',
+    'by Baton caller (the innermost Baton function on the stack, what it calls included):',
+    ...r.byBatonCaller.map((f) => `  ${pct(f.share)}  ${f.key}`),
   ];
   for (const l of out) process.stdout.write(`${l}\n`);
 }

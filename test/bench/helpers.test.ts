@@ -12,6 +12,7 @@ import { cpuBetween, cpuMs, readWire, withDescendants } from '../../bench/accoun
 import { pgCounter, respCounter } from '../../bench/hooks/wire-count.mjs';
 import { formatSpread, spread } from '../../bench/stats.ts';
 import { barChart, escapeXml, niceCeil } from '../../bench/svg.ts';
+import { readProfile, type CpuProfile } from '../../bench/profile.ts';
 import { DATABASE_URL, describeServices, REDIS_URL } from '../support/services.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -35,6 +36,50 @@ describe('spread', () => {
     expect(formatSpread(spread([410]), f)).toBe('410');
     expect(formatSpread(spread([410.2, 409.9]), f)).toBe('410');
     expect(formatSpread(null, f)).toBe('n/a');
+  });
+});
+
+describe('readProfile', () => {
+  // root > idle; root > handler (dist) > JSON.stringify (native) ; root > handler > ioredis write;
+  // root > (garbage collector)
+  const frame = (functionName: string, url = ''): CpuProfile['nodes'][number]['callFrame'] => ({
+    functionName,
+    url,
+    lineNumber: 9,
+  });
+  const profile: CpuProfile = {
+    nodes: [
+      { id: 1, callFrame: frame('(root)'), children: [2, 3, 6] },
+      { id: 2, callFrame: frame('(idle)') },
+      {
+        id: 3,
+        callFrame: frame('commit', 'file:///x/dist/backends/distributed/commit.js'),
+        children: [4, 5],
+      },
+      { id: 4, callFrame: frame('stringify') },
+      { id: 5, callFrame: frame('sendCommand', 'file:///x/node_modules/ioredis/built/Redis.js') },
+      { id: 6, callFrame: frame('(garbage collector)') },
+    ],
+    startTime: 0,
+    endTime: 10_000,
+    // 1 ms each: idle 4, stringify 3, sendCommand 2, gc 1
+    samples: [2, 2, 2, 2, 4, 4, 4, 5, 5, 6],
+    timeDeltas: Array.from({ length: 10 }, () => 1000),
+  };
+
+  it('attributes library and runtime work to the innermost Baton function that called it', () => {
+    const r = readProfile(profile, 10);
+    expect(r.totalMs).toBe(10);
+    expect(r.idleShare).toBeCloseTo(0.4);
+    expect(r.byBatonCaller.map((f) => [f.key, f.ms])).toEqual([
+      ['commit dist/backends/distributed/commit.js:10', 5],
+      ['(outside Baton) (garbage collector) (garbage collector)', 1],
+    ]);
+    expect(r.self.map((f) => [f.key, f.ms])).toEqual([
+      ['stringify (native)', 3],
+      ['sendCommand ioredis:10', 2],
+      ['(garbage collector) (garbage collector)', 1],
+    ]);
   });
 });
 
