@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
 import { Keys } from '../../src/backends/distributed/keys.ts';
 import { StorageUnavailableError } from '../../src/errors.ts';
+import { startPrivateRedis } from '../support/redis-server.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
 import { eventually, newKey, nextBatch, outbound, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
@@ -109,14 +110,19 @@ describeServices('distributed backend: recovery', () => {
   });
 
   it('the reaper reschedules a session whose ready-queue entry was lost', async () => {
-    const { backend, prefix } = await makeBackend({ reaperIntervalMs: 0 });
+    // A Redis of the test's own: the start-up reap walks every key of the database, and on a
+    // shared Redis holding a million keys that walk could still run (and find the session)
+    // after the loss below.
+    const redis = await startPrivateRedis({ persist: false });
+    afterThisTest(() => redis.stop());
+    const { backend, prefix } = await makeBackend({ redisUrl: redis.url, reaperIntervalMs: 0 });
     const key = newKey();
     // Start the scheduler (and its start-up reap) before the loss, so only the forced reap can find it.
     expect(await backend.nextReady(AbortSignal.timeout(200))).toBeNull();
     await backend.ingest({ messages: [text(key, 'hi')], statuses: [] });
     // Simulate a crash between the intake script and its follow-up ZADD.
     const keys = new Keys(prefix);
-    const r = new Redis(REDIS_URL);
+    const r = new Redis(redis.url);
     await r.zrem(keys.ready, keys.member(key));
     r.disconnect();
     expect(await backend.nextReady(AbortSignal.timeout(300))).toBeNull();
