@@ -120,14 +120,24 @@ export class FencedError extends BatonError {
 /** An agent's or admin's change waited for the session's baton in vain: retryable. */
 export class SessionBusyError extends BatonError {
   readonly sessionId: string;
-  constructor(sessionId: string, waitedMs: number) {
+  constructor(sessionId: string, waitedMs: number, message?: string) {
     super(
       'BATON_ERR_SESSION_BUSY',
-      `session ${sessionId} is busy: a worker held its baton for the ${Math.round(waitedMs / 1000)} s this change waited; try again in a moment`,
+      message ??
+        `session ${sessionId} is busy: a worker held its baton for the ${Math.round(waitedMs / 1000)} s this change waited; try again in a moment`,
       { retryable: true },
     );
     this.name = 'SessionBusyError';
     this.sessionId = sessionId;
+  }
+
+  /** The change's baton was cleared or taken over each time before it could commit. */
+  static superseded(sessionId: string): SessionBusyError {
+    return new SessionBusyError(
+      sessionId,
+      0,
+      `session ${sessionId} is busy: its baton was cleared or taken over while this change was being made, so nothing was changed; try again in a moment`,
+    );
   }
 }
 

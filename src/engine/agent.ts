@@ -7,7 +7,8 @@
  * @module
  */
 import type { Backend, LeaseGrant } from '../backends/types.ts';
-import { BatonError, SessionBusyError } from '../errors.ts';
+import { BatonError, FencedError, SessionBusyError } from '../errors.ts';
+import { LeaseLostError } from './lease-manager.ts';
 import {
   agentMessage as agentMessageChange,
   agentOf,
@@ -98,11 +99,19 @@ export async function acquireForAgent(
   }
 }
 
+/** How many times a change starts over when its baton is cleared or taken over before it commits. */
+const SUPERSEDED_TRIES = 3;
+
 /**
  * Takes the session's baton, applies `compute` to the stored session and commits the change
  * fenced, then sends the outbox. `null` when the session does not exist. A change that ends the
  * wait for an agent (`settle`) first records what the user wrote meanwhile as `held`.
  * `afterCommit` runs once the change is committed, the baton still held.
+ *
+ * Another agent may clear the baton (or a worker take it over once cleared) while the change is
+ * made: its commit is then refused and nothing of it is written, so it starts over, on the
+ * session as it now is (a few times, then SessionBusyError: retryable). Once committed the change
+ * stands: losing the baton while its replies go out leaves them to the session's next holder.
  */
 async function change(
   host: AgentHost,
@@ -113,30 +122,48 @@ async function change(
   afterCommit?: (lease: LeaseGrant) => Promise<void>,
 ): Promise<AgentChange | null> {
   const { backend } = host;
-  const lease = await acquireForAgent(backend, key, `${host.workerId}:${role}`, host.lockTtlMs, () =>
-    host.now(),
-  );
-  const held = host.hold(lease);
-  try {
-    const loaded = await backend.load(lease);
-    if (!loaded) return null;
-    const prev = settle && loaded.needsAgent ? await host.settleHeld(lease, loaded) : loaded;
-    const result = compute(prev, host.env(lease));
-    await backend.commit(lease, {
-      expectedVersion: prev.version,
-      snapshot: result.snapshot,
-      records: result.records,
-      outbound: result.outbound,
-      consumed: [],
-      deadLetters: [],
-    });
-    await afterCommit?.(lease);
-    if (result.outbound.length > 0) await host.flushOutbox(lease, held, result.outbound);
-    return result;
-  } finally {
-    held.stop();
-    await backend.releaseLease(lease);
+  for (let tries = 1; ; tries += 1) {
+    const lease = await acquireForAgent(backend, key, `${host.workerId}:${role}`, host.lockTtlMs, () =>
+      host.now(),
+    );
+    const held = host.hold(lease);
+    let result: AgentChange;
+    try {
+      try {
+        const loaded = await backend.load(lease);
+        if (!loaded) return null;
+        const prev = settle && loaded.needsAgent ? await host.settleHeld(lease, loaded) : loaded;
+        result = compute(prev, host.env(lease));
+        await backend.commit(lease, {
+          expectedVersion: prev.version,
+          snapshot: result.snapshot,
+          records: result.records,
+          outbound: result.outbound,
+          consumed: [],
+          deadLetters: [],
+        });
+      } catch (err) {
+        if (!superseded(err)) throw err;
+        if (tries >= SUPERSEDED_TRIES) throw SessionBusyError.superseded(sessionId(key));
+        continue; // nothing of this change was written: start over
+      }
+      try {
+        await afterCommit?.(lease);
+        if (result.outbound.length > 0) await host.flushOutbox(lease, held, result.outbound);
+      } catch (err) {
+        if (!superseded(err)) throw err;
+      }
+      return result;
+    } finally {
+      held.stop();
+      await backend.releaseLease(lease);
+    }
   }
+}
+
+/** The change's baton was cleared or taken over: the store refused its write. */
+function superseded(err: unknown): boolean {
+  return err instanceof FencedError || err instanceof LeaseLostError;
 }
 
 /** An agent takes the session (escalating it if the bot was still serving it). */
