@@ -140,8 +140,12 @@ export function registerDashboard(
         if (caller !== null && !auth.csrfOk(req, caller)) {
           return reply.code(403).send({ error: 'Missing or invalid CSRF token', code: 'BATON_ERR_CSRF' });
         }
+        // No sign-in came with the request: nothing to sign out, and no cookie is cleared (a form
+        // on another site posts here without the cookie, SameSite=Strict, and must not sign the
+        // agent out).
+        if (caller === null) return reply.code(200).send({ signed_out: true });
         // Signed out everywhere: a copy of this cookie no longer lets anyone in either.
-        if (caller?.kind === 'cookie') await auth.signOut(caller.cookie);
+        if (caller.kind === 'cookie') await auth.signOut(caller.cookie);
         return reply
           .code(200)
           .header('set-cookie', auth.cookieHeader('', isSecure(req)))

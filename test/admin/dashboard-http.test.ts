@@ -119,6 +119,16 @@ describe('dashboard sign-in and CSRF', () => {
     expect(r.headers.get('set-cookie')).toMatch(/^baton_admin=; Max-Age=0/);
   });
 
+  it('a sign-out posted without the sign-in (a form on another site) clears no cookie', async () => {
+    const r = await fetch(`${h.url}/admin/logout`, {
+      method: 'POST',
+      headers: { origin: 'http://elsewhere.example', 'content-type': 'application/x-www-form-urlencoded' },
+      body: '',
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('set-cookie')).toBeNull();
+  });
+
   it('a signed-out cookie no longer lets anyone in (a copy kept by someone else included)', async () => {
     const [c, other] = [await cookie(), await cookie()];
     const stats = (k: string): Promise<Response> =>
