@@ -31,8 +31,12 @@ export async function scan(
   return out;
 }
 
-/** When the session started waiting for an agent: its last `escalated` record, else its last message. */
+/**
+ * When the session started waiting for an agent: its last `escalated` record's time, kept in the
+ * session since it was escalated (else read from its log), else its last message.
+ */
 export async function waitingSince(backend: Backend, s: SessionSnapshot): Promise<number> {
+  if (s.waitingSince !== undefined) return s.waitingSince;
   const records = await backend.transitions(s);
   for (let i = records.length - 1; i >= 0; i -= 1) {
     const r = records[i]!;

@@ -15,7 +15,7 @@ import type {
   TransitionRecord,
 } from '../model/session.ts';
 import type { Flow, FlowData, StepDef } from './define.ts';
-import { handbackTransition, type TransitionEnv, type TransitionResult } from './transition.ts';
+import { handbackTransition, waiting, type TransitionEnv, type TransitionResult } from './transition.ts';
 
 /** What an agent operation commits. */
 export interface AgentChange {
@@ -114,12 +114,11 @@ export function takeSession(
   }
   const version = prev.version + 1;
   const { awaiting: _awaiting, ...visitOver } = prev;
-  const snapshot: SessionSnapshot = {
-    ...visitOver,
-    version,
-    needsAgent: true,
-    agent: { name: agent, at: env.nowMs, version },
-  };
+  const snapshot: SessionSnapshot = waiting(
+    { ...visitOver, version, needsAgent: true, agent: { name: agent, at: env.nowMs, version } },
+    'escalated',
+    env.nowMs,
+  );
   return { snapshot, records: [record(snapshot, 'escalated', prev.step, env)], outbound: [] };
 }
 

@@ -727,6 +727,7 @@ class BatchRun {
     if (to !== from || kind === 'admin_reset' || kind === 'expired') this.s = leftVisit(this.s);
     this.s = { ...this.s, ...patch, step: to, version: this.s.version + 1 };
     if (this.flow) this.s = { ...this.s, flow: this.flow.id, flowVersion: this.flow.version };
+    this.s = waiting(this.s, kind, this.env.nowMs);
     this.records.push(this.record(kind, from, to, ids));
   }
 
@@ -752,4 +753,15 @@ class BatchRun {
       fencing_token: this.env.fence,
     };
   }
+}
+
+/**
+ * Keeps `waitingSince` with `needsAgent`: set by an escalation (`kind`, at `nowMs`, the record's
+ * time), dropped once the session no longer waits for an agent.
+ */
+export function waiting(s: SessionSnapshot, kind: TransitionKind, nowMs: number): SessionSnapshot {
+  if (kind === 'escalated' && s.needsAgent) return { ...s, waitingSince: nowMs };
+  if (s.needsAgent || s.waitingSince === undefined) return s;
+  const { waitingSince: _over, ...rest } = s;
+  return rest;
 }

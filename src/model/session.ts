@@ -75,6 +75,12 @@ export interface SessionSnapshot extends SessionKey {
   readonly awaiting?: AwaitedEffect;
   /** Why the flow handed the session to an agent (`handoff(reason)`), while `needsAgent`. */
   readonly handoffReason?: string;
+  /**
+   * While `needsAgent`: when the session was last escalated (epoch milliseconds, its `escalated`
+   * record's time), so the inbox orders sessions without reading their logs. Absent on sessions
+   * escalated by a Baton that did not keep it (their log says).
+   */
+  readonly waitingSince?: number;
 }
 
 /** An agent's claim on a session waiting for one. */
