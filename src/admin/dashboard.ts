@@ -35,10 +35,13 @@ import {
   signInPage,
   stateCard,
   timelineCard,
+  type HistoryWindow,
 } from './views.ts';
 
 /** Most rows a session page shows per list (the newest); the JSON API pages through all of them. */
 const PAGE_ROWS = 300;
+/** How far back a session page's window may go (`older`): a bound on what one page reads. */
+const MAX_SKIP = 100_000;
 
 /** Rows per page of the inbox. */
 const INBOX_ROWS = 500;
@@ -291,23 +294,40 @@ export function registerDashboard(
           );
         }
         const s = named ?? found[0]!;
+        // A long history is shown a window at a time (`older`: how many of the newest rows to
+        // skip), and only what the window needs is read: the newest rows of each list, one more
+        // than shown to know whether older ones exist.
+        const skip = Math.min(MAX_SKIP, Math.max(0, Math.floor(Number(query.older) || 0)));
+        const take = skip + PAGE_ROWS + 1;
         const [lease, records, outbound, inbound] = await Promise.all([
           backend.leaseInfo(s),
-          backend.transitions(s),
-          backend.outbound(s),
-          backend.inbound(s),
+          backend.transitions(s, take),
+          backend.outbound(s, take),
+          backend.inbound(s, take),
         ]);
-        const conv = conversationPage(inbound, outbound, 10_000);
+        const conv = conversationPage(inbound, outbound, 2 * take);
+        const windowed = <T>(all: readonly T[]): [T[], HistoryWindow] => {
+          const end = Math.max(0, all.length - skip);
+          return [
+            all.slice(Math.max(0, end - PAGE_ROWS), end),
+            {
+              skip,
+              rows: PAGE_ROWS,
+              older: end > PAGE_ROWS,
+              href: (n) => `${sessionHref(s)}${n > 0 ? `&older=${n}` : ''}`,
+            },
+          ];
+        };
         const body = html`<p class="sub">
             User <code id="session-user">${s.waId ?? s.user}</code> on channel <code>${s.channel}</code>
           </p>
           ${failedNotice(outbound)}
           <div class="columns">
             <div>${stateCard(s, leaseView(lease, now()))}${actionsCard(s, flows.get(s.flow))}</div>
-            <div>${conversationCard(conv.messages.slice(-PAGE_ROWS), conv.messages.length)}</div>
+            <div>${conversationCard(...windowed(conv.messages))}</div>
           </div>
-          ${timelineCard(records.slice(-PAGE_ROWS), records.length)}
-          ${outboundCard(outbound.slice(-PAGE_ROWS), outbound.length, effectOutcomes(inbound, records))}`;
+          ${timelineCard(...windowed(records))}
+          ${outboundCard(...windowed(outbound), effectOutcomes(inbound, records))}`;
         return page(reply, cookie, `Session ${s.waId ?? s.user}`, body);
       });
 

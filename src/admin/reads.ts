@@ -109,7 +109,7 @@ export async function inboxPage(
   );
   const from = cursor === undefined ? 0 : inboxOffset(cursor);
   const page = items.slice(from, from + limit);
-  const last = await Promise.all(page.map(async ({ s }) => (await backend.inbound(s)).at(-1)));
+  const last = await Promise.all(page.map(async ({ s }) => (await backend.inbound(s, 1)).at(-1)));
   const total =
     counts === null ? items.length : counts.filter((c) => c.needsAgent).reduce((n, c) => n + c.sessions, 0);
   const next = from + page.length;

@@ -423,17 +423,36 @@ export function preBlock(id: string | null, text: string): Html {
   return raw(`<pre${id === null ? '' : ` id="${escapeHtml(id)}"`}>` + escapeHtml(text) + '</pre>');
 }
 
-/** "the newest N of M" when a list was cut to its newest rows. */
-function cut(shown: number, total: number, api: string): Html {
-  return shown < total
-    ? html`<p class="muted">The newest ${shown} of ${total}; <code>${api}</code> has them all.</p>`
-    : html``;
+/**
+ * Which rows of a long history a session page shows: those before the newest `skip`, at most
+ * `rows` of them; `older` when there are rows before those.
+ */
+export interface HistoryWindow {
+  readonly skip: number;
+  readonly rows: number;
+  readonly older: boolean;
+  /** The session page showing the rows before the newest `skip`. */
+  readonly href: (skip: number) => string;
 }
 
-export function conversationCard(items: readonly ConversationItem[], total = items.length): Html {
+/** A whole history: nothing cut. */
+const WHOLE: HistoryWindow = { skip: 0, rows: Number.POSITIVE_INFINITY, older: false, href: () => '' };
+
+/** Where a cut list stands, with links to the newer and older rows. */
+function pager(shown: number, w: HistoryWindow, api: string, id: string): Html {
+  if (w.skip === 0 && !w.older) return html``;
+  return html`<p class="muted pager" id="${id}-pager">
+    ${w.skip === 0 ? html`The newest ${shown}.` : html`${shown} older, before the newest ${w.skip}.`}
+    ${w.skip > 0 ? html`<a class="newer" href="${w.href(Math.max(0, w.skip - w.rows))}">Newer</a>` : ''}
+    ${w.older ? html`<a class="older" href="${w.href(w.skip + w.rows)}">Older</a>` : ''}
+    <code>${api}</code> has them all.
+  </p>`;
+}
+
+export function conversationCard(items: readonly ConversationItem[], window: HistoryWindow = WHOLE): Html {
   return html`<section class="card" id="conversation">
     <h2>Conversation</h2>
-    ${cut(items.length, total, 'GET /admin/api/sessions/:waId/messages')}
+    ${pager(items.length, window, 'GET /admin/api/sessions/:waId/messages', 'conversation')}
     ${items.length === 0 ? html`<p class="muted">No messages.</p>` : ''}
     <ol class="chat">
       ${items.map(
@@ -470,10 +489,10 @@ function messageId(id: string): Html {
     : html`<code>${id}</code> `;
 }
 
-export function timelineCard(records: readonly TransitionRecord[], total = records.length): Html {
+export function timelineCard(records: readonly TransitionRecord[], window: HistoryWindow = WHOLE): Html {
   return html`<section class="card" id="timeline">
     <h2>Timeline</h2>
-    ${cut(records.length, total, 'GET /admin/api/sessions/:waId/transitions')}
+    ${pager(records.length, window, 'GET /admin/api/sessions/:waId/transitions', 'timeline')}
     <div class="table-wrap">
       <table class="grid">
         <thead>
@@ -620,7 +639,7 @@ function outcomeCell(o: EffectOutcome | undefined): Html {
 
 export function outboundCard(
   records: readonly OutboundRecord[],
-  total = records.length,
+  window: HistoryWindow = WHOLE,
   outcomes: ReadonlyMap<string, EffectOutcome> = new Map(),
 ): Html {
   return html`<section class="card" id="outbound">
@@ -628,7 +647,7 @@ export function outboundCard(
     <p class="muted">
       Replies to the user, and effects a step started (a lookup, for instance): effects are run, not sent.
     </p>
-    ${cut(records.length, total, 'GET /admin/api/sessions/:waId/outbound')}
+    ${pager(records.length, window, 'GET /admin/api/sessions/:waId/outbound', 'outbound')}
     <div class="table-wrap">
       <table class="grid">
         <thead>

@@ -284,8 +284,10 @@ export interface Backend {
   listSessions(query: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }>;
   /** Every stored session counted, by flow, step and whether it waits for an agent (one query). */
   countSessions(): Promise<SessionCount[]>;
-  transitions(key: SessionKey): Promise<TransitionRecord[]>;
-  outbound(key: SessionKey): Promise<OutboundRecord[]>;
+  /** The session's transition log, oldest first; with `newest`, only its newest `newest` records. */
+  transitions(key: SessionKey, newest?: number): Promise<TransitionRecord[]>;
+  /** The session's outbound records in send order; with `newest`, only the newest `newest`. */
+  outbound(key: SessionKey, newest?: number): Promise<OutboundRecord[]>;
   listDeadLetters(limit: number): Promise<DeadLetter[]>;
   /**
    * Replies (not effects) whose delivery failed, newest failure first, at most `limit`: Meta's
@@ -313,9 +315,10 @@ export interface Backend {
   signInRevoked(id: string): Promise<boolean>;
   /**
    * The session's inbound messages as stored (applied, pending or dead-lettered, while intake
-   * keeps them), in arrival (`seq`) order: the user's side of the conversation.
+   * keeps them), in arrival (`seq`) order: the user's side of the conversation. With `newest`,
+   * only the newest `newest` of them.
    */
-  inbound(key: SessionKey): Promise<StoredMessage[]>;
+  inbound(key: SessionKey, newest?: number): Promise<StoredMessage[]>;
   /** The session's live lease, or null when it has none. */
   leaseInfo(key: SessionKey): Promise<LeaseInfo | null>;
 

@@ -152,7 +152,7 @@ describe('outbound card and timeline', () => {
         },
       ],
     );
-    const page = outboundCard([reply, lookup], 2, outcomes).value;
+    const page = outboundCard([reply, lookup], undefined, outcomes).value;
     expect(page).toContain('result: not applied: the session had moved on');
     expect(page).toContain('&quot;status&quot;: &quot;in transit&quot;');
     expect(outboundCard([reply, lookup]).value).toContain('no result yet');

@@ -140,9 +140,10 @@ const MAIN: ReadonlyArray<readonly [StatementName, readonly Param[]]> = [
   ['session-get', ['ch', 'u1']],
   ['inbound-get', ['ch', 'u1', 'wamid.1']],
   ['outbound-get', ['o1']],
-  ['outbound-by-session', ['ch', 'u1', true]],
-  ['transitions-by-session', ['ch', 'u1']],
-  ['inbound-by-session', ['ch', 'u1']],
+  ['outbound-by-session', ['ch', 'u1', true, null]],
+  // The session page's windows: the newest rows of a session's log and messages.
+  ['transitions-by-session', ['ch', 'u1', 301]],
+  ['inbound-by-session', ['ch', 'u1', 1]],
   ['outbound-by-provider-ids', ['ch', 'u1', '{wamid.s1}']],
   ['sessions-find', ['u1', null]],
   ['dead-letter-get', ['d1']],

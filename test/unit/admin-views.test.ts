@@ -107,10 +107,22 @@ describe('dashboard views escape every value', () => {
     expectSafe(o);
   });
 
-  it('says when a list shows only its newest rows', () => {
-    expect(timelineCard([record], 500).value).toContain('The newest 1 of 500');
+  it('says when a list shows only a window of its rows, with links to the newer and older ones', () => {
+    const href = (n: number): string => `/admin/session?wa_id=1&channel=2${n > 0 ? `&older=${n}` : ''}`;
+    const newest = timelineCard([record], { skip: 0, rows: 300, older: true, href }).value;
+    expect(newest).toContain('The newest 1.');
+    expect(newest).toContain(
+      '<a class="older" href="/admin/session?wa_id=1&amp;channel=2&amp;older=300">Older</a>',
+    );
+    expect(newest).not.toContain('class="newer"');
+    const middle = timelineCard([record], { skip: 600, rows: 300, older: false, href }).value;
+    expect(middle).toContain('1 older, before the newest 600.');
+    expect(middle).toContain(
+      '<a class="newer" href="/admin/session?wa_id=1&amp;channel=2&amp;older=300">Newer</a>',
+    );
+    expect(middle).not.toContain('class="older"');
     expect(timelineCard([record]).value).not.toContain('The newest');
-    expect(conversationCard([], 0).value).toContain('No messages.');
+    expect(conversationCard([]).value).toContain('No messages.');
   });
 
   it('writes durations for people', () => {

@@ -74,14 +74,18 @@ export async function countSessions(ctx: Context): Promise<SessionCount[]> {
   return ctx.pg.countSessions();
 }
 
-export async function transitions(ctx: Context, key: SessionKey): Promise<TransitionRecord[]> {
+export async function transitions(
+  ctx: Context,
+  key: SessionKey,
+  newest?: number,
+): Promise<TransitionRecord[]> {
   await flushSession(ctx, key);
-  return ctx.pg.transitions(key);
+  return ctx.pg.transitions(key, newest);
 }
 
-export async function outbound(ctx: Context, key: SessionKey): Promise<OutboundRecord[]> {
+export async function outbound(ctx: Context, key: SessionKey, newest?: number): Promise<OutboundRecord[]> {
   await flushSession(ctx, key);
-  return ctx.pg.outboundRecords(key);
+  return ctx.pg.outboundRecords(key, newest);
 }
 
 export async function listDeadLetters(ctx: Context, limit: number): Promise<DeadLetter[]> {
@@ -210,13 +214,17 @@ export async function removeWorker(ctx: Context, workerId: string): Promise<void
   await r('removeWorker', () => ctx.redis.zrem(ctx.keys.workers, workerId));
 }
 
-export async function inbound(ctx: Context, key: SessionKey): Promise<StoredMessage[]> {
+export async function inbound(ctx: Context, key: SessionKey, newest?: number): Promise<StoredMessage[]> {
   // Consumed ones are in PostgreSQL (once the journal is copied), pending ones in the mailbox.
   await flushSession(ctx, key);
-  const [done, pending] = await Promise.all([ctx.pg.inboundOf(key), mailbox.pending(ctx, key, 10_000)]);
+  const [done, pending] = await Promise.all([
+    ctx.pg.inboundOf(key, newest),
+    mailbox.pending(ctx, key, 10_000),
+  ]);
   const byId = new Map<string, StoredMessage>();
   for (const m of [...done, ...pending]) byId.set(m.id, m);
-  return [...byId.values()].sort((a, b) => a.storedAt - b.storedAt || a.seq - b.seq);
+  const all = [...byId.values()].sort((a, b) => a.storedAt - b.storedAt || a.seq - b.seq);
+  return newest === undefined ? all : all.slice(-newest);
 }
 
 export async function leaseInfo(ctx: Context, key: SessionKey): Promise<LeaseInfo | null> {

@@ -228,12 +228,12 @@ export class DistributedBackend implements Backend {
     return adminReads.countSessions(this.ctx);
   }
 
-  transitions(key: SessionKey): Promise<TransitionRecord[]> {
-    return adminReads.transitions(this.ctx, key);
+  transitions(key: SessionKey, newest?: number): Promise<TransitionRecord[]> {
+    return adminReads.transitions(this.ctx, key, newest);
   }
 
-  outbound(key: SessionKey): Promise<OutboundRecord[]> {
-    return adminReads.outbound(this.ctx, key);
+  outbound(key: SessionKey, newest?: number): Promise<OutboundRecord[]> {
+    return adminReads.outbound(this.ctx, key, newest);
   }
 
   failedReplies(limit: number): Promise<OutboundRecord[]> {
@@ -272,8 +272,8 @@ export class DistributedBackend implements Backend {
     return adminReads.signInRevoked(this.ctx, id);
   }
 
-  inbound(key: SessionKey): Promise<StoredMessage[]> {
-    return adminReads.inbound(this.ctx, key);
+  inbound(key: SessionKey, newest?: number): Promise<StoredMessage[]> {
+    return adminReads.inbound(this.ctx, key, newest);
   }
 
   leaseInfo(key: SessionKey): Promise<LeaseInfo | null> {

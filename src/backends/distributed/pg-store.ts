@@ -470,13 +470,14 @@ export class PgStore {
     };
   }
 
-  async outboundOf(key: SessionKey, unsentOnly: boolean): Promise<StoredOutbound[]> {
-    const rows = await this.query('outbound-by-session', [key.channel, key.user, unsentOnly]);
+  /** The session's outbound records in send order (the newest `newest` of them, if given). */
+  async outboundOf(key: SessionKey, unsentOnly: boolean, newest?: number): Promise<StoredOutbound[]> {
+    const rows = await this.query('outbound-by-session', [key.channel, key.user, unsentOnly, newest ?? null]);
     return rows.map((r) => outboundFromRow(r, key));
   }
 
-  async outboundRecords(key: SessionKey): Promise<OutboundRecord[]> {
-    return (await this.outboundOf(key, false)).map((o) => joinOutbound(o.record, o.state));
+  async outboundRecords(key: SessionKey, newest?: number): Promise<OutboundRecord[]> {
+    return (await this.outboundOf(key, false, newest)).map((o) => joinOutbound(o.record, o.state));
   }
 
   async getOutbound(id: string): Promise<StoredOutbound | null> {
@@ -507,8 +508,9 @@ export class PgStore {
       : null;
   }
 
-  async transitions(key: SessionKey): Promise<TransitionRecord[]> {
-    const rows = await this.query('transitions-by-session', [key.channel, key.user]);
+  /** The session's transition log, oldest first (its newest `newest` records, if given). */
+  async transitions(key: SessionKey, newest?: number): Promise<TransitionRecord[]> {
+    const rows = await this.query('transitions-by-session', [key.channel, key.user, newest ?? null]);
     return rows.map((r) => r.record as TransitionRecord);
   }
 
@@ -570,8 +572,9 @@ export class PgStore {
   }
 
   /** A session's consumed inbound messages as stored, in arrival order. */
-  async inboundOf(key: SessionKey): Promise<StoredMessage[]> {
-    return (await this.query('inbound-by-session', [key.channel, key.user])).map(
+  /** The session's consumed inbound messages in arrival order (the newest `newest`, if given). */
+  async inboundOf(key: SessionKey, newest?: number): Promise<StoredMessage[]> {
+    return (await this.query('inbound-by-session', [key.channel, key.user, newest ?? null])).map(
       (r) => r.message as StoredMessage,
     );
   }

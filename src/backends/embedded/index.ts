@@ -1039,21 +1039,19 @@ export class EmbeddedBackend implements Backend {
     };
   }
 
-  async transitions(key: SessionKey): Promise<TransitionRecord[]> {
-    return this.records('SELECT record FROM transitions WHERE channel = ? AND user = ? ORDER BY idx', key);
-  }
-
-  async outbound(key: SessionKey): Promise<OutboundRecord[]> {
+  async transitions(key: SessionKey, newest?: number): Promise<TransitionRecord[]> {
+    // The newest first along the session's index (LIMIT -1: all), then back in order.
     const rows = this.sql(
-      `SELECT ${OUTBOUND_ROW} FROM outbound WHERE channel = ? AND user = ? ORDER BY seq`,
-    ).all(key.channel, key.user) as OutboundRow[];
-    return rows.map(outboundRecord);
+      'SELECT record FROM transitions WHERE channel = ? AND user = ? ORDER BY idx DESC LIMIT ?',
+    ).all(key.channel, key.user, newest ?? -1) as Array<{ record: string }>;
+    return rows.reverse().map((r) => JSON.parse(r.record) as TransitionRecord);
   }
 
-  private records<T>(sql: string, key: SessionKey): T[] {
-    return (this.sql(sql).all(key.channel, key.user) as Array<{ record: string }>).map(
-      (r) => JSON.parse(r.record) as T,
-    );
+  async outbound(key: SessionKey, newest?: number): Promise<OutboundRecord[]> {
+    const rows = this.sql(
+      `SELECT ${OUTBOUND_ROW} FROM outbound WHERE channel = ? AND user = ? ORDER BY seq DESC LIMIT ?`,
+    ).all(key.channel, key.user, newest ?? -1) as OutboundRow[];
+    return rows.reverse().map(outboundRecord);
   }
 
   async failedReplies(limit: number): Promise<OutboundRecord[]> {
@@ -1177,12 +1175,11 @@ export class EmbeddedBackend implements Backend {
       }),
   };
 
-  async inbound(key: SessionKey): Promise<StoredMessage[]> {
-    const rows = this.sql('SELECT body FROM inbound WHERE channel = ? AND user = ? ORDER BY seq').all(
-      key.channel,
-      key.user,
-    ) as Array<{ body: string }>;
-    return rows.map((r) => JSON.parse(r.body) as StoredMessage);
+  async inbound(key: SessionKey, newest?: number): Promise<StoredMessage[]> {
+    const rows = this.sql(
+      'SELECT body FROM inbound WHERE channel = ? AND user = ? ORDER BY seq DESC LIMIT ?',
+    ).all(key.channel, key.user, newest ?? -1) as Array<{ body: string }>;
+    return rows.reverse().map((r) => JSON.parse(r.body) as StoredMessage);
   }
 
   async leaseInfo(key: SessionKey): Promise<LeaseInfo | null> {

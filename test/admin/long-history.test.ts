@@ -1,0 +1,109 @@
+/**
+ * A session with a long history (an escalated user who keeps writing) is shown a window at a
+ * time: the session page reads only the newest rows it shows (an outside tester's page read all
+ * 5,006 records, all inbound and all outbound messages to show 300), and links to the older
+ * and newer windows, so an agent can read how the conversation began.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TransitionRecord } from '../../src/model/session.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { PHONE_ID, text, webhook } from '../support/payloads.ts';
+import { HARNESS_BACKENDS } from '../support/services.ts';
+
+describe.each(HARNESS_BACKENDS)('a session page of a long history (%s)', (_name, available, setup) => {
+  let h: Harness;
+  let drop: () => Promise<void> = async () => undefined;
+  const ts = 1_750_000_000;
+  const user = '15550828001';
+
+  beforeAll(async () => {
+    if (!available) return;
+    const s = setup();
+    drop = s.drop;
+    h = await startHarness(s.env);
+    // "hi" (version 1), then 400 records that change nothing, committed under the baton as a
+    // worker would record ignored messages.
+    expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
+    await h.settled(user, 1);
+    const backend = h.baton.backend;
+    const key = { channel: PHONE_ID, user };
+    const lease = (await backend.acquireLease(key, 'test-writer', 5000))!;
+    const snapshot = (await backend.load(lease))!;
+    const records: TransitionRecord[] = Array.from({ length: 400 }, (_, i) => ({
+      version: 1,
+      from_step: snapshot.step,
+      to_step: snapshot.step,
+      kind: 'ignored',
+      message_ids: [`wamid.IGNORED${i}`],
+      at: new Date(ts * 1000 + i).toISOString(),
+      worker: 'test-writer',
+      fencing_token: lease.fence,
+    }));
+    await backend.commit(lease, {
+      expectedVersion: 1,
+      snapshot,
+      records,
+      outbound: [],
+      consumed: [],
+      deadLetters: [],
+    });
+    await backend.releaseLease(lease);
+  }, 60_000);
+  afterAll(async () => {
+    if (!available) return;
+    await h.close();
+    await drop();
+  });
+
+  it.skipIf(!available)('shows the newest 300 records, then the older ones, reading only those', async () => {
+    const backend = h.baton.backend;
+    const transitions = backend.transitions.bind(backend);
+    const asked: Array<number | undefined> = [];
+    backend.transitions = (key, newest) => {
+      asked.push(newest);
+      return transitions(key, newest);
+    };
+    try {
+      const cookie = await h.dashboardCookie();
+      const get = async (path: string): Promise<string> => {
+        const r = await fetch(`${h.url}${path}`, { headers: { cookie } });
+        expect(r.status).toBe(200);
+        return r.text();
+      };
+      const rows = (page: string): string[] =>
+        [...page.matchAll(/<code>(wamid\.IGNORED\d+|wamid\.[^<]+)<\/code> <\/td>/g)].map((m) => m[1]!);
+
+      const newest = await get(`/admin/session?wa_id=${user}&channel=${PHONE_ID}`);
+      expect(newest).toContain('The newest 300.');
+      const older =
+        /<p class="muted pager" id="timeline-pager">[\s\S]*?<a class="older" href="([^"]+)">/.exec(newest);
+      expect(older?.[1]).toBe(`/admin/session?wa_id=${user}&amp;channel=${PHONE_ID}&amp;older=300`);
+      expect(rows(newest).at(-1)).toBe('wamid.IGNORED399');
+      expect(rows(newest)[0]).toBe('wamid.IGNORED100');
+
+      const before = await get(older![1]!.replace(/&amp;/g, '&'));
+      expect(before).toContain('101 older, before the newest 300.');
+      expect(before).not.toMatch(/id="timeline-pager">[\s\S]*?class="older"/);
+      // The first record of the conversation is there: "hi", then the first ignored ones.
+      expect(rows(before).at(-1)).toBe('wamid.IGNORED99');
+      expect(before).toMatch(/data-kind="advance"/);
+      // Each page read the newest rows it needed, never the whole log.
+      expect(asked).toEqual([301, 601]);
+    } finally {
+      backend.transitions = transitions;
+    }
+  });
+
+  it.skipIf(!available)('the backend gives the newest records of a log, oldest first', async () => {
+    const key = { channel: PHONE_ID, user };
+    const all = await h.baton.backend.transitions(key);
+    expect(all).toHaveLength(401);
+    expect(await h.baton.backend.transitions(key, 2)).toEqual(all.slice(-2));
+    expect(await h.baton.backend.transitions(key, 1000)).toEqual(all);
+    const inbound = await h.baton.backend.inbound(key);
+    expect(await h.baton.backend.inbound(key, 1)).toEqual(inbound.slice(-1));
+    const outbound = await h.baton.backend.outbound(key);
+    expect(outbound.length).toBeGreaterThan(0);
+    expect(await h.baton.backend.outbound(key, 1)).toEqual(outbound.slice(-1));
+  });
+});
