@@ -263,6 +263,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     adminToken,
     flows,
     resetSession: (key) => engine.adminReset(key),
+    sessionTtlSec: config.sessionTtlSec,
     agents: {
       take: (key, agent, takeOver, seenVersion) => engine.takeSession(key, agent, takeOver, seenVersion),
       message: (key, text, agent) => engine.agentMessage(key, text, agent),

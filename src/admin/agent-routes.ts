@@ -49,6 +49,7 @@ export function registerAgentRoutes(
     readonly flows: ReadonlyMap<string, Flow>;
     readonly agents: AgentDesk;
     readonly now?: () => number;
+    readonly sessionTtlSec?: number;
   },
 ): void {
   const { backend, agents } = deps;
@@ -124,7 +125,7 @@ export function registerAgentRoutes(
     async (req, reply) => {
       const flow = deps.flows.get(parsed(FlowParams, req.params).id);
       if (!flow) return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such flow');
-      const counts = await stepCounts(backend, flow, now());
+      const counts = await stepCounts(backend, flow, now(), deps.sessionTtlSec);
       return {
         flow: flow.id,
         start: flow.start,

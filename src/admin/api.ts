@@ -40,6 +40,8 @@ export interface AdminDeps {
   readonly resetSession: (key: SessionKey) => Promise<SessionSnapshot | null>;
   /** The engine's agent operations (take, write, hand back). */
   readonly agents: AgentDesk;
+  /** `BATON_SESSION_TTL`: sessions idle longer are not counted at their step by the flow map. */
+  readonly sessionTtlSec?: number;
   /**
    * The stats polling readers get (`/stats`, `/metrics`); the app passes a cached read
    * (`cachedStats`). Default: `backend.stats()` on every call.

@@ -401,13 +401,14 @@ export function registerDashboard(
         const query = req.query as Record<string, unknown>;
         const step = typeof query.step === 'string' && flow.steps.has(query.step) ? query.step : undefined;
         const t = now();
-        const counts = await stepCounts(backend, flow, t);
+        const counts = await stepCounts(backend, flow, t, deps.sessionTtlSec);
         const href = (id: string): string => `/admin/flows/${q(flow.id)}?step=${q(id)}#sessions`;
         const picture = flowPicture(flow, counts, href);
         const here = step ? (await scan(backend, { step })).filter((s) => s.flow === flow.id) : [];
         const body = html`<p class="sub">
             Live counts per step: sessions at each step now, and how long the longest has waited there since
             the user last wrote. Click a step to list its sessions.
+            ${deps.sessionTtlSec !== undefined ? html`Sessions idle longer than the session TTL (${duration(deps.sessionTtlSec * 1000)}) are not counted: their next message starts them over.` : ''}
           </p>
           ${picture}
           <div class="table-wrap">

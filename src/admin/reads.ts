@@ -54,14 +54,18 @@ export interface StepCount {
 /**
  * Live counts per step of one flow: sessions there, and the longest any has waited there since
  * the user last wrote. Counted by the store in one query, however many sessions there are.
+ * With `sessionTtlSec`, sessions idle longer than that are not counted: their next message
+ * starts them over (SPEC 1.8), so they stand at no step any more.
  */
 export async function stepCounts(
   backend: Backend,
   flow: Flow,
   now: number,
+  sessionTtlSec?: number,
 ): Promise<Record<string, StepCount>> {
   const counts: Record<string, { sessions: number; oldestAt: number }> = {};
-  for (const c of await backend.countSessions()) {
+  const since = sessionTtlSec === undefined ? undefined : now - sessionTtlSec * 1000;
+  for (const c of await backend.countSessions(since)) {
     if (c.flow !== flow.id || c.step === null) continue;
     const at = counts[c.step];
     counts[c.step] = {

@@ -282,8 +282,13 @@ export interface Backend {
   /** Sessions whose user is `user` (wa_id or BSUID), on `channel` if given. */
   findSessions(user: string, channel?: string): Promise<SessionSnapshot[]>;
   listSessions(query: SessionQuery): Promise<{ sessions: SessionSnapshot[]; nextCursor: string | null }>;
-  /** Every stored session counted, by flow, step and whether it waits for an agent (one query). */
-  countSessions(): Promise<SessionCount[]>;
+  /**
+   * Every stored session counted, by flow, step and whether it waits for an agent (one query).
+   * With `activeSinceMs`, only those whose user last wrote then or later (their creation time
+   * where they have no message yet): older ones are idle past the session TTL, and start over
+   * with their next message.
+   */
+  countSessions(activeSinceMs?: number): Promise<SessionCount[]>;
   /** The session's transition log, oldest first; with `newest`, only its newest `newest` records. */
   transitions(key: SessionKey, newest?: number): Promise<TransitionRecord[]>;
   /** The session's outbound records in send order; with `newest`, only the newest `newest`. */

@@ -71,3 +71,34 @@ describe('counts and pages beyond a scan', () => {
     expect((await h.admin('/inbox?cursor=garbage')).status).toBe(400);
   });
 });
+
+describe('the flow map and sessions idle past the session TTL', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ BATON_SESSION_TTL: '1h' });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('counts only sessions whose user wrote within the TTL: the others start over with their next message', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    // One user last wrote two hours ago, one a minute ago; both stand at ask_name.
+    for (const [u, at] of [
+      ['15550602001', now - 7200],
+      ['15550602002', now - 60],
+    ] as const) {
+      expect((await h.post(webhook([text(u, 'hi', at)]))).status).toBe(200);
+      await h.settled(u, 1);
+    }
+    const map = (await (await h.admin('/flows/order/map')).json()) as {
+      steps: Array<{ id: string; sessions: number; oldest_ms: number | null }>;
+    };
+    const askName = map.steps.find((s) => s.id === 'ask_name')!;
+    expect(askName.sessions).toBe(1);
+    expect(askName.oldest_ms).toBeLessThan(3_600_000);
+    const cookie = await h.dashboardCookie();
+    const page = await (await fetch(`${h.url}/admin/flows/order`, { headers: { cookie } })).text();
+    expect(page).toContain('Sessions idle longer than the session TTL (1h 0m) are not counted');
+  });
+});

@@ -58,7 +58,9 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
 
   beforeAll(async () => {
     mkdirSync(OUT, { recursive: true });
-    h = await startHarness({ BATON_MAX_RETRIES: '0' });
+    // The users write with fixed 2025 timestamps: a ten-year session TTL keeps them live, so the
+    // flow map counts them at their steps (it leaves out sessions idle past the TTL).
+    h = await startHarness({ BATON_MAX_RETRIES: '0', BATON_SESSION_TTL: '3650d' });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],

@@ -1148,6 +1148,11 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
           { flow, step: 'ask_name', needsAgent: false, sessions: 3, oldestAt: 1_750_000_100_000 },
           { flow, step: 'choose_product', needsAgent: true, sessions: 1, oldestAt: 42 },
         ]);
+        // Only those active since a time (the others are idle past the session TTL).
+        const active = (await b.countSessions(1_750_000_200_000)).filter((c) => c.flow === flow);
+        expect(active).toEqual([
+          { flow, step: 'ask_name', needsAgent: false, sessions: 2, oldestAt: 1_750_000_200_000 },
+        ]);
       });
 
       it('counts pending messages, their age and held leases', async () => {

@@ -69,9 +69,9 @@ export async function listSessions(
   return { sessions, nextCursor };
 }
 
-export async function countSessions(ctx: Context): Promise<SessionCount[]> {
+export async function countSessions(ctx: Context, activeSinceMs?: number): Promise<SessionCount[]> {
   await barrier(ctx);
-  return ctx.pg.countSessions();
+  return ctx.pg.countSessions(activeSinceMs);
 }
 
 export async function transitions(

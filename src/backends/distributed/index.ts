@@ -224,8 +224,8 @@ export class DistributedBackend implements Backend {
     return adminReads.listSessions(this.ctx, query);
   }
 
-  countSessions(): Promise<SessionCount[]> {
-    return adminReads.countSessions(this.ctx);
+  countSessions(activeSinceMs?: number): Promise<SessionCount[]> {
+    return adminReads.countSessions(this.ctx, activeSinceMs);
   }
 
   transitions(key: SessionKey, newest?: number): Promise<TransitionRecord[]> {

@@ -537,8 +537,8 @@ export class PgStore {
     return rows.map((r) => r.snapshot as SessionSnapshot);
   }
 
-  async countSessions(): Promise<SessionCount[]> {
-    return (await this.query('sessions-count')).map((r) => ({
+  async countSessions(activeSinceMs?: number): Promise<SessionCount[]> {
+    return (await this.query('sessions-count', [activeSinceMs ?? null])).map((r) => ({
       flow: r.flow as string,
       step: r.step as string | null,
       needsAgent: r.needs_agent === true,

@@ -994,13 +994,22 @@ export class EmbeddedBackend implements Backend {
     return rows.map((r) => JSON.parse(r.snapshot) as SessionSnapshot);
   }
 
-  async countSessions(): Promise<SessionCount[]> {
+  async countSessions(activeSinceMs?: number): Promise<SessionCount[]> {
     const rows = this.sql(
-      `SELECT json_extract(snapshot, '$.flow') AS flow, step, needs_agent AS na, COUNT(*) AS n,
-              MIN(COALESCE(json_extract(snapshot, '$.lastInteraction') * 1000,
-                           json_extract(snapshot, '$.createdAt'))) AS oldest
-         FROM sessions GROUP BY 1, 2, 3`,
-    ).all() as Array<{ flow: string; step: string | null; na: number; n: number; oldest: number }>;
+      `SELECT flow, step, na, COUNT(*) AS n, MIN(active) AS oldest
+         FROM (SELECT json_extract(snapshot, '$.flow') AS flow, step, needs_agent AS na,
+                      COALESCE(json_extract(snapshot, '$.lastInteraction') * 1000,
+                               json_extract(snapshot, '$.createdAt')) AS active
+                 FROM sessions)
+        WHERE @since IS NULL OR active >= @since
+        GROUP BY 1, 2, 3`,
+    ).all({ since: activeSinceMs ?? null }) as Array<{
+      flow: string;
+      step: string | null;
+      na: number;
+      n: number;
+      oldest: number;
+    }>;
     return rows.map((r) => ({
       flow: r.flow,
       step: r.step,
