@@ -265,7 +265,8 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     resetSession: (key) => engine.adminReset(key),
     sessionTtlSec: config.sessionTtlSec,
     agents: {
-      take: (key, agent, takeOver, seenVersion) => engine.takeSession(key, agent, takeOver, seenVersion),
+      take: (key, agent, takeOver, seenVersion, seenAgent) =>
+        engine.takeSession(key, agent, takeOver, seenVersion, seenAgent),
       message: (key, text, agent) => engine.agentMessage(key, text, agent),
       handback: (key, step, agent) => engine.handback(key, step, agent),
     },

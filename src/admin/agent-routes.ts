@@ -33,6 +33,8 @@ export interface AgentDesk {
     agent: string,
     takeOver?: boolean,
     seenVersion?: number,
+    /** The agent the caller saw holding it ('' or null: nobody); refused (409) if another has it now. */
+    seenAgent?: string | null,
   ): Promise<SessionSnapshot | null>;
   message(
     key: SessionKey,
@@ -82,8 +84,9 @@ export function registerAgentRoutes(
   api.post('/sessions/:waId/agent', { schema: { ...one, body: TakeBody } }, async (req, reply) => {
     const s = await findOne(backend, req, reply);
     if (!s) return reply;
-    const { agent, take_over: takeOver, version } = parsed(TakeBody, req.body);
-    const next = await agents.take(s, agent, takeOver ?? false, version);
+    const { agent, take_over: takeOver, version, from } = parsed(TakeBody, req.body);
+    const seenAgent = from === undefined ? undefined : from === '' ? null : from;
+    const next = await agents.take(s, agent, takeOver ?? false, version, seenAgent);
     // SPEC 4's answer, `{"agent": "<name from the body>"}`, with the session it now has.
     return next
       ? { agent, ...toSessionView(next) }

@@ -127,6 +127,11 @@ export const TakeBody = z.strictObject({
    * take back a session a colleague just handed to the bot). A form sends it as a string.
    */
   version: z.coerce.number().int().min(0).optional(),
+  /**
+   * Whom the agent saw holding the session ('' for nobody): refused (409) if someone else has it
+   * now, so two agents taking it over at once are not both told they have it.
+   */
+  from: z.string().max(100).optional(),
 });
 
 export const AgentMessageBody = z.strictObject({

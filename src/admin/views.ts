@@ -244,10 +244,12 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
       agent: true,
       // The version this page shows: a session that changed since (a colleague handed it back
       // to the bot) is refused, not taken from the bot unawares.
-      fields: html`<input
+      // And whom it shows holding it: two agents taking it over at once are not both told they
+      // have it.
+      fields: html`<input type="hidden" name="version" value="${s.version}" /><input
           type="hidden"
-          name="version"
-          value="${s.version}"
+          name="from"
+          value="${agent ?? ''}"
         />${agent ? html`<input type="hidden" name="take_over" value="true" />` : ''}`,
     })}
     ${

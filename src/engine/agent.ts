@@ -173,12 +173,21 @@ export async function takeSession(
   agent: string,
   takeOver = false,
   seenVersion?: number,
+  seenAgent?: string | null,
 ): Promise<SessionSnapshot | null> {
   const r = await change(host, key, (prev, env) => {
     if (seenVersion !== undefined && prev.version !== seenVersion)
       throw new BatonError(
         'BATON_ERR_VERSION_CONFLICT',
         `the session changed since you saw it (version ${seenVersion}, now ${prev.version}); look again before taking it`,
+      );
+    // A take-over names whom it takes the session from: two agents taking it over at once must
+    // not both be told they have it (the second would silently take it from the first).
+    const holder = agentOf(prev);
+    if (seenAgent !== undefined && holder !== seenAgent && holder !== agent)
+      throw new BatonError(
+        'BATON_ERR_TAKEN_BY_OTHER',
+        `${holder ?? 'nobody'} has this session now, not ${seenAgent ?? 'nobody'} as you saw; look again before taking it`,
       );
     return takeChange(prev, agent, { ...env, worker: agentWorker(agent) }, takeOver);
   });

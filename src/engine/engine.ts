@@ -1061,8 +1061,9 @@ export class Engine {
     agent: string,
     takeOver = false,
     seenVersion?: number,
+    seenAgent?: string | null,
   ): Promise<SessionSnapshot | null> {
-    return agentOps.takeSession(this.agentHost(), key, agent, takeOver, seenVersion);
+    return agentOps.takeSession(this.agentHost(), key, agent, takeOver, seenVersion, seenAgent);
   }
 
   /** An agent writes to the user through the outbox (`engine/agent.ts`). */

@@ -275,6 +275,32 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
     },
   );
 
+  it.skipIf(!available)(
+    'two agents taking a session over at once from the agent they saw: one gets it, the other a 409',
+    async () => {
+      const user = '15550500901';
+      await escalated(user);
+      expect((await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bob' })).status).toBe(200);
+      // Ana and Cy both see Bob holding it and press "Take over from them" together.
+      const [ana, cy] = await Promise.all(
+        ['Ana', 'Cy'].map((agent) =>
+          send(`/sessions/${user}/agent`, 'POST', { agent, take_over: 'true', version: '3', from: 'Bob' }),
+        ),
+      );
+      const statuses = [ana!.status, cy!.status].sort();
+      expect(statuses).toEqual([200, 409]);
+      const loser = ana!.status === 409 ? ana! : cy!;
+      const body = (await loser.json()) as { code: string; error: string };
+      expect(body.code).toBe('BATON_ERR_TAKEN_BY_OTHER');
+      expect(body.error).toContain('not Bob as you saw');
+      const winner = ana!.status === 200 ? 'Ana' : 'Cy';
+      expect((await h.session(user))!.metadata.agent).toBe(winner);
+      // Seeing nobody holding it ('') when someone does is refused the same way.
+      const late = await send(`/sessions/${user}/agent`, 'POST', { agent: 'Dee', take_over: true, from: '' });
+      expect(late.status).toBe(409);
+    },
+  );
+
   it.skipIf(!available)('refuses to write to or hand back a session the bot is serving (409)', async () => {
     const user = '15550401002';
     expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
