@@ -803,11 +803,14 @@ export class EmbeddedBackend implements Backend {
         if ((row?.version ?? 0) !== batch.expectedVersion)
           throw new VersionConflictError(id, batch.expectedVersion);
         this.sql(
-          `INSERT INTO sessions (channel, user, wa_id, user_id, step, needs_agent, version, fence, updated_at, snapshot)
-             VALUES (@channel, @user, @wa_id, @user_id, @step, @needs_agent, @version, @fence, @updated_at, @snapshot)
+          `INSERT INTO sessions (channel, user, wa_id, user_id, step, needs_agent, version, fence, updated_at,
+               snapshot, flow, active_at)
+             VALUES (@channel, @user, @wa_id, @user_id, @step, @needs_agent, @version, @fence, @updated_at,
+               @snapshot, @flow, @active_at)
              ON CONFLICT (channel, user) DO UPDATE SET wa_id = excluded.wa_id, user_id = excluded.user_id,
                step = excluded.step, needs_agent = excluded.needs_agent, version = excluded.version,
-               fence = excluded.fence, updated_at = excluded.updated_at, snapshot = excluded.snapshot`,
+               fence = excluded.fence, updated_at = excluded.updated_at, snapshot = excluded.snapshot,
+               flow = excluded.flow, active_at = excluded.active_at`,
         ).run({
           channel: s.channel,
           user: s.user,
@@ -819,6 +822,8 @@ export class EmbeddedBackend implements Backend {
           fence: lease.fence,
           updated_at: now,
           snapshot,
+          flow: s.flow,
+          active_at: activeAt(s),
         });
       }
       const rec = this.sql('INSERT INTO transitions (channel, user, version, record) VALUES (?, ?, ?, ?)');
@@ -875,7 +880,8 @@ export class EmbeddedBackend implements Backend {
     if (s.channel !== lease.channel || s.user !== lease.user) return false;
     return (
       this.sql(
-        `UPDATE sessions SET step = ?, needs_agent = ?, version = ?, fence = ?, updated_at = ?, snapshot = ?
+        `UPDATE sessions SET step = ?, needs_agent = ?, version = ?, fence = ?, updated_at = ?, snapshot = ?,
+             flow = ?, active_at = ?
            WHERE channel = ? AND user = ? AND version = ? AND fence <= ? AND wa_id IS ? AND user_id IS ?`,
       ).run(
         s.step,
@@ -884,6 +890,8 @@ export class EmbeddedBackend implements Backend {
         lease.fence,
         now,
         snapshot,
+        s.flow,
+        activeAt(s),
         s.channel,
         s.user,
         expectedVersion,
@@ -995,14 +1003,12 @@ export class EmbeddedBackend implements Backend {
   }
 
   async countSessions(activeSinceMs?: number): Promise<SessionCount[]> {
+    // From the sessions_counts index alone (no session's JSON is read).
     const rows = this.sql(
-      `SELECT flow, step, na, COUNT(*) AS n, MIN(active) AS oldest
-         FROM (SELECT json_extract(snapshot, '$.flow') AS flow, step, needs_agent AS na,
-                      COALESCE(json_extract(snapshot, '$.lastInteraction') * 1000,
-                               json_extract(snapshot, '$.createdAt')) AS active
-                 FROM sessions)
-        WHERE @since IS NULL OR active >= @since
-        GROUP BY 1, 2, 3`,
+      `SELECT flow, step, needs_agent AS na, COUNT(*) AS n, MIN(active_at) AS oldest
+         FROM sessions
+        WHERE @since IS NULL OR active_at >= @since
+        GROUP BY flow, step, needs_agent`,
     ).all({ since: activeSinceMs ?? null }) as Array<{
       flow: string;
       step: string | null;
@@ -1224,4 +1230,9 @@ function ownerOnly(file: string): void {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   }
+}
+
+/** When the user last wrote (epoch ms), or when the session was created before any message. */
+function activeAt(s: SessionSnapshot): number {
+  return s.lastInteraction !== null ? s.lastInteraction * 1000 : s.createdAt;
 }

@@ -99,4 +99,15 @@ export const MIGRATIONS: readonly string[] = [
   `ALTER TABLE early_statuses ADD COLUMN channel TEXT NOT NULL DEFAULT '';`,
   // 9: failed replies, newest first, without a scan (the dashboard's overview)
   `CREATE INDEX outbound_failed ON outbound (updated_at) WHERE status = 'failed';`,
+  // 10: the flow map's counts per step from an index, not from every session's JSON (at 100,000
+  //     sessions that read held the process, webhooks included, for 0.4-1.5 s per view):
+  //     `active_at` is when the user last wrote (ms; the creation time before any message)
+  `
+  ALTER TABLE sessions ADD COLUMN flow TEXT;
+  ALTER TABLE sessions ADD COLUMN active_at INTEGER;
+  UPDATE sessions SET
+    flow = json_extract(snapshot, '$.flow'),
+    active_at = COALESCE(json_extract(snapshot, '$.lastInteraction') * 1000, json_extract(snapshot, '$.createdAt'));
+  CREATE INDEX sessions_counts ON sessions (flow, step, needs_agent, active_at);
+  `,
 ];

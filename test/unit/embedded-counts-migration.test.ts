@@ -1,0 +1,94 @@
+/**
+ * The embedded store counts sessions per step from an index (migration 10), not by reading
+ * every session's JSON: at 100,000 sessions that read held the one process, webhooks included,
+ * for 0.4-1.5 s per flow-map view. A store written before the migration has the new columns
+ * filled from each session's JSON when it is opened.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EMBEDDED_FILE, EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import { MIGRATIONS } from '../../src/backends/embedded/schema.ts';
+import { SNAPSHOT_FORMAT, type SessionSnapshot } from '../../src/model/session.ts';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function oldSession(user: string, extra: Partial<SessionSnapshot>): SessionSnapshot {
+  return {
+    format: SNAPSHOT_FORMAT,
+    channel: 'c1',
+    user,
+    flow: 'order',
+    flowVersion: 1,
+    step: 'ask_name',
+    data: {},
+    version: 1,
+    visitVersion: 1,
+    lastInteraction: null,
+    lastMessageId: null,
+    retryCount: 0,
+    needsAgent: false,
+    createdAt: 1_000,
+    outboundSeq: 0,
+    ...extra,
+  };
+}
+
+describe('embedded session counts (migration 10)', () => {
+  it('fills the count columns of sessions stored before it, and counts from the index alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-counts-'));
+    dirs.push(dir);
+    // A store as the release before wrote it: schema 9.
+    const file = join(dir, EMBEDDED_FILE);
+    const old = new Database(file);
+    for (const m of MIGRATIONS.slice(0, 9)) old.exec(m);
+    old.pragma('user_version = 9');
+    const put = old.prepare(
+      `INSERT INTO sessions (channel, user, step, needs_agent, version, fence, updated_at, snapshot)
+       VALUES ('c1', ?, ?, ?, 1, 1, 0, ?)`,
+    );
+    put.run('u1', 'ask_name', 0, JSON.stringify(oldSession('u1', { lastInteraction: 1_750_000_000 })));
+    put.run('u2', 'ask_name', 0, JSON.stringify(oldSession('u2', { createdAt: 1_749_000_000_000 })));
+    put.run(
+      'u3',
+      'choose_product',
+      1,
+      JSON.stringify(oldSession('u3', { step: 'choose_product', needsAgent: true })),
+    );
+    old.close();
+
+    const backend = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    try {
+      const counts = (await backend.countSessions()).sort((a, b) =>
+        String(a.step).localeCompare(String(b.step)),
+      );
+      expect(counts).toEqual([
+        { flow: 'order', step: 'ask_name', needsAgent: false, sessions: 2, oldestAt: 1_749_000_000_000 },
+        { flow: 'order', step: 'choose_product', needsAgent: true, sessions: 1, oldestAt: 1_000 },
+      ]);
+      expect(await backend.countSessions(1_749_500_000_000)).toEqual([
+        { flow: 'order', step: 'ask_name', needsAgent: false, sessions: 1, oldestAt: 1_750_000_000_000 },
+      ]);
+    } finally {
+      await backend.close();
+    }
+    const db = new Database(file, { readonly: true });
+    try {
+      const plan = db
+        .prepare(
+          `EXPLAIN QUERY PLAN SELECT flow, step, needs_agent AS na, COUNT(*) AS n, MIN(active_at) AS oldest
+             FROM sessions WHERE @since IS NULL OR active_at >= @since GROUP BY flow, step, needs_agent`,
+        )
+        .all({ since: null }) as Array<{ detail: string }>;
+      expect(plan.map((p) => p.detail)).toEqual(['SCAN sessions USING COVERING INDEX sessions_counts']);
+    } finally {
+      db.close();
+    }
+  });
+});
