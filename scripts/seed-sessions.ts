@@ -142,7 +142,20 @@ export async function seedSessions(backend: Backend, opts: SeedOptions): Promise
   return keys;
 }
 
+const USAGE =
+  'usage: node --import tsx scripts/seed-sessions.ts [count=100000] [--channel <id>] [--concurrency 64]\n' +
+  '  seeds idle sessions into the store the environment names (BATON_DATA_DIR, or REDIS_URL and DATABASE_URL)\n';
+
 async function main(argv: readonly string[]): Promise<void> {
+  const known = new Set(['--channel', '--concurrency']);
+  const bad = argv.find((a, i) => !/^\d+$/.test(a) && !known.has(a) && !known.has(argv[i - 1] ?? ''));
+  if (argv.includes('--help') || argv.includes('-h') || bad !== undefined) {
+    process.stderr.write(
+      bad !== undefined && bad !== '--help' && bad !== '-h' ? `unknown argument: ${bad}\n${USAGE}` : USAGE,
+    );
+    process.exitCode = argv.includes('--help') || argv.includes('-h') ? 0 : 2;
+    return;
+  }
   const { loadConfig } = await import('../src/config/index.ts');
   const { createBackend, createLogger } = await import('../src/app.ts');
   const flag = (name: string): string | undefined => {
