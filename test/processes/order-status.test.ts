@@ -52,6 +52,20 @@ function baseEnv(port: number): Record<string, string> {
   };
 }
 
+/** `baseEnv` on the machine's Redis and PostgreSQL, under a key prefix and schema of its own. */
+function distributedEnv(port: number): Record<string, string> & {
+  BATON_REDIS_PREFIX: string;
+  BATON_PG_SCHEMA: string;
+} {
+  return {
+    ...baseEnv(port),
+    REDIS_URL,
+    DATABASE_URL,
+    BATON_REDIS_PREFIX: uniqueName('os'),
+    BATON_PG_SCHEMA: uniqueName('os'),
+  };
+}
+
 async function post(base: string, m: Msg): Promise<number> {
   const raw = Buffer.from(JSON.stringify(webhook([m])));
   const r = await fetch(`${base}/webhooks/whatsapp`, {
@@ -131,13 +145,7 @@ describe('order-status example, served by baton start', () => {
     'distributed: a worker SIGKILLed during a lookup; another runs it with the same key',
     async () => {
       const port = await freePort();
-      const env = {
-        ...baseEnv(port),
-        REDIS_URL,
-        DATABASE_URL,
-        BATON_REDIS_PREFIX: uniqueName('os'),
-        BATON_PG_SCHEMA: uniqueName('os'),
-      };
+      const env = distributedEnv(port);
       const ingress = await spawnBaton(['ingress'], env);
       let workers = [await spawnBaton(['worker'], env)];
       try {
@@ -160,13 +168,7 @@ describe('order-status example, served by baton start', () => {
     'distributed: a worker paused (SIGSTOP) past its lease between two attempts makes no attempt when it wakes: the effect is tried as often as it allows, in all',
     async () => {
       const port = await freePort();
-      const env = {
-        ...baseEnv(port),
-        REDIS_URL,
-        DATABASE_URL,
-        BATON_REDIS_PREFIX: uniqueName('os'),
-        BATON_PG_SCHEMA: uniqueName('os'),
-      };
+      const env = distributedEnv(port);
       const base = `http://127.0.0.1:${port}`;
       const user = '16660000004';
       const route = 'GET /orders/ORD-12345';
@@ -208,13 +210,7 @@ describe('order-status example, served by baton start', () => {
 
   it.skipIf(!up)('distributed: one `baton start` process serves the flow end to end', async () => {
     const port = await freePort();
-    const env = {
-      ...baseEnv(port),
-      REDIS_URL,
-      DATABASE_URL,
-      BATON_REDIS_PREFIX: uniqueName('os'),
-      BATON_PG_SCHEMA: uniqueName('os'),
-    };
+    const env = distributedEnv(port);
     const proc = await spawnBaton(['start'], env);
     const base = `http://127.0.0.1:${port}`;
     const user = '16660000003';

@@ -11,32 +11,17 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EMBEDDED_FILE, EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { MIGRATIONS } from '../../src/backends/embedded/schema.ts';
-import { SNAPSHOT_FORMAT, type SessionSnapshot } from '../../src/model/session.ts';
+import type { SessionSnapshot } from '../../src/model/session.ts';
+import { snapshot } from '../distributed/fixtures.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+/** A session as stored before the migration (one user, the order flow at version 1). */
 function oldSession(user: string, extra: Partial<SessionSnapshot>): SessionSnapshot {
-  return {
-    format: SNAPSHOT_FORMAT,
-    channel: 'c1',
-    user,
-    flow: 'order',
-    flowVersion: 1,
-    step: 'ask_name',
-    data: {},
-    version: 1,
-    visitVersion: 1,
-    lastInteraction: null,
-    lastMessageId: null,
-    retryCount: 0,
-    needsAgent: false,
-    createdAt: 1_000,
-    outboundSeq: 0,
-    ...extra,
-  };
+  return snapshot({ channel: 'c1', user }, 1, { lastInteraction: null, createdAt: 1_000, ...extra });
 }
 
 describe('embedded session counts (migration 10)', () => {
