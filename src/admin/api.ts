@@ -22,8 +22,11 @@ import { outboundView } from './conversation.ts';
 import { acceptJsonBodies, adminErrorHandler, fail, findOne, parsed } from './http.ts';
 import {
   ChannelQuery,
+  deadLetterAfter,
   DeadLetterParams,
+  DeadLettersQuery,
   EmptyQuery,
+  encodeCursor,
   FlowParams,
   LimitQuery,
   NoBody,
@@ -134,9 +137,17 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
         };
       });
 
-      api.get('/dead-letters', { schema: { querystring: LimitQuery } }, async (req) => {
-        const q = parsed(LimitQuery, req.query);
-        return { dead_letters: await backend.listDeadLetters(q.limit ?? 100) };
+      // Newest first, a page at a time (`cursor`: the `next_cursor` of the page before).
+      api.get('/dead-letters', { schema: { querystring: DeadLettersQuery } }, async (req) => {
+        const q = parsed(DeadLettersQuery, req.query);
+        const limit = q.limit ?? 100;
+        const page = await backend.listDeadLetters(limit + 1, deadLetterAfter(q.cursor));
+        const shown = page.slice(0, limit);
+        const last = shown.at(-1);
+        return {
+          dead_letters: shown,
+          next_cursor: page.length > limit && last ? encodeCursor([last.createdAt, last.id]) : null,
+        };
       });
 
       // Replies whose delivery failed, newest first (the overview's "Failed replies").

@@ -16,7 +16,7 @@ import { flowPicture } from './flow-picture.ts';
 import { flowMermaid } from '../graph/index.ts';
 import { html, type Html } from './html.ts';
 import { inboxPage, leaseView, scan, stepCounts } from './reads.ts';
-import { SignInBody } from './schemas.ts';
+import { deadLetterAfter, encodeCursor, SignInBody } from './schemas.ts';
 import { isoSeconds, sessionNamedBy, type SessionSnapshot } from '../model/session.ts';
 import {
   actionForm,
@@ -42,6 +42,9 @@ import {
 const PAGE_ROWS = 300;
 /** How far back a session page's window may go (`older`): a bound on what one page reads. */
 const MAX_SKIP = 100_000;
+
+/** Dead letters per page of the overview. */
+const DEAD_ROWS = 50;
 
 /**
  * Rows per page of the inbox: each row reads its session's last message (a distributed store:
@@ -161,13 +164,23 @@ export function registerDashboard(
       dash.get('/', async (req, reply) => {
         const cookie = await signedIn(req);
         if (cookie === null) return reply.type('text/html; charset=utf-8').send(signInPage());
-        const [stats, dead, inbox, failed] = await Promise.all([
+        // Dead letters a page at a time (`dead_after`: the last one of the page before).
+        const deadCursor = (req.query as Record<string, unknown>).dead_after;
+        const deadAfter = typeof deadCursor === 'string' ? deadLetterAfter(deadCursor) : undefined;
+        const [stats, deadPage, inbox, failed] = await Promise.all([
           // Fresh: an agent who just replayed or cleared something must see it counted.
           backend.stats(),
-          backend.listDeadLetters(50),
+          backend.listDeadLetters(DEAD_ROWS + 1, deadAfter),
           inboxPage(backend, now(), 5),
           backend.failedReplies(20),
         ]);
+        const dead = deadPage.slice(0, DEAD_ROWS);
+        const lastDead = dead.at(-1);
+        const olderDead =
+          deadPage.length > DEAD_ROWS && lastDead
+            ? `/admin?dead_after=${q(encodeCursor([lastDead.createdAt, lastDead.id]))}#dead-letters`
+            : null;
+        const here = deadAfter ? `/admin?dead_after=${q(String(deadCursor))}#dead-letters` : '/admin';
         const stat = (id: string, label: string, value: string | number) =>
           html`<div class="stat" id="stat-${id}">
             <div class="value">${value}</div>
@@ -197,6 +210,15 @@ export function registerDashboard(
           <section class="card" id="dead-letters">
             <h2>Dead letters</h2>
             ${
+              deadAfter || olderDead
+                ? html`<p class="muted pager" id="dead-letters-pager">
+                    ${deadAfter ? html`Older ones, ${dead.length} from where the page before ended.` : html`The newest ${dead.length} of ${stats.deadLetters}.`}
+                    ${deadAfter ? html`<a class="newer" href="/admin#dead-letters">Newest</a>` : ''}
+                    ${olderDead ? html`<a class="older" href="${olderDead}">Older</a>` : ''}
+                  </p>`
+                : ''
+            }
+            ${
               dead.length === 0
                 ? html`<p class="muted">None.</p>`
                 : html` <div class="table-wrap">
@@ -225,7 +247,7 @@ export function registerDashboard(
                               <td>${d.reason}</td>
                               ${letterCell(d)}
                               <td>
-                                ${d.kind === 'unreadable' ? html`kept as it came` : d.replayedAt !== undefined ? html`replayed ${new Date(d.replayedAt).toISOString()}` : actionForm({ method: 'POST', url: `/admin/api/dead-letters/${q(d.id)}/replay`, label: 'Replay', next: '/admin', cls: 'replay' })}
+                                ${d.kind === 'unreadable' ? html`kept as it came` : d.replayedAt !== undefined ? html`replayed ${new Date(d.replayedAt).toISOString()}` : actionForm({ method: 'POST', url: `/admin/api/dead-letters/${q(d.id)}/replay`, label: 'Replay', next: here, cls: 'replay' })}
                               </td>
                             </tr>`,
                         )}

@@ -7,6 +7,7 @@
  */
 import type { FastifySchemaCompiler } from 'fastify';
 import { z } from 'zod';
+import type { DeadLetterCursor } from '../backends/types.ts';
 import { ID_PATTERN, wellFormed } from '../providers/screen.ts';
 
 /** A string every store takes: no NUL (PostgreSQL refuses it) and no lone surrogate. */
@@ -93,6 +94,23 @@ export const InboxQuery = z.strictObject({
     .regex(/^o\d{1,9}$/, 'is not a cursor this API gave')
     .optional(),
 });
+
+/** The dead-letter list's cursor: `[created at ms, id]` of the last letter of the page before. */
+const deadLetterCursor = z
+  .string()
+  .refine((c) => decodeCursor(c, 'ns') !== null, 'is not a cursor from a previous page');
+
+export const DeadLettersQuery = z.strictObject({
+  limit: limitParam(500).optional(),
+  /** The `next_cursor` of the page before. */
+  cursor: deadLetterCursor.optional(),
+});
+
+/** The dead-letter cursor a page ends with, or a cursor given back as the letter it names. */
+export function deadLetterAfter(cursor: string | undefined): DeadLetterCursor | undefined {
+  const parts = cursor === undefined ? null : decodeCursor(cursor, 'ns');
+  return parts === null ? undefined : { createdAt: parts[0] as number, id: parts[1] as string };
+}
 
 export const EmptyQuery = z.strictObject({});
 

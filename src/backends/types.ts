@@ -103,6 +103,13 @@ export interface SessionQuery {
 /** How long a store remembers that an agent cleared a session's lease, ms (past any send's timeout). */
 export const CLEARED_LEASE_MEMORY_MS = 60_000;
 
+/** Where a page of dead letters ends (`listDeadLetters`): its last letter. */
+export interface DeadLetterCursor {
+  /** Epoch milliseconds. */
+  readonly createdAt: number;
+  readonly id: string;
+}
+
 /** How many sessions stand at one step of one flow (`countSessions`). */
 export interface SessionCount {
   readonly flow: string;
@@ -293,7 +300,11 @@ export interface Backend {
   transitions(key: SessionKey, newest?: number): Promise<TransitionRecord[]>;
   /** The session's outbound records in send order; with `newest`, only the newest `newest`. */
   outbound(key: SessionKey, newest?: number): Promise<OutboundRecord[]>;
-  listDeadLetters(limit: number): Promise<DeadLetter[]>;
+  /**
+   * Dead letters, newest first, at most `limit`; with `after` (the last letter of the page
+   * before), those that come after it in that order.
+   */
+  listDeadLetters(limit: number, after?: DeadLetterCursor): Promise<DeadLetter[]>;
   /**
    * Replies (not effects) whose delivery failed, newest failure first, at most `limit`: Meta's
    * `failed` status webhook named them, or Baton gave up sending them. For the dashboard.

@@ -818,6 +818,32 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
     });
 
     describe('dead letters', () => {
+      it('pages through dead letters newest first, from the last letter of the page before', async () => {
+        const key = newKey();
+        // The newest letters of the store (far ahead), two of them at one instant.
+        const at = [9e12 + 5, 9e12 + 4, 9e12 + 4, 9e12 + 3, 9e12 + 2, 9e12 + 1, 9e12];
+        const mine: DeadLetter[] = at.map((createdAt, i) => ({
+          id: `dl-page-${uid()}-${i}`,
+          kind: 'inbound',
+          channel: key.channel,
+          user: key.user,
+          ref: `wamid.page${i}`,
+          reason: 'flow code threw',
+          payload: { id: `wamid.page${i}` },
+          createdAt,
+        }));
+        for (const d of mine) await b.deadLetter(d);
+        const seen: string[] = [];
+        let after: DeadLetter | undefined;
+        for (let pages = 0; pages < 5 && seen.length < mine.length; pages++) {
+          const page = await b.listDeadLetters(3, after && { createdAt: after.createdAt, id: after.id });
+          seen.push(...page.map((d) => d.id));
+          after = page.at(-1);
+        }
+        const order = [...mine].sort((x, y) => y.createdAt - x.createdAt || x.id.localeCompare(y.id));
+        expect(seen.slice(0, mine.length)).toEqual(order.map((d) => d.id));
+      });
+
       it('lists a dead-lettered inbound message and replays it into the mailbox', async () => {
         const key = newKey();
         const [m1, m2] = [text(key, 'fine'), text(key, 'poison')];

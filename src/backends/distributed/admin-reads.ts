@@ -7,7 +7,7 @@
  */
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
-import type { BackendStats, LeaseInfo, SessionCount, SessionQuery } from '../types.ts';
+import type { BackendStats, DeadLetterCursor, LeaseInfo, SessionCount, SessionQuery } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import { barrier, flushSession } from './commit.ts';
 import type { Context } from './context.ts';
@@ -88,9 +88,13 @@ export async function outbound(ctx: Context, key: SessionKey, newest?: number): 
   return ctx.pg.outboundRecords(key, newest);
 }
 
-export async function listDeadLetters(ctx: Context, limit: number): Promise<DeadLetter[]> {
+export async function listDeadLetters(
+  ctx: Context,
+  limit: number,
+  after?: DeadLetterCursor,
+): Promise<DeadLetter[]> {
   await barrier(ctx);
-  return ctx.pg.listDeadLetters(limit);
+  return ctx.pg.listDeadLetters(limit, after);
 }
 
 export async function failedReplies(ctx: Context, limit: number): Promise<OutboundRecord[]> {

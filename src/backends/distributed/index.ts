@@ -51,6 +51,7 @@ import type {
   BackendStats,
   BatchCommit,
   CommitResult,
+  DeadLetterCursor,
   IngestResult,
   LeaseGrant,
   LeaseInfo,
@@ -240,8 +241,8 @@ export class DistributedBackend implements Backend {
     return adminReads.failedReplies(this.ctx, limit);
   }
 
-  listDeadLetters(limit: number): Promise<DeadLetter[]> {
-    return adminReads.listDeadLetters(this.ctx, limit);
+  listDeadLetters(limit: number, after?: DeadLetterCursor): Promise<DeadLetter[]> {
+    return adminReads.listDeadLetters(this.ctx, limit, after);
   }
 
   getDeadLetter(id: string): Promise<DeadLetter | null> {

@@ -10,7 +10,7 @@ import { coalesceWrites } from './coalesce.ts';
 import { FenceReserver, reservationKey, type ReserveFor } from './fence-reserver.ts';
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
-import type { SessionCount } from '../types.ts';
+import type { DeadLetterCursor, SessionCount } from '../types.ts';
 import type {
   CommitEntry,
   JournalEntry,
@@ -553,8 +553,9 @@ export class PgStore {
       .map((o) => joinOutbound(o.record, o.state));
   }
 
-  async listDeadLetters(limit: number): Promise<DeadLetter[]> {
-    return (await this.query('dead-letters-list', [limit])).map(deadLetterFromRow);
+  async listDeadLetters(limit: number, after?: DeadLetterCursor): Promise<DeadLetter[]> {
+    const at = after === undefined ? null : new Date(after.createdAt);
+    return (await this.query('dead-letters-list', [limit, at, after?.id ?? ''])).map(deadLetterFromRow);
   }
 
   async getDeadLetter(id: string): Promise<DeadLetter | null> {

@@ -38,6 +38,7 @@ import type {
   BackendStats,
   BatchCommit,
   CommitResult,
+  DeadLetterCursor,
   IngestResult,
   LeaseGrant,
   LeaseInfo,
@@ -1078,10 +1079,12 @@ export class EmbeddedBackend implements Backend {
     return rows.map(outboundRecord);
   }
 
-  async listDeadLetters(limit: number): Promise<DeadLetter[]> {
-    const rows = this.sql('SELECT * FROM dead_letters ORDER BY created_at DESC, id LIMIT ?').all(
-      limit,
-    ) as Row[];
+  async listDeadLetters(limit: number, after?: DeadLetterCursor): Promise<DeadLetter[]> {
+    const rows = this.sql(
+      `SELECT * FROM dead_letters
+        WHERE @at IS NULL OR created_at < @at OR (created_at = @at AND id > @id)
+        ORDER BY created_at DESC, id LIMIT @limit`,
+    ).all({ at: after?.createdAt ?? null, id: after?.id ?? '', limit }) as Row[];
     return rows.map(deadLetterOf);
   }
 

@@ -1,0 +1,60 @@
+/**
+ * More dead letters than one page: the API pages through them (`next_cursor`), and the
+ * overview links the older ones, each with its Replay button (an outside tester saw 125 counted
+ * and only the newest 50 shown or replayable, with no way to the others).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeadLetter } from '../../src/model/session.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { PHONE_ID } from '../support/payloads.ts';
+
+describe('dead letters beyond one page', () => {
+  let h: Harness;
+  const letters: DeadLetter[] = Array.from({ length: 55 }, (_, i) => ({
+    id: `dl-pages-${String(i).padStart(2, '0')}`,
+    kind: 'inbound',
+    channel: PHONE_ID,
+    user: '15550838001',
+    ref: `wamid.PAGES${i}`,
+    reason: 'flow code threw',
+    payload: { id: `wamid.PAGES${i}` },
+    createdAt: 1_750_000_000_000 + i,
+  }));
+
+  beforeAll(async () => {
+    h = await startHarness();
+    for (const d of letters) await h.baton.backend.deadLetter(d);
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('the API pages through every letter, newest first, once each', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const r = await h.admin(`/dead-letters?limit=20${cursor !== null ? `&cursor=${cursor}` : ''}`);
+      expect(r.status).toBe(200);
+      const page = (await r.json()) as { dead_letters: DeadLetter[]; next_cursor: string | null };
+      seen.push(...page.dead_letters.map((d) => d.id));
+      cursor = page.next_cursor;
+    } while (cursor !== null && seen.length < 100);
+    expect(seen).toEqual(letters.map((d) => d.id).reverse());
+    expect((await h.admin('/dead-letters?cursor=garbage')).status).toBe(400);
+  });
+
+  it('the overview shows the newest 50 and links the older ones, with their Replay buttons', async () => {
+    const cookie = await h.dashboardCookie();
+    const get = async (path: string): Promise<string> =>
+      (await fetch(`${h.url}${path}`, { headers: { cookie } })).text();
+    const first = await get('/admin');
+    expect(first).toContain('The newest 50 of 55.');
+    const older = /<a class="older" href="([^"]+)">Older<\/a>/.exec(first)?.[1];
+    expect(older).toBeDefined();
+    const rest = await get(older!.replace(/&amp;/g, '&'));
+    expect(rest).toContain('Older ones, 5 from where the page before ended.');
+    for (const d of letters.slice(0, 5)) expect(rest).toContain(`/admin/api/dead-letters/${d.id}/replay`);
+    expect(rest).not.toContain(`/admin/api/dead-letters/${letters[5]!.id}/replay`);
+    expect(rest).toContain('<a class="newer" href="/admin#dead-letters">Newest</a>');
+  });
+});
