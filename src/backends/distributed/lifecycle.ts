@@ -8,7 +8,7 @@ import { StorageUnavailableError } from '../../errors.ts';
 import type { Context } from './context.ts';
 import { StreamFlusher } from './flusher.ts';
 import { migrate } from './migrate.ts';
-import { evictionWarning, persistenceWarning } from './persistence.ts';
+import { evictionWarning, persistenceGap } from './persistence.ts';
 import { IntakeLog, recoverIntake, recoverOutbox } from './intake-log.ts';
 import { masterNodes, nodeAddress, readerClient } from './redis-client.ts';
 import { followUp, r, redisError } from './redis-calls.ts';
@@ -42,16 +42,21 @@ export async function init(ctx: Context): Promise<void> {
         { redis: 'eviction' },
         `DURABILITY WARNING: ${eviction}${nodes.length > 1 ? ` (cluster node ${nodeAddress(node)})` : ''}`,
       );
-    const warning = await persistenceWarning(node);
-    if (!warning) continue;
+    const gap = await persistenceGap(node);
+    if (!gap) continue;
     volatile = true;
     const where = nodes.length > 1 ? ` (cluster node ${nodeAddress(node)})` : '';
     if (mode === 'off')
       ctx.log.warn(
         { redis: 'persistence' },
-        `DURABILITY WARNING: ${warning}${where}; BATON_INTAKE_LOG=off, so nothing else keeps them`,
+        `DURABILITY WARNING: ${gap.setting}${where}: ${gap.loss.replace(' lost', ' LOST')}; ${gap.fix}; BATON_INTAKE_LOG=off, so nothing else keeps them`,
       );
-    else ctx.log.info({ redis: 'persistence' }, `Redis does not keep every write: ${warning}${where}`);
+    // Said once, without contradicting the next line: the intake log keeps what Redis would lose.
+    else
+      ctx.log.info(
+        { redis: 'persistence' },
+        `Redis does not keep every write: ${gap.setting}${where}; on its own, ${gap.loss}, so the intake log keeps them (or ${gap.fix})`,
+      );
   }
   if (mode === 'on' || (mode === 'auto' && volatile)) {
     ctx.intakeLog = new IntakeLog(ctx.pg);

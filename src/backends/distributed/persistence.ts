@@ -14,26 +14,53 @@ async function configGet(redis: Redis, name: string): Promise<string | undefined
   return undefined;
 }
 
-/** One line naming the setting that makes acknowledged webhooks losable, or null when AOF fsyncs every write. */
-export async function persistenceWarning(redis: Redis): Promise<string | null> {
+/** What Redis would lose on its own: the setting, what it loses, and the setting that keeps it. */
+export interface PersistenceGap {
+  readonly setting: string;
+  readonly loss: string;
+  readonly fix: string;
+}
+
+/**
+ * The setting that makes acknowledged webhooks losable in Redis alone, or null when AOF fsyncs
+ * every write.
+ */
+export async function persistenceGap(redis: Redis): Promise<PersistenceGap | null> {
   let appendonly: string | undefined;
   let appendfsync: string | undefined;
   let save: string | undefined;
+  const fix = 'set appendonly yes and appendfsync always';
   try {
     appendonly = await configGet(redis, 'appendonly');
     appendfsync = await configGet(redis, 'appendfsync');
     save = await configGet(redis, 'save');
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
-    return `Redis persistence settings could not be read (CONFIG GET refused: ${why}); make sure appendonly is yes and appendfsync is always, or acknowledged webhooks can be lost when Redis restarts`;
+    return {
+      setting: `Redis persistence settings could not be read (CONFIG GET refused: ${why})`,
+      loss: 'acknowledged webhooks may be lost when Redis restarts',
+      fix: 'make sure appendonly is yes and appendfsync is always',
+    };
   }
   if (appendonly !== 'yes') {
     return save
-      ? `Redis appendonly is "${appendonly ?? '?'}" (RDB save "${save}" only): webhooks acknowledged since the last snapshot are LOST if Redis restarts; set appendonly yes and appendfsync always`
-      : `Redis appendonly is "${appendonly ?? '?'}" and save is "": Redis keeps nothing on disk, every acknowledged webhook not yet processed is LOST if Redis restarts; set appendonly yes and appendfsync always`;
+      ? {
+          setting: `Redis appendonly is "${appendonly ?? '?'}" (RDB save "${save}" only)`,
+          loss: 'webhooks acknowledged since the last snapshot are lost if Redis restarts',
+          fix,
+        }
+      : {
+          setting: `Redis appendonly is "${appendonly ?? '?'}" and save is "": Redis keeps nothing on disk`,
+          loss: 'every acknowledged webhook not yet processed is lost if Redis restarts',
+          fix,
+        };
   }
   if (appendfsync !== 'always') {
-    return `Redis appendfsync is "${appendfsync ?? '?'}": up to a second of acknowledged webhooks can be LOST if Redis or its host crashes; set appendfsync always`;
+    return {
+      setting: `Redis appendfsync is "${appendfsync ?? '?'}"`,
+      loss: 'up to a second of acknowledged webhooks can be lost if Redis or its host crashes',
+      fix: 'set appendfsync always',
+    };
   }
   return null;
 }
