@@ -77,3 +77,23 @@ describe('embedded session counts (migration 10)', () => {
     }
   });
 });
+
+describe('a store a newer Baton migrated', () => {
+  it('is refused with a line naming both schemas, and left as it is', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-newer-'));
+    dirs.push(dir);
+    const file = join(dir, EMBEDDED_FILE);
+    const newer = new Database(file);
+    for (const m of MIGRATIONS) newer.exec(m);
+    newer.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    newer.close();
+    const backend = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 3600 });
+    await expect(backend.init()).rejects.toThrow(
+      `has schema ${MIGRATIONS.length + 1}, written by a newer Baton; this one knows schemas up to ${MIGRATIONS.length}`,
+    );
+    await backend.close().catch(() => undefined);
+    const db = new Database(file, { readonly: true });
+    expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length + 1);
+    db.close();
+  });
+});

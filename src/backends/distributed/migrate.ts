@@ -62,6 +62,14 @@ async function migrateWith(client: pg.Client, schema: string): Promise<string[]>
     const done = new Set(
       (await client.query<{ id: number }>(sql['migrations-applied'])).rows.map((r) => r.id),
     );
+    // A schema a newer Baton migrated: this one would write it without what the newer schema
+    // keeps, and leave it inconsistent for that Baton.
+    const known = new Set(loadMigrations().map((m) => m.id));
+    const newer = [...done].filter((id) => !known.has(id)).sort((a, b) => a - b);
+    if (newer.length > 0)
+      throw new Error(
+        `PostgreSQL schema "${schema}" has migration ${newer.join(', ')}, applied by a newer Baton; this one knows migrations up to ${Math.max(...known)}: run the newer Baton (or restore a backup from before it)`,
+      );
     for (const m of loadMigrations()) {
       if (done.has(m.id)) continue;
       await client.query(m.sql);

@@ -284,6 +284,12 @@ export class EmbeddedBackend implements Backend {
 
   async init(): Promise<void> {
     const current = this.db.pragma('user_version', { simple: true }) as number;
+    // A store a newer Baton migrated: this one would write it without what the newer schema
+    // keeps (an index's columns, say), and leave it inconsistent for that Baton.
+    if (current > MIGRATIONS.length)
+      throw new Error(
+        `the SQLite store in ${this.opts.dataDir ?? './data'} has schema ${current}, written by a newer Baton; this one knows schemas up to ${MIGRATIONS.length}: run the newer Baton (or restore a backup from before it)`,
+      );
     for (let v = current; v < MIGRATIONS.length; v += 1) {
       this.db.transaction(() => {
         this.db.exec(MIGRATIONS[v]!);
