@@ -26,7 +26,7 @@ import {
   DeadLetterParams,
   DeadLettersQuery,
   EmptyQuery,
-  encodeCursor,
+  deadLetterCursor,
   FlowParams,
   LimitQuery,
   NoBody,
@@ -146,7 +146,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
         const last = shown.at(-1);
         return {
           dead_letters: shown,
-          next_cursor: page.length > limit && last ? encodeCursor([last.createdAt, last.id]) : null,
+          next_cursor: page.length > limit && last ? deadLetterCursor(last) : null,
         };
       });
 

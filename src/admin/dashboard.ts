@@ -16,7 +16,7 @@ import { flowPicture } from './flow-picture.ts';
 import { flowMermaid } from '../graph/index.ts';
 import { html, type Html } from './html.ts';
 import { inboxPage, leaseView, scan, stepCounts } from './reads.ts';
-import { deadLetterAfter, encodeCursor, SignInBody } from './schemas.ts';
+import { deadLetterAfter, deadLetterCursor, SignInBody } from './schemas.ts';
 import { isoSeconds, sessionNamedBy, type SessionSnapshot } from '../model/session.ts';
 import {
   actionForm,
@@ -178,7 +178,7 @@ export function registerDashboard(
         const lastDead = dead.at(-1);
         const olderDead =
           deadPage.length > DEAD_ROWS && lastDead
-            ? `/admin?dead_after=${q(encodeCursor([lastDead.createdAt, lastDead.id]))}#dead-letters`
+            ? `/admin?dead_after=${q(deadLetterCursor(lastDead))}#dead-letters`
             : null;
         const here = deadAfter ? `/admin?dead_after=${q(String(deadCursor))}#dead-letters` : '/admin';
         const stat = (id: string, label: string, value: string | number) =>

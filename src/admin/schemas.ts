@@ -96,17 +96,22 @@ export const InboxQuery = z.strictObject({
 });
 
 /** The dead-letter list's cursor: `[created at ms, id]` of the last letter of the page before. */
-const deadLetterCursor = z
+const deadLetterCursorParam = z
   .string()
   .refine((c) => decodeCursor(c, 'ns') !== null, 'is not a cursor from a previous page');
 
 export const DeadLettersQuery = z.strictObject({
   limit: limitParam(500).optional(),
   /** The `next_cursor` of the page before. */
-  cursor: deadLetterCursor.optional(),
+  cursor: deadLetterCursorParam.optional(),
 });
 
-/** The dead-letter cursor a page ends with, or a cursor given back as the letter it names. */
+/** The cursor of a page of dead letters that ends with `last`. */
+export function deadLetterCursor(last: { readonly createdAt: number; readonly id: string }): string {
+  return encodeCursor([last.createdAt, last.id]);
+}
+
+/** The letter a dead-letter cursor names (the last of the page before); undefined if none. */
 export function deadLetterAfter(cursor: string | undefined): DeadLetterCursor | undefined {
   const parts = cursor === undefined ? null : decodeCursor(cursor, 'ns');
   return parts === null ? undefined : { createdAt: parts[0] as number, id: parts[1] as string };

@@ -121,43 +121,60 @@ async function change(
   settle = false,
   afterCommit?: (lease: LeaseGrant) => Promise<void>,
 ): Promise<AgentChange | null> {
-  const { backend } = host;
   for (let tries = 1; ; tries += 1) {
-    const lease = await acquireForAgent(backend, key, `${host.workerId}:${role}`, host.lockTtlMs, () =>
-      host.now(),
-    );
-    const held = host.hold(lease);
+    const done = await changeOnce(host, key, compute, role, settle, afterCommit);
+    if (done !== SUPERSEDED) return done;
+    if (tries >= SUPERSEDED_TRIES) throw SessionBusyError.superseded(sessionId(key));
+  }
+}
+
+/** A change whose commit was refused: nothing of it was written, it may start over. */
+const SUPERSEDED = Symbol('superseded');
+
+/** One try of {@link change}, under one baton. */
+async function changeOnce(
+  host: AgentHost,
+  key: SessionKey,
+  compute: (prev: SessionSnapshot, env: TransitionEnv) => AgentChange,
+  role: 'agent' | 'admin',
+  settle: boolean,
+  afterCommit?: (lease: LeaseGrant) => Promise<void>,
+): Promise<AgentChange | null | typeof SUPERSEDED> {
+  const { backend } = host;
+  const lease = await acquireForAgent(backend, key, `${host.workerId}:${role}`, host.lockTtlMs, () =>
+    host.now(),
+  );
+  const held = host.hold(lease);
+  try {
+    const loaded = await backend.load(lease);
+    if (!loaded) return null;
     let result: AgentChange;
     try {
-      try {
-        const loaded = await backend.load(lease);
-        if (!loaded) return null;
-        const prev = settle && loaded.needsAgent ? await host.settleHeld(lease, loaded) : loaded;
-        result = compute(prev, host.env(lease));
-        await backend.commit(lease, {
-          expectedVersion: prev.version,
-          snapshot: result.snapshot,
-          records: result.records,
-          outbound: result.outbound,
-          consumed: [],
-          deadLetters: [],
-        });
-      } catch (err) {
-        if (!superseded(err)) throw err;
-        if (tries >= SUPERSEDED_TRIES) throw SessionBusyError.superseded(sessionId(key));
-        continue; // nothing of this change was written: start over
-      }
-      try {
-        await afterCommit?.(lease);
-        if (result.outbound.length > 0) await host.flushOutbox(lease, held, result.outbound);
-      } catch (err) {
-        if (!superseded(err)) throw err;
-      }
-      return result;
-    } finally {
-      held.stop();
-      await backend.releaseLease(lease);
+      const prev = settle && loaded.needsAgent ? await host.settleHeld(lease, loaded) : loaded;
+      result = compute(prev, host.env(lease));
+      await backend.commit(lease, {
+        expectedVersion: prev.version,
+        snapshot: result.snapshot,
+        records: result.records,
+        outbound: result.outbound,
+        consumed: [],
+        deadLetters: [],
+      });
+    } catch (err) {
+      if (superseded(err)) return SUPERSEDED;
+      throw err;
     }
+    // Committed: the change stands, whatever happens to the baton from here on.
+    try {
+      await afterCommit?.(lease);
+      if (result.outbound.length > 0) await host.flushOutbox(lease, held, result.outbound);
+    } catch (err) {
+      if (!superseded(err)) throw err;
+    }
+    return result;
+  } finally {
+    held.stop();
+    await backend.releaseLease(lease);
   }
 }
 
@@ -181,15 +198,7 @@ export async function takeSession(
         'BATON_ERR_VERSION_CONFLICT',
         `the session changed since you saw it (version ${seenVersion}, now ${prev.version}); look again before taking it`,
       );
-    // A take-over names whom it takes the session from: two agents taking it over at once must
-    // not both be told they have it (the second would silently take it from the first).
-    const holder = agentOf(prev);
-    if (seenAgent !== undefined && holder !== seenAgent && holder !== agent)
-      throw new BatonError(
-        'BATON_ERR_TAKEN_BY_OTHER',
-        `${holder ?? 'nobody'} has this session now, not ${seenAgent ?? 'nobody'} as you saw; look again before taking it`,
-      );
-    return takeChange(prev, agent, { ...env, worker: agentWorker(agent) }, takeOver);
+    return takeChange(prev, agent, { ...env, worker: agentWorker(agent) }, takeOver, seenAgent);
   });
   return r?.snapshot ?? null;
 }

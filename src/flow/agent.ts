@@ -96,13 +96,23 @@ export function takeSession(
   agent: string,
   env: TransitionEnv,
   takeOver = false,
+  /** Whom the agent saw holding it (null: nobody), when they say: someone else now is refused. */
+  seenAgent?: string | null,
 ): AgentChange {
-  // Two agents never answer one user unknowingly: taking a session another agent has is explicit.
+  // Two agents never answer one user unknowingly: taking a session another agent has is explicit,
+  // and a take-over takes it from the agent seen holding it (two at once: the second is refused,
+  // not told it has the session the first just took).
   const holder = agentOf(prev);
   if (holder !== null && holder !== agent && !takeOver) {
     throw new BatonError(
       'BATON_ERR_TAKEN_BY_OTHER',
       `${holder} has taken this session; take it over explicitly`,
+    );
+  }
+  if (seenAgent !== undefined && holder !== seenAgent && holder !== agent) {
+    throw new BatonError(
+      'BATON_ERR_TAKEN_BY_OTHER',
+      `${holder ?? 'nobody'} has this session now, not ${seenAgent ?? 'nobody'} as you saw; look again before taking it`,
     );
   }
   if (prev.needsAgent) {

@@ -24,15 +24,24 @@ function oldSession(user: string, extra: Partial<SessionSnapshot>): SessionSnaps
   return snapshot({ channel: 'c1', user }, 1, { lastInteraction: null, createdAt: 1_000, ...extra });
 }
 
+/**
+ * A data directory holding a store at schema `version` (the first `applied` migrations run),
+ * open for writing as the release that wrote it would have: `[dir, file, db]`.
+ */
+function storeAt(applied: number, version = applied): [string, string, Database.Database] {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-schema-'));
+  dirs.push(dir);
+  const file = join(dir, EMBEDDED_FILE);
+  const db = new Database(file);
+  for (const m of MIGRATIONS.slice(0, applied)) db.exec(m);
+  db.pragma(`user_version = ${version}`);
+  return [dir, file, db];
+}
+
 describe('embedded session counts (migration 10)', () => {
   it('fills the count columns of sessions stored before it, and counts from the index alone', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-counts-'));
-    dirs.push(dir);
     // A store as the release before wrote it: schema 9.
-    const file = join(dir, EMBEDDED_FILE);
-    const old = new Database(file);
-    for (const m of MIGRATIONS.slice(0, 9)) old.exec(m);
-    old.pragma('user_version = 9');
+    const [dir, file, old] = storeAt(9);
     const put = old.prepare(
       `INSERT INTO sessions (channel, user, step, needs_agent, version, fence, updated_at, snapshot)
        VALUES ('c1', ?, ?, ?, 1, 1, 0, ?)`,
@@ -80,12 +89,7 @@ describe('embedded session counts (migration 10)', () => {
 
 describe('a store a newer Baton migrated', () => {
   it('is refused with a line naming both schemas, and left as it is', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-newer-'));
-    dirs.push(dir);
-    const file = join(dir, EMBEDDED_FILE);
-    const newer = new Database(file);
-    for (const m of MIGRATIONS) newer.exec(m);
-    newer.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    const [dir, file, newer] = storeAt(MIGRATIONS.length, MIGRATIONS.length + 1);
     newer.close();
     const backend = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 3600 });
     await expect(backend.init()).rejects.toThrow(
