@@ -106,6 +106,13 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect(await page.locator('#take button').innerText()).toBe('Take over from them');
     expect(await page.locator('#reply .as-agent').innerText()).toContain('Bruno has this session');
     await page.fill('#reply textarea[name="text"]', 'Carla writing');
+    // Writing to a user a colleague has is said first, and done on the second press.
+    await page.click('#reply button[type="submit"]');
+    expect(await page.locator('#reply .error').innerText()).toContain(
+      'Bruno has this session, not you (Carla). Press "Send to user" again',
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.graph.requests.some((c) => JSON.stringify(c.body).includes('Carla writing'))).toBe(false);
     await page.click('#reply button[type="submit"]');
     await h.graph.waitFor((c) => c.body.to === u && JSON.stringify(c.body).includes('Carla writing'));
     await h.until(async () => (await lastRecord(u)).kind === 'agent_message');
@@ -114,6 +121,10 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     // The page reloads with the message in the conversation.
     await page.waitForSelector('#conversation .msg.out.agent');
     await page.selectOption('#handback select[name="step"]', 'choose_product');
+    // Bruno still has it: the handback too is asked about first.
+    await page.click('#handback button[type="submit"]');
+    expect(await page.locator('#handback .error').innerText()).toContain('Bruno has this session');
+    expect((await lastRecord(u)).kind).toBe('agent_message');
     await page.click('#handback button[type="submit"]');
     await h.until(async () => (await lastRecord(u)).kind === 'handback');
     expect((await lastRecord(u)).worker).toBe('agent:Carla');
@@ -383,6 +394,54 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
       expect(inner).toBeGreaterThan(outer);
     } finally {
       await phone.close();
+    }
+  });
+
+  it("a signed-out tab says so and how to sign in again; times read in the agent's zone; Back leaves an acted-on page", async () => {
+    const u = '15550701020';
+    await waiting(u);
+    const context = await browser.newContext({ timezoneId: 'Asia/Kolkata' });
+    const tab = await context.newPage();
+    const other = await context.newPage();
+    try {
+      tab.setDefaultTimeout(10_000);
+      tab.on('pageerror', (e) => pageErrors.push(String(e)));
+      await signIn(tab);
+      await tab.goto(`${h.url}/admin/inbox`);
+      await openSession(tab, u);
+      // Times: the agent's zone (India, UTC+5:30), with the UTC time in the tooltip.
+      const first = tab.locator('#timeline time').first();
+      const iso = (await first.getAttribute('datetime'))!;
+      expect(iso).toMatch(/^\d{4}-\d\d-\d\dT.*Z$/);
+      expect(await first.getAttribute('title')).toBe(`${iso} (UTC)`);
+      expect(await first.innerText()).toContain('GMT+5:30');
+      const local = new Date(Date.parse(iso) + 330 * 60_000);
+      expect(await first.innerText()).toContain(
+        `${String(local.getUTCHours()).padStart(2, '0')}:${String(local.getUTCMinutes()).padStart(2, '0')}`,
+      );
+
+      // Back after an action leaves the page instead of showing it again.
+      await tab.click('#clear-lease button[type="submit"]');
+      await tab.waitForFunction(() => document.querySelector('#clear-lease .done')?.textContent !== '');
+      await tab.goBack();
+      await tab.waitForURL(/\/admin\/inbox$/);
+
+      // Signed out in another tab: this tab's next action is refused and says why, and how back.
+      await openSession(tab, u);
+      await other.goto(`${h.url}/admin`);
+      await other.click('.signout button[type="submit"]');
+      await other.waitForSelector('#signin');
+      await tab.click('#reset summary');
+      await tab.click('#confirm-reset button[type="submit"]');
+      await tab.waitForSelector('#confirm-reset #sign-in-again');
+      expect(await tab.locator('#confirm-reset .error').innerText()).toContain(
+        'You are signed out (in this tab or another), so nothing was done.',
+      );
+      expect((await h.session(u))!.metadata.needs_agent).toBe(true);
+      await tab.click('#sign-in-again');
+      await tab.waitForSelector('#signin');
+    } finally {
+      await context.close();
     }
   });
 

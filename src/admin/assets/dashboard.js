@@ -23,6 +23,40 @@
     if (slot) slot.textContent = text;
   }
 
+  // Signed out (here or in another tab, or the sign-in expired): nothing was done; say so, with
+  // the way back in.
+  function signedOut(form) {
+    var slot = form.querySelector('.error');
+    if (!slot) return;
+    slot.textContent = 'You are signed out (in this tab or another), so nothing was done. ';
+    var link = document.createElement('a');
+    link.href = '/admin';
+    link.id = 'sign-in-again';
+    link.textContent = 'Sign in again';
+    slot.appendChild(link);
+  }
+
+  // Times are written in UTC (ISO 8601); each is shown in the agent's own time zone, with the
+  // UTC time kept in its tooltip and datetime attribute.
+  var localTime = new Intl.DateTimeFormat(undefined, {
+    year: 'numeric',
+    month: 'short',
+    day: 'numeric',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    hourCycle: 'h23',
+    timeZoneName: 'short',
+  });
+  Array.prototype.forEach.call(document.querySelectorAll('time'), function (el) {
+    var iso = (el.getAttribute('datetime') || el.textContent || '').trim();
+    var ms = Date.parse(iso);
+    if (!/^\d{4}-\d\d-\d\dT/.test(iso) || isNaN(ms)) return;
+    el.setAttribute('datetime', iso);
+    el.setAttribute('title', iso + ' (UTC)');
+    el.textContent = localTime.format(new Date(ms));
+  });
+
   // Who the agent is: the "Your name" field of every page, remembered in this browser. Forms
   // with data-agent send it as `agent`, so the log names who took, wrote or handed back.
   var AGENT_KEY = 'baton-agent';
@@ -215,6 +249,28 @@
       }
       body = body || {};
       body.agent = name;
+      // Writing to a user or handing back a session a colleague has: said first, done on the
+      // second press (the take names it on its button already).
+      var actions = document.getElementById('actions');
+      var holder = actions ? actions.getAttribute('data-holder') || '' : '';
+      var label = form.querySelector('button[type="submit"]');
+      if (form.id !== 'take' && holder !== '' && holder !== name) {
+        var asked = holder + '|' + name;
+        if (form.getAttribute('data-confirmed') !== asked) {
+          form.setAttribute('data-confirmed', asked);
+          showError(
+            form,
+            holder +
+              ' has this session, not you (' +
+              name +
+              '). Press "' +
+              (label ? label.textContent.trim() : 'the button') +
+              '" again to do it anyway.',
+          );
+          return;
+        }
+        form.removeAttribute('data-confirmed');
+      }
     }
     var headers = { 'x-baton-csrf': csrf };
     if (body) headers['content-type'] = 'application/json';
@@ -234,6 +290,10 @@
             data = JSON.parse(text);
           } catch {
             data = null;
+          }
+          if (r.status === 401) {
+            signedOut(form);
+            return;
           }
           if (!r.ok) {
             var reason = data && typeof data.error === 'string' ? data.error : 'HTTP ' + r.status;
@@ -260,7 +320,8 @@
             );
           }
           var next = form.getAttribute('data-next');
-          if (next) window.location.assign(next);
+          // Replaced, not pushed: Back then leaves the page instead of showing it again.
+          if (next) window.location.replace(next);
           else window.location.reload();
         });
       })
