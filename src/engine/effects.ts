@@ -38,6 +38,13 @@ export interface EffectRunnerDeps {
    * then, or it would be one more than the effect's attempts, after those a newer holder made.
    */
   readonly fresh?: () => boolean;
+  /**
+   * Aborts when the session has left the visit that started the effect (a reset, an agent's
+   * take): no further attempt starts and a backoff ends; the attempt in flight runs to its end.
+   * The effect then ends failed, and its result is stored as usual: the session records it and
+   * does not apply it.
+   */
+  readonly abandoned?: AbortSignal;
 }
 
 /** How often a backoff between attempts looks whether an agent waits. */
@@ -61,7 +68,9 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   const { backend, logger, signal } = deps;
   const stopping = deps.stopping ?? signal;
   // What ends a backoff: the baton lost, or the worker stopping.
-  const between = deps.stopping ? AbortSignal.any([signal, deps.stopping]) : signal;
+  const between = AbortSignal.any(
+    [signal, deps.stopping, deps.abandoned].filter((x): x is AbortSignal => x !== undefined),
+  );
   const def = deps.flows.get(rec.flow)?.effects.get(intent.name);
   const session = logSessionId(rec);
   const attempts = def?.attempts ?? DEFAULT_EFFECT_ATTEMPTS;
@@ -74,6 +83,10 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   if (def !== undefined) {
     outcome = { ok: false, error: `gave up after ${attempt} attempts`, retryable: false };
     while (attempt < attempts) {
+      if (deps.abandoned?.aborted) {
+        outcome = abandonedAfter(outcome, attempt);
+        break;
+      }
       if (between.aborted || deps.fresh?.() === false) return 'left';
       attempt += 1;
       await backend.updateOutbound(rec.id, { status: 'sending', attempts: attempt });
@@ -85,10 +98,12 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
         signal,
       });
       if (signal.aborted) return 'left';
-      const last = outcome.ok || !outcome.retryable || attempt >= attempts;
+      const last =
+        outcome.ok || !outcome.retryable || attempt >= attempts || deps.abandoned?.aborted === true;
       deps.count?.(intent.name, outcome.ok ? 'ok' : last ? 'failed' : 'retry');
       if (outcome.ok || !outcome.retryable) break;
       if (attempt < attempts) {
+        if (deps.abandoned?.aborted) continue; // said at the top of the loop
         if (stopping.aborted) return 'left';
         const wait = (def.backoffMs ?? DEFAULT_EFFECT_BACKOFF_MS) * 2 ** (attempt - 1);
         logger.warn(
@@ -142,6 +157,14 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
     ...(outcome.ok ? {} : { lastError: outcome.error }),
   });
   return 'done';
+}
+
+/** The outcome of an effect that stops because the session left its visit. */
+function abandonedAfter(last: Attempt, attempts: number): Attempt {
+  const why = 'not tried again: the session left the step that started it';
+  if (attempts === 0)
+    return { ok: false, error: `not tried: the session left the step that started it`, retryable: false };
+  return { ok: false, error: last.ok ? why : `${last.error}; ${why}`, retryable: false };
 }
 
 /**

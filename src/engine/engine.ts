@@ -426,6 +426,7 @@ export class Engine {
     }
     const started = this.now();
     const prev = await backend.load(lease);
+    run.awaiting = awaitedBy(prev);
     if (prev?.awaiting !== undefined && !pending.some(isEffectResult)) {
       // The session waits for an effect's result, so the messages at the head of its mailbox
       // wait too, and a batch anchored at the oldest of them would never reach a reset sent
@@ -489,6 +490,7 @@ export class Engine {
       deadLetters: [],
     });
     claimed(run, outbound);
+    run.awaiting = awaitedBy(snapshot);
     metrics.batch.observe((this.now() - started) / 1000);
     // The hot path's one log line, built only when debug is on.
     if (this.o.logger.isLevelEnabled('debug'))
@@ -527,10 +529,20 @@ export class Engine {
    */
   private async awaitEffects(run: SessionRun): Promise<void> {
     const { held } = run;
-    let settled = false;
-    const done = Promise.all(
-      run.effects.map((rec) =>
-        runEffect(rec, {
+    // Each effect runs once per holding; one the session started meanwhile (the user asked again
+    // after a reset) starts at once, not after the effects before it have used their attempts.
+    const running = new Map<
+      string,
+      { effectId: string; done: Promise<'done' | 'left'>; left: AbortController }
+    >();
+    const outcomes: Array<'done' | 'left'> = [];
+    let settled = 0;
+    if (run.awaiting === undefined) run.awaiting = awaitedBy(await this.o.backend.load(run.lease));
+    const start = (): void => {
+      for (const rec of run.effects) {
+        if (running.has(rec.id)) continue;
+        const left = new AbortController();
+        const done = runEffect(rec, {
           backend: this.o.backend,
           flows: this.o.flows,
           logger: this.o.logger,
@@ -540,27 +552,47 @@ export class Engine {
           count: (effect, outcome) => this.o.metrics.effects.inc({ effect, outcome }),
           wanted: this.wanted(run),
           fresh: held.fresh,
-        }),
-      ),
-    )
-      .then((outcomes) => {
-        // An effect paused for an agent: the baton goes to the agent, and a later turn goes on.
-        if (outcomes.includes('left') && !held.sending.aborted) run.yielded = true;
-      })
-      .finally(() => {
-        settled = true;
-      });
-    run.effects = [];
+          abandoned: left.signal,
+        })
+          .then((outcome) => {
+            outcomes.push(outcome);
+            return outcome;
+          })
+          .finally(() => {
+            settled += 1;
+          });
+        running.set(rec.id, { effectId: rec.effect!.id, done, left });
+      }
+      run.effects = [];
+    };
+    // A session that a reset took away from the visit that started an effect has left it: the
+    // effect makes no further attempt (the one in flight ends as it does). With an agent, it goes
+    // on (see awaitedBy).
+    const abandon = (): void => {
+      const awaited = run.awaiting;
+      if (awaited === WITH_AGENT) return;
+      for (const { effectId, left } of running.values())
+        if (effectId !== awaited && !left.signal.aborted) left.abort();
+    };
+    start();
+    abandon();
     // How soon a reset sent during an effect is seen (the other messages wait anyway).
     const pollMs = Math.max(20, Math.min(250, this.o.bufferMs));
-    while (!settled && !held.sending.aborted) {
-      await Promise.race([done, sleep(pollMs, held.sending)]);
-      if (settled || held.sending.aborted) break;
+    while (settled < running.size && !held.sending.aborted) {
+      const all = Promise.all([...running.values()].map((r) => r.done));
+      await Promise.race([all, sleep(pollMs, held.sending)]);
+      if (settled >= running.size || held.sending.aborted) break;
       while (await this.runBatch(run)) {
         if (held.signal.aborted) break;
       }
+      abandon();
+      if (!held.signal.aborted && !run.yielded) start();
     }
-    await done;
+    await Promise.all([...running.values()].map((r) => r.done));
+    // An effect paused for an agent: the baton goes to the agent, and a later turn goes on.
+    if (outcomes.includes('left') && !held.sending.aborted) run.yielded = true;
+    // What the last batch found unfinished is looked at again by the next turn.
+    run.effects = [];
   }
 
   /**
@@ -1138,12 +1170,27 @@ export class Engine {
   }
 }
 
+/** Stands for "an agent has the session" in {@link SessionRun.awaiting}. */
+const WITH_AGENT = '\u0000agent';
+
+/**
+ * The effect id a session awaits (null: none), or {@link WITH_AGENT}: an agent's take ends the
+ * visit too, but pauses its effect rather than abandoning it (the agent may want its result, and
+ * a write the user asked for, a cancel, still goes through); a reset abandons it.
+ */
+function awaitedBy(s: SessionSnapshot | null | undefined): string | null {
+  if (s?.needsAgent) return WITH_AGENT;
+  return s?.awaiting?.id ?? null;
+}
+
 /** One holding of a session's baton. */
 interface SessionRun {
   readonly lease: LeaseGrant;
   readonly held: { signal: AbortSignal; sending: AbortSignal; fresh: () => boolean; stop: () => void };
   /** The session's unfinished effects, as the last look at its outbox found them. */
   effects: OutboundRecord[];
+  /** What the session awaits, as last loaded or committed (see awaitedBy). */
+  awaiting?: string | null;
   /** A reply sent and not yet recorded as sent (see flushOutbox). */
   sent?: OutboundUpdate;
   /** An agent asked for the baton while a send waited: the turn ends, replies left unsent. */

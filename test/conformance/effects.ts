@@ -306,6 +306,35 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       noReplyTwice();
     });
 
+    it('an effect the reset left is not tried again, and the next lookup does not wait behind it', async () => {
+      // The abandoned lookup hangs until its timeout (3 s here) on every attempt.
+      shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      const [first] = await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      await say('reset');
+      await atStep('ask_order', 2);
+      const asked = Date.now();
+      await say('ORD-22222');
+      const s = await atStep('show_status', 4);
+      // Looked up and shown while the abandoned attempt still hangs (it times out at 3 s).
+      expect(Date.now() - asked).toBeLessThan(2500);
+      expect(shop.callsTo('GET /orders/ORD-22222')).toHaveLength(1);
+      expect(shop.callsTo('GET /orders/ORD-12345')).toHaveLength(1);
+      // The hanging attempt times out; no second one starts, and its failure is recorded, not applied.
+      await until(
+        async () =>
+          (await backend.transitions(key)).some(
+            (r) => r.kind === 'stale_input' && r.message_ids[0]?.startsWith('fx:'),
+          ) || undefined,
+        8000,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      expect(shop.callsTo('GET /orders/ORD-12345')).toHaveLength(1);
+      expect(first!.status).toBe(0);
+      expect(await backend.load(key)).toMatchObject({ step: 'show_status', version: s.version });
+      noReplyTwice();
+    });
+
     it('cancels once per applied cancel_yes, despite a duplicate delivery and a double tap', async () => {
       await say('ORD-12345');
       await atStep('show_status');
