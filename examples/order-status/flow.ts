@@ -239,10 +239,16 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         effect: {
           use: 'cancel',
           input: (d) => ({ order: d.order ?? '' }),
+          // 409: the shop says it has shipped, whatever the lookup said before; the status shown
+          // again with the list says so too.
           onResult: (r, c) =>
             r.cancelled
               ? c.goto('done')
-              : c.goto('show_status', {}, c.t('too_late', { order: c.data.order ?? '' })),
+              : c.goto(
+                  'show_status',
+                  c.data.found ? { found: { ...c.data.found, status: 'shipped' } } : {},
+                  c.t('too_late', { order: c.data.order ?? '' }),
+                ),
           onFailure: (_f, c) => c.goto('show_status', {}, c.t('cancel_failed')),
         },
       },

@@ -367,6 +367,23 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       expect(shop.callsTo('POST /orders/ORD-22222/cancel').map((c) => c.status)).toEqual([409]);
     });
 
+    it('a cancel refused with 409 after a lookup that said "in transit" shows the order as shipped', async () => {
+      shop.script('POST /orders/ORD-12345/cancel', { status: 409, body: { error: 'already shipped' } });
+      await say('ORD-12345');
+      await atStep('show_status');
+      expect(texts().join('\n')).toMatch(/in transit/);
+      await tap('cancel_order');
+      await atStep('confirm_cancel');
+      const before = sent.length;
+      await tap('cancel_yes');
+      await atStep('show_status', 5);
+      const after = texts().slice(before);
+      expect(after.some((t) => /already shipped/.test(t))).toBe(true);
+      expect(after.join('\n')).not.toMatch(/in transit/);
+      expect(after.join('\n')).toMatch(/ORD-12345: shipped/);
+      expect((await backend.load(key))!.data.found).toMatchObject({ status: 'shipped' });
+    });
+
     it('hands off on request: escalated, the notice, needs_agent', async () => {
       await say('ORD-12345');
       await atStep('show_status');
