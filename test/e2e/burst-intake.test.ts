@@ -129,10 +129,26 @@ describe('bursts while the engine is busy with other users (issue 10, point 4)',
       );
       for (const u of burstUsers) {
         // (Not `settled`: the other users keep the queue from ever being empty.)
-        const s = await busy.until(async () => {
-          const x = await busy.session(u);
-          return x && x.metadata.version >= 5 ? x : undefined;
-        }, 30_000);
+        const s = await busy
+          .until(async () => {
+            const x = await busy.session(u);
+            return x && x.metadata.version >= 5 ? x : undefined;
+          }, 30_000)
+          .catch(async (err: unknown) => {
+            // Say where the user is, and what was recorded, rather than only that it took long.
+            const x = await busy.session(u);
+            const log = (await busy.transitions(u)).map((r) => `${r.version} ${r.kind} ${r.to_step} ${r.at}`);
+            const msgs = (await (await busy.admin(`/sessions/${u}/messages?limit=50`)).json()) as {
+              messages: Array<{ direction: string; at: string; text?: string; payload?: unknown }>;
+            };
+            const stored = msgs.messages
+              .filter((m) => m.direction === 'in')
+              .map((m) => `${m.at} ${m.text ?? JSON.stringify(m.payload)}`);
+            throw new Error(
+              `${u} at ${JSON.stringify(x?.metadata)}: ${log.join(', ')}; stored: ${stored.join(', ')}`,
+              { cause: err },
+            );
+          });
 
         expect(s.metadata.version, u).toBe(5);
         expect(s.data, u).toEqual({
