@@ -45,6 +45,13 @@ export interface EffectRunnerDeps {
    * does not apply it.
    */
   readonly abandoned?: AbortSignal;
+  /**
+   * Asks the store whether the baton is still held, before each attempt: a holder whose lease an
+   * agent cleared learns it here, rather than start one more attempt beside the next holder's.
+   */
+  readonly confirm?: () => Promise<boolean>;
+  /** Resolves when an earlier holder's attempt of this effect can no longer be in flight. */
+  readonly earlierAttempt?: () => Promise<void>;
 }
 
 /** How often a backoff between attempts looks whether an agent waits. */
@@ -88,6 +95,10 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
         break;
       }
       if (between.aborted || deps.fresh?.() === false) return 'left';
+      if (attempt === rec.attempts && deps.earlierAttempt) await deps.earlierAttempt();
+      if (deps.confirm && !(await deps.confirm())) return 'left';
+      if (deps.abandoned?.aborted) continue; // said at the top of the loop
+      if (between.aborted) return 'left';
       attempt += 1;
       await backend.updateOutbound(rec.id, { status: 'sending', attempts: attempt });
       outcome = await once(def, intent.input, {

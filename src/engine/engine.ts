@@ -41,7 +41,7 @@ import {
   type SessionSnapshot,
 } from '../model/session.ts';
 import * as agentOps from './agent.ts';
-import { runEffect, waitUnlessWanted } from './effects.ts';
+import { DEFAULT_EFFECT_TIMEOUT_MS, runEffect, waitUnlessWanted } from './effects.ts';
 
 /** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
 export interface OutboundSender {
@@ -370,6 +370,7 @@ export class Engine {
       signal: held.signal,
       sending: sending.signal,
       fresh: () => held.fresh(),
+      confirm: () => held.confirm(),
       stop: () => {
         held.stop();
         held.signal.removeEventListener('abort', abortSending);
@@ -542,6 +543,7 @@ export class Engine {
       for (const rec of run.effects) {
         if (running.has(rec.id)) continue;
         const left = new AbortController();
+        if (rec.effect!.id !== run.awaiting) left.abort(); // left before it ran (see abandon)
         const done = runEffect(rec, {
           backend: this.o.backend,
           flows: this.o.flows,
@@ -552,6 +554,8 @@ export class Engine {
           count: (effect, outcome) => this.o.metrics.effects.inc({ effect, outcome }),
           wanted: this.wanted(run),
           fresh: held.fresh,
+          confirm: held.confirm,
+          earlierAttempt: () => this.earlierAttempt(run, rec),
           abandoned: left.signal,
         })
           .then((outcome) => {
@@ -565,12 +569,10 @@ export class Engine {
       }
       run.effects = [];
     };
-    // A session that a reset took away from the visit that started an effect has left it: the
-    // effect makes no further attempt (the one in flight ends as it does). With an agent, it goes
-    // on (see awaitedBy).
+    // A session that left the visit that started an effect (a reset, an agent's take) no longer
+    // awaits it: the effect makes no further attempt (the one in flight ends as it does).
     const abandon = (): void => {
       const awaited = run.awaiting;
-      if (awaited === WITH_AGENT) return;
       for (const { effectId, left } of running.values())
         if (effectId !== awaited && !left.signal.aborted) left.abort();
     };
@@ -999,6 +1001,29 @@ export class Engine {
   }
 
   /**
+   * An agent cleared an earlier holder's lease while that holder may be making an attempt of
+   * effect `rec` (its record says `sending`): it learns of the clear only at its next renewal, up
+   * to a third of the TTL later, and its attempt runs until then. Rather than make a second
+   * attempt at the same time, with the same idempotency key, this holder waits until the earlier
+   * one could no longer be in it (the attempt's timeout after the clear), or its record says it
+   * ended (sent: the result is in). Only after a clear: a crashed holder's attempt is over.
+   */
+  private async earlierAttempt(run: SessionRun, rec: OutboundRecord): Promise<void> {
+    const { backend } = this.o;
+    if (rec.status !== 'sending') return;
+    if (run.clearedAt === undefined)
+      run.clearedAt = await backend.leaseClearedAt(run.lease).catch(() => null);
+    if (run.clearedAt === null) return;
+    const def = this.o.flows.get(rec.flow)?.effects.get(rec.effect!.name);
+    const until = run.clearedAt + (def?.timeoutMs ?? DEFAULT_EFFECT_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
+    while (this.now() < until && !run.held.signal.aborted) {
+      const now = (await backend.unsent(run.lease)).find((o) => o.id === rec.id);
+      if (now === undefined || now.status !== 'sending') return;
+      await sleep(Math.min(EARLIER_SEND_POLL_MS, until - this.now()), run.held.signal);
+    }
+  }
+
+  /**
    * Replies are left unsent on purpose (throttled past this turn's attempts, an agent waiting, the
    * engine stopping): the claims this holder holds and no attempt used are given back, so that the
    * next holder's claim is its first and throttling never ends as a false "may have reached the
@@ -1126,7 +1151,14 @@ export class Engine {
         this.flushOutbox(
           {
             lease,
-            held: { signal: held.sending, sending: held.sending, fresh: held.fresh, stop: () => undefined },
+            held: {
+              signal: held.sending,
+              sending: held.sending,
+              fresh: held.fresh,
+              // No effect runs here (effects: []): nothing asks the store.
+              confirm: () => Promise.resolve(!held.sending.aborted),
+              stop: () => undefined,
+            },
             effects: [],
             claims: claimed({ claims: new Set() }, committed),
           },
@@ -1170,23 +1202,21 @@ export class Engine {
   }
 }
 
-/** Stands for "an agent has the session" in {@link SessionRun.awaiting}. */
-const WITH_AGENT = '\u0000agent';
-
-/**
- * The effect id a session awaits (null: none), or {@link WITH_AGENT}: an agent's take ends the
- * visit too, but pauses its effect rather than abandoning it (the agent may want its result, and
- * a write the user asked for, a cancel, still goes through); a reset abandons it.
- */
+/** The effect id a session awaits (null: none). */
 function awaitedBy(s: SessionSnapshot | null | undefined): string | null {
-  if (s?.needsAgent) return WITH_AGENT;
   return s?.awaiting?.id ?? null;
 }
 
 /** One holding of a session's baton. */
 interface SessionRun {
   readonly lease: LeaseGrant;
-  readonly held: { signal: AbortSignal; sending: AbortSignal; fresh: () => boolean; stop: () => void };
+  readonly held: {
+    signal: AbortSignal;
+    sending: AbortSignal;
+    fresh: () => boolean;
+    confirm: () => Promise<boolean>;
+    stop: () => void;
+  };
   /** The session's unfinished effects, as the last look at its outbox found them. */
   effects: OutboundRecord[];
   /** What the session awaits, as last loaded or committed (see awaitedBy). */

@@ -40,6 +40,14 @@ export interface HeldLease {
    * long GC) learns it here, before its timer runs: the lease is lost then, and its signal aborts.
    */
   fresh(): boolean;
+  /**
+   * Asks the store now whether the lease is still held (a renewal out of turn, or the one in
+   * flight): false when it is lost (then the signal has aborted too). Call it before an act the
+   * store cannot fence and that another holder may be making already (an effect's attempt after an
+   * agent cleared the lease): the timer learns of a clear only up to a third of the TTL later. A
+   * renewal that fails with an error counts as held, as on the timer.
+   */
+  confirm(): Promise<boolean>;
 }
 
 interface Entry {
@@ -47,7 +55,8 @@ interface Entry {
   readonly lost: AbortController;
   /** When the last successful grant or renewal was *requested* (a conservative start). */
   renewedAt: number;
-  inFlight: boolean;
+  /** The renewal in flight: true when it kept the lease (or failed with an error). */
+  inFlight: Promise<boolean> | null;
 }
 
 export interface LeaseManagerOptions {
@@ -81,7 +90,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
 
   /** Starts keeping `lease` (just granted). */
   hold(lease: LeaseGrant): HeldLease {
-    const entry: Entry = { lease, lost: new AbortController(), renewedAt: this.o.now(), inFlight: false };
+    const entry: Entry = { lease, lost: new AbortController(), renewedAt: this.o.now(), inFlight: null };
     this.held.set(lease.token, entry);
     if (this.timer === null) {
       this.timer = setInterval(() => this.tick(), this.tickMs);
@@ -95,6 +104,11 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
         if (this.o.now() - entry.renewedAt < this.o.ttlMs - this.marginMs) return true;
         this.lose(entry, 'not renewed within its TTL (the process was paused or starved?)');
         return false;
+      },
+      confirm: async () => {
+        if (entry.lost.signal.aborted || !this.held.has(lease.token)) return false;
+        const kept = await (entry.inFlight ?? this.renew(entry, this.o.now()));
+        return kept && !entry.lost.signal.aborted;
       },
     };
   }
@@ -127,30 +141,36 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   private tick(): void {
     const now = this.o.now();
     for (const e of this.held.values()) {
-      if (e.inFlight || now - e.renewedAt < this.renewEveryMs) continue;
+      if (e.inFlight !== null || now - e.renewedAt < this.renewEveryMs) continue;
       if (now - e.renewedAt >= this.o.ttlMs) {
         this.lose(e, 'not renewed within its TTL');
         continue;
       }
-      this.renew(e, now);
+      void this.renew(e, now);
     }
   }
 
-  private renew(e: Entry, requestedAt: number): void {
-    e.inFlight = true;
-    this.o.backend.renewLease(e.lease, this.o.ttlMs).then(
+  private renew(e: Entry, requestedAt: number): Promise<boolean> {
+    const renewal = this.o.backend.renewLease(e.lease, this.o.ttlMs).then(
       (ok) => {
-        e.inFlight = false;
-        if (ok) e.renewedAt = requestedAt;
+        e.inFlight = null;
+        if (ok) e.renewedAt = Math.max(e.renewedAt, requestedAt);
         else this.lose(e, 'the store refused the renewal (expired, cleared or taken over)');
+        return ok;
       },
       (err: unknown) => {
-        e.inFlight = false;
+        e.inFlight = null;
         // Transient (the store hiccuped): try again next tick while the lease may still hold.
-        if (this.o.now() - e.renewedAt >= this.o.ttlMs) this.lose(e, 'renewals failed for a whole TTL', err);
-        else this.o.onRenewError?.(err, e.lease);
+        if (this.o.now() - e.renewedAt >= this.o.ttlMs) {
+          this.lose(e, 'renewals failed for a whole TTL', err);
+          return false;
+        }
+        this.o.onRenewError?.(err, e.lease);
+        return true;
       },
     );
+    e.inFlight = renewal;
+    return renewal;
   }
 
   private lose(e: Entry, reason: string, cause?: unknown): void {

@@ -1,10 +1,11 @@
 /**
- * An agent takes a session whose shop lookup is between attempts (the shop answered 503 and the
- * effect waits out its backoff): the effect pauses and leaves the baton to the agent, instead of
+ * An agent takes a session whose shop call is between attempts (the shop answered 5xx and the
+ * effect waits out its backoff): the effect leaves the baton to the agent at once, instead of
  * holding it through every attempt and backoff (the agent got `409 BATON_ERR_SESSION_BUSY`).
- * Later turns go on with the next attempt, with the same effect id; the result then comes for a
- * visit the agent ended, and is recorded, not applied (the bot had answered the user and taken
- * the session back from the agent).
+ * The take ends the visit that started the effect, so the effect makes no further attempt: an
+ * outside test saw the bot cancel an order at the shop 1 s after an agent took the session, then
+ * throw the shop's 200 away as stale, nobody told. Its failure ("not tried again") is recorded,
+ * not applied; the session stays with the agent, and nothing reaches the shop behind their back.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
@@ -39,7 +40,7 @@ describe.each(HARNESS_BACKENDS)(
     });
 
     it.skipIf(!available)(
-      'the effect pauses for the agent, and goes on with the same effect id afterwards',
+      'the take ends the effect: no attempt after it, its failure recorded and not applied',
       async () => {
         const user = '15550809001';
         const route = 'GET /orders/ORD-12345';
@@ -61,12 +62,14 @@ describe.each(HARNESS_BACKENDS)(
         const sentAtTake = h.graph.sent.filter((c) => c.body.to === user).length;
         expect((await h.post(webhook([text(user, 'are you there?', 1_750_000_001)]))).status).toBe(200);
 
-        // The lookup goes on later, every attempt with the one effect id.
-        const calls = await shop.waitForCalls(route, 3, 20_000);
-        expect(new Set(calls.map((c) => c.key)).size).toBe(1);
-        // Its result comes for a visit the agent ended: recorded, not applied; the user's message
-        // is held; the bot says nothing; the session stays with the agent.
+        // No attempt after the take: its end is recorded, not applied; the user's message is held;
+        // the bot says nothing; the session stays with the agent.
         await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'stale_input'), 15_000);
+        const stale = (await h.transitions(user)).find((r) => r.kind === 'stale_input')!;
+        expect(stale.message_ids[0]).toMatch(/^fx:/);
+        // Longer than the backoffs (3 s, then 6 s) the effect would have waited for its next attempts.
+        await new Promise((r) => setTimeout(r, 9_500));
+        expect(shop.callsTo(route)).toHaveLength(1);
         await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'held'), 15_000);
         const after = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
         expect(after.metadata).toMatchObject({ needs_agent: true, agent: 'Ana' });
@@ -81,6 +84,7 @@ describe.each(HARNESS_BACKENDS)(
         });
         expect(back.status).toBe(200);
       },
+      40_000,
     );
   },
 );

@@ -335,6 +335,33 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       noReplyTwice();
     });
 
+    it('a lease cleared by hand during an attempt: the next holder makes no attempt beside it; 3 in all', async () => {
+      // Every attempt hangs until its timeout (3 s here); the lease's TTL is 3 s, renewed each second.
+      shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(await backend.clearLease(key)).toBe(true);
+      startEngine(); // a second worker, free to take the session at once
+      await say('hello?'); // makes the session due at once on every backend (it waits for the result)
+      await until(
+        async () =>
+          (await backend.transitions(key)).some((r) => r.message_ids[0]?.startsWith('fx:')) || undefined,
+        30_000,
+      );
+      const calls = shop.callsTo('GET /orders/ORD-12345');
+      expect(new Set(calls.map((c) => c.key)).size).toBe(1);
+      const spans = calls.map((c) => [c.startedAt, c.endedAt ?? Number.POSITIVE_INFINITY]);
+      for (let i = 1; i < spans.length; i += 1) {
+        expect(
+          spans[i]![0],
+          `attempt ${i + 1} began before attempt ${i} ended: ${JSON.stringify(spans)}`,
+        ).toBeGreaterThanOrEqual(spans[i - 1]![1]!);
+      }
+      expect(calls).toHaveLength(3);
+      expect(await backend.load(key)).toMatchObject({ step: 'lookup_failed' });
+    }, 40_000);
+
     it('cancels once per applied cancel_yes, despite a duplicate delivery and a double tap', async () => {
       await say('ORD-12345');
       await atStep('show_status');

@@ -14,6 +14,10 @@ export interface ShopCall {
   readonly key: string | undefined;
   /** The answer's status (set once answered; 0 while held or if the client went away). */
   status: number;
+  /** When the request arrived (Date.now()). */
+  readonly startedAt: number;
+  /** When it was answered or the client went away (undefined until then). */
+  endedAt?: number;
 }
 
 export interface ShopOrderRecord {
@@ -69,8 +73,12 @@ export async function startFakeShop(): Promise<FakeShop> {
       path,
       key: typeof key === 'string' ? key : undefined,
       status: 0,
+      startedAt: Date.now(),
     };
     calls.push(call);
+    res.once('close', () => {
+      call.endedAt = Date.now();
+    });
     for await (const _chunk of req) {
       // drain the body
     }

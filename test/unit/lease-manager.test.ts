@@ -8,7 +8,7 @@ import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import type { BatchCommit, CommitResult, LeaseGrant } from '../../src/backends/types.ts';
-import { LeaseLostError } from '../../src/engine/lease-manager.ts';
+import { LeaseLostError, LeaseManager } from '../../src/engine/lease-manager.ts';
 import type { SessionKey, StoredMessage } from '../../src/model/message.ts';
 import type { OutboundRecord, SessionSnapshot } from '../../src/model/session.ts';
 
@@ -151,5 +151,47 @@ describe('the lease manager', () => {
     expect(await backend.load(key)).toMatchObject({ step: 'ask_name', version: 1 });
     expect(backend.commits).toBe(1);
     await backend.close();
+  });
+});
+
+describe('LeaseManager.confirm', () => {
+  it('asks the store out of turn: true while held; false once an agent cleared the lease, and the signal aborts', async () => {
+    const backend = new FlakyRenewals({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const manager = new LeaseManager({ backend, ttlMs: 60_000, now: Date.now });
+    try {
+      const key = { channel: 'c1', user: 'u1' };
+      const lease = (await backend.acquireLease(key, 'w1', 60_000))!;
+      const held = manager.hold(lease);
+      const before = backend.renewals;
+      expect(await held.confirm()).toBe(true);
+      // Out of turn: the timer would renew only after 20 s.
+      expect(backend.renewals).toBe(before + 1);
+      expect(held.signal.aborted).toBe(false);
+      expect(await backend.clearLease(key)).toBe(true);
+      expect(await held.confirm()).toBe(false);
+      expect(held.signal.aborted).toBe(true);
+      expect(held.signal.reason).toBeInstanceOf(LeaseLostError);
+      expect(await held.confirm()).toBe(false);
+    } finally {
+      manager.close();
+      await backend.close();
+    }
+  });
+
+  it('a confirm while a renewal is in flight shares it: one renewal at a time', async () => {
+    const backend = new FlakyRenewals({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const manager = new LeaseManager({ backend, ttlMs: 60_000, now: Date.now });
+    try {
+      const lease = (await backend.acquireLease({ channel: 'c1', user: 'u2' }, 'w1', 60_000))!;
+      const held = manager.hold(lease);
+      const both = await Promise.all([held.confirm(), held.confirm()]);
+      expect(both).toEqual([true, true]);
+      expect(backend.maxConcurrentRenewals).toBe(1);
+    } finally {
+      manager.close();
+      await backend.close();
+    }
   });
 });
