@@ -17,6 +17,7 @@ import {
   isEffectResult,
   orderBatch,
   transition,
+  waiting,
   type Effect,
   type EffectStart,
   type ResolvedMessage,
@@ -39,6 +40,7 @@ import {
   type DeadLetter,
   type OutboundRecord,
   type SessionSnapshot,
+  type TransitionRecord,
 } from '../model/session.ts';
 import * as agentOps from './agent.ts';
 import { DEFAULT_EFFECT_TIMEOUT_MS, runEffect, waitUnlessWanted } from './effects.ts';
@@ -726,7 +728,40 @@ export class Engine {
       'flow code failed; batch dead-lettered',
     );
     const flow = this.flowFor(prev);
-    const base = prev ?? freshSnapshot(flow, lease, this.now(), batch[0]);
+    const fresh = prev ?? freshSnapshot(flow, lease, this.now(), batch[0]);
+    // The flow failed on the result of the effect the session awaits: that result will never be
+    // applied, and every later message would wait for it, silently, for good. The session stops
+    // awaiting it and goes to an agent instead (recorded `escalated`; it is in the inbox).
+    const awaited = fresh.awaiting;
+    const stuck =
+      awaited !== undefined &&
+      batch.some((m) => m.content.type === 'effect_result' && m.content.effectId === awaited.id);
+    const records: TransitionRecord[] = [];
+    let base = fresh;
+    if (stuck) {
+      const { awaiting: _over, ...rest } = fresh;
+      base = waiting(
+        {
+          ...rest,
+          version: fresh.version + 1,
+          needsAgent: true,
+          retryCount: 0,
+          handoffReason: `the flow failed on the result of effect ${awaited.name}: ${err.code}`,
+        },
+        'escalated',
+        this.now(),
+      );
+      records.push({
+        version: base.version,
+        from_step: fresh.step,
+        to_step: base.step,
+        kind: 'escalated',
+        message_ids: [],
+        at: new Date(this.now()).toISOString(),
+        worker: this.workerId,
+        fencing_token: lease.fence,
+      });
+    }
     const first = batch[0]!;
     const answered = batch.find((m) => m.replayed !== true);
     const { snapshot, outbound } = this.toOutbound(
@@ -756,7 +791,7 @@ export class Engine {
     await this.o.backend.commit(lease, {
       expectedVersion: prev?.version ?? 0,
       snapshot,
-      records: [],
+      records,
       outbound,
       consumed: batch.map((m) => m.id),
       deadLetters: letters,
