@@ -35,6 +35,21 @@ const Order = z.object({
   events: z.array(z.object({ at: z.string(), text: z.string() })),
 });
 
+/**
+ * The shop's answer to a lookup: as `Order`, but an absent optional field may also come as `null`
+ * (many JSON APIs write it so), and the events may be missing.
+ */
+const ShopAnswer = z.object({
+  number: z.string(),
+  status: z.string(),
+  eta: z.string().nullish(),
+  map_url: z.string().nullish(),
+  events: z
+    .array(z.object({ at: z.string(), text: z.string() }))
+    .nullish()
+    .transform((e) => e ?? []),
+});
+
 /** The session's data, declared once: checked whenever a session is loaded. */
 export const OrderStatusData = z.object({
   lang: z.enum(['en', 'es']).optional(),
@@ -105,7 +120,20 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         return { found: false as const };
       }
       if (!res.ok) throw new EffectError(`the shop answered ${res.status}`, { retryable: false });
-      const order = Order.parse(await res.json());
+      // A 200 that does not read as an order will not read better on a second call: not retried.
+      const body: unknown = await res.json().catch(() => undefined);
+      const answer = ShopAnswer.safeParse(body);
+      if (!answer.success) {
+        throw new EffectError(`the shop answered 200 with no order Baton can read: ${answer.error.message}`, {
+          retryable: false,
+        });
+      }
+      const { eta, map_url: mapUrl, ...rest } = answer.data;
+      const order: z.infer<typeof Order> = {
+        ...rest,
+        ...(eta == null ? {} : { eta }),
+        ...(mapUrl == null ? {} : { map_url: mapUrl }),
+      };
       return { found: true as const, order };
     },
   });

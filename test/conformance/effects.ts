@@ -222,6 +222,25 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       noReplyTwice();
     });
 
+    it('an order with null eta and map_url is shown (one call); a 200 that is no order fails at once', async () => {
+      shop.script('GET /orders/ORD-12345', {
+        status: 200,
+        body: { number: 'ORD-12345', status: 'processing', eta: null, map_url: null, events: [] },
+      });
+      await say('ORD-12345');
+      const s = await atStep('show_status');
+      expect(s.data.found).toEqual({ number: 'ORD-12345', status: 'processing', events: [] });
+      expect(texts().join('\n')).toMatch(/ORD-12345: processing/);
+      expect(shop.callsTo('GET /orders/ORD-12345')).toHaveLength(1);
+
+      shop.script('GET /orders/ORD-22222', { status: 200, body: { hello: 'world' } });
+      await tap('another');
+      await atStep('ask_order');
+      await say('ORD-22222');
+      await atStep('lookup_failed');
+      expect(shop.callsTo('GET /orders/ORD-22222')).toHaveLength(1);
+    });
+
     it('a 404 says so and asks again', async () => {
       await say('ORD-99999');
       const s = await atStep('ask_order', 2);
