@@ -10,6 +10,7 @@ import { EffectError, type Flow } from '../flow/define.ts';
 import { effectResultId } from '../flow/transition.ts';
 import { logSessionId, type InboundMessage } from '../model/message.ts';
 import type { OutboundRecord } from '../model/session.ts';
+import { wellFormed, wellFormedDeep } from '../providers/screen.ts';
 
 export interface EffectRunnerDeps {
   readonly backend: Backend;
@@ -225,11 +226,15 @@ async function once(
         data: o.data,
         attempt: o.attempt,
       });
-      // Stored as JSON in the mailbox: what the result handler sees is what survives that.
-      return { ok: true, value: value === undefined ? null : (JSON.parse(JSON.stringify(value)) as unknown) };
+      // Stored as JSON in the mailbox: what the result handler sees is what survives that, and
+      // storable everywhere (a NUL or a lone surrogate from a far API becomes U+FFFD).
+      return {
+        ok: true,
+        value: value === undefined ? null : wellFormedDeep(JSON.parse(JSON.stringify(value)) as unknown),
+      };
     } catch (err) {
       const retryable = !EffectError.is(err) || err.retryable;
-      return { ok: false, error: err instanceof Error ? err.message : String(err), retryable };
+      return { ok: false, error: wellFormed(err instanceof Error ? err.message : String(err)), retryable };
     }
   })();
   try {

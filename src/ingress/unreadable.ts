@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import type { Backend } from '../backends/types.ts';
 import type { DeadLetter } from '../model/session.ts';
 import type { SkippedItem } from '../providers/index.ts';
+import { wellFormed, wellFormedDeep } from '../providers/screen.ts';
 
 /** Most unreadable messages kept per webhook (a hostile body could hold thousands). */
 const MAX_PER_WEBHOOK = 20;
@@ -26,7 +27,10 @@ export function unreadableLetters(
     .filter((s) => s.kind === 'message')
     .slice(0, MAX_PER_WEBHOOK)
     .map((s) => {
-      const json = JSON.stringify(s.raw ?? null) ?? 'null';
+      // Kept as it came, but storable: a NUL or a lone surrogate (PostgreSQL's jsonb refuses both,
+      // which answered the whole webhook 503 for good) becomes U+FFFD.
+      const raw = wellFormedDeep(s.raw ?? null);
+      const json = JSON.stringify(raw) ?? 'null';
       // The same item delivered again (Meta retries) is the same letter.
       const id = `unreadable_${createHash('sha256').update(`${provider}\n${json}`).digest('hex').slice(0, 32)}`;
       return {
@@ -34,12 +38,12 @@ export function unreadableLetters(
         kind: 'unreadable',
         channel: '',
         user: '',
-        ref: s.id?.slice(0, 256) ?? '',
-        reason: `${provider}: ${s.reason}`,
+        ref: wellFormed(s.id?.slice(0, 256) ?? ''),
+        reason: wellFormed(`${provider}: ${s.reason}`),
         payload:
           json.length <= MAX_PAYLOAD_CHARS
-            ? (s.raw ?? null)
-            : { truncated: true, start: json.slice(0, MAX_PAYLOAD_CHARS) },
+            ? raw
+            : { truncated: true, start: wellFormed(json.slice(0, MAX_PAYLOAD_CHARS)) },
         createdAt: now,
       };
     });

@@ -32,8 +32,11 @@ export function wellFormed(s: string): string {
   return ILL_FORMED.test(s) ? s.replace(ILL_FORMED, '\uFFFD') : s;
 }
 
-/** A copy of plain JSON-like data with every string well formed (the same object if none changes). */
-function wellFormedDeep<T>(value: T): T {
+/**
+ * A copy of plain JSON-like data with every string, object keys included, well formed (the same
+ * object if none changes).
+ */
+export function wellFormedDeep<T>(value: T): T {
   if (typeof value === 'string') return wellFormed(value) as T;
   if (Array.isArray(value)) {
     let out: unknown[] | null = null;
@@ -45,7 +48,12 @@ function wellFormedDeep<T>(value: T): T {
   }
   if (typeof value === 'object' && value !== null) {
     let out: Record<string, unknown> | null = null;
-    for (const [k, v] of Object.entries(value) as Array<[string, unknown]>) {
+    const entries = Object.entries(value) as Array<[string, unknown]>;
+    if (entries.some(([k]) => wellFormed(k) !== k)) {
+      // A key to mend: rebuilt whole, in order (a mended key may meet an existing one: last wins).
+      return Object.fromEntries(entries.map(([k, v]) => [wellFormed(k), wellFormedDeep(v)])) as T;
+    }
+    for (const [k, v] of entries) {
       const w = wellFormedDeep(v);
       if (w !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = w;
     }

@@ -241,6 +241,16 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       expect(shop.callsTo('GET /orders/ORD-22222')).toHaveLength(1);
     });
 
+    it('a result holding a NUL or a lone surrogate is stored and applied (mended to U+FFFD)', async () => {
+      shop.script('GET /orders/ORD-12345', {
+        status: 200,
+        body: { number: 'ORD-12345', status: 'in\u0000transit \ud800', events: [] },
+      });
+      await say('ORD-12345');
+      const s = await atStep('show_status');
+      expect(s.data.found?.status).toBe('in\ufffdtransit \ufffd');
+    });
+
     it('a 404 says so and asks again', async () => {
       await say('ORD-99999');
       const s = await atStep('ask_order', 2);

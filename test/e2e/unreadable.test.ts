@@ -67,4 +67,27 @@ describe.each(modes)('unreadable messages (%s)', (_mode, env) => {
     expect(replay.status).toBe(409);
     expect(((await replay.json()) as { code: string }).code).toBe('BATON_ERR_NOT_REPLAYABLE');
   });
+
+  it('one holding a NUL or a lone surrogate is kept too, and its neighbour stored (it answered 503 for good)', async () => {
+    const ts = Math.floor(Date.now() / 1000);
+    const u = '15557770002';
+    const body = webhook([text(u, 'good neighbour', ts)]) as {
+      entry: Array<{ changes: Array<{ value: { messages: unknown[]; contacts?: unknown[] } }> }>;
+    };
+    const value = body.entry[0]!.changes[0]!.value;
+    value.contacts = [...(value.contacts ?? []), { profile: { name: 'Other' }, wa_id: '15557770099' }];
+    // No sender (and no single contact to assume one from): unreadable, with a NUL in a string
+    // and in a key, and a lone surrogate.
+    const { from: _from, ...noSender } = text(u, 'a\u0000b \ud800', ts) as Record<string, unknown>;
+    value.messages.push({ ...noSender, 'k\u0000': 'v' });
+    const res = await h.post(body);
+    expect(res.status).toBe(200);
+    expect((await h.settled(u, 1)).current_step).toBe('ask_name');
+    const kept = (
+      (await (await h.admin('/dead-letters')).json()) as { dead_letters: DeadLetter[] }
+    ).dead_letters.filter((d) => d.kind === 'unreadable' && JSON.stringify(d.payload).includes('a\ufffdb'));
+    expect(kept).toHaveLength(1);
+    expect(JSON.stringify(kept[0]!.payload)).toContain('k\ufffd');
+    expect(JSON.stringify(kept[0]!.payload)).not.toMatch(/\\u0000|\\ud800/);
+  });
 });
