@@ -289,12 +289,12 @@ export function loadConfig(env: Env = process.env): Config {
     host: str(env, 'HOST') ?? '0.0.0.0',
     whatsapp: {
       appSecret,
-      verifyToken: str(env, 'WHATSAPP_VERIFY_TOKEN'),
-      accessToken: str(env, 'WHATSAPP_ACCESS_TOKEN'),
+      verifyToken: secret(env, 'WHATSAPP_VERIFY_TOKEN'),
+      accessToken: secret(env, 'WHATSAPP_ACCESS_TOKEN'),
       apiBaseUrl: url(env, 'WHATSAPP_API_BASE_URL', HTTP, 'https://graph.facebook.com/v21.0')!,
     },
     wasender: {
-      apiKey: str(env, 'WASENDER_API_KEY'),
+      apiKey: secret(env, 'WASENDER_API_KEY'),
       webhookSecret: secret(env, 'WASENDER_WEBHOOK_SECRET'),
       apiBaseUrl: url(env, 'WASENDER_API_BASE_URL', HTTP, 'https://www.wasenderapi.com')!,
     },

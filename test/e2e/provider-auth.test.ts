@@ -219,7 +219,16 @@ describe('WHATSAPP_APP_SECRET under NODE_ENV=production', () => {
   });
 
   it('refuses a blank or space-padded secret, and a short ADMIN_TOKEN in production', () => {
-    for (const name of ['WHATSAPP_APP_SECRET', 'WASENDER_WEBHOOK_SECRET', 'ADMIN_TOKEN']) {
+    // The tokens too: a blank verify token let anyone pass the handshake with `hub.verify_token=%20`
+    // (outside tester's S1), and a blank access or API key sent every reply with an empty bearer.
+    for (const name of [
+      'WHATSAPP_APP_SECRET',
+      'WASENDER_WEBHOOK_SECRET',
+      'ADMIN_TOKEN',
+      'WHATSAPP_VERIFY_TOKEN',
+      'WHATSAPP_ACCESS_TOKEN',
+      'WASENDER_API_KEY',
+    ]) {
       expect(() => loadConfig({ [name]: ' ' })).toThrow(new RegExp(`^${name}: is blank`));
       expect(() => loadConfig({ [name]: ' s3cret' })).toThrow(new RegExp(`^${name}: has spaces`));
     }
