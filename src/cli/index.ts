@@ -378,6 +378,9 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .action(async (flowId: string, o: GraphFlags) => {
       if (!(GRAPH_FORMATS as readonly string[]).includes(o.format))
         throw new UsageError(`--format must be ${GRAPH_FORMATS.join(', ')}; got "${o.format}"`);
+      // A PNG's bytes would garble the terminal: a file or a pipe, said before anything is drawn.
+      if (o.format === 'png' && o.output === undefined && process.stdout.isTTY === true)
+        throw new UsageError('--format png writes binary: give --output <file>, or pipe it (> flow.png)');
       code = await runFlowGraph(flowId, o, o.flows ?? config().flows, { out });
     });
 

@@ -29,3 +29,18 @@ it('a flow the module lacks names the flows it has and the --flows option', asyn
   const line = stderr.mock.calls.map((c) => String(c[0])).join('');
   expect(line).toBe('baton: no flow "hello" (have: order; draw a flow of your own with --flows <module>)\n');
 });
+
+it('--format png to a terminal is a usage error (exit 2) naming --output; nothing is written', async () => {
+  const had = Object.getOwnPropertyDescriptor(process.stdout, 'isTTY');
+  Object.defineProperty(process.stdout, 'isTTY', { value: true, configurable: true });
+  const written = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  try {
+    expect(await run(['flow', 'graph', 'order', '--format', 'png'], () => undefined)).toBe(2);
+    expect(written).not.toHaveBeenCalled();
+    const line = stderr.mock.calls.map((c) => String(c[0])).join('');
+    expect(line).toContain('--format png writes binary: give --output <file>');
+  } finally {
+    if (had) Object.defineProperty(process.stdout, 'isTTY', had);
+    else delete (process.stdout as { isTTY?: boolean }).isTTY;
+  }
+});
