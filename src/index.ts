@@ -19,7 +19,7 @@ export type {
 } from './flow/define.ts';
 export { transition, adminReset, freshSnapshot, orderBatch } from './flow/transition.ts';
 export type { Effect, ResolvedMessage, TransitionEnv, TransitionResult } from './flow/transition.ts';
-export { orderFlow } from './bots/order.ts';
+export { orderFlow, OrderData } from './bots/order.ts';
 // Effects, words and typed flows
 export { effect, EffectError, promptsOf } from './flow/define.ts';
 export type {

@@ -3,6 +3,7 @@
  * are pinned by the SPEC; the wording is ours.
  * @module
  */
+import { z } from 'zod';
 import { defineFlow } from '../flow/define.ts';
 import { clip } from '../flow/replies.ts';
 
@@ -19,9 +20,18 @@ export const PRODUCTS = [
 const NAME_SHOWN = 200;
 const ADDRESS_SHOWN = 600;
 
+/** The session's data (SPEC 5: exactly these keys), typed for authors who import the flow. */
+export const OrderData = z.object({
+  customer_name: z.string().optional(),
+  product_id: z.string().optional(),
+  shipping_address: z.string().optional(),
+});
+export type OrderData = z.infer<typeof OrderData>;
+
 export const orderFlow = defineFlow({
   id: 'order',
   version: 1,
+  data: OrderData,
   start: 'ask_name',
   steps: {
     ask_name: {

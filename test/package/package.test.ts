@@ -4,7 +4,7 @@
  * and `createBaton` and serves a flow, and the `baton` bin runs the compiled CLI. Also:
  * spawned test processes never inherit the runner's store URLs.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import {
   existsSync,
@@ -172,6 +172,41 @@ console.log(JSON.stringify({ health: health.statusCode, flows: flows.json() }));
       if (serverPid !== undefined && alive(serverPid)) process.kill(serverPid, 'SIGKILL');
       npm.kill('SIGKILL');
     }
+  });
+
+  it('types the exported reference flow for a strict TypeScript consumer (its data is no `any`)', () => {
+    const dir = join(app, 'typed');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(
+      join(dir, 'consumer.ts'),
+      [
+        "import { orderFlow, type DataOf } from 'baton';",
+        "export const ok: DataOf<typeof orderFlow> = { customer_name: 'Jane', product_id: 'sku_550e' };",
+        '// @ts-expect-error a number is no customer name',
+        'export const bad: DataOf<typeof orderFlow> = { customer_name: 42 };',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          target: 'es2022',
+        },
+        files: ['consumer.ts'],
+      }),
+    );
+    const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', dir], {
+      cwd: app,
+      encoding: 'utf8',
+    });
+    expect(tsc.stdout + tsc.stderr).toBe('');
+    expect(tsc.status).toBe(0);
   });
 
   it('runs the compiled CLI from its bin', () => {
