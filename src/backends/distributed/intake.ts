@@ -16,7 +16,7 @@ import type { IngestResult } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import type { Context } from './context.ts';
 import { entryPrefix } from './journal.ts';
-import { asArray, asNumber, intakeQueues, pipeline, run } from './redis-calls.ts';
+import { asArray, asNumber, intakeQueues, pipeline } from './redis-calls.ts';
 import type { PipelineOp, ScriptOp } from './scripts.ts';
 import { figuresAt, type MailboxFigures } from './global-feed.ts';
 
@@ -129,19 +129,28 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   for (const f of figures.values()) ctx.globalFeed.post(f);
   if (!intakeQueues(ctx)) for (const [member, due] of schedules) ctx.globalFeed.hint(member, due);
   else if (schedules.length > 0) ctx.globalFeed.wake();
-  for (const i of unknown) {
-    const s = batch.statuses[i]!;
-    const lastError = statusLastError(s);
-    const hit = await ctx.pg.statusByProviderId(s.messageId, s.channel, s.status, lastError);
-    if (!hit) continue;
-    statuses++;
-    // Keep Redis's copy (if any, e.g. under the user's other id) in step; PostgreSQL has it already.
-    const sk = ctx.keys.session(hit.key);
-    await run(ctx, 'status', {
-      script: 'outbound-update',
-      keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal, sk.early],
-      args: ['id', hit.id, s.status, '', '', lastError ?? '', '', ''],
+  // Statuses of records Redis no longer keeps (or never did: another app's sends): PostgreSQL's
+  // copy, all of them in one statement (Meta sends up to 1,000 in one POST; one round trip each
+  // kept such a webhook waiting for tens of seconds on a busy database).
+  if (unknown.length > 0) {
+    const updates = unknown.map((i) => {
+      const s = batch.statuses[i]!;
+      return { providerMessageId: s.messageId, channel: s.channel, status: s.status, lastError: statusLastError(s) };
     });
+    const hits = await ctx.pg.statusesByProviderId(updates);
+    const ops: PipelineOp[] = [];
+    hits.forEach((hit, j) => {
+      if (!hit) return;
+      statuses++;
+      // Keep Redis's copy (if any, e.g. under the user's other id) in step; PostgreSQL has it already.
+      const sk = ctx.keys.session(hit.key);
+      ops.push({
+        script: 'outbound-update',
+        keys: [sk.out, sk.outState, sk.outIndex, sk.unsent, sk.pmid, sk.journal, sk.early],
+        args: ['id', hit.id, updates[j]!.status, '', '', updates[j]!.lastError ?? '', '', ''],
+      });
+    });
+    if (ops.length > 0) await pipeline(ctx, 'status', ops);
   }
   return { accepted, duplicates, statuses };
 }
