@@ -135,7 +135,12 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   if (unknown.length > 0) {
     const updates = unknown.map((i) => {
       const s = batch.statuses[i]!;
-      return { providerMessageId: s.messageId, channel: s.channel, status: s.status, lastError: statusLastError(s) };
+      return {
+        providerMessageId: s.messageId,
+        channel: s.channel,
+        status: s.status,
+        lastError: statusLastError(s),
+      };
     });
     const hits = await ctx.pg.statusesByProviderId(updates);
     const ops: PipelineOp[] = [];

@@ -504,7 +504,12 @@ export class PgStore {
    * id are applied in the order they came. Each answer is the record the status named, or null.
    */
   async statusesByProviderId(
-    updates: ReadonlyArray<{ providerMessageId: string; channel: string; status: string; lastError: string | null }>,
+    updates: ReadonlyArray<{
+      providerMessageId: string;
+      channel: string;
+      status: string;
+      lastError: string | null;
+    }>,
   ): Promise<Array<{ id: string; key: SessionKey } | null>> {
     const hits: Array<{ id: string; key: SessionKey } | null> = updates.map(() => null);
     const byId = new Map<string, number[]>();
@@ -518,9 +523,18 @@ export class PgStore {
         for (const i of g) {
           const u = updates[i]!;
           const r = (
-            await this.query('outbound-status-by-provider-id', [u.providerMessageId, u.status, u.lastError, u.channel])
+            await this.query('outbound-status-by-provider-id', [
+              u.providerMessageId,
+              u.status,
+              u.lastError,
+              u.channel,
+            ])
           )[0];
-          if (r) hits[i] = { id: r.id as string, key: { channel: r.channel as string, user: r.user_id as string } };
+          if (r)
+            hits[i] = {
+              id: r.id as string,
+              key: { channel: r.channel as string, user: r.user_id as string },
+            };
         }
       }
     };
