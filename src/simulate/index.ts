@@ -188,7 +188,14 @@ export async function simulate(o: SimulateOptions): Promise<number> {
       }
       return result.ok ? 0 : 1;
     }
-    return await chat(sim, o, intro);
+    // Without --start the Baton is the author's own: its replies reach this fake Graph only if it
+    // was started with WHATSAPP_API_BASE_URL pointing here. A silence after the first messages is
+    // most often that: said once, rather than a bot that seems never to answer.
+    const hint = o.start
+      ? undefined
+      : `no reply yet. Is that Baton sending to this simulator? Start it with WHATSAPP_API_BASE_URL=${graph.url}` +
+        ` (its replies go wherever that points; /admin shows them as sent).`;
+    return await chat(sim, o, intro, hint);
   } finally {
     await target?.stop();
     await graph.close();
@@ -196,7 +203,12 @@ export async function simulate(o: SimulateOptions): Promise<number> {
 }
 
 /** The interactive chat: a readline prompt; replies are printed above it as they arrive. */
-async function chat(sim: Simulator, o: SimulateOptions, intro: readonly string[]): Promise<number> {
+async function chat(
+  sim: Simulator,
+  o: SimulateOptions,
+  intro: readonly string[],
+  silenceHint?: string,
+): Promise<number> {
   const tty = o.output.isTTY === true;
   const paint: Paint = tty && o.env.NO_COLOR === undefined ? ANSI : PLAIN;
   const rl = createInterface({ input: o.input, output: o.output, terminal: tty });
@@ -207,7 +219,25 @@ async function chat(sim: Simulator, o: SimulateOptions, intro: readonly string[]
     for (const l of lines) o.output.write(`${l}\n`);
     if (tty) rl.prompt(true);
   };
-  sim.onReply((r) => above(formatReply(r, paint)));
+  // No reply at all within SILENCE_HINT_MS of a message that Baton accepted: the hint, once.
+  let replied = false;
+  let hinted = false;
+  let silence: NodeJS.Timeout | undefined;
+  sim.onReply((r) => {
+    replied = true;
+    clearTimeout(silence);
+    above(formatReply(r, paint));
+  });
+  const waitForReply = (posted: readonly number[]): void => {
+    if (silenceHint === undefined || replied || hinted || !posted.includes(200)) return;
+    clearTimeout(silence);
+    silence = setTimeout(() => {
+      if (replied || hinted) return;
+      hinted = true;
+      above([paint.dim(silenceHint)]);
+    }, SILENCE_HINT_MS);
+    silence.unref();
+  };
   if (!tty) sim.onAction((a) => above(formatAction(a, paint)));
   above([...intro, paint.dim('Type a message; a number picks a button or row; /help lists commands.')]);
   rl.prompt();
@@ -218,6 +248,7 @@ async function chat(sim: Simulator, o: SimulateOptions, intro: readonly string[]
         try {
           const res = await sim.handleLine(line);
           if (res.info.length > 0) above(res.info.map((l) => paint.dim(l)));
+          waitForReply(res.posted);
           if (res.quit) {
             rl.close();
             return;
@@ -232,6 +263,10 @@ async function chat(sim: Simulator, o: SimulateOptions, intro: readonly string[]
     rl.on('close', () => resolve());
   });
   await queue;
+  clearTimeout(silence);
   await sim.drain();
   return 0;
 }
+
+/** How long a message may go unanswered before the simulator says why that may be. */
+const SILENCE_HINT_MS = 5000;
