@@ -136,7 +136,7 @@ const COPY: ReadonlyArray<readonly [StatementName, readonly Param[]]> = [
 
 /** The main pool's reads and writes of one row or one session's rows. */
 const MAIN: ReadonlyArray<readonly [StatementName, readonly Param[]]> = [
-  ['outbound-status-by-provider-id', ['wamid.s1', 'delivered', null, 'ch']],
+  ['outbound-status-by-provider-id', ['{wamid.s1,wamid.s2}', '{delivered,read}', '{NULL,NULL}', '{ch,ch}']],
   ['session-get', ['ch', 'u1']],
   ['inbound-get', ['ch', 'u1', 'wamid.1']],
   ['outbound-get', ['o1']],

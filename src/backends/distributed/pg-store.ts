@@ -150,9 +150,6 @@ export function connectionOptions(schema: string, settings: Readonly<Record<stri
   ].join(' ');
 }
 
-/** Status lookups of one webhook run at once on the main pool (see statusesByProviderId). */
-const STATUS_LOOKUPS_AT_ONCE = 4;
-
 export class PgStore {
   readonly pool: pg.Pool;
   /** Fence-block reservations in groups, by block size. */
@@ -498,10 +495,11 @@ export class PgStore {
 
   /** Applies a status to a record Redis does not know; returns the session and id it named, if any. */
   /**
-   * Applies status webhooks to the records Redis no longer keeps, each as its own index probe, a
-   * few at a time over the pool (Meta sends up to 1,000 in one POST: one after another kept such a
-   * webhook waiting for tens of seconds on a busy database). The statuses of one provider message
-   * id are applied in the order they came. Each answer is the record the status named, or null.
+   * Applies status webhooks to the records Redis no longer keeps, in one statement per round
+   * (Meta sends up to 1,000 in one POST: one round trip each kept such a webhook waiting for tens
+   * of seconds on a busy database). A round takes at most one status per provider message id, an
+   * UPDATE changing a row once, so the statuses of one message are applied in the order they came.
+   * Each answer is the record the status named, or null.
    */
   async statusesByProviderId(
     updates: ReadonlyArray<{
@@ -512,33 +510,30 @@ export class PgStore {
     }>,
   ): Promise<Array<{ id: string; key: SessionKey } | null>> {
     const hits: Array<{ id: string; key: SessionKey } | null> = updates.map(() => null);
-    const byId = new Map<string, number[]>();
-    updates.forEach((u, i) => {
-      const id = `${u.channel}\n${u.providerMessageId}`;
-      byId.set(id, [...(byId.get(id) ?? []), i]);
-    });
-    const groups = [...byId.values()];
-    const worker = async (): Promise<void> => {
-      for (let g = groups.shift(); g !== undefined; g = groups.shift()) {
-        for (const i of g) {
-          const u = updates[i]!;
-          const r = (
-            await this.query('outbound-status-by-provider-id', [
-              u.providerMessageId,
-              u.status,
-              u.lastError,
-              u.channel,
-            ])
-          )[0];
-          if (r)
-            hits[i] = {
-              id: r.id as string,
-              key: { channel: r.channel as string, user: r.user_id as string },
-            };
-        }
+    let left = updates.map((u, i) => ({ ...u, i }));
+    while (left.length > 0) {
+      const seen = new Set<string>();
+      const round: typeof left = [];
+      const later: typeof left = [];
+      for (const u of left) {
+        const id = `${u.channel}\n${u.providerMessageId}`;
+        (seen.has(id) ? later : round).push(u);
+        seen.add(id);
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(STATUS_LOOKUPS_AT_ONCE, groups.length) }, worker));
+      const rows = await this.query('outbound-status-by-provider-id', [
+        round.map((u) => u.providerMessageId),
+        round.map((u) => u.status),
+        round.map((u) => u.lastError),
+        round.map((u) => u.channel),
+      ]);
+      for (const r of rows) {
+        hits[round[num(r.n) - 1]!.i] = {
+          id: r.id as string,
+          key: { channel: r.channel as string, user: r.user_id as string },
+        };
+      }
+      left = later;
+    }
     return hits;
   }
 
