@@ -173,10 +173,10 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
 
 /** The outcome of an effect that stops because the session left its visit. */
 function abandonedAfter(last: Attempt, attempts: number): Attempt {
-  const why = 'not tried again: the session left the step that started it';
-  if (attempts === 0)
-    return { ok: false, error: `not tried: the session left the step that started it`, retryable: false };
-  return { ok: false, error: last.ok ? why : `${last.error}; ${why}`, retryable: false };
+  const why = 'the session left the step that started it';
+  if (attempts === 0) return { ok: false, error: `not tried: ${why}`, retryable: false };
+  const error = `not tried again: ${why}`;
+  return { ok: false, error: last.ok ? error : `${last.error}; ${error}`, retryable: false };
 }
 
 /**

@@ -42,6 +42,7 @@ import {
   type SessionSnapshot,
   type TransitionRecord,
 } from '../model/session.ts';
+import { changeRecord } from '../flow/agent.ts';
 import * as agentOps from './agent.ts';
 import { DEFAULT_EFFECT_TIMEOUT_MS, runEffect, waitUnlessWanted } from './effects.ts';
 
@@ -579,7 +580,6 @@ export class Engine {
         if (effectId !== awaited && !left.signal.aborted) left.abort();
     };
     start();
-    abandon();
     // How soon a reset sent during an effect is seen (the other messages wait anyway).
     const pollMs = Math.max(20, Math.min(250, this.o.bufferMs));
     while (settled < running.size && !held.sending.aborted) {
@@ -739,6 +739,7 @@ export class Engine {
     const records: TransitionRecord[] = [];
     let base = fresh;
     if (stuck) {
+      const env = this.env(lease);
       const { awaiting: _over, ...rest } = fresh;
       base = waiting(
         {
@@ -749,18 +750,9 @@ export class Engine {
           handoffReason: `the flow failed on the result of effect ${awaited.name}: ${err.code}`,
         },
         'escalated',
-        this.now(),
+        env.nowMs,
       );
-      records.push({
-        version: base.version,
-        from_step: fresh.step,
-        to_step: base.step,
-        kind: 'escalated',
-        message_ids: [],
-        at: new Date(this.now()).toISOString(),
-        worker: this.workerId,
-        fencing_token: lease.fence,
-      });
+      records.push(changeRecord(base, 'escalated', fresh.step, env));
     }
     const first = batch[0]!;
     const answered = batch.find((m) => m.replayed !== true);
@@ -1020,19 +1012,12 @@ export class Engine {
    * once (SPEC 1.6 allows that one repeat).
    */
   private async recordedByEarlierHolder(run: SessionRun, rec: OutboundRecord): Promise<boolean> {
-    const { backend } = this.o;
-    // Looked up once a turn: `??=` would ask again after a null answer, for every record.
-    if (run.clearedAt === undefined)
-      run.clearedAt = await backend.leaseClearedAt(run.lease).catch(() => null);
-    if (run.clearedAt === null) return false;
-    const until = run.clearedAt + (this.o.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
-    for (;;) {
-      const now = (await backend.unsent(run.lease)).find((o) => o.id === rec.id);
-      if (now === undefined) return true;
-      // Claim given back: the earlier holder is not sending it.
-      if ((now.claims ?? 1) === 0 || this.now() >= until || run.held.sending.aborted) return false;
-      await sleep(Math.min(EARLIER_SEND_POLL_MS, until - this.now()), run.held.sending);
-    }
+    const clearedAt = await this.clearedAt(run);
+    if (clearedAt === null) return false;
+    const until = clearedAt + (this.o.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
+    // Claim given back: the earlier holder is not sending it.
+    const now = await this.watchRecord(run, rec, until, (o) => (o.claims ?? 1) === 0, run.held.sending);
+    return now === undefined;
   }
 
   /**
@@ -1044,17 +1029,38 @@ export class Engine {
    * ended (sent: the result is in). Only after a clear: a crashed holder's attempt is over.
    */
   private async earlierAttempt(run: SessionRun, rec: OutboundRecord): Promise<void> {
-    const { backend } = this.o;
     if (rec.status !== 'sending') return;
-    if (run.clearedAt === undefined)
-      run.clearedAt = await backend.leaseClearedAt(run.lease).catch(() => null);
-    if (run.clearedAt === null) return;
+    const clearedAt = await this.clearedAt(run);
+    if (clearedAt === null) return;
     const def = this.o.flows.get(rec.flow)?.effects.get(rec.effect!.name);
-    const until = run.clearedAt + (def?.timeoutMs ?? DEFAULT_EFFECT_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
-    while (this.now() < until && !run.held.signal.aborted) {
-      const now = (await backend.unsent(run.lease)).find((o) => o.id === rec.id);
-      if (now === undefined || now.status !== 'sending') return;
-      await sleep(Math.min(EARLIER_SEND_POLL_MS, until - this.now()), run.held.signal);
+    const until = clearedAt + (def?.timeoutMs ?? DEFAULT_EFFECT_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
+    await this.watchRecord(run, rec, until, (o) => o.status !== 'sending', run.held.signal);
+  }
+
+  /** When an agent last cleared this session's lease (null: not lately), looked up once a turn. */
+  private async clearedAt(run: SessionRun): Promise<number | null> {
+    // `??=` would ask again after a null answer, for every record.
+    if (run.clearedAt === undefined)
+      run.clearedAt = await this.o.backend.leaseClearedAt(run.lease).catch(() => null);
+    return run.clearedAt;
+  }
+
+  /**
+   * Looks at `rec` in the session's outbox every {@link EARLIER_SEND_POLL_MS} until it is gone
+   * (undefined: recorded as done), `over` says so, `until` passes or `signal` aborts; the record
+   * as last seen.
+   */
+  private async watchRecord(
+    run: SessionRun,
+    rec: OutboundRecord,
+    until: number,
+    over: (now: OutboundRecord) => boolean,
+    signal: AbortSignal,
+  ): Promise<OutboundRecord | undefined> {
+    for (;;) {
+      const now = (await this.o.backend.unsent(run.lease)).find((o) => o.id === rec.id);
+      if (now === undefined || over(now) || this.now() >= until || signal.aborted) return now;
+      await sleep(Math.min(EARLIER_SEND_POLL_MS, until - this.now()), signal);
     }
   }
 
@@ -1265,7 +1271,7 @@ interface SessionRun {
    * flushOutbox): the ones its own commits wrote, and those it claimed since.
    */
   readonly claims: Set<string>;
-  /** When an agent last cleared this session's lease, once looked up (see recordedByEarlierHolder). */
+  /** When an agent last cleared this session's lease, once looked up (see Engine.clearedAt). */
   clearedAt?: number | null;
   /** Frees the worker loop's slot this session holds (see Engine.park). */
   readonly detach?: () => void;

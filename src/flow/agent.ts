@@ -34,7 +34,8 @@ export function agentWorker(name: string | null): string {
   return `agent:${name ?? 'unknown'}`;
 }
 
-function record(
+/** The transition record of a change that consumed no message (an agent's, or an escalation). */
+export function changeRecord(
   s: SessionSnapshot,
   kind: TransitionKind,
   from: string | null,
@@ -129,7 +130,7 @@ export function takeSession(
     'escalated',
     env.nowMs,
   );
-  return { snapshot, records: [record(snapshot, 'escalated', prev.step, env)], outbound: [] };
+  return { snapshot, records: [changeRecord(snapshot, 'escalated', prev.step, env)], outbound: [] };
 }
 
 /**
@@ -154,7 +155,11 @@ export function agentMessage(
     env,
     (n) => `:agent-${n}`,
   );
-  return { snapshot, records: [record(snapshot, 'agent_message', prev.step, env)], outbound: [outbound] };
+  return {
+    snapshot,
+    records: [changeRecord(snapshot, 'agent_message', prev.step, env)],
+    outbound: [outbound],
+  };
 }
 
 /** The data keys `step` needs (its `needs`) that `data` does not have: a handback there is refused. */

@@ -26,9 +26,9 @@
   // Signed out (here or in another tab, or the sign-in expired): nothing was done; say so, with
   // the way back in.
   function signedOut(form) {
+    showError(form, 'You are signed out (in this tab or another), so nothing was done. ');
     var slot = form.querySelector('.error');
     if (!slot) return;
-    slot.textContent = 'You are signed out (in this tab or another), so nothing was done. ';
     var link = document.createElement('a');
     link.href = '/admin';
     link.id = 'sign-in-again';
@@ -64,10 +64,14 @@
   function agentName() {
     return (nameField ? nameField.value : localStorage.getItem(AGENT_KEY) || '').trim();
   }
+  // The agent the session page shows holding the session ('' on other pages, or nobody).
+  function holderName() {
+    var actions = document.getElementById('actions');
+    return actions ? actions.getAttribute('data-holder') || '' : '';
+  }
   function showAgent() {
     var name = agentName();
-    var actions = document.getElementById('actions');
-    var holder = actions ? actions.getAttribute('data-holder') || '' : '';
+    var holder = holderName();
     Array.prototype.forEach.call(document.querySelectorAll('form[data-agent] .as-agent'), function (slot) {
       var form = slot.closest('form');
       var other = holder !== '' && holder !== name && form && form.id !== 'take';
@@ -240,6 +244,7 @@
       return;
     }
     var body = fields(form);
+    var submit = form.querySelector('button[type="submit"]');
     if (form.hasAttribute('data-agent')) {
       var name = agentName();
       if (name === '') {
@@ -251,9 +256,7 @@
       body.agent = name;
       // Writing to a user or handing back a session a colleague has: said first, done on the
       // second press (the take names it on its button already).
-      var actions = document.getElementById('actions');
-      var holder = actions ? actions.getAttribute('data-holder') || '' : '';
-      var label = form.querySelector('button[type="submit"]');
+      var holder = holderName();
       if (form.id !== 'take' && holder !== '' && holder !== name) {
         var asked = holder + '|' + name;
         if (form.getAttribute('data-confirmed') !== asked) {
@@ -264,7 +267,7 @@
               ' has this session, not you (' +
               name +
               '). Press "' +
-              (label ? label.textContent.trim() : 'the button') +
+              (submit ? submit.textContent.trim() : 'the button') +
               '" again to do it anyway.',
           );
           return;
@@ -274,8 +277,7 @@
     }
     var headers = { 'x-baton-csrf': csrf };
     if (body) headers['content-type'] = 'application/json';
-    var button = form.querySelector('button[type="submit"]');
-    if (button) button.disabled = true;
+    if (submit) submit.disabled = true;
     showError(form, '');
     fetch(form.getAttribute('data-url') || '', {
       method: form.getAttribute('data-method') || 'POST',
@@ -329,7 +331,7 @@
         showError(form, String(err));
       })
       .finally(function () {
-        if (button) button.disabled = false;
+        if (submit) submit.disabled = false;
       });
   });
 })();
