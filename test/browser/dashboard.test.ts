@@ -36,9 +36,12 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
   async function reloadUntil(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     // A form that just succeeded navigates on its own (data-next): that may cut a reload (or a
-    // check) short, which is no failure; the next round looks again.
+    // check) short, or find the page between documents (a reload then fails with "Not attached
+    // to an active page"), which is no failure; the next round looks again.
     const navigating = (err: unknown): boolean =>
-      /ERR_ABORTED|frame was detached|Execution context was destroyed/.test(String(err));
+      /ERR_ABORTED|frame was detached|Execution context was destroyed|Not attached to an active page/.test(
+        String(err),
+      );
     for (;;) {
       const ok = await check().catch((err: unknown) => {
         if (navigating(err)) return false;
