@@ -4,30 +4,18 @@
  * worker that really works (here: a slow shop lookup) keeps it, and the agent gets a clear,
  * retryable `409 BATON_ERR_SESSION_BUSY`.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { SessionView } from '../../src/model/session.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
 describe.each(HARNESS_BACKENDS)('an agent and a busy worker on the %s backend', (_name, available, setup) => {
-  let h: Harness;
-  let drop: () => Promise<void> = async () => undefined;
   const ts = 1_750_000_000;
   const call = (path: string, method: string, body: unknown): Promise<Response> =>
     h.admin(path, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
-  beforeAll(async () => {
-    if (!available) return;
-    const s = setup();
-    drop = s.drop;
-    h = await startHarness({ BATON_LOCK_TTL_MS: '3000', ...s.env });
-  });
-  afterAll(async () => {
-    if (!available) return;
-    await h.close();
-    await drop();
-  });
+  const h = harnessOn(available, setup, { BATON_LOCK_TTL_MS: '3000' });
 
   it.skipIf(!available)(
     'a worker waiting out a throttled gateway yields the baton to the agent',

@@ -11,33 +11,26 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import type { SessionView } from '../../src/model/session.ts';
 import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
 describe.each(HARNESS_BACKENDS)(
   'an agent and an effect between attempts on the %s backend',
   (_n, available, setup) => {
-    let h: Harness;
     let shop: FakeShop;
-    let drop: () => Promise<void> = async () => undefined;
-
     beforeAll(async () => {
       if (!available) return;
-      const s = setup();
-      drop = s.drop;
       shop = await startFakeShop();
       shop.orders.set('ORD-12345', shopOrder('ORD-12345'));
-      // Backoffs of 3 s, then 6 s: the agent's own wait (6 s) ends before the third attempt.
-      const flow = orderStatusFlow({ apiUrl: shop.url, attempts: 3, backoffMs: 3000 });
-      h = await startHarness({ BATON_LOCK_TTL_MS: '3000', ...s.env }, { flows: [flow] });
     });
     afterAll(async () => {
-      if (!available) return;
-      await h.close();
-      await shop.close();
-      await drop();
+      await shop?.close();
     });
+    // Backoffs of 3 s, then 6 s: the agent's own wait (6 s) ends before the third attempt.
+    const h = harnessOn(available, setup, { BATON_LOCK_TTL_MS: '3000' }, () => ({
+      flows: [orderStatusFlow({ apiUrl: shop.url, attempts: 3, backoffMs: 3000 })],
+    }));
 
     it.skipIf(!available)(
       'the take ends the effect: no attempt after it, its failure recorded and not applied',

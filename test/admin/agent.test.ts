@@ -5,9 +5,10 @@
  * reaches Graph through the outbox, retried on 5xx, recorded as `agent_message`), and hands it
  * back at a step (its prompt is sent once, the bot resumes).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { SessionView, TransitionRecord } from '../../src/model/session.ts';
-import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
+import { ADMIN_TOKEN } from '../support/harness.ts';
+import { harnessOn } from '../support/harness-on.ts';
 import { button, PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
@@ -32,8 +33,7 @@ interface Item {
 const cases = HARNESS_BACKENDS;
 
 describe.each(cases)('agent hand-off on the %s backend', (name, available, setup) => {
-  let h: Harness;
-  let drop: () => Promise<void> = async () => undefined;
+  const h = harnessOn(available, setup, { BATON_MAX_RETRIES: '0' });
   const ts = 1_750_000_000;
   const json = async <T>(r: Response | Promise<Response>): Promise<T> => (await (await r).json()) as T;
   const send = (path: string, method: string, body: unknown): Promise<Response> =>
@@ -57,18 +57,6 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
     expect(s.metadata.needs_agent).toBe(true);
     return s;
   }
-
-  beforeAll(async () => {
-    if (!available) return;
-    const s = setup();
-    drop = s.drop;
-    h = await startHarness({ BATON_MAX_RETRIES: '0', ...s.env });
-  });
-  afterAll(async () => {
-    if (!available) return;
-    await h.close();
-    await drop();
-  });
 
   it.skipIf(!available)(
     'takes, writes and hands back; the bot stays silent meanwhile, then resumes',

@@ -9,12 +9,11 @@ import { envelopeWith, PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
 describe.each(HARNESS_BACKENDS)('failed replies on the overview, %s backend', (_name, available, setup) => {
-  const harness = harnessOn(available, setup);
+  const h = harnessOn(available, setup);
 
   it.skipIf(!available)(
     'lists a reply Meta reported failed, newest first, linked to its session',
     async () => {
-      const h = harness();
       const cookie = await h.dashboardCookie();
       const overview = async (): Promise<string> =>
         (await fetch(`${h.url}/admin`, { headers: { cookie } })).text();

@@ -5,17 +5,15 @@
  * bot never applies a text meant for the agent ("thanks, talk to you later" as the user's name).
  * Both backends, end to end; a long buffer window keeps the messages pending.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TransitionRecord } from '../../src/model/session.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
 describe.each(HARNESS_BACKENDS)(
   'messages pending at a handback on the %s backend',
   (_name, available, setup) => {
-    let h: Harness;
-    let drop: () => Promise<void> = async () => undefined;
     const ts = 1_750_000_000;
     const send = (path: string, method: string, body: unknown): Promise<Response> =>
       h.admin(path, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -33,18 +31,8 @@ describe.each(HARNESS_BACKENDS)(
       expect((await send(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' })).status).toBe(200);
     }
 
-    beforeAll(async () => {
-      if (!available) return;
-      const s = setup();
-      drop = s.drop;
-      // A long window: what the user writes just before the handback is still in the mailbox.
-      h = await startHarness({ BATON_MAX_RETRIES: '0', BATON_BUFFER_MS: '1500', ...s.env });
-    });
-    afterAll(async () => {
-      if (!available) return;
-      await h.close();
-      await drop();
-    });
+    // A long window: what the user writes just before the handback is still in the mailbox.
+    const h = harnessOn(available, setup, { BATON_MAX_RETRIES: '0', BATON_BUFFER_MS: '1500' });
 
     it.skipIf(!available)(
       'a handback records what the user wrote before it as held, then resumes',

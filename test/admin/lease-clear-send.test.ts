@@ -4,25 +4,13 @@
  * still reach the user: it waits for the earlier holder to record it. Nothing crashed, so the
  * user gets the reply once. Both stores, real HTTP, a fake Graph that answers slowly.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { describe, expect, it } from 'vitest';
+import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
 describe.each(HARNESS_BACKENDS)('clearing a lease mid-send on the %s backend', (_name, available, setup) => {
-  let h: Harness;
-  let drop: () => Promise<void> = async () => undefined;
-  beforeAll(async () => {
-    if (!available) return;
-    const s = setup();
-    drop = s.drop;
-    h = await startHarness(s.env);
-  });
-  afterAll(async () => {
-    if (!available) return;
-    await h.close();
-    await drop();
-  });
+  const h = harnessOn(available, setup);
 
   it.skipIf(!available)(
     'sends the reply once: the next holder waits for the send in flight',

@@ -4,23 +4,19 @@
  * 5,006 records, all inbound and all outbound messages to show 300), and links to the older
  * and newer windows, so an agent can read how the conversation began.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { TransitionRecord } from '../../src/model/session.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { harnessOn } from '../support/harness-on.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
 describe.each(HARNESS_BACKENDS)('a session page of a long history (%s)', (_name, available, setup) => {
-  let h: Harness;
-  let drop: () => Promise<void> = async () => undefined;
+  const h = harnessOn(available, setup);
   const ts = 1_750_000_000;
   const user = '15550828001';
 
   beforeAll(async () => {
     if (!available) return;
-    const s = setup();
-    drop = s.drop;
-    h = await startHarness(s.env);
     // "hi" (version 1), then 400 records that change nothing, committed under the baton as a
     // worker would record ignored messages.
     expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
@@ -49,11 +45,6 @@ describe.each(HARNESS_BACKENDS)('a session page of a long history (%s)', (_name,
     });
     await backend.releaseLease(lease);
   }, 60_000);
-  afterAll(async () => {
-    if (!available) return;
-    await h.close();
-    await drop();
-  });
 
   it.skipIf(!available)('shows the newest 300 records, then the older ones, reading only those', async () => {
     const backend = h.baton.backend;

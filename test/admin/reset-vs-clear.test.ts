@@ -6,30 +6,18 @@
  * as it now is and is applied once; if the baton keeps being taken away, the answer is the
  * documented, retryable `409 BATON_ERR_SESSION_BUSY`, and nothing was changed.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { SessionView } from '../../src/model/session.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { harnessOn } from '../support/harness-on.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
 describe.each(HARNESS_BACKENDS)(
   'an agent resets while another clears the lease (%s)',
   (_name, available, setup) => {
-    let h: Harness;
-    let drop: () => Promise<void> = async () => undefined;
     const ts = 1_750_000_000;
 
-    beforeAll(async () => {
-      if (!available) return;
-      const s = setup();
-      drop = s.drop;
-      h = await startHarness(s.env);
-    });
-    afterAll(async () => {
-      if (!available) return;
-      await h.close();
-      await drop();
-    });
+    const h = harnessOn(available, setup);
 
     /** The other agent's "Clear lease", just before each of the next `times` admin commits. */
     function clearBeforeAdminCommits(times: number): { cleared: () => number } {

@@ -5,10 +5,10 @@
  * stops awaiting it and goes to an agent: `escalated`, in the inbox, the error notice sent; the
  * user's later messages are `held` for the agent, not stuck in the mailbox.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { defineFlow, effect } from '../../src/flow/define.ts';
 import type { SessionView } from '../../src/model/session.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
@@ -44,20 +44,7 @@ const weatherFlow = defineFlow({
 describe.each(HARNESS_BACKENDS)(
   'a flow that fails on an effect’s result, on the %s backend',
   (_n, available, setup) => {
-    let h: Harness;
-    let drop: () => Promise<void> = async () => undefined;
-
-    beforeAll(async () => {
-      if (!available) return;
-      const s = setup();
-      drop = s.drop;
-      h = await startHarness({ ...s.env }, { flows: [weatherFlow] });
-    });
-    afterAll(async () => {
-      if (!available) return;
-      await h.close();
-      await drop();
-    });
+    const h = harnessOn(available, setup, {}, { flows: [weatherFlow] });
 
     it.skipIf(!available)('hands the session to an agent; later messages are held, not stuck', async () => {
       const user = '15550810001';

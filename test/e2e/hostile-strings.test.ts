@@ -6,8 +6,8 @@
  * made of (a space, a control character, over 128 characters, `.` or `..`) is skipped and reported, never
  * left to fail the webhook.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { describe, expect, it } from 'vitest';
+import { harnessOn } from '../support/harness-on.ts';
 import { envelopeWith } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
@@ -25,18 +25,7 @@ const msg = (from: string, id: string, textJson: string): string =>
   `{"from":"${from}","id":"${id}","timestamp":"1750000000","type":"text","text":{"body":${textJson}}}`;
 
 describe.each(cases)('hostile strings on the %s backend', (_name, available, setup) => {
-  let h: Harness;
-  let drop: () => Promise<void> = async () => undefined;
-  beforeAll(async () => {
-    if (!available) return;
-    const s = setup();
-    drop = s.drop;
-    h = await startHarness(s.env);
-  });
-  afterAll(async () => {
-    await h?.close();
-    await drop();
-  });
+  const h = harnessOn(available, setup);
 
   it.skipIf(!available)('a lone surrogate or a NUL harms neither its message nor its neighbour', async () => {
     const [a, b, c] = ['15550007001', '15550007002', '15550007003'];

@@ -12,12 +12,11 @@ import { HARNESS_BACKENDS } from '../support/services.ts';
 const T0 = 1_750_000_000;
 
 describe.each(HARNESS_BACKENDS)('a send backoff on the %s backend', (_name, available, setup) => {
-  const harness = harnessOn(available, setup, {}, { concurrency: 1, engine: { sendBackoffMs: 3000 } });
+  const h = harnessOn(available, setup, {}, { concurrency: 1, engine: { sendBackoffMs: 3000 } });
 
   it.skipIf(!available)(
     'frees the worker slot: another user is answered during it, then the reply goes out once',
     async () => {
-      const h = harness();
       const a = '15550702001';
       const b = '15550702002';
       h.graph.failNext(1, { status: 503 });

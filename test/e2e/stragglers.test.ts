@@ -15,12 +15,11 @@ const T0 = 1_750_000_000;
 describe.each(HARNESS_BACKENDS)(
   'a burst stored over more than the window, %s backend',
   (_name, available, setup) => {
-    const harness = harnessOn(available, setup, { BATON_BUFFER_MS: '500' });
+    const h = harnessOn(available, setup, { BATON_BUFFER_MS: '500' });
 
     it.skipIf(!available)(
       'is one batch when its batch runs late: the first text is not late',
       async () => {
-        const h = harness();
         const user = '15550703001';
         const key = { channel: PHONE_ID, user };
         expect((await h.post(webhook([text(user, 'hi', T0)]))).status).toBe(200);
