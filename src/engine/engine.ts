@@ -100,6 +100,12 @@ const INTAKE_WAIT_MS = 1000;
 /** Most messages one batch takes from a mailbox: as many as Meta sends in one webhook (1,000 updates). */
 const MAX_BATCH = 1000;
 
+/**
+ * Most messages read to find an effect's result stored behind a full batch of messages that
+ * wait for it (see `resultFirst`).
+ */
+const DEEP_READ = 100_000;
+
 /** Times flow code is run on a batch before the batch is dead-lettered (retryable failures). */
 const BATCH_ATTEMPTS = 3;
 /** First wait between those attempts (x4 each time). */
@@ -383,6 +389,22 @@ export class Engine {
   }
 
   /**
+   * A full mailbox read without an effect's result, for a session that waits for one: the
+   * result may be stored behind the messages that wait for it (a user who sent more than a
+   * batch while the effect ran), where no read of the oldest would ever reach it, and the
+   * session would wait for good. The result (with any beside it) comes first, then as many of
+   * the oldest messages as the batch has room for: they wait for it, so it is applied first
+   * whatever their order. The rest follow in later batches.
+   */
+  private async resultFirst(lease: LeaseGrant, head: StoredMessage[]): Promise<StoredMessage[]> {
+    const { backend } = this.o;
+    if ((await backend.load(lease))?.awaiting === undefined) return head;
+    const results = (await backend.pending(lease, DEEP_READ)).filter(isEffectResult).slice(0, MAX_BATCH);
+    if (results.length === 0) return head;
+    return [...results, ...head.slice(0, MAX_BATCH - results.length)];
+  }
+
+  /**
    * Runs one batch and sends its replies. Returns false when nothing was due, or when every due
    * message waits for an effect's result.
    */
@@ -391,6 +413,9 @@ export class Engine {
     const { lease, held } = run;
     await this.recordSent(run);
     let pending = read ?? (await backend.pending(lease, MAX_BATCH));
+    if (pending.length >= MAX_BATCH && !pending.some(isEffectResult)) {
+      pending = await this.resultFirst(lease, pending);
+    }
     const first = pending[0];
     if (first === undefined) return false;
     let batch: StoredMessage[];

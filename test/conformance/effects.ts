@@ -364,6 +364,36 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       noReplyTwice();
     });
 
+    it('a result stored behind more than a batch of waiting messages is applied, then they are', async () => {
+      // A user (or a buggy client) sends over 1,000 messages while the lookup runs: the result is
+      // stored behind all of them, where a read of the oldest 1,000 never reached it (the session
+      // waited for good and a worker spun on it).
+      const release = shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      const flood = Array.from({ length: 1_050 }, (_, i) =>
+        message({ type: 'text', body: `where is it ${i}` }),
+      );
+      for (let i = 0; i < flood.length; i += 500) {
+        await backend.ingest({ messages: flood.slice(i, i + 500), statuses: [] });
+      }
+      release();
+      const ids = (records: Awaited<ReturnType<Backend['transitions']>>): string[] =>
+        records.flatMap((r) => r.message_ids).filter((id) => !id.startsWith('fx:'));
+      await until(async () => ids(await backend.transitions(key)).length > flood.length || undefined, 60_000);
+      const records = await backend.transitions(key);
+      // The result first (show_status), then the texts that waited for it: retries at the list
+      // step (consecutive texts count as one input), each message once and in order.
+      expect(records.slice(0, 3).map((r) => [r.kind, r.to_step])).toEqual([
+        ['advance', 'looking_up'],
+        ['advance', 'show_status'],
+        ['retry', 'show_status'],
+      ]);
+      expect(ids(records)).toEqual([records[0]!.message_ids[0], ...flood.map((m) => m.id)]);
+      expect(await atStep('show_status')).toBeDefined();
+      expect(shop.callsTo('GET /orders/ORD-12345')).toHaveLength(1);
+    }, 90_000);
+
     it('a lease cleared by hand during an attempt: the next holder makes no attempt beside it; 3 in all', async () => {
       // Every attempt hangs until its timeout (3 s here); the lease's TTL is 3 s, renewed each second.
       shop.hold('GET /orders/ORD-12345');
