@@ -66,6 +66,40 @@ describeServices('distributed backend: idle sessions expire from Redis', () => {
     },
   );
 
+  it('a session taken up again before its keys expire keeps them while at work', async () => {
+    // A short idle TTL (it is at most BATON_MESSAGE_RETENTION, which may be seconds): the
+    // session goes idle, then a message comes before its keys expire. Its holder commits a
+    // record to send (or an effect to run) and takes longer than the TTL (a worker killed
+    // mid-effect): before, the outbox's hashes kept their TTL and expired under it, while its
+    // unsent index (no TTL) still named the record, so the next holder found nothing to send
+    // or run and the session waited for good.
+    const { backend, prefix } = await makeBackend({ idleTtlSec: 2 });
+    const key = newKey();
+    const member = new Keys(prefix).member(key);
+    const m1 = text(key, 'one');
+    await backend.ingest({ messages: [m1], statuses: [] });
+    const g1 = (await backend.acquireLease(key, 'w1', 5000))!;
+    const first = outbound(key, 1, 0);
+    await backend.commit(g1, nextBatch(g1, 0, [m1.id], { outbound: [first] }));
+    await backend.updateOutbound(first.id, { status: 'sent', providerMessageId: 'wamid.I1' });
+    await backend.releaseLease(g1);
+    await eventually(async () => {
+      const keys = await sessionKeys(prefix, member);
+      return keys.size > 0 && [...keys.values()].every((t) => t > 1000) ? true : null;
+    });
+
+    const m2 = text(key, 'two');
+    await backend.ingest({ messages: [m2], statuses: [] });
+    const g2 = (await backend.acquireLease(key, 'w2', 5000))!;
+    const second = outbound(key, 2, 0);
+    await backend.commit(g2, nextBatch(g2, 1, [m2.id], { outbound: [second] }));
+    for (const [k, ttl] of await sessionKeys(prefix, member))
+      if (k !== 'lock') expect([-1, -2], k).toContain(ttl);
+    await new Promise((r) => setTimeout(r, 2500)); // past the idle TTL; the holder is gone
+    expect((await backend.unsent(g2)).map((o) => o.id)).toEqual([second.id]);
+    expect((await backend.load(key))?.version).toBe(2);
+  });
+
   it('a message stored in an idle session takes its arrival counter off expiry, and numbering goes on', async () => {
     const { backend, prefix } = await makeBackend({ idleTtlSec: 60 });
     const key = newKey();

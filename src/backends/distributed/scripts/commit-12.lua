@@ -54,7 +54,10 @@ if stored ~= tonumber(ARGV[3]) then return { -4, stored } end
 
 local rev = redis.call('HINCRBY', KEYS[3], 'r', 1)
 redis.call('HSET', KEYS[3], 'v', ARGV[4], 'f', ARGV[2], 's', ARGV[5])
-redis.call('PERSIST', KEYS[3])
+-- A session at work keeps its keys: an idle session's got the idle TTL (session-idle-12.lua),
+-- which may be seconds, and a write to a key keeps its TTL. The outbox's unsent index has none:
+-- its hashes must not expire under it while a record waits to be sent or run.
+for _, k in ipairs({ 3, 6, 7, 8, 10 }) do redis.call('PERSIST', KEYS[k]) end
 
 local i = 9
 local consumedCount = tonumber(ARGV[i])

@@ -9,12 +9,13 @@
   above every fence ever granted: a Redis that lost data cannot reuse a token.
 
   KEYS[1] lock    STRING token, PX ttl
-  KEYS[2] fence   HASH n (last fence granted), ceil (end of block), epoch (run_id)
+  KEYS[2] fence   HASH n (last fence granted), ceil (end of block), epoch (run_id); its idle
+                  TTL, if any, removed on grant
   KEYS[3] sched   the scheduled flag, cleared on grant
   KEYS[4] mbox    ZSET message id by seq        (the holder's first read, see ARGV[5])
   KEYS[5] msgs    HASH message id -> StoredMessage JSON
   KEYS[6] pv      the mailbox's stats version (read only)
-  KEYS[7] state   HASH s = snapshot JSON, v = version
+  KEYS[7] state   HASH s = snapshot JSON, v = version (its idle TTL, if any, removed on grant)
 
   ARGV[1] token (random per grant)
   ARGV[2] ttl, ms
@@ -67,6 +68,11 @@ n = n + 1
 redis.call('HSET', KEYS[2], 'n', string.format('%d', n), 'ceil', string.format('%d', ceil), 'epoch', epoch)
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[3])
+-- The holder's session does not expire under it (an idle session's keys have the idle TTL,
+-- see session-idle-12.lua): its fences (a commit checks them) and its state, unless that is a
+-- tombstone, which keeps its own.
+redis.call('PERSIST', KEYS[2])
+if redis.call('HEXISTS', KEYS[7], 's') == 1 then redis.call('PERSIST', KEYS[7]) end
 local limit = tonumber(ARGV[5])
 if limit == 0 then return { n } end
 return holderRead(n, KEYS[4], KEYS[5], KEYS[6], KEYS[7], limit)
