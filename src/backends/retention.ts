@@ -1,10 +1,12 @@
 /**
  * Retention (`BATON_RETENTION`, `BATON_MESSAGE_RETENTION`): what each backend's periodic purge
- * removes, and when. Transitions go after the retention; outbound records (each holds the text
- * Baton sent) and dead letters (each holds a message, the user's or Baton's) after the shorter
- * of the two, replayed or not; inbound messages (the user's texts, and the
- * embedded dedupe store) after the message retention, but never inside the dedupe window,
- * where a text past the message retention is redacted instead.
+ * removes, and when. Transitions and outbound records go after the retention (an outbound
+ * record is also what tells an old button's prompt from the current one, SPEC 1.7), the
+ * outbound records' texts after the shorter of the two (redacted: the record stays); dead
+ * letters (each holds a message, the user's or Baton's) after the shorter of the two, replayed
+ * or not; inbound messages (the user's texts, and what recognises a redelivery once Redis has
+ * lost its markers) after the message retention, but never inside the dedupe window, where a
+ * text past the message retention is redacted instead.
  * @module
  */
 
@@ -32,7 +34,7 @@ export interface PurgeReport {
   outbound: number;
   /** Inbound messages deleted. */
   inbound: number;
-  /** Inbound messages whose text was redacted (inside the dedupe window). */
+  /** Inbound messages (inside the dedupe window) and outbound records whose text was redacted. */
   redacted: number;
   deadLetters: number;
 }

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBaton, type Baton } from '../../src/app.ts';
@@ -18,7 +19,7 @@ import type { DeadLetter, SessionView, TransitionRecord } from '../../src/model/
 import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
-import { PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
+import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
 import {
   DATABASE_URL,
   distributedServicesUp,
@@ -142,6 +143,47 @@ function deadLetter(u: string): DeadLetter {
   };
 }
 
+/**
+ * An old button after the purge (outside tester's F1): a user at the product step for the
+ * second time taps a product button of the first visit's prompt. Its record outlives the
+ * message retention (only its text goes), so the tap is still stale, as it was before the
+ * purge, instead of choosing a product on the strength of an answered question.
+ */
+async function oldButtonAfterPurge(r: Rig, u: string, purge: () => Promise<unknown>): Promise<void> {
+  const t = Math.floor(Date.now() / 1000);
+  const key = { channel: PHONE_ID, user: u };
+  const firstPrompt = async (): Promise<string | undefined> =>
+    (await r.baton.backend.outbound(key)).find((o) => o.step === 'choose_product' && o.version === 2)
+      ?.providerMessageId;
+  expect(await r.post(text(u, 'hi', t))).toBe(200);
+  await r.settled(u, 1);
+  expect(await r.post(text(u, 'Ada Lovelace', t + 1))).toBe(200);
+  await r.settled(u, 2);
+  const deadline = Date.now() + 10_000;
+  let old = await firstPrompt();
+  while (old === undefined) {
+    if (Date.now() > deadline) throw new Error('the product prompt was not sent');
+    await new Promise((res) => setTimeout(res, 20));
+    old = await firstPrompt();
+  }
+  expect(await r.post(text(u, 'reset', t + 2))).toBe(200);
+  await r.settled(u, 3);
+  expect(await r.post(text(u, 'Bea Lovelace', t + 3))).toBe(200);
+  await r.settled(u, 4);
+  r.clock.offsetMs = HOUR;
+  await purge();
+  expect(await r.post(button(u, 'sku_550e', 'Trail Shoe', t + 4, old))).toBe(200);
+  const deadline2 = Date.now() + 10_000;
+  while ((await r.transitions(u)).length < 5) {
+    if (Date.now() > deadline2) throw new Error('the tap was not recorded');
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  expect((await r.transitions(u)).at(-1)).toMatchObject({ kind: 'stale_input', to_step: 'choose_product' });
+  const s = await r.session(u);
+  expect(s.metadata.version).toBe(4);
+  expect(s.data).toEqual({ customer_name: 'Bea Lovelace' });
+}
+
 let current: Rig | undefined;
 const dirs: string[] = [];
 afterEach(async () => {
@@ -220,8 +262,9 @@ describe('retention, embedded', () => {
     const [, name] = await converse(r, u);
     r.clock.offsetMs = HOUR;
     const report = await (r.baton.backend as EmbeddedBackend).purge();
-    // Outbound records hold the texts sent: they go with the message retention.
-    expect(report).toEqual({ transitions: 0, outbound: 2, inbound: 0, redacted: 2, deadLetters: 0 });
+    // Outbound records hold the texts sent: those go with the message retention, the records
+    // (which tell an old button's prompt from the current one) with the retention.
+    expect(report).toEqual({ transitions: 0, outbound: 0, inbound: 0, redacted: 4, deadLetters: 0 });
     expect(await r.transitions(u)).toHaveLength(2);
     const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
     try {
@@ -231,6 +274,9 @@ describe('retention, embedded', () => {
         expect(body).not.toContain('Ada Lovelace');
         expect(body).not.toContain('"hi"');
       }
+      const records = db.prepare('SELECT record FROM outbound').all() as Array<{ record: string }>;
+      expect(records).toHaveLength(2);
+      for (const { record } of records) expect(record).not.toContain('Ada Lovelace');
     } finally {
       db.close();
     }
@@ -238,6 +284,19 @@ describe('retention, embedded', () => {
     await new Promise((res) => setTimeout(res, 200));
     expect((await r.session(u)).metadata.version).toBe(2);
     expect(await r.transitions(u)).toHaveLength(2);
+  });
+});
+
+describe('retention, embedded: old buttons', () => {
+  it('an old button stays stale after the message retention purged its prompt’s text', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-ret-'));
+    dirs.push(dir);
+    const r = (current = await rig({
+      BATON_DATA_DIR: dir,
+      BATON_RETENTION: '1d',
+      BATON_MESSAGE_RETENTION: '30m',
+    }));
+    await oldButtonAfterPurge(r, '15557770011', () => (r.baton.backend as EmbeddedBackend).purge());
   });
 });
 
@@ -252,6 +311,7 @@ describe.skipIf(!up)('retention, distributed', () => {
         BATON_PG_SCHEMA: iso.schema,
         BATON_RETENTION: '1h',
         BATON_MESSAGE_RETENTION: '1h',
+        BATON_DEDUPE_TTL: '30m',
       },
       () => dropIsolation(iso.prefix, iso.schema),
     ));
@@ -294,5 +354,92 @@ describe.skipIf(!up)('retention, distributed', () => {
     expect((await r.session(u)).metadata.version).toBe(2);
     expect(await r.post(text(u, 'bogus', Math.floor(Date.now() / 1000) + 7200))).toBe(200);
     expect((await r.settled(u, 3)).current_step).toBe('choose_product');
+  });
+  it('redacts texts inside the dedupe window and keeps the rows: a redelivery after Redis lost its markers stays a duplicate', async () => {
+    const iso = { prefix: uniqueName('ret'), schema: uniqueName('ret') };
+    const r = (current = await rig(
+      {
+        REDIS_URL,
+        DATABASE_URL,
+        BATON_REDIS_PREFIX: iso.prefix,
+        BATON_PG_SCHEMA: iso.schema,
+        BATON_RETENTION: '1d',
+        BATON_MESSAGE_RETENTION: '30m',
+        BATON_DEDUPE_TTL: '2h',
+      },
+      () => dropIsolation(iso.prefix, iso.schema),
+    ));
+    const u = '15557770012';
+    const [, name] = await converse(r, u);
+    const count = async (table: string): Promise<number> =>
+      Number((await pgQuery<{ n: string }>(iso.schema, `SELECT count(*) AS n FROM ${table}`))[0]!.n);
+    const deadline = Date.now() + 10_000;
+    while ((await count('outbound')) < 2 || (await count('inbound')) < 2) {
+      if (Date.now() > deadline) throw new Error('not copied to PostgreSQL');
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    r.clock.offsetMs = HOUR;
+    const backend = r.baton.backend as DistributedBackend;
+    expect(await backend.purge()).toEqual({
+      transitions: 0,
+      outbound: 0,
+      inbound: 0,
+      redacted: 4,
+      deadLetters: 0,
+    });
+    const rows = await pgQuery<{ m: string }>(
+      iso.schema,
+      `SELECT message::text AS m FROM inbound UNION ALL SELECT record::text FROM outbound`,
+    );
+    expect(rows).toHaveLength(4);
+    for (const { m } of rows) expect(m).not.toContain('Ada Lovelace');
+    // Redis loses the user's dedupe markers (a restart without AOF); Meta redelivers the name.
+    const redis = new Redis(REDIS_URL);
+    try {
+      const seen = await redis.keys(`${iso.prefix}:*${u}*:seen:*`);
+      expect(seen.length).toBeGreaterThan(0);
+      await redis.del(...seen);
+    } finally {
+      redis.disconnect();
+    }
+    expect(await r.post(name!)).toBe(200);
+    await new Promise((res) => setTimeout(res, 500));
+    expect((await r.session(u)).metadata.version).toBe(2);
+    expect(await r.transitions(u)).toHaveLength(2);
+  });
+
+  it('an old button stays stale after the message retention purged its prompt’s text', async () => {
+    const iso = { prefix: uniqueName('ret'), schema: uniqueName('ret') };
+    const r = (current = await rig(
+      {
+        REDIS_URL,
+        DATABASE_URL,
+        BATON_REDIS_PREFIX: iso.prefix,
+        BATON_PG_SCHEMA: iso.schema,
+        BATON_RETENTION: '1d',
+        BATON_MESSAGE_RETENTION: '30m',
+      },
+      () => dropIsolation(iso.prefix, iso.schema),
+    ));
+    const backend = r.baton.backend as DistributedBackend;
+    await oldButtonAfterPurge(r, '15557770013', async () => {
+      // The copies reach PostgreSQL, and Redis lets the idle session go (its idle TTL is at most
+      // the message retention): the prompt is then known from PostgreSQL only.
+      const deadline = Date.now() + 10_000;
+      while (
+        Number((await pgQuery<{ n: string }>(iso.schema, 'SELECT count(*) AS n FROM outbound'))[0]!.n) < 4
+      ) {
+        if (Date.now() > deadline) throw new Error('not copied to PostgreSQL');
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const redis = new Redis(REDIS_URL);
+      try {
+        const keys = await redis.keys(`${iso.prefix}:*15557770013*`);
+        await redis.del(...keys.filter((k) => !k.includes(':seen:') && !k.endsWith(':lock')));
+      } finally {
+        redis.disconnect();
+      }
+      return backend.purge();
+    });
   });
 });

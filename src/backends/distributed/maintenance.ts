@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  DEFAULT_RETENTION_SEC,
+  REDACTED_REASON,
   emptyPurgeReport,
   PURGE_BATCH,
   purgeHorizons,
@@ -77,19 +77,26 @@ export async function purge(ctx: Context, opts: { lockMs?: number } = {}): Promi
     );
     if (got !== 'OK') return report;
   }
-  const now = ctx.now();
-  const h = purgeHorizons(now, ctx.opts.dedupeTtlSec, ctx.opts);
-  const messagesBefore = now - (ctx.opts.messageRetentionSec ?? DEFAULT_RETENTION_SEC) * 1000;
-  const steps: Array<[StatementName, number, keyof PurgeReport]> = [
-    ['retention-transitions-purge', h.transitions, 'transitions'],
-    ['retention-outbound-purge', h.outbound, 'outbound'],
-    ['retention-inbound-purge', messagesBefore, 'inbound'],
-    ['retention-dead-letters-purge', h.outbound, 'deadLetters'],
+  const h = purgeHorizons(ctx.now(), ctx.opts.dedupeTtlSec, ctx.opts);
+  const steps: Array<readonly [StatementName, readonly unknown[], keyof PurgeReport]> = [
+    ['retention-transitions-purge', [new Date(h.transitions)], 'transitions'],
+    // Outbound records live as long as the transitions (they tell an old button's prompt from
+    // the current one, SPEC 1.7); their texts go with the message retention.
+    ['retention-outbound-purge', [new Date(h.transitions)], 'outbound'],
+    ...(h.outbound > h.transitions
+      ? [['retention-outbound-redact', [REDACTED_REASON, new Date(h.outbound)], 'redacted'] as const]
+      : []),
+    // Inbound rows outlive the texts while they may recognise a redelivery (SPEC 1.2).
+    ['retention-inbound-purge', [new Date(h.inbound)], 'inbound'],
+    ...(h.redact !== null
+      ? [['retention-inbound-redact', [REDACTED_REASON, new Date(h.redact)], 'redacted'] as const]
+      : []),
+    ['retention-dead-letters-purge', [new Date(h.outbound)], 'deadLetters'],
   ];
-  for (const [statement, before, field] of steps) {
+  for (const [statement, args, field] of steps) {
     for (;;) {
       if (ctx.closed) return report;
-      const n = await ctx.pg.execute(statement, [new Date(before), PURGE_BATCH]);
+      const n = await ctx.pg.execute(statement, [...args, PURGE_BATCH]);
       report[field] += n;
       if (n < PURGE_BATCH) break;
       await yieldToLoop();

@@ -187,6 +187,8 @@ export class EmbeddedBackend implements Backend {
   private purgeTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private purging = false;
+  /** Outbound rows up to this rowid are deleted or their texts redacted (see purge). */
+  private outboundRedactedUpTo = 0;
   /** The data directory's lock (none for an explicit `file`, such as `:memory:`). */
   private readonly dirLock: DirLock | null = null;
 
@@ -609,7 +611,9 @@ export class EmbeddedBackend implements Backend {
       // Outbound rows too, from the oldest on by rowid, up to the first one inside the retention:
       // the table has no index by age, and a filtered delete scanned all of it (the replies'
       // JSON included) on every purge, even with nothing to drop. Unsent rows stay and are
-      // stepped over.
+      // stepped over. A record lives as long as the transitions: it is what tells an old
+      // button from the current prompt's (SPEC 1.7); past the message retention, only its text
+      // goes (an outside test saw an old "cancel" button applied once its record was purged).
       let after = 0;
       await batches(() => {
         const rows = this.sql(
@@ -618,13 +622,34 @@ export class EmbeddedBackend implements Backend {
         const drop = this.sql('DELETE FROM outbound WHERE rowid = ?');
         let seen = 0;
         for (const r of rows) {
-          if (r.at >= h.outbound) return 0; // the rest is younger
+          if (r.at >= h.transitions) return 0; // the rest is younger
           seen += 1;
           after = r.id;
           if (r.status !== 'pending' && r.status !== 'sending') report.outbound += drop.run(r.id).changes;
         }
         return seen;
       });
+      if (h.outbound > h.transitions) {
+        // Redacted from where the last purge stopped (rowids grow with time), up to the first
+        // unsent row: it keeps its text until it is sent, and this walk waits for it.
+        let cursor = Math.max(after, this.outboundRedactedUpTo);
+        await batches(() => {
+          const rows = this.sql(
+            'SELECT rowid AS id, created_at AS at, status FROM outbound WHERE rowid > ? ORDER BY rowid LIMIT ?',
+          ).all(cursor, PURGE_BATCH) as Array<{ id: number; at: number; status: OutboundStatus }>;
+          const redact = this.sql(
+            `UPDATE outbound SET record = json_set(record, '$.body', json_object('type', 'text', 'text', ?))
+               WHERE rowid = ? AND json_extract(record, '$.body.text') IS NOT ?`,
+          );
+          for (const r of rows) {
+            if (r.at >= h.outbound || r.status === 'pending' || r.status === 'sending') return 0;
+            report.redacted += redact.run(REDACTED_REASON, r.id, REDACTED_REASON).changes;
+            cursor = r.id;
+          }
+          return rows.length;
+        });
+        this.outboundRedactedUpTo = cursor;
+      }
       await batches(
         () =>
           this.sql(
