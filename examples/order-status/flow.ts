@@ -50,6 +50,9 @@ const ShopAnswer = z.object({
     .transform((e) => e ?? []),
 });
 
+/** The shop's answer to a cancel it made. */
+const CancelAnswer = z.object({ number: z.string(), status: z.literal('cancelled') });
+
 /** The session's data, declared once: checked whenever a session is loaded. */
 export const OrderStatusData = z.object({
   lang: z.enum(['en', 'es']).optional(),
@@ -82,14 +85,53 @@ function orderIn(text: string): string | null {
 }
 const SPANISH = /(^|[^\p{L}\p{N}])(hola|buenas|pedido)(?=$|[^\p{L}\p{N}])/iu;
 
-/** What the shop answered, for one request. 5xx: retried (the effect runtime counts attempts). */
+/**
+ * What the shop answered, for one request. 5xx: retried (the effect runtime counts attempts).
+ * A redirect is an answer, not followed: fetch would turn the cancel's POST into a GET of the
+ * order (a 200 read as "cancelled") or send the idempotency key to another host.
+ */
 async function call(url: string, init: RequestInit & { signal: AbortSignal }): Promise<Response> {
-  const res = await fetch(url, init);
+  const res = await fetch(url, { ...init, redirect: 'manual' });
   if (res.status >= 500) {
     await res.body?.cancel();
     throw new EffectError(`the shop answered ${res.status}`, { retryable: true });
   }
+  if (res.status >= 300 && res.status < 400) {
+    await res.body?.cancel();
+    throw new EffectError(`the shop answered ${res.status} (a redirect, not followed)`, { retryable: false });
+  }
   return res;
+}
+
+/** Largest answer the shop may send, bytes: an order and its events fit many times over. */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * The answer's body as JSON (undefined if it is not JSON), read up to {@link MAX_ANSWER_BYTES}:
+ * a larger one, or one that never ends, fails the effect (not retried) instead of filling the
+ * process's memory.
+ */
+async function jsonOf(res: Response): Promise<unknown> {
+  const tooLarge = (): EffectError =>
+    new EffectError(`the shop's answer is larger than ${MAX_ANSWER_BYTES} bytes`, { retryable: false });
+  if (Number(res.headers.get('content-length') ?? 0) > MAX_ANSWER_BYTES) {
+    await res.body?.cancel();
+    throw tooLarge();
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (res.body) {
+    for await (const chunk of res.body) {
+      size += chunk.byteLength;
+      if (size > MAX_ANSWER_BYTES) throw tooLarge(); // leaving the loop cancels the stream
+      chunks.push(chunk);
+    }
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface OrderStatusOptions {
@@ -120,11 +162,15 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         return { found: false as const };
       }
       if (!res.ok) throw new EffectError(`the shop answered ${res.status}`, { retryable: false });
-      // A 200 that does not read as an order will not read better on a second call: not retried.
-      const body: unknown = await res.json().catch(() => undefined);
-      const answer = ShopAnswer.safeParse(body);
+      // A 200 that does not read as this order will not read better on a second call: not retried.
+      const answer = ShopAnswer.safeParse(await jsonOf(res));
       if (!answer.success) {
         throw new EffectError(`the shop answered 200 with no order Baton can read: ${answer.error.message}`, {
+          retryable: false,
+        });
+      }
+      if (answer.data.number.toUpperCase() !== input.order) {
+        throw new EffectError(`the shop answered with another order (${answer.data.number.slice(0, 40)})`, {
           retryable: false,
         });
       }
@@ -146,9 +192,21 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
         headers: { 'idempotency-key': effectId, accept: 'application/json' },
         signal,
       });
-      await res.body?.cancel();
-      if (res.status === 409) return { cancelled: false as const };
-      if (!res.ok) throw new EffectError(`the shop answered ${res.status}`, { retryable: false });
+      if (res.status === 409) {
+        await res.body?.cancel();
+        return { cancelled: false as const };
+      }
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        throw new EffectError(`the shop answered ${res.status}`, { retryable: false });
+      }
+      // Only the shop's word that this order is cancelled tells the user so.
+      const answer = CancelAnswer.safeParse(await jsonOf(res));
+      if (!answer.success || answer.data.number.toUpperCase() !== input.order) {
+        throw new EffectError('the shop answered 200 without saying the order is cancelled', {
+          retryable: false,
+        });
+      }
       return { cancelled: true as const };
     },
   });
@@ -308,7 +366,7 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
 
 function statusText(d: OrderStatusData, t: (key: string, vars?: Record<string, string>) => string): string {
   const f = d.found;
-  if (!f) return t('status_unknown');
+  if (!f || f.status.trim() === '') return t('status_unknown');
   const status = t('status', { order: f.number, status: f.status });
   return clip(
     f.eta === undefined ? status : `${status}\n${t('eta', { eta: f.eta })}`,

@@ -470,6 +470,45 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       expect((await backend.load(key))!.data.found).toMatchObject({ status: 'shipped' });
     });
 
+    it('only the shop’s word that the order is cancelled says so: a redirect or another 200 is a failed cancel', async () => {
+      // A redirect was followed as a GET of the order (200: "cancelled"), and any 2xx was read
+      // as a cancel (outside tester's F2, F3). Each is a failure now, not retried.
+      const answers = [
+        { status: 302, body: {} },
+        { status: 200, body: { number: 'ORD-12345', status: 'shipped' } },
+        { status: 204 },
+      ];
+      shop.script('POST /orders/ORD-12345/cancel', ...answers);
+      await say('ORD-12345');
+      await atStep('show_status');
+      for (let i = 0; i < answers.length; i += 1) {
+        await tap('cancel_order');
+        await atStep('confirm_cancel');
+        const before = sent.length;
+        await tap('cancel_yes');
+        await atStep('show_status', 5 + 3 * i);
+        expect(texts().slice(before).join('\n')).toMatch(/could not cancel/);
+      }
+      expect(shop.callsTo('POST /orders/ORD-12345/cancel').map((c) => c.status)).toEqual([302, 200, 204]);
+      expect(shop.callsTo('GET /orders/ORD-12345')).toHaveLength(1); // no redirect followed
+      expect(shop.orders.get('ORD-12345')!.status).not.toBe('cancelled');
+    });
+
+    it('a lookup answered with another order’s number, or a redirect, fails: nothing shown as this order', async () => {
+      shop.script(
+        'GET /orders/ORD-12345',
+        { status: 200, body: { number: 'ORD-00000', status: 'delivered', events: [] } },
+        { status: 301, body: {} },
+      );
+      await say('ORD-12345');
+      await atStep('lookup_failed');
+      await tap('retry_lookup');
+      await atStep('lookup_failed', 4);
+      expect(texts().join('\n')).not.toMatch(/delivered|ORD-00000/);
+      expect(shop.callsTo('GET /orders/ORD-12345').map((c) => c.status)).toEqual([200, 301]);
+      expect((await backend.load(key))!.data.found).toBeUndefined();
+    });
+
     it('hands off on request: escalated, the notice, needs_agent', async () => {
       await say('ORD-12345');
       await atStep('show_status');
