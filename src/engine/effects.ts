@@ -197,6 +197,9 @@ export async function waitUnlessWanted(
   }
 }
 
+/** Longest an effect's result may be, as JSON: 256 KiB of ASCII. */
+export const MAX_RESULT_CHARS = 256 * 1024;
+
 async function once(
   def: NonNullable<ReturnType<Flow['effects']['get']>>,
   input: unknown,
@@ -228,10 +231,17 @@ async function once(
       });
       // Stored as JSON in the mailbox: what the result handler sees is what survives that, and
       // storable everywhere (a NUL or a lone surrogate from a far API becomes U+FFFD).
-      return {
-        ok: true,
-        value: value === undefined ? null : wellFormedDeep(JSON.parse(JSON.stringify(value)) as unknown),
-      };
+      const json = value === undefined ? 'null' : JSON.stringify(value);
+      if (json.length > MAX_RESULT_CHARS) {
+        // It would be stored with the session and read with every batch after (an outside
+        // test's 20 MB answer slowed every user of the process): a failure, not retried.
+        return {
+          ok: false,
+          error: `the result is ${json.length} characters of JSON, over the ${MAX_RESULT_CHARS} a result may hold`,
+          retryable: false,
+        };
+      }
+      return { ok: true, value: wellFormedDeep(JSON.parse(json) as unknown) };
     } catch (err) {
       const retryable = !EffectError.is(err) || err.retryable;
       return { ok: false, error: wellFormed(err instanceof Error ? err.message : String(err)), retryable };
