@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
-import { sessionId, type SessionKey } from '../../model/message.ts';
+import { logSessionId, sessionId, type SessionKey } from '../../model/message.ts';
 import type { BatchCommit, CommitResult, LeaseGrant } from '../types.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import type { Context } from './context.ts';
@@ -147,7 +147,7 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
     // Applied and journaled in Redis; PostgreSQL takes its copy when it is back (the flusher
     // was told). The commit took effect: say so rather than fail it.
     if (!(err instanceof StorageUnavailableError)) throw err;
-    ctx.log.warn({ session: sessionId(lease) }, 'commit applied in Redis; PostgreSQL copy pending');
+    ctx.log.warn({ session: logSessionId(lease) }, 'commit applied in Redis; PostgreSQL copy pending');
     return JOURNALED;
   }
 }

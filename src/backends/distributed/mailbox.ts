@@ -4,7 +4,7 @@
  * or lost) is put back from PostgreSQL, or as a tombstone when PostgreSQL has none either.
  * @module
  */
-import { sessionId, type SessionKey, type StoredMessage } from '../../model/message.ts';
+import { logSessionId, sessionId, type SessionKey, type StoredMessage } from '../../model/message.ts';
 import type { SessionSnapshot } from '../../model/session.ts';
 import type { Context } from './context.ts';
 import type { SessionKeys } from './keys.ts';
@@ -124,7 +124,7 @@ export async function restore(
   const stored = row !== undefined ? row : await ctx.pg.getSession(key);
   const unsent = stored ? await ctx.pg.outboundOf(key, true) : [];
   if (stored)
-    ctx.log.info({ session: sessionId(key), version: stored.version }, 'session reloaded from PostgreSQL');
+    ctx.log.info({ session: logSessionId(key), version: stored.version }, 'session reloaded from PostgreSQL');
   await pipeline(ctx, 'restore', [restoreOp(sk, stored, unsent)]);
 }
 
