@@ -186,6 +186,35 @@ describeServices('distributed backend: recovery', () => {
     }
   });
 
+  it('a Redis with a replica that can take over counts as losable, AOF or not: auto turns the intake log on', async () => {
+    // An outside test: AOF always on every node of a cluster, a lagging replica promoted, and 22
+    // of 60 acknowledged webhooks were gone, with the intake log off and nothing said.
+    const master = await startPrivateRedis();
+    afterThisTest(() => master.stop());
+    const replica = await startPrivateRedis();
+    afterThisTest(() => replica.stop());
+    const r = new Redis(replica.url);
+    const m = new Redis(master.url);
+    try {
+      await r.replicaof('127.0.0.1', master.port);
+      await eventually(
+        async () => (/^connected_slaves:1/m.test(await m.info('replication')) ? true : null),
+        10_000,
+        'the replica to connect',
+      );
+    } finally {
+      r.disconnect();
+      m.disconnect();
+    }
+    const auto = (await makeBackend({ redisUrl: master.url })).logger.lines;
+    expect(auto.filter((l) => l.msg.includes('intake log on'))).toHaveLength(1);
+    expect(auto.find((l) => l.msg.includes('does not keep every write'))!.msg).toMatch(
+      /replicates to 1 replica, asynchronously.*failover/,
+    );
+    const off = (await makeBackend({ redisUrl: master.url, intakeLog: 'off' })).logger.lines;
+    expect(off.filter((l) => l.level === 'warn' && /DURABILITY.*replica.*LOST/.test(l.msg))).toHaveLength(1);
+  });
+
   it('rejects intake with StorageUnavailableError, quickly, when Redis is unreachable', async () => {
     const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379));
     afterThisTest(() => proxy.close());
