@@ -13,6 +13,9 @@
  * - A consumer whose store refuses a write returns the webhook to the queue at once and stops
  *   consuming until its store answers again (probed every second), so a worker cut off from
  *   Redis or PostgreSQL never holds webhooks that healthy workers could store.
+ * - One consumer takes webhooks at a time (a single-active-consumer queue): webhooks are stored
+ *   in the order they were queued, a user's too; the other processes' consumers stand by and
+ *   one takes over when the active one goes (its webhooks in hand are delivered again).
  * - A body the consumer cannot read (not from an ingress of this version, say) is published to
  *   `<queue>.rejected` (confirmed) and only then acknowledged: it stays there for an operator and
  *   never blocks the ones after it.
@@ -153,7 +156,7 @@ export class AmqpIntake {
       if (/PRECONDITION_FAILED/.test(err.message)) {
         this.fatal = new ConfigError(
           'BATON_AMQP_QUEUE',
-          `"${o.queue}" exists in RabbitMQ with other arguments than a Baton intake queue (a quorum queue): choose another name (${err.message})`,
+          `"${o.queue}" exists in RabbitMQ with other arguments than a Baton intake queue (a quorum queue with a single active consumer, since 2026-12-01): let the workers empty it and delete it, or choose another name (${err.message})`,
         );
       }
     });
@@ -397,9 +400,14 @@ export class AmqpIntake {
 }
 
 /** The intake queue's arguments. */
-function queueArguments(queue: string): Record<string, string> {
+function queueArguments(queue: string): Record<string, string | boolean> {
   return {
     'x-queue-type': 'quorum',
+    // One consumer at a time takes webhooks, in queue order; the others stand by and take over
+    // when it goes. With several consumers sharing deliveries, one that stalled (paused, its
+    // store link frozen) held a user's first webhooks while another stored their later ones:
+    // an outside test saw them applied out of order, the first recorded `late`.
+    'x-single-active-consumer': true,
     // A safety net only (Baton moves unreadable bodies itself): where a broker's delivery limit
     // (RabbitMQ 4 sets one on quorum queues) would otherwise drop a webhook.
     'x-dead-letter-exchange': '',

@@ -170,12 +170,17 @@ describeRabbit('RabbitMQ intake, embedded', () => {
     let out = '';
     holder.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise((r) => holder.once('exit', r));
+    // The holder subscribes first, so it is the queue's active consumer; Baton's stands by.
+    const deadline = Date.now() + 30_000;
+    while (!out.includes('consuming')) {
+      if (Date.now() > deadline) throw new Error('the holding consumer never started');
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const h = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue });
     try {
-      await h.until(() => out.includes('consuming'));
       const users = Array.from({ length: 10 }, (_, i) => `1555031${String(i).padStart(4, '0')}`);
       for (const u of users) expect((await h.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
-      // RabbitMQ shares deliveries between the two consumers: the holder has some in hand.
+      // The holder has them in hand.
       await h.until(() => out.includes('holding'));
       const held = out.split('\n').filter((l) => l === 'holding').length;
       holder.kill('SIGKILL');
@@ -195,8 +200,9 @@ describeRabbit('RabbitMQ intake, embedded', () => {
   it('a consumer whose store fails hands its webhooks back at once and takes no more until the store answers', async () => {
     const queue = intakeQueue();
     queues.push(queue);
-    const healthy = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue });
+    // The sick one subscribes first: the queue's active consumer, the healthy one standing by.
     const sick = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue });
+    const healthy = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue });
     try {
       const store = sick.baton.backend;
       let down = true;
@@ -213,7 +219,8 @@ describeRabbit('RabbitMQ intake, embedded', () => {
       for (const u of users.slice(0, 6)) await healthy.settled(u, 1);
       const handedBack = await metric(sick, 'baton_amqp_intake_total{outcome="retry"}');
       expect(handedBack).toBeGreaterThan(0);
-      // Paused: the next webhooks all go to the healthy consumer, none to the sick one.
+      // Paused (it cancelled its subscription): the healthy consumer is the active one now, and
+      // the next webhooks all go to it, none to the sick one.
       for (const u of users.slice(6))
         expect((await sick.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
       for (const u of users.slice(6)) await healthy.settled(u, 1);
@@ -292,6 +299,46 @@ describeRabbit('RabbitMQ intake, embedded', () => {
       expect(s.metadata.last_interaction).toBe(new Date(T0 * 1000).toISOString().replace('.000', ''));
     } finally {
       await h.close();
+    }
+  });
+
+  it('one consumer at a time: one that stalls holds the webhooks after it too, so a user\u2019s are stored in order', async () => {
+    // An outside test: a worker paused for seconds held a user's first webhooks while another
+    // worker stored the later ones; the first were then recorded late, the name became the address.
+    const queue = intakeQueue();
+    queues.push(queue);
+    const logger = pino({ level: 'silent' });
+    const stalled = new AmqpIntake({ url: AMQP_URL, queue, logger });
+    const other = new AmqpIntake({ url: AMQP_URL, queue, logger });
+    let release!: () => void;
+    const stall = new Promise<void>((r) => (release = r));
+    const stored: string[] = [];
+    const handler =
+      (who: string) =>
+      async (w: { body: Buffer }): Promise<'stored'> => {
+        if (who === 'stalled') await stall;
+        stored.push(`${who}:${w.body.toString()}`);
+        return 'stored';
+      };
+    try {
+      await stalled.ready();
+      stalled.consume(handler('stalled'), { healthy: async () => true });
+      await new Promise((r) => setTimeout(r, 300)); // subscribed first: the active consumer
+      await other.ready();
+      other.consume(handler('other'), { healthy: async () => true });
+      await new Promise((r) => setTimeout(r, 300));
+      for (const n of [1, 2, 3, 4])
+        await stalled.publish({ provider: 'cloud-api', body: Buffer.from(`m${n}`), receivedAt: Date.now() });
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(stored).toEqual([]); // the standby took none of them
+      release();
+      const deadline = Date.now() + 10_000;
+      while (stored.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(stored).toEqual(['stalled:m1', 'stalled:m2', 'stalled:m3', 'stalled:m4']);
+    } finally {
+      release();
+      await stalled.close();
+      await other.close();
     }
   });
 
