@@ -103,6 +103,14 @@ export interface SessionQuery {
 /** How long a store remembers that an agent cleared a session's lease, ms (past any send's timeout). */
 export const CLEARED_LEASE_MEMORY_MS = 60_000;
 
+/** An agent's clear of a session's lease (see `Backend.leaseCleared`). */
+export interface ClearedLease {
+  /** When, epoch ms. */
+  readonly at: number;
+  /** The worker id of the holder it was taken from; null when there was none, or not known. */
+  readonly holder: string | null;
+}
+
 /** Where a page of dead letters ends (`listDeadLetters`): its last letter. */
 export interface DeadLetterCursor {
   /** Epoch milliseconds. */
@@ -230,11 +238,14 @@ export interface Backend {
    */
   clearLease(key: SessionKey): Promise<boolean>;
   /**
-   * Unfenced read. When an agent last cleared the session's lease (epoch ms), if within the last
-   * {@link CLEARED_LEASE_MEMORY_MS}; else null. The holder it was taken from may still be sending
-   * a reply: the next holder waits for that send before repeating it (see Engine.flushOutbox).
+   * Unfenced read. When an agent last cleared the session's lease, and whom it was taken from
+   * (null: nobody, or not known), if within the last {@link CLEARED_LEASE_MEMORY_MS}; else null.
+   * The holder it was taken from may still be sending a reply: the next holder waits for that
+   * send before repeating it, unless that holder is gone (see Engine.flushOutbox).
    */
-  leaseClearedAt(key: SessionKey): Promise<number | null>;
+  leaseCleared(key: SessionKey): Promise<ClearedLease | null>;
+  /** Unfenced read. Whether a worker sent a heartbeat within its TTL (see {@link heartbeat}). */
+  workerAlive(workerId: string): Promise<boolean>;
 
   // --- mailbox and state --------------------------------------------------------------
   /** Unfenced read. The session's unconsumed messages, in arrival (`seq`) order. */

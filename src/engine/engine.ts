@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import type { Backend, LeaseGrant, OutboundUpdate } from '../backends/types.ts';
+import type { Backend, ClearedLease, LeaseGrant, OutboundUpdate } from '../backends/types.ts';
 import { BatonError, FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
 import type { Flow } from '../flow/define.ts';
 import type { FlowRouter } from '../flow/router.ts';
@@ -122,6 +122,8 @@ const DEFAULT_SEND_TIMEOUT_MS = 30_000;
 const SEND_RECORD_MARGIN_MS = 1000;
 /** How often a holder looks whether an earlier holder's send was recorded. */
 const EARLIER_SEND_POLL_MS = 100;
+/** How often that wait asks whether the earlier holder is still alive (its heartbeat). */
+const HOLDER_CHECK_MS = 1000;
 /** Why a reply that may have reached the user twice is dead-lettered instead of sent again. */
 const AMBIGUOUS = 'no answer twice, so not sent again (the user may have it already): replay it if not';
 /** The longest backoff an agent's request waits out before it leaves the send to a worker. */
@@ -1037,11 +1039,18 @@ export class Engine {
    * once (SPEC 1.6 allows that one repeat).
    */
   private async recordedByEarlierHolder(run: SessionRun, rec: OutboundRecord): Promise<boolean> {
-    const clearedAt = await this.clearedAt(run);
-    if (clearedAt === null) return false;
-    const until = clearedAt + (this.o.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
+    const cleared = await this.cleared(run);
+    if (cleared === null) return false;
+    const until = cleared.at + (this.o.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
     // Claim given back: the earlier holder is not sending it.
-    const now = await this.watchRecord(run, rec, until, (o) => (o.claims ?? 1) === 0, run.held.sending);
+    const now = await this.watchRecord(
+      run,
+      rec,
+      until,
+      (o) => (o.claims ?? 1) === 0,
+      run.held.sending,
+      this.holderGone(cleared),
+    );
     return now === undefined;
   }
 
@@ -1055,19 +1064,41 @@ export class Engine {
    */
   private async earlierAttempt(run: SessionRun, rec: OutboundRecord): Promise<void> {
     if (rec.status !== 'sending') return;
-    const clearedAt = await this.clearedAt(run);
-    if (clearedAt === null) return;
+    const cleared = await this.cleared(run);
+    if (cleared === null) return;
     const def = this.o.flows.get(rec.flow)?.effects.get(rec.effect!.name);
-    const until = clearedAt + (def?.timeoutMs ?? DEFAULT_EFFECT_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
-    await this.watchRecord(run, rec, until, (o) => o.status !== 'sending', run.held.signal);
+    const until = cleared.at + (def?.timeoutMs ?? DEFAULT_EFFECT_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
+    await this.watchRecord(
+      run,
+      rec,
+      until,
+      (o) => o.status !== 'sending',
+      run.held.signal,
+      this.holderGone(cleared),
+    );
   }
 
   /** When an agent last cleared this session's lease (null: not lately), looked up once a turn. */
-  private async clearedAt(run: SessionRun): Promise<number | null> {
+  private async cleared(run: SessionRun): Promise<ClearedLease | null> {
     // `??=` would ask again after a null answer, for every record.
-    if (run.clearedAt === undefined)
-      run.clearedAt = await this.o.backend.leaseClearedAt(run.lease).catch(() => null);
-    return run.clearedAt;
+    if (run.cleared === undefined)
+      run.cleared = await this.o.backend.leaseCleared(run.lease).catch(() => null);
+    return run.cleared;
+  }
+
+  /**
+   * Whether the holder a clear took the lease from has stopped (its heartbeat lapsed): a clear is
+   * how an agent frees a session whose worker died, and waiting out a send's whole timeout for a
+   * dead holder held the user's replies for half a minute per clear (an outside test). Asked at
+   * most once every {@link HOLDER_CHECK_MS}; a holder not known is taken as alive.
+   */
+  private holderGone(cleared: ClearedLease): () => Promise<boolean> {
+    let next = 0;
+    return async () => {
+      if (cleared.holder === null || this.now() < next) return false;
+      next = this.now() + HOLDER_CHECK_MS;
+      return !(await this.o.backend.workerAlive(cleared.holder).catch(() => true));
+    };
   }
 
   /**
@@ -1081,10 +1112,12 @@ export class Engine {
     until: number,
     over: (now: OutboundRecord) => boolean,
     signal: AbortSignal,
+    holderGone: () => Promise<boolean>,
   ): Promise<OutboundRecord | undefined> {
     for (;;) {
       const now = (await this.o.backend.unsent(run.lease)).find((o) => o.id === rec.id);
       if (now === undefined || over(now) || this.now() >= until || signal.aborted) return now;
+      if (await holderGone()) return now;
       await sleep(Math.min(EARLIER_SEND_POLL_MS, until - this.now()), signal);
     }
   }
@@ -1296,8 +1329,8 @@ interface SessionRun {
    * flushOutbox): the ones its own commits wrote, and those it claimed since.
    */
   readonly claims: Set<string>;
-  /** When an agent last cleared this session's lease, once looked up (see Engine.clearedAt). */
-  clearedAt?: number | null;
+  /** When an agent last cleared this session's lease and from whom, once looked up (see Engine.cleared). */
+  cleared?: ClearedLease | null;
   /** Frees the worker loop's slot this session holds (see Engine.park). */
   readonly detach?: () => void;
   /** It freed its slot to wait out a send backoff. */

@@ -50,6 +50,7 @@ import type {
   AlertStore,
   BackendStats,
   BatchCommit,
+  ClearedLease,
   CommitResult,
   DeadLetterCursor,
   IngestResult,
@@ -175,8 +176,12 @@ export class DistributedBackend implements Backend {
     return leases.clearLease(this.ctx, key);
   }
 
-  leaseClearedAt(key: SessionKey): Promise<number | null> {
-    return leases.leaseClearedAt(this.ctx, key);
+  leaseCleared(key: SessionKey): Promise<ClearedLease | null> {
+    return leases.leaseCleared(this.ctx, key);
+  }
+
+  workerAlive(workerId: string): Promise<boolean> {
+    return leases.workerAlive(this.ctx, workerId);
   }
 
   // --- mailbox and state ---------------------------------------------------------------

@@ -7,7 +7,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { logSessionId, type SessionKey, type StoredMessage } from '../../model/message.ts';
-import { CLEARED_LEASE_MEMORY_MS, type LeaseGrant, type OutboundUpdate } from '../types.ts';
+import {
+  CLEARED_LEASE_MEMORY_MS,
+  type ClearedLease,
+  type LeaseGrant,
+  type OutboundUpdate,
+} from '../types.ts';
 import * as commits from './commit.ts';
 import { ScriptCode, scriptCodeName } from './codes.ts';
 import { UNSENT_RETRY_MS, type Context } from './context.ts';
@@ -374,7 +379,7 @@ export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean
   // The token read just before the clear is the one it drops (same connection, in order).
   const now = Math.floor(ctx.now());
   const [, token, reply] = await pipeline(ctx, 'clear', [
-    // Marked before the lease goes, so the next holder sees it (see leaseClearedAt).
+    // Marked before the lease goes, so the next holder sees it (see leaseCleared).
     { command: 'SET', args: [sk.cleared, now, 'PX', CLEARED_LEASE_MEMORY_MS] },
     { command: 'GET', args: [sk.lock] },
     {
@@ -385,13 +390,30 @@ export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean
   ]);
   const due = asNumber(reply);
   if (due === ScriptCode.NotFound) return false;
-  // The cleared lease's entry among the leases held leaves with this process's global writes.
-  if (token !== null) ctx.globalFeed.leaseGone(asString(token));
+  if (token !== null) {
+    // The cleared lease's entry among the leases held leaves with this process's global writes.
+    ctx.globalFeed.leaseGone(asString(token));
+    // And the mark names whom it was taken from: a next holder that reads it before this lands
+    // waits as for a holder that may be alive.
+    const holder = asString(token).slice(asString(token).indexOf('~') + 1);
+    await r('clear', () =>
+      ctx.redis.set(sk.cleared, `${now} ${holder}`, 'PX', CLEARED_LEASE_MEMORY_MS, 'XX'),
+    );
+  }
   if (due > 0) await followUp(ctx, scheduleOps(ctx, [[sk.member, due]]));
   return true;
 }
 
-export async function leaseClearedAt(ctx: Context, key: SessionKey): Promise<number | null> {
-  const at = await r('cleared', () => ctx.redis.get(ctx.keys.session(key).cleared));
-  return at === null ? null : Number(at);
+export async function leaseCleared(ctx: Context, key: SessionKey): Promise<ClearedLease | null> {
+  const mark = await r('cleared', () => ctx.redis.get(ctx.keys.session(key).cleared));
+  if (mark === null) return null;
+  const space = mark.indexOf(' ');
+  return space < 0
+    ? { at: Number(mark), holder: null }
+    : { at: Number(mark.slice(0, space)), holder: mark.slice(space + 1) };
+}
+
+export async function workerAlive(ctx: Context, workerId: string): Promise<boolean> {
+  const expiry = await r('workers', () => ctx.redis.zscore(ctx.keys.workers, workerId));
+  return expiry !== null && Number(expiry) > ctx.now();
 }

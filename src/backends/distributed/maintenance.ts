@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
+  DEFAULT_RETENTION_SEC,
   REDACTED_REASON,
   emptyPurgeReport,
   PURGE_BATCH,
@@ -47,7 +48,7 @@ export function startMaintenance(ctx: Context): void {
     }, interval);
     ctx.reaperTimer.unref();
   }
-  const purgeEvery = ctx.opts.purgeIntervalMs ?? 600_000;
+  const purgeEvery = ctx.opts.purgeIntervalMs ?? defaultPurgeInterval(ctx.opts.messageRetentionSec);
   if (purgeEvery > 0) {
     // At start too, as the embedded backend does (one process per interval: the lock).
     ctx.purging = purge(ctx, { lockMs: purgeEvery })
@@ -60,6 +61,15 @@ export function startMaintenance(ctx: Context): void {
     }, purgeEvery);
     ctx.purgeTimer.unref();
   }
+}
+
+/**
+ * How often the purge runs: every 10 minutes, or as often as half the message retention, but not
+ * more than once a minute (a texts' retention of seconds was kept for up to 10 minutes).
+ */
+export function defaultPurgeInterval(messageRetentionSec: number | undefined): number {
+  const half = ((messageRetentionSec ?? DEFAULT_RETENTION_SEC) * 1000) / 2;
+  return Math.min(600_000, Math.max(60_000, half));
 }
 
 /**

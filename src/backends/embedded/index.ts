@@ -47,7 +47,7 @@ import type {
   SessionCount,
   SessionQuery,
 } from '../types.ts';
-import { CLEARED_LEASE_MEMORY_MS } from '../types.ts';
+import { CLEARED_LEASE_MEMORY_MS, type ClearedLease } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
 import { TurnPacer, type TurnPacerOptions } from './turn-pacer.ts';
 import { WalSync } from './wal-sync.ts';
@@ -160,8 +160,8 @@ export class EmbeddedBackend implements Backend {
   private readonly due: DueQueue;
   private readonly pacer: TurnPacer | null;
   private readonly leases = new Map<string, Lease>();
-  /** When an agent last cleared each session's lease (see `leaseClearedAt`). */
-  private readonly cleared = new Map<string, number>();
+  /** When an agent last cleared each session's lease, and from whom (see `leaseCleared`). */
+  private readonly cleared = new Map<string, ClearedLease>();
   /** New messages stored from webhooks, per second (messages_per_s). */
   private readonly rate = new StoredRate();
   /** Worker id -> heartbeat expiry, epoch ms. */
@@ -760,18 +760,23 @@ export class EmbeddedBackend implements Backend {
 
   async clearLease(key: SessionKey): Promise<boolean> {
     const had = this.isLeased(key);
-    this.cleared.set(sessionId(key), this.now());
+    const holder = had ? (this.leases.get(sessionId(key))?.holder ?? null) : null;
+    this.cleared.set(sessionId(key), { at: this.now(), holder });
     this.leases.delete(sessionId(key));
     this.rescheduleIfPending(key);
     return had;
   }
 
-  async leaseClearedAt(key: SessionKey): Promise<number | null> {
-    const at = this.cleared.get(sessionId(key));
-    if (at === undefined) return null;
-    if (at + CLEARED_LEASE_MEMORY_MS > this.now()) return at;
+  async leaseCleared(key: SessionKey): Promise<ClearedLease | null> {
+    const cleared = this.cleared.get(sessionId(key));
+    if (cleared === undefined) return null;
+    if (cleared.at + CLEARED_LEASE_MEMORY_MS > this.now()) return cleared;
     this.cleared.delete(sessionId(key));
     return null;
+  }
+
+  async workerAlive(workerId: string): Promise<boolean> {
+    return (this.workerBeats.get(workerId) ?? 0) > this.now();
   }
 
   private rescheduleIfPending(k: SessionKey): void {

@@ -1,0 +1,51 @@
+/**
+ * SPEC 1.8 (an agent can clear a stuck lease) after the holder died mid-send: the usual reason to
+ * clear one. The next holder waits for a cleared holder's send in flight (see
+ * lease-clear-send.test.ts), but only while that holder is alive: waiting out the send's whole
+ * timeout for a dead one held the user's replies for about half a minute per clear (an outside
+ * test: 31 s, and 49 s after three clears). The holder here never sent a heartbeat.
+ */
+import { describe, expect, it } from 'vitest';
+import { PHONE_ID } from '../support/payloads.ts';
+import { harnessOn } from '../support/harness-on.ts';
+import { HARNESS_BACKENDS } from '../support/services.ts';
+import { nextBatch, outbound, text } from '../distributed/fixtures.ts';
+
+describe.each(HARNESS_BACKENDS)(
+  'clearing a dead holder’s lease on the %s backend',
+  (_name, available, setup) => {
+    const h = harnessOn(available, setup);
+
+    it.skipIf(!available)(
+      'its reply goes out within moments of the clear, once',
+      async () => {
+        const backend = h.baton.backend;
+        const key = { channel: PHONE_ID, user: '15550830001' };
+        const hi = text(key, 'hi');
+        await backend.ingest({ messages: [hi], statuses: [] });
+        // A worker that took the session before this one could, committed a reply, claimed it for
+        // its send, and died: no answer recorded, its lease held for a minute.
+        let lease = await backend.acquireLease(key, 'dead-worker:4242', 60_000);
+        for (let i = 0; lease === null && i < 100; i += 1) {
+          await new Promise((r) => setTimeout(r, 20));
+          lease = await backend.acquireLease(key, 'dead-worker:4242', 60_000);
+        }
+        expect(lease).not.toBeNull();
+        // Committed with its claim for the first attempt, as the engine commits a turn's first reply.
+        const reply = { ...outbound(key, 1, 0), createdAt: Date.now() };
+        expect(reply.claims).toBe(1);
+        await backend.commit(lease!, nextBatch(lease!, 0, [hi.id], { outbound: [reply] }));
+        expect(await backend.workerAlive('dead-worker:4242')).toBe(false);
+
+        expect(await backend.clearLease(key)).toBe(true);
+        const cleared = Date.now();
+        const sent = await h.graph.waitFor((c) => c.body.to === key.user, 10_000);
+        expect(Date.now() - cleared).toBeLessThan(5_000);
+        expect(sent.body.biz_opaque_callback_data).toBe(reply.callbackData);
+        await new Promise((r) => setTimeout(r, 500));
+        expect(h.graph.requests.filter((c) => c.body.to === key.user)).toHaveLength(1);
+      },
+      30_000,
+    );
+  },
+);
