@@ -179,7 +179,7 @@ export function conversationPage(
   // Effects (the shop's API calls) and their results are no messages: the conversation is what
   // the user sent and what they were sent.
   const all = [
-    ...inbound.filter((m) => !isEffectResult(m)).map(inboundItem),
+    ...inbound.filter((m) => !isEffectResult(m) && !redactedEffectResult(m)).map(inboundItem),
     ...outbound.filter((o) => o.effect === undefined).map(outboundItem),
   ].sort(compare);
   const after = cursor === undefined ? null : decodeCursor(cursor, 'nnn');
@@ -201,4 +201,9 @@ export function conversationPage(
     messages: page.map((x) => x.item),
     next_cursor: from.length > limit && last ? encodeCursor([last.atMs, last.rank, last.seq]) : null,
   };
+}
+
+/** An effect's result whose content the message retention redacted: still no message. */
+function redactedEffectResult(m: StoredMessage): boolean {
+  return m.content.type === 'unsupported' && m.content.originalType === 'effect_result';
 }

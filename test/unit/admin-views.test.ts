@@ -99,6 +99,42 @@ describe('dashboard views escape every value', () => {
     expect(m).toContain('status-failed');
   });
 
+  it('leaves effects\u2019 results out of the conversation, their texts redacted or not', () => {
+    const result = (content: StoredMessage['content'], id: string): StoredMessage => ({
+      ...inbound,
+      id,
+      content,
+    });
+    const { messages } = conversationPage(
+      [
+        inbound,
+        result(
+          {
+            type: 'effect_result',
+            effectId: 'fx_1_a',
+            name: 'lookup',
+            ok: true,
+            value: { n: 1 },
+            attempts: 1,
+          },
+          'fx:fx_1_a',
+        ),
+        // After BATON_MESSAGE_RETENTION (an outside test saw it shown as the user's "unsupported").
+        result(
+          {
+            type: 'unsupported',
+            originalType: 'effect_result',
+            reason: 'deleted after BATON_MESSAGE_RETENTION',
+          },
+          'fx:fx_2_b',
+        ),
+      ],
+      [],
+      10,
+    );
+    expect(messages.map((m) => m.id)).toEqual([inbound.id]);
+  });
+
   it('the timeline and the outbound table, marking late records', () => {
     const t = timelineCard([record]).value;
     expectSafe(t);
