@@ -184,6 +184,25 @@ async function oldButtonAfterPurge(r: Rig, u: string, purge: () => Promise<unkno
   expect(s.data).toEqual({ customer_name: 'Bea Lovelace' });
 }
 
+/**
+ * A reply Graph refused for good, then the purge past the message retention: its record is
+ * deleted, not redacted (nobody saw it; a replay of its dead letter would send the redaction's
+ * text), while the sent ones are redacted and kept.
+ */
+async function failedReplyPurged(r: Rig, u: string, purge: () => Promise<unknown>): Promise<unknown> {
+  await converse(r, u);
+  r.graph.failNext(1, { status: 400, graphCode: 131047 });
+  expect(await r.post(text(u, 'not a button', Math.floor(Date.now() / 1000) + 2))).toBe(200);
+  const key = { channel: PHONE_ID, user: u };
+  const deadline = Date.now() + 10_000;
+  while (!(await r.baton.backend.outbound(key)).some((o) => o.status === 'failed')) {
+    if (Date.now() > deadline) throw new Error('the reply did not fail');
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  r.clock.offsetMs = HOUR;
+  return purge();
+}
+
 let current: Rig | undefined;
 const dirs: string[] = [];
 afterEach(async () => {
@@ -297,6 +316,32 @@ describe('retention, embedded: old buttons', () => {
       BATON_MESSAGE_RETENTION: '30m',
     }));
     await oldButtonAfterPurge(r, '15557770011', () => (r.baton.backend as EmbeddedBackend).purge());
+  });
+});
+
+describe('retention, embedded: failed replies', () => {
+  it('a reply that failed is deleted after the message retention, the sent ones redacted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-ret-'));
+    dirs.push(dir);
+    const r = (current = await rig({
+      BATON_DATA_DIR: dir,
+      BATON_RETENTION: '1d',
+      BATON_MESSAGE_RETENTION: '30m',
+    }));
+    const report = await failedReplyPurged(r, '15557770014', () =>
+      (r.baton.backend as EmbeddedBackend).purge(),
+    );
+    // 3 inbound texts and 2 sent replies redacted; the failed reply and its dead letter deleted.
+    expect(report).toEqual({ transitions: 0, outbound: 1, inbound: 0, redacted: 5, deadLetters: 1 });
+    const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
+    try {
+      expect(db.prepare('SELECT status FROM outbound ORDER BY rowid').all()).toEqual([
+        { status: 'sent' },
+        { status: 'sent' },
+      ]);
+    } finally {
+      db.close();
+    }
   });
 });
 
@@ -441,5 +486,38 @@ describe.skipIf(!up)('retention, distributed', () => {
       }
       return backend.purge();
     });
+  });
+  it('a reply that failed is deleted after the message retention, the sent ones redacted', async () => {
+    const iso = { prefix: uniqueName('ret'), schema: uniqueName('ret') };
+    const r = (current = await rig(
+      {
+        REDIS_URL,
+        DATABASE_URL,
+        BATON_REDIS_PREFIX: iso.prefix,
+        BATON_PG_SCHEMA: iso.schema,
+        BATON_RETENTION: '1d',
+        BATON_MESSAGE_RETENTION: '30m',
+      },
+      () => dropIsolation(iso.prefix, iso.schema),
+    ));
+    const backend = r.baton.backend as DistributedBackend;
+    const report = await failedReplyPurged(r, '15557770015', async () => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const rows = await pgQuery<{ n: string }>(
+          iso.schema,
+          "SELECT count(*) AS n FROM outbound WHERE status IN ('sent', 'failed')",
+        );
+        if (Number(rows[0]!.n) === 3) break;
+        if (Date.now() > deadline) throw new Error('not copied to PostgreSQL');
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      return backend.purge();
+    });
+    expect(report).toMatchObject({ transitions: 0, outbound: 1, redacted: 5, deadLetters: 1 });
+    expect(await pgQuery(iso.schema, 'SELECT status FROM outbound ORDER BY seq')).toEqual([
+      { status: 'sent' },
+      { status: 'sent' },
+    ]);
   });
 });

@@ -94,7 +94,10 @@ export async function purge(ctx: Context, opts: { lockMs?: number } = {}): Promi
     // the current one, SPEC 1.7); their texts go with the message retention.
     ['retention-outbound-purge', [new Date(h.transitions)], 'outbound'],
     ...(h.outbound > h.transitions
-      ? [['retention-outbound-redact', [REDACTED_REASON, new Date(h.outbound)], 'redacted'] as const]
+      ? [
+          ['retention-outbound-redact', [REDACTED_REASON, new Date(h.outbound)], 'redacted'] as const,
+          ['retention-outbound-failed-purge', [new Date(h.outbound)], 'outbound'] as const,
+        ]
       : []),
     // Inbound rows outlive the texts while they may recognise a redelivery (SPEC 1.2).
     ['retention-inbound-purge', [new Date(h.inbound)], 'inbound'],

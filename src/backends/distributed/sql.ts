@@ -40,6 +40,7 @@ export const STATEMENT_NAMES = [
   'retention-transitions-purge',
   'retention-outbound-purge',
   'retention-outbound-redact',
+  'retention-outbound-failed-purge',
   'retention-inbound-purge',
   'retention-inbound-redact',
   'retention-dead-letters-purge',

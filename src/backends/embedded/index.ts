@@ -631,7 +631,9 @@ export class EmbeddedBackend implements Backend {
       });
       if (h.outbound > h.transitions) {
         // Redacted from where the last purge stopped (rowids grow with time), up to the first
-        // unsent row: it keeps its text until it is sent, and this walk waits for it.
+        // unsent row: it keeps its text until it is sent, and this walk waits for it. A reply
+        // that failed is deleted instead, as before: nobody saw its buttons, and a replay of its
+        // dead letter must not send the redaction's text.
         let cursor = Math.max(after, this.outboundRedactedUpTo);
         await batches(() => {
           const rows = this.sql(
@@ -641,9 +643,11 @@ export class EmbeddedBackend implements Backend {
             `UPDATE outbound SET record = json_set(record, '$.body', json_object('type', 'text', 'text', ?))
                WHERE rowid = ? AND json_extract(record, '$.body.text') IS NOT ?`,
           );
+          const drop = this.sql('DELETE FROM outbound WHERE rowid = ?');
           for (const r of rows) {
             if (r.at >= h.outbound || r.status === 'pending' || r.status === 'sending') return 0;
-            report.redacted += redact.run(REDACTED_REASON, r.id, REDACTED_REASON).changes;
+            if (r.status === 'failed') report.outbound += drop.run(r.id).changes;
+            else report.redacted += redact.run(REDACTED_REASON, r.id, REDACTED_REASON).changes;
             cursor = r.id;
           }
           return rows.length;
