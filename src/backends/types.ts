@@ -244,8 +244,12 @@ export interface Backend {
    * send before repeating it, unless that holder is gone (see Engine.flushOutbox).
    */
   leaseCleared(key: SessionKey): Promise<ClearedLease | null>;
-  /** Unfenced read. Whether a worker sent a heartbeat within its TTL (see {@link heartbeat}). */
-  workerAlive(workerId: string): Promise<boolean>;
+  /**
+   * Unfenced read. Whether the process behind a lease holder is alive: a worker (the holder is
+   * its id, or its id and a role, `<worker id>:agent`) that sent a heartbeat within its TTL (see
+   * {@link heartbeat}).
+   */
+  holderAlive(holder: string): Promise<boolean>;
 
   // --- mailbox and state --------------------------------------------------------------
   /** Unfenced read. The session's unconsumed messages, in arrival (`seq`) order. */

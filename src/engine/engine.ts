@@ -1032,11 +1032,12 @@ export class Engine {
 
   /**
    * An agent cleared an earlier holder's lease (`DELETE .../lock`) while that holder may still be
-   * sending `rec`: its claim is counted and no answer is recorded. The holder did not crash, so
-   * rather than send the reply a second time now, this holder waits for that send to be recorded,
-   * at most as long as a send may take from the clear. True when it was recorded (sent, or
-   * failed) meanwhile: nothing to send. Only after a clear: a crashed holder's reply is sent at
-   * once (SPEC 1.6 allows that one repeat).
+   * sending `rec`: its claim is counted and no answer is recorded. If the holder is alive, rather
+   * than send the reply a second time now, this holder waits for that send to be recorded, at
+   * most as long as a send may take from the clear. True when it was recorded (sent, or failed)
+   * meanwhile: nothing to send. Only after a clear, and only while the earlier holder's process
+   * is alive (see `holderGone`): a crashed holder's reply is sent at once (SPEC 1.6 allows that
+   * one repeat).
    */
   private async recordedByEarlierHolder(run: SessionRun, rec: OutboundRecord): Promise<boolean> {
     const cleared = await this.cleared(run);
@@ -1097,7 +1098,7 @@ export class Engine {
     return async () => {
       if (cleared.holder === null || this.now() < next) return false;
       next = this.now() + HOLDER_CHECK_MS;
-      return !(await this.o.backend.workerAlive(cleared.holder).catch(() => true));
+      return !(await this.o.backend.holderAlive(cleared.holder).catch(() => true));
     };
   }
 

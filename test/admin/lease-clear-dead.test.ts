@@ -35,7 +35,7 @@ describe.each(HARNESS_BACKENDS)(
         const reply = { ...outbound(key, 1, 0), createdAt: Date.now() };
         expect(reply.claims).toBe(1);
         await backend.commit(lease!, nextBatch(lease!, 0, [hi.id], { outbound: [reply] }));
-        expect(await backend.workerAlive('dead-worker:4242')).toBe(false);
+        expect(await backend.holderAlive('dead-worker:4242')).toBe(false);
 
         expect(await backend.clearLease(key)).toBe(true);
         const cleared = Date.now();
@@ -46,6 +46,20 @@ describe.each(HARNESS_BACKENDS)(
         expect(h.graph.requests.filter((c) => c.body.to === key.user)).toHaveLength(1);
       },
       30_000,
+    );
+
+    it.skipIf(!available)(
+      'a holder is alive while its worker is: the worker itself, or an agent change it runs',
+      async () => {
+        const backend = h.baton.backend;
+        await backend.heartbeat('qa-host:77:w1', 10_000);
+        expect(await backend.holderAlive('qa-host:77:w1')).toBe(true);
+        expect(await backend.holderAlive('qa-host:77:w1:agent')).toBe(true);
+        expect(await backend.holderAlive('qa-host:77:w')).toBe(false);
+        expect(await backend.holderAlive('qa-host:77:w12')).toBe(false);
+        await backend.removeWorker('qa-host:77:w1');
+        expect(await backend.holderAlive('qa-host:77:w1:agent')).toBe(false);
+      },
     );
   },
 );

@@ -180,8 +180,8 @@ export class DistributedBackend implements Backend {
     return leases.leaseCleared(this.ctx, key);
   }
 
-  workerAlive(workerId: string): Promise<boolean> {
-    return leases.workerAlive(this.ctx, workerId);
+  holderAlive(holder: string): Promise<boolean> {
+    return leases.holderAlive(this.ctx, holder);
   }
 
   // --- mailbox and state ---------------------------------------------------------------

@@ -413,7 +413,9 @@ export async function leaseCleared(ctx: Context, key: SessionKey): Promise<Clear
     : { at: Number(mark.slice(0, space)), holder: mark.slice(space + 1) };
 }
 
-export async function workerAlive(ctx: Context, workerId: string): Promise<boolean> {
-  const expiry = await r('workers', () => ctx.redis.zscore(ctx.keys.workers, workerId));
-  return expiry !== null && Number(expiry) > ctx.now();
+export async function holderAlive(ctx: Context, holder: string): Promise<boolean> {
+  const live = await r('workers', () =>
+    ctx.redis.zrangebyscore(ctx.keys.workers, `(${Math.floor(ctx.now())}`, '+inf'),
+  );
+  return live.some((id) => holder === id || holder.startsWith(`${id}:`));
 }

@@ -779,8 +779,11 @@ export class EmbeddedBackend implements Backend {
     return null;
   }
 
-  async workerAlive(workerId: string): Promise<boolean> {
-    return (this.workerBeats.get(workerId) ?? 0) > this.now();
+  async holderAlive(holder: string): Promise<boolean> {
+    const now = this.now();
+    for (const [id, until] of this.workerBeats)
+      if (until > now && (holder === id || holder.startsWith(`${id}:`))) return true;
+    return false;
   }
 
   private rescheduleIfPending(k: SessionKey): void {
