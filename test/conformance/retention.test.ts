@@ -109,6 +109,44 @@ async function rig(
   return r;
 }
 
+/** Polls `check` until it holds, for 10 s at most; then fails saying `what`. */
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(what);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+/** The `n` of a `SELECT count(*) AS n` in `schema`. */
+async function rows(schema: string, sql: string): Promise<number> {
+  return Number((await pgQuery<{ n: string }>(schema, sql))[0]!.n);
+}
+
+/** Waits for at least `n` rows in each of `tables`: the journal's copies reached PostgreSQL. */
+function copied(schema: string, tables: readonly string[], n: number): Promise<void> {
+  return until(
+    async () =>
+      (await Promise.all(tables.map((t) => rows(schema, `SELECT count(*) AS n FROM ${t}`)))).every(
+        (c) => c >= n,
+      ),
+    'not copied to PostgreSQL',
+  );
+}
+
+/** A distributed Baton on its own Redis prefix and PostgreSQL schema, dropped when it closes. */
+async function distributedRig(
+  env: Record<string, string>,
+): Promise<{ r: Rig; schema: string; prefix: string }> {
+  const prefix = uniqueName('ret');
+  const schema = uniqueName('ret');
+  const r = (current = await rig(
+    { REDIS_URL, DATABASE_URL, BATON_REDIS_PREFIX: prefix, BATON_PG_SCHEMA: schema, ...env },
+    () => dropIsolation(prefix, schema),
+  ));
+  return { r, schema, prefix };
+}
+
 /** A short conversation: "hi" then a name, two prompts sent. */
 async function converse(r: Rig, u: string): Promise<Msg[]> {
   const t = Math.floor(Date.now() / 1000);
@@ -159,13 +197,8 @@ async function oldButtonAfterPurge(r: Rig, u: string, purge: () => Promise<unkno
   await r.settled(u, 1);
   expect(await r.post(text(u, 'Ada Lovelace', t + 1))).toBe(200);
   await r.settled(u, 2);
-  const deadline = Date.now() + 10_000;
-  let old = await firstPrompt();
-  while (old === undefined) {
-    if (Date.now() > deadline) throw new Error('the product prompt was not sent');
-    await new Promise((res) => setTimeout(res, 20));
-    old = await firstPrompt();
-  }
+  await until(async () => (await firstPrompt()) !== undefined, 'the product prompt was not sent');
+  const old = await firstPrompt();
   expect(await r.post(text(u, 'reset', t + 2))).toBe(200);
   await r.settled(u, 3);
   expect(await r.post(text(u, 'Bea Lovelace', t + 3))).toBe(200);
@@ -173,11 +206,7 @@ async function oldButtonAfterPurge(r: Rig, u: string, purge: () => Promise<unkno
   r.clock.offsetMs = HOUR;
   await purge();
   expect(await r.post(button(u, 'sku_550e', 'Trail Shoe', t + 4, old))).toBe(200);
-  const deadline2 = Date.now() + 10_000;
-  while ((await r.transitions(u)).length < 5) {
-    if (Date.now() > deadline2) throw new Error('the tap was not recorded');
-    await new Promise((res) => setTimeout(res, 20));
-  }
+  await until(async () => (await r.transitions(u)).length >= 5, 'the tap was not recorded');
   expect((await r.transitions(u)).at(-1)).toMatchObject({ kind: 'stale_input', to_step: 'choose_product' });
   const s = await r.session(u);
   expect(s.metadata.version).toBe(4);
@@ -194,11 +223,10 @@ async function failedReplyPurged(r: Rig, u: string, purge: () => Promise<unknown
   r.graph.failNext(1, { status: 400, graphCode: 131047 });
   expect(await r.post(text(u, 'not a button', Math.floor(Date.now() / 1000) + 2))).toBe(200);
   const key = { channel: PHONE_ID, user: u };
-  const deadline = Date.now() + 10_000;
-  while (!(await r.baton.backend.outbound(key)).some((o) => o.status === 'failed')) {
-    if (Date.now() > deadline) throw new Error('the reply did not fail');
-    await new Promise((res) => setTimeout(res, 20));
-  }
+  await until(
+    async () => (await r.baton.backend.outbound(key)).some((o) => o.status === 'failed'),
+    'the reply did not fail',
+  );
   r.clock.offsetMs = HOUR;
   return purge();
 }
@@ -347,32 +375,15 @@ describe('retention, embedded: failed replies', () => {
 
 describe.skipIf(!up)('retention, distributed', () => {
   it('purges transitions, outbound records and inbound messages from PostgreSQL; the session goes on', async () => {
-    const iso = { prefix: uniqueName('ret'), schema: uniqueName('ret') };
-    const r = (current = await rig(
-      {
-        REDIS_URL,
-        DATABASE_URL,
-        BATON_REDIS_PREFIX: iso.prefix,
-        BATON_PG_SCHEMA: iso.schema,
-        BATON_RETENTION: '1h',
-        BATON_MESSAGE_RETENTION: '1h',
-        BATON_DEDUPE_TTL: '30m',
-      },
-      () => dropIsolation(iso.prefix, iso.schema),
-    ));
+    const { r, schema } = await distributedRig({
+      BATON_RETENTION: '1h',
+      BATON_MESSAGE_RETENTION: '1h',
+      BATON_DEDUPE_TTL: '30m',
+    });
     const u = '15557770003';
     await converse(r, u);
-    const count = async (table: string): Promise<number> =>
-      Number((await pgQuery<{ n: string }>(iso.schema, `SELECT count(*) AS n FROM ${table}`))[0]!.n);
-    const deadline = Date.now() + 10_000;
-    while (
-      (await count('outbound')) < 2 ||
-      (await count('transitions')) < 2 ||
-      (await count('inbound')) < 2
-    ) {
-      if (Date.now() > deadline) throw new Error('not copied to PostgreSQL');
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    const count = (table: string): Promise<number> => rows(schema, `SELECT count(*) AS n FROM ${table}`);
+    await copied(schema, ['outbound', 'transitions', 'inbound'], 2);
     const backend = r.baton.backend as DistributedBackend;
     await backend.deadLetter(deadLetter(u));
     expect((await backend.stats()).deadLetters).toBe(1);
@@ -401,28 +412,14 @@ describe.skipIf(!up)('retention, distributed', () => {
     expect((await r.settled(u, 3)).current_step).toBe('choose_product');
   });
   it('redacts texts inside the dedupe window and keeps the rows: a redelivery after Redis lost its markers stays a duplicate', async () => {
-    const iso = { prefix: uniqueName('ret'), schema: uniqueName('ret') };
-    const r = (current = await rig(
-      {
-        REDIS_URL,
-        DATABASE_URL,
-        BATON_REDIS_PREFIX: iso.prefix,
-        BATON_PG_SCHEMA: iso.schema,
-        BATON_RETENTION: '1d',
-        BATON_MESSAGE_RETENTION: '30m',
-        BATON_DEDUPE_TTL: '2h',
-      },
-      () => dropIsolation(iso.prefix, iso.schema),
-    ));
+    const { r, schema, prefix } = await distributedRig({
+      BATON_RETENTION: '1d',
+      BATON_MESSAGE_RETENTION: '30m',
+      BATON_DEDUPE_TTL: '2h',
+    });
     const u = '15557770012';
     const [, name] = await converse(r, u);
-    const count = async (table: string): Promise<number> =>
-      Number((await pgQuery<{ n: string }>(iso.schema, `SELECT count(*) AS n FROM ${table}`))[0]!.n);
-    const deadline = Date.now() + 10_000;
-    while ((await count('outbound')) < 2 || (await count('inbound')) < 2) {
-      if (Date.now() > deadline) throw new Error('not copied to PostgreSQL');
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    await copied(schema, ['outbound', 'inbound'], 2);
     r.clock.offsetMs = HOUR;
     const backend = r.baton.backend as DistributedBackend;
     expect(await backend.purge()).toEqual({
@@ -433,7 +430,7 @@ describe.skipIf(!up)('retention, distributed', () => {
       deadLetters: 0,
     });
     const rows = await pgQuery<{ m: string }>(
-      iso.schema,
+      schema,
       `SELECT message::text AS m FROM inbound UNION ALL SELECT record::text FROM outbound`,
     );
     expect(rows).toHaveLength(4);
@@ -441,7 +438,7 @@ describe.skipIf(!up)('retention, distributed', () => {
     // Redis loses the user's dedupe markers (a restart without AOF); Meta redelivers the name.
     const redis = new Redis(REDIS_URL);
     try {
-      const seen = await redis.keys(`${iso.prefix}:*${u}*:seen:*`);
+      const seen = await redis.keys(`${prefix}:*${u}*:seen:*`);
       expect(seen.length).toBeGreaterThan(0);
       await redis.del(...seen);
     } finally {
@@ -454,32 +451,18 @@ describe.skipIf(!up)('retention, distributed', () => {
   });
 
   it('an old button stays stale after the message retention purged its prompt’s text', async () => {
-    const iso = { prefix: uniqueName('ret'), schema: uniqueName('ret') };
-    const r = (current = await rig(
-      {
-        REDIS_URL,
-        DATABASE_URL,
-        BATON_REDIS_PREFIX: iso.prefix,
-        BATON_PG_SCHEMA: iso.schema,
-        BATON_RETENTION: '1d',
-        BATON_MESSAGE_RETENTION: '30m',
-      },
-      () => dropIsolation(iso.prefix, iso.schema),
-    ));
+    const { r, schema, prefix } = await distributedRig({
+      BATON_RETENTION: '1d',
+      BATON_MESSAGE_RETENTION: '30m',
+    });
     const backend = r.baton.backend as DistributedBackend;
     await oldButtonAfterPurge(r, '15557770013', async () => {
       // The copies reach PostgreSQL, and Redis lets the idle session go (its idle TTL is at most
       // the message retention): the prompt is then known from PostgreSQL only.
-      const deadline = Date.now() + 10_000;
-      while (
-        Number((await pgQuery<{ n: string }>(iso.schema, 'SELECT count(*) AS n FROM outbound'))[0]!.n) < 4
-      ) {
-        if (Date.now() > deadline) throw new Error('not copied to PostgreSQL');
-        await new Promise((res) => setTimeout(res, 50));
-      }
+      await copied(schema, ['outbound'], 4);
       const redis = new Redis(REDIS_URL);
       try {
-        const keys = await redis.keys(`${iso.prefix}:*15557770013*`);
+        const keys = await redis.keys(`${prefix}:*15557770013*`);
         await redis.del(...keys.filter((k) => !k.includes(':seen:') && !k.endsWith(':lock')));
       } finally {
         redis.disconnect();
@@ -488,34 +471,18 @@ describe.skipIf(!up)('retention, distributed', () => {
     });
   });
   it('a reply that failed is deleted after the message retention, the sent ones redacted', async () => {
-    const iso = { prefix: uniqueName('ret'), schema: uniqueName('ret') };
-    const r = (current = await rig(
-      {
-        REDIS_URL,
-        DATABASE_URL,
-        BATON_REDIS_PREFIX: iso.prefix,
-        BATON_PG_SCHEMA: iso.schema,
-        BATON_RETENTION: '1d',
-        BATON_MESSAGE_RETENTION: '30m',
-      },
-      () => dropIsolation(iso.prefix, iso.schema),
-    ));
+    const { r, schema } = await distributedRig({ BATON_RETENTION: '1d', BATON_MESSAGE_RETENTION: '30m' });
     const backend = r.baton.backend as DistributedBackend;
     const report = await failedReplyPurged(r, '15557770015', async () => {
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const rows = await pgQuery<{ n: string }>(
-          iso.schema,
-          "SELECT count(*) AS n FROM outbound WHERE status IN ('sent', 'failed')",
-        );
-        if (Number(rows[0]!.n) === 3) break;
-        if (Date.now() > deadline) throw new Error('not copied to PostgreSQL');
-        await new Promise((res) => setTimeout(res, 50));
-      }
+      await until(
+        async () =>
+          (await rows(schema, "SELECT count(*) AS n FROM outbound WHERE status IN ('sent', 'failed')")) === 3,
+        'not copied to PostgreSQL',
+      );
       return backend.purge();
     });
     expect(report).toMatchObject({ transitions: 0, outbound: 1, redacted: 5, deadLetters: 1 });
-    expect(await pgQuery(iso.schema, 'SELECT status FROM outbound ORDER BY seq')).toEqual([
+    expect(await pgQuery(schema, 'SELECT status FROM outbound ORDER BY seq')).toEqual([
       { status: 'sent' },
       { status: 'sent' },
     ]);

@@ -614,12 +614,14 @@ export class EmbeddedBackend implements Backend {
       // stepped over. A record lives as long as the transitions: it is what tells an old
       // button from the current prompt's (SPEC 1.7); past the message retention, only its text
       // goes (an outside test saw an old "cancel" button applied once its record was purged).
+      const outboundAfter = (rowid: number): Array<{ id: number; at: number; status: OutboundStatus }> =>
+        this.sql(
+          'SELECT rowid AS id, created_at AS at, status FROM outbound WHERE rowid > ? ORDER BY rowid LIMIT ?',
+        ).all(rowid, PURGE_BATCH) as Array<{ id: number; at: number; status: OutboundStatus }>;
+      const drop = this.sql('DELETE FROM outbound WHERE rowid = ?');
       let after = 0;
       await batches(() => {
-        const rows = this.sql(
-          'SELECT rowid AS id, created_at AS at, status FROM outbound WHERE rowid > ? ORDER BY rowid LIMIT ?',
-        ).all(after, PURGE_BATCH) as Array<{ id: number; at: number; status: OutboundStatus }>;
-        const drop = this.sql('DELETE FROM outbound WHERE rowid = ?');
+        const rows = outboundAfter(after);
         let seen = 0;
         for (const r of rows) {
           if (r.at >= h.transitions) return 0; // the rest is younger
@@ -636,14 +638,11 @@ export class EmbeddedBackend implements Backend {
         // dead letter must not send the redaction's text.
         let cursor = Math.max(after, this.outboundRedactedUpTo);
         await batches(() => {
-          const rows = this.sql(
-            'SELECT rowid AS id, created_at AS at, status FROM outbound WHERE rowid > ? ORDER BY rowid LIMIT ?',
-          ).all(cursor, PURGE_BATCH) as Array<{ id: number; at: number; status: OutboundStatus }>;
+          const rows = outboundAfter(cursor);
           const redact = this.sql(
             `UPDATE outbound SET record = json_set(record, '$.body', json_object('type', 'text', 'text', ?))
                WHERE rowid = ? AND json_extract(record, '$.body.text') IS NOT ?`,
           );
-          const drop = this.sql('DELETE FROM outbound WHERE rowid = ?');
           for (const r of rows) {
             if (r.at >= h.outbound || r.status === 'pending' || r.status === 'sending') return 0;
             if (r.status === 'failed') report.outbound += drop.run(r.id).changes;
