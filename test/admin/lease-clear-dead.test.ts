@@ -14,7 +14,8 @@ import { nextBatch, outbound, text } from '../distributed/fixtures.ts';
 describe.each(HARNESS_BACKENDS)(
   'clearing a dead holder’s lease on the %s backend',
   (_name, available, setup) => {
-    const h = harnessOn(available, setup);
+    // No worker of its own until the clear: the test plays the holder that died.
+    const h = harnessOn(available, setup, {}, { roles: { ingress: true, worker: false } });
 
     it.skipIf(!available)(
       'its reply goes out within moments of the clear, once',
@@ -39,6 +40,7 @@ describe.each(HARNESS_BACKENDS)(
 
         expect(await backend.clearLease(key)).toBe(true);
         const cleared = Date.now();
+        h.baton.engine.start(4);
         const sent = await h.graph.waitFor((c) => c.body.to === key.user, 10_000);
         expect(Date.now() - cleared).toBeLessThan(5_000);
         expect(sent.body.biz_opaque_callback_data).toBe(reply.callbackData);

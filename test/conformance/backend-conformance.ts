@@ -364,9 +364,18 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
 
       it('clearLease drops whatever lease there is', async () => {
         const key = newKey();
+        expect(await b.leaseCleared(key)).toBeNull();
         const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const before = Date.now();
         expect(await b.clearLease(key)).toBe(true);
+        // Marked with the drop: when, and whom the lease was taken from.
+        const mark = await b.leaseCleared(key);
+        expect(mark?.holder).toBe('w1');
+        expect(mark!.at).toBeGreaterThanOrEqual(before - 1000);
+        expect(mark!.at).toBeLessThanOrEqual(Date.now() + 1000);
         expect(await b.clearLease(key)).toBe(false);
+        // A clear with no lease is remembered too, from nobody known.
+        expect((await b.leaseCleared(key))?.holder).toBeNull();
         const g2 = (await b.acquireLease(key, 'w2', 5000))!;
         expect(g2.fence).toBeGreaterThan(g.fence);
         await expect(b.commit(g, batch(key, 0, 1))).rejects.toBeInstanceOf(FencedError);

@@ -376,30 +376,18 @@ export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<voi
 
 export async function clearLease(ctx: Context, key: SessionKey): Promise<boolean> {
   const sk = ctx.keys.session(key);
-  // The token read just before the clear is the one it drops (same connection, in order).
-  const now = Math.floor(ctx.now());
-  const [, token, reply] = await pipeline(ctx, 'clear', [
-    // Marked before the lease goes, so the next holder sees it (see leaseCleared).
-    { command: 'SET', args: [sk.cleared, now, 'PX', CLEARED_LEASE_MEMORY_MS] },
-    { command: 'GET', args: [sk.lock] },
-    {
+  // One script drops the lease and marks the session cleared from its holder (see leaseCleared).
+  const reply = asArray(
+    await run(ctx, 'clear', {
       script: 'lease-clear',
-      keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
-      args: [ctx.opts.bufferMs, now, UNSENT_RETRY_MS],
-    },
-  ]);
-  const due = asNumber(reply);
+      keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent, sk.cleared],
+      args: [ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS, CLEARED_LEASE_MEMORY_MS],
+    }),
+  );
+  const due = asNumber(reply[0]);
   if (due === ScriptCode.NotFound) return false;
-  if (token !== null) {
-    // The cleared lease's entry among the leases held leaves with this process's global writes.
-    ctx.globalFeed.leaseGone(asString(token));
-    // And the mark names whom it was taken from: a next holder that reads it before this lands
-    // waits as for a holder that may be alive.
-    const holder = asString(token).slice(asString(token).indexOf('~') + 1);
-    await r('clear', () =>
-      ctx.redis.set(sk.cleared, `${now} ${holder}`, 'PX', CLEARED_LEASE_MEMORY_MS, 'XX'),
-    );
-  }
+  // The cleared lease's entry among the leases held leaves with this process's global writes.
+  ctx.globalFeed.leaseGone(asString(reply[1]));
   if (due > 0) await followUp(ctx, scheduleOps(ctx, [[sk.member, due]]));
   return true;
 }
