@@ -191,6 +191,42 @@ describe('a WASender webhook naming a Cloud API channel', () => {
     expect(JSON.stringify(cloudSends)).not.toContain('Mallory');
   });
 
+  it("a WASender key id is no redelivery of another user's message, nor of a Cloud API wamid", async () => {
+    const ts = 1_750_000_100;
+    const cloudUser = '15550009005';
+    const [ana, ben] = ['15550009006', '15550009007'];
+    const cloud = webhook([text(cloudUser, 'hi', ts)]) as {
+      entry: { changes: { value: { messages: { id: string }[] } }[] }[];
+    };
+    const wamid = cloud.entry[0]!.changes[0]!.value.messages[0]!.id;
+    expect((await h.post(cloud)).status).toBe(200);
+    // Key ids are made by the senders' phones: two users' messages may share one, and a message
+    // may carry what is a Cloud API wamid elsewhere.
+    for (const [user, id] of [
+      [ana, wamid],
+      [ana, '3EB0SAME'],
+      [ben, '3EB0SAME'],
+    ] as const) {
+      const r = await postWasender(h.url, wasenderText('ws-shop', user, 'hi', ts, id), WS_SECRET);
+      expect(await r.json()).toMatchObject({ received: 1 });
+    }
+    // The same delivery again is a redelivery.
+    const again = await postWasender(h.url, wasenderText('ws-shop', ben, 'hi', ts, '3EB0SAME'), WS_SECRET);
+    expect(await again.json()).toMatchObject({ received: 0, duplicates: 1 });
+    await h.settled(cloudUser, 1);
+    for (const user of [ana, ben]) {
+      await h.until(async () => (await h.baton.backend.findSessions(user))[0]?.version !== undefined);
+    }
+    await h.until(async () => (await h.baton.backend.stats()).queueDepth === 0);
+    const anaLog = await h.baton.backend.transitions({ channel: 'wasender:ws-shop', user: ana });
+    expect(anaLog.flatMap((t) => t.message_ids).sort()).toEqual([
+      'wasender:ws-shop:15550009006:3EB0SAME',
+      `wasender:ws-shop:15550009006:${wamid}`,
+    ]);
+    const benLog = await h.baton.backend.transitions({ channel: 'wasender:ws-shop', user: ben });
+    expect(benLog.flatMap((t) => t.message_ids)).toEqual(['wasender:ws-shop:15550009007:3EB0SAME']);
+  });
+
   it('a Cloud API webhook naming a WASender channel is not applied either', () => {
     const body = webhook([text('15550009004', 'hi', 1_750_000_000)]) as {
       entry: { changes: { value: { metadata: { phone_number_id: string } } }[] }[];

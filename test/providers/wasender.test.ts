@@ -40,7 +40,7 @@ describe('parseWasenderWebhook: messages', () => {
           channel: 'wasender:sess-1',
           user: '15557654321',
           waId: '15557654321',
-          id: '3EB0C767D26A1D7C5E2A',
+          id: 'wasender:sess-1:15557654321:3EB0C767D26A1D7C5E2A',
           timestamp: 1750000000,
           profileName: 'Ana',
           content: { type: 'text', body: 'Hello there' },
@@ -67,8 +67,8 @@ describe('parseWasenderWebhook: messages', () => {
       },
     });
     expect(batch.messages.map((m) => [m.id, m.channel, m.content])).toEqual([
-      ['A', 'wasender', { type: 'text', body: 'Hello there' }],
-      ['C', 'wasender', { type: 'text', body: 'ext' }],
+      ['wasender:15557654321:A', 'wasender', { type: 'text', body: 'Hello there' }],
+      ['wasender:15557654321:C', 'wasender', { type: 'text', body: 'ext' }],
     ]);
   });
 
@@ -82,7 +82,37 @@ describe('parseWasenderWebhook: messages', () => {
       timestamp: 1750000009,
       data: { ...textMessage, messageTimestamp: undefined },
     });
-    expect(batch.messages[0]).toMatchObject({ id: '3EB0C767D26A1D7C5E2A', timestamp: 1750000009 });
+    expect(batch.messages[0]).toMatchObject({
+      id: 'wasender:15557654321:3EB0C767D26A1D7C5E2A',
+      timestamp: 1750000009,
+    });
+  });
+
+  it('scopes a key id to its chat: the same key id from two users, or a Cloud API wamid, names two messages', () => {
+    const ids = parseWasenderWebhook({
+      event: 'messages.upsert',
+      sessionId: 'sess-1',
+      data: {
+        messages: [
+          { ...textMessage, key: key({ id: 'SAME' }) },
+          {
+            ...textMessage,
+            key: key({
+              id: 'SAME',
+              remoteJid: '15550001111@s.whatsapp.net',
+              senderPn: '15550001111@s.whatsapp.net',
+              cleanedSenderPn: '15550001111',
+            }),
+          },
+          { ...textMessage, key: key({ id: 'wamid.HBgLMTU1NTA=' }) },
+        ],
+      },
+    }).messages.map((m) => m.id);
+    expect(ids).toEqual([
+      'wasender:sess-1:15557654321:SAME',
+      'wasender:sess-1:15550001111:SAME',
+      'wasender:sess-1:15557654321:wamid.HBgLMTU1NTA=',
+    ]);
   });
 
   it('takes the group participant when there is no sender pn, and never a @lid', () => {
@@ -138,7 +168,8 @@ describe('parseWasenderWebhook: messages', () => {
         ],
       },
     });
-    const byId = new Map(batch.messages.map((msg) => [msg.id, msg]));
+    // By key id: Baton's message id is the key id scoped to its chat.
+    const byId = new Map(batch.messages.map((msg) => [msg.id.slice('wasender:15557654321:'.length), msg]));
     expect(byId.get('img')?.content).toEqual({
       type: 'media',
       mediaType: 'image',
@@ -186,7 +217,7 @@ describe('parseWasenderWebhook: messages', () => {
     const first = parseWasenderWebhookReport(body);
     expect(first.skipped).toEqual([]);
     expect(first.batch.messages[0]).toMatchObject({
-      id: expect.stringMatching(/^baton\.noid\.[0-9a-f]{40}$/),
+      id: expect.stringMatching(/^wasender:15557654321:baton\.noid\.[0-9a-f]{40}$/),
       content: { type: 'unsupported', originalType: 'text', reason: 'message has no key.id' },
     });
     expect(parseWasenderWebhookReport(body).batch.messages[0]!.id).toBe(first.batch.messages[0]!.id);

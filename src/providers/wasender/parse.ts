@@ -167,7 +167,12 @@ function readMessage(
       : { kind: 'message', id: givenId, reason: 'message names no sender phone number' };
   }
   // No id, but the user's: stored as unsupported under an id drawn from its bytes (see missingId).
-  const id = givenId ?? missingId(raw);
+  const keyId = givenId ?? missingId(raw);
+  // A Baileys key id is made by the sender's phone and names a message within its chat only
+  // (the key is {remoteJid, fromMe, id}): as Baton's message id, the one redeliveries are
+  // recognised by, it is scoped to the chat, so another user's message (or a Cloud API wamid)
+  // with the same key id is never taken for a redelivery.
+  const id = `${channel}:${user}:${keyId}`;
 
   const message = obj(raw, 'message');
   const profileName = str(raw, 'pushName');
@@ -179,7 +184,7 @@ function readMessage(
   const content =
     shared !== undefined
       ? unsupported(shared === 'g.us' ? 'group' : shared, 'a group, broadcast or channel message')
-      : readContent(raw, message, id);
+      : readContent(raw, message, keyId);
   return {
     provider: 'wasender',
     channel,
