@@ -65,6 +65,11 @@ export function wellFormedDeep<T>(value: T): T {
 function messageProblem(m: InboundMessage): string | null {
   if (!ID_PATTERN.test(m.channel)) return 'channel is not an id (1-128 characters, no space or control)';
   if (!ID_PATTERN.test(m.user)) return 'sender is not an id (1-128 characters, no space or control)';
+  // A session's string form is `<channel>:<user>` and its reply ids `<channel>:<user>:<seq>`, and
+  // channels may hold colons (`wasender:<sessionId>`): a sender with one could make two sessions
+  // one (sender `sessA:1555…` on channel `wasender` against `1555…` on `wasender:sessA`), whose
+  // reply ids then collide and whose shared lease one of them holds for good.
+  if (m.user.includes(':')) return 'sender is not an id (it holds a colon)';
   if (m.id.length > MAX_MESSAGE_ID) return `message id longer than ${MAX_MESSAGE_ID} characters`;
   return null;
 }

@@ -68,6 +68,27 @@ describe.each(modes)('unreadable messages (%s)', (_mode, env) => {
     expect(((await replay.json()) as { code: string }).code).toBe('BATON_ERR_NOT_REPLAYABLE');
   });
 
+  it('a sender holding a colon is kept too: it could make two sessions one, and jam the real one', async () => {
+    const ts = Math.floor(Date.now() / 1000);
+    const u = '15557770003';
+    // ("pa:pb", u) and ("pa", "pb:" + u) were one session to the embedded store ("<channel>:<user>"),
+    // and their replies one id: the second session's commit failed for good, holding the lease.
+    const real = webhook([text(u, 'hi', ts)], '1065:4035') as never;
+    const forged = webhook([text(`4035:${u}`, 'hi', ts)], '1065') as never;
+    expect((await h.post(forged)).status).toBe(200);
+    expect((await h.post(real)).status).toBe(200);
+    const key = { channel: '1065:4035', user: u };
+    await h.until(async () => (await h.baton.backend.load(key))?.version === 1);
+    expect((await h.post(webhook([text(u, 'Ada Lovelace', ts + 1)], '1065:4035') as never)).status).toBe(200);
+    await h.until(async () => (await h.baton.backend.load(key))?.step === 'choose_product');
+    expect(await h.baton.backend.load({ channel: '1065', user: `4035:${u}` })).toBeNull();
+    const kept = (
+      (await (await h.admin('/dead-letters')).json()) as { dead_letters: DeadLetter[] }
+    ).dead_letters.filter((d) => d.kind === 'unreadable' && JSON.stringify(d.payload).includes(`4035:${u}`));
+    expect(kept).toHaveLength(1);
+    expect(kept[0]!.reason).toMatch(/colon/);
+  });
+
   it('one holding a NUL or a lone surrogate is kept too, and its neighbour stored (it answered 503 for good)', async () => {
     const ts = Math.floor(Date.now() / 1000);
     const u = '15557770002';
