@@ -92,24 +92,25 @@ export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
 }
 
 /** Loads the flows module named by BATON_FLOWS: its default export or every exported Flow. */
-export async function loadFlows(modulePath: string | undefined): Promise<Flow[]> {
-  return (await loadFlowModule(modulePath)).flows;
+export async function loadFlows(modulePath: string | undefined, namedBy = 'BATON_FLOWS'): Promise<Flow[]> {
+  return (await loadFlowModule(modulePath, namedBy)).flows;
 }
 
 /**
  * Loads the flows module named by BATON_FLOWS: its flows (the default export first: the default
  * flow of new sessions) and, if it exports a function named `router`, the router that picks the
- * flow of a new session.
+ * flow of a new session. `namedBy`: what named the module (a variable or a CLI flag), for errors.
  */
 export async function loadFlowModule(
   modulePath: string | undefined,
+  namedBy = 'BATON_FLOWS',
 ): Promise<{ flows: Flow[]; router?: FlowRouter }> {
   if (modulePath === undefined) return { flows: [orderFlow] };
   let mod: Record<string, unknown>;
   try {
     mod = await importModule(pathToFileURL(flowModuleFile(modulePath)).href);
   } catch (err) {
-    throw new ConfigError('BATON_FLOWS', `cannot load "${modulePath}": ${oneLine((err as Error).message)}`);
+    throw new ConfigError(namedBy, `cannot load "${modulePath}": ${oneLine((err as Error).message)}`);
   }
   const isFlow = (v: unknown): v is Flow =>
     typeof v === 'object' && v !== null && 'steps' in v && v.steps instanceof Map;
@@ -118,13 +119,13 @@ export async function loadFlowModule(
   );
   const flows = [...new Set(candidates.filter(isFlow))];
   if (flows.length === 0)
-    throw new ConfigError('BATON_FLOWS', `"${modulePath}" exports no flow made with defineFlow`);
+    throw new ConfigError(namedBy, `"${modulePath}" exports no flow made with defineFlow`);
   const router = typeof mod.router === 'function' ? (mod.router as FlowRouter) : undefined;
   const served = new Set(flows.map((f) => f.id));
   const unserved = (router?.names ?? []).filter((id) => !served.has(id));
   if (unserved.length > 0) {
     throw new ConfigError(
-      'BATON_FLOWS',
+      namedBy,
       `"${modulePath}": its router names flow${unserved.length > 1 ? 's' : ''} ${unserved.map((f) => `"${f}"`).join(', ')}, which it does not export (it serves ${[...served].map((f) => `"${f}"`).join(', ')})`,
     );
   }

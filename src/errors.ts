@@ -103,6 +103,27 @@ export class StorageUnavailableError extends BatonError {
     super('BATON_ERR_STORAGE_UNAVAILABLE', detail, { cause, retryable: true });
     this.name = 'StorageUnavailableError';
   }
+
+  /**
+   * A store not reached at start-up, named as a bad setting is: the variable, the address tried
+   * (from `url`, credentials left out; each URL of a comma-separated list) and the connection's
+   * own words on one line.
+   */
+  static unreachable(store: string, variable: string, url: string, cause: unknown): StorageUnavailableError {
+    const why = (cause instanceof Error ? cause.message : String(cause)).replace(/\s+/g, ' ').trim();
+    const where = url
+      .split(',')
+      .map((one) => {
+        try {
+          const u = new URL(one.trim());
+          return u.port === '' ? u.hostname : `${u.hostname}:${u.port}`;
+        } catch {
+          return '?';
+        }
+      })
+      .join(', ');
+    return new StorageUnavailableError(`${store} is unreachable at ${where} (${variable}): ${why}`, cause);
+  }
 }
 
 /** A write carried a fencing token older than the session's newest one, or the lease is gone. */

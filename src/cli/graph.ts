@@ -25,7 +25,7 @@ export async function runFlowGraph(
   io: { out: (s: string) => void; writeStdout?: (b: Buffer) => void },
 ): Promise<number> {
   const format = flags.format as GraphFormat;
-  const flows = await loadFlows(flowModule);
+  const flows = await loadFlows(flowModule, flags.flows === undefined ? 'BATON_FLOWS' : '--flows');
   const flow = flows.find((f) => f.id === flowId);
   if (!flow) {
     // Only the reference bot was looked in: say how to name the author's module.

@@ -218,6 +218,9 @@ describe('a start that fails exits, and frees what it took', () => {
       30_000,
     );
     expect(r.code).toBe(1);
-    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^baton: (Redis|PostgreSQL) is unreachable/);
+    // Named as a bad setting is: the variable and the address tried.
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(
+      /^baton: (Redis is unreachable at 127\.0\.0\.1:\d+ \(REDIS_URL\)|PostgreSQL is unreachable at 127\.0\.0\.1:\d+ \(DATABASE_URL\)): \S/,
+    );
   });
 });

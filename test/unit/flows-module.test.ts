@@ -48,5 +48,7 @@ describe('BATON_FLOWS', () => {
     const empty = join(dir, 'empty.ts');
     writeFileSync(empty, 'export const nothing = 1;');
     await expect(loadFlows(empty)).rejects.toThrow(/^BATON_FLOWS: .* exports no flow/);
+    // Named by a CLI flag (`flow graph --flows`), the error names the flag the user gave.
+    await expect(loadFlows(empty, '--flows')).rejects.toThrow(/^--flows: .* exports no flow/);
   });
 });

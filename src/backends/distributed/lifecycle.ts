@@ -22,7 +22,7 @@ export async function init(ctx: Context): Promise<void> {
     try {
       await ctx.redis.connect();
     } catch (err) {
-      throw new StorageUnavailableError('Redis is unreachable', err);
+      throw StorageUnavailableError.unreachable('Redis', 'REDIS_URL', ctx.opts.redisUrl, err);
     }
   }
   // Every time this process stamps or compares is on Redis's clock from here (store-clock.ts).

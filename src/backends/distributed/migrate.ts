@@ -30,7 +30,7 @@ export async function connectOnce(databaseUrl: string): Promise<pg.Client> {
   } catch (err) {
     if ((err as { code?: unknown }).code === '3D000')
       throw new Error(`PostgreSQL: ${(err as Error).message}`);
-    throw new StorageUnavailableError('PostgreSQL is unreachable', err);
+    throw StorageUnavailableError.unreachable('PostgreSQL', 'DATABASE_URL', databaseUrl, err);
   }
   return client;
 }
