@@ -80,14 +80,13 @@ describe('queue alerts from a running Baton', () => {
     await h.until(async () => (await h.baton.backend.stats()).queueDepth === 0);
     await h.until(async () => (await h.baton.backend.stats()).workers === 1);
     for (let i = 0; i < 3; i += 1) await alerts.check();
-    expect(of('queue_depth').map((b) => [b.state, b.value])).toEqual([
-      ['firing', 3],
-      ['resolved', 0],
-    ]);
-    expect(of('oldest_pending').map((b) => [b.state, b.value])).toEqual([
-      ['firing', expect.any(Number)],
-      ['resolved', 0],
-    ]);
+    // Resolved once back at or below the threshold: the watcher's own timer may look while the
+    // queue drains (seen at 1 on a busy machine), so the value is any at or below it.
+    expect(of('queue_depth').map((b) => b.state)).toEqual(['firing', 'resolved']);
+    expect(of('queue_depth')[0]!.value).toBe(3);
+    expect(of('queue_depth')[1]!.value).toBeLessThanOrEqual(2);
+    expect(of('oldest_pending').map((b) => b.state)).toEqual(['firing', 'resolved']);
+    expect(of('oldest_pending')[1]!.value).toBeLessThanOrEqual(300);
     expect(of('workers').map((b) => [b.state, b.value])).toEqual([
       ['firing', 0],
       ['resolved', 1],

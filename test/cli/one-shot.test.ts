@@ -66,7 +66,8 @@ describeServices('one-shot commands on a distributed store', () => {
     }
     expect(await schemaExists()).toBe(false);
     expect(await redisKeys()).toEqual([]);
-  });
+    // Three processes started one after another: on a busy machine each took up to ten seconds.
+  }, 90_000);
 
   it('migrate, then session show: their answers alone, no start-up log lines', async () => {
     const m = await runBaton(['migrate'], env);
@@ -74,5 +75,5 @@ describeServices('one-shot commands on a distributed store', () => {
     expect(await schemaExists()).toBe(true);
     const s = await runBaton(['session', 'show', '15550001111'], env);
     expect(s).toMatchObject({ code: 1, stdout: '', stderr: 'baton: no session for 15550001111\n' });
-  });
+  }, 60_000);
 });

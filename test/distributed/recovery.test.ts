@@ -241,10 +241,12 @@ describeServices('distributed backend: recovery', () => {
       10_000,
       'Redis to come back',
     );
-    expect((await backend.pending(key, 10)).map((x) => x.content)).toEqual([
-      { type: 'text', body: 'before' },
-      { type: 'text', body: 'after' },
-    ]);
+    // The refused one may be there too, once: the intake log wrote it before Redis refused it,
+    // and the log's recovery puts back what it holds and Redis lacks (a redelivery of it is then a
+    // duplicate). Seen on a busy machine, where the recovery ran before the refusal's clean-up.
+    const bodies = (await backend.pending(key, 10)).map((x) => (x.content as { body: string }).body);
+    expect(bodies.filter((b) => b !== 'during')).toEqual(['before', 'after']);
+    expect(bodies.filter((b) => b === 'during').length).toBeLessThanOrEqual(1);
   });
 
   it('write-through with PostgreSQL away: the commit takes effect and says it is not durable yet, nothing is lost, the journal catches up', async () => {

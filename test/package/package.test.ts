@@ -96,7 +96,7 @@ describe('the packed tarball', () => {
       } else symlinkSync(join(ROOT, 'node_modules', name), join(nm, name));
     }
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
-  }, 120_000);
+  }, 240_000);
 
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
