@@ -159,8 +159,8 @@ function fromBrowser(req: FastifyRequest): boolean {
   return h.origin !== undefined || h['sec-fetch-site'] !== undefined;
 }
 
-const BROWSER_FORM =
-  'An unsigned webhook from a browser must be application/json (a web page cannot post that without CORS consent)';
+const UNSIGNED_BROWSER =
+  'WHATSAPP_APP_SECRET is not set: an unsigned webhook from a web browser is refused (a web page could post it; set the app secret)';
 
 /** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6. */
 function isLoopback(address: string | undefined): boolean {
@@ -198,12 +198,6 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
-}
-
-/** `application/json`, with or without parameters (`; charset=utf-8`). */
-function isJson(contentType: string | undefined): boolean {
-  const type = contentType?.split(';', 1)[0]?.trim().toLowerCase();
-  return type === 'application/json';
 }
 
 /** The provider a webhook URL names (`/webhooks/whatsapp` -> `cloud-api`), or null. */
@@ -353,12 +347,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       count('off');
       return sendError(reply, 'BATON_ERR_PROVIDER_OFF');
     }
-    if (!isJson(req.headers['content-type']) && !provider.signed && fromBrowser(req)) {
-      // Unsigned, a web page's form post (text/plain, urlencoded, multipart: no CORS preflight)
-      // from a browser on this machine would reach users' sessions. Gateways send JSON, and a
-      // non-browser client (`curl -d`) or a signed post may label its body as it likes.
-      count('bad_content_type');
-      return sendError(reply, 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE', BROWSER_FORM);
+    if (!provider.signed && fromBrowser(req)) {
+      // Unsigned, a web page's post from a browser on this machine would reach users' sessions:
+      // a form (text/plain, urlencoded, multipart) needs no CORS consent, and nor does JSON from
+      // a page whose name was rebound to 127.0.0.1 (same origin as this Baton, to the browser).
+      // Gateways, `baton simulate` and `curl` send no browser marks; a signed post may carry them.
+      count('bad_signature');
+      return sendError(reply, 'BATON_ERR_BAD_SIGNATURE', UNSIGNED_BROWSER);
     }
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     if (!provider.signed && deps.unsignedFrom !== 'anywhere' && !fromThisMachine(req)) {

@@ -62,7 +62,7 @@ describe('a WASender route with no secret configured', () => {
   });
 });
 
-describe('webhook bodies that are not labelled application/json', () => {
+describe('unsigned webhooks from a web browser', () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness({ WHATSAPP_APP_SECRET: '' });
@@ -71,7 +71,7 @@ describe('webhook bodies that are not labelled application/json', () => {
     await h?.close();
   });
 
-  it('refuses a browser’s unsigned non-JSON post with 415 (a cross-site form cannot post)', async () => {
+  it('are refused with 401, JSON or not: a cross-site form, or a page rebound to this machine', async () => {
     const user = '15550009002';
     const raw = JSON.stringify(webhook([text(user, 'hi', 1_750_000_000)]));
     const browser: Array<Record<string, string>> = [
@@ -79,10 +79,14 @@ describe('webhook bodies that are not labelled application/json', () => {
       { 'sec-fetch-site': 'cross-site' },
       { origin: 'null' },
     ];
+    // JSON too: a page whose name is rebound to 127.0.0.1 is same-origin with this Baton, so its
+    // `fetch` needs no CORS consent (DNS rebinding: the exact headers such a page sends).
+    browser.push({ origin: 'http://attacker.example:4111', 'sec-fetch-site': 'same-origin' });
     for (const type of [
       'text/plain',
       'application/x-www-form-urlencoded',
       'multipart/form-data; boundary=x',
+      'application/json',
     ]) {
       for (const marks of browser) {
         const r = await fetch(`${h.url}/webhooks/whatsapp`, {
@@ -90,8 +94,8 @@ describe('webhook bodies that are not labelled application/json', () => {
           headers: { 'content-type': type, ...marks },
           body: raw,
         });
-        expect(r.status).toBe(415);
-        expect(await r.json()).toMatchObject({ code: 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE' });
+        expect(r.status).toBe(401);
+        expect(await r.json()).toMatchObject({ code: 'BATON_ERR_BAD_SIGNATURE' });
       }
     }
     expect(await h.baton.backend.findSessions(user)).toEqual([]);
