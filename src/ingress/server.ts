@@ -202,7 +202,7 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
 
 /** The provider a webhook URL names (`/webhooks/whatsapp` -> `cloud-api`), or null. */
 function webhookProvider(url: string): string | null {
-  const path = url.split('?')[0];
+  const path = url.split('?')[0]?.replace(/\/$/, '');
   if (path === '/webhooks/whatsapp') return 'cloud-api';
   if (path === '/webhooks/wasender') return 'wasender';
   return null;
@@ -232,7 +232,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     // headers too large, bytes that are no HTTP) is answered in our `{error, code}` shape too.
     clientErrorHandler: answerClientError,
     // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
-    routerOptions: { maxParamLength: 2000 },
+    // A callback URL pasted with a trailing slash (`/webhooks/whatsapp/`) is the same route: Meta's
+    // verification would otherwise fail on a 404 the operator never sees.
+    routerOptions: { maxParamLength: 2000, ignoreTrailingSlash: true },
     logController: new LogController({ disableRequestLogging: true }),
     // A body that trickles in holds a socket and its buffers: Node answers 408 and closes the
     // connection once the request is not complete in time (checked every checkIntervalMs).

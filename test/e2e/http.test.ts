@@ -28,6 +28,13 @@ describe('GET /webhooks/whatsapp (Meta handshake)', () => {
     expect(await r.text()).toBe('1158201444');
   });
 
+  it('answers it on the URL pasted with a trailing slash too', async () => {
+    const p = { 'hub.mode': 'subscribe', 'hub.verify_token': VERIFY_TOKEN, 'hub.challenge': '42' };
+    const r = await fetch(`${h.url}/webhooks/whatsapp/?${new URLSearchParams(p).toString()}`);
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe('42');
+  });
+
   it.each([
     [{ 'hub.mode': 'subscribe', 'hub.verify_token': 'wrong', 'hub.challenge': '1' }],
     [{ 'hub.mode': 'unsubscribe', 'hub.verify_token': VERIFY_TOKEN, 'hub.challenge': '1' }],
