@@ -453,7 +453,7 @@ export class Engine {
         if (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal, lease)) readAgain = true;
       }
       if (readAgain) pending = await backend.pending(lease, MAX_BATCH);
-      batch = withStragglers(pending.map(trustedTimestamp), windowEnd, this.o.bufferMs);
+      batch = withStragglers(pending.map(trustedTimestamp), windowEnd);
     }
     const started = this.now();
     const prev = await backend.load(lease);
@@ -1340,25 +1340,19 @@ interface SessionRun {
 
 /**
  * The batch whose window ends at `windowEnd`: the messages stored within it, and those stored
- * within `graceMs` after it that the user sent no later than the newest of them (WhatsApp
- * timestamps). A busy intake can store a burst's first message after its window closed yet
- * before its batch runs; left for the next batch it would be older than what this one applied,
- * so recorded `late` and lost (a name missing its first half). Messages sent after the window's
- * newest stay for a batch of their own, as the window says, and so does anything stored later
- * than the grace: whether a message is `late` must not depend on how late a busy worker ran the
- * batch (seconds, in a send backoff or a paused process). `pending` is in mailbox order,
- * timestamps already trusted.
+ * since that the user sent no later than the newest of them (WhatsApp timestamps). A busy
+ * intake can store a burst's first message after its window closed yet before its batch runs;
+ * left for the next batch it would be older than what this one applied, so recorded `late` and
+ * lost (a name missing its first half; an outside test saw a starved ingress read a burst's
+ * webhooks 2.2 s apart). Such a message is in the mailbox when the batch reads it, so it sorts
+ * before the batch's newest and is applied in its place, however late the batch runs. Messages
+ * sent after the window's newest stay for a batch of their own, as the window says. `pending`
+ * is in mailbox order, timestamps already trusted.
  */
-export function withStragglers(
-  pending: readonly StoredMessage[],
-  windowEnd: number,
-  graceMs: number,
-): StoredMessage[] {
+export function withStragglers(pending: readonly StoredMessage[], windowEnd: number): StoredMessage[] {
   let newest = Number.NEGATIVE_INFINITY;
   for (const m of pending) if (m.storedAt <= windowEnd && m.timestamp > newest) newest = m.timestamp;
-  return pending.filter(
-    (m) => m.storedAt <= windowEnd || (m.storedAt <= windowEnd + graceMs && m.timestamp <= newest),
-  );
+  return pending.filter((m) => m.storedAt <= windowEnd || m.timestamp <= newest);
 }
 
 /** Adds the replies `committed` claimed for their committing holder (see `claimFirst`) to its claims. */
