@@ -43,6 +43,11 @@ export const ERROR_CODES = {
     message: 'Another agent has taken the session; send "take_over": true to take it over',
   },
   BATON_ERR_STEP_NEEDS_DATA: { status: 409, message: 'The step needs data the session does not have' },
+  BATON_ERR_REPLAY_UNCONFIRMED: {
+    status: 409,
+    message:
+      'The replay would not do what you may expect (see warning); replay with ?confirm=true to do it anyway',
+  },
   BATON_ERR_NOT_REPLAYABLE: {
     status: 409,
     message: 'This dead letter names no session Baton can store it under; it cannot be replayed',

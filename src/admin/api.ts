@@ -25,6 +25,7 @@ import {
   deadLetterAfter,
   DeadLetterParams,
   DeadLettersQuery,
+  ConfirmQuery,
   EmptyQuery,
   deadLetterCursor,
   FlowParams,
@@ -158,13 +159,23 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
 
       api.post(
         '/dead-letters/:id/replay',
-        { schema: { params: DeadLetterParams, querystring: EmptyQuery, body: NoBody } },
+        { schema: { params: DeadLetterParams, querystring: ConfirmQuery, body: NoBody } },
         async (req, reply) => {
           const { id } = parsed(DeadLetterParams, req.params);
+          const confirmed = parsed(ConfirmQuery, req.query).confirm === 'true';
           const letter = await backend.getDeadLetter(id);
           if (letter?.kind === 'unreadable') return fail(reply, 'BATON_ERR_NOT_REPLAYABLE', {});
           const warning =
             letter && letter.replayedAt === undefined ? await replayWarning(backend, letter) : null;
+          // A replay that would not do what the agent may expect (a prompt of a step the user has
+          // left: SPEC 1.6's duplicate question) is said first, and done when confirmed.
+          if (warning !== null && !confirmed)
+            return fail(
+              reply,
+              'BATON_ERR_REPLAY_UNCONFIRMED',
+              { warning },
+              `${warning} Replay with ?confirm=true to do it anyway.`,
+            );
           if (!(await backend.replayDeadLetter(id)))
             return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such dead letter, or it was replayed already');
           return warning === null ? { replayed: true } : { replayed: true, warning };
@@ -200,7 +211,9 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
 /**
  * What an agent should know before a replay does what they may not expect: the user has
  * written since (the message will be recorded `late`, not applied), or the session has moved on
- * since the reply was committed (it goes out now, after what was sent since). Null otherwise.
+ * since the reply was committed (it would go out after what was sent since: a prompt of a step the
+ * user has left asks an old question). The replay waits for `?confirm=true` when there is one.
+ * Null otherwise.
  */
 async function replayWarning(backend: Backend, letter: DeadLetter): Promise<string | null> {
   const [s] = await backend.findSessions(letter.user, letter.channel);
@@ -209,12 +222,12 @@ async function replayWarning(backend: Backend, letter: DeadLetter): Promise<stri
   if (letter.kind === 'inbound') {
     const ts = payload.timestamp;
     return typeof ts === 'number' && s.lastInteraction !== null && ts < s.lastInteraction
-      ? 'The user has written since this message: it is older than the last one applied, so it will be recorded as late, not applied.'
+      ? 'The user has written since this message: it is older than the last one applied, so replayed, it will be recorded as late, not applied.'
       : null;
   }
   const version = payload.version;
   if (typeof version === 'number' && s.version > version)
-    return `The session has moved on since this reply was committed (version ${version}, now ${s.version}): it goes out now, after what was sent since.`;
+    return `The session has moved on since this reply was committed (version ${version}, now ${s.version}): replayed, it goes out after what was sent since.`;
   // Agent messages leave the version as it is: what was sent after this one tells.
   const seq = (letter.payload as { seq?: unknown }).seq;
   if (typeof seq !== 'number') return null;
@@ -223,7 +236,7 @@ async function replayWarning(backend: Backend, letter: DeadLetter): Promise<stri
   ).length;
   return newer === 0
     ? null
-    : `${newer} newer message${newer === 1 ? ' has' : 's have'} gone to the user since this one failed: it goes out now, after ${newer === 1 ? 'it' : 'them'}.`;
+    : `${newer} newer message${newer === 1 ? ' has' : 's have'} gone to the user since this one failed: replayed, it goes out after ${newer === 1 ? 'it' : 'them'}.`;
 }
 
 /** Statuses of a message the gateway took. */

@@ -121,6 +121,9 @@ export const EmptyQuery = z.strictObject({});
 
 export const LimitQuery = z.strictObject({ limit: limitParam(500).optional() });
 
+/** `?confirm=true`: do what the answer without it warned of (a replay that asks an old question). */
+export const ConfirmQuery = z.strictObject({ confirm: z.enum(['true', 'false']).optional() });
+
 export const WaIdParams = z.strictObject({ waId: ident });
 
 export const DeadLetterParams = z.strictObject({

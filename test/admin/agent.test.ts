@@ -406,8 +406,10 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
         h.admin('/dead-letters'),
       );
       const letter = letters.dead_letters.find((d) => d.ref === x.message.id)!;
+      const url = `/dead-letters/${encodeURIComponent(letter.id)}/replay`;
+      expect((await h.admin(url, { method: 'POST' })).status).toBe(409);
       const replay = await json<{ replayed: boolean; warning?: string }>(
-        h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' }),
+        h.admin(`${url}?confirm=true`, { method: 'POST' }),
       );
       expect(replay).toMatchObject({ replayed: true, warning: expect.stringContaining('1 newer message') });
     },

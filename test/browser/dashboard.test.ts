@@ -298,6 +298,34 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     await reloadUntil(async () => (await page.locator('#stat-dead-letters .value').innerText()) === '0');
   });
 
+  it('asks before replaying a prompt of a step the user has left, and replays it on the second press', async () => {
+    const u = '15550601005';
+    h.graph.failNext(1, { status: 400, graphCode: 131047 });
+    await post(text(u, 'hi', TS + 30));
+    await h.until(async () => (await h.baton.backend.listDeadLetters(10)).some((d) => d.user === u));
+    await post(text(u, 'Jane', TS + 31));
+    await h.settled(u, 2);
+    await page.goto(`${h.url}/admin`);
+    const row = page.locator('#dead-letters tbody tr', { hasText: u });
+    await row.locator('form.replay button').click();
+    await page.waitForFunction(
+      (user) =>
+        [...document.querySelectorAll('#dead-letters tbody tr')]
+          .find((tr) => tr.textContent?.includes(user))
+          ?.querySelector('.error')
+          ?.textContent?.includes('again') === true,
+      u,
+    );
+    expect(await row.locator('.error').innerText()).toContain('moved on since this reply was committed');
+    const asked = (c: { body: Record<string, unknown> }) =>
+      c.body.to === u && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1';
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.graph.sent.filter(asked)).toHaveLength(0);
+    await shot('13b-replay-asks-first');
+    await row.locator('form.replay button').click();
+    await h.graph.waitFor(asked);
+  });
+
   it('shows the flow map with live counts, and a step lists its sessions', async () => {
     await page.goto(`${h.url}/admin/flows/order`);
     await page.waitForSelector('#flow-picture');
@@ -332,8 +360,11 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
   });
 
   it('no page threw, and none asked for a resource it does not have', () => {
-    // A sign-in with a wrong token is answered 401 on purpose; anything else is a defect.
-    const unexpected = consoleErrors.filter((e) => !/status of 401/.test(e));
+    // A sign-in with a wrong token is answered 401 on purpose, and a replay to confirm 409;
+    // anything else is a defect.
+    const unexpected = consoleErrors.filter(
+      (e) => !/status of 401/.test(e) && !/status of 409 .*\/dead-letters\/[^/]+\/replay$/.test(e),
+    );
     expect(unexpected).toEqual([]);
   });
 });

@@ -320,7 +320,7 @@ describe('the order flow, end to end', () => {
     expect(again.status).toBe(404);
   });
 
-  it('a replay of a reply the session has moved on from goes out, and says so to the agent', async () => {
+  it('a replay of a reply the session has moved on from is said first, and goes out when confirmed', async () => {
     h.graph.failNext(1, { status: 400, graphCode: 131047 });
     await send(text(waId, 'hi', T0));
     const letter = await h.until(async () => {
@@ -331,7 +331,20 @@ describe('the order flow, end to end', () => {
     });
     await send(text(waId, 'Jane', T0 + 1));
     await h.settled(waId, 2);
-    const replay = await h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' });
+    // Said first: the prompt of a step the user has left would ask an old question (SPEC 1.6).
+    const url = `/dead-letters/${encodeURIComponent(letter.id)}/replay`;
+    const asked = await h.admin(url, { method: 'POST' });
+    expect(asked.status).toBe(409);
+    expect(await asked.json()).toMatchObject({
+      code: 'BATON_ERR_REPLAY_UNCONFIRMED',
+      warning: expect.stringContaining('moved on since this reply was committed (version 1, now 2)'),
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(
+      h.graph.sent.filter((c) => c.body.to === waId).map((c) => c.body.biz_opaque_callback_data),
+    ).toEqual(['baton:order:choose_product:2']);
+    // Confirmed, it goes out, and says so again.
+    const replay = await h.admin(`${url}?confirm=true`, { method: 'POST' });
     expect(await replay.json()).toEqual({
       replayed: true,
       warning: expect.stringContaining('moved on since this reply was committed (version 1, now 2)'),

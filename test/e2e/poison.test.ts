@@ -110,7 +110,9 @@ describe('a poison message', () => {
     );
 
     // Replayed now, it is older than what the user wrote since: recorded late, and the agent is told.
-    const replay = await h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' });
+    const url = `/dead-letters/${encodeURIComponent(letter.id)}/replay`;
+    expect((await h.admin(url, { method: 'POST' })).status).toBe(409);
+    const replay = await h.admin(`${url}?confirm=true`, { method: 'POST' });
     expect(await replay.json()).toEqual({
       replayed: true,
       warning: expect.stringContaining('recorded as late'),

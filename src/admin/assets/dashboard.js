@@ -297,6 +297,21 @@
             signedOut(form);
             return;
           }
+          // A replay that would not do what the agent may expect: said first, done on the second
+          // press (the same URL, confirmed).
+          if (r.status === 409 && data && data.code === 'BATON_ERR_REPLAY_UNCONFIRMED') {
+            var url = form.getAttribute('data-url') || '';
+            if (url.indexOf('confirm=true') < 0)
+              form.setAttribute('data-url', url + (url.indexOf('?') < 0 ? '?' : '&') + 'confirm=true');
+            showError(
+              form,
+              String(data.warning) +
+                ' Press "' +
+                (submit ? submit.textContent.trim() : 'the button') +
+                '" again to do it anyway.',
+            );
+            return;
+          }
           if (!r.ok) {
             var reason = data && typeof data.error === 'string' ? data.error : 'HTTP ' + r.status;
             showError(form, reason);
