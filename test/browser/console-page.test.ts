@@ -8,7 +8,7 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
 import { envelopeWith, image, PHONE_ID, reaction, text, webhook } from '../support/payloads.ts';
@@ -164,6 +164,10 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.waitForEvent('load', { timeout: 12_000 });
     expect(await page.isChecked('#live-refresh')).toBe(true);
     expect(await page.locator('#live-state').innerText()).toBe('');
+    // And what the agent opened is open still (K10: it closed within 5 s).
+    expect(
+      await page.locator('details:has(summary:has-text("Mermaid"))').getAttribute('open'),
+    ).not.toBeNull();
 
     // Typing pauses it, visibly; so does an open confirmation.
     const u = '15550701003';
@@ -182,6 +186,17 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
       () => document.getElementById('live-state')!.textContent === 'Live paused while you confirm',
     );
     await page.click('#reset summary');
+    await page.waitForFunction(() => document.getElementById('live-state')!.textContent === '');
+    // Moving through the page with the keyboard pauses it too (K3: each reload sent the focus back
+    // to the top of the page).
+    for (let i = 0; i < 30 && !(await page.evaluate(() => document.activeElement?.tagName === 'A')); i += 1)
+      await page.keyboard.press('Tab');
+    await page.waitForFunction(
+      () =>
+        document.getElementById('live-state')!.textContent ===
+        'Live paused while you move through the page with the keyboard',
+    );
+    await page.evaluate(() => (document.activeElement as HTMLElement).blur());
     await page.waitForFunction(() => document.getElementById('live-state')!.textContent === '');
     await page.uncheck('#live-refresh');
   });
@@ -443,6 +458,51 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     } finally {
       await context.close();
     }
+  });
+
+  it('K5: Live keeps the page while Baton is not answering, and says so', async () => {
+    const u = '15550701020';
+    await waiting(u);
+    await openSession(page, u);
+    // Baton away (a restart): its pages cannot be had.
+    const away = (route: Route) => route.abort('connectionrefused');
+    await page.route(`${h.url}/admin/session**`, away);
+    let navigated = false;
+    const onNav = () => (navigated = true);
+    page.on('framenavigated', onNav);
+    await page.check('#live-refresh');
+    await page.waitForFunction(
+      () => document.getElementById('live-state')!.textContent.startsWith('Baton is not answering'),
+      undefined,
+      { timeout: 12_000 },
+    );
+    expect(navigated).toBe(false);
+    expect(await page.locator('#state').isVisible()).toBe(true);
+    await shot(page, 'k5-baton-away');
+    // Back: Live goes on.
+    await page.unroute(`${h.url}/admin/session**`, away);
+    await page.waitForEvent('load', { timeout: 12_000 });
+    page.off('framenavigated', onNav);
+    await page.uncheck('#live-refresh');
+  });
+
+  it('K4: a reply written but not sent survives the reload of another action, and goes once sent', async () => {
+    const u = '15550701021';
+    await waiting(u);
+    await page.fill('#agent-name', 'Eve');
+    await openSession(page, u);
+    const box = () => page.locator('#reply textarea[name="text"]');
+    await box().fill('Hello, I am looking at your order now');
+    await page.click('#take button[type="submit"]');
+    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    expect(await box().inputValue()).toBe('Hello, I am looking at your order now');
+    const reloaded = page.waitForEvent('load', { timeout: 12_000 });
+    await page.click('#reply button[type="submit"]');
+    await reloaded;
+    await h.graph.waitFor((c) => c.body.to === u && JSON.stringify(c.body).includes('looking at your order'));
+    expect(await box().inputValue()).toBe('');
+    await openSession(page, u);
+    expect(await box().inputValue()).toBe('');
   });
 
   it('no page threw', () => {

@@ -143,6 +143,35 @@
     }
   }
 
+  // The sections an agent opened (a payload, the Mermaid text) stay open across a Live reload.
+  var OPEN_KEY = 'baton-open-details';
+  function detailsList() {
+    return Array.prototype.filter.call(document.querySelectorAll('details'), function (d) {
+      return !d.classList.contains('confirm');
+    });
+  }
+  function saveOpen() {
+    var open = [];
+    detailsList().forEach(function (d, i) {
+      if (d.open) open.push(i);
+    });
+    window.sessionStorage.setItem(OPEN_KEY, JSON.stringify({ page: here, open: open }));
+  }
+  (function () {
+    var kept = null;
+    try {
+      kept = JSON.parse(window.sessionStorage.getItem(OPEN_KEY) || 'null');
+    } catch {
+      kept = null;
+    }
+    window.sessionStorage.removeItem(OPEN_KEY);
+    if (!kept || kept.page !== here || !Array.isArray(kept.open)) return;
+    var all = detailsList();
+    kept.open.forEach(function (i) {
+      if (all[i]) all[i].open = true;
+    });
+  })();
+
   // "Live": reload every 5 s, remembered across pages. It pauses only while the agent types (or
   // has a message not sent yet) or has a confirmation open, and says so.
   var live = document.getElementById('live-refresh');
@@ -155,6 +184,10 @@
   function pausedFor() {
     if (document.querySelector('details.confirm[open]')) return 'Live paused while you confirm';
     if (typingIn(document.activeElement)) return 'Live paused while you type';
+    // A reload would drop the keyboard's place to the top of the page.
+    var focused = document.activeElement;
+    if (focused && focused !== document.body && focused !== live && focused.matches(':focus-visible'))
+      return 'Live paused while you move through the page with the keyboard';
     var draft = Array.prototype.some.call(document.querySelectorAll('textarea'), function (t) {
       return t.value !== '';
     });
@@ -177,11 +210,28 @@
     // A <details> says it opened or closed with "toggle", which does not bubble.
     document.addEventListener('toggle', showLive, true);
     showLive();
+    // The page is asked for first: while Baton is away (a restart, a deploy) the agent keeps the
+    // page they have, told so, instead of the browser's "this site can't be reached".
+    var probing = false;
     setInterval(function () {
       showLive();
-      if (!live.checked || pausedFor() !== '') return;
-      saveChat();
-      window.location.reload();
+      if (!live.checked || pausedFor() !== '' || probing) return;
+      probing = true;
+      fetch(here, { method: 'HEAD', credentials: 'same-origin', cache: 'no-store' })
+        .then(function (r) {
+          if (r.status === 401) return window.location.reload(); // the sign-in page
+          if (r.status >= 500) throw new Error('HTTP ' + r.status);
+          if (!live.checked || pausedFor() !== '') return;
+          saveChat();
+          saveOpen();
+          window.location.reload();
+        })
+        .catch(function () {
+          if (liveState) liveState.textContent = 'Baton is not answering: Live tries again every 5 s';
+        })
+        .finally(function () {
+          probing = false;
+        });
     }, 5000);
   }
 
@@ -213,9 +263,27 @@
       number(n) + ' / ' + number(max) + ' characters' + (n > max ? ': ' + number(n - max) + ' too many' : '');
     slot.classList.toggle('over', n > max);
   }
+  // A message written but not sent survives the reload another action makes (Take, Clear lease)
+  // and a sign-in: kept per page and box until it is sent or emptied.
+  function draftKey(box) {
+    // By what the box is for (its form's API call names the session), not the page's address:
+    // an action may come back to the session under another one.
+    var target = box.form ? box.form.getAttribute('data-url') : null;
+    return 'baton-draft:' + (target || here) + ':' + (box.name || box.id);
+  }
+  Array.prototype.forEach.call(document.querySelectorAll('textarea'), function (box) {
+    var kept = window.sessionStorage.getItem(draftKey(box));
+    if (kept && box.value === '') {
+      box.value = kept;
+      if (box.hasAttribute('data-max-chars')) showCount(box);
+    }
+  });
   document.addEventListener('input', function (event) {
     var box = event.target;
-    if (box && box.tagName === 'TEXTAREA' && box.hasAttribute('data-max-chars')) showCount(box);
+    if (!box || box.tagName !== 'TEXTAREA') return;
+    if (box.hasAttribute('data-max-chars')) showCount(box);
+    if (box.value === '') window.sessionStorage.removeItem(draftKey(box));
+    else window.sessionStorage.setItem(draftKey(box), box.value);
   });
 
   var DONE_KEY = 'baton-done';
@@ -317,6 +385,10 @@
             showError(form, reason);
             return;
           }
+          // Sent: its draft is done with.
+          Array.prototype.forEach.call(form.querySelectorAll('textarea'), function (box) {
+            window.sessionStorage.removeItem(draftKey(box));
+          });
           // Done, with something the agent should read first (a replay that will not do what
           // they may expect): shown in place of a reload.
           if (data && typeof data.warning === 'string') {
