@@ -41,9 +41,9 @@ export interface EffectRunnerDeps {
   readonly fresh?: () => boolean;
   /**
    * Aborts when the session has left the visit that started the effect (a reset, an agent's
-   * take): no further attempt starts and a backoff ends; the attempt in flight runs to its end.
-   * The effect then ends failed, and its result is stored as usual: the session records it and
-   * does not apply it.
+   * take): no further attempt starts and a backoff ends; the attempt in flight runs to its end,
+   * and an effect not yet tried is tried once (what the user asked for reaches the API once).
+   * Its result is stored as usual: the session records it and does not apply it.
    */
   readonly abandoned?: AbortSignal;
   /**
@@ -75,10 +75,16 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   const intent = rec.effect!;
   const { backend, logger, signal } = deps;
   const stopping = deps.stopping ?? signal;
-  // What ends a backoff: the baton lost, or the worker stopping.
+  // What leaves the effect unfinished for a later holder: the baton lost, or the worker stopping.
+  const leaving = AbortSignal.any([signal, deps.stopping].filter((x): x is AbortSignal => x !== undefined));
+  // What ends a backoff: those, or the session leaving the visit that started the effect.
   const between = AbortSignal.any(
     [signal, deps.stopping, deps.abandoned].filter((x): x is AbortSignal => x !== undefined),
   );
+  // A session that left the visit (a reset, an agent's take) makes no further attempt; but what
+  // it started is tried once: SPEC 5b, the cancel reaches the shop once per `cancel_yes` applied,
+  // and a reset before the first attempt dropped it.
+  const abandoned = (made: number): boolean => deps.abandoned?.aborted === true && made > 0;
   const def = deps.flows.get(rec.flow)?.effects.get(intent.name);
   const session = logSessionId(rec);
   const attempts = def?.attempts ?? DEFAULT_EFFECT_ATTEMPTS;
@@ -91,15 +97,15 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   if (def !== undefined) {
     outcome = { ok: false, error: `gave up after ${attempt} attempts`, retryable: false };
     while (attempt < attempts) {
-      if (deps.abandoned?.aborted) {
-        outcome = abandonedAfter(outcome, attempt);
+      if (abandoned(attempt)) {
+        outcome = abandonedAfter(outcome);
         break;
       }
-      if (between.aborted || deps.fresh?.() === false) return 'left';
+      if (leaving.aborted || deps.fresh?.() === false) return 'left';
       if (attempt === rec.attempts && deps.earlierAttempt) await deps.earlierAttempt();
       if (deps.confirm && !(await deps.confirm())) return 'left';
-      if (deps.abandoned?.aborted) continue; // said at the top of the loop
-      if (between.aborted) return 'left';
+      if (abandoned(attempt)) continue; // said at the top of the loop
+      if (leaving.aborted) return 'left';
       attempt += 1;
       await backend.updateOutbound(rec.id, { status: 'sending', attempts: attempt });
       outcome = await once(def, intent.input, {
@@ -115,7 +121,7 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
       deps.count?.(intent.name, outcome.ok ? 'ok' : last ? 'failed' : 'retry');
       if (outcome.ok || !outcome.retryable) break;
       if (attempt < attempts) {
-        if (deps.abandoned?.aborted) continue; // said at the top of the loop
+        if (abandoned(attempt)) continue; // said at the top of the loop
         if (stopping.aborted) return 'left';
         const wait = (def.backoffMs ?? DEFAULT_EFFECT_BACKOFF_MS) * 2 ** (attempt - 1);
         logger.warn(
@@ -171,11 +177,9 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   return 'done';
 }
 
-/** The outcome of an effect that stops because the session left its visit. */
-function abandonedAfter(last: Attempt, attempts: number): Attempt {
-  const why = 'the session left the step that started it';
-  if (attempts === 0) return { ok: false, error: `not tried: ${why}`, retryable: false };
-  const error = `not tried again: ${why}`;
+/** The outcome of an effect that stops, after an attempt, because the session left its visit. */
+function abandonedAfter(last: Attempt): Attempt {
+  const error = 'not tried again: the session left the step that started it';
   return { ok: false, error: last.ok ? error : `${last.error}; ${error}`, retryable: false };
 }
 

@@ -442,6 +442,37 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       noReplyTwice();
     });
 
+    it('a cancel_yes applied then a reset in the same batch: the cancel still reaches the shop, once', async () => {
+      // The reset comes before the effect's first attempt could start (an outside soak saw 182
+      // of 1,818 such cancels never reach the shop, after "Cancelling ORD-…" was sent).
+      await say('ORD-12345');
+      await atStep('show_status');
+      await tap('cancel_order');
+      const c = await atStep('confirm_cancel');
+      const prompt = [...sent].reverse().find((x) => JSON.stringify(x.body).includes('"cancel_yes"'))!;
+      const yes = message(
+        { type: 'choice', source: 'button_reply', id: 'cancel_yes', title: 'Yes' },
+        { contextId: prompt.providerMessageId },
+      );
+      await backend.ingest({ messages: [yes, message({ type: 'text', body: 'reset' })], statuses: [] });
+      await shop.waitForCalls('POST /orders/ORD-12345/cancel', 1);
+      // The result comes for a visit the session has left: recorded, not applied, nothing sent.
+      await until(
+        async () =>
+          (await backend.transitions(key)).some(
+            (r) => r.kind === 'stale_input' && r.message_ids[0]?.startsWith('fx:'),
+          ) || undefined,
+      );
+      const kinds = (await backend.transitions(key)).filter((r) => r.version > c.version).map((r) => r.kind);
+      expect(kinds).toEqual(['advance', 'reset', 'stale_input']);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(shop.callsTo('POST /orders/ORD-12345/cancel')).toHaveLength(1);
+      expect(shop.orders.get('ORD-12345')!.status).toBe('cancelled');
+      expect(await backend.load(key)).toMatchObject({ step: 'ask_order' });
+      expect(texts().some((t) => /cancelled/i.test(t) && !/cancelling/i.test(t))).toBe(false);
+      noReplyTwice();
+    });
+
     it('a shipped order cannot be cancelled: 409 shows the status list again', async () => {
       await say('ORD-22222');
       await atStep('show_status');
