@@ -105,6 +105,17 @@
   var chat = document.querySelector('ol.chat');
   var SCROLL_KEY = 'baton-chat-scroll';
   var here = window.location.pathname + window.location.search;
+  // What a page left for the next one in this tab (JSON), taken once: null if none or unreadable.
+  function takeStored(key) {
+    var value = null;
+    try {
+      value = JSON.parse(window.sessionStorage.getItem(key) || 'null');
+    } catch {
+      value = null;
+    }
+    window.sessionStorage.removeItem(key);
+    return value;
+  }
   function saveChat() {
     if (!chat) return;
     var atBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 8;
@@ -124,13 +135,7 @@
     );
   }
   if (chat) {
-    var saved = null;
-    try {
-      saved = JSON.parse(window.sessionStorage.getItem(SCROLL_KEY) || 'null');
-    } catch {
-      saved = null;
-    }
-    window.sessionStorage.removeItem(SCROLL_KEY);
+    var saved = takeStored(SCROLL_KEY);
     if (saved && saved.page === here && !saved.atBottom) {
       var anchor = saved.anchor
         ? chat.querySelector('li[data-id="' + window.CSS.escape(saved.anchor) + '"]')
@@ -158,13 +163,7 @@
     window.sessionStorage.setItem(OPEN_KEY, JSON.stringify({ page: here, open: open }));
   }
   (function () {
-    var kept = null;
-    try {
-      kept = JSON.parse(window.sessionStorage.getItem(OPEN_KEY) || 'null');
-    } catch {
-      kept = null;
-    }
-    window.sessionStorage.removeItem(OPEN_KEY);
+    var kept = takeStored(OPEN_KEY);
     if (!kept || kept.page !== here || !Array.isArray(kept.open)) return;
     var all = detailsList();
     kept.open.forEach(function (i) {
@@ -288,13 +287,7 @@
 
   var DONE_KEY = 'baton-done';
   (function () {
-    var done = null;
-    try {
-      done = JSON.parse(window.sessionStorage.getItem(DONE_KEY) || 'null');
-    } catch {
-      done = null;
-    }
-    window.sessionStorage.removeItem(DONE_KEY);
+    var done = takeStored(DONE_KEY);
     var form = done && typeof done.form === 'string' ? document.getElementById(done.form) : null;
     var slot = form ? form.querySelector('.done') : null;
     if (slot) slot.textContent = String(done.text);
