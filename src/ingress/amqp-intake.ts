@@ -152,13 +152,20 @@ export class AmqpIntake {
       },
     });
     this.publisher.on('error', (err: Error) => {
-      o.logger.error({ err: err.message, queue: o.queue }, 'RabbitMQ intake queue cannot be declared');
       if (/PRECONDITION_FAILED/.test(err.message)) {
+        // The broker names the queue it refused: the intake queue, or its rejected-webhooks queue.
+        const named = /for queue '([^']+)'/.exec(err.message)?.[1] ?? o.queue;
+        const advice =
+          named === rejectedQueue(o.queue)
+            ? `the intake queue's queue of unreadable webhooks (a quorum queue): look at what it holds, then delete it`
+            : 'its intake queue (a quorum queue with a single active consumer, since 2026-12-01): let the workers empty it and delete it';
         this.fatal = new ConfigError(
           'BATON_AMQP_QUEUE',
-          `"${o.queue}" exists in RabbitMQ with other arguments than a Baton intake queue (a quorum queue with a single active consumer, since 2026-12-01): let the workers empty it and delete it, or choose another name (${err.message})`,
+          `"${named}" exists in RabbitMQ with other arguments than Baton declares for ${advice}; or choose another name (${err.message})`,
         );
+        return; // said once, as the start-up error
       }
+      o.logger.error({ err: err.message, queue: o.queue }, 'RabbitMQ intake queue cannot be declared');
     });
   }
 

@@ -356,6 +356,23 @@ describeRabbit('RabbitMQ intake, embedded', () => {
     );
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).variable).toBe('BATON_AMQP_QUEUE');
+    expect((err as ConfigError).message).toContain(`"${queue}" exists in RabbitMQ`);
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('names the queue of unreadable webhooks when it is the one with other arguments', async () => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    await withChannel((ch) => ch.assertQueue(`${queue}.rejected`, { durable: true }));
+    const err = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue }).then(
+      async (h) => {
+        await h.close();
+        return null;
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toContain(`"${queue}.rejected" exists in RabbitMQ`);
+    expect((err as ConfigError).message).toContain('unreadable webhooks');
   });
 });
