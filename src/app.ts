@@ -263,7 +263,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     unsignedFrom: config.allowUnsigned ? 'anywhere' : 'loopback',
     adminToken,
     flows,
-    resetSession: (key) => engine.adminReset(key),
+    resetSession: (key, agent) => engine.adminReset(key, agent),
     sessionTtlSec: config.sessionTtlSec,
     agents: {
       take: (key, agent, takeOver, seenVersion, seenAgent) =>

@@ -26,6 +26,7 @@ import {
   DeadLetterParams,
   DeadLettersQuery,
   ConfirmQuery,
+  ResetBody,
   EmptyQuery,
   deadLetterCursor,
   FlowParams,
@@ -41,7 +42,8 @@ export interface AdminDeps {
   readonly adminToken: string;
   readonly flows: ReadonlyMap<string, Flow>;
   /** Resets a session under its lease (records `admin_reset`). */
-  readonly resetSession: (key: SessionKey) => Promise<SessionSnapshot | null>;
+  /** `agent`: who resets, named in the record (else the record names the admin role). */
+  readonly resetSession: (key: SessionKey, agent?: string) => Promise<SessionSnapshot | null>;
   /** The engine's agent operations (take, write, hand back). */
   readonly agents: AgentDesk;
   /** `BATON_SESSION_TTL`: sessions idle longer are not counted at their step by the flow map. */
@@ -119,10 +121,10 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
         return s ? { released: await backend.clearLease(s) } : reply;
       });
 
-      api.post('/sessions/:waId/reset', { schema: { ...one, body: NoBody } }, async (req, reply) => {
+      api.post('/sessions/:waId/reset', { schema: { ...one, body: ResetBody } }, async (req, reply) => {
         const s = await findOne(backend, req, reply);
         if (!s) return reply;
-        const next = await deps.resetSession(s);
+        const next = await deps.resetSession(s, parsed(ResetBody, req.body)?.agent);
         return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
       });
 

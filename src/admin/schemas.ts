@@ -160,6 +160,9 @@ export const TakeBody = z.strictObject({
   from: z.string().max(100).optional(),
 });
 
+/** An agent's reset: nothing, or who resets (named in its `admin_reset` record). */
+export const ResetBody = z.union([z.undefined(), z.null(), z.strictObject({ agent: agentName.optional() })]);
+
 export const AgentMessageBody = z.strictObject({
   /** Who writes; defaults to the agent who took the session. */
   agent: agentName.optional(),

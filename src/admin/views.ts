@@ -155,14 +155,17 @@ export function actionForm(opts: {
   next?: string;
   cls?: string;
   fields?: Html;
-  /** Sends the agent's name (the "Your name" field) as `agent`; refused without one. */
-  agent?: boolean;
+  /**
+   * Sends the agent's name (the "Your name" field) as `agent`: refused without one, or with
+   * `'optional'` sent only when there is one.
+   */
+  agent?: boolean | 'optional';
 }): Html {
   return html`<form
     class="api ${opts.cls ?? ''}"
     data-method="${opts.method}"
     data-url="${opts.url}"
-    ${opts.next ? html` data-next="${opts.next}"` : ''}${opts.id ? html` id="${opts.id}"` : ''}${opts.agent ? html` data-agent="required"` : ''}
+    ${opts.next ? html` data-next="${opts.next}"` : ''}${opts.id ? html` id="${opts.id}"` : ''}${opts.agent ? html` data-agent="${opts.agent === 'optional' ? 'optional' : 'required'}"` : ''}
   >
     ${opts.fields ?? ''}<button type="submit">${opts.label}</button>
     ${opts.agent ? html`<span class="as-agent muted"></span>` : ''}
@@ -217,9 +220,9 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
         <summary>Reset session…</summary>
         <p>
           This clears the session's data and step; the user's next message starts the flow afresh. It is
-          recorded as <code>admin_reset</code>.
+          recorded as <code>admin_reset</code>, with your name when "Your name" says it.
         </p>
-        ${actionForm({ method: 'POST', url: api(`/sessions/${q(s.user)}/reset`, s), label: 'Yes, reset this session', id: 'confirm-reset', next: here, cls: 'danger' })}
+        ${actionForm({ method: 'POST', url: api(`/sessions/${q(s.user)}/reset`, s), label: 'Yes, reset this session', id: 'confirm-reset', next: here, cls: 'danger', agent: 'optional' })}
       </details>
     </div>
     <h3>Agent</h3>

@@ -222,12 +222,22 @@ export async function agentMessage(
   return { snapshot: r.snapshot, outbound: now };
 }
 
-/** An agent's reset (`admin_reset`): a fresh session that sends nothing. */
-export async function adminReset(host: AgentHost, key: SessionKey): Promise<SessionSnapshot | null> {
+/**
+ * An agent's reset (`admin_reset`): a fresh session that sends nothing. `agent`: who resets,
+ * named in the record's `worker` (`agent:<name>`), as a take or a handback is.
+ */
+export async function adminReset(
+  host: AgentHost,
+  key: SessionKey,
+  agent?: string,
+): Promise<SessionSnapshot | null> {
   const r = await change(
     host,
     key,
-    (prev, env) => ({ ...resetChange(prev, env), outbound: [] }),
+    (prev, env) => ({
+      ...resetChange(prev, agent === undefined ? env : { ...env, worker: agentWorker(agent) }),
+      outbound: [],
+    }),
     'admin',
     true,
     (lease) => cancelUnsent(host.backend, lease),

@@ -79,5 +79,24 @@ describe.each(HARNESS_BACKENDS)(
       const s = await h.settled(user, 4);
       expect(s.current_step).toBeNull();
     });
+
+    it.skipIf(!available)('an agent reset names the agent who made it, when the body says', async () => {
+      const user = '15550409003';
+      await taken(user);
+      const reset = await h.admin(`/sessions/${user}/reset`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ agent: 'Ana' }),
+      });
+      expect(reset.status).toBe(200);
+      const last = (await h.transitions(user)).at(-1)!;
+      expect(last).toMatchObject({ kind: 'admin_reset', worker: 'agent:Ana' });
+      const bad = await h.admin(`/sessions/${user}/reset`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ agent: '' }),
+      });
+      expect(bad.status).toBe(400);
+    });
   },
 );

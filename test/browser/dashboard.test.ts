@@ -164,10 +164,14 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
 
   it('resets a session after confirmation and shows the new state', async () => {
     const before = Number(await page.locator('#state-version').innerText());
+    // "Your name" said: the record names who reset (no name: the admin role, as the API's).
+    await page.fill('#agent-name', 'Rae');
     await page.click('#reset summary');
     await shot('5-reset-confirm');
     await page.click('#confirm-reset button[type="submit"]');
     await reloadUntil(async () => (await page.locator('#state-version').innerText()) === String(before + 1));
+    expect((await h.transitions(shopper)).at(-1)).toMatchObject({ kind: 'admin_reset', worker: 'agent:Rae' });
+    await page.fill('#agent-name', '');
     expect(await stepShown()).toBe('(none)');
     expect(await page.locator('#state-data').innerText()).toBe('{}');
     expect(await page.locator('#timeline tbody tr').last().getAttribute('data-kind')).toBe('admin_reset');

@@ -306,7 +306,11 @@
     }
     var body = fields(form);
     var submit = form.querySelector('button[type="submit"]');
-    if (form.hasAttribute('data-agent')) {
+    // An action that names the agent when "Your name" says who (a reset) goes without one too.
+    var named =
+      form.hasAttribute('data-agent') &&
+      !(form.getAttribute('data-agent') === 'optional' && agentName() === '');
+    if (named) {
       var name = agentName();
       if (name === '') {
         showError(form, 'Write your name in "Your name" (at the top) first: the log records who did this.');
