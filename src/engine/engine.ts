@@ -152,6 +152,12 @@ export class Engine {
   private loops: Promise<void>[] = [];
   /** Sessions whose baton is held while an effect runs: they freed their worker loop's slot. */
   private readonly waiting = new Set<Promise<void>>();
+  /**
+   * This process's turns (a worker's, or an agent change it runs) per session id, from the grant
+   * until the turn's sends are recorded: while only the asking turn runs, no send of this process
+   * is in flight for the session (see holderGone).
+   */
+  private readonly turns = new Map<string, number>();
   /** Worker loops started (`start`), and how many sessions waiting out a send backoff freed theirs. */
   private slots = 0;
   private parked = 0;
@@ -272,6 +278,7 @@ export class Engine {
     }
     if (lease === null) return;
     this.o.metrics.lockWait.observe((this.now() - waitStart) / 1000);
+    this.turnBegan(lease);
     const held = this.hold(lease);
     const run: SessionRun = { lease, held, effects: [], claims: new Set(), ...(detach ? { detach } : {}) };
     let released = false;
@@ -344,7 +351,20 @@ export class Engine {
         await backend
           .releaseLease(lease)
           .catch((err: unknown) => logger.error({ err }, 'lease release failed'));
+      this.turnEnded(lease);
     }
+  }
+
+  private turnBegan(key: SessionKey): void {
+    const id = sessionId(key);
+    this.turns.set(id, (this.turns.get(id) ?? 0) + 1);
+  }
+
+  private turnEnded(key: SessionKey): void {
+    const id = sessionId(key);
+    const n = (this.turns.get(id) ?? 1) - 1;
+    if (n > 0) this.turns.set(id, n);
+    else this.turns.delete(id);
   }
 
   /** How late the event loop runs lately, ms (see loop-lag.ts). */
@@ -1050,7 +1070,7 @@ export class Engine {
       until,
       (o) => (o.claims ?? 1) === 0,
       run.held.sending,
-      this.holderGone(cleared),
+      this.holderGone(cleared, run.lease),
     );
     return now === undefined;
   }
@@ -1075,7 +1095,7 @@ export class Engine {
       until,
       (o) => o.status !== 'sending',
       run.held.signal,
-      this.holderGone(cleared),
+      this.holderGone(cleared, run.lease),
     );
   }
 
@@ -1093,7 +1113,15 @@ export class Engine {
    * dead holder held the user's replies for half a minute per clear (an outside test). Asked at
    * most once every {@link HOLDER_CHECK_MS}; a holder not known is taken as alive.
    */
-  private holderGone(cleared: ClearedLease): () => Promise<boolean> {
+  private holderGone(cleared: ClearedLease, key: SessionKey): () => Promise<boolean> {
+    const h = cleared.holder;
+    if (h !== null && (h === this.workerId || h.startsWith(`${this.workerId}:`))) {
+      // Taken from this very process (a clear of one of its own turns, lately, while it is
+      // alive): its send of the record can be in flight only while another of its turns of the
+      // session runs. A lock-clear storm made a live worker wait out the whole send timeout
+      // (31 s) for a reply a killed worker had claimed (an outside soak).
+      return async () => (this.turns.get(sessionId(key)) ?? 0) <= 1;
+    }
     let next = 0;
     return async () => {
       if (cleared.holder === null || this.now() < next) return false;
@@ -1241,7 +1269,18 @@ export class Engine {
       now: this.now,
       env: (lease) => this.env(lease),
       flowFor: (s) => this.flowFor(s),
-      hold: (lease) => this.hold(lease),
+      hold: (lease) => {
+        this.turnBegan(lease);
+        const held = this.hold(lease);
+        // An agent change records its sends before it stops holding.
+        return {
+          ...held,
+          stop: () => {
+            held.stop();
+            this.turnEnded(lease);
+          },
+        };
+      },
       toOutbound: (s, replies, started) => this.toOutbound(s, replies, started),
       settleHeld: (lease, prev) => this.settleHeld(lease, prev),
       // While the agent's request waits: quick retries only. A send that would wait longer (a
