@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { PHONE_ID } from '../support/payloads.ts';
 import { harnessOn } from '../support/harness-on.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
-import { nextBatch, outbound, text } from '../distributed/fixtures.ts';
+import { replyOfDeadHolder } from './dead-holder.ts';
 
 describe.each(HARNESS_BACKENDS)(
   'clearing a dead holder’s lease on the %s backend',
@@ -22,20 +22,8 @@ describe.each(HARNESS_BACKENDS)(
       async () => {
         const backend = h.baton.backend;
         const key = { channel: PHONE_ID, user: '15550830001' };
-        const hi = text(key, 'hi');
-        await backend.ingest({ messages: [hi], statuses: [] });
-        // A worker that took the session before this one could, committed a reply, claimed it for
-        // its send, and died: no answer recorded, its lease held for a minute.
-        let lease = await backend.acquireLease(key, 'dead-worker:4242', 60_000);
-        for (let i = 0; lease === null && i < 100; i += 1) {
-          await new Promise((r) => setTimeout(r, 20));
-          lease = await backend.acquireLease(key, 'dead-worker:4242', 60_000);
-        }
-        expect(lease).not.toBeNull();
-        // Committed with its claim for the first attempt, as the engine commits a turn's first reply.
-        const reply = { ...outbound(key, 1, 0), createdAt: Date.now() };
-        expect(reply.claims).toBe(1);
-        await backend.commit(lease!, nextBatch(lease!, 0, [hi.id], { outbound: [reply] }));
+        // A worker that took the session before this one, committed a claimed reply, and died.
+        const reply = await replyOfDeadHolder(backend, key, 'dead-worker:4242');
         expect(await backend.holderAlive('dead-worker:4242')).toBe(false);
 
         expect(await backend.clearLease(key)).toBe(true);

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { PHONE_ID } from '../support/payloads.ts';
 import { harnessOn } from '../support/harness-on.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
-import { nextBatch, outbound, text } from '../distributed/fixtures.ts';
+import { replyOfDeadHolder } from './dead-holder.ts';
 
 describe.each(HARNESS_BACKENDS)(
   'a lease cleared from this process, on the %s backend',
@@ -22,17 +22,8 @@ describe.each(HARNESS_BACKENDS)(
       async () => {
         const backend = h.baton.backend;
         const key = { channel: PHONE_ID, user: '15550830101' };
-        const hi = text(key, 'hi');
-        await backend.ingest({ messages: [hi], statuses: [] });
-        let lease = await backend.acquireLease(key, 'dead-worker:4343', 60_000);
-        for (let i = 0; lease === null && i < 100; i += 1) {
-          await new Promise((r) => setTimeout(r, 20));
-          lease = await backend.acquireLease(key, 'dead-worker:4343', 60_000);
-        }
-        expect(lease).not.toBeNull();
-        // The dead holder committed a reply with its claim for the first attempt, and died.
-        const reply = { ...outbound(key, 1, 0), createdAt: Date.now() };
-        await backend.commit(lease!, nextBatch(lease!, 0, [hi.id], { outbound: [reply] }));
+        // A worker that took the session before this one, committed a claimed reply, and died.
+        const reply = await replyOfDeadHolder(backend, key, 'dead-worker:4343');
         expect(await backend.clearLease(key)).toBe(true);
 
         // This process took the session up, and the storm cleared that turn's lease too: the mark

@@ -342,18 +342,22 @@ describeRabbit('RabbitMQ intake, embedded', () => {
     }
   });
 
-  it('refuses to start on a queue of the same name with other arguments, naming BATON_AMQP_QUEUE', async () => {
-    const queue = intakeQueue();
-    queues.push(queue);
-    await withChannel((ch) => ch.assertQueue(queue, { durable: true }));
-    const started = Date.now();
-    const err = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue }).then(
+  /** What a start on `queue` threw (null: it started, and is closed again). */
+  const startRefused = (queue: string): Promise<unknown> =>
+    startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue }).then(
       async (h) => {
         await h.close();
         return null;
       },
       (e: unknown) => e,
     );
+
+  it('refuses to start on a queue of the same name with other arguments, naming BATON_AMQP_QUEUE', async () => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    await withChannel((ch) => ch.assertQueue(queue, { durable: true }));
+    const started = Date.now();
+    const err = await startRefused(queue);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).variable).toBe('BATON_AMQP_QUEUE');
     expect((err as ConfigError).message).toContain(`"${queue}" exists in RabbitMQ`);
@@ -364,13 +368,7 @@ describeRabbit('RabbitMQ intake, embedded', () => {
     const queue = intakeQueue();
     queues.push(queue);
     await withChannel((ch) => ch.assertQueue(`${queue}.rejected`, { durable: true }));
-    const err = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue }).then(
-      async (h) => {
-        await h.close();
-        return null;
-      },
-      (e: unknown) => e,
-    );
+    const err = await startRefused(queue);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).message).toContain(`"${queue}.rejected" exists in RabbitMQ`);
     expect((err as ConfigError).message).toContain('unreadable webhooks');
