@@ -153,6 +153,15 @@ export function statusAllowed(cur: OutboundStatus, next: OutboundStatus): boolea
  */
 export const EARLY_STATUS_TTL_MS = 10 * 60_000;
 
+/**
+ * How many of a session's newest replies a status about a provider id no record has is matched
+ * against by its `biz_opaque_callback_data` (both backends): a status naming one of them is
+ * about another copy of that reply, sent by a holder that died before recording it, and the
+ * id is kept as the reply's alias (SPEC 1.7: a button on that copy is still the prompt's). A
+ * copy's first status comes seconds after its send, while the reply is among the newest.
+ */
+export const ALIAS_SEARCH_DEPTH = 64;
+
 /** The status to keep of two about one message: `next` where the rule lets it replace `cur`. */
 export function laterStatus<S extends OutboundStatus>(cur: S, next: S): S {
   return statusAllowed(cur, next) ? next : cur;

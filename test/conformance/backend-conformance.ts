@@ -656,6 +656,73 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect([...refs.entries()]).toEqual([['wamid.PROMPT', { step: 'ask_name', version: 1 }]]);
       });
 
+      // SPEC 1.6 and 1.7: a holder killed after its send went out and before recording it; the
+      // reply is sent again. The first copy's status webhook names it by its callback data.
+      describe('a copy of a reply sent and never recorded', () => {
+        /** A prompt and a text of one version, with callback data unique per user (SPEC 3). */
+        async function committedPair(key: SessionKey): Promise<[OutboundRecord, OutboundRecord]> {
+          const g = (await b.acquireLease(key, 'w1', 5000))!;
+          const o1 = { ...outbound(key, 1, 0, 1, true), callbackData: 'baton:order:ask_name:1' };
+          const o2 = { ...outbound(key, 1, 1, 2, false), callbackData: 'baton:order:ask_name:1#2' };
+          await b.commit(g, batch(key, 0, 1, { outbound: [o1, o2], records: [record(g, 1, 'advance', [])] }));
+          await b.releaseLease(g);
+          return [o1, o2];
+        }
+        const copyStatus = (
+          key: SessionKey,
+          id: string,
+          s: StatusUpdate['status'],
+          data: string,
+        ): Promise<unknown> =>
+          b.ingest({ messages: [], statuses: [status(key, id, s, { bizOpaqueCallbackData: data })] });
+
+        it('is known by its status webhook: it names the prompt, and its statuses stay its own', async () => {
+          const key = newKey();
+          const [o1, o2] = await committedPair(key);
+          const [lost, resent, text2] = [`wamid.${uid()}`, `wamid.${uid()}`, `wamid.${uid()}`];
+          await b.updateOutbound(o1.id, { status: 'sent', attempts: 2, providerMessageId: resent });
+          await b.updateOutbound(o2.id, { status: 'sent', attempts: 1, providerMessageId: text2 });
+          expect(await copyStatus(key, lost, 'failed', o1.callbackData)).toMatchObject({ statuses: 0 });
+          await copyStatus(key, lost, 'delivered', o1.callbackData); // a second status: still its own
+          const refs = await b.resolvePrompts(key, [lost, resent, `wamid.${uid()}`]);
+          expect(new Map(refs)).toEqual(
+            new Map([
+              [lost, { step: 'ask_name', version: 1 }],
+              [resent, { step: 'ask_name', version: 1 }],
+            ]),
+          );
+          expect((await b.outbound(key)).map((o) => [o.status, o.providerMessageId, o.lastError])).toEqual([
+            ['sent', resent, undefined],
+            ['sent', text2, undefined],
+          ]);
+          // Another session's resolution does not see it.
+          expect((await b.resolvePrompts(newKey(), [lost])).size).toBe(0);
+        });
+
+        it("a status naming the user's newest reply before its own send is recorded still waits for it", async () => {
+          const key = newKey();
+          const [o1] = await committedPair(key);
+          const id = `wamid.${uid()}`;
+          await copyStatus(key, id, 'sent', o1.callbackData);
+          await copyStatus(key, id, 'delivered', o1.callbackData);
+          expect((await b.outbound(key)).map((o) => o.status)).toEqual(['pending', 'pending']);
+          await b.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: id });
+          expect((await b.outbound(key))[0]).toMatchObject({ status: 'delivered', providerMessageId: id });
+          await copyStatus(key, id, 'read', o1.callbackData);
+          expect((await b.outbound(key))[0]!.status).toBe('read');
+          expect([...(await b.resolvePrompts(key, [id])).keys()]).toEqual([id]);
+        });
+
+        it('learns nothing from callback data naming no reply of the recipient', async () => {
+          const key = newKey();
+          const [o1] = await committedPair(key);
+          const [other, wrong] = [`wamid.${uid()}`, `wamid.${uid()}`];
+          await copyStatus(newKey(), other, 'delivered', o1.callbackData);
+          await copyStatus(key, wrong, 'delivered', 'baton:order:ask_name:7');
+          expect((await b.resolvePrompts(key, [other, wrong])).size).toBe(0);
+        });
+      });
+
       // One status rule for webhooks and the outbox alike (statusAllowed in src/model/message.ts).
       describe('status rule', () => {
         /** A committed record the outbox has sent, and its provider message id. */

@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
+  ALIAS_SEARCH_DEPTH,
   EARLY_STATUS_TTL_MS,
   statusLastError,
   type InboundMessage,
@@ -79,6 +80,9 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
         EARLY_STATUS_TTL_MS,
         '',
         ctx.now(),
+        // About a copy of a reply sent but never recorded? Kept as the reply's alias.
+        s.bizOpaqueCallbackData ?? '',
+        ALIAS_SEARCH_DEPTH,
       ],
     });
   }
@@ -110,8 +114,12 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   const unknown: number[] = [];
   batch.statuses.forEach((s, i) => {
     const reply = asArray(replies[messages.length + i]);
-    if (asNumber(reply[0]) === ScriptCode.NotFound) unknown.push(i);
-    else {
+    if (asNumber(reply[0]) === ScriptCode.NotFound) {
+      unknown.push(i);
+      // An alias learnt is journaled: it reaches PostgreSQL like a status change.
+      if (asNumber(reply[1] ?? 0) === 1)
+        journaled.push(ctx.keys.member({ channel: s.channel, user: s.recipient }));
+    } else {
       statuses++;
       journaled.push(ctx.keys.member({ channel: s.channel, user: s.recipient }));
     }

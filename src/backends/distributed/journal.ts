@@ -28,6 +28,12 @@ export interface OutboundState {
   /** OutboundRecord.claims; absent in a state written before it was kept: 1. */
   claims?: number;
   providerMessageId?: string;
+  /**
+   * Provider ids of other copies of this reply, learnt from their status webhooks (a holder
+   * killed after its send went out and before recording it): they name the record for the
+   * prompt it carried, never for statuses. See outbound-update-7.lua, ARGV[11].
+   */
+  aliases?: string[];
   lastError?: string;
   rev: number;
 }

@@ -63,7 +63,9 @@ function outboundFromRow(r: Row, key?: SessionKey): StoredOutbound {
   };
   if (typeof r.provider_message_id === 'string') state.providerMessageId = r.provider_message_id;
   if (typeof r.last_error === 'string') state.lastError = r.last_error;
-  const record = r.record as OutboundBodyRecord;
+  // Other copies' ids ride in the record's JSON (outbound-state-update.sql); they are state.
+  const { aliases, ...record } = r.record as OutboundBodyRecord & { aliases?: string[] };
+  if (Array.isArray(aliases) && aliases.length > 0) state.aliases = aliases;
   return {
     id: r.id as string,
     channel: key?.channel ?? (r.channel as string),
@@ -397,6 +399,7 @@ export class PgStore {
         attempts: e.state.attempts,
         claims: e.state.claims ?? null,
         provider_message_id: e.state.providerMessageId ?? null,
+        provider_aliases: e.state.aliases ?? null,
         last_error: e.state.lastError ?? null,
         rev: e.state.rev,
       }));
@@ -490,7 +493,15 @@ export class PgStore {
     ids: readonly string[],
   ): Promise<Map<string, OutboundBodyRecord>> {
     const rows = await this.query('outbound-by-provider-ids', [key.channel, key.user, ids]);
-    return new Map(rows.map((r) => [r.provider_message_id as string, r.record as OutboundBodyRecord]));
+    const wanted = new Set(ids);
+    const found = new Map<string, OutboundBodyRecord>();
+    for (const r of rows) {
+      const { aliases, ...record } = r.record as OutboundBodyRecord & { aliases?: string[] };
+      for (const id of [r.provider_message_id as string | null, ...(aliases ?? [])]) {
+        if (id !== null && wanted.has(id)) found.set(id, record);
+      }
+    }
+    return found;
   }
 
   /** Applies a status to a record Redis does not know; returns the session and id it named, if any. */

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
 import {
+  ALIAS_SEARCH_DEPTH,
   EARLY_STATUS_TTL_MS,
   laterStatus,
   sessionId,
@@ -497,6 +498,7 @@ export class EmbeddedBackend implements Backend {
       st.channel,
     ) as { id: string; status: OutboundStatus } | undefined;
     if (!row) {
+      this.learnAlias(st);
       this.parkStatus(st);
       return 0;
     }
@@ -507,6 +509,26 @@ export class EmbeddedBackend implements Backend {
       'UPDATE outbound SET status = ?, last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?',
     ).run(status, lastError, this.now(), row.id);
     return 1;
+  }
+
+  /**
+   * A status about a provider id no record has: when its `biz_opaque_callback_data` names one of
+   * the session's recent replies (unique per user, SPEC 3), the id is another copy of that reply,
+   * kept as its alias. A copy is sent and not recorded when its holder dies in between; the
+   * reply is then sent again, and a button on the first copy must still read as that prompt's
+   * (SPEC 1.7). The status itself stays parked: it applies only to the send that reports its id.
+   */
+  private learnAlias(st: StatusUpdate): void {
+    const data = st.bizOpaqueCallbackData;
+    if (data === undefined || !data.startsWith('baton:')) return;
+    const row = this.sql(
+      `SELECT id FROM (SELECT id, record FROM outbound WHERE channel = ? AND user = ? ORDER BY seq DESC LIMIT ?)
+         WHERE json_extract(record, '$.callbackData') = ?`,
+    ).get(st.channel, st.recipient, ALIAS_SEARCH_DEPTH, data) as { id: string } | undefined;
+    if (!row) return;
+    this.sql(
+      'INSERT OR IGNORE INTO outbound_aliases (provider_message_id, channel, outbound_id, at) VALUES (?, ?, ?, ?)',
+    ).run(st.messageId, st.channel, row.id, this.now());
   }
 
   /**
@@ -571,6 +593,15 @@ export class EmbeddedBackend implements Backend {
           await yieldToLoop();
         }
       };
+      /** Deletes the rows of `table` whose `column` is before `cutOff`, a batch at a time. */
+      const olderThan = (table: string, column: string, cutOff: number, add?: (n: number) => void) =>
+        batches(
+          () =>
+            this.sql(
+              `DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE ${column} < ? LIMIT ?)`,
+            ).run(cutOff, PURGE_BATCH).changes,
+          add,
+        );
       await batches(
         () =>
           this.sql(
@@ -653,24 +684,13 @@ export class EmbeddedBackend implements Backend {
         });
         this.outboundRedactedUpTo = cursor;
       }
-      await batches(
-        () =>
-          this.sql(
-            `DELETE FROM dead_letters WHERE rowid IN
-               (SELECT rowid FROM dead_letters WHERE created_at < ? LIMIT ?)`,
-          ).run(h.outbound, PURGE_BATCH).changes,
-        (n) => (report.deadLetters += n),
-      );
+      await olderThan('dead_letters', 'created_at', h.outbound, (n) => (report.deadLetters += n));
       if (report.deadLetters > 0) this.countDeadLetters();
       this.sql('DELETE FROM signed_out WHERE until <= ?').run(this.now());
+      // Other copies' ids live as long as the records they name.
+      await olderThan('outbound_aliases', 'at', h.transitions);
       // Status webhooks parked for sends never recorded (a send that got no answer, say).
-      await batches(
-        () =>
-          this.sql(
-            `DELETE FROM early_statuses WHERE rowid IN
-               (SELECT rowid FROM early_statuses WHERE at < ? LIMIT ?)`,
-          ).run(this.now() - EARLY_STATUS_TTL_MS, PURGE_BATCH).changes,
-      );
+      await olderThan('early_statuses', 'at', this.now() - EARLY_STATUS_TTL_MS);
       return report;
     } finally {
       this.purging = false;
@@ -950,8 +970,13 @@ export class EmbeddedBackend implements Backend {
     const q = this.sql(
       'SELECT record FROM outbound WHERE provider_message_id = ? AND channel = ? AND user = ?',
     );
+    const alias = this.sql(
+      `SELECT o.record FROM outbound_aliases a JOIN outbound o ON o.id = a.outbound_id
+         WHERE a.provider_message_id = ? AND a.channel = ? AND o.user = ?`,
+    );
     for (const id of ids) {
-      const row = q.get(id, key.channel, key.user) as { record: string } | undefined;
+      const row = (q.get(id, key.channel, key.user) ?? alias.get(id, key.channel, key.user)) as
+        { record: string } | undefined;
       if (!row) continue;
       const r = JSON.parse(row.record) as OutboundRecord;
       if (r.isPrompt) out.set(id, { step: r.step, version: r.version });

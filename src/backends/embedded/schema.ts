@@ -110,4 +110,17 @@ export const MIGRATIONS: readonly string[] = [
     active_at = COALESCE(json_extract(snapshot, '$.lastInteraction') * 1000, json_extract(snapshot, '$.createdAt'));
   CREATE INDEX sessions_counts ON sessions (flow, step, needs_agent, active_at);
   `,
+  // 11: other copies of a reply (a holder killed after its send went out and before it was
+  //     recorded, and the reply sent again): their provider ids, learnt from status webhooks by
+  //     `biz_opaque_callback_data`, so a button on the first copy is still known (SPEC 1.7)
+  `
+  CREATE TABLE outbound_aliases (
+    provider_message_id TEXT NOT NULL,
+    channel             TEXT NOT NULL,
+    outbound_id         TEXT NOT NULL,
+    at                  INTEGER NOT NULL,
+    PRIMARY KEY (provider_message_id, channel)
+  );
+  CREATE INDEX outbound_aliases_at ON outbound_aliases (at);
+  `,
 ];

@@ -91,8 +91,11 @@ if total > keep then
     if not redis.call('ZSCORE', KEYS[9], id) then
       local st = redis.call('HGET', KEYS[7], id)
       if st then
-        local pm = cjson.decode(st).providerMessageId
-        if type(pm) == 'string' then redis.call('HDEL', KEYS[10], pm) end
+        local s = cjson.decode(st)
+        if type(s.providerMessageId) == 'string' then redis.call('HDEL', KEYS[10], s.providerMessageId) end
+        if type(s.aliases) == 'table' then
+          for _, a in ipairs(s.aliases) do redis.call('HDEL', KEYS[10], a) end
+        end
       end
       redis.call('HDEL', KEYS[6], id)
       redis.call('HDEL', KEYS[7], id)

@@ -17,7 +17,12 @@ if ARGV[1] == 'unsent' then
   ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 else
   ids = {}
-  for i = 2, #ARGV do ids[#ids + 1] = redis.call('HGET', KEYS[4], ARGV[i]) or '' end
+  for i = 2, #ARGV do
+    -- '~' marks another copy's id (outbound-update-7.lua): it names the record all the same
+    local id = redis.call('HGET', KEYS[4], ARGV[i]) or ''
+    if string.sub(id, 1, 1) == '~' then id = string.sub(id, 2) end
+    ids[#ids + 1] = id
+  end
 end
 local out = {}
 for _, id in ipairs(ids) do

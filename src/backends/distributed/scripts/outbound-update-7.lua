@@ -16,7 +16,8 @@
   KEYS[2] outState  HASH outbound id -> mutable part JSON
   KEYS[3] outIndex  ZSET outbound id by seq
   KEYS[4] unsent    ZSET outbound id by seq
-  KEYS[5] pmid      HASH provider message id -> outbound id
+  KEYS[5] pmid      HASH provider message id -> outbound id ('~' and the id: another copy's
+                    id, known for the prompt it carried, never for statuses; see ARGV[11])
   KEYS[6] journal   LIST of entries for PostgreSQL
   KEYS[7] early     HASH provider message id -> parked status JSON {status, lastError?}
 
@@ -31,14 +32,23 @@
   ARGV[8] how long a parked status lives, ms ('' neither to park nor to apply parked ones)
   ARGV[9] claim count to set (OutboundRecord.claims; '' or absent to keep)
   ARGV[10] the caller's clock, epoch ms, for the parked statuses' ages ('' or absent: Redis's)
+  ARGV[11] with 'pmid': the status's biz_opaque_callback_data ('' or absent if none). A provider
+          id no record has, whose callback data names one of the session's ARGV[12] newest
+          records (unique per user), is another copy of that record: a holder killed after its
+          send went out and before recording it, the record then sent again. The id is kept as
+          the record's alias (state `aliases`, journaled) so that a button on that copy still
+          reads as the prompt's; the status itself is parked like any other.
+  ARGV[12] how many of the newest records ARGV[11] is matched against
 
   Returns
     {1 if the status changed else 0, journal length, entry, outbound id, mutable part JSON}
-    {-7}   (NotFound) no such record in Redis (with ARGV[8], the status is parked)
+    {-7, learnt, journal length, entry}   (NotFound) no such record in Redis (with ARGV[8], the
+           status is parked); learnt is 1 when the id was kept as an alias (ARGV[11])
 ]]
 -- @include outbound-status
 
 local MAX_PARKED = 100
+local MAX_ALIASES = 4
 
 local function nowMs()
   if ARGV[10] and ARGV[10] ~= '' then return tonumber(ARGV[10]) end
@@ -57,17 +67,55 @@ local function park()
   redis.call('PEXPIRE', KEYS[7], ARGV[8])
 end
 
+local function journal(id, json)
+  if ARGV[7] == '' then return 0, '' end
+  local entry = ARGV[7] .. ',"outboundId":' .. cjson.encode(id) .. ',"state":' .. json .. '}'
+  return redis.call('RPUSH', KEYS[6], entry), entry
+end
+
+-- Keeps ARGV[2] as an alias of the record its callback data names, if any (see ARGV[11]).
+local function learnAlias()
+  local data = ARGV[11]
+  if ARGV[1] ~= 'pmid' or not data or string.sub(data, 1, 6) ~= 'baton:' then return 0, 0, '' end
+  for _, oid in ipairs(redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[12]) - 1)) do
+    local rec = redis.call('HGET', KEYS[1], oid)
+    if rec and cjson.decode(rec).callbackData == data then
+      local raw = redis.call('HGET', KEYS[2], oid)
+      if not raw then return 0, 0, '' end
+      local st = cjson.decode(raw)
+      local aliases = type(st.aliases) == 'table' and st.aliases or {}
+      for _, a in ipairs(aliases) do
+        if a == ARGV[2] then return 0, 0, '' end
+      end
+      if #aliases >= MAX_ALIASES then return 0, 0, '' end
+      aliases[#aliases + 1] = ARGV[2]
+      st.aliases = aliases
+      st.rev = (tonumber(st.rev) or 0) + 1
+      local json = cjson.encode(st)
+      redis.call('HSET', KEYS[2], oid, json)
+      redis.call('HSET', KEYS[5], ARGV[2], '~' .. oid)
+      local len, entry = journal(oid, json)
+      return 1, len, entry
+    end
+  end
+  return 0, 0, ''
+end
+
+local function notFound()
+  local learnt, len, entry = learnAlias()
+  park()
+  return { -7, learnt, len, entry }
+end
+
 local id = ARGV[2]
-if ARGV[1] == 'pmid' then id = redis.call('HGET', KEYS[5], ARGV[2]) end
-if not id then
-  park()
-  return { -7 }
+if ARGV[1] == 'pmid' then
+  id = redis.call('HGET', KEYS[5], ARGV[2])
+  -- another copy's id: its statuses are about that copy, not about the send recorded
+  if id and string.sub(id, 1, 1) == '~' then id = nil end
 end
+if not id then return notFound() end
 local raw = redis.call('HGET', KEYS[2], id)
-if not raw then
-  park()
-  return { -7 }
-end
+if not raw then return notFound() end
 
 local st = cjson.decode(raw)
 local before = st.status
@@ -87,6 +135,14 @@ if ARGV[5] ~= '' then
   if recorded and waiting then redis.call('HDEL', KEYS[5], st.providerMessageId) end
   if not recorded or waiting then st.providerMessageId = ARGV[5] end
   redis.call('HSET', KEYS[5], ARGV[5], id)
+  -- A status that came before this send was recorded made its id an alias: it is the send's own.
+  if type(st.aliases) == 'table' then
+    local kept = {}
+    for _, a in ipairs(st.aliases) do
+      if a ~= ARGV[5] then kept[#kept + 1] = a end
+    end
+    st.aliases = #kept > 0 and kept or nil
+  end
 end
 if ARGV[6] ~= '' then st.lastError = ARGV[6] end
 if ARGV[5] ~= '' and ARGV[8] ~= '' then
@@ -112,9 +168,5 @@ else
   redis.call('ZREM', KEYS[4], id)
 end
 
-local len, entry = 0, ''
-if ARGV[7] ~= '' then
-  entry = ARGV[7] .. ',"outboundId":' .. cjson.encode(id) .. ',"state":' .. json .. '}'
-  len = redis.call('RPUSH', KEYS[6], entry)
-end
+local len, entry = journal(id, json)
 return { changed, len, entry, id, json }
