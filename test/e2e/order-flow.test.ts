@@ -360,11 +360,11 @@ describe('the order flow, end to end', () => {
       const { dead_letters } = (await (await h.admin('/dead-letters')).json()) as { dead_letters: Letter[] };
       return dead_letters.find((d) => d.user === waId && d.replayedAt === undefined);
     };
-    h.graph.failNext(1, { status: 400, graphCode: 131047 });
+    h.graph.failNext(1, { status: 400, graphCode: 131047, to: waId });
     await send(text(waId, 'hi', T0));
     const first = await h.until(open);
     // Replayed before the cause is fixed: refused the same way, at the same attempt.
-    h.graph.failNext(1, { status: 400, graphCode: 131047 });
+    h.graph.failNext(1, { status: 400, graphCode: 131047, to: waId });
     await h.admin(`/dead-letters/${encodeURIComponent(first.id)}/replay`, { method: 'POST' });
     const second = await h.until(open);
     expect(second.id).not.toBe(first.id);

@@ -45,6 +45,11 @@ export interface FailureSpec {
   readonly delayMs?: number;
   /** `'reset'`: destroy the connection without any answer (a network error for the client). */
   readonly network?: 'reset';
+  /**
+   * Only a request to this recipient (`to`) fails; others pass it by. Keeps a test's scripted
+   * failure from being used by a send another test left behind.
+   */
+  readonly to?: string;
 }
 
 /** The JSON a client POSTed; the fields Baton's senders use are typed, the rest kept. */
@@ -245,7 +250,8 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
 
     arrivals.push(body);
     events.emit('arrival', body);
-    const spec = failures.shift();
+    const at = failures.findIndex((f) => f.to === undefined || f.to === body.to);
+    const spec = at < 0 ? undefined : failures.splice(at, 1)[0];
     if (spec !== undefined) {
       const respond = (): void => {
         if (spec.network === 'reset') {
