@@ -753,7 +753,7 @@ export class Engine {
         effect: { id: f.id, name: f.name, input: f.input, data: f.data },
       });
     }
-    return { snapshot: { ...s, outboundSeq: seq }, outbound: claimFirst(outbound) };
+    return { snapshot: { ...s, outboundSeq: seq }, outbound: claimFirst(outbound, this.workerId) };
   }
 
   /**
@@ -1070,7 +1070,7 @@ export class Engine {
       until,
       (o) => (o.claims ?? 1) === 0,
       run.held.sending,
-      this.holderGone(cleared, run.lease),
+      this.holderGone(cleared, run.lease, rec.claimedBy),
     );
     return now === undefined;
   }
@@ -1113,20 +1113,23 @@ export class Engine {
    * dead holder held the user's replies for half a minute per clear (an outside test). Asked at
    * most once every {@link HOLDER_CHECK_MS}; a holder not known is taken as alive.
    */
-  private holderGone(cleared: ClearedLease, key: SessionKey): () => Promise<boolean> {
-    const h = cleared.holder;
+  private holderGone(cleared: ClearedLease, key: SessionKey, claimedBy?: string): () => Promise<boolean> {
+    // The holder that claimed the record alone may be sending it; the one the clear took the
+    // lease from stands in when the store does not say. A lock-clear storm left marks naming a
+    // live worker that never claimed a reply a killed one had, and the reply waited 30 s.
+    const h = claimedBy ?? cleared.holder;
     if (h !== null && (h === this.workerId || h.startsWith(`${this.workerId}:`))) {
-      // Taken from this very process (a clear of one of its own turns, lately, while it is
-      // alive): its send of the record can be in flight only while another of its turns of the
-      // session runs. A lock-clear storm made a live worker wait out the whole send timeout
+      // Claimed by this very process (or, not known, taken from it by a clear of one of its own
+      // turns, lately, while it is alive): its send of the record can be in flight only while
+      // another of its turns of the session runs. A lock-clear storm made a live worker wait out the whole send timeout
       // (31 s) for a reply a killed worker had claimed (an outside soak).
       return async () => (this.turns.get(sessionId(key)) ?? 0) <= 1;
     }
     let next = 0;
     return async () => {
-      if (cleared.holder === null || this.now() < next) return false;
+      if (h === null || this.now() < next) return false;
       next = this.now() + HOLDER_CHECK_MS;
-      return !(await this.o.backend.holderAlive(cleared.holder).catch(() => true));
+      return !(await this.o.backend.holderAlive(h).catch(() => true));
     };
   }
 
@@ -1407,11 +1410,12 @@ function claimed(run: { readonly claims: Set<string> }, committed: readonly Outb
  * claim on those it never tried: the next two holders may each still try them (SPEC 1.6's one
  * repeat), instead of the third finding two claims no attempt used and dead-lettering the reply.
  */
-function claimFirst(outbound: OutboundRecord[]): OutboundRecord[] {
+function claimFirst(outbound: OutboundRecord[], holder: string): OutboundRecord[] {
   let first = true;
   for (const r of outbound) {
     if (r.effect !== undefined) continue;
-    if (!first) r.claims = 0;
+    if (first) r.claimedBy = holder;
+    else r.claims = 0;
     first = false;
   }
   return outbound;

@@ -287,6 +287,14 @@ export interface OutboundRecord extends SessionKey {
    * Absent when written: 1.
    */
   claims?: number;
+  /**
+   * The holder (`LeaseGrant.holder`) that made the latest claim: the commit's holder for its first
+   * reply, or the one that called `Backend.claimOutbound`. A holder taking the session after an
+   * agent's clear waits for an earlier holder's send only while this one is alive (it alone may
+   * be sending). Absent when not known (a record read back from PostgreSQL): the holder the
+   * clear took the lease from stands in.
+   */
+  claimedBy?: string;
   providerMessageId?: string;
   lastError?: string;
   /** Epoch milliseconds. */

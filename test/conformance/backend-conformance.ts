@@ -638,6 +638,11 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
           await expect(b.claimOutbound(g, [o1.id], -1)).rejects.toBeInstanceOf(FencedError);
           expect((await b.unsent(key)).map((o) => o.claims)).toEqual([1]);
           expect(await b.claimOutbound(g2, [o1.id], 1)).toEqual([2]);
+          // A claim names its holder; giving one back does not.
+          expect((await b.unsent(key))[0]!.claimedBy).toBe('w2');
+          expect(await b.claimOutbound(g2, [o1.id], -1)).toEqual([1]);
+          expect(await b.claimOutbound(g2, [o1.id], 1)).toEqual([2]);
+          expect((await b.unsent(key))[0]!.claimedBy).toBe('w2');
           await b.releaseLease(g2);
           // An expired lease too.
           const g3 = (await b.acquireLease(key, 'w3', 100))!;

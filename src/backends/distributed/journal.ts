@@ -18,7 +18,7 @@ import type {
 /** The part of an outbound record that never changes once committed. */
 export type OutboundBodyRecord = Omit<
   OutboundRecord,
-  'status' | 'attempts' | 'claims' | 'providerMessageId' | 'lastError'
+  'status' | 'attempts' | 'claims' | 'claimedBy' | 'providerMessageId' | 'lastError'
 >;
 
 /** The part that the outbox and status webhooks change; `rev` orders the changes. */
@@ -27,6 +27,8 @@ export interface OutboundState {
   attempts: number;
   /** OutboundRecord.claims; absent in a state written before it was kept: 1. */
   claims?: number;
+  /** OutboundRecord.claimedBy (Redis only: PostgreSQL does not keep it). */
+  claimedBy?: string;
   providerMessageId?: string;
   /**
    * Provider ids of other copies of this reply, learnt from their status webhooks (a holder
@@ -81,8 +83,9 @@ export function splitOutbound(
   r: OutboundRecord,
   rev: number,
 ): { record: OutboundBodyRecord; state: OutboundState } {
-  const { status, attempts, claims = 1, providerMessageId, lastError, ...record } = r;
+  const { status, attempts, claims = 1, claimedBy, providerMessageId, lastError, ...record } = r;
   const state: OutboundState = { status, attempts, claims, rev };
+  if (claimedBy !== undefined) state.claimedBy = claimedBy;
   if (providerMessageId !== undefined) state.providerMessageId = providerMessageId;
   if (lastError !== undefined) state.lastError = lastError;
   return { record, state };
@@ -96,6 +99,7 @@ export function joinOutbound(record: OutboundBodyRecord, state: OutboundState): 
     attempts: state.attempts,
     claims: typeof state.claims === 'number' ? state.claims : 1,
   };
+  if (typeof state.claimedBy === 'string') r.claimedBy = state.claimedBy;
   if (typeof state.providerMessageId === 'string') r.providerMessageId = state.providerMessageId;
   if (typeof state.lastError === 'string') r.lastError = state.lastError;
   return r;

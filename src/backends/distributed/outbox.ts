@@ -178,6 +178,7 @@ export async function claimOutbound(
     for (const id of some) {
       args.push(id, entryPrefix({ id: randomUUID(), t: 'o', channel: lease.channel, user: lease.user }));
     }
+    args.push(lease.holder);
     const reply = asArray(
       await run(ctx, 'outbound', {
         script: 'outbound-claim',

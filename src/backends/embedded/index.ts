@@ -1030,13 +1030,17 @@ export class EmbeddedBackend implements Backend {
   claimOutbound(lease: LeaseGrant, ids: readonly string[], delta: 1 | -1): Promise<Array<number | null>> {
     return this.write(() => {
       if (!this.current(lease)) throw new FencedError(sessionId(lease), lease.fence);
+      // A claim names its holder (OutboundRecord.claimedBy); off the hot path, so in the JSON.
       const claim = this.sql(
-        `UPDATE outbound SET claims = MAX(0, claims + ?), updated_at = ?
-           WHERE id = ? AND channel = ? AND user = ? AND status IN ('pending', 'sending') RETURNING claims`,
+        `UPDATE outbound SET claims = MAX(0, claims + @delta), updated_at = @now,
+             record = CASE WHEN @delta > 0 THEN json_set(record, '$.claimedBy', @holder) ELSE record END
+           WHERE id = @id AND channel = @channel AND user = @user AND status IN ('pending', 'sending')
+           RETURNING claims`,
       );
       const now = this.now();
+      const { channel, user, holder } = lease;
       return ids.map((id) => {
-        const row = claim.get(delta, now, id, lease.channel, lease.user) as { claims: number } | undefined;
+        const row = claim.get({ delta, now, holder, id, channel, user }) as { claims: number } | undefined;
         return row?.claims ?? null;
       });
     });

@@ -14,6 +14,7 @@
   ARGV[3] delta: 1 (claim) or -1 (give back; the count never goes below 0)
   ARGV[4] n = number of records, then per record: outbound id, journal entry (JSON object
           without its closing brace; this script appends "outboundId" and "state")
+  ARGV[5 + 2n] the lease's holder: a claim names it (OutboundRecord.claimedBy; absent: kept)
 
   Returns
     {0, journal length, r x n}  r per record: its claim count after the change (>= 0),
@@ -26,6 +27,7 @@ if redis.call('HGET', KEYS[2], 'n') ~= ARGV[2] then return { -3 } end
 
 local delta = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
+local holder = ARGV[5 + 2 * n]
 local out = { 0, 0 }
 local len = 0
 for i = 1, n do
@@ -42,6 +44,7 @@ for i = 1, n do
       claims = claims + delta
       if claims < 0 then claims = 0 end
       st.claims = claims
+      if delta > 0 and holder and holder ~= '' then st.claimedBy = holder end
       st.rev = (tonumber(st.rev) or 0) + 1
       local json = cjson.encode(st)
       redis.call('HSET', KEYS[3], id, json)
