@@ -4,6 +4,8 @@
  * @module
  */
 
+import { serviceAddress } from './config/address.ts';
+
 export const ERROR_CODES = {
   BATON_ERR_CONFIG: { status: 500, message: 'Invalid configuration' },
   BATON_ERR_BAD_SIGNATURE: { status: 401, message: 'Missing or invalid webhook signature' },
@@ -116,18 +118,10 @@ export class StorageUnavailableError extends BatonError {
    */
   static unreachable(store: string, variable: string, url: string, cause: unknown): StorageUnavailableError {
     const why = (cause instanceof Error ? cause.message : String(cause)).replace(/\s+/g, ' ').trim();
-    const where = url
-      .split(',')
-      .map((one) => {
-        try {
-          const u = new URL(one.trim());
-          return u.port === '' ? u.hostname : `${u.hostname}:${u.port}`;
-        } catch {
-          return '?';
-        }
-      })
-      .join(', ');
-    return new StorageUnavailableError(`${store} is unreachable at ${where} (${variable}): ${why}`, cause);
+    return new StorageUnavailableError(
+      `${store} is unreachable at ${serviceAddress(url)} (${variable}): ${why}`,
+      cause,
+    );
   }
 }
 

@@ -26,6 +26,7 @@ import { connect, type AmqpConnectionManager, type ChannelWrapper } from 'amqp-c
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import { ConfigError, StorageUnavailableError } from '../errors.ts';
+import { serviceAddress } from '../config/address.ts';
 import type { ProviderName } from '../model/message.ts';
 
 /** A webhook as the ingress queues it: the gateway's raw body and when it reached Baton. */
@@ -86,12 +87,7 @@ const rejectedQueue = (queue: string): string => `${queue}.rejected`;
 
 /** `amqp://user:pass@host:5672/vhost` shown as `host:5672`: never the credentials. */
 export function amqpAddress(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname}:${u.port || (u.protocol === 'amqps:' ? '5671' : '5672')}`;
-  } catch {
-    return 'an unreadable URL';
-  }
+  return serviceAddress(url, url.trim().startsWith('amqps:') ? '5671' : '5672');
 }
 
 export class AmqpIntake {
