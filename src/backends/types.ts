@@ -219,8 +219,11 @@ export interface Backend {
    * scheduled again (due when its oldest pending message's buffer window ends); if it only has
    * unsent replies, it is scheduled again shortly. Sessions with pending messages or unsent
    * replies are also scheduled when a backend starts (or its reaper finds them unleased).
+   * With `notBeforeMs`, it is not due again before that many ms from now: a holder that yields
+   * the baton to an agent (see {@link Backend.wantLease}) leaves the agent time to take it,
+   * rather than take the session back at once for the messages still waiting.
    */
-  releaseLease(lease: LeaseGrant): Promise<void>;
+  releaseLease(lease: LeaseGrant, notBeforeMs?: number): Promise<void>;
   /**
    * Fenced (token). Optional. Ends a holder's turn in one step: when messages are already due
    * (their buffer window has ended), the lease is kept and they are returned, as `pending`

@@ -102,6 +102,10 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
         break;
       }
       if (leaving.aborted || deps.fresh?.() === false) return 'left';
+      // An agent waits for the baton: no attempt starts, in a backoff or at the start of a turn
+      // (a worker that takes the session back for a message waiting must not go on either).
+      if (deps.wanted && (await deps.wanted().catch(() => false)))
+        return paused(logger, session, intent.name, attempt);
       if (attempt === rec.attempts && deps.earlierAttempt) await deps.earlierAttempt();
       if (deps.confirm && !(await deps.confirm())) return 'left';
       if (abandoned(attempt)) continue; // said at the top of the loop
@@ -128,10 +132,8 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
           { session, effect: intent.name, effectId: intent.id, attempt, wait, err: outcome.error },
           'effect failed; retrying',
         );
-        if (await waitUnlessWanted(wait, between, deps.wanted)) {
-          logger.info({ session, effect: intent.name, attempt }, 'effect paused: an agent takes the session');
-          return 'left';
-        }
+        if (await waitUnlessWanted(wait, between, deps.wanted))
+          return paused(logger, session, intent.name, attempt);
       }
     }
   }
@@ -175,6 +177,12 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
     ...(outcome.ok ? {} : { lastError: outcome.error }),
   });
   return 'done';
+}
+
+/** An effect stops between attempts for an agent that waits for the baton; a later turn goes on. */
+function paused(logger: Logger, session: string, effect: string, attempt: number): 'left' {
+  logger.info({ session, effect, attempt }, 'effect paused: an agent takes the session');
+  return 'left';
 }
 
 /** The outcome of an effect that stops, after an attempt, because the session left its visit. */

@@ -124,6 +124,11 @@ const SEND_RECORD_MARGIN_MS = 1000;
 const EARLIER_SEND_POLL_MS = 100;
 /** How often that wait asks whether the earlier holder is still alive (its heartbeat). */
 const HOLDER_CHECK_MS = 1000;
+/**
+ * How long a session a turn yielded to an agent is left alone (an agent's change asks for the
+ * baton every 50 ms, and its own release makes the session due again at once).
+ */
+const YIELD_TO_AGENT_MS = 1000;
 /** Why a reply that may have reached the user twice is dead-lettered instead of sent again. */
 const AMBIGUOUS = 'no answer twice, so not sent again (the user may have it already): replay it if not';
 /** The longest backoff an agent's request waits out before it leaves the send to a worker. */
@@ -347,9 +352,11 @@ export class Engine {
       await this.recordSent(run).catch((err: unknown) =>
         logger.error({ err, session: logSessionId(key) }, 'recording a sent reply failed'),
       );
+      // Yielded to an agent: the session is not taken up again before the agent can take it (the
+      // messages still waiting made it due at once, and a worker took the baton back each time).
       if (!released)
         await backend
-          .releaseLease(lease)
+          .releaseLease(lease, run.yielded ? YIELD_TO_AGENT_MS : undefined)
           .catch((err: unknown) => logger.error({ err }, 'lease release failed'));
       this.turnEnded(lease);
     }

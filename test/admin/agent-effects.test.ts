@@ -79,5 +79,51 @@ describe.each(HARNESS_BACKENDS)(
       },
       40_000,
     );
+
+    // The user wrote while the effect waited: that message made the session due again the moment
+    // the effect left the baton to the agent, a worker took it back within milliseconds, and the
+    // effect went on with its next attempt; the agent got the session only after the failure was
+    // applied and two replies sent (an outside test: 2 of 2 runs embedded, 2 of 4 distributed).
+    it.skipIf(!available)(
+      'a message waiting when the agent takes does not bring the effect back: no attempt after the take',
+      async () => {
+        const user = '15550809002';
+        const route = 'GET /orders/ORD-12345';
+        const before = shop.callsTo(route).length;
+        shop.script(route, { status: 503 }, { status: 503 });
+        expect((await h.post(webhook([text(user, 'ORD-12345', 1_750_000_100)]))).status).toBe(200);
+        await shop.waitForCalls(route, before + 1);
+        expect((await h.post(webhook([text(user, 'hello?', 1_750_000_101)]))).status).toBe(200);
+        await new Promise((r) => setTimeout(r, 300)); // stored, and seen by the turn's look
+
+        const started = Date.now();
+        const took = await h.admin(`/sessions/${user}/agent`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ agent: 'Ana' }),
+        });
+        expect(took.status).toBe(200);
+        expect(Date.now() - started).toBeLessThan(2_500);
+        const sentAtTake = h.graph.sent.filter((c) => c.body.to === user).length;
+
+        await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'stale_input'), 15_000);
+        await new Promise((r) => setTimeout(r, 9_500));
+        expect(shop.callsTo(route)).toHaveLength(before + 1);
+        // The take (`escalated`, by the agent), the message held, the effect's end recorded: the
+        // failure not applied (no advance to the error step, no retry, no escalation by the bot).
+        expect(
+          (await h.transitions(user)).map((r) => [r.kind, r.worker.startsWith('agent:')]).sort(),
+        ).toEqual([
+          ['advance', false],
+          ['escalated', true],
+          ['held', false],
+          ['stale_input', false],
+        ]);
+        const after = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
+        expect(after.metadata).toMatchObject({ needs_agent: true, agent: 'Ana' });
+        expect(h.graph.sent.filter((c) => c.body.to === user)).toHaveLength(sentAtTake);
+      },
+      40_000,
+    );
   },
 );

@@ -164,8 +164,8 @@ export class DistributedBackend implements Backend {
     return leases.renewLease(this.ctx, lease, ttlMs);
   }
 
-  releaseLease(lease: LeaseGrant): Promise<void> {
-    return leases.releaseLease(this.ctx, lease);
+  releaseLease(lease: LeaseGrant, notBeforeMs?: number): Promise<void> {
+    return leases.releaseLease(this.ctx, lease, notBeforeMs);
   }
 
   releaseOrTake(lease: LeaseGrant, limit: number, sent?: OutboundUpdate): Promise<StoredMessage[] | null> {

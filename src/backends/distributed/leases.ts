@@ -355,7 +355,7 @@ export async function releaseOrTake(
   return null;
 }
 
-export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<void> {
+export async function releaseLease(ctx: Context, lease: LeaseGrant, notBeforeMs = 0): Promise<void> {
   const sk = ctx.keys.session(lease);
   const wd = ctx.watchdogs.get(lease.token);
   unhold(ctx, sk, lease.token);
@@ -365,7 +365,7 @@ export async function releaseLease(ctx: Context, lease: LeaseGrant): Promise<voi
     {
       script: 'lease-release',
       keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
-      args: [lease.token, ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS],
+      args: [lease.token, ctx.opts.bufferMs, Math.floor(ctx.now()), UNSENT_RETRY_MS, notBeforeMs],
     },
     ...releaseCompanions(ctx, sk, wd),
   ];

@@ -750,10 +750,10 @@ export class EmbeddedBackend implements Backend {
     return true;
   }
 
-  async releaseLease(lease: LeaseGrant): Promise<void> {
+  async releaseLease(lease: LeaseGrant, notBeforeMs = 0): Promise<void> {
     const id = sessionId(lease);
     if (this.leases.get(id)?.token === lease.token) this.leases.delete(id);
-    this.rescheduleIfPending(lease);
+    this.rescheduleIfPending(lease, this.now() + notBeforeMs);
   }
 
   async releaseOrTake(
@@ -805,7 +805,8 @@ export class EmbeddedBackend implements Backend {
     return false;
   }
 
-  private rescheduleIfPending(k: SessionKey): void {
+  /** Schedules the session if messages or replies wait, due no earlier than `notBefore` (epoch ms). */
+  private rescheduleIfPending(k: SessionKey, notBefore = 0): void {
     if (this.closed) return;
     const key: SessionKey = { channel: k.channel, user: k.user };
     const row = this.sql(
@@ -813,18 +814,18 @@ export class EmbeddedBackend implements Backend {
          WHERE channel = ? AND user = ? AND state = 'pending'`,
     ).get(key.channel, key.user) as { first: number | null };
     if (row.first !== null) {
-      this.due.schedule(key, row.first + this.opts.bufferMs);
+      this.due.schedule(key, Math.max(row.first + this.opts.bufferMs, notBefore));
       return;
     }
-    this.rescheduleIfUnsent(key);
+    this.rescheduleIfUnsent(key, notBefore);
   }
 
   /** Replies whose sending was cut short (lease lost, shutdown): try again shortly. */
-  private rescheduleIfUnsent(key: SessionKey): void {
+  private rescheduleIfUnsent(key: SessionKey, notBefore = 0): void {
     const unsent = this.sql(
       `SELECT 1 FROM outbound WHERE channel = ? AND user = ? AND status IN ('pending', 'sending') LIMIT 1`,
     ).get(key.channel, key.user);
-    if (unsent !== undefined) this.due.schedule(key, this.now() + UNSENT_RETRY_MS);
+    if (unsent !== undefined) this.due.schedule(key, Math.max(this.now() + UNSENT_RETRY_MS, notBefore));
   }
 
   // --- mailbox and state ---------------------------------------------------------------

@@ -14,6 +14,8 @@
   ARGV[2] buffer window, ms
   ARGV[3] now, epoch ms
   ARGV[4] delay before unsent replies are taken up again, ms
+  ARGV[5] the session is not due before now + this, ms ('' or absent: 0; a holder yielding to
+          an agent leaves it time to take the baton)
 
   Returns
     -3 (Fenced)     the token no longer holds the lease: nothing changed
@@ -26,5 +28,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -3 end
 redis.call('DEL', KEYS[1])
 local due = nextDue(KEYS[2], KEYS[3], KEYS[5], ARGV[2], ARGV[3], ARGV[4])
 if due == nil then return 0 end
+local notBefore = tonumber(ARGV[3]) + (tonumber(ARGV[5] or '') or 0)
+if due < notBefore then due = notBefore end
 schedule(KEYS[4], due, ARGV[2])
 return due
