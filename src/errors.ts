@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   },
   BATON_ERR_FLOW_INVALID: { status: 500, message: 'The flow definition is invalid' },
   BATON_ERR_FLOW_UNDECLARED_TRANSITION: { status: 500, message: 'A step went to a step it did not declare' },
+  BATON_ERR_FLOW_DATA: { status: 500, message: "Flow code set data the flow's data schema refuses" },
   BATON_ERR_FLOW_HANDLER: { status: 500, message: 'Flow code threw' },
   BATON_ERR_SEND_RETRYABLE: { status: 502, message: 'The gateway refused the send for now' },
   BATON_ERR_SEND_PERMANENT: { status: 502, message: 'The gateway refused the send' },
@@ -188,7 +189,11 @@ export class FlowRuntimeError extends BatonError {
   /** The session (user masked), when known. */
   session: string | undefined;
   constructor(
-    code: 'BATON_ERR_FLOW_UNDECLARED_TRANSITION' | 'BATON_ERR_FLOW_HANDLER' | 'BATON_ERR_FLOW_REPLY',
+    code:
+      | 'BATON_ERR_FLOW_UNDECLARED_TRANSITION'
+      | 'BATON_ERR_FLOW_DATA'
+      | 'BATON_ERR_FLOW_HANDLER'
+      | 'BATON_ERR_FLOW_REPLY',
     flow: string,
     step: string | null,
     detail: string,

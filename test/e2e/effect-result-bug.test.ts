@@ -6,6 +6,7 @@
  * user's later messages are `held` for the agent, not stuck in the mailbox.
  */
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { defineFlow, effect } from '../../src/flow/define.ts';
 import type { SessionView } from '../../src/model/session.ts';
 import { harnessOn } from '../support/harness-on.ts';
@@ -15,8 +16,16 @@ import { HARNESS_BACKENDS } from '../support/services.ts';
 const weatherFlow = defineFlow({
   id: 'weather',
   start: 'ask',
+  data: z.object({ city: z.string().optional(), temp: z.number().optional() }),
   effects: {
-    forecast: effect({ run: async (input: { city: string }) => ({ city: input.city, sky: 'clear' }) }),
+    // The API's JSON, cast as usual: for "strtemp" it says the temperature as a string.
+    forecast: effect({
+      run: async (input: { city: string }) => ({
+        city: input.city,
+        sky: 'clear',
+        temp: (input.city === 'strtemp' ? '16.5' : 16.5) as number,
+      }),
+    }),
   },
   steps: {
     ask: {
@@ -33,7 +42,7 @@ const weatherFlow = defineFlow({
         input: (d) => ({ city: String(d.city) }),
         onResult: (r, c) => {
           if (r.city === 'boom') throw new Error('a bug in onResult');
-          return c.goto('ask', {}, `${r.city}: ${r.sky}`);
+          return c.goto('ask', { temp: r.temp }, `${r.city}: ${r.sky}`);
         },
         onFailure: (_f, c) => c.goto('ask'),
       },
@@ -74,5 +83,32 @@ describe.each(HARNESS_BACKENDS)(
       const stats = (await (await h.admin('/stats')).json()) as { queue_depth: number };
       expect(stats.queue_depth).toBe(0);
     });
+
+    // Data the flow's own schema refuses (outside test A7): committed, it restarted the session at
+    // the user's next message, recorded like a user's reset, the order gone.
+    it.skipIf(!available)(
+      'data its schema refuses is refused where it is set: dead-lettered, naming the key; no restart later',
+      async () => {
+        const user = '15550810002';
+        const T = 1_750_000_100;
+        expect((await h.post(webhook([text(user, 'hi', T)]))).status).toBe(200);
+        await h.until(async () => (await h.session(user))?.current_step === 'ask');
+        expect((await h.post(webhook([text(user, 'strtemp', T + 1)]))).status).toBe(200);
+        await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'escalated'), 15_000);
+        const dead = (await (await h.admin('/dead-letters')).json()) as {
+          dead_letters: Array<{ user: string; reason: string; ref: string }>;
+        };
+        const letter = dead.dead_letters.find((d) => d.user === user);
+        expect(letter?.ref).toMatch(/^fx:/);
+        expect(letter?.reason).toMatch(/BATON_ERR_FLOW_DATA|data schema refuses: temp: /);
+        const s = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
+        expect(s).toMatchObject({ current_step: 'wait', data: { city: 'strtemp' } });
+        expect(s.metadata.needs_agent).toBe(true);
+
+        expect((await h.post(webhook([text(user, 'hello?', T + 2)]))).status).toBe(200);
+        await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'held'), 15_000);
+        expect((await h.transitions(user)).map((r) => r.kind)).not.toContain('reset');
+      },
+    );
   },
 );

@@ -468,6 +468,31 @@ describe('the error boundary', () => {
     expect(t.records.at(-1)!.kind).toBe('escalated');
   });
 
+  it("data a step sets that the flow schema refuses is flow code's error, naming the keys; nothing is committed", async () => {
+    const f = defineFlow({
+      id: 'd',
+      data: z.object({ name: z.string().optional(), price: z.number().optional() }),
+      start: 'a',
+      steps: {
+        a: {
+          say: 'a?',
+          to: ['b'],
+          on: (i, c) =>
+            c.goto('b', { name: 'Kim', price: (i.type === 'text' ? i.text : '') as unknown as number }),
+        },
+        b: { say: 'b', to: [], on: (_i, c) => c.retry() },
+      },
+    });
+    const t = testFlow(f);
+    await t.send('hi');
+    const err = (await t.send('16.50').catch((e: unknown) => e)) as FlowRuntimeError;
+    expect(err).toBeInstanceOf(FlowRuntimeError);
+    expect(err.code).toBe('BATON_ERR_FLOW_DATA');
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(/^flow d, step a: set data its data schema refuses: price: /);
+    expect(t.state).toMatchObject({ step: 'a', data: {} });
+  });
+
   it('stored data that fails the flow schema restarts the session, never misread', async () => {
     const f = defineFlow({
       id: 's',
