@@ -165,6 +165,18 @@ describe('CloudApiSender against the fake Graph API', () => {
     },
   );
 
+  // SPEC 3: throttling is recognised by its code "whatever the HTTP status" (an outside test, P2).
+  it.each([130429, 80007])('HTTP 200 with a Graph error %i in the body is retryable', async (code) => {
+    fake.failNext(1, { status: 200, body: { error: { code, message: 'Rate limit hit' } } });
+    const err = await sendError(sender.send(outbound(TEXT)));
+    expect(err).toMatchObject({ retryable: true, httpStatus: 200, providerCode: code });
+  });
+
+  it('HTTP 200 without messages[0].id or an error stays a permanent failure', async () => {
+    fake.failNext(1, { status: 200, body: { messages: [] } });
+    await expect(sendError(sender.send(outbound(TEXT)))).resolves.toMatchObject({ retryable: false });
+  });
+
   it('HTTP 400 with Graph code 131047 is permanent, with code and message in the detail', async () => {
     fake.failNext(1, { status: 400, graphCode: 131047, message: '(#131047) Re-engagement message' });
     const err = await sendError(sender.send(outbound(TEXT)));

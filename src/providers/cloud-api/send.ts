@@ -319,14 +319,17 @@ export class CloudApiSender implements Sender {
     if (res.status >= 200 && res.status < 300) {
       const id = isObject(res.json) ? str((arr(res.json, 'messages') ?? []).find(isObject), 'id') : undefined;
       if (id !== undefined) return { providerMessageId: id };
-      throw missingMessageId(label, res.status, 'messages[0].id');
+      // An error in a 2xx answer is Graph's error all the same: a throttling code is retried
+      // whatever the HTTP status (SPEC 3).
+      if (!isObject(res.json) || obj(res.json, 'error') === undefined)
+        throw missingMessageId(label, res.status, 'messages[0].id');
     }
     throw classifyGraphFailure(res, label, this.#api.now());
   }
 }
 
 /**
- * Turns a non-2xx Graph answer into a {@link SendError}: retryable when the HTTP status or the
+ * Turns a Graph answer that is an error (non-2xx, or a 2xx with an `error` object) into a {@link SendError}: retryable when the HTTP status or the
  * Graph error code says so ({@link RETRYABLE_GRAPH_CODES}), permanent otherwise.
  */
 export function classifyGraphFailure(res: JsonResponse, label: string, nowMs: number): SendError {
