@@ -297,7 +297,9 @@ export interface Backend {
    * failed, or no such record): nothing to send. `+1` claims a send attempt before it is made;
    * `-1` gives back a claim no attempt used (a holder leaving a throttled reply unsent). Rejects
    * with `FencedError` when `lease` no longer holds the session: a holder that lost its baton
-   * neither claims nor sends.
+   * neither claims nor sends. A give-back needs only that no later lease was granted: a holder
+   * whose lease expired before it made the attempt it claimed (a starved process) gives the
+   * claim back, or three such turns in a row dead-lettered a reply nobody sent.
    */
   claimOutbound(lease: LeaseGrant, ids: readonly string[], delta: 1 | -1): Promise<Array<number | null>>;
   /** Unfenced. Stores a dead letter on its own (a batch's dead letters go with its commit). */

@@ -649,6 +649,13 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
           await sleep(250);
           await expect(b.claimOutbound(g3, [o1.id], 1)).rejects.toBeInstanceOf(FencedError);
           expect((await b.unsent(key)).map((o) => o.claims)).toEqual([2]);
+          // A claim its attempt never used goes back while no later lease was granted (a holder
+          // starved past its TTL before the send), and not once one was.
+          expect(await b.claimOutbound(g3, [o1.id], -1)).toEqual([1]);
+          const g4 = (await b.acquireLease(key, 'w4', 5000))!;
+          await expect(b.claimOutbound(g3, [o1.id], -1)).rejects.toBeInstanceOf(FencedError);
+          expect((await b.unsent(key)).map((o) => o.claims)).toEqual([1]);
+          await b.releaseLease(g4);
         });
       });
 

@@ -1030,7 +1030,9 @@ export class EmbeddedBackend implements Backend {
 
   claimOutbound(lease: LeaseGrant, ids: readonly string[], delta: 1 | -1): Promise<Array<number | null>> {
     return this.write(() => {
-      if (!this.current(lease)) throw new FencedError(sessionId(lease), lease.fence);
+      // A give-back needs no later grant only (see Backend.claimOutbound).
+      const held = delta > 0 ? this.current(lease) : this.leases.get(sessionId(lease));
+      if (held?.token !== lease.token) throw new FencedError(sessionId(lease), lease.fence);
       // A claim names its holder (OutboundRecord.claimedBy); off the hot path, so in the JSON.
       const claim = this.sql(
         `UPDATE outbound SET claims = MAX(0, claims + @delta), updated_at = @now,

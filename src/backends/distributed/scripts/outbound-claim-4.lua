@@ -20,9 +20,12 @@
     {0, journal length, r x n}  r per record: its claim count after the change (>= 0),
                                 -8 (NotWaiting) the record is sent or failed: not changed,
                                 -7 (NotFound) Redis does not keep the record
-    {-3}                        (Fenced) the token or fence no longer holds the lease
+    {-3}                        (Fenced) the token or fence no longer holds the lease; a
+                                give-back (-1) only needs that no later lease was granted
+                                (ARGV[2] is still the last fence): a holder whose lease expired
+                                before it made the attempt it claimed gives the claim back
 ]]
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { -3 } end
+if tonumber(ARGV[3]) > 0 and redis.call('GET', KEYS[1]) ~= ARGV[1] then return { -3 } end
 if redis.call('HGET', KEYS[2], 'n') ~= ARGV[2] then return { -3 } end
 
 local delta = tonumber(ARGV[3])
