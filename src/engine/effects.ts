@@ -112,7 +112,7 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
       if (leaving.aborted) return 'left';
       attempt += 1;
       await backend.updateOutbound(rec.id, { status: 'sending', attempts: attempt });
-      outcome = await once(def, intent.input, {
+      outcome = await attemptEffect(def, intent.input, {
         effectId: intent.id,
         data: intent.data,
         attempt,
@@ -212,7 +212,11 @@ export async function waitUnlessWanted(
 /** Longest an effect's result may be, as JSON: 256 KiB of ASCII. */
 export const MAX_RESULT_CHARS = 256 * 1024;
 
-async function once(
+/**
+ * One attempt of an effect, as the engine makes it (and `testFlow` with `effects: 'auto'`): cut
+ * at `timeoutMs` (a retryable failure), its result checked for size and made JSON.
+ */
+export async function attemptEffect(
   def: NonNullable<ReturnType<Flow['effects']['get']>>,
   input: unknown,
   o: {

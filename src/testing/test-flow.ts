@@ -4,7 +4,7 @@
  * effect's result, effects run (or answered by the test) by name, and a clock the test moves.
  * @module
  */
-import { EffectError, type DataOf, type Flow, type FlowData } from '../flow/define.ts';
+import { type DataOf, type Flow, type FlowData } from '../flow/define.ts';
 import {
   effectResultId,
   transition,
@@ -13,6 +13,7 @@ import {
   type TransitionEnv,
 } from '../flow/transition.ts';
 import type { MessageContent } from '../model/message.ts';
+import { attemptEffect, DEFAULT_EFFECT_TIMEOUT_MS } from '../engine/effects.ts';
 import type { OutboundBody, SessionSnapshot, TransitionRecord } from '../model/session.ts';
 
 /** A reply as the engine would send it. */
@@ -195,21 +196,19 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
         ok: false,
         error: `no effect "${start.name}"`,
       };
+      // Each attempt as the engine makes it: cut at the effect's `timeoutMs` (an API that hangs
+      // ends in `onFailure`, not in a test that never ends), its result made JSON.
       for (let attempt = 1; def && attempt <= max; attempt += 1) {
         attempts.set(start.id, attempt);
-        try {
-          const value = await def.run(start.input, {
-            effectId: start.id,
-            signal: new AbortController().signal,
-            data: start.data,
-            attempt,
-          });
-          result = { ok: true, value };
-          break;
-        } catch (err) {
-          result = { ok: false, error: err instanceof Error ? err.message : String(err) };
-          if (EffectError.is(err) && !err.retryable) break;
-        }
+        const made = await attemptEffect(def, start.input, {
+          effectId: start.id,
+          data: start.data,
+          attempt,
+          timeoutMs: def.timeoutMs ?? DEFAULT_EFFECT_TIMEOUT_MS,
+          signal: new AbortController().signal,
+        });
+        result = made;
+        if (made.ok || !made.retryable) break;
       }
       out.push(
         ...(await deliver(

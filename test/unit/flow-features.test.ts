@@ -284,6 +284,43 @@ describe('order_status through testFlow', () => {
     expect(t.step).toBe('ask');
   });
 
+  it("effects: 'auto' times each attempt out at the effect's timeoutMs, as the engine does (outside test A10)", async () => {
+    let calls = 0;
+    const f = defineFlow({
+      id: 'hang',
+      effects: {
+        quote: effect({
+          attempts: 2,
+          timeoutMs: 50,
+          backoffMs: 1,
+          run: () => {
+            calls += 1;
+            return new Promise<{ price: number }>(() => undefined); // an API that never answers
+          },
+        }),
+      },
+      start: 'ask',
+      steps: {
+        ask: { say: 'address?', to: ['quoting'], on: (_i, c) => c.goto('quoting') },
+        quoting: {
+          say: 'quoting',
+          to: ['ask'],
+          effect: {
+            use: 'quote',
+            onResult: (r, c) => c.goto('ask', {}, `price ${r.price}`),
+            onFailure: (f, c) => c.goto('ask', {}, `failed after ${f.attempts}: ${f.error}`),
+          },
+        },
+      },
+    });
+    const t = testFlow(f, { effects: 'auto' });
+    await t.send('hi');
+    const out = await t.send('Hang st');
+    expect(calls).toBe(2);
+    expect(out.map((r) => r.text)).toContain('failed after 2: timed out after 50 ms');
+    expect(t.step).toBe('ask');
+  });
+
   it('the reference bot quotes a long name and address clipped, stores them whole, and every prompt fits', async () => {
     const t = testFlow(orderFlow);
     await t.send('hi');
