@@ -661,17 +661,20 @@ export class Engine {
     const fallback = this.o.flows.get(this.o.defaultFlow)!;
     if ((s === null || s.step === null) && this.o.router) {
       const first = orderBatch(batch.filter((m) => !isEffectResult(m)))[0];
-      const picked = first === undefined ? undefined : this.o.router(first);
-      const flow = picked === undefined ? undefined : this.o.flows.get(picked);
+      const flow = first === undefined ? undefined : this.routed(first);
       if (flow) return flow;
-      if (picked !== undefined)
-        this.o.logger.warn(
-          { flow: picked },
-          'the router picked a flow that is not served; using the default',
-        );
       if (s === null) return fallback;
     }
     return this.o.flows.get(s?.flow ?? this.o.defaultFlow) ?? fallback;
+  }
+
+  /** The flow the router picks for a new session's first message `m`, if it picks a served one. */
+  private routed(m: StoredMessage): Flow | undefined {
+    const picked = this.o.router?.(m);
+    const flow = picked === undefined ? undefined : this.o.flows.get(picked);
+    if (picked !== undefined && flow === undefined)
+      this.o.logger.warn({ flow: picked }, 'the router picked a flow that is not served; using the default');
+    return flow;
   }
 
   private env(lease: LeaseGrant): Parameters<typeof transition>[3] {
@@ -683,6 +686,10 @@ export class Engine {
       sessionTtlSec: this.o.sessionTtlSec,
       maxRetries: this.o.maxRetries,
       ...(this.o.dedupeTtlSec !== undefined ? { dedupeTtlSec: this.o.dedupeTtlSec } : {}),
+      // An expired session is a new one: the router picks its flow (SPEC 5).
+      ...(this.o.router
+        ? { route: (m: StoredMessage) => this.routed(m) ?? this.o.flows.get(this.o.defaultFlow) }
+        : {}),
     };
   }
 

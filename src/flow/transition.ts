@@ -57,6 +57,12 @@ export interface TransitionEnv {
    * left the dedupe store already, so a replay must have no second effect). Unset: no such check.
    */
   readonly dedupeTtlSec?: number;
+  /**
+   * The flow a new session would start with this message in (the router's pick), for a session
+   * that expires in this batch: an expired session is handled as a new one (SPEC 5). Unset, or
+   * undefined for the message: the session keeps its flow.
+   */
+  readonly route?: (m: StoredMessage) => Flow | undefined;
 }
 
 /** A reply to send once the batch is committed. */
@@ -224,7 +230,8 @@ class BatchRun {
   private readonly startStep: string | null;
 
   constructor(
-    private readonly flow: Flow | null,
+    /** The session's flow; another one once it expires and the router picks that (`env.route`). */
+    private flow: Flow | null,
     snapshot: SessionSnapshot,
     private readonly env: TransitionEnv,
   ) {
@@ -243,7 +250,7 @@ class BatchRun {
   }
 
   run(ordered: ResolvedMessage[]): TransitionResult {
-    const flow = this.flow!;
+    let flow = this.flow!;
     this.upgrade();
     if (flow.data && this.s.step !== null && !flow.data.safeParse(this.s.data).success) {
       // Stored data that no longer fits the flow's schema is never misread: the session restarts.
@@ -284,6 +291,12 @@ class BatchRun {
       if (last !== null && m.timestamp - last > this.env.sessionTtlSec && this.s.step !== null) {
         this.leaveVisit();
         this.change('expired', null, [m.id], { data: {}, retryCount: 0, needsAgent: false });
+        // A new session from here: the router picks its flow, as for any first message.
+        const routed = this.env.route?.(m);
+        if (routed !== undefined && routed.id !== flow.id) {
+          this.flow = flow = routed;
+          this.s = { ...this.s, flow: routed.id, flowVersion: routed.version };
+        }
       }
       this.touch(m);
       if (this.s.needsAgent) {

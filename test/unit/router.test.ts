@@ -64,6 +64,15 @@ describe('flowRouter', () => {
     await backend.ingest({ messages: [msg('c', 'a', 'status', 1_750_000_001)], statuses: [] });
     await engine.runSession(a);
     expect(await backend.load(a)).toMatchObject({ flow: 'order', data: { customer_name: 'status' } });
+    // Expired (a day and more later), the session is a new one: the router picks again (SPEC 5).
+    await backend.ingest({ messages: [msg('c', 'a', 'status', 1_750_000_001 + 86_401)], statuses: [] });
+    await engine.runSession(a);
+    expect(await backend.load(a)).toMatchObject({ flow: 'order_status', step: 'ask_order' });
+    expect((await backend.transitions(a)).slice(-2).map((r) => r.kind)).toEqual(['expired', 'advance']);
+    // And back to the default flow when the router picks none.
+    await backend.ingest({ messages: [msg('c', 'a', 'hi', 1_750_000_001 + 2 * 86_402)], statuses: [] });
+    await engine.runSession(a);
+    expect(await backend.load(a)).toMatchObject({ flow: 'order', step: 'ask_name' });
     await backend.close();
   });
 });

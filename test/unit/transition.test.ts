@@ -170,6 +170,29 @@ describe('transition (pure)', () => {
     expect(r.snapshot.data).toEqual({});
   });
 
+  it('an expired session is a new one: the router picks its flow (SPEC 5; outside test A9)', () => {
+    const clinic = defineFlow({
+      id: 'clinic',
+      start: 'ask_day',
+      steps: { ask_day: { say: 'Which day?', to: [], on: (_i, c) => c.retry() } },
+    });
+    const s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101)).snapshot;
+    const routed = {
+      ...env,
+      route: (m: ResolvedMessage) => (m.content.type === 'text' ? clinic : undefined),
+    };
+    const r = transition(flow, s, [txt('clinic please', 101 + 86_401)], routed);
+    expect(r.records.map((x) => [x.kind, x.from_step, x.to_step, x.version])).toEqual([
+      ['expired', 'choose_product', null, 3],
+      ['advance', null, 'ask_day', 4],
+    ]);
+    expect(r.snapshot).toMatchObject({ flow: 'clinic', step: 'ask_day', data: {} });
+    expect(r.effects.map((e) => e.body)).toEqual([{ type: 'text', text: 'Which day?' }]);
+    // Not expired: the session keeps its flow whatever the router would say.
+    const kept = transition(flow, s, [txt('clinic please', 102)], routed);
+    expect(kept.snapshot.flow).toBe(flow.id);
+  });
+
   it('records reactions, edits, revokes, system and unsupported as ignored, with no reply', () => {
     const s = run(null, txt('hi', 100)).snapshot;
     const r = run(
