@@ -31,6 +31,11 @@ export const ORDER_PRODUCTS = [
 export interface ExpectedEnd {
   readonly step: string;
   readonly data?: Readonly<Record<string, unknown>>;
+  /**
+   * `data` lists only the keys to check (a script's `end`: data an effect computes, an order id
+   * or a price, cannot be written in advance); otherwise the session's data must be exactly it.
+   */
+  readonly partial?: boolean;
 }
 
 /** What the user's order must say once the flow is done. */

@@ -69,7 +69,9 @@ export async function runScriptUser(
   const end = script.end;
   const trace: UserTrace = {
     waId,
-    expected: end ? (fillDeep(end, index, waId) as { step: string; data?: Record<string, unknown> }) : null,
+    expected: end
+      ? { ...(fillDeep(end, index, waId) as { step: string; data?: Record<string, unknown> }), partial: true }
+      : null,
     expectedReplies,
     wrongReplies: [],
     sentIds: [],
@@ -82,6 +84,9 @@ export async function runScriptUser(
   let ts = plan.baseTs;
   let menu: { wamid: string; picks: readonly Pickable[] } | undefined;
   let lastBotWamid: string | undefined;
+  // Replies seen, by callback data (unique per reply): a second copy is the one repeat SPEC 1.6
+  // allows after a crash (the verdict counts it), never the reply a step expects next.
+  const seen = new Set<string>();
 
   const dup = (): DuplicateTiming | null => {
     if (chaos.duplicates <= 0 || rnd() >= chaos.duplicates) return null;
@@ -135,9 +140,11 @@ export async function runScriptUser(
 
     // The replies this step expects, in order.
     const got: SinkCall[] = [];
-    for (let k = 0; k < step.expect.length; k++) {
-      const reply = await sink.waitFor(waId, () => true, cursor + k, ctx.replyTimeoutMs, ctx.signal);
+    for (let at = cursor; got.length < step.expect.length; at++) {
+      const reply = await sink.waitFor(waId, () => true, at, ctx.replyTimeoutMs, ctx.signal);
       if (reply === null) break;
+      if (reply.callbackData !== undefined && seen.has(reply.callbackData)) continue;
+      if (reply.callbackData !== undefined) seen.add(reply.callbackData);
       got.push(reply);
       counters.replies += 1;
       const latency = Math.max(0, reply.at - triggerAt);

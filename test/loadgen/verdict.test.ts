@@ -62,6 +62,19 @@ describe('judge', () => {
     expect(judge([user({ transitions: log })], new Set(['w3']))).toMatchObject({ lost: 0, deadLettered: 1 });
   });
 
+  it("a script's end lists the data keys to check; the reference order's must match exactly", () => {
+    const computed = { ...DATA, order_id: 'P306' }; // an effect's answer, not in the script
+    const session = { current_step: 'completed', data: computed, metadata: { version: 5 } };
+    const partial = trace({ expected: { step: 'completed', data: DATA, partial: true } });
+    expect(judge([user({ trace: partial, session })], new Set())).toMatchObject({
+      clean: true,
+      outOfOrder: 0,
+    });
+    expect(judge([user({ session })], new Set())).toMatchObject({ clean: false, outOfOrder: 1 });
+    const wrong = { ...session, data: { ...computed, customer_name: 'Bo' } };
+    expect(judge([user({ trace: partial, session: wrong })], new Set())).toMatchObject({ outOfOrder: 1 });
+  });
+
   it('a due reply that never came is lost', () => {
     const v = judge(
       [user({ trace: trace({ missingReplies: ['confirm_order'], completed: false }) })],
