@@ -439,6 +439,8 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
     };
     if (choices.length > 3 && s.listButton === undefined)
       fail(`${at}: more than 3 choices need a listButton label`);
+    if (typeof s.say !== 'function')
+      checkOwnButtons(at, s.say, choices, dynamic !== undefined, def.accepts, fail);
     // Static prompts are checked now against WhatsApp's limits; dynamic ones when built.
     const fixed = choices.every((c) => typeof c.title === 'string' && typeof c.description !== 'function');
     if (typeof s.say !== 'function' && dynamic === undefined && fixed) {
@@ -521,6 +523,42 @@ export function choicesOf(step: StepDef, data: FlowData, ctx: WordsContext): rea
     title: wordsOf(c.title, data, ctx),
     ...(c.description !== undefined ? { description: wordsOf(c.description, data, ctx) } : {}),
   }));
+}
+
+/**
+ * A static prompt's own buttons or list rows: with no choices declared, a text step takes no tap
+ * (each one a retry: a bot that is a dead end for every user), and with choices, the prompt
+ * carries the choices instead, so its own ids must be those. Either way the author meant the
+ * ids as the step's choices: said at load.
+ */
+function checkOwnButtons(
+  at: string,
+  said: Replies | undefined,
+  choices: readonly ChoiceSpec[],
+  dynamic: boolean,
+  accepts: StepDef['accepts'],
+  fail: (message: string) => never,
+): void {
+  const list = said === undefined ? [] : Array.isArray(said) ? (said as Reply[]) : [said as Reply];
+  for (const r of list) {
+    if (typeof r === 'string' || (r.type !== 'buttons' && r.type !== 'list')) continue;
+    const own =
+      r.type === 'buttons'
+        ? r.buttons.map((b) => b.id)
+        : r.sections.flatMap((x) => x.rows.map((row) => row.id));
+    if (own.length === 0) continue;
+    if (choices.length === 0 && !dynamic && accepts === 'text') {
+      fail(
+        `${at}: its prompt has ${r.type === 'buttons' ? 'buttons' : 'list rows'} (${own.join(', ')}) but the step declares no choices, so every tap would be a retry: declare them as "choices"`,
+      );
+    }
+    const declared = choices.map((c) => c.id);
+    if (choices.length > 0 && (own.length !== declared.length || own.some((id) => !declared.includes(id)))) {
+      fail(
+        `${at}: its prompt's own ${r.type === 'buttons' ? 'buttons' : 'rows'} (${own.join(', ')}) are not its choices (${declared.join(', ')}); the choices are what the prompt carries: give "${r.type}" an empty list, or the same ids`,
+      );
+    }
+  }
 }
 
 /** Turns a step's `say` and choices into message bodies: the choices ride on the last one. */

@@ -94,7 +94,7 @@ describe('a step whose say is an interactive or media body and that has choices'
   };
 
   it("sends the author's buttons body carrying the step's choices, header and footer kept", () => {
-    const said = buttons('Table for two?', [{ id: 'ignored', title: 'Ignored' }], {
+    const said = buttons('Table for two?', [], {
       header: 'Booking',
       footer: 'Reply below',
     });
@@ -113,8 +113,28 @@ describe('a step whose say is an interactive or media body and that has choices'
 
   it('turns more than three choices into a list under the same text', () => {
     const four = ['a', 'b', 'c', 'd'].map((id) => ({ id, title: id.toUpperCase() }));
-    const [body] = promptsFor(buttons('Which day?', [{ id: 'x', title: 'X' }]), four);
+    const [body] = promptsFor(buttons('Which day?', []), four);
     expect(body).toMatchObject({ type: 'list', text: 'Which day?', button: 'Pick' });
+  });
+
+  // An outside test (A1): buttons of the prompt's own were silently replaced by the choices, and
+  // a text step with buttons and no choices took every tap as a retry.
+  it('refuses a prompt whose own buttons are not the choices, or a text step with buttons and no choices', () => {
+    expect(() => promptsFor(buttons('Table?', [{ id: 'maybe', title: 'Maybe' }]))).toThrow(
+      /own buttons \(maybe\) are not its choices \(yes, no\)/,
+    );
+    expect(promptsFor(buttons('Table?', [...two]))[0]).toMatchObject({ type: 'buttons', buttons: two });
+    expect(() =>
+      defineFlow({ id: 'f', start: 's', steps: { s: step([], { say: buttons('Confirm?', [...two]) }) } }),
+    ).toThrow(/step "s": its prompt has buttons \(yes, no\) but the step declares no choices/);
+    // A step that takes any input decides on the tap itself.
+    expect(() =>
+      defineFlow({
+        id: 'f',
+        start: 's',
+        steps: { s: step([], { accepts: 'any', say: buttons('Confirm?', [...two]) }) },
+      }),
+    ).not.toThrow();
   });
 
   it('sends an image as it is, and the choices after it', () => {
