@@ -269,7 +269,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       take: (key, agent, takeOver, seenVersion, seenAgent) =>
         engine.takeSession(key, agent, takeOver, seenVersion, seenAgent),
       message: (key, text, agent) => engine.agentMessage(key, text, agent),
-      handback: (key, step, agent) => engine.handback(key, step, agent),
+      handback: (key, step, agent, data) => engine.handback(key, step, agent, data),
     },
   });
 

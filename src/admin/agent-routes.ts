@@ -41,7 +41,12 @@ export interface AgentDesk {
     text: string,
     agent?: string,
   ): Promise<{ snapshot: SessionSnapshot; outbound: OutboundRecord } | null>;
-  handback(key: SessionKey, step: string, agent?: string): Promise<SessionSnapshot | null>;
+  handback(
+    key: SessionKey,
+    step: string,
+    agent?: string,
+    data?: Readonly<Record<string, string | number | boolean | null>>,
+  ): Promise<SessionSnapshot | null>;
 }
 
 export function registerAgentRoutes(
@@ -117,8 +122,8 @@ export function registerAgentRoutes(
   api.delete('/sessions/:waId/agent', { schema: { ...one, body: HandbackBody } }, async (req, reply) => {
     const s = await findOne(backend, req, reply);
     if (!s) return reply;
-    const { step, agent } = parsed(HandbackBody, req.body);
-    const next = await agents.handback(s, step, agent);
+    const { step, agent, data } = parsed(HandbackBody, req.body);
+    const next = await agents.handback(s, step, agent, data);
     return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
   });
 

@@ -177,6 +177,22 @@ export const HandbackBody = z.strictObject({
   step: stepId,
   /** Who hands it back; defaults to the agent who took the session. */
   agent: agentName.optional(),
+  /**
+   * Data the agent settled with the user (a price agreed by chat), merged into the session's
+   * before the step is entered: flat values only, checked by the flow's data schema.
+   */
+  data: z
+    .record(
+      z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'keys are identifiers of at most 64 characters'),
+      z.union([
+        z.string().max(4096, 'must be at most 4,096 characters').refine(storable, STORABLE),
+        z.number().finite(),
+        z.boolean(),
+        z.null(),
+      ]),
+    )
+    .refine((d) => Object.keys(d).length <= 32, 'at most 32 keys')
+    .optional(),
 });
 
 /** The Meta verification handshake: each parameter at most once, all optional (a mismatch is 403). */

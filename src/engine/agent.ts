@@ -17,7 +17,7 @@ import {
   takeSession as takeChange,
   type AgentChange,
 } from '../flow/agent.ts';
-import type { Flow } from '../flow/define.ts';
+import type { Flow, FlowData } from '../flow/define.ts';
 import { adminReset as resetChange, type TransitionEnv, type TransitionResult } from '../flow/transition.ts';
 import { sessionId, type SessionKey } from '../model/message.ts';
 import type { OutboundRecord, SessionSnapshot } from '../model/session.ts';
@@ -262,21 +262,28 @@ async function cancelUnsent(backend: Backend, lease: LeaseGrant): Promise<void> 
   }
 }
 
-/** The agent hands the session back to the bot at `step`, whose prompt is sent. */
+/**
+ * The agent hands the session back to the bot at `step`, whose prompt is sent; `data` (checked by
+ * the flow's schema) is merged into the session's first, for what the agent settled with the user.
+ */
 export async function handback(
   host: AgentHost,
   key: SessionKey,
   step: string,
   agent?: string,
+  data?: FlowData,
 ): Promise<SessionSnapshot | null> {
   const r = await change(
     host,
     key,
     (prev, env) => {
-      const t = handbackChange(prev, host.flowFor(prev), step, {
-        ...env,
-        worker: agentWorker(agent ?? agentOf(prev)),
-      });
+      const t = handbackChange(
+        prev,
+        host.flowFor(prev),
+        step,
+        { ...env, worker: agentWorker(agent ?? agentOf(prev)) },
+        data,
+      );
       return { ...host.toOutbound(t.snapshot, t.effects, t.started), records: t.records };
     },
     'agent',

@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Backend, ClearedLease, LeaseGrant, OutboundUpdate } from '../backends/types.ts';
 import { BatonError, FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
-import type { Flow } from '../flow/define.ts';
+import type { Flow, FlowData } from '../flow/define.ts';
 import type { FlowRouter } from '../flow/router.ts';
 import {
   freshSnapshot,
@@ -1274,8 +1274,8 @@ export class Engine {
   }
 
   /** An agent hands the session back to the bot at `step` (`engine/agent.ts`). */
-  handback(key: SessionKey, step: string, agent?: string): Promise<SessionSnapshot | null> {
-    return agentOps.handback(this.agentHost(), key, step, agent);
+  handback(key: SessionKey, step: string, agent?: string, data?: FlowData): Promise<SessionSnapshot | null> {
+    return agentOps.handback(this.agentHost(), key, step, agent, data);
   }
 
   private agentHost(): agentOps.AgentHost {

@@ -15,7 +15,13 @@ import type {
   TransitionRecord,
 } from '../model/session.ts';
 import type { Flow, FlowData, StepDef } from './define.ts';
-import { handbackTransition, waiting, type TransitionEnv, type TransitionResult } from './transition.ts';
+import {
+  handbackTransition,
+  schemaIssues,
+  waiting,
+  type TransitionEnv,
+  type TransitionResult,
+} from './transition.ts';
 
 /** What an agent operation commits. */
 export interface AgentChange {
@@ -181,6 +187,8 @@ export function handback(
   flow: Flow,
   stepId: string,
   env: TransitionEnv,
+  /** Data the agent sets on the way (what they settled with the user), merged into the session's. */
+  set: FlowData = {},
 ): TransitionResult {
   if (!flow.steps.has(stepId)) {
     throw new BatonError('BATON_ERR_UNKNOWN_STEP', `flow ${flow.id} has no step "${stepId}"`);
@@ -195,12 +203,26 @@ export function handback(
       `flow ${flow.id} does not let an agent hand a session back at "${stepId}" (entering it does what only the user may ask for); choose another step`,
     );
   }
-  const missing = missingNeeds(step, prev.data);
+  const data = { ...prev.data, ...set };
+  const checked = Object.keys(set).length === 0 ? undefined : flow.data?.safeParse(data);
+  if (checked !== undefined && !checked.success) {
+    throw new BatonError(
+      'BATON_ERR_BAD_REQUEST',
+      `flow ${flow.id}'s data schema refuses that data: ${schemaIssues(checked.error)}`,
+    );
+  }
+  // A key the schema drops (a zod object's unknown keys) is one the flow does not have.
+  const kept = checked?.success === true ? (checked.data as Record<string, unknown>) : undefined;
+  const unknown = kept === undefined ? [] : Object.keys(set).filter((k) => !(k in kept));
+  if (unknown.length > 0) {
+    throw new BatonError('BATON_ERR_BAD_REQUEST', `flow ${flow.id}'s data has no ${unknown.join(', ')}`);
+  }
+  const missing = missingNeeds(step, data);
   if (missing.length > 0) {
     throw new BatonError(
       'BATON_ERR_STEP_NEEDS_DATA',
-      `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; hand it back at an earlier step`,
+      `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; set it with the handback's "data", or hand it back at an earlier step`,
     );
   }
-  return handbackTransition(flow, prev, stepId, env);
+  return handbackTransition(flow, { ...prev, data }, stepId, env);
 }

@@ -807,7 +807,7 @@ export function waiting(s: SessionSnapshot, kind: TransitionKind, nowMs: number)
  * What a data schema's error says, on one line: a zod error's issues as `path: message`, any
  * other error's message.
  */
-function schemaIssues(error: unknown): string {
+export function schemaIssues(error: unknown): string {
   const issues = (error as { issues?: unknown } | null)?.issues;
   if (Array.isArray(issues) && issues.length > 0) {
     return issues

@@ -179,6 +179,15 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       const early = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'collect_shipping_address' });
       expect(early.status).toBe(409);
       expect(await early.json()).toMatchObject({ code: 'BATON_ERR_STEP_NEEDS_DATA' });
+      // Data the flow's schema refuses, or a body that is not flat values: 400, unchanged.
+      for (const data of [{ product_id: 7 }, { product_id: { id: 'x' } }, { 'bad key': 'x' }]) {
+        const refused = await send(`/sessions/${user}/agent`, 'DELETE', {
+          step: 'collect_shipping_address',
+          data,
+        });
+        expect(refused.status).toBe(400);
+      }
+      expect((await lastRecord(user))?.kind).not.toBe('handback');
 
       // Hand back at choose_product: version + 1, needs_agent and retries cleared, data kept.
       const back = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'choose_product' });

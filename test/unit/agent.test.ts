@@ -170,6 +170,29 @@ describe('agent operations (pure)', () => {
     );
   });
 
+  it('a handback may set the data the step needs (what the agent settled with the user), checked by the schema', () => {
+    const taken = takeSession(escalated(), 'Ana', env).snapshot;
+    const r = handback(taken, orderFlow, 'collect_shipping_address', env, { product_id: 'sku_550e' });
+    expect(r.snapshot).toMatchObject({
+      step: 'collect_shipping_address',
+      data: { ...taken.data, product_id: 'sku_550e' },
+      needsAgent: false,
+    });
+    expect(r.records.map((x) => x.kind)).toEqual(['handback']);
+    const refused = (set: Record<string, unknown>): BatonError => {
+      try {
+        handback(taken, orderFlow, 'collect_shipping_address', env, set);
+      } catch (e) {
+        return e as BatonError;
+      }
+      throw new Error('not refused');
+    };
+    expect(refused({ product_id: 42 })).toMatchObject({ code: 'BATON_ERR_BAD_REQUEST' });
+    expect(refused({ product_id: 42 }).message).toMatch(/refuses that data: product_id: /);
+    expect(refused({ product_id: 'sku_550e', colour: 'red' }).message).toMatch(/data has no colour/);
+    expect(refused({ customer_name: 'Jo' })).toMatchObject({ code: 'BATON_ERR_STEP_NEEDS_DATA' });
+  });
+
   it('handback: version + 1, needs_agent and retries cleared, data kept, the step prompt once', () => {
     const taken = takeSession(escalated(), 'Ana', env).snapshot;
     const withProduct = { ...taken, data: { ...taken.data, product_id: 'sku_550e' } };
