@@ -123,5 +123,40 @@ describe.each(HARNESS_BACKENDS)(
       },
       40_000,
     );
+
+    // The same with an admin reset (outside test A3): it waited 4 s, the shop got its next attempt,
+    // and the failure was applied and said twice before the reset.
+    it.skipIf(!available)(
+      'a message waiting when an admin resets does not bring the effect back: no attempt after the reset',
+      async () => {
+        const user = '15550809003';
+        const route = 'GET /orders/ORD-12345';
+        const before = shop.callsTo(route).length;
+        shop.script(route, { status: 503 }, { status: 503 });
+        expect((await h.post(webhook([text(user, 'ORD-12345', 1_750_000_200)]))).status).toBe(200);
+        await shop.waitForCalls(route, before + 1);
+        expect((await h.post(webhook([text(user, 'hello?', 1_750_000_201)]))).status).toBe(200);
+        await new Promise((r) => setTimeout(r, 300));
+
+        const started = Date.now();
+        const reset = await h.admin(`/sessions/${user}/reset`, { method: 'POST' });
+        expect(reset.status).toBe(200);
+        expect(Date.now() - started).toBeLessThan(2_500);
+
+        await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'stale_input'), 15_000);
+        await new Promise((r) => setTimeout(r, 9_500));
+        expect(shop.callsTo(route)).toHaveLength(before + 1);
+        // The failure was never applied: no retry, no hand-off by the bot, no step after the lookup.
+        const kinds = (await h.transitions(user)).map((r) => r.kind);
+        expect(kinds).toContain('admin_reset');
+        expect(kinds).not.toContain('retry');
+        expect(kinds).not.toContain('escalated');
+        const failed = (await h.transitions(user)).filter(
+          (r) => r.from_step === 'looking_up' && r.kind === 'advance',
+        );
+        expect(failed).toEqual([]);
+      },
+      40_000,
+    );
   },
 );
