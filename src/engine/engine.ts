@@ -1135,8 +1135,8 @@ export class Engine {
     if (h !== null && (h === this.workerId || h.startsWith(`${this.workerId}:`))) {
       // Claimed by this very process (or, not known, taken from it by a clear of one of its own
       // turns, lately, while it is alive): its send of the record can be in flight only while
-      // another of its turns of the session runs. A lock-clear storm made a live worker wait out the whole send timeout
-      // (31 s) for a reply a killed worker had claimed (an outside soak).
+      // another of its turns of the session runs. A lock-clear storm made a live worker wait out
+      // the whole send timeout (31 s) for a reply a killed worker had claimed (an outside soak).
       return async () => (this.turns.get(sessionId(key)) ?? 0) <= 1;
     }
     let next = 0;

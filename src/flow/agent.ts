@@ -14,14 +14,8 @@ import type {
   TransitionKind,
   TransitionRecord,
 } from '../model/session.ts';
-import type { Flow, FlowData, StepDef } from './define.ts';
-import {
-  handbackTransition,
-  schemaIssues,
-  waiting,
-  type TransitionEnv,
-  type TransitionResult,
-} from './transition.ts';
+import { schemaIssues, type Flow, type FlowData, type StepDef } from './define.ts';
+import { handbackTransition, waiting, type TransitionEnv, type TransitionResult } from './transition.ts';
 
 /** What an agent operation commits. */
 export interface AgentChange {

@@ -227,6 +227,24 @@ export interface DataSchema<D> {
   safeParse(value: unknown): { success: true; data: D } | { success: false; error: unknown };
 }
 
+/**
+ * What a data schema's error says, on one line: a zod error's issues as `path: message`, any
+ * other error's message.
+ */
+export function schemaIssues(error: unknown): string {
+  const issues = (error as { issues?: unknown } | null)?.issues;
+  if (Array.isArray(issues) && issues.length > 0) {
+    return issues
+      .slice(0, 5)
+      .map((i: { path?: unknown; message?: unknown }) => {
+        const path = Array.isArray(i.path) && i.path.length > 0 ? i.path.join('.') : '(data)';
+        return `${path}: ${String(i.message)}`;
+      })
+      .join('; ');
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
 export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = EffectMap> {
   readonly id: string;
   /** The author's version of the flow; stored with each session. */

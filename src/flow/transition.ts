@@ -24,6 +24,7 @@ import {
 import {
   choicesOf,
   promptsOf,
+  schemaIssues,
   translator,
   wordsOf,
   type Choice,
@@ -801,22 +802,4 @@ export function waiting(s: SessionSnapshot, kind: TransitionKind, nowMs: number)
   if (s.needsAgent || s.waitingSince === undefined) return s;
   const { waitingSince: _over, ...rest } = s;
   return rest;
-}
-
-/**
- * What a data schema's error says, on one line: a zod error's issues as `path: message`, any
- * other error's message.
- */
-export function schemaIssues(error: unknown): string {
-  const issues = (error as { issues?: unknown } | null)?.issues;
-  if (Array.isArray(issues) && issues.length > 0) {
-    return issues
-      .slice(0, 5)
-      .map((i: { path?: unknown; message?: unknown }) => {
-        const path = Array.isArray(i.path) && i.path.length > 0 ? i.path.join('.') : '(data)';
-        return `${path}: ${String(i.message)}`;
-      })
-      .join('; ');
-  }
-  return error instanceof Error ? error.message : String(error);
 }

@@ -15,6 +15,9 @@ import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
+/** The shop's route the order-status flow's lookup calls. */
+const ROUTE = 'GET /orders/ORD-12345';
+
 describe.each(HARNESS_BACKENDS)(
   'an agent and an effect between attempts on the %s backend',
   (_n, available, setup) => {
@@ -85,6 +88,20 @@ describe.each(HARNESS_BACKENDS)(
       40_000,
     );
 
+    /**
+     * The user asks for an order, the shop answers 503 (the effect waits out its backoff), and the
+     * user writes again meanwhile; resolves with the shop's calls before this lookup.
+     */
+    async function lookupWaitingWithMessage(user: string, ts: number): Promise<number> {
+      const before = shop.callsTo(ROUTE).length;
+      shop.script(ROUTE, { status: 503 }, { status: 503 });
+      expect((await h.post(webhook([text(user, 'ORD-12345', ts)]))).status).toBe(200);
+      await shop.waitForCalls(ROUTE, before + 1);
+      expect((await h.post(webhook([text(user, 'hello?', ts + 1)]))).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 300)); // stored, and seen by the turn's look
+      return before;
+    }
+
     // The user wrote while the effect waited: that message made the session due again the moment
     // the effect left the baton to the agent, a worker took it back within milliseconds, and the
     // effect went on with its next attempt; the agent got the session only after the failure was
@@ -93,20 +110,14 @@ describe.each(HARNESS_BACKENDS)(
       'a message waiting when the agent takes does not bring the effect back: no attempt after the take',
       async () => {
         const user = '15550809002';
-        const route = 'GET /orders/ORD-12345';
-        const before = shop.callsTo(route).length;
-        shop.script(route, { status: 503 }, { status: 503 });
-        expect((await h.post(webhook([text(user, 'ORD-12345', 1_750_000_100)]))).status).toBe(200);
-        await shop.waitForCalls(route, before + 1);
-        expect((await h.post(webhook([text(user, 'hello?', 1_750_000_101)]))).status).toBe(200);
-        await new Promise((r) => setTimeout(r, 300)); // stored, and seen by the turn's look
+        const before = await lookupWaitingWithMessage(user, 1_750_000_100);
 
         await takesAtOnce(user);
         const sentAtTake = h.graph.sent.filter((c) => c.body.to === user).length;
 
         await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'stale_input'), 15_000);
         await new Promise((r) => setTimeout(r, 9_500));
-        expect(shop.callsTo(route)).toHaveLength(before + 1);
+        expect(shop.callsTo(ROUTE)).toHaveLength(before + 1);
         // The take (`escalated`, by the agent), the message held, the effect's end recorded: the
         // failure not applied (no advance to the error step, no retry, no escalation by the bot).
         expect(
@@ -130,13 +141,7 @@ describe.each(HARNESS_BACKENDS)(
       'a message waiting when an admin resets does not bring the effect back: no attempt after the reset',
       async () => {
         const user = '15550809003';
-        const route = 'GET /orders/ORD-12345';
-        const before = shop.callsTo(route).length;
-        shop.script(route, { status: 503 }, { status: 503 });
-        expect((await h.post(webhook([text(user, 'ORD-12345', 1_750_000_200)]))).status).toBe(200);
-        await shop.waitForCalls(route, before + 1);
-        expect((await h.post(webhook([text(user, 'hello?', 1_750_000_201)]))).status).toBe(200);
-        await new Promise((r) => setTimeout(r, 300));
+        const before = await lookupWaitingWithMessage(user, 1_750_000_200);
 
         const started = Date.now();
         const reset = await h.admin(`/sessions/${user}/reset`, { method: 'POST' });
@@ -145,7 +150,7 @@ describe.each(HARNESS_BACKENDS)(
 
         await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'stale_input'), 15_000);
         await new Promise((r) => setTimeout(r, 9_500));
-        expect(shop.callsTo(route)).toHaveLength(before + 1);
+        expect(shop.callsTo(ROUTE)).toHaveLength(before + 1);
         // The failure was never applied: no retry, no hand-off by the bot, no step after the lookup.
         const kinds = (await h.transitions(user)).map((r) => r.kind);
         expect(kinds).toContain('admin_reset');

@@ -54,6 +54,15 @@ export interface StoredOutbound {
   readonly state: OutboundState;
 }
 
+/**
+ * A record's JSON as PostgreSQL keeps it, and the other copies' ids that ride in it
+ * (outbound-state-update.sql): those are state, not part of the record.
+ */
+function withoutAliases(json: unknown): { record: OutboundBodyRecord; aliases: string[] } {
+  const { aliases, ...record } = json as OutboundBodyRecord & { aliases?: unknown };
+  return { record, aliases: Array.isArray(aliases) ? (aliases as string[]) : [] };
+}
+
 function outboundFromRow(r: Row, key?: SessionKey): StoredOutbound {
   const state: OutboundState = {
     status: r.status as OutboundState['status'],
@@ -63,9 +72,8 @@ function outboundFromRow(r: Row, key?: SessionKey): StoredOutbound {
   };
   if (typeof r.provider_message_id === 'string') state.providerMessageId = r.provider_message_id;
   if (typeof r.last_error === 'string') state.lastError = r.last_error;
-  // Other copies' ids ride in the record's JSON (outbound-state-update.sql); they are state.
-  const { aliases, ...record } = r.record as OutboundBodyRecord & { aliases?: string[] };
-  if (Array.isArray(aliases) && aliases.length > 0) state.aliases = aliases;
+  const { record, aliases } = withoutAliases(r.record);
+  if (aliases.length > 0) state.aliases = aliases;
   return {
     id: r.id as string,
     channel: key?.channel ?? (r.channel as string),
@@ -496,8 +504,8 @@ export class PgStore {
     const wanted = new Set(ids);
     const found = new Map<string, OutboundBodyRecord>();
     for (const r of rows) {
-      const { aliases, ...record } = r.record as OutboundBodyRecord & { aliases?: string[] };
-      for (const id of [r.provider_message_id as string | null, ...(aliases ?? [])]) {
+      const { record, aliases } = withoutAliases(r.record);
+      for (const id of [r.provider_message_id as string | null, ...aliases]) {
         if (id !== null && wanted.has(id)) found.set(id, record);
       }
     }

@@ -1033,10 +1033,12 @@ export class EmbeddedBackend implements Backend {
       // A give-back needs no later grant only (see Backend.claimOutbound).
       const held = delta > 0 ? this.current(lease) : this.leases.get(sessionId(lease));
       if (held?.token !== lease.token) throw new FencedError(sessionId(lease), lease.fence);
-      // A claim names its holder (OutboundRecord.claimedBy); off the hot path, so in the JSON.
+      // A claim names its holder (OutboundRecord.claimedBy, in the JSON): rewritten only when
+      // another holder claims (a turn's later replies are claimed by the holder that committed them).
       const claim = this.sql(
         `UPDATE outbound SET claims = MAX(0, claims + @delta), updated_at = @now,
-             record = CASE WHEN @delta > 0 THEN json_set(record, '$.claimedBy', @holder) ELSE record END
+             record = CASE WHEN @delta > 0 AND json_extract(record, '$.claimedBy') IS NOT @holder
+                      THEN json_set(record, '$.claimedBy', @holder) ELSE record END
            WHERE id = @id AND channel = @channel AND user = @user AND status IN ('pending', 'sending')
            RETURNING claims`,
       );
