@@ -178,6 +178,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
               { warning },
               `${warning} Replay with ?confirm=true to do it anyway.`,
             );
+          if (letter?.kind === 'outbound') await failureRecorded(backend, letter);
           if (!(await backend.replayDeadLetter(id)))
             return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such dead letter, or it was replayed already');
           return warning === null ? { replayed: true } : { replayed: true, warning };
@@ -240,6 +241,21 @@ async function replayWarning(backend: Backend, letter: DeadLetter): Promise<stri
     ? null
     : `${newer} newer message${newer === 1 ? ' has' : 's have'} gone to the user since this one failed: replayed, it goes out after ${newer === 1 ? 'it' : 'them'}.`;
 }
+
+/**
+ * The holder that dead-letters a reply marks it failed a moment later (the letter is made durable
+ * first: engine `failOutbound`). A replay in between would be undone by that late `failed`, and
+ * the reply never sent: the replay waits for it, for up to {@link FAILURE_RECORDING_WAIT_MS} (a
+ * holder that died in between left the reply unsent; the replay starts it afresh all the same).
+ */
+async function failureRecorded(backend: Backend, letter: DeadLetter): Promise<void> {
+  const deadline = Date.now() + FAILURE_RECORDING_WAIT_MS;
+  const key = { channel: letter.channel, user: letter.user };
+  while ((await backend.unsent(key)).some((o) => o.id === letter.ref) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 20));
+}
+
+const FAILURE_RECORDING_WAIT_MS = 3_000;
 
 /** Statuses of a message the gateway took. */
 const REACHED_GATEWAY: ReadonlySet<OutboundStatus> = new Set(['sent', 'delivered', 'read', 'played']);
