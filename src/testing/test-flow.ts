@@ -4,6 +4,7 @@
  * effect's result, effects run (or answered by the test) by name, and a clock the test moves.
  * @module
  */
+import { agentMessage, handback, takeSession, type AgentChange } from '../flow/agent.ts';
 import { type DataOf, type Flow, type FlowData } from '../flow/define.ts';
 import {
   effectResultId,
@@ -11,6 +12,7 @@ import {
   type EffectStart,
   type ResolvedMessage,
   type TransitionEnv,
+  type TransitionResult,
 } from '../flow/transition.ts';
 import type { MessageContent } from '../model/message.ts';
 import { attemptEffect, DEFAULT_EFFECT_TIMEOUT_MS } from '../engine/effects.ts';
@@ -56,6 +58,19 @@ export interface FlowTest<D = FlowData> {
   fail(name: string, error?: string): Promise<TestReply[]>;
   /** Runs every pending effect with the flow's own functions (and its retry policy, without waits). */
   runEffects(): Promise<TestReply[]>;
+  /**
+   * An agent takes the session (SPEC 4's hand-off), as `POST /admin/api/sessions/:wa_id/agent`
+   * does: one the bot still serves is escalated; the bot then holds the user's messages.
+   */
+  take(agent?: string): TestReply[];
+  /** The agent who took the session writes to the user; returns that reply. */
+  agentSays(text: string): TestReply[];
+  /**
+   * The agent hands the session back at `step`, with `data` they settled with the user (checked
+   * by the flow's data schema and the step's `needs`, as the API does); resolves with the step's
+   * prompt. Throws the API's error (`BATON_ERR_STEP_NEEDS_DATA`, ...) when it would refuse.
+   */
+  handback(step: string, data?: FlowData): Promise<TestReply[]>;
   /** Moves the clock. */
   advance(ms: number): void;
   /** The session as the store would hold it (`null` before the first message). */
@@ -113,44 +128,74 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
   const textOf = (b: OutboundBody): string =>
     'text' in b && typeof b.text === 'string' ? b.text : 'caption' in b && b.caption ? b.caption : '';
 
+  const envNow = (worker = 'test'): TransitionEnv => ({
+    key,
+    nowMs: now,
+    worker,
+    fence: 1,
+    sessionTtlSec: opts.sessionTtlSec ?? 86_400,
+    maxRetries: opts.maxRetries ?? 3,
+  });
+
+  /** Takes a transition's (or a handback's) result: its snapshot, records, replies, effects. */
+  const take = (r: Omit<TransitionResult, 'consumed'>): TestReply[] => {
+    // The outbox numbers each reply and effect after the session's last (engine `toOutbound`).
+    snapshot = { ...r.snapshot, outboundSeq: r.snapshot.outboundSeq + r.effects.length + r.started.length };
+    records.push(...r.records);
+    const out: TestReply[] = [];
+    const parts = new Map<number, number>();
+    for (const e of r.effects) {
+      let part = '';
+      if (e.inReplyTo === undefined) {
+        const n = (parts.get(e.version) ?? 0) + 1;
+        parts.set(e.version, n);
+        if (n > 1) part = `#${n}`;
+      }
+      const reply: TestReply = {
+        step: e.step,
+        version: e.version,
+        body: e.body,
+        isPrompt: e.isPrompt,
+        text: textOf(e.body),
+        callbackData: `baton:${flow.id}:${e.step}:${e.version}${part}${e.inReplyTo !== undefined ? `:${e.inReplyTo}` : ''}`,
+      };
+      out.push(reply);
+      replies.push(reply);
+    }
+    pending.push(...r.started);
+    return out;
+  };
+
+  /** Takes an agent's change: its snapshot, records and reply, if any. */
+  const agentChange = (c: AgentChange): TestReply[] => {
+    snapshot = c.snapshot;
+    records.push(...c.records);
+    const out = c.outbound.map((o): TestReply => ({
+      step: o.step,
+      version: o.version,
+      body: o.body,
+      isPrompt: o.isPrompt,
+      text: textOf(o.body),
+      callbackData: o.callbackData,
+    }));
+    replies.push(...out);
+    return out;
+  };
+
+  const session = (): SessionSnapshot => {
+    if (snapshot === null) throw new Error("no session yet: send the user's first message first");
+    return snapshot;
+  };
+
   const runBatch = async (): Promise<TestReply[]> => {
-    const env: TransitionEnv = {
-      key,
-      nowMs: now,
-      worker: 'test',
-      fence: 1,
-      sessionTtlSec: opts.sessionTtlSec ?? 86_400,
-      maxRetries: opts.maxRetries ?? 3,
-    };
     const out: TestReply[] = [];
     // Like the engine: batches run until nothing applicable is left.
     for (let round = 0; round < 50 && mailbox.length > 0; round += 1) {
-      const r = transition(flow, snapshot, mailbox, env);
+      const r = transition(flow, snapshot, mailbox, envNow());
       if (r.consumed.length === 0 && r.records.length === 0) break;
-      snapshot = r.snapshot;
-      records.push(...r.records);
       const consumed = new Set(r.consumed);
       mailbox = mailbox.filter((m) => !consumed.has(m.id));
-      const parts = new Map<number, number>();
-      for (const e of r.effects) {
-        let part = '';
-        if (e.inReplyTo === undefined) {
-          const n = (parts.get(e.version) ?? 0) + 1;
-          parts.set(e.version, n);
-          if (n > 1) part = `#${n}`;
-        }
-        const reply: TestReply = {
-          step: e.step,
-          version: e.version,
-          body: e.body,
-          isPrompt: e.isPrompt,
-          text: textOf(e.body),
-          callbackData: `baton:${flow.id}:${e.step}:${e.version}${part}${e.inReplyTo !== undefined ? `:${e.inReplyTo}` : ''}`,
-        };
-        out.push(reply);
-        replies.push(reply);
-      }
-      pending.push(...r.started);
+      out.push(...take(r));
     }
     if (opts.effects === 'auto' && pending.length > 0) out.push(...(await runEffects()));
     return out;
@@ -253,6 +298,19 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
       return deliver(oldest(name), false, undefined, error);
     },
     runEffects,
+    take(agent = 'agent') {
+      return agentChange(takeSession(session(), agent, envNow(`agent:${agent}`)));
+    },
+    agentSays(text) {
+      const s = session();
+      return agentChange(agentMessage(s, flow, text, envNow(`agent:${s.agent?.name ?? 'unknown'}`)));
+    },
+    async handback(step, data) {
+      const s = session();
+      const out = take(handback(s, flow, step, envNow(`agent:${s.agent?.name ?? 'unknown'}`), data));
+      if (opts.effects === 'auto' && pending.length > 0) out.push(...(await runEffects()));
+      return out;
+    },
     advance(ms) {
       now += ms;
     },

@@ -1,0 +1,72 @@
+/**
+ * `testFlow`'s agent side (outside test A6): a bot author tests a hand-off to a person and the
+ * handback without a server, through the same pure functions the admin API's routes commit.
+ */
+import { describe, expect, it } from 'vitest';
+import { orderStatusFlow } from '../../examples/order-status/flow.ts';
+import { testFlow } from '../../src/index.ts';
+
+const shop = () => testFlow(orderStatusFlow({ apiUrl: 'http://shop.invalid' }));
+
+describe('testFlow with an agent', () => {
+  it('takes a session, holds the user, writes, and hands back with data at a step that needs it', async () => {
+    const t = shop();
+    await t.send('hi');
+    expect(t.take('ana')).toEqual([]);
+    expect(t.state).toMatchObject({ needsAgent: true, agent: { name: 'ana' }, version: 2 });
+    expect(t.records.at(-1)).toMatchObject({ kind: 'escalated', worker: 'agent:ana' });
+    // With an agent, the bot answers nothing.
+    expect(await t.send('ORD-12345?')).toEqual([]);
+    expect(t.step).toBe('ask_order');
+    const [said] = t.agentSays('Let me check that order for you.');
+    // Numbered after the bot's prompt, as the outbox numbers it.
+    expect(said).toMatchObject({
+      text: 'Let me check that order for you.',
+      isPrompt: false,
+      callbackData: 'baton:order_status:ask_order:2:agent-2',
+    });
+    // Refused as the API refuses it: the step needs the order.
+    await expect(t.handback('looking_up')).rejects.toMatchObject({ code: 'BATON_ERR_STEP_NEEDS_DATA' });
+    await expect(t.handback('looking_up', { nope: 1 })).rejects.toMatchObject({
+      code: 'BATON_ERR_BAD_REQUEST',
+    });
+    const back = await t.handback('looking_up', { order: 'ORD-12345' });
+    expect(back.map((r) => r.text)).toEqual(['Looking up ORD-12345…']);
+    expect(t.state).toMatchObject({ needsAgent: false, step: 'looking_up', data: { order: 'ORD-12345' } });
+    expect(t.state!.agent).toBeUndefined();
+    expect(t.records.at(-1)).toMatchObject({ kind: 'handback', worker: 'agent:ana', to_step: 'looking_up' });
+    expect(t.pendingEffects).toMatchObject([{ name: 'lookup', input: { order: 'ORD-12345' } }]);
+  });
+
+  it('says what the API says: writing before taking, a second agent, a step closed to handbacks', async () => {
+    const t = shop();
+    expect(() => t.take()).toThrow(/first message/);
+    await t.send('hi');
+    expect(() => t.agentSays('hello')).toThrow(expect.objectContaining({ code: 'BATON_ERR_NOT_WITH_AGENT' }));
+    t.take('ana');
+    expect(() => t.take('bo')).toThrow(expect.objectContaining({ code: 'BATON_ERR_TAKEN_BY_OTHER' }));
+    await expect(t.handback('cancelling', { order: 'ORD-1' })).rejects.toMatchObject({
+      code: 'BATON_ERR_STEP_NOT_FOR_HANDBACK',
+    });
+    await t.handback('ask_order');
+    expect(t.step).toBe('ask_order');
+    await expect(t.handback('ask_order')).rejects.toMatchObject({ code: 'BATON_ERR_NOT_WITH_AGENT' });
+  });
+
+  it("a flow's own hand-off waits for an agent, who takes it without a new version", async () => {
+    const t = shop();
+    await t.send('hi');
+    await t.send('ORD-12345');
+    await t.resolve('lookup', {
+      found: true,
+      order: { number: 'ORD-12345', status: 'in transit', events: [{ at: '2026-11-29', text: 'Left' }] },
+    });
+    await t.tap('human');
+    expect(t.state!.needsAgent).toBe(true);
+    const version = t.state!.version;
+    t.take('ana');
+    expect(t.state).toMatchObject({ version, agent: { name: 'ana', version } });
+    expect((await t.handback('show_status')).at(-1)!.isPrompt).toBe(true);
+    expect(t.step).toBe('show_status');
+  });
+});
