@@ -4,7 +4,7 @@
  * @module
  */
 import type { Flow } from '../flow/define.ts';
-import { agentOf, handbackOpen } from '../flow/agent.ts';
+import { agentOf, handbackOpen, missingNeeds } from '../flow/agent.ts';
 import type { StoredMessage } from '../model/message.ts';
 import {
   toSessionView,
@@ -208,8 +208,14 @@ export function stateCard(s: SessionSnapshot, lease: ReturnType<typeof leaseView
 
 export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
   const here = sessionHref(s);
-  // The steps a handback may name: those the flow opens to it whose `needs` the session's data has.
-  const steps = flow ? [...flow.steps.values()].filter((d) => handbackOpen(d, s.data)).map((d) => d.id) : [];
+  // The steps a handback may name: those the flow opens to it whose `needs` the session's data
+  // has, then those whose missing data the agent can set (what they settled with the user).
+  const open = flow ? [...flow.steps.values()].filter((d) => d.handback) : [];
+  const steps = open.filter((d) => handbackOpen(d, s.data)).map((d) => d.id);
+  const wanting = open
+    .map((d) => ({ id: d.id, missing: missingNeeds(d, s.data) }))
+    .filter((d) => d.missing.length > 0);
+  const settable = [...new Set(wanting.flatMap((d) => d.missing))];
   const chosen = s.step ?? flow?.start ?? '';
   const agent = agentOf(s);
   return html`<section class="card" id="actions" data-holder="${agent ?? ''}">
@@ -288,11 +294,33 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
             next: here,
             agent: true,
             fields: html`<label
-              >at step
-              <select name="step" aria-label="Step to hand back at">
-                ${steps.map((id) => html`<option value="${id}" ${id === chosen ? ' selected' : ''}>${id}</option>`)}
-              </select></label
-            >`,
+                >at step
+                <select name="step" aria-label="Step to hand back at">
+                  ${steps.map((id) => html`<option value="${id}" ${id === chosen ? ' selected' : ''}>${id}</option>`)}
+                  ${
+                    wanting.length > 0
+                      ? html`<optgroup label="With data you set below">
+                          ${wanting.map(
+                            (d) =>
+                              html`<option value="${d.id}">${d.id} (needs ${d.missing.join(', ')})</option>`,
+                          )}
+                        </optgroup>`
+                      : ''
+                  }
+                </select></label
+              >${
+                settable.length > 0
+                  ? html`<fieldset class="handback-data">
+                      <legend>Data you settled with the user (empty: not set)</legend>
+                      ${settable.map(
+                        (k) =>
+                          html`<label
+                            >${k} <input type="text" name="data.${k}" maxlength="4096" autocomplete="off"
+                          /></label>`,
+                      )}
+                    </fieldset>`
+                  : ''
+              }`,
           })}`
         : ''
     }

@@ -58,6 +58,15 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
   async function post(...msgs: Parameters<typeof webhook>[0]): Promise<void> {
     expect((await h.post(webhook(msgs))).status).toBe(200);
   }
+  /** `user` says hi, gives `name`, then writes `words` where a product is asked: waiting for an agent. */
+  async function escalate(user: string, name: string, words: string): Promise<void> {
+    await post(text(user, 'hi', TS));
+    await h.settled(user, 1);
+    await post(text(user, name, TS + 1));
+    await h.settled(user, 2);
+    await post(text(user, words, TS + 2));
+    expect((await h.settled(user, 3)).metadata.needs_agent).toBe(true);
+  }
 
   beforeAll(async () => {
     mkdirSync(OUT, { recursive: true });
@@ -181,12 +190,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
   const waiting = '15550601002';
 
   it('works the inbox: take, reply (reaches Graph), hand back, and the bot resumes', async () => {
-    await post(text(waiting, 'hi', TS));
-    await h.settled(waiting, 1);
-    await post(text(waiting, 'Kim', TS + 1));
-    await h.settled(waiting, 2);
-    await post(text(waiting, 'I want <script>alert(1)</script>', TS + 2));
-    expect((await h.settled(waiting, 3)).metadata.needs_agent).toBe(true);
+    await escalate(waiting, 'Kim', 'I want <script>alert(1)</script>');
 
     await page.click('#nav-inbox');
     await page.waitForSelector('#inbox');
@@ -220,11 +224,13 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     expect(await page.locator('#timeline tbody tr').last().getAttribute('data-kind')).toBe('agent_message');
     await shot('8-agent-reply');
 
-    // Only steps whose data the session has are offered: no product was chosen yet.
+    // Steps whose data the session has are offered as they are; the others say what they need
+    // (no product was chosen yet), for the agent to set.
     const offered = await page.locator('#handback select[name="step"] option').allInnerTexts();
     expect(offered).toContain('choose_product');
     expect(offered).not.toContain('collect_shipping_address');
-    expect(offered).not.toContain('confirm_order');
+    expect(offered).toContain('collect_shipping_address (needs product_id)');
+    expect(offered).toContain('confirm_order (needs product_id, shipping_address)');
     await page.selectOption('#handback select[name="step"]', 'choose_product');
     await page.click('#handback button[type="submit"]');
     await reloadUntil(
@@ -348,6 +354,44 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     await shot('11-flow-step-sessions');
   });
 
+  it('hands back at a step that needs data, with the data the agent settled with the user', async () => {
+    const user = '15550601009';
+    await escalate(user, 'Lee', 'I would rather talk to someone');
+    await page.goto(`${h.url}/admin/session?wa_id=${user}&channel=${PHONE_ID}`);
+    await page.fill('#agent-name', 'Ana');
+    await page.click('#take button[type="submit"]');
+    await reloadUntil(async () =>
+      (await page.locator('#state-needs-agent').innerText()).includes('taken by Ana'),
+    );
+
+    // A step that needs more than the agent set is refused, saying what is missing; nothing changes.
+    await page.selectOption('#handback select[name="step"]', 'confirm_order');
+    await page.fill('#handback input[name="data.product_id"]', 'sku_777b');
+    await page.click('#handback button[type="submit"]');
+    await page.waitForFunction(() =>
+      document.querySelector('#handback .error')?.textContent?.includes('shipping_address'),
+    );
+    expect(await stepShown()).toBe('choose_product');
+
+    // The product agreed by chat: set, the bot asks for the address next.
+    await page.selectOption('#handback select[name="step"]', 'collect_shipping_address');
+    await page.click('#handback button[type="submit"]');
+    await reloadUntil(async () => (await stepShown()) === 'collect_shipping_address');
+    const data = JSON.parse(await page.locator('#state-data').innerText()) as Record<string, unknown>;
+    expect(data).toMatchObject({ customer_name: 'Lee', product_id: 'sku_777b' });
+    expect(data).not.toHaveProperty('shipping_address'); // left empty: not set
+    expect((await h.transitions(user)).at(-1)).toMatchObject({
+      kind: 'handback',
+      worker: 'agent:Ana',
+      to_step: 'collect_shipping_address',
+    });
+    await h.graph.waitFor(
+      (c) => c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:4',
+    );
+    await shot('9b-handback-with-data');
+    await page.fill('#agent-name', '');
+  });
+
   it('with Live on, the inbox shows a newly escalated session without a manual reload', async () => {
     await page.goto(`${h.url}/admin/inbox`);
     await page.check('#live-refresh');
@@ -364,10 +408,13 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
   });
 
   it('no page threw, and none asked for a resource it does not have', () => {
-    // A sign-in with a wrong token is answered 401 on purpose, and a replay to confirm 409;
-    // anything else is a defect.
+    // A sign-in with a wrong token is answered 401 on purpose, a replay to confirm 409, and a
+    // handback missing data 409; anything else is a defect.
     const unexpected = consoleErrors.filter(
-      (e) => !/status of 401/.test(e) && !/status of 409 .*\/dead-letters\/[^/]+\/replay$/.test(e),
+      (e) =>
+        !/status of 401/.test(e) &&
+        !/status of 409 .*\/dead-letters\/[^/]+\/replay$/.test(e) &&
+        !/status of 409 .*\/sessions\/15550601009\/agent\?/.test(e),
     );
     expect(unexpected).toEqual([]);
   });

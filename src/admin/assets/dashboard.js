@@ -10,10 +10,15 @@
     var out = {};
     var any = false;
     new FormData(form).forEach(function (value, key) {
-      if (typeof value === 'string') {
-        out[key] = value;
-        any = true;
-      }
+      if (typeof value !== 'string') return;
+      // "data.<key>" fields (a handback's data the agent settled with the user) go in `data`;
+      // one left empty is not set.
+      if (key.indexOf('data.') === 0) {
+        if (value.trim() === '') return;
+        out.data = out.data || {};
+        out.data[key.slice(5)] = value;
+      } else out[key] = value;
+      any = true;
     });
     return any ? out : null;
   }
