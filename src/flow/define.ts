@@ -94,6 +94,41 @@ export interface StepContext<S extends string = string, D = FlowData> {
   startOver(): Outcome<S, D>;
 }
 
+/**
+ * Handed to an event's `on`: the session's data, the step it is at (null for a session the event
+ * starts), and the outcomes an event may have: go to a step, or hand off. Returning nothing
+ * leaves the session as it is (recorded `ignored`).
+ */
+export interface EventContext<S extends string = string, D = FlowData> {
+  readonly data: Readonly<D>;
+  readonly step: S | null;
+  readonly t: Translate;
+  /** Go to `step`, merging `set` into the data; `say` is sent before its prompt. */
+  goto(step: S, set?: Partial<D>, say?: Replies): Outcome<S, D>;
+  /** Go to `step` with the data cleared first, then `set` merged. */
+  restart(step: S, set?: Partial<D>, say?: Replies): Outcome<S, D>;
+  /** Hand the session to a human, as a step's handoff does. */
+  handoff(reason: string): Outcome<S, D>;
+}
+
+/**
+ * Something the bot's own systems tell a session (an order shipped, a payment cleared): posted
+ * to `POST /admin/api/sessions/:waId/events`, applied in order with the user's messages, under
+ * the session's baton.
+ */
+export interface EventSpec<S extends string = string, D = FlowData, P = unknown> {
+  /** The steps the event may lead to (checked when the flow loads, drawn on the flow map). */
+  readonly to: readonly NoInfer<S>[];
+  /** Checks the payload when it is posted: one the schema refuses is a `400`, never stored. */
+  readonly payload?: DataSchema<P>;
+  /**
+   * What the event does at the session's current step. Not called while an agent has the
+   * session (the event is `held`, like the user's messages).
+   */
+  // A method, so that a handler may name its payload's type (checked by `payload`, if given).
+  on(payload: P, c: EventContext<S, D>): Outcome<S, D> | undefined;
+}
+
 /** Which inputs a step takes. A step with `choices` takes exactly those ids. */
 export type Accepts = 'text' | 'choice' | 'any';
 
@@ -253,6 +288,8 @@ export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = 
   readonly data?: DataSchema<D>;
   /** Effects steps may use, by name. Declare them before `steps`. */
   readonly effects?: E;
+  /** Events the bot's own systems may post to a session, by name (lower_snake_case). */
+  readonly events?: { readonly [name: string]: EventSpec<NoInfer<S>, D> };
   readonly start: NoInfer<S>;
   readonly steps: { readonly [K in S]: StepSpec<S, D, E> };
   /** Texts that restart the flow from any step (compared trimmed, case-insensitive). */
@@ -307,6 +344,7 @@ export interface Flow<S extends string = string> {
     readonly error: string;
   };
   readonly effects: ReadonlyMap<string, EffectDef<unknown, unknown>>;
+  readonly events: ReadonlyMap<string, EventSpec<string, FlowData, unknown>>;
   readonly data?: DataSchema<FlowData>;
   readonly words?: WordsSpec<FlowData>;
   readonly migrate?: (data: FlowData, fromVersion: number) => FlowData;
@@ -398,6 +436,18 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
     effects.set(name, d);
   }
 
+  const events = new Map<string, EventSpec<string, FlowData, unknown>>();
+  for (const [name, def] of Object.entries(spec.events ?? {})) {
+    const at = `event "${name}"`;
+    if (!EFFECT_NAME.test(name)) fail(`${at}: name must be lower_snake_case`);
+    const e = def as unknown as EventSpec<string, FlowData, unknown>;
+    if (typeof e.on !== 'function') fail(`${at}: on must be a function`);
+    if (!Array.isArray(e.to)) fail(`${at}: needs "to", the steps it may lead to`);
+    for (const target of e.to)
+      if (!ids.includes(target as S)) fail(`${at}: goes to unknown step "${target}"`);
+    events.set(name, e);
+  }
+
   if (spec.words) {
     const base = spec.words.catalogs[spec.words.default];
     if (!base) fail(`words: no catalog for the default language "${spec.words.default}"`);
@@ -471,8 +521,10 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
     steps.set(id, def);
   }
 
-  const reached = new Set<string>([spec.start]);
-  const queue: string[] = [spec.start];
+  // An event's steps are reached from wherever the session is.
+  const eventSteps = [...events.values()].flatMap((e) => e.to);
+  const reached = new Set<string>([spec.start, ...eventSteps]);
+  const queue: string[] = [...reached];
   for (let cur = queue.shift(); cur !== undefined; cur = queue.shift()) {
     for (const next of steps.get(cur)!.to) {
       if (!reached.has(next)) {
@@ -506,6 +558,7 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
         'Sorry, something went wrong on our side and we could not handle your last message. Our team has been notified.',
     },
     effects,
+    events,
     ...(spec.data !== undefined ? { data: spec.data as DataSchema<FlowData> } : {}),
     ...(spec.words !== undefined ? { words: spec.words as WordsSpec<FlowData> } : {}),
   };

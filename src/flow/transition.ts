@@ -205,6 +205,11 @@ function typedChoice(choices: readonly Choice[], m: StoredMessage): Choice | und
   return choices[n - 1] ?? choices.find((c) => c.title.toLowerCase() === said);
 }
 
+/** When the session was last active: its user's newest message, or a newer event (Unix seconds). */
+function lastActive(s: SessionSnapshot): number {
+  return Math.max(s.lastInteraction ?? 0, s.eventAt ?? 0);
+}
+
 /** A snapshot without the bookkeeping of a visit that is over. */
 function leftVisit(s: SessionSnapshot): SessionSnapshot {
   if (s.awaiting === undefined && s.handoffReason === undefined) return s;
@@ -269,6 +274,11 @@ class BatchRun {
         // messages before it are applied here (at the effect's step, where they are retries).
         break;
       }
+      if (m.content.type === 'event') {
+        this.applyEvent(m);
+        i += 1;
+        continue;
+      }
       const last = this.s.lastInteraction;
       // In a conversation only: a new session's first message has nothing to repeat, whatever
       // its age (SPEC 1.5 makes a message late against `last_interaction`).
@@ -289,7 +299,9 @@ class BatchRun {
         continue;
       }
       // A session at no step (reset by an agent) has nothing to expire: it starts as a new one.
-      if (last !== null && m.timestamp - last > this.env.sessionTtlSec && this.s.step !== null) {
+      // An event applied since keeps it alive too.
+      const active = lastActive(this.s);
+      if (active > 0 && m.timestamp - active > this.env.sessionTtlSec && this.s.step !== null) {
         this.leaveVisit();
         this.change('expired', null, [m.id], { data: {}, retryCount: 0, needsAgent: false });
         // A new session from here: the router picks its flow, as for any first message.
@@ -489,6 +501,76 @@ class BatchRun {
     // prompts, as inputs that leave a visit drop the visit's (SPEC 1.6: "the user is ahead").
     this.visitPrompts = [];
     this.retryPrompts = [];
+  }
+
+  /**
+   * An event from the bot's own systems (the flow's `events`): held while an agent has the
+   * session, `ignored` when the flow has no such event or its `on` returns nothing, else it goes
+   * to a step its `to` declares, or hands off, from wherever the session is. It expires an idle
+   * session first, as a user's message does, and keeps the session alive as one does; it is
+   * never `late` (stamped by Baton's clock, not WhatsApp's) and is no user interaction.
+   */
+  private applyEvent(m: ResolvedMessage): void {
+    if (m.content.type !== 'event') return;
+    const flow = this.flow!;
+    const { name, payload } = m.content;
+    if (this.s.step !== null && m.timestamp - lastActive(this.s) > this.env.sessionTtlSec) {
+      this.leaveVisit();
+      this.change('expired', null, [m.id], { data: {}, retryCount: 0, needsAgent: false });
+    }
+    const ev = flow.events.get(name);
+    if (this.s.needsAgent || ev === undefined) {
+      this.note(this.s.needsAgent ? 'held' : 'ignored', [m.id]);
+      return;
+    }
+    const current = this.s.step === null ? undefined : flow.steps.get(this.s.step);
+    const step = current ?? flow.steps.get(flow.start)!;
+    const c = this.ctx(step);
+    const what = `event "${name}"`;
+    const outcome = this.guard(
+      step,
+      what,
+      () =>
+        ev.on(payload, {
+          data: c.data,
+          step: current?.id ?? null,
+          t: c.t,
+          goto: c.goto,
+          restart: c.restart,
+          handoff: c.handoff,
+        }),
+      true,
+    );
+    if (outcome === undefined || outcome === null) {
+      this.note('ignored', [m.id]);
+      return;
+    }
+    const fail = (
+      code: 'BATON_ERR_FLOW_HANDLER' | 'BATON_ERR_FLOW_UNDECLARED_TRANSITION',
+      detail: string,
+    ): never => {
+      throw new FlowRuntimeError(
+        code,
+        flow.id,
+        step.id,
+        detail,
+        undefined,
+        false,
+        logSessionId(this.env.key),
+      );
+    };
+    if (typeof outcome !== 'object' || (outcome.kind !== 'goto' && outcome.kind !== 'handoff'))
+      fail(
+        'BATON_ERR_FLOW_HANDLER',
+        `${what} returned ${JSON.stringify(outcome)}: an event goes to a step (c.goto), hands off (c.handoff) or returns nothing`,
+      );
+    if (outcome.kind === 'goto' && !ev.to.includes(outcome.step))
+      fail(
+        'BATON_ERR_FLOW_UNDECLARED_TRANSITION',
+        `${what} went to "${outcome.step}", which it does not declare in "to"`,
+      );
+    this.s = { ...this.s, eventAt: Math.max(this.s.eventAt ?? 0, m.timestamp) };
+    this.apply(step, outcome, [m.id]);
   }
 
   private isKeyword(m: StoredMessage): boolean {

@@ -35,6 +35,12 @@ export type MessageContent =
   | { type: 'system'; body: string }
   | { type: 'unsupported'; originalType: string; reason?: string }
   /**
+   * Not from the user: something the bot's own systems said about them (an order shipped),
+   * posted to the admin API's events route and stored in the session's mailbox under the id
+   * `ev:<id>`, in order with the user's messages. The flow's `events` decide what it does.
+   */
+  | { type: 'event'; name: string; payload: unknown }
+  /**
    * Not from the user: the outcome of an effect a step started (Baton's own input, stored in the
    * session's mailbox under the id `fx:<effectId>` so a repeated result is recognised).
    */

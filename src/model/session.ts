@@ -55,6 +55,11 @@ export interface SessionSnapshot extends SessionKey {
   readonly visitVersion: number;
   /** Newest WhatsApp timestamp processed (late ones aside), Unix seconds; null before any. */
   readonly lastInteraction: number | null;
+  /**
+   * The newest event applied (the flow's `events`), Unix seconds: it keeps the session alive as
+   * a user's message does (`BATON_SESSION_TTL` counts from the later of the two).
+   */
+  readonly eventAt?: number;
   readonly lastMessageId: string | null;
   readonly retryCount: number;
   readonly needsAgent: boolean;

@@ -50,6 +50,11 @@ export interface TestFlowOptions {
 export interface FlowTest<D = FlowData> {
   /** Sends one message (or several, as one batch); resolves with the replies it produced. */
   send(...inputs: TestInput[]): Promise<TestReply[]>;
+  /**
+   * Posts event `name` (the flow's `events`) as the admin API's events route does: applied in
+   * order with the user's messages; resolves with the replies it produced.
+   */
+  event(name: string, payload?: unknown): Promise<TestReply[]>;
   /** Taps choice `id` of the newest prompt offering it (or, with `from`, of that reply). */
   tap(id: string, from?: TestReply): Promise<TestReply[]>;
   /** Answers the oldest pending effect named `name` with `value`. */
@@ -272,6 +277,15 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
       for (const input of inputs) {
         mailbox.push(message(typeof input === 'string' ? { type: 'text', body: input } : input));
       }
+      return runBatch();
+    },
+    event(name, payload = null) {
+      const content = {
+        type: 'event' as const,
+        name,
+        payload: JSON.parse(JSON.stringify(payload)) as unknown,
+      };
+      mailbox.push(message(content, { id: `ev:test.${seq + 1}` }));
       return runBatch();
     },
     async tap(id, from) {
