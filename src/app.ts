@@ -264,6 +264,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     adminToken,
     flows,
     resetSession: (key, agent) => engine.adminReset(key, agent),
+    flowForMessage: (s, m) => engine.flowForMessage(s, m),
     sessionTtlSec: config.sessionTtlSec,
     agents: {
       take: (key, agent, takeOver, seenVersion, seenAgent) =>

@@ -30,6 +30,8 @@ export type {
   EffectDef,
   EffectFailure,
   EffectMap,
+  EventContext,
+  EventSpec,
   Replies,
   Reply,
   StepEffect,

@@ -7,9 +7,10 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Backend, BackendStats } from '../backends/types.ts';
-import type { Flow } from '../flow/define.ts';
+import { randomUUID } from 'node:crypto';
+import { schemaIssues, type Flow } from '../flow/define.ts';
 import { flowMermaid } from '../graph/index.ts';
-import type { SessionKey } from '../model/message.ts';
+import type { SessionKey, StoredMessage } from '../model/message.ts';
 import {
   toSessionView,
   type DeadLetter,
@@ -26,6 +27,8 @@ import {
   DeadLetterParams,
   DeadLettersQuery,
   ConfirmQuery,
+  EVENT_PAYLOAD_MAX_BYTES,
+  EventBody,
   ResetBody,
   EmptyQuery,
   deadLetterCursor,
@@ -46,6 +49,13 @@ export interface AdminDeps {
   readonly resetSession: (key: SessionKey, agent?: string) => Promise<SessionSnapshot | null>;
   /** The engine's agent operations (take, write, hand back). */
   readonly agents: AgentDesk;
+  /**
+   * The flow that will run a message for a session (null: none stored yet): the events route
+   * checks an event against it. Default: the session's flow, else the first of `flows`.
+   */
+  readonly flowForMessage?: (s: SessionSnapshot | null, m: StoredMessage) => Flow;
+  /** The clock (tests move it). */
+  readonly now?: () => number;
   /** `BATON_SESSION_TTL`: sessions idle longer are not counted at their step by the flow map. */
   readonly sessionTtlSec?: number;
   /**
@@ -127,6 +137,59 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
         const next = await deps.resetSession(s, parsed(ResetBody, req.body)?.agent);
         return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
       });
+
+      // An event from the bot's own systems (the flow's `events`): stored in the session's
+      // mailbox like a message (an id already stored is a duplicate), applied in order with the
+      // user's messages under the session's baton. With `?channel=`, it may start a session.
+      api.post(
+        '/sessions/:waId/events',
+        { schema: { ...one, body: EventBody }, bodyLimit: EVENT_PAYLOAD_MAX_BYTES * 4 },
+        async (req, reply) => {
+          const { waId } = parsed(WaIdParams, req.params);
+          const { channel } = parsed(ChannelQuery, req.query);
+          const body = parsed(EventBody, req.body);
+          const known = (await backend.findSessions(waId, channel)).length > 0;
+          if (!known && channel === undefined)
+            return fail(
+              reply,
+              'BATON_ERR_NOT_FOUND',
+              {},
+              'No session for this user: name the business number with ?channel= to start one',
+            );
+          const s = known ? await findOne(backend, req, reply) : null;
+          if (known && !s) return reply;
+          const at = (deps.now ?? Date.now)();
+          const event: StoredMessage = {
+            id: `ev:${body.id ?? randomUUID()}`,
+            provider: s?.provider ?? 'cloud-api',
+            channel: s?.channel ?? channel!,
+            user: s?.user ?? waId,
+            ...(s === null ? { waId } : s.waId !== undefined ? { waId: s.waId } : {}),
+            ...(s?.userId !== undefined ? { userId: s.userId } : {}),
+            timestamp: Math.floor(at / 1000),
+            content: { type: 'event', name: body.name, payload: body.payload },
+            seq: 0,
+            storedAt: at,
+          };
+          const flow =
+            deps.flowForMessage?.(s, event) ?? deps.flows.get(s?.flow ?? '') ?? [...deps.flows.values()][0]!;
+          const def = flow.events.get(body.name);
+          if (def === undefined)
+            return fail(reply, 'BATON_ERR_UNKNOWN_EVENT', {}, `flow ${flow.id} has no event "${body.name}"`);
+          const checked = def.payload?.safeParse(body.payload);
+          if (checked !== undefined && !checked.success)
+            return fail(
+              reply,
+              'BATON_ERR_BAD_REQUEST',
+              {},
+              `event "${body.name}" of flow ${flow.id} refuses that payload: ${schemaIssues(checked.error)}`,
+            );
+          const { seq: _seq, storedAt: _storedAt, ...message } = event;
+          const stored = await backend.ingest({ messages: [message], statuses: [], receivedAt: at });
+          backend.countStored(stored.accepted);
+          return reply.code(202).send({ id: event.id, duplicate: stored.accepted === 0 });
+        },
+      );
 
       api.get('/stats', { schema: { querystring: EmptyQuery } }, async () => {
         const s = await (deps.stats ?? (() => backend.stats()))();

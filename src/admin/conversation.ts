@@ -68,6 +68,9 @@ function describeInbound(c: MessageContent): { type: string; text?: string; payl
     }
     case 'system':
       return { type: 'system', text: c.body };
+    case 'event':
+      // Not the user's: the bot's own systems told the session (the flow's `events`).
+      return { type: 'event', text: c.name, payload: c.payload };
     default: {
       const { type, ...rest } = c;
       return { type, ...(Object.keys(rest).length > 0 ? { payload: rest } : {}) };

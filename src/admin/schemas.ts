@@ -8,7 +8,7 @@
 import type { FastifySchemaCompiler } from 'fastify';
 import { z } from 'zod';
 import type { DeadLetterCursor } from '../backends/types.ts';
-import { ID_PATTERN, wellFormed } from '../providers/screen.ts';
+import { ID_PATTERN, wellFormed, wellFormedDeep } from '../providers/screen.ts';
 
 /** A string every store takes: no NUL (PostgreSQL refuses it) and no lone surrogate. */
 const storable = (s: string): boolean => wellFormed(s) === s;
@@ -172,6 +172,52 @@ export const AgentMessageBody = z.strictObject({
     .refine((t) => t.trim() !== '', 'must not be empty')
     .refine(storable, STORABLE),
 });
+
+/** The most JSON an event's payload may hold (it is stored with the session's messages). */
+export const EVENT_PAYLOAD_MAX_BYTES = 16 * 1024;
+
+/**
+ * An event for a session (`POST /sessions/:waId/events`): its name in the flow's `events`, an id
+ * that makes a repeated post a duplicate (default: a new one), and any JSON payload (strings
+ * mended like a message's: a NUL or a broken character becomes U+FFFD).
+ */
+export const EventBody = z.strictObject({
+  name: z
+    .string()
+    .max(64, 'must be at most 64 characters')
+    .regex(/^[a-z][a-z0-9_]*$/, 'must be lower_snake_case, as the flow declares it'),
+  id: z
+    .string()
+    .regex(ID_PATTERN, 'must be 1-128 characters: no spaces, control or format characters')
+    .optional(),
+  payload: z
+    .unknown()
+    .optional()
+    .transform((p, ctx) => {
+      if (!nestedWithin(p, EVENT_PAYLOAD_MAX_DEPTH)) {
+        ctx.addIssue({ code: 'custom', message: `must be nested at most ${EVENT_PAYLOAD_MAX_DEPTH} deep` });
+        return z.NEVER;
+      }
+      const mended = wellFormedDeep(p ?? null);
+      if (Buffer.byteLength(JSON.stringify(mended)) > EVENT_PAYLOAD_MAX_BYTES) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be at most ${EVENT_PAYLOAD_MAX_BYTES / 1024} KiB of JSON`,
+        });
+        return z.NEVER;
+      }
+      return mended;
+    }),
+});
+
+const EVENT_PAYLOAD_MAX_DEPTH = 32;
+
+/** Whether `v` nests objects and arrays at most `depth` deep (never recursing further). */
+function nestedWithin(v: unknown, depth: number): boolean {
+  if (v === null || typeof v !== 'object') return true;
+  if (depth === 0) return false;
+  return Object.values(v).every((x) => nestedWithin(x, depth - 1));
+}
 
 export const HandbackBody = z.strictObject({
   step: stepId,

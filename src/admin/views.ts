@@ -492,14 +492,16 @@ export function conversationCard(items: readonly ConversationItem[], window: His
         (m) =>
           html`<li class="msg ${m.direction}${m.kind ? ` ${m.kind}` : ''}" data-id="${m.id}">
             <div class="meta">
-              <span class="who">${m.direction === 'in' ? 'User' : m.kind === 'agent' ? 'Agent' : 'Bot'}</span>
+              <span class="who"
+                >${m.direction === 'out' ? (m.kind === 'agent' ? 'Agent' : 'Bot') : m.type === 'event' ? 'Event' : 'User'}</span
+              >
               <span class="type">${m.type}</span>
               <time>${m.at}</time>
               ${m.status ? html`<span class="badge status-${m.status}">${m.status}</span>` : ''}
             </div>
             ${messageBody(m)}
             ${
-              m.direction === 'out' && m.payload !== undefined
+              (m.direction === 'out' || m.type === 'event') && m.payload !== undefined
                 ? html`<details>
                     <summary>payload</summary>
                     ${preBlock(null, JSON.stringify(m.payload, null, 2))}

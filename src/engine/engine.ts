@@ -668,6 +668,15 @@ export class Engine {
     return this.o.flows.get(s?.flow ?? this.o.defaultFlow) ?? fallback;
   }
 
+  /**
+   * The flow that will run `m` for session `s` (null: none stored): the session's, or a new
+   * session's by the router's pick for it (the admin API's events route checks the event's name
+   * and payload against it).
+   */
+  flowForMessage(s: SessionSnapshot | null, m: StoredMessage): Flow {
+    return this.flowFor(s, [m]);
+  }
+
   /** The flow the router picks for a new session's first message `m`, if it picks a served one. */
   private routed(m: StoredMessage): Flow | undefined {
     const picked = this.o.router?.(m);

@@ -117,7 +117,7 @@ export interface EventContext<S extends string = string, D = FlowData> {
  * the session's baton.
  */
 export interface EventSpec<S extends string = string, D = FlowData, P = unknown> {
-  /** The steps the event may lead to (checked when the flow loads, drawn on the flow map). */
+  /** The steps the event may lead to (checked when the flow loads). */
   readonly to: readonly NoInfer<S>[];
   /** Checks the payload when it is posted: one the schema refuses is a `400`, never stored. */
   readonly payload?: DataSchema<P>;

@@ -525,20 +525,12 @@ class BatchRun {
     }
     const current = this.s.step === null ? undefined : flow.steps.get(this.s.step);
     const step = current ?? flow.steps.get(flow.start)!;
-    const c = this.ctx(step);
     const what = `event "${name}"`;
     const outcome = this.guard(
       step,
       what,
-      () =>
-        ev.on(payload, {
-          data: c.data,
-          step: current?.id ?? null,
-          t: c.t,
-          goto: c.goto,
-          restart: c.restart,
-          handoff: c.handoff,
-        }),
+      // A step's context (its retry and startOver are refused below), and the step it is at.
+      () => ev.on(payload, { ...this.ctx(step), step: current?.id ?? null }),
       true,
     );
     if (outcome === undefined || outcome === null) {

@@ -3,59 +3,12 @@
  * the user's messages by the same pure transition, through `testFlow`.
  */
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { FlowDefinitionError } from '../../src/errors.ts';
 import { defineFlow, type FlowSpec } from '../../src/flow/define.ts';
-import { buttons, testFlow } from '../../src/index.ts';
+import { testFlow } from '../../src/index.ts';
+import { eventsSpec, type Data, type Step } from '../support/event-flow.ts';
 
-type Step = 'ask_name' | 'menu' | 'tracking' | 'shipped_only';
-type Data = { name?: string; order?: string; status?: string };
-
-const spec: FlowSpec<Step, Data> = {
-  id: 'shop',
-  data: z.object({
-    name: z.string().optional(),
-    order: z.string().optional(),
-    status: z.string().optional(),
-  }),
-  start: 'ask_name',
-  steps: {
-    ask_name: {
-      say: 'Your name?',
-      accepts: 'text',
-      to: ['menu'],
-      on: (i, c) => (i.type === 'text' ? c.goto('menu', { name: i.text }) : c.retry()),
-    },
-    menu: {
-      say: (d) => `Hi ${d.name ?? 'there'}, what now?`,
-      choices: [{ id: 'human', title: 'A person' }],
-      to: ['menu'],
-      on: (_i, c) => c.handoff('asked for a person'),
-    },
-    tracking: {
-      say: (d) => buttons(`Order ${d.order ?? '?'} is ${d.status ?? '?'}.`, []),
-      choices: [{ id: 'ok', title: 'OK' }],
-      to: ['menu'],
-      on: (_i, c) => c.goto('menu'),
-    },
-    // Reached only by an event.
-    shipped_only: { say: 'Shipped.', accepts: 'any', to: ['menu'], on: (_i, c) => c.goto('menu') },
-  },
-  events: {
-    order_shipped: {
-      to: ['tracking'],
-      payload: z.object({ order: z.string() }),
-      // Not while the user is still giving their name.
-      on: (p: { order: string }, c) =>
-        c.step === 'ask_name' ? undefined : c.goto('tracking', { order: p.order, status: 'shipped' }),
-    },
-    fraud_flag: { to: [], on: (_p, c) => c.handoff('fraud check') },
-    wrong_way: { to: ['tracking'], on: (_p, c) => c.goto('menu') },
-    retrying: { to: ['menu'], on: (_p, c) => (c as unknown as { retry(): never }).retry() },
-    quiet: { to: ['shipped_only'], on: (_p, c) => c.goto('shipped_only') },
-  },
-};
-const shop = () => testFlow(defineFlow(spec));
+const shop = () => testFlow(defineFlow(eventsSpec));
 const HOUR = 3_600_000;
 
 describe('flow events', () => {
@@ -136,7 +89,7 @@ describe('flow events', () => {
   });
 
   it('are checked when the flow loads', () => {
-    const load = (events: FlowSpec<Step, Data>['events']) => () => defineFlow({ ...spec, events });
+    const load = (events: FlowSpec<Step, Data>['events']) => () => defineFlow({ ...eventsSpec, events });
     expect(load({ Bad: { to: [], on: () => undefined } })).toThrow(
       /event "Bad": name must be lower_snake_case/,
     );
