@@ -150,7 +150,7 @@ function readChange(value: JsonObject, now: () => number, sink: Sink): void {
   // A number where Meta sends a string of digits (a hand-written test payload): the same id.
   const channel =
     str(metadata, 'phone_number_id') ?? (metadata ? digits(metadata, 'phone_number_id') : undefined);
-  const contacts = (arr(value, 'contacts') ?? []).filter(isObject);
+  const contacts = contactIndex((arr(value, 'contacts') ?? []).filter(isObject));
   const rawMessages = arr(value, 'messages') ?? [];
   const rawStatuses = arr(value, 'statuses') ?? [];
 
@@ -181,20 +181,42 @@ function skip(kind: SkippedItem['kind'], raw: unknown, reason: string): SkippedI
   return id === undefined ? { kind, reason } : { kind, id, reason };
 }
 
-/** The `contacts[]` entry that describes this message's sender, if any. */
+/**
+ * A change's `contacts[]`, indexed by `wa_id` and `user_id` (the first entry of each, with its
+ * place): each message finds its sender in constant time, so a POST of many messages and many
+ * contacts costs their sum, not their product (an outside test: 10,000 x 80,000 blocked 11.6 s).
+ */
+interface ContactIndex {
+  readonly byWaId: ReadonlyMap<string, { readonly at: number; readonly contact: JsonObject }>;
+  readonly byUserId: ReadonlyMap<string, { readonly at: number; readonly contact: JsonObject }>;
+  /** The only entry, when there is exactly one. */
+  readonly lone: JsonObject | undefined;
+}
+
+function contactIndex(contacts: readonly JsonObject[]): ContactIndex {
+  const byWaId = new Map<string, { at: number; contact: JsonObject }>();
+  const byUserId = new Map<string, { at: number; contact: JsonObject }>();
+  contacts.forEach((contact, at) => {
+    const waId = str(contact, 'wa_id');
+    const userId = str(contact, 'user_id');
+    if (waId !== undefined && !byWaId.has(waId)) byWaId.set(waId, { at, contact });
+    if (userId !== undefined && !byUserId.has(userId)) byUserId.set(userId, { at, contact });
+  });
+  return { byWaId, byUserId, lone: contacts.length === 1 ? contacts[0] : undefined };
+}
+
+/** The `contacts[]` entry that describes this message's sender, if any: the first that names it. */
 function contactFor(
-  contacts: readonly JsonObject[],
+  contacts: ContactIndex,
   from: string | undefined,
   fromUserId: string | undefined,
 ): JsonObject | undefined {
-  const match = contacts.find(
-    (c) =>
-      (from !== undefined && str(c, 'wa_id') === from) ||
-      (fromUserId !== undefined && str(c, 'user_id') === fromUserId),
-  );
-  if (match !== undefined) return match;
+  const a = from === undefined ? undefined : contacts.byWaId.get(from);
+  const b = fromUserId === undefined ? undefined : contacts.byUserId.get(fromUserId);
+  const match = a === undefined ? b : b === undefined || a.at <= b.at ? a : b;
+  if (match !== undefined) return match.contact;
   // A lone contact names the sender when the message itself does not say who it is.
-  return from === undefined && fromUserId === undefined && contacts.length === 1 ? contacts[0] : undefined;
+  return from === undefined && fromUserId === undefined ? contacts.lone : undefined;
 }
 
 /** A phone number sent as a JSON number (not Meta's format, but unmistakable): its digits. */
@@ -206,7 +228,7 @@ function digits(raw: JsonObject, key: string): string | undefined {
 function readMessage(
   raw: unknown,
   channel: string,
-  contacts: readonly JsonObject[],
+  contacts: ContactIndex,
   now: () => number,
 ): InboundMessage | SkippedItem {
   if (!isObject(raw)) return { kind: 'message', reason: 'message is not an object' };
