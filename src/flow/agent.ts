@@ -15,7 +15,13 @@ import type {
   TransitionRecord,
 } from '../model/session.ts';
 import { schemaIssues, type Flow, type FlowData, type StepDef } from './define.ts';
-import { handbackTransition, waiting, type TransitionEnv, type TransitionResult } from './transition.ts';
+import {
+  activeNow,
+  handbackTransition,
+  waiting,
+  type TransitionEnv,
+  type TransitionResult,
+} from './transition.ts';
 
 /** What an agent operation commits. */
 export interface AgentChange {
@@ -116,9 +122,11 @@ export function takeSession(
       `${holder ?? 'nobody'} has this session now, not ${seenAgent ?? 'nobody'} as you saw; look again before taking it`,
     );
   }
+  // An agent at work keeps the session alive (`activeAt`): it does not expire under them.
+  const at = Math.floor(env.nowMs / 1000);
   if (prev.needsAgent) {
     return {
-      snapshot: { ...prev, agent: { name: agent, at: env.nowMs, version: prev.version } },
+      snapshot: activeNow({ ...prev, agent: { name: agent, at: env.nowMs, version: prev.version } }, at),
       records: [],
       outbound: [],
     };
@@ -126,7 +134,10 @@ export function takeSession(
   const version = prev.version + 1;
   const { awaiting: _awaiting, ...visitOver } = prev;
   const snapshot: SessionSnapshot = waiting(
-    { ...visitOver, version, needsAgent: true, agent: { name: agent, at: env.nowMs, version } },
+    activeNow(
+      { ...visitOver, version, needsAgent: true, agent: { name: agent, at: env.nowMs, version } },
+      at,
+    ),
     'escalated',
     env.nowMs,
   );
@@ -148,7 +159,7 @@ export function agentMessage(
     throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the bot is serving this session: take it first');
   }
   const { snapshot, outbound } = outboundFor(
-    prev,
+    activeNow(prev, Math.floor(env.nowMs / 1000)),
     flow,
     { type: 'text', text },
     false,
@@ -218,5 +229,5 @@ export function handback(
       `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; set it with the handback's "data", or hand it back at an earlier step`,
     );
   }
-  return handbackTransition(flow, { ...prev, data }, stepId, env);
+  return handbackTransition(flow, activeNow({ ...prev, data }, Math.floor(env.nowMs / 1000)), stepId, env);
 }

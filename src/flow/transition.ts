@@ -205,9 +205,14 @@ function typedChoice(choices: readonly Choice[], m: StoredMessage): Choice | und
   return choices[n - 1] ?? choices.find((c) => c.title.toLowerCase() === said);
 }
 
-/** When the session was last active: its user's newest message, or a newer event (Unix seconds). */
+/** `s` active at `at` (Unix seconds) by something other than its user's message (`activeAt`). */
+export function activeNow(s: SessionSnapshot, at: number): SessionSnapshot {
+  return at > (s.activeAt ?? 0) ? { ...s, activeAt: at } : s;
+}
+
+/** When the session was last active: its user's newest message, or a newer event or agent's act (Unix seconds). */
 function lastActive(s: SessionSnapshot): number {
-  return Math.max(s.lastInteraction ?? 0, s.eventAt ?? 0);
+  return Math.max(s.lastInteraction ?? 0, s.activeAt ?? 0);
 }
 
 /** A snapshot without the bookkeeping of a visit that is over. */
@@ -299,7 +304,7 @@ class BatchRun {
         continue;
       }
       // A session at no step (reset by an agent) has nothing to expire: it starts as a new one.
-      // An event applied since keeps it alive too.
+      // An event applied, or an agent's act, since keeps it alive too.
       const active = lastActive(this.s);
       if (active > 0 && m.timestamp - active > this.env.sessionTtlSec && this.s.step !== null) {
         this.leaveVisit();
@@ -561,7 +566,7 @@ class BatchRun {
         'BATON_ERR_FLOW_UNDECLARED_TRANSITION',
         `${what} went to "${outcome.step}", which it does not declare in "to"`,
       );
-    this.s = { ...this.s, eventAt: Math.max(this.s.eventAt ?? 0, m.timestamp) };
+    this.s = activeNow(this.s, m.timestamp);
     this.apply(step, outcome, [m.id]);
   }
 

@@ -56,10 +56,12 @@ export interface SessionSnapshot extends SessionKey {
   /** Newest WhatsApp timestamp processed (late ones aside), Unix seconds; null before any. */
   readonly lastInteraction: number | null;
   /**
-   * The newest event applied (the flow's `events`), Unix seconds: it keeps the session alive as
-   * a user's message does (`BATON_SESSION_TTL` counts from the later of the two).
+   * The newest activity other than the user's messages, Unix seconds: an event applied (the
+   * flow's `events`), or an agent's take, message or handback. It keeps the session alive as a
+   * user's message does (`BATON_SESSION_TTL` counts from the later of the two): a session an agent
+   * is working on does not expire under them.
    */
-  readonly eventAt?: number;
+  readonly activeAt?: number;
   readonly lastMessageId: string | null;
   readonly retryCount: number;
   readonly needsAgent: boolean;

@@ -53,6 +53,38 @@ describe('testFlow with an agent', () => {
     await expect(t.handback('ask_order')).rejects.toMatchObject({ code: 'BATON_ERR_NOT_WITH_AGENT' });
   });
 
+  it('a session an agent works on does not expire under them; one nobody took does (outside test D3)', async () => {
+    const HOUR = 3_600_000;
+    const t = shop();
+    await t.send('hi');
+    t.take('ana');
+    t.advance(20 * HOUR);
+    t.agentSays('Still checking, sorry for the wait.');
+    t.advance(20 * HOUR); // 40 h after the user's message, 20 h after the agent's
+    expect(await t.send('any news?')).toEqual([]);
+    expect(t.records.map((r) => r.kind)).not.toContain('expired');
+    expect(t.records.at(-1)).toMatchObject({ kind: 'held' });
+    expect(t.state).toMatchObject({ needsAgent: true, agent: { name: 'ana' } });
+    await t.handback('ask_order');
+    t.advance(23 * HOUR); // 63 h after the user's last message, 23 h after the handback
+    await t.send('ORD-12345');
+    expect(t.step).toBe('looking_up');
+
+    // Waiting for an agent nobody sent: the user's next message after the TTL starts afresh.
+    const u = shop();
+    await u.send('ORD-12345');
+    await u.resolve('lookup', {
+      found: true,
+      order: { number: 'ORD-12345', status: 'in transit', events: [{ at: '2026-11-29', text: 'Left' }] },
+    });
+    await u.tap('human');
+    expect(u.state!.needsAgent).toBe(true);
+    u.advance(25 * HOUR);
+    await u.send('hello?');
+    expect(u.records.map((r) => r.kind)).toContain('expired');
+    expect(u.state!.needsAgent).toBe(false);
+  });
+
   it("a flow's own hand-off waits for an agent, who takes it without a new version", async () => {
     const t = shop();
     await t.send('hi');
