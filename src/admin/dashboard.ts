@@ -16,7 +16,7 @@ import { flowPicture } from './flow-picture.ts';
 import { flowMermaid } from '../graph/index.ts';
 import { html, type Html } from './html.ts';
 import { inboxPage, leaseView, scan, stepCounts } from './reads.ts';
-import { deadLetterAfter, deadLetterCursor, SignInBody } from './schemas.ts';
+import { deadLetterAfter, deadLetterCursor, InboxQuery, SignInBody } from './schemas.ts';
 import { isoSeconds, sessionNamedBy, type SessionSnapshot } from '../model/session.ts';
 import {
   actionForm,
@@ -360,10 +360,10 @@ export function registerDashboard(
         const cookie = await signedIn(req);
         if (cookie === null) return toSignIn(reply);
         const query = req.query as Record<string, unknown>;
-        const cursor =
-          typeof query.cursor === 'string' && /^o\d{1,9}$/.test(query.cursor) ? query.cursor : undefined;
-        const from = cursor === undefined ? 0 : Number(cursor.slice(1));
+        const given = InboxQuery.shape.cursor.safeParse(query.cursor);
+        const cursor = given.success ? given.data : undefined;
         const inbox = await inboxPage(backend, now(), INBOX_ROWS, undefined, cursor);
+        const { from } = inbox;
         const shown = inbox.sessions.length;
         // Said when the page does not show every waiting session: which ones it shows, and a
         // link to the next ones (the rows used to stop at 500 without a word).

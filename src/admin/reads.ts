@@ -7,7 +7,9 @@ import type { Backend, LeaseInfo } from '../backends/types.ts';
 import { agentOf } from '../flow/agent.ts';
 import type { Flow } from '../flow/define.ts';
 import { toSessionView, type SessionSnapshot, type SessionView } from '../model/session.ts';
+import type { SessionKey } from '../model/message.ts';
 import { inboundView, type ConversationItem } from './conversation.ts';
+import { decodeCursor, encodeCursor } from './schemas.ts';
 
 /** Most sessions the inbox and the flow map look at. */
 const SCAN_LIMIT = 5000;
@@ -102,21 +104,27 @@ export async function inboxPage(
   limit: number,
   channel?: string,
   cursor?: string,
-): Promise<{ sessions: InboxItem[]; total: number; ordered: number; next_cursor: string | null }> {
+): Promise<{
+  sessions: InboxItem[];
+  total: number;
+  ordered: number;
+  /** How many waiting sessions come before this page. */
+  from: number;
+  next_cursor: string | null;
+}> {
   const [waiting, counts] = await Promise.all([
     scan(backend, { needsAgent: true, ...(channel !== undefined ? { channel } : {}) }),
     channel === undefined ? backend.countSessions() : null,
   ]);
   const items = await Promise.all(waiting.map(async (s) => ({ s, since: await waitingSince(backend, s) })));
-  items.sort(
-    (a, b) => a.since - b.since || a.s.channel.localeCompare(b.s.channel) || a.s.user.localeCompare(b.s.user),
-  );
-  const from = cursor === undefined ? 0 : inboxOffset(cursor);
+  items.sort((a, b) => inboxOrder(a.since, a.s, b.since, b.s));
+  const from = cursor === undefined ? 0 : inboxFrom(items, cursor);
   const page = items.slice(from, from + limit);
   const last = await Promise.all(page.map(async ({ s }) => (await backend.inbound(s, 1)).at(-1)));
   const total =
     counts === null ? items.length : counts.filter((c) => c.needsAgent).reduce((n, c) => n + c.sessions, 0);
   const next = from + page.length;
+  const end = page.at(-1);
   return {
     sessions: page.map(({ s, since }, i) => ({
       ...toSessionView(s),
@@ -127,14 +135,30 @@ export async function inboxPage(
     })),
     total: Math.max(total, items.length),
     ordered: items.length,
-    next_cursor: next < items.length ? `o${next}` : null,
+    from,
+    // The last row's place in the order, not its position: sessions an agent takes off the
+    // inbox meanwhile do not push later ones past the next page (outside test D1).
+    next_cursor: next < items.length && end ? encodeCursor([end.since, end.s.channel, end.s.user]) : null,
   };
 }
 
-/** The position an inbox cursor names (`o<n>`); 0 for one this code did not write. */
-function inboxOffset(cursor: string): number {
-  const m = /^o(\d{1,9})$/.exec(cursor);
-  return m ? Number(m[1]) : 0;
+/**
+ * How many of `items` (in inbox order) come before the page a cursor names: those up to and
+ * including its `[waiting since, channel, user]`; an old positional cursor (`o<n>`) is a position.
+ */
+function inboxFrom(items: readonly { s: SessionSnapshot; since: number }[], cursor: string): number {
+  const old = /^o(\d{1,9})$/.exec(cursor);
+  if (old) return Number(old[1]);
+  const key = decodeCursor(cursor, 'nss');
+  if (key === null) return 0;
+  const [since, channel, user] = key as [number, string, string];
+  const after = items.findIndex((x) => inboxOrder(x.since, x.s, since, { channel, user }) > 0);
+  return after === -1 ? items.length : after;
+}
+
+/** The inbox's order: longest waiting first, then by channel and user. */
+function inboxOrder(a: number, ak: SessionKey, b: number, bk: SessionKey): number {
+  return a - b || ak.channel.localeCompare(bk.channel) || ak.user.localeCompare(bk.user);
 }
 
 /** The lease as the API shows it. */

@@ -91,7 +91,7 @@ export const InboxQuery = z.strictObject({
   /** The `next_cursor` of the page before. */
   cursor: z
     .string()
-    .regex(/^o\d{1,9}$/, 'is not a cursor this API gave')
+    .refine((c) => /^o\d{1,9}$/.test(c) || decodeCursor(c, 'nss') !== null, 'is not a cursor this API gave')
     .optional(),
 });
 

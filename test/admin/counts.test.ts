@@ -70,6 +70,26 @@ describe('counts and pages beyond a scan', () => {
     backend.transitions = transitions;
     expect((await h.admin('/inbox?cursor=garbage')).status).toBe(400);
   });
+
+  it('the next page starts after the last row shown, though sessions before it left the inbox (outside test D1)', async () => {
+    type Page = { sessions: Array<{ wa_id: string }>; from: number; next_cursor: string | null };
+    const first = (await (await h.admin('/inbox?limit=2')).json()) as Page;
+    expect(first.sessions.map((s) => s.wa_id)).toEqual(['15550601001', '15550601002']);
+    // An agent takes the first and hands it back: one fewer waiting ahead of the next page.
+    const json = (method: string, body: unknown): RequestInit => ({
+      method,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect((await h.admin('/sessions/15550601001/agent', json('POST', { agent: 'ana' }))).status).toBe(200);
+    expect((await h.admin('/sessions/15550601001/agent', json('DELETE', { step: 'ask_name' }))).status).toBe(
+      200,
+    );
+    const next = (await (await h.admin(`/inbox?limit=2&cursor=${first.next_cursor!}`)).json()) as Page;
+    expect(next.sessions.map((s) => s.wa_id)).toEqual(['15550601003']);
+    expect(next.from).toBe(1);
+    expect(next.next_cursor).toBeNull();
+  });
 });
 
 describe('the flow map and sessions idle past the session TTL', () => {
