@@ -7,7 +7,8 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { BatonError, StorageUnavailableError } from '../errors.ts';
 import type { AdminDeps } from './api.ts';
 import { ID_PATTERN } from '../providers/screen.ts';
 import { isSecure, type AdminAuth } from './auth.ts';
@@ -15,6 +16,7 @@ import { conversationPage } from './conversation.ts';
 import { flowPicture } from './flow-picture.ts';
 import { flowMermaid } from '../graph/index.ts';
 import { html, type Html } from './html.ts';
+import { adminErrorHandler } from './http.ts';
 import { inboxPage, leaseView, scan, stepCounts } from './reads.ts';
 import { deadLetterAfter, deadLetterCursor, InboxQuery, SignInBody } from './schemas.ts';
 import { isoSeconds, sessionNamedBy, type SessionSnapshot } from '../model/session.ts';
@@ -35,6 +37,7 @@ import {
   signInPage,
   stateCard,
   timelineCard,
+  unavailablePage,
   type HistoryWindow,
 } from './views.ts';
 
@@ -94,6 +97,17 @@ export function registerDashboard(
           );
         },
       );
+      // A page that cannot be built (the store is down) is a page that says so, not JSON.
+      dash.setErrorHandler((err: FastifyError, req, reply) => {
+        const status = err instanceof BatonError ? err.statusCode : (err.statusCode ?? 500);
+        if (status < 500) return adminErrorHandler(err, req, reply);
+        req.log.error({ err }, 'dashboard page failed');
+        const detail =
+          err instanceof StorageUnavailableError
+            ? `${err.message}. Baton's pages and actions need it; the bot's replies wait for it too.`
+            : 'Baton could not build this page; the log says why.';
+        return reply.code(status).type('text/html; charset=utf-8').send(unavailablePage(status, detail));
+      });
       dash.addHook('onSend', async (_req, reply, payload) => {
         reply.header('content-security-policy', CSP);
         reply.header('x-content-type-options', 'nosniff');
