@@ -116,67 +116,57 @@ export function layout(p: Page): string {
     </html> `.value;
 }
 
+/** A page outside the signed-in layout (sign-in, unavailable): Baton's name and one card. */
+function standalonePage(title: string, card: Html, refreshSec?: number): string {
+  return html`<!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        ${refreshSec !== undefined ? html`<meta http-equiv="refresh" content="${refreshSec}" />` : ''}
+        <title>${title} · Baton</title>
+        <link rel="icon" href="data:," />
+        <link rel="stylesheet" href="/admin/assets/dashboard.css" />
+      </head>
+      <body class="signin">
+        <main>
+          <h1>Baton</h1>
+          ${card}
+        </main>
+      </body>
+    </html> `.value;
+}
+
 /**
  * What a page says when it cannot be built: the store did not answer (Redis or PostgreSQL down)
  * or Baton failed. A page of its own (the usual one needs the store for the sign-in check), that
  * says nothing was changed and tries again by itself every 10 s.
  */
 export function unavailablePage(status: number, detail: string): string {
-  return html`<!doctype html>
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta http-equiv="refresh" content="10" />
-        <title>Unavailable · Baton</title>
-        <link rel="icon" href="data:," />
-        <link rel="stylesheet" href="/admin/assets/dashboard.css" />
-      </head>
-      <body class="signin">
-        <main>
-          <h1>Baton</h1>
-          <section class="card" id="unavailable" role="alert">
-            <h2>${status === 503 ? 'The store is not answering' : 'This page failed'}</h2>
-            <p>${detail}</p>
-            <p>
-              Nothing was changed by opening this page. It tries again every 10 seconds;
-              <a href="">try now</a>, or go to the <a href="/admin">overview</a>.
-            </p>
-          </section>
-        </main>
-      </body>
-    </html> `.value;
+  return standalonePage(
+    'Unavailable',
+    html`<section class="card" id="unavailable" role="alert">
+      <h2>${status === 503 ? 'The store is not answering' : 'This page failed'}</h2>
+      <p>${detail}</p>
+      <p>
+        Nothing was changed by opening this page. It tries again every 10 seconds;
+        <a href="">try now</a>, or go to the <a href="/admin">overview</a>.
+      </p>
+    </section>`,
+    10,
+  );
 }
 
 export function signInPage(error?: string): string {
-  return html`<!doctype html>
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <title>Sign in · Baton</title>
-        <link rel="icon" href="data:," />
-        <link rel="stylesheet" href="/admin/assets/dashboard.css" />
-      </head>
-      <body class="signin">
-        <main>
-          <h1>Baton</h1>
-          <form method="post" action="/admin/login" class="card" id="signin">
-            <label for="token">Admin token</label>
-            <input
-              type="password"
-              id="token"
-              name="token"
-              autocomplete="current-password"
-              required
-              autofocus
-            />
-            ${error ? html`<p class="error" role="alert">${error}</p>` : ''}
-            <button type="submit">Sign in</button>
-          </form>
-        </main>
-      </body>
-    </html> `.value;
+  return standalonePage(
+    'Sign in',
+    html`<form method="post" action="/admin/login" class="card" id="signin">
+      <label for="token">Admin token</label>
+      <input type="password" id="token" name="token" autocomplete="current-password" required autofocus />
+      ${error ? html`<p class="error" role="alert">${error}</p>` : ''}
+      <button type="submit">Sign in</button>
+    </form>`,
+  );
 }
 
 export function actionForm(opts: {
