@@ -76,6 +76,12 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
       api.setErrorHandler(adminErrorHandler);
       acceptJsonBodies(api);
       api.setNotFoundHandler((_req, reply) => fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such route'));
+      // Users' names, texts and addresses: kept by no cache, never sniffed (outside test X5).
+      api.addHook('onSend', async (_req, reply, payload) => {
+        reply.header('cache-control', 'no-store');
+        reply.header('x-content-type-options', 'nosniff');
+        return payload;
+      });
 
       api.addHook('onRequest', async (req, reply) => {
         // Only a token can be guessed: a signed-in page's cookie (a random sign-in id the store

@@ -19,7 +19,7 @@ export const CSRF_HEADER = 'x-baton-csrf';
 export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
 
 /** Compares in time independent of where they differ, and of their lengths (digests compared). */
-function safeEqual(a: string, b: string): boolean {
+export function safeEqual(a: string, b: string): boolean {
   const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
   return timingSafeEqual(digest(a), digest(b));
 }

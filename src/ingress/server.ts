@@ -26,6 +26,7 @@ import { KnownSenders } from './known-senders.ts';
 import { keepUnreadable, unreadableLetters } from './unreadable.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
 import { registerDashboard } from '../admin/dashboard.ts';
+import { safeEqual } from '../admin/auth.ts';
 import { adminErrorHandler, parsed } from '../admin/http.ts';
 import { HandshakeQuery, zodCompiler } from '../admin/schemas.ts';
 
@@ -141,13 +142,31 @@ const UNSIGNED_REMOTE =
  */
 function fromThisMachine(req: FastifyRequest): boolean {
   const h = req.headers;
-  return (
-    isLoopback(req.socket.remoteAddress) &&
-    h['x-forwarded-for'] === undefined &&
-    h.forwarded === undefined &&
-    h['x-real-ip'] === undefined
-  );
+  return isLoopback(req.socket.remoteAddress) && PROXY_HEADERS.every((name) => h[name] === undefined);
 }
+
+/**
+ * Headers a proxy or tunnel on this machine adds for its client (nginx, HAProxy, Cloudflare's
+ * tunnel, Akamai, Fastly, a CDN's `Via`): a loopback request carrying one came from elsewhere
+ * (outside test X2). A bare TCP forwarder adds none: a deployment reachable through one needs its
+ * app secret, as `NODE_ENV=production` demands.
+ */
+/** A Content-Type the framework parses: `type/subtype`, parameters after it. */
+const MEDIA_TYPE = /^\s*[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+\s*(;.*)?$/;
+
+const PROXY_HEADERS = [
+  'x-forwarded-for',
+  'forwarded',
+  'x-real-ip',
+  'via',
+  'cf-connecting-ip',
+  'true-client-ip',
+  'x-client-ip',
+  'fastly-client-ip',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-original-forwarded-for',
+] as const;
 
 /**
  * A request a web browser made: browsers mark their requests with `Sec-Fetch-Site` and their
@@ -257,6 +276,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     slowBodyMs: limits.slowBodyMs,
   });
 
+  // A webhook may label its body as it likes (docs/errors.md): a missing or malformed
+  // Content-Type is read as bytes like any other, not refused by the framework (outside test X4).
+  app.addHook('onRequest', async (req) => {
+    const type = req.headers['content-type'];
+    if (req.method === 'POST' && webhookProvider(req.url) && (type === undefined || !MEDIA_TYPE.test(type)))
+      req.headers['content-type'] = 'application/octet-stream';
+  });
   // Keep webhook bodies as raw bytes: the signature is checked on them before any parsing.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_req, body, done) => {
@@ -278,9 +304,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       );
     }
     if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
-      return reply
-        .code(err.statusCode)
-        .send({ error: err.message, code: err.code ?? 'BATON_ERR_BAD_REQUEST' });
+      // Baton's codes only: a framework's own (FST_ERR_...) is no contract (outside test X4).
+      return reply.code(err.statusCode).send({ error: err.message, code: 'BATON_ERR_BAD_REQUEST' });
     }
     req.log.error({ err }, 'unhandled error');
     return reply.code(500).send({ error: 'internal error' });
@@ -299,11 +324,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       q['hub.mode'] === 'subscribe' &&
       deps.verifyToken !== undefined &&
       typeof q['hub.verify_token'] === 'string' &&
-      q['hub.verify_token'] === deps.verifyToken;
+      safeEqual(q['hub.verify_token'], deps.verifyToken);
     if (!ok) return sendError(reply, 'BATON_ERR_VERIFY_TOKEN');
+    // The challenge is the caller's text, echoed: never sniffed as markup (outside test X8).
     return reply
       .code(200)
-      .type('text/plain')
+      .type('text/plain; charset=utf-8')
+      .header('x-content-type-options', 'nosniff')
       .send(q['hub.challenge'] ?? '');
   });
 

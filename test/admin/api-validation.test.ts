@@ -275,3 +275,13 @@ describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
     });
   });
 });
+
+describe('admin API answers', () => {
+  it('are kept by no cache and never sniffed, errors included (outside test X5)', async () => {
+    for (const path of ['/sessions?limit=1', '/stats', '/sessions/15550000000', '/no-such-route']) {
+      const r = await h.admin(path);
+      expect(r.headers.get('cache-control'), path).toBe('no-store');
+      expect(r.headers.get('x-content-type-options'), path).toBe('nosniff');
+    }
+  });
+});

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { parseCloudApiWebhookReport, signMetaBody } from '../../src/providers/index.ts';
-import { APP_SECRET, startHarness, type Harness } from '../support/harness.ts';
+import { APP_SECRET, startHarness, VERIFY_TOKEN, type Harness } from '../support/harness.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
 
 const WS_SECRET = 'wasender-secret';
@@ -296,6 +296,36 @@ describe('a Cloud API route with no app secret configured', () => {
       })
     ).statusCode;
 
+  it('reads a signed webhook whatever its Content-Type says, or if it has none (outside test X4)', async () => {
+    const h = await startHarness();
+    try {
+      for (const [i, type] of [undefined, '', 'garbage', ';;;', 'text/plain', 'application/json'].entries()) {
+        const body = JSON.stringify(webhook([text(`1555000960${i}`, 'hi', 1_750_000_000)]));
+        const r = await h.baton.server.inject({
+          method: 'POST',
+          url: '/webhooks/whatsapp',
+          headers: {
+            'x-hub-signature-256': signMetaBody(body, APP_SECRET),
+            ...(type === undefined ? {} : { 'content-type': type }),
+          },
+          payload: body,
+        });
+        expect(r.statusCode, JSON.stringify(type)).toBe(200);
+        expect(r.json()).toEqual({ received: 1, duplicates: 0 });
+      }
+      // The handshake echoes the challenge as text that is never sniffed as markup.
+      const v = await h.baton.server.inject({
+        method: 'GET',
+        url: `/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=${VERIFY_TOKEN}&hub.challenge=%3Cb%3E1`,
+      });
+      expect(v.statusCode).toBe(200);
+      expect(v.headers['x-content-type-options']).toBe('nosniff');
+      expect(v.body).toBe('<b>1');
+    } finally {
+      await h.close();
+    }
+  });
+
   it('takes unsigned webhooks from this machine only; from anywhere with BATON_ALLOW_UNSIGNED=true', async () => {
     const h = await startHarness({ WHATSAPP_APP_SECRET: '' });
     try {
@@ -314,6 +344,12 @@ describe('a Cloud API route with no app secret configured', () => {
         { forwarded: 'for=203.0.113.9' },
         { 'x-real-ip': '203.0.113.9' },
         { 'x-forwarded-for': '127.0.0.1' },
+        // A tunnel's or CDN's own headers (outside test X2).
+        { via: '1.1 tunnel' },
+        { 'cf-connecting-ip': '203.0.113.9' },
+        { 'true-client-ip': '203.0.113.9' },
+        { 'fastly-client-ip': '203.0.113.9' },
+        { 'x-forwarded-proto': 'https' },
       ];
       for (const [i, headers] of relayed.entries()) {
         expect(await unsignedFrom(h, '127.0.0.1', `1555000940${i}`, headers), JSON.stringify(headers)).toBe(
