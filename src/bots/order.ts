@@ -13,6 +13,12 @@ export const PRODUCTS = [
   { id: 'sku_777b', title: 'Day Pack' },
 ] as const;
 
+type ProductId = (typeof PRODUCTS)[number]['id'];
+
+function isProduct(id: string): id is ProductId {
+  return PRODUCTS.some((p) => p.id === id);
+}
+
 /**
  * The longest name and address quoted back in a prompt (they are stored whole): a prompt with
  * buttons may hold 1,024 characters, and a user may write 4,096.
@@ -23,7 +29,9 @@ const ADDRESS_SHOWN = 600;
 /** The session's data (SPEC 5: exactly these keys), typed for authors who import the flow. */
 export const OrderData = z.object({
   customer_name: z.string().optional(),
-  product_id: z.string().optional(),
+  // One of the catalogue's: an agent's handback cannot set a product that does not exist (outside
+  // tests X11, D4: a user was asked to confirm an order for "sku_nope").
+  product_id: z.enum(PRODUCTS.map((p) => p.id) as [ProductId, ...ProductId[]]).optional(),
   shipping_address: z.string().optional(),
 });
 export type OrderData = z.infer<typeof OrderData>;
@@ -50,7 +58,9 @@ export const orderFlow = defineFlow({
       choices: PRODUCTS,
       to: ['collect_shipping_address'],
       on: (input, c) =>
-        input.type === 'choice' ? c.goto('collect_shipping_address', { product_id: input.id }) : c.retry(),
+        input.type === 'choice' && isProduct(input.id)
+          ? c.goto('collect_shipping_address', { product_id: input.id })
+          : c.retry(),
     },
     collect_shipping_address: {
       needs: ['customer_name', 'product_id'],

@@ -189,6 +189,8 @@ describe('agent operations (pure)', () => {
     };
     expect(refused({ product_id: 42 })).toMatchObject({ code: 'BATON_ERR_BAD_REQUEST' });
     expect(refused({ product_id: 42 }).message).toMatch(/refuses that data: product_id: /);
+    // Only a product of the catalogue (outside tests X11, D4: "sku_nope" was confirmed as an order).
+    expect(refused({ product_id: 'sku_nope' }).message).toMatch(/refuses that data: product_id: /);
     expect(refused({ product_id: 'sku_550e', colour: 'red' }).message).toMatch(/data has no colour/);
     expect(refused({ customer_name: 'Jo' })).toMatchObject({ code: 'BATON_ERR_STEP_NEEDS_DATA' });
   });
