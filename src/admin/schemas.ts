@@ -59,7 +59,7 @@ const ident = z
   .string()
   .min(1, 'must not be empty')
   .max(128, 'must be at most 128 characters')
-  .regex(ID_PATTERN, 'must hold no space or control character');
+  .regex(ID_PATTERN, 'must hold no space, control or format character, and be neither . nor ..');
 
 const stepId = z
   .string()

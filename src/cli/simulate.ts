@@ -3,6 +3,7 @@
  * @module
  */
 import type { Command } from 'commander';
+import { cloudChannelProblem } from '../providers/channel.ts';
 
 export interface SimulateFlags {
   url?: string;
@@ -48,6 +49,9 @@ export async function runSimulateCommand(f: SimulateFlags): Promise<number> {
   if (!/^\d+$/.test(f.graphPort ?? '4011') || port > 65_535) {
     throw new SimulateUsageError(`--graph-port must be 0..65535, got "${f.graphPort ?? ''}"`);
   }
+  const channelProblem = f.channel === undefined ? null : cloudChannelProblem(f.channel);
+  if (channelProblem !== null)
+    throw new SimulateUsageError(`--channel ${channelProblem}, got "${f.channel ?? ''}"`);
   if (f.user !== undefined && !/^\d{6,15}$/.test(f.user)) {
     throw new SimulateUsageError(`--user must be a wa_id (6 to 15 digits), got "${f.user}"`);
   }

@@ -4,6 +4,7 @@
  * gateway's webhooks can ever name the other's sessions.
  * @module
  */
+import { ID_PATTERN } from './screen.ts';
 
 /** Channel of WASender sessions when the webhook names no `sessionId`. */
 export const WASENDER_DEFAULT_CHANNEL = 'wasender';
@@ -16,4 +17,15 @@ export function wasenderChannel(sessionId: string | undefined): string {
 /** Whether `channel` is a WASender channel (and so never a Cloud API one). */
 export function isWasenderChannel(channel: string): boolean {
   return channel === WASENDER_DEFAULT_CHANNEL || channel.startsWith(`${WASENDER_DEFAULT_CHANNEL}:`);
+}
+
+/**
+ * Why `channel` cannot be a Cloud API `phone_number_id`, or null when it can: every message to
+ * it would be dead-lettered (a command's `--channel 'a b'` was taken, and every message lost).
+ */
+export function cloudChannelProblem(channel: string): string | null {
+  if (!ID_PATTERN.test(channel))
+    return 'must be 1-128 characters with no spaces, control or format characters';
+  if (isWasenderChannel(channel)) return 'names a WASender channel, not a Cloud API phone_number_id';
+  return null;
 }

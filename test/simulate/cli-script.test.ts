@@ -110,6 +110,19 @@ export default defineFlow({
     expect(r.stderr).toMatch(/^baton: script .*bad\.json: steps\.0/);
   }, 30_000);
 
+  it('exits 2 on a --channel no Cloud API message can be to (outside test X6: every message was lost)', async () => {
+    for (const [channel, why] of [
+      ['', 'no spaces'],
+      ['a b', 'no spaces'],
+      ['wasender:x', 'names a WASender channel'],
+    ] as const) {
+      const r = await baton(['simulate', '--channel', channel, '--url', 'http://127.0.0.1:9']);
+      expect(r.code, channel).toBe(2);
+      expect(r.stderr).toContain(`baton: --channel`);
+      expect(r.stderr).toContain(why);
+    }
+  }, 30_000);
+
   it('exits 2 on --flows without --start (a running Baton serves its own flows)', async () => {
     const r = await baton(['simulate', '--flows', 'examples/order-status', '--url', 'http://127.0.0.1:9']);
     expect(r.code).toBe(2);
