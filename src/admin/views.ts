@@ -110,6 +110,7 @@ export function layout(p: Page): string {
         </header>
         <main>
           <h1>${p.title}</h1>
+          <p id="page-done"><span class="done" role="status"></span></p>
           ${p.body}
         </main>
       </body>

@@ -334,6 +334,16 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     await shot('13b-replay-asks-first');
     await row.locator('form.replay button').click();
     await h.graph.waitFor(asked);
+    // The page comes back with the letter replayed and counted so, and says what was done, not
+    // as an error (outside test D6).
+    await page.waitForFunction(() =>
+      document.querySelector('#page-done .done')?.textContent?.startsWith('Done.'),
+    );
+    expect(await page.locator('#page-done .done').innerText()).toContain(
+      'moved on since this reply was committed',
+    );
+    expect(await row.locator('form.replay').count()).toBe(0);
+    expect(await row.innerText()).toContain('replayed');
   });
 
   it('shows the flow map with live counts, and a step lists its sessions', async () => {

@@ -294,6 +294,7 @@
   (function () {
     var done = takeStored(DONE_KEY);
     var form = done && typeof done.form === 'string' ? document.getElementById(done.form) : null;
+    if (done && !form) form = document.getElementById('page-done');
     var slot = form ? form.querySelector('.done') : null;
     if (slot) slot.textContent = String(done.text);
   })();
@@ -391,11 +392,14 @@
           Array.prototype.forEach.call(form.querySelectorAll('textarea'), function (box) {
             window.sessionStorage.removeItem(draftKey(box));
           });
-          // Done, with something the agent should read first (a replay that will not do what
-          // they may expect): shown in place of a reload.
+          // Done, with something the agent should read (a replay that will not do what they may
+          // expect): said once the page is back, beside the form or at the top of the page (a
+          // replayed letter's form is gone), as done, not as an error.
           if (data && typeof data.warning === 'string') {
-            showError(form, 'Done. ' + data.warning);
-            return;
+            window.sessionStorage.setItem(
+              DONE_KEY,
+              JSON.stringify({ form: form.id || 'page-done', text: 'Done. ' + data.warning }),
+            );
           }
           // Done, with something to say that the reloaded page would not show (whether a lease
           // was there to release): said beside the form once the page is back.
