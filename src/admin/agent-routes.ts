@@ -114,6 +114,8 @@ export function registerAgentRoutes(
           status: r.outbound.status,
           callback_data: r.outbound.callbackData,
           ...(r.outbound.providerMessageId !== undefined ? { wamid: r.outbound.providerMessageId } : {}),
+          // Why it failed (a closed 24-hour window: 131047), for the agent to act on (outside test D12).
+          ...(r.outbound.lastError !== undefined ? { error: r.outbound.lastError } : {}),
         },
       };
     },

@@ -250,6 +250,20 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
   );
 
   it.skipIf(!available)(
+    "an agent's message Meta refuses (the 24-hour window closed) is answered failed, saying why (outside test D12)",
+    async () => {
+      const user = '15550401019';
+      await escalated(user);
+      expect((await send(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' })).status).toBe(200);
+      h.graph.failNext(1, { status: 400, graphCode: 131047, to: user });
+      const wrote = await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'Ana here' });
+      expect(wrote.status).toBe(200);
+      const answer = await json<{ message: { status: string; error?: string } }>(wrote);
+      expect(answer.message).toMatchObject({ status: 'failed', error: expect.stringContaining('131047') });
+    },
+  );
+
+  it.skipIf(!available)(
     "an agent's message to a throttled gateway: the request answers at once, pending, and a worker sends it",
     async () => {
       const user = '15550401009';
