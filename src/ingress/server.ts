@@ -278,10 +278,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   // A webhook may label its body as it likes (docs/errors.md): a missing or malformed
   // Content-Type is read as bytes like any other, not refused by the framework (outside test X4).
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', (req, _reply, done) => {
     const type = req.headers['content-type'];
-    if (req.method === 'POST' && webhookProvider(req.url) && (type === undefined || !MEDIA_TYPE.test(type)))
+    if (req.method === 'POST' && (type === undefined || !MEDIA_TYPE.test(type)) && webhookProvider(req.url))
       req.headers['content-type'] = 'application/octet-stream';
+    done();
   });
   // Keep webhook bodies as raw bytes: the signature is checked on them before any parsing.
   app.removeAllContentTypeParsers();
