@@ -44,6 +44,8 @@ export interface SimulateOptions {
 interface Target {
   readonly url: string;
   readonly secret: string | undefined;
+  /** Its ADMIN_TOKEN, for `/event`. */
+  readonly adminToken: string | undefined;
   /** An embedded Baton's: where to look at it while the simulator runs. */
   readonly about?: readonly string[];
   readonly stop: () => Promise<void>;
@@ -121,6 +123,7 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
     return {
       url,
       secret,
+      adminToken: b.adminToken,
       about: aboutEmbedded(b, url, dir, o.env),
       stop: async () => {
         await b.stop();
@@ -149,12 +152,14 @@ export async function simulate(o: SimulateOptions): Promise<number> {
       : {
           url: o.url ?? 'http://127.0.0.1:3000',
           secret: o.secret ?? o.env.WHATSAPP_APP_SECRET,
+          adminToken: o.env.ADMIN_TOKEN,
           stop: async () => undefined,
         };
     const sim = new Simulator({
       url: target.url,
       graph,
       secret: target.secret,
+      adminToken: target.adminToken,
       channel: o.channel ? { ...SIM_CHANNEL, phoneNumberId: o.channel } : SIM_CHANNEL,
       ...(o.firstUser ? { firstUser: o.firstUser } : {}),
       statuses: o.statuses !== false,

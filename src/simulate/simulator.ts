@@ -31,6 +31,8 @@ export interface SimulatorOptions {
   readonly firstUser?: string;
   /** Send `sent`/`delivered`/`read` webhooks for Baton's messages (default true). */
   readonly statuses?: boolean;
+  /** The target's `ADMIN_TOKEN`, for `/event` (posted to the admin API's events route). */
+  readonly adminToken?: string | undefined;
   readonly now?: () => number;
 }
 
@@ -80,6 +82,7 @@ export const HELP = [
   '/replay             deliver the last webhook again (as Meta retries do)',
   '/burst a | b        send several messages at once (concurrent webhooks)',
   '/user <n|wa_id>     talk as another user (user 1 is the default)',
+  '/event <name> [json]   your systems tell this user\u2019s session something (the flow\u2019s events)',
   '/quit               leave',
 ];
 
@@ -313,6 +316,31 @@ export class Simulator {
   }
 
   /** Acts on one typed line. */
+  /** Posts an event for the current user to the admin API (the flow's `events`). */
+  private async event(rest: string): Promise<LineResult> {
+    const parts = eventParts(rest);
+    if (typeof parts === 'string') return { info: [parts], posted: [] };
+    const token = this.opts.adminToken;
+    if (!token) return { info: ['/event needs the target\u2019s admin token: set ADMIN_TOKEN'], posted: [] };
+    const channel = this.channel.phoneNumberId;
+    const url = new URL(`/admin/api/sessions/${this.current.waId}/events`, this.opts.url);
+    url.searchParams.set('channel', channel);
+    this.emit(`(event ${parts.name}${parts.payload === null ? '' : ` ${JSON.stringify(parts.payload)}`})`);
+    try {
+      const r = await fetch(url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: parts.name, payload: parts.payload }),
+      });
+      if (r.status === 202) return { info: [], posted: [r.status] };
+      const why = ((await r.json().catch(() => ({}))) as { error?: unknown }).error;
+      const said = typeof why === 'string' ? why : r.statusText;
+      return { info: [`event refused (${r.status}): ${said}`], posted: [r.status] };
+    } catch (err) {
+      return { info: [`event not posted: ${err instanceof Error ? err.message : String(err)}`], posted: [] };
+    }
+  }
+
   async handleLine(line: string): Promise<LineResult> {
     const c = command(line);
     if (line.trim() === '') return { info: [], posted: [] };
@@ -324,6 +352,7 @@ export class Simulator {
       this.current = this.user(c.rest);
       return { info: [`now talking as user ${this.current.label} (${this.current.waId})`], posted: [] };
     }
+    if (c?.cmd === 'event') return this.event(c.rest);
     if (c?.cmd === 'replay') {
       const raw = this.current.lastWebhook;
       if (!raw) return { info: ['nothing to replay yet'], posted: [] };
@@ -353,6 +382,18 @@ export class Simulator {
     this.emit(this.shown(input));
     const status = await this.post(body);
     return { info: status === 200 ? [] : [answered(status)], posted: [status] };
+  }
+}
+
+/** `/event <name> [json]`: the parts, or what is wrong with them. */
+export function eventParts(rest: string): { name: string; payload: unknown } | string {
+  const m = /^([a-z][a-z0-9_]*)\s*(.*)$/s.exec(rest.trim());
+  if (!m) return 'usage: /event <name> [json payload], e.g. /event order_shipped {"order":"ORD-1"}';
+  if (m[2] === '') return { name: m[1]!, payload: null };
+  try {
+    return { name: m[1]!, payload: JSON.parse(m[2]!) as unknown };
+  } catch {
+    return `/event: the payload is not JSON: ${m[2]!}`;
   }
 }
 

@@ -2,13 +2,9 @@
  * The simulator against a real embedded Baton: signed webhooks in, rendered replies out, status
  * webhooks back, and the chat commands (/replay, /burst, /user, /image, /location, /react).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createBaton, type Baton } from '../../src/app.ts';
-import { loadConfig } from '../../src/config/index.ts';
+import type { Baton } from '../../src/app.ts';
+import { startSimTarget } from '../support/sim-target.ts';
 import { startFakeGraphApi, type FakeGraphApi } from '../../src/simulate/fake-graph.ts';
 import { SIM_CHANNEL } from '../../src/simulate/inbound.ts';
 import { runScript } from '../../src/simulate/script.ts';
@@ -16,32 +12,20 @@ import { Simulator, type BotReply } from '../../src/simulate/simulator.ts';
 
 const SECRET = 'sim-test-secret';
 let graph: FakeGraphApi;
+let target: Awaited<ReturnType<typeof startSimTarget>>;
 let baton: Baton;
 let url: string;
-let dir: string;
 let firstUser = 15550200001;
 
 beforeAll(async () => {
   graph = await startFakeGraphApi();
-  dir = mkdtempSync(join(tmpdir(), 'baton-sim-'));
-  baton = await createBaton(
-    loadConfig({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      BATON_DATA_DIR: dir,
-      WHATSAPP_APP_SECRET: SECRET,
-      WHATSAPP_API_BASE_URL: graph.url,
-      BATON_BUFFER_MS: '300',
-    }),
-    { logger: pino({ level: 'silent' }), concurrency: 4 },
-  );
-  url = (await baton.start())!;
+  target = await startSimTarget(SECRET, graph.url, { BATON_BUFFER_MS: '300' }, { concurrency: 4 });
+  ({ baton, url } = target);
 });
 
 afterAll(async () => {
-  await baton?.stop();
+  await target?.stop();
   await graph?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** A simulator whose users are new to Baton, and the replies it sees. */

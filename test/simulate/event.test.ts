@@ -1,0 +1,72 @@
+/**
+ * `/event` in the simulator: a bot author tries their flow's events from the terminal, posted to
+ * the admin API's events route of a real Baton, and sees the bot speak first.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineFlow } from '../../src/flow/define.ts';
+import { startFakeGraphApi, type FakeGraphApi } from '../../src/simulate/fake-graph.ts';
+import { eventParts, Simulator, type BotReply } from '../../src/simulate/simulator.ts';
+import { eventsSpec } from '../support/event-flow.ts';
+import { startSimTarget } from '../support/sim-target.ts';
+
+const SECRET = 'sim-event-secret';
+const TOKEN = 'sim-event-admin';
+let graph: FakeGraphApi;
+let target: Awaited<ReturnType<typeof startSimTarget>>;
+let url: string;
+
+beforeAll(async () => {
+  graph = await startFakeGraphApi();
+  target = await startSimTarget(
+    SECRET,
+    graph.url,
+    { ADMIN_TOKEN: TOKEN, BATON_BUFFER_MS: '50' },
+    { flows: [defineFlow(eventsSpec)] },
+  );
+  url = target.url;
+});
+
+afterAll(async () => {
+  await target?.stop();
+  await graph?.close();
+});
+
+describe('/event in the simulator', () => {
+  it('posts the event for the current user, and the prompt it leads to comes back', async () => {
+    const sim = new Simulator({ url, graph, secret: SECRET, adminToken: TOKEN, firstUser: '15550730001' });
+    const replies: BotReply[] = [];
+    sim.onReply((r) => replies.push(r));
+    try {
+      expect((await sim.handleLine('/event order_shipped {"order":"ORD-42"}')).posted).toEqual([202]);
+      const deadline = Date.now() + 8000;
+      while (!replies.some((r) => r.rendered.lines.join(' ').includes('ORD-42')) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 25));
+      expect(replies.map((r) => r.rendered.lines.join(' ')).join('\n')).toContain('Order ORD-42 is shipped.');
+      // Refused by the flow's payload schema: said, nothing posted twice.
+      const bad = await sim.handleLine('/event order_shipped {"order":"x"}');
+      expect(bad.posted).toEqual([400]);
+      expect(bad.info[0]).toMatch(
+        /^event refused \(400\): event "order_shipped" of flow shop refuses that payload/,
+      );
+      const unknown = await sim.handleLine('/event nope');
+      expect(unknown.info[0]).toMatch(/event refused \(400\): flow shop has no event "nope"/);
+    } finally {
+      sim.close();
+    }
+  });
+
+  it('says what is wrong with a line, and asks for the token when it has none', async () => {
+    expect(eventParts('')).toMatch(/^usage: \/event/);
+    expect(eventParts('Bad')).toMatch(/^usage: \/event/);
+    expect(eventParts('x {nope')).toMatch(/not JSON/);
+    expect(eventParts('order_shipped')).toEqual({ name: 'order_shipped', payload: null });
+    const sim = new Simulator({ url, graph, secret: SECRET, firstUser: '15550730002' });
+    try {
+      expect((await sim.handleLine('/event order_shipped')).info).toEqual([
+        '/event needs the target\u2019s admin token: set ADMIN_TOKEN',
+      ]);
+    } finally {
+      sim.close();
+    }
+  });
+});
