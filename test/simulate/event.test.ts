@@ -7,17 +7,17 @@ import { defineFlow } from '../../src/flow/define.ts';
 import { startFakeGraphApi, type FakeGraphApi } from '../../src/simulate/fake-graph.ts';
 import { eventParts, Simulator, type BotReply } from '../../src/simulate/simulator.ts';
 import { eventsSpec } from '../support/event-flow.ts';
-import { startSimTarget } from '../support/sim-target.ts';
+import { startEmbeddedTarget } from '../support/embedded-target.ts';
 
 const SECRET = 'sim-event-secret';
 const TOKEN = 'sim-event-admin';
 let graph: FakeGraphApi;
-let target: Awaited<ReturnType<typeof startSimTarget>>;
+let target: Awaited<ReturnType<typeof startEmbeddedTarget>>;
 let url: string;
 
 beforeAll(async () => {
   graph = await startFakeGraphApi();
-  target = await startSimTarget(
+  target = await startEmbeddedTarget(
     SECRET,
     graph.url,
     { ADMIN_TOKEN: TOKEN, BATON_BUFFER_MS: '50' },

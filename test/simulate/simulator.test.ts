@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Baton } from '../../src/app.ts';
-import { startSimTarget } from '../support/sim-target.ts';
+import { startEmbeddedTarget } from '../support/embedded-target.ts';
 import { startFakeGraphApi, type FakeGraphApi } from '../../src/simulate/fake-graph.ts';
 import { SIM_CHANNEL } from '../../src/simulate/inbound.ts';
 import { runScript } from '../../src/simulate/script.ts';
@@ -12,14 +12,14 @@ import { Simulator, type BotReply } from '../../src/simulate/simulator.ts';
 
 const SECRET = 'sim-test-secret';
 let graph: FakeGraphApi;
-let target: Awaited<ReturnType<typeof startSimTarget>>;
+let target: Awaited<ReturnType<typeof startEmbeddedTarget>>;
 let baton: Baton;
 let url: string;
 let firstUser = 15550200001;
 
 beforeAll(async () => {
   graph = await startFakeGraphApi();
-  target = await startSimTarget(SECRET, graph.url, { BATON_BUFFER_MS: '300' }, { concurrency: 4 });
+  target = await startEmbeddedTarget(SECRET, graph.url, { BATON_BUFFER_MS: '300' }, { concurrency: 4 });
   ({ baton, url } = target);
 });
 

@@ -2,13 +2,8 @@
  * A real embedded Baton (SQLite in a temp dir, HTTP on a free port) replying to the load
  * generator's reply sink: what the load generator's tests run against.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
-import { createBaton } from '../../src/app.ts';
-import { loadConfig } from '../../src/config/index.ts';
 import { startReplySink, type ReplySink } from '../../loadgen/index.ts';
+import { startEmbeddedTarget } from './embedded-target.ts';
 
 export interface LoadTarget {
   readonly url: string;
@@ -25,31 +20,18 @@ export async function startLoadTarget(
   opts: { concurrency?: number } = {},
 ): Promise<LoadTarget> {
   const sink = await startReplySink();
-  const dir = mkdtempSync(join(tmpdir(), `baton-${name}-`));
   const secret = `${name}-secret`;
   const adminToken = `${name}-admin`;
-  const baton = await createBaton(
-    loadConfig({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      BATON_DATA_DIR: dir,
-      WHATSAPP_APP_SECRET: secret,
-      WHATSAPP_API_BASE_URL: sink.url,
-      ADMIN_TOKEN: adminToken,
-      ...env,
-    }),
-    { logger: pino({ level: 'silent' }), ...opts },
-  );
-  const url = (await baton.start())!;
+  const target = await startEmbeddedTarget(secret, sink.url, { ADMIN_TOKEN: adminToken, ...env }, opts);
+  const { url } = target;
   return {
     url,
     sink,
     secret,
     adminToken,
     async close() {
-      await baton.stop();
+      await target.stop();
       await sink.close();
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -1,6 +1,7 @@
 /**
- * An embedded Baton for the simulator's suites: signed webhooks with `secret`, replies to the
- * simulator's fake Graph API, its data in a temporary folder removed by `stop`.
+ * A real embedded Baton on a free port (SQLite in a temporary folder, removed by `stop`): signed
+ * webhooks with `secret`, replies to `graphUrl` (the simulator's fake Graph API, the load
+ * generator's reply sink).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,7 @@ import pino from 'pino';
 import { createBaton, type Baton, type BatonOptions } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/index.ts';
 
-export async function startSimTarget(
+export async function startEmbeddedTarget(
   secret: string,
   graphUrl: string,
   env: Record<string, string> = {},
