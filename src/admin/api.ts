@@ -7,7 +7,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Backend, BackendStats } from '../backends/types.ts';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { schemaIssues, type Flow } from '../flow/define.ts';
 import { flowMermaid } from '../graph/index.ts';
 import type { SessionKey, StoredMessage } from '../model/message.ts';
@@ -165,11 +165,11 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
           const s = known ? await findOne(backend, req, reply) : null;
           if (known && !s) return reply;
           const at = (deps.now ?? Date.now)();
+          const target = { channel: s?.channel ?? channel!, user: s?.user ?? waId };
           const event: StoredMessage = {
-            id: `ev:${body.id ?? randomUUID()}`,
+            id: eventMessageId(target, body.id ?? randomUUID()),
             provider: s?.provider ?? 'cloud-api',
-            channel: s?.channel ?? channel!,
-            user: s?.user ?? waId,
+            ...target,
             ...(s === null ? { waId } : s.waId !== undefined ? { waId: s.waId } : {}),
             ...(s?.userId !== undefined ? { userId: s.userId } : {}),
             timestamp: Math.floor(at / 1000),
@@ -309,6 +309,15 @@ async function replayWarning(backend: Backend, letter: DeadLetter): Promise<stri
   return newer === 0
     ? null
     : `${newer} newer message${newer === 1 ? ' has' : 's have'} gone to the user since this one failed: replayed, it goes out after ${newer === 1 ? 'it' : 'them'}.`;
+}
+
+/**
+ * The mailbox id of an event: the caller's id, scoped to the session (two users' events may
+ * share an id, and a store deduplicates message ids across sessions), readable first.
+ */
+function eventMessageId(key: SessionKey, id: string): string {
+  const scope = createHash('sha256').update(`${key.channel}\n${key.user}`).digest('base64url').slice(0, 12);
+  return `ev:${id}~${scope}`;
 }
 
 /**

@@ -51,7 +51,10 @@ describe.each(HARNESS_BACKENDS)('events over the admin API, %s backend', (_name,
         duplicate: boolean;
       }>;
       expect(bodies.filter((b) => !b.duplicate)).toHaveLength(1);
-      expect(new Set(bodies.map((b) => b.id))).toEqual(new Set(['ev:ship-ORD-7']));
+      const ids = new Set(bodies.map((b) => b.id));
+      expect(ids.size).toBe(1);
+      const [id] = [...ids];
+      expect(id).toMatch(/^ev:ship-ORD-7~[\w-]{12}$/);
       const s = await h.settled(user, 3);
       expect(s).toMatchObject({ current_step: 'tracking', data: { name: 'Ana', order: 'ORD-7' } });
       await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:shop:tracking:3');
@@ -59,7 +62,7 @@ describe.each(HARNESS_BACKENDS)('events over the admin API, %s backend', (_name,
         kind: 'advance',
         from_step: 'menu',
         to_step: 'tracking',
-        message_ids: ['ev:ship-ORD-7'],
+        message_ids: [id],
       });
       // The conversation shows it, said to be no user's.
       const { messages } = (await (await h.admin(`/sessions/${user}/messages`)).json()) as {
@@ -74,10 +77,20 @@ describe.each(HARNESS_BACKENDS)('events over the admin API, %s backend', (_name,
         id: 'ship-ORD-7',
         payload: { order: 'ORD-7' },
       });
-      expect(await again.json()).toEqual({ id: 'ev:ship-ORD-7', duplicate: true });
+      expect(await again.json()).toEqual({ id, duplicate: true });
       await new Promise((r) => setTimeout(r, 300));
       expect(sentTo(user)).toEqual(['baton:shop:ask_name:1', 'baton:shop:menu:2', 'baton:shop:tracking:3']);
       expect((await h.session(user))!.metadata.version).toBe(3);
+      // Another user's event with the same id is theirs: applied, not taken for a duplicate.
+      const other = '15550713005';
+      await atMenu(other);
+      const theirs = await post(other, {
+        name: 'order_shipped',
+        id: 'ship-ORD-7',
+        payload: { order: 'ORD-7' },
+      });
+      expect(await theirs.json()).toMatchObject({ duplicate: false });
+      expect(await h.settled(other, 3)).toMatchObject({ current_step: 'tracking' });
     },
   );
 
