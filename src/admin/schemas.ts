@@ -124,7 +124,14 @@ export const LimitQuery = z.strictObject({ limit: limitParam(500).optional() });
 /** `?confirm=true`: do what the answer without it warned of (a replay that asks an old question). */
 export const ConfirmQuery = z.strictObject({ confirm: z.enum(['true', 'false']).optional() });
 
-export const WaIdParams = z.strictObject({ waId: ident });
+/**
+ * A wa_id as a person writes a phone number (`+1 555-010-0001`, as the dashboard's Find box takes
+ * it): its digits (outside test D11). Anything else is taken as it is.
+ */
+const phoneTyped = (v: unknown): unknown =>
+  typeof v === 'string' && /^\+[\d\s().-]{4,40}$/.test(v) ? v.replace(/\D/g, '') : v;
+
+export const WaIdParams = z.strictObject({ waId: z.preprocess(phoneTyped, ident) });
 
 export const DeadLetterParams = z.strictObject({
   id: z.string().min(1).max(600, 'must be at most 600 characters').refine(storable, STORABLE),

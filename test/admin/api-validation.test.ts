@@ -277,6 +277,19 @@ describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
 });
 
 describe('admin API answers', () => {
+  it('find a session by its number written as a phone number, as the Find box does (outside test D11)', async () => {
+    const user = '15550731001';
+    expect((await h.post(webhook([text(user, 'hi', 1_750_000_000)]))).status).toBe(200);
+    await h.settled(user, 1);
+    for (const typed of ['+15550731001', '+1 555-073-1001', '+1 (555) 073 1001']) {
+      const r = await h.admin(`/sessions/${encodeURIComponent(typed)}`);
+      expect(r.status, typed).toBe(200);
+      expect(((await r.json()) as { wa_id: string }).wa_id).toBe(user);
+    }
+    // Not a phone number: taken as it is (and not found).
+    expect((await h.admin('/sessions/1555-073-1001')).status).toBe(404);
+  });
+
   it('are kept by no cache and never sniffed, errors included (outside test X5)', async () => {
     for (const path of ['/sessions?limit=1', '/stats', '/sessions/15550000000', '/no-such-route']) {
       const r = await h.admin(path);
