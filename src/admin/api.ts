@@ -10,7 +10,7 @@ import type { Backend, BackendStats } from '../backends/types.ts';
 import { createHash, randomUUID } from 'node:crypto';
 import { schemaIssues, type Flow } from '../flow/define.ts';
 import { flowMermaid } from '../graph/index.ts';
-import type { SessionKey, StoredMessage } from '../model/message.ts';
+import type { InboundMessage, SessionKey, StoredMessage } from '../model/message.ts';
 import {
   toSessionView,
   type DeadLetter,
@@ -20,7 +20,7 @@ import {
 import { registerAgentRoutes, type AgentDesk } from './agent-routes.ts';
 import { AdminAuth } from './auth.ts';
 import { outboundView } from './conversation.ts';
-import { acceptJsonBodies, adminErrorHandler, fail, findOne, parsed } from './http.ts';
+import { acceptJsonBodies, adminErrorHandler, fail, findOne, oneOf, parsed } from './http.ts';
 import {
   ChannelQuery,
   deadLetterAfter,
@@ -154,19 +154,19 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
           const { waId } = parsed(WaIdParams, req.params);
           const { channel } = parsed(ChannelQuery, req.query);
           const body = parsed(EventBody, req.body);
-          const known = (await backend.findSessions(waId, channel)).length > 0;
-          if (!known && channel === undefined)
+          const found = await backend.findSessions(waId, channel);
+          if (found.length === 0 && channel === undefined)
             return fail(
               reply,
               'BATON_ERR_NOT_FOUND',
               {},
               'No session for this user: name the business number with ?channel= to start one',
             );
-          const s = known ? await findOne(backend, req, reply) : null;
-          if (known && !s) return reply;
+          const s = found.length === 0 ? null : await oneOf(found, waId, reply);
+          if (found.length > 0 && !s) return reply;
           const at = (deps.now ?? Date.now)();
           const target = { channel: s?.channel ?? channel!, user: s?.user ?? waId };
-          const event: StoredMessage = {
+          const message: InboundMessage = {
             id: eventMessageId(target, body.id ?? randomUUID()),
             provider: s?.provider ?? 'cloud-api',
             ...target,
@@ -174,11 +174,11 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
             ...(s?.userId !== undefined ? { userId: s.userId } : {}),
             timestamp: Math.floor(at / 1000),
             content: { type: 'event', name: body.name, payload: body.payload },
-            seq: 0,
-            storedAt: at,
           };
           const flow =
-            deps.flowForMessage?.(s, event) ?? deps.flows.get(s?.flow ?? '') ?? [...deps.flows.values()][0]!;
+            deps.flowForMessage?.(s, { ...message, seq: 0, storedAt: at }) ??
+            deps.flows.get(s?.flow ?? '') ??
+            [...deps.flows.values()][0]!;
           const def = flow.events.get(body.name);
           if (def === undefined)
             return fail(reply, 'BATON_ERR_UNKNOWN_EVENT', {}, `flow ${flow.id} has no event "${body.name}"`);
@@ -190,10 +190,9 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
               {},
               `event "${body.name}" of flow ${flow.id} refuses that payload: ${schemaIssues(checked.error)}`,
             );
-          const { seq: _seq, storedAt: _storedAt, ...message } = event;
           const stored = await backend.ingest({ messages: [message], statuses: [], receivedAt: at });
           backend.countStored(stored.accepted);
-          return reply.code(202).send({ id: event.id, duplicate: stored.accepted === 0 });
+          return reply.code(202).send({ id: message.id, duplicate: stored.accepted === 0 });
         },
       );
 

@@ -80,7 +80,18 @@ export async function findOne(
 ): Promise<SessionSnapshot | null> {
   const { waId } = parsed(WaIdParams, req.params);
   const { channel } = parsed(ChannelQuery, req.query);
-  const found = await backend.findSessions(waId, channel);
+  return oneOf(await backend.findSessions(waId, channel), waId, reply);
+}
+
+/**
+ * The one session of `found` (the user's sessions) a request means, or null after answering:
+ * `404` for none, `409` naming the channels when several could be meant.
+ */
+export async function oneOf(
+  found: readonly SessionSnapshot[],
+  waId: string,
+  reply: FastifyReply,
+): Promise<SessionSnapshot | null> {
   if (found.length === 0) {
     await fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
     return null;

@@ -59,6 +59,14 @@ export function changeRecord(
   };
 }
 
+/**
+ * `s` with an agent's act now: an agent at work keeps the session alive (`activeAt`), so it does
+ * not expire under them (outside test D3).
+ */
+function agentActive(s: SessionSnapshot, env: TransitionEnv): SessionSnapshot {
+  return activeNow(s, Math.floor(env.nowMs / 1000));
+}
+
 /** An outbound record for `s`, numbered after its last one; `suffix` ends the callback data. */
 function outboundFor(
   s: SessionSnapshot,
@@ -122,11 +130,9 @@ export function takeSession(
       `${holder ?? 'nobody'} has this session now, not ${seenAgent ?? 'nobody'} as you saw; look again before taking it`,
     );
   }
-  // An agent at work keeps the session alive (`activeAt`): it does not expire under them.
-  const at = Math.floor(env.nowMs / 1000);
   if (prev.needsAgent) {
     return {
-      snapshot: activeNow({ ...prev, agent: { name: agent, at: env.nowMs, version: prev.version } }, at),
+      snapshot: agentActive({ ...prev, agent: { name: agent, at: env.nowMs, version: prev.version } }, env),
       records: [],
       outbound: [],
     };
@@ -134,9 +140,9 @@ export function takeSession(
   const version = prev.version + 1;
   const { awaiting: _awaiting, ...visitOver } = prev;
   const snapshot: SessionSnapshot = waiting(
-    activeNow(
+    agentActive(
       { ...visitOver, version, needsAgent: true, agent: { name: agent, at: env.nowMs, version } },
-      at,
+      env,
     ),
     'escalated',
     env.nowMs,
@@ -159,7 +165,7 @@ export function agentMessage(
     throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the bot is serving this session: take it first');
   }
   const { snapshot, outbound } = outboundFor(
-    activeNow(prev, Math.floor(env.nowMs / 1000)),
+    agentActive(prev, env),
     flow,
     { type: 'text', text },
     false,
@@ -229,5 +235,5 @@ export function handback(
       `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; set it with the handback's "data", or hand it back at an earlier step`,
     );
   }
-  return handbackTransition(flow, activeNow({ ...prev, data }, Math.floor(env.nowMs / 1000)), stepId, env);
+  return handbackTransition(flow, agentActive({ ...prev, data }, env), stepId, env);
 }

@@ -265,8 +265,7 @@ class BatchRun {
     this.upgrade();
     if (flow.data && this.s.step !== null && !flow.data.safeParse(this.s.data).success) {
       // Stored data that no longer fits the flow's schema is never misread: the session restarts.
-      this.leaveVisit();
-      this.change('reset', null, [], { data: {}, retryCount: 0, needsAgent: false });
+      this.startAfresh('reset', []);
     }
     // An awaited effect's result goes first: the messages that waited for it come after it.
     for (const m of ordered) if (isEffectResult(m)) this.applyResult(m);
@@ -307,8 +306,7 @@ class BatchRun {
       // An event applied, or an agent's act, since keeps it alive too.
       const active = lastActive(this.s);
       if (active > 0 && m.timestamp - active > this.env.sessionTtlSec && this.s.step !== null) {
-        this.leaveVisit();
-        this.change('expired', null, [m.id], { data: {}, retryCount: 0, needsAgent: false });
+        this.startAfresh('expired', [m.id]);
         // A new session from here: the router picks its flow, as for any first message.
         const routed = this.env.route?.(m);
         if (routed !== undefined && routed.id !== flow.id) {
@@ -490,14 +488,10 @@ class BatchRun {
           eff.onFailure({ error: r.error ?? 'failed', attempts: r.attempts }, this.ctx(step)),
         );
     if (outcome.kind === 'retry' || outcome.kind === 'start_over') {
-      throw new FlowRuntimeError(
+      throw this.flowError(
         'BATON_ERR_FLOW_HANDLER',
-        this.flow!.id,
         step.id,
         `an effect's ${r.ok ? 'onResult' : 'onFailure'} must go to a step or hand off, not ${outcome.kind}`,
-        undefined,
-        false,
-        logSessionId(this.env.key),
       );
     }
     this.apply(step, outcome, [m.id]);
@@ -519,10 +513,8 @@ class BatchRun {
     if (m.content.type !== 'event') return;
     const flow = this.flow!;
     const { name, payload } = m.content;
-    if (this.s.step !== null && m.timestamp - lastActive(this.s) > this.env.sessionTtlSec) {
-      this.leaveVisit();
-      this.change('expired', null, [m.id], { data: {}, retryCount: 0, needsAgent: false });
-    }
+    if (this.s.step !== null && m.timestamp - lastActive(this.s) > this.env.sessionTtlSec)
+      this.startAfresh('expired', [m.id]);
     const ev = flow.events.get(name);
     if (this.s.needsAgent || ev === undefined) {
       this.note(this.s.needsAgent ? 'held' : 'ignored', [m.id]);
@@ -542,28 +534,16 @@ class BatchRun {
       this.note('ignored', [m.id]);
       return;
     }
-    const fail = (
-      code: 'BATON_ERR_FLOW_HANDLER' | 'BATON_ERR_FLOW_UNDECLARED_TRANSITION',
-      detail: string,
-    ): never => {
-      throw new FlowRuntimeError(
-        code,
-        flow.id,
-        step.id,
-        detail,
-        undefined,
-        false,
-        logSessionId(this.env.key),
-      );
-    };
     if (typeof outcome !== 'object' || (outcome.kind !== 'goto' && outcome.kind !== 'handoff'))
-      fail(
+      throw this.flowError(
         'BATON_ERR_FLOW_HANDLER',
+        step.id,
         `${what} returned ${JSON.stringify(outcome)}: an event goes to a step (c.goto), hands off (c.handoff) or returns nothing`,
       );
     if (outcome.kind === 'goto' && !ev.to.includes(outcome.step))
-      fail(
+      throw this.flowError(
         'BATON_ERR_FLOW_UNDECLARED_TRANSITION',
+        step.id,
         `${what} went to "${outcome.step}", which it does not declare in "to"`,
       );
     this.s = activeNow(this.s, m.timestamp);
@@ -636,56 +616,53 @@ class BatchRun {
           session,
         );
       }
-      throw new FlowRuntimeError(
-        'BATON_ERR_FLOW_HANDLER',
-        flow.id,
-        step?.id ?? this.s.step,
-        `${what}: ${String(err)}`,
-        err,
-        false,
-        session,
-      );
+      throw this.flowError('BATON_ERR_FLOW_HANDLER', step?.id ?? this.s.step, `${what}: ${String(err)}`, err);
     }
     if (isThenable(out)) {
       // Swallow the abandoned promise's outcome: it must not become an unhandled rejection.
       out.then(undefined, () => undefined);
-      throw new FlowRuntimeError(
+      throw this.flowError(
         'BATON_ERR_FLOW_HANDLER',
-        flow.id,
         step?.id ?? this.s.step,
         `${what} returned a Promise; handlers are synchronous (start an effect for async work)`,
-        undefined,
-        false,
-        session,
       );
     }
     return out;
   }
 
+  /** A final error of flow code at `stepId` (not tried again: the batch is dead-lettered). */
+  private flowError(
+    code: 'BATON_ERR_FLOW_HANDLER' | 'BATON_ERR_FLOW_UNDECLARED_TRANSITION' | 'BATON_ERR_FLOW_DATA',
+    stepId: string | null,
+    detail: string,
+    cause?: unknown,
+  ): FlowRuntimeError {
+    return new FlowRuntimeError(
+      code,
+      this.flow!.id,
+      stepId,
+      detail,
+      cause,
+      false,
+      logSessionId(this.env.key),
+    );
+  }
+
   private decide(step: StepDef, what: string, fn: () => Outcome, first = false): Outcome {
-    const flow = this.flow!;
     const outcome = this.guard(step, what, fn, true);
     const kinds = ['goto', 'retry', 'handoff', 'start_over'];
     if (typeof outcome !== 'object' || outcome === null || !kinds.includes(outcome.kind)) {
-      throw new FlowRuntimeError(
+      throw this.flowError(
         'BATON_ERR_FLOW_HANDLER',
-        flow.id,
         step.id,
         `${what} returned ${JSON.stringify(outcome)}, not an outcome (use c.goto, c.retry, c.handoff)`,
-        undefined,
-        false,
-        logSessionId(this.env.key),
       );
     }
     if (outcome.kind === 'goto' && !step.to.includes(outcome.step) && !(first && outcome.step === step.id)) {
-      throw new FlowRuntimeError(
+      throw this.flowError(
         'BATON_ERR_FLOW_UNDECLARED_TRANSITION',
-        flow.id,
         step.id,
         `went to "${outcome.step}", which it does not declare in "to"`,
-        undefined,
-        false,
-        logSessionId(this.env.key),
       );
     }
     return outcome;
@@ -729,14 +706,11 @@ class BatchRun {
     const flow = this.flow!;
     const checked = flow.data?.safeParse(data);
     if (checked === undefined || checked.success) return data;
-    throw new FlowRuntimeError(
+    throw this.flowError(
       'BATON_ERR_FLOW_DATA',
-      flow.id,
       step.id,
       `set data its data schema refuses: ${schemaIssues(checked.error)}`,
       checked.error,
-      false,
-      logSessionId(this.env.key),
     );
   }
 
@@ -771,6 +745,12 @@ class BatchRun {
     const to = flow.moved.get(old);
     if (to !== undefined) this.enter('advance', to, [], {});
     else this.escalate([], `step "${old}" is no longer in flow ${flow.id} (version ${flow.version})`);
+  }
+
+  /** The session at no step, its data and bookkeeping cleared: its next input starts it anew. */
+  private startAfresh(kind: 'reset' | 'expired', ids: string[]): void {
+    this.leaveVisit();
+    this.change(kind, null, ids, { data: {}, retryCount: 0, needsAgent: false });
   }
 
   /** See `handbackTransition`. */

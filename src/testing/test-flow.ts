@@ -142,8 +142,8 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
     maxRetries: opts.maxRetries ?? 3,
   });
 
-  /** Takes a transition's (or a handback's) result: its snapshot, records, replies, effects. */
-  const take = (r: Omit<TransitionResult, 'consumed'>): TestReply[] => {
+  /** Applies a transition's (or a handback's) result: its snapshot, records, replies, effects. */
+  const applied = (r: Omit<TransitionResult, 'consumed'>): TestReply[] => {
     // The outbox numbers each reply and effect after the session's last (engine `toOutbound`).
     snapshot = { ...r.snapshot, outboundSeq: r.snapshot.outboundSeq + r.effects.length + r.started.length };
     records.push(...r.records);
@@ -200,8 +200,13 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
       if (r.consumed.length === 0 && r.records.length === 0) break;
       const consumed = new Set(r.consumed);
       mailbox = mailbox.filter((m) => !consumed.has(m.id));
-      out.push(...take(r));
+      out.push(...applied(r));
     }
+    return autoEffects(out);
+  };
+
+  /** `out`, then with `effects: 'auto'` what running the pending effects replied. */
+  const autoEffects = async (out: TestReply[]): Promise<TestReply[]> => {
     if (opts.effects === 'auto' && pending.length > 0) out.push(...(await runEffects()));
     return out;
   };
@@ -321,9 +326,9 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
     },
     async handback(step, data) {
       const s = session();
-      const out = take(handback(s, flow, step, envNow(`agent:${s.agent?.name ?? 'unknown'}`), data));
-      if (opts.effects === 'auto' && pending.length > 0) out.push(...(await runEffects()));
-      return out;
+      return autoEffects(
+        applied(handback(s, flow, step, envNow(`agent:${s.agent?.name ?? 'unknown'}`), data)),
+      );
     },
     advance(ms) {
       now += ms;

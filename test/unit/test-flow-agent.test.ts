@@ -8,6 +8,20 @@ import { testFlow } from '../../src/index.ts';
 
 const shop = () => testFlow(orderStatusFlow({ apiUrl: 'http://shop.invalid' }));
 
+/** A user who looked an order up and tapped `human`: waiting for an agent nobody sent yet. */
+async function askedForAPerson(): Promise<ReturnType<typeof shop>> {
+  const t = shop();
+  await t.send('hi');
+  await t.send('ORD-12345');
+  await t.resolve('lookup', {
+    found: true,
+    order: { number: 'ORD-12345', status: 'in transit', events: [{ at: '2026-11-29', text: 'Left' }] },
+  });
+  await t.tap('human');
+  expect(t.state!.needsAgent).toBe(true);
+  return t;
+}
+
 describe('testFlow with an agent', () => {
   it('takes a session, holds the user, writes, and hands back with data at a step that needs it', async () => {
     const t = shop();
@@ -71,14 +85,7 @@ describe('testFlow with an agent', () => {
     expect(t.step).toBe('looking_up');
 
     // Waiting for an agent nobody sent: the user's next message after the TTL starts afresh.
-    const u = shop();
-    await u.send('ORD-12345');
-    await u.resolve('lookup', {
-      found: true,
-      order: { number: 'ORD-12345', status: 'in transit', events: [{ at: '2026-11-29', text: 'Left' }] },
-    });
-    await u.tap('human');
-    expect(u.state!.needsAgent).toBe(true);
+    const u = await askedForAPerson();
     u.advance(25 * HOUR);
     await u.send('hello?');
     expect(u.records.map((r) => r.kind)).toContain('expired');
@@ -86,15 +93,7 @@ describe('testFlow with an agent', () => {
   });
 
   it("a flow's own hand-off waits for an agent, who takes it without a new version", async () => {
-    const t = shop();
-    await t.send('hi');
-    await t.send('ORD-12345');
-    await t.resolve('lookup', {
-      found: true,
-      order: { number: 'ORD-12345', status: 'in transit', events: [{ at: '2026-11-29', text: 'Left' }] },
-    });
-    await t.tap('human');
-    expect(t.state!.needsAgent).toBe(true);
+    const t = await askedForAPerson();
     const version = t.state!.version;
     t.take('ana');
     expect(t.state).toMatchObject({ version, agent: { name: 'ana', version } });
