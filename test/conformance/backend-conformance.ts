@@ -239,15 +239,27 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
 
       it('releaseOrTake keeps the lease with the messages whose window has ended, else releases it', async () => {
         if (!b.releaseOrTake) return;
-        const key = newKey();
-        const g = (await b.acquireLease(key, 'w1', 5000))!;
-        const m1 = text(key, 'one');
-        await b.ingest({ messages: [m1], statuses: [] });
-        // Its window has not ended: released, and the session is due once it has.
-        expect(await b.releaseOrTake(g, 100)).toBeNull();
-        expect(await b.acquireLease(key, 'w2', 5000)).not.toBeNull();
-        const other = (await b.acquireLease(key, 'w3', 5000)) ?? null;
-        expect(other).toBeNull();
+        // Its window has not ended: released, and the session is due once it has. On a busy
+        // machine the window may end before the call is answered; then taking the messages is
+        // right too, and the case is tried again with a new session (at most five times).
+        let released = false;
+        for (let attempt = 0; attempt < 5 && !released; attempt++) {
+          const key = newKey();
+          const g = (await b.acquireLease(key, 'w1', 5000))!;
+          const m1 = text(key, 'one');
+          await b.ingest({ messages: [m1], statuses: [] });
+          const [stored] = await b.pending(key, 1);
+          const taken = await b.releaseOrTake(g, 100);
+          if (taken === null) {
+            released = true;
+            expect(await b.acquireLease(key, 'w2', 5000)).not.toBeNull();
+            expect((await b.acquireLease(key, 'w3', 5000)) ?? null).toBeNull();
+          } else {
+            expect(Date.now()).toBeGreaterThanOrEqual(stored!.storedAt + CONFORMANCE_BUFFER_MS);
+            expect(taken.map((m) => m.id)).toEqual([m1.id]);
+          }
+        }
+        expect(released, 'each try was answered after its window had ended').toBe(true);
         const key2 = newKey();
         const g2 = (await b.acquireLease(key2, 'w1', 5000))!;
         const m2 = text(key2, 'two');
