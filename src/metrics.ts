@@ -24,6 +24,11 @@ export class Metrics {
     'baton_oldest_pending_seconds',
     'Age of the oldest unprocessed message',
   );
+  readonly unsent = this.#gauge(
+    'baton_unsent',
+    'Sends committed and not done: replies not yet accepted by the provider, effect calls not yet answered',
+  );
+  readonly oldestUnsent = this.#gauge('baton_oldest_unsent_seconds', 'Age of the oldest unsent send');
   readonly lockWait = this.#histogram(
     'baton_lock_wait_seconds',
     'Time from a session being due to its lease being granted',
@@ -96,6 +101,8 @@ export interface MetricsStats {
   readonly queueDepth: number;
   readonly oldestPendingMs: number;
   readonly workers: number;
+  readonly unsent: number;
+  readonly oldestUnsentMs: number;
 }
 
 /**
@@ -114,6 +121,8 @@ export function metricsRoute(
       metrics.queueDepth.set(s.queueDepth);
       metrics.oldestPending.set(s.oldestPendingMs / 1000);
       metrics.liveWorkers.set(s.workers);
+      metrics.unsent.set(s.unsent);
+      metrics.oldestUnsent.set(s.oldestUnsentMs / 1000);
     }
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });

@@ -206,6 +206,8 @@ export function registerDashboard(
             ${stat('throughput', 'messages / s (last minute)', stats.messagesPerSecond)}
             ${stat('workers', 'live workers', stats.workers)} ${stat('locks', 'leases held', stats.locksHeld)}
             ${stat('dead-letters', 'dead letters', stats.deadLetters)}
+            ${stat('unsent', 'sends waiting', stats.unsent)}
+            ${stat('oldest-unsent', 'oldest unsent', duration(stats.oldestUnsentMs))}
           </section>
           <section class="card" id="inbox-summary">
             <h2>Inbox</h2>

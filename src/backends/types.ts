@@ -140,6 +140,16 @@ export interface BackendStats {
   readonly workers: number;
   /** New messages stored from webhooks per second over the last minute, by every process. */
   readonly messagesPerSecond: number;
+  /**
+   * Outbound work committed and not done: replies not yet accepted by the provider (waiting,
+   * being sent, or retrying after a throttle) and effect calls not yet answered. A backlog of
+   * sends that the queue depth does not show. Costs a count of the unsent rows (a partial index
+   * of the durable store), not of what is stored; in distributed mode the durable copy it
+   * reads may lag Redis by a flush.
+   */
+  readonly unsent: number;
+  /** Age of the oldest of them, milliseconds (0 when none). */
+  readonly oldestUnsentMs: number;
 }
 
 /**

@@ -110,6 +110,8 @@ describe('AlertWatcher thresholds and delivery', () => {
     deadLetters: 0,
     workers: 1,
     messagesPerSecond: 0,
+    unsent: 0,
+    oldestUnsentMs: 0,
   };
   let current = { ...stats };
   const make = () =>

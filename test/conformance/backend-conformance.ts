@@ -1196,6 +1196,30 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect(s).toMatchObject({ queueDepth: 0, oldestPendingMs: 0, locksHeld: 0, deadLetters: dead0 });
         expect((await b.load(idle[299]!))?.version).toBe(1);
       }, 60_000);
+      it('count sends committed and not done, with the oldest, until each is sent or failed', async () => {
+        // Other tests of this suite leave unsent replies: count from here.
+        const unsentIs = async (n: number): Promise<true | null> =>
+          (await b.stats()).unsent === n ? true : null;
+        const base = (await b.stats()).unsent;
+        const key = newKey();
+        const g = (await b.acquireLease(key, 'w1', 5000))!;
+        const [o1, o2] = [outbound(key, 1, 0), outbound(key, 1, 1)];
+        await b.commit(g, batch(key, 0, 1, { outbound: [o1, o2] }));
+        await b.releaseLease(g);
+        // Counted in the durable store, which write-behind fills shortly after; the queue of
+        // messages does not show them.
+        await eventually(() => unsentIs(base + 2), 5000, 'two unsent replies counted');
+        await sleep(150);
+        expect((await b.stats()).oldestUnsentMs).toBeGreaterThanOrEqual(150);
+        // Being sent (a throttled retry) is still unsent; sent or failed for good is not.
+        await b.updateOutbound(o1.id, { status: 'sending', attempts: 1 });
+        await sleep(100);
+        expect((await b.stats()).unsent).toBe(base + 2);
+        await b.updateOutbound(o1.id, { status: 'sent', attempts: 2, providerMessageId: `wamid.${uid()}` });
+        await eventually(() => unsentIs(base + 1), 5000, 'the sent reply no longer counted');
+        await b.updateOutbound(o2.id, { status: 'failed', attempts: 3, lastError: 'throttled' });
+        await eventually(() => unsentIs(base), 5000, 'the failed reply no longer counted');
+      });
     });
 
     describe('admin', () => {

@@ -13,6 +13,8 @@ const figures = (queueDepth: number): BackendStats => ({
   deadLetters: 0,
   workers: 1,
   messagesPerSecond: 0,
+  unsent: 0,
+  oldestUnsentMs: 0,
 });
 
 describe('cachedStats', () => {

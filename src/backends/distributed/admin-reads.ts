@@ -141,7 +141,8 @@ export async function replayDeadLetter(ctx: Context, id: string): Promise<boolea
 /**
  * Costs the same whatever is stored or queued: the pending figures are kept by the intake,
  * commit and pending scripts' posts (see global-feed.ts), the leases held by the lease calls;
- * one round trip reads them (plus one indexed count of dead letters in PostgreSQL).
+ * one round trip reads them (plus indexed counts of dead letters and of unsent sends in
+ * PostgreSQL, the latter costing the unsent rows).
  */
 export async function stats(ctx: Context): Promise<BackendStats> {
   await ctx.globalFeed.settled();
@@ -158,13 +159,16 @@ export async function stats(ctx: Context): Promise<BackendStats> {
   // [member, score], or [[member, score]] over RESP3.
   const top = asArray(oldest);
   const first = Array.isArray(top[0]) ? (top[0] as unknown[]) : top;
+  const [deadLetters, unsent] = await Promise.all([ctx.pg.countDeadLetters(), ctx.pg.countUnsent()]);
   return {
     queueDepth: Math.max(0, depth === null ? 0 : asNumber(depth)),
     oldestPendingMs: first.length < 2 ? 0 : Math.max(0, now - asNumber(first[1])),
     locksHeld: asNumber(locks),
-    deadLetters: await ctx.pg.countDeadLetters(),
+    deadLetters,
     workers: asNumber(workers),
     messagesPerSecond,
+    unsent: unsent.count,
+    oldestUnsentMs: unsent.oldest === null ? 0 : Math.max(0, now - unsent.oldest),
   };
 }
 

@@ -620,6 +620,12 @@ export class PgStore {
     return num((await this.query('dead-letters-count'))[0]!.n);
   }
 
+  /** Sends committed and not done, and when the oldest of them was committed (ms; null when none). */
+  async countUnsent(): Promise<{ count: number; oldest: number | null }> {
+    const r = (await this.query('outbound-unsent-count'))[0]!;
+    return { count: num(r.n), oldest: r.first === null ? null : num(r.first) };
+  }
+
   /** A session's consumed inbound messages as stored, in arrival order. */
   /** The session's consumed inbound messages in arrival order (the newest `newest`, if given). */
   async inboundOf(key: SessionKey, newest?: number): Promise<StoredMessage[]> {

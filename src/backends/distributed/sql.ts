@@ -51,6 +51,7 @@ export const STATEMENT_NAMES = [
   'intake-log-floor',
   'intake-log-consumed',
   'outbound-unsent-sessions',
+  'outbound-unsent-count',
 ] as const;
 
 export type StatementName = (typeof STATEMENT_NAMES)[number];

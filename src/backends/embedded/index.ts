@@ -1217,12 +1217,15 @@ export class EmbeddedBackend implements Backend {
 
   /**
    * Costs the same whatever is stored: the counts are kept by the writes, the oldest pending
-   * message is one step down a partial index.
+   * message is one step down a partial index; unsent sends are counted on theirs.
    */
   async stats(): Promise<BackendStats> {
     const p = this.sql(`SELECT MIN(stored_at) AS first FROM inbound WHERE state = 'pending'`).get() as {
       first: number | null;
     };
+    const u = this.sql(
+      `SELECT COUNT(*) AS n, MIN(created_at) AS first FROM outbound WHERE status IN ('pending', 'sending')`,
+    ).get() as { n: number; first: number | null };
     let locks = 0;
     const now = this.now();
     for (const l of this.leases.values()) if (l.expiresAt > now) locks += 1;
@@ -1233,6 +1236,8 @@ export class EmbeddedBackend implements Backend {
       deadLetters: this.counts.deadLetters,
       workers: [...this.workerBeats.values()].filter((until) => until > now).length,
       messagesPerSecond: this.rate.perSecond(now),
+      unsent: u.n,
+      oldestUnsentMs: u.first === null ? 0 : Math.max(0, now - u.first),
     };
   }
 
