@@ -123,7 +123,4 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX outbound_aliases_at ON outbound_aliases (at);
   `,
-  // 12: sends committed and not done, counted with the oldest for the stats (a throttled
-  //     backlog of replies the queue depth does not show)
-  `CREATE INDEX outbound_unsent_at ON outbound (created_at) WHERE status IN ('pending', 'sending');`,
 ];
