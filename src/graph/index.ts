@@ -11,7 +11,7 @@
  */
 import dagre from '@dagrejs/dagre';
 import { choicesOf, translator } from '../flow/define.ts';
-import type { Choice, Flow, Outcome, StepContext, StepDef, Translate } from '../flow/define.ts';
+import type { Choice, EventContext, Flow, Outcome, StepContext, StepDef, Translate } from '../flow/define.ts';
 
 /** One step of the flow. */
 export interface FlowGraphNode {
@@ -38,12 +38,21 @@ export interface FlowGraphEdge {
   readonly restart: boolean;
 }
 
+/** One of the flow's events (what the bot's own systems post), with the steps it may lead to. */
+export interface FlowGraphEvent {
+  readonly name: string;
+  readonly to: readonly string[];
+  /** The event may hand the session to a person (its handler, tried without a payload, said so). */
+  readonly handoff: boolean;
+}
+
 export interface FlowGraph {
   readonly flow: string;
   readonly version: number;
   readonly start: string;
   readonly nodes: readonly FlowGraphNode[];
   readonly edges: readonly FlowGraphEdge[];
+  readonly events: readonly FlowGraphEvent[];
 }
 
 /** Live figures for one step, drawn as a badge on its node. */
@@ -235,13 +244,40 @@ export function flowGraph(flow: Flow): FlowGraph {
     if (n.accepts !== 'any' || n.effect) return false;
     return out.every((e) => e.restart || (e.to === flow.start && n.id !== flow.start && out.length === 1));
   };
+  const events = [...flow.events].map(([name, e]): FlowGraphEvent => {
+    let handoff = false;
+    try {
+      const ectx: EventContext = { ...ctx, step: null };
+      handoff = e.on(undefined, ectx)?.kind === 'handoff';
+    } catch {
+      // A handler that needs its payload: nothing more to tell.
+    }
+    return { name, to: [...e.to], handoff };
+  });
   return {
     flow: flow.id,
     version: flow.version,
     start: flow.start,
     nodes: nodes.map((n) => ({ ...n, terminal: terminal(n) })),
     edges,
+    events,
   };
+}
+
+/**
+ * Ids for the flow's events on a picture, apart from its steps': `event_<name>`, with `_`
+ * added while a step has that id.
+ */
+function eventIds(graph: FlowGraph): Map<string, string> {
+  const taken = new Set(graph.nodes.map((n) => n.id));
+  const ids = new Map<string, string>();
+  for (const e of graph.events) {
+    let id = `event_${e.name}`;
+    while (taken.has(id)) id += '_';
+    taken.add(id);
+    ids.set(e.name, id);
+  }
+  return ids;
 }
 
 /** Escapes text for XML content and attribute values. */
@@ -304,7 +340,8 @@ function nodeSubtitle(n: FlowGraphNode): string {
 /**
  * Draws the flow as a standalone SVG document: one `<g class="node" data-step="<id>">` per
  * step, edges labelled by their input, start, terminal, effect and hand-off steps marked,
- * and, when `counts` is given, the number of sessions at each step.
+ * and, when `counts` is given, the number of sessions at each step. Each event is a
+ * `<g class="event" data-event="<name>">`, with dashed edges to the steps it may lead to.
  * @example
  * writeFileSync('order.svg', renderFlowSvg(orderFlow, { counts: { ask_name: { sessions: 3 } } }));
  */
@@ -324,7 +361,18 @@ export function renderFlowSvg(flow: Flow, opts: RenderFlowSvgOptions = {}): stri
     );
     g.setNode(n.id, { width: w + 28, height: count ? 62 : 46 });
   }
-  g.setEdge(START, graph.start, { width: 0, height: 0 }, 'start');
+  const evIds = eventIds(graph);
+  const eventSubtitle = (e: FlowGraphEvent): string => (e.handoff ? 'event · hand-off' : 'event');
+  for (const e of graph.events) {
+    const w = Math.max(textWidth(e.name, NODE_FONT), textWidth(eventSubtitle(e), LABEL_FONT));
+    g.setNode(evIds.get(e.name)!, { width: w + 28, height: 46 });
+  }
+  graph.events.forEach((e) =>
+    e.to.forEach((to, j) =>
+      g.setEdge(evIds.get(e.name)!, to, { width: 0, height: 0, minlen: 1, weight: 1 }, `ev-${e.name}-${j}`),
+    ),
+  );
+  g.setEdge(START, graph.start, { width: 0, height: 0, weight: 10 }, 'start');
   graph.edges.forEach((e, i) => {
     g.setEdge(
       e.from,
@@ -371,6 +419,18 @@ export function renderFlowSvg(flow: Flow, opts: RenderFlowSvgOptions = {}): stri
     }
     out.push('</g>');
   });
+  // Events: dashed, from a node of their own to each step they may lead to.
+  for (const e of graph.events) {
+    e.to.forEach((to, j) => {
+      const pts = g.edge({ v: evIds.get(e.name)!, w: to, name: `ev-${e.name}-${j}` }).points ?? [];
+      if (pts.length === 0) return;
+      out.push(
+        `<g class="edge event" data-event="${xmlEscape(e.name)}" data-to="${xmlEscape(to)}">`,
+        `<path d="${curve(pts)}" fill="none" stroke="#6c3483" stroke-width="1.2" stroke-dasharray="3 3" marker-end="url(#baton-arrow)"/>`,
+        '</g>',
+      );
+    });
+  }
   const startEdge = g.edge({ v: START, w: graph.start, name: 'start' });
   const startNode = g.node(START);
   if (startNode.x !== undefined && startNode.y !== undefined) {
@@ -425,6 +485,20 @@ export function renderFlowSvg(flow: Flow, opts: RenderFlowSvgOptions = {}): stri
     if (href !== undefined) out.push('</a>');
     out.push('</g>');
   }
+  for (const e of graph.events) {
+    const laid = g.node(evIds.get(e.name)!);
+    const x = (laid.x ?? 0) - laid.width / 2;
+    const y = (laid.y ?? 0) - laid.height / 2;
+    const cx = laid.x ?? 0;
+    out.push(
+      `<g class="event" data-event="${xmlEscape(e.name)}">`,
+      `<rect x="${fmt(x)}" y="${fmt(y)}" width="${fmt(laid.width)}" height="${fmt(laid.height)}" rx="${fmt(laid.height / 2)}" fill="#f4ecf7" stroke="#6c3483" stroke-width="1.2" stroke-dasharray="4 3"/>`,
+      `<text x="${fmt(cx)}" y="${fmt(y + 20)}" text-anchor="middle" font-size="${NODE_FONT}" font-weight="bold" ${FONT} fill="#4a235a">${xmlEscape(e.name)}</text>`,
+      `<text x="${fmt(cx)}" y="${fmt(y + 36)}" text-anchor="middle" font-size="${LABEL_FONT}" ${FONT} fill="#555">${xmlEscape(eventSubtitle(e))}</text>`,
+      `<title>${xmlEscape(`event ${e.name}${e.to.length > 0 ? ` → ${e.to.join(', ')}` : ''}${e.handoff ? ' (hand-off)' : ''}`)}</title>`,
+      '</g>',
+    );
+  }
   out.push('</svg>');
   return out.filter((l) => l !== '').join('\n') + '\n';
 }
@@ -445,7 +519,8 @@ const mermaidLabel = (s: string): string =>
   s.replace(/[\n\r]/g, ' ').replace(/[#:;"]/g, (c) => MERMAID_ENTITIES[c]!);
 
 /**
- * The flow as a Mermaid state diagram, edges labelled by their input.
+ * The flow as a Mermaid state diagram, edges labelled by their input; each event a state of
+ * its own, with an edge to each step it may lead to.
  * @example
  * console.log(flowMermaid(orderFlow));
  */
@@ -460,5 +535,13 @@ export function flowMermaid(flow: Flow): string {
     if (marks.length > 0) lines.push(`  note right of ${n.id}: ${marks.join(', ')}`);
   }
   for (const n of graph.nodes) if (n.terminal) lines.push(`  ${n.id} --> [*]`);
+  // An event is a state of its own, posted from outside: edges to the steps it may lead to.
+  const evIds = eventIds(graph);
+  for (const e of graph.events) {
+    const id = evIds.get(e.name)!;
+    lines.push(`  state "${mermaidLabel(`${e.name} (event)`)}" as ${id}`);
+    for (const to of e.to) lines.push(`  ${id} --> ${to}: event`);
+    if (e.handoff) lines.push(`  note right of ${id}: hand-off`);
+  }
   return lines.join('\n') + '\n';
 }

@@ -7,6 +7,7 @@ import { orderFlow } from '../../src/bots/order.ts';
 import { run } from '../../src/cli/index.ts';
 import { defineFlow } from '../../src/flow/define.ts';
 import { flowGraph, flowMermaid, renderFlowSvg } from '../../src/graph/index.ts';
+import { eventsSpec } from '../support/event-flow.ts';
 
 interface XmlNode {
   [key: string]: unknown;
@@ -162,6 +163,47 @@ describe('flowMermaid and baton flow graph', () => {
       .split('\n')
       .find((l) => l.startsWith('  pick --> end: '));
     expect(edge).toBe('  pick --> end: 18#58;00#59; #quot;late#quot;');
+  });
+
+  it("draws a flow's events: a node of their own, edges to the steps each may lead to", () => {
+    // A step named like an event's node takes nothing from it.
+    const flow = defineFlow({
+      ...eventsSpec,
+      steps: {
+        ...eventsSpec.steps,
+        menu: { ...eventsSpec.steps.menu, to: ['menu', 'event_quiet' as never] },
+        event_quiet: { say: 'x', accepts: 'any', to: [], on: () => ({ kind: 'retry' as const }) },
+      },
+    } as typeof eventsSpec);
+    const g = flowGraph(flow);
+    expect(g.events).toEqual([
+      { name: 'order_shipped', to: ['tracking'], handoff: false },
+      { name: 'fraud_flag', to: [], handoff: true },
+      { name: 'wrong_way', to: ['tracking'], handoff: false },
+      { name: 'retrying', to: ['menu'], handoff: false },
+      { name: 'quiet', to: ['shipped_only'], handoff: false },
+    ]);
+    // Events are not steps: no step edge starts at one, and no step becomes an end for them.
+    expect(g.edges.some((e) => e.from.startsWith('event_'))).toBe(false);
+
+    const m = flowMermaid(flow).split('\n');
+    expect(m).toContain('  state "order_shipped (event)" as event_order_shipped');
+    expect(m).toContain('  event_order_shipped --> tracking: event');
+    expect(m).toContain('  note right of event_fraud_flag: hand-off');
+    expect(m).toContain('  state "quiet (event)" as event_quiet_');
+    expect(m).toContain('  event_quiet_ --> shipped_only: event');
+
+    const tree = parseSvg(renderFlowSvg(flow));
+    expect(stepNodes(tree).map((n) => n['@data-step'])).toEqual([...flow.steps.keys()]);
+    const events = all(tree, 'g').filter((n) => n['@class'] === 'event');
+    expect(events.map((n) => n['@data-event'])).toEqual([...flow.events.keys()]);
+    const edges = all(tree, 'g').filter((n) => n['@class'] === 'edge event');
+    expect(edges.map((n) => `${String(n['@data-event'])}>${String(n['@data-to'])}`)).toEqual([
+      'order_shipped>tracking',
+      'wrong_way>tracking',
+      'retrying>menu',
+      'quiet>shipped_only',
+    ]);
   });
 
   it('writes the SVG from the CLI', async () => {
