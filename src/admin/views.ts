@@ -650,6 +650,19 @@ export function failedRepliesCard(failed: readonly OutboundRecord[]): Html {
   </section>`;
 }
 
+/**
+ * A reply's last error as it stands now: the reason it failed; while it is retried, why; once it
+ * got through, muted, as what it got through after (a throttle is not a failure).
+ */
+function replyError(o: OutboundRecord): Html | string {
+  if (o.lastError === undefined) return '';
+  if (o.status === 'failed') return o.lastError;
+  const unsent = o.status === 'pending' || o.status === 'sending';
+  return html`<span class="muted prior-error"
+    >${unsent ? 'retrying after' : 'got through after'}: ${o.lastError}</span
+  >`;
+}
+
 /** An effect's result as the session's mailbox got it, and what the session did with it. */
 export interface EffectOutcome {
   readonly ok: boolean;
@@ -749,7 +762,7 @@ export function outboundCard(
                   <td>${o.attempts}</td>
                   <td><code>${o.providerMessageId ?? '-'}</code></td>
                   <td><code>${o.callbackData}</code></td>
-                  <td>${o.lastError ?? ''}</td>
+                  <td>${replyError(o)}</td>
                 </tr>`,
           )}
         </tbody>

@@ -143,6 +143,20 @@ describe('dashboard views escape every value', () => {
     expectSafe(o);
   });
 
+  it("shows a reply's last error as what it is now: the failure, the retry's reason, or behind it", () => {
+    const cell = (status: OutboundRecord['status']): string => {
+      const row = outboundCard([{ ...outbound, status, lastError: '(#130429) Rate limit hit' }]).value;
+      return row.split('<td>').at(-1)!.split('</td>')[0]!.trim();
+    };
+    expect(cell('failed')).toBe('(#130429) Rate limit hit');
+    expect(cell('pending')).toContain('retrying after: (#130429) Rate limit hit');
+    for (const s of ['sent', 'delivered', 'read'] as const) {
+      expect(cell(s)).toMatch(/^<span class="muted prior-error">got through after: \(#130429\)/);
+    }
+    const sent = outboundCard([{ ...outbound, status: 'sent', lastError: EVIL }]).value;
+    expectSafe(sent);
+  });
+
   it('says when a list shows only a window of its rows, with links to the newer and older ones', () => {
     const href = (n: number): string => `/admin/session?wa_id=1&channel=2${n > 0 ? `&older=${n}` : ''}`;
     const newest = timelineCard([record], { skip: 0, rows: 300, older: true, href }).value;
