@@ -280,6 +280,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
           webhookUrl: config.alert.webhookUrl,
           queueDepth: config.alert.queueDepth,
           oldestMs: config.alert.oldestMs,
+          unsentMs: config.alert.unsentMs,
           heartbeat: config.alert.workers,
           // Its own reads, every few seconds: what it reports must be current.
           stats: figures,

@@ -25,7 +25,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AlertStore, BackendStats } from '../backends/types.ts';
 
-export type AlertName = 'queue_depth' | 'oldest_pending' | 'workers';
+export type AlertName = 'queue_depth' | 'oldest_pending' | 'oldest_unsent' | 'workers';
 
 /** How often the watcher looks by default, ms. */
 export const DEFAULT_INTERVAL_MS = 1000;
@@ -47,6 +47,11 @@ export interface AlertOptions {
   readonly queueDepth?: number | undefined;
   /** Oldest pending age, ms, above which `oldest_pending` fires (`BATON_ALERT_OLDEST_MS`); off when absent. */
   readonly oldestMs?: number | undefined;
+  /**
+   * Age, ms, of the oldest send committed and not done (a reply a throttling gateway holds
+   * back) above which `oldest_unsent` fires (`BATON_ALERT_UNSENT_MS`); off when absent.
+   */
+  readonly unsentMs?: number | undefined;
   /** Whether `workers` fires when no live worker is seen (default false). */
   readonly heartbeat?: boolean;
   /** How often to look, ms (default 1000). */
@@ -91,32 +96,46 @@ export class AlertWatcher {
   constructor(private readonly o: AlertOptions) {
     this.now = o.now ?? Date.now;
     const who = o.name ?? 'Baton';
-    if (o.queueDepth !== undefined) {
-      const t = o.queueDepth;
+    // A figure above its threshold (strictly): `firing` and `resolved` say it in words.
+    const above = (
+      alert: AlertName,
+      t: number | undefined,
+      value: (s: BackendStats) => number,
+      firing: (v: number, t: number) => string,
+      resolved: (v: number, t: number) => string,
+    ): void => {
+      if (t === undefined) return;
       this.rules.push({
-        alert: 'queue_depth',
+        alert,
         threshold: t,
-        value: (s) => s.queueDepth,
+        value,
         breached: (v) => v > t,
-        describe: (v, firing) =>
-          firing
-            ? `:rotating_light: ${who}: queue depth is ${v} messages, above the threshold of ${t}.`
-            : `:white_check_mark: ${who}: queue depth is back to ${v} messages (threshold ${t}).`,
+        describe: (v, on) =>
+          on ? `:rotating_light: ${who}: ${firing(v, t)}` : `:white_check_mark: ${who}: ${resolved(v, t)}`,
       });
-    }
-    if (o.oldestMs !== undefined) {
-      const t = o.oldestMs;
-      this.rules.push({
-        alert: 'oldest_pending',
-        threshold: t,
-        value: (s) => s.oldestPendingMs,
-        breached: (v) => v > t,
-        describe: (v, firing) =>
-          firing
-            ? `:rotating_light: ${who}: the oldest pending message has waited ${ms(v)}, above the threshold of ${ms(t)}.`
-            : `:white_check_mark: ${who}: the oldest pending message has waited ${ms(v)}, back within ${ms(t)}.`,
-      });
-    }
+    };
+    above(
+      'queue_depth',
+      o.queueDepth,
+      (s) => s.queueDepth,
+      (v, t) => `queue depth is ${v} messages, above the threshold of ${t}.`,
+      (v, t) => `queue depth is back to ${v} messages (threshold ${t}).`,
+    );
+    above(
+      'oldest_pending',
+      o.oldestMs,
+      (s) => s.oldestPendingMs,
+      (v, t) => `the oldest pending message has waited ${ms(v)}, above the threshold of ${ms(t)}.`,
+      (v, t) => `the oldest pending message has waited ${ms(v)}, back within ${ms(t)}.`,
+    );
+    above(
+      'oldest_unsent',
+      o.unsentMs,
+      (s) => s.oldestUnsentMs,
+      (v, t) =>
+        `a reply has waited ${ms(v)} to be sent, above the threshold of ${ms(t)}; the gateway may be throttling or refusing sends.`,
+      (v, t) => `the oldest unsent reply has waited ${ms(v)}, back within ${ms(t)}.`,
+    );
     if (o.heartbeat ?? false) {
       this.rules.push({
         alert: 'workers',

@@ -52,6 +52,8 @@ export interface Config {
     readonly webhookUrl: string | undefined;
     readonly queueDepth: number | undefined;
     readonly oldestMs: number | undefined;
+    /** `BATON_ALERT_UNSENT_MS`: the oldest unsent send's age above which `oldest_unsent` fires. */
+    readonly unsentMs: number | undefined;
     /** `BATON_ALERT_WORKERS`: also alert when no live worker is seen. */
     readonly workers: boolean;
   };
@@ -323,6 +325,7 @@ export function loadConfig(env: Env = process.env): Config {
       webhookUrl: url(env, 'BATON_ALERT_WEBHOOK_URL', HTTP),
       queueDepth: optInt(env, 'BATON_ALERT_QUEUE_DEPTH', 0),
       oldestMs: optInt(env, 'BATON_ALERT_OLDEST_MS', 0),
+      unsentMs: optInt(env, 'BATON_ALERT_UNSENT_MS', 0),
       workers: bool(env, 'BATON_ALERT_WORKERS', false),
     },
     logLevel: logLevel(env),

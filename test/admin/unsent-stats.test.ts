@@ -1,9 +1,11 @@
 /**
  * Replies held back by a throttling gateway leave the queue of messages empty: every message is
  * processed, its reply committed and waiting. `/metrics` (`baton_unsent`,
- * `baton_oldest_unsent_seconds`) and the console's overview count them, until they go out.
+ * `baton_oldest_unsent_seconds`) and the console's overview count them, and the
+ * `oldest_unsent` alert (`BATON_ALERT_UNSENT_MS`) fires, until they go out.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startReceiver, type Receiver } from '../support/alert-receiver.ts';
 import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
@@ -15,7 +17,14 @@ function gauge(metrics: string, name: string): number | null {
 }
 
 describe.each(HARNESS_BACKENDS)('unsent replies on the %s backend', (_name, available, setup) => {
-  const h = harnessOn(available, setup);
+  let rx: Receiver;
+  const env: Record<string, string> = { BATON_ALERT_UNSENT_MS: '1500' };
+  beforeAll(async () => {
+    rx = await startReceiver();
+    env.BATON_ALERT_WEBHOOK_URL = rx.url;
+  });
+  afterAll(async () => rx.close());
+  const h = harnessOn(available, setup, env);
   const ts = Math.floor(Date.now() / 1000);
   const users = ['15550909001', '15550909002', '15550909003'];
 
@@ -38,11 +47,25 @@ describe.each(HARNESS_BACKENDS)('unsent replies on the %s backend', (_name, avai
       const html = await (await fetch(`${h.url}/admin`, { headers: { cookie } })).text();
       expect(html).toMatch(/id="stat-unsent">\s*<div class="value">3<\/div>/);
 
+      // Waiting more than 1.5 s: the alert fires, once.
+      const fired = await h.until(() => rx.bodies.find((b) => b.alert === 'oldest_unsent'), 6_000);
+      expect(fired).toMatchObject({ state: 'firing', threshold: 1500 });
+      expect(fired.value).toBeGreaterThan(1500);
+      expect(fired.text).toMatch(/a reply has waited .* to be sent/);
+
       // Sent once the gateway lets them: nothing counted any more.
       await h.graph.waitForSent(users.length, 20_000);
       await h.until(async () => gauge(await metrics(), 'baton_unsent') === 0, 5_000);
       expect(gauge(await metrics(), 'baton_oldest_unsent_seconds')).toBe(0);
       expect(h.graph.sent.map((c) => c.body.to).sort()).toEqual([...users].sort());
+      await h.until(
+        () => rx.bodies.some((b) => b.alert === 'oldest_unsent' && b.state === 'resolved'),
+        5_000,
+      );
+      expect(rx.bodies.filter((b) => b.alert === 'oldest_unsent').map((b) => b.state)).toEqual([
+        'firing',
+        'resolved',
+      ]);
     },
     45_000,
   );
