@@ -293,6 +293,10 @@ async function embedded(sink: ReplySink, bufferMs: number): Promise<Target> {
   return { url, procs: [p], wireDir: wire, usesRedis: false, cleanup };
 }
 
+/**
+ * Distributed Baton: `baton ingress` and `workers` `baton worker` processes, or with `workers`
+ * 0 one `baton start` process that does both (the deployment of one machine).
+ */
 async function distributed(sink: ReplySink, bufferMs: number, workers: number): Promise<Target> {
   serial += 1;
   const name = `bench_${process.pid}_${serial}`;
@@ -341,7 +345,8 @@ async function distributed(sink: ReplySink, bufferMs: number, workers: number): 
       await seeder.close();
       note(`seeded ${SEED_IDLE} idle sessions in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     }
-    procs.push(start('baton ingress', node(['bin/baton.mjs', 'ingress']), env));
+    if (workers === 0) procs.push(start('baton start', node(['bin/baton.mjs', 'start']), env));
+    else procs.push(start('baton ingress', node(['bin/baton.mjs', 'ingress']), env));
     for (let i = 0; i < workers; i += 1) {
       procs.push(
         start(
@@ -403,6 +408,7 @@ async function baseline(sink: ReplySink): Promise<Target> {
 
 const CONFIGS: readonly Config[] = [
   { id: 'embedded', name: 'embedded', baseline: false, boot: embedded },
+  { id: 'dist0', name: 'distributed, 1 process', baseline: false, boot: (s, b) => distributed(s, b, 0) },
   { id: 'dist1', name: 'distributed, 1 worker', baseline: false, boot: (s, b) => distributed(s, b, 1) },
   { id: 'dist2', name: 'distributed, 2 workers', baseline: false, boot: (s, b) => distributed(s, b, 2) },
   { id: 'baseline', name: 'baseline (article)', baseline: true, boot: (s) => baseline(s) },
