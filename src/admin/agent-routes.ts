@@ -81,9 +81,20 @@ export function registerAgentRoutes(
     return { lease: leaseView(await backend.leaseInfo(s), now()) };
   });
 
-  api.get('/inbox', { schema: { querystring: InboxQuery } }, async (req) => {
+  api.get('/inbox', { schema: { querystring: InboxQuery } }, async (req, reply) => {
     const q = parsed(InboxQuery, req.query);
-    return inboxPage(backend, now(), q.limit ?? 100, q.channel, q.cursor);
+    if (q.agent !== undefined && (q.unassigned === 'true' || q.unassigned === '1')) {
+      return fail(
+        reply,
+        'BATON_ERR_BAD_REQUEST',
+        {},
+        'agent and unassigned=true select no session together: give one',
+      );
+    }
+    return inboxPage(backend, now(), q.limit ?? 100, q.channel, q.cursor, {
+      agent: q.agent,
+      unassigned: q.unassigned === 'true' || q.unassigned === '1',
+    });
   });
 
   api.post('/sessions/:waId/agent', { schema: { ...one, body: TakeBody } }, async (req, reply) => {

@@ -378,8 +378,33 @@ export function registerDashboard(
         const query = req.query as Record<string, unknown>;
         const given = InboxQuery.shape.cursor.safeParse(query.cursor);
         const cursor = given.success ? given.data : undefined;
-        const inbox = await inboxPage(backend, now(), INBOX_ROWS, undefined, cursor);
+        const agentGiven = InboxQuery.shape.agent.safeParse(query.agent);
+        const agent = agentGiven.success ? agentGiven.data : undefined;
+        const unassigned = agent === undefined && query.unassigned === 'true';
+        const inbox = await inboxPage(backend, now(), INBOX_ROWS, undefined, cursor, { agent, unassigned });
         const { from } = inbox;
+        // The filter rides on every link of the page.
+        const filterQuery = agent !== undefined ? `agent=${q(agent)}` : unassigned ? 'unassigned=true' : '';
+        const inboxHref = (more: string): string => {
+          const parts = [filterQuery, more].filter((p) => p !== '');
+          return parts.length === 0 ? '/admin/inbox' : `/admin/inbox?${parts.join('&')}`;
+        };
+        const filterLink = (label: string, href: string, on: boolean, id: string) =>
+          on
+            ? html`<strong id="${id}" aria-current="page">${label}</strong>`
+            : html`<a id="${id}" href="${href}">${label}</a>`;
+        const waitingAll = inbox.unassigned + inbox.agents.reduce((n, a) => n + a.sessions, 0);
+        const filters = html`<p class="filters" id="inbox-filters">
+          Show:
+          ${filterLink(`everyone (${waitingAll})`, '/admin/inbox', agent === undefined && !unassigned, 'inbox-all')}
+          ·
+          ${filterLink(`nobody yet (${inbox.unassigned})`, '/admin/inbox?unassigned=true', unassigned, 'inbox-unassigned')}
+          ${inbox.agents.map(
+            (a, i) =>
+              html`·
+              ${filterLink(`${a.agent} (${a.sessions})`, `/admin/inbox?agent=${q(a.agent)}`, agent === a.agent, `inbox-agent-${i}`)} `,
+          )}
+        </p>`;
         const shown = inbox.sessions.length;
         // Said when the page does not show every waiting session: which ones it shows, and a
         // link to the next ones (the rows used to stop at 500 without a word).
@@ -387,8 +412,8 @@ export function registerDashboard(
           shown < inbox.total
             ? html`<p id="inbox-range">
                 Sessions ${shown === 0 ? 0 : from + 1} to ${from + shown} of ${inbox.total} waiting.
-                ${from > 0 ? html`<a href="/admin/inbox" id="inbox-first">Longest waiting</a>` : ''}
-                ${inbox.next_cursor !== null ? html`<a href="/admin/inbox?cursor=${q(inbox.next_cursor)}" id="inbox-next">Next ${INBOX_ROWS}</a>` : ''}
+                ${from > 0 ? html`<a href="${inboxHref('')}" id="inbox-first">Longest waiting</a>` : ''}
+                ${inbox.next_cursor !== null ? html`<a href="${inboxHref(`cursor=${q(inbox.next_cursor)}`)}" id="inbox-next">Next ${INBOX_ROWS}</a>` : ''}
                 ${inbox.ordered < inbox.total ? html`<span class="muted">The list orders the first ${inbox.ordered} the store gave; find the others by number.</span>` : ''}
               </p>`
             : '';
@@ -396,7 +421,7 @@ export function registerDashboard(
             Sessions waiting for an agent, longest waiting first. While one waits, the bot is silent and the
             user's messages are recorded.
           </p>
-          ${range}
+          ${filters} ${range}
           <div class="table-wrap">
             <table class="grid" id="inbox">
               <thead>
@@ -430,7 +455,7 @@ export function registerDashboard(
               </tbody>
             </table>
           </div>
-          ${inbox.sessions.length === 0 ? html`<p class="muted" id="inbox-empty">Nobody is waiting.</p>` : ''}`;
+          ${inbox.sessions.length === 0 ? html`<p class="muted" id="inbox-empty">${filterQuery === '' ? 'Nobody is waiting.' : 'Nobody waiting matches this filter.'}</p>` : ''}`;
         return page(reply, cookie, 'Inbox', body);
       });
 

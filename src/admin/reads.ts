@@ -93,10 +93,18 @@ export interface InboxItem extends SessionView {
   readonly last_message: ConversationItem | null;
 }
 
+/** Which waiting sessions the inbox lists: one agent's, or those nobody has taken yet. */
+export interface InboxFilter {
+  readonly agent?: string | undefined;
+  readonly unassigned?: boolean | undefined;
+}
+
 /**
  * Sessions waiting for an agent, longest waiting first, a page at a time (`cursor`: the
  * `next_cursor` of the page before). `total` counts every waiting session; the order is worked
  * out over the first {@link SCAN_LIMIT} of them (`ordered`), and a page never goes beyond those.
+ * With a `filter`, only the sessions it names are listed and counted (`total`, `ordered`);
+ * `agents` and `unassigned` count every waiting session ordered, whatever the filter.
  */
 export async function inboxPage(
   backend: Backend,
@@ -104,6 +112,7 @@ export async function inboxPage(
   limit: number,
   channel?: string,
   cursor?: string,
+  filter: InboxFilter = {},
 ): Promise<{
   sessions: InboxItem[];
   total: number;
@@ -111,18 +120,35 @@ export async function inboxPage(
   /** How many waiting sessions come before this page. */
   from: number;
   next_cursor: string | null;
+  /** Sessions each agent has taken, by name (most first). */
+  agents: { readonly agent: string; readonly sessions: number }[];
+  /** Sessions nobody has taken yet. */
+  unassigned: number;
 }> {
   const [waiting, counts] = await Promise.all([
     scan(backend, { needsAgent: true, ...(channel !== undefined ? { channel } : {}) }),
     channel === undefined ? backend.countSessions() : null,
   ]);
-  const items = await Promise.all(waiting.map(async (s) => ({ s, since: await waitingSince(backend, s) })));
+  const all = await Promise.all(waiting.map(async (s) => ({ s, since: await waitingSince(backend, s) })));
+  const byAgent = new Map<string, number>();
+  for (const { s } of all) {
+    const a = agentOf(s);
+    if (a !== null) byAgent.set(a, (byAgent.get(a) ?? 0) + 1);
+  }
+  const filtered = filter.agent !== undefined || filter.unassigned === true;
+  const items = all.filter(({ s }) => {
+    const a = agentOf(s);
+    if (filter.unassigned === true && a !== null) return false;
+    return filter.agent === undefined || a === filter.agent;
+  });
   items.sort((a, b) => inboxOrder(a.since, a.s, b.since, b.s));
   const from = cursor === undefined ? 0 : inboxFrom(items, cursor);
   const page = items.slice(from, from + limit);
   const last = await Promise.all(page.map(async ({ s }) => (await backend.inbound(s, 1)).at(-1)));
   const total =
-    counts === null ? items.length : counts.filter((c) => c.needsAgent).reduce((n, c) => n + c.sessions, 0);
+    counts === null || filtered
+      ? items.length
+      : counts.filter((c) => c.needsAgent).reduce((n, c) => n + c.sessions, 0);
   const next = from + page.length;
   const end = page.at(-1);
   return {
@@ -139,6 +165,10 @@ export async function inboxPage(
     // The last row's place in the order, not its position: sessions an agent takes off the
     // inbox meanwhile do not push later ones past the next page (outside test D1).
     next_cursor: next < items.length && end ? encodeCursor([end.since, end.s.channel, end.s.user]) : null,
+    agents: [...byAgent]
+      .map(([agent, sessions]) => ({ agent, sessions }))
+      .sort((a, b) => b.sessions - a.sessions || a.agent.localeCompare(b.agent)),
+    unassigned: all.length - [...byAgent.values()].reduce((n, k) => n + k, 0),
   };
 }
 

@@ -88,6 +88,15 @@ export const MessagesQuery = z.strictObject({
 export const InboxQuery = z.strictObject({
   ...channelQuery,
   limit: limitParam(500).optional(),
+  /** Only the sessions this agent has taken. */
+  agent: z
+    .string()
+    .trim()
+    .min(1, 'must name the agent')
+    .max(100, 'must be at most 100 characters')
+    .optional(),
+  /** Only the sessions nobody has taken yet. */
+  unassigned: z.enum(['true', 'false', '1', '0']).optional(),
   /** The `next_cursor` of the page before. */
   cursor: z
     .string()

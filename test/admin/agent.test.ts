@@ -437,4 +437,48 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       expect(replay).toMatchObject({ replayed: true, warning: expect.stringContaining('1 newer message') });
     },
   );
+  it.skipIf(!available)("filters the inbox by who took each session, and counts each agent's", async () => {
+    const [a, b, c] = ['15550401201', '15550401202', '15550401203'];
+    for (const u of [a, b, c]) await escalated(u);
+    expect((await send(`/sessions/${a}/agent`, 'POST', { agent: 'Filter Ana' })).status).toBe(200);
+    expect((await send(`/sessions/${b}/agent`, 'POST', { agent: 'Filter Bo' })).status).toBe(200);
+    type Page = {
+      sessions: InboxItem[];
+      total: number;
+      agents: { agent: string; sessions: number }[];
+      unassigned: number;
+    };
+    const ids = (p: Page) => p.sessions.map((s) => s.wa_id).filter((w) => [a, b, c].includes(w));
+
+    const ana = await json<Page>(h.admin(`/inbox?agent=${encodeURIComponent('Filter Ana')}`));
+    expect(ids(ana)).toEqual([a]);
+    expect(ana.total).toBe(1);
+    expect(ana.agents).toEqual(
+      expect.arrayContaining([
+        { agent: 'Filter Ana', sessions: 1 },
+        { agent: 'Filter Bo', sessions: 1 },
+      ]),
+    );
+    const nobody = await json<Page>(h.admin('/inbox?unassigned=true'));
+    expect(ids(nobody)).toEqual([c]);
+    expect(nobody.sessions.every((s) => s.agent === null)).toBe(true);
+    expect(nobody.total).toBe(nobody.unassigned);
+    const everyone = await json<Page>(h.admin('/inbox'));
+    expect(ids(everyone).sort()).toEqual([a, b, c]);
+
+    const both = await h.admin('/inbox?agent=x&unassigned=true');
+    expect(both.status).toBe(400);
+    expect(await both.json()).toMatchObject({ code: 'BATON_ERR_BAD_REQUEST' });
+
+    // The console: the filter row with counts; the rows and the links keep the filter.
+    const cookie = await h.dashboardCookie();
+    const page = await (
+      await fetch(`${h.url}/admin/inbox?agent=${encodeURIComponent('Filter Bo')}`, { headers: { cookie } })
+    ).text();
+    expect(page).toMatch(/id="inbox-filters"/);
+    expect(page).toMatch(/<strong id="inbox-agent-\d+" aria-current="page">Filter Bo \(1\)<\/strong>/);
+    expect(page).toContain(`data-wa-id="${b}"`);
+    expect(page).not.toContain(`data-wa-id="${a}"`);
+    expect(page).not.toContain(`data-wa-id="${c}"`);
+  });
 });
