@@ -224,7 +224,13 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
       // Replies whose delivery failed, newest first (the overview's "Failed replies").
       api.get('/failed-replies', { schema: { querystring: LimitQuery } }, async (req) => {
         const q = parsed(LimitQuery, req.query);
-        return { failed_replies: (await backend.failedReplies(q.limit ?? 100)).map(outboundView) };
+        const failed = await backend.failedReplies(q.limit ?? 100);
+        return {
+          failed_replies: failed.map((o) => ({
+            ...outboundView(o),
+            failed_at: new Date(o.failedAt).toISOString(),
+          })),
+        };
       });
 
       api.post(

@@ -3,6 +3,7 @@
  * form, and the cards of the session page. `./dashboard.ts` serves them.
  * @module
  */
+import type { FailedReply } from '../backends/types.ts';
 import type { Flow } from '../flow/define.ts';
 import { agentOf, handbackOpen, missingNeeds } from '../flow/agent.ts';
 import type { StoredMessage } from '../model/message.ts';
@@ -612,7 +613,7 @@ export function failedNotice(outbound: readonly OutboundRecord[]): Html {
  * The overview's list of replies whose delivery failed (newest first): who did not get what, and
  * why, each linked to its session.
  */
-export function failedRepliesCard(failed: readonly OutboundRecord[]): Html {
+export function failedRepliesCard(failed: readonly FailedReply[]): Html {
   return html`<section class="card" id="failed-replies">
     <h2>Failed replies</h2>
     ${
@@ -625,7 +626,8 @@ export function failedRepliesCard(failed: readonly OutboundRecord[]): Html {
               <table class="grid">
                 <thead>
                   <tr>
-                    <th>Sent</th>
+                    <th>Failed</th>
+                    <th>Committed</th>
                     <th>Session</th>
                     <th>Step</th>
                     <th>Reply</th>
@@ -636,6 +638,7 @@ export function failedRepliesCard(failed: readonly OutboundRecord[]): Html {
                   ${failed.map(
                     (o) =>
                       html`<tr data-id="${o.id}">
+                        <td><time>${new Date(o.failedAt).toISOString()}</time></td>
                         <td><time>${new Date(o.createdAt).toISOString()}</time></td>
                         <td><a href="${sessionHref(o)}">${o.user}</a></td>
                         <td><code>${o.step}</code></td>

@@ -129,6 +129,9 @@ export interface SessionCount {
   readonly oldestAt: number;
 }
 
+/** A reply whose delivery failed, with when its failure was recorded (ms). */
+export type FailedReply = OutboundRecord & { readonly failedAt: number };
+
 export interface BackendStats {
   /** Messages stored and not yet consumed. */
   readonly queueDepth: number;
@@ -339,7 +342,7 @@ export interface Backend {
    * Replies (not effects) whose delivery failed, newest failure first, at most `limit`: Meta's
    * `failed` status webhook named them, or Baton gave up sending them. For the dashboard.
    */
-  failedReplies(limit: number): Promise<OutboundRecord[]>;
+  failedReplies(limit: number): Promise<FailedReply[]>;
   /** One dead letter, replayed or not; null when there is no such letter. */
   getDeadLetter(id: string): Promise<DeadLetter | null>;
   /**

@@ -44,6 +44,14 @@ describe.each(HARNESS_BACKENDS)('failed replies on the overview, %s backend', (_
       expect(card).toContain('<code>ask_name</code>');
       expect(card).toContain('131026');
       expect(card).not.toContain('None.');
+      // When it failed, as well as when it was committed (the failure came after).
+      expect(card).toMatch(/<th>Failed<\/th>\s*<th>Committed<\/th>/);
+      const api = (await (await h.admin('/failed-replies')).json()) as {
+        failed_replies: { to: string; created_at: string; failed_at: string }[];
+      };
+      const mine = api.failed_replies.find((f) => f.to === user)!;
+      expect(Date.parse(mine.failed_at)).toBeGreaterThan(Date.parse(mine.created_at));
+      expect(card).toContain(`<time>${mine.failed_at}</time>`);
     },
   );
 });

@@ -7,7 +7,14 @@
  */
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
-import type { BackendStats, DeadLetterCursor, LeaseInfo, SessionCount, SessionQuery } from '../types.ts';
+import type {
+  BackendStats,
+  DeadLetterCursor,
+  FailedReply,
+  LeaseInfo,
+  SessionCount,
+  SessionQuery,
+} from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import { barrier, flushSession } from './commit.ts';
 import type { Context } from './context.ts';
@@ -97,7 +104,7 @@ export async function listDeadLetters(
   return ctx.pg.listDeadLetters(limit, after);
 }
 
-export async function failedReplies(ctx: Context, limit: number): Promise<OutboundRecord[]> {
+export async function failedReplies(ctx: Context, limit: number): Promise<FailedReply[]> {
   await barrier(ctx);
   return ctx.pg.failedReplies(limit);
 }

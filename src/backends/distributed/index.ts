@@ -53,6 +53,7 @@ import type {
   ClearedLease,
   CommitResult,
   DeadLetterCursor,
+  FailedReply,
   IngestResult,
   LeaseGrant,
   LeaseInfo,
@@ -242,7 +243,7 @@ export class DistributedBackend implements Backend {
     return adminReads.outbound(this.ctx, key, newest);
   }
 
-  failedReplies(limit: number): Promise<OutboundRecord[]> {
+  failedReplies(limit: number): Promise<FailedReply[]> {
     return adminReads.failedReplies(this.ctx, limit);
   }
 

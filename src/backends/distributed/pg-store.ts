@@ -10,7 +10,7 @@ import { coalesceWrites } from './coalesce.ts';
 import { FenceReserver, reservationKey, type ReserveFor } from './fence-reserver.ts';
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
-import type { DeadLetterCursor, SessionCount } from '../types.ts';
+import type { DeadLetterCursor, FailedReply, SessionCount } from '../types.ts';
 import type {
   CommitEntry,
   JournalEntry,
@@ -595,10 +595,11 @@ export class PgStore {
     }));
   }
 
-  async failedReplies(limit: number): Promise<OutboundRecord[]> {
-    return (await this.query('outbound-failed', [limit]))
-      .map((r) => outboundFromRow(r))
-      .map((o) => joinOutbound(o.record, o.state));
+  async failedReplies(limit: number): Promise<FailedReply[]> {
+    return (await this.query('outbound-failed', [limit])).map((r) => {
+      const o = outboundFromRow(r);
+      return { ...joinOutbound(o.record, o.state), failedAt: (r.updated_at as Date).getTime() };
+    });
   }
 
   async listDeadLetters(limit: number, after?: DeadLetterCursor): Promise<DeadLetter[]> {

@@ -40,6 +40,7 @@ import type {
   BatchCommit,
   CommitResult,
   DeadLetterCursor,
+  FailedReply,
   IngestResult,
   LeaseGrant,
   LeaseInfo,
@@ -1146,13 +1147,13 @@ export class EmbeddedBackend implements Backend {
     return rows.reverse().map(outboundRecord);
   }
 
-  async failedReplies(limit: number): Promise<OutboundRecord[]> {
+  async failedReplies(limit: number): Promise<FailedReply[]> {
     const rows = this.sql(
-      `SELECT ${OUTBOUND_ROW} FROM outbound
+      `SELECT ${OUTBOUND_ROW}, updated_at FROM outbound
        WHERE status = 'failed' AND json_extract(record, '$.effect') IS NULL
        ORDER BY updated_at DESC, rowid DESC LIMIT ?`,
-    ).all(limit) as OutboundRow[];
-    return rows.map(outboundRecord);
+    ).all(limit) as (OutboundRow & { updated_at: number })[];
+    return rows.map((r) => ({ ...outboundRecord(r), failedAt: r.updated_at }));
   }
 
   async listDeadLetters(limit: number, after?: DeadLetterCursor): Promise<DeadLetter[]> {
