@@ -136,8 +136,10 @@ export async function runScript(
     inbox.length = 0;
     const res = await sim.handleLine(step.send);
     for (const line of res.info) log(`  ${line}`);
-    if (res.posted.some((s) => s !== 200)) {
-      return { ok: false, stepsPassed: i, failures: [`${label}: webhook answered ${res.posted.join(', ')}`] };
+    // A webhook is taken with 200, an event (`/event`) with 202.
+    if (res.posted.some((s) => s < 200 || s > 299)) {
+      const why = res.info.length > 0 ? res.info.join('; ') : `answered ${res.posted.join(', ')}`;
+      return { ok: false, stepsPassed: i, failures: [`${label}: ${why}`] };
     }
     if (res.posted.length === 0 && res.info.length > 0 && !/^now talking as/.test(res.info[0]!)) {
       return { ok: false, stepsPassed: i, failures: [`${label}: ${res.info.join('; ')}`] };

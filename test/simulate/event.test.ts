@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineFlow } from '../../src/flow/define.ts';
 import { startFakeGraphApi, type FakeGraphApi } from '../../src/simulate/fake-graph.ts';
+import { runScript } from '../../src/simulate/script.ts';
 import { eventParts, Simulator, type BotReply } from '../../src/simulate/simulator.ts';
 import { eventsSpec } from '../support/event-flow.ts';
 import { startEmbeddedTarget } from '../support/embedded-target.ts';
@@ -50,6 +51,29 @@ describe('/event in the simulator', () => {
       );
       const unknown = await sim.handleLine('/event nope');
       expect(unknown.info[0]).toMatch(/event refused \(400\): flow shop has no event "nope"/);
+    } finally {
+      sim.close();
+    }
+  });
+
+  it("a conversation script posts events too: the event's prompt is checked, a refusal fails the step", async () => {
+    const sim = new Simulator({ url, graph, secret: SECRET, adminToken: TOKEN, firstUser: '15550730003' });
+    try {
+      const passed = await runScript(sim, {
+        steps: [
+          { send: 'hi', expect: ['Your name?'] },
+          { send: 'Jane', expect: ['what now?'] },
+          { send: '/event order_shipped {"order":"ORD-7"}', expect: ['Order ORD-7 is shipped.'] },
+        ],
+      });
+      expect(passed).toMatchObject({ ok: true, stepsPassed: 3 });
+      const refused = await runScript(sim, {
+        steps: [{ send: '/event order_shipped {"order":"x"}', expect: ['Order'] }],
+      });
+      expect(refused.ok).toBe(false);
+      expect(refused.failures[0]).toMatch(
+        /^step 1 .*: event refused \(400\): event "order_shipped" of flow shop/,
+      );
     } finally {
       sim.close();
     }
