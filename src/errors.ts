@@ -183,18 +183,23 @@ export class FlowDefinitionError extends BatonError {
   }
 }
 
+/** The codes of a {@link FlowRuntimeError}. */
+export type FlowErrorCode =
+  | 'BATON_ERR_FLOW_UNDECLARED_TRANSITION'
+  | 'BATON_ERR_FLOW_DATA'
+  | 'BATON_ERR_FLOW_HANDLER'
+  | 'BATON_ERR_FLOW_REPLY';
+
 /** Flow code misbehaved while handling a session's input. Not retryable: dead-letter the batch. */
 export class FlowRuntimeError extends BatonError {
   readonly flow: string;
   readonly step: string | null;
+  /** What went wrong, without the flow and step. */
+  readonly detail: string;
   /** The session (user masked), when known. */
   session: string | undefined;
   constructor(
-    code:
-      | 'BATON_ERR_FLOW_UNDECLARED_TRANSITION'
-      | 'BATON_ERR_FLOW_DATA'
-      | 'BATON_ERR_FLOW_HANDLER'
-      | 'BATON_ERR_FLOW_REPLY',
+    code: FlowErrorCode,
     flow: string,
     step: string | null,
     detail: string,
@@ -208,6 +213,7 @@ export class FlowRuntimeError extends BatonError {
     this.name = 'FlowRuntimeError';
     this.flow = flow;
     this.step = step;
+    this.detail = detail;
     this.session = session;
   }
 }

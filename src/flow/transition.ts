@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { BatonError, FlowRuntimeError } from '../errors.ts';
+import { BatonError, FlowRuntimeError, type FlowErrorCode } from '../errors.ts';
 import {
   IGNORED_CONTENT_TYPES,
   logSessionId,
@@ -590,7 +590,8 @@ class BatchRun {
    * `FlowRuntimeError` naming the flow, the step and the session. A handler's failure (`on`,
    * `first`, `onResult`, `onFailure`) is final: the batch is dead-lettered. Anything else (`say`,
    * `choices`, words, an effect's input) may be passing, so the engine tries the batch again
-   * first; it is named by the step the batch started at.
+   * first; it is named by the step whose code failed (and the step the batch began at, when
+   * another).
    */
   private guard<T>(step: StepDef | null, what: string, fn: () => T, handler = false): T {
     const flow = this.flow!;
@@ -600,21 +601,26 @@ class BatchRun {
       out = fn();
     } catch (err) {
       if (err instanceof FlowRuntimeError) {
+        // Raised without a step (a text the catalogue lacks): named by the step whose code ran.
+        if (err.step === null && step !== null && err.flow === flow.id) {
+          throw new FlowRuntimeError(
+            err.code as FlowErrorCode,
+            flow.id,
+            step.id,
+            `${what}: ${err.detail}${this.beganElsewhere(step.id)}`,
+            err.cause,
+            err.retryable,
+            session,
+          );
+        }
         err.session ??= session;
         throw err;
       }
       if (err instanceof BatonError) throw err;
       if (!handler) {
-        const detail = err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`;
-        throw new FlowRuntimeError(
-          'BATON_ERR_FLOW_HANDLER',
-          flow.id,
-          this.startStep,
-          detail,
-          err,
-          true,
-          session,
-        );
+        const where = step?.id ?? this.startStep;
+        const detail = `${what}: ${err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`}${this.beganElsewhere(where)}`;
+        throw new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow.id, where, detail, err, true, session);
       }
       throw this.flowError('BATON_ERR_FLOW_HANDLER', step?.id ?? this.s.step, `${what}: ${String(err)}`, err);
     }
@@ -628,6 +634,11 @@ class BatchRun {
       );
     }
     return out;
+  }
+
+  /** Where the batch began, for an error named by another step; '' when it began there. */
+  private beganElsewhere(step: string | null): string {
+    return step === this.startStep ? '' : ` (the batch began at ${this.startStep ?? 'no step'})`;
   }
 
   /** A final error of flow code at `stepId` (not tried again: the batch is dead-lettered). */

@@ -82,7 +82,10 @@ describe('a poison message', () => {
     const letter = await h.until(async () => (await letters()).find((l) => l.ref === poisonMsg.id));
     expect(letter.kind).toBe('inbound');
     expect(letter.reason).toMatch(/BATON_ERR_FLOW_HANDLER after 3 attempts/);
-    expect(letter.reason).toMatch(/flow poison, step ask: TypeError: Cannot read properties/);
+    // Named by the step whose `say` threw, and the step the batch began at.
+    expect(letter.reason).toMatch(
+      /flow poison, step explode: say: TypeError: Cannot read properties.* \(the batch began at ask\)/,
+    );
     expect(sayCalls).toBe(3);
 
     // State unchanged, one error notice answering that message, nothing else.

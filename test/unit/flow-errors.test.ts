@@ -2,6 +2,7 @@ import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { defineFlow } from '../../src/flow/define.ts';
+import { testFlow } from '../../src/testing/test-flow.ts';
 
 const buggy = defineFlow({
   id: 'buggy',
@@ -63,5 +64,24 @@ describe('flow code that fails', () => {
     expect(await backend.listDeadLetters(10)).toMatchObject([{ kind: 'inbound', ref: 'w2' }]);
     expect(sent).toEqual(['baton:buggy:ask:1', 'baton:buggy:ask:1:w2']);
     await backend.close();
+  });
+});
+
+describe('an error in code that builds a reply', () => {
+  it('names the step whose code failed, and the step the batch began at', async () => {
+    const words = defineFlow({
+      id: 'words_bug',
+      start: 'a',
+      words: { field: 'lang', default: 'en', catalogs: { en: { hi: 'Hello' } } },
+      steps: {
+        a: { say: 'start', accepts: 'any', to: ['b'], on: (_i, c) => c.goto('b') },
+        b: { say: (_d, { t }) => t('nope'), accepts: 'any', to: ['a'], on: (_i, c) => c.goto('a') },
+      },
+    });
+    const t = testFlow(words);
+    await t.send('hi');
+    await expect(t.send('go')).rejects.toThrow(
+      /^flow words_bug, step b: say: .*t\("nope"\): no such text.* \(the batch began at a\)$/,
+    );
   });
 });
