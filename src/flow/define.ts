@@ -611,6 +611,9 @@ function checkOwnButtons(
   fail: (message: string) => never,
 ): void {
   const list = said === undefined ? [] : Array.isArray(said) ? (said as Reply[]) : [said as Reply];
+  const last = list.at(-1);
+  const quick = typeof last === 'string' ? null : quickRepliesProblem(last, choices);
+  if (quick !== null) fail(`${at}: ${quick}`);
   for (const r of list) {
     if (typeof r === 'string' || (r.type !== 'buttons' && r.type !== 'list')) continue;
     const own =
@@ -659,10 +662,42 @@ function buildReplies(
     });
     return bodies;
   }
-  // Media, a location or a template: sent as it is, and the choices follow under the list
-  // button's label (an interactive message needs a text).
+  // A template with quick replies carries the choices itself: its buttons send their ids back
+  // (the only way to offer them more than 24 hours after the user last wrote, when WhatsApp
+  // refuses any message but a template).
+  if (last.type === 'template' && quickReplies(last).length > 0) {
+    bodies.push(last);
+    return bodies;
+  }
+  // Media, a location or a template without quick replies: sent as it is, and the choices follow
+  // under the list button's label (an interactive message needs a text).
   bodies.push(last, choiceBody(listButton, choices, listButton));
   return bodies;
+}
+
+/** The payloads of a template's quick-reply buttons, in button order. */
+export function quickReplies(body: OutboundBody): string[] {
+  if (body.type !== 'template') return [];
+  return (body.components ?? [])
+    .filter((c) => c.type === 'button' && c.subType === 'quick_reply')
+    .sort((a, b) => (a.type === 'button' && b.type === 'button' ? a.index - b.index : 0))
+    .flatMap((c) => c.parameters.flatMap((p) => (p.type === 'payload' ? [p.payload] : [])));
+}
+
+/**
+ * A template prompt's quick replies, when it has some, must be the step's choices (a tap sends
+ * the payload back as the choice's id): what is wrong, or null.
+ */
+function quickRepliesProblem(
+  body: OutboundBody | undefined,
+  choices: readonly { id: string }[],
+): string | null {
+  if (body === undefined || choices.length === 0) return null;
+  const quick = quickReplies(body);
+  if (quick.length === 0) return null;
+  const ids = choices.map((c) => c.id);
+  if (quick.length === ids.length && quick.every((q) => ids.includes(q))) return null;
+  return `its template's quick replies (${quick.join(', ')}) are not its choices (${ids.join(', ')}); a tap sends its payload back as the choice's id: give the template the same ids`;
 }
 
 function choiceBody(text: string, choices: readonly Choice[], listButton: string): OutboundBody {
@@ -694,6 +729,8 @@ export function promptsOf(
   const choices = choicesOf(step, data, ctx);
   const label = step.listButton === undefined ? 'Choose' : wordsOf(step.listButton, data, ctx);
   let bodies = buildReplies(said, choices, label);
+  const quick = quickRepliesProblem(bodies.at(-1), choices);
+  if (quick !== null) throw new FlowRuntimeError('BATON_ERR_FLOW_REPLY', flow.id, step.id, quick);
   if (retry?.message !== undefined) {
     // The retry's own text replaces the prompt's: on the message carrying the choices, or alone.
     const last = bodies[bodies.length - 1];

@@ -5,7 +5,7 @@
  * @module
  */
 import { agentMessage, handback, takeSession, type AgentChange } from '../flow/agent.ts';
-import { type DataOf, type Flow, type FlowData } from '../flow/define.ts';
+import { quickReplies, type DataOf, type Flow, type FlowData } from '../flow/define.ts';
 import {
   effectResultId,
   transition,
@@ -296,7 +296,13 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
     async tap(id, from) {
       const prompt =
         from ??
-        [...replies].reverse().find((r) => r.isPrompt && JSON.stringify(r.body).includes(`"id":"${id}"`));
+        [...replies]
+          .reverse()
+          .find(
+            (r) =>
+              r.isPrompt &&
+              (JSON.stringify(r.body).includes(`"id":"${id}"`) || quickReplies(r.body).includes(id)),
+          );
       let title = id;
       if (prompt && prompt.body.type === 'buttons')
         title = prompt.body.buttons.find((b) => b.id === id)?.title ?? id;
@@ -304,7 +310,17 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
         title = prompt.body.sections.flatMap((s) => s.rows).find((r) => r.id === id)?.title ?? id;
       mailbox.push(
         message(
-          { type: 'choice', source: prompt?.body.type === 'list' ? 'list_reply' : 'button_reply', id, title },
+          {
+            type: 'choice',
+            source:
+              prompt?.body.type === 'list'
+                ? 'list_reply'
+                : prompt?.body.type === 'template'
+                  ? 'template_button'
+                  : 'button_reply',
+            id,
+            title,
+          },
           prompt ? { contextPrompt: { step: prompt.step, version: prompt.version } } : {},
         ),
       );
