@@ -228,12 +228,13 @@ export function handback(
   if (unknown.length > 0) {
     throw new BatonError('BATON_ERR_BAD_REQUEST', `flow ${flow.id}'s data has no ${unknown.join(', ')}`);
   }
-  const missing = missingNeeds(step, data);
+  const next = kept ?? data;
+  const missing = missingNeeds(step, next);
   if (missing.length > 0) {
     throw new BatonError(
       'BATON_ERR_STEP_NEEDS_DATA',
       `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; set it with the handback's "data", or hand it back at an earlier step`,
     );
   }
-  return handbackTransition(flow, agentActive({ ...prev, data }, env), stepId, env);
+  return handbackTransition(flow, agentActive({ ...prev, data: next }, env), stepId, env);
 }

@@ -423,6 +423,13 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
     moved.set(removed, to);
   }
 
+  const transformed = transformedKeys(spec.data);
+  if (transformed.length > 0) {
+    fail(
+      `data ${transformed.map((k) => `"${k}"`).join(', ')}: a data schema describes the data as stored, and stored data is read by it again at every change, so a transform would run again on its own output; keep the data plain and transform where you use it`,
+    );
+  }
+
   const effects = new Map<string, EffectDef<unknown, unknown>>();
   for (const [name, def] of Object.entries(spec.effects ?? {})) {
     if (!EFFECT_NAME.test(name)) fail(`effect "${name}": name must be lower_snake_case`);
@@ -633,6 +640,34 @@ function checkOwnButtons(
       );
     }
   }
+}
+
+/** The part of a zod schema's internals read to find transforms (zod 4: `_zod.def`). */
+interface ZodDefLike {
+  readonly _zod?: {
+    readonly def?: { readonly type?: string; readonly innerType?: unknown; readonly shape?: unknown };
+  };
+}
+
+/**
+ * The keys of a zod object data schema whose value is transformed (`.transform()`, a pipe),
+ * under `optional`, `nullable`, `default` and the like. Other schemas: none known.
+ */
+function transformedKeys(schema: unknown): string[] {
+  const def = (schema as ZodDefLike | undefined)?._zod?.def;
+  if (def?.type !== 'object' || typeof def.shape !== 'object' || def.shape === null) return [];
+  const out: string[] = [];
+  for (const [key, field] of Object.entries(def.shape as Record<string, unknown>)) {
+    let d = (field as ZodDefLike)._zod?.def;
+    for (let depth = 0; d !== undefined && depth < 16; depth++) {
+      if (d.type === 'pipe' || d.type === 'transform') {
+        out.push(key);
+        break;
+      }
+      d = (d.innerType as ZodDefLike | undefined)?._zod?.def;
+    }
+  }
+  return out;
 }
 
 /** Turns a step's `say` and choices into message bodies: the choices ride on the last one. */

@@ -263,9 +263,12 @@ class BatchRun {
   run(ordered: ResolvedMessage[]): TransitionResult {
     let flow = this.flow!;
     this.upgrade();
-    if (flow.data && this.s.step !== null && !flow.data.safeParse(this.s.data).success) {
+    if (flow.data && this.s.step !== null) {
+      const stored = flow.data.safeParse(this.s.data);
       // Stored data that no longer fits the flow's schema is never misread: the session restarts.
-      this.startAfresh('reset', []);
+      if (!stored.success) this.startAfresh('reset', []);
+      // As the schema reads it: defaults a newer schema added are there for the flow's code.
+      else this.s = { ...this.s, data: stored.data as FlowData };
     }
     // An awaited effect's result goes first: the messages that waited for it come after it.
     for (const m of ordered) if (isEffectResult(m)) this.applyResult(m);
@@ -636,6 +639,12 @@ class BatchRun {
     return out;
   }
 
+  /** `data` as the flow's data schema reads it (its defaults set), or as it is if it does not fit yet. */
+  private shaped(data: FlowData): FlowData {
+    const checked = this.flow?.data?.safeParse(data);
+    return checked?.success === true ? (checked.data as FlowData) : data;
+  }
+
   /** Where the batch began, for an error named by another step; '' when it began there. */
   private beganElsewhere(step: string | null): string {
     return step === this.startStep ? '' : ` (the batch began at ${this.startStep ?? 'no step'})`;
@@ -708,7 +717,8 @@ class BatchRun {
   }
 
   /**
-   * `data` if the flow's data schema takes it. Data a step sets that the schema refuses is flow
+   * `data` as the flow's data schema reads it (defaults set, unknown keys dropped), if the schema
+   * takes it. Data a step sets that the schema refuses is flow
    * code's error, said where it is made (the batch dead-lettered, naming the keys): committed, it
    * restarted the session at its next message, recorded like a user's reset (an outside test: a
    * shop's `"price": "16.50"` threw the user back to the start at the order's last step).
@@ -716,7 +726,9 @@ class BatchRun {
   private fitting(step: StepDef, data: FlowData): FlowData {
     const flow = this.flow!;
     const checked = flow.data?.safeParse(data);
-    if (checked === undefined || checked.success) return data;
+    if (checked === undefined) return data;
+    // As the schema reads it: its defaults set, keys it does not have dropped.
+    if (checked.success) return checked.data as FlowData;
     throw this.flowError(
       'BATON_ERR_FLOW_DATA',
       step.id,
@@ -779,7 +791,9 @@ class BatchRun {
   ): void {
     this.leaveVisit();
     this.s = leftVisit(this.s);
-    this.change(kind, to, ids, { ...patch, retryCount: 0, needsAgent: false });
+    // The data as the flow's schema reads it (its defaults set) from the step's first prompt on.
+    const data = patch.data === undefined ? {} : { data: this.shaped(patch.data) };
+    this.change(kind, to, ids, { ...patch, ...data, retryCount: 0, needsAgent: false });
     this.s = { ...this.s, visitVersion: this.s.version };
     this.visitPrompts = [];
     if (say !== undefined) {
