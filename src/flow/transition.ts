@@ -268,7 +268,7 @@ class BatchRun {
       // Stored data that no longer fits the flow's schema is never misread: the session restarts.
       if (!stored.success) this.startAfresh('reset', []);
       // As the schema reads it: defaults a newer schema added are there for the flow's code.
-      else this.s = { ...this.s, data: stored.data as FlowData };
+      else this.s = { ...this.s, data: stored.data };
     }
     // An awaited effect's result goes first: the messages that waited for it come after it.
     for (const m of ordered) if (isEffectResult(m)) this.applyResult(m);
@@ -642,7 +642,7 @@ class BatchRun {
   /** `data` as the flow's data schema reads it (its defaults set), or as it is if it does not fit yet. */
   private shaped(data: FlowData): FlowData {
     const checked = this.flow?.data?.safeParse(data);
-    return checked?.success === true ? (checked.data as FlowData) : data;
+    return checked?.success === true ? checked.data : data;
   }
 
   /** Where the batch began, for an error named by another step; '' when it began there. */
@@ -728,7 +728,7 @@ class BatchRun {
     const checked = flow.data?.safeParse(data);
     if (checked === undefined) return data;
     // As the schema reads it: its defaults set, keys it does not have dropped.
-    if (checked.success) return checked.data as FlowData;
+    if (checked.success) return checked.data;
     throw this.flowError(
       'BATON_ERR_FLOW_DATA',
       step.id,
