@@ -266,13 +266,13 @@ export interface DataSchema<D> {
  * What a data schema's error says, on one line: a zod error's issues as `path: message`, any
  * other error's message.
  */
-export function schemaIssues(error: unknown): string {
+export function schemaIssues(error: unknown, root = '(data)'): string {
   const issues = (error as { issues?: unknown } | null)?.issues;
   if (Array.isArray(issues) && issues.length > 0) {
     return issues
       .slice(0, 5)
       .map((i: { path?: unknown; message?: unknown }) => {
-        const path = Array.isArray(i.path) && i.path.length > 0 ? i.path.join('.') : '(data)';
+        const path = Array.isArray(i.path) && i.path.length > 0 ? i.path.join('.') : root;
         return `${path}: ${String(i.message)}`;
       })
       .join('; ');

@@ -147,6 +147,13 @@ describe.each(HARNESS_BACKENDS)('events over the admin API, %s backend', (_name,
       'BATON_ERR_BAD_REQUEST',
       /refuses that payload: order/,
     );
+    // No payload at all: said so, the whole payload named as such (outside test B16).
+    await refused(
+      { name: 'order_shipped' },
+      400,
+      'BATON_ERR_BAD_REQUEST',
+      /event "order_shipped" of flow shop needs a payload: \(payload\): /,
+    );
     await refused(
       { name: 'order_shipped', payload: { order: 'ORD-1' }, extra: 1 },
       400,
