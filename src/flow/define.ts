@@ -512,8 +512,11 @@ export function defineFlow<const S extends string, D = FlowData, E extends Effec
       ...(eff !== undefined ? { effect: eff } : {}),
       ...(spec.words !== undefined ? { words: spec.words as WordsSpec<FlowData> } : {}),
     };
-    if (choices.length > 3 && s.listButton === undefined)
-      fail(`${at}: more than 3 choices need a listButton label`);
+    // A `list()` prompt names its own button.
+    const said = typeof s.say === 'function' || s.say === undefined ? undefined : [s.say].flat().at(-1);
+    const ownList = typeof said === 'object' && said.type === 'list';
+    if (choices.length > 3 && s.listButton === undefined && !ownList)
+      fail(`${at}: more than 3 choices need a listButton label (or a list() prompt naming its button)`);
     if (typeof s.say !== 'function')
       checkOwnButtons(at, s.say, choices, dynamic !== undefined, def.accepts, fail);
     // Static prompts are checked now against WhatsApp's limits; dynamic ones when built.
@@ -690,6 +693,10 @@ function buildReplies(
     // choices, as buttons or a list by their number. A list's header may only be text.
     const body = choiceBody(last.text, choices, last.type === 'list' ? last.button : listButton);
     const header = last.header?.type === 'text' || body.type === 'buttons' ? last.header : undefined;
+    // A list cannot carry a media header: the picture goes just before it, as its own message.
+    if (header === undefined && last.header !== undefined && last.header.type !== 'text') {
+      bodies.push({ ...last.header });
+    }
     bodies.push({
       ...body,
       ...(header === undefined ? {} : { header }),
@@ -762,6 +769,14 @@ export function promptsOf(
   const ctx: WordsContext = { t: translator(flow, data), ...(retry ? { retry } : {}) };
   const said = typeof step.say === 'function' ? step.say(data, ctx) : step.say;
   const choices = choicesOf(step, data, ctx);
+  if (step.accepts === 'choice' && choices.length === 0) {
+    throw new FlowRuntimeError(
+      'BATON_ERR_FLOW_REPLY',
+      flow.id,
+      step.id,
+      'its choices came back empty: the prompt would offer nothing to tap; go to another step when there is nothing to choose',
+    );
+  }
   const label = step.listButton === undefined ? 'Choose' : wordsOf(step.listButton, data, ctx);
   let bodies = buildReplies(said, choices, label);
   const quick = quickRepliesProblem(bodies.at(-1), choices);
