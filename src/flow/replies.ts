@@ -50,19 +50,28 @@ export const WHATSAPP_LIMITS = {
 } as const;
 
 /**
- * `value` shortened to at most `max` characters (code points, so an emoji is never cut in
- * half), ending with "…" when cut. For what users wrote, or an API returned, shown inside a
+ * `value` shortened to at most `max` characters (code points), ending with "…" when cut, and
+ * cut between characters as the user sees them (an emoji sequence or a flag is never split). For what users wrote, or an API returned, shown inside a
  * reply with a limit ({@link WHATSAPP_LIMITS}): a long name must not make a prompt too long to
  * send.
  */
 export function clip(value: string, max: number): string {
   const chars = [...value];
   if (chars.length <= max) return value;
-  return `${chars
-    .slice(0, Math.max(0, max - 1))
-    .join('')
-    .trimEnd()}…`;
+  if (max <= 0) return '';
+  // Whole user-perceived characters (an emoji sequence, a flag) within `max - 1` code points.
+  let kept = '';
+  let used = 0;
+  for (const { segment } of GRAPHEMES.segment(value)) {
+    const n = [...segment].length;
+    if (used + n > max - 1) break;
+    kept += segment;
+    used += n;
+  }
+  return `${kept.trimEnd()}…`;
 }
+
+const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 
 /** Media given as a link (a string) or as `{ link }` / `{ id }`. */
 export type MediaInput = string | MediaRef;

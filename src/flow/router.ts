@@ -25,17 +25,26 @@ export interface RouterSpec {
 }
 
 /**
+ * A text as keywords are matched: lower case, punctuation and symbols as spaces ("¿Status?",
+ * "status!" and "Status." all read "status"), spaces collapsed.
+ */
+function keywordForm(text: string): string {
+  return text
+    .toLowerCase()
+    .replace(/[\p{P}\p{S}\s]+/gu, ' ')
+    .trim();
+}
+
+/**
  * A router from keywords, entry points and a function, tried in that order.
  * @example
  * export const router = flowRouter({ keywords: { status: 'order_status' }, channels: { '1065403': 'order' } });
  */
 export function flowRouter(spec: RouterSpec): FlowRouter {
-  const words = Object.entries(spec.keywords ?? {}).map(
-    ([w, flow]) => [w.trim().toLowerCase(), flow] as const,
-  );
+  const words = Object.entries(spec.keywords ?? {}).map(([w, flow]) => [keywordForm(w), flow] as const);
   const route = (m: StoredMessage): string | undefined => {
     if (m.content.type === 'text') {
-      const said = m.content.body.trim().toLowerCase();
+      const said = keywordForm(m.content.body);
       for (const [w, flow] of words) {
         if (said === w || said.startsWith(`${w} `)) return flow;
       }

@@ -344,6 +344,12 @@ describe('order_status through testFlow', () => {
     expect(clip('abcdefghij', 5)).toBe('abcd…');
     expect(clip('😀😀😀😀', 3)).toBe('😀😀…');
     expect(clip('word   and more', 8)).toBe('word…');
+    // Whole characters as the user sees them (outside test B22): a family emoji (5 code points),
+    // a flag (2), never split; nothing at all fits in 0.
+    expect(clip('ab👨‍👩‍👧 cd', 6)).toBe('ab…');
+    expect(clip('ab👨‍👩‍👧 cd', 8)).toBe('ab👨‍👩‍👧…');
+    expect(clip('🇪🇸🇪🇸🇪🇸', 4)).toBe('🇪🇸…');
+    expect(clip('abc', 0)).toBe('');
   });
 
   it('the reference bot still behaves as before through testFlow', async () => {

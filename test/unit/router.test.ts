@@ -45,6 +45,12 @@ describe('flowRouter', () => {
     expect(route(stored(msg('1000', 'u', 'hi')))).toBeUndefined();
   });
 
+  it('reads a keyword with punctuation around it (outside test B23)', () => {
+    for (const said of ['Status!', '¿status?', 'status.', '  STATUS, please', 'Where is... my parcel?'])
+      expect(route(stored(msg('1000', 'u', said))), said).toBe('order_status');
+    expect(route(stored(msg('1000', 'u', 'statuses!')))).toBeUndefined();
+  });
+
   it('the engine routes new sessions and keeps each session on its flow', async () => {
     const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
     await backend.init();
