@@ -167,7 +167,8 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
       out.push(reply);
       replies.push(reply);
     }
-    pending.push(...r.started);
+    // As the engine stores them: an effect's input reaches `run` as JSON (a Date as a string).
+    pending.push(...r.started.map((e) => JSON.parse(JSON.stringify(e)) as EffectStart));
     return out;
   };
 

@@ -284,6 +284,34 @@ describe('order_status through testFlow', () => {
     expect(t.step).toBe('ask');
   });
 
+  it("effects: 'auto' hands run its input as the engine does: as JSON (outside test B19)", async () => {
+    const probe = effect({
+      attempts: 1,
+      run: async (input: { when: Date }) => ({ got: `${typeof input.when} ${input.when instanceof Date}` }),
+    });
+    const f = defineFlow({
+      id: 'json_input',
+      effects: { probe },
+      start: 'a',
+      steps: {
+        a: { say: 'go?', accepts: 'any', to: ['w'], on: (_i, c) => c.goto('w') },
+        w: {
+          say: 'working',
+          to: ['a'],
+          effect: {
+            use: 'probe',
+            input: () => ({ when: new Date('2026-12-03T09:00:00Z') }),
+            onResult: (r, c) => c.goto('a', {}, `run saw: ${r.got}`),
+            onFailure: (_f, c) => c.goto('a'),
+          },
+        },
+      },
+    });
+    const t = testFlow(f, { effects: 'auto' });
+    await t.send('hi');
+    expect((await t.send('go')).map((r) => r.text)).toContain('run saw: string false');
+  });
+
   it("effects: 'auto' times each attempt out at the effect's timeoutMs, as the engine does (outside test A10)", async () => {
     let calls = 0;
     const f = defineFlow({
