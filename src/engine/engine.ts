@@ -537,6 +537,15 @@ export class Engine {
     }
     const { result, snapshot, outbound } = computed;
     if (result.consumed.length === 0 && result.records.length === 0) return false; // all wait
+    // A stored session the flow's data schema no longer takes (after a deploy) restarts: a
+    // `reset` no message asked for. Said, so a bad deploy shows before it restarts everyone.
+    const unfit = result.records.find((r) => r.kind === 'reset' && r.message_ids.length === 0);
+    if (unfit !== undefined && base !== null) {
+      this.o.logger.warn(
+        { session: logSessionId(lease), flow: flow.id, step: unfit.from_step, version: unfit.version },
+        "session restarted: its stored data no longer fits the flow's data schema",
+      );
+    }
     // A lost baton writes nothing (the store would refuse the fence anyway).
     if (held.signal.aborted) throw held.signal.reason;
     await backend.commit(lease, {
