@@ -4,7 +4,7 @@
  * @module
  */
 import type { FailedReply } from '../backends/types.ts';
-import type { Flow } from '../flow/define.ts';
+import { dataFieldKind, type DataFieldKind, type Flow } from '../flow/define.ts';
 import { agentOf, handbackOpen, missingNeeds } from '../flow/agent.ts';
 import type { StoredMessage } from '../model/message.ts';
 import {
@@ -236,9 +236,12 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
   // has, then those whose missing data the agent can set (what they settled with the user).
   const open = flow ? [...flow.steps.values()].filter((d) => d.handback) : [];
   const steps = open.filter((d) => handbackOpen(d, s.data)).map((d) => d.id);
+  // A key one field can hold (a string, number, true/false, one of a few values); a step that
+  // needs a list or an object cannot be reached by hand-back, so it is not offered.
+  const kindOf = (k: string): DataFieldKind => (flow && dataFieldKind(flow, k)) ?? { type: 'string' };
   const wanting = open
     .map((d) => ({ id: d.id, missing: missingNeeds(d, s.data) }))
-    .filter((d) => d.missing.length > 0);
+    .filter((d) => d.missing.length > 0 && d.missing.every((k) => kindOf(k).type !== 'other'));
   const settable = [...new Set(wanting.flatMap((d) => d.missing))];
   const chosen = s.step ?? flow?.start ?? '';
   const agent = agentOf(s);
@@ -336,12 +339,7 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
                 settable.length > 0
                   ? html`<fieldset class="handback-data">
                       <legend>Data you settled with the user (empty: not set)</legend>
-                      ${settable.map(
-                        (k) =>
-                          html`<label
-                            >${k} <input type="text" name="data.${k}" maxlength="4096" autocomplete="off"
-                          /></label>`,
-                      )}
+                      ${settable.map((k) => dataField(k, kindOf(k)))}
                     </fieldset>`
                   : ''
               }`,
@@ -349,6 +347,32 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
         : ''
     }
   </section>`;
+}
+
+/** One field of the hand-back's data, as its kind takes it (`data-kind` tells the script how to send it). */
+function dataField(key: string, kind: DataFieldKind): Html {
+  const name = `data.${key}`;
+  if (kind.type === 'boolean' || kind.type === 'enum') {
+    const options: readonly string[] = kind.type === 'enum' ? kind.options : ['true', 'false'];
+    return html`<label
+      >${key}
+      <select name="${name}" data-kind="${kind.type}">
+        <option value="">(not set)</option>
+        ${options.map((o) => html`<option value="${o}">${o}</option>`)}
+      </select></label
+    >`;
+  }
+  const type = kind.type === 'number' ? 'number' : 'text';
+  return html`<label
+    >${key}
+    <input
+      type="${type}"
+      name="${name}"
+      data-kind="${kind.type}"
+      maxlength="4096"
+      autocomplete="off"
+      step="any"
+  /></label>`;
 }
 
 /**

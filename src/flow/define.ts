@@ -648,7 +648,13 @@ function checkOwnButtons(
 /** The part of a zod schema's internals read to find transforms (zod 4: `_zod.def`). */
 interface ZodDefLike {
   readonly _zod?: {
-    readonly def?: { readonly type?: string; readonly innerType?: unknown; readonly shape?: unknown };
+    readonly def?: {
+      readonly type?: string;
+      readonly innerType?: unknown;
+      readonly shape?: unknown;
+      readonly entries?: Readonly<Record<string, unknown>>;
+      readonly values?: readonly unknown[];
+    };
   };
 }
 
@@ -671,6 +677,49 @@ function transformedKeys(schema: unknown): string[] {
     }
   }
   return out;
+}
+
+/** How a data key's value can be typed in (the console's hand-back form). */
+export type DataFieldKind =
+  | { readonly type: 'string' | 'number' | 'boolean' }
+  | { readonly type: 'enum'; readonly options: readonly string[] }
+  /** An array, an object or anything else: not a value one field can hold. */
+  | { readonly type: 'other' };
+
+/**
+ * What `key` of a flow's data holds, read from a zod object data schema (under `optional`,
+ * `nullable`, `default` and the like); undefined when the schema cannot tell (not zod, or no
+ * such key).
+ */
+export function dataFieldKind(flow: Pick<Flow, 'data'>, key: string): DataFieldKind | undefined {
+  const def = (flow.data as ZodDefLike | undefined)?._zod?.def;
+  if (def?.type !== 'object' || typeof def.shape !== 'object' || def.shape === null) return undefined;
+  const field = (def.shape as Record<string, unknown>)[key];
+  if (field === undefined) return undefined;
+  let d = (field as ZodDefLike)._zod?.def;
+  for (let depth = 0; d !== undefined && depth < 16; depth++) {
+    switch (d.type) {
+      case 'string':
+      case 'number':
+      case 'boolean':
+        return { type: d.type };
+      case 'enum':
+        return { type: 'enum', options: Object.values(d.entries ?? {}).map(String) };
+      case 'literal':
+        return { type: 'enum', options: (d.values ?? []).map(String) };
+      case 'optional':
+      case 'nullable':
+      case 'default':
+      case 'prefault':
+      case 'readonly':
+      case 'catch':
+        d = (d.innerType as ZodDefLike | undefined)?._zod?.def;
+        break;
+      default:
+        return { type: 'other' };
+    }
+  }
+  return undefined;
 }
 
 /** Turns a step's `say` and choices into message bodies: the choices ride on the last one. */

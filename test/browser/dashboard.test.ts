@@ -376,7 +376,8 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
 
     // A step that needs more than the agent set is refused, saying what is missing; nothing changes.
     await page.selectOption('#handback select[name="step"]', 'confirm_order');
-    await page.fill('#handback input[name="data.product_id"]', 'sku_777b');
+    // The product is one of the catalogue's (the schema's enum): chosen from a list.
+    await page.selectOption('#handback select[name="data.product_id"]', 'sku_777b');
     await page.click('#handback button[type="submit"]');
     await page.waitForFunction(() =>
       document.querySelector('#handback .error')?.textContent?.includes('shipping_address'),

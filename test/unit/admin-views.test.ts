@@ -181,3 +181,47 @@ describe('dashboard views escape every value', () => {
     ).toEqual(['850ms', '42s', '3m 12s', '5h 2m', '2d 4h']);
   });
 });
+
+describe('the hand-back form', () => {
+  it('offers a field per missing key as its schema types it, and no step that needs a list (outside test B15)', async () => {
+    const { z } = await import('zod');
+    const { defineFlow } = await import('../../src/flow/define.ts');
+    const { actionsCard } = await import('../../src/admin/views.ts');
+    const step = (needs: readonly string[]) => ({
+      say: 'x',
+      accepts: 'any' as const,
+      needs: needs as never,
+      to: ['start' as const],
+      on: () => ({ kind: 'retry' as const }),
+    });
+    const flow = defineFlow({
+      id: 'clinic',
+      data: z.object({
+        name: z.string().optional(),
+        age: z.number().optional(),
+        insured: z.boolean().optional(),
+        service: z.enum(['dental', 'eyes']).optional(),
+        slots: z.array(z.string()).optional(),
+      }),
+      start: 'start',
+      steps: {
+        start: { ...step([]), to: ['confirm', 'choose_slot'] as never },
+        confirm: step(['name', 'age', 'insured', 'service']),
+        choose_slot: step(['slots']),
+      },
+    });
+    const card = actionsCard({ ...session, flow: 'clinic', step: 'start', data: {} }, flow).value;
+    expect(card).toContain('<option value="confirm">confirm (needs name, age, insured, service)</option>');
+    expect(card).not.toContain('choose_slot (needs');
+    expect(card).not.toContain('name="data.slots"');
+    const flat = card.replace(/\s+/g, ' ');
+    expect(flat).toMatch(/<input type="text" name="data.name" data-kind="string"/);
+    expect(flat).toMatch(/<input type="number" name="data.age" data-kind="number"/);
+    expect(flat).toMatch(
+      /<select name="data.insured" data-kind="boolean">.*?<option value="true">true<\/option>/,
+    );
+    expect(flat).toMatch(
+      /<select name="data.service" data-kind="enum">.*?<option value="eyes">eyes<\/option>/,
+    );
+  });
+});

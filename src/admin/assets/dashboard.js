@@ -16,7 +16,11 @@
       if (key.indexOf('data.') === 0) {
         if (value.trim() === '') return;
         out.data = out.data || {};
-        out.data[key.slice(5)] = value;
+        // As the flow's data schema types the key: a number, true/false, or text.
+        var field = form.elements.namedItem(key);
+        var kind = field && field.getAttribute ? field.getAttribute('data-kind') : null;
+        out.data[key.slice(5)] =
+          kind === 'number' ? Number(value) : kind === 'boolean' ? value === 'true' : value;
       } else out[key] = value;
       any = true;
     });
