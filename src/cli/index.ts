@@ -57,6 +57,9 @@ function commandPath(program: Command, argv: readonly string[]): string {
   return path.join(' ');
 }
 
+/** The dedupe window SPEC 1.2 asks for: Meta redelivers a webhook for up to 7 days. */
+const DEDUPE_SPEC_SEC = 7 * 86_400;
+
 /**
  * A parse error of commander's on one line, with where help is:
  * `baton: unknown command "bogus" (see baton --help)`.
@@ -146,6 +149,11 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
       config.allowUnsigned
         ? "WARNING: WHATSAPP_APP_SECRET is not set and BATON_ALLOW_UNSIGNED=true: POST /webhooks/whatsapp accepts UNSIGNED requests from anywhere, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret."
         : 'WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts unsigned requests from this machine only (others get 401). Set it to your Meta app secret before Meta can reach this port.',
+    );
+  }
+  if (config.dedupeTtlSec < DEDUPE_SPEC_SEC) {
+    out(
+      `WARNING: BATON_DEDUPE_TTL is ${config.dedupeTtlSec} s, under the 7 days Meta may redeliver a webhook for (SPEC 1.2): a redelivery older than it could not be told from a new message, so in a conversation a message stamped older than it is recorded late and never applied.`,
     );
   }
   if (baton.queue) {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, expect, it, vi, type MockInstance } from 'vitest';
 import { run } from '../../src/cli/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
+import { freePort, spawnBaton } from '../support/procs.ts';
 
 let stderr: MockInstance<typeof process.stderr.write>;
 const dir = mkdtempSync(join(tmpdir(), 'baton-start-config-'));
@@ -47,3 +48,21 @@ it('baton start stops with one line and exit 1', async () => {
     /^baton: configuration error: WASENDER_API_KEY: must be set when WASENDER_WEBHOOK_SECRET is[^\n]*\n$/,
   );
 });
+
+it('warns at start when BATON_DEDUPE_TTL is under the 7 days SPEC 1.2 asks for (outside test L5)', async () => {
+  const started = async (ttl: string): Promise<string> => {
+    const data = mkdtempSync(join(dir, 'ttl-'));
+    const p = await spawnBaton(['start'], {
+      PORT: String(await freePort()),
+      HOST: '127.0.0.1',
+      BATON_DATA_DIR: data,
+      BATON_DEDUPE_TTL: ttl,
+    });
+    await p.stop();
+    return p.output();
+  };
+  expect(await started('10s')).toMatch(
+    /^WARNING: BATON_DEDUPE_TTL is 10 s, under the 7 days Meta may redeliver/m,
+  );
+  expect(await started('7d')).not.toContain('BATON_DEDUPE_TTL');
+}, 60_000);
