@@ -187,7 +187,9 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .version(packageVersion(), '-V, --version', 'print the version')
     .exitOverride()
     .configureOutput({
-      writeErr: (s) => process.stderr.write(s),
+      // Commander writes only the help it shows for a usage error here (`baton session` without
+      // a command): `run` says it in one line instead.
+      writeErr: () => undefined,
       writeOut: (s) => process.stdout.write(s),
       // Parse errors are written by `run`, on one line.
       outputError: () => undefined,
@@ -407,8 +409,16 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
         return 0;
-      // `baton session` (no subcommand) printed its help: that is the answer.
-      if (err.code !== 'commander.help') process.stderr.write(`${usageLine(err, program, argv)}\n`);
+      // `baton session` without a command, `baton help bogus`: one line, as every usage error.
+      if (err.code === 'commander.help') {
+        const path = commandPath(program, argv);
+        const unknown = argv[0] === 'help' && argv[1] !== undefined && path === program.name();
+        process.stderr.write(
+          unknown
+            ? `baton: unknown command "${argv[1]}" (see baton --help)\n`
+            : `baton: "${path}" needs a command (see ${path} --help)\n`,
+        );
+      } else process.stderr.write(`${usageLine(err, program, argv)}\n`);
       return 2;
     }
     if (

@@ -26,6 +26,11 @@ describe('baton usage errors', () => {
     [['start', '--bogus'], 'baton: unknown option "--bogus" (see baton start --help)\n'],
     [['session', 'show'], 'baton: missing required argument "waId" (see baton session show --help)\n'],
     [['--bogus'], 'baton: unknown option "--bogus" (see baton --help)\n'],
+    // A command that needs one, and help for none (outside test L4: they printed the whole help).
+    [['session'], 'baton: "baton session" needs a command (see baton session --help)\n'],
+    [['lock'], 'baton: "baton lock" needs a command (see baton lock --help)\n'],
+    [['flow'], 'baton: "baton flow" needs a command (see baton flow --help)\n'],
+    [['help', 'bogus'], 'baton: unknown command "bogus" (see baton --help)\n'],
   ])('%o: one line, exit 2', async (argv, line) => {
     expect(await run(argv, () => undefined)).toBe(2);
     expect(written(stderr)).toBe(line);
