@@ -150,6 +150,11 @@ function asFlowFailure(err: unknown, flow: string, step: string | null): FlowRun
   return new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow, step, detail, err, true);
 }
 
+/** Times a session whose turn failed is tried again here (after 1, 2, 4, 8 lease TTLs). */
+const TURN_RETRIES = 4;
+/** Most sessions waiting to be tried again at once (beyond: the reaper finds them). */
+const TURN_RETRIES_HELD = 10_000;
+
 export class Engine {
   readonly workerId: string;
   private readonly now: () => number;
@@ -163,6 +168,11 @@ export class Engine {
    * is in flight for the session (see holderGone).
    */
   private readonly turns = new Map<string, number>();
+  /**
+   * Sessions whose turn failed (a store away mid-turn): tried again by this process once the
+   * lease the turn may have left has run out, instead of waiting for the reaper's walk.
+   */
+  private readonly retries = new Map<string, NodeJS.Timeout>();
   /** Worker loops started (`start`), and how many sessions waiting out a send backoff freed theirs. */
   private slots = 0;
   private parked = 0;
@@ -217,6 +227,8 @@ export class Engine {
    */
   async stop(): Promise<void> {
     this.abort.abort();
+    for (const timer of this.retries.values()) clearTimeout(timer);
+    this.retries.clear();
     await Promise.all(this.loops);
     this.loops = [];
     await Promise.all([...this.waiting]);
@@ -271,7 +283,7 @@ export class Engine {
    * Returns without doing anything when another worker holds the baton: that holder
    * reschedules the session when it releases it.
    */
-  async runSession(key: SessionKey, detach?: () => void): Promise<void> {
+  async runSession(key: SessionKey, detach?: () => void, attempt = 0): Promise<void> {
     const { backend, logger } = this.o;
     const waitStart = this.now();
     let lease: LeaseGrant | null;
@@ -279,6 +291,7 @@ export class Engine {
       lease = await backend.acquireLease(key, this.workerId, this.o.lockTtlMs);
     } catch (err) {
       logger.error({ err, session: logSessionId(key) }, 'lease acquire failed');
+      this.retryLater(key, attempt + 1);
       return;
     }
     if (lease === null) return;
@@ -340,10 +353,13 @@ export class Engine {
           { session: logSessionId(key), fence: lease.fence, code: err.code },
           'batch refused; lease lost',
         );
-      } else if (!(err instanceof LeaseLostError)) {
-        this.logLimited('batch', (suppressed) =>
-          logger.error({ err, session: logSessionId(key), suppressed }, 'batch failed; it will be retried'),
-        );
+      } else {
+        if (!(err instanceof LeaseLostError)) {
+          this.logLimited('batch', (suppressed) =>
+            logger.error({ err, session: logSessionId(key), suppressed }, 'batch failed; it will be retried'),
+          );
+        }
+        this.retryLater(key, attempt + 1);
       }
     } finally {
       if (run.parked) this.parked -= 1;
@@ -360,6 +376,31 @@ export class Engine {
           .catch((err: unknown) => logger.error({ err }, 'lease release failed'));
       this.turnEnded(lease);
     }
+  }
+
+  /**
+   * Tries a session whose turn failed again once the lease it may have left has run out (its
+   * release may have failed too, with the store away): 1, 2, 4 then 8 lease TTLs later. Trying
+   * is always safe (the baton decides who works); one that finds the session held by another
+   * worker leaves it to them.
+   */
+  private retryLater(key: SessionKey, attempt: number): void {
+    const id = sessionId(key);
+    if (this.abort.signal.aborted || attempt > TURN_RETRIES || this.retries.has(id)) return;
+    if (this.retries.size >= TURN_RETRIES_HELD) return;
+    const timer = setTimeout(
+      () => {
+        this.retries.delete(id);
+        if (this.abort.signal.aborted) return;
+        const run: Promise<void> = this.runSession(key, undefined, attempt).finally(() =>
+          this.waiting.delete(run),
+        );
+        this.waiting.add(run);
+      },
+      this.o.lockTtlMs * 2 ** (attempt - 1) + 100,
+    );
+    timer.unref();
+    this.retries.set(id, timer);
   }
 
   private turnBegan(key: SessionKey): void {
