@@ -239,7 +239,7 @@ export interface StepSpec<S extends string = string, D = FlowData, E extends Eff
    * hand-back to the step is refused while one of them is unset, so the bot never asks a
    * question built on data it does not have.
    */
-  readonly needs?: readonly (keyof D & string)[];
+  readonly needs?: readonly NoInfer<keyof D & string>[];
   /**
    * Whether an agent may hand the session back at this step (default true). `false` for a step
    * whose entry does what only the user may ask for: entering the order-status example's
@@ -299,7 +299,7 @@ export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = 
    * conversation: their language, say). Everything else is cleared; an agent's reset and an
    * expired session clear everything.
    */
-  readonly keepOnReset?: readonly (keyof D & string)[];
+  readonly keepOnReset?: readonly NoInfer<keyof D & string>[];
   readonly notices?: {
     /** Sent for a tap on a button of another step or an earlier visit. */
     readonly stale?: Words<D>;

@@ -7,6 +7,7 @@ import {
   effect,
   testFlow,
   type DataOf,
+  type FlowData,
   type Flow,
   type StepIdOf,
   type StepInput,
@@ -158,5 +159,27 @@ describe('flow DSL types: data, effects, helpers', () => {
         },
       },
     });
+  });
+  it('keepOnReset and needs do not decide the data type (outside test B6: `{ lang: any }` leaked)', () => {
+    const _noSchema = defineFlow({
+      id: 'no_schema',
+      start: 'a',
+      keepOnReset: ['lang'],
+      steps: {
+        a: {
+          // Without a schema the data is FlowData: lang is unknown, not any.
+          say: (d) => {
+            expectTypeOf(d.lang).toBeUnknown();
+            return 'Hi';
+          },
+          accepts: 'text',
+          needs: ['lang'],
+          to: ['b'],
+          on: (_i, c) => c.goto('b', { lang: 'en' }),
+        },
+        b: { say: 'b', accepts: 'any', to: ['a'], on: (_i, c) => c.goto('a', { n: 1 }) },
+      },
+    });
+    expectTypeOf<DataOf<typeof _noSchema>>().toEqualTypeOf<FlowData>();
   });
 });
