@@ -83,7 +83,8 @@ export function registerAgentRoutes(
 
   api.get('/inbox', { schema: { querystring: InboxQuery } }, async (req, reply) => {
     const q = parsed(InboxQuery, req.query);
-    if (q.agent !== undefined && (q.unassigned === 'true' || q.unassigned === '1')) {
+    const unassigned = q.unassigned === 'true' || q.unassigned === '1';
+    if (q.agent !== undefined && unassigned) {
       return fail(
         reply,
         'BATON_ERR_BAD_REQUEST',
@@ -93,7 +94,7 @@ export function registerAgentRoutes(
     }
     return inboxPage(backend, now(), q.limit ?? 100, q.channel, q.cursor, {
       agent: q.agent,
-      unassigned: q.unassigned === 'true' || q.unassigned === '1',
+      unassigned,
     });
   });
 

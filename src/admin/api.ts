@@ -188,9 +188,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
               reply,
               'BATON_ERR_BAD_REQUEST',
               {},
-              body.payload === undefined || body.payload === null
-                ? `event "${body.name}" of flow ${flow.id} needs a payload: ${schemaIssues(checked.error, '(payload)')}`
-                : `event "${body.name}" of flow ${flow.id} refuses that payload: ${schemaIssues(checked.error, '(payload)')}`,
+              `event "${body.name}" of flow ${flow.id} ${body.payload == null ? 'needs a payload' : 'refuses that payload'}: ${schemaIssues(checked.error, '(payload)')}`,
             );
           const stored = await backend.ingest({ messages: [message], statuses: [], receivedAt: at });
           backend.countStored(stored.accepted);

@@ -129,18 +129,19 @@ export async function inboxPage(
     scan(backend, { needsAgent: true, ...(channel !== undefined ? { channel } : {}) }),
     channel === undefined ? backend.countSessions() : null,
   ]);
-  const all = await Promise.all(waiting.map(async (s) => ({ s, since: await waitingSince(backend, s) })));
+  const all = await Promise.all(
+    waiting.map(async (s) => ({ s, since: await waitingSince(backend, s), agent: agentOf(s) })),
+  );
   const byAgent = new Map<string, number>();
-  for (const { s } of all) {
-    const a = agentOf(s);
-    if (a !== null) byAgent.set(a, (byAgent.get(a) ?? 0) + 1);
+  let unassigned = 0;
+  for (const { agent } of all) {
+    if (agent === null) unassigned += 1;
+    else byAgent.set(agent, (byAgent.get(agent) ?? 0) + 1);
   }
   const filtered = filter.agent !== undefined || filter.unassigned === true;
-  const items = all.filter(({ s }) => {
-    const a = agentOf(s);
-    if (filter.unassigned === true && a !== null) return false;
-    return filter.agent === undefined || a === filter.agent;
-  });
+  const items = all.filter(({ agent }) =>
+    filter.unassigned === true ? agent === null : filter.agent === undefined || agent === filter.agent,
+  );
   items.sort((a, b) => inboxOrder(a.since, a.s, b.since, b.s));
   const from = cursor === undefined ? 0 : inboxFrom(items, cursor);
   const page = items.slice(from, from + limit);
@@ -152,11 +153,11 @@ export async function inboxPage(
   const next = from + page.length;
   const end = page.at(-1);
   return {
-    sessions: page.map(({ s, since }, i) => ({
+    sessions: page.map(({ s, since, agent }, i) => ({
       ...toSessionView(s),
       waiting_since: new Date(since).toISOString(),
       waiting_ms: Math.max(0, now - since),
-      agent: agentOf(s),
+      agent,
       last_message: last[i] !== undefined ? inboundView(last[i]) : null,
     })),
     total: Math.max(total, items.length),
@@ -168,7 +169,7 @@ export async function inboxPage(
     agents: [...byAgent]
       .map(([agent, sessions]) => ({ agent, sessions }))
       .sort((a, b) => b.sessions - a.sessions || a.agent.localeCompare(b.agent)),
-    unassigned: all.length - [...byAgent.values()].reduce((n, k) => n + k, 0),
+    unassigned,
   };
 }
 

@@ -658,25 +658,33 @@ interface ZodDefLike {
   };
 }
 
+/** The fields of a zod object schema, by key; undefined for any other schema. */
+function zodShape(schema: unknown): Record<string, unknown> | undefined {
+  const def = (schema as ZodDefLike | undefined)?._zod?.def;
+  if (def?.type !== 'object' || typeof def.shape !== 'object' || def.shape === null) return undefined;
+  return def.shape as Record<string, unknown>;
+}
+
+/** A field's schema and those it wraps (`optional`, `nullable`, `default`...), outermost first. */
+function* zodDefs(field: unknown): Generator<NonNullable<NonNullable<ZodDefLike['_zod']>['def']>> {
+  let d = (field as ZodDefLike | undefined)?._zod?.def;
+  for (let depth = 0; d !== undefined && depth < 16; depth++) {
+    yield d;
+    d = (d.innerType as ZodDefLike | undefined)?._zod?.def;
+  }
+}
+
+/** Wrappers a field's value type is read through. */
+const ZOD_WRAPPERS = new Set(['optional', 'nullable', 'default', 'prefault', 'readonly', 'catch']);
+
 /**
  * The keys of a zod object data schema whose value is transformed (`.transform()`, a pipe),
  * under `optional`, `nullable`, `default` and the like. Other schemas: none known.
  */
 function transformedKeys(schema: unknown): string[] {
-  const def = (schema as ZodDefLike | undefined)?._zod?.def;
-  if (def?.type !== 'object' || typeof def.shape !== 'object' || def.shape === null) return [];
-  const out: string[] = [];
-  for (const [key, field] of Object.entries(def.shape as Record<string, unknown>)) {
-    let d = (field as ZodDefLike)._zod?.def;
-    for (let depth = 0; d !== undefined && depth < 16; depth++) {
-      if (d.type === 'pipe' || d.type === 'transform') {
-        out.push(key);
-        break;
-      }
-      d = (d.innerType as ZodDefLike | undefined)?._zod?.def;
-    }
-  }
-  return out;
+  return Object.entries(zodShape(schema) ?? {})
+    .filter(([, field]) => [...zodDefs(field)].some((d) => d.type === 'pipe' || d.type === 'transform'))
+    .map(([key]) => key);
 }
 
 /** How a data key's value can be typed in (the console's hand-back form). */
@@ -692,12 +700,10 @@ export type DataFieldKind =
  * such key).
  */
 export function dataFieldKind(flow: Pick<Flow, 'data'>, key: string): DataFieldKind | undefined {
-  const def = (flow.data as ZodDefLike | undefined)?._zod?.def;
-  if (def?.type !== 'object' || typeof def.shape !== 'object' || def.shape === null) return undefined;
-  const field = (def.shape as Record<string, unknown>)[key];
+  const field = zodShape(flow.data)?.[key];
   if (field === undefined) return undefined;
-  let d = (field as ZodDefLike)._zod?.def;
-  for (let depth = 0; d !== undefined && depth < 16; depth++) {
+  for (const d of zodDefs(field)) {
+    if (ZOD_WRAPPERS.has(d.type ?? '')) continue;
     switch (d.type) {
       case 'string':
       case 'number':
@@ -707,14 +713,6 @@ export function dataFieldKind(flow: Pick<Flow, 'data'>, key: string): DataFieldK
         return { type: 'enum', options: Object.values(d.entries ?? {}).map(String) };
       case 'literal':
         return { type: 'enum', options: (d.values ?? []).map(String) };
-      case 'optional':
-      case 'nullable':
-      case 'default':
-      case 'prefault':
-      case 'readonly':
-      case 'catch':
-        d = (d.innerType as ZodDefLike | undefined)?._zod?.def;
-        break;
       default:
         return { type: 'other' };
     }

@@ -330,7 +330,7 @@ class BatchRun {
         const kind = this.s.step === null ? 'advance' : 'reset';
         const start = flow.steps.get(flow.start)!;
         if (start.first === undefined || keyword) {
-          this.enter(kind, flow.start, [m.id], { data: {} });
+          this.enter(kind, flow.start, [m.id], { data: this.shaped({}) });
           i += 1;
           continue;
         }
@@ -344,7 +344,7 @@ class BatchRun {
         const kept = Object.fromEntries(
           flow.keepOnReset.filter((k) => k in this.s.data).map((k) => [k, this.s.data[k]]),
         );
-        this.enter('reset', flow.start, [m.id], { data: kept });
+        this.enter('reset', flow.start, [m.id], { data: this.shaped(kept) });
         i += 1;
         continue;
       }
@@ -371,7 +371,8 @@ class BatchRun {
       if (outcome?.kind === 'start_over') {
         this.s = { ...this.s, data: {} };
         const start = flow.steps.get(flow.start)!;
-        if (start.first === undefined) this.enter('advance', flow.start, [...input.messageIds], { data: {} });
+        if (start.first === undefined)
+          this.enter('advance', flow.start, [...input.messageIds], { data: this.shaped({}) });
         else this.begin('advance', input);
         continue;
       }
@@ -463,11 +464,11 @@ class BatchRun {
         return;
       }
       case 'handoff':
-        this.enter(kind, flow.start, ids, { data: {} });
+        this.enter(kind, flow.start, ids, { data: this.shaped({}) });
         this.escalate(ids, outcome.reason);
         return;
       default:
-        this.enter(kind, flow.start, ids, { data: {} });
+        this.enter(kind, flow.start, ids, { data: this.shaped({}) });
     }
   }
 
@@ -639,7 +640,11 @@ class BatchRun {
     return out;
   }
 
-  /** `data` as the flow's data schema reads it (its defaults set), or as it is if it does not fit yet. */
+  /**
+   * `data` as the flow's data schema reads it (its defaults set), or as it is if it does not fit
+   * yet: for a session entering a step with data no handler set (new, or reset); data a handler
+   * sets is read by `fitting`, once.
+   */
   private shaped(data: FlowData): FlowData {
     const checked = this.flow?.data?.safeParse(data);
     return checked?.success === true ? checked.data : data;
@@ -652,7 +657,7 @@ class BatchRun {
 
   /** A final error of flow code at `stepId` (not tried again: the batch is dead-lettered). */
   private flowError(
-    code: 'BATON_ERR_FLOW_HANDLER' | 'BATON_ERR_FLOW_UNDECLARED_TRANSITION' | 'BATON_ERR_FLOW_DATA',
+    code: Exclude<FlowErrorCode, 'BATON_ERR_FLOW_REPLY'>,
     stepId: string | null,
     detail: string,
     cause?: unknown,
@@ -791,9 +796,7 @@ class BatchRun {
   ): void {
     this.leaveVisit();
     this.s = leftVisit(this.s);
-    // The data as the flow's schema reads it (its defaults set) from the step's first prompt on.
-    const data = patch.data === undefined ? {} : { data: this.shaped(patch.data) };
-    this.change(kind, to, ids, { ...patch, ...data, retryCount: 0, needsAgent: false });
+    this.change(kind, to, ids, { ...patch, retryCount: 0, needsAgent: false });
     this.s = { ...this.s, visitVersion: this.s.version };
     this.visitPrompts = [];
     if (say !== undefined) {
