@@ -27,6 +27,7 @@ import type { Metrics } from '../metrics.ts';
 import type { IntakeGate } from './intake-gate.ts';
 import { LeaseLostError, LeaseManager } from './lease-manager.ts';
 import { LoopLag } from './loop-lag.ts';
+import { RECORD_GRACE_MS, UnrecordedSends } from './unrecorded-sends.ts';
 import {
   logSessionId,
   sessionId,
@@ -182,10 +183,17 @@ export class Engine {
   private readonly logTimes = new Map<string, { at: number; suppressed: number }>();
   /** Measured while the worker loops run (see loop-lag.ts). */
   private readonly loopLag = new LoopLag();
+  /** Replies this process sent whose record the store refused: recorded in the background. */
+  private readonly unrecorded: UnrecordedSends;
 
   constructor(private readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
     this.workerId = o.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.unrecorded = new UnrecordedSends({
+      record: (u) => o.backend.updateOutbound(u.id, u.patch),
+      logger: o.logger,
+      now: this.now,
+    });
     this.leases = new LeaseManager({
       backend: o.backend,
       ttlMs: o.lockTtlMs,
@@ -234,6 +242,7 @@ export class Engine {
     await Promise.all([...this.waiting]);
     this.leases.close();
     this.loopLag.stop();
+    await this.unrecorded.stop();
     if (this.heartbeat) {
       clearInterval(this.heartbeat);
       this.heartbeat = null;
@@ -364,10 +373,9 @@ export class Engine {
     } finally {
       if (run.parked) this.parked -= 1;
       held.stop();
-      // A reply that went out is recorded whatever happened since, lease or not.
-      await this.recordSent(run).catch((err: unknown) =>
-        logger.error({ err, session: logSessionId(key) }, 'recording a sent reply failed'),
-      );
+      // A reply that went out is recorded whatever happened since, lease or not (in the
+      // background, should the store refuse it now).
+      await this.recordSent(run).catch(() => undefined);
       // Yielded to an agent: the session is not taken up again before the agent can take it (the
       // messages still waiting made it due at once, and a worker took the baton back each time).
       if (!released)
@@ -621,12 +629,21 @@ export class Engine {
     return () => this.o.backend.leaseWanted(run.lease);
   }
 
-  /** Records the status of the reply sent last, if the turn has not yet (see flushOutbox). */
+  /**
+   * Records the status of the reply sent last, if the turn has not yet (see flushOutbox). Should
+   * the store refuse it, it is kept and recorded in the background (and not sent again by this
+   * process meanwhile), and the error goes on: the turn stops, later replies wait.
+   */
   private async recordSent(run: SessionRun): Promise<void> {
     const sent = run.sent;
     if (sent === undefined) return;
     run.sent = undefined;
-    await this.o.backend.updateOutbound(sent.id, sent.patch);
+    try {
+      await this.o.backend.updateOutbound(sent.id, sent.patch);
+    } catch (err) {
+      this.unrecorded.keep(sent, err);
+      throw err;
+    }
   }
 
   /**
@@ -948,6 +965,8 @@ export class Engine {
     await this.claimInTurn(run, unsent);
     sending: for (const rec of unsent) {
       if (rec.effect !== undefined) continue;
+      // Sent by this process, its record refused by the store until now: recorded, not sent again.
+      if (this.unrecorded.has(rec.id) && (await this.unrecorded.settle(rec.id))) continue;
       // A later reply of a commit carries no claim (see `claimFirst`): its claim goes with the
       // record of the reply before it, in the same round trip, and is used by the first attempt.
       let early =
@@ -1134,7 +1153,7 @@ export class Engine {
    */
   private async recordedByEarlierHolder(run: SessionRun, rec: OutboundRecord): Promise<boolean> {
     const cleared = await this.cleared(run);
-    if (cleared === null) return false;
+    if (cleared === null) return this.recordedByLiveClaimer(run, rec);
     const until = cleared.at + (this.o.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
     // Claim given back: the earlier holder is not sending it.
     const now = await this.watchRecord(
@@ -1144,6 +1163,30 @@ export class Engine {
       (o) => (o.claims ?? 1) === 0,
       run.held.sending,
       this.holderGone(cleared, run.lease, rec.claimedBy),
+    );
+    return now === undefined;
+  }
+
+  /**
+   * `rec` was claimed by a holder in another process whose lease ran out (no clear) and no answer
+   * is recorded. If that process is alive, the send may have gone out and the store refused its
+   * record for a moment (Redis away, a connection cut): it keeps recording it (UnrecordedSends), so
+   * this holder waits up to {@link RECORD_GRACE_MS} for the record before sending the reply again.
+   * True when it was recorded meanwhile. A claimer that is gone (its heartbeat lapsed) or that gave
+   * its claim back is not waited for; one frozen for longer than the grace (SIGSTOP) looks crashed,
+   * and its reply is sent again, the one repeat SPEC 1.6 allows.
+   */
+  private async recordedByLiveClaimer(run: SessionRun, rec: OutboundRecord): Promise<boolean> {
+    const h = rec.claimedBy;
+    if (h === undefined || h === this.workerId || h.startsWith(`${this.workerId}:`)) return false;
+    if (!(await this.o.backend.holderAlive(h).catch(() => false))) return false;
+    const now = await this.watchRecord(
+      run,
+      rec,
+      this.now() + RECORD_GRACE_MS,
+      (o) => (o.claims ?? 1) === 0,
+      run.held.sending,
+      () => Promise.resolve(false),
     );
     return now === undefined;
   }

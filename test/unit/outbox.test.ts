@@ -48,15 +48,30 @@ async function flakyTurn(refusals: number) {
 }
 
 describe('outbox', () => {
-  it('never sends again because recording a send failed; the next holder may repeat it once', async () => {
+  it('never sends again because recording a send failed: this process records it later', async () => {
     // Refused with the end of the turn, and once more when the turn's clean-up tries again.
     const { backend, engine, sends } = await flakyTurn(2);
     await engine.runSession(key);
     expect(sends).toHaveLength(1);
     expect((await backend.unsent(key)).map((o) => o.id)).toEqual([sends[0]]);
-    await engine.runSession(key); // the next holder
+    await engine.runSession(key); // this process's next turn records it instead of sending it
+    expect(sends).toHaveLength(1);
+    expect(await backend.unsent(key)).toEqual([]);
+    expect((await backend.outbound(key))[0]).toMatchObject({ status: 'sent', providerMessageId: 'wamid.1' });
+    await engine.stop();
+    await backend.close();
+  });
+
+  it('a send whose record its process never wrote (it stopped, or crashed) is repeated once by the next holder', async () => {
+    const { backend, engine, sends } = await flakyTurn(Number.POSITIVE_INFINITY);
+    await engine.runSession(key);
+    await engine.stop(); // the record still refused: given up
+    backend.refuseSentRecords = 0;
+    const next = engineFor(backend, async (m) => (sends.push(m.id), { providerMessageId: 'wamid.2' }));
+    await next.runSession(key);
     expect(sends).toEqual([sends[0], sends[0]]);
     expect(await backend.unsent(key)).toEqual([]);
+    await next.stop();
     await backend.close();
   });
 

@@ -1,0 +1,104 @@
+/**
+ * A reply that went out while the store refused its record (Redis away for a few seconds) is not
+ * sent again by this process: it keeps the record and writes it in the background, and a turn
+ * that finds the reply still unsent records it instead of sending it (outside test L2: 15 of 600
+ * users prompted twice after a 5 s Redis outage, with no crash anywhere). The store is a real
+ * SQLite one whose writes of send records are refused while `away` is set.
+ */
+import { describe, expect, it } from 'vitest';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import type { OutboundPatch } from '../../src/backends/types.ts';
+import { StorageUnavailableError } from '../../src/errors.ts';
+import { testEngine } from '../support/engine.ts';
+
+const TTL = 300;
+
+class RecordsRefused extends EmbeddedBackend {
+  away = false;
+  refused = 0;
+  override async updateOutbound(id: string, patch: OutboundPatch): Promise<void> {
+    if (this.away && patch.status === 'sent') {
+      this.refused += 1;
+      throw new StorageUnavailableError('outbound', new Error('Connection is closed (injected)'));
+    }
+    return super.updateOutbound(id, patch);
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('a sent reply whose record the store refused', () => {
+  it('is recorded later, never sent again, while this process lives', async () => {
+    const backend = new RecordsRefused({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const sent: string[] = [];
+    const engine = testEngine(backend, {
+      lockTtlMs: TTL,
+      send: async (m) => {
+        sent.push(m.callbackData);
+        // The store goes away just as the gateway accepts the reply.
+        backend.away = true;
+        return { providerMessageId: `wamid.${m.id}` };
+      },
+    });
+    const key = { channel: 'c', user: 'u' };
+    await backend.ingest({
+      messages: [
+        { id: 'w1', provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
+      ],
+      statuses: [],
+    });
+    await engine.runSession(key);
+    expect(sent).toEqual(['baton:order:ask_name:1']);
+    const [rec] = await backend.unsent(key);
+    expect(rec?.status).not.toBe('sent');
+    expect(backend.refused).toBeGreaterThan(0);
+
+    // The next turn of this process (its own retry, or a worker loop) finds the reply unsent while
+    // the store still refuses its record: it tries the record, not the send.
+    await sleep(TTL + 50);
+    await engine.runSession(key);
+    expect(sent).toHaveLength(1);
+
+    // The store is back: the record lands (in the background, or from the next turn), and the
+    // reply is never sent a second time.
+    backend.away = false;
+    await engine.runSession(key);
+    const deadline = Date.now() + 3000;
+    while ((await backend.unsent(key)).length > 0 && Date.now() < deadline) await sleep(50);
+    expect(await backend.unsent(key)).toEqual([]);
+    const [out] = await backend.outbound(key);
+    expect(out).toMatchObject({ status: 'sent', providerMessageId: `wamid.${rec!.id}` });
+    await sleep(2 * TTL);
+    expect(sent).toEqual(['baton:order:ask_name:1']);
+    await engine.stop();
+    await backend.close();
+  });
+
+  it('is recorded by the background retry alone once the store is back', async () => {
+    const backend = new RecordsRefused({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const engine = testEngine(backend, {
+      lockTtlMs: 60_000, // no turn of its own retries it within the test
+      send: async (m) => ((backend.away = true), { providerMessageId: `wamid.${m.id}` }),
+    });
+    const key = { channel: 'c', user: 'v' };
+    await backend.ingest({
+      messages: [
+        { id: 'w2', provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
+      ],
+      statuses: [],
+    });
+    await engine.runSession(key);
+    expect(await backend.unsent(key)).toHaveLength(1);
+    await sleep(300);
+    const refusedWhileAway = backend.refused;
+    expect(refusedWhileAway).toBeGreaterThan(1); // tried again meanwhile
+    backend.away = false;
+    const deadline = Date.now() + 2000;
+    while ((await backend.unsent(key)).length > 0 && Date.now() < deadline) await sleep(25);
+    expect(await backend.unsent(key)).toEqual([]);
+    await engine.stop();
+    await backend.close();
+  });
+});
