@@ -280,7 +280,15 @@ export function schemaIssues(error: unknown, root = '(data)'): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = EffectMap> {
+/** Each event's payload type, by event name (inferred from each event's `payload` schema). */
+export type EventPayloads = Readonly<Record<string, unknown>>;
+
+export interface FlowSpec<
+  S extends string,
+  D = FlowData,
+  E extends EffectMap = EffectMap,
+  Ev extends EventPayloads = EventPayloads,
+> {
   readonly id: string;
   /** The author's version of the flow; stored with each session. */
   readonly version?: number;
@@ -288,8 +296,11 @@ export interface FlowSpec<S extends string, D = FlowData, E extends EffectMap = 
   readonly data?: DataSchema<D>;
   /** Effects steps may use, by name. Declare them before `steps`. */
   readonly effects?: E;
-  /** Events the bot's own systems may post to a session, by name (lower_snake_case). */
-  readonly events?: { readonly [name: string]: EventSpec<NoInfer<S>, D> };
+  /**
+   * Events the bot's own systems may post to a session, by name (lower_snake_case). Each `on`
+   * gets its payload typed by the event's `payload` schema (`unknown` without one).
+   */
+  readonly events?: { readonly [K in keyof Ev]: EventSpec<NoInfer<S>, D, Ev[K]> };
   readonly start: NoInfer<S>;
   readonly steps: { readonly [K in S]: StepSpec<S, D, E> };
   /** Texts that restart the flow from any step (compared trimmed, case-insensitive). */
@@ -406,9 +417,12 @@ const EFFECT_NAME = /^[a-z][a-z0-9_]*$/;
  * });
  * @throws FlowDefinitionError naming the flow and step when the flow is inconsistent.
  */
-export function defineFlow<const S extends string, D = FlowData, E extends EffectMap = NoEffects>(
-  spec: FlowSpec<S, D, E>,
-): TypedFlow<S, D> {
+export function defineFlow<
+  const S extends string,
+  D = FlowData,
+  E extends EffectMap = NoEffects,
+  Ev extends EventPayloads = EventPayloads,
+>(spec: FlowSpec<S, D, E, Ev>): TypedFlow<S, D> {
   const fail = (detail: string): never => {
     throw new FlowDefinitionError(`flow "${spec.id}": ${detail}`);
   };

@@ -182,4 +182,46 @@ describe('flow DSL types: data, effects, helpers', () => {
     });
     expectTypeOf<DataOf<typeof _noSchema>>().toEqualTypeOf<FlowData>();
   });
+
+  it('types an event payload from its schema (outside test B5: it was unknown, or a hand-written type)', () => {
+    const flow = defineFlow({
+      id: 'typed_events',
+      data: z.object({ order: z.string().optional(), total: z.number().optional() }),
+      events: {
+        order_shipped: {
+          to: ['tracking'],
+          payload: z.object({ order: z.string(), carrier: z.string().default('post') }),
+          on: (p, c) => {
+            expectTypeOf(p).toEqualTypeOf<{ order: string; carrier: string }>();
+            // @ts-expect-error: "orderId" is not in the payload's schema
+            if (p.orderId) return undefined;
+            return c.goto('tracking', { order: p.order });
+          },
+        },
+        payment_cleared: {
+          to: ['ask'],
+          payload: z.object({ amount: z.number() }),
+          on(p, c) {
+            // @ts-expect-error: a number is not a string field of the data
+            if (p.amount < 0) return c.goto('ask', { order: p.amount });
+            return c.goto('ask', { total: p.amount });
+          },
+        },
+        nudge: {
+          to: ['ask'],
+          // No schema: the payload is unknown until the handler checks it.
+          on: (p, c) => {
+            expectTypeOf(p).toBeUnknown();
+            return c.goto('ask');
+          },
+        },
+      },
+      start: 'ask',
+      steps: {
+        ask: { say: 'Order?', accepts: 'text', to: ['tracking'], on: (_i, c) => c.goto('tracking') },
+        tracking: { say: 'Tracking', accepts: 'any', to: ['ask'], on: (_i, c) => c.goto('ask') },
+      },
+    });
+    expect([...flow.events.keys()]).toEqual(['order_shipped', 'payment_cleared', 'nudge']);
+  });
 });
