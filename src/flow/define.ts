@@ -363,14 +363,30 @@ export interface Flow<S extends string = string> {
   readonly moved: ReadonlyMap<string, string>;
 }
 
-/** A flow as `defineFlow` returns it: the runtime shape, plus its step ids and data shape for the types. */
-export type TypedFlow<S extends string, D> = Flow<S> & {
-  readonly [FLOW_TYPES]?: { readonly steps: S; readonly data: D };
+/**
+ * A flow as `defineFlow` returns it: the runtime shape, plus its step ids, data shape, effects
+ * and event payloads for the types.
+ */
+export type TypedFlow<
+  S extends string,
+  D,
+  E extends EffectMap = EffectMap,
+  Ev extends EventPayloads = EventPayloads,
+> = Flow<S> & {
+  readonly [FLOW_TYPES]?: { readonly steps: S; readonly data: D; readonly effects: E; readonly events: Ev };
 };
 /** The step ids of a flow returned by `defineFlow`. */
 export type StepIdOf<F> = F extends TypedFlow<infer S, unknown> ? S : string;
 /** The data shape of a flow returned by `defineFlow`. */
 export type DataOf<F> = F extends TypedFlow<string, infer D> ? D : FlowData;
+/** Each effect's result type by effect name, of a flow returned by `defineFlow`. */
+export type EffectResultsOf<F> =
+  F extends TypedFlow<string, unknown, infer E>
+    ? { readonly [K in keyof E & string]: ResultOf<E[K]> }
+    : Readonly<Record<string, unknown>>;
+/** Each event's payload type by event name, of a flow returned by `defineFlow`. */
+export type EventPayloadsOf<F> =
+  F extends TypedFlow<string, unknown, EffectMap, infer Ev> ? Ev : EventPayloads;
 
 // `S` is kept for code written against the earlier generic form; ids are plain strings at run time.
 // eslint-disable-next-line @typescript-eslint/no-unused-vars
@@ -422,7 +438,7 @@ export function defineFlow<
   D = FlowData,
   E extends EffectMap = NoEffects,
   Ev extends EventPayloads = EventPayloads,
->(spec: FlowSpec<S, D, E, Ev>): TypedFlow<S, D> {
+>(spec: FlowSpec<S, D, E, Ev>): TypedFlow<S, D, E, Ev> {
   const fail = (detail: string): never => {
     throw new FlowDefinitionError(`flow "${spec.id}": ${detail}`);
   };

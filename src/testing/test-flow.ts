@@ -5,7 +5,16 @@
  * @module
  */
 import { agentMessage, handback, takeSession, type AgentChange } from '../flow/agent.ts';
-import { quickReplies, type DataOf, type Flow, type FlowData } from '../flow/define.ts';
+import {
+  quickReplies,
+  type DataOf,
+  type EffectResultsOf,
+  type EventPayloads,
+  type EventPayloadsOf,
+  type Flow,
+  type FlowData,
+  type StepIdOf,
+} from '../flow/define.ts';
 import {
   effectResultId,
   transition,
@@ -47,20 +56,29 @@ export interface TestFlowOptions {
   readonly effects?: 'manual' | 'auto';
 }
 
-export interface FlowTest<D = FlowData> {
+/**
+ * A conversation played through a flow: `D` its data, `S` its step ids, `R` each effect's result
+ * by name and `Ev` each event's payload by name (all inferred from a `defineFlow` flow).
+ */
+export interface FlowTest<
+  D = FlowData,
+  S extends string = string,
+  R extends Readonly<Record<string, unknown>> = Readonly<Record<string, unknown>>,
+  Ev extends EventPayloads = EventPayloads,
+> {
   /** Sends one message (or several, as one batch); resolves with the replies it produced. */
   send(...inputs: TestInput[]): Promise<TestReply[]>;
   /**
    * Posts event `name` (the flow's `events`) as the admin API's events route does: applied in
    * order with the user's messages; resolves with the replies it produced.
    */
-  event(name: string, payload?: unknown): Promise<TestReply[]>;
+  event<K extends keyof Ev & string>(name: K, payload?: Ev[K]): Promise<TestReply[]>;
   /** Taps choice `id` of the newest prompt offering it (or, with `from`, of that reply). */
   tap(id: string, from?: TestReply): Promise<TestReply[]>;
   /** Answers the oldest pending effect named `name` with `value`. */
-  resolve(name: string, value: unknown): Promise<TestReply[]>;
+  resolve<K extends keyof R & string>(name: K, value: R[K]): Promise<TestReply[]>;
   /** Fails the oldest pending effect named `name`. */
-  fail(name: string, error?: string): Promise<TestReply[]>;
+  fail(name: keyof R & string, error?: string): Promise<TestReply[]>;
   /** Runs every pending effect with the flow's own functions (and its retry policy, without waits). */
   runEffects(): Promise<TestReply[]>;
   /**
@@ -75,12 +93,12 @@ export interface FlowTest<D = FlowData> {
    * by the flow's data schema and the step's `needs`, as the API does); resolves with the step's
    * prompt. Throws the API's error (`BATON_ERR_STEP_NEEDS_DATA`, ...) when it would refuse.
    */
-  handback(step: string, data?: FlowData): Promise<TestReply[]>;
+  handback(step: S, data?: Partial<D>): Promise<TestReply[]>;
   /** Moves the clock. */
   advance(ms: number): void;
   /** The session as the store would hold it (`null` before the first message). */
   readonly state: SessionSnapshot | null;
-  readonly step: string | null;
+  readonly step: S | null;
   readonly data: Readonly<D>;
   /** Every transition record so far. */
   readonly records: readonly TransitionRecord[];
@@ -103,7 +121,10 @@ export interface FlowTest<D = FlowData> {
  * await t.resolve('lookup', { found: false });
  * expect(t.step).toBe('ask_order');
  */
-export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): FlowTest<DataOf<F>> {
+export function testFlow<F extends Flow>(
+  flow: F,
+  opts: TestFlowOptions = {},
+): FlowTest<DataOf<F>, StepIdOf<F>, EffectResultsOf<F>, EventPayloadsOf<F>> {
   const key = { channel: 'test-channel', user: '15550000000' };
   let now = opts.now ?? 1_750_000_000_000;
   let seq = 0;
@@ -278,6 +299,7 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
     return out;
   };
 
+  // Typed loosely here (names and steps are plain strings at run time), precisely for the caller.
   const t: FlowTest<never> = {
     async send(...inputs) {
       for (const input of inputs) {
@@ -372,5 +394,5 @@ export function testFlow<F extends Flow>(flow: F, opts: TestFlowOptions = {}): F
       return mailbox.length;
     },
   };
-  return t;
+  return t as unknown as FlowTest<DataOf<F>, StepIdOf<F>, EffectResultsOf<F>, EventPayloadsOf<F>>;
 }

@@ -223,5 +223,53 @@ describe('flow DSL types: data, effects, helpers', () => {
       },
     });
     expect([...flow.events.keys()]).toEqual(['order_shipped', 'payment_cleared', 'nudge']);
+
+    // testFlow knows the same names and types (outside test B14: every name was a plain string).
+    const t = testFlow(flow);
+    expectTypeOf(t.step).toEqualTypeOf<'ask' | 'tracking' | null>();
+    expectTypeOf<Parameters<typeof t.event<'order_shipped'>>[1]>().toEqualTypeOf<
+      { order: string; carrier: string } | undefined
+    >();
+    // Compiled, never run: each call is refused by the types.
+    const _refused = (): void => {
+      // @ts-expect-error: the flow has no event "order_lost"
+      void t.event('order_lost');
+      // @ts-expect-error: the payload's order is a string
+      void t.event('order_shipped', { order: 7, carrier: 'post' });
+      // @ts-expect-error: "nowhere" is not a step
+      void t.handback('nowhere');
+      // @ts-expect-error: "nope" is not a data key
+      void t.handback('ask', { nope: 1 });
+    };
+  });
+
+  it('types testFlow effect answers by the flow’s effects (outside test B14)', () => {
+    const lookup = effect({ run: async (order: string) => ({ found: order.length > 3 }) });
+    const flow = defineFlow({
+      id: 'typed_answers',
+      effects: { lookup },
+      start: 'ask',
+      steps: {
+        ask: {
+          to: ['ask'],
+          effect: {
+            use: 'lookup',
+            input: () => 'ORD-1',
+            onResult: (_r, c) => c.goto('ask'),
+            onFailure: (_f, c) => c.goto('ask'),
+          },
+        },
+      },
+    });
+    const t = testFlow(flow);
+    expectTypeOf<Parameters<typeof t.resolve<'lookup'>>[1]>().toEqualTypeOf<{ found: boolean }>();
+    const _refused = (): void => {
+      // @ts-expect-error: the flow has no effect "charge"
+      void t.resolve('charge', {});
+      // @ts-expect-error: lookup's result has no "total"
+      void t.resolve('lookup', { total: 1 });
+      // @ts-expect-error: the flow has no effect "charge"
+      void t.fail('charge');
+    };
   });
 });

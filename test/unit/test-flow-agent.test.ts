@@ -41,6 +41,7 @@ describe('testFlow with an agent', () => {
     });
     // Refused as the API refuses it: the step needs the order.
     await expect(t.handback('looking_up')).rejects.toMatchObject({ code: 'BATON_ERR_STEP_NEEDS_DATA' });
+    // @ts-expect-error: "nope" is not a data key (refused when it compiles, and when it runs)
     await expect(t.handback('looking_up', { nope: 1 })).rejects.toMatchObject({
       code: 'BATON_ERR_BAD_REQUEST',
     });
