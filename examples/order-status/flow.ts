@@ -223,6 +223,7 @@ export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusSte
     notices: {
       stale: (_d, { t }) => t('stale'),
       handoff: (_d, { t }) => t('handoff'),
+      error: (_d, { t }) => t('sorry'),
     },
     steps: {
       ask_order: {

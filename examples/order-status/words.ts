@@ -30,6 +30,7 @@ const en = {
   lookup_failed: 'Sorry, our order system is not answering right now.',
   retry_lookup: 'Try again',
   stale: 'That button belongs to an earlier question; this conversation has moved on.',
+  sorry: 'Sorry, something went wrong on our side. Our team has been told; please try again later.',
   handoff: 'Thanks for your patience: a member of our team will answer you here shortly.',
 };
 
@@ -60,6 +61,7 @@ const es: typeof en = {
   lookup_failed: 'Lo sentimos, nuestro sistema de pedidos no responde ahora.',
   retry_lookup: 'Reintentar',
   stale: 'Ese botón es de una pregunta anterior; la conversación ya avanzó.',
+  sorry: 'Lo sentimos, algo falló de nuestro lado. Nuestro equipo ya lo sabe; inténtalo más tarde.',
   handoff: 'Gracias por tu paciencia: una persona de nuestro equipo te responderá aquí en breve.',
 };
 

@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Backend, ClearedLease, LeaseGrant, OutboundUpdate } from '../backends/types.ts';
 import { BatonError, FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
-import type { Flow, FlowData } from '../flow/define.ts';
+import { errorNotice, type Flow, type FlowData } from '../flow/define.ts';
 import type { FlowRouter } from '../flow/router.ts';
 import {
   freshSnapshot,
@@ -899,7 +899,7 @@ export class Engine {
         ? []
         : [
             {
-              body: { type: 'text', text: flow.notices.error },
+              body: { type: 'text', text: errorNotice(flow, base.data) },
               step: base.step ?? flow.start,
               version: base.version,
               isPrompt: false,

@@ -316,8 +316,12 @@ export interface FlowSpec<
     readonly stale?: Words<D>;
     /** Sent when the session is handed to an agent. */
     readonly handoff?: Words<D>;
-    /** Sent once when flow code fails on a batch and its messages are dead-lettered. */
-    readonly error?: string;
+    /**
+     * Sent once when flow code fails on a batch and its messages are dead-lettered. A function
+     * (`(d, c) => c.t('sorry')`) is the session's language; should it throw too, the default
+     * English text is sent.
+     */
+    readonly error?: Words<D>;
   };
   readonly words?: WordsSpec<D>;
   /**
@@ -352,7 +356,7 @@ export interface Flow<S extends string = string> {
   readonly notices: {
     readonly stale: Words<FlowData>;
     readonly handoff: Words<FlowData>;
-    readonly error: string;
+    readonly error: Words<FlowData>;
   };
   readonly effects: ReadonlyMap<string, EffectDef<unknown, unknown>>;
   readonly events: ReadonlyMap<string, EventSpec<string, FlowData, unknown>>;
@@ -489,8 +493,16 @@ export function defineFlow<
     const base = spec.words.catalogs[spec.words.default];
     if (!base) fail(`words: no catalog for the default language "${spec.words.default}"`);
     for (const [lang, cat] of Object.entries(spec.words.catalogs)) {
-      for (const k of Object.keys(base!))
+      for (const k of Object.keys(base!)) {
         if (typeof cat[k] !== 'string') fail(`words: catalog "${lang}" has no "${k}"`);
+        // One call fills every language's text: they must name the same values.
+        const want = placeholders(base![k]!);
+        const got = placeholders(cat[k]!);
+        if (want !== got)
+          fail(
+            `words: "${lang}.${k}" has placeholders ${got || '(none)'}, "${spec.words.default}.${k}" has ${want || '(none)'}`,
+          );
+      }
     }
   }
 
@@ -593,9 +605,7 @@ export function defineFlow<
         'That button belongs to an earlier question; this conversation has moved on.') as Words<FlowData>,
       handoff: (spec.notices?.handoff ??
         'Thanks for your patience: a member of our team will take it from here.') as Words<FlowData>,
-      error:
-        spec.notices?.error ??
-        'Sorry, something went wrong on our side and we could not handle your last message. Our team has been notified.',
+      error: (spec.notices?.error ?? FLOW_ERROR_NOTICE) as Words<FlowData>,
     },
     effects,
     events,
@@ -603,6 +613,32 @@ export function defineFlow<
     ...(spec.words !== undefined ? { words: spec.words as WordsSpec<FlowData> } : {}),
   };
   return Object.freeze(flow);
+}
+
+/** A `{name}` in a catalog text: filled by `t(key, { name })`. */
+const PLACEHOLDER = /\{(\w+)\}/g;
+
+/** A text's placeholders, sorted and deduplicated, as one string (for comparing languages). */
+function placeholders(text: string): string {
+  return [...new Set([...text.matchAll(PLACEHOLDER)].map((m) => `{${m[1]}}`))].sort().join(' ');
+}
+
+/** The error notice of a flow that sets none, and of one whose own notice fails too. */
+export const FLOW_ERROR_NOTICE =
+  'Sorry, something went wrong on our side and we could not handle your last message. Our team has been notified.';
+
+/**
+ * The error notice for a session's data: a notice that is a function runs on the data the
+ * session has (which may be what made the flow fail), so anything it throws falls back to
+ * {@link FLOW_ERROR_NOTICE}.
+ */
+export function errorNotice(flow: Pick<Flow, 'id' | 'words' | 'notices'>, data: FlowData): string {
+  try {
+    const text = wordsOf(flow.notices.error, data, { t: translator(flow, data) });
+    return typeof text === 'string' && text.trim() !== '' ? text : FLOW_ERROR_NOTICE;
+  } catch {
+    return FLOW_ERROR_NOTICE;
+  }
 }
 
 /** The `t` of a session: its language's catalog, then the default one. */
@@ -617,7 +653,21 @@ export function translator(flow: Pick<Flow, 'id' | 'words'>, data: FlowData): Tr
     if (text === undefined) {
       throw new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow.id, null, `t("${key}"): no such text`);
     }
-    return vars === undefined ? text : text.replace(/\{(\w+)\}/g, (m, k: string) => String(vars[k] ?? m));
+    // A placeholder with no value would reach the user as "{name}" (a misspelt var, outside
+    // test B9): an error, like a key with no text.
+    return text.replace(PLACEHOLDER, (_m, k: string) => {
+      const v = vars?.[k];
+      if (v === undefined) {
+        const given = Object.keys(vars ?? {});
+        throw new FlowRuntimeError(
+          'BATON_ERR_FLOW_HANDLER',
+          flow.id,
+          null,
+          `t("${key}"): no value for {${k}} (given: ${given.length > 0 ? given.join(', ') : 'none'})`,
+        );
+      }
+      return String(v);
+    });
   };
 }
 

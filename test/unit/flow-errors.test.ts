@@ -85,3 +85,107 @@ describe('an error in code that builds a reply', () => {
     );
   });
 });
+
+describe('words (outside test B9)', () => {
+  const catalogs = {
+    en: { hi: 'Hello {name}', sorry: 'Sorry, try again later.' },
+    es: { hi: 'Hola {name}', sorry: 'Lo sentimos, inténtalo más tarde.' },
+  };
+
+  it('a placeholder with no value is an error naming it, not "{name}" sent to the user', async () => {
+    const flow = defineFlow({
+      id: 'words_vars',
+      start: 'a',
+      words: { field: 'lang', default: 'en', catalogs },
+      steps: {
+        a: { say: 'start', accepts: 'any', to: ['b'], on: (_i, c) => c.goto('b') },
+        b: {
+          say: (_d, { t }) => t('hi', { nmae: 'Ann' }),
+          accepts: 'any',
+          to: ['a'],
+          on: (_i, c) => c.goto('a'),
+        },
+      },
+    });
+    const t = testFlow(flow);
+    await t.send('hi');
+    await expect(t.send('go')).rejects.toThrow(/t\("hi"\): no value for \{name\} \(given: nmae\)/);
+  });
+
+  it('every language must name the same placeholders as the default one', () => {
+    expect(() =>
+      defineFlow({
+        id: 'words_mismatch',
+        start: 'a',
+        words: {
+          field: 'lang',
+          default: 'en',
+          catalogs: { en: { hi: 'Hello {name}' }, es: { hi: 'Hola {nombre}' } },
+        },
+        steps: { a: { say: 'start', accepts: 'any', to: [], on: (_i, c) => c.retry() } },
+      }),
+    ).toThrow(/words: "es\.hi" has placeholders \{nombre\}, "en\.hi" has \{name\}/);
+  });
+
+  it('the error notice may be translated; one that throws falls back to the default text', async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const sent: string[] = [];
+    const flow = (error: (d: { lang?: string }, c: { t: (k: string) => string }) => string) =>
+      defineFlow({
+        id: 'words_notice',
+        start: 'a',
+        words: { field: 'lang', default: 'en', catalogs },
+        notices: { error },
+        steps: {
+          a: {
+            say: 'start',
+            accepts: 'any',
+            to: [],
+            first: (_i, c) => c.retry(),
+            on: () => {
+              throw new Error('flow bug');
+            },
+          },
+        },
+      });
+    const msg = (user: string, id: string, ts: number) => ({
+      id,
+      provider: 'cloud-api' as const,
+      channel: 'c',
+      user,
+      timestamp: ts,
+      content: { type: 'text' as const, body: 'x' },
+    });
+    const run = async (f: ReturnType<typeof flow>, user: string) => {
+      const engine = testEngine(backend, {
+        flows: [f],
+        send: async (m) => (
+          sent.push(m.body.type === 'text' ? m.body.text : m.body.type),
+          { providerMessageId: m.id }
+        ),
+      });
+      await backend.ingest({ messages: [msg(user, `${user}-1`, 1)], statuses: [] });
+      await engine.runSession({ channel: 'c', user });
+      await backend.ingest({ messages: [msg(user, `${user}-2`, 2)], statuses: [] });
+      await engine.runSession({ channel: 'c', user });
+    };
+    await run(
+      flow((_d, { t }) => t('sorry')),
+      'u1',
+    );
+    await run(
+      flow(() => {
+        throw new Error('the notice is broken too');
+      }),
+      'u2',
+    );
+    expect(sent).toEqual([
+      'start',
+      'Sorry, try again later.',
+      'start',
+      'Sorry, something went wrong on our side and we could not handle your last message. Our team has been notified.',
+    ]);
+    await backend.close();
+  });
+});
