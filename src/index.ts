@@ -34,6 +34,7 @@ export type {
   EventContext,
   EventPayloads,
   EventPayloadsOf,
+  Jsonified,
   EventSpec,
   Replies,
   Reply,

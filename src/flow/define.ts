@@ -198,6 +198,29 @@ export type NoEffects = Readonly<Record<never, AnyEffect>>;
 type InputOf<X> = X extends { run: (input: infer I, ctx: EffectContext) => Promise<unknown> } ? I : never;
 type ResultOf<X> = X extends { run: (input: never, ctx: EffectContext) => Promise<infer R> } ? R : never;
 
+/**
+ * What a value becomes once stored as JSON and read back, as an effect's result reaches
+ * `onResult` (it is kept in the session's mailbox): a `Date` is its ISO string, and functions
+ * and `undefined` fields are gone (outside test B7: the result was typed as `run` returned it).
+ */
+export type Jsonified<T> = unknown extends T
+  ? T // unknown (an effect not typed) stays so
+  : T extends string | number | boolean | null
+    ? T
+    : T extends { toJSON(): infer J }
+      ? Jsonified<J>
+      : T extends undefined | symbol | bigint | ((...args: never[]) => unknown)
+        ? never
+        : T extends readonly (infer U)[]
+          ? Jsonified<U>[]
+          : T extends object
+            ? {
+                [K in keyof T as T[K] extends (...args: never[]) => unknown ? never : K]: Jsonified<
+                  Exclude<T[K], undefined>
+                >;
+              }
+            : never;
+
 /** A step's use of one of the flow's effects: started on entering the step. */
 export type StepEffect<S extends string, D, E extends EffectMap> = {
   [N in keyof E & string]: {
@@ -206,7 +229,7 @@ export type StepEffect<S extends string, D, E extends EffectMap> = {
     /** Its input, computed from the data when the step is entered (default: the data). */
     readonly input?: (data: Readonly<D>) => InputOf<E[N]>;
     /** Applied when the effect succeeds, under the session's lease like any input. */
-    readonly onResult: (result: ResultOf<E[N]>, c: StepContext<S, D>) => Outcome<S, D>;
+    readonly onResult: (result: Jsonified<ResultOf<E[N]>>, c: StepContext<S, D>) => Outcome<S, D>;
     /** Applied when every attempt failed. */
     readonly onFailure: (failure: EffectFailure, c: StepContext<S, D>) => Outcome<S, D>;
   };
@@ -386,7 +409,7 @@ export type DataOf<F> = F extends TypedFlow<string, infer D> ? D : FlowData;
 /** Each effect's result type by effect name, of a flow returned by `defineFlow`. */
 export type EffectResultsOf<F> =
   F extends TypedFlow<string, unknown, infer E>
-    ? { readonly [K in keyof E & string]: ResultOf<E[K]> }
+    ? { readonly [K in keyof E & string]: Jsonified<ResultOf<E[K]>> }
     : Readonly<Record<string, unknown>>;
 /** Each event's payload type by event name, of a flow returned by `defineFlow`. */
 export type EventPayloadsOf<F> =

@@ -272,4 +272,41 @@ describe('flow DSL types: data, effects, helpers', () => {
       void t.fail('charge');
     };
   });
+
+  it('types an effect result as onResult gets it, after JSON (outside test B7: a Date was typed as a Date)', () => {
+    const schedule = effect({
+      run: async (_day: string) => ({
+        at: new Date(0),
+        slots: [1, 2],
+        note: undefined as string | undefined,
+        f: () => 1,
+      }),
+    });
+    const flow = defineFlow({
+      id: 'typed_json',
+      effects: { schedule },
+      start: 'ask',
+      steps: {
+        ask: {
+          to: ['ask'],
+          effect: {
+            use: 'schedule',
+            input: () => 'mon',
+            onResult: (r, c) => {
+              expectTypeOf(r.at).toEqualTypeOf<string>();
+              expectTypeOf(r.slots).toEqualTypeOf<number[]>();
+              // @ts-expect-error: a function does not survive JSON
+              void r.f;
+              // @ts-expect-error: a Date came back as its ISO string
+              const _ms: number = r.at;
+              return c.goto('ask');
+            },
+            onFailure: (_f, c) => c.goto('ask'),
+          },
+        },
+      },
+    });
+    const _t = testFlow(flow);
+    expectTypeOf<Parameters<typeof _t.resolve<'schedule'>>[1]['at']>().toEqualTypeOf<string>();
+  });
 });
