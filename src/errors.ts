@@ -76,6 +76,10 @@ export const ERROR_CODES = {
   BATON_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'Request headers are too large' },
   BATON_ERR_INTERNAL: { status: 500, message: 'Internal error' },
   BATON_ERR_FLOW_REPLY: { status: 500, message: 'A reply built by flow code breaks a WhatsApp limit' },
+  BATON_ERR_FLOW_SLOW: {
+    status: 500,
+    message: 'Flow code ran longer than the lease on a batch, so its commit was refused',
+  },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -188,7 +192,8 @@ export type FlowErrorCode =
   | 'BATON_ERR_FLOW_UNDECLARED_TRANSITION'
   | 'BATON_ERR_FLOW_DATA'
   | 'BATON_ERR_FLOW_HANDLER'
-  | 'BATON_ERR_FLOW_REPLY';
+  | 'BATON_ERR_FLOW_REPLY'
+  | 'BATON_ERR_FLOW_SLOW';
 
 /** Flow code misbehaved while handling a session's input. Not retryable: dead-letter the batch. */
 export class FlowRuntimeError extends BatonError {

@@ -151,6 +151,16 @@ function asFlowFailure(err: unknown, flow: string, step: string | null): FlowRun
   return new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow, step, detail, err, true);
 }
 
+/**
+ * Times flow code may run longer than the lease on one batch, here, before the batch is
+ * dead-lettered unrun: its commit is refused each time (the lease ran out while it ran), and
+ * without a limit the batch was taken again forever, each run blocking the process (an outside
+ * test: 28 runs in 35 s, other users' webhooks answered after 5-7 s).
+ */
+const OVERRUNS = 2;
+/** Most batches whose overruns are remembered at once (oldest forgotten first). */
+const OVERRUNS_HELD = 1000;
+
 /** Times a session whose turn failed is tried again here (after 1, 2, 4, 8 lease TTLs). */
 const TURN_RETRIES = 4;
 /** Most sessions waiting to be tried again at once (beyond: the reaper finds them). */
@@ -183,6 +193,8 @@ export class Engine {
   private readonly logTimes = new Map<string, { at: number; suppressed: number }>();
   /** Measured while the worker loops run (see loop-lag.ts). */
   private readonly loopLag = new LoopLag();
+  /** Batches (session and first message) whose flow code ran longer than the lease, and how often. */
+  private readonly overruns = new Map<string, { times: number; ms: number }>();
   /** Replies this process sent whose record the store refused: recorded in the background. */
   private readonly unrecorded: UnrecordedSends;
 
@@ -552,10 +564,26 @@ export class Engine {
     // dead-lettered with its error, so a poison message can neither spin a worker nor block
     // the session: the next messages are handled normally.
     let computed: { result: TransitionResult; snapshot: SessionSnapshot; outbound: OutboundRecord[] };
+    const batchId = `${sessionId(lease)}\u0000${batch[0]?.id ?? ''}`;
+    const overran = this.overruns.get(batchId);
+    if (overran !== undefined && overran.times >= OVERRUNS) {
+      this.overruns.delete(batchId);
+      const failure = new FlowRuntimeError(
+        'BATON_ERR_FLOW_SLOW',
+        flow.id,
+        base?.step ?? null,
+        `flow code ran for ${overran.ms} ms on this batch, longer than the lease (BATON_LOCK_TTL_MS=${this.o.lockTtlMs}), ${overran.times} times: its commits were refused`,
+      );
+      claimed(run, await this.deadLetterBatch(lease, base, batch, failure, overran.times));
+      await this.flushOutbox(run);
+      return true;
+    }
     for (let attempt = 1; ; attempt += 1) {
       try {
         if (base !== null) checkSnapshotFormat(base);
+        const ranFrom = this.now();
         const result = transition(flow, base, resolved, this.env(lease));
+        this.noteOverrun(run, batchId, this.now() - ranFrom, flow.id);
         computed = {
           result,
           ...this.toOutbound(
@@ -622,6 +650,26 @@ export class Engine {
     // The last reply's status is left for the end of the turn to record (see runSession).
     await this.flushOutbox(run, { leaveLast: true });
     return true;
+  }
+
+  /**
+   * Flow code runs synchronously: one that ran for more than half the lease while the lease ran
+   * out (no renewal could run meanwhile) has made a batch whose commit will be refused. Counted
+   * per batch, so that the batch is dead-lettered after {@link OVERRUNS} such runs instead of
+   * being taken again forever; said at once, since it also held up everything else the process
+   * does.
+   */
+  private noteOverrun(run: SessionRun, batchId: string, ms: number, flow: string): void {
+    if (ms < this.o.lockTtlMs / 2 || run.held.fresh()) return;
+    const prev = this.overruns.get(batchId);
+    this.overruns.delete(batchId); // (re-inserted: the map's order is by last overrun)
+    if (this.overruns.size >= OVERRUNS_HELD) this.overruns.delete(this.overruns.keys().next().value!);
+    const times = (prev?.times ?? 0) + 1;
+    this.overruns.set(batchId, { times, ms: Math.round(ms) });
+    this.o.logger.error(
+      { session: logSessionId(run.lease), flow, ms: Math.round(ms), lockTtlMs: this.o.lockTtlMs, times },
+      'flow code ran longer than the lease: the batch cannot be committed (dead-lettered after 2 such runs)',
+    );
   }
 
   /** Whether an agent waits for this session's baton (Backend.wantLease). */

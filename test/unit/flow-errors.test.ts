@@ -189,3 +189,68 @@ describe('words (outside test B9)', () => {
     await backend.close();
   });
 });
+
+describe('flow code slower than the lease (outside test S1)', () => {
+  it('is dead-lettered after two runs whose commits were refused, not taken again forever', async () => {
+    const TTL = 300;
+    let slowRuns = 0;
+    const slow = defineFlow({
+      id: 'slow',
+      start: 'ask',
+      steps: {
+        ask: {
+          say: 'Say something',
+          accepts: 'text',
+          to: ['done'],
+          on: (input, c) => {
+            if (input.type === 'text' && input.text === 'slow') {
+              slowRuns += 1;
+              const until = Date.now() + TTL + 100; // synchronous: no renewal can run meanwhile
+              while (Date.now() < until);
+            }
+            return c.goto('done');
+          },
+        },
+        done: { say: 'Done', accepts: 'any', to: ['ask'], on: (_i, c) => c.restart('ask') },
+      },
+    });
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const sent: string[] = [];
+    const engine = testEngine(backend, {
+      flows: [slow],
+      lockTtlMs: TTL,
+      send: async (m) => (sent.push(m.callbackData), { providerMessageId: m.id }),
+    });
+    const key = { channel: 'c', user: 'u' };
+    const msg = (id: string, text: string, ts: number) => ({
+      id,
+      provider: 'cloud-api' as const,
+      ...key,
+      timestamp: ts,
+      content: { type: 'text' as const, body: text },
+    });
+    await backend.ingest({ messages: [msg('w1', 'hi', 1)], statuses: [] });
+    await engine.runSession(key);
+    await backend.ingest({ messages: [msg('w2', 'slow', 2)], statuses: [] });
+    for (let i = 0; i < 5 && (await backend.stats()).queueDepth > 0; i += 1) {
+      await engine.runSession(key);
+      await new Promise((r) => setTimeout(r, TTL + 50)); // the lease the refused commit left runs out
+    }
+    expect(slowRuns).toBe(2);
+    expect((await backend.stats()).queueDepth).toBe(0);
+    expect(await backend.load(key)).toMatchObject({ step: 'ask', version: 1 });
+    const [letter] = await backend.listDeadLetters(10);
+    expect(letter).toMatchObject({ kind: 'inbound', ref: 'w2' });
+    expect(letter!.reason).toMatch(
+      /BATON_ERR_FLOW_SLOW.*longer than the lease \(BATON_LOCK_TTL_MS=300\), 2 times/,
+    );
+    // The user is told once; the next message is handled as usual.
+    expect(sent).toEqual(['baton:slow:ask:1', 'baton:slow:ask:1:w2']);
+    await backend.ingest({ messages: [msg('w3', 'fast', 3)], statuses: [] });
+    await engine.runSession(key);
+    expect(await backend.load(key)).toMatchObject({ step: 'done', version: 2 });
+    await engine.stop();
+    await backend.close();
+  });
+});
