@@ -423,7 +423,11 @@ class BatchRun {
       const texts = [m.content.body];
       const ids = [m.id];
       let j = i + 1;
-      for (; j < messages.length; j += 1) {
+      // Joined only at a step that takes text (SPEC 5): at a choice step each text is an input of
+      // its own (a retry each, so a burst of them escalates as the same texts one by one would,
+      // and a typed number after a word is still a choice on a gateway without buttons).
+      const joins = first || step.accepts !== 'choice';
+      for (; joins && j < messages.length; j += 1) {
         const n = messages[j]!;
         if (n.content.type !== 'text' || this.isKeyword(n)) break;
         if (n.timestamp - this.s.lastInteraction! > this.env.sessionTtlSec) break;

@@ -80,6 +80,20 @@ describe('transition (pure)', () => {
     expect(r.records[0]!.message_ids).toHaveLength(2);
   });
 
+  it('joins texts only at a text step: at the product buttons, four texts are three retries and a hand-off (outside test S2)', () => {
+    const start = run(null, txt('hi', 100)).snapshot;
+    const atProduct = run(start, txt('Jane', 101)).snapshot;
+    expect(atProduct.step).toBe('choose_product');
+    const r = run(atProduct, txt('what?', 102), txt('hello', 102), txt('?', 103), txt('shoes', 103));
+    expect(r.records.map((x) => [x.kind, x.message_ids.length])).toEqual([
+      ['retry', 1],
+      ['retry', 1],
+      ['retry', 1],
+      ['escalated', 1],
+    ]);
+    expect(r.snapshot).toMatchObject({ needsAgent: true, version: atProduct.version + 4 });
+  });
+
   it('a text of blanks is no name and no address: a retry, not "Thanks, ."', () => {
     const start = run(null, txt('hi', 100)).snapshot;
     const r = run(start, txt('   ', 101), txt('\n', 101));
