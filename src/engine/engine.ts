@@ -83,6 +83,11 @@ export interface EngineOptions {
    * a lease, the next holder waits this long from the clear for the earlier holder's send.
    */
   readonly sendTimeoutMs?: number;
+  /**
+   * How long a stopping engine keeps trying to record replies it sent whose record the store
+   * refused (default 10 s): once it gives up, the next holder may send them again.
+   */
+  readonly recordOnStopMs?: number;
   /** BATON_DEDUPE_TTL: messages older than this at storage are recorded `late`. */
   readonly dedupeTtlSec?: number;
   /**
@@ -254,7 +259,7 @@ export class Engine {
     await Promise.all([...this.waiting]);
     this.leases.close();
     this.loopLag.stop();
-    await this.unrecorded.stop();
+    await this.unrecorded.stop(this.o.recordOnStopMs);
     if (this.heartbeat) {
       clearInterval(this.heartbeat);
       this.heartbeat = null;

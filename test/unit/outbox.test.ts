@@ -63,9 +63,13 @@ describe('outbox', () => {
   });
 
   it('a send whose record its process never wrote (it stopped, or crashed) is repeated once by the next holder', async () => {
-    const { backend, engine, sends } = await flakyTurn(Number.POSITIVE_INFINITY);
+    const { backend, sends } = await flakyTurn(Number.POSITIVE_INFINITY);
+    const engine = testEngine(backend, {
+      send: async (m) => (sends.push(m.id), { providerMessageId: 'wamid.1' }),
+      recordOnStopMs: 300,
+    });
     await engine.runSession(key);
-    await engine.stop(); // the record still refused: given up
+    await engine.stop(); // the record still refused after 300 ms of tries: given up
     backend.refuseSentRecords = 0;
     const next = engineFor(backend, async (m) => (sends.push(m.id), { providerMessageId: 'wamid.2' }));
     await next.runSession(key);

@@ -101,4 +101,29 @@ describe('a sent reply whose record the store refused', () => {
     await engine.stop();
     await backend.close();
   });
+
+  it('is still recorded when the engine stops while the store is away (a deploy during an outage)', async () => {
+    const backend = new RecordsRefused({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const engine = testEngine(backend, {
+      lockTtlMs: 60_000,
+      send: async (m) => ((backend.away = true), { providerMessageId: `wamid.${m.id}` }),
+    });
+    const key = { channel: 'c', user: 'w' };
+    await backend.ingest({
+      messages: [
+        { id: 'w3', provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
+      ],
+      statuses: [],
+    });
+    await engine.runSession(key);
+    expect(await backend.unsent(key)).toHaveLength(1);
+    // SIGTERM now; the store comes back 400 ms later. Before, the stop tried each record once,
+    // gave up at once, and the next holder sent those replies again (outside test C1).
+    setTimeout(() => (backend.away = false), 400);
+    await engine.stop();
+    expect(await backend.unsent(key)).toEqual([]);
+    expect((await backend.outbound(key))[0]).toMatchObject({ status: 'sent' });
+    await backend.close();
+  });
 });
