@@ -166,6 +166,11 @@ const OVERRUNS = 2;
 /** Most batches whose overruns are remembered at once (oldest forgotten first). */
 const OVERRUNS_HELD = 1000;
 
+/** A batch, for counting its overruns: its session and first message. */
+function overrunId(key: SessionKey, batch: readonly StoredMessage[]): string {
+  return `${sessionId(key)}\u0000${batch[0]?.id ?? ''}`;
+}
+
 /** Times a session whose turn failed is tried again here (after 1, 2, 4, 8 lease TTLs). */
 const TURN_RETRIES = 4;
 /** Most sessions waiting to be tried again at once (beyond: the reaper finds them). */
@@ -569,10 +574,10 @@ export class Engine {
     // dead-lettered with its error, so a poison message can neither spin a worker nor block
     // the session: the next messages are handled normally.
     let computed: { result: TransitionResult; snapshot: SessionSnapshot; outbound: OutboundRecord[] };
-    const batchId = `${sessionId(lease)}\u0000${batch[0]?.id ?? ''}`;
-    const overran = this.overruns.get(batchId);
+    // (Nothing built per batch unless some flow code has overrun its lease lately.)
+    const overran = this.overruns.size === 0 ? undefined : this.overruns.get(overrunId(lease, batch));
     if (overran !== undefined && overran.times >= OVERRUNS) {
-      this.overruns.delete(batchId);
+      this.overruns.delete(overrunId(lease, batch));
       const failure = new FlowRuntimeError(
         'BATON_ERR_FLOW_SLOW',
         flow.id,
@@ -588,7 +593,7 @@ export class Engine {
         if (base !== null) checkSnapshotFormat(base);
         const ranFrom = this.now();
         const result = transition(flow, base, resolved, this.env(lease));
-        this.noteOverrun(run, batchId, this.now() - ranFrom, flow.id);
+        this.noteOverrun(run, batch, this.now() - ranFrom, flow.id);
         computed = {
           result,
           ...this.toOutbound(
@@ -664,8 +669,9 @@ export class Engine {
    * being taken again forever; said at once, since it also held up everything else the process
    * does.
    */
-  private noteOverrun(run: SessionRun, batchId: string, ms: number, flow: string): void {
+  private noteOverrun(run: SessionRun, batch: readonly StoredMessage[], ms: number, flow: string): void {
     if (ms < this.o.lockTtlMs / 2 || run.held.fresh()) return;
+    const batchId = overrunId(run.lease, batch);
     const prev = this.overruns.get(batchId);
     this.overruns.delete(batchId); // (re-inserted: the map's order is by last overrun)
     if (this.overruns.size >= OVERRUNS_HELD) this.overruns.delete(this.overruns.keys().next().value!);

@@ -4,6 +4,16 @@ import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { defineFlow } from '../../src/flow/define.ts';
 import { testFlow } from '../../src/testing/test-flow.ts';
 
+/** A user's text as the store keeps it. */
+const textMsg = (user: string, id: string, body: string, ts: number) => ({
+  id,
+  provider: 'cloud-api' as const,
+  channel: 'c',
+  user,
+  timestamp: ts,
+  content: { type: 'text' as const, body },
+});
+
 const buggy = defineFlow({
   id: 'buggy',
   start: 'ask',
@@ -35,13 +45,7 @@ describe('flow code that fails', () => {
       send: async (m) => (sent.push(m.callbackData), { providerMessageId: m.id }),
     });
     const key = { channel: 'c', user: 'u' };
-    const msg = (id: string, text: string, ts: number) => ({
-      id,
-      provider: 'cloud-api' as const,
-      ...key,
-      timestamp: ts,
-      content: { type: 'text' as const, body: text },
-    });
+    const msg = (id: string, text: string, ts: number) => textMsg(key.user, id, text, ts);
     await backend.ingest({ messages: [msg('w1', 'hi', 1)], statuses: [] });
     await engine.runSession(key);
     await backend.ingest({ messages: [msg('w2', body, 2)], statuses: [] });
@@ -149,14 +153,7 @@ describe('words (outside test B9)', () => {
           },
         },
       });
-    const msg = (user: string, id: string, ts: number) => ({
-      id,
-      provider: 'cloud-api' as const,
-      channel: 'c',
-      user,
-      timestamp: ts,
-      content: { type: 'text' as const, body: 'x' },
-    });
+    const msg = (user: string, id: string, ts: number) => textMsg(user, id, 'x', ts);
     const run = async (f: ReturnType<typeof flow>, user: string) => {
       const engine = testEngine(backend, {
         flows: [f],
@@ -223,13 +220,7 @@ describe('flow code slower than the lease (outside test S1)', () => {
       send: async (m) => (sent.push(m.callbackData), { providerMessageId: m.id }),
     });
     const key = { channel: 'c', user: 'u' };
-    const msg = (id: string, text: string, ts: number) => ({
-      id,
-      provider: 'cloud-api' as const,
-      ...key,
-      timestamp: ts,
-      content: { type: 'text' as const, body: text },
-    });
+    const msg = (id: string, text: string, ts: number) => textMsg(key.user, id, text, ts);
     await backend.ingest({ messages: [msg('w1', 'hi', 1)], statuses: [] });
     await engine.runSession(key);
     await backend.ingest({ messages: [msg('w2', 'slow', 2)], statuses: [] });

@@ -27,28 +27,37 @@ class RecordsRefused extends EmbeddedBackend {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A store whose records of sends are refused from the moment the gateway accepts the first reply
+ * (the store goes away just then), an engine on it, and 'hi' from `user` run through it: the
+ * reply went out and its record was refused.
+ */
+async function sentWhileAway(user: string, lockTtlMs: number, sent: string[] = []) {
+  const backend = new RecordsRefused({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+  await backend.init();
+  const engine = testEngine(backend, {
+    lockTtlMs,
+    send: async (m) => {
+      sent.push(m.callbackData);
+      backend.away = true;
+      return { providerMessageId: `wamid.${m.id}` };
+    },
+  });
+  const key = { channel: 'c', user };
+  await backend.ingest({
+    messages: [
+      { id: `w-${user}`, provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
+    ],
+    statuses: [],
+  });
+  await engine.runSession(key);
+  return { backend, engine, key };
+}
+
 describe('a sent reply whose record the store refused', () => {
   it('is recorded later, never sent again, while this process lives', async () => {
-    const backend = new RecordsRefused({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
-    await backend.init();
     const sent: string[] = [];
-    const engine = testEngine(backend, {
-      lockTtlMs: TTL,
-      send: async (m) => {
-        sent.push(m.callbackData);
-        // The store goes away just as the gateway accepts the reply.
-        backend.away = true;
-        return { providerMessageId: `wamid.${m.id}` };
-      },
-    });
-    const key = { channel: 'c', user: 'u' };
-    await backend.ingest({
-      messages: [
-        { id: 'w1', provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
-      ],
-      statuses: [],
-    });
-    await engine.runSession(key);
+    const { backend, engine, key } = await sentWhileAway('u', TTL, sent);
     expect(sent).toEqual(['baton:order:ask_name:1']);
     const [rec] = await backend.unsent(key);
     expect(rec?.status).not.toBe('sent');
@@ -76,20 +85,8 @@ describe('a sent reply whose record the store refused', () => {
   });
 
   it('is recorded by the background retry alone once the store is back', async () => {
-    const backend = new RecordsRefused({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
-    await backend.init();
-    const engine = testEngine(backend, {
-      lockTtlMs: 60_000, // no turn of its own retries it within the test
-      send: async (m) => ((backend.away = true), { providerMessageId: `wamid.${m.id}` }),
-    });
-    const key = { channel: 'c', user: 'v' };
-    await backend.ingest({
-      messages: [
-        { id: 'w2', provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
-      ],
-      statuses: [],
-    });
-    await engine.runSession(key);
+    // No turn of its own retries it within the test (a minute's lease).
+    const { backend, engine, key } = await sentWhileAway('v', 60_000);
     expect(await backend.unsent(key)).toHaveLength(1);
     await sleep(300);
     const refusedWhileAway = backend.refused;
@@ -103,20 +100,7 @@ describe('a sent reply whose record the store refused', () => {
   });
 
   it('is still recorded when the engine stops while the store is away (a deploy during an outage)', async () => {
-    const backend = new RecordsRefused({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
-    await backend.init();
-    const engine = testEngine(backend, {
-      lockTtlMs: 60_000,
-      send: async (m) => ((backend.away = true), { providerMessageId: `wamid.${m.id}` }),
-    });
-    const key = { channel: 'c', user: 'w' };
-    await backend.ingest({
-      messages: [
-        { id: 'w3', provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
-      ],
-      statuses: [],
-    });
-    await engine.runSession(key);
+    const { backend, engine, key } = await sentWhileAway('w', 60_000);
     expect(await backend.unsent(key)).toHaveLength(1);
     // SIGTERM now; the store comes back 400 ms later. Before, the stop tried each record once,
     // gave up at once, and the next holder sent those replies again (outside test C1).
