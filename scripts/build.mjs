@@ -3,13 +3,21 @@
 // rewritten to `.js`) and copies the files the code reads at run time (Lua scripts, SQL,
 // anything else under src/ that is not TypeScript). Starts from an empty dist/.
 import { spawnSync } from 'node:child_process';
-import { cpSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, relative, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
 const src = join(root, 'src');
 const dist = join(root, 'dist');
+
+// `npx baton` in a clone packs this project to install it into npm's cache, which runs `prepare`
+// here: dist/ is built already (`npm ci` built it), and rebuilding it emptied it for tens of
+// seconds, so other CLI calls failed meanwhile (an outside test). Left as it is.
+if (process.env.npm_command === 'exec' && existsSync(join(dist, 'cli', 'main.js'))) {
+  console.log('build: dist/ kept (npx is installing this project into its cache)');
+  process.exit(0);
+}
 
 rmSync(dist, { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
