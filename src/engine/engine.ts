@@ -1238,14 +1238,14 @@ export class Engine {
   private async recordedByLiveClaimer(run: SessionRun, rec: OutboundRecord): Promise<boolean> {
     const h = rec.claimedBy;
     if (h === undefined || h === this.workerId || h.startsWith(`${this.workerId}:`)) return false;
-    if (!(await this.o.backend.holderAlive(h).catch(() => false))) return false;
+    // The same liveness check a clear's wait uses: a claimer gone (or going) is not waited for.
     const now = await this.watchRecord(
       run,
       rec,
       this.now() + RECORD_GRACE_MS,
       (o) => (o.claims ?? 1) === 0,
       run.held.sending,
-      () => Promise.resolve(false),
+      this.holderGone({ at: 0, holder: null }, run.lease, h),
     );
     return now === undefined;
   }
