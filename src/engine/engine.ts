@@ -97,8 +97,13 @@ export interface EngineOptions {
   readonly loopLagMs?: () => number;
 }
 
-/** A worker not heard from for this long is no longer counted. */
-const HEARTBEAT_TTL_MS = 15_000;
+/**
+ * A worker beats as often as it renews a lease (a third of the lock TTL, at least this often) and
+ * is not counted once not heard from for the lock TTL and a second: a holder that finds a reply
+ * claimed by a crashed worker then stops waiting for its record at about the time that worker's
+ * lease expires. With 15 s, every session a killed worker held waited 3 s more (an outside test).
+ */
+const HEARTBEAT_MIN_EVERY_MS = 250;
 
 /** Longest a batch waits for webhooks of its window still being stored. */
 const INTAKE_WAIT_MS = 1000;
@@ -237,13 +242,15 @@ export class Engine {
 
   /** Starts `concurrency` worker loops, and a heartbeat that `stats().workers` counts. */
   start(concurrency = 4): void {
+    const every = Math.max(HEARTBEAT_MIN_EVERY_MS, this.o.lockTtlMs / 3);
+    const ttl = Math.max(this.o.lockTtlMs + 1000, 3 * every);
     const beat = (): void => {
       this.o.backend
-        .heartbeat(this.workerId, HEARTBEAT_TTL_MS)
+        .heartbeat(this.workerId, ttl)
         .catch((err: unknown) => this.o.logger.warn({ err }, 'worker heartbeat failed'));
     };
     beat();
-    this.heartbeat = setInterval(beat, HEARTBEAT_TTL_MS / 3);
+    this.heartbeat = setInterval(beat, every);
     this.heartbeat.unref();
     this.slots += concurrency;
     if (this.o.bufferMs > 0 && this.o.loopLagMs === undefined) this.loopLag.start();

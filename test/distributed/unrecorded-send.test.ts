@@ -54,7 +54,7 @@ describeServices('distributed: a send whose record Redis refused', () => {
 
   it('is not sent again by the next holder while the worker that sent it is alive', async () => {
     const { b, engineA, engineB, sends } = await twoWorkers({ cutForMs: 1500 });
-    // Worker A is alive: its heartbeat is on record (it beats every 5 s while it runs).
+    // Worker A is alive: its heartbeat is on record (it beats as often as it renews a lease while it runs).
     await b.heartbeat(engineA.workerId, 15_000);
     const key = newKey();
     await b.ingest({ messages: [text(key, 'hi')], statuses: [] });

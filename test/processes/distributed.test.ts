@@ -290,6 +290,51 @@ describe.skipIf(!up)('distributed mode, real processes', () => {
     }
   }, 120_000);
 
+  it("resumes a SIGKILLed worker's sessions when its lease expires, and stops counting it", async () => {
+    const c = await startCluster(graph, { workers: 2 });
+    try {
+      const users = Array.from({ length: 8 }, (_, i) => `1666250${String(i).padStart(4, '0')}`);
+      // Every first prompt's send hangs: each worker holds its sessions' leases mid-send.
+      graph.failNext(users.length, { status: 503, delayMs: 60_000 });
+      for (const u of users) await c.deliver(text(u, 'hi', T0));
+      const killed = c.workers[0]!.child.pid!;
+      const held: string[] = [];
+      const deadline = Date.now() + 15_000;
+      while (held.length === 0 && Date.now() < deadline) {
+        for (const u of users) {
+          const r = await c.admin<{ lease: { holder: string } | null }>(
+            `/sessions/${u}/lease?channel=${PHONE_ID}`,
+          );
+          if (r.body.lease?.holder.includes(`:${killed}:`)) held.push(u);
+        }
+        if (held.length === 0) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(held.length).toBeGreaterThan(0);
+      graph.reset();
+      const t0 = Date.now();
+      await c.workers[0]!.stop('SIGKILL');
+      // Its heartbeat lapses with its leases (lock TTL 1.5 s + 1 s), not 15 s later.
+      for (;;) {
+        const r = await c.admin<{ workers: number }>('/stats');
+        if (r.body.workers === 1) break;
+        expect(Date.now() - t0).toBeLessThan(8000);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const took = await Promise.all(
+        held.map(async (u) => (await graph.waitFor((x) => x.body.to === u, 20_000)).at - t0),
+      );
+      // The other worker sends the prompts the dead one claimed: it does not wait 3 s for their record.
+      console.log(
+        `resumed ${held.length} sessions ${Math.min(...took)}-${Math.max(...took)} ms after SIGKILL`,
+      );
+      expect(Math.max(...took)).toBeLessThan(10_000);
+    } finally {
+      graph.reset();
+      await c.stop();
+      await cleanup(c.env);
+    }
+  }, 60_000);
+
   it('keeps every acknowledged message when its own AOF Redis is SIGKILLed and restarted mid-run', async () => {
     const redis = await startPrivateRedis();
     const c = await startCluster(graph, { workers: 1, redisUrl: redis.url });
