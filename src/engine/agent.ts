@@ -19,7 +19,7 @@ import {
 } from '../flow/agent.ts';
 import type { Flow, FlowData } from '../flow/define.ts';
 import { adminReset as resetChange, type TransitionEnv, type TransitionResult } from '../flow/transition.ts';
-import { sessionId, type SessionKey } from '../model/message.ts';
+import { RESET_CANCELLED, sessionId, type SessionKey } from '../model/message.ts';
 import type { OutboundRecord, SessionSnapshot } from '../model/session.ts';
 
 /** What the agent operations need of the engine. */
@@ -257,7 +257,7 @@ async function cancelUnsent(backend: Backend, lease: LeaseGrant): Promise<void> 
     await backend.updateOutbound(rec.id, {
       status: 'failed',
       attempts: rec.attempts,
-      lastError: 'cancelled: an agent reset the session before it was sent',
+      lastError: RESET_CANCELLED,
     });
   }
 }

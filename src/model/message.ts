@@ -168,6 +168,35 @@ export const EARLY_STATUS_TTL_MS = 10 * 60_000;
  */
 export const ALIAS_SEARCH_DEPTH = 64;
 
+/** Why an agent's reset marked a reply of the conversation it ended failed (engine/agent.ts). */
+export const RESET_CANCELLED = 'cancelled: an agent reset the session before it was sent';
+
+/**
+ * What such a reply's record says once the send that was on its way when the reset came is
+ * answered with a provider id: the provider took it, so it is `sent` (the one exception to "a
+ * late `sent` does not hide a failure", in both backends: the failure was Baton's own guess, not
+ * a report). An agent was told the user never got a reply they did get (outside test Q1).
+ */
+export const SENT_DESPITE_RESET = 'sent: it was on its way when an agent reset the session';
+
+/**
+ * Whether the outbox's record of a send (`next` = sent, with a provider id) replaces a record
+ * that an agent's reset cancelled while that send was in flight (see {@link SENT_DESPITE_RESET}).
+ */
+export function sentDespiteReset(
+  cur: { status: OutboundStatus; lastError: string | null; providerMessageId: string | null },
+  next: OutboundStatus,
+  providerMessageId: string | undefined,
+): boolean {
+  return (
+    cur.status === 'failed' &&
+    next === 'sent' &&
+    providerMessageId !== undefined &&
+    cur.providerMessageId === null &&
+    cur.lastError === RESET_CANCELLED
+  );
+}
+
 /** The status to keep of two about one message: `next` where the rule lets it replace `cur`. */
 export function laterStatus<S extends OutboundStatus>(cur: S, next: S): S {
   return statusAllowed(cur, next) ? next : cur;

@@ -5,6 +5,7 @@
  * user gets the reply once. Both stores, real HTTP, a fake Graph that answers slowly.
  */
 import { describe, expect, it } from 'vitest';
+import { RESET_CANCELLED, SENT_DESPITE_RESET } from '../../src/model/message.ts';
 import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
@@ -44,6 +45,47 @@ describe.each(HARNESS_BACKENDS)('clearing a lease mid-send on the %s backend', (
       expect((await h.post(webhook([text(user, 'Jane', 1_750_000_001)]))).status).toBe(200);
       await h.settled(user, 2);
       await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:2');
+    },
+    30_000,
+  );
+
+  it.skipIf(!available)(
+    "records as sent a reply an agent's reset cancelled while its send was on its way (outside test Q1)",
+    async () => {
+      const user = '15550701002';
+      h.graph.failNext(1, {
+        status: 200,
+        delayMs: 2500,
+        to: user,
+        body: {
+          messaging_product: 'whatsapp',
+          contacts: [{ input: user, wa_id: user }],
+          messages: [{ id: 'wamid.slow-reset' }],
+        },
+      });
+      expect((await h.post(webhook([text(user, 'hi', 1_750_000_000)]))).status).toBe(200);
+      await h.graph.waitForArrival((b) => b.to === user);
+      // The agent's "Clear lease", then "Reset" while the name prompt is at the Graph.
+      expect(await (await h.admin(`/sessions/${user}/lock`, { method: 'DELETE' })).json()).toEqual({
+        released: true,
+      });
+      expect((await h.admin(`/sessions/${user}/reset`, { method: 'POST' })).status).toBe(200);
+      type Out = { outbound: Array<{ status: string; wamid?: string; last_error?: string | null }> };
+      const before = (await (await h.admin(`/sessions/${user}/outbound`)).json()) as Out;
+      expect(before.outbound).toMatchObject([{ status: 'failed', last_error: RESET_CANCELLED }]);
+      // The Graph took it: the record says so, and the reply is no failed one.
+      await h.graph.waitFor((c) => c.body.to === user);
+      const after = await h.until(async () => {
+        const o = ((await (await h.admin(`/sessions/${user}/outbound`)).json()) as Out).outbound[0];
+        return o?.status === 'sent' ? o : undefined;
+      }, 10_000);
+      expect(after).toMatchObject({
+        status: 'sent',
+        wamid: 'wamid.slow-reset',
+        last_error: SENT_DESPITE_RESET,
+      });
+      const failed = (await (await h.admin('/failed-replies')).json()) as { replies?: unknown[] };
+      expect(JSON.stringify(failed)).not.toContain(user);
     },
     30_000,
   );

@@ -17,6 +17,8 @@ import {
   ALIAS_SEARCH_DEPTH,
   EARLY_STATUS_TTL_MS,
   laterStatus,
+  SENT_DESPITE_RESET,
+  sentDespiteReset,
   sessionId,
   statusLastError,
   type DeliveryStatus,
@@ -1002,12 +1004,18 @@ export class EmbeddedBackend implements Backend {
 
   private patchOutbound(id: string, patch: OutboundPatch): void {
     const row = this.sql(
-      'SELECT status, provider_message_id AS pmid, channel FROM outbound WHERE id = ?',
-    ).get(id) as { status: OutboundStatus; pmid: string | null; channel: string } | undefined;
+      'SELECT status, provider_message_id AS pmid, channel, last_error AS err FROM outbound WHERE id = ?',
+    ).get(id) as
+      { status: OutboundStatus; pmid: string | null; channel: string; err: string | null } | undefined;
     if (!row) return;
     // A status webhook may have moved it on already (delivered before we recorded `sent`).
     let status = laterStatus(row.status, patch.status);
     let lastError = patch.lastError ?? null;
+    const cur = { status: row.status, lastError: row.err, providerMessageId: row.pmid };
+    if (sentDespiteReset(cur, patch.status, patch.providerMessageId)) {
+      status = 'sent';
+      lastError = SENT_DESPITE_RESET;
+    }
     // Or arrived before the send was recorded at all: parked, it applies now.
     const early =
       patch.providerMessageId === undefined

@@ -120,6 +120,16 @@ if not raw then return notFound() end
 local st = cjson.decode(raw)
 local before = st.status
 local changed = 0
+-- An agent's reset marked this reply failed while its send was on its way; the provider took it
+-- (this is the outbox recording that send, with its id): it was sent. The same exception as
+-- sentDespiteReset in src/model/message.ts, whose two texts these are.
+if ARGV[1] == 'id' and ARGV[3] == 'sent' and ARGV[5] ~= '' and st.status == 'failed'
+    and type(st.providerMessageId) ~= 'string'
+    and st.lastError == 'cancelled: an agent reset the session before it was sent' then
+  st.status = 'sent'
+  st.lastError = 'sent: it was on its way when an agent reset the session'
+  changed = 1
+end
 if ARGV[3] ~= '' and ARGV[3] ~= st.status and statusAllowed(st.status, ARGV[3]) then
   st.status = ARGV[3]
   changed = 1
