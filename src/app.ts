@@ -70,12 +70,25 @@ export interface Baton {
   stop(): Promise<void>;
 }
 
+/**
+ * pino's error serializer, but an error whose message already says its cause's (Baton's errors
+ * name what they wrap) keeps its own message: pino appends every cause's message, and a throwing
+ * handler was logged as "...: Error: kaboom: kaboom" (outside test A7).
+ */
+export function serializeError(err: unknown): ReturnType<typeof pino.stdSerializers.err> {
+  const out = pino.stdSerializers.err(err as Error);
+  if (err instanceof Error && err.cause instanceof Error && err.message.includes(err.cause.message))
+    out.message = err.message;
+  return out;
+}
+
 /** Baton's logger at `level`, on stdout, or on stderr (`fd` 2) for commands whose stdout is data. */
 export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
   return pino(
     {
       level,
       base: { pid: process.pid },
+      serializers: { err: serializeError },
       redact: {
         paths: [
           'req.headers.authorization',

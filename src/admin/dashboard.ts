@@ -430,6 +430,7 @@ export function registerDashboard(
                   <th>Channel</th>
                   <th>Flow</th>
                   <th>Step</th>
+                  <th>Why</th>
                   <th>Waiting</th>
                   <th>Since</th>
                   <th>Last message</th>
@@ -444,6 +445,9 @@ export function registerDashboard(
                       <td>${s.channel}</td>
                       <td>${s.flow}</td>
                       <td>${s.current_step ?? '-'}</td>
+                      <td class="why">
+                        ${s.metadata.handoff_reason ?? html`<span class="muted">invalid answers</span>`}
+                      </td>
                       <td>${duration(s.waiting_ms)}</td>
                       <td><time>${s.waiting_since}</time></td>
                       <td class="last" dir="auto">

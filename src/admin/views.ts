@@ -213,6 +213,7 @@ export function stateCard(s: SessionSnapshot, lease: ReturnType<typeof leaseView
       ${row('Version', 'state-version', v.metadata.version)}
       ${row('Retry count', 'state-retry-count', v.metadata.retry_count)}
       ${row('Needs agent', 'state-needs-agent', v.metadata.needs_agent ? html`<span class="badge warn">yes</span>${agent ? html` taken by <strong>${agent}</strong>` : ''}` : 'no')}
+      ${v.metadata.handoff_reason !== undefined ? row('Why', 'state-handoff-reason', v.metadata.handoff_reason) : ''}
       ${row('Last interaction', 'state-last-interaction', v.metadata.last_interaction ?? '-')}
       ${row('Last message id', 'state-last-message-id', v.metadata.last_message_id ?? '-')}
       ${row('Created', 'state-created', v.metadata.created_at)}

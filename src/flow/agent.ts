@@ -141,7 +141,13 @@ export function takeSession(
   const { awaiting: _awaiting, ...visitOver } = prev;
   const snapshot: SessionSnapshot = waiting(
     agentActive(
-      { ...visitOver, version, needsAgent: true, agent: { name: agent, at: env.nowMs, version } },
+      {
+        ...visitOver,
+        version,
+        needsAgent: true,
+        agent: { name: agent, at: env.nowMs, version },
+        handoffReason: `${agent} took it from the bot`,
+      },
       env,
     ),
     'escalated',

@@ -236,7 +236,10 @@ export type StepEffect<S extends string, D, E extends EffectMap> = {
 }[keyof E & string];
 
 export interface StepSpec<S extends string = string, D = FlowData, E extends EffectMap = EffectMap> {
-  /** The prompt: sent on entering the step and on each retry. Several messages are sent in order. */
+  /**
+   * The prompt: sent on entering the step and on each retry. Several messages are sent in order.
+   * Required on a step that waits for the user's answer (one with `on`); an effect's step may omit it.
+   */
   readonly say?: Replies | ((data: Readonly<D>, ctx: WordsContext) => Replies);
   /** For a choice step: the reply buttons (up to 3) or list rows (up to 10) it offers; may depend on data. */
   readonly choices?: readonly ChoiceSpec<D>[] | ((data: Readonly<D>, ctx: WordsContext) => readonly Choice[]);
@@ -548,6 +551,10 @@ export function defineFlow<
         fail(`${at}: a step with an effect waits for its result; drop choices, accepts and on`);
     } else if (s.on === undefined) {
       fail(`${at}: needs "on" (or an effect)`);
+    } else if (s.say === undefined) {
+      // A step that waits for the user's answer asks for it: without a prompt nothing was sent
+      // on entry or on a retry, and a step of choices sent a bare "Choose" (outside test A3).
+      fail(`${at}: waits for the user's answer but has no prompt: give it "say"`);
     }
     const dynamic = typeof s.choices === 'function' ? s.choices : undefined;
     const choices: readonly ChoiceSpec[] = typeof s.choices === 'function' ? [] : (s.choices ?? []);

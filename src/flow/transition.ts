@@ -32,11 +32,13 @@ import {
   type FlowData,
   type Outcome,
   type Replies,
+  type Reply,
   type StepContext,
   type StepDef,
   type StepInput,
   type Words,
 } from './define.ts';
+import { replyProblems } from './reply-check.ts';
 
 /** A stored message with its `context.id` resolved by the engine. */
 export interface ResolvedMessage extends StoredMessage {
@@ -571,7 +573,9 @@ class BatchRun {
   }
 
   private words(w: Words<FlowData>, extra: { reason?: string } = {}): string {
-    return this.guard(null, 'notice', () => wordsOf(w, this.s.data, this.wordsCtx(extra)));
+    // Named by the step the session is at: a notice's missing text said "step (none)" (outside test A8).
+    const at = this.s.step === null ? null : (this.flow!.steps.get(this.s.step) ?? null);
+    return this.guard(at, 'notice', () => wordsOf(w, this.s.data, this.wordsCtx(extra)));
   }
 
   private ctx(step: StepDef): StepContext {
@@ -699,6 +703,7 @@ class BatchRun {
 
   private apply(step: StepDef, outcome: Outcome, ids: string[]): void {
     if (outcome.kind === 'goto') {
+      if (outcome.say !== undefined) this.checkSay(step, outcome.say);
       const data = this.fitting(
         step,
         outcome.clear ? { ...outcome.set } : { ...this.s.data, ...outcome.set },
@@ -723,6 +728,29 @@ class BatchRun {
     this.change('retry', this.s.step, ids, { retryCount: this.s.retryCount + 1 });
     const message = outcome.kind === 'retry' ? outcome.message : undefined;
     this.prompt({ count: this.s.retryCount, ...(message !== undefined ? { message } : {}) });
+  }
+
+  /**
+   * The messages a handler gives `c.goto` (or `c.restart`) are checked against WhatsApp's limits
+   * as a step's computed prompts are: one that breaks them was sent, refused by Meta, and the
+   * user saw nothing (outside test A1). The batch is dead-lettered as `BATON_ERR_FLOW_REPLY`.
+   */
+  private checkSay(step: StepDef, say: Replies): void {
+    const list = Array.isArray(say) ? (say as readonly Reply[]) : [say as Reply];
+    list.forEach((r, i) => {
+      const problems = replyProblems(typeof r === 'string' ? { type: 'text', text: r } : r);
+      if (problems.length === 0) return;
+      const which = list.length > 1 ? ` ${i + 1}` : '';
+      throw new FlowRuntimeError(
+        'BATON_ERR_FLOW_REPLY',
+        this.flow!.id,
+        step.id,
+        `the message${which} it gives c.goto: ${problems.join('; ')}`,
+        undefined,
+        false,
+        logSessionId(this.env.key),
+      );
+    });
   }
 
   /**
@@ -751,7 +779,9 @@ class BatchRun {
     this.leaveVisit();
     this.s = leftVisit(this.s);
     this.change('escalated', this.s.step, ids, { needsAgent: true });
+    // Too many invalid answers is no reason the flow gave: an earlier hand-off's must not show.
     if (reason !== 'max_retries') this.s = { ...this.s, handoffReason: reason };
+    else if (this.s.handoffReason !== undefined) this.s = withoutReason(this.s);
     this.emit({
       body: { type: 'text', text: this.words(this.flow!.notices.handoff, { reason }) },
       isPrompt: false,
@@ -892,5 +922,11 @@ export function waiting(s: SessionSnapshot, kind: TransitionKind, nowMs: number)
   if (kind === 'escalated' && s.needsAgent) return { ...s, waitingSince: nowMs };
   if (s.needsAgent || s.waitingSince === undefined) return s;
   const { waitingSince: _over, ...rest } = s;
+  return rest;
+}
+
+/** `s` without a hand-off reason. */
+function withoutReason(s: SessionSnapshot): SessionSnapshot {
+  const { handoffReason: _reason, ...rest } = s;
   return rest;
 }

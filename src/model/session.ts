@@ -39,6 +39,12 @@ export interface SessionView {
     created_at: string;
     /** Who took the session from the inbox, while it waits for an agent (absent otherwise). */
     agent?: string;
+    /**
+     * Why the flow handed the session to an agent (`c.handoff(reason)`, a step the flow no longer
+     * has, an effect result the flow failed on), while it waits for one; absent after too many
+     * invalid answers in a row.
+     */
+    handoff_reason?: string;
   };
 }
 
@@ -374,6 +380,7 @@ export function toSessionView(s: SessionSnapshot): SessionView {
       ...(s.agent !== undefined && s.needsAgent && s.agent.version === s.version
         ? { agent: s.agent.name }
         : {}),
+      ...(s.needsAgent && s.handoffReason !== undefined ? { handoff_reason: s.handoffReason } : {}),
     },
   };
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
-import { createBaton, type Baton } from '../app.ts';
+import { createBaton, serializeError, type Baton } from '../app.ts';
 import { loadConfig } from '../config/index.ts';
 import { startFakeGraphApi, type FakeGraphApi } from './fake-graph.ts';
 import { ANSI, formatAction, formatReply, PLAIN, type Paint } from './format.ts';
@@ -78,7 +78,7 @@ function aboutEmbedded(baton: Baton, url: string, dir: string, env: SimulateOpti
 function chatLogger(o: SimulateOptions): pino.Logger {
   const level = o.env.LOG_LEVEL ?? 'error';
   return pino(
-    { level },
+    { level, serializers: { err: serializeError } },
     {
       write: (line: string) => {
         let entry: { level?: number; msg?: string; err?: { message?: string }; session?: string };

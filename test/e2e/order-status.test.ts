@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook } from '../support/payloads.ts';
 
 let h: Harness;
@@ -60,10 +60,24 @@ describe('order_status over HTTP (embedded)', () => {
       return x?.metadata.needs_agent ? x : undefined;
     });
     expect(s.current_step).toBe('tracking');
+    // Why it waits, for the agent: the reason the flow gave (outside test A5).
+    expect(s.metadata.handoff_reason).toBe('asked for a human');
     const inbox = (await (await h.admin(`/inbox?channel=${PHONE_ID}`)).json()) as {
-      sessions: Array<{ wa_id: string }>;
+      sessions: Array<{ wa_id: string; metadata: { handoff_reason?: string } }>;
     };
     expect(inbox.sessions.map((x) => x.wa_id)).toContain(u);
+    expect(inbox.sessions.find((x) => x.wa_id === u)?.metadata.handoff_reason).toBe('asked for a human');
+    const login = await fetch(`${h.url}/admin/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+      redirect: 'manual',
+    });
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    for (const path of ['/admin/inbox', `/admin/session?wa_id=${u}&channel=${PHONE_ID}`]) {
+      const page = await (await fetch(`${h.url}${path}`, { headers: { cookie } })).text();
+      expect(page).toContain('asked for a human');
+    }
     // The agent's view of the conversation holds messages only: the lookup effect and its
     // result are not among them.
     const convo = (await (await h.admin(`/sessions/${u}/messages?channel=${PHONE_ID}&limit=100`)).json()) as {

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { defineFlow } from '../../src/flow/define.ts';
 import { testFlow } from '../../src/testing/test-flow.ts';
+import { serializeError } from '../../src/app.ts';
+import { FlowRuntimeError } from '../../src/errors.ts';
 
 /** A user's text as the store keeps it. */
 const textMsg = (user: string, id: string, body: string, ts: number) => ({
@@ -243,5 +245,44 @@ describe('flow code slower than the lease (outside test S1)', () => {
     expect(await backend.load(key)).toMatchObject({ step: 'done', version: 2 });
     await engine.stop();
     await backend.close();
+  });
+});
+
+describe('notices and prompts', () => {
+  it("names the step a notice's missing text was needed at (outside test A8)", async () => {
+    const f = defineFlow({
+      id: 'w',
+      start: 'a',
+      words: { field: 'lang', default: 'en', catalogs: { en: { hi: 'hi' } } },
+      notices: { handoff: (_d, c) => c.t('handoff') },
+      steps: { a: { say: 'hi', accepts: 'any', to: [], on: (_i, c) => c.handoff('x') } },
+    });
+    const t = testFlow(f);
+    await t.send('x');
+    const err = (await t.send('y').catch((e: unknown) => e)) as FlowRuntimeError;
+    expect(err.message).toBe('flow w, step a: notice: t("handoff"): no such text');
+  });
+
+  it('refuses at load a step that waits for an answer without a prompt (outside test A3)', () => {
+    expect(() =>
+      defineFlow({
+        id: 'q',
+        start: 'a',
+        steps: {
+          a: { say: 'a', to: ['b'], on: (_i, c) => c.goto('b', {}, 'asked by a') },
+          b: { choices: [{ id: 'x', title: 'X' }], to: [], on: (_i, c) => c.retry() },
+        },
+      }),
+    ).toThrow('flow "q": step "b": waits for the user\'s answer but has no prompt: give it "say"');
+  });
+});
+
+describe('logged errors', () => {
+  it("say a handler's error once: its message already names the cause (outside test A7)", () => {
+    const cause = new Error('kaboom in my handler');
+    const err = new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', 'bad', 'a', `on: ${String(cause)}`, cause);
+    expect(serializeError(err).message).toBe('flow bad, step a: on: Error: kaboom in my handler');
+    // An error that does not say its cause keeps pino's way: the cause appended.
+    expect(serializeError(new Error('outer', { cause: new Error('inner') })).message).toBe('outer: inner');
   });
 });

@@ -473,6 +473,42 @@ describe('the error boundary', () => {
     expect(err.message).toMatch(/flow r, step b: .*title/);
   });
 
+  it('a message given to c.goto over WhatsApp limits is BATON_ERR_FLOW_REPLY, not sent (outside test A1)', async () => {
+    const f = defineFlow({
+      id: 'g',
+      start: 'a',
+      steps: {
+        a: {
+          say: 'a',
+          accepts: 'any',
+          to: ['b'],
+          on: (i, c) => c.goto('b', {}, i.type === 'text' ? i.text : ''),
+        },
+        b: {
+          say: 'b',
+          accepts: 'any',
+          to: ['a'],
+          on: (_i, c) => c.goto('a', {}, ['fine', 'y'.repeat(5000)]),
+        },
+      },
+    });
+    const t = testFlow(f);
+    await t.send('hi');
+    const long = (await t.send('x'.repeat(4097)).catch((e: unknown) => e)) as FlowRuntimeError;
+    expect(long).toBeInstanceOf(FlowRuntimeError);
+    expect(long.code).toBe('BATON_ERR_FLOW_REPLY');
+    expect(long.message).toBe(
+      'flow g, step a: the message it gives c.goto: text is 4097 characters; WhatsApp allows 4096',
+    );
+    expect(t.step).toBe('a');
+    // Within the limit it goes out; the second of two messages is named by its place.
+    const t2 = testFlow(f);
+    await t2.send('hi');
+    expect((await t2.send('x'.repeat(4096))).map((r) => r.text?.length)).toEqual([4096, 1]);
+    const second = (await t2.send('go').catch((e: unknown) => e)) as FlowRuntimeError;
+    expect(second.message).toMatch(/^flow g, step b: the message 2 it gives c.goto: text is 5000 characters/);
+  });
+
   it('refuses at load: static replies over limits, an effect step with on, an unknown effect, a catalog missing a key', () => {
     expect(() =>
       defineFlow({
