@@ -601,6 +601,16 @@ export class Engine {
         const ranFrom = this.now();
         const result = transition(flow, base, resolved, this.env(lease));
         this.noteOverrun(run, batch, this.now() - ranFrom, flow.id);
+        if (
+          base?.step != null &&
+          !base.needsAgent &&
+          result.snapshot.needsAgent &&
+          !flow.steps.has(base.step)
+        )
+          this.o.logger.warn(
+            { session: logSessionId(lease), flow: flow.id, step: base.step, version: flow.version },
+            `a session at step "${base.step}", which flow ${flow.id} no longer has, was handed to an agent: give the flow "moved" to say where such sessions go on`,
+          );
         computed = {
           result,
           ...this.toOutbound(

@@ -4,6 +4,7 @@
  * step `moved` names (recorded), or is held for an agent (recorded), never silently restarted;
  * a snapshot in a format this Baton cannot read is never misread (the batch is dead-lettered).
  */
+import pino from 'pino';
 import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
@@ -114,6 +115,34 @@ describe('a session stored by an earlier version of its flow', () => {
     expect(r.records.map((x) => x.kind)).toEqual(['escalated', 'held']);
     expect(r.effects).toHaveLength(1); // the hand-off notice
     expect(r.effects[0]!.isPrompt).toBe(false);
+  });
+
+  it('logs a warning naming the step when it hands such a session to an agent (outside test A4)', async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3650 * 86400 });
+    await backend.init();
+    const lines: Array<{ level: number; msg: string; step?: string }> = [];
+    const logger = pino(
+      { level: 'warn' },
+      { write: (l: string) => lines.push(JSON.parse(l) as (typeof lines)[0]) },
+    );
+    const lease = (await backend.acquireLease(key, 'v2-baton', 5000))!;
+    const stored = { ...storedV1('ask_town', { first: 'Ana', last: 'Lima' }), flowVersion: 2, version: 0 };
+    await backend.commit(lease, {
+      expectedVersion: 0,
+      snapshot: { ...stored, version: 1 },
+      records: [],
+      outbound: [],
+      consumed: [],
+      deadLetters: [],
+    });
+    await backend.releaseLease(lease);
+    await backend.ingest({ messages: [txt('Porto', 101)], statuses: [] });
+    await testEngine(backend, { flows: [v3], logger }).runSession(key);
+    expect((await backend.load(key))!.needsAgent).toBe(true);
+    expect(lines.filter((l) => l.level === 40 && l.step === 'ask_town').map((l) => l.msg)).toEqual([
+      'a session at step "ask_town", which flow signup no longer has, was handed to an agent: give the flow "moved" to say where such sessions go on',
+    ]);
+    await backend.close();
   });
 
   it('refuses a moved rule that names a current step or an unknown one, when the flow loads', () => {
