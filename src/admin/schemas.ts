@@ -185,7 +185,8 @@ export const AgentMessageBody = z.strictObject({
   text: z
     .string()
     .max(4096, 'must be at most 4,096 characters (WhatsApp text limit)')
-    .refine((t) => t.trim() !== '', 'must not be empty')
+    // Invisible format characters (zero-width spaces, joiners) alone are no message either.
+    .refine((t) => t.replace(/[\p{Cf}\s]/gu, '') !== '', 'must not be empty (nor only invisible characters)')
     .refine(storable, STORABLE),
 });
 

@@ -142,6 +142,8 @@ const BAD: Array<[string, string, string | undefined, string]> = [
   ['POST', `/admin/api/sessions/${USER}/agent`, '{"agent":"Ana","role":"boss"}', 'role'],
   ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{}', 'text'],
   ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":"  "}', 'text'],
+  // Zero-width spaces and a joiner alone: an invisible message (outside test Q9).
+  ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":"\\u200b \\u200b\\u2060"}', 'text'],
   ['POST', `/admin/api/sessions/${USER}/agent/messages`, '{"text":["a"]}', 'text'],
   ['POST', `/admin/api/sessions/${USER}/agent/messages`, `{"text":"${'a'.repeat(4097)}"}`, 'text'],
   ['DELETE', `/admin/api/sessions/${USER}/agent`, undefined, 'body'],

@@ -181,6 +181,10 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     await reloadUntil(async () => (await page.locator('#state-version').innerText()) === String(before + 1));
     expect((await h.transitions(shopper)).at(-1)).toMatchObject({ kind: 'admin_reset', worker: 'agent:Rae' });
     await page.fill('#agent-name', '');
+    // A reset needs no name: the form does not ask for one "first" (outside test Q8).
+    expect(await page.locator('#confirm-reset .as-agent').textContent()).toBe(
+      'Write your name in "Your name" to have the log name you.',
+    );
     expect(await stepShown()).toBe('(none)');
     expect(await page.locator('#state-data').innerText()).toBe('{}');
     expect(await page.locator('#timeline tbody tr').last().getAttribute('data-kind')).toBe('admin_reset');

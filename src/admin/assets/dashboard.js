@@ -84,9 +84,13 @@
     Array.prototype.forEach.call(document.querySelectorAll('form[data-agent] .as-agent'), function (slot) {
       var form = slot.closest('form');
       var other = holder !== '' && holder !== name && form && form.id !== 'take';
+      // A reset goes without a name (the log then names nobody): no "first" there.
+      var optional = form && form.getAttribute('data-agent') === 'optional';
       slot.textContent =
         name === ''
-          ? 'Write your name in "Your name" first.'
+          ? optional
+            ? 'Write your name in "Your name" to have the log name you.'
+            : 'Write your name in "Your name" first.'
           : 'as ' + name + (other ? ' (' + holder + ' has this session)' : '');
     });
     // The holder is not offered to take the session from themselves.
