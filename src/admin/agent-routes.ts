@@ -11,7 +11,7 @@ import type { SessionKey } from '../model/message.ts';
 import { toSessionView, type OutboundRecord, type SessionSnapshot } from '../model/session.ts';
 import { fail, findOne, parsed } from './http.ts';
 import { conversationPage } from './conversation.ts';
-import { inboxPage, leaseView, stepCounts } from './reads.ts';
+import { inboxPage, liveLeaseView, stepCounts } from './reads.ts';
 import {
   AgentMessageBody,
   ChannelQuery,
@@ -78,7 +78,7 @@ export function registerAgentRoutes(
   api.get('/sessions/:waId/lease', { schema: one }, async (req, reply) => {
     const s = await findOne(backend, req, reply);
     if (!s) return reply;
-    return { lease: leaseView(await backend.leaseInfo(s), now()) };
+    return { lease: await liveLeaseView(backend, s, now()) };
   });
 
   api.get('/inbox', { schema: { querystring: InboxQuery } }, async (req, reply) => {

@@ -17,7 +17,7 @@ import { flowPicture } from './flow-picture.ts';
 import { flowMermaid } from '../graph/index.ts';
 import { html, type Html } from './html.ts';
 import { adminErrorHandler } from './http.ts';
-import { inboxPage, leaseView, scan, stepCounts } from './reads.ts';
+import { inboxPage, liveLeaseView, scan, stepCounts } from './reads.ts';
 import { deadLetterAfter, deadLetterCursor, InboxQuery, SignInBody } from './schemas.ts';
 import { isoSeconds, sessionNamedBy, type SessionSnapshot } from '../model/session.ts';
 import {
@@ -341,7 +341,7 @@ export function registerDashboard(
         const skip = Math.min(MAX_SKIP, Math.max(0, Math.floor(Number(query.older) || 0)));
         const take = skip + PAGE_ROWS + 1;
         const [lease, records, outbound, inbound] = await Promise.all([
-          backend.leaseInfo(s),
+          liveLeaseView(backend, s, now()),
           backend.transitions(s, take),
           backend.outbound(s, take),
           backend.inbound(s, take),
@@ -364,7 +364,7 @@ export function registerDashboard(
           </p>
           ${failedNotice(outbound)}
           <div class="columns">
-            <div>${stateCard(s, leaseView(lease, now()))}${actionsCard(s, flows.get(s.flow))}</div>
+            <div>${stateCard(s, lease)}${actionsCard(s, flows.get(s.flow))}</div>
             <div>${conversationCard(...windowed(conv.messages))}</div>
           </div>
           ${timelineCard(...windowed(records))}

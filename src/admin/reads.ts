@@ -205,3 +205,24 @@ export function leaseView(
         expires_in_ms: Math.max(0, l.expiresAt - now),
       };
 }
+
+/** A lease as an agent sees it. */
+export type LeaseView = NonNullable<ReturnType<typeof leaseView>> & {
+  /** Whether the holder's process still beats (false: it is gone, and clearing the lease is safe). */
+  readonly holder_live: boolean;
+};
+
+/**
+ * The session's lease with whether its holder is alive: a killed worker's lease looked like any
+ * other until it expired, so an agent could not tell that "Clear lease" was safe (outside test Q4).
+ */
+export async function liveLeaseView(
+  backend: Backend,
+  key: SessionKey,
+  now: number,
+): Promise<LeaseView | null> {
+  const view = leaseView(await backend.leaseInfo(key), now);
+  if (view === null) return null;
+  const live = view.holder === null ? true : await backend.holderAlive(view.holder).catch(() => true);
+  return { ...view, holder_live: live };
+}

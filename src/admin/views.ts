@@ -17,7 +17,7 @@ import {
 } from '../model/session.ts';
 import { inboundView, type ConversationItem } from './conversation.ts';
 import { escapeHtml, html, raw, type Html } from './html.ts';
-import type { leaseView } from './reads.ts';
+import type { LeaseView } from './reads.ts';
 
 /** Transition kinds the timeline marks. */
 const MARKED_KINDS = new Set([
@@ -198,7 +198,7 @@ export function actionForm(opts: {
   </form>`;
 }
 
-export function stateCard(s: SessionSnapshot, lease: ReturnType<typeof leaseView>): Html {
+export function stateCard(s: SessionSnapshot, lease: LeaseView | null): Html {
   const v = toSessionView(s);
   const agent = agentOf(s);
   const row = (label: string, id: string, value: Html | string | number) =>
@@ -223,7 +223,14 @@ export function stateCard(s: SessionSnapshot, lease: ReturnType<typeof leaseView
         lease === null
           ? 'free'
           : html`held by <code id="lease-holder">${lease.holder ?? 'unknown'}</code>, expires
-              ${lease.expires_at} (in ${duration(lease.expires_in_ms)})`,
+              ${lease.expires_at} (in
+              ${duration(lease.expires_in_ms)})${
+                lease.holder_live
+                  ? ''
+                  : html` <span class="badge warn" id="lease-holder-gone"
+                      >its worker is gone: clearing the lease is safe</span
+                    >`
+              }`,
       )}
     </table>
     <h3>Data</h3>

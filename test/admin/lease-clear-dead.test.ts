@@ -25,6 +25,11 @@ describe.each(HARNESS_BACKENDS)(
         // A worker that took the session before this one, committed a claimed reply, and died.
         const reply = await replyOfDeadHolder(backend, key, 'dead-worker:4242');
         expect(await backend.holderAlive('dead-worker:4242')).toBe(false);
+        // The agent is told so: clearing it is safe (outside test Q4).
+        const lease = (await (await h.admin(`/sessions/${key.user}/lease`)).json()) as {
+          lease: { holder: string; holder_live: boolean } | null;
+        };
+        expect(lease.lease).toMatchObject({ holder: 'dead-worker:4242', holder_live: false });
 
         expect(await backend.clearLease(key)).toBe(true);
         await sentOnceSoon(h, key, reply);

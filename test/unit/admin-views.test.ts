@@ -86,9 +86,25 @@ describe('dashboard views escape every value', () => {
   });
 
   it('the state card, with hostile data keys, values, message id and agent name', () => {
-    const m = stateCard(session, { holder: EVIL, expires_at: 'soon', expires_in_ms: 1500 }).value;
+    const m = stateCard(session, {
+      holder: EVIL,
+      expires_at: 'soon',
+      expires_in_ms: 1500,
+      holder_live: true,
+    }).value;
     expectSafe(m);
     expect(m).toContain('taken by <strong>&quot;&gt;&lt;script&gt;');
+    expect(m).not.toContain('lease-holder-gone');
+  });
+
+  it("says when a lease's holder is gone: clearing it is safe (outside test Q4)", () => {
+    const m = stateCard(session, {
+      holder: 'vm:14638:345265',
+      expires_at: 'soon',
+      expires_in_ms: 1500,
+      holder_live: false,
+    }).value;
+    expect(m).toMatch(/id="lease-holder-gone"\s*>its worker is gone: clearing the lease is safe</);
   });
 
   it('the conversation, keeping the text’s own whitespace and nothing more', () => {
