@@ -60,6 +60,8 @@ interface Parsed {
   readonly adminToken: string;
   readonly sinkPort: number;
   readonly sinkHost: string;
+  /** The embedded Baton's port (0: a free one). */
+  readonly port: number;
   readonly channel: string;
   readonly ramp: number;
   readonly timeout: number;
@@ -114,6 +116,9 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
   // A script's `stubs` say what an embedded Baton it starts needs; a Baton already running (`--url`)
   // has its own ORDER_API_URL.
   const shopStub = f.shopStub === true || (f.start === true && (script?.stubs ?? []).includes('shop'));
+  if (f.port !== undefined && f.url !== undefined) {
+    throw new LoadUsageError('--port is for the embedded Baton load starts; --url names a running one');
+  }
   if (f.shopStub === true && !f.start) {
     throw new LoadUsageError('--shop-stub needs --start (a Baton already running has its own ORDER_API_URL)');
   }
@@ -133,6 +138,7 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
     adminToken: adminToken ?? '',
     sinkPort: integer('--sink-port', f.sinkPort ?? String(f.start ? 0 : DEFAULT_SINK_PORT), 0, 65_535),
     sinkHost: f.sinkHost ?? '127.0.0.1',
+    port: integer('--port', f.port ?? '0', 0, 65_535),
     channel: f.channel ?? DEFAULT_CHANNEL.phoneNumberId,
     ramp: integer('--ramp', f.ramp ?? '0', 0, 3_600_000),
     timeout: integer('--timeout', f.timeout ?? '15000', 100, 3_600_000),
@@ -396,7 +402,7 @@ async function startTarget(o: Parsed, env: LoadIO['env']): Promise<StartedTarget
     const baton = await createBaton(
       loadConfig({
         ...env,
-        PORT: '0',
+        PORT: String(o.port),
         HOST: '127.0.0.1',
         BATON_DATA_DIR: dir,
         WHATSAPP_API_BASE_URL: sink.url,

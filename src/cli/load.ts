@@ -19,6 +19,7 @@ export interface LoadFlags {
   adminToken?: string;
   sinkPort?: string;
   sinkHost?: string;
+  port?: string;
   channel?: string;
   ramp?: string;
   timeout?: string;
@@ -84,6 +85,7 @@ export function configureLoadCommand(cmd: Command): Command {
       'the flow module the script drives; without --url, an embedded Baton serves it (as --start)',
     )
     .option('--start', 'start an embedded Baton with --flow on a free port, sending to the sink')
+    .option('--port <port>', "the embedded Baton's port (default: a free one)")
     .option('--shop-stub', 'run the order-status shop API stub (ORDER_API_URL) for the flow')
     .option('--json', 'print the report as JSON on stdout')
     .option('--no-progress', 'no progress bar')

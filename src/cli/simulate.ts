@@ -11,6 +11,7 @@ export interface SimulateFlags {
   flows?: string;
   secret?: string;
   graphPort?: string;
+  port?: string;
   channel?: string;
   user?: string;
   script?: string;
@@ -30,6 +31,7 @@ export function configureSimulateCommand(cmd: Command): Command {
     .option('--flows <module>', 'BATON_FLOWS for --start (default: $BATON_FLOWS, else the reference bot)')
     .option('--secret <secret>', "the target's WHATSAPP_APP_SECRET (default: $WHATSAPP_APP_SECRET)")
     .option('--graph-port <port>', 'port of the fake Graph API (0: a free one)', '4011')
+    .option('--port <port>', "with --start: the embedded Baton's port (default: a free one)")
     .option('--channel <phoneNumberId>', 'business number the users write to')
     .option('--user <waId>', 'wa_id of user 1 (user N adds N - 1)', '15550100001')
     .option('--script <file>', 'play a conversation file; exit 1 when an expected reply does not come')
@@ -49,6 +51,11 @@ export async function runSimulateCommand(f: SimulateFlags): Promise<number> {
   if (!/^\d+$/.test(f.graphPort ?? '4011') || port > 65_535) {
     throw new SimulateUsageError(`--graph-port must be 0..65535, got "${f.graphPort ?? ''}"`);
   }
+  const batonPort = f.port === undefined ? undefined : Number(f.port);
+  if (f.port !== undefined && (!/^\d+$/.test(f.port) || batonPort! > 65_535))
+    throw new SimulateUsageError(`--port must be 0..65535, got "${f.port}"`);
+  if (f.port !== undefined && !f.start)
+    throw new SimulateUsageError('--port needs --start (else --url names the Baton)');
   const channelProblem = f.channel === undefined ? null : cloudChannelProblem(f.channel);
   if (channelProblem !== null)
     throw new SimulateUsageError(`--channel ${channelProblem}, got "${f.channel ?? ''}"`);
@@ -82,6 +89,7 @@ export async function runSimulateCommand(f: SimulateFlags): Promise<number> {
     ...(f.flows !== undefined ? { flows: f.flows } : {}),
     ...(f.secret !== undefined ? { secret: f.secret } : {}),
     graphPort: port,
+    ...(batonPort !== undefined ? { port: batonPort } : {}),
     ...(f.channel !== undefined ? { channel: f.channel } : {}),
     ...(f.user !== undefined ? { firstUser: f.user } : {}),
     ...(f.script !== undefined ? { script: f.script } : {}),

@@ -29,6 +29,8 @@ export interface SimulateOptions {
   readonly secret?: string;
   /** Port of the fake Graph API (0: a free one). */
   readonly graphPort?: number;
+  /** With `start`: the embedded Baton's port (default: a free one). */
+  readonly port?: number;
   readonly channel?: string;
   readonly firstUser?: string;
   readonly script?: string;
@@ -103,7 +105,7 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
   const secret = o.secret ?? o.env.WHATSAPP_APP_SECRET ?? randomBytes(12).toString('hex');
   const env: Record<string, string | undefined> = {
     ...o.env,
-    PORT: '0',
+    PORT: String(o.port ?? 0),
     HOST: '127.0.0.1',
     BATON_DATA_DIR: dir,
     WHATSAPP_API_BASE_URL: graph.url,

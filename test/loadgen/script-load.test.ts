@@ -13,6 +13,7 @@ import { runLoad } from '../../loadgen/index.ts';
 import { startLoadTarget, type LoadTarget } from '../support/load-target.ts';
 import { fill, scriptProblems } from '../../loadgen/script.ts';
 import { startShopStub } from '../../src/simulate/shop-stub.ts';
+import { freePort } from '../support/procs.ts';
 
 const ORDER_SCRIPT = resolve(import.meta.dirname, '../../loadgen/scripts/order.json');
 const orderScript = ConversationScript.parse(JSON.parse(readFileSync(ORDER_SCRIPT, 'utf8')));
@@ -153,6 +154,27 @@ describe('baton load --start --script', () => {
     expect(r.err).toMatch(/^baton load: 3 users against http:\/\/127\.0\.0\.1:\d+ \(embedded\)/);
     expect(r.out).toContain('verdict: CLEAN (3/3 users completed the script)');
     expect(r.code).toBe(0);
+  }, 30_000);
+
+  it('--port puts the embedded Baton on that port; with --url it is a usage error (outside test A9)', async () => {
+    const port = await freePort();
+    const r = await run({
+      start: true,
+      port: String(port),
+      script: ORDER_SCRIPT,
+      users: '2',
+      progress: false,
+    });
+    expect(r.err).toMatch(
+      new RegExp(`^baton load: 2 users against http://127\\.0\\.0\\.1:${port} \\(embedded\\)`),
+    );
+    expect(r.code).toBe(0);
+    const both = await run({ url: 'http://127.0.0.1:9', port: '4000', adminToken: 't' });
+    expect(both.code).toBe(2);
+    expect(both.err).toBe('baton: --port is for the embedded Baton load starts; --url names a running one\n');
+    expect((await run({ start: true, port: '70000' })).err).toBe(
+      'baton: --port must be a whole number 0..65535, got "70000"\n',
+    );
   }, 30_000);
 
   it('exits 1 when the script does not match, 2 on usage errors', async () => {

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BATON_DEV, childEnv } from '../support/procs.ts';
+import { BATON_DEV, childEnv, freePort } from '../support/procs.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-sim-script-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -129,5 +129,28 @@ export default defineFlow({
     expect(r.stderr).toBe(
       'baton: --flows needs --start (a Baton already running serves its own BATON_FLOWS)\n',
     );
+  }, 30_000);
+
+  it('starts the embedded Baton on --port, and refuses a bad one with exit 2 (outside test A9)', async () => {
+    const port = await freePort();
+    const script = write('port.json', { steps: [{ send: 'hi', expect: ['what is your name'] }] });
+    const r = await baton([
+      'simulate',
+      '--start',
+      '--port',
+      String(port),
+      '--graph-port',
+      '0',
+      '--script',
+      script,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`embedded Baton at http://127.0.0.1:${port},`);
+    const bad = await baton(['simulate', '--start', '--port', '70000']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('baton: --port must be 0..65535, got "70000"\n');
+    const alone = await baton(['simulate', '--port', '4000', '--url', 'http://127.0.0.1:9']);
+    expect(alone.code).toBe(2);
+    expect(alone.stderr).toBe('baton: --port needs --start (else --url names the Baton)\n');
   }, 30_000);
 });
