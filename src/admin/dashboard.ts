@@ -287,12 +287,26 @@ export function registerDashboard(
         // A phone number as people write it (`+1 555-010 2030`) is a wa_id's digits.
         const waId = /^\+?[\d\s().-]{4,40}$/.test(typed) ? typed.replace(/\D/g, '') : typed;
         const channel = typeof query.channel === 'string' && query.channel !== '' ? query.channel : undefined;
-        if (!ID_PATTERN.test(waId) || (channel !== undefined && !ID_PATTERN.test(channel))) {
+        // Given twice (`?wa_id=a&wa_id=b`), a parameter is a list: said so, not quoted as "" (Q7).
+        const twice = ['wa_id', 'channel'].find((k) => Array.isArray(query[k]));
+        if (
+          twice !== undefined ||
+          !ID_PATTERN.test(waId) ||
+          (channel !== undefined && !ID_PATTERN.test(channel))
+        ) {
           return page(
             reply,
             cookie,
             'Find a session',
-            html`<p class="error" id="not-found">"${waId}" is not a WhatsApp number or user id.</p>`,
+            html`<p class="error" id="not-found">
+              ${
+                twice !== undefined
+                  ? `${twice} is given more than once: name one session.`
+                  : channel !== undefined && !ID_PATTERN.test(channel)
+                    ? `"${channel}" is not a business number or gateway session id.`
+                    : `"${waId}" is not a WhatsApp number or user id.`
+              }
+            </p>`,
             400,
           );
         }

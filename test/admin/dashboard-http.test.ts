@@ -178,6 +178,20 @@ describe('dashboard pages escape what users sent', () => {
     expect(await r.text()).toContain(`<code id="session-user">${USER}</code>`);
   });
 
+  it('says which parameter is given twice, or is no id, in a search (outside test Q7)', async () => {
+    const c = await cookie();
+    const twice = await fetch(`${h.url}/admin/session?wa_id=15550000002&wa_id=15550000001`, {
+      headers: { cookie: c },
+    });
+    expect(twice.status).toBe(400);
+    expect(await twice.text()).toContain('wa_id is given more than once: name one session.');
+    const channel = await fetch(`${h.url}/admin/session?wa_id=15550000002&channel=a%20b`, {
+      headers: { cookie: c },
+    });
+    expect(channel.status).toBe(400);
+    expect(await channel.text()).toContain('&quot;a b&quot; is not a business number or gateway session id.');
+  });
+
   it('answers a hostile search with a 400 page that shows it as text', async () => {
     const c = await cookie();
     const r = await fetch(`${h.url}/admin/session?wa_id=${encodeURIComponent('"> <script>x</script>')}`, {
