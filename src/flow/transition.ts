@@ -32,7 +32,6 @@ import {
   type FlowData,
   type Outcome,
   type Replies,
-  type Reply,
   type StepContext,
   type StepDef,
   type StepInput,
@@ -736,9 +735,9 @@ class BatchRun {
    * user saw nothing (outside test A1). The batch is dead-lettered as `BATON_ERR_FLOW_REPLY`.
    */
   private checkSay(step: StepDef, say: Replies): void {
-    const list = Array.isArray(say) ? (say as readonly Reply[]) : [say as Reply];
-    list.forEach((r, i) => {
-      const problems = replyProblems(typeof r === 'string' ? { type: 'text', text: r } : r);
+    const list = bodiesOf(say);
+    list.forEach((body, i) => {
+      const problems = replyProblems(body);
       if (problems.length === 0) return;
       const which = list.length > 1 ? ` ${i + 1}` : '';
       throw new FlowRuntimeError(
@@ -833,13 +832,7 @@ class BatchRun {
     this.change(kind, to, ids, { ...patch, retryCount: 0, needsAgent: false });
     this.s = { ...this.s, visitVersion: this.s.version };
     this.visitPrompts = [];
-    if (say !== undefined) {
-      const list = Array.isArray(say)
-        ? (say as readonly (string | OutboundBody)[])
-        : [say as string | OutboundBody];
-      for (const r of list)
-        this.emit({ body: typeof r === 'string' ? { type: 'text', text: r } : r, isPrompt: false });
-    }
+    if (say !== undefined) for (const body of bodiesOf(say)) this.emit({ body, isPrompt: false });
     this.prompt();
     const step = this.flow!.steps.get(to)!;
     const eff = step.effect;
@@ -929,4 +922,12 @@ export function waiting(s: SessionSnapshot, kind: TransitionKind, nowMs: number)
 function withoutReason(s: SessionSnapshot): SessionSnapshot {
   const { handoffReason: _reason, ...rest } = s;
   return rest;
+}
+
+/** The messages a handler gives `c.goto`, as bodies (a string is a text). */
+function bodiesOf(say: Replies): OutboundBody[] {
+  const list = Array.isArray(say)
+    ? (say as readonly (string | OutboundBody)[])
+    : [say as string | OutboundBody];
+  return list.map((r) => (typeof r === 'string' ? { type: 'text', text: r } : r));
 }

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
-import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook } from '../support/payloads.ts';
 
 let h: Harness;
@@ -67,13 +67,7 @@ describe('order_status over HTTP (embedded)', () => {
     };
     expect(inbox.sessions.map((x) => x.wa_id)).toContain(u);
     expect(inbox.sessions.find((x) => x.wa_id === u)?.metadata.handoff_reason).toBe('asked for a human');
-    const login = await fetch(`${h.url}/admin/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
-      redirect: 'manual',
-    });
-    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const cookie = await h.dashboardCookie();
     for (const path of ['/admin/inbox', `/admin/session?wa_id=${u}&channel=${PHONE_ID}`]) {
       const page = await (await fetch(`${h.url}${path}`, { headers: { cookie } })).text();
       expect(page).toContain('asked for a human');
