@@ -106,6 +106,17 @@ export interface TransitionResult {
   readonly consumed: string[];
 }
 
+/**
+ * The ids the user's newest message names that the session does not have yet (a phone number
+ * first seen, a business-scoped id first sent, a number changed): replies go to the number the
+ * user writes from, and the stores find the session by either id.
+ */
+function newIds(s: SessionSnapshot, m: StoredMessage): Partial<SessionSnapshot> {
+  const waId = m.waId !== undefined && m.waId !== s.waId ? { waId: m.waId } : {};
+  const userId = m.userId !== undefined && m.userId !== s.userId ? { userId: m.userId } : {};
+  return { ...waId, ...userId };
+}
+
 /** A session that has never been stored. */
 export function freshSnapshot(
   flow: Flow,
@@ -869,7 +880,7 @@ class BatchRun {
 
   private touch(m: StoredMessage): void {
     if (this.s.lastInteraction === null || m.timestamp >= this.s.lastInteraction) {
-      this.s = { ...this.s, lastInteraction: m.timestamp, lastMessageId: m.id };
+      this.s = { ...this.s, lastInteraction: m.timestamp, lastMessageId: m.id, ...newIds(this.s, m) };
     }
   }
 

@@ -252,3 +252,24 @@ export function logSessionId(key: SessionKey): string {
   const u = key.user;
   return `${key.channel}:${u.length > 4 ? '*'.repeat(Math.min(8, u.length - 4)) + u.slice(-4) : u}`;
 }
+
+/**
+ * One user, two ids. A Cloud API message names its sender by phone number (`wa_id`), by
+ * business-scoped id (`user_id`), or by both, and which ones it carries changes over a
+ * conversation: a user who adopts a username may from then on come without a phone number. The
+ * session key stays SPEC's (the `wa_id`, else the `user_id`), with one reading of "Meta omits the
+ * phone number": a message that names its sender by `user_id` alone goes to the session of the
+ * phone number that `user_id` last came with on its channel, when one did (both backends record
+ * it at intake), so the user is not taken for a new one. This is that `user_id`, for such a
+ * message.
+ */
+export function userIdOnly(m: InboundMessage): string | undefined {
+  return m.waId === undefined && m.userId !== undefined && m.userId !== '' && m.user === m.userId
+    ? m.userId
+    : undefined;
+}
+
+/** `m` under the session key user `user` (itself when already there). */
+export function rekeyed(m: InboundMessage, user: string): InboundMessage {
+  return user === m.user ? m : { ...m, user };
+}

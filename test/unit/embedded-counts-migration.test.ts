@@ -87,6 +87,53 @@ describe('embedded session counts (migration 10)', () => {
   });
 });
 
+describe('user ids bound to phone numbers (migration 12)', () => {
+  it("binds the user ids of sessions stored before it, so a message with the id alone joins the number's session", async () => {
+    const [dir, file, old] = storeAt(11);
+    const put = old.prepare(
+      `INSERT INTO sessions (channel, user, wa_id, user_id, step, needs_agent, version, fence, updated_at, snapshot)
+       VALUES ('c1', ?, ?, ?, 'ask_name', 0, 1, 1, 0, ?)`,
+    );
+    put.run(
+      '15550001',
+      '15550001',
+      'US.1',
+      JSON.stringify(oldSession('15550001', { waId: '15550001', userId: 'US.1' })),
+    );
+    put.run('US.2', null, 'US.2', JSON.stringify(oldSession('US.2', { userId: 'US.2' })));
+    old.close();
+
+    const backend = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    try {
+      const alone = (id: string, userId: string) => ({
+        provider: 'cloud-api' as const,
+        channel: 'c1',
+        user: userId,
+        userId,
+        id,
+        timestamp: 1_750_000_000,
+        content: { type: 'text' as const, body: 'hi' },
+      });
+      await backend.ingest({
+        messages: [alone('wamid.M1', 'US.1'), alone('wamid.M2', 'US.2')],
+        statuses: [],
+      });
+    } finally {
+      await backend.close();
+    }
+    const db = new Database(file, { readonly: true });
+    try {
+      expect(db.prepare('SELECT id, user FROM inbound ORDER BY id').all()).toEqual([
+        { id: 'wamid.M1', user: '15550001' },
+        { id: 'wamid.M2', user: 'US.2' },
+      ]);
+    } finally {
+      db.close();
+    }
+  });
+});
+
 describe('a store a newer Baton migrated', () => {
   it('is refused with a line naming both schemas, and left as it is', async () => {
     const [dir, file, newer] = storeAt(MIGRATIONS.length, MIGRATIONS.length + 1);

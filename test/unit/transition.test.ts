@@ -56,6 +56,20 @@ describe('transition (pure)', () => {
     expect(r.effects.map((e) => [e.step, e.version, e.isPrompt])).toEqual([['ask_name', 1, true]]);
   });
 
+  it("learns the ids the user's newest message names: a user id first sent, a phone number first seen", () => {
+    const byPhone = run(null, msg({ type: 'text', body: 'hi' }, 100, { waId: 'u1' })).snapshot;
+    expect(byPhone).toMatchObject({ waId: 'u1' });
+    expect(byPhone.userId).toBeUndefined();
+    const withId = run(byPhone, msg({ type: 'text', body: 'Ana' }, 101, { userId: 'US.9' })).snapshot;
+    expect(withId).toMatchObject({ waId: 'u1', userId: 'US.9', data: { customer_name: 'Ana' } });
+    const byId = run(null, msg({ type: 'text', body: 'hi' }, 100, { userId: 'US.9' })).snapshot;
+    expect(
+      run(byId, msg({ type: 'text', body: 'Ana' }, 101, { waId: '1555', userId: 'US.9' })).snapshot,
+    ).toMatchObject({ waId: '1555', userId: 'US.9' });
+    // An older message (late) teaches nothing.
+    expect(run(withId, msg({ type: 'text', body: 'x' }, 50, { waId: '1999' })).snapshot.waId).toBe('u1');
+  });
+
   it('sorts by timestamp then arrival, and applies a whole order burst with only the last prompt', () => {
     const start = run(null, txt('hi', 100)).snapshot;
     const a = txt('Jane', 101);

@@ -20,6 +20,7 @@ import { entryPrefix } from './journal.ts';
 import { asArray, asNumber, intakeQueues, pipeline } from './redis-calls.ts';
 import type { PipelineOp, ScriptOp } from './scripts.ts';
 import { figuresAt, type MailboxFigures } from './global-feed.ts';
+import { bindingOps, routeByUserId } from './user-aliases.ts';
 
 /**
  * The `intake` script call that stores one message (`stored`: its StoredMessage JSON without
@@ -45,18 +46,19 @@ export function consumedKey(m: { channel: string; user: string; id: string }): s
 }
 
 export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestResult> {
+  // A message named by a business-scoped user id alone goes to the phone number's session it
+  // came with last (user-aliases.ts).
+  const given = await routeByUserId(ctx, batch.messages);
   const now = Math.min(ctx.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
-  const jsons = batch.messages.map((m) => JSON.stringify({ ...m, storedAt: now }));
+  const jsons = given.map((m) => JSON.stringify({ ...m, storedAt: now }));
   // Where Redis would not keep them across a restart, the messages go to PostgreSQL's intake log
   // first (intake-log.ts); those PostgreSQL has consumed already are redeliveries a restarted
   // Redis no longer recognises: duplicates, not stored again.
   const consumed =
-    ctx.intakeLog !== null && batch.messages.length > 0
-      ? await ctx.intakeLog.append(batch.messages, jsons, now)
-      : null;
+    ctx.intakeLog !== null && given.length > 0 ? await ctx.intakeLog.append(given, jsons, now) : null;
   const messages: InboundMessage[] = [];
   const ops: PipelineOp[] = [];
-  for (const [i, m] of batch.messages.entries()) {
+  for (const [i, m] of given.entries()) {
     if (consumed?.has(consumedKey(m))) continue;
     messages.push(m);
     ops.push(intakeOp(ctx, m, m.id, jsons[i]!));
@@ -86,6 +88,9 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
       ],
     });
   }
+  // The user ids the messages bring with phone numbers are bound to those numbers' sessions
+  // (their replies, last, are not read).
+  ops.push(...bindingOps(ctx, messages));
   // This ingress's intake watermark rides first (before the messages it may be about to store).
   const watermark = ctx.intake?.take();
   const replies = (await pipeline(ctx, 'ingest', watermark ? [watermark, ...ops] : ops)).slice(
@@ -93,7 +98,7 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   );
 
   let accepted = 0;
-  let duplicates = batch.messages.length - messages.length;
+  let duplicates = given.length - messages.length;
   let statuses = 0;
   const schedules: Array<[string, number]> = [];
   const figures = new Map<string, MailboxFigures>();

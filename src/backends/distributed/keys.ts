@@ -133,6 +133,14 @@ export class Keys {
     return `${this.prefix}:signout:${signInId}`;
   }
 
+  /**
+   * STRING the session key user a business-scoped user id is bound to on a channel
+   * (user-aliases.ts), expiring with idle sessions. Not a session key: its own slot.
+   */
+  userAlias(channel: string, userId: string): string {
+    return `${this.prefix}:useralias:${escapePart(channel)}:${escapePart(userId)}`;
+  }
+
   /** The member string of a session, as stored in the ready queue and the flush stream. */
   member(key: SessionKey): string {
     return `${escapePart(key.channel)}:${escapePart(key.user)}`;

@@ -562,6 +562,17 @@ export class PgStore {
     return rows.map((r) => r.record as TransitionRecord);
   }
 
+  /**
+   * The session key user of each business-scoped id's session on its channel, where PostgreSQL
+   * has one (keyed `<channel>\n<bsuid>`).
+   */
+  async sessionsByBsuid(
+    ids: ReadonlyArray<{ channel: string; bsuid: string }>,
+  ): Promise<Map<string, string>> {
+    const rows = await this.query('sessions-by-bsuid', [JSON.stringify(ids)]);
+    return new Map(rows.map((r) => [`${r.channel as string}\n${r.bsuid as string}`, r.user_id as string]));
+  }
+
   async findSessions(user: string, channel?: string): Promise<SessionSnapshot[]> {
     const rows = await this.query('sessions-find', [user, channel ?? null]);
     return rows.map((r) => r.snapshot as SessionSnapshot);

@@ -30,6 +30,7 @@ export const STATEMENT_NAMES = [
   'dead-letters-count',
   'session-get',
   'sessions-find',
+  'sessions-by-bsuid',
   'sessions-list',
   'sessions-count',
   'transitions-by-session',

@@ -17,14 +17,17 @@ import {
   ALIAS_SEARCH_DEPTH,
   EARLY_STATUS_TTL_MS,
   laterStatus,
+  rekeyed,
   SENT_DESPITE_RESET,
   sentDespiteReset,
   sessionId,
   statusLastError,
   type DeliveryStatus,
+  type InboundMessage,
   type SessionKey,
   type StatusUpdate,
   type StoredMessage,
+  userIdOnly,
   type WebhookBatch,
 } from '../../model/message.ts';
 import type {
@@ -373,7 +376,8 @@ export class EmbeddedBackend implements Backend {
         );
         let accepted = 0;
         let duplicates = 0;
-        for (const m of batch.messages) {
+        for (const given of batch.messages) {
+          const m = this.underAlias(given);
           const stored: StoredMessage = { ...m, seq: this.seq + 1, storedAt };
           const info = insert.run(m.id, m.channel, m.user, stored.seq, storedAt, JSON.stringify(stored));
           if (info.changes === 1) {
@@ -397,6 +401,27 @@ export class EmbeddedBackend implements Backend {
         }
       },
     );
+  }
+
+  /**
+   * `m`, if it names its sender by business-scoped user id alone, under the session of the phone
+   * number that id last came with (model/message.ts, userIdOnly); a message with both ids
+   * records that binding. Inside the intake's write.
+   */
+  private underAlias(m: InboundMessage): InboundMessage {
+    if (m.userId === undefined || m.userId === '') return m;
+    const bound = this.sql('SELECT user FROM user_aliases WHERE channel = ? AND user_id = ?').get(
+      m.channel,
+      m.userId,
+    ) as { user: string } | undefined;
+    if (userIdOnly(m) !== undefined) return bound === undefined ? m : rekeyed(m, bound.user);
+    if (m.waId !== undefined && m.user === m.waId && bound?.user !== m.user) {
+      this.sql(
+        `INSERT INTO user_aliases (channel, user_id, user) VALUES (?, ?, ?)
+           ON CONFLICT (channel, user_id) DO UPDATE SET user = excluded.user`,
+      ).run(m.channel, m.userId, m.user);
+    }
+    return m;
   }
 
   /**

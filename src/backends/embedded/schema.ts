@@ -123,4 +123,18 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX outbound_aliases_at ON outbound_aliases (at);
   `,
+  // 12: the phone number's session each business-scoped user id last came with on a channel
+  //     (model/message.ts, userIdOnly): a message with the user id alone goes there. Seeded from
+  //     the sessions stored so far, the most recently active first.
+  `
+  CREATE TABLE user_aliases (
+    channel TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    user    TEXT NOT NULL,
+    PRIMARY KEY (channel, user_id)
+  ) WITHOUT ROWID;
+  INSERT OR IGNORE INTO user_aliases (channel, user_id, user)
+    SELECT channel, user_id, user FROM sessions
+    WHERE user_id IS NOT NULL AND wa_id IS NOT NULL ORDER BY updated_at DESC;
+  `,
 ];
