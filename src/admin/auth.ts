@@ -153,16 +153,19 @@ export class AdminAuth {
     return mac(this.token, `csrf:${cookie}`);
   }
 
-  /** The signed-in session's cookie value, if the request carries a valid one. */
+  /**
+   * The signed-in session's cookie value, if the request carries a valid one. A browser sends
+   * every cookie of that name whose domain and path match (a stale or junk one another page set
+   * may come first): the first valid one counts.
+   */
   sessionOf(req: FastifyRequest): string | null {
     const header = req.headers.cookie;
     if (typeof header !== 'string') return null;
     for (const part of header.split(';')) {
       const [name, ...rest] = part.trim().split('=');
-      if (name === COOKIE_NAME) {
-        const value = rest.join('=');
-        return this.sessionValid(value) ? value : null;
-      }
+      if (name !== COOKIE_NAME) continue;
+      const value = rest.join('=');
+      if (this.sessionValid(value)) return value;
     }
     return null;
   }

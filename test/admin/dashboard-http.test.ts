@@ -104,6 +104,16 @@ describe('dashboard sign-in and CSRF', () => {
     }
   });
 
+  it('a junk cookie of the same name sent before the real one does not sign the agent out (outside test Q17)', async () => {
+    const real = await cookie();
+    const both = `baton_admin=junk; other=1; ${real}`;
+    expect((await fetch(`${h.url}/admin/api/stats`, { headers: { cookie: both } })).status).toBe(200);
+    const page = await fetch(`${h.url}/admin/inbox`, { headers: { cookie: both }, redirect: 'manual' });
+    expect(page.status).toBe(200);
+    // The CSRF token is the valid cookie's.
+    expect(await csrfOf(both)).toBe(await csrfOf(real));
+  });
+
   it('keeps Bearer working for the JSON API (no CSRF needed)', async () => {
     const r = await h.admin(`/sessions/${USER}/lock?channel=${PHONE_ID}`, { method: 'DELETE' });
     expect(r.status).toBe(200);
