@@ -236,6 +236,8 @@ function nestedWithin(v: unknown, depth: number): boolean {
   return Object.values(v).every((x) => nestedWithin(x, depth - 1));
 }
 
+const RESERVED_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
 export const HandbackBody = z.strictObject({
   step: stepId,
   /** Who hands it back; defaults to the agent who took the session. */
@@ -245,16 +247,26 @@ export const HandbackBody = z.strictObject({
    * before the step is entered: flat values only, checked by the flow's data schema.
    */
   data: z
-    .record(
-      z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'keys are identifiers of at most 64 characters'),
-      z.union([
-        z.string().max(4096, 'must be at most 4,096 characters').refine(storable, STORABLE),
-        z.number().finite(),
-        z.boolean(),
-        z.null(),
-      ]),
+    .unknown()
+    // Names every object has already: a record drops `__proto__` silently, so they are refused by
+    // name before it reads them.
+    .refine(
+      (d) => d === null || typeof d !== 'object' || !Object.keys(d).some((k) => RESERVED_KEYS.has(k)),
+      'keys may not be __proto__, constructor or prototype (names JavaScript reserves)',
     )
-    .refine((d) => Object.keys(d).length <= 32, 'at most 32 keys')
+    .pipe(
+      z
+        .record(
+          z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'keys are identifiers of at most 64 characters'),
+          z.union([
+            z.string().max(4096, 'must be at most 4,096 characters').refine(storable, STORABLE),
+            z.number().finite(),
+            z.boolean(),
+            z.null(),
+          ]),
+        )
+        .refine((d) => Object.keys(d).length <= 32, 'at most 32 keys'),
+    )
     .optional(),
 });
 

@@ -189,6 +189,15 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
         });
         expect(refused.status).toBe(400);
       }
+      // A name JavaScript reserves, refused by name rather than dropped (outside test Q10).
+      for (const key of ['__proto__', 'constructor', 'prototype']) {
+        const reserved = await send(`/sessions/${user}/agent`, 'DELETE', {
+          step: 'choose_product',
+          data: JSON.parse(`{"${key}":"x"}`) as Record<string, string>,
+        });
+        expect(reserved.status).toBe(400);
+        expect(JSON.stringify(await reserved.json())).toContain('reserves');
+      }
       expect((await lastRecord(user))?.kind).not.toBe('handback');
 
       // Hand back at choose_product: version + 1, needs_agent and retries cleared, data kept.
