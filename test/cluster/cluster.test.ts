@@ -120,6 +120,39 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       expect(handed.size).toBe(30);
     });
 
+    it('binds user ids to phone numbers across masters: a message with the user id alone joins the number’s mailbox', async () => {
+      const { backend, prefix } = await makeBackend({ redisUrl: cluster.url, cluster: true });
+      const keys = Array.from({ length: 20 }, () => newKey());
+      const userIdOf = (k: { user: string }): string => `US.${k.user}`;
+      const first = await backend.ingest({
+        messages: keys.map((k) => ({ ...textMessage(k, 'hi'), userId: userIdOf(k) })),
+        statuses: [],
+      });
+      expect(first).toMatchObject({ accepted: 20, duplicates: 0 });
+      // The same users, now without a phone number.
+      const alone = await backend.ingest({
+        messages: keys.map((k) => {
+          const { waId: _phone, ...m } = textMessage(
+            { channel: k.channel, user: userIdOf(k) },
+            'Jane',
+            1_750_000_005,
+          );
+          return { ...m, userId: userIdOf(k) };
+        }),
+        statuses: [],
+      });
+      expect(alone).toMatchObject({ accepted: 20, duplicates: 0 });
+      const sizes = await inspect(async (c) => {
+        await new Promise<void>((r) => c.once('ready', () => r()));
+        const mailboxes = (
+          await Promise.all(c.nodes('master').map((n) => n.keys(`${prefix}:{*}:mbox`)))
+        ).flat();
+        return Promise.all(mailboxes.map((k) => c.zcard(k)));
+      });
+      // Twenty mailboxes (the numbers'), two messages each: no session keyed by a user id.
+      expect(sizes).toEqual(Array.from({ length: 20 }, () => 2));
+    });
+
     it('reaps sessions on every master', async () => {
       const { backend, prefix } = await makeBackend({
         redisUrl: cluster.url,
