@@ -19,7 +19,7 @@ import {
 } from '../model/session.ts';
 import { registerAgentRoutes, type AgentDesk } from './agent-routes.ts';
 import { AdminAuth } from './auth.ts';
-import { outboundView } from './conversation.ts';
+import { deadLetterView, outboundView } from './conversation.ts';
 import { acceptJsonBodies, adminErrorHandler, fail, findOne, oneOf, parsed } from './http.ts';
 import {
   ChannelQuery,
@@ -216,7 +216,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
         const shown = page.slice(0, limit);
         const last = shown.at(-1);
         return {
-          dead_letters: shown,
+          dead_letters: shown.map(deadLetterView),
           next_cursor: page.length > limit && last ? deadLetterCursor(last) : null,
         };
       });

@@ -6,7 +6,7 @@
  */
 import { isEffectResult } from '../flow/transition.ts';
 import type { MessageContent, StoredMessage } from '../model/message.ts';
-import type { OutboundRecord, OutboundStatus } from '../model/session.ts';
+import type { DeadLetter, OutboundRecord, OutboundStatus } from '../model/session.ts';
 import { decodeCursor, encodeCursor } from './schemas.ts';
 
 /** One line of the conversation, as `GET /sessions/:waId/messages` answers it. */
@@ -209,4 +209,34 @@ export function conversationPage(
 /** An effect's result whose content the message retention redacted: still no message. */
 function redactedEffectResult(m: StoredMessage): boolean {
   return m.content.type === 'unsupported' && m.content.originalType === 'effect_result';
+}
+
+/**
+ * A dead letter as the admin API shows it: the names and times of the rest of the API
+ * (`created_at`, `replayed_at`, ISO 8601), the payload as it was kept.
+ */
+export interface DeadLetterView {
+  readonly id: string;
+  readonly kind: DeadLetter['kind'];
+  readonly channel: string;
+  readonly user: string;
+  readonly ref: string;
+  readonly reason: string;
+  readonly payload: unknown;
+  readonly created_at: string;
+  readonly replayed_at?: string;
+}
+
+export function deadLetterView(d: DeadLetter): DeadLetterView {
+  return {
+    id: d.id,
+    kind: d.kind,
+    channel: d.channel,
+    user: d.user,
+    ref: d.ref,
+    reason: d.reason,
+    payload: d.payload,
+    created_at: new Date(d.createdAt).toISOString(),
+    ...(d.replayedAt === undefined ? {} : { replayed_at: new Date(d.replayedAt).toISOString() }),
+  };
 }

@@ -4,6 +4,7 @@
  * and only the newest 50 shown or replayable, with no way to the others).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeadLetterView } from '../../src/admin/conversation.ts';
 import type { DeadLetter } from '../../src/model/session.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { PHONE_ID } from '../support/payloads.ts';
@@ -35,12 +36,28 @@ describe('dead letters beyond one page', () => {
     do {
       const r = await h.admin(`/dead-letters?limit=20${cursor !== null ? `&cursor=${cursor}` : ''}`);
       expect(r.status).toBe(200);
-      const page = (await r.json()) as { dead_letters: DeadLetter[]; next_cursor: string | null };
+      const page = (await r.json()) as { dead_letters: DeadLetterView[]; next_cursor: string | null };
       seen.push(...page.dead_letters.map((d) => d.id));
       cursor = page.next_cursor;
     } while (cursor !== null && seen.length < 100);
     expect(seen).toEqual(letters.map((d) => d.id).reverse());
     expect((await h.admin('/dead-letters?cursor=garbage')).status).toBe(400);
+  });
+
+  it('names and dates a letter as the rest of the API does (outside test Q13)', async () => {
+    const page = (await (await h.admin('/dead-letters?limit=1')).json()) as { dead_letters: unknown[] };
+    expect(page.dead_letters).toEqual([
+      {
+        id: 'dl-pages-54',
+        kind: 'inbound',
+        channel: PHONE_ID,
+        user: '15550838001',
+        ref: 'wamid.PAGES54',
+        reason: 'flow code threw',
+        payload: { id: 'wamid.PAGES54' },
+        created_at: new Date(1_750_000_000_054).toISOString(),
+      },
+    ]);
   });
 
   it('the overview shows the newest 50 and links the older ones, with their Replay buttons', async () => {

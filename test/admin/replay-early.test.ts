@@ -49,9 +49,9 @@ describe.each(HARNESS_BACKENDS)(
         await h.settled(user, 1);
         expect(h.graph.sent.filter((c) => c.body.to === user && c.status === 200)).toHaveLength(1);
         const { dead_letters } = (await (await h.admin('/dead-letters')).json()) as {
-          dead_letters: Array<{ user: string; replayedAt?: number }>;
+          dead_letters: Array<{ user: string; replayed_at?: string }>;
         };
-        expect(dead_letters.filter((d) => d.user === user && d.replayedAt === undefined)).toEqual([]);
+        expect(dead_letters.filter((d) => d.user === user && d.replayed_at === undefined)).toEqual([]);
       } finally {
         backend.updateOutbound = update;
       }

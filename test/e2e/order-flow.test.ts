@@ -355,10 +355,10 @@ describe('the order flow, end to end', () => {
   });
 
   it('dead-letters a replayed reply again when it is refused again, so it can be replayed again', async () => {
-    type Letter = { id: string; user: string; replayedAt?: number };
+    type Letter = { id: string; user: string; replayed_at?: string };
     const open = async (): Promise<Letter | undefined> => {
       const { dead_letters } = (await (await h.admin('/dead-letters')).json()) as { dead_letters: Letter[] };
-      return dead_letters.find((d) => d.user === waId && d.replayedAt === undefined);
+      return dead_letters.find((d) => d.user === waId && d.replayed_at === undefined);
     };
     h.graph.failNext(1, { status: 400, graphCode: 131047, to: waId });
     await send(text(waId, 'hi', T0));
