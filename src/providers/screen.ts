@@ -81,6 +81,18 @@ function statusProblem(s: StatusUpdate): string | null {
   return null;
 }
 
+/**
+ * A business-scoped user id that is not an id, beside a phone number that keys the message: left
+ * out (the message is the number's), never stored in the session or bound to it. Alone, it is
+ * the sender, and the checks above refuse the message.
+ */
+function withUsableUserId(m: InboundMessage): InboundMessage {
+  if (m.userId === undefined || m.userId === m.user) return m;
+  if (ID_PATTERN.test(m.userId) && !m.userId.includes(':')) return m;
+  const { userId: _unusable, ...rest } = m;
+  return rest;
+}
+
 /** Ids kept in a skipped item's report: short, and well formed (logs are JSON too). */
 function reportedId(id: string): string {
   return id.length > 80 ? `${id.slice(0, 80)}...` : id;
@@ -94,7 +106,7 @@ export function screenBatch(
   const messages: InboundMessage[] = [];
   const statuses: StatusUpdate[] = [];
   for (const raw of batch.messages) {
-    const m = wellFormedDeep(raw);
+    const m = withUsableUserId(wellFormedDeep(raw));
     const problem = messageProblem(m);
     if (problem === null) messages.push(m);
     else skipped.push({ kind: 'message', id: reportedId(m.id), reason: problem, raw: m });

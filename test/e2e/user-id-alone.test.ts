@@ -90,6 +90,80 @@ describe.each(HARNESS_BACKENDS)(
       30_000,
     );
 
+    it.skipIf(!available)(
+      'a redelivered message named by user id alone is a duplicate, though its user id came with a number since (outside QA)',
+      async () => {
+        const [waId, userId] = ['15550802031', 'US.13491208655300000005'];
+        const first = textFrom({ userId }, 'wamid.ALONE.10', 'hi', TS);
+        expect((await h.post(first)).status).toBe(200);
+        await h.settled(userId, 1);
+        // The user now writes with a number (SPEC: a session of its own), in the same second.
+        expect((await h.post(textFrom({ waId, userId }, 'wamid.ALONE.11', 'hello', TS))).status).toBe(200);
+        await h.settled(waId, 1);
+        // Meta delivers the first webhook again.
+        const again = await h.post(first);
+        expect(await again.json()).toEqual({ received: 0, duplicates: 1 });
+        await new Promise((r) => setTimeout(r, 300));
+        expect(await h.session(waId)).toMatchObject({ metadata: { version: 1 }, data: {} });
+        expect(await h.session(userId)).toMatchObject({ metadata: { version: 1 }, data: {} });
+      },
+      30_000,
+    );
+
+    it.skipIf(!available)(
+      'an old number’s message, redelivered or late, does not take the user id back to it (outside QA)',
+      async () => {
+        const [oldNumber, newNumber, userId] = ['15550802041', '15550802042', 'US.13491208655300000006'];
+        const fromOld = textFrom({ waId: oldNumber, userId }, 'wamid.ALONE.12', 'hi', TS);
+        expect((await h.post(fromOld)).status).toBe(200);
+        await h.settled(oldNumber, 1);
+        expect(
+          (await h.post(textFrom({ waId: newNumber, userId }, 'wamid.ALONE.13', 'hi', TS + 5))).status,
+        ).toBe(200);
+        await h.settled(newNumber, 1);
+        // The old number's first webhook again, and a message of it that comes late.
+        expect(await (await h.post(fromOld)).json()).toEqual({ received: 0, duplicates: 1 });
+        expect(
+          (await h.post(textFrom({ waId: oldNumber, userId }, 'wamid.ALONE.14', 'Old Name', TS + 1))).status,
+        ).toBe(200);
+        await h.settled(oldNumber, 2);
+        // The user id alone still goes to the new number's session.
+        expect((await h.post(textFrom({ userId }, 'wamid.ALONE.15', 'Ana Ruiz', TS + 10))).status).toBe(200);
+        expect(await h.settled(newNumber, 2)).toMatchObject({ data: { customer_name: 'Ana Ruiz' } });
+        // The admin API finds, by the user id, the session the user wrote to last.
+        expect(await (await h.admin(`/sessions/${userId}`)).json()).toMatchObject({ wa_id: newNumber });
+      },
+      30_000,
+    );
+
+    it.skipIf(!available || name !== 'distributed')(
+      'without the Redis binding, the number’s session the user wrote to last wins over one an agent touched since (outside QA)',
+      async () => {
+        const [oldNumber, newNumber, userId] = ['15550802051', '15550802052', 'US.13491208655300000007'];
+        expect((await h.post(textFrom({ waId: oldNumber, userId }, 'wamid.ALONE.16', 'hi', TS))).status).toBe(
+          200,
+        );
+        await h.settled(oldNumber, 1);
+        expect(
+          (await h.post(textFrom({ waId: newNumber, userId }, 'wamid.ALONE.17', 'hi', TS + 5))).status,
+        ).toBe(200);
+        await h.settled(newNumber, 1);
+        // An agent resets the old session: it is the one PostgreSQL updated last.
+        expect((await h.admin(`/sessions/${oldNumber}/reset`, { method: 'POST' })).status).toBe(200);
+        const redis = new Redis(REDIS_URL);
+        try {
+          const bindings = await redis.keys(`*:useralias:*:${userId}`);
+          expect(bindings).toHaveLength(1);
+          await redis.del(...bindings);
+        } finally {
+          redis.disconnect();
+        }
+        expect((await h.post(textFrom({ userId }, 'wamid.ALONE.18', 'Jo Park', TS + 10))).status).toBe(200);
+        expect(await h.settled(newNumber, 2)).toMatchObject({ data: { customer_name: 'Jo Park' } });
+      },
+      30_000,
+    );
+
     it.skipIf(!available || name !== 'distributed')(
       'finds the session through PostgreSQL when Redis has lost the binding',
       async () => {

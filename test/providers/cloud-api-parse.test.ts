@@ -422,6 +422,28 @@ describe('parseCloudApiWebhook: identities', () => {
     expect(m?.waId).toBeUndefined();
   });
 
+  it('leaves out a user_id that is no id beside a phone number: the message is the number’s, unbound', () => {
+    for (const bad of ['US.1 349', 'US:1349', 'x'.repeat(129), '']) {
+      const body = envelope({
+        metadata: META,
+        contacts: [{ profile: { name: 'Ana' }, wa_id: '15550001', user_id: bad }],
+        messages: [
+          {
+            from: '15550001',
+            from_user_id: bad,
+            id: 'wamid.u1',
+            timestamp: '1750000000',
+            type: 'text',
+            text: { body: 'hi' },
+          },
+        ],
+      });
+      const [m] = parseCloudApiWebhook(body).messages;
+      expect(m).toMatchObject({ user: '15550001', waId: '15550001' });
+      expect(m?.userId).toBeUndefined();
+    }
+  });
+
   it('matches each message to its own contact in a mixed batch', () => {
     const body = envelope({
       metadata: META,

@@ -20,7 +20,7 @@ import { entryPrefix } from './journal.ts';
 import { asArray, asNumber, intakeQueues, pipeline } from './redis-calls.ts';
 import type { PipelineOp, ScriptOp } from './scripts.ts';
 import { figuresAt, type MailboxFigures } from './global-feed.ts';
-import { bindingOps, routeByUserId } from './user-aliases.ts';
+import { aliasOps, routeByUserId } from './user-aliases.ts';
 
 /**
  * The `intake` script call that stores one message (`stored`: its StoredMessage JSON without
@@ -88,9 +88,9 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
       ],
     });
   }
-  // The user ids the messages bring with phone numbers are bound to those numbers' sessions
-  // (their replies, last, are not read).
-  ops.push(...bindingOps(ctx, messages));
+  // The user ids the messages bring with phone numbers are bound to those numbers' sessions, and
+  // the messages named by user id alone keep their route (their replies, last, are not read).
+  ops.push(...aliasOps(ctx, messages));
   // This ingress's intake watermark rides first (before the messages it may be about to store).
   const watermark = ctx.intake?.take();
   const replies = (await pipeline(ctx, 'ingest', watermark ? [watermark, ...ops] : ops)).slice(

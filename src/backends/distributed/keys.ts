@@ -141,6 +141,14 @@ export class Keys {
     return `${this.prefix}:useralias:${escapePart(channel)}:${escapePart(userId)}`;
   }
 
+  /**
+   * STRING the session key user a message named by user id alone was stored under, for as long
+   * as its id is remembered for dedupe: a redelivery goes to the same session (user-aliases.ts).
+   */
+  userRoute(channel: string, messageId: string): string {
+    return `${this.prefix}:userroute:${escapePart(channel)}:${escapePart(messageId)}`;
+  }
+
   /** The member string of a session, as stored in the ready queue and the flush stream. */
   member(key: SessionKey): string {
     return `${escapePart(key.channel)}:${escapePart(key.user)}`;

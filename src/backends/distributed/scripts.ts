@@ -32,6 +32,7 @@ export const SCRIPT_NAMES = [
   'session-idle',
   'session-era',
   'alerts-lead',
+  'user-bind',
 ] as const;
 
 export type ScriptName = (typeof SCRIPT_NAMES)[number];

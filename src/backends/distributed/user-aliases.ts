@@ -1,10 +1,20 @@
 /**
  * The session of a message that names its sender by business-scoped user id alone (model/message.ts,
- * `userIdOnly`): the phone number's session that user id last came with on its channel. The
- * binding lives in Redis (one string per user id), written by every intake of a message that
- * carries both ids (it rides in the intake's pipeline) and expiring with idle sessions. Where Redis
- * has none (never written, expired, or lost), PostgreSQL's sessions say which session holds the
- * id, and the answer is written for the next message (`SET NX`: a binding written meanwhile wins).
+ * `userIdOnly`): the phone number's session that user id last came with on its channel.
+ *
+ * - **The binding** lives in Redis, one string per user id: `<timestamp>:<session key user>`. Every
+ *   intake of a message carrying both ids writes it in the intake's own pipeline (the
+ *   `user-bind` script: only a message as late or later, by WhatsApp's timestamp, moves it, so a
+ *   redelivered or late message from an old number does not take the user back there). It
+ *   expires with idle sessions.
+ * - **Where Redis has none** (never written, expired, or lost), PostgreSQL's sessions say which
+ *   one holds the id: a phone number's session first, the one the user wrote to last. The answer
+ *   is written back (`SET NX`: a binding written meanwhile wins), with timestamp 0 so any message
+ *   with both ids moves it; an answer of "none" (the id keys its own session) is kept a minute
+ *   only, so a number's session PostgreSQL did not have yet is found then.
+ * - **The route** of each message named by user id alone is kept as long as its id is for dedupe:
+ *   a redelivery goes to the session the first delivery went to, where it is recognised as a
+ *   duplicate, even if the binding has moved since.
  * @module
  */
 import { rekeyed, userIdOnly, type InboundMessage } from '../../model/message.ts';
@@ -15,31 +25,59 @@ import type { PipelineOp } from './scripts.ts';
 /** How long intake waits for PostgreSQL's answer before it routes by the user id itself, ms. */
 const PG_WAIT_MS = 500;
 
-/** The bindings a batch's messages teach: a user id sent with a phone number, to that number. */
-export function bindingOps(ctx: Context, messages: readonly InboundMessage[]): PipelineOp[] {
-  const bound = new Map<string, string>();
-  for (const m of messages) {
-    if (m.userId === undefined || m.userId === '' || m.waId === undefined || m.user !== m.waId) continue;
-    bound.set(ctx.keys.userAlias(m.channel, m.userId), m.user);
-  }
-  return [...bound].map(([key, user]) => ({ command: 'set', args: [key, user, 'PX', ctx.idleTtlMs] }));
+/** How long the answer "no number's session holds this id" is kept, ms. */
+const SELF_BINDING_MS = 60_000;
+
+/** The session key user a binding's value names. */
+function boundUser(value: string): string {
+  const m = /^\d+:(.*)$/s.exec(value);
+  return m === null ? value : m[1]!;
 }
 
-/** The messages, those named by a user id alone under the session it is bound to. */
+/**
+ * What intake writes with a batch's messages (stored or duplicates): each user id sent with a
+ * phone number bound to it, and the route of each message named by user id alone.
+ */
+export function aliasOps(ctx: Context, messages: readonly InboundMessage[]): PipelineOp[] {
+  const ops: PipelineOp[] = [];
+  for (const m of messages) {
+    // Named by user id alone (and routed already: its key may be a number's now).
+    if (m.waId === undefined && m.userId !== undefined && m.userId !== '') {
+      ops.push({
+        command: 'set',
+        args: [ctx.keys.userRoute(m.channel, m.id), m.user, 'EX', ctx.opts.dedupeTtlSec, 'NX'],
+      });
+    } else if (m.userId !== undefined && m.userId !== '' && m.waId !== undefined && m.user === m.waId) {
+      ops.push({
+        script: 'user-bind',
+        keys: [ctx.keys.userAlias(m.channel, m.userId)],
+        args: [m.timestamp, m.user, ctx.idleTtlMs],
+      });
+    }
+  }
+  return ops;
+}
+
+/** The messages, those named by a user id alone under the session they go to. */
 export async function routeByUserId(
   ctx: Context,
   messages: readonly InboundMessage[],
 ): Promise<readonly InboundMessage[]> {
+  const alone = messages.filter((m) => userIdOnly(m) !== undefined);
+  if (alone.length === 0) return messages;
   const asks = new Map<string, { channel: string; userId: string }>();
-  for (const m of messages) {
-    const userId = userIdOnly(m);
-    if (userId !== undefined) asks.set(ctx.keys.userAlias(m.channel, userId), { channel: m.channel, userId });
-  }
-  if (asks.size === 0) return messages;
-  const bound = await bindings(ctx, asks);
+  for (const m of alone)
+    asks.set(ctx.keys.userAlias(m.channel, m.user), { channel: m.channel, userId: m.user });
+  const routeKeys = alone.map((m) => ctx.keys.userRoute(m.channel, m.id));
+  const [routes, bound] = await Promise.all([
+    r('user routes', () => Promise.all(routeKeys.map((k) => ctx.redis.get(k)))),
+    bindings(ctx, asks),
+  ]);
+  const routed = new Map(alone.map((m, i) => [m, routes[i] ?? undefined]));
   return messages.map((m) => {
-    const userId = userIdOnly(m);
-    return userId === undefined ? m : rekeyed(m, bound.get(ctx.keys.userAlias(m.channel, userId)) ?? m.user);
+    if (!routed.has(m)) return m;
+    const user = routed.get(m) ?? bound.get(ctx.keys.userAlias(m.channel, m.user));
+    return user === undefined ? m : rekeyed(m, user);
   });
 }
 
@@ -54,8 +92,8 @@ async function bindings(
   const out = new Map<string, string>();
   const unknown: string[] = [];
   keys.forEach((k, i) => {
-    const user = known[i];
-    if (typeof user === 'string') out.set(k, user);
+    const value = known[i];
+    if (typeof value === 'string') out.set(k, boundUser(value));
     else unknown.push(k);
   });
   if (unknown.length === 0) return out;
@@ -64,14 +102,25 @@ async function bindings(
     unknown.map((k) => ({ channel: asks.get(k)!.channel, bsuid: asks.get(k)!.userId })),
   );
   if (held === null) return out; // PostgreSQL did not answer: routed by the user id itself, this once.
-  const values = unknown.map((k) => {
+  const users = unknown.map((k) => {
     const a = asks.get(k)!;
     return held.get(`${a.channel}\n${a.userId}`) ?? a.userId;
   });
   const before = await r('user aliases', () =>
-    Promise.all(unknown.map((k, i) => ctx.redis.set(k, values[i]!, 'PX', ttl, 'NX', 'GET'))),
+    Promise.all(
+      unknown.map((k, i) =>
+        ctx.redis.set(
+          k,
+          `0:${users[i]!}`,
+          'PX',
+          users[i] === asks.get(k)!.userId ? Math.min(SELF_BINDING_MS, ttl) : ttl,
+          'NX',
+          'GET',
+        ),
+      ),
+    ),
   );
-  unknown.forEach((k, i) => out.set(k, before[i] ?? values[i]!));
+  unknown.forEach((k, i) => out.set(k, before[i] == null ? users[i]! : boundUser(before[i])));
   return out;
 }
 

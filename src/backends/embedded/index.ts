@@ -377,10 +377,11 @@ export class EmbeddedBackend implements Backend {
         let accepted = 0;
         let duplicates = 0;
         for (const given of batch.messages) {
-          const m = this.underAlias(given);
+          const m = this.routed(given);
           const stored: StoredMessage = { ...m, seq: this.seq + 1, storedAt };
           const info = insert.run(m.id, m.channel, m.user, stored.seq, storedAt, JSON.stringify(stored));
           if (info.changes === 1) {
+            this.bind(m);
             this.seq += 1;
             accepted += 1;
             this.staged.pending += 1;
@@ -405,23 +406,30 @@ export class EmbeddedBackend implements Backend {
 
   /**
    * `m`, if it names its sender by business-scoped user id alone, under the session of the phone
-   * number that id last came with (model/message.ts, userIdOnly); a message with both ids
-   * records that binding. Inside the intake's write.
+   * number that id last came with (model/message.ts, userIdOnly). Inside the intake's write.
    */
-  private underAlias(m: InboundMessage): InboundMessage {
-    if (m.userId === undefined || m.userId === '') return m;
+  private routed(m: InboundMessage): InboundMessage {
+    const userId = userIdOnly(m);
+    if (userId === undefined) return m;
     const bound = this.sql('SELECT user FROM user_aliases WHERE channel = ? AND user_id = ?').get(
       m.channel,
-      m.userId,
+      userId,
     ) as { user: string } | undefined;
-    if (userIdOnly(m) !== undefined) return bound === undefined ? m : rekeyed(m, bound.user);
-    if (m.waId !== undefined && m.user === m.waId && bound?.user !== m.user) {
-      this.sql(
-        `INSERT INTO user_aliases (channel, user_id, user) VALUES (?, ?, ?)
-           ON CONFLICT (channel, user_id) DO UPDATE SET user = excluded.user`,
-      ).run(m.channel, m.userId, m.user);
-    }
-    return m;
+    return bound === undefined ? m : rekeyed(m, bound.user);
+  }
+
+  /**
+   * A message stored (not a duplicate) that names its sender by number and user id binds the id
+   * to the number, unless a later message (by WhatsApp's timestamp) bound it to another: a
+   * redelivered or late message from an old number does not take the user back there.
+   */
+  private bind(m: InboundMessage): void {
+    if (m.userId === undefined || m.waId === undefined || m.user !== m.waId) return;
+    this.sql(
+      `INSERT INTO user_aliases (channel, user_id, user, at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (channel, user_id) DO UPDATE SET user = excluded.user, at = excluded.at
+         WHERE excluded.at > user_aliases.at`,
+    ).run(m.channel, m.userId, m.user, m.timestamp);
   }
 
   /**
