@@ -14,6 +14,18 @@ import { harnessOn } from '../support/harness-on.ts';
 
 const TS = 1_750_000_000;
 
+/** Deletes the user id's binding from Redis, as a Redis that lost it would have. */
+async function forgetBinding(userId: string): Promise<void> {
+  const redis = new Redis(REDIS_URL);
+  try {
+    const bindings = await redis.keys(`*:useralias:*:${userId}`);
+    expect(bindings).toHaveLength(1);
+    await redis.del(...bindings);
+  } finally {
+    redis.disconnect();
+  }
+}
+
 /** A text from a user named by phone number and user id, or (no phone) by the user id alone. */
 function textFrom(ids: { waId?: string; userId: string }, id: string, body: string, ts: number): unknown {
   const contact = ids.waId === undefined ? { user_id: ids.userId } : { wa_id: ids.waId, user_id: ids.userId };
@@ -150,14 +162,7 @@ describe.each(HARNESS_BACKENDS)(
         await h.settled(newNumber, 1);
         // An agent resets the old session: it is the one PostgreSQL updated last.
         expect((await h.admin(`/sessions/${oldNumber}/reset`, { method: 'POST' })).status).toBe(200);
-        const redis = new Redis(REDIS_URL);
-        try {
-          const bindings = await redis.keys(`*:useralias:*:${userId}`);
-          expect(bindings).toHaveLength(1);
-          await redis.del(...bindings);
-        } finally {
-          redis.disconnect();
-        }
+        await forgetBinding(userId);
         expect((await h.post(textFrom({ userId }, 'wamid.ALONE.18', 'Jo Park', TS + 10))).status).toBe(200);
         expect(await h.settled(newNumber, 2)).toMatchObject({ data: { customer_name: 'Jo Park' } });
       },
@@ -170,14 +175,7 @@ describe.each(HARNESS_BACKENDS)(
         const [waId, userId] = ['15550802021', 'US.13491208655300000004'];
         expect((await h.post(textFrom({ waId, userId }, 'wamid.ALONE.8', 'hi', TS))).status).toBe(200);
         await h.settled(waId, 1);
-        const redis = new Redis(REDIS_URL);
-        try {
-          const bindings = await redis.keys(`*:useralias:*:${userId}`);
-          expect(bindings).toHaveLength(1);
-          await redis.del(...bindings);
-        } finally {
-          redis.disconnect();
-        }
+        await forgetBinding(userId);
         expect((await h.post(textFrom({ userId }, 'wamid.ALONE.9', 'Jo Park', TS + 5))).status).toBe(200);
         expect(await h.settled(waId, 2)).toMatchObject({ data: { customer_name: 'Jo Park' } });
         expect(await h.baton.backend.findSessions(userId)).toHaveLength(1);
