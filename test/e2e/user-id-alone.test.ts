@@ -169,6 +169,40 @@ describe.each(HARNESS_BACKENDS)(
       30_000,
     );
 
+    it.skipIf(!available)(
+      'one webhook with the number and then the user id alone: one session',
+      async () => {
+        const [waId, userId] = ['15550802061', 'US.13491208655300000008'];
+        const body = envelopeWith({
+          contacts: [
+            { profile: { name: 'Kim' }, wa_id: waId },
+            { profile: { name: 'Kim' }, user_id: userId },
+          ],
+          messages: [
+            {
+              from: waId,
+              from_user_id: userId,
+              id: 'wamid.ALONE.19',
+              timestamp: String(TS),
+              type: 'text',
+              text: { body: 'hi' },
+            },
+            {
+              from_user_id: userId,
+              id: 'wamid.ALONE.20',
+              timestamp: String(TS + 1),
+              type: 'text',
+              text: { body: 'Lee Chan' },
+            },
+          ],
+        });
+        expect(await (await h.post(body)).json()).toEqual({ received: 2, duplicates: 0 });
+        expect(await h.settled(waId, 2)).toMatchObject({ data: { customer_name: 'Lee Chan' } });
+        expect(await h.baton.backend.findSessions(userId)).toHaveLength(1);
+      },
+      30_000,
+    );
+
     it.skipIf(!available || name !== 'distributed')(
       'finds the session through PostgreSQL when Redis has lost the binding',
       async () => {

@@ -65,9 +65,17 @@ export async function routeByUserId(
 ): Promise<readonly InboundMessage[]> {
   const alone = messages.filter((m) => userIdOnly(m) !== undefined);
   if (alone.length === 0) return messages;
+  // A number the same webhook names the user id with is the newest word on it.
+  const taught = new Map<string, string>();
+  for (const m of messages) {
+    if (m.userId !== undefined && m.waId !== undefined && m.user === m.waId)
+      taught.set(ctx.keys.userAlias(m.channel, m.userId), m.user);
+  }
   const asks = new Map<string, { channel: string; userId: string }>();
-  for (const m of alone)
-    asks.set(ctx.keys.userAlias(m.channel, m.user), { channel: m.channel, userId: m.user });
+  for (const m of alone) {
+    const key = ctx.keys.userAlias(m.channel, m.user);
+    if (!taught.has(key)) asks.set(key, { channel: m.channel, userId: m.user });
+  }
   const routeKeys = alone.map((m) => ctx.keys.userRoute(m.channel, m.id));
   const [routes, bound] = await Promise.all([
     r('user routes', () => Promise.all(routeKeys.map((k) => ctx.redis.get(k)))),
@@ -76,7 +84,8 @@ export async function routeByUserId(
   const routed = new Map(alone.map((m, i) => [m, routes[i] ?? undefined]));
   return messages.map((m) => {
     if (!routed.has(m)) return m;
-    const user = routed.get(m) ?? bound.get(ctx.keys.userAlias(m.channel, m.user));
+    const key = ctx.keys.userAlias(m.channel, m.user);
+    const user = routed.get(m) ?? taught.get(key) ?? bound.get(key);
     return user === undefined ? m : rekeyed(m, user);
   });
 }
@@ -87,6 +96,7 @@ async function bindings(
   asks: Map<string, { channel: string; userId: string }>,
 ): Promise<Map<string, string>> {
   const keys = [...asks.keys()];
+  if (keys.length === 0) return new Map();
   const ttl = ctx.idleTtlMs;
   const known = await r('user aliases', () => Promise.all(keys.map((k) => ctx.redis.getex(k, 'PX', ttl))));
   const out = new Map<string, string>();
