@@ -169,36 +169,93 @@ describe.each(HARNESS_BACKENDS)(
       30_000,
     );
 
-    it.skipIf(!available)(
-      'one webhook with the number and then the user id alone: one session',
-      async () => {
-        const [waId, userId] = ['15550802061', 'US.13491208655300000008'];
+    it.skipIf(!available).each([
+      ['the number and then the user id alone', false, '15550802061', 'US.13491208655300000008'],
+      ['the user id alone and then the number', true, '15550802091', 'US.13491208655300000011'],
+    ])(
+      'one webhook with %s: one session',
+      async (_order, aloneFirst, waId, userId) => {
+        // The first message starts the conversation, the second answers its question.
+        const withNumber = { from: waId };
+        const alone = {};
+        const [first, second] = aloneFirst ? [alone, withNumber] : [withNumber, alone];
+        const message = (m: { from?: string }, i: number): Record<string, unknown> => ({
+          ...(m.from === undefined ? {} : { from: m.from }),
+          from_user_id: userId,
+          id: `wamid.ONE.${userId}.${i}`,
+          timestamp: String(TS + i),
+          type: 'text',
+          text: { body: i === 0 ? 'hi' : 'Lee Chan' },
+        });
         const body = envelopeWith({
           contacts: [
             { profile: { name: 'Kim' }, wa_id: waId },
             { profile: { name: 'Kim' }, user_id: userId },
           ],
-          messages: [
-            {
-              from: waId,
-              from_user_id: userId,
-              id: 'wamid.ALONE.19',
-              timestamp: String(TS),
-              type: 'text',
-              text: { body: 'hi' },
-            },
-            {
-              from_user_id: userId,
-              id: 'wamid.ALONE.20',
-              timestamp: String(TS + 1),
-              type: 'text',
-              text: { body: 'Lee Chan' },
-            },
-          ],
+          messages: [message(first, 0), message(second, 1)],
         });
         expect(await (await h.post(body)).json()).toEqual({ received: 2, duplicates: 0 });
         expect(await h.settled(waId, 2)).toMatchObject({ data: { customer_name: 'Lee Chan' } });
         expect(await h.baton.backend.findSessions(userId)).toHaveLength(1);
+      },
+      30_000,
+    );
+
+    it.skipIf(!available)(
+      'a user id that wrote alone first, then with a number: the admin API and its messages agree on the number’s session',
+      async () => {
+        const [waId, userId] = ['15550802071', 'US.13491208655300000009'];
+        expect((await h.post(textFrom({ userId }, 'wamid.ALONE.21', 'hi', TS))).status).toBe(200);
+        await h.settled(userId, 1);
+        expect((await h.post(textFrom({ waId, userId }, 'wamid.ALONE.22', 'hi', TS + 5))).status).toBe(200);
+        await h.settled(waId, 1);
+        expect((await h.post(textFrom({ userId }, 'wamid.ALONE.23', 'Mo Diaz', TS + 10))).status).toBe(200);
+        expect(await h.settled(waId, 2)).toMatchObject({ data: { customer_name: 'Mo Diaz' } });
+        expect(await (await h.admin(`/sessions/${userId}`)).json()).toMatchObject({ wa_id: waId });
+      },
+      30_000,
+    );
+
+    it.skipIf(!available)(
+      'a number change within one second moves the user id too',
+      async () => {
+        const [oldNumber, newNumber, userId] = ['15550802081', '15550802082', 'US.13491208655300000010'];
+        expect((await h.post(textFrom({ waId: oldNumber, userId }, 'wamid.ALONE.24', 'hi', TS))).status).toBe(
+          200,
+        );
+        await h.settled(oldNumber, 1);
+        expect((await h.post(textFrom({ waId: newNumber, userId }, 'wamid.ALONE.25', 'hi', TS))).status).toBe(
+          200,
+        );
+        await h.settled(newNumber, 1);
+        expect((await h.post(textFrom({ userId }, 'wamid.ALONE.26', 'Al Roy', TS + 1))).status).toBe(200);
+        expect(await h.settled(newNumber, 2)).toMatchObject({ data: { customer_name: 'Al Roy' } });
+      },
+      30_000,
+    );
+
+    it.skipIf(!available || name !== 'distributed')(
+      'a binding PostgreSQL answered for is moved only by a later message (outside QA)',
+      async () => {
+        const [oldNumber, newNumber, userId] = ['15550802101', '15550802102', 'US.13491208655300000012'];
+        expect((await h.post(textFrom({ waId: oldNumber, userId }, 'wamid.ALONE.29', 'hi', TS))).status).toBe(
+          200,
+        );
+        await h.settled(oldNumber, 1);
+        expect(
+          (await h.post(textFrom({ waId: newNumber, userId }, 'wamid.ALONE.30', 'hi', TS + 50))).status,
+        ).toBe(200);
+        await h.settled(newNumber, 1);
+        await forgetBinding(userId);
+        expect((await h.post(textFrom({ userId }, 'wamid.ALONE.31', 'Jo Park', TS + 60))).status).toBe(200);
+        await h.settled(newNumber, 2);
+        // A late message from the old number, sent before the change.
+        expect(
+          (await h.post(textFrom({ waId: oldNumber, userId }, 'wamid.ALONE.32', 'x', TS + 20))).status,
+        ).toBe(200);
+        await h.settled(oldNumber, 2);
+        expect((await h.post(textFrom({ userId }, 'wamid.ALONE.33', 'sku_550e', TS + 70))).status).toBe(200);
+        expect((await h.settled(newNumber, 3)).metadata.version).toBe(3);
       },
       30_000,
     );

@@ -134,6 +134,62 @@ describe('user ids bound to phone numbers (migration 12)', () => {
   });
 });
 
+describe('binding times (migration 13)', () => {
+  it('a store with bindings made before it takes messages with both ids, and the user id alone still goes to its number', async () => {
+    const [dir, file, old] = storeAt(12);
+    old
+      .prepare(
+        `INSERT INTO sessions (channel, user, wa_id, user_id, step, needs_agent, version, fence, updated_at, snapshot)
+         VALUES ('c1', '15550001', '15550001', 'US.1', 'ask_name', 0, 1, 1, 0, ?)`,
+      )
+      .run(
+        JSON.stringify(
+          oldSession('15550001', { waId: '15550001', userId: 'US.1', lastInteraction: 1_750_000_000 }),
+        ),
+      );
+    old.prepare(`INSERT INTO user_aliases (channel, user_id, user) VALUES ('c1', 'US.1', '15550001')`).run();
+    old.close();
+
+    const backend = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const base = {
+      provider: 'cloud-api' as const,
+      channel: 'c1',
+      content: { type: 'text' as const, body: 'hi' },
+    };
+    try {
+      // An older message from another number does not move the binding; the user id alone follows it.
+      await backend.ingest({
+        messages: [
+          {
+            ...base,
+            id: 'wamid.M3',
+            user: '15550002',
+            waId: '15550002',
+            userId: 'US.1',
+            timestamp: 1_749_999_000,
+          },
+          { ...base, id: 'wamid.M4', user: 'US.1', userId: 'US.1', timestamp: 1_750_000_100 },
+        ],
+        statuses: [],
+      });
+    } finally {
+      await backend.close();
+    }
+    const db = new Database(file, { readonly: true });
+    try {
+      expect(db.prepare("SELECT user FROM inbound WHERE id = 'wamid.M4'").get()).toEqual({
+        user: '15550001',
+      });
+      expect(db.prepare('SELECT user, at FROM user_aliases').all()).toEqual([
+        { user: '15550001', at: 1_750_000_000 },
+      ]);
+    } finally {
+      db.close();
+    }
+  });
+});
+
 describe('a store a newer Baton migrated', () => {
   it('is refused with a line naming both schemas, and left as it is', async () => {
     const [dir, file, newer] = storeAt(MIGRATIONS.length, MIGRATIONS.length + 1);

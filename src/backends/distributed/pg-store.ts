@@ -564,13 +564,18 @@ export class PgStore {
 
   /**
    * The session key user of each business-scoped id's session on its channel, where PostgreSQL
-   * has one (keyed `<channel>\n<bsuid>`).
+   * has one, with when the user last wrote to it (Unix seconds; keyed `<channel>\n<bsuid>`).
    */
   async sessionsByBsuid(
     ids: ReadonlyArray<{ channel: string; bsuid: string }>,
-  ): Promise<Map<string, string>> {
+  ): Promise<Map<string, { user: string; at: number }>> {
     const rows = await this.query('sessions-by-bsuid', [JSON.stringify(ids)]);
-    return new Map(rows.map((r) => [`${r.channel as string}\n${r.bsuid as string}`, r.user_id as string]));
+    return new Map(
+      rows.map((r) => [
+        `${r.channel as string}\n${r.bsuid as string}`,
+        { user: r.user_id as string, at: Number(r.last_interaction) },
+      ]),
+    );
   }
 
   async findSessions(user: string, channel?: string): Promise<SessionSnapshot[]> {

@@ -5,13 +5,14 @@
  * - **The binding** lives in Redis, one string per user id: `<timestamp>:<session key user>`. Every
  *   intake of a message carrying both ids writes it in the intake's own pipeline (the
  *   `user-bind` script: only a message as late or later, by WhatsApp's timestamp, moves it, so a
- *   redelivered or late message from an old number does not take the user back there). It
- *   expires with idle sessions.
+ *   redelivered or late message from an old number does not take the user back there); a number
+ *   the same webhook names the id with counts at once. It expires with idle sessions.
  * - **Where Redis has none** (never written, expired, or lost), PostgreSQL's sessions say which
  *   one holds the id: a phone number's session first, the one the user wrote to last. The answer
- *   is written back (`SET NX`: a binding written meanwhile wins), with timestamp 0 so any message
- *   with both ids moves it; an answer of "none" (the id keys its own session) is kept a minute
- *   only, so a number's session PostgreSQL did not have yet is found then.
+ *   is written back (`SET NX`: a binding written meanwhile wins) as if by the user's last
+ *   message to that session, so only a later message moves it; an answer of "none" (the id keys
+ *   its own session) is kept a minute only, so a number's session PostgreSQL did not have yet is
+ *   found then.
  * - **The route** of each message named by user id alone is kept as long as its id is for dedupe:
  *   a redelivery goes to the session the first delivery went to, where it is recognised as a
  *   duplicate, even if the binding has moved since.
@@ -28,10 +29,22 @@ const PG_WAIT_MS = 500;
 /** How long the answer "no number's session holds this id" is kept, ms. */
 const SELF_BINDING_MS = 60_000;
 
-/** The session key user a binding's value names. */
-function boundUser(value: string): string {
-  const m = /^\d+:(.*)$/s.exec(value);
-  return m === null ? value : m[1]!;
+/** A binding: the session key user, and the WhatsApp timestamp of the message that made it. */
+interface Binding {
+  readonly user: string;
+  readonly at: number;
+}
+
+/** A binding's value, `<timestamp>:<session key user>`. */
+function parseBinding(value: string): Binding {
+  const m = /^(\d+):(.*)$/s.exec(value);
+  return m === null ? { user: value, at: 0 } : { user: m[2]!, at: Number(m[1]) };
+}
+
+/** The later of two bindings (a tie: `a`). */
+function later(a: Binding | undefined, b: Binding | undefined): Binding | undefined {
+  if (a === undefined || b === undefined) return a ?? b;
+  return b.at > a.at ? b : a;
 }
 
 /**
@@ -66,16 +79,15 @@ export async function routeByUserId(
   const alone = messages.filter((m) => userIdOnly(m) !== undefined);
   if (alone.length === 0) return messages;
   // A number the same webhook names the user id with is the newest word on it.
-  const taught = new Map<string, string>();
+  const taught = new Map<string, Binding>();
   for (const m of messages) {
-    if (m.userId !== undefined && m.waId !== undefined && m.user === m.waId)
-      taught.set(ctx.keys.userAlias(m.channel, m.userId), m.user);
+    if (m.userId === undefined || m.waId === undefined || m.user !== m.waId) continue;
+    const key = ctx.keys.userAlias(m.channel, m.userId);
+    taught.set(key, later({ user: m.user, at: m.timestamp }, taught.get(key))!);
   }
   const asks = new Map<string, { channel: string; userId: string }>();
-  for (const m of alone) {
-    const key = ctx.keys.userAlias(m.channel, m.user);
-    if (!taught.has(key)) asks.set(key, { channel: m.channel, userId: m.user });
-  }
+  for (const m of alone)
+    asks.set(ctx.keys.userAlias(m.channel, m.user), { channel: m.channel, userId: m.user });
   const routeKeys = alone.map((m) => ctx.keys.userRoute(m.channel, m.id));
   const [routes, bound] = await Promise.all([
     r('user routes', () => Promise.all(routeKeys.map((k) => ctx.redis.get(k)))),
@@ -85,25 +97,25 @@ export async function routeByUserId(
   return messages.map((m) => {
     if (!routed.has(m)) return m;
     const key = ctx.keys.userAlias(m.channel, m.user);
-    const user = routed.get(m) ?? taught.get(key) ?? bound.get(key);
+    const user = routed.get(m) ?? later(taught.get(key), bound.get(key))?.user;
     return user === undefined ? m : rekeyed(m, user);
   });
 }
 
-/** Redis key -> the session key user its user id is bound to (absent: its own). */
+/** Redis key -> the binding of its user id (absent: none, the id keys its own session). */
 async function bindings(
   ctx: Context,
   asks: Map<string, { channel: string; userId: string }>,
-): Promise<Map<string, string>> {
+): Promise<Map<string, Binding>> {
   const keys = [...asks.keys()];
   if (keys.length === 0) return new Map();
   const ttl = ctx.idleTtlMs;
   const known = await r('user aliases', () => Promise.all(keys.map((k) => ctx.redis.getex(k, 'PX', ttl))));
-  const out = new Map<string, string>();
+  const out = new Map<string, Binding>();
   const unknown: string[] = [];
   keys.forEach((k, i) => {
     const value = known[i];
-    if (typeof value === 'string') out.set(k, boundUser(value));
+    if (typeof value === 'string') out.set(k, parseBinding(value));
     else unknown.push(k);
   });
   if (unknown.length === 0) return out;
@@ -112,25 +124,26 @@ async function bindings(
     unknown.map((k) => ({ channel: asks.get(k)!.channel, bsuid: asks.get(k)!.userId })),
   );
   if (held === null) return out; // PostgreSQL did not answer: routed by the user id itself, this once.
-  const users = unknown.map((k) => {
+  const answers = unknown.map((k) => {
     const a = asks.get(k)!;
-    return held.get(`${a.channel}\n${a.userId}`) ?? a.userId;
+    return held.get(`${a.channel}\n${a.userId}`) ?? { user: a.userId, at: 0 };
   });
+  // Written as if by the user's last message to that session: only a later one moves it.
   const before = await r('user aliases', () =>
     Promise.all(
       unknown.map((k, i) =>
         ctx.redis.set(
           k,
-          `0:${users[i]!}`,
+          `${answers[i]!.at}:${answers[i]!.user}`,
           'PX',
-          users[i] === asks.get(k)!.userId ? Math.min(SELF_BINDING_MS, ttl) : ttl,
+          answers[i]!.user === asks.get(k)!.userId ? Math.min(SELF_BINDING_MS, ttl) : ttl,
           'NX',
           'GET',
         ),
       ),
     ),
   );
-  unknown.forEach((k, i) => out.set(k, before[i] == null ? users[i]! : boundUser(before[i])));
+  unknown.forEach((k, i) => out.set(k, before[i] == null ? answers[i]! : parseBinding(before[i])));
   return out;
 }
 
@@ -138,7 +151,7 @@ async function bindings(
 async function heldInPostgres(
   ctx: Context,
   ids: ReadonlyArray<{ channel: string; bsuid: string }>,
-): Promise<Map<string, string> | null> {
+): Promise<Map<string, { user: string; at: number }> | null> {
   const asked = ctx.pg.sessionsByBsuid(ids).catch((err: unknown) => {
     ctx.log.warn(
       { err: err instanceof Error ? err.message : String(err) },

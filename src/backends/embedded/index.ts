@@ -376,8 +376,14 @@ export class EmbeddedBackend implements Backend {
         );
         let accepted = 0;
         let duplicates = 0;
+        const taught = new Map<string, { user: string; at: number }>();
+        for (const m of batch.messages) {
+          if (m.userId === undefined || m.waId === undefined || m.user !== m.waId) continue;
+          const id = `${m.channel}\n${m.userId}`;
+          if ((taught.get(id)?.at ?? -1) <= m.timestamp) taught.set(id, { user: m.user, at: m.timestamp });
+        }
         for (const given of batch.messages) {
-          const m = this.routed(given);
+          const m = this.routed(given, taught);
           const stored: StoredMessage = { ...m, seq: this.seq + 1, storedAt };
           const info = insert.run(m.id, m.channel, m.user, stored.seq, storedAt, JSON.stringify(stored));
           if (info.changes === 1) {
@@ -408,27 +414,33 @@ export class EmbeddedBackend implements Backend {
    * `m`, if it names its sender by business-scoped user id alone, under the session of the phone
    * number that id last came with (model/message.ts, userIdOnly). Inside the intake's write.
    */
-  private routed(m: InboundMessage): InboundMessage {
+  private routed(
+    m: InboundMessage,
+    taught: ReadonlyMap<string, { user: string; at: number }>,
+  ): InboundMessage {
     const userId = userIdOnly(m);
     if (userId === undefined) return m;
-    const bound = this.sql('SELECT user FROM user_aliases WHERE channel = ? AND user_id = ?').get(
+    const bound = this.sql('SELECT user, at FROM user_aliases WHERE channel = ? AND user_id = ?').get(
       m.channel,
       userId,
-    ) as { user: string } | undefined;
-    return bound === undefined ? m : rekeyed(m, bound.user);
+    ) as { user: string; at: number } | undefined;
+    // A number the same webhook names the user id with counts at once, if it is as late.
+    const named = taught.get(`${m.channel}\n${userId}`);
+    const to = named !== undefined && (bound === undefined || named.at >= bound.at) ? named : bound;
+    return to === undefined ? m : rekeyed(m, to.user);
   }
 
   /**
    * A message stored (not a duplicate) that names its sender by number and user id binds the id
-   * to the number, unless a later message (by WhatsApp's timestamp) bound it to another: a
-   * redelivered or late message from an old number does not take the user back there.
+   * to the number, if it is as late or later (by WhatsApp's timestamp) than the message that bound
+   * it: a redelivered or late message from an old number does not take the user back there.
    */
   private bind(m: InboundMessage): void {
     if (m.userId === undefined || m.waId === undefined || m.user !== m.waId) return;
     this.sql(
       `INSERT INTO user_aliases (channel, user_id, user, at) VALUES (?, ?, ?, ?)
          ON CONFLICT (channel, user_id) DO UPDATE SET user = excluded.user, at = excluded.at
-         WHERE excluded.at > user_aliases.at`,
+         WHERE excluded.at >= user_aliases.at`,
     ).run(m.channel, m.userId, m.user, m.timestamp);
   }
 

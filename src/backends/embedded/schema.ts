@@ -123,20 +123,27 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX outbound_aliases_at ON outbound_aliases (at);
   `,
-  // 12: the phone number's session each business-scoped user id last came with on a channel, and
-  //     that message's WhatsApp timestamp (model/message.ts, userIdOnly): a message with the user
-  //     id alone goes there. Seeded from the sessions stored so far, the latest written to first.
+  // 12: the phone number's session each business-scoped user id last came with on a channel
+  //     (model/message.ts, userIdOnly): a message with the user id alone goes there. Seeded from
+  //     the sessions stored so far, the most recently active first.
   `
   CREATE TABLE user_aliases (
     channel TEXT NOT NULL,
     user_id TEXT NOT NULL,
     user    TEXT NOT NULL,
-    at      INTEGER NOT NULL,
     PRIMARY KEY (channel, user_id)
   ) WITHOUT ROWID;
-  INSERT OR IGNORE INTO user_aliases (channel, user_id, user, at)
-    SELECT channel, user_id, user, COALESCE(json_extract(snapshot, '$.lastInteraction'), 0) FROM sessions
-    WHERE user_id IS NOT NULL AND wa_id IS NOT NULL
-    ORDER BY COALESCE(json_extract(snapshot, '$.lastInteraction'), 0) DESC, updated_at DESC;
+  INSERT OR IGNORE INTO user_aliases (channel, user_id, user)
+    SELECT channel, user_id, user FROM sessions
+    WHERE user_id IS NOT NULL AND wa_id IS NOT NULL ORDER BY updated_at DESC;
+  `,
+  // 13: the WhatsApp timestamp of the message that bound each user id: only one as late or later
+  //     moves it (a redelivered or late message from an old number does not take the user back);
+  //     bindings made before, the last time the user wrote to that session
+  `
+  ALTER TABLE user_aliases ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
+  UPDATE user_aliases SET at = COALESCE(
+    (SELECT json_extract(s.snapshot, '$.lastInteraction') FROM sessions s
+      WHERE s.channel = user_aliases.channel AND s.user = user_aliases.user), 0);
   `,
 ];

@@ -1,6 +1,6 @@
 --[[
   Binds a business-scoped user id to the session of the phone number a message named it with,
-  unless a message as late or later (by WhatsApp's timestamp) bound it already: a redelivered or
+  unless a later message (by WhatsApp's timestamp) bound it already: a redelivered or
   late message from an old number does not take the user back there (user-aliases.ts). The value
   is "<timestamp>:<session key user>" (a session key user holds no colon).
 
@@ -12,12 +12,12 @@
 
   Returns
     1  bound
-    0  a binding as late or later kept (its expiry renewed)
+    0  a later message's binding kept (its expiry renewed)
 ]]
 local current = redis.call('GET', KEYS[1])
 if current then
   local at = tonumber(string.match(current, '^(%d+):'))
-  if at ~= nil and at >= tonumber(ARGV[1]) then
+  if at ~= nil and at > tonumber(ARGV[1]) then
     redis.call('PEXPIRE', KEYS[1], ARGV[3])
     return 0
   end
