@@ -341,20 +341,21 @@ export interface DeadLetter {
 
 /**
  * Of the sessions an id finds on one number (a user_id may be shared by several wa_ids), the
- * one the user wrote to last when the id is a user id, else the one keyed by that very id when
- * exactly one is; else undefined (the caller asks which one).
+ * one keyed by that very id, when exactly one is; else, for a user id, the one the user wrote to
+ * last; else undefined (the caller asks which one).
  * Sessions on several numbers are always the caller's to choose among (SPEC section 4: `409`
  * listing them), even when the id keys one of them.
  */
 export function sessionNamedBy(found: readonly SessionSnapshot[], id: string): SessionSnapshot | undefined {
   if (new Set(found.map((s) => s.channel)).size > 1) return undefined;
-  // A user id that came with several numbers (the user changed numbers, or wrote without one
-  // first): the session its messages go to now, the one the user wrote to last
-  // (model/message.ts, userIdOnly).
-  const byUserId = found.filter((s) => s.userId === id);
-  if (byUserId.length > 0) return byUserId.reduce((a, b) => (wroteLater(b, a) ? b : a));
   const exact = found.filter((s) => s.user === id);
-  return exact.length === 1 ? exact[0] : undefined;
+  if (exact.length === 1) return exact[0];
+  // A user id that came with several numbers (the user changed numbers): the session its
+  // messages go to now, the one the user wrote to last (model/message.ts, userIdOnly). A session
+  // keyed on the id itself stays reachable by it (the console links it so).
+  const byUserId = found.filter((s) => s.userId === id);
+  if (exact.length > 0 || byUserId.length === 0) return undefined;
+  return byUserId.reduce((a, b) => (wroteLater(b, a) ? b : a));
 }
 
 /** Whether the user wrote to `a` later than to `b` (then: `a` was created later). */
