@@ -326,19 +326,19 @@ describe('health, readiness, metrics, admin auth', () => {
 
   it('a user_id that came with two wa_ids (a number changed): each wa_id finds its own session, the user_id the one written to last', async () => {
     const shared = 'US.13491208655302741918';
-    const body = (waId: string, id: string): Record<string, unknown> =>
+    const body = (waId: string, id: string, ts: number): Record<string, unknown> =>
       envelopeWith({
         contacts: [{ profile: { name: 'Kim' }, wa_id: waId, user_id: shared }],
-        messages: [{ from: waId, id, timestamp: '1750000000', type: 'text', text: { body: 'hi' } }],
+        messages: [{ from: waId, id, timestamp: String(ts), type: 'text', text: { body: 'hi' } }],
       });
     const [a, b] = ['15550008881', '15550008882'];
-    expect((await h.post(body(a, 'wamid.SHARED.A'))).status).toBe(200);
-    expect((await h.post(body(b, 'wamid.SHARED.B'))).status).toBe(200);
+    expect((await h.post(body(a, 'wamid.SHARED.A', 1_750_000_000))).status).toBe(200);
+    expect((await h.post(body(b, 'wamid.SHARED.B', 1_750_000_001))).status).toBe(200);
     await h.until(async () => (await h.baton.backend.findSessions(shared)).length === 2);
     const one = await h.admin(`/sessions/${a}`);
     expect(one.status).toBe(200);
     expect(await one.json()).toMatchObject({ wa_id: a });
-    // Both written to in the same second: the newer session, where the user's messages go.
+    // The session the user wrote to last, where the user's messages go.
     const r = await h.admin(`/sessions/${shared}`);
     expect(r.status).toBe(200);
     expect(await r.json()).toMatchObject({ wa_id: b });
