@@ -4,7 +4,9 @@
  * outage. Every acknowledged message must end in its session's log and every user correct.
  */
 import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Keys } from '../../src/backends/distributed/keys.ts';
 import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
@@ -172,7 +174,9 @@ async function expectAllCompleted(
           .slice(1); // the first message came on its own
         const spread = times.length > 0 ? times.at(-1)! - times[0]! : 0;
         if (windowMs !== undefined && spread > windowMs) break;
-        throw new Error(`${u} did not complete (burst stored over ${spread} ms): ${JSON.stringify(r.body)}`);
+        throw new Error(
+          `${u} did not complete (burst stored over ${spread} ms): ${JSON.stringify(r.body)}\n${await diagnose(c, u)}`,
+        );
       }
       await new Promise((res) => setTimeout(res, 50));
     }
@@ -202,6 +206,44 @@ async function expectAllCompleted(
   const stats = await c.admin<{ queue_depth: number }>('/stats');
   expect(stats.body.queue_depth).toBe(0);
   return split;
+}
+
+/**
+ * What a stuck session looks like from outside, for a failure's message: its log, its keys in
+ * Redis (lease, scheduled flag, ready-queue entry, mailbox) and the processes' last output.
+ */
+async function diagnose(c: Cluster, u: string): Promise<string> {
+  const lines: string[] = [];
+  const t = await c.admin<{ transitions: Array<{ version: number; kind: string; message_ids: string[] }> }>(
+    `/sessions/${u}/transitions?channel=${PHONE_ID}`,
+  );
+  lines.push(
+    `transitions: ${JSON.stringify(t.body.transitions.map((x) => [x.version, x.kind, x.message_ids]))}`,
+  );
+  const redis = new Redis(c.env.REDIS_URL!, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    const keys = new Keys(c.env.BATON_REDIS_PREFIX!);
+    const sk = keys.session({ channel: PHONE_ID, user: u });
+    const [lock, pttl, sched, score, mbox] = await Promise.all([
+      redis.get(sk.lock),
+      redis.pttl(sk.lock),
+      redis.get(sk.sched),
+      redis.zscore(keys.ready, sk.member),
+      redis.zrange(sk.mbox, '0', '-1'),
+    ]);
+    const stored = mbox.length > 0 ? await redis.hmget(sk.msgs, ...mbox) : [];
+    lines.push(
+      `now ${Date.now()}; lock ${lock} (pttl ${pttl}); sched ${sched}; ready score ${score}`,
+      `mailbox: ${JSON.stringify(stored.map((m) => (m === null ? null : (JSON.parse(m) as { id: string; storedAt: number }))).map((m) => m && [m.id, m.storedAt]))}`,
+    );
+  } catch (err) {
+    lines.push(`Redis: ${String(err)}`);
+  } finally {
+    redis.disconnect();
+  }
+  for (const [i, p] of c.procs.entries()) lines.push(`--- process ${i}:`, p.output().slice(-4000));
+  return lines.join('\n');
 }
 
 function callbacksTo(graph: FakeGraph, u: string): string[] {
