@@ -110,6 +110,8 @@ export interface Context {
   flusher: StreamFlusher | null;
   reaperTimer: NodeJS.Timeout | null;
   reaping: Promise<void> | null;
+  stallTimer: NodeJS.Timeout | null;
+  stallChecking: Promise<void> | null;
   purgeTimer: NodeJS.Timeout | null;
   purging: Promise<unknown> | null;
   initialized: boolean;
@@ -194,6 +196,8 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     scheduler: null,
     flusher: null,
     reaperTimer: null,
+    stallTimer: null,
+    stallChecking: null,
     reaping: null,
     purgeTimer: null,
     purging: null,

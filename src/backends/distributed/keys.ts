@@ -79,6 +79,8 @@ export class Keys {
   readonly sweep: string;
   /** STRING lock of the periodic retention purge. */
   readonly purge: string;
+  /** STRING lock of the stall check (one process per interval, see maintenance.ts). */
+  readonly stallCheck: string;
   /** ZSET worker id by heartbeat expiry (epoch ms). */
   readonly workers: string;
   /** ZSET lease token by watchdog score (lease expiry + grace): the leases held, counted by `stats`. */
@@ -114,6 +116,7 @@ export class Keys {
     this.reaper = `${prefix}:reaper`;
     this.sweep = `${prefix}:sweep`;
     this.purge = `${prefix}:purge`;
+    this.stallCheck = `${prefix}:stallcheck`;
     this.workers = `${prefix}:workers`;
     this.leases = `${prefix}:leases`;
     this.intake = `${prefix}:intake`;

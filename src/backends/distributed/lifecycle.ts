@@ -117,8 +117,10 @@ export async function close(ctx: Context): Promise<void> {
   if (leaving) await followUp(ctx, [leaving]);
   ctx.scheduler?.close();
   if (ctx.reaperTimer) clearInterval(ctx.reaperTimer);
+  if (ctx.stallTimer) clearInterval(ctx.stallTimer);
   if (ctx.purgeTimer) clearInterval(ctx.purgeTimer);
   await ctx.reaping;
+  await ctx.stallChecking;
   await ctx.purging;
   await ctx.flusher?.stop(ctx.redis);
   ctx.deferred.flush();

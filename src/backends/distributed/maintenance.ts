@@ -13,6 +13,7 @@ import {
   yieldToLoop,
   type PurgeReport,
 } from '../retention.ts';
+import { logSessionId } from '../../model/message.ts';
 import { UNSENT_RETRY_MS, type Context } from './context.ts';
 import type { SessionKeys } from './keys.ts';
 import { masterNodes } from './redis-client.ts';
@@ -31,36 +32,53 @@ export function startMaintenance(ctx: Context): void {
   // A process starting up takes stock at once: messages Redis lost go back, and unless another
   // process walked the key space lately, sessions left with pending messages or unsent replies
   // and no lease (nor ready entry) get scheduled.
-  ctx.reaping = reapOnce(ctx, interval, { force: true, sweep: false })
-    .then(
-      () => undefined,
-      (err: unknown) => ctx.log.warn({ err: String(err) }, 'start-up reaper pass failed'),
-    )
-    .finally(() => (ctx.reaping = null));
+  chore(
+    ctx,
+    'reaping',
+    () => reapOnce(ctx, interval, { force: true, sweep: false }),
+    'start-up reaper pass failed',
+  );
   if (interval > 0) {
-    ctx.reaperTimer = setInterval(() => {
-      ctx.reaping ??= reapOnce(ctx, interval)
-        .then(
-          () => undefined,
-          (err: unknown) => ctx.log.warn({ err: String(err) }, 'reaper pass failed'),
-        )
-        .finally(() => (ctx.reaping = null));
-    }, interval);
-    ctx.reaperTimer.unref();
+    ctx.reaperTimer = every(interval, () =>
+      chore(ctx, 'reaping', () => reapOnce(ctx, interval), 'reaper pass failed'),
+    );
+  }
+  const stallEvery = ctx.opts.stallCheckIntervalMs ?? 2000;
+  if (stallEvery > 0) {
+    ctx.stallTimer = every(stallEvery, () =>
+      chore(ctx, 'stallChecking', () => checkStalled(ctx, stallEvery), 'stall check failed'),
+    );
   }
   const purgeEvery = ctx.opts.purgeIntervalMs ?? defaultPurgeInterval(ctx.opts.messageRetentionSec);
   if (purgeEvery > 0) {
     // At start too, as the embedded backend does (one process per interval: the lock).
-    ctx.purging = purge(ctx, { lockMs: purgeEvery })
-      .catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'retention purge failed'))
-      .finally(() => (ctx.purging = null));
-    ctx.purgeTimer = setInterval(() => {
-      ctx.purging ??= purge(ctx, { lockMs: purgeEvery })
-        .catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'retention purge failed'))
-        .finally(() => (ctx.purging = null));
-    }, purgeEvery);
-    ctx.purgeTimer.unref();
+    const run = (): void =>
+      chore(ctx, 'purging', () => purge(ctx, { lockMs: purgeEvery }), 'retention purge failed');
+    run();
+    ctx.purgeTimer = every(purgeEvery, run);
   }
+}
+
+/** Runs one of the upkeep's jobs unless its last run is still going; a failure is logged. */
+function chore(
+  ctx: Context,
+  slot: 'reaping' | 'stallChecking' | 'purging',
+  job: () => Promise<unknown>,
+  failed: string,
+): void {
+  ctx[slot] ??= job()
+    .then(
+      () => undefined,
+      (err: unknown) => ctx.log.warn({ err: String(err) }, failed),
+    )
+    .finally(() => (ctx[slot] = null));
+}
+
+/** A timer that does not keep the process alive. */
+function every(ms: number, fn: () => void): NodeJS.Timeout {
+  const timer = setInterval(fn, ms);
+  timer.unref();
+  return timer;
 }
 
 /**
@@ -222,6 +240,66 @@ async function* sweep(ctx: Context): AsyncGenerator<{ sessions: string[]; journa
       if (page.sessions.length > 0 || page.journals.length > 0) yield page;
     } while (cursor !== '0');
   }
+}
+
+/** Most sessions one stall check looks at (the longest waiting first). */
+const STALL_CHECK_MAX = 100;
+
+/**
+ * The fast liveness backstop, one process per interval (a few seconds, where the reaper's walk
+ * over the key space comes every half minute at best): the sessions whose oldest message has
+ * waited past its buffer window by `stallAfterMs` (the global pending figures have them, longest
+ * waiting first, without a scan) are looked up in the ready queue; those without an entry and
+ * without a lease are a lost wake-up (a follow-up write lost to a crash or a timed-out command):
+ * they are rescheduled at once, and said so in a warning. A session waiting its turn in a backlog
+ * has its entry, and costs one `ZSCORE`.
+ */
+export async function checkStalled(ctx: Context, intervalMs = 2000): Promise<string[]> {
+  const got = await r('stall check', () =>
+    ctx.redis.set(ctx.keys.stallCheck, '1', 'PX', Math.max(50, intervalMs - 50), 'NX'),
+  );
+  if (got !== 'OK') return [];
+  const now = Math.floor(ctx.now());
+  const before = now - ctx.opts.bufferMs - (ctx.opts.stallAfterMs ?? 3000);
+  const waiting = await r('stall check', () =>
+    ctx.redis.zrangebyscore(ctx.keys.pendingOldest, '-inf', before, 'LIMIT', 0, STALL_CHECK_MAX),
+  );
+  if (waiting.length === 0) return [];
+  const entries = await pipeline(
+    ctx,
+    'stall check',
+    waiting.map((m) => ({ command: 'ZSCORE', args: [ctx.keys.ready, m] })),
+  );
+  const unqueued = waiting.filter((_, i) => entries[i] === null);
+  if (unqueued.length === 0) return [];
+  // The reaper's script: a session with no lease and something waiting is flagged, with its due time.
+  const replies = await pipeline(
+    ctx,
+    'stall check',
+    unqueued.map((m) => {
+      const sk = ctx.keys.forMember(m);
+      return {
+        script: 'reap' as const,
+        keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
+        args: [ctx.opts.bufferMs, now, UNSENT_RETRY_MS],
+      };
+    }),
+  );
+  const schedules = unqueued.flatMap((m, i): Array<[string, number]> => {
+    const at = asNumber(replies[i]);
+    return at > 0 ? [[m, at]] : [];
+  });
+  if (schedules.length === 0) return [];
+  ctx.log.warn(
+    {
+      sessions: schedules.slice(0, 5).map(([m]) => logSessionId(ctx.keys.parseMember(m))),
+      count: schedules.length,
+    },
+    'messages waited with neither a lease nor a ready-queue entry (a lost wake-up): rescheduled',
+  );
+  // NX: an entry written meanwhile (a release's follow-up) wins.
+  await followUp(ctx, scheduleOps(ctx, schedules, true));
+  return schedules.map(([m]) => m);
 }
 
 /** The `session-idle` call for `sk`: its keys expire once it is idle (see the script). */

@@ -50,6 +50,13 @@ export interface DistributedBackendOptions extends RetentionOptions {
   /** How often one process scans for sessions to reschedule (30000; 0 disables). */
   readonly reaperIntervalMs?: number;
   /**
+   * How often one process looks for sessions whose messages wait with neither a lease nor a
+   * ready entry (2000; 0 disables; see maintenance.ts, `checkStalled`).
+   */
+  readonly stallCheckIntervalMs?: number;
+  /** How long past its buffer window a message waits before its session counts as stalled (3000). */
+  readonly stallAfterMs?: number;
+  /**
    * Seconds an idle session's keys stay in Redis before they expire (they reload from
    * PostgreSQL when it is next needed); default 24 h, the app passes `BATON_SESSION_TTL`.
    */

@@ -1,0 +1,63 @@
+/**
+ * The fast liveness backstop (maintenance.ts, `checkStalled`): a session whose messages wait with
+ * neither a lease nor a ready-queue entry (a lost wake-up: a follow-up write lost to a crash or a
+ * timed-out command) is served within seconds, not at the reaper's next walk of the key space;
+ * sessions waiting their turn, or held, are left alone.
+ */
+import { Redis } from 'ioredis';
+import { expect, it } from 'vitest';
+import { Keys } from '../../src/backends/distributed/keys.ts';
+import { REDIS_URL, describeServices } from '../support/services.ts';
+import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
+import { newKey, sleep, text } from './fixtures.ts';
+
+const LOST = 'messages waited with neither a lease nor a ready-queue entry (a lost wake-up): rescheduled';
+
+/** A backend whose stall check looks every 100 ms, the reaper off; its upkeep started. */
+async function setup(stallAfterMs: number) {
+  const made = await makeBackend({ reaperIntervalMs: 0, stallCheckIntervalMs: 100, stallAfterMs });
+  const redis = new Redis(REDIS_URL);
+  afterThisTest(() => redis.quit().then(() => undefined));
+  // The first nextReady starts this process's upkeep.
+  expect(await made.backend.nextReady(AbortSignal.timeout(100))).toBeNull();
+  return { ...made, redis, keys: new Keys(made.prefix) };
+}
+
+describeServices('distributed backend: the stall check', () => {
+  useCleanup();
+
+  it('serves a session whose ready entry was lost within seconds, with the reaper off, and says so', async () => {
+    const { backend, logger, redis, keys } = await setup(200);
+    const lost = newKey();
+    await backend.ingest({ messages: [text(lost, 'hi')], statuses: [] });
+    // The lost wake-up: the session is flagged as scheduled, but its entry never reached the queue.
+    await redis.zrem(keys.ready, keys.member(lost));
+    expect(await redis.exists(keys.session(lost).sched)).toBe(1);
+
+    const started = Date.now();
+    expect(await backend.nextReady(AbortSignal.timeout(5000))).toEqual(lost);
+    expect(Date.now() - started).toBeLessThan(3000);
+    const warned = logger.lines.filter((l) => l.msg === LOST);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]!.obj).toMatchObject({ count: 1 });
+  });
+
+  it('leaves alone a session that waits in the queue, and one whose lease is held', async () => {
+    const { backend, logger, redis, keys } = await setup(100);
+    // Held: its lease is taken, and its watchdog entry removed as a lost one would be.
+    const held = newKey();
+    await backend.ingest({ messages: [text(held, 'one')], statuses: [] });
+    expect(await backend.acquireLease(held, 'test', 10_000)).not.toBeNull();
+    await redis.zrem(keys.ready, keys.member(held));
+    // Queued: its entry pushed to the future, as a claim by a slow worker leaves it.
+    const queued = newKey();
+    await backend.ingest({ messages: [text(queued, 'two')], statuses: [] });
+    const later = Date.now() + 60_000;
+    await redis.zadd(keys.ready, later, keys.member(queued));
+
+    await sleep(1000);
+    expect(logger.lines.filter((l) => l.msg === LOST)).toEqual([]);
+    expect(await redis.zscore(keys.ready, keys.member(held))).toBeNull();
+    expect(Number(await redis.zscore(keys.ready, keys.member(queued)))).toBe(later);
+  });
+});
