@@ -19,7 +19,7 @@ import {
 } from '../model/session.ts';
 import { registerAgentRoutes, type AgentDesk } from './agent-routes.ts';
 import { AdminAuth } from './auth.ts';
-import { deadLetterView, outboundView } from './conversation.ts';
+import { deadLetterView, outboundView, transitionsPage } from './conversation.ts';
 import { acceptJsonBodies, adminErrorHandler, fail, findOne, oneOf, parsed } from './http.ts';
 import {
   ChannelQuery,
@@ -36,6 +36,7 @@ import {
   LimitQuery,
   NoBody,
   SessionsQuery,
+  TransitionsQuery,
   WaIdParams,
   zodCompiler,
 } from './schemas.ts';
@@ -122,10 +123,16 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
         return s ? toSessionView(s) : reply;
       });
 
-      api.get('/sessions/:waId/transitions', { schema: one }, async (req, reply) => {
-        const s = await findOne(backend, req, reply);
-        return s ? { transitions: await backend.transitions(s) } : reply;
-      });
+      api.get(
+        '/sessions/:waId/transitions',
+        { schema: { params: WaIdParams, querystring: TransitionsQuery } },
+        async (req, reply) => {
+          const s = await findOne(backend, req, reply);
+          if (!s) return reply;
+          const q = parsed(TransitionsQuery, req.query);
+          return transitionsPage(await backend.transitions(s), q.limit, q.cursor);
+        },
+      );
 
       api.get('/sessions/:waId/outbound', { schema: one }, async (req, reply) => {
         const s = await findOne(backend, req, reply);

@@ -6,7 +6,7 @@
  */
 import { isEffectResult } from '../flow/transition.ts';
 import type { MessageContent, StoredMessage } from '../model/message.ts';
-import type { DeadLetter, OutboundRecord, OutboundStatus } from '../model/session.ts';
+import type { DeadLetter, OutboundRecord, OutboundStatus, TransitionRecord } from '../model/session.ts';
 import { decodeCursor, encodeCursor } from './schemas.ts';
 
 /** One line of the conversation, as `GET /sessions/:waId/messages` answers it. */
@@ -204,6 +204,38 @@ export function conversationPage(
     messages: page.map((x) => x.item),
     next_cursor: from.length > limit && last ? encodeCursor([last.atMs, last.rank, last.seq]) : null,
   };
+}
+
+/**
+ * A page of a session's transition log, oldest first: the records after `cursor` (all of them
+ * without one), at most `limit` (all without one), and the cursor of the next page (null at the
+ * end). The cursor names a position by version and the records of that version before it, so
+ * records the retention purge deletes meanwhile (the oldest) do not shift the pages.
+ */
+export function transitionsPage(
+  records: readonly TransitionRecord[],
+  limit?: number,
+  cursor?: string,
+): { transitions: TransitionRecord[]; next_cursor: string | null } {
+  let from = 0;
+  const after = cursor === undefined ? null : decodeCursor(cursor, 'nn');
+  if (after !== null) {
+    const [version, taken] = after as [number, number];
+    let sameVersion = 0;
+    while (from < records.length) {
+      const v = records[from]!.version;
+      if (v > version || (v === version && sameVersion >= taken)) break;
+      if (v === version) sameVersion += 1;
+      from += 1;
+    }
+  }
+  const page = records.slice(from, limit === undefined ? undefined : from + limit);
+  const end = from + page.length;
+  const last = page.at(-1);
+  if (end >= records.length || last === undefined) return { transitions: page, next_cursor: null };
+  let ofVersion = 0;
+  for (let i = end - 1; i >= 0 && records[i]!.version === last.version; i -= 1) ofVersion += 1;
+  return { transitions: page, next_cursor: encodeCursor([last.version, ofVersion]) };
 }
 
 /** An effect's result whose content the message retention redacted: still no message. */

@@ -85,6 +85,17 @@ export const MessagesQuery = z.strictObject({
   cursor: messageCursor.optional(),
 });
 
+/** A transition-log cursor: `[version, records of that version already returned]`. */
+const transitionCursor = z
+  .string()
+  .refine((c) => decodeCursor(c, 'nn') !== null, 'is not a cursor from a previous page');
+
+export const TransitionsQuery = z.strictObject({
+  ...channelQuery,
+  limit: limitParam(1000).optional(),
+  cursor: transitionCursor.optional(),
+});
+
 export const InboxQuery = z.strictObject({
   ...channelQuery,
   limit: limitParam(500).optional(),

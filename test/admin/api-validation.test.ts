@@ -108,6 +108,8 @@ const BAD: Array<[string, string, string | undefined, string]> = [
   ['GET', `/admin/api/sessions/${USER}?channel=1&channel=2`, undefined, 'channel'],
   ['GET', `/admin/api/sessions/${USER}?x=1`, undefined, 'x'],
   ['GET', `/admin/api/sessions/${USER}/transitions?channel=`, undefined, 'channel'],
+  ['GET', `/admin/api/sessions/${USER}/transitions?cursor=garbage`, undefined, 'cursor'],
+  ['GET', `/admin/api/sessions/${USER}/transitions?limit=0`, undefined, 'limit'],
   ['GET', `/admin/api/sessions/${USER}/outbound?limit=5`, undefined, 'limit'],
   ['GET', `/admin/api/sessions/${USER}/messages?limit=1.5`, undefined, 'limit'],
   ['GET', `/admin/api/sessions/${USER}/messages?cursor=garbage`, undefined, 'cursor'],

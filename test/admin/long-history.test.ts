@@ -97,4 +97,32 @@ describe.each(HARNESS_BACKENDS)('a session page of a long history (%s)', (_name,
     expect(outbound.length).toBeGreaterThan(0);
     expect(await h.baton.backend.outbound(key, 1)).toEqual(outbound.slice(-1));
   });
+
+  it.skipIf(!available)(
+    'the admin API pages the log with limit and cursor, oldest first, and all without',
+    async () => {
+      type Page = { transitions: TransitionRecord[]; next_cursor: string | null };
+      const get = async (query: string): Promise<Page> => {
+        const r = await h.admin(`/sessions/${user}/transitions?channel=${PHONE_ID}${query}`);
+        expect(r.status).toBe(200);
+        return (await r.json()) as Page;
+      };
+      const all = await get('');
+      expect(all.transitions).toHaveLength(401);
+      expect(all.next_cursor).toBeNull();
+      // 401 records, 150 a page: 150, 150, 101, each page picking up where the last one stopped,
+      // inside the 400 records of version 1.
+      const pages: Page[] = [await get('&limit=150')];
+      while (pages.at(-1)!.next_cursor !== null)
+        pages.push(await get(`&limit=150&cursor=${pages.at(-1)!.next_cursor!}`));
+      expect(pages.map((p) => p.transitions.length)).toEqual([150, 150, 101]);
+      expect(pages.flatMap((p) => p.transitions)).toEqual(all.transitions);
+      // A cursor without a limit: the rest of the log.
+      expect((await get(`&cursor=${pages[0]!.next_cursor!}`)).transitions).toEqual(
+        all.transitions.slice(150),
+      );
+      const bad = await h.admin(`/sessions/${user}/transitions?channel=${PHONE_ID}&limit=1001`);
+      expect(bad.status).toBe(400);
+    },
+  );
 });
