@@ -153,7 +153,10 @@ export function copyOrAnnounce(ctx: Context, member: string): Promise<void> {
 
 /**
  * Follow-up writes to global keys (ready queue, wake channel, flush stream). Losing them
- * delays work but loses nothing (flag expiry and the reaper repair it), so a failure is logged.
+ * delays work but loses nothing (the stall check, flag expiry and the reaper repair it; see
+ * maintenance.ts), so a failure is logged. A failure may be a write that was made: after the
+ * process stalls for longer than the command timeout, ioredis rejects commands whose replies
+ * are already in the socket (its timers run before the socket is read).
  */
 export async function followUp(ctx: Context, ops: readonly PipelineOp[]): Promise<boolean> {
   if (ops.length === 0) return true;
@@ -161,7 +164,10 @@ export async function followUp(ctx: Context, ops: readonly PipelineOp[]): Promis
     await ctx.scripts.pipeline(ctx.redis, ops);
     return true;
   } catch (err) {
-    ctx.log.warn({ err: String(err) }, 'ready-queue/flush follow-up failed; the reaper will repair it');
+    ctx.log.warn(
+      { err: String(err) },
+      'ready-queue/flush follow-up failed; the stall check or the reaper will repair it',
+    );
     return false;
   }
 }

@@ -10,6 +10,9 @@
  */
 import { Cluster, Redis } from 'ioredis';
 import { coalesceWrites } from './coalesce.ts';
+import { installStallSafeCommandTimeout } from './stall-safe-timeout.ts';
+
+installStallSafeCommandTimeout();
 
 /** A standalone Redis or a Redis Cluster client. */
 export type RedisClient = Redis | Cluster;

@@ -1,0 +1,32 @@
+/**
+ * Command timeouts that a stalled process does not turn into false failures.
+ *
+ * ioredis arms each command's timeout (`commandTimeout`) with a timer, and Node runs timers
+ * before the poll phase that reads sockets. A process that stalls for longer than the timeout
+ * (a long garbage collection, a CPU it shares with busier processes) thus rejected, as it woke
+ * up, commands whose replies were already waiting in its socket: commands Redis had run. Baton
+ * then took a commit, a release or a ready-queue write that had been made for one that had
+ * failed (measured: a 3.5 s stall rejects a `SET` that Redis applied).
+ *
+ * Installed once per process, the timeout fires as before, then lets one poll phase read the
+ * socket before it rejects: a reply already there settles the command first. A Redis that does
+ * not answer is still given up on, one event-loop turn later.
+ * @module
+ */
+import { Command } from 'ioredis';
+
+let installed = false;
+
+export function installStallSafeCommandTimeout(): void {
+  if (installed) return;
+  installed = true;
+  const arm = Object.getOwnPropertyDescriptor(Command.prototype, 'setTimeout')?.value as (
+    this: Command,
+    ms: number,
+  ) => void;
+  Command.prototype.setTimeout = function stallSafeTimeout(this: Command, ms: number): void {
+    // After `ms`: the check phase (after this turn's poll), then ioredis's own timeout at 0 ms,
+    // which rejects only if the command is still unsettled.
+    setTimeout(() => setImmediate(() => arm.call(this, 0)), ms);
+  };
+}
