@@ -39,6 +39,16 @@ describeServices('Redis command timeouts and a stalled process', () => {
     ]);
   });
 
+  it('a command that settles leaves no timer behind', async () => {
+    const redis = createRedisClient({ url: REDIS_URL, cluster: false, commandTimeoutMs: 60_000 }) as Redis;
+    closers.push(() => redis.disconnect());
+    await redis.connect();
+    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    await Promise.all(Array.from({ length: 200 }, () => redis.ping()));
+    expect(timers() - before).toBeLessThan(10);
+  });
+
   it('a Redis that never answers still times out', async () => {
     const sockets: Socket[] = [];
     const silent: Server = createServer((s) => sockets.push(s));

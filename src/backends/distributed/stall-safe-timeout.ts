@@ -17,6 +17,12 @@ import { Command } from 'ioredis';
 
 let installed = false;
 
+/** The timer field ioredis clears when a command settles (`Command#_clearTimers`). */
+interface TimedCommand {
+  _commandTimeoutTimer?: NodeJS.Timeout;
+  readonly isSettled: boolean;
+}
+
 export function installStallSafeCommandTimeout(): void {
   if (installed) return;
   installed = true;
@@ -25,8 +31,17 @@ export function installStallSafeCommandTimeout(): void {
     ms: number,
   ) => void;
   Command.prototype.setTimeout = function stallSafeTimeout(this: Command, ms: number): void {
-    // After `ms`: the check phase (after this turn's poll), then ioredis's own timeout at 0 ms,
-    // which rejects only if the command is still unsettled.
-    setTimeout(() => setImmediate(() => arm.call(this, 0)), ms);
+    const command = this as unknown as TimedCommand;
+    if (command._commandTimeoutTimer) return;
+    // Kept where ioredis keeps its own, so a command that settles clears it. When it fires: the
+    // check phase (after this turn's poll), then ioredis's own timeout at 0 ms, which rejects
+    // the command if it is still unsettled.
+    command._commandTimeoutTimer = setTimeout(() => {
+      setImmediate(() => {
+        if (command.isSettled) return;
+        delete command._commandTimeoutTimer;
+        arm.call(this, 0);
+      });
+    }, ms);
   };
 }
