@@ -312,13 +312,26 @@ export function registerDashboard(
         }
         const found = await backend.findSessions(waId, channel);
         if (found.length === 0) {
+          // A user who just wrote has no session until their first message is processed: with a
+          // backlog, say so, so that an agent does not take "no session" for "never wrote".
+          const queued = await backend.stats().catch(() => null);
           return page(
             reply,
             cookie,
             'Find a session',
             html`<p class="error" id="not-found">
-              No session for <code>${waId}</code>${channel ? html` on channel <code>${channel}</code>` : ''}.
-            </p>`,
+                No session for
+                <code>${waId}</code>${channel ? html` on channel <code>${channel}</code>` : ''}.
+              </p>
+              ${
+                queued !== null && queued.queueDepth > 0
+                  ? html`<p class="muted" id="queued">
+                      ${queued.queueDepth} ${queued.queueDepth === 1 ? 'message waits' : 'messages wait'} to
+                      be processed, the oldest for ${Math.round(queued.oldestPendingMs / 1000)} s: a user who
+                      wrote for the first time has a session once their first message is processed.
+                    </p>`
+                  : ''
+              }`,
             404,
           );
         }
