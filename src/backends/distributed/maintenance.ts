@@ -184,19 +184,7 @@ export async function reapOnce(
   const now = Math.floor(ctx.now());
   for await (const page of sweep(ctx)) {
     if (page.sessions.length > 0) {
-      const ops: PipelineOp[] = page.sessions.map((m) => {
-        const sk = ctx.keys.forMember(m);
-        return {
-          script: 'reap',
-          keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
-          args: [ctx.opts.bufferMs, now, UNSENT_RETRY_MS],
-        };
-      });
-      const replies = await pipeline(ctx, 'reap', ops);
-      const schedules = page.sessions.flatMap((m, i): Array<[string, number]> => {
-        const at = asNumber(replies[i]);
-        return at > 0 ? [[m, at]] : [];
-      });
+      const schedules = await reap(ctx, 'reap', page.sessions, now);
       rescheduled += schedules.length;
       await followUp(ctx, scheduleOps(ctx, schedules, true));
     }
@@ -242,6 +230,34 @@ async function* sweep(ctx: Context): AsyncGenerator<{ sessions: string[]; journa
   }
 }
 
+/**
+ * Runs the reaper's script on these sessions (one pipeline): each one with no lease and something
+ * waiting is flagged as scheduled. Returns those, with the due time to put in the ready queue.
+ */
+async function reap(
+  ctx: Context,
+  what: string,
+  members: readonly string[],
+  now: number,
+): Promise<Array<[string, number]>> {
+  const replies = await pipeline(
+    ctx,
+    what,
+    members.map((m) => {
+      const sk = ctx.keys.forMember(m);
+      return {
+        script: 'reap' as const,
+        keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
+        args: [ctx.opts.bufferMs, now, UNSENT_RETRY_MS],
+      };
+    }),
+  );
+  return members.flatMap((m, i): Array<[string, number]> => {
+    const at = asNumber(replies[i]);
+    return at > 0 ? [[m, at]] : [];
+  });
+}
+
 /** Most sessions one stall check looks at (the longest waiting first). */
 const STALL_CHECK_MAX = 100;
 
@@ -272,23 +288,7 @@ export async function checkStalled(ctx: Context, intervalMs = 2000): Promise<str
   );
   const unqueued = waiting.filter((_, i) => entries[i] === null);
   if (unqueued.length === 0) return [];
-  // The reaper's script: a session with no lease and something waiting is flagged, with its due time.
-  const replies = await pipeline(
-    ctx,
-    'stall check',
-    unqueued.map((m) => {
-      const sk = ctx.keys.forMember(m);
-      return {
-        script: 'reap' as const,
-        keys: [sk.lock, sk.mbox, sk.msgs, sk.sched, sk.unsent],
-        args: [ctx.opts.bufferMs, now, UNSENT_RETRY_MS],
-      };
-    }),
-  );
-  const schedules = unqueued.flatMap((m, i): Array<[string, number]> => {
-    const at = asNumber(replies[i]);
-    return at > 0 ? [[m, at]] : [];
-  });
+  const schedules = await reap(ctx, 'stall check', unqueued, now);
   if (schedules.length === 0) return [];
   ctx.log.warn(
     {
