@@ -10,7 +10,7 @@ import type { Flow } from '../flow/define.ts';
 import type { SessionKey } from '../model/message.ts';
 import { toSessionView, type OutboundRecord, type SessionSnapshot } from '../model/session.ts';
 import { fail, findOne, parsed } from './http.ts';
-import { conversationPage } from './conversation.ts';
+import { conversationPage, currentError } from './conversation.ts';
 import { inboxPage, liveLeaseView, stepCounts } from './reads.ts';
 import {
   AgentMessageBody,
@@ -119,6 +119,7 @@ export function registerAgentRoutes(
       const { text, agent } = parsed(AgentMessageBody, req.body);
       const r = await agents.message(s, text, agent);
       if (!r) return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
+      const error = currentError(r.outbound);
       return {
         session: toSessionView(r.snapshot),
         message: {
@@ -127,7 +128,7 @@ export function registerAgentRoutes(
           callback_data: r.outbound.callbackData,
           ...(r.outbound.providerMessageId !== undefined ? { wamid: r.outbound.providerMessageId } : {}),
           // Why it failed (a closed 24-hour window: 131047), for the agent to act on (outside test D12).
-          ...(r.outbound.lastError !== undefined ? { error: r.outbound.lastError } : {}),
+          ...(error !== undefined ? { error } : {}),
         },
       };
     },

@@ -95,7 +95,18 @@ function inboundItem(m: StoredMessage): Sortable {
   };
 }
 
+/**
+ * A reply's error as it stands now: why it failed, or why it is being retried. One that got
+ * through after a retry (a throttle) carries none: its error would read as a failure next to
+ * `sent` (outside test QA2-1). `/outbound` keeps the last error of every record as it is.
+ */
+export function currentError(o: Pick<OutboundRecord, 'status' | 'lastError'>): string | undefined {
+  const standing = o.status === 'failed' || o.status === 'pending' || o.status === 'sending';
+  return standing ? o.lastError : undefined;
+}
+
 function outboundItem(o: OutboundRecord): Sortable {
+  const error = currentError(o);
   const body = o.body as { type: string; text?: unknown };
   const { type, ...payload } = body;
   return {
@@ -108,7 +119,7 @@ function outboundItem(o: OutboundRecord): Sortable {
       ...(Object.keys(payload).length > (typeof body.text === 'string' ? 1 : 0) ? { payload } : {}),
       status: o.status,
       ...(o.providerMessageId !== undefined ? { wamid: o.providerMessageId } : {}),
-      ...(o.lastError !== undefined ? { error: o.lastError } : {}),
+      ...(error !== undefined ? { error } : {}),
       kind: o.isPrompt ? 'prompt' : o.callbackData.includes(':agent-') ? 'agent' : 'notice',
     },
     atMs: o.createdAt,

@@ -266,7 +266,7 @@ export function registerDashboard(
                               <td>${d.reason}</td>
                               ${letterCell(d)}
                               <td>
-                                ${d.kind === 'unreadable' ? html`kept as it came` : d.replayedAt !== undefined ? html`replayed ${new Date(d.replayedAt).toISOString()}` : actionForm({ method: 'POST', url: `/admin/api/dead-letters/${q(d.id)}/replay`, label: 'Replay', next: here, cls: 'replay' })}
+                                ${d.kind === 'unreadable' ? html`kept as it came` : d.replayedAt !== undefined ? html`replayed <time>${new Date(d.replayedAt).toISOString()}</time>` : actionForm({ method: 'POST', url: `/admin/api/dead-letters/${q(d.id)}/replay`, label: 'Replay', next: here, cls: 'replay' })}
                               </td>
                             </tr>`,
                         )}

@@ -565,7 +565,13 @@ export function conversationCard(items: readonly ConversationItem[], window: His
                 : ''
             }
             <div class="id">
-              <code>${m.wamid ?? m.id}</code>${m.error ? html` <span class="error">${m.error}</span>` : ''}
+              <code>${m.wamid ?? m.id}</code>${
+                m.error === undefined
+                  ? ''
+                  : m.status === 'failed'
+                    ? html` <span class="error">${m.error}</span>`
+                    : html` <span class="muted prior-error">retrying after: ${m.error}</span>`
+              }
             </div>
           </li>`,
       )}

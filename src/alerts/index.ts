@@ -118,8 +118,8 @@ export class AlertWatcher {
       'queue_depth',
       o.queueDepth,
       (s) => s.queueDepth,
-      (v, t) => `queue depth is ${v} messages, above the threshold of ${t}.`,
-      (v, t) => `queue depth is back to ${v} messages (threshold ${t}).`,
+      (v, t) => `queue depth is ${messages(v)}, above the threshold of ${t}.`,
+      (v, t) => `queue depth is back to ${messages(v)} (threshold ${t}).`,
     );
     above(
       'oldest_pending',
@@ -241,4 +241,9 @@ export class AlertWatcher {
       return false;
     }
   }
+}
+
+/** `1 message`, `3 messages`. */
+function messages(n: number): string {
+  return `${n} ${n === 1 ? 'message' : 'messages'}`;
 }

@@ -118,10 +118,21 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       expect(wrote.status).toBe(200);
       const answer = await json<{
         session: SessionView;
-        message: { id: string; status: string; callback_data: string };
+        message: { id: string; status: string; callback_data: string; error?: string };
       }>(wrote);
       expect(answer.session.metadata.version).toBe(3);
       expect(answer.message.status).toBe('sent');
+      // It got through: the 500 before is no error of it now (outside test QA2-1), in the answer
+      // and in the conversation; the outbox record keeps it as its last error.
+      expect(answer.message).not.toHaveProperty('error');
+      const talk = await json<{ messages: Array<{ id: string; error?: string }> }>(
+        h.admin(`/sessions/${user}/messages`),
+      );
+      expect(talk.messages.find((m) => m.id === answer.message.id)).not.toHaveProperty('error');
+      const out = await json<{ outbound: Array<{ id: string; last_error?: string }> }>(
+        h.admin(`/sessions/${user}/outbound`),
+      );
+      expect(out.outbound.find((o) => o.id === answer.message.id)?.last_error).toMatch(/500/);
       const agentSend = await h.graph.waitFor(
         (c) => c.body.to === user && JSON.stringify(c.body).includes('Ana here'),
       );

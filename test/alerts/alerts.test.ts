@@ -85,6 +85,8 @@ describe('queue alerts from a running Baton', () => {
     expect(of('queue_depth').map((b) => b.state)).toEqual(['firing', 'resolved']);
     expect(of('queue_depth')[0]!.value).toBe(3);
     expect(of('queue_depth')[1]!.value).toBeLessThanOrEqual(2);
+    const back = of('queue_depth')[1]!;
+    expect(back.text).toContain(`back to ${back.value} message${back.value === 1 ? '' : 's'} (threshold 2)`);
     expect(of('oldest_pending').map((b) => b.state)).toEqual(['firing', 'resolved']);
     expect(of('oldest_pending')[1]!.value).toBeLessThanOrEqual(300);
     expect(of('workers').map((b) => [b.state, b.value])).toEqual([
