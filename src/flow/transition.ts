@@ -732,12 +732,17 @@ class BatchRun {
     }
     // A retry's prompts already queued in this batch were answered (wrongly) by this input: the
     // user is asked again once, by the last retry (SPEC 1.6). The visit's own first prompts stay
-    // (they may say more than a retry repeats, such as an order's status).
+    // when they say more than the retry repeats (an order's status, a retry's own hint), but one
+    // the retry repeats word for word is asked once, by the retry: two identical questions in a
+    // row are a duplicate question (outside test QA3-1: "Jane" and a photo in one burst).
     for (const i of this.retryPrompts) this.effects[i] = null;
     this.retryPrompts = [];
+    const queued = this.visitPrompts.filter((i) => this.effects[i] != null);
     this.change('retry', this.s.step, ids, { retryCount: this.s.retryCount + 1 });
     const message = outcome.kind === 'retry' ? outcome.message : undefined;
     this.prompt({ count: this.s.retryCount, ...(message !== undefined ? { message } : {}) });
+    const asked = new Set(this.retryPrompts.map((i) => JSON.stringify(this.effects[i]!.body)));
+    for (const i of queued) if (asked.has(JSON.stringify(this.effects[i]!.body))) this.effects[i] = null;
   }
 
   /**

@@ -179,12 +179,47 @@ describe('transition (pure)', () => {
     expect(r.effects.filter((e) => e !== null).map((e) => [e.step, e.version, e.isPrompt])).toEqual([
       ['choose_product', 5, true],
     ]);
-    // Entering a step and retrying it in one batch keeps the step's own prompt (it may say more
-    // than the retry repeats), then asks again once.
+    // Entering a step and retrying it in one batch: the retry repeats the step's prompt word for
+    // word, so it is asked once, by the last retry (outside test QA3-1: "Jane" and a photo).
     const r2 = run(run(null, txt('hi', 100)).snapshot, txt('Mo', 101), tap('bogus', 102), tap('nope', 102));
-    expect(r2.effects.map((e) => [e.step, e.version])).toEqual([
-      ['choose_product', 2],
+    expect(r2.effects.filter((e) => e !== null).map((e) => [e.step, e.version])).toEqual([
       ['choose_product', 4],
+    ]);
+    const photo = msg({ type: 'media', mediaType: 'image', mediaId: 'p1' }, 102);
+    const r3 = run(run(null, txt('hi', 100)).snapshot, txt('Jane', 101), photo);
+    expect(r3.records.map((x) => [x.kind, x.version])).toEqual([
+      ['advance', 2],
+      ['retry', 3],
+    ]);
+    expect(r3.effects.filter((e) => e !== null).map((e) => [e.step, e.version, e.isPrompt])).toEqual([
+      ['choose_product', 3, true],
+    ]);
+  });
+
+  it("keeps a visit's prompt that says more than the retry repeats, then asks again once", () => {
+    const pick = defineFlow({
+      id: 'pick',
+      start: 'ask',
+      steps: {
+        ask: { say: 'Your name?', accepts: 'text', to: ['choose'], on: (_i, c) => c.goto('choose') },
+        choose: {
+          say: 'Pick a colour: red or blue',
+          accepts: 'any',
+          to: [],
+          on: (_i, c) => c.retry('Red or blue, please'),
+        },
+      },
+    });
+    const started = transition(pick, null, [txt('hi', 100)], env).snapshot;
+    const photo = msg({ type: 'media', mediaType: 'image', mediaId: 'p2' }, 102);
+    const r = transition(pick, started, [txt('Mo', 101), photo], env);
+    expect(r.records.map((x) => x.kind)).toEqual(['advance', 'retry']);
+    const texts = r.effects
+      .filter((e) => e !== null)
+      .map((e) => [e.version, (e.body as { text?: string }).text]);
+    expect(texts).toEqual([
+      [2, 'Pick a colour: red or blue'],
+      [3, 'Red or blue, please'],
     ]);
   });
 
