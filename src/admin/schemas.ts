@@ -283,11 +283,11 @@ export const HandbackBody = z.strictObject({
 
 /** The Meta verification handshake: each parameter at most once, all optional (a mismatch is 403). */
 export const HandshakeQuery = z.object({
-  // Anything but one matching value (an array when given twice, a wrong token) is a refusal,
-  // 403 as SPEC section 3 says; only the challenge, echoed back, must be one short string.
+  // Anything but one matching value (an array when given twice, a wrong token, a challenge
+  // given twice or over 512 characters) is a refusal, 403 as SPEC section 3 says ("otherwise").
   'hub.mode': z.unknown().optional(),
   'hub.verify_token': z.unknown().optional(),
-  'hub.challenge': z.string().max(512).optional(),
+  'hub.challenge': z.unknown().optional(),
 });
 
 /** The dashboard's sign-in form. */

@@ -152,6 +152,25 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
     expect(answer).toBe('413');
   });
 
+  it('a body declared too big that trickles in is answered 413 within seconds, not 408 (outside test QA1-3)', async () => {
+    const { port } = new URL(h.url);
+    const started = Date.now();
+    const answer = await new Promise<string>((resolve) => {
+      const s = connect(Number(port), '127.0.0.1');
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      s.on('error', () => undefined);
+      // The answer comes with the connection closed: the rest of the body is never read.
+      s.on('close', () => resolve(got));
+      s.write(
+        `POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${50 * 1024 * 1024}\r\n\r\n{`,
+      );
+    });
+    expect(answer.split(' ')[1]).toBe('413');
+    expect(answer.toLowerCase()).toContain('connection: close');
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
   it('accepts a 3 MB body (Meta sends up to 3 MB)', async () => {
     const raw = JSON.stringify({
       object: 'whatsapp_business_account',

@@ -144,6 +144,11 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     url: options.redisUrl,
     cluster: options.cluster ?? false,
     commandTimeoutMs: options.commandTimeoutMs ?? 3000,
+    onSilent: (address, silentMs) =>
+      log.warn(
+        { redis: address, silentMs },
+        'Redis sent nothing for a while although commands waited (a connection cut without a reset): dropped it, connecting again',
+      ),
   });
   const clock = options.now
     ? null

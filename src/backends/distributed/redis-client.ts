@@ -10,6 +10,7 @@
  */
 import { Cluster, Redis } from 'ioredis';
 import { coalesceWrites } from './coalesce.ts';
+import { dropWhenSilent, type SilenceWatch } from './silent-connection.ts';
 import { installStallSafeCommandTimeout } from './stall-safe-timeout.ts';
 
 installStallSafeCommandTimeout();
@@ -23,6 +24,13 @@ export interface RedisClientOptions {
   readonly cluster: boolean;
   /** Per-command timeout, ms. */
   readonly commandTimeoutMs: number;
+  /**
+   * A connection that hears nothing from Redis for about this long while a command waits is
+   * dropped and made again (`./silent-connection.ts`); default the command timeout + 1 s.
+   */
+  readonly silentMs?: number;
+  /** Told of each connection dropped that way. */
+  readonly onSilent?: (address: string, silentMs: number) => void;
 }
 
 const CONNECT_TIMEOUT_MS = 3000;
@@ -61,8 +69,18 @@ export function coalesceNodeWrites(node: Redis): void {
   node.on('connect', () => coalesceWrites((node as unknown as { stream?: unknown }).stream));
 }
 
+/** Drops the connections of `client` (each node's, on a cluster) that go silent (`./silent-connection.ts`). */
+function watchSilence(client: RedisClient, watch: SilenceWatch): void {
+  if (client instanceof Redis) dropWhenSilent(client, watch);
+  else client.on('+node', (node: Redis) => dropWhenSilent(node, watch));
+}
+
 /** A lazily connecting, fail-fast client. */
 export function createRedisClient(opts: RedisClientOptions): RedisClient {
+  const watch = {
+    silentMs: opts.silentMs ?? opts.commandTimeoutMs + 1000,
+    ...(opts.onSilent ? { onDead: opts.onSilent } : {}),
+  };
   if (!opts.cluster) {
     const node = new Redis(opts.url, {
       lazyConnect: true,
@@ -73,6 +91,7 @@ export function createRedisClient(opts: RedisClientOptions): RedisClient {
       retryStrategy,
     });
     coalesceNodeWrites(node);
+    watchSilence(node, watch);
     return node;
   }
   const seeds = parseClusterSeeds(opts.url);
@@ -90,6 +109,7 @@ export function createRedisClient(opts: RedisClientOptions): RedisClient {
     },
   });
   cluster.on('+node', (node: Redis) => coalesceNodeWrites(node));
+  watchSilence(cluster, watch);
   return cluster;
 }
 
@@ -100,17 +120,23 @@ export function createRedisClient(opts: RedisClientOptions): RedisClient {
  * hang the flusher's stop): it is connected here, and its reader retries on errors.
  */
 export async function readerClient(client: RedisClient, commandTimeoutMs: number): Promise<RedisClient> {
+  // Its blocking reads answer within their block time, well inside the timeout: a connection
+  // silent that long while a read waits is dead, and dropped.
+  const watch = { silentMs: commandTimeoutMs };
   if (client instanceof Redis) {
-    return client.duplicate({
+    const node = client.duplicate({
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,
       commandTimeout: commandTimeoutMs,
     });
+    watchSilence(node, watch);
+    return node;
   }
   const conn = client.duplicate([], {
     enableOfflineQueue: false,
     redisOptions: { maxRetriesPerRequest: null, commandTimeout: commandTimeoutMs },
   });
+  watchSilence(conn, watch);
   await conn.connect().catch(() => undefined); // not there yet: the reader's retries connect it
   return conn;
 }
