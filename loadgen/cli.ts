@@ -96,6 +96,17 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
   if (chaos && duplicates === 0) duplicates = 0.3;
   let retaps = rate('--retaps', f.retaps ?? '0');
   if (chaos && retaps === 0) retaps = 0.3;
+  // Every value given is checked before what is missing is asked for (outside test QA3-5: a bad
+  // --users was named only once a token was given).
+  const numbers = {
+    users: integer('--users', f.users ?? '50', 1, 100_000),
+    sinkPort: integer('--sink-port', f.sinkPort ?? String(f.start ? 0 : DEFAULT_SINK_PORT), 0, 65_535),
+    port: integer('--port', f.port ?? '0', 0, 65_535),
+    ramp: integer('--ramp', f.ramp ?? '0', 0, 3_600_000),
+    timeout: integer('--timeout', f.timeout ?? '15000', 100, 3_600_000),
+    maxInflight: integer('--max-inflight', f.maxInflight ?? '64', 1, 10_000),
+    seed: f.seed === undefined ? undefined : integer('--seed', f.seed, 0, 2 ** 31 - 1),
+  };
   const adminToken = f.adminToken ?? env.ADMIN_TOKEN ?? (f.start ? '' : undefined);
   if (!f.start && (adminToken === undefined || adminToken === '')) {
     throw new LoadUsageError(
@@ -128,7 +139,7 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
     start: f.start === true,
     shopStub,
     url: url.toString().replace(/\/+$/, ''),
-    users: integer('--users', f.users ?? '50', 1, 100_000),
+    users: numbers.users,
     duplicates,
     retaps,
     shuffle: chaos || f.shuffle === true,
@@ -136,14 +147,14 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
     concurrent: chaos || f.concurrent === true,
     secret: secret === '' ? undefined : secret,
     adminToken: adminToken ?? '',
-    sinkPort: integer('--sink-port', f.sinkPort ?? String(f.start ? 0 : DEFAULT_SINK_PORT), 0, 65_535),
+    sinkPort: numbers.sinkPort,
     sinkHost: f.sinkHost ?? '127.0.0.1',
-    port: integer('--port', f.port ?? '0', 0, 65_535),
+    port: numbers.port,
     channel: f.channel ?? DEFAULT_CHANNEL.phoneNumberId,
-    ramp: integer('--ramp', f.ramp ?? '0', 0, 3_600_000),
-    timeout: integer('--timeout', f.timeout ?? '15000', 100, 3_600_000),
-    maxInflight: integer('--max-inflight', f.maxInflight ?? '64', 1, 10_000),
-    seed: f.seed === undefined ? undefined : integer('--seed', f.seed, 0, 2 ** 31 - 1),
+    ramp: numbers.ramp,
+    timeout: numbers.timeout,
+    maxInflight: numbers.maxInflight,
+    seed: numbers.seed,
     crashes: f.crashes === true,
   };
 }

@@ -26,6 +26,12 @@ describe('baton load', () => {
     expect(o.err.join('')).toMatch(/^baton: /);
   });
 
+  it('names a bad value before asking for a missing token (outside test QA3-5)', async () => {
+    const o = io();
+    expect(await runLoadCommand({ users: 'abc' }, o.io)).toBe(2);
+    expect(o.err.join('')).toContain('--users must be');
+  });
+
   it('an unreachable target fails (1) with one clear line', async () => {
     const o = io();
     const code = await runLoadCommand(
