@@ -282,8 +282,8 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     agents: {
       take: (key, agent, takeOver, seenVersion, seenAgent) =>
         engine.takeSession(key, agent, takeOver, seenVersion, seenAgent),
-      message: (key, text, agent) => engine.agentMessage(key, text, agent),
-      handback: (key, step, agent, data) => engine.handback(key, step, agent, data),
+      message: (key, text, agent, anyway) => engine.agentMessage(key, text, agent, anyway),
+      handback: (key, step, agent, data, anyway) => engine.handback(key, step, agent, data, anyway),
     },
   });
 

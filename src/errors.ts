@@ -90,13 +90,20 @@ export class BatonError extends Error {
   readonly statusCode: number;
   /** Whether doing the same thing again later may succeed. */
   readonly retryable: boolean;
+  /** Fields an API answer adds beside `error` and `code` (who has a session, say). */
+  readonly details: Readonly<Record<string, unknown>>;
 
-  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; retryable?: boolean }) {
+  constructor(
+    code: ErrorCode,
+    detail?: string,
+    options?: { cause?: unknown; retryable?: boolean; details?: Readonly<Record<string, unknown>> },
+  ) {
     super(detail ?? ERROR_CODES[code].message, options?.cause === undefined ? {} : { cause: options.cause });
     this.name = 'BatonError';
     this.code = code;
     this.statusCode = ERROR_CODES[code].status;
     this.retryable = options?.retryable ?? false;
+    this.details = options?.details ?? {};
   }
 }
 

@@ -36,16 +36,19 @@ export interface AgentDesk {
     /** The agent the caller saw holding it ('' or null: nobody); refused (409) if another has it now. */
     seenAgent?: string | null,
   ): Promise<SessionSnapshot | null>;
+  /** `anyway`: an agent who names themself writes to a session another agent has (else 409). */
   message(
     key: SessionKey,
     text: string,
     agent?: string,
+    anyway?: boolean,
   ): Promise<{ snapshot: SessionSnapshot; outbound: OutboundRecord } | null>;
   handback(
     key: SessionKey,
     step: string,
     agent?: string,
     data?: Readonly<Record<string, string | number | boolean | null>>,
+    anyway?: boolean,
   ): Promise<SessionSnapshot | null>;
 }
 
@@ -116,8 +119,8 @@ export function registerAgentRoutes(
     async (req, reply) => {
       const s = await findOne(backend, req, reply);
       if (!s) return reply;
-      const { text, agent } = parsed(AgentMessageBody, req.body);
-      const r = await agents.message(s, text, agent);
+      const { text, agent, confirm } = parsed(AgentMessageBody, req.body);
+      const r = await agents.message(s, text, agent, confirm ?? false);
       if (!r) return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
       const error = currentError(r.outbound);
       return {
@@ -137,8 +140,8 @@ export function registerAgentRoutes(
   api.delete('/sessions/:waId/agent', { schema: { ...one, body: HandbackBody } }, async (req, reply) => {
     const s = await findOne(backend, req, reply);
     if (!s) return reply;
-    const { step, agent, data } = parsed(HandbackBody, req.body);
-    const next = await agents.handback(s, step, agent, data);
+    const { step, agent, data, confirm } = parsed(HandbackBody, req.body);
+    const next = await agents.handback(s, step, agent, data, confirm ?? false);
     return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
   });
 

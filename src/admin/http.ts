@@ -31,7 +31,9 @@ export function adminErrorHandler(err: FastifyError, req: FastifyRequest, reply:
   }
   if (err instanceof BatonError) {
     if (err.statusCode >= 500) req.log.error({ err }, 'admin request failed');
-    return fail(reply, err.code, {}, err.statusCode >= 500 ? undefined : err.message);
+    return err.statusCode >= 500
+      ? fail(reply, err.code)
+      : fail(reply, err.code, { ...err.details }, err.message);
   }
   if (err.statusCode === 413 || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
     return fail(reply, 'BATON_ERR_BODY_TOO_LARGE');

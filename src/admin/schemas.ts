@@ -171,10 +171,19 @@ const agentName = z
   .refine((s) => !/[\r\n]/.test(s), 'must be one line')
   .refine(storable, STORABLE);
 
+/** A yes or no: JSON's, or a form's "true" / "false". */
+const formBoolean = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+
+/**
+ * An agent who names themself (`agent`) while another agent has the session is refused (409
+ * BATON_ERR_TAKEN_BY_OTHER) unless `confirm` is true: two agents never answer one user unknowingly.
+ */
+const confirm = formBoolean.optional();
+
 export const TakeBody = z.strictObject({
   agent: agentName,
   /** Take it from another agent who has it (a form sends "true"). */
-  take_over: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).optional(),
+  take_over: formBoolean.optional(),
   /**
    * The session's version the agent saw: refused (409) if it changed since (a stale page must not
    * take back a session a colleague just handed to the bot). A form sends it as a string.
@@ -193,6 +202,7 @@ export const ResetBody = z.union([z.undefined(), z.null(), z.strictObject({ agen
 export const AgentMessageBody = z.strictObject({
   /** Who writes; defaults to the agent who took the session. */
   agent: agentName.optional(),
+  confirm,
   text: z
     .string()
     .max(4096, 'must be at most 4,096 characters (WhatsApp text limit)')
@@ -253,6 +263,7 @@ export const HandbackBody = z.strictObject({
   step: stepId,
   /** Who hands it back; defaults to the agent who took the session. */
   agent: agentName.optional(),
+  confirm,
   /**
    * Data the agent settled with the user (a price agreed by chat), merged into the session's
    * before the step is entered: flat values only, checked by the flow's data schema.

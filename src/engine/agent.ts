@@ -10,8 +10,8 @@ import type { Backend, LeaseGrant } from '../backends/types.ts';
 import { BatonError, FencedError, SessionBusyError } from '../errors.ts';
 import { LeaseLostError } from './lease-manager.ts';
 import {
+  actingAgent,
   agentMessage as agentMessageChange,
-  agentOf,
   agentWorker,
   handback as handbackChange,
   takeSession as takeChange,
@@ -209,11 +209,12 @@ export async function agentMessage(
   key: SessionKey,
   text: string,
   agent?: string,
+  anyway = false,
 ): Promise<AgentSend | null> {
   const r = await change(host, key, (prev, env) =>
     agentMessageChange(prev, host.flowFor(prev), text, {
       ...env,
-      worker: agentWorker(agent ?? agentOf(prev)),
+      worker: agentWorker(actingAgent(prev, agent, anyway)),
     }),
   );
   if (!r) return null;
@@ -272,6 +273,7 @@ export async function handback(
   step: string,
   agent?: string,
   data?: FlowData,
+  anyway = false,
 ): Promise<SessionSnapshot | null> {
   const r = await change(
     host,
@@ -281,7 +283,7 @@ export async function handback(
         prev,
         host.flowFor(prev),
         step,
-        { ...env, worker: agentWorker(agent ?? agentOf(prev)) },
+        { ...env, worker: agentWorker(actingAgent(prev, agent, anyway)) },
         data,
       );
       return { ...host.toOutbound(t.snapshot, t.effects, t.started), records: t.records };

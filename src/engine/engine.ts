@@ -1447,13 +1447,24 @@ export class Engine {
   }
 
   /** An agent writes to the user through the outbox (`engine/agent.ts`). */
-  agentMessage(key: SessionKey, text: string, agent?: string): Promise<agentOps.AgentSend | null> {
-    return agentOps.agentMessage(this.agentHost(), key, text, agent);
+  agentMessage(
+    key: SessionKey,
+    text: string,
+    agent?: string,
+    anyway?: boolean,
+  ): Promise<agentOps.AgentSend | null> {
+    return agentOps.agentMessage(this.agentHost(), key, text, agent, anyway);
   }
 
   /** An agent hands the session back to the bot at `step` (`engine/agent.ts`). */
-  handback(key: SessionKey, step: string, agent?: string, data?: FlowData): Promise<SessionSnapshot | null> {
-    return agentOps.handback(this.agentHost(), key, step, agent, data);
+  handback(
+    key: SessionKey,
+    step: string,
+    agent?: string,
+    data?: FlowData,
+    anyway?: boolean,
+  ): Promise<SessionSnapshot | null> {
+    return agentOps.handback(this.agentHost(), key, step, agent, data, anyway);
   }
 
   private agentHost(): agentOps.AgentHost {

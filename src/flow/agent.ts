@@ -35,6 +35,27 @@ export function agentOf(s: SessionSnapshot): string | null {
   return s.agent !== undefined && s.needsAgent && s.agent.version === s.version ? s.agent.name : null;
 }
 
+/**
+ * Who acts in an agent's message or handback: the agent named, else the one who has the session.
+ * One who names themself while another agent has it is refused unless they say so (`anyway`):
+ * two agents never answer one user unknowingly (outside test QA2-4: only the console asked).
+ */
+export function actingAgent(
+  prev: SessionSnapshot,
+  agent: string | undefined,
+  anyway: boolean,
+): string | null {
+  const holder = agentOf(prev);
+  if (agent !== undefined && holder !== null && agent !== holder && !anyway) {
+    throw new BatonError(
+      'BATON_ERR_TAKEN_BY_OTHER',
+      `${holder} has this session, not ${agent}; send "confirm": true to do it anyway`,
+      { details: { holder } },
+    );
+  }
+  return agent ?? holder;
+}
+
 /** The `worker` recorded for an agent's change: who did it. */
 export function agentWorker(name: string | null): string {
   return `agent:${name ?? 'unknown'}`;

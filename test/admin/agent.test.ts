@@ -272,6 +272,51 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
   );
 
   it.skipIf(!available)(
+    'an agent who names themself writes to or hands back a session a colleague has only when they confirm (outside test QA2-4)',
+    async () => {
+      const user = '15550401031';
+      await escalated(user);
+      expect((await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bob' })).status).toBe(200);
+      const sentBefore = sentTo(user).length;
+      const refused = await send(`/sessions/${user}/agent/messages`, 'POST', {
+        text: 'Ana here',
+        agent: 'Ana',
+      });
+      expect(refused.status).toBe(409);
+      expect(await refused.json()).toMatchObject({ code: 'BATON_ERR_TAKEN_BY_OTHER', holder: 'Bob' });
+      const back = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'ask_name', agent: 'Zed' });
+      expect(back.status).toBe(409);
+      expect(await back.json()).toMatchObject({ code: 'BATON_ERR_TAKEN_BY_OTHER', holder: 'Bob' });
+      expect(sentTo(user).length).toBe(sentBefore);
+      expect((await lastRecord(user))?.kind).toBe('escalated');
+
+      // The holder, or nobody named (the holder writes), or a colleague who confirms.
+      expect(
+        (await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'Bob here', agent: 'Bob' })).status,
+      ).toBe(200);
+      expect((await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'Still Bob' })).status).toBe(
+        200,
+      );
+      const anyway = await send(`/sessions/${user}/agent/messages`, 'POST', {
+        text: 'Ana here',
+        agent: 'Ana',
+        confirm: true,
+      });
+      expect(anyway.status).toBe(200);
+      expect(
+        (await h.transitions(user)).filter((r) => r.kind === 'agent_message').map((r) => r.worker),
+      ).toEqual(['agent:Bob', 'agent:Bob', 'agent:Ana']);
+      const handed = await send(`/sessions/${user}/agent`, 'DELETE', {
+        step: 'ask_name',
+        agent: 'Zed',
+        confirm: 'true',
+      });
+      expect(handed.status).toBe(200);
+      expect(await lastRecord(user)).toMatchObject({ kind: 'handback', worker: 'agent:Zed' });
+    },
+  );
+
+  it.skipIf(!available)(
     "an agent's message Meta refuses (the 24-hour window closed) is answered failed, saying why (outside test D12)",
     async () => {
       const user = '15550401019';
@@ -401,14 +446,22 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       const user = '15550401004';
       await escalated(user);
       const taken = await json<SessionView>(send(`/sessions/${user}/agent`, 'POST', { agent: 'Alice' }));
+      // Alice has it: Bruno writes and hands back, confirming that he means to.
       expect(
-        (await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'Hi', agent: 'Bruno' })).status,
+        (
+          await send(`/sessions/${user}/agent/messages`, 'POST', {
+            text: 'Hi',
+            agent: 'Bruno',
+            confirm: true,
+          })
+        ).status,
       ).toBe(200);
       expect(await lastRecord(user)).toMatchObject({ kind: 'agent_message', worker: 'agent:Bruno' });
       // Bruno hands it back; Bea's page still shows the version Alice took it at.
       const back = await send(`/sessions/${user}/agent`, 'DELETE', {
         step: 'choose_product',
         agent: 'Bruno',
+        confirm: true,
       });
       expect(back.status).toBe(200);
       const handedBack = await lastRecord(user);

@@ -130,6 +130,35 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect((await lastRecord(u)).worker).toBe('agent:Carla');
   });
 
+  it('a colleague who took the session since the page was drawn: said first (the server checks), done on the second press (outside test QA2-4)', async () => {
+    const u = '15550701019';
+    await waiting(u);
+    await page.fill('#agent-name', 'Dana');
+    await openSession(page, u);
+    await page.click('#take button[type="submit"]');
+    await h.until(async () => (await h.session(u))!.metadata.agent === 'Dana');
+    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    // Eve takes it over through the API; Dana's page still says it is hers.
+    const eve = await h.admin(`/sessions/${u}/agent`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ agent: 'Eve', take_over: true }),
+    });
+    expect(eve.status).toBe(200);
+    await page.fill('#reply textarea[name="text"]', 'Dana writing');
+    await page.click('#reply button[type="submit"]');
+    await page.waitForFunction(() => (document.querySelector('#reply .error')?.textContent ?? '') !== '');
+    expect(await page.locator('#reply .error').innerText()).toContain(
+      'Eve has this session now, not you (Dana). Press "Send to user" again',
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.graph.requests.some((c) => JSON.stringify(c.body).includes('Dana writing'))).toBe(false);
+    await page.click('#reply button[type="submit"]');
+    await h.graph.waitFor((c) => c.body.to === u && JSON.stringify(c.body).includes('Dana writing'));
+    await h.until(async () => (await lastRecord(u)).kind === 'agent_message');
+    expect((await lastRecord(u)).worker).toBe('agent:Dana');
+  });
+
   it('F16 (page): a take sends the version the page showed; a stale page is refused', async () => {
     const u = '15550701002';
     await waiting(u);

@@ -336,6 +336,9 @@
       // Writing to a user or handing back a session a colleague has: said first, done on the
       // second press (the take names it on its button already).
       var holder = holderName();
+      // Or one the server said a colleague has now (taken since this page was drawn).
+      var told = form.getAttribute('data-holder-now');
+      if (told) holder = told;
       if (form.id !== 'take' && holder !== '' && holder !== name) {
         var asked = holder + '|' + name;
         if (form.getAttribute('data-confirmed') !== asked) {
@@ -352,6 +355,9 @@
           return;
         }
         form.removeAttribute('data-confirmed');
+        form.removeAttribute('data-holder-now');
+        // Said and confirmed: the server, which checks it too, is told so.
+        body.confirm = true;
       }
     }
     var headers = { 'x-baton-csrf': csrf };
@@ -386,6 +392,30 @@
               form,
               String(data.warning) +
                 ' Press "' +
+                (submit ? submit.textContent.trim() : 'the button') +
+                '" again to do it anyway.',
+            );
+            return;
+          }
+          // A colleague took the session since this page was drawn: said, then done on the
+          // second press, as when the page knew.
+          if (
+            r.status === 409 &&
+            data &&
+            data.code === 'BATON_ERR_TAKEN_BY_OTHER' &&
+            form.id !== 'take' &&
+            typeof data.holder === 'string' &&
+            body &&
+            typeof body.agent === 'string'
+          ) {
+            form.setAttribute('data-holder-now', data.holder);
+            form.setAttribute('data-confirmed', data.holder + '|' + body.agent);
+            showError(
+              form,
+              data.holder +
+                ' has this session now, not you (' +
+                body.agent +
+                '). Press "' +
                 (submit ? submit.textContent.trim() : 'the button') +
                 '" again to do it anyway.',
             );
