@@ -376,7 +376,7 @@ export interface Backend {
    * ingress side (`tracker`, it starts publishing) and the engine side (`gate`). Absent: only
    * an ingress in the same process can hold batches back (`LocalIntakeGate`).
    */
-  readonly intake?: { tracker(): IntakeTracker; gate(): IntakeGate };
+  readonly intake?: { tracker(): IntakeTracker; gate(): IntakeGate } | undefined;
 
   /**
    * Where the queue alerts keep what they announced, shared by every process and kept across
