@@ -1147,6 +1147,8 @@ export class Engine {
                 wait,
                 code: e.providerCode,
                 status: e.httpStatus,
+                // Why: a throttle, a 5xx, or no connection at all (status 0: DNS, refused).
+                err: e.message,
               },
               'send refused; retrying',
             );

@@ -10,7 +10,7 @@
  */
 import { FlowDefinitionError, FlowRuntimeError } from '../errors.ts';
 import type { MessageContent } from '../model/message.ts';
-import type { OutboundBody } from '../model/session.ts';
+import type { ListSection, OutboundBody } from '../model/session.ts';
 import { replyProblems } from './reply-check.ts';
 
 /** Data a flow keeps per session. Plain JSON values only: it is persisted. */
@@ -136,7 +136,7 @@ export type Accepts = 'text' | 'choice' | 'any';
 export interface EffectContext {
   /** Stable across retries and crashes, never reused: send it as an idempotency key. */
   readonly effectId: string;
-  /** Aborted on timeout and when the worker stops: pass it to `fetch`. */
+  /** Aborted on timeout and when the worker loses the session's lease (a stopping worker lets the attempt finish): pass it to `fetch`. */
   readonly signal: AbortSignal;
   /** The session's data when the effect started. */
   readonly data: FlowData;
@@ -538,6 +538,8 @@ export function defineFlow<
     const s = spec.steps[id] as StepSpec<string, FlowData, EffectMap>;
     const at = `step "${id}"`;
     if (!STEP_ID.test(id)) fail(`${at}: id must be lower_snake_case`);
+    // Plain JavaScript has no compiler to say so (outside test QA4-L2: "s.to is not iterable").
+    if (!Array.isArray(s.to)) fail(`${at}: needs "to", the steps it may go to ([] for none)`);
     for (const target of s.to) {
       if (!ids.includes(target as S)) fail(`${at}: goes to unknown step "${target}"`);
     }
@@ -848,7 +850,12 @@ function buildReplies(
   if (last.type === 'buttons' || last.type === 'list') {
     // The author shaped the interactive message (text, header, footer): it carries the step's
     // choices, as buttons or a list by their number. A list's header may only be text.
-    const body = choiceBody(last.text, choices, last.type === 'list' ? last.button : listButton);
+    const body = choiceBody(
+      last.text,
+      choices,
+      last.type === 'list' ? last.button : listButton,
+      last.type === 'list' ? last.sections : undefined,
+    );
     const header = last.header?.type === 'text' || body.type === 'buttons' ? last.header : undefined;
     // A list cannot carry a media header: the picture goes just before it, as its own message.
     if (header === undefined && last.header !== undefined && last.header.type !== 'text') {
@@ -899,9 +906,29 @@ function quickRepliesProblem(
   return `its template's quick replies (${quick.join(', ')}) are not its choices (${ids.join(', ')}); a tap sends its payload back as the choice's id: give the template the same ids`;
 }
 
-function choiceBody(text: string, choices: readonly Choice[], listButton: string): OutboundBody {
+/**
+ * The message that offers `choices`: up to three as buttons, more as a list. `sections`: the
+ * author's own list (`list()` with sections), kept as it is when its rows are exactly the
+ * choices, each once (outside test QA4-M2: they were flattened into one section); otherwise the
+ * choices go in one section.
+ */
+function choiceBody(
+  text: string,
+  choices: readonly Choice[],
+  listButton: string,
+  sections?: readonly ListSection[],
+): OutboundBody {
   if (choices.length <= 3) {
     return { type: 'buttons', text, buttons: choices.map((c) => ({ id: c.id, title: c.title })) };
+  }
+  if (
+    sections !== undefined &&
+    sameIds(
+      sections.flatMap((s) => s.rows.map((r) => r.id)),
+      choices,
+    )
+  ) {
+    return { type: 'list', text, button: listButton, sections: sections.map((s) => ({ ...s })) };
   }
   return {
     type: 'list',
@@ -910,6 +937,12 @@ function choiceBody(text: string, choices: readonly Choice[], listButton: string
     // One section, titled like the list's button: in the session's language when that is translated.
     sections: [{ title: listButton, rows: choices.map((c) => ({ ...c })) }],
   };
+}
+
+/** Whether `ids` are the choices' ids, each once, in any order. */
+function sameIds(ids: readonly string[], choices: readonly Choice[]): boolean {
+  const want = new Set(choices.map((c) => c.id));
+  return ids.length === want.size && new Set(ids).size === ids.length && ids.every((id) => want.has(id));
 }
 
 /**

@@ -77,8 +77,8 @@ export interface FlowTest<
   tap(id: string, from?: TestReply): Promise<TestReply[]>;
   /** Answers the oldest pending effect named `name` with `value`. */
   resolve<K extends keyof R & string>(name: K, value: R[K]): Promise<TestReply[]>;
-  /** Fails the oldest pending effect named `name`. */
-  fail(name: keyof R & string, error?: string): Promise<TestReply[]>;
+  /** Fails the oldest pending effect named `name`, with `error` (a message, or an Error's). */
+  fail(name: keyof R & string, error?: string | Error): Promise<TestReply[]>;
   /** Runs every pending effect with the flow's own functions (and its retry policy, without waits). */
   runEffects(): Promise<TestReply[]>;
   /**
@@ -353,7 +353,7 @@ export function testFlow<F extends Flow>(
       return deliver(oldest(name), true, value);
     },
     fail(name, error) {
-      return deliver(oldest(name), false, undefined, error);
+      return deliver(oldest(name), false, undefined, error instanceof Error ? error.message : error);
     },
     runEffects,
     take(agent = 'agent') {

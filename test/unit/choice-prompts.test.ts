@@ -83,4 +83,37 @@ describe('choices on a prompt', () => {
       }),
     ).toThrow(/more than 3 choices need a listButton label/);
   });
+  it("a list() prompt's own sections are kept: its rows are the step's choices (outside test QA4-M2)", async () => {
+    const drinks = [
+      { title: 'Coffee', rows: rows(4) },
+      { title: 'Other', rows: [{ id: 'tea', title: 'Tea', description: 'Green or black' }] },
+    ];
+    const choices = [...rows(4), { id: 'tea', title: 'Tea' }];
+    const make = (sections: typeof drinks): ReturnType<typeof defineFlow> =>
+      defineFlow({
+        id: 'cafe',
+        start: 'pick',
+        steps: {
+          pick: {
+            say: list('Pick your drink', 'Drinks', sections, { footer: 'Made to order' }),
+            choices,
+            to: ['pick'],
+            on: (_i, c) => c.goto('pick'),
+          },
+        },
+      });
+    const [kept] = await testFlow(make(drinks)).send('hi');
+    expect(kept!.body).toEqual({
+      type: 'list',
+      text: 'Pick your drink',
+      button: 'Drinks',
+      footer: 'Made to order',
+      sections: [
+        { title: 'Coffee', rows: rows(4) },
+        { title: 'Other', rows: [{ id: 'tea', title: 'Tea', description: 'Green or black' }] },
+      ],
+    });
+    // Meta takes it as it is.
+    expect(metaSendSchema().errors(buildCloudApiMessage(outbound(kept!.body)))).toEqual([]);
+  });
 });

@@ -58,6 +58,13 @@ describe('defineFlow validation', () => {
     );
   });
 
+  it('refuses a step without "to" (plain JavaScript: no compiler says so) with a clear error (outside test QA4-L2)', () => {
+    const spec = { id: 'js', start: 'a', steps: { a: { say: 'hi', on: () => ({ kind: 'retry' }) } } };
+    expect(() => defineFlow(spec as unknown as Parameters<typeof defineFlow>[0])).toThrow(
+      /step "a": needs "to", the steps it may go to/,
+    );
+  });
+
   it('requires a list label above three choices and caps titles', () => {
     const four = ['a', 'b', 'c', 'd'].map((id) => ({ id, title: id }));
     expect(() =>

@@ -68,7 +68,8 @@ describe('order_status through testFlow', () => {
     ]);
     await t.send('ORD-12345');
     const first = t.pendingEffects[0]!.id;
-    await t.fail('lookup', 'the shop answered 503');
+    // An Error's message is the failure's, as a string is (outside test QA4-L6).
+    await t.fail('lookup', new Error('the shop answered 503'));
     expect(t.step).toBe('lookup_failed');
     await t.tap('retry_lookup');
     expect(t.pendingEffects[0]!.id).not.toBe(first);
