@@ -63,20 +63,28 @@ afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c();
 });
 
+/** A client of the machine's Redis through a proxy, watched with `silentMs`; the drops it reports. */
+async function watchedThroughProxy(
+  silentMs: number,
+): Promise<{ proxy: Proxy; redis: Redis; dropped: string[] }> {
+  const proxy = await startProxy();
+  closers.push(() => proxy.close());
+  const dropped: string[] = [];
+  const redis = createRedisClient({
+    url: `redis://127.0.0.1:${proxy.port}`,
+    cluster: false,
+    commandTimeoutMs: 200,
+    silentMs,
+    onSilent: (address) => dropped.push(address),
+  }) as Redis;
+  closers.push(() => redis.disconnect());
+  await redis.connect();
+  return { proxy, redis, dropped };
+}
+
 describeServices('a Redis connection cut without a reset', () => {
   it('is dropped once commands wait with nothing heard, and the client works again on a new one', async () => {
-    const proxy = await startProxy();
-    closers.push(() => proxy.close());
-    const dropped: string[] = [];
-    const redis = createRedisClient({
-      url: `redis://127.0.0.1:${proxy.port}`,
-      cluster: false,
-      commandTimeoutMs: 200,
-      silentMs: 400,
-      onSilent: (address) => dropped.push(address),
-    }) as Redis;
-    closers.push(() => redis.disconnect());
-    await redis.connect();
+    const { proxy, redis, dropped } = await watchedThroughProxy(400);
     const key = uniqueName('silent');
     closers.push(async () => {
       const direct = new Redis(REDIS_URL);
@@ -103,18 +111,7 @@ describeServices('a Redis connection cut without a reset', () => {
   });
 
   it('an idle connection, and one whose commands are answered, are left alone', async () => {
-    const proxy = await startProxy();
-    closers.push(() => proxy.close());
-    const dropped: string[] = [];
-    const redis = createRedisClient({
-      url: `redis://127.0.0.1:${proxy.port}`,
-      cluster: false,
-      commandTimeoutMs: 200,
-      silentMs: 100,
-      onSilent: (address) => dropped.push(address),
-    }) as Redis;
-    closers.push(() => redis.disconnect());
-    await redis.connect();
+    const { proxy, redis, dropped } = await watchedThroughProxy(100);
     // Idle for several checks, then busy for several more.
     await new Promise((r) => setTimeout(r, 500));
     const until = Date.now() + 600;
