@@ -151,6 +151,14 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
         : 'WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts unsigned requests from this machine only (others get 401). Set it to your Meta app secret before Meta can reach this port.',
     );
   }
+  if (
+    config.whatsapp.accessToken === undefined &&
+    config.whatsapp.apiBaseUrl.includes('graph.facebook.com')
+  ) {
+    out(
+      'WARNING: WHATSAPP_ACCESS_TOKEN is not set: the Graph API will refuse every reply to Cloud API users (each dead-lettered with its error). Set it, or point WHATSAPP_API_BASE_URL at a test double.',
+    );
+  }
   if (config.dedupeTtlSec < DEDUPE_SPEC_SEC) {
     out(
       `WARNING: BATON_DEDUPE_TTL is ${config.dedupeTtlSec} s, under the 7 days Meta may redeliver a webhook for (SPEC 1.2): a redelivery older than it could not be told from a new message, so in a conversation a message stamped older than it is recorded late and never applied.`,
@@ -164,6 +172,8 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
   if (url) {
     const base = url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
     out(`Baton (${baton.backend.kind}) listening on ${url}`);
+    const [first, ...others] = baton.engine.flowIds;
+    out(`Flows: ${first} (new sessions start here)${others.length > 0 ? `, ${others.join(', ')}` : ''}`);
     out(
       `Dashboard: ${base}/admin  admin token: ${baton.adminTokenGenerated ? baton.adminToken + ' (generated; set ADMIN_TOKEN to fix it)' : '(from ADMIN_TOKEN)'}`,
     );

@@ -183,6 +183,11 @@ const TURN_RETRIES_HELD = 10_000;
 
 export class Engine {
   readonly workerId: string;
+
+  /** The ids of the flows served, the one new sessions start in first. */
+  get flowIds(): string[] {
+    return [this.o.defaultFlow, ...[...this.o.flows.keys()].filter((id) => id !== this.o.defaultFlow)];
+  }
   private readonly now: () => number;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];

@@ -64,5 +64,9 @@ it('warns at start when BATON_DEDUPE_TTL is under the 7 days SPEC 1.2 asks for (
   expect(await started('10s')).toMatch(
     /^WARNING: BATON_DEDUPE_TTL is 10 s, under the 7 days Meta may redeliver/m,
   );
-  expect(await started('7d')).not.toContain('BATON_DEDUPE_TTL');
+  const plain = await started('7d');
+  expect(plain).not.toContain('BATON_DEDUPE_TTL');
+  // What it serves, and that replies to the real Graph API need a token (outside test QA4-L4).
+  expect(plain).toMatch(/^Flows: order \(new sessions start here\)$/m);
+  expect(plain).toMatch(/^WARNING: WHATSAPP_ACCESS_TOKEN is not set: the Graph API will refuse every reply/m);
 }, 60_000);
