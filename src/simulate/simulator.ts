@@ -109,7 +109,12 @@ export function parseUserLine(line: string, u: LineContext): UserInput | string 
   const c = command(line);
   const pick = (ref: string): UserInput | string => {
     const menu = u.menu;
-    if (!menu) return 'no buttons or rows to pick from yet';
+    // No menu seen yet (a simulator attached mid-conversation): an id is tapped as it is, a
+    // button of a message this simulator did not show (outside test QA4-L9); a number names nothing.
+    if (!menu)
+      return /^\d+$/.test(ref)
+        ? 'no buttons or rows to pick from yet'
+        : { type: 'button', id: ref, title: ref };
     const p = /^\d+$/.test(ref)
       ? menu.picks.find((x) => x.n === Number(ref))
       : menu.picks.find((x) => x.id === ref);

@@ -188,6 +188,8 @@ describe('Simulator', () => {
       info: ['no buttons or rows to pick from yet'],
       posted: [],
     });
+    // By id, a tap goes out before any menu (a simulator attached mid-conversation).
+    expect((await sim.handleLine('/pick sku_550e')).posted).toEqual([200]);
     expect((await sim.handleLine('/bogus')).info[0]).toMatch(/unknown command/);
     const forged = new Simulator({ url, graph, secret: 'wrong-secret', firstUser: String(firstUser + 50) });
     expect(await forged.handleLine('hi')).toEqual({
