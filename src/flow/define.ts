@@ -749,7 +749,7 @@ function checkOwnButtons(
       );
     }
     const declared = choices.map((c) => c.id);
-    if (choices.length > 0 && (own.length !== declared.length || own.some((id) => !declared.includes(id)))) {
+    if (choices.length > 0 && !sameIds(own, choices)) {
       fail(
         `${at}: its prompt's own ${r.type === 'buttons' ? 'buttons' : 'rows'} (${own.join(', ')}) are not its choices (${declared.join(', ')}); the choices are what the prompt carries: give "${r.type}" an empty list, or the same ids`,
       );
@@ -901,8 +901,8 @@ function quickRepliesProblem(
   if (body === undefined || choices.length === 0) return null;
   const quick = quickReplies(body);
   if (quick.length === 0) return null;
+  if (sameIds(quick, choices)) return null;
   const ids = choices.map((c) => c.id);
-  if (quick.length === ids.length && quick.every((q) => ids.includes(q))) return null;
   return `its template's quick replies (${quick.join(', ')}) are not its choices (${ids.join(', ')}); a tap sends its payload back as the choice's id: give the template the same ids`;
 }
 
@@ -939,10 +939,10 @@ function choiceBody(
   };
 }
 
-/** Whether `ids` are the choices' ids, each once, in any order. */
-function sameIds(ids: readonly string[], choices: readonly Choice[]): boolean {
+/** Whether `ids` name the choices: as many, each one of them (in any order). */
+function sameIds(ids: readonly string[], choices: readonly { readonly id: string }[]): boolean {
   const want = new Set(choices.map((c) => c.id));
-  return ids.length === want.size && new Set(ids).size === ids.length && ids.every((id) => want.has(id));
+  return ids.length === choices.length && ids.every((id) => want.has(id));
 }
 
 /**

@@ -60,13 +60,12 @@ function drainBody(raw: IncomingMessage, limit: number): Promise<'drained' | 'no
       if (how === 'failed') raw.socket.destroy();
       resolve(how);
     };
-    const done = (ok: boolean): void => finish(ok ? 'drained' : 'failed');
     const onData = (chunk: Buffer): void => {
       read += chunk.length;
-      if (read > limit) done(false);
+      if (read > limit) finish('failed');
     };
-    const onEnd = (): void => done(true);
-    const onError = (): void => done(raw.complete);
+    const onEnd = (): void => finish('drained');
+    const onError = (): void => finish(raw.complete ? 'drained' : 'failed');
     raw.on('data', onData);
     raw.on('end', onEnd);
     raw.on('error', onError);

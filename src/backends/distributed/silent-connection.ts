@@ -14,8 +14,9 @@
  * and nothing is sent again on the new connection) and reconnects with its retry strategy.
  * The check looks after one poll phase, so that a reply already in the socket after this
  * process stalled (a busy machine, a pause) is read first and counts as heard.
- * Only clients whose commands answer within the timeout are watched: not a blocking reader,
- * not a subscriber.
+ * Watched: the command client (a reply is due within its timeout) and the journal flusher's
+ * blocking reader (its reads block for less than `silentMs`); not the subscriber, which waits
+ * for messages with no command in flight.
  * @module
  */
 import type { Socket } from 'node:net';
@@ -45,9 +46,9 @@ export function dropWhenSilent(node: Redis, watch: SilenceWatch): void {
     looking = false;
     const waiting = node.status === 'ready' && node.commandQueue.length > 0;
     const dead = waiting && last.waiting && heard === last.heard;
-    last = { heard, waiting };
+    // A dropped connection starts afresh: its next wait is counted from the next check.
+    last = { heard, waiting: waiting && !dead };
     if (!dead) return;
-    last = { heard, waiting: false };
     watch.onDead?.(`${node.options.host ?? '?'}:${node.options.port ?? '?'}`, watch.silentMs);
     (node.stream as Socket | undefined)?.destroy();
   };
