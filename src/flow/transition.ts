@@ -248,6 +248,12 @@ class BatchRun {
   private visitPrompts: number[] = [];
   /** The indices (in `effects`) of the prompts this batch's retries queued for the current visit. */
   private retryPrompts: number[] = [];
+  /**
+   * Prompts of the current visit that no input of this batch can have answered (the visit began
+   * with an effect's result or an event): kept when the batch leaves the visit; a retry that
+   * repeats one word for word still asks it once.
+   */
+  private keptPrompts: number[] = [];
 
   /** The step the batch started at (errors outside handlers are named by it). */
   private readonly startStep: string | null;
@@ -515,9 +521,18 @@ class BatchRun {
       );
     }
     this.apply(step, outcome, [m.id]);
-    // Nobody is ahead of a result: no message of this batch was written after seeing what it
-    // leads to (it is sent after this commit), so the messages that waited for it never drop its
-    // prompts, as inputs that leave a visit drop the visit's (SPEC 1.6: "the user is ahead").
+    this.keepVisitPrompts();
+  }
+
+  /**
+   * Nobody is ahead of an effect's result or an event: no message of this batch was written after
+   * seeing what it leads to (that is sent after this commit), so the inputs after it never drop
+   * its prompts, as inputs that leave a visit drop the visit's (SPEC 1.6: "the user is ahead").
+   * An event's news ("your bike is ready") reached nobody when the user wrote in the same batch
+   * (outside test QA7-F1).
+   */
+  private keepVisitPrompts(): void {
+    this.keptPrompts = this.visitPrompts;
     this.visitPrompts = [];
     this.retryPrompts = [];
   }
@@ -568,6 +583,7 @@ class BatchRun {
       );
     this.s = activeNow(this.s, m.timestamp);
     this.apply(step, outcome, [m.id]);
+    this.keepVisitPrompts();
   }
 
   private isKeyword(m: StoredMessage): boolean {
@@ -737,7 +753,7 @@ class BatchRun {
     // row are a duplicate question (outside test QA3-1: "Jane" and a photo in one burst).
     for (const i of this.retryPrompts) this.effects[i] = null;
     this.retryPrompts = [];
-    const queued = this.visitPrompts.filter((i) => this.effects[i] != null);
+    const queued = [...this.keptPrompts, ...this.visitPrompts].filter((i) => this.effects[i] != null);
     this.change('retry', this.s.step, ids, { retryCount: this.s.retryCount + 1 });
     const message = outcome.kind === 'retry' ? outcome.message : undefined;
     this.prompt({ count: this.s.retryCount, ...(message !== undefined ? { message } : {}) });
@@ -866,6 +882,7 @@ class BatchRun {
     for (const i of this.visitPrompts) this.effects[i] = null;
     this.visitPrompts = [];
     this.retryPrompts = [];
+    this.keptPrompts = [];
   }
 
   private prompt(retry?: { count: number; message?: string }): void {

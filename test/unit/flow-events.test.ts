@@ -5,7 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import { FlowDefinitionError } from '../../src/errors.ts';
 import { defineFlow, type FlowSpec } from '../../src/flow/define.ts';
+import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
 import { testFlow } from '../../src/index.ts';
+import type { MessageContent } from '../../src/model/message.ts';
+import type { SessionSnapshot } from '../../src/model/session.ts';
 import { eventsSpec, type Data, type Step } from '../support/event-flow.ts';
 
 const shop = () => testFlow(defineFlow(eventsSpec));
@@ -99,5 +102,54 @@ describe('flow events', () => {
     expect(load({ x: { to: [] } as never })).toThrow(FlowDefinitionError);
     // Without the events that reach them, tracking and shipped_only are unreachable.
     expect(load({})).toThrow(/step "(tracking|shipped_only)" is unreachable/);
+  });
+
+  describe("in one batch with the user's messages written before they could see it", () => {
+    const flow = defineFlow(eventsSpec);
+    const env = {
+      key: { channel: 'ch', user: 'u1' },
+      nowMs: 1_000_000,
+      worker: 'w',
+      fence: 1,
+      sessionTtlSec: 86_400,
+      maxRetries: 3,
+    };
+    let seq = 0;
+    const msg = (content: MessageContent, timestamp: number): ResolvedMessage => {
+      seq += 1;
+      const id = content.type === 'event' ? `ev:${seq}` : `m${seq}`;
+      return { id, provider: 'cloud-api', channel: 'ch', user: 'u1', timestamp, seq, storedAt: 0, content };
+    };
+    const text = (body: string, ts: number) => msg({ type: 'text', body }, ts);
+    const shipped = (ts: number) =>
+      msg({ type: 'event', name: 'order_shipped', payload: { order: 'ORD-7' } }, ts);
+    const atMenu = (): SessionSnapshot => {
+      const s1 = transition(flow, null, [text('hi', 100)], env).snapshot;
+      return transition(flow, s1, [text('Ana', 101)], env).snapshot;
+    };
+    const texts = (r: ReturnType<typeof transition>) =>
+      r.effects.map((e) => ('text' in e.body ? e.body.text : e.body.type));
+
+    it("send the event's prompt when the batch leaves its step (outside test QA7-F1)", () => {
+      // "ok" taps the tracking prompt's button before the user saw the news: the news still goes.
+      const r = transition(
+        flow,
+        atMenu(),
+        [shipped(102), msg({ type: 'choice', source: 'button_reply', id: 'ok', title: 'OK' }, 102)],
+        env,
+      );
+      expect(r.records.map((x) => [x.kind, x.to_step])).toEqual([
+        ['advance', 'tracking'],
+        ['advance', 'menu'],
+      ]);
+      expect(texts(r)).toEqual(['Order ORD-7 is shipped.', 'Hi Ana, what now?']);
+    });
+
+    it("ask the event's prompt once when the input after it is a retry that repeats it", () => {
+      const r = transition(flow, atMenu(), [shipped(102), text('thanks', 102)], env);
+      expect(r.records.map((x) => x.kind)).toEqual(['advance', 'retry']);
+      expect(texts(r)).toEqual(['Order ORD-7 is shipped.']);
+      expect(r.effects[0]!.version).toBe(r.snapshot.version);
+    });
   });
 });
