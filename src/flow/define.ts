@@ -934,8 +934,9 @@ function choiceBody(
     type: 'list',
     text,
     button: listButton,
-    // One section, titled like the list's button: in the session's language when that is translated.
-    sections: [{ title: listButton, rows: choices.map((c) => ({ ...c })) }],
+    // One section, without a title (WhatsApp needs one only when there are several): titled like
+    // the list's button, the label showed twice, above the button and atop the rows (QA7-F9).
+    sections: [{ rows: choices.map((c) => ({ ...c })) }],
   };
 }
 

@@ -100,7 +100,7 @@ describe('order_status through testFlow', () => {
     expect(list.type).toBe('list');
     if (list.type === 'list') {
       expect(list.button).toBe('Opciones');
-      expect(list.sections.map((x) => x.title)).toEqual(['Opciones']);
+      expect(list.sections.map((x) => x.title)).toEqual([undefined]);
     }
     const out = await t.tap('track');
     expect(t.step).toBe('tracking');
