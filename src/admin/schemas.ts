@@ -280,12 +280,21 @@ export const HandbackBody = z.strictObject({
       z
         .record(
           z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'keys are identifiers of at most 64 characters'),
-          z.union([
-            z.string().max(4096, 'must be at most 4,096 characters').refine(storable, STORABLE),
-            z.number().finite(),
-            z.boolean(),
-            z.null(),
-          ]),
+          z.union(
+            [
+              z.string().max(4096, 'must be at most 4,096 characters').refine(storable, STORABLE),
+              z.number().finite(),
+              z.boolean(),
+              z.null(),
+            ],
+            {
+              // Not zod's "Invalid input": what the agent may give (outside test QA7-F3).
+              error: (issue) =>
+                issue.code === 'invalid_union'
+                  ? 'must be a string, a number, a boolean or null (lists and objects are not set by hand)'
+                  : undefined,
+            },
+          ),
         )
         .refine((d) => Object.keys(d).length <= 32, 'at most 32 keys'),
     )

@@ -258,9 +258,12 @@ export function handback(
   const next = kept ?? data;
   const missing = missingNeeds(step, next);
   if (missing.length > 0) {
+    // The steps open now, by name: a key a step computes (a list of slots) cannot be set by hand,
+    // and "an earlier step" left the agent to guess which (outside test QA7-F3).
+    const open = [...flow.steps.values()].filter((s) => handbackOpen(s, next)).map((s) => s.id);
     throw new BatonError(
       'BATON_ERR_STEP_NEEDS_DATA',
-      `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; set it with the handback's "data", or hand it back at an earlier step`,
+      `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; set it with the handback's "data" (strings, numbers, booleans), or hand it back at a step open now: ${open.length > 0 ? open.join(', ') : 'none'}`,
     );
   }
   return handbackTransition(flow, agentActive({ ...prev, data: next }, env), stepId, env);
