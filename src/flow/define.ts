@@ -332,6 +332,13 @@ export interface FlowSpec<
   /** Texts that restart the flow from any step (compared trimmed, case-insensitive). */
   readonly resetKeywords?: readonly string[];
   /**
+   * Texts that hand the user to a person from any step of a conversation (compared trimmed,
+   * case-insensitive; none by default): as `c.handoff`, with the reason `asked for a person
+   * ("<text>")`. They work at steps of choices too, where a typed text never reaches `on`. A new
+   * session's first message goes to the start step's `first` as any other.
+   */
+  readonly handoffKeywords?: readonly string[];
+  /**
    * Data keys a user's reset keyword keeps (what belongs to the user rather than to one
    * conversation: their language, say). Everything else is cleared; an agent's reset and an
    * expired session clear everything.
@@ -377,6 +384,8 @@ export interface Flow<S extends string = string> {
   /** Choice id -> every step that offers it (statically). */
   readonly choiceSteps: ReadonlyMap<string, readonly string[]>;
   readonly resetKeywords: ReadonlySet<string>;
+  /** Texts that hand the user to a person (trimmed, lower case). */
+  readonly handoffKeywords: ReadonlySet<string>;
   /** Data keys a reset keyword keeps. */
   readonly keepOnReset: readonly string[];
   readonly notices: {
@@ -619,6 +628,16 @@ export function defineFlow<
   }
   for (const id of ids) if (!reached.has(id)) fail(`step "${id}" is unreachable from "${spec.start}"`);
 
+  const keywords = (list: readonly string[], what: string): Set<string> => {
+    const set = new Set(list.map((k) => (typeof k === 'string' ? k.trim().toLowerCase() : '')));
+    if (set.has('')) fail(`${what}: a keyword must be a text that is not blank`);
+    return set;
+  };
+  const resetKeywords = keywords(spec.resetKeywords ?? DEFAULT_RESET_KEYWORDS, 'resetKeywords');
+  const handoffKeywords = keywords(spec.handoffKeywords ?? [], 'handoffKeywords');
+  const both = [...handoffKeywords].filter((k) => resetKeywords.has(k));
+  if (both.length > 0) fail(`"${both.join('", "')}" is both a reset and a hand-off keyword`);
+
   const choiceOwner = new Map<string, string>();
   for (const [c, owners] of choiceSteps) choiceOwner.set(c, owners[0]!);
   const flow: Flow<S> = {
@@ -628,7 +647,8 @@ export function defineFlow<
     steps,
     choiceOwner,
     choiceSteps,
-    resetKeywords: new Set((spec.resetKeywords ?? DEFAULT_RESET_KEYWORDS).map((k) => k.trim().toLowerCase())),
+    resetKeywords,
+    handoffKeywords,
     keepOnReset: [...(spec.keepOnReset ?? [])],
     moved,
     ...(spec.migrate !== undefined ? { migrate: spec.migrate as (d: FlowData, v: number) => FlowData } : {}),

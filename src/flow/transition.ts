@@ -366,6 +366,12 @@ class BatchRun {
         i += 1;
         continue;
       }
+      const handoff = this.handoffKeyword(m);
+      if (handoff !== undefined) {
+        this.escalate([m.id], `asked for a person ("${handoff}")`);
+        i += 1;
+        continue;
+      }
       const read = this.readInput(messages, i, step, false);
       i = read.next;
       if (read.stale) {
@@ -447,7 +453,7 @@ class BatchRun {
       const joins = first || step.accepts !== 'choice';
       for (; joins && j < messages.length; j += 1) {
         const n = messages[j]!;
-        if (n.content.type !== 'text' || this.isKeyword(n)) break;
+        if (n.content.type !== 'text' || this.isKeyword(n) || this.handoffKeyword(n) !== undefined) break;
         if (n.timestamp - this.s.lastInteraction! > this.env.sessionTtlSec) break;
         texts.push(n.content.body);
         ids.push(n.id);
@@ -588,6 +594,13 @@ class BatchRun {
 
   private isKeyword(m: StoredMessage): boolean {
     return m.content.type === 'text' && this.flow!.resetKeywords.has(m.content.body.trim().toLowerCase());
+  }
+
+  /** The hand-off keyword `m` is (the flow's `handoffKeywords`), as the user wrote it, trimmed. */
+  private handoffKeyword(m: StoredMessage): string | undefined {
+    if (m.content.type !== 'text') return undefined;
+    const text = m.content.body.trim();
+    return this.flow!.handoffKeywords.has(text.toLowerCase()) ? text : undefined;
   }
 
   private wordsCtx(extra: { retry?: { count: number; message?: string }; reason?: string } = {}): {
@@ -807,12 +820,15 @@ class BatchRun {
 
   /** Hands the session to a human: `escalated`, the hand-off notice, `needs_agent`. */
   private escalate(ids: string[], reason: string): void {
+    // Too many invalid answers: said so to the agent (the notice's words get `max_retries`, as
+    // before); an agent saw no reason at all (outside test QA7-F2).
+    const invalid = this.s.retryCount + 1;
+    const kept =
+      reason === 'max_retries' ? `${invalid} invalid answer${invalid === 1 ? '' : 's'} in a row` : reason;
     this.leaveVisit();
     this.s = leftVisit(this.s);
     this.change('escalated', this.s.step, ids, { needsAgent: true });
-    // Too many invalid answers is no reason the flow gave: an earlier hand-off's must not show.
-    if (reason !== 'max_retries') this.s = { ...this.s, handoffReason: reason };
-    else if (this.s.handoffReason !== undefined) this.s = withoutReason(this.s);
+    this.s = { ...this.s, handoffReason: kept };
     this.emit({
       body: { type: 'text', text: this.words(this.flow!.notices.handoff, { reason }) },
       isPrompt: false,
@@ -948,12 +964,6 @@ export function waiting(s: SessionSnapshot, kind: TransitionKind, nowMs: number)
   if (kind === 'escalated' && s.needsAgent) return { ...s, waitingSince: nowMs };
   if (s.needsAgent || s.waitingSince === undefined) return s;
   const { waitingSince: _over, ...rest } = s;
-  return rest;
-}
-
-/** `s` without a hand-off reason. */
-function withoutReason(s: SessionSnapshot): SessionSnapshot {
-  const { handoffReason: _reason, ...rest } = s;
   return rest;
 }
 
