@@ -337,7 +337,14 @@ export class Simulator {
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
         body: JSON.stringify({ name: parts.name, payload: parts.payload }),
       });
-      if (r.status === 202) return { info: [], posted: [r.status] };
+      // Said at once: while the session waits for an effect an event waits too, and nothing else
+      // showed that it was stored (outside test QA7-F8).
+      if (r.status === 202) {
+        const { duplicate } = (await r.json().catch(() => ({}))) as { duplicate?: unknown };
+        const said =
+          duplicate === true ? 'event already stored (the same id)' : 'event stored: applied in turn';
+        return { info: [said], posted: [r.status] };
+      }
       const why = ((await r.json().catch(() => ({}))) as { error?: unknown }).error;
       const said = typeof why === 'string' ? why : r.statusText;
       return { info: [`event refused (${r.status}): ${said}`], posted: [r.status] };

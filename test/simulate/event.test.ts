@@ -38,7 +38,8 @@ describe('/event in the simulator', () => {
     const replies: BotReply[] = [];
     sim.onReply((r) => replies.push(r));
     try {
-      expect((await sim.handleLine('/event order_shipped {"order":"ORD-42"}')).posted).toEqual([202]);
+      const posted = await sim.handleLine('/event order_shipped {"order":"ORD-42"}');
+      expect(posted).toMatchObject({ posted: [202], info: ['event stored: applied in turn'] });
       const deadline = Date.now() + 8000;
       while (!replies.some((r) => r.rendered.lines.join(' ').includes('ORD-42')) && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 25));
