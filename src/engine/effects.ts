@@ -171,8 +171,10 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   // Stored (deduplicated by effect id) before the record is marked done: a crash in between
   // runs the effect again with the same id, and its second result is recognised as a duplicate.
   await backend.ingest({ messages: [result], statuses: [] });
+  // `sent`: its result reached the session; `failed`: its failure did (the flow's onFailure ran).
+  // A failed effect read `sent` in /outbound, like one that got through (outside test QA7-F7).
   await backend.updateOutbound(rec.id, {
-    status: 'sent',
+    status: outcome.ok ? 'sent' : 'failed',
     attempts: attempt,
     ...(outcome.ok ? {} : { lastError: outcome.error }),
   });

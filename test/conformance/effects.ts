@@ -219,6 +219,16 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       const all = shop.callsTo('GET /orders/ORD-12345');
       expect(all).toHaveLength(4);
       expect(all[3]!.key).not.toBe(failed[0]!.key);
+      // Their records: the failed effect reads `failed` with its error, the one that got through
+      // `sent` (outside test QA7-F7: a failed effect read `sent`, like one that got through).
+      const done = (o: { status: string }) => o.status !== 'pending' && o.status !== 'sending';
+      await until(async () => (await backend.outbound(key)).filter((o) => o.effect && done(o)).length === 2);
+      const effects = (await backend.outbound(key)).filter((o) => o.effect);
+      expect(effects.map((o) => [o.effect!.id, o.status, o.attempts])).toEqual([
+        [failed[0]!.key, 'failed', 3],
+        [all[3]!.key, 'sent', 1],
+      ]);
+      expect(effects[0]!.lastError).toMatch(/500/);
       noReplyTwice();
     });
 
@@ -274,8 +284,11 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       expect(s.retryCount).toBe(1); // "are you there?" was applied at show_status, after the result
       const kinds = (await backend.transitions(key)).map((r) => r.kind);
       expect(kinds.slice(-2)).toEqual(['advance', 'retry']);
-      // status + list for the result, then the question again (a retry does not repeat the status)
-      expect(sent.slice(before).map((x) => x.body.type)).toEqual(['text', 'list', 'list']);
+      // The status for the result, and its list once: the retry repeats it word for word, so it is
+      // asked by the retry alone (two identical lists in a row are a duplicate question).
+      expect(sent.slice(before).map((x) => x.body.type)).toEqual(['text', 'list']);
+      expect(sent.at(-1)!.callbackData).toMatch(/^baton:order_status:show_status:(\d+)$/);
+      expect(sent.at(-1)!.version).toBe(s.version);
       noReplyTwice();
     });
 
