@@ -210,6 +210,24 @@ describe('parseWasenderWebhook: messages', () => {
     expect(report.skipped).toMatchObject([{ kind: 'message', reason: 'message has no key.id' }]);
   });
 
+  it('reports items that are no message object, and a message event without data, to be kept as unreadable', () => {
+    // They were answered 200 and kept nowhere (outside test QA8-L2); the Cloud API's are dead letters.
+    const reasons = (data: unknown) =>
+      parseWasenderWebhookReport({
+        event: 'messages.received',
+        ...(data === undefined ? {} : { data }),
+      }).skipped.map((s) => [s.reason, s.raw]);
+    expect(reasons({ messages: 'x' })).toEqual([['message is not an object', 'x']]);
+    expect(reasons({ messages: ['x', 7, textMessage] })).toEqual([
+      ['message is not an object', 'x'],
+      ['message is not an object', 7],
+    ]);
+    expect(reasons('x')).toEqual([['message is not an object', 'x']]);
+    expect(reasons(undefined)).toEqual([['message is not an object', null]]);
+    // An event that carries no messages at all is no message.
+    expect(reasons({})).toEqual([]);
+  });
+
   it("stores a sender's message without key.id as unsupported, under an id its redelivery repeats", () => {
     const { key, ...rest } = textMessage as { key: Record<string, unknown> };
     const noId = { ...rest, key: { ...key, id: undefined } };

@@ -106,6 +106,12 @@ export function parseWasenderWebhookReport(
 
   if (WASENDER_MESSAGE_EVENTS.has(event)) {
     for (const raw of messageList(body.data)) {
+      // Not an object (or no data at all): kept as an unreadable dead letter, as the Cloud API's
+      // are; it was answered 200 and kept nowhere (outside test QA8-L2).
+      if (!isObject(raw)) {
+        skipped.push({ kind: 'message', reason: 'message is not an object', raw });
+        continue;
+      }
       const result = readMessage(raw, channel, envelopeTs, now);
       if (result === undefined) continue;
       if ('reason' in result) skipped.push({ ...result, raw });
@@ -128,10 +134,14 @@ function listOf(value: unknown): JsonObject[] {
   return isObject(value) ? [value] : [];
 }
 
-/** `data.messages` (one object or an array), or the older form with `key` directly under `data`. */
-function messageList(data: unknown): JsonObject[] {
-  if (!isObject(data)) return [];
-  if (data.messages !== undefined) return listOf(data.messages);
+/**
+ * `data.messages` (one object or an array), or the older form with `key` directly under `data`;
+ * items that are no object are listed too (the caller keeps them as unreadable), and so is a
+ * `data` that is missing or no object at all.
+ */
+function messageList(data: unknown): unknown[] {
+  if (!isObject(data)) return [data ?? null];
+  if (data.messages !== undefined) return Array.isArray(data.messages) ? data.messages : [data.messages];
   return isObject(data.key) ? [data] : [];
 }
 
