@@ -210,6 +210,15 @@ describe('parseWasenderWebhook: messages', () => {
     expect(report.skipped).toMatchObject([{ kind: 'message', reason: 'message has no key.id' }]);
   });
 
+  it('names the channel by a numeric sessionId too (outside test QA8-L3)', () => {
+    const channelOf = (sessionId: unknown) =>
+      parseWasenderWebhook({ event: 'messages.received', sessionId, data: { messages: [textMessage] } })
+        .messages[0]!.channel;
+    expect(channelOf(123)).toBe('wasender:123');
+    expect(channelOf('123')).toBe('wasender:123');
+    expect(channelOf(1.5)).toBe('wasender');
+  });
+
   it('reports items that are no message object, and a message event without data, to be kept as unreadable', () => {
     // They were answered 200 and kept nowhere (outside test QA8-L2); the Cloud API's are dead letters.
     const reasons = (data: unknown) =>

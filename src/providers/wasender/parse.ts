@@ -98,7 +98,12 @@ export function parseWasenderWebhookReport(
     throw new BatonError('BATON_ERR_BAD_ENVELOPE', 'webhook body has no string "event"');
   }
   const now = options?.now ?? Date.now;
-  const channel = wasenderChannel(str(body, 'sessionId'));
+  // A numeric id names its session too (it fell back to the default channel, where two sessions
+  // with numeric ids would meet; outside test QA8-L3).
+  const sid = body.sessionId;
+  const channel = wasenderChannel(
+    typeof sid === 'number' && Number.isSafeInteger(sid) ? String(sid) : str(body, 'sessionId'),
+  );
   const envelopeTs = unixSeconds(body.timestamp);
   const messages: InboundMessage[] = [];
   const statuses: StatusUpdate[] = [];
