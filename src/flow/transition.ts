@@ -367,7 +367,7 @@ class BatchRun {
         continue;
       }
       const handoff = this.handoffKeyword(m);
-      if (handoff !== undefined) {
+      if (handoff !== undefined && !this.picksChoice(step, m)) {
         this.escalate([m.id], `asked for a person ("${handoff}")`);
         i += 1;
         continue;
@@ -596,6 +596,16 @@ class BatchRun {
     return m.content.type === 'text' && this.flow!.resetKeywords.has(m.content.body.trim().toLowerCase());
   }
 
+  /**
+   * Whether `m` picks one of `step`'s choices by its number or title (a gateway without buttons):
+   * then it is that choice, not a hand-off keyword of the same words (outside test QA9-F3).
+   */
+  private picksChoice(step: StepDef, m: ResolvedMessage): boolean {
+    if (m.provider !== 'wasender') return false;
+    const choices = this.guard(step, 'choices', () => choicesOf(step, this.s.data, this.wordsCtx()));
+    return typedChoice(choices, m) !== undefined;
+  }
+
   /** The hand-off keyword `m` is (the flow's `handoffKeywords`), as the user wrote it, trimmed. */
   private handoffKeyword(m: StoredMessage): string | undefined {
     if (m.content.type !== 'text') return undefined;
@@ -764,14 +774,21 @@ class BatchRun {
     // when they say more than the retry repeats (an order's status, a retry's own hint), but one
     // the retry repeats word for word is asked once, by the retry: two identical questions in a
     // row are a duplicate question (outside test QA3-1: "Jane" and a photo in one burst).
+    //
+    // A prompt nobody had seen (a result's or an event's, kept) stands instead: the retry's copy of
+    // it is dropped, since a later input of the batch that leaves the visit (a hand-off, a reset)
+    // drops the retry's prompts, and then nothing asked it (outside test QA9-F1).
     for (const i of this.retryPrompts) this.effects[i] = null;
     this.retryPrompts = [];
-    const queued = [...this.keptPrompts, ...this.visitPrompts].filter((i) => this.effects[i] != null);
+    const body = (i: number): string => JSON.stringify(this.effects[i]!.body);
+    const queued = this.visitPrompts.filter((i) => this.effects[i] != null);
+    const kept = new Set(this.keptPrompts.filter((i) => this.effects[i] != null).map(body));
     this.change('retry', this.s.step, ids, { retryCount: this.s.retryCount + 1 });
     const message = outcome.kind === 'retry' ? outcome.message : undefined;
     this.prompt({ count: this.s.retryCount, ...(message !== undefined ? { message } : {}) });
-    const asked = new Set(this.retryPrompts.map((i) => JSON.stringify(this.effects[i]!.body)));
-    for (const i of queued) if (asked.has(JSON.stringify(this.effects[i]!.body))) this.effects[i] = null;
+    for (const i of this.retryPrompts) if (kept.has(body(i))) this.effects[i] = null;
+    const asked = new Set(this.retryPrompts.filter((i) => this.effects[i] != null).map(body));
+    for (const i of queued) if (asked.has(body(i))) this.effects[i] = null;
   }
 
   /**

@@ -149,7 +149,31 @@ describe('flow events', () => {
       const r = transition(flow, atMenu(), [shipped(102), text('thanks', 102)], env);
       expect(r.records.map((x) => x.kind)).toEqual(['advance', 'retry']);
       expect(texts(r)).toEqual(['Order ORD-7 is shipped.']);
-      expect(r.effects[0]!.version).toBe(r.snapshot.version);
+      // The event's own copy stands (its visit's version), the retry's is not sent.
+      expect(r.effects[0]!.version).toBe(r.records[0]!.version);
+    });
+
+    it("send the event's prompt when the retries after it escalate, or a reset follows (outside test QA9-F1)", () => {
+      const escalated = transition(
+        flow,
+        atMenu(),
+        [shipped(102), text('a', 102), text('b', 102), text('c', 102), text('d', 102)],
+        env,
+      );
+      expect(escalated.records.map((x) => x.kind)).toEqual([
+        'advance',
+        'retry',
+        'retry',
+        'retry',
+        'escalated',
+      ]);
+      expect(texts(escalated)).toEqual([
+        'Order ORD-7 is shipped.',
+        expect.stringMatching(/member of our team/),
+      ]);
+      const reset = transition(flow, atMenu(), [shipped(102), text('thanks', 102), text('reset', 102)], env);
+      expect(reset.records.map((x) => x.kind)).toEqual(['advance', 'retry', 'reset']);
+      expect(texts(reset)).toEqual(['Order ORD-7 is shipped.', 'Your name?']);
     });
   });
 });

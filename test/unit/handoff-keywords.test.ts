@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { defineFlow, type FlowSpec } from '../../src/flow/define.ts';
+import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
 import { testFlow } from '../../src/index.ts';
 
 type Step = 'ask_name' | 'pick';
@@ -71,6 +72,46 @@ describe('handoffKeywords', () => {
     const t = testFlow(defineFlow(spec));
     await t.send('human');
     expect(t.state).toMatchObject({ step: 'ask_name', needsAgent: false });
+  });
+
+  it('give way to a choice picked by its title or number on a gateway without buttons (outside test QA9-F3)', () => {
+    const flow = defineFlow({
+      ...spec,
+      handoffKeywords: ['brakes', '1', 'human'],
+    });
+    const env = {
+      key: { channel: 'wasender', user: 'u1' },
+      nowMs: 1_000_000,
+      worker: 'w',
+      fence: 1,
+      sessionTtlSec: 86_400,
+      maxRetries: 3,
+    };
+    let seq = 0;
+    const said = (body: string): ResolvedMessage => {
+      seq += 1;
+      return {
+        id: `m${seq}`,
+        provider: 'wasender',
+        channel: 'wasender',
+        user: 'u1',
+        timestamp: 100 + seq,
+        seq,
+        storedAt: 0,
+        content: { type: 'text', body },
+      };
+    };
+    const s1 = transition(flow, null, [said('hi')], env).snapshot;
+    const atPick = transition(flow, s1, [said('Sam')], env).snapshot;
+    for (const typed of ['Brakes', '1']) {
+      const r = transition(flow, atPick, [said(typed)], env);
+      expect(
+        r.records.map((x) => x.kind),
+        typed,
+      ).toEqual(['advance']);
+      expect(r.snapshot.needsAgent).toBe(false);
+    }
+    expect(transition(flow, atPick, [said('human')], env).snapshot.needsAgent).toBe(true);
   });
 
   it('are checked when the flow loads', () => {
