@@ -136,3 +136,39 @@ it('purges outbound records from the oldest on, stepping over unsent ones, up to
   expect((await b.outbound(key)).map((o) => o.id)).toEqual([old[0]!.id, young.id]);
   expect((await b.purge()).outbound).toBe(0);
 });
+
+it('the message retention deletes a reply that failed but keeps a failed effect call, redacted as a done one (outside test QA9-F2)', async () => {
+  let now = Date.now();
+  const b = new EmbeddedBackend({
+    file: ':memory:',
+    bufferMs: 0,
+    dedupeTtlSec: 60,
+    pacing: false,
+    now: () => now,
+    retentionSec: 86_400,
+    messageRetentionSec: 600,
+  });
+  await b.init();
+  open.push(b);
+  const key = newKey();
+  const lease = (await b.acquireLease(key, 'w1', 5000))!;
+  const effect = (n: number) => ({
+    ...outbound(key, 1, n),
+    body: { type: 'text' as const, text: `lookup ${n}` },
+    effect: { id: `fx_${n}`, name: 'lookup', input: { order: 'ORD-1' }, data: {} },
+  });
+  const reply = outbound(key, 1, 3);
+  await b.commit(lease, batch(key, 0, 1, { outbound: [effect(1), effect(2), reply] }));
+  await b.updateOutbound(effect(1).id, { status: 'failed', attempts: 3, lastError: 'shop answered 500' });
+  await b.updateOutbound(effect(2).id, { status: 'sent', attempts: 1 });
+  await b.updateOutbound(reply.id, { status: 'failed', attempts: 1, lastError: 'Graph 131047' });
+  now += 3_600_000;
+  const report = await b.purge();
+  expect(report).toMatchObject({ outbound: 1, redacted: 2 });
+  const left = await b.outbound(key);
+  expect(left.map((o) => [o.effect?.id, o.status])).toEqual([
+    ['fx_1', 'failed'],
+    ['fx_2', 'sent'],
+  ]);
+  expect(left.every((o) => o.body.type === 'text' && /BATON_MESSAGE_RETENTION/.test(o.body.text))).toBe(true);
+});

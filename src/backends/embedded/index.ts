@@ -693,10 +693,12 @@ export class EmbeddedBackend implements Backend {
       // stepped over. A record lives as long as the transitions: it is what tells an old
       // button from the current prompt's (SPEC 1.7); past the message retention, only its text
       // goes (an outside test saw an old "cancel" button applied once its record was purged).
-      const outboundAfter = (rowid: number): Array<{ id: number; at: number; status: OutboundStatus }> =>
+      type Row = { id: number; at: number; status: OutboundStatus; effect: number };
+      const outboundAfter = (rowid: number): Row[] =>
         this.sql(
-          'SELECT rowid AS id, created_at AS at, status FROM outbound WHERE rowid > ? ORDER BY rowid LIMIT ?',
-        ).all(rowid, PURGE_BATCH) as Array<{ id: number; at: number; status: OutboundStatus }>;
+          `SELECT rowid AS id, created_at AS at, status, json_extract(record, '$.effect') IS NOT NULL AS effect
+             FROM outbound WHERE rowid > ? ORDER BY rowid LIMIT ?`,
+        ).all(rowid, PURGE_BATCH) as Row[];
       const drop = this.sql('DELETE FROM outbound WHERE rowid = ?');
       let after = 0;
       await batches(() => {
@@ -724,7 +726,8 @@ export class EmbeddedBackend implements Backend {
           );
           for (const r of rows) {
             if (r.at >= h.outbound || r.status === 'pending' || r.status === 'sending') return 0;
-            if (r.status === 'failed') report.outbound += drop.run(r.id).changes;
+            // A failed effect call is kept (redacted) as a done one is (outside test QA9-F2).
+            if (r.status === 'failed' && r.effect === 0) report.outbound += drop.run(r.id).changes;
             else report.redacted += redact.run(REDACTED_REASON, r.id, REDACTED_REASON).changes;
             cursor = r.id;
           }
