@@ -4,6 +4,7 @@
  * paged by a keyset cursor. Pure: the routes read the backend and call these.
  * @module
  */
+import { REDACTED_REASON } from '../backends/retention.ts';
 import { isEffectResult } from '../flow/transition.ts';
 import type { MessageContent, StoredMessage } from '../model/message.ts';
 import type { DeadLetter, OutboundRecord, OutboundStatus, TransitionRecord } from '../model/session.ts';
@@ -48,6 +49,10 @@ function iso(ms: number): string {
 
 /** The text and type of an inbound message, as the user sent it. */
 function describeInbound(c: MessageContent): { type: string; text?: string; payload?: unknown } {
+  // Its text deleted by the message retention: said so, not "a message Baton cannot read"
+  // (outside test QA8-L1).
+  if (c.type === 'unsupported' && c.reason === REDACTED_REASON)
+    return { type: 'deleted', payload: { originalType: c.originalType, reason: REDACTED_REASON } };
   switch (c.type) {
     case 'text':
       return { type: 'text', text: c.body };
@@ -107,7 +112,13 @@ export function currentError(o: Pick<OutboundRecord, 'status' | 'lastError'>): s
 
 function outboundItem(o: OutboundRecord): Sortable {
   const error = currentError(o);
-  const body = o.body as { type: string; text?: unknown };
+  // A reply whose text the message retention deleted: not shown as if the bot had said why
+  // (outside test QA8-L1).
+  const redacted = o.body.type === 'text' && o.body.text === REDACTED_REASON;
+  const body = (redacted ? { type: 'deleted', reason: REDACTED_REASON } : o.body) as {
+    type: string;
+    text?: unknown;
+  };
   const { type, ...payload } = body;
   return {
     item: {

@@ -456,6 +456,8 @@ export function describeMessage(m: { type: string; text?: string; payload?: unkn
       return { text: 'edited an earlier message' };
     case 'revoke':
       return { text: 'deleted an earlier message' };
+    case 'deleted':
+      return { text: `(${field(p, 'reason') ?? 'deleted'})` };
     case 'unsupported':
       return {
         text: `a message Baton cannot read (${[field(p, 'originalType'), field(p, 'reason')].filter(Boolean).join(': ')})`,

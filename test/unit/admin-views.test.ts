@@ -151,6 +151,22 @@ describe('dashboard views escape every value', () => {
     expect(messages.map((m) => m.id)).toEqual([inbound.id]);
   });
 
+  it("says a text the message retention deleted was deleted, the user's and the bot's (outside test QA8-L1)", () => {
+    const reason = 'deleted after BATON_MESSAGE_RETENTION';
+    const { messages } = conversationPage(
+      [{ ...inbound, content: { type: 'unsupported', originalType: 'text', reason } }],
+      [{ ...outbound, body: { type: 'text', text: reason } }],
+      10,
+    );
+    expect(messages.map((m) => [m.direction, m.type, m.text, m.payload])).toEqual([
+      ['in', 'deleted', undefined, { originalType: 'text', reason }],
+      ['out', 'deleted', undefined, { reason }],
+    ]);
+    const card = conversationCard(messages).value;
+    expect(card).toContain(`(${reason})`);
+    expect(card).not.toContain('cannot read');
+  });
+
   it('the timeline and the outbound table, marking late records', () => {
     const t = timelineCard([record]).value;
     expectSafe(t);
