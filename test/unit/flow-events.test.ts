@@ -5,10 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import { FlowDefinitionError } from '../../src/errors.ts';
 import { defineFlow, type FlowSpec } from '../../src/flow/define.ts';
-import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
+import { transition } from '../../src/flow/transition.ts';
 import { testFlow } from '../../src/index.ts';
-import type { MessageContent } from '../../src/model/message.ts';
 import type { SessionSnapshot } from '../../src/model/session.ts';
+import { messages, transitionEnv } from '../support/batch-input.ts';
 import { eventsSpec, type Data, type Step } from '../support/event-flow.ts';
 
 const shop = () => testFlow(defineFlow(eventsSpec));
@@ -106,20 +106,8 @@ describe('flow events', () => {
 
   describe("in one batch with the user's messages written before they could see it", () => {
     const flow = defineFlow(eventsSpec);
-    const env = {
-      key: { channel: 'ch', user: 'u1' },
-      nowMs: 1_000_000,
-      worker: 'w',
-      fence: 1,
-      sessionTtlSec: 86_400,
-      maxRetries: 3,
-    };
-    let seq = 0;
-    const msg = (content: MessageContent, timestamp: number): ResolvedMessage => {
-      seq += 1;
-      const id = content.type === 'event' ? `ev:${seq}` : `m${seq}`;
-      return { id, provider: 'cloud-api', channel: 'ch', user: 'u1', timestamp, seq, storedAt: 0, content };
-    };
+    const env = transitionEnv();
+    const msg = messages();
     const text = (body: string, ts: number) => msg({ type: 'text', body }, ts);
     const shipped = (ts: number) =>
       msg({ type: 'event', name: 'order_shipped', payload: { order: 'ORD-7' } }, ts);

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { defineFlow, type FlowSpec } from '../../src/flow/define.ts';
-import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
+import { transition } from '../../src/flow/transition.ts';
+import { messages, transitionEnv } from '../support/batch-input.ts';
 import { testFlow } from '../../src/index.ts';
 
 type Step = 'ask_name' | 'pick';
@@ -79,28 +80,10 @@ describe('handoffKeywords', () => {
       ...spec,
       handoffKeywords: ['brakes', '1', 'human'],
     });
-    const env = {
-      key: { channel: 'wasender', user: 'u1' },
-      nowMs: 1_000_000,
-      worker: 'w',
-      fence: 1,
-      sessionTtlSec: 86_400,
-      maxRetries: 3,
-    };
-    let seq = 0;
-    const said = (body: string): ResolvedMessage => {
-      seq += 1;
-      return {
-        id: `m${seq}`,
-        provider: 'wasender',
-        channel: 'wasender',
-        user: 'u1',
-        timestamp: 100 + seq,
-        seq,
-        storedAt: 0,
-        content: { type: 'text', body },
-      };
-    };
+    const env = transitionEnv('wasender');
+    const msg = messages('wasender', 'wasender');
+    let ts = 100;
+    const said = (body: string) => msg({ type: 'text', body }, (ts += 1));
     const s1 = transition(flow, null, [said('hi')], env).snapshot;
     const atPick = transition(flow, s1, [said('Sam')], env).snapshot;
     for (const typed of ['Brakes', '1']) {
