@@ -1,0 +1,58 @@
+/**
+ * The message retention in PostgreSQL keeps a failed effect call's record, redacted as a done
+ * one's is, and deletes a reply that failed (outside test QA9-F2, in the distributed store's own
+ * SQL: retention-outbound-redact.sql and retention-outbound-failed-purge.sql).
+ */
+import { expect, it } from 'vitest';
+import { describeServices, pgQuery } from '../support/services.ts';
+import { batch, eventually, newKey, outbound } from './fixtures.ts';
+import { makeBackend, useCleanup } from './harness.ts';
+
+describeServices('distributed backend: retention of effect records', () => {
+  useCleanup();
+
+  it('deletes a reply that failed but keeps a failed effect call, redacted as a done one', async () => {
+    let now = Date.now();
+    const { backend: b, schema } = await makeBackend({
+      now: () => now,
+      retentionSec: 86_400,
+      messageRetentionSec: 600,
+      purgeIntervalMs: 0,
+    });
+    const key = newKey();
+    const lease = (await b.acquireLease(key, 'w1', 5000))!;
+    // Made now (the fixture's records are from 2025, past any retention).
+    const made = (n: number) => ({ ...outbound(key, 1, n), createdAt: now + n });
+    const effect = (n: number) => ({
+      ...made(n),
+      body: { type: 'text' as const, text: `lookup ${n}` },
+      effect: { id: `fx_${n}`, name: 'lookup', input: { order: 'ORD-1' }, data: {} },
+    });
+    const reply = made(3);
+    await b.commit(lease, batch(key, 0, 1, { outbound: [effect(1), effect(2), reply] }));
+    await b.updateOutbound(effect(1).id, { status: 'failed', attempts: 3, lastError: 'shop answered 500' });
+    await b.updateOutbound(effect(2).id, { status: 'sent', attempts: 1 });
+    await b.updateOutbound(reply.id, { status: 'failed', attempts: 1, lastError: 'Graph 131047' });
+    const stored = () =>
+      pgQuery<{ effect: string | null; status: string; text: string }>(
+        schema,
+        `SELECT record #>> '{effect,id}' AS effect, status, record #>> '{body,text}' AS text
+         FROM outbound ORDER BY seq`,
+      );
+    // The status changes reach PostgreSQL (write-through commits; statuses are copied after).
+    await eventually(async () => {
+      const rows = await stored();
+      return rows.map((r) => r.status).join() === 'failed,sent,failed' ? rows : null;
+    });
+    now += 3_600_000;
+    expect(await b.purge()).toMatchObject({ outbound: 1, redacted: 2 });
+    const left = await stored();
+    expect(left.map((r) => [r.effect, r.status])).toEqual([
+      ['fx_1', 'failed'],
+      ['fx_2', 'sent'],
+    ]);
+    for (const r of left) expect(r.text).toMatch(/BATON_MESSAGE_RETENTION/);
+    // A second purge finds nothing more to do.
+    expect(await b.purge()).toMatchObject({ outbound: 0, redacted: 0 });
+  });
+});
