@@ -359,10 +359,7 @@ class BatchRun {
         continue;
       }
       if (keyword) {
-        const kept = Object.fromEntries(
-          flow.keepOnReset.filter((k) => k in this.s.data).map((k) => [k, this.s.data[k]]),
-        );
-        this.enter('reset', flow.start, [m.id], { data: this.shaped(kept) });
+        this.enter('reset', flow.start, [m.id], { data: this.shaped(this.keptOnReset()) });
         i += 1;
         continue;
       }
@@ -393,10 +390,12 @@ class BatchRun {
       const outcome =
         read.valid && step.on ? this.decide(step, 'on', () => step.on!(input, this.ctx(step))) : null;
       if (outcome?.kind === 'start_over') {
-        this.s = { ...this.s, data: {} };
+        // The flow's own reset: what `keepOnReset` names stays, as after a reset keyword.
+        const kept = this.keptOnReset();
+        this.s = { ...this.s, data: kept };
         const start = flow.steps.get(flow.start)!;
         if (start.first === undefined)
-          this.enter('advance', flow.start, [...input.messageIds], { data: this.shaped({}) });
+          this.enter('advance', flow.start, [...input.messageIds], { data: this.shaped(kept) });
         else this.begin('advance', input);
         continue;
       }
@@ -404,6 +403,13 @@ class BatchRun {
     }
     for (const m of messages.slice(0, i)) this.consumed.push(m.id);
     return this.result();
+  }
+
+  /** The data a reset keeps: the keys the flow's `keepOnReset` names that the session has. */
+  private keptOnReset(): Record<string, unknown> {
+    return Object.fromEntries(
+      this.flow!.keepOnReset.filter((k) => k in this.s.data).map((k) => [k, this.s.data[k]]),
+    );
   }
 
   /** Reads the input at `messages[i]`: consecutive texts joined; a tapped button judged. */
@@ -485,18 +491,20 @@ class BatchRun {
     const start = flow.steps.get(flow.start)!;
     const outcome = this.decide(start, 'first', () => start.first!(input, this.ctx(start)), true);
     const ids = [...input.messageIds];
+    // The data begun with: none, or what a `c.startOver()` kept (`keepOnReset`).
+    const kept = this.s.data;
     switch (outcome.kind) {
       case 'goto': {
-        const data = this.fitting(start, { ...outcome.set });
+        const data = this.fitting(start, { ...kept, ...outcome.set });
         this.enter(kind, outcome.step, ids, { data }, outcome.say);
         return;
       }
       case 'handoff':
-        this.enter(kind, flow.start, ids, { data: this.shaped({}) });
+        this.enter(kind, flow.start, ids, { data: this.shaped(kept) });
         this.escalate(ids, outcome.reason);
         return;
       default:
-        this.enter(kind, flow.start, ids, { data: this.shaped({}) });
+        this.enter(kind, flow.start, ids, { data: this.shaped(kept) });
     }
   }
 
