@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
-import { runBaton } from '../support/procs.ts';
+import { freePort, runBaton } from '../support/procs.ts';
 import { DATABASE_URL, describeServices, pgQuery, REDIS_URL } from '../support/services.ts';
 
 const id = randomBytes(5).toString('hex');
@@ -75,5 +75,15 @@ describeServices('one-shot commands on a distributed store', () => {
     expect(await schemaExists()).toBe(true);
     const s = await runBaton(['session', 'show', '15550001111'], env);
     expect(s).toMatchObject({ code: 1, stdout: '', stderr: 'baton: no session for 15550001111\n' });
+  }, 60_000);
+
+  it('migrate with Redis away: one line saying why, no log line before it (outside test QA6-L7)', async () => {
+    const port = await freePort();
+    const m = await runBaton(['migrate'], { ...env, REDIS_URL: `redis://127.0.0.1:${port}` });
+    expect(m).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: `baton: Redis is unreachable at 127.0.0.1:${port} (REDIS_URL): connect ECONNREFUSED 127.0.0.1:${port}\n`,
+    });
   }, 60_000);
 });

@@ -118,6 +118,8 @@ export interface Context {
   closed: boolean;
   /** When the last Redis connection error was logged (they are logged at most one per 5 s). */
   lastRedisError: number;
+  /** The last Redis connection error's message ("connect ECONNREFUSED ..."), for `init`'s error. */
+  lastRedisErrorMessage?: string;
   /**
    * Intake watermarks (intake-watermark.ts): ingresses publish, workers wait on them before
    * closing a batch. None with `bufferMs` 0: no window, nothing to wait for.

@@ -22,7 +22,9 @@ export async function init(ctx: Context): Promise<void> {
     try {
       await ctx.redis.connect();
     } catch (err) {
-      throw StorageUnavailableError.unreachable('Redis', 'REDIS_URL', ctx.opts.redisUrl, err);
+      // ioredis rejects with "Connection is closed."; the socket's own error says why.
+      const why = ctx.lastRedisErrorMessage !== undefined ? new Error(ctx.lastRedisErrorMessage) : err;
+      throw StorageUnavailableError.unreachable('Redis', 'REDIS_URL', ctx.opts.redisUrl, why);
     }
   }
   // Every time this process stamps or compares is on Redis's clock from here (store-clock.ts).
