@@ -22,8 +22,9 @@
  *   reconnections do not take back the slots freed for others.
  * @module
  */
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 
 export interface ConnectionGuardOptions {
   /** The server's cap (`server.maxConnections`). */
@@ -150,4 +151,55 @@ export function guardConnections(server: Server, o: ConnectionGuardOptions): voi
     if (sweeper) clearInterval(sweeper);
     sweeper = null;
   });
+}
+
+/**
+ * Requests one connection may have in progress at once. HTTP/1.1 lets a client send requests
+ * back to back without reading the answers (pipelining); Node starts each as it is parsed, and
+ * an async route answers none before its work is done, so one connection that sent 20,000
+ * `GET /metrics` in a row had 20,000 renders in flight, stalled the event loop (webhook acks for
+ * 15-125 s) and held their answers in memory (a gigabyte and more; outside test QA10-F1). No
+ * client Baton serves pipelines: Meta, gateways, Prometheus and browsers send the next request
+ * after the answer to the one before.
+ */
+export const MAX_PIPELINED = 16;
+
+/**
+ * Closes a connection that has more than `max` requests in progress at once, before the one over
+ * the limit is handled. Requests of the connection already parsed after it reach
+ * {@link pipelinedTooFar}, for the framework to drop them.
+ */
+export function limitPipelining(server: Server, max: number = MAX_PIPELINED): void {
+  const inProgress = new WeakMap<Socket, number>();
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    const n = (inProgress.get(socket) ?? 0) + 1;
+    inProgress.set(socket, n);
+    let done = false;
+    const end = (): void => {
+      if (done) return;
+      done = true;
+      inProgress.set(socket, (inProgress.get(socket) ?? 1) - 1);
+    };
+    res.once('finish', end);
+    res.once('close', end);
+    if (n > max) socket.destroy();
+  });
+}
+
+/**
+ * A Fastify `onRequest` hook: a request whose connection is closed already (pipelined past
+ * {@link limitPipelining}'s limit, or its client gone) is dropped before any work: nobody would
+ * read the answer, and a client that got none sends it again.
+ */
+export function dropPipelinedTooFar(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  done: HookHandlerDoneFunction,
+): void {
+  if (req.raw.socket.destroyed) {
+    reply.hijack();
+    return;
+  }
+  done();
 }

@@ -8,6 +8,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Backend } from '../backends/types.ts';
+import { dropPipelinedTooFar, limitPipelining } from './connection-guard.ts';
 import { metricsRoute, type Metrics, type MetricsStats } from '../metrics.ts';
 
 export function buildHealthServer(
@@ -18,6 +19,8 @@ export function buildHealthServer(
   extraChecks: () => Record<string, boolean> = () => ({}),
 ): FastifyInstance {
   const app = Fastify({ logger: false, requestTimeout: 10_000 });
+  limitPipelining(app.server);
+  app.addHook('onRequest', dropPipelinedTooFar);
   metricsRoute(app, metrics, stats);
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {

@@ -21,7 +21,7 @@ import type { IntakeTracker } from '../engine/intake-gate.ts';
 import { metricsRoute, type Metrics } from '../metrics.ts';
 import type { Provider, SkippedItem } from '../providers/index.ts';
 import type { QueuedWebhook } from './amqp-intake.ts';
-import { guardConnections } from './connection-guard.ts';
+import { dropPipelinedTooFar, guardConnections, limitPipelining } from './connection-guard.ts';
 import { KnownSenders } from './known-senders.ts';
 import { keepUnreadable, unreadableLetters } from './unreadable.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
@@ -283,6 +283,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     slowHeadersMs: limits.slowHeadersMs,
     slowBodyMs: limits.slowBodyMs,
   });
+  limitPipelining(app.server);
+  app.addHook('onRequest', dropPipelinedTooFar);
 
   // A webhook may label its body as it likes (docs/errors.md): a missing or malformed
   // Content-Type is read as bytes like any other, not refused by the framework (outside test X4).

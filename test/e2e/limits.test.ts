@@ -5,9 +5,10 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addressKey } from '../../src/ingress/connection-guard.ts';
+import { addressKey, MAX_PIPELINED } from '../../src/ingress/connection-guard.ts';
 import type { HttpLimits } from '../../src/ingress/server.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
+import { text, webhook } from '../support/payloads.ts';
 
 /** What a raw socket received, and when it closed (ms after `opened`). */
 interface Raw {
@@ -229,5 +230,34 @@ describe('a client that takes every connection slot', () => {
     expect(addressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
     expect(addressKey('192.0.2.7')).toBe('192.0.2.7');
     expect(addressKey('::ffff:192.0.2.7')).toBe('::ffff:192.0.2.7');
+  });
+});
+
+describe('a client that pipelines requests without reading the answers', () => {
+  it('is cut off past 16 requests in progress, and webhooks are acknowledged meanwhile (outside test QA10-F1)', async () => {
+    const h = await startHarness();
+    try {
+      // 20,000 scrapes written back to back on one connection, none of their answers read: each
+      // was rendered at once, and together they stalled the event loop and filled the memory.
+      const raw = await open(h.url);
+      raw.socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(20_000));
+      await raw.closed;
+      const answered = raw.data().split('HTTP/1.1 200').length - 1;
+      expect(answered).toBeLessThanOrEqual(MAX_PIPELINED);
+      // The process goes on serving: a webhook is stored and acknowledged.
+      const user = '15550719001';
+      expect((await h.post(webhook([text(user, 'hi', Math.floor(Date.now() / 1000))]))).status).toBe(200);
+      await h.settled(user, 1);
+      // A client that waits for each answer is never cut off, however many requests it sends.
+      const polite = await open(h.url);
+      for (let i = 1; i <= 3 * MAX_PIPELINED; i += 1) {
+        polite.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+        await h.until(() => polite.data().split('HTTP/1.1 200').length - 1 === i);
+      }
+      expect(polite.socket.destroyed).toBe(false);
+      polite.socket.destroy();
+    } finally {
+      await h.close();
+    }
   });
 });
