@@ -111,4 +111,28 @@ describe.each(modes)('unreadable messages (%s)', (_mode, env) => {
     expect(JSON.stringify(kept[0]!.payload)).toContain('k\ufffd');
     expect(JSON.stringify(kept[0]!.payload)).not.toMatch(/\\u0000|\\ud800/);
   });
+
+  it('a change whose messages are not a list is kept too, and the change beside it stored (outside test QA10-F3)', async () => {
+    const ts = Math.floor(Date.now() / 1000);
+    const u = '15557770041';
+    const body = webhook([text(u, 'hi', ts)]) as {
+      entry: Array<{ changes: Array<{ field: string; value: Record<string, unknown> }> }>;
+    };
+    const changes = body.entry[0]!.changes;
+    changes.unshift({
+      field: 'messages',
+      value: { ...changes[0]!.value, messages: { a: 'not a list 41' }, statuses: 'nor this' },
+    });
+    const r = await h.post(body);
+    expect(r.status).toBe(200);
+    expect((await h.settled(u, 1)).current_step).toBe('ask_name');
+    const kept = (
+      (await (await h.admin('/dead-letters')).json()) as { dead_letters: DeadLetter[] }
+    ).dead_letters.filter(
+      (d) => d.kind === 'unreadable' && JSON.stringify(d.payload).includes('not a list 41'),
+    );
+    expect(kept).toHaveLength(1);
+    expect(kept[0]!.reason).toMatch(/"messages" is not an array/);
+    expect(kept[0]!.payload).toEqual({ a: 'not a list 41' });
+  });
 });

@@ -151,8 +151,8 @@ function readChange(value: JsonObject, now: () => number, sink: Sink): void {
   const channel =
     str(metadata, 'phone_number_id') ?? (metadata ? digits(metadata, 'phone_number_id') : undefined);
   const contacts = contactIndex((arr(value, 'contacts') ?? []).filter(isObject));
-  const rawMessages = arr(value, 'messages') ?? [];
-  const rawStatuses = arr(value, 'statuses') ?? [];
+  const rawMessages = items(value, 'messages', sink);
+  const rawStatuses = items(value, 'statuses', sink);
 
   if (channel === undefined || isWasenderChannel(channel)) {
     const why =
@@ -174,6 +174,20 @@ function readChange(value: JsonObject, now: () => number, sink: Sink): void {
     if ('reason' in result) sink.skipped.push(result);
     else sink.statuses.push(result);
   }
+}
+
+/**
+ * A change's `messages` or `statuses` list. Anything else there (an object, a string) is one
+ * item Baton cannot read: a message is kept as a dead letter, never dropped without a trace
+ * (outside test QA10-F3: `"messages": {}` was answered `received: 0` and vanished).
+ */
+function items(value: JsonObject, key: 'messages' | 'statuses', sink: Sink): readonly unknown[] {
+  const v = value[key];
+  if (v === undefined || v === null || Array.isArray(v)) return (v as readonly unknown[] | null) ?? [];
+  const reason = `change "${key}" is not an array`;
+  if (key === 'messages') sink.skipped.push({ kind: 'message', reason, raw: v });
+  else sink.skipped.push({ kind: 'status', reason });
+  return [];
 }
 
 function skip(kind: SkippedItem['kind'], raw: unknown, reason: string): SkippedItem {
