@@ -382,6 +382,11 @@ export class Engine {
         await this.recordSent(run);
         // Replies left unsent by an earlier holder (or a replayed dead letter).
         if (!flushed) await this.flushOutbox(run);
+        if (run.messagesWaiting && !held.signal.aborted && !this.abort.signal.aborted) {
+          // Their backoff was cut short by new messages: apply them, then send again, in order.
+          run.messagesWaiting = false;
+          continue;
+        }
         if (run.effects.length === 0 || held.sending.aborted || run.yielded) break;
         // Effects committed and not finished (just started, or left by a holder that died): run
         // them now, holding the baton, and free the worker loop for other sessions meanwhile.
@@ -1163,10 +1168,22 @@ export class Engine {
             // taken again before the next attempt. Only on this slow path: two writes per retry.
             if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, [rec.id]);
             this.park(run);
-            if (await waitUnlessWanted(wait, signal, this.wanted(run))) {
+            let cause: 'agent' | 'messages' | undefined;
+            const interrupt = async (): Promise<boolean> => {
+              if (await this.o.backend.leaseWanted(run.lease)) cause = 'agent';
+              else if ((await this.o.backend.pending(run.lease, 1)).length > 0) cause = 'messages';
+              return cause !== undefined;
+            };
+            if (await waitUnlessWanted(wait, signal, interrupt)) {
               // An agent waits for this session: the reply stays unsent, the baton goes to the
               // agent, and a later turn tries again (the release brings the session back).
-              run.yielded = true;
+              // The user wrote again: the reply stays unsent and the turn applies what they
+              // wrote (its replies queue behind this one), then tries again. A gateway refusing
+              // for minutes held every message behind 30 s of backoff per turn: the queue grew
+              // and a user's fourth invalid answer escalated after two minutes (outside test
+              // QA11-F1).
+              if (cause === 'agent') run.yielded = true;
+              else run.messagesWaiting = true;
               await this.leave(run);
               break sending;
             }
@@ -1577,6 +1594,8 @@ interface SessionRun {
   sent?: OutboundUpdate;
   /** An agent asked for the baton while a send waited: the turn ends, replies left unsent. */
   yielded?: boolean;
+  /** A send backoff was cut short by new messages: the turn goes on to apply them. */
+  messagesWaiting?: boolean;
   /**
    * Ids of the unsent replies this holder holds a claim to send that no attempt used yet (see
    * flushOutbox): the ones its own commits wrote, and those it claimed since.
