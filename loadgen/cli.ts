@@ -127,8 +127,9 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
   // A script's `stubs` say what an embedded Baton it starts needs; a Baton already running (`--url`)
   // has its own ORDER_API_URL.
   const shopStub = f.shopStub === true || (f.start === true && (script?.stubs ?? []).includes('shop'));
-  if (f.port !== undefined && f.url !== undefined) {
-    throw new LoadUsageError('--port is for the embedded Baton load starts; --url names a running one');
+  if (f.port !== undefined && (f.url !== undefined || !f.start)) {
+    // Without --start it was ignored, and the run went to the default URL (outside test QA11-F7).
+    throw new LoadUsageError('--port is for the embedded Baton --start starts; --url names a running one');
   }
   if (f.shopStub === true && !f.start) {
     throw new LoadUsageError('--shop-stub needs --start (a Baton already running has its own ORDER_API_URL)');
@@ -329,8 +330,15 @@ export async function runLoadCommand(flags: LoadFlags, given: Partial<LoadIO> = 
     else if (err instanceof LoadUsageError) {
       io.err(`baton: ${err.message}\n`);
       return 2;
-    } else if (e.code === 'EADDRINUSE')
-      io.err(`baton: sink port ${o.sinkPort} is in use (choose --sink-port)\n`);
+    } else if (e.code === 'EADDRINUSE') {
+      // Which of the two: the embedded Baton's --port, or the sink's (outside test QA11-F2).
+      const port = (e as { port?: number }).port;
+      io.err(
+        o.start && o.port !== 0 && port === o.port
+          ? `baton: --port ${o.port} is in use (choose another, or leave --port out for a free one)\n`
+          : `baton: sink port ${port ?? o.sinkPort} is in use (choose --sink-port)\n`,
+      );
+    }
     else io.err(`baton: ${e.message}\n`);
     return 1;
   } finally {

@@ -3,6 +3,9 @@
  * chaos; the verdict is clean when Baton behaves, and not clean when the replies or the end
  * state differ from the script.
  */
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -171,7 +174,26 @@ describe('baton load --start --script', () => {
     expect(r.code).toBe(0);
     const both = await run({ url: 'http://127.0.0.1:9', port: '4000', adminToken: 't' });
     expect(both.code).toBe(2);
-    expect(both.err).toBe('baton: --port is for the embedded Baton load starts; --url names a running one\n');
+    expect(both.err).toBe(
+      'baton: --port is for the embedded Baton --start starts; --url names a running one\n',
+    );
+    // Without --start it was ignored, and the load went to the default URL (outside test QA11-F7).
+    const alone = await run({ port: '4000', adminToken: 't' });
+    expect(alone).toMatchObject({
+      code: 2,
+      err: 'baton: --port is for the embedded Baton --start starts; --url names a running one\n',
+    });
+    // The embedded Baton's port taken: said so, not blamed on the sink (outside test QA11-F2).
+    const taken = createServer().listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    try {
+      const busy = (taken.address() as AddressInfo).port;
+      const r2 = await run({ start: true, port: String(busy), users: '1', progress: false });
+      expect(r2.code).toBe(1);
+      expect(r2.err).toContain(`baton: --port ${busy} is in use`);
+    } finally {
+      taken.close();
+    }
     expect((await run({ start: true, port: '70000' })).err).toBe(
       'baton: --port must be a whole number 0..65535, got "70000"\n',
     );
