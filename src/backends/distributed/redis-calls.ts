@@ -31,8 +31,9 @@ export function asString(v: unknown): string {
 export function redisError(ctx: Context, err: Error): void {
   ctx.lastRedisErrorMessage = err.message;
   // Before `init` is through, its own error says it, in one line (`baton migrate` printed a log
-  // line and then the error; outside test QA6-L7).
-  if (!ctx.initialized) return;
+  // line and then the error; outside test QA6-L7); after `close`, the connections closing are
+  // no news (a port already taken printed "Connection is closed." before its error; QA11-F3).
+  if (!ctx.initialized || ctx.closed) return;
   // Connection errors repeat on every reconnect attempt: log at most one per 5 s.
   const t = Date.now();
   if (t - ctx.lastRedisError < 5000) return;
