@@ -110,6 +110,12 @@ function int(env: Env, name: string, fallback: number, min: number, max = Number
   return n;
 }
 
+/** A duration variable in seconds; unset or blank: `fallback` (as a blank number is). */
+function duration(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === '' ? fallback : parseDurationSeconds(name, raw);
+}
+
 function optInt(env: Env, name: string, min: number): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return undefined;
@@ -309,12 +315,8 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: str(env, 'BATON_DATA_DIR') ?? './data',
     bufferMs: int(env, 'BATON_BUFFER_MS', 500, 0, 60_000),
     lockTtlMs: int(env, 'BATON_LOCK_TTL_MS', 5000, 100, 600_000),
-    sessionTtlSec: env.BATON_SESSION_TTL
-      ? parseDurationSeconds('BATON_SESSION_TTL', env.BATON_SESSION_TTL)
-      : 86400,
-    dedupeTtlSec: env.BATON_DEDUPE_TTL
-      ? parseDurationSeconds('BATON_DEDUPE_TTL', env.BATON_DEDUPE_TTL)
-      : 7 * 86400,
+    sessionTtlSec: duration(env, 'BATON_SESSION_TTL', 86400),
+    dedupeTtlSec: duration(env, 'BATON_DEDUPE_TTL', 7 * 86400),
     maxRetries: int(env, 'BATON_MAX_RETRIES', 3, 0, 100),
     flows: str(env, 'BATON_FLOWS'),
     syncMode,
@@ -330,12 +332,8 @@ export function loadConfig(env: Env = process.env): Config {
     },
     logLevel: logLevel(env),
     allowUnsigned,
-    retentionSec: env.BATON_RETENTION
-      ? parseDurationSeconds('BATON_RETENTION', env.BATON_RETENTION)
-      : 30 * 86400,
-    messageRetentionSec: env.BATON_MESSAGE_RETENTION
-      ? parseDurationSeconds('BATON_MESSAGE_RETENTION', env.BATON_MESSAGE_RETENTION)
-      : 30 * 86400,
+    retentionSec: duration(env, 'BATON_RETENTION', 30 * 86400),
+    messageRetentionSec: duration(env, 'BATON_MESSAGE_RETENTION', 30 * 86400),
     healthPort: env.BATON_HEALTH_PORT?.trim() ? int(env, 'BATON_HEALTH_PORT', 0, 0, 65535) : undefined,
     trustProxy: trustProxy(env, 'BATON_TRUST_PROXY'),
   };

@@ -20,6 +20,21 @@ describe('config', () => {
     expect(Object.isFrozen(c.whatsapp)).toBe(true);
   });
 
+  it('takes a blank number or duration for unset alike: the default (outside test QA11-F9)', () => {
+    const blank = {
+      BATON_BUFFER_MS: ' ',
+      BATON_SESSION_TTL: ' ',
+      BATON_DEDUPE_TTL: '',
+      BATON_RETENTION: '  ',
+    };
+    expect(loadConfig(blank)).toMatchObject({
+      bufferMs: 500,
+      sessionTtlSec: 86_400,
+      dedupeTtlSec: 604_800,
+      retentionSec: 30 * 86_400,
+    });
+  });
+
   it.each([
     ['90', 90],
     ['90s', 90],
