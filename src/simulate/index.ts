@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
-import { createBaton, serializeError, type Baton } from '../app.ts';
+import { createBaton, loadFlowModule, serializeError, type Baton } from '../app.ts';
 import { loadConfig } from '../config/index.ts';
 import { startFakeGraphApi, type FakeGraphApi } from './fake-graph.ts';
 import { ANSI, formatAction, formatReply, PLAIN, type Paint } from './format.ts';
@@ -119,7 +119,13 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
   if (o.flows !== undefined) env.BATON_FLOWS = o.flows;
   let baton: Baton | undefined;
   try {
-    baton = await createBaton(loadConfig(env), { logger: chatLogger(o), concurrency: 8 });
+    // Loaded here so that an error names the flag the user gave (outside test QA11-F6).
+    const given = o.flows !== undefined ? await loadFlowModule(o.flows, '--flows') : undefined;
+    baton = await createBaton(loadConfig(env), {
+      logger: chatLogger(o),
+      concurrency: 8,
+      ...(given ? { flows: given.flows, ...(given.router ? { router: given.router } : {}) } : {}),
+    });
     const url = (await baton.start())!;
     const b = baton;
     return {

@@ -129,6 +129,10 @@ export default defineFlow({
     expect(r.stderr).toBe(
       'baton: --flows needs --start (a Baton already running serves its own BATON_FLOWS)\n',
     );
+    // A module that is not there is blamed on the flag given, not on BATON_FLOWS (outside test QA11-F6).
+    const missing = await baton(['simulate', '--start', '--flows', './no-such-flows']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^baton: configuration error: --flows: cannot load "\.\/no-such-flows"/);
   }, 30_000);
 
   it('starts the embedded Baton on --port, and refuses a bad one with exit 2 (outside test A9)', async () => {
