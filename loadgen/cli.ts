@@ -338,8 +338,7 @@ export async function runLoadCommand(flags: LoadFlags, given: Partial<LoadIO> = 
           ? `baton: --port ${o.port} is in use (choose another, or leave --port out for a free one)\n`
           : `baton: sink port ${port ?? o.sinkPort} is in use (choose --sink-port)\n`,
       );
-    }
-    else io.err(`baton: ${e.message}\n`);
+    } else io.err(`baton: ${e.message}\n`);
     return 1;
   } finally {
     process.off('SIGINT', onSignal);
