@@ -55,4 +55,28 @@ describeServices('distributed backend: retention of effect records', () => {
     // A second purge finds nothing more to do.
     expect(await b.purge()).toMatchObject({ outbound: 0, redacted: 0 });
   });
+
+  it('vacuums after a purge when the server has autovacuum off, and only then (outside test QA12-F1)', async () => {
+    const { backend: b, schema } = await makeBackend({ purgeIntervalMs: 0 });
+    const [setting] = await pgQuery<{ off: boolean }>(
+      schema,
+      "SELECT current_setting('autovacuum') = 'off' OR current_setting('track_counts') = 'off' AS off",
+    );
+    await b.purge();
+    const vacuumed = async () =>
+      (
+        await pgQuery<{ n: number }>(
+          schema,
+          `SELECT count(*)::int AS n FROM pg_stat_user_tables
+           WHERE schemaname = $1 AND last_vacuum IS NOT NULL
+             AND relname IN ('transitions', 'outbound', 'inbound', 'dead_letters', 'intake_log')`,
+          [schema],
+        )
+      )[0]!.n;
+    if (setting!.off) await eventually(async () => ((await vacuumed()) === 5 ? true : null), 5000);
+    else {
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await vacuumed()).toBe(0);
+    }
+  });
 });

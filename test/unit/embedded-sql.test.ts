@@ -5,7 +5,7 @@
  * alone and are read over its JSON.
  */
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
@@ -172,3 +172,42 @@ it('the message retention deletes a reply that failed but keeps a failed effect 
   ]);
   expect(left.every((o) => o.body.type === 'text' && /BATON_MESSAGE_RETENTION/.test(o.body.text))).toBe(true);
 });
+
+it('leaves no text the retention deleted in the database file: freed pages are overwritten (outside test QA12-F2)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-secure-delete-'));
+  try {
+    let now = Date.now();
+    const b = new EmbeddedBackend({
+      dataDir: dir,
+      bufferMs: 0,
+      dedupeTtlSec: 60,
+      pacing: false,
+      now: () => now,
+      retentionSec: 600,
+      messageRetentionSec: 600,
+    });
+    await b.init();
+    const key = newKey();
+    const lease = (await b.acquireLease(key, 'w1', 3_600_000))!;
+    // Enough replies to fill whole pages, which a delete frees (FAST overwrites only the pages
+    // it writes anyway).
+    const marker = 'Kingsway-Leeds-QA12';
+    const replies = Array.from({ length: 400 }, (_, n) => ({
+      ...outbound(key, 1, n),
+      createdAt: now,
+      body: { type: 'text' as const, text: `Shipped to 96 ${marker} ${n} ${'x'.repeat(200)}` },
+    }));
+    await b.commit(lease, batch(key, 0, 1, { outbound: replies }));
+    for (const r of replies) await b.updateOutbound(r.id, { status: 'sent', attempts: 1 });
+    now += 3_600_000;
+    expect((await b.purge()).outbound).toBe(400);
+    await b.close();
+    // Whatever the WAL still held is copied into the file (as a checkpoint would), then read.
+    const db = new Database(join(dir, 'baton.sqlite'));
+    db.pragma('wal_checkpoint(TRUNCATE)');
+    db.close();
+    expect(readFileSync(join(dir, 'baton.sqlite')).includes(marker)).toBe(false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 30_000);

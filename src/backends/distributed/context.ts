@@ -118,6 +118,8 @@ export interface Context {
   closed: boolean;
   /** When the last Redis connection error was logged (they are logged at most one per 5 s). */
   lastRedisError: number;
+  /** PostgreSQL's autovacuum will not run (read at init): the purge vacuums after itself. */
+  autovacuumOff?: boolean;
   /** The last Redis connection error's message ("connect ECONNREFUSED ..."), for `init`'s error. */
   lastRedisErrorMessage?: string;
   /**

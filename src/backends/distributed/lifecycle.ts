@@ -33,6 +33,13 @@ export async function init(ctx: Context): Promise<void> {
     ctx.clock.start();
   }
   if (ctx.opts.migrate !== false) await migrate(ctx.opts.databaseUrl, ctx.schema);
+  ctx.autovacuumOff = (await ctx.pg.query('autovacuum-off'))[0]?.off === true;
+  // Said, not warned: the purge makes up for it (one-shot commands stay quiet).
+  if (ctx.autovacuumOff)
+    ctx.log.info(
+      { postgres: 'autovacuum' },
+      'PostgreSQL autovacuum is off: rows the retention deletes would keep their space and texts, so the purge runs VACUUM on its tables after each pass (or turn autovacuum on)',
+    );
   await r('init', () => ctx.scripts.preload(ctx.redis));
   const nodes = masterNodes(ctx.redis);
   const mode = ctx.opts.intakeLog ?? 'auto';

@@ -45,6 +45,8 @@ export const STATEMENT_NAMES = [
   'retention-inbound-purge',
   'retention-inbound-redact',
   'retention-dead-letters-purge',
+  'retention-vacuum',
+  'autovacuum-off',
   'intake-log-insert',
   'intake-log-sweep',
   'intake-log-page',
