@@ -175,14 +175,8 @@ export function limitPipelining(server: Server, max: number = MAX_PIPELINED): vo
     const socket = req.socket;
     const n = (inProgress.get(socket) ?? 0) + 1;
     inProgress.set(socket, n);
-    let done = false;
-    const end = (): void => {
-      if (done) return;
-      done = true;
-      inProgress.set(socket, (inProgress.get(socket) ?? 1) - 1);
-    };
-    res.once('finish', end);
-    res.once('close', end);
+    // A response emits 'close' once, when it is done or its connection is.
+    res.once('close', () => inProgress.set(socket, (inProgress.get(socket) ?? 1) - 1));
     if (n > max) socket.destroy();
   });
 }
