@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { parseClusterSeeds } from '../../src/backends/distributed/redis-client.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { ConfigError } from '../../src/errors.ts';
+import { runBaton } from '../support/procs.ts';
+import { DATABASE_URL, describeServices, dropIsolation, isolation, REDIS_URL } from '../support/services.ts';
 
 const DB = { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/test' };
 
@@ -61,4 +63,23 @@ describe('BATON_REDIS_CLUSTER', () => {
     expect((err as ConfigError).variable).toBe(variable);
     expect((err as ConfigError).message).not.toContain('\n');
   });
+});
+
+describeServices('BATON_REDIS_CLUSTER against a Redis that is not a cluster', () => {
+  it('is a configuration error naming the variable, not "unreachable" (outside test QA11-F4)', async () => {
+    const iso = isolation();
+    const r = await runBaton(['migrate'], {
+      REDIS_URL,
+      DATABASE_URL,
+      BATON_REDIS_CLUSTER: 'true',
+      BATON_REDIS_PREFIX: iso.prefix.replace(/-/g, '_'),
+      BATON_PG_SCHEMA: iso.schema,
+    });
+    await dropIsolation(iso.prefix.replace(/-/g, '_'), iso.schema);
+    const { hostname, port } = new URL(REDIS_URL);
+    expect(r).toMatchObject({
+      code: 1,
+      stderr: `baton: configuration error: BATON_REDIS_CLUSTER: the Redis at ${hostname}:${port || 6379} is not a cluster (cluster_enabled:0): unset BATON_REDIS_CLUSTER, or name cluster nodes in REDIS_URL\n`,
+    });
+  }, 60_000);
 });

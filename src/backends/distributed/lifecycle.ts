@@ -4,13 +4,13 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { StorageUnavailableError } from '../../errors.ts';
+import { ConfigError, StorageUnavailableError } from '../../errors.ts';
 import type { Context } from './context.ts';
 import { StreamFlusher } from './flusher.ts';
 import { migrate } from './migrate.ts';
 import { evictionWarning, persistenceGap } from './persistence.ts';
 import { IntakeLog, recoverIntake, recoverOutbox } from './intake-log.ts';
-import { masterNodes, nodeAddress, readerClient } from './redis-client.ts';
+import { masterNodes, nodeAddress, plainRedisAt, readerClient } from './redis-client.ts';
 import { followUp, r, redisError } from './redis-calls.ts';
 
 /** The consumer group of the stream flushers (one consumer per process). */
@@ -22,6 +22,12 @@ export async function init(ctx: Context): Promise<void> {
     try {
       await ctx.redis.connect();
     } catch (err) {
+      const plain = ctx.opts.cluster === true ? await plainRedisAt(ctx.opts.redisUrl) : null;
+      if (plain !== null)
+        throw new ConfigError(
+          'BATON_REDIS_CLUSTER',
+          `the Redis at ${plain} is not a cluster (cluster_enabled:0): unset BATON_REDIS_CLUSTER, or name cluster nodes in REDIS_URL`,
+        );
       // ioredis rejects with "Connection is closed."; the socket's own error says why.
       const why = ctx.lastRedisErrorMessage !== undefined ? new Error(ctx.lastRedisErrorMessage) : err;
       throw StorageUnavailableError.unreachable('Redis', 'REDIS_URL', ctx.opts.redisUrl, why);

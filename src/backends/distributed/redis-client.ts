@@ -200,3 +200,36 @@ export function nodeGroupOfKey(cluster: Cluster, key: string): string {
   const group = cluster._groupsBySlot[slot];
   return group === undefined ? `slot:${slot}` : `group:${group}`;
 }
+
+/**
+ * With `BATON_REDIS_CLUSTER=true`, whether the first seed node answers as a Redis that is not a
+ * cluster: its `host:port` if so, else null (it is one, or does not answer). A cluster client
+ * facing a plain Redis only says "None of startup nodes is available", which reads like an
+ * address that is wrong (outside test QA11-F4).
+ */
+export async function plainRedisAt(url: string): Promise<string | null> {
+  const seeds = parseClusterSeeds(url);
+  const first = seeds.nodes[0];
+  if (first === undefined) return null;
+  const node = new Redis({
+    ...first,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    retryStrategy: () => null,
+    ...(seeds.username !== undefined ? { username: seeds.username } : {}),
+    ...(seeds.password !== undefined ? { password: seeds.password } : {}),
+    ...(seeds.tls ? { tls: {} } : {}),
+  });
+  node.on('error', () => undefined);
+  try {
+    await node.connect();
+    const info = await node.info('cluster');
+    return /^cluster_enabled:0\s*$/m.test(info) ? `${first.host}:${first.port}` : null;
+  } catch {
+    return null;
+  } finally {
+    node.disconnect();
+  }
+}
