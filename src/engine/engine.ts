@@ -343,6 +343,8 @@ export class Engine {
     const held = this.hold(lease);
     const run: SessionRun = { lease, held, effects: [], claims: new Set(), ...(detach ? { detach } : {}) };
     let released = false;
+    /** This round follows a send backoff cut short by messages (see flushOutbox). */
+    let resumed = false;
     try {
       for (;;) {
         let flushed = false;
@@ -379,12 +381,16 @@ export class Engine {
           }
         }
         if (released) break;
+        // A backoff cut short for messages that no batch then applied is not cut again.
+        if (resumed) run.cutInVain = !flushed;
+        resumed = false;
         await this.recordSent(run);
         // Replies left unsent by an earlier holder (or a replayed dead letter).
         if (!flushed) await this.flushOutbox(run);
         if (run.messagesWaiting && !held.signal.aborted && !this.abort.signal.aborted) {
           // Their backoff was cut short by new messages: apply them, then send again, in order.
           run.messagesWaiting = false;
+          resumed = true;
           continue;
         }
         if (run.effects.length === 0 || held.sending.aborted || run.yielded) break;
@@ -711,6 +717,20 @@ export class Engine {
   }
 
   /** Whether an agent waits for this session's baton (Backend.wantLease). */
+  /**
+   * Whether the session has a message a batch would apply now, to cut a send backoff short (see
+   * flushOutbox): its buffer window closed, the session awaiting no effect (then its messages
+   * wait, but for the result). Not after a cut that applied nothing: a batch that cannot run
+   * must not turn the backoff into a loop of attempts against a refusing gateway.
+   */
+  private async messagesDue(run: SessionRun): Promise<boolean> {
+    if (run.cutInVain === true) return false;
+    const [head] = await this.o.backend.pending(run.lease, 1);
+    if (head === undefined) return false;
+    if (isEffectResult(head)) return true;
+    return (run.awaiting ?? null) === null && head.storedAt + this.o.bufferMs <= this.now();
+  }
+
   private wanted(run: SessionRun): () => Promise<boolean> {
     return () => this.o.backend.leaseWanted(run.lease);
   }
@@ -1171,7 +1191,7 @@ export class Engine {
             let cause: 'agent' | 'messages' | undefined;
             const interrupt = async (): Promise<boolean> => {
               if (await this.o.backend.leaseWanted(run.lease)) cause = 'agent';
-              else if ((await this.o.backend.pending(run.lease, 1)).length > 0) cause = 'messages';
+              else if (await this.messagesDue(run)) cause = 'messages';
               return cause !== undefined;
             };
             if (await waitUnlessWanted(wait, signal, interrupt)) {
@@ -1596,6 +1616,8 @@ interface SessionRun {
   yielded?: boolean;
   /** A send backoff was cut short by new messages: the turn goes on to apply them. */
   messagesWaiting?: boolean;
+  /** The last such cut applied nothing: backoffs are not cut for messages again this turn. */
+  cutInVain?: boolean;
   /**
    * Ids of the unsent replies this holder holds a claim to send that no attempt used yet (see
    * flushOutbox): the ones its own commits wrote, and those it claimed since.

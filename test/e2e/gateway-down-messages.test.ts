@@ -10,8 +10,15 @@ import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
 describe.each(HARNESS_BACKENDS)('a gateway refusing sends, %s backend', (_name, available, setup) => {
-  // Backoffs of 2, 4, 8 s...: far longer than the test waits for the message to be applied.
-  const h = harnessOn(available, setup, {}, { engine: { sendBackoffMs: 2000, maxSendAttempts: 8 } });
+  // Backoffs of 4, 8, 16 s...: far longer than the test waits for the message to be applied. A
+  // buffer window of 1.5 s: a message is not due for that long after it is stored, and the
+  // backoff must not be cut (into a loop of attempts) before then.
+  const h = harnessOn(
+    available,
+    setup,
+    { BATON_BUFFER_MS: '1500' },
+    { engine: { sendBackoffMs: 4000, maxSendAttempts: 8 } },
+  );
   const now = () => Math.floor(Date.now() / 1000);
   const sentTo = (user: string) =>
     h.graph.sent.filter((c) => c.body.to === user).map((c) => c.body.biz_opaque_callback_data);
@@ -32,10 +39,13 @@ describe.each(HARNESS_BACKENDS)('a gateway refusing sends, %s backend', (_name, 
         current_step: 'choose_product',
         data: { customer_name: 'Ada Lovelace' },
       });
+      // The wait was cut short once, when the message's window closed, not in a loop of
+      // attempts while it was still open: the first attempt, and at most one after the cut.
+      expect(h.graph.requests.filter((c) => c.body.to === user).length).toBeLessThanOrEqual(2);
       // Graph takes them again: the name prompt first, then the product prompt.
-      await h.until(() => sentTo(user).length === 2, 30_000);
+      await h.until(() => sentTo(user).length === 2, 40_000);
       expect(sentTo(user)).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);
     },
-    45_000,
+    60_000,
   );
 });
