@@ -716,7 +716,6 @@ export class Engine {
     );
   }
 
-  /** Whether an agent waits for this session's baton (Backend.wantLease). */
   /**
    * Whether the session has a message a batch would apply now, to cut a send backoff short (see
    * flushOutbox): its buffer window closed, the session awaiting no effect (then its messages
@@ -731,6 +730,7 @@ export class Engine {
     return (run.awaiting ?? null) === null && head.storedAt + this.o.bufferMs <= this.now();
   }
 
+  /** Whether an agent waits for this session's baton (Backend.wantLease). */
   private wanted(run: SessionRun): () => Promise<boolean> {
     return () => this.o.backend.leaseWanted(run.lease);
   }
@@ -1190,7 +1190,7 @@ export class Engine {
             this.park(run);
             let cause: 'agent' | 'messages' | undefined;
             const interrupt = async (): Promise<boolean> => {
-              if (await this.o.backend.leaseWanted(run.lease)) cause = 'agent';
+              if (await this.wanted(run)()) cause = 'agent';
               else if (await this.messagesDue(run)) cause = 'messages';
               return cause !== undefined;
             };

@@ -167,7 +167,7 @@ export const MAX_PIPELINED = 16;
 /**
  * Closes a connection that has more than `max` requests in progress at once, before the one over
  * the limit is handled. Requests of the connection already parsed after it reach
- * {@link pipelinedTooFar}, for the framework to drop them.
+ * {@link dropPipelinedTooFar}, which drops them.
  */
 export function limitPipelining(server: Server, max: number = MAX_PIPELINED): void {
   const inProgress = new WeakMap<Socket, number>();

@@ -178,40 +178,8 @@ describe('a start that fails exits, and frees what it took', () => {
     procs.push(await spawnBaton(['start'], await env(dir)));
   });
 
-  it.skipIf(!servicesUp)(
-    'an ingress whose port is taken says so in one line, no warning before it',
-    async () => {
-      const taken = createServer();
-      const port = await new Promise<number>((res) =>
-        taken.listen(0, '127.0.0.1', () => res((taken.address() as { port: number }).port)),
-      );
-      try {
-        const iso = isolation();
-        const r = await runBaton(
-          ['ingress'],
-          {
-            ...(await env(tempDir())),
-            REDIS_URL,
-            DATABASE_URL,
-            BATON_REDIS_PREFIX: iso.prefix.replace(/-/g, '_'),
-            BATON_PG_SCHEMA: iso.schema,
-            PORT: String(port),
-          },
-          30_000,
-        );
-        await dropIsolation(iso.prefix.replace(/-/g, '_'), iso.schema);
-        expect(r.code).toBe(1);
-        expect(r.stderr.trim().split('\n').at(-1)).toMatch(/PORT: 127\.0\.0\.1:\d+ is already in use/);
-        // The store's connections closing on the way out are no news (outside test QA11-F3: a
-        // "Redis connection error: Connection is closed." warning came first).
-        expect(r.stderr).not.toMatch(/"level":(40|50)/);
-      } finally {
-        taken.close();
-      }
-    },
-  );
-
-  it.skipIf(!servicesUp)('a worker whose probe port is taken names BATON_HEALTH_PORT, not PORT', async () => {
+  /** Runs `baton <command>` in distributed mode with the port `variable` names already taken. */
+  const withPortTaken = async (command: string, variable: string) => {
     const taken = createServer();
     const port = await new Promise<number>((res) =>
       taken.listen(0, '127.0.0.1', () => res((taken.address() as { port: number }).port)),
@@ -219,25 +187,42 @@ describe('a start that fails exits, and frees what it took', () => {
     try {
       const iso = isolation();
       const r = await runBaton(
-        ['worker'],
+        [command],
         {
           ...(await env(tempDir())),
           REDIS_URL,
           DATABASE_URL,
           BATON_REDIS_PREFIX: iso.prefix.replace(/-/g, '_'),
           BATON_PG_SCHEMA: iso.schema,
-          BATON_HEALTH_PORT: String(port),
+          [variable]: String(port),
         },
         30_000,
       );
       await dropIsolation(iso.prefix.replace(/-/g, '_'), iso.schema);
-      expect(r.code).toBe(1);
-      expect(r.stderr.trim().split('\n').at(-1)).toMatch(
-        /BATON_HEALTH_PORT: 127\.0\.0\.1:\d+ is already in use/,
-      );
+      return r;
     } finally {
       taken.close();
     }
+  };
+
+  it.skipIf(!servicesUp)(
+    'an ingress whose port is taken says so in one line, no warning before it',
+    async () => {
+      const r = await withPortTaken('ingress', 'PORT');
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n').at(-1)).toMatch(/PORT: 127\.0\.0\.1:\d+ is already in use/);
+      // The store's connections closing on the way out are no news (outside test QA11-F3: a
+      // "Redis connection error: Connection is closed." warning came first).
+      expect(r.stderr).not.toMatch(/"level":(40|50)/);
+    },
+  );
+
+  it.skipIf(!servicesUp)('a worker whose probe port is taken names BATON_HEALTH_PORT, not PORT', async () => {
+    const r = await withPortTaken('worker', 'BATON_HEALTH_PORT');
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(
+      /BATON_HEALTH_PORT: 127\.0\.0\.1:\d+ is already in use/,
+    );
   });
 
   it('a store that cannot be reached: the ingress exits 1 instead of reconnecting forever', async () => {
