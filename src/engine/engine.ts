@@ -341,7 +341,14 @@ export class Engine {
     this.o.metrics.lockWait.observe((this.now() - waitStart) / 1000);
     this.turnBegan(lease);
     const held = this.hold(lease);
-    const run: SessionRun = { lease, held, effects: [], claims: new Set(), ...(detach ? { detach } : {}) };
+    const run: SessionRun = {
+      lease,
+      held,
+      effects: [],
+      running: new Map(),
+      claims: new Set(),
+      ...(detach ? { detach } : {}),
+    };
     let released = false;
     /** This round follows a send backoff cut short by messages (see flushOutbox). */
     let resumed = false;
@@ -361,7 +368,7 @@ export class Engine {
           if (
             backend.releaseOrTake &&
             round < 19 &&
-            run.effects.length === 0 &&
+            !effectsOpen(run) &&
             !run.yielded &&
             !held.signal.aborted &&
             !this.abort.signal.aborted
@@ -393,7 +400,7 @@ export class Engine {
           resumed = true;
           continue;
         }
-        if (run.effects.length === 0 || held.sending.aborted || run.yielded) break;
+        if (!effectsOpen(run) || held.sending.aborted || run.yielded) break;
         // Effects committed and not finished (just started, or left by a holder that died): run
         // them now, holding the baton, and free the worker loop for other sessions meanwhile.
         detach?.();
@@ -417,6 +424,9 @@ export class Engine {
       }
     } finally {
       if (run.parked) this.parked -= 1;
+      // Effects started beside a send backoff end their attempts holding the baton (a lost baton
+      // cuts them at once), so that no later holder's attempt runs beside one of them.
+      if (effectsRunning(run)) await Promise.allSettled([...run.running!.values()].map((r) => r.done));
       held.stop();
       // A reply that went out is recorded whatever happened since, lease or not (in the
       // background, should the store refuse it now).
@@ -756,25 +766,53 @@ export class Engine {
    * Runs the session's committed effects while holding its baton. Meanwhile the mailbox is looked
    * at every few milliseconds: a reset keyword is applied at once (messages before it as retries),
    * other messages wait. Each result is stored in the mailbox (deduplicated by effect id) before
-   * its record is marked done, so a crash in between re-runs the effect with the same id.
+   * its record is marked done, so a crash in between re-runs the effect with the same id. Effects
+   * a send backoff started already (see startEffects) are awaited, not started again.
    */
   private async awaitEffects(run: SessionRun): Promise<void> {
     const { held } = run;
-    // Each effect runs once per holding; one the session started meanwhile (the user asked again
-    // after a reset) starts at once, not after the effects before it have used their attempts.
-    const running = new Map<
-      string,
-      { effectId: string; done: Promise<'done' | 'left'>; left: AbortController }
-    >();
-    const outcomes: Array<'done' | 'left'> = [];
-    let settled = 0;
+    const running = (run.running ??= new Map<string, RunningEffect>());
+    await this.startEffects(run);
+    // How soon a reset sent during an effect is seen (the other messages wait anyway).
+    const pollMs = Math.max(20, Math.min(250, this.o.bufferMs));
+    while (effectsRunning(run) && !held.sending.aborted) {
+      const all = Promise.all([...running.values()].map((r) => r.done));
+      await Promise.race([all, sleep(pollMs, held.sending)]);
+      if (!effectsRunning(run) || held.sending.aborted) break;
+      while (await this.runBatch(run)) {
+        if (held.signal.aborted) break;
+      }
+      abandonLeft(run);
+      if (!held.signal.aborted && !run.yielded) await this.startEffects(run);
+    }
+    await Promise.all([...running.values()].map((r) => r.done));
+    // An effect paused for an agent: the baton goes to the agent, and a later turn goes on.
+    if ([...running.values()].some((r) => r.outcome === 'left') && !held.sending.aborted) run.yielded = true;
+    running.clear();
+    run.resultReady = false;
+    // What the last batch found unfinished is looked at again by the next turn.
+    run.effects = [];
+  }
+
+  /**
+   * Starts the session's committed effects that are not running yet: each runs once per holding
+   * (one the session started meanwhile, the user asking again after a reset, starts at once, not
+   * after the effects before it have used their attempts). By awaitEffects, and by a send backoff
+   * (see flushOutbox), so that a gateway refusing replies does not hold back the user's lookup:
+   * its result's replies queue behind the unsent ones. Not for an agent's flush (no `running`).
+   */
+  private async startEffects(run: SessionRun): Promise<void> {
+    const { running, held } = run;
+    if (running === undefined || run.effects.length === 0) return;
     if (run.awaiting === undefined) run.awaiting = awaitedBy(await this.o.backend.load(run.lease));
-    const start = (): void => {
-      for (const rec of run.effects) {
-        if (running.has(rec.id)) continue;
-        const left = new AbortController();
-        if (rec.effect!.id !== run.awaiting) left.abort(); // left before it ran (see abandon)
-        const done = runEffect(rec, {
+    for (const rec of run.effects) {
+      if (running.has(rec.id)) continue;
+      const left = new AbortController();
+      if (rec.effect!.id !== run.awaiting) left.abort(); // left before it ran (see abandonLeft)
+      const entry: RunningEffect = {
+        effectId: rec.effect!.id,
+        left,
+        done: runEffect(rec, {
           backend: this.o.backend,
           flows: this.o.flows,
           logger: this.o.logger,
@@ -789,40 +827,17 @@ export class Engine {
           abandoned: left.signal,
         })
           .then((outcome) => {
-            outcomes.push(outcome);
+            entry.outcome = outcome;
+            // Its result waits in the mailbox: a send backoff is cut short to apply it.
+            if (outcome === 'done') run.resultReady = true;
             return outcome;
           })
           .finally(() => {
-            settled += 1;
-          });
-        running.set(rec.id, { effectId: rec.effect!.id, done, left });
-      }
-      run.effects = [];
-    };
-    // A session that left the visit that started an effect (a reset, an agent's take) no longer
-    // awaits it: the effect makes no further attempt (the one in flight ends as it does).
-    const abandon = (): void => {
-      const awaited = run.awaiting;
-      for (const { effectId, left } of running.values())
-        if (effectId !== awaited && !left.signal.aborted) left.abort();
-    };
-    start();
-    // How soon a reset sent during an effect is seen (the other messages wait anyway).
-    const pollMs = Math.max(20, Math.min(250, this.o.bufferMs));
-    while (settled < running.size && !held.sending.aborted) {
-      const all = Promise.all([...running.values()].map((r) => r.done));
-      await Promise.race([all, sleep(pollMs, held.sending)]);
-      if (settled >= running.size || held.sending.aborted) break;
-      while (await this.runBatch(run)) {
-        if (held.signal.aborted) break;
-      }
-      abandon();
-      if (!held.signal.aborted && !run.yielded) start();
+            entry.settled = true;
+          }),
+      };
+      running.set(rec.id, entry);
     }
-    await Promise.all([...running.values()].map((r) => r.done));
-    // An effect paused for an agent: the baton goes to the agent, and a later turn goes on.
-    if (outcomes.includes('left') && !held.sending.aborted) run.yielded = true;
-    // What the last batch found unfinished is looked at again by the next turn.
     run.effects = [];
   }
 
@@ -1066,7 +1081,8 @@ export class Engine {
     const signal = run.held.sending;
     await this.recordSent(run);
     const unsent = await backend.unsent(run.lease);
-    // Effects are not sent: the session runs them (see awaitEffects) once its replies are out.
+    // Effects are not sent: the session runs them (see awaitEffects) once its replies are out, or
+    // beside a reply's backoff (see startEffects).
     run.effects = unsent.filter((r) => r.effect !== undefined);
     await this.claimInTurn(run, unsent);
     sending: for (const rec of unsent) {
@@ -1188,10 +1204,14 @@ export class Engine {
             // taken again before the next attempt. Only on this slow path: two writes per retry.
             if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, [rec.id]);
             this.park(run);
+            // The session's effects do not wait for its replies: a lookup the user asked for runs
+            // now, and its result cuts the wait short (outside test QA13-F1).
+            if (!run.yielded) await this.startEffects(run);
             let cause: 'agent' | 'messages' | undefined;
             const interrupt = async (): Promise<boolean> => {
               if (await this.wanted(run)()) cause = 'agent';
-              else if (await this.messagesDue(run)) cause = 'messages';
+              else if (run.resultReady === true || (await this.messagesDue(run))) cause = 'messages';
+              run.resultReady = false;
               return cause !== undefined;
             };
             if (await waitUnlessWanted(wait, signal, interrupt)) {
@@ -1591,6 +1611,37 @@ export class Engine {
   }
 }
 
+/** An effect running in a holding of its session's baton (see Engine.startEffects). */
+interface RunningEffect {
+  readonly effectId: string;
+  readonly done: Promise<'done' | 'left'>;
+  /** Aborts when the session has left the visit that started it. */
+  readonly left: AbortController;
+  outcome?: 'done' | 'left';
+  settled?: boolean;
+}
+
+/** Whether an effect of this holding is still running. */
+function effectsRunning(run: SessionRun): boolean {
+  for (const r of run.running?.values() ?? []) if (r.settled !== true) return true;
+  return false;
+}
+
+/** Whether the session has effects to run or await before its baton may go. */
+function effectsOpen(run: SessionRun): boolean {
+  return run.effects.length > 0 || effectsRunning(run);
+}
+
+/**
+ * A session that left the visit that started an effect (a reset, an agent's take) no longer
+ * awaits it: the effect makes no further attempt (the one in flight ends as it does).
+ */
+function abandonLeft(run: SessionRun): void {
+  const awaited = run.awaiting;
+  for (const { effectId, left } of run.running?.values() ?? [])
+    if (effectId !== awaited && !left.signal.aborted) left.abort();
+}
+
 /** The effect id a session awaits (null: none). */
 function awaitedBy(s: SessionSnapshot | null | undefined): string | null {
   return s?.awaiting?.id ?? null;
@@ -1608,6 +1659,13 @@ interface SessionRun {
   };
   /** The session's unfinished effects, as the last look at its outbox found them. */
   effects: OutboundRecord[];
+  /**
+   * The effects running in this holding, by record id (see Engine.startEffects). Absent for an
+   * agent's flush, where no effect runs.
+   */
+  running?: Map<string, RunningEffect>;
+  /** An effect started beside a send backoff has stored its result: the backoff is cut short. */
+  resultReady?: boolean;
   /** What the session awaits, as last loaded or committed (see awaitedBy). */
   awaiting?: string | null;
   /** A reply sent and not yet recorded as sent (see flushOutbox). */
