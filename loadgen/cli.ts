@@ -107,6 +107,14 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
     maxInflight: integer('--max-inflight', f.maxInflight ?? '64', 1, 10_000),
     seed: f.seed === undefined ? undefined : integer('--seed', f.seed, 0, 2 ** 31 - 1),
   };
+  // Flags that do not go together are named before what is missing (outside test QA13-F3).
+  if (f.port !== undefined && (f.url !== undefined || !f.start)) {
+    // Without --start it was ignored, and the run went to the default URL (outside test QA11-F7).
+    throw new LoadUsageError('--port is for the embedded Baton --start starts; --url names a running one');
+  }
+  if (f.shopStub === true && !f.start) {
+    throw new LoadUsageError('--shop-stub needs --start (a Baton already running has its own ORDER_API_URL)');
+  }
   const adminToken = f.adminToken ?? env.ADMIN_TOKEN ?? (f.start ? '' : undefined);
   if (!f.start && (adminToken === undefined || adminToken === '')) {
     throw new LoadUsageError(
@@ -127,13 +135,6 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
   // A script's `stubs` say what an embedded Baton it starts needs; a Baton already running (`--url`)
   // has its own ORDER_API_URL.
   const shopStub = f.shopStub === true || (f.start === true && (script?.stubs ?? []).includes('shop'));
-  if (f.port !== undefined && (f.url !== undefined || !f.start)) {
-    // Without --start it was ignored, and the run went to the default URL (outside test QA11-F7).
-    throw new LoadUsageError('--port is for the embedded Baton --start starts; --url names a running one');
-  }
-  if (f.shopStub === true && !f.start) {
-    throw new LoadUsageError('--shop-stub needs --start (a Baton already running has its own ORDER_API_URL)');
-  }
   return {
     script,
     flow: f.flow,

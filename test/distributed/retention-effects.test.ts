@@ -3,7 +3,9 @@
  * one's is, and deletes a reply that failed (outside test QA9-F2, in the distributed store's own
  * SQL: retention-outbound-redact.sql and retention-outbound-failed-purge.sql).
  */
+import pg from 'pg';
 import { expect, it } from 'vitest';
+import { postgresBinDir, startPrivatePostgres } from '../support/pg-server.ts';
 import { describeServices, pgQuery } from '../support/services.ts';
 import { batch, eventually, newKey, outbound } from './fixtures.ts';
 import { makeBackend, useCleanup } from './harness.ts';
@@ -79,4 +81,52 @@ describeServices('distributed backend: retention of effect records', () => {
       expect(await vacuumed()).toBe(0);
     }
   });
+
+  // On a PostgreSQL of its own, autovacuum on as a fresh cluster has it: the machine's may have
+  // it off, where every purge vacuums anyway.
+  it.skipIf(postgresBinDir() === null)(
+    'vacuums after a purge when autovacuum is off on one of its tables, and not before (outside test QA13-F4)',
+    async () => {
+      const server = await startPrivatePostgres();
+      try {
+        const query = async <T extends pg.QueryResultRow>(schema: string, sql: string): Promise<T[]> => {
+          const c = new pg.Client({ connectionString: server.url, options: `-c search_path=${schema}` });
+          await c.connect();
+          try {
+            return (await c.query<T>(sql)).rows;
+          } finally {
+            await c.end();
+          }
+        };
+        const vacuumed = async (schema: string) =>
+          (
+            await query<{ relname: string }>(
+              schema,
+              `SELECT relname FROM pg_stat_user_tables
+               WHERE schemaname = current_schema() AND last_vacuum IS NOT NULL ORDER BY relname`,
+            )
+          ).map((r) => r.relname);
+        const first = await makeBackend({ databaseUrl: server.url, purgeIntervalMs: 0 });
+        await first.backend.purge();
+        await new Promise((r) => setTimeout(r, 300));
+        expect(await vacuumed(first.schema)).toEqual([]);
+        await first.backend.close();
+        // One table's autovacuum turned off, written as PostgreSQL also takes it.
+        await query(first.schema, 'ALTER TABLE outbound SET (autovacuum_enabled = No)');
+        const second = await makeBackend(
+          { databaseUrl: server.url, purgeIntervalMs: 0 },
+          { schema: first.schema },
+        );
+        expect(second.logger.lines.some((l) => /autovacuum is off/.test(l.msg))).toBe(true);
+        await second.backend.purge();
+        await eventually(
+          async () => ((await vacuumed(first.schema)).includes('outbound') ? true : null),
+          5000,
+        );
+      } finally {
+        await server.destroy();
+      }
+    },
+    60_000,
+  );
 });

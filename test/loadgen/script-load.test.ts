@@ -183,6 +183,11 @@ describe('baton load --start --script', () => {
       code: 2,
       err: 'baton: --port is for the embedded Baton --start starts; --url names a running one\n',
     });
+    // Named before the token that is missing too (outside test QA13-F3).
+    expect(await run({ port: '4000' })).toMatchObject({
+      code: 2,
+      err: 'baton: --port is for the embedded Baton --start starts; --url names a running one\n',
+    });
     // The embedded Baton's port taken: said so, not blamed on the sink (outside test QA11-F2).
     const taken = createServer().listen(0, '127.0.0.1');
     await once(taken, 'listening');

@@ -44,7 +44,7 @@ export async function init(ctx: Context): Promise<void> {
   if (ctx.autovacuumOff)
     ctx.log.info(
       { postgres: 'autovacuum' },
-      'PostgreSQL autovacuum is off: rows the retention deletes would keep their space and texts, so the purge runs VACUUM on its tables after each pass (or turn autovacuum on)',
+      "PostgreSQL autovacuum is off (for the server, or on one of Baton's tables): rows the retention deletes would keep their space and texts, so the purge runs VACUUM on its tables after each pass (or turn autovacuum on)",
     );
   await r('init', () => ctx.scripts.preload(ctx.redis));
   const nodes = masterNodes(ctx.redis);
