@@ -136,16 +136,23 @@ export class AdminAuth {
     return this.signOuts.signInRevoked(COOKIE_RE.exec(cookie)![2]!);
   }
 
-  /** The request's signed-in cookie value, if it carries a valid one not signed out. */
+  /**
+   * The request's signed-in cookie value: the first valid one not signed out. A browser sends
+   * every cookie of that name whose domain and path match (a stale, junk or signed-out one that
+   * another page or a sibling host set may come first), so each is looked at in turn.
+   */
   async signedIn(req: FastifyRequest): Promise<string | null> {
-    const cookie = this.sessionOf(req);
-    return cookie === null || (await this.signedOut(cookie)) ? null : cookie;
+    for (const cookie of this.sessionsOf(req)) if (!(await this.signedOut(cookie))) return cookie;
+    return null;
   }
 
   /** Who is calling (a signed-out cookie is nobody), or null if nobody we know. */
   async callerOf(req: FastifyRequest): Promise<Caller | null> {
-    const caller = this.caller(req);
-    return caller?.kind === 'cookie' && (await this.signedOut(caller.cookie)) ? null : caller;
+    // The scheme's name is case-insensitive (RFC 9110 section 11.1); the token is not.
+    const bearer = /^bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
+    if (bearer !== null && this.tokenMatches(bearer[1]!)) return { kind: 'bearer' };
+    const cookie = await this.signedIn(req);
+    return cookie === null ? null : { kind: 'cookie', cookie };
   }
 
   /** The CSRF token bound to one signed-in session. */
@@ -153,30 +160,18 @@ export class AdminAuth {
     return mac(this.token, `csrf:${cookie}`);
   }
 
-  /**
-   * The signed-in session's cookie value, if the request carries a valid one. A browser sends
-   * every cookie of that name whose domain and path match (a stale or junk one another page set
-   * may come first): the first valid one counts.
-   */
-  sessionOf(req: FastifyRequest): string | null {
+  /** The valid session cookie values the request carries, in its order (sign-outs aside). */
+  private sessionsOf(req: FastifyRequest): string[] {
     const header = req.headers.cookie;
-    if (typeof header !== 'string') return null;
+    if (typeof header !== 'string') return [];
+    const valid: string[] = [];
     for (const part of header.split(';')) {
       const [name, ...rest] = part.trim().split('=');
       if (name !== COOKIE_NAME) continue;
       const value = rest.join('=');
-      if (this.sessionValid(value)) return value;
+      if (this.sessionValid(value)) valid.push(value);
     }
-    return null;
-  }
-
-  /** Who is calling, or null if nobody we know. */
-  caller(req: FastifyRequest): Caller | null {
-    // The scheme's name is case-insensitive (RFC 9110 section 11.1); the token is not.
-    const bearer = /^bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
-    if (bearer !== null && this.tokenMatches(bearer[1]!)) return { kind: 'bearer' };
-    const cookie = this.sessionOf(req);
-    return cookie === null ? null : { kind: 'cookie', cookie };
+    return valid;
   }
 
   /**

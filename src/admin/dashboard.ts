@@ -162,7 +162,7 @@ export function registerDashboard(
       });
 
       dash.post('/logout', async (req, reply) => {
-        const caller = auth.caller(req);
+        const caller = await auth.callerOf(req);
         if (caller !== null && !auth.csrfOk(req, caller)) {
           return reply.code(403).send({ error: 'Missing or invalid CSRF token', code: 'BATON_ERR_CSRF' });
         }

@@ -114,6 +114,34 @@ describe('dashboard sign-in and CSRF', () => {
     expect(await csrfOf(both)).toBe(await csrfOf(real));
   });
 
+  it('a signed-out cookie sent before a valid one does not stand for it (outside test QA10-F4)', async () => {
+    const gone = await cookie();
+    const out = await fetch(`${h.url}/admin/logout`, {
+      method: 'POST',
+      headers: { cookie: gone, 'x-baton-csrf': await csrfOf(gone) },
+    });
+    expect(out.status).toBe(200);
+    const real = await cookie();
+    const both = `${gone}; ${real}`;
+    expect((await fetch(`${h.url}/admin/api/stats`, { headers: { cookie: both } })).status).toBe(200);
+    const page = await fetch(`${h.url}/admin/inbox`, { headers: { cookie: both }, redirect: 'manual' });
+    expect(page.status).toBe(200);
+    // Changes carry the valid cookie's CSRF token, on the API and on sign-out.
+    const csrf = await csrfOf(both);
+    expect(csrf).toBe(await csrfOf(real));
+    const change = await fetch(`${h.url}/admin/api/sessions/${USER}/lock?channel=${PHONE_ID}`, {
+      method: 'DELETE',
+      headers: { cookie: both, 'x-baton-csrf': csrf },
+    });
+    expect(change.status).toBe(200);
+    const logout = await fetch(`${h.url}/admin/logout`, {
+      method: 'POST',
+      headers: { cookie: both, 'x-baton-csrf': csrf },
+    });
+    expect(logout.status).toBe(200);
+    expect((await fetch(`${h.url}/admin/api/stats`, { headers: { cookie: real } })).status).toBe(401);
+  });
+
   it('keeps Bearer working for the JSON API (no CSRF needed)', async () => {
     const r = await h.admin(`/sessions/${USER}/lock?channel=${PHONE_ID}`, { method: 'DELETE' });
     expect(r.status).toBe(200);
