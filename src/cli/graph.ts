@@ -38,12 +38,23 @@ export async function runFlowGraph(
   if (format === 'png') {
     const { renderSvgToPng } = await import('../graph/png.ts');
     const png = await renderSvgToPng(renderFlowSvg(flow));
-    if (flags.output) writeFileSync(flags.output, png);
+    if (flags.output) writeOutput(flags.output, png);
     else (io.writeStdout ?? ((b: Buffer) => process.stdout.write(b)))(png);
     return 0;
   }
   const text = format === 'svg' ? renderFlowSvg(flow) : flowMermaid(flow);
-  if (flags.output) writeFileSync(flags.output, text);
+  if (flags.output) writeOutput(flags.output, text);
   else io.out(text.trimEnd());
   return 0;
+}
+
+/** Writes the drawing to `--output`, or says in one line why it cannot (not a bare ENOENT). */
+function writeOutput(path: string, data: string | Buffer): void {
+  try {
+    writeFileSync(path, data);
+  } catch (err) {
+    // "ENOENT: no such file or directory, open 'x/flow.svg'": the reason without code and call.
+    const why = (err as Error).message.replace(/^E[A-Z]+: /, '').replace(/, \w+ '.*'$/, '');
+    throw new Error(`cannot write --output "${path}": ${why}`);
+  }
 }

@@ -217,7 +217,9 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .description('serve webhooks and run workers in one process')
     .option('--concurrency <n>', 'sessions processed at once', '32')
     .action(async (o: { concurrency: string }) => {
-      code = await serve(config(), { concurrency: concurrency(o.concurrency) }, out);
+      // The flag first: what the user typed is named before the environment (outside test QA11-F8).
+      const n = concurrency(o.concurrency);
+      code = await serve(config(), { concurrency: n }, out);
     });
   /** `ingress` and `worker` share their stores with other processes: distributed mode only. */
   const distributed = (command: string): Config => {

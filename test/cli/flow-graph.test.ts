@@ -44,3 +44,14 @@ it('--format png to a terminal is a usage error (exit 2) naming --output; nothin
     else delete (process.stdout as { isTTY?: boolean }).isTTY;
   }
 });
+
+it('an --output it cannot write is one line naming it, exit 1 (outside test QA11-F5)', async () => {
+  expect(
+    await run(
+      ['flow', 'graph', 'order', '--format', 'svg', '--output', '/no-such-dir/flow.svg'],
+      () => undefined,
+    ),
+  ).toBe(1);
+  const line = stderr.mock.calls.map((c) => String(c[0])).join('');
+  expect(line).toBe('baton: cannot write --output "/no-such-dir/flow.svg": no such file or directory\n');
+});

@@ -37,6 +37,16 @@ describe('baton usage errors', () => {
     expect(written(stdout)).toBe('');
   });
 
+  it('a bad flag is named before a bad variable (outside test QA11-F8)', async () => {
+    vi.stubEnv('PORT', 'abc');
+    try {
+      expect(await run(['start', '--concurrency', '0'], () => undefined)).toBe(2);
+      expect(written(stderr)).toBe('baton: --concurrency must be 1..1000, got "0"\n');
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
   it('--version prints the version and exits 0', async () => {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
       version: string;
