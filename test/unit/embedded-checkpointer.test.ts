@@ -3,7 +3,7 @@
  * real SQLite file: the database file fills while the main connection's own checkpoint is far
  * off, closing still leaves no WAL behind, and a thread that cannot run is reported.
  */
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -84,4 +84,35 @@ it('reports a thread that cannot open the database', async () => {
   await until('the failure', () => failures.length > 0);
   expect(failures).toHaveLength(1);
   expect(failures[0]!.message).toMatch(/directory does not exist|unable to open/i);
+});
+
+it('cuts the WAL to nothing once the store has been idle a while (outside test QA12)', async () => {
+  const dir = tempDir();
+  const b = new EmbeddedBackend({ dataDir: dir, bufferMs: 60_000, dedupeTtlSec: 3600, walIdleMs: 300 });
+  await b.init();
+  cleanups.unshift(() => b.close());
+  const wal = join(dir, 'baton.sqlite-wal');
+  // A burst of long texts: a WAL of a few MB, which SQLite would keep at that size for good.
+  const long = 'x'.repeat(4000);
+  await Promise.all(
+    Array.from({ length: 30 }, (_, i) =>
+      b.ingest({
+        messages: Array.from({ length: 20 }, (_, j) => text(newKey(), `${i}-${j} ${long}`)),
+        statuses: [],
+      }),
+    ),
+  );
+  expect(statSync(wal).size).toBeGreaterThan(1024 * 1024);
+  // A second to the checkpoint, then 300 ms idle: cut, with no write needed to trigger it.
+  await until('the WAL cut', () => statSync(wal).size === 0, 10_000);
+  expect(b.checkpoints?.truncated).toBe(1);
+  // Writes go on as before, and every message is there.
+  await b.ingest({ messages: [text(newKey(), 'hi')], statuses: [] });
+  expect(statSync(wal).size).toBeGreaterThan(0);
+  const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
+  try {
+    expect(db.prepare('SELECT COUNT(*) AS n FROM inbound').get()).toEqual({ n: 601 });
+  } finally {
+    db.close();
+  }
 });

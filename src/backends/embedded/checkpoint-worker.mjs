@@ -18,6 +18,24 @@ parentPort.on('message', (msg) => {
     return;
   }
   const started = performance.now();
+  if (msg === 'truncate') {
+    // Idle: copy what is left and cut the WAL to nothing. It needs the writer lock for a moment;
+    // with busy_timeout 0 a write under way makes it give up (busy), and the next idle spell
+    // tries again.
+    try {
+      const [row] = db.pragma('wal_checkpoint(TRUNCATE)');
+      parentPort.postMessage({ ok: true, truncated: row.busy === 0, ms: performance.now() - started });
+    } catch (err) {
+      // SQLITE_BUSY from the lock: not a failure of the thread.
+      parentPort.postMessage({
+        ok: true,
+        truncated: false,
+        ms: performance.now() - started,
+        error: String(err?.message ?? err),
+      });
+    }
+    return;
+  }
   try {
     const [row] = db.pragma('wal_checkpoint(PASSIVE)');
     parentPort.postMessage({

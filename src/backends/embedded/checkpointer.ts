@@ -25,6 +25,14 @@ export interface CheckpointerOptions {
    * CPU per message than with SQLite's own checkpoints; at 1 s, the same.
    */
   readonly delayMs?: number;
+  /**
+   * After this long without a commit (ms, default 10,000), the WAL is checkpointed once more and
+   * cut to nothing (`wal_checkpoint(TRUNCATE)`): SQLite otherwise keeps the file at its
+   * high-water mark (up to the safety net's 64 MB) for as long as the process runs, old frames,
+   * texts the retention deleted among them, included (outside test QA12). Not under load, where
+   * the file is reused in place and its syncs need no change of its size.
+   */
+  readonly idleMs?: number;
   /** The thread cannot run: called once, and the checkpointer stops. */
   readonly onFailure: (err: Error) => void;
 }
@@ -36,6 +44,8 @@ interface Reply {
   readonly checkpointed?: number;
   readonly ms: number;
   readonly error?: string;
+  /** For a 'truncate': whether the WAL was cut (not when a reader or writer was busy). */
+  readonly truncated?: boolean;
 }
 
 export interface CheckpointStats {
@@ -46,22 +56,27 @@ export interface CheckpointStats {
   checkpointed: number;
   /** Longest checkpoint so far, ms. */
   maxMs: number;
+  /** Times the WAL was cut to nothing while idle. */
+  truncated: number;
 }
 
 export class Checkpointer {
   private readonly worker: Worker;
   private readonly delayMs: number;
+  private readonly idleMs: number;
+  private idleTimer: NodeJS.Timeout | null = null;
   private dirty = false;
   private running = false;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
-  readonly stats: CheckpointStats = { runs: 0, log: 0, checkpointed: 0, maxMs: 0 };
+  readonly stats: CheckpointStats = { runs: 0, log: 0, checkpointed: 0, maxMs: 0, truncated: 0 };
 
   constructor(
     file: string,
     private readonly opts: CheckpointerOptions,
   ) {
     this.delayMs = opts.delayMs ?? 1000;
+    this.idleMs = opts.idleMs ?? 10_000;
     this.worker = new Worker(new URL('./checkpoint-worker.mjs', import.meta.url), { workerData: { file } });
     this.worker.unref();
     this.worker.on('message', (r: Reply) => this.finished(r));
@@ -74,6 +89,10 @@ export class Checkpointer {
   /** A transaction committed: a checkpoint follows within `delayMs`. */
   committed(): void {
     this.dirty = true;
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
     if (!this.running && this.timer === null && !this.stopped) {
       this.timer = setTimeout(this.run, this.delayMs);
       this.timer.unref();
@@ -91,12 +110,29 @@ export class Checkpointer {
   private finished(r: Reply): void {
     this.running = false;
     if (!r.ok) return this.fail(new Error(`checkpoint failed: ${r.error ?? 'unknown error'}`));
+    if (r.truncated !== undefined) {
+      if (r.truncated) this.stats.truncated += 1;
+      if (this.dirty) this.committed();
+      return;
+    }
     this.stats.runs += 1;
     this.stats.log = r.log ?? 0;
     this.stats.checkpointed = r.checkpointed ?? 0;
     this.stats.maxMs = Math.max(this.stats.maxMs, r.ms);
     if (this.dirty) this.committed();
+    else if (!this.stopped && this.idleTimer === null) {
+      this.idleTimer = setTimeout(this.truncate, this.idleMs);
+      this.idleTimer.unref();
+    }
   }
+
+  /** No commit since the last checkpoint for `idleMs`: the WAL is cut (see idleMs). */
+  private readonly truncate = (): void => {
+    this.idleTimer = null;
+    if (this.stopped || this.dirty || this.running) return;
+    this.running = true;
+    this.worker.postMessage('truncate');
+  };
 
   private fail(err: Error): void {
     if (this.stopped) return;
@@ -109,6 +145,8 @@ export class Checkpointer {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
   }
 
   /** Closes the thread's connection (before the main one closes, so that one checkpoints last). */

@@ -90,6 +90,8 @@ export interface EmbeddedOptions extends RetentionOptions {
    * read and answered while a backlog is worked off (see `turn-pacer.ts`); `false`: not at all.
    */
   readonly pacing?: TurnPacerOptions | false;
+  /** After this long without a write, the WAL file is cut to nothing (ms; see `checkpointer.ts`). */
+  readonly walIdleMs?: number;
 }
 
 interface Lease {
@@ -226,6 +228,7 @@ export class EmbeddedBackend implements Backend {
       this.walSync = new WalSync(`${file}-wal`);
       this.db.pragma(`wal_autocheckpoint = ${SAFETY_NET_PAGES}`);
       this.checkpointer = new Checkpointer(file, {
+        ...(opts.walIdleMs !== undefined ? { idleMs: opts.walIdleMs } : {}),
         onFailure: (err) => {
           this.checkpointer = null;
           if (this.closed) return;
