@@ -400,6 +400,9 @@ export class Engine {
           resumed = true;
           continue;
         }
+        // An effect started beside a send backoff that paused for an agent: the agent takes over.
+        if (!held.sending.aborted && [...(run.running?.values() ?? [])].some((r) => r.outcome === 'left'))
+          run.yielded = true;
         if (!effectsOpen(run) || held.sending.aborted || run.yielded) break;
         // Effects committed and not finished (just started, or left by a holder that died): run
         // them now, holding the baton, and free the worker loop for other sessions meanwhile.
