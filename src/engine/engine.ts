@@ -15,6 +15,7 @@ import type { FlowRouter } from '../flow/router.ts';
 import {
   freshSnapshot,
   isEffectResult,
+  isResetKeyword,
   orderBatch,
   transition,
   waiting,
@@ -691,6 +692,8 @@ export class Engine {
     });
     claimed(run, outbound);
     run.awaiting = awaitedBy(snapshot);
+    // An effect running for a visit this batch left (a reset) makes no further attempt.
+    abandonLeft(run);
     metrics.batch.observe((this.now() - started) / 1000);
     // The hot path's one log line, built only when debug is on.
     if (this.o.logger.isLevelEnabled('debug'))
@@ -737,10 +740,49 @@ export class Engine {
    */
   private async messagesDue(run: SessionRun): Promise<boolean> {
     if (run.cutInVain === true) return false;
-    const [head] = await this.o.backend.pending(run.lease, 1);
+    const { backend } = this.o;
+    const [head] = await backend.pending(run.lease, 1);
     if (head === undefined) return false;
     if (isEffectResult(head)) return true;
-    return (run.awaiting ?? null) === null && head.storedAt + this.o.bufferMs <= this.now();
+    const due = (m: StoredMessage): boolean => m.storedAt + this.o.bufferMs <= this.now();
+    if ((run.awaiting ?? null) === null) return due(head);
+    // Awaiting an effect's result, the user's messages wait for it; a reset keyword never waits
+    // (SPEC 5b), not for the result and not for a gateway's backoff (outside test QA14-F1).
+    const pending = await backend.pending(run.lease, MAX_BATCH);
+    if (pending.some(isEffectResult)) return true;
+    const flow = this.flowFor(await backend.load(run.lease));
+    return pending.some((m) => due(m) && isResetKeyword(flow, m));
+  }
+
+  /**
+   * Waits out a send backoff of `ms` holding the baton, with the worker slot freed (see park) and
+   * the session's effects running meanwhile (a lookup the user asked for does not wait for the
+   * gateway; its result cuts the wait short: outside test QA13-F1). True when the wait was cut
+   * short: an agent waits for the session (`run.yielded`: the baton goes to the agent, and a later
+   * turn tries again), or the user wrote again, or an effect's result came (`run.messagesWaiting`:
+   * the turn applies them, their replies queuing behind the unsent one, and waits out the rest,
+   * `run.resumeSendAt`). A gateway refusing for minutes held every message behind 30 s of backoff
+   * per turn: the queue grew and a user's fourth invalid answer escalated after two minutes
+   * (outside test QA11-F1).
+   */
+  private async waitBackoff(run: SessionRun, ms: number, signal: AbortSignal): Promise<boolean> {
+    this.park(run);
+    if (!run.yielded) await this.startEffects(run);
+    const until = this.now() + ms;
+    let cause: 'agent' | 'messages' | undefined;
+    const interrupt = async (): Promise<boolean> => {
+      if (await this.wanted(run)()) cause = 'agent';
+      else if (run.resultReady === true || (await this.messagesDue(run))) cause = 'messages';
+      run.resultReady = false;
+      return cause !== undefined;
+    };
+    if (!(await waitUnlessWanted(ms, signal, interrupt))) return false;
+    if (cause === 'agent') run.yielded = true;
+    else {
+      run.messagesWaiting = true;
+      run.resumeSendAt = until;
+    }
+    return true;
   }
 
   /** Whether an agent waits for this session's baton (Backend.wantLease). */
@@ -1088,6 +1130,19 @@ export class Engine {
     // beside a reply's backoff (see startEffects).
     run.effects = unsent.filter((r) => r.effect !== undefined);
     await this.claimInTurn(run, unsent);
+    // A backoff cut short to apply what the user wrote (or an effect's result) is waited out
+    // before the gateway is asked again: a throttled number is not sent to before its
+    // Retry-After (outside test QA14-F2).
+    const rest = (run.resumeSendAt ?? 0) - this.now();
+    run.resumeSendAt = undefined;
+    if (
+      rest > 0 &&
+      unsent.some((r) => r.effect === undefined) &&
+      (await this.waitBackoff(run, rest, signal))
+    ) {
+      await this.leave(run);
+      return;
+    }
     sending: for (const rec of unsent) {
       if (rec.effect !== undefined) continue;
       // Sent by this process, its record refused by the store until now: recorded, not sent again.
@@ -1206,27 +1261,7 @@ export class Engine {
             // waiting out a throttled gateway's Retry-After must not count as a send) and is
             // taken again before the next attempt. Only on this slow path: two writes per retry.
             if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, [rec.id]);
-            this.park(run);
-            // The session's effects do not wait for its replies: a lookup the user asked for runs
-            // now, and its result cuts the wait short (outside test QA13-F1).
-            if (!run.yielded) await this.startEffects(run);
-            let cause: 'agent' | 'messages' | undefined;
-            const interrupt = async (): Promise<boolean> => {
-              if (await this.wanted(run)()) cause = 'agent';
-              else if (run.resultReady === true || (await this.messagesDue(run))) cause = 'messages';
-              run.resultReady = false;
-              return cause !== undefined;
-            };
-            if (await waitUnlessWanted(wait, signal, interrupt)) {
-              // An agent waits for this session: the reply stays unsent, the baton goes to the
-              // agent, and a later turn tries again (the release brings the session back).
-              // The user wrote again: the reply stays unsent and the turn applies what they
-              // wrote (its replies queue behind this one), then tries again. A gateway refusing
-              // for minutes held every message behind 30 s of backoff per turn: the queue grew
-              // and a user's fourth invalid answer escalated after two minutes (outside test
-              // QA11-F1).
-              if (cause === 'agent') run.yielded = true;
-              else run.messagesWaiting = true;
+            if (await this.waitBackoff(run, wait, signal)) {
               await this.leave(run);
               break sending;
             }
@@ -1677,6 +1712,8 @@ interface SessionRun {
   yielded?: boolean;
   /** A send backoff was cut short by new messages: the turn goes on to apply them. */
   messagesWaiting?: boolean;
+  /** When the backoff so cut would have ended: the next send waits until then (see waitBackoff). */
+  resumeSendAt?: number;
   /** The last such cut applied nothing: backoffs are not cut for messages again this turn. */
   cutInVain?: boolean;
   /**

@@ -183,6 +183,11 @@ export function transition(
   );
 }
 
+/** Whether `m` is one of `flow`'s reset keywords: a text, trimmed, in any case. */
+export function isResetKeyword(flow: Flow, m: StoredMessage): boolean {
+  return m.content.type === 'text' && flow.resetKeywords.has(m.content.body.trim().toLowerCase());
+}
+
 /** An agent's reset: fresh session at no step; nothing is sent. */
 export function adminReset(prev: SessionSnapshot, env: TransitionEnv): TransitionResult {
   const run = new BatchRun(null, prev, env);
@@ -601,7 +606,7 @@ class BatchRun {
   }
 
   private isKeyword(m: StoredMessage): boolean {
-    return m.content.type === 'text' && this.flow!.resetKeywords.has(m.content.body.trim().toLowerCase());
+    return isResetKeyword(this.flow!, m);
   }
 
   /**
