@@ -147,7 +147,8 @@ const AMBIGUOUS = 'no answer twice, so not sent again (the user may have it alre
 const AGENT_SEND_WAIT_MS = 1000;
 /**
  * Sessions waiting out a send backoff free their worker slot (see Engine.park), up to this many
- * per slot: past that a Graph outage slows this worker down rather than piling up leases.
+ * per slot: past that a session does not wait in place but leaves the reply unsent and its baton
+ * free until the backoff is over (see Engine.waitBackoff), rather than piling up leases.
  */
 const PARKED_PER_SLOT = 32;
 
@@ -358,7 +359,7 @@ export class Engine {
         let flushed = false;
         // Messages already read for the next batch (by `releaseOrTake`).
         let next: StoredMessage[] | undefined;
-        for (let round = 0; round < 20 && !held.signal.aborted && !run.yielded; round += 1) {
+        for (let round = 0; round < 20 && !held.signal.aborted && !ending(run); round += 1) {
           if (!(await this.runBatch(run, next))) break;
           next = undefined;
           flushed = true;
@@ -370,7 +371,7 @@ export class Engine {
             backend.releaseOrTake &&
             round < 19 &&
             !effectsOpen(run) &&
-            !run.yielded &&
+            !ending(run) &&
             !held.signal.aborted &&
             !this.abort.signal.aborted
           ) {
@@ -404,7 +405,7 @@ export class Engine {
         // An effect started beside a send backoff that paused for an agent: the agent takes over.
         if (!held.sending.aborted && [...(run.running?.values() ?? [])].some((r) => r.outcome === 'left'))
           run.yielded = true;
-        if (!effectsOpen(run) || held.sending.aborted || run.yielded) break;
+        if (!effectsOpen(run) || held.sending.aborted || ending(run)) break;
         // Effects committed and not finished (just started, or left by a holder that died): run
         // them now, holding the baton, and free the worker loop for other sessions meanwhile.
         detach?.();
@@ -439,7 +440,7 @@ export class Engine {
       // messages still waiting made it due at once, and a worker took the baton back each time).
       if (!released)
         await backend
-          .releaseLease(lease, run.yielded ? YIELD_TO_AGENT_MS : undefined)
+          .releaseLease(lease, run.yielded ? YIELD_TO_AGENT_MS : run.releaseAfterMs)
           .catch((err: unknown) => logger.error({ err }, 'lease release failed'));
       this.turnEnded(lease);
     }
@@ -492,11 +493,13 @@ export class Engine {
    * or fails one user's replies (or all of them, for a while) must not keep the other users' turns
    * waiting behind its backoffs. The session keeps its baton and goes on when the wait is over.
    */
-  private park(run: SessionRun): void {
-    if (run.detach === undefined || run.parked || this.parked >= this.slots * PARKED_PER_SLOT) return;
+  private park(run: SessionRun): boolean {
+    if (run.detach === undefined || run.parked) return true;
+    if (this.parked >= this.slots * PARKED_PER_SLOT) return false;
     run.parked = true;
     this.parked += 1;
     run.detach();
+    return true;
   }
 
   /**
@@ -766,7 +769,14 @@ export class Engine {
    * (outside test QA11-F1).
    */
   private async waitBackoff(run: SessionRun, ms: number, signal: AbortSignal): Promise<boolean> {
-    this.park(run);
+    if (!this.park(run)) {
+      // As many sessions wait out backoffs as this process parks (a gateway down for a big
+      // bot): this one does not wait in its worker slot, where it held every other user's turn
+      // back for its backoff (outside test QA14-F3). The reply stays unsent, the baton goes,
+      // and the session comes back when the backoff is over (or when the user writes again).
+      run.releaseAfterMs = ms;
+      return true;
+    }
     if (!run.yielded) await this.startEffects(run);
     const until = this.now() + ms;
     let cause: 'agent' | 'messages' | undefined;
@@ -1659,6 +1669,14 @@ interface RunningEffect {
   settled?: boolean;
 }
 
+/**
+ * Whether the turn ends here: the baton goes to an agent, or the session comes back after a
+ * backoff it could not wait out in place (see Engine.waitBackoff).
+ */
+function ending(run: SessionRun): boolean {
+  return run.yielded === true || run.releaseAfterMs !== undefined;
+}
+
 /** Whether an effect of this holding is still running. */
 function effectsRunning(run: SessionRun): boolean {
   for (const r of run.running?.values() ?? []) if (r.settled !== true) return true;
@@ -1714,6 +1732,8 @@ interface SessionRun {
   messagesWaiting?: boolean;
   /** When the backoff so cut would have ended: the next send waits until then (see waitBackoff). */
   resumeSendAt?: number;
+  /** The turn ends without waiting out its backoff (see waitBackoff): the session is due again after it. */
+  releaseAfterMs?: number;
   /** The last such cut applied nothing: backoffs are not cut for messages again this turn. */
   cutInVain?: boolean;
   /**
