@@ -168,6 +168,8 @@ export async function reapOnce(
       : ctx.redis.set(ctx.keys.reaper, randomUUID(), 'PX', ttl, 'NX'),
   );
   if (got !== 'OK') return { rescheduled: 0, journals: 0 };
+  // Expired tombstones of the pending figures: posts drop a few each, none come without traffic.
+  await followUp(ctx, [ctx.globalFeed.trimOp()]);
   // Messages Redis lost (a restart without AOF) go back first, so the pass below schedules them.
   if (ctx.intakeLog !== null) {
     await recoverIntake(ctx);

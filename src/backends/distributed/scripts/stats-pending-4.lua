@@ -7,7 +7,8 @@
 
   A session whose mailbox became empty keeps a tombstone (its version, count 0) for
   ARGV[1] ms, so a late, older post cannot bring it back; older tombstones are dropped a few
-  at a time.
+  at a time, and a thousand at a time by a call without posts (the reaper's, so that they do
+  not outlive the traffic that made them).
 
   KEYS[1] oldest  ZSET session member -> oldest pending storedAt (sessions with pending messages)
   KEYS[2] counts  HASH session member -> "<version>:<pending count>"
@@ -45,7 +46,9 @@ for i = 3, #ARGV, 4 do
   end
 end
 
-local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, 100)
+local limit = 100
+if #ARGV == 2 then limit = 1000 end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, limit)
 for _, member in ipairs(expired) do
   redis.call('HDEL', KEYS[2], member)
   redis.call('ZREM', KEYS[4], member)
