@@ -372,6 +372,10 @@ export class Engine {
             round < 19 &&
             !effectsOpen(run) &&
             !ending(run) &&
+            // A backoff cut short goes on in this turn (its rest is waited out before the next
+            // send): a release would bring the session back sooner (outside test QA15).
+            run.resumeSendAt === undefined &&
+            run.messagesWaiting !== true &&
             !held.signal.aborted &&
             !this.abort.signal.aborted
           ) {
@@ -440,7 +444,7 @@ export class Engine {
       // messages still waiting made it due at once, and a worker took the baton back each time).
       if (!released)
         await backend
-          .releaseLease(lease, run.yielded ? YIELD_TO_AGENT_MS : run.releaseAfterMs)
+          .releaseLease(lease, run.yielded ? YIELD_TO_AGENT_MS : (run.releaseAfterMs ?? this.resumeIn(run)))
           .catch((err: unknown) => logger.error({ err }, 'lease release failed'));
       this.turnEnded(lease);
     }
@@ -793,6 +797,12 @@ export class Engine {
       run.resumeSendAt = until;
     }
     return true;
+  }
+
+  /** How long the rest of a backoff cut short has to run (see waitBackoff), if any, ms. */
+  private resumeIn(run: SessionRun): number | undefined {
+    const rest = (run.resumeSendAt ?? 0) - this.now();
+    return rest > 0 ? Math.ceil(rest) : undefined;
   }
 
   /** Whether an agent waits for this session's baton (Backend.wantLease). */
