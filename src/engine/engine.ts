@@ -772,14 +772,25 @@ export class Engine {
    * per turn: the queue grew and a user's fourth invalid answer escalated after two minutes
    * (outside test QA11-F1).
    */
-  private async waitBackoff(run: SessionRun, ms: number, signal: AbortSignal): Promise<boolean> {
+  private async waitBackoff(
+    run: SessionRun,
+    ms: number,
+    signal: AbortSignal,
+    releaseMs = ms,
+  ): Promise<boolean> {
     if (!this.park(run)) {
       // As many sessions wait out backoffs as this process parks (a gateway down for a big
       // bot): this one does not wait in its worker slot, where it held every other user's turn
-      // back for its backoff (outside test QA14-F3). The reply stays unsent, the baton goes,
-      // and the session comes back when the backoff is over (or when the user writes again).
-      run.releaseAfterMs = ms;
-      return true;
+      // back for its backoff (outside test QA14-F3). With effects to run, it waits as a session
+      // awaiting its effects does, its slot freed (see runSession), so that they run now
+      // (outside test QA15: lookups starved until the gateway came back). Otherwise the reply
+      // stays unsent, the baton goes, and the session comes back after `releaseMs` (or when the
+      // user writes again).
+      if (run.yielded === true || !effectsOpen(run)) {
+        run.releaseAfterMs = releaseMs;
+        return true;
+      }
+      run.detach?.();
     }
     if (!run.yielded) await this.startEffects(run);
     const until = this.now() + ms;
@@ -1281,7 +1292,18 @@ export class Engine {
             // waiting out a throttled gateway's Retry-After must not count as a send) and is
             // taken again before the next attempt. Only on this slow path: two writes per retry.
             if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, [rec.id]);
-            if (await this.waitBackoff(run, wait, signal)) {
+            // A session that cannot wait in place comes back in a later turn (see waitBackoff):
+            // its backoff grows with every attempt the reply has had, not with this turn's alone,
+            // or it came back to the gateway every 250 ms (outside test QA15: 150 requests a
+            // second through a 503 outage).
+            const later =
+              e.retryAfterMs !== undefined
+                ? wait
+                : Math.max(
+                    wait,
+                    Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** Math.min(attempt - 1, 16)),
+                  );
+            if (await this.waitBackoff(run, wait, signal, later)) {
               await this.leave(run);
               break sending;
             }
