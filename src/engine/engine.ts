@@ -407,8 +407,7 @@ export class Engine {
           continue;
         }
         // An effect started beside a send backoff that paused for an agent: the agent takes over.
-        if (!held.sending.aborted && [...(run.running?.values() ?? [])].some((r) => r.outcome === 'left'))
-          run.yielded = true;
+        if (!held.sending.aborted && effectLeft(run)) run.yielded = true;
         if (!effectsOpen(run) || held.sending.aborted || ending(run)) break;
         // Effects committed and not finished (just started, or left by a holder that died): run
         // them now, holding the baton, and free the worker loop for other sessions meanwhile.
@@ -810,6 +809,11 @@ export class Engine {
     return true;
   }
 
+  /** The backoff before the next send after the `n`th refused attempt, ms: doubling, at most 30 s. */
+  private sendBackoff(n: number): number {
+    return Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** Math.min(n - 1, 16));
+  }
+
   /** How long the rest of a backoff cut short has to run (see waitBackoff), if any, ms. */
   private resumeIn(run: SessionRun): number | undefined {
     const rest = (run.resumeSendAt ?? 0) - this.now();
@@ -863,7 +867,7 @@ export class Engine {
     }
     await Promise.all([...running.values()].map((r) => r.done));
     // An effect paused for an agent: the baton goes to the agent, and a later turn goes on.
-    if ([...running.values()].some((r) => r.outcome === 'left') && !held.sending.aborted) run.yielded = true;
+    if (effectLeft(run) && !held.sending.aborted) run.yielded = true;
     running.clear();
     run.resultReady = false;
     // What the last batch found unfinished is looked at again by the next turn.
@@ -1164,10 +1168,10 @@ export class Engine {
     // A backoff cut short to apply what the user wrote (or an effect's result) is waited out
     // before the gateway is asked again: a throttled number is not sent to before its
     // Retry-After (outside test QA14-F2).
-    const rest = (run.resumeSendAt ?? 0) - this.now();
+    const rest = this.resumeIn(run);
     run.resumeSendAt = undefined;
     if (
-      rest > 0 &&
+      rest !== undefined &&
       unsent.some((r) => r.effect === undefined) &&
       (await this.waitBackoff(run, rest, signal))
     ) {
@@ -1246,7 +1250,7 @@ export class Engine {
           // claim count of 2) is the last: a third claim would be refused.
           if (e.unknownOutcome) run.claims.delete(rec.id);
           const ambiguous = e.unknownOutcome === true && count >= 2;
-          const backoff = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** (inTurn - 1));
+          const backoff = this.sendBackoff(inTurn);
           const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
           if (
             e.retryable &&
@@ -1296,13 +1300,7 @@ export class Engine {
             // its backoff grows with every attempt the reply has had, not with this turn's alone,
             // or it came back to the gateway every 250 ms (outside test QA15: 150 requests a
             // second through a 503 outage).
-            const later =
-              e.retryAfterMs !== undefined
-                ? wait
-                : Math.max(
-                    wait,
-                    Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** Math.min(attempt - 1, 16)),
-                  );
+            const later = e.retryAfterMs !== undefined ? wait : Math.max(wait, this.sendBackoff(attempt));
             if (await this.waitBackoff(run, wait, signal, later)) {
               await this.leave(run);
               break sending;
@@ -1707,6 +1705,12 @@ interface RunningEffect {
  */
 function ending(run: SessionRun): boolean {
   return run.yielded === true || run.releaseAfterMs !== undefined;
+}
+
+/** Whether an effect of this holding stopped for an agent (it left the session to one). */
+function effectLeft(run: SessionRun): boolean {
+  for (const r of run.running?.values() ?? []) if (r.outcome === 'left') return true;
+  return false;
 }
 
 /** Whether an effect of this holding is still running. */
