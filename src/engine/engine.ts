@@ -771,22 +771,17 @@ export class Engine {
    * per turn: the queue grew and a user's fourth invalid answer escalated after two minutes
    * (outside test QA11-F1).
    */
-  private async waitBackoff(
-    run: SessionRun,
-    ms: number,
-    signal: AbortSignal,
-    releaseMs = ms,
-  ): Promise<boolean> {
+  private async waitBackoff(run: SessionRun, ms: number, signal: AbortSignal): Promise<boolean> {
     if (!this.park(run)) {
       // As many sessions wait out backoffs as this process parks (a gateway down for a big
       // bot): this one does not wait in its worker slot, where it held every other user's turn
       // back for its backoff (outside test QA14-F3). With effects to run, it waits as a session
       // awaiting its effects does, its slot freed (see runSession), so that they run now
       // (outside test QA15: lookups starved until the gateway came back). Otherwise the reply
-      // stays unsent, the baton goes, and the session comes back after `releaseMs` (or when the
-      // user writes again).
+      // stays unsent, the baton goes, and the session comes back after `ms` (or when the user
+      // writes again).
       if (run.yielded === true || !effectsOpen(run)) {
-        run.releaseAfterMs = releaseMs;
+        run.releaseAfterMs = ms;
         return true;
       }
       run.detach?.();
@@ -1197,8 +1192,8 @@ export class Engine {
         continue;
       // The record's claim count as this holder knows it: 1 with its own commit's claim.
       let count = run.claims.has(rec.id) ? 1 : 0;
-      // `attempt` counts every attempt at this reply (recorded: refused ones too); `inTurn` this
-      // turn's, which the limits and the backoff are about.
+      // `attempt` counts every attempt at this reply (recorded: refused ones too), which the
+      // backoff is about; `inTurn` this turn's, which the limit is about.
       for (let attempt = rec.attempts + 1, inTurn = 1; ; attempt += 1, inTurn += 1) {
         if (signal.aborted) {
           // A claim made for this attempt goes back with the others (nothing was tried).
@@ -1250,7 +1245,12 @@ export class Engine {
           // claim count of 2) is the last: a third claim would be refused.
           if (e.unknownOutcome) run.claims.delete(rec.id);
           const ambiguous = e.unknownOutcome === true && count >= 2;
-          const backoff = this.sendBackoff(inTurn);
+          // The backoff grows with every attempt the reply has had, not with this turn's alone: a
+          // session that comes back in a later turn, or goes on after a backoff cut short for what
+          // the user wrote, does not start again from the shortest (outside test QA15: released
+          // sessions came back every 250 ms; and a user writing every 1.5 s during an outage
+          // brought the gateway 24 tries in 12 s instead of 7: test/e2e/gateway-down-overflow).
+          const backoff = this.sendBackoff(attempt);
           const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
           if (
             e.retryable &&
@@ -1296,12 +1296,8 @@ export class Engine {
             // waiting out a throttled gateway's Retry-After must not count as a send) and is
             // taken again before the next attempt. Only on this slow path: two writes per retry.
             if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, [rec.id]);
-            // A session that cannot wait in place comes back in a later turn (see waitBackoff):
-            // its backoff grows with every attempt the reply has had, not with this turn's alone,
-            // or it came back to the gateway every 250 ms (outside test QA15: 150 requests a
-            // second through a 503 outage).
-            const later = e.retryAfterMs !== undefined ? wait : Math.max(wait, this.sendBackoff(attempt));
-            if (await this.waitBackoff(run, wait, signal, later)) {
+            // A session that cannot wait in place comes back in a later turn (see waitBackoff).
+            if (await this.waitBackoff(run, wait, signal)) {
               await this.leave(run);
               break sending;
             }

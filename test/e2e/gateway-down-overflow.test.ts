@@ -88,5 +88,30 @@ describe.each(HARNESS_BACKENDS)(
       },
       120_000,
     );
+
+    it.skipIf(!available)(
+      'a user who writes during the backoff does not bring the next try forward',
+      async () => {
+        const writers = users.map((u) => u.replace('155507310', '155507330'));
+        h.graph.failNext(100_000, { status: 503 });
+        for (const u of writers) expect((await h.post(webhook([text(u, 'hi', now())]))).status).toBe(200);
+        // Each user writes again every 1.5 s for 12 s: each message cuts the backoff short and is
+        // applied, but the reply before waits out the rest, and its next backoff is the next in
+        // the doubling, wherever the session waits, parked in its slot or released past the cap
+        // (before, the backoff began again at 200 ms after each cut: the parked sessions' users
+        // brought the gateway 24 tries in 12 s each; 6 or 7 now).
+        for (let round = 0; round < 8; round += 1) {
+          await new Promise((r) => setTimeout(r, 1_500));
+          for (const u of writers)
+            expect((await h.post(webhook([text(u, `still there? ${round}`, now())]))).status).toBe(200);
+        }
+        const tries = writers.map((u) => h.graph.requests.filter((c) => c.body.to === u).length);
+        expect(Math.min(...tries)).toBeGreaterThan(0);
+        expect(Math.max(...tries)).toBeLessThanOrEqual(8);
+        h.graph.reset();
+        await h.until(() => writers.every((u) => h.graph.sent.some((c) => c.body.to === u)), 60_000);
+      },
+      120_000,
+    );
   },
 );
