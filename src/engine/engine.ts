@@ -804,9 +804,14 @@ export class Engine {
     return true;
   }
 
-  /** The backoff before the next send after the `n`th refused attempt, ms: doubling, at most 30 s. */
+  /**
+   * The backoff before the next send after the `n`th refused attempt, ms: doubling, at most 30 s,
+   * and up to a quarter more at random, so that the sessions a gateway's outage refused at the
+   * same moment do not all come back to it at the same moments.
+   */
   private sendBackoff(n: number): number {
-    return Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** Math.min(n - 1, 16));
+    const base = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** Math.min(n - 1, 16));
+    return Math.round(base * (1 + Math.random() / 4));
   }
 
   /** How long the rest of a backoff cut short has to run (see waitBackoff), if any, ms. */
