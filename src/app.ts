@@ -119,9 +119,14 @@ export async function loadFlowModule(
   namedBy = 'BATON_FLOWS',
 ): Promise<{ flows: Flow[]; router?: FlowRouter }> {
   if (modulePath === undefined) return { flows: [orderFlow] };
+  const file = flowModuleFile(modulePath);
+  // Not Node's error for a path mistyped: for a `.ts` file it was a hint about package.json
+  // (outside test QA18-F4).
+  if (!existsSync(file))
+    throw new ConfigError(namedBy, `cannot load "${modulePath}": no such file (${file})`);
   let mod: Record<string, unknown>;
   try {
-    mod = await importModule(pathToFileURL(flowModuleFile(modulePath)).href);
+    mod = await importModule(pathToFileURL(file).href);
   } catch (err) {
     throw new ConfigError(namedBy, `cannot load "${modulePath}": ${oneLine((err as Error).message)}`);
   }
@@ -133,6 +138,12 @@ export async function loadFlowModule(
   const flows = [...new Set(candidates.filter(isFlow))];
   if (flows.length === 0)
     throw new ConfigError(namedBy, `"${modulePath}" exports no flow made with defineFlow`);
+  const twice = repeatedFlowId(flows);
+  if (twice !== undefined)
+    throw new ConfigError(
+      namedBy,
+      `"${modulePath}" exports two flows with the id "${twice}": give each flow its own id`,
+    );
   const router = typeof mod.router === 'function' ? (mod.router as FlowRouter) : undefined;
   const served = new Set(flows.map((f) => f.id));
   const unserved = (router?.names ?? []).filter((id) => !served.has(id));
@@ -143,6 +154,19 @@ export async function loadFlowModule(
     );
   }
   return router ? { flows, router } : { flows };
+}
+
+/**
+ * The id two different flows share, if any: the one exported last took the other's place, so the
+ * users talked to one flow while the map and the console showed the other (outside test QA18-F1).
+ */
+function repeatedFlowId(flows: readonly Flow[]): string | undefined {
+  const seen = new Set<string>();
+  for (const f of flows) {
+    if (seen.has(f.id)) return f.id;
+    seen.add(f.id);
+  }
+  return undefined;
 }
 
 /** A module path, or a folder holding `index.ts` (or `index.js`). */
@@ -161,6 +185,8 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const roles = opts.roles ?? { ingress: true, worker: true };
   const loaded = opts.flows ? { flows: [...opts.flows] } : await loadFlowModule(config.flows);
   const flowList = loaded.flows;
+  const twice = repeatedFlowId(flowList);
+  if (twice !== undefined) throw new Error(`two flows have the id "${twice}": give each flow its own id`);
   const router = opts.router ?? ('router' in loaded ? loaded.router : undefined);
   const flows = new Map(flowList.map((f) => [f.id, f]));
   const backend = opts.backend ?? (await createBackend(config, logger, opts.now ? { now: opts.now } : {}));
