@@ -285,6 +285,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
   limitPipelining(app.server);
   app.addHook('onRequest', dropPipelinedTooFar);
+  // A request answered before its body is all in (refused on its headers: no token, no route, too
+  // big) ends its connection: kept open, the body's rest was waited for, and the request timeout
+  // then answered it a second time, 408 after the 401 (outside test QA18-F3).
+  app.addHook('onSend', (req, reply, payload, done) => {
+    if (!req.raw.complete) reply.header('connection', 'close');
+    done(null, payload);
+  });
 
   // A webhook may label its body as it likes (docs/errors.md): a missing or malformed
   // Content-Type is read as bytes like any other, not refused by the framework (outside test X4).

@@ -87,6 +87,25 @@ describe('trickling clients', () => {
     expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
   });
 
+  it('a request answered before its body is complete gets that one answer and its connection closed (outside test QA18-F3)', async () => {
+    // An admin call without a token is refused before its body is read; the body never comes.
+    // Before, the connection stayed open and the request timeout answered it a second time (408).
+    const raw = await open(h.url);
+    raw.socket.write(
+      `POST /admin/api/sessions/1/reset HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`,
+    );
+    const closedAfter = await Promise.race([
+      raw.closed,
+      new Promise<number>((r) => setTimeout(() => r(-1), 3_000)),
+    ]);
+    raw.socket.destroy();
+    expect(raw.data()).toMatch(/^HTTP\/1\.1 401 /);
+    expect(raw.data().match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(raw.data().toLowerCase()).toContain('connection: close');
+    expect(closedAfter).toBeGreaterThanOrEqual(0);
+    expect(closedAfter).toBeLessThan(1_400);
+  });
+
   it('headers that trickle are answered 408 and closed at the headers timeout', async () => {
     const raw = await open(h.url);
     raw.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ');
