@@ -4,8 +4,10 @@
  * is the record's, so every attempt, on any worker, before or after a crash, passes the same one.
  * @module
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/types.ts';
+import { BatonError } from '../errors.ts';
 import { EffectError, type Flow } from '../flow/define.ts';
 import { effectResultId } from '../flow/transition.ts';
 import { logSessionId, type InboundMessage } from '../model/message.ts';
@@ -119,7 +121,9 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
         timeoutMs: def.timeoutMs ?? DEFAULT_EFFECT_TIMEOUT_MS,
         signal,
       });
-      if (signal.aborted) return 'left';
+      // The baton lost during the attempt cut it, unless the API had answered already: an answer
+      // is stored below as any is (deduplicated by effect id), not asked for again.
+      if (signal.aborted && !outcome.ok) return 'left';
       const last =
         outcome.ok || !outcome.retryable || attempt >= attempts || deps.abandoned?.aborted === true;
       deps.count?.(intent.name, outcome.ok ? 'ok' : last ? 'failed' : 'retry');
@@ -137,7 +141,7 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
       }
     }
   }
-  if (signal.aborted) return 'left';
+  if (signal.aborted && !outcome.ok) return 'left';
   if (!outcome.ok) {
     logger.warn(
       { session, effect: intent.name, effectId: intent.id, attempt, err: outcome.error },
@@ -170,15 +174,47 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   };
   // Stored (deduplicated by effect id) before the record is marked done: a crash in between
   // runs the effect again with the same id, and its second result is recognised as a duplicate.
-  await backend.ingest({ messages: [result], statuses: [] });
+  await settle(deps, rec, () => backend.ingest({ messages: [result], statuses: [] }));
   // `sent`: its result reached the session; `failed`: its failure did (the flow's onFailure ran).
   // A failed effect read `sent` in /outbound, like one that got through (outside test QA7-F7).
-  await backend.updateOutbound(rec.id, {
-    status: outcome.ok ? 'sent' : 'failed',
-    attempts: attempt,
-    ...(outcome.ok ? {} : { lastError: outcome.error }),
-  });
+  await settle(deps, rec, () =>
+    backend.updateOutbound(rec.id, {
+      status: outcome.ok ? 'sent' : 'failed',
+      attempts: attempt,
+      ...(outcome.ok ? {} : { lastError: outcome.error }),
+    }),
+  );
   return 'done';
+}
+
+/** How many times {@link settle} writes before it gives up: about a minute. */
+const SETTLE_TRIES = 36;
+
+/**
+ * Writes what an attempt came to, again while the store is away (at 0.1 s, doubling to 2 s, for
+ * about a minute): the API answered, and a failed write ended the turn, so the next one asked it
+ * again and used up an attempt for an answer it had. With Redis killed during each call, three
+ * 200s from the shop ended as a failed cancel (outside test QA17-F1).
+ */
+async function settle(
+  deps: EffectRunnerDeps,
+  rec: OutboundRecord,
+  write: () => Promise<unknown>,
+): Promise<void> {
+  for (let tried = 1, wait = 100; ; tried += 1, wait = Math.min(2_000, wait * 2)) {
+    try {
+      await write();
+      return;
+    } catch (err) {
+      if ((err instanceof BatonError && !err.retryable) || tried >= SETTLE_TRIES) throw err;
+      if (tried === 1)
+        deps.logger.warn(
+          { session: logSessionId(rec), effectId: rec.effect?.id, err },
+          'effect result not stored: the store is away; trying again',
+        );
+      await delay(wait);
+    }
+  }
 }
 
 /** An effect stops between attempts for an agent that waits for the baton; a later turn goes on. */
