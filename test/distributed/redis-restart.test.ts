@@ -6,7 +6,7 @@
 import { expect, it } from 'vitest';
 import { StorageUnavailableError } from '../../src/errors.ts';
 import type { InboundMessage, SessionKey } from '../../src/model/message.ts';
-import { newKey, sleep, text } from './fixtures.ts';
+import { eventually, newKey, nextBatch, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 import { startPrivateRedis } from '../support/redis-server.ts';
 import { describeServices } from '../support/services.ts';
@@ -81,5 +81,37 @@ describeServices('distributed backend: Redis restart', () => {
     // A restarted Redis (new run_id) takes a fresh fence block: tokens never go back.
     const fenceAfter = (await backend.acquireLease(users[0]!, 'w', 5000))!;
     expect(fenceAfter.fence).toBeGreaterThan(fenceBefore.fence);
+  }, 60_000);
+
+  // After a restart that kept everything (the AOF), the first grant of each session reserves a
+  // fence block and offers PostgreSQL's copy to Redis, which keeps its own: no "reloaded" line,
+  // which read as if Redis had lost every session (outside test QA17-F2). Redis lost it: said.
+  it('says a session was reloaded from PostgreSQL only when Redis had lost it', async () => {
+    const reloaded = (lines: readonly { msg: string }[]) =>
+      lines.filter((l) => l.msg === 'session reloaded from PostgreSQL').length;
+    for (const persist of [true, false]) {
+      const redis = await startPrivateRedis({ persist });
+      afterThisTest(() => redis.stop());
+      const { backend, logger } = await makeBackend({ redisUrl: redis.url, commandTimeoutMs: 1000 });
+      const key = newKey();
+      const m1 = text(key, 'one');
+      await backend.ingest({ messages: [m1], statuses: [] });
+      const g1 = (await backend.acquireLease(key, 'w1', 5000))!;
+      await backend.commit(g1, nextBatch(g1, 0, [m1.id]));
+      await backend.releaseLease(g1);
+      await eventually(async () => ((await backend.transitions(key)).length === 1 ? true : null));
+      await redis.kill();
+      await redis.restart();
+      const g2 = await eventually(async () => {
+        try {
+          return await backend.acquireLease(key, 'w2', 5000);
+        } catch {
+          return null;
+        }
+      });
+      expect((await backend.load(key))!.version).toBe(1);
+      expect(reloaded(logger.lines)).toBe(persist ? 0 : 1);
+      await backend.releaseLease(g2!);
+    }
   }, 60_000);
 });

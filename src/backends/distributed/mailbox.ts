@@ -123,9 +123,12 @@ export async function restore(
 ): Promise<void> {
   const stored = row !== undefined ? row : await ctx.pg.getSession(key);
   const unsent = stored ? await ctx.pg.outboundOf(key, true) : [];
-  if (stored)
+  const [restored] = await pipeline(ctx, 'restore', [restoreOp(sk, stored, unsent)]);
+  // Said only when Redis did miss it: after a Redis restart that kept everything (an AOF), the
+  // line came for every session a worker looked at, as if Redis had lost them (outside test
+  // QA17-F2). The script answers 0 when Redis has the session already.
+  if (stored && restored === 1)
     ctx.log.info({ session: logSessionId(key), version: stored.version }, 'session reloaded from PostgreSQL');
-  await pipeline(ctx, 'restore', [restoreOp(sk, stored, unsent)]);
 }
 
 export function restoreOp(
