@@ -111,7 +111,7 @@ describeServices('distributed backend: Redis restart', () => {
       });
       expect((await backend.load(key))!.version).toBe(1);
       expect(reloaded(logger.lines)).toBe(persist ? 0 : 1);
-      await backend.releaseLease(g2!);
+      await backend.releaseLease(g2);
     }
   }, 60_000);
 });
