@@ -89,7 +89,15 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   const abandoned = (made: number): boolean => deps.abandoned?.aborted === true && made > 0;
   const def = deps.flows.get(rec.flow)?.effects.get(intent.name);
   const session = logSessionId(rec);
-  const attempts = def?.attempts ?? DEFAULT_EFFECT_ATTEMPTS;
+  const allowed = def?.attempts ?? DEFAULT_EFFECT_ATTEMPTS;
+  // An attempt begun and never ended (its worker killed, its baton lost during it, the store away
+  // when the API answered: the record still says `sending`; a failed one says `pending`) is no
+  // failure of the API's: it is made again, up to twice the effect's attempts in all, so that a
+  // worker that dies on every attempt does not call the API for ever. Counted as failures, three
+  // workers killed during a slow lookup that answered 200 each time told the user it had failed
+  // (outside test QA17-F1: 4 lookups of 20 under SIGKILL chaos).
+  const interrupted = rec.status === 'sending' && rec.attempts > 0;
+  const attempts = interrupted ? Math.min(2 * allowed, Math.max(allowed, rec.attempts + 1)) : allowed;
   let outcome: Attempt = {
     ok: false,
     error: `flow "${rec.flow}" has no effect "${intent.name}"`,
@@ -128,6 +136,13 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
         outcome.ok || !outcome.retryable || attempt >= attempts || deps.abandoned?.aborted === true;
       deps.count?.(intent.name, outcome.ok ? 'ok' : last ? 'failed' : 'retry');
       if (outcome.ok || !outcome.retryable) break;
+      // Ended: a later holder counts it as a failure, not as an attempt cut short (above).
+      if (!last)
+        await backend.updateOutbound(rec.id, {
+          status: 'pending',
+          attempts: attempt,
+          lastError: outcome.error,
+        });
       if (attempt < attempts) {
         if (abandoned(attempt)) continue; // said at the top of the loop
         if (stopping.aborted) return 'left';
