@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import type { SessionView } from '../../src/model/session.ts';
 import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
+import { takeSession } from '../support/agent-calls.ts';
 import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
@@ -47,11 +48,7 @@ describe.each(HARNESS_BACKENDS)(
         await new Promise((r) => setTimeout(r, 200));
 
         const started = Date.now();
-        const took = await h.admin(`/sessions/${user}/agent`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ agent: 'Ana' }),
-        });
+        const took = await takeSession(h, user);
         expect(took.status).toBe(200);
         expect(Date.now() - started).toBeLessThan(2_500);
 

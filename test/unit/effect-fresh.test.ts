@@ -8,41 +8,11 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backends/types.ts';
 import { runEffect } from '../../src/engine/effects.ts';
-import { defineFlow, effect } from '../../src/flow/define.ts';
-import type { OutboundRecord } from '../../src/model/session.ts';
+import { effectRecord, lookupFlow } from '../support/effect-fixtures.ts';
 
 describe('runEffect and a stale baton', () => {
   it('starts no attempt when the baton is not fresh', async () => {
-    let calls = 0;
-    const flow = defineFlow({
-      id: 'fx',
-      effects: {
-        look: effect({
-          run: async (_input: { q: number }) => {
-            calls += 1;
-            return { ok: true };
-          },
-        }),
-      },
-      start: 'ask',
-      steps: {
-        ask: {
-          say: 'n?',
-          to: ['looking'],
-          on: (i, c) => (i.type === 'text' ? c.goto('looking') : c.retry()),
-        },
-        looking: {
-          say: 'looking',
-          to: ['ask'],
-          effect: {
-            use: 'look',
-            input: () => ({ q: 1 }),
-            onResult: (_r, c) => c.goto('ask'),
-            onFailure: (_f, c) => c.goto('ask'),
-          },
-        },
-      },
-    });
+    const { flow, calls } = lookupFlow(() => ({ ok: true }));
     const touched: string[] = [];
     const backend = new Proxy({} as Backend, {
       get: (_t, name) => () => {
@@ -50,23 +20,7 @@ describe('runEffect and a stale baton', () => {
         return Promise.resolve();
       },
     });
-    const rec = {
-      id: 'c:u:1',
-      channel: 'c',
-      user: 'u',
-      seq: 1,
-      flow: 'fx',
-      step: 'looking',
-      version: 2,
-      to: 'u',
-      body: { type: 'text', text: '' },
-      callbackData: 'baton:fx:looking:2',
-      isPrompt: false,
-      effect: { id: 'c:u:1', name: 'look', input: {}, data: {} },
-      status: 'pending',
-      attempts: 1,
-      createdAt: 0,
-    } as unknown as OutboundRecord;
+    const rec = effectRecord('pending', 1);
     const deps = {
       backend,
       flows: new Map([[flow.id, flow]]),
@@ -75,10 +29,10 @@ describe('runEffect and a stale baton', () => {
       signal: new AbortController().signal,
     };
     expect(await runEffect(rec, { ...deps, fresh: () => false })).toBe('left');
-    expect(calls).toBe(0);
+    expect(calls.n).toBe(0);
     expect(touched).toEqual([]);
     // Fresh: the attempt is made.
     await runEffect(rec, { ...deps, fresh: () => true });
-    expect(calls).toBe(1);
+    expect(calls.n).toBe(1);
   });
 });

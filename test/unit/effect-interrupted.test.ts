@@ -9,42 +9,10 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backends/types.ts';
 import { runEffect } from '../../src/engine/effects.ts';
-import { defineFlow, effect, EffectError } from '../../src/flow/define.ts';
+import { EffectError } from '../../src/flow/define.ts';
 import type { InboundMessage } from '../../src/model/message.ts';
 import type { OutboundRecord } from '../../src/model/session.ts';
-
-/** A flow whose lookup answers as `answer` says, counting its calls. */
-function lookupFlow(answer: () => unknown) {
-  const calls = { n: 0 };
-  const flow = defineFlow({
-    id: 'fx',
-    effects: {
-      look: effect({
-        attempts: 3,
-        backoffMs: 1,
-        run: async (_input: { q: number }) => {
-          calls.n += 1;
-          return answer();
-        },
-      }),
-    },
-    start: 'ask',
-    steps: {
-      ask: { say: 'n?', to: ['looking'], on: (i, c) => (i.type === 'text' ? c.goto('looking') : c.retry()) },
-      looking: {
-        say: 'looking',
-        to: ['ask'],
-        effect: {
-          use: 'look',
-          input: () => ({ q: 1 }),
-          onResult: (_r, c) => c.goto('ask'),
-          onFailure: (_f, c) => c.goto('ask'),
-        },
-      },
-    },
-  });
-  return { flow, calls };
-}
+import { effectRecord, lookupFlow } from '../support/effect-fixtures.ts';
 
 /** A store that records what the runner writes. */
 function recordingBackend() {
@@ -60,26 +28,6 @@ function recordingBackend() {
     },
   } as unknown as Backend;
   return { backend, results, patches };
-}
-
-function record(status: 'pending' | 'sending', attempts: number): OutboundRecord {
-  return {
-    id: 'c:u:1',
-    channel: 'c',
-    user: 'u',
-    seq: 1,
-    flow: 'fx',
-    step: 'looking',
-    version: 2,
-    to: 'u',
-    body: { type: 'text', text: '' },
-    callbackData: 'baton:fx:looking:2',
-    isPrompt: false,
-    effect: { id: 'c:u:1', name: 'look', input: { q: 1 }, data: {} },
-    status,
-    attempts,
-    createdAt: 0,
-  } as unknown as OutboundRecord;
 }
 
 async function run(rec: OutboundRecord, answer: () => unknown) {
@@ -98,33 +46,33 @@ async function run(rec: OutboundRecord, answer: () => unknown) {
 
 describe('an effect attempt cut short', () => {
   it('three attempts cut short (the record says sending): a fourth is made, and its 200 applied', async () => {
-    const r = await run(record('sending', 3), () => ({ status: 'processing' }));
+    const r = await run(effectRecord('sending', 3), () => ({ status: 'processing' }));
     expect(r.outcome).toBe('done');
     expect(r.calls).toBe(1);
     expect(r.result).toMatchObject({ ok: true, attempts: 4 });
   });
 
   it('three failed attempts (the record says pending): none more, the effect fails', async () => {
-    const r = await run(record('pending', 3), () => ({ status: 'processing' }));
+    const r = await run(effectRecord('pending', 3), () => ({ status: 'processing' }));
     expect(r.calls).toBe(0);
     expect(r.result).toMatchObject({ ok: false, attempts: 3 });
   });
 
   it('cut short at every attempt: twice the attempts in all, then it fails', async () => {
-    const r = await run(record('sending', 6), () => ({ status: 'processing' }));
+    const r = await run(effectRecord('sending', 6), () => ({ status: 'processing' }));
     expect(r.calls).toBe(0);
     expect(r.result).toMatchObject({ ok: false });
   });
 
   it('a failed attempt is recorded as ended before the backoff; a cut one counts once more only', async () => {
     // Two failed, one cut short: one more attempt (the 4th), which fails: no 5th.
-    const r = await run(record('sending', 3), () => {
+    const r = await run(effectRecord('sending', 3), () => {
       throw new EffectError('shop down', { retryable: true });
     });
     expect(r.calls).toBe(1);
     expect(r.result).toMatchObject({ ok: false, attempts: 4 });
     // From a fresh record: each failure but the last is recorded `pending` with its error.
-    const fresh = await run(record('pending', 0), () => {
+    const fresh = await run(effectRecord('pending', 0), () => {
       throw new EffectError('shop down', { retryable: true });
     });
     expect(fresh.calls).toBe(3);
