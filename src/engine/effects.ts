@@ -92,8 +92,9 @@ export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Pr
   const allowed = def?.attempts ?? DEFAULT_EFFECT_ATTEMPTS;
   // An attempt begun and never ended (its worker killed, its baton lost during it, the store away
   // when the API answered: the record still says `sending`; a failed one says `pending`) is no
-  // failure of the API's: it is made again, up to twice the effect's attempts in all, so that a
-  // worker that dies on every attempt does not call the API for ever. Counted as failures, three
+  // failure of the API's: when it was the last, it is made again (one cut short before the last
+  // still counts), up to twice the effect's attempts in all, so that a worker that dies on every
+  // attempt does not call the API for ever. Counted as failures, three
   // workers killed during a slow lookup that answered 200 each time told the user it had failed
   // (outside test QA17-F1: 4 lookups of 20 under SIGKILL chaos).
   const interrupted = rec.status === 'sending' && rec.attempts > 0;
