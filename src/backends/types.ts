@@ -83,6 +83,8 @@ export interface OutboundPatch {
   readonly claims?: number;
   readonly providerMessageId?: string;
   readonly lastError?: string;
+  /** Sets `OutboundRecord.notBefore`. */
+  readonly notBefore?: number;
 }
 
 /** A status change of one outbound record, as `updateOutbound` takes it. */

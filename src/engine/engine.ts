@@ -1167,14 +1167,14 @@ export class Engine {
     await this.claimInTurn(run, unsent);
     // A backoff cut short to apply what the user wrote (or an effect's result) is waited out
     // before the gateway is asked again: a throttled number is not sent to before its
-    // Retry-After (outside test QA14-F2).
-    const rest = this.resumeIn(run);
+    // Retry-After (outside test QA14-F2). So is one that an earlier holder recorded with the
+    // refusal (`notBefore`): its worker killed while it waited, the next holder sent at once
+    // (outside test QA19-F1).
+    const first = unsent.find((r) => r.effect === undefined);
+    const recorded = first?.notBefore !== undefined ? Math.ceil(first.notBefore - this.now()) : 0;
+    const rest = Math.max(this.resumeIn(run) ?? 0, recorded);
     run.resumeSendAt = undefined;
-    if (
-      rest !== undefined &&
-      unsent.some((r) => r.effect === undefined) &&
-      (await this.waitBackoff(run, rest, signal))
-    ) {
+    if (rest > 0 && first !== undefined && (await this.waitBackoff(run, rest, signal))) {
       await this.leave(run);
       return;
     }
@@ -1277,7 +1277,7 @@ export class Engine {
               },
               'send still refused; trying again later',
             );
-            await this.noteRefused(rec, attempt, e);
+            await this.noteRefused(rec, attempt, e, wait);
             await this.leave(run);
             break sending;
           }
@@ -1296,7 +1296,7 @@ export class Engine {
               },
               'send refused; retrying',
             );
-            await this.noteRefused(rec, attempt, e);
+            await this.noteRefused(rec, attempt, e, wait);
             // Refused, so not delivered: the claim goes back before the wait (a crash while
             // waiting out a throttled gateway's Retry-After must not count as a send) and is
             // taken again before the next attempt. Only on this slow path: two writes per retry.
@@ -1519,9 +1519,15 @@ export class Engine {
    * A refused attempt, on the record: support sees a reply Graph keeps throttling as tried, with
    * Graph's error, not as one never tried. On the slow path only; a failed write is logged.
    */
-  private async noteRefused(rec: OutboundRecord, attempt: number, e: SendError): Promise<void> {
+  private async noteRefused(
+    rec: OutboundRecord,
+    attempt: number,
+    e: SendError,
+    waitMs: number,
+  ): Promise<void> {
+    const notBefore = this.now() + waitMs;
     await this.o.backend
-      .updateOutbound(rec.id, { status: 'pending', attempts: attempt, lastError: e.message })
+      .updateOutbound(rec.id, { status: 'pending', attempts: attempt, lastError: e.message, notBefore })
       .catch((err: unknown) =>
         this.o.logger.warn({ err, session: logSessionId(rec) }, 'could not record a refused send'),
       );

@@ -310,6 +310,14 @@ export interface OutboundRecord extends SessionKey {
   claimedBy?: string;
   providerMessageId?: string;
   lastError?: string;
+  /**
+   * Epoch ms before which the gateway is not asked to send it again: recorded with a refused
+   * attempt (a throttle's `Retry-After`, or the backoff), so that a holder taking the session over
+   * (its worker killed while it waited) waits it out too. A new holder sent 5.3 s after a 429 with
+   * `Retry-After: 10` (outside test QA19-F1). Redis and SQLite keep it; PostgreSQL does not (a
+   * Redis that lost the session forgets it).
+   */
+  notBefore?: number;
   /** Epoch milliseconds. */
   readonly createdAt: number;
 }

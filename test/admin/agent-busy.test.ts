@@ -21,20 +21,22 @@ describe.each(HARNESS_BACKENDS)('an agent and a busy worker on the %s backend', 
     'a worker waiting out a throttled gateway yields the baton to the agent',
     async () => {
       const user = '15550808001';
-      // Graph throttles the name prompt, asking for 30 s.
-      h.graph.failNext(1, { status: 429, graphCode: 130429, retryAfter: 30 });
+      // Graph throttles the name prompt, asking for 6 s.
+      h.graph.failNext(1, { status: 429, graphCode: 130429, retryAfter: 6 });
       expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
-      await h.graph.waitForRequest((c) => c.body.to === user && c.status === 429);
+      const refused = await h.graph.waitForRequest((c) => c.body.to === user && c.status === 429);
 
       const started = Date.now();
       const took = await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' });
       expect(took.status).toBe(200);
-      // Not the 30 s backoff, not the lock TTL: the worker looks every half second.
+      // Not the 6 s backoff, not the lock TTL: the worker looks every half second.
       expect(Date.now() - started).toBeLessThan(2_500);
       const s = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
       expect(s.metadata.needs_agent).toBe(true);
-      // The prompt left unsent goes out in order once the gateway lets it.
-      await h.graph.waitFor((c) => c.body.to === user, 10_000);
+      // The prompt left unsent goes out in order once the gateway lets it: not before its
+      // Retry-After, though another turn took the session up meanwhile (the agent's take).
+      const sent = await h.graph.waitFor((c) => c.body.to === user, 15_000);
+      expect(sent.at - refused.at).toBeGreaterThanOrEqual(5_950);
     },
   );
 

@@ -18,7 +18,7 @@ import type {
 /** The part of an outbound record that never changes once committed. */
 export type OutboundBodyRecord = Omit<
   OutboundRecord,
-  'status' | 'attempts' | 'claims' | 'claimedBy' | 'providerMessageId' | 'lastError'
+  'status' | 'attempts' | 'claims' | 'claimedBy' | 'providerMessageId' | 'lastError' | 'notBefore'
 >;
 
 /** The part that the outbox and status webhooks change; `rev` orders the changes. */
@@ -37,6 +37,8 @@ export interface OutboundState {
    */
   aliases?: string[];
   lastError?: string;
+  /** OutboundRecord.notBefore (Redis only: PostgreSQL does not keep it). */
+  notBefore?: number;
   rev: number;
 }
 
@@ -83,11 +85,12 @@ export function splitOutbound(
   r: OutboundRecord,
   rev: number,
 ): { record: OutboundBodyRecord; state: OutboundState } {
-  const { status, attempts, claims = 1, claimedBy, providerMessageId, lastError, ...record } = r;
+  const { status, attempts, claims = 1, claimedBy, providerMessageId, lastError, notBefore, ...record } = r;
   const state: OutboundState = { status, attempts, claims, rev };
   if (claimedBy !== undefined) state.claimedBy = claimedBy;
   if (providerMessageId !== undefined) state.providerMessageId = providerMessageId;
   if (lastError !== undefined) state.lastError = lastError;
+  if (notBefore !== undefined) state.notBefore = notBefore;
   return { record, state };
 }
 
@@ -102,5 +105,6 @@ export function joinOutbound(record: OutboundBodyRecord, state: OutboundState): 
   if (typeof state.claimedBy === 'string') r.claimedBy = state.claimedBy;
   if (typeof state.providerMessageId === 'string') r.providerMessageId = state.providerMessageId;
   if (typeof state.lastError === 'string') r.lastError = state.lastError;
+  if (typeof state.notBefore === 'number') r.notBefore = state.notBefore;
   return r;
 }

@@ -108,6 +108,9 @@ function updateOp(sk: SessionKeys, key: SessionKey, id: string, patch: OutboundP
       EARLY_STATUS_TTL_MS,
       patch.claims ?? '',
       now,
+      '',
+      '',
+      patch.notBefore ?? '',
     ],
   };
 }

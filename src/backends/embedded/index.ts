@@ -131,7 +131,7 @@ interface Counts {
 }
 
 /** The columns an outbound record is read from (see {@link outboundRecord}). */
-const OUTBOUND_ROW = 'record, status, attempts, claims, provider_message_id, last_error';
+const OUTBOUND_ROW = 'record, status, attempts, claims, provider_message_id, last_error, not_before';
 
 interface OutboundRow {
   readonly record: string;
@@ -140,6 +140,7 @@ interface OutboundRow {
   readonly claims: number;
   readonly provider_message_id: string | null;
   readonly last_error: string | null;
+  readonly not_before: number | null;
 }
 
 /**
@@ -156,6 +157,7 @@ function outboundRecord(row: OutboundRow): OutboundRecord {
     claims: row.claims,
     ...(row.provider_message_id !== null ? { providerMessageId: row.provider_message_id } : {}),
     ...(row.last_error !== null ? { lastError: row.last_error } : {}),
+    ...(row.not_before !== null ? { notBefore: row.not_before } : {}),
   };
 }
 
@@ -1090,8 +1092,18 @@ export class EmbeddedBackend implements Backend {
     // The columns alone: the record's JSON keeps what its commit wrote (see outboundRecord).
     this.sql(
       `UPDATE outbound SET status = ?, attempts = COALESCE(?, attempts), claims = COALESCE(?, claims),
-         provider_message_id = ?, last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?`,
-    ).run(status, patch.attempts ?? null, patch.claims ?? null, pmid, lastError, this.now(), id);
+         provider_message_id = ?, last_error = COALESCE(?, last_error),
+         not_before = COALESCE(?, not_before), updated_at = ? WHERE id = ?`,
+    ).run(
+      status,
+      patch.attempts ?? null,
+      patch.claims ?? null,
+      pmid,
+      lastError,
+      patch.notBefore ?? null,
+      this.now(),
+      id,
+    );
   }
 
   claimOutbound(lease: LeaseGrant, ids: readonly string[], delta: 1 | -1): Promise<Array<number | null>> {

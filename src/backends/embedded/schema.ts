@@ -146,4 +146,8 @@ export const MIGRATIONS: readonly string[] = [
     (SELECT json_extract(s.snapshot, '$.lastInteraction') FROM sessions s
       WHERE s.channel = user_aliases.channel AND s.user = user_aliases.user), 0);
   `,
+  // 14: the time before which a refused reply is not sent again (OutboundRecord.notBefore)
+  `
+  ALTER TABLE outbound ADD COLUMN not_before INTEGER;
+  `,
 ];

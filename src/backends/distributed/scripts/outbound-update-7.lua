@@ -39,6 +39,7 @@
           the record's alias (state `aliases`, journaled) so that a button on that copy still
           reads as the prompt's; the status itself is parked like any other.
   ARGV[12] how many of the newest records ARGV[11] is matched against
+  ARGV[13] with 'id': OutboundRecord.notBefore to set, epoch ms ('' or absent to keep)
 
   Returns
     {1 if the status changed else 0, journal length, entry, outbound id, mutable part JSON}
@@ -155,6 +156,7 @@ if ARGV[5] ~= '' then
   end
 end
 if ARGV[6] ~= '' then st.lastError = ARGV[6] end
+if ARGV[13] and ARGV[13] ~= '' then st.notBefore = tonumber(ARGV[13]) end
 if ARGV[5] ~= '' and ARGV[8] ~= '' then
   local parked = redis.call('HGET', KEYS[7], ARGV[5])
   if parked then redis.call('HDEL', KEYS[7], ARGV[5]) end
