@@ -5,8 +5,9 @@
  * leaks into it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
+
+export { freePort } from '../../loadgen/ports.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -58,16 +59,6 @@ export interface BatonProcess {
   readonly output: () => string;
   /** Sends `signal` and waits for the exit. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((res) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => res(port));
-    });
-  });
 }
 
 /** Starts `baton <args>` and resolves once it printed `readyLine`. */
