@@ -927,10 +927,12 @@ function quickRepliesProblem(
 }
 
 /**
- * The message that offers `choices`: up to three as buttons, more as a list. `sections`: the
- * author's own list (`list()` with sections), kept as it is when its rows are exactly the
- * choices, each once (outside test QA4-M2: they were flattened into one section); otherwise the
- * choices go in one section.
+ * The message that offers `choices`: up to three as buttons, more as a list, and a list whatever
+ * their number when the author's prompt is one (`sections` given: a `list()`, whose rows may
+ * have descriptions that buttons cannot show; outside test QA22-F1: three specialities went out
+ * as buttons, their descriptions and the list's label dropped). The author's sections are kept as
+ * they are when their rows are exactly the choices, each once (outside test QA4-M2: they were
+ * flattened into one section); otherwise the choices go in one section.
  */
 function choiceBody(
   text: string,
@@ -938,7 +940,7 @@ function choiceBody(
   listButton: string,
   sections?: readonly ListSection[],
 ): OutboundBody {
-  if (choices.length <= 3) {
+  if (choices.length <= 3 && sections === undefined) {
     return { type: 'buttons', text, buttons: choices.map((c) => ({ id: c.id, title: c.title })) };
   }
   if (

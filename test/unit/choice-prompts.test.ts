@@ -116,4 +116,39 @@ describe('choices on a prompt', () => {
     // Meta takes it as it is.
     expect(metaSendSchema().errors(buildCloudApiMessage(outbound(kept!.body)))).toEqual([]);
   });
+
+  it('a list() prompt stays a list over 3 choices or fewer, its descriptions shown (outside test QA22-F1)', async () => {
+    const specialities = [
+      { id: 'cardiology', title: 'Cardiology', description: 'Heart and blood vessels' },
+      { id: 'dermatology', title: 'Dermatology', description: 'Skin, hair and nails' },
+      { id: 'pediatrics', title: 'Pediatrics', description: 'Children up to 16' },
+    ];
+    const f = defineFlow({
+      id: 'clinic',
+      start: 'pick',
+      steps: {
+        pick: {
+          say: list('Which speciality do you need?', 'Specialities', [
+            { title: 'Specialities', rows: specialities },
+          ]),
+          choices: specialities,
+          to: ['pick'],
+          on: (_i, c) => c.goto('pick'),
+        },
+      },
+    });
+    const [prompt] = await testFlow(f).send('hi');
+    expect(prompt!.body).toEqual({
+      type: 'list',
+      text: 'Which speciality do you need?',
+      button: 'Specialities',
+      sections: [{ title: 'Specialities', rows: specialities }],
+    });
+    expect(metaSendSchema().errors(buildCloudApiMessage(outbound(prompt!.body)))).toEqual([]);
+    // Its choice comes back as a list reply and is taken.
+    const t = testFlow(f);
+    await t.send('hi');
+    await t.tap('dermatology');
+    expect(t.step).toBe('pick');
+  });
 });
