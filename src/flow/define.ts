@@ -459,6 +459,58 @@ const DEFAULT_RESET_KEYWORDS = ['reset', 'start over', 'restart'];
 const STEP_ID = /^[a-z][a-z0-9_]*$/;
 const EFFECT_NAME = /^[a-z][a-z0-9_]*$/;
 
+/** The fields of a flow (FlowSpec) and of a step (StepSpec): any other is a misspelling. */
+const FLOW_FIELDS = [
+  'id',
+  'version',
+  'data',
+  'effects',
+  'events',
+  'start',
+  'steps',
+  'resetKeywords',
+  'handoffKeywords',
+  'keepOnReset',
+  'notices',
+  'words',
+  'migrate',
+  'moved',
+] as const;
+const STEP_FIELDS = [
+  'say',
+  'choices',
+  'listButton',
+  'accepts',
+  'to',
+  'on',
+  'first',
+  'maxRetries',
+  'effect',
+  'needs',
+  'handback',
+] as const;
+
+/** `unknown field "choises" (did you mean "choices"?)`: the closest known field, if one is close. */
+function unknownField(field: string, known: readonly string[]): string {
+  const near = known
+    .map((k) => ({ k, d: editDistance(field.toLowerCase(), k.toLowerCase()) }))
+    .filter(({ k, d }) => d <= Math.max(2, Math.floor(k.length / 3)))
+    .sort((a, b) => a.d - b.d)[0];
+  return `unknown field "${field}"${near ? ` (did you mean "${near.k}"?)` : ''}; known: ${known.join(', ')}`;
+}
+
+/** Levenshtein distance. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i += 1) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j += 1)
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
 /**
  * Defines and validates a flow.
  * @example
@@ -482,6 +534,18 @@ export function defineFlow<
     throw new FlowDefinitionError(`flow "${spec.id}": ${detail}`);
   };
   if (!STEP_ID.test(spec.id)) fail('id must be lower_snake_case');
+  // Plain JavaScript has no compiler to catch a misspelt field, which was then ignored (outside
+  // test QA22-F3: `choises`, `maxRetry` and `handoffKeyword` loaded without a word).
+  const unknown = (where: string, o: object | undefined, known: readonly string[]): void => {
+    const extra =
+      o === undefined
+        ? undefined
+        : Object.entries(o).find(([k, v]) => v !== undefined && !known.includes(k))?.[0];
+    if (extra !== undefined) fail(`${where}${unknownField(extra, known)}`);
+  };
+  unknown('', spec, FLOW_FIELDS);
+  unknown('notices: ', spec.notices, ['stale', 'handoff', 'error']);
+  unknown('words: ', spec.words, ['field', 'default', 'catalogs']);
   const ids = Object.keys(spec.steps) as S[];
   if (ids.length === 0) fail('has no steps');
   if (!ids.includes(spec.start)) fail(`start step "${spec.start}" is not defined`);
@@ -503,6 +567,7 @@ export function defineFlow<
   for (const [name, def] of Object.entries(spec.effects ?? {})) {
     if (!EFFECT_NAME.test(name)) fail(`effect "${name}": name must be lower_snake_case`);
     const d = def as EffectDef<unknown, unknown>;
+    unknown(`effect "${name}": `, d, ['run', 'attempts', 'backoffMs', 'timeoutMs']);
     if (typeof d.run !== 'function') fail(`effect "${name}": run must be a function`);
     for (const k of ['attempts', 'backoffMs', 'timeoutMs'] as const) {
       const v = d[k];
@@ -517,6 +582,7 @@ export function defineFlow<
     const at = `event "${name}"`;
     if (!EFFECT_NAME.test(name)) fail(`${at}: name must be lower_snake_case`);
     const e = def as unknown as EventSpec<string, FlowData, unknown>;
+    unknown(`${at}: `, e, ['to', 'payload', 'on']);
     if (typeof e.on !== 'function') fail(`${at}: on must be a function`);
     if (!Array.isArray(e.to)) fail(`${at}: needs "to", the steps it may lead to`);
     for (const target of e.to)
@@ -547,6 +613,8 @@ export function defineFlow<
     const s = spec.steps[id] as StepSpec<string, FlowData, EffectMap>;
     const at = `step "${id}"`;
     if (!STEP_ID.test(id)) fail(`${at}: id must be lower_snake_case`);
+    unknown(`${at}: `, s, STEP_FIELDS);
+    unknown(`${at}: effect: `, s.effect, ['use', 'input', 'onResult', 'onFailure']);
     // Plain JavaScript has no compiler to say so (outside test QA4-L2: "s.to is not iterable").
     if (!Array.isArray(s.to)) fail(`${at}: needs "to", the steps it may go to ([] for none)`);
     for (const target of s.to) {
@@ -561,7 +629,9 @@ export function defineFlow<
       if (s.choices !== undefined || s.accepts !== undefined || s.on !== undefined)
         fail(`${at}: a step with an effect waits for its result; drop choices, accepts and on`);
     } else if (s.on === undefined) {
-      fail(`${at}: needs "on" (or an effect)`);
+      fail(
+        `${at}: needs "on" (or an effect): even a last step answers what the user writes after it, e.g. accepts: 'any', on: (_i, c) => c.startOver()`,
+      );
     } else if (s.say === undefined) {
       // A step that waits for the user's answer asks for it: without a prompt nothing was sent
       // on entry or on a retry, and a step of choices sent a bare "Choose" (outside test A3).
@@ -677,7 +747,7 @@ function placeholders(text: string): string {
 
 /** The error notice of a flow that sets none, and of one whose own notice fails too. */
 export const FLOW_ERROR_NOTICE =
-  'Sorry, something went wrong on our side and we could not handle your last message. Our team has been notified.';
+  'Sorry, something went wrong on our side and we could not handle your last message. Please try again in a moment.';
 
 /**
  * The error notice for a session's data: a notice that is a function runs on the data the

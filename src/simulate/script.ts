@@ -49,7 +49,8 @@ export const ConversationScript = z
       .min(1),
     /**
      * Where the session must end (`baton load` checks it through the admin API): its step, and
-     * when given, exactly its data. Strings may use the placeholders `baton load` fills in.
+     * when given, the value of each data key `data` names (keys it does not name are not
+     * checked). Strings may use the placeholders `baton load` fills in.
      */
     end: z
       .object({ step: z.string(), data: z.record(z.string(), z.unknown()).optional() })

@@ -25,6 +25,29 @@ describe('defineFlow validation', () => {
     );
   });
 
+  it('refuses a misspelt field, naming the one meant (outside test QA22-F3: plain JavaScript flows loaded without a word)', () => {
+    const js = (spec: object): unknown => defineFlow(spec as Parameters<typeof defineFlow>[0]);
+    expect(() =>
+      js({ id: 'f', start: 'a', steps: { a: { ...step([]), choises: [{ id: 'y', title: 'Y' }] } } }),
+    ).toThrow(
+      /^flow "f": step "a": unknown field "choises" \(did you mean "choices"\?\); known: say, choices,/,
+    );
+    expect(() => js({ id: 'f', start: 'a', steps: { a: { ...step([]), maxRetry: 2 } } })).toThrow(
+      /step "a": unknown field "maxRetry" \(did you mean "maxRetries"\?\)/,
+    );
+    expect(() => js({ id: 'f', start: 'a', handoffKeyword: ['human'], steps: { a: step([]) } })).toThrow(
+      /^flow "f": unknown field "handoffKeyword" \(did you mean "handoffKeywords"\?\)/,
+    );
+    expect(() => js({ id: 'f', start: 'a', notices: { stail: 'x' }, steps: { a: step([]) } })).toThrow(
+      /^flow "f": notices: unknown field "stail" \(did you mean "stale"\?\)/,
+    );
+    expect(() => js({ id: 'f', start: 'a', colour: 'red', steps: { a: step([]) } })).toThrow(
+      /^flow "f": unknown field "colour"; known: id,/,
+    );
+    // A field left undefined (an options object spread in) is no misspelling.
+    expect(() => js({ id: 'f', start: 'a', steps: { a: { ...step([]), extra: undefined } } })).not.toThrow();
+  });
+
   it('names an unreachable step', () => {
     expect(() => defineFlow({ id: 'f', start: 'a', steps: { a: step([]), b: step(['a']) } })).toThrow(
       /step "b" is unreachable from "a"/,

@@ -35,6 +35,26 @@ const buggy = defineFlow({
 });
 
 describe('flow code that fails', () => {
+  it('tells a goto to a step the flow has not from one to a step "to" does not declare (outside test QA22-F9)', async () => {
+    const t = testFlow(buggy);
+    await t.send('hi');
+    await expect(t.send('jump')).rejects.toThrow(
+      /step ask: went to "nowhere", which is no step of flow buggy$/,
+    );
+    const undeclared = defineFlow({
+      id: 'undeclared',
+      start: 'a',
+      steps: {
+        a: { say: 'A', accepts: 'text', to: ['c'], on: (_i, c) => c.goto('b') },
+        c: { say: 'C', accepts: 'any', to: ['b'], on: (_i, c) => c.goto('b') },
+        b: { say: 'B', accepts: 'any', to: ['a'], on: (_i, c) => c.goto('a') },
+      },
+    });
+    const u = testFlow(undeclared);
+    await u.send('hi');
+    await expect(u.send('go')).rejects.toThrow(/step a: went to "b", which it does not declare in "to"$/);
+  });
+
   it.each([
     ['boom', 'BATON_ERR_FLOW_HANDLER'],
     ['jump', 'BATON_ERR_FLOW_UNDECLARED_TRANSITION'],
@@ -183,7 +203,7 @@ describe('words (outside test B9)', () => {
       'start',
       'Sorry, try again later.',
       'start',
-      'Sorry, something went wrong on our side and we could not handle your last message. Our team has been notified.',
+      'Sorry, something went wrong on our side and we could not handle your last message. Please try again in a moment.',
     ]);
     await backend.close();
   });
