@@ -310,11 +310,14 @@ export interface Backend {
    * of the session's records `ids` that is still unsent, in one atomic step, and answers each
    * one's count after the change (never below 0), or `null` for a record that is not unsent (sent,
    * failed, or no such record): nothing to send. `+1` claims a send attempt before it is made;
-   * `-1` gives back a claim no attempt used (a holder leaving a throttled reply unsent). Rejects
-   * with `FencedError` when `lease` no longer holds the session: a holder that lost its baton
-   * neither claims nor sends. A give-back needs only that no later lease was granted: a holder
-   * whose lease expired before it made the attempt it claimed (a starved process) gives the
-   * claim back, or three such turns in a row dead-lettered a reply nobody sent.
+   * `-1` gives back a claim no attempt used (a holder leaving a throttled reply unsent). A claim
+   * rejects with `FencedError` when `lease` no longer holds the session: a holder that lost its
+   * baton neither claims nor sends. A give-back is not fenced: a holder whose lease expired
+   * before it made the attempt it claimed (a starved process) gives the claim back when it
+   * wakes, even after another holder took over (which waits a moment for it, see
+   * Engine.recordedByLiveClaimer); fenced, two such holders in a row dead-lettered a reply nobody
+   * sent (outside test QA20-F1). The caller gives back only claims of its own that no attempt
+   * used, so the count never falls below the attempts that may have reached the user.
    */
   claimOutbound(lease: LeaseGrant, ids: readonly string[], delta: 1 | -1): Promise<Array<number | null>>;
   /** Unfenced. Stores a dead letter on its own (a batch's dead letters go with its commit). */

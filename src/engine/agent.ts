@@ -35,6 +35,7 @@ export interface AgentHost {
     signal: AbortSignal;
     sending: AbortSignal;
     fresh: () => boolean;
+    renewedAgo: () => number;
     stop: () => void;
   };
   /**
@@ -43,7 +44,7 @@ export interface AgentHost {
    */
   flushOutbox(
     lease: LeaseGrant,
-    held: { sending: AbortSignal; fresh: () => boolean },
+    held: { sending: AbortSignal; fresh: () => boolean; renewedAgo: () => number },
     committed: readonly OutboundRecord[],
   ): Promise<void>;
   /**

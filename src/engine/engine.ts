@@ -142,6 +142,8 @@ const HOLDER_CHECK_MS = 1000;
  */
 const YIELD_TO_AGENT_MS = 1000;
 /** Why a reply that may have reached the user twice is dead-lettered instead of sent again. */
+/** How long after its last renewal a holder that lost its baton still gives its claims back, ms. */
+const STALE_GIVE_BACK_MS = 30_000;
 const AMBIGUOUS = 'no answer twice, so not sent again (the user may have it already): replay it if not';
 /** The longest backoff an agent's request waits out before it leaves the send to a worker. */
 const AGENT_SEND_WAIT_MS = 1000;
@@ -523,6 +525,7 @@ export class Engine {
       sending: sending.signal,
       fresh: () => held.fresh(),
       confirm: () => held.confirm(),
+      renewedAgo: () => held.renewedAgo(),
       stop: () => {
         held.stop();
         held.signal.removeEventListener('abort', abortSending);
@@ -1506,8 +1509,13 @@ export class Engine {
    */
   private async giveBack(run: SessionRun, ids: readonly string[]): Promise<void> {
     for (const id of ids) run.claims.delete(id);
-    // A lost baton gives nothing back (the store would refuse it).
-    if (ids.length === 0 || run.held.signal.aborted) return;
+    if (ids.length === 0) return;
+    // A lost baton gives its unused claims back too (the store takes a give-back from any
+    // holder): a starved holder's claim left counted made the next holder's the third, and two
+    // starved holders in a row dead-lettered a reply nobody had sent (outside test QA20-F1). Not
+    // after a long pause (SIGSTOP, a stalled VM): by then an agent may have replayed the reply,
+    // its count started afresh, and this claim is no longer in it.
+    if (run.held.signal.aborted && run.held.renewedAgo() > STALE_GIVE_BACK_MS) return;
     await this.o.backend
       .claimOutbound(run.lease, ids, -1)
       .catch((err: unknown) =>
@@ -1651,6 +1659,7 @@ export class Engine {
               fresh: held.fresh,
               // No effect runs here (effects: []): nothing asks the store.
               confirm: () => Promise.resolve(!held.sending.aborted),
+              renewedAgo: held.renewedAgo,
               stop: () => undefined,
             },
             effects: [],
@@ -1754,6 +1763,8 @@ interface SessionRun {
     sending: AbortSignal;
     fresh: () => boolean;
     confirm: () => Promise<boolean>;
+    /** Milliseconds since the lease was last renewed. */
+    renewedAgo: () => number;
     stop: () => void;
   };
   /** The session's unfinished effects, as the last look at its outbox found them. */

@@ -48,6 +48,8 @@ export interface HeldLease {
    * renewal that fails with an error counts as held, as on the timer.
    */
   confirm(): Promise<boolean>;
+  /** Milliseconds since the last successful grant or renewal was requested. */
+  renewedAgo(): number;
 }
 
 interface Entry {
@@ -105,6 +107,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
         this.lose(entry, 'not renewed within its TTL (the process was paused or starved?)');
         return false;
       },
+      renewedAgo: () => this.o.now() - entry.renewedAt,
       confirm: async () => {
         if (entry.lost.signal.aborted || !this.held.has(lease.token)) return false;
         const kept = await (entry.inFlight ?? this.renew(entry, this.o.now()));

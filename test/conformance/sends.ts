@@ -42,6 +42,36 @@ function crashable(backend: Backend): { backend: Backend; crash(): void } {
   return { backend: proxy, crash: () => (crashed = true) };
 }
 
+/**
+ * `backend` as a process sees it that can be starved: once `starve()` is called (or `when`
+ * says so of a call that has just been made), no call settles until `wake()`, and then they all
+ * do, in order: a process that got no CPU for a while, its lease lapsing meanwhile.
+ */
+function starvable(
+  backend: Backend,
+  when?: (prop: string | symbol, args: unknown[]) => boolean,
+): { backend: Backend; starve(): void; wake(): void } {
+  let gate: Promise<void> | null = null;
+  let open: () => void = () => undefined;
+  const starve = (): void => {
+    gate ??= new Promise<void>((r) => (open = r));
+  };
+  const proxy = new Proxy(backend, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop, target);
+      if (typeof v !== 'function') return v;
+      return async (...args: unknown[]): Promise<unknown> => {
+        if (gate) await gate;
+        const result: unknown = await (v as (...a: unknown[]) => unknown).apply(target, args);
+        if (when?.(prop, args)) starve();
+        if (gate) await gate;
+        return result;
+      };
+    },
+  });
+  return { backend: proxy, starve, wake: () => open() };
+}
+
 export function describeSendsConformance(name: string, make: () => Promise<Backend>): void {
   describe(`Sends conformance (SPEC 1.6): ${name}`, () => {
     let backend: Backend;
@@ -328,6 +358,45 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
         ['sent', 1],
         ['pending', 0],
       ]);
+    });
+
+    it('holders starved between their claim and the send give it back when they wake: the reply is sent once, not dead-lettered (outside test QA20-F1)', async () => {
+      await hi();
+      const lapse = (what: string): Promise<unknown> =>
+        eventually(async () => ((await backend.leaseInfo(key)) === null ? true : null), 10_000, what);
+      // A commits the name prompt (its commit counts a claim) and starves before the send.
+      const a = starvable(backend, (prop) => prop === 'commit');
+      const aRun = worker(a.backend, { lockTtlMs: CRASH_TTL_MS }).runSession(key);
+      await eventually(
+        async () => ((await backend.unsent(key)).length === 1 ? true : null),
+        10_000,
+        'the commit',
+      );
+      await lapse('the first holder’s lease to lapse');
+      expect((await backend.unsent(key)).map((o) => o.claims)).toEqual([1]);
+      // B takes the session over, claims the reply, and starves before the send too.
+      const b = starvable(backend, (prop, args) => prop === 'claimOutbound' && args[2] === 1);
+      const bRun = worker(b.backend, { lockTtlMs: CRASH_TTL_MS }).runSession(key);
+      await eventually(
+        async () => ((await backend.unsent(key))[0]?.claims === 2 ? true : null),
+        10_000,
+        'the second holder’s claim',
+      );
+      await lapse('the second holder’s lease to lapse');
+      // Both wake: neither holds the baton any more, and neither sent; their claims go back.
+      a.wake();
+      b.wake();
+      await Promise.all([aRun, bRun].map((r) => r.catch(() => undefined)));
+      await eventually(
+        async () => ((await backend.unsent(key))[0]?.claims === 0 ? true : null),
+        10_000,
+        'the starved holders’ claims given back',
+      );
+      expect(delivered()).toEqual([]);
+      // The next holder's claim is the first: it sends.
+      await worker(backend).runSession(key);
+      expect(delivered()).toEqual(['baton:order:ask_name:1']);
+      expect(await backend.listDeadLetters(50)).toEqual([]);
     });
 
     it('holders that crash while waiting out 429s used no claim, and the next waits the rest out: the reply is sent once, no dead letter', async () => {

@@ -1108,9 +1108,9 @@ export class EmbeddedBackend implements Backend {
 
   claimOutbound(lease: LeaseGrant, ids: readonly string[], delta: 1 | -1): Promise<Array<number | null>> {
     return this.write(() => {
-      // A give-back needs no later grant only (see Backend.claimOutbound).
-      const held = delta > 0 ? this.current(lease) : this.leases.get(sessionId(lease));
-      if (held?.token !== lease.token) throw new FencedError(sessionId(lease), lease.fence);
+      // A give-back is not fenced (see Backend.claimOutbound).
+      if (delta > 0 && this.current(lease)?.token !== lease.token)
+        throw new FencedError(sessionId(lease), lease.fence);
       // A claim names its holder (OutboundRecord.claimedBy, in the JSON): rewritten only when
       // another holder claims (a turn's later replies are claimed by the holder that committed them).
       const claim = this.sql(

@@ -20,13 +20,17 @@
     {0, journal length, r x n}  r per record: its claim count after the change (>= 0),
                                 -8 (NotWaiting) the record is sent or failed: not changed,
                                 -7 (NotFound) Redis does not keep the record
-    {-3}                        (Fenced) the token or fence no longer holds the lease; a
-                                give-back (-1) only needs that no later lease was granted
-                                (ARGV[2] is still the last fence): a holder whose lease expired
-                                before it made the attempt it claimed gives the claim back
+    {-3}                        (Fenced) a claim (+1) whose token or fence no longer holds the
+                                lease. A give-back (-1) is not fenced: it undoes a claim no
+                                attempt used, whoever holds the lease now (a holder starved past
+                                its TTL before the attempt it claimed gives the claim back once it
+                                wakes, after another holder took over; refused, two such holders
+                                in a row dead-lettered a reply nobody sent: outside test QA20-F1)
 ]]
-if tonumber(ARGV[3]) > 0 and redis.call('GET', KEYS[1]) ~= ARGV[1] then return { -3 } end
-if redis.call('HGET', KEYS[2], 'n') ~= ARGV[2] then return { -3 } end
+if tonumber(ARGV[3]) > 0 then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { -3 } end
+  if redis.call('HGET', KEYS[2], 'n') ~= ARGV[2] then return { -3 } end
+end
 
 local delta = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
