@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { loadFlows } from '../app.ts';
 import { BatonError } from '../errors.ts';
-import { flowMermaid, renderFlowSvg } from '../graph/index.ts';
+import { flowGraph, flowMermaid, renderFlowSvg } from '../graph/index.ts';
 
 export const GRAPH_FORMATS = ['mermaid', 'svg', 'png'] as const;
 export type GraphFormat = (typeof GRAPH_FORMATS)[number];
@@ -22,7 +22,7 @@ export async function runFlowGraph(
   flowId: string,
   flags: GraphFlags,
   flowModule: string | undefined,
-  io: { out: (s: string) => void; writeStdout?: (b: Buffer) => void },
+  io: { out: (s: string) => void; err?: (s: string) => void; writeStdout?: (b: Buffer) => void },
 ): Promise<number> {
   const format = flags.format as GraphFormat;
   const flows = await loadFlows(flowModule, flags.flows === undefined ? 'BATON_FLOWS' : '--flows');
@@ -35,6 +35,9 @@ export async function runFlowGraph(
       `no flow "${flowId}" (have: ${flows.map((f) => f.id).join(', ')}${own})`,
     );
   }
+  // What looks like a mistake goes to stderr, whatever the format: the drawing stays clean.
+  const err = io.err ?? ((line: string) => void process.stderr.write(`${line}\n`));
+  for (const hint of flowGraph(flow).hints) err(`baton: hint: flow ${flow.id}: ${hint}`);
   if (format === 'png') {
     const { renderSvgToPng } = await import('../graph/png.ts');
     const png = await renderSvgToPng(renderFlowSvg(flow));

@@ -53,6 +53,12 @@ export interface FlowGraph {
   readonly nodes: readonly FlowGraphNode[];
   readonly edges: readonly FlowGraphEdge[];
   readonly events: readonly FlowGraphEvent[];
+  /**
+   * What looks like a mistake: a step of choices whose `on`, asked with each choice (and the
+   * session's data empty), goes to none of some step its `to` lists: a misspelt choice id in `on`
+   * (outside test QA22-F2), or a branch on data the probe did not have.
+   */
+  readonly hints: readonly string[];
 }
 
 /** Live figures for one step, drawn as a badge on its node. */
@@ -173,6 +179,7 @@ export function flowGraph(flow: Flow): FlowGraph {
     }
   };
   const ctx = probeContext(t);
+  const hints: string[] = [];
   for (const step of flow.steps.values()) {
     const labels = new Map<string, string[]>();
     const restarts = new Set<string>();
@@ -220,6 +227,13 @@ export function flowGraph(flow: Flow): FlowGraph {
         'failure',
       );
     }
+    if (step.accepts === 'choice' && !fx && on && !unknown) {
+      for (const to of step.to)
+        if (!labels.has(to) && !restarts.has(to))
+          hints.push(
+            `step "${step.id}": none of its choices leads to "${to}" (asked with each choice id and empty data): a misspelt choice id in its "on"?`,
+          );
+    }
     for (const to of step.to) {
       const found = labels.get(to);
       let label: string;
@@ -261,6 +275,7 @@ export function flowGraph(flow: Flow): FlowGraph {
     nodes: nodes.map((n) => ({ ...n, terminal: terminal(n) })),
     edges,
     events,
+    hints,
   };
 }
 

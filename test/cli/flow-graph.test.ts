@@ -55,3 +55,11 @@ it('an --output it cannot write is one line naming it, exit 1 (outside test QA11
   const line = stderr.mock.calls.map((c) => String(c[0])).join('');
   expect(line).toBe('baton: cannot write --output "/no-such-dir/flow.svg": no such file or directory\n');
 });
+
+it('prints hints on stderr, the drawing on stdout as it is', async () => {
+  const out: string[] = [];
+  expect(await run(['flow', 'graph', 'order'], (s) => out.push(s))).toBe(0);
+  expect(out.join('\n')).toMatch(/^stateDiagram/);
+  // The reference bot draws without a hint.
+  expect(stderr.mock.calls.map((c) => String(c[0])).join('')).toBe('');
+});

@@ -81,6 +81,32 @@ describe('flowGraph', () => {
     expect(g.edges).toEqual([{ from: 'pick', to: 'end', label: 'choice', restart: false }]);
     expect(g.nodes.find((n) => n.id === 'end')?.terminal).toBe(true);
     expect(g.nodes.find((n) => n.id === 'pick')?.terminal).toBe(false);
+    expect(g.hints).toEqual([]); // a handler that cannot be probed is no mistake of its own
+  });
+
+  it('hints at a choice id misspelt in "on": no choice leads to a step "to" lists (outside test QA22-F2)', async () => {
+    const flow = defineFlow({
+      id: 'slots',
+      start: 'pick',
+      steps: {
+        pick: {
+          say: 'No slot free.',
+          choices: [
+            { id: 'retry_slots', title: 'Try again' },
+            { id: 'human', title: 'A person' },
+          ],
+          to: ['pick', 'booked'],
+          on: (i, c) => (i.type === 'choice' && i.id === 'retry_slotz' ? c.goto('pick') : c.handoff('asked')),
+        },
+        booked: { say: 'Booked', accepts: 'any', to: [], on: (_i, c) => c.startOver() },
+      },
+    });
+    expect(flowGraph(flow).hints).toEqual([
+      'step "pick": none of its choices leads to "pick" (asked with each choice id and empty data): a misspelt choice id in its "on"?',
+      'step "pick": none of its choices leads to "booked" (asked with each choice id and empty data): a misspelt choice id in its "on"?',
+    ]);
+    // The reference bot has none.
+    expect(flowGraph(orderFlow).hints).toEqual([]);
   });
 });
 
