@@ -459,36 +459,59 @@ const DEFAULT_RESET_KEYWORDS = ['reset', 'start over', 'restart'];
 const STEP_ID = /^[a-z][a-z0-9_]*$/;
 const EFFECT_NAME = /^[a-z][a-z0-9_]*$/;
 
-/** The fields of a flow (FlowSpec) and of a step (StepSpec): any other is a misspelling. */
-const FLOW_FIELDS = [
-  'id',
-  'version',
-  'data',
-  'effects',
-  'events',
-  'start',
-  'steps',
-  'resetKeywords',
-  'handoffKeywords',
-  'keepOnReset',
-  'notices',
-  'words',
-  'migrate',
-  'moved',
-] as const;
-const STEP_FIELDS = [
-  'say',
-  'choices',
-  'listButton',
-  'accepts',
-  'to',
-  'on',
-  'first',
-  'maxRetries',
-  'effect',
-  'needs',
-  'handback',
-] as const;
+/**
+ * The fields of each part of a flow: any other is a misspelling. Written as records over the
+ * types' keys, so the compiler says when a field is added to a type and not here (or the reverse).
+ */
+const fields = <T>(all: Record<keyof T, true>): readonly string[] => Object.keys(all);
+const FLOW_FIELDS = fields<FlowSpec<string>>({
+  id: true,
+  version: true,
+  data: true,
+  effects: true,
+  events: true,
+  start: true,
+  steps: true,
+  resetKeywords: true,
+  handoffKeywords: true,
+  keepOnReset: true,
+  notices: true,
+  words: true,
+  migrate: true,
+  moved: true,
+});
+const STEP_FIELDS = fields<StepSpec>({
+  say: true,
+  choices: true,
+  listButton: true,
+  accepts: true,
+  to: true,
+  on: true,
+  first: true,
+  maxRetries: true,
+  effect: true,
+  needs: true,
+  handback: true,
+});
+const NOTICE_FIELDS = fields<NonNullable<FlowSpec<string>['notices']>>({
+  stale: true,
+  handoff: true,
+  error: true,
+});
+const WORDS_FIELDS = fields<WordsSpec<FlowData>>({ field: true, default: true, catalogs: true });
+const EFFECT_FIELDS = fields<EffectDef<unknown, unknown>>({
+  run: true,
+  attempts: true,
+  backoffMs: true,
+  timeoutMs: true,
+});
+const EVENT_FIELDS = fields<EventSpec>({ to: true, payload: true, on: true });
+const STEP_EFFECT_FIELDS = fields<StepEffect<string, FlowData, EffectMap>>({
+  use: true,
+  input: true,
+  onResult: true,
+  onFailure: true,
+});
 
 /** `unknown field "choises" (did you mean "choices"?)`: the closest known field, if one is close. */
 function unknownField(field: string, known: readonly string[]): string {
@@ -544,8 +567,8 @@ export function defineFlow<
     if (extra !== undefined) fail(`${where}${unknownField(extra, known)}`);
   };
   unknown('', spec, FLOW_FIELDS);
-  unknown('notices: ', spec.notices, ['stale', 'handoff', 'error']);
-  unknown('words: ', spec.words, ['field', 'default', 'catalogs']);
+  unknown('notices: ', spec.notices, NOTICE_FIELDS);
+  unknown('words: ', spec.words, WORDS_FIELDS);
   const ids = Object.keys(spec.steps) as S[];
   if (ids.length === 0) fail('has no steps');
   if (!ids.includes(spec.start)) fail(`start step "${spec.start}" is not defined`);
@@ -567,7 +590,7 @@ export function defineFlow<
   for (const [name, def] of Object.entries(spec.effects ?? {})) {
     if (!EFFECT_NAME.test(name)) fail(`effect "${name}": name must be lower_snake_case`);
     const d = def as EffectDef<unknown, unknown>;
-    unknown(`effect "${name}": `, d, ['run', 'attempts', 'backoffMs', 'timeoutMs']);
+    unknown(`effect "${name}": `, d, EFFECT_FIELDS);
     if (typeof d.run !== 'function') fail(`effect "${name}": run must be a function`);
     for (const k of ['attempts', 'backoffMs', 'timeoutMs'] as const) {
       const v = d[k];
@@ -582,7 +605,7 @@ export function defineFlow<
     const at = `event "${name}"`;
     if (!EFFECT_NAME.test(name)) fail(`${at}: name must be lower_snake_case`);
     const e = def as unknown as EventSpec<string, FlowData, unknown>;
-    unknown(`${at}: `, e, ['to', 'payload', 'on']);
+    unknown(`${at}: `, e, EVENT_FIELDS);
     if (typeof e.on !== 'function') fail(`${at}: on must be a function`);
     if (!Array.isArray(e.to)) fail(`${at}: needs "to", the steps it may lead to`);
     for (const target of e.to)
@@ -614,7 +637,7 @@ export function defineFlow<
     const at = `step "${id}"`;
     if (!STEP_ID.test(id)) fail(`${at}: id must be lower_snake_case`);
     unknown(`${at}: `, s, STEP_FIELDS);
-    unknown(`${at}: effect: `, s.effect, ['use', 'input', 'onResult', 'onFailure']);
+    unknown(`${at}: effect: `, s.effect, STEP_EFFECT_FIELDS);
     // Plain JavaScript has no compiler to say so (outside test QA4-L2: "s.to is not iterable").
     if (!Array.isArray(s.to)) fail(`${at}: needs "to", the steps it may go to ([] for none)`);
     for (const target of s.to) {

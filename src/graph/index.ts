@@ -229,7 +229,7 @@ export function flowGraph(flow: Flow): FlowGraph {
     }
     if (step.accepts === 'choice' && !fx && on && !unknown) {
       for (const to of step.to)
-        if (!labels.has(to) && !restarts.has(to))
+        if (!labels.has(to))
           hints.push(
             `step "${step.id}": none of its choices leads to "${to}" (asked with each choice id and empty data): a misspelt choice id in its "on"?`,
           );
