@@ -59,6 +59,32 @@ export interface AgentHost {
     replies: TransitionResult['effects'],
     started: TransitionResult['started'],
   ): { snapshot: SessionSnapshot; outbound: OutboundRecord[] };
+  /** Runs this process's agent changes of one session one at a time, in the order asked. */
+  readonly queue: AgentQueue;
+}
+
+/**
+ * Each session's agent changes, one after another in the order they were asked for. Without it,
+ * whichever waiting change got the baton next committed first: an API client posting five
+ * messages 400 ms apart while a slow gateway held the session saw them reach the user as A0, A1,
+ * A4, A2, A3 (outside test QA31-F1). Across processes serving the admin API the order is the
+ * order in which each process gets the baton.
+ */
+export class AgentQueue {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  run<T>(session: string, fn: () => Promise<T>): Promise<T> {
+    const mine = (this.tails.get(session) ?? Promise.resolve()).then(fn);
+    const tail = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tails.set(session, tail);
+    void tail.then(() => {
+      if (this.tails.get(session) === tail) this.tails.delete(session);
+    });
+    return mine;
+  }
 }
 
 /** An agent's reply as committed, and where its send stands once the outbox was flushed. */
@@ -103,11 +129,29 @@ export async function acquireForAgent(
 /** How many times a change starts over when its baton is cleared or taken over before it commits. */
 const SUPERSEDED_TRIES = 3;
 
+/** How long a take waits between looks at a mailbox the bot is still to apply, ms. */
+const BOT_FIRST_POLL_MS = 100;
+
+interface ChangeOptions {
+  readonly role?: 'agent' | 'admin';
+  /** The change ends the wait for an agent: what the user wrote meanwhile is recorded `held` first. */
+  readonly settle?: boolean;
+  /**
+   * The change starts a wait for an agent: messages the user sent before it, still in the
+   * mailbox of a session the bot serves, are the bot's to apply first (not `held`: they came
+   * before the wait), for up to the lock TTL and a second.
+   */
+  readonly botFirst?: boolean;
+  /** Runs once the change is committed, the baton still held. */
+  readonly afterCommit?: (lease: LeaseGrant) => Promise<void>;
+}
+
 /**
  * Takes the session's baton, applies `compute` to the stored session and commits the change
  * fenced, then sends the outbox. `null` when the session does not exist. A change that ends the
- * wait for an agent (`settle`) first records what the user wrote meanwhile as `held`.
- * `afterCommit` runs once the change is committed, the baton still held.
+ * wait for an agent (`settle`) first records what the user wrote meanwhile as `held`; one that
+ * starts it (`botFirst`) first lets the bot apply what the user wrote before it. Changes of one
+ * session in this process run one at a time, in the order asked (`AgentQueue`).
  *
  * Another agent may clear the baton (or a worker take it over once cleared) while the change is
  * made: its commit is then refused and nothing of it is written, so it starts over, on the
@@ -118,30 +162,39 @@ async function change(
   host: AgentHost,
   key: SessionKey,
   compute: (prev: SessionSnapshot, env: TransitionEnv) => AgentChange,
-  role: 'agent' | 'admin' = 'agent',
-  settle = false,
-  afterCommit?: (lease: LeaseGrant) => Promise<void>,
+  opts: ChangeOptions = {},
 ): Promise<AgentChange | null> {
-  for (let tries = 1; ; tries += 1) {
-    const done = await changeOnce(host, key, compute, role, settle, afterCommit);
-    if (done !== SUPERSEDED) return done;
-    if (tries >= SUPERSEDED_TRIES) throw SessionBusyError.superseded(sessionId(key));
-  }
+  return host.queue.run(sessionId(key), async () => {
+    const botUntil = opts.botFirst === true ? host.now() + host.lockTtlMs + 1000 : 0;
+    for (let tries = 1; ;) {
+      const done = await changeOnce(host, key, compute, opts, host.now() < botUntil);
+      if (done === BOT_FIRST) {
+        await new Promise((r) => setTimeout(r, BOT_FIRST_POLL_MS));
+        continue;
+      }
+      if (done !== SUPERSEDED) return done;
+      if (tries >= SUPERSEDED_TRIES) throw SessionBusyError.superseded(sessionId(key));
+      tries += 1;
+    }
+  });
 }
 
 /** A change whose commit was refused: nothing of it was written, it may start over. */
 const SUPERSEDED = Symbol('superseded');
+
+/** The bot has messages of the user's to apply before this change: it waits and looks again. */
+const BOT_FIRST = Symbol('bot first');
 
 /** One try of {@link change}, under one baton. */
 async function changeOnce(
   host: AgentHost,
   key: SessionKey,
   compute: (prev: SessionSnapshot, env: TransitionEnv) => AgentChange,
-  role: 'agent' | 'admin',
-  settle: boolean,
-  afterCommit?: (lease: LeaseGrant) => Promise<void>,
-): Promise<AgentChange | null | typeof SUPERSEDED> {
+  opts: ChangeOptions,
+  botFirst: boolean,
+): Promise<AgentChange | null | typeof SUPERSEDED | typeof BOT_FIRST> {
   const { backend } = host;
+  const role = opts.role ?? 'agent';
   const lease = await acquireForAgent(backend, key, `${host.workerId}:${role}`, host.lockTtlMs, () =>
     host.now(),
   );
@@ -149,9 +202,13 @@ async function changeOnce(
   try {
     const loaded = await backend.load(lease);
     if (!loaded) return null;
+    // Given back (the release schedules the session again), so that a worker applies them.
+    if (botFirst && !loaded.needsAgent && loaded.awaiting === undefined) {
+      if ((await backend.pending(lease, 1)).length > 0) return BOT_FIRST;
+    }
     let result: AgentChange;
     try {
-      const prev = settle && loaded.needsAgent ? await host.settleHeld(lease, loaded) : loaded;
+      const prev = opts.settle === true && loaded.needsAgent ? await host.settleHeld(lease, loaded) : loaded;
       result = compute(prev, host.env(lease));
       await backend.commit(lease, {
         expectedVersion: prev.version,
@@ -167,7 +224,7 @@ async function changeOnce(
     }
     // Committed: the change stands, whatever happens to the baton from here on.
     try {
-      await afterCommit?.(lease);
+      await opts.afterCommit?.(lease);
       if (result.outbound.length > 0) await host.flushOutbox(lease, held, result.outbound);
     } catch (err) {
       if (!superseded(err)) throw err;
@@ -193,14 +250,19 @@ export async function takeSession(
   seenVersion?: number,
   seenAgent?: string | null,
 ): Promise<SessionSnapshot | null> {
-  const r = await change(host, key, (prev, env) => {
-    if (seenVersion !== undefined && prev.version !== seenVersion)
-      throw new BatonError(
-        'BATON_ERR_VERSION_CONFLICT',
-        `the session changed since you saw it (version ${seenVersion}, now ${prev.version}); look again before taking it`,
-      );
-    return takeChange(prev, agent, { ...env, worker: agentWorker(agent) }, takeOver, seenAgent);
-  });
+  const r = await change(
+    host,
+    key,
+    (prev, env) => {
+      if (seenVersion !== undefined && prev.version !== seenVersion)
+        throw new BatonError(
+          'BATON_ERR_VERSION_CONFLICT',
+          `the session changed since you saw it (version ${seenVersion}, now ${prev.version}); look again before taking it`,
+        );
+      return takeChange(prev, agent, { ...env, worker: agentWorker(agent) }, takeOver, seenAgent);
+    },
+    { botFirst: true },
+  );
   return r?.snapshot ?? null;
 }
 
@@ -240,9 +302,7 @@ export async function adminReset(
       ...resetChange(prev, agent === undefined ? env : { ...env, worker: agentWorker(agent) }),
       outbound: [],
     }),
-    'admin',
-    true,
-    (lease) => cancelUnsent(host.backend, lease),
+    { role: 'admin', settle: true, afterCommit: (lease) => cancelUnsent(host.backend, lease) },
   );
   return r?.snapshot ?? null;
 }
@@ -289,8 +349,7 @@ export async function handback(
       );
       return { ...host.toOutbound(t.snapshot, t.effects, t.started), records: t.records };
     },
-    'agent',
-    true,
+    { settle: true },
   );
   return r?.snapshot ?? null;
 }

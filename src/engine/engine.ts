@@ -197,6 +197,8 @@ export class Engine {
   private loops: Promise<void>[] = [];
   /** Sessions whose baton is held while an effect runs: they freed their worker loop's slot. */
   private readonly waiting = new Set<Promise<void>>();
+  /** Agent changes, one at a time per session in the order asked (engine/agent.ts). */
+  private readonly agentQueue = new agentOps.AgentQueue();
   /**
    * This process's turns (a worker's, or an agent change it runs) per session id, from the grant
    * until the turn's sends are recorded: while only the asking turn runs, no send of this process
@@ -1645,6 +1647,7 @@ export class Engine {
         };
       },
       toOutbound: (s, replies, started) => this.toOutbound(s, replies, started),
+      queue: this.agentQueue,
       settleHeld: (lease, prev) => this.settleHeld(lease, prev),
       // While the agent's request waits: quick retries only. A send that would wait longer (a
       // throttled gateway's Retry-After, a long backoff) stays unsent and a worker takes it up
