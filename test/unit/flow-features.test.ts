@@ -3,7 +3,7 @@
  * effects and waiting, hand-off, several messages per step, step-scoped and computed choices,
  * the first message, retry messages and per-step limits, languages, and the one error boundary.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import { FlowDefinitionError, FlowRuntimeError } from '../../src/errors.ts';
@@ -383,6 +383,21 @@ describe('order_status through testFlow', () => {
     expect(clip('ab👨‍👩‍👧 cd', 8)).toBe('ab👨‍👩‍👧…');
     expect(clip('🇪🇸🇪🇸🇪🇸', 4)).toBe('🇪🇸…');
     expect(clip('abc', 0)).toBe('');
+  });
+
+  it('clip reads a bounded head of a huge value, with the same result (outside test QA30-F1)', () => {
+    // V8's segmenter costs the whole string per step: a name joined from a thousand long texts
+    // (2 MB) took seconds per prompt, and a starved worker lost its lease over it.
+    const segment = vi.spyOn(Intl.Segmenter.prototype, 'segment');
+    try {
+      for (const head of ['Ana ', '👨‍👩‍👧'.repeat(30), '🇪🇸'.repeat(40), 'e\u0301'.repeat(50)]) {
+        const huge = head + 'y'.repeat(2_000_000);
+        expect(clip(huge, 60)).toBe(clip(huge.slice(0, 1000), 60));
+      }
+      expect(Math.max(...segment.mock.calls.map(([s]) => s.length))).toBeLessThanOrEqual(2 * 60 + 64);
+    } finally {
+      segment.mockRestore();
+    }
   });
 
   it('the reference bot still behaves as before through testFlow', async () => {
