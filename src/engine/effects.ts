@@ -286,9 +286,13 @@ export async function attemptEffect(
   o.signal.addEventListener('abort', onAbort, { once: true });
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<Attempt>((resolve) => {
+    // Fired, it lets one poll phase read the sockets first: a process that woke from a stall
+    // past the timeout must not give up on an answer already in its socket (see postJson).
     timer = setTimeout(() => {
-      ac.abort(new Error(`timed out after ${o.timeoutMs} ms`));
-      resolve({ ok: false, error: `timed out after ${o.timeoutMs} ms`, retryable: true });
+      setImmediate(() => {
+        ac.abort(new Error(`timed out after ${o.timeoutMs} ms`));
+        resolve({ ok: false, error: `timed out after ${o.timeoutMs} ms`, retryable: true });
+      });
     }, o.timeoutMs);
   });
   const ran = (async (): Promise<Attempt> => {

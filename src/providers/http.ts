@@ -66,7 +66,8 @@ export interface PostJsonOptions {
  * reset, DNS failure, timeout, or abort by `signal`.
  */
 export async function postJson(url: string, options: PostJsonOptions): Promise<JsonResponse> {
-  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const deadline = stallSafeTimeout(options.timeoutMs);
+  const timeout = deadline.signal;
   const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
   const headers = { 'content-type': 'application/json', accept: 'application/json', ...options.headers };
   const body = JSON.stringify(options.body);
@@ -109,7 +110,26 @@ export async function postJson(url: string, options: PostJsonOptions): Promise<J
     });
     error.cause = err;
     throw error;
+  } finally {
+    deadline.clear();
   }
+}
+
+/**
+ * A send's timeout that a stalled process does not turn into a false failure. Node runs timers
+ * before the poll phase that reads sockets, so a process that woke from a stall longer than the
+ * timeout (starved of CPU, a long synchronous step) gave up on sends whose answers were already
+ * in its socket, and sent them again: a reply Graph had answered at once reached the user twice
+ * (outside test QA30-F2). When it fires, this one lets one poll phase read the sockets first; a
+ * gateway that does not answer is given up on one event-loop turn later.
+ */
+function stallSafeTimeout(ms: number): { signal: AbortSignal; clear: () => void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => {
+    setImmediate(() => controller.abort(new DOMException(`timed out after ${ms} ms`, 'TimeoutError')));
+  }, ms);
+  timer.unref();
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }
 
 /** What every sender takes besides its base URL and credentials. */
