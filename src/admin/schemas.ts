@@ -16,11 +16,15 @@ const STORABLE = 'must hold no NUL or broken (lone surrogate) character';
 
 /** A page size: a whole number in [1, max], written in decimal digits. */
 export function limitParam(max: number): z.ZodType<number, string> {
-  return z
-    .string()
-    .regex(/^\d{1,6}$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(1, 'must be at least 1').max(max, `must be at most ${max}`));
+  return (
+    z
+      .string()
+      // A sign or more digits than any page holds are out of range, not "not a whole number".
+      .regex(/^-?\d+$/, 'must be a whole number')
+      .regex(/^\d{1,6}$/, `must be a whole number from 1 to ${max}`)
+      .transform(Number)
+      .pipe(z.number().int().min(1, 'must be at least 1').max(max, `must be at most ${max}`))
+  );
 }
 
 /** Encodes a keyset cursor: a JSON array of strings and numbers, base64url. */

@@ -10,6 +10,13 @@ import { flowGraph, flowMermaid, renderFlowSvg } from '../graph/index.ts';
 export const GRAPH_FORMATS = ['mermaid', 'svg', 'png'] as const;
 export type GraphFormat = (typeof GRAPH_FORMATS)[number];
 
+/** The format a file name's extension asks for (`.svg`, `.png`, `.mmd`), if any. */
+export function formatOfFile(file: string | undefined): GraphFormat | undefined {
+  const ext = /\.([a-z]+)$/i.exec(file ?? '')?.[1]?.toLowerCase();
+  if (ext === 'svg' || ext === 'png') return ext;
+  return ext === 'mmd' || ext === 'mermaid' ? 'mermaid' : undefined;
+}
+
 export interface GraphFlags {
   readonly format: string;
   readonly output?: string;

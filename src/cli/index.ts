@@ -8,13 +8,14 @@ import { getPriority, setPriority } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { amqpAddress } from '../ingress/amqp-intake.ts';
 import { createBaton, type BatonOptions } from '../app.ts';
-import { loadConfig, type Config } from '../config/index.ts';
+import { parseDotEnv } from '../config/dotenv.ts';
+import { loadConfig, misspeltVariables, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
 import { sessionNamedBy, toSessionView } from '../model/session.ts';
 import { WaIdParams } from '../admin/schemas.ts';
 import { LocalAdminClient, readLocalHandle } from '../admin/local-handle.ts';
 import { configureLoadCommand, runLoadCommand, type LoadFlags } from './load.ts';
-import { GRAPH_FORMATS, runFlowGraph, type GraphFlags } from './graph.ts';
+import { formatOfFile, GRAPH_FORMATS, runFlowGraph, type GraphFlags } from './graph.ts';
 import {
   configureSimulateCommand,
   runSimulateCommand,
@@ -24,13 +25,44 @@ import {
 import { watchParent } from './parent-watch.ts';
 import { oneShotLogger, sessionStore } from './store.ts';
 
-/** Loads `.env` if present (values already in the environment win). */
+/** Loads `.env` if present (values already in the environment win; see config/dotenv.ts). */
 function loadDotEnv(): void {
+  let text: string;
   try {
-    process.loadEnvFile('.env');
+    text = readFileSync('.env', 'utf8');
   } catch {
-    // no .env: fine
+    return; // no .env: fine
   }
+  for (const [name, value] of Object.entries(parseDotEnv(text))) {
+    if (process.env[name] === undefined) process.env[name] = value;
+  }
+}
+
+/**
+ * Settings that are valid one by one but do nothing: alert thresholds with nowhere to send the
+ * alert, an alert address with no threshold, and variables that look like misspellings of ones
+ * Baton reads (outside test QA32-F3: a misspelt threshold left alerting silently off).
+ */
+export function configWarnings(config: Config, env: Readonly<Record<string, string | undefined>>): string[] {
+  const warnings = misspeltVariables(env).map(
+    ({ name, near }) => `${name} is set, but Baton reads no such variable: did you mean ${near}?`,
+  );
+  const { alert } = config;
+  const thresholds = (
+    [
+      ['BATON_ALERT_QUEUE_DEPTH', alert.queueDepth],
+      ['BATON_ALERT_OLDEST_MS', alert.oldestMs],
+      ['BATON_ALERT_UNSENT_MS', alert.unsentMs],
+      ['BATON_ALERT_WORKERS', alert.workers ? true : undefined],
+    ] as const
+  ).flatMap(([name, value]) => (value === undefined ? [] : [name]));
+  if (alert.webhookUrl === undefined && thresholds.length > 0)
+    warnings.push(`${thresholds.join(', ')} set, but BATON_ALERT_WEBHOOK_URL is not: no alert will be sent.`);
+  if (alert.webhookUrl !== undefined && thresholds.length === 0)
+    warnings.push(
+      'BATON_ALERT_WEBHOOK_URL is set, but no alert is: set BATON_ALERT_QUEUE_DEPTH, BATON_ALERT_OLDEST_MS, BATON_ALERT_UNSENT_MS or BATON_ALERT_WORKERS.',
+    );
+  return warnings;
 }
 
 class UsageError extends Error {}
@@ -148,7 +180,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
     out(
       config.allowUnsigned
         ? "WARNING: WHATSAPP_APP_SECRET is not set and BATON_ALLOW_UNSIGNED=true: POST /webhooks/whatsapp accepts UNSIGNED requests from anywhere, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret."
-        : 'WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts unsigned requests from this machine only (others get 401). Set it to your Meta app secret before Meta can reach this port.',
+        : 'WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts unsigned requests from a loopback address only (127.0.0.1, ::1; others get 401). Set it to your Meta app secret before Meta can reach this port.',
     );
   }
   if (
@@ -159,6 +191,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
       'WARNING: WHATSAPP_ACCESS_TOKEN is not set: the Graph API will refuse every reply to Cloud API users (each dead-lettered with its error). Set it, or point WHATSAPP_API_BASE_URL at a test double.',
     );
   }
+  for (const w of configWarnings(config, process.env)) out(`WARNING: ${w}`);
   if (config.dedupeTtlSec < DEDUPE_SPEC_SEC) {
     out(
       `WARNING: BATON_DEDUPE_TTL is ${config.dedupeTtlSec} s, under the 7 days Meta may redeliver a webhook for (SPEC 1.2): a redelivery older than it could not be told from a new message, so in a conversation a message stamped older than it is recorded late and never applied.`,
@@ -189,7 +222,13 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
 
 /** Runs the CLI with `argv` (without node and script). */
 export async function run(argv: string[], out: (s: string) => void = (s) => console.log(s)): Promise<number> {
-  loadDotEnv();
+  try {
+    loadDotEnv();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`baton: configuration error: ${err.message}\n`);
+    return 1;
+  }
   let code = 0;
   const config = (): Config => loadConfig(process.env);
   const program = new Command('baton')
@@ -394,10 +433,16 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('flow')
     .description('inspect flows')
     .command('graph <flowId>')
-    .option('--format <format>', GRAPH_FORMATS.join('|'), 'mermaid')
+    .option(
+      '--format <format>',
+      `${GRAPH_FORMATS.join('|')} (default: from --output's extension, else mermaid)`,
+    )
     .option('--output <file>', 'write to a file instead of stdout')
     .option('--flows <module>', 'the module the flow is in (default: $BATON_FLOWS, else the reference bot)')
-    .action(async (flowId: string, o: GraphFlags) => {
+    .action(async (flowId: string, flags: Partial<GraphFlags>) => {
+      // `--output order.svg` draws an SVG: Mermaid text in a file named .svg was no picture
+      // (outside test QA32-F2).
+      const o: GraphFlags = { ...flags, format: flags.format ?? formatOfFile(flags.output) ?? 'mermaid' };
       if (!(GRAPH_FORMATS as readonly string[]).includes(o.format))
         throw new UsageError(`--format must be ${GRAPH_FORMATS.join(', ')}; got "${o.format}"`);
       // A PNG's bytes would garble the terminal: a file or a pipe, said before anything is drawn.

@@ -3,6 +3,7 @@
  * A bad value stops start-up with one line naming the variable.
  * @module
  */
+import { closest } from '../spelling.ts';
 import { isIP } from 'node:net';
 import type { IntakeLogMode } from '../backends/distributed/options.ts';
 import { ConfigError } from '../errors.ts';
@@ -353,4 +354,41 @@ function deepFreeze<T>(o: T): T {
     Object.freeze(o);
   }
   return o;
+}
+
+/** The variables {@link loadConfig} reads from `env` (some only when others are set) or from none. */
+function variablesRead(env: Env): Set<string> {
+  const read = new Set<string>();
+  for (const from of [env, {}]) {
+    const recording = new Proxy(from, {
+      get(target, name) {
+        if (typeof name === 'string') read.add(name);
+        return Reflect.get(target, name) as unknown;
+      },
+    });
+    try {
+      loadConfig(recording);
+    } catch {
+      // what it read before it stopped counts all the same
+    }
+  }
+  return read;
+}
+
+/** The families of variables Baton reads; a name of these it does not read may be a misspelling. */
+const FAMILIES = /^(BATON|WHATSAPP|WASENDER)_/;
+
+/**
+ * Variables set in `env` that Baton does not read but that look like one it does:
+ * `BATON_ALERT_QUEUE_DEPT` left alerting silently off (outside test QA32-F3).
+ */
+export function misspeltVariables(env: Env): Array<{ name: string; near: string }> {
+  const known = variablesRead(env);
+  const found: Array<{ name: string; near: string }> = [];
+  for (const name of Object.keys(env)) {
+    if (!FAMILIES.test(name) || known.has(name) || env[name] === undefined) continue;
+    const near = closest(name, known);
+    if (near !== undefined) found.push({ name, near });
+  }
+  return found;
 }

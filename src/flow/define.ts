@@ -12,6 +12,7 @@ import { FlowDefinitionError, FlowRuntimeError } from '../errors.ts';
 import type { MessageContent } from '../model/message.ts';
 import type { ListSection, OutboundBody } from '../model/session.ts';
 import { replyProblems } from './reply-check.ts';
+import { closest } from '../spelling.ts';
 
 /** Data a flow keeps per session. Plain JSON values only: it is persisted. */
 export type FlowData = Readonly<Record<string, unknown>>;
@@ -515,23 +516,8 @@ const STEP_EFFECT_FIELDS = fields<StepEffect<string, FlowData, EffectMap>>({
 
 /** `unknown field "choises" (did you mean "choices"?)`: the closest known field, if one is close. */
 function unknownField(field: string, known: readonly string[]): string {
-  const near = known
-    .map((k) => ({ k, d: editDistance(field.toLowerCase(), k.toLowerCase()) }))
-    .filter(({ k, d }) => d <= Math.max(2, Math.floor(k.length / 3)))
-    .sort((a, b) => a.d - b.d)[0];
-  return `unknown field "${field}"${near ? ` (did you mean "${near.k}"?)` : ''}; known: ${known.join(', ')}`;
-}
-
-/** Levenshtein distance. */
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i += 1) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j += 1)
-      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return prev[b.length]!;
+  const near = closest(field, known);
+  return `unknown field "${field}"${near ? ` (did you mean "${near}"?)` : ''}; known: ${known.join(', ')}`;
 }
 
 /**

@@ -139,7 +139,7 @@ export interface ServerDeps extends AdminDeps {
 }
 
 const UNSIGNED_REMOTE =
-  'WHATSAPP_APP_SECRET is not set: unsigned webhooks are taken from this machine only, not through a proxy (set the app secret, or BATON_ALLOW_UNSIGNED=true)';
+  "WHATSAPP_APP_SECRET is not set: unsigned webhooks are taken from a loopback address (127.0.0.1, ::1) only, not from this machine's other addresses nor through a proxy (set the app secret, or BATON_ALLOW_UNSIGNED=true)";
 
 /**
  * A request made on this machine, directly: its connection comes from a loopback address and it

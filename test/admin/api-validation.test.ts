@@ -185,6 +185,17 @@ describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
     }
   });
 
+  it('says why a limit is refused: out of range is not "not a whole number" (outside test QA32-F4)', async () => {
+    const error = async (limit: string): Promise<string> =>
+      (JSON.parse((await call(via, 'GET', `/admin/api/sessions?limit=${limit}`)).body) as { error: string })
+        .error;
+    expect(await error('-1')).toContain('limit must be a whole number from 1 to 500');
+    expect(await error('1000000000')).toContain('limit must be a whole number from 1 to 500');
+    expect(await error('0')).toContain('limit must be at least 1');
+    expect(await error('501')).toContain('limit must be at most 500');
+    expect(await error('1.5')).toMatch(/limit must be a whole number(?! from)/);
+  });
+
   it.each(BAD)('%s %s (body %s) answers 400 naming %s', async (method, path, body, what) => {
     const r = await call(via, method, path, body !== undefined ? { body } : {});
     expect(r.status).toBe(400);

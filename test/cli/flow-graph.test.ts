@@ -1,4 +1,7 @@
 /** `baton flow graph --flows <module>` draws a flow of the author's own module, as `simulate --flows` serves it. */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it, vi, type MockInstance } from 'vitest';
 import { run } from '../../src/cli/index.ts';
 
@@ -62,4 +65,26 @@ it('prints hints on stderr, the drawing on stdout as it is', async () => {
   expect(out.join('\n')).toMatch(/^stateDiagram/);
   // The reference bot draws without a hint.
   expect(stderr.mock.calls.map((c) => String(c[0])).join('')).toBe('');
+});
+
+it("--output's extension chooses the format when --format is not given (outside test QA32-F2)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-graph-'));
+  try {
+    for (const [file, start] of [
+      ['order.svg', '<svg'],
+      ['order.mmd', 'stateDiagram'],
+      ['order.txt', 'stateDiagram'],
+    ] as const) {
+      expect(await run(['flow', 'graph', 'order', '--output', join(dir, file)], () => undefined)).toBe(0);
+      expect(readFileSync(join(dir, file), 'utf8').trimStart()).toMatch(new RegExp(`^${start}`));
+    }
+    // Said explicitly, the format stands.
+    const named = join(dir, 'named.svg');
+    expect(
+      await run(['flow', 'graph', 'order', '--format', 'mermaid', '--output', named], () => undefined),
+    ).toBe(0);
+    expect(readFileSync(named, 'utf8')).toMatch(/^stateDiagram/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
