@@ -56,7 +56,11 @@ const CancelAnswer = z.object({ number: z.string(), status: z.literal('cancelled
 /** The session's data, declared once: checked whenever a session is loaded. */
 export const OrderStatusData = z.object({
   lang: z.enum(['en', 'es']).optional(),
-  order: z.string().optional(),
+  /** As `ask_order` stores it; an agent's handback `data` is held to it too (outside test QA34-F5). */
+  order: z
+    .string()
+    .regex(/^ORD-\d{5}$/, 'must be an order number as the bot stores it: ORD- and 5 digits, like ORD-12345')
+    .optional(),
   /** What the last lookup found. */
   found: Order.optional(),
 });

@@ -286,11 +286,13 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
       id: 'take',
       next: here,
       agent: true,
-      // The version this page shows: a session that changed since (a colleague handed it back
-      // to the bot) is refused, not taken from the bot unawares.
+      // The version this page shows, when it shows the session waiting for an agent: one that
+      // changed since (a colleague handed it back to the bot) is refused, not taken from the bot
+      // unawares. Not when it shows the bot serving it: the agent means to take it from the bot,
+      // and a user who kept writing made every take a 409 (outside test QA34-F4).
       // And whom it shows holding it: two agents taking it over at once are not both told they
       // have it.
-      fields: html`<input type="hidden" name="version" value="${s.version}" /><input
+      fields: html`${s.needsAgent ? html`<input type="hidden" name="version" value="${s.version}" />` : ''}<input
           type="hidden"
           name="from"
           value="${agent ?? ''}"

@@ -538,6 +538,75 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect(await box().inputValue()).toBe('');
   });
 
+  it('QA34-F2: a message on its way when the page reloads is not put back as a draft once committed', async () => {
+    const u = '15550701031';
+    await waiting(u);
+    await page.fill('#agent-name', 'Eve');
+    await openSession(page, u);
+    await page.click('#take button[type="submit"]');
+    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    // A slow gateway: the send waits, the agent reloads meanwhile (committed, shown pending).
+    h.graph.failNext(1, {
+      status: 200,
+      delayMs: 4000,
+      body: { messaging_product: 'whatsapp', messages: [{ id: 'wamid.slow-console' }] },
+      to: u,
+    });
+    const box = () => page.locator('#reply textarea[name="text"]');
+    await box().fill('One moment please');
+    await page.click('#reply button[type="submit"]');
+    await h.until(async () => (await lastRecord(u)).kind === 'agent_message');
+    await openSession(page, u);
+    await page.waitForSelector('#conversation .msg.out.agent');
+    expect(await box().inputValue()).toBe('');
+    await h.graph.waitFor(
+      (c) => c.body.to === u && JSON.stringify(c.body).includes('One moment please'),
+      10_000,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.graph.requests.filter((c) => JSON.stringify(c.body).includes('One moment please'))).toHaveLength(
+      1,
+    );
+  });
+
+  it('QA34-F3: Baton not answering is said in words, and what the agent wrote is kept', async () => {
+    const u = '15550701032';
+    await waiting(u);
+    await page.fill('#agent-name', 'Eve');
+    await openSession(page, u);
+    await page.click('#take button[type="submit"]');
+    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    const box = () => page.locator('#reply textarea[name="text"]');
+    await box().fill('Are you still there?');
+    const cut = (route: Route) => route.abort('connectionrefused');
+    await page.route(`${h.url}/admin/api/**`, cut);
+    await page.click('#reply button[type="submit"]');
+    await page.waitForFunction(() => (document.querySelector('#reply .error')?.textContent ?? '') !== '');
+    const said = await page.locator('#reply .error').innerText();
+    expect(said).toContain('Baton did not answer');
+    expect(said).not.toContain('TypeError');
+    await page.unroute(`${h.url}/admin/api/**`, cut);
+    await openSession(page, u);
+    expect(await box().inputValue()).toBe('Are you still there?');
+    await box().fill('');
+  });
+
+  it('QA34-F4: "Take over" from the bot works while the user keeps writing', async () => {
+    const u = '15550701033';
+    await post(text(u, 'hi', TS));
+    await h.settled(u, 1);
+    await page.fill('#agent-name', 'Eve');
+    await openSession(page, u);
+    // The user goes on with the bot after the page was drawn: the version moves.
+    await post(text(u, 'Kim', TS + 1));
+    await h.settled(u, 2);
+    await page.click('#take button[type="submit"]');
+    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    const s = await h.session(u);
+    expect(s!.metadata).toMatchObject({ needs_agent: true, agent: 'Eve', version: 3 });
+    expect(await page.locator('#take .error').innerText()).toBe('');
+  });
+
   it('no page threw', () => {
     expect(pageErrors).toEqual([]);
   });

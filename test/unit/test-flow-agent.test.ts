@@ -45,6 +45,11 @@ describe('testFlow with an agent', () => {
     await expect(t.handback('looking_up', { nope: 1 })).rejects.toMatchObject({
       code: 'BATON_ERR_BAD_REQUEST',
     });
+    // Held to what ask_order stores: a number as typed reached the shop's URL (QA34-F5).
+    await expect(t.handback('looking_up', { order: ' ord-00123 ' })).rejects.toMatchObject({
+      code: 'BATON_ERR_BAD_REQUEST',
+      message: expect.stringContaining('order'),
+    });
     const back = await t.handback('looking_up', { order: 'ORD-12345' });
     expect(back.map((r) => r.text)).toEqual(['Looking up ORD-12345…']);
     expect(t.state).toMatchObject({ needsAgent: false, step: 'looking_up', data: { order: 'ORD-12345' } });

@@ -283,11 +283,38 @@
     var target = box.form ? box.form.getAttribute('data-url') : null;
     return 'baton-draft:' + (target || here) + ':' + (box.name || box.id);
   }
+  // A message on its way when the page was left (a reload, Live, another tab's action) is not a
+  // draft: if the conversation shows it, it was committed and is done with; if not, it comes back
+  // with a word, since it may still be on its way. Put back as a plain draft, it was sent twice
+  // (outside test QA34-F2).
+  function sendingKey(box) {
+    return draftKey(box) + '#sending';
+  }
+  function shownAsSent(text) {
+    return Array.prototype.some.call(
+      document.querySelectorAll('ol.chat li.msg.out.agent .text'),
+      function (el) {
+        return (el.textContent || '').trim() === text.trim();
+      },
+    );
+  }
   Array.prototype.forEach.call(document.querySelectorAll('textarea'), function (box) {
-    var kept = window.sessionStorage.getItem(draftKey(box));
+    var sending = window.sessionStorage.getItem(sendingKey(box));
+    window.sessionStorage.removeItem(sendingKey(box));
+    if (sending && shownAsSent(sending)) {
+      window.sessionStorage.removeItem(draftKey(box));
+      return;
+    }
+    var kept = sending || window.sessionStorage.getItem(draftKey(box));
     if (kept && box.value === '') {
       box.value = kept;
+      window.sessionStorage.setItem(draftKey(box), kept);
       if (box.hasAttribute('data-max-chars')) showCount(box);
+      if (sending && box.form)
+        showError(
+          box.form,
+          'This message was being sent when the page was left, and the conversation does not show it yet: it may still go out. Check the conversation before you send it again.',
+        );
     }
   });
   document.addEventListener('input', function (event) {
@@ -364,6 +391,15 @@
     if (body) headers['content-type'] = 'application/json';
     if (submit) submit.disabled = true;
     showError(form, '');
+    // What the agent wrote is on its way, no longer a draft, until the answer says otherwise.
+    var boxes = Array.prototype.filter.call(form.querySelectorAll('textarea'), function (box) {
+      return box.value !== '';
+    });
+    boxes.forEach(function (box) {
+      window.sessionStorage.setItem(sendingKey(box), box.value);
+      window.sessionStorage.removeItem(draftKey(box));
+    });
+    var done = false;
     fetch(form.getAttribute('data-url') || '', {
       method: form.getAttribute('data-method') || 'POST',
       headers: headers,
@@ -427,8 +463,10 @@
             return;
           }
           // Sent: its draft is done with.
+          done = true;
           Array.prototype.forEach.call(form.querySelectorAll('textarea'), function (box) {
             window.sessionStorage.removeItem(draftKey(box));
+            window.sessionStorage.removeItem(sendingKey(box));
           });
           // Done, with something the agent should read (a replay that will not do what they may
           // expect): said once the page is back, beside the form or at the top of the page (a
@@ -458,11 +496,22 @@
           else window.location.reload();
         });
       })
-      .catch(function (err) {
-        showError(form, String(err));
+      .catch(function () {
+        // The request or its answer was lost (Baton stopped, the network): not a browser's
+        // "TypeError: Failed to fetch" (outside test QA34-F3).
+        showError(
+          form,
+          'Baton did not answer, so this may or may not have been done. What you wrote is kept; look at the page again once Baton is back.',
+        );
       })
       .finally(function () {
         if (submit) submit.disabled = false;
+        // Not done (refused, signed out, no answer): what the agent wrote is a draft again.
+        if (!done)
+          boxes.forEach(function (box) {
+            window.sessionStorage.removeItem(sendingKey(box));
+            if (box.value !== '') window.sessionStorage.setItem(draftKey(box), box.value);
+          });
       });
   });
 })();
