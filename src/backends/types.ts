@@ -300,6 +300,12 @@ export interface Backend {
    */
   unsent(key: SessionKey): Promise<OutboundRecord[]>;
   /**
+   * Whether the session's unsent replies may go now: the state that made them is durable. False
+   * while it is only in a fast store that keeps nothing across a restart (the durable store
+   * away); the engine then treats the send as refused and tries again later. Absent: always.
+   */
+  sendable?(key: SessionKey): Promise<boolean>;
+  /**
    * Unfenced, though the engine calls it while it holds the session's lease: whoever asks, the
    * store's status rule keeps a record's status from going back (a delivery reported by a
    * status webhook is not undone by a late `sent`). Unknown ids are ignored.

@@ -1267,6 +1267,12 @@ export class Engine {
         }
         let providerMessageId: string;
         try {
+          // The state that made it must outlive a restart of the fast store first (QA33-F1).
+          if (this.o.backend.sendable !== undefined && !(await this.o.backend.sendable(run.lease)))
+            throw new SendError(
+              'held back: the state change that made it is not in PostgreSQL yet (PostgreSQL is away, and Redis keeps nothing across a restart)',
+              { retryable: true, httpStatus: 0 },
+            );
           ({ providerMessageId } = await this.sendOne(rec));
         } catch (err) {
           const e =

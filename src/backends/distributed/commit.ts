@@ -142,14 +142,44 @@ export async function commit(ctx: Context, lease: LeaseGrant, batch: BatchCommit
   ctx.journalReads.set(sk.member, { page: reply.slice(6, 6 + journalHead), mark });
   try {
     await makeDurable(ctx, lease, sk.member, id, lease.fence);
+    ctx.notDurable.delete(sk.member);
     return DURABLE;
   } catch (err) {
     // Applied and journaled in Redis; PostgreSQL takes its copy when it is back (the flusher
     // was told). The commit took effect: say so rather than fail it.
     if (!(err instanceof StorageUnavailableError)) throw err;
     ctx.log.warn({ session: logSessionId(lease) }, 'commit applied in Redis; PostgreSQL copy pending');
+    ctx.pgCopyFailedAt = ctx.now();
+    if (ctx.intakeLog !== null) ctx.notDurable.add(sk.member);
     return JOURNALED;
   }
+}
+
+/** How long after a failed PostgreSQL copy every send first checks its session's copy, ms. */
+const COPY_DOUBT_MS = 60_000;
+
+/**
+ * Whether the state behind a session's unsent replies is durable, so they may go. Where Redis
+ * keeps nothing across a restart (the intake log on), a commit made while PostgreSQL was away is
+ * in Redis alone: a reply sent from it, then Redis restarted, was a reply from a state that no
+ * longer existed, and the user's next answer met the state before it (outside test QA33-F1:
+ * PostgreSQL stopped, then Redis SIGKILLed, 28 of 60 users stalled). Such a session's journal is
+ * copied first; while PostgreSQL is away the reply waits (false), as for a refusing gateway.
+ * With a Redis that persists every write, or PostgreSQL healthy, this asks nothing.
+ */
+export async function sendable(ctx: Context, key: SessionKey): Promise<boolean> {
+  if (ctx.intakeLog === null) return true;
+  const member = ctx.keys.member(key);
+  if (!ctx.notDurable.has(member) && ctx.now() - ctx.pgCopyFailedAt > COPY_DOUBT_MS) return true;
+  try {
+    await ctx.committer.flush(member);
+  } catch (err) {
+    if (!(err instanceof StorageUnavailableError)) throw err;
+    ctx.pgCopyFailedAt = ctx.now();
+    return false;
+  }
+  ctx.notDurable.delete(member);
+  return true;
 }
 
 /**

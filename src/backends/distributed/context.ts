@@ -101,6 +101,13 @@ export interface Context {
    * round trip), for that holder's next `unsent` (used once; dropped on release).
    */
   readonly unsentAfterCommit: Map<string, { token: string; reply: unknown }>;
+  /**
+   * Sessions whose last commit in this process is in Redis only (PostgreSQL was away), where
+   * Redis keeps nothing across a restart (the intake log on): their replies wait for the copy.
+   */
+  readonly notDurable: Set<string>;
+  /** When a PostgreSQL copy of a commit last failed in this process (ms; 0: never). */
+  pgCopyFailedAt: number;
   /** outbound id -> its session, for records this process committed or read (bounded). */
   readonly outboundSessions: Map<string, SessionKey>;
 
@@ -199,6 +206,8 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     mailboxReads: new Map(),
     journalReads: new Map(),
     unsentAfterCommit: new Map(),
+    notDurable: new Set(),
+    pgCopyFailedAt: 0,
     rate: new SharedRate(redis, keys.storedIn, now, log),
     outboundSessions: new Map(),
     sub: null,

@@ -205,6 +205,10 @@ export class DistributedBackend implements Backend {
     return outbox.resolvePrompts(this.ctx, key, providerMessageIds);
   }
 
+  sendable(key: SessionKey): Promise<boolean> {
+    return commits.sendable(this.ctx, key);
+  }
+
   unsent(key: SessionKey): Promise<OutboundRecord[]> {
     return outbox.unsent(this.ctx, key);
   }
