@@ -77,7 +77,10 @@ function drainBody(raw: IncomingMessage, limit: number): Promise<'drained' | 'no
 /** Meta sends up to 3 MB; anything above 4 MiB is refused with 413. */
 export const BODY_LIMIT = 4 * 1024 * 1024;
 
-/** After the store refuses a webhook, `/readyz` answers 503 for this long. */
+/**
+ * After the store refuses a webhook, `/readyz` answers 503 for this long, or until a webhook
+ * begun after the refusal is stored.
+ */
 const WRITE_FAILURE_HOLD_MS = 5000;
 
 /** HTTP limits (SPEC section 3). */
@@ -466,9 +469,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         senders.delivered(req.ip);
         return reply.code(200).send({ queued: batch.messages.length + batch.statuses.length });
       }
-      await keepUnreadable(deps.backend, unreadableLetters(provider.name, skipped, Date.now()));
+      const started = Date.now();
+      await keepUnreadable(deps.backend, unreadableLetters(provider.name, skipped, started));
       const result = await deps.backend.ingest(receivedAt === undefined ? batch : { ...batch, receivedAt });
       count('stored');
+      // A write begun after the last refusal went through: the store takes writes again.
+      if (started > lastWriteFailure) lastWriteFailure = 0;
       senders.delivered(req.ip);
       deps.backend.countStored(result.accepted);
       deps.metrics.stored(result);
