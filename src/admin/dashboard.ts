@@ -24,6 +24,7 @@ import {
   actionForm,
   actionsCard,
   conversationCard,
+  messageOutcomes,
   duration,
   effectOutcomes,
   failedNotice,
@@ -395,7 +396,7 @@ export function registerDashboard(
           ${failedNotice(outbound)}
           <div class="columns">
             <div>${stateCard(s, lease)}${actionsCard(s, flows.get(s.flow))}</div>
-            <div>${conversationCard(...windowed(conv.messages))}</div>
+            <div>${conversationCard(...windowed(conv.messages), messageOutcomes(records))}</div>
           </div>
           ${timelineCard(...windowed(records))}
           ${outboundCard(...windowed(outbound), effectOutcomes(inbound, records))}`;

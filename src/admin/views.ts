@@ -13,6 +13,7 @@ import {
   type OutboundRecord,
   type OutboundStatus,
   type SessionSnapshot,
+  type TransitionKind,
   type TransitionRecord,
 } from '../model/session.ts';
 import { inboundView, type ConversationItem } from './conversation.ts';
@@ -542,7 +543,36 @@ function pager(shown: number, w: HistoryWindow, api: string, id: string): Html {
   </p>`;
 }
 
-export function conversationCard(items: readonly ConversationItem[], window: HistoryWindow = WHOLE): Html {
+/** What became of a user's message that was not applied to the flow, as its line in the conversation says. */
+const NOT_APPLIED: Partial<Record<TransitionKind, readonly [label: string, why: string]>> = {
+  late: ['late, not applied', 'sent before a message the session had already processed'],
+  stale_input: ['stale, not applied', 'a button of an earlier step: answered with a notice'],
+  held: ['held', 'the session waits for an agent: the bot answers nothing'],
+  ignored: ['ignored', 'no input to the flow (a reaction, an edit, a notice...)'],
+};
+
+/**
+ * For each message that a transition record names, the record's kind: the conversation marks
+ * the ones not applied, so an agent sees why the bot did not answer them (outside test QA34-F6).
+ */
+export function messageOutcomes(records: readonly TransitionRecord[]): Map<string, TransitionKind> {
+  const kinds = new Map<string, TransitionKind>();
+  for (const r of records) for (const id of r.message_ids) kinds.set(id, r.kind);
+  return kinds;
+}
+
+function outcomeBadge(m: ConversationItem, outcomes: ReadonlyMap<string, TransitionKind>): Html | '' {
+  const kind = m.direction === 'in' ? outcomes.get(m.id) : undefined;
+  const said = kind === undefined ? undefined : NOT_APPLIED[kind];
+  if (said === undefined) return '';
+  return html`<span class="badge not-applied kind-${kind}" title="${said[1]}">${said[0]}</span>`;
+}
+
+export function conversationCard(
+  items: readonly ConversationItem[],
+  window: HistoryWindow = WHOLE,
+  outcomes: ReadonlyMap<string, TransitionKind> = new Map(),
+): Html {
   return html`<section class="card" id="conversation">
     <h2>Conversation</h2>
     ${pager(items.length, window, 'GET /admin/api/sessions/:waId/messages', 'conversation')}
@@ -558,6 +588,7 @@ export function conversationCard(items: readonly ConversationItem[], window: His
               <span class="type">${m.type}</span>
               <time>${m.at}</time>
               ${m.status ? html`<span class="badge status-${m.status}">${m.status}</span>` : ''}
+              ${outcomeBadge(m, outcomes)}
             </div>
             ${messageBody(m)}
             ${

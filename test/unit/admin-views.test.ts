@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { conversationPage } from '../../src/admin/conversation.ts';
 import { escapeHtml, html, raw } from '../../src/admin/html.ts';
-import { conversationCard, duration, outboundCard, stateCard, timelineCard } from '../../src/admin/views.ts';
+import {
+  conversationCard,
+  duration,
+  messageOutcomes,
+  outboundCard,
+  stateCard,
+  timelineCard,
+} from '../../src/admin/views.ts';
 import type { StoredMessage } from '../../src/model/message.ts';
 import type { OutboundRecord, SessionSnapshot, TransitionRecord } from '../../src/model/session.ts';
 
@@ -205,6 +212,42 @@ describe('dashboard views escape every value', () => {
     expect(middle).not.toContain('class="older"');
     expect(timelineCard([record]).value).not.toContain('The newest');
     expect(conversationCard([]).value).toContain('No messages.');
+  });
+
+  it('marks the user\u2019s messages that were not applied, and says why (outside test QA34-F6)', () => {
+    const msg = (id: string, body: string): StoredMessage => ({
+      ...inbound,
+      id,
+      content: { type: 'text', body },
+    });
+    const rec = (kind: TransitionRecord['kind'], ids: string[]): TransitionRecord => ({
+      version: 2,
+      from_step: 'ask_name',
+      to_step: 'ask_name',
+      kind,
+      message_ids: ids,
+      at: '2025-06-15T15:06:40.000Z',
+      worker: 'w',
+      fencing_token: 1,
+    });
+    const { messages } = conversationPage(
+      [msg('wamid.a', 'Jane'), msg('wamid.l', 'old'), msg('wamid.h', 'hello?'), msg('wamid.w', 'new')],
+      [],
+      10,
+    );
+    const outcomes = messageOutcomes([
+      rec('advance', ['wamid.a']),
+      rec('late', ['wamid.l']),
+      rec('held', ['wamid.h']),
+    ]);
+    const m = conversationCard(messages, undefined, outcomes).value;
+    const line = (id: string) =>
+      m.slice(m.indexOf(`data-id="${id}"`), m.indexOf('</li>', m.indexOf(`data-id="${id}"`)));
+    expect(line('wamid.l')).toMatch(/class="badge not-applied kind-late"[^>]*>late, not applied</);
+    expect(line('wamid.h')).toMatch(/title="the session waits for an agent[^"]*">held</);
+    // Applied, or not processed yet: no mark.
+    expect(line('wamid.a')).not.toContain('not-applied');
+    expect(line('wamid.w')).not.toContain('not-applied');
   });
 
   it('writes durations for people', () => {
