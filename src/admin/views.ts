@@ -215,16 +215,16 @@ export function stateCard(s: SessionSnapshot, lease: LeaseView | null): Html {
       ${row('Retry count', 'state-retry-count', v.metadata.retry_count)}
       ${row('Needs agent', 'state-needs-agent', v.metadata.needs_agent ? html`<span class="badge warn">yes</span>${agent ? html` taken by <strong>${agent}</strong>` : ''}` : 'no')}
       ${v.metadata.handoff_reason !== undefined ? row('Why', 'state-handoff-reason', v.metadata.handoff_reason) : ''}
-      ${row('Last interaction', 'state-last-interaction', v.metadata.last_interaction ?? '-')}
+      ${row('Last interaction', 'state-last-interaction', v.metadata.last_interaction === null ? '-' : html`<time>${v.metadata.last_interaction}</time>`)}
       ${row('Last message id', 'state-last-message-id', v.metadata.last_message_id ?? '-')}
-      ${row('Created', 'state-created', v.metadata.created_at)}
+      ${row('Created', 'state-created', html`<time>${v.metadata.created_at}</time>`)}
       ${row(
         'Lease',
         'state-lease',
         lease === null
           ? 'free'
           : html`held by <code id="lease-holder">${lease.holder ?? 'unknown'}</code>, expires
-              ${lease.expires_at} (in
+              <time>${lease.expires_at}</time> (in
               ${duration(lease.expires_in_ms)})${
                 lease.holder_live
                   ? ''
@@ -315,7 +315,8 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
                 name="text"
                 rows="3"
                 data-max-chars="${AGENT_TEXT_MAX}"
-                placeholder="Write to the user"
+                data-enter-sends
+                placeholder="Write to the user (Enter sends, Shift+Enter for a new line)"
                 aria-label="Message to the user"
                 aria-describedby="reply-count"
                 required

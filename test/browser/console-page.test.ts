@@ -467,6 +467,9 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
       expect(await first.innerText()).toContain(
         `${String(local.getUTCHours()).padStart(2, '0')}:${String(local.getUTCMinutes()).padStart(2, '0')}`,
       );
+      // The State card's times too (outside test QA34: they were left in ISO 8601).
+      for (const id of ['#state-created', '#state-last-interaction'])
+        expect(await tab.locator(`${id} time`).innerText()).toContain('GMT+5:30');
 
       // Back after an action leaves the page instead of showing it again.
       await tab.click('#clear-lease button[type="submit"]');
@@ -605,6 +608,32 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     const s = await h.session(u);
     expect(s!.metadata).toMatchObject({ needs_agent: true, agent: 'Eve', version: 3 });
     expect(await page.locator('#take .error').innerText()).toBe('');
+  });
+
+  it('Enter sends a reply; Shift+Enter starts a new line (outside test QA34)', async () => {
+    const u = '15550701034';
+    await waiting(u);
+    await page.fill('#agent-name', 'Eve');
+    await openSession(page, u);
+    await page.click('#take button[type="submit"]');
+    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    const box = page.locator('#reply textarea[name="text"]');
+    await box.click();
+    // Enter on an empty box sends nothing.
+    await page.keyboard.press('Enter');
+    await page.keyboard.type('First line');
+    await page.keyboard.press('Shift+Enter');
+    await page.keyboard.type('second line');
+    expect(await box.inputValue()).toBe('First line\nsecond line');
+    const reloaded = page.waitForEvent('load', { timeout: 12_000 });
+    await page.keyboard.press('Enter');
+    await reloaded;
+    await h.graph.waitFor(
+      (c) => c.body.to === u && JSON.stringify(c.body).includes('First line\\nsecond line'),
+    );
+    expect(
+      h.graph.requests.filter((c) => c.body.to === u && JSON.stringify(c.body).includes('First line')),
+    ).toHaveLength(1);
   });
 
   it('no page threw', () => {

@@ -317,6 +317,15 @@
         );
     }
   });
+  // Enter sends a reply, as in WhatsApp Web; Shift+Enter starts a new line. Not while an input
+  // method composes a word (Enter there picks the word).
+  document.addEventListener('keydown', function (event) {
+    var box = event.target;
+    if (!box || box.tagName !== 'TEXTAREA' || !box.hasAttribute('data-enter-sends')) return;
+    if (event.key !== 'Enter' || event.shiftKey || event.altKey || event.isComposing) return;
+    event.preventDefault();
+    if (box.form && box.value.trim() !== '') box.form.requestSubmit();
+  });
   document.addEventListener('input', function (event) {
     var box = event.target;
     if (!box || box.tagName !== 'TEXTAREA') return;
