@@ -52,6 +52,14 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await p.goto(`${h.url}/admin/session?wa_id=${u}`);
     await p.waitForSelector('#state');
   }
+  /** A user waiting for an agent, taken by `agent` on the shared page. */
+  async function takenBy(u: string, agent: string): Promise<void> {
+    await waiting(u);
+    await page.fill('#agent-name', agent);
+    await openSession(page, u);
+    await page.click('#take button[type="submit"]');
+    await page.waitForSelector('#agent-mine', { state: 'visible' });
+  }
   async function lastRecord(u: string) {
     return (await h.transitions(u)).at(-1)!;
   }
@@ -265,11 +273,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
 
   it('F9: a pasted reply is never cut; it is counted in characters and refused when too long', async () => {
     const u = '15550701005';
-    await waiting(u);
-    await page.fill('#agent-name', 'Dee');
-    await openSession(page, u);
-    await page.click('#take button[type="submit"]');
-    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    await takenBy(u, 'Dee');
     const box = page.locator('#reply textarea[name="text"]');
     const long = `${'Dear customer, '.repeat(300)}THE IMPORTANT END`;
     expect(long.length).toBeGreaterThan(4096);
@@ -543,11 +547,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
 
   it('QA34-F2: a message on its way when the page reloads is not put back as a draft once committed', async () => {
     const u = '15550701031';
-    await waiting(u);
-    await page.fill('#agent-name', 'Eve');
-    await openSession(page, u);
-    await page.click('#take button[type="submit"]');
-    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    await takenBy(u, 'Eve');
     // A slow gateway: the send waits, the agent reloads meanwhile (committed, shown pending).
     h.graph.failNext(1, {
       status: 200,
@@ -574,11 +574,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
 
   it('QA34-F3: Baton not answering is said in words, and what the agent wrote is kept', async () => {
     const u = '15550701032';
-    await waiting(u);
-    await page.fill('#agent-name', 'Eve');
-    await openSession(page, u);
-    await page.click('#take button[type="submit"]');
-    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    await takenBy(u, 'Eve');
     const box = () => page.locator('#reply textarea[name="text"]');
     await box().fill('Are you still there?');
     const cut = (route: Route) => route.abort('connectionrefused');
@@ -612,11 +608,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
 
   it('Enter sends a reply; Shift+Enter starts a new line (outside test QA34)', async () => {
     const u = '15550701034';
-    await waiting(u);
-    await page.fill('#agent-name', 'Eve');
-    await openSession(page, u);
-    await page.click('#take button[type="submit"]');
-    await page.waitForSelector('#agent-mine', { state: 'visible' });
+    await takenBy(u, 'Eve');
     const box = page.locator('#reply textarea[name="text"]');
     await box.click();
     // Enter on an empty box sends nothing.
