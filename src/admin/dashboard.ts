@@ -47,6 +47,23 @@ const PAGE_ROWS = 300;
 /** How far back a session page's window may go (`older`): a bound on what one page reads. */
 const MAX_SKIP = 100_000;
 
+/**
+ * The newest `n` rows `read` gives that are no newer than `until` (ms; all of the newest `n`
+ * without it). Rows newer than `until` are read past once more, so the window keeps its size.
+ */
+async function newestUpTo<T>(
+  read: (n: number) => Promise<T[]>,
+  n: number,
+  at: (row: T) => number,
+  until: number | undefined,
+): Promise<T[]> {
+  const rows = await read(n);
+  if (until === undefined) return rows;
+  const later = rows.filter((r) => at(r) > until).length;
+  const all = later > 0 && rows.length === n ? await read(n + later) : rows;
+  return all.filter((r) => at(r) <= until);
+}
+
 /** Dead letters per page of the overview. */
 const DEAD_ROWS = 50;
 
@@ -368,14 +385,33 @@ export function registerDashboard(
         const s = named ?? found[0]!;
         // A long history is shown a window at a time (`older`: how many of the newest rows to
         // skip), and only what the window needs is read: the newest rows of each list, one more
-        // than shown to know whether older ones exist.
+        // than shown to know whether older ones exist. Paging back counts from the moment it
+        // began (`until`, ms): rows newer than that are left out, so what the user writes
+        // meanwhile neither shifts the window nor makes "Newer" skip rows (outside test QA34-F1).
         const skip = Math.min(MAX_SKIP, Math.max(0, Math.floor(Number(query.older) || 0)));
+        const until = skip > 0 && Number(query.until) > 0 ? Math.floor(Number(query.until)) : undefined;
+        const asOf = until ?? now();
         const take = skip + PAGE_ROWS + 1;
         const [lease, records, outbound, inbound] = await Promise.all([
           liveLeaseView(backend, s, now()),
-          backend.transitions(s, take),
-          backend.outbound(s, take),
-          backend.inbound(s, take),
+          newestUpTo(
+            (n) => backend.transitions(s, n),
+            take,
+            (r) => Date.parse(r.at),
+            until,
+          ),
+          newestUpTo(
+            (n) => backend.outbound(s, n),
+            take,
+            (o) => o.createdAt,
+            until,
+          ),
+          newestUpTo(
+            (n) => backend.inbound(s, n),
+            take,
+            (m) => m.storedAt,
+            until,
+          ),
         ]);
         const conv = conversationPage(inbound, outbound, 2 * take);
         const windowed = <T>(all: readonly T[]): [T[], HistoryWindow] => {
@@ -386,7 +422,8 @@ export function registerDashboard(
               skip,
               rows: PAGE_ROWS,
               older: end > PAGE_ROWS,
-              href: (n) => `${sessionHref(s)}${n > 0 ? `&older=${n}` : ''}`,
+              ...(until !== undefined ? { asOf: new Date(until).toISOString() } : {}),
+              href: (n) => `${sessionHref(s)}${n > 0 ? `&older=${n}&until=${asOf}` : ''}`,
             },
           ];
         };

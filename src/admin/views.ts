@@ -526,6 +526,8 @@ export interface HistoryWindow {
   readonly skip: number;
   readonly rows: number;
   readonly older: boolean;
+  /** ISO 8601: the moment paging back began; rows newer than it are left out. */
+  readonly asOf?: string;
   /** The session page showing the rows before the newest `skip`. */
   readonly href: (skip: number) => string;
 }
@@ -537,7 +539,12 @@ const WHOLE: HistoryWindow = { skip: 0, rows: Number.POSITIVE_INFINITY, older: f
 function pager(shown: number, w: HistoryWindow, api: string, id: string): Html {
   if (w.skip === 0 && !w.older) return html``;
   return html`<p class="muted pager" id="${id}-pager">
-    ${w.skip === 0 ? html`The newest ${shown}.` : html`${shown} older, before the newest ${w.skip}.`}
+    ${
+      w.skip === 0
+        ? html`The newest ${shown}.`
+        : html`${shown} older, before the newest
+          ${w.skip}${w.asOf !== undefined ? html` as of <time>${w.asOf}</time>` : ''}.`
+    }
     ${w.skip > 0 ? html`<a class="newer" href="${w.href(Math.max(0, w.skip - w.rows))}">Newer</a>` : ''}
     ${w.older ? html`<a class="older" href="${w.href(w.skip + w.rows)}">Older</a>` : ''}
     <code>${api}</code> has them all.

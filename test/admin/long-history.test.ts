@@ -21,17 +21,21 @@ describe.each(HARNESS_BACKENDS)('a session page of a long history (%s)', (_name,
     // worker would record ignored messages.
     expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
     await h.settled(user, 1);
+    await ignored(0, 400, (i) => ts * 1000 + i);
+  }, 60_000);
+
+  /** Records `count` ignored messages (`wamid.IGNORED<from + i>`), committed as a worker would. */
+  async function ignored(from: number, count: number, at: (i: number) => number): Promise<void> {
     const backend = h.baton.backend;
-    const key = { channel: PHONE_ID, user };
-    const lease = (await backend.acquireLease(key, 'test-writer', 5000))!;
+    const lease = (await backend.acquireLease({ channel: PHONE_ID, user }, 'test-writer', 5000))!;
     const snapshot = (await backend.load(lease))!;
-    const records: TransitionRecord[] = Array.from({ length: 400 }, (_, i) => ({
+    const records: TransitionRecord[] = Array.from({ length: count }, (_, i) => ({
       version: 1,
       from_step: snapshot.step,
       to_step: snapshot.step,
       kind: 'ignored',
-      message_ids: [`wamid.IGNORED${i}`],
-      at: new Date(ts * 1000 + i).toISOString(),
+      message_ids: [`wamid.IGNORED${from + i}`],
+      at: new Date(at(i)).toISOString(),
       worker: 'test-writer',
       fencing_token: lease.fence,
     }));
@@ -44,7 +48,13 @@ describe.each(HARNESS_BACKENDS)('a session page of a long history (%s)', (_name,
       deadLetters: [],
     });
     await backend.releaseLease(lease);
-  }, 60_000);
+  }
+  const rows = (page: string): string[] =>
+    [...page.matchAll(/<code>(wamid\.IGNORED\d+|wamid\.[^<]+)<\/code> <\/td>/g)].map((m) => m[1]!);
+  const olderLink = (page: string): string | undefined =>
+    /<p class="muted pager" id="timeline-pager">[\s\S]*?<a class="older" href="([^"]+)">/
+      .exec(page)?.[1]
+      ?.replace(/&amp;/g, '&');
 
   it.skipIf(!available)('shows the newest 300 records, then the older ones, reading only those', async () => {
     const backend = h.baton.backend;
@@ -61,19 +71,21 @@ describe.each(HARNESS_BACKENDS)('a session page of a long history (%s)', (_name,
         expect(r.status).toBe(200);
         return r.text();
       };
-      const rows = (page: string): string[] =>
-        [...page.matchAll(/<code>(wamid\.IGNORED\d+|wamid\.[^<]+)<\/code> <\/td>/g)].map((m) => m[1]!);
 
       const newest = await get(`/admin/session?wa_id=${user}&channel=${PHONE_ID}`);
       expect(newest).toContain('The newest 300.');
       const older =
         /<p class="muted pager" id="timeline-pager">[\s\S]*?<a class="older" href="([^"]+)">/.exec(newest);
-      expect(older?.[1]).toBe(`/admin/session?wa_id=${user}&amp;channel=${PHONE_ID}&amp;older=300`);
+      expect(older?.[1]).toMatch(
+        new RegExp(
+          `^/admin/session\\?wa_id=${user}&amp;channel=${PHONE_ID}&amp;older=300&amp;until=\\d{13}$`,
+        ),
+      );
       expect(rows(newest).at(-1)).toBe('wamid.IGNORED399');
       expect(rows(newest)[0]).toBe('wamid.IGNORED100');
 
       const before = await get(older![1]!.replace(/&amp;/g, '&'));
-      expect(before).toContain('101 older, before the newest 300.');
+      expect(before).toMatch(/101 older, before the newest\s+300 as of <time>[^<]+<\/time>\./);
       expect(before).not.toMatch(/id="timeline-pager">[\s\S]*?class="older"/);
       // The first record of the conversation is there: "hi", then the first ignored ones.
       expect(rows(before).at(-1)).toBe('wamid.IGNORED99');
@@ -123,6 +135,31 @@ describe.each(HARNESS_BACKENDS)('a session page of a long history (%s)', (_name,
       );
       const bad = await h.admin(`/sessions/${user}/transitions?channel=${PHONE_ID}&limit=1001`);
       expect(bad.status).toBe(400);
+    },
+  );
+  it.skipIf(!available)(
+    'paging back holds its place while the user writes (outside test QA34-F1)',
+    async () => {
+      const cookie = await h.dashboardCookie();
+      const get = async (path: string): Promise<string> => {
+        const r = await fetch(`${h.url}${path}`, { headers: { cookie } });
+        expect(r.status).toBe(200);
+        return r.text();
+      };
+      const older = olderLink(await get(`/admin/session?wa_id=${user}&channel=${PHONE_ID}`))!;
+      const shown = rows(await get(older));
+      expect(shown.at(-1)).toBe('wamid.IGNORED99');
+      // The user writes 50 more messages while the agent reads.
+      await ignored(400, 50, () => Date.now() + 1000);
+      // The same window again (a Live reload), then Newer: the rows the agent was reading, then
+      // the 300 after them as they stood; nothing skipped.
+      const again = await get(older);
+      expect(rows(again)).toEqual(shown);
+      expect(again).toMatch(/101 older, before the newest\s+300 as of/);
+      const newer = /<a class="newer" href="([^"]+)">/.exec(again)![1]!.replace(/&amp;/g, '&');
+      expect(newer).toBe(`/admin/session?wa_id=${user}&channel=${PHONE_ID}`);
+      // The newest page is live: it shows what came since.
+      expect(rows(await get(newer)).at(-1)).toBe('wamid.IGNORED449');
     },
   );
 });
