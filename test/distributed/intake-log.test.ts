@@ -12,7 +12,7 @@ import type { DistributedBackend } from '../../src/backends/distributed/index.ts
 import { startHarness, type Harness } from '../support/harness.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.ts';
-import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { proxyOf } from '../support/tcp-proxy.ts';
 import { DATABASE_URL, describeServices, dropIsolation, isolation, pgQuery } from '../support/services.ts';
 
 const ts = 1_750_000_000;
@@ -345,12 +345,9 @@ describeServices('the intake log (a Redis without AOF)', () => {
   }, 60_000);
 
   it('answers 503, not 200, while PostgreSQL is away (Redis alone would not keep the message)', async () => {
-    const proxy = await startTcpProxy(Number(new URL(DATABASE_URL).port || 5432));
+    const { proxy, url: viaProxy } = await proxyOf(DATABASE_URL);
     cleanups.push(async () => proxy.close());
-    const viaProxy = new URL(DATABASE_URL);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
-    const { h, logged } = await rig(false, { DATABASE_URL: viaProxy.toString() });
+    const { h, logged } = await rig(false, { DATABASE_URL: viaProxy });
     const u = '15550501005';
     const hi = webhook([text(u, 'hi', ts)]);
     proxy.block();

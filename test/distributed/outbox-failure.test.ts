@@ -11,7 +11,7 @@ import { Engine } from '../../src/engine/engine.ts';
 import { SendError } from '../../src/errors.ts';
 import { Metrics } from '../../src/metrics.ts';
 import { DATABASE_URL, describeServices, pgQuery } from '../support/services.ts';
-import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { proxyOf } from '../support/tcp-proxy.ts';
 import { eventually, newKey, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 
@@ -19,12 +19,9 @@ describeServices('distributed outbox: a permanent send failure with PostgreSQL a
   useCleanup();
 
   it('keeps the failure: one dead letter once PostgreSQL is back, the record failed, no send lost', async () => {
-    const proxy = await startTcpProxy(Number(new URL(DATABASE_URL).port || 5432));
+    const { proxy, url: viaProxy } = await proxyOf(DATABASE_URL);
     afterThisTest(() => proxy.close());
-    const viaProxy = new URL(DATABASE_URL);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
-    const { backend, schema } = await makeBackend({ databaseUrl: viaProxy.toString(), pgRetryMs: 200 });
+    const { backend, schema } = await makeBackend({ databaseUrl: viaProxy, pgRetryMs: 200 });
     let sends = 0;
     const engine = new Engine({
       backend,

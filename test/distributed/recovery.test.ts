@@ -9,7 +9,7 @@ import { expect, it } from 'vitest';
 import { Keys } from '../../src/backends/distributed/keys.ts';
 import { StorageUnavailableError } from '../../src/errors.ts';
 import { startPrivateRedis } from '../support/redis-server.ts';
-import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { proxyOf } from '../support/tcp-proxy.ts';
 import { eventually, newKey, nextBatch, outbound, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 import { DATABASE_URL, REDIS_URL, describeServices, pgQuery } from '../support/services.ts';
@@ -216,9 +216,9 @@ describeServices('distributed backend: recovery', () => {
   });
 
   it('rejects intake with StorageUnavailableError, quickly, when Redis is unreachable', async () => {
-    const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379));
+    const { proxy, url } = await proxyOf(REDIS_URL);
     afterThisTest(() => proxy.close());
-    const { backend } = await makeBackend({ redisUrl: `redis://127.0.0.1:${proxy.port}` });
+    const { backend } = await makeBackend({ redisUrl: url });
     const key = newKey();
     expect((await backend.ingest({ messages: [text(key, 'before')], statuses: [] })).accepted).toBe(1);
     proxy.block();
@@ -250,14 +250,11 @@ describeServices('distributed backend: recovery', () => {
   });
 
   it('write-through with PostgreSQL away: the commit takes effect and says it is not durable yet, nothing is lost, the journal catches up', async () => {
-    const proxy = await startTcpProxy(Number(new URL(DATABASE_URL).port || 5432));
+    const { proxy, url: viaProxy } = await proxyOf(DATABASE_URL);
     afterThisTest(() => proxy.close());
-    const viaProxy = new URL(DATABASE_URL);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
     // Redis taken as durable (no intake log): then intake needs no PostgreSQL.
     const { backend, schema } = await makeBackend({
-      databaseUrl: viaProxy.toString(),
+      databaseUrl: viaProxy,
       pgRetryMs: 300,
       intakeLog: 'off',
     });

@@ -11,19 +11,16 @@ import type { OutboundRecord } from '../../src/model/session.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 import { REDIS_URL, describeServices } from '../support/services.ts';
 import { testEngine } from '../support/engine.ts';
-import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { proxyOf } from '../support/tcp-proxy.ts';
 import { eventually, newKey, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 
 const TTL = 1000;
 
 async function twoWorkers(opts: { cutForMs: number }) {
-  const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379));
+  const { proxy, url: viaProxy } = await proxyOf(REDIS_URL);
   afterThisTest(() => proxy.close());
-  const viaProxy = new URL(REDIS_URL);
-  viaProxy.hostname = '127.0.0.1';
-  viaProxy.port = String(proxy.port);
-  const a = await makeBackend({ redisUrl: viaProxy.toString() });
+  const a = await makeBackend({ redisUrl: viaProxy });
   const b = await makeBackend({}, { prefix: a.prefix, schema: a.schema });
   const sends: Array<{ by: 'a' | 'b'; rec: OutboundRecord }> = [];
   const engineA = testEngine(a.backend, {

@@ -12,7 +12,7 @@ import { orderFlow } from '../../src/bots/order.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { Metrics } from '../../src/metrics.ts';
 import { DATABASE_URL, describeServices, pgQuery } from '../support/services.ts';
-import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { proxyOf } from '../support/tcp-proxy.ts';
 import { eventually, newKey, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 
@@ -20,13 +20,10 @@ describeServices('distributed sends with a Redis that keeps nothing, PostgreSQL 
   useCleanup();
 
   it('hold a reply back until PostgreSQL has the state change that made it', async () => {
-    const proxy = await startTcpProxy(Number(new URL(DATABASE_URL).port || 5432));
+    const { proxy, url: viaProxy } = await proxyOf(DATABASE_URL);
     afterThisTest(() => proxy.close());
-    const viaProxy = new URL(DATABASE_URL);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
     const { backend, schema } = await makeBackend({
-      databaseUrl: viaProxy.toString(),
+      databaseUrl: viaProxy,
       pgRetryMs: 200,
       intakeLog: 'on',
     });

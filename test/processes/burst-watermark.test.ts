@@ -17,7 +17,7 @@
  */
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { expectBurstsWhole } from '../support/bursts.ts';
-import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { proxyOf, type TcpProxy } from '../support/tcp-proxy.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
@@ -42,10 +42,8 @@ describe.skipIf(!up)('separate ingress and worker processes, intake slower than 
 
   beforeAll(async () => {
     graph = await startFakeGraph();
-    proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), { delayMs: { min: 30, max: 60 } });
-    const viaProxy = new URL(REDIS_URL);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
+    let viaProxy: string;
+    ({ proxy, url: viaProxy } = await proxyOf(REDIS_URL, { delayMs: { min: 30, max: 60 } }));
     env = {
       HOST: '127.0.0.1',
       REDIS_URL,
@@ -63,9 +61,7 @@ describe.skipIf(!up)('separate ingress and worker processes, intake slower than 
     slowBase = `http://127.0.0.1:${slowPort}`;
     adminBase = `http://127.0.0.1:${adminPort}`;
     // The webhooks' ingress: every Redis command it sends waits 30-60 ms in the proxy.
-    procs.push(
-      await spawnBaton(['ingress'], { ...env, PORT: String(slowPort), REDIS_URL: viaProxy.toString() }),
-    );
+    procs.push(await spawnBaton(['ingress'], { ...env, PORT: String(slowPort), REDIS_URL: viaProxy }));
     // A second ingress, on Redis directly, for the admin reads (it receives no webhooks).
     procs.push(await spawnBaton(['ingress'], { ...env, PORT: String(adminPort) }));
     procs.push(await spawnBaton(['worker', '--concurrency', '8'], env));

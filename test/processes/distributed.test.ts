@@ -21,7 +21,7 @@ import {
   REDIS_URL,
   uniqueName,
 } from '../support/services.ts';
-import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { proxyOf } from '../support/tcp-proxy.ts';
 
 const up = await distributedServicesUp('distributed process tests');
 
@@ -408,13 +408,10 @@ describe.skipIf(!up)('distributed mode, real processes', () => {
   }, 120_000);
 
   it('loses nothing when PostgreSQL is unreachable for a few seconds (write-through)', async () => {
-    const proxy = await startTcpProxy(Number(new URL(DATABASE_URL).port || 5432));
-    const viaProxy = new URL(DATABASE_URL);
-    viaProxy.port = String(proxy.port);
-    viaProxy.hostname = '127.0.0.1';
+    const { proxy, url: viaProxy } = await proxyOf(DATABASE_URL);
     const c = await startCluster(graph, {
       workers: 2,
-      databaseUrl: viaProxy.toString(),
+      databaseUrl: viaProxy,
       env: { BATON_SYNC_MODE: 'write-through' },
     });
     try {

@@ -97,3 +97,26 @@ export async function startTcpProxy(targetPort: number, opts: TcpProxyOptions = 
     },
   };
 }
+
+/** Each service's port when its URL names none. */
+const DEFAULT_PORTS: Record<string, number> = {
+  'redis:': 6379,
+  'rediss:': 6379,
+  'postgres:': 5432,
+  'postgresql:': 5432,
+};
+
+/**
+ * A proxy in front of the service `serviceUrl` names (Redis or PostgreSQL), and the URL that
+ * reaches the service through it: what a test gives the store it will cut off or slow down.
+ */
+export async function proxyOf(
+  serviceUrl: string,
+  opts: TcpProxyOptions = {},
+): Promise<{ proxy: TcpProxy; url: string }> {
+  const via = new URL(serviceUrl);
+  const proxy = await startTcpProxy(Number(via.port || DEFAULT_PORTS[via.protocol]), opts);
+  via.hostname = '127.0.0.1';
+  via.port = String(proxy.port);
+  return { proxy, url: via.toString() };
+}
