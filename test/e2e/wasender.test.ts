@@ -29,6 +29,19 @@ function received(user: string, body: string, ts: number): Record<string, unknow
   };
 }
 
+/** A message `user` wrote in the group `group`. */
+function inGroup(user: string, group: string, body: string, ts: number): Record<string, unknown> {
+  const m = received(user, body, ts) as { data: { messages: { key: Record<string, unknown> } } };
+  m.data.messages.key = {
+    ...m.data.messages.key,
+    remoteJid: group,
+    participant: `${user}@s.whatsapp.net`,
+    cleanedParticipantPn: user,
+    cleanedSenderPn: undefined,
+  };
+  return m;
+}
+
 describe('POST /webhooks/wasender', () => {
   const send = (body: unknown, secret: string | null = SECRET) =>
     fetch(`${h.url}/webhooks/wasender`, {
@@ -61,5 +74,29 @@ describe('POST /webhooks/wasender', () => {
     expect(mine.length).toBeGreaterThanOrEqual(5);
     expect(mine[0]!.headers.authorization).toBe('Bearer ws-key');
     expect(mine[1]!.body.text).toContain('1. Trail Shoe');
+  });
+
+  it('a group message never reaches its sender\u2019s private conversation (outside test QA35-F1)', async () => {
+    const u = '15550125';
+    const group = '120363040000000777@g.us';
+    const ts = 1_750_000_100;
+    expect((await send(received(u, 'hi', ts))).status).toBe(200);
+    await h.until(async () => (await h.baton.backend.findSessions(u))[0]?.version === 1);
+    // The user says something in a group, then their private answer, stamped before it, arrives.
+    expect((await send(inGroup(u, group, 'lunch at 1?', ts + 20))).status).toBe(200);
+    await h.until(async () => {
+      const chat = (await h.baton.backend.findSessions(group))[0];
+      return chat !== undefined && (await h.baton.backend.transitions(chat)).length === 1;
+    });
+    expect((await send(received(u, 'Ana Lima', ts + 5))).status).toBe(200);
+    await h.until(async () => (await h.baton.backend.findSessions(u))[0]?.version === 2);
+    const mine = (await h.baton.backend.findSessions(u))[0]!;
+    expect(mine).toMatchObject({ step: 'choose_product', data: { customer_name: 'Ana Lima' } });
+    expect((await h.baton.backend.transitions(mine)).map((r) => r.kind)).toEqual(['advance', 'advance']);
+    // The group's message: kept in the group's own session, as no input, and answered by nobody.
+    const chat = (await h.baton.backend.findSessions(group))[0]!;
+    expect(chat).toMatchObject({ channel: 'wasender:ws-session-1', user: group, version: 0 });
+    expect((await h.baton.backend.transitions(chat)).map((r) => r.kind)).toEqual(['ignored']);
+    expect(h.graph.requests.filter((c) => JSON.stringify(c.body).includes(group))).toEqual([]);
   });
 });

@@ -115,7 +115,7 @@ describe('parseWasenderWebhook: messages', () => {
     ]);
   });
 
-  it('takes the group participant when there is no sender pn, and never a @lid', () => {
+  it('takes the participant\u2019s number when there is no sender pn, and never a @lid', () => {
     const group = parseWasenderWebhook({
       event: 'messages.upsert',
       data: {
@@ -124,7 +124,7 @@ describe('parseWasenderWebhook: messages', () => {
             ...textMessage,
             key: {
               id: 'G',
-              remoteJid: '1203@g.us',
+              remoteJid: '1203@s.whatsapp.net',
               participant: '9@lid',
               cleanedParticipantPn: '15550009999',
             },
@@ -250,7 +250,7 @@ describe('parseWasenderWebhook: messages', () => {
     expect(parseWasenderWebhookReport(body).batch.messages[0]!.id).toBe(first.batch.messages[0]!.id);
   });
 
-  it('keeps a group or broadcast chat message as no input to a flow (its sender said it to the group)', () => {
+  it('keeps a group or broadcast chat message in a session of that chat, as no input to a flow', () => {
     for (const [jid, type] of [
       ['120363040000000000@g.us', 'group'],
       ['status@broadcast', 'broadcast'],
@@ -273,8 +273,12 @@ describe('parseWasenderWebhook: messages', () => {
         },
       });
       expect(batch.messages[0], jid).toMatchObject({
+        user: jid.trim().toLowerCase(),
         content: { type: 'unsupported', originalType: type },
       });
+      // Not the sender's private session (outside test QA35-F1), and no phone number to answer.
+      expect(batch.messages[0]!.waId).toBeUndefined();
+      expect(batch.messages[0]!.profileName).toBeUndefined();
     }
   });
 

@@ -171,11 +171,19 @@ function readMessage(
   const key = obj(raw, 'key');
   const givenId = str(key, 'id');
   if (key?.fromMe === true) return undefined;
-  const user =
+  // A group's (or a broadcast list's, or a channel's) message is said to that chat, not to the
+  // bot: kept in a session of the chat's own (its JID), as no input to a flow (recorded
+  // `ignored`, never answered). Kept in its sender's private session, its timestamp moved that
+  // session's clock, and the sender's private answer stamped before it was taken as late
+  // (outside test QA35-F1).
+  const chat = str(key, 'remoteJid')?.trim().toLowerCase();
+  const shared = chat === undefined ? undefined : /@(g\.us|broadcast|newsletter)$/.exec(chat)?.[1];
+  const sender =
     str(key, 'cleanedSenderPn') ??
     str(key, 'cleanedParticipantPn') ??
     phoneOfJid(str(key, 'senderPn')) ??
     phoneOfJid(str(key, 'remoteJid'));
+  const user = shared !== undefined ? chat : sender;
   if (user === undefined) {
     return givenId === undefined
       ? { kind: 'message', reason: 'message has no key.id' }
@@ -192,10 +200,6 @@ function readMessage(
   const message = obj(raw, 'message');
   const profileName = str(raw, 'pushName');
   const contextId = contextIdOf(message);
-  // A group's (or a broadcast list's) message is said to the group, not to the bot: kept, as no
-  // input to a flow (recorded `ignored`), never a step's answer.
-  const chat = str(key, 'remoteJid')?.trim().toLowerCase();
-  const shared = chat === undefined ? undefined : /@(g\.us|broadcast|newsletter)$/.exec(chat)?.[1];
   const content =
     shared !== undefined
       ? unsupported(shared === 'g.us' ? 'group' : shared, 'a group, broadcast or channel message')
@@ -204,12 +208,12 @@ function readMessage(
     provider: 'wasender',
     channel,
     user,
-    waId: user,
+    ...(shared === undefined ? { waId: user } : {}),
     id,
     timestamp: messageSeconds(raw.messageTimestamp) ?? envelopeTs ?? Math.floor(now() / 1000),
     content: givenId === undefined ? unsupported(originalTypeOf(content), 'message has no key.id') : content,
     ...(contextId === undefined ? {} : { contextId }),
-    ...(profileName === undefined ? {} : { profileName }),
+    ...(profileName === undefined || shared !== undefined ? {} : { profileName }),
   };
 }
 
