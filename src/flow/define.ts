@@ -458,6 +458,18 @@ export interface StepDef<S extends string = string> {
 
 const DEFAULT_RESET_KEYWORDS = ['reset', 'start over', 'restart'];
 const STEP_ID = /^[a-z][a-z0-9_]*$/;
+/**
+ * Longest flow or step id: both name every reply in `biz_opaque_callback_data`
+ * (`baton:<flow>:<step>:<version>…`), which Meta caps at 512 characters (outside test QA35-F5:
+ * long ids made every prompt's 585 and Graph refuses it).
+ */
+const MAX_ID = 64;
+const idProblem = (id: string): string | undefined =>
+  !STEP_ID.test(id)
+    ? 'id must be lower_snake_case'
+    : id.length > MAX_ID
+      ? `id must be at most ${MAX_ID} characters (it names every reply sent, in biz_opaque_callback_data)`
+      : undefined;
 const EFFECT_NAME = /^[a-z][a-z0-9_]*$/;
 
 /**
@@ -542,7 +554,8 @@ export function defineFlow<
   const fail = (detail: string): never => {
     throw new FlowDefinitionError(`flow "${spec.id}": ${detail}`);
   };
-  if (!STEP_ID.test(spec.id)) fail('id must be lower_snake_case');
+  const flowIdProblem = idProblem(String(spec.id));
+  if (flowIdProblem !== undefined) fail(flowIdProblem);
   // Plain JavaScript has no compiler to catch a misspelt field, which was then ignored (outside
   // test QA22-F3: `choises`, `maxRetry` and `handoffKeyword` loaded without a word).
   const unknown = (where: string, o: object | undefined, known: readonly string[]): void => {
@@ -621,7 +634,8 @@ export function defineFlow<
   for (const id of ids) {
     const s = spec.steps[id] as StepSpec<string, FlowData, EffectMap>;
     const at = `step "${id}"`;
-    if (!STEP_ID.test(id)) fail(`${at}: id must be lower_snake_case`);
+    const stepIdProblem = idProblem(id);
+    if (stepIdProblem !== undefined) fail(`${at}: ${stepIdProblem}`);
     unknown(`${at}: `, s, STEP_FIELDS);
     unknown(`${at}: effect: `, s.effect, STEP_EFFECT_FIELDS);
     // Plain JavaScript has no compiler to say so (outside test QA4-L2: "s.to is not iterable").

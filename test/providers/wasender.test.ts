@@ -318,6 +318,15 @@ describe('parseWasenderWebhook: statuses and other events', () => {
     ]);
   });
 
+  it('matches an update by WASender\u2019s msgId when it names one (the id its send answer gave)', () => {
+    const withMsgId = update(0);
+    (withMsgId.data as Record<string, unknown>).msgId = 100000;
+    expect(parseWasenderWebhook(withMsgId).statuses[0]).toMatchObject({
+      messageId: '100000',
+      status: 'failed',
+    });
+  });
+
   it('ignores PENDING and reports unknown codes', () => {
     expect(parseWasenderWebhookReport(update(1))).toEqual({
       batch: { messages: [], statuses: [] },

@@ -79,6 +79,15 @@ describe('defineFlow validation', () => {
     expect(() => defineFlow({ id: 'Bad Id', start: 'a', steps: { a: step([]) } })).toThrow(
       /lower_snake_case/,
     );
+    // Both name every reply in biz_opaque_callback_data, which Meta caps at 512 (outside test QA35-F5).
+    const long = 'a'.repeat(65);
+    expect(() => defineFlow({ id: long, start: 'a', steps: { a: step([]) } })).toThrow(
+      /id must be at most 64 characters/,
+    );
+    expect(() => defineFlow({ id: 'f', start: long, steps: { [long]: step([]) } })).toThrow(
+      new RegExp(`step "${long}": id must be at most 64 characters`),
+    );
+    expect(defineFlow({ id: 'a'.repeat(64), start: 'a', steps: { a: step([]) } }).id).toHaveLength(64);
   });
 
   it('refuses a step without "to" (plain JavaScript: no compiler says so) with a clear error (outside test QA4-L2)', () => {

@@ -295,7 +295,11 @@ function readStatus(
   now: () => number,
 ): StatusUpdate | SkippedItem | undefined {
   const key = obj(raw, 'key');
-  const messageId = str(key, 'id');
+  // Baton knows a WASender reply by the `msgId` its send answer gave (WASender's own integer id),
+  // while WhatsApp's key id is all a documented status update names: an update that carries the
+  // msgId too is matched by it; one that names the key id alone matches no reply (see README).
+  const msgId = num(raw, 'msgId') ?? str(raw, 'msgId');
+  const messageId = msgId !== undefined ? String(msgId) : str(key, 'id');
   if (messageId === undefined) return { kind: 'status', reason: 'status update has no key.id' };
   const code = num(obj(raw, 'update'), 'status');
   if (code === PENDING) return undefined;
