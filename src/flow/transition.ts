@@ -239,6 +239,11 @@ function leftVisit(s: SessionSnapshot): SessionSnapshot {
   return rest;
 }
 
+/** An outcome that begins the conversation anew: a goto that clears the data, or a start over. */
+function startsAnew(o: Outcome): boolean {
+  return o.kind === 'start_over' || (o.kind === 'goto' && o.clear === true);
+}
+
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
@@ -374,7 +379,9 @@ class BatchRun {
         i += 1;
         continue;
       }
+      const before = this.s;
       const read = this.readInput(messages, i, step, false);
+      const at = i;
       i = read.next;
       if (read.stale) {
         this.note('stale_input', [m.id]);
@@ -391,9 +398,31 @@ class BatchRun {
         this.enter('advance', step.id, [...read.input.messageIds], {});
         continue;
       }
-      const input = read.input;
-      const outcome =
+      let input = read.input;
+      let outcome =
         read.valid && step.on ? this.decide(step, 'on', () => step.on!(input, this.ctx(step))) : null;
+      if (
+        outcome !== null &&
+        startsAnew(outcome) &&
+        input.messageIds.length > 1 &&
+        m.content.type === 'text'
+      ) {
+        // Texts of a burst, joined at a step whose answer starts the conversation anew (the
+        // reference bot's `completed`: any message is a new order): the first text starts it,
+        // and the texts after it are answers at the step it goes to, as in a new session
+        // (outside test QA36-F1: "hi again", "Mary" was a new order that swallowed the name).
+        const alone: StepInput = { type: 'text', text: m.content.body.trim(), messageIds: [m.id] };
+        const again = this.decide(step, 'on', () => step.on!(alone, this.ctx(step)));
+        if (startsAnew(again)) {
+          [input, outcome, i] = [alone, again, at + 1];
+          // The texts after it are read again: the session has not seen them yet.
+          this.s = {
+            ...this.s,
+            lastInteraction: before.lastInteraction,
+            lastMessageId: before.lastMessageId,
+          };
+        }
+      }
       if (outcome?.kind === 'start_over') {
         // The flow's own reset: what `keepOnReset` names stays, as after a reset keyword.
         const kept = this.keptOnReset();

@@ -281,6 +281,39 @@ describe('transition (pure)', () => {
     expect(r.records[0]).toMatchObject({ kind: 'advance', from_step: 'completed' });
   });
 
+  it('at completed or cancelled, a burst is a new order whose first text starts it and the rest answer it (outside test QA36-F1)', () => {
+    let s = run(null, txt('hi', 100)).snapshot;
+    s = run(s, txt('Jo', 101), tap('sku_550e', 102), txt('A', 103), tap('confirm', 104)).snapshot;
+    expect(s.step).toBe('completed');
+    // Three texts of one second (equal timestamps are not late): a new order, then one name.
+    const again = txt('hi again', 110);
+    const r = run(s, again, txt('Mary', 111), txt('Ann', 111));
+    expect(r.snapshot).toMatchObject({
+      step: 'choose_product',
+      data: { customer_name: 'Mary Ann' },
+      lastInteraction: 111,
+    });
+    expect(r.records.map((x) => [x.kind, x.from_step, x.to_step, x.message_ids.length])).toEqual([
+      ['advance', 'completed', 'ask_name', 1],
+      ['advance', 'ask_name', 'choose_product', 2],
+    ]);
+    expect(r.records[0]!.message_ids).toEqual([again.id]);
+    expect(r.effects.map((e) => e.step)).toEqual(['choose_product']);
+    // Cancelled: new order, name, then the product's button, each applied in turn.
+    let c = run(null, txt('hi', 200)).snapshot;
+    c = run(c, txt('Jo', 201), tap('sku_550e', 202), txt('A', 203), tap('cancel', 204)).snapshot;
+    expect(c.step).toBe('cancelled');
+    const n = run(c, txt('new one', 210), txt('Mary', 211), tap('sku_777b', 212));
+    expect(n.snapshot).toMatchObject({
+      step: 'collect_shipping_address',
+      data: { customer_name: 'Mary', product_id: 'sku_777b' },
+    });
+    expect(n.records.map((x) => x.kind)).toEqual(['advance', 'advance', 'advance']);
+    expect(n.effects.map((e) => e.step)).toEqual(['collect_shipping_address']);
+    // A single text is a new order as before.
+    expect(run(s, txt('again', 110)).snapshot).toMatchObject({ step: 'ask_name', data: {} });
+  });
+
   it('maps a typed number or title to a choice only for gateways without buttons', () => {
     const s = run(run(null, txt('hi', 100)).snapshot, txt('Jo', 101)).snapshot;
     expect(run(s, txt('2', 102)).records[0]!.kind).toBe('retry');
