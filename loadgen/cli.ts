@@ -384,9 +384,11 @@ async function checkEnd(o: Parsed, env: LoadIO['env']): Promise<void> {
   const { loadFlows } = await import('../src/app.ts');
   let flows;
   try {
-    flows = await loadFlows(o.flow ?? env.BATON_FLOWS);
+    flows = await loadFlows(o.flow ?? env.BATON_FLOWS, o.flow !== undefined ? '--flow' : 'BATON_FLOWS');
   } catch (err) {
-    throw new LoadUsageError(`cannot load the flow to check the script: ${(err as Error).message}`);
+    // A module that is there but fails to load is a failure (exit 1), as for `flow graph` and
+    // `simulate --start`; not a mistake in the command line (outside test QA35-F6).
+    throw new Error(`cannot load the flow to check the script: ${(err as Error).message}`, { cause: err });
   }
   if (!flows.some((f) => f.steps.has(end))) {
     throw new LoadUsageError(
@@ -440,7 +442,12 @@ async function startTarget(o: Parsed, env: LoadIO['env']): Promise<StartedTarget
     };
     for (const name of ['REDIS_URL', 'DATABASE_URL', 'BATON_REDIS_CLUSTER', 'AMQP_URL'])
       delete childEnv[name];
-    const baton = await startChild(['start', '--concurrency', '16'], childEnv, port);
+    const baton = await startChild(['start', '--concurrency', '16'], childEnv, port).catch((err: unknown) => {
+      // The child was given --flow as BATON_FLOWS: its error says what the user typed.
+      if (o.flow !== undefined && err instanceof LoadError)
+        err.message = err.message.replace(/\bBATON_FLOWS:/, '--flow:');
+      throw err;
+    });
     cleanup.push(() => baton.stop());
     return { url: `http://127.0.0.1:${port}`, adminToken, secret, sink, shop, stop };
   } catch (err) {

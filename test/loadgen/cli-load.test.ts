@@ -1,5 +1,8 @@
 /** `baton load` exit codes: 2 for usage errors, 1 when the target cannot be load-tested. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runLoadCommand, type LoadFlags } from '../../src/cli/load.ts';
 
@@ -41,6 +44,34 @@ describe('baton load', () => {
     expect(code).toBe(1);
     expect(o.err.join('')).toMatch(/does not answer at http:\/\/127\.0\.0\.1:9/);
   });
+
+  it('a --flow module that throws when loaded fails (1), naming --flow (outside test QA35-F6)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-load-flow-'));
+    try {
+      const flow = join(dir, 'broken.mjs');
+      writeFileSync(flow, "throw new Error('boom at import');\n");
+      const script = join(dir, 'script.json');
+      writeFileSync(script, JSON.stringify({ steps: [{ send: 'hi' }], end: { step: 'ask_name' } }));
+      for (const flags of [
+        { start: true, flow, users: '1', sinkPort: '0', progress: false },
+        {
+          flow,
+          script,
+          url: 'http://127.0.0.1:9',
+          adminToken: 't',
+          users: '1',
+          sinkPort: '0',
+          progress: false,
+        },
+      ] satisfies LoadFlags[]) {
+        const o = io();
+        expect(await runLoadCommand(flags, o.io)).toBe(1);
+        expect(o.err.join('')).toMatch(/--flow: cannot load "[^"]+broken\.mjs": boom at import/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('--start sends to the --sink-port given (a taken one fails, naming it)', async () => {
     const taken = createServer();
