@@ -985,7 +985,10 @@ function buildReplies(
   // (the only way to offer them more than 24 hours after the user last wrote, when WhatsApp
   // refuses any message but a template).
   if (last.type === 'template' && quickReplies(last).length > 0) {
-    bodies.push(last);
+    // Where templates cannot be sent (WASender sends `text`), the choices are numbered under it,
+    // as buttons are there, so the number the user types picks one (outside test QA35-F7).
+    const numbered = choices.map((c, i) => `${i + 1}. ${c.title}`).join('\n');
+    bodies.push(last.text === undefined ? last : { ...last, text: `${last.text}\n\n${numbered}` });
     return bodies;
   }
   // Media, a location or a template without quick replies: sent as it is, and the choices follow

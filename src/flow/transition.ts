@@ -218,7 +218,9 @@ export function handbackTransition(
 function typedChoice(choices: readonly Choice[], m: StoredMessage): Choice | undefined {
   if (m.provider !== 'wasender' || m.content.type !== 'text' || choices.length === 0) return undefined;
   const said = m.content.body.trim().toLowerCase();
-  const n = /^\d{1,2}$/.test(said) ? Number(said) : 0;
+  // "3", "3." or "3)": the list shows "3. Day Pack" (outside test QA35-F7).
+  const number = /^(\d{1,2})[.)]?$/.exec(said);
+  const n = number === null ? 0 : Number(number[1]);
   return choices[n - 1] ?? choices.find((c) => c.title.toLowerCase() === said);
 }
 

@@ -43,6 +43,10 @@ export const ConversationScript = z
           .object({
             send: z.string(),
             expect: z.array(Expectation).default([]),
+            /** This step's own wait for its replies (a slow effect's step), instead of the script's. */
+            timeoutMs: z.number().int().positive().optional(),
+            /** This step's own listening for unexpected replies, instead of the script's. */
+            settleMs: z.number().int().nonnegative().optional(),
           })
           .strict(),
       )
@@ -145,8 +149,8 @@ export async function runScript(
     if (res.posted.length === 0 && res.info.length > 0 && !/^now talking as/.test(res.info[0]!)) {
       return { ok: false, stepsPassed: i, failures: [`${label}: ${res.info.join('; ')}`] };
     }
-    await waitFor(step.expect.length, timeoutMs);
-    await waitFor(Number.MAX_SAFE_INTEGER, settleMs);
+    await waitFor(step.expect.length, step.timeoutMs ?? timeoutMs);
+    await waitFor(Number.MAX_SAFE_INTEGER, step.settleMs ?? settleMs);
     const mine = inbox.filter((r) => r.user === sim.currentUser);
     const failures: string[] = [];
     step.expect.forEach((e, j) => {

@@ -7,7 +7,7 @@ import type { Baton } from '../../src/app.ts';
 import { startEmbeddedTarget } from '../support/embedded-target.ts';
 import { startFakeGraphApi, type FakeGraphApi } from '../../src/simulate/fake-graph.ts';
 import { SIM_CHANNEL } from '../../src/simulate/inbound.ts';
-import { runScript } from '../../src/simulate/script.ts';
+import { ConversationScript, runScript } from '../../src/simulate/script.ts';
 import { Simulator, type BotReply } from '../../src/simulate/simulator.ts';
 
 const SECRET = 'sim-test-secret';
@@ -112,6 +112,14 @@ describe('Simulator', () => {
     expect(extra.failures[0]).toMatch(
       /^step 1 \("reset"\): unexpected reply: Hi! Let us get your order started/,
     );
+    // A step's own wait overrides the script's (outside test QA35-F8: only the script's was read).
+    const own = await runScript(sim, {
+      timeoutMs: 1,
+      settleMs: 0,
+      steps: [{ send: 'reset', expect: [], timeoutMs: 1500, settleMs: 1000 }],
+    });
+    expect(own.failures[0]).toMatch(/^step 1 \("reset"\): unexpected reply: Hi!/);
+    expect(ConversationScript.safeParse({ steps: [{ send: 'x', timeoutMs: 20_000 }] }).success).toBe(true);
   });
 
   it('/replay delivers the same webhook again: acknowledged, and answered once', async () => {

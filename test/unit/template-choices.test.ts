@@ -43,6 +43,24 @@ describe('a template prompt with choices', () => {
     expect(t.step).toBe('cancelled');
   });
 
+  it('numbers its choices under the text a gateway without templates sends (outside test QA35-F7)', async () => {
+    const withText = template('appointment_reminder', 'en', {
+      quickReplies: ['attend', 'cancel_appt'],
+      text: 'Your appointment is tomorrow at 10.',
+    });
+    const t = testFlow(defineFlow(spec(withText)));
+    await t.send('hi');
+    const [sent] = await t.event('remind');
+    expect(sent!.body).toMatchObject({
+      type: 'template',
+      text: 'Your appointment is tomorrow at 10.\n\n1. I will attend\n2. Cancel it',
+    });
+    // Without a text (Cloud API only), the template is left as given.
+    const t2 = testFlow(defineFlow(spec(withQuickReplies)));
+    await t2.send('hi');
+    expect((await t2.event('remind'))[0]!.body).toEqual(withQuickReplies);
+  });
+
   it('a retry sends the template again, alone', async () => {
     const t = testFlow(defineFlow(spec(withQuickReplies)));
     await t.send('hi');

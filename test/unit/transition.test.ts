@@ -321,6 +321,10 @@ describe('transition (pure)', () => {
     expect(run(s, ws('2')).snapshot.data).toMatchObject({ product_id: 'sku_551a' });
     expect(run(s, ws(' day pack ')).snapshot.data).toMatchObject({ product_id: 'sku_777b' });
     expect(run(s, ws('9')).records[0]!.kind).toBe('retry');
+    // As the list writes them: "3. Day Pack" (outside test QA35-F7).
+    expect(run(s, ws('3.')).snapshot.data).toMatchObject({ product_id: 'sku_777b' });
+    expect(run(s, ws(' 1) ')).snapshot.data).toMatchObject({ product_id: 'sku_550e' });
+    expect(run(s, ws('3..')).records[0]!.kind).toBe('retry');
   });
 
   it('admin reset clears everything, sets no step, sends nothing', () => {
