@@ -106,7 +106,7 @@ describe('WasenderSender sends every kind over HTTP', () => {
     const call = await fake.waitFor((c) => c.route === 'wasender', 2_000);
     expect(call.path).toBe('/api/send-message');
     expect(call.headers.authorization).toBe('Bearer wasender-key');
-    expect(call.body).toEqual({ to: '15550001111', ...expected });
+    expect(call.body).toEqual({ to: '+15550001111', ...expected });
   });
 
   const unsendable: Array<[string, OutboundBody, RegExp]> = [
@@ -136,7 +136,11 @@ describe('renderAsText and buildWasenderMessage', () => {
   it('keep the text of existing bodies as it was', () => {
     const b: OutboundBody = { type: 'buttons', text: 'Which?', buttons: [{ id: 'a', title: 'A' }] };
     expect(renderAsText(b)).toBe('Which?\n\n1. A');
-    expect(buildWasenderMessage(outbound(b))).toEqual({ to: '15550001111', text: 'Which?\n\n1. A' });
+    expect(buildWasenderMessage(outbound(b))).toEqual({ to: '+15550001111', text: 'Which?\n\n1. A' });
+    // A group's JID as it is.
+    expect(buildWasenderMessage({ ...outbound(b), to: '120363040000000777@g.us' }).to).toBe(
+      '120363040000000777@g.us',
+    );
   });
 
   it('render media as their caption and a location as its name and address', () => {

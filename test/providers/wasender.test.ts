@@ -444,7 +444,7 @@ describe('WasenderSender against the fake', () => {
     const call = await fake.waitFor((c) => c.route === 'wasender', 2_000);
     expect(call.path).toBe('/api/send-message');
     expect(call.headers.authorization).toBe('Bearer wasender-key');
-    expect(call.body).toEqual({ to: '15550001111', text: 'Hi' });
+    expect(call.body).toEqual({ to: '+15550001111', text: 'Hi' });
     expect(call.providerMessageId).toBe(result.providerMessageId);
   });
 

@@ -113,7 +113,9 @@ export interface WasenderMessageBody {
  */
 export function buildWasenderMessage(msg: OutboundRecord): WasenderMessageBody {
   const body = msg.body;
-  const to = msg.to;
+  // WASender takes `+E164` (or a group's JID): a bare number is given its plus (outside test
+  // QA35-F4).
+  const to = /^\d+$/.test(msg.to) ? `+${msg.to}` : msg.to;
   switch (body.type) {
     case 'text':
       return { to, text: body.text };
