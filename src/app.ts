@@ -79,6 +79,26 @@ export function serializeError(err: unknown): ReturnType<typeof pino.stdSerializ
   const out = pino.stdSerializers.err(err as Error);
   if (err instanceof Error && err.cause instanceof Error && err.message.includes(err.cause.message))
     out.message = err.message;
+  return withoutCommandArgs(out) as typeof out;
+}
+
+/**
+ * `value` without the arguments of the Redis commands its errors name: an error Redis answers
+ * (OOM, CROSSSLOT, a script's) carries its `command` with every argument, the stored message
+ * and its text among them, and message texts never appear in logs at `info` or above (SPEC 4;
+ * outside test QA37-F2: a Redis full to `maxmemory` put users' texts in 503 log lines). The
+ * command's name stays.
+ */
+function withoutCommandArgs(value: unknown, depth = 0): unknown {
+  if (value === null || typeof value !== 'object' || depth > 6) return value;
+  if (Array.isArray(value)) return value.map((v) => withoutCommandArgs(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (k === 'command' && v !== null && typeof v === 'object' && 'args' in v) {
+      const { args, ...rest } = v as { args: unknown };
+      out[k] = { ...rest, args: Array.isArray(args) ? `[${args.length} arguments]` : '[arguments]' };
+    } else out[k] = withoutCommandArgs(v, depth + 1);
+  }
   return out;
 }
 
