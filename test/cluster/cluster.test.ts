@@ -10,7 +10,8 @@
  * gate); it also needs the `redis-server` and `redis-cli` binaries: under CI=true a missing one
  * fails the run.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keySlot } from '../../src/backends/distributed/redis-client.ts';
@@ -44,6 +45,7 @@ if (!binaries) {
 const up = binaries && (await distributedServicesUp('Redis Cluster suite'));
 
 const T0 = 1_750_000_000;
+const runCli = promisify(execFile);
 
 describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
   let cluster: PrivateCluster;
@@ -420,5 +422,36 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
         users,
       );
     }, 120_000);
+  });
+
+  describe('a cluster that lost a master', () => {
+    useCleanup();
+    let own: PrivateCluster;
+    beforeAll(async () => {
+      own = await startPrivateCluster();
+    }, 60_000);
+    afterAll(async () => {
+      await own?.stop();
+    });
+
+    it('is not ready while the cluster refuses writes, though the masters left answer PING (outside test QA37-F4)', async () => {
+      const { backend } = await makeBackend({ redisUrl: own.url, cluster: true });
+      expect((await backend.health()).redis).toBe(true);
+      await own.kill(own.ports[0]!);
+      // The masters left see it gone (cluster-node-timeout 5 s) and stop serving: cluster_state:fail.
+      const fails = async (): Promise<boolean> => {
+        const { stdout } = await runCli('redis-cli', ['-p', String(own.ports[1]), 'cluster', 'info']);
+        return /cluster_state:fail/.test(stdout);
+      };
+      const deadline = Date.now() + 30_000;
+      while (!(await fails())) {
+        if (Date.now() > deadline) throw new Error('the cluster never said cluster_state:fail');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      // By now the client has dropped the dead master: the two it knows answer PING.
+      expect((await backend.health()).redis).toBe(false);
+      const ingest = backend.ingest({ messages: [textMessage(newKey(), 'hi')], statuses: [] });
+      await expect(ingest).rejects.toThrow();
+    }, 60_000);
   });
 });

@@ -18,6 +18,8 @@ export interface PrivateCluster {
   readonly ports: readonly number[];
   /** The seed nodes, comma-separated (`redis://127.0.0.1:<p1>,redis://127.0.0.1:<p2>,...`). */
   readonly url: string;
+  /** SIGKILLs the node on `port` by PID, as a crashed master. */
+  kill(port: number): Promise<void>;
   /** SIGKILLs every node by PID and removes their directories. */
   stop(): Promise<void>;
 }
@@ -47,7 +49,8 @@ export async function startPrivateCluster(masters = 3): Promise<PrivateCluster> 
     throw err;
   }
   const ports = nodes.map((n) => n.port);
-  return { ports, url: ports.map((p) => `redis://127.0.0.1:${p}`).join(','), stop };
+  const kill = (port: number) => killHard(nodes.find((n) => n.port === port)!.proc);
+  return { ports, url: ports.map((p) => `redis://127.0.0.1:${p}`).join(','), kill, stop };
 }
 
 async function spawnNode(): Promise<Node> {

@@ -4,6 +4,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { ConfigError, StorageUnavailableError } from '../../errors.ts';
 import type { Context } from './context.ts';
 import { StreamFlusher } from './flusher.ts';
@@ -148,10 +149,20 @@ export async function close(ctx: Context): Promise<void> {
 }
 
 export async function health(ctx: Context): Promise<Record<string, boolean>> {
-  // Every master must answer: on a cluster, each one serves a share of the sessions.
+  // Every master must answer: on a cluster, each one serves a share of the sessions. And a
+  // cluster must say it serves every slot: a master that died is soon gone from the client's
+  // list, and the masters left answer PING while the cluster refuses writes (outside test
+  // QA37-F4: ready through a whole outage, so RabbitMQ consumers took webhooks back and forth).
   const nodes = masterNodes(ctx.redis);
-  const redis = Promise.all(nodes.map((n) => n.ping()))
-    .then((p) => p.length > 0 && p.every((x) => x === 'PONG'))
+  const clustered = !(ctx.redis instanceof Redis);
+  const redis = Promise.all(
+    nodes.map(async (n) =>
+      clustered
+        ? /^cluster_state:ok\r?$/m.test(String(await n.call('CLUSTER', 'INFO')))
+        : (await n.ping()) === 'PONG',
+    ),
+  )
+    .then((p) => p.length > 0 && p.every(Boolean))
     .catch(() => false);
   return { redis: await redis, postgres: await ctx.pg.ping() };
 }
