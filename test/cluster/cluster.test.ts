@@ -25,7 +25,7 @@ import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
 import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
 import { DATABASE_URL, distributedServicesUp, dropIsolation, uniqueName } from '../support/services.ts';
-import { startPrivateCluster, type PrivateCluster } from './redis-cluster.ts';
+import { usePrivateCluster } from './redis-cluster.ts';
 
 function hasBinary(name: string): boolean {
   try {
@@ -48,13 +48,7 @@ const T0 = 1_750_000_000;
 const runCli = promisify(execFile);
 
 describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
-  let cluster: PrivateCluster;
-  beforeAll(async () => {
-    cluster = await startPrivateCluster();
-  }, 60_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
+  const cluster = usePrivateCluster();
 
   describe('backend', () => {
     useCleanup();
@@ -426,13 +420,7 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
 
   describe('a cluster that lost a master', () => {
     useCleanup();
-    let own: PrivateCluster;
-    beforeAll(async () => {
-      own = await startPrivateCluster();
-    }, 60_000);
-    afterAll(async () => {
-      await own?.stop();
-    });
+    const own = usePrivateCluster();
 
     it('is not ready while the cluster refuses writes, though the masters left answer PING (outside test QA37-F4)', async () => {
       const { backend } = await makeBackend({ redisUrl: own.url, cluster: true });

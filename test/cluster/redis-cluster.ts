@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { afterAll, beforeAll } from 'vitest';
 import { childEnv, freePort } from '../support/procs.ts';
 
 const run = promisify(execFile);
@@ -115,4 +116,32 @@ function killHard(p: ChildProcess): Promise<void> {
     p.once('exit', () => resolve());
     process.kill(p.pid!, 'SIGKILL');
   });
+}
+
+/**
+ * A private cluster for the enclosing suite: started before its tests, stopped after them. The
+ * returned object reads through to it (use it inside tests and hooks only).
+ */
+export function usePrivateCluster(): PrivateCluster {
+  let cluster: PrivateCluster | undefined;
+  beforeAll(async () => {
+    cluster = await startPrivateCluster();
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+  const started = (): PrivateCluster => {
+    if (cluster === undefined) throw new Error('the private cluster is not started yet');
+    return cluster;
+  };
+  return {
+    get ports() {
+      return started().ports;
+    },
+    get url() {
+      return started().url;
+    },
+    kill: (port) => started().kill(port),
+    stop: () => started().stop(),
+  };
 }
