@@ -82,6 +82,14 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       }
     }
 
+    it('a node of it named without BATON_REDIS_CLUSTER is a configuration error naming the variable (outside test QA37-F6)', async () => {
+      const port = cluster.ports[0]!;
+      await expect(makeBackend({ redisUrl: `redis://127.0.0.1:${port}` })).rejects.toMatchObject({
+        variable: 'BATON_REDIS_CLUSTER',
+        message: expect.stringContaining(`127.0.0.1:${port} is a cluster node (cluster_enabled:1)`),
+      });
+    });
+
     it('computes the hash slot of a key as Redis does', async () => {
       const samples = ['baton:ready', 'baton:{106540352242922:15551234}:mbox', 'a{}b', '{}x', 'ü{é}', 'x{y'];
       const slots = await inspect(async (c) => {

@@ -34,6 +34,16 @@ export async function init(ctx: Context): Promise<void> {
       throw StorageUnavailableError.unreachable('Redis', 'REDIS_URL', ctx.opts.redisUrl, why);
     }
   }
+  if (ctx.opts.cluster !== true && ctx.redis instanceof Redis) {
+    // A cluster node reached as a plain Redis starts and answers PING, then refuses every
+    // session's writes with MOVED and CROSSSLOT (outside test QA37-F6: 144 webhooks of 144 got 503).
+    const info = await r('init', () => (ctx.redis as Redis).info('cluster'));
+    if (/^cluster_enabled:1\s*$/m.test(info))
+      throw new ConfigError(
+        'BATON_REDIS_CLUSTER',
+        `the Redis at ${nodeAddress(ctx.redis)} is a cluster node (cluster_enabled:1): set BATON_REDIS_CLUSTER=true`,
+      );
+  }
   // Every time this process stamps or compares is on Redis's clock from here (store-clock.ts).
   if (ctx.clock) {
     await r('init', () => ctx.clock!.sync());
