@@ -449,5 +449,13 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       const ingest = backend.ingest({ messages: [textMessage(newKey(), 'hi')], statuses: [] });
       await expect(ingest).rejects.toThrow();
     }, 60_000);
+
+    it('a process starting while it is down stops with one line naming REDIS_URL, not waits forever (outside test QA37-F5)', async () => {
+      const started = Date.now();
+      await expect(makeBackend({ redisUrl: own.url, cluster: true })).rejects.toThrow(
+        /^Redis is unreachable at .* \(REDIS_URL\): the cluster was not ready \(every slot served: cluster_state:ok\) within 15 s$/,
+      );
+      expect(Date.now() - started).toBeLessThan(25_000);
+    }, 60_000);
   });
 });

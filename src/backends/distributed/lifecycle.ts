@@ -17,11 +17,38 @@ import { followUp, r, redisError } from './redis-calls.ts';
 /** The consumer group of the stream flushers (one consumer per process). */
 const FLUSH_GROUP = 'flushers';
 
+/**
+ * How long a process starting waits for Redis to be ready before it stops, ms. A cluster that is
+ * down (a master lost, a failover under way) left a starting process waiting forever without a
+ * word, even after the cluster was back (outside test QA37-F5); stopped, it is restarted.
+ */
+const START_CONNECT_MS = 15_000;
+
+/** Connects the client, or rejects once `ms` have passed (the client is then disconnected). */
+async function connectWithin(ctx: Context, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      ctx.redis.disconnect();
+      const why =
+        ctx.opts.cluster === true
+          ? `the cluster was not ready (every slot served: cluster_state:ok) within ${ms / 1000} s`
+          : `no answer within ${ms / 1000} s`;
+      reject(Object.assign(new Error(why), { timedOut: true }));
+    }, ms);
+  });
+  try {
+    await Promise.race([ctx.redis.connect(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function init(ctx: Context): Promise<void> {
   if (ctx.initialized) return;
   if (ctx.redis.status === 'wait' || ctx.redis.status === 'end') {
     try {
-      await ctx.redis.connect();
+      await connectWithin(ctx, START_CONNECT_MS);
     } catch (err) {
       const plain = ctx.opts.cluster === true ? await plainRedisAt(ctx.opts.redisUrl) : null;
       if (plain !== null)
@@ -30,7 +57,9 @@ export async function init(ctx: Context): Promise<void> {
           `the Redis at ${plain} is not a cluster (cluster_enabled:0): unset BATON_REDIS_CLUSTER, or name cluster nodes in REDIS_URL`,
         );
       // ioredis rejects with "Connection is closed."; the socket's own error says why.
-      const why = ctx.lastRedisErrorMessage !== undefined ? new Error(ctx.lastRedisErrorMessage) : err;
+      const timedOut = (err as { timedOut?: boolean }).timedOut === true;
+      const why =
+        ctx.lastRedisErrorMessage !== undefined && !timedOut ? new Error(ctx.lastRedisErrorMessage) : err;
       throw StorageUnavailableError.unreachable('Redis', 'REDIS_URL', ctx.opts.redisUrl, why);
     }
   }
