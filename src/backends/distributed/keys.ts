@@ -73,6 +73,8 @@ export class Keys {
   readonly wake: string;
   /** STREAM of session members whose journal has entries to copy to PostgreSQL. */
   readonly flush: string;
+  /** STRING `<database>/<schema>`: the PostgreSQL copy the keys of this prefix belong to. */
+  readonly owner: string;
   /** STRING lock of the periodic reaper. */
   readonly reaper: string;
   /** STRING lock of the reaper's walk over the key space, kept as long as the walk should rest. */
@@ -113,6 +115,7 @@ export class Keys {
     this.ready = `${prefix}:ready`;
     this.wake = `${prefix}:wake`;
     this.flush = `${prefix}:flush`;
+    this.owner = `${prefix}:owner`;
     this.reaper = `${prefix}:reaper`;
     this.sweep = `${prefix}:sweep`;
     this.purge = `${prefix}:purge`;

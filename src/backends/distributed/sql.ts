@@ -47,6 +47,7 @@ export const STATEMENT_NAMES = [
   'retention-dead-letters-purge',
   'retention-vacuum',
   'autovacuum-off',
+  'store-identity',
   'intake-log-insert',
   'intake-log-sweep',
   'intake-log-page',
