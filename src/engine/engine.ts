@@ -50,7 +50,11 @@ import { DEFAULT_EFFECT_TIMEOUT_MS, runEffect, waitUnlessWanted } from './effect
 
 /** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
 export interface OutboundSender {
-  send(msg: OutboundRecord): Promise<{ providerMessageId: string }>;
+  /** `signal` abandons the send (a stopping worker): it then fails as retryable, outcome unknown. */
+  send(
+    msg: OutboundRecord,
+    options?: { readonly signal?: AbortSignal },
+  ): Promise<{ providerMessageId: string }>;
 }
 
 export interface EngineOptions {
@@ -89,6 +93,13 @@ export interface EngineOptions {
    * refused (default 10 s): once it gives up, the next holder may send them again.
    */
   readonly recordOnStopMs?: number;
+  /**
+   * How long a stopping engine lets the sends in flight finish before it abandons them (default
+   * 5 s): an abandoned reply stays unsent and the next holder sends it, so it may reach the user
+   * twice, as after a crash. A gateway that hangs kept a worker's SIGTERM waiting for the 30 s
+   * send timeout, past Docker's 10 s before SIGKILL (outside test QA37-F8).
+   */
+  readonly stopSendGraceMs?: number;
   /** BATON_DEDUPE_TTL: messages older than this at storage are recorded `late`. */
   readonly dedupeTtlSec?: number;
   /**
@@ -117,6 +128,9 @@ const MAX_BATCH = 1000;
  * wait for it (see `resultFirst`).
  */
 const DEEP_READ = 100_000;
+
+/** How long a stopping engine lets sends in flight finish by default, ms (see `stopSendGraceMs`). */
+const STOP_SEND_GRACE_MS = 5000;
 
 /** Times flow code is run on a batch before the batch is dead-lettered (retryable failures). */
 const BATCH_ATTEMPTS = 3;
@@ -194,6 +208,8 @@ export class Engine {
   }
   private readonly now: () => number;
   private readonly abort = new AbortController();
+  /** Aborted once a stopping engine's grace for the sends in flight is over. */
+  private readonly sendStop = new AbortController();
   private loops: Promise<void>[] = [];
   /** Sessions whose baton is held while an effect runs: they freed their worker loop's slot. */
   private readonly waiting = new Set<Promise<void>>();
@@ -277,9 +293,14 @@ export class Engine {
     this.abort.abort();
     for (const timer of this.retries.values()) clearTimeout(timer);
     this.retries.clear();
-    await Promise.all(this.loops);
-    this.loops = [];
-    await Promise.all([...this.waiting]);
+    const grace = setTimeout(() => this.sendStop.abort(), this.o.stopSendGraceMs ?? STOP_SEND_GRACE_MS);
+    try {
+      await Promise.all(this.loops);
+      this.loops = [];
+      await Promise.all([...this.waiting]);
+    } finally {
+      clearTimeout(grace);
+    }
     this.leases.close();
     this.loopLag.stop();
     await this.unrecorded.stop(this.o.recordOnStopMs);
@@ -1617,7 +1638,7 @@ export class Engine {
         new SendError(`no sender for provider ${provider}`, { retryable: false, httpStatus: 0 }),
       );
     }
-    return sender.send(rec);
+    return sender.send(rec, { signal: this.sendStop.signal });
   }
 
   /** An agent takes the session from the inbox (`engine/agent.ts`). */
