@@ -13,6 +13,7 @@ import { effectResultId } from '../flow/transition.ts';
 import { logSessionId, type InboundMessage } from '../model/message.ts';
 import type { OutboundRecord } from '../model/session.ts';
 import { wellFormed, wellFormedDeep } from '../providers/screen.ts';
+import { linkedSignal } from './linked-signal.ts';
 
 export interface EffectRunnerDeps {
   readonly backend: Backend;
@@ -74,15 +75,30 @@ type Attempt = { ok: true; value: unknown } | { ok: false; error: string; retrya
  * unfinished (the baton lost, the worker stopping between attempts, or an agent waiting).
  */
 export async function runEffect(rec: OutboundRecord, deps: EffectRunnerDeps): Promise<'done' | 'left'> {
+  const { signal } = deps;
+  // What leaves the effect unfinished for a later holder: the baton lost, or the worker stopping.
+  const leavingLink = linkedSignal([signal, deps.stopping]);
+  const leaving = leavingLink.signal;
+  // What ends a backoff: those, or the session leaving the visit that started the effect.
+  const betweenLink = linkedSignal([signal, deps.stopping, deps.abandoned]);
+  const between = betweenLink.signal;
+  try {
+    return await attemptAll(rec, deps, leaving, between);
+  } finally {
+    leavingLink.dispose();
+    betweenLink.dispose();
+  }
+}
+
+async function attemptAll(
+  rec: OutboundRecord,
+  deps: EffectRunnerDeps,
+  leaving: AbortSignal,
+  between: AbortSignal,
+): Promise<'done' | 'left'> {
   const intent = rec.effect!;
   const { backend, logger, signal } = deps;
   const stopping = deps.stopping ?? signal;
-  // What leaves the effect unfinished for a later holder: the baton lost, or the worker stopping.
-  const leaving = AbortSignal.any([signal, deps.stopping].filter((x): x is AbortSignal => x !== undefined));
-  // What ends a backoff: those, or the session leaving the visit that started the effect.
-  const between = AbortSignal.any(
-    [signal, deps.stopping, deps.abandoned].filter((x): x is AbortSignal => x !== undefined),
-  );
   // A session that left the visit (a reset, an agent's take) makes no further attempt; but what
   // it started is tried once: SPEC 5b, the cancel reaches the shop once per `cancel_yes` applied,
   // and a reset before the first attempt dropped it.

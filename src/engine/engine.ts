@@ -27,6 +27,7 @@ import {
 import type { Metrics } from '../metrics.ts';
 import type { IntakeGate } from './intake-gate.ts';
 import { LeaseLostError, LeaseManager } from './lease-manager.ts';
+import { linkedSignal } from './linked-signal.ts';
 import { LoopLag } from './loop-lag.ts';
 import { RECORD_GRACE_MS, UnrecordedSends } from './unrecorded-sends.ts';
 import {
@@ -1638,7 +1639,8 @@ export class Engine {
         new SendError(`no sender for provider ${provider}`, { retryable: false, httpStatus: 0 }),
       );
     }
-    return sender.send(rec, { signal: this.sendStop.signal });
+    const stopping = linkedSignal([this.sendStop.signal]);
+    return sender.send(rec, { signal: stopping.signal }).finally(() => stopping.dispose());
   }
 
   /** An agent takes the session from the inbox (`engine/agent.ts`). */
