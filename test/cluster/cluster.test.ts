@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keySlot } from '../../src/backends/distributed/redis-client.ts';
 import { signMetaBody } from '../../src/providers/index.ts';
 import { makeBackend, useCleanup } from '../distributed/harness.ts';
-import { batch, newKey, record, text as textMessage } from '../distributed/fixtures.ts';
+import { batch, eventually, newKey, record, text as textMessage } from '../distributed/fixtures.ts';
+import { Keys } from '../../src/backends/distributed/keys.ts';
 import { CONFORMANCE_BUFFER_MS, describeBackendConformance } from '../conformance/backend-conformance.ts';
 import { expectBurstsWhole } from '../support/bursts.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
@@ -457,5 +458,72 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       );
       expect(Date.now() - started).toBeLessThan(25_000);
     }, 60_000);
+  });
+
+  describe('a master restarted empty', () => {
+    useCleanup();
+    const own = usePrivateCluster();
+
+    /** The port of the master serving `slot`, from CLUSTER SLOTS. */
+    async function ownerOf(slot: number): Promise<number> {
+      const { stdout } = await runCli('redis-cli', [
+        '-p',
+        String(own.ports[0]),
+        '--json',
+        'cluster',
+        'slots',
+      ]);
+      const ranges = JSON.parse(stdout) as Array<[number, number, [string, number, ...unknown[]]]>;
+      const range = ranges.find(([from, to]) => slot >= from && slot <= to);
+      if (range === undefined) throw new Error(`no master serves slot ${slot}`);
+      return range[2][1];
+    }
+
+    it('leaves no phantom backlog of the mailboxes it lost (outside test QA37-F3)', async () => {
+      // A prefix whose ready queue is on one master and global stats on another: the first
+      // restarts empty, so the lost sessions have neither messages nor a ready entry, and the
+      // stats, which survive, still count them.
+      let prefix = '';
+      let victim = 0;
+      for (let tries = 0; victim === 0; tries++) {
+        if (tries > 50) throw new Error('no prefix put the ready queue and the stats on two masters');
+        const candidate = new Keys(uniqueName('qa37f3'));
+        const [ready, stats] = await Promise.all([
+          ownerOf(keySlot(candidate.ready)),
+          ownerOf(keySlot(candidate.pendingCounts)),
+        ]);
+        if (ready !== stats) [prefix, victim] = [candidate.prefix, ready];
+      }
+      const { backend } = await makeBackend(
+        {
+          redisUrl: own.url,
+          cluster: true,
+          reaperIntervalMs: 0,
+          stallCheckIntervalMs: 200,
+          stallAfterMs: 100,
+        },
+        { prefix },
+      );
+      // The first nextReady starts the process's upkeep (the stall check among it).
+      expect(await backend.nextReady(AbortSignal.timeout(100))).toBeNull();
+      const keys = new Keys(prefix);
+      const users = Array.from({ length: 30 }, () => newKey());
+      await backend.ingest({
+        messages: users.flatMap((u) => [textMessage(u, 'one'), textMessage(u, 'two')]),
+        statuses: [],
+      });
+      const depth = async (want: number): Promise<boolean | null> =>
+        (await backend.stats()).queueDepth === want ? true : null;
+      await eventually(() => depth(60), 5000);
+      const owners = await Promise.all(users.map((u) => ownerOf(keySlot(keys.session(u).mbox))));
+      const kept = owners.filter((port) => port !== victim).length;
+      expect(kept).toBeLessThan(30);
+
+      await own.restartEmpty(victim);
+      // The sessions the restart lost leave the figures; those kept still count, each once.
+      await eventually(() => depth(2 * kept), 20_000);
+      const stats = await backend.stats();
+      if (kept === 0) expect(stats.oldestPendingMs).toBe(0);
+    }, 90_000);
   });
 });

@@ -21,6 +21,12 @@ export interface PrivateCluster {
   readonly url: string;
   /** SIGKILLs the node on `port` by PID, as a crashed master. */
   kill(port: number): Promise<void>;
+  /**
+   * SIGKILLs the node on `port` and starts it again without its data (its AOF removed, its
+   * cluster identity kept): a master that lost everything rejoins, serving its slots empty.
+   * Resolves once every node reports `cluster_state:ok` again.
+   */
+  restartEmpty(port: number): Promise<void>;
   /** SIGKILLs every node by PID and removes their directories. */
   stop(): Promise<void>;
 }
@@ -50,13 +56,22 @@ export async function startPrivateCluster(masters = 3): Promise<PrivateCluster> 
     throw err;
   }
   const ports = nodes.map((n) => n.port);
-  const kill = (port: number) => killHard(nodes.find((n) => n.port === port)!.proc);
-  return { ports, url: ports.map((p) => `redis://127.0.0.1:${p}`).join(','), kill, stop };
+  const at = (port: number): number => nodes.findIndex((n) => n.port === port);
+  const kill = (port: number) => killHard(nodes[at(port)]!.proc);
+  const restartEmpty = async (port: number): Promise<void> => {
+    const i = at(port);
+    const old = nodes[i]!;
+    await killHard(old.proc);
+    rmSync(join(old.dir, 'appendonlydir'), { recursive: true, force: true });
+    nodes[i] = await spawnNode({ port: old.port, dir: old.dir });
+    await waitClusterOk(ports);
+  };
+  return { ports, url: ports.map((p) => `redis://127.0.0.1:${p}`).join(','), kill, restartEmpty, stop };
 }
 
-async function spawnNode(): Promise<Node> {
-  const dir = mkdtempSync(join(tmpdir(), 'baton-cluster-'));
-  const port = await freePort();
+async function spawnNode(again?: { port: number; dir: string }): Promise<Node> {
+  const dir = again?.dir ?? mkdtempSync(join(tmpdir(), 'baton-cluster-'));
+  const port = again?.port ?? (await freePort());
   const args = [
     '--port',
     String(port),
@@ -90,7 +105,7 @@ async function spawnNode(): Promise<Node> {
     });
     return { port, dir, proc };
   } catch (err) {
-    rmSync(dir, { recursive: true, force: true });
+    if (again === undefined) rmSync(dir, { recursive: true, force: true });
     throw err;
   }
 }
@@ -142,6 +157,7 @@ export function usePrivateCluster(): PrivateCluster {
       return started().url;
     },
     kill: (port) => started().kill(port),
+    restartEmpty: (port) => started().restartEmpty(port),
     stop: () => started().stop(),
   };
 }

@@ -71,4 +71,52 @@ describeServices('distributed backend: the stall check', () => {
     expect(await redis.zscore(keys.ready, keys.member(held))).toBeNull();
     expect(Number(await redis.zscore(keys.ready, keys.member(queued)))).toBe(later);
   });
+
+  /** Removes every key of `key`'s session, as a cluster master that restarted empty loses them. */
+  async function loseSession(redis: Redis, prefix: string, member: string): Promise<void> {
+    const gone = await redis.keys(`${prefix}:{${member}}:*`);
+    expect(gone.length).toBeGreaterThan(0);
+    await redis.del(...gone);
+    await redis.zrem(new Keys(prefix).ready, member);
+  }
+
+  it('drops from the queue depth the messages of a mailbox Redis lost (a cluster master restarted empty)', async () => {
+    const { backend, redis, keys, prefix } = await setup(100);
+    const lost = newKey();
+    await backend.ingest({ messages: [text(lost, 'one'), text(lost, 'two')], statuses: [] });
+    await eventually(async () => ((await backend.stats()).queueDepth === 2 ? true : null), 3000);
+    // The session's slot lost everything; the global stats, in another slot, kept its figures.
+    await loseSession(redis, prefix, keys.member(lost));
+
+    const stats = await eventually(async () => {
+      const s = await backend.stats();
+      return s.queueDepth === 0 ? s : null;
+    }, 5000);
+    expect(stats.oldestPendingMs).toBe(0);
+    // The version the repair seeded expires unless the mailbox changes.
+    expect(await redis.pttl(keys.session(lost).pv)).toBeGreaterThan(0);
+
+    // The user writes again: counted, once.
+    await backend.ingest({ messages: [text(lost, 'three')], statuses: [] });
+    await eventually(async () => ((await backend.stats()).queueDepth === 1 ? true : null), 3000);
+    expect(await redis.pttl(keys.session(lost).pv)).toBe(-1);
+  });
+
+  it('counts a message that comes after its mailbox was lost at once, not behind the lost figures', async () => {
+    // The stall check off: the intake's own post must win over what the stats kept.
+    const made = await makeBackend({ reaperIntervalMs: 0, stallCheckIntervalMs: 0 });
+    const redis = new Redis(REDIS_URL);
+    afterThisTest(() => redis.quit().then(() => undefined));
+    const keys = new Keys(made.prefix);
+    const lost = newKey();
+    await made.backend.ingest({
+      messages: [text(lost, 'one'), text(lost, 'two'), text(lost, 'three')],
+      statuses: [],
+    });
+    await eventually(async () => ((await made.backend.stats()).queueDepth === 3 ? true : null), 3000);
+    await loseSession(redis, made.prefix, keys.member(lost));
+
+    await made.backend.ingest({ messages: [text(lost, 'four')], statuses: [] });
+    await eventually(async () => ((await made.backend.stats()).queueDepth === 1 ? true : null), 3000);
+  });
 });

@@ -20,7 +20,7 @@ import { masterNodes } from './redis-client.ts';
 import { asNumber, followUp, notifyOps, pipeline, r, scheduleOps } from './redis-calls.ts';
 import type { PipelineOp } from './scripts.ts';
 import type { StatementName } from './sql.ts';
-import { TOMBSTONE_MS } from './global-feed.ts';
+import { TOMBSTONE_MS, figuresAt } from './global-feed.ts';
 import { recoverIntake, recoverOutbox } from './intake-log.ts';
 
 /**
@@ -294,6 +294,11 @@ export async function checkStalled(ctx: Context, intervalMs = 2000): Promise<str
   const unqueued = waiting.filter((_, i) => entries[i] === null);
   if (unqueued.length === 0) return [];
   const schedules = await reap(ctx, 'stall check', unqueued, now);
+  const scheduled = new Set(schedules.map(([m]) => m));
+  await repairFigures(
+    ctx,
+    unqueued.filter((m) => !scheduled.has(m)),
+  );
   if (schedules.length === 0) return [];
   ctx.log.warn(
     {
@@ -305,6 +310,30 @@ export async function checkStalled(ctx: Context, intervalMs = 2000): Promise<str
   // NX: an entry written meanwhile (a release's follow-up) wins.
   await followUp(ctx, scheduleOps(ctx, schedules, true));
   return schedules.map(([m]) => m);
+}
+
+/**
+ * Posts the mailbox figures of sessions the global stats say have waited long, yet neither a
+ * lease holder nor the ready queue will serve: a worker holding the lease posts its own, so
+ * what is left are figures of a mailbox that is gone. A Redis Cluster master that restarted
+ * empty lost sessions' mailboxes while the stats, in another slot, kept their counts: without
+ * this they counted in `queue_depth` and `oldest_pending` for ever (the mailbox's version
+ * starts again from the clock, above the counts' own, so the post replaces them).
+ */
+async function repairFigures(ctx: Context, members: readonly string[]): Promise<void> {
+  if (members.length === 0) return;
+  const replies = await pipeline(
+    ctx,
+    'stall check',
+    members.map((m) => {
+      const sk = ctx.keys.forMember(m);
+      return { script: 'pending' as const, keys: [sk.mbox, sk.msgs, sk.pv], args: [0, 2 * TOMBSTONE_MS] };
+    }),
+  );
+  members.forEach((m, i) => {
+    const reply = replies[i];
+    if (Array.isArray(reply)) ctx.globalFeed.post(figuresAt(m, reply, 0), true);
+  });
 }
 
 /** The `session-idle` call for `sk`: its keys expire once it is idle (see the script). */

@@ -24,8 +24,9 @@
   message, so messages waiting with no worker running keep numbering after those before them;
   consumed ones keep their `seq` in PostgreSQL only as a tie-break of equal storage times). The
   mailbox's stats version (`pv`) expires too, but never before ARGV[2]: the global stats
-  remember an emptied mailbox's version that long (stats-pending-4.lua), and a version
-  starting again from 1 must not meet it.
+  remember an emptied mailbox's version that long (stats-pending-4.lua). A version starts
+  again from the server's clock (mailbox-stats.lua), above the old one; the wait guards
+  against a clock set back.
 
   ARGV[1]  idle TTL, ms
   ARGV[2]  shortest life of `pv` once idle, ms
