@@ -4,7 +4,7 @@
  * own), or within DEFERRED_COPY_MS when no commit follows. And the mark logic alone.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFERRED_COPY_MS } from '../../src/backends/distributed/context.ts';
+import { DEFERRED_COPY_MS, VOLATILE_DEFERRED_COPY_MS } from '../../src/backends/distributed/context.ts';
 import { DeferredCopies } from '../../src/backends/distributed/deferred-copies.ts';
 import { describeServices, pgQuery } from '../support/services.ts';
 import { batch, eventually, newKey, outbound } from './fixtures.ts';
@@ -46,8 +46,9 @@ describeServices('distributed backend: deferred status copies', () => {
   const statusInPg = async (schema: string, id: string): Promise<string | undefined> =>
     (await pgQuery<{ status: string }>(schema, 'SELECT status FROM outbound WHERE id = $1', [id]))[0]?.status;
 
+  // A Redis that keeps every write (the intake log off): the copy waits up to a second.
   it("rides with the session's next commit, with no copy of its own", async () => {
-    const { backend, schema } = await makeBackend({ bufferMs: 0 });
+    const { backend, schema } = await makeBackend({ bufferMs: 0, intakeLog: 'off' });
     const key = newKey();
     const g = (await backend.acquireLease(key, 'w1', 5000))!;
     const o1 = outbound(key, 1, 0);
@@ -68,7 +69,7 @@ describeServices('distributed backend: deferred status copies', () => {
   });
 
   it('is copied within the delay when no commit follows, and at close', async () => {
-    const { backend, schema } = await makeBackend({ bufferMs: 0 });
+    const { backend, schema } = await makeBackend({ bufferMs: 0, intakeLog: 'off' });
     const key = newKey();
     const g = (await backend.acquireLease(key, 'w1', 5000))!;
     const o1 = outbound(key, 1, 0);
@@ -82,5 +83,19 @@ describeServices('distributed backend: deferred status copies', () => {
     await backend.updateOutbound(o2.id, { status: 'sent', attempts: 1, providerMessageId: 'wamid.D3' });
     await backend.close();
     expect(await statusInPg(schema, o2.id)).toBe('sent');
+  });
+
+  it('waits only a moment where Redis keeps nothing across a restart (the intake log on; outside test QA40-F1)', async () => {
+    const { backend, schema } = await makeBackend({ bufferMs: 0, intakeLog: 'on' });
+    const key = newKey();
+    const g = (await backend.acquireLease(key, 'w1', 5000))!;
+    const o1 = outbound(key, 1, 0);
+    await backend.commit(g, batch(key, 0, 1, { outbound: [o1] }));
+    await backend.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: 'wamid.V1' });
+    const at = Date.now();
+    await eventually(async () => ((await statusInPg(schema, o1.id)) === 'sent' ? true : null), 5000, 'copy');
+    // A Redis restarted empty after this would not send the reply again: PostgreSQL has it sent.
+    expect(VOLATILE_DEFERRED_COPY_MS).toBeLessThan(DEFERRED_COPY_MS);
+    expect(Date.now() - at).toBeLessThan(DEFERRED_COPY_MS);
   });
 });

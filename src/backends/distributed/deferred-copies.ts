@@ -21,8 +21,13 @@ export class DeferredCopies {
   constructor(
     /** Starts copies of these sessions' journals (not awaited; it handles its own failures). */
     private readonly copy: (members: readonly string[]) => void,
-    private readonly delayMs: number,
+    private delayMs: number,
   ) {}
+
+  /** Changes journaled from now on wait at most `ms` (those waiting keep their timer). */
+  setDelay(ms: number): void {
+    this.delayMs = ms;
+  }
 
   /** A change of `member`'s was journaled (its reply came back): copy it within `delayMs`. */
   defer(member: string): void {

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { ConfigError, StorageUnavailableError } from '../../errors.ts';
-import type { Context } from './context.ts';
+import { VOLATILE_DEFERRED_COPY_MS, type Context } from './context.ts';
 import { StreamFlusher } from './flusher.ts';
 import { migrate } from './migrate.ts';
 import { evictionWarning, persistenceGap } from './persistence.ts';
@@ -132,6 +132,7 @@ export async function init(ctx: Context): Promise<void> {
   }
   if (mode === 'on' || (mode === 'auto' && volatile)) {
     ctx.intakeLog = new IntakeLog(ctx.pg);
+    ctx.deferred.setDelay(VOLATILE_DEFERRED_COPY_MS);
     ctx.log.info(
       { intakeLog: mode },
       'intake log on: each webhook is also written to PostgreSQL before it is answered, and what Redis loses is restored from there',
