@@ -56,7 +56,10 @@ export interface SinkCall {
   /** `performance.now()` at arrival (same clock as the load generator's send times). */
   readonly at: number;
   readonly phoneNumberId: string;
-  /** The recipient (`to`, or `recipient` for a BSUID). */
+  /**
+   * The user, as Meta identifies the user: the wa_id (`to` without its `+`), or `recipient` for
+   * a BSUID. Replies are indexed by it; `body.to` keeps what Baton sent (`+1555…`).
+   */
   readonly to: string;
   /** The raw `biz_opaque_callback_data`. */
   readonly callbackData: string | undefined;
@@ -168,13 +171,10 @@ export async function startReplySink(options: ReplySinkOptions = {}): Promise<Re
     } catch {
       body = undefined;
     }
-    const to = isRecord(body)
-      ? typeof body.to === 'string'
-        ? body.to
-        : typeof body.recipient === 'string'
-          ? body.recipient
-          : undefined
-      : undefined;
+    const phone = isRecord(body) && typeof body.to === 'string' ? body.to : undefined;
+    const recipient = isRecord(body) && typeof body.recipient === 'string' ? body.recipient : undefined;
+    // Keyed on the wa_id, as Meta names the user (and the load generator its users): no `+`.
+    const to = phone === undefined ? recipient : phone.replace(/^\+/, '');
     if (!isRecord(body) || body.messaging_product !== 'whatsapp' || to === undefined) {
       refused += 1;
       refuse(res, 400, 100, '(#100) Invalid parameter');
@@ -196,7 +196,11 @@ export async function startReplySink(options: ReplySinkOptions = {}): Promise<Re
       body,
     };
     last = call.at;
-    answerJson(res, 200, graphAccepted(call.providerMessageId, { to }));
+    answerJson(
+      res,
+      200,
+      graphAccepted(call.providerMessageId, phone === undefined ? { recipient: to } : { to: phone }),
+    );
     calls.push(call);
     let list = byUser.get(to);
     if (list === undefined) {

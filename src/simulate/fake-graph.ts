@@ -14,7 +14,10 @@ export interface GraphSend {
   readonly wamid: string;
   /** The JSON body Baton POSTed. */
   readonly body: Record<string, unknown>;
-  /** The user it is addressed to (`to`, or `recipient` for a business-scoped id). */
+  /**
+   * The user it is addressed to, as Meta identifies the user: the wa_id (`to` without its `+`),
+   * or `recipient` for a business-scoped id. `body.to` keeps what Baton sent (`+1555…`).
+   */
   readonly to: string;
   readonly atMs: number;
 }
@@ -75,11 +78,13 @@ export async function startFakeGraphApi(opts: { port?: number; host?: string } =
       return;
     }
     const b = body as Record<string, unknown>;
-    const to = typeof b.to === 'string' ? b.to : typeof b.recipient === 'string' ? b.recipient : undefined;
-    if (b.messaging_product !== 'whatsapp' || to === undefined) {
+    const input = typeof b.to === 'string' ? b.to : typeof b.recipient === 'string' ? b.recipient : undefined;
+    if (b.messaging_product !== 'whatsapp' || input === undefined) {
       graphError(res, 400, '(#100) The parameter messaging_product and to (or recipient) are required');
       return;
     }
+    // Graph names the user of a phone number by its wa_id: the digits, without the `+`.
+    const to = typeof b.to === 'string' ? b.to.replace(/^\+/, '') : input;
     const send: GraphSend = {
       phoneNumberId: decodeURIComponent(route[1]!),
       wamid: outboundWamid(),
@@ -90,7 +95,7 @@ export async function startFakeGraphApi(opts: { port?: number; host?: string } =
     sends.push(send);
     answer(res, 200, {
       messaging_product: 'whatsapp',
-      contacts: [{ input: to, wa_id: to }],
+      contacts: [typeof b.to === 'string' ? { input, wa_id: to } : { input, user_id: to }],
       messages: [{ id: send.wamid }],
     });
     for (const l of listeners) l(send);

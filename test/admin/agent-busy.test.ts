@@ -24,7 +24,7 @@ describe.each(HARNESS_BACKENDS)('an agent and a busy worker on the %s backend', 
       // Graph throttles the name prompt, asking for 6 s.
       h.graph.failNext(1, { status: 429, graphCode: 130429, retryAfter: 6 });
       expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
-      const refused = await h.graph.waitForRequest((c) => c.body.to === user && c.status === 429);
+      const refused = await h.graph.waitForRequest((c) => c.body.to === `+${user}` && c.status === 429);
 
       const started = Date.now();
       const took = await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' });
@@ -35,7 +35,7 @@ describe.each(HARNESS_BACKENDS)('an agent and a busy worker on the %s backend', 
       expect(s.metadata.needs_agent).toBe(true);
       // The prompt left unsent goes out in order once the gateway lets it: not before its
       // Retry-After, though another turn took the session up meanwhile (the agent's take).
-      const sent = await h.graph.waitFor((c) => c.body.to === user, 15_000);
+      const sent = await h.graph.waitFor((c) => c.body.to === `+${user}`, 15_000);
       expect(sent.at - refused.at).toBeGreaterThanOrEqual(5_950);
     },
   );
@@ -48,7 +48,7 @@ describe.each(HARNESS_BACKENDS)('an agent and a busy worker on the %s backend', 
       // baton the whole time, as it does for a slow lookup.
       h.graph.failNext(1, { status: 200, delayMs: 6_000, body: { messages: [{ id: 'wamid.SLOW' }] } });
       expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
-      await h.graph.waitForArrival((b) => b.to === user);
+      await h.graph.waitForArrival((b) => b.to === `+${user}`);
       const r = await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' });
       expect(r.status).toBe(409);
       expect(await r.json()).toMatchObject({ code: 'BATON_ERR_SESSION_BUSY' });

@@ -57,7 +57,7 @@ describe.each(HARNESS_BACKENDS)(
         const s = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
         expect(s.metadata.needs_agent).toBe(true);
 
-        const sentAtTake = h.graph.sent.filter((c) => c.body.to === user).length;
+        const sentAtTake = h.graph.sent.filter((c) => c.body.to === `+${user}`).length;
         expect((await h.post(webhook([text(user, 'are you there?', 1_750_000_001)]))).status).toBe(200);
 
         // No attempt after the take: its end is recorded, not applied; the user's message is held;
@@ -72,7 +72,7 @@ describe.each(HARNESS_BACKENDS)(
         const after = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
         expect(after.metadata).toMatchObject({ needs_agent: true, agent: 'Ana' });
         expect(after.current_step).toBe('looking_up');
-        expect(h.graph.sent.filter((c) => c.body.to === user)).toHaveLength(sentAtTake);
+        expect(h.graph.sent.filter((c) => c.body.to === `+${user}`)).toHaveLength(sentAtTake);
         const inbox = (await (await h.admin('/inbox')).json()) as { sessions: SessionView[] };
         expect(inbox.sessions.map((x) => x.wa_id)).toContain(user);
         const back = await h.admin(`/sessions/${user}/agent`, {
@@ -110,7 +110,7 @@ describe.each(HARNESS_BACKENDS)(
         const before = await lookupWaitingWithMessage(user, 1_750_000_100);
 
         await takesAtOnce(user);
-        const sentAtTake = h.graph.sent.filter((c) => c.body.to === user).length;
+        const sentAtTake = h.graph.sent.filter((c) => c.body.to === `+${user}`).length;
 
         await h.until(async () => (await h.transitions(user)).some((r) => r.kind === 'stale_input'), 15_000);
         await new Promise((r) => setTimeout(r, 9_500));
@@ -127,7 +127,7 @@ describe.each(HARNESS_BACKENDS)(
         ]);
         const after = (await (await h.admin(`/sessions/${user}`)).json()) as SessionView;
         expect(after.metadata).toMatchObject({ needs_agent: true, agent: 'Ana' });
-        expect(h.graph.sent.filter((c) => c.body.to === user)).toHaveLength(sentAtTake);
+        expect(h.graph.sent.filter((c) => c.body.to === `+${user}`)).toHaveLength(sentAtTake);
       },
       40_000,
     );

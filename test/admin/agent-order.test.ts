@@ -42,7 +42,7 @@ describe.each(HARNESS_BACKENDS)('agent changes in order on the %s backend', (_na
       }
       expect((await Promise.all(answers)).map((r) => r.status)).toEqual(texts.map(() => 200));
       const received = h.graph.sent
-        .filter((c) => c.body.to === user && c.body.type === 'text')
+        .filter((c) => c.body.to === `+${user}` && c.body.type === 'text')
         .map((c) => (c.body.text as { body: string }).body)
         .filter((b) => texts.includes(b));
       expect(received).toEqual(texts);

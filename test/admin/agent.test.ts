@@ -42,7 +42,7 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),
     });
-  const sentTo = (user: string) => h.graph.sent.filter((c) => c.body.to === user);
+  const sentTo = (user: string) => h.graph.sent.filter((c) => c.body.to === `+${user}`);
   const lastRecord = async (user: string): Promise<TransitionRecord | undefined> =>
     (await h.transitions(user)).at(-1);
 
@@ -66,7 +66,7 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       const before = await escalated(user);
       expect(before.current_step).toBe('choose_product');
       const handoffNotice = await h.graph.waitFor(
-        (c) => c.body.to === user && /team/i.test(JSON.stringify(c.body)),
+        (c) => c.body.to === `+${user}` && /team/i.test(JSON.stringify(c.body)),
       );
       expect(handoffNotice.body.biz_opaque_callback_data).toBe(`baton:order:choose_product:3`);
 
@@ -134,7 +134,7 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       );
       expect(out.outbound.find((o) => o.id === answer.message.id)?.last_error).toMatch(/500/);
       const agentSend = await h.graph.waitFor(
-        (c) => c.body.to === user && JSON.stringify(c.body).includes('Ana here'),
+        (c) => c.body.to === `+${user}` && JSON.stringify(c.body).includes('Ana here'),
       );
       expect(agentSend.body.text).toMatchObject({ body: 'Hi Jane, Ana here <b>&</b>' });
       expect(agentSend.body.biz_opaque_callback_data).toMatch(/^baton:order:choose_product:3:agent-\d+$/);
@@ -353,7 +353,7 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       expect(answer.message.status).toBe('pending');
       // A worker sends it once the session comes back.
       const call = await h.graph.waitFor(
-        (c) => c.body.to === user && JSON.stringify(c.body).includes('Ana here'),
+        (c) => c.body.to === `+${user}` && JSON.stringify(c.body).includes('Ana here'),
         10_000,
       );
       expect(call.body.biz_opaque_callback_data).toMatch(/:agent-\d+$/);
@@ -418,7 +418,7 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       await h.settled(user, 1);
       // Settled is stored; wait for the name prompt to be sent too before counting.
       await h.graph.waitFor(
-        (c) => c.body.to === user && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1',
+        (c) => c.body.to === `+${user}` && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1',
       );
       const sends = sentTo(user).length;
       const r = await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bo' });
@@ -441,9 +441,9 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
         data: { customer_name: 'Jo' },
       });
       await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:4');
-      expect(h.graph.sent.filter((c) => c.body.to === user && c.phoneNumberId === PHONE_ID).length).toBe(
-        sends + 2,
-      );
+      expect(
+        h.graph.sent.filter((c) => c.body.to === `+${user}` && c.phoneNumberId === PHONE_ID).length,
+      ).toBe(sends + 2);
     },
   );
 

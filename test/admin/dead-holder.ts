@@ -38,9 +38,9 @@ export async function replyOfDeadHolder(
 export async function sentOnceSoon(h: Harness, key: SessionKey, reply: OutboundRecord): Promise<void> {
   const started = Date.now();
   h.baton.engine.start(4);
-  const sent = await h.graph.waitFor((c) => c.body.to === key.user, 20_000);
+  const sent = await h.graph.waitFor((c) => c.body.to === `+${key.user}`, 20_000);
   expect(Date.now() - started).toBeLessThan(5_000);
   expect(sent.body.biz_opaque_callback_data).toBe(reply.callbackData);
   await new Promise((r) => setTimeout(r, 500));
-  expect(h.graph.requests.filter((c) => c.body.to === key.user)).toHaveLength(1);
+  expect(h.graph.requests.filter((c) => c.body.to === `+${key.user}`)).toHaveLength(1);
 }

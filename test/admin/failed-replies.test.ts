@@ -21,7 +21,7 @@ describe.each(HARNESS_BACKENDS)('failed replies on the overview, %s backend', (_
 
       const user = '15550704001';
       expect((await h.post(webhook([text(user, 'hi', 1_750_000_000)]))).status).toBe(200);
-      const sent = await h.graph.waitFor((c) => c.body.to === user);
+      const sent = await h.graph.waitFor((c) => c.body.to === `+${user}`);
       await h.settled(user, 1);
       const failed = envelopeWith({
         statuses: [

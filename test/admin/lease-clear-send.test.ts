@@ -22,19 +22,19 @@ describe.each(HARNESS_BACKENDS)('clearing a lease mid-send on the %s backend', (
         delayMs: 2500,
         body: {
           messaging_product: 'whatsapp',
-          contacts: [{ input: user, wa_id: user }],
+          contacts: [{ input: `+${user}`, wa_id: user }],
           messages: [{ id: 'wamid.slow1' }],
         },
       });
       expect((await h.post(webhook([text(user, 'hi', 1_750_000_000)]))).status).toBe(200);
-      await h.graph.waitForArrival((b) => b.to === user);
+      await h.graph.waitForArrival((b) => b.to === `+${user}`);
       const cleared = await h.admin(`/sessions/${user}/lock`, { method: 'DELETE' });
       expect(await cleared.json()).toEqual({ released: true });
-      await h.graph.waitFor((c) => c.body.to === user);
+      await h.graph.waitFor((c) => c.body.to === `+${user}`);
       // The next holder has had the session for seconds by now; give a second send every chance.
       await new Promise((r) => setTimeout(r, 1500));
       const prompts = h.graph.requests.filter(
-        (c) => c.body.to === user && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1',
+        (c) => c.body.to === `+${user}` && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1',
       );
       expect(prompts).toHaveLength(1);
       const out = (await (await h.admin(`/sessions/${user}/outbound`)).json()) as {
@@ -59,12 +59,12 @@ describe.each(HARNESS_BACKENDS)('clearing a lease mid-send on the %s backend', (
         to: user,
         body: {
           messaging_product: 'whatsapp',
-          contacts: [{ input: user, wa_id: user }],
+          contacts: [{ input: `+${user}`, wa_id: user }],
           messages: [{ id: 'wamid.slow-reset' }],
         },
       });
       expect((await h.post(webhook([text(user, 'hi', 1_750_000_000)]))).status).toBe(200);
-      await h.graph.waitForArrival((b) => b.to === user);
+      await h.graph.waitForArrival((b) => b.to === `+${user}`);
       // The agent's "Clear lease", then "Reset" while the name prompt is at the Graph.
       expect(await (await h.admin(`/sessions/${user}/lock`, { method: 'DELETE' })).json()).toEqual({
         released: true,
@@ -74,7 +74,7 @@ describe.each(HARNESS_BACKENDS)('clearing a lease mid-send on the %s backend', (
       const before = (await (await h.admin(`/sessions/${user}/outbound`)).json()) as Out;
       expect(before.outbound).toMatchObject([{ status: 'failed', last_error: RESET_CANCELLED }]);
       // The Graph took it: the record says so, and the reply is no failed one.
-      await h.graph.waitFor((c) => c.body.to === user);
+      await h.graph.waitFor((c) => c.body.to === `+${user}`);
       const after = await h.until(async () => {
         const o = ((await (await h.admin(`/sessions/${user}/outbound`)).json()) as Out).outbound[0];
         return o?.status === 'sent' ? o : undefined;

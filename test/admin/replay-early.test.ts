@@ -45,9 +45,9 @@ describe.each(HARNESS_BACKENDS)(
         replayAsked();
         expect((await replay).status).toBe(200);
         expect(held).toBe(1);
-        await h.graph.waitFor((c) => c.body.to === user && c.status === 200);
+        await h.graph.waitFor((c) => c.body.to === `+${user}` && c.status === 200);
         await h.settled(user, 1);
-        expect(h.graph.sent.filter((c) => c.body.to === user && c.status === 200)).toHaveLength(1);
+        expect(h.graph.sent.filter((c) => c.body.to === `+${user}` && c.status === 200)).toHaveLength(1);
         const { dead_letters } = (await (await h.admin('/dead-letters')).json()) as {
           dead_letters: Array<{ user: string; replayed_at?: string }>;
         };

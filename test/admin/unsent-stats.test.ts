@@ -35,7 +35,7 @@ describe.each(HARNESS_BACKENDS)('unsent replies on the %s backend', (_name, avai
       // Graph throttles each name prompt once, asking for 8 s (time to look).
       h.graph.failNext(users.length, { status: 429, graphCode: 130429, retryAfter: 8 });
       for (const u of users) expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
-      for (const u of users) await h.graph.waitForRequest((c) => c.body.to === u && c.status === 429);
+      for (const u of users) await h.graph.waitForRequest((c) => c.body.to === `+${u}` && c.status === 429);
 
       // Every message processed; the three prompts wait (the stats are cached for a second).
       const text1 = await h.until(async () => {
@@ -57,7 +57,7 @@ describe.each(HARNESS_BACKENDS)('unsent replies on the %s backend', (_name, avai
       await h.graph.waitForSent(users.length, 20_000);
       await h.until(async () => gauge(await metrics(), 'baton_unsent') === 0, 5_000);
       expect(gauge(await metrics(), 'baton_oldest_unsent_seconds')).toBe(0);
-      expect(h.graph.sent.map((c) => c.body.to).sort()).toEqual([...users].sort());
+      expect(h.graph.sent.map((c) => c.body.to).sort()).toEqual(users.map((u) => `+${u}`).sort());
       await h.until(
         () => rx.bodies.some((b) => b.alert === 'oldest_unsent' && b.state === 'resolved'),
         5_000,

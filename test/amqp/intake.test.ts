@@ -60,7 +60,7 @@ describeRabbit('RabbitMQ intake, embedded', () => {
       expect(await metric(h, 'baton_amqp_intake_total{outcome="stored"}')).toBe(3);
       expect(await metric(h, 'baton_webhooks_total{provider="cloud-api",outcome="queued"}')).toBe(3);
       expect(await readyCount(queue)).toBe(0);
-      expect(h.graph.sent.filter((c) => c.body.to === u)).toHaveLength(2);
+      expect(h.graph.sent.filter((c) => c.body.to === `+${u}`)).toHaveLength(2);
     } finally {
       await h.close();
     }

@@ -122,7 +122,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(h.graph.requests.some((c) => JSON.stringify(c.body).includes('Carla writing'))).toBe(false);
     await page.click('#reply button[type="submit"]');
-    await h.graph.waitFor((c) => c.body.to === u && JSON.stringify(c.body).includes('Carla writing'));
+    await h.graph.waitFor((c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('Carla writing'));
     await h.until(async () => (await lastRecord(u)).kind === 'agent_message');
     expect((await lastRecord(u)).worker).toBe('agent:Carla');
 
@@ -162,7 +162,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(h.graph.requests.some((c) => JSON.stringify(c.body).includes('Dana writing'))).toBe(false);
     await page.click('#reply button[type="submit"]');
-    await h.graph.waitFor((c) => c.body.to === u && JSON.stringify(c.body).includes('Dana writing'));
+    await h.graph.waitFor((c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('Dana writing'));
     await h.until(async () => (await lastRecord(u)).kind === 'agent_message');
     expect((await lastRecord(u)).worker).toBe('agent:Dana');
   });
@@ -290,7 +290,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect(await page.locator('#reply .error').innerText()).toContain('at most 4,096');
     await shot(page, 'f9-too-long');
     expect((await box.inputValue()).length).toBe(long.length);
-    expect(h.graph.sent.slice(sent).filter((c) => c.body.to === u)).toEqual([]);
+    expect(h.graph.sent.slice(sent).filter((c) => c.body.to === `+${u}`)).toEqual([]);
 
     // Emoji count one each, as the API counts them: 2,100 of them go out whole.
     const emoji = '😀'.repeat(2100);
@@ -300,7 +300,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect((await box.inputValue()).length).toBe(emoji.length);
     expect(await page.locator('#reply-count').innerText()).toBe('2,100 / 4,096 characters');
     await page.click('#reply button[type="submit"]');
-    const call = await h.graph.waitFor((c) => c.body.to === u && JSON.stringify(c.body).includes('😀'));
+    const call = await h.graph.waitFor((c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('😀'));
     expect(call.body.text).toMatchObject({ body: emoji });
   });
 
@@ -539,7 +539,9 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     const reloaded = page.waitForEvent('load', { timeout: 12_000 });
     await page.click('#reply button[type="submit"]');
     await reloaded;
-    await h.graph.waitFor((c) => c.body.to === u && JSON.stringify(c.body).includes('looking at your order'));
+    await h.graph.waitFor(
+      (c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('looking at your order'),
+    );
     expect(await box().inputValue()).toBe('');
     await openSession(page, u);
     expect(await box().inputValue()).toBe('');
@@ -563,7 +565,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.waitForSelector('#conversation .msg.out.agent');
     expect(await box().inputValue()).toBe('');
     await h.graph.waitFor(
-      (c) => c.body.to === u && JSON.stringify(c.body).includes('One moment please'),
+      (c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('One moment please'),
       10_000,
     );
     await new Promise((r) => setTimeout(r, 300));
@@ -621,10 +623,10 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.keyboard.press('Enter');
     await reloaded;
     await h.graph.waitFor(
-      (c) => c.body.to === u && JSON.stringify(c.body).includes('First line\\nsecond line'),
+      (c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('First line\\nsecond line'),
     );
     expect(
-      h.graph.requests.filter((c) => c.body.to === u && JSON.stringify(c.body).includes('First line')),
+      h.graph.requests.filter((c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('First line')),
     ).toHaveLength(1);
   });
 

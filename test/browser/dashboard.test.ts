@@ -219,7 +219,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     await page.fill('#reply textarea[name="text"]', 'Hi Kim, Ana here. Which product?');
     await page.click('#reply button[type="submit"]');
     const call = await h.graph.waitFor(
-      (c) => c.body.to === waiting && JSON.stringify(c.body).includes('Ana here'),
+      (c) => c.body.to === `+${waiting}` && JSON.stringify(c.body).includes('Ana here'),
     );
     expect(call.body.text).toMatchObject({ body: 'Hi Kim, Ana here. Which product?' });
     expect(call.body.biz_opaque_callback_data).toMatch(/^baton:order:choose_product:3:agent-\d+$/);
@@ -245,7 +245,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     const prompt = await h.graph.waitFor(
       (c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:4',
     );
-    expect(prompt.body.to).toBe(waiting);
+    expect(prompt.body.to).toBe(`+${waiting}`);
 
     // The bot resumes.
     await post(button(waiting, 'sku_777b', 'Day Pack', TS + 3));
@@ -255,7 +255,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     await reloadUntil(async () => (await stepShown()) === 'confirm_order');
     expect(await page.locator('#state-data').innerText()).toContain('"shipping_address": "2 High St"');
     await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:confirm_order:6');
-    const since = h.graph.sent.slice(sentBefore).filter((c) => c.body.to === waiting);
+    const since = h.graph.sent.slice(sentBefore).filter((c) => c.body.to === `+${waiting}`);
     expect(since.map((c) => c.body.biz_opaque_callback_data)).toEqual([
       expect.stringMatching(/:agent-\d+$/),
       'baton:order:choose_product:4',
@@ -303,7 +303,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     await row.locator('form.replay button').click();
     // Replayed: the reply reaches Graph this time, and the row says so.
     await h.graph.waitFor(
-      (c) => c.body.to === u && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1',
+      (c) => c.body.to === `+${u}` && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1',
     );
     await reloadUntil(async () =>
       (await page.locator('#dead-letters tbody tr', { hasText: u }).innerText()).includes('replayed'),
@@ -332,7 +332,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     );
     expect(await row.locator('.error').innerText()).toContain('moved on since this reply was committed');
     const asked = (c: { body: Record<string, unknown> }) =>
-      c.body.to === u && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1';
+      c.body.to === `+${u}` && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1';
     await new Promise((r) => setTimeout(r, 300));
     expect(h.graph.sent.filter(asked)).toHaveLength(0);
     await shot('13b-replay-asks-first');

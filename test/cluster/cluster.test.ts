@@ -365,9 +365,11 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
           const logged = new Set(t.body.transitions.flatMap((x) => x.message_ids));
           for (const m of script(u)) expect(logged.has(m.id), `${m.id} of ${u} in the log`).toBe(true);
           await graph.waitFor(
-            (x) => x.body.to === u && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
+            (x) => x.body.to === `+${u}` && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
           );
-          const cbs = graph.sent.filter((x) => x.body.to === u).map((x) => x.body.biz_opaque_callback_data);
+          const cbs = graph.sent
+            .filter((x) => x.body.to === `+${u}`)
+            .map((x) => x.body.biz_opaque_callback_data);
           expect(new Set(cbs).size, `no prompt twice for ${u}`).toBe(cbs.length);
         }
         const stats = await admin<{ queue_depth: number; workers: number }>('/stats');

@@ -117,7 +117,9 @@ describeServices('the intake log (a Redis without AOF)', () => {
     expect(sa.data).toEqual({ customer_name: 'Jane Doe' });
     expect((await h.transitions(a)).map((r) => r.kind)).toEqual(['advance', 'advance']);
     expect((await h.settled(b, 1)).current_step).toBe('ask_name');
-    const prompts = h.graph.sent.filter((c) => c.body.to === a).map((c) => c.body.biz_opaque_callback_data);
+    const prompts = h.graph.sent
+      .filter((c) => c.body.to === `+${a}`)
+      .map((c) => c.body.biz_opaque_callback_data);
     expect(prompts).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);
 
     // Consumed messages leave the log.
@@ -307,7 +309,7 @@ describeServices('the intake log (a Redis without AOF)', () => {
     // "Jane"'s prompt went out once: the refused copy's batch never sent it.
     const prompts = (): unknown[] =>
       [...h.graph.sent, ...next.graph.sent]
-        .filter((c) => c.body.to === u)
+        .filter((c) => c.body.to === `+${u}`)
         .map((c) => c.body.biz_opaque_callback_data)
         .sort();
     await next.until(async () => prompts().length >= 3);
@@ -334,13 +336,13 @@ describeServices('the intake log (a Redis without AOF)', () => {
       );
       return rows.length === 1 && rows[0]!.status === 'pending';
     });
-    await h.graph.waitForRequest((c) => c.body.to === u);
+    await h.graph.waitForRequest((c) => c.body.to === `+${u}`);
     // Redis dies with the session; Graph is back. The user writes nothing more.
     await redis.kill();
     h.graph.reset();
     await redis.restart(); // empty
     await h.until(async () => (await backend.health()).redis, 10_000);
-    const call = await h.graph.waitFor((c) => c.body.to === u, 10_000);
+    const call = await h.graph.waitFor((c) => c.body.to === `+${u}`, 10_000);
     expect(call.body.biz_opaque_callback_data).toBe('baton:order:ask_name:1');
   }, 60_000);
 

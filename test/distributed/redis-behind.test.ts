@@ -102,7 +102,7 @@ describe.skipIf(!servicesUp)('a Redis that comes back older than PostgreSQL', ()
       [4, 'advance', 'confirm_order'],
     ]);
     const prompts = h.graph.sent
-      .filter((c) => c.body.to === user)
+      .filter((c) => c.body.to === `+${user}`)
       .map((c) => c.body.biz_opaque_callback_data);
     expect(prompts).toEqual([
       'baton:order:ask_name:1',
@@ -129,7 +129,7 @@ describe.skipIf(!servicesUp)('a Redis that comes back older than PostgreSQL', ()
   }
 
   const sentTo = (user: string): Array<string | undefined> =>
-    h.graph.sent.filter((c) => c.body.to === user).map((c) => c.body.biz_opaque_callback_data);
+    h.graph.sent.filter((c) => c.body.to === `+${user}`).map((c) => c.body.biz_opaque_callback_data);
 
   /** Walks `user` to the address step; resolves with the product tap's webhook. */
   async function atAddress(user: string, ts: number): Promise<unknown> {
@@ -142,7 +142,8 @@ describe.skipIf(!servicesUp)('a Redis that comes back older than PostgreSQL', ()
     await h.settled(user, 3);
     await h.graph.waitFor(
       (c) =>
-        c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:3' && c.body.to === user,
+        c.body.biz_opaque_callback_data === 'baton:order:collect_shipping_address:3' &&
+        c.body.to === `+${user}`,
     );
     return tap;
   }

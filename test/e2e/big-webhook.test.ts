@@ -31,7 +31,9 @@ describe.each(bothStores())('a webhook of 999 texts from one user (%s)', (_mode,
       [1, 'advance', 1],
       [2, 'advance', 998],
     ]);
-    const prompts = h.graph.sent.filter((c) => c.body.to === u).map((c) => c.body.biz_opaque_callback_data);
+    const prompts = h.graph.sent
+      .filter((c) => c.body.to === `+${u}`)
+      .map((c) => c.body.biz_opaque_callback_data);
     expect(prompts).toEqual(['baton:order:choose_product:2']);
   }, 60_000);
 });

@@ -70,12 +70,14 @@ describe('a burst stored more slowly than the buffer window', () => {
     await h.until(() =>
       users.every((u) =>
         h.graph.sent.some(
-          (c) => c.body.biz_opaque_callback_data === 'baton:order:completed:5' && c.body.to === u,
+          (c) => c.body.biz_opaque_callback_data === 'baton:order:completed:5' && c.body.to === `+${u}`,
         ),
       ),
     );
     for (const u of users) {
-      const after = h.graph.sent.filter((c) => c.body.to === u).map((c) => c.body.biz_opaque_callback_data);
+      const after = h.graph.sent
+        .filter((c) => c.body.to === `+${u}`)
+        .map((c) => c.body.biz_opaque_callback_data);
       expect(after).toEqual(['baton:order:ask_name:1', 'baton:order:completed:5']);
     }
   });

@@ -73,7 +73,7 @@ describe.each(HARNESS_BACKENDS)(
       };
       expect(dead.dead_letters.some((d) => d.ref.startsWith('fx:') && /onResult/.test(d.reason))).toBe(true);
       // The user was told something went wrong.
-      await h.graph.waitFor((c) => c.body.to === user && /went wrong/i.test(JSON.stringify(c.body)));
+      await h.graph.waitFor((c) => c.body.to === `+${user}` && /went wrong/i.test(JSON.stringify(c.body)));
 
       // Later messages are recorded for the agent at once, not left waiting in the mailbox.
       expect((await h.post(webhook([text(user, 'hello?', T + 2)]))).status).toBe(200);

@@ -71,7 +71,8 @@ describe.each(HARNESS_BACKENDS)(
           expect((await h.post(webhook([text(user, String(size), T + 1)]))).status).toBe(200);
           const call = await h.graph.waitFor(
             (c) =>
-              c.body.to === user && said.test(String((c.body.text as { body?: string } | undefined)?.body)),
+              c.body.to === `+${user}` &&
+              said.test(String((c.body.text as { body?: string } | undefined)?.body)),
             15_000,
           );
           expect(call).toBeDefined();

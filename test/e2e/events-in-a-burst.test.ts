@@ -20,7 +20,7 @@ describe.each(HARNESS_BACKENDS)(
     const now = () => Math.floor(Date.now() / 1000);
     const sentTo = (user: string) =>
       h.graph.sent
-        .filter((c) => c.body.to === user)
+        .filter((c) => c.body.to === `+${user}`)
         .map((c) => ({
           tag: c.body.biz_opaque_callback_data,
           text: (c.body.text as { body?: string } | undefined)?.body ?? c.body.type,
@@ -32,7 +32,7 @@ describe.each(HARNESS_BACKENDS)(
       expect((await h.post(webhook([text(user, 'Ana', now())]))).status).toBe(200);
       await h.settled(user, 2);
       await h.graph.waitFor(
-        (c) => c.body.to === user && c.body.biz_opaque_callback_data === 'baton:shop:menu:2',
+        (c) => c.body.to === `+${user}` && c.body.biz_opaque_callback_data === 'baton:shop:menu:2',
       );
     };
     /** `order_shipped` posted, then at once the user's texts, stamped after it: one window. */
@@ -58,7 +58,7 @@ describe.each(HARNESS_BACKENDS)(
         ['retry', 'tracking'],
       ]);
       await h.graph.waitFor(
-        (c) => c.body.to === user && c.body.biz_opaque_callback_data === 'baton:shop:tracking:3',
+        (c) => c.body.to === `+${user}` && c.body.biz_opaque_callback_data === 'baton:shop:tracking:3',
       );
       await new Promise((r) => setTimeout(r, 300));
       // One prompt for the news, from the event's own visit; the retry's copy of it is not sent.

@@ -26,7 +26,7 @@ describe.each(HARNESS_BACKENDS)('events over the admin API, %s backend', (_name,
       body: JSON.stringify(body),
     });
   const sentTo = (user: string) =>
-    h.graph.sent.filter((c) => c.body.to === user).map((c) => c.body.biz_opaque_callback_data);
+    h.graph.sent.filter((c) => c.body.to === `+${user}`).map((c) => c.body.biz_opaque_callback_data);
   const atMenu = async (user: string) => {
     expect((await h.post(webhook([text(user, 'hi', T0)]))).status).toBe(200);
     await h.settled(user, 1);
@@ -104,7 +104,7 @@ describe.each(HARNESS_BACKENDS)('events over the admin API, %s backend', (_name,
     );
     expect(r.status).toBe(202);
     expect(await h.settled(user, 1)).toMatchObject({ current_step: 'tracking', data: { order: 'ORD-8' } });
-    const sent = await h.graph.waitFor((c) => c.body.to === user);
+    const sent = await h.graph.waitFor((c) => c.body.to === `+${user}`);
     expect(sent.body.biz_opaque_callback_data).toBe('baton:shop:tracking:1');
     expect(sent.phoneNumberId).toBe(PHONE_ID);
   });

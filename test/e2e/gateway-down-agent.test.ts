@@ -42,7 +42,7 @@ describe.each(HARNESS_BACKENDS)(
         h.graph.failNext(2, { status: 503, to: user });
         shop.script(ROUTE, { status: 503 }, { status: 503 });
         expect((await h.post(webhook([text(user, 'ORD-12345', 1_750_000_000)]))).status).toBe(200);
-        await h.until(() => h.graph.requests.some((c) => c.body.to === user));
+        await h.until(() => h.graph.requests.some((c) => c.body.to === `+${user}`));
         // The lookup runs beside the send's backoff, and fails its first attempt.
         await shop.waitForCalls(ROUTE, 1, 3_000);
         await new Promise((r) => setTimeout(r, 200));

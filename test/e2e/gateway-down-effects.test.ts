@@ -34,7 +34,7 @@ describe.each(HARNESS_BACKENDS)(
     const now = () => Math.floor(Date.now() / 1000);
     const textsTo = (user: string) =>
       h.graph.sent
-        .filter((c) => c.body.to === user)
+        .filter((c) => c.body.to === `+${user}`)
         .map((c) => (typeof c.body.text === 'object' ? c.body.text.body : c.body.type));
 
     it.skipIf(!available)(
@@ -44,7 +44,7 @@ describe.each(HARNESS_BACKENDS)(
         // Graph answers 503 to this user's next two sends.
         h.graph.failNext(2, { status: 503, to: user });
         expect((await h.post(webhook([text(user, 'ORD-12345', now())]))).status).toBe(200);
-        await h.until(() => h.graph.requests.some((c) => c.body.to === user));
+        await h.until(() => h.graph.requests.some((c) => c.body.to === `+${user}`));
         // The shop is asked at once, not after the backoff (4 s, then 8 s).
         await h.until(() => shop.callsTo('GET /orders/ORD-12345').length > 0, 3_000);
         expect(textsTo(user)).toEqual([]);
@@ -58,13 +58,13 @@ describe.each(HARNESS_BACKENDS)(
         expect(texts[0]).toBe('Looking up ORD-12345…');
         expect(texts.slice(1).some((t) => t?.startsWith('Order ORD-12345'))).toBe(true);
         const callbacks = h.graph.sent
-          .filter((c) => c.body.to === user)
+          .filter((c) => c.body.to === `+${user}`)
           .map((c) => c.body.biz_opaque_callback_data);
         expect(new Set(callbacks).size).toBe(callbacks.length);
         expect(shop.callsTo('GET /orders/ORD-12345')).toHaveLength(1);
         // The result cut the wait short for itself, not for the gateway: the second attempt came
         // when the backoff was over (outside test QA14-F2: a 429's Retry-After was cut to 0.6 s).
-        const [first, second] = h.graph.requests.filter((c) => c.body.to === user);
+        const [first, second] = h.graph.requests.filter((c) => c.body.to === `+${user}`);
         expect(second!.at - first!.at).toBeGreaterThanOrEqual(3_900);
       },
       60_000,

@@ -21,7 +21,7 @@ describe.each(HARNESS_BACKENDS)('a gateway refusing sends, %s backend', (_name, 
   );
   const now = () => Math.floor(Date.now() / 1000);
   const sentTo = (user: string) =>
-    h.graph.sent.filter((c) => c.body.to === user).map((c) => c.body.biz_opaque_callback_data);
+    h.graph.sent.filter((c) => c.body.to === `+${user}`).map((c) => c.body.biz_opaque_callback_data);
 
   it.skipIf(!available)(
     "applies the user's next message while the reply before it waits out its backoff; replies go in order",
@@ -30,7 +30,7 @@ describe.each(HARNESS_BACKENDS)('a gateway refusing sends, %s backend', (_name, 
       // Graph answers 503 to this user's next three sends.
       h.graph.failNext(3, { status: 503, to: user });
       expect((await h.post(webhook([text(user, 'hi', now())]))).status).toBe(200);
-      await h.until(() => h.graph.requests.some((c) => c.body.to === user));
+      await h.until(() => h.graph.requests.some((c) => c.body.to === `+${user}`));
       expect((await h.post(webhook([text(user, 'Ada Lovelace', now())]))).status).toBe(200);
       // Applied with nothing sent yet: the prompt for "hi" still waits out its backoff.
       await h.until(async () => (await h.session(user))?.metadata.version === 2);
@@ -41,7 +41,7 @@ describe.each(HARNESS_BACKENDS)('a gateway refusing sends, %s backend', (_name, 
       });
       // The wait was cut short once, when the message's window closed, not in a loop of
       // attempts while it was still open: the first attempt, and at most one after the cut.
-      expect(h.graph.requests.filter((c) => c.body.to === user).length).toBeLessThanOrEqual(2);
+      expect(h.graph.requests.filter((c) => c.body.to === `+${user}`).length).toBeLessThanOrEqual(2);
       // Graph takes them again: the name prompt first, then the product prompt.
       await h.until(() => sentTo(user).length === 2, 40_000);
       expect(sentTo(user)).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);

@@ -50,16 +50,16 @@ describe.each(HARNESS_BACKENDS)(
         await new Promise((r) => setTimeout(r, 6_000 - Math.min(6_000, Date.now() - began)));
         // In about 6 s, at a backoff doubling from 200 ms: a handful of tries each, not one every
         // 200 ms.
-        const tries = users.map((u) => h.graph.requests.filter((c) => c.body.to === u).length);
+        const tries = users.map((u) => h.graph.requests.filter((c) => c.body.to === `+${u}`).length);
         expect(Math.max(...tries)).toBeLessThanOrEqual(10);
         // Graph comes back: every user gets "Looking up", then the status, once each, in order.
         h.graph.reset();
         await h.until(
-          () => users.every((u) => h.graph.sent.filter((c) => c.body.to === u).length >= 3),
+          () => users.every((u) => h.graph.sent.filter((c) => c.body.to === `+${u}`).length >= 3),
           60_000,
         );
         for (const [i, u] of users.entries()) {
-          const sent = h.graph.sent.filter((c) => c.body.to === u);
+          const sent = h.graph.sent.filter((c) => c.body.to === `+${u}`);
           const first = sent[0]!.body.text;
           expect(typeof first === 'object' ? first.body : first).toBe(`Looking up ${order(i)}…`);
           const callbacks = sent.map((c) => c.body.biz_opaque_callback_data);
@@ -79,12 +79,12 @@ describe.each(HARNESS_BACKENDS)(
         // 12 s at a backoff doubling from 200 ms (a session comes back a second after its release
         // at the soonest): 7 tries at most; coming back every second, 12.
         await new Promise((r) => setTimeout(r, 12_000));
-        const tries = greeters.map((u) => h.graph.requests.filter((c) => c.body.to === u).length);
+        const tries = greeters.map((u) => h.graph.requests.filter((c) => c.body.to === `+${u}`).length);
         expect(Math.min(...tries)).toBeGreaterThan(0);
         expect(Math.max(...tries)).toBeLessThanOrEqual(8);
         h.graph.reset();
-        await h.until(() => greeters.every((u) => h.graph.sent.some((c) => c.body.to === u)), 60_000);
-        for (const u of greeters) expect(h.graph.sent.filter((c) => c.body.to === u)).toHaveLength(1);
+        await h.until(() => greeters.every((u) => h.graph.sent.some((c) => c.body.to === `+${u}`)), 60_000);
+        for (const u of greeters) expect(h.graph.sent.filter((c) => c.body.to === `+${u}`)).toHaveLength(1);
       },
       120_000,
     );
@@ -105,11 +105,11 @@ describe.each(HARNESS_BACKENDS)(
           for (const u of writers)
             expect((await h.post(webhook([text(u, `still there? ${round}`, now())]))).status).toBe(200);
         }
-        const tries = writers.map((u) => h.graph.requests.filter((c) => c.body.to === u).length);
+        const tries = writers.map((u) => h.graph.requests.filter((c) => c.body.to === `+${u}`).length);
         expect(Math.min(...tries)).toBeGreaterThan(0);
         expect(Math.max(...tries)).toBeLessThanOrEqual(8);
         h.graph.reset();
-        await h.until(() => writers.every((u) => h.graph.sent.some((c) => c.body.to === u)), 60_000);
+        await h.until(() => writers.every((u) => h.graph.sent.some((c) => c.body.to === `+${u}`)), 60_000);
       },
       120_000,
     );

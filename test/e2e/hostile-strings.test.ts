@@ -45,7 +45,7 @@ describe.each(cases)('hostile strings on the %s backend', (_name, available, set
     for (const u of [a, b, c]) {
       const s = await h.settled(u, 1);
       expect(s.current_step).toBe('ask_name');
-      await h.graph.waitFor((call) => call.body.to === u);
+      await h.graph.waitFor((call) => call.body.to === `+${u}`);
     }
     // The admin API reads the sessions (distributed: through PostgreSQL's copy) and the texts.
     const list = await h.admin('/sessions?limit=200');

@@ -300,7 +300,7 @@ describe('health, readiness, metrics, admin auth', () => {
     const u = '15550007781';
     expect((await h.post(webhook([text(u, 'hi', 1_750_000_000)]))).status).toBe(200);
     await h.settled(u, 1);
-    await h.graph.waitFor((c) => c.body.to === u);
+    await h.graph.waitFor((c) => c.body.to === `+${u}`);
     let outbound: Array<Record<string, unknown>> = [];
     await h.until(async () => {
       const r = await h.admin(`/sessions/${u}/outbound`);
@@ -545,7 +545,7 @@ describe('every real Cloud API body in shared/fixtures', () => {
   it('statuses update the outbound record they name, never backwards', async () => {
     const u = '15550006666';
     await h.post(webhook([text(u, 'hi', 1_750_000_000)]));
-    const call = await h.graph.waitFor((c) => c.body.to === u);
+    const call = await h.graph.waitFor((c) => c.body.to === `+${u}`);
     const id = call.providerMessageId!;
     await h.until(async () => {
       const s = (await h.baton.backend.findSessions(u))[0];
@@ -564,10 +564,10 @@ describe('every real Cloud API body in shared/fixtures', () => {
     h.graph.failNext(1, {
       status: 200,
       delayMs: 600,
-      body: { messaging_product: 'whatsapp', contacts: [{ input: u, wa_id: u }], messages: [{ id }] },
+      body: { messaging_product: 'whatsapp', contacts: [{ input: `+${u}`, wa_id: u }], messages: [{ id }] },
     });
     await h.post(webhook([text(u, 'hi', 1_750_000_000)]));
-    await h.graph.waitForArrival((b) => b.to === u);
+    await h.graph.waitForArrival((b) => b.to === `+${u}`);
     const failed = statusWebhook(id, 'failed', u, 1_750_000_001) as {
       entry: Array<{ changes: Array<{ value: { statuses: Array<Record<string, unknown>> } }> }>;
     };

@@ -21,7 +21,7 @@ beforeEach(() => {
   waId = `1555000${String(user).padStart(4, '0')}`;
 });
 
-const sentTo = (to: string): RecordedCall[] => h.graph.sent.filter((c) => c.body.to === to);
+const sentTo = (to: string): RecordedCall[] => h.graph.sent.filter((c) => c.body.to === `+${to}`);
 const callbacks = (to: string): string[] => sentTo(to).map((c) => c.body.biz_opaque_callback_data!);
 
 async function send(...messages: ReturnType<typeof text>[]): Promise<void> {
@@ -290,7 +290,7 @@ describe('the order flow, end to end', () => {
     h.graph.failNext(1, { status: 400, graphCode: 130429 });
     await step(text(waId, 'hi', T0), 1);
     expect(sentTo(waId)).toHaveLength(1);
-    const attempts = h.graph.requests.filter((c) => c.body.to === waId);
+    const attempts = h.graph.requests.filter((c) => c.body.to === `+${waId}`);
     expect(attempts.map((c) => c.status)).toEqual([429, 400, 200]);
   });
 
@@ -314,7 +314,7 @@ describe('the order flow, end to end', () => {
     // Once the cause is fixed, an agent replays it: the reply goes out, once.
     const replay = await h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' });
     expect(await replay.json()).toEqual({ replayed: true });
-    await h.graph.waitFor((c) => c.body.to === waId);
+    await h.graph.waitFor((c) => c.body.to === `+${waId}`);
     expect(sentTo(waId).map((c) => c.body.biz_opaque_callback_data)).toEqual(['baton:order:ask_name:1']);
     const again = await h.admin(`/dead-letters/${encodeURIComponent(letter.id)}/replay`, { method: 'POST' });
     expect(again.status).toBe(404);
@@ -341,7 +341,7 @@ describe('the order flow, end to end', () => {
     });
     await new Promise((r) => setTimeout(r, 300));
     expect(
-      h.graph.sent.filter((c) => c.body.to === waId).map((c) => c.body.biz_opaque_callback_data),
+      h.graph.sent.filter((c) => c.body.to === `+${waId}`).map((c) => c.body.biz_opaque_callback_data),
     ).toEqual(['baton:order:choose_product:2']);
     // Confirmed, it goes out, and says so again.
     const replay = await h.admin(`${url}?confirm=true`, { method: 'POST' });
@@ -350,7 +350,7 @@ describe('the order flow, end to end', () => {
       warning: expect.stringContaining('moved on since this reply was committed (version 1, now 2)'),
     });
     await h.graph.waitFor(
-      (c) => c.body.biz_opaque_callback_data === 'baton:order:ask_name:1' && c.body.to === waId,
+      (c) => c.body.biz_opaque_callback_data === 'baton:order:ask_name:1' && c.body.to === `+${waId}`,
     );
   });
 
@@ -372,7 +372,7 @@ describe('the order flow, end to end', () => {
     expect(
       (await h.admin(`/dead-letters/${encodeURIComponent(second.id)}/replay`, { method: 'POST' })).status,
     ).toBe(200);
-    await h.graph.waitFor((c) => c.body.to === waId && c.status === 200);
+    await h.graph.waitFor((c) => c.body.to === `+${waId}` && c.status === 200);
     expect(sentTo(waId)).toHaveLength(1);
   });
 });

@@ -27,12 +27,12 @@ const T0 = 1_750_000_000;
 describe('order_status over HTTP (embedded)', () => {
   it('a Spanish conversation: lookup, status list, tracking with the map as an image, hand-off to the inbox', async () => {
     const u = '15550008001';
-    const sentTo = () => h.graph.sent.filter((c) => c.body.to === u);
+    const sentTo = () => h.graph.sent.filter((c) => c.body.to === `+${u}`);
     expect((await h.post(webhook([text(u, 'Hola, quiero saber de mi pedido', T0)]))).status).toBe(200);
     await h.settled(u, 1);
     expect((await h.post(webhook([text(u, 'ord-12345', T0 + 1)]))).status).toBe(200);
     await h.until(async () => (await h.session(u))?.current_step === 'show_status');
-    const list = await h.graph.waitFor((c) => c.body.to === u && c.body.type === 'interactive');
+    const list = await h.graph.waitFor((c) => c.body.to === `+${u}` && c.body.type === 'interactive');
     expect(list.body.interactive?.type).toBe('list');
     expect(list.body.interactive?.action?.sections?.flatMap((s) => s.rows.map((r) => r.id))).toEqual([
       'track',
@@ -94,7 +94,7 @@ describe('order_status over HTTP (embedded)', () => {
   it('what users really send: a number with other words in one burst, a message while the cancel runs, a reset in Spanish, an agent who would hand back at "done"', async () => {
     const textsTo = (u: string): string[] =>
       h.graph.sent
-        .filter((c) => c.body.to === u)
+        .filter((c) => c.body.to === `+${u}`)
         .map((c) =>
           typeof c.body.text === 'object'
             ? (c.body.text.body ?? '')

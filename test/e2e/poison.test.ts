@@ -95,7 +95,7 @@ describe('a poison message', () => {
       (c) => c.body.biz_opaque_callback_data === `baton:poison:ask:1:${poisonMsg.id}`,
     );
     expect(JSON.stringify(notice.body.text)).toMatch(/went wrong/);
-    expect(h.graph.sent.filter((c) => c.body.to === u)).toHaveLength(2);
+    expect(h.graph.sent.filter((c) => c.body.to === `+${u}`)).toHaveLength(2);
 
     // Intake kept answering, and the session goes on with the next message.
     expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
@@ -138,7 +138,9 @@ describe('a poison message', () => {
     expect(s).toMatchObject({ current_step: 'ask', metadata: { version: 1, retry_count: 0 } });
     // Let the rejected promise settle: the afterEach hook checks nobody missed it.
     await new Promise((r) => setTimeout(r, 50));
-    const toUser = h.graph.sent.filter((c) => c.body.to === u).map((c) => c.body.biz_opaque_callback_data);
+    const toUser = h.graph.sent
+      .filter((c) => c.body.to === `+${u}`)
+      .map((c) => c.body.biz_opaque_callback_data);
     expect(toUser).toEqual(['baton:poison:ask:1', `baton:poison:ask:1:${m.id}`]);
   });
 });

@@ -190,7 +190,7 @@ describe('a WASender webhook naming a Cloud API channel', () => {
     const sessions = await h.baton.backend.findSessions(victim);
     expect(sessions.map((s) => s.channel).sort()).toEqual([PHONE_ID, `wasender:${PHONE_ID}`]);
     // Nothing went to the victim through the Cloud API but the one name prompt.
-    const cloudSends = h.graph.sent.filter((c) => c.route !== 'wasender' && c.body.to === victim);
+    const cloudSends = h.graph.sent.filter((c) => c.route !== 'wasender' && c.body.to === `+${victim}`);
     expect(cloudSends).toHaveLength(1);
     expect(JSON.stringify(cloudSends)).not.toContain('Mallory');
   });

@@ -27,7 +27,7 @@ describe.each(HARNESS_BACKENDS)('replaying a reply on the %s backend', (_name, a
       });
       expect(replayed.status).toBe(200);
       const started = Date.now();
-      await h.graph.waitFor((c) => c.body.to === u && c.status === 200, 5_000);
+      await h.graph.waitFor((c) => c.body.to === `+${u}` && c.status === 200, 5_000);
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
       await h.close();

@@ -112,13 +112,14 @@ describe('SIGKILL of the embedded process mid-flow', () => {
       // At most the one in-flight send per user may repeat: never two confirmations after one.
       for (const u of users) {
         await graph.waitFor(
-          (c) => c.body.to === u && !!c.body.biz_opaque_callback_data?.startsWith('baton:order:completed:'),
+          (c) =>
+            c.body.to === `+${u}` && !!c.body.biz_opaque_callback_data?.startsWith('baton:order:completed:'),
           10_000,
         );
         const confirmations = graph.requests.filter(
           (c) =>
             c.status === 200 &&
-            c.body.to === u &&
+            c.body.to === `+${u}` &&
             c.body.biz_opaque_callback_data?.startsWith('baton:order:completed:'),
         );
         expect(confirmations.length).toBeLessThanOrEqual(2);

@@ -24,12 +24,12 @@ describe.each(HARNESS_BACKENDS)('a send backoff on the %s backend', (_name, avai
       const b = '15550702002';
       h.graph.failNext(1, { status: 503 });
       expect((await h.post(webhook([text(a, 'hi', T0)]))).status).toBe(200);
-      await h.graph.waitForRequest((c) => c.body.to === a);
+      await h.graph.waitForRequest((c) => c.body.to === `+${a}`);
       expect((await h.post(webhook([text(b, 'hi', T0)]))).status).toBe(200);
-      await h.graph.waitFor((c) => c.body.to === b, 2500);
-      expect(h.graph.sent.filter((c) => c.body.to === a)).toHaveLength(0);
-      await h.graph.waitFor((c) => c.body.to === a, 10_000);
-      expect(h.graph.sent.map((c) => c.body.to)).toEqual([b, a]);
+      await h.graph.waitFor((c) => c.body.to === `+${b}`, 2500);
+      expect(h.graph.sent.filter((c) => c.body.to === `+${a}`)).toHaveLength(0);
+      await h.graph.waitFor((c) => c.body.to === `+${a}`, 10_000);
+      expect(h.graph.sent.map((c) => c.body.to)).toEqual([`+${b}`, `+${a}`]);
       await h.settled(a, 1);
     },
     30_000,
@@ -43,19 +43,19 @@ describe.each(HARNESS_BACKENDS)('a send backoff on the %s backend', (_name, avai
       const control = '15550703099';
       h.graph.failNext(users.length, { status: 429, graphCode: 130429, retryAfter: 6 });
       for (const u of users) expect((await h.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
-      await h.until(() => users.every((u) => h.graph.requests.some((c) => c.body.to === u)), 10_000);
+      await h.until(() => users.every((u) => h.graph.requests.some((c) => c.body.to === `+${u}`)), 10_000);
       // A user whose reply the gateway takes is answered at once, not after a backoff.
       expect((await h.post(webhook([text(control, 'hi', T0)]))).status).toBe(200);
-      const answered = await h.graph.waitFor((c) => c.body.to === control, 5_000);
+      const answered = await h.graph.waitFor((c) => c.body.to === `+${control}`, 5_000);
       // Each throttled prompt goes out once, after its Retry-After; all of them after the
       // control's (before, it waited for the retry of the session holding the slot).
-      await h.until(() => users.every((u) => h.graph.sent.some((c) => c.body.to === u)), 20_000);
-      const retries = users.map((u) => h.graph.requests.filter((c) => c.body.to === u)[1]!.at);
+      await h.until(() => users.every((u) => h.graph.sent.some((c) => c.body.to === `+${u}`)), 20_000);
+      const retries = users.map((u) => h.graph.requests.filter((c) => c.body.to === `+${u}`)[1]!.at);
       expect(answered.at).toBeLessThan(Math.min(...retries));
       for (const u of users) {
-        const tries = h.graph.requests.filter((c) => c.body.to === u);
+        const tries = h.graph.requests.filter((c) => c.body.to === `+${u}`);
         expect(tries.at(-1)!.at - tries[0]!.at).toBeGreaterThanOrEqual(5_900);
-        expect(h.graph.sent.filter((c) => c.body.to === u)).toHaveLength(1);
+        expect(h.graph.sent.filter((c) => c.body.to === `+${u}`)).toHaveLength(1);
       }
     },
     45_000,

@@ -45,7 +45,7 @@ describe.each(modes)('status webhooks stay with their gateway (%s)', (_mode, env
     const ts = Math.floor(Date.now() / 1000);
     const u = '15557780001';
     expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
-    const sent = await h.graph.waitFor((c) => c.body.to === u);
+    const sent = await h.graph.waitFor((c) => c.body.to === `+${u}`);
     const wamid = sent.providerMessageId!;
     await h.until(async () => (await statusOf(u)) === 'sent');
 
@@ -121,9 +121,9 @@ describe.each(bothStores())('an agent’s reset while a reply is throttled (%s)'
     // The user's next message starts afresh; only its prompt reaches them.
     expect((await h.post(webhook([text(u, 'hello', ts + 1)]))).status).toBe(200);
     await h.settled(u, 3);
-    await h.graph.waitFor((c) => c.body.to === u);
-    expect(h.graph.sent.filter((c) => c.body.to === u).map((c) => c.body.biz_opaque_callback_data)).toEqual([
-      'baton:order:ask_name:3',
-    ]);
+    await h.graph.waitFor((c) => c.body.to === `+${u}`);
+    expect(
+      h.graph.sent.filter((c) => c.body.to === `+${u}`).map((c) => c.body.biz_opaque_callback_data),
+    ).toEqual(['baton:order:ask_name:3']);
   });
 });

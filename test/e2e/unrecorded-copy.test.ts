@@ -22,7 +22,7 @@ describe.each(HARNESS_BACKENDS)(
   (name, available, setup) => {
     const h = harnessOn(available, setup);
     let n = 0;
-    const sentTo = (to: string): RecordedCall[] => h.graph.sent.filter((c) => c.body.to === to);
+    const sentTo = (to: string): RecordedCall[] => h.graph.sent.filter((c) => c.body.to === `+${to}`);
 
     /** Posts `msg` and waits for the session to settle at `version` with `sends` new replies. */
     async function step(msg: Msg, version: number, sends = 1): Promise<RecordedCall[]> {

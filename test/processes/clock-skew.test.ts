@@ -102,7 +102,7 @@ describe.skipIf(!up)('ingress and worker processes whose clocks are 4 s apart', 
     for (const u of users) {
       await expect.poll(() => versionOf(adminBase, u), { timeout: 20_000 }).toBeGreaterThanOrEqual(2);
       await graph.waitFor(
-        (x) => x.body.to === u && x.body.biz_opaque_callback_data === 'baton:order:choose_product:2',
+        (x) => x.body.to === `+${u}` && x.body.biz_opaque_callback_data === 'baton:order:choose_product:2',
       );
     }
     // Any second batch (a retry at choose_product) would have been applied by now.
@@ -126,7 +126,9 @@ describe.skipIf(!up)('ingress and worker processes whose clocks are 4 s apart', 
           .map((m) => m.id)
           .sort(),
       );
-      const prompts = graph.sent.filter((x) => x.body.to === u).map((x) => x.body.biz_opaque_callback_data);
+      const prompts = graph.sent
+        .filter((x) => x.body.to === `+${u}`)
+        .map((x) => x.body.biz_opaque_callback_data);
       expect(prompts, u).toEqual(['baton:order:ask_name:1', 'baton:order:choose_product:2']);
     }
   }, 120_000);

@@ -247,7 +247,7 @@ async function diagnose(c: Cluster, u: string): Promise<string> {
 }
 
 function callbacksTo(graph: FakeGraph, u: string): string[] {
-  return graph.sent.filter((x) => x.body.to === u).map((x) => x.body.biz_opaque_callback_data!);
+  return graph.sent.filter((x) => x.body.to === `+${u}`).map((x) => x.body.biz_opaque_callback_data!);
 }
 
 describe.skipIf(!up)('distributed mode, real processes', () => {
@@ -284,7 +284,7 @@ describe.skipIf(!up)('distributed mode, real processes', () => {
       );
       for (const u of users.filter((x) => !split.includes(x))) {
         await graph.waitFor(
-          (x) => x.body.to === u && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
+          (x) => x.body.to === `+${u}` && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
         );
         const cbs = callbacksTo(graph, u);
         expect(new Set(cbs).size, `no prompt twice for ${u}`).toBe(cbs.length);
@@ -314,7 +314,7 @@ describe.skipIf(!up)('distributed mode, real processes', () => {
       await expectAllCompleted(c, users, acked, 45_000);
       for (const u of users) {
         await graph.waitFor(
-          (x) => x.body.to === u && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
+          (x) => x.body.to === `+${u}` && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
           15_000,
         );
         const cbs = callbacksTo(graph, u);
@@ -363,7 +363,7 @@ describe.skipIf(!up)('distributed mode, real processes', () => {
         await new Promise((r) => setTimeout(r, 100));
       }
       const took = await Promise.all(
-        held.map(async (u) => (await graph.waitFor((x) => x.body.to === u, 20_000)).at - t0),
+        held.map(async (u) => (await graph.waitFor((x) => x.body.to === `+${u}`, 20_000)).at - t0),
       );
       // The other worker sends the prompts the dead one claimed: it does not wait 3 s for their record.
       console.log(

@@ -92,7 +92,7 @@ async function sessionAt(base: string, user: string, step: string, timeoutMs = 2
 }
 
 function callbacksTo(u: string): string[] {
-  return graph.sent.filter((x) => x.body.to === u).map((x) => x.body.biz_opaque_callback_data!);
+  return graph.sent.filter((x) => x.body.to === `+${u}`).map((x) => x.body.biz_opaque_callback_data!);
 }
 
 /** Sends an order number while the shop holds the lookup, kills `victims`, then lets it go. */
@@ -114,7 +114,7 @@ async function killDuringLookup(
   const calls = shop.callsTo(route).slice(before);
   expect(calls.length).toBeGreaterThanOrEqual(2);
   expect(new Set(calls.map((c) => c.key)).size, 'one Idempotency-Key for the effect').toBe(1);
-  await graph.waitFor((x) => x.body.to === user && x.body.type === 'interactive', 10_000);
+  await graph.waitFor((x) => x.body.to === `+${user}` && x.body.type === 'interactive', 10_000);
   const cbs = callbacksTo(user);
   expect(new Set(cbs).size, `no reply twice: ${cbs.join(', ')}`).toBe(cbs.length);
   expect(cbs.filter((c) => c.startsWith('baton:order_status:show_status:'))).toHaveLength(2);
@@ -219,9 +219,9 @@ describe('order-status example, served by baton start', () => {
       await sessionAt(base, user, 'ask_order');
       expect(await post(base, text(user, 'ORD-12345', T0 + 1))).toBe(200);
       await sessionAt(base, user, 'show_status');
-      await graph.waitFor((x) => x.body.to === user && x.body.type === 'interactive', 10_000);
+      await graph.waitFor((x) => x.body.to === `+${user}` && x.body.type === 'interactive', 10_000);
       const texts = graph.sent
-        .filter((x) => x.body.to === user && x.body.type === 'text')
+        .filter((x) => x.body.to === `+${user}` && x.body.type === 'text')
         .map((x) => (typeof x.body.text === 'string' ? x.body.text : x.body.text?.body));
       expect(texts.some((t) => t?.startsWith('Buscando ORD-12345'))).toBe(true);
     } finally {

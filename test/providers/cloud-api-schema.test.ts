@@ -96,7 +96,7 @@ describe("buildCloudApiMessage against Meta's send schema", () => {
     expect(replyProblems(body)).toEqual([]);
     const wire = buildCloudApiMessage(outbound(body));
     expect(wire.messaging_product).toBe('whatsapp');
-    expect(wire.to).toBe('15550001111');
+    expect(wire.to).toBe('+15550001111');
     expect(wire.biz_opaque_callback_data).toBe('baton:order:choose_product:3');
     expect(schema.errors(wire)).toEqual([]);
   });
@@ -175,11 +175,11 @@ describe("buildCloudApiMessage against Meta's send schema", () => {
 
   it('keeps the wire bytes of text, buttons and list as they were', () => {
     expect(JSON.stringify(buildCloudApiMessage(outbound(text('Hi'))))).toBe(
-      '{"messaging_product":"whatsapp","recipient_type":"individual","to":"15550001111","type":"text",' +
+      '{"messaging_product":"whatsapp","recipient_type":"individual","to":"+15550001111","type":"text",' +
         '"text":{"body":"Hi"},"biz_opaque_callback_data":"baton:order:choose_product:3"}',
     );
     expect(JSON.stringify(buildCloudApiMessage(outbound(buttons('Pick', [{ id: 'a', title: 'A' }]))))).toBe(
-      '{"messaging_product":"whatsapp","recipient_type":"individual","to":"15550001111","type":"interactive",' +
+      '{"messaging_product":"whatsapp","recipient_type":"individual","to":"+15550001111","type":"interactive",' +
         '"interactive":{"type":"button","body":{"text":"Pick"},"action":{"buttons":[{"type":"reply","reply":{"id":"a","title":"A"}}]}},' +
         '"biz_opaque_callback_data":"baton:order:choose_product:3"}',
     );
@@ -190,7 +190,7 @@ describe("buildCloudApiMessage against Meta's send schema", () => {
       sections: [{ title: 'S', rows: [{ id: 'a', title: 'A', description: 'D' }] }],
     };
     expect(JSON.stringify(buildCloudApiMessage(outbound(l)))).toBe(
-      '{"messaging_product":"whatsapp","recipient_type":"individual","to":"15550001111","type":"interactive",' +
+      '{"messaging_product":"whatsapp","recipient_type":"individual","to":"+15550001111","type":"interactive",' +
         '"interactive":{"type":"list","body":{"text":"Pick"},"action":{"button":"Open","sections":[{"title":"S",' +
         '"rows":[{"id":"a","title":"A","description":"D"}]}]}},"biz_opaque_callback_data":"baton:order:choose_product:3"}',
     );

@@ -32,7 +32,7 @@ describe('CloudApiSender against the fake Graph API', () => {
     expect(call?.body).toEqual({
       messaging_product: 'whatsapp',
       recipient_type: 'individual',
-      to: '15550001111',
+      to: '+15550001111',
       type: 'text',
       text: { body: 'What is your name?' },
       biz_opaque_callback_data: 'baton:order:choose_product:3',

@@ -184,9 +184,11 @@ export async function expectBurstsWhole(target: BurstTarget, users: readonly str
 
   for (const u of judged) {
     await graph.waitFor(
-      (x) => x.body.to === u && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
+      (x) => x.body.to === `+${u}` && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
     );
-    const prompts = graph.sent.filter((x) => x.body.to === u).map((x) => x.body.biz_opaque_callback_data);
+    const prompts = graph.sent
+      .filter((x) => x.body.to === `+${u}`)
+      .map((x) => x.body.biz_opaque_callback_data);
     expect(prompts, u).toEqual(['baton:order:ask_name:1', 'baton:order:completed:5']);
   }
 }

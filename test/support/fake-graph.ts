@@ -2,7 +2,8 @@
  * A real HTTP fake of the two send APIs Baton talks to, for tests, the simulator and the bench:
  *
  * - Graph: `POST [/vXX.X]/{phoneNumberId}/messages` answers like the Cloud API
- *   (`{messaging_product, contacts: [{input, wa_id}], messages: [{id: 'wamid.fake.<n>'}]}`);
+ *   (`{messaging_product, contacts: [{input, wa_id}], messages: [{id: 'wamid.fake.<n>'}]}`, with
+ *   `input` the `to` as sent, `+15550001111`, and `wa_id` its digits, `15550001111`);
  * - WASender: `POST /api/send-message` answers `{success: true, data: {msgId, jid, status}}`.
  *
  * Every POST is recorded. Failures are scripted with {@link FakeGraph.failNext}; waiting is
@@ -14,7 +15,7 @@
  * fake.failNext(1, { status: 429, retryAfter: 1 });
  * const sender = new CloudApiSender({ baseUrl: fake.url, accessToken: 't' });
  * // ... first send throws a retryable SendError, the second one lands:
- * const call = await fake.waitFor((c) => c.body.to === '15550001111', 5_000);
+ * const call = await fake.waitFor((c) => c.body.to === '+15550001111', 5_000);
  * await fake.close();
  * ```
  * @module
@@ -46,8 +47,10 @@ export interface FailureSpec {
   /** `'reset'`: destroy the connection without any answer (a network error for the client). */
   readonly network?: 'reset';
   /**
-   * Only a request to this recipient (`to`) fails; others pass it by. Keeps a test's scripted
-   * failure from being used by a send another test left behind.
+   * Only a request to this user fails; others pass it by. Keeps a test's scripted failure from
+   * being used by a send another test left behind. The user as Meta identifies them: the wa_id
+   * (`15550001111` for a body's `to: '+15550001111'`; `to` exactly as sent matches too) or a
+   * BSUID `recipient`.
    */
   readonly to?: string;
 }
@@ -152,6 +155,11 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Whom a request is for, as Meta identifies the user: `to` without its `+` (the wa_id), or `recipient`. */
+function userOf(body: FakeSendBody): string | undefined {
+  return typeof body.to === 'string' ? body.to.replace(/^\+/, '') : body.recipient;
+}
+
 /** `messages[0].id` (Graph) or `data.msgId` (WASender) of a scripted body, if it has one. */
 function scriptedMessageId(body: unknown): string | undefined {
   if (!isRecord(body)) return undefined;
@@ -250,7 +258,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
 
     arrivals.push(body);
     events.emit('arrival', body);
-    const at = failures.findIndex((f) => f.to === undefined || f.to === body.to);
+    const at = failures.findIndex((f) => f.to === undefined || f.to === body.to || f.to === userOf(body));
     const spec = at < 0 ? undefined : failures.splice(at, 1)[0];
     if (spec !== undefined) {
       const respond = (): void => {

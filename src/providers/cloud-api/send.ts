@@ -41,7 +41,11 @@ export interface CloudApiSenderOptions extends HttpSendOptions {
 export type CloudApiMessageBody = {
   readonly messaging_product: 'whatsapp';
   readonly recipient_type: 'individual';
-  /** A phone number / wa_id. Absent when the user is only known by a BSUID. */
+  /**
+   * The user's phone number as `+E164` (a wa_id given its `+`): without the plus Graph prepends
+   * the business number's country code, which can misroute the message. Absent when the user
+   * is only known by a BSUID.
+   */
   readonly to?: string;
   /** A business-scoped user id (`US.1349…`), used when no phone number is known. */
   readonly recipient?: string;
@@ -138,15 +142,26 @@ export type CloudApiTemplateParameter =
 const BSUID = /^[A-Z]{2}\.\S+$/;
 
 /**
+ * Where a send goes: a BSUID as `recipient`; a wa_id (digits) as `to` with its `+`, as Meta
+ * asks (outside test QA35-F4); anything else (already `+E164`) as `to` unchanged.
+ */
+function cloudApiAddress(to: string): { to: string } | { recipient: string } {
+  if (BSUID.test(to)) return { recipient: to };
+  return { to: /^\d+$/.test(to) ? `+${to}` : to };
+}
+
+/**
  * The Graph request body for one outbound record.
  *
  * @example
  * ```ts
- * buildCloudApiMessage(record).biz_opaque_callback_data; // 'baton:order:ask_name:1'
+ * const body = buildCloudApiMessage(record); // record.to: '15550001111'
+ * body.to; // '+15550001111' (a BSUID user instead gets `recipient: 'US.1349…'` and no `to`)
+ * body.biz_opaque_callback_data; // 'baton:order:ask_name:1'
  * ```
  */
 export function buildCloudApiMessage(msg: OutboundRecord): CloudApiMessageBody {
-  const address = BSUID.test(msg.to) ? { recipient: msg.to } : { to: msg.to };
+  const address = cloudApiAddress(msg.to);
   return {
     messaging_product: 'whatsapp',
     recipient_type: 'individual',
