@@ -12,7 +12,9 @@ import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import type { AlertStore, BackendStats } from '../../src/backends/types.ts';
 import { makeBackend, useCleanup } from '../distributed/harness.ts';
 import { startReceiver, type Receiver } from '../support/alert-receiver.ts';
-import { servicesUp } from '../support/services.ts';
+import { REDIS_URL, servicesUp } from '../support/services.ts';
+import { Redis } from 'ioredis';
+import { Keys } from '../../src/backends/distributed/keys.ts';
 
 useCleanup();
 const INTERVAL_MS = 100; // the lead lasts three intervals
@@ -68,6 +70,36 @@ describe('alerts announced once across processes and restarts', () => {
     await b.check();
     expect(states()).toEqual(['queue_depth:firing', 'queue_depth:resolved']);
   });
+
+  it.skipIf(!servicesUp)(
+    'distributed: a Redis that restarted empty mid-episode announces nothing again (outside test QA40-F2)',
+    async () => {
+      rx.bodies.length = 0;
+      const { backend, prefix } = await makeBackend();
+      const redis = new Redis(REDIS_URL);
+      try {
+        depth = 50;
+        await watcher(backend.alerts).check();
+        expect(states()).toEqual(['queue_depth:firing']);
+        // Redis keeps nothing across its restart: the lead and the record of what was announced go.
+        const keys = new Keys(prefix);
+        await redis.del(keys.alertsLeader, keys.alertsFiring);
+        const after = watcher(backend.alerts);
+        await after.check();
+        await after.check();
+        expect(states()).toEqual(['queue_depth:firing']);
+        depth = 0;
+        await after.check();
+        await redis.del(keys.alertsLeader, keys.alertsFiring);
+        depth = 50;
+        await watcher(backend.alerts).check();
+        // A new episode after the resolution is announced.
+        expect(states()).toEqual(['queue_depth:firing', 'queue_depth:resolved', 'queue_depth:firing']);
+      } finally {
+        await redis.quit();
+      }
+    },
+  );
 
   it('embedded: a restart mid-episode announces nothing again, and resolves once', async () => {
     rx.bodies.length = 0;

@@ -188,10 +188,27 @@ export async function alertsLead(ctx: Context, id: string, ttlMs: number): Promi
   return asNumber(reply) === 1;
 }
 
+/**
+ * The field that says Redis's record of the alerts is there (with no alert firing, the hash would
+ * not exist, and could not tell "none" from "lost").
+ */
+const ALERTS_KEPT = '_';
+
+/**
+ * The alerts announced and not resolved: Redis's record while it has one, else PostgreSQL's copy
+ * (a Redis restarted empty, or a store that never recorded an alert), which Redis then keeps.
+ */
 export async function alertsFiring(ctx: Context): Promise<Set<string>> {
-  return new Set(await r('alerts', () => ctx.redis.hkeys(ctx.keys.alertsFiring)));
+  const key = ctx.keys.alertsFiring;
+  const kept = await r('alerts', () => ctx.redis.hkeys(key));
+  if (kept.includes(ALERTS_KEPT)) return new Set(kept.filter((a) => a !== ALERTS_KEPT));
+  const firing = (await ctx.pg.query('alerts-firing-list')).map((row) => String(row.alert));
+  const now = ctx.now();
+  await r('alerts', () => ctx.redis.hset(key, ALERTS_KEPT, now, ...firing.flatMap((a) => [a, now])));
+  return new Set(firing);
 }
 
+/** Records a delivered `firing` or `resolved` in Redis, and in PostgreSQL for a Redis that loses it. */
 export async function setAlertFiring(
   ctx: Context,
   alert: string,
@@ -199,7 +216,12 @@ export async function setAlertFiring(
   at: number,
 ): Promise<void> {
   const key = ctx.keys.alertsFiring;
-  await r('alerts', () => (firing ? ctx.redis.hset(key, alert, at) : ctx.redis.hdel(key, alert)));
+  await r('alerts', () =>
+    firing ? ctx.redis.hset(key, ALERTS_KEPT, at, alert, at) : ctx.redis.hdel(key, alert),
+  );
+  await (firing
+    ? ctx.pg.query('alerts-firing-set', [alert, at])
+    : ctx.pg.query('alerts-firing-clear', [alert]));
 }
 
 export async function heartbeat(ctx: Context, workerId: string, ttlMs: number): Promise<void> {

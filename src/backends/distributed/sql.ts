@@ -56,6 +56,9 @@ export const STATEMENT_NAMES = [
   'intake-log-consumed',
   'outbound-unsent-sessions',
   'outbound-unsent-count',
+  'alerts-firing-list',
+  'alerts-firing-set',
+  'alerts-firing-clear',
 ] as const;
 
 export type StatementName = (typeof STATEMENT_NAMES)[number];

@@ -1,0 +1,2 @@
+-- The alerts announced and not yet resolved. No parameters.
+SELECT alert FROM alerts_firing
