@@ -76,16 +76,16 @@ export type OrderStatusStep =
   | 'lookup_failed'
   | 'done';
 
-const ORDER_NUMBER = /(?<![\p{L}\p{N}_-])ORD-\d{5}(?![\p{L}\p{N}_-])/giu;
+const ORDER_NUMBER = /^ORD-\d{5}$/i;
 
 /**
- * The order number in a text, upper case: the text is one (trimmed, any case), or holds exactly
- * one among other words (a burst's texts are joined: "it is" + "ORD-20005", "ORD-20003" +
- * "thanks"). None, or two different ones: null.
+ * The order number a text is, upper case: `ORD-` and 5 digits once trimmed, in any case (SPEC
+ * 5b: what reaches the shop is pinned, so a text that only mentions a number, "don't cancel
+ * ORD-12345", is no answer). Else null.
  */
 function orderIn(text: string): string | null {
-  const found = new Set([...text.matchAll(ORDER_NUMBER)].map((m) => m[0].toUpperCase()));
-  return found.size === 1 ? [...found][0]! : null;
+  const trimmed = text.trim();
+  return ORDER_NUMBER.test(trimmed) ? trimmed.toUpperCase() : null;
 }
 const SPANISH = /(^|[^\p{L}\p{N}])(hola|buenas|pedido)(?=$|[^\p{L}\p{N}])/iu;
 

@@ -105,18 +105,23 @@ describe('order_status over HTTP (embedded)', () => {
     shop.orders.set('ORD-20005', shopOrder('ORD-20005'));
     shop.orders.set('ORD-50002', shopOrder('ORD-50002'));
 
-    // The number and "thanks" in one burst, as a first message: the number is looked up.
+    // SPEC 5b: the text must be the number once trimmed (any case); one that only mentions it is
+    // no answer and nothing reaches the shop (outside test QA39-F1). The number and "thanks" in
+    // one burst are one text, "ORD-20003 thanks": as a first message, the number is asked for.
     const a = '15550008101';
     await h.post(webhook([text(a, 'ORD-20003', T0), text(a, 'thanks', T0)]));
-    await at(a, 'show_status');
-    expect((await h.session(a))?.data).toMatchObject({ order: 'ORD-20003' });
-    // "it is" then the number, at the step that asks for it.
+    await at(a, 'ask_order');
+    // "it is" then the number, at the step that asks for it: asked again, with the format.
     const b = '15550008102';
     await h.post(webhook([text(b, 'hi', T0)]));
     await at(b, 'ask_order');
     await h.post(webhook([text(b, 'it is', T0 + 1), text(b, 'ord-20005', T0 + 1)]));
+    expect((await h.settled(b, 2)).metadata.retry_count).toBe(1);
+    // The number alone, in any case and with spaces around it, is looked up, upper case.
+    await h.post(webhook([text(b, '  ord-20005 ', T0 + 2)]));
     await at(b, 'show_status');
     expect((await h.session(b))?.data).toMatchObject({ order: 'ORD-20005' });
+    expect(shop.callsTo('GET /orders/ORD-20003')).toEqual([]);
 
     // A number glued to more of a reference is not that number: asked again.
     const g = '15550008106';
