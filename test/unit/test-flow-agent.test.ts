@@ -50,6 +50,13 @@ describe('testFlow with an agent', () => {
       code: 'BATON_ERR_BAD_REQUEST',
       message: expect.stringContaining('order'),
     });
+    // Lists and objects are refused as the API's body schema refuses them (outside test QA41-F1).
+    const found = { number: 'ORD-12345', status: 'shipped', events: [] };
+    await expect(t.handback('show_status', { order: 'ORD-12345', found })).rejects.toMatchObject({
+      code: 'BATON_ERR_BAD_REQUEST',
+      message:
+        'data.found must be a string, a number, a boolean or null (lists and objects are not set by hand)',
+    });
     const back = await t.handback('looking_up', { order: 'ORD-12345' });
     expect(back.map((r) => r.text)).toEqual(['Looking up ORD-12345…']);
     expect(t.state).toMatchObject({ needsAgent: false, step: 'looking_up', data: { order: 'ORD-12345' } });
