@@ -4,6 +4,7 @@
  * effect's result, effects run (or answered by the test) by name, and a clock the test moves.
  * @module
  */
+import { randomInt } from 'node:crypto';
 import { agentMessage, handback, takeSession, type AgentChange } from '../flow/agent.ts';
 import {
   quickReplies,
@@ -54,6 +55,13 @@ export interface TestFlowOptions {
    * or `runEffects`; `auto` runs the flow's own effect functions after each batch.
    */
   readonly effects?: 'manual' | 'auto';
+  /**
+   * The user's wa_id (default: a number drawn for each conversation). It names the session, and
+   * with it every effect id (the Idempotency-Key your API sees): a fixed one gives every test
+   * conversation, in every run, the same keys, so with `effects: 'auto'` an API that answers a
+   * key it has seen again would answer one test with another's result.
+   */
+  readonly user?: string;
 }
 
 /**
@@ -125,7 +133,10 @@ export function testFlow<F extends Flow>(
   flow: F,
   opts: TestFlowOptions = {},
 ): FlowTest<DataOf<F>, StepIdOf<F>, EffectResultsOf<F>, EventPayloadsOf<F>> {
-  const key = { channel: 'test-channel', user: '15550000000' };
+  const key = {
+    channel: 'test-channel',
+    user: opts.user ?? `1555${randomInt(10_000_000).toString().padStart(7, '0')}`,
+  };
   let now = opts.now ?? 1_750_000_000_000;
   let seq = 0;
   let snapshot: SessionSnapshot | null = null;

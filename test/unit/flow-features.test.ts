@@ -38,6 +38,21 @@ describe('order_status through testFlow', () => {
     }
   });
 
+  it("each conversation's effects have ids of their own; a given user's are the same every run (outside test QA41-F2)", async () => {
+    const started = async (user?: string): Promise<string> => {
+      const t = testFlow(
+        orderStatusFlow({ apiUrl: 'http://shop.invalid' }),
+        user === undefined ? {} : { user },
+      );
+      await t.send('ORD-12345');
+      return t.pendingEffects[0]!.id;
+    };
+    const [a, b] = [await started(), await started()];
+    expect(a).toMatch(/^fx_\d+_/);
+    expect(a).not.toBe(b);
+    expect(await started('15557654321')).toBe(await started('15557654321'));
+  });
+
   it('an order number typed first starts the lookup; the result shows the status and the list', async () => {
     const t = shop();
     const looking = await t.send('  ord-12345 ');
