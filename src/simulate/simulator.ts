@@ -67,14 +67,19 @@ interface UserState {
   readonly label: string;
   /** The latest message from the bot that had buttons or rows, for picking by number. */
   menu?: { readonly wamid: string; readonly picks: readonly Pickable[] };
+  /** Earlier messages with buttons or rows, newest first (at most {@link OLD_MENUS}), for `/pick <id>`. */
+  olderMenus?: Array<{ readonly wamid: string; readonly picks: readonly Pickable[] }>;
   lastBotWamid?: string;
   /** Raw bytes of the last webhook sent for this user, for `/replay`. */
   lastWebhook?: Buffer;
 }
 
+/** Earlier menus a user's `/pick <id>` can still reach (an old message's button: stale input). */
+const OLD_MENUS = 20;
+
 export const HELP = [
   'type a message and press Enter; a number picks that button or row of the menu just sent',
-  '/pick <n|id>        pick a button or row by number or id',
+  '/pick <n|id>        pick a button or row by number or id (an id of an earlier message taps that one)',
   '/text <words>       send words as text even if they are a number',
   '/image <url> [caption]   send an image',
   '/location <lat>,<long> [name]   send a location',
@@ -95,6 +100,9 @@ function command(line: string): { cmd: string; rest: string } | undefined {
 /** What a typed line is read against: the user's latest menu and the bot's latest message. */
 export interface LineContext {
   readonly menu?: { readonly wamid: string; readonly picks: readonly Pickable[] } | undefined;
+  /** Earlier menus, newest first: `/pick <id>` taps the newest that has the id. */
+  readonly olderMenus?:
+    ReadonlyArray<{ readonly wamid: string; readonly picks: readonly Pickable[] }> | undefined;
   readonly lastBotWamid?: string | undefined;
 }
 
@@ -118,8 +126,15 @@ export function parseUserLine(line: string, u: LineContext): UserInput | string 
     const p = /^\d+$/.test(ref)
       ? menu.picks.find((x) => x.n === Number(ref))
       : menu.picks.find((x) => x.id === ref);
-    if (!p) return `no choice ${ref} (have ${menu.picks.map((x) => `${x.n}. ${x.title}`).join(', ')})`;
-    return { type: p.kind, id: p.id, title: p.title, context: menu.wamid };
+    if (p) return { type: p.kind, id: p.id, title: p.title, context: menu.wamid };
+    // An id of an earlier message's button or row: the user scrolled up and tapped it (what
+    // the bot makes of an old button, SPEC 7's stale input, is tried this way).
+    if (!/^\d+$/.test(ref))
+      for (const old of u.olderMenus ?? []) {
+        const q = old.picks.find((x) => x.id === ref);
+        if (q) return { type: q.kind, id: q.id, title: q.title, context: old.wamid };
+      }
+    return `no choice ${ref} (have ${menu.picks.map((x) => `${x.n}. ${x.title}`).join(', ')})`;
   };
   if (!c) {
     const t = line.trim();
@@ -235,7 +250,10 @@ export class Simulator {
     if (!u) return;
     const rendered = renderMessage(send.body);
     u.lastBotWamid = send.wamid;
-    if (rendered.picks.length > 0) u.menu = { wamid: send.wamid, picks: rendered.picks };
+    if (rendered.picks.length > 0) {
+      if (u.menu) u.olderMenus = [u.menu, ...(u.olderMenus ?? [])].slice(0, OLD_MENUS);
+      u.menu = { wamid: send.wamid, picks: rendered.picks };
+    }
     for (const l of this.replyListeners)
       l({ user: u.waId, label: u.label, wamid: send.wamid, body: send.body, rendered });
     if (this.opts.statuses !== false) {

@@ -170,6 +170,26 @@ describe('Simulator', () => {
     expect(s?.data).toMatchObject({ product_id: 'sku_551a', shipping_address: '3' });
   });
 
+  it("/pick <id> of an earlier message's button taps that message's: a stale tap (outside test QA41-F4)", async () => {
+    await sim.handleLine('hi');
+    await until(() => replies.length === 1);
+    await sim.handleLine('Ann');
+    await until(() => replies.length === 2);
+    await sim.handleLine('1');
+    await until(() => replies.length === 3);
+    await sim.handleLine('5 Elm St');
+    await until(() => replies.length === 4); // the confirm buttons: the latest menu
+    expect((await sim.handleLine('/pick sku_777b')).posted).toEqual([200]);
+    await until(() => replies.length === 5);
+    expect(replies[4]!.rendered.lines[0]).toMatch(/moved on/);
+    const s = await baton.backend.load(key(sim.currentUser));
+    expect(s).toMatchObject({ step: 'confirm_order', data: { product_id: 'sku_550e' } });
+    const [, tap] = (await baton.backend.transitions(key(sim.currentUser))).slice(-2);
+    expect(tap).toMatchObject({ kind: 'stale_input' });
+    // An id no message offered is still refused, naming what the latest menu has.
+    expect(await sim.handleLine('/pick nope')).toMatchObject({ posted: [] });
+  });
+
   it('/image and /location are no text: the name prompt again; /react is ignored', async () => {
     await sim.handleLine('hi');
     await until(() => replies.length === 1);
