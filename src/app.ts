@@ -21,6 +21,7 @@ import { LocalIntakeGate, type IntakeGate, type IntakeTracker } from './engine/i
 import { importModule } from './config/module.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
+import { flowGraph } from './graph/index.ts';
 import { buildHealthServer } from './ingress/health.ts';
 import type { FlowRouter } from './flow/router.ts';
 import { buildServer, type HttpLimits } from './ingress/server.ts';
@@ -176,6 +177,15 @@ export async function loadFlowModule(
   return router ? { flows, router } : { flows };
 }
 
+/** `flowGraph(flow).hints`, or none when the flow cannot be probed (its map says so itself). */
+function flowHints(flow: Flow): readonly string[] {
+  try {
+    return flowGraph(flow).hints.map((h) => `flow ${flow.id}: ${h}`);
+  } catch {
+    return [];
+  }
+}
+
 /**
  * The id two different flows share, if any: the one exported last took the other's place, so the
  * users talked to one flow while the map and the console showed the other (outside test QA18-F1).
@@ -209,6 +219,10 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   if (twice !== undefined) throw new Error(`two flows have the id "${twice}": give each flow its own id`);
   const router = opts.router ?? ('router' in loaded ? loaded.router : undefined);
   const flows = new Map(flowList.map((f) => [f.id, f]));
+  // What `baton flow graph` hints at (a choice id misspelt in `on`), said where the flow runs:
+  // a tap otherwise took the wrong branch without a word (outside test QA41-F3).
+  if (roles.worker)
+    for (const f of flowList) for (const hint of flowHints(f)) logger.warn({ flow: f.id }, hint);
   const backend = opts.backend ?? (await createBackend(config, logger, opts.now ? { now: opts.now } : {}));
   try {
     await backend.init();

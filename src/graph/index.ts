@@ -202,6 +202,9 @@ export function flowGraph(flow: Flow): FlowGraph {
       } catch {
         unknown = true;
       }
+      // Choices made from the session's data (a list of free slots) are none with empty data:
+      // nothing was asked, so nothing can be said of where they lead (outside test QA41-F6).
+      if (choices.length === 0) unknown = true;
       for (const c of choices) {
         note(
           on &&

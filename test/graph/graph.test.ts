@@ -1,9 +1,12 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
+import { createBaton } from '../../src/app.ts';
 import { orderFlow } from '../../src/bots/order.ts';
+import { loadConfig } from '../../src/config/index.ts';
 import { run } from '../../src/cli/index.ts';
 import { defineFlow } from '../../src/flow/define.ts';
 import { flowGraph, flowMermaid, renderFlowSvg } from '../../src/graph/index.ts';
@@ -107,6 +110,60 @@ describe('flowGraph', () => {
     ]);
     // The reference bot has none.
     expect(flowGraph(orderFlow).hints).toEqual([]);
+  });
+
+  it('is said at start where the flow runs, not only by `baton flow graph` (outside test QA41-F3)', async () => {
+    const typo = defineFlow({
+      id: 'slots',
+      start: 'pick',
+      steps: {
+        pick: {
+          say: 'No slot free.',
+          choices: [
+            { id: 'retry_slots', title: 'Try again' },
+            { id: 'human', title: 'A person' },
+          ],
+          to: ['pick'],
+          on: (i, c) => (i.type === 'choice' && i.id === 'retry_slotz' ? c.goto('pick') : c.handoff('asked')),
+        },
+      },
+    });
+    const warned: unknown[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warned.push(JSON.parse(line)) });
+    const dir = mkdtempSync(join(tmpdir(), 'baton-hints-'));
+    const baton = await createBaton(loadConfig({ PORT: '0', HOST: '127.0.0.1', BATON_DATA_DIR: dir }), {
+      flows: [typo, orderFlow],
+      logger,
+    });
+    try {
+      expect(warned.filter((l) => (l as { flow?: string }).flow !== undefined)).toEqual([
+        expect.objectContaining({
+          flow: 'slots',
+          msg: 'flow slots: step "pick": none of its choices leads to "pick" (asked with each choice id and empty data): a misspelt choice id in its "on"?',
+        }),
+      ]);
+    } finally {
+      await baton.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('no hint for choices made from data, which are none with empty data (outside test QA41-F6)', async () => {
+    const flow = defineFlow({
+      id: 'clinic',
+      start: 'pick',
+      steps: {
+        pick: {
+          say: 'Which slot?',
+          choices: (d) =>
+            (typeof d.slots === 'string' ? d.slots.split(',') : []).map((id) => ({ id, title: id })),
+          to: ['booked'],
+          on: (i, c) => c.goto('booked', { slot: i.type === 'choice' ? i.id : '' }),
+        },
+        booked: { say: 'Booked', accepts: 'any', to: [], on: (_i, c) => c.startOver() },
+      },
+    });
+    expect(flowGraph(flow).hints).toEqual([]);
   });
 });
 
