@@ -98,4 +98,21 @@ describeServices('distributed backend: deferred status copies', () => {
     expect(VOLATILE_DEFERRED_COPY_MS).toBeLessThan(DEFERRED_COPY_MS);
     expect(Date.now() - at).toBeLessThan(DEFERRED_COPY_MS);
   });
+
+  it('goes to PostgreSQL before the next send of the session where Redis keeps nothing (outside test QA40-F1)', async () => {
+    const { backend, schema } = await makeBackend({ bufferMs: 0, intakeLog: 'on' });
+    const key = newKey();
+    const g = (await backend.acquireLease(key, 'w1', 5000))!;
+    const [o1, o2] = [outbound(key, 1, 0), outbound(key, 1, 1)];
+    await backend.commit(g, batch(key, 0, 1, { outbound: [o1, o2] }));
+    await backend.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: 'wamid.V2' });
+    // The engine asks before it sends o2: by the answer, o1's send is in PostgreSQL, so a Redis
+    // restarted empty now would send o2 again at most, never o1.
+    expect(await backend.sendable(g)).toBe(true);
+    expect(await statusInPg(schema, o1.id)).toBe('sent');
+    // Nothing waits any more: the next ask costs nothing.
+    const before = backend.diagnostics().flushRequests;
+    expect(await backend.sendable(g)).toBe(true);
+    expect(backend.diagnostics().flushRequests).toBe(before);
+  });
 });

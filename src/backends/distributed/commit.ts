@@ -170,7 +170,11 @@ const COPY_DOUBT_MS = 60_000;
 export async function sendable(ctx: Context, key: SessionKey): Promise<boolean> {
   if (ctx.intakeLog === null) return true;
   const member = ctx.keys.member(key);
-  if (!ctx.notDurable.has(member) && ctx.now() - ctx.pgCopyFailedAt > COPY_DOUBT_MS) return true;
+  // And a reply sent just before this one (a turn's earlier reply) whose `sent` is in Redis alone
+  // goes to PostgreSQL first: a Redis restarted empty then repeats at most the one send that was
+  // in flight, as SPEC 1.6 allows, not every reply of the session's last moment (QA40-F1).
+  const settled = !ctx.notDurable.has(member) && ctx.now() - ctx.pgCopyFailedAt > COPY_DOUBT_MS;
+  if (settled && ctx.deferred.mark(member) === undefined) return true;
   try {
     await ctx.committer.flush(member);
   } catch (err) {
