@@ -29,3 +29,12 @@ export function cloudChannelProblem(channel: string): string | null {
   if (isWasenderChannel(channel)) return 'names a WASender channel, not a Cloud API phone_number_id';
   return null;
 }
+
+/**
+ * A user's phone number as the gateways take it, `+E164`: a bare wa_id (digits) gets its `+`
+ * (without it Graph prepends the business number's country code; outside test QA35-F4); anything
+ * else (already `+E164`, a BSUID, a group's JID) is left as it is.
+ */
+export function plusE164(to: string): string {
+  return /^\d+$/.test(to) ? `+${to}` : to;
+}

@@ -20,6 +20,7 @@ import { arr, isObject, num, obj, str } from '../json.ts';
 import type { HttpSendOptions, JsonResponse } from '../http.ts';
 import { isRetryableHttpStatus, JsonApi, missingMessageId, parseRetryAfter } from '../http.ts';
 import type { SendOptions, Sender } from '../types.ts';
+import { plusE164 } from '../channel.ts';
 
 /**
  * Graph error codes that mean "not now" whatever the HTTP status (Meta usually answers 400):
@@ -147,7 +148,7 @@ const BSUID = /^[A-Z]{2}\.\S+$/;
  */
 function cloudApiAddress(to: string): { to: string } | { recipient: string } {
   if (BSUID.test(to)) return { recipient: to };
-  return { to: /^\d+$/.test(to) ? `+${to}` : to };
+  return { to: plusE164(to) };
 }
 
 /**

@@ -14,6 +14,7 @@ import { isObject, num, obj, str } from '../json.ts';
 import type { HttpSendOptions, JsonResponse } from '../http.ts';
 import { isRetryableHttpStatus, JsonApi, missingMessageId, parseRetryAfter } from '../http.ts';
 import type { SendOptions, Sender } from '../types.ts';
+import { plusE164 } from '../channel.ts';
 
 /** WASender's public API origin. */
 export const WASENDER_DEFAULT_BASE_URL = 'https://www.wasenderapi.com';
@@ -113,9 +114,7 @@ export interface WasenderMessageBody {
  */
 export function buildWasenderMessage(msg: OutboundRecord): WasenderMessageBody {
   const body = msg.body;
-  // WASender takes `+E164` (or a group's JID): a bare number is given its plus (outside test
-  // QA35-F4).
-  const to = /^\d+$/.test(msg.to) ? `+${msg.to}` : msg.to;
+  const to = plusE164(msg.to); // or a group's JID, as it is
   switch (body.type) {
     case 'text':
       return { to, text: body.text };
