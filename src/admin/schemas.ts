@@ -8,6 +8,7 @@
 import type { FastifySchemaCompiler } from 'fastify';
 import { z } from 'zod';
 import type { DeadLetterCursor } from '../backends/types.ts';
+import { HandbackData } from '../flow/handback-data.ts';
 import { ID_PATTERN, wellFormed, wellFormedDeep } from '../providers/screen.ts';
 
 /** A string every store takes: no NUL (PostgreSQL refuses it) and no lone surrogate. */
@@ -261,8 +262,6 @@ function nestedWithin(v: unknown, depth: number): boolean {
   return Object.values(v).every((x) => nestedWithin(x, depth - 1));
 }
 
-const RESERVED_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
-
 export const HandbackBody = z.strictObject({
   step: stepId,
   /** Who hands it back; defaults to the agent who took the session. */
@@ -272,37 +271,7 @@ export const HandbackBody = z.strictObject({
    * Data the agent settled with the user (a price agreed by chat), merged into the session's
    * before the step is entered: flat values only, checked by the flow's data schema.
    */
-  data: z
-    .unknown()
-    // Names every object has already: a record drops `__proto__` silently, so they are refused by
-    // name before it reads them.
-    .refine(
-      (d) => d === null || typeof d !== 'object' || !Object.keys(d).some((k) => RESERVED_KEYS.has(k)),
-      'keys may not be __proto__, constructor or prototype (names JavaScript reserves)',
-    )
-    .pipe(
-      z
-        .record(
-          z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'keys are identifiers of at most 64 characters'),
-          z.union(
-            [
-              z.string().max(4096, 'must be at most 4,096 characters').refine(storable, STORABLE),
-              z.number().finite(),
-              z.boolean(),
-              z.null(),
-            ],
-            {
-              // Not zod's "Invalid input": what the agent may give (outside test QA7-F3).
-              error: (issue) =>
-                issue.code === 'invalid_union'
-                  ? 'must be a string, a number, a boolean or null (lists and objects are not set by hand)'
-                  : undefined,
-            },
-          ),
-        )
-        .refine((d) => Object.keys(d).length <= 32, 'at most 32 keys'),
-    )
-    .optional(),
+  data: HandbackData.optional(),
 });
 
 /** The Meta verification handshake: each parameter at most once, all optional (a mismatch is 403). */

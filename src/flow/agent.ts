@@ -15,6 +15,7 @@ import type {
   TransitionRecord,
 } from '../model/session.ts';
 import { schemaIssues, type Flow, type FlowData, type StepDef } from './define.ts';
+import { handbackDataError } from './handback-data.ts';
 import {
   activeNow,
   handbackTransition,
@@ -241,18 +242,10 @@ export function handback(
       `flow ${flow.id} does not let an agent hand a session back at "${stepId}" (entering it does what only the user may ask for); choose another step`,
     );
   }
-  // What the admin API's body schema lets an agent set (admin/schemas.ts, HandbackBody): checked
-  // here too, so `testFlow`'s handback refuses what the API refuses (outside test QA41-F1).
-  const nested = Object.keys(set).filter((k) => {
-    const v = set[k];
-    return v !== null && typeof v === 'object';
-  });
-  if (nested.length > 0) {
-    throw new BatonError(
-      'BATON_ERR_BAD_REQUEST',
-      `data.${nested[0]!} must be a string, a number, a boolean or null (lists and objects are not set by hand)`,
-    );
-  }
+  // What the admin API's body schema lets an agent set, checked by the same schema, so
+  // `testFlow`'s handback refuses what the API refuses (outside test QA41-F1).
+  const refused = handbackDataError(set);
+  if (refused !== undefined) throw new BatonError('BATON_ERR_BAD_REQUEST', refused);
   const data = { ...prev.data, ...set };
   const checked = Object.keys(set).length === 0 ? undefined : flow.data?.safeParse(data);
   if (checked !== undefined && !checked.success) {

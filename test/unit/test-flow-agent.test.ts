@@ -57,6 +57,20 @@ describe('testFlow with an agent', () => {
       message:
         'data.found must be a string, a number, a boolean or null (lists and objects are not set by hand)',
     });
+    // And everything else the API's body schema refuses, in its words (one schema for both).
+    await expect(t.handback('looking_up', { order: 'ORD-12345', 'a-b': 1 } as never)).rejects.toMatchObject({
+      code: 'BATON_ERR_BAD_REQUEST',
+      message:
+        'data.a-b is not an identifier of at most 64 characters (a letter or _, then letters, digits or _)',
+    });
+    await expect(t.handback('looking_up', { order: 'x'.repeat(4097) })).rejects.toMatchObject({
+      code: 'BATON_ERR_BAD_REQUEST',
+      message: 'data.order must be at most 4,096 characters',
+    });
+    await expect(t.handback('looking_up', { order: Infinity } as never)).rejects.toMatchObject({
+      code: 'BATON_ERR_BAD_REQUEST',
+      message: expect.stringMatching(/^data\.order /),
+    });
     const back = await t.handback('looking_up', { order: 'ORD-12345' });
     expect(back.map((r) => r.text)).toEqual(['Looking up ORD-12345…']);
     expect(t.state).toMatchObject({ needsAgent: false, step: 'looking_up', data: { order: 'ORD-12345' } });
