@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { waIdOfTo } from '../src/providers/channel.ts';
 import { answerJson, GRAPH_ROUTE, graphAccepted, graphError, startStubServer } from './stub-server.ts';
 
 /** `biz_opaque_callback_data` as Baton writes it: `baton:<flow>:<step>:<version>[:<wamid>]`. */
@@ -174,7 +175,7 @@ export async function startReplySink(options: ReplySinkOptions = {}): Promise<Re
     const phone = isRecord(body) && typeof body.to === 'string' ? body.to : undefined;
     const recipient = isRecord(body) && typeof body.recipient === 'string' ? body.recipient : undefined;
     // Keyed on the wa_id, as Meta names the user (and the load generator its users): no `+`.
-    const to = phone === undefined ? recipient : phone.replace(/^\+/, '');
+    const to = phone === undefined ? recipient : waIdOfTo(phone);
     if (!isRecord(body) || body.messaging_product !== 'whatsapp' || to === undefined) {
       refused += 1;
       refuse(res, 400, 100, '(#100) Invalid parameter');

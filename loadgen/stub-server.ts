@@ -8,6 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
+import { waIdOfTo } from '../src/providers/channel.ts';
 
 /** `[/vXX.X]/{phoneNumberId}/messages`; group 1 is the (URL-encoded) phone number id. */
 export const GRAPH_ROUTE = /^(?:\/v\d+(?:\.\d+)?)?\/([^/]+)\/messages$/;
@@ -39,7 +40,7 @@ export function graphAccepted(
 ): Record<string, unknown> {
   const contact =
     'to' in address
-      ? { input: address.to, wa_id: address.to.replace(/^\+/, '') }
+      ? { input: address.to, wa_id: waIdOfTo(address.to) }
       : { input: address.recipient, user_id: address.recipient };
   return { messaging_product: 'whatsapp', contacts: [contact], messages: [{ id }] };
 }

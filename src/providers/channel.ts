@@ -38,3 +38,8 @@ export function cloudChannelProblem(channel: string): string | null {
 export function plusE164(to: string): string {
   return /^\d+$/.test(to) ? `+${to}` : to;
 }
+
+/** The wa_id Graph names the user of a `to` by (its `contacts[].wa_id`): the digits, without the `+`. */
+export function waIdOfTo(to: string): string {
+  return to.startsWith('+') ? to.slice(1) : to;
+}

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { waIdOfTo } from '../providers/channel.ts';
 
 /** One message Baton sent. */
 export interface GraphSend {
@@ -84,7 +85,7 @@ export async function startFakeGraphApi(opts: { port?: number; host?: string } =
       return;
     }
     // Graph names the user of a phone number by its wa_id: the digits, without the `+`.
-    const to = typeof b.to === 'string' ? b.to.replace(/^\+/, '') : input;
+    const to = typeof b.to === 'string' ? waIdOfTo(b.to) : input;
     const send: GraphSend = {
       phoneNumberId: decodeURIComponent(route[1]!),
       wamid: outboundWamid(),

@@ -88,22 +88,7 @@ describe('flowGraph', () => {
   });
 
   it('hints at a choice id misspelt in "on": no choice leads to a step "to" lists (outside test QA22-F2)', async () => {
-    const flow = defineFlow({
-      id: 'slots',
-      start: 'pick',
-      steps: {
-        pick: {
-          say: 'No slot free.',
-          choices: [
-            { id: 'retry_slots', title: 'Try again' },
-            { id: 'human', title: 'A person' },
-          ],
-          to: ['pick', 'booked'],
-          on: (i, c) => (i.type === 'choice' && i.id === 'retry_slotz' ? c.goto('pick') : c.handoff('asked')),
-        },
-        booked: { say: 'Booked', accepts: 'any', to: [], on: (_i, c) => c.startOver() },
-      },
-    });
+    const flow = slotsTypo(['pick', 'booked']);
     expect(flowGraph(flow).hints).toEqual([
       'step "pick": none of its choices leads to "pick" (asked with each choice id and empty data): a misspelt choice id in its "on"?',
       'step "pick": none of its choices leads to "booked" (asked with each choice id and empty data): a misspelt choice id in its "on"?',
@@ -113,21 +98,7 @@ describe('flowGraph', () => {
   });
 
   it('is said at start where the flow runs, not only by `baton flow graph` (outside test QA41-F3)', async () => {
-    const typo = defineFlow({
-      id: 'slots',
-      start: 'pick',
-      steps: {
-        pick: {
-          say: 'No slot free.',
-          choices: [
-            { id: 'retry_slots', title: 'Try again' },
-            { id: 'human', title: 'A person' },
-          ],
-          to: ['pick'],
-          on: (i, c) => (i.type === 'choice' && i.id === 'retry_slotz' ? c.goto('pick') : c.handoff('asked')),
-        },
-      },
-    });
+    const typo = slotsTypo(['pick']);
     const warned: unknown[] = [];
     const logger = pino({ level: 'warn' }, { write: (line: string) => void warned.push(JSON.parse(line)) });
     const dir = mkdtempSync(join(tmpdir(), 'baton-hints-'));
@@ -333,3 +304,25 @@ describe.skipIf(!existsSync(EXAMPLE))('the order-status example', () => {
     );
   });
 });
+
+/** A flow whose "on" misspells its choice id `retry_slots` (`retry_slotz`), leading to `to`. */
+function slotsTypo(to: string[]) {
+  return defineFlow({
+    id: 'slots',
+    start: 'pick',
+    steps: {
+      pick: {
+        say: 'No slot free.',
+        choices: [
+          { id: 'retry_slots', title: 'Try again' },
+          { id: 'human', title: 'A person' },
+        ],
+        to,
+        on: (i, c) => (i.type === 'choice' && i.id === 'retry_slotz' ? c.goto('pick') : c.handoff('asked')),
+      },
+      ...(to.includes('booked')
+        ? { booked: { say: 'Booked', accepts: 'any' as const, to: [], on: (_i, c) => c.startOver() } }
+        : {}),
+    },
+  });
+}
