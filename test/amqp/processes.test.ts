@@ -5,11 +5,10 @@
  * acknowledged message ends in its session's log exactly once and every user completes.
  */
 import { afterAll, expect, it } from 'vitest';
-import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
-import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
+import { freePort, postSigned, spawnBaton, type BatonProcess } from '../support/procs.ts';
 import { AMQP_URL, describeRabbit, dropQueues, intakeQueue, readyCount } from '../support/rabbitmq.ts';
 import {
   DATABASE_URL,
@@ -78,16 +77,7 @@ describeRabbit('RabbitMQ intake, distributed processes', () => {
       cut.stall();
       const acked: string[] = [];
       const post = async (m: Msg): Promise<void> => {
-        const raw = Buffer.from(JSON.stringify(webhook([m])));
-        const r = await fetch(`${base}/webhooks/whatsapp`, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'x-hub-signature-256': signMetaBody(raw, APP_SECRET),
-          },
-          body: new Uint8Array(raw),
-        });
-        expect(r.status).toBe(200);
+        expect(await postSigned(base, webhook([m]), APP_SECRET, 120_000)).toBe(200);
         acked.push(m.id);
       };
       const users = Array.from({ length: 16 }, (_, i) => `1555032${String(i).padStart(4, '0')}`);

@@ -15,7 +15,6 @@ import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keySlot } from '../../src/backends/distributed/redis-client.ts';
-import { signMetaBody } from '../../src/providers/index.ts';
 import { makeBackend, useCleanup } from '../distributed/harness.ts';
 import { batch, eventually, newKey, record, text as textMessage } from '../distributed/fixtures.ts';
 import { Keys } from '../../src/backends/distributed/keys.ts';
@@ -24,7 +23,7 @@ import { expectBurstsWhole } from '../support/bursts.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
-import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
+import { freePort, postSigned, spawnBaton, type BatonProcess } from '../support/procs.ts';
 import { DATABASE_URL, distributedServicesUp, dropIsolation, uniqueName } from '../support/services.ts';
 import { usePrivateCluster } from './redis-cluster.ts';
 
@@ -288,18 +287,10 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       const base = `http://127.0.0.1:${port}`;
       const procs: BatonProcess[] = [];
       const deliver = async (m: Msg): Promise<void> => {
-        const raw = Buffer.from(JSON.stringify(webhook([m])));
         for (let i = 0; ; i++) {
-          const r = await fetch(`${base}/webhooks/whatsapp`, {
-            method: 'POST',
-            headers: {
-              'content-type': 'application/json',
-              'x-hub-signature-256': signMetaBody(raw, APP_SECRET),
-            },
-            body: new Uint8Array(raw),
-          }).catch(() => null);
-          if (r?.status === 200) return;
-          if (i > 200) throw new Error(`never accepted: ${r?.status ?? 'no answer'}`);
+          const status = await postSigned(base, webhook([m]), APP_SECRET, 120_000);
+          if (status === 200) return;
+          if (i > 200) throw new Error(`never accepted: ${status || 'no answer'}`);
           await new Promise((res) => setTimeout(res, 50));
         }
       };

@@ -129,6 +129,26 @@ describeServices('the intake log (a Redis without AOF)', () => {
     }, 10_000);
   }, 60_000);
 
+  it("puts one webhook's messages back in the order they came, not in the order of their ids (outside test QA43-F1)", async () => {
+    const { h, redis } = await rig(false, { BATON_BUFFER_MS: '2500' });
+    const u = '15550501003';
+    expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
+    await h.settled(u, 1);
+    // One webhook, one second: "Jane" then "Doe", whose ids sort the other way round.
+    const burst = [text(u, 'Jane', ts + 1, 'wamid.ZZZ-jane'), text(u, 'Doe', ts + 1, 'wamid.AAA-doe')];
+    expect((await h.post(webhook(burst))).status).toBe(200);
+    const backend = h.baton.backend as DistributedBackend;
+    const key = { channel: PHONE_ID, user: u };
+    expect((await backend.pending(key, 10)).map((m) => m.id)).toEqual(['wamid.ZZZ-jane', 'wamid.AAA-doe']);
+
+    await redis.kill();
+    await redis.restart(); // empty
+    await h.until(async () => (await backend.health()).redis, 10_000);
+    await h.until(async () => (await backend.pending(key, 10)).length === 2, 5_000);
+    expect((await backend.pending(key, 10)).map((m) => m.id)).toEqual(['wamid.ZZZ-jane', 'wamid.AAA-doe']);
+    expect((await h.settled(u, 2)).data).toEqual({ customer_name: 'Jane Doe' });
+  }, 60_000);
+
   it('a copy to PostgreSQL in flight when Redis dies: the restore waits for it, the next holder goes on from it (no fork, nothing twice)', async () => {
     const { h, redis, schema } = await rig(false, { BATON_BUFFER_MS: '0' });
     const u = '15550501010';

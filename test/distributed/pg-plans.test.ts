@@ -171,11 +171,13 @@ const MAIN: ReadonlyArray<readonly [StatementName, readonly Param[]]> = [
     'intake-log-insert',
     [
       json([
-        { ...key(1), id: 'wamid.9', stored_at: at, message: {} },
-        { ...key(2), id: 'wamid.8', stored_at: at, message: {} },
+        { ...key(1), id: 'wamid.9', stored_at: at, arrival: 1, message: {} },
+        { ...key(2), id: 'wamid.8', stored_at: at, arrival: 2, message: {} },
       ]),
     ],
   ],
+  // The reaper's walk over the log, oldest first (by the index, page by page).
+  ['intake-log-page', [at, at, 0, 'ch', 'u1', 'wamid.1', 100]],
 ];
 
 /** Problems of a plan: a table scanned whole, or an index walked without a key condition. */

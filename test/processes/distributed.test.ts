@@ -7,11 +7,10 @@ import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keys } from '../../src/backends/distributed/keys.ts';
-import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
-import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
+import { freePort, postSigned, spawnBaton, type BatonProcess } from '../support/procs.ts';
 import { startPrivateRedis } from '../support/redis-server.ts';
 import {
   DATABASE_URL,
@@ -79,22 +78,7 @@ async function startCluster(
     env,
     procs: [ingress],
     workers,
-    async post(m) {
-      const raw = Buffer.from(JSON.stringify(webhook([m])));
-      try {
-        const r = await fetch(`${base}/webhooks/whatsapp`, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'x-hub-signature-256': signMetaBody(raw, APP_SECRET),
-          },
-          body: new Uint8Array(raw),
-        });
-        return r.status;
-      } catch {
-        return 0;
-      }
-    },
+    post: (m) => postSigned(base, webhook([m]), APP_SECRET, 120_000),
     async deliver(m) {
       for (let i = 0; ; i += 1) {
         const status = await c.post(m);

@@ -10,12 +10,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
 import { postgresBinDir, startPrivatePostgres, type PrivatePostgres } from '../support/pg-server.ts';
-import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
+import { freePort, postSigned, spawnBaton, type BatonProcess } from '../support/procs.ts';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.ts';
 import { uniqueName } from '../support/services.ts';
 
@@ -87,23 +86,7 @@ describe.skipIf(missing.length > 0)('store outages under running workers', () =>
     ];
     procs.push(...workers);
 
-    const post = async (m: Msg): Promise<number> => {
-      const raw = Buffer.from(JSON.stringify(webhook([m])));
-      try {
-        const r = await fetch(`${base}/webhooks/whatsapp`, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'x-hub-signature-256': signMetaBody(raw, APP_SECRET),
-          },
-          body: new Uint8Array(raw),
-          signal: AbortSignal.timeout(10_000),
-        });
-        return r.status;
-      } catch {
-        return 0;
-      }
-    };
+    const post = (m: Msg): Promise<number> => postSigned(base, webhook([m]), APP_SECRET);
     /** Like Meta: retries until the webhook is acknowledged. */
     const deliver = async (m: Msg): Promise<void> => {
       for (let i = 0; ; i++) {

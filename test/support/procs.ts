@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
+import { signMetaBody } from '../../src/providers/index.ts';
 
 export { freePort } from '../../loadgen/ports.ts';
 
@@ -99,4 +100,28 @@ export function spawnBaton(
       rej(new Error(`baton ${args.join(' ')} exited ${code}:\n${out}`));
     });
   });
+}
+
+/**
+ * POSTs a Cloud API webhook body to a Baton process at `base`, signed with `secret` as Meta signs
+ * it; resolves with the answer's status, 0 when there was none (refused, reset, timed out).
+ */
+export async function postSigned(
+  base: string,
+  body: unknown,
+  secret: string,
+  timeoutMs = 10_000,
+): Promise<number> {
+  const raw = Buffer.from(JSON.stringify(body));
+  try {
+    const r = await fetch(`${base}/webhooks/whatsapp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signMetaBody(raw, secret) },
+      body: new Uint8Array(raw),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    return r.status;
+  } catch {
+    return 0;
+  }
 }

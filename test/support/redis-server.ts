@@ -23,11 +23,14 @@ export interface PrivateRedis {
   stop(): Promise<void>;
 }
 
-/** Starts a private Redis and resolves once it accepts connections. */
-export async function startPrivateRedis(o: { persist?: boolean } = {}): Promise<PrivateRedis> {
+/**
+ * Starts a private Redis and resolves once it accepts connections: on `port` when given (the
+ * caller found it free), otherwise on one the OS picks.
+ */
+export async function startPrivateRedis(o: { persist?: boolean; port?: number } = {}): Promise<PrivateRedis> {
   const persist = o.persist ?? true;
   const dir = mkdtempSync(join(tmpdir(), 'baton-redis-'));
-  const port = await freePort();
+  const port = o.port ?? (await freePort());
   let server: ChildProcess;
   try {
     server = await spawnRedis(port, dir, persist);

@@ -51,6 +51,9 @@ export const RECOVER_AFTER_MS = 500;
 /** Longest a webhook waits for its messages to be logged before it is answered 503, ms. */
 export const INTAKE_LOG_WAIT_MS = 5000;
 
+/** Where the arrival counter starts again (an integer column; a millisecond never holds that many). */
+const ARRIVAL_WRAP = 2 ** 31 - 1;
+
 /** Most rows one reaper pass checks against Redis (the oldest first). */
 const RECOVER_MAX = 20 * PURGE_BATCH;
 
@@ -65,6 +68,12 @@ export class IntakeLog {
   private waiters: Waiter[] = [];
   /** An `INSERT` runs, or one is scheduled for the end of this turn. */
   private busy = false;
+  /**
+   * The last message's place in the order this process logged them: the restore puts messages
+   * stored in one millisecond (a webhook's) back in that order, which their ids are not (outside
+   * test QA43-F1). Only its order within a millisecond counts.
+   */
+  private arrival = 0;
 
   constructor(private readonly pg: PgStore) {}
 
@@ -79,8 +88,9 @@ export class IntakeLog {
   ): Promise<ReadonlySet<string>> {
     const at = JSON.stringify(new Date(storedAt).toISOString());
     messages.forEach((m, i) => {
+      this.arrival = (this.arrival + 1) % ARRIVAL_WRAP;
       this.rows.push(
-        `{"channel":${JSON.stringify(m.channel)},"user_id":${JSON.stringify(m.user)},"id":${JSON.stringify(m.id)},"stored_at":${at},"message":${stored[i]!}}`,
+        `{"channel":${JSON.stringify(m.channel)},"user_id":${JSON.stringify(m.user)},"id":${JSON.stringify(m.id)},"stored_at":${at},"arrival":${this.arrival},"message":${stored[i]!}}`,
       );
     });
     return new Promise<ReadonlySet<string>>((resolve, reject) => {
@@ -154,7 +164,7 @@ export async function recoverIntake(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
     await yieldToLoop();
   }
   const restored = { lostByRedis: 0, neverStored: 0 };
-  let after: [Date, string, string, string] = [new Date(0), '', '', ''];
+  let after: [Date, number, string, string, string] = [new Date(0), 0, '', '', ''];
   for (let checked = 0; checked < RECOVER_MAX;) {
     if (ctx.closed) break;
     const rows = await ctx.pg.query('intake-log-page', [new Date(now - minAgeMs), ...after, PURGE_BATCH]);
@@ -165,10 +175,11 @@ export async function recoverIntake(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
       user: String(r.user_id),
       id: String(r.id),
       storedAt: r.stored_at as Date,
+      arrival: Number(r.arrival),
       message: r.message as Record<string, unknown>,
     }));
     const last = page.at(-1)!;
-    after = [last.storedAt, last.channel, last.user, last.id];
+    after = [last.storedAt, last.arrival, last.channel, last.user, last.id];
     const seen = await pipeline(
       ctx,
       'intake log check',
