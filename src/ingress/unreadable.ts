@@ -12,8 +12,6 @@ import type { DeadLetter } from '../model/session.ts';
 import type { SkippedItem } from '../providers/index.ts';
 import { wellFormed, wellFormedDeep } from '../providers/screen.ts';
 
-/** Most unreadable messages kept per webhook (a hostile body could hold thousands). */
-const MAX_PER_WEBHOOK = 20;
 /** Longest item kept whole, as JSON; a longer one keeps its start. */
 const MAX_PAYLOAD_CHARS = 8192;
 
@@ -23,33 +21,44 @@ export function unreadableLetters(
   skipped: readonly SkippedItem[],
   now: number,
 ): DeadLetter[] {
-  return skipped
-    .filter((s) => s.kind === 'message')
-    .slice(0, MAX_PER_WEBHOOK)
-    .map((s) => {
-      // Kept as it came, but storable: a NUL or a lone surrogate (PostgreSQL's jsonb refuses both,
-      // which answered the whole webhook 503 for good) becomes U+FFFD.
-      const raw = wellFormedDeep(s.raw ?? null);
-      const json = JSON.stringify(raw) ?? 'null';
-      // The same item delivered again (Meta retries) is the same letter.
-      const id = `unreadable_${createHash('sha256').update(`${provider}\n${json}`).digest('hex').slice(0, 32)}`;
-      return {
-        id,
-        kind: 'unreadable',
-        channel: '',
-        user: '',
-        ref: wellFormed(s.id?.slice(0, 256) ?? ''),
-        reason: wellFormed(`${provider}: ${s.reason}`),
-        payload:
-          json.length <= MAX_PAYLOAD_CHARS
-            ? raw
-            : { truncated: true, start: wellFormed(json.slice(0, MAX_PAYLOAD_CHARS)) },
-        createdAt: now,
-      };
-    });
+  return (
+    skipped
+      // Every one of them (Meta sends up to 1,000 updates in a POST): only the first 20 were kept,
+      // the rest answered 200 and gone (outside test QA42-F2). Each payload is bounded, and so is
+      // the body they came in (4 MiB).
+      .filter((s) => s.kind === 'message')
+      .map((s) => {
+        // Kept as it came, but storable: a NUL or a lone surrogate (PostgreSQL's jsonb refuses both,
+        // which answered the whole webhook 503 for good) becomes U+FFFD, and what is nested deeper
+        // than any Meta payload is cut (thousands of levels overflowed the stack: QA42-F1).
+        const raw = wellFormedDeep(s.raw ?? null);
+        const json = JSON.stringify(raw) ?? 'null';
+        // The same item delivered again (Meta retries) is the same letter.
+        const id = `unreadable_${createHash('sha256').update(`${provider}\n${json}`).digest('hex').slice(0, 32)}`;
+        return {
+          id,
+          kind: 'unreadable',
+          channel: '',
+          user: '',
+          ref: wellFormed(s.id?.slice(0, 256) ?? ''),
+          reason: wellFormed(`${provider}: ${s.reason}`),
+          payload:
+            json.length <= MAX_PAYLOAD_CHARS
+              ? raw
+              : { truncated: true, start: wellFormed(json.slice(0, MAX_PAYLOAD_CHARS)) },
+          createdAt: now,
+        };
+      })
+  );
 }
 
 /** Stores them (before the webhook is answered: a failure answers `503`, and Meta retries). */
 export async function keepUnreadable(backend: Backend, letters: readonly DeadLetter[]): Promise<void> {
-  for (const letter of letters) await backend.deadLetter(letter);
+  // A few at a time: up to 1,000 letters one after another kept the webhook waiting for seconds.
+  for (let i = 0; i < letters.length; i += KEEP_AT_ONCE) {
+    await Promise.all(letters.slice(i, i + KEEP_AT_ONCE).map((letter) => backend.deadLetter(letter)));
+  }
 }
+
+/** Letters stored at once by {@link keepUnreadable}. */
+const KEEP_AT_ONCE = 16;

@@ -32,34 +32,40 @@ export function wellFormed(s: string): string {
   return ILL_FORMED.test(s) ? s.replace(ILL_FORMED, '\uFFFD') : s;
 }
 
+/** Deepest nesting {@link wellFormedDeep} walks; what lies deeper is replaced by {@link TOO_DEEP}. */
+export const MAX_DEPTH = 64;
+/** What stands for a part nested deeper than {@link MAX_DEPTH}. */
+export const TOO_DEEP = `[nested deeper than ${MAX_DEPTH} levels: not kept]`;
+
 /**
  * A copy of plain JSON-like data with every string, object keys included, well formed (the same
- * object if none changes).
+ * object if none changes). An object or array nested deeper than {@link MAX_DEPTH} becomes
+ * {@link TOO_DEEP}: a signed body thousands of levels deep overflowed the stack here, and every
+ * redelivery of the webhook was answered 503 (outside test QA42-F1).
  */
-export function wellFormedDeep<T>(value: T): T {
+export function wellFormedDeep<T>(value: T, depth = 0): T {
   if (typeof value === 'string') return wellFormed(value) as T;
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth >= MAX_DEPTH) return TOO_DEEP as T;
   if (Array.isArray(value)) {
     let out: unknown[] | null = null;
     value.forEach((v: unknown, i) => {
-      const w = wellFormedDeep(v);
+      const w = wellFormedDeep(v, depth + 1);
       if (w !== v) (out ??= [...(value as unknown[])])[i] = w;
     });
     return (out ?? value) as T;
   }
-  if (typeof value === 'object' && value !== null) {
-    let out: Record<string, unknown> | null = null;
-    const entries = Object.entries(value) as Array<[string, unknown]>;
-    if (entries.some(([k]) => wellFormed(k) !== k)) {
-      // A key to mend: rebuilt whole, in order (a mended key may meet an existing one: last wins).
-      return Object.fromEntries(entries.map(([k, v]) => [wellFormed(k), wellFormedDeep(v)])) as T;
-    }
-    for (const [k, v] of entries) {
-      const w = wellFormedDeep(v);
-      if (w !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = w;
-    }
-    return (out ?? value) as T;
+  let out: Record<string, unknown> | null = null;
+  const entries = Object.entries(value) as Array<[string, unknown]>;
+  if (entries.some(([k]) => wellFormed(k) !== k)) {
+    // A key to mend: rebuilt whole, in order (a mended key may meet an existing one: last wins).
+    return Object.fromEntries(entries.map(([k, v]) => [wellFormed(k), wellFormedDeep(v, depth + 1)])) as T;
   }
-  return value;
+  for (const [k, v] of entries) {
+    const w = wellFormedDeep(v, depth + 1);
+    if (w !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = w;
+  }
+  return (out ?? value) as T;
 }
 
 function messageProblem(m: InboundMessage): string | null {

@@ -112,6 +112,47 @@ describe.each(modes)('unreadable messages (%s)', (_mode, env) => {
     expect(JSON.stringify(kept[0]!.payload)).not.toMatch(/\\u0000|\\ud800/);
   });
 
+  it("every one of a webhook's unreadable messages is kept, however many (only 20 were: QA42-F2)", async () => {
+    const ts = Math.floor(Date.now() / 1000);
+    const u = '15557770051';
+    const body = webhook([text(u, 'hi', ts)]) as {
+      entry: Array<{ changes: Array<{ value: { messages: unknown[]; contacts?: unknown[] } }> }>;
+    };
+    // No sender, and no single contact to assume one from.
+    const value = body.entry[0]!.changes[0]!.value;
+    value.contacts = [...(value.contacts ?? []), { profile: { name: 'Other' }, wa_id: '15557770098' }];
+    for (let i = 0; i < 60; i++) {
+      const { from: _from, ...noSender } = text(u, `orphan ${i} of 51`, ts) as Record<string, unknown>;
+      body.entry[0]!.changes[0]!.value.messages.push(noSender);
+    }
+    expect((await h.post(body)).status).toBe(200);
+    expect((await h.settled(u, 1)).current_step).toBe('ask_name');
+    const page = (await (await h.admin('/dead-letters?limit=100')).json()) as { dead_letters: DeadLetter[] };
+    const kept = page.dead_letters.filter((d) => JSON.stringify(d.payload).includes('of 51'));
+    expect(kept).toHaveLength(60);
+  });
+
+  it('one nested thousands of levels deep is kept, cut, and its neighbour stored (it answered 503 for good: QA42-F1)', async () => {
+    const ts = Math.floor(Date.now() / 1000);
+    const u = '15557770052';
+    const { from: _from, ...noSender } = text(u, 'deep 52', ts) as Record<string, unknown>;
+    const body = webhook([text(u, 'hi', ts), { ...noSender, extra: 'DEEP' } as never]) as {
+      entry: Array<{ changes: Array<{ value: { contacts?: unknown[] } }> }>;
+    };
+    const value = body.entry[0]!.changes[0]!.value;
+    value.contacts = [...(value.contacts ?? []), { profile: { name: 'Other' }, wa_id: '15557770097' }];
+    const raw = JSON.stringify(body).replace('"DEEP"', '['.repeat(8000) + ']'.repeat(8000));
+    const res = await h.post(null, { raw });
+    expect(res.status).toBe(200);
+    expect((await h.settled(u, 1)).current_step).toBe('ask_name');
+    const kept = (
+      (await (await h.admin('/dead-letters?limit=100')).json()) as { dead_letters: DeadLetter[] }
+    ).dead_letters.filter((d) => JSON.stringify(d.payload).includes('deep 52'));
+    expect(kept).toHaveLength(1);
+    expect(JSON.stringify(kept[0]!.payload)).toContain('nested deeper than 64 levels');
+    expect((await fetch(`${h.url}/readyz`)).status).toBe(200);
+  });
+
   it('a change whose messages are not a list is kept too, and the change beside it stored (outside test QA10-F3)', async () => {
     const ts = Math.floor(Date.now() / 1000);
     const u = '15557770041';
