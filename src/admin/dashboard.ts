@@ -18,7 +18,14 @@ import { flowMermaid } from '../graph/index.ts';
 import { html, type Html } from './html.ts';
 import { adminErrorHandler } from './http.ts';
 import { inboxPage, liveLeaseView, stepCounts } from './reads.ts';
-import { deadLetterAfter, deadLetterCursor, InboxQuery, SessionsQuery, SignInBody } from './schemas.ts';
+import {
+  deadLetterAfter,
+  deadLetterCursor,
+  InboxQuery,
+  MAX_TIME_MS,
+  SessionsQuery,
+  SignInBody,
+} from './schemas.ts';
 import { isoSeconds, sessionNamedBy, type SessionSnapshot } from '../model/session.ts';
 import {
   actionForm,
@@ -389,7 +396,9 @@ export function registerDashboard(
         // began (`until`, ms): rows newer than that are left out, so what the user writes
         // meanwhile neither shifts the window nor makes "Newer" skip rows (outside test QA34-F1).
         const skip = Math.min(MAX_SKIP, Math.max(0, Math.floor(Number(query.older) || 0)));
-        const until = skip > 0 && Number(query.until) > 0 ? Math.floor(Number(query.until)) : undefined;
+        // A time a Date holds (1e20 threw RangeError: "This page failed", outside test QA42-F3).
+        const untilMs = Number(query.until);
+        const until = skip > 0 && untilMs > 0 && untilMs <= MAX_TIME_MS ? Math.floor(untilMs) : undefined;
         const asOf = until ?? now();
         const take = skip + PAGE_ROWS + 1;
         const [lease, records, outbound, inbound] = await Promise.all([

@@ -28,6 +28,9 @@ export function limitParam(max: number): z.ZodType<number, string> {
   );
 }
 
+/** The largest time a Date holds, ms from the epoch either way. */
+export const MAX_TIME_MS = 8.64e15;
+
 /** Encodes a keyset cursor: a JSON array of strings and numbers, base64url. */
 export function encodeCursor(parts: ReadonlyArray<string | number>): string {
   return Buffer.from(JSON.stringify(parts), 'utf8').toString('base64url');
@@ -43,8 +46,12 @@ export function decodeCursor(raw: string, shape: string): Array<string | number>
     return null;
   }
   if (!Array.isArray(v) || v.length !== shape.length) return null;
+  // Every number a cursor holds is a whole one, a time (ms) within a Date's range at most: one
+  // beyond it reached PostgreSQL as "0NaN-NaN…" and answered 500 (outside test QA42-F3).
   const ok = v.every((p, i) =>
-    shape[i] === 's' ? typeof p === 'string' && storable(p) : typeof p === 'number' && Number.isFinite(p),
+    shape[i] === 's'
+      ? typeof p === 'string' && storable(p)
+      : typeof p === 'number' && Number.isInteger(p) && Math.abs(p) <= MAX_TIME_MS,
   );
   return ok ? (v as Array<string | number>) : null;
 }

@@ -92,6 +92,10 @@ describe.each(HARNESS_BACKENDS)('a session page of a long history (%s)', (_name,
       expect(before).toMatch(/data-kind="advance"/);
       // Each page read the newest rows it needed, never the whole log.
       expect(asked).toEqual([301, 601]);
+      // A time no Date holds is no time: the window counts from now ("This page failed": QA42-F3).
+      expect(await get(`/admin/session?wa_id=${user}&channel=${PHONE_ID}&older=300&until=1e20`)).toMatch(
+        /101 older, before the newest\s+300/,
+      );
     } finally {
       backend.transitions = transitions;
     }
