@@ -17,7 +17,7 @@ import type { DistributedBackendOptions } from './backends/distributed/options.t
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
 import { Engine, type EngineOptions } from './engine/engine.ts';
-import { LocalIntakeGate, type IntakeGate, type IntakeTracker } from './engine/intake-gate.ts';
+import { LocalIntakeGate, QueuePosition, type IntakeGate, type IntakeTracker } from './engine/intake-gate.ts';
 import { importModule } from './config/module.ts';
 import { ConfigError } from './errors.ts';
 import type { Flow } from './flow/define.ts';
@@ -301,6 +301,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   // A consumer stores what an ingress queued; its webhooks hold batches back until stored, as an
   // ingress's do (the window counts from their arrival at the ingress).
   const queueTracker = intake.tracker ?? (roles.worker ? backend.intake?.tracker() : undefined);
+  const position = queueTracker && queue ? new QueuePosition(queueTracker) : undefined;
   const storeQueued: IntakeHandler = async (w) => {
     const provider = w.provider === 'wasender' ? providers.wasender : providers.whatsapp;
     let parsedBody;
@@ -310,7 +311,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       return 'unreadable';
     }
     const { batch, skipped } = parsedBody;
-    const token = queueTracker?.begin(w.receivedAt);
+    const stored = position?.take(w.receivedAt);
     try {
       await keepUnreadable(backend, unreadableLetters(provider.name, skipped, Date.now()));
       const result = await backend.ingest({ ...batch, receivedAt: w.receivedAt });
@@ -318,7 +319,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       backend.countStored(result.accepted);
       return 'stored';
     } finally {
-      if (token !== undefined) queueTracker?.end(token);
+      stored?.();
     }
   };
   const server = buildServer({

@@ -16,8 +16,13 @@ import type { SessionKey } from '../model/message.ts';
 
 /** The ingress's side: each webhook from the moment it counts until it is stored. */
 export interface IntakeTracker {
-  /** A webhook request whose headers arrived at `receivedAt` counts; returns the token to `end` it with. */
-  begin(receivedAt?: number): number;
+  /**
+   * A webhook request whose headers arrived at `receivedAt` counts; returns the token to `end` it
+   * with. `queued`: a webhook a queue consumer took from RabbitMQ, which an ingress received at
+   * `receivedAt`, however long ago (a backlog): it never goes stale, unlike a request whose body
+   * trickles in.
+   */
+  begin(receivedAt?: number, queued?: boolean): number;
   /** The request is stored, refused or gone. */
   end(token: number): void;
 }
@@ -45,6 +50,8 @@ export interface IntakeGateOptions {
  */
 export class LocalIntakeGate implements IntakeTracker, IntakeGate {
   private readonly inFlight = new Map<number, number>();
+  /** The tokens of queued webhooks (never stale). */
+  private readonly queued = new Set<number>();
   private readonly waiters = new Set<() => void>();
   private nextToken = 0;
   private readonly now: () => number;
@@ -55,22 +62,24 @@ export class LocalIntakeGate implements IntakeTracker, IntakeGate {
     this.staleAfterMs = o.staleAfterMs ?? 2000;
   }
 
-  begin(receivedAt: number = this.now()): number {
+  begin(receivedAt: number = this.now(), queued = false): number {
     this.nextToken += 1;
     this.inFlight.set(this.nextToken, receivedAt);
+    if (queued) this.queued.add(this.nextToken);
     return this.nextToken;
   }
 
   end(token: number): void {
     if (!this.inFlight.delete(token)) return;
+    this.queued.delete(token);
     for (const wake of this.waiters) wake();
   }
 
   /** Whether a request received at or before `t` (and not stale) is still being stored. */
   holds(t: number): boolean {
     const since = this.now() - this.staleAfterMs;
-    for (const receivedAt of this.inFlight.values()) {
-      if (receivedAt <= t && receivedAt >= since) return true;
+    for (const [token, receivedAt] of this.inFlight) {
+      if (receivedAt <= t && (receivedAt >= since || this.queued.has(token))) return true;
     }
     return false;
   }
@@ -97,5 +106,63 @@ export class LocalIntakeGate implements IntakeTracker, IntakeGate {
   /** Requests in flight now. */
   get size(): number {
     return this.inFlight.size;
+  }
+}
+
+/** How long a queue consumer with nothing in hand still holds its last position (see {@link QueuePosition}). */
+export const QUEUE_GRACE_MS = 50;
+
+/**
+ * A RabbitMQ consumer's place in its queue, told to an {@link IntakeTracker}: a burst whose
+ * first message the consumer stored while the rest still waited in the queue behind a backlog
+ * was split (its window, counted from the ingress's arrival, had closed long before; outside
+ * test QA44-F1). The queue is first in, first out, so what it still holds came after what the
+ * consumer took: each delivery in hand counts from its ingress arrival, never stale, and when
+ * none is in hand the arrival of the one taken last still counts for {@link QUEUE_GRACE_MS} (the
+ * broker's next delivery may be on its way: with a backlog, one follows each acknowledgement).
+ */
+export class QueuePosition {
+  private inHand = 0;
+  /** The arrival of the delivery taken last: the queue's head was there. */
+  private last = Number.NEGATIVE_INFINITY;
+  private parked: { token: number; timer: NodeJS.Timeout } | null = null;
+
+  constructor(
+    private readonly tracker: IntakeTracker,
+    private readonly graceMs = QUEUE_GRACE_MS,
+  ) {}
+
+  /** A delivery taken, which an ingress received at `receivedAt`; call the returned function once it is stored (or refused). */
+  take(receivedAt: number): () => void {
+    // Counted before the parked position goes, so that nothing in between looks drained.
+    const token = this.tracker.begin(receivedAt, true);
+    this.unpark();
+    this.inHand += 1;
+    this.last = receivedAt;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.inHand -= 1;
+      if (this.inHand === 0 && this.graceMs > 0) {
+        const parked = this.tracker.begin(this.last, true);
+        const timer = setTimeout(() => this.unpark(), this.graceMs);
+        timer.unref();
+        this.parked = { token: parked, timer };
+      }
+      this.tracker.end(token);
+    };
+  }
+
+  /** Stops holding (closing). */
+  close(): void {
+    this.unpark();
+  }
+
+  private unpark(): void {
+    if (this.parked === null) return;
+    clearTimeout(this.parked.timer);
+    this.tracker.end(this.parked.token);
+    this.parked = null;
   }
 }

@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
+import type { Channel } from 'amqplib';
 import pino from 'pino';
 import { ConfigError, StorageUnavailableError } from '../../src/errors.ts';
 import { AmqpIntake } from '../../src/ingress/amqp-intake.ts';
@@ -280,6 +281,39 @@ describeRabbit('RabbitMQ intake, embedded', () => {
       const r = await fetch(`${h.url}/readyz`);
       expect(r.status).toBe(200);
       expect(await r.json()).toMatchObject({ ok: true, checks: { store: false, rabbitmq: true } });
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a burst behind a backlog is one batch: a batch waits for what the queue still holds of its window (outside test QA44-F1)', async () => {
+    const { h, queue } = await start({ BATON_BUFFER_MS: '500' });
+    try {
+      const u = '15550300081';
+      expect((await h.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
+      await h.settled(u, 1);
+      // Queued 20 s ago by an ingress while no worker ran (a backlog): "Jane", other users'
+      // webhooks, "Smith" 400 ms after "Jane", then more. The consumer takes "Jane" long after
+      // its window closed; "Smith" is still in the queue behind the others.
+      const r0 = Date.now() - 20_000;
+      const publish = (ch: Channel, body: unknown, receivedAt: number): void => {
+        ch.sendToQueue(queue, Buffer.from(JSON.stringify(body)), {
+          headers: { 'x-baton-provider': 'cloud-api', 'x-baton-received-at': receivedAt },
+        });
+      };
+      await withChannel(async (ch) => {
+        publish(ch, webhook([text(u, 'Jane', T0 + 1)]), r0);
+        for (let i = 0; i < 150; i++) {
+          const other = `155503009${String(i).padStart(2, '0')}`;
+          publish(ch, webhook([text(other, 'hi', T0)]), r0 + 1 + Math.floor(i * 2.5));
+        }
+        publish(ch, webhook([text(u, 'Smith', T0 + 1)]), r0 + 400);
+        for (let i = 0; i < 20; i++) publish(ch, webhook([text(`155503008${i}`, 'hi', T0)]), r0 + 600 + i);
+        await new Promise((r) => setTimeout(r, 50));
+      });
+      const s = await h.settled(u, 2);
+      expect(s).toMatchObject({ current_step: 'choose_product', data: { customer_name: 'Jane Smith' } });
+      expect((await h.transitions(u)).map((t) => t.kind)).toEqual(['advance', 'advance']);
     } finally {
       await h.close();
     }

@@ -173,6 +173,8 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
 
   // --- ingress side: webhooks in flight and the publishing timer
   private readonly inFlight = new Map<number, number>();
+  /** The tokens of queued webhooks (RabbitMQ: never stale, see IntakeTracker.begin). */
+  private readonly queued = new Set<number>();
   private nextToken = 0;
   private publishing = false;
   private lastPublish = Number.NEGATIVE_INFINITY;
@@ -213,9 +215,10 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
     return this;
   }
 
-  begin(receivedAt: number = this.now()): number {
+  begin(receivedAt: number = this.now(), queued = false): number {
     this.nextToken += 1;
     this.inFlight.set(this.nextToken, receivedAt);
+    if (queued) this.queued.add(this.nextToken);
     this.lastWebhook = Math.max(this.lastWebhook, receivedAt);
     // Out of idle: publish at the active pace from now on, not at the idle timer's.
     const soon = this.now() + ACTIVE_PERIOD_MS;
@@ -225,6 +228,7 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
 
   end(token: number): void {
     if (!this.inFlight.delete(token)) return;
+    this.queued.delete(token);
     if (this.waiters.size > 0) this.check();
     // A worker is waiting (for this webhook, perhaps): tell it soon.
     if (this.now() < this.askedUntil) this.answer(false);
@@ -244,8 +248,8 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   localWatermark(now: number = this.now()): number {
     let w = now;
     const since = now - STALE_AFTER_MS;
-    for (const receivedAt of this.inFlight.values()) {
-      if (receivedAt >= since && receivedAt < w) w = receivedAt;
+    for (const [token, receivedAt] of this.inFlight) {
+      if ((receivedAt >= since || this.queued.has(token)) && receivedAt < w) w = receivedAt;
     }
     return w;
   }
