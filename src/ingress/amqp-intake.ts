@@ -102,6 +102,8 @@ export class AmqpIntake {
   private consumerTag: string | null = null;
   /** What `consume` was given, to consume again after a cancel. */
   private consuming: { handler: IntakeHandler; o: ConsumeOptions } | null = null;
+  /** The queue's count as RabbitMQ last gave it (see {@link waiting}). */
+  private lastWaiting: number | null = null;
   private paused = false;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -231,16 +233,25 @@ export class AmqpIntake {
     }
   }
 
-  /** How many webhooks wait in the queue (not yet taken by a consumer); null when unknown. */
+  /**
+   * How many webhooks wait in the queue (not yet taken by a consumer): while RabbitMQ cannot be
+   * asked, the last count it gave (null before any). Leaving the backlog out instead made
+   * `queue_depth` drop to 0 when the link was cut, and the queue alert resolve falsely (outside
+   * test QA44-F2).
+   */
   async waiting(): Promise<number | null> {
     const ch = this.publishChannel;
-    if (!ch || !this.manager.isConnected()) return null;
+    if (!ch || !this.manager.isConnected()) return this.lastWaiting;
     try {
       // Declaring it as it is answers its count (and brings back a queue deleted by hand).
-      return (await ch.assertQueue(this.o.queue, { durable: true, arguments: queueArguments(this.o.queue) }))
-        .messageCount;
+      const { messageCount } = await ch.assertQueue(this.o.queue, {
+        durable: true,
+        arguments: queueArguments(this.o.queue),
+      });
+      this.lastWaiting = messageCount;
+      return messageCount;
     } catch {
-      return null;
+      return this.lastWaiting;
     }
   }
 

@@ -319,6 +319,35 @@ describeRabbit('RabbitMQ intake, embedded', () => {
     }
   });
 
+  it('keeps counting the backlog while RabbitMQ cannot be asked (it said 0, and the queue alert resolved: QA44-F2)', async () => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    const proxy = await startTcpProxy(Number(new URL(AMQP_URL).port || 5672));
+    const via = new URL(AMQP_URL);
+    via.port = String(proxy.port);
+    const h = await startHarness(
+      { AMQP_URL: via.toString(), BATON_AMQP_QUEUE: queue },
+      { roles: { ingress: true, worker: false } },
+    );
+    const depth = async (): Promise<number> =>
+      ((await (await h.admin('/stats')).json()) as { queue_depth: number }).queue_depth;
+    try {
+      for (let i = 0; i < 3; i++) {
+        expect((await h.post(webhook([text(`155503410${i}`, 'hi', T0)]))).status).toBe(200);
+      }
+      await h.until(async () => (await depth()) === 3);
+      proxy.block();
+      await h.until(async () => (await fetch(`${h.url}/readyz`)).status === 503);
+      // Past the stats cache's second: asked again, RabbitMQ away, the last count stands.
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(await depth()).toBe(3);
+      expect(await metric(h, 'baton_queue_depth')).toBe(3);
+    } finally {
+      await h.close();
+      await proxy.close();
+    }
+  });
+
   it('does not believe an arrival time from another era', async () => {
     const { h, queue } = await start();
     try {
