@@ -200,7 +200,17 @@ export const TakeBody = z.strictObject({
    * The session's version the agent saw: refused (409) if it changed since (a stale page must not
    * take back a session a colleague just handed to the bot). A form sends it as a string.
    */
-  version: z.coerce.number().int().min(0).optional(),
+  version: z
+    // A number, or its digits as a form sends them; not null, "" or [] read as 0 (QA42-F9).
+    .union([
+      z.number(),
+      z
+        .string()
+        .regex(/^\d{1,15}$/, 'must be a whole number')
+        .transform(Number),
+    ])
+    .pipe(z.number().int().min(0))
+    .optional(),
   /**
    * Whom the agent saw holding the session ('' for nobody): refused (409) if someone else has it
    * now, so two agents taking it over at once are not both told they have it.

@@ -151,6 +151,22 @@ function name(env: Env, key: string, fallback: string): string {
   return raw;
 }
 
+/**
+ * A PostgreSQL schema of Baton's own: not one PostgreSQL keeps for itself (`pg_*` it refuses
+ * with its own words; `information_schema` it took, and Baton's tables went into it: outside
+ * test QA42-F5).
+ */
+function schemaName(env: Env, key: string, fallback: string): string {
+  const raw = name(env, key, fallback);
+  if (raw.startsWith('pg_') || raw === 'information_schema') {
+    throw new ConfigError(
+      key,
+      `"${raw}" is a schema PostgreSQL keeps for itself: name one of Baton's own (default baton)`,
+    );
+  }
+  return raw;
+}
+
 const HTTP = ['http:', 'https:'] as const;
 
 /** A URL of one of `protocols` (`['http:', 'https:']`), without its trailing slashes. */
@@ -323,7 +339,7 @@ export function loadConfig(env: Env = process.env): Config {
     syncMode,
     intakeLog,
     redisPrefix: name(env, 'BATON_REDIS_PREFIX', 'baton'),
-    pgSchema: name(env, 'BATON_PG_SCHEMA', 'baton'),
+    pgSchema: schemaName(env, 'BATON_PG_SCHEMA', 'baton'),
     alert: {
       webhookUrl: url(env, 'BATON_ALERT_WEBHOOK_URL', HTTP),
       queueDepth: optInt(env, 'BATON_ALERT_QUEUE_DEPTH', 0),

@@ -264,8 +264,9 @@ export class Engine {
     this.leases.on('lost', (err) =>
       o.logger.warn({ code: err.code, session: err.session, fence: err.fence }, err.message),
     );
-    // Every worker loop and every session in hand listens to this one signal.
-    setMaxListeners(0, this.abort.signal);
+    // Every worker loop and every session in hand listens to this one signal, and every send in
+    // flight to the other (Node warned of a leak past 10 sends: outside tests QA42-F8, QA44).
+    setMaxListeners(0, this.abort.signal, this.sendStop.signal);
   }
 
   /** Starts `concurrency` worker loops, and a heartbeat that `stats().workers` counts. */

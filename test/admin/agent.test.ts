@@ -483,6 +483,11 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       });
       expect(stale.status).toBe(409);
       expect(await stale.json()).toMatchObject({ code: 'BATON_ERR_VERSION_CONFLICT' });
+      // No version is no version 0: a bad request, not a conflict (outside test QA42-F9).
+      for (const version of [null, '', [], 'abc', 1.5]) {
+        const bad = await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bea', version });
+        expect(bad.status).toBe(400);
+      }
       expect(await lastRecord(user)).toEqual(handedBack);
       expect((await h.session(user))?.metadata.needs_agent).toBe(false);
       // The version she sees now is taken, as a form sends it.

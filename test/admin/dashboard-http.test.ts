@@ -58,6 +58,15 @@ describe('dashboard sign-in and CSRF', () => {
     expect(r.headers.get('set-cookie')).toBeNull();
   });
 
+  it("refuses a sign-in form over 8 KiB saying so, not the webhooks' 4 MiB (outside test QA42-F7)", async () => {
+    const r = await signIn('x'.repeat(10_000));
+    expect(r.status).toBe(413);
+    expect(await r.json()).toMatchObject({
+      code: 'BATON_ERR_BODY_TOO_LARGE',
+      error: 'Body is larger than 8 KiB',
+    });
+  });
+
   it('signs in with the token in the body (never the URL): HttpOnly, SameSite=Strict cookie', async () => {
     const r = await signIn();
     expect(r.status).toBe(303);

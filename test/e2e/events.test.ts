@@ -177,6 +177,11 @@ describe.each(HARNESS_BACKENDS)('events over the admin API, %s backend', (_name,
     await refused({ name: 'order_shipped', id: 'has space' }, 400, 'BATON_ERR_BAD_REQUEST', /no spaces/);
     const big = await post(user, { name: 'order_shipped', payload: 'z'.repeat(100_000) });
     expect(big.status).toBe(413);
+    // This route's limit, not the webhooks' (outside test QA42-F7).
+    expect(await big.json()).toMatchObject({
+      code: 'BATON_ERR_BODY_TOO_LARGE',
+      error: 'Body is larger than 64 KiB',
+    });
     const unauthenticated = await fetch(`${h.url}/admin/api/sessions/${user}/events`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -76,6 +76,10 @@ describe('config', () => {
     [{ BATON_TRUST_PROXY: 'yes' }, 'BATON_TRUST_PROXY'],
     [{ BATON_TRUST_PROXY: '10.0.0.0/33' }, 'BATON_TRUST_PROXY'],
     [{ BATON_TRUST_PROXY: '17' }, 'BATON_TRUST_PROXY'],
+    // Schemas PostgreSQL keeps for itself (Baton's tables went into information_schema: QA42-F5).
+    [{ BATON_PG_SCHEMA: 'information_schema' }, 'BATON_PG_SCHEMA'],
+    [{ BATON_PG_SCHEMA: 'pg_catalog' }, 'BATON_PG_SCHEMA'],
+    [{ BATON_PG_SCHEMA: 'pg_x' }, 'BATON_PG_SCHEMA'],
   ])('refuses %o with one line naming %s', (env, name) => {
     let err: unknown;
     try {
