@@ -230,6 +230,46 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
   );
 }
 
+/**
+ * SPEC section 3's HTTP limits as Fastify options, for every server Baton listens with (the
+ * webhook and admin server, and a worker's probe server: outside test QA42-F4). A body that
+ * trickles in holds a socket and its buffers: Node answers 408 and closes the connection once
+ * the request is not complete in time (checked every `checkIntervalMs`). What Node's HTTP parser
+ * refuses before there is a request (not complete in time, headers too large, bytes that are no
+ * HTTP) is answered in our `{error, code}` shape too.
+ */
+export function limitedServerOptions(limits: HttpLimits) {
+  return {
+    clientErrorHandler: answerClientError,
+    requestTimeout: limits.requestTimeoutMs,
+    http: {
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      connectionsCheckingInterval: limits.checkIntervalMs,
+    },
+  } as const;
+}
+
+/**
+ * The rest of SPEC section 3's limits on a server built with {@link limitedServerOptions}: the
+ * connection caps (`perAddress` null: no cap per address, as behind a proxy), the slow-client
+ * guard, the pipelining bound, and a 404 in our shape.
+ */
+export function guardServer(app: FastifyInstance, limits: HttpLimits, perAddress: number | null): void {
+  app.setNotFoundHandler((req, reply) =>
+    sendError(reply, 'BATON_ERR_NOT_FOUND', `No route ${req.method} ${req.url.split('?', 1)[0]}`),
+  );
+  app.server.maxConnections = limits.maxConnections;
+  guardConnections(app.server, {
+    maxConnections: limits.maxConnections,
+    perAddress,
+    slowHeadersMs: limits.slowHeadersMs,
+    slowBodyMs: limits.slowBodyMs,
+  });
+  limitPipelining(app.server);
+  app.addHook('onRequest', dropPipelinedTooFar);
+}
+
 /** The provider a webhook URL names (`/webhooks/whatsapp` -> `cloud-api`), or null. */
 function webhookProvider(url: string): string | null {
   const path = url.split('?')[0]?.replace(/\/$/, '');
@@ -258,36 +298,19 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     frameworkErrors: (err, _req, reply) => {
       void sendError(reply, 'BATON_ERR_BAD_REQUEST', err.message);
     },
-    // What Node's HTTP parser refuses before there is a request (a request not complete in time,
-    // headers too large, bytes that are no HTTP) is answered in our `{error, code}` shape too.
-    clientErrorHandler: answerClientError,
     // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
     // A callback URL pasted with a trailing slash (`/webhooks/whatsapp/`) is the same route: Meta's
     // verification would otherwise fail on a 404 the operator never sees.
     routerOptions: { maxParamLength: 2000, ignoreTrailingSlash: true },
     logController: new LogController({ disableRequestLogging: true }),
-    // A body that trickles in holds a socket and its buffers: Node answers 408 and closes the
-    // connection once the request is not complete in time (checked every checkIntervalMs).
-    requestTimeout: limits.requestTimeoutMs,
-    http: {
-      requestTimeout: limits.requestTimeoutMs,
-      headersTimeout: limits.headersTimeoutMs,
-      connectionsCheckingInterval: limits.checkIntervalMs,
-    },
+    ...limitedServerOptions(limits),
   });
-  app.setNotFoundHandler((req, reply) =>
-    sendError(reply, 'BATON_ERR_NOT_FOUND', `No route ${req.method} ${req.url.split('?', 1)[0]}`),
+  // Behind a proxy every client has the proxy's address.
+  guardServer(
+    app,
+    limits,
+    deps.trustProxy !== undefined && deps.trustProxy !== false ? null : limits.maxPerAddress,
   );
-  app.server.maxConnections = limits.maxConnections;
-  guardConnections(app.server, {
-    maxConnections: limits.maxConnections,
-    // Behind a proxy every client has the proxy's address.
-    perAddress: deps.trustProxy !== undefined && deps.trustProxy !== false ? null : limits.maxPerAddress,
-    slowHeadersMs: limits.slowHeadersMs,
-    slowBodyMs: limits.slowBodyMs,
-  });
-  limitPipelining(app.server);
-  app.addHook('onRequest', dropPipelinedTooFar);
   // A request answered before its body is all in (refused on its headers: no token, no route, too
   // big) ends its connection: kept open, the body's rest was waited for, and the request timeout
   // then answered it a second time, 408 after the 401 (outside test QA18-F3).

@@ -6,6 +6,8 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addressKey, MAX_PIPELINED } from '../../src/ingress/connection-guard.ts';
+import { buildHealthServer } from '../../src/ingress/health.ts';
+import { Metrics } from '../../src/metrics.ts';
 import type { HttpLimits } from '../../src/ingress/server.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { text, webhook } from '../support/payloads.ts';
@@ -45,6 +47,26 @@ function trickle(s: Socket, everyMs: number): () => number {
 }
 
 describe('default limits', () => {
+  it("hold on a worker's probe port too, with errors in Baton's shape (outside test QA42-F4)", async () => {
+    const h = await startHarness();
+    const probe = buildHealthServer(h.baton.backend, new Metrics());
+    try {
+      const url = await probe.listen({ port: 0, host: '127.0.0.1' });
+      const srv = probe.server;
+      expect(srv.requestTimeout).toBe(30_000);
+      expect(srv.headersTimeout).toBe(10_000);
+      expect(srv.maxConnections).toBeGreaterThan(0);
+      expect(srv.maxConnections).toBeLessThanOrEqual(10_000);
+      const missing = await fetch(`${url}/nope`, { method: 'POST' });
+      expect(missing.status).toBe(404);
+      expect(await missing.json()).toMatchObject({ code: 'BATON_ERR_NOT_FOUND' });
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    } finally {
+      await probe.close();
+      await h.close();
+    }
+  });
+
   it('are 30 s for a request, 10 s for headers, with a connection cap', async () => {
     const h = await startHarness();
     try {
