@@ -384,10 +384,11 @@ export class AmqpIntake {
         ]);
         clearTimeout(timer);
       }
-      await this.consumer.close().catch(() => undefined);
+      await within(STOP_WAIT_MS, this.consumer.close());
     }
-    await this.publisher.close().catch(() => undefined);
-    await this.manager.close().catch(() => undefined);
+    // A frozen link never answers a close: each waits a bounded time (it hung the process's stop).
+    await within(STOP_WAIT_MS, this.publisher.close());
+    await within(STOP_WAIT_MS, this.manager.close());
   }
 
   /** Runs `fn` after `ms` unless closing; errors are logged. */
@@ -451,4 +452,11 @@ function settle(op: () => void): void {
   } catch {
     // IllegalOperationError: channel closed. Redelivered, and stored at most once (dedupe).
   }
+}
+
+/** Waits for `p` (its failure ignored), at most `ms`. */
+async function within(ms: number, p: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }

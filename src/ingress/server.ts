@@ -384,6 +384,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
 
   let lastWriteFailure = 0;
+  /** The last publish RabbitMQ did not confirm (a frozen link stays "connected"): QA44-F3, F4. */
+  let lastQueueFailure = 0;
   // A webhook's arrival is when its headers arrive (its messages' window starts there), and it
   // holds batches back until it is stored, so that a burst being stored on a busy machine, or
   // whose bodies follow on a slow link, is not split by a batch closing meanwhile. It holds them
@@ -483,11 +485,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     const receivedAt = arrivals.get(req)?.at;
     try {
       if (deps.queue) {
+        const publishing = Date.now();
         await deps.queue.publish({
           provider: provider.name,
           body: raw,
           receivedAt: receivedAt ?? Date.now(),
         });
+        if (publishing > lastQueueFailure) lastQueueFailure = 0;
         count('queued');
         senders.delivered(req.ip);
         return reply.code(200).send({ queued: batch.messages.length + batch.statuses.length });
@@ -503,7 +507,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       deps.metrics.stored(result);
       return reply.code(200).send({ received: result.accepted, duplicates: result.duplicates });
     } catch (err) {
-      lastWriteFailure = Date.now();
+      // RabbitMQ's refusal is not the store's: readiness says which one failed.
+      if (deps.queue) lastQueueFailure = Date.now();
+      else lastWriteFailure = Date.now();
       count('unavailable');
       req.log.error({ err }, 'webhook could not be stored; answering 503 so the sender retries');
       return sendError(reply, 'BATON_ERR_STORAGE_UNAVAILABLE');
@@ -519,10 +525,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     const checks = {
       ...reachable,
       writes: Date.now() - lastWriteFailure > WRITE_FAILURE_HOLD_MS,
-      ...(deps.queue ? { rabbitmq: deps.queue.connected } : {}),
+      ...(deps.queue
+        ? { rabbitmq: deps.queue.connected && Date.now() - lastQueueFailure > WRITE_FAILURE_HOLD_MS }
+        : {}),
     };
     // With the RabbitMQ intake, webhooks need RabbitMQ alone: they go in while the store is away.
-    const ok = deps.queue ? deps.queue.connected : Object.values(checks).every(Boolean);
+    const ok = deps.queue ? checks.rabbitmq === true : Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });
   metricsRoute(app, deps.metrics, deps.stats ?? (() => deps.backend.stats()));

@@ -348,6 +348,30 @@ describeRabbit('RabbitMQ intake, embedded', () => {
     }
   });
 
+  it('a frozen link to RabbitMQ makes the ingress not ready, naming RabbitMQ, not the store (outside test QA44-F3, F4)', async () => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    const proxy = await startTcpProxy(Number(new URL(AMQP_URL).port || 5672));
+    const via = new URL(AMQP_URL);
+    via.port = String(proxy.port);
+    const h = await startHarness(
+      { AMQP_URL: via.toString(), BATON_AMQP_QUEUE: queue },
+      { roles: { ingress: true, worker: false } },
+    );
+    try {
+      expect((await h.post(webhook([text('15550342001', 'hi', T0)]))).status).toBe(200);
+      proxy.stall(); // the connection stays open; nothing gets through
+      const refused = await h.post(webhook([text('15550342002', 'hi', T0)]));
+      expect(refused.status).toBe(503);
+      const ready = await fetch(`${h.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ ok: false, checks: { rabbitmq: false, writes: true } });
+    } finally {
+      await proxy.close(); // the link goes: nothing waits for the frozen one's close
+      await h.close();
+    }
+  }, 30_000);
+
   it('does not believe an arrival time from another era', async () => {
     const { h, queue } = await start();
     try {
