@@ -21,7 +21,7 @@ import {
   readyCount,
   withChannel,
 } from '../support/rabbitmq.ts';
-import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 
 const T0 = 1_750_000_000;
 
@@ -36,6 +36,19 @@ describeRabbit('RabbitMQ intake, embedded', () => {
   afterAll(async () => {
     await Promise.all(queues.map(dropQueues));
   });
+  /** An ingress alone (no consumer), reaching RabbitMQ through a proxy the test can cut or freeze. */
+  const ingressViaProxy = async (): Promise<{ h: Harness; proxy: TcpProxy }> => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    const proxy = await startTcpProxy(Number(new URL(AMQP_URL).port || 5672));
+    const via = new URL(AMQP_URL);
+    via.port = String(proxy.port);
+    const h = await startHarness(
+      { AMQP_URL: via.toString(), BATON_AMQP_QUEUE: queue },
+      { roles: { ingress: true, worker: false } },
+    );
+    return { h, proxy };
+  };
   const start = async (env: Record<string, string> = {}): Promise<{ h: Harness; queue: string }> => {
     const queue = intakeQueue();
     queues.push(queue);
@@ -320,15 +333,7 @@ describeRabbit('RabbitMQ intake, embedded', () => {
   });
 
   it('keeps counting the backlog while RabbitMQ cannot be asked (it said 0, and the queue alert resolved: QA44-F2)', async () => {
-    const queue = intakeQueue();
-    queues.push(queue);
-    const proxy = await startTcpProxy(Number(new URL(AMQP_URL).port || 5672));
-    const via = new URL(AMQP_URL);
-    via.port = String(proxy.port);
-    const h = await startHarness(
-      { AMQP_URL: via.toString(), BATON_AMQP_QUEUE: queue },
-      { roles: { ingress: true, worker: false } },
-    );
+    const { h, proxy } = await ingressViaProxy();
     const depth = async (): Promise<number> =>
       ((await (await h.admin('/stats')).json()) as { queue_depth: number }).queue_depth;
     try {
@@ -349,15 +354,7 @@ describeRabbit('RabbitMQ intake, embedded', () => {
   });
 
   it('a frozen link to RabbitMQ makes the ingress not ready, naming RabbitMQ, not the store (outside test QA44-F3, F4)', async () => {
-    const queue = intakeQueue();
-    queues.push(queue);
-    const proxy = await startTcpProxy(Number(new URL(AMQP_URL).port || 5672));
-    const via = new URL(AMQP_URL);
-    via.port = String(proxy.port);
-    const h = await startHarness(
-      { AMQP_URL: via.toString(), BATON_AMQP_QUEUE: queue },
-      { roles: { ingress: true, worker: false } },
-    );
+    const { h, proxy } = await ingressViaProxy();
     try {
       expect((await h.post(webhook([text('15550342001', 'hi', T0)]))).status).toBe(200);
       proxy.stall(); // the connection stays open; nothing gets through
