@@ -102,6 +102,11 @@ export interface StoredMessage extends InboundMessage {
    * failing again sends no second notice.
    */
   readonly replayed?: true;
+  /**
+   * Put back into its mailbox from the intake log after Redis lost it (intake-log.ts): stored
+   * before anything Redis has stored since, though it joins the mailbox after it.
+   */
+  readonly restored?: true;
 }
 
 /** How far ahead of its storage time a message's timestamp may be and still be trusted. */

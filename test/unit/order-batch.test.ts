@@ -1,13 +1,20 @@
 /**
- * A batch's order (SPEC 1.5): WhatsApp timestamp, then arrival. Arrival is when Baton stored the
- * message, then its place in the mailbox: a message the intake log restored after a Redis
- * restart keeps its first storage time, though it joins the mailbox after what came since.
+ * A batch's order (SPEC 1.5): WhatsApp timestamp, then arrival. Arrival is the message's place in
+ * the mailbox, where one the intake log restored after a Redis restart (stored before it, though
+ * it joins the mailbox after what came since) comes first. Storage times are not compared: two
+ * ingress processes stamp them with their own estimates of one clock (outside test QA45-F1).
  */
 import { expect, it } from 'vitest';
 import { orderBatch } from '../../src/flow/transition.ts';
 import type { StoredMessage } from '../../src/model/message.ts';
 
-const msg = (id: string, timestamp: number, storedAt: number, seq: number): StoredMessage => ({
+const msg = (
+  id: string,
+  timestamp: number,
+  storedAt: number,
+  seq: number,
+  restored = false,
+): StoredMessage => ({
   id,
   provider: 'cloud-api',
   channel: 'c',
@@ -16,10 +23,11 @@ const msg = (id: string, timestamp: number, storedAt: number, seq: number): Stor
   content: { type: 'text', body: id },
   storedAt,
   seq,
+  ...(restored ? { restored: true as const } : {}),
 });
 
-it('orders by timestamp, then storage time, then mailbox order', () => {
-  const restored = msg('Farah', 100, 1_000, 2); // stored first, back in the mailbox after Sato
+it('orders by timestamp, then restored messages, then mailbox order', () => {
+  const restored = msg('Farah', 100, 1_000, 2, true); // stored first, back in the mailbox after Sato
   const later = msg('Sato', 100, 1_500, 1);
   const older = msg('hi', 99, 2_000, 3);
   const sameMs = msg('again', 100, 1_500, 4);
@@ -29,4 +37,12 @@ it('orders by timestamp, then storage time, then mailbox order', () => {
     'Sato',
     'again',
   ]);
+});
+
+it('takes the mailbox order over storage times two ingresses stamped (outside test QA45-F1)', () => {
+  // The button was answered before the address was sent; the second ingress's clock estimate ran
+  // 2 ms behind the first's.
+  const button = msg('sku_550e', 100, 1_532, 1);
+  const address = msg('9 Elm Road', 100, 1_530, 2);
+  expect(orderBatch([address, button]).map((m) => m.id)).toEqual(['sku_550e', '9 Elm Road']);
 });

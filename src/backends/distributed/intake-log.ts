@@ -263,7 +263,7 @@ async function restore<
 >(ctx: Context, lost: readonly M[]): Promise<M[]> {
   const ops = lost.map((m) => {
     const { seq: _seq, ...stored } = m.message;
-    return intakeOp(ctx, m, m.id, JSON.stringify(stored));
+    return intakeOp(ctx, m, m.id, JSON.stringify({ ...stored, restored: true }));
   });
   const replies = await pipeline(ctx, 'intake log restore', ops);
   const schedules: Array<[string, number]> = [];
