@@ -322,9 +322,12 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       stored?.();
     }
   };
+  // Stopping with BATON_DRAIN_MS: not ready, still serving (see stop below).
+  let draining = false;
   const server = buildServer({
     backend,
     stats,
+    draining: () => draining,
     ...(intake.tracker ? { intake: intake.tracker } : {}),
     ...(now ? { now } : {}),
     metrics,
@@ -369,8 +372,12 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   /** A worker-only process's probe server (`BATON_HEALTH_PORT`). */
   const health =
     !roles.ingress && roles.worker && config.healthPort !== undefined
-      ? buildHealthServer(backend, metrics, stats, (): Record<string, boolean> =>
-          queue ? { rabbitmq: queue.connected } : {},
+      ? buildHealthServer(
+          backend,
+          metrics,
+          stats,
+          (): Record<string, boolean> => (queue ? { rabbitmq: queue.connected } : {}),
+          () => draining,
         )
       : null;
   return {
@@ -408,6 +415,14 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     },
     async stop() {
       forgetHandle();
+      if (config.drainMs > 0 && started && (roles.ingress || health)) {
+        // A load balancer sees /readyz fail and stops sending here while requests still get
+        // answered (each answer closing its connection), instead of meeting a closed port and
+        // reset keep-alive connections (outside test QA45-F2).
+        draining = true;
+        logger.info({ drainMs: config.drainMs }, 'stopping: not ready, still serving for BATON_DRAIN_MS');
+        await new Promise((r) => setTimeout(r, config.drainMs));
+      }
       await alerts?.stop();
       if (roles.ingress) await server.close();
       // The webhooks in the consumer's hand are stored (or go back to the queue) first.

@@ -71,6 +71,12 @@ export interface Config {
   /** `BATON_HEALTH_PORT`: where a worker-only process serves /healthz and /readyz (none). */
   readonly healthPort: number | undefined;
   /**
+   * `BATON_DRAIN_MS`: on SIGTERM, how long a process keeps serving with `/readyz` answering 503
+   * (and every answer closing its connection) before it closes its listener, so a load balancer
+   * takes it out first (0: none).
+   */
+  readonly drainMs: number;
+  /**
    * `BATON_TRUST_PROXY`: behind a TLS-terminating proxy, believe its `X-Forwarded-Proto` (and
    * `-For`), so the dashboard's cookie is `Secure` and sign-in throttling sees client addresses.
    * `false`; a number of proxy hops in front of Baton (`true` is 1); or the proxies' addresses
@@ -352,6 +358,7 @@ export function loadConfig(env: Env = process.env): Config {
     retentionSec: duration(env, 'BATON_RETENTION', 30 * 86400),
     messageRetentionSec: duration(env, 'BATON_MESSAGE_RETENTION', 30 * 86400),
     healthPort: env.BATON_HEALTH_PORT?.trim() ? int(env, 'BATON_HEALTH_PORT', 0, 0, 65535) : undefined,
+    drainMs: int(env, 'BATON_DRAIN_MS', 0, 0, 60_000),
     trustProxy: trustProxy(env, 'BATON_TRUST_PROXY'),
   };
   // The WASender route on: its replies are sent with the key, and WASenderApi refuses them without.

@@ -8,7 +8,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Backend } from '../backends/types.ts';
-import { DEFAULT_HTTP_LIMITS, guardServer, limitedServerOptions } from './server.ts';
+import { DEFAULT_HTTP_LIMITS, drainingAnswers, guardServer, limitedServerOptions } from './server.ts';
 import { metricsRoute, type Metrics, type MetricsStats } from '../metrics.ts';
 
 export function buildHealthServer(
@@ -17,6 +17,8 @@ export function buildHealthServer(
   stats: () => Promise<MetricsStats> = () => backend.stats(),
   /** More readiness checks (the RabbitMQ intake's connection). */
   extraChecks: () => Record<string, boolean> = () => ({}),
+  /** The process is stopping (`BATON_DRAIN_MS`): not ready. */
+  draining: () => boolean = () => false,
 ): FastifyInstance {
   // The same limits as the webhook server's (slow clients, connection caps, error shape): a probe
   // port held 19,800 idle connections and answered dribbled headers after 37 s (QA42-F4).
@@ -24,8 +26,10 @@ export function buildHealthServer(
   guardServer(app, DEFAULT_HTTP_LIMITS, DEFAULT_HTTP_LIMITS.maxPerAddress);
   metricsRoute(app, metrics, stats);
   app.get('/healthz', async () => ({ ok: true }));
+  drainingAnswers(app, draining);
   app.get('/readyz', async (_req, reply) => {
     const checks = { ...(await backend.health().catch(() => ({ store: false }))), ...extraChecks() };
+    if (draining()) return reply.code(503).send({ ok: false, draining: true, checks });
     const ok = Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });

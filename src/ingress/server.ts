@@ -115,6 +115,8 @@ export interface ServerDeps extends AdminDeps {
   readonly backend: Backend;
   /** Told of webhooks from their headers until stored, so batches wait for them (see IntakeGate). */
   readonly intake?: IntakeTracker;
+  /** The process is stopping (`BATON_DRAIN_MS`): `/readyz` answers 503, answers close their connections. */
+  readonly draining?: () => boolean;
   /** The clock the stores use (tests inject one): webhooks' arrival times are read from it. */
   readonly now?: () => number;
   readonly metrics: Metrics;
@@ -268,6 +270,14 @@ export function guardServer(app: FastifyInstance, limits: HttpLimits, perAddress
   });
   limitPipelining(app.server);
   app.addHook('onRequest', dropPipelinedTooFar);
+}
+
+/** While `draining()` (a stop with `BATON_DRAIN_MS`), every answer closes its connection. */
+export function drainingAnswers(app: FastifyInstance, draining: () => boolean): void {
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (draining()) reply.header('connection', 'close');
+    done(null, payload);
+  });
 }
 
 /** The provider a webhook URL names (`/webhooks/whatsapp` -> `cloud-api`), or null. */
@@ -519,6 +529,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.post('/webhooks/wasender', webhook(deps.providers.wasender));
 
   app.get('/healthz', async () => ({ ok: true }));
+  const draining = deps.draining ?? (() => false);
+  drainingAnswers(app, draining);
   app.get('/readyz', async (_req, reply) => {
     const reachable = await deps.backend.health().catch(() => ({ store: false }));
     // Reachable is not enough: a full disk answers pings and refuses writes.
@@ -529,6 +541,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         ? { rabbitmq: deps.queue.connected && Date.now() - lastQueueFailure > WRITE_FAILURE_HOLD_MS }
         : {}),
     };
+    if (draining()) return reply.code(503).send({ ok: false, draining: true, checks });
     // With the RabbitMQ intake, webhooks need RabbitMQ alone: they go in while the store is away.
     const ok = deps.queue ? checks.rabbitmq === true : Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ ok, checks });
