@@ -46,9 +46,10 @@ export const orderFlow = defineFlow({
       say: 'Hi! Let us get your order started. What is your name?',
       accepts: 'text',
       to: ['choose_product'],
-      // Joined and trimmed, a text of blanks is no name: a retry.
+      // Joined and trimmed, a text of blanks (or of invisible characters alone, such as a
+      // zero-width space: outside test QA42-F9) is no name: a retry.
       on: (input, c) =>
-        input.type === 'text' && input.text !== ''
+        input.type === 'text' && visible(input.text)
           ? c.goto('choose_product', { customer_name: input.text })
           : c.retry(),
     },
@@ -68,7 +69,7 @@ export const orderFlow = defineFlow({
       accepts: 'text',
       to: ['confirm_order'],
       on: (input, c) =>
-        input.type === 'text' && input.text !== ''
+        input.type === 'text' && visible(input.text)
           ? c.goto('confirm_order', { shipping_address: input.text })
           : c.retry(),
     },
@@ -107,3 +108,8 @@ export const orderFlow = defineFlow({
     },
   },
 });
+
+/** Whether a text shows anything: not only blanks and invisible format characters (U+200B...). */
+function visible(text: string): boolean {
+  return text.replace(/[\p{Cf}\s]/gu, '') !== '';
+}

@@ -422,6 +422,19 @@ describe('order_status through testFlow', () => {
     expect(t.data).toEqual({ customer_name: 'Jane Smith' });
     expect(t.step).toBe('choose_product');
   });
+
+  it('takes no invisible name or address: a zero-width space alone is a retry (outside test QA42-F9)', async () => {
+    const t = testFlow(orderFlow);
+    await t.send('hi');
+    expect((await t.send('\u200b')).map((r) => r.callbackData)).toEqual(['baton:order:ask_name:2']);
+    expect(t.step).toBe('ask_name');
+    expect(t.state!.retryCount).toBe(1);
+    await t.send('Ana\u200d');
+    expect(t.data).toEqual({ customer_name: 'Ana\u200d' });
+    await t.tap('sku_551a');
+    await t.send(' \u2060\ufeff ');
+    expect(t.step).toBe('collect_shipping_address');
+  });
 });
 
 describe('computed choices and effect errors', () => {
