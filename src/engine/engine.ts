@@ -46,6 +46,7 @@ import {
   type TransitionRecord,
 } from '../model/session.ts';
 import { changeRecord } from '../flow/agent.ts';
+import { LogLimiter } from '../log-limit.ts';
 import * as agentOps from './agent.ts';
 import { DEFAULT_EFFECT_TIMEOUT_MS, runEffect, waitUnlessWanted } from './effects.ts';
 
@@ -233,7 +234,7 @@ export class Engine {
   private heartbeat: NodeJS.Timeout | null = null;
   /** Renews every baton this engine holds, on one timer. */
   readonly leases: LeaseManager;
-  private readonly logTimes = new Map<string, { at: number; suppressed: number }>();
+  private readonly logLimiter: LogLimiter;
   /** Measured while the worker loops run (see loop-lag.ts). */
   private readonly loopLag = new LoopLag();
   /** Batches (session and first message) whose flow code ran longer than the lease, and how often. */
@@ -243,6 +244,7 @@ export class Engine {
 
   constructor(private readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
+    this.logLimiter = new LogLimiter(5000, this.now);
     this.workerId = o.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.unrecorded = new UnrecordedSends({
       record: (u) => o.backend.updateOutbound(u.id, u.patch),
@@ -315,14 +317,7 @@ export class Engine {
 
   /** Runs `log` at most once per 5 s per `kind`; the next one says how many were skipped. */
   private logLimited(kind: string, log: (suppressed: number) => void): void {
-    const now = this.now();
-    const last = this.logTimes.get(kind);
-    if (last !== undefined && now - last.at < 5000) {
-      last.suppressed += 1;
-      return;
-    }
-    this.logTimes.set(kind, { at: now, suppressed: 0 });
-    log(last?.suppressed ?? 0);
+    this.logLimiter.run(kind, log);
   }
 
   private async loop(): Promise<void> {

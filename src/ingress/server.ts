@@ -29,6 +29,7 @@ import { registerDashboard } from '../admin/dashboard.ts';
 import { safeEqual } from '../admin/auth.ts';
 import { adminErrorHandler, parsed } from '../admin/http.ts';
 import { HandshakeQuery, zodCompiler } from '../admin/schemas.ts';
+import { LogLimiter } from '../log-limit.ts';
 
 /** Most bytes of a refused body read and dropped so that its sender gets the 413 (see drainBody). */
 const DRAIN_LIMIT = 64 * 1024 * 1024;
@@ -394,6 +395,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
 
   let lastWriteFailure = 0;
+  const refusals = new LogLimiter();
   /** The last publish RabbitMQ did not confirm (a frozen link stays "connected"): QA44-F3, F4. */
   let lastQueueFailure = 0;
   // A webhook's arrival is when its headers arrive (its messages' window starts there), and it
@@ -521,7 +523,15 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       if (deps.queue) lastQueueFailure = Date.now();
       else lastWriteFailure = Date.now();
       count('unavailable');
-      req.log.error({ err }, 'webhook could not be stored; answering 503 so the sender retries');
+      // Once per 5 s (during an outage every webhook fails alike), naming how many more did.
+      refusals.run(deps.queue ? 'queue' : 'store', (suppressed) =>
+        req.log.error(
+          { err, ...(suppressed > 0 ? { suppressed } : {}) },
+          deps.queue
+            ? 'webhook could not be queued; answering 503 so the sender retries'
+            : 'webhook could not be stored; answering 503 so the sender retries',
+        ),
+      );
       return sendError(reply, 'BATON_ERR_STORAGE_UNAVAILABLE');
     }
   };
