@@ -311,7 +311,17 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
         logger: oneShotLogger(c),
       });
       await baton.stop();
-      out(`migrated (${baton.backend.kind})`);
+      // What it did (QA45-F6: the same line whether or not anything was applied).
+      const { backend } = baton;
+      const applied =
+        'migrationsApplied' in backend ? (backend.migrationsApplied as readonly string[]) : null;
+      out(
+        applied === null
+          ? `migrated (${baton.backend.kind})`
+          : applied.length > 0
+            ? `migrated (distributed): applied ${applied.join(', ')}`
+            : 'migrated (distributed): already up to date',
+      );
     });
 
   const withBaton = async <T>(fn: (b: Awaited<ReturnType<typeof createBaton>>) => Promise<T>): Promise<T> => {

@@ -135,6 +135,8 @@ export interface Context {
   lastRedisError: number;
   /** PostgreSQL's autovacuum will not run (read at init): the purge vacuums after itself. */
   autovacuumOff?: boolean;
+  /** The schema migrations this process applied at init (none when the schema was up to date). */
+  migrationsApplied?: readonly string[];
   /** The last Redis connection error's message ("connect ECONNREFUSED ..."), for `init`'s error. */
   lastRedisErrorMessage?: string;
   /**

@@ -95,6 +95,11 @@ export class DistributedBackend implements Backend {
     return this.ctx.intake;
   }
 
+  /** The schema migrations this process applied when it started (empty: the schema was up to date). */
+  get migrationsApplied(): readonly string[] {
+    return this.ctx.migrationsApplied ?? [];
+  }
+
   /** Redis's clock, which every process of the deployment shares (store-clock.ts). */
   get clock(): () => number {
     return this.ctx.now;

@@ -94,7 +94,15 @@ export async function init(ctx: Context): Promise<void> {
     await r('init', () => ctx.clock!.sync());
     ctx.clock.start();
   }
-  if (ctx.opts.migrate !== false) await migrate(ctx.opts.databaseUrl, ctx.schema);
+  if (ctx.opts.migrate !== false) {
+    ctx.migrationsApplied = await migrate(ctx.opts.databaseUrl, ctx.schema);
+    // Said: the first process of a new version upgrades the shared schema for all (QA45-F6).
+    if (ctx.migrationsApplied.length > 0)
+      ctx.log.info(
+        { schema: ctx.schema, applied: ctx.migrationsApplied },
+        'PostgreSQL schema migrated (processes of an older Baton will refuse to start on it)',
+      );
+  }
   await claimPrefix(ctx);
   ctx.autovacuumOff = (await ctx.pg.query('autovacuum-off'))[0]?.off === true;
   // Said, not warned: the purge makes up for it (one-shot commands stay quiet).
