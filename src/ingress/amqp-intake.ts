@@ -106,6 +106,8 @@ export class AmqpIntake {
   private lastWaiting: number | null = null;
   private paused = false;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Deliveries in hand and not settled, with their channel. */
+  private readonly held = new Map<ConsumeMessage, Channel>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private closing = false;
   private lastError = '';
@@ -304,6 +306,21 @@ export class AmqpIntake {
   }
 
   private async deliver(ch: Channel, msg: ConsumeMessage): Promise<void> {
+    this.held.set(msg, ch);
+    try {
+      await this.handle(ch, msg);
+    } finally {
+      this.held.delete(msg);
+    }
+  }
+
+  /** Settles `msg` with `op` unless a pause handed it back already (settling it twice closes the channel). */
+  private settleHeld(msg: ConsumeMessage, op: () => void): void {
+    if (!this.held.delete(msg)) return;
+    settle(op);
+  }
+
+  private async handle(ch: Channel, msg: ConsumeMessage): Promise<void> {
     const { handler } = this.consuming!;
     const webhook = decode(msg, this.now());
     let outcome: 'stored' | 'unreadable' = 'unreadable';
@@ -314,14 +331,14 @@ export class AmqpIntake {
         // The store refused it: back to the queue now, for a healthy consumer, and this one
         // stops taking webhooks until its store answers again.
         this.o.count?.('retry');
-        settle(() => ch.nack(msg, false, true));
+        this.settleHeld(msg, () => ch.nack(msg, false, true));
         this.pause(ch, err);
         return;
       }
     }
     if (outcome === 'stored') {
       this.o.count?.('stored');
-      settle(() => ch.ack(msg));
+      this.settleHeld(msg, () => ch.ack(msg));
       return;
     }
     try {
@@ -333,7 +350,7 @@ export class AmqpIntake {
       // Not moved: it stays in the intake queue, tried again shortly.
       this.o.logger.error({ err: (err as Error).message }, 'unreadable queued webhook could not be moved');
       await this.sleep(RETRY_MS);
-      settle(() => ch.nack(msg, false, true));
+      this.settleHeld(msg, () => ch.nack(msg, false, true));
       return;
     }
     this.o.count?.('rejected');
@@ -341,7 +358,7 @@ export class AmqpIntake {
       { queue: rejectedQueue(this.o.queue) },
       'queued webhook cannot be read; moved to the rejected queue',
     );
-    settle(() => ch.ack(msg));
+    this.settleHeld(msg, () => ch.ack(msg));
   }
 
   /** Stops consuming until `o.healthy()` says the store is back. */
@@ -356,6 +373,11 @@ export class AmqpIntake {
     const tag = this.consumerTag;
     this.consumerTag = null;
     if (tag !== null) void ch.cancel(tag).catch(() => undefined);
+    // The other webhooks in hand go back too, at once: one whose store hangs (a frozen link) was
+    // stored 20 s later, after the consumer that took over had stored what came after it, and was
+    // recorded late (outside test QA46-F1). Should its store still land, the redelivery is a
+    // duplicate.
+    for (const [held, on] of [...this.held]) this.settleHeld(held, () => on.nack(held, false, true));
     const probe = async (): Promise<void> => {
       if (this.closing) return;
       if (!(await o.healthy().catch(() => false))) return this.later(RETRY_MS, probe);

@@ -251,6 +251,38 @@ describeRabbit('RabbitMQ intake, embedded', () => {
     }
   });
 
+  it('a consumer that pauses hands back a webhook whose store still hangs, so the next consumer stores it first (outside test QA46-F1)', async () => {
+    const queue = intakeQueue();
+    queues.push(queue);
+    const sick = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue });
+    const healthy = await startHarness({ AMQP_URL, BATON_AMQP_QUEUE: queue });
+    let release = (): void => undefined;
+    const hung = new Promise<void>((r) => (release = r));
+    try {
+      const store = sick.baton.backend;
+      const ingest = store.ingest.bind(store);
+      const [slow, failing] = ['15550343001', '15550343002'];
+      // A frozen link: the first webhook's store hangs; the next one's fails, and the consumer pauses.
+      store.ingest = async (b) => {
+        const to = b.messages[0]?.user;
+        if (to === slow) await hung;
+        if (to === failing) throw new StorageUnavailableError('PostgreSQL did not answer (test)');
+        return ingest(b);
+      };
+      store.health = async () => ({ store: false });
+      expect((await sick.post(webhook([text(slow, 'hi', T0)]))).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await sick.post(webhook([text(failing, 'hi', T0)]))).status).toBe(200);
+      // Both are stored by the consumer that took over, while the first one's store still hangs.
+      await healthy.settled(failing, 1);
+      await healthy.settled(slow, 1);
+    } finally {
+      release();
+      await sick.close();
+      await healthy.close();
+    }
+  });
+
   it('answers 503, not 200, while its queue is deleted, declares it again and goes on', async () => {
     const { h, queue } = await start();
     try {
