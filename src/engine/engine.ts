@@ -234,6 +234,7 @@ export class Engine {
   private heartbeat: NodeJS.Timeout | null = null;
   /** Renews every baton this engine holds, on one timer. */
   readonly leases: LeaseManager;
+  /** Repeated lines (a store away) at most once per 5 s per kind, with how many were skipped. */
   private readonly logLimiter: LogLimiter;
   /** Measured while the worker loops run (see loop-lag.ts). */
   private readonly loopLag = new LoopLag();
@@ -256,7 +257,7 @@ export class Engine {
       ttlMs: o.lockTtlMs,
       now: this.now,
       onRenewError: (err, lease) =>
-        this.logLimited('renew', () =>
+        this.logLimiter.run('renew', () =>
           o.logger.warn(
             { err, session: logSessionId(lease) },
             'lease renewal failed; retrying within the TTL',
@@ -315,11 +316,6 @@ export class Engine {
     }
   }
 
-  /** Runs `log` at most once per 5 s per `kind`; the next one says how many were skipped. */
-  private logLimited(kind: string, log: (suppressed: number) => void): void {
-    this.logLimiter.run(kind, log);
-  }
-
   private async loop(): Promise<void> {
     const signal = this.abort.signal;
     while (!signal.aborted) {
@@ -327,7 +323,7 @@ export class Engine {
       try {
         key = await this.o.backend.nextReady(signal);
       } catch (err) {
-        this.logLimited('claim', (suppressed) =>
+        this.logLimiter.run('claim', (suppressed) =>
           this.o.logger.error({ err, suppressed }, 'could not claim a ready session; retrying in 1 s'),
         );
         await sleep(1000, signal);
@@ -446,7 +442,7 @@ export class Engine {
         );
       } else {
         if (!(err instanceof LeaseLostError)) {
-          this.logLimited('batch', (suppressed) =>
+          this.logLimiter.run('batch', (suppressed) =>
             logger.error({ err, session: logSessionId(key), suppressed }, 'batch failed; it will be retried'),
           );
         }

@@ -45,15 +45,49 @@ export interface IntakeGateOptions {
 }
 
 /**
+ * The webhooks a process is storing, by token, each with its arrival and whether a queue
+ * consumer took it (never stale): the bookkeeping both trackers share.
+ */
+export class InFlightWebhooks {
+  private readonly arrivals = new Map<number, { readonly at: number; readonly queued: boolean }>();
+  private nextToken = 0;
+
+  begin(at: number, queued: boolean): number {
+    this.nextToken += 1;
+    this.arrivals.set(this.nextToken, { at, queued });
+    return this.nextToken;
+  }
+
+  /** Whether `token` was still in flight. */
+  end(token: number): boolean {
+    return this.arrivals.delete(token);
+  }
+
+  get size(): number {
+    return this.arrivals.size;
+  }
+
+  /**
+   * The earliest arrival that still holds batches back at `now` (Infinity when none): a request
+   * received longer than `staleAfterMs` ago (a body trickling in) no longer does; a queued one does.
+   */
+  oldest(now: number, staleAfterMs: number): number {
+    const since = now - staleAfterMs;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const { at, queued } of this.arrivals.values()) {
+      if ((queued || at >= since) && at < oldest) oldest = at;
+    }
+    return oldest;
+  }
+}
+
+/**
  * Both sides in one process. Requests are counted by the time their headers arrived; one
  * received longer than `staleAfterMs` ago (a body trickling in) no longer holds anything up.
  */
 export class LocalIntakeGate implements IntakeTracker, IntakeGate {
-  private readonly inFlight = new Map<number, number>();
-  /** The tokens of queued webhooks (never stale). */
-  private readonly queued = new Set<number>();
+  private readonly inFlight = new InFlightWebhooks();
   private readonly waiters = new Set<() => void>();
-  private nextToken = 0;
   private readonly now: () => number;
   private readonly staleAfterMs: number;
 
@@ -63,25 +97,17 @@ export class LocalIntakeGate implements IntakeTracker, IntakeGate {
   }
 
   begin(receivedAt: number = this.now(), queued = false): number {
-    this.nextToken += 1;
-    this.inFlight.set(this.nextToken, receivedAt);
-    if (queued) this.queued.add(this.nextToken);
-    return this.nextToken;
+    return this.inFlight.begin(receivedAt, queued);
   }
 
   end(token: number): void {
-    if (!this.inFlight.delete(token)) return;
-    this.queued.delete(token);
+    if (!this.inFlight.end(token)) return;
     for (const wake of this.waiters) wake();
   }
 
   /** Whether a request received at or before `t` (and not stale) is still being stored. */
   holds(t: number): boolean {
-    const since = this.now() - this.staleAfterMs;
-    for (const [token, receivedAt] of this.inFlight) {
-      if (receivedAt <= t && (receivedAt >= since || this.queued.has(token))) return true;
-    }
-    return false;
+    return this.inFlight.oldest(this.now(), this.staleAfterMs) <= t;
   }
 
   async drained(t: number, maxWaitMs: number, signal?: AbortSignal): Promise<boolean> {

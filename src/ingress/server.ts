@@ -325,8 +325,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   // A request answered before its body is all in (refused on its headers: no token, no route, too
   // big) ends its connection: kept open, the body's rest was waited for, and the request timeout
   // then answered it a second time, 408 after the 401 (outside test QA18-F3).
+  // And while draining (a stop with `BATON_DRAIN_MS`) every answer closes its connection: one hook
+  // for both, on the webhooks' path.
+  const draining = deps.draining ?? (() => false);
   app.addHook('onSend', (req, reply, payload, done) => {
-    if (!req.raw.complete) reply.header('connection', 'close');
+    if (!req.raw.complete || draining()) reply.header('connection', 'close');
     done(null, payload);
   });
 
@@ -539,8 +542,6 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.post('/webhooks/wasender', webhook(deps.providers.wasender));
 
   app.get('/healthz', async () => ({ ok: true }));
-  const draining = deps.draining ?? (() => false);
-  drainingAnswers(app, draining);
   app.get('/readyz', async (_req, reply) => {
     const reachable = await deps.backend.health().catch(() => ({ store: false }));
     // Reachable is not enough: a full disk answers pings and refuses writes.

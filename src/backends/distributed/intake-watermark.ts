@@ -44,7 +44,7 @@
  * ingress look dead.
  * @module
  */
-import type { IntakeGate, IntakeTracker } from '../../engine/intake-gate.ts';
+import { InFlightWebhooks, type IntakeGate, type IntakeTracker } from '../../engine/intake-gate.ts';
 import type { SessionKey } from '../../model/message.ts';
 import type { PipelineOp } from './scripts.ts';
 
@@ -172,10 +172,7 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   private closed = false;
 
   // --- ingress side: webhooks in flight and the publishing timer
-  private readonly inFlight = new Map<number, number>();
-  /** The tokens of queued webhooks (RabbitMQ: never stale, see IntakeTracker.begin). */
-  private readonly queued = new Set<number>();
-  private nextToken = 0;
+  private readonly inFlight = new InFlightWebhooks();
   private publishing = false;
   private lastPublish = Number.NEGATIVE_INFINITY;
   private lastWebhook = Number.NEGATIVE_INFINITY;
@@ -216,19 +213,16 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   }
 
   begin(receivedAt: number = this.now(), queued = false): number {
-    this.nextToken += 1;
-    this.inFlight.set(this.nextToken, receivedAt);
-    if (queued) this.queued.add(this.nextToken);
+    const token = this.inFlight.begin(receivedAt, queued);
     this.lastWebhook = Math.max(this.lastWebhook, receivedAt);
     // Out of idle: publish at the active pace from now on, not at the idle timer's.
     const soon = this.now() + ACTIVE_PERIOD_MS;
     if (this.publishing && !this.closed && this.nextTick > soon) this.arm(soon);
-    return this.nextToken;
+    return token;
   }
 
   end(token: number): void {
-    if (!this.inFlight.delete(token)) return;
-    this.queued.delete(token);
+    if (!this.inFlight.end(token)) return;
     if (this.waiters.size > 0) this.check();
     // A worker is waiting (for this webhook, perhaps): tell it soon.
     if (this.now() < this.askedUntil) this.answer(false);
@@ -246,12 +240,7 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
 
   /** Every webhook this process received before the returned time is stored. */
   localWatermark(now: number = this.now()): number {
-    let w = now;
-    const since = now - STALE_AFTER_MS;
-    for (const [token, receivedAt] of this.inFlight) {
-      if ((receivedAt >= since || this.queued.has(token)) && receivedAt < w) w = receivedAt;
-    }
-    return w;
+    return Math.min(now, this.inFlight.oldest(now, STALE_AFTER_MS));
   }
 
   /**
