@@ -108,6 +108,16 @@ function sessionKey(s: SessionSnapshot): string {
 /** Largest form body a dashboard page takes, bytes. */
 const FORM_LIMIT = 8192;
 
+/**
+ * Whether the browser says the request was started by another site (`Sec-Fetch-Site`, sent by
+ * every current browser). A sibling subdomain is another site too. Without the header (an old
+ * browser, a script) nothing is known, and the request is taken as it comes.
+ */
+function crossSite(req: FastifyRequest): boolean {
+  const site = req.headers['sec-fetch-site'];
+  return site === 'cross-site' || site === 'same-site';
+}
+
 export function registerDashboard(
   app: FastifyInstance,
   deps: AdminDeps & { readonly now?: () => number },
@@ -170,6 +180,16 @@ export function registerDashboard(
       );
 
       dash.post('/login', async (req, reply) => {
+        // A sign-in form posted from another site (the browser says so) is refused before it
+        // counts: else any page an agent opens could post ten wrong tokens and lock that agent's
+        // address (everyone's, behind a proxy) out of the dashboard and the API (outside test
+        // QA50-F1). The agent's own form is same-origin; a typed or bookmarked request is `none`.
+        if (crossSite(req)) {
+          return reply
+            .code(403)
+            .type('text/html; charset=utf-8')
+            .send(signInPage('This sign-in came from another site: open the dashboard and sign in there.'));
+        }
         const wait = throttle.waitMs(req.ip);
         if (wait > 0) {
           return reply

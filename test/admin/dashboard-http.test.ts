@@ -293,6 +293,44 @@ describe('sign-in throttling', () => {
   });
 });
 
+describe('sign-in posted from another site', () => {
+  it('is refused with 403 before it counts, so a hostile page cannot lock the agents out (outside test QA50-F1)', async () => {
+    const h2 = await startHarness();
+    try {
+      const attempt = (token: string, site: string): Promise<Response> =>
+        fetch(`${h2.url}/admin/login`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            'sec-fetch-site': site,
+            origin: 'http://evil.example',
+          },
+          body: new URLSearchParams({ token }).toString(),
+          redirect: 'manual',
+        });
+      for (let i = 0; i < 12; i++) {
+        const r = await attempt(`guess-${i}`, i % 2 === 0 ? 'cross-site' : 'same-site');
+        expect(r.status).toBe(403);
+        expect(r.headers.get('set-cookie')).toBeNull();
+      }
+      // Even the right token: a page elsewhere cannot sign the agent in (login CSRF).
+      expect((await attempt(ADMIN_TOKEN, 'cross-site')).status).toBe(403);
+      // Nothing counted: the agent's own form and the API still work.
+      const own = await fetch(`${h2.url}/admin/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
+        body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+        redirect: 'manual',
+      });
+      expect(own.status).toBe(303);
+      expect(own.headers.get('set-cookie')).toMatch(/^baton_admin=/);
+      expect((await h2.admin('/stats')).status).toBe(200);
+    } finally {
+      await h2.close();
+    }
+  });
+});
+
 describe('behind a TLS-terminating proxy', () => {
   const signInVia = (url: string): Promise<Response> =>
     fetch(`${url}/admin/login`, {
