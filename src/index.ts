@@ -112,6 +112,7 @@ export {
   clip,
   document,
   image,
+  isolated,
   list,
   location,
   replyProblems,

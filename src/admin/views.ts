@@ -7,6 +7,7 @@ import type { FailedReply } from '../backends/types.ts';
 import { dataFieldKind, type DataFieldKind, type Flow } from '../flow/define.ts';
 import { agentOf, handbackOpen, missingNeeds } from '../flow/agent.ts';
 import type { StoredMessage } from '../model/message.ts';
+import { bidiSafeJson } from '../flow/replies.ts';
 import {
   toSessionView,
   type DeadLetter,
@@ -235,7 +236,7 @@ export function stateCard(s: SessionSnapshot, lease: LeaseView | null): Html {
       )}
     </table>
     <h3>Data</h3>
-    ${preBlock('state-data', JSON.stringify(v.data, null, 2))}
+    ${preBlock('state-data', bidiSafeJson(JSON.stringify(v.data, null, 2)))}
   </section>`;
 }
 
@@ -468,7 +469,7 @@ export function describeMessage(m: { type: string; text?: string; payload?: unkn
       };
   }
   if (m.text !== undefined) return { text: m.text };
-  return { text: p !== undefined ? JSON.stringify(p) : `(${m.type})` };
+  return { text: p !== undefined ? bidiSafeJson(JSON.stringify(p)) : `(${m.type})` };
 }
 
 /** What an outbound record carries, in words: an effect's name, or its body as the user gets it. */
@@ -499,7 +500,7 @@ export function letterContent(d: DeadLetter): string {
   } catch {
     // A letter stored in another shape: its JSON below.
   }
-  return JSON.stringify(d.payload) ?? '';
+  return bidiSafeJson(JSON.stringify(d.payload) ?? '');
 }
 
 /** A dead letter's content for the overview's table: shortened, the longer text in its title. */
@@ -603,7 +604,7 @@ export function conversationCard(
               (m.direction === 'out' || m.type === 'event') && m.payload !== undefined
                 ? html`<details>
                     <summary>payload</summary>
-                    ${preBlock(null, JSON.stringify(m.payload, null, 2))}
+                    ${preBlock(null, bidiSafeJson(JSON.stringify(m.payload, null, 2)))}
                   </details>`
                 : ''
             }
@@ -788,7 +789,7 @@ function outcomeCell(o: EffectOutcome | undefined): Html {
         : `applied (${o.kind})`;
   return html`<details class="effect-result">
     <summary>${o.ok ? 'result' : 'failed'}: ${applied}</summary>
-    ${preBlock(null, o.ok ? JSON.stringify(o.value ?? null, null, 2) : (o.error ?? ''))}
+    ${preBlock(null, o.ok ? bidiSafeJson(JSON.stringify(o.value ?? null, null, 2)) : (o.error ?? ''))}
   </details>`;
 }
 

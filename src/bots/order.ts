@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { defineFlow } from '../flow/define.ts';
-import { clip } from '../flow/replies.ts';
+import { clip, isolated } from '../flow/replies.ts';
 
 export const PRODUCTS = [
   { id: 'sku_550e', title: 'Trail Shoe' },
@@ -25,6 +25,11 @@ function isProduct(id: string): id is ProductId {
  */
 const NAME_SHOWN = 200;
 const ADDRESS_SHOWN = 600;
+
+/** What the user wrote, quoted back in a prompt: clipped, and isolated from the prompt's own words. */
+function quoted(value: unknown, max: number): string {
+  return isolated(clip(String(value), max));
+}
 
 /** The session's data (SPEC 5: exactly these keys), typed for authors who import the flow. */
 export const OrderData = z.object({
@@ -55,7 +60,7 @@ export const orderFlow = defineFlow({
     },
     choose_product: {
       needs: ['customer_name'],
-      say: (d) => `Thanks, ${clip(String(d.customer_name), NAME_SHOWN)}. Which product would you like?`,
+      say: (d) => `Thanks, ${quoted(d.customer_name, NAME_SHOWN)}. Which product would you like?`,
       choices: PRODUCTS,
       to: ['collect_shipping_address'],
       on: (input, c) =>
@@ -77,8 +82,8 @@ export const orderFlow = defineFlow({
       needs: ['customer_name', 'product_id', 'shipping_address'],
       say: (d) => {
         const product = PRODUCTS.find((p) => p.id === d.product_id)?.title ?? String(d.product_id);
-        const name = clip(String(d.customer_name), NAME_SHOWN);
-        return `Please confirm: ${product} for ${name}, shipped to ${clip(String(d.shipping_address), ADDRESS_SHOWN)}.`;
+        const name = quoted(d.customer_name, NAME_SHOWN);
+        return `Please confirm: ${product} for ${name}, shipped to ${quoted(d.shipping_address, ADDRESS_SHOWN)}.`;
       },
       choices: [
         { id: 'confirm', title: 'Confirm' },

@@ -77,6 +77,34 @@ export function clip(value: string, max: number): string {
 
 const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 
+/** Unicode's explicit directional formatting characters (embeddings, overrides, isolates). */
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/;
+
+/**
+ * `value` ready to quote inside a reply's own words: when it holds explicit directional
+ * formatting characters, it is wrapped in a first-strong isolate (U+2068 ... U+2069), so a
+ * right-to-left override a user typed into their name turns only their name around, not the
+ * rest of the prompt (outside test QA50-F2: "Ann \u202Etxt.exe" reversed the whole product prompt).
+ * Pop-isolate characters inside it are dropped (one would end the isolate early); the closing one
+ * also ends whatever embedding or override the value left open. Other text is returned as it is.
+ */
+export function isolated(value: string): string {
+  if (!BIDI_CONTROLS.test(value)) return value;
+  return `\u2068${value.replaceAll('\u2069', '')}\u2069`;
+}
+
+/**
+ * JSON text with explicit directional formatting characters written as `\uXXXX` escapes: the same
+ * value, but an override inside one string can no longer turn the rest of the line around where
+ * the text is shown (the dashboard's data view).
+ */
+export function bidiSafeJson(json: string): string {
+  return json.replace(
+    /[\u202A-\u202E\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /** UTF-16 units segmented beyond the two per code point a clip keeps: the cut's grapheme and more. */
 const PREFIX_SLACK = 64;
 

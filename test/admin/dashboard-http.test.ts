@@ -216,6 +216,28 @@ describe('dashboard pages escape what users sent', () => {
     expect(body.match(/<script/g)).toHaveLength(1);
   });
 
+  it("keeps a user's right-to-left override inside their name: in the data view and in the bot's prompt (outside test QA50-F2)", async () => {
+    const user = '15550501002';
+    const name = 'Ann \u202Etxt.exe';
+    expect((await h.post(webhook([text(user, 'hi', 1_750_000_000)]))).status).toBe(200);
+    await h.settled(user, 1);
+    expect((await h.post(webhook([text(user, name, 1_750_000_001)]))).status).toBe(200);
+    await h.settled(user, 2);
+    const c = await cookie();
+    const page = await (
+      await fetch(`${h.url}/admin/session?wa_id=${user}`, { headers: { cookie: c } })
+    ).text();
+    const data = /<pre id="state-data">([^<]*)<\/pre>/.exec(page)![1]!;
+    // The same JSON value, with the override written as an escape: it cannot turn the line around.
+    expect(data).toContain('&quot;customer_name&quot;: &quot;Ann \\u202etxt.exe&quot;');
+    expect(data).not.toContain('\u202E');
+    // The product prompt quotes the name in an isolate: the override ends with the name.
+    const prompt = h.graph.requests
+      .map((r) => JSON.stringify(r.body))
+      .find((b) => b.includes(user) && b.includes('Which product'));
+    expect(prompt).toContain(JSON.stringify(`Thanks, \u2068${name}\u2069. Which product`).slice(1, -1));
+  });
+
   it('finds a session by a number written the way people write it', async () => {
     const c = await cookie();
     const r = await fetch(`${h.url}/admin/session?wa_id=${encodeURIComponent(' +1 555-050-1001 ')}`, {

@@ -3,7 +3,9 @@ import {
   audio,
   buttons,
   document,
+  bidiSafeJson,
   image,
+  isolated,
   list,
   location,
   replyProblems,
@@ -404,5 +406,25 @@ describe('builder types', () => {
     location('52.5', '13.4');
     const bodies: OutboundBody[] = [text('a'), image('https://x.test/a.jpg'), template('t', 'en')];
     expect(bodies.map((b) => b.type)).toEqual(['text', 'image', 'template']);
+  });
+});
+
+describe('isolated and bidiSafeJson (outside test QA50-F2)', () => {
+  it('leaves text without directional controls as it is', () => {
+    expect(isolated('Jane Smith')).toBe('Jane Smith');
+    expect(isolated('سارة')).toBe('سارة');
+  });
+
+  it('wraps text holding an override in a first-strong isolate, dropping pop-isolates inside it', () => {
+    expect(isolated('Ann \u202Etxt.exe')).toBe('\u2068Ann \u202Etxt.exe\u2069');
+    // A pop-isolate of the user's own would end the isolate early and free the override.
+    expect(isolated('\u2069\u202Eevil')).toBe('\u2068\u202Eevil\u2069');
+  });
+
+  it('writes directional controls in JSON as escapes: the same value', () => {
+    const json = JSON.stringify({ name: 'Ann \u202Etxt.exe', x: '\u2066a\u2069' });
+    const safe = bidiSafeJson(json);
+    expect(safe).toBe('{"name":"Ann \\u202etxt.exe","x":"\\u2066a\\u2069"}');
+    expect(JSON.parse(safe)).toEqual(JSON.parse(json));
   });
 });
