@@ -157,6 +157,14 @@ export interface EffectDef<I, R> {
 }
 
 /** Defines an effect, inferring its input and result types from `run`. */
+/**
+ * A text as keywords are compared: trimmed, in lower case, each run of white space one space
+ * ("Start  over" typed with two spaces is `start over`; outside test QA48).
+ */
+export function keywordForm(text: string): string {
+  return text.trim().toLowerCase().replace(/\s+/g, ' ');
+}
+
 export function effect<I, R>(def: EffectDef<I, R>): EffectDef<I, R> {
   return def;
 }
@@ -722,7 +730,7 @@ export function defineFlow<
   for (const id of ids) if (!reached.has(id)) fail(`step "${id}" is unreachable from "${spec.start}"`);
 
   const keywords = (list: readonly string[], what: string): Set<string> => {
-    const set = new Set(list.map((k) => (typeof k === 'string' ? k.trim().toLowerCase() : '')));
+    const set = new Set(list.map((k) => (typeof k === 'string' ? keywordForm(k) : '')));
     if (set.has('')) fail(`${what}: a keyword must be a text that is not blank`);
     return set;
   };

@@ -23,6 +23,7 @@ import {
 } from '../model/session.ts';
 import {
   choicesOf,
+  keywordForm,
   promptsOf,
   schemaIssues,
   translator,
@@ -188,9 +189,20 @@ export function transition(
   );
 }
 
-/** Whether `m` is one of `flow`'s reset keywords: a text, trimmed, in any case. */
+/**
+ * A message whose own timestamp was not trusted (far ahead: {@link trustedTimestamp}) is never
+ * late: its storage time stood in, and it may still trail the newest timestamp processed when
+ * that one came from a clock a little ahead (trusted, within 5 minutes). So it is taken as sent
+ * then, and one bad clock after a fast one cannot silence a user (SPEC 1.5; outside test QA49-F1:
+ * a name stamped 10 s ahead, then an address stamped a day ahead, recorded the address `late`).
+ */
+function notBehind<M extends StoredMessage>(m: M, last: number | null): M {
+  return m.clockAhead === true && last !== null && m.timestamp < last ? { ...m, timestamp: last } : m;
+}
+
+/** Whether `m` is one of `flow`'s reset keywords: a text, trimmed, in any case, inner white space as one space. */
 export function isResetKeyword(flow: Flow, m: StoredMessage): boolean {
-  return m.content.type === 'text' && flow.resetKeywords.has(m.content.body.trim().toLowerCase());
+  return m.content.type === 'text' && flow.resetKeywords.has(keywordForm(m.content.body));
 }
 
 /** An agent's reset: fresh session at no step; nothing is sent. */
@@ -310,7 +322,7 @@ class BatchRun {
     const messages = ordered.filter((m) => !isEffectResult(m));
     let i = 0;
     while (i < messages.length) {
-      const m = messages[i]!;
+      const m = notBehind(messages[i]!, this.s.lastInteraction);
       if (this.s.awaiting !== undefined && !messages.slice(i).some((n) => this.isKeyword(n))) {
         // Waiting for an effect: these stay in the mailbox. A reset keyword never waits: the
         // messages before it are applied here (at the effect's step, where they are retries).
@@ -659,7 +671,7 @@ class BatchRun {
   private handoffKeyword(m: StoredMessage): string | undefined {
     if (m.content.type !== 'text') return undefined;
     const text = m.content.body.trim();
-    return this.flow!.handoffKeywords.has(text.toLowerCase()) ? text : undefined;
+    return this.flow!.handoffKeywords.has(keywordForm(text)) ? text : undefined;
   }
 
   private wordsCtx(extra: { retry?: { count: number; message?: string }; reason?: string } = {}): {

@@ -107,6 +107,11 @@ export interface StoredMessage extends InboundMessage {
    * before anything Redis has stored since, though it joins the mailbox after it.
    */
   readonly restored?: true;
+  /**
+   * Its WhatsApp timestamp was more than {@link MAX_CLOCK_AHEAD_SEC} ahead of its storage time,
+   * which stands in for it (set by {@link trustedTimestamp}, for the batch only).
+   */
+  readonly clockAhead?: true;
 }
 
 /** How far ahead of its storage time a message's timestamp may be and still be trusted. */
@@ -119,7 +124,7 @@ export const MAX_CLOCK_AHEAD_SEC = 300;
  */
 export function trustedTimestamp<M extends StoredMessage>(m: M): M {
   const stored = Math.floor(m.storedAt / 1000);
-  return m.timestamp > stored + MAX_CLOCK_AHEAD_SEC ? { ...m, timestamp: stored } : m;
+  return m.timestamp > stored + MAX_CLOCK_AHEAD_SEC ? { ...m, timestamp: stored, clockAhead: true } : m;
 }
 
 /** Delivery states in the order they may advance (pending, sending and failed have no rank). */

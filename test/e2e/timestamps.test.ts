@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderFlow } from '../../src/bots/order.ts';
 import { adminReset, transition } from '../../src/flow/transition.ts';
+import { trustedTimestamp } from '../../src/model/message.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
 
@@ -34,6 +35,38 @@ describe('a clock far ahead', () => {
     expect(s2.current_step).toBe('choose_product');
     expect(s2.data.customer_name).toBe('Ada');
     expect((await h.transitions(u)).map((t) => t.kind)).not.toContain('late');
+  });
+
+  it('a far-ahead stamp after a trusted one a little ahead is applied, not late (outside test QA49-F1)', () => {
+    const key = { channel: 'ch', user: 'u2' };
+    const env = { key, nowMs: 1_000_000, worker: 'w', fence: 1, sessionTtlSec: 86_400, maxRetries: 3 };
+    const t = 1_750_000_000;
+    const msg = (id: string, timestamp: number, storedSec: number, body: string) =>
+      trustedTimestamp({
+        ...key,
+        id,
+        provider: 'cloud-api' as const,
+        timestamp,
+        seq: 1,
+        storedAt: storedSec * 1000,
+        content: { type: 'text' as const, body },
+      });
+    // A phone 10 s fast: trusted (within 5 minutes of its storage time).
+    const first = transition(orderFlow, null, [msg('m1', t + 10, t, 'hi')], env).snapshot;
+    expect(first.lastInteraction).toBe(t + 10);
+    // Then a clock a day ahead: its storage time (2 s later, still before t + 10) stands in.
+    const name = msg('m2', t + 86_400, t + 2, 'Ada');
+    expect(name).toMatchObject({ timestamp: t + 2, clockAhead: true });
+    const next = transition(orderFlow, first, [name], env);
+    expect(next.records.map((r) => [r.kind, r.to_step])).toEqual([['advance', 'choose_product']]);
+    expect(next.snapshot).toMatchObject({
+      data: { customer_name: 'Ada' },
+      lastInteraction: t + 10,
+      lastMessageId: 'm2',
+    });
+    // A message whose own stamp is trusted and older than the newest processed is late as before.
+    const late = transition(orderFlow, next.snapshot, [msg('m3', t + 5, t + 3, 'Bob')], env);
+    expect(late.records.map((r) => r.kind)).toEqual(['late']);
   });
 
   it('a stamp less than 5 minutes ahead is trusted', async () => {

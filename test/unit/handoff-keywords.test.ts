@@ -52,6 +52,18 @@ describe('handoffKeywords', () => {
     expect(t.records.at(-1)).toMatchObject({ kind: 'held' });
   });
 
+  it('match with runs of white space inside them as one space, reset keywords too (outside test QA48)', async () => {
+    const t = testFlow(defineFlow(spec));
+    await t.send('hi');
+    await t.send('Sam');
+    expect(t.step).toBe('pick');
+    await t.send('Start \t Over');
+    expect(t.records.at(-1)).toMatchObject({ kind: 'reset', to_step: 'ask_name' });
+    await t.send('Sam');
+    await t.send('talk  to\na person');
+    expect(t.records.at(-1)).toMatchObject({ kind: 'escalated', from_step: 'pick' });
+  });
+
   it('end a burst of texts at a text step: the texts before it are the answer, then the hand-off', async () => {
     const t = testFlow(defineFlow(spec));
     await t.send('hi');
