@@ -172,6 +172,12 @@ describe('CloudApiSender against the fake Graph API', () => {
     expect(err).toMatchObject({ retryable: true, httpStatus: 200, providerCode: code });
   });
 
+  it('a throttling code written as a string is a throttling code (outside test QA48)', async () => {
+    fake.failNext(1, { status: 400, body: { error: { code: '130429', message: 'Rate limit hit' } } });
+    const err = await sendError(sender.send(outbound(TEXT)));
+    expect(err).toMatchObject({ retryable: true, httpStatus: 400, providerCode: 130429 });
+  });
+
   it('HTTP 200 without messages[0].id or an error stays a permanent failure', async () => {
     fake.failNext(1, { status: 200, body: { messages: [] } });
     await expect(sendError(sender.send(outbound(TEXT)))).resolves.toMatchObject({ retryable: false });

@@ -345,12 +345,22 @@ export class CloudApiSender implements Sender {
 }
 
 /**
+ * A Graph error's `code`: a number, as Meta sends it, or the same digits as a string (a proxy or
+ * gateway in front of Graph that re-encodes its errors): a throttling code is one either way.
+ */
+function graphCode(error: JsonObject | undefined): number | undefined {
+  const v = error?.code;
+  if (typeof v === 'string' && /^\d{1,9}$/.test(v)) return Number(v);
+  return num(error, 'code');
+}
+
+/**
  * Turns a Graph answer that is an error (non-2xx, or a 2xx with an `error` object) into a {@link SendError}: retryable when the HTTP status or the
  * Graph error code says so ({@link RETRYABLE_GRAPH_CODES}), permanent otherwise.
  */
 export function classifyGraphFailure(res: JsonResponse, label: string, nowMs: number): SendError {
   const error: JsonObject | undefined = isObject(res.json) ? obj(res.json, 'error') : undefined;
-  const code = num(error, 'code');
+  const code = graphCode(error);
   const retryable =
     isRetryableHttpStatus(res.status) || (code !== undefined && RETRYABLE_GRAPH_CODES.has(code));
   const parts = [`HTTP ${res.status}`];
