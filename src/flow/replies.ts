@@ -79,18 +79,21 @@ const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 
 /** Unicode's explicit directional formatting characters (embeddings, overrides, isolates). */
 const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/;
+const BIDI_CONTROLS_ALL = /[\u202A-\u202E\u2066-\u2069]/g;
 
 /**
  * `value` ready to quote inside a reply's own words: when it holds explicit directional
- * formatting characters, it is wrapped in a first-strong isolate (U+2068 ... U+2069), so a
- * right-to-left override a user typed into their name turns only their name around, not the
- * rest of the prompt (outside test QA50-F2: "Ann \u202Etxt.exe" reversed the whole product prompt).
- * Pop-isolate characters inside it are dropped (one would end the isolate early); the closing one
- * also ends whatever embedding or override the value left open. Other text is returned as it is.
+ * formatting characters (embeddings, overrides, isolates), they are dropped from this copy and it
+ * is wrapped in a first-strong isolate (U+2068 ... U+2069), so what a user typed into their name
+ * cannot turn the rest of the prompt around (outside test QA50-F2: "Ann \u202Etxt.exe" reversed
+ * the whole product prompt). Dropping them all is what makes that hold: an isolate opener left
+ * in the value would take the closing U+2069 for its own and free an override before it
+ * (QA51-F1). Text without them is returned as it is. Clip first, then isolate:
+ * `isolated(clip(value, max))` (a clip after would cut the closing character off).
  */
 export function isolated(value: string): string {
   if (!BIDI_CONTROLS.test(value)) return value;
-  return `\u2068${value.replaceAll('\u2069', '')}\u2069`;
+  return `\u2068${value.replace(BIDI_CONTROLS_ALL, '')}\u2069`;
 }
 
 /**
@@ -99,10 +102,7 @@ export function isolated(value: string): string {
  * the text is shown (the dashboard's data view).
  */
 export function bidiSafeJson(json: string): string {
-  return json.replace(
-    /[\u202A-\u202E\u2066-\u2069]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  return json.replace(BIDI_CONTROLS_ALL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** UTF-16 units segmented beyond the two per code point a clip keeps: the cut's grapheme and more. */

@@ -415,10 +415,13 @@ describe('isolated and bidiSafeJson (outside test QA50-F2)', () => {
     expect(isolated('سارة')).toBe('سارة');
   });
 
-  it('wraps text holding an override in a first-strong isolate, dropping pop-isolates inside it', () => {
-    expect(isolated('Ann \u202Etxt.exe')).toBe('\u2068Ann \u202Etxt.exe\u2069');
-    // A pop-isolate of the user's own would end the isolate early and free the override.
-    expect(isolated('\u2069\u202Eevil')).toBe('\u2068\u202Eevil\u2069');
+  it('wraps text holding directional controls in a first-strong isolate, without the controls', () => {
+    expect(isolated('Ann \u202Etxt.exe')).toBe('\u2068Ann txt.exe\u2069');
+    // A pop-isolate of the user's own would end the isolate early and free an override.
+    expect(isolated('\u2069\u202Eevil')).toBe('\u2068evil\u2069');
+    // An opener of the user's own would take the closing pop-isolate (outside test QA51-F1).
+    expect(isolated('Ann \u202E\u2067txt.exe')).toBe('\u2068Ann txt.exe\u2069');
+    expect(isolated('a\u2066\u2067\u2068\u202A\u202B\u202C\u202Db')).toBe('\u2068ab\u2069');
   });
 
   it('writes directional controls in JSON as escapes: the same value', () => {
