@@ -14,6 +14,8 @@ import type { FastifyRequest } from 'fastify';
 import { addressKey } from '../ingress/connection-guard.ts';
 
 export const COOKIE_NAME = 'baton_admin';
+/** The sign-in form's nonce cookie (see {@link AdminAuth.loginNonceOk}). */
+export const LOGIN_COOKIE = 'baton_login';
 export const CSRF_HEADER = 'x-baton-csrf';
 /** A dashboard sign-in lasts this long. */
 export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
@@ -117,6 +119,31 @@ export class AdminAuth {
     return [`${COOKIE_NAME}=${value}`, life, ...attrs].join('; ');
   }
 
+  /**
+   * A nonce for one sign-in form, with the `Set-Cookie` header that goes with the page: the form
+   * carries it in a hidden field, the browser keeps it in a `SameSite=Strict` cookie.
+   */
+  loginNonce(secure: boolean): { nonce: string; header: string } {
+    const nonce = randomBytes(18).toString('base64url');
+    const attrs = ['Path=/admin', 'HttpOnly', 'SameSite=Strict', secure ? 'Secure' : ''].filter(Boolean);
+    return { nonce, header: [`${LOGIN_COOKIE}=${nonce}`, 'Max-Age=86400', ...attrs].join('; ') };
+  }
+
+  /**
+   * Whether a sign-in post is this dashboard's own form. A post from a browser (it says where it
+   * came from: `Origin` or `Sec-Fetch-Site`) must carry the nonce its form was served with, the
+   * same in the field and in the cookie: a page on another site can neither read the form nor
+   * send the `SameSite=Strict` cookie, whatever the scheme (a browser sends `Sec-Fetch-Site` only
+   * to HTTPS and local addresses) and whatever `Host` a proxy passes on. A script posting the token
+   * (no `Origin`) needs none: it is no agent's browser to be led there.
+   */
+  loginNonceOk(req: FastifyRequest, given: string | undefined): boolean {
+    const browser = req.headers.origin !== undefined || req.headers['sec-fetch-site'] !== undefined;
+    if (!browser) return true;
+    if (given === undefined || given === '') return false;
+    return cookieValues(req, LOGIN_COOKIE).some((v) => safeEqual(v, given));
+  }
+
   /** Whether a cookie value is one this token signed and it has not expired (sign-outs aside). */
   sessionValid(value: string): boolean {
     const m = COOKIE_RE.exec(value);
@@ -162,16 +189,7 @@ export class AdminAuth {
 
   /** The valid session cookie values the request carries, in its order (sign-outs aside). */
   private sessionsOf(req: FastifyRequest): string[] {
-    const header = req.headers.cookie;
-    if (typeof header !== 'string') return [];
-    const valid: string[] = [];
-    for (const part of header.split(';')) {
-      const [name, ...rest] = part.trim().split('=');
-      if (name !== COOKIE_NAME) continue;
-      const value = rest.join('=');
-      if (this.sessionValid(value)) valid.push(value);
-    }
-    return valid;
+    return cookieValues(req, COOKIE_NAME).filter((v) => this.sessionValid(v));
   }
 
   /**
@@ -184,6 +202,18 @@ export class AdminAuth {
     const given = req.headers[CSRF_HEADER];
     return typeof given === 'string' && safeEqual(given, this.csrfFor(caller.cookie));
   }
+}
+
+/** The values of every cookie named `name` the request carries, in its order. */
+function cookieValues(req: FastifyRequest, name: string): string[] {
+  const header = req.headers.cookie;
+  if (typeof header !== 'string') return [];
+  const values: string[] = [];
+  for (const part of header.split(';')) {
+    const [key, ...rest] = part.trim().split('=');
+    if (key === name) values.push(rest.join('='));
+  }
+  return values;
 }
 
 /** Whether the request came over TLS (directly or through a proxy that says so). */

@@ -179,32 +179,44 @@ export function registerDashboard(
         reply.type('text/css; charset=utf-8').send(STYLE),
       );
 
+      /** The sign-in page with a fresh form nonce (its cookie set with it). */
+      const signInReply = (req: FastifyRequest, reply: FastifyReply, status: number, error?: string) => {
+        const { nonce, header } = auth.loginNonce(isSecure(req));
+        return reply
+          .code(status)
+          .header('set-cookie', header)
+          .type('text/html; charset=utf-8')
+          .send(signInPage(nonce, error));
+      };
+
       dash.post('/login', async (req, reply) => {
-        // A sign-in form posted from another site (the browser says so) is refused before it
-        // counts: else any page an agent opens could post ten wrong tokens and lock that agent's
-        // address (everyone's, behind a proxy) out of the dashboard and the API (outside test
-        // QA50-F1). The agent's own form is same-origin; a typed or bookmarked request is `none`.
-        if (crossSite(req)) {
-          return reply
-            .code(403)
-            .type('text/html; charset=utf-8')
-            .send(signInPage('This sign-in came from another site: open the dashboard and sign in there.'));
+        const body = SignInBody.safeParse(req.body);
+        // A sign-in another site posted is refused before it counts: else any page an agent opens
+        // could post ten wrong tokens and lock that agent's address (everyone's, behind a proxy)
+        // out of the dashboard and the API, or sign the agent in to a session of its own (outside
+        // tests QA50-F1, QA51-F2). The browser says so itself where it can (`Sec-Fetch-Site`);
+        // everywhere, a browser's post must carry the nonce of a form this dashboard served.
+        if (crossSite(req) || !auth.loginNonceOk(req, body.success ? body.data.nonce : undefined)) {
+          return signInReply(
+            req,
+            reply,
+            403,
+            'This sign-in did not come from this page (another site, or a page a day old): sign in again here.',
+          );
         }
         const wait = throttle.waitMs(req.ip);
         if (wait > 0) {
-          return reply
-            .code(429)
-            .header('retry-after', String(Math.ceil(wait / 1000)))
-            .type('text/html; charset=utf-8')
-            .send(signInPage('Too many wrong tokens from here: wait a minute and try again.'));
+          reply.header('retry-after', String(Math.ceil(wait / 1000)));
+          return signInReply(
+            req,
+            reply,
+            429,
+            'Too many wrong tokens from here: wait a minute and try again.',
+          );
         }
-        const body = SignInBody.safeParse(req.body);
         if (!body.success || !auth.tokenMatches(body.data.token)) {
           throttle.failed(req.ip, body.success ? body.data.token : '');
-          return reply
-            .code(401)
-            .type('text/html; charset=utf-8')
-            .send(signInPage('That token is not right.'));
+          return signInReply(req, reply, 401, 'That token is not right.');
         }
         return reply
           .code(303)
@@ -232,7 +244,7 @@ export function registerDashboard(
 
       dash.get('/', async (req, reply) => {
         const cookie = await signedIn(req);
-        if (cookie === null) return reply.type('text/html; charset=utf-8').send(signInPage());
+        if (cookie === null) return signInReply(req, reply, 200);
         // Dead letters a page at a time (`dead_after`: the last one of the page before).
         const deadCursor = (req.query as Record<string, unknown>).dead_after;
         const deadAfter = typeof deadCursor === 'string' ? deadLetterAfter(deadCursor) : undefined;

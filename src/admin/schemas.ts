@@ -301,7 +301,11 @@ export const HandshakeQuery = z.object({
 });
 
 /** The dashboard's sign-in form. */
-export const SignInBody = z.strictObject({ token: z.string().min(1).max(512) });
+export const SignInBody = z.strictObject({
+  token: z.string().min(1).max(512),
+  /** The sign-in form's nonce (see `AdminAuth.loginNonceOk`); scripts posting the token send none. */
+  nonce: z.string().max(64).optional(),
+});
 
 /**
  * A Fastify validator compiler for zod schemas: the parsed (and transformed) value replaces

@@ -55,7 +55,10 @@ describe('dashboard sign-in and CSRF', () => {
   it('refuses a wrong token with 401 and no cookie', async () => {
     const r = await signIn('nope');
     expect(r.status).toBe(401);
-    expect(r.headers.get('set-cookie')).toBeNull();
+    // Only the new form's nonce (see "sign-in posted from another site"), no sign-in.
+    expect(r.headers.get('set-cookie')).toMatch(
+      /^baton_login=[^;]+; Max-Age=86400; Path=\/admin; HttpOnly; SameSite=Strict$/,
+    );
   });
 
   it("refuses a sign-in form over 8 KiB saying so, not the webhooks' 4 MiB (outside test QA42-F7)", async () => {
@@ -231,11 +234,12 @@ describe('dashboard pages escape what users sent', () => {
     // The same JSON value, with the override written as an escape: it cannot turn the line around.
     expect(data).toContain('&quot;customer_name&quot;: &quot;Ann \\u202etxt.exe&quot;');
     expect(data).not.toContain('\u202E');
-    // The product prompt quotes the name in an isolate: the override ends with the name.
+    // The product prompt quotes the name in an isolate, without the override.
     const prompt = h.graph.requests
       .map((r) => JSON.stringify(r.body))
       .find((b) => b.includes(user) && b.includes('Which product'));
-    expect(prompt).toContain(JSON.stringify(`Thanks, \u2068${name}\u2069. Which product`).slice(1, -1));
+    expect(prompt).toContain(JSON.stringify('Thanks, \u2068Ann txt.exe\u2069. Which product').slice(1, -1));
+    expect(prompt).not.toContain('\u202E');
   });
 
   it('finds a session by a number written the way people write it', async () => {
@@ -316,37 +320,73 @@ describe('sign-in throttling', () => {
 });
 
 describe('sign-in posted from another site', () => {
+  const form = (fields: Record<string, string>, headers: Record<string, string>, url: string) =>
+    fetch(`${url}/admin/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+      body: new URLSearchParams(fields).toString(),
+      redirect: 'manual',
+    });
+
+  /** The sign-in page as a browser gets it: the form's nonce and its cookie. */
+  async function signInForm(url: string): Promise<{ nonce: string; cookie: string }> {
+    const page = await fetch(`${url}/admin`);
+    const nonce = /<input type="hidden" name="nonce" value="([^"]+)"/.exec(await page.text())![1]!;
+    const cookie = page.headers.get('set-cookie')!.split(';')[0]!;
+    expect(cookie).toBe(`baton_login=${nonce}`);
+    expect(page.headers.get('set-cookie')).toMatch(/HttpOnly; SameSite=Strict/);
+    return { nonce, cookie };
+  }
+
   it('is refused with 403 before it counts, so a hostile page cannot lock the agents out (outside test QA50-F1)', async () => {
     const h2 = await startHarness();
     try {
-      const attempt = (token: string, site: string): Promise<Response> =>
-        fetch(`${h2.url}/admin/login`, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/x-www-form-urlencoded',
-            'sec-fetch-site': site,
-            origin: 'http://evil.example',
-          },
-          body: new URLSearchParams({ token }).toString(),
-          redirect: 'manual',
-        });
       for (let i = 0; i < 12; i++) {
-        const r = await attempt(`guess-${i}`, i % 2 === 0 ? 'cross-site' : 'same-site');
+        const site = i % 2 === 0 ? 'cross-site' : 'same-site';
+        const r = await form(
+          { token: `guess-${i}` },
+          { 'sec-fetch-site': site, origin: 'http://evil.example' },
+          h2.url,
+        );
         expect(r.status).toBe(403);
-        expect(r.headers.get('set-cookie')).toBeNull();
+        expect(r.headers.get('set-cookie')).not.toMatch(/baton_admin=/);
       }
       // Even the right token: a page elsewhere cannot sign the agent in (login CSRF).
-      expect((await attempt(ADMIN_TOKEN, 'cross-site')).status).toBe(403);
+      const right = await form({ token: ADMIN_TOKEN }, { 'sec-fetch-site': 'cross-site' }, h2.url);
+      expect(right.status).toBe(403);
       // Nothing counted: the agent's own form and the API still work.
-      const own = await fetch(`${h2.url}/admin/login`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
-        body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
-        redirect: 'manual',
-      });
+      const { nonce, cookie } = await signInForm(h2.url);
+      const own = await form(
+        { token: ADMIN_TOKEN, nonce },
+        { 'sec-fetch-site': 'same-origin', origin: h2.url, cookie },
+        h2.url,
+      );
       expect(own.status).toBe(303);
       expect(own.headers.get('set-cookie')).toMatch(/^baton_admin=/);
       expect((await h2.admin('/stats')).status).toBe(200);
+    } finally {
+      await h2.close();
+    }
+  });
+
+  it('without Sec-Fetch-Site (plain HTTP under a host name), a browser post needs its form nonce (outside test QA51-F2)', async () => {
+    const h2 = await startHarness();
+    try {
+      const { nonce, cookie } = await signInForm(h2.url);
+      const hostile = { origin: 'http://evil.test:48700' };
+      for (let i = 0; i < 12; i++) {
+        // No nonce; a nonce without its cookie; a cookie with another nonce.
+        const fields: Record<string, string> =
+          i % 3 === 0 ? {} : { nonce: i % 3 === 1 ? nonce : 'x'.repeat(24) };
+        const headers = i % 3 === 2 ? { ...hostile, cookie } : hostile;
+        const r = await form({ token: `guess-${i}`, ...fields }, headers, h2.url);
+        expect(r.status).toBe(403);
+        expect(await r.text()).toContain('did not come from this page');
+      }
+      const own = await form({ token: ADMIN_TOKEN, nonce }, { origin: h2.url, cookie }, h2.url);
+      expect(own.status).toBe(303);
+      // A script posting the token (no Origin) needs no form, as before.
+      expect((await form({ token: ADMIN_TOKEN }, {}, h2.url)).status).toBe(303);
     } finally {
       await h2.close();
     }
