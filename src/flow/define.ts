@@ -576,8 +576,16 @@ export function defineFlow<
   unknown('', spec, FLOW_FIELDS);
   unknown('notices: ', spec.notices, NOTICE_FIELDS);
   unknown('words: ', spec.words, WORDS_FIELDS);
+  const isObject = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v);
+  // Plain JavaScript again: no steps at all, or a step that is no object, said in words (outside
+  // test QA51-F4: "Cannot convert undefined or null to object").
+  if (!isObject(spec.steps)) fail('needs "steps", an object of step definitions by step id');
   const ids = Object.keys(spec.steps) as S[];
   if (ids.length === 0) fail('has no steps');
+  for (const id of ids) {
+    if (!isObject((spec.steps as Record<string, unknown>)[id]))
+      fail(`step "${id}": a step is an object (say, on, to, ...)`);
+  }
   if (!ids.includes(spec.start)) fail(`start step "${spec.start}" is not defined`);
   const moved = new Map<string, string>();
   for (const [removed, to] of Object.entries(spec.moved ?? {}) as [string, S][]) {

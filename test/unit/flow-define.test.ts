@@ -44,6 +44,14 @@ describe('defineFlow validation', () => {
     expect(() => js({ id: 'f', start: 'a', colour: 'red', steps: { a: step([]) } })).toThrow(
       /^flow "f": unknown field "colour"; known: id,/,
     );
+    // No steps, or a step that is no object (outside test QA51-F4: a bare TypeError).
+    expect(() => js({ id: 'f', start: 'a' })).toThrow(
+      /^flow "f": needs "steps", an object of step definitions/,
+    );
+    expect(() => js({ id: 'f', start: 'a', steps: { a: null } })).toThrow(
+      /^flow "f": step "a": a step is an object/,
+    );
+    expect(() => js({ id: 'f', start: 'a', steps: [step([])] })).toThrow(/needs "steps"/);
     // A field left undefined (an options object spread in) is no misspelling.
     expect(() => js({ id: 'f', start: 'a', steps: { a: { ...step([]), extra: undefined } } })).not.toThrow();
   });
