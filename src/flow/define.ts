@@ -159,10 +159,15 @@ export interface EffectDef<I, R> {
 /** Defines an effect, inferring its input and result types from `run`. */
 /**
  * A text as keywords are compared: trimmed, in lower case, each run of white space one space
- * ("Start  over" typed with two spaces is `start over`; outside test QA48).
+ * ("Start  over" typed with two spaces is `start over`; outside test QA48), the next-line
+ * character (U+0085, which JavaScript's `\s` leaves out) included (QA51-F5).
  */
 export function keywordForm(text: string): string {
-  return text.trim().toLowerCase().replace(/\s+/g, ' ');
+  return text
+    .replace(/\u0085/g, ' ')
+    .trim()
+    .toLowerCase()
+    .replace(/\s+/g, ' ');
 }
 
 export function effect<I, R>(def: EffectDef<I, R>): EffectDef<I, R> {

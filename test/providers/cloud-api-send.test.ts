@@ -176,6 +176,10 @@ describe('CloudApiSender against the fake Graph API', () => {
     fake.failNext(1, { status: 400, body: { error: { code: '130429', message: 'Rate limit hit' } } });
     const err = await sendError(sender.send(outbound(TEXT)));
     expect(err).toMatchObject({ retryable: true, httpStatus: 400, providerCode: 130429 });
+    fake.failNext(1, { status: 400, body: { error: { code: ' 131056 ', message: 'Pair rate limit' } } });
+    const padded = await sendError(sender.send(outbound(TEXT)));
+    expect(padded).toMatchObject({ retryable: true, providerCode: 131056 });
+    expect(padded.message).toContain('Graph error 131056');
   });
 
   it('HTTP 200 without messages[0].id or an error stays a permanent failure', async () => {

@@ -60,6 +60,9 @@ describe('handoffKeywords', () => {
     await t.send('Start \t Over');
     expect(t.records.at(-1)).toMatchObject({ kind: 'reset', to_step: 'ask_name' });
     await t.send('Sam');
+    await t.send('start\u0085over');
+    expect(t.records.at(-1)).toMatchObject({ kind: 'reset', to_step: 'ask_name' });
+    await t.send('Sam');
     await t.send('talk  to\na person');
     expect(t.records.at(-1)).toMatchObject({ kind: 'escalated', from_step: 'pick' });
   });

@@ -350,7 +350,7 @@ export class CloudApiSender implements Sender {
  */
 function graphCode(error: JsonObject | undefined): number | undefined {
   const v = error?.code;
-  if (typeof v === 'string' && /^\d{1,9}$/.test(v)) return Number(v);
+  if (typeof v === 'string' && /^\s*\d{1,9}\s*$/.test(v)) return Number(v);
   return num(error, 'code');
 }
 
