@@ -14,7 +14,7 @@ import type { FastifyRequest } from 'fastify';
 import { addressKey } from '../ingress/connection-guard.ts';
 
 export const COOKIE_NAME = 'baton_admin';
-/** The sign-in form's nonce cookie (see {@link AdminAuth.loginNonceOk}). */
+/** The sign-in form's nonce cookie (see {@link AdminAuth.ownSignInForm}). */
 export const LOGIN_COOKIE = 'baton_login';
 export const CSRF_HEADER = 'x-baton-csrf';
 /** A dashboard sign-in lasts this long. */
@@ -114,9 +114,7 @@ export class AdminAuth {
 
   /** The `Set-Cookie` header for a session value (or for signing out when `value` is empty). */
   cookieHeader(value: string, secure: boolean): string {
-    const attrs = ['Path=/admin', 'HttpOnly', 'SameSite=Strict', secure ? 'Secure' : ''].filter(Boolean);
-    const life = value === '' ? 'Max-Age=0' : `Max-Age=${Math.floor(SESSION_TTL_MS / 1000)}`;
-    return [`${COOKIE_NAME}=${value}`, life, ...attrs].join('; ');
+    return adminCookie(COOKIE_NAME, value, value === '' ? 0 : Math.floor(SESSION_TTL_MS / 1000), secure);
   }
 
   /**
@@ -125,20 +123,23 @@ export class AdminAuth {
    */
   loginNonce(secure: boolean): { nonce: string; header: string } {
     const nonce = randomBytes(18).toString('base64url');
-    const attrs = ['Path=/admin', 'HttpOnly', 'SameSite=Strict', secure ? 'Secure' : ''].filter(Boolean);
-    return { nonce, header: [`${LOGIN_COOKIE}=${nonce}`, 'Max-Age=86400', ...attrs].join('; ') };
+    return { nonce, header: adminCookie(LOGIN_COOKIE, nonce, 86_400, secure) };
   }
 
   /**
-   * Whether a sign-in post is this dashboard's own form. A post from a browser (it says where it
-   * came from: `Origin` or `Sec-Fetch-Site`) must carry the nonce its form was served with, the
-   * same in the field and in the cookie: a page on another site can neither read the form nor
-   * send the `SameSite=Strict` cookie, whatever the scheme (a browser sends `Sec-Fetch-Site` only
-   * to HTTPS and local addresses) and whatever `Host` a proxy passes on. A script posting the token
-   * (no `Origin`) needs none: it is no agent's browser to be led there.
+   * Whether a sign-in post is this dashboard's own form. One the browser says another site
+   * started (`Sec-Fetch-Site: cross-site`, or `same-site`: a sibling host, which could also have
+   * set a cookie of its own here) is not. Any other post from a browser (it says where it came
+   * from: `Origin` or `Sec-Fetch-Site`) must carry the nonce its form was served with, the same in
+   * the field and in the cookie: a page on another site can neither read the form nor send the
+   * `SameSite=Strict` cookie, whatever the scheme (a browser sends `Sec-Fetch-Site` only to HTTPS
+   * and local addresses) and whatever `Host` a proxy passes on. A script posting the token (no
+   * `Origin`) needs none: it is no agent's browser to be led there.
    */
-  loginNonceOk(req: FastifyRequest, given: string | undefined): boolean {
-    const browser = req.headers.origin !== undefined || req.headers['sec-fetch-site'] !== undefined;
+  ownSignInForm(req: FastifyRequest, given: string | undefined): boolean {
+    const site = req.headers['sec-fetch-site'];
+    if (site === 'cross-site' || site === 'same-site') return false;
+    const browser = req.headers.origin !== undefined || site !== undefined;
     if (!browser) return true;
     if (given === undefined || given === '') return false;
     return cookieValues(req, LOGIN_COOKIE).some((v) => safeEqual(v, given));
@@ -202,6 +203,12 @@ export class AdminAuth {
     const given = req.headers[CSRF_HEADER];
     return typeof given === 'string' && safeEqual(given, this.csrfFor(caller.cookie));
   }
+}
+
+/** A `Set-Cookie` header for one of the dashboard's cookies (`maxAgeSec` 0: clears it). */
+function adminCookie(name: string, value: string, maxAgeSec: number, secure: boolean): string {
+  const attrs = ['Path=/admin', 'HttpOnly', 'SameSite=Strict', secure ? 'Secure' : ''].filter(Boolean);
+  return [`${name}=${value}`, `Max-Age=${maxAgeSec}`, ...attrs].join('; ');
 }
 
 /** The values of every cookie named `name` the request carries, in its order. */

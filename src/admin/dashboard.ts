@@ -108,16 +108,6 @@ function sessionKey(s: SessionSnapshot): string {
 /** Largest form body a dashboard page takes, bytes. */
 const FORM_LIMIT = 8192;
 
-/**
- * Whether the browser says the request was started by another site (`Sec-Fetch-Site`, sent by
- * every current browser). A sibling subdomain is another site too. Without the header (an old
- * browser, a script) nothing is known, and the request is taken as it comes.
- */
-function crossSite(req: FastifyRequest): boolean {
-  const site = req.headers['sec-fetch-site'];
-  return site === 'cross-site' || site === 'same-site';
-}
-
 export function registerDashboard(
   app: FastifyInstance,
   deps: AdminDeps & { readonly now?: () => number },
@@ -194,9 +184,8 @@ export function registerDashboard(
         // A sign-in another site posted is refused before it counts: else any page an agent opens
         // could post ten wrong tokens and lock that agent's address (everyone's, behind a proxy)
         // out of the dashboard and the API, or sign the agent in to a session of its own (outside
-        // tests QA50-F1, QA51-F2). The browser says so itself where it can (`Sec-Fetch-Site`);
-        // everywhere, a browser's post must carry the nonce of a form this dashboard served.
-        if (crossSite(req) || !auth.loginNonceOk(req, body.success ? body.data.nonce : undefined)) {
+        // tests QA50-F1, QA51-F2).
+        if (!auth.ownSignInForm(req, body.success ? body.data.nonce : undefined)) {
           return signInReply(
             req,
             reply,

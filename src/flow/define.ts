@@ -9,6 +9,7 @@
  * @module
  */
 import { FlowDefinitionError, FlowRuntimeError } from '../errors.ts';
+import { isObject } from '../providers/json.ts';
 import type { MessageContent } from '../model/message.ts';
 import type { ListSection, OutboundBody } from '../model/session.ts';
 import { replyProblems } from './reply-check.ts';
@@ -156,7 +157,6 @@ export interface EffectDef<I, R> {
   readonly timeoutMs?: number;
 }
 
-/** Defines an effect, inferring its input and result types from `run`. */
 /**
  * A text as keywords are compared: trimmed, in lower case, each run of white space one space
  * ("Start  over" typed with two spaces is `start over`; outside test QA48), the next-line
@@ -170,6 +170,7 @@ export function keywordForm(text: string): string {
     .replace(/\s+/g, ' ');
 }
 
+/** Defines an effect, inferring its input and result types from `run`. */
 export function effect<I, R>(def: EffectDef<I, R>): EffectDef<I, R> {
   return def;
 }
@@ -581,7 +582,6 @@ export function defineFlow<
   unknown('', spec, FLOW_FIELDS);
   unknown('notices: ', spec.notices, NOTICE_FIELDS);
   unknown('words: ', spec.words, WORDS_FIELDS);
-  const isObject = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v);
   // Plain JavaScript again: no steps at all, or a step that is no object, said in words (outside
   // test QA51-F4: "Cannot convert undefined or null to object").
   if (!isObject(spec.steps)) fail('needs "steps", an object of step definitions by step id');

@@ -3,7 +3,7 @@
  * session keys, messages, snapshots, records, batches and statuses, plus polling.
  */
 import type { BatchCommit, LeaseGrant } from '../../src/backends/types.ts';
-import type { InboundMessage, SessionKey, StatusUpdate } from '../../src/model/message.ts';
+import type { InboundMessage, MessageContent, SessionKey, StatusUpdate } from '../../src/model/message.ts';
 import {
   SNAPSHOT_FORMAT,
   type OutboundRecord,
@@ -27,7 +27,8 @@ export function newKey(channel = '106540352242922'): SessionKey {
   return { channel, user: `1555${Math.floor(Math.random() * 1e9)}${counter++}` };
 }
 
-export function text(key: SessionKey, body: string, timestamp = 1_750_000_000): InboundMessage {
+/** A Cloud API message of `key`'s user with a fresh wamid. */
+function message(key: SessionKey, content: MessageContent, timestamp: number): InboundMessage {
   return {
     channel: key.channel,
     user: key.user,
@@ -35,8 +36,22 @@ export function text(key: SessionKey, body: string, timestamp = 1_750_000_000): 
     provider: 'cloud-api',
     waId: key.user,
     timestamp,
-    content: { type: 'text', body },
+    content,
   };
+}
+
+export function text(key: SessionKey, body: string, timestamp = 1_750_000_000): InboundMessage {
+  return message(key, { type: 'text', body }, timestamp);
+}
+
+/** A tap on a reply button. */
+export function button(
+  key: SessionKey,
+  id: string,
+  title: string,
+  timestamp = 1_750_000_000,
+): InboundMessage {
+  return message(key, { type: 'choice', source: 'button_reply', id, title }, timestamp);
 }
 
 /** `key` may be a lease: only its channel and user are taken. */

@@ -9,26 +9,13 @@
  * a worker's engine on one prefix and schema.
  */
 import { expect, it } from 'vitest';
-import type { InboundMessage, SessionKey } from '../../src/model/message.ts';
 import { describeServices } from '../support/services.ts';
 import { testEngine } from '../support/engine.ts';
-import { newKey, sleep, text, uid } from './fixtures.ts';
+import { button, newKey, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 
 const BUFFER_MS = 150;
 const BEHIND_MS = 40;
-
-function button(key: SessionKey, id: string, title: string, timestamp: number): InboundMessage {
-  return {
-    channel: key.channel,
-    user: key.user,
-    id: `wamid.${uid()}`,
-    provider: 'cloud-api',
-    waId: key.user,
-    timestamp,
-    content: { type: 'choice', source: 'button_reply', id, title },
-  };
-}
 
 describeServices('distributed: arrival order across ingress processes with skewed clocks', () => {
   useCleanup();
