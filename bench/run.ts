@@ -267,7 +267,12 @@ function batonEnv(
   });
 }
 
-const node = (entry: string[]): string[] => ['--import', HOOK, ...entry];
+const node = (entry: string[]): string[] => [
+  '--import',
+  HOOK,
+  ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+  ...entry,
+];
 
 async function embedded(sink: ReplySink, bufferMs: number): Promise<Target> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-'));
