@@ -6,14 +6,18 @@
 import { createHash } from 'node:crypto';
 import type { MediaType, MessageContent } from '../model/message.ts';
 import type { JsonObject } from './json.ts';
+import { wellFormedDeep } from './screen.ts';
 
 /**
  * The id of a message a gateway sent without one: the same for every delivery of the same
  * JSON, so a redelivery is recognised like any other. Such a message is stored as unsupported
- * (visible, recorded): it is still the user's.
+ * (visible, recorded): it is still the user's. The JSON hashed is cut at the depth Baton keeps
+ * ({@link wellFormedDeep}): serialising a signed body thousands of levels deep overflowed the
+ * stack, and the whole webhook was answered 500 on every delivery (outside test QA54-F1).
  */
 export function missingId(raw: JsonObject): string {
-  return `baton.noid.${createHash('sha256').update(JSON.stringify(raw)).digest('hex').slice(0, 40)}`;
+  const bytes = JSON.stringify(wellFormedDeep(raw));
+  return `baton.noid.${createHash('sha256').update(bytes).digest('hex').slice(0, 40)}`;
 }
 
 /** Content Baton does not read; `originalType` names what the gateway sent. */

@@ -153,6 +153,23 @@ describe.each(modes)('unreadable messages (%s)', (_mode, env) => {
     expect((await fetch(`${h.url}/readyz`)).status).toBe(200);
   });
 
+  it('one without an id, nested thousands of levels deep, is stored as unsupported beside its neighbour (it answered 500: QA54-F1)', async () => {
+    const ts = Math.floor(Date.now() / 1000);
+    const u = '15557770053';
+    const { id: _id, ...noId } = text(u, 'deep 53', ts) as Record<string, unknown>;
+    const body = webhook([text(u, 'hi', ts), { ...noId, extra: 'DEEP' } as never]);
+    const raw = JSON.stringify(body).replace('"DEEP"', '['.repeat(8000) + ']'.repeat(8000));
+    const res = await h.post(null, { raw });
+    expect(res.status).toBe(200);
+    const ids = async (): Promise<string[]> => (await h.transitions(u)).flatMap((t) => t.message_ids);
+    await expect.poll(async () => (await ids()).length, { timeout: 10_000 }).toBe(2);
+    expect((await ids()).filter((id) => id.startsWith('baton.noid.'))).toHaveLength(1);
+    // Meta's retry of the same bytes is the same message: nothing more is recorded.
+    expect((await h.post(null, { raw })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await ids()).toHaveLength(2);
+  });
+
   it('a change whose messages are not a list is kept too, and the change beside it stored (outside test QA10-F3)', async () => {
     const ts = Math.floor(Date.now() / 1000);
     const u = '15557770041';

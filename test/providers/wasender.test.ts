@@ -250,6 +250,30 @@ describe('parseWasenderWebhook: messages', () => {
     expect(parseWasenderWebhookReport(body).batch.messages[0]!.id).toBe(first.batch.messages[0]!.id);
   });
 
+  it('reads a message nested thousands of levels deep without throwing (a whole webhook was answered 500: QA54-F1)', () => {
+    const deep = (n: number): unknown => {
+      let v: unknown = 'bottom';
+      for (let i = 0; i < n; i += 1) v = [v];
+      return v;
+    };
+    const { key, ...rest } = textMessage as { key: Record<string, unknown> };
+    const noId = { ...rest, key: { ...key, id: undefined }, extra: deep(20_000) };
+    const protocol = {
+      key: key,
+      messageTimestamp: 1750000000,
+      message: { protocolMessage: { type: deep(20_000) } },
+    };
+    const report = parseWasenderWebhookReport({
+      event: 'messages.received',
+      data: { messages: [noId, protocol] },
+    });
+    expect(report.skipped).toEqual([]);
+    expect(report.batch.messages.map((m) => m.content)).toEqual([
+      { type: 'unsupported', originalType: 'text', reason: 'message has no key.id' },
+      { type: 'unsupported', originalType: 'protocolMessage', reason: 'protocol message type (an array)' },
+    ]);
+  });
+
   it('keeps a group or broadcast chat message in a session of that chat, as no input to a flow', () => {
     for (const [jid, type] of [
       ['120363040000000000@g.us', 'group'],

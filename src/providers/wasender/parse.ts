@@ -272,7 +272,7 @@ function readContent(raw: JsonObject, message: JsonObject | undefined, id: strin
     const kind = protocol.type;
     if (kind === 0 || kind === 'REVOKE') return { type: 'revoke' };
     if (kind === 14 || kind === 'MESSAGE_EDIT') return { type: 'edit' };
-    return unsupported('protocolMessage', `protocol message type ${JSON.stringify(kind) ?? '(none)'}`);
+    return unsupported('protocolMessage', `protocol message type ${describeKind(kind)}`);
   }
   if (obj(message, 'editedMessage') !== undefined) return { type: 'edit' };
 
@@ -320,4 +320,21 @@ function readStatus(
     timestamp: envelopeTs ?? Math.floor(now() / 1000),
     recipient: phoneOfJid(remoteJid) ?? remoteJid ?? '',
   };
+}
+
+/**
+ * A protocol message's `type` as a reason can quote it: a number or a short string as JSON, any
+ * other value by its kind (serialising a signed array thousands of levels deep overflowed the
+ * stack, and the whole webhook was answered 500: outside test QA54-F1).
+ */
+function describeKind(kind: unknown): string {
+  if (kind === undefined) return '(none)';
+  if (typeof kind === 'number' || (typeof kind === 'string' && kind.length <= 64))
+    return JSON.stringify(kind);
+  if (typeof kind === 'string') return '(a long string)';
+  return Array.isArray(kind)
+    ? '(an array)'
+    : kind === null
+      ? 'null'
+      : `(${typeof kind === 'object' ? 'an object' : typeof kind})`;
 }
