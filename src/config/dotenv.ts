@@ -12,7 +12,10 @@ import { ConfigError } from '../errors.ts';
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 
 /** The settings of a `.env` file's text; throws ConfigError (`.env`) naming a line that sets nothing. */
-export function parseDotEnv(text: string): Record<string, string> {
+export function parseDotEnv(file: string): Record<string, string> {
+  // Windows editors save a byte order mark, which Node's parser took into the first name
+  // (`\uFEFFADMIN_TOKEN`, read by nothing: outside test QA54-F3).
+  const text = file.startsWith('\uFEFF') ? file.slice(1) : file;
   const parsed = parseEnv(text);
   // The lines of a quoted value that spans lines are part of it, not settings.
   const inValues = new Set(

@@ -194,6 +194,30 @@ function url(env: Env, name: string, protocols: readonly string[], fallback?: st
   return raw.replace(/\/+$/, '');
 }
 
+/**
+ * The base URL of an API Baton appends paths to (`/<phone_number_id>/messages`,
+ * `/api/send-message`): a query or a fragment would take those paths, so that every send went
+ * to the wrong URL without a word at start (outside test QA54-F2). `appended` is the path Baton
+ * adds, refused as the base's own last segment too (`…/api` + `/api/send-message`).
+ */
+function apiBase(env: Env, name: string, fallback: string, appended?: string): string {
+  const base = url(env, name, HTTP, fallback)!;
+  const parsed = new URL(base);
+  if (parsed.search !== '' || parsed.hash !== '' || /[?#]/.test(base)) {
+    throw new ConfigError(
+      name,
+      `"${parsed.origin}${parsed.pathname}…" carries a query or fragment: Baton appends paths to this URL, so give it without "?…" or "#…"`,
+    );
+  }
+  if (appended !== undefined && parsed.pathname.replace(/\/+$/, '').endsWith(appended)) {
+    throw new ConfigError(
+      name,
+      `"${base}" ends in ${appended}: Baton appends ${appended}/… itself, so give it without ${appended}`,
+    );
+  }
+  return base;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 function logLevel(env: Env): string {
@@ -322,12 +346,12 @@ export function loadConfig(env: Env = process.env): Config {
       appSecret,
       verifyToken: secret(env, 'WHATSAPP_VERIFY_TOKEN'),
       accessToken: secret(env, 'WHATSAPP_ACCESS_TOKEN'),
-      apiBaseUrl: url(env, 'WHATSAPP_API_BASE_URL', HTTP, 'https://graph.facebook.com/v21.0')!,
+      apiBaseUrl: apiBase(env, 'WHATSAPP_API_BASE_URL', 'https://graph.facebook.com/v21.0'),
     },
     wasender: {
       apiKey: secret(env, 'WASENDER_API_KEY'),
       webhookSecret: secret(env, 'WASENDER_WEBHOOK_SECRET'),
-      apiBaseUrl: url(env, 'WASENDER_API_BASE_URL', HTTP, 'https://www.wasenderapi.com')!,
+      apiBaseUrl: apiBase(env, 'WASENDER_API_BASE_URL', 'https://www.wasenderapi.com', '/api'),
     },
     adminToken,
     redisUrl,

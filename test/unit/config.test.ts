@@ -67,6 +67,12 @@ describe('config', () => {
     [{ WHATSAPP_API_BASE_URL: 'javascript:alert(1)' }, 'WHATSAPP_API_BASE_URL'],
     [{ WASENDER_API_BASE_URL: 'file:///etc/passwd' }, 'WASENDER_API_BASE_URL'],
     [{ BATON_ALERT_WEBHOOK_URL: 'ftp://chat.example/hook' }, 'BATON_ALERT_WEBHOOK_URL'],
+    // A base Baton appends paths to: a query or fragment took them (outside test QA54-F2).
+    [{ WHATSAPP_API_BASE_URL: 'https://graph.example/v21.0?appsecret_proof=abc' }, 'WHATSAPP_API_BASE_URL'],
+    [{ WHATSAPP_API_BASE_URL: 'https://graph.example/v21.0#x' }, 'WHATSAPP_API_BASE_URL'],
+    [{ WASENDER_API_BASE_URL: 'https://www.wasenderapi.com?x=1' }, 'WASENDER_API_BASE_URL'],
+    [{ WASENDER_API_BASE_URL: 'https://www.wasenderapi.com/api' }, 'WASENDER_API_BASE_URL'],
+    [{ WASENDER_API_BASE_URL: 'https://www.wasenderapi.com/api/' }, 'WASENDER_API_BASE_URL'],
     [{ REDIS_URL: 'http://127.0.0.1:6379', DATABASE_URL: 'postgres://h/db' }, 'REDIS_URL'],
     [{ REDIS_URL: 'redis://127.0.0.1:6379', DATABASE_URL: 'mysql://h/db' }, 'DATABASE_URL'],
     [{ ADMIN_TOKEN: 'two words' }, 'ADMIN_TOKEN'],

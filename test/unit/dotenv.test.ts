@@ -37,4 +37,12 @@ describe('.env', () => {
     );
     expect(() => parseDotEnv('MY VAR=1\n')).toThrow('.env: line 1 is not NAME=value: "MY VAR=1"');
   });
+
+  it('a file saved with a byte order mark sets its first line too (it set "\uFEFFADMIN_TOKEN": QA54-F3)', () => {
+    expect(parseDotEnv('\uFEFFADMIN_TOKEN=my-token\nPORT=3001\n')).toEqual({
+      ADMIN_TOKEN: 'my-token',
+      PORT: '3001',
+    });
+    expect(parseDotEnv('\uFEFF# a note\r\nBATON_BUFFER_MS=-1\r\n')).toEqual({ BATON_BUFFER_MS: '-1' });
+  });
 });
