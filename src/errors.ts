@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   BATON_ERR_DATA_DIR_LOCKED: { status: 500, message: 'The data directory is in use by another process' },
   BATON_ERR_NEEDS_DISTRIBUTED: { status: 500, message: 'This command needs REDIS_URL and DATABASE_URL' },
   BATON_ERR_BAD_REQUEST: { status: 400, message: 'A query parameter, id or body is invalid' },
+  BATON_ERR_EXPECTATION_FAILED: { status: 417, message: 'Expect is not supported here (only 100-continue)' },
   BATON_ERR_UNKNOWN_STEP: { status: 400, message: 'The flow has no such step' },
   BATON_ERR_UNKNOWN_EVENT: { status: 400, message: 'The flow has no such event' },
   BATON_ERR_NOT_WITH_AGENT: { status: 409, message: 'The session is not waiting for an agent' },

@@ -11,7 +11,7 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { isUtf8 } from 'node:buffer';
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/types.ts';
@@ -225,12 +225,48 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
       : err.code === 'HPE_HEADER_OVERFLOW'
         ? 'BATON_ERR_HEADERS_TOO_LARGE'
         : 'BATON_ERR_BAD_REQUEST';
+  answerOnSocket(socket, code);
+}
+
+/** Writes an `{error, code}` answer straight to a connection and closes it. */
+function answerOnSocket(socket: Duplex, code: ErrorCode, detail?: string): void {
   const { status, message } = ERROR_CODES[code];
-  const body = JSON.stringify({ error: message, code });
+  const body = JSON.stringify({ error: detail ?? message, code });
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+/**
+ * What Node's HTTP server answers on its own, answered in our `{error, code}` shape: an HTTP/1.1
+ * request without `Host` (400), an `Expect` other than `100-continue` (417) and `CONNECT` (no
+ * route) got an empty body, or no answer at all (outside test QA54-F4). Node's own Host check is
+ * off (`requireHostHeader: false` in {@link limitedServerOptions}) so that this hook makes it.
+ */
+function answerWhatNodeWould(app: FastifyInstance): void {
+  app.addHook('onRequest', (req, reply, done) => {
+    if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) {
+      reply.header('connection', 'close');
+      sendError(reply, 'BATON_ERR_BAD_REQUEST', 'An HTTP/1.1 request must carry a Host header');
+      return;
+    }
+    done();
+  });
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const code: ErrorCode = 'BATON_ERR_EXPECTATION_FAILED';
+    const body = JSON.stringify({ error: ERROR_CODES[code].message, code });
+    res.writeHead(ERROR_CODES[code].status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      connection: 'close',
+    });
+    res.end(body);
+    req.resume();
+  });
+  app.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    answerOnSocket(socket, 'BATON_ERR_NOT_FOUND', `No route CONNECT ${String(req.url).slice(0, 200)}`);
+  });
 }
 
 /**
@@ -246,6 +282,7 @@ export function limitedServerOptions(limits: HttpLimits) {
     clientErrorHandler: answerClientError,
     requestTimeout: limits.requestTimeoutMs,
     http: {
+      requireHostHeader: false, // answered by answerWhatNodeWould, in our shape
       requestTimeout: limits.requestTimeoutMs,
       headersTimeout: limits.headersTimeoutMs,
       connectionsCheckingInterval: limits.checkIntervalMs,
@@ -271,6 +308,7 @@ export function guardServer(app: FastifyInstance, limits: HttpLimits, perAddress
   });
   limitPipelining(app.server);
   app.addHook('onRequest', dropPipelinedTooFar);
+  answerWhatNodeWould(app);
 }
 
 /** While `draining()` (a stop with `BATON_DRAIN_MS`), every answer closes its connection. */

@@ -208,6 +208,42 @@ describe('health, readiness, metrics, admin auth', () => {
     expect(await big.json()).toMatchObject({ code: 'BATON_ERR_HEADERS_TOO_LARGE' });
   });
 
+  it('answers what Node would answer bare in the {error, code} shape too: no Host, an odd Expect, CONNECT (outside test QA54-F4)', async () => {
+    const { port } = new URL(h.url);
+    const exchange = (request: string): Promise<string> =>
+      new Promise((resolve) => {
+        const s = connect(Number(port), '127.0.0.1');
+        let answer = '';
+        s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve(answer));
+        s.write(request);
+      });
+    const shape = (answer: string): { status: string; body: unknown } => ({
+      status: answer.split(' ')[1] ?? 'none',
+      body: JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4) || 'null') as unknown,
+    });
+    for (const path of ['/webhooks/whatsapp', '/healthz', '/admin/api/stats']) {
+      expect(shape(await exchange(`GET ${path} HTTP/1.1\r\nConnection: close\r\n\r\n`))).toMatchObject({
+        status: '400',
+        body: { code: 'BATON_ERR_BAD_REQUEST', error: expect.stringContaining('Host') },
+      });
+    }
+    const post = `POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nExpect: weird\r\nContent-Length: 2\r\n\r\n{}`;
+    expect(shape(await exchange(post))).toMatchObject({
+      status: '417',
+      body: { code: 'BATON_ERR_EXPECTATION_FAILED' },
+    });
+    expect(
+      shape(await exchange('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n')),
+    ).toMatchObject({
+      status: '404',
+      body: { code: 'BATON_ERR_NOT_FOUND' },
+    });
+    // An HTTP/1.0 request needs no Host.
+    expect(shape(await exchange('GET /healthz HTTP/1.0\r\n\r\n')).status).toBe('200');
+  });
+
   it('serves /healthz and /readyz', async () => {
     expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
     const r = await fetch(`${h.url}/readyz`);
