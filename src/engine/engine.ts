@@ -1132,7 +1132,10 @@ export class Engine {
       records.push(changeRecord(base, 'escalated', fresh.step, env));
     }
     const first = batch[0]!;
-    const answered = batch.find((m) => m.replayed !== true);
+    // The notice answers the user's message when the state stays as it was (SPEC 3: the wamid
+    // appended); after an escalation it is tagged with the new version alone, and an effect's
+    // result, no message of the user's, is never named as the one answered (outside test QA53-F2).
+    const answered = batch.find((m) => m.replayed !== true && (stuck || m.content.type !== 'effect_result'));
     const { snapshot, outbound } = this.toOutbound(
       { ...base, ...(base.provider ? {} : { provider: first.provider }) },
       answered === undefined
@@ -1143,7 +1146,7 @@ export class Engine {
               step: base.step ?? flow.start,
               version: base.version,
               isPrompt: false,
-              inReplyTo: answered.id,
+              ...(stuck ? {} : { inReplyTo: answered.id }),
             },
           ],
     );
@@ -1213,7 +1216,14 @@ export class Engine {
     const recorded = first?.notBefore !== undefined ? Math.ceil(first.notBefore - this.now()) : 0;
     const rest = Math.max(this.resumeIn(run) ?? 0, recorded);
     run.resumeSendAt = undefined;
-    if (rest > 0 && first !== undefined && (await this.waitBackoff(run, rest, signal))) {
+    // An agent's request waits out no more than `maxWaitMs` of it: longer, the replies stay
+    // unsent and a worker takes them up (it waited out a failing gateway's whole backoff, up to
+    // 37 s for a handback: outside test QA53-F1).
+    if (
+      rest > 0 &&
+      first !== undefined &&
+      (rest > maxWaitMs || (await this.waitBackoff(run, rest, signal)))
+    ) {
       await this.leave(run);
       return;
     }

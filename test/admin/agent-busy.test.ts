@@ -16,15 +16,18 @@ describe.each(HARNESS_BACKENDS)('an agent and a busy worker on the %s backend', 
     h.admin(path, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
   const h = harnessOn(available, setup, { BATON_LOCK_TTL_MS: '3000' });
+  /** The user says hi and Graph throttles the name prompt, asking for 6 s: that refusal. */
+  const throttledPrompt = async (user: string) => {
+    h.graph.failNext(1, { status: 429, graphCode: 130429, retryAfter: 6 });
+    expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
+    return h.graph.waitForRequest((c) => c.body.to === `+${user}` && c.status === 429);
+  };
 
   it.skipIf(!available)(
     'a worker waiting out a throttled gateway yields the baton to the agent',
     async () => {
       const user = '15550808001';
-      // Graph throttles the name prompt, asking for 6 s.
-      h.graph.failNext(1, { status: 429, graphCode: 130429, retryAfter: 6 });
-      expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
-      const refused = await h.graph.waitForRequest((c) => c.body.to === `+${user}` && c.status === 429);
+      const refused = await throttledPrompt(user);
 
       const started = Date.now();
       const took = await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' });
@@ -37,6 +40,42 @@ describe.each(HARNESS_BACKENDS)('an agent and a busy worker on the %s backend', 
       // Retry-After, though another turn took the session up meanwhile (the agent's take).
       const sent = await h.graph.waitFor((c) => c.body.to === `+${user}`, 15_000);
       expect(sent.at - refused.at).toBeGreaterThanOrEqual(5_950);
+    },
+  );
+
+  it.skipIf(!available)(
+    "an agent's message and handback behind a reply in backoff answer at once, and everything goes out in order later (they waited the backoff out: QA53-F1)",
+    async () => {
+      const user = '15550808003';
+      const refused = await throttledPrompt(user);
+      expect((await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' })).status).toBe(200);
+
+      let started = Date.now();
+      const wrote = await call(`/sessions/${user}/agent/messages`, 'POST', { text: 'Ana here' });
+      expect(wrote.status).toBe(200);
+      expect(Date.now() - started).toBeLessThan(2_500);
+      started = Date.now();
+      const back = await call(`/sessions/${user}/agent`, 'DELETE', { step: 'ask_name' });
+      expect(back.status).toBe(200);
+      expect(Date.now() - started).toBeLessThan(2_500);
+
+      // In order, none before the throttle's Retry-After: the bot's prompt, the agent's message,
+      // the handback's prompt.
+      await h.graph.waitFor(
+        (c) => c.body.to === `+${user}` && JSON.stringify(c.body).includes('Ana here'),
+        20_000,
+      );
+      await h.graph.waitFor(
+        (c) => c.body.to === `+${user}` && /:3$/.test(String(c.body.biz_opaque_callback_data)),
+        5_000,
+      );
+      const sent = h.graph.sent.filter((c) => c.body.to === `+${user}`);
+      expect(sent.map((c) => String(c.body.biz_opaque_callback_data).replace(/^baton:order:/, ''))).toEqual([
+        'ask_name:1',
+        expect.stringMatching(/^ask_name:2:agent-\d+$/),
+        'ask_name:3',
+      ]);
+      expect(sent[0]!.at - refused.at).toBeGreaterThanOrEqual(5_950);
     },
   );
 

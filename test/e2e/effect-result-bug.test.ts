@@ -72,8 +72,12 @@ describe.each(HARNESS_BACKENDS)(
         dead_letters: Array<{ reason: string; ref: string }>;
       };
       expect(dead.dead_letters.some((d) => d.ref.startsWith('fx:') && /onResult/.test(d.reason))).toBe(true);
-      // The user was told something went wrong.
-      await h.graph.waitFor((c) => c.body.to === `+${user}` && /went wrong/i.test(JSON.stringify(c.body)));
+      // The user was told something went wrong, the notice tagged with the escalation's version
+      // (state changed: no message id appended, and an effect's is no wamid: QA53-F2).
+      const notice = await h.graph.waitFor(
+        (c) => c.body.to === `+${user}` && /went wrong/i.test(JSON.stringify(c.body)),
+      );
+      expect(notice.body.biz_opaque_callback_data).toBe('baton:weather:wait:3');
 
       // Later messages are recorded for the agent at once, not left waiting in the mailbox.
       expect((await h.post(webhook([text(user, 'hello?', T + 2)]))).status).toBe(200);
