@@ -173,33 +173,46 @@ it('the message retention deletes a reply that failed but keeps a failed effect 
   expect(left.every((o) => o.body.type === 'text' && /BATON_MESSAGE_RETENTION/.test(o.body.text))).toBe(true);
 });
 
+/**
+ * A store under `dir` on a clock the test moves (`clock.now`), with 400 replies sent whose texts
+ * carry `marker`: enough to fill whole pages, which a delete frees (FAST overwrites only the
+ * pages it writes anyway).
+ */
+async function sentTexts(
+  dir: string,
+  marker: string,
+  extra: { walIdleMs?: number } = {},
+): Promise<{ b: EmbeddedBackend; clock: { now: number } }> {
+  const clock = { now: Date.now() };
+  const b = new EmbeddedBackend({
+    dataDir: dir,
+    bufferMs: 0,
+    dedupeTtlSec: 60,
+    pacing: false,
+    now: () => clock.now,
+    retentionSec: 600,
+    messageRetentionSec: 600,
+    ...extra,
+  });
+  await b.init();
+  const key = newKey();
+  const lease = (await b.acquireLease(key, 'w1', 3_600_000))!;
+  const replies = Array.from({ length: 400 }, (_, n) => ({
+    ...outbound(key, 1, n),
+    createdAt: clock.now,
+    body: { type: 'text' as const, text: `Shipped to 96 ${marker} ${n} ${'x'.repeat(200)}` },
+  }));
+  await b.commit(lease, batch(key, 0, 1, { outbound: replies }));
+  for (const r of replies) await b.updateOutbound(r.id, { status: 'sent', attempts: 1 });
+  return { b, clock };
+}
+
 it('leaves no text the retention deleted in the database file: freed pages are overwritten (outside test QA12-F2)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'baton-secure-delete-'));
   try {
-    let now = Date.now();
-    const b = new EmbeddedBackend({
-      dataDir: dir,
-      bufferMs: 0,
-      dedupeTtlSec: 60,
-      pacing: false,
-      now: () => now,
-      retentionSec: 600,
-      messageRetentionSec: 600,
-    });
-    await b.init();
-    const key = newKey();
-    const lease = (await b.acquireLease(key, 'w1', 3_600_000))!;
-    // Enough replies to fill whole pages, which a delete frees (FAST overwrites only the pages
-    // it writes anyway).
     const marker = 'Kingsway-Leeds-QA12';
-    const replies = Array.from({ length: 400 }, (_, n) => ({
-      ...outbound(key, 1, n),
-      createdAt: now,
-      body: { type: 'text' as const, text: `Shipped to 96 ${marker} ${n} ${'x'.repeat(200)}` },
-    }));
-    await b.commit(lease, batch(key, 0, 1, { outbound: replies }));
-    for (const r of replies) await b.updateOutbound(r.id, { status: 'sent', attempts: 1 });
-    now += 3_600_000;
+    const { b, clock } = await sentTexts(dir, marker);
+    clock.now += 3_600_000;
     expect((await b.purge()).outbound).toBe(400);
     await b.close();
     // Whatever the WAL still held is copied into the file (as a checkpoint would), then read.
@@ -207,6 +220,36 @@ it('leaves no text the retention deleted in the database file: freed pages are o
     db.pragma('wal_checkpoint(TRUNCATE)');
     db.close();
     expect(readFileSync(join(dir, 'baton.sqlite')).includes(marker)).toBe(false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 30_000);
+
+it('the texts a purge deleted leave the files while the store is idle, with no write to follow it (outside test QA52-F1)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-purge-idle-'));
+  try {
+    const marker = 'Kingsway-Leeds-QA52';
+    const { b, clock } = await sentTexts(dir, marker, { walIdleMs: 200 });
+    open.push(b);
+    const files = (): Buffer[] => ['baton.sqlite', 'baton.sqlite-wal'].map((f) => readFileSync(join(dir, f)));
+    /** Until the checkpointer has cut the WAL more than `after` times. */
+    const cut = async (after: number): Promise<void> => {
+      const end = Date.now() + 10_000;
+      while ((b.checkpoints?.truncated ?? 0) <= after) {
+        if (Date.now() > end) throw new Error('the WAL was never cut');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    // The commits' checkpoint and idle cut: the texts are in the database file now.
+    await cut(0);
+    expect(files().some((f) => f.includes(marker))).toBe(true);
+    const before = b.checkpoints!.truncated;
+
+    clock.now += 3_600_000;
+    expect((await b.purge()).outbound).toBe(400);
+    // No webhook follows: the purge's own writes are checkpointed and the WAL cut.
+    await cut(before);
+    expect(files().some((f) => f.includes(marker))).toBe(false);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
