@@ -451,6 +451,17 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       );
       expect(Date.now() - started).toBeLessThan(25_000);
     }, 60_000);
+
+    it('a process starting while it is down starts once the cluster is whole again, well within the 15 s (outside test QA56-F3)', async () => {
+      const starting = makeBackend({ redisUrl: own.url, cluster: true });
+      starting.catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 3_000));
+      await own.restartEmpty(own.ports[0]!);
+      const back = Date.now();
+      const { backend } = await starting;
+      expect(Date.now() - back).toBeLessThan(5_000);
+      expect((await backend.health()).redis).toBe(true);
+    }, 60_000);
   });
 
   describe('a master restarted empty', () => {
@@ -471,6 +482,27 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       if (range === undefined) throw new Error(`no master serves slot ${slot}`);
       return range[2][1];
     }
+
+    it("what it lost goes back into the mailboxes from the intake log at once, not at the reaper's next pass (outside test QA56-F2)", async () => {
+      // A user's messages acknowledged before the restart must be back before what they send
+      // after it is processed: restored 30 s later, they were recorded late and the user stuck.
+      const { backend } = await makeBackend({
+        redisUrl: own.url,
+        cluster: true,
+        intakeLog: 'on',
+        reaperIntervalMs: 0,
+        bufferMs: 60_000,
+      });
+      const users = Array.from({ length: 30 }, () => newKey());
+      await backend.ingest({ messages: users.map((u) => textMessage(u, 'hi')), statuses: [] });
+      const mailboxes = async (): Promise<number> =>
+        (await Promise.all(users.map((u) => backend.pending(u, 10)))).filter((p) => p.length === 1).length;
+      expect(await mailboxes()).toBe(30);
+      const victim = own.ports[1]!;
+      await own.restartEmpty(victim);
+      // Back within seconds, with no reaper pass and no webhook to bring them.
+      await eventually(async () => ((await mailboxes()) === 30 ? true : null), 10_000);
+    }, 90_000);
 
     it('leaves no phantom backlog of the mailboxes it lost (outside test QA37-F3)', async () => {
       // A prefix whose ready queue is on one master and global stats on another: the first

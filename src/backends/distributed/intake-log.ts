@@ -217,7 +217,7 @@ export async function recoverIntake(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
   if (restored.neverStored > 0)
     ctx.log.warn(
       { restored: restored.neverStored, afterMs: minAgeMs },
-      'intake log: messages logged but not in Redis this long after (their ingress stopped, timed out or fell behind before storing them there; Redis was up) were stored from the log',
+      'intake log: messages logged but not in Redis this long after (their ingress stopped, timed out or fell behind before storing them there, or a replica promoted in a failover never had them) were stored from the log',
     );
   return restored.lostByRedis + restored.neverStored;
 }

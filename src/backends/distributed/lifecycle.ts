@@ -13,6 +13,7 @@ import { evictionWarning, persistenceGap } from './persistence.ts';
 import { IntakeLog, recoverIntake, recoverOutbox } from './intake-log.ts';
 import { masterNodes, nodeAddress, plainRedisAt, readerClient } from './redis-client.ts';
 import { followUp, r, redisError } from './redis-calls.ts';
+import { isRedisUnavailable } from './redis-errors.ts';
 
 /** The consumer group of the stream flushers (one consumer per process). */
 const FLUSH_GROUP = 'flushers';
@@ -37,10 +38,36 @@ async function connectWithin(ctx: Context, ms: number): Promise<void> {
       reject(Object.assign(new Error(why), { timedOut: true }));
     }, ms);
   });
+  const connecting = ctx.redis.connect();
+  // A cluster mid-failover refuses the first attempt (or leaves it pending) and the client goes
+  // on trying by itself: it is ready when its 'ready' comes. Waiting on the first attempt alone, a
+  // worker started during a failover stopped after 15 s though the cluster was whole within a
+  // second (outside test QA56-F3).
+  const ready =
+    ctx.opts.cluster === true
+      ? new Promise<void>((resolve) => ctx.redis.once('ready', () => resolve()))
+      : null;
+  const connected = ready === null ? connecting : Promise.race([connecting.catch(() => ready), ready]);
   try {
-    await Promise.race([ctx.redis.connect(), late]);
+    await Promise.race([connected, late]);
+    // Ready is not yet serving: a cluster whose failover is under way answers CLUSTERDOWN for a
+    // moment still, and the start stopped on it (QA56-F3). A key's slot answering says it serves.
+    if (ctx.opts.cluster === true) await Promise.race([serving(ctx), late]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** Resolves once the cluster answers a command on a key (no CLUSTERDOWN, TRYAGAIN or the like). */
+async function serving(ctx: Context): Promise<void> {
+  for (;;) {
+    try {
+      await ctx.redis.exists(ctx.keys.owner);
+      return;
+    } catch (err) {
+      if (!isRedisUnavailable(err) || ctx.redis.status === 'end') throw err;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
   }
 }
 
@@ -163,11 +190,35 @@ export async function init(ctx: Context): Promise<void> {
         )
         .finally(() => (restoring = false));
     };
-    ctx.redis.on('ready', () => {
+    const soon = (): void => {
       restore();
       setTimeout(restore, 250).unref();
       setTimeout(restore, 1000).unref();
-    });
+    };
+    ctx.redis.on('ready', soon);
+    // On a cluster, one master restarting or failing over is no 'ready' of the client: a node's
+    // connection ready again (a master restarted, perhaps empty), or another set of masters
+    // after a slots refresh (a replica promoted, which may lack the old master's last writes)
+    // restores at once too. Waiting for the reaper, the messages came back up to 30 s later,
+    // after the user's next ones, and were recorded late (outside test QA56-F2).
+    if (!(ctx.redis instanceof Redis)) {
+      const cluster = ctx.redis;
+      const mastersOf = (): string => masterNodes(cluster).map(nodeAddress).sort().join(',');
+      let masters = mastersOf();
+      cluster.on('refresh', () => {
+        const now = mastersOf();
+        if (now === masters) return;
+        masters = now;
+        if (ctx.initialized) soon();
+      });
+      const watchNode = (node: Redis): void => {
+        node.on('ready', () => {
+          if (ctx.initialized) soon();
+        });
+      };
+      for (const node of cluster.nodes('all')) watchNode(node);
+      cluster.on('+node', watchNode);
+    }
   }
   if (ctx.opts.flusher !== false) {
     const conn = await readerClient(ctx.redis, 10_000);
