@@ -148,6 +148,11 @@ export interface Context {
   readonly rate: SharedRate;
   /** The intake log, when on (decided in `init`: see intake-log.ts). */
   intakeLog: IntakeLog | null;
+  /**
+   * While Redis is back from an outage and this process restores what it lost from the intake
+   * log (lifecycle.ts), the pass intake waits for first; null otherwise.
+   */
+  restoring: Promise<void> | null;
 }
 
 /** The group committer's work (commit.ts): copy these sessions' journals to PostgreSQL. */
@@ -233,6 +238,7 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     closed: false,
     lastRedisError: 0,
     intakeLog: null,
+    restoring: null,
     intake:
       options.bufferMs > 0
         ? new IntakeWatermarks({

@@ -46,6 +46,8 @@ export function consumedKey(m: { channel: string; user: string; id: string }): s
 }
 
 export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestResult> {
+  // Redis back from an outage: what it lost goes back first (lifecycle.ts).
+  if (ctx.restoring !== null) await ctx.restoring;
   // A message named by a business-scoped user id alone goes to the phone number's session it
   // came with last (user-aliases.ts).
   const given = await routeByUserId(ctx, batch.messages);

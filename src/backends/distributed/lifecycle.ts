@@ -25,6 +25,9 @@ const FLUSH_GROUP = 'flushers';
  */
 const START_CONNECT_MS = 15_000;
 
+/** Longest intake waits for the restore pass that follows an outage (see `restoring` in context.ts), ms. */
+const RESTORE_GATE_MS = 1000;
+
 /** Connects the client, or rejects once `ms` have passed (the client is then disconnected). */
 async function connectWithin(ctx: Context, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -178,22 +181,33 @@ export async function init(ctx: Context): Promise<void> {
     // Every logged message counts then but those being stored this very moment (a fifth of a
     // second: the log is written just before Redis); passes a quarter of a second and a second
     // later take those that were that young (stored just before Redis went).
-    let restoring = false;
-    const restore = (): void => {
-      if (restoring || ctx.closed) return;
-      restoring = true;
-      recoverIntake(ctx, 200)
+    let pass: Promise<void> | null = null;
+    const restore = (): Promise<void> => {
+      if (ctx.closed) return Promise.resolve();
+      pass ??= recoverIntake(ctx, 200)
         // And the replies owed by sessions Redis lost: nothing else reloads those sessions.
         .then(() => recoverOutbox(ctx, 200))
-        .catch((err: unknown) =>
-          ctx.log.warn({ err: String(err) }, 'intake log restore failed; the reaper retries'),
+        .then(
+          () => undefined,
+          (err: unknown) =>
+            ctx.log.warn({ err: String(err) }, 'intake log restore failed; the reaper retries'),
         )
-        .finally(() => (restoring = false));
+        .finally(() => (pass = null));
+      return pass;
     };
     const soon = (): void => {
-      restore();
-      setTimeout(restore, 250).unref();
-      setTimeout(restore, 1000).unref();
+      // What this process takes in meanwhile waits for the first pass (up to a second): stored
+      // first, a user's next message could be processed ahead of those restored, which were then
+      // late (a CI run of test/distributed/volatile-redis-crash, as QA56-F2 on a cluster).
+      const gate: Promise<void> = Promise.race([
+        restore(),
+        new Promise<void>((resolve) => setTimeout(resolve, RESTORE_GATE_MS).unref()),
+      ]).finally(() => {
+        if (ctx.restoring === gate) ctx.restoring = null;
+      });
+      ctx.restoring = gate;
+      setTimeout(() => void restore(), 250).unref();
+      setTimeout(() => void restore(), 1000).unref();
     };
     ctx.redis.on('ready', soon);
     // On a cluster, one master restarting or failing over is no 'ready' of the client: a node's
