@@ -203,6 +203,8 @@ function url(env: Env, name: string, protocols: readonly string[], fallback?: st
 function apiBase(env: Env, name: string, fallback: string, appended?: string): string {
   const base = url(env, name, HTTP, fallback)!;
   const parsed = new URL(base);
+  // The raw string is tested too: `URL` drops an empty query or fragment ("…/v21.0?" has
+  // `search === ''`), yet Baton appending to the string would put its path after the "?".
   if (parsed.search !== '' || parsed.hash !== '' || /[?#]/.test(base)) {
     throw new ConfigError(
       name,

@@ -13,6 +13,7 @@ import { BatonError, FencedError, FlowRuntimeError, SendError, VersionConflictEr
 import { errorNotice, type Flow, type FlowData } from '../flow/define.ts';
 import type { FlowRouter } from '../flow/router.ts';
 import {
+  callbackNumbering,
   freshSnapshot,
   isEffectResult,
   isResetKeyword,
@@ -1033,16 +1034,10 @@ export class Engine {
   ): { snapshot: SessionSnapshot; outbound: OutboundRecord[] } {
     let seq = s.outboundSeq;
     const createdAt = this.now();
-    const perVersion = new Map<number, number>();
+    const callbackData = callbackNumbering(s.flow);
     const to = s.waId ?? s.userId ?? s.user;
     const outbound = effects.map((e): OutboundRecord => {
       seq += 1;
-      let part = '';
-      if (e.inReplyTo === undefined) {
-        const n = (perVersion.get(e.version) ?? 0) + 1;
-        perVersion.set(e.version, n);
-        if (n > 1) part = `#${n}`;
-      }
       return {
         id: `${s.channel}:${s.user}:${seq}`,
         channel: s.channel,
@@ -1055,7 +1050,7 @@ export class Engine {
         ...(s.provider !== undefined ? { provider: s.provider } : {}),
         to,
         body: e.body,
-        callbackData: `baton:${s.flow}:${e.step}:${e.version}${part}${e.inReplyTo !== undefined ? `:${e.inReplyTo}` : ''}`,
+        callbackData: callbackData(e),
         isPrompt: e.isPrompt,
         status: 'pending',
         attempts: 0,

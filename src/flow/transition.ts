@@ -80,6 +80,22 @@ export interface Effect {
   readonly inReplyTo?: string;
 }
 
+/**
+ * The `biz_opaque_callback_data` of one state change's replies, in order (SPEC 3):
+ * `baton:<flow>:<step>:<version>`, with `#<n>` after the version on the second and later messages
+ * of one version, and `:<message id>` on a notice answering one message. One numbering per state
+ * change: call this once per change, then its result once per reply.
+ */
+export function callbackNumbering(flow: string): (e: Effect) => string {
+  const perVersion = new Map<number, number>();
+  return (e) => {
+    if (e.inReplyTo !== undefined) return `baton:${flow}:${e.step}:${e.version}:${e.inReplyTo}`;
+    const n = (perVersion.get(e.version) ?? 0) + 1;
+    perVersion.set(e.version, n);
+    return `baton:${flow}:${e.step}:${e.version}${n > 1 ? `#${n}` : ''}`;
+  };
+}
+
 /** An effect a step started: committed with the batch, run by the engine after commit. */
 export interface EffectStart {
   /** Stable across retries and crashes, never reused (derived from the session and version). */

@@ -202,12 +202,14 @@ function isLoopback(address: string | undefined): boolean {
   return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
 }
 
+/** The `{error, code}` body of every refusal: the code's own message unless a detail is given. */
+function errorBody(code: ErrorCode, detail?: string): { error: string; code: ErrorCode } {
+  return { error: detail ?? ERROR_CODES[code].message, code };
+}
+
 /** Sends a coded JSON error. */
 export function sendError(reply: FastifyReply, code: ErrorCode, detail?: string): FastifyReply {
-  return reply
-    .code(ERROR_CODES[code].status)
-    .type('application/json')
-    .send({ error: detail ?? ERROR_CODES[code].message, code });
+  return reply.code(ERROR_CODES[code].status).type('application/json').send(errorBody(code, detail));
 }
 
 /**
@@ -230,8 +232,8 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
 
 /** Writes an `{error, code}` answer straight to a connection and closes it. */
 function answerOnSocket(socket: Duplex, code: ErrorCode, detail?: string): void {
-  const { status, message } = ERROR_CODES[code];
-  const body = JSON.stringify({ error: detail ?? message, code });
+  const { status } = ERROR_CODES[code];
+  const body = JSON.stringify(errorBody(code, detail));
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
@@ -255,7 +257,7 @@ function answerWhatNodeWould(app: FastifyInstance): void {
   });
   app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const code: ErrorCode = 'BATON_ERR_EXPECTATION_FAILED';
-    const body = JSON.stringify({ error: ERROR_CODES[code].message, code });
+    const body = JSON.stringify(errorBody(code));
     res.writeHead(ERROR_CODES[code].status, {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(body),

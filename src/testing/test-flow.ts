@@ -17,6 +17,7 @@ import {
   type StepIdOf,
 } from '../flow/define.ts';
 import {
+  callbackNumbering,
   effectResultId,
   transition,
   type EffectStart,
@@ -180,21 +181,15 @@ export function testFlow<F extends Flow>(
     snapshot = { ...r.snapshot, outboundSeq: r.snapshot.outboundSeq + r.effects.length + r.started.length };
     records.push(...r.records);
     const out: TestReply[] = [];
-    const parts = new Map<number, number>();
+    const callbackData = callbackNumbering(flow.id);
     for (const e of r.effects) {
-      let part = '';
-      if (e.inReplyTo === undefined) {
-        const n = (parts.get(e.version) ?? 0) + 1;
-        parts.set(e.version, n);
-        if (n > 1) part = `#${n}`;
-      }
       const reply: TestReply = {
         step: e.step,
         version: e.version,
         body: e.body,
         isPrompt: e.isPrompt,
         text: textOf(e.body),
-        callbackData: `baton:${flow.id}:${e.step}:${e.version}${part}${e.inReplyTo !== undefined ? `:${e.inReplyTo}` : ''}`,
+        callbackData: callbackData(e),
       };
       out.push(reply);
       replies.push(reply);

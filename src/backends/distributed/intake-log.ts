@@ -23,6 +23,7 @@
  * `BATON_INTAKE_LOG`: `auto` (on when a Redis master does not persist every write), `on`, `off`.
  * @module
  */
+import { Redis } from 'ioredis';
 import { StorageUnavailableError } from '../../errors.ts';
 import type { InboundMessage } from '../../model/message.ts';
 import { PURGE_BATCH, yieldToLoop } from '../retention.ts';
@@ -40,6 +41,7 @@ import {
 } from './redis-calls.ts';
 import { reservationKey } from './fence-reserver.ts';
 import { consumedKey, intakeOp } from './intake.ts';
+import { masterNodes, nodeAddress } from './redis-client.ts';
 
 /**
  * A logged message not consumed this long after it was stored is checked against Redis: the log
@@ -320,4 +322,69 @@ export async function recoverOutbox(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
     'replies committed but not sent, whose session Redis lost (a restart without AOF?): their sessions are scheduled again',
   );
   return lost.length;
+}
+
+/** Longest intake waits for the restore pass that follows an outage (see `restoring` in context.ts), ms. */
+const RESTORE_GATE_MS = 1000;
+
+/**
+ * Restores what Redis lost as soon as it is back from an outage (a restart that may have lost
+ * what it held), rather than at the reaper's next pass, so that what the user sent before the
+ * restart goes back into the mailbox before what they send after it is processed.
+ */
+export function restoreAfterOutages(ctx: Context): void {
+  // Every logged message counts then but those being stored this very moment (a fifth of a
+  // second: the log is written just before Redis); passes a quarter of a second and a second
+  // later take those that were that young (stored just before Redis went).
+  let pass: Promise<void> | null = null;
+  const restore = (): Promise<void> => {
+    if (ctx.closed) return Promise.resolve();
+    pass ??= recoverIntake(ctx, 200)
+      // And the replies owed by sessions Redis lost: nothing else reloads those sessions.
+      .then(() => recoverOutbox(ctx, 200))
+      .then(
+        () => undefined,
+        (err: unknown) => ctx.log.warn({ err: String(err) }, 'intake log restore failed; the reaper retries'),
+      )
+      .finally(() => (pass = null));
+    return pass;
+  };
+  const soon = (): void => {
+    // What this process takes in meanwhile waits for the first pass (up to a second): stored
+    // first, a user's next message could be processed ahead of those restored, which were then
+    // late (a CI run of test/distributed/volatile-redis-crash, as QA56-F2 on a cluster).
+    const gate: Promise<void> = Promise.race([
+      restore(),
+      new Promise<void>((resolve) => setTimeout(resolve, RESTORE_GATE_MS).unref()),
+    ]).finally(() => {
+      if (ctx.restoring === gate) ctx.restoring = null;
+    });
+    ctx.restoring = gate;
+    setTimeout(() => void restore(), 250).unref();
+    setTimeout(() => void restore(), 1000).unref();
+  };
+  ctx.redis.on('ready', soon);
+  // On a cluster, one master restarting or failing over is no 'ready' of the client: a node's
+  // connection ready again (a master restarted, perhaps empty), or another set of masters
+  // after a slots refresh (a replica promoted, which may lack the old master's last writes)
+  // restores at once too. Waiting for the reaper, the messages came back up to 30 s later,
+  // after the user's next ones, and were recorded late (outside test QA56-F2).
+  if (!(ctx.redis instanceof Redis)) {
+    const cluster = ctx.redis;
+    const mastersOf = (): string => masterNodes(cluster).map(nodeAddress).sort().join(',');
+    let masters = mastersOf();
+    cluster.on('refresh', () => {
+      const now = mastersOf();
+      if (now === masters) return;
+      masters = now;
+      if (ctx.initialized) soon();
+    });
+    const watchNode = (node: Redis): void => {
+      node.on('ready', () => {
+        if (ctx.initialized) soon();
+      });
+    };
+    for (const node of cluster.nodes('all')) watchNode(node);
+    cluster.on('+node', watchNode);
+  }
 }

@@ -10,7 +10,7 @@ import { VOLATILE_DEFERRED_COPY_MS, type Context } from './context.ts';
 import { StreamFlusher } from './flusher.ts';
 import { migrate } from './migrate.ts';
 import { evictionWarning, persistenceGap } from './persistence.ts';
-import { IntakeLog, recoverIntake, recoverOutbox } from './intake-log.ts';
+import { IntakeLog, restoreAfterOutages } from './intake-log.ts';
 import { masterNodes, nodeAddress, plainRedisAt, readerClient } from './redis-client.ts';
 import { followUp, r, redisError } from './redis-calls.ts';
 import { isRedisUnavailable } from './redis-errors.ts';
@@ -24,9 +24,6 @@ const FLUSH_GROUP = 'flushers';
  * word, even after the cluster was back (outside test QA37-F5); stopped, it is restarted.
  */
 const START_CONNECT_MS = 15_000;
-
-/** Longest intake waits for the restore pass that follows an outage (see `restoring` in context.ts), ms. */
-const RESTORE_GATE_MS = 1000;
 
 /** Connects the client, or rejects once `ms` have passed (the client is then disconnected). */
 async function connectWithin(ctx: Context, ms: number): Promise<void> {
@@ -175,64 +172,7 @@ export async function init(ctx: Context): Promise<void> {
       { intakeLog: mode },
       'intake log on: each webhook is also written to PostgreSQL before it is answered, and what Redis loses is restored from there',
     );
-    // Redis back after an outage (a restart that may have lost what it held): restore at once,
-    // rather than at the reaper's next pass, so that what the user sent before the restart goes
-    // back into the mailbox before what they send after it is processed.
-    // Every logged message counts then but those being stored this very moment (a fifth of a
-    // second: the log is written just before Redis); passes a quarter of a second and a second
-    // later take those that were that young (stored just before Redis went).
-    let pass: Promise<void> | null = null;
-    const restore = (): Promise<void> => {
-      if (ctx.closed) return Promise.resolve();
-      pass ??= recoverIntake(ctx, 200)
-        // And the replies owed by sessions Redis lost: nothing else reloads those sessions.
-        .then(() => recoverOutbox(ctx, 200))
-        .then(
-          () => undefined,
-          (err: unknown) =>
-            ctx.log.warn({ err: String(err) }, 'intake log restore failed; the reaper retries'),
-        )
-        .finally(() => (pass = null));
-      return pass;
-    };
-    const soon = (): void => {
-      // What this process takes in meanwhile waits for the first pass (up to a second): stored
-      // first, a user's next message could be processed ahead of those restored, which were then
-      // late (a CI run of test/distributed/volatile-redis-crash, as QA56-F2 on a cluster).
-      const gate: Promise<void> = Promise.race([
-        restore(),
-        new Promise<void>((resolve) => setTimeout(resolve, RESTORE_GATE_MS).unref()),
-      ]).finally(() => {
-        if (ctx.restoring === gate) ctx.restoring = null;
-      });
-      ctx.restoring = gate;
-      setTimeout(() => void restore(), 250).unref();
-      setTimeout(() => void restore(), 1000).unref();
-    };
-    ctx.redis.on('ready', soon);
-    // On a cluster, one master restarting or failing over is no 'ready' of the client: a node's
-    // connection ready again (a master restarted, perhaps empty), or another set of masters
-    // after a slots refresh (a replica promoted, which may lack the old master's last writes)
-    // restores at once too. Waiting for the reaper, the messages came back up to 30 s later,
-    // after the user's next ones, and were recorded late (outside test QA56-F2).
-    if (!(ctx.redis instanceof Redis)) {
-      const cluster = ctx.redis;
-      const mastersOf = (): string => masterNodes(cluster).map(nodeAddress).sort().join(',');
-      let masters = mastersOf();
-      cluster.on('refresh', () => {
-        const now = mastersOf();
-        if (now === masters) return;
-        masters = now;
-        if (ctx.initialized) soon();
-      });
-      const watchNode = (node: Redis): void => {
-        node.on('ready', () => {
-          if (ctx.initialized) soon();
-        });
-      };
-      for (const node of cluster.nodes('all')) watchNode(node);
-      cluster.on('+node', watchNode);
-    }
+    restoreAfterOutages(ctx);
   }
   if (ctx.opts.flusher !== false) {
     const conn = await readerClient(ctx.redis, 10_000);
