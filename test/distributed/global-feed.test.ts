@@ -1,7 +1,7 @@
 /**
  * The distributed backend's writes to global keys (the global feed): stats posts queued by
- * commits ride with the next command the process sends (no round trip of their own), and the
- * callers of that command see only their own replies; the ready-queue entries of the sessions
+ * commits are gathered for a few milliseconds, then ride with the next command the process sends
+ * (no round trip of their own), and the callers of that command see only their own replies; the ready-queue entries of the sessions
  * an intake made due are written once per event-loop turn, the earliest due time winning.
  */
 import { Redis } from 'ioredis';
@@ -174,14 +174,21 @@ describe('the global feed, when the command carrying its writes fails', () => {
     expect(sent).toHaveLength(1);
     // A newer figure for the session meanwhile wins over the one given back.
     feed.post({ member: 's1', version: 4, count: 2, oldest: 1_000 });
-    await vi.waitFor(() => expect(sent).toHaveLength(2), { timeout: 3_000 });
-    const again = sent[1]!;
-    expect(again).toContainEqual({ command: 'ZADD', args: [keys.ready, 1_030, 's1'] });
-    const post = again.find((op) => 'script' in op && op.script === 'stats-pending');
+    const posted = (): PipelineOp | undefined =>
+      sent
+        .slice(1)
+        .flat()
+        .find((op) => 'script' in op && op.script === 'stats-pending');
+    await vi.waitFor(() => expect(posted()).toBeDefined(), { timeout: 3_000 });
+    // The schedule given back goes at once, the figures once gathered (in the same send or after).
+    expect(sent.slice(1).flat()).toContainEqual({ command: 'ZADD', args: [keys.ready, 1_030, 's1'] });
+    const post = posted();
     expect(post && 'args' in post ? post.args.slice(2) : []).toEqual(['s1', 4, 2, 1_000]);
     // Sent: nothing more.
+    const sends = sent.length;
+    expect(sends).toBeLessThanOrEqual(3);
     await new Promise((r) => setTimeout(r, 1_200));
-    expect(sent).toHaveLength(2);
+    expect(sent).toHaveLength(sends);
   });
 
   it('sends a wake-up owed for sessions already queued again, so no scheduler sleeps past them', async () => {
@@ -194,5 +201,76 @@ describe('the global feed, when the command carrying its writes fails', () => {
       [{ command: 'PUBLISH', args: [keys.wake, '1'] }],
     ]);
     expect(feed.idle).toBe(true);
+  });
+});
+
+describe('the global feed, gathering', () => {
+  /** A feed over a fake send that records every call. */
+  function recording(): { feed: GlobalFeed; sent: PipelineOp[][]; keys: Keys } {
+    const sent: PipelineOp[][] = [];
+    const keys = new Keys('gf-gather');
+    const feed = new GlobalFeed(
+      keys,
+      async (ops) => {
+        sent.push([...ops]);
+        return true;
+      },
+      () => 1_000,
+      (schedules) => [{ command: 'ZADD', args: [keys.ready, ...schedules.flatMap(([m, d]) => [d, m])] }],
+      () => ({ command: 'PUBLISH', args: [keys.wake, '1'] }),
+    );
+    return { feed, sent, keys };
+  }
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+  const scripts = (sent: PipelineOp[][]): number =>
+    sent.flat().filter((op) => 'script' in op && op.script === 'stats-pending').length;
+
+  it('posts the figures of several event-loop turns in one script call', async () => {
+    const { feed, sent, keys } = recording();
+    for (let i = 0; i < 4; i += 1) {
+      feed.post({ member: `s${i}`, version: 1, count: 1, oldest: 1_000 });
+      feed.leaseHeld(`t${i}`, '5000');
+      await turn();
+    }
+    // Nothing yet: none of it is owed at once (turns take microseconds, the gathering milliseconds).
+    expect(sent).toEqual([]);
+    await vi.waitFor(() => expect(sent).toHaveLength(1), { timeout: 1_000 });
+    const [post, held] = sent[0]!;
+    expect(post && 'args' in post ? post.args.slice(2) : []).toEqual(
+      ['s0', 's1', 's2', 's3'].flatMap((s) => [s, 1, 1, 1_000]),
+    );
+    expect(held).toEqual({
+      command: 'ZADD',
+      args: [keys.leases, ...['t0', 't1', 't2', 't3'].flatMap((token) => ['5000', token])],
+    });
+    expect(scripts(sent)).toBe(1);
+    expect(feed.idle).toBe(true);
+  });
+
+  it('sends a session made due at the end of its turn, without waiting for figures gathering', async () => {
+    const { feed, sent, keys } = recording();
+    feed.post({ member: 's1', version: 1, count: 1, oldest: 1_000 });
+    feed.hint('s2', 1_010);
+    await turn();
+    await turn();
+    expect(sent).toEqual([[{ command: 'ZADD', args: [keys.ready, 1_010, 's2'] }]]);
+    // The figures follow once gathered, and a reader waiting for them has them at once.
+    feed.post({ member: 's3', version: 1, count: 1, oldest: 1_000 });
+    await feed.settled();
+    expect(scripts(sent)).toBe(1);
+    expect(sent).toHaveLength(2);
+  });
+
+  it('a command going after the gathering takes the figures along; one going before leaves them', () => {
+    const { feed } = recording();
+    feed.post({ member: 's1', version: 1, count: 1, oldest: 1_000 });
+    expect(feed.idle).toBe(true);
+    expect(feed.takeWrites().ops).toEqual([]);
+    const until = performance.now() + 6;
+    while (performance.now() < until); // a busy turn longer than the gathering
+    expect(feed.idle).toBe(false);
+    const taken = feed.takeWrites();
+    expect(taken.figures).toEqual([{ member: 's1', version: 1, count: 1, oldest: 1_000 }]);
+    expect(taken.ops).toHaveLength(1);
   });
 });

@@ -1,14 +1,18 @@
 /**
- * This process's writes to global keys, gathered per event-loop turn: sessions' mailbox figures
- * (version, pending count, oldest storedAt) posted to the global pending stats
- * (scripts/stats-pending-4.lua), its leases in the set of leases held (so `stats` never visits
- * sessions), and the ready-queue entries of sessions its intake made due. Queued writes ride
- * with the next command the process sends ({@link GlobalFeed.take}); failing that, those of one
- * turn share one script call, one `ZADD` of new leases, one `ZADD XX` of renewed ones, one
+ * This process's writes to global keys: sessions' mailbox figures (version, pending count,
+ * oldest storedAt) posted to the global pending stats (scripts/stats-pending-4.lua), its leases
+ * in the set of leases held (so `stats` never visits sessions), and the ready-queue entries of
+ * sessions its intake made due. The ready-queue entries (and the schedulers' wake-up) are owed at
+ * once: they ride with the next command the process sends ({@link GlobalFeed.take}), or go at
+ * the end of the event-loop turn. The figures and the leases held only feed the counts `stats`
+ * reads, so they are gathered for a few milliseconds ({@link GATHER_MS}) first: a busy worker
+ * posts the figures of many turns in one script call rather than nearly one per message. Those
+ * gathered share one script call, one `ZADD` of new leases, one `ZADD XX` of renewed ones, one
  * `ZREM` of ended ones, and one `ZADD` to the ready queue with its wake-up (on a single node the
  * intake script adds its sessions to the queue itself, so only the wake-up is owed), sent in the
  * background: no caller waits for them. Losing them delays work but loses nothing (the reaper
- * and the stats repair posts mend them).
+ * and the stats repair posts mend them); a reader of the counts waits for them
+ * ({@link GlobalFeed.settled}).
  *
  * Posts may arrive in any order; the version in each decides. A lease's entry is added after
  * its grant, rescored after each renewal and removed with its release or an agent's clear (one
@@ -62,6 +66,18 @@ export interface TakenWrites {
 /** How soon writes given back are tried again. */
 const RETRY_MS = 1000;
 
+/**
+ * How long figures and lease entries wait for others to share their command, ms: a steady
+ * distributed run posted figures 0.77 times per message, one script call per event-loop turn.
+ */
+export const GATHER_MS = 5;
+
+/**
+ * How long they wait at most before going by themselves, ms: longer than {@link GATHER_MS}, so
+ * that on a busy process a command takes them along first (no flush of their own).
+ */
+const GATHER_MAX_MS = 3 * GATHER_MS;
+
 export class GlobalFeed {
   private queued = new Map<string, MailboxFigures>();
   /** Lease token -> its entry's score, to add to the leases held. */
@@ -79,6 +95,9 @@ export class GlobalFeed {
   private sending: Promise<void> | null = null;
   private scheduled = false;
   private retry: NodeJS.Timeout | null = null;
+  /** When the oldest figures or lease entry still queued was queued (`performance.now()`), or null. */
+  private gatheringSince: number | null = null;
+  private gatherTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly keys: Keys,
@@ -133,20 +152,20 @@ export class GlobalFeed {
     this.remember(figures);
     const cur = this.queued.get(figures.member);
     if (cur === undefined || cur.version <= figures.version) this.queued.set(figures.member, figures);
-    this.schedule();
+    this.gather();
   }
 
   /** A lease granted to this process: its entry among the leases held (scored by its watchdog). */
   leaseHeld(token: string, score: string): void {
     this.heldAdds.set(token, score);
-    this.schedule();
+    this.gather();
   }
 
   /** A renewed lease's new score (its entry's, whether that is still queued or sent). */
   leaseRescored(token: string, score: string): void {
     if (this.heldAdds.has(token)) this.heldAdds.set(token, score);
     else this.heldRescores.set(token, score);
-    this.schedule();
+    this.gather();
   }
 
   /** A lease ended (released, lost, or cleared by an agent): its entry goes. */
@@ -154,7 +173,7 @@ export class GlobalFeed {
     this.heldRescores.delete(token);
     if (this.heldAdds.delete(token)) return; // never sent
     this.heldRemoves.add(token);
-    this.schedule();
+    this.gather();
   }
 
   /** A session this process's intake made due at `due`: its ready-queue entry (the earliest wins). */
@@ -173,9 +192,34 @@ export class GlobalFeed {
     this.schedule();
   }
 
-  /** Takes the queued writes as ops, for the caller to send with its own command; [] if none. */
-  take(): PipelineOp[] {
+  /**
+   * Takes the queued writes as ops, for the caller to send with its own command; [] if none. The
+   * figures and lease entries come only once gathered long enough, or with `all`.
+   */
+  take(all = false): PipelineOp[] {
     const ops: PipelineOp[] = [];
+    if (all || this.gathered()) this.takeGathered(ops);
+    if (this.readyHints.size > 0) {
+      ops.push(...this.readyOps([...this.readyHints])); // brings its own wake-up
+      this.readyHints = new Map();
+    } else if (this.wakeOwed) {
+      ops.push(this.wakeOp());
+    }
+    this.wakeOwed = false;
+    return ops;
+  }
+
+  /** Whether the figures and lease entries queued have waited long enough to go. */
+  private gathered(): boolean {
+    return this.gatheringSince !== null && performance.now() - this.gatheringSince >= GATHER_MS;
+  }
+
+  private takeGathered(ops: PipelineOp[]): void {
+    this.gatheringSince = null;
+    if (this.gatherTimer !== null) {
+      clearTimeout(this.gatherTimer);
+      this.gatherTimer = null;
+    }
     const post = this.op(this.queued.values());
     this.queued = new Map();
     if (post !== null) ops.push(post);
@@ -193,22 +237,14 @@ export class GlobalFeed {
       ops.push({ command: 'ZREM', args: [this.keys.leases, ...this.heldRemoves] });
       this.heldRemoves = new Set();
     }
-    if (this.readyHints.size > 0) {
-      ops.push(...this.readyOps([...this.readyHints])); // brings its own wake-up
-      this.readyHints = new Map();
-    } else if (this.wakeOwed) {
-      ops.push(this.wakeOp());
-    }
-    this.wakeOwed = false;
-    return ops;
   }
 
   /** Like `take`, with what to give back should the command carrying the ops fail. */
-  takeWrites(): TakenWrites {
+  takeWrites(all = false): TakenWrites {
     const hints = [...this.readyHints];
     const wake = this.wakeOwed || hints.length > 0;
-    const figures = [...this.queued.values()];
-    return { ops: this.take(), hints, wake, figures };
+    const figures = all || this.gathered() ? [...this.queued.values()] : [];
+    return { ops: this.take(all), hints, wake, figures };
   }
 
   /**
@@ -230,14 +266,14 @@ export class GlobalFeed {
     if ((!t.wake && t.figures.length === 0) || this.retry !== null) return;
     this.retry = setTimeout(() => {
       this.retry = null;
-      this.schedule();
+      void this.flush(true);
     }, RETRY_MS);
     this.retry.unref();
   }
 
-  /** Nothing queued. */
+  /** Nothing queued that a command going now would take. */
   get idle(): boolean {
-    return this.empty;
+    return this.readyHints.size === 0 && !this.wakeOwed && !this.gathered();
   }
 
   private get empty(): boolean {
@@ -257,6 +293,17 @@ export class GlobalFeed {
     setImmediate(() => void this.flush());
   }
 
+  /** Figures or a lease entry queued: they go with a command once gathered, or by themselves. */
+  private gather(): void {
+    if (this.gatheringSince !== null) return;
+    this.gatheringSince = performance.now();
+    this.gatherTimer = setTimeout(() => {
+      this.gatherTimer = null;
+      void this.flush(true);
+    }, GATHER_MAX_MS);
+    this.gatherTimer.unref();
+  }
+
   private remember(f: MailboxFigures): void {
     if ((this.posted.get(f.member) ?? -1) >= f.version) return;
     this.posted.delete(f.member);
@@ -269,14 +316,15 @@ export class GlobalFeed {
    * queued meanwhile are not waited for, so a busy process cannot keep a reader waiting.
    */
   async settled(): Promise<void> {
-    if (!this.empty) await this.flush();
+    if (!this.empty) await this.flush(true);
     else if (this.sending !== null) await this.sending;
   }
 
-  private async flush(): Promise<void> {
-    this.scheduled = false;
+  /** Sends what is owed now (`all`: the figures and lease entries still gathering too). */
+  private async flush(all = false): Promise<void> {
+    if (!all) this.scheduled = false;
     while (this.sending !== null) await this.sending;
-    const taken = this.takeWrites();
+    const taken = this.takeWrites(all);
     if (taken.ops.length === 0) return;
     const sending = this.send(taken.ops)
       .then((sent) => {
