@@ -301,7 +301,6 @@ export function guardServer(app: FastifyInstance, limits: HttpLimits, perAddress
   app.setNotFoundHandler((req, reply) =>
     sendError(reply, 'BATON_ERR_NOT_FOUND', `No route ${req.method} ${req.url.split('?', 1)[0]}`),
   );
-  app.server.maxConnections = limits.maxConnections;
   guardConnections(app.server, {
     maxConnections: limits.maxConnections,
     perAddress,
