@@ -658,16 +658,18 @@ export class Engine {
         const cpuFrom = process.cpuUsage();
         const result = transition(flow, base, resolved, this.env(lease));
         this.noteOverrun(run, batch, this.now() - ranFrom, cpuFrom, flow.id);
-        if (
-          base?.step != null &&
-          !base.needsAgent &&
-          result.snapshot.needsAgent &&
-          !flow.steps.has(base.step)
-        )
-          this.o.logger.warn(
-            { session: logSessionId(lease), flow: flow.id, step: base.step, version: flow.version },
-            `a session at step "${base.step}", which flow ${flow.id} no longer has, was handed to an agent: give the flow "moved" to say where such sessions go on`,
-          );
+        if (base?.step != null && !base.needsAgent && result.snapshot.needsAgent) {
+          if (base.flow !== flow.id)
+            this.o.logger.warn(
+              { session: logSessionId(lease), flow: base.flow, step: base.step },
+              `a session of flow ${base.flow}, which this process does not serve, was handed to an agent: add the flow to BATON_FLOWS (every worker's)`,
+            );
+          else if (!flow.steps.has(base.step))
+            this.o.logger.warn(
+              { session: logSessionId(lease), flow: flow.id, step: base.step, version: flow.version },
+              `a session at step "${base.step}", which flow ${flow.id} no longer has, was handed to an agent: give the flow "moved" to say where such sessions go on`,
+            );
+        }
         computed = {
           result,
           ...this.toOutbound(

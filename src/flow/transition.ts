@@ -326,7 +326,7 @@ class BatchRun {
   run(ordered: ResolvedMessage[]): TransitionResult {
     let flow = this.flow!;
     this.upgrade();
-    if (flow.data && this.s.step !== null) {
+    if (flow.data && this.s.step !== null && this.s.flow === flow.id) {
       const stored = flow.data.safeParse(this.s.data);
       // Stored data that no longer fits the flow's schema is never misread: the session restarts.
       if (!stored.success) this.startAfresh('reset', []);
@@ -945,6 +945,17 @@ class BatchRun {
     const flow = this.flow!;
     const old = this.s.step;
     if (old === null) return;
+    if (this.s.flow !== flow.id) {
+      // Its own flow is not served here (taken out of BATON_FLOWS, or a worker started without
+      // it): run by another flow, its data and step were read as that flow's, and its answers
+      // applied to the wrong questions without a word (outside test QA58-F1). Held for an agent,
+      // still under its own flow's name, until its flow is served again or an agent acts.
+      if (this.s.needsAgent) return;
+      const own = { flow: this.s.flow, flowVersion: this.s.flowVersion };
+      this.escalate([], `flow ${own.flow} of this session is not served (BATON_FLOWS); ${flow.id} is`);
+      this.s = { ...this.s, ...own };
+      return;
+    }
     const from = this.s.flowVersion;
     if (flow.migrate !== undefined && from < flow.version) {
       const data = this.guard(null, `migrate from version ${from}`, () => flow.migrate!(this.s.data, from));

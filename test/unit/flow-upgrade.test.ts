@@ -145,6 +145,53 @@ describe('a session stored by an earlier version of its flow', () => {
     await backend.close();
   });
 
+  it('holds a session of a flow not served for an agent, its data never read by the flow that is (outside test QA58-F1)', async () => {
+    // A `billing` session at `ask_name`; the process serves `signup` only. Before, signup took
+    // the answer as its own (data, step and flow switched without a word).
+    const billing = { ...storedV1('ask_name', { holder: 'Ana' }), flow: 'billing', flowVersion: 1 };
+    const r = transition(v2, billing, [txt('Mallory', 101)], env);
+    expect(r.snapshot).toMatchObject({
+      flow: 'billing',
+      flowVersion: 1,
+      step: 'ask_name',
+      needsAgent: true,
+      version: 5,
+      data: { holder: 'Ana' },
+      handoffReason: 'flow billing of this session is not served (BATON_FLOWS); signup is',
+    });
+    expect(r.records.map((x) => x.kind)).toEqual(['escalated', 'held']);
+    // Later messages are held too; it stays billing's.
+    const later = transition(v2, r.snapshot, [txt('hello?', 102)], env);
+    expect(later.snapshot).toMatchObject({ flow: 'billing', step: 'ask_name', version: 5 });
+    expect(later.records.map((x) => x.kind)).toEqual(['held']);
+
+    // The engine's warning names the flow to serve, not a step to move.
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3650 * 86400 });
+    await backend.init();
+    const lines: Array<{ level: number; msg: string; flow?: string }> = [];
+    const logger = pino(
+      { level: 'warn' },
+      { write: (l: string) => lines.push(JSON.parse(l) as (typeof lines)[0]) },
+    );
+    const lease = (await backend.acquireLease(key, 'old-baton', 5000))!;
+    await backend.commit(lease, {
+      expectedVersion: 0,
+      snapshot: { ...billing, version: 1 },
+      records: [],
+      outbound: [],
+      consumed: [],
+      deadLetters: [],
+    });
+    await backend.releaseLease(lease);
+    await backend.ingest({ messages: [txt('Mallory', 101)], statuses: [] });
+    await testEngine(backend, { flows: [v2], logger }).runSession(key);
+    expect((await backend.load(key))!).toMatchObject({ flow: 'billing', needsAgent: true });
+    expect(lines.filter((l) => l.level === 40 && l.flow === 'billing').map((l) => l.msg)).toEqual([
+      "a session of flow billing, which this process does not serve, was handed to an agent: add the flow to BATON_FLOWS (every worker's)",
+    ]);
+    await backend.close();
+  });
+
   it('refuses a moved rule that names a current step or an unknown one, when the flow loads', () => {
     const base = {
       id: 'x',
