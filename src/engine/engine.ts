@@ -26,6 +26,7 @@ import {
   type TransitionResult,
 } from '../flow/transition.ts';
 import type { Metrics } from '../metrics.ts';
+import type { SendOptions } from '../providers/types.ts';
 import type { IntakeGate } from './intake-gate.ts';
 import { LeaseLostError, LeaseManager } from './lease-manager.ts';
 import { linkedSignal } from './linked-signal.ts';
@@ -53,11 +54,11 @@ import { DEFAULT_EFFECT_TIMEOUT_MS, runEffect, waitUnlessWanted } from './effect
 
 /** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
 export interface OutboundSender {
-  /** `signal` abandons the send (a stopping worker): it then fails as retryable, outcome unknown. */
-  send(
-    msg: OutboundRecord,
-    options?: { readonly signal?: AbortSignal },
-  ): Promise<{ providerMessageId: string }>;
+  /**
+   * `signal` abandons the send (a stopping worker): it then fails as retryable, outcome unknown.
+   * `mayStart` is asked right before the request is written (see `SendOptions.mayStart`).
+   */
+  send(msg: OutboundRecord, options?: SendOptions): Promise<{ providerMessageId: string }>;
 }
 
 export interface EngineOptions {
@@ -1294,10 +1295,17 @@ export class Engine {
               'held back: the state change that made it is not in PostgreSQL yet (PostgreSQL is away, and Redis keeps nothing across a restart)',
               { retryable: true, httpStatus: 0 },
             );
-          ({ providerMessageId } = await this.sendOne(rec));
+          // Asked again when the request is about to be written: finding or opening a connection
+          // may take seconds, and a lease lapsed meanwhile (outside test QA57-F1).
+          ({ providerMessageId } = await this.sendOne(rec, () => run.held.fresh()));
         } catch (err) {
           const e =
             err instanceof SendError ? err : new SendError(String(err), { retryable: true, httpStatus: 0 });
+          // Not sent, and the lease is gone: the claim goes back with the others, for the next holder.
+          if (!e.unknownOutcome && !run.held.fresh()) {
+            await this.leave(run);
+            break sending;
+          }
           // No answer: it may have reached the user, so its claim is used. Its second such (a
           // claim count of 2) is the last: a third claim would be refused.
           if (e.unknownOutcome) run.claims.delete(rec.id);
@@ -1630,7 +1638,11 @@ export class Engine {
     await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });
   }
 
-  private sendOne(rec: OutboundRecord): Promise<{ providerMessageId: string }> {
+  /**
+   * Sends `rec` through its provider's sender. `mayStart` is asked at the last moment before the
+   * request is written (see `SendOptions.mayStart`).
+   */
+  private sendOne(rec: OutboundRecord, mayStart?: () => boolean): Promise<{ providerMessageId: string }> {
     const provider = rec.provider ?? 'cloud-api';
     const sender = this.o.senders[provider];
     if (!sender) {
@@ -1639,7 +1651,9 @@ export class Engine {
       );
     }
     const stopping = linkedSignal([this.sendStop.signal]);
-    return sender.send(rec, { signal: stopping.signal }).finally(() => stopping.dispose());
+    return sender
+      .send(rec, { signal: stopping.signal, ...(mayStart !== undefined ? { mayStart } : {}) })
+      .finally(() => stopping.dispose());
   }
 
   /** An agent takes the session from the inbox (`engine/agent.ts`). */

@@ -9,7 +9,8 @@
  * `fetch` replaces the pool.
  * @module
  */
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
+import type { SendOptions } from './types.ts';
 import { SendError } from '../errors.ts';
 
 /** The `fetch` signature senders use; injectable for tests. */
@@ -18,6 +19,33 @@ export type FetchFn = typeof fetch;
 /** How long an idle pooled connection is kept open, ms (gateways close theirs after a few seconds). */
 const KEEP_ALIVE_MS = 4_000;
 
+/** A request's last check before it is written (see `SendOptions.mayStart`), by its options. */
+const startChecks = new WeakMap<object, () => boolean>();
+
+/** Refused by `mayStart`: nothing was written. */
+class NotStarted extends Error {}
+
+/**
+ * A keep-alive pool that asks a request's `mayStart` when the request is about to be written to
+ * its connection (undici's `onConnect`, right before the write), not when it is queued: opening
+ * a connection can take seconds (a gateway's accept queue full: SYNs retried after 1, 2, 4 s),
+ * and a worker whose lease lapsed meanwhile sent a reply after the replies a newer holder had
+ * sent (outside test QA57-F1: a name prompt 3 s after the confirmation).
+ */
+class CheckedPool extends Pool {
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const mayStart = startChecks.get(options);
+    const onConnect = handler.onConnect?.bind(handler);
+    if (mayStart !== undefined && onConnect !== undefined) {
+      handler.onConnect = (abort) => {
+        if (mayStart()) onConnect(abort);
+        else abort(new NotStarted('not started: its check (the lease) refused it at the last moment'));
+      };
+    }
+    return super.dispatch(options, handler);
+  }
+}
+
 /** The keep-alive pools of this process, one per origin, shared by every sender. */
 const pools = new Map<string, Pool>();
 
@@ -25,7 +53,7 @@ const pools = new Map<string, Pool>();
 function poolFor(origin: string): Pool {
   let pool = pools.get(origin);
   if (pool === undefined) {
-    pool = new Pool(origin, { keepAliveTimeout: KEEP_ALIVE_MS, keepAliveMaxTimeout: 60_000 });
+    pool = new CheckedPool(origin, { keepAliveTimeout: KEEP_ALIVE_MS, keepAliveMaxTimeout: 60_000 });
     pools.set(origin, pool);
   }
   return pool;
@@ -54,6 +82,8 @@ export interface PostJsonOptions {
   readonly body: unknown;
   readonly timeoutMs: number;
   readonly signal?: AbortSignal | undefined;
+  /** See `SendOptions.mayStart`. */
+  readonly mayStart?: (() => boolean) | undefined;
   /** Sends with this `fetch` instead of the keep-alive pool of the URL's origin. */
   readonly fetch?: FetchFn | undefined;
   /** Names the request in error details, e.g. `POST /123/messages`; never holds secrets. */
@@ -73,18 +103,15 @@ export async function postJson(url: string, options: PostJsonOptions): Promise<J
   const body = JSON.stringify(options.body);
   try {
     if (options.fetch !== undefined) {
+      if (options.mayStart?.() === false) throw new NotStarted('not started: its check refused it');
       const res = await options.fetch(url, { method: 'POST', headers, body, signal });
       const text = await res.text();
       return { status: res.status, headers: res.headers, json: parseJsonOrUndefined(text) };
     }
     const { origin, pathname, search } = new URL(url);
-    const res = await poolFor(origin).request({
-      method: 'POST',
-      path: `${pathname}${search}`,
-      headers,
-      body,
-      signal,
-    });
+    const request = { method: 'POST' as const, path: `${pathname}${search}`, headers, body, signal };
+    if (options.mayStart !== undefined) startChecks.set(request, options.mayStart);
+    const res = await poolFor(origin).request(request);
     const text = await res.body.text();
     const raw = res.headers;
     const get = (name: string): string | null => {
@@ -93,20 +120,25 @@ export async function postJson(url: string, options: PostJsonOptions): Promise<J
     };
     return { status: res.statusCode, headers: { get }, json: parseJsonOrUndefined(text) };
   } catch (err) {
-    const why = timeout.aborted
-      ? `timed out after ${options.timeoutMs} ms`
-      : options.signal?.aborted === true
-        ? 'aborted'
-        : describeNetworkError(err);
+    const notStarted = err instanceof NotStarted;
+    const why = notStarted
+      ? err.message
+      : timeout.aborted
+        ? `timed out after ${options.timeoutMs} ms`
+        : options.signal?.aborted === true
+          ? 'aborted'
+          : describeNetworkError(err);
     // Refused before anything was sent: nothing reached the gateway. Otherwise (a timeout, a
     // connection lost mid-request) it may have been delivered.
-    const neverSent = ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH'].includes(
-      codeOf((err as { cause?: unknown } | null)?.cause) ?? codeOf(err) ?? '',
-    );
+    const neverSent =
+      notStarted ||
+      ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH'].includes(
+        codeOf((err as { cause?: unknown } | null)?.cause) ?? codeOf(err) ?? '',
+      );
     const error = new SendError(`${options.label} failed: ${why}`, {
       retryable: true,
       httpStatus: 0,
-      unknownOutcome: timeout.aborted || !neverSent,
+      unknownOutcome: !notStarted && (timeout.aborted || !neverSent),
     });
     error.cause = err;
     throw error;
@@ -149,7 +181,7 @@ export interface HttpSendOptions {
  * @example
  * ```ts
  * const api = new JsonApi('https://graph.facebook.com/v21.0', token, {});
- * const res = await api.post('/123/messages', 'POST /123/messages', body, signal);
+ * const res = await api.post('/123/messages', 'POST /123/messages', body, { signal });
  * ```
  */
 export class JsonApi {
@@ -169,12 +201,13 @@ export class JsonApi {
   }
 
   /** {@link postJson} of `body` to `{baseUrl}{path}`, with the bearer token when there is one. */
-  post(path: string, label: string, body: unknown, signal: AbortSignal | undefined): Promise<JsonResponse> {
+  post(path: string, label: string, body: unknown, options: SendOptions = {}): Promise<JsonResponse> {
     return postJson(`${this.#baseUrl}${path}`, {
       headers: this.#token === undefined ? {} : { authorization: `Bearer ${this.#token}` },
       body,
       timeoutMs: this.#timeoutMs,
-      signal,
+      signal: options.signal,
+      mayStart: options.mayStart,
       fetch: this.#fetch,
       label,
     });

@@ -45,6 +45,12 @@ export interface ParsedWebhook {
 export interface SendOptions {
   /** Aborts the request (e.g. on shutdown); the send then fails as retryable. */
   readonly signal?: AbortSignal;
+  /**
+   * Asked at the last moment before the request is written to its connection (after a connection
+   * was found or opened, which may take seconds): false leaves it unsent, and the send fails as
+   * retryable with nothing delivered. The engine asks whether its lease still covers the send.
+   */
+  readonly mayStart?: () => boolean;
 }
 
 /** Sends replies through one gateway's API. */

@@ -331,7 +331,7 @@ export class CloudApiSender implements Sender {
   async send(msg: OutboundRecord, options?: SendOptions): Promise<{ providerMessageId: string }> {
     const path = `/${encodeURIComponent(msg.channel)}/messages`;
     const label = `POST ${path}`;
-    const res = await this.#api.post(path, label, buildCloudApiMessage(msg), options?.signal);
+    const res = await this.#api.post(path, label, buildCloudApiMessage(msg), options);
     if (res.status >= 200 && res.status < 300) {
       const id = isObject(res.json) ? str((arr(res.json, 'messages') ?? []).find(isObject), 'id') : undefined;
       if (id !== undefined) return { providerMessageId: id };

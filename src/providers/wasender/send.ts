@@ -211,7 +211,7 @@ export class WasenderSender implements Sender {
   async send(msg: OutboundRecord, options?: SendOptions): Promise<{ providerMessageId: string }> {
     const path = '/api/send-message';
     const label = `POST ${path}`;
-    const res = await this.#api.post(path, label, buildWasenderMessage(msg), options?.signal);
+    const res = await this.#api.post(path, label, buildWasenderMessage(msg), options);
     const json = isObject(res.json) ? res.json : undefined;
     if (res.status >= 200 && res.status < 300 && json?.success !== false) {
       const data = obj(json, 'data');
