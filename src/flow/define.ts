@@ -709,10 +709,13 @@ export function defineFlow<
       ...(eff !== undefined ? { effect: eff } : {}),
       ...(spec.words !== undefined ? { words: spec.words as WordsSpec<FlowData> } : {}),
     };
-    // A `list()` prompt names its own button.
+    // A `list()` prompt names its own button. A computed `say` is known when built (a `list()`
+    // it returns names its button; a text gets "Choose", as computed choices do): refusing it
+    // here refused `say: () => list(...)` with an error asking for what it had (outside test
+    // QA58-F2).
     const said = typeof s.say === 'function' || s.say === undefined ? undefined : [s.say].flat().at(-1);
     const ownList = typeof said === 'object' && said.type === 'list';
-    if (choices.length > 3 && s.listButton === undefined && !ownList)
+    if (choices.length > 3 && s.listButton === undefined && !ownList && typeof s.say !== 'function')
       fail(`${at}: more than 3 choices need a listButton label (or a list() prompt naming its button)`);
     if (typeof s.say !== 'function')
       checkOwnButtons(at, s.say, choices, dynamic !== undefined, def.accepts, fail);

@@ -70,6 +70,8 @@ interface UserState {
   /** Earlier messages with buttons or rows, newest first (at most {@link OLD_MENUS}), for `/pick <id>`. */
   olderMenus?: Array<{ readonly wamid: string; readonly picks: readonly Pickable[] }>;
   lastBotWamid?: string;
+  /** The bot's latest message but its notices answering one message (see `LineContext.lastAskWamid`). */
+  lastAskWamid?: string;
   /** Raw bytes of the last webhook sent for this user, for `/replay`. */
   lastWebhook?: Buffer;
 }
@@ -97,6 +99,15 @@ function command(line: string): { cmd: string; rest: string } | undefined {
   return m ? { cmd: m[1]!.toLowerCase(), rest: m[2]!.trim() } : undefined;
 }
 
+/**
+ * A notice answering one message of the user's (`baton:<flow>:<step>:<version>:<message id>`),
+ * not a message of the conversation's own: an agent's (`…:agent-<n>`) is one.
+ */
+function answersOneMessage(body: Record<string, unknown>): boolean {
+  const data = body.biz_opaque_callback_data;
+  return typeof data === 'string' && /^baton:[^:]+:[^:]+:\d+:(?!agent-\d+$)./.test(data);
+}
+
 /** What a typed line is read against: the user's latest menu and the bot's latest message. */
 export interface LineContext {
   readonly menu?: { readonly wamid: string; readonly picks: readonly Pickable[] } | undefined;
@@ -104,6 +115,12 @@ export interface LineContext {
   readonly olderMenus?:
     ReadonlyArray<{ readonly wamid: string; readonly picks: readonly Pickable[] }> | undefined;
   readonly lastBotWamid?: string | undefined;
+  /**
+   * The bot's latest message that is not a notice answering one message (a stale button's "that
+   * option is from an earlier step", its callback data ending in the message's id): after such a
+   * notice the menu before it is still the one a number taps (outside test QA58-F3).
+   */
+  readonly lastAskWamid?: string | undefined;
 }
 
 /**
@@ -140,8 +157,8 @@ export function parseUserLine(line: string, u: LineContext): UserInput | string 
     const t = line.trim();
     // A bare number picks from the menu only while it is the bot's latest message: at a later
     // text prompt ("How many people?") it is an answer (`/pick` still reaches an older menu).
-    const menuIsLatest =
-      u.menu !== undefined && (u.lastBotWamid === undefined || u.menu.wamid === u.lastBotWamid);
+    const latest = u.lastAskWamid ?? u.lastBotWamid;
+    const menuIsLatest = u.menu !== undefined && (latest === undefined || u.menu.wamid === latest);
     if (/^\d+$/.test(t) && menuIsLatest && u.menu.picks.some((p) => p.n === Number(t))) return pick(t);
     return { type: 'text', text: line };
   }
@@ -250,6 +267,7 @@ export class Simulator {
     if (!u) return;
     const rendered = renderMessage(send.body);
     u.lastBotWamid = send.wamid;
+    if (!answersOneMessage(send.body)) u.lastAskWamid = send.wamid;
     if (rendered.picks.length > 0) {
       if (u.menu) u.olderMenus = [u.menu, ...(u.olderMenus ?? [])].slice(0, OLD_MENUS);
       u.menu = { wamid: send.wamid, picks: rendered.picks };

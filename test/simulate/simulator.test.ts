@@ -188,6 +188,11 @@ describe('Simulator', () => {
     expect(tap).toMatchObject({ kind: 'stale_input' });
     // An id no message offered is still refused, naming what the latest menu has.
     expect(await sim.handleLine('/pick nope')).toMatchObject({ posted: [] });
+    // After the notice, a number still taps the confirm menu, not a text (outside test QA58-F3:
+    // it went as text, a retry of the confirm step).
+    await sim.handleLine('1');
+    await until(() => replies.length === 6);
+    expect(await baton.backend.load(key(sim.currentUser))).toMatchObject({ step: 'completed' });
   });
 
   it('/image and /location are no text: the name prompt again; /react is ignored', async () => {

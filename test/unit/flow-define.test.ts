@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { orderFlow } from '../../src/bots/order.ts';
 import { FlowDefinitionError } from '../../src/errors.ts';
 import { defineFlow, promptOf, promptsOf, toMermaid, type StepSpec } from '../../src/flow/define.ts';
-import { buttons, image } from '../../src/flow/replies.ts';
+import { buttons, image, list } from '../../src/flow/replies.ts';
 
 const step = (to: string[], extra: Partial<StepSpec<string>> = {}): StepSpec<string> => ({
   say: 'x',
@@ -116,6 +116,15 @@ describe('defineFlow validation', () => {
       steps: { s: step([], { accepts: undefined, choices: four, listButton: 'Pick' }) },
     });
     expect(promptOf(listed.steps.get('s')!, {})).toMatchObject({ type: 'list', button: 'Pick' });
+    // A computed `say` returning a list() names its button: not refused at load (outside test QA58-F2).
+    const computed = defineFlow({
+      id: 'f',
+      start: 's',
+      steps: {
+        s: step([], { accepts: undefined, choices: four, say: () => list('Pick one', 'Open', four) }),
+      },
+    });
+    expect(promptOf(computed.steps.get('s')!, {})).toMatchObject({ type: 'list', button: 'Open' });
     expect(() =>
       defineFlow({
         id: 'f',

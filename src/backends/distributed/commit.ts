@@ -203,9 +203,11 @@ async function makeDurable(
     try {
       const fenced = await ctx.committer.flush(member);
       if (fenced.has(entryId)) {
-        ctx.log.error(
+        // Fencing at work (a holder whose lease lapsed, paused or starved), not a fault: a warning,
+        // like the engine's "batch refused; lease lost" (outside test QA57-F4: it paged as an error).
+        ctx.log.warn(
           { session: sessionId(key), fence },
-          'PostgreSQL refused a commit: its row has a newer fence',
+          'PostgreSQL refused a commit: its row has a newer fence (this lease lapsed)',
         );
         throw new FencedError(sessionId(key), fence);
       }
