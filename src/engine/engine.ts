@@ -1303,6 +1303,10 @@ export class Engine {
             err instanceof SendError ? err : new SendError(String(err), { retryable: true, httpStatus: 0 });
           // Not sent, and the lease is gone: the claim goes back with the others, for the next holder.
           if (!e.unknownOutcome && !run.held.fresh()) {
+            logger.info(
+              { session: logSessionId(rec), outbound: rec.seq, err: e.message },
+              'send held back: the lease lapsed before it left; the next holder sends it',
+            );
             await this.leave(run);
             break sending;
           }
