@@ -4,11 +4,13 @@
  * sender that accepts everything unless one is given.
  */
 import pino from 'pino';
+import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import type { Backend } from '../../src/backends/types.ts';
 import { orderFlow } from '../../src/bots/order.ts';
 import { Engine, type EngineOptions, type OutboundSender } from '../../src/engine/engine.ts';
 import type { Flow } from '../../src/flow/define.ts';
 import { Metrics } from '../../src/metrics.ts';
+import type { SessionKey } from '../../src/model/message.ts';
 
 export interface TestEngineOptions extends Partial<Omit<EngineOptions, 'backend' | 'flows' | 'senders'>> {
   /** The flows served; the first is the default (default: the reference bot). */
@@ -35,4 +37,21 @@ export function testEngine(backend: Backend, o: TestEngineOptions = {}): Engine 
     loopLagMs: () => 0,
     ...rest,
   });
+}
+
+/**
+ * An in-memory embedded store (no buffer window) holding one user's "hi" (`w1`, timestamp 1),
+ * for suites about what the engine does with a single turn. `close` goes on the caller's list.
+ */
+export async function storeWithHi(): Promise<{ backend: EmbeddedBackend; key: SessionKey }> {
+  const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+  await backend.init();
+  const key = { channel: 'c', user: '15550001111' };
+  await backend.ingest({
+    messages: [
+      { id: 'w1', provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
+    ],
+    statuses: [],
+  });
+  return { backend, key };
 }

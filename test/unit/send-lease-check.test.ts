@@ -6,9 +6,8 @@
  * `test/providers/send-may-start.test.ts` checks that the HTTP senders ask it at that moment.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { SendError } from '../../src/errors.ts';
-import { testEngine } from '../support/engine.ts';
+import { storeWithHi, testEngine } from '../support/engine.ts';
 
 const stops: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -17,16 +16,8 @@ afterEach(async () => {
 
 describe('a send waiting for its connection when the lease is lost', () => {
   it('is not made; the next holder sends the reply once', async () => {
-    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
-    await backend.init();
+    const { backend, key } = await storeWithHi();
     stops.push(() => backend.close());
-    const key = { channel: 'c', user: '15550001111' };
-    await backend.ingest({
-      messages: [
-        { id: 'w1', provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
-      ],
-      statuses: [],
-    });
     const checks: boolean[] = [];
     const sent: string[] = [];
     const engine = testEngine(backend, {

@@ -6,9 +6,8 @@
  */
 import { createServer, type IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { CloudApiSender } from '../../src/providers/cloud-api/send.ts';
-import { testEngine } from '../support/engine.ts';
+import { storeWithHi, testEngine } from '../support/engine.ts';
 
 const stops: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -27,16 +26,8 @@ describe('a stopping worker with a send in flight', () => {
     const port = (gateway.address() as { port: number }).port;
     const sender = new CloudApiSender({ baseUrl: `http://127.0.0.1:${port}/v21.0`, timeoutMs: 30_000 });
 
-    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
-    await backend.init();
+    const { backend, key } = await storeWithHi();
     stops.push(() => backend.close());
-    const key = { channel: 'c', user: '15550001111' };
-    await backend.ingest({
-      messages: [
-        { id: 'w1', provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
-      ],
-      statuses: [],
-    });
     const engine = testEngine(backend, { send: (m, o) => sender.send(m, o), stopSendGraceMs: 1000 });
     engine.start(1);
     const deadline = Date.now() + 10_000;
