@@ -23,7 +23,7 @@ import { freePort } from './ports.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_SINK_PORT, type LoadFlags, type LoadIO } from '../src/cli/load.ts';
+import { checkLoadFlags, LoadUsageError, type LoadFlags, type LoadIO } from '../src/cli/load.ts';
 
 export type { LoadIO } from '../src/cli/load.ts';
 import { readScript, type ConversationScript } from '../src/simulate/script.ts';
@@ -31,24 +31,6 @@ import { scriptProblems } from './script.ts';
 import { startShopStub, type ShopStub, type ShopStubStats } from '../src/simulate/shop-stub.ts';
 import { startReplySink, type ReplySink } from './sink.ts';
 import { DEFAULT_CHANNEL, LoadError, runLoad, type LoadProgress, type LoadReport } from './index.ts';
-
-class LoadUsageError extends Error {}
-
-function integer(name: string, raw: string | undefined, min: number, max: number): number {
-  const n = Number(raw);
-  if (raw === undefined || !/^\d+$/.test(raw.trim()) || n < min || n > max) {
-    throw new LoadUsageError(`${name} must be a whole number ${min}..${max}, got "${raw ?? ''}"`);
-  }
-  return n;
-}
-
-function rate(name: string, raw: string): number {
-  const n = Number(raw);
-  if (!/^\s*\d*\.?\d+\s*$/.test(raw) || n < 0 || n > 1) {
-    throw new LoadUsageError(`${name} must be a rate 0..1, got "${raw}"`);
-  }
-  return n;
-}
 
 interface Parsed {
   readonly url: string;
@@ -84,31 +66,7 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
     ...given,
     start: given.start === true || (given.flow !== undefined && given.url === undefined),
   };
-  let url: URL;
-  try {
-    url = new URL(f.url ?? 'http://127.0.0.1:3000');
-  } catch {
-    throw new LoadUsageError(`--url must be a URL, got "${f.url ?? ''}"`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new LoadUsageError(`--url must be http(s), got "${f.url ?? ''}"`);
-  }
-  const chaos = f.chaos === true;
-  let duplicates = rate('--duplicates', f.duplicates ?? '0');
-  if (chaos && duplicates === 0) duplicates = 0.3;
-  let retaps = rate('--retaps', f.retaps ?? '0');
-  if (chaos && retaps === 0) retaps = 0.3;
-  // Every value given is checked before what is missing is asked for (outside test QA3-5: a bad
-  // --users was named only once a token was given).
-  const numbers = {
-    users: integer('--users', f.users ?? '50', 1, 100_000),
-    sinkPort: integer('--sink-port', f.sinkPort ?? String(f.start ? 0 : DEFAULT_SINK_PORT), 0, 65_535),
-    port: integer('--port', f.port ?? '0', 0, 65_535),
-    ramp: integer('--ramp', f.ramp ?? '0', 0, 3_600_000),
-    timeout: integer('--timeout', f.timeout ?? '15000', 100, 3_600_000),
-    maxInflight: integer('--max-inflight', f.maxInflight ?? '64', 1, 10_000),
-    seed: f.seed === undefined ? undefined : integer('--seed', f.seed, 0, 2 ** 31 - 1),
-  };
+  const { url, chaos, duplicates, retaps, numbers } = checkLoadFlags(f);
   // Flags that do not go together are named before what is missing (outside test QA13-F3).
   if (f.port !== undefined && (f.url !== undefined || !f.start)) {
     // Without --start it was ignored, and the run went to the default URL (outside test QA11-F7).

@@ -227,6 +227,19 @@ console.log(JSON.stringify({ health: health.statusCode, flows: flows.json() }));
     );
     expect(out).toMatch(/Usage: baton/);
   });
+
+  it('answers a bad `baton load` flag with a usage error (exit 2), though its generator is not installed', () => {
+    const bin = join(app, 'node_modules', pkg.name, 'bin', 'baton.mjs');
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, [bin, 'load', ...args], { cwd: app, env: childEnv(), encoding: 'utf8' });
+    const bad = run(['--users', '-3']);
+    expect(bad.stderr).toContain('--users must be a whole number 1..100000, got "-3"');
+    expect(bad.status).toBe(2);
+    // Flags it can run with reach the generator, which runs from a checkout only.
+    const good = run(['--users', '3', '--admin-token', 't']);
+    expect(good.stderr).toContain('baton load runs from a checkout of Baton');
+    expect(good.status).toBe(1);
+  });
 });
 
 async function until(cond: () => boolean, ms: number, why: () => string): Promise<void> {
