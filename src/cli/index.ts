@@ -140,6 +140,8 @@ function lowerPriority(nice: number, out: (s: string) => void): void {
 }
 
 async function serve(config: Config, opts: BatonOptions, out: (s: string) => void): Promise<number> {
+  // Warnings go to stderr, apart from what the process reports doing (outside test QA58-F7).
+  const warn = (s: string): void => void process.stderr.write(`${s}\n`);
   const baton = await createBaton(config, opts);
   // Last line of defence: a rejection nobody handled is a bug, logged, and never a crash that
   // would take intake down with it.
@@ -177,7 +179,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
     throw listenError(err, config, opts.roles?.ingress !== false);
   }
   if (url && config.whatsapp.appSecret === undefined) {
-    out(
+    warn(
       config.allowUnsigned
         ? "WARNING: WHATSAPP_APP_SECRET is not set and BATON_ALLOW_UNSIGNED=true: POST /webhooks/whatsapp accepts UNSIGNED requests from anywhere, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret."
         : 'WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts unsigned requests from a loopback address only (127.0.0.1, ::1; others get 401). Set it to your Meta app secret before Meta can reach this port.',
@@ -187,13 +189,13 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
     config.whatsapp.accessToken === undefined &&
     config.whatsapp.apiBaseUrl.includes('graph.facebook.com')
   ) {
-    out(
+    warn(
       'WARNING: WHATSAPP_ACCESS_TOKEN is not set: the Graph API will refuse every reply to Cloud API users (each dead-lettered with its error). Set it, or point WHATSAPP_API_BASE_URL at a test double.',
     );
   }
-  for (const w of configWarnings(config, process.env)) out(`WARNING: ${w}`);
+  for (const w of configWarnings(config, process.env)) warn(`WARNING: ${w}`);
   if (config.dedupeTtlSec < DEDUPE_SPEC_SEC) {
-    out(
+    warn(
       `WARNING: BATON_DEDUPE_TTL is ${config.dedupeTtlSec} s, under the 7 days Meta may redeliver a webhook for (SPEC 1.2): a redelivery older than it could not be told from a new message, so in a conversation a message stamped older than it is recorded late and never applied.`,
     );
   }

@@ -58,6 +58,8 @@ export function runBaton(
 export interface BatonProcess {
   readonly child: ChildProcess;
   readonly output: () => string;
+  /** What it wrote to stderr alone. */
+  readonly stderr: () => string;
   /** Sends `signal` and waits for the exit. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -76,10 +78,12 @@ export function spawnBaton(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
+  let err = '';
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
   const proc: BatonProcess = {
     child,
     output: () => out,
+    stderr: () => err,
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
@@ -94,7 +98,10 @@ export function spawnBaton(
         res(proc);
       }
     });
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+      err += d.toString();
+    });
     void exited.then((code) => {
       clearTimeout(timer);
       rej(new Error(`baton ${args.join(' ')} exited ${code}:\n${out}`));
