@@ -321,6 +321,23 @@ export function schemaIssues(error: unknown, root = '(data)'): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * The keys of `T` that are not lower case, each mapped to the rule they break: intersected with
+ * a field's type, a camelCase effect or event name fails to compile, saying why, instead of at
+ * load (outside test QA58-F6). Digits and underscores pass, as the load-time check lets them.
+ */
+export type LowerSnakeKeys<T> = {
+  readonly [
+    K in keyof T as K extends string
+      ? string extends K
+        ? never // a map not typed name by name
+        : K extends Lowercase<K>
+          ? never
+          : K
+      : never
+  ]: 'names are lower_snake_case';
+};
+
 /** Each event's payload type, by event name (inferred from each event's `payload` schema). */
 export type EventPayloads = Readonly<Record<string, unknown>>;
 
@@ -336,12 +353,12 @@ export interface FlowSpec<
   /** The data's shape, declared once; stored data that fails it restarts the session. */
   readonly data?: DataSchema<D>;
   /** Effects steps may use, by name. Declare them before `steps`. */
-  readonly effects?: E;
+  readonly effects?: E & LowerSnakeKeys<E>;
   /**
    * Events the bot's own systems may post to a session, by name (lower_snake_case). Each `on`
    * gets its payload typed by the event's `payload` schema (`unknown` without one).
    */
-  readonly events?: { readonly [K in keyof Ev]: EventSpec<NoInfer<S>, D, Ev[K]> };
+  readonly events?: { readonly [K in keyof Ev]: EventSpec<NoInfer<S>, D, Ev[K]> } & LowerSnakeKeys<Ev>;
   readonly start: NoInfer<S>;
   readonly steps: { readonly [K in S]: StepSpec<S, D, E> };
   /** Texts that restart the flow from any step (compared trimmed, case-insensitive). */

@@ -126,6 +126,26 @@ describe('flow DSL types: data, effects, helpers', () => {
         },
       }),
     ).toThrow(/uses effect "cancel"/);
+    // Effect and event names are lower_snake_case: a camelCase one fails to compile, saying so,
+    // as it fails at load (outside test QA58-F6: it compiled, then was refused at start).
+    expect(() =>
+      defineFlow({
+        id: 'typed_fx_camel',
+        // @ts-expect-error: effect names are lower_snake_case
+        effects: { lookUp: lookup },
+        start: 'ask',
+        steps: { ask: { say: 'x', accepts: 'text', to: [], on: (_i, c) => c.retry() } },
+      }),
+    ).toThrow(/effect "lookUp": name must be lower_snake_case/);
+    expect(() =>
+      defineFlow({
+        id: 'typed_event_camel',
+        start: 'ask',
+        // @ts-expect-error: event names are lower_snake_case
+        events: { orderShipped: { to: [], on: () => undefined } },
+        steps: { ask: { say: 'x', accepts: 'text', to: [], on: (_i, c) => c.retry() } },
+      }),
+    ).toThrow(/orderShipped.*lower_snake_case/);
     defineFlow({
       id: 'typed_fx_input',
       effects: { lookup },
