@@ -200,7 +200,7 @@ describe('the global feed, when the command carrying its writes fails', () => {
       [{ command: 'PUBLISH', args: [keys.wake, '1'] }],
       [{ command: 'PUBLISH', args: [keys.wake, '1'] }],
     ]);
-    expect(feed.idle).toBe(true);
+    expect(feed.owesNow).toBe(false);
   });
 });
 
@@ -244,7 +244,7 @@ describe('the global feed, gathering', () => {
       args: [keys.leases, ...['t0', 't1', 't2', 't3'].flatMap((token) => ['5000', token])],
     });
     expect(scripts(sent)).toBe(1);
-    expect(feed.idle).toBe(true);
+    expect(feed.owesNow).toBe(false);
   });
 
   it('sends a session made due at the end of its turn, without waiting for figures gathering', async () => {
@@ -264,11 +264,11 @@ describe('the global feed, gathering', () => {
   it('a command going after the gathering takes the figures along; one going before leaves them', () => {
     const { feed } = recording();
     feed.post({ member: 's1', version: 1, count: 1, oldest: 1_000 });
-    expect(feed.idle).toBe(true);
+    expect(feed.owesNow).toBe(false);
     expect(feed.takeWrites().ops).toEqual([]);
     const until = performance.now() + 6;
     while (performance.now() < until); // a busy turn longer than the gathering
-    expect(feed.idle).toBe(false);
+    expect(feed.owesNow).toBe(true);
     const taken = feed.takeWrites();
     expect(taken.figures).toEqual([{ member: 's1', version: 1, count: 1, oldest: 1_000 }]);
     expect(taken.ops).toHaveLength(1);

@@ -271,12 +271,13 @@ export class GlobalFeed {
     this.retry.unref();
   }
 
-  /** Nothing queued that a command going now would take. */
-  get idle(): boolean {
-    return this.readyHints.size === 0 && !this.wakeOwed && !this.gathered();
+  /** Something queued that a command going now would take (the figures still gathering aside). */
+  get owesNow(): boolean {
+    return this.readyHints.size > 0 || this.wakeOwed || this.gathered();
   }
 
-  private get empty(): boolean {
+  /** Nothing queued at all, gathering or not. */
+  private get holdsNothing(): boolean {
     return (
       this.queued.size === 0 &&
       this.heldAdds.size === 0 &&
@@ -316,7 +317,7 @@ export class GlobalFeed {
    * queued meanwhile are not waited for, so a busy process cannot keep a reader waiting.
    */
   async settled(): Promise<void> {
-    if (!this.empty) await this.flush(true);
+    if (!this.holdsNothing) await this.flush(true);
     else if (this.sending !== null) await this.sending;
   }
 

@@ -82,7 +82,7 @@ export function pipeline(
  * go alone.
  */
 function piggybacks(ctx: Context): boolean {
-  return ctx.opts.cluster !== true && !ctx.globalFeed.idle;
+  return ctx.opts.cluster !== true && ctx.globalFeed.owesNow;
 }
 
 export function scheduleOps(
