@@ -919,7 +919,7 @@ class BatchRun {
   }
 
   /** Hands the session to a human: `escalated`, the hand-off notice, `needs_agent`. */
-  private escalate(ids: string[], reason: string): void {
+  private escalate(ids: string[], reason: string, patch: Partial<SessionSnapshot> = {}): void {
     // Too many invalid answers: said so to the agent (the notice's words get `max_retries`, as
     // before); an agent saw no reason at all (outside test QA7-F2).
     const invalid = this.s.retryCount + 1;
@@ -927,7 +927,7 @@ class BatchRun {
       reason === 'max_retries' ? `${invalid} invalid answer${invalid === 1 ? '' : 's'} in a row` : reason;
     this.leaveVisit();
     this.s = leftVisit(this.s);
-    this.change('escalated', this.s.step, ids, { needsAgent: true });
+    this.change('escalated', this.s.step, ids, { ...patch, needsAgent: true });
     this.s = { ...this.s, handoffReason: kept };
     this.emit({
       body: { type: 'text', text: this.words(this.flow!.notices.handoff, { reason }) },
@@ -952,8 +952,7 @@ class BatchRun {
       // still under its own flow's name, until its flow is served again or an agent acts.
       if (this.s.needsAgent) return;
       const own = { flow: this.s.flow, flowVersion: this.s.flowVersion };
-      this.escalate([], `flow ${own.flow} of this session is not served (BATON_FLOWS); ${flow.id} is`);
-      this.s = { ...this.s, ...own };
+      this.escalate([], `flow ${own.flow} of this session is not served (BATON_FLOWS); ${flow.id} is`, own);
       return;
     }
     const from = this.s.flowVersion;
@@ -1033,12 +1032,15 @@ class BatchRun {
     }
   }
 
-  /** A state change: version + 1 and one record. */
+  /**
+   * A state change: version + 1 and one record. The session is stamped as the running flow's
+   * unless `patch` names its flow (a session of a flow not served here keeps its own).
+   */
   change(kind: TransitionKind, to: string | null, ids: string[], patch: Partial<SessionSnapshot>): void {
     const from = this.s.step;
     if (to !== from || kind === 'admin_reset' || kind === 'expired') this.s = leftVisit(this.s);
-    this.s = { ...this.s, ...patch, step: to, version: this.s.version + 1 };
-    if (this.flow) this.s = { ...this.s, flow: this.flow.id, flowVersion: this.flow.version };
+    const stamp = this.flow ? { flow: this.flow.id, flowVersion: this.flow.version } : {};
+    this.s = { ...this.s, ...stamp, ...patch, step: to, version: this.s.version + 1 };
     this.s = waiting(this.s, kind, this.env.nowMs);
     this.records.push(this.record(kind, from, to, ids));
   }
