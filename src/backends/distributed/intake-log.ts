@@ -23,7 +23,6 @@
  * `BATON_INTAKE_LOG`: `auto` (on when a Redis master does not persist every write), `on`, `off`.
  * @module
  */
-import { Redis } from 'ioredis';
 import { StorageUnavailableError } from '../../errors.ts';
 import type { InboundMessage } from '../../model/message.ts';
 import { PURGE_BATCH, yieldToLoop } from '../retention.ts';
@@ -41,7 +40,7 @@ import {
 } from './redis-calls.ts';
 import { reservationKey } from './fence-reserver.ts';
 import { consumedKey, intakeOp } from './intake.ts';
-import { masterNodes, nodeAddress } from './redis-client.ts';
+import { onNodeChange } from './redis-client.ts';
 
 /**
  * A logged message not consumed this long after it was stored is checked against Redis: the log
@@ -369,22 +368,7 @@ export function restoreAfterOutages(ctx: Context): void {
   // after a slots refresh (a replica promoted, which may lack the old master's last writes)
   // restores at once too. Waiting for the reaper, the messages came back up to 30 s later,
   // after the user's next ones, and were recorded late (outside test QA56-F2).
-  if (!(ctx.redis instanceof Redis)) {
-    const cluster = ctx.redis;
-    const mastersOf = (): string => masterNodes(cluster).map(nodeAddress).sort().join(',');
-    let masters = mastersOf();
-    cluster.on('refresh', () => {
-      const now = mastersOf();
-      if (now === masters) return;
-      masters = now;
-      if (ctx.initialized) soon();
-    });
-    const watchNode = (node: Redis): void => {
-      node.on('ready', () => {
-        if (ctx.initialized) soon();
-      });
-    };
-    for (const node of cluster.nodes('all')) watchNode(node);
-    cluster.on('+node', watchNode);
-  }
+  onNodeChange(ctx.redis, () => {
+    if (ctx.initialized) soon();
+  });
 }

@@ -75,6 +75,27 @@ function watchSilence(client: RedisClient, watch: SilenceWatch): void {
   else client.on('+node', (node: Redis) => dropWhenSilent(node, watch));
 }
 
+/**
+ * Calls `fn` when a cluster's topology moved in a way that may have lost writes, which the
+ * client's own 'ready' does not tell: a node's connection ready again (a master restarted,
+ * perhaps empty), or another set of masters after a slots refresh (a replica promoted, which may
+ * lack the old master's last writes). Nothing on a single node: its 'ready' says it all.
+ */
+export function onNodeChange(client: RedisClient, fn: () => void): void {
+  if (client instanceof Redis) return;
+  const mastersOf = (): string => masterNodes(client).map(nodeAddress).sort().join(',');
+  let masters = mastersOf();
+  client.on('refresh', () => {
+    const now = mastersOf();
+    if (now === masters) return;
+    masters = now;
+    fn();
+  });
+  const watchNode = (node: Redis): void => void node.on('ready', fn);
+  for (const node of client.nodes('all')) watchNode(node);
+  client.on('+node', watchNode);
+}
+
 /** A lazily connecting, fail-fast client. */
 export function createRedisClient(opts: RedisClientOptions): RedisClient {
   const watch = {
