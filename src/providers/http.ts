@@ -19,8 +19,8 @@ export type FetchFn = typeof fetch;
 /** How long an idle pooled connection is kept open, ms (gateways close theirs after a few seconds). */
 const KEEP_ALIVE_MS = 4_000;
 
-/** A request's last check before it is written (see `SendOptions.mayStart`), by its options. */
-const startChecks = new WeakMap<object, () => boolean>();
+/** A request's options with its last check before it is written (see `SendOptions.mayStart`). */
+type CheckedOptions = Dispatcher.DispatchOptions & { readonly mayStart?: () => boolean };
 
 /** Refused by `mayStart`: nothing was written. */
 class NotStarted extends Error {}
@@ -33,8 +33,8 @@ class NotStarted extends Error {}
  * sent (outside test QA57-F1: a name prompt 3 s after the confirmation).
  */
 class CheckedPool extends Pool {
-  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const mayStart = startChecks.get(options);
+  override dispatch(options: CheckedOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const mayStart = options.mayStart;
     const onConnect = handler.onConnect?.bind(handler);
     if (mayStart !== undefined && onConnect !== undefined) {
       handler.onConnect = (abort) => {
@@ -109,8 +109,15 @@ export async function postJson(url: string, options: PostJsonOptions): Promise<J
       return { status: res.status, headers: res.headers, json: parseJsonOrUndefined(text) };
     }
     const { origin, pathname, search } = new URL(url);
-    const request = { method: 'POST' as const, path: `${pathname}${search}`, headers, body, signal };
-    if (options.mayStart !== undefined) startChecks.set(request, options.mayStart);
+    // The check rides on the options, which undici hands to `dispatch` as they are.
+    const request: Dispatcher.RequestOptions & CheckedOptions = {
+      method: 'POST',
+      path: `${pathname}${search}`,
+      headers,
+      body,
+      signal,
+      ...(options.mayStart !== undefined ? { mayStart: options.mayStart } : {}),
+    };
     const res = await poolFor(origin).request(request);
     const text = await res.body.text();
     const raw = res.headers;
