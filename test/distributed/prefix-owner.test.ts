@@ -7,7 +7,7 @@
  */
 import { expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.ts';
-import { describeServices, dropIsolation, isolation } from '../support/services.ts';
+import { describeServices, dropIsolation, isolation, pgQuery } from '../support/services.ts';
 import { newKey, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 
@@ -33,5 +33,11 @@ describeServices('a Redis key prefix and its PostgreSQL copy', () => {
         `under "${first.prefix}" belong to the PostgreSQL copy \\w+/${first.schema}, not \\w+/${other}`,
       ),
     );
+    // Refused before anything is made: the mistyped schema is not created (outside test
+    // QA60-F2: it was left behind with every table).
+    const made = await pgQuery('public', 'SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [
+      other,
+    ]);
+    expect(made).toEqual([]);
   });
 });

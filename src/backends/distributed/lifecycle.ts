@@ -121,6 +121,10 @@ export async function init(ctx: Context): Promise<void> {
     await r('init', () => ctx.clock!.sync());
     ctx.clock.start();
   }
+  // Before the migration: a start refused for another deployment's prefix (a mistyped
+  // BATON_PG_SCHEMA) leaves the database as it was (outside test QA60-F2: the schema was made,
+  // every table in it). The identity names the schema whether it exists yet or not.
+  await claimPrefix(ctx);
   if (ctx.opts.migrate !== false) {
     ctx.migrationsApplied = await migrate(ctx.opts.databaseUrl, ctx.schema);
     // Said: the first process of a new version upgrades the shared schema for all (QA45-F6).
@@ -130,7 +134,6 @@ export async function init(ctx: Context): Promise<void> {
         'PostgreSQL schema migrated (processes of an older Baton will refuse to start on it)',
       );
   }
-  await claimPrefix(ctx);
   ctx.autovacuumOff = (await ctx.pg.query('autovacuum-off'))[0]?.off === true;
   // Said, not warned: the purge makes up for it (one-shot commands stay quiet).
   if (ctx.autovacuumOff)
