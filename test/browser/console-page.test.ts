@@ -630,6 +630,68 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     ).toHaveLength(1);
   });
 
+  it('QA63-F1: Enter pressed twice while the reply is on its way sends it once', async () => {
+    const u = '15550701035';
+    await takenBy(u, 'Eve');
+    // The admin API answers slowly (it answers once the outbox was flushed), so the second Enter
+    // comes while the first is on its way; whatever the page sends reaches Baton at once.
+    await page.route('**/agent/messages*', async (route) => {
+      const response = await route.fetch();
+      await new Promise((r) => setTimeout(r, 600));
+      await route.fulfill({ response });
+    });
+    try {
+      await page.locator('#reply textarea[name="text"]').fill('Only once please');
+      const reloaded = page.waitForEvent('load', { timeout: 12_000 });
+      await page.keyboard.press('Enter');
+      await page.waitForTimeout(150);
+      await page.keyboard.press('Enter');
+      await reloaded;
+    } finally {
+      await page.unroute('**/agent/messages*');
+    }
+    await h.graph.waitFor(
+      (c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('Only once please'),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    expect(
+      h.graph.requests.filter((c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('Only once')),
+    ).toHaveLength(1);
+    expect((await h.transitions(u)).filter((r) => r.kind === 'agent_message')).toHaveLength(1);
+  });
+
+  it('QA63-F2: Live pauses while a hand-back is filled in and not sent, and the hand-back goes as filled', async () => {
+    const u = '15550701036';
+    await takenBy(u, 'Eve');
+    await page.check('#live-refresh');
+    try {
+      const options = await page
+        .locator('#handback select[name="step"] option')
+        .evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
+      const drawn = await page.locator('#handback select[name="step"]').inputValue();
+      const other = options.find((o) => o !== drawn)!;
+      await page.selectOption('#handback select[name="step"]', other);
+      // The focus leaves the form (the agent reads the conversation): still paused, no reload.
+      await page.evaluate(() => (document.activeElement as HTMLElement).blur());
+      await page.waitForFunction(
+        () =>
+          document.getElementById('live-state')!.textContent ===
+          'Live paused while you fill in a form (not sent yet)',
+      );
+      const reloaded = await page
+        .waitForEvent('load', { timeout: 7_000 })
+        .then(() => true)
+        .catch(() => false);
+      expect(reloaded).toBe(false);
+      expect(await page.locator('#handback select[name="step"]').inputValue()).toBe(other);
+      await page.click('#handback button[type="submit"]');
+      await page.waitForEvent('load', { timeout: 12_000 });
+      expect((await h.session(u))!.current_step).toBe(other);
+    } finally {
+      await page.uncheck('#live-refresh');
+    }
+  });
+
   it('no page threw', () => {
     expect(pageErrors).toEqual([]);
   });

@@ -203,7 +203,27 @@
     var draft = Array.prototype.some.call(document.querySelectorAll('textarea'), function (t) {
       return t.value !== '';
     });
-    return draft ? 'Live paused while you type (a message is not sent yet)' : '';
+    if (draft) return 'Live paused while you type (a message is not sent yet)';
+    // A form the agent filled in and has not sent (a hand-back's step and data): a reload would
+    // put its fields back as the page drew them, and a later press send what they say then
+    // (outside test QA63-F2: a prepared hand-back went to the step drawn, without its data).
+    var filled = Array.prototype.some.call(
+      document.querySelectorAll('form.api input, form.api select'),
+      edited,
+    );
+    return filled ? 'Live paused while you fill in a form (not sent yet)' : '';
+  }
+  /** Whether the agent changed a field from what the page drew. */
+  function edited(el) {
+    if (el.tagName === 'SELECT') {
+      var drawn = Array.prototype.findIndex.call(el.options, function (o) {
+        return o.defaultSelected;
+      });
+      return el.selectedIndex !== (drawn < 0 ? 0 : drawn);
+    }
+    if (el.type === 'hidden' || el.type === 'submit' || el.type === 'button') return false;
+    if (el.type === 'checkbox' || el.type === 'radio') return el.checked !== el.defaultChecked;
+    return el.value !== el.defaultValue;
   }
   function showLive() {
     if (live && liveState) liveState.textContent = live.checked ? pausedFor() : '';
@@ -347,6 +367,10 @@
     var form = event.target;
     if (!(form instanceof HTMLFormElement) || !form.classList.contains('api')) return;
     event.preventDefault();
+    // One request per form at a time: Enter pressed twice (or held) while the first is on its way
+    // sent the agent's text twice, its button's disabling stopping clicks only (outside test
+    // QA63-F1). Kept once done: the page is being left.
+    if (form.hasAttribute('data-in-flight')) return;
     var long = Array.prototype.map
       .call(form.querySelectorAll('textarea[data-max-chars]'), tooLong)
       .filter(Boolean);
@@ -399,6 +423,7 @@
     var headers = { 'x-baton-csrf': csrf };
     if (body) headers['content-type'] = 'application/json';
     if (submit) submit.disabled = true;
+    form.setAttribute('data-in-flight', '');
     showError(form, '');
     // What the agent wrote is on its way, no longer a draft, until the answer says otherwise.
     var boxes = Array.prototype.filter.call(form.querySelectorAll('textarea'), function (box) {
@@ -515,6 +540,7 @@
       })
       .finally(function () {
         if (submit) submit.disabled = false;
+        if (!done) form.removeAttribute('data-in-flight');
         // Not done (refused, signed out, no answer): what the agent wrote is a draft again.
         if (!done)
           boxes.forEach(function (box) {
