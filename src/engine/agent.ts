@@ -274,12 +274,10 @@ export async function agentMessage(
   agent?: string,
   anyway = false,
 ): Promise<AgentSend | null> {
-  const r = await change(host, key, (prev, env) =>
-    agentMessageChange(prev, host.flowFor(prev), text, {
-      ...env,
-      worker: agentWorker(actingAgent(prev, agent, anyway)),
-    }),
-  );
+  const r = await change(host, key, (prev, env) => {
+    const by = actingAgent(prev, agent, anyway);
+    return agentMessageChange(prev, host.flowFor(prev), text, { ...env, worker: agentWorker(by) }, by);
+  });
   if (!r) return null;
   const sent = r.outbound[0]!;
   const now = (await host.backend.outbound(key)).find((o) => o.id === sent.id) ?? sent;

@@ -188,12 +188,22 @@ export function agentMessage(
   flow: Flow,
   text: string,
   env: TransitionEnv,
+  /**
+   * The agent who writes (see `actingAgent`). One writing to a session nobody took takes it, so
+   * a colleague who then writes too is asked first (outside test QA63-F3: two agents answered one
+   * user, neither told of the other).
+   */
+  by: string | null = null,
 ): AgentChange {
   if (!prev.needsAgent) {
     throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the bot is serving this session: take it first');
   }
+  const claimed =
+    by !== null && agentOf(prev) === null
+      ? { ...prev, agent: { name: by, at: env.nowMs, version: prev.version } }
+      : prev;
   const { snapshot, outbound } = outboundFor(
-    agentActive(prev, env),
+    agentActive(claimed, env),
     flow,
     { type: 'text', text },
     false,

@@ -327,6 +327,25 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
   );
 
   it.skipIf(!available)(
+    'an agent who writes to a session nobody took takes it: a colleague writing too is asked first (outside test QA63-F3)',
+    async () => {
+      const user = '15550401032';
+      await escalated(user);
+      const ana = await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'Ana here', agent: 'Ana' });
+      expect(ana.status).toBe(200);
+      expect((await h.session(user))!.metadata).toMatchObject({ needs_agent: true, agent: 'Ana' });
+      expect(
+        (await json<{ sessions: InboxItem[] }>(h.admin('/inbox'))).sessions.find((s) => s.wa_id === user)
+          ?.agent,
+      ).toBe('Ana');
+      const bob = await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'Bob here', agent: 'Bob' });
+      expect(bob.status).toBe(409);
+      expect(await bob.json()).toMatchObject({ code: 'BATON_ERR_TAKEN_BY_OTHER', holder: 'Ana' });
+      expect(sentTo(user).filter((c) => JSON.stringify(c.body).includes('Bob here'))).toEqual([]);
+    },
+  );
+
+  it.skipIf(!available)(
     "an agent's message Meta refuses (the 24-hour window closed) is answered failed, saying why (outside test D12)",
     async () => {
       const user = '15550401019';
