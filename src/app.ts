@@ -340,7 +340,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     unsignedFrom: config.allowUnsigned ? 'anywhere' : 'loopback',
     adminToken,
     flows,
-    resetSession: (key, agent) => engine.adminReset(key, agent),
+    resetSession: (key, agent, anyway) => engine.adminReset(key, agent, anyway),
     flowForMessage: (s, m) => engine.flowForMessage(s, m),
     sessionTtlSec: config.sessionTtlSec,
     agents: {

@@ -47,7 +47,11 @@ export interface AdminDeps {
   readonly flows: ReadonlyMap<string, Flow>;
   /** Resets a session under its lease (records `admin_reset`). */
   /** `agent`: who resets, named in the record (else the record names the admin role). */
-  readonly resetSession: (key: SessionKey, agent?: string) => Promise<SessionSnapshot | null>;
+  readonly resetSession: (
+    key: SessionKey,
+    agent?: string,
+    anyway?: boolean,
+  ) => Promise<SessionSnapshot | null>;
   /** The engine's agent operations (take, write, hand back). */
   readonly agents: AgentDesk;
   /**
@@ -147,7 +151,8 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
       api.post('/sessions/:waId/reset', { schema: { ...one, body: ResetBody } }, async (req, reply) => {
         const s = await findOne(backend, req, reply);
         if (!s) return reply;
-        const next = await deps.resetSession(s, parsed(ResetBody, req.body)?.agent);
+        const body = parsed(ResetBody, req.body);
+        const next = await deps.resetSession(s, body?.agent, body?.confirm === true);
         return next ? toSessionView(next) : fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
       });
 

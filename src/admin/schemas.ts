@@ -219,7 +219,12 @@ export const TakeBody = z.strictObject({
 });
 
 /** An agent's reset: nothing, or who resets (named in its `admin_reset` record). */
-export const ResetBody = z.union([z.undefined(), z.null(), z.strictObject({ agent: agentName.optional() })]);
+/** Who resets (recorded); one who is not the agent who has the session confirms (as for messages). */
+export const ResetBody = z.union([
+  z.undefined(),
+  z.null(),
+  z.strictObject({ agent: agentName.optional(), confirm }),
+]);
 
 export const AgentMessageBody = z.strictObject({
   /** Who writes; defaults to the agent who took the session. */

@@ -286,20 +286,27 @@ export async function agentMessage(
 
 /**
  * An agent's reset (`admin_reset`): a fresh session that sends nothing. `agent`: who resets,
- * named in the record's `worker` (`agent:<name>`), as a take or a handback is.
+ * named in the record's `worker` (`agent:<name>`), as a take or a handback is. One who names
+ * themself while a colleague has the session is refused unless `anyway`, as for a message: a
+ * reset ends the colleague's conversation (outside test QA63-F4: it went through in one click,
+ * and the colleague learnt of it from a refused send).
  */
 export async function adminReset(
   host: AgentHost,
   key: SessionKey,
   agent?: string,
+  anyway = false,
 ): Promise<SessionSnapshot | null> {
   const r = await change(
     host,
     key,
-    (prev, env) => ({
-      ...resetChange(prev, agent === undefined ? env : { ...env, worker: agentWorker(agent) }),
-      outbound: [],
-    }),
+    (prev, env) => {
+      if (agent !== undefined) actingAgent(prev, agent, anyway);
+      return {
+        ...resetChange(prev, agent === undefined ? env : { ...env, worker: agentWorker(agent) }),
+        outbound: [],
+      };
+    },
     { role: 'admin', settle: true, afterCommit: (lease) => cancelUnsent(host.backend, lease) },
   );
   return r?.snapshot ?? null;

@@ -1769,8 +1769,8 @@ export class Engine {
   }
 
   /** An agent's reset: takes the baton (waiting up to the lock TTL), records `admin_reset`, sends nothing. */
-  adminReset(key: SessionKey, agent?: string): Promise<SessionSnapshot | null> {
-    return agentOps.adminReset(this.agentHost(), key, agent);
+  adminReset(key: SessionKey, agent?: string, anyway = false): Promise<SessionSnapshot | null> {
+    return agentOps.adminReset(this.agentHost(), key, agent, anyway);
   }
 }
 

@@ -342,6 +342,14 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       expect(bob.status).toBe(409);
       expect(await bob.json()).toMatchObject({ code: 'BATON_ERR_TAKEN_BY_OTHER', holder: 'Ana' });
       expect(sentTo(user).filter((c) => JSON.stringify(c.body).includes('Bob here'))).toEqual([]);
+      // Nor does Bob reset Ana's conversation unknowingly (outside test QA63-F4); knowingly, he can.
+      const reset = await send(`/sessions/${user}/reset`, 'POST', { agent: 'Bob' });
+      expect(reset.status).toBe(409);
+      expect(await reset.json()).toMatchObject({ code: 'BATON_ERR_TAKEN_BY_OTHER', holder: 'Ana' });
+      expect((await h.session(user))!.metadata).toMatchObject({ needs_agent: true, agent: 'Ana' });
+      const anyway = await send(`/sessions/${user}/reset`, 'POST', { agent: 'Bob', confirm: true });
+      expect(anyway.status).toBe(200);
+      expect(await lastRecord(user)).toMatchObject({ kind: 'admin_reset', worker: 'agent:Bob' });
     },
   );
 

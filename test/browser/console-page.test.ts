@@ -692,6 +692,23 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     }
   });
 
+  it('QA63-F4: a reset without a name while a colleague has the session is said first, done on the second press', async () => {
+    const u = '15550701037';
+    await takenBy(u, 'Eve');
+    await page.fill('#agent-name', '');
+    await openSession(page, u);
+    await page.click('#reset summary');
+    await page.click('#reset button[type="submit"]');
+    await page.waitForFunction(() =>
+      (document.querySelector('#reset .error')?.textContent ?? '').startsWith('Eve has this session.'),
+    );
+    expect((await h.session(u))!.metadata).toMatchObject({ needs_agent: true, agent: 'Eve' });
+    const reloaded = page.waitForEvent('load', { timeout: 12_000 });
+    await page.click('#reset button[type="submit"]');
+    await reloaded;
+    expect((await lastRecord(u)).kind).toBe('admin_reset');
+  });
+
   it('no page threw', () => {
     expect(pageErrors).toEqual([]);
   });
