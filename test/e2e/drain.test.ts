@@ -7,7 +7,7 @@ import { expect, it } from 'vitest';
 import { startHarness } from '../support/harness.ts';
 import { text, webhook } from '../support/payloads.ts';
 
-it('keeps serving, not ready, for BATON_DRAIN_MS before it closes', async () => {
+it('keeps serving, not ready, for BATON_DRAIN_MS before it closes, its workers taking no new session', async () => {
   const h = await startHarness({ BATON_DRAIN_MS: '1500' });
   const u = '15550770001';
   let stopping: Promise<void> | undefined;
@@ -20,6 +20,11 @@ it('keeps serving, not ready, for BATON_DRAIN_MS before it closes', async () => 
     const r = await h.post(webhook([text(u, 'hi', Math.floor(Date.now() / 1000))]));
     expect(r.status).toBe(200);
     expect(r.headers.get('connection')).toBe('close');
+    // Stored, and left for the next process: a stopping worker takes no new session, drain or
+    // not (outside test QA62-F1: one taken during the drain had its send cut at the stop's
+    // grace, and the next holder sent that prompt again).
+    await new Promise((done) => setTimeout(done, 500));
+    expect(await h.session(u)).toBeNull();
     await stopping;
     await expect(fetch(`${h.url}/readyz`)).rejects.toThrow();
   } finally {
