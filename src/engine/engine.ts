@@ -402,6 +402,9 @@ export class Engine {
             // The last reply's status goes with it (one round trip where the backend can).
             const sent = run.sent;
             run.sent = undefined;
+            // No renewal may reach the store after the release (it would be refused, and read as
+            // a lost lease).
+            await held.pause();
             const taken = await backend.releaseOrTake(lease, MAX_BATCH, sent).catch((err: unknown) => {
               run.sent = sent; // not known to be recorded: the end of the turn tries once more
               throw err;
@@ -410,6 +413,7 @@ export class Engine {
               released = true;
               break;
             }
+            held.resume();
             next = taken;
           }
         }
@@ -544,6 +548,8 @@ export class Engine {
       fresh: () => held.fresh(),
       confirm: () => held.confirm(),
       renewedAgo: () => held.renewedAgo(),
+      pause: () => held.pause(),
+      resume: () => held.resume(),
       stop: () => {
         held.stop();
         held.signal.removeEventListener('abort', abortSending);
@@ -1729,6 +1735,8 @@ export class Engine {
               // No effect runs here (effects: []): nothing asks the store.
               confirm: () => Promise.resolve(!held.sending.aborted),
               renewedAgo: held.renewedAgo,
+              pause: () => Promise.resolve(),
+              resume: () => undefined,
               stop: () => undefined,
             },
             effects: [],
@@ -1834,6 +1842,9 @@ interface SessionRun {
     confirm: () => Promise<boolean>;
     /** Milliseconds since the lease was last renewed. */
     renewedAgo: () => number;
+    /** See HeldLease.pause and resume. */
+    pause: () => Promise<void>;
+    resume: () => void;
     stop: () => void;
   };
   /** The session's unfinished effects, as the last look at its outbox found them. */

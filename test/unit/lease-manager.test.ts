@@ -44,6 +44,17 @@ class FlakyRenewals extends EmbeddedBackend {
     }
   }
 
+  /** The store answers a release-or-take this long after doing it (a slow round trip). */
+  releaseAnswerDelayMs = 0;
+
+  override async releaseOrTake(
+    ...args: Parameters<EmbeddedBackend['releaseOrTake']>
+  ): ReturnType<EmbeddedBackend['releaseOrTake']> {
+    const taken = await super.releaseOrTake(...args);
+    if (this.releaseAnswerDelayMs > 0) await new Promise((r) => setTimeout(r, this.releaseAnswerDelayMs));
+    return taken;
+  }
+
   override async load(key: SessionKey): Promise<SessionSnapshot | null> {
     if (this.loadDelayMs > 0) await new Promise((r) => setTimeout(r, this.loadDelayMs));
     return super.load(key);
@@ -98,6 +109,22 @@ describe('the lease manager', () => {
     const [out] = await backend.outbound(key);
     expect(sends).toEqual([out!.id]);
     expect(out).toMatchObject({ status: 'sent', attempts: 1 });
+    await backend.close();
+  });
+
+  it('starts no renewal while a release-or-take is on its way: a lease released in the store is not reported lost (outside test QA62-F2)', async () => {
+    const { backend, engine, lost } = setup(async (m) => ({ providerMessageId: `wamid.${m.seq}` }));
+    await backend.init();
+    await backend.ingest({ messages: [hi], statuses: [] });
+    // Renewals fall due every third of the TTL: several would go while the answer is awaited,
+    // and the store, having released the lease, would refuse them.
+    backend.releaseAnswerDelayMs = TTL;
+    const renewalsBefore = backend.renewals;
+    await engine.runSession(key);
+    await new Promise((r) => setTimeout(r, TTL / 2));
+    expect(lost).toEqual([]);
+    expect(backend.renewals).toBe(renewalsBefore);
+    expect((await backend.load(key))?.version).toBe(1);
     await backend.close();
   });
 
