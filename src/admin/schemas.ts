@@ -181,6 +181,12 @@ const agentName = z
   .min(1, 'must name the agent')
   .max(100, 'must be at most 100 characters')
   .refine((s) => !/[\r\n]/.test(s), 'must be one line')
+  // A name is shown and logged as written: control characters and bidi overrides could make one
+  // agent's name read as another's (outside test QA63-F6: "Ana\u202Eevil").
+  .refine(
+    (s) => !/[\p{Cc}\u200E\u200F\u202A-\u202E\u2066-\u2069]/u.test(s),
+    'must not hold control or text-direction characters',
+  )
   .refine(storable, STORABLE);
 
 /** A yes or no: JSON's, or a form's "true" / "false". */

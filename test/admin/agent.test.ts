@@ -524,6 +524,18 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       // A name is one line.
       const twoLines = await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'x', agent: 'a\nb' });
       expect(twoLines.status).toBe(400);
+      // And reads as written: no control or text-direction characters (outside test QA63-F6).
+      for (const agent of ['Ana\u202Eevil', 'Ana\u0007', 'Ana\u2067x']) {
+        const odd = await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'x', agent });
+        expect(odd.status).toBe(400);
+        expect(JSON.stringify(await odd.json())).toContain('control or text-direction characters');
+      }
+      // A name with accents is a name (refused here only because Bea has the session).
+      const accented = await send(`/sessions/${user}/agent/messages`, 'POST', {
+        text: 'x',
+        agent: 'José Núñez',
+      });
+      expect(await accented.json()).toMatchObject({ code: 'BATON_ERR_TAKEN_BY_OTHER' });
     },
   );
 
