@@ -420,13 +420,8 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       // was then cut at the stop's grace and the next holder sent that prompt again; the stop
       // took the drain, then the batches and the grace, 11.8 s). What the drain still takes in
       // is stored for the next process.
-      const engineStopped: Promise<{ err: unknown } | null> =
-        started && roles.worker
-          ? engine.stop().then(
-              () => null,
-              (err: unknown) => ({ err }),
-            )
-          : Promise.resolve(null);
+      const engineStopped = started && roles.worker ? engine.stop() : null;
+      engineStopped?.catch(() => undefined); // awaited (and its error thrown) below
       if (config.drainMs > 0 && started && (roles.ingress || health)) {
         // A load balancer sees /readyz fail and stops sending here while requests still get
         // answered (each answer closing its connection), instead of meeting a closed port and
@@ -440,8 +435,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       // The webhooks in the consumer's hand are stored (or go back to the queue) first.
       await queue?.close();
       await health?.close();
-      const failed = await engineStopped;
-      if (failed !== null) throw failed.err;
+      await engineStopped;
       await backend.close();
     },
   };

@@ -300,13 +300,13 @@ export async function adminReset(
   const r = await change(
     host,
     key,
-    (prev, env) => {
-      if (agent !== undefined) actingAgent(prev, agent, anyway);
-      return {
-        ...resetChange(prev, agent === undefined ? env : { ...env, worker: agentWorker(agent) }),
-        outbound: [],
-      };
-    },
+    (prev, env) => ({
+      ...resetChange(
+        prev,
+        agent === undefined ? env : { ...env, worker: agentWorker(actingAgent(prev, agent, anyway)) },
+      ),
+      outbound: [],
+    }),
     { role: 'admin', settle: true, afterCommit: (lease) => cancelUnsent(host.backend, lease) },
   );
   return r?.snapshot ?? null;

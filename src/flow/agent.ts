@@ -120,6 +120,11 @@ function outboundFor(
   return { snapshot: { ...s, outboundSeq: seq }, outbound };
 }
 
+/** `s` taken by agent `name` now (a claim on its current version, see `agentOf`). */
+function claimedBy(s: SessionSnapshot, name: string, env: TransitionEnv): SessionSnapshot {
+  return { ...s, agent: { name, at: env.nowMs, version: s.version } };
+}
+
 /**
  * An agent takes the session. One already waiting for an agent keeps its version (the claim is
  * bookkeeping: `needs_agent` stays true, the bot stays silent). One the bot is still serving is
@@ -154,7 +159,7 @@ export function takeSession(
   }
   if (prev.needsAgent) {
     return {
-      snapshot: agentActive({ ...prev, agent: { name: agent, at: env.nowMs, version: prev.version } }, env),
+      snapshot: agentActive(claimedBy(prev, agent, env), env),
       records: [],
       outbound: [],
     };
@@ -198,10 +203,7 @@ export function agentMessage(
   if (!prev.needsAgent) {
     throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the bot is serving this session: take it first');
   }
-  const claimed =
-    by !== null && agentOf(prev) === null
-      ? { ...prev, agent: { name: by, at: env.nowMs, version: prev.version } }
-      : prev;
+  const claimed = by !== null && agentOf(prev) === null ? claimedBy(prev, by, env) : prev;
   const { snapshot, outbound } = outboundFor(
     agentActive(claimed, env),
     flow,

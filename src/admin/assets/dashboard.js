@@ -386,47 +386,37 @@
     }
     var body = fields(form);
     var submit = form.querySelector('button[type="submit"]');
-    // An action that names the agent when "Your name" says who (a reset) goes without one too.
-    var named =
-      form.hasAttribute('data-agent') &&
-      !(form.getAttribute('data-agent') === 'optional' && agentName() === '');
-    // A reset without a name while a colleague has the session: said first, done on the second
-    // press, as when named (outside test QA63-F4: it went through in one click).
-    var unnamedOver = !named && form.hasAttribute('data-agent') ? holderName() : '';
-    if (unnamedOver !== '') {
-      if (form.getAttribute('data-confirmed') !== unnamedOver + '|') {
-        form.setAttribute('data-confirmed', unnamedOver + '|');
-        pressAgain(form, submit, unnamedOver + ' has this session.');
-        return;
-      }
-      form.removeAttribute('data-confirmed');
-    }
-    if (named) {
+    if (form.hasAttribute('data-agent')) {
       var name = agentName();
-      if (name === '') {
+      // An action that names the agent when "Your name" says who (a reset) goes without one too.
+      if (name === '' && form.getAttribute('data-agent') !== 'optional') {
         showError(form, 'Write your name in "Your name" (at the top) first: the log records who did this.');
         if (nameField) nameField.focus();
         return;
       }
-      body = body || {};
-      body.agent = name;
-      // Writing to a user or handing back a session a colleague has: said first, done on the
-      // second press (the take names it on its button already).
-      var holder = holderName();
-      // Or one the server said a colleague has now (taken since this page was drawn).
-      var told = form.getAttribute('data-holder-now');
-      if (told) holder = told;
+      if (name !== '') {
+        body = body || {};
+        body.agent = name;
+      }
+      // Acting on a session a colleague has (or has now, the server said: taken since this page
+      // was drawn): said first, done on the second press; a reset without a name too (outside
+      // test QA63-F4: it went through in one click). The take names it on its button already.
+      var holder = form.getAttribute('data-holder-now') || holderName();
       if (form.id !== 'take' && holder !== '' && holder !== name) {
         var asked = holder + '|' + name;
         if (form.getAttribute('data-confirmed') !== asked) {
           form.setAttribute('data-confirmed', asked);
-          pressAgain(form, submit, holder + ' has this session, not you (' + name + ').');
+          pressAgain(
+            form,
+            submit,
+            holder + ' has this session' + (name === '' ? '.' : ', not you (' + name + ').'),
+          );
           return;
         }
         form.removeAttribute('data-confirmed');
         form.removeAttribute('data-holder-now');
         // Said and confirmed: the server, which checks it too, is told so.
-        body.confirm = true;
+        if (name !== '') body.confirm = true;
       }
     }
     var headers = { 'x-baton-csrf': csrf };
