@@ -5,7 +5,14 @@
  * @module
  */
 import { randomInt } from 'node:crypto';
-import { agentMessage, handback, takeSession, type AgentChange } from '../flow/agent.ts';
+import {
+  actingAgent,
+  agentMessage,
+  agentWorker,
+  handback,
+  takeSession,
+  type AgentChange,
+} from '../flow/agent.ts';
 import {
   quickReplies,
   type DataOf,
@@ -95,8 +102,13 @@ export interface FlowTest<
    * does: one the bot still serves is escalated; the bot then holds the user's messages.
    */
   take(agent?: string): TestReply[];
-  /** The agent who took the session writes to the user; returns that reply. */
-  agentSays(text: string): TestReply[];
+  /**
+   * An agent writes to the user, as `POST /admin/api/sessions/:wa_id/messages` does; returns that
+   * reply. `agent` names who writes (default: the agent who has the session): one writing to a
+   * waiting session nobody took takes it, and one writing to a colleague's session is refused
+   * (`BATON_ERR_TAKEN_BY_OTHER`) unless `confirm`.
+   */
+  agentSays(text: string, agent?: string, options?: { readonly confirm?: boolean }): TestReply[];
   /**
    * The agent hands the session back at `step`, with `data` they settled with the user (checked
    * by the flow's data schema and the step's `needs`, as the API does); resolves with the step's
@@ -365,9 +377,10 @@ export function testFlow<F extends Flow>(
     take(agent = 'agent') {
       return agentChange(takeSession(session(), agent, envNow(`agent:${agent}`)));
     },
-    agentSays(text) {
+    agentSays(text, agent, options) {
       const s = session();
-      return agentChange(agentMessage(s, flow, text, envNow(`agent:${s.agent?.name ?? 'unknown'}`)));
+      const by = actingAgent(s, agent, options?.confirm ?? false);
+      return agentChange(agentMessage(s, flow, text, envNow(agentWorker(by)), by));
     },
     async handback(step, data) {
       const s = session();

@@ -119,6 +119,29 @@ describe('testFlow with an agent', () => {
     expect(u.state!.needsAgent).toBe(false);
   });
 
+  it('an agent who writes to a waiting session nobody took takes it, as the engine does (QA63-F3)', async () => {
+    const t = await askedForAPerson();
+    expect(t.state!.agent).toBeUndefined();
+    const [said] = t.agentSays('Hi, Ana here.', 'ana');
+    expect(said).toMatchObject({ text: 'Hi, Ana here.', isPrompt: false });
+    expect(t.state).toMatchObject({ needsAgent: true, agent: { name: 'ana' } });
+    expect(t.records.at(-1)).toMatchObject({ kind: 'agent_message', worker: 'agent:ana' });
+    // A colleague is asked first, as the API asks ("confirm"); unnamed, the holder writes.
+    expect(() => t.agentSays('Bo here.', 'bo')).toThrow(
+      expect.objectContaining({ code: 'BATON_ERR_TAKEN_BY_OTHER' }),
+    );
+    t.agentSays('Bo here, taking over.', 'bo', { confirm: true });
+    expect(t.records.at(-1)).toMatchObject({ kind: 'agent_message', worker: 'agent:bo' });
+    expect(t.state!.agent).toMatchObject({ name: 'ana' });
+    t.agentSays('Still Ana.');
+    expect(t.records.at(-1)).toMatchObject({ worker: 'agent:ana' });
+    // Unnamed, on a session nobody took: written, and nobody takes it.
+    const u = await askedForAPerson();
+    u.agentSays('Someone will be with you shortly.');
+    expect(u.state!.agent).toBeUndefined();
+    expect(u.records.at(-1)).toMatchObject({ kind: 'agent_message', worker: 'agent:unknown' });
+  });
+
   it("a flow's own hand-off waits for an agent, who takes it without a new version", async () => {
     const t = await askedForAPerson();
     const version = t.state!.version;
