@@ -121,6 +121,8 @@ interface Workload {
   readonly replyTimeoutMs: number;
   readonly maxInflight: number;
   readonly settleTimeoutMs: number;
+  /** The target's BATON_BUFFER_MS, for the verdict (a burst stored further apart may split). */
+  readonly bufferMs?: number;
 }
 
 interface Scenario {
@@ -578,6 +580,7 @@ async function measureConfig(
         signal: abort.signal,
         seed: 1,
         ...scenario.workload,
+        bufferMs: scenario.bufferMs,
         users: scenario.warmupUsers,
       });
     } finally {
@@ -588,7 +591,16 @@ async function measureConfig(
       const tm = setTimeout(() => ac.abort(), RUN_TIMEOUT_MS);
       try {
         note(`${scenario.id} / ${config.name}: run ${i + 1}/${repeats} (${scenario.workload.users} users)`);
-        runs.push(await measureOnce(t, sink, scenario.workload, 42 + i, redis, ac.signal));
+        runs.push(
+          await measureOnce(
+            t,
+            sink,
+            { ...scenario.workload, bufferMs: scenario.bufferMs },
+            42 + i,
+            redis,
+            ac.signal,
+          ),
+        );
         if (ac.signal.aborted) throw new Error(`a run did not finish within ${RUN_TIMEOUT_MS / 1000} s`);
       } finally {
         clearTimeout(tm);

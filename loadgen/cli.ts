@@ -53,10 +53,23 @@ interface Parsed {
   readonly seed: number | undefined;
   /** Workers are killed during the run (`--crashes`). */
   readonly crashes: boolean;
+  /** The target's BATON_BUFFER_MS (`--buffer-ms`, else the environment's, else 500). */
+  readonly bufferMs: number;
   readonly script: ConversationScript | undefined;
   readonly flow: string | undefined;
   readonly start: boolean;
   readonly shopStub: boolean;
+}
+
+/** BATON_BUFFER_MS as the target reads it when `--buffer-ms` is not given: 500 unless set. */
+function bufferFromEnv(raw: string | undefined): number {
+  if (raw === undefined || raw.trim() === '') return 500;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || n > 60_000)
+    throw new LoadUsageError(
+      `BATON_BUFFER_MS must be a whole number of milliseconds, got "${raw}" (or pass --buffer-ms)`,
+    );
+  return n;
 }
 
 /** Validates the flags; throws a usage error naming the first bad one. */
@@ -118,6 +131,7 @@ function parse(given: LoadFlags, env: LoadIO['env']): Parsed {
     maxInflight: numbers.maxInflight,
     seed: numbers.seed,
     crashes: f.crashes === true,
+    bufferMs: numbers.bufferMs ?? bufferFromEnv(env.BATON_BUFFER_MS),
   };
 }
 
@@ -181,6 +195,15 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
             'split by an outage',
             v.splitByOutage,
             'allowed (--crashes): a burst stored further apart than the window, its older part late',
+          ),
+        ]
+      : []),
+    ...(v.splitByIntake > 0
+      ? [
+          row(
+            'split by a slow intake',
+            v.splitByIntake,
+            'allowed (SPEC 1.5): a burst Baton stored further apart than its window (--buffer-ms)',
           ),
         ]
       : []),
@@ -275,6 +298,7 @@ export async function runLoadCommand(flags: LoadFlags, given: Partial<LoadIO> = 
       channel: { ...DEFAULT_CHANNEL, phoneNumberId: o.channel },
       rampMs: o.ramp,
       crashes: o.crashes,
+      bufferMs: o.bufferMs,
       replyTimeoutMs: o.timeout,
       maxInflight: o.maxInflight,
       ...(target ? { sink: target.sink } : { sinkPort: o.sinkPort, sinkHost: o.sinkHost }),

@@ -38,6 +38,7 @@ import type { ConversationScript } from '../src/simulate/script.ts';
 import { startReplySink, type ReplySink } from './sink.ts';
 import { seededRandom, summarize, type LatencySummary } from './stats.ts';
 import {
+  endedOutOfOrder,
   judge,
   type SessionEvidence,
   type TransitionEvidence,
@@ -106,6 +107,12 @@ export interface LoadOptions {
    * to a minute while the target is down.
    */
   readonly crashes?: boolean;
+  /**
+   * The target's `BATON_BUFFER_MS`. With it, a burst Baton stored further apart than this was
+   * allowed to split (SPEC 1.5): the verdict counts it apart, not as out of order (see `judge`).
+   * Without it, every split burst is out of order.
+   */
+  readonly bufferMs?: number;
   /** After the last user is done: wait at most this long for Baton to drain (default 10 s). */
   readonly settleTimeoutMs?: number;
   /** ...and until the sink has been quiet this long (default 300 ms). */
@@ -290,6 +297,29 @@ async function evidenceOf(
   };
 }
 
+/** When Baton stored each of the user's messages (its admin API's conversation), by message id. */
+export async function storedTimes(
+  base: string,
+  token: string,
+  channel: Channel,
+  waId: string,
+  retryMs?: number,
+): Promise<Map<string, number>> {
+  const q = `?channel=${encodeURIComponent(channel.phoneNumberId)}&limit=500`;
+  const path = `${base}/admin/api/sessions/${encodeURIComponent(waId)}/messages${q}`;
+  const r = await getJson(path, token, retryMs);
+  const items =
+    r.status === 200
+      ? ((r.json as { messages?: { direction?: unknown; id?: unknown; at?: unknown }[] }).messages ?? [])
+      : [];
+  const times = new Map<string, number>();
+  for (const m of items) {
+    if (m.direction === 'in' && typeof m.id === 'string' && typeof m.at === 'string')
+      times.set(m.id, Date.parse(m.at));
+  }
+  return times;
+}
+
 /**
  * Runs the scenario against the Baton at `options.url` and judges what it did.
  * @throws LoadError when Baton cannot be reached or refuses the admin token.
@@ -441,6 +471,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
             : [],
         );
         evidence = await mapLimit(traces, 16, (t) => evidenceOf(base, token, channel, t, sink, retryMs));
+        // Whether a split burst was allowed rests on when Baton stored its parts.
+        if (options.bufferMs !== undefined) {
+          evidence = await mapLimit(evidence, 16, async (u) =>
+            endedOutOfOrder(u)
+              ? { ...u, storedAt: await storedTimes(base, token, channel, u.trace.waId, retryMs) }
+              : u,
+          );
+        }
       } catch (err) {
         if (!(err instanceof AdminUnreachableError)) throw err;
         unreachable = err;
@@ -448,6 +486,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     }
     const verdict = judge(evidence, refs, {
       crashes: options.crashes === true,
+      ...(options.bufferMs !== undefined ? { bufferMs: options.bufferMs } : {}),
       ...(pending !== null ? { pendingInBaton: pending } : {}),
       ...(unreachable !== null ? { adminUnreachable: unreachable.message } : {}),
     });

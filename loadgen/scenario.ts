@@ -98,6 +98,8 @@ export interface UserTrace {
   readonly wrongReplies?: string[];
   /** Every wamid the user sent (originals; duplicates share them). */
   readonly sentIds: string[];
+  /** The wamids of each burst of two or more messages the user sent together (one answer due). */
+  readonly bursts?: string[][];
   /** Wamids that Baton acknowledged with 200 at least once. */
   readonly ackedIds: Set<string>;
   /** Deliveries whose final answer was not 200, with that answer. */
@@ -259,6 +261,7 @@ export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): 
     waId: plan.waId,
     expected: plan.expected,
     sentIds: [],
+    bursts: [],
     ackedIds: new Set(),
     rejected: [],
     missingReplies: [],
@@ -302,6 +305,7 @@ export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): 
     const contextId = replies[stage.tapsReplyOf ?? index - 1]?.providerMessageId;
     const built = stage.messages.map((p) => ({ p, m: p.build(contextId) }));
     const ids = new Set(built.map(({ p }) => p.id));
+    if (ids.size > 1) trace.bursts!.push([...ids]);
     const order = chaos.shuffle ? shuffled(built, rnd) : built;
     let sentAt: number[];
     if (chaos.concurrentBursts) {

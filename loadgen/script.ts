@@ -75,6 +75,7 @@ export async function runScriptUser(
     expectedReplies,
     wrongReplies: [],
     sentIds: [],
+    bursts: [],
     ackedIds: new Set(),
     rejected: [],
     missingReplies: [],
@@ -115,6 +116,7 @@ export async function runScriptUser(
       trace.sentIds.push(m.id);
       counters.sent += 1;
     }
+    if (burst.length > 1) trace.bursts!.push(burst.map(({ m }) => m.id));
     const cursor = sink.callsTo(waId).length;
     const order = chaos.shuffle ? shuffled(burst, rnd) : burst;
     let sentAt: number[];

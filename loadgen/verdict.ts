@@ -24,6 +24,13 @@
  * recorded `late`, as SPEC 1.5 says: the session does not say what the user sent, in order, and
  * Baton did what it must.
  *
+ * With `bufferMs` (the target's `BATON_BUFFER_MS`) and the storage time of each of a user's
+ * messages (`storedAt`, read only for users whose session is not what they sent), a burst Baton
+ * stored further apart than the window is `splitByIntake`, not out of order: SPEC 1.5 joins
+ * messages stored within the window of a batch's first one, and a webhook that waited its turn
+ * on a starved machine was stored after the window closed. A split where a later batch holds a
+ * message stored within an earlier batch's window is still out of order.
+ *
  * With `adminUnreachable` (the admin API stopped answering: the target died), only what the load
  * generator saw is judged (rejected webhooks, replies that never came); the transition log and
  * sessions are unknown, so nothing is called lost or out of order from them, and the run is not
@@ -45,6 +52,9 @@ export interface TransitionEvidence {
   readonly version: number;
   readonly kind: string;
   readonly message_ids: readonly string[];
+  /** When the record was written (ISO 8601): the records of one batch share it. */
+  readonly at?: string;
+  readonly fencing_token?: number;
 }
 
 /** One reply the user received. */
@@ -60,6 +70,8 @@ export interface UserEvidence {
   /** `null` when Baton has no session for the user. */
   readonly session: SessionEvidence | null;
   readonly transitions: readonly TransitionEvidence[];
+  /** When Baton stored each of the user's messages, epoch ms, by message id (if read). */
+  readonly storedAt?: ReadonlyMap<string, number>;
 }
 
 /** The verdict. `clean` is true when every failure count is zero. */
@@ -94,6 +106,11 @@ export interface Verdict {
   readonly crashResends: number;
   /** With `crashes`: users whose burst an outage split, its older part recorded `late` (not failures). */
   readonly splitByOutage: number;
+  /**
+   * With `bufferMs`: users whose burst was split because Baton stored its parts further apart
+   * than the window (SPEC 1.5 allows it; not failures).
+   */
+  readonly splitByIntake: number;
   readonly outOfOrder: number;
   readonly duplicatePrompts: number;
   /** Replies of a scripted conversation that did not say what the script expects. */
@@ -114,11 +131,61 @@ export interface JudgeOptions {
   readonly pendingInBaton?: number;
   /** The admin API could not be read, and why: no session or log is known. */
   readonly adminUnreachable?: string;
+  /** The target's `BATON_BUFFER_MS`: with `storedAt` evidence, judges whether a split was allowed. */
+  readonly bufferMs?: number;
 }
 
 /** Kinds that keep the version unchanged (SPEC section 4). */
 const VERSIONLESS = new Set(['stale_input', 'late', 'held', 'ignored']);
 const MAX_PROBLEMS = 25;
+
+/**
+ * Whether a user's session is not what they sent, so that their messages' storage times are
+ * worth reading (`UserEvidence.storedAt`) before judging.
+ */
+export function endedOutOfOrder(u: UserEvidence): boolean {
+  return (
+    u.trace.completed &&
+    u.trace.expected !== null &&
+    u.session !== null &&
+    !sameOrder(u.trace.expected, u.session)
+  );
+}
+
+/**
+ * Whether a burst the user sent was split over batches, and every split between the user's
+ * batches is one SPEC 1.5 allows: no message of a later batch was stored within `bufferMs` of an
+ * earlier batch's first message. Batches are told apart by their records' write time and fencing
+ * token (the records of one batch share both); a split that cannot be shown allowed (a storage
+ * time unknown, a batch not told apart, no burst split) is not.
+ */
+function splitsAllowed(
+  bursts: readonly (readonly string[])[],
+  transitions: readonly TransitionEvidence[],
+  storedAt: ReadonlyMap<string, number>,
+  bufferMs: number,
+): boolean {
+  const batches: string[][] = [];
+  let last: string | null = null;
+  for (const t of transitions) {
+    if (t.message_ids.length === 0) continue;
+    if (t.at === undefined) return false;
+    const id = `${t.at}|${t.fencing_token ?? ''}`;
+    if (id !== last) batches.push([]);
+    last = id;
+    batches.at(-1)!.push(...t.message_ids);
+  }
+  if (batches.length < 2) return false;
+  const batchOf = new Map(batches.flatMap((b, i) => b.map((id) => [id, i] as const)));
+  if (!bursts.some((ids) => new Set(ids.map((id) => batchOf.get(id))).size > 1)) return false;
+  const times = batches.map((b) => b.map((id) => storedAt.get(id)));
+  if (times.some((b) => b.some((t) => t === undefined))) return false;
+  for (let i = 0; i < times.length - 1; i++) {
+    const closes = Math.min(...(times[i] as number[])) + bufferMs;
+    for (const later of times.slice(i + 1)) if ((later as number[]).some((t) => t <= closes)) return false;
+  }
+  return true;
+}
 
 function sameOrder(expected: ExpectedEnd, session: SessionEvidence): boolean {
   if (session.current_step !== expected.step) return false;
@@ -157,6 +224,7 @@ export function judge(
   let crashResends = 0;
   let outOfOrder = 0;
   let splitByOutage = 0;
+  let splitByIntake = 0;
   let duplicatePrompts = 0;
   let wrongReplies = 0;
   let versionErrors = 0;
@@ -285,6 +353,12 @@ export function judge(
         problem(`${who}: every reply came but Baton has no session`);
       } else if (!sameOrder(trace.expected, u.session)) {
         if (options.crashes === true && u.transitions.some((t) => t.kind === 'late')) splitByOutage += 1;
+        else if (
+          options.bufferMs !== undefined &&
+          u.storedAt !== undefined &&
+          splitsAllowed(trace.bursts ?? [], u.transitions, u.storedAt, options.bufferMs)
+        )
+          splitByIntake += 1;
         else {
           outOfOrder += 1;
           problem(
@@ -334,6 +408,7 @@ export function judge(
     resent,
     crashResends,
     splitByOutage,
+    splitByIntake,
     outOfOrder,
     duplicatePrompts,
     wrongReplies,

@@ -33,6 +33,7 @@ export interface LoadFlags {
   start?: boolean;
   shopStub?: boolean;
   crashes?: boolean;
+  bufferMs?: string;
 }
 
 export const DEFAULT_SINK_PORT = 4010;
@@ -75,6 +76,10 @@ export function configureLoadCommand(cmd: Command): Command {
     .option(
       '--crashes',
       'you kill workers during the run: a reply repeated once (SPEC 1.6) is reported apart, not a failure',
+    )
+    .option(
+      '--buffer-ms <ms>',
+      "the target's BATON_BUFFER_MS (default: $BATON_BUFFER_MS, else 500): a burst it stored further apart may split (SPEC 1.5), reported apart",
     )
     .option('--timeout <ms>', 'how long a user waits for a reply that is due', '15000')
     .option('--max-inflight <n>', 'webhooks in flight at most', '64')
@@ -148,6 +153,7 @@ export function checkLoadFlags(f: LoadFlags) {
     timeout: integer('--timeout', f.timeout ?? '15000', 100, 3_600_000),
     maxInflight: integer('--max-inflight', f.maxInflight ?? '64', 1, 10_000),
     seed: f.seed === undefined ? undefined : integer('--seed', f.seed, 0, 2 ** 31 - 1),
+    bufferMs: f.bufferMs === undefined ? undefined : integer('--buffer-ms', f.bufferMs, 0, 60_000),
   };
   return { url, chaos, duplicates, retaps, numbers };
 }

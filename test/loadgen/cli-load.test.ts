@@ -23,6 +23,7 @@ describe('baton load', () => {
     ['bad --duplicates', { duplicates: '1.5', adminToken: 't' }],
     ['bad --url', { url: 'not a url', adminToken: 't' }],
     ['bad --sink-port', { sinkPort: '70000', adminToken: 't' }],
+    ['bad --buffer-ms', { bufferMs: '-5', adminToken: 't' }],
   ])('%s is a usage error (2)', async (_label, flags) => {
     const o = io();
     expect(await runLoadCommand(flags, o.io)).toBe(2);
@@ -33,6 +34,13 @@ describe('baton load', () => {
     const o = io();
     expect(await runLoadCommand({ users: 'abc' }, o.io)).toBe(2);
     expect(o.err.join('')).toContain('--users must be');
+  });
+
+  it('a BATON_BUFFER_MS it cannot read, with no --buffer-ms, is a usage error (2) naming both', async () => {
+    const o = io();
+    const env = { BATON_BUFFER_MS: '1s' };
+    expect(await runLoadCommand({ adminToken: 't' }, { ...o.io, env })).toBe(2);
+    expect(o.err.join('')).toContain('BATON_BUFFER_MS must be a whole number of milliseconds, got "1s"');
   });
 
   it('an unreachable target fails (1) with one clear line', async () => {

@@ -165,6 +165,60 @@ describe('judge', () => {
     });
   });
 
+  it('a burst Baton stored further apart than its window (SPEC 1.5) is split by intake, not out of order (QA62-F3)', () => {
+    // The address came as two texts, w3 and w4; a starved intake stored them 700 ms apart, so
+    // they were two batches and the session kept the second half only.
+    const split = {
+      current_step: 'completed',
+      data: { ...DATA, shipping_address: 'Porto' },
+      metadata: { version: 5 },
+    };
+    const at = (ms: number): string => new Date(1_800_000_000_000 + ms).toISOString();
+    const log = LOG.map((t) => ({ ...t, at: at(t.version * 1000), fencing_token: 7 }));
+    const stored = (w4: number) =>
+      new Map([
+        ['w1', 0],
+        ['w2', 1000],
+        ['w3', 2000],
+        ['w4', w4],
+        ['w5', 4000],
+      ]);
+    const burst = trace({ bursts: [['w3', 'w4']] });
+    const judged = (over: Partial<UserEvidence>, bufferMs: number | null = 500) =>
+      judge([user({ trace: burst, session: split, transitions: log, ...over })], new Set(), {
+        ...(bufferMs !== null ? { bufferMs } : {}),
+      });
+    expect(judged({ storedAt: stored(2700) })).toMatchObject({
+      clean: true,
+      outOfOrder: 0,
+      splitByIntake: 1,
+    });
+    // Stored within the first half's window, yet a batch of its own: out of order.
+    expect(judged({ storedAt: stored(2400) })).toMatchObject({
+      clean: false,
+      outOfOrder: 1,
+      splitByIntake: 0,
+    });
+    // A longer window than the storage gap: out of order.
+    expect(judged({ storedAt: stored(2700) }, 800)).toMatchObject({ outOfOrder: 1, splitByIntake: 0 });
+    // Nothing to show the split allowed: no storage times, no window, a time missing, batches
+    // not told apart (no write time).
+    expect(judged({})).toMatchObject({ outOfOrder: 1 });
+    expect(judged({ storedAt: stored(2700) }, null)).toMatchObject({ outOfOrder: 1 });
+    const missing = stored(2700);
+    missing.delete('w4');
+    expect(judged({ storedAt: missing })).toMatchObject({ outOfOrder: 1 });
+    expect(judged({ storedAt: stored(2700), transitions: LOG })).toMatchObject({ outOfOrder: 1 });
+    // Records of one batch (one write time, one fence) are one batch: w3 and w4 together, so the
+    // burst was never split and the wrong address is out of order whatever the times.
+    const together = log.map((t) => (t.version === 4 ? { ...t, at: at(3000) } : t));
+    expect(judged({ storedAt: stored(2700), transitions: together })).toMatchObject({ outOfOrder: 1 });
+    const otherFence = together.map((t) => (t.version === 4 ? { ...t, fencing_token: 8 } : t));
+    expect(judged({ storedAt: stored(2700), transitions: otherFence })).toMatchObject({ splitByIntake: 1 });
+    // Messages sent one by one, each answered, were never a burst: nothing split.
+    expect(judged({ trace: trace(), storedAt: stored(2700) })).toMatchObject({ outOfOrder: 1 });
+  });
+
   it('a version gap or fork is a version error', () => {
     const gap = LOG.map((t) => (t.version === 5 ? { ...t, version: 6 } : t));
     const session = { current_step: 'completed', data: DATA, metadata: { version: 6 } };
