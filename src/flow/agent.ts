@@ -219,9 +219,16 @@ export function agentMessage(
   };
 }
 
-/** The data keys `step` needs (its `needs`) that `data` does not have: a handback there is refused. */
+/**
+ * The data keys `step` needs (its `needs`) that `data` does not have: a handback there is refused.
+ * A blank text counts as none: the step's prompt quotes what it needs, and an agent's empty field
+ * reached the user as "Thanks, ." (outside test QA63-F7).
+ */
 export function missingNeeds(step: Pick<StepDef, 'needs'>, data: FlowData): string[] {
-  return step.needs.filter((k) => data[k] === undefined || data[k] === null);
+  return step.needs.filter((k) => {
+    const v = data[k];
+    return v === undefined || v === null || (typeof v === 'string' && v.trim() === '');
+  });
 }
 
 /** Whether an agent may hand a session with `data` back at `step` now. */

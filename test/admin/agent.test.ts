@@ -196,6 +196,18 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
         code: 'BATON_ERR_STEP_NEEDS_DATA',
         error: expect.stringMatching(/needs product_id, .* at a step open now: ask_name, choose_product$/),
       });
+      // A blank value is no value: the step's prompt would quote it (outside test QA63-F7).
+      for (const customer_name of ['', '   ']) {
+        const blank = await send(`/sessions/${user}/agent`, 'DELETE', {
+          step: 'collect_shipping_address',
+          data: { customer_name, product_id: 'sku_550e' },
+        });
+        expect(blank.status).toBe(409);
+        expect(await blank.json()).toMatchObject({
+          code: 'BATON_ERR_STEP_NEEDS_DATA',
+          error: expect.stringContaining('needs customer_name'),
+        });
+      }
       // Data the flow's schema refuses, or a body that is not flat values: 400, unchanged.
       for (const data of [{ product_id: 7 }, { product_id: { id: 'x' } }, { 'bad key': 'x' }]) {
         const refused = await send(`/sessions/${user}/agent`, 'DELETE', {
