@@ -145,19 +145,40 @@ export interface ServerDeps extends AdminDeps {
 }
 
 const UNSIGNED_REMOTE =
-  "WHATSAPP_APP_SECRET is not set: unsigned webhooks are taken from a loopback address (127.0.0.1, ::1) only, not from this machine's other addresses nor through a proxy (set the app secret, or BATON_ALLOW_UNSIGNED=true)";
+  "WHATSAPP_APP_SECRET is not set: unsigned webhooks are taken from a loopback address (127.0.0.1, ::1), addressed to a loopback name (localhost, 127.0.0.1), only: not from this machine's other addresses nor through a proxy (set the app secret, or BATON_ALLOW_UNSIGNED=true)";
 
 /**
- * A request made on this machine, directly: its connection comes from a loopback address and it
- * was relayed by no proxy. A request that carries forwarding headers came through one (a local
- * nginx in front of Baton makes every client's connection look local), whoever its client was;
- * and a header is no evidence either way, since a direct client can write it (BATON_TRUST_PROXY
- * believes them by position).
+ * A request made on this machine, directly: its connection comes from a loopback address, it
+ * names a loopback host, and it was relayed by no proxy. A request that carries forwarding
+ * headers came through one (a local nginx in front of Baton makes every client's connection look
+ * local), whoever its client was; and a header is no evidence either way, since a direct client
+ * can write it (BATON_TRUST_PROXY believes them by position). A proxy that adds none (nginx's
+ * default `proxy_pass`: outside test QA64-F2) still shows: it speaks HTTP/1.0 to Baton unless told
+ * otherwise, and passes the public name it was reached by, or its upstream's name, as `Host`.
  */
 function fromThisMachine(req: FastifyRequest): boolean {
   const h = req.headers;
-  return isLoopback(req.socket.remoteAddress) && PROXY_HEADERS.every((name) => h[name] === undefined);
+  return (
+    isLoopback(req.socket.remoteAddress) &&
+    req.raw.httpVersion !== '1.0' &&
+    isLoopbackHost(h.host) &&
+    PROXY_HEADERS.every((name) => h[name] === undefined)
+  );
 }
+
+/** A `Host` header naming this machine's loopback: `localhost` (or a name under it), 127/8, ::1. */
+function isLoopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const name = host
+    .trim()
+    .toLowerCase()
+    .replace(/:\d*$/, '')
+    .replace(/^\[(.*)\]$/, '$1');
+  return name === 'localhost' || name.endsWith('.localhost') || name === '0.0.0.0' || isLoopback(name);
+}
+
+/** A Content-Type the framework parses: `type/subtype`, parameters after it. */
+const MEDIA_TYPE = /^\s*[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+\s*(;.*)?$/;
 
 /**
  * Headers a proxy or tunnel on this machine adds for its client (nginx, HAProxy, Cloudflare's
@@ -165,9 +186,6 @@ function fromThisMachine(req: FastifyRequest): boolean {
  * (outside test X2). A bare TCP forwarder adds none: a deployment reachable through one needs its
  * app secret, as `NODE_ENV=production` demands.
  */
-/** A Content-Type the framework parses: `type/subtype`, parameters after it. */
-const MEDIA_TYPE = /^\s*[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+\s*(;.*)?$/;
-
 const PROXY_HEADERS = [
   'x-forwarded-for',
   'forwarded',

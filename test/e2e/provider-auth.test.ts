@@ -3,6 +3,7 @@
  * configured is off, a WASender webhook can never reach a Cloud API user's session, only JSON
  * bodies are read, and production refuses to start without the Meta app secret.
  */
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { ConfigError } from '../../src/errors.ts';
@@ -356,6 +357,42 @@ describe('a Cloud API route with no app secret configured', () => {
           401,
         );
       }
+      // A proxy that adds no header (nginx's default proxy_pass) passes the name it was reached
+      // by, or its upstream's, as Host (outside test QA64-F2); a loopback name is this machine.
+      for (const [i, host] of [
+        'baton.example.com',
+        'baton_backend',
+        '192.0.2.2:3000',
+        'myhost:3000',
+      ].entries()) {
+        expect(await unsignedFrom(h, '127.0.0.1', `1555000970${i}`, { host }), host).toBe(401);
+        expect(await h.baton.backend.findSessions(`1555000970${i}`)).toEqual([]);
+      }
+      for (const [i, host] of [
+        'localhost:3000',
+        'LOCALHOST',
+        '127.0.0.1:3000',
+        '[::1]:3000',
+        'app.localhost',
+      ].entries()) {
+        expect(await unsignedFrom(h, '127.0.0.1', `1555000980${i}`, { host }), host).toBe(200);
+      }
+      // nginx speaks HTTP/1.0 to its upstream by default, naming it in Host: over a real socket.
+      const body = JSON.stringify(webhook([text('15550009901', 'hi', 1_750_000_000)]));
+      const { port } = new URL(h.url);
+      const viaSocket = async (version: string): Promise<string> => {
+        const socket = connect(Number(port), '127.0.0.1');
+        socket.write(
+          `POST /webhooks/whatsapp HTTP/${version}\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        );
+        let answer = '';
+        for await (const chunk of socket) answer += String(chunk);
+        return answer.split('\r\n', 1)[0]!;
+      };
+      expect(await viaSocket('1.0')).toMatch(/^HTTP\/1\.[01] 401 /);
+      expect(await h.baton.backend.findSessions('15550009901')).toEqual([]);
+      expect(await viaSocket('1.1')).toMatch(/^HTTP\/1\.1 200 /);
     } finally {
       await h.close();
     }
