@@ -391,9 +391,11 @@ export interface FlowSpec<
   readonly words?: WordsSpec<D>;
   /**
    * Upgrades the data of a session stored by an earlier `version` of this flow, before its next
-   * batch (then the data schema, if any, checks the result).
+   * batch (then the data schema, if any, checks the result). It returns data as stored, not the
+   * flow's type: the schema decides that type, so a `migrate` written as the docs write it does
+   * not widen every handler's data to `unknown` (outside test QA65-F4).
    */
-  readonly migrate?: (data: FlowData, fromVersion: number) => D;
+  readonly migrate?: (data: FlowData, fromVersion: number) => FlowData;
   /**
    * Steps this flow no longer has, and the step their sessions continue at (recorded as an
    * `advance` from the old step). A session at a removed step not listed here is held for an
@@ -785,7 +787,7 @@ export function defineFlow<
     handoffKeywords,
     keepOnReset: [...(spec.keepOnReset ?? [])],
     moved,
-    ...(spec.migrate !== undefined ? { migrate: spec.migrate as (d: FlowData, v: number) => FlowData } : {}),
+    ...(spec.migrate !== undefined ? { migrate: spec.migrate } : {}),
     notices: {
       stale: (spec.notices?.stale ??
         'That button belongs to an earlier question; this conversation has moved on.') as Words<FlowData>,

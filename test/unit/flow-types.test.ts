@@ -80,6 +80,40 @@ describe('flow DSL types: data, effects, helpers', () => {
     expectTypeOf(testFlow(flow).data.age).toEqualTypeOf<number | undefined>();
   });
 
+  it("keeps the schema's data shape with a migrate, written as the docs write it (outside test QA65-F4)", () => {
+    const flow = defineFlow({
+      id: 'clinic',
+      version: 2,
+      data: z.object({ name: z.string().optional(), slot: z.string().optional() }),
+      moved: { booked: 'confirmed' },
+      migrate: (data, fromVersion) => (fromVersion < 2 ? { ...data, slot: data.time } : data),
+      start: 'ask_name',
+      steps: {
+        ask_name: {
+          say: 'Name?',
+          accepts: 'text',
+          to: ['confirmed'],
+          on: (input, c) => {
+            // @ts-expect-error: "nmae" is not a data key
+            if (input.type === 'other') return c.goto('confirmed', { nmae: 'x' });
+            return c.goto('confirmed', { name: input.type === 'text' ? input.text : '' });
+          },
+        },
+        confirmed: {
+          say: (d) => {
+            expectTypeOf(d.name).toEqualTypeOf<string | undefined>();
+            return `Booked ${d.name ?? ''} at ${d.slot ?? ''}`;
+          },
+          accepts: 'any',
+          to: ['ask_name'],
+          on: (_i, c) => c.restart('ask_name'),
+        },
+      },
+    });
+    expectTypeOf<DataOf<typeof flow>['slot']>().toEqualTypeOf<string | undefined>();
+    expect(flow.version).toBe(2);
+  });
+
   it('types an effect result for its handler, and refuses undeclared effects and wrong inputs', () => {
     const lookup = effect({ run: async (input: { order: string }) => ({ found: input.order !== '' }) });
     defineFlow({
