@@ -962,8 +962,20 @@ class BatchRun {
     }
     if (flow.steps.has(old) || this.s.needsAgent) return;
     const to = flow.moved.get(old);
-    if (to !== undefined) this.enter('advance', to, [], {});
-    else this.escalate([], `step "${old}" is no longer in flow ${flow.id} (version ${flow.version})`);
+    if (to === undefined) {
+      this.escalate([], `step "${old}" is no longer in flow ${flow.id} (version ${flow.version})`);
+      return;
+    }
+    // A step renamed while its effect runs: the step it became runs the same effect, so the
+    // session goes on awaiting the call under way, its visit and prompt kept. Entered anew, it
+    // called the API a second time, under a new Idempotency-Key, and the first call's result was
+    // thrown away (outside test QA65-F1).
+    const a = this.s.awaiting;
+    if (a !== undefined && a.step === old && flow.steps.get(to)!.effect?.use === a.name) {
+      this.change('advance', to, [], { awaiting: { ...a, step: to } });
+      return;
+    }
+    this.enter('advance', to, [], {});
   }
 
   /** The session at no step, its data and bookkeeping cleared: its next input starts it anew. */

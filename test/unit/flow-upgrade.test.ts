@@ -9,7 +9,7 @@ import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { FlowDefinitionError } from '../../src/errors.ts';
-import { defineFlow, type FlowData } from '../../src/flow/define.ts';
+import { defineFlow, effect, type FlowData } from '../../src/flow/define.ts';
 import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
 import type { SessionSnapshot } from '../../src/model/session.ts';
 
@@ -106,6 +106,74 @@ describe('a session stored by an earlier version of its flow', () => {
     ]);
     // The moved-to step's prompt was answered in the same batch: only the last prompt goes.
     expect(r.effects.map((e) => e.step)).toEqual(['done']);
+  });
+
+  it('moved off a renamed step whose effect is running, awaits that same effect: no second call (outside test QA65-F1)', () => {
+    const price = effect({
+      run: async (input: { size: string }) => ({ total: input.size === 'L' ? 12 : 9 }),
+    });
+    const renamed = defineFlow({
+      id: 'pizza',
+      version: 2,
+      effects: { price },
+      moved: { pricing: 'quoting' },
+      start: 'quoting',
+      steps: {
+        quoting: {
+          say: 'Working out your price…',
+          to: ['confirm'],
+          effect: {
+            use: 'price',
+            input: () => ({ size: 'L' }),
+            onResult: (r, c) => c.goto('confirm', { total: r.total }),
+            onFailure: (_f, c) => c.handoff('pricing failed'),
+          },
+        },
+        confirm: {
+          say: (d) => `That is ${String(d.total)}.`,
+          accepts: 'any',
+          to: ['quoting'],
+          on: (_i, c) => c.restart('quoting'),
+        },
+      },
+    });
+    const running = { id: 'fx_4_ab', name: 'price', step: 'pricing', version: 4 };
+    const stored: SessionSnapshot = { ...storedV1('pricing', {}), flow: 'pizza', awaiting: running };
+    seq += 1;
+    const result: ResolvedMessage = {
+      id: `fx:${running.id}`,
+      provider: 'cloud-api',
+      ...key,
+      timestamp: 101,
+      seq,
+      storedAt: 0,
+      content: {
+        type: 'effect_result',
+        effectId: running.id,
+        name: 'price',
+        ok: true,
+        value: { total: 12 },
+        attempts: 2,
+      },
+    };
+    const r = transition(renamed, stored, [result], env);
+    // The running call's result is the one applied; none is started again, its prompt not resent.
+    expect(r.started).toEqual([]);
+    expect(r.records.map((x) => [x.kind, x.from_step, x.to_step])).toEqual([
+      ['advance', 'pricing', 'quoting'],
+      ['advance', 'quoting', 'confirm'],
+    ]);
+    expect(r.snapshot).toMatchObject({ step: 'confirm', data: { total: 12 }, flowVersion: 2 });
+    expect(r.effects.map((e) => e.body)).toEqual([{ type: 'text', text: 'That is 12.' }]);
+
+    // Moved to a step with another effect (or none), the session leaves the running one: a new visit.
+    const other = transition(
+      v2,
+      { ...storedV1('ask_city', {}), awaiting: { ...running, step: 'ask_city' } },
+      [txt('Lisboa', 101)],
+      env,
+    );
+    expect(other.snapshot.awaiting).toBeUndefined();
   });
 
   it('holds a session at a removed step with no rule for an agent, never restarting it', () => {
