@@ -671,6 +671,17 @@ export class Engine {
               { session: logSessionId(lease), flow: base.flow, step: base.step },
               `a session of flow ${base.flow}, which this process does not serve, was handed to an agent: add the flow to BATON_FLOWS (every worker's)`,
             );
+          else if (base.flowVersion > flow.version)
+            this.o.logger.warn(
+              {
+                session: logSessionId(lease),
+                flow: flow.id,
+                step: base.step,
+                stored: base.flowVersion,
+                version: flow.version,
+              },
+              `a session written by version ${base.flowVersion} of flow ${flow.id}, newer than this process's version ${flow.version}, was handed to an agent: run every worker with the newest flow (stop the old ones before starting the new ones)`,
+            );
           else if (!flow.steps.has(base.step))
             this.o.logger.warn(
               { session: logSessionId(lease), flow: flow.id, step: base.step, version: flow.version },

@@ -326,13 +326,6 @@ class BatchRun {
   run(ordered: ResolvedMessage[]): TransitionResult {
     let flow = this.flow!;
     this.upgrade();
-    if (flow.data && this.s.step !== null && this.s.flow === flow.id) {
-      const stored = flow.data.safeParse(this.s.data);
-      // Stored data that no longer fits the flow's schema is never misread: the session restarts.
-      if (!stored.success) this.startAfresh('reset', []);
-      // As the schema reads it: defaults a newer schema added are there for the flow's code.
-      else this.s = { ...this.s, data: stored.data };
-    }
     // An awaited effect's result goes first: the messages that waited for it come after it.
     for (const m of ordered) if (isEffectResult(m)) this.applyResult(m);
     const messages = ordered.filter((m) => !isEffectResult(m));
@@ -956,9 +949,30 @@ class BatchRun {
       return;
     }
     const from = this.s.flowVersion;
+    if (from > flow.version) {
+      // Written by a newer version of this flow (a rolling deploy, or a rollback): read by this
+      // one, its data failed the older schema and was wiped, or its step was missing (outside test
+      // QA65-F2). Held for an agent as it stands, still under its own version.
+      if (this.s.needsAgent) return;
+      const reason = `written by version ${from} of flow ${flow.id}; this process serves version ${flow.version}`;
+      this.escalate([], reason, { flowVersion: from });
+      return;
+    }
     if (flow.migrate !== undefined && from < flow.version) {
       const data = this.guard(null, `migrate from version ${from}`, () => flow.migrate!(this.s.data, from));
       this.s = { ...this.s, data, flowVersion: flow.version };
+    }
+    if (flow.data) {
+      const stored = flow.data.safeParse(this.s.data);
+      // Stored data that no longer fits the flow's schema is never misread: the session restarts,
+      // and that is all (before the step's check, so a removed step does not also hand it to an
+      // agent in the same batch: outside test QA65-F3).
+      if (!stored.success) {
+        this.startAfresh('reset', []);
+        return;
+      }
+      // As the schema reads it: defaults a newer schema added are there for the flow's code.
+      this.s = { ...this.s, data: stored.data };
     }
     if (flow.steps.has(old) || this.s.needsAgent) return;
     const to = flow.moved.get(old);

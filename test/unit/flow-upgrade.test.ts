@@ -7,9 +7,10 @@
 import pino from 'pino';
 import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { FlowDefinitionError } from '../../src/errors.ts';
-import { defineFlow, effect, type FlowData } from '../../src/flow/define.ts';
+import { defineFlow, effect, type Flow, type FlowData } from '../../src/flow/define.ts';
 import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
 import type { SessionSnapshot } from '../../src/model/session.ts';
 
@@ -48,6 +49,45 @@ function storedV1(step: string, data: FlowData): SessionSnapshot {
     createdAt: 0,
     outboundSeq: 4,
   };
+}
+
+interface LogLine {
+  level: number;
+  msg: string;
+  step?: string;
+  flow?: string;
+  stored?: number;
+}
+
+/**
+ * Stores `stored` in a real embedded store, lets an engine serving `flow` run the session on one
+ * message, and returns what it logged at warn and above, and the session it left.
+ */
+async function engineRun(
+  flow: Flow,
+  stored: SessionSnapshot,
+): Promise<{ warned: LogLine[]; after: SessionSnapshot }> {
+  const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3650 * 86400 });
+  await backend.init();
+  try {
+    const warned: LogLine[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => warned.push(JSON.parse(l) as LogLine) });
+    const lease = (await backend.acquireLease(key, 'earlier-baton', 5000))!;
+    await backend.commit(lease, {
+      expectedVersion: 0,
+      snapshot: { ...stored, version: 1 },
+      records: [],
+      outbound: [],
+      consumed: [],
+      deadLetters: [],
+    });
+    await backend.releaseLease(lease);
+    await backend.ingest({ messages: [txt('Porto', 101)], statuses: [] });
+    await testEngine(backend, { flows: [flow], logger }).runSession(key);
+    return { warned, after: (await backend.load(key))! };
+  } finally {
+    await backend.close();
+  }
 }
 
 /** Version 2 stores `first` and `last` and renamed `ask_city` to `ask_town`. */
@@ -186,31 +226,12 @@ describe('a session stored by an earlier version of its flow', () => {
   });
 
   it('logs a warning naming the step when it hands such a session to an agent (outside test A4)', async () => {
-    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3650 * 86400 });
-    await backend.init();
-    const lines: Array<{ level: number; msg: string; step?: string }> = [];
-    const logger = pino(
-      { level: 'warn' },
-      { write: (l: string) => lines.push(JSON.parse(l) as (typeof lines)[0]) },
-    );
-    const lease = (await backend.acquireLease(key, 'v2-baton', 5000))!;
-    const stored = { ...storedV1('ask_town', { first: 'Ana', last: 'Lima' }), flowVersion: 2, version: 0 };
-    await backend.commit(lease, {
-      expectedVersion: 0,
-      snapshot: { ...stored, version: 1 },
-      records: [],
-      outbound: [],
-      consumed: [],
-      deadLetters: [],
-    });
-    await backend.releaseLease(lease);
-    await backend.ingest({ messages: [txt('Porto', 101)], statuses: [] });
-    await testEngine(backend, { flows: [v3], logger }).runSession(key);
-    expect((await backend.load(key))!.needsAgent).toBe(true);
-    expect(lines.filter((l) => l.level === 40 && l.step === 'ask_town').map((l) => l.msg)).toEqual([
+    const stored = { ...storedV1('ask_town', { first: 'Ana', last: 'Lima' }), flowVersion: 2 };
+    const { warned, after } = await engineRun(v3, stored);
+    expect(after.needsAgent).toBe(true);
+    expect(warned.filter((l) => l.level === 40 && l.step === 'ask_town').map((l) => l.msg)).toEqual([
       'a session at step "ask_town", which flow signup no longer has, was handed to an agent: give the flow "moved" to say where such sessions go on',
     ]);
-    await backend.close();
   });
 
   it('holds a session of a flow not served for an agent, its data never read by the flow that is (outside test QA58-F1)', async () => {
@@ -234,30 +255,62 @@ describe('a session stored by an earlier version of its flow', () => {
     expect(later.records.map((x) => x.kind)).toEqual(['held']);
 
     // The engine's warning names the flow to serve, not a step to move.
-    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3650 * 86400 });
-    await backend.init();
-    const lines: Array<{ level: number; msg: string; flow?: string }> = [];
-    const logger = pino(
-      { level: 'warn' },
-      { write: (l: string) => lines.push(JSON.parse(l) as (typeof lines)[0]) },
-    );
-    const lease = (await backend.acquireLease(key, 'old-baton', 5000))!;
-    await backend.commit(lease, {
-      expectedVersion: 0,
-      snapshot: { ...billing, version: 1 },
-      records: [],
-      outbound: [],
-      consumed: [],
-      deadLetters: [],
-    });
-    await backend.releaseLease(lease);
-    await backend.ingest({ messages: [txt('Mallory', 101)], statuses: [] });
-    await testEngine(backend, { flows: [v2], logger }).runSession(key);
-    expect((await backend.load(key))!).toMatchObject({ flow: 'billing', needsAgent: true });
-    expect(lines.filter((l) => l.level === 40 && l.flow === 'billing').map((l) => l.msg)).toEqual([
+    const { warned, after } = await engineRun(v2, billing);
+    expect(after).toMatchObject({ flow: 'billing', needsAgent: true });
+    expect(warned.filter((l) => l.level === 40 && l.flow === 'billing').map((l) => l.msg)).toEqual([
       "a session of flow billing, which this process does not serve, was handed to an agent: add the flow to BATON_FLOWS (every worker's)",
     ]);
-    await backend.close();
+  });
+
+  it('holds a session written by a newer version of its flow for an agent, as it stands (outside test QA65-F2)', async () => {
+    // A rolling deploy's older worker (or a rollback): version 2 serves, the session is version
+    // 3's, its town a number. Before, the older schema refused the data and the session was wiped.
+    const older = defineFlow({
+      id: 'signup',
+      version: 2,
+      data: z.object({ first: z.string().optional(), town: z.string().optional() }),
+      start: 'ask_first',
+      steps: {
+        ask_first: { say: 'First name?', accepts: 'text', to: ['done'], on: (_i, c) => c.goto('done') },
+        done: { say: 'Done', accepts: 'any', to: ['ask_first'], on: (_i, c) => c.restart('ask_first') },
+      },
+    });
+    const newer = { ...storedV1('ask_first', { first: 'Ana', town: 7 }), flowVersion: 3 };
+    const r = transition(older, newer, [txt('Porto', 101)], env);
+    expect(r.snapshot).toMatchObject({
+      flow: 'signup',
+      flowVersion: 3,
+      step: 'ask_first',
+      needsAgent: true,
+      data: { first: 'Ana', town: 7 },
+      handoffReason: 'written by version 3 of flow signup; this process serves version 2',
+    });
+    expect(r.records.map((x) => x.kind)).toEqual(['escalated', 'held']);
+    // The engine's warning says to run the newest flow everywhere, not to move a step.
+    const { warned, after } = await engineRun(older, newer);
+    expect(after).toMatchObject({ flowVersion: 3, needsAgent: true, data: { town: 7 } });
+    expect(warned.filter((l) => l.level === 40 && l.stored === 3).map((l) => l.msg)).toEqual([
+      "a session written by version 3 of flow signup, newer than this process's version 2, was handed to an agent: run every worker with the newest flow (stop the old ones before starting the new ones)",
+    ]);
+  });
+
+  it('restarts a session whose data no longer fits, and that is all: not also handed to an agent for a removed step (outside test QA65-F3)', () => {
+    const typed = defineFlow({
+      id: 'signup',
+      version: 3,
+      data: z.object({ first: z.string().optional(), ticket: z.number().optional() }),
+      start: 'ask_first',
+      steps: {
+        ask_first: { say: 'First name?', accepts: 'text', to: ['done'], on: (_i, c) => c.goto('done') },
+        done: { say: 'Done', accepts: 'any', to: ['ask_first'], on: (_i, c) => c.restart('ask_first') },
+      },
+    });
+    const stored = { ...storedV1('describe', { first: 'Ana', ticket: 'T-777' }), flowVersion: 2 };
+    const r = transition(typed, stored, [txt('hello', 101)], env);
+    expect(r.records.map((x) => x.kind)).toEqual(['reset', 'advance']);
+    expect(r.snapshot).toMatchObject({ needsAgent: false, step: 'ask_first', data: {} });
+    // No hand-off notice before the fresh start's prompt.
+    expect(r.effects.map((e) => e.isPrompt)).toEqual([true]);
   });
 
   it('refuses a moved rule that names a current step or an unknown one, when the flow loads', () => {
