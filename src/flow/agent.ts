@@ -148,7 +148,7 @@ export function takeSession(
   if (holder !== null && holder !== agent && !takeOver) {
     throw new BatonError(
       'BATON_ERR_TAKEN_BY_OTHER',
-      `${holder} has taken this session; take it over explicitly`,
+      `${holder} has taken this session; send "take_over": true to take it over`,
     );
   }
   if (seenAgent !== undefined && holder !== seenAgent && holder !== agent) {
@@ -249,7 +249,10 @@ export function handback(
   set: FlowData = {},
 ): TransitionResult {
   if (!flow.steps.has(stepId)) {
-    throw new BatonError('BATON_ERR_UNKNOWN_STEP', `flow ${flow.id} has no step "${stepId}"`);
+    throw new BatonError(
+      'BATON_ERR_UNKNOWN_STEP',
+      `flow ${flow.id} has no step "${stepId}" (its steps: ${[...flow.steps.keys()].join(', ')})`,
+    );
   }
   if (!prev.needsAgent) {
     throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the session is not waiting for an agent');

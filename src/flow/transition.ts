@@ -788,7 +788,7 @@ class BatchRun {
    */
   private wentTo(target: string): string {
     return this.flow!.steps.has(target)
-      ? `went to "${target}", which it does not declare in "to"`
+      ? `went to "${target}", which it does not declare in "to" (add "${target}" to its "to")`
       : `went to "${target}", which is no step of flow ${this.flow!.id}`;
   }
 

@@ -98,7 +98,10 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       // Bob cannot take it from Ana unknowingly; explicitly (the dashboard's form sends "true"), he can.
       const bob = await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bob' });
       expect(bob.status).toBe(409);
-      expect(await bob.json()).toMatchObject({ code: 'BATON_ERR_TAKEN_BY_OTHER' });
+      expect(await bob.json()).toMatchObject({
+        code: 'BATON_ERR_TAKEN_BY_OTHER',
+        error: expect.stringContaining('send "take_over": true'),
+      });
       expect(
         (await send(`/sessions/${user}/agent`, 'POST', { agent: 'Bob', take_over: 'true' })).status,
       ).toBe(200);
@@ -186,7 +189,11 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
       // Unknown step: 400; the session is unchanged.
       const bad = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'nowhere' });
       expect(bad.status).toBe(400);
-      expect(await bad.json()).toMatchObject({ code: 'BATON_ERR_UNKNOWN_STEP' });
+      // It names the steps there are (outside test QA65-F11).
+      expect(await bad.json()).toMatchObject({
+        code: 'BATON_ERR_UNKNOWN_STEP',
+        error: expect.stringMatching(/has no step "nowhere" \(its steps: ask_name, choose_product, .*\)$/),
+      });
 
       // A step built on data the session lacks (no product was chosen): 409, unchanged.
       const early = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'collect_shipping_address' });

@@ -52,7 +52,9 @@ describe('flow code that fails', () => {
     });
     const u = testFlow(undeclared);
     await u.send('hi');
-    await expect(u.send('go')).rejects.toThrow(/step a: went to "b", which it does not declare in "to"$/);
+    await expect(u.send('go')).rejects.toThrow(
+      /step a: went to "b", which it does not declare in "to" \(add "b" to its "to"\)$/,
+    );
   });
 
   it.each([
