@@ -38,6 +38,7 @@ import {
   failedRepliesCard,
   layout,
   letterCell,
+  shortCell,
   outboundCard,
   preBlock,
   q,
@@ -555,9 +556,7 @@ export function registerDashboard(
                       </td>
                       <td>${duration(s.waiting_ms)}</td>
                       <td><time>${s.waiting_since}</time></td>
-                      <td class="last" dir="auto">
-                        ${s.last_message ? (s.last_message.text ?? `(${s.last_message.type})`) : '-'}
-                      </td>
+                      ${shortCell('last', s.last_message ? (s.last_message.text ?? `(${s.last_message.type})`) : '-')}
                       <td>${s.agent ?? html`<span class="muted">nobody yet</span>`}</td>
                     </tr>`,
                 )}
