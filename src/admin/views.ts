@@ -390,6 +390,12 @@ function dataField(key: string, kind: DataFieldKind): Html {
   /></label>`;
 }
 
+/**
+ * Characters (code points) of a message a conversation shows before the agent asks for the rest:
+ * more than most messages hold, a few lines of a long one.
+ */
+const SHOWN_CHARS = 1_500;
+
 /** The UTF-16 index just past the first `max` code points of `text`: a cut there splits no surrogate pair. */
 function afterCodePoints(text: string, max: number): number {
   let i = 0;
@@ -397,13 +403,62 @@ function afterCodePoints(text: string, max: number): number {
   return i;
 }
 
+/** How many characters (code points) `text` holds. */
+function codePoints(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; n += 1) i += text.codePointAt(i)! > 0xffff ? 2 : 1;
+  return n;
+}
+
 /**
  * A message's text, whitespace kept exactly (`white-space: pre-wrap`): built without the
  * `html` tag so that formatting this file cannot add whitespace inside it. `dir="auto"`: a
  * right-to-left text (Arabic, Hebrew) is laid out right to left.
+ *
+ * A text longer than {@link SHOWN_CHARS} shows its start, and the rest inside a closed
+ * `<details>` that says how long the whole is: Chromium lays out none of a closed details'
+ * content. A whole 65,536-character text (WhatsApp's limit) took 15 s to lay out and froze the
+ * session page on each load (outside test QA64-F3). The start and the rest are both `.text`:
+ * joined, they are the message.
  */
 function textBlock(text: string): Html {
-  return raw('<div class="text" dir="auto">' + escapeHtml(text) + '</div>');
+  const cut = afterCodePoints(text, SHOWN_CHARS);
+  if (cut === text.length) return raw('<div class="text" dir="auto">' + breakable(text) + '</div>');
+  const total = codePoints(text);
+  const count = (n: number): string => n.toLocaleString('en-US');
+  return raw(
+    '<div class="text clipped" dir="auto">' +
+      breakable(text.slice(0, cut)) +
+      '</div><details class="rest"><summary>' +
+      `Shortened: the first ${count(SHOWN_CHARS)} of ${count(total)} characters. Show the other ${count(total - SHOWN_CHARS)}` +
+      '</summary><div class="text" dir="auto">' +
+      breakable(text.slice(cut)) +
+      '</div></details>',
+  );
+}
+
+/**
+ * A run of 32 characters with no space, ending where a user-perceived character may end: not
+ * before a combining mark, a joiner, a variation selector or a skin tone, not after a joiner.
+ */
+const UNBROKEN = /\S{32}(?<!\u200d)(?=\S)(?!\p{M}|\u200d|\ufe0e|\ufe0f|\p{Emoji_Modifier})/gu;
+
+/**
+ * `text` escaped, with a line break opportunity (`<wbr>`, which adds no character to the text or
+ * a copy of it) after every 32 characters of a run with no space. Without them Chromium took 3 to
+ * 5 s to lay out a 65,536-letter word (the rest of one, opened), whatever the CSS
+ * (`overflow-wrap: anywhere`, `word-break: break-word` or `break-all`); with them, under 0.1 s
+ * (outside test QA64-F3).
+ */
+function breakable(text: string): string {
+  let out = '';
+  let from = 0;
+  for (const m of text.matchAll(UNBROKEN)) {
+    const to = m.index + m[0].length;
+    out += escapeHtml(text.slice(from, to)) + '<wbr>';
+    from = to;
+  }
+  return out + escapeHtml(text.slice(from));
 }
 
 const MEDIA_TYPES = new Set(['image', 'video', 'audio', 'document', 'sticker']);

@@ -122,6 +122,29 @@ describe('dashboard views escape every value', () => {
     expect(m).toContain('status-failed');
   });
 
+  it('shows the start of a long message, the rest folded, both escaped and nothing lost (outside test QA64-F3)', () => {
+    // 1,499 letters, then an emoji (two UTF-16 units) as the 1,500th character: not split.
+    const long = `${'a'.repeat(1_499)}\u{1F600}${EVIL}${'&'.repeat(100)}${'b'.repeat(2_000)}`;
+    const text = (body: string): StoredMessage => ({ ...inbound, content: { type: 'text', body } });
+    const { messages } = conversationPage([text(long)], [], 10);
+    const m = conversationCard(messages).value;
+    expectSafe(m.replaceAll('<wbr>', ''));
+    const [shown, rest] = [...m.matchAll(/<div class="text[^"]*" dir="auto">(.*?)<\/div>/gs)].map(
+      (x) => x[1]!,
+    );
+    expect(m).toContain('<div class="text clipped" dir="auto">');
+    expect(shown!.replaceAll('<wbr>', '')).toBe(`${'a'.repeat(1_499)}\u{1F600}`);
+    expect(m).toContain(
+      '<details class="rest"><summary>Shortened: the first 1,500 of 3,635 characters. Show the other 2,135</summary>',
+    );
+    // Line breaks are offered in long runs, never inside an escaped character.
+    expect(rest).toContain('<wbr>');
+    expect(rest!.replaceAll('<wbr>', '')).toBe(escapeHtml(`${EVIL}${'&'.repeat(100)}${'b'.repeat(2_000)}`));
+    // A message no longer than the bound is shown whole, as before.
+    const whole = conversationCard(conversationPage([text('c'.repeat(1_500))], [], 10).messages).value;
+    expect(whole).not.toContain('<details class="rest">');
+  });
+
   it('leaves effects\u2019 results out of the conversation, their texts redacted or not', () => {
     const result = (content: StoredMessage['content'], id: string): StoredMessage => ({
       ...inbound,

@@ -316,13 +316,17 @@
   function sendingKey(box) {
     return draftKey(box) + '#sending';
   }
+  // A long message is shown as its start and the rest in a closed <details>, each a `.text`
+  // (outside test QA64-F3): joined, they are what was sent.
   function shownAsSent(text) {
-    return Array.prototype.some.call(
-      document.querySelectorAll('ol.chat li.msg.out.agent .text'),
-      function (el) {
-        return (el.textContent || '').trim() === text.trim();
-      },
-    );
+    return Array.prototype.some.call(document.querySelectorAll('ol.chat li.msg.out.agent'), function (li) {
+      var said = Array.prototype.map
+        .call(li.querySelectorAll('.text'), function (el) {
+          return el.textContent || '';
+        })
+        .join('');
+      return said.trim() === text.trim();
+    });
   }
   Array.prototype.forEach.call(document.querySelectorAll('textarea'), function (box) {
     var sending = window.sessionStorage.getItem(sendingKey(box));
