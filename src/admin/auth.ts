@@ -14,7 +14,7 @@ import type { FastifyRequest } from 'fastify';
 import { addressKey } from '../ingress/connection-guard.ts';
 
 export const COOKIE_NAME = 'baton_admin';
-/** The sign-in form's nonce cookie (see {@link AdminAuth.ownSignInForm}). */
+/** The sign-in form's nonce cookie (see {@link AdminAuth.signInRefusal}). */
 export const LOGIN_COOKIE = 'baton_login';
 export const CSRF_HEADER = 'x-baton-csrf';
 /** A dashboard sign-in lasts this long. */
@@ -78,6 +78,9 @@ function mac(token: string, what: string): string {
   return createHmac('sha256', token).update(what).digest('base64url');
 }
 
+/** Why a sign-in post was refused before its token was looked at (see {@link AdminAuth.signInRefusal}). */
+export type SignInRefusal = 'other-site' | 'other-origin' | 'no-form';
+
 export type Caller = { kind: 'bearer' } | { kind: 'cookie'; cookie: string };
 
 /** Where sign-outs are kept (the backend: shared by every process, kept across restarts). */
@@ -127,22 +130,28 @@ export class AdminAuth {
   }
 
   /**
-   * Whether a sign-in post is this dashboard's own form. One the browser says another site
-   * started (`Sec-Fetch-Site: cross-site`, or `same-site`: a sibling host, which could also have
-   * set a cookie of its own here) is not. Any other post from a browser (it says where it came
-   * from: `Origin` or `Sec-Fetch-Site`) must carry the nonce its form was served with, the same in
-   * the field and in the cookie: a page on another site can neither read the form nor send the
-   * `SameSite=Strict` cookie, whatever the scheme (a browser sends `Sec-Fetch-Site` only to HTTPS
-   * and local addresses) and whatever `Host` a proxy passes on. A script posting the token (no
-   * `Origin`) needs none: it is no agent's browser to be led there.
+   * Why a sign-in post is not this dashboard's own form, or null if it is. One the browser says
+   * another site started (`Sec-Fetch-Site: cross-site`, or `same-site`: a sibling host, which
+   * could also have set a cookie of its own here) is `other-site`. Without `Sec-Fetch-Site` (a
+   * browser sends it only to HTTPS and local addresses), a post whose `Origin` is not the address
+   * it was sent to is `other-origin` (see {@link sameOrigin}). Any other post from a browser (it
+   * says where it came from: `Origin` or `Sec-Fetch-Site`) must carry the nonce its form was
+   * served with, the same in the field and in the cookie, else `no-form`: a page on another site
+   * can neither read the form nor send the `SameSite=Strict` cookie. A script posting the token
+   * (no `Origin`) needs none: it is no agent's browser to be led there.
    */
-  ownSignInForm(req: FastifyRequest, given: string | undefined): boolean {
+  signInRefusal(req: FastifyRequest, given: string | undefined): SignInRefusal | null {
     const site = req.headers['sec-fetch-site'];
-    if (site === 'cross-site' || site === 'same-site') return false;
-    const browser = req.headers.origin !== undefined || site !== undefined;
-    if (!browser) return true;
-    if (given === undefined || given === '') return false;
-    return cookieValues(req, LOGIN_COOKIE).some((v) => safeEqual(v, given));
+    if (site === 'cross-site' || site === 'same-site') return 'other-site';
+    const origin = req.headers.origin;
+    if (origin === undefined && site === undefined) return null;
+    // The nonce alone is no proof over plain HTTP: a page on the parent domain, or on the same
+    // IP at another port, can set a `baton_login` cookie of its own choosing here (cookies
+    // ignore ports and may be set for a parent domain) and post the same value in the field, so
+    // its wrong tokens would count and lock the agent out (outside test QA64-F1).
+    if (site === undefined && !sameOrigin(req, origin!)) return 'other-origin';
+    if (given === undefined || given === '') return 'no-form';
+    return cookieValues(req, LOGIN_COOKIE).some((v) => safeEqual(v, given)) ? null : 'no-form';
   }
 
   /** Whether a cookie value is one this token signed and it has not expired (sign-outs aside). */
@@ -221,6 +230,47 @@ function cookieValues(req: FastifyRequest, name: string): string[] {
     if (key === name) values.push(rest.join('='));
   }
   return values;
+}
+
+/**
+ * Whether a browser's `Origin` is the address the request was sent to: its host and port those
+ * of `Host` (or, from a proxy BATON_TRUST_PROXY trusts, `X-Forwarded-Host`), its scheme the
+ * request's where that is known (TLS here, or a trusted proxy's `X-Forwarded-Proto`, or plain
+ * HTTP with no proxy in sight). `Origin: null` (a sandboxed frame, a redirect from elsewhere) is
+ * no address and never the same.
+ */
+function sameOrigin(req: FastifyRequest, origin: string): boolean {
+  let from: URL;
+  try {
+    from = new URL(origin);
+  } catch {
+    return false; // `null`, or nothing a browser sends
+  }
+  const scheme = knownScheme(req) ?? from.protocol.slice(0, -1);
+  let to: URL;
+  try {
+    to = new URL(`${scheme}://${req.host}`);
+  } catch {
+    return false;
+  }
+  // A Host with more in it than a host and port names no address a browser could have used.
+  return from.origin === to.origin && to.pathname === '/' && to.username === '' && to.search === '';
+}
+
+/** The scheme the browser used to reach this request, when it can be told; else undefined. */
+function knownScheme(req: FastifyRequest): string | undefined {
+  const h = req.headers;
+  const forwarded = h['x-forwarded-proto'];
+  if (typeof forwarded === 'string') {
+    // Fastify believes the header's last entry only from a trusted proxy: the same answer, trusted.
+    const last = forwarded.split(',').at(-1)!.trim().toLowerCase();
+    return req.protocol === last ? last : undefined;
+  }
+  if (req.protocol === 'https') return 'https';
+  // Plain HTTP with no proxy in sight is what the browser used; a proxy that does not say what
+  // it was reached with (it may terminate TLS) leaves the scheme unknown.
+  const proxied = ['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'via'].some((n) => h[n] !== undefined);
+  return proxied ? undefined : 'http';
 }
 
 /** Whether the request came over TLS (directly or through a proxy that says so). */

@@ -11,7 +11,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { BatonError, StorageUnavailableError } from '../errors.ts';
 import type { AdminDeps } from './api.ts';
 import { ID_PATTERN } from '../providers/screen.ts';
-import { isSecure, type AdminAuth } from './auth.ts';
+import { isSecure, type AdminAuth, type SignInRefusal } from './auth.ts';
 import { conversationPage } from './conversation.ts';
 import { flowPicture } from './flow-picture.ts';
 import { flowMermaid } from '../graph/index.ts';
@@ -106,6 +106,20 @@ function sessionKey(s: SessionSnapshot): string {
   return s.user;
 }
 
+/** What the sign-in page tells an agent whose sign-in was refused before its token was tried. */
+const SIGN_IN_REFUSED: Record<SignInRefusal, (req: FastifyRequest) => string> = {
+  'other-site': () =>
+    'This sign-in did not come from this page (another site posted it): sign in again here.',
+  'no-form': () =>
+    'This sign-in did not come from this page (another site, or a page a day old): sign in again here.',
+  // Named, so an agent behind a proxy that rewrites Host can tell it from an attack.
+  'other-origin': (req) =>
+    'This sign-in did not come from this page: a page on another origin ' +
+    `(${String(req.headers.origin).slice(0, 200)}) posted it, and Baton was reached at ` +
+    `${req.host.slice(0, 200) || '(no Host header)'}. Sign in again here; behind a proxy, have it ` +
+    'pass the Host header through (or X-Forwarded-Host, with BATON_TRUST_PROXY).',
+};
+
 /** Largest form body a dashboard page takes, bytes. */
 const FORM_LIMIT = 8192;
 
@@ -147,7 +161,7 @@ export function registerDashboard(
       dash.addHook('onSend', async (_req, reply, payload) => {
         reply.header('content-security-policy', CSP);
         reply.header('x-content-type-options', 'nosniff');
-        reply.header('referrer-policy', 'no-referrer');
+        if (!reply.hasHeader('referrer-policy')) reply.header('referrer-policy', 'no-referrer');
         reply.header('x-frame-options', 'DENY');
         reply.header('cache-control', 'no-store');
         return payload;
@@ -173,11 +187,17 @@ export function registerDashboard(
       /** The sign-in page with a fresh form nonce (its cookie set with it). */
       const signInReply = (req: FastifyRequest, reply: FastifyReply, status: number, error?: string) => {
         const { nonce, header } = auth.loginNonce(isSecure(req));
-        return reply
-          .code(status)
-          .header('set-cookie', header)
-          .type('text/html; charset=utf-8')
-          .send(signInPage(nonce, error));
+        return (
+          reply
+            .code(status)
+            .header('set-cookie', header)
+            // Under `no-referrer` a browser posts the form with `Origin: null`, which is what a page
+            // elsewhere can send too: the sign-in must name its own origin (outside test QA64-F1).
+            // Still no referrer to any other origin.
+            .header('referrer-policy', 'same-origin')
+            .type('text/html; charset=utf-8')
+            .send(signInPage(nonce, error))
+        );
       };
 
       dash.post('/login', async (req, reply) => {
@@ -186,14 +206,8 @@ export function registerDashboard(
         // could post ten wrong tokens and lock that agent's address (everyone's, behind a proxy)
         // out of the dashboard and the API, or sign the agent in to a session of its own (outside
         // tests QA50-F1, QA51-F2).
-        if (!auth.ownSignInForm(req, body.success ? body.data.nonce : undefined)) {
-          return signInReply(
-            req,
-            reply,
-            403,
-            'This sign-in did not come from this page (another site, or a page a day old): sign in again here.',
-          );
-        }
+        const refusal = auth.signInRefusal(req, body.success ? body.data.nonce : undefined);
+        if (refusal !== null) return signInReply(req, reply, 403, SIGN_IN_REFUSED[refusal](req));
         const wait = throttle.waitMs(req.ip);
         if (wait > 0) {
           reply.header('retry-after', String(Math.ceil(wait / 1000)));

@@ -314,7 +314,7 @@ export const HandshakeQuery = z.object({
 /** The dashboard's sign-in form. */
 export const SignInBody = z.strictObject({
   token: z.string().min(1).max(512),
-  /** The sign-in form's nonce (see `AdminAuth.ownSignInForm`); scripts posting the token send none. */
+  /** The sign-in form's nonce (see `AdminAuth.signInRefusal`); scripts posting the token send none. */
   nonce: z.string().max(64).optional(),
 });
 

@@ -3,6 +3,7 @@
  * HttpOnly, SameSite=Strict cookie; the cookie alone cannot change anything without the page's
  * CSRF token; Bearer keeps working for the JSON API; every page escapes what users sent.
  */
+import { request, type IncomingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
@@ -338,6 +339,32 @@ describe('sign-in posted from another site', () => {
     return { nonce, cookie };
   }
 
+  /** A form post with any headers, `Host` included (fetch may not set it). */
+  function rawPost(
+    url: string,
+    headers: Record<string, string>,
+    fields: Record<string, string>,
+  ): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+    const body = new URLSearchParams(fields).toString();
+    return new Promise((resolve, reject) => {
+      const req = request(
+        `${url}/admin/login`,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
   it('is refused with 403 before it counts, so a hostile page cannot lock the agents out (outside test QA50-F1)', async () => {
     const h2 = await startHarness();
     try {
@@ -389,6 +416,76 @@ describe('sign-in posted from another site', () => {
       expect((await form({ token: ADMIN_TOKEN }, {}, h2.url)).status).toBe(303);
     } finally {
       await h2.close();
+    }
+  });
+
+  it('without Sec-Fetch-Site, a post whose Origin is another address is refused before it counts, its nonce planted or not (outside test QA64-F1)', async () => {
+    const h2 = await startHarness();
+    try {
+      const { port } = new URL(h2.url);
+      // The cookie a page on the same IP at another port, or on the parent domain, can set here
+      // (cookies ignore ports and may name a parent domain), and the same value in the field.
+      const planted = { cookie: 'baton_login=tossed123' };
+      const attacks: { origin: string; host?: string }[] = [
+        { origin: `http://127.0.0.1:${Number(port) + 1}` },
+        { origin: 'http://evil.corp.test', host: `baton.corp.test:${port}` },
+        { origin: `http://evil.corp.test:${port}`, host: `baton.corp.test:${port}` },
+        { origin: `https://127.0.0.1:${port}` },
+        { origin: 'null' },
+      ];
+      for (let i = 0; i < 11; i++) {
+        const { origin, host } = attacks[i % attacks.length]!;
+        const r = await rawPost(
+          h2.url,
+          { origin, ...planted, ...(host ? { host } : {}) },
+          { token: `guess-${i}`, nonce: 'tossed123' },
+        );
+        expect(r.status, origin).toBe(403);
+        expect(r.body).toContain('a page on another origin');
+        expect(r.body).toContain('pass the Host header through');
+      }
+      const { nonce, cookie } = await signInForm(h2.url);
+      // The form's page lets its post name its origin (under `no-referrer` it would be `null`).
+      expect((await fetch(`${h2.url}/admin`)).headers.get('referrer-policy')).toBe('same-origin');
+      // From this origin, a post still needs the form's own nonce.
+      const sameOrigin = { origin: `http://baton.corp.test:${port}`, host: `baton.corp.test:${port}` };
+      const formless = await rawPost(h2.url, sameOrigin, { token: 'guess-formless' });
+      expect(formless.status).toBe(403);
+      expect(formless.body).toContain('another site, or a page a day old');
+      // Nothing counted: the agent's own form under the parent domain's name, and the API.
+      const own = await rawPost(h2.url, { ...sameOrigin, cookie }, { token: ADMIN_TOKEN, nonce });
+      expect(own.status).toBe(303);
+      expect(own.headers['set-cookie']?.[0]).toMatch(/^baton_admin=/);
+      expect((await h2.admin('/stats')).status).toBe(200);
+    } finally {
+      await h2.close();
+    }
+  });
+
+  it('behind a proxy, the origin is the one it passes on (Host, or X-Forwarded-Host when trusted)', async () => {
+    const direct = await startHarness();
+    const trusting = await startHarness({ BATON_TRUST_PROXY: 'true' });
+    try {
+      const forwarded = { 'x-forwarded-host': 'baton.example', 'x-forwarded-proto': 'https' };
+      const fromPage = { origin: 'https://baton.example' };
+      const signInThrough = async (url: string, headers: Record<string, string>) => {
+        const { nonce, cookie } = await signInForm(url);
+        return rawPost(url, { ...headers, cookie }, { token: ADMIN_TOKEN, nonce });
+      };
+      expect((await signInThrough(trusting.url, { ...fromPage, ...forwarded })).status).toBe(303);
+      // The proxy passed Host through (a TLS one not trusted: the scheme is not known).
+      const passedHost = { ...fromPage, host: 'baton.example', 'x-forwarded-for': '203.0.113.9' };
+      expect((await signInThrough(direct.url, passedHost)).status).toBe(303);
+      // An X-Forwarded-Host from a peer not trusted is anyone's to write: Host counts.
+      const refused = await signInThrough(direct.url, { ...fromPage, ...forwarded });
+      expect(refused.status).toBe(403);
+      expect(refused.body).toContain('Baton was reached at 127.0.0.1:');
+      // A trusted proxy saying https: a page over plain HTTP on the same name is another origin.
+      const plain = { origin: 'http://baton.example', ...forwarded };
+      expect((await signInThrough(trusting.url, plain)).status).toBe(403);
+    } finally {
+      await direct.close();
+      await trusting.close();
     }
   });
 });
