@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import type { SessionView, TransitionRecord } from '../model/session.ts';
+import { terminalSafeLine } from '../terminal.ts';
 
 const FILE = 'baton.admin.json';
 
@@ -83,7 +84,7 @@ export class LocalAdminClient {
       );
     }
     const json = (await res.json().catch(() => ({}))) as {
-      error?: string;
+      error?: unknown;
       code?: string;
       channels?: unknown;
     };
@@ -93,9 +94,14 @@ export class LocalAdminClient {
         ? (json.code as ErrorCode)
         : 'BATON_ERR_INTERNAL';
     // A user with sessions on several channels: name them, as the store's own answer does.
-    const channels = Array.isArray(json.channels) ? json.channels.map(String) : [];
+    // What the server wrote goes into one line of the CLI's, inert: whoever answers at the URL
+    // in the handle file could send escape sequences (outside test QA64-F4).
+    const channels = Array.isArray(json.channels)
+      ? json.channels.map((c) => terminalSafeLine(String(c)))
+      : [];
     const detail = channels.length > 0 ? `: ${channels.join(', ')}; pass --channel` : '';
-    throw new BatonError(code, `${json.error ?? `${method} ${path}: HTTP ${res.status}`}${detail}`);
+    const error = typeof json.error === 'string' ? terminalSafeLine(json.error) : undefined;
+    throw new BatonError(code, `${error ?? `${method} ${path}: HTTP ${res.status}`}${detail}`);
   }
 
   private static path(waId: string, channel: string | undefined, tail = ''): string {

@@ -24,6 +24,7 @@ import {
 } from './simulate.ts';
 import { watchParent } from './parent-watch.ts';
 import { oneShotLogger, sessionStore } from './store.ts';
+import { terminalSafeJson, terminalSafeText } from '../terminal.ts';
 
 /** Loads `.env` if present (values already in the environment win; see config/dotenv.ts). */
 function loadDotEnv(): void {
@@ -91,6 +92,14 @@ function commandPath(program: Command, argv: readonly string[]): string {
 
 /** The dedupe window SPEC 1.2 asks for: Meta redelivers a webhook for up to 7 days. */
 const DEDUPE_SPEC_SEC = 7 * 86_400;
+
+/**
+ * Writes an error on stderr, what a terminal would act on escaped: a message may quote a user's
+ * text or the running process's answer (outside test QA64-F4).
+ */
+function errorLine(line: string): void {
+  process.stderr.write(`${terminalSafeText(line)}\n`);
+}
 
 /**
  * A parse error of commander's on one line, with where help is:
@@ -369,7 +378,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
       if (handle === null) throw err;
       result = await remote(new LocalAdminClient(handle));
     }
-    out(JSON.stringify(result, null, indent));
+    // A user's text, or what the running process answered: inert for the terminal (QA64-F4).
+    out(terminalSafeJson(JSON.stringify(result, null, indent)));
   };
   /** A wa_id (or `--channel`) as the admin API takes it (its schema); else a usage error (2). */
   const sessionArgs = (waId: string, channel: string | undefined): void => {
@@ -482,12 +492,12 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
       if (err.code === 'commander.help') {
         const path = commandPath(program, argv);
         const unknown = argv[0] === 'help' && argv[1] !== undefined && path === program.name();
-        process.stderr.write(
+        errorLine(
           unknown
-            ? `baton: unknown command "${argv[1]}" (see baton --help)\n`
-            : `baton: "${path}" needs a command (see ${path} --help)\n`,
+            ? `baton: unknown command "${argv[1]}" (see baton --help)`
+            : `baton: "${path}" needs a command (see ${path} --help)`,
         );
-      } else process.stderr.write(`${usageLine(err, program, argv)}\n`);
+      } else errorLine(usageLine(err, program, argv));
       return 2;
     }
     if (
@@ -497,14 +507,14 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
         // A user with sessions on several channels: the command needs --channel.
         (err.code === 'BATON_ERR_NEEDS_DISTRIBUTED' || err.code === 'BATON_ERR_AMBIGUOUS_SESSION'))
     ) {
-      process.stderr.write(`baton: ${err.message}\n`);
+      errorLine(`baton: ${err.message}`);
       return 2;
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`baton: configuration error: ${err.message}\n`);
+      errorLine(`baton: configuration error: ${err.message}`);
       return 1;
     }
-    process.stderr.write(`baton: ${err instanceof Error ? err.message : String(err)}\n`);
+    errorLine(`baton: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }
 }
