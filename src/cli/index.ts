@@ -9,7 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { amqpAddress } from '../ingress/amqp-intake.ts';
 import { createBaton, type BatonOptions } from '../app.ts';
 import { parseDotEnv } from '../config/dotenv.ts';
-import { loadConfig, misspeltVariables, type Config } from '../config/index.ts';
+import { loadConfig, MIN_PRODUCTION_ADMIN_TOKEN, misspeltVariables, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
 import { sessionNamedBy, toSessionView } from '../model/session.ts';
 import { WaIdParams } from '../admin/schemas.ts';
@@ -64,6 +64,27 @@ export function configWarnings(config: Config, env: Readonly<Record<string, stri
       'BATON_ALERT_WEBHOOK_URL is set, but no alert is: set BATON_ALERT_QUEUE_DEPTH, BATON_ALERT_OLDEST_MS, BATON_ALERT_UNSENT_MS or BATON_ALERT_WORKERS.',
     );
   return warnings;
+}
+
+/**
+ * The warning for an `ADMIN_TOKEN` shorter than production's minimum on an address other
+ * machines can reach (the default HOST, 0.0.0.0, among them), or undefined. Outside production
+ * such a token is allowed, for a quick local try, but on the network ten guesses a minute per
+ * address find a short one (outside test QA64-F5: README's `ADMIN_TOKEN=admin` was accepted from
+ * the network without a word).
+ */
+export function shortAdminTokenWarning(config: Config): string | undefined {
+  const token = config.adminToken;
+  if (token === undefined || token.length >= MIN_PRODUCTION_ADMIN_TOKEN || loopbackHost(config.host))
+    return undefined;
+  return `ADMIN_TOKEN is ${token.length} characters and HOST=${config.host} takes connections from other machines: anyone who can reach this port can guess it at the dashboard or the admin API. Use at least ${MIN_PRODUCTION_ADMIN_TOKEN} characters, or HOST=127.0.0.1.`;
+}
+
+/** Whether HOST is an address only this machine reaches: `localhost`, 127.0.0.0/8 or ::1. */
+function loopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }
 
 class UsageError extends Error {}
@@ -202,6 +223,9 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
       'WARNING: WHATSAPP_ACCESS_TOKEN is not set: the Graph API will refuse every reply to Cloud API users (each dead-lettered with its error). Set it, or point WHATSAPP_API_BASE_URL at a test double.',
     );
   }
+  // Only a process serving HTTP serves the admin API (a worker listens on its probe port alone).
+  const tokenWarning = url ? shortAdminTokenWarning(config) : undefined;
+  if (tokenWarning !== undefined) warn(`WARNING: ${tokenWarning}`);
   for (const w of configWarnings(config, process.env)) warn(`WARNING: ${w}`);
   if (config.dedupeTtlSec < DEDUPE_SPEC_SEC) {
     warn(

@@ -71,3 +71,21 @@ it('warns at start when BATON_DEDUPE_TTL is under the 7 days SPEC 1.2 asks for (
   expect(plain).not.toMatch(/^Flows: order/m);
   expect(plain).toMatch(/^WARNING: WHATSAPP_ACCESS_TOKEN is not set: the Graph API will refuse every reply/m);
 }, 60_000);
+
+it('warns at start, on stderr, of a short ADMIN_TOKEN other machines can try (outside test QA64-F5)', async () => {
+  const started = async (env: Record<string, string>): Promise<string> => {
+    const p = await spawnBaton(['start'], {
+      PORT: String(await freePort()),
+      BATON_DATA_DIR: mkdtempSync(join(dir, 'token-')),
+      ...env,
+    });
+    await p.stop();
+    return p.stderr();
+  };
+  // README's quick start as it was (HOST unset: 0.0.0.0).
+  expect(await started({ ADMIN_TOKEN: 'admin' })).toMatch(
+    /^WARNING: ADMIN_TOKEN is 5 characters and HOST=0\.0\.0\.0 takes connections from other machines: [^\n]*HOST=127\.0\.0\.1\.$/m,
+  );
+  // As README has it now.
+  expect(await started({ ADMIN_TOKEN: 'admin', HOST: '127.0.0.1' })).not.toContain('ADMIN_TOKEN');
+}, 60_000);

@@ -4,7 +4,7 @@
  * Baton reads (outside test QA32-F3: `BATON_ALERT_QUEUE_DEPT` left alerting silently off).
  */
 import { describe, expect, it } from 'vitest';
-import { configWarnings } from '../../src/cli/index.ts';
+import { configWarnings, shortAdminTokenWarning } from '../../src/cli/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
 
 const warnings = (env: Record<string, string>): string[] => configWarnings(loadConfig(env), env);
@@ -32,5 +32,31 @@ describe('configuration warnings', () => {
       warnings({ BATON_ALERT_QUEUE_DEPTH: '5', BATON_ALERT_WEBHOOK_URL: 'http://hooks.example/x' }),
     ).toEqual([]);
     expect(warnings({})).toEqual([]);
+  });
+
+  it('a short ADMIN_TOKEN on an address other machines reach, and only there (outside test QA64-F5)', () => {
+    const tokenWarning = (env: Record<string, string>): string | undefined =>
+      shortAdminTokenWarning(loadConfig(env));
+    // README's quick start as it was: the default HOST is every address.
+    expect(tokenWarning({ ADMIN_TOKEN: 'admin' })).toBe(
+      'ADMIN_TOKEN is 5 characters and HOST=0.0.0.0 takes connections from other machines: anyone who can reach this port can guess it at the dashboard or the admin API. Use at least 16 characters, or HOST=127.0.0.1.',
+    );
+    for (const HOST of ['::', '192.168.1.20', 'baton.internal'])
+      expect(tokenWarning({ ADMIN_TOKEN: 'x'.repeat(15), HOST }), HOST).toMatch(
+        /^ADMIN_TOKEN is 15 characters and HOST=/,
+      );
+    for (const HOST of [
+      '127.0.0.1',
+      '127.1.2.3',
+      '::1',
+      '[::1]',
+      'localhost',
+      'LOCALHOST',
+      '::ffff:127.0.0.1',
+    ])
+      expect(tokenWarning({ ADMIN_TOKEN: 'admin', HOST }), HOST).toBeUndefined();
+    expect(tokenWarning({ ADMIN_TOKEN: 'x'.repeat(16) })).toBeUndefined();
+    // None set: the one generated is long.
+    expect(tokenWarning({})).toBeUndefined();
   });
 });
