@@ -4,19 +4,11 @@
  *
  * Chromium missing: skipped with a loud notice, except under CI=true, where it fails.
  */
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
 import { text, webhook } from '../support/payloads.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
-  const line = `browser suite needs Chromium at ${CHROMIUM} (apt-get install -y chromium)`;
-  if (process.env.CI === 'true') throw new Error(`${line} (CI=true: failing)`);
-  console.warn(`\n${'!'.repeat(100)}\n!! SKIPPED: ${line}\n${'!'.repeat(100)}\n`);
-}
+import { haveChromium, launchChromium } from '../support/chromium.ts';
 
 const WAITING = 103;
 /** Rows per inbox page (src/admin/dashboard.ts). */
@@ -47,10 +39,7 @@ describe.skipIf(!haveChromium)('the inbox page beyond one page', () => {
         }),
       );
     }
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchChromium();
   }, 120_000);
 
   afterAll(async () => {

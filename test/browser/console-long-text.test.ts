@@ -8,19 +8,11 @@
  *
  * Chromium missing: skipped with a loud notice, except under CI=true, where it fails.
  */
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
 import { text, webhook } from '../support/payloads.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
-  const line = `browser suite needs Chromium at ${CHROMIUM} (apt-get install -y chromium)`;
-  if (process.env.CI === 'true') throw new Error(`${line} (CI=true: failing)`);
-  console.warn(`\n${'!'.repeat(100)}\n!! SKIPPED: ${line}\n${'!'.repeat(100)}\n`);
-}
+import { haveChromium, launchChromium } from '../support/chromium.ts';
 
 const TS = 1_760_000_000;
 /** WhatsApp's longest text message, in characters. */
@@ -72,10 +64,7 @@ describe.skipIf(!haveChromium)('a maximum-length message in the console (QA64-F3
     h = await startHarness({ BATON_MAX_RETRIES: '0' });
     await waitingWith(users.accents, ACCENTS);
     await waitingWith(users.letters, LETTERS);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     page.setDefaultTimeout(10_000);
     page.on('pageerror', (e) => pageErrors.push(String(e)));

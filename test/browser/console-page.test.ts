@@ -6,20 +6,13 @@
  *
  * Chromium missing: skipped with a loud notice, except under CI=true, where it fails.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { chromium, type Browser, type Page, type Route } from 'playwright-core';
+import { type Browser, type Page, type Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
 import { envelopeWith, image, PHONE_ID, reaction, text, webhook } from '../support/payloads.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
-  const line = `browser suite needs Chromium at ${CHROMIUM} (apt-get install -y chromium)`;
-  if (process.env.CI === 'true') throw new Error(`${line} (CI=true: failing)`);
-  console.warn(`\n${'!'.repeat(100)}\n!! SKIPPED: ${line}\n${'!'.repeat(100)}\n`);
-}
+import { haveChromium, launchChromium } from '../support/chromium.ts';
 
 const TS = 1_760_000_000;
 const OUT = resolve(import.meta.dirname, '../../test-output');
@@ -70,10 +63,7 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
   beforeAll(async () => {
     mkdirSync(OUT, { recursive: true });
     h = await startHarness({ BATON_MAX_RETRIES: '0' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     page.setDefaultTimeout(10_000);
     page.on('pageerror', (e) => pageErrors.push(String(e)));

@@ -4,20 +4,13 @@
  *
  * Chromium missing: skipped with a loud notice, except under CI=true, where it fails.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook } from '../support/payloads.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
-  const line = `browser suite needs Chromium at ${CHROMIUM} (apt-get install -y chromium)`;
-  if (process.env.CI === 'true') throw new Error(`${line} (CI=true: failing)`);
-  console.warn(`\n${'!'.repeat(100)}\n!! SKIPPED: ${line}\n${'!'.repeat(100)}\n`);
-}
+import { haveChromium, launchChromium } from '../support/chromium.ts';
 
 const OUT = resolve(import.meta.dirname, '../../test-output');
 const TS = 1_750_000_000;
@@ -73,10 +66,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     // The users write with fixed 2025 timestamps: a ten-year session TTL keeps them live, so the
     // flow map counts them at their steps (it leaves out sessions idle past the TTL).
     h = await startHarness({ BATON_MAX_RETRIES: '0', BATON_SESSION_TTL: '3650d' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     page.setDefaultTimeout(10_000);
     page.on('console', (m) => {

@@ -7,17 +7,12 @@
  * `fetch`; then the agent signs in with the right token on the dashboard's own form. A page on the
  * same host name at another port, which can set the dashboard's cookies, is refused too.
  */
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { haveChromium, launchChromium } from '../support/chromium.ts';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI === 'true')
-  throw new Error(`browser suite needs Chromium at ${CHROMIUM} (CI=true: failing)`);
 
 /** The hostile site's page: posts wrong tokens to the dashboard's sign-in, as forms and as fetch. */
 function hostilePage(target: string): string {
@@ -88,16 +83,9 @@ describe.skipIf(!haveChromium)('dashboard sign-in against a hostile page, in Chr
       res.end(req.url === '/plant' ? plantingPage(target) : hostilePage(target));
     });
     await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r));
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--host-resolver-rules=MAP baton.test 127.0.0.1, MAP evil.test 127.0.0.1',
-      ],
-    });
+    browser = await launchChromium([
+      '--host-resolver-rules=MAP baton.test 127.0.0.1, MAP evil.test 127.0.0.1',
+    ]);
   }, 60_000);
 
   afterAll(async () => {
