@@ -34,7 +34,12 @@ import {
 } from '../flow/transition.ts';
 import type { MessageContent } from '../model/message.ts';
 import { attemptEffect, DEFAULT_EFFECT_TIMEOUT_MS } from '../engine/effects.ts';
-import type { OutboundBody, SessionSnapshot, TransitionRecord } from '../model/session.ts';
+import {
+  SNAPSHOT_FORMAT,
+  type OutboundBody,
+  type SessionSnapshot,
+  type TransitionRecord,
+} from '../model/session.ts';
 
 /** A reply as the engine would send it. */
 export interface TestReply {
@@ -70,6 +75,16 @@ export interface TestFlowOptions {
    * key it has seen again would answer one test with another's result.
    */
   readonly user?: string;
+  /**
+   * A session as an earlier deploy stored it, to test `moved` and `migrate` (outside test
+   * QA65-F7): the flow `version` that stored it (default 1), its step (one the flow may no longer
+   * have) and its data. The conversation goes on from it, as the engine would load it.
+   */
+  readonly stored?: {
+    readonly flowVersion?: number;
+    readonly step: string;
+    readonly data?: FlowData;
+  };
 }
 
 /**
@@ -152,7 +167,26 @@ export function testFlow<F extends Flow>(
   };
   let now = opts.now ?? 1_750_000_000_000;
   let seq = 0;
-  let snapshot: SessionSnapshot | null = null;
+  let snapshot: SessionSnapshot | null =
+    opts.stored === undefined
+      ? null
+      : {
+          ...key,
+          waId: key.user,
+          format: SNAPSHOT_FORMAT,
+          flow: flow.id,
+          flowVersion: opts.stored.flowVersion ?? 1,
+          step: opts.stored.step,
+          data: opts.stored.data ?? {},
+          version: 1,
+          visitVersion: 1,
+          lastInteraction: Math.floor(now / 1000),
+          lastMessageId: null,
+          retryCount: 0,
+          needsAgent: false,
+          createdAt: now,
+          outboundSeq: 0,
+        };
   const records: TransitionRecord[] = [];
   const replies: TestReply[] = [];
   let mailbox: ResolvedMessage[] = [];
