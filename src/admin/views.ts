@@ -238,7 +238,7 @@ export function stateCard(s: SessionSnapshot, lease: LeaseView | null): Html {
       )}
     </table>
     <h3>Data</h3>
-    ${preBlock('state-data', bidiSafeJson(JSON.stringify(v.data, null, 2)))}
+    ${preBlock('state-data', bidiSafeJson(JSON.stringify(shownData(v.data), null, 2)))}
   </section>`;
 }
 
@@ -554,6 +554,27 @@ function describeOutbound(o: OutboundRecord): string {
 function shorten(text: string, max: number): string {
   const cut = afterCodePoints(text, max);
   return cut === text.length ? text : `${text.slice(0, afterCodePoints(text, max - 1))}…`;
+}
+
+/** The longest text value the session page's Data block shows whole. */
+const DATA_SHOWN = 1_500;
+
+/**
+ * The session's data as its page shows it: a text longer than {@link DATA_SHOWN} is shortened,
+ * saying how long it is. A flow stores what the user wrote whole (a 65,536-character name), and
+ * laid out whole it froze the page as a long message did (outside test QA64-F3).
+ */
+function shownData(data: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(data).map(([k, v]) =>
+      typeof v === 'string' && v.length > DATA_SHOWN
+        ? [
+            k,
+            `${shorten(v, DATA_SHOWN)} (${v.length.toLocaleString('en-US')} characters; the API has them all)`,
+          ]
+        : [k, v],
+    ),
+  );
 }
 
 /**

@@ -34,7 +34,7 @@ describe.skipIf(!haveChromium)('a maximum-length message in the console (QA64-F3
   let h: Harness;
   let browser: Browser;
   let page: Page;
-  const users = { accents: '15550764001', letters: '15550764002' } as const;
+  const users = { accents: '15550764001', letters: '15550764002', name: '15550764003' } as const;
   const pageErrors: string[] = [];
 
   async function post(...msgs: Parameters<typeof webhook>[0]): Promise<void> {
@@ -64,6 +64,11 @@ describe.skipIf(!haveChromium)('a maximum-length message in the console (QA64-F3
     h = await startHarness({ BATON_MAX_RETRIES: '0' });
     await waitingWith(users.accents, ACCENTS);
     await waitingWith(users.letters, LETTERS);
+    // The order flow stores a name whole: 65,536 letters in the session's data.
+    await post(text(users.name, 'hi', TS));
+    await h.settled(users.name, 1);
+    await post(text(users.name, LETTERS, TS + 1));
+    await h.settled(users.name, 2);
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     page.setDefaultTimeout(10_000);
@@ -78,6 +83,20 @@ describe.skipIf(!haveChromium)('a maximum-length message in the console (QA64-F3
     await browser?.close();
     await h?.close();
   });
+
+  it("a session page shows a long text in the session's data shortened, saying how long it is", async () => {
+    const ms = await timedLoad(`/admin/session?wa_id=${users.name}`);
+    console.log(`QA64-F3 session page, a 65,536-letter name in its data: ${ms} ms`);
+    const data = (await page.locator('#state-data').textContent())!;
+    expect(data.length).toBeLessThan(SHOWN);
+    expect(data).toContain('(65,536 characters; the API has them all)');
+    // Whole in the admin API.
+    const api = (await (await h.admin(`/sessions/${users.name}`)).json()) as {
+      data: { customer_name: string };
+    };
+    expect(api.data.customer_name).toBe(LETTERS);
+    expect(ms).toBeLessThan(LOAD_MS);
+  }, 180_000);
 
   it('the inbox shows each long last message shortened, and loads fast', async () => {
     const ms = await timedLoad('/admin/inbox');
