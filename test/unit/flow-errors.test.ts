@@ -226,8 +226,17 @@ describe('flow code slower than the lease (outside test S1)', () => {
           on: (input, c) => {
             if (input.type === 'text' && input.text === 'slow') {
               slowRuns += 1;
-              const until = Date.now() + TTL + 100; // synchronous: no renewal can run meanwhile
-              while (Date.now() < until);
+              // Synchronous, so no renewal can run meanwhile; and slow in CPU time, not only in wall
+              // time: on a machine busy with other suites the process may get little of 400 ms,
+              // and a batch whose lease lapsed while its process was starved is taken again, not
+              // counted as slow code (CI ran it 5 times).
+              const until = Date.now() + TTL + 100;
+              const cpu = process.cpuUsage();
+              const spent = (): number => {
+                const u = process.cpuUsage(cpu);
+                return (u.user + u.system) / 1000;
+              };
+              while (Date.now() < until || spent() < TTL + 100);
             }
             return c.goto('done');
           },
