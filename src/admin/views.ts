@@ -556,21 +556,18 @@ function shorten(text: string, max: number): string {
   return cut === text.length ? text : `${text.slice(0, afterCodePoints(text, max - 1))}…`;
 }
 
-/** The longest text value the session page's Data block shows whole. */
-const DATA_SHOWN = 1_500;
-
 /**
- * The session's data as its page shows it: a text longer than {@link DATA_SHOWN} is shortened,
+ * The session's data as its page shows it: a text longer than {@link SHOWN_CHARS} is shortened,
  * saying how long it is. A flow stores what the user wrote whole (a 65,536-character name), and
  * laid out whole it froze the page as a long message did (outside test QA64-F3).
  */
 function shownData(data: Readonly<Record<string, unknown>>): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(data).map(([k, v]) =>
-      typeof v === 'string' && v.length > DATA_SHOWN
+      typeof v === 'string' && afterCodePoints(v, SHOWN_CHARS) < v.length
         ? [
             k,
-            `${shorten(v, DATA_SHOWN)} (${v.length.toLocaleString('en-US')} characters; the API has them all)`,
+            `${shorten(v, SHOWN_CHARS)} (${codePoints(v).toLocaleString('en-US')} characters; the API has them all)`,
           ]
         : [k, v],
     ),

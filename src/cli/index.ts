@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { amqpAddress } from '../ingress/amqp-intake.ts';
+import { isLoopback } from '../ingress/server.ts';
 import { createBaton, type BatonOptions } from '../app.ts';
 import { parseDotEnv } from '../config/dotenv.ts';
 import { loadConfig, MIN_PRODUCTION_ADMIN_TOKEN, misspeltVariables, type Config } from '../config/index.ts';
@@ -83,8 +84,7 @@ export function shortAdminTokenWarning(config: Config): string | undefined {
 /** Whether HOST is an address only this machine reaches: `localhost`, 127.0.0.0/8 or ::1. */
 function loopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
-  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+  return h === 'localhost' || isLoopback(h);
 }
 
 class UsageError extends Error {}

@@ -214,7 +214,7 @@ const UNSIGNED_BROWSER =
   'WHATSAPP_APP_SECRET is not set: an unsigned webhook from a web browser is refused (a web page could post it; set the app secret)';
 
 /** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6. */
-function isLoopback(address: string | undefined): boolean {
+export function isLoopback(address: string | undefined): boolean {
   if (address === undefined) return false;
   const a = address.startsWith('::ffff:') ? address.slice(7) : address;
   return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);

@@ -10,8 +10,10 @@
  */
 import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
-import { text, webhook } from '../support/payloads.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import type { webhook } from '../support/payloads.ts';
+import { text } from '../support/payloads.ts';
+import { postMessages, signIn, waitingForAgent } from '../support/console.ts';
 import { haveChromium, launchChromium } from '../support/chromium.ts';
 
 const TS = 1_760_000_000;
@@ -37,17 +39,10 @@ describe.skipIf(!haveChromium)('a maximum-length message in the console (QA64-F3
   const users = { accents: '15550764001', letters: '15550764002', name: '15550764003' } as const;
   const pageErrors: string[] = [];
 
-  async function post(...msgs: Parameters<typeof webhook>[0]): Promise<void> {
-    expect((await h.post(webhook(msgs))).status).toBe(200);
-  }
+  const post = (...msgs: Parameters<typeof webhook>[0]): Promise<void> => postMessages(h, ...msgs);
   /** A user handed to an agent by the order flow, whose last message is `last`. */
   async function waitingWith(u: string, last: string): Promise<void> {
-    await post(text(u, 'hi', TS));
-    await h.settled(u, 1);
-    await post(text(u, 'Kim', TS + 1));
-    await h.settled(u, 2);
-    await post(text(u, 'I need a person', TS + 2));
-    expect((await h.settled(u, 3)).metadata.needs_agent).toBe(true);
+    await waitingForAgent(h, u, TS);
     const id = `wamid.QA64F3-${u}`;
     await post(text(u, last, TS + 3, id));
     await h.until(async () => (await h.transitions(u)).some((r) => r.message_ids.includes(id)));
@@ -73,10 +68,7 @@ describe.skipIf(!haveChromium)('a maximum-length message in the console (QA64-F3
     page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     page.setDefaultTimeout(10_000);
     page.on('pageerror', (e) => pageErrors.push(String(e)));
-    await page.goto(`${h.url}/admin`);
-    await page.fill('#token', ADMIN_TOKEN);
-    await page.click('#signin button[type="submit"]');
-    await page.waitForSelector('#stats');
+    await signIn(h, page);
   }, 60_000);
 
   afterAll(async () => {

@@ -10,8 +10,10 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Browser, type Page, type Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
-import { envelopeWith, image, PHONE_ID, reaction, text, webhook } from '../support/payloads.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import type { webhook } from '../support/payloads.ts';
+import { envelopeWith, image, PHONE_ID, reaction, text } from '../support/payloads.ts';
+import { postMessages, signIn as signInTo, waitingForAgent } from '../support/console.ts';
 import { haveChromium, launchChromium } from '../support/chromium.ts';
 
 const TS = 1_760_000_000;
@@ -23,24 +25,10 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
   let page: Page;
   const pageErrors: string[] = [];
 
-  async function post(...msgs: Parameters<typeof webhook>[0]): Promise<void> {
-    expect((await h.post(webhook(msgs))).status).toBe(200);
-  }
+  const post = (...msgs: Parameters<typeof webhook>[0]): Promise<void> => postMessages(h, ...msgs);
   /** A user the order flow handed to an agent (a text it does not understand at choose_product). */
-  async function waiting(u: string): Promise<void> {
-    await post(text(u, 'hi', TS));
-    await h.settled(u, 1);
-    await post(text(u, 'Kim', TS + 1));
-    await h.settled(u, 2);
-    await post(text(u, 'I need a person', TS + 2));
-    expect((await h.settled(u, 3)).metadata.needs_agent).toBe(true);
-  }
-  async function signIn(p: Page): Promise<void> {
-    await p.goto(`${h.url}/admin`);
-    await p.fill('#token', ADMIN_TOKEN);
-    await p.click('#signin button[type="submit"]');
-    await p.waitForSelector('#stats');
-  }
+  const waiting = (u: string): Promise<void> => waitingForAgent(h, u, TS);
+  const signIn = (p: Page): Promise<void> => signInTo(h, p);
   async function openSession(p: Page, u: string): Promise<void> {
     await p.goto(`${h.url}/admin/session?wa_id=${u}`);
     await p.waitForSelector('#state');
