@@ -111,6 +111,12 @@ export interface EngineOptions {
    * batch's window stretches by it, up to `bufferMs` more. For tests.
    */
   readonly loopLagMs?: () => number;
+  /**
+   * Distributed mode: how long this process leaves a session it cannot serve (written by a newer
+   * version of its flow, or of a flow it does not serve) for another worker before it hands the
+   * session to an agent as it stands (default 30 s). For tests.
+   */
+  readonly unservedWaitMs?: number;
 }
 
 /**
@@ -193,6 +199,21 @@ const OVERRUNS = 2;
 /** Most batches whose overruns are remembered at once (oldest forgotten first). */
 const OVERRUNS_HELD = 1000;
 
+/**
+ * How long a distributed worker leaves a session it cannot serve for another worker (see
+ * `leaveUnserved`), by default, and how soon the session is due again each time it is left: during
+ * a rolling deploy, some worker of the newer version takes it within a few of these rounds.
+ */
+const UNSERVED_WAIT_MS = 30_000;
+const UNSERVED_RETRY_MS = 200;
+/** Most sessions whose leaving is remembered at once (oldest forgotten first). */
+const UNSERVED_HELD = 10_000;
+/**
+ * A session this process has not left for this long was taken by a worker that serves it
+ * meanwhile: left again, it waits anew.
+ */
+const UNSERVED_GAP_MS = 5000;
+
 /** A batch, for counting its overruns: its session and first message. */
 function overrunId(key: SessionKey, batch: readonly StoredMessage[]): string {
   return `${sessionId(key)}\u0000${batch[0]?.id ?? ''}`;
@@ -242,6 +263,8 @@ export class Engine {
   private readonly loopLag = new LoopLag();
   /** Batches (session and first message) whose flow code ran longer than the lease, and how often. */
   private readonly overruns = new Map<string, { times: number; ms: number }>();
+  /** Sessions this process left for a worker that serves them, and since when (see leaveUnserved). */
+  private readonly unserved = new Map<string, { since: number; last: number }>();
   /** Replies this process sent whose record the store refused: recorded in the background. */
   private readonly unrecorded: UnrecordedSends;
 
@@ -639,6 +662,7 @@ export class Engine {
 
     const base = prev ?? null;
     const flow = this.flowFor(base, batch);
+    if (this.leaveUnserved(run, base, flow)) return false;
     const provider = batch.find((m) => !isEffectResult(m))?.provider ?? first.provider;
     // Flow code runs here. A batch it fails on is tried again (in hand, with backoff) and then
     // dead-lettered with its error, so a poison message can neither spin a worker nor block
@@ -680,7 +704,7 @@ export class Engine {
                 stored: base.flowVersion,
                 version: flow.version,
               },
-              `a session written by version ${base.flowVersion} of flow ${flow.id}, newer than this process's version ${flow.version}, was handed to an agent: run every worker with the newest flow (stop the old ones before starting the new ones)`,
+              `a session written by version ${base.flowVersion} of flow ${flow.id}, newer than this process's version ${flow.version}, was handed to an agent: run the newest flow (in distributed mode, on every worker)`,
             );
           else if (!flow.steps.has(base.step))
             this.o.logger.warn(
@@ -985,6 +1009,55 @@ export class Engine {
    * The session's flow; for a new session (or one reset by an agent), the router's pick for its
    * first message, else the default flow.
    */
+  /**
+   * Whether this turn leaves the session for another worker: in distributed mode, a session at a
+   * step of a flow this process does not serve, or written by a newer version of its flow, is
+   * someone else's during a rolling deploy (a worker of the newer version wrote it, or serves the
+   * flow). Run here, it would be handed to an agent (see transition's upgrade), and a deploy that
+   * kept old and new workers side by side handed users to agents for nothing (outside test
+   * QA65-F2's remainder). So it is left untouched, due again shortly, for up to
+   * `unservedWaitMs` from the first time this process left it; after that (every worker is of
+   * the older version: a rollback, or BATON_FLOWS left out the flow) it is run, and handed over.
+   * A session already held for an agent is not left: no flow code reads it.
+   */
+  private leaveUnserved(run: SessionRun, base: SessionSnapshot | null, flow: Flow): boolean {
+    if (this.o.backend.kind !== 'distributed' || base === null || base.step === null || base.needsAgent)
+      return false;
+    const foreign = base.flow !== flow.id;
+    if (!foreign && base.flowVersion <= flow.version) return false;
+    const id = sessionId(run.lease);
+    const now = this.now();
+    const waitMs = this.o.unservedWaitMs ?? UNSERVED_WAIT_MS;
+    const left = this.unserved.get(id);
+    // Left lately: the wait goes on. Left long ago (a worker that served it took it since): anew.
+    const since = left !== undefined && now - left.last < UNSERVED_GAP_MS ? left.since : now;
+    if (now - since >= waitMs) {
+      this.unserved.delete(id);
+      return false;
+    }
+    this.unserved.delete(id); // (re-inserted last: the oldest are forgotten first)
+    if (this.unserved.size >= UNSERVED_HELD) this.unserved.delete(this.unserved.keys().next().value!);
+    this.unserved.set(id, { since, last: now });
+    if (since === now)
+      this.logLimiter.run('unserved', (suppressed) =>
+        this.o.logger.warn(
+          {
+            session: logSessionId(run.lease),
+            flow: base.flow,
+            step: base.step,
+            stored: base.flowVersion,
+            ...(foreign ? {} : { version: flow.version }),
+            suppressed,
+          },
+          foreign
+            ? `a session of flow ${base.flow}, which this process does not serve, is left for a worker that serves it; if none takes it within ${waitMs / 1000} s, it is handed to an agent`
+            : `a session written by version ${base.flowVersion} of flow ${flow.id} (this process serves version ${flow.version}) is left for a worker of that version; if none takes it within ${waitMs / 1000} s, it is handed to an agent`,
+        ),
+      );
+    run.releaseAfterMs = UNSERVED_RETRY_MS;
+    return true;
+  }
+
   private flowFor(s: SessionSnapshot | null, batch: readonly StoredMessage[] = []): Flow {
     const fallback = this.o.flows.get(this.o.defaultFlow)!;
     if ((s === null || s.step === null) && this.o.router) {

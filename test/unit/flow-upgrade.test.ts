@@ -290,7 +290,7 @@ describe('a session stored by an earlier version of its flow', () => {
     const { warned, after } = await engineRun(older, newer);
     expect(after).toMatchObject({ flowVersion: 3, needsAgent: true, data: { town: 7 } });
     expect(warned.filter((l) => l.level === 40 && l.stored === 3).map((l) => l.msg)).toEqual([
-      "a session written by version 3 of flow signup, newer than this process's version 2, was handed to an agent: run every worker with the newest flow (stop the old ones before starting the new ones)",
+      "a session written by version 3 of flow signup, newer than this process's version 2, was handed to an agent: run the newest flow (in distributed mode, on every worker)",
     ]);
   });
 

@@ -1,0 +1,180 @@
+/**
+ * A rolling deploy with old and new workers side by side (outside test QA65-F2's remainder): a
+ * session written by a newer version of its flow, or of a flow an older worker does not serve, is
+ * left untouched by that worker for one that serves it, instead of being handed to an agent at
+ * once. Only when no such worker takes it in time (a rollback, or a flow left out of BATON_FLOWS)
+ * is it handed over as it stands. Real Redis and PostgreSQL; two workers' engines on one prefix
+ * and schema.
+ */
+import pino from 'pino';
+import { expect, it } from 'vitest';
+import { z } from 'zod';
+import type { Backend } from '../../src/backends/types.ts';
+import { defineFlow, type Flow } from '../../src/flow/define.ts';
+import type { SessionKey } from '../../src/model/message.ts';
+import { testEngine } from '../support/engine.ts';
+import { describeServices } from '../support/services.ts';
+import { newKey, sleep, text } from './fixtures.ts';
+import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
+
+interface LogLine {
+  level: number;
+  msg: string;
+}
+
+function signup(version: number): Flow {
+  return defineFlow({
+    id: 'signup',
+    version,
+    data: z.object({ first: z.string().optional() }),
+    start: 'ask_first',
+    steps: {
+      ask_first: {
+        say: 'First name?',
+        accepts: 'text',
+        to: ['done'],
+        on: (i, c) => (i.type === 'text' ? c.goto('done', { first: i.text }) : c.retry()),
+      },
+      done: { say: 'Done', accepts: 'any', to: ['ask_first'], on: (_i, c) => c.restart('ask_first') },
+    },
+  });
+}
+
+const billing = defineFlow({
+  id: 'billing',
+  version: 1,
+  start: 'ask_invoice',
+  steps: {
+    ask_invoice: { say: 'Invoice number?', accepts: 'text', to: ['done'], on: (_i, c) => c.goto('done') },
+    done: { say: 'Thanks', accepts: 'any', to: ['ask_invoice'], on: (_i, c) => c.restart('ask_invoice') },
+  },
+}) as Flow;
+
+describeServices('distributed: sessions an older worker cannot serve', () => {
+  useCleanup();
+
+  /** Two workers on one store: `newer` serves `newerFlows`, `older` serves `olderFlows`. */
+  async function deployment(newerFlows: Flow[], olderFlows: Flow[], unservedWaitMs?: number) {
+    const a = await makeBackend({ bufferMs: 0 });
+    const b = await makeBackend({ bufferMs: 0 }, { prefix: a.prefix, schema: a.schema });
+    const warned: LogLine[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => warned.push(JSON.parse(l) as LogLine) });
+    const newer = testEngine(a.backend, { flows: newerFlows });
+    const older = testEngine(b.backend, {
+      flows: olderFlows,
+      logger,
+      ...(unservedWaitMs === undefined ? {} : { unservedWaitMs }),
+    });
+    afterThisTest(async () => {
+      await newer.stop();
+      await older.stop();
+    });
+    return { store: a.backend, newer, older, warned };
+  }
+
+  async function say(store: Backend, key: SessionKey, body: string, ts: number): Promise<void> {
+    await store.ingest({ messages: [text(key, body, ts)], statuses: [] });
+  }
+
+  it('leaves a session written by a newer version of its flow for a worker of that version', async () => {
+    const { store, newer, older, warned } = await deployment([signup(3)], [signup(2)]);
+    const key = newKey();
+    const t0 = Math.floor(Date.now() / 1000) - 60;
+    await say(store, key, 'hi', t0);
+    await newer.runSession(key);
+    const before = await store.load(key);
+    expect(before).toMatchObject({ flow: 'signup', flowVersion: 3, step: 'ask_first', needsAgent: false });
+
+    await say(store, key, 'Ana', t0 + 1);
+    await older.runSession(key);
+    // Untouched: no version written, nothing consumed, nobody told a colleague will take over.
+    expect(await store.load(key)).toEqual(before);
+    expect((await store.pending(key, 10)).map((m) => m.content)).toEqual([{ type: 'text', body: 'Ana' }]);
+    expect(warned.map((l) => l.msg)).toEqual([
+      'a session written by version 3 of flow signup (this process serves version 2) is left for a worker of that version; if none takes it within 30 s, it is handed to an agent',
+    ]);
+
+    // The baton is free again and the session due shortly: the newer worker applies the message.
+    await sleep(250);
+    await newer.runSession(key);
+    expect(await store.load(key)).toMatchObject({
+      flowVersion: 3,
+      step: 'done',
+      needsAgent: false,
+      data: { first: 'Ana' },
+    });
+    const kinds = (await store.transitions(key)).map((r) => r.kind);
+    expect(kinds).not.toContain('escalated');
+    expect(kinds).not.toContain('held');
+    const prompts = (await store.outbound(key)).map((o) => o.body).map((p) => JSON.stringify(p));
+    expect(prompts.filter((p) => p.includes('take it from here'))).toEqual([]);
+  });
+
+  it('leaves a session of a flow it does not serve for a worker that serves it', async () => {
+    const { store, newer, older } = await deployment([signup(1), billing], [signup(1)]);
+    const key = newKey();
+    const t0 = Math.floor(Date.now() / 1000) - 60;
+    // The newer deploy serves billing; this session was routed to it (written as billing's).
+    await say(store, key, 'hi', t0);
+    await newer.runSession(key);
+    const lease = (await store.acquireLease(key, 'router', 5000))!;
+    const s = (await store.load(key))!;
+    await store.commit(lease, {
+      expectedVersion: s.version,
+      snapshot: {
+        ...s,
+        version: s.version + 1,
+        flow: 'billing',
+        flowVersion: 1,
+        step: 'ask_invoice',
+        data: {},
+      },
+      records: [],
+      outbound: [],
+      consumed: [],
+      deadLetters: [],
+    });
+    await store.releaseLease(lease);
+    const before = await store.load(key);
+
+    await say(store, key, 'INV-7', t0 + 1);
+    await older.runSession(key);
+    expect(await store.load(key)).toEqual(before);
+    await sleep(250);
+    await newer.runSession(key);
+    expect(await store.load(key)).toMatchObject({ flow: 'billing', step: 'done', needsAgent: false });
+  });
+
+  it('hands the session to an agent when no worker of the newer version takes it in time', async () => {
+    // A rollback: every worker runs version 2. The session comes back on its own (the release
+    // made it due again) and is handed over once the wait is over, its data and version kept.
+    const waitMs = 1000;
+    const { store, newer, older, warned } = await deployment([signup(3)], [signup(2)], waitMs);
+    const key = newKey();
+    const t0 = Math.floor(Date.now() / 1000) - 60;
+    await say(store, key, 'hi', t0);
+    await newer.runSession(key);
+    await newer.stop();
+
+    const from = Date.now();
+    await say(store, key, 'Ana', t0 + 1);
+    older.start(2);
+    let after = await store.load(key);
+    while (after?.needsAgent !== true && Date.now() - from < 10_000) {
+      await sleep(50);
+      after = await store.load(key);
+    }
+    expect(after).toMatchObject({
+      flowVersion: 3,
+      step: 'ask_first',
+      needsAgent: true,
+      handoffReason: 'written by version 3 of flow signup; this process serves version 2',
+    });
+    expect(Date.now() - from).toBeGreaterThanOrEqual(waitMs);
+    // Left several times in between (due again every 200 ms), told once.
+    expect(warned.map((l) => l.msg)).toEqual([
+      'a session written by version 3 of flow signup (this process serves version 2) is left for a worker of that version; if none takes it within 1 s, it is handed to an agent',
+      "a session written by version 3 of flow signup, newer than this process's version 2, was handed to an agent: run the newest flow (in distributed mode, on every worker)",
+    ]);
+  });
+});
