@@ -4,6 +4,7 @@
  * (`url`) or to an embedded one it starts itself (`start`), pointed at the fake.
  * @module
  */
+import { terminalSafeLine } from '../terminal.ts';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,7 +92,7 @@ function chatLogger(o: SimulateOptions): pino.Logger {
         }
         const name = pino.levels.labels[entry.level ?? 30] ?? 'log';
         const why = entry.err?.message === undefined ? '' : `: ${entry.err.message}`;
-        o.output.write(`  (baton ${name}) ${entry.msg ?? ''}${why}\n`);
+        o.output.write(`  (baton ${name}) ${terminalSafeLine(`${entry.msg ?? ''}${why}`)}\n`);
       },
     },
   );

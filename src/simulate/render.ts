@@ -5,6 +5,7 @@
  * interactive buttons, lists, CTA URL, flows, products, templates). Pure: no I/O.
  * @module
  */
+import { terminalSafeText } from '../terminal.ts';
 
 /** A button or list row the user can pick by its number. */
 export interface Pickable {
@@ -166,6 +167,12 @@ function template(t: Json): RenderedMessage {
  * renderMessage({ type: 'text', text: { body: 'Hi' } }).lines; // ['Hi']
  */
 export function renderMessage(body: unknown): RenderedMessage {
+  const shown = renderRaw(body);
+  // What a bot sends may quote its users or its own APIs: inert for the terminal (see terminal.ts).
+  return { ...shown, lines: shown.lines.map(terminalSafeText) };
+}
+
+function renderRaw(body: unknown): RenderedMessage {
   const b = o(body);
   const type = s(b.type) ?? (isObj(b.text) ? 'text' : 'unknown');
   switch (type) {

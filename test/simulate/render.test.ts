@@ -13,6 +13,14 @@ describe('renderMessage', () => {
     });
   });
 
+  it('writes what a terminal would act on as escapes: a bot may quote its users (QA64-F4 for simulate)', () => {
+    const body = 'Thanks, \u001b]0;pwned\u0007Ana\u202e!\tok\r\nsecond';
+    expect(renderMessage({ ...base, type: 'text', text: { body } }).lines).toEqual([
+      'Thanks, \\u{1b}]0;pwned\\u{7}Ana\\u{202e}!\tok\\u{d}',
+      'second',
+    ]);
+  });
+
   it('reply buttons numbered, with text header and footer', () => {
     const r = renderMessage({
       ...base,
