@@ -9,8 +9,10 @@
  * failed (measured: a 3.5 s stall rejects a `SET` that Redis applied).
  *
  * Installed once per process, the timeout fires as before, then lets one poll phase read the
- * socket before it rejects: a reply already there settles the command first. A Redis that does
- * not answer is still given up on, one event-loop turn later.
+ * socket before it rejects: a reply already there settles the command first. A timer that fires
+ * more than the timeout late (the process stalled for longer than the timeout) gives the command
+ * the timeout once more from then: its write may have left only as the process woke. A Redis that
+ * does not answer is still given up on, at most one timeout (and one event-loop turn) later.
  * @module
  */
 import { Command } from 'ioredis';
@@ -36,12 +38,20 @@ export function installStallSafeCommandTimeout(): void {
     // Kept where ioredis keeps its own, so a command that settles clears it. When it fires: the
     // check phase (after this turn's poll), then ioredis's own timeout at 0 ms, which rejects
     // the command if it is still unsettled.
-    command._commandTimeoutTimer = setTimeout(() => {
+    const armedAt = performance.now();
+    const expire = (): void => {
       setImmediate(() => {
         if (command.isSettled) return;
         delete command._commandTimeoutTimer;
         arm.call(this, 0);
       });
+    };
+    command._commandTimeoutTimer = setTimeout(() => {
+      // Woken more than the timeout late, the process stalled: the command itself may have left
+      // only as it woke (Baton's connections write once per event-loop turn, see coalesce.ts), so
+      // Redis gets the whole timeout again from now, as it would have had without the stall.
+      if (performance.now() - armedAt > 2 * ms) command._commandTimeoutTimer = setTimeout(expire, ms);
+      else expire();
     }, ms);
   };
 }
