@@ -65,7 +65,7 @@ function pizza(version: 1 | 2, url: string): Flow {
           on: (_i, c) => c.restart('pricing'),
         },
       },
-    }) as Flow;
+    });
   // Version 2 renamed `pricing` to `quoting`; the step runs the same effect.
   return defineFlow({
     id: 'pizza',
@@ -91,7 +91,7 @@ function pizza(version: 1 | 2, url: string): Flow {
         on: (_i, c) => c.restart('quoting'),
       },
     },
-  }) as Flow;
+  });
 }
 
 it('a step renamed while its effect runs: one call to the API, one prompt, the result applied', async () => {
