@@ -262,6 +262,14 @@ export interface StepSpec<S extends string = string, D = FlowData, E extends Eff
   readonly listButton?: Words<D>;
   /** `text` or `any`; a step with `choices` accepts `choice`. */
   readonly accepts?: 'text' | 'any';
+  /**
+   * Whether consecutive texts of one batch are one input here, joined by one space (a name or an
+   * address typed in pieces). Default: at a step that accepts `text`, yes; at one that accepts
+   * `any`, no: each text is an input of its own, so "ORD-20003" + "thanks" is an order number and
+   * then a thanks. On the start step it applies to a new session's first message too (`first`).
+   * A step of choices takes each text on its own.
+   */
+  readonly joinTexts?: boolean;
   /** Every step this one may go to. */
   readonly to: readonly NoInfer<S>[];
   /** Decides on valid input. Synchronous and pure: no I/O, no clock, no randomness (use an effect). */
@@ -472,6 +480,8 @@ export interface StepDef<S extends string = string> {
   readonly first?: StepSpec['first'];
   readonly maxRetries?: number;
   readonly accepts: Accepts;
+  /** Whether consecutive texts of one batch are one input here (see `StepSpec.joinTexts`). */
+  readonly joinTexts: boolean;
   /** Declared choices (ids known when the flow loads); empty when the step has none or computes them. */
   readonly choices: readonly ChoiceSpec[];
   readonly dynamicChoices?: (data: FlowData, ctx: WordsContext) => readonly Choice[];
@@ -531,6 +541,7 @@ const STEP_FIELDS = fields<StepSpec>({
   choices: true,
   listButton: true,
   accepts: true,
+  joinTexts: true,
   to: true,
   on: true,
   first: true,
@@ -712,10 +723,15 @@ export function defineFlow<
       seen.add(c.id);
       choiceSteps.set(c.id, [...(choiceSteps.get(c.id) ?? []), id]);
     }
+    if (s.choices !== undefined && s.joinTexts === true)
+      fail(`${at}: a step with choices takes each text as an input of its own; drop "joinTexts"`);
+    const accepts: Accepts =
+      s.choices !== undefined ? 'choice' : eff !== undefined ? 'any' : (s.accepts ?? 'text');
     const def: StepDef = {
       id,
       to: s.to,
-      accepts: s.choices !== undefined ? 'choice' : eff !== undefined ? 'any' : (s.accepts ?? 'text'),
+      accepts,
+      joinTexts: s.joinTexts ?? accepts === 'text',
       choices,
       needs: s.needs ?? [],
       handback: s.handback ?? true,

@@ -515,10 +515,14 @@ class BatchRun {
       const texts = [m.content.body];
       const ids = [m.id];
       let j = i + 1;
-      // Joined only at a step that takes text (SPEC 5): at a choice step each text is an input of
-      // its own (a retry each, so a burst of them escalates as the same texts one by one would,
-      // and a typed number after a word is still a choice on a gateway without buttons).
-      const joins = first || step.accepts !== 'choice';
+      // Joined only at a step that takes text (SPEC 5), or one that asks for it (`joinTexts`): at
+      // a choice step each text is an input of its own (a retry each, so a burst of them
+      // escalates as the same texts one by one would, and a typed number after a word is still a
+      // choice on a gateway without buttons); at a step that takes anything, too, unless it asks:
+      // an order number and a "thanks" typed after it were one input that matched no number, so
+      // the user was asked for the number they had just sent (outside test QA67-F1; SPEC 5b's
+      // "first text" and "later messages wait, those in the same batch too").
+      const joins = step.joinTexts;
       for (; joins && j < messages.length; j += 1) {
         const n = messages[j]!;
         if (n.content.type !== 'text' || this.isKeyword(n) || this.handoffKeyword(n) !== undefined) break;

@@ -105,23 +105,36 @@ describe('order_status over HTTP (embedded)', () => {
     shop.orders.set('ORD-20005', shopOrder('ORD-20005'));
     shop.orders.set('ORD-50002', shopOrder('ORD-50002'));
 
-    // SPEC 5b: the text must be the number once trimmed (any case); one that only mentions it is
-    // no answer and nothing reaches the shop (outside test QA39-F1). The number and "thanks" in
-    // one burst are one text, "ORD-20003 thanks": as a first message, the number is asked for.
+    // SPEC 5b: a first text that is itself an order number is looked up, and what the user sent
+    // after it in the same burst waits for the lookup, then is applied at the step it led to
+    // (outside test QA67-F1: "ORD-20003" + "thanks" was one input, "ORD-20003 thanks", and the
+    // user was asked for the number just sent).
     const a = '15550008101';
     await h.post(webhook([text(a, 'ORD-20003', T0), text(a, 'thanks', T0)]));
-    await at(a, 'ask_order');
-    // "it is" then the number, at the step that asks for it: asked again, with the format.
+    const shown = await h.settled(a, 3);
+    expect(shown.current_step).toBe('show_status');
+    expect(shown.metadata.retry_count).toBe(1); // "thanks" at the status list: asked what next
+    expect(shop.callsTo('GET /orders/ORD-20003')).toHaveLength(1);
+    // The language is the first text's: "hello" then "hola" is English ("hello hola" was Spanish).
+    const l = '15550008108';
+    await h.post(webhook([text(l, 'hello', T0), text(l, 'hola', T0)]));
+    expect((await h.settled(l, 2)).data).toEqual({ lang: 'en' });
+    // The text must be the number once trimmed (any case); one that only mentions it is no answer
+    // (outside test QA39-F1). Each text is an input of its own at ask_order: "it is" is a retry,
+    // and the number after it is looked up.
     const b = '15550008102';
     await h.post(webhook([text(b, 'hi', T0)]));
     await at(b, 'ask_order');
     await h.post(webhook([text(b, 'it is', T0 + 1), text(b, 'ord-20005', T0 + 1)]));
-    expect((await h.settled(b, 2)).metadata.retry_count).toBe(1);
-    // The number alone, in any case and with spaces around it, is looked up, upper case.
-    await h.post(webhook([text(b, '  ord-20005 ', T0 + 2)]));
     await at(b, 'show_status');
     expect((await h.session(b))?.data).toMatchObject({ order: 'ORD-20005' });
-    expect(shop.callsTo('GET /orders/ORD-20003')).toEqual([]);
+    // The number alone, in any case and with spaces around it, is looked up, upper case.
+    const b2 = '15550008107';
+    await h.post(webhook([text(b2, 'hi', T0)]));
+    await at(b2, 'ask_order');
+    await h.post(webhook([text(b2, '  ord-20003 ', T0 + 2)]));
+    await at(b2, 'show_status');
+    expect((await h.session(b2))?.data).toMatchObject({ order: 'ORD-20003' });
 
     // A number glued to more of a reference is not that number: asked again.
     const g = '15550008106';
