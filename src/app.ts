@@ -209,6 +209,17 @@ function flowModuleFile(modulePath: string): string {
   return index ?? resolve(full, 'index.ts');
 }
 
+/** Says that an embedded store was upgraded, as a distributed start says which migrations it applied (outside test QA66-F4). */
+function logSchemaUpgrade(backend: Backend, config: Config, logger: Logger): void {
+  if (!(backend instanceof EmbeddedBackend) || backend.schemaChange === null) return;
+  const { from, to } = backend.schemaChange;
+  if (from > 0 && from < to)
+    logger.info(
+      { from, to },
+      `upgraded the SQLite store in ${config.dataDir} from schema ${from} to ${to}: a Baton older than this one no longer opens it`,
+    );
+}
+
 export async function createBaton(config: Config, opts: BatonOptions = {}): Promise<Baton> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const metrics = new Metrics({ defaultMetrics: opts.logger === undefined });
@@ -231,6 +242,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     await backend.close().catch(() => undefined);
     throw err;
   }
+  logSchemaUpgrade(backend, config, logger);
   // One clock for every process that shares the store (a distributed backend's is Redis's):
   // storage times, due times and watermarks are stamped by one process and compared by another.
   const now = opts.now ?? backend.clock;

@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { amqpAddress } from '../ingress/amqp-intake.ts';
 import { isLoopback } from '../ingress/server.ts';
 import { createBaton, type BatonOptions } from '../app.ts';
+import { EmbeddedBackend } from '../backends/embedded/index.ts';
 import { parseDotEnv } from '../config/dotenv.ts';
 import { loadConfig, MIN_PRODUCTION_ADMIN_TOKEN, misspeltVariables, type Config } from '../config/index.ts';
 import { BatonError, ConfigError } from '../errors.ts';
@@ -348,6 +349,18 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
       await baton.stop();
       // What it did (QA45-F6: the same line whether or not anything was applied).
       const { backend } = baton;
+      if (backend instanceof EmbeddedBackend) {
+        // QA66-F4: the embedded store says what it did too.
+        const change = backend.schemaChange;
+        out(
+          change === null || change.from === change.to
+            ? `migrated (embedded): already up to date (schema ${change?.to ?? '?'})`
+            : change.from === 0
+              ? `migrated (embedded): created at schema ${change.to}`
+              : `migrated (embedded): upgraded from schema ${change.from} to ${change.to}`,
+        );
+        return;
+      }
       const applied =
         'migrationsApplied' in backend ? (backend.migrationsApplied as readonly string[]) : null;
       out(
@@ -363,17 +376,17 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     const c = config();
     // Its stdout is the command's JSON: logs (a store's warnings) go to stderr.
     const logger = oneShotLogger(c);
-    // A distributed store is opened as it is, never migrated: a session command creates nothing.
+    // The store is opened as it is, never migrated: a session command changes no schema.
     const backend = await sessionStore(c, logger);
     let baton: Awaited<ReturnType<typeof createBaton>>;
     try {
       baton = await createBaton(c, {
         roles: { ingress: false, worker: false },
         logger,
-        ...(backend ? { backend } : {}),
+        backend,
       });
     } catch (err) {
-      await backend?.close().catch(() => undefined);
+      await backend.close().catch(() => undefined);
       throw err;
     }
     try {

@@ -1,15 +1,15 @@
 /**
  * The store of a one-shot command (`session show|reset`, `lock clear`, `migrate`): its logger,
- * and, for the commands that only read or change sessions, a distributed store that must already
- * be migrated. Such a command creates nothing: a mistyped `BATON_PG_SCHEMA` is one error line
+ * and, for the commands that only read or change sessions, a store that must already be migrated
+ * (opened without migrating). Such a command creates nothing: a mistyped `BATON_PG_SCHEMA` is one error line
  * naming it, not an empty new deployment answering "no session".
  * @module
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { createBackend, createLogger, distributedOptions } from '../app.ts';
-import { EMBEDDED_FILE } from '../backends/embedded/index.ts';
+import { createBackend, createLogger, distributedOptions, embeddedOptions } from '../app.ts';
+import { EMBEDDED_FILE, EmbeddedBackend } from '../backends/embedded/index.ts';
 import type { Backend } from '../backends/types.ts';
 import type { Config } from '../config/index.ts';
 import { connectOnce } from '../backends/distributed/migrate.ts';
@@ -65,10 +65,10 @@ export async function assertMigrated(databaseUrl: string, schema: string): Promi
 }
 
 /**
- * The store a session command opens: in distributed mode, checked to be migrated and opened
- * without migrating; undefined in embedded mode (`createBaton` opens the data directory's).
+ * The store a session command opens, without migrating: in distributed mode, checked to be
+ * migrated; in embedded mode, the data directory's, refused at `init` when its schema is older.
  */
-export async function sessionStore(config: Config, logger: Logger): Promise<Backend | undefined> {
+export async function sessionStore(config: Config, logger: Logger): Promise<Backend> {
   const distributed = distributedOptions(config, logger);
   if (distributed === null) {
     // Nor an embedded one: a mistyped BATON_DATA_DIR is no new, empty store answering "no session".
@@ -76,7 +76,9 @@ export async function sessionStore(config: Config, logger: Logger): Promise<Back
       throw new StoreNotMigratedError(
         `no Baton store in "${config.dataDir}" (check BATON_DATA_DIR, or start Baton there first)`,
       );
-    return undefined;
+    // Opened as it is, as a distributed one: an older store was upgraded by a mere read, without
+    // a word, and the older Baton then refused to start on it (outside test QA66-F1).
+    return new EmbeddedBackend({ ...embeddedOptions(config), migrate: false });
   }
   await assertMigrated(distributed.databaseUrl, config.pgSchema);
   return createBackend(config, logger, { distributed: { migrate: false } });

@@ -92,6 +92,12 @@ export interface EmbeddedOptions extends RetentionOptions {
   readonly pacing?: TurnPacerOptions | false;
   /** After this long without a write, the WAL file is cut to nothing (ms; see `checkpointer.ts`). */
   readonly walIdleMs?: number;
+  /**
+   * `false`: a store of an older schema is refused, not upgraded (a one-shot command such as
+   * `baton session show` changes nothing; an upgraded store is refused by the older Baton).
+   * Default: upgraded.
+   */
+  readonly migrate?: boolean;
 }
 
 interface Lease {
@@ -202,6 +208,8 @@ export class EmbeddedBackend implements Backend {
   private outboundRedactedUpTo = 0;
   /** The data directory's lock (none for an explicit `file`, such as `:memory:`). */
   private readonly dirLock: DirLock | null = null;
+  /** The schema `init` found and the one it left (the same when nothing was applied). */
+  schemaChange: { readonly from: number; readonly to: number } | null = null;
 
   constructor(private readonly opts: EmbeddedOptions) {
     this.now = opts.now ?? Date.now;
@@ -304,12 +312,18 @@ export class EmbeddedBackend implements Backend {
       throw new Error(
         `the SQLite store in ${this.opts.dataDir ?? './data'} has schema ${current}, written by a newer Baton; this one knows schemas up to ${MIGRATIONS.length}: run the newer Baton (or restore a backup from before it)`,
       );
+    // A store file just created has schema 0: nothing to refuse, nothing to keep.
+    if (current > 0 && current < MIGRATIONS.length && this.opts.migrate === false)
+      throw new Error(
+        `the SQLite store in ${this.opts.dataDir ?? './data'} has schema ${current}, older than this Baton's ${MIGRATIONS.length}: upgrade it with baton migrate (or by starting Baton there), after copying the directory if you may go back to the older Baton`,
+      );
     for (let v = current; v < MIGRATIONS.length; v += 1) {
       this.db.transaction(() => {
         this.db.exec(MIGRATIONS[v]!);
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }
+    this.schemaChange = { from: current, to: MIGRATIONS.length };
     this.seq = (this.sql('SELECT COALESCE(MAX(seq), 0) AS s FROM inbound').get() as { s: number }).s;
     this.fenceCounter = (
       this.sql('SELECT COALESCE(MAX(fence), 0) AS f FROM sessions').get() as { f: number }
