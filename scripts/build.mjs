@@ -3,7 +3,7 @@
 // rewritten to `.js`) and copies the files the code reads at run time (Lua scripts, SQL,
 // anything else under src/ that is not TypeScript). Starts from an empty dist/.
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, relative, resolve } from 'node:path';
 
@@ -37,4 +37,11 @@ const walk = (dir) => {
   }
 };
 walk(src);
-console.log(`build: dist/ compiled, ${copied} asset files copied`);
+
+// Which commit this build is (src/build-info.ts): the version alone tells builds apart only when
+// it is bumped. Outside a git checkout (a tarball), none.
+const git = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' });
+const commit =
+  git.status === 0 && /^[0-9a-f]{40}$/.test(git.stdout.trim()) ? git.stdout.trim().slice(0, 12) : null;
+writeFileSync(join(dist, 'build-info.json'), `${JSON.stringify({ commit })}\n`);
+console.log(`build: dist/ compiled, ${copied} asset files copied${commit ? `, commit ${commit}` : ''}`);

@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { buildInfo } from './build-info.ts';
 
 /** Buckets of the latency histograms, seconds. */
 const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5];
@@ -61,6 +62,15 @@ export class Metrics {
   );
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
+    // Which build serves: `count by (commit) (baton_build_info)` tells old processes from new
+    // ones during a rolling upgrade (outside test QA66-F3).
+    const { version, commit } = buildInfo();
+    new Gauge({
+      name: 'baton_build_info',
+      help: 'Always 1: the version of Baton this process runs, and the commit it was built from',
+      labelNames: ['version', 'commit'],
+      registers: [this.registry],
+    }).set({ version, commit: commit ?? 'unknown' }, 1);
     if (!opts.defaultMetrics) return;
     // Node's and the process's own figures: baton_process_cpu_seconds_total, baton_nodejs_*.
     collectDefaultMetrics({ register: this.registry, prefix: 'baton_' });

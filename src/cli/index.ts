@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { amqpAddress } from '../ingress/amqp-intake.ts';
 import { isLoopback } from '../ingress/server.ts';
 import { createBaton, type BatonOptions } from '../app.ts';
+import { versionLine } from '../build-info.ts';
 import { EmbeddedBackend } from '../backends/embedded/index.ts';
 import { parseDotEnv } from '../config/dotenv.ts';
 import { loadConfig, MIN_PRODUCTION_ADMIN_TOKEN, misspeltVariables, type Config } from '../config/index.ts';
@@ -91,13 +92,6 @@ function loopbackHost(host: string): boolean {
 class UsageError extends Error {}
 
 /** Baton's version, from its package.json (two levels up from `src/cli/` and `dist/cli/`). */
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version?: unknown;
-  };
-  return String(pkg.version);
-}
-
 /** The command `argv` names, as typed: `baton session show` (options and arguments left out). */
 function commandPath(program: Command, argv: readonly string[]): string {
   const path = [program.name()];
@@ -240,14 +234,14 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
   }
   if (url) {
     const base = url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
-    out(`Baton (${baton.backend.kind}) listening on ${url}`);
+    out(`Baton ${versionLine()} (${baton.backend.kind}) listening on ${url}`);
     const [first, ...others] = baton.engine.flowIds;
     out(`Flows: ${first} (new sessions start here)${others.length > 0 ? `, ${others.join(', ')}` : ''}`);
     out(
       `Dashboard: ${base}/admin  admin token: ${baton.adminTokenGenerated ? baton.adminToken + ' (generated; set ADMIN_TOKEN to fix it)' : '(from ADMIN_TOKEN)'}`,
     );
   } else {
-    out(`Baton worker (${baton.backend.kind}) ${baton.engine.workerId} started`);
+    out(`Baton ${versionLine()} worker (${baton.backend.kind}) ${baton.engine.workerId} started`);
   }
   await stopped;
   out('Baton stopping: finishing batches in hand');
@@ -269,7 +263,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
   const config = (): Config => loadConfig(process.env);
   const program = new Command('baton')
     .description('Baton: WhatsApp conversations kept on the right step under any traffic')
-    .version(packageVersion(), '-V, --version', 'print the version')
+    .version(versionLine(), '-V, --version', 'print the version (and the commit it was built from)')
     .exitOverride()
     .configureOutput({
       // Commander writes only the help it shows for a usage error here (`baton session` without

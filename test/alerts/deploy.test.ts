@@ -52,6 +52,10 @@ describe('GET /metrics', () => {
       m.webhooks.inc({ provider: 'cloud-api', outcome: 'stored' });
       const text = await m.registry.metrics();
       expect(text).toContain('baton_process_cpu_seconds_total');
+      // Which build serves (outside test QA66-F3): the version and the commit.
+      expect(text).toMatch(
+        /^baton_build_info\{version="\d+\.\d+\.\d+",commit="([0-9a-f]{12}|unknown)"\} 1$/m,
+      );
       // Exit 0 and no lint line (a gauge named `_total` is one).
       const out = execFileSync(promtool!, ['check', 'metrics'], { input: text, encoding: 'utf8' });
       expect(out.trim()).toBe('');

@@ -2,6 +2,7 @@
  * Usage errors are one line naming what is wrong and where help is, with exit code 2 (SPEC 6);
  * `--version` prints the version.
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
 import { run } from '../../src/cli/index.ts';
@@ -52,7 +53,11 @@ describe('baton usage errors', () => {
       version: string;
     };
     expect(await run(['--version'], () => undefined)).toBe(0);
-    expect(written(stdout)).toBe(`${pkg.version}\n`);
+    // With the commit it was built from (here: the checkout's), so builds of one version differ.
+    const head = spawnSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' });
+    expect(written(stdout)).toBe(
+      head.status === 0 ? `${pkg.version} (${head.stdout.trim().slice(0, 12)})\n` : `${pkg.version}\n`,
+    );
     expect(written(stderr)).toBe('');
   });
 });

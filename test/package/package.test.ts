@@ -40,7 +40,7 @@ describe('spawned test processes', () => {
         HOST: '127.0.0.1',
         BATON_DATA_DIR: dir,
       });
-      expect(p.output()).toMatch(/Baton \(embedded\) listening/);
+      expect(p.output()).toMatch(/Baton \S+( \([0-9a-f]{12}\))? \(embedded\) listening/);
       expect(await p.stop()).toBe(0);
     } finally {
       for (const [k, v] of [['REDIS_URL', saved.r] as const, ['DATABASE_URL', saved.d] as const]) {
