@@ -274,6 +274,13 @@ export function judge(
     for (const t of u.transitions) if (t.kind === 'late') late += t.message_ids.length;
     for (const id of trace.ackedIds) if (deadLetterRefs.has(id)) deadLettered += 1;
     const waiting = allPending && unaccounted[i]!.length > 0;
+    // An outage split this user's burst (its older part recorded late, SPEC 1.5), which may leave
+    // the reply the user waits for owed by nobody: the first message stored after the outage
+    // began the conversation, and the rest of the burst came too late to move it on (outside test
+    // QA66-F6: "Sato" started a session, "hi" and "Farah75" were late, the product prompt never
+    // came). Counted apart with --crashes, as an outage-split order is.
+    const outageSplit = options.crashes === true && u.transitions.some((t) => t.kind === 'late');
+    let splitHere = false;
     for (const id of unaccounted[i]!) {
       problem(
         allPending
@@ -282,6 +289,10 @@ export function judge(
       );
     }
     for (const step of trace.missingReplies) {
+      if (!waiting && outageSplit) {
+        splitHere = true;
+        continue;
+      }
       if (waiting) waitingReplies += 1;
       else lostReplies += 1;
       problem(
@@ -352,7 +363,7 @@ export function judge(
         outOfOrder += 1;
         problem(`${who}: every reply came but Baton has no session`);
       } else if (!sameOrder(trace.expected, u.session)) {
-        if (options.crashes === true && u.transitions.some((t) => t.kind === 'late')) splitByOutage += 1;
+        if (outageSplit) splitHere = true;
         else if (
           options.bufferMs !== undefined &&
           u.storedAt !== undefined &&
@@ -368,6 +379,8 @@ export function judge(
         }
       }
     }
+
+    if (splitHere) splitByOutage += 1;
 
     // Versions: +1 per state change, unchanged by versionless records, no gaps or forks.
     let v = 0;

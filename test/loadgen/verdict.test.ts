@@ -165,6 +165,43 @@ describe('judge', () => {
     });
   });
 
+  it('with --crashes, a reply an outage split left owed by nobody is counted apart, not lost (QA66-F6)', () => {
+    // hi, then the name in two texts; the outage stored "Sato" first (a new session: the name
+    // prompt), "hi" and "Ana" a second later (late). The product prompt the user waits for never
+    // comes: nobody owes it.
+    const log: TransitionEvidence[] = [
+      { version: 1, kind: 'advance', message_ids: ['w2b'] },
+      { version: 1, kind: 'late', message_ids: ['w1', 'w2'] },
+    ];
+    const stranded = user({
+      trace: trace({
+        completed: false,
+        missingReplies: ['choose_product'],
+        sentIds: ['w1', 'w2', 'w2b'],
+        ackedIds: new Set(['w1', 'w2', 'w2b']),
+      }),
+      replies: [reply('baton:order:ask_name:1')],
+      session: { current_step: 'ask_name', data: {}, metadata: { version: 1 } },
+      transitions: log,
+    });
+    expect(judge([stranded], new Set(), { crashes: true })).toMatchObject({
+      clean: true,
+      lost: 0,
+      splitByOutage: 1,
+    });
+    // Without --crashes, or without a late record, the reply is lost.
+    expect(judge([stranded], new Set())).toMatchObject({ clean: false, lostReplies: 1 });
+    const noLate = user({
+      ...stranded,
+      transitions: [log[0]!, { version: 2, kind: 'advance', message_ids: ['w1', 'w2'] }],
+    });
+    expect(judge([noLate], new Set(), { crashes: true })).toMatchObject({
+      clean: false,
+      lostReplies: 1,
+      splitByOutage: 0,
+    });
+  });
+
   it('a burst Baton stored further apart than its window (SPEC 1.5) is split by intake, not out of order (QA62-F3)', () => {
     // The address came as two texts, w3 and w4; a starved intake stored them 700 ms apart, so
     // they were two batches and the session kept the second half only.
