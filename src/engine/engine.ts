@@ -445,8 +445,9 @@ export class Engine {
         if (resumed) run.cutInVain = !flushed;
         resumed = false;
         await this.recordSent(run);
-        // Replies left unsent by an earlier holder (or a replayed dead letter).
-        if (!flushed) await this.flushOutbox(run);
+        // Replies left unsent by an earlier holder (or a replayed dead letter). Not those of a
+        // session left for a worker that serves it: its effects are that worker's flow's.
+        if (!flushed && !run.leftUnserved && !(await this.leftWithoutBatch(run))) await this.flushOutbox(run);
         if (run.messagesWaiting && !held.signal.aborted && !this.abort.signal.aborted) {
           // Their backoff was cut short by new messages: apply them, then send again, in order.
           run.messagesWaiting = false;
@@ -1055,7 +1056,18 @@ export class Engine {
         ),
       );
     run.releaseAfterMs = UNSERVED_RETRY_MS;
+    run.leftUnserved = true;
     return true;
+  }
+
+  /**
+   * `leaveUnserved` for a turn that ran no batch (only replies or effects an earlier holder left):
+   * a newer flow's effects are not run by this process's flow.
+   */
+  private async leftWithoutBatch(run: SessionRun): Promise<boolean> {
+    if (this.o.backend.kind !== 'distributed') return false;
+    const base = (await this.o.backend.load(run.lease)) ?? null;
+    return this.leaveUnserved(run, base, this.flowFor(base));
   }
 
   private flowFor(s: SessionSnapshot | null, batch: readonly StoredMessage[] = []): Flow {
@@ -1952,6 +1964,8 @@ interface SessionRun {
   resumeSendAt?: number;
   /** The turn ends without waiting out its backoff (see waitBackoff): the session is due again after it. */
   releaseAfterMs?: number;
+  /** This turn left the session untouched for a worker that serves it (see leaveUnserved). */
+  leftUnserved?: boolean;
   /** The last such cut applied nothing: backoffs are not cut for messages again this turn. */
   cutInVain?: boolean;
   /**
