@@ -145,6 +145,30 @@ describeServices('distributed: sessions an older worker cannot serve', () => {
     expect(await store.load(key)).toMatchObject({ flow: 'billing', step: 'done', needsAgent: false });
   });
 
+  it('waits anew each time a worker of the newer version served the session meanwhile (outside test QA68-F1)', async () => {
+    // A user who writes every moment, during a rolling deploy: the newer worker serves each
+    // message, the older one meets the session now and then. Past the wait since it first left
+    // it, it must not hand over a session that is being served.
+    const waitMs = 300;
+    const { store, newer, older } = await deployment([signup(3)], [signup(2)], waitMs);
+    const key = newKey();
+    const t0 = Math.floor(Date.now() / 1000) - 60;
+    await say(store, key, 'hi', t0);
+    await newer.runSession(key);
+    await say(store, key, 'Ana', t0 + 1);
+    await older.runSession(key); // left
+    await sleep(250);
+    await newer.runSession(key); // served: at done
+    await sleep(waitMs);
+    await say(store, key, 'again', t0 + 2);
+    await older.runSession(key); // the session moved on since: left again, not handed over
+    expect(await store.load(key)).toMatchObject({ step: 'done', needsAgent: false, flowVersion: 3 });
+    await sleep(250);
+    await newer.runSession(key);
+    expect(await store.load(key)).toMatchObject({ step: 'ask_first', needsAgent: false });
+    expect((await store.transitions(key)).map((r) => r.kind)).not.toContain('escalated');
+  });
+
   it('hands the session to an agent when no worker of the newer version takes it in time', async () => {
     // A rollback: every worker runs version 2. The session comes back on its own (the release
     // made it due again) and is handed over once the wait is over, its data and version kept.
