@@ -57,6 +57,11 @@ export const ERROR_CODES = {
     status: 409,
     message: 'This dead letter names no session Baton can store it under; it cannot be replayed',
   },
+  BATON_ERR_FLOW_NOT_SERVED_HERE: {
+    status: 409,
+    message:
+      "This process does not serve the session's flow, or serves an older version of it: hand the session back through one that does",
+  },
   BATON_ERR_STEP_NOT_FOR_HANDBACK: {
     status: 400,
     message: 'The flow does not let an agent hand a session back at this step',

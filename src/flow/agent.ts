@@ -248,6 +248,20 @@ export function handback(
   /** Data the agent sets on the way (what they settled with the user), merged into the session's. */
   set: FlowData = {},
 ): TransitionResult {
+  // A process whose flow is not the session's, or is older than the one that wrote it (an admin
+  // API served by an old process during a rolling deploy), would stamp the session with its own
+  // flow and version: older workers then ran it, and the newer flow upgraded its data a second
+  // time (outside test QA68-F3).
+  if (prev.step !== null && prev.flow !== flow.id)
+    throw new BatonError(
+      'BATON_ERR_FLOW_NOT_SERVED_HERE',
+      `the session is flow ${prev.flow}'s, which this process does not serve (BATON_FLOWS): hand it back through a process that serves it`,
+    );
+  if (prev.flowVersion > flow.version)
+    throw new BatonError(
+      'BATON_ERR_FLOW_NOT_SERVED_HERE',
+      `the session was written by version ${prev.flowVersion} of flow ${flow.id}; this process serves version ${flow.version}: hand it back through a process running the newer flow`,
+    );
   if (!flow.steps.has(stepId)) {
     throw new BatonError(
       'BATON_ERR_UNKNOWN_STEP',

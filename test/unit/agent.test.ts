@@ -109,6 +109,34 @@ describe('agent operations (pure)', () => {
     }
   });
 
+  it("a handback through a process whose flow is older than the session's, or not the session's, is refused (outside test QA68-F3)", () => {
+    // An admin API served by an old process during a rolling deploy stamped the session with its
+    // own version: old workers then ran it, and the newer flow migrated its data a second time.
+    const newer: SessionSnapshot = { ...escalated(), flowVersion: orderFlow.version + 1 };
+    const other: SessionSnapshot = { ...escalated(), flow: 'billing' };
+    for (const [s, why] of [
+      [
+        newer,
+        `the session was written by version ${orderFlow.version + 1} of flow order; this process serves version ${orderFlow.version}: hand it back through a process running the newer flow`,
+      ],
+      [
+        other,
+        "the session is flow billing's, which this process does not serve (BATON_FLOWS): hand it back through a process that serves it",
+      ],
+    ] as const) {
+      try {
+        handback(s, orderFlow, 'ask_name', env);
+        expect.unreachable();
+      } catch (e) {
+        expect((e as BatonError).code).toBe('BATON_ERR_FLOW_NOT_SERVED_HERE');
+        expect((e as BatonError).statusCode).toBe(409);
+        expect((e as BatonError).message).toBe(why);
+      }
+    }
+    // The same version is handed back.
+    expect(handback(escalated(), orderFlow, 'ask_name', env).snapshot.step).toBe('ask_name');
+  });
+
   it('a handback to an unknown step is refused with BATON_ERR_UNKNOWN_STEP', () => {
     try {
       handback(escalated(), orderFlow, 'nowhere', env);
