@@ -1011,9 +1011,10 @@ export class Engine {
    * someone else's during a rolling deploy (a worker of the newer version wrote it, or serves the
    * flow). Run here, it would be handed to an agent (see transition's upgrade), and a deploy that
    * kept old and new workers side by side handed users to agents for nothing (outside test
-   * QA65-F2's remainder). So it is left untouched, due again shortly, for up to
-   * `unservedWaitMs` from the first time this process left it; after that (every worker is of
-   * the older version: a rollback, or BATON_FLOWS left out the flow) it is run, and handed over.
+   * QA65-F2's remainder). So it is left untouched, due again shortly, until nobody has served it
+   * for `unservedWaitMs` (its version unchanged since this process first left it); after that
+   * (every worker is of the older version: a rollback, or BATON_FLOWS left out the flow) it is
+   * run, and handed over.
    * A session already held for an agent is not left: no flow code reads it.
    */
   private leaveUnserved(run: SessionRun, base: SessionSnapshot | null, flow: Flow): boolean {
