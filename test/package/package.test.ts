@@ -40,8 +40,10 @@ describe('spawned test processes', () => {
         HOST: '127.0.0.1',
         BATON_DATA_DIR: dir,
       });
-      expect(p.output()).toMatch(/Baton \S+( \([0-9a-f]{12}\))? \(embedded\) listening/);
+      // Stopped whatever the check says: a failed one left the process serving.
+      const started = p.output();
       expect(await p.stop()).toBe(0);
+      expect(started).toMatch(/Baton \S+( \([0-9a-f]{12}\))? \(embedded\) listening/);
     } finally {
       for (const [k, v] of [['REDIS_URL', saved.r] as const, ['DATABASE_URL', saved.d] as const]) {
         if (v === undefined) delete process.env[k];
