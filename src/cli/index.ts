@@ -91,7 +91,6 @@ function loopbackHost(host: string): boolean {
 
 class UsageError extends Error {}
 
-/** Baton's version, from its package.json (two levels up from `src/cli/` and `dist/cli/`). */
 /** The command `argv` names, as typed: `baton session show` (options and arguments left out). */
 function commandPath(program: Command, argv: readonly string[]): string {
   const path = [program.name()];

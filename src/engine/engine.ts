@@ -17,6 +17,7 @@ import {
   freshSnapshot,
   isEffectResult,
   isResetKeyword,
+  notServedBy,
   orderBatch,
   transition,
   waiting,
@@ -644,6 +645,7 @@ export class Engine {
     }
     const started = this.now();
     const prev = await backend.load(lease);
+    run.loaded = prev ?? null;
     run.awaiting = awaitedBy(prev);
     if (prev?.awaiting !== undefined && !pending.some(isEffectResult)) {
       // The session waits for an effect's result, so the messages at the head of its mailbox
@@ -686,12 +688,13 @@ export class Engine {
         const result = transition(flow, base, resolved, this.env(lease));
         this.noteOverrun(run, batch, this.now() - ranFrom, cpuFrom, flow.id);
         if (base?.step != null && !base.needsAgent && result.snapshot.needsAgent) {
-          if (base.flow !== flow.id)
+          const unserved = notServedBy(flow, base);
+          if (unserved === 'other_flow')
             this.o.logger.warn(
               { session: logSessionId(lease), flow: base.flow, step: base.step },
               `a session of flow ${base.flow}, which this process does not serve, was handed to an agent: add the flow to BATON_FLOWS (every worker's)`,
             );
-          else if (base.flowVersion > flow.version)
+          else if (unserved === 'newer_version')
             this.o.logger.warn(
               {
                 session: logSessionId(lease),
@@ -1002,10 +1005,6 @@ export class Engine {
   }
 
   /**
-   * The session's flow; for a new session (or one reset by an agent), the router's pick for its
-   * first message, else the default flow.
-   */
-  /**
    * Whether this turn leaves the session for another worker: in distributed mode, a session at a
    * step of a flow this process does not serve, or written by a newer version of its flow, is
    * someone else's during a rolling deploy (a worker of the newer version wrote it, or serves the
@@ -1018,10 +1017,10 @@ export class Engine {
    * A session already held for an agent is not left: no flow code reads it.
    */
   private leaveUnserved(run: SessionRun, base: SessionSnapshot | null, flow: Flow): boolean {
-    if (this.o.backend.kind !== 'distributed' || base === null || base.step === null || base.needsAgent)
-      return false;
-    const foreign = base.flow !== flow.id;
-    if (!foreign && base.flowVersion <= flow.version) return false;
+    if (this.o.backend.kind !== 'distributed' || base === null || base.needsAgent) return false;
+    const unserved = notServedBy(flow, base);
+    if (unserved === null) return false;
+    const foreign = unserved === 'other_flow';
     const id = sessionId(run.lease);
     const now = this.now();
     const waitMs = this.o.unservedWaitMs ?? UNSERVED_WAIT_MS;
@@ -1066,10 +1065,15 @@ export class Engine {
    */
   private async leftWithoutBatch(run: SessionRun): Promise<boolean> {
     if (this.o.backend.kind !== 'distributed') return false;
-    const base = (await this.o.backend.load(run.lease)) ?? null;
+    // What a batch of this turn read, else the read the lease grant made (no round trip).
+    const base = run.loaded !== undefined ? run.loaded : ((await this.o.backend.load(run.lease)) ?? null);
     return this.leaveUnserved(run, base, this.flowFor(base));
   }
 
+  /**
+   * The session's flow; for a new session (or one reset by an agent), the router's pick for its
+   * first message, else the default flow.
+   */
   private flowFor(s: SessionSnapshot | null, batch: readonly StoredMessage[] = []): Flow {
     const fallback = this.o.flows.get(this.o.defaultFlow)!;
     if ((s === null || s.step === null) && this.o.router) {
@@ -1966,6 +1970,8 @@ interface SessionRun {
   releaseAfterMs?: number;
   /** This turn left the session untouched for a worker that serves it (see leaveUnserved). */
   leftUnserved?: boolean;
+  /** The session as this turn's last batch loaded it (see leftWithoutBatch). */
+  loaded?: SessionSnapshot | null;
   /** The last such cut applied nothing: backoffs are not cut for messages again this turn. */
   cutInVain?: boolean;
   /**

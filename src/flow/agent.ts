@@ -19,6 +19,7 @@ import { handbackDataError } from './handback-data.ts';
 import {
   activeNow,
   handbackTransition,
+  notServedBy,
   waiting,
   type TransitionEnv,
   type TransitionResult,
@@ -252,12 +253,13 @@ export function handback(
   // API served by an old process during a rolling deploy), would stamp the session with its own
   // flow and version: older workers then ran it, and the newer flow upgraded its data a second
   // time (outside test QA68-F3).
-  if (prev.step !== null && prev.flow !== flow.id)
+  const unserved = notServedBy(flow, prev);
+  if (unserved === 'other_flow')
     throw new BatonError(
       'BATON_ERR_FLOW_NOT_SERVED_HERE',
       `the session is flow ${prev.flow}'s, which this process does not serve (BATON_FLOWS): hand it back through a process that serves it`,
     );
-  if (prev.flowVersion > flow.version)
+  if (unserved === 'newer_version')
     throw new BatonError(
       'BATON_ERR_FLOW_NOT_SERVED_HERE',
       `the session was written by version ${prev.flowVersion} of flow ${flow.id}; this process serves version ${flow.version}: hand it back through a process running the newer flow`,

@@ -169,6 +169,20 @@ export function freshSnapshot(
  * them with their own estimates of one clock, a few milliseconds apart, and a button answered
  * before the user typed the next text was applied after it (outside test QA45-F1).
  */
+/**
+ * Why `flow` (as this process serves it) must not run a session stored at a step: it is another
+ * flow's (`other_flow`: that flow is not served here), or a newer version of this one wrote it
+ * (`newer_version`: its data and steps may be ones this version does not know). Null: it may.
+ */
+export function notServedBy(
+  flow: Pick<Flow, 'id' | 'version'>,
+  s: Pick<SessionSnapshot, 'flow' | 'flowVersion' | 'step'>,
+): 'other_flow' | 'newer_version' | null {
+  if (s.step === null) return null;
+  if (s.flow !== flow.id) return 'other_flow';
+  return s.flowVersion > flow.version ? 'newer_version' : null;
+}
+
 export function orderBatch<M extends StoredMessage>(batch: readonly M[]): M[] {
   return [...batch].sort(
     (a, b) =>
@@ -942,7 +956,8 @@ class BatchRun {
     const flow = this.flow!;
     const old = this.s.step;
     if (old === null) return;
-    if (this.s.flow !== flow.id) {
+    const unserved = notServedBy(flow, this.s);
+    if (unserved === 'other_flow') {
       // Its own flow is not served here (taken out of BATON_FLOWS, or a worker started without
       // it): run by another flow, its data and step were read as that flow's, and its answers
       // applied to the wrong questions without a word (outside test QA58-F1). Held for an agent,
@@ -953,7 +968,7 @@ class BatchRun {
       return;
     }
     const from = this.s.flowVersion;
-    if (from > flow.version) {
+    if (unserved === 'newer_version') {
       // Written by a newer version of this flow (a rolling deploy, or a rollback): read by this
       // one, its data failed the older schema and was wiped, or its step was missing (outside test
       // QA65-F2). Held for an agent as it stands, still under its own version.
