@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { TransitionRecord } from '../../src/model/session.ts';
+import { escalatedAndTaken } from '../support/agent-calls.ts';
 import { harnessOn } from '../support/harness-on.ts';
 import { text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
@@ -20,17 +21,6 @@ describe.each(HARNESS_BACKENDS)(
     const kinds = async (user: string): Promise<string[]> =>
       (await h.transitions(user)).map((r: TransitionRecord) => r.kind);
 
-    /** A session an agent has taken (max retries 0: the first wrong input hands off). */
-    async function taken(user: string): Promise<void> {
-      expect((await h.post(webhook([text(user, 'hi', ts)]))).status).toBe(200);
-      await h.settled(user, 1);
-      expect((await h.post(webhook([text(user, 'Jane', ts + 1)]))).status).toBe(200);
-      await h.settled(user, 2);
-      expect((await h.post(webhook([text(user, 'which one?', ts + 2)]))).status).toBe(200);
-      expect((await h.settled(user, 3)).metadata.needs_agent).toBe(true);
-      expect((await send(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' })).status).toBe(200);
-    }
-
     // A long window: what the user writes just before the handback is still in the mailbox.
     const h = harnessOn(available, setup, { BATON_MAX_RETRIES: '0', BATON_BUFFER_MS: '1500' });
 
@@ -38,7 +28,7 @@ describe.each(HARNESS_BACKENDS)(
       'a handback records what the user wrote before it as held, then resumes',
       async () => {
         const user = '15550409001';
-        await taken(user);
+        await escalatedAndTaken(h, user, ts);
         expect((await h.post(webhook([text(user, 'thanks, talk to you later', ts + 3)]))).status).toBe(200);
         expect((await h.post(webhook([text(user, 'bye', ts + 4)]))).status).toBe(200);
         const back = await send(`/sessions/${user}/agent`, 'DELETE', { step: 'ask_name' });
@@ -70,7 +60,7 @@ describe.each(HARNESS_BACKENDS)(
 
     it.skipIf(!available)('an agent reset records what the user wrote before it as held', async () => {
       const user = '15550409002';
-      await taken(user);
+      await escalatedAndTaken(h, user, ts);
       expect((await h.post(webhook([text(user, 'hello?', ts + 3)]))).status).toBe(200);
       const reset = await h.admin(`/sessions/${user}/reset`, { method: 'POST' });
       expect(reset.status).toBe(200);
@@ -82,7 +72,7 @@ describe.each(HARNESS_BACKENDS)(
 
     it.skipIf(!available)('an agent reset names the agent who made it, when the body says', async () => {
       const user = '15550409003';
-      await taken(user);
+      await escalatedAndTaken(h, user, ts);
       const reset = await h.admin(`/sessions/${user}/reset`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },

@@ -10,6 +10,7 @@ import pino from 'pino';
 import { expect, it } from 'vitest';
 import { z } from 'zod';
 import type { Backend } from '../../src/backends/types.ts';
+import { SendError } from '../../src/errors.ts';
 import { defineFlow, type Flow } from '../../src/flow/define.ts';
 import type { SessionKey } from '../../src/model/message.ts';
 import { testEngine } from '../support/engine.ts';
@@ -167,6 +168,59 @@ describeServices('distributed: sessions an older worker cannot serve', () => {
     await newer.runSession(key);
     expect(await store.load(key)).toMatchObject({ step: 'ask_first', needsAgent: false });
     expect((await store.transitions(key)).map((r) => r.kind)).not.toContain('escalated');
+  });
+
+  it('leaves the reply a newer worker committed and could not send, in a turn that applies no message', async () => {
+    // The newer worker committed its prompt and the gateway refused it (then it stopped, say): an
+    // older worker that meets the session next applies no message, only sends what was left.
+    // Those are the newer flow's (its effects run that flow's code): left for a worker of it.
+    const a = await makeBackend({ bufferMs: 0 });
+    const b = await makeBackend({ bufferMs: 0 }, { prefix: a.prefix, schema: a.schema });
+    let refusing = true;
+    const sentByNewer: string[] = [];
+    const sentByOlder: string[] = [];
+    const newer = testEngine(a.backend, {
+      flows: [signup(3)],
+      sendBackoffMs: 10,
+      send: async (m) => {
+        if (refusing) throw new SendError('HTTP 503', { retryable: true, httpStatus: 503 });
+        sentByNewer.push(m.callbackData);
+        return { providerMessageId: `wamid.${m.id}` };
+      },
+    });
+    const older = testEngine(b.backend, {
+      flows: [signup(2)],
+      sendBackoffMs: 10,
+      send: async (m) => {
+        sentByOlder.push(m.callbackData);
+        return { providerMessageId: `wamid.${m.id}` };
+      },
+    });
+    afterThisTest(async () => {
+      await newer.stop();
+      await older.stop();
+    });
+    const store = a.backend;
+    const key = newKey();
+    await say(store, key, 'hi', Math.floor(Date.now() / 1000) - 60);
+    await newer.runSession(key);
+    expect((await store.unsent(key)).map((o) => o.status)).toEqual(['pending']);
+    const before = await store.load(key);
+
+    await sleep(100); // past the send's backoff
+    await older.runSession(key);
+    expect(sentByOlder).toEqual([]);
+    expect((await store.unsent(key)).map((o) => o.status)).toEqual(['pending']);
+    expect(await store.load(key)).toEqual(before);
+
+    // A worker of the newer version sends it, once.
+    refusing = false;
+    await sleep(250);
+    await newer.runSession(key);
+    expect(sentByNewer).toHaveLength(1);
+    expect(sentByNewer[0]).toContain('ask_first');
+    expect(await store.unsent(key)).toEqual([]);
+    expect(sentByOlder).toEqual([]);
   });
 
   it('hands the session to an agent when no worker of the newer version takes it in time', async () => {

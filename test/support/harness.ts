@@ -39,8 +39,11 @@ export interface Harness {
   ): Promise<T>;
   /** Waits until the session is at `version` with nothing pending and no baton held. */
   settled(waId: string, version: number): Promise<SessionView>;
-  /** Stops Baton (graceful) and starts a new one on the same data directory. */
-  restart(env?: Record<string, string>): Promise<void>;
+  /**
+   * Stops Baton (graceful) and starts a new one on the same stores, with `env` added, and with
+   * `opts` in place of the harness's options if given (another flow version, say).
+   */
+  restart(env?: Record<string, string>, opts?: BatonOptions): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -67,11 +70,14 @@ export async function startHarness(
     ...env,
     ...extra,
   });
-  const boot = async (extra: Record<string, string>): Promise<{ baton: Baton; url: string }> => {
+  const boot = async (
+    extra: Record<string, string>,
+    options: BatonOptions = opts,
+  ): Promise<{ baton: Baton; url: string }> => {
     const baton = await createBaton(loadConfig(makeEnv(extra)), {
       logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
       engine: { sendBackoffMs: 10 },
-      ...opts,
+      ...options,
     });
     const url = (await baton.start())!;
     return { baton, url };
@@ -139,9 +145,9 @@ export async function startHarness(
         return st.queueDepth === 0 && st.locksHeld === 0 ? s : undefined;
       });
     },
-    async restart(extra = {}) {
+    async restart(extra = {}, options) {
       await current.baton.stop();
-      current = await boot(extra);
+      current = await boot(extra, options);
     },
     async close() {
       await current.baton.stop().catch(() => undefined);
