@@ -7,7 +7,7 @@ import type { FailedReply } from '../backends/types.ts';
 import { dataFieldKind, type DataFieldKind, type Flow } from '../flow/define.ts';
 import { agentOf, handbackOpen, missingNeeds } from '../flow/agent.ts';
 import type { StoredMessage } from '../model/message.ts';
-import { bidiSafeJson } from '../flow/replies.ts';
+import { bidiSafeJson, clip, wholeCharactersWithin } from '../flow/replies.ts';
 import {
   toSessionView,
   type DeadLetter,
@@ -396,13 +396,6 @@ function dataField(key: string, kind: DataFieldKind): Html {
  */
 const SHOWN_CHARS = 1_500;
 
-/** The UTF-16 index just past the first `max` code points of `text`: a cut there splits no surrogate pair. */
-function afterCodePoints(text: string, max: number): number {
-  let i = 0;
-  for (let n = 0; n < max && i < text.length; n += 1) i += text.codePointAt(i)! > 0xffff ? 2 : 1;
-  return i;
-}
-
 /** How many characters (code points) `text` holds. */
 function codePoints(text: string): number {
   let n = 0;
@@ -419,18 +412,20 @@ function codePoints(text: string): number {
  * `<details>` that says how long the whole is: Chromium lays out none of a closed details'
  * content. A whole 65,536-character text (WhatsApp's limit) took 15 s to lay out and froze the
  * session page on each load (outside test QA64-F3). The start and the rest are both `.text`:
- * joined, they are the message.
+ * joined, they are the message. The cut splits no character as the user sees it (an emoji
+ * sequence, a flag): each half would show a broken one.
  */
 function textBlock(text: string): Html {
-  const cut = afterCodePoints(text, SHOWN_CHARS);
+  const cut = wholeCharactersWithin(text, SHOWN_CHARS);
   if (cut === text.length) return raw('<div class="text" dir="auto">' + breakable(text) + '</div>');
   const total = codePoints(text);
+  const shown = codePoints(text.slice(0, cut));
   const count = (n: number): string => n.toLocaleString('en-US');
   return raw(
     '<div class="text clipped" dir="auto">' +
       breakable(text.slice(0, cut)) +
       '</div><details class="rest"><summary>' +
-      `Shortened: the first ${count(SHOWN_CHARS)} of ${count(total)} characters. Show the other ${count(total - SHOWN_CHARS)}` +
+      `Shortened: the first ${count(shown)} of ${count(total)} characters. Show the other ${count(total - shown)}` +
       '</summary><div class="text" dir="auto">' +
       breakable(text.slice(cut)) +
       '</div></details>',
@@ -548,15 +543,6 @@ function describeOutbound(o: OutboundRecord): string {
 }
 
 /**
- * Shortened to `max` characters (code points), with an ellipsis when cut. Reads no further than
- * the cut: a 65,536-character text is not spread into an array for each row of a table.
- */
-function shorten(text: string, max: number): string {
-  const cut = afterCodePoints(text, max);
-  return cut === text.length ? text : `${text.slice(0, afterCodePoints(text, max - 1))}…`;
-}
-
-/**
  * The session's data as its page shows it: a text longer than {@link SHOWN_CHARS} is shortened,
  * saying how long it is. A flow stores what the user wrote whole (a 65,536-character name), and
  * laid out whole it froze the page as a long message did (outside test QA64-F3).
@@ -564,10 +550,10 @@ function shorten(text: string, max: number): string {
 function shownData(data: Readonly<Record<string, unknown>>): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(data).map(([k, v]) =>
-      typeof v === 'string' && afterCodePoints(v, SHOWN_CHARS) < v.length
+      typeof v === 'string' && wholeCharactersWithin(v, SHOWN_CHARS) < v.length
         ? [
             k,
-            `${shorten(v, SHOWN_CHARS)} (${codePoints(v).toLocaleString('en-US')} characters; the API has them all)`,
+            `${clip(v, SHOWN_CHARS)} (${codePoints(v).toLocaleString('en-US')} characters; the API has them all)`,
           ]
         : [k, v],
     ),
@@ -594,7 +580,7 @@ export function letterContent(d: DeadLetter): string {
  * limit) took 10 s to lay out in the inbox (outside test QA64-F3).
  */
 export function shortCell(className: string, text: string): Html {
-  return html`<td class="${className}" dir="auto" title="${shorten(text, 1000)}">${shorten(text, 140)}</td>`;
+  return html`<td class="${className}" dir="auto" title="${clip(text, 1000)}">${clip(text, 140)}</td>`;
 }
 
 /** A dead letter's content for the overview's table: shortened, the longer text in its title. */
@@ -779,7 +765,7 @@ export function failedNotice(outbound: readonly OutboundRecord[]): Html {
   const one = failed.length === 1;
   return html`<p class="error" id="failed-deliveries">
     ${failed.length} ${one ? 'reply' : 'replies'} to this user failed: they did not get ${one ? 'it' : 'them'}
-    (newest: <q dir="auto">${shorten(describeOutbound(failed.at(-1)!), 80)}</q>). See
+    (newest: <q dir="auto">${clip(describeOutbound(failed.at(-1)!), 80)}</q>). See
     <a href="#outbound">Outbound messages</a>.
   </p>`;
 }
@@ -817,7 +803,7 @@ export function failedRepliesCard(failed: readonly FailedReply[]): Html {
                         <td><time>${new Date(o.createdAt).toISOString()}</time></td>
                         <td><a href="${sessionHref(o)}">${o.user}</a></td>
                         <td><code>${o.step}</code></td>
-                        <td class="content" dir="auto">${shorten(describeOutbound(o), 140)}</td>
+                        <td class="content" dir="auto">${clip(describeOutbound(o), 140)}</td>
                         <td>${o.lastError ?? ''}</td>
                       </tr>`,
                   )}

@@ -58,21 +58,30 @@ export const WHATSAPP_LIMITS = {
 export function clip(value: string, max: number): string {
   if (codePointsWithin(value, max)) return value;
   if (max <= 0) return '';
-  // Whole user-perceived characters (an emoji sequence, a flag) within `max - 1` code points,
-  // segmented from a prefix that holds them: V8's segmenter costs the whole string's length per
+  return `${value.slice(0, wholeCharactersWithin(value, max - 1)).trimEnd()}…`;
+}
+
+/**
+ * The length (UTF-16 units) of the longest start of `value` made of whole user-perceived
+ * characters (an emoji sequence, a flag, a letter with its marks) and at most `max` code points:
+ * where `value` may be cut without splitting one.
+ */
+export function wholeCharactersWithin(value: string, max: number): number {
+  if (codePointsWithin(value, max)) return value.length;
+  // Segmented from a prefix that holds them: V8's segmenter costs the whole string's length per
   // step (40 ms a step on 2 MB), and its last segment, perhaps cut short, is not taken.
   const prefix = value.slice(0, 2 * max + PREFIX_SLACK);
   const segments = [...GRAPHEMES.segment(prefix)];
   if (prefix.length < value.length) segments.pop();
-  let kept = '';
+  let end = 0;
   let used = 0;
   for (const { segment } of segments) {
     const n = [...segment].length;
-    if (used + n > max - 1) break;
-    kept += segment;
+    if (used + n > max) break;
+    end += segment.length;
     used += n;
   }
-  return `${kept.trimEnd()}…`;
+  return end;
 }
 
 const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: 'grapheme' });

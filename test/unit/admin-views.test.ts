@@ -145,6 +145,20 @@ describe('dashboard views escape every value', () => {
     expect(whole).not.toContain('<details class="rest">');
   });
 
+  it('cuts a long message between characters as the user sees them: an emoji sequence at the cut goes whole to the rest', () => {
+    // A family (man, ZWJ, woman, ZWJ, girl: 5 code points) whose first code point is the 1,499th.
+    const family = '\u{1F468}\u200d\u{1F469}\u200d\u{1F467}';
+    const long = `${'a'.repeat(1_498)}${family}${'b'.repeat(600)}`;
+    const text = (body: string): StoredMessage => ({ ...inbound, content: { type: 'text', body } });
+    const m = conversationCard(conversationPage([text(long)], [], 10).messages).value;
+    const [shown, rest] = [...m.matchAll(/<div class="text[^"]*" dir="auto">(.*?)<\/div>/gs)].map((x) =>
+      x[1]!.replaceAll('<wbr>', ''),
+    );
+    expect(shown).toBe('a'.repeat(1_498));
+    expect(rest).toBe(`${family}${'b'.repeat(600)}`);
+    expect(m).toContain('Shortened: the first 1,498 of 2,103 characters. Show the other 605</summary>');
+  });
+
   it('leaves effects\u2019 results out of the conversation, their texts redacted or not', () => {
     const result = (content: StoredMessage['content'], id: string): StoredMessage => ({
       ...inbound,
