@@ -19,6 +19,7 @@ import { handbackDataError } from './handback-data.ts';
 import {
   activeNow,
   handbackTransition,
+  migratedData,
   notServedBy,
   waiting,
   type TransitionEnv,
@@ -284,12 +285,19 @@ export function handback(
   // `testFlow`'s handback refuses what the API refuses (outside test QA41-F1).
   const refused = handbackDataError(set);
   if (refused !== undefined) throw new BatonError('BATON_ERR_BAD_REQUEST', refused);
-  const data = { ...prev.data, ...set };
-  const checked = Object.keys(set).length === 0 ? undefined : flow.data?.safeParse(data);
+  // Stored by an earlier version of the flow: upgraded as a batch would upgrade it (`migrate`,
+  // then the schema's reading, its defaults), before the step's needs are checked and its prompt
+  // is rendered. Entered with the data as stored, the step read fields the new version no longer
+  // has, and the session was stamped with the new version, so `migrate` never ran on it (outside
+  // test QA70-F1: the items of a basket lost, or a 500 from the step's prompt).
+  const upgraded = prev.flowVersion < flow.version;
+  const data = { ...migratedData(flow, prev, env), ...set };
+  const checked = Object.keys(set).length === 0 && !upgraded ? undefined : flow.data?.safeParse(data);
   if (checked !== undefined && !checked.success) {
+    const stored = upgraded ? ` (the session's data, stored by version ${prev.flowVersion}, upgraded)` : '';
     throw new BatonError(
       'BATON_ERR_BAD_REQUEST',
-      `flow ${flow.id}'s data schema refuses that data: ${schemaIssues(checked.error)}`,
+      `flow ${flow.id}'s data schema refuses that data${stored}: ${schemaIssues(checked.error)}`,
     );
   }
   // A key the schema drops (a zod object's unknown keys) is one the flow does not have.
@@ -309,5 +317,6 @@ export function handback(
       `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; set it with the handback's "data" (strings, numbers, booleans), or hand it back at a step open now: ${open.length > 0 ? open.join(', ') : 'none'}`,
     );
   }
-  return handbackTransition(flow, agentActive({ ...prev, data: next }, env), stepId, env);
+  const upgradedPrev = { ...prev, data: next, flowVersion: upgraded ? flow.version : prev.flowVersion };
+  return handbackTransition(flow, agentActive(upgradedPrev, env), stepId, env);
 }

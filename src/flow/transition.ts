@@ -261,6 +261,16 @@ export function handbackTransition(
   return run.result();
 }
 
+/**
+ * The stored session's data as `flow` has it: through the flow's `migrate` when an earlier version
+ * of the flow stored it (as a batch upgrades it), else as stored. For an agent's hand-back, which
+ * enters a step with that data without running a batch.
+ */
+export function migratedData(flow: Flow, prev: SessionSnapshot, env: TransitionEnv): FlowData {
+  if (flow.migrate === undefined || prev.flowVersion >= flow.version) return prev.data;
+  return new BatchRun(flow, prev, env).migrated();
+}
+
 /** The choice a WASender user picked by typing its number or title, if any. */
 function typedChoice(choices: readonly Choice[], m: StoredMessage): Choice | undefined {
   if (m.provider !== 'wasender' || m.content.type !== 'text' || choices.length === 0) return undefined;
@@ -978,8 +988,7 @@ class BatchRun {
       return;
     }
     if (flow.migrate !== undefined && from < flow.version) {
-      const data = this.guard(null, `migrate from version ${from}`, () => flow.migrate!(this.s.data, from));
-      this.s = { ...this.s, data, flowVersion: flow.version };
+      this.s = { ...this.s, data: this.migrated(), flowVersion: flow.version };
     }
     if (flow.data) {
       const stored = flow.data.safeParse(this.s.data);
@@ -1009,6 +1018,13 @@ class BatchRun {
       return;
     }
     this.enter('advance', to, [], {});
+  }
+
+  /** The session's data through the flow's `migrate`, from the version that stored it. */
+  migrated(): FlowData {
+    const flow = this.flow!;
+    const from = this.s.flowVersion;
+    return this.guard(null, `migrate from version ${from}`, () => flow.migrate!(this.s.data, from));
   }
 
   /** The session at no step, its data and bookkeeping cleared: its next input starts it anew. */

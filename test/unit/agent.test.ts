@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import { orderFlow } from '../../src/bots/order.ts';
+import { z } from 'zod';
 import { BatonError } from '../../src/errors.ts';
+import { defineFlow } from '../../src/flow/define.ts';
 import { agentMessage, agentOf, handback, takeSession } from '../../src/flow/agent.ts';
 import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
 import type { SessionSnapshot } from '../../src/model/session.ts';
@@ -106,6 +108,57 @@ describe('agent operations (pure)', () => {
       expect.unreachable();
     } catch (e) {
       expect((e as BatonError).code).toBe('BATON_ERR_NOT_WITH_AGENT');
+    }
+  });
+
+  it('a handback through a newer version of the flow upgrades the stored data first, as a batch would (outside test QA70-F1)', () => {
+    // Version 1 kept the items as one text; version 2 keeps a list, and its step reads it.
+    const shop = (version: number) =>
+      defineFlow({
+        id: 'shop',
+        version,
+        data: z.object({
+          customer: z.string().optional(),
+          basket: z.array(z.string()).default([]),
+          gift: z.boolean().default(false),
+        }),
+        migrate: (d, from) =>
+          from < 2
+            ? { customer: d.name, basket: String(d.items).split(',') }
+            : (d as Record<string, unknown>),
+        start: 'show_basket',
+        steps: {
+          show_basket: {
+            say: (d) => `${d.basket.length} items for ${d.customer ?? 'you'}`,
+            accepts: 'any',
+            needs: ['customer'],
+            to: ['show_basket'],
+            on: (_i, c) => c.retry(),
+          },
+        },
+      });
+    const v2 = shop(2);
+    const stored: SessionSnapshot = {
+      ...escalated(),
+      flow: 'shop',
+      flowVersion: 1,
+      step: 'show_basket',
+      data: { name: 'Bob', items: 'a,b' },
+    };
+    const r = handback(stored, v2, 'show_basket', env);
+    expect(r.snapshot).toMatchObject({
+      flowVersion: 2,
+      needsAgent: false,
+      data: { customer: 'Bob', basket: ['a', 'b'], gift: false },
+    });
+    expect(r.effects.map((e) => e.body)).toContainEqual({ type: 'text', text: '2 items for Bob' });
+    // Data that does not fit the schema once upgraded is refused, naming what.
+    try {
+      handback({ ...stored, data: { name: 7, items: 'a' } }, v2, 'show_basket', env);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as BatonError).code).toBe('BATON_ERR_BAD_REQUEST');
+      expect((e as BatonError).message).toContain('stored by version 1, upgraded');
     }
   });
 
