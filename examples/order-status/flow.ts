@@ -13,7 +13,6 @@ import {
   image,
   replyProblems,
   type OutboundBody,
-  type TypedFlow,
   WHATSAPP_LIMITS,
 } from '../../src/index.ts';
 import { words } from './words.ts';
@@ -149,8 +148,12 @@ export interface OrderStatusOptions {
   readonly backoffMs?: number;
 }
 
-/** Builds the flow against one shop API. */
-export function orderStatusFlow(o: OrderStatusOptions): TypedFlow<OrderStatusStep, OrderStatusData> {
+/**
+ * Builds the flow against one shop API. Its type is what `defineFlow` infers, effects and events
+ * included, so a test's `t.resolve` and `t.event` with a misspelt name do not compile (outside test
+ * QA70-F4: annotated with steps and data alone, they did).
+ */
+export function orderStatusFlow(o: OrderStatusOptions) {
   const api = o.apiUrl.replace(/\/+$/, '');
   const policy = { attempts: o.attempts ?? 3, timeoutMs: o.timeoutMs ?? 5000, backoffMs: o.backoffMs ?? 500 };
 

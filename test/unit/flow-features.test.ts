@@ -12,7 +12,7 @@ import { clip, replyProblems, testFlow, WHATSAPP_LIMITS } from '../../src/index.
 import { orderFlow } from '../../src/bots/order.ts';
 
 const found = {
-  found: true,
+  found: true as const,
   order: {
     number: 'ORD-12345',
     status: 'in transit',

@@ -1,6 +1,7 @@
 // Compile-time checks of the flow DSL: `npm test` runs `tsc --noEmit` over this file, so each
 // `@ts-expect-error` fails the build if the line it marks ever type-checks.
 import { describe, expect, expectTypeOf, it } from 'vitest';
+import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import { z } from 'zod';
 import {
   defineFlow,
@@ -324,6 +325,14 @@ describe('flow DSL types: data, effects, helpers', () => {
       void t.resolve('lookup', { total: 1 });
       // @ts-expect-error: the flow has no effect "charge"
       void t.fail('charge');
+    };
+  });
+
+  it('types the order-status example’s effects in testFlow (outside test QA70-F4)', () => {
+    const t = testFlow(orderStatusFlow({ apiUrl: 'http://shop.invalid' }));
+    const _refused = (): void => {
+      // @ts-expect-error: the flow has no effect "lookpu"
+      void t.resolve('lookpu', {});
     };
   });
 
