@@ -1,4 +1,4 @@
-# Baton in a container: `docker build -t baton .`, then `docker run baton start` (embedded,
+# Baton in a container: `docker build --build-arg BATON_COMMIT=$(git rev-parse HEAD) -t baton .`, then `docker run baton start` (embedded,
 # state in /app/data) or `ingress` / `worker` with REDIS_URL and DATABASE_URL
 # (deploy/compose.yaml runs that). Two stages: the build stage compiles TypeScript to dist/
 # and drops the dev dependencies; the runtime stage holds only what runs, as a non-root user.
@@ -16,7 +16,10 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY src ./src
 COPY bin ./bin
-RUN npm run build && npm prune --omit=dev --ignore-scripts
+# The commit `baton --version` and `baton_build_info` name (the context has no .git):
+#   docker build --build-arg BATON_COMMIT=$(git rev-parse HEAD) -t baton .
+ARG BATON_COMMIT=
+RUN BATON_COMMIT=$BATON_COMMIT npm run build && npm prune --omit=dev --ignore-scripts
 
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production \

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, relative, resolve } from 'node:path';
+import { buildCommit } from './commit.mjs';
 
 const root = resolve(import.meta.dirname, '..');
 const src = join(root, 'src');
@@ -38,10 +39,6 @@ const walk = (dir) => {
 };
 walk(src);
 
-// Which commit this build is (src/build-info.ts): the version alone tells builds apart only when
-// it is bumped. Outside a git checkout (a tarball), none.
-const git = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' });
-const commit =
-  git.status === 0 && /^[0-9a-f]{40}$/.test(git.stdout.trim()) ? git.stdout.trim().slice(0, 12) : null;
+const commit = buildCommit(root);
 writeFileSync(join(dist, 'build-info.json'), `${JSON.stringify({ commit })}\n`);
 console.log(`build: dist/ compiled, ${copied} asset files copied${commit ? `, commit ${commit}` : ''}`);
