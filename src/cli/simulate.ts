@@ -30,7 +30,10 @@ export function configureSimulateCommand(cmd: Command): Command {
     .option('--start', 'start an embedded Baton on a free port that sends to the simulator')
     .option('--flows <module>', 'BATON_FLOWS for --start (default: $BATON_FLOWS, else the reference bot)')
     .option('--secret <secret>', "the target's WHATSAPP_APP_SECRET (default: $WHATSAPP_APP_SECRET)")
-    .option('--graph-port <port>', 'port of the fake Graph API (0: a free one)', '4011')
+    .option(
+      '--graph-port <port>',
+      'port of the fake Graph API (0: a free one; default 4011, with --start a free one)',
+    )
     .option('--port <port>', "with --start: the embedded Baton's port (default: a free one)")
     .option('--channel <phoneNumberId>', 'business number the users write to')
     .option('--user <waId>', 'wa_id of user 1 (user N adds N - 1)', '15550100001')
@@ -47,8 +50,12 @@ export function configureSimulateCommand(cmd: Command): Command {
 
 /** Runs `baton simulate`; returns the exit code. */
 export async function runSimulateCommand(f: SimulateFlags): Promise<number> {
-  const port = Number(f.graphPort ?? '4011');
-  if (!/^\d+$/.test(f.graphPort ?? '4011') || port > 65_535) {
+  // With --start, Baton is told where the simulator listens: any free port does, so two
+  // simulators side by side do not collide (outside test QA70-F7). Without it, the port the help
+  // tells Baton to send to.
+  const graphPort = f.graphPort ?? (f.start ? '0' : '4011');
+  const port = Number(graphPort);
+  if (!/^\d+$/.test(graphPort) || port > 65_535) {
     throw new SimulateUsageError(`--graph-port must be 0..65535, got "${f.graphPort ?? ''}"`);
   }
   const batonPort = f.port === undefined ? undefined : Number(f.port);

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BATON_DEV, childEnv, freePort } from '../support/procs.ts';
@@ -76,6 +77,23 @@ describe('baton simulate --script', () => {
     expect(r.stdout).toContain(
       '- step 2 ("Ann"): reply 1: expected text containing "pizza"; got: Thanks, Ann. Which product would you like?',
     );
+  }, 30_000);
+
+  it('with --start, listens on a free port of its own: 4011 taken, the script still passes (outside test QA70-F7)', async () => {
+    // A second simulator (or anything else) on the port the help names for a running Baton.
+    const taken = createServer();
+    await new Promise<void>((ok) => {
+      taken.once('error', () => ok()); // taken already: the same case
+      taken.listen(4011, '127.0.0.1', () => ok());
+    });
+    try {
+      const script = write('free.json', { steps: [{ send: 'hi', expect: ['what is your name'] }] });
+      const r = await baton(['simulate', '--start', '--script', script]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    } finally {
+      await new Promise((done) => taken.close(done));
+    }
   }, 30_000);
 
   it("shows a flow's error in the chat (the embedded Baton logs errors there)", async () => {
