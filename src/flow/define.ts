@@ -622,6 +622,10 @@ export function defineFlow<
       fail(`step "${id}": a step is an object (say, on, to, ...)`);
   }
   if (!ids.includes(spec.start)) fail(`start step "${spec.start}" is not defined`);
+  // Compared as numbers with what sessions store: a string ('10' < '9') or a fraction misread
+  // which version is newer (outside test QA70-F6).
+  if (spec.version !== undefined && (!Number.isInteger(spec.version) || spec.version < 1))
+    fail(`version must be a whole number from 1, got ${JSON.stringify(spec.version)}`);
   const moved = new Map<string, string>();
   for (const [removed, to] of Object.entries(spec.moved ?? {}) as [string, S][]) {
     if (ids.includes(removed as S)) fail(`moved: "${removed}" is still a step of this flow`);
@@ -697,6 +701,12 @@ export function defineFlow<
     if (s.first !== undefined && id !== spec.start) fail(`${at}: only the start step may have "first"`);
     if (s.maxRetries !== undefined && (!Number.isInteger(s.maxRetries) || s.maxRetries < 0))
       fail(`${at}: maxRetries must be a non-negative integer`);
+    // Values, not only names, for plain JavaScript (outside test QA70-F6: `accepts: 'txt'` made
+    // every answer a retry, `joinTexts: 'no'` joined the texts).
+    if (s.accepts !== undefined && s.accepts !== 'text' && s.accepts !== 'any')
+      fail(`${at}: accepts must be 'text' or 'any', got ${JSON.stringify(s.accepts)}`);
+    if (s.joinTexts !== undefined && typeof s.joinTexts !== 'boolean')
+      fail(`${at}: joinTexts must be true or false, got ${JSON.stringify(s.joinTexts)}`);
     const eff = s.effect as StepDef['effect'];
     if (eff !== undefined) {
       if (!effects.has(eff.use)) fail(`${at}: uses effect "${eff.use}", which the flow does not declare`);

@@ -56,6 +56,23 @@ describe('defineFlow validation', () => {
     expect(() => js({ id: 'f', start: 'a', steps: { a: { ...step([]), extra: undefined } } })).not.toThrow();
   });
 
+  it('refuses a wrong value where plain JavaScript has no compiler: accepts, joinTexts, version (outside test QA70-F6)', () => {
+    const js = (spec: object): unknown => defineFlow(spec as Parameters<typeof defineFlow>[0]);
+    expect(() => js({ id: 'f', start: 'a', steps: { a: step([], { accepts: 'txt' as 'text' }) } })).toThrow(
+      /^flow "f": step "a": accepts must be 'text' or 'any', got "txt"$/,
+    );
+    expect(() => js({ id: 'f', start: 'a', steps: { a: { ...step([]), joinTexts: 'no' } } })).toThrow(
+      /^flow "f": step "a": joinTexts must be true or false, got "no"$/,
+    );
+    for (const version of ['2', 0, -1, 1.5, Number.NaN])
+      expect(() => js({ id: 'f', version, start: 'a', steps: { a: step([]) } }), String(version)).toThrow(
+        /^flow "f": version must be a whole number from 1, got /,
+      );
+    expect(() =>
+      js({ id: 'f', version: 3, start: 'a', steps: { a: step([], { joinTexts: false }) } }),
+    ).not.toThrow();
+  });
+
   it('names an unreachable step', () => {
     expect(() => defineFlow({ id: 'f', start: 'a', steps: { a: step([]), b: step(['a']) } })).toThrow(
       /step "b" is unreachable from "a"/,
