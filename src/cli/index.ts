@@ -128,10 +128,15 @@ function usageLine(err: CommanderError, program: Command, argv: readonly string[
     .filter((l) => l !== '');
   const what = first.replace(/'([^']*)'/g, '"$1"').replace(/\.$/, '');
   // commander's suggestion, "(Did you mean start?)".
-  const suggestion = more
-    .join(' ')
-    .replace(/^\((.*)\)$/, '$1')
-    .replace(/^Did/, 'did');
+  // `baton version`: the flag is what is meant, not the command commander finds nearest
+  // (outside test QA70-F9: "did you mean session?").
+  const suggestion =
+    err.code === 'commander.unknownCommand' && argv[0] === 'version'
+      ? 'did you mean --version?'
+      : more
+          .join(' ')
+          .replace(/^\((.*)\)$/, '$1')
+          .replace(/^Did/, 'did');
   const help = `see ${commandPath(program, argv)} --help`;
   return `baton: ${what} (${suggestion === '' ? '' : `${suggestion} `}${help})`;
 }

@@ -24,6 +24,7 @@ describe('baton usage errors', () => {
   it.each<[string[], string]>([
     [['bogus'], 'baton: unknown command "bogus" (see baton --help)\n'],
     [['strt'], 'baton: unknown command "strt" (did you mean start? see baton --help)\n'],
+    [['version'], 'baton: unknown command "version" (did you mean --version? see baton --help)\n'],
     [['start', '--bogus'], 'baton: unknown option "--bogus" (see baton start --help)\n'],
     [['session', 'show'], 'baton: missing required argument "waId" (see baton session show --help)\n'],
     [['--bogus'], 'baton: unknown option "--bogus" (see baton --help)\n'],
