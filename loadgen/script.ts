@@ -12,30 +12,18 @@
  */
 import { inboundMessage, type UserInput } from '../src/simulate/inbound.ts';
 import { renderMessage, type Pickable } from '../src/simulate/render.ts';
-import { mismatch, type ConversationScript, type ScriptExpectation } from '../src/simulate/script.ts';
+import {
+  fill,
+  fillDeep,
+  mismatch,
+  type ConversationScript,
+  type ScriptExpectation,
+} from '../src/simulate/script.ts';
 import { burstParts, parseUserLine } from '../src/simulate/simulator.ts';
 import { webhookBody, type CloudMessage } from './payloads.ts';
 import { deliverer, recorder, type DriverContext, type DuplicateTiming, type UserTrace } from './scenario.ts';
 import type { SinkCall } from './sink.ts';
 import { shuffled, type Random } from './stats.ts';
-
-/** Fills `{{n}}`, `{{n4}}`, `{{n5}}` and `{{user}}` in. */
-export function fill(text: string, index: number, waId: string): string {
-  return text
-    .replaceAll('{{n}}', String(index))
-    .replaceAll('{{n5}}', String(index).padStart(5, '0'))
-    .replaceAll('{{n4}}', String(index).padStart(4, '0'))
-    .replaceAll('{{user}}', waId);
-}
-
-function fillDeep(v: unknown, index: number, waId: string): unknown {
-  if (typeof v === 'string') return fill(v, index, waId);
-  if (Array.isArray(v)) return v.map((x) => fillDeep(x, index, waId));
-  if (typeof v === 'object' && v !== null) {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, fillDeep(x, index, waId)]));
-  }
-  return v;
-}
 
 /** Problems with a script for load (commands that only make sense in the chat); empty when fine. */
 export function scriptProblems(script: ConversationScript): string[] {

@@ -84,6 +84,28 @@ export function readScript(path: string): ConversationScript {
   return parsed.data;
 }
 
+/**
+ * Fills `{{n}}` (the user's index), `{{n4}}`/`{{n5}}` (the index as 4 or 5 digits) and `{{user}}`
+ * (the wa_id) in: under load each user's words are their own; in the simulator, user 1's.
+ */
+export function fill(text: string, index: number, waId: string): string {
+  return text
+    .replaceAll('{{n}}', String(index))
+    .replaceAll('{{n5}}', String(index).padStart(5, '0'))
+    .replaceAll('{{n4}}', String(index).padStart(4, '0'))
+    .replaceAll('{{user}}', waId);
+}
+
+/** {@link fill} in every string of `v`. */
+export function fillDeep(v: unknown, index: number, waId: string): unknown {
+  if (typeof v === 'string') return fill(v, index, waId);
+  if (Array.isArray(v)) return v.map((x) => fillDeep(x, index, waId));
+  if (typeof v === 'object' && v !== null) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, fillDeep(x, index, waId)]));
+  }
+  return v;
+}
+
 /** Why `reply` does not meet `e`, or undefined when it does. */
 export function mismatch(e: ScriptExpectation, reply: Pick<BotReply, 'rendered'>): string | undefined {
   const text = reply.rendered.lines.join('\n');
@@ -111,9 +133,12 @@ export interface ScriptResult {
 /** Plays `script` through `sim`; reports the first failing step and stops there. */
 export async function runScript(
   sim: Simulator,
-  script: ConversationScript,
+  given: ConversationScript,
   log: (line: string) => void = () => undefined,
 ): Promise<ScriptResult> {
+  // A script written for `baton load` plays here as its user 1 (outside test QA70-F9: "ORD-{{n4}}2"
+  // was sent as typed).
+  const script = fillDeep(given, 1, sim.currentUser) as ConversationScript;
   const timeoutMs = script.timeoutMs ?? 5000;
   const settleMs = script.settleMs ?? 300;
   const inbox: BotReply[] = [];

@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runLoadCommand } from '../../src/cli/load.ts';
-import { ConversationScript } from '../../src/simulate/script.ts';
+import { ConversationScript, fill } from '../../src/simulate/script.ts';
 import { runLoad } from '../../loadgen/index.ts';
 import { startLoadTarget, type LoadTarget } from '../support/load-target.ts';
-import { fill, scriptProblems } from '../../loadgen/script.ts';
+import { scriptProblems } from '../../loadgen/script.ts';
 import { startShopStub } from '../../src/simulate/shop-stub.ts';
 import { freePort } from '../support/procs.ts';
 

@@ -96,6 +96,15 @@ describe('baton simulate --script', () => {
     }
   }, 30_000);
 
+  it("plays a script written for baton load, its placeholders filled as user 1's (outside test QA70-F9)", async () => {
+    const script = join(import.meta.dirname, '../../loadgen/scripts/order-status.json');
+    const flows = join(import.meta.dirname, '../../examples/order-status');
+    const r = await baton(['simulate', '--start', '--flows', flows, '--script', script]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('script passed');
+    expect(r.code).toBe(0);
+  }, 60_000);
+
   it("shows a flow's error in the chat (the embedded Baton logs errors there)", async () => {
     const src = join(import.meta.dirname, '../../src/index.ts');
     const flow = write(
