@@ -374,6 +374,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   // Fresh users for every run: a random number prefix, then the user's index.
   const prefix = `1${String(randomInt(10_000_000)).padStart(7, '0')}`;
   const baseTs = Math.floor(Date.now() / 1000);
+  const ramp = options.rampMs ?? 0;
+  /** When user `i` starts, ms after the first: spread evenly over the ramp. */
+  const delayOf = (i: number): number => (users > 1 ? (ramp * i) / (users - 1) : 0);
+  // A user who starts late in the ramp stamps their messages from when they start, as WhatsApp
+  // does: stamped from the run's start, a ramp longer than BATON_DEDUPE_TTL made the later users'
+  // messages `late` and the verdict NOT CLEAN (outside test QA69-F2).
+  const userTs = (i: number): number => baseTs + Math.floor(delayOf(i) / 1000);
   let wamids = 0;
   const runTag = randomBytes(5).toString('hex').toUpperCase();
   const wamid = (): string => `wamid.LOAD${runTag}${(++wamids).toString(36).toUpperCase()}`;
@@ -382,7 +389,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const plans = script
     ? []
     : Array.from({ length: users }, (_, i) =>
-        planUser(i, `${prefix}${String(i).padStart(5, '0')}`, baseTs, chaos, channel, rnd, wamid),
+        planUser(i, `${prefix}${String(i).padStart(5, '0')}`, userTs(i), chaos, channel, rnd, wamid),
       );
 
   const plannedMessages = script
@@ -414,15 +421,20 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const ticker = options.onProgress ? setInterval(progress, options.progressIntervalMs ?? 200) : undefined;
 
   try {
-    const ramp = options.rampMs ?? 0;
     const traces = await Promise.all(
       Array.from({ length: users }, async (_, i) => {
-        const delay = users > 1 ? (ramp * i) / (users - 1) : 0;
+        const delay = delayOf(i);
         if (delay > 0) await new Promise((r) => setTimeout(r, delay));
         // Each user draws from its own seeded stream, so concurrency does not change the choices.
         if (script) {
           const waId = `${prefix}${String(i).padStart(5, '0')}`;
-          return runScriptUser({ index: i, waId, baseTs }, script, ctx, seededRandom(seed + i + 1), wamid);
+          return runScriptUser(
+            { index: i, waId, baseTs: userTs(i) },
+            script,
+            ctx,
+            seededRandom(seed + i + 1),
+            wamid,
+          );
         }
         return runUser(plans[i]!, ctx, seededRandom(seed + i + 1));
       }),
