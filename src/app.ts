@@ -487,6 +487,7 @@ export function distributedOptions(
     ...(now ? { now } : {}),
     retentionSec: config.retentionSec,
     messageRetentionSec: config.messageRetentionSec,
+    sessionTtlSec: config.sessionTtlSec,
     // Redis keeps an idle session's replies and data no longer than texts may be kept at all.
     idleTtlSec: Math.min(config.sessionTtlSec, config.messageRetentionSec),
   };
@@ -501,6 +502,7 @@ export function embeddedOptions(config: Config, now?: () => number): EmbeddedOpt
     ...(now ? { now } : {}),
     retentionSec: config.retentionSec,
     messageRetentionSec: config.messageRetentionSec,
+    sessionTtlSec: config.sessionTtlSec,
   };
 }
 

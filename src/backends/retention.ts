@@ -6,7 +6,9 @@
  * letters (each holds a message, the user's or Baton's) after the shorter of the two, replayed
  * or not; inbound messages (the user's texts, and what recognises a redelivery once Redis has
  * lost its markers) after the message retention, but never inside the dedupe window, where a
- * text past the message retention is redacted instead.
+ * text past the message retention is redacted instead. A session's data (what the flow kept of
+ * the user's answers) is cleared once the session has expired (`BATON_SESSION_TTL`) and is past
+ * the message retention too; its row stays (its step, ids and fence).
  * @module
  */
 
@@ -24,6 +26,11 @@ export interface RetentionOptions {
   readonly retentionSec?: number;
   /** `BATON_MESSAGE_RETENTION`, seconds (default 30 days). */
   readonly messageRetentionSec?: number;
+  /**
+   * `BATON_SESSION_TTL`, seconds: a session's data is cleared only past both this and the
+   * message retention (an unexpired session still uses it). Not given: sessions keep their data.
+   */
+  readonly sessionTtlSec?: number;
   /** How often the purge runs, ms (embedded 60 s, distributed 10 min; 0: only when called). */
   readonly purgeIntervalMs?: number;
 }
@@ -37,11 +44,20 @@ export interface PurgeReport {
   /** Inbound messages (inside the dedupe window) and outbound records whose text was redacted. */
   redacted: number;
   deadLetters: number;
+  /** Sessions whose data was cleared (expired, and past the message retention). */
+  sessions: number;
 }
+
+/**
+ * Sessions a purge looks at for data to clear, in key order from where the last one stopped:
+ * a pass costs the same however many sessions are stored (no index by age, which every commit
+ * would have to update), and a walk over a million sessions takes 200 passes.
+ */
+export const SESSION_SWEEP = 5_000;
 
 /** A report of nothing purged yet. */
 export function emptyPurgeReport(): PurgeReport {
-  return { transitions: 0, outbound: 0, inbound: 0, redacted: 0, deadLetters: 0 };
+  return { transitions: 0, outbound: 0, inbound: 0, redacted: 0, deadLetters: 0, sessions: 0 };
 }
 
 /** The cut-offs (epoch ms) of one purge at `nowMs`. */
@@ -49,7 +65,13 @@ export function purgeHorizons(
   nowMs: number,
   dedupeTtlSec: number,
   o: RetentionOptions,
-): { transitions: number; outbound: number; inbound: number; redact: number | null } {
+): {
+  transitions: number;
+  outbound: number;
+  inbound: number;
+  redact: number | null;
+  sessions: number | null;
+} {
   const retention = (o.retentionSec ?? DEFAULT_RETENTION_SEC) * 1000;
   const messages = (o.messageRetentionSec ?? DEFAULT_RETENTION_SEC) * 1000;
   const dedupe = dedupeTtlSec * 1000;
@@ -58,6 +80,7 @@ export function purgeHorizons(
     outbound: nowMs - Math.min(retention, messages),
     inbound: nowMs - Math.max(messages, dedupe),
     redact: messages < dedupe ? nowMs - messages : null,
+    sessions: o.sessionTtlSec === undefined ? null : nowMs - Math.max(messages, o.sessionTtlSec * 1000),
   };
 }
 

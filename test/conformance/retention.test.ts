@@ -1,8 +1,9 @@
 /**
  * Retention (BATON_RETENTION, BATON_MESSAGE_RETENTION) in both backends, with an injected
  * clock: after the retention, the periodic purge deletes transition records, outbound records,
- * dead letters and message texts; sessions stay and go on. With a message retention shorter than the dedupe
- * window, embedded mode redacts the texts but keeps the ids, so a replay is still a duplicate.
+ * dead letters and message texts; sessions stay and go on (their data is cleared once they have
+ * expired too). With a message retention shorter than the dedupe window, embedded mode redacts
+ * the texts but keeps the ids, so a replay is still a duplicate.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createBaton, type Baton } from '../../src/app.ts';
 import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
 import type { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import { emptyPurgeReport, type PurgeReport } from '../../src/backends/retention.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import type { DeadLetter, SessionView, TransitionRecord } from '../../src/model/session.ts';
 import { signMetaBody } from '../../src/providers/index.ts';
@@ -231,6 +233,41 @@ async function failedReplyPurged(r: Rig, u: string, purge: () => Promise<unknown
   return purge();
 }
 
+/** The retention of a session's data (outside test QA69-F1): 1 h of texts, sessions expire after 2 h. */
+const DATA_RETENTION = {
+  BATON_RETENTION: '1d',
+  BATON_MESSAGE_RETENTION: '1h',
+  BATON_SESSION_TTL: '2h',
+  BATON_DEDUPE_TTL: '30m',
+};
+
+/**
+ * A session's data past its expiry and the message retention: kept while the session may still
+ * be used (past the message retention, not yet expired), then cleared, the row and its step kept;
+ * the user's next message starts afresh. `stored` reads the store's copy of the session's data.
+ */
+async function sessionDataCleared(
+  r: Rig,
+  u: string,
+  purge: () => Promise<PurgeReport>,
+  stored: () => Promise<unknown>,
+): Promise<void> {
+  await converse(r, u);
+  r.clock.offsetMs = 1.5 * HOUR;
+  expect((await purge()).sessions).toBe(0);
+  expect((await r.session(u)).data).toEqual({ customer_name: 'Ada Lovelace' });
+  r.clock.offsetMs = 3 * HOUR;
+  expect((await purge()).sessions).toBe(1);
+  expect(await stored()).toEqual({});
+  const s = await r.session(u);
+  expect(s).toMatchObject({ current_step: 'choose_product', data: {} });
+  expect((await purge()).sessions).toBe(0); // nothing left to clear
+  expect(await r.post(text(u, 'hello again', Math.floor(Date.now() / 1000) + 3 * 3600))).toBe(200);
+  const after = await r.settled(u, s.metadata.version + 1);
+  expect(after.current_step).toBe('ask_name');
+  expect((await r.transitions(u)).map((t) => t.kind)).toContain('expired');
+}
+
 let current: Rig | undefined;
 const dirs: string[] = [];
 afterEach(async () => {
@@ -267,6 +304,7 @@ describe('retention, embedded', () => {
       inbound: 0,
       redacted: 0,
       deadLetters: 0,
+      sessions: 0,
     });
     expect(await r.transitions(u)).toHaveLength(2);
 
@@ -277,6 +315,7 @@ describe('retention, embedded', () => {
       inbound: 2,
       redacted: 0,
       deadLetters: 1,
+      sessions: 0,
     });
     expect(await r.transitions(u)).toEqual([]);
     // The dead letter held the user's text: it went too, and the count with it.
@@ -311,7 +350,7 @@ describe('retention, embedded', () => {
     const report = await (r.baton.backend as EmbeddedBackend).purge();
     // Outbound records hold the texts sent: those go with the message retention, the records
     // (which tell an old button's prompt from the current one) with the retention.
-    expect(report).toEqual({ transitions: 0, outbound: 0, inbound: 0, redacted: 4, deadLetters: 0 });
+    expect(report).toEqual({ ...emptyPurgeReport(), redacted: 4 });
     expect(await r.transitions(u)).toHaveLength(2);
     const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
     try {
@@ -360,7 +399,14 @@ describe('retention, embedded: failed replies', () => {
       (r.baton.backend as EmbeddedBackend).purge(),
     );
     // 3 inbound texts and 2 sent replies redacted; the failed reply and its dead letter deleted.
-    expect(report).toEqual({ transitions: 0, outbound: 1, inbound: 0, redacted: 5, deadLetters: 1 });
+    expect(report).toEqual({
+      transitions: 0,
+      outbound: 1,
+      inbound: 0,
+      redacted: 5,
+      deadLetters: 1,
+      sessions: 0,
+    });
     const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
     try {
       expect(db.prepare('SELECT status FROM outbound ORDER BY rowid').all()).toEqual([
@@ -370,6 +416,32 @@ describe('retention, embedded: failed replies', () => {
     } finally {
       db.close();
     }
+  });
+});
+
+describe('retention, embedded: session data', () => {
+  it("clears an expired session's data past the message retention, keeps the row (outside test QA69-F1)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-ret-'));
+    dirs.push(dir);
+    const r = (current = await rig({ BATON_DATA_DIR: dir, ...DATA_RETENTION }));
+    const u = '15557770016';
+    const backend = r.baton.backend as EmbeddedBackend;
+    await sessionDataCleared(
+      r,
+      u,
+      () => backend.purge(),
+      async () => {
+        const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
+        try {
+          const row = db.prepare('SELECT snapshot FROM sessions WHERE user = ?').get(u) as {
+            snapshot: string;
+          };
+          return (JSON.parse(row.snapshot) as { data: unknown }).data;
+        } finally {
+          db.close();
+        }
+      },
+    );
   });
 });
 
@@ -394,6 +466,7 @@ describe.skipIf(!up)('retention, distributed', () => {
       inbound: 0,
       redacted: 0,
       deadLetters: 0,
+      sessions: 0,
     });
     r.clock.offsetMs = 2 * HOUR;
     expect(await backend.purge()).toEqual({
@@ -402,6 +475,7 @@ describe.skipIf(!up)('retention, distributed', () => {
       inbound: 2,
       redacted: 0,
       deadLetters: 1,
+      sessions: 0,
     });
     for (const table of ['transitions', 'outbound', 'inbound', 'dead_letters'])
       expect(await count(table), table).toBe(0);
@@ -422,13 +496,7 @@ describe.skipIf(!up)('retention, distributed', () => {
     await copied(schema, ['outbound', 'inbound'], 2);
     r.clock.offsetMs = HOUR;
     const backend = r.baton.backend as DistributedBackend;
-    expect(await backend.purge()).toEqual({
-      transitions: 0,
-      outbound: 0,
-      inbound: 0,
-      redacted: 4,
-      deadLetters: 0,
-    });
+    expect(await backend.purge()).toEqual({ ...emptyPurgeReport(), redacted: 4 });
     const rows = await pgQuery<{ m: string }>(
       schema,
       `SELECT message::text AS m FROM inbound UNION ALL SELECT record::text FROM outbound`,
@@ -486,5 +554,21 @@ describe.skipIf(!up)('retention, distributed', () => {
       { status: 'sent' },
       { status: 'sent' },
     ]);
+  });
+  it("clears an expired session's data past the message retention, keeps the row (outside test QA69-F1)", async () => {
+    const { r, schema } = await distributedRig(DATA_RETENTION);
+    const u = '15557770017';
+    const backend = r.baton.backend as DistributedBackend;
+    await sessionDataCleared(
+      r,
+      u,
+      async () => {
+        await copied(schema, ['sessions'], 1);
+        return backend.purge();
+      },
+      async () =>
+        (await pgQuery<{ data: unknown }>(schema, `SELECT snapshot -> 'data' AS data FROM sessions`))[0]!
+          .data,
+    );
   });
 });

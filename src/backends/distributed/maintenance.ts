@@ -9,6 +9,7 @@ import {
   REDACTED_REASON,
   emptyPurgeReport,
   PURGE_BATCH,
+  SESSION_SWEEP,
   purgeHorizons,
   yieldToLoop,
   type PurgeReport,
@@ -133,10 +134,37 @@ export async function purge(ctx: Context, opts: { lockMs?: number } = {}): Promi
       await yieldToLoop();
     }
   }
+  if (h.sessions !== null && !ctx.closed) report.sessions = await clearExpiredData(ctx, new Date(h.sessions));
   // Without autovacuum, deleted rows keep their space and their texts on disk: a QA run's tables
   // held 236 MB with no live row (outside test QA12-F1). Said at start (lifecycle.ts).
   if (ctx.autovacuumOff === true && !ctx.closed) await ctx.pg.execute('retention-vacuum');
   return report;
+}
+
+/** Where each backend's sweep of sessions for data to clear stopped (see clearExpiredData). */
+const sessionsSwept = new WeakMap<Context, { channel: string; user: string }>();
+
+/**
+ * Clears the data of sessions written last before `cutOff` (expired, and past the message
+ * retention: see `../retention.ts`), looking at {@link SESSION_SWEEP} sessions in key order
+ * from where this process's last purge stopped. Redis holds none of them: an idle session's keys
+ * expire sooner (`idleTtlSec`), and one taken up again is loaded from this row.
+ */
+async function clearExpiredData(ctx: Context, cutOff: Date): Promise<number> {
+  const from = sessionsSwept.get(ctx) ?? { channel: '', user: '' };
+  const page = await ctx.pg.query('retention-sessions-page', [
+    from.channel,
+    from.user,
+    cutOff,
+    SESSION_SWEEP,
+  ]);
+  const last = page.at(-1);
+  // Past the last session, the next purge starts again from the first.
+  if (last === undefined || page.length < SESSION_SWEEP) sessionsSwept.delete(ctx);
+  else sessionsSwept.set(ctx, { channel: last.channel as string, user: last.user_id as string });
+  const due = page.filter((r) => r.due === true).map((r) => ({ channel: r.channel, user_id: r.user_id }));
+  if (due.length === 0) return 0;
+  return ctx.pg.execute('retention-sessions-redact', [JSON.stringify(due), cutOff]);
 }
 
 /**

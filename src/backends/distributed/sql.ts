@@ -45,6 +45,8 @@ export const STATEMENT_NAMES = [
   'retention-inbound-purge',
   'retention-inbound-redact',
   'retention-dead-letters-purge',
+  'retention-sessions-page',
+  'retention-sessions-redact',
   'retention-vacuum',
   'autovacuum-off',
   'store-identity',

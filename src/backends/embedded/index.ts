@@ -66,6 +66,7 @@ import {
   PURGE_BATCH,
   purgeHorizons,
   REDACTED_REASON,
+  SESSION_SWEEP,
   yieldToLoop,
   type PurgeReport,
   type RetentionOptions,
@@ -206,6 +207,8 @@ export class EmbeddedBackend implements Backend {
   private purging = false;
   /** Outbound rows up to this rowid are deleted or their texts redacted (see purge). */
   private outboundRedactedUpTo = 0;
+  /** Sessions up to this rowid were looked at for data to clear (see clearExpiredData). */
+  private sessionsSweptUpTo = 0;
   /** The data directory's lock (none for an explicit `file`, such as `:memory:`). */
   private readonly dirLock: DirLock | null = null;
   /** The schema `init` found and the one it left (the same when nothing was applied). */
@@ -759,6 +762,7 @@ export class EmbeddedBackend implements Backend {
         });
         this.outboundRedactedUpTo = cursor;
       }
+      if (h.sessions !== null) report.sessions = this.clearExpiredData(h.sessions);
       await olderThan('dead_letters', 'created_at', h.outbound, (n) => (report.deadLetters += n));
       if (report.deadLetters > 0) this.countDeadLetters();
       this.sql('DELETE FROM signed_out WHERE until <= ?').run(this.now());
@@ -777,6 +781,27 @@ export class EmbeddedBackend implements Backend {
       }
       this.purging = false;
     }
+  }
+
+  /**
+   * Clears the data of sessions written last before `cutOff` (expired, and past the message
+   * retention: see `../retention.ts`), looking at {@link SESSION_SWEEP} sessions by rowid from
+   * where the last purge stopped. The row stays, its write time too (this is no activity).
+   */
+  private clearExpiredData(cutOff: number): number {
+    const rows = this.sql(
+      `SELECT rowid AS id, updated_at < ? AND json_extract(snapshot, '$.data') <> '{}' AS due
+         FROM sessions WHERE rowid > ? ORDER BY rowid LIMIT ?`,
+    ).all(cutOff, this.sessionsSweptUpTo, SESSION_SWEEP) as Array<{ id: number; due: number }>;
+    // Past the last session, the next purge starts again from the first.
+    this.sessionsSweptUpTo = rows.length < SESSION_SWEEP ? 0 : rows.at(-1)!.id;
+    const clear = this.sql(
+      `UPDATE sessions SET snapshot = json_set(snapshot, '$.data', json('{}'))
+         WHERE rowid = ? AND updated_at < ? AND json_extract(snapshot, '$.data') <> '{}'`,
+    );
+    let cleared = 0;
+    for (const r of rows) if (r.due === 1) cleared += clear.run(r.id, cutOff).changes;
+    return cleared;
   }
 
   // --- scheduling ----------------------------------------------------------------------
