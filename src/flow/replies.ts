@@ -81,7 +81,12 @@ export function wholeCharactersWithin(value: string, max: number): number {
     end += segment.length;
     used += n;
   }
-  return end;
+  if (end > 0 || max <= 0) return end;
+  // The first character alone is longer than `max` (a letter under thousands of combining marks):
+  // cut inside it, between code points, rather than keep nothing.
+  let units = 0;
+  for (let n = 0; n < max; n += 1) units += value.codePointAt(units)! > 0xffff ? 2 : 1;
+  return units;
 }
 
 const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: 'grapheme' });

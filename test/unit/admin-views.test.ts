@@ -157,6 +157,12 @@ describe('dashboard views escape every value', () => {
     expect(shown).toBe('a'.repeat(1_498));
     expect(rest).toBe(`${family}${'b'.repeat(600)}`);
     expect(m).toContain('Shortened: the first 1,498 of 2,103 characters. Show the other 605</summary>');
+    // One letter under thousands of combining accents is one character longer than the bound:
+    // cut inside it, between code points, so the start shows and the rest is no longer one giant
+    // character to lay out (QA64-F3's case).
+    const accents = `e${'\u0301'.repeat(3_000)}`;
+    const cut = conversationCard(conversationPage([text(accents)], [], 10).messages).value;
+    expect(cut).toContain('Shortened: the first 1,500 of 3,001 characters. Show the other 1,501</summary>');
   });
 
   it('leaves effects\u2019 results out of the conversation, their texts redacted or not', () => {
