@@ -145,10 +145,13 @@ export async function purge(ctx: Context, opts: { lockMs?: number } = {}): Promi
 const sessionsSwept = new WeakMap<Context, { channel: string; user: string }>();
 
 /**
- * Clears the data of sessions written last before `cutOff` (expired, and past the message
- * retention: see `../retention.ts`), looking at {@link SESSION_SWEEP} sessions in key order
- * from where this process's last purge stopped. Redis holds none of them: an idle session's keys
- * expire sooner (`idleTtlSec`), and one taken up again is loaded from this row.
+ * Clears the sessions written last before `cutOff` (expired, and past the message retention: see
+ * `../retention.ts`) as an agent's reset would, at no step and with no data, so that whatever the
+ * user sends next starts a new conversation, a redelivery stamped before the session expired too
+ * (outside test QA71-R1). Not a session awaiting an effect or with a reply left to send: its
+ * holder may still have it in Redis (QA71-R2, R3); an idle session's keys expire sooner
+ * (`idleTtlSec`), and one taken up again is loaded from this row. Looks at
+ * {@link SESSION_SWEEP} sessions in key order from where this process's last purge stopped.
  */
 async function clearExpiredData(ctx: Context, cutOff: Date): Promise<number> {
   const from = sessionsSwept.get(ctx) ?? { channel: '', user: '' };

@@ -784,20 +784,28 @@ export class EmbeddedBackend implements Backend {
   }
 
   /**
-   * Clears the data of sessions written last before `cutOff` (expired, and past the message
-   * retention: see `../retention.ts`), looking at {@link SESSION_SWEEP} sessions by rowid from
-   * where the last purge stopped. The row stays, its write time too (this is no activity).
+   * Clears the sessions written last before `cutOff` (expired, and past the message retention:
+   * see `../retention.ts`) as an agent's reset would, at no step and with no data, so that
+   * whatever the user sends next starts a new conversation, a redelivery stamped before the
+   * session expired too (outside test QA71-R1). Not a session awaiting an effect, or with a reply
+   * left to send: it is still at work (QA71-R2). Looks at {@link SESSION_SWEEP} sessions by rowid
+   * from where the last purge stopped. The row stays, its version and write time too.
    */
   private clearExpiredData(cutOff: number): number {
+    const due = `updated_at < ? AND (step IS NOT NULL OR json_extract(snapshot, '$.data') <> '{}')
+      AND json_extract(snapshot, '$.awaiting') IS NULL
+      AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.channel = sessions.channel
+        AND o.user = sessions.user AND o.status IN ('pending', 'sending'))`;
     const rows = this.sql(
-      `SELECT rowid AS id, updated_at < ? AND json_extract(snapshot, '$.data') <> '{}' AS due
-         FROM sessions WHERE rowid > ? ORDER BY rowid LIMIT ?`,
+      `SELECT rowid AS id, ${due} AS due FROM sessions WHERE rowid > ? ORDER BY rowid LIMIT ?`,
     ).all(cutOff, this.sessionsSweptUpTo, SESSION_SWEEP) as Array<{ id: number; due: number }>;
     // Past the last session, the next purge starts again from the first.
     this.sessionsSweptUpTo = rows.length < SESSION_SWEEP ? 0 : rows.at(-1)!.id;
     const clear = this.sql(
-      `UPDATE sessions SET snapshot = json_set(snapshot, '$.data', json('{}'))
-         WHERE rowid = ? AND updated_at < ? AND json_extract(snapshot, '$.data') <> '{}'`,
+      `UPDATE sessions SET step = NULL, needs_agent = 0,
+         snapshot = json_set(json_remove(snapshot, '$.agent', '$.handoffReason'),
+           '$.step', NULL, '$.data', json('{}'), '$.needsAgent', json('false'), '$.retryCount', 0)
+         WHERE rowid = ? AND ${due}`,
     );
     let cleared = 0;
     for (const r of rows) if (r.due === 1) cleared += clear.run(r.id, cutOff).changes;
