@@ -291,10 +291,21 @@ export function handback(
   // has, and the session was stamped with the new version, so `migrate` never ran on it (outside
   // test QA70-F1: the items of a basket lost, or a 500 from the step's prompt).
   const upgraded = prev.flowVersion < flow.version;
-  const data = { ...migratedData(flow, prev, env), ...set };
-  const checked = Object.keys(set).length === 0 && !upgraded ? undefined : flow.data?.safeParse(data);
+  const migrated: unknown = migratedData(flow, prev, env);
+  // A `migrate` with a branch that returns nothing (outside test QA71-H2): spread, it was no data
+  // at all, and the hand-back went through with the user's data gone.
+  if (typeof migrated !== 'object' || migrated === null || Array.isArray(migrated))
+    throw new BatonError(
+      'BATON_ERR_BAD_REQUEST',
+      `flow ${flow.id}'s migrate from version ${prev.flowVersion} returned ${Array.isArray(migrated) ? 'an array' : String(migrated)}, not the session's data`,
+    );
+  const data = { ...(migrated as FlowData), ...set };
+  const given = Object.keys(set).length > 0;
+  const checked = !given && !upgraded ? undefined : flow.data?.safeParse(data);
   if (checked !== undefined && !checked.success) {
-    const stored = upgraded ? ` (the session's data, stored by version ${prev.flowVersion}, upgraded)` : '';
+    const stored = upgraded
+      ? ` (the session's data, stored by version ${prev.flowVersion} and upgraded${given ? ', with the data given' : ''})`
+      : '';
     throw new BatonError(
       'BATON_ERR_BAD_REQUEST',
       `flow ${flow.id}'s data schema refuses that data${stored}: ${schemaIssues(checked.error)}`,

@@ -158,8 +158,13 @@ describe('agent operations (pure)', () => {
       expect.unreachable();
     } catch (e) {
       expect((e as BatonError).code).toBe('BATON_ERR_BAD_REQUEST');
-      expect((e as BatonError).message).toContain('stored by version 1, upgraded');
+      expect((e as BatonError).message).toContain('stored by version 1 and upgraded');
     }
+    // A migrate that returns nothing is refused, the session untouched (outside test QA71-H2).
+    const broken = { ...v2, migrate: () => undefined as unknown as Record<string, unknown> };
+    expect(() => handback(stored, broken, 'show_basket', env)).toThrow(
+      "flow shop's migrate from version 1 returned undefined, not the session's data",
+    );
   });
 
   it("a handback through a process whose flow is older than the session's, or not the session's, is refused (outside test QA68-F3)", () => {
