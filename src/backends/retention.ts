@@ -6,9 +6,10 @@
  * letters (each holds a message, the user's or Baton's) after the shorter of the two, replayed
  * or not; inbound messages (the user's texts, and what recognises a redelivery once Redis has
  * lost its markers) after the message retention, but never inside the dedupe window, where a
- * text past the message retention is redacted instead. A session's data (what the flow kept of
- * the user's answers) is cleared once the session has expired (`BATON_SESSION_TTL`) and is past
- * the message retention too; its row stays (its step, ids and fence).
+ * text past the message retention is redacted instead. A session that has expired
+ * (`BATON_SESSION_TTL`) and is past the message retention too is cleared as an agent's reset
+ * would (no step, no data: what the flow kept of the user's answers), unless it awaits an effect
+ * or has a reply left to send; its row stays (its ids and fence).
  * @module
  */
 
@@ -44,7 +45,7 @@ export interface PurgeReport {
   /** Inbound messages (inside the dedupe window) and outbound records whose text was redacted. */
   redacted: number;
   deadLetters: number;
-  /** Sessions whose data was cleared (expired, and past the message retention). */
+  /** Sessions cleared (expired, and past the message retention): no step, no data. */
   sessions: number;
 }
 

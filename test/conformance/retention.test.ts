@@ -1,8 +1,8 @@
 /**
  * Retention (BATON_RETENTION, BATON_MESSAGE_RETENTION) in both backends, with an injected
  * clock: after the retention, the periodic purge deletes transition records, outbound records,
- * dead letters and message texts; sessions stay and go on (their data is cleared once they have
- * expired too). With a message retention shorter than the dedupe window, embedded mode redacts
+ * dead letters and message texts; sessions stay and go on (cleared, as a reset would, once they
+ * have expired too). With a message retention shorter than the dedupe window, embedded mode redacts
  * the texts but keeps the ids, so a replay is still a duplicate.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
