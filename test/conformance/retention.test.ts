@@ -17,9 +17,12 @@ import type { DistributedBackend } from '../../src/backends/distributed/index.ts
 import type { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { emptyPurgeReport, type PurgeReport } from '../../src/backends/retention.ts';
 import { loadConfig } from '../../src/config/index.ts';
+import type { Flow } from '../../src/flow/define.ts';
 import type { DeadLetter, SessionView, TransitionRecord } from '../../src/model/session.ts';
 import { signMetaBody } from '../../src/providers/index.ts';
-import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
+import { orderStatusFlow } from '../../examples/order-status/flow.ts';
+import { startFakeGraph, type FakeGraph, type RecordedCall } from '../support/fake-graph.ts';
+import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
 import { button, PHONE_ID, text, webhook, type Msg } from '../support/payloads.ts';
 import {
@@ -48,6 +51,7 @@ interface Rig {
 async function rig(
   env: Record<string, string>,
   cleanup: () => Promise<void> = async () => undefined,
+  flows?: readonly Flow[],
 ): Promise<Rig> {
   const graph = await startFakeGraph();
   const clock = { offsetMs: 0 };
@@ -66,6 +70,7 @@ async function rig(
       logger: pino({ level: 'silent' }),
       now: () => Date.now() + clock.offsetMs,
       engine: { sendBackoffMs: 10 },
+      ...(flows ? { flows } : {}),
     },
   );
   const url = (await baton.start())!;
@@ -139,12 +144,14 @@ function copied(schema: string, tables: readonly string[], n: number): Promise<v
 /** A distributed Baton on its own Redis prefix and PostgreSQL schema, dropped when it closes. */
 async function distributedRig(
   env: Record<string, string>,
+  flows?: readonly Flow[],
 ): Promise<{ r: Rig; schema: string; prefix: string }> {
   const prefix = uniqueName('ret');
   const schema = uniqueName('ret');
   const r = (current = await rig(
     { REDIS_URL, DATABASE_URL, BATON_REDIS_PREFIX: prefix, BATON_PG_SCHEMA: schema, ...env },
     () => dropIsolation(prefix, schema),
+    flows,
   ));
   return { r, schema, prefix };
 }
@@ -272,11 +279,73 @@ async function sessionDataCleared(
   expect(after).toMatchObject({ current_step: 'ask_name', data: {} });
 }
 
+/** A session as the store keeps it: its version and data. */
+interface Stored {
+  readonly version: number;
+  readonly data: unknown;
+}
+
+/**
+ * Sessions still at work are not cleared, however long since their last write (outside test
+ * QA71-R2, R3): one awaiting an effect (the shop holds the lookup), one whose reply is still
+ * being sent (Graph holds the answer). Both past their expiry and the message retention; the
+ * purge clears neither, and each goes on from its data. (An effect under way is an outbound record
+ * being sent, so the unsent-reply rule covers it too; `awaiting` keeps the session until its
+ * result is applied.) `stored` reads the store's copy of a user's session. The rig serves the
+ * order-status flow against `shop`.
+ */
+async function workInProgressKept(
+  r: Rig,
+  shop: FakeShop,
+  users: { awaiting: string; sending: string },
+  purge: () => Promise<PurgeReport>,
+  stored: (u: string) => Promise<Stored | undefined>,
+): Promise<void> {
+  const { awaiting, sending } = users;
+  const toSending = (c: RecordedCall): boolean => c.body.to?.replace(/^\+/, '') === sending;
+  const t = Math.floor(Date.now() / 1000);
+  shop.orders.set('ORD-12345', shopOrder('ORD-12345'));
+  const release = shop.hold('GET /orders/ORD-12345');
+  expect(await r.post(text(awaiting, 'ORD-12345', t))).toBe(200);
+  await shop.waitForCalls('GET /orders/ORD-12345', 1);
+  expect(await r.post(text(sending, 'hello', t))).toBe(200);
+  await r.graph.waitFor(toSending);
+  // The retry's prompt: Graph holds its answer for 4 s, then refuses it; the engine sends it again.
+  r.graph.failNext(1, { status: 503, delayMs: 4000, to: sending });
+  expect(await r.post(text(sending, 'no idea', t + 1))).toBe(200);
+  await until(
+    async () =>
+      (await r.baton.backend.outbound({ channel: PHONE_ID, user: sending })).some(
+        (o) => o.version === 2 && (o.status === 'pending' || o.status === 'sending'),
+      ),
+    'the retry prompt was not committed',
+  );
+  // The store holds what the sessions are at (a distributed store copies them from Redis).
+  for (const u of [awaiting, sending]) {
+    const version = (await r.session(u)).metadata.version;
+    await until(async () => (await stored(u))?.version === version, `${u} not stored`);
+  }
+  r.clock.offsetMs = 3 * HOUR;
+  expect((await purge()).sessions).toBe(0);
+  expect((await stored(awaiting))?.data).toEqual({ lang: 'en', order: 'ORD-12345' });
+  expect((await stored(sending))?.data).toEqual({ lang: 'en' });
+  expect(await r.session(awaiting)).toMatchObject({ current_step: 'looking_up' });
+  expect(await r.session(sending)).toMatchObject({ current_step: 'ask_order' });
+  // The lookup answers: its result lands on the data the purge left alone.
+  release();
+  await until(async () => (await r.session(awaiting)).current_step === 'show_status', 'no lookup result');
+  expect((await r.session(awaiting)).data).toMatchObject({ lang: 'en', order: 'ORD-12345' });
+  await until(async () => r.graph.sent.filter(toSending).length === 2, 'the retry was not sent');
+}
+
 let current: Rig | undefined;
+let currentShop: FakeShop | undefined;
 const dirs: string[] = [];
 afterEach(async () => {
   await current?.close();
   current = undefined;
+  await currentShop?.close();
+  currentShop = undefined;
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -449,6 +518,33 @@ describe('retention, embedded: session data', () => {
   });
 });
 
+describe('retention, embedded: sessions at work', () => {
+  it('keeps a session awaiting an effect, and one with a reply being sent, past expiry and retention (outside test QA71-R2)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-ret-'));
+    dirs.push(dir);
+    const shop = (currentShop = await startFakeShop());
+    const flow = orderStatusFlow({ apiUrl: shop.url, backoffMs: 20 });
+    const r = (current = await rig({ BATON_DATA_DIR: dir, ...DATA_RETENTION }, undefined, [flow]));
+    const backend = r.baton.backend as EmbeddedBackend;
+    await workInProgressKept(
+      r,
+      shop,
+      { awaiting: '15557770018', sending: '15557770019' },
+      () => backend.purge(),
+      async (u) => {
+        const db = new Database(join(dir, 'baton.sqlite'), { readonly: true });
+        try {
+          const row = db.prepare('SELECT version, snapshot FROM sessions WHERE user = ?').get(u) as
+            { version: number; snapshot: string } | undefined;
+          return row && { version: row.version, data: (JSON.parse(row.snapshot) as { data: unknown }).data };
+        } finally {
+          db.close();
+        }
+      },
+    );
+  });
+});
+
 describe.skipIf(!up)('retention, distributed', () => {
   it('purges transitions, outbound records and inbound messages from PostgreSQL; the session goes on', async () => {
     const { r, schema } = await distributedRig({
@@ -584,6 +680,25 @@ describe.skipIf(!up)('retention, distributed', () => {
       async () =>
         (await pgQuery<{ data: unknown }>(schema, `SELECT snapshot -> 'data' AS data FROM sessions`))[0]!
           .data,
+    );
+  });
+  it('keeps a session awaiting an effect, and one with a reply being sent, past expiry and retention (outside test QA71-R2, R3)', async () => {
+    const shop = (currentShop = await startFakeShop());
+    const flow = orderStatusFlow({ apiUrl: shop.url, backoffMs: 20 });
+    const { r, schema } = await distributedRig(DATA_RETENTION, [flow]);
+    const backend = r.baton.backend as DistributedBackend;
+    await workInProgressKept(
+      r,
+      shop,
+      { awaiting: '15557770020', sending: '15557770021' },
+      () => backend.purge(),
+      async (u) => {
+        const [row] = await pgQuery<{ version: string; data: unknown }>(
+          schema,
+          `SELECT version, snapshot -> 'data' AS data FROM sessions WHERE user_id = '${u}'`,
+        );
+        return row && { version: Number(row.version), data: row.data };
+      },
     );
   });
 });
