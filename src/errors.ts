@@ -216,6 +216,11 @@ export class FlowRuntimeError extends BatonError {
   readonly detail: string;
   /** The session (user masked), when known. */
   session: string | undefined;
+  /**
+   * Which of the flow's code threw (`say`, `migrate from version 1`, `event "paid"`): no user
+   * data, so an API answer may name it where the error's own words stay in the log.
+   */
+  phase: string | undefined;
   constructor(
     code: FlowErrorCode,
     flow: string,

@@ -6,7 +6,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import type { Backend } from '../backends/types.ts';
-import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
+import { BatonError, ERROR_CODES, FlowRuntimeError, type ErrorCode } from '../errors.ts';
 import { sessionNamedBy, type SessionSnapshot } from '../model/session.ts';
 import { ChannelQuery, WaIdParams } from './schemas.ts';
 
@@ -28,6 +28,19 @@ export function adminErrorHandler(err: FastifyError, req: FastifyRequest, reply:
   if (err.validation !== undefined || err.code === 'FST_ERR_VALIDATION') {
     const where = err.validationContext ?? 'request';
     return fail(reply, 'BATON_ERR_BAD_REQUEST', {}, `${where}: ${err.message}`);
+  }
+  if (err instanceof FlowRuntimeError) {
+    // Its words may quote the user's data: they stay in the log. Where it threw is the flow's own
+    // (outside test QA71-H1: a migrate that threw in a hand-back was only "Flow code threw").
+    req.log.error({ err }, 'admin request failed');
+    const where = [`flow ${err.flow}`, ...(err.step === null ? [] : [`step ${err.step}`])];
+    if (err.phase !== undefined) where.push(`in ${err.phase}`);
+    return fail(
+      reply,
+      err.code,
+      { flow: err.flow, step: err.step },
+      `${ERROR_CODES[err.code].message} (${where.join(', ')}); the log has the error`,
+    );
   }
   if (err instanceof BatonError) {
     if (err.statusCode >= 500) req.log.error({ err }, 'admin request failed');

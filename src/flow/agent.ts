@@ -328,6 +328,7 @@ export function handback(
       `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; set it with the handback's "data" (strings, numbers, booleans), or hand it back at a step open now: ${open.length > 0 ? open.join(', ') : 'none'}`,
     );
   }
-  const upgradedPrev = { ...prev, data: next, flowVersion: upgraded ? flow.version : prev.flowVersion };
+  // Served here (checked above): the session's version is this flow's, or now upgraded to it.
+  const upgradedPrev = { ...prev, data: next, flowVersion: flow.version };
   return handbackTransition(flow, agentActive(upgradedPrev, env), stepId, env);
 }

@@ -779,9 +779,26 @@ class BatchRun {
       if (!handler) {
         const where = step?.id ?? this.startStep;
         const detail = `${what}: ${err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`}${this.beganElsewhere(where)}`;
-        throw new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow.id, where, detail, err, true, session);
+        const thrown = new FlowRuntimeError(
+          'BATON_ERR_FLOW_HANDLER',
+          flow.id,
+          where,
+          detail,
+          err,
+          true,
+          session,
+        );
+        thrown.phase = what;
+        throw thrown;
       }
-      throw this.flowError('BATON_ERR_FLOW_HANDLER', step?.id ?? this.s.step, `${what}: ${String(err)}`, err);
+      const thrown = this.flowError(
+        'BATON_ERR_FLOW_HANDLER',
+        step?.id ?? this.s.step,
+        `${what}: ${String(err)}`,
+        err,
+      );
+      thrown.phase = what;
+      throw thrown;
     }
     if (isThenable(out)) {
       // Swallow the abandoned promise's outcome: it must not become an unhandled rejection.
