@@ -26,6 +26,17 @@ const txt = (body: string, ts: number): ResolvedMessage => {
   };
 };
 
+/** The BatonError `fn` throws; fails the test if it returns instead. */
+function refusal(fn: () => unknown): BatonError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(BatonError);
+    return e as BatonError;
+  }
+  throw new Error('not refused');
+}
+
 /** A session escalated at choose_product (max retries 0). */
 function escalated(): SessionSnapshot {
   let s = transition(orderFlow, null, [txt('hi', 100)], env).snapshot;
@@ -89,13 +100,10 @@ describe('agent operations (pure)', () => {
 
   it('a session another agent has is taken from them only explicitly; the same agent takes it again freely', () => {
     const s = takeSession(escalated(), 'Ana', env).snapshot;
-    try {
-      takeSession(s, 'Bob', env);
-      expect.unreachable();
-    } catch (e) {
-      expect((e as BatonError).code).toBe('BATON_ERR_TAKEN_BY_OTHER');
-      expect((e as BatonError).statusCode).toBe(409);
-    }
+    expect(refusal(() => takeSession(s, 'Bob', env))).toMatchObject({
+      code: 'BATON_ERR_TAKEN_BY_OTHER',
+      statusCode: 409,
+    });
     expect(agentOf(takeSession(s, 'Ana', env).snapshot)).toBe('Ana');
     expect(agentOf(takeSession(s, 'Bob', env, true).snapshot)).toBe('Bob');
   });
@@ -103,12 +111,9 @@ describe('agent operations (pure)', () => {
   it('refuses an agent message or a handback when the bot is serving the session', () => {
     const s = transition(orderFlow, null, [txt('hi', 100)], env).snapshot;
     expect(() => agentMessage(s, orderFlow, 'x', env)).toThrow(BatonError);
-    try {
-      handback(s, orderFlow, 'ask_name', env);
-      expect.unreachable();
-    } catch (e) {
-      expect((e as BatonError).code).toBe('BATON_ERR_NOT_WITH_AGENT');
-    }
+    expect(refusal(() => handback(s, orderFlow, 'ask_name', env))).toMatchObject({
+      code: 'BATON_ERR_NOT_WITH_AGENT',
+    });
   });
 
   it('a handback through a newer version of the flow upgrades the stored data first, as a batch would (outside test QA70-F1)', () => {
@@ -153,13 +158,11 @@ describe('agent operations (pure)', () => {
     });
     expect(r.effects.map((e) => e.body)).toContainEqual({ type: 'text', text: '2 items for Bob' });
     // Data that does not fit the schema once upgraded is refused, naming what.
-    try {
-      handback({ ...stored, data: { name: 7, items: 'a' } }, v2, 'show_basket', env);
-      expect.unreachable();
-    } catch (e) {
-      expect((e as BatonError).code).toBe('BATON_ERR_BAD_REQUEST');
-      expect((e as BatonError).message).toContain('stored by version 1 and upgraded');
-    }
+    const refused = refusal(() =>
+      handback({ ...stored, data: { name: 7, items: 'a' } }, v2, 'show_basket', env),
+    );
+    expect(refused).toMatchObject({ code: 'BATON_ERR_BAD_REQUEST' });
+    expect(refused.message).toContain('stored by version 1 and upgraded');
     // A migrate that returns nothing is refused, the session untouched (outside test QA71-H2).
     const broken = { ...v2, migrate: () => undefined as unknown as Record<string, unknown> };
     expect(() => handback(stored, broken, 'show_basket', env)).toThrow(
@@ -182,27 +185,21 @@ describe('agent operations (pure)', () => {
         "the session is flow billing's, which this process does not serve (BATON_FLOWS): hand it back through a process that serves it",
       ],
     ] as const) {
-      try {
-        handback(s, orderFlow, 'ask_name', env);
-        expect.unreachable();
-      } catch (e) {
-        expect((e as BatonError).code).toBe('BATON_ERR_FLOW_NOT_SERVED_HERE');
-        expect((e as BatonError).statusCode).toBe(409);
-        expect((e as BatonError).message).toBe(why);
-      }
+      expect(refusal(() => handback(s, orderFlow, 'ask_name', env))).toMatchObject({
+        code: 'BATON_ERR_FLOW_NOT_SERVED_HERE',
+        statusCode: 409,
+        message: why,
+      });
     }
     // The same version is handed back.
     expect(handback(escalated(), orderFlow, 'ask_name', env).snapshot.step).toBe('ask_name');
   });
 
   it('a handback to an unknown step is refused with BATON_ERR_UNKNOWN_STEP', () => {
-    try {
-      handback(escalated(), orderFlow, 'nowhere', env);
-      expect.unreachable();
-    } catch (e) {
-      expect((e as BatonError).code).toBe('BATON_ERR_UNKNOWN_STEP');
-      expect((e as BatonError).statusCode).toBe(400);
-    }
+    expect(refusal(() => handback(escalated(), orderFlow, 'nowhere', env))).toMatchObject({
+      code: 'BATON_ERR_UNKNOWN_STEP',
+      statusCode: 400,
+    });
   });
 
   it('a handback to a step the flow closes to it (order-status `cancelling`: entering it cancels) is refused', () => {
@@ -213,13 +210,10 @@ describe('agent operations (pure)', () => {
       step: 'show_status',
       data: { lang: 'en', order: 'ORD-12345' },
     };
-    try {
-      handback(taken, flow, 'cancelling', env);
-      expect.unreachable();
-    } catch (e) {
-      expect((e as BatonError).code).toBe('BATON_ERR_STEP_NOT_FOR_HANDBACK');
-      expect((e as BatonError).statusCode).toBe(400);
-    }
+    expect(refusal(() => handback(taken, flow, 'cancelling', env))).toMatchObject({
+      code: 'BATON_ERR_STEP_NOT_FOR_HANDBACK',
+      statusCode: 400,
+    });
     // Its neighbours stay open: a new lookup, or the status list.
     expect(handback(taken, flow, 'ask_order', env).snapshot.step).toBe('ask_order');
   });
@@ -227,12 +221,9 @@ describe('agent operations (pure)', () => {
   it("the reference bot's outcomes are closed to a handback: an agent cannot confirm or cancel an order for the user", () => {
     const taken = takeSession(escalated(), 'Ana', env).snapshot;
     for (const step of ['completed', 'cancelled']) {
-      try {
-        handback(taken, orderFlow, step, env);
-        expect.unreachable();
-      } catch (e) {
-        expect((e as BatonError).code).toBe('BATON_ERR_STEP_NOT_FOR_HANDBACK');
-      }
+      expect(refusal(() => handback(taken, orderFlow, step, env))).toMatchObject({
+        code: 'BATON_ERR_STEP_NOT_FOR_HANDBACK',
+      });
     }
     expect(handback(taken, orderFlow, 'ask_name', env).snapshot.step).toBe('ask_name');
   });
@@ -240,14 +231,9 @@ describe('agent operations (pure)', () => {
   it('a handback to a step whose needs the session lacks is refused with BATON_ERR_STEP_NEEDS_DATA', () => {
     const taken = takeSession(escalated(), 'Ana', env).snapshot;
     for (const step of ['collect_shipping_address', 'confirm_order']) {
-      try {
-        handback(taken, orderFlow, step, env);
-        expect.unreachable();
-      } catch (e) {
-        expect((e as BatonError).code).toBe('BATON_ERR_STEP_NEEDS_DATA');
-        expect((e as BatonError).statusCode).toBe(409);
-        expect((e as BatonError).message).toContain('product_id');
-      }
+      const refused = refusal(() => handback(taken, orderFlow, step, env));
+      expect(refused).toMatchObject({ code: 'BATON_ERR_STEP_NEEDS_DATA', statusCode: 409 });
+      expect(refused.message).toContain('product_id');
     }
     // Given the product (here by the user, before the hand-off), the step is open.
     const withProduct = { ...taken, data: { ...taken.data, product_id: 'sku_550e' } };
@@ -265,14 +251,8 @@ describe('agent operations (pure)', () => {
       needsAgent: false,
     });
     expect(r.records.map((x) => x.kind)).toEqual(['handback']);
-    const refused = (set: Record<string, unknown>): BatonError => {
-      try {
-        handback(taken, orderFlow, 'collect_shipping_address', env, set);
-      } catch (e) {
-        return e as BatonError;
-      }
-      throw new Error('not refused');
-    };
+    const refused = (set: Record<string, unknown>): BatonError =>
+      refusal(() => handback(taken, orderFlow, 'collect_shipping_address', env, set));
     expect(refused({ product_id: 42 })).toMatchObject({ code: 'BATON_ERR_BAD_REQUEST' });
     expect(refused({ product_id: 42 }).message).toMatch(/refuses that data: product_id: /);
     // Only a product of the catalogue (outside tests X11, D4: "sku_nope" was confirmed as an order).
