@@ -382,7 +382,10 @@ function statusText(d: OrderStatusData, t: (key: string, vars?: Record<string, s
   );
 }
 
-/** The map of a delivery: an image message of the shop's `map_url`. */
+/**
+ * The map of a delivery: an image message of the shop's `map_url`, as a URL serializes it (a
+ * space percent-encoded: sent as written, Meta's schema refuses the link).
+ */
 function mapMessage(url: string, caption: string): OutboundBody {
-  return image(url, { caption });
+  return image(URL.canParse(url) ? new URL(url).href : url, { caption });
 }

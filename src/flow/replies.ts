@@ -599,7 +599,18 @@ function checkMedia(p: Problems, what: string, media: MediaRef): void {
   }
   if (typeof link !== 'string' || !isHttpUrl(link))
     p.add(`${what} link ${JSON.stringify(link)} is not an http(s) URL`);
+  else if (UNENCODED.test(link))
+    p.add(
+      `${what} link ${JSON.stringify(link)} holds a space or a character a URL carries percent-encoded; send new URL(link).href`,
+    );
 }
+
+/**
+ * What a URL never holds as it is (RFC 3986): white space, control characters and `"<>\^`{|}`.
+ * `URL` reads such a link by encoding them, but the link is sent as written, and Meta's schema
+ * (format `url`) refuses it (outside test QA73-F1: a map link with a space).
+ */
+const UNENCODED = /[\s\p{Cc}"<>\\^`{|}]/u;
 
 function isHttpUrl(s: string): boolean {
   if (!URL.canParse(s)) return false;

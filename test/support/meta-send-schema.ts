@@ -70,7 +70,10 @@ export function metaSendSchema(options: { published?: boolean } = {}): MetaSendS
   ajv.addKeyword({ keyword: 'discriminator' });
   // The schemas sit where OpenAPI puts them, so their `$ref`s resolve as written.
   ajv.addKeyword({ keyword: 'components' });
-  const httpUrl = (s: string): boolean => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol);
+  // A link as it is sent: spaces, controls and `"<>\^`{|}` only percent-encoded (RFC 3986), as the
+  // `url` format of Meta's own validators reads it (outside test QA73-F1).
+  const httpUrl = (s: string): boolean =>
+    URL.canParse(s) && /^https?:$/.test(new URL(s).protocol) && !/[\s\p{Cc}"<>\\^`{|}]/u.test(s);
   ajv.addFormat('url', httpUrl);
   ajv.addFormat('uri', (s: string) => URL.canParse(s));
   ajv.addFormat('email', /^[^\s@]+@[^\s@]+\.[^\s@]+$/);

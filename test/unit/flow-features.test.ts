@@ -123,6 +123,19 @@ describe('order_status through testFlow', () => {
     expect(out[0]!.text).toContain('Left the warehouse');
   });
 
+  it("a map link with a space is sent percent-encoded, as Meta's schema asks (outside test QA73-F1)", async () => {
+    const t = shop();
+    await t.send('ORD-12345');
+    await t.resolve('lookup', {
+      ...found,
+      order: { ...found.order, map_url: 'https://maps.example/a b.png' },
+    });
+    const out = await t.tap('track');
+    expect(out.map((r) => r.body.type)).toEqual(['image', 'buttons']);
+    expect(out[0]!.body).toMatchObject({ type: 'image', link: 'https://maps.example/a%20b.png' });
+    for (const r of out) expect(replyProblems(r.body)).toEqual([]);
+  });
+
   it('an agent cannot hand a session back at lookup_failed before it has an order number', async () => {
     const f = orderStatusFlow({ apiUrl: 'http://shop.invalid' });
     expect(f.steps.get('lookup_failed')!.needs).toEqual(['order']);

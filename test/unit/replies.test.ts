@@ -298,6 +298,20 @@ describe('replyProblems: each limit, one over', () => {
       ['document link "file:///etc/passwd" is not an http(s) URL'],
     ],
     [
+      'a link with a space (outside test QA73-F1: URL reads it, Meta refuses it)',
+      image('https://x.test/a b.jpg'),
+      [
+        'image link "https://x.test/a b.jpg" holds a space or a character a URL carries percent-encoded; send new URL(link).href',
+      ],
+    ],
+    [
+      'a link with a tab or a quote',
+      document('https://x.test/a\tb.pdf?q="x"'),
+      [
+        'document link "https://x.test/a\\tb.pdf?q=\\"x\\"" holds a space or a character a URL carries percent-encoded; send new URL(link).href',
+      ],
+    ],
+    [
       'media with both a link and an id',
       { type: 'image', link: 'https://x.test/a.jpg', id: '1' } as unknown as OutboundBody,
       ['image has both a link and a media id; give one'],
