@@ -184,6 +184,8 @@ export function orderStatusFlow(o: OrderStatusOptions) {
       const { eta, map_url: mapUrl, ...rest } = answer.data;
       const order: z.infer<typeof Order> = {
         ...rest,
+        // As the bot stores it (the shop may answer `ord-12345`): the order the status is of.
+        number: input.order,
         ...(eta == null ? {} : { eta }),
         ...(mapUrl == null ? {} : { map_url: mapUrl }),
       };
@@ -292,7 +294,7 @@ export function orderStatusFlow(o: OrderStatusOptions) {
           const events = (d.found?.events ?? []).map((e) => `• ${e.at}: ${e.text}`).join('\n');
           // The shop's events, as many as the buttons' message can hold.
           const text = clip(
-            `${t('events', { order: d.order ?? '' })}\n${events || t('no_events')}`,
+            `${t('events', { order: shownOrder(d) })}\n${events || t('no_events')}`,
             WHATSAPP_LIMITS.interactiveBody,
           );
           // The shop's map when it is a link WhatsApp can fetch; anything else is left out, and
@@ -313,7 +315,7 @@ export function orderStatusFlow(o: OrderStatusOptions) {
       },
       confirm_cancel: {
         needs: ['order', 'found'],
-        say: (d, { t }) => t('confirm_cancel', { order: d.order ?? '' }),
+        say: (d, { t }) => t('confirm_cancel', { order: shownOrder(d) }),
         choices: [
           { id: 'cancel_yes', title: (_d, { t }) => t('cancel_yes') },
           { id: 'cancel_no', title: (_d, { t }) => t('cancel_no') },
@@ -328,11 +330,11 @@ export function orderStatusFlow(o: OrderStatusOptions) {
         needs: ['order'],
         // Entering it cancels the order: only the user's `cancel_yes` may (SPEC 5b).
         handback: false,
-        say: (d, { t }) => t('cancelling', { order: d.order ?? '' }),
+        say: (d, { t }) => t('cancelling', { order: shownOrder(d) }),
         to: ['done', 'show_status'],
         effect: {
           use: 'cancel',
-          input: (d) => ({ order: d.order ?? '' }),
+          input: (d) => ({ order: shownOrder(d) }),
           // 409: the shop says it has shipped, whatever the lookup said before; the status shown
           // again with the list says so too.
           onResult: (r, c) =>
@@ -341,7 +343,7 @@ export function orderStatusFlow(o: OrderStatusOptions) {
               : c.goto(
                   'show_status',
                   c.data.found ? { found: { ...c.data.found, status: 'shipped' } } : {},
-                  c.t('too_late', { order: c.data.order ?? '' }),
+                  c.t('too_late', { order: shownOrder(c.data) }),
                 ),
           onFailure: (_f, c) => c.goto('show_status', {}, c.t('cancel_failed')),
         },
@@ -363,13 +365,23 @@ export function orderStatusFlow(o: OrderStatusOptions) {
         needs: ['order'],
         // Its text says the order was cancelled: only a cancel the shop confirmed leads here.
         handback: false,
-        say: (d, { t }) => t('cancelled', { order: d.order ?? '' }),
+        say: (d, { t }) => t('cancelled', { order: shownOrder(d) }),
         accepts: 'any',
         to: ['ask_order'],
         on: (_input, c) => c.startOver(),
       },
     },
   });
+}
+
+/**
+ * The order whose status the user was shown: the one the last lookup found. The same as `order`
+ * but after an agent's hand-back that set another `order` at a step past the lookup: the status
+ * and the cancel stay with the order the user saw and confirmed, never one nobody looked up
+ * (outside test QA73-F2). The new number is looked up when the session next passes `looking_up`.
+ */
+function shownOrder(d: OrderStatusData): string {
+  return d.found?.number ?? d.order ?? '';
 }
 
 function statusText(d: OrderStatusData, t: (key: string, vars?: Record<string, string>) => string): string {

@@ -142,6 +142,25 @@ describe('testFlow with an agent', () => {
     expect(u.records.at(-1)).toMatchObject({ kind: 'agent_message', worker: 'agent:unknown' });
   });
 
+  it('a hand-back at the status with another order number shows and cancels the order looked up, not the new one (outside test QA73-F2)', async () => {
+    const t = await askedForAPerson();
+    t.take('ana');
+    const back = await t.handback('show_status', { order: 'ORD-01299' });
+    expect(back.map((r) => r.text).join('\n')).toContain('ORD-12345');
+    expect(back.map((r) => r.text).join('\n')).not.toContain('ORD-01299');
+    const confirm = await t.tap('cancel_order');
+    expect(confirm.at(-1)!.text).toContain('ORD-12345');
+    expect(confirm.at(-1)!.text).not.toContain('ORD-01299');
+    await t.tap('cancel_yes');
+    // The cancel reaches the shop for the order the user saw and confirmed.
+    expect(t.pendingEffects).toMatchObject([{ name: 'cancel', input: { order: 'ORD-12345' } }]);
+    // Handed back where the bot looks the order up, the new number is what it asks the shop for.
+    const u = await askedForAPerson();
+    u.take('ana');
+    await u.handback('looking_up', { order: 'ORD-01299' });
+    expect(u.pendingEffects).toMatchObject([{ name: 'lookup', input: { order: 'ORD-01299' } }]);
+  });
+
   it("a flow's own hand-off waits for an agent, who takes it without a new version", async () => {
     const t = await askedForAPerson();
     const version = t.state!.version;
