@@ -7,10 +7,15 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Backend, BackendStats } from '../backends/types.ts';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { schemaIssues, type Flow } from '../flow/define.ts';
 import { flowMermaid } from '../graph/index.ts';
-import type { InboundMessage, SessionKey, StoredMessage } from '../model/message.ts';
+import {
+  eventMessageId,
+  type InboundMessage,
+  type SessionKey,
+  type StoredMessage,
+} from '../model/message.ts';
 import {
   toSessionView,
   type DeadLetter,
@@ -326,15 +331,6 @@ async function replayWarning(backend: Backend, letter: DeadLetter): Promise<stri
   return newer === 0
     ? null
     : `${newer} newer message${newer === 1 ? ' has' : 's have'} gone to the user since this one failed: replayed, it goes out after ${newer === 1 ? 'it' : 'them'}.`;
-}
-
-/**
- * The mailbox id of an event: the caller's id, scoped to the session (two users' events may
- * share an id, and a store deduplicates message ids across sessions), readable first.
- */
-function eventMessageId(key: SessionKey, id: string): string {
-  const scope = createHash('sha256').update(`${key.channel}\n${key.user}`).digest('base64url').slice(0, 12);
-  return `ev:${id}~${scope}`;
 }
 
 /**

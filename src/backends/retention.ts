@@ -7,11 +7,13 @@
  * or not; inbound messages (the user's texts, and what recognises a redelivery once Redis has
  * lost its markers) after the message retention, but never inside the dedupe window, where a
  * text past the message retention is redacted instead. A session that has expired
- * (`BATON_SESSION_TTL`) and is past the message retention too is cleared as an agent's reset
- * would (no step, no data: what the flow kept of the user's answers), unless it awaits an effect
- * or has a reply left to send; its row stays (its ids and fence).
+ * (`BATON_SESSION_TTL`) and is past the message retention too is expired as a late user's
+ * message would expire it (see {@link expiryEvent}): a new version, recorded `expired`, no step,
+ * no data (what the flow kept of the user's answers), unless it awaits an effect or has a reply
+ * left to send; its row stays (its ids and fence).
  * @module
  */
+import { eventMessageId, type InboundMessage, type ProviderName, type SessionKey } from '../model/message.ts';
 
 /** Default of both retentions: 30 days. */
 export const DEFAULT_RETENTION_SEC = 30 * 86_400;
@@ -45,7 +47,7 @@ export interface PurgeReport {
   /** Inbound messages (inside the dedupe window) and outbound records whose text was redacted. */
   redacted: number;
   deadLetters: number;
-  /** Sessions cleared (expired, and past the message retention): no step, no data. */
+  /** Sessions due to expire (expired, and past the message retention), handed to the engine to expire. */
   sessions: number;
 }
 
@@ -88,4 +90,38 @@ export function purgeHorizons(
 /** Lets other work run between two purge batches. */
 export function yieldToLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The name of the event a purge stores for a session due to expire: no flow's (theirs are identifiers). */
+export const EXPIRY_EVENT = 'baton:expire';
+
+/** A session a purge found due to expire, as its store reads it. */
+export interface DueSession extends SessionKey {
+  readonly version: number;
+  readonly provider?: ProviderName | undefined;
+  readonly waId?: string | undefined;
+  readonly userId?: string | undefined;
+}
+
+/**
+ * What a purge stores for a session due to expire: an event no flow has, stamped now, which the
+ * engine applies under the session's baton as it applies any message, so the change is a state
+ * change like any other (SPEC 1.4, outside test QA72-F2: cleared in place by the purge, the
+ * session changed without a new version or a record, and the user's return then recorded no
+ * `expired`). Idle past `BATON_SESSION_TTL`, the session expires (recorded `expired`, a new
+ * version, no step, no data); the event itself is then recorded `ignored`. One written to since
+ * (the user back first) is only `ignored`. Its id names the version it was due at, so a purge that
+ * finds it again before the engine has applied it stores nothing new (a duplicate).
+ */
+export function expiryEvent(s: DueSession, nowMs: number): InboundMessage {
+  return {
+    id: eventMessageId(s, `${EXPIRY_EVENT}:${s.version}`),
+    provider: s.provider ?? 'cloud-api',
+    channel: s.channel,
+    user: s.user,
+    ...(s.waId !== undefined ? { waId: s.waId } : {}),
+    ...(s.userId !== undefined ? { userId: s.userId } : {}),
+    timestamp: Math.floor(nowMs / 1000),
+    content: { type: 'event', name: EXPIRY_EVENT, payload: null },
+  };
 }

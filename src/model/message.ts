@@ -3,6 +3,7 @@
  * Providers produce it; the engine and flows consume it. No I/O here.
  * @module
  */
+import { createHash } from 'node:crypto';
 import type { OutboundStatus } from './session.ts';
 
 /** Which gateway a message came through. */
@@ -282,4 +283,13 @@ export function userIdOnly(m: InboundMessage): string | undefined {
 /** `m` under the session key user `user` (itself when already there). */
 export function rekeyed(m: InboundMessage, user: string): InboundMessage {
   return user === m.user ? m : { ...m, user };
+}
+
+/**
+ * The mailbox id of an event: the caller's id, scoped to the session (two users' events may
+ * share an id, and a store deduplicates message ids across sessions), readable first.
+ */
+export function eventMessageId(key: SessionKey, id: string): string {
+  const scope = createHash('sha256').update(`${key.channel}\n${key.user}`).digest('base64url').slice(0, 12);
+  return `ev:${id}~${scope}`;
 }

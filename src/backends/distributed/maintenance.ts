@@ -8,13 +8,14 @@ import {
   DEFAULT_RETENTION_SEC,
   REDACTED_REASON,
   emptyPurgeReport,
+  expiryEvent,
   PURGE_BATCH,
   SESSION_SWEEP,
   purgeHorizons,
   yieldToLoop,
   type PurgeReport,
 } from '../retention.ts';
-import { logSessionId } from '../../model/message.ts';
+import { logSessionId, type ProviderName } from '../../model/message.ts';
 import { UNSENT_RETRY_MS, type Context } from './context.ts';
 import type { SessionKeys } from './keys.ts';
 import { masterNodes } from './redis-client.ts';
@@ -22,6 +23,7 @@ import { asNumber, followUp, notifyOps, pipeline, r, scheduleOps } from './redis
 import type { PipelineOp } from './scripts.ts';
 import type { StatementName } from './sql.ts';
 import { TOMBSTONE_MS, figuresAt } from './global-feed.ts';
+import { ingest } from './intake.ts';
 import { recoverIntake, recoverOutbox } from './intake-log.ts';
 
 /**
@@ -134,26 +136,27 @@ export async function purge(ctx: Context, opts: { lockMs?: number } = {}): Promi
       await yieldToLoop();
     }
   }
-  if (h.sessions !== null && !ctx.closed) report.sessions = await clearExpiredData(ctx, new Date(h.sessions));
+  if (h.sessions !== null && !ctx.closed)
+    report.sessions = await expireDueSessions(ctx, new Date(h.sessions));
   // Without autovacuum, deleted rows keep their space and their texts on disk: a QA run's tables
   // held 236 MB with no live row (outside test QA12-F1). Said at start (lifecycle.ts).
   if (ctx.autovacuumOff === true && !ctx.closed) await ctx.pg.execute('retention-vacuum');
   return report;
 }
 
-/** Where each backend's sweep of sessions for data to clear stopped (see clearExpiredData). */
+/** Where each backend's sweep of sessions for expiry stopped (see expireDueSessions). */
 const sessionsSwept = new WeakMap<Context, { channel: string; user: string }>();
 
 /**
- * Clears the sessions written last before `cutOff` (expired, and past the message retention: see
- * `../retention.ts`) as an agent's reset would, at no step and with no data, so that whatever the
- * user sends next starts a new conversation, a redelivery stamped before the session expired too
- * (outside test QA71-R1). Not a session awaiting an effect or with a reply left to send: its
- * holder may still have it in Redis (QA71-R2, R3); an idle session's keys expire sooner
- * (`idleTtlSec`), and one taken up again is loaded from this row. Looks at
+ * Expires the sessions written last before `cutOff` (expired, and past the message retention:
+ * see `../retention.ts`) through the engine: each gets the purge's expiry event, stored as any
+ * message is and applied under its baton by a worker (a new version, recorded `expired`, no step,
+ * no data), so Redis and PostgreSQL change together, fenced and journaled, and a worker that has
+ * the session in hand sees the change (outside tests QA71-R1, R3 and QA72-F2). Not a session
+ * awaiting an effect or with a reply left to send: it is still at work (QA71-R2). Looks at
  * {@link SESSION_SWEEP} sessions in key order from where this process's last purge stopped.
  */
-async function clearExpiredData(ctx: Context, cutOff: Date): Promise<number> {
+async function expireDueSessions(ctx: Context, cutOff: Date): Promise<number> {
   const from = sessionsSwept.get(ctx) ?? { channel: '', user: '' };
   const page = await ctx.pg.query('retention-sessions-page', [
     from.channel,
@@ -165,9 +168,24 @@ async function clearExpiredData(ctx: Context, cutOff: Date): Promise<number> {
   // Past the last session, the next purge starts again from the first.
   if (last === undefined || page.length < SESSION_SWEEP) sessionsSwept.delete(ctx);
   else sessionsSwept.set(ctx, { channel: last.channel as string, user: last.user_id as string });
-  const due = page.filter((r) => r.due === true).map((r) => ({ channel: r.channel, user_id: r.user_id }));
-  if (due.length === 0) return 0;
-  return ctx.pg.execute('retention-sessions-redact', [JSON.stringify(due), cutOff]);
+  const now = ctx.now();
+  const messages = page
+    .filter((r) => r.due === true)
+    .map((r) =>
+      expiryEvent(
+        {
+          channel: r.channel as string,
+          user: r.user_id as string,
+          version: Number(r.version),
+          provider: (r.provider as ProviderName | null) ?? undefined,
+          waId: (r.wa_id as string | null) ?? undefined,
+          userId: (r.bsuid as string | null) ?? undefined,
+        },
+        now,
+      ),
+    );
+  if (messages.length > 0) await ingest(ctx, { messages, statuses: [], receivedAt: now });
+  return messages.length;
 }
 
 /**

@@ -46,7 +46,6 @@ export const STATEMENT_NAMES = [
   'retention-inbound-redact',
   'retention-dead-letters-purge',
   'retention-sessions-page',
-  'retention-sessions-redact',
   'retention-vacuum',
   'autovacuum-off',
   'store-identity',

@@ -24,6 +24,7 @@ import {
   statusLastError,
   type DeliveryStatus,
   type InboundMessage,
+  type ProviderName,
   type SessionKey,
   type StatusUpdate,
   type StoredMessage,
@@ -63,6 +64,7 @@ import { MIGRATIONS } from './schema.ts';
 import { StoredRate } from '../throughput.ts';
 import {
   emptyPurgeReport,
+  expiryEvent,
   PURGE_BATCH,
   purgeHorizons,
   REDACTED_REASON,
@@ -207,7 +209,7 @@ export class EmbeddedBackend implements Backend {
   private purging = false;
   /** Outbound rows up to this rowid are deleted or their texts redacted (see purge). */
   private outboundRedactedUpTo = 0;
-  /** Sessions up to this rowid were looked at for data to clear (see clearExpiredData). */
+  /** Sessions up to this rowid were looked at for expiry (see expireDueSessions). */
   private sessionsSweptUpTo = 0;
   /** The data directory's lock (none for an explicit `file`, such as `:memory:`). */
   private readonly dirLock: DirLock | null = null;
@@ -762,7 +764,7 @@ export class EmbeddedBackend implements Backend {
         });
         this.outboundRedactedUpTo = cursor;
       }
-      if (h.sessions !== null) report.sessions = this.clearExpiredData(h.sessions);
+      if (h.sessions !== null) report.sessions = await this.expireDueSessions(h.sessions);
       await olderThan('dead_letters', 'created_at', h.outbound, (n) => (report.deadLetters += n));
       if (report.deadLetters > 0) this.countDeadLetters();
       this.sql('DELETE FROM signed_out WHERE until <= ?').run(this.now());
@@ -784,32 +786,52 @@ export class EmbeddedBackend implements Backend {
   }
 
   /**
-   * Clears the sessions written last before `cutOff` (expired, and past the message retention:
-   * see `../retention.ts`) as an agent's reset would, at no step and with no data, so that
-   * whatever the user sends next starts a new conversation, a redelivery stamped before the
-   * session expired too (outside test QA71-R1). Not a session awaiting an effect, or with a reply
-   * left to send: it is still at work (QA71-R2). Looks at {@link SESSION_SWEEP} sessions by rowid
-   * from where the last purge stopped. The row stays, its version and write time too.
+   * Expires the sessions written last before `cutOff` (expired, and past the message retention:
+   * see `../retention.ts`) through the engine: each gets the purge's expiry event, applied under
+   * its baton like any message (a new version, recorded `expired`, no step, no data), so whatever
+   * the user sends next starts a new conversation, a redelivery stamped before the session
+   * expired too (outside test QA71-R1). Not a session awaiting an effect, or with a reply left to
+   * send: it is still at work (QA71-R2). Looks at {@link SESSION_SWEEP} sessions by rowid from
+   * where the last purge stopped.
    */
-  private clearExpiredData(cutOff: number): number {
-    const due = `updated_at < ? AND (step IS NOT NULL OR json_extract(snapshot, '$.data') <> '{}')
-      AND json_extract(snapshot, '$.awaiting') IS NULL
+  private async expireDueSessions(cutOff: number): Promise<number> {
+    const due = `updated_at < ? AND step IS NOT NULL AND json_extract(snapshot, '$.awaiting') IS NULL
       AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.channel = sessions.channel
         AND o.user = sessions.user AND o.status IN ('pending', 'sending'))`;
     const rows = this.sql(
-      `SELECT rowid AS id, ${due} AS due FROM sessions WHERE rowid > ? ORDER BY rowid LIMIT ?`,
-    ).all(cutOff, this.sessionsSweptUpTo, SESSION_SWEEP) as Array<{ id: number; due: number }>;
+      `SELECT rowid AS id, channel, user, version, wa_id AS waId, user_id AS userId,
+         json_extract(snapshot, '$.provider') AS provider, ${due} AS due
+       FROM sessions WHERE rowid > ? ORDER BY rowid LIMIT ?`,
+    ).all(cutOff, this.sessionsSweptUpTo, SESSION_SWEEP) as Array<{
+      id: number;
+      channel: string;
+      user: string;
+      version: number;
+      waId: string | null;
+      userId: string | null;
+      provider: ProviderName | null;
+      due: number;
+    }>;
     // Past the last session, the next purge starts again from the first.
     this.sessionsSweptUpTo = rows.length < SESSION_SWEEP ? 0 : rows.at(-1)!.id;
-    const clear = this.sql(
-      `UPDATE sessions SET step = NULL, needs_agent = 0,
-         snapshot = json_set(json_remove(snapshot, '$.agent', '$.handoffReason'),
-           '$.step', NULL, '$.data', json('{}'), '$.needsAgent', json('false'), '$.retryCount', 0)
-         WHERE rowid = ? AND ${due}`,
-    );
-    let cleared = 0;
-    for (const r of rows) if (r.due === 1) cleared += clear.run(r.id, cutOff).changes;
-    return cleared;
+    const now = this.now();
+    const messages = rows
+      .filter((r) => r.due === 1)
+      .map((r) =>
+        expiryEvent(
+          {
+            channel: r.channel,
+            user: r.user,
+            version: r.version,
+            provider: r.provider ?? undefined,
+            waId: r.waId ?? undefined,
+            userId: r.userId ?? undefined,
+          },
+          now,
+        ),
+      );
+    if (messages.length > 0) await this.ingest({ messages, statuses: [], receivedAt: now });
+    return messages.length;
   }
 
   // --- scheduling ----------------------------------------------------------------------
