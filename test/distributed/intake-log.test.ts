@@ -6,6 +6,7 @@
  * fsyncs every write the log stays off (no PostgreSQL write per webhook), and
  * `BATON_INTAKE_LOG=off` turns it off knowingly.
  */
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterEach, expect, it } from 'vitest';
 import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
@@ -127,6 +128,39 @@ describeServices('the intake log (a Redis without AOF)', () => {
       await backend.reapOnce(30_000, { force: true });
       return (await logged()) === 0;
     }, 10_000);
+  }, 60_000);
+
+  it('a burst that Redis lost part of is one batch: the holder waits for the restore after an outage (outside test QA72-F1)', async () => {
+    const { h, redis, schema } = await rig(false, { BATON_BUFFER_MS: '1500' });
+    const u = '15550501003';
+    expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
+    await h.settled(u, 1);
+    const jane = text(u, 'Jane', ts + 1);
+    const doe = text(u, 'Doe', ts + 2);
+    expect((await h.post(webhook([jane]))).status).toBe(200);
+    expect((await h.post(webhook([doe]))).status).toBe(200);
+    // Redis loses "Doe" (the last second before a crash, with appendfsync everysec): logged in
+    // PostgreSQL, gone from the mailbox. "Jane" survives, and so does the session's schedule.
+    const direct = new Redis(redis.url);
+    cleanups.push(async () => direct.disconnect());
+    const [seen] = await direct.keys(`*:seen:${doe.id}`);
+    expect(seen).toBeDefined();
+    const base = seen!.slice(0, seen!.indexOf(':seen:'));
+    await direct.multi().del(seen!).zrem(`${base}:mbox`, doe.id).hdel(`${base}:msgs`, doe.id).exec();
+    // The restore after the outage is slow (PostgreSQL busy): it ends after the window would.
+    const busy = new pg.Client({ connectionString: DATABASE_URL });
+    await busy.connect();
+    cleanups.push(() => busy.end());
+    await busy.query('BEGIN');
+    await busy.query(`LOCK TABLE "${schema}".intake_log IN ACCESS EXCLUSIVE MODE`);
+    await new Promise((r) => setTimeout(r, 300)); // "Doe" older than the restore's 200 ms
+    // The outage: every connection of Baton's dropped; its client reconnects and restores.
+    await direct.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    await new Promise((r) => setTimeout(r, 2500)); // past the window of "Jane"
+    await busy.query('COMMIT');
+    const s = await h.settled(u, 2);
+    expect(s.data).toEqual({ customer_name: 'Jane Doe' });
+    expect((await h.transitions(u)).map((r) => r.kind)).toEqual(['advance', 'advance']);
   }, 60_000);
 
   it("puts one webhook's messages back in the order they came, not in the order of their ids (outside test QA43-F1)", async () => {

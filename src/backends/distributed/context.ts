@@ -153,6 +153,11 @@ export interface Context {
    * log (lifecycle.ts), the pass intake waits for first; null otherwise.
    */
   restoring: Promise<void> | null;
+  /**
+   * The same pass, for a holder about to take a session: it waits longer (see `restoreAfterOutages`
+   * in intake-log.ts), so that a batch does not close without what Redis lost of it; null otherwise.
+   */
+  restorePass: Promise<void> | null;
 }
 
 /** The group committer's work (commit.ts): copy these sessions' journals to PostgreSQL. */
@@ -239,6 +244,7 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     lastRedisError: 0,
     intakeLog: null,
     restoring: null,
+    restorePass: null,
     intake:
       options.bufferMs > 0
         ? new IntakeWatermarks({

@@ -327,6 +327,14 @@ export async function recoverOutbox(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
 const RESTORE_GATE_MS = 1000;
 
 /**
+ * Longest a holder about to take a session waits for that pass (see `restorePass` in context.ts),
+ * ms: a webhook's answer cannot wait long, a batch can, and one closed without the messages Redis
+ * lost of its burst splits it (outside test QA72-F1: a pass slowed by a busy machine ended after
+ * the burst's window, and its messages were then late or applied at the next step).
+ */
+const RESTORE_HOLD_MS = 10_000;
+
+/**
  * Restores what Redis lost as soon as it is back from an outage (a restart that may have lost
  * what it held), rather than at the reaper's next pass, so that what the user sent before the
  * restart goes back into the mailbox before what they send after it is processed.
@@ -352,13 +360,17 @@ export function restoreAfterOutages(ctx: Context): void {
     // What this process takes in meanwhile waits for the first pass (up to a second): stored
     // first, a user's next message could be processed ahead of those restored, which were then
     // late (a CI run of test/distributed/volatile-redis-crash, as QA56-F2 on a cluster).
-    const gate: Promise<void> = Promise.race([
-      restore(),
-      new Promise<void>((resolve) => setTimeout(resolve, RESTORE_GATE_MS).unref()),
-    ]).finally(() => {
+    const first = restore();
+    const upTo = (ms: number): Promise<void> =>
+      Promise.race([first, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
+    const gate: Promise<void> = upTo(RESTORE_GATE_MS).finally(() => {
       if (ctx.restoring === gate) ctx.restoring = null;
     });
     ctx.restoring = gate;
+    const hold: Promise<void> = upTo(RESTORE_HOLD_MS).finally(() => {
+      if (ctx.restorePass === hold) ctx.restorePass = null;
+    });
+    ctx.restorePass = hold;
     setTimeout(() => void restore(), 250).unref();
     setTimeout(() => void restore(), 1000).unref();
   };

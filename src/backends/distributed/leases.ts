@@ -90,6 +90,9 @@ export async function acquireLease(
   holder: string,
   ttlMs: number,
 ): Promise<LeaseGrant | null> {
+  // Back from an outage, what Redis lost goes back into the mailboxes first: a batch taken now
+  // would close without it (see `restorePass`).
+  if (ctx.restorePass !== null) await ctx.restorePass;
   const sk = ctx.keys.session(key);
   // The holder rides in the token (compared whole), so the dashboard can say who holds it.
   const token = `${randomUUID()}~${holder}`;
