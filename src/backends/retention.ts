@@ -111,11 +111,12 @@ export interface DueSession extends SessionKey {
  * `expired`). Idle past `BATON_SESSION_TTL`, the session expires (recorded `expired`, a new
  * version, no step, no data); the event itself is then recorded `ignored`. One written to since
  * (the user back first) is only `ignored`. Its id names the version it was due at, so a purge that
- * finds it again before the engine has applied it stores nothing new (a duplicate).
+ * finds it again before the engine has applied it stores nothing new (a duplicate), and no event
+ * posted through the admin API can take it first (theirs are `ev:` ids).
  */
 export function expiryEvent(s: DueSession, nowMs: number): InboundMessage {
   return {
-    id: eventMessageId(s, `${EXPIRY_EVENT}:${s.version}`),
+    id: eventMessageId(s, `v${s.version}`, 'expire'),
     provider: s.provider ?? 'cloud-api',
     channel: s.channel,
     user: s.user,

@@ -287,9 +287,11 @@ export function rekeyed(m: InboundMessage, user: string): InboundMessage {
 
 /**
  * The mailbox id of an event: the caller's id, scoped to the session (two users' events may
- * share an id, and a store deduplicates message ids across sessions), readable first.
+ * share an id, and a store deduplicates message ids across sessions), readable first. `kind`
+ * keeps Baton's own events (`expire`, see `backends/retention.ts`) apart from the API's (`ev`),
+ * whose ids a caller chooses.
  */
-export function eventMessageId(key: SessionKey, id: string): string {
+export function eventMessageId(key: SessionKey, id: string, kind: 'ev' | 'expire' = 'ev'): string {
   const scope = createHash('sha256').update(`${key.channel}\n${key.user}`).digest('base64url').slice(0, 12);
-  return `ev:${id}~${scope}`;
+  return `${kind}:${id}~${scope}`;
 }
