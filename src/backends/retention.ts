@@ -13,7 +13,13 @@
  * left to send; its row stays (its ids and fence).
  * @module
  */
-import { eventMessageId, type InboundMessage, type ProviderName, type SessionKey } from '../model/message.ts';
+import {
+  eventMessageId,
+  EXPIRY_EVENT,
+  type InboundMessage,
+  type ProviderName,
+  type SessionKey,
+} from '../model/message.ts';
 
 /** Default of both retentions: 30 days. */
 export const DEFAULT_RETENTION_SEC = 30 * 86_400;
@@ -58,6 +64,14 @@ export interface PurgeReport {
  */
 export const SESSION_SWEEP = 5_000;
 
+/**
+ * Sessions one purge hands to the workers to expire at most: their events wait in the queue like
+ * messages (`queue_depth` counts them), so a purge that found thousands due at once paged an
+ * operator whose alert threshold was set for user traffic (outside test QA74-F3: 1,845 with no
+ * user writing). The next purge goes on after the last one handed over.
+ */
+export const EXPIRE_PER_PURGE = 500;
+
 /** A report of nothing purged yet. */
 export function emptyPurgeReport(): PurgeReport {
   return { transitions: 0, outbound: 0, inbound: 0, redacted: 0, deadLetters: 0, sessions: 0 };
@@ -92,9 +106,6 @@ export function yieldToLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** The name of the event a purge stores for a session due to expire: no flow's (theirs are identifiers). */
-export const EXPIRY_EVENT = 'baton:expire';
-
 /** A session a purge found due to expire, as its store reads it. */
 export interface DueSession extends SessionKey {
   readonly version: number;
@@ -109,8 +120,9 @@ export interface DueSession extends SessionKey {
  * change like any other (SPEC 1.4, outside test QA72-F2: cleared in place by the purge, the
  * session changed without a new version or a record, and the user's return then recorded no
  * `expired`). Idle past `BATON_SESSION_TTL`, the session expires (recorded `expired`, a new
- * version, no step, no data); the event itself is then recorded `ignored`. One written to since
- * (the user back first) is only `ignored`. Its id names the version it was due at, so a purge that
+ * version, no step, no data), with no flow code run and nothing sent (`expireIdle` in
+ * flow/transition.ts); the event itself is then recorded `ignored`. One written to since (the
+ * user back first) is only `ignored`. Its id names the version it was due at, so a purge that
  * finds it again before the engine has applied it stores nothing new (a duplicate), and no event
  * posted through the admin API can take it first (theirs are `ev:` ids).
  */

@@ -34,6 +34,7 @@ import { linkedSignal } from './linked-signal.ts';
 import { LoopLag } from './loop-lag.ts';
 import { RECORD_GRACE_MS, UnrecordedSends } from './unrecorded-sends.ts';
 import {
+  isExpiryEvent,
   logSessionId,
   sessionId,
   trustedTimestamp,
@@ -660,7 +661,8 @@ export class Engine {
 
     const base = prev ?? null;
     const flow = this.flowFor(base, batch);
-    if (this.leaveUnserved(run, base, flow)) return false;
+    // A purge's expiry runs no flow code (flow/transition.ts `expireIdle`): no flow to wait for.
+    if (!batch.every(isExpiryEvent) && this.leaveUnserved(run, base, flow)) return false;
     const provider = batch.find((m) => !isEffectResult(m))?.provider ?? first.provider;
     // Flow code runs here. A batch it fails on is tried again (in hand, with backoff) and then
     // dead-lettered with its error, so a poison message can neither spin a worker nor block

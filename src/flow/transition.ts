@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { BatonError, FlowRuntimeError, type FlowErrorCode } from '../errors.ts';
 import {
   IGNORED_CONTENT_TYPES,
+  isExpiryEvent,
   logSessionId,
   type SessionKey,
   type StoredMessage,
@@ -213,6 +214,7 @@ export function transition(
   batch: readonly ResolvedMessage[],
   env: TransitionEnv,
 ): TransitionResult {
+  if (prev !== null && batch.length > 0 && batch.every(isExpiryEvent)) return expireIdle(prev, batch, env);
   const user = batch.find((m) => !isEffectResult(m));
   return new BatchRun(flow, prev ?? freshSnapshot(flow, env.key, env.nowMs, user), env).run(
     orderBatch(batch),
@@ -233,6 +235,29 @@ function notBehind<M extends StoredMessage>(m: M, last: number | null): M {
 /** Whether `m` is one of `flow`'s reset keywords: a text, trimmed, in any case, inner white space as one space. */
 export function isResetKeyword(flow: Flow, m: StoredMessage): boolean {
   return m.content.type === 'text' && flow.resetKeywords.has(keywordForm(m.content.body));
+}
+
+/**
+ * A retention purge's expiry events, alone in a batch (`backends/retention.ts`): a session idle
+ * past `BATON_SESSION_TTL` expires as a user's late message would expire it (recorded `expired`,
+ * a new version, no step, no data, no hand-off), and the events are recorded `ignored`. No flow
+ * code runs and nothing is sent, whatever flow or version wrote the session: housekeeping must
+ * not message a user (outside test QA74: a `migrate` that threw sent the user an apology for a
+ * message they never wrote, and a session of a flow no longer served was handed to an agent, the
+ * user told a person would answer). Awaiting an effect, it is not idle: the result comes back.
+ * With a user's message in the same batch, the batch is the user's, and the events only `ignored`.
+ */
+export function expireIdle(
+  prev: SessionSnapshot,
+  events: readonly ResolvedMessage[],
+  env: TransitionEnv,
+): TransitionResult {
+  const run = new BatchRun(null, prev, env);
+  run.expireIdle(
+    events.map((m) => m.id),
+    Math.max(...events.map((m) => m.timestamp)),
+  );
+  return run.result();
 }
 
 /** An agent's reset: fresh session at no step; nothing is sent. */
@@ -360,6 +385,12 @@ class BatchRun {
         // Waiting for an effect: these stay in the mailbox. A reset keyword never waits: the
         // messages before it are applied here (at the effect's step, where they are retries).
         break;
+      }
+      if (isExpiryEvent(m)) {
+        // Beside a user's message: the user's message expires the session, or shows it in use.
+        this.note('ignored', [m.id]);
+        i += 1;
+        continue;
       }
       if (m.content.type === 'event') {
         this.applyEvent(m);
@@ -1048,6 +1079,15 @@ class BatchRun {
   private startAfresh(kind: 'reset' | 'expired', ids: string[]): void {
     this.leaveVisit();
     this.change(kind, null, ids, { data: {}, retryCount: 0, needsAgent: false });
+  }
+
+  /** See {@link expireIdle}: `at`, the events' time (Unix seconds). */
+  expireIdle(ids: string[], at: number): void {
+    const s = this.s;
+    if (s.step !== null && s.awaiting === undefined && at - lastActive(s) > this.env.sessionTtlSec)
+      this.change('expired', null, ids, { data: {}, retryCount: 0, needsAgent: false });
+    this.note('ignored', ids);
+    this.consumed.push(...ids);
   }
 
   /** See `handbackTransition`. */

@@ -286,6 +286,17 @@ export function rekeyed(m: InboundMessage, user: string): InboundMessage {
 }
 
 /**
+ * The name of the event a retention purge stores for a session due to expire
+ * (`backends/retention.ts`): no flow's (flows name theirs in lower_snake_case).
+ */
+export const EXPIRY_EVENT = 'baton:expire';
+
+/** Whether a stored message is a retention purge's expiry event (see {@link EXPIRY_EVENT}). */
+export function isExpiryEvent(m: InboundMessage): boolean {
+  return m.content.type === 'event' && m.content.name === EXPIRY_EVENT;
+}
+
+/**
  * The mailbox id of an event: the caller's id, scoped to the session (two users' events may
  * share an id, and a store deduplicates message ids across sessions), readable first. `kind`
  * keeps Baton's own events (`expire`, see `backends/retention.ts`) apart from the API's (`ev`),

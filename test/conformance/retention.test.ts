@@ -266,6 +266,7 @@ async function sessionDataCleared(
   expect((await purge()).sessions).toBe(0);
   expect((await r.session(u)).data).toEqual({ customer_name: 'Ada Lovelace' });
   r.clock.offsetMs = 3 * HOUR;
+  const sent = r.graph.requests.length;
   expect((await purge()).sessions).toBe(1);
   // Expired by the engine, as a late user's message would expire it: a new version, recorded
   // (outside test QA72-F2: cleared in place, the session changed with no version and no record).
@@ -277,6 +278,7 @@ async function sessionDataCleared(
     { version: 3, kind: 'ignored' },
   ]);
   await until(async () => JSON.stringify(await stored()) === '{}', 'the stored data was not cleared');
+  expect(r.graph.requests.length).toBe(sent); // housekeeping says nothing to the user
   expect((await purge()).sessions).toBe(0); // nothing left to expire
   // A redelivery of a product choice sent in time, only now delivered: a new conversation's start.
   // (Stamped 1 h after the last message: inside BATON_SESSION_TTL, and inside the dedupe window.)

@@ -8,6 +8,7 @@ import {
   DEFAULT_RETENTION_SEC,
   REDACTED_REASON,
   emptyPurgeReport,
+  EXPIRE_PER_PURGE,
   expiryEvent,
   PURGE_BATCH,
   SESSION_SWEEP,
@@ -164,26 +165,28 @@ async function expireDueSessions(ctx: Context, cutOff: Date): Promise<number> {
     cutOff,
     SESSION_SWEEP,
   ]);
-  const last = page.at(-1);
-  // Past the last session, the next purge starts again from the first.
-  if (last === undefined || page.length < SESSION_SWEEP) sessionsSwept.delete(ctx);
+  const due = page.filter((r) => r.due === true);
+  const taken = due.slice(0, EXPIRE_PER_PURGE);
+  // Past the last session, the next purge starts again from the first; with more due than one
+  // purge hands over, after the last one handed over.
+  const last =
+    taken.length < due.length ? taken.at(-1) : page.length < SESSION_SWEEP ? undefined : page.at(-1);
+  if (last === undefined) sessionsSwept.delete(ctx);
   else sessionsSwept.set(ctx, { channel: last.channel as string, user: last.user_id as string });
   const now = ctx.now();
-  const messages = page
-    .filter((r) => r.due === true)
-    .map((r) =>
-      expiryEvent(
-        {
-          channel: r.channel as string,
-          user: r.user_id as string,
-          version: Number(r.version),
-          provider: (r.provider as ProviderName | null) ?? undefined,
-          waId: (r.wa_id as string | null) ?? undefined,
-          userId: (r.bsuid as string | null) ?? undefined,
-        },
-        now,
-      ),
-    );
+  const messages = taken.map((r) =>
+    expiryEvent(
+      {
+        channel: r.channel as string,
+        user: r.user_id as string,
+        version: Number(r.version),
+        provider: (r.provider as ProviderName | null) ?? undefined,
+        waId: (r.wa_id as string | null) ?? undefined,
+        userId: (r.bsuid as string | null) ?? undefined,
+      },
+      now,
+    ),
+  );
   if (messages.length > 0) await ingest(ctx, { messages, statuses: [], receivedAt: now });
   return messages.length;
 }

@@ -64,6 +64,7 @@ import { MIGRATIONS } from './schema.ts';
 import { StoredRate } from '../throughput.ts';
 import {
   emptyPurgeReport,
+  EXPIRE_PER_PURGE,
   expiryEvent,
   PURGE_BATCH,
   purgeHorizons,
@@ -812,24 +813,26 @@ export class EmbeddedBackend implements Backend {
       provider: ProviderName | null;
       due: number;
     }>;
-    // Past the last session, the next purge starts again from the first.
-    this.sessionsSweptUpTo = rows.length < SESSION_SWEEP ? 0 : rows.at(-1)!.id;
+    const dueRows = rows.filter((r) => r.due === 1);
+    const taken = dueRows.slice(0, EXPIRE_PER_PURGE);
+    // Past the last session, the next purge starts again from the first; with more due than one
+    // purge hands over, after the last one handed over.
+    if (taken.length < dueRows.length) this.sessionsSweptUpTo = taken.at(-1)!.id;
+    else this.sessionsSweptUpTo = rows.length < SESSION_SWEEP ? 0 : rows.at(-1)!.id;
     const now = this.now();
-    const messages = rows
-      .filter((r) => r.due === 1)
-      .map((r) =>
-        expiryEvent(
-          {
-            channel: r.channel,
-            user: r.user,
-            version: r.version,
-            provider: r.provider ?? undefined,
-            waId: r.waId ?? undefined,
-            userId: r.userId ?? undefined,
-          },
-          now,
-        ),
-      );
+    const messages = taken.map((r) =>
+      expiryEvent(
+        {
+          channel: r.channel,
+          user: r.user,
+          version: r.version,
+          provider: r.provider ?? undefined,
+          waId: r.waId ?? undefined,
+          userId: r.userId ?? undefined,
+        },
+        now,
+      ),
+    );
     if (messages.length > 0) await this.ingest({ messages, statuses: [], receivedAt: now });
     return messages.length;
   }
