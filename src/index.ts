@@ -115,6 +115,7 @@ export {
   isolated,
   list,
   location,
+  mediaLink,
   replyProblems,
   sticker,
   template,

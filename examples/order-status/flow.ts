@@ -11,6 +11,7 @@ import {
   effect,
   EffectError,
   image,
+  mediaLink,
   replyProblems,
   type OutboundBody,
   WHATSAPP_LIMITS,
@@ -395,9 +396,9 @@ function statusText(d: OrderStatusData, t: (key: string, vars?: Record<string, s
 }
 
 /**
- * The map of a delivery: an image message of the shop's `map_url`, as a URL serializes it (a
- * space percent-encoded: sent as written, Meta's schema refuses the link).
+ * The map of a delivery: an image message of the shop's `map_url`, spaces and the like
+ * percent-encoded (sent as written, Meta's schema refuses the link: outside tests QA73-F1, QA74-F4).
  */
 function mapMessage(url: string, caption: string): OutboundBody {
-  return image(URL.canParse(url) ? new URL(url).href : url, { caption });
+  return image(mediaLink(url), { caption });
 }

@@ -600,17 +600,36 @@ function checkMedia(p: Problems, what: string, media: MediaRef): void {
   if (typeof link !== 'string' || !isHttpUrl(link))
     p.add(`${what} link ${JSON.stringify(link)} is not an http(s) URL`);
   else if (UNENCODED.test(link))
+    // Named by its origin only: the rest may be built from what the user wrote (outside test
+    // QA74-F6: the whole link, in an error line and a dead letter's reason).
     p.add(
-      `${what} link ${JSON.stringify(link)} holds a space or a character a URL carries percent-encoded; send new URL(link).href`,
+      `${what} link on ${new URL(link).origin} holds a space or one of "<>\\^\`{|} unencoded, which Meta refuses; percent-encode it (mediaLink(url) does)`,
     );
 }
 
 /**
  * What a URL never holds as it is (RFC 3986): white space, control characters and `"<>\^`{|}`.
- * `URL` reads such a link by encoding them, but the link is sent as written, and Meta's schema
- * (format `url`) refuses it (outside test QA73-F1: a map link with a space).
+ * `URL` reads such a link by encoding some of them, but the link is sent as written, and Meta's
+ * schema (format `url`) refuses it (outside test QA73-F1: a map link with a space).
  */
 const UNENCODED = /[\s\p{Cc}"<>\\^`{|}]/u;
+
+/**
+ * `url` as a media link may be sent: each space, control character and `"<>\^`{|}` it holds
+ * percent-encoded, nothing else changed (a `%` already there stays: `encodeURI` would encode it
+ * again, and `new URL(url).href` leaves `|^{}` and the backtick in a query as they are, outside
+ * test QA74-F4).
+ *
+ * ```ts
+ * image(mediaLink('https://maps.example/static map.png?markers=a|b'))
+ * // https://maps.example/static%20map.png?markers=a%7Cb
+ * ```
+ */
+export function mediaLink(url: string): string {
+  return url.replace(new RegExp(UNENCODED.source, 'gu'), (c) =>
+    [...new TextEncoder().encode(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+  );
+}
 
 function isHttpUrl(s: string): boolean {
   if (!URL.canParse(s)) return false;

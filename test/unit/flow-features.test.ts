@@ -123,16 +123,17 @@ describe('order_status through testFlow', () => {
     expect(out[0]!.text).toContain('Left the warehouse');
   });
 
-  it("a map link with a space is sent percent-encoded, as Meta's schema asks (outside test QA73-F1)", async () => {
+  it("a map link with a space or a '|' is sent percent-encoded, as Meta's schema asks (outside tests QA73-F1, QA74-F4)", async () => {
     const t = shop();
     await t.send('ORD-12345');
-    await t.resolve('lookup', {
-      ...found,
-      order: { ...found.order, map_url: 'https://maps.example/a b.png' },
-    });
+    const map = 'https://maps.example/static map.png?markers=color:red|label:A|40.7,-74.0&q={x}^%41';
+    await t.resolve('lookup', { ...found, order: { ...found.order, map_url: map } });
     const out = await t.tap('track');
     expect(out.map((r) => r.body.type)).toEqual(['image', 'buttons']);
-    expect(out[0]!.body).toMatchObject({ type: 'image', link: 'https://maps.example/a%20b.png' });
+    expect(out[0]!.body).toMatchObject({
+      type: 'image',
+      link: 'https://maps.example/static%20map.png?markers=color:red%7Clabel:A%7C40.7,-74.0&q=%7Bx%7D%5E%41',
+    });
     for (const r of out) expect(replyProblems(r.body)).toEqual([]);
   });
 

@@ -301,14 +301,14 @@ describe('replyProblems: each limit, one over', () => {
       'a link with a space (outside test QA73-F1: URL reads it, Meta refuses it)',
       image('https://x.test/a b.jpg'),
       [
-        'image link "https://x.test/a b.jpg" holds a space or a character a URL carries percent-encoded; send new URL(link).href',
+        'image link on https://x.test holds a space or one of "<>\\^`{|} unencoded, which Meta refuses; percent-encode it (mediaLink(url) does)',
       ],
     ],
     [
       'a link with a tab or a quote',
       document('https://x.test/a\tb.pdf?q="x"'),
       [
-        'document link "https://x.test/a\\tb.pdf?q=\\"x\\"" holds a space or a character a URL carries percent-encoded; send new URL(link).href',
+        'document link on https://x.test holds a space or one of "<>\\^`{|} unencoded, which Meta refuses; percent-encode it (mediaLink(url) does)',
       ],
     ],
     [
