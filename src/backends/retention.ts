@@ -16,6 +16,7 @@
 import {
   eventMessageId,
   EXPIRY_EVENT,
+  MAX_CLOCK_AHEAD_SEC,
   type InboundMessage,
   type ProviderName,
   type SessionKey,
@@ -97,7 +98,14 @@ export function purgeHorizons(
     outbound: nowMs - Math.min(retention, messages),
     inbound: nowMs - Math.max(messages, dedupe),
     redact: messages < dedupe ? nowMs - messages : null,
-    sessions: o.sessionTtlSec === undefined ? null : nowMs - Math.max(messages, o.sessionTtlSec * 1000),
+    // The session's own clock may run up to MAX_CLOCK_AHEAD_SEC ahead of its last write (a trusted
+    // timestamp from the future): written before this, it has expired by any clock, so the expiry
+    // event expires it, rather than being `ignored` and stored again as a duplicate at every purge
+    // (outside test QA74-F5).
+    sessions:
+      o.sessionTtlSec === undefined
+        ? null
+        : nowMs - Math.max(messages, (o.sessionTtlSec + MAX_CLOCK_AHEAD_SEC + 1) * 1000),
   };
 }
 

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
-import { expiryEvent } from '../../src/backends/retention.ts';
+import { expiryEvent, purgeHorizons } from '../../src/backends/retention.ts';
 import { orderFlow } from '../../src/bots/order.ts';
 import type { Flow } from '../../src/flow/define.ts';
 import { transition, type ResolvedMessage, type TransitionEnv } from '../../src/flow/transition.ts';
@@ -119,5 +119,22 @@ describe('the purge expiry event', () => {
     expect(r.records.map((x) => x.kind)).toEqual(['expired', 'advance', 'ignored']);
     expect(r.snapshot).toMatchObject({ step: 'ask_name', version: 4 });
     expect(r.effects).toHaveLength(1); // the name prompt, for the user's message
+  });
+
+  it('a session whose last message came stamped from the future (trusted, up to 5 minutes) is due only once the event expires it (outside test QA74-F5)', () => {
+    // "hi" stored (written) at T, stamped T + 290: a clock 290 s ahead.
+    const prev = transition(
+      orderFlow,
+      null,
+      [stored({ ...txt('hi', T + 290), storedAt: T * 1000 })],
+      env(T),
+    ).snapshot;
+    const written = T * 1000;
+    const opts = { sessionTtlSec: 60, messageRetentionSec: 60 };
+    // The first moment a purge finds it due (written before its cut-off), the event expires it.
+    let now = T;
+    while (!(written < purgeHorizons(now * 1000, 86_400, opts).sessions!)) now += 1;
+    const r = transition(orderFlow, prev, [expiry(prev, now)], { ...env(now), sessionTtlSec: 60 });
+    expect(r.records.map((x) => x.kind)).toEqual(['expired', 'ignored']);
   });
 });
