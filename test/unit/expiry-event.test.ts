@@ -126,7 +126,7 @@ describe('the purge expiry event', () => {
     const prev = transition(
       orderFlow,
       null,
-      [stored({ ...txt('hi', T + 290), storedAt: T * 1000 })],
+      [{ ...txt('hi', T + 290), storedAt: T * 1000 }],
       env(T),
     ).snapshot;
     const written = T * 1000;
