@@ -6,7 +6,7 @@
  * No I/O, no clock (the time comes in `env`).
  * @module
  */
-import { BatonError } from '../errors.ts';
+import { BatonError, FlowRuntimeError } from '../errors.ts';
 import type {
   OutboundBody,
   OutboundRecord,
@@ -330,5 +330,16 @@ export function handback(
   }
   // Served here (checked above): the session's version is this flow's, or now upgraded to it.
   const upgradedPrev = { ...prev, data: next, flowVersion: flow.version };
-  return handbackTransition(flow, agentActive(upgradedPrev, env), stepId, env);
+  try {
+    return handbackTransition(flow, agentActive(upgradedPrev, env), stepId, env);
+  } catch (err) {
+    // A prompt the agent's own data makes unsendable (a link with a space, a title too long) is
+    // the agent's to mend: said to them, not a bare 500 (outside test QA74-F7).
+    if (given && err instanceof FlowRuntimeError && err.code === 'BATON_ERR_FLOW_REPLY')
+      throw new BatonError(
+        'BATON_ERR_BAD_REQUEST',
+        `step "${stepId}"'s prompt, with the data given, breaks a WhatsApp limit: ${err.detail}`,
+      );
+    throw err;
+  }
 }

@@ -4,6 +4,7 @@ import { orderFlow } from '../../src/bots/order.ts';
 import { z } from 'zod';
 import { BatonError } from '../../src/errors.ts';
 import { defineFlow } from '../../src/flow/define.ts';
+import { image } from '../../src/flow/replies.ts';
 import { agentMessage, agentOf, handback, takeSession } from '../../src/flow/agent.ts';
 import { transition, type ResolvedMessage } from '../../src/flow/transition.ts';
 import type { SessionSnapshot } from '../../src/model/session.ts';
@@ -239,6 +240,37 @@ describe('agent operations (pure)', () => {
     const withProduct = { ...taken, data: { ...taken.data, product_id: 'sku_550e' } };
     expect(handback(withProduct, orderFlow, 'collect_shipping_address', env).snapshot.step).toBe(
       'collect_shipping_address',
+    );
+  });
+
+  it("a handback whose data makes the step's prompt unsendable is the agent's 400, naming why (outside test QA74-F7)", () => {
+    const media = defineFlow({
+      id: 'media',
+      version: 1,
+      data: z.object({ link: z.string().optional() }),
+      start: 'show',
+      steps: {
+        show: {
+          say: (d) => (d.link ? image(d.link) : 'no picture'),
+          accepts: 'any',
+          to: ['show'],
+          on: (_i, c) => c.retry(),
+        },
+      },
+    });
+    const taken: SessionSnapshot = {
+      ...takeSession(escalated(), 'Ana', env).snapshot,
+      flow: 'media',
+      step: 'show',
+      data: {},
+    };
+    const refused = refusal(() => handback(taken, media, 'show', env, { link: 'https://x.example/a b.png' }));
+    expect(refused).toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', statusCode: 400 });
+    expect(refused.message).toMatch(
+      /^step "show"'s prompt, with the data given, breaks a WhatsApp limit: .*percent-encode/,
+    );
+    expect(handback(taken, media, 'show', env, { link: 'https://x.example/a%20b.png' }).snapshot.step).toBe(
+      'show',
     );
   });
 
