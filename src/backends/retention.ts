@@ -20,6 +20,7 @@ import {
   type InboundMessage,
   type ProviderName,
   type SessionKey,
+  type WebhookBatch,
 } from '../model/message.ts';
 
 /** Default of both retentions: 30 days. */
@@ -120,6 +121,46 @@ export interface DueSession extends SessionKey {
   readonly provider?: ProviderName | undefined;
   readonly waId?: string | undefined;
   readonly userId?: string | undefined;
+}
+
+/** A swept session as a store's page reads it: ids may be null, and PostgreSQL's bigint a string. */
+export interface SweptSession {
+  readonly channel: string;
+  readonly user: string;
+  readonly version: number | string;
+  readonly provider: string | null;
+  readonly waId: string | null;
+  readonly userId: string | null;
+}
+
+/**
+ * One page of a purge's sweep (in key order) handed over: the expiry events of its due sessions,
+ * at most {@link EXPIRE_PER_PURGE}, and the session the next purge resumes after (undefined: from
+ * the first). With more due than one purge hands over, it resumes after the last one handed over.
+ */
+export function handOver<R extends SweptSession>(
+  page: readonly R[],
+  isDue: (r: R) => boolean,
+  nowMs: number,
+): { batch: WebhookBatch; resumeAfter: R | undefined } {
+  const due = page.filter(isDue);
+  const taken = due.slice(0, EXPIRE_PER_PURGE);
+  const resumeAfter =
+    taken.length < due.length ? taken.at(-1) : page.length < SESSION_SWEEP ? undefined : page.at(-1);
+  const messages = taken.map((r) =>
+    expiryEvent(
+      {
+        channel: r.channel,
+        user: r.user,
+        version: Number(r.version),
+        provider: (r.provider as ProviderName | null) ?? undefined,
+        waId: r.waId ?? undefined,
+        userId: r.userId ?? undefined,
+      },
+      nowMs,
+    ),
+  );
+  return { batch: { messages, statuses: [], receivedAt: nowMs }, resumeAfter };
 }
 
 /**

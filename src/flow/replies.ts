@@ -613,6 +613,7 @@ function checkMedia(p: Problems, what: string, media: MediaRef): void {
  * schema (format `url`) refuses it (outside test QA73-F1: a map link with a space).
  */
 const UNENCODED = /[\s\p{Cc}"<>\\^`{|}]/u;
+const UNENCODED_ALL = new RegExp(UNENCODED.source, 'gu');
 
 /**
  * `url` as a media link may be sent: each space, control character and `"<>\^`{|}` it holds
@@ -626,9 +627,7 @@ const UNENCODED = /[\s\p{Cc}"<>\\^`{|}]/u;
  * ```
  */
 export function mediaLink(url: string): string {
-  return url.replace(new RegExp(UNENCODED.source, 'gu'), (c) =>
-    [...new TextEncoder().encode(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
-  );
+  return url.replace(UNENCODED_ALL, encodeURIComponent);
 }
 
 function isHttpUrl(s: string): boolean {

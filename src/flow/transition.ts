@@ -247,7 +247,7 @@ export function isResetKeyword(flow: Flow, m: StoredMessage): boolean {
  * user told a person would answer). Awaiting an effect, it is not idle: the result comes back.
  * With a user's message in the same batch, the batch is the user's, and the events only `ignored`.
  */
-export function expireIdle(
+function expireIdle(
   prev: SessionSnapshot,
   events: readonly ResolvedMessage[],
   env: TransitionEnv,
@@ -418,8 +418,7 @@ class BatchRun {
       }
       // A session at no step (reset by an agent) has nothing to expire: it starts as a new one.
       // An event applied, or an agent's act, since keeps it alive too.
-      const active = lastActive(this.s);
-      if (active > 0 && m.timestamp - active > this.env.sessionTtlSec && this.s.step !== null) {
+      if (this.idleAt(m.timestamp)) {
         this.startAfresh('expired', [m.id]);
         // A new session from here: the router picks its flow, as for any first message.
         const routed = this.env.route?.(m);
@@ -683,8 +682,7 @@ class BatchRun {
     if (m.content.type !== 'event') return;
     const flow = this.flow!;
     const { name, payload } = m.content;
-    if (this.s.step !== null && m.timestamp - lastActive(this.s) > this.env.sessionTtlSec)
-      this.startAfresh('expired', [m.id]);
+    if (this.idleAt(m.timestamp)) this.startAfresh('expired', [m.id]);
     const ev = flow.events.get(name);
     if (this.s.needsAgent || ev === undefined) {
       this.note(this.s.needsAgent ? 'held' : 'ignored', [m.id]);
@@ -807,27 +805,18 @@ class BatchRun {
         throw err;
       }
       if (err instanceof BatonError) throw err;
-      if (!handler) {
-        const where = step?.id ?? this.startStep;
-        const detail = `${what}: ${err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`}${this.beganElsewhere(where)}`;
-        const thrown = new FlowRuntimeError(
-          'BATON_ERR_FLOW_HANDLER',
-          flow.id,
-          where,
-          detail,
-          err,
-          true,
-          session,
-        );
-        thrown.phase = what;
-        throw thrown;
-      }
-      const thrown = this.flowError(
-        'BATON_ERR_FLOW_HANDLER',
-        step?.id ?? this.s.step,
-        `${what}: ${String(err)}`,
-        err,
-      );
+      const where = step?.id ?? this.startStep;
+      const thrown = handler
+        ? this.flowError('BATON_ERR_FLOW_HANDLER', step?.id ?? this.s.step, `${what}: ${String(err)}`, err)
+        : new FlowRuntimeError(
+            'BATON_ERR_FLOW_HANDLER',
+            flow.id,
+            where,
+            `${what}: ${err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`}${this.beganElsewhere(where)}`,
+            err,
+            true,
+            session,
+          );
       thrown.phase = what;
       throw thrown;
     }
@@ -1075,6 +1064,16 @@ class BatchRun {
     return this.guard(null, `migrate from version ${from}`, () => flow.migrate!(this.s.data, from));
   }
 
+  /**
+   * Whether an input at `at` (Unix seconds) finds the session expired: at a step (one at none has
+   * nothing to expire) and idle longer than `BATON_SESSION_TTL` since its user's newest message,
+   * or a newer event or agent's act.
+   */
+  private idleAt(at: number): boolean {
+    const active = lastActive(this.s);
+    return this.s.step !== null && active > 0 && at - active > this.env.sessionTtlSec;
+  }
+
   /** The session at no step, its data and bookkeeping cleared: its next input starts it anew. */
   private startAfresh(kind: 'reset' | 'expired', ids: string[]): void {
     this.leaveVisit();
@@ -1083,9 +1082,7 @@ class BatchRun {
 
   /** See {@link expireIdle}: `at`, the events' time (Unix seconds). */
   expireIdle(ids: string[], at: number): void {
-    const s = this.s;
-    if (s.step !== null && s.awaiting === undefined && at - lastActive(s) > this.env.sessionTtlSec)
-      this.change('expired', null, ids, { data: {}, retryCount: 0, needsAgent: false });
+    if (this.s.awaiting === undefined && this.idleAt(at)) this.startAfresh('expired', ids);
     this.note('ignored', ids);
     this.consumed.push(...ids);
   }

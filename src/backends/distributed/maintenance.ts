@@ -8,15 +8,15 @@ import {
   DEFAULT_RETENTION_SEC,
   REDACTED_REASON,
   emptyPurgeReport,
-  EXPIRE_PER_PURGE,
-  expiryEvent,
+  handOver,
   PURGE_BATCH,
   SESSION_SWEEP,
   purgeHorizons,
   yieldToLoop,
   type PurgeReport,
+  type SweptSession,
 } from '../retention.ts';
-import { logSessionId, type ProviderName } from '../../model/message.ts';
+import { logSessionId } from '../../model/message.ts';
 import { UNSENT_RETRY_MS, type Context } from './context.ts';
 import type { SessionKeys } from './keys.ts';
 import { masterNodes } from './redis-client.ts';
@@ -165,30 +165,15 @@ async function expireDueSessions(ctx: Context, cutOff: Date): Promise<number> {
     cutOff,
     SESSION_SWEEP,
   ]);
-  const due = page.filter((r) => r.due === true);
-  const taken = due.slice(0, EXPIRE_PER_PURGE);
-  // Past the last session, the next purge starts again from the first; with more due than one
-  // purge hands over, after the last one handed over.
-  const last =
-    taken.length < due.length ? taken.at(-1) : page.length < SESSION_SWEEP ? undefined : page.at(-1);
-  if (last === undefined) sessionsSwept.delete(ctx);
-  else sessionsSwept.set(ctx, { channel: last.channel as string, user: last.user_id as string });
-  const now = ctx.now();
-  const messages = taken.map((r) =>
-    expiryEvent(
-      {
-        channel: r.channel as string,
-        user: r.user_id as string,
-        version: Number(r.version),
-        provider: (r.provider as ProviderName | null) ?? undefined,
-        waId: (r.wa_id as string | null) ?? undefined,
-        userId: (r.bsuid as string | null) ?? undefined,
-      },
-      now,
-    ),
+  const { batch, resumeAfter } = handOver(
+    page as unknown as Array<SweptSession & { due: boolean }>,
+    (r) => r.due,
+    ctx.now(),
   );
-  if (messages.length > 0) await ingest(ctx, { messages, statuses: [], receivedAt: now });
-  return messages.length;
+  if (resumeAfter === undefined) sessionsSwept.delete(ctx);
+  else sessionsSwept.set(ctx, { channel: resumeAfter.channel, user: resumeAfter.user });
+  if (batch.messages.length > 0) await ingest(ctx, batch);
+  return batch.messages.length;
 }
 
 /**

@@ -24,7 +24,6 @@ import {
   statusLastError,
   type DeliveryStatus,
   type InboundMessage,
-  type ProviderName,
   type SessionKey,
   type StatusUpdate,
   type StoredMessage,
@@ -64,8 +63,7 @@ import { MIGRATIONS } from './schema.ts';
 import { StoredRate } from '../throughput.ts';
 import {
   emptyPurgeReport,
-  EXPIRE_PER_PURGE,
-  expiryEvent,
+  handOver,
   PURGE_BATCH,
   purgeHorizons,
   REDACTED_REASON,
@@ -73,6 +71,7 @@ import {
   yieldToLoop,
   type PurgeReport,
   type RetentionOptions,
+  type SweptSession,
 } from '../retention.ts';
 
 /** The store's file in its data directory. */
@@ -803,38 +802,11 @@ export class EmbeddedBackend implements Backend {
       `SELECT rowid AS id, channel, user, version, wa_id AS waId, user_id AS userId,
          json_extract(snapshot, '$.provider') AS provider, ${due} AS due
        FROM sessions WHERE rowid > ? ORDER BY rowid LIMIT ?`,
-    ).all(cutOff, this.sessionsSweptUpTo, SESSION_SWEEP) as Array<{
-      id: number;
-      channel: string;
-      user: string;
-      version: number;
-      waId: string | null;
-      userId: string | null;
-      provider: ProviderName | null;
-      due: number;
-    }>;
-    const dueRows = rows.filter((r) => r.due === 1);
-    const taken = dueRows.slice(0, EXPIRE_PER_PURGE);
-    // Past the last session, the next purge starts again from the first; with more due than one
-    // purge hands over, after the last one handed over.
-    if (taken.length < dueRows.length) this.sessionsSweptUpTo = taken.at(-1)!.id;
-    else this.sessionsSweptUpTo = rows.length < SESSION_SWEEP ? 0 : rows.at(-1)!.id;
-    const now = this.now();
-    const messages = taken.map((r) =>
-      expiryEvent(
-        {
-          channel: r.channel,
-          user: r.user,
-          version: r.version,
-          provider: r.provider ?? undefined,
-          waId: r.waId ?? undefined,
-          userId: r.userId ?? undefined,
-        },
-        now,
-      ),
-    );
-    if (messages.length > 0) await this.ingest({ messages, statuses: [], receivedAt: now });
-    return messages.length;
+    ).all(cutOff, this.sessionsSweptUpTo, SESSION_SWEEP) as Array<SweptSession & { id: number; due: number }>;
+    const { batch, resumeAfter } = handOver(rows, (r) => r.due === 1, this.now());
+    this.sessionsSweptUpTo = resumeAfter?.id ?? 0;
+    if (batch.messages.length > 0) await this.ingest(batch);
+    return batch.messages.length;
   }
 
   // --- scheduling ----------------------------------------------------------------------

@@ -4,7 +4,8 @@
 -- to send; and what the purge's expiry event names it by. A primary-key range: a page costs the
 -- same whatever the table holds.
 -- $1 channel, $2 user_id, $3 cut-off (timestamptz), $4 page size
-SELECT s.channel, s.user_id, s.wa_id, s.bsuid, s.version, s.snapshot ->> 'provider' AS provider,
+SELECT s.channel, s.user_id AS "user", s.wa_id AS "waId", s.bsuid AS "userId", s.version,
+  s.snapshot ->> 'provider' AS provider,
   (s.updated_at < $3 AND s.step IS NOT NULL AND s.snapshot -> 'awaiting' IS NULL
     AND NOT EXISTS (
       SELECT 1 FROM outbound o
