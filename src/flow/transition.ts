@@ -636,8 +636,10 @@ class BatchRun {
     const a = this.s.awaiting;
     const step = a === undefined ? undefined : this.flow!.steps.get(a.step);
     if (a === undefined || a.id !== r.effectId || step?.effect === undefined || step.id !== this.s.step) {
-      // For a visit the session has left (a reset came first): recorded, not applied, nothing sent.
-      this.note('stale_input', [m.id]);
+      // For a visit the session has left (a reset came first): recorded, not applied, nothing
+      // sent. Left for an agent (the hand-off ended the visit), it is `held` like the user's
+      // messages then: the agent sees it waited for them (outside test QA73-F5).
+      this.note(this.s.needsAgent ? 'held' : 'stale_input', [m.id]);
       return;
     }
     const eff = step.effect;
