@@ -15,7 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createBaton, type Baton } from '../../src/app.ts';
 import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
 import type { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
-import { emptyPurgeReport, type PurgeReport } from '../../src/backends/retention.ts';
+import { EXPIRE_PER_PURGE, emptyPurgeReport, type PurgeReport } from '../../src/backends/retention.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import type { Flow } from '../../src/flow/define.ts';
 import type { DeadLetter, SessionView, TransitionRecord } from '../../src/model/session.ts';
@@ -42,6 +42,8 @@ interface Rig {
   graph: FakeGraph;
   clock: { offsetMs: number };
   post(m: Msg): Promise<number>;
+  /** Posts `ms` in one webhook (Meta sends up to 1,000 updates in one POST). */
+  postAll(ms: Msg[]): Promise<number>;
   session(u: string): Promise<SessionView>;
   transitions(u: string): Promise<TransitionRecord[]>;
   settled(u: string, version: number): Promise<SessionView>;
@@ -83,8 +85,9 @@ async function rig(
     baton,
     graph,
     clock,
-    async post(m) {
-      const raw = Buffer.from(JSON.stringify(webhook([m])));
+    post: (m) => r.postAll([m]),
+    async postAll(ms) {
+      const raw = Buffer.from(JSON.stringify(webhook(ms)));
       const res = await fetch(`${url}/webhooks/whatsapp`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-hub-signature-256': signMetaBody(raw, APP_SECRET) },
@@ -346,6 +349,50 @@ async function workInProgressKept(
   await until(async () => r.graph.sent.filter(toSending).length === 2, 'the retry was not sent');
 }
 
+/** More sessions than one purge hands over (`EXPIRE_PER_PURGE`), the rest to the next purge. */
+const MANY = EXPIRE_PER_PURGE + 20;
+
+/**
+ * A purge hands over at most {@link EXPIRE_PER_PURGE} expiry events (outside test QA74-F3: 1,845 at
+ * once fired a queue-depth alert with no user writing); the next purge resumes after the last one
+ * handed over, and each session expires once. `MANY` users each say "hi" in one webhook and get
+ * the name prompt; then the clock moves past their expiry. `stored` counts the sessions the
+ * store's purge sees.
+ */
+async function expiryCapped(
+  r: Rig,
+  purge: () => Promise<PurgeReport>,
+  stored: () => Promise<number>,
+): Promise<void> {
+  const t = Math.floor(Date.now() / 1000);
+  const users = Array.from({ length: MANY }, (_, i) => `1555888${String(i).padStart(4, '0')}`);
+  expect(await r.postAll(users.map((u) => text(u, 'hi', t)))).toBe(200);
+  await until(async () => r.graph.sent.length >= MANY, 'the name prompts were not all sent');
+  for (const u of users) {
+    await until(
+      async () =>
+        (await r.baton.backend.outbound({ channel: PHONE_ID, user: u })).every((o) => o.status === 'sent'),
+      `${u}: its prompt not recorded as sent`,
+    );
+  }
+  await until(async () => (await stored()) === MANY, 'the sessions were not all stored');
+  r.clock.offsetMs = 3 * HOUR;
+  const drained = (): Promise<void> =>
+    until(async () => (await r.baton.backend.stats()).queueDepth === 0, 'the expiry events were not applied');
+  expect((await purge()).sessions).toBe(EXPIRE_PER_PURGE);
+  await drained();
+  expect((await purge()).sessions).toBe(MANY - EXPIRE_PER_PURGE);
+  await drained();
+  expect((await purge()).sessions).toBe(0);
+  const sent = r.graph.sent.length;
+  for (const u of users) {
+    const kinds = (await r.transitions(u)).map((x) => x.kind);
+    expect(kinds, u).toEqual(['advance', 'expired', 'ignored']);
+    expect((await r.session(u)).metadata.version, u).toBe(2);
+  }
+  expect(r.graph.sent.length).toBe(sent);
+}
+
 let current: Rig | undefined;
 let currentShop: FakeShop | undefined;
 const dirs: string[] = [];
@@ -524,6 +571,20 @@ describe('retention, embedded: session data', () => {
       },
     );
   });
+});
+
+describe('retention, embedded: many sessions due at once', () => {
+  it(`hands over ${EXPIRE_PER_PURGE} expiries per purge, the rest to the next, each session once (outside test QA74-F3)`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-ret-'));
+    dirs.push(dir);
+    const r = (current = await rig({ BATON_DATA_DIR: dir, ...DATA_RETENTION }));
+    const backend = r.baton.backend as EmbeddedBackend;
+    await expiryCapped(
+      r,
+      () => backend.purge(),
+      async () => (await backend.countSessions()).reduce((n, c) => n + c.sessions, 0),
+    );
+  }, 60_000);
 });
 
 describe('retention, embedded: sessions at work', () => {
@@ -709,4 +770,13 @@ describe.skipIf(!up)('retention, distributed', () => {
       },
     );
   });
+  it(`hands over ${EXPIRE_PER_PURGE} expiries per purge, the rest to the next, each session once (outside test QA74-F3)`, async () => {
+    const { r, schema } = await distributedRig(DATA_RETENTION);
+    const backend = r.baton.backend as DistributedBackend;
+    await expiryCapped(
+      r,
+      () => backend.purge(),
+      () => rows(schema, 'SELECT count(*) AS n FROM sessions WHERE version >= 1'),
+    );
+  }, 90_000);
 });
