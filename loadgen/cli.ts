@@ -201,9 +201,9 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
     ...(v.splitByIntake > 0
       ? [
           row(
-            'split by a slow intake',
+            'split over windows',
             v.splitByIntake,
-            'allowed (SPEC 1.5): a burst Baton stored further apart than its window (--buffer-ms)',
+            'allowed (SPEC 1.5): a burst Baton stored further apart than its window (--buffer-ms); a part that came where the first led is a retry there, its prompt owed',
           ),
         ]
       : []),

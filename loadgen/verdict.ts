@@ -338,8 +338,18 @@ export function judge(
       wrongReplies += 1;
       problem(`${who}: ${w}`);
     }
+    // Whether the user's bursts were split only where SPEC 1.5 allows (read once, if asked).
+    let split: boolean | undefined;
+    const splitOk = (): boolean =>
+      (split ??=
+        options.bufferMs !== undefined &&
+        u.storedAt !== undefined &&
+        splitsAllowed(trace.bursts ?? [], u.transitions, u.storedAt, options.bufferMs));
     // Duplicate prompts: a script says how many replies come in all; the order scenario visits
-    // each step once and never gives invalid input.
+    // each step once and never gives invalid input, but for the second part of a burst split
+    // where SPEC 1.5 allows it: applied at the step the first part led to, it is a retry there,
+    // and its prompt is owed (SPEC 1.6: once per retry, each retry a new version; outside test
+    // QA77-F1).
     if (trace.expectedReplies !== undefined) {
       const extra = u.replies.length - excused - trace.expectedReplies;
       if (trace.completed && extra > 0) {
@@ -348,8 +358,11 @@ export function judge(
       }
     } else {
       for (const [step, versions] of versionsByStep) {
-        if (versions.size > 1) {
-          duplicatePrompts += versions.size - 1;
+        const retries = (v: number): boolean =>
+          u.transitions.some((t) => t.version === v && t.kind === 'retry');
+        const owed = versions.size > 1 && splitOk() ? [...versions].filter(retries).length : 0;
+        if (versions.size - owed > 1) {
+          duplicatePrompts += versions.size - owed - 1;
           problem(
             `${who}: step "${step}" was prompted ${versions.size} times (versions ${[...versions].join(', ')})`,
           );
@@ -364,12 +377,7 @@ export function judge(
         problem(`${who}: every reply came but Baton has no session`);
       } else if (!sameOrder(trace.expected, u.session)) {
         if (outageSplit) splitHere = true;
-        else if (
-          options.bufferMs !== undefined &&
-          u.storedAt !== undefined &&
-          splitsAllowed(trace.bursts ?? [], u.transitions, u.storedAt, options.bufferMs)
-        )
-          splitByIntake += 1;
+        else if (splitOk()) splitByIntake += 1;
         else {
           outOfOrder += 1;
           problem(

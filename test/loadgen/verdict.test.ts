@@ -256,6 +256,67 @@ describe('judge', () => {
     expect(judged({ trace: trace(), storedAt: stored(2700) })).toMatchObject({ outOfOrder: 1 });
   });
 
+  it("a split burst's second part, a retry where the first part led, owes its prompt: no duplicate (QA77-F1)", () => {
+    // The address came as two texts, w3 and w4, stored 700 ms apart (a 500 ms window): w3 was the
+    // address, and w4 came at the confirmation, a retry there (a new version), which sends the
+    // confirmation's prompt again (SPEC 1.6).
+    const at = (ms: number): string => new Date(1_800_000_000_000 + ms).toISOString();
+    const log: TransitionEvidence[] = [
+      { version: 1, kind: 'advance', message_ids: ['w1'] },
+      { version: 2, kind: 'advance', message_ids: ['w2'] },
+      { version: 3, kind: 'advance', message_ids: ['w3'] },
+      { version: 4, kind: 'retry', message_ids: ['w4'] },
+      { version: 5, kind: 'advance', message_ids: ['w5'] },
+    ].map((t) => ({ ...t, at: at(t.version * 1000), fencing_token: 7 }));
+    const replies = [
+      'baton:order:ask_name:1',
+      'baton:order:choose_product:2',
+      'baton:order:confirm_order:3',
+      'baton:order:confirm_order:4',
+      'baton:order:completed:5',
+    ].map(reply);
+    const session = {
+      current_step: 'completed',
+      data: { ...DATA, shipping_address: '1 Main St' },
+      metadata: { version: 5 },
+    };
+    const stored = (w4: number) =>
+      new Map([
+        ['w1', 0],
+        ['w2', 1000],
+        ['w3', 2000],
+        ['w4', w4],
+        ['w5', 4000],
+      ]);
+    const judged = (over: Partial<UserEvidence>) =>
+      judge(
+        [
+          user({
+            trace: trace({ bursts: [['w3', 'w4']] }),
+            replies,
+            session,
+            transitions: log,
+            storedAt: stored(2700),
+            ...over,
+          }),
+        ],
+        new Set(),
+        { bufferMs: 500 },
+      );
+    expect(judged({})).toMatchObject({ clean: true, duplicatePrompts: 0, splitByIntake: 1 });
+    // Stored within the first part's window: the split is not allowed, and neither is the prompt.
+    expect(judged({ storedAt: stored(2400) })).toMatchObject({
+      clean: false,
+      outOfOrder: 1,
+      duplicatePrompts: 1,
+    });
+    // No burst was sent: a retry in the order scenario is a prompt too many.
+    expect(judged({ trace: trace() })).toMatchObject({ clean: false, duplicatePrompts: 1 });
+    // The step prompted again at a version that is no retry: a duplicate whatever the split.
+    const advanced = log.map((t) => (t.version === 4 ? { ...t, kind: 'advance' } : t));
+    expect(judged({ transitions: advanced })).toMatchObject({ clean: false, duplicatePrompts: 1 });
+  });
+
   it('a version gap or fork is a version error', () => {
     const gap = LOG.map((t) => (t.version === 5 ? { ...t, version: 6 } : t));
     const session = { current_step: 'completed', data: DATA, metadata: { version: 6 } };
