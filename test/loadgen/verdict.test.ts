@@ -39,6 +39,19 @@ const LOG: TransitionEvidence[] = [
   { version: 5, kind: 'advance', message_ids: ['w5'] },
 ];
 
+/** A record's write time, `ms` after a fixed instant. */
+const at = (ms: number): string => new Date(1_800_000_000_000 + ms).toISOString();
+
+/** When each message was stored: one a second, but w4 at `w4`. */
+const stored = (w4: number): Map<string, number> =>
+  new Map([
+    ['w1', 0],
+    ['w2', 1000],
+    ['w3', 2000],
+    ['w4', w4],
+    ['w5', 4000],
+  ]);
+
 function user(over: Partial<UserEvidence> = {}): UserEvidence {
   return {
     trace: trace(),
@@ -210,16 +223,7 @@ describe('judge', () => {
       data: { ...DATA, shipping_address: 'Porto' },
       metadata: { version: 5 },
     };
-    const at = (ms: number): string => new Date(1_800_000_000_000 + ms).toISOString();
     const log = LOG.map((t) => ({ ...t, at: at(t.version * 1000), fencing_token: 7 }));
-    const stored = (w4: number) =>
-      new Map([
-        ['w1', 0],
-        ['w2', 1000],
-        ['w3', 2000],
-        ['w4', w4],
-        ['w5', 4000],
-      ]);
     const burst = trace({ bursts: [['w3', 'w4']] });
     const judged = (over: Partial<UserEvidence>, bufferMs: number | null = 500) =>
       judge([user({ trace: burst, session: split, transitions: log, ...over })], new Set(), {
@@ -260,7 +264,6 @@ describe('judge', () => {
     // The address came as two texts, w3 and w4, stored 700 ms apart (a 500 ms window): w3 was the
     // address, and w4 came at the confirmation, a retry there (a new version), which sends the
     // confirmation's prompt again (SPEC 1.6).
-    const at = (ms: number): string => new Date(1_800_000_000_000 + ms).toISOString();
     const log: TransitionEvidence[] = [
       { version: 1, kind: 'advance', message_ids: ['w1'] },
       { version: 2, kind: 'advance', message_ids: ['w2'] },
@@ -280,14 +283,6 @@ describe('judge', () => {
       data: { ...DATA, shipping_address: '1 Main St' },
       metadata: { version: 5 },
     };
-    const stored = (w4: number) =>
-      new Map([
-        ['w1', 0],
-        ['w2', 1000],
-        ['w3', 2000],
-        ['w4', w4],
-        ['w5', 4000],
-      ]);
     const judged = (over: Partial<UserEvidence>) =>
       judge(
         [
