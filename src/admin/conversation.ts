@@ -6,7 +6,7 @@
  */
 import { REDACTED_REASON } from '../backends/retention.ts';
 import { isEffectResult } from '../flow/transition.ts';
-import type { MessageContent, StoredMessage } from '../model/message.ts';
+import { trustedTimestamp, type MessageContent, type StoredMessage } from '../model/message.ts';
 import type { DeadLetter, OutboundRecord, OutboundStatus, TransitionRecord } from '../model/session.ts';
 import { decodeCursor, encodeCursor } from './schemas.ts';
 
@@ -40,6 +40,12 @@ interface Sortable {
   readonly item: ConversationItem;
   readonly atMs: number;
   readonly rank: number;
+  /**
+   * Inbound: the WhatsApp timestamp Baton trusts (seconds), which orders messages stored in one
+   * millisecond as the engine applies them, before their arrival (outside test QA77-F7: two
+   * texts stored together were listed in the other order than applied). Outbound: 0.
+   */
+  readonly ts: number;
   readonly seq: number;
 }
 
@@ -96,6 +102,7 @@ function inboundItem(m: StoredMessage): Sortable {
     },
     atMs: m.storedAt,
     rank: 0,
+    ts: trustedTimestamp(m).timestamp,
     seq: m.seq,
   };
 }
@@ -135,6 +142,7 @@ function outboundItem(o: OutboundRecord): Sortable {
     },
     atMs: o.createdAt,
     rank: 1,
+    ts: 0,
     seq: o.seq,
   };
 }
@@ -191,7 +199,7 @@ export function inboundView(m: StoredMessage): ConversationItem {
 }
 
 function compare(a: Sortable, b: Sortable): number {
-  return a.atMs - b.atMs || a.rank - b.rank || a.seq - b.seq;
+  return a.atMs - b.atMs || a.rank - b.rank || a.ts - b.ts || a.seq - b.seq;
 }
 
 /** One page of the conversation, oldest first, after `cursor` (from a previous page). */
@@ -207,7 +215,7 @@ export function conversationPage(
     ...inbound.filter((m) => !isEffectResult(m) && !redactedEffectResult(m)).map(inboundItem),
     ...outbound.filter((o) => o.effect === undefined).map(outboundItem),
   ].sort(compare);
-  const after = cursor === undefined ? null : decodeCursor(cursor, 'nnn');
+  const after = cursor === undefined ? null : decodeCursor(cursor, 'nnnn');
   const from =
     after === null
       ? all
@@ -217,14 +225,15 @@ export function conversationPage(
               item: x.item,
               atMs: after[0] as number,
               rank: after[1] as number,
-              seq: after[2] as number,
+              ts: after[2] as number,
+              seq: after[3] as number,
             }) > 0,
         );
   const page = from.slice(0, limit);
   const last = page.at(-1);
   return {
     messages: page.map((x) => x.item),
-    next_cursor: from.length > limit && last ? encodeCursor([last.atMs, last.rank, last.seq]) : null,
+    next_cursor: from.length > limit && last ? encodeCursor([last.atMs, last.rank, last.ts, last.seq]) : null,
   };
 }
 

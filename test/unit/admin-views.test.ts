@@ -122,6 +122,31 @@ describe('dashboard views escape every value', () => {
     expect(m).toContain('status-failed');
   });
 
+  it('lists messages stored in one millisecond as the engine applies them: by WhatsApp timestamp, then arrival (outside test QA77-F7)', () => {
+    // "Ana" arrived first but was sent a second after "hi" (their webhooks crossed); "Silva" came
+    // with "Ana"'s second; a far-future stamp counts as the storage time (SPEC 1.5), the second
+    // "hi" was sent in, and it arrived first.
+    const at = (id: string, timestamp: number, seq: number, body: string): StoredMessage => ({
+      ...inbound,
+      id,
+      timestamp,
+      seq,
+      content: { type: 'text', body },
+    });
+    const msgs = [
+      at('w.ana', 1_750_000_001, 1, 'Ana'),
+      at('w.hi', 1_750_000_000, 2, 'hi'),
+      at('w.silva', 1_750_000_001, 3, 'Silva'),
+      at('w.future', 1_750_009_999, 0, 'from the future'),
+    ];
+    const ids = (page: { messages: readonly { id: string }[] }): string[] => page.messages.map((m) => m.id);
+    expect(ids(conversationPage(msgs, [], 10))).toEqual(['w.future', 'w.hi', 'w.ana', 'w.silva']);
+    // Pages follow the same order.
+    const first = conversationPage(msgs, [], 2);
+    expect(ids(first)).toEqual(['w.future', 'w.hi']);
+    expect(ids(conversationPage(msgs, [], 2, first.next_cursor!))).toEqual(['w.ana', 'w.silva']);
+  });
+
   it('shows the start of a long message, the rest folded, both escaped and nothing lost (outside test QA64-F3)', () => {
     // 1,499 letters, then an emoji (two UTF-16 units) as the 1,500th character: not split.
     const long = `${'a'.repeat(1_499)}\u{1F600}${EVIL}${'&'.repeat(100)}${'b'.repeat(2_000)}`;
