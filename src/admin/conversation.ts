@@ -8,7 +8,7 @@ import { REDACTED_REASON } from '../backends/retention.ts';
 import { isEffectResult } from '../flow/transition.ts';
 import { trustedTimestamp, type MessageContent, type StoredMessage } from '../model/message.ts';
 import type { DeadLetter, OutboundRecord, OutboundStatus, TransitionRecord } from '../model/session.ts';
-import { decodeCursor, encodeCursor } from './schemas.ts';
+import { decodeCursor, encodeCursor, MESSAGE_CURSOR } from './schemas.ts';
 
 /** One line of the conversation, as `GET /sessions/:waId/messages` answers it. */
 export interface ConversationItem {
@@ -215,7 +215,7 @@ export function conversationPage(
     ...inbound.filter((m) => !isEffectResult(m) && !redactedEffectResult(m)).map(inboundItem),
     ...outbound.filter((o) => o.effect === undefined).map(outboundItem),
   ].sort(compare);
-  const after = cursor === undefined ? null : decodeCursor(cursor, 'nnnn');
+  const after = cursor === undefined ? null : decodeCursor(cursor, MESSAGE_CURSOR);
   const from =
     after === null
       ? all

@@ -61,10 +61,12 @@ const sessionCursor = z
   .string()
   .refine((c) => decodeCursor(c, 'ss') !== null, 'is not a cursor from a previous page');
 
-/** The conversation cursor: `[at ms, direction rank, seq]`. */
+/** The conversation cursor's shape: `[at ms, direction rank, WhatsApp timestamp, seq]`. */
+export const MESSAGE_CURSOR = 'nnnn';
+
 const messageCursor = z
   .string()
-  .refine((c) => decodeCursor(c, 'nnn') !== null, 'is not a cursor from a previous page');
+  .refine((c) => decodeCursor(c, MESSAGE_CURSOR) !== null, 'is not a cursor from a previous page');
 
 /** A wa_id, a BSUID, a phone_number_id or a gateway session id. */
 const ident = z
