@@ -80,6 +80,10 @@ export const ERROR_CODES = {
     message: 'The request was not complete in time (headers within 10 s, the whole request within 30 s)',
   },
   BATON_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'Request headers are too large' },
+  BATON_ERR_BODIES_BUSY: {
+    status: 503,
+    message: 'Too many large bodies are being received at once; retry later',
+  },
   BATON_ERR_INTERNAL: { status: 500, message: 'Internal error' },
   BATON_ERR_FLOW_REPLY: { status: 500, message: 'A reply built by flow code breaks a WhatsApp limit' },
   BATON_ERR_FLOW_SLOW: {

@@ -23,6 +23,7 @@ import type { Provider, SkippedItem } from '../providers/index.ts';
 import type { QueuedWebhook } from './amqp-intake.ts';
 import { dropPipelinedTooFar, guardConnections, limitPipelining } from './connection-guard.ts';
 import { KnownSenders } from './known-senders.ts';
+import { LARGE_BODIES_BUDGET, limitLargeBodies } from './body-budget.ts';
 import { keepUnreadable, unreadableLetters } from './unreadable.ts';
 import { registerAdmin, type AdminDeps } from '../admin/api.ts';
 import { registerDashboard } from '../admin/dashboard.ts';
@@ -100,6 +101,8 @@ export interface HttpLimits {
   readonly slowHeadersMs: number;
   /** Near the cap, requests whose body is not complete this long after their headers are closed. */
   readonly slowBodyMs: number;
+  /** Bytes of large bodies received at once; see body-budget.ts. */
+  readonly largeBodiesBytes: number;
 }
 
 export const DEFAULT_HTTP_LIMITS: HttpLimits = {
@@ -110,6 +113,7 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   maxPerAddress: 512,
   slowHeadersMs: 1_000,
   slowBodyMs: 2_000,
+  largeBodiesBytes: LARGE_BODIES_BUDGET,
 };
 
 export interface ServerDeps extends AdminDeps {
@@ -162,7 +166,12 @@ function fromThisMachine(req: FastifyRequest): boolean {
     isLoopback(req.socket.remoteAddress) &&
     req.raw.httpVersion !== '1.0' &&
     isLoopbackHost(h.host) &&
-    PROXY_HEADERS.every((name) => h[name] === undefined)
+    // A second Host (Node keeps the first), or a request line naming a host (a proxy's absolute
+    // form): not a request made here directly (outside test QA76-F7).
+    req.raw.rawHeaders.filter((name, i) => i % 2 === 0 && name.toLowerCase() === 'host').length === 1 &&
+    !/^[a-z][a-z\d+.-]*:/i.test(req.raw.url ?? '') &&
+    PROXY_HEADERS.every((name) => h[name] === undefined) &&
+    !Object.keys(h).some((name) => PROXY_HEADER_PREFIXES.some((prefix) => name.startsWith(prefix)))
   );
 }
 
@@ -199,6 +208,9 @@ const PROXY_HEADERS = [
   'x-forwarded-proto',
   'x-original-forwarded-for',
 ] as const;
+
+/** Families of proxy headers: `X-Forwarded-Server`, `X-Forwarded-Port`, Envoy's own (QA76-F7). */
+const PROXY_HEADER_PREFIXES = ['x-forwarded-', 'x-envoy-', 'x-original-'] as const;
 
 /**
  * A request a web browser made: browsers mark their requests with `Sec-Fetch-Site` and their
@@ -384,6 +396,17 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   // then answered it a second time, 408 after the 401 (outside test QA18-F3).
   // And while draining (a stop with `BATON_DRAIN_MS`) every answer closes its connection: one hook
   // for both, on the webhooks' path.
+  // Large bodies received at once are bounded before any is read (outside test QA76-F1).
+  limitLargeBodies(
+    app,
+    { bodyLimit: BODY_LIMIT, drainLimit: DRAIN_LIMIT, budget: limits.largeBodiesBytes },
+    (reply, tooLarge) => {
+      if (!tooLarge) return void sendError(reply.header('retry-after', '1'), 'BATON_ERR_BODIES_BUSY');
+      const provider = webhookProvider(reply.request.url);
+      if (provider) deps.metrics.webhooks.inc({ provider, outcome: 'too_large' });
+      void sendError(reply, 'BATON_ERR_BODY_TOO_LARGE');
+    },
+  );
   const draining = deps.draining ?? (() => false);
   app.addHook('onSend', (req, reply, payload, done) => {
     if (!req.raw.complete || draining()) reply.header('connection', 'close');

@@ -332,3 +332,82 @@ describe('a client that pipelines requests without reading the answers', () => {
     }
   });
 });
+
+describe('large bodies received at once', () => {
+  /** Sends a POST's headers declaring `length` bytes, and `sent` of them; the rest never comes. */
+  async function begin(url: string, length: number, sent = 1): Promise<Raw> {
+    const r = await open(url);
+    r.socket.write(
+      `POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n` +
+        '{'.padEnd(sent, ' '),
+    );
+    return r;
+  }
+
+  /** The status line and headers a raw request got within 2 s, or '' if none. */
+  async function answer(r: Raw): Promise<string> {
+    await Promise.race([r.closed, new Promise((res) => setTimeout(res, 2_000))]);
+    return r.data().split('\r\n\r\n', 1)[0]!;
+  }
+
+  it('are bounded before any is read: a large one over the budget is answered 503 at once, small webhooks still 200 (outside test QA76-F1)', async () => {
+    // 200 unsigned 4 MiB posts at a time held 1.4 GB and delayed signed webhooks' answers by 17 s.
+    const h = await startHarness({}, { http: { largeBodiesBytes: 2 * 1024 * 1024 } });
+    const held: Raw[] = [];
+    try {
+      held.push(await begin(h.url, 1_500_000));
+      await new Promise((r) => setTimeout(r, 50));
+      const busy = await begin(h.url, 1_000_000);
+      held.push(busy);
+      const head = await answer(busy);
+      expect(head).toMatch(/^HTTP\/1\.1 503/);
+      expect(head.toLowerCase()).toContain('retry-after: 1');
+      expect(head.toLowerCase()).toContain('connection: close');
+      expect(busy.data()).toContain('BATON_ERR_BODIES_BUSY');
+      expect(busy.socket.readableEnded || busy.socket.destroyed).toBe(true);
+      // One declared over the body limit is still 413 (SPEC 3), answered at once.
+      const huge = await begin(h.url, 4 * 1024 * 1024 + 1);
+      held.push(huge);
+      expect(await answer(huge)).toMatch(/^HTTP\/1\.1 413/);
+      // A small webhook is never refused for it.
+      const user = '15550770001';
+      expect((await h.post(webhook([text(user, 'hi', Math.floor(Date.now() / 1000))]))).status).toBe(200);
+      // Once the first one is gone and a second has passed, a large body is read again (and, unsigned
+      // here, refused for its signature only once it is all in).
+      held[0]!.socket.destroy();
+      await new Promise((r) => setTimeout(r, 1_100));
+      const later = await begin(h.url, 300_000, 300_000);
+      held.push(later);
+      expect(await answer(later)).toMatch(/^HTTP\/1\.1 (401|400)/);
+    } finally {
+      for (const r of held) r.socket.destroy();
+      await h.close();
+    }
+  });
+
+  it('over a second, take in at most the budget: bodies sent as fast as loopback allows are refused past it', async () => {
+    const h = await startHarness({}, { http: { largeBodiesBytes: 2 * 1024 * 1024 } });
+    try {
+      const statuses: number[] = [];
+      const body = Buffer.alloc(600_000, 0x20);
+      body[0] = 0x7b;
+      body[body.length - 1] = 0x7d;
+      // One at a time (never two at once), 20 of 600 KB: 12 MB, which the budget takes in over
+      // 5 s; loopback sends them in well under that, even on a busy machine.
+      for (let i = 0; i < 20; i++) {
+        const res = await fetch(`${h.url}/webhooks/whatsapp`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
+        statuses.push(res.status);
+        await res.arrayBuffer();
+      }
+      expect(statuses).toContain(503);
+      // The first ones fit the burst the budget allows; the others are refused unread.
+      expect(statuses.slice(0, 3).every((s) => s !== 503)).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+});

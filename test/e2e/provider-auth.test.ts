@@ -351,6 +351,10 @@ describe('a Cloud API route with no app secret configured', () => {
         { 'true-client-ip': '203.0.113.9' },
         { 'fastly-client-ip': '203.0.113.9' },
         { 'x-forwarded-proto': 'https' },
+        // Any of those families (outside test QA76-F7).
+        { 'x-forwarded-server': 'proxy.example' },
+        { 'x-forwarded-port': '443' },
+        { 'x-envoy-external-address': '203.0.113.9' },
       ];
       for (const [i, headers] of relayed.entries()) {
         expect(await unsignedFrom(h, '127.0.0.1', `1555000940${i}`, headers), JSON.stringify(headers)).toBe(
@@ -393,6 +397,26 @@ describe('a Cloud API route with no app secret configured', () => {
       expect(await viaSocket('1.0')).toMatch(/^HTTP\/1\.[01] 401 /);
       expect(await h.baton.backend.findSessions('15550009901')).toEqual([]);
       expect(await viaSocket('1.1')).toMatch(/^HTTP\/1\.1 200 /);
+      // A second Host, or a request line in a proxy's absolute form (outside test QA76-F7).
+      const raw = async (line: string, extra: string, user: string): Promise<string> => {
+        const b = JSON.stringify(webhook([text(user, 'hi', 1_750_000_000)]));
+        const socket = connect(Number(port), '127.0.0.1');
+        socket.write(
+          `${line}\r\nHost: localhost\r\n${extra}Connection: close\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(b)}\r\n\r\n${b}`,
+        );
+        let answer = '';
+        for await (const chunk of socket) answer += String(chunk);
+        return answer.split('\r\n', 1)[0]!;
+      };
+      expect(await raw('POST /webhooks/whatsapp HTTP/1.1', 'Host: evil.example\r\n', '15550009902')).toMatch(
+        / 401 /,
+      );
+      expect(await raw('POST http://evil.example/webhooks/whatsapp HTTP/1.1', '', '15550009903')).toMatch(
+        / 401 /,
+      );
+      expect(await h.baton.backend.findSessions('15550009902')).toEqual([]);
+      expect(await h.baton.backend.findSessions('15550009903')).toEqual([]);
     } finally {
       await h.close();
     }
