@@ -3,7 +3,8 @@
  * in Redis's Lua (cjson refuses a lone UTF-16 surrogate) and in PostgreSQL (text refuses
  * U+0000), and a session's key must be one the admin API can name. So every string is made
  * well formed (a lone surrogate or a NUL becomes U+FFFD), and an item whose channel or sender is
- * not an id (see {@link ID_PATTERN}), or whose message id is absurdly long, is skipped and
+ * not an id (see {@link ID_PATTERN}), or whose message id is absurdly long or held what was made
+ * U+FFFD, is skipped and
  * reported like any other item that cannot be stored, never left to fail a whole webhook.
  * @module
  */
@@ -77,13 +78,23 @@ function messageProblem(m: InboundMessage): string | null {
   // reply ids then collide and whose shared lease one of them holds for good.
   if (m.user.includes(':')) return 'sender is not an id (it holds a colon)';
   if (m.id.length > MAX_MESSAGE_ID) return `message id longer than ${MAX_MESSAGE_ID} characters`;
+  if (m.id.includes('\uFFFD')) return UNREADABLE_ID;
   return null;
 }
+
+/**
+ * A message id holding U+FFFD: it held a NUL or a lone surrogate (made U+FFFD above), or U+FFFD
+ * itself, which no WhatsApp id does. Stored, `wamid.C\u0000X` and `wamid.C\uD800X` would be one id,
+ * and the second message a duplicate of the first, never in the transition log nor in the dead
+ * letters (outside test QA76-F2).
+ */
+const UNREADABLE_ID = 'message id holds a NUL, a lone surrogate or U+FFFD (no WhatsApp id does)';
 
 function statusProblem(s: StatusUpdate): string | null {
   if (!ID_PATTERN.test(s.channel)) return 'channel is not an id';
   if (s.recipient !== '' && !ID_PATTERN.test(s.recipient)) return 'recipient is not an id';
   if (s.messageId.length > MAX_MESSAGE_ID) return `message id longer than ${MAX_MESSAGE_ID} characters`;
+  if (s.messageId.includes('\uFFFD')) return UNREADABLE_ID;
   return null;
 }
 

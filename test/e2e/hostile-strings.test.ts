@@ -73,11 +73,25 @@ describe.each(cases)('hostile strings on the %s backend', (_name, available, set
         // A browser resolves these path segments, even encoded: the dashboard could not name them.
         msg('.', 'wamid.HS.DOT', '"hi"'),
         msg('..', 'wamid.HS.DOTDOT', '"hi"'),
+        // Message ids that would all be stored as `wamid.HS.\uFFFD`: the later ones duplicates of
+        // the first, in no record and no dead letter (outside test QA76-F2). Each is skipped.
+        msg('15550007014', 'wamid.HS.\\ufffd', '"first"'),
+        msg('15550007014', 'wamid.HS.\\u0000', '"second"'),
+        msg('15550007014', 'wamid.HS.\\ud800', '"third"'),
       ]);
       const r = await h.post(undefined, { raw: body });
       expect(r.status).toBe(200);
       expect(await r.json()).toEqual({ received: 1, duplicates: 0 });
       await h.settled(fine, 1);
+      // Reported where an agent looks: each skipped one is a dead letter of its own.
+      const letters = (await (await h.admin('/dead-letters')).json()) as {
+        dead_letters: Array<{ reason: string; payload: unknown }>;
+      };
+      const texts = letters.dead_letters
+        .filter((d) => d.reason.includes('U+FFFD'))
+        .map((d) => JSON.stringify(d.payload));
+      expect(texts).toHaveLength(3);
+      for (const t of ['first', 'second', 'third']) expect(texts.some((x) => x.includes(t))).toBe(true);
     },
   );
 });
