@@ -177,6 +177,26 @@ export function registerDashboard(
           .send(layout({ title, csrf: auth.csrfFor(cookie), flows, body }));
       const toSignIn = (reply: FastifyReply) => reply.code(303).header('location', '/admin').send();
 
+      // A mistyped dashboard address is a page that says so, as an unknown session's or flow's is
+      // (it was the API's JSON: outside test QA77-F3). The API's and other methods' stay JSON.
+      dash.setNotFoundHandler(async (req, reply) => {
+        const path = req.url.split('?', 1)[0]!;
+        if ((req.method !== 'GET' && req.method !== 'HEAD') || path.startsWith('/admin/api/'))
+          return reply
+            .code(404)
+            .send({ error: `No route ${req.method} ${path.slice(0, 200)}`, code: 'BATON_ERR_NOT_FOUND' });
+        const cookie = await signedIn(req);
+        if (cookie === null) return toSignIn(reply);
+        return page(
+          reply,
+          cookie,
+          'Not found',
+          html`<p class="error" id="not-found">There is no page <code>${path}</code>.</p>
+            <p><a href="/admin">Back to the overview</a></p>`,
+          404,
+        );
+      });
+
       dash.get('/assets/dashboard.js', async (_req, reply) =>
         reply.type('text/javascript; charset=utf-8').send(SCRIPT),
       );

@@ -53,6 +53,27 @@ describe('dashboard sign-in and CSRF', () => {
     expect(other.headers.get('location')).toBe('/admin');
   });
 
+  it('answers a mistyped dashboard address with a page, the API with JSON (outside test QA77-F3)', async () => {
+    const c = await cookie();
+    const r = await fetch(`${h.url}/admin/nonexistent?x=<b>`, { headers: { cookie: c } });
+    expect(r.status).toBe(404);
+    expect(r.headers.get('content-type')).toMatch(/^text\/html/);
+    const body = await r.text();
+    expect(body).toContain('There is no page <code>/admin/nonexistent</code>');
+    expect(body).toContain('href="/admin"');
+    // Not signed in: to the sign-in, as every page.
+    const anon = await fetch(`${h.url}/admin/nonexistent`, { redirect: 'manual' });
+    expect(anon.status).toBe(303);
+    expect(anon.headers.get('location')).toBe('/admin');
+    // The API, and what is no page, stay JSON.
+    const api = await fetch(`${h.url}/admin/api/nonexistent`, { headers: { cookie: c } });
+    expect(api.status).toBe(404);
+    expect(await api.json()).toMatchObject({ code: 'BATON_ERR_NOT_FOUND' });
+    const post = await fetch(`${h.url}/admin/nonexistent`, { method: 'POST', headers: { cookie: c } });
+    expect(post.status).toBe(404);
+    expect(await post.json()).toMatchObject({ code: 'BATON_ERR_NOT_FOUND' });
+  });
+
   it('refuses a wrong token with 401 and no cookie', async () => {
     const r = await signIn('nope');
     expect(r.status).toBe(401);
