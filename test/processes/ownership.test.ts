@@ -44,6 +44,17 @@ function deadPid(): number {
   return Number(r.stdout);
 }
 
+describe('the start line', () => {
+  it('says a process on every address listens on every address, and where to reach it here (outside test QA77-F6)', async () => {
+    const e = { ...(await env(tempDir())), HOST: '0.0.0.0' };
+    const p = await spawnBaton(['start'], e);
+    procs.push(p);
+    expect(p.output()).toContain(
+      `listening on http://0.0.0.0:${e.PORT} (every address; on this machine http://127.0.0.1:${e.PORT})`,
+    );
+  });
+});
+
 describe('one process per data directory', () => {
   it('a second baton start on the same directory exits 1 naming the directory and the holder', async () => {
     const dir = tempDir();
