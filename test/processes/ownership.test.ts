@@ -47,10 +47,11 @@ function deadPid(): number {
 describe('the start line', () => {
   it('says a process on every address listens on every address, and where to reach it here (outside test QA77-F6)', async () => {
     const e = { ...(await env(tempDir())), HOST: '0.0.0.0' };
+    const port = e['PORT']!;
     const p = await spawnBaton(['start'], e);
     procs.push(p);
     expect(p.output()).toContain(
-      `listening on http://0.0.0.0:${e.PORT} (every address; on this machine http://127.0.0.1:${e.PORT})`,
+      `listening on http://0.0.0.0:${port} (every address; on this machine http://127.0.0.1:${port})`,
     );
   });
 });
