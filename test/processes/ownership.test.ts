@@ -46,7 +46,7 @@ function deadPid(): number {
 
 describe('the start line', () => {
   it('says a process on every address listens on every address, and where to reach it here (outside test QA77-F6)', async () => {
-    const e = { ...(await env(tempDir())), HOST: '0.0.0.0' };
+    const e: Record<string, string> = { ...(await env(tempDir())), HOST: '0.0.0.0' };
     const port = e['PORT']!;
     const p = await spawnBaton(['start'], e);
     procs.push(p);
