@@ -116,7 +116,8 @@ export async function oneOf(
   reply: FastifyReply,
 ): Promise<SessionSnapshot | null> {
   if (found.length === 0) {
-    await fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such session');
+    // The id it was asked for, as the CLI says it in either mode (outside test QA77-F9).
+    await fail(reply, 'BATON_ERR_NOT_FOUND', {}, `No session for ${waId}`);
     return null;
   }
   if (found.length > 1) {

@@ -439,7 +439,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     channel: string | undefined,
   ) => {
     const found = await b.backend.findSessions(waId, channel);
-    if (found.length === 0) throw new BatonError('BATON_ERR_NOT_FOUND', `no session for ${waId}`);
+    if (found.length === 0) throw new BatonError('BATON_ERR_NOT_FOUND', `No session for ${waId}`);
     if (found.length > 1) {
       const named = sessionNamedBy(found, waId);
       if (named) return named;

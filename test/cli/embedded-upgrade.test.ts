@@ -59,5 +59,5 @@ it('a session command refuses a store of an older schema and leaves it as it is;
     stdout: `migrated (embedded): already up to date (schema ${MIGRATIONS.length})\n`,
   });
   const s = await runBaton(['session', 'show', '15550001111'], env);
-  expect(s).toMatchObject({ code: 1, stdout: '', stderr: 'baton: no session for 15550001111\n' });
+  expect(s).toMatchObject({ code: 1, stdout: '', stderr: 'baton: No session for 15550001111\n' });
 }, 90_000);

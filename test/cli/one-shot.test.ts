@@ -82,7 +82,7 @@ describeServices('one-shot commands on a distributed store', () => {
       stdout: 'migrated (distributed): already up to date\n',
     });
     const s = await runBaton(['session', 'show', '15550001111'], env);
-    expect(s).toMatchObject({ code: 1, stdout: '', stderr: 'baton: no session for 15550001111\n' });
+    expect(s).toMatchObject({ code: 1, stdout: '', stderr: 'baton: No session for 15550001111\n' });
   }, 60_000);
 
   it('migrate with Redis away: one line saying why, no log line before it (outside test QA6-L7)', async () => {

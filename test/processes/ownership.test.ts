@@ -45,7 +45,7 @@ function deadPid(): number {
 }
 
 describe('the start line', () => {
-  it('says a process on every address listens on every address, and where to reach it here (outside test QA77-F6)', async () => {
+  it('says a process on every address listens on every address, and where to reach it here (outside test QA77-F6); the CLI beside it names an unknown user (F9)', async () => {
     const e: Record<string, string> = { ...(await env(tempDir())), HOST: '0.0.0.0' };
     const port = e['PORT']!;
     const p = await spawnBaton(['start'], e);
@@ -53,6 +53,10 @@ describe('the start line', () => {
     expect(p.output()).toContain(
       `listening on http://0.0.0.0:${port} (every address; on this machine http://127.0.0.1:${port})`,
     );
+    // Asked through it (its admin API), an unknown user is named as a one-shot command names it
+    // (outside test QA77-F9: "No such session" here, "no session for <id>" there).
+    const r = await runBaton(['session', 'show', '15550000404'], e);
+    expect(r).toMatchObject({ code: 1, stderr: 'baton: No session for 15550000404\n' });
   });
 });
 
