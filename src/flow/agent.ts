@@ -151,12 +151,14 @@ export function takeSession(
     throw new BatonError(
       'BATON_ERR_TAKEN_BY_OTHER',
       `${holder} has taken this session; send "take_over": true to take it over`,
+      { details: { holder } },
     );
   }
   if (seenAgent !== undefined && holder !== seenAgent && holder !== agent) {
     throw new BatonError(
       'BATON_ERR_TAKEN_BY_OTHER',
       `${holder ?? 'nobody'} has this session now, not ${seenAgent ?? 'nobody'} as you saw; look again before taking it`,
+      holder === null ? undefined : { details: { holder } },
     );
   }
   if (prev.needsAgent) {

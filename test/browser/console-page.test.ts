@@ -145,6 +145,29 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     expect((await lastRecord(u)).worker).toBe('agent:Dana');
   });
 
+  it('two agents taking at once: the one who lost is told in words, and the second press takes it over (outside test QA77-F2)', async () => {
+    const u = '15550701060';
+    await waiting(u);
+    await page.fill('#agent-name', 'Dana');
+    await openSession(page, u);
+    // Eve takes it through the API after Dana's page was drawn, before Dana presses Take.
+    const eve = await h.admin(`/sessions/${u}/agent`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ agent: 'Eve' }),
+    });
+    expect(eve.status).toBe(200);
+    await page.click('#take button[type="submit"]');
+    await page.waitForFunction(() => (document.querySelector('#take .error')?.textContent ?? '') !== '');
+    const said = await page.locator('#take .error').innerText();
+    expect(said).toContain('Eve has taken this session since this page was drawn.');
+    expect(said).toMatch(/Press ".+" again to do it anyway\./);
+    expect(said).not.toContain('take_over');
+    expect((await h.session(u))!.metadata.agent).toBe('Eve');
+    await page.click('#take button[type="submit"]');
+    await h.until(async () => (await h.session(u))!.metadata.agent === 'Dana');
+  });
+
   it('F16 (page): a take sends the version the page showed; a stale page is refused', async () => {
     const u = '15550701002';
     await waiting(u);

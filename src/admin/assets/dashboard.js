@@ -33,6 +33,18 @@
     showError(form, lead + ' Press "' + label + '" again to do it anyway.');
   }
 
+  // Sets (or adds) a hidden field of the form.
+  function setHidden(form, name, value) {
+    var input = form.querySelector('input[type="hidden"][name="' + name + '"]');
+    if (!input) {
+      input = document.createElement('input');
+      input.type = 'hidden';
+      input.name = name;
+      form.appendChild(input);
+    }
+    input.value = value;
+  }
+
   function showError(form, text) {
     var slot = form.querySelector('.error');
     if (slot) slot.textContent = text;
@@ -480,8 +492,25 @@
             pressAgain(form, submit, data.holder + ' has this session now, not you (' + body.agent + ').');
             return;
           }
+          // A colleague took the session since this page drew the take (a race of two takes):
+          // said in words, and the second press takes it over from them (it read "send
+          // take_over: true": outside test QA77-F2).
+          if (
+            r.status === 409 &&
+            data &&
+            data.code === 'BATON_ERR_TAKEN_BY_OTHER' &&
+            form.id === 'take' &&
+            typeof data.holder === 'string'
+          ) {
+            setHidden(form, 'from', data.holder);
+            setHidden(form, 'take_over', 'true');
+            pressAgain(form, submit, data.holder + ' has taken this session since this page was drawn.');
+            return;
+          }
           if (!r.ok) {
-            var reason = data && typeof data.error === 'string' ? data.error : 'HTTP ' + r.status;
+            // The API names the body's field ("body: text must not be empty"): the form is the body.
+            var reason =
+              data && typeof data.error === 'string' ? data.error.replace(/^body: /, '') : 'HTTP ' + r.status;
             showError(form, reason);
             return;
           }
