@@ -263,6 +263,11 @@ describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
       expect(JSON.parse(twice.body)).toMatchObject({ code: 'BATON_ERR_VERIFY_TOKEN' });
       const long = await call(via, 'GET', qs('').replace('=42', `=${'9'.repeat(513)}`), { token: null });
       expect(long.status).toBe(403);
+      // Said as what it is, not as a token that does not match (outside test QA76-F8).
+      expect(JSON.parse(long.body)).toMatchObject({
+        code: 'BATON_ERR_VERIFY_TOKEN',
+        error: expect.stringContaining('hub.challenge must be given once, at most 512 characters'),
+      });
       const longest = await call(via, 'GET', qs('').replace('=42', `=${'9'.repeat(512)}`), { token: null });
       expect(longest).toEqual({ status: 200, body: '9'.repeat(512) });
     });
