@@ -508,6 +508,12 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
       const o: GraphFlags = { ...flags, format: flags.format ?? formatOfFile(flags.output) ?? 'mermaid' };
       if (!(GRAPH_FORMATS as readonly string[]).includes(o.format))
         throw new UsageError(`--format must be ${GRAPH_FORMATS.join(', ')}; got "${o.format}"`);
+      // A file named for one format holding another is no picture either (outside test QA77-F5).
+      const named = formatOfFile(o.output);
+      if (named !== undefined && named !== o.format)
+        throw new UsageError(
+          `--format ${o.format} does not match --output ${o.output} (a ${named} file's name): change one, or leave --format out`,
+        );
       // A PNG's bytes would garble the terminal: a file or a pipe, said before anything is drawn.
       if (o.format === 'png' && o.output === undefined && process.stdout.isTTY === true)
         throw new UsageError('--format png writes binary: give --output <file>, or pipe it (> flow.png)');

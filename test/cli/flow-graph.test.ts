@@ -78,12 +78,37 @@ it("--output's extension chooses the format when --format is not given (outside 
       expect(await run(['flow', 'graph', 'order', '--output', join(dir, file)], () => undefined)).toBe(0);
       expect(readFileSync(join(dir, file), 'utf8').trimStart()).toMatch(new RegExp(`^${start}`));
     }
-    // Said explicitly, the format stands.
-    const named = join(dir, 'named.svg');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it("--format that contradicts --output's extension is a usage error (exit 2), nothing written (outside test QA77-F5)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-graph-'));
+  try {
+    for (const [format, file, named] of [
+      ['svg', 'x.png', 'png'],
+      ['mermaid', 'b.svg', 'svg'],
+      ['png', 'c.mmd', 'mermaid'],
+    ] as const) {
+      stderr.mockClear();
+      const output = join(dir, file);
+      expect(
+        await run(['flow', 'graph', 'order', '--format', format, '--output', output], () => undefined),
+      ).toBe(2);
+      expect(stderr.mock.calls.map((c) => String(c[0])).join('')).toContain(
+        `--format ${format} does not match --output ${output} (a ${named} file's name)`,
+      );
+      expect(() => readFileSync(output)).toThrow();
+    }
+    // Agreeing, or a name that says no format, is drawn as asked.
     expect(
-      await run(['flow', 'graph', 'order', '--format', 'mermaid', '--output', named], () => undefined),
+      await run(
+        ['flow', 'graph', 'order', '--format', 'mermaid', '--output', join(dir, 'g.txt')],
+        () => undefined,
+      ),
     ).toBe(0);
-    expect(readFileSync(named, 'utf8')).toMatch(/^stateDiagram/);
+    expect(readFileSync(join(dir, 'g.txt'), 'utf8')).toMatch(/^stateDiagram/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
