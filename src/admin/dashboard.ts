@@ -177,16 +177,19 @@ export function registerDashboard(
           .send(layout({ title, csrf: auth.csrfFor(cookie), flows, body }));
       const toSignIn = (reply: FastifyReply) => reply.code(303).header('location', '/admin').send();
 
-      // A mistyped dashboard address is a page that says so, as an unknown session's or flow's is
-      // (it was the API's JSON: outside test QA77-F3). The API's and other methods' stay JSON.
+      // A mistyped dashboard address is a page that says so for a signed-in agent, as an unknown
+      // session's or flow's is (it was the API's JSON: outside test QA77-F3). The API's, other
+      // methods' and anybody else's stay the JSON every unknown route answers.
       dash.setNotFoundHandler(async (req, reply) => {
         const path = req.url.split('?', 1)[0]!;
-        if ((req.method !== 'GET' && req.method !== 'HEAD') || path.startsWith('/admin/api/'))
+        const cookie =
+          (req.method !== 'GET' && req.method !== 'HEAD') || path.startsWith('/admin/api/')
+            ? null
+            : await signedIn(req);
+        if (cookie === null)
           return reply
             .code(404)
             .send({ error: `No route ${req.method} ${path.slice(0, 200)}`, code: 'BATON_ERR_NOT_FOUND' });
-        const cookie = await signedIn(req);
-        if (cookie === null) return toSignIn(reply);
         return page(
           reply,
           cookie,

@@ -61,10 +61,10 @@ describe('dashboard sign-in and CSRF', () => {
     const body = await r.text();
     expect(body).toContain('There is no page <code>/admin/nonexistent</code>');
     expect(body).toContain('href="/admin"');
-    // Not signed in: to the sign-in, as every page.
+    // Not signed in: the JSON any unknown route answers.
     const anon = await fetch(`${h.url}/admin/nonexistent`, { redirect: 'manual' });
-    expect(anon.status).toBe(303);
-    expect(anon.headers.get('location')).toBe('/admin');
+    expect(anon.status).toBe(404);
+    expect(await anon.json()).toMatchObject({ code: 'BATON_ERR_NOT_FOUND' });
     // The API, and what is no page, stay JSON.
     const api = await fetch(`${h.url}/admin/api/nonexistent`, { headers: { cookie: c } });
     expect(api.status).toBe(404);
