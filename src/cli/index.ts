@@ -240,10 +240,13 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
     const base = url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
     // On every address, say so: the URL Fastify gives is one of them, 127.0.0.1 (outside test
     // QA77-F6: `HOST=0.0.0.0` printed "listening on http://127.0.0.1:...").
-    const wildcard = config.host === '0.0.0.0' || config.host === '::';
-    const where = wildcard
-      ? `http://${config.host === '::' ? '[::]' : config.host}:${new URL(url).port} (every address; on this machine ${url})`
-      : url;
+    const { port } = new URL(url);
+    const where =
+      config.host === '0.0.0.0'
+        ? `http://0.0.0.0:${port} (every address; on this machine ${url})`
+        : config.host === '::'
+          ? `http://[::]:${port} (every address; on this machine http://[::1]:${port})`
+          : url;
     out(`Baton ${versionLine()} (${baton.backend.kind}) listening on ${where}`);
     const [first, ...others] = baton.engine.flowIds;
     out(`Flows: ${first} (new sessions start here)${others.length > 0 ? `, ${others.join(', ')}` : ''}`);

@@ -207,6 +207,19 @@ const PROXY_HEADERS = [
   'x-forwarded-host',
   'x-forwarded-proto',
   'x-original-forwarded-for',
+  // And what other proxies, platforms and CDNs name their client with (outside test QA78-F4).
+  'x-forwarded',
+  'forwarded-for',
+  'x-cluster-client-ip',
+  'x-proxyuser-ip',
+  'x-originating-ip',
+  'client-ip',
+  'fly-client-ip',
+  'x-vercel-forwarded-for',
+  'cloudfront-viewer-address',
+  'x-azure-clientip',
+  'x-appengine-user-ip',
+  'cf-ray',
 ] as const;
 
 /** Families of proxy headers: `X-Forwarded-Server`, `X-Forwarded-Port`, Envoy's own (QA76-F7). */

@@ -385,6 +385,29 @@ describe('large bodies received at once', () => {
     }
   });
 
+  it('a large body still trickling 2 s after its headers gives its share up to one that needs it (outside test QA78-F1)', async () => {
+    // Eight uploads declaring 4 MiB and sending a byte a second held the whole budget until the
+    // request timeout, and every real large webhook was refused meanwhile.
+    const h = await startHarness({}, { http: { largeBodiesBytes: 2 * 1024 * 1024 } });
+    const held: Raw[] = [];
+    try {
+      const slow = await begin(h.url, 1_500_000);
+      held.push(slow);
+      await new Promise((r) => setTimeout(r, 2_300));
+      const real = await begin(h.url, 1_000_000, 1_000_000);
+      held.push(real);
+      // Read whole and judged (unsigned here: 401, or 400), not refused for room.
+      expect(await answer(real)).toMatch(/^HTTP\/1\.1 (401|400)/);
+      expect(await Promise.race([slow.closed, new Promise((r) => setTimeout(() => r(-1), 1_000))])).not.toBe(
+        -1,
+      );
+      expect(slow.data()).toBe('');
+    } finally {
+      for (const r of held) r.socket.destroy();
+      await h.close();
+    }
+  });
+
   it('over a second, take in at most the budget: bodies sent as fast as loopback allows are refused past it', async () => {
     const h = await startHarness({}, { http: { largeBodiesBytes: 2 * 1024 * 1024 } });
     try {

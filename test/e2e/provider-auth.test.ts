@@ -355,6 +355,11 @@ describe('a Cloud API route with no app secret configured', () => {
         { 'x-forwarded-server': 'proxy.example' },
         { 'x-forwarded-port': '443' },
         { 'x-envoy-external-address': '203.0.113.9' },
+        // Other platforms' own (outside test QA78-F4).
+        { 'x-cluster-client-ip': '203.0.113.9' },
+        { 'fly-client-ip': '203.0.113.9' },
+        { 'cloudfront-viewer-address': '203.0.113.9:443' },
+        { 'cf-ray': '8a1b2c3d4e5f-LHR' },
       ];
       for (const [i, headers] of relayed.entries()) {
         expect(await unsignedFrom(h, '127.0.0.1', `1555000940${i}`, headers), JSON.stringify(headers)).toBe(
