@@ -16,7 +16,7 @@ import { conversationPage } from './conversation.ts';
 import { flowPicture } from './flow-picture.ts';
 import { flowMermaid } from '../graph/index.ts';
 import { html, type Html } from './html.ts';
-import { adminErrorHandler } from './http.ts';
+import { adminErrorHandler, fail } from './http.ts';
 import { inboxPage, liveLeaseView, stepCounts } from './reads.ts';
 import {
   deadLetterAfter,
@@ -187,9 +187,7 @@ export function registerDashboard(
             ? null
             : await signedIn(req);
         if (cookie === null)
-          return reply
-            .code(404)
-            .send({ error: `No route ${req.method} ${path.slice(0, 200)}`, code: 'BATON_ERR_NOT_FOUND' });
+          return fail(reply, 'BATON_ERR_NOT_FOUND', {}, `No route ${req.method} ${path.slice(0, 200)}`);
         return page(
           reply,
           cookie,
