@@ -33,8 +33,11 @@ export function unreadableLetters(
         // than any Meta payload is cut (thousands of levels overflowed the stack: QA42-F1).
         const raw = wellFormedDeep(s.raw ?? null);
         const json = JSON.stringify(raw) ?? 'null';
-        // The same item delivered again (Meta retries) is the same letter.
-        const id = `unreadable_${createHash('sha256').update(`${provider}\n${json}`).digest('hex').slice(0, 32)}`;
+        // The same item delivered again (Meta retries) is the same letter; two items that differ
+        // only in what became U+FFFD above are two (the id is made of the item as it came, where
+        // JSON escapes a NUL and a lone surrogate each its own way: QA78-F5).
+        const asCame = JSON.stringify(s.raw ?? null) ?? 'null';
+        const id = `unreadable_${createHash('sha256').update(`${provider}\n${asCame}`).digest('hex').slice(0, 32)}`;
         return {
           id,
           kind: 'unreadable',

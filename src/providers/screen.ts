@@ -126,7 +126,9 @@ export function screenBatch(
     const m = withUsableUserId(wellFormedDeep(raw));
     const problem = messageProblem(m);
     if (problem === null) messages.push(m);
-    else skipped.push({ kind: 'message', id: reportedId(m.id), reason: problem, raw: m });
+    // Kept as it came, before U+FFFD stood in: two ids that differ only in what became U+FFFD are
+    // two letters, not one (QA78-F5).
+    else skipped.push({ kind: 'message', id: reportedId(m.id), reason: problem, raw });
   }
   for (const raw of batch.statuses) {
     const s = wellFormedDeep(raw);

@@ -78,6 +78,9 @@ describe.each(cases)('hostile strings on the %s backend', (_name, available, set
         msg('15550007014', 'wamid.HS.\\ufffd', '"first"'),
         msg('15550007014', 'wamid.HS.\\u0000', '"second"'),
         msg('15550007014', 'wamid.HS.\\ud800', '"third"'),
+        // Look-alikes, the same text from the same sender: two letters, not one (QA78-F5).
+        msg('15550007015', 'wamid.HS.LA\\u0000', '"look-alike"'),
+        msg('15550007015', 'wamid.HS.LA\\udfff', '"look-alike"'),
       ]);
       const r = await h.post(undefined, { raw: body });
       expect(r.status).toBe(200);
@@ -90,7 +93,8 @@ describe.each(cases)('hostile strings on the %s backend', (_name, available, set
       const texts = letters.dead_letters
         .filter((d) => d.reason.includes('U+FFFD'))
         .map((d) => JSON.stringify(d.payload));
-      expect(texts).toHaveLength(3);
+      expect(texts).toHaveLength(5);
+      expect(texts.filter((x) => x.includes('look-alike'))).toHaveLength(2);
       for (const t of ['first', 'second', 'third']) expect(texts.some((x) => x.includes(t))).toBe(true);
     },
   );
