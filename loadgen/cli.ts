@@ -203,7 +203,7 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
           row(
             'split over windows',
             v.splitByIntake,
-            'allowed (SPEC 1.5): a burst Baton stored further apart than its window (--buffer-ms); a part that came where the first led is a retry there, its prompt owed',
+            'allowed (SPEC 1.5): a burst Baton stored further apart than its window (--buffer-ms); a part that came where the first led is a retry there, its prompt owed; an older part is late, and the reply its step owed never comes',
           ),
         ]
       : []),

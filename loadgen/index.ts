@@ -38,7 +38,7 @@ import type { ConversationScript } from '../src/simulate/script.ts';
 import { startReplySink, type ReplySink } from './sink.ts';
 import { seededRandom, summarize, type LatencySummary } from './stats.ts';
 import {
-  endedOutOfOrder,
+  mayBeSplit,
   judge,
   type SessionEvidence,
   type TransitionEvidence,
@@ -486,7 +486,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         // Whether a split burst was allowed rests on when Baton stored its parts.
         if (options.bufferMs !== undefined) {
           evidence = await mapLimit(evidence, 16, async (u) =>
-            endedOutOfOrder(u)
+            mayBeSplit(u)
               ? { ...u, storedAt: await storedTimes(base, token, channel, u.trace.waId, retryMs) }
               : u,
           );

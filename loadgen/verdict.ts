@@ -25,8 +25,9 @@
  * Baton did what it must.
  *
  * With `bufferMs` (the target's `BATON_BUFFER_MS`) and the storage time of each of a user's
- * messages (`storedAt`, read only for users whose session is not what they sent), a burst Baton
- * stored further apart than the window is `splitByIntake`, not out of order: SPEC 1.5 joins
+ * messages (`storedAt`, read only for users whose session is not what they sent or who miss a
+ * reply), a burst Baton stored further apart than the window is `splitByIntake`, not out of
+ * order, and a reply owed for an older part recorded `late` is not lost: SPEC 1.5 joins
  * messages stored within the window of a batch's first one, and a webhook that waited its turn
  * on a starved machine was stored after the window closed. A split where a later batch holds a
  * message stored within an earlier batch's window is still out of order.
@@ -140,15 +141,18 @@ const VERSIONLESS = new Set(['stale_input', 'late', 'held', 'ignored']);
 const MAX_PROBLEMS = 25;
 
 /**
- * Whether a user's session is not what they sent, so that their messages' storage times are
- * worth reading (`UserEvidence.storedAt`) before judging.
+ * Whether a user's burst may have been split where SPEC 1.5 allows it, so that their messages'
+ * storage times are worth reading (`UserEvidence.storedAt`) before judging: their session is not
+ * what they sent, or a reply never came and a message was recorded `late`.
  */
-export function endedOutOfOrder(u: UserEvidence): boolean {
-  return (
+export function mayBeSplit(u: UserEvidence): boolean {
+  const endedOutOfOrder =
     u.trace.completed &&
     u.trace.expected !== null &&
     u.session !== null &&
-    !sameOrder(u.trace.expected, u.session)
+    !sameOrder(u.trace.expected, u.session);
+  return (
+    endedOutOfOrder || (u.trace.missingReplies.length > 0 && u.transitions.some((t) => t.kind === 'late'))
   );
 }
 
@@ -280,7 +284,19 @@ export function judge(
     // QA66-F6: "Sato" started a session, "hi" and "Farah75" were late, the product prompt never
     // came). Counted apart with --crashes, as an outage-split order is.
     const outageSplit = options.crashes === true && u.transitions.some((t) => t.kind === 'late');
+    // Whether the user's bursts were split only where SPEC 1.5 allows (read once, if asked).
+    let split: boolean | undefined;
+    const splitOk = (): boolean =>
+      (split ??=
+        options.bufferMs !== undefined &&
+        u.storedAt !== undefined &&
+        splitsAllowed(trace.bursts ?? [], u.transitions, u.storedAt, options.bufferMs));
+    // The same for a split SPEC 1.5 allows: a later part holding an older message records it
+    // `late`, and the reply its step owed never comes (outside test QA78-F3: `--shuffle
+    // --buffer-ms 5` counted those as lost).
+    const lateSplit = (): boolean => u.transitions.some((t) => t.kind === 'late') && splitOk();
     let splitHere = false;
+    let splitAllowed = false;
     for (const id of unaccounted[i]!) {
       problem(
         allPending
@@ -291,6 +307,10 @@ export function judge(
     for (const step of trace.missingReplies) {
       if (!waiting && outageSplit) {
         splitHere = true;
+        continue;
+      }
+      if (!waiting && lateSplit()) {
+        splitAllowed = true;
         continue;
       }
       if (waiting) waitingReplies += 1;
@@ -338,13 +358,6 @@ export function judge(
       wrongReplies += 1;
       problem(`${who}: ${w}`);
     }
-    // Whether the user's bursts were split only where SPEC 1.5 allows (read once, if asked).
-    let split: boolean | undefined;
-    const splitOk = (): boolean =>
-      (split ??=
-        options.bufferMs !== undefined &&
-        u.storedAt !== undefined &&
-        splitsAllowed(trace.bursts ?? [], u.transitions, u.storedAt, options.bufferMs));
     // Duplicate prompts: a script says how many replies come in all; the order scenario visits
     // each step once and never gives invalid input, but for the second part of a burst split
     // where SPEC 1.5 allows it: applied at the step the first part led to, it is a retry there,
@@ -377,7 +390,7 @@ export function judge(
         problem(`${who}: every reply came but Baton has no session`);
       } else if (!sameOrder(trace.expected, u.session)) {
         if (outageSplit) splitHere = true;
-        else if (splitOk()) splitByIntake += 1;
+        else if (splitOk()) splitAllowed = true;
         else {
           outOfOrder += 1;
           problem(
@@ -389,6 +402,7 @@ export function judge(
     }
 
     if (splitHere) splitByOutage += 1;
+    else if (splitAllowed) splitByIntake += 1;
 
     // Versions: +1 per state change, unchanged by versionless records, no gaps or forks.
     let v = 0;

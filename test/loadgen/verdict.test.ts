@@ -312,6 +312,61 @@ describe('judge', () => {
     expect(judged({ transitions: advanced })).toMatchObject({ clean: false, duplicatePrompts: 1 });
   });
 
+  it('a reply owed for a message recorded late in a split SPEC 1.5 allows is counted apart, not lost (QA78-F3)', () => {
+    // hi (w1), then the name sent as w2 and w2b, shuffled: "Sato" (w2b) was stored first, alone
+    // in its window (a 5 ms buffer); w2 came 700 ms later, older, and was recorded late. The
+    // product prompt the user waits for is owed by nobody.
+    const log: TransitionEvidence[] = [
+      { version: 1, kind: 'advance', message_ids: ['w1'], at: at(1000), fencing_token: 7 },
+      { version: 2, kind: 'advance', message_ids: ['w2b'], at: at(2000), fencing_token: 7 },
+      { version: 2, kind: 'late', message_ids: ['w2'], at: at(3000), fencing_token: 7 },
+    ];
+    const times = (w2: number) =>
+      new Map([
+        ['w1', 0],
+        ['w2b', 1000],
+        ['w2', w2],
+      ]);
+    const stranded = (over: Partial<UserEvidence> = {}) =>
+      user({
+        trace: trace({
+          completed: false,
+          missingReplies: ['choose_product'],
+          sentIds: ['w1', 'w2', 'w2b'],
+          ackedIds: new Set(['w1', 'w2', 'w2b']),
+          bursts: [['w2', 'w2b']],
+        }),
+        replies: [reply('baton:order:ask_name:1')],
+        session: {
+          current_step: 'choose_product',
+          data: { customer_name: 'Sato' },
+          metadata: { version: 2 },
+        },
+        transitions: log,
+        storedAt: times(1700),
+        ...over,
+      });
+    expect(judge([stranded()], new Set(), { bufferMs: 5 })).toMatchObject({
+      clean: true,
+      lostReplies: 0,
+      splitByIntake: 1,
+    });
+    // Stored within the window, yet split: the reply is lost.
+    expect(judge([stranded({ storedAt: times(1004) })], new Set(), { bufferMs: 5 })).toMatchObject({
+      clean: false,
+      lostReplies: 1,
+      splitByIntake: 0,
+    });
+    // No late record: nothing excuses the missing reply.
+    const noLate = log.map((t) => (t.kind === 'late' ? { ...t, version: 3, kind: 'advance' } : t));
+    expect(judge([stranded({ transitions: noLate })], new Set(), { bufferMs: 5 })).toMatchObject({
+      clean: false,
+      lostReplies: 1,
+    });
+    // No window given: the split cannot be shown allowed.
+    expect(judge([stranded()], new Set())).toMatchObject({ clean: false, lostReplies: 1 });
+  });
+
   it('a version gap or fork is a version error', () => {
     const gap = LOG.map((t) => (t.version === 5 ? { ...t, version: 6 } : t));
     const session = { current_step: 'completed', data: DATA, metadata: { version: 6 } };
