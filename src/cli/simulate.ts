@@ -26,7 +26,7 @@ export class SimulateUsageError extends Error {}
 export function configureSimulateCommand(cmd: Command): Command {
   return cmd
     .description('a local WhatsApp: chat with your bot in the terminal through real, signed webhooks')
-    .option('--url <url>', 'base URL of a running Baton', 'http://127.0.0.1:3000')
+    .option('--url <url>', 'base URL of a running Baton (default: http://127.0.0.1:3000)')
     .option('--start', 'start an embedded Baton on a free port that sends to the simulator')
     .option('--flows <module>', 'BATON_FLOWS for --start (default: $BATON_FLOWS, else the reference bot)')
     .option('--secret <secret>', "the target's WHATSAPP_APP_SECRET (default: $WHATSAPP_APP_SECRET)")
@@ -75,6 +75,9 @@ export async function runSimulateCommand(f: SimulateFlags): Promise<number> {
     throw new SimulateUsageError(`--url must be a URL, got "${f.url ?? ''}"`);
   }
   if (f.shopStub && !f.start) throw new SimulateUsageError('--shop-stub needs --start');
+  // It was ignored: the simulator started its own Baton (outside test QA80-F5).
+  if (f.url !== undefined && f.start)
+    throw new SimulateUsageError('--url names a running Baton and --start starts one: give one of them');
   if (f.flows !== undefined && !f.start) {
     throw new SimulateUsageError(
       '--flows needs --start (a Baton already running serves its own BATON_FLOWS)',

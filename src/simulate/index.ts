@@ -51,6 +51,8 @@ interface Target {
   readonly adminToken: string | undefined;
   /** An embedded Baton's: where to look at it while the simulator runs. */
   readonly about?: readonly string[];
+  /** Its buffer window: how long a message may wait before its turn begins. */
+  readonly bufferMs: number;
   readonly stop: () => Promise<void>;
 }
 
@@ -134,6 +136,7 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
       secret,
       adminToken: b.adminToken,
       about: aboutEmbedded(b, url, dir, o.env),
+      bufferMs: b.config.bufferMs,
       stop: async () => {
         await b.stop();
         await shop?.close();
@@ -148,6 +151,9 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
   }
 }
 
+/** The signals that end a simulator the way Ctrl-C does: its embedded Baton and data go too. */
+const STOP_SIGNALS = ['SIGTERM', 'SIGHUP'] as const;
+
 /** Runs the simulator; returns the exit code (0, or 1 when a script's replies did not come). */
 export async function simulate(o: SimulateOptions): Promise<number> {
   const graph = await startFakeGraphApi({ port: o.graphPort ?? 0 });
@@ -155,6 +161,12 @@ export async function simulate(o: SimulateOptions): Promise<number> {
   const write = (line: string): void => {
     o.output.write(`${line}\n`);
   };
+  // A closed terminal (SIGHUP) or a `kill` (SIGTERM) stopped the process and left the embedded
+  // Baton's temporary directory, its admin token and conversations in it (outside test QA80-F2).
+  // Now the chat ends as at Ctrl-C; a script, mid-step, is cut short the same way.
+  const stopped = new AbortController();
+  const onSignal = (): void => stopped.abort();
+  for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
   try {
     target = o.start
       ? await startEmbedded(o, graph)
@@ -162,8 +174,10 @@ export async function simulate(o: SimulateOptions): Promise<number> {
           url: o.url ?? 'http://127.0.0.1:3000',
           secret: o.secret ?? o.env.WHATSAPP_APP_SECRET,
           adminToken: o.env.ADMIN_TOKEN,
+          bufferMs: bufferMsOf(o.env),
           stop: async () => undefined,
         };
+    if (stopped.signal.aborted) return 1;
     const sim = new Simulator({
       url: target.url,
       graph,
@@ -193,7 +207,11 @@ export async function simulate(o: SimulateOptions): Promise<number> {
       intro.forEach(write);
       sim.onAction((a) => formatAction(a).forEach(write));
       sim.onReply((r) => formatReply(r).forEach(write));
-      const result = await runScript(sim, script, write);
+      const result = await Promise.race([
+        runScript(sim, script, write),
+        new Promise<null>((resolve) => stopped.signal.addEventListener('abort', () => resolve(null))),
+      ]);
+      if (result === null) return 1;
       await sim.drain();
       if (result.ok) write(`script passed: ${result.stepsPassed} steps, every expected reply came`);
       else {
@@ -209,25 +227,52 @@ export async function simulate(o: SimulateOptions): Promise<number> {
       ? undefined
       : `no reply yet. Is that Baton sending to this simulator? Start it with WHATSAPP_API_BASE_URL=${graph.url}` +
         ` (its replies go wherever that points; /admin shows them as sent).`;
-    return await chat(sim, o, intro, hint);
+    return await chat(sim, o, { intro, bufferMs: target.bufferMs, stopped: stopped.signal }, hint);
   } finally {
+    for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
     await target?.stop();
     await graph.close();
   }
 }
 
-/** The interactive chat: a readline prompt; replies are printed above it as they arrive. */
+/** The window a Baton started with this environment waits (`BATON_BUFFER_MS`, else its default). */
+function bufferMsOf(env: SimulateOptions['env']): number {
+  try {
+    return loadConfig({ BATON_BUFFER_MS: env.BATON_BUFFER_MS }).bufferMs;
+  } catch {
+    return loadConfig({}).bufferMs;
+  }
+}
+
+/**
+ * After the last line of input (Ctrl-D, or the end of a piped file), how long the chat stays to
+ * show the replies still due: until nothing has been posted nor received for the target's buffer
+ * window and {@link SETTLE_MS} more, and at most {@link SETTLE_CAP_MS}.
+ */
+const SETTLE_MS = 1000;
+const SETTLE_CAP_MS = 15_000;
+
+/**
+ * The interactive chat: a readline prompt; replies are printed above it as they arrive. Without a
+ * terminal (input piped in, output to a file) there is no prompt: each line sent is printed as the
+ * user's (it printed both, `user 1 > user 1 > hi`: outside test QA80-F1).
+ */
 async function chat(
   sim: Simulator,
   o: SimulateOptions,
-  intro: readonly string[],
+  at: { readonly intro: readonly string[]; readonly bufferMs: number; readonly stopped: AbortSignal },
   silenceHint?: string,
 ): Promise<number> {
+  const { intro } = at;
   const tty = o.output.isTTY === true;
   const paint: Paint = tty && o.env.NO_COLOR === undefined ? ANSI : PLAIN;
   const rl = createInterface({ input: o.input, output: o.output, terminal: tty });
   const promptText = (): string => paint.user(`user ${sim.currentLabel} > `);
-  rl.setPrompt(promptText());
+  const prompt = (): void => {
+    rl.setPrompt(tty ? promptText() : '');
+    if (tty) rl.prompt();
+  };
+  rl.setPrompt(tty ? promptText() : '');
   const above = (lines: string[]): void => {
     if (tty) o.output.write('\r\x1b[K');
     for (const l of lines) o.output.write(`${l}\n`);
@@ -237,8 +282,10 @@ async function chat(
   let replied = false;
   let hinted = false;
   let silence: NodeJS.Timeout | undefined;
+  let lastActivity = Date.now();
   sim.onReply((r) => {
     replied = true;
+    lastActivity = Date.now();
     clearTimeout(silence);
     above(formatReply(r, paint));
   });
@@ -254,32 +301,54 @@ async function chat(
   };
   if (!tty) sim.onAction((a) => above(formatAction(a, paint)));
   above([...intro, paint.dim('Type a message; a number picks a button or row; /help lists commands.')]);
-  rl.prompt();
+  prompt();
   let queue = Promise.resolve();
+  let quit = false;
+  const onStop = (): void => {
+    quit = true;
+    rl.close();
+  };
+  at.stopped.addEventListener('abort', onStop);
   await new Promise<void>((resolve) => {
     rl.on('line', (line) => {
       queue = queue.then(async () => {
+        if (quit) return;
         try {
           const res = await sim.handleLine(line);
+          if (res.posted.length > 0) lastActivity = Date.now();
           if (res.info.length > 0) above(res.info.map((l) => paint.dim(l)));
           waitForReply(res.posted);
           if (res.quit) {
+            quit = true;
             rl.close();
             return;
           }
         } catch (err) {
           above([paint.dim(`could not reach Baton: ${err instanceof Error ? err.message : String(err)}`)]);
         }
-        rl.setPrompt(promptText());
-        rl.prompt();
+        prompt();
       });
     });
     rl.on('close', () => resolve());
   });
   await queue;
+  at.stopped.removeEventListener('abort', onStop);
+  // The end of input, not /quit nor a signal: the replies already due are shown before leaving
+  // (a piped conversation ended before any came: QA80-F1).
+  if (!quit && !at.stopped.aborted) await settle(() => lastActivity, at.bufferMs + SETTLE_MS, at.stopped);
   clearTimeout(silence);
   await sim.drain();
   return 0;
+}
+
+/** Waits until `last()` is `quietMs` old, at most {@link SETTLE_CAP_MS}, or until `stopped`. */
+async function settle(last: () => number, quietMs: number, stopped: AbortSignal): Promise<void> {
+  const cap = Date.now() + SETTLE_CAP_MS;
+  while (!stopped.aborted && Date.now() < cap) {
+    const wait = last() + quietMs - Date.now();
+    if (wait <= 0) return;
+    await new Promise((r) => setTimeout(r, Math.min(wait, cap - Date.now(), 100)));
+  }
 }
 
 /** How long a message may go unanswered before the simulator says why that may be. */

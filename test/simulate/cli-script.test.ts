@@ -183,5 +183,9 @@ export default defineFlow({
     const alone = await baton(['simulate', '--port', '4000', '--url', 'http://127.0.0.1:9']);
     expect(alone.code).toBe(2);
     expect(alone.stderr).toBe('baton: --port needs --start (else --url names the Baton)\n');
+    // --url beside --start was ignored: the simulator started its own (outside test QA80-F5).
+    const both = await baton(['simulate', '--start', '--url', 'http://127.0.0.1:9']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toBe('baton: --url names a running Baton and --start starts one: give one of them\n');
   }, 30_000);
 });
