@@ -66,6 +66,11 @@ export function configWarnings(config: Config, env: Readonly<Record<string, stri
     warnings.push(
       'BATON_ALERT_WEBHOOK_URL is set, but no alert is: set BATON_ALERT_QUEUE_DEPTH, BATON_ALERT_OLDEST_MS, BATON_ALERT_UNSENT_MS or BATON_ALERT_WORKERS.',
     );
+  // The key alone turns nothing on: the route answers 404 without a secret (outside test QA80-F6).
+  if (config.wasender.apiKey !== undefined && config.wasender.webhookSecret === undefined)
+    warnings.push(
+      'WASENDER_API_KEY is set, but WASENDER_WEBHOOK_SECRET is not: POST /webhooks/wasender answers 404 until it is (set it to the webhook secret of your WASender session).',
+    );
   return warnings;
 }
 

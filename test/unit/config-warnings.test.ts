@@ -34,6 +34,13 @@ describe('configuration warnings', () => {
     expect(warnings({})).toEqual([]);
   });
 
+  it('a WASender key without the webhook secret (the route stays off; outside test QA80-F6)', () => {
+    expect(warnings({ WASENDER_API_KEY: 'k' })).toEqual([
+      'WASENDER_API_KEY is set, but WASENDER_WEBHOOK_SECRET is not: POST /webhooks/wasender answers 404 until it is (set it to the webhook secret of your WASender session).',
+    ]);
+    expect(warnings({ WASENDER_API_KEY: 'k', WASENDER_WEBHOOK_SECRET: 's' })).toEqual([]);
+  });
+
   it('a short ADMIN_TOKEN on an address other machines reach, and only there (outside test QA64-F5)', () => {
     const tokenWarning = (env: Record<string, string>): string | undefined =>
       shortAdminTokenWarning(loadConfig(env));
