@@ -416,6 +416,46 @@ describeServices('the intake log (a Redis without AOF)', () => {
     expect(await logged()).toBeLessThanOrEqual(1);
   }, 60_000);
 
+  // Read once at start, a Redis that stopped keeping every write later left webhooks acknowledged
+  // with no durable copy anywhere: 40 of 40 lost at the next restart (outside test QA79-F1).
+  it('turns on when Redis stops keeping every write: CONFIG SET at run time, or restarted without AOF', async () => {
+    const hold = { BATON_BUFFER_MS: '60000' }; // acknowledged, never processed before the crash
+    for (const how of ['config set', 'restarted without AOF'] as const) {
+      const { h, redis, logged } = await rig(true, hold);
+      const backend = h.baton.backend as DistributedBackend;
+      // On: a webhook is logged. Probes until one is (each a message of its own).
+      let probes = 0;
+      const turnedOn = async (): Promise<boolean> => {
+        const res = await h.post(webhook([text('15550501019', `probe ${probes}`, ts + probes)]));
+        if (res.status === 200) probes += 1;
+        return (await logged()) > 0;
+      };
+      expect(await turnedOn()).toBe(false);
+      if (how === 'config set') {
+        const admin = new Redis(redis.url);
+        await admin.config('SET', 'appendonly', 'no');
+        admin.disconnect();
+      } else {
+        await redis.kill();
+        await redis.restart({ persist: false });
+      }
+      await h.until(turnedOn, 10_000);
+      const before = await logged();
+      const users = ['15550501011', '15550501012', '15550501013'];
+      for (const u of users) expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
+      expect(await logged()).toBe(before + users.length);
+      // Redis dies with what it was never told to keep; the log puts it back.
+      await redis.kill();
+      await redis.restart({ persist: false });
+      await h.until(async () => (await backend.health()).redis, 10_000);
+      for (const u of users)
+        await h.until(
+          async () => (await backend.pending({ channel: PHONE_ID, user: u }, 10)).length === 1,
+          10_000,
+        );
+    }
+  }, 90_000);
+
   it('stays off with a Redis that fsyncs every write, and when BATON_INTAKE_LOG=off', async () => {
     const durable = await rig(true);
     expect((await durable.h.post(webhook([text('15550501003', 'hi', ts)]))).status).toBe(200);

@@ -17,8 +17,11 @@ export interface PrivateRedis {
   readonly url: string;
   /** SIGKILLs the server by PID and waits for its exit (at once when it is not running). */
   kill(): Promise<void>;
-  /** Starts it again on the same port and directory: it replays its AOF. */
-  restart(): Promise<void>;
+  /**
+   * Starts it again on the same port and directory: it replays its AOF. With `persist`, with
+   * those settings instead (a supervisor restarting it with another configuration).
+   */
+  restart(o?: { persist?: boolean }): Promise<void>;
   /** Kills it and removes its directory. */
   stop(): Promise<void>;
 }
@@ -42,8 +45,8 @@ export async function startPrivateRedis(o: { persist?: boolean; port?: number } 
     port,
     url: `redis://127.0.0.1:${port}`,
     kill: () => killHard(server),
-    async restart() {
-      server = await spawnRedis(port, dir, persist);
+    async restart(again = {}) {
+      server = await spawnRedis(port, dir, again.persist ?? persist);
     },
     async stop() {
       await killHard(server);

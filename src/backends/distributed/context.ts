@@ -158,6 +158,13 @@ export interface Context {
    * in intake-log.ts), so that a batch does not close without what Redis lost of it; null otherwise.
    */
   restorePass: Promise<void> | null;
+  /**
+   * With `BATON_INTAKE_LOG=auto` and the log off (Redis kept every write at start): the watch on
+   * Redis's persistence settings (lifecycle.ts), and the check intake waits for after Redis was
+   * away (it may be back with other settings); null otherwise.
+   */
+  persistenceTimer: NodeJS.Timeout | null;
+  persistenceCheck: Promise<void> | null;
 }
 
 /** The group committer's work (commit.ts): copy these sessions' journals to PostgreSQL. */
@@ -245,6 +252,8 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     intakeLog: null,
     restoring: null,
     restorePass: null,
+    persistenceTimer: null,
+    persistenceCheck: null,
     intake:
       options.bufferMs > 0
         ? new IntakeWatermarks({

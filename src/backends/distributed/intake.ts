@@ -46,7 +46,9 @@ export function consumedKey(m: { channel: string; user: string; id: string }): s
 }
 
 export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestResult> {
-  // Redis back from an outage: what it lost goes back first (lifecycle.ts).
+  // Redis back from an outage: whether it still keeps every write is known first, and what it
+  // lost goes back first (lifecycle.ts).
+  if (ctx.persistenceCheck !== null) await ctx.persistenceCheck;
   if (ctx.restoring !== null) await ctx.restoring;
   // A message named by a business-scoped user id alone goes to the phone number's session it
   // came with last (user-aliases.ts).

@@ -11,7 +11,7 @@ import { StreamFlusher } from './flusher.ts';
 import { migrate } from './migrate.ts';
 import { evictionWarning, persistenceGap } from './persistence.ts';
 import { IntakeLog, restoreAfterOutages } from './intake-log.ts';
-import { masterNodes, nodeAddress, plainRedisAt, readerClient } from './redis-client.ts';
+import { masterNodes, nodeAddress, onNodeChange, plainRedisAt, readerClient } from './redis-client.ts';
 import { followUp, r, redisError } from './redis-calls.ts';
 import { isRedisUnavailable } from './redis-errors.ts';
 
@@ -169,14 +169,12 @@ export async function init(ctx: Context): Promise<void> {
       );
   }
   if (mode === 'on' || (mode === 'auto' && volatile)) {
-    ctx.intakeLog = new IntakeLog(ctx.pg);
-    ctx.deferred.setDelay(VOLATILE_DEFERRED_COPY_MS);
+    intakeLogOn(ctx);
     ctx.log.info(
       { intakeLog: mode },
       'intake log on: each webhook is also written to PostgreSQL before it is answered, and what Redis loses is restored from there',
     );
-    restoreAfterOutages(ctx);
-  }
+  } else if (mode === 'auto') watchPersistence(ctx);
   if (ctx.opts.flusher !== false) {
     const conn = await readerClient(ctx.redis, 10_000);
     conn.on('error', (err: Error) => redisError(ctx, err));
@@ -197,9 +195,69 @@ export async function init(ctx: Context): Promise<void> {
   ctx.initialized = true;
 }
 
+/** Turns the intake log on (for good: see intake-log.ts). */
+function intakeLogOn(ctx: Context): void {
+  ctx.intakeLog = new IntakeLog(ctx.pg);
+  ctx.deferred.setDelay(VOLATILE_DEFERRED_COPY_MS);
+  restoreAfterOutages(ctx);
+}
+
+/** How often a process whose intake log is off reads Redis's persistence settings again, ms. */
+export const PERSISTENCE_CHECK_MS = 1000;
+
+/**
+ * With `BATON_INTAKE_LOG=auto`, the log off because Redis kept every write at start: Redis's
+ * settings are read again every {@link PERSISTENCE_CHECK_MS} and whenever Redis is back from an
+ * outage (intake waits for that read), and the log is turned on the moment one would lose an
+ * acknowledged webhook. Read at start only, `CONFIG SET appendonly no`, or a Redis restarted
+ * without AOF by its supervisor, left webhooks acknowledged with no durable copy anywhere: 40 of
+ * 40 lost at the next restart (outside test QA79-F1). What the watch leaves: webhooks stored in
+ * the second before a runtime `CONFIG SET` was seen.
+ */
+function watchPersistence(ctx: Context): void {
+  const check = async (): Promise<void> => {
+    if (ctx.closed || ctx.intakeLog !== null) return;
+    const nodes = masterNodes(ctx.redis);
+    for (const node of nodes) {
+      const gap = await persistenceGap(node);
+      if (gap === null || ctx.intakeLog !== null) continue;
+      intakeLogOn(ctx);
+      const where = nodes.length > 1 ? ` (cluster node ${nodeAddress(node)})` : '';
+      ctx.log.warn(
+        { redis: 'persistence', intakeLog: 'auto' },
+        `Redis no longer keeps every write: ${gap.setting}${where}. The intake log is on from now: each webhook is also written to PostgreSQL before it is answered (or ${gap.fix}, and restart Baton's processes to turn it off)`,
+      );
+      clearInterval(ctx.persistenceTimer ?? undefined);
+      return;
+    }
+  };
+  const checked = (): Promise<void> =>
+    check().catch((err: unknown) => {
+      // Redis away again: the next 'ready' checks. Intake answers 503 meanwhile.
+      if (!isRedisUnavailable(err)) ctx.log.warn({ err: String(err) }, 'Redis persistence check failed');
+    });
+  let running: Promise<void> | null = null;
+  ctx.persistenceTimer = setInterval(() => {
+    running ??= checked().finally(() => (running = null));
+  }, PERSISTENCE_CHECK_MS);
+  ctx.persistenceTimer.unref();
+  const afterOutage = (): void => {
+    if (ctx.intakeLog !== null) return;
+    const gate: Promise<void> = checked().finally(() => {
+      if (ctx.persistenceCheck === gate) ctx.persistenceCheck = null;
+    });
+    ctx.persistenceCheck = gate;
+  };
+  ctx.redis.on('ready', afterOutage);
+  onNodeChange(ctx.redis, () => {
+    if (ctx.initialized) afterOutage();
+  });
+}
+
 export async function close(ctx: Context): Promise<void> {
   if (ctx.closed) return;
   ctx.closed = true;
+  if (ctx.persistenceTimer) clearInterval(ctx.persistenceTimer);
   ctx.clock?.stop();
   // This ingress's watermark entry goes: it receives nothing more.
   const leaving = ctx.intake?.close();

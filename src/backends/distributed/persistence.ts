@@ -5,6 +5,7 @@
  * @module
  */
 import type { Redis } from 'ioredis';
+import { isRedisUnavailable } from './redis-errors.ts';
 
 async function configGet(redis: Redis, name: string): Promise<string | undefined> {
   const reply = (await redis.config('GET', name)) as unknown;
@@ -35,6 +36,8 @@ export async function persistenceGap(redis: Redis): Promise<PersistenceGap | nul
     appendfsync = await configGet(redis, 'appendfsync');
     save = await configGet(redis, 'save');
   } catch (err) {
+    // Redis away is no answer about its settings (the watch in lifecycle.ts reads them again).
+    if (isRedisUnavailable(err)) throw err;
     const why = err instanceof Error ? err.message : String(err);
     return {
       setting: `Redis persistence settings could not be read (CONFIG GET refused: ${why})`,
