@@ -13,11 +13,53 @@ import { Engine } from '../../src/engine/engine.ts';
 import { Metrics } from '../../src/metrics.ts';
 import { DATABASE_URL, describeServices, pgQuery } from '../support/services.ts';
 import { proxyOf } from '../support/tcp-proxy.ts';
-import { eventually, newKey, sleep, text } from './fixtures.ts';
+import { eventually, newKey, nextBatch, outbound, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
+import { startPrivateRedis } from '../support/redis-server.ts';
 
 describeServices('distributed sends with a Redis that keeps nothing, PostgreSQL away', () => {
   useCleanup();
+
+  // The commit's copy failed (PostgreSQL away), then Redis restarted empty: the copy tried again
+  // read an empty journal, copied nothing, and called the commit durable, so its reply went out;
+  // the next holder applied the restored message again and sent it a second time (outside test
+  // QA79-F2: 13 replies sent before their commit, each delivered twice).
+  it('a commit Redis lost before PostgreSQL had it lets no reply go: its copy is tried again from what the commit read, and the lease is gone', async () => {
+    const redis = await startPrivateRedis({ persist: false });
+    afterThisTest(() => redis.stop());
+    const { proxy, url: viaProxy } = await proxyOf(DATABASE_URL);
+    afterThisTest(() => proxy.close());
+    const { backend, schema } = await makeBackend({
+      redisUrl: redis.url,
+      databaseUrl: viaProxy,
+      pgRetryMs: 200,
+      commandTimeoutMs: 1000,
+      intakeLog: 'on',
+    });
+    const key = newKey();
+    const m1 = text(key, 'hi', 1_750_000_000);
+    await backend.ingest({ messages: [m1], statuses: [] });
+    const lease = (await backend.acquireLease(key, 'w1', 5000))!;
+    proxy.block();
+    // Applied in Redis; PostgreSQL's copy failed.
+    await backend.commit(lease, nextBatch(lease, 0, [m1.id], { outbound: [outbound(key, 1, 1)] }));
+    expect(await backend.sendable(lease)).toBe(false);
+    await redis.kill();
+    await redis.restart(); // empty: the lease, the state and the journal are gone
+    proxy.unblock();
+    await eventually(async () => ((await backend.health()).redis ? true : null), 10_000, 'Redis back');
+    expect(await backend.sendable(lease)).toBe(false);
+    // The page the commit read was copied again, and PostgreSQL refused it: Redis came back with
+    // a new fence floor. Nothing of that commit is anywhere; its message is back in the mailbox
+    // from the intake log, for the next holder to apply, and its reply to send, once.
+    const rows = await pgQuery<{ version: string }>(schema, 'SELECT version FROM sessions');
+    expect(rows).toEqual([]);
+    await eventually(
+      async () => ((await backend.pending(key, 10)).map((m) => m.id).includes(m1.id) ? true : null),
+      10_000,
+      'the message back in its mailbox',
+    );
+  }, 60_000);
 
   it('hold a reply back until PostgreSQL has the state change that made it', async () => {
     const { proxy, url: viaProxy } = await proxyOf(DATABASE_URL);

@@ -167,7 +167,7 @@ const COPY_DOUBT_MS = 60_000;
  * copied first; while PostgreSQL is away the reply waits (false), as for a refusing gateway.
  * With a Redis that persists every write, or PostgreSQL healthy, this asks nothing.
  */
-export async function sendable(ctx: Context, key: SessionKey): Promise<boolean> {
+export async function sendable(ctx: Context, key: SessionKey | LeaseGrant): Promise<boolean> {
   if (ctx.intakeLog === null) return true;
   const member = ctx.keys.member(key);
   // And a reply sent just before this one (a turn's earlier reply) whose `sent` is in Redis alone
@@ -177,6 +177,11 @@ export async function sendable(ctx: Context, key: SessionKey): Promise<boolean> 
   if (settled && ctx.deferred.mark(member) === undefined) return true;
   try {
     await ctx.committer.flush(member);
+    // A copy made after Redis lost the session copies nothing (its journal is gone with it) and
+    // says nothing of the commit behind these replies, which PostgreSQL may have refused: the
+    // lease must still be in Redis, or that commit is gone and its replies with it (outside test
+    // QA79-F2: a reply sent for a commit Redis lost, then sent again by the next holder).
+    if ('token' in key && !(await leaseInRedis(ctx, key))) return false;
   } catch (err) {
     if (!(err instanceof StorageUnavailableError)) throw err;
     ctx.pgCopyFailedAt = ctx.now();
@@ -184,6 +189,15 @@ export async function sendable(ctx: Context, key: SessionKey): Promise<boolean> 
   }
   ctx.notDurable.delete(member);
   return true;
+}
+
+/** Whether Redis still holds `lease` under its token (a restarted Redis has no lease). */
+async function leaseInRedis(ctx: Context, lease: LeaseGrant): Promise<boolean> {
+  const holder = await pipeline(ctx, 'lease check', [
+    { command: 'GET', args: [ctx.keys.session(lease).lock] },
+  ]);
+  const token = holder[0];
+  return token !== null && token !== undefined && asString(token) === lease.token;
 }
 
 /**
@@ -253,10 +267,15 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
   const early = new Map<string, unknown>();
   // What each session's first read covers of its deferred status changes (deferred-copies.ts).
   const marks = new Map<string, number | undefined>();
+  // Each read is forgotten once the copy has succeeded, not before: a group copy that failed (a
+  // neighbour's journal read as Redis died) and was tried again after Redis came back empty read
+  // an empty journal, copied nothing and reported the commit durable, so its reply went out
+  // (outside test QA79-F2). Copied again, the page changes nothing, or PostgreSQL refuses it.
+  const reads = new Map<string, { page: unknown; mark: number | undefined }>();
   for (const m of todo) {
     const read = ctx.journalReads.get(m);
     if (read === undefined) continue;
-    ctx.journalReads.delete(m);
+    reads.set(m, read);
     early.set(m, read.page);
     marks.set(m, read.mark);
   }
@@ -314,6 +333,7 @@ export async function copyJournals(ctx: Context, members: readonly string[]): Pr
     );
     todo = again;
   }
+  for (const [m, read] of reads) if (ctx.journalReads.get(m) === read) ctx.journalReads.delete(m);
   for (const [m, mark] of marks) ctx.deferred.covered(m, mark);
   return { fenced, done: Promise.all(trimmed).then(() => undefined) };
 }
