@@ -122,7 +122,11 @@ async function attemptAll(
   };
   let attempt = rec.attempts;
   if (def !== undefined) {
-    outcome = { ok: false, error: `gave up after ${attempt} attempts`, retryable: false };
+    outcome = {
+      ok: false,
+      error: `gave up after ${attempt} attempt${attempt === 1 ? '' : 's'}`,
+      retryable: false,
+    };
     while (attempt < attempts) {
       if (abandoned(attempt)) {
         outcome = abandonedAfter(outcome);
@@ -257,7 +261,9 @@ function paused(logger: Logger, session: string, effect: string, attempt: number
 
 /** The outcome of an effect that stops, after an attempt, because the session left its visit. */
 function abandonedAfter(last: Attempt): Attempt {
-  const error = 'not tried again: the session left the step that started it';
+  // Left by a reset or a new step, or taken by an agent, who holds the session at that step still
+  // (outside test QA80-F7: "left the step" read wrong there).
+  const error = 'not tried again: the session left the visit that started it, or an agent took it';
   return { ok: false, error: last.ok ? error : `${last.error}; ${error}`, retryable: false };
 }
 
