@@ -178,7 +178,9 @@ export const NoBody = z.union([z.undefined(), z.null(), z.strictObject({})]);
 
 /** An agent's name: one line (it names them in the transition log). */
 const agentName = z
-  .string()
+  // Missing, said as for an empty one (outside test QA80-F7: zod's "Invalid input: expected
+  // string, received undefined").
+  .string({ error: (issue) => (issue.input === undefined ? 'must name the agent' : 'must be a string') })
   .trim()
   .min(1, 'must name the agent')
   .max(100, 'must be at most 100 characters')

@@ -88,5 +88,20 @@ describe.each(HARNESS_BACKENDS)(
       });
       expect(bad.status).toBe(400);
     });
+
+    it.skipIf(!available)('a take without an agent says so in words (outside test QA80-F7)', async () => {
+      for (const body of [{}, { agent: '' }]) {
+        const r = await h.admin('/sessions/15550409004/agent', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        expect(r.status).toBe(400);
+        expect(await r.json()).toMatchObject({
+          code: 'BATON_ERR_BAD_REQUEST',
+          error: 'body: agent must name the agent',
+        });
+      }
+    });
   },
 );
