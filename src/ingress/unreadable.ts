@@ -36,7 +36,7 @@ export function unreadableLetters(
         // The same item delivered again (Meta retries) is the same letter; two items that differ
         // only in what became U+FFFD above are two (the id is made of the item as it came, where
         // JSON escapes a NUL and a lone surrogate each its own way: QA78-F5).
-        const asCame = JSON.stringify(s.raw ?? null) ?? 'null';
+        const asCame = asCameJson(s.raw, json);
         const id = `unreadable_${createHash('sha256').update(`${provider}\n${asCame}`).digest('hex').slice(0, 32)}`;
         return {
           id,
@@ -53,6 +53,18 @@ export function unreadableLetters(
         };
       })
   );
+}
+
+/**
+ * The item as it came, as JSON, for its letter's id; `kept` (the stored form) when it cannot be
+ * written (nested so deep the stack overflows: QA42-F1's item answered 503 again so).
+ */
+function asCameJson(raw: unknown, kept: string): string {
+  try {
+    return JSON.stringify(raw ?? null) ?? 'null';
+  } catch {
+    return kept;
+  }
 }
 
 /** Stores them (before the webhook is answered: a failure answers `503`, and Meta retries). */
