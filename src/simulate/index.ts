@@ -267,6 +267,18 @@ async function chat(
   const tty = o.output.isTTY === true;
   const paint: Paint = tty && o.env.NO_COLOR === undefined ? ANSI : PLAIN;
   const rl = createInterface({ input: o.input, output: o.output, terminal: tty });
+  // A terminal that closed (tmux kill-session) fails readline's last `setRawMode` with EIO, and
+  // writes to it fail too: unhandled, either crashed the process before its embedded Baton's
+  // directory was removed (outside test QA81-F1). Such a chat is over; the cleanup still runs.
+  let gone = false;
+  let ended = (): void => undefined;
+  const terminalGone = (): void => {
+    gone = true;
+    ended();
+  };
+  rl.on('error', terminalGone);
+  o.output.on('error', terminalGone);
+  o.input.on('error', terminalGone);
   const promptText = (): string => paint.user(`user ${sim.currentLabel} > `);
   const prompt = (): void => {
     rl.setPrompt(tty ? promptText() : '');
@@ -306,10 +318,16 @@ async function chat(
   let quit = false;
   const onStop = (): void => {
     quit = true;
-    rl.close();
+    try {
+      rl.close();
+    } catch {
+      terminalGone();
+    }
   };
   at.stopped.addEventListener('abort', onStop);
   await new Promise<void>((resolve) => {
+    ended = resolve;
+    if (gone) resolve();
     rl.on('line', (line) => {
       queue = queue.then(async () => {
         if (quit) return;
@@ -335,7 +353,8 @@ async function chat(
   at.stopped.removeEventListener('abort', onStop);
   // The end of input, not /quit nor a signal: the replies already due are shown before leaving
   // (a piped conversation ended before any came: QA80-F1).
-  if (!quit && !at.stopped.aborted) await settle(() => lastActivity, at.bufferMs + SETTLE_MS, at.stopped);
+  if (!quit && !gone && !at.stopped.aborted)
+    await settle(() => lastActivity, at.bufferMs + SETTLE_MS, at.stopped);
   clearTimeout(silence);
   await sim.drain();
   return 0;

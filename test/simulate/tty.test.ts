@@ -3,7 +3,7 @@
  * order by typing, pick buttons by number, see the confirmation; the transcript matches.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -101,5 +101,40 @@ describe.skipIf(!haveTmux && !process.env.CI)('baton simulate in a terminal', ()
         '',
       ].join('\n'),
     );
+  }, 60_000);
+
+  // The terminal closed under it: readline's last setRawMode failed with EIO, unhandled, and the
+  // process crashed with the embedded Baton's directory (its admin token, the conversations) left
+  // in /tmp (outside test QA81-F1).
+  it('removes its data directory when its terminal is closed (tmux kill-session)', async () => {
+    const cmd = [process.execPath, BATON_DEV, 'simulate', '--start', '--graph-port', '0']
+      .map((a) => `'${a}'`)
+      .join(' ');
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      'gone',
+      '-x',
+      '200',
+      '-y',
+      '50',
+      '-c',
+      ROOT,
+      `env -i PATH="$PATH" HOME="$HOME" TERM=xterm-256color ${cmd}`,
+    );
+    const deadline = Date.now() + 15_000;
+    let data: string | undefined;
+    while (data === undefined) {
+      const m = /data: (\S+) \(removed on exit/.exec(tmux('capture-pane', '-p', '-J', '-t', 'gone'));
+      data = m?.[1];
+      if (data === undefined && Date.now() > deadline) throw new Error('the simulator never started');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(existsSync(data)).toBe(true);
+    tmux('kill-session', '-t', 'gone');
+    const until = Date.now() + 10_000;
+    while (existsSync(data) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    expect(existsSync(data)).toBe(false);
   }, 60_000);
 });
