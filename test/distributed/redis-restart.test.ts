@@ -83,6 +83,37 @@ describeServices('distributed backend: Redis restart', () => {
     expect(fenceAfter.fence).toBeGreaterThan(fenceBefore.fence);
   }, 60_000);
 
+  // A supervisor restarting an AOF Redis with its default configuration brings it back empty:
+  // what it held is gone, and nothing said so (outside test QA81-F2). Said once, as an error; a
+  // restart on the AOF says nothing.
+  it("says so when an AOF Redis comes back without Baton's keys", async () => {
+    const redis = await startPrivateRedis();
+    afterThisTest(() => redis.stop());
+    const { backend, logger } = await makeBackend({ redisUrl: redis.url, commandTimeoutMs: 1000 });
+    const lost = () => logger.lines.filter((l) => l.level === 'error' && l.msg.includes('back without'));
+    const key = newKey();
+    const storeAfterRestart = async (n: number): Promise<void> => {
+      await eventually(async () => {
+        try {
+          await backend.ingest({ messages: [text(key, `after ${n}`)], statuses: [] });
+          return true;
+        } catch {
+          return null;
+        }
+      });
+    };
+    await backend.ingest({ messages: [text(key, 'before')], statuses: [] });
+    await redis.kill();
+    await redis.restart(); // on its AOF: everything kept
+    await storeAfterRestart(1);
+    expect(lost()).toEqual([]);
+    await redis.kill();
+    await redis.restart({ persist: false }); // the AOF not read: empty
+    await storeAfterRestart(2);
+    expect(lost()).toHaveLength(1);
+    expect(lost()[0]!.msg).toMatch(/LOST/);
+  }, 60_000);
+
   // After a restart that kept everything (the AOF), the first grant of each session reserves a
   // fence block and offers PostgreSQL's copy to Redis, which keeps its own: no "reloaded" line,
   // which read as if Redis had lost every session (outside test QA17-F2). Redis lost it: said.

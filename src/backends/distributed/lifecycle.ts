@@ -241,9 +241,22 @@ function watchPersistence(ctx: Context): void {
     running ??= checked().finally(() => (running = null));
   }, PERSISTENCE_CHECK_MS);
   ctx.persistenceTimer.unref();
+  // Back empty (restarted without its AOF, by a supervisor's default configuration): what it held
+  // is gone and nothing here can restore it, but it is said, once, by the first process to see it
+  // (outside test QA81-F2: 10 of 10 acknowledged webhooks gone without a word).
+  const backEmpty = async (): Promise<void> => {
+    if ((await ctx.redis.exists(ctx.keys.owner)) === 1) return;
+    const identity = String((await ctx.pg.query('store-identity'))[0]?.identity);
+    // Claimed again (see claimPrefix); null: another process saw it first, and says it.
+    if ((await ctx.redis.set(ctx.keys.owner, identity, 'NX')) === null) return;
+    ctx.log.error(
+      { redis: 'restart' },
+      "Redis is back without Baton's keys (restarted without its AOF, or emptied): the webhooks it held that were not yet processed are LOST, and sessions reload from PostgreSQL. To get them back, stop Baton and restart Redis on its AOF (appendonly yes, its dir); to keep this from happening, let Baton's intake log keep them (BATON_INTAKE_LOG=on)",
+    );
+  };
   const afterOutage = (): void => {
     if (ctx.intakeLog !== null) return;
-    const gate: Promise<void> = checked().finally(() => {
+    const gate: Promise<void> = Promise.all([checked(), backEmpty().catch(() => undefined)]).then(() => {
       if (ctx.persistenceCheck === gate) ctx.persistenceCheck = null;
     });
     ctx.persistenceCheck = gate;
