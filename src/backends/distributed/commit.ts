@@ -181,7 +181,8 @@ export async function sendable(ctx: Context, key: SessionKey | LeaseGrant): Prom
     // says nothing of the commit behind these replies, which PostgreSQL may have refused: the
     // lease must still be in Redis, or that commit is gone and its replies with it (outside test
     // QA79-F2: a reply sent for a commit Redis lost, then sent again by the next holder).
-    if ('token' in key && !(await leaseInRedis(ctx, key))) return false;
+    // Only where the commit's own copy is in doubt: one copied already is in PostgreSQL.
+    if (!settled && 'token' in key && !(await leaseInRedis(ctx, key))) return false;
   } catch (err) {
     if (!(err instanceof StorageUnavailableError)) throw err;
     ctx.pgCopyFailedAt = ctx.now();
