@@ -33,6 +33,15 @@ const type = (line: string): void => {
   tmux('send-keys', '-t', 'sim', 'Enter');
 };
 
+/** `baton simulate --start` in a new tmux session `name`, `width` columns wide; `after` follows it. */
+function startSimulator(name: string, width: number, extra: string[] = [], after = ''): void {
+  const cmd = [process.execPath, BATON_DEV, 'simulate', '--start', '--graph-port', '0', ...extra]
+    .map((a) => `'${a}'`)
+    .join(' ');
+  const shell = `env -i PATH="$PATH" HOME="$HOME" TERM=xterm-256color ${cmd}${after}`;
+  tmux('new-session', '-d', '-s', name, '-x', String(width), '-y', '50', '-c', ROOT, shell);
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'baton-sim-tty-'));
 afterAll(() => {
   if (haveTmux) spawnSync('tmux', ['-L', socket, 'kill-server']);
@@ -42,31 +51,7 @@ afterAll(() => {
 describe.skipIf(!haveTmux && !process.env.CI)('baton simulate in a terminal', () => {
   it('chats through an order: typed text, buttons picked by number, the confirmation, a matching transcript', async () => {
     const transcript = join(dir, 'chat.txt');
-    const cmd = [
-      process.execPath,
-      BATON_DEV,
-      'simulate',
-      '--start',
-      '--graph-port',
-      '0',
-      '--transcript',
-      transcript,
-    ]
-      .map((a) => `'${a}'`)
-      .join(' ');
-    tmux(
-      'new-session',
-      '-d',
-      '-s',
-      'sim',
-      '-x',
-      '110',
-      '-y',
-      '50',
-      '-c',
-      ROOT,
-      `env -i PATH="$PATH" HOME="$HOME" TERM=xterm-256color ${cmd}; echo SIM-EXIT=$?; sleep 30`,
-    );
+    startSimulator('sim', 110, ['--transcript', transcript], '; echo SIM-EXIT=$?; sleep 30');
     await waitForScreen('/help lists commands');
     type('hello');
     await waitForScreen('What is your name?');
@@ -107,22 +92,7 @@ describe.skipIf(!haveTmux && !process.env.CI)('baton simulate in a terminal', ()
   // process crashed with the embedded Baton's directory (its admin token, the conversations) left
   // in /tmp (outside test QA81-F1).
   it('removes its data directory when its terminal is closed (tmux kill-session)', async () => {
-    const cmd = [process.execPath, BATON_DEV, 'simulate', '--start', '--graph-port', '0']
-      .map((a) => `'${a}'`)
-      .join(' ');
-    tmux(
-      'new-session',
-      '-d',
-      '-s',
-      'gone',
-      '-x',
-      '200',
-      '-y',
-      '50',
-      '-c',
-      ROOT,
-      `env -i PATH="$PATH" HOME="$HOME" TERM=xterm-256color ${cmd}`,
-    );
+    startSimulator('gone', 200);
     const deadline = Date.now() + 15_000;
     let data: string | undefined;
     while (data === undefined) {
