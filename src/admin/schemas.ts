@@ -174,7 +174,9 @@ export const DeadLetterParams = z.strictObject({
 export const FlowParams = z.strictObject({ id: stepId });
 
 /** An empty body, `{}` or nothing at all. */
-export const NoBody = z.union([z.undefined(), z.null(), z.strictObject({})]);
+export const NoBody = z.union([z.undefined(), z.null(), z.strictObject({})], {
+  error: 'must be empty or {}: this call takes no body',
+});
 
 /** An agent's name: one line (it names them in the transition log). */
 const agentName = z
@@ -228,13 +230,14 @@ export const TakeBody = z.strictObject({
   from: z.string().max(100).optional(),
 });
 
-/** An agent's reset: nothing, or who resets (named in its `admin_reset` record). */
-/** Who resets (recorded); one who is not the agent who has the session confirms (as for messages). */
-export const ResetBody = z.union([
-  z.undefined(),
-  z.null(),
+/**
+ * An agent's reset: nothing, or who resets (named in its `admin_reset` record); one who is not the
+ * agent who has the session confirms (as for messages).
+ */
+export const ResetBody = z.preprocess(
+  (body) => body ?? {},
   z.strictObject({ agent: agentName.optional(), confirm }),
-]);
+);
 
 export const AgentMessageBody = z.strictObject({
   /** Who writes; defaults to the agent who took the session. */
@@ -322,6 +325,27 @@ export const SignInBody = z.strictObject({
   nonce: z.string().max(64).optional(),
 });
 
+/** How zod's type names read in an answer. */
+const TYPE_WORDS: Readonly<Record<string, string>> = {
+  object: 'a JSON object',
+  array: 'a JSON array',
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+};
+
+/**
+ * Zod's type errors in plain words (outside test QA81-F4: a POST with no body, `null` or `[]` was
+ * answered "Invalid input: expected object, received null"). Every other issue keeps its message.
+ */
+const plainWords: z.core.$ZodErrorMap = (issue) => {
+  if (issue.code !== 'invalid_type') return undefined;
+  const wanted = TYPE_WORDS[issue.expected] ?? issue.expected;
+  if ((issue.path ?? []).length === 0) return `must be ${wanted}`;
+  return issue.input === undefined ? `is required (${wanted})` : `must be ${wanted}`;
+};
+
 /**
  * A Fastify validator compiler for zod schemas: the parsed (and transformed) value replaces
  * the raw one, so handlers read numbers where the query had digits.
@@ -329,7 +353,7 @@ export const SignInBody = z.strictObject({
 export const zodCompiler: FastifySchemaCompiler<unknown> = ({ schema }) => {
   if (!(schema instanceof z.ZodType)) throw new TypeError('admin route schemas are zod schemas');
   return (data: unknown) => {
-    const r = schema.safeParse(data);
+    const r = schema.safeParse(data, { error: plainWords });
     if (r.success) return { value: r.data };
     const first = r.error.issues[0];
     const where = first && first.path.length > 0 ? `${first.path.map(String).join('.')} ` : '';

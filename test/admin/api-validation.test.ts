@@ -196,6 +196,37 @@ describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
     expect(await error('1.5')).toMatch(/limit must be a whole number(?! from)/);
   });
 
+  it('says in words what a body must be, not zod\'s "expected object, received null" (outside test QA81-F4)', async () => {
+    const error = async (method: string, path: string, body?: string): Promise<string> =>
+      (
+        JSON.parse((await call(via, method, path, body === undefined ? {} : { body })).body) as {
+          error: string;
+        }
+      ).error;
+    const messages = `/admin/api/sessions/${USER}/agent/messages`;
+    for (const body of [undefined, 'null', '[]', '"hello"', '7']) {
+      expect(await error('POST', messages, body)).toBe('body: must be a JSON object');
+      expect(await error('DELETE', `/admin/api/sessions/${USER}/agent`, body)).toBe(
+        'body: must be a JSON object',
+      );
+    }
+    expect(await error('POST', messages, '{}')).toBe('body: text is required (a string)');
+    expect(await error('POST', messages, '{"text":1}')).toBe('body: text must be a string');
+    expect(await error('DELETE', `/admin/api/sessions/${USER}/agent`, '{}')).toBe(
+      'body: step is required (a string)',
+    );
+    // A call that takes no body says so; a body that may be left out says that.
+    expect(await error('DELETE', `/admin/api/sessions/${USER}/lock`, '[]')).toBe(
+      'body: must be empty or {}: this call takes no body',
+    );
+    expect(await error('POST', `/admin/api/sessions/${USER}/reset`, '"x"')).toBe(
+      'body: must be a JSON object',
+    );
+    expect(await error('POST', `/admin/api/sessions/${USER}/reset`, '{"agent":7}')).toBe(
+      'body: agent must be a string',
+    );
+  });
+
   it.each(BAD)('%s %s (body %s) answers 400 naming %s', async (method, path, body, what) => {
     const r = await call(via, method, path, body !== undefined ? { body } : {});
     expect(r.status).toBe(400);
