@@ -30,6 +30,7 @@ async function rig(
   h: Harness;
   redis: PrivateRedis;
   schema: string;
+  prefix: string;
   logged: () => Promise<number>;
   /** Another Baton on the same Redis and schema (another process, for what it does). */
   another: () => Promise<Harness>;
@@ -53,7 +54,7 @@ async function rig(
   const h = await start();
   const logged = async (): Promise<number> =>
     Number((await pgQuery<{ n: string }>(iso.schema, 'SELECT count(*) AS n FROM intake_log'))[0]!.n);
-  return { h, redis, schema: iso.schema, logged, another: start };
+  return { h, redis, schema: iso.schema, prefix, logged, another: start };
 }
 
 /**
@@ -86,7 +87,7 @@ describeServices('the intake log (a Redis without AOF)', () => {
   it('puts back what a Redis restart lost, in order, and applies nothing twice', async () => {
     // A long buffer window: the messages below are acknowledged and still in the mailbox when
     // Redis dies.
-    const { h, redis, schema, logged } = await rig(false, { BATON_BUFFER_MS: '2500' });
+    const { h, redis, schema, prefix, logged } = await rig(false, { BATON_BUFFER_MS: '2500' });
     const [a, b] = ['15550501001', '15550501002'];
     const hi = webhook([text(a, 'hi', ts)]);
     expect((await h.post(hi)).status).toBe(200);
@@ -103,6 +104,10 @@ describeServices('the intake log (a Redis without AOF)', () => {
     await redis.restart(); // empty
     const backend = h.baton.backend as DistributedBackend;
     await h.until(async () => (await backend.health()).redis, 10_000);
+    // The prefix is claimed again: another deployment's start on it is still refused.
+    const probe = new Redis(redis.url, { lazyConnect: true });
+    cleanups.push(async () => probe.disconnect());
+    await h.until(async () => (await probe.exists(`${prefix}:owner`)) === 1, 5_000);
     // Meta redelivers "hi": Redis no longer knows it, PostgreSQL does (consumed): a duplicate.
     expect((await h.post(hi)).status).toBe(200);
     // What Redis lost is back once it is (no reaper pass needed), before what comes next.

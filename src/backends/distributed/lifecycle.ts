@@ -87,6 +87,16 @@ async function claimPrefix(ctx: Context): Promise<void> {
     );
 }
 
+/**
+ * Claims the prefix again when Redis lost its claim (restarted empty): true when this process is
+ * the first to see it gone (see {@link claimPrefix}).
+ */
+async function reclaimPrefix(ctx: Context): Promise<boolean> {
+  if ((await ctx.redis.exists(ctx.keys.owner)) === 1) return false;
+  const identity = String((await ctx.pg.query('store-identity'))[0]?.identity);
+  return (await ctx.redis.set(ctx.keys.owner, identity, 'NX')) !== null;
+}
+
 export async function init(ctx: Context): Promise<void> {
   if (ctx.initialized) return;
   if (ctx.redis.status === 'wait' || ctx.redis.status === 'end') {
@@ -175,6 +185,13 @@ export async function init(ctx: Context): Promise<void> {
       'intake log on: each webhook is also written to PostgreSQL before it is answered, and what Redis loses is restored from there',
     );
   } else if (mode === 'auto') watchPersistence(ctx);
+  // Redis back empty with the intake log on: the log puts back what it lost (no error to say),
+  // and the prefix is claimed again quietly, so another deployment's start still finds it taken.
+  const reclaimQuietly = (): void => {
+    if (ctx.initialized && ctx.intakeLog !== null) reclaimPrefix(ctx).catch(() => undefined);
+  };
+  ctx.redis.on('ready', reclaimQuietly);
+  onNodeChange(ctx.redis, reclaimQuietly);
   if (ctx.opts.flusher !== false) {
     const conn = await readerClient(ctx.redis, 10_000);
     conn.on('error', (err: Error) => redisError(ctx, err));
@@ -245,10 +262,7 @@ function watchPersistence(ctx: Context): void {
   // is gone and nothing here can restore it, but it is said, once, by the first process to see it
   // (outside test QA81-F2: 10 of 10 acknowledged webhooks gone without a word).
   const backEmpty = async (): Promise<void> => {
-    if ((await ctx.redis.exists(ctx.keys.owner)) === 1) return;
-    const identity = String((await ctx.pg.query('store-identity'))[0]?.identity);
-    // Claimed again (see claimPrefix); null: another process saw it first, and says it.
-    if ((await ctx.redis.set(ctx.keys.owner, identity, 'NX')) === null) return;
+    if (!(await reclaimPrefix(ctx))) return;
     ctx.log.error(
       { redis: 'restart' },
       "Redis is back without Baton's keys (restarted without its AOF, or emptied): the webhooks it held that were not yet processed are LOST, and sessions reload from PostgreSQL. To get them back, stop Baton and restart Redis on its AOF (appendonly yes, its dir); to keep this from happening, let Baton's intake log keep them (BATON_INTAKE_LOG=on)",
