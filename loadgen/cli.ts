@@ -211,6 +211,7 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
     row('duplicate prompts', v.duplicatePrompts),
     row('wrong replies', v.wrongReplies),
     row('version errors', v.versionErrors),
+    row('uncommitted sends', v.uncommittedReplies, 'replies for a state the transition log does not have'),
     row('rejected webhooks', v.messages.rejected),
     `  (info) late ${v.late}, stale notices ${v.staleNotices}, dead letters ${v.deadLettered}`,
   ];

@@ -25,7 +25,10 @@ import { performance } from 'node:perf_hooks';
 import { waIdOfTo } from '../src/providers/channel.ts';
 import { answerJson, GRAPH_ROUTE, graphAccepted, graphError, startStubServer } from './stub-server.ts';
 
-/** `biz_opaque_callback_data` as Baton writes it: `baton:<flow>:<step>:<version>[:<wamid>]`. */
+/**
+ * `biz_opaque_callback_data` as Baton writes it: `baton:<flow>:<step>:<version>[#<n>][:<wamid>]`
+ * (`#<n>`: the n-th message of one state change, from the second on).
+ */
 export interface CallbackData {
   readonly flow: string;
   readonly step: string;
@@ -39,7 +42,7 @@ export function parseCallback(value: unknown): CallbackData | null {
   if (typeof value !== 'string') return null;
   const parts = value.split(':');
   if (parts.length < 4 || parts[0] !== 'baton') return null;
-  const version = Number(parts[3]);
+  const version = Number(parts[3]!.replace(/#\d+$/, ''));
   if (!Number.isInteger(version) || version < 0) return null;
   const rest = parts.slice(4).join(':');
   return {

@@ -53,6 +53,8 @@ export interface TransitionEvidence {
   readonly version: number;
   readonly kind: string;
   readonly message_ids: readonly string[];
+  /** The step the record left the session at (absent from an older Baton's answers). */
+  readonly to_step?: string | null;
   /** When the record was written (ISO 8601): the records of one batch share it. */
   readonly at?: string;
   readonly fencing_token?: number;
@@ -117,6 +119,11 @@ export interface Verdict {
   /** Replies of a scripted conversation that did not say what the script expects. */
   readonly wrongReplies: number;
   readonly versionErrors: number;
+  /**
+   * Replies naming a step and version the transition log does not have: sent before their state
+   * was committed, or for a commit that was later lost (SPEC 1.6). A crash does not excuse them.
+   */
+  readonly uncommittedReplies: number;
   /** Informational: messages recorded `late`, stale-input notices received, dead letters. */
   readonly late: number;
   readonly staleNotices: number;
@@ -232,6 +239,7 @@ export function judge(
   let duplicatePrompts = 0;
   let wrongReplies = 0;
   let versionErrors = 0;
+  let uncommittedReplies = 0;
   let late = 0;
   let staleNotices = 0;
   let deadLettered = 0;
@@ -343,6 +351,23 @@ export function judge(
       if (versions === undefined) versionsByStep.set(r.callback.step, (versions = new Set()));
       versions.add(r.callback.version);
     }
+    // Committed first (SPEC 1.6): every reply names a step and version the log has. A reply sent
+    // before its commit repeats like one a crash resent, which `--crashes` excuses; this tells
+    // them apart (outside test QA79-F3).
+    if (unreachable === null && u.transitions.length > 0) {
+      for (const r of u.replies) {
+        const c = r.callback;
+        if (c === null) continue;
+        const committed = u.transitions.some(
+          (t) => t.version === c.version && (t.to_step === undefined || t.to_step === c.step),
+        );
+        if (committed) continue;
+        uncommittedReplies += 1;
+        problem(
+          `${who}: reply ${r.callbackData ?? ''} names step "${c.step}" at version ${c.version}, which the transition log does not have (sent before its state was committed, or for a commit that was lost)`,
+        );
+      }
+    }
     let excused = 0;
     for (const [cb, n] of byCallback) {
       if (n <= 1) continue;
@@ -426,7 +451,14 @@ export function judge(
   const lost = lostMessages + lostReplies;
   const duplicated = reprocessed + resent;
   const failures =
-    lost + duplicated + outOfOrder + duplicatePrompts + wrongReplies + versionErrors + rejected;
+    lost +
+    duplicated +
+    outOfOrder +
+    duplicatePrompts +
+    wrongReplies +
+    versionErrors +
+    uncommittedReplies +
+    rejected;
   return {
     clean: failures + pendingMessages + waitingReplies === 0 && unreachable === null,
     users: users.length,
@@ -448,6 +480,7 @@ export function judge(
     duplicatePrompts,
     wrongReplies,
     versionErrors,
+    uncommittedReplies,
     late,
     staleNotices,
     deadLettered,

@@ -115,6 +115,32 @@ describe('judge', () => {
     });
   });
 
+  it('a reply for a step and version the log does not have is uncommitted, with --crashes too (QA79-F3)', () => {
+    // Sent before its commit, and that commit lost: its repeat looks like a crash's resend.
+    const early = [...REPLIES, reply('baton:order:completed:6'), reply('baton:order:completed:6')];
+    expect(judge([user({ replies: early })], new Set(), { crashes: true })).toMatchObject({
+      clean: false,
+      uncommittedReplies: 2,
+      crashResends: 1,
+    });
+    // Where the log names steps, the step must match too: version 3 left the session elsewhere.
+    const steps = ['ask_name', 'choose_product', 'collect_shipping_address', 'confirm_order', 'completed'];
+    const named = LOG.map((t, i) => ({ ...t, to_step: steps[i]! }));
+    expect(judge([user({ transitions: named })], new Set())).toMatchObject({
+      clean: true,
+      uncommittedReplies: 0,
+    });
+    const elsewhere = [...REPLIES, reply('baton:order:confirm_order:3')];
+    const v = judge([user({ transitions: named, replies: elsewhere })], new Set(), { crashes: true });
+    expect(v).toMatchObject({ clean: false, uncommittedReplies: 1 });
+    expect(v.problems.join('\n')).toContain('names step "confirm_order" at version 3');
+    // A second message of one state change (`#2`) and a stale notice name their version too.
+    const more = [...REPLIES, reply('baton:order:completed:5#2'), reply('baton:order:completed:5:wamid.Z')];
+    expect(judge([user({ transitions: named, replies: more })], new Set())).toMatchObject({
+      uncommittedReplies: 0,
+    });
+  });
+
   it('an expiry record naming the message that restarts the session is no duplicate', () => {
     const log: TransitionEvidence[] = [
       { version: 1, kind: 'expired', message_ids: ['w1'] },
@@ -441,6 +467,11 @@ describe('parseCallback', () => {
     expect(parseCallback('baton:order:ask_name:3:wamid.A')).toMatchObject({
       version: 3,
       inReplyTo: 'wamid.A',
+    });
+    expect(parseCallback('baton:order_status:tracking:7#2')).toEqual({
+      flow: 'order_status',
+      step: 'tracking',
+      version: 7,
     });
     expect(parseCallback('other:x')).toBeNull();
     expect(parseCallback(undefined)).toBeNull();
