@@ -6,10 +6,11 @@
 import { expect, it } from 'vitest';
 import { StorageUnavailableError } from '../../src/errors.ts';
 import type { InboundMessage, SessionKey } from '../../src/model/message.ts';
+import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
 import { eventually, newKey, nextBatch, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 import { startPrivateRedis } from '../support/redis-server.ts';
-import { describeServices } from '../support/services.ts';
+import { describeServices, pgQuery } from '../support/services.ts';
 
 describeServices('distributed backend: Redis restart', () => {
   useCleanup();
@@ -112,6 +113,60 @@ describeServices('distributed backend: Redis restart', () => {
     await storeAfterRestart(2);
     expect(lost()).toHaveLength(1);
     expect(lost()[0]!.msg).toMatch(/LOST/);
+  }, 60_000);
+
+  // An AOF Redis whose AOF was lost (its volume wiped), or a new Redis under a deployment that has
+  // processed messages, forgot the messages it had seen: Meta redelivering one had it applied
+  // again (outside test QA79-F4). For the dedupe window, every process keeps the intake log on,
+  // whose insert finds the messages PostgreSQL consumed: redeliveries are duplicates (SPEC 1.2).
+  it('recognises the redelivery of a message an emptied or new Redis forgot, in every process', async () => {
+    const redis = await startPrivateRedis();
+    afterThisTest(() => redis.stop());
+    const opts = { redisUrl: redis.url, commandTimeoutMs: 1000 };
+    const { backend, prefix, schema, logger } = await makeBackend(opts);
+    const other = await makeBackend(opts, { prefix, schema });
+    const key = newKey();
+    const m1 = text(key, 'one');
+    expect(await backend.ingest({ messages: [m1], statuses: [] })).toMatchObject({ accepted: 1 });
+    const g = (await backend.acquireLease(key, 'w1', 5000))!;
+    await backend.commit(g, nextBatch(g, 0, [m1.id]));
+    await backend.releaseLease(g);
+    await eventually(async () =>
+      (await pgQuery(schema, 'SELECT 1 FROM inbound WHERE id = $1', [m1.id])).length === 1 ? true : null,
+    );
+    const redeliver = (b: DistributedBackend) =>
+      eventually(async () => {
+        try {
+          return await b.ingest({ messages: [m1], statuses: [] });
+        } catch {
+          return null; // Redis on its way back: Meta retries
+        }
+      });
+    // Still known to Redis: a duplicate, the log off (a Redis that fsyncs every write).
+    expect(await redeliver(backend)).toMatchObject({ accepted: 0, duplicates: 1 });
+    const forgot = () => logger.lines.filter((l) => l.msg.includes('Redis lost the record'));
+    expect(forgot()).toEqual([]);
+
+    await redis.kill();
+    await redis.restart({ wipe: true }); // back empty, persisting again
+    expect(await redeliver(backend)).toMatchObject({ accepted: 0, duplicates: 1 });
+    expect(await redeliver(other.backend)).toMatchObject({ accepted: 0, duplicates: 1 });
+    expect(forgot()).toHaveLength(1);
+    // A process that starts later within the window keeps the log on too.
+    const later = await makeBackend(opts, { prefix, schema });
+    expect(await redeliver(later.backend)).toMatchObject({ accepted: 0, duplicates: 1 });
+    expect(await backend.pending(key, 10)).toEqual([]);
+
+    // The stack brought back up with a new Redis (one that kept no volume): said at start, and
+    // redeliveries are duplicates there too.
+    const fresh = await startPrivateRedis();
+    afterThisTest(() => fresh.stop());
+    const restarted = await makeBackend({ redisUrl: fresh.url, commandTimeoutMs: 1000 }, { prefix, schema });
+    expect(
+      restarted.logger.lines.filter((l) => l.level === 'error' && /holds none/.test(l.msg)),
+    ).toHaveLength(1);
+    expect(await redeliver(restarted.backend)).toMatchObject({ accepted: 0, duplicates: 1 });
+    expect(await restarted.backend.pending(key, 10)).toEqual([]);
   }, 60_000);
 
   // After a restart that kept everything (the AOF), the first grant of each session reserves a

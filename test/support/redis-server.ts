@@ -5,7 +5,7 @@
  * false`, keeping nothing on disk, so a restart comes back empty. Stopped by PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { childEnv, freePort } from './procs.ts';
@@ -19,9 +19,10 @@ export interface PrivateRedis {
   kill(): Promise<void>;
   /**
    * Starts it again on the same port and directory: it replays its AOF. With `persist`, with
-   * those settings instead (a supervisor restarting it with another configuration).
+   * those settings instead (a supervisor restarting it with another configuration); with `wipe`,
+   * with its directory emptied first (its AOF lost: back empty, though it persists again).
    */
-  restart(o?: { persist?: boolean }): Promise<void>;
+  restart(o?: { persist?: boolean; wipe?: boolean }): Promise<void>;
   /** Kills it and removes its directory. */
   stop(): Promise<void>;
 }
@@ -46,6 +47,10 @@ export async function startPrivateRedis(o: { persist?: boolean; port?: number } 
     url: `redis://127.0.0.1:${port}`,
     kill: () => killHard(server),
     async restart(again = {}) {
+      if (again.wipe === true) {
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir);
+      }
       server = await spawnRedis(port, dir, again.persist ?? persist);
     },
     async stop() {

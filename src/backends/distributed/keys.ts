@@ -80,6 +80,11 @@ export class Keys {
   readonly flush: string;
   /** STRING `<database>/<schema>`: the PostgreSQL copy the keys of this prefix belong to. */
   readonly owner: string;
+  /**
+   * STRING when Redis was last found without this deployment's keys (epoch ms), for the dedupe
+   * window: the messages it had seen are known to PostgreSQL only, so the intake log is on.
+   */
+  readonly forgot: string;
   /** STRING lock of the periodic reaper. */
   readonly reaper: string;
   /** STRING lock of the reaper's walk over the key space, kept as long as the walk should rest. */
@@ -121,6 +126,7 @@ export class Keys {
     this.wake = `${prefix}:wake`;
     this.flush = `${prefix}:flush`;
     this.owner = `${prefix}:owner`;
+    this.forgot = `${prefix}:forgot`;
     this.reaper = `${prefix}:reaper`;
     this.sweep = `${prefix}:sweep`;
     this.purge = `${prefix}:purge`;

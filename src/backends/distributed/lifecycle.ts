@@ -77,7 +77,7 @@ async function serving(ctx: Context): Promise<void> {
  * shared mailboxes, leases and journals, and each schema got part of the other's sessions
  * (outside test QA37-F7: 117 of 260 acknowledged messages in the other schema, 21 version gaps).
  */
-async function claimPrefix(ctx: Context): Promise<void> {
+async function claimPrefix(ctx: Context): Promise<boolean> {
   const identity = String((await ctx.pg.query('store-identity'))[0]?.identity);
   const owner = await r('init', () => ctx.redis.set(ctx.keys.owner, identity, 'NX', 'GET'));
   if (owner !== null && owner !== identity)
@@ -85,14 +85,44 @@ async function claimPrefix(ctx: Context): Promise<void> {
       'BATON_REDIS_PREFIX',
       `the Redis keys under "${ctx.keys.prefix}" belong to the PostgreSQL copy ${owner}, not ${identity}: give each deployment its own BATON_REDIS_PREFIX, or use that database and BATON_PG_SCHEMA`,
     );
+  return owner === null;
 }
 
 /**
- * Claims the prefix again when Redis lost its claim (restarted empty): true when this process is
- * the first to see it gone (see {@link claimPrefix}).
+ * Redis without this deployment's keys while PostgreSQL has consumed messages (an emptied Redis):
+ * the dedupe markers of the messages Redis had seen are gone, and a redelivery of one was applied
+ * again (outside test QA79-F4). Marked for the dedupe window, during which processes in
+ * `BATON_INTAKE_LOG=auto` keep the intake log on: its insert names the messages PostgreSQL has
+ * consumed, and intake takes their redeliveries for duplicates (SPEC 1.2).
+ */
+async function markForgotten(ctx: Context): Promise<void> {
+  await ctx.redis.set(ctx.keys.forgot, String(Date.now()), 'EX', ctx.opts.dedupeTtlSec);
+}
+
+/** Turns the intake log on while Redis's loss is within the dedupe window; true if it did. */
+async function logWhileForgotten(ctx: Context): Promise<boolean> {
+  if (ctx.intakeLog !== null || (ctx.opts.intakeLog ?? 'auto') !== 'auto') return false;
+  const since = Number(await ctx.redis.get(ctx.keys.forgot));
+  if (!(since > 0) || ctx.intakeLog !== null) return false;
+  intakeLogOn(ctx);
+  clearInterval(ctx.persistenceTimer ?? undefined);
+  const until = new Date(since + ctx.opts.dedupeTtlSec * 1000).toISOString();
+  ctx.log.warn(
+    { redis: 'forgot', intakeLog: 'auto', until },
+    `Redis lost the record of the messages it had seen (found without Baton's keys at ${new Date(since).toISOString()}): until ${until} (BATON_DEDUPE_TTL), the intake log is on, so that PostgreSQL recognises their redeliveries`,
+  );
+  return true;
+}
+
+/**
+ * After an outage: when Redis lost the prefix's claim (restarted empty), marks it forgotten and
+ * claims the prefix again. True when this process is the first to see the claim gone (see
+ * {@link claimPrefix}).
  */
 async function reclaimPrefix(ctx: Context): Promise<boolean> {
   if ((await ctx.redis.exists(ctx.keys.owner)) === 1) return false;
+  // Marked before the prefix is claimed again: a process that finds the claim finds the mark.
+  await markForgotten(ctx);
   const identity = String((await ctx.pg.query('store-identity'))[0]?.identity);
   return (await ctx.redis.set(ctx.keys.owner, identity, 'NX')) !== null;
 }
@@ -134,7 +164,7 @@ export async function init(ctx: Context): Promise<void> {
   // Before the migration: a start refused for another deployment's prefix (a mistyped
   // BATON_PG_SCHEMA) leaves the database as it was (outside test QA60-F2: the schema was made,
   // every table in it). The identity names the schema whether it exists yet or not.
-  await claimPrefix(ctx);
+  const claimed = await claimPrefix(ctx);
   if (ctx.opts.migrate !== false) {
     ctx.migrationsApplied = await migrate(ctx.opts.databaseUrl, ctx.schema);
     // Said: the first process of a new version upgrades the shared schema for all (QA45-F6).
@@ -143,6 +173,15 @@ export async function init(ctx: Context): Promise<void> {
         { schema: ctx.schema, applied: ctx.migrationsApplied },
         'PostgreSQL schema migrated (processes of an older Baton will refuse to start on it)',
       );
+  }
+  // A new or emptied Redis under a deployment that has processed messages (a stack brought back
+  // up with a Redis that kept no volume): what it held unprocessed is gone, said at once.
+  if (claimed && (await ctx.pg.query('inbound-any'))[0]?.any === true) {
+    await r('init', () => markForgotten(ctx));
+    ctx.log.error(
+      { redis: 'empty' },
+      "Redis holds none of Baton's keys, but PostgreSQL has this deployment's conversations (a new or emptied Redis): webhooks the old Redis held that were not yet processed are LOST, and sessions reload from PostgreSQL. If that Redis still has its AOF, stop Baton and start Redis on it (appendonly yes, its dir)",
+    );
   }
   ctx.autovacuumOff = (await ctx.pg.query('autovacuum-off'))[0]?.off === true;
   // Said, not warned: the purge makes up for it (one-shot commands stay quiet).
@@ -184,7 +223,7 @@ export async function init(ctx: Context): Promise<void> {
       { intakeLog: mode },
       'intake log on: each webhook is also written to PostgreSQL before it is answered, and what Redis loses is restored from there',
     );
-  } else if (mode === 'auto') watchPersistence(ctx);
+  } else if (mode === 'auto' && !(await r('init', () => logWhileForgotten(ctx)))) watchPersistence(ctx);
   // Redis back empty with the intake log on: the log puts back what it lost (no error to say),
   // and the prefix is claimed again quietly, so another deployment's start still finds it taken.
   const reclaimQuietly = (): void => {
@@ -262,11 +301,12 @@ function watchPersistence(ctx: Context): void {
   // is gone and nothing here can restore it, but it is said, once, by the first process to see it
   // (outside test QA81-F2: 10 of 10 acknowledged webhooks gone without a word).
   const backEmpty = async (): Promise<void> => {
-    if (!(await reclaimPrefix(ctx))) return;
-    ctx.log.error(
-      { redis: 'restart' },
-      "Redis is back without Baton's keys (restarted without its AOF, or emptied): the webhooks it held that were not yet processed are LOST, and sessions reload from PostgreSQL. To get them back, stop Baton and restart Redis on its AOF (appendonly yes, its dir); to keep this from happening, let Baton's intake log keep them (BATON_INTAKE_LOG=on)",
-    );
+    if (await reclaimPrefix(ctx))
+      ctx.log.error(
+        { redis: 'restart' },
+        "Redis is back without Baton's keys (restarted without its AOF, or emptied): the webhooks it held that were not yet processed are LOST, and sessions reload from PostgreSQL. To get them back, stop Baton and restart Redis on its AOF (appendonly yes, its dir); to keep this from happening, let Baton's intake log keep them (BATON_INTAKE_LOG=on)",
+      );
+    await logWhileForgotten(ctx);
   };
   const afterOutage = (): void => {
     if (ctx.intakeLog !== null) return;

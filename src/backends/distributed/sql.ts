@@ -22,6 +22,7 @@ export const STATEMENT_NAMES = [
   'outbound-status-by-provider-id',
   'inbound-insert',
   'inbound-get',
+  'inbound-any',
   'inbound-by-session',
   'dead-letters-insert',
   'dead-letters-list',
