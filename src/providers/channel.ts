@@ -43,3 +43,15 @@ export function plusE164(to: string): string {
 export function waIdOfTo(to: string): string {
   return to.startsWith('+') ? to.slice(1) : to;
 }
+
+/**
+ * A sender's wa_id as Meta writes it, digits without a `+`: a gateway or relay that passes
+ * `+E164` ids on stored a session `+1555…` that the admin API, which reads a `+` number as its
+ * digits, could not name (outside test QA83-F1: escalated, in the inbox, and nobody could take
+ * it). Anything else is left as it is.
+ */
+export function plainWaId(id: string): string;
+export function plainWaId(id: string | undefined): string | undefined;
+export function plainWaId(id: string | undefined): string | undefined {
+  return id !== undefined && /^\+\d+$/.test(id) ? id.slice(1) : id;
+}

@@ -342,6 +342,21 @@ describe('admin API answers', () => {
     expect((await h.admin('/sessions/1555-073-1001')).status).toBe(404);
   });
 
+  it('a sender whose wa_id a gateway wrote as +E164 is stored by its digits, so the API names it (outside test QA83-F1)', async () => {
+    const user = '15550731002';
+    expect((await h.post(webhook([text(`+${user}`, 'hi', 1_750_000_000)]))).status).toBe(200);
+    const s = await h.settled(user, 1);
+    expect(s.wa_id).toBe(user);
+    for (const named of [user, `+${user}`]) {
+      const r = await h.admin(`/sessions/${encodeURIComponent(named)}/reset`, { method: 'POST' });
+      expect(r.status, named).toBe(200);
+    }
+    // Its replies go to +E164, with one plus.
+    await h.graph.waitFor((c) => String(c.body.to).endsWith(user));
+    const to = h.graph.sent.filter((c) => String(c.body.to).endsWith(user)).map((c) => c.body.to);
+    expect(to).toEqual([`+${user}`]);
+  });
+
   it('are kept by no cache and never sniffed, errors included (outside test X5)', async () => {
     for (const path of ['/sessions?limit=1', '/stats', '/sessions/15550000000', '/no-such-route']) {
       const r = await h.admin(path);

@@ -156,6 +156,27 @@ describe('parseCloudApiWebhook: message fields', () => {
     });
   });
 
+  it('reads a sender a gateway wrote as +E164 by its digits, and still finds its contact (QA83-F1)', () => {
+    const body = JSON.parse(JSON.stringify(fixture('message', 'text'))) as {
+      entry: Array<{
+        changes: Array<{
+          value: { messages: Array<Record<string, unknown>>; contacts: Array<Record<string, unknown>> };
+        }>;
+      }>;
+    };
+    const value = body.entry[0]!.changes[0]!.value;
+    value.messages[0]!.from = '+972987654321';
+    value.contacts[0]!.wa_id = '+972987654321';
+    expect(parseCloudApiWebhook(body).messages[0]).toMatchObject({
+      user: '972987654321',
+      waId: '972987654321',
+      profileName: 'Test Name',
+    });
+    // Not a phone number with a plus: taken as it is.
+    value.messages[0]!.from = '+972-987';
+    expect(parseCloudApiWebhook(body).messages[0]).toMatchObject({ user: '+972-987' });
+  });
+
   it('keeps context.id of replies and button taps, not of forwards', () => {
     expect(onlyMessage('message', 'reply').contextId).toBe('wamid.xyzxyz==');
     expect(onlyMessage('callback_button', 'button').contextId).toBe('wamid.xyzxyz');

@@ -20,7 +20,7 @@ import type {
 } from '../../model/message.ts';
 import { locationContent, mediaContent, missingId, reactionContent, unsupported } from '../content.ts';
 import { screenBatch } from '../screen.ts';
-import { isWasenderChannel } from '../channel.ts';
+import { isWasenderChannel, plainWaId } from '../channel.ts';
 import type { JsonObject } from '../json.ts';
 import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
 
@@ -211,7 +211,7 @@ function contactIndex(contacts: readonly JsonObject[]): ContactIndex {
   const byWaId = new Map<string, { at: number; contact: JsonObject }>();
   const byUserId = new Map<string, { at: number; contact: JsonObject }>();
   contacts.forEach((contact, at) => {
-    const waId = str(contact, 'wa_id');
+    const waId = plainWaId(str(contact, 'wa_id'));
     const userId = str(contact, 'user_id');
     if (waId !== undefined && !byWaId.has(waId)) byWaId.set(waId, { at, contact });
     if (userId !== undefined && !byUserId.has(userId)) byUserId.set(userId, { at, contact });
@@ -248,10 +248,10 @@ function readMessage(
   if (!isObject(raw)) return { kind: 'message', reason: 'message is not an object' };
   const givenId = str(raw, 'id');
 
-  const from = str(raw, 'from') ?? digits(raw, 'from');
+  const from = plainWaId(str(raw, 'from')) ?? digits(raw, 'from');
   const fromUserId = str(raw, 'from_user_id');
   const contact = contactFor(contacts, from, fromUserId);
-  const waId = from ?? str(contact, 'wa_id');
+  const waId = from ?? plainWaId(str(contact, 'wa_id'));
   const userId = fromUserId ?? str(contact, 'user_id');
   const user = waId ?? userId;
   if (user === undefined) {
@@ -427,7 +427,7 @@ function readStatus(raw: unknown, channel: string, now: () => number): StatusUpd
       reason: `status "${status ?? '(none)'}" is not a delivery status`,
     };
   }
-  const recipient = str(raw, 'recipient_id') ?? str(raw, 'recipient_user_id') ?? '';
+  const recipient = plainWaId(str(raw, 'recipient_id')) ?? str(raw, 'recipient_user_id') ?? '';
   const bizOpaqueCallbackData = str(raw, 'biz_opaque_callback_data');
   const errors = readErrors(raw);
   return {

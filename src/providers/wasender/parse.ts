@@ -21,7 +21,7 @@ import type { WebhookBatch } from '../../model/message.ts';
 import type { SkippedItem } from '../cloud-api/parse.ts';
 import { locationContent, mediaContent, missingId, reactionContent, unsupported } from '../content.ts';
 import { screenBatch } from '../screen.ts';
-import { wasenderChannel } from '../channel.ts';
+import { plainWaId, wasenderChannel } from '../channel.ts';
 import type { JsonObject } from '../json.ts';
 import { anyStr, arr, isObject, num, obj, str, unixSeconds } from '../json.ts';
 
@@ -179,8 +179,8 @@ function readMessage(
   const chat = str(key, 'remoteJid')?.trim().toLowerCase();
   const shared = chat === undefined ? undefined : /@(g\.us|broadcast|newsletter)$/.exec(chat)?.[1];
   const sender =
-    str(key, 'cleanedSenderPn') ??
-    str(key, 'cleanedParticipantPn') ??
+    plainWaId(str(key, 'cleanedSenderPn')) ??
+    plainWaId(str(key, 'cleanedParticipantPn')) ??
     phoneOfJid(str(key, 'senderPn')) ??
     phoneOfJid(str(key, 'remoteJid'));
   const user = shared !== undefined ? chat : sender;
