@@ -207,6 +207,15 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
           ),
         ]
       : []),
+    ...(v.lateReplies > 0
+      ? [
+          row(
+            'late replies',
+            v.lateReplies,
+            'came after --timeout: slow, not lost (those users stopped there; raise --timeout)',
+          ),
+        ]
+      : []),
     row('out of order', v.outOfOrder),
     row('duplicate prompts', v.duplicatePrompts),
     row('wrong replies', v.wrongReplies),

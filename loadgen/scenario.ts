@@ -106,6 +106,11 @@ export interface UserTrace {
   readonly rejected: { id: string; status: number; detail: string }[];
   /** Steps whose reply was due and never came (the user stopped there). */
   readonly missingReplies: string[];
+  /**
+   * How many replies the user had when the wait for the missing one began: one that came after
+   * the user stopped waiting (`--timeout`) is late, not lost.
+   */
+  missingFrom?: number;
   /** Whether every due reply came. */
   completed: boolean;
   readonly plannedMessages: number;
@@ -329,6 +334,7 @@ export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): 
     );
     if (reply === null) {
       trace.missingReplies.push(stage.due);
+      trace.missingFrom = cursor;
       break;
     }
     counters.replies += 1;

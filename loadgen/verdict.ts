@@ -124,6 +124,11 @@ export interface Verdict {
    * was committed, or for a commit that was later lost (SPEC 1.6). A crash does not excuse them.
    */
   readonly uncommittedReplies: number;
+  /**
+   * Due replies that came after the user stopped waiting for them (`--timeout`): not lost, and
+   * not failures, but the user did not go on (not completed).
+   */
+  readonly lateReplies: number;
   /** Informational: messages recorded `late`, stale-input notices received, dead letters. */
   readonly late: number;
   readonly staleNotices: number;
@@ -159,8 +164,26 @@ export function mayBeSplit(u: UserEvidence): boolean {
     u.session !== null &&
     !sameOrder(u.trace.expected, u.session);
   return (
-    endedOutOfOrder || (u.trace.missingReplies.length > 0 && u.transitions.some((t) => t.kind === 'late'))
+    endedOutOfOrder ||
+    (u.trace.missingReplies.length > 0 && u.transitions.some((t) => t.kind === 'late')) ||
+    promptedTwice(u.replies)
   );
+}
+
+/**
+ * Whether one step was prompted under two versions (a split burst's second part may owe its
+ * prompt again: QA77-F1), counted a duplicate prompt unless the split is shown allowed (outside
+ * test QA83-F2: a user who also timed out had no storage times read, so it never was).
+ */
+function promptedTwice(replies: readonly ReplyEvidence[]): boolean {
+  const versions = new Map<string, number>();
+  for (const { callback: c } of replies) {
+    if (c === null || c.inReplyTo !== undefined) continue;
+    const seen = versions.get(c.step);
+    if (seen !== undefined && seen !== c.version) return true;
+    versions.set(c.step, c.version);
+  }
+  return false;
 }
 
 /**
@@ -240,6 +263,7 @@ export function judge(
   let wrongReplies = 0;
   let versionErrors = 0;
   let uncommittedReplies = 0;
+  let lateReplies = 0;
   let late = 0;
   let staleNotices = 0;
   let deadLettered = 0;
@@ -313,6 +337,17 @@ export function judge(
       );
     }
     for (const step of trace.missingReplies) {
+      // It came, after the user stopped waiting (`--timeout`): slow, not lost (outside test
+      // QA83-F2: 9,058 replies reported lost that Baton had all sent, late on a starved machine).
+      const cameLate =
+        trace.missingFrom !== undefined &&
+        u.replies
+          .slice(trace.missingFrom)
+          .some((r) => r.callback !== null && r.callback.inReplyTo === undefined && r.callback.step === step);
+      if (cameLate) {
+        lateReplies += 1;
+        continue;
+      }
       if (!waiting && outageSplit) {
         splitHere = true;
         continue;
@@ -481,6 +516,7 @@ export function judge(
     wrongReplies,
     versionErrors,
     uncommittedReplies,
+    lateReplies,
     late,
     staleNotices,
     deadLettered,

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseCallback } from '../../loadgen/sink.ts';
 import type { UserTrace } from '../../loadgen/scenario.ts';
-import { judge, type TransitionEvidence, type UserEvidence } from '../../loadgen/verdict.ts';
+import { judge, mayBeSplit, type TransitionEvidence, type UserEvidence } from '../../loadgen/verdict.ts';
 
 const DATA = { customer_name: 'Ana Silva', product_id: 'sku_550e', shipping_address: '1 Main St Porto' };
 const IDS = ['w1', 'w2', 'w3', 'w4', 'w5'];
@@ -94,6 +94,35 @@ describe('judge', () => {
       new Set(),
     );
     expect(v).toMatchObject({ clean: false, lostReplies: 1, lost: 1, outOfOrder: 0 });
+  });
+
+  it('a due reply that came after the user stopped waiting is late, not lost (QA83-F2)', () => {
+    // The user waited for completed's reply with 3 replies in hand; it came as the 4th.
+    const late = trace({ missingReplies: ['completed'], missingFrom: 3, completed: false });
+    expect(judge([user({ trace: late })], new Set())).toMatchObject({
+      clean: true,
+      lateReplies: 1,
+      lostReplies: 0,
+      usersCompleted: 0,
+    });
+    // Not after the wait began (only an earlier step's prompt): lost.
+    const lost = trace({ missingReplies: ['completed'], missingFrom: 4, completed: false });
+    expect(judge([user({ trace: lost })], new Set())).toMatchObject({ clean: false, lostReplies: 1 });
+  });
+
+  it("a step prompted under two versions has its storage times read, as a split burst's may (QA83-F2)", () => {
+    expect(mayBeSplit(user())).toBe(false);
+    const twice = [...REPLIES, reply('baton:order:choose_product:3')];
+    expect(
+      mayBeSplit(user({ replies: twice, trace: trace({ completed: false, missingReplies: ['x'] }) })),
+    ).toBe(true);
+    // A stale notice or a second message of one change is no second prompt.
+    const notTwice = [
+      ...REPLIES,
+      reply('baton:order:choose_product:2#2'),
+      reply('baton:order:choose_product:4:w9'),
+    ];
+    expect(mayBeSplit(user({ replies: notTwice }))).toBe(false);
   });
 
   it('a message in two records, or a reply sent twice, is duplicated', () => {
