@@ -24,7 +24,7 @@ function trace(over: Partial<UserTrace> = {}): UserTrace {
   };
 }
 
-const reply = (cb: string) => ({ callbackData: cb, callback: parseCallback(cb) });
+const reply = (cb: string, at = 0) => ({ callbackData: cb, callback: parseCallback(cb), at });
 const REPLIES = [
   'baton:order:choose_product:2',
   'baton:order:collect_shipping_address:3',
@@ -128,7 +128,7 @@ describe('judge', () => {
   it('a message in two records, or a reply sent twice, is duplicated', () => {
     const twice = [...LOG, { version: 5, kind: 'stale_input', message_ids: ['w4'] }];
     expect(judge([user({ transitions: twice })], new Set())).toMatchObject({ reprocessed: 1, duplicated: 1 });
-    const resent = [...REPLIES, reply('baton:order:completed:5')];
+    const resent = [...REPLIES, reply('baton:order:completed:5', 6_000)];
     expect(judge([user({ replies: resent })], new Set())).toMatchObject({ resent: 1, duplicated: 1 });
     // Told that workers are killed: one repeat is a crash's allowance (SPEC 1.6), a third copy is not.
     expect(judge([user({ replies: resent })], new Set(), { crashes: true })).toMatchObject({
@@ -136,7 +136,15 @@ describe('judge', () => {
       resent: 0,
       crashResends: 1,
     });
-    const thrice = [...resent, reply('baton:order:completed:5')];
+    // Nor a copy within a second of the first: no holder takes a session over that fast
+    // (outside test QA84-F1: a relay doubling replies at once passed as crash resends).
+    const atOnce = [...REPLIES, reply('baton:order:completed:5', 40)];
+    expect(judge([user({ replies: atOnce })], new Set(), { crashes: true })).toMatchObject({
+      clean: false,
+      resent: 1,
+      crashResends: 0,
+    });
+    const thrice = [...resent, reply('baton:order:completed:5', 9_000)];
     expect(judge([user({ replies: thrice })], new Set(), { crashes: true })).toMatchObject({
       clean: false,
       resent: 1,
@@ -146,7 +154,7 @@ describe('judge', () => {
 
   it('a reply for a step and version the log does not have is uncommitted, with --crashes too (QA79-F3)', () => {
     // Sent before its commit, and that commit lost: its repeat looks like a crash's resend.
-    const early = [...REPLIES, reply('baton:order:completed:6'), reply('baton:order:completed:6')];
+    const early = [...REPLIES, reply('baton:order:completed:6'), reply('baton:order:completed:6', 7_000)];
     expect(judge([user({ replies: early })], new Set(), { crashes: true })).toMatchObject({
       clean: false,
       uncommittedReplies: 2,
@@ -193,6 +201,13 @@ describe('judge', () => {
     expect(judge([user({ replies: again })], new Set())).toMatchObject({ duplicatePrompts: 1, clean: false });
     const notice = [...REPLIES, reply('baton:order:completed:5:wamid.X')];
     expect(judge([user({ replies: notice })], new Set())).toMatchObject({ clean: true, staleNotices: 1 });
+    // A notice a crash resent is one notice (outside test QA84-F6).
+    const resentNotice = [...notice, reply('baton:order:completed:5:wamid.X', 6_000)];
+    expect(judge([user({ replies: resentNotice })], new Set(), { crashes: true })).toMatchObject({
+      clean: true,
+      staleNotices: 1,
+      crashResends: 1,
+    });
   });
 
   it('a completed order that says something else than the user sent is out of order', () => {
