@@ -635,7 +635,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
             : 'webhook could not be stored; answering 503 so the sender retries',
         ),
       );
-      return sendError(reply, 'BATON_ERR_STORAGE_UNAVAILABLE');
+      // The queue named when it is the one away (outside test QA84-F5: "Storage is unavailable").
+      return sendError(
+        reply,
+        'BATON_ERR_STORAGE_UNAVAILABLE',
+        deps.queue ? 'The intake queue (RabbitMQ) is unavailable; retry later' : undefined,
+      );
     }
   };
   app.post('/webhooks/whatsapp', webhook(deps.providers.whatsapp));

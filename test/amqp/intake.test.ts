@@ -93,7 +93,11 @@ describeRabbit('RabbitMQ intake, embedded', () => {
       expect(ready.checks.rabbitmq).toBe(false);
       const refused = await h.post(webhook([text(u, 'hi', T0)]));
       expect(refused.status).toBe(503);
-      expect(await refused.json()).toMatchObject({ code: 'BATON_ERR_STORAGE_UNAVAILABLE' });
+      // It names the queue, not "storage" (outside test QA84-F5).
+      expect(await refused.json()).toMatchObject({
+        code: 'BATON_ERR_STORAGE_UNAVAILABLE',
+        error: expect.stringContaining('RabbitMQ'),
+      });
       proxy.unblock();
       await h.until(async () => (await fetch(`${h.url}/readyz`)).status === 200, 15_000);
       // Meta retries the refused webhook: now it goes in, once.

@@ -167,6 +167,17 @@ describeServices('distributed backend: Redis restart', () => {
     ).toHaveLength(1);
     expect(await redeliver(restarted.backend)).toMatchObject({ accepted: 0, duplicates: 1 });
     expect(await restarted.backend.pending(key, 10)).toEqual([]);
+
+    // With the intake log off by choice nothing checks PostgreSQL: said as what it is (QA84-F2).
+    const offRedis = await startPrivateRedis();
+    afterThisTest(() => offRedis.stop());
+    const off = await makeBackend(
+      { redisUrl: offRedis.url, commandTimeoutMs: 1000, intakeLog: 'off' },
+      { prefix, schema },
+    );
+    expect(off.logger.lines.filter((l) => l.level === 'error' && /applied AGAIN/.test(l.msg))).toHaveLength(
+      1,
+    );
   }, 60_000);
 
   // After a restart that kept everything (the AOF), the first grant of each session reserves a

@@ -99,6 +99,21 @@ async function markForgotten(ctx: Context): Promise<void> {
   await ctx.redis.set(ctx.keys.forgot, String(Date.now()), 'EX', ctx.opts.dedupeTtlSec);
 }
 
+/**
+ * With `BATON_INTAKE_LOG=off`, Redis's loss within the dedupe window is said as what it is: the
+ * log's check against PostgreSQL is off too, so a redelivery of a message Redis forgot is applied
+ * again (outside test QA84-F2: 182 of 350 redelivered messages recorded twice, without a word).
+ */
+async function warnWhileForgotten(ctx: Context): Promise<void> {
+  const since = Number(await ctx.redis.get(ctx.keys.forgot));
+  if (!(since > 0)) return;
+  const until = new Date(since + ctx.opts.dedupeTtlSec * 1000).toISOString();
+  ctx.log.error(
+    { redis: 'forgot', intakeLog: 'off', until },
+    `Redis lost the record of the messages it had seen (found without Baton's keys at ${new Date(since).toISOString()}), and BATON_INTAKE_LOG=off: until ${until}, a redelivery of one of them is applied AGAIN (SPEC 1.2 does not hold). Set BATON_INTAKE_LOG=auto to have PostgreSQL recognise them`,
+  );
+}
+
 /** Turns the intake log on while Redis's loss is within the dedupe window; true if it did. */
 async function logWhileForgotten(ctx: Context): Promise<boolean> {
   if (ctx.intakeLog !== null || (ctx.opts.intakeLog ?? 'auto') !== 'auto') return false;
@@ -224,13 +239,20 @@ export async function init(ctx: Context): Promise<void> {
       'intake log on: each webhook is also written to PostgreSQL before it is answered, and what Redis loses is restored from there',
     );
   } else if (mode === 'auto' && !(await r('init', () => logWhileForgotten(ctx)))) watchPersistence(ctx);
+  else if (mode === 'off') await r('init', () => warnWhileForgotten(ctx));
   // Redis back empty with the intake log on: the log puts back what it lost (no error to say),
   // and the prefix is claimed again quietly, so another deployment's start still finds it taken.
-  const reclaimQuietly = (): void => {
-    if (ctx.initialized && ctx.intakeLog !== null) reclaimPrefix(ctx).catch(() => undefined);
+  // With the log off by choice, the loss is said (in `auto` with the log off, the watch says it).
+  const reclaimAfterOutage = (): void => {
+    if (!ctx.initialized) return;
+    if (ctx.intakeLog !== null) reclaimPrefix(ctx).catch(() => undefined);
+    else if (mode === 'off')
+      reclaimPrefix(ctx)
+        .then((first) => (first ? warnWhileForgotten(ctx) : undefined))
+        .catch(() => undefined);
   };
-  ctx.redis.on('ready', reclaimQuietly);
-  onNodeChange(ctx.redis, reclaimQuietly);
+  ctx.redis.on('ready', reclaimAfterOutage);
+  onNodeChange(ctx.redis, reclaimAfterOutage);
   if (ctx.opts.flusher !== false) {
     const conn = await readerClient(ctx.redis, 10_000);
     conn.on('error', (err: Error) => redisError(ctx, err));
