@@ -291,6 +291,10 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     expect(await row.innerText()).toContain('131047');
     await shot('13-dead-letter');
     await row.locator('form.replay button').click();
+    // The page says it was replayed, and what a failure again would look like (QA83-F5).
+    await page.waitForFunction(() =>
+      /Replayed at .*new dead letter/.test(document.querySelector('#page-done')?.textContent ?? ''),
+    );
     // Replayed: the reply reaches Graph this time, and the row says so.
     await h.graph.waitFor(
       (c) => c.body.to === `+${u}` && c.body.biz_opaque_callback_data === 'baton:order:ask_name:1',

@@ -528,6 +528,19 @@
               DONE_KEY,
               JSON.stringify({ form: form.id || 'page-done', text: 'Done. ' + data.warning }),
             );
+          } else if (data && data.replayed === true) {
+            // Said, as a replay that fails again only adds a letter like the one it replayed
+            // (outside test QA83-F5: the page came back with nothing to tell them apart).
+            window.sessionStorage.setItem(
+              DONE_KEY,
+              JSON.stringify({
+                form: 'page-done',
+                text:
+                  'Replayed at ' +
+                  new Date().toLocaleTimeString() +
+                  ': it is queued again. If it fails again, it comes back as a new dead letter at the top of the list.',
+              }),
+            );
           }
           // Done, with something to say that the reloaded page would not show (whether a lease
           // was there to release): said beside the form once the page is back.
