@@ -559,6 +559,19 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       count('bad_signature');
       return sendError(reply, 'BATON_ERR_BAD_SIGNATURE');
     }
+    // A compressed body said as such (RFC 9110: 415), not as JSON that is not UTF-8 (outside test
+    // QA83-F6). Meta never compresses its webhooks.
+    const encoding = String(req.headers['content-encoding'] ?? 'identity')
+      .trim()
+      .toLowerCase();
+    if (encoding !== 'identity' && encoding !== '') {
+      count('bad_json');
+      return sendError(
+        reply,
+        'BATON_ERR_UNSUPPORTED_MEDIA_TYPE',
+        `Content-Encoding "${encoding.slice(0, 40)}" is not taken: send the JSON uncompressed`,
+      );
+    }
     // JSON text is UTF-8 (RFC 8259): a stray byte would become U+FFFD in a user's text unseen.
     if (!isUtf8(raw)) {
       count('bad_json');

@@ -84,6 +84,26 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
     expect((await h.admin('/sessions/15550990001')).status).toBe(404);
   });
 
+  it('415 with {error} for a compressed body, said as such, not as JSON that is not UTF-8 (QA83-F6)', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const { signMetaBody } = await import('../../src/providers/index.ts');
+    const body = gzipSync(Buffer.from(JSON.stringify(webhook([text('15550990002', 'hi', 1_750_000_000)]))));
+    for (const encoding of ['gzip', 'Deflate', 'br']) {
+      const r = await fetch(`${h.url}/webhooks/whatsapp`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'content-encoding': encoding,
+          'x-hub-signature-256': signMetaBody(body, 'test-app-secret'),
+        },
+        body: new Uint8Array(body),
+      });
+      expect(r.status, encoding).toBe(415);
+      expect(await r.json()).toMatchObject({ error: expect.stringContaining('Content-Encoding') });
+    }
+    expect((await h.admin('/sessions/15550990002')).status).toBe(404);
+  });
+
   it.each([
     ['an array', []],
     ['another object', { object: 'page', entry: [] }],
