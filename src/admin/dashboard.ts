@@ -558,6 +558,8 @@ export function registerDashboard(
                 ${inbox.ordered < inbox.total ? html`<span class="muted">The list orders the first ${inbox.ordered} the store gave; find the others by number.</span>` : ''}
               </p>`
             : '';
+        // What an agent works the inbox by (how long each has waited, who has them) comes first: on
+        // a phone only the first columns fit (outside test QA83-F3).
         const body = html`<p class="sub">
             Sessions waiting for an agent, longest waiting first. While one waits, the bot is silent and the
             user's messages are recorded.
@@ -568,14 +570,14 @@ export function registerDashboard(
               <thead>
                 <tr>
                   <th>User</th>
-                  <th>Channel</th>
-                  <th>Flow</th>
+                  <th>Waiting</th>
+                  <th>Agent</th>
                   <th>Step</th>
                   <th>Why</th>
-                  <th>Waiting</th>
-                  <th>Since</th>
                   <th>Last message</th>
-                  <th>Agent</th>
+                  <th>Flow</th>
+                  <th>Channel</th>
+                  <th>Since</th>
                 </tr>
               </thead>
               <tbody>
@@ -583,16 +585,16 @@ export function registerDashboard(
                   (s) =>
                     html`<tr data-wa-id="${s.wa_id}">
                       <td><a href="${sessionHref({ user: s.wa_id, channel: s.channel })}">${s.wa_id}</a></td>
-                      <td>${s.channel}</td>
-                      <td>${s.flow}</td>
+                      <td class="waiting">${duration(s.waiting_ms)}</td>
+                      <td class="agent">${s.agent ?? html`<span class="muted">nobody yet</span>`}</td>
                       <td>${s.current_step ?? '-'}</td>
                       <td class="why">
                         ${s.metadata.handoff_reason ?? html`<span class="muted">invalid answers</span>`}
                       </td>
-                      <td>${duration(s.waiting_ms)}</td>
-                      <td><time>${s.waiting_since}</time></td>
                       ${shortCell('last', s.last_message ? (s.last_message.text ?? `(${s.last_message.type})`) : '-')}
-                      <td>${s.agent ?? html`<span class="muted">nobody yet</span>`}</td>
+                      <td>${s.flow}</td>
+                      <td>${s.channel}</td>
+                      <td><time>${s.waiting_since}</time></td>
                     </tr>`,
                 )}
               </tbody>

@@ -439,6 +439,14 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
         ]);
         expect({ path, scroll }).toEqual({ path, scroll: client });
         await shot(phone, `f3-320${path.replace(/\W+/g, '-')}`);
+        // The inbox's first columns, which fit, are what an agent works it by (QA83-F3).
+        if (path === '/admin/inbox') {
+          const row = phone.locator('#inbox tr[data-wa-id="15550701031"]');
+          for (const cell of ['td.waiting', 'td.agent']) {
+            const box = await row.locator(cell).boundingBox();
+            expect(box !== null && box.x + box.width <= 320, cell).toBe(true);
+          }
+        }
       }
       // The session page's tables (the page shown last) are wider than the phone: they scroll in
       // their own box.
