@@ -291,9 +291,12 @@ describe.skipIf(!haveChromium)('dashboard in Chromium', () => {
     expect(await row.innerText()).toContain('131047');
     await shot('13-dead-letter');
     await row.locator('form.replay button').click();
-    // The page says it was replayed, and what a failure again would look like (QA83-F5).
+    // The page says it was replayed, and what a failure again would look like (QA83-F5), at a
+    // time in the agent's zone, named, as every time on the page (QA85-F2).
     await page.waitForFunction(() =>
-      /Replayed at .*new dead letter/.test(document.querySelector('#page-done')?.textContent ?? ''),
+      /Replayed at .*\d{4}.*\d\d:\d\d:\d\d \S+: .*new dead letter/.test(
+        document.querySelector('#page-done')?.textContent ?? '',
+      ),
     );
     // Replayed: the reply reaches Graph this time, and the row says so.
     await h.graph.waitFor(

@@ -537,7 +537,7 @@
                 form: 'page-done',
                 text:
                   'Replayed at ' +
-                  new Date().toLocaleTimeString() +
+                  localTime.format(new Date()) +
                   ': it is queued again. If it fails again, it comes back as a new dead letter at the top of the list.',
               }),
             );
