@@ -100,31 +100,41 @@ async function markForgotten(ctx: Context): Promise<void> {
 }
 
 /**
+ * Redis's loss while its mark lasts (see {@link markForgotten}): when Redis was found emptied, the
+ * end of the dedupe window, and the words that say so; null when there is no mark.
+ */
+async function forgotten(ctx: Context): Promise<{ until: string; said: string } | null> {
+  const since = Number(await ctx.redis.get(ctx.keys.forgot));
+  if (!(since > 0)) return null;
+  const until = new Date(since + ctx.opts.dedupeTtlSec * 1000).toISOString();
+  const said = `Redis lost the record of the messages it had seen (found without Baton's keys at ${new Date(since).toISOString()})`;
+  return { until, said };
+}
+
+/**
  * With `BATON_INTAKE_LOG=off`, Redis's loss within the dedupe window is said as what it is: the
  * log's check against PostgreSQL is off too, so a redelivery of a message Redis forgot is applied
  * again (outside test QA84-F2: 182 of 350 redelivered messages recorded twice, without a word).
  */
 async function warnWhileForgotten(ctx: Context): Promise<void> {
-  const since = Number(await ctx.redis.get(ctx.keys.forgot));
-  if (!(since > 0)) return;
-  const until = new Date(since + ctx.opts.dedupeTtlSec * 1000).toISOString();
+  const f = await forgotten(ctx);
+  if (f === null) return;
   ctx.log.error(
-    { redis: 'forgot', intakeLog: 'off', until },
-    `Redis lost the record of the messages it had seen (found without Baton's keys at ${new Date(since).toISOString()}), and BATON_INTAKE_LOG=off: until ${until}, a redelivery of one of them is applied AGAIN (SPEC 1.2 does not hold). Set BATON_INTAKE_LOG=auto to have PostgreSQL recognise them`,
+    { redis: 'forgot', intakeLog: 'off', until: f.until },
+    `${f.said}, and BATON_INTAKE_LOG=off: until ${f.until}, a redelivery of one of them is applied AGAIN (SPEC 1.2 does not hold). Set BATON_INTAKE_LOG=auto to have PostgreSQL recognise them`,
   );
 }
 
 /** Turns the intake log on while Redis's loss is within the dedupe window; true if it did. */
 async function logWhileForgotten(ctx: Context): Promise<boolean> {
   if (ctx.intakeLog !== null || (ctx.opts.intakeLog ?? 'auto') !== 'auto') return false;
-  const since = Number(await ctx.redis.get(ctx.keys.forgot));
-  if (!(since > 0) || ctx.intakeLog !== null) return false;
+  const f = await forgotten(ctx);
+  if (f === null || ctx.intakeLog !== null) return false;
   intakeLogOn(ctx);
   clearInterval(ctx.persistenceTimer ?? undefined);
-  const until = new Date(since + ctx.opts.dedupeTtlSec * 1000).toISOString();
   ctx.log.warn(
-    { redis: 'forgot', intakeLog: 'auto', until },
-    `Redis lost the record of the messages it had seen (found without Baton's keys at ${new Date(since).toISOString()}): until ${until} (BATON_DEDUPE_TTL), the intake log is on, so that PostgreSQL recognises their redeliveries`,
+    { redis: 'forgot', intakeLog: 'auto', until: f.until },
+    `${f.said}: until ${f.until} (BATON_DEDUPE_TTL), the intake log is on, so that PostgreSQL recognises their redeliveries`,
   );
   return true;
 }
