@@ -38,6 +38,7 @@ import type { ConversationScript } from '../src/simulate/script.ts';
 import { startReplySink, type ReplySink } from './sink.ts';
 import { seededRandom, summarize, type LatencySummary } from './stats.ts';
 import {
+  cameLate,
   mayBeSplit,
   judge,
   type SessionEvidence,
@@ -441,9 +442,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     );
     const durationMs = (ctx.lastReplyAt > 0 ? ctx.lastReplyAt : performance.now()) - started;
 
-    // Let Baton drain: nothing pending and no reply for a moment. What it still holds after that
-    // is read before the evidence, so a message processed in between is found, not doubted.
+    // Let Baton drain: nothing pending, no reply for a moment, and no reply a user stopped
+    // waiting for still owed. What it still holds after that is read before the evidence, so a
+    // message processed in between is found, not doubted. A gateway that accepted a reply
+    // delivers it when it can: Baton has nothing left to send, yet the reply is on its way, and
+    // judged at once it was called lost (outside test QA85-F1: a relay holding replies 1.5 s).
     phase = 'settling';
+    const owed = (): boolean =>
+      traces.some((t) => t.missingReplies.some((step) => !cameLate(t, sink.callsTo(t.waId), step)));
     const quiet = options.quietMs ?? 300;
     const deadline = performance.now() + (options.settleTimeoutMs ?? 10_000);
     const retryMs = options.adminRetryMs;
@@ -458,7 +464,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         break;
       }
       const last = sink.lastAt() ?? 0;
-      if (pending === 0 && performance.now() - last >= quiet) break;
+      if (pending === 0 && performance.now() - last >= quiet && !owed()) break;
       await new Promise((r) => setTimeout(r, 50));
     } while (performance.now() < deadline && !options.signal?.aborted);
 

@@ -159,6 +159,19 @@ export interface JudgeOptions {
 }
 
 /** Kinds that keep the version unchanged (SPEC section 4). */
+/**
+ * Whether the reply for `step`, which the user stopped waiting for (`--timeout`), came after all:
+ * it is then late, not lost.
+ */
+export function cameLate(trace: UserTrace, replies: readonly ReplyEvidence[], step: string): boolean {
+  return (
+    trace.missingFrom !== undefined &&
+    replies
+      .slice(trace.missingFrom)
+      .some((r) => r.callback !== null && r.callback.inReplyTo === undefined && r.callback.step === step)
+  );
+}
+
 const VERSIONLESS = new Set(['stale_input', 'late', 'held', 'ignored']);
 const MAX_PROBLEMS = 25;
 
@@ -349,12 +362,7 @@ export function judge(
     for (const step of trace.missingReplies) {
       // It came, after the user stopped waiting (`--timeout`): slow, not lost (outside test
       // QA83-F2: 9,058 replies reported lost that Baton had all sent, late on a starved machine).
-      const cameLate =
-        trace.missingFrom !== undefined &&
-        u.replies
-          .slice(trace.missingFrom)
-          .some((r) => r.callback !== null && r.callback.inReplyTo === undefined && r.callback.step === step);
-      if (cameLate) {
+      if (cameLate(trace, u.replies, step)) {
         lateReplies += 1;
         continue;
       }
