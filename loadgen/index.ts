@@ -39,6 +39,7 @@ import { startReplySink, type ReplySink } from './sink.ts';
 import { seededRandom, summarize, type LatencySummary } from './stats.ts';
 import {
   cameLate,
+  gotAReplyTwice,
   mayBeSplit,
   judge,
   type SessionEvidence,
@@ -298,6 +299,45 @@ async function evidenceOf(
   };
 }
 
+type OutboundItem = { callback_data: unknown; claims: unknown };
+type MessageItem = { direction: unknown; id: unknown; at: unknown };
+
+/** A list the admin API keeps under one of the user's sessions (`outbound`, `messages`), `[]` if none. */
+async function sessionList<T>(
+  base: string,
+  token: string,
+  channel: Channel,
+  waId: string,
+  list: 'outbound' | 'messages',
+  retryMs?: number,
+): Promise<Partial<T>[]> {
+  const q = `?channel=${encodeURIComponent(channel.phoneNumberId)}${list === 'messages' ? '&limit=500' : ''}`;
+  const r = await getJson(
+    `${base}/admin/api/sessions/${encodeURIComponent(waId)}/${list}${q}`,
+    token,
+    retryMs,
+  );
+  return r.status === 200 ? ((r.json as Record<string, Partial<T>[] | undefined>)[list] ?? []) : [];
+}
+
+/** Baton's send attempts that may have reached the user, by callback data (its outbound records' `claims`). */
+export async function claimsOf(
+  base: string,
+  token: string,
+  channel: Channel,
+  waId: string,
+  retryMs?: number,
+): Promise<Map<string, number>> {
+  const records = await sessionList<OutboundItem>(base, token, channel, waId, 'outbound', retryMs);
+  const claims = new Map<string, number>();
+  for (const o of records) {
+    if (typeof o.callback_data !== 'string') continue;
+    // A Baton too old to say: every repeat may be a crash's, as before.
+    claims.set(o.callback_data, typeof o.claims === 'number' ? o.claims : 2);
+  }
+  return claims;
+}
+
 /** When Baton stored each of the user's messages (its admin API's conversation), by message id. */
 export async function storedTimes(
   base: string,
@@ -306,13 +346,7 @@ export async function storedTimes(
   waId: string,
   retryMs?: number,
 ): Promise<Map<string, number>> {
-  const q = `?channel=${encodeURIComponent(channel.phoneNumberId)}&limit=500`;
-  const path = `${base}/admin/api/sessions/${encodeURIComponent(waId)}/messages${q}`;
-  const r = await getJson(path, token, retryMs);
-  const items =
-    r.status === 200
-      ? ((r.json as { messages?: { direction?: unknown; id?: unknown; at?: unknown }[] }).messages ?? [])
-      : [];
+  const items = await sessionList<MessageItem>(base, token, channel, waId, 'messages', retryMs);
   const times = new Map<string, number>();
   for (const m of items) {
     if (m.direction === 'in' && typeof m.id === 'string' && typeof m.at === 'string')
@@ -489,6 +523,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
             : [],
         );
         evidence = await mapLimit(traces, 16, (t) => evidenceOf(base, token, channel, t, sink, retryMs));
+        // Whether a reply that came twice is a crash's one repeat rests on whether Baton made a
+        // second attempt of it.
+        if (options.crashes === true) {
+          evidence = await mapLimit(evidence, 16, async (u) =>
+            gotAReplyTwice(u)
+              ? { ...u, claims: await claimsOf(base, token, channel, u.trace.waId, retryMs) }
+              : u,
+          );
+        }
         // Whether a split burst was allowed rests on when Baton stored its parts.
         if (options.bufferMs !== undefined) {
           evidence = await mapLimit(evidence, 16, async (u) =>

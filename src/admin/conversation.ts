@@ -161,6 +161,12 @@ export interface OutboundView {
   readonly callback_data: string;
   readonly status: OutboundStatus;
   readonly attempts: number;
+  /**
+   * Send attempts that may have reached the user, each claimed before it was made: 2 when a
+   * holder that took the session over (a worker killed mid-send) or a retry after no answer sent
+   * it again (SPEC 1.6 allows that one repeat; a third claim dead-letters it instead).
+   */
+  readonly claims: number;
   /** The wamid Graph gave it, once sent. */
   readonly wamid?: string;
   readonly last_error?: string;
@@ -185,6 +191,7 @@ export function outboundView(o: OutboundRecord): OutboundView {
     callback_data: o.callbackData,
     status: o.status,
     attempts: o.attempts,
+    claims: o.claims ?? 1,
     ...(o.providerMessageId !== undefined ? { wamid: o.providerMessageId } : {}),
     ...(o.lastError !== undefined ? { last_error: o.lastError } : {}),
     ...(o.inReplyTo !== undefined ? { in_reply_to: o.inReplyTo } : {}),

@@ -373,18 +373,12 @@ describe('health, readiness, metrics, admin auth', () => {
       callback_data: 'baton:order:ask_name:1',
       status: 'sent',
       attempts: 1,
+      claims: 1,
       wamid: expect.stringMatching(/^wamid\./),
       body: { type: 'text' },
     });
     expect(Date.parse(outbound[0]!.created_at as string)).toBeGreaterThan(0);
-    for (const internal of [
-      'callbackData',
-      'providerMessageId',
-      'claims',
-      'createdAt',
-      'isPrompt',
-      'channel',
-    ])
+    for (const internal of ['callbackData', 'providerMessageId', 'createdAt', 'isPrompt', 'channel'])
       expect(outbound[0]).not.toHaveProperty(internal);
   });
 

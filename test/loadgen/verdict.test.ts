@@ -5,7 +5,13 @@
 import { describe, expect, it } from 'vitest';
 import { parseCallback } from '../../loadgen/sink.ts';
 import type { UserTrace } from '../../loadgen/scenario.ts';
-import { judge, mayBeSplit, type TransitionEvidence, type UserEvidence } from '../../loadgen/verdict.ts';
+import {
+  gotAReplyTwice,
+  judge,
+  mayBeSplit,
+  type TransitionEvidence,
+  type UserEvidence,
+} from '../../loadgen/verdict.ts';
 
 const DATA = { customer_name: 'Ana Silva', product_id: 'sku_550e', shipping_address: '1 Main St Porto' };
 const IDS = ['w1', 'w2', 'w3', 'w4', 'w5'];
@@ -144,6 +150,22 @@ describe('judge', () => {
       resent: 1,
       crashResends: 0,
     });
+    // Nor a copy Baton did not make: its record says it attempted the send once (outside test
+    // QA88-F1: a relay delivering replies twice, 1.5 s apart, passed as crash resends).
+    const once = new Map([['baton:order:completed:5', 1]]);
+    const relayed = judge([user({ replies: resent, claims: once })], new Set(), { crashes: true });
+    expect(relayed).toMatchObject({ clean: false, resent: 1, crashResends: 0 });
+    expect(relayed.problems.join('\n')).toContain('Baton made 1 send attempt(s) of it');
+    const claimedTwice = new Map([['baton:order:completed:5', 2]]);
+    expect(
+      judge([user({ replies: resent, claims: claimedTwice })], new Set(), { crashes: true }),
+    ).toMatchObject({
+      clean: true,
+      resent: 0,
+      crashResends: 1,
+    });
+    expect(gotAReplyTwice(user({ replies: resent }))).toBe(true);
+    expect(gotAReplyTwice(user())).toBe(false);
     const thrice = [...resent, reply('baton:order:completed:5', 9_000)];
     expect(judge([user({ replies: thrice })], new Set(), { crashes: true })).toMatchObject({
       clean: false,
