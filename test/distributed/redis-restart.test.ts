@@ -115,6 +115,30 @@ describeServices('distributed backend: Redis restart', () => {
     expect(lost()[0]!.msg).toMatch(/LOST/);
   }, 60_000);
 
+  // A signed-out cookie worked again once Redis came back empty (outside test QA87-F1).
+  it('remembers a dashboard sign-out across a Redis restarted empty', async () => {
+    const redis = await startPrivateRedis({ persist: false });
+    afterThisTest(() => redis.stop());
+    const { backend } = await makeBackend({ redisUrl: redis.url, commandTimeoutMs: 1000 });
+    const [out, other, expired] = [`so-${Date.now()}-a`, `so-${Date.now()}-b`, `so-${Date.now()}-c`];
+    await backend.revokeSignIn(out, Date.now() + 60_000);
+    await backend.revokeSignIn(expired, Date.now() + 300);
+    await redis.kill();
+    await redis.restart();
+    await sleep(400);
+    const revoked = async (id: string): Promise<boolean | null> => {
+      try {
+        return await backend.signInRevoked(id);
+      } catch {
+        return null; // Redis not back yet
+      }
+    };
+    await eventually(async () => ((await revoked(out)) === null ? null : true));
+    expect(await backend.signInRevoked(out)).toBe(true);
+    expect(await backend.signInRevoked(other)).toBe(false);
+    expect(await backend.signInRevoked(expired)).toBe(false);
+  }, 60_000);
+
   // An AOF Redis whose AOF was lost (its volume wiped), or a new Redis under a deployment that has
   // processed messages, forgot the messages it had seen: Meta redelivering one had it applied
   // again (outside test QA79-F4). For the dedupe window, every process keeps the intake log on,

@@ -239,12 +239,20 @@ export async function heartbeat(ctx: Context, workerId: string, ttlMs: number): 
   );
 }
 
+/**
+ * Ends a sign-in in PostgreSQL, then in Redis: Redis answers the checks, PostgreSQL what a Redis
+ * restarted empty forgot (outside test QA87-F1: a signed-out cookie worked again after that).
+ */
 export async function revokeSignIn(ctx: Context, id: string, untilMs: number): Promise<void> {
-  await r('sign-out', () => ctx.redis.set(ctx.keys.signedOut(id), '1', 'PXAT', Math.ceil(untilMs)));
+  const until = Math.ceil(untilMs);
+  await ctx.pg.execute('signed-out-insert', [id, until, ctx.now()]);
+  await r('sign-out', () => ctx.redis.set(ctx.keys.signedOut(id), '1', 'PXAT', until));
 }
 
+/** Whether a sign-in was ended: Redis first; a cookie it does not know is looked up in PostgreSQL. */
 export async function signInRevoked(ctx: Context, id: string): Promise<boolean> {
-  return (await r('sign-in check', () => ctx.redis.exists(ctx.keys.signedOut(id)))) === 1;
+  if ((await r('sign-in check', () => ctx.redis.exists(ctx.keys.signedOut(id)))) === 1) return true;
+  return (await ctx.pg.query('signed-out-get', [id, ctx.now()])).length > 0;
 }
 
 export async function removeWorker(ctx: Context, workerId: string): Promise<void> {

@@ -61,6 +61,8 @@ export const STATEMENT_NAMES = [
   'alerts-firing-list',
   'alerts-firing-set',
   'alerts-firing-clear',
+  'signed-out-insert',
+  'signed-out-get',
 ] as const;
 
 export type StatementName = (typeof STATEMENT_NAMES)[number];
