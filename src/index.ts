@@ -35,6 +35,7 @@ export type {
   EventPayloads,
   EventPayloadsOf,
   Jsonified,
+  EffectResult,
   EventSpec,
   Replies,
   Reply,

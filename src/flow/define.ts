@@ -213,10 +213,18 @@ export type NoEffects = Readonly<Record<never, AnyEffect>>;
 type InputOf<X> = X extends { run: (input: infer I, ctx: EffectContext) => Promise<unknown> } ? I : never;
 type ResultOf<X> = X extends { run: (input: never, ctx: EffectContext) => Promise<infer R> } ? R : never;
 
+/** A function: JSON leaves it out of an object (and writes `null` for it in an array). */
+type Fn = (...args: never[]) => unknown;
+/** Flattens an intersection of object types into one, for readable hovers and errors. */
+type Flat<T> = { [K in keyof T]: T[K] } & {};
+
 /**
  * What a value becomes once stored as JSON and read back, as an effect's result reaches
- * `onResult` (it is kept in the session's mailbox): a `Date` is its ISO string, and functions
- * and `undefined` fields are gone (outside test B7: the result was typed as `run` returned it).
+ * `onResult` (it is kept in the session's mailbox): a `Date` is its ISO string, functions are
+ * gone, and a field that may be `undefined` may be missing (JSON drops it: outside test QA86-F1,
+ * `{ eta: string | undefined }` was typed with `eta` always a string), as an optional field.
+ * In an array, `undefined` reads back as `null` (outside test B7: the result was typed as `run`
+ * returned it).
  */
 export type Jsonified<T> = unknown extends T
   ? T // unknown (an effect not typed) stays so
@@ -224,17 +232,32 @@ export type Jsonified<T> = unknown extends T
     ? T
     : T extends { toJSON(): infer J }
       ? Jsonified<J>
-      : T extends undefined | symbol | bigint | ((...args: never[]) => unknown)
+      : T extends undefined | symbol | bigint | Fn
         ? never
         : T extends readonly (infer U)[]
-          ? Jsonified<U>[]
+          ? Array<Jsonified<Exclude<U, undefined>> | (undefined extends U ? null : never)>
           : T extends object
-            ? {
-                [K in keyof T as T[K] extends (...args: never[]) => unknown ? never : K]: Jsonified<
-                  Exclude<T[K], undefined>
-                >;
-              }
+            ? Flat<
+                {
+                  [K in keyof T as T[K] extends Fn ? never : undefined extends T[K] ? never : K]: Jsonified<
+                    T[K]
+                  >;
+                } & {
+                  [K in keyof T as T[K] extends Fn ? never : undefined extends T[K] ? K : never]?: Jsonified<
+                    Exclude<T[K], undefined>
+                  >;
+                }
+              >
             : never;
+
+/**
+ * An effect's result as `onResult` gets it: {@link Jsonified}, and a `run` that returns nothing
+ * (`Promise<void>`) or `undefined` gives `null` (outside test QA86-F2: it was typed `never`, so
+ * a test could not resolve the effect without a cast).
+ */
+export type EffectResult<T> = unknown extends T
+  ? T
+  : Jsonified<Exclude<T, undefined | void>> | (undefined extends T ? null : never);
 
 /** A step's use of one of the flow's effects: started on entering the step. */
 export type StepEffect<S extends string, D, E extends EffectMap> = {
@@ -244,7 +267,7 @@ export type StepEffect<S extends string, D, E extends EffectMap> = {
     /** Its input, computed from the data when the step is entered (default: the data). */
     readonly input?: (data: Readonly<D>) => InputOf<E[N]>;
     /** Applied when the effect succeeds, under the session's lease like any input. */
-    readonly onResult: (result: Jsonified<ResultOf<E[N]>>, c: StepContext<S, D>) => Outcome<S, D>;
+    readonly onResult: (result: EffectResult<ResultOf<E[N]>>, c: StepContext<S, D>) => Outcome<S, D>;
     /** Applied when every attempt failed. */
     readonly onFailure: (failure: EffectFailure, c: StepContext<S, D>) => Outcome<S, D>;
   };
@@ -463,7 +486,7 @@ export type DataOf<F> = F extends TypedFlow<string, infer D> ? D : FlowData;
 /** Each effect's result type by effect name, of a flow returned by `defineFlow`. */
 export type EffectResultsOf<F> =
   F extends TypedFlow<string, unknown, infer E>
-    ? { readonly [K in keyof E & string]: Jsonified<ResultOf<E[K]>> }
+    ? { readonly [K in keyof E & string]: EffectResult<ResultOf<E[K]>> }
     : Readonly<Record<string, unknown>>;
 /** Each event's payload type by event name, of a flow returned by `defineFlow`. */
 export type EventPayloadsOf<F> =
