@@ -159,6 +159,7 @@ export function registerAgentRoutes(
           id,
           sessions: counts[id]?.sessions ?? 0,
           oldest_ms: counts[id]?.oldestMs ?? null,
+          idle: counts[id]?.idle ?? 0,
         })),
       };
     },

@@ -630,7 +630,7 @@ export function registerDashboard(
         const body = html`<p class="sub">
             Live counts per step: sessions at each step now, and how long the longest has waited there since
             the user last wrote. Click a step to list its sessions.
-            ${deps.sessionTtlSec !== undefined ? html`Sessions idle longer than the session TTL (${duration(deps.sessionTtlSec * 1000)}) are not counted: their next message starts them over.` : ''}
+            ${deps.sessionTtlSec !== undefined ? html`Sessions idle longer than the session TTL (${duration(deps.sessionTtlSec * 1000)}) are counted apart: their next message starts them over. Not those waiting for an agent, which stay where they are.` : ''}
           </p>
           ${picture}
           <div class="table-wrap">
@@ -659,11 +659,24 @@ export function registerDashboard(
               ? html`<section class="card" id="sessions">
                   <h2>Sessions at <code>${step}</code></h2>
                   <ul id="step-sessions">
-                    ${here.map((s) => html`<li><a href="${sessionHref(s)}">${s.waId ?? s.user}</a> <span class="muted">channel ${s.channel}, version ${s.version}, waiting ${duration(Math.max(0, t - (s.lastInteraction ?? s.createdAt / 1000) * 1000))}</span></li>`)}
+                    ${here.map((s) => {
+                      const idleMs = Math.max(0, t - (s.lastInteraction ?? s.createdAt / 1000) * 1000);
+                      const expired =
+                        deps.sessionTtlSec !== undefined &&
+                        !s.needsAgent &&
+                        idleMs > deps.sessionTtlSec * 1000;
+                      return html`<li>
+                        <a href="${sessionHref(s)}">${s.waId ?? s.user}</a>
+                        <span class="muted"
+                          >channel ${s.channel}, version ${s.version}, waiting
+                          ${duration(idleMs)}${expired ? ', idle past the session TTL' : ''}</span
+                        >
+                      </li>`;
+                    })}
                   </ul>
                   ${here.length === 0 ? html`<p class="muted">None.</p>` : ''}
                   <p class="muted" id="step-sessions-more">
-                    ${counts[step]?.sessions ?? 0} in all, ${STEP_ROWS} a page.
+                    ${`${counts[step]?.sessions ?? 0} at this step${counts[step]?.idle ? `, and ${counts[step].idle} idle past the session TTL` : ''}; ${STEP_ROWS} a page.`}
                     ${cursor !== undefined ? html`<a href="${href(step)}" id="step-sessions-first">First page</a>` : ''}
                     ${
                       listed.nextCursor !== null

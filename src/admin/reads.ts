@@ -3,7 +3,7 @@
  * live counts per step for the flow map, and the lease as shown to agents.
  * @module
  */
-import type { Backend, LeaseInfo } from '../backends/types.ts';
+import type { Backend, LeaseInfo, SessionCount } from '../backends/types.ts';
 import { agentOf } from '../flow/agent.ts';
 import type { Flow } from '../flow/define.ts';
 import { toSessionView, type SessionSnapshot, type SessionView } from '../model/session.ts';
@@ -51,13 +51,17 @@ export async function waitingSince(backend: Backend, s: SessionSnapshot): Promis
 export interface StepCount {
   readonly sessions: number;
   readonly oldestMs?: number;
+  /** Sessions at the step idle past the session TTL, not counted in `sessions`. */
+  readonly idle: number;
 }
 
 /**
  * Live counts per step of one flow: sessions there, and the longest any has waited there since
- * the user last wrote. Counted by the store in one query, however many sessions there are.
- * With `sessionTtlSec`, sessions idle longer than that are not counted: their next message
- * starts them over (SPEC 1.8), so they stand at no step any more.
+ * the user last wrote. Counted by the store in one query, however many sessions there are (two
+ * with a TTL). With `sessionTtlSec`, sessions idle longer than that are counted apart (`idle`):
+ * their next message starts them over (SPEC 1.8), so they stand at no step any more. Not those
+ * waiting for an agent: a message then is held for the agent, and the session stays where it is
+ * (outside test QA87-F2: overnight, the waiting users dropped out of the flow map).
  */
 export async function stepCounts(
   backend: Backend,
@@ -65,20 +69,39 @@ export async function stepCounts(
   now: number,
   sessionTtlSec?: number,
 ): Promise<Record<string, StepCount>> {
-  const counts: Record<string, { sessions: number; oldestAt: number }> = {};
-  const since = sessionTtlSec === undefined ? undefined : now - sessionTtlSec * 1000;
-  for (const c of await backend.countSessions(since)) {
-    if (c.flow !== flow.id || c.step === null) continue;
-    const at = counts[c.step];
-    counts[c.step] = {
-      sessions: (at?.sessions ?? 0) + c.sessions,
-      oldestAt: Math.min(at?.oldestAt ?? Number.POSITIVE_INFINITY, c.oldestAt),
-    };
+  const counts: Record<string, { sessions: number; oldestAt: number; idle: number }> = {};
+  const at = (step: string): { sessions: number; oldestAt: number; idle: number } =>
+    (counts[step] ??= { sessions: 0, oldestAt: Number.POSITIVE_INFINITY, idle: 0 });
+  type AtStep = SessionCount & { readonly step: string };
+  const mine = (rows: readonly SessionCount[]): AtStep[] =>
+    rows.filter((c): c is AtStep => c.flow === flow.id && c.step !== null);
+  const all = mine(await backend.countSessions());
+  const recent =
+    sessionTtlSec === undefined ? all : mine(await backend.countSessions(now - sessionTtlSec * 1000));
+  for (const c of all) {
+    if (c.needsAgent || sessionTtlSec === undefined) {
+      const step = at(c.step);
+      step.sessions += c.sessions;
+      step.oldestAt = Math.min(step.oldestAt, c.oldestAt);
+    } else at(c.step).idle += c.sessions;
+  }
+  if (sessionTtlSec !== undefined) {
+    for (const c of recent) {
+      if (c.needsAgent) continue;
+      const step = at(c.step);
+      step.sessions += c.sessions;
+      step.idle -= c.sessions;
+      step.oldestAt = Math.min(step.oldestAt, c.oldestAt);
+    }
   }
   return Object.fromEntries(
     Object.entries(counts).map(([step, c]) => [
       step,
-      { sessions: c.sessions, oldestMs: Math.max(0, now - c.oldestAt) },
+      {
+        sessions: c.sessions,
+        idle: c.idle,
+        ...(c.sessions > 0 ? { oldestMs: Math.max(0, now - c.oldestAt) } : {}),
+      },
     ]),
   );
 }

@@ -35,8 +35,8 @@ describe('counts and pages beyond a scan', () => {
     while (next !== null) {
       const page = await (await fetch(`${h.url}${next}`, { headers: { cookie } })).text();
       pages += 1;
-      if (pages === 1) expect(page).toContain('5100 in all, 200 a page.');
-      const users = [...page.matchAll(/<li><a href="\/admin\/session\?wa_id=(\d+)/g)].map((m) => m[1]!);
+      if (pages === 1) expect(page).toContain('5100 at this step; 200 a page.');
+      const users = [...page.matchAll(/<li>\s*<a href="\/admin\/session\?wa_id=(\d+)/g)].map((m) => m[1]!);
       expect(users.length).toBeLessThanOrEqual(200);
       for (const u of users) seen.add(u);
       const link = /<a\s+href="([^"]+)"\s+id="step-sessions-next"/.exec(page);
@@ -124,14 +124,42 @@ describe('the flow map and sessions idle past the session TTL', () => {
       expect((await h.post(webhook([text(u, 'hi', at)]))).status).toBe(200);
       await h.settled(u, 1);
     }
-    const map = (await (await h.admin('/flows/order/map')).json()) as {
-      steps: Array<{ id: string; sessions: number; oldest_ms: number | null }>;
-    };
-    const askName = map.steps.find((s) => s.id === 'ask_name')!;
-    expect(askName.sessions).toBe(1);
+    const map = async (): Promise<
+      Array<{ id: string; sessions: number; oldest_ms: number | null; idle: number }>
+    > =>
+      ((await (await h.admin('/flows/order/map')).json()) as { steps: Awaited<ReturnType<typeof map>> })
+        .steps;
+    const askName = (await map()).find((s) => s.id === 'ask_name')!;
+    expect(askName).toMatchObject({ sessions: 1, idle: 1 });
     expect(askName.oldest_ms).toBeLessThan(3_600_000);
     const cookie = await h.dashboardCookie();
     const page = await (await fetch(`${h.url}/admin/flows/order`, { headers: { cookie } })).text();
-    expect(page).toContain('Sessions idle longer than the session TTL (1h 0m) are not counted');
+    expect(page).toContain('Sessions idle longer than the session TTL (1h 0m) are counted apart');
+    // The list under the table agrees with it, and says which session is idle (outside test QA87-F2).
+    const list = await (
+      await fetch(`${h.url}/admin/flows/order?step=ask_name`, { headers: { cookie } })
+    ).text();
+    expect(list).toContain('1 at this step, and 1 idle past the session TTL; 200 a page.');
+    expect(list.match(/, idle past the session TTL/g)).toHaveLength(1);
+  });
+
+  it('counts a session waiting for an agent however long it waits: its next message is held, not a new start', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const u = '15550602003';
+    // Escalated two hours ago (the order flow hands off after repeated invalid input).
+    const sends = ['hi', 'Jo', 'which?', 'no idea', 'still no', 'nope'];
+    for (const [i, body] of sends.entries()) {
+      expect((await h.post(webhook([text(u, body, now - 7200 + i)]))).status).toBe(200);
+      await h.settled(u, i + 1);
+    }
+    const s = (await (await h.admin(`/sessions/${u}`)).json()) as {
+      current_step: string;
+      metadata: { needs_agent: boolean };
+    };
+    expect(s.metadata.needs_agent).toBe(true);
+    const map = (await (await h.admin('/flows/order/map')).json()) as {
+      steps: Array<{ id: string; sessions: number; idle: number }>;
+    };
+    expect(map.steps.find((x) => x.id === s.current_step)).toMatchObject({ sessions: 1, idle: 0 });
   });
 });
