@@ -446,7 +446,9 @@ export function registerDashboard(
                         >channel <code>${x.channel}</code>,
                         ${x.step === null ? 'no step' : html`at <code>${x.step}</code>`}, version
                         ${x.version}, last activity
-                        ${x.lastInteraction !== null ? isoSeconds(x.lastInteraction) : new Date(x.createdAt).toISOString()}</span
+                        <time
+                          >${x.lastInteraction !== null ? isoSeconds(x.lastInteraction) : new Date(x.createdAt).toISOString()}</time
+                        ></span
                       >
                     </li>`,
                 )}

@@ -101,6 +101,7 @@ export function layout(p: Page): string {
               id="agent-name"
               placeholder="for take, messages, handback"
               aria-label="Your name, as the transition log records your actions"
+              maxlength="100"
               autocomplete="off"
           /></label>
           <label class="live" title="Reload this page every 5 s (paused while you type or confirm)">

@@ -406,6 +406,10 @@
       var name = agentName();
       // An action that names the agent when "Your name" says who (a reset) goes without one too.
       if (name === '' && form.getAttribute('data-agent') !== 'optional') {
+        // The error says what the grey hint beside the button said: once is enough (outside
+        // test QA87-F8); the hint comes back with the name.
+        var hint = form.querySelector('.as-agent');
+        if (hint) hint.textContent = '';
         showError(form, 'Write your name in "Your name" (at the top) first: the log records who did this.');
         if (nameField) nameField.focus();
         return;
@@ -449,6 +453,26 @@
       window.sessionStorage.removeItem(draftKey(box));
     });
     var done = false;
+    // No answer yet: said, so a slow Baton or WhatsApp API is not a button that merely greys out
+    // (outside test QA87-F3: 20-35 s with no word); nothing is cut short, as it may still be done.
+    var working = form.querySelector('.working');
+    if (!working) {
+      working = document.createElement('span');
+      working.className = 'working muted';
+      working.setAttribute('role', 'status');
+      var errorSlot = form.querySelector('.error');
+      (errorSlot ? errorSlot.parentNode : form).insertBefore(working, errorSlot);
+    }
+    var startedAt = Date.now();
+    var slow = setInterval(function () {
+      var s = Math.round((Date.now() - startedAt) / 1000);
+      working.textContent =
+        s < 10
+          ? 'Working: Baton has not answered yet.'
+          : 'Still working after ' +
+            s +
+            ' s: Baton or the WhatsApp API is slow. It may still be done; keep this page open to see the answer.';
+    }, 1000);
     fetch(form.getAttribute('data-url') || '', {
       method: form.getAttribute('data-method') || 'POST',
       headers: headers,
@@ -570,6 +594,8 @@
         );
       })
       .finally(function () {
+        clearInterval(slow);
+        working.textContent = '';
         if (submit) submit.disabled = false;
         if (!done) form.removeAttribute('data-in-flight');
         // Not done (refused, signed out, no answer): what the agent wrote is a draft again.
