@@ -464,7 +464,7 @@
       (errorSlot ? errorSlot.parentNode : form).insertBefore(working, errorSlot);
     }
     var startedAt = Date.now();
-    var slow = setInterval(function () {
+    var slow = window.setInterval(function () {
       var s = Math.round((Date.now() - startedAt) / 1000);
       working.textContent =
         s < 10
@@ -594,7 +594,7 @@
         );
       })
       .finally(function () {
-        clearInterval(slow);
+        window.clearInterval(slow);
         working.textContent = '';
         if (submit) submit.disabled = false;
         if (!done) form.removeAttribute('data-in-flight');
