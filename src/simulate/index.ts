@@ -247,10 +247,14 @@ function bufferMsOf(env: SimulateOptions['env']): number {
 /**
  * After the last line of input (Ctrl-D, or the end of a piped file), how long the chat stays to
  * show the replies still due: until nothing has been posted nor received for the target's buffer
- * window and {@link SETTLE_MS} more, and at most {@link SETTLE_CAP_MS}.
+ * window and {@link SETTLE_MS} more, and at most {@link SETTLE_CAP_MS}; and, while Baton says it
+ * has work in flight for these users (an effect running, a reply unsent), at most
+ * {@link BUSY_CAP_MS} (outside test QA86-F4: the reply an effect's failure brought, 3.6 s after
+ * the last line, was never shown).
  */
 const SETTLE_MS = 1000;
 const SETTLE_CAP_MS = 15_000;
+const BUSY_CAP_MS = 60_000;
 
 /**
  * The interactive chat: a readline prompt; replies are printed above it as they arrive. Without a
@@ -354,21 +358,59 @@ async function chat(
   // The end of input, not /quit nor a signal: the replies already due are shown before leaving
   // (a piped conversation ended before any came: QA80-F1).
   if (!quit && !gone && !at.stopped.aborted)
-    await settle(() => lastActivity, at.bufferMs + SETTLE_MS, at.stopped);
+    await settle(
+      () => lastActivity,
+      at.bufferMs + SETTLE_MS,
+      at.stopped,
+      () => sim.busy(),
+      () =>
+        above([
+          paint.dim(
+            `Baton is still at work for this chat (an effect, or a reply to send): waiting up to ${BUSY_CAP_MS / 1000} s`,
+          ),
+        ]),
+    );
   clearTimeout(silence);
   await sim.drain();
   return 0;
 }
 
-/** Waits until `last()` is `quietMs` old, at most {@link SETTLE_CAP_MS}, or until `stopped`. */
-async function settle(last: () => number, quietMs: number, stopped: AbortSignal): Promise<void> {
-  const cap = Date.now() + SETTLE_CAP_MS;
-  while (!stopped.aborted && Date.now() < cap) {
+/**
+ * Waits until `last()` is `quietMs` old and `busy()` has said no for {@link IDLE_FOR_MS} (its
+ * reads of the queue may be a second old), or until `stopped`: at most {@link SETTLE_CAP_MS} for
+ * the quiet, {@link BUSY_CAP_MS} in all. A `busy()` that cannot say (`null`) ends the wait.
+ */
+async function settle(
+  last: () => number,
+  quietMs: number,
+  stopped: AbortSignal,
+  busy: () => Promise<boolean | null>,
+  waiting: () => void,
+): Promise<void> {
+  const started = Date.now();
+  let idleSince: number | undefined;
+  let said = false;
+  while (!stopped.aborted) {
     const wait = last() + quietMs - Date.now();
-    if (wait <= 0) return;
-    await new Promise((r) => setTimeout(r, Math.min(wait, cap - Date.now(), 100)));
+    if (wait > 0 && Date.now() - started < SETTLE_CAP_MS) {
+      await new Promise((r) => setTimeout(r, Math.min(wait, 100)));
+      continue;
+    }
+    if (Date.now() - started >= BUSY_CAP_MS) return;
+    const now = await busy();
+    if (now === null) return;
+    if (now) {
+      idleSince = undefined;
+      if (!said) waiting();
+      said = true;
+    } else if (idleSince === undefined) idleSince = Date.now();
+    else if (Date.now() - idleSince >= IDLE_FOR_MS) return;
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/** How long Baton must have had nothing in flight before the chat ends, ms. */
+const IDLE_FOR_MS = 1200;
 
 /** How long a message may go unanswered before the simulator says why that may be. */
 const SILENCE_HINT_MS = 5000;

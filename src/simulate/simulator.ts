@@ -295,6 +295,40 @@ export class Simulator {
     }
   }
 
+  /**
+   * Whether Baton still has work in flight for the users of this chat: a message stored and not
+   * yet processed (an effect's result among them: the reply it brings is not written yet), an
+   * effect running (a lookup whose answer brings a reply), or a reply not yet sent, read from the
+   * admin API. `null` when it cannot say: no admin token for the target, or no answer.
+   */
+  async busy(): Promise<boolean | null> {
+    const token = this.opts.adminToken;
+    if (!token) return null;
+    const get = async (path: string, channel = false): Promise<unknown> => {
+      const url = new URL(path, this.opts.url);
+      if (channel) url.searchParams.set('channel', this.channel.phoneNumberId);
+      const r = await fetch(url, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(2000),
+      });
+      return r.status === 200 ? r.json() : null;
+    };
+    const unsent = async (waId: string): Promise<boolean> => {
+      const body = (await get(`/admin/api/sessions/${waId}/outbound`, true)) as {
+        outbound?: Array<{ status?: unknown }>;
+      } | null;
+      return (body?.outbound ?? []).some((o) => o.status === 'pending' || o.status === 'sending');
+    };
+    try {
+      const stats = (await get('/admin/api/stats')) as { queue_depth?: unknown } | null;
+      if (stats === null) return null;
+      if (typeof stats.queue_depth === 'number' && stats.queue_depth > 0) return true;
+      return (await Promise.all([...this.users.keys()].map(unsent))).some(Boolean);
+    } catch {
+      return null;
+    }
+  }
+
   /** Waits for the status webhooks in flight. */
   async drain(): Promise<void> {
     while (this.pendingStatuses.size > 0) await Promise.allSettled([...this.pendingStatuses]);

@@ -6,12 +6,14 @@
  * the conversations were left in /tmp).
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { BATON_DEV, childEnv } from '../support/procs.ts';
 
-function simulator() {
-  const child = spawn(process.execPath, [BATON_DEV, 'simulate', '--start', '--graph-port', '0'], {
+function simulator(extra: readonly string[] = []) {
+  const child = spawn(process.execPath, [BATON_DEV, 'simulate', '--start', '--graph-port', '0', ...extra], {
     env: childEnv({ NO_COLOR: '1' }),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -47,6 +49,47 @@ it('plays a piped conversation to the end of its replies, each line printed once
     expect(out).toContain('Trail Shoe');
   } finally {
     sim.child.kill('SIGKILL');
+  }
+}, 60_000);
+
+it('stays for the reply an effect in flight brings, after the input ended (outside test QA86-F4)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-piped-'));
+  const src = join(import.meta.dirname, '../../src/index.ts');
+  const flow = join(dir, 'slow.mts');
+  // The lookup answers 4 s after the last line: well past the buffer window and the second the
+  // chat waited for a quiet line before it left.
+  writeFileSync(
+    flow,
+    `import { defineFlow, effect } from ${JSON.stringify(src)};
+const lookup = effect({ run: async (_q: string) => { await new Promise((r) => setTimeout(r, 4000)); return { ok: true }; } });
+export default defineFlow({
+  id: 'slow_lookup',
+  start: 'ask',
+  effects: { lookup },
+  steps: {
+    ask: { say: 'Say anything.', accepts: 'text', to: ['look'], on: (_i, c) => c.goto('look') },
+    look: {
+      say: 'Looking it up.',
+      to: ['found'],
+      effect: { use: 'lookup', input: () => 'q', onResult: (_r, c) => c.goto('found'), onFailure: (_f, c) => c.goto('found') },
+    },
+    found: { say: 'Here is your answer.', accepts: 'text', to: ['found'], on: (_i, c) => c.goto('found') },
+  },
+});
+`,
+  );
+  const sim = simulator(['--flows', flow]);
+  try {
+    await sim.until(/Type a message/);
+    sim.child.stdin.end('hi\nthere\n');
+    expect(await sim.exited).toBe(0);
+    const out = sim.output();
+    expect(out).toMatch(/^bot > .*Looking it up/m);
+    expect(out).toContain('Baton is still at work for this chat');
+    expect(out).toMatch(/^bot > .*Here is your answer/m);
+  } finally {
+    sim.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
 
