@@ -3,6 +3,7 @@
  * and is imported only when the command runs.
  * @module
  */
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { importModule } from '../config/module.ts';
 
@@ -29,6 +30,8 @@ export interface LoadFlags {
   progress?: boolean;
   retaps?: string;
   flow?: string;
+  /** `--flows`: the name `simulate` and `flow graph` give it; the same as `--flow`. */
+  flows?: string;
   script?: string;
   start?: boolean;
   shopStub?: boolean;
@@ -89,6 +92,7 @@ export function configureLoadCommand(cmd: Command): Command {
       '--flow <module>',
       'the flow module the script drives; without --url, an embedded Baton serves it (as --start)',
     )
+    .option('--flows <module>', 'the same as --flow (as simulate and flow graph name it)')
     .option('--start', 'start an embedded Baton with --flow on a free port, sending to the sink')
     .option('--port <port>', "the embedded Baton's port (default: a free one)")
     .option('--shop-stub', 'run the order-status shop API stub (ORDER_API_URL) for the flow')
@@ -165,6 +169,12 @@ export function checkLoadFlags(f: LoadFlags) {
 export async function runLoadCommand(flags: LoadFlags, io: Partial<LoadIO> = {}): Promise<number> {
   try {
     checkLoadFlags(flags);
+    // --flows is --flow by the name the other commands give it (outside test QA86-F5).
+    if (flags.flows !== undefined) {
+      if (flags.flow !== undefined && flags.flow !== flags.flows)
+        throw new LoadUsageError('--flow and --flows name the same module: give one');
+      flags = { ...flags, flow: flags.flows };
+    }
   } catch (err) {
     if (!(err instanceof LoadUsageError)) throw err;
     (io.err ?? ((text: string) => process.stderr.write(text)))(`baton: ${err.message}\n`);
@@ -195,9 +205,14 @@ interface LoadgenModule {
  */
 async function loadGenerator(): Promise<LoadgenModule> {
   // From src/cli/ and from dist/cli/ alike, the generator is two folders up.
-  const url = new URL('../../loadgen/cli.ts', import.meta.url).href;
+  const url = new URL('../../loadgen/cli.ts', import.meta.url);
+  // An installed package has no generator: installing tsx would not help (outside test QA86-F5).
+  if (!existsSync(url))
+    throw new Error(
+      'baton load runs from a checkout of Baton: this installed package does not include its load generator (loadgen/); clone the repository and run it there (npm ci, then npx baton load)',
+    );
   try {
-    return (await importModule(url)) as unknown as LoadgenModule;
+    return (await importModule(url.href)) as unknown as LoadgenModule;
   } catch (err) {
     throw new Error(`baton load runs from a checkout of Baton (loadgen/ and tsx): ${(err as Error).message}`);
   }

@@ -24,6 +24,7 @@ describe('baton load', () => {
     ['bad --url', { url: 'not a url', adminToken: 't' }],
     ['bad --sink-port', { sinkPort: '70000', adminToken: 't' }],
     ['bad --buffer-ms', { bufferMs: '-5', adminToken: 't' }],
+    ['--flow and --flows naming two modules', { flow: 'a.ts', flows: 'b.ts', adminToken: 't' }],
   ])('%s is a usage error (2)', async (_label, flags) => {
     const o = io();
     expect(await runLoadCommand(flags, o.io)).toBe(2);
@@ -51,6 +52,20 @@ describe('baton load', () => {
     );
     expect(code).toBe(1);
     expect(o.err.join('')).toMatch(/does not answer at http:\/\/127\.0\.0\.1:9/);
+  });
+
+  it('takes --flows as --flow, the name simulate and flow graph give it (outside test QA86-F5)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-load-flows-'));
+    try {
+      const flow = join(dir, 'broken.mjs');
+      writeFileSync(flow, "throw new Error('boom at import');\n");
+      const o = io();
+      const flags: LoadFlags = { start: true, flows: flow, users: '1', sinkPort: '0', progress: false };
+      expect(await runLoadCommand(flags, o.io)).toBe(1);
+      expect(o.err.join('')).toContain('boom at import');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a --flow module that throws when loaded fails (1), naming --flow (outside test QA35-F6)', async () => {

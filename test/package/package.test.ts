@@ -240,6 +240,9 @@ console.log(JSON.stringify({ health: health.statusCode, flows: flows.json() }));
     // Flags it can run with reach the generator, which runs from a checkout only.
     const good = run(['--users', '3', '--admin-token', 't']);
     expect(good.stderr).toContain('baton load runs from a checkout of Baton');
+    // Said as it is: the package has no generator, so installing tsx would not help (QA86-F5).
+    expect(good.stderr).toContain('does not include its load generator');
+    expect(good.stderr).not.toContain('install tsx');
     expect(good.status).toBe(1);
   });
 });
