@@ -19,6 +19,7 @@ import { SIM_CHANNEL } from './inbound.ts';
 import { startShopStub } from './shop-stub.ts';
 import { readScript, runScript } from './script.ts';
 import { Simulator } from './simulator.ts';
+import { pacedInput } from './paced-input.ts';
 
 export interface SimulateOptions {
   /** Target Baton; ignored with `start`. */
@@ -165,6 +166,9 @@ export async function simulate(o: SimulateOptions): Promise<number> {
   // Baton's temporary directory, its admin token and conversations in it (outside test QA80-F2).
   // Now the chat ends as at Ctrl-C; a script, mid-step, is cut short the same way.
   const stopped = new AbortController();
+  // Piped lines are read from now on, with their timing, while the embedded Baton starts.
+  const paced =
+    o.script === undefined && !(o.input as { isTTY?: boolean }).isTTY ? pacedInput(o.input) : null;
   const onSignal = (): void => stopped.abort();
   for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
   try {
@@ -227,8 +231,16 @@ export async function simulate(o: SimulateOptions): Promise<number> {
       ? undefined
       : `no reply yet. Is that Baton sending to this simulator? Start it with WHATSAPP_API_BASE_URL=${graph.url}` +
         ` (its replies go wherever that points; /admin shows them as sent).`;
-    return await chat(sim, o, { intro, bufferMs: target.bufferMs, stopped: stopped.signal }, hint);
+    paced?.start();
+    const input = paced?.stream ?? o.input;
+    return await chat(
+      sim,
+      { ...o, input },
+      { intro, bufferMs: target.bufferMs, stopped: stopped.signal },
+      hint,
+    );
   } finally {
+    paced?.stop();
     for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
     await target?.stop();
     await graph.close();
