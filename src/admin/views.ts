@@ -657,6 +657,15 @@ function outcomeBadge(m: ConversationItem, outcomes: ReadonlyMap<string, Transit
   return html`<span class="badge not-applied kind-${kind}" title="${said[1]}">${said[0]}</span>`;
 }
 
+/**
+ * Whether a user's message was sent a minute or more before (or after) Baton stored it: its
+ * own time is shown too, as a late message's storage time alone hid when the user wrote it
+ * (outside test QA87-F7).
+ */
+function sentLong(m: ConversationItem): m is ConversationItem & { sent_at: string } {
+  return m.sent_at !== undefined && Math.abs(Date.parse(m.at) - Date.parse(m.sent_at)) >= 60_000;
+}
+
 export function conversationCard(
   items: readonly ConversationItem[],
   window: HistoryWindow = WHOLE,
@@ -676,6 +685,7 @@ export function conversationCard(
               >
               <span class="type">${m.type}</span>
               <time>${m.at}</time>
+              ${sentLong(m) ? html`<span class="sent-at muted">(sent <time>${m.sent_at}</time>)</span>` : ''}
               ${m.status ? html`<span class="badge status-${m.status}">${m.status}</span>` : ''}
               ${outcomeBadge(m, outcomes)}
             </div>

@@ -35,6 +35,32 @@ describe('conversation card', () => {
     expect(page).not.toContain('{&quot;link&quot;');
   });
 
+  it("shows when the user sent a message Baton stored a minute or more later: a late one's own time (outside test QA87-F7)", () => {
+    const stored = '2026-12-06T06:34:01Z';
+    const late = conversationCard([
+      {
+        direction: 'in',
+        id: 'wamid.L',
+        at: stored,
+        type: 'text',
+        text: 'old',
+        sent_at: '2026-12-06T05:34:01Z',
+      },
+    ]).value;
+    expect(late).toContain('<span class="sent-at muted">(sent <time>2026-12-06T05:34:01Z</time>)</span>');
+    const prompt = conversationCard([
+      {
+        direction: 'in',
+        id: 'wamid.P',
+        at: stored,
+        type: 'text',
+        text: 'now',
+        sent_at: '2026-12-06T06:34:00Z',
+      },
+    ]).value;
+    expect(prompt).not.toContain('sent-at');
+  });
+
   it('F12: a link that is not http(s) is not made a link', () => {
     const d = describeMessage({ type: 'image', payload: { link: 'javascript:alert(1)', caption: 'x' } });
     expect(d).toEqual({ text: 'image: x' });
