@@ -19,6 +19,7 @@ import { html, type Html } from './html.ts';
 import { adminErrorHandler, fail } from './http.ts';
 import { inboxPage, liveLeaseView, stepCounts } from './reads.ts';
 import {
+  dashboardPath,
   deadLetterAfter,
   deadLetterCursor,
   InboxQuery,
@@ -175,7 +176,12 @@ export function registerDashboard(
           .code(status)
           .type('text/html; charset=utf-8')
           .send(layout({ title, csrf: auth.csrfFor(cookie), flows, body }));
-      const toSignIn = (reply: FastifyReply) => reply.code(303).header('location', '/admin').send();
+      // To the sign-in, which comes back here once signed in.
+      const toSignIn = (reply: FastifyReply) => {
+        const here = dashboardPath(reply.request.url);
+        const to = here === undefined || here === '/admin' ? '/admin' : `/admin?next=${q(here)}`;
+        return reply.code(303).header('location', to).send();
+      };
 
       // A mistyped dashboard address is a page that says so for a signed-in agent, as an unknown
       // session's or flow's is (it was the API's JSON: outside test QA77-F3). The API's, other
@@ -217,7 +223,14 @@ export function registerDashboard(
             // Still no referrer to any other origin.
             .header('referrer-policy', 'same-origin')
             .type('text/html; charset=utf-8')
-            .send(signInPage(nonce, error))
+            .send(
+              signInPage(
+                nonce,
+                error,
+                dashboardPath((req.body as { next?: unknown } | undefined)?.next) ??
+                  dashboardPath((req.query as { next?: unknown } | undefined)?.next),
+              ),
+            )
         );
       };
 
@@ -246,7 +259,7 @@ export function registerDashboard(
         return reply
           .code(303)
           .header('set-cookie', auth.cookieHeader(auth.newSession(), isSecure(req)))
-          .header('location', '/admin')
+          .header('location', dashboardPath(body.data.next) ?? '/admin')
           .send();
       });
 

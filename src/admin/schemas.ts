@@ -323,7 +323,20 @@ export const SignInBody = z.strictObject({
   token: z.string().min(1).max(512),
   /** The sign-in form's nonce (see `AdminAuth.signInRefusal`); scripts posting the token send none. */
   nonce: z.string().max(64).optional(),
+  /** The dashboard page to go back to once signed in (see `dashboardPath`). */
+  next: z.string().max(2048).optional(),
 });
+
+/**
+ * `path` if it is a page of the dashboard (`/admin...`, no other origin): where a sign-in goes
+ * back to, so an agent signed out mid-work lands where they were (outside test QA87-F6: the
+ * session page and its draft were lost for the overview).
+ */
+export function dashboardPath(path: unknown): string | undefined {
+  return typeof path === 'string' && /^\/admin(?:[/?#][^\s\\]*)?$/.test(path) && !path.startsWith('//')
+    ? path
+    : undefined;
+}
 
 /** How zod's type names read in an answer. */
 const TYPE_WORDS: Readonly<Record<string, string>> = {

@@ -163,11 +163,12 @@ export function unavailablePage(status: number, detail: string): string {
 }
 
 /** The sign-in page; `nonce` is the form's (see `AdminAuth.loginNonce`). */
-export function signInPage(nonce: string, error?: string): string {
+export function signInPage(nonce: string, error?: string, next?: string): string {
   return standalonePage(
     'Sign in',
     html`<form method="post" action="/admin/login" class="card" id="signin">
       <input type="hidden" name="nonce" value="${nonce}" />
+      ${next !== undefined ? html`<input type="hidden" name="next" value="${next}" />` : ''}
       <label for="token">Admin token</label>
       <input type="password" id="token" name="token" autocomplete="current-password" required autofocus />
       ${error ? html`<p class="error" role="alert">${error}</p>` : ''}

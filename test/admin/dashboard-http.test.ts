@@ -50,7 +50,31 @@ describe('dashboard sign-in and CSRF', () => {
     expect(await r.text()).toContain('<form method="post" action="/admin/login"');
     const other = await fetch(`${h.url}/admin/inbox`, { redirect: 'manual' });
     expect(other.status).toBe(303);
-    expect(other.headers.get('location')).toBe('/admin');
+    expect(other.headers.get('location')).toBe('/admin?next=%2Fadmin%2Finbox');
+  });
+
+  it('goes back to the page the agent was on once signed in, never off the dashboard (outside test QA87-F6)', async () => {
+    const page = `/admin/session?wa_id=15550001234`;
+    const away = await fetch(`${h.url}${page}`, { redirect: 'manual' });
+    expect(away.headers.get('location')).toBe(`/admin?next=${encodeURIComponent(page)}`);
+    const form = await (await fetch(`${h.url}${away.headers.get('location')!}`)).text();
+    expect(form).toContain(`<input type="hidden" name="next" value="/admin/session?wa_id=15550001234" />`);
+    const post = (next: string) =>
+      fetch(`${h.url}/admin/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token: ADMIN_TOKEN, next }).toString(),
+        redirect: 'manual',
+      });
+    expect((await post(page)).headers.get('location')).toBe(page);
+    for (const elsewhere of [
+      'https://evil.example/admin',
+      '//evil.example/admin',
+      '/adminx',
+      '/api/x',
+      '/admin\\x',
+    ])
+      expect((await post(elsewhere)).headers.get('location')).toBe('/admin');
   });
 
   it('answers a mistyped dashboard address with a page, the API with JSON (outside test QA77-F3)', async () => {

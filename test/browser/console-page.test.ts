@@ -10,7 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Browser, type Page, type Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from '../support/harness.ts';
+import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
 import type { webhook } from '../support/payloads.ts';
 import { envelopeWith, image, PHONE_ID, reaction, text } from '../support/payloads.ts';
 import { postMessages, signIn as signInTo, waitingForAgent } from '../support/console.ts';
@@ -539,6 +539,11 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
       expect((await h.session(u))!.metadata.needs_agent).toBe(true);
       await tab.click('#sign-in-again');
       await tab.waitForSelector('#signin');
+      // Signed in again, the agent is back on the session (outside test QA87-F6).
+      await tab.fill('#token', ADMIN_TOKEN);
+      await tab.click('#signin button[type="submit"]');
+      await tab.waitForSelector('#state');
+      expect(new URL(tab.url()).pathname).toBe('/admin/session');
     } finally {
       await context.close();
     }

@@ -57,7 +57,8 @@
     var slot = form.querySelector('.error');
     if (!slot) return;
     var link = document.createElement('a');
-    link.href = '/admin';
+    // Back to this page once signed in (its draft is kept): not the overview (outside test QA87-F6).
+    link.href = '/admin?next=' + encodeURIComponent(window.location.pathname + window.location.search);
     link.id = 'sign-in-again';
     link.textContent = 'Sign in again';
     slot.appendChild(link);
