@@ -69,37 +69,31 @@ export async function stepCounts(
   now: number,
   sessionTtlSec?: number,
 ): Promise<Record<string, StepCount>> {
-  const counts: Record<string, { sessions: number; oldestAt: number; idle: number }> = {};
-  const at = (step: string): { sessions: number; oldestAt: number; idle: number } =>
-    (counts[step] ??= { sessions: 0, oldestAt: Number.POSITIVE_INFINITY, idle: 0 });
   type AtStep = SessionCount & { readonly step: string };
   const mine = (rows: readonly SessionCount[]): AtStep[] =>
     rows.filter((c): c is AtStep => c.flow === flow.id && c.step !== null);
-  const all = mine(await backend.countSessions());
-  const recent =
-    sessionTtlSec === undefined ? all : mine(await backend.countSessions(now - sessionTtlSec * 1000));
-  for (const c of all) {
-    if (c.needsAgent || sessionTtlSec === undefined) {
-      const step = at(c.step);
-      step.sessions += c.sessions;
-      step.oldestAt = Math.min(step.oldestAt, c.oldestAt);
-    } else at(c.step).idle += c.sessions;
-  }
-  if (sessionTtlSec !== undefined) {
-    for (const c of recent) {
-      if (c.needsAgent) continue;
-      const step = at(c.step);
-      step.sessions += c.sessions;
-      step.idle -= c.sessions;
-      step.oldestAt = Math.min(step.oldestAt, c.oldestAt);
-    }
+  const [all, recent] = await Promise.all([
+    backend.countSessions(),
+    sessionTtlSec === undefined ? null : backend.countSessions(now - sessionTtlSec * 1000),
+  ]);
+  // Live: every session waiting for an agent, and the others only if written to within the TTL.
+  const live =
+    recent === null ? all : [...all.filter((c) => c.needsAgent), ...recent.filter((c) => !c.needsAgent)];
+  const counts: Record<string, { sessions: number; oldestAt: number; total: number }> = {};
+  const at = (step: string) =>
+    (counts[step] ??= { sessions: 0, oldestAt: Number.POSITIVE_INFINITY, total: 0 });
+  for (const c of mine(all)) at(c.step).total += c.sessions;
+  for (const c of mine(live)) {
+    const step = at(c.step);
+    step.sessions += c.sessions;
+    step.oldestAt = Math.min(step.oldestAt, c.oldestAt);
   }
   return Object.fromEntries(
     Object.entries(counts).map(([step, c]) => [
       step,
       {
         sessions: c.sessions,
-        idle: c.idle,
+        idle: Math.max(0, c.total - c.sessions), // the two reads are not one snapshot
         ...(c.sessions > 0 ? { oldestMs: Math.max(0, now - c.oldestAt) } : {}),
       },
     ]),
