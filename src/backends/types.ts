@@ -259,7 +259,7 @@ export interface Backend {
    * Unfenced read. When an agent last cleared the session's lease, and whom it was taken from
    * (null: nobody, or not known), if within the last {@link CLEARED_LEASE_MEMORY_MS}; else null.
    * The holder it was taken from may still be sending a reply: the next holder waits for that
-   * send before repeating it, unless that holder is gone (see Engine.flushOutbox).
+   * send before repeating it, unless that holder is gone (see Outbox.flush).
    */
   leaseCleared(key: SessionKey): Promise<ClearedLease | null>;
   /**

@@ -13,7 +13,7 @@ import { effectResultId } from '../flow/transition.ts';
 import { logSessionId, type InboundMessage } from '../model/message.ts';
 import type { OutboundRecord } from '../model/session.ts';
 import { wellFormed, wellFormedDeep } from '../providers/screen.ts';
-import { linkedSignal } from './linked-signal.ts';
+import { linkedSignal } from '../linked-signal.ts';
 
 export interface EffectRunnerDeps {
   readonly backend: Backend;

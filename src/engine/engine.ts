@@ -8,12 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import type { Backend, ClearedLease, LeaseGrant, OutboundUpdate } from '../backends/types.ts';
-import { BatonError, FencedError, FlowRuntimeError, SendError, VersionConflictError } from '../errors.ts';
+import type { Backend, LeaseGrant } from '../backends/types.ts';
+import { BatonError, FencedError, FlowRuntimeError, VersionConflictError } from '../errors.ts';
 import { errorNotice, type Flow, type FlowData } from '../flow/define.ts';
 import type { FlowRouter } from '../flow/router.ts';
 import {
-  callbackNumbering,
   freshSnapshot,
   isEffectResult,
   isResetKeyword,
@@ -27,12 +26,12 @@ import {
   type TransitionResult,
 } from '../flow/transition.ts';
 import type { Metrics } from '../metrics.ts';
-import type { SendOptions } from '../providers/types.ts';
 import type { IntakeGate } from './intake-gate.ts';
 import { LeaseLostError, LeaseManager } from './lease-manager.ts';
-import { linkedSignal } from './linked-signal.ts';
 import { LoopLag } from './loop-lag.ts';
-import { RECORD_GRACE_MS, UnrecordedSends } from './unrecorded-sends.ts';
+import { Outbox, type OutboundSender, type OutboxTurn } from '../outbox/outbox.ts';
+import { claimed, toOutbound } from '../outbox/records.ts';
+import { sleep } from '../sleep.ts';
 import {
   isExpiryEvent,
   logSessionId,
@@ -54,14 +53,7 @@ import { LogLimiter } from '../log-limit.ts';
 import * as agentOps from './agent.ts';
 import { DEFAULT_EFFECT_TIMEOUT_MS, runEffect, waitUnlessWanted } from './effects.ts';
 
-/** Sends one outbound record through a gateway. Throws `SendError` on refusal. */
-export interface OutboundSender {
-  /**
-   * `signal` abandons the send (a stopping worker): it then fails as retryable, outcome unknown.
-   * `mayStart` is asked right before the request is written (see `SendOptions.mayStart`).
-   */
-  send(msg: OutboundRecord, options?: SendOptions): Promise<{ providerMessageId: string }>;
-}
+export type { OutboundSender };
 
 export interface EngineOptions {
   readonly backend: Backend;
@@ -149,28 +141,10 @@ const BATCH_ATTEMPTS = 3;
 /** First wait between those attempts (x4 each time). */
 const BATCH_BACKOFF_MS = 100;
 /**
- * How long a reply refused for a retryable reason (throttling, 5xx, the gateway unreachable) is
- * tried again before it is dead-lettered: WhatsApp's customer service window, after which a
- * free-form reply cannot be delivered anyway.
- */
-const SEND_FOR_MS = 24 * 60 * 60 * 1000;
-/** A send's timeout when the engine is not told its sender's (`sendTimeoutMs`). */
-const DEFAULT_SEND_TIMEOUT_MS = 30_000;
-/** Time for a holder whose send has just ended to record it. */
-const SEND_RECORD_MARGIN_MS = 1000;
-/** How often a holder looks whether an earlier holder's send was recorded. */
-const EARLIER_SEND_POLL_MS = 100;
-/** How often that wait asks whether the earlier holder is still alive (its heartbeat). */
-const HOLDER_CHECK_MS = 1000;
-/**
  * How long a session a turn yielded to an agent is left alone (an agent's change asks for the
  * baton every 50 ms, and its own release makes the session due again at once).
  */
 const YIELD_TO_AGENT_MS = 1000;
-/** Why a reply that may have reached the user twice is dead-lettered instead of sent again. */
-/** How long after its last renewal a holder that lost its baton still gives its claims back, ms. */
-const STALE_GIVE_BACK_MS = 30_000;
-const AMBIGUOUS = 'no answer twice, so not sent again (the user may have it already): replay it if not';
 /** The longest backoff an agent's request waits out before it leaves the send to a worker. */
 const AGENT_SEND_WAIT_MS = 1000;
 /**
@@ -230,8 +204,6 @@ export class Engine {
   }
   private readonly now: () => number;
   private readonly abort = new AbortController();
-  /** Aborted once a stopping engine's grace for the sends in flight is over. */
-  private readonly sendStop = new AbortController();
   private loops: Promise<void>[] = [];
   /** Sessions whose baton is held while an effect runs: they freed their worker loop's slot. */
   private readonly waiting = new Set<Promise<void>>();
@@ -262,17 +234,25 @@ export class Engine {
   private readonly overruns = new Map<string, { times: number; ms: number }>();
   /** Sessions this process left for a worker that serves them, and since when (see leaveUnserved). */
   private readonly unserved = new Map<string, { since: number; version: number }>();
-  /** Replies this process sent whose record the store refused: recorded in the background. */
-  private readonly unrecorded: UnrecordedSends;
+  /** Sends the replies of this engine's turns after their commits (src/outbox). */
+  private readonly outbox: Outbox<SessionRun>;
 
   constructor(private readonly o: EngineOptions) {
     this.now = o.now ?? Date.now;
     this.logLimiter = new LogLimiter(5000, this.now);
     this.workerId = o.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
-    this.unrecorded = new UnrecordedSends({
-      record: (u) => o.backend.updateOutbound(u.id, u.patch),
+    this.outbox = new Outbox<SessionRun>({
+      backend: o.backend,
+      senders: o.senders,
       logger: o.logger,
+      metrics: o.metrics,
       now: this.now,
+      workerId: this.workerId,
+      ...(o.maxSendAttempts !== undefined ? { maxSendAttempts: o.maxSendAttempts } : {}),
+      ...(o.sendBackoffMs !== undefined ? { sendBackoffMs: o.sendBackoffMs } : {}),
+      ...(o.sendTimeoutMs !== undefined ? { sendTimeoutMs: o.sendTimeoutMs } : {}),
+      turnsOf: (key) => this.turns.get(sessionId(key)) ?? 0,
+      waitBackoff: (run, ms, signal) => this.waitBackoff(run, ms, signal),
     });
     this.leases = new LeaseManager({
       backend: o.backend,
@@ -289,9 +269,9 @@ export class Engine {
     this.leases.on('lost', (err) =>
       o.logger.warn({ code: err.code, session: err.session, fence: err.fence }, err.message),
     );
-    // Every worker loop and every session in hand listens to this one signal, and every send in
-    // flight to the other (Node warned of a leak past 10 sends: outside tests QA42-F8, QA44).
-    setMaxListeners(0, this.abort.signal, this.sendStop.signal);
+    // Every worker loop and every session in hand listens to this one signal (Node warned of a
+    // leak past 10 listeners: outside tests QA42-F8, QA44).
+    setMaxListeners(0, this.abort.signal);
   }
 
   /** Starts `concurrency` worker loops, and a heartbeat that `stats().workers` counts. */
@@ -320,7 +300,7 @@ export class Engine {
     this.abort.abort();
     for (const timer of this.retries.values()) clearTimeout(timer);
     this.retries.clear();
-    const grace = setTimeout(() => this.sendStop.abort(), this.o.stopSendGraceMs ?? STOP_SEND_GRACE_MS);
+    const grace = setTimeout(() => this.outbox.abandonSends(), this.o.stopSendGraceMs ?? STOP_SEND_GRACE_MS);
     try {
       await Promise.all(this.loops);
       this.loops = [];
@@ -330,7 +310,7 @@ export class Engine {
     }
     this.leases.close();
     this.loopLag.stop();
-    await this.unrecorded.stop(this.o.recordOnStopMs);
+    await this.outbox.stop(this.o.recordOnStopMs);
     if (this.heartbeat) {
       clearInterval(this.heartbeat);
       this.heartbeat = null;
@@ -392,7 +372,7 @@ export class Engine {
       ...(detach ? { detach } : {}),
     };
     let released = false;
-    /** This round follows a send backoff cut short by messages (see flushOutbox). */
+    /** This round follows a send backoff cut short by messages (see Outbox.flush). */
     let resumed = false;
     try {
       for (;;) {
@@ -441,10 +421,11 @@ export class Engine {
         // A backoff cut short for messages that no batch then applied is not cut again.
         if (resumed) run.cutInVain = !flushed;
         resumed = false;
-        await this.recordSent(run);
+        await this.outbox.recordSent(run);
         // Replies left unsent by an earlier holder (or a replayed dead letter). Not those of a
         // session left for a worker that serves it: its effects are that worker's flow's.
-        if (!flushed && !run.leftUnserved && !(await this.leftWithoutBatch(run))) await this.flushOutbox(run);
+        if (!flushed && !run.leftUnserved && !(await this.leftWithoutBatch(run)))
+          await this.outbox.flush(run);
         if (run.messagesWaiting && !held.signal.aborted && !this.abort.signal.aborted) {
           // Their backoff was cut short by new messages: apply them, then send again, in order.
           run.messagesWaiting = false;
@@ -483,12 +464,15 @@ export class Engine {
       held.stop();
       // A reply that went out is recorded whatever happened since, lease or not (in the
       // background, should the store refuse it now).
-      await this.recordSent(run).catch(() => undefined);
+      await this.outbox.recordSent(run).catch(() => undefined);
       // Yielded to an agent: the session is not taken up again before the agent can take it (the
       // messages still waiting made it due at once, and a worker took the baton back each time).
       if (!released)
         await backend
-          .releaseLease(lease, run.yielded ? YIELD_TO_AGENT_MS : (run.releaseAfterMs ?? this.resumeIn(run)))
+          .releaseLease(
+            lease,
+            run.yielded ? YIELD_TO_AGENT_MS : (run.releaseAfterMs ?? this.outbox.resumeIn(run)),
+          )
           .catch((err: unknown) => logger.error({ err }, 'lease release failed'));
       this.turnEnded(lease);
     }
@@ -602,7 +586,7 @@ export class Engine {
   private async runBatch(run: SessionRun, read?: StoredMessage[]): Promise<boolean> {
     const { backend, metrics } = this.o;
     const { lease, held } = run;
-    await this.recordSent(run);
+    await this.outbox.recordSent(run);
     let pending = read ?? (await backend.pending(lease, MAX_BATCH));
     if (pending.length >= MAX_BATCH && !pending.some(isEffectResult)) {
       pending = await this.resultFirst(lease, pending);
@@ -679,7 +663,7 @@ export class Engine {
         `flow code ran for ${overran.ms} ms on this batch, so long that the lease (BATON_LOCK_TTL_MS=${this.o.lockTtlMs}) lapsed, ${overran.times} times: its commits were refused`,
       );
       claimed(run, await this.deadLetterBatch(lease, base, batch, failure, overran.times));
-      await this.flushOutbox(run);
+      await this.outbox.flush(run);
       return true;
     }
     for (let attempt = 1; ; attempt += 1) {
@@ -715,7 +699,7 @@ export class Engine {
         }
         computed = {
           result,
-          ...this.toOutbound(
+          ...this.records(
             { ...result.snapshot, ...(result.snapshot.provider ? {} : { provider }) },
             result.effects,
             result.started,
@@ -737,7 +721,7 @@ export class Engine {
           continue;
         }
         claimed(run, await this.deadLetterBatch(lease, base, batch, failure, attempt));
-        await this.flushOutbox(run);
+        await this.outbox.flush(run);
         return true;
       }
     }
@@ -779,7 +763,7 @@ export class Engine {
       if (r.kind === 'stale_input') metrics.stale.inc();
     }
     // The last reply's status is left for the end of the turn to record (see runSession).
-    await this.flushOutbox(run, { leaveLast: true });
+    await this.outbox.flush(run, { leaveLast: true });
     return true;
   }
 
@@ -825,7 +809,7 @@ export class Engine {
 
   /**
    * Whether the session has a message a batch would apply now, to cut a send backoff short (see
-   * flushOutbox): its buffer window closed, the session awaiting no effect (then its messages
+   * Outbox.flush): its buffer window closed, the session awaiting no effect (then its messages
    * wait, but for the result). Not after a cut that applied nothing: a batch that cannot run
    * must not turn the backoff into a loop of attempts against a refusing gateway.
    */
@@ -889,42 +873,9 @@ export class Engine {
     return true;
   }
 
-  /**
-   * The backoff before the next send after the `n`th refused attempt, ms: doubling, at most 30 s,
-   * and up to a quarter more at random, so that the sessions a gateway's outage refused at the
-   * same moment do not all come back to it at the same moments.
-   */
-  private sendBackoff(n: number): number {
-    const base = Math.min(30_000, (this.o.sendBackoffMs ?? 250) * 2 ** Math.min(n - 1, 16));
-    return Math.round(base * (1 + Math.random() / 4));
-  }
-
-  /** How long the rest of a backoff cut short has to run (see waitBackoff), if any, ms. */
-  private resumeIn(run: SessionRun): number | undefined {
-    const rest = (run.resumeSendAt ?? 0) - this.now();
-    return rest > 0 ? Math.ceil(rest) : undefined;
-  }
-
   /** Whether an agent waits for this session's baton (Backend.wantLease). */
   private wanted(run: SessionRun): () => Promise<boolean> {
     return () => this.o.backend.leaseWanted(run.lease);
-  }
-
-  /**
-   * Records the status of the reply sent last, if the turn has not yet (see flushOutbox). Should
-   * the store refuse it, it is kept and recorded in the background (and not sent again by this
-   * process meanwhile), and the error goes on: the turn stops, later replies wait.
-   */
-  private async recordSent(run: SessionRun): Promise<void> {
-    const sent = run.sent;
-    if (sent === undefined) return;
-    run.sent = undefined;
-    try {
-      await this.o.backend.updateOutbound(sent.id, sent.patch);
-    } catch (err) {
-      this.unrecorded.keep(sent, err);
-      throw err;
-    }
   }
 
   /**
@@ -963,7 +914,7 @@ export class Engine {
    * Starts the session's committed effects that are not running yet: each runs once per holding
    * (one the session started meanwhile, the user asking again after a reset, starts at once, not
    * after the effects before it have used their attempts). By awaitEffects, and by a send backoff
-   * (see flushOutbox), so that a gateway refusing replies does not hold back the user's lookup:
+   * (see Outbox.flush), so that a gateway refusing replies does not hold back the user's lookup:
    * its result's replies queue behind the unsent ones. Not for an agent's flush (no `running`).
    */
   private async startEffects(run: SessionRun): Promise<void> {
@@ -988,7 +939,13 @@ export class Engine {
           wanted: this.wanted(run),
           fresh: held.fresh,
           confirm: held.confirm,
-          earlierAttempt: () => this.earlierAttempt(run, rec),
+          earlierAttempt: () =>
+            this.outbox.earlierAttempt(
+              run,
+              rec,
+              this.o.flows.get(rec.flow)?.effects.get(rec.effect!.name)?.timeoutMs ??
+                DEFAULT_EFFECT_TIMEOUT_MS,
+            ),
           abandoned: left.signal,
         })
           .then((outcome) => {
@@ -1133,63 +1090,13 @@ export class Engine {
     );
   }
 
-  /**
-   * Turns replies into outbound records, numbered after the session's last one, then the effects
-   * started (records the outbox runs instead of sending). The second and later messages of one
-   * state change carry `#<n>` after the version in their callback data.
-   */
-  private toOutbound(
+  /** The outbound records of a state change, made by this worker now (see outbox/records.ts). */
+  private records(
     s: SessionSnapshot,
     effects: Effect[],
     started: readonly EffectStart[] = [],
   ): { snapshot: SessionSnapshot; outbound: OutboundRecord[] } {
-    let seq = s.outboundSeq;
-    const createdAt = this.now();
-    const callbackData = callbackNumbering(s.flow);
-    const to = s.waId ?? s.userId ?? s.user;
-    const outbound = effects.map((e): OutboundRecord => {
-      seq += 1;
-      return {
-        id: `${s.channel}:${s.user}:${seq}`,
-        channel: s.channel,
-        user: s.user,
-        seq,
-        flow: s.flow,
-        step: e.step,
-        version: e.version,
-        ...(e.inReplyTo !== undefined ? { inReplyTo: e.inReplyTo } : {}),
-        ...(s.provider !== undefined ? { provider: s.provider } : {}),
-        to,
-        body: e.body,
-        callbackData: callbackData(e),
-        isPrompt: e.isPrompt,
-        status: 'pending',
-        attempts: 0,
-        createdAt,
-      };
-    });
-    for (const f of started) {
-      seq += 1;
-      outbound.push({
-        id: `${s.channel}:${s.user}:${seq}`,
-        channel: s.channel,
-        user: s.user,
-        seq,
-        flow: s.flow,
-        step: f.step,
-        version: f.version,
-        ...(s.provider !== undefined ? { provider: s.provider } : {}),
-        to,
-        body: { type: 'text', text: `(effect ${f.name} ${f.id}: not a message)` },
-        callbackData: `baton:${s.flow}:${f.step}:${f.version}:effect`,
-        isPrompt: false,
-        status: 'pending',
-        attempts: 0,
-        createdAt,
-        effect: { id: f.id, name: f.name, input: f.input, data: f.data },
-      });
-    }
-    return { snapshot: { ...s, outboundSeq: seq }, outbound: claimFirst(outbound, this.workerId) };
+    return toOutbound(s, effects, started, this.now(), this.workerId);
   }
 
   /**
@@ -1242,7 +1149,7 @@ export class Engine {
     // appended); after an escalation it is tagged with the new version alone, and an effect's
     // result, no message of the user's, is never named as the one answered (outside test QA53-F2).
     const answered = batch.find((m) => m.replayed !== true && (stuck || m.content.type !== 'effect_result'));
-    const { snapshot, outbound } = this.toOutbound(
+    const { snapshot, outbound } = this.records(
       { ...base, ...(base.provider ? {} : { provider: first.provider }) },
       answered === undefined
         ? []
@@ -1276,496 +1183,6 @@ export class Engine {
     });
     this.o.metrics.messages.inc({ outcome: 'dead_letter' }, batch.length);
     return outbound;
-  }
-
-  /**
-   * Sends the session's unsent replies in order. Throttling and 5xx are retried with backoff
-   * (honouring Retry-After) while the lease is held; a permanent refusal dead-letters that
-   * reply and the next one is sent.
-   *
-   * SPEC 1.6, a reply reaches the user at most twice: every attempt that may reach the user is
-   * covered by a claim counted in the store before it is made (`OutboundRecord.claims`), and a
-   * claim that would be the third dead-letters the reply instead. The commit's claim covers the
-   * committing holder's attempts at its first reply (`run.claims`: no write on the hot path); its
-   * later replies are claimed each with the record of the one before (one round trip), and the
-   * first is claimed in its turn too when older replies go before it (`claimInTurn`); a reply
-   * this holder did not commit (left by an earlier holder, a throttled turn, or replayed) is
-   * claimed before its first attempt; a send that got no answer used its claim, so a retry
-   * claims anew; one refused (429, 5xx, 4xx) did not deliver, so its retry keeps the claim. A reply left unsent on purpose
-   * gives back the claims no attempt used (see `leave`). A crash between a send and its record
-   * leaves the claim counted: the next holder's is the second, and the last.
-   *
-   * Each send is recorded before the next one goes. With `leaveLast`, the last one's record is
-   * left in `run.sent` for the caller, who records it with the end of the turn (one round trip
-   * fewer); otherwise it is recorded here.
-   */
-  private async flushOutbox(run: SessionRun, o: FlushOptions = {}): Promise<void> {
-    const {
-      leaveLast = false,
-      maxAttempts = this.o.maxSendAttempts ?? 8,
-      maxWaitMs = Number.POSITIVE_INFINITY,
-    } = o;
-    const { backend, metrics, logger } = this.o;
-    const signal = run.held.sending;
-    await this.recordSent(run);
-    const unsent = await backend.unsent(run.lease);
-    // Effects are not sent: the session runs them (see awaitEffects) once its replies are out, or
-    // beside a reply's backoff (see startEffects).
-    run.effects = unsent.filter((r) => r.effect !== undefined);
-    await this.claimInTurn(run, unsent);
-    // A backoff cut short to apply what the user wrote (or an effect's result) is waited out
-    // before the gateway is asked again: a throttled number is not sent to before its
-    // Retry-After (outside test QA14-F2). So is one that an earlier holder recorded with the
-    // refusal (`notBefore`): its worker killed while it waited, the next holder sent at once
-    // (outside test QA19-F1).
-    const first = unsent.find((r) => r.effect === undefined);
-    const recorded = first?.notBefore !== undefined ? Math.ceil(first.notBefore - this.now()) : 0;
-    const rest = Math.max(this.resumeIn(run) ?? 0, recorded);
-    run.resumeSendAt = undefined;
-    // An agent's request waits out no more than `maxWaitMs` of it: longer, the replies stay
-    // unsent and a worker takes them up (it waited out a failing gateway's whole backoff, up to
-    // 37 s for a handback: outside test QA53-F1).
-    if (
-      rest > 0 &&
-      first !== undefined &&
-      (rest > maxWaitMs || (await this.waitBackoff(run, rest, signal)))
-    ) {
-      await this.leave(run);
-      return;
-    }
-    sending: for (const rec of unsent) {
-      if (rec.effect !== undefined) continue;
-      // Sent by this process, its record refused by the store until now: recorded, not sent again.
-      if (this.unrecorded.has(rec.id) && (await this.unrecorded.settle(rec.id))) continue;
-      // A later reply of a commit carries no claim (see `claimFirst`): its claim goes with the
-      // record of the reply before it, in the same round trip, and is used by the first attempt.
-      let early =
-        !run.claims.has(rec.id) && rec.claims === 0 && !signal.aborted
-          ? backend.claimOutbound(run.lease, [rec.id], 1)
-          : undefined;
-      // (Awaited below, unless the record fails first: then nothing is attempted.)
-      early?.catch(() => undefined);
-      // The store refusing the record of the one before stops here: later replies must not
-      // overtake it.
-      await this.recordSent(run);
-      if (!run.claims.has(rec.id) && (rec.claims ?? 1) > 0 && (await this.recordedByEarlierHolder(run, rec)))
-        continue;
-      // The record's claim count as this holder knows it: 1 with its own commit's claim.
-      let count = run.claims.has(rec.id) ? 1 : 0;
-      // `attempt` counts every attempt at this reply (recorded: refused ones too), which the
-      // backoff is about; `inTurn` this turn's, which the limit is about.
-      for (let attempt = rec.attempts + 1, inTurn = 1; ; attempt += 1, inTurn += 1) {
-        if (signal.aborted) {
-          // A claim made for this attempt goes back with the others (nothing was tried).
-          if (early !== undefined) {
-            const [made] = await early.catch(() => [null]);
-            if (made !== null && made !== undefined) run.claims.add(rec.id);
-          }
-          await this.leave(run);
-          break sending;
-        }
-        if (!run.claims.has(rec.id)) {
-          // Claimed in the store before the attempt (fenced: a holder that lost the baton stops).
-          const [claims] = await (early ?? backend.claimOutbound(run.lease, [rec.id], 1));
-          early = undefined;
-          if (claims === null || claims === undefined) break; // sent or failed meanwhile: next one
-          if (claims > 2) {
-            // Two attempts may have reached the user already (a crash after one, or a holder's
-            // unanswered ones): this holder makes none.
-            metrics.outbound.inc({ outcome: 'failed' });
-            logger.error(
-              { session: logSessionId(rec), outbound: rec.seq, attempt, claims },
-              'send may have reached the user twice; dead-lettered',
-            );
-            await this.failOutbound(
-              run.lease,
-              rec,
-              attempt,
-              new SendError(`earlier sends got no answer; ${AMBIGUOUS}`, { retryable: false, httpStatus: 0 }),
-            );
-            break;
-          }
-          count = claims;
-          run.claims.add(rec.id);
-        }
-        // The last moment before the send leaves: a process paused since its commit (SIGSTOP, a
-        // stalled VM) must not wake up and send a reply its lease no longer covers, after the
-        // replies a newer holder has sent meanwhile.
-        if (!run.held.fresh()) {
-          await this.leave(run);
-          break sending;
-        }
-        let providerMessageId: string;
-        try {
-          // The state that made it must outlive a restart of the fast store first (QA33-F1).
-          if (this.o.backend.sendable !== undefined && !(await this.o.backend.sendable(run.lease)))
-            throw new SendError(
-              'held back: the state change that made it is not in PostgreSQL yet (PostgreSQL is away, and Redis keeps nothing across a restart)',
-              { retryable: true, httpStatus: 0 },
-            );
-          // Asked again when the request is about to be written: finding or opening a connection
-          // may take seconds, and a lease lapsed meanwhile (outside test QA57-F1).
-          ({ providerMessageId } = await this.sendOne(rec, () => run.held.fresh()));
-        } catch (err) {
-          const e =
-            err instanceof SendError ? err : new SendError(String(err), { retryable: true, httpStatus: 0 });
-          // Not sent, and the lease is gone: the claim goes back with the others, for the next holder.
-          if (!e.unknownOutcome && !run.held.fresh()) {
-            logger.info(
-              { session: logSessionId(rec), outbound: rec.seq, err: e.message },
-              'send held back: the lease lapsed before it left; the next holder sends it',
-            );
-            await this.leave(run);
-            break sending;
-          }
-          // No answer: it may have reached the user, so its claim is used. Its second such (a
-          // claim count of 2) is the last: a third claim would be refused.
-          if (e.unknownOutcome) run.claims.delete(rec.id);
-          const ambiguous = e.unknownOutcome === true && count >= 2;
-          // The backoff grows with every attempt the reply has had, not with this turn's alone: a
-          // session that comes back in a later turn, or goes on after a backoff cut short for what
-          // the user wrote, does not start again from the shortest (outside test QA15: released
-          // sessions came back every 250 ms; and a user writing every 1.5 s during an outage
-          // brought the gateway 24 tries in 12 s instead of 7: test/e2e/gateway-down-overflow).
-          const backoff = this.sendBackoff(attempt);
-          const wait = e.retryAfterMs !== undefined ? Math.min(60_000, e.retryAfterMs) : backoff;
-          if (
-            e.retryable &&
-            !ambiguous &&
-            (inTurn >= maxAttempts || wait > maxWaitMs) &&
-            this.now() - rec.createdAt < SEND_FOR_MS
-          ) {
-            // Throttled (or the gateway down) for longer than this turn's attempts: the reply stays
-            // unsent, and so do the ones after it (order); the release brings the session back
-            // shortly and a later turn tries again, until the reply is a day old.
-            metrics.outbound.inc({ outcome: 'retry' });
-            logger.warn(
-              {
-                session: logSessionId(rec),
-                outbound: rec.seq,
-                attempt,
-                code: e.providerCode,
-                status: e.httpStatus,
-              },
-              'send still refused; trying again later',
-            );
-            await this.noteRefused(rec, attempt, e, wait);
-            await this.leave(run);
-            break sending;
-          }
-          if (e.retryable && !ambiguous && inTurn < maxAttempts) {
-            metrics.outbound.inc({ outcome: 'retry' });
-            logger.warn(
-              {
-                session: logSessionId(rec),
-                outbound: rec.seq,
-                attempt,
-                wait,
-                code: e.providerCode,
-                status: e.httpStatus,
-                // Why: a throttle, a 5xx, or no connection at all (status 0: DNS, refused).
-                err: e.message,
-              },
-              'send refused; retrying',
-            );
-            await this.noteRefused(rec, attempt, e, wait);
-            // Refused, so not delivered: the claim goes back before the wait (a crash while
-            // waiting out a throttled gateway's Retry-After must not count as a send) and is
-            // taken again before the next attempt. Only on this slow path: two writes per retry.
-            if (!e.unknownOutcome && run.claims.has(rec.id)) await this.giveBack(run, [rec.id]);
-            // A session that cannot wait in place comes back in a later turn (see waitBackoff).
-            if (await this.waitBackoff(run, wait, signal)) {
-              await this.leave(run);
-              break sending;
-            }
-            continue;
-          }
-          metrics.outbound.inc({ outcome: 'failed' });
-          logger.error(
-            {
-              session: logSessionId(rec),
-              outbound: rec.seq,
-              attempt,
-              code: e.providerCode,
-              status: e.httpStatus,
-            },
-            'send failed; dead-lettered',
-          );
-          run.claims.delete(rec.id);
-          await this.failOutbound(
-            run.lease,
-            rec,
-            attempt,
-            ambiguous
-              ? new SendError(`${e.message}; ${AMBIGUOUS}`, { retryable: false, httpStatus: e.httpStatus })
-              : e,
-          );
-          break;
-        }
-        metrics.outbound.inc({ outcome: 'sent' });
-        // The send happened: never send it again because recording it failed. If the store
-        // refuses the record, the next holder of the baton may repeat this one send, as SPEC 1.6
-        // allows, and no other.
-        run.claims.delete(rec.id);
-        run.sent = { id: rec.id, patch: { status: 'sent', attempts: attempt, providerMessageId } };
-        break;
-      }
-    }
-    if (!leaveLast) await this.recordSent(run);
-  }
-
-  /**
-   * The commit claimed its first reply for an attempt right after it. When replies left unsent
-   * before the commit (by an earlier holder, or a throttled turn) go first, that attempt may wait
-   * for seconds behind their sends (a slow gateway), and a crash meanwhile would leave a claim no
-   * attempt used: the claim goes back, and the reply is claimed in its turn, as the commit's later
-   * replies are. One round trip, only when older replies are unsent.
-   */
-  private async claimInTurn(run: SessionRun, unsent: readonly OutboundRecord[]): Promise<void> {
-    const replies = unsent.filter((r) => r.effect === undefined);
-    if (replies.length === 0 || run.claims.has(replies[0]!.id)) return;
-    const mine = replies.filter((r) => run.claims.has(r.id));
-    if (mine.length === 0) return;
-    await this.giveBack(
-      run,
-      mine.map((r) => r.id),
-    );
-    for (const r of mine) r.claims = Math.max(0, (r.claims ?? 1) - 1);
-  }
-
-  /**
-   * An agent cleared an earlier holder's lease (`DELETE .../lock`) while that holder may still be
-   * sending `rec`: its claim is counted and no answer is recorded. If the holder is alive, rather
-   * than send the reply a second time now, this holder waits for that send to be recorded, at
-   * most as long as a send may take from the clear. True when it was recorded (sent, or failed)
-   * meanwhile: nothing to send. Only after a clear, and only while the earlier holder's process
-   * is alive (see `holderGone`): a crashed holder's reply is sent at once (SPEC 1.6 allows that
-   * one repeat).
-   */
-  private async recordedByEarlierHolder(run: SessionRun, rec: OutboundRecord): Promise<boolean> {
-    const cleared = await this.cleared(run);
-    if (cleared === null) return this.recordedByLiveClaimer(run, rec);
-    const until = cleared.at + (this.o.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
-    // Claim given back: the earlier holder is not sending it.
-    const now = await this.watchRecord(
-      run,
-      rec,
-      until,
-      (o) => (o.claims ?? 1) === 0,
-      run.held.sending,
-      this.holderGone(cleared, run.lease, rec.claimedBy),
-    );
-    return now === undefined;
-  }
-
-  /**
-   * `rec` was claimed by a holder in another process whose lease ran out (no clear) and no answer
-   * is recorded. If that process is alive, the send may have gone out and the store refused its
-   * record for a moment (Redis away, a connection cut): it keeps recording it (UnrecordedSends), so
-   * this holder waits up to {@link RECORD_GRACE_MS} for the record before sending the reply again.
-   * True when it was recorded meanwhile. A claimer that is gone (its heartbeat lapsed) or that gave
-   * its claim back is not waited for; one frozen for longer than the grace (SIGSTOP) looks crashed,
-   * and its reply is sent again, the one repeat SPEC 1.6 allows.
-   */
-  private async recordedByLiveClaimer(run: SessionRun, rec: OutboundRecord): Promise<boolean> {
-    const h = rec.claimedBy;
-    if (h === undefined || h === this.workerId || h.startsWith(`${this.workerId}:`)) return false;
-    // The same liveness check a clear's wait uses: a claimer gone (or going) is not waited for.
-    const now = await this.watchRecord(
-      run,
-      rec,
-      this.now() + RECORD_GRACE_MS,
-      (o) => (o.claims ?? 1) === 0,
-      run.held.sending,
-      this.holderGone({ at: 0, holder: null }, run.lease, h),
-    );
-    return now === undefined;
-  }
-
-  /**
-   * An agent cleared an earlier holder's lease while that holder may be making an attempt of
-   * effect `rec` (its record says `sending`): it learns of the clear only at its next renewal, up
-   * to a third of the TTL later, and its attempt runs until then. Rather than make a second
-   * attempt at the same time, with the same idempotency key, this holder waits until the earlier
-   * one could no longer be in it (the attempt's timeout after the clear), or its record says it
-   * ended (sent: the result is in). Only after a clear: a crashed holder's attempt is over.
-   */
-  private async earlierAttempt(run: SessionRun, rec: OutboundRecord): Promise<void> {
-    if (rec.status !== 'sending') return;
-    const cleared = await this.cleared(run);
-    if (cleared === null) return;
-    const def = this.o.flows.get(rec.flow)?.effects.get(rec.effect!.name);
-    const until = cleared.at + (def?.timeoutMs ?? DEFAULT_EFFECT_TIMEOUT_MS) + SEND_RECORD_MARGIN_MS;
-    await this.watchRecord(
-      run,
-      rec,
-      until,
-      (o) => o.status !== 'sending',
-      run.held.signal,
-      this.holderGone(cleared, run.lease),
-    );
-  }
-
-  /** When an agent last cleared this session's lease (null: not lately), looked up once a turn. */
-  private async cleared(run: SessionRun): Promise<ClearedLease | null> {
-    // `??=` would ask again after a null answer, for every record.
-    if (run.cleared === undefined)
-      run.cleared = await this.o.backend.leaseCleared(run.lease).catch(() => null);
-    return run.cleared;
-  }
-
-  /**
-   * Whether the holder a clear took the lease from has stopped (its heartbeat lapsed): a clear is
-   * how an agent frees a session whose worker died, and waiting out a send's whole timeout for a
-   * dead holder held the user's replies for half a minute per clear (an outside test). Asked at
-   * most once every {@link HOLDER_CHECK_MS}; a holder not known is taken as alive.
-   */
-  private holderGone(cleared: ClearedLease, key: SessionKey, claimedBy?: string): () => Promise<boolean> {
-    // The holder that claimed the record alone may be sending it; the one the clear took the
-    // lease from stands in when the store does not say. A lock-clear storm left marks naming a
-    // live worker that never claimed a reply a killed one had, and the reply waited 30 s.
-    const h = claimedBy ?? cleared.holder;
-    if (h !== null && (h === this.workerId || h.startsWith(`${this.workerId}:`))) {
-      // Claimed by this very process (or, not known, taken from it by a clear of one of its own
-      // turns, lately, while it is alive): its send of the record can be in flight only while
-      // another of its turns of the session runs. A lock-clear storm made a live worker wait out
-      // the whole send timeout (31 s) for a reply a killed worker had claimed (an outside soak).
-      return async () => (this.turns.get(sessionId(key)) ?? 0) <= 1;
-    }
-    let next = 0;
-    return async () => {
-      if (h === null || this.now() < next) return false;
-      next = this.now() + HOLDER_CHECK_MS;
-      return !(await this.o.backend.holderAlive(h).catch(() => true));
-    };
-  }
-
-  /**
-   * Looks at `rec` in the session's outbox every {@link EARLIER_SEND_POLL_MS} until it is gone
-   * (undefined: recorded as done), `over` says so, `until` passes or `signal` aborts; the record
-   * as last seen.
-   */
-  private async watchRecord(
-    run: SessionRun,
-    rec: OutboundRecord,
-    until: number,
-    over: (now: OutboundRecord) => boolean,
-    signal: AbortSignal,
-    holderGone: () => Promise<boolean>,
-  ): Promise<OutboundRecord | undefined> {
-    for (;;) {
-      const now = (await this.o.backend.unsent(run.lease)).find((o) => o.id === rec.id);
-      if (now === undefined || over(now) || this.now() >= until || signal.aborted) return now;
-      if (await holderGone()) return now;
-      await sleep(Math.min(EARLIER_SEND_POLL_MS, until - this.now()), signal);
-    }
-  }
-
-  /**
-   * Replies are left unsent on purpose (throttled past this turn's attempts, an agent waiting, the
-   * engine stopping): the claims this holder holds and no attempt used are given back, so that the
-   * next holder's claim is its first and throttling never ends as a false "may have reached the
-   * user twice". Best effort: a claim not given back (the lease lost, the store down, a crash) is
-   * only counted once too often.
-   */
-  private leave(run: SessionRun): Promise<void> {
-    return this.giveBack(run, [...run.claims]);
-  }
-
-  /**
-   * Gives back this holder's claims to `ids` (no attempt of its own may have reached the user).
-   * A claim not given back stays counted: at worst one too many (conservative), never one too few.
-   */
-  private async giveBack(run: SessionRun, ids: readonly string[]): Promise<void> {
-    for (const id of ids) run.claims.delete(id);
-    if (ids.length === 0) return;
-    // A lost baton gives its unused claims back too (the store takes a give-back from any
-    // holder): a starved holder's claim left counted made the next holder's the third, and two
-    // starved holders in a row dead-lettered a reply nobody had sent (outside test QA20-F1). Not
-    // after a long pause (SIGSTOP, a stalled VM): by then an agent may have replayed the reply,
-    // its count started afresh, and this claim is no longer in it.
-    if (run.held.signal.aborted && run.held.renewedAgo() > STALE_GIVE_BACK_MS) return;
-    await this.o.backend
-      .claimOutbound(run.lease, ids, -1)
-      .catch((err: unknown) =>
-        this.o.logger.warn({ err, session: logSessionId(run.lease) }, 'could not give back send claims'),
-      );
-  }
-
-  /**
-   * A refused attempt, on the record: support sees a reply Graph keeps throttling as tried, with
-   * Graph's error, not as one never tried. On the slow path only; a failed write is logged.
-   */
-  private async noteRefused(
-    rec: OutboundRecord,
-    attempt: number,
-    e: SendError,
-    waitMs: number,
-  ): Promise<void> {
-    const notBefore = this.now() + waitMs;
-    await this.o.backend
-      .updateOutbound(rec.id, { status: 'pending', attempts: attempt, lastError: e.message, notBefore })
-      .catch((err: unknown) =>
-        this.o.logger.warn({ err, session: logSessionId(rec) }, 'could not record a refused send'),
-      );
-  }
-
-  /**
-   * A reply refused for good: its dead letter is committed under the baton (fenced, atomic with
-   * nothing else, durable before the record is marked failed), then the record is marked failed.
-   * If the store refuses either write, the record stays unsent and the next holder tries it again:
-   * a failure is never lost, at worst one more attempt is made.
-   */
-  private async failOutbound(
-    lease: LeaseGrant,
-    rec: OutboundRecord,
-    attempt: number,
-    e: SendError,
-  ): Promise<void> {
-    const { backend } = this.o;
-    const snapshot = await backend.load(lease);
-    if (snapshot === null) throw new FencedError(sessionId(lease), lease.fence);
-    const now = this.now();
-    await backend.commit(lease, {
-      expectedVersion: snapshot.version,
-      snapshot,
-      records: [],
-      outbound: [],
-      consumed: [],
-      deadLetters: [
-        {
-          // Unique per failure: a replayed reply refused again (at the same attempt, attempts
-          // start over) is a new letter, not one the store already has.
-          id: `out:${rec.id}:${attempt}:${now.toString(36)}`,
-          kind: 'outbound',
-          channel: rec.channel,
-          user: rec.user,
-          ref: rec.id,
-          reason: `${e.code}: ${e.message}`,
-          payload: rec,
-          createdAt: now,
-        },
-      ],
-    });
-    await backend.updateOutbound(rec.id, { status: 'failed', attempts: attempt, lastError: e.message });
-  }
-
-  /**
-   * Sends `rec` through its provider's sender. `mayStart` is asked at the last moment before the
-   * request is written (see `SendOptions.mayStart`).
-   */
-  private sendOne(rec: OutboundRecord, mayStart?: () => boolean): Promise<{ providerMessageId: string }> {
-    const provider = rec.provider ?? 'cloud-api';
-    const sender = this.o.senders[provider];
-    if (!sender) {
-      return Promise.reject(
-        new SendError(`no sender for provider ${provider}`, { retryable: false, httpStatus: 0 }),
-      );
-    }
-    const stopping = linkedSignal([this.sendStop.signal]);
-    return sender
-      .send(rec, { signal: stopping.signal, ...(mayStart !== undefined ? { mayStart } : {}) })
-      .finally(() => stopping.dispose());
   }
 
   /** An agent takes the session from the inbox (`engine/agent.ts`). */
@@ -1820,14 +1237,14 @@ export class Engine {
           },
         };
       },
-      toOutbound: (s, replies, started) => this.toOutbound(s, replies, started),
+      toOutbound: (s, replies, started) => this.records(s, replies, started),
       queue: this.agentQueue,
       settleHeld: (lease, prev) => this.settleHeld(lease, prev),
       // While the agent's request waits: quick retries only. A send that would wait longer (a
       // throttled gateway's Retry-After, a long backoff) stays unsent and a worker takes it up
       // (the release schedules the session again), so the dashboard never hangs.
       flushOutbox: (lease, held, committed) =>
-        this.flushOutbox(
+        this.outbox.flush(
           {
             lease,
             held: {
@@ -1935,8 +1352,8 @@ function awaitedBy(s: SessionSnapshot | null | undefined): string | null {
 }
 
 /** One holding of a session's baton. */
-interface SessionRun {
-  readonly lease: LeaseGrant;
+/** A turn holding a session's baton: the outbox's view of it, and the engine's own fields. */
+interface SessionRun extends OutboxTurn {
   readonly held: {
     signal: AbortSignal;
     sending: AbortSignal;
@@ -1949,8 +1366,6 @@ interface SessionRun {
     resume: () => void;
     stop: () => void;
   };
-  /** The session's unfinished effects, as the last look at its outbox found them. */
-  effects: OutboundRecord[];
   /**
    * The effects running in this holding, by record id (see Engine.startEffects). Absent for an
    * agent's flush, where no effect runs.
@@ -1960,14 +1375,10 @@ interface SessionRun {
   resultReady?: boolean;
   /** What the session awaits, as last loaded or committed (see awaitedBy). */
   awaiting?: string | null;
-  /** A reply sent and not yet recorded as sent (see flushOutbox). */
-  sent?: OutboundUpdate;
   /** An agent asked for the baton while a send waited: the turn ends, replies left unsent. */
   yielded?: boolean;
   /** A send backoff was cut short by new messages: the turn goes on to apply them. */
   messagesWaiting?: boolean;
-  /** When the backoff so cut would have ended: the next send waits until then (see waitBackoff). */
-  resumeSendAt?: number;
   /** The turn ends without waiting out its backoff (see waitBackoff): the session is due again after it. */
   releaseAfterMs?: number;
   /** This turn left the session untouched for a worker that serves it (see leaveUnserved). */
@@ -1976,13 +1387,6 @@ interface SessionRun {
   loaded?: SessionSnapshot | null;
   /** The last such cut applied nothing: backoffs are not cut for messages again this turn. */
   cutInVain?: boolean;
-  /**
-   * Ids of the unsent replies this holder holds a claim to send that no attempt used yet (see
-   * flushOutbox): the ones its own commits wrote, and those it claimed since.
-   */
-  readonly claims: Set<string>;
-  /** When an agent last cleared this session's lease and from whom, once looked up (see Engine.cleared). */
-  cleared?: ClearedLease | null;
   /** Frees the worker loop's slot this session holds (see Engine.park). */
   readonly detach?: () => void;
   /** It freed its slot to wait out a send backoff. */
@@ -2004,52 +1408,4 @@ export function withStragglers(pending: readonly StoredMessage[], windowEnd: num
   let newest = Number.NEGATIVE_INFINITY;
   for (const m of pending) if (m.storedAt <= windowEnd && m.timestamp > newest) newest = m.timestamp;
   return pending.filter((m) => m.storedAt <= windowEnd || m.timestamp <= newest);
-}
-
-/** Adds the replies `committed` claimed for their committing holder (see `claimFirst`) to its claims. */
-function claimed(run: { readonly claims: Set<string> }, committed: readonly OutboundRecord[]): Set<string> {
-  for (const r of committed) if (r.effect === undefined && (r.claims ?? 1) > 0) run.claims.add(r.id);
-  return run.claims;
-}
-
-/**
- * A commit claims its first reply for the committing holder, whose attempt at it starts right
- * after the commit: no write on the hot path. Its later replies are claimed each with the record
- * of the one before (Engine.flushOutbox), so a holder that dies between two replies leaves no
- * claim on those it never tried: the next two holders may each still try them (SPEC 1.6's one
- * repeat), instead of the third finding two claims no attempt used and dead-lettering the reply.
- */
-function claimFirst(outbound: OutboundRecord[], holder: string): OutboundRecord[] {
-  let first = true;
-  for (const r of outbound) {
-    if (r.effect !== undefined) continue;
-    if (first) r.claimedBy = holder;
-    else r.claims = 0;
-    first = false;
-  }
-  return outbound;
-}
-
-/** How one flush of a session's outbox goes (see Engine.flushOutbox). */
-interface FlushOptions {
-  /** Leave the last send's record in `run.sent` for the end of the turn. Default false. */
-  readonly leaveLast?: boolean;
-  /** Attempts per reply in this flush. Default: the engine's `maxSendAttempts` (8). */
-  readonly maxAttempts?: number;
-  /** A retry that would wait longer than this is left to a later turn instead. Default: none. */
-  readonly maxWaitMs?: number;
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

@@ -4,7 +4,7 @@
  */
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { linkedSignal } from '../../src/engine/linked-signal.ts';
+import { linkedSignal } from '../../src/linked-signal.ts';
 
 describe('linkedSignal', () => {
   it('aborts when any source does, with its reason; at once when one already has', () => {

@@ -7,7 +7,7 @@
  * twice after a 5 s Redis outage).
  *
  * A holder in another process cannot see this map: it waits a little for the record of a reply a
- * live worker claimed (see Engine.recordedByLiveClaimer), which this retrying makes short.
+ * live worker claimed (see Outbox.recordedByLiveClaimer), which this retrying makes short.
  */
 import type { Logger } from 'pino';
 import type { OutboundUpdate } from '../backends/types.ts';
