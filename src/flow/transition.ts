@@ -11,6 +11,7 @@ import {
   IGNORED_CONTENT_TYPES,
   isExpiryEvent,
   logSessionId,
+  typesChoices,
   type SessionKey,
   type StoredMessage,
 } from '../model/message.ts';
@@ -296,9 +297,12 @@ export function migratedData(flow: Flow, prev: SessionSnapshot, env: TransitionE
   return new BatchRun(flow, prev, env).migrated();
 }
 
-/** The choice a WASender user picked by typing its number or title, if any. */
+/**
+ * The choice a user picked by typing its number or title, if any, on a gateway that shows choices
+ * as text (WASender).
+ */
 function typedChoice(choices: readonly Choice[], m: StoredMessage): Choice | undefined {
-  if (m.provider !== 'wasender' || m.content.type !== 'text' || choices.length === 0) return undefined;
+  if (!typesChoices(m.provider) || m.content.type !== 'text' || choices.length === 0) return undefined;
   const said = m.content.body.trim().toLowerCase();
   // "3", "3." or "3)": the list shows "3. Day Pack" (outside test QA35-F7).
   const number = /^(\d{1,2})[.)]?$/.exec(said);
@@ -730,7 +734,7 @@ class BatchRun {
    * then it is that choice, not a hand-off keyword of the same words (outside test QA9-F3).
    */
   private picksChoice(step: StepDef, m: ResolvedMessage): boolean {
-    if (m.provider !== 'wasender') return false;
+    if (!typesChoices(m.provider)) return false;
     const choices = this.guard(step, 'choices', () => choicesOf(step, this.s.data, this.wordsCtx()));
     return typedChoice(choices, m) !== undefined;
   }

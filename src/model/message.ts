@@ -9,6 +9,23 @@ import type { OutboundStatus } from './session.ts';
 /** Which gateway a message came through. */
 export type ProviderName = 'cloud-api' | 'wasender';
 
+/**
+ * What the flow core must know of a gateway, so that it never names one: a gateway without
+ * interactive buttons or lists (WASender renders them as numbered text, `renderAsText`) lets the
+ * user pick a choice by typing its number or title. A new gateway adds its row here.
+ */
+const PROVIDER_TRAITS: Readonly<Record<ProviderName, { readonly typedChoices: boolean }>> = {
+  'cloud-api': { typedChoices: false },
+  wasender: { typedChoices: true },
+};
+
+/** Whether users of `provider` pick choices by typing them (see PROVIDER_TRAITS); false if not known. */
+export function typesChoices(provider: ProviderName | undefined): boolean {
+  const traits =
+    provider === undefined ? undefined : (PROVIDER_TRAITS as Partial<typeof PROVIDER_TRAITS>)[provider];
+  return traits?.typedChoices ?? false;
+}
+
 /** Media kinds WhatsApp delivers with a downloadable id. */
 export type MediaType = 'image' | 'audio' | 'video' | 'document' | 'sticker';
 
