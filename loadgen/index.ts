@@ -23,31 +23,17 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import { AdminClient, AdminUnreachableError } from './admin-client.ts';
 import { WebhookClient } from './client.ts';
 import { DEFAULT_CHANNEL, type Channel } from './payloads.ts';
-import {
-  planUser,
-  runUser,
-  type ChaosOptions,
-  type DriverContext,
-  type LiveCounters,
-  type UserTrace,
-} from './scenario.ts';
+import { planUser, runUser, type ChaosOptions, type DriverContext, type LiveCounters } from './scenario.ts';
 import { runScriptUser } from './script.ts';
 import type { ConversationScript } from '../src/simulate/script.ts';
 import { startReplySink, type ReplySink } from './sink.ts';
 import { seededRandom, summarize, type LatencySummary } from './stats.ts';
-import {
-  cameLate,
-  gotAReplyTwice,
-  mayBeSplit,
-  judge,
-  type SessionEvidence,
-  type TransitionEvidence,
-  type UserEvidence,
-  type Verdict,
-} from './verdict.ts';
+import { cameLate, gotAReplyTwice, mayBeSplit, judge, type UserEvidence, type Verdict } from './verdict.ts';
 
+export { AdminClient, AdminUnreachableError, LoadError, getJson, queueDepth } from './admin-client.ts';
 export { startReplySink, parseCallback } from './sink.ts';
 export { runOpenLoop } from './open-loop.ts';
 export type { OpenLoopOptions, OpenLoopReport } from './open-loop.ts';
@@ -57,11 +43,6 @@ export type { Verdict } from './verdict.ts';
 export type { LatencySummary } from './stats.ts';
 export { DEFAULT_CHANNEL } from './payloads.ts';
 export type { Channel } from './payloads.ts';
-
-/** The target cannot be load-tested as asked (unreachable, admin token refused...). */
-export class LoadError extends Error {
-  override readonly name = 'LoadError';
-}
 
 /** Where a run stands, for a progress display. */
 export interface LoadProgress {
@@ -172,94 +153,6 @@ const NO_CHAOS: ChaosOptions = {
   retaps: 0,
 };
 
-/**
- * One admin API read. A network error or a 503 (the target restarting, a store away) is tried
- * again for up to `retryMs` (30 s), as the webhooks are: a run that kills and restarts Baton
- * still gets its verdict.
- * @throws AdminUnreachableError when no answer came in that time.
- */
-export async function getJson(
-  url: string,
-  token: string,
-  retryMs = 30_000,
-): Promise<{ status: number; json: unknown }> {
-  const deadline = performance.now() + retryMs;
-  for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
-    try {
-      const answer = await getJsonOnce(url, token);
-      if (answer.status !== 503 || performance.now() + delay > deadline) return answer;
-    } catch (err) {
-      if (performance.now() + delay > deadline) throw new AdminUnreachableError(url, err);
-    }
-    await new Promise((r) => setTimeout(r, delay));
-  }
-}
-
-/** The admin API gave no answer at `url`, retries included (the target is down). */
-export class AdminUnreachableError extends Error {
-  override readonly name = 'AdminUnreachableError';
-  constructor(
-    readonly url: string,
-    cause: unknown,
-  ) {
-    super(`${url}: ${networkReason(cause)}`, { cause });
-  }
-}
-
-/** `fetch failed` says nothing: its cause does (`connect ECONNREFUSED 127.0.0.1:3000`). */
-function networkReason(err: unknown): string {
-  const e = err as { message?: unknown; cause?: { message?: unknown } } | null;
-  const inner = e?.cause?.message;
-  if (typeof inner === 'string' && inner !== '') return inner;
-  return typeof e?.message === 'string' ? e.message : String(err);
-}
-
-async function getJsonOnce(url: string, token: string): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
-  const text = await res.text();
-  let json: unknown = undefined;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: res.status, json };
-}
-
-/** Checks that Baton answers and accepts the admin token, before any load is sent. */
-async function preflight(base: string, token: string): Promise<void> {
-  try {
-    const health = await fetch(`${base}/healthz`);
-    if (health.status !== 200) throw new LoadError(`${base}/healthz answered ${health.status}`);
-  } catch (err) {
-    if (err instanceof LoadError) throw err;
-    throw new LoadError(`Baton does not answer at ${base} (${(err as Error).message})`);
-  }
-  const stats = await getJson(`${base}/admin/api/stats`, token);
-  if (stats.status === 401)
-    throw new LoadError('the admin API refused the admin token (check --admin-token / ADMIN_TOKEN)');
-  if (stats.status !== 200) throw new LoadError(`${base}/admin/api/stats answered ${stats.status}`);
-}
-
-/** Messages Baton holds pending (its admin API's `queue_depth`), or null if it does not say. */
-export async function queueDepth(base: string, token: string): Promise<number | null> {
-  try {
-    return await backlog(base, token);
-  } catch {
-    return null;
-  }
-}
-
-/**
- * Baton's `queue_depth` (null if its stats do not say).
- * @throws AdminUnreachableError when the admin API does not answer.
- */
-async function backlog(base: string, token: string, retryMs?: number): Promise<number | null> {
-  const r = await getJson(`${base}/admin/api/stats`, token, retryMs);
-  const depth = (r.json as { queue_depth?: unknown } | null)?.queue_depth;
-  return r.status === 200 && typeof depth === 'number' ? depth : null;
-}
-
 /** Runs `fn` over `items`, at most `limit` at a time. */
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array<R>(items.length);
@@ -274,87 +167,6 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => 
   return out;
 }
 
-async function evidenceOf(
-  base: string,
-  token: string,
-  channel: Channel,
-  trace: UserTrace,
-  sink: ReplySink,
-  retryMs?: number,
-): Promise<UserEvidence> {
-  const q = `?channel=${encodeURIComponent(channel.phoneNumberId)}`;
-  const path = `${base}/admin/api/sessions/${encodeURIComponent(trace.waId)}`;
-  const [s, t] = await Promise.all([
-    getJson(`${path}${q}`, token, retryMs),
-    getJson(`${path}/transitions${q}`, token, retryMs),
-  ]);
-  if (s.status !== 200 && s.status !== 404) throw new LoadError(`${path} answered ${s.status}`);
-  const transitions =
-    t.status === 200 ? ((t.json as { transitions?: TransitionEvidence[] }).transitions ?? []) : [];
-  return {
-    trace,
-    replies: sink.callsTo(trace.waId),
-    session: s.status === 200 ? (s.json as SessionEvidence) : null,
-    transitions,
-  };
-}
-
-type OutboundItem = { callback_data: unknown; claims: unknown };
-type MessageItem = { direction: unknown; id: unknown; at: unknown };
-
-/** A list the admin API keeps under one of the user's sessions (`outbound`, `messages`), `[]` if none. */
-async function sessionList<T>(
-  base: string,
-  token: string,
-  channel: Channel,
-  waId: string,
-  list: 'outbound' | 'messages',
-  retryMs?: number,
-): Promise<Partial<T>[]> {
-  const q = `?channel=${encodeURIComponent(channel.phoneNumberId)}${list === 'messages' ? '&limit=500' : ''}`;
-  const r = await getJson(
-    `${base}/admin/api/sessions/${encodeURIComponent(waId)}/${list}${q}`,
-    token,
-    retryMs,
-  );
-  return r.status === 200 ? ((r.json as Record<string, Partial<T>[] | undefined>)[list] ?? []) : [];
-}
-
-/** Baton's send attempts that may have reached the user, by callback data (its outbound records' `claims`). */
-export async function claimsOf(
-  base: string,
-  token: string,
-  channel: Channel,
-  waId: string,
-  retryMs?: number,
-): Promise<Map<string, number>> {
-  const records = await sessionList<OutboundItem>(base, token, channel, waId, 'outbound', retryMs);
-  const claims = new Map<string, number>();
-  for (const o of records) {
-    if (typeof o.callback_data !== 'string') continue;
-    // A Baton too old to say: every repeat may be a crash's, as before.
-    claims.set(o.callback_data, typeof o.claims === 'number' ? o.claims : 2);
-  }
-  return claims;
-}
-
-/** When Baton stored each of the user's messages (its admin API's conversation), by message id. */
-export async function storedTimes(
-  base: string,
-  token: string,
-  channel: Channel,
-  waId: string,
-  retryMs?: number,
-): Promise<Map<string, number>> {
-  const items = await sessionList<MessageItem>(base, token, channel, waId, 'messages', retryMs);
-  const times = new Map<string, number>();
-  for (const m of items) {
-    if (m.direction === 'in' && typeof m.id === 'string' && typeof m.at === 'string')
-      times.set(m.id, Date.parse(m.at));
-  }
-  return times;
-}
-
 /**
  * Runs the scenario against the Baton at `options.url` and judges what it did.
  * @throws LoadError when Baton cannot be reached or refuses the admin token.
@@ -365,8 +177,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const chaos: ChaosOptions = { ...NO_CHAOS, ...options.chaos };
   const channel = options.channel ?? DEFAULT_CHANNEL;
   const seed = options.seed ?? randomInt(2 ** 31);
-  const token = options.adminToken;
-  await preflight(base, token);
+  const admin = new AdminClient(base, options.adminToken, options.adminRetryMs);
+  await admin.preflight();
   // Every waiting user listens on the signal.
   if (options.signal) setMaxListeners(0, options.signal);
 
@@ -486,12 +298,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       traces.some((t) => t.missingReplies.some((step) => !cameLate(t, sink.callsTo(t.waId), step)));
     const quiet = options.quietMs ?? 300;
     const deadline = performance.now() + (options.settleTimeoutMs ?? 10_000);
-    const retryMs = options.adminRetryMs;
     let pending: number | null = null;
     let unreachable: AdminUnreachableError | null = null;
     do {
       try {
-        pending = await backlog(base, token, retryMs);
+        pending = await admin.backlog();
       } catch (err) {
         if (!(err instanceof AdminUnreachableError)) throw err;
         unreachable = err;
@@ -514,30 +325,19 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     }));
     if (unreachable === null) {
       try {
-        const dl = await getJson(`${base}/admin/api/dead-letters?limit=500`, token, retryMs);
-        refs = new Set(
-          dl.status === 200
-            ? ((dl.json as { dead_letters?: { ref?: unknown }[] }).dead_letters ?? []).map((d) =>
-                String(d.ref),
-              )
-            : [],
-        );
-        evidence = await mapLimit(traces, 16, (t) => evidenceOf(base, token, channel, t, sink, retryMs));
+        refs = await admin.deadLetterRefs();
+        evidence = await mapLimit(traces, 16, (t) => admin.evidence(channel, t, sink));
         // Whether a reply that came twice is a crash's one repeat rests on whether Baton made a
         // second attempt of it.
         if (options.crashes === true) {
           evidence = await mapLimit(evidence, 16, async (u) =>
-            gotAReplyTwice(u)
-              ? { ...u, claims: await claimsOf(base, token, channel, u.trace.waId, retryMs) }
-              : u,
+            gotAReplyTwice(u) ? { ...u, claims: await admin.claims(channel, u.trace.waId) } : u,
           );
         }
         // Whether a split burst was allowed rests on when Baton stored its parts.
         if (options.bufferMs !== undefined) {
           evidence = await mapLimit(evidence, 16, async (u) =>
-            mayBeSplit(u)
-              ? { ...u, storedAt: await storedTimes(base, token, channel, u.trace.waId, retryMs) }
-              : u,
+            mayBeSplit(u) ? { ...u, storedAt: await admin.storedTimes(channel, u.trace.waId) } : u,
           );
         }
       } catch (err) {

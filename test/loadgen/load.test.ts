@@ -6,7 +6,7 @@
  * and 7 under concurrency).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_CHANNEL, runLoad, storedTimes } from '../../loadgen/index.ts';
+import { AdminClient, DEFAULT_CHANNEL, runLoad } from '../../loadgen/index.ts';
 import { startLoadTarget, type LoadTarget } from '../support/load-target.ts';
 
 let t: LoadTarget;
@@ -88,7 +88,7 @@ describe('load generator against embedded Baton', () => {
         transitions: { message_ids: string[] }[];
       };
       const ids = transitions.flatMap((r) => r.message_ids);
-      const times = await storedTimes(t.url, t.adminToken, DEFAULT_CHANNEL, waId);
+      const times = await new AdminClient(t.url, t.adminToken).storedTimes(DEFAULT_CHANNEL, waId);
       expect(ids.length).toBeGreaterThan(0);
       expect([...times.keys()].sort()).toEqual([...new Set(ids)].sort());
       for (const at of times.values()) expect(at).toBeGreaterThanOrEqual(started);
