@@ -7,6 +7,8 @@ import { expect, it } from 'vitest';
 import { StorageUnavailableError } from '../../src/errors.ts';
 import type { InboundMessage, SessionKey } from '../../src/model/message.ts';
 import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
+import type { PgStore } from '../../src/backends/distributed/pg-store.ts';
+import type { Redis } from 'ioredis';
 import { eventually, newKey, nextBatch, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 import { startPrivateRedis } from '../support/redis-server.ts';
@@ -82,6 +84,63 @@ describeServices('distributed backend: Redis restart', () => {
     // A restarted Redis (new run_id) takes a fresh fence block: tokens never go back.
     const fenceAfter = (await backend.acquireLease(users[0]!, 'w', 5000))!;
     expect(fenceAfter.fence).toBeGreaterThan(fenceBefore.fence);
+  }, 60_000);
+
+  // A Redis that restarted between a grant's "reserve a block" answer and the grant took the
+  // block reserved for its earlier lifetime, while its own lifetime's first reservation had raised
+  // the session's floor in PostgreSQL above it: every commit of the session was then refused by
+  // PostgreSQL and kept by Redis, whose replies went out from states never made durable (outside
+  // test QA91-F1). The grant now asks again for a block of the lifetime that grants it.
+  it('grants no fence from a block reserved for a Redis lifetime that ended before the grant', async () => {
+    const redis = await startPrivateRedis();
+    afterThisTest(() => redis.stop());
+    const { backend, schema } = await makeBackend({ redisUrl: redis.url, commandTimeoutMs: 1000 });
+    const ctx = (backend as unknown as { ctx: { pg: PgStore; redis: Redis } }).ctx;
+    const key = newKey();
+    const m = text(key, 'hi');
+    await backend.ingest({ messages: [m], statuses: [] });
+    const reserve = ctx.pg.reserveFenceBlock.bind(ctx.pg);
+    let raced = 0;
+    ctx.pg.reserveFenceBlock = async (k, size, era) => {
+      const got = await reserve(k, size, era);
+      if (raced === 0 && k.user === key.user) {
+        raced += 1;
+        await redis.kill();
+        await redis.restart(); // on its AOF: the mailbox kept, a new run_id
+        await eventually(async () => ((await ctx.redis.ping().catch(() => null)) === 'PONG' ? true : null));
+        // The new lifetime's first reservation of the session (another worker's grant, or the
+        // intake log's restore) comes first.
+        const info = await ctx.redis.info('server');
+        await reserve(k, size, /run_id:(\w+)/.exec(info)![1]!);
+      }
+      return got;
+    };
+    const lease = await eventually(async () => {
+      try {
+        return await backend.acquireLease(key, 'w', 5000);
+      } catch {
+        return null; // Redis on its way back
+      }
+    });
+    expect(raced).toBe(1);
+    const [row] = await pgQuery(
+      schema,
+      'SELECT floor FROM fence_blocks WHERE channel = $1 AND user_id = $2',
+      [key.channel, key.user],
+    );
+    expect(lease.fence).toBeGreaterThanOrEqual(Number(row!.floor));
+    // PostgreSQL takes the session's commits.
+    await backend.commit(lease, nextBatch(lease, 0, [m.id]));
+    await eventually(async () =>
+      (
+        await pgQuery(schema, 'SELECT 1 FROM sessions WHERE channel = $1 AND user_id = $2', [
+          key.channel,
+          key.user,
+        ])
+      ).length === 1
+        ? true
+        : null,
+    );
   }, 60_000);
 
   // A supervisor restarting an AOF Redis with its default configuration brings it back empty:

@@ -6,6 +6,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
+import { StorageUnavailableError } from '../../errors.ts';
 import { logSessionId, type SessionKey, type StoredMessage } from '../../model/message.ts';
 import {
   CLEARED_LEASE_MEMORY_MS,
@@ -84,6 +85,9 @@ function keepGrantRead(
   });
 }
 
+/** Fence block reservations one grant makes before it gives up on a Redis that keeps changing lifetime. */
+const NEED_BLOCK_ROUNDS = 3;
+
 export async function acquireLease(
   ctx: Context,
   key: SessionKey,
@@ -96,10 +100,10 @@ export async function acquireLease(
   const sk = ctx.keys.session(key);
   // The holder rides in the token (compared whole), so the dashboard can say who holds it.
   const token = `${randomUUID()}~${holder}`;
-  const acquire = (base: Arg, ceiling: Arg, readLimit = 0): PipelineOp => ({
+  const acquire = (base: Arg, ceiling: Arg, readLimit = 0, epoch = ''): PipelineOp => ({
     script: 'lease-acquire',
     keys: [sk.lock, sk.fence, sk.sched, sk.mbox, sk.msgs, sk.pv, sk.state],
-    args: [token, ttlMs, base, ceiling, readLimit],
+    args: [token, ttlMs, base, ceiling, readLimit, epoch],
   });
   // The grant's watchdog entry rides in the same round trip: a granted lease needs it, and in
   // the rare other cases it is put right below.
@@ -116,7 +120,14 @@ export async function acquireLease(
   let reply = asArray(first[watermark ? 1 : 0]);
   if (asNumber(reply[0]) > 0)
     keepGrantRead(ctx, sk, token, reply, watermark ? { read: watermark, reply: first[0] } : null);
-  if (asNumber(reply[0]) === ScriptCode.NeedFenceBlock) {
+  // A Redis that restarted or failed over between the answer and the grant asks again, for a
+  // block of its own lifetime (see lease-acquire-7.lua, ARGV[6]); one that keeps doing so is
+  // not serving.
+  for (let asked = 1; asNumber(reply[0]) === ScriptCode.NeedFenceBlock; asked += 1) {
+    if (asked > NEED_BLOCK_ROUNDS)
+      throw new StorageUnavailableError(
+        `Redis changed lifetime (a restart or failover) ${NEED_BLOCK_ROUNDS} times while a lease was being granted`,
+      );
     // A session new to this Redis (or to this Redis's lifetime): reserve fences and fetch
     // its PostgreSQL row in one go, and put the row (or a tombstone) in Redis with the grant.
     // Redis without its fences (new, or lost in a restart): copies of an earlier lifetime
@@ -140,7 +151,7 @@ export async function acquireLease(
       (session.version > asNumber(reply[3]) || session.rev > asNumber(reply[4]));
     if (behind) ({ ceiling, session } = await ctx.pg.reserveFenceBlock(key, ctx.fenceBlockSize, epoch));
     wd = watchdogScore(ctx, ttlMs);
-    const ops = [acquire(ceiling - ctx.fenceBlockSize, ceiling), watchdog()];
+    const ops = [acquire(ceiling - ctx.fenceBlockSize, ceiling, 0, epoch), watchdog()];
     if (session) {
       reply = asArray((await pipeline(ctx, 'acquire', ops))[0]);
       if (asNumber(reply[0]) > 0) {

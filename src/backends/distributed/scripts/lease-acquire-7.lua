@@ -22,6 +22,11 @@
   ARGV[3] new block base ('' when the caller has no block): the block is base+1 .. ceiling
   ARGV[4] new block ceiling
   ARGV[5] most messages of the new holder's first read (0: no read)
+  ARGV[6] the epoch the new block was reserved for ('' with no block): the epoch of the
+          NeedFenceBlock answer that asked for it. A Redis that restarted or failed over in
+          between (another run_id) does not adopt it, and asks again: meanwhile its own lifetime's
+          first reservation may have raised the session's floor in PostgreSQL above that block,
+          and every commit under it would be refused (outside test QA91-F1)
 
   Returns
     {fence}           granted (ARGV[5] = 0)
@@ -53,7 +58,7 @@ local n, ceil = tonumber(cur[1]), tonumber(cur[2])
 local valid = n ~= nil and ceil ~= nil and cur[3] == epoch and n < ceil
 
 if not valid then
-  if ARGV[3] == '' then
+  if ARGV[3] == '' or ARGV[6] ~= epoch then
     local kept = 0
     if n ~= nil then kept = cur[3] == epoch and 1 or 2 end
     local st = redis.call('HMGET', KEYS[7], 'v', 'r')
