@@ -13,12 +13,17 @@
  * unless it is over within a second.
  *
  * A POST that fails is tried again at the next check: an episode's alert is not lost because
- * the chat tool was down for a moment, and is still sent once.
+ * the chat tool was down for a moment, and is still sent once. A POST that got no answer within
+ * its timeout may have been delivered (a slow receiver): it is taken as delivered, not sent
+ * again, so a receiver slower than the timeout gets each alert once, and its `resolved` too
+ * (outside test QA90-F2: it got `firing` three times and never `resolved`).
  *
  * With a {@link AlertStore} (the backend's), "once" holds across processes and restarts: one
  * process at a time leads (takes or extends a lead of three intervals at each check; the others
  * only look), and what was announced is kept in the store, so neither a second process nor a
- * restarted one announces an episode again.
+ * restarted one announces an episode again. The lead is extended before each POST for as long
+ * as the POST may take, so no other process takes the lead while one is in flight and posts it
+ * again (outside test QA90-F1: a receiver answering after 4.5 s got each `firing` four times).
  * @module
  */
 import { randomUUID } from 'node:crypto';
@@ -181,7 +186,7 @@ export class AlertWatcher {
     const store = this.o.store;
     if (store) {
       try {
-        if (!(await store.lead(this.id, 3 * (this.o.intervalMs ?? DEFAULT_INTERVAL_MS)))) return;
+        if (!(await store.lead(this.id, this.leadMs(0)))) return;
         const known = new Set<string>(this.rules.map((r) => r.alert));
         this.firing = new Set([...(await store.firing())].filter((a): a is AlertName => known.has(a)));
       } catch (err) {
@@ -209,6 +214,9 @@ export class AlertWatcher {
         at: new Date(this.now()).toISOString(),
         text: rule.describe(value, breached),
       };
+      // The lead covers this POST whatever it takes (up to its timeout), and what it announced is
+      // recorded before the lead can lapse: a lead lost meanwhile (a store away) posts nothing.
+      if (store && !(await store.lead(this.id, this.leadMs(1)).catch(() => false))) return;
       if (await this.post(body)) {
         if (breached) this.firing.add(rule.alert);
         else this.firing.delete(rule.alert);
@@ -221,6 +229,12 @@ export class AlertWatcher {
     }
   }
 
+  /** How long a lead lasts: three intervals, and the POSTs it may make meanwhile. */
+  private leadMs(posts: number): number {
+    return 3 * (this.o.intervalMs ?? DEFAULT_INTERVAL_MS) + posts * (this.o.timeoutMs ?? 5000);
+  }
+
+  /** Whether `body` was (or may have been) delivered: false only when it surely was not. */
   private async post(body: AlertBody): Promise<boolean> {
     try {
       const r = await fetch(this.o.webhookUrl, {
@@ -234,8 +248,19 @@ export class AlertWatcher {
       this.o.logger.info({ alert: body.alert, state: body.state, value: body.value }, 'alert sent');
       return true;
     } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      if (err instanceof Error && err.name === 'TimeoutError') {
+        // Sent, and no answer in time: the receiver may have it. Sending it again would announce
+        // the episode twice; a lost alert is the smaller harm of the two, and its resolution
+        // still follows.
+        this.o.logger.warn(
+          { alert: body.alert, state: body.state, err: reason },
+          'alert webhook did not answer in time; taken as delivered, not sent again',
+        );
+        return true;
+      }
       this.o.logger.warn(
-        { alert: body.alert, state: body.state, err: err instanceof Error ? err.message : String(err) },
+        { alert: body.alert, state: body.state, err: reason },
         'alert webhook failed; retrying at the next check',
       );
       return false;

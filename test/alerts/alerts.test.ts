@@ -174,6 +174,32 @@ describe('AlertWatcher thresholds and delivery', () => {
     expect(rx.bodies.map((b) => [b.alert, b.state])).toEqual([['queue_depth', 'firing']]);
   });
 
+  // A receiver slower than the POST's timeout got `firing` at every check and never `resolved`
+  // (outside test QA90-F2): a POST with no answer may have been delivered, so it is not sent again.
+  it('takes a POST that got no answer in time as delivered: once firing, once resolved', async () => {
+    const w = new AlertWatcher({
+      webhookUrl: rx.url,
+      queueDepth: 10,
+      stats: async () => current,
+      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+      timeoutMs: 100,
+    });
+    rx.delayMs = 300;
+    try {
+      current = { ...stats, queueDepth: 20 };
+      for (let i = 0; i < 3; i += 1) await w.check();
+      expect(w.active.has('queue_depth')).toBe(true);
+      current = { ...stats, queueDepth: 0 };
+      for (let i = 0; i < 3; i += 1) await w.check();
+      expect(rx.bodies.map((b) => [b.alert, b.state])).toEqual([
+        ['queue_depth', 'firing'],
+        ['queue_depth', 'resolved'],
+      ]);
+    } finally {
+      rx.delayMs = 0;
+    }
+  });
+
   it('stays quiet when the stats cannot be read', async () => {
     const w = new AlertWatcher({
       webhookUrl: rx.url,

@@ -71,6 +71,32 @@ describe('alerts announced once across processes and restarts', () => {
     expect(states()).toEqual(['queue_depth:firing', 'queue_depth:resolved']);
   });
 
+  // The lead lasted three intervals while a POST may take its whole timeout: with a slow receiver
+  // another process took the lead mid-POST and posted the same state again (outside test QA90-F1).
+  it.skipIf(!servicesUp)(
+    'distributed: a POST slower than the lead is not posted again by another process',
+    async () => {
+      rx.bodies.length = 0;
+      const { backend: one, prefix, schema } = await makeBackend();
+      const { backend: two } = await makeBackend({}, { prefix, schema });
+      const [a, b] = [watcher(one.alerts), watcher(two.alerts)];
+      rx.delayMs = 6 * INTERVAL_MS; // twice the lead of three intervals, within the POST's timeout
+      try {
+        depth = 50;
+        const first = a.check(); // leads, and posts
+        await new Promise((r) => setTimeout(r, INTERVAL_MS / 2));
+        for (let i = 0; i < 12; i++) {
+          await b.check();
+          await new Promise((r) => setTimeout(r, INTERVAL_MS / 2));
+        }
+        await first;
+        expect(states()).toEqual(['queue_depth:firing']);
+      } finally {
+        rx.delayMs = 0;
+      }
+    },
+  );
+
   it.skipIf(!servicesUp)(
     'distributed: a Redis that restarted empty mid-episode announces nothing again (outside test QA40-F2)',
     async () => {
