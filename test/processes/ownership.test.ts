@@ -241,6 +241,30 @@ describe('a start that fails exits, and frees what it took', () => {
     );
   });
 
+  // Redis answering and PostgreSQL not: its first question at start said only "PostgreSQL is
+  // unavailable (store-identity)", with no address and no variable (outside test QA89-F3).
+  it.skipIf(!servicesUp)(
+    'PostgreSQL unreachable behind a live Redis: named with DATABASE_URL and its address',
+    async () => {
+      const iso = isolation();
+      const r = await runBaton(
+        ['ingress'],
+        {
+          ...(await env(tempDir())),
+          REDIS_URL,
+          BATON_REDIS_PREFIX: iso.schema,
+          DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/test`,
+        },
+        30_000,
+      );
+      await dropIsolation(iso.schema, null);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n').at(-1)).toMatch(
+        /^baton: PostgreSQL is unreachable at 127\.0\.0\.1:\d+ \(DATABASE_URL\): \S/,
+      );
+    },
+  );
+
   it('a store that cannot be reached: the ingress exits 1 instead of reconnecting forever', async () => {
     const r = await runBaton(
       ['ingress'],

@@ -78,7 +78,19 @@ async function serving(ctx: Context): Promise<void> {
  * (outside test QA37-F7: 117 of 260 acknowledged messages in the other schema, 21 version gaps).
  */
 async function claimPrefix(ctx: Context): Promise<boolean> {
-  const identity = String((await ctx.pg.query('store-identity'))[0]?.identity);
+  // PostgreSQL's first question at start: unreachable, it is named as a bad setting is, with the
+  // address tried and why (it said "PostgreSQL is unavailable (store-identity)": outside test QA89-F3).
+  const rows = await ctx.pg.query('store-identity').catch((err: unknown) => {
+    throw err instanceof StorageUnavailableError
+      ? StorageUnavailableError.unreachable(
+          'PostgreSQL',
+          'DATABASE_URL',
+          ctx.opts.databaseUrl,
+          err.cause ?? err,
+        )
+      : err;
+  });
+  const identity = String(rows[0]?.identity);
   const owner = await r('init', () => ctx.redis.set(ctx.keys.owner, identity, 'NX', 'GET'));
   if (owner !== null && owner !== identity)
     throw new ConfigError(
