@@ -74,6 +74,53 @@ export const SESSION_SWEEP = 5_000;
  */
 export const EXPIRE_PER_PURGE = 500;
 
+/**
+ * Expiry events handed to the workers at a time (see {@link handInDoses}): what a purge adds to
+ * the queue depth at most.
+ */
+export const EXPIRE_DOSE = 25;
+
+/**
+ * Longest a purge waits for the workers to take a dose before it stops handing over; the rest
+ * waits for the next purge (the workers busy with a backlog of users, or none running), ms.
+ */
+export const DOSE_WAIT_MS = 5_000;
+
+/**
+ * Hands a purge's expiry events to the workers {@link EXPIRE_DOSE} at a time, each dose once the
+ * queue is back where it was before the one before (the workers took it), so that a purge alone
+ * never takes the queue depth far from where user traffic has it: 500 at once fired a
+ * queue-depth alert with a threshold of 100 at every purge, with no user writing (outside test
+ * QA90-F3). How many it handed; fewer than all when a dose was not taken within
+ * {@link DOSE_WAIT_MS}.
+ */
+export async function handInDoses(
+  batch: WebhookBatch,
+  o: {
+    readonly ingest: (batch: WebhookBatch) => Promise<unknown>;
+    /** The queue depth now (committed figures). */
+    readonly depth: () => Promise<number>;
+    readonly now: () => number;
+    /** The store is closing: hand no more. */
+    readonly closed?: () => boolean;
+  },
+): Promise<number> {
+  let handed = 0;
+  while (handed < batch.messages.length && o.closed?.() !== true) {
+    const before = await o.depth();
+    const dose = batch.messages.slice(handed, handed + EXPIRE_DOSE);
+    await o.ingest({ ...batch, messages: dose, receivedAt: o.now() });
+    handed += dose.length;
+    if (handed === batch.messages.length) break;
+    const until = o.now() + DOSE_WAIT_MS;
+    while ((await o.depth()) > before) {
+      if (o.now() >= until || o.closed?.() === true) return handed;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return handed;
+}
+
 /** A report of nothing purged yet. */
 export function emptyPurgeReport(): PurgeReport {
   return { transitions: 0, outbound: 0, inbound: 0, redacted: 0, deadLetters: 0, sessions: 0 };
@@ -135,18 +182,23 @@ export interface SweptSession {
 
 /**
  * One page of a purge's sweep (in key order) handed over: the expiry events of its due sessions,
- * at most {@link EXPIRE_PER_PURGE}, and the session the next purge resumes after (undefined: from
- * the first). With more due than one purge hands over, it resumes after the last one handed over.
+ * at most {@link EXPIRE_PER_PURGE}, and, given how many of them were handed, the session the next
+ * purge resumes after (undefined: from the first; null: where this one began). With more due
+ * than one purge hands over, it resumes after the last one handed over.
  */
 export function handOver<R extends SweptSession>(
   page: readonly R[],
   isDue: (r: R) => boolean,
   nowMs: number,
-): { batch: WebhookBatch; resumeAfter: R | undefined } {
+): { batch: WebhookBatch; resumeAfter: (handed: number) => R | undefined | null } {
   const due = page.filter(isDue);
   const taken = due.slice(0, EXPIRE_PER_PURGE);
-  const resumeAfter =
+  const all =
     taken.length < due.length ? taken.at(-1) : page.length < SESSION_SWEEP ? undefined : page.at(-1);
+  // Fewer handed than taken (see handInDoses): the next purge resumes after the last one handed,
+  // or where this one began (null) when none was.
+  const resumeAfter = (handed: number): R | undefined | null =>
+    handed >= taken.length ? all : handed === 0 ? null : taken[handed - 1];
   const messages = taken.map((r) =>
     expiryEvent(
       {

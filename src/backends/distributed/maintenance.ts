@@ -8,6 +8,7 @@ import {
   DEFAULT_RETENTION_SEC,
   REDACTED_REASON,
   emptyPurgeReport,
+  handInDoses,
   handOver,
   PURGE_BATCH,
   SESSION_SWEEP,
@@ -145,6 +146,13 @@ export async function purge(ctx: Context, opts: { lockMs?: number } = {}): Promi
   return report;
 }
 
+/** The queue depth as the stats keep it (see admin-reads.ts `stats`), with this process's figures posted. */
+async function queueDepth(ctx: Context): Promise<number> {
+  await ctx.globalFeed.settled();
+  const depth = await r('purge', () => ctx.redis.get(ctx.keys.pendingDepth));
+  return depth === null ? 0 : Math.max(0, Number(depth));
+}
+
 /** Where each backend's sweep of sessions for expiry stopped (see expireDueSessions). */
 const sessionsSwept = new WeakMap<Context, { channel: string; user: string }>();
 
@@ -170,10 +178,16 @@ async function expireDueSessions(ctx: Context, cutOff: Date): Promise<number> {
     (r) => r.due,
     ctx.now(),
   );
-  if (resumeAfter === undefined) sessionsSwept.delete(ctx);
-  else sessionsSwept.set(ctx, { channel: resumeAfter.channel, user: resumeAfter.user });
-  if (batch.messages.length > 0) await ingest(ctx, batch);
-  return batch.messages.length;
+  const handed = await handInDoses(batch, {
+    ingest: (b) => ingest(ctx, b),
+    depth: () => queueDepth(ctx),
+    now: ctx.now,
+    closed: () => ctx.closed,
+  });
+  const resume = resumeAfter(handed);
+  if (resume === undefined) sessionsSwept.delete(ctx);
+  else if (resume !== null) sessionsSwept.set(ctx, { channel: resume.channel, user: resume.user });
+  return handed;
 }
 
 /**

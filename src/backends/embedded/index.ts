@@ -254,6 +254,7 @@ export class EmbeddedBackend implements Backend {
       countDeadLetters: () => this.countDeadLetters(),
       written: () => this.checkpointer?.committed(),
       ingest: (batch) => this.ingest(batch),
+      queueDepth: () => this.counts.pending,
     });
     this.pacer = opts.pacing === false ? null : new TurnPacer(opts.pacing ?? {});
   }

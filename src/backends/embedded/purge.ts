@@ -10,6 +10,7 @@ import { EARLY_STATUS_TTL_MS, type WebhookBatch } from '../../model/message.ts';
 import type { OutboundStatus } from '../../model/session.ts';
 import {
   emptyPurgeReport,
+  handInDoses,
   handOver,
   PURGE_BATCH,
   purgeHorizons,
@@ -30,13 +31,15 @@ export interface PurgeHost {
   readonly now: () => number;
   readonly options: RetentionOptions & { readonly dedupeTtlSec: number };
   /** Whether the store was closed (the purge stops between batches). */
-  closed(): boolean;
+  readonly closed: () => boolean;
   /** Counts the dead letters not replayed again, after some were deleted. */
   countDeadLetters(): void;
   /** The purge wrote: checkpoint and cut the WAL once idle. */
   written(): void;
   /** Stores the expiry events of sessions handed to the engine. */
-  ingest(batch: WebhookBatch): Promise<unknown>;
+  readonly ingest: (batch: WebhookBatch) => Promise<unknown>;
+  /** Messages stored and not yet consumed (committed figures). */
+  queueDepth(): number;
 }
 
 /** One embedded store's purges, and where the last one stopped. */
@@ -220,8 +223,14 @@ export class EmbeddedPurge {
       SweptSession & { id: number; due: number }
     >;
     const { batch, resumeAfter } = handOver(rows, (r) => r.due === 1, this.h.now());
-    this.sessionsSweptUpTo = resumeAfter?.id ?? 0;
-    if (batch.messages.length > 0) await this.h.ingest(batch);
-    return batch.messages.length;
+    const handed = await handInDoses(batch, {
+      ingest: this.h.ingest,
+      depth: async () => this.h.queueDepth(),
+      now: this.h.now,
+      closed: this.h.closed,
+    });
+    const resume = resumeAfter(handed);
+    if (resume !== null) this.sessionsSweptUpTo = resume?.id ?? 0;
+    return handed;
   }
 }
