@@ -1,8 +1,12 @@
 /**
  * The process entry of the `baton` command: runs the CLI with the process's arguments and
- * sets the exit code. `bin/baton.mjs` calls it from the compiled `dist/`.
+ * sets the exit code. `bin/baton.mjs` calls it from the compiled `dist/`; run as a script itself
+ * (`node dist/cli/main.js worker`, as a supervisor may be told to), it runs the CLI too: it
+ * printed nothing and exited 0 (outside test QA89-F4).
  * @module
  */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { run } from './index.ts';
 
 /**
@@ -30,3 +34,16 @@ function outputMayClose(): void {
     });
   }
 }
+
+/** Whether this module is the process's own script (not imported by bin/baton.mjs or a test). */
+function isEntry(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntry()) await main();

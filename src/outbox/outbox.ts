@@ -285,6 +285,18 @@ export class Outbox<T extends OutboxTurn> {
           // No answer: it may have reached the user, so its claim is used. Its second such (a
           // claim count of 2) is the last: a third claim would be refused.
           if (e.unknownOutcome) run.claims.delete(rec.id);
+          // Abandoned by a stopping worker (its grace for sends in flight over): not a refusal,
+          // and not retried here; the next holder sends it again, the one repeat a claim allows
+          // (it said "send refused; retrying": outside test QA89-F2).
+          if (e.unknownOutcome && this.sendStop.signal.aborted) {
+            logger.warn(
+              { session: logSessionId(rec), outbound: rec.seq, attempt },
+              'send abandoned: this worker is stopping and the gateway had not answered; it may have reached the user, and the next holder sends it again',
+            );
+            await this.noteRefused(rec, attempt, e, 0);
+            await this.leave(run);
+            break sending;
+          }
           const ambiguous = e.unknownOutcome === true && count >= 2;
           // The backoff grows with every attempt the reply has had, not with this turn's alone: a
           // session that comes back in a later turn, or goes on after a backoff cut short for what

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -95,4 +96,20 @@ describe('baton session / lock on an embedded store', () => {
       await h.close();
     }
   });
+});
+
+// `node dist/cli/main.js worker`, as a supervisor may be told to run it, printed nothing and
+// exited 0 (outside test QA89-F4): the module runs the CLI when it is the process's script.
+describe('the CLI module run as a script', () => {
+  it('runs the command once, with its exit code', () => {
+    const main = join(import.meta.dirname, '../../src/cli/main.ts');
+    const ok = spawnSync(process.execPath, ['--import', 'tsx', main, '--version'], { encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    expect(ok.stdout.trim().split('\n')).toHaveLength(1);
+    expect(ok.stdout).toMatch(/^\d+\.\d+\.\d+/);
+    const usage = spawnSync(process.execPath, ['--import', 'tsx', main, 'no-such-command'], {
+      encoding: 'utf8',
+    });
+    expect(usage.status).toBe(2);
+  }, 30_000);
 });

@@ -5,6 +5,7 @@
  * and the next holder sends it.
  */
 import { createServer, type IncomingMessage } from 'node:http';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CloudApiSender } from '../../src/providers/cloud-api/send.ts';
 import { storeWithHi, testEngine } from '../support/engine.ts';
@@ -28,7 +29,9 @@ describe('a stopping worker with a send in flight', () => {
 
     const { backend, key } = await storeWithHi();
     stops.push(() => backend.close());
-    const engine = testEngine(backend, { send: (m, o) => sender.send(m, o), stopSendGraceMs: 1000 });
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+    const engine = testEngine(backend, { send: (m, o) => sender.send(m, o), stopSendGraceMs: 1000, logger });
     engine.start(1);
     const deadline = Date.now() + 10_000;
     while (hung.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -40,6 +43,9 @@ describe('a stopping worker with a send in flight', () => {
     const [reply] = await backend.outbound(key);
     expect(reply).toMatchObject({ status: 'pending', callbackData: 'baton:order:ask_name:1' });
     expect(reply!.lastError).toMatch(/aborted/);
+    // Said as what it is: abandoned, maybe delivered, not "refused" (outside test QA89-F2).
+    expect(lines.filter((l) => l.includes('send abandoned'))).toHaveLength(1);
+    expect(lines.filter((l) => l.includes('send refused'))).toEqual([]);
 
     // The next holder sends it.
     const sent: string[] = [];
