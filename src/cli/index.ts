@@ -262,7 +262,12 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
     out(`Baton ${versionLine()} worker (${baton.backend.kind}) ${baton.engine.workerId} started`);
   }
   await stopped;
-  out('Baton stopping: finishing batches in hand');
+  // An ingress has webhooks in hand, not batches (outside test QA89-F5).
+  out(
+    opts.roles?.worker === false
+      ? 'Baton stopping: answering the webhooks in hand'
+      : 'Baton stopping: finishing batches in hand',
+  );
   await baton.stop();
   process.off('unhandledRejection', onUnhandled);
   return 0;
@@ -452,9 +457,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
       const named = sessionNamedBy(found, waId);
       if (named) return named;
       const list = found.map((s) => `${s.waId ?? s.user} on ${s.channel}`).join(', ');
+      // The wa_id is worth naming only when a user id was given (outside test QA89-F5).
+      const byNumber = found.some((s) => (s.waId ?? s.user) === waId);
       throw new BatonError(
         'BATON_ERR_AMBIGUOUS_SESSION',
-        `${waId} names several sessions (${list}); pass --channel, or the wa_id`,
+        `${waId} names several sessions (${list}); pass --channel${byNumber ? '' : ', or the wa_id'}`,
       );
     }
     return found[0]!;

@@ -23,7 +23,14 @@ describe('baton session / lock on an embedded store', () => {
       const say = (s: string): void => {
         out.push(s);
       };
-      expect(await run(['session', 'show', u], say)).toBe(2); // two channels: --channel is needed
+      const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+      try {
+        expect(await run(['session', 'show', u], say)).toBe(2); // two channels: --channel is needed
+        // Named by its wa_id already: only --channel is asked for (outside test QA89-F5).
+        expect(String(stderr.mock.calls.at(-1)?.[0])).toMatch(/pass --channel\n?$/);
+      } finally {
+        stderr.mockRestore();
+      }
       expect(await run(['session', 'show', u, '--channel', PHONE_ID], say)).toBe(0);
       const shown = JSON.parse(out.at(-1)!) as { session: { current_step: string }; transitions: unknown[] };
       expect(shown.session.current_step).toBe('ask_name');

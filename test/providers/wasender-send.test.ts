@@ -30,6 +30,17 @@ describe('WasenderSender sends every kind over HTTP', () => {
   afterEach(() => fake.reset());
   afterAll(() => fake.close());
 
+  // A worker of a split deployment started without the key posted to WASender's public address
+  // with none (outside test QA89-F5): it sends nothing, and says what is missing, retryable.
+  it('sends nothing without an API key, retryable, naming WASENDER_API_KEY', async () => {
+    const keyless = new WasenderSender({ baseUrl: fake.url });
+    const err = await sendError(keyless.send(outbound(text('hi'), { provider: 'wasender' })));
+    expect(err.retryable).toBe(true);
+    expect(err.unknownOutcome).toBe(false);
+    expect(err.message).toContain('WASENDER_API_KEY');
+    expect(fake.sent).toHaveLength(0);
+  });
+
   const cases: Array<[string, OutboundBody, Record<string, unknown>]> = [
     [
       'text (the preview flag has no WASender field)',

@@ -198,17 +198,28 @@ function unsendable(msg: OutboundRecord, why: string): SendError {
  */
 export class WasenderSender implements Sender {
   readonly #api: JsonApi;
+  readonly #keyed: boolean;
 
   constructor(options: WasenderSenderOptions = {}) {
     this.#api = new JsonApi(options.baseUrl ?? WASENDER_DEFAULT_BASE_URL, options.apiKey, options);
+    this.#keyed = options.apiKey !== undefined && options.apiKey !== '';
   }
 
   /**
    * POSTs {@link buildWasenderMessage}'s body to `{baseUrl}/api/send-message`.
    * @throws SendError retryable on HTTP 408/429/5xx and transport failures, permanent otherwise
-   *   (and, before any request, for a body WASender cannot carry).
+   *   (and, before any request, for a body WASender cannot carry); retryable, before any request,
+   *   without an API key.
    */
   async send(msg: OutboundRecord, options?: SendOptions): Promise<{ providerMessageId: string }> {
+    // A worker of a split deployment started without the key: nothing is sent from here (it went
+    // to WASender's public address with no key: outside test QA89-F5); the reply stays unsent
+    // for a process that has the key, and the error names what is missing.
+    if (!this.#keyed)
+      throw new SendError(
+        'WASender is not configured in this process (no WASENDER_API_KEY): a process that has it sends this reply',
+        { retryable: true, httpStatus: 0 },
+      );
     const path = '/api/send-message';
     const label = `POST ${path}`;
     const res = await this.#api.post(path, label, buildWasenderMessage(msg), options);
