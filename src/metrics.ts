@@ -32,7 +32,7 @@ export class Metrics {
   readonly oldestUnsent = this.#gauge('baton_oldest_unsent_seconds', 'Age of the oldest unsent send');
   readonly lockWait = this.#histogram(
     'baton_lock_wait_seconds',
-    'Time from a session being due to its lease being granted',
+    'Time a worker waits for the lease of a session it claimed to be granted (how long sessions wait to be claimed is baton_oldest_pending_seconds)',
   );
   readonly batch = this.#histogram('baton_batch_seconds', 'Time to run and commit one batch');
   readonly outbound = this.#counter(

@@ -200,6 +200,23 @@ describe('AlertWatcher thresholds and delivery', () => {
     }
   });
 
+  it('says ages under 10 s to the hundredth, so a value is never read as its threshold', async () => {
+    const w = new AlertWatcher({
+      webhookUrl: rx.url,
+      oldestMs: 3000,
+      stats: async () => current,
+      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+    });
+    current = { ...stats, oldestPendingMs: 3050 };
+    await w.check();
+    current = { ...stats, oldestPendingMs: 2952 };
+    await w.check();
+    expect(rx.bodies.map((b) => b.text)).toEqual([
+      expect.stringContaining('waited 3.05 s, above the threshold of 3 s'),
+      expect.stringContaining('waited 2.95 s, back within 3 s'), // "3 s, back within 3 s" (QA90-F10)
+    ]);
+  });
+
   it('stays quiet when the stats cannot be read', async () => {
     const w = new AlertWatcher({
       webhookUrl: rx.url,
