@@ -143,6 +143,24 @@ describeServices('distributed backend: Redis restart', () => {
     );
   }, 60_000);
 
+  // Should Redis and PostgreSQL disagree on a session's fences again, PostgreSQL's refusal of a
+  // commit Redis accepted under a lease it still holds is said as the fault it is, not as a lapse.
+  it('says so, as an error, when PostgreSQL refuses a commit of a lease Redis still holds', async () => {
+    const { backend, schema, logger } = await makeBackend();
+    const key = newKey();
+    const m = text(key, 'hi');
+    await backend.ingest({ messages: [m], statuses: [] });
+    const lease = (await backend.acquireLease(key, 'w', 5000))!;
+    await pgQuery(schema, 'UPDATE fence_blocks SET floor = ceiling + 1 WHERE channel = $1 AND user_id = $2', [
+      key.channel,
+      key.user,
+    ]);
+    await expect(backend.commit(lease, nextBatch(lease, 0, [m.id]))).rejects.toThrow(/fenc/i);
+    const said = logger.lines.filter((l) => l.msg.includes('Redis still holds'));
+    expect(said.map((l) => l.level)).toEqual(['error']);
+    expect(logger.lines.filter((l) => l.msg.includes('this lease lapsed'))).toEqual([]);
+  }, 30_000);
+
   // A supervisor restarting an AOF Redis with its default configuration brings it back empty:
   // what it held is gone, and nothing said so (outside test QA81-F2). Said once, as an error; a
   // restart on the AOF says nothing.

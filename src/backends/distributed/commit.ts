@@ -220,10 +220,19 @@ async function makeDurable(
       if (fenced.has(entryId)) {
         // Fencing at work (a holder whose lease lapsed, paused or starved), not a fault: a warning,
         // like the engine's "batch refused; lease lost" (outside test QA57-F4: it paged as an error).
-        ctx.log.warn(
-          { session: sessionId(key), fence },
-          'PostgreSQL refused a commit: its row has a newer fence (this lease lapsed)',
-        );
+        // Unless Redis still holds the lease: then Redis and PostgreSQL disagree on the session's
+        // fences, which no lapse explains (outside test QA91-F1 said it as a lapse): an error.
+        const held = 'token' in key && (await leaseInRedis(ctx, key as LeaseGrant).catch(() => false));
+        if (held)
+          ctx.log.error(
+            { session: sessionId(key), fence },
+            "PostgreSQL refused a commit Redis accepted under a lease Redis still holds: the two disagree on the session's fences (its commits stay in Redis alone)",
+          );
+        else
+          ctx.log.warn(
+            { session: sessionId(key), fence },
+            'PostgreSQL refused a commit: its row has a newer fence (this lease lapsed)',
+          );
         throw new FencedError(sessionId(key), fence);
       }
       return;
