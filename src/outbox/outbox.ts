@@ -89,6 +89,7 @@ export interface FlushOptions {
   readonly maxWaitMs?: number;
 }
 
+/** What the outbox works with: the store, the gateways, and what it borrows of the engine. */
 export interface OutboxOptions<T extends OutboxTurn> {
   readonly backend: Backend;
   readonly senders: Partial<Record<ProviderName, OutboundSender>>;

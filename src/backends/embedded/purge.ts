@@ -61,6 +61,22 @@ export class EmbeddedPurge {
     const report = emptyPurgeReport();
     if (this.running) return report;
     this.running = true;
+    try {
+      const sessionsDue = await this.deleteExpired(report);
+      // Last, with the deletes' secure_delete off again: the hand-over waits for the workers to
+      // take each dose, seconds at most, and the webhooks stored meanwhile need not pay for it.
+      if (sessionsDue !== null) report.sessions = await this.expireDueSessions(sessionsDue);
+      return report;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /**
+   * Deletes and redacts what the retention no longer keeps, adding to `report`; the cut-off of
+   * sessions due to expire (null: none expire).
+   */
+  private async deleteExpired(report: PurgeReport): Promise<number | null> {
     // What the retention deletes is overwritten, whole freed pages too: in FAST mode a page a
     // delete frees kept its texts on disk (outside test QA12-F2: a QA run found names and
     // addresses past BATON_MESSAGE_RETENTION in the file's free pages). Writes of other sessions
@@ -179,7 +195,6 @@ export class EmbeddedPurge {
         });
         this.outboundRedactedUpTo = cursor;
       }
-      if (h.sessions !== null) report.sessions = await this.expireDueSessions(h.sessions);
       await olderThan('dead_letters', 'created_at', h.outbound, (n) => (report.deadLetters += n));
       if (report.deadLetters > 0) this.h.countDeadLetters();
       this.h.sql('DELETE FROM signed_out WHERE until <= ?').run(this.h.now());
@@ -187,7 +202,7 @@ export class EmbeddedPurge {
       await olderThan('outbound_aliases', 'at', h.transitions);
       // Status webhooks parked for sends never recorded (a send that got no answer, say).
       await olderThan('early_statuses', 'at', this.h.now() - EARLY_STATUS_TTL_MS);
-      return report;
+      return h.sessions;
     } finally {
       if (!this.h.closed()) {
         this.h.secureDelete(false);
@@ -196,7 +211,6 @@ export class EmbeddedPurge {
         // webhook (outside test QA52-F1).
         this.h.written();
       }
-      this.running = false;
     }
   }
 
