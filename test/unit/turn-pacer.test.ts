@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 /**
  * The embedded backend hands due sessions to the engine in doses (`turn-pacer.ts`): with many
  * sessions due at once, only a few are claimed before the event loop reaches its check phase,
@@ -28,6 +29,9 @@ async function backlog(pacing: TurnPacerOptions | false): Promise<EmbeddedBacken
 /** `DUE` engine loops ask at once: how many got a session before a check-phase callback ran, and all they got. */
 async function claim(b: EmbeddedBackend): Promise<{ beforeCheck: number; keys: SessionKey[] }> {
   const abort = new AbortController();
+  // DUE loops wait on it at once, as an engine's loops wait on its one signal (which lifts the
+  // limit too): Node warned of a leak past 10 listeners in the suite's output.
+  setMaxListeners(0, abort.signal);
   const keys: SessionKey[] = [];
   let beforeCheck = -1;
   setImmediate(() => (beforeCheck = keys.length));
