@@ -5,7 +5,7 @@
  * (strictly greater fires, equal does not) and a receiver that fails once.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AlertWatcher, type AlertBody } from '../../src/alerts/index.ts';
+import { AlertWatcher, type AlertBody, type AlertOptions } from '../../src/alerts/index.ts';
 import type { BackendStats } from '../../src/backends/types.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
 import { text, webhook } from '../support/payloads.ts';
@@ -116,7 +116,7 @@ describe('AlertWatcher thresholds and delivery', () => {
     oldestUnsentMs: 0,
   };
   let current = { ...stats };
-  const make = () =>
+  const make = (o: Partial<AlertOptions> = {}) =>
     new AlertWatcher({
       webhookUrl: rx.url,
       queueDepth: 10,
@@ -124,6 +124,7 @@ describe('AlertWatcher thresholds and delivery', () => {
       stats: async () => current,
       logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
       now: () => Date.parse('2026-11-29T12:00:00Z'),
+      ...o,
     });
 
   beforeAll(async () => {
@@ -177,13 +178,7 @@ describe('AlertWatcher thresholds and delivery', () => {
   // A receiver slower than the POST's timeout got `firing` at every check and never `resolved`
   // (outside test QA90-F2): a POST with no answer may have been delivered, so it is not sent again.
   it('takes a POST that got no answer in time as delivered: once firing, once resolved', async () => {
-    const w = new AlertWatcher({
-      webhookUrl: rx.url,
-      queueDepth: 10,
-      stats: async () => current,
-      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
-      timeoutMs: 100,
-    });
+    const w = make({ timeoutMs: 100 });
     rx.delayMs = 300;
     try {
       current = { ...stats, queueDepth: 20 };
@@ -201,12 +196,7 @@ describe('AlertWatcher thresholds and delivery', () => {
   });
 
   it('says ages under 10 s to the hundredth, so a value is never read as its threshold', async () => {
-    const w = new AlertWatcher({
-      webhookUrl: rx.url,
-      oldestMs: 3000,
-      stats: async () => current,
-      logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
-    });
+    const w = make({ oldestMs: 3000 });
     current = { ...stats, oldestPendingMs: 3050 };
     await w.check();
     current = { ...stats, oldestPendingMs: 2952 };
