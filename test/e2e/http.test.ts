@@ -640,8 +640,10 @@ describe('storage unavailable', () => {
     try {
       // A real SQLITE_FULL: the database may not grow past its current size.
       const db = (
-        h2.baton.backend as unknown as { db: { pragma(s: string, o?: { simple: boolean }): unknown } }
-      ).db;
+        h2.baton.backend as unknown as {
+          store: { db: { pragma(s: string, o?: { simple: boolean }): unknown } };
+        }
+      ).store.db;
       const pages = Number(db.pragma('page_count', { simple: true }));
       db.pragma(`max_page_count = ${pages}`);
       const big = 'x'.repeat(200_000);

@@ -25,8 +25,9 @@ it('a status parked before the upgrade applies when its send is recorded; anothe
     const lease = (await backend.acquireLease(key, 'w1', 5000))!;
     const [a, b] = [outbound(key, 1, 0), outbound(key, 1, 1)];
     await backend.commit(lease, nextBatch(lease, 0, [], { outbound: [a, b] }));
-    const db = (backend as unknown as { db: { prepare(sql: string): { run(...args: unknown[]): unknown } } })
-      .db;
+    const db = (
+      backend as unknown as { store: { db: { prepare(sql: string): { run(...args: unknown[]): unknown } } } }
+    ).store.db;
     const park = db.prepare(
       'INSERT INTO early_statuses (provider_message_id, channel, status, last_error, at) VALUES (?, ?, ?, NULL, ?)',
     );

@@ -53,7 +53,7 @@ it('refuses a commit at a version the row has left, and one under a superseded f
   // A grant whose fence is older than the row's (as after a restart that reused tokens).
   const third = (await b.acquireLease(key, 'w3', 5000))!;
   const stale = { ...third, fence: first.fence };
-  (b as unknown as { leases: Map<string, { fence: number }> }).leases.get(
+  (b as unknown as { leases: { held: Map<string, { fence: number }> } }).leases.held.get(
     `${key.channel}:${key.user}`,
   )!.fence = first.fence;
   await expect(b.commit(stale, batch(key, 2, 3))).rejects.toBeInstanceOf(FencedError);
@@ -62,7 +62,7 @@ it('refuses a commit at a version the row has left, and one under a superseded f
 
 it('shares one read transaction among the reads of a tick, ended before a write and by the next tick', async () => {
   const b = await memory();
-  const db = (b as unknown as { db: { inTransaction: boolean } }).db;
+  const db = (b as unknown as { store: { db: { inTransaction: boolean } } }).store.db;
   const key = newKey();
   await b.ingest({ messages: [text(key, 'one')], statuses: [] });
   expect((await b.pending(key, 10)).map((m) => m.content)).toEqual([{ type: 'text', body: 'one' }]);

@@ -25,7 +25,7 @@ async function backend(): Promise<{ b: EmbeddedBackend; sync: WalSync }> {
     await b.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { b, sync: (b as unknown as { walSync: WalSync }).walSync };
+  return { b, sync: (b as unknown as { store: { walSync: WalSync } }).store.walSync };
 }
 
 it('answers an intake only after the sync that follows its commit', async () => {
