@@ -165,13 +165,6 @@ export function freshSnapshot(
 }
 
 /**
- * Orders a batch: WhatsApp timestamp, then arrival: the mailbox's order, where a message the
- * intake log restored after a Redis restart (stored before the restart, though it joins the
- * mailbox after what came since) comes first. Not the storage times: two ingress processes stamp
- * them with their own estimates of one clock, a few milliseconds apart, and a button answered
- * before the user typed the next text was applied after it (outside test QA45-F1).
- */
-/**
  * Why `flow` (as this process serves it) must not run a session stored at a step: it is another
  * flow's (`other_flow`: that flow is not served here), or a newer version of this one wrote it
  * (`newer_version`: its data and steps may be ones this version does not know). Null: it may.
@@ -185,11 +178,25 @@ export function notServedBy(
   return s.flowVersion > flow.version ? 'newer_version' : null;
 }
 
+/**
+ * Orders a batch: WhatsApp timestamp, then arrival: the mailbox's order, where a message the
+ * intake log restored after a Redis restart (stored before the restart, though it joins the
+ * mailbox after what came since) comes first, unless the other message's place in that log is
+ * earlier (a message of the same webhook, stored by its redelivery while the reaper restored
+ * this one: a CI run of test/distributed/volatile-redis-crash applied a stale button's webhook
+ * text first). Not the storage times: two ingress processes stamp them with their own estimates
+ * of one clock, a few milliseconds apart, and a button answered before the user typed the next
+ * text was applied after it (outside test QA45-F1).
+ */
 export function orderBatch<M extends StoredMessage>(batch: readonly M[]): M[] {
-  return [...batch].sort(
-    (a, b) =>
-      a.timestamp - b.timestamp || Number(b.restored === true) - Number(a.restored === true) || a.seq - b.seq,
-  );
+  return [...batch].sort((a, b) => a.timestamp - b.timestamp || restoredFirst(a, b) || a.seq - b.seq);
+}
+
+/** Between a message restored from the intake log and one that was not: which comes first. */
+function restoredFirst(a: StoredMessage, b: StoredMessage): number {
+  const restored = Number(b.restored === true) - Number(a.restored === true);
+  if (restored === 0 || a.logged === undefined || b.logged === undefined) return restored;
+  return a.logged[0] - b.logged[0] || a.logged[1] - b.logged[1] || restored;
 }
 
 /** The id of the effect started by the transition to `version`: the idempotency key. */

@@ -126,6 +126,14 @@ export interface StoredMessage extends InboundMessage {
    */
   readonly restored?: true;
   /**
+   * Its place in the intake log (distributed, where Redis keeps nothing across a restart):
+   * `[stored_at ms, arrival]` of its first delivery's row, the arrival counted by the ingress
+   * that logged it. Orders it against a message of the same second {@link restored} from that
+   * log: the two writers (an ingress storing a webhook, the reaper restoring the log) may store
+   * one webhook's messages in either order.
+   */
+  readonly logged?: readonly [number, number];
+  /**
    * Its WhatsApp timestamp was more than {@link MAX_CLOCK_AHEAD_SEC} ahead of its storage time,
    * which stands in for it (set by {@link trustedTimestamp}, for the batch only).
    */

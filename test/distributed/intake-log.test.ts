@@ -11,7 +11,7 @@ import pg from 'pg';
 import { afterEach, expect, it } from 'vitest';
 import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
-import { PHONE_ID, text, webhook } from '../support/payloads.ts';
+import { button, PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.ts';
 import { proxyOf } from '../support/tcp-proxy.ts';
 import { DATABASE_URL, describeServices, dropIsolation, isolation, pgQuery } from '../support/services.ts';
@@ -186,6 +186,49 @@ describeServices('the intake log (a Redis without AOF)', () => {
     await h.until(async () => (await backend.pending(key, 10)).length === 2, 5_000);
     expect((await backend.pending(key, 10)).map((m) => m.id)).toEqual(['wamid.ZZZ-jane', 'wamid.AAA-doe']);
     expect((await h.settled(u, 2)).data).toEqual({ customer_name: 'Jane Doe' });
+  }, 60_000);
+
+  it("keeps one webhook's order when its redelivery stores one message and the reaper restores the other (a CI run of volatile-redis-crash)", async () => {
+    const { h, redis } = await rig(false, { BATON_BUFFER_MS: '2500' });
+    const u = '15550501004';
+    expect((await h.post(webhook([text(u, 'hi', ts)]))).status).toBe(200);
+    await h.settled(u, 1);
+    // One webhook, one second: a stale button (from a later step), then the name.
+    const tap = button(u, 'confirm', 'Confirm', ts + 1);
+    const name = text(u, 'Jane', ts + 1);
+    expect((await h.post(webhook([tap, name]))).status).toBe(200);
+    // Logged in PostgreSQL, not in Redis: as a first delivery answered 503 while Redis was away.
+    const direct = new Redis(redis.url);
+    cleanups.push(async () => direct.disconnect());
+    for (const m of [tap, name]) {
+      const [seen] = await direct.keys(`*:seen:${m.id}`);
+      const base = seen!.slice(0, seen!.indexOf(':seen:'));
+      await direct.multi().del(seen!).zrem(`${base}:mbox`, m.id).hdel(`${base}:msgs`, m.id).exec();
+    }
+    await new Promise((r) => setTimeout(r, 600)); // older than the reaper's 500 ms
+    // Meta's redelivery stores the button (its other message's op has not run yet), then the
+    // reaper restores the name from the log, then the redelivery's second op finds it stored.
+    expect((await h.post(webhook([tap]))).status).toBe(200);
+    const backend = h.baton.backend as DistributedBackend;
+    await backend.reapOnce(30_000, { force: true });
+    const key = { channel: PHONE_ID, user: u };
+    expect((await backend.pending(key, 10)).map((m) => [m.id, m.restored === true])).toEqual([
+      [tap.id, false],
+      [name.id, true],
+    ]);
+    expect((await h.post(webhook([tap, name]))).status).toBe(200);
+
+    // The button first (a notice at ask_name), then the name: as the user sent them.
+    expect((await h.settled(u, 2)).data).toEqual({ customer_name: 'Jane' });
+    expect((await h.transitions(u)).map((r) => r.kind)).toEqual(['advance', 'stale_input', 'advance']);
+    const replies = h.graph.sent
+      .filter((c) => c.body.to === `+${u}`)
+      .map((c) => c.body.biz_opaque_callback_data);
+    expect(replies).toEqual([
+      'baton:order:ask_name:1',
+      `baton:order:ask_name:1:${tap.id}`,
+      'baton:order:choose_product:2',
+    ]);
   }, 60_000);
 
   it('a copy to PostgreSQL in flight when Redis dies: the restore waits for it, the next holder goes on from it (no fork, nothing twice)', async () => {

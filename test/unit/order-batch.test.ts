@@ -46,3 +46,16 @@ it('takes the mailbox order over storage times two ingresses stamped (outside te
   const address = msg('9 Elm Road', 100, 1_530, 2);
   expect(orderBatch([address, button]).map((m) => m.id)).toEqual(['sku_550e', '9 Elm Road']);
 });
+
+it('puts a restored message after one of its webhook stored by the redelivery, by their places in the intake log', () => {
+  // One webhook: a stale button, then the address (same second). Its first delivery was logged
+  // (Redis away) and answered 503; while the reaper restored the log, the redelivery stored the
+  // button, and the reaper the address: the restored one must not overtake (a CI run of
+  // test/distributed/volatile-redis-crash applied the address first).
+  const button = { ...msg('sku_550e', 100, 1_900, 7), logged: [1_500, 41] as const };
+  const address = { ...msg('9 Elm Road', 100, 1_500, 8, true), logged: [1_500, 42] as const };
+  expect(orderBatch([address, button]).map((m) => m.id)).toEqual(['sku_550e', '9 Elm Road']);
+  // Logged after the restored one (a later webhook of that second): the restored one first.
+  const later = { ...msg('Sato', 100, 1_950, 6), logged: [1_950, 1] as const };
+  expect(orderBatch([later, address]).map((m) => m.id)).toEqual(['9 Elm Road', 'Sato']);
+});

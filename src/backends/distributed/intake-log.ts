@@ -58,8 +58,19 @@ const ARRIVAL_WRAP = 2 ** 31 - 1;
 /** Most rows one reaper pass checks against Redis (the oldest first). */
 const RECOVER_MAX = 20 * PURGE_BATCH;
 
+/** What PostgreSQL said of a webhook's messages (see {@link IntakeLog.append}). */
+export interface Logged {
+  /** The keys ({@link consumedKey}) of those PostgreSQL has consumed already: duplicates. */
+  readonly consumed: ReadonlySet<string>;
+  /** Each message's place in the log, [stored_at ms, arrival]: its first delivery's (StoredMessage.logged). */
+  readonly places: ReadonlyArray<readonly [number, number]>;
+}
+
+/** Rows logged before: their key ({@link consumedKey}) -> their place in the log. */
+type Earlier = ReadonlyMap<string, readonly [number, number]>;
+
 interface Waiter {
-  resolve(consumed: ReadonlySet<string>): void;
+  resolve(consumed: ReadonlySet<string>, earlier: Earlier): void;
   reject(err: unknown): void;
 }
 
@@ -80,21 +91,19 @@ export class IntakeLog {
 
   /**
    * Logs these messages, stored at `storedAt` as `stored` (their JSON, as Redis keeps them).
-   * Resolves with the keys ({@link consumedKey}) of those PostgreSQL has consumed already.
+   * Resolves with those PostgreSQL has consumed already, and each message's place in the log
+   * (a message logged before keeps its first place).
    */
-  append(
-    messages: readonly InboundMessage[],
-    stored: readonly string[],
-    storedAt: number,
-  ): Promise<ReadonlySet<string>> {
+  append(messages: readonly InboundMessage[], stored: readonly string[], storedAt: number): Promise<Logged> {
     const at = JSON.stringify(new Date(storedAt).toISOString());
-    messages.forEach((m, i) => {
+    const places = messages.map((m, i): [number, number] => {
       this.arrival = (this.arrival + 1) % ARRIVAL_WRAP;
       this.rows.push(
         `{"channel":${JSON.stringify(m.channel)},"user_id":${JSON.stringify(m.user)},"id":${JSON.stringify(m.id)},"stored_at":${at},"arrival":${this.arrival},"message":${stored[i]!}}`,
       );
+      return [storedAt, this.arrival];
     });
-    return new Promise<ReadonlySet<string>>((resolve, reject) => {
+    return new Promise<Logged>((resolve, reject) => {
       // A PostgreSQL that hangs (frozen, not down: no error comes) must not hold the webhook for
       // the query timeout: past this wait it is answered 503 and Meta sends it again. If the
       // INSERT lands after all, the reaper restores the logged messages once (the dedupe
@@ -110,9 +119,14 @@ export class IntakeLog {
       );
       timer.unref();
       this.waiters.push({
-        resolve: (consumed) => {
+        resolve: (consumed, earlier) => {
           clearTimeout(timer);
-          resolve(consumed);
+          if (earlier.size > 0)
+            messages.forEach((m, i) => {
+              const first = earlier.get(consumedKey(m));
+              if (first !== undefined) places[i] = [first[0], first[1]];
+            });
+          resolve({ consumed, places });
         },
         reject: (err) => {
           clearTimeout(timer);
@@ -135,12 +149,21 @@ export class IntakeLog {
       .query('intake-log-insert', [`[${rows.join(',')}]`])
       .then(
         (found) => {
-          const consumed = new Set(
-            found.map((r) =>
-              consumedKey({ channel: String(r.channel), user: String(r.user_id), id: String(r.id) }),
-            ),
-          );
-          waiters.forEach((w) => w.resolve(consumed));
+          const consumed = new Set<string>();
+          const earlier = new Map<string, readonly [number, number]>();
+          for (const r of found) {
+            const key = consumedKey({
+              channel: String(r.channel),
+              user: String(r.user_id),
+              id: String(r.id),
+            });
+            if (r.consumed === true) consumed.add(key);
+            else {
+              const [at, arrival] = r.first as [number, number];
+              earlier.set(key, [Number(at), Number(arrival)]);
+            }
+          }
+          waiters.forEach((w) => w.resolve(consumed, earlier));
         },
         (err: unknown) => waiters.forEach((w) => w.reject(err)),
       )
@@ -260,11 +283,19 @@ async function sessionsInRedis(
 
 /** Stores logged messages in their mailboxes again, with their first storage times; returns those stored. */
 async function restore<
-  M extends { channel: string; user: string; id: string; message: Record<string, unknown> },
+  M extends {
+    channel: string;
+    user: string;
+    id: string;
+    storedAt: Date;
+    arrival: number;
+    message: Record<string, unknown>;
+  },
 >(ctx: Context, lost: readonly M[]): Promise<M[]> {
   const ops = lost.map((m) => {
     const { seq: _seq, ...stored } = m.message;
-    return intakeOp(ctx, m, m.id, JSON.stringify({ ...stored, restored: true }));
+    const logged = [m.storedAt.getTime(), m.arrival];
+    return intakeOp(ctx, m, m.id, JSON.stringify({ ...stored, restored: true, logged }));
   });
   const replies = await pipeline(ctx, 'intake log restore', ops);
   const schedules: Array<[string, number]> = [];

@@ -58,14 +58,20 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // Where Redis would not keep them across a restart, the messages go to PostgreSQL's intake log
   // first (intake-log.ts); those PostgreSQL has consumed already are redeliveries a restarted
   // Redis no longer recognises: duplicates, not stored again.
-  const consumed =
+  const logged =
     ctx.intakeLog !== null && given.length > 0 ? await ctx.intakeLog.append(given, jsons, now) : null;
   const messages: InboundMessage[] = [];
   const ops: PipelineOp[] = [];
   for (const [i, m] of given.entries()) {
-    if (consumed?.has(consumedKey(m))) continue;
+    if (logged?.consumed.has(consumedKey(m))) continue;
     messages.push(m);
-    ops.push(intakeOp(ctx, m, m.id, jsons[i]!));
+    // Its place in the log goes with it (StoredMessage.logged): the reaper may store another
+    // message of this webhook from the log meanwhile, and the batch's order must not depend on
+    // which of the two got there first.
+    const place = logged?.places[i];
+    const json =
+      place === undefined ? jsons[i]! : `${jsons[i]!.slice(0, -1)},"logged":[${place[0]},${place[1]}]}`;
+    ops.push(intakeOp(ctx, m, m.id, json));
   }
   for (const s of batch.statuses) {
     const key = { channel: s.channel, user: s.recipient };
