@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { BatonError } from '../../src/errors.ts';
 import { newKey, text } from '../distributed/fixtures.ts';
+import { text as payloadText, webhook } from '../support/payloads.ts';
 import { freePort, runBaton, spawnBaton, type BatonProcess } from '../support/procs.ts';
 import { DATABASE_URL, dropIsolation, isolation, REDIS_URL, servicesUp } from '../support/services.ts';
 
@@ -141,6 +142,60 @@ describe('one process per data directory', () => {
       const old = new Date(Date.now() - 60_000);
       utimesSync(join(dir, 'baton.lock'), old, old);
       const b = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 60 });
+      await b.close();
+    }
+  });
+});
+
+describe('the data directory taken from under a running process', () => {
+  const post = (port: string, u: string, body: string, ts: number): Promise<number> =>
+    fetch(`http://127.0.0.1:${port}/webhooks/whatsapp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(webhook([payloadText(u, body, ts)])),
+    }).then((r) => r.status);
+
+  it('deleted: no webhook is answered 200 after it, and /readyz says so (outside test QA94-F1)', async () => {
+    const dir = tempDir();
+    const p = await spawnBaton(['start'], await env(dir));
+    procs.push(p);
+    const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(p.output())![1]!;
+    expect(await post(port, '15550009001', 'hi', 1_750_000_000)).toBe(200);
+    rmSync(dir, { recursive: true, force: true });
+    // Stored into a file no restart finds: refused (Meta keeps it and sends it again), not 200.
+    expect(await post(port, '15550009001', 'Jane', 1_750_000_001)).toBe(503);
+    expect(await post(port, '15550009002', 'hi', 1_750_000_001)).toBe(503);
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { checks: Record<string, boolean> }).checks.sqlite).toBe(false);
+  });
+
+  it('its lock removed: written again within a second, so a second start is still refused (outside test QA94-F3)', async () => {
+    const dir = tempDir();
+    const first = await spawnBaton(['start'], await env(dir));
+    procs.push(first);
+    rmSync(join(dir, 'baton.lock'));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(JSON.parse(readFileSync(join(dir, 'baton.lock'), 'utf8'))).toMatchObject({ pid: first.child.pid });
+    const second = await runBaton(['start'], await env(dir));
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`process ${first.child.pid}`);
+  });
+
+  it('its lock taken by another process meanwhile: this one writes nothing more', async () => {
+    const dir = tempDir();
+    const b = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 3600, pacing: false });
+    await b.init();
+    try {
+      const key = newKey();
+      await b.ingest({ messages: [text(key, 'one')], statuses: [] });
+      writeFileSync(join(dir, 'baton.lock'), JSON.stringify({ pid: 1, host: hostname() }));
+      await new Promise((r) => setTimeout(r, 1500));
+      await expect(b.ingest({ messages: [text(key, 'two')], statuses: [] })).rejects.toThrow(
+        /taken by process 1 on .*writes nothing more/,
+      );
+      expect(await b.health()).toEqual({ sqlite: false });
+    } finally {
       await b.close();
     }
   });

@@ -55,6 +55,12 @@ function dataDirError(dir: string, err: unknown): ConfigError {
 /** A held directory lock. */
 export interface DirLock {
   readonly file: string;
+  /**
+   * Whether the lock is still this process's: a lock file deleted meanwhile is written again
+   * (else a second process could start on the directory: outside test QA94-F3); null when it is
+   * ours, else who took it.
+   */
+  check(): string | null;
   /** Removes the lock file if it is still ours. */
   release(): void;
 }
@@ -106,18 +112,37 @@ function alive(pid: number): boolean {
 export function lockDataDir(dir: string): DirLock {
   const file = resolve(dir, 'baton.lock');
   const me: Holder = { pid: process.pid, host: hostname() };
+  const take = (): void => {
+    const fd = openSync(file, 'wx', 0o644);
+    try {
+      writeSync(fd, JSON.stringify({ ...me, since: new Date().toISOString() }) + '\n');
+    } finally {
+      closeSync(fd);
+    }
+  };
   for (let attempt = 0; ; attempt++) {
     try {
-      const fd = openSync(file, 'wx', 0o644);
-      try {
-        writeSync(fd, JSON.stringify({ ...me, since: new Date().toISOString() }) + '\n');
-      } finally {
-        closeSync(fd);
-      }
+      take();
       heldHere.add(file);
       let released = false;
       return {
         file,
+        check() {
+          if (released) return null;
+          const h = readHolder(file);
+          if (h !== null && h.pid === me.pid && h.host === me.host) return null;
+          if (h === null && !youngerThan(file, 2000)) {
+            try {
+              take();
+              return null;
+            } catch (err) {
+              if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return null; // the directory is gone: the store says so
+            }
+          }
+          const now = readHolder(file);
+          if (now === null || (now.pid === me.pid && now.host === me.host)) return null;
+          return `process ${now.pid} on ${now.host}`;
+        },
         release() {
           if (released) return;
           released = true;

@@ -103,6 +103,8 @@ export class EmbeddedBackend implements Backend {
   /** New messages stored from webhooks, per second (messages_per_s). */
   private readonly rate = new StoredRate();
   private purgeTimer: NodeJS.Timeout | null = null;
+  /** Checks every second that the store's file and the directory's lock are still this process's. */
+  private watchTimer: NodeJS.Timeout | null = null;
   private closed = false;
   /** The retention pass (purge.ts). */
   private readonly purger: EmbeddedPurge;
@@ -185,6 +187,10 @@ export class EmbeddedBackend implements Backend {
       `SELECT DISTINCT channel, user FROM outbound WHERE status IN ('pending', 'sending')`,
     ).all() as Array<{ channel: string; user: string }>;
     for (const r of unsent) this.due.schedule({ channel: r.channel, user: r.user }, this.now());
+    if (this.dirLock !== null) {
+      this.watchTimer = setInterval(() => this.watch(), 1000);
+      this.watchTimer.unref();
+    }
     const purge = (): void => void this.purge().catch(() => undefined);
     purge();
     const every = this.opts.purgeIntervalMs ?? 60_000;
@@ -194,10 +200,25 @@ export class EmbeddedBackend implements Backend {
     }
   }
 
+  /**
+   * The data directory still this process's: its store file not deleted or replaced (the store
+   * checks at every group commit too), its lock not taken by another process. Else nothing more
+   * is written (see SqliteStore.detachedFrom).
+   */
+  private watch(): void {
+    if (this.closed || this.store.detachedFrom() !== null) return;
+    const other = this.dirLock?.check() ?? null;
+    if (other !== null)
+      this.store.detach(
+        `the data directory ${this.opts.dataDir ?? './data'} (BATON_DATA_DIR) was taken by ${other} after its baton.lock was removed: two processes on one store would apply messages twice; this one writes nothing more: stop one of them`,
+      );
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.purgeTimer) clearInterval(this.purgeTimer);
+    if (this.watchTimer) clearInterval(this.watchTimer);
     await this.store.close();
     this.due.close();
     this.dirLock?.release();
@@ -209,6 +230,7 @@ export class EmbeddedBackend implements Backend {
   }
 
   async health(): Promise<Record<string, boolean>> {
+    if (this.store.detachedFrom() !== null) return { sqlite: false };
     try {
       this.store.sql('SELECT 1').get();
       return { sqlite: true };

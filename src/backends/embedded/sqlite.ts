@@ -5,7 +5,7 @@
  * loop (`wal-sync.ts`), with checkpoints on a thread of their own (`checkpointer.ts`).
  * @module
  */
-import { chmodSync } from 'node:fs';
+import { chmodSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { StorageUnavailableError } from '../../errors.ts';
 import { Checkpointer, SAFETY_NET_PAGES, type CheckpointStats } from './checkpointer.ts';
@@ -66,6 +66,11 @@ export class SqliteStore {
   /** The last inbound sequence number written; a group that fails to commit gives its numbers back. */
   seq = 0;
   private closed = false;
+  /** The database file as opened (device and inode), for {@link detachedFrom}; null: in memory. */
+  private readonly opened: { readonly file: string; readonly dev: number; readonly ino: number } | null =
+    null;
+  /** Why nothing more is written (the file deleted or replaced, the directory taken); null: it is. */
+  private detached: string | null = null;
 
   constructor(file: string, opts: SqliteStoreOptions) {
     this.db = new Database(file);
@@ -89,6 +94,10 @@ export class SqliteStore {
           process.emitWarning(`Baton: WAL checkpoints are back on the event loop: ${err.message}`);
         },
       });
+    }
+    if (file !== ':memory:' && file !== '') {
+      const st = statSync(file);
+      this.opened = { file, dev: st.dev, ino: st.ino };
     }
     this.db.pragma('busy_timeout = 5000');
     // Each write of a group commit runs in a savepoint, whose journal keeps the first copy of
@@ -161,6 +170,35 @@ export class SqliteStore {
   };
 
   /**
+   * Why this store no longer writes, checking the file first; null while it does. A database file
+   * deleted (its directory removed) or replaced while the process runs takes writes that no
+   * restart finds: an outside test (QA94-F1) saw 37 webhooks answered 200 after `rm -rf` of the
+   * data directory, and a restart start from an empty store. From then on every write is refused
+   * (webhooks answered 503, Meta keeps them) and the health check fails.
+   */
+  detachedFrom(): string | null {
+    if (this.detached !== null || this.opened === null) return this.detached;
+    let now: { dev: number; ino: number } | null;
+    try {
+      now = statSync(this.opened.file);
+    } catch {
+      now = null;
+    }
+    if (now?.dev !== this.opened.dev || now.ino !== this.opened.ino)
+      this.detach(
+        `the SQLite store ${this.opened.file} was ${now === null ? 'deleted' : 'replaced'} while Baton ran (BATON_DATA_DIR): what Baton wrote there since is lost with it; restart Baton once the directory is restored`,
+      );
+    return this.detached;
+  }
+
+  /** Nothing more is written, for `reason` (said with every refusal). */
+  detach(reason: string): void {
+    if (this.detached !== null) return;
+    this.detached = reason;
+    process.emitWarning(`Baton: ${reason}`);
+  }
+
+  /**
    * Runs `fn` inside the next group transaction: every write requested in the same tick
    * (webhooks, batch commits, send records) shares one SQLite commit, so one fsync serves them
    * all. Each write runs in its own savepoint: one that throws is rolled back alone and its
@@ -168,6 +206,7 @@ export class SqliteStore {
    */
   write<T>(fn: () => T, after?: () => void): Promise<T> {
     if (this.closed) return Promise.reject(new StorageUnavailableError('embedded store is closed'));
+    if (this.detached !== null) return Promise.reject(new StorageUnavailableError(this.detached));
     return new Promise<T>((resolve, reject) => {
       this.writes.push({ fn, after, resolve: resolve as (v: unknown) => void, reject });
       if (!this.flushScheduled) {
@@ -188,6 +227,13 @@ export class SqliteStore {
     const work = this.writes;
     this.writes = [];
     if (work.length === 0) return;
+    // One stat per group commit: no write is answered as stored into a file no longer there.
+    const detached = this.detachedFrom();
+    if (detached !== null) {
+      const e = new StorageUnavailableError(detached);
+      for (const w of work) w.reject(e);
+      return;
+    }
     const seq = this.seq;
     this.staged = noCounts();
     let outcomes: Outcome[];
