@@ -135,6 +135,34 @@ describe('one process per data directory', () => {
     }
   });
 
+  it('a lock the kernel no longer holds is taken over, though it names another host or a live process of an earlier boot (outside test QA94-F2)', async () => {
+    const locks = [
+      // A container recreated on the same volume: another hostname, and PID 1 again.
+      { pid: 1, host: 'a-container-since-removed', since: new Date().toISOString() },
+      // After a reboot the PID may be another program's (here: this test's own process).
+      { pid: process.ppid, host: hostname(), since: '2020-01-01T00:00:00.000Z' },
+    ];
+    for (const lock of locks) {
+      const dir = tempDir();
+      writeFileSync(join(dir, 'baton.lock'), JSON.stringify(lock));
+      const b = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 3600, pacing: false });
+      await b.init();
+      expect(JSON.parse(readFileSync(join(dir, 'baton.lock'), 'utf8'))).toMatchObject({ pid: process.pid });
+      await b.close();
+    }
+  });
+
+  it('a running process keeps the directory when its lock file is removed: a second start is refused at once', async () => {
+    const dir = tempDir();
+    const first = await spawnBaton(['start'], await env(dir));
+    procs.push(first);
+    rmSync(join(dir, 'baton.lock'));
+    const second = await runBaton(['start'], await env(dir));
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(resolve(dir));
+    expect(second.stderr).toContain('is in use by');
+  });
+
   it('a lock naming a dead PID, or garbage, does not block a start', async () => {
     for (const content of [JSON.stringify({ pid: deadPid(), host: hostname() }), 'not json']) {
       const dir = tempDir();

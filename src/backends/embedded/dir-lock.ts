@@ -2,13 +2,17 @@
  * One owner per data directory. Two processes writing one SQLite file each believe they own
  * every in-process lease and sequence number, so they apply messages twice and send twice.
  * The first process takes `baton.lock` in the directory (created exclusively, holding its
- * PID); a second one is refused with the directory and the holder's PID. A lock whose holder
- * is gone (SIGKILL, power loss) is stale and taken over.
+ * PID) and an exclusive lock on `baton.owner` that the kernel keeps for it until it exits; a
+ * second one is refused with the directory and the holder's PID. A lock whose holder is gone
+ * (SIGKILL, power loss) is stale and taken over: one the kernel no longer holds, whatever PID or
+ * host its file names (a container recreated on the same volume has another hostname and often
+ * the same PID; after a reboot the PID may be another program's: outside test QA94-F2).
  * @module
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { hostname, uptime } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { BatonError, ConfigError } from '../../errors.ts';
 
 /**
@@ -68,6 +72,8 @@ export interface DirLock {
 interface Holder {
   pid: number;
   host: string;
+  /** When it took the lock, epoch ms (NaN: not said). */
+  since: number;
 }
 
 /** Lock files this process holds (a second backend in one process is refused too). */
@@ -75,8 +81,18 @@ const heldHere = new Set<string>();
 
 function readHolder(file: string): Holder | null {
   try {
-    const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<Holder>;
-    return typeof parsed.pid === 'number' ? { pid: parsed.pid, host: String(parsed.host ?? '') } : null;
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as {
+      pid?: unknown;
+      host?: unknown;
+      since?: unknown;
+    };
+    return typeof parsed.pid === 'number'
+      ? {
+          pid: parsed.pid,
+          host: typeof parsed.host === 'string' ? parsed.host : '',
+          since: typeof parsed.since === 'string' ? Date.parse(parsed.since) : Number.NaN,
+        }
+      : null;
   } catch {
     return null; // gone, or a half-written file of a holder that died while writing it
   }
@@ -105,13 +121,62 @@ function alive(pid: number): boolean {
 }
 
 /**
+ * An exclusive lock on `baton.owner` in `dir`, held by the returned connection until it closes
+ * (the kernel drops it when the process exits, however it exits); null while another process
+ * holds it. SQLite's own file locks, so no native module of Baton's own: in `EXCLUSIVE` locking
+ * mode a connection keeps the lock of its first write.
+ */
+function takeOwner(dir: string): Database.Database | null {
+  const db = new Database(join(resolve(dir), 'baton.owner'), { timeout: 0 });
+  try {
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.exec('CREATE TABLE IF NOT EXISTS owner (pid INTEGER); DELETE FROM owner;');
+    db.prepare('INSERT INTO owner (pid) VALUES (?)').run(process.pid);
+    return db;
+  } catch (err) {
+    db.close();
+    if ((err as { code?: string }).code === 'SQLITE_BUSY') return null;
+    throw err;
+  }
+}
+
+/** This machine's boot, epoch ms (a lock taken before it was a process of an earlier boot). */
+const bootedAt = (): number => Date.now() - uptime() * 1000;
+
+/**
  * Takes the lock of `dir`, or throws `BATON_ERR_DATA_DIR_LOCKED` naming the directory and the
- * holder's PID. A holder that is not running on this host (or is this very PID, as after a
- * container restart) is stale.
+ * holder's PID. Held by another process while the kernel keeps its lock on `baton.owner`. When
+ * the kernel keeps none, the lock file's holder is stale unless it is a live process of this
+ * host since its boot (a Baton from before `baton.owner`, which takes no kernel lock).
  */
 export function lockDataDir(dir: string): DirLock {
   const file = resolve(dir, 'baton.lock');
-  const me: Holder = { pid: process.pid, host: hostname() };
+  const me = { pid: process.pid, host: hostname() };
+  const refuse = (holder: Holder | null): BatonError => {
+    const who = holder === null ? 'another process' : `process ${holder.pid} on ${holder.host}`;
+    return new BatonError(
+      'BATON_ERR_DATA_DIR_LOCKED',
+      `data directory ${resolve(dir)} is in use by ${who} (one process per BATON_DATA_DIR; remove ${file} if that process is gone)`,
+    );
+  };
+  // In this process already: SQLite lets a second connection of one process share the lock.
+  if (heldHere.has(file)) throw refuse(readHolder(file) ?? { ...me, since: Number.NaN });
+  const owner = takeOwner(dir);
+  if (owner === null) throw refuse(readHolder(file));
+  try {
+    return lockFile(file, me, owner, refuse);
+  } catch (err) {
+    owner.close();
+    throw err;
+  }
+}
+
+function lockFile(
+  file: string,
+  me: { readonly pid: number; readonly host: string },
+  owner: Database.Database,
+  refuse: (holder: Holder | null) => BatonError,
+): DirLock {
   const take = (): void => {
     const fd = openSync(file, 'wx', 0o644);
     try {
@@ -149,6 +214,7 @@ export function lockDataDir(dir: string): DirLock {
           heldHere.delete(file);
           const h = readHolder(file);
           if (h !== null && h.pid === me.pid && h.host === me.host) rmSync(file, { force: true });
+          owner.close();
         },
       };
     } catch (err) {
@@ -160,17 +226,16 @@ export function lockDataDir(dir: string): DirLock {
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
       holder = readHolder(file);
     }
-    // Our own PID in a lock we do not hold: a previous run that had the same PID (a container
-    // restarted), so stale.
-    const ours = holder !== null && holder.pid === me.pid && !heldHere.has(file);
-    const stale = holder === null || (holder.host === me.host && (ours || !alive(holder.pid)));
-    if (!stale || attempt >= 2) {
-      const who = holder === null ? 'another process' : `process ${holder.pid} on ${holder.host}`;
-      throw new BatonError(
-        'BATON_ERR_DATA_DIR_LOCKED',
-        `data directory ${resolve(dir)} is in use by ${who} (one process per BATON_DATA_DIR; remove ${file} if that process is gone)`,
-      );
-    }
+    // The kernel's lock is ours, so no Baton that takes it holds the directory. Another host's, or
+    // our own PID (a container recreated or restarted), or a process of an earlier boot: stale.
+    // A live process of this host since its boot may be a Baton that takes no kernel lock.
+    const stale =
+      holder === null ||
+      holder.host !== me.host ||
+      holder.pid === me.pid ||
+      holder.since < bootedAt() ||
+      !alive(holder.pid);
+    if (!stale || attempt >= 2) throw refuse(holder);
     rmSync(file, { force: true });
   }
 }
