@@ -213,6 +213,10 @@ function flowModuleFile(modulePath: string): string {
 function logSchemaUpgrade(backend: Backend, config: Config, logger: Logger): void {
   if (!(backend instanceof EmbeddedBackend) || backend.schemaChange === null) return;
   const { from, to } = backend.schemaChange;
+  // A missing or empty file is a new store: said, since it knows no session and no message (a
+  // store lost or emptied by mistake went unnoticed: outside test QA94-F4).
+  if (from === 0)
+    logger.info({ schema: to }, `created a new SQLite store in ${config.dataDir}: no session or message yet`);
   if (from > 0 && from < to)
     logger.info(
       { from, to },

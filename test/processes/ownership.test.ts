@@ -7,7 +7,19 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -258,6 +270,35 @@ describe('session commands take ids as the admin API does', () => {
 });
 
 describe('a start that fails exits, and frees what it took', () => {
+  it('a damaged store: exit 1 with one line naming it, before listening; an empty one is said to be new (outside test QA94-F4)', async () => {
+    const dir = tempDir();
+    const b = new EmbeddedBackend({ dataDir: dir, bufferMs: 0, dedupeTtlSec: 3600, pacing: false });
+    await b.init();
+    const key = newKey();
+    for (let i = 0; i < 40; i++)
+      await b.ingest({ messages: [text(key, `message ${i} ${'x'.repeat(400)}`)], statuses: [] });
+    await b.close();
+    const file = join(dir, 'baton.sqlite');
+    // Garbage over the third page (SQLite's default page size is 4 KiB).
+    const fd = openSync(file, 'r+');
+    writeSync(fd, randomBytes(4096), 0, 4096, 2 * 4096);
+    closeSync(fd);
+    const r = await runBaton(['start'], await env(dir));
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toContain(`the SQLite store ${file} is damaged`);
+    expect(r.stdout).not.toContain('listening');
+    expect(existsSync(join(dir, 'baton.lock'))).toBe(false);
+
+    // An empty file (or none): a new store, and the start says so.
+    writeFileSync(file, '');
+    rmSync(`${file}-wal`, { force: true });
+    const p = await spawnBaton(['start'], { ...(await env(dir)), LOG_LEVEL: 'info' });
+    procs.push(p);
+    expect(p.output()).toContain('created a new SQLite store');
+  });
+
   it('the port already taken: exit 1 with one line naming PORT; the directory is free again', async () => {
     const dir = tempDir();
     const taken = createServer();

@@ -12,7 +12,7 @@
  */
 import { ensureDataDir, lockDataDir, type DirLock } from './dir-lock.ts';
 import { join } from 'node:path';
-import { FencedError, VersionConflictError } from '../../errors.ts';
+import { FencedError, StorageUnavailableError, VersionConflictError } from '../../errors.ts';
 import {
   laterStatus,
   SENT_DESPITE_RESET,
@@ -92,6 +92,20 @@ export interface EmbeddedOptions extends RetentionOptions {
 /** Delay before a session whose replies were left unsent is taken up again. */
 const UNSENT_RETRY_MS = 1000;
 
+/** Stores up to this size are checked page by page at start (`PRAGMA quick_check`). */
+const QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024;
+
+/** A store SQLite finds damaged, said in one line naming it; null for any other error. */
+function damaged(file: string, err: unknown): StorageUnavailableError | null {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !/^SQLITE_(CORRUPT|NOTADB)/.test(code)) return null;
+  const why = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').trim();
+  return new StorageUnavailableError(
+    `the SQLite store ${file} is damaged (${why}): restore it from a backup, or move it aside (BATON_DATA_DIR) to start an empty store`,
+    err,
+  );
+}
+
 export class EmbeddedBackend implements Backend {
   readonly kind = 'embedded' as const;
   private readonly store: SqliteStore;
@@ -126,7 +140,7 @@ export class EmbeddedBackend implements Backend {
       this.store = new SqliteStore(file, { ownerOnly: opts.file === undefined, walIdleMs: opts.walIdleMs });
     } catch (err) {
       this.dirLock?.release();
-      throw err;
+      throw damaged(file, err) ?? err;
     }
     this.due = new DueQueue(this.now);
     this.leases = new LeaseTable(this.now);
@@ -146,6 +160,22 @@ export class EmbeddedBackend implements Backend {
   }
 
   async init(): Promise<void> {
+    try {
+      this.open();
+    } catch (err) {
+      throw damaged(this.opts.file ?? join(this.opts.dataDir ?? './data', EMBEDDED_FILE), err) ?? err;
+    }
+    const purge = (): void => void this.purge().catch(() => undefined);
+    purge();
+    const every = this.opts.purgeIntervalMs ?? 60_000;
+    if (every > 0) {
+      this.purgeTimer = setInterval(purge, every);
+      this.purgeTimer.unref();
+    }
+  }
+
+  /** Checks and upgrades the schema, and reads what the store resumes from. */
+  private open(): void {
     const db = this.store.db;
     const current = db.pragma('user_version', { simple: true }) as number;
     // A store a newer Baton migrated: this one would write it without what the newer schema
@@ -159,6 +189,13 @@ export class EmbeddedBackend implements Backend {
       throw new Error(
         `the SQLite store in ${this.opts.dataDir ?? './data'} has schema ${current}, older than this Baton's ${MIGRATIONS.length}: upgrade it with baton migrate (or by starting Baton there), after copying the directory if you may go back to the older Baton`,
       );
+    // A damaged page is found now, in one line naming the file, rather than by the webhooks and
+    // turns that read it (outside test QA94-F4: one answered 200 to webhooks it could not
+    // process). It reads the whole file: skipped above QUICK_CHECK_MAX_BYTES.
+    if (current > 0 && this.store.size() <= QUICK_CHECK_MAX_BYTES) {
+      const verdict = db.pragma('quick_check(1)', { simple: true }) as string;
+      if (verdict !== 'ok') throw Object.assign(new Error(verdict), { code: 'SQLITE_CORRUPT' });
+    }
     for (let v = current; v < MIGRATIONS.length; v += 1) {
       db.transaction(() => {
         db.exec(MIGRATIONS[v]!);
@@ -190,13 +227,6 @@ export class EmbeddedBackend implements Backend {
     if (this.dirLock !== null) {
       this.watchTimer = setInterval(() => this.watch(), 1000);
       this.watchTimer.unref();
-    }
-    const purge = (): void => void this.purge().catch(() => undefined);
-    purge();
-    const every = this.opts.purgeIntervalMs ?? 60_000;
-    if (every > 0) {
-      this.purgeTimer = setInterval(purge, every);
-      this.purgeTimer.unref();
     }
   }
 
