@@ -229,7 +229,17 @@ export class Outbox<T extends OutboxTurn> {
           await this.leave(run);
           break sending;
         }
-        if (!run.claims.has(rec.id)) {
+        // A reply another holder claimed and left is held back before this holder claims it too,
+        // while the state that made it is not in the durable store (the check may wait for a copy
+        // there): a holder frozen between its claim and the claim's give-back leaves a claim no
+        // attempt used, and two such holders in a row made a reply nobody had sent read as sent
+        // twice, dead-lettered (outside test QA93-F2: a Redis pause, then a SIGSTOP in that wait).
+        const heldBack =
+          !run.claims.has(rec.id) &&
+          early === undefined &&
+          (rec.claims ?? 0) > 0 &&
+          !(await this.sendable(run));
+        if (!run.claims.has(rec.id) && !heldBack) {
           // Claimed in the store before the attempt (fenced: a holder that lost the baton stops).
           const [claims] = await (early ?? backend.claimOutbound(run.lease, [rec.id], 1));
           early = undefined;
@@ -263,7 +273,7 @@ export class Outbox<T extends OutboxTurn> {
         let providerMessageId: string;
         try {
           // The state that made it must outlive a restart of the fast store first (QA33-F1).
-          if (this.h.backend.sendable !== undefined && !(await this.h.backend.sendable(run.lease)))
+          if (heldBack || !(await this.sendable(run)))
             throw new SendError(
               'held back: the state change that made it is not in PostgreSQL yet (PostgreSQL is away, and Redis keeps nothing across a restart)',
               { retryable: true, httpStatus: 0 },
@@ -389,6 +399,11 @@ export class Outbox<T extends OutboxTurn> {
       }
     }
     if (!leaveLast) await this.recordSent(run);
+  }
+
+  /** Whether the state change behind the session's replies may be sent from (see Backend.sendable). */
+  private async sendable(run: T): Promise<boolean> {
+    return this.h.backend.sendable === undefined || this.h.backend.sendable(run.lease);
   }
 
   /**

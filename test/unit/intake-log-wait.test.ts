@@ -48,6 +48,11 @@ describe('the intake log against a PostgreSQL that hangs', () => {
   it('answers as soon as PostgreSQL does', async () => {
     const answering = { query: async () => [] } as unknown as PgStore;
     const log = new IntakeLog(answering);
-    await expect(log.append([message], [JSON.stringify(message)], Date.now())).resolves.toEqual(new Set());
+    const at = Date.now();
+    // Nothing consumed; the message's place in the log is the one this append gave it.
+    await expect(log.append([message], [JSON.stringify(message)], at)).resolves.toEqual({
+      consumed: new Set(),
+      places: [[at, 1]],
+    });
   });
 });
