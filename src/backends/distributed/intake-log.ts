@@ -96,7 +96,7 @@ export class IntakeLog {
    */
   append(messages: readonly InboundMessage[], stored: readonly string[], storedAt: number): Promise<Logged> {
     const at = JSON.stringify(new Date(storedAt).toISOString());
-    const places = messages.map((m, i): [number, number] => {
+    const places = messages.map((m, i): readonly [number, number] => {
       this.arrival = (this.arrival + 1) % ARRIVAL_WRAP;
       this.rows.push(
         `{"channel":${JSON.stringify(m.channel)},"user_id":${JSON.stringify(m.user)},"id":${JSON.stringify(m.id)},"stored_at":${at},"arrival":${this.arrival},"message":${stored[i]!}}`,
@@ -124,7 +124,7 @@ export class IntakeLog {
           if (earlier.size > 0)
             messages.forEach((m, i) => {
               const first = earlier.get(consumedKey(m));
-              if (first !== undefined) places[i] = [first[0], first[1]];
+              if (first !== undefined) places[i] = first;
             });
           resolve({ consumed, places });
         },

@@ -185,6 +185,7 @@ function lockFile(
       closeSync(fd);
     }
   };
+  const isMe = (h: Holder | null): boolean => h !== null && h.pid === me.pid && h.host === me.host;
   for (let attempt = 0; ; attempt++) {
     try {
       take();
@@ -195,7 +196,7 @@ function lockFile(
         check() {
           if (released) return null;
           const h = readHolder(file);
-          if (h !== null && h.pid === me.pid && h.host === me.host) return null;
+          if (isMe(h)) return null;
           if (h === null && !youngerThan(file, 2000)) {
             try {
               take();
@@ -205,15 +206,14 @@ function lockFile(
             }
           }
           const now = readHolder(file);
-          if (now === null || (now.pid === me.pid && now.host === me.host)) return null;
+          if (now === null || isMe(now)) return null;
           return `process ${now.pid} on ${now.host}`;
         },
         release() {
           if (released) return;
           released = true;
           heldHere.delete(file);
-          const h = readHolder(file);
-          if (h !== null && h.pid === me.pid && h.host === me.host) rmSync(file, { force: true });
+          if (isMe(readHolder(file))) rmSync(file, { force: true });
           owner.close();
         },
       };

@@ -124,6 +124,8 @@ export class EmbeddedBackend implements Backend {
   private readonly purger: EmbeddedPurge;
   /** The data directory's lock (none for an explicit `file`, such as `:memory:`). */
   private readonly dirLock: DirLock | null = null;
+  /** The store's file (`opts.file`, or `baton.sqlite` in the data directory). */
+  private readonly file: string;
   /** The schema `init` found and the one it left (the same when nothing was applied). */
   schemaChange: { readonly from: number; readonly to: number } | null = null;
 
@@ -136,6 +138,7 @@ export class EmbeddedBackend implements Backend {
       this.dirLock = lockDataDir(dir);
       file = join(dir, EMBEDDED_FILE);
     }
+    this.file = file;
     try {
       this.store = new SqliteStore(file, { ownerOnly: opts.file === undefined, walIdleMs: opts.walIdleMs });
     } catch (err) {
@@ -163,7 +166,7 @@ export class EmbeddedBackend implements Backend {
     try {
       this.open();
     } catch (err) {
-      throw damaged(this.opts.file ?? join(this.opts.dataDir ?? './data', EMBEDDED_FILE), err) ?? err;
+      throw damaged(this.file, err) ?? err;
     }
     const purge = (): void => void this.purge().catch(() => undefined);
     purge();
