@@ -123,6 +123,8 @@ const HEARTBEAT_MIN_EVERY_MS = 250;
 
 /** Longest a batch waits for webhooks of its window still being stored. */
 const INTAKE_WAIT_MS = 1000;
+/** How many times a batch's window may stretch again after waiting for its intake (see Engine.closeWindow). */
+const STRETCH_ROUNDS = 3;
 
 /** Most messages one batch takes from a mailbox: as many as Meta sends in one webhook (1,000 updates). */
 const MAX_BATCH = 1000;
@@ -580,6 +582,50 @@ export class Engine {
   }
 
   /**
+   * Where the buffer window of a batch due at `closes` really ends, once nothing received within
+   * it can still be on its way into the store; null when the lease went meanwhile. `readAgain`:
+   * the mailbox must be read again (the batch waited for more of it).
+   *
+   * A busy process reads webhooks late, so their arrival times trail the user's sends by up to
+   * its event loop's delay: the window stretches by the largest delay of this process and of the
+   * ingresses that store for it (at most doubling the window), so a burst that the machine's load
+   * spread out stays one batch (an outside test with CPU hogs saw 500 ms bursts stored over
+   * 0.5-1.2 s). Webhooks received within the window may still be on their way into the store:
+   * the intake gate waits for them. A stopped or starved ingress tells its delay only when it runs
+   * again, so the stretch is looked at again after each wait (outside test QA93-F1).
+   */
+  private async closeWindow(
+    run: SessionRun,
+    closes: number,
+  ): Promise<{ end: number; readAgain: boolean } | null> {
+    const { intake, bufferMs } = this.o;
+    const { held, lease } = run;
+    let end = closes;
+    let stretch = 0;
+    let readAgain = false;
+    for (let round = 0; round <= STRETCH_ROUNDS; round++) {
+      const grown = Math.min(bufferMs, Math.max(this.lagMs(), intake?.lagMs() ?? 0));
+      if (round > 0 && grown <= stretch) break;
+      if (grown > stretch) {
+        stretch = grown;
+        end = closes + stretch;
+        const wait = end - this.now();
+        if (wait > 0) {
+          await sleep(wait, held.signal);
+          if (held.signal.aborted) return null;
+          readAgain = true;
+        }
+      }
+      if (!intake) break;
+      // Timers run before I/O in an event-loop turn: let sockets that are already readable be
+      // read first, so webhooks that arrived before the window closed are counted.
+      await new Promise((r) => setImmediate(r));
+      if (await intake.drained(end, INTAKE_WAIT_MS, held.signal, lease)) readAgain = true;
+    }
+    return { end, readAgain };
+  }
+
+  /**
    * Runs one batch and sends its replies. Returns false when nothing was due, or when every due
    * message waits for an effect's result.
    */
@@ -598,34 +644,13 @@ export class Engine {
       // An effect's result is due at once: the messages that waited for it come with it.
       batch = pending.map(trustedTimestamp);
     } else {
-      let windowEnd = first.storedAt + this.o.bufferMs;
-      if (windowEnd > this.now()) return false; // not due yet: release reschedules it
-      // A busy process reads webhooks late, so their arrival times trail the user's sends by up
-      // to its event loop's delay: the window stretches by that delay (at most doubled), so a
-      // burst the machine's load spread out stays one batch (an outside test with CPU hogs saw
-      // 500 ms bursts stored over 0.5-1.2 s).
-      const stretch = this.o.bufferMs > 0 ? Math.min(this.o.bufferMs, this.lagMs()) : 0;
-      // The mailbox is read again (once) when this batch waited for more of it.
-      let readAgain = false;
-      if (stretch > 0) {
-        windowEnd += stretch;
-        const wait = windowEnd - this.now();
-        if (wait > 0) {
-          await sleep(wait, held.signal);
-          if (held.signal.aborted) return false;
-          readAgain = true;
-        }
-      }
-      // Webhooks this process received within the window may still be on their way into the
-      // store (a busy machine): wait for them, so a burst is never split by a slow intake.
-      const intake = this.o.intake;
-      if (intake && this.o.bufferMs > 0) {
-        // Timers run before I/O in an event-loop turn: let sockets that are already readable be
-        // read first, so webhooks that arrived before the window closed are counted.
-        await new Promise((r) => setImmediate(r));
-        if (await intake.drained(windowEnd, INTAKE_WAIT_MS, held.signal, lease)) readAgain = true;
-      }
-      if (readAgain) pending = await backend.pending(lease, MAX_BATCH);
+      const closes = first.storedAt + this.o.bufferMs;
+      if (closes > this.now()) return false; // not due yet: release reschedules it
+      const window =
+        this.o.bufferMs > 0 ? await this.closeWindow(run, closes) : { end: closes, readAgain: false };
+      if (window === null) return false;
+      const windowEnd = window.end;
+      if (window.readAgain) pending = await backend.pending(lease, MAX_BATCH);
       batch = withStragglers(pending.map(trustedTimestamp), windowEnd);
     }
     const started = this.now();

@@ -36,6 +36,12 @@ export interface IntakeGate {
    * webhooks were stored. `session`: the session whose mailbox the caller has just read.
    */
   drained(t: number, maxWaitMs: number, signal?: AbortSignal, session?: SessionKey): Promise<boolean>;
+  /**
+   * How late, ms, the event loops of the processes that store webhooks for this gate ran lately,
+   * as last known, beside the caller's own: a webhook is stamped as received up to that much
+   * after it reached its process, so a batch's window stretches by it.
+   */
+  lagMs(): number;
 }
 
 export interface IntakeGateOptions {
@@ -127,6 +133,11 @@ export class LocalIntakeGate implements IntakeTracker, IntakeGate {
       signal?.addEventListener('abort', done, { once: true });
     });
     return true;
+  }
+
+  /** The ingress is this process: its lag is the engine's own. */
+  lagMs(): number {
+    return 0;
   }
 
   /** Requests in flight now. */

@@ -80,7 +80,23 @@ async function admin<T>(base: string, path: string): Promise<{ status: number; b
   return { status: r.status, body: (await r.json()) as T };
 }
 
-async function settledAt(
+/** Four order-flow messages of user `u`, sent at T0 + 10..13 s: name, product, address, confirm. */
+export function orderBurst(u: string): Msg[] {
+  return [
+    text(u, `Name ${u}`, T0 + 10),
+    button(u, 'sku_777b', 'Day Pack', T0 + 11),
+    text(u, `Street ${u}`, T0 + 12),
+    button(u, 'confirm', 'Confirm', T0 + 13),
+  ];
+}
+
+/** Posts user `u`'s first message (`hi` at T0), which starts the order flow. */
+export function greet(base: string, u: string): Promise<void> {
+  return deliverHeldBack(base, text(u, 'hi', T0));
+}
+
+/** User `u`'s session once it reached `version` (its data and version); throws at the deadline. */
+export async function settledAt(
   base: string,
   u: string,
   version: number,
@@ -100,26 +116,52 @@ async function settledAt(
 }
 
 /**
+ * Null when user `u`'s {@link orderBurst} (message ids `ids`) was applied as one batch after the
+ * greeting: one fencing token and time for every transition after version 1, the four applied,
+ * version 5, every field right. Else what happened, in one line.
+ */
+export function burstVerdict(
+  u: string,
+  ids: ReadonlySet<string>,
+  s: { data: unknown; version: number } | null,
+  transitions: readonly Transition[],
+): string | null {
+  const after = transitions.filter((x) => x.version > 1 || x.kind !== 'advance');
+  const batches = new Set(after.map((x) => `${x.fencing_token}@${x.at}`));
+  const applied = new Set(after.filter((x) => x.kind === 'advance').flatMap((x) => x.message_ids));
+  const oneBatch =
+    s !== null &&
+    s.version === 5 &&
+    batches.size === 1 &&
+    [...ids].every((id) => applied.has(id)) &&
+    JSON.stringify(s.data) ===
+      JSON.stringify({
+        customer_name: `Name ${u}`,
+        product_id: 'sku_777b',
+        shipping_address: `Street ${u}`,
+      });
+  if (oneBatch) return null;
+  const shape = after.map((x) => `${x.kind}@${x.fencing_token}/${x.at.slice(17)}`).join(' ');
+  return `${u}: version ${s?.version ?? '?'}, ${shape}`;
+}
+
+/** User `u`'s transitions, as the admin API lists them. */
+export async function transitionsOf(base: string, u: string): Promise<Transition[]> {
+  return (await admin<{ transitions: Transition[] }>(base, `/sessions/${u}/transitions?channel=${PHONE_ID}`))
+    .body.transitions;
+}
+
+/**
  * Runs the scenario for `users` (fresh sessions of the order flow) and asserts that every burst
  * that arrived within the window is one batch: one fencing token and time for the four advances,
  * every field right, the confirmation the only prompt after the first.
  */
 export async function expectBurstsWhole(target: BurstTarget, users: readonly string[]): Promise<void> {
   const { webhookBase, adminBase, graph, windowMs } = target;
-  await Promise.all(users.map((u) => deliverHeldBack(webhookBase, text(u, 'hi', T0))));
+  await Promise.all(users.map((u) => greet(webhookBase, u)));
   for (const u of users) await settledAt(adminBase, u, 1);
 
-  const bursts = new Map(
-    users.map((u) => [
-      u,
-      [
-        text(u, `Name ${u}`, T0 + 10),
-        button(u, 'sku_777b', 'Day Pack', T0 + 11),
-        text(u, `Street ${u}`, T0 + 12),
-        button(u, 'confirm', 'Confirm', T0 + 13),
-      ],
-    ]),
-  );
+  const bursts = new Map(users.map((u) => [u, orderBurst(u)]));
   // The bursts start 100 ms apart: 120 requests at once from this process (which may also run
   // a proxy) would spread each burst over more than the window on a loaded machine.
   await Promise.all(
@@ -144,10 +186,7 @@ export async function expectBurstsWhole(target: BurstTarget, users: readonly str
   const judged: string[] = [];
   for (const u of users) {
     const s = await settledAt(adminBase, u, 5, deadline).catch(() => null);
-    const t = await admin<{ transitions: Transition[] }>(
-      adminBase,
-      `/sessions/${u}/transitions?channel=${PHONE_ID}`,
-    );
+    const transitions = await transitionsOf(adminBase, u);
     // The window counts from arrival at the ingress: a burst this machine delivered over more
     // than the window may be split by the rules, so only bursts that arrived within it count.
     const stored = await pgQuery<{ message: { id: string; storedAt: number } }>(
@@ -159,30 +198,19 @@ export async function expectBurstsWhole(target: BurstTarget, users: readonly str
     const times = stored.filter((r) => ids.has(r.message.id)).map((r) => r.message.storedAt);
     if (times.length === 4 && Math.max(...times) - Math.min(...times) > windowMs) continue;
     judged.push(u);
-    const after = t.body.transitions.filter((x) => x.version > 1 || x.kind !== 'advance');
-    const batches = new Set(after.map((x) => `${x.fencing_token}@${x.at}`));
-    const applied = new Set(after.filter((x) => x.kind === 'advance').flatMap((x) => x.message_ids));
-    const oneBatch =
-      s !== null &&
-      s.version === 5 &&
-      batches.size === 1 &&
-      [...ids].every((id) => applied.has(id)) &&
-      JSON.stringify(s.data) ===
-        JSON.stringify({
-          customer_name: `Name ${u}`,
-          product_id: 'sku_777b',
-          shipping_address: `Street ${u}`,
-        });
-    if (!oneBatch) {
-      const shape = after.map((x) => `${x.kind}@${x.fencing_token}/${x.at.slice(17)}`).join(' ');
-      split.push(`${u}: version ${s?.version ?? '?'}, ${shape}`);
-    }
+    const wrong = burstVerdict(u, ids, s, transitions);
+    if (wrong !== null) split.push(wrong);
   }
   // Most bursts arrive within the window (else this test proves nothing).
   expect(judged.length, 'bursts that arrived within the window').toBeGreaterThanOrEqual(users.length / 2);
   expect(split, `bursts split: ${split.length} of ${judged.length}`).toEqual([]);
 
-  for (const u of judged) {
+  await expectOnePromptPerBurst(graph, judged);
+}
+
+/** Each of `users` got the name question, then the confirmation of its whole burst, and nothing else. */
+export async function expectOnePromptPerBurst(graph: FakeGraph, users: readonly string[]): Promise<void> {
+  for (const u of users) {
     await graph.waitFor(
       (x) => x.body.to === `+${u}` && x.body.biz_opaque_callback_data === 'baton:order:completed:5',
     );

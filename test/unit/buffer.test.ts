@@ -1,6 +1,7 @@
 import { testEngine, type TestEngineOptions } from '../support/engine.ts';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
+import type { IntakeGate } from '../../src/engine/intake-gate.ts';
 import type { InboundMessage } from '../../src/model/message.ts';
 
 /** Stores a text of user `u` on channel `c`, letting the fake clock run the intake's timers. */
@@ -138,6 +139,48 @@ describe('buffer window (fake clock)', () => {
     expect((await backend.transitions(key)).filter((r) => r.version === 3).map((r) => r.message_ids)).toEqual(
       [['w4']],
     );
+    await engine.stop();
+    await backend.close();
+  });
+
+  it('stretches the window again when a separate ingress, stalled while the batch waited for it, tells its delay', async () => {
+    // The ingress's side as a worker sees it: the first wait ends when the ingress runs again,
+    // 200 ms later, and says how late its event loop ran; its webhooks were stamped that late.
+    let lag = 0;
+    let stalled = false;
+    const waits: number[] = [];
+    const intake: IntakeGate = {
+      drained: async (t) => {
+        waits.push(t);
+        if (!stalled) return false;
+        stalled = false;
+        await new Promise((r) => setTimeout(r, 200));
+        lag = 300;
+        return true;
+      },
+      lagMs: () => lag,
+    };
+    const { backend, engine } = await bufferedEngine({ intake });
+    engine.start(2);
+    const key = { channel: 'c', user: 'u' };
+    const store = storeText(backend);
+    await store('w1', 'hi', 100);
+    await vi.advanceTimersByTimeAsync(1500);
+    expect((await backend.load(key))?.version).toBe(1);
+    waits.length = 0;
+
+    stalled = true;
+    const start = Date.now();
+    await store('w2', 'Ada', 101); // the window: 500 ms
+    await vi.advanceTimersByTimeAsync(650);
+    // Sent in the same burst, stamped late by the stalled ingress (and a second later by
+    // WhatsApp's clock, so no straggler rule takes it).
+    await store('w3', 'Lovelace', 102);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(waits).toEqual([start + 500, start + 800]);
+    const s = (await backend.load(key))!;
+    expect(s.data).toEqual({ customer_name: 'Ada Lovelace' });
+    expect(s.version).toBe(2);
     await engine.stop();
     await backend.close();
   });

@@ -4,7 +4,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  ACTIVE_PERIOD_MS,
   DEAD_AFTER_MS,
+  decodeEntry,
   encodeEntry,
   IDLE_PERIOD_MS,
   hashEntries,
@@ -71,6 +73,7 @@ function watermarks(
     askChannel: 'bt:intake:ask',
     ingressId: 'me',
     cluster: false,
+    lagMs: () => 0,
     ...o,
   });
   open.push(w);
@@ -103,6 +106,19 @@ describe('lowWatermark', () => {
     expect(r.watermark).toBe(now - 20);
     expect(r.purge.sort()).toEqual(['gone', 'junk']);
     expect(lowWatermark(entries, now).watermark).toBe(now - 700);
+  });
+
+  it("is also the largest loop lag among the live entries; an older version's entry has none", () => {
+    const entries = new Map([
+      ['busy', encodeEntry({ watermark: now - 30, publishedAt: now - 10, lagMs: 420 })],
+      ['calm', encodeEntry({ watermark: now - 10, publishedAt: now - 5, lagMs: 12 })],
+      ['old', `${now - 5}:${now - 5}`],
+      ['dead', encodeEntry({ watermark: now - 9000, publishedAt: now - DEAD_AFTER_MS - 1, lagMs: 5000 })],
+    ]);
+    expect(lowWatermark(entries, now)).toMatchObject({ watermark: now - 30, lagMs: 420 });
+    expect(lowWatermark(entries, now, 'busy').lagMs).toBe(12);
+    expect(decodeEntry(`${now}:${now}`)).toEqual({ watermark: now, publishedAt: now, lagMs: 0 });
+    expect(encodeEntry({ watermark: 1, publishedAt: 2, lagMs: 3.6 })).toBe('1:2:4');
   });
 
   it('reads HGETALL replies in every shape', () => {
@@ -164,6 +180,28 @@ describe('the ingress side', () => {
     expect(w.take()).toBeNull();
   });
 
+  it('publishes its loop lag; a publish that runs late keeps the watermark where the loop last read', async () => {
+    let t = 20_000;
+    let lag = 35;
+    const redis = fakeRedis();
+    const w = watermarks({ send: redis.send, now: () => t, lagMs: () => lag });
+    w.tracker();
+    await Promise.resolve();
+    expect(decodeEntry(redis.hash.get('me')!)).toEqual({ watermark: 20_000, publishedAt: 20_000, lagMs: 35 });
+    // A webhook: the timer publishes every ACTIVE_PERIOD_MS from now, due at 20_000 + 20.
+    const token = w.begin(t);
+    w.end(token);
+    // The process is not scheduled for 700 ms (a CPU hog, SIGSTOP): its timer runs that late,
+    // before it reads the webhooks that reached its sockets meanwhile.
+    t += ACTIVE_PERIOD_MS + 700;
+    lag = 0; // its loop-delay histogram has not caught up yet
+    await new Promise((r) => setTimeout(r, ACTIVE_PERIOD_MS + 30));
+    const e = decodeEntry(redis.hash.get('me')!)!;
+    expect(e.publishedAt).toBe(t);
+    expect(e.watermark).toBe(20_000 + ACTIVE_PERIOD_MS);
+    expect(e.lagMs).toBe(700);
+  });
+
   it('keeps publishing on its timer while webhooks are in flight', async () => {
     const redis = fakeRedis();
     const w = watermarks({ send: redis.send });
@@ -216,6 +254,25 @@ describe('the worker side', () => {
     expect(await waiting).toBe(true);
     expect(Date.now() - released).toBeLessThan(200);
     expect(w.polls).toBeGreaterThan(1);
+  });
+
+  it('tells the engine the largest loop lag of the live ingresses, from every read', async () => {
+    const now = Date.now();
+    const redis = fakeRedis();
+    redis.hash.set('ingress-1', encodeEntry({ watermark: now, publishedAt: now, lagMs: 15 }));
+    const w = watermarks({ send: redis.send });
+    w.gate();
+    expect(w.lagMs()).toBe(0); // nothing read yet
+    const read = w.beforeRead()!;
+    w.afterRead(session, read, (await redis.send([read.op]))[0]);
+    expect(w.lagMs()).toBe(15);
+    // A stalled ingress runs again and tells how late it is; the waiting batch's poll reads it.
+    redis.hash.set('ingress-1', encodeEntry({ watermark: now - 500, publishedAt: Date.now(), lagMs: 600 }));
+    const waiting = w.drained(now - 100, 2000);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(w.lagMs()).toBe(600);
+    redis.hash.set('ingress-1', encodeEntry({ watermark: Date.now(), publishedAt: Date.now(), lagMs: 600 }));
+    expect(await waiting).toBe(true);
   });
 
   it('ignores a dead ingress and gives up after maxWaitMs', async () => {

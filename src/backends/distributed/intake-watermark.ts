@@ -11,7 +11,7 @@
  * otherwise it waits (at most the engine's 1 s, as in one process).
  *
  * Where the figures live and travel:
- * - one Redis hash (`Keys.intake`), field = ingress id, value = `<watermark>:<publishedAt>`.
+ * - one Redis hash (`Keys.intake`), field = ingress id, value = `<watermark>:<publishedAt>:<lag>`.
  *   An entry not republished for {@link DEAD_AFTER_MS} is a dead ingress's: ignored, and deleted
  *   once it is {@link PURGE_AFTER_MS} old (long enough that no live process is still stalled).
  * - an ingress publishes with the ingest pipeline it already sends (first op, so its entry is in
@@ -37,6 +37,14 @@
  * read per such batch. That is the price of knowing, across processes, that nothing of the
  * window is still on its way in.
  *
+ * Late reads: a webhook is stamped as received when the ingress's event loop reads it, which on a
+ * starved machine is well after it reached the socket (an outside test with CPU hogs saw a 50 ms
+ * burst read over 0.7-0.9 s: QA93-F1). So each entry also carries the ingress's event-loop delay
+ * of the last two seconds, and a worker stretches a batch's window by the largest among the live
+ * ingresses (Engine.closeWindow). A process that was not scheduled at all (stopped, or starved
+ * for long) runs its timers before it reads its sockets: the publish its late timer makes keeps
+ * the watermark where the loop last read, and says at least that much lag.
+ *
  * Clocks: every process stamps arrivals, watermarks and publish times with its own `Date.now`,
  * so hosts need synchronised clocks (NTP), as the buffer window itself already does (a message's
  * `storedAt` is stamped by the ingress and compared with the worker's clock). A skew of a few
@@ -45,6 +53,7 @@
  * @module
  */
 import { InFlightWebhooks, type IntakeGate, type IntakeTracker } from '../../engine/intake-gate.ts';
+import { LoopLag } from '../../engine/loop-lag.ts';
 import type { SessionKey } from '../../model/message.ts';
 import type { PipelineOp } from './scripts.ts';
 
@@ -77,19 +86,27 @@ export interface WatermarkEntry {
   readonly watermark: number;
   /** When it was published (epoch ms, the ingress's clock). */
   readonly publishedAt: number;
+  /**
+   * How late the ingress's event loop ran lately, ms: it stamps a webhook as received up to that
+   * much after the webhook reached it (a starved process reads its sockets late), so a worker
+   * stretches a batch's window by it (outside test QA93-F1). 0 in entries of older versions.
+   */
+  readonly lagMs?: number;
 }
 
 export function encodeEntry(e: WatermarkEntry): string {
-  return `${e.watermark}:${e.publishedAt}`;
+  // The lag goes last: a worker of an older version reads the first two fields only.
+  return `${e.watermark}:${e.publishedAt}:${Math.round(e.lagMs ?? 0)}`;
 }
 
 export function decodeEntry(raw: string): WatermarkEntry | null {
-  const [w, at] = raw.split(':');
+  const [w, at, lag] = raw.split(':');
   const watermark = Number(w);
   const publishedAt = Number(at);
+  const lagMs = lag === undefined ? 0 : Number(lag);
   if (w === undefined || at === undefined || !Number.isFinite(watermark) || !Number.isFinite(publishedAt))
     return null;
-  return { watermark, publishedAt };
+  return { watermark, publishedAt, lagMs: Number.isFinite(lagMs) && lagMs > 0 ? lagMs : 0 };
 }
 
 /** An HGETALL reply (a flat array over RESP2, an object or a Map otherwise) as field -> value. */
@@ -108,15 +125,16 @@ export function hashEntries(reply: unknown): Map<string, string> {
 
 /**
  * The low watermark over the live entries (`Infinity` when no ingress is live: nothing can be
- * in flight), and the fields old enough to delete. `exclude`: this process's own entry, whose
- * fresher figure it knows from memory.
+ * in flight), the largest loop lag among them, and the fields old enough to delete. `exclude`:
+ * this process's own entry, whose fresher figures it knows from memory.
  */
 export function lowWatermark(
   entries: ReadonlyMap<string, string>,
   now: number,
   exclude?: string,
-): { watermark: number; purge: string[] } {
+): { watermark: number; lagMs: number; purge: string[] } {
   let watermark = Number.POSITIVE_INFINITY;
+  let lagMs = 0;
   const purge: string[] = [];
   for (const [field, raw] of entries) {
     if (field === exclude) continue;
@@ -125,8 +143,9 @@ export function lowWatermark(
     if (age > PURGE_AFTER_MS) purge.push(field);
     if (e === null || age > DEAD_AFTER_MS) continue;
     watermark = Math.min(watermark, e.watermark);
+    lagMs = Math.max(lagMs, e.lagMs ?? 0);
   }
-  return { watermark, purge };
+  return { watermark, lagMs, purge };
 }
 
 export interface IntakeWatermarksOptions {
@@ -146,6 +165,11 @@ export interface IntakeWatermarksOptions {
   /** Redis Cluster: the hash and a mailbox may live on different nodes (see the module doc). */
   readonly cluster: boolean;
   readonly now?: () => number;
+  /**
+   * How late this process's event loop runs lately, ms (default: measured while it publishes,
+   * see engine/loop-lag.ts). For tests.
+   */
+  readonly lagMs?: () => number;
   readonly onError?: (err: unknown) => void;
 }
 
@@ -182,6 +206,7 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   private asked = false;
   private askedUntil = Number.NEGATIVE_INFINITY;
   private unsubscribe: (() => void) | null = null;
+  private readonly loopLag = new LoopLag();
   /** Publishes made (piggy-backed or alone), for tests and benchmarks. */
   published = 0;
 
@@ -190,6 +215,8 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   private readonly observed = new Map<string, number>();
   private readonly waiters = new Set<Waiter>();
   private remote = Number.NEGATIVE_INFINITY;
+  /** The largest loop lag among the other live ingresses, as last read. */
+  private remoteLag = 0;
   private polling = false;
   private lastAsk = Number.NEGATIVE_INFINITY;
   /** Standalone watermark reads made while batches waited, for tests and benchmarks. */
@@ -206,6 +233,7 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   tracker(): IntakeTracker {
     if (!this.publishing && !this.closed) {
       this.publishing = true;
+      if (this.o.lagMs === undefined) this.loopLag.start();
       this.unsubscribe = this.o.subscribe?.(this.o.askChannel, () => this.answer()) ?? null;
       this.tick();
     }
@@ -254,11 +282,25 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
     return this.publishOp(now);
   }
 
-  private publishOp(now: number): PipelineOp {
+  /**
+   * `lateness`: how much later than it was due the timer that publishes runs. A process that was
+   * not scheduled (a starved or stopped one) runs its timers before it reads its sockets, so what
+   * reached them meanwhile is not counted yet: the watermark stays where the loop last read, and
+   * the lag it publishes is at least that late.
+   */
+  private publishOp(now: number, lateness = 0): PipelineOp {
     this.lastPublish = now;
     this.published += 1;
-    const value = encodeEntry({ watermark: this.localWatermark(now), publishedAt: now });
+    const value = encodeEntry({
+      watermark: Math.min(this.localWatermark(now), now - lateness),
+      publishedAt: now,
+      lagMs: Math.max(this.ownLagMs(), lateness),
+    });
     return { command: 'HSET', args: [this.o.key, this.o.ingressId, value] };
+  }
+
+  private ownLagMs(): number {
+    return this.o.lagMs?.() ?? this.loopLag.recentMs();
   }
 
   /** The timer: publishes unless a pipeline carried a publish recently, then re-arms. */
@@ -266,12 +308,13 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
     this.timer = null;
     if (this.closed) return;
     const now = this.now();
+    const lateness = Math.max(0, now - this.nextTick);
     const active = now - this.lastWebhook < ACTIVE_FOR_MS || this.inFlight.size > 0;
     const period = active ? ACTIVE_PERIOD_MS : IDLE_PERIOD_MS;
     let next = this.lastPublish + period;
     if (now >= next || (this.asked && now - this.lastPublish >= MIN_GAP_MS)) {
       this.asked = false;
-      this.o.send([this.publishOp(now)]).catch((err: unknown) => this.o.onError?.(err));
+      this.o.send([this.publishOp(now, lateness)]).catch((err: unknown) => this.o.onError?.(err));
       next = now + period;
     } else if (this.asked) {
       next = Math.min(next, this.lastPublish + MIN_GAP_MS);
@@ -309,10 +352,11 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
 
   /** Keeps the watermark read with `session`'s mailbox, for the {@link drained} that follows. */
   afterRead(session: SessionKey, read: WatermarkRead, reply: unknown): void {
-    const { watermark, purge } = lowWatermark(hashEntries(reply), this.now(), this.ownField());
+    const { watermark, lagMs, purge } = lowWatermark(hashEntries(reply), this.now(), this.ownField());
     this.cleanUp(purge);
     // Any reading is true from when it was taken on: it may release batches waiting here too.
     this.remote = watermark;
+    this.remoteLag = lagMs;
     if (this.waiters.size > 0) this.check();
     const member = memberOf(session);
     this.observed.delete(member);
@@ -347,6 +391,15 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
     return true;
   }
 
+  /**
+   * The largest loop lag among the other live ingresses, as last read, ms: they may have stamped
+   * a burst's webhooks that much later than the webhooks reached them. This process's own lag is
+   * the engine's to add (the same event loop).
+   */
+  lagMs(): number {
+    return this.remoteLag;
+  }
+
   /** One poll loop for every waiting batch of this process. */
   private async poll(): Promise<void> {
     if (this.polling) return;
@@ -366,9 +419,10 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
             ...(ask ? [{ command: 'PUBLISH', args: [this.o.askChannel, '1'] }] : []),
           ]);
           this.polls += 1;
-          const { watermark, purge } = lowWatermark(hashEntries(reply), this.now(), this.ownField());
+          const { watermark, lagMs, purge } = lowWatermark(hashEntries(reply), this.now(), this.ownField());
           this.cleanUp(purge);
           this.remote = watermark;
+          this.remoteLag = lagMs;
           this.check();
         } catch (err) {
           this.o.onError?.(err);
@@ -404,6 +458,7 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
   /** Stops publishing and polling; returns the op that removes this ingress's entry (null if none). */
   close(): PipelineOp | null {
     this.closed = true;
+    this.loopLag.stop();
     this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
