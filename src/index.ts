@@ -14,6 +14,7 @@ export type {
   FlowSpec,
   Outcome,
   StepContext,
+  ResultContext,
   StepInput,
   StepSpec,
 } from './flow/define.ts';

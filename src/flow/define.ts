@@ -97,6 +97,17 @@ export interface StepContext<S extends string = string, D = FlowData> {
 }
 
 /**
+ * Handed to an effect's `onResult` and `onFailure`: the outcomes a result may have, go to a step
+ * or hand off. There is no input of the user's to refuse or to begin anew with, so no `retry` and
+ * no `startOver` (outside test QA92-F3: `c.retry()` in `onResult` compiled and dead-lettered the
+ * result at run time).
+ */
+export type ResultContext<S extends string = string, D = FlowData> = Omit<
+  StepContext<S, D>,
+  'retry' | 'startOver'
+>;
+
+/**
  * Handed to an event's `on`: the session's data, the step it is at (null for a session the event
  * starts), and the outcomes an event may have: go to a step, or hand off. Returning nothing
  * leaves the session as it is (recorded `ignored`).
@@ -267,13 +278,25 @@ export type StepEffect<S extends string, D, E extends EffectMap> = {
     /** Its input, computed from the data when the step is entered (default: the data). */
     readonly input?: (data: Readonly<D>) => InputOf<E[N]>;
     /** Applied when the effect succeeds, under the session's lease like any input. */
-    readonly onResult: (result: EffectResult<ResultOf<E[N]>>, c: StepContext<S, D>) => Outcome<S, D>;
+    readonly onResult: (result: EffectResult<ResultOf<E[N]>>, c: ResultContext<S, D>) => Outcome<S, D>;
     /** Applied when every attempt failed. */
-    readonly onFailure: (failure: EffectFailure, c: StepContext<S, D>) => Outcome<S, D>;
+    readonly onFailure: (failure: EffectFailure, c: ResultContext<S, D>) => Outcome<S, D>;
   };
 }[keyof E & string];
 
-export interface StepSpec<S extends string = string, D = FlowData, E extends EffectMap = EffectMap> {
+/**
+ * One step. `S`: the flow's step ids; `To`: those this step may go to (its `to`), the only ones
+ * its handlers' `c.goto` and `c.restart` take (outside test QA92-F1: a `c.goto` to a real step
+ * missing from `to` compiled, then failed at a user's message); `Self`: its own id, which the
+ * start step's `first` may go to as well.
+ */
+export interface StepSpec<
+  S extends string = string,
+  D = FlowData,
+  E extends EffectMap = EffectMap,
+  To extends string = S,
+  Self extends string = S,
+> {
   /**
    * The prompt: sent on entering the step and on each retry. Several messages are sent in order.
    * Required on a step that waits for the user's answer (one with `on`); an effect's step may omit it.
@@ -294,18 +317,18 @@ export interface StepSpec<S extends string = string, D = FlowData, E extends Eff
    */
   readonly joinTexts?: boolean;
   /** Every step this one may go to. */
-  readonly to: readonly NoInfer<S>[];
+  readonly to: readonly To[];
   /** Decides on valid input. Synchronous and pure: no I/O, no clock, no randomness (use an effect). */
-  readonly on?: (input: StepInput, ctx: StepContext<S, D>) => Outcome<S, D>;
+  readonly on?: (input: StepInput, ctx: StepContext<To, D>) => Outcome<To, D>;
   /**
    * On the start step only: decides on a new session's first message (read its language, or an
    * answer typed before the question). Without it, a new session is sent the start step's prompt.
    */
-  readonly first?: (input: StepInput, ctx: StepContext<S, D>) => Outcome<S, D>;
+  readonly first?: (input: StepInput, ctx: StepContext<To | Self, D>) => Outcome<To | Self, D>;
   /** Invalid inputs in a row before a hand-off (default: `BATON_MAX_RETRIES`). */
   readonly maxRetries?: number;
   /** Work started on entering the step; the step waits for its result (see `StepEffect`). */
-  readonly effect?: StepEffect<S, D, E>;
+  readonly effect?: StepEffect<To, D, E>;
   /**
    * Data keys the step relies on (its prompt quotes them, its handler reads them). An agent's
    * hand-back to the step is refused while one of them is unset, so the bot never asks a
@@ -372,11 +395,16 @@ export type LowerSnakeKeys<T> = {
 /** Each event's payload type, by event name (inferred from each event's `payload` schema). */
 export type EventPayloads = Readonly<Record<string, unknown>>;
 
+/**
+ * A flow as `defineFlow` takes it. `S`: its step ids; `To`: by step, the steps each may go to (as
+ * `defineFlow` infers it from each step's `to`; by default any step).
+ */
 export interface FlowSpec<
   S extends string,
   D = FlowData,
   E extends EffectMap = EffectMap,
   Ev extends EventPayloads = EventPayloads,
+  To extends { readonly [K in S]: S } = { readonly [K in S]: S },
 > {
   readonly id: string;
   /** The author's version of the flow; stored with each session. */
@@ -391,7 +419,7 @@ export interface FlowSpec<
    */
   readonly events?: { readonly [K in keyof Ev]: EventSpec<NoInfer<S>, D, Ev[K]> } & LowerSnakeKeys<Ev>;
   readonly start: NoInfer<S>;
-  readonly steps: { readonly [K in S]: StepSpec<S, D, E> };
+  readonly steps: { readonly [K in S]: StepSpec<S, D, E, To[K], K> };
   /** Texts that restart the flow from any step (compared trimmed, case-insensitive). */
   readonly resetKeywords?: readonly string[];
   /**
@@ -613,11 +641,14 @@ function unknownField(field: string, known: readonly string[]): string {
  * @throws FlowDefinitionError naming the flow and step when the flow is inconsistent.
  */
 export function defineFlow<
-  const S extends string,
+  // Each step's id, with the steps its `to` names: a name in a `to` that is no step fails here,
+  // and each step's handlers take only the steps its `to` names.
+  const T extends { readonly [K in keyof T]: keyof T & string },
   D = FlowData,
   E extends EffectMap = NoEffects,
   Ev extends EventPayloads = EventPayloads,
->(spec: FlowSpec<S, D, E, Ev>): TypedFlow<S, D, E, Ev> {
+>(spec: FlowSpec<keyof T & string, D, E, Ev, T>): TypedFlow<keyof T & string, D, E, Ev> {
+  type S = keyof T & string;
   const fail = (detail: string): never => {
     throw new FlowDefinitionError(`flow "${spec.id}": ${detail}`);
   };

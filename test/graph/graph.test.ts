@@ -8,7 +8,7 @@ import { createBaton } from '../../src/app.ts';
 import { orderFlow } from '../../src/bots/order.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { run } from '../../src/cli/index.ts';
-import { defineFlow } from '../../src/flow/define.ts';
+import { defineFlow, type FlowSpec } from '../../src/flow/define.ts';
 import { flowGraph, flowMermaid, renderFlowSvg } from '../../src/graph/index.ts';
 import { eventsSpec } from '../support/event-flow.ts';
 
@@ -305,9 +305,12 @@ describe.skipIf(!existsSync(EXAMPLE))('the order-status example', () => {
   });
 });
 
-/** A flow whose "on" misspells its choice id `retry_slots` (`retry_slotz`), leading to `to`. */
+/**
+ * A flow whose "on" misspells its choice id `retry_slots` (`retry_slotz`), leading to `to`: built
+ * at run time, so typed as such a flow is (`FlowSpec<string>`).
+ */
 function slotsTypo(to: string[]) {
-  return defineFlow({
+  const spec: FlowSpec<string> = {
     id: 'slots',
     start: 'pick',
     steps: {
@@ -324,5 +327,6 @@ function slotsTypo(to: string[]) {
         ? { booked: { say: 'Booked', accepts: 'any' as const, to: [], on: (_i, c) => c.startOver() } }
         : {}),
     },
-  });
+  };
+  return defineFlow(spec);
 }

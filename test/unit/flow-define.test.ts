@@ -1,8 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import { orderFlow } from '../../src/bots/order.ts';
 import { FlowDefinitionError } from '../../src/errors.ts';
-import { defineFlow, promptOf, promptsOf, toMermaid, type StepSpec } from '../../src/flow/define.ts';
+import {
+  defineFlow as defineTypedFlow,
+  promptOf,
+  promptsOf,
+  toMermaid,
+  type FlowSpec,
+  type StepSpec,
+} from '../../src/flow/define.ts';
 import { buttons, image, list } from '../../src/flow/replies.ts';
+
+/**
+ * What this file checks is the validation at load, on flows of loosely typed steps (as a flow
+ * built at run time is typed: `FlowSpec<string>`), which the compiler lets through.
+ */
+const defineFlow = (spec: FlowSpec<string>) => defineTypedFlow(spec);
 
 const step = (to: string[], extra: Partial<StepSpec<string>> = {}): StepSpec<string> => ({
   say: 'x',

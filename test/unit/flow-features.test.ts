@@ -488,7 +488,7 @@ describe('computed choices and effect errors', () => {
 });
 
 describe('the error boundary', () => {
-  const flowWith = (on: (text: string) => Outcome) =>
+  const flowWith = (on: (text: string) => Outcome<'b'>) =>
     defineFlow({
       id: 'b',
       start: 'a',
@@ -504,7 +504,7 @@ describe('the error boundary', () => {
     });
 
   it('a handler returning a Promise is a clear flow error naming flow and step', async () => {
-    const t = testFlow(flowWith(() => Promise.resolve({ kind: 'retry' }) as unknown as Outcome));
+    const t = testFlow(flowWith(() => Promise.resolve({ kind: 'retry' }) as unknown as Outcome<'b'>));
     await t.send('hi');
     const err = await t.send('x').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FlowRuntimeError);
@@ -586,7 +586,7 @@ describe('the error boundary', () => {
           a: {
             to: [],
             on: (_i, c) => c.retry(),
-            effect: { use: 'e', onResult: (_r, c) => c.retry(), onFailure: (_f, c) => c.retry() },
+            effect: { use: 'e', onResult: (_r, c) => c.handoff('r'), onFailure: (_f, c) => c.handoff('f') },
           },
         },
       }),

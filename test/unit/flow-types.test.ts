@@ -9,6 +9,7 @@ import {
   testFlow,
   type DataOf,
   type FlowData,
+  type FlowSpec,
   type Flow,
   type StepIdOf,
   type StepInput,
@@ -45,6 +46,78 @@ describe('flow DSL types', () => {
         steps: { only: { say: 'x', accepts: 'text', to: [], on: (_i, c) => c.retry() } },
       }),
     ).toThrow(/start step "missing"/);
+  });
+});
+
+describe('flow DSL types: each step goes only where its `to` says (outside test QA92-F1)', () => {
+  it('a goto or restart to a real step missing from the step’s `to` does not compile', () => {
+    const lookup = effect({ run: async () => ({ ok: true }) });
+    const flow = defineFlow({
+      id: 'typed_to',
+      effects: { lookup },
+      start: 'ask',
+      steps: {
+        ask: {
+          say: 'Name?',
+          accepts: 'text',
+          to: ['confirm'],
+          // The start step's `first` may also stay where it is.
+          first: (_i, c) => c.goto('ask'),
+          on: (input, c) => {
+            // @ts-expect-error: "done" is a step, but not one `ask` may go to
+            if (input.type === 'other') return c.goto('done');
+            // @ts-expect-error: nor may it restart there
+            if (input.type === 'choice') return c.restart('done');
+            return c.goto('confirm');
+          },
+        },
+        confirm: {
+          to: ['done', 'ask'],
+          effect: {
+            use: 'lookup',
+            onResult: (r, c) => (r.ok ? c.goto('done') : c.restart('ask')),
+            // @ts-expect-error: `confirm` does not go to itself
+            onFailure: (_f, c) => c.goto('confirm'),
+          },
+        },
+        done: {
+          say: 'Done.',
+          accepts: 'any',
+          to: [],
+          on: (_i, c) => {
+            // @ts-expect-error: a step whose `to` is empty goes nowhere
+            if (c.data.x === 1) return c.goto('ask');
+            return c.startOver();
+          },
+        },
+      },
+    });
+    expectTypeOf<StepIdOf<typeof flow>>().toEqualTypeOf<'ask' | 'confirm' | 'done'>();
+    expect(flow.start).toBe('ask');
+    // A name in a `to` that is no step is refused where it is written.
+    expect(() =>
+      defineFlow({
+        id: 'typed_to_bad',
+        start: 'a',
+        // @ts-expect-error: "b" is no step of this flow
+        steps: { a: { say: 'x', accepts: 'text', to: ['b'], on: (_i, c) => c.retry() } },
+      }),
+    ).toThrow(/goes to unknown step "b"/);
+  });
+
+  it('a flow built at run time is typed `FlowSpec<string>`: any step, checked at load', () => {
+    const targets: string[] = ['b'];
+    const spec: FlowSpec<string> = {
+      id: 'typed_loose',
+      start: 'a',
+      steps: {
+        a: { say: 'x', accepts: 'text', to: targets, on: (_i, c) => c.goto('b') },
+        b: { say: 'y', accepts: 'any', to: [], on: (_i, c) => c.startOver() },
+      },
+    };
+    const flow = defineFlow(spec);
+    expectTypeOf<StepIdOf<typeof flow>>().toEqualTypeOf<string>();
+    expect(flow.start).toBe('a');
   });
 });
 
@@ -137,6 +210,9 @@ describe('flow DSL types: data, effects, helpers', () => {
             },
             onFailure: (f, c) => {
               expectTypeOf(f.attempts).toEqualTypeOf<number>();
+              // No input to refuse: no retry, no start over (outside test QA92-F3: `c.retry()` compiled).
+              expectTypeOf(c).not.toHaveProperty('retry');
+              expectTypeOf(c).not.toHaveProperty('startOver');
               return c.handoff(f.error);
             },
           },
