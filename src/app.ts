@@ -452,9 +452,40 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       await queue?.close();
       await health?.close();
       await engineStopped;
+      if (started && roles.worker) await tellLeftOver(backend, logger);
       await backend.close();
     },
   };
+}
+
+/**
+ * Says, as a worker stops, what it leaves committed and not done: replies not yet sent (the next
+ * start sends them, or another worker) and messages stored and not yet handled (outside test
+ * QA94-F6: a stop with a slow gateway said nothing of the replies it left). At most a second: a
+ * store that does not answer does not hold the stop up.
+ */
+async function tellLeftOver(backend: Backend, logger: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const stats = await Promise.race([
+      backend.stats(),
+      new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), 1000);
+      }),
+    ]);
+    if (stats === null || (stats.unsent === 0 && stats.queueDepth === 0)) return;
+    // One process alone (embedded): nothing happens to them until it starts again.
+    const alone = backend.kind === 'embedded';
+    const who = alone ? 'the next start' : 'the other workers or the next start';
+    logger[alone ? 'warn' : 'info'](
+      { unsent: stats.unsent, queueDepth: stats.queueDepth },
+      `stopped with ${stats.unsent} replies or effect calls committed and not done, and ${stats.queueDepth} messages stored and not handled: ${who} takes them on`,
+    );
+  } catch {
+    // The store is going or gone: nothing to say about it here.
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -498,8 +529,9 @@ export function distributedOptions(
 }
 
 /** The embedded backend's options as `config` gives them. */
-export function embeddedOptions(config: Config, now?: () => number): EmbeddedOptions {
+export function embeddedOptions(config: Config, now?: () => number, logger?: Logger): EmbeddedOptions {
   return {
+    ...(logger ? { onWarning: (m: string) => logger.warn(m), onInfo: (m: string) => logger.info(m) } : {}),
     dataDir: config.dataDir,
     bufferMs: config.bufferMs,
     dedupeTtlSec: config.dedupeTtlSec,
@@ -524,5 +556,5 @@ export async function createBackend(
     const { DistributedBackend } = await import('./backends/distributed/index.ts');
     return new DistributedBackend({ ...distributed, ...o.distributed });
   }
-  return new EmbeddedBackend(embeddedOptions(config, o.now));
+  return new EmbeddedBackend(embeddedOptions(config, o.now, logger));
 }

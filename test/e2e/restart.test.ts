@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph } from '../support/fake-graph.ts';
@@ -24,6 +25,29 @@ describe('restart', () => {
       const s = await h.settled(u, 2);
       expect(s).toMatchObject({ current_step: 'choose_product', data: { customer_name: 'Jane' } });
       await h.graph.waitFor((c) => c.body.biz_opaque_callback_data === 'baton:order:choose_product:2');
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('stop', () => {
+  it('says what it leaves for the next start: replies not sent, messages not handled (outside test QA94-F6)', async () => {
+    const lines: Array<{ level: number; msg: string; unsent?: number; queueDepth?: number }> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const h = await startHarness({ BATON_BUFFER_MS: '1500' }, { logger });
+    try {
+      const u = '15551110002';
+      // The gateway refuses every send: the prompt of the first turn stays committed, unsent.
+      h.graph.failNext(1000, { status: 503 });
+      expect((await h.post(webhook([text(u, 'hi', T0)]))).status).toBe(200);
+      await h.until(async () => ((await h.session(u))?.metadata.version === 1 ? true : undefined));
+      // "Jane" waits in its buffer window when the stop comes.
+      expect((await h.post(webhook([text(u, 'Jane', T0 + 1)]))).status).toBe(200);
+      await h.baton.stop();
+      const said = lines.find((l) => l.msg.startsWith('stopped with'));
+      expect(said).toMatchObject({ level: 40, unsent: 1, queueDepth: 1 });
+      expect(said!.msg).toContain('the next start takes them on');
     } finally {
       await h.close();
     }

@@ -3,7 +3,8 @@
  * real SQLite file: the database file fills while the main connection's own checkpoint is far
  * off, closing still leaves no WAL behind, and a thread that cannot run is reported.
  */
-import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -116,3 +117,84 @@ it('cuts the WAL to nothing once the store has been idle a while (outside test Q
     db.close();
   }
 });
+
+/** A 16 MiB tmpfs of its own (a disk that fills), or null where this user may not mount one. */
+function smallDisk(): string | null {
+  if (process.getuid?.() !== 0) return null;
+  const dir = mkdtempSync(join(tmpdir(), 'baton-full-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', dir], { stdio: 'ignore' });
+  } catch {
+    rmSync(dir, { recursive: true, force: true });
+    return null;
+  }
+  cleanups.push(() => {
+    execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/** Writes `file` until the disk is full. */
+function fill(file: string): void {
+  const chunk = Buffer.alloc(64 * 1024, 1);
+  try {
+    for (;;) writeFileSync(file, chunk, { flag: 'a' });
+  } catch (err) {
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+  }
+}
+
+it.skipIf(process.getuid?.() !== 0)(
+  'a checkpoint that fails on a full disk is tried again, said once, and its recovery too (outside test QA94-F5)',
+  async (ctx) => {
+    const dir = smallDisk();
+    if (dir === null) return ctx.skip('this machine lets no tmpfs be mounted');
+    const said: string[] = [];
+    const b = new EmbeddedBackend({
+      dataDir: dir,
+      bufferMs: 60_000,
+      dedupeTtlSec: 3600,
+      onWarning: (m) => said.push(`warn: ${m}`),
+      onInfo: (m) => said.push(`info: ${m}`),
+    });
+    await b.init();
+    cleanups.unshift(() => b.close());
+    // About 2 MB of messages in the WAL, committed at once: the thread's checkpoint comes a
+    // second later and must grow the database file to copy them.
+    const key = newKey();
+    const body = 'x'.repeat(500);
+    for (let i = 0; i < 10; i += 1) {
+      const batch = Array.from({ length: 100 }, (_, j) => text(key, `${body} ${i}-${j}`));
+      await b.ingest({ messages: batch, statuses: [] });
+    }
+    const filler = join(dir, 'filler');
+    fill(filler);
+    await until('a failed checkpoint', () => (b.checkpoints?.failed ?? 0) > 0, 10_000);
+    expect(said.filter((m) => m.startsWith('warn:'))).toHaveLength(1);
+    expect(said[0]).toMatch(/^warn: checkpoint failed: .*full.*tried again/i);
+    // Still the thread's work, not the event loop's.
+    expect(b.checkpoints).not.toBeNull();
+
+    unlinkSync(filler);
+    await until(
+      'a checkpoint after the space came back',
+      () => said.some((m) => m.startsWith('info:')),
+      10_000,
+    );
+    expect(said.at(-1)).toMatch(/^info: WAL checkpoints work again .* after \d+ failed$/);
+    const s = b.checkpoints!;
+    expect(s.checkpointed).toBe(s.log);
+    // Every message is in the database file itself.
+    const copy = join(tmpdir(), `baton-full-copy-${process.pid}.sqlite`);
+    copyFileSync(join(dir, 'baton.sqlite'), copy);
+    cleanups.push(() => rmSync(copy, { force: true }));
+    const db = new Database(copy, { readonly: true });
+    try {
+      expect(db.prepare('SELECT COUNT(*) AS n FROM inbound').get()).toEqual({ n: 1000 });
+    } finally {
+      db.close();
+    }
+  },
+  30_000,
+);

@@ -35,7 +35,20 @@ export interface CheckpointerOptions {
   readonly idleMs?: number;
   /** The thread cannot run: called once, and the checkpointer stops. */
   readonly onFailure: (err: Error) => void;
+  /**
+   * A checkpoint failed (a full disk, an I/O error): the thread stays and tries again, after
+   * {@link RETRY_MS} doubling up to {@link MAX_RETRY_MS}. Called for the first failure of a run
+   * of them (outside test QA94-F5: one failed checkpoint stopped the thread until a restart).
+   */
+  readonly onCheckpointError?: (err: Error) => void;
+  /** A checkpoint succeeded after failing: called once per run of failures. */
+  readonly onRecovered?: (failures: number) => void;
 }
+
+/** The first wait before a failed checkpoint is tried again, ms (doubling). */
+export const RETRY_MS = 1000;
+/** The longest wait between tries of a failing checkpoint, ms. */
+export const MAX_RETRY_MS = 30_000;
 
 interface Reply {
   readonly ok: boolean;
@@ -58,6 +71,8 @@ export interface CheckpointStats {
   maxMs: number;
   /** Times the WAL was cut to nothing while idle. */
   truncated: number;
+  /** Checkpoints that failed (and were tried again). */
+  failed: number;
 }
 
 export class Checkpointer {
@@ -69,7 +84,9 @@ export class Checkpointer {
   private running = false;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
-  readonly stats: CheckpointStats = { runs: 0, log: 0, checkpointed: 0, maxMs: 0, truncated: 0 };
+  readonly stats: CheckpointStats = { runs: 0, log: 0, checkpointed: 0, maxMs: 0, truncated: 0, failed: 0 };
+  /** Failed checkpoints in a row. */
+  private failures = 0;
 
   constructor(
     file: string,
@@ -93,10 +110,12 @@ export class Checkpointer {
       clearTimeout(this.idleTimer);
       this.idleTimer = null;
     }
-    if (!this.running && this.timer === null && !this.stopped) {
-      this.timer = setTimeout(this.run, this.delayMs);
-      this.timer.unref();
-    }
+    if (!this.running && this.timer === null && !this.stopped) this.schedule(this.delayMs);
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(this.run, ms);
+    this.timer.unref();
   }
 
   private readonly run = (): void => {
@@ -109,7 +128,11 @@ export class Checkpointer {
 
   private finished(r: Reply): void {
     this.running = false;
-    if (!r.ok) return this.fail(new Error(`checkpoint failed: ${r.error ?? 'unknown error'}`));
+    if (!r.ok) return this.failed(new Error(`checkpoint failed: ${r.error ?? 'unknown error'}`));
+    if (this.failures > 0) {
+      this.opts.onRecovered?.(this.failures);
+      this.failures = 0;
+    }
     if (r.truncated !== undefined) {
       if (r.truncated) this.stats.truncated += 1;
       if (this.dirty) this.committed();
@@ -133,6 +156,17 @@ export class Checkpointer {
     this.running = true;
     this.worker.postMessage('truncate');
   };
+
+  /** A checkpoint failed: the WAL keeps what it did not copy; the thread tries again later. */
+  private failed(err: Error): void {
+    this.stats.failed += 1;
+    this.failures += 1;
+    if (this.failures === 1) this.opts.onCheckpointError?.(err);
+    if (this.stopped) return;
+    this.dirty = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.schedule(Math.min(MAX_RETRY_MS, RETRY_MS * 2 ** (this.failures - 1)));
+  }
 
   private fail(err: Error): void {
     if (this.stopped) return;

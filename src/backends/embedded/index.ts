@@ -82,6 +82,12 @@ export interface EmbeddedOptions extends RetentionOptions {
   /** After this long without a write, the WAL file is cut to nothing (ms; see `checkpointer.ts`). */
   readonly walIdleMs?: number;
   /**
+   * What the store must tell an operator while it runs (a checkpoint failing on a full disk, its
+   * file deleted): default, a Node process warning. `onInfo`: what is over again.
+   */
+  readonly onWarning?: (message: string) => void;
+  readonly onInfo?: (message: string) => void;
+  /**
    * `false`: a store of an older schema is refused, not upgraded (a one-shot command such as
    * `baton session show` changes nothing; an upgraded store is refused by the older Baton).
    * Default: upgraded.
@@ -140,7 +146,12 @@ export class EmbeddedBackend implements Backend {
     }
     this.file = file;
     try {
-      this.store = new SqliteStore(file, { ownerOnly: opts.file === undefined, walIdleMs: opts.walIdleMs });
+      this.store = new SqliteStore(file, {
+        ownerOnly: opts.file === undefined,
+        walIdleMs: opts.walIdleMs,
+        onWarning: opts.onWarning,
+        onInfo: opts.onInfo,
+      });
     } catch (err) {
       this.dirLock?.release();
       throw damaged(file, err) ?? err;

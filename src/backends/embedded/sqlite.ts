@@ -16,6 +16,10 @@ export interface SqliteStoreOptions {
   readonly ownerOnly: boolean;
   /** After this long without a write, the WAL file is cut to nothing (ms; see `checkpointer.ts`). */
   readonly walIdleMs?: number | undefined;
+  /** What an operator must hear of (default: a Node process warning). */
+  readonly onWarning?: ((message: string) => void) | undefined;
+  /** What an operator may like to hear of (a trouble over). */
+  readonly onInfo?: ((message: string) => void) | undefined;
 }
 
 /** What `stats` counts, kept up to date by the writes themselves (no scan per read). */
@@ -72,7 +76,10 @@ export class SqliteStore {
   /** Why nothing more is written (the file deleted or replaced, the directory taken); null: it is. */
   private detached: string | null = null;
 
-  constructor(file: string, opts: SqliteStoreOptions) {
+  constructor(
+    file: string,
+    private readonly opts: SqliteStoreOptions,
+  ) {
     this.db = new Database(file);
     if (opts.ownerOnly) ownerOnly(file);
     this.db.pragma('journal_mode = WAL');
@@ -91,8 +98,16 @@ export class SqliteStore {
           this.checkpointer = null;
           if (this.closed) return;
           this.db.pragma('wal_autocheckpoint = 1000');
-          process.emitWarning(`Baton: WAL checkpoints are back on the event loop: ${err.message}`);
+          this.warn(`WAL checkpoints are back on the event loop: ${err.message}`);
         },
+        onCheckpointError: (err) =>
+          this.warn(
+            `${err.message} (${file}); the WAL keeps what it did not copy and the checkpoint is tried again, less and less often (a full disk: free some space)`,
+          ),
+        onRecovered: (failures) =>
+          (opts.onInfo ?? ((m: string) => this.warn(m)))(
+            `WAL checkpoints work again (${file}), after ${failures} failed`,
+          ),
       });
     }
     if (file !== ':memory:' && file !== '') {
@@ -212,11 +227,16 @@ export class SqliteStore {
     return this.detached;
   }
 
+  private warn(message: string): void {
+    if (this.opts.onWarning) this.opts.onWarning(message);
+    else process.emitWarning(`Baton: ${message}`);
+  }
+
   /** Nothing more is written, for `reason` (said with every refusal). */
   detach(reason: string): void {
     if (this.detached !== null) return;
     this.detached = reason;
-    process.emitWarning(`Baton: ${reason}`);
+    this.warn(reason);
   }
 
   /**
