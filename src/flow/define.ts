@@ -221,7 +221,13 @@ type AnyEffect = EffectDef<never, unknown>;
 export type EffectMap = Readonly<Record<string, AnyEffect>>;
 /** A flow that declares no effects: no step may use one. */
 export type NoEffects = Readonly<Record<never, AnyEffect>>;
-type InputOf<X> = X extends { run: (input: infer I, ctx: EffectContext) => Promise<unknown> } ? I : never;
+// An effect whose `run` names no input is inferred as taking `never` where `effects` is typed by
+// its constraint (inside `defineFlow`): it takes anything.
+type InputOf<X> = X extends { run: (input: infer I, ctx: EffectContext) => Promise<unknown> }
+  ? [I] extends [never]
+    ? unknown
+    : I
+  : never;
 type ResultOf<X> = X extends { run: (input: never, ctx: EffectContext) => Promise<infer R> } ? R : never;
 
 /** A function: JSON leaves it out of an object (and writes `null` for it in an array). */
@@ -270,13 +276,26 @@ export type EffectResult<T> = unknown extends T
   ? T
   : Jsonified<Exclude<T, undefined | void>> | (undefined extends T ? null : never);
 
+/**
+ * A step's `input` for an effect that takes `I`: optional when the session's data is such an
+ * input (the default), required otherwise (outside test QA92-F2: an effect whose `run` takes
+ * `{ order: string }` was given the whole data, unchecked, when `input` was left out).
+ */
+type EffectInput<D, I> = [Readonly<D>] extends [I]
+  ? {
+      /** Its input, computed from the data when the step is entered (default: the data). */
+      readonly input?: (data: Readonly<D>) => I;
+    }
+  : {
+      /** Its input, computed from the data when the step is entered (the data is no such input). */
+      readonly input: (data: Readonly<D>) => I;
+    };
+
 /** A step's use of one of the flow's effects: started on entering the step. */
 export type StepEffect<S extends string, D, E extends EffectMap> = {
-  [N in keyof E & string]: {
+  [N in keyof E & string]: EffectInput<D, InputOf<E[N]>> & {
     /** The effect's name in the flow's `effects`. */
     readonly use: N;
-    /** Its input, computed from the data when the step is entered (default: the data). */
-    readonly input?: (data: Readonly<D>) => InputOf<E[N]>;
     /** Applied when the effect succeeds, under the session's lease like any input. */
     readonly onResult: (result: EffectResult<ResultOf<E[N]>>, c: ResultContext<S, D>) => Outcome<S, D>;
     /** Applied when every attempt failed. */

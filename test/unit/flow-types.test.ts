@@ -257,6 +257,32 @@ describe('flow DSL types: data, effects, helpers', () => {
         steps: { ask: { say: 'x', accepts: 'text', to: [], on: (_i, c) => c.retry() } },
       }),
     ).toThrow(/orderShipped.*lower_snake_case/);
+    // Without `input` the effect gets the session's data: only where the data is such an input
+    // (outside test QA92-F2: the data went to `run` unchecked).
+    defineFlow({
+      id: 'typed_fx_no_input',
+      effects: { lookup },
+      start: 'ask',
+      steps: {
+        ask: {
+          to: ['ask'],
+          // @ts-expect-error: the data is no { order: string }: `input` is required
+          effect: { use: 'lookup', onResult: (_r, c) => c.goto('ask'), onFailure: (_f, c) => c.goto('ask') },
+        },
+      },
+    });
+    defineFlow({
+      id: 'typed_fx_data_input',
+      data: z.object({ order: z.string() }),
+      effects: { lookup },
+      start: 'ask',
+      steps: {
+        ask: {
+          to: ['ask'],
+          effect: { use: 'lookup', onResult: (_r, c) => c.goto('ask'), onFailure: (_f, c) => c.goto('ask') },
+        },
+      },
+    });
     defineFlow({
       id: 'typed_fx_input',
       effects: { lookup },
