@@ -26,6 +26,10 @@ export const ERROR_CODES = {
   BATON_ERR_FLOW_UNDECLARED_TRANSITION: { status: 500, message: 'A step went to a step it did not declare' },
   BATON_ERR_FLOW_DATA: { status: 500, message: "Flow code set data the flow's data schema refuses" },
   BATON_ERR_FLOW_HANDLER: { status: 500, message: 'Flow code threw' },
+  BATON_ERR_TEST_USAGE: {
+    status: 400,
+    message: 'A testFlow call names an effect or a choice the conversation does not have',
+  },
   BATON_ERR_SEND_RETRYABLE: { status: 502, message: 'The gateway refused the send for now' },
   BATON_ERR_SEND_PERMANENT: { status: 502, message: 'The gateway refused the send' },
   BATON_ERR_LEASE_LOST: { status: 409, message: 'The lease could not be renewed' },

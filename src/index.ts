@@ -55,7 +55,7 @@ export { flowRouter } from './flow/router.ts';
 export type { FlowRouter, RouterSpec } from './flow/router.ts';
 // Testing a flow without servers
 export { testFlow } from './testing/test-flow.ts';
-export type { FlowTest, TestFlowOptions, TestInput, TestReply } from './testing/test-flow.ts';
+export type { FlowTest, PendingEffect, TestFlowOptions, TestInput, TestReply } from './testing/test-flow.ts';
 
 // Running Baton
 export { createBaton, loadFlowModule, loadFlows } from './app.ts';

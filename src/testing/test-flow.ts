@@ -32,6 +32,8 @@ import {
   type TransitionEnv,
   type TransitionResult,
 } from '../flow/transition.ts';
+import { BatonError } from '../errors.ts';
+import { closest } from '../spelling.ts';
 import type { MessageContent } from '../model/message.ts';
 import { attemptEffect, DEFAULT_EFFECT_TIMEOUT_MS } from '../engine/effects.ts';
 import {
@@ -104,9 +106,12 @@ export interface FlowTest<
    * order with the user's messages; resolves with the replies it produced.
    */
   event<K extends keyof Ev & string>(name: K, payload?: Ev[K]): Promise<TestReply[]>;
-  /** Taps choice `id` of the newest prompt offering it (or, with `from`, of that reply). */
+  /**
+   * Taps choice `id` of the newest prompt offering it (or, with `from`, of that reply). An id no
+   * prompt offered that is close to one offered is a typo: `BATON_ERR_TEST_USAGE`, naming it.
+   */
   tap(id: string, from?: TestReply): Promise<TestReply[]>;
-  /** Answers the oldest pending effect named `name` with `value`. */
+  /** Answers the oldest pending effect named `name` with `value` (none: `BATON_ERR_TEST_USAGE`). */
   resolve<K extends keyof R & string>(name: K, value: R[K]): Promise<TestReply[]>;
   /** Fails the oldest pending effect named `name`, with `error` (a message, or an Error's). */
   fail(name: keyof R & string, error?: string | Error): Promise<TestReply[]>;
@@ -141,7 +146,7 @@ export interface FlowTest<
   /** Every reply so far, in send order. */
   readonly replies: readonly TestReply[];
   /** Effects started and not yet answered. */
-  readonly pendingEffects: readonly EffectStart[];
+  readonly pendingEffects: readonly PendingEffect[];
   /** Messages waiting in the mailbox (for an effect's result). */
   readonly waiting: number;
 }
@@ -308,10 +313,13 @@ export function testFlow<F extends Flow>(
 
   const oldest = (name: string): EffectStart => {
     const e = pending.find((p) => p.name === name);
-    if (!e)
-      throw new Error(
-        `no pending effect "${name}" (pending: ${pending.map((p) => p.name).join(', ') || 'none'})`,
+    if (!e) {
+      const near = flow.effects.has(name) ? undefined : closest(name, flow.effects.keys());
+      throw new BatonError(
+        'BATON_ERR_TEST_USAGE',
+        `no pending effect "${name}"${near ? ` (did you mean "${near}"?)` : ''} (pending: ${pending.map((p) => p.name).join(', ') || 'none'})`,
       );
+    }
     return e;
   };
 
@@ -378,6 +386,16 @@ export function testFlow<F extends Flow>(
               r.isPrompt &&
               (JSON.stringify(r.body).includes(`"id":"${id}"`) || quickReplies(r.body).includes(id)),
           );
+      if (prompt === undefined) {
+        // No prompt offered it: a typo of one that was (outside test QA92-F4: `t.tap('ordr')` was
+        // a silent retry), unless it is far from all of them (an `any` step's own ids).
+        const near = closest(id, offeredChoices(replies));
+        if (near !== undefined)
+          throw new BatonError(
+            'BATON_ERR_TEST_USAGE',
+            `tap("${id}"): no prompt offered it; did you mean "${near}"? (to send it all the same, pass the reply it comes from: t.tap(id, reply))`,
+          );
+      }
       let title = id;
       if (prompt && prompt.body.type === 'buttons')
         title = prompt.body.buttons.find((b) => b.id === id)?.title ?? id;
@@ -401,10 +419,10 @@ export function testFlow<F extends Flow>(
       );
       return runBatch();
     },
-    resolve(name, value) {
+    async resolve(name, value) {
       return deliver(oldest(name), true, value);
     },
-    fail(name, error) {
+    async fail(name, error) {
       return deliver(oldest(name), false, undefined, error instanceof Error ? error.message : error);
     },
     runEffects,
@@ -441,11 +459,36 @@ export function testFlow<F extends Flow>(
       return replies;
     },
     get pendingEffects() {
-      return pending;
+      return pending.map((p) => ({ ...p, effectId: p.id }));
     },
     get waiting() {
       return mailbox.length;
     },
   };
   return t as unknown as FlowTest<DataOf<F>, StepIdOf<F>, EffectResultsOf<F>, EventPayloadsOf<F>>;
+}
+
+/** An effect started and not yet answered. */
+export interface PendingEffect extends EffectStart {
+  /** Its `id`, as the effect's `run` gets it (`ctx.effectId`), the idempotency key to send. */
+  readonly effectId: string;
+}
+
+/** Every choice id the prompts so far offered (any `id` in their bodies: buttons, rows, template buttons). */
+function offeredChoices(replies: readonly TestReply[]): Set<string> {
+  const ids = new Set<string>();
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (typeof v === 'object' && v !== null)
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'id' && typeof x === 'string') ids.add(x);
+        else walk(x);
+      }
+  };
+  for (const r of replies) {
+    if (!r.isPrompt) continue;
+    walk(r.body);
+    for (const q of quickReplies(r.body)) ids.add(q);
+  }
+  return ids;
 }

@@ -170,3 +170,38 @@ describe('testFlow with an agent', () => {
     expect(t.step).toBe('show_status');
   });
 });
+
+describe('testFlow names what it cannot do (outside test QA92-F4)', () => {
+  it('a tap of a typo of an offered choice is an error naming the one meant; a far-off id is sent', async () => {
+    const t = shop();
+    await t.send('hi');
+    await t.send('ORD-12345');
+    await t.resolve('lookup', {
+      found: true,
+      order: { number: 'ORD-12345', status: 'in transit', events: [] },
+    });
+    const typo = t.tap('cancel_ordr');
+    await expect(typo).rejects.toMatchObject({ code: 'BATON_ERR_TEST_USAGE' });
+    await expect(typo).rejects.toThrow(
+      /tap\("cancel_ordr"\): no prompt offered it; did you mean "cancel_order"\?/,
+    );
+    // Nothing was sent for it.
+    expect(t.records.at(-1)!.kind).not.toBe('retry');
+    // An id far from every offered one is the test's own business: sent as it is.
+    await t.tap('something_else_entirely');
+    expect(t.records.at(-1)!.message_ids).toHaveLength(1);
+  });
+
+  it('resolve and fail of an effect not pending are errors with a code, naming the one meant', async () => {
+    const t = shop();
+    await t.send('hi');
+    await t.send('ORD-12345');
+    // The effect's id as its run gets it, to check an idempotency key against.
+    expect(t.pendingEffects[0]!.effectId).toBe(t.pendingEffects[0]!.id);
+    await expect(t.resolve('lookpu' as 'lookup', { found: false })).rejects.toMatchObject({
+      code: 'BATON_ERR_TEST_USAGE',
+      message: 'no pending effect "lookpu" (did you mean "lookup"?) (pending: lookup)',
+    });
+    await expect(t.fail('cancel')).rejects.toThrow('no pending effect "cancel" (pending: lookup)');
+  });
+});
