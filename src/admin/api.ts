@@ -209,7 +209,11 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
             );
           const stored = await backend.ingest({ messages: [message], statuses: [], receivedAt: at });
           backend.countStored(stored.accepted);
-          return reply.code(202).send({ id: message.id, duplicate: stored.accepted === 0 });
+          // An agent has the session: the event will be recorded `held`, not applied; the poster
+          // is told, to post it again after the hand-back (outside test QA97-F7).
+          return reply
+            .code(202)
+            .send({ id: message.id, duplicate: stored.accepted === 0, held: s?.needsAgent === true });
         },
       );
 

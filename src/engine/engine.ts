@@ -1173,7 +1173,12 @@ export class Engine {
     // The notice answers the user's message when the state stays as it was (SPEC 3: the wamid
     // appended); after an escalation it is tagged with the new version alone, and an effect's
     // result, no message of the user's, is never named as the one answered (outside test QA53-F2).
-    const answered = batch.find((m) => m.replayed !== true && (stuck || m.content.type !== 'effect_result'));
+    // An event is the bot's own systems speaking: a user who wrote nothing is told nothing of it
+    // (outside test QA97-F2: "we could not handle your last message" for an event's mistake).
+    const answered = batch.find(
+      (m) =>
+        m.replayed !== true && m.content.type !== 'event' && (stuck || m.content.type !== 'effect_result'),
+    );
     const { snapshot, outbound } = this.records(
       { ...base, ...(base.provider ? {} : { provider: first.provider }) },
       answered === undefined

@@ -80,20 +80,25 @@ export type Outcome<S extends string = string, D = FlowData> =
   | { readonly kind: 'handoff'; readonly reason: string }
   | { readonly kind: 'start_over' };
 
-/** Handed to every handler: the session's data and the outcome builders. */
+/**
+ * Handed to every handler: the session's data and the outcome builders. Each outcome is typed by
+ * where it goes (`c.goto('b')` is an `Outcome<'b'>`), so a helper that takes the context of a
+ * step that goes only to `failed` is handed the context of any step that may go there too
+ * (outside test QA97-F8).
+ */
 export interface StepContext<S extends string = string, D = FlowData> {
   readonly data: Readonly<D>;
   readonly t: Translate;
   /** Go to `step`, merging `set` into the data; `say` is sent before its prompt. */
-  goto(step: S, set?: Partial<D>, say?: Replies): Outcome<S, D>;
+  goto<T extends S>(step: T, set?: Partial<D>, say?: Replies): Outcome<T, D>;
   /** Go to `step` with the data cleared first, then `set` merged. */
-  restart(step: S, set?: Partial<D>, say?: Replies): Outcome<S, D>;
+  restart<T extends S>(step: T, set?: Partial<D>, say?: Replies): Outcome<T, D>;
   /** The input is not valid here: prompt again (with `message` as its text, if given), counting a retry. */
-  retry(message?: string): Outcome<S, D>;
+  retry(message?: string): Outcome<never, D>;
   /** Hand the session to a human: recorded `escalated`, the hand-off notice is sent, `needs_agent` set. */
-  handoff(reason: string): Outcome<S, D>;
+  handoff(reason: string): Outcome<never, D>;
   /** Clear the data and treat this input as a new session's first message. */
-  startOver(): Outcome<S, D>;
+  startOver(): Outcome<never, D>;
 }
 
 /**
@@ -117,11 +122,11 @@ export interface EventContext<S extends string = string, D = FlowData> {
   readonly step: S | null;
   readonly t: Translate;
   /** Go to `step`, merging `set` into the data; `say` is sent before its prompt. */
-  goto(step: S, set?: Partial<D>, say?: Replies): Outcome<S, D>;
+  goto<T extends S>(step: T, set?: Partial<D>, say?: Replies): Outcome<T, D>;
   /** Go to `step` with the data cleared first, then `set` merged. */
-  restart(step: S, set?: Partial<D>, say?: Replies): Outcome<S, D>;
+  restart<T extends S>(step: T, set?: Partial<D>, say?: Replies): Outcome<T, D>;
   /** Hand the session to a human, as a step's handoff does. */
-  handoff(reason: string): Outcome<S, D>;
+  handoff(reason: string): Outcome<never, D>;
 }
 
 /**
@@ -312,7 +317,8 @@ export type StepEffect<S extends string, D, E extends EffectMap> = {
 export interface StepSpec<
   S extends string = string,
   D = FlowData,
-  E extends EffectMap = EffectMap,
+  // A step typed without effects fits a flow with or without them (outside test QA97-F4).
+  E extends EffectMap = NoEffects,
   To extends string = S,
   Self extends string = S,
 > {
@@ -1219,6 +1225,16 @@ export function promptsOf(
 ): OutboundBody[] {
   const ctx: WordsContext = { t: translator(flow, data), ...(retry ? { retry } : {}) };
   const said = typeof step.say === 'function' ? step.say(data, ctx) : step.say;
+  if (step.on !== undefined && saysNothing(said)) {
+    // A step that waits for the user asks something, on entry and on each retry: a `say` that
+    // gives nothing (a catalog lookup that missed) left the user unanswered (outside test QA97-F3).
+    throw new FlowRuntimeError(
+      'BATON_ERR_FLOW_REPLY',
+      flow.id,
+      step.id,
+      `its say returned ${Array.isArray(said) ? 'no message' : said === null ? 'null' : 'undefined'}: a step that waits for an answer must ask something`,
+    );
+  }
   const choices = choicesOf(step, data, ctx);
   if (step.accepts === 'choice' && choices.length === 0) {
     throw new FlowRuntimeError(
@@ -1247,6 +1263,11 @@ export function promptsOf(
     }
   }
   return bodies;
+}
+
+/** Whether a `say` function's answer is no message at all. */
+function saysNothing(said: unknown): boolean {
+  return said === undefined || said === null || (Array.isArray(said) && said.length === 0);
 }
 
 /** The prompt a step sends, for the session's current data (its last message: the one with the choices). */

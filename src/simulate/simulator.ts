@@ -410,9 +410,16 @@ export class Simulator {
       // Said at once: while the session waits for an effect an event waits too, and nothing else
       // showed that it was stored (outside test QA7-F8).
       if (r.status === 202) {
-        const { duplicate } = (await r.json().catch(() => ({}))) as { duplicate?: unknown };
+        const { duplicate, held } = (await r.json().catch(() => ({}))) as {
+          duplicate?: unknown;
+          held?: unknown;
+        };
         const said =
-          duplicate === true ? 'event already stored (the same id)' : 'event stored: applied in turn';
+          duplicate === true
+            ? 'event already stored (the same id)'
+            : held === true
+              ? 'event stored, but an agent has the session: it is recorded held, not applied (post it again after the hand-back)'
+              : 'event stored: applied in turn';
         return { info: [said], posted: [r.status] };
       }
       const why = ((await r.json().catch(() => ({}))) as { error?: unknown }).error;

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { defineFlow } from '../../src/flow/define.ts';
 import { eventsSpec } from '../support/event-flow.ts';
 import { harnessOn } from '../support/harness-on.ts';
-import { PHONE_ID, text, webhook } from '../support/payloads.ts';
+import { button, PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
 
 const T0 = 1_750_000_000;
@@ -77,7 +77,7 @@ describe.each(HARNESS_BACKENDS)('events over the admin API, %s backend', (_name,
         id: 'ship-ORD-7',
         payload: { order: 'ORD-7' },
       });
-      expect(await again.json()).toEqual({ id, duplicate: true });
+      expect(await again.json()).toEqual({ id, duplicate: true, held: false });
       await new Promise((r) => setTimeout(r, 300));
       expect(sentTo(user)).toEqual(['baton:shop:ask_name:1', 'baton:shop:menu:2', 'baton:shop:tracking:3']);
       expect((await h.session(user))!.metadata.version).toBe(3);
@@ -118,11 +118,37 @@ describe.each(HARNESS_BACKENDS)('events over the admin API, %s backend', (_name,
       body: JSON.stringify({ agent: 'ana' }),
     });
     expect(take.status).toBe(200);
-    expect((await post(user, { name: 'order_shipped', payload: { order: 'ORD-9' } })).status).toBe(202);
+    const posted = await post(user, { name: 'order_shipped', payload: { order: 'ORD-9' } });
+    expect(posted.status).toBe(202);
+    // The poster is told it will not be applied (outside test QA97-F7).
+    expect(await posted.json()).toMatchObject({ duplicate: false, held: true });
     await h.until(async () => (await h.transitions(user)).at(-1)?.kind === 'held');
     expect(await h.session(user)).toMatchObject({ current_step: 'menu', data: { name: 'Ana' } });
     expect(sentTo(user)).toEqual(['baton:shop:ask_name:1', 'baton:shop:menu:2']);
   });
+
+  it.skipIf(!available)(
+    'an event the flow fails on is dead-lettered without telling the user, who wrote nothing (outside test QA97-F2)',
+    async () => {
+      const user = '15550713009';
+      await atMenu(user);
+      // `wrong_way` goes to a step its `to` does not name.
+      expect((await post(user, { name: 'wrong_way', id: 'ww-1' })).status).toBe(202);
+      await h.until(async () => {
+        const dead = (await (await h.admin('/dead-letters')).json()) as {
+          dead_letters: Array<{ reason: string; ref: string }>;
+        };
+        return dead.dead_letters.find((d) => d.ref.startsWith('ev:ww-1'));
+      });
+      // Then the user writes: answered as ever, and no "could not handle your last message" before.
+      expect((await h.post(webhook([button(user, 'human', 'A person', T0 + 2)]))).status).toBe(200);
+      await h.until(async () => (await h.session(user))?.metadata.needs_agent === true || undefined);
+      await h.graph.waitFor((c) => c.body.to === `+${user}` && /person/i.test(JSON.stringify(c.body)));
+      expect(
+        h.graph.sent.filter((c) => c.body.to === `+${user}` && /went wrong/i.test(JSON.stringify(c.body))),
+      ).toEqual([]);
+    },
+  );
 
   it.skipIf(!available)('refuses bad input with a clear 4xx and stores nothing', async () => {
     const user = '15550713004';

@@ -57,6 +57,38 @@ describe('/event in the simulator', () => {
     }
   });
 
+  it('says an event posted while an agent has the session is held, not applied (outside test QA97-F7)', async () => {
+    const sim = new Simulator({ url, graph, secret: SECRET, adminToken: TOKEN, firstUser: '15550730005' });
+    try {
+      const passed = await runScript(sim, {
+        steps: [
+          { send: 'hi', expect: ['Your name?'] },
+          { send: 'Jane', expect: ['what now?'] },
+        ],
+      });
+      expect(passed).toMatchObject({ ok: true });
+      // The menu's one button hands the user to a person.
+      await sim.handleLine('1');
+      const deadline = Date.now() + 8000;
+      for (;;) {
+        const r = await fetch(`${url}/admin/api/sessions/15550730005`, {
+          headers: { authorization: `Bearer ${TOKEN}` },
+        });
+        const view = (await r.json()) as { metadata?: { needs_agent?: boolean } };
+        if (view.metadata?.needs_agent === true) break;
+        if (Date.now() > deadline) throw new Error('never handed to a person');
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const posted = await sim.handleLine('/event order_shipped {"order":"ORD-43"}');
+      expect(posted).toMatchObject({ posted: [202] });
+      expect(posted.info[0]).toMatch(
+        /^event stored, but an agent has the session: it is recorded held, not applied/,
+      );
+    } finally {
+      sim.close();
+    }
+  });
+
   it("a conversation script posts events too: the event's prompt is checked, a refusal fails the step", async () => {
     const sim = new Simulator({ url, graph, secret: SECRET, adminToken: TOKEN, firstUser: '15550730003' });
     try {

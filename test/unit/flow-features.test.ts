@@ -512,6 +512,45 @@ describe('the error boundary', () => {
     expect((err as FlowRuntimeError).session).toMatch(/^test-channel:/);
   });
 
+  it('a say that gives nothing at a step that waits for an answer is BATON_ERR_FLOW_REPLY, not silence (outside test QA97-F3)', async () => {
+    const catalog: Record<string, string> = { greet: 'Hello! Your name?' };
+    for (const say of [() => catalog['greeting'] as string, () => [], () => null as unknown as string]) {
+      const f = defineFlow({
+        id: 'quiet',
+        start: 'a',
+        steps: {
+          a: { say, accepts: 'text', to: ['b'], on: (_i, c) => c.goto('b') },
+          b: { say: 'b', choices: [{ id: 'y', title: 'Yes' }], to: [], on: (_i, c) => c.retry() },
+        },
+      });
+      const err = (await testFlow(f)
+        .send('hi')
+        .catch((e: unknown) => e)) as FlowRuntimeError;
+      expect(err.code).toBe('BATON_ERR_FLOW_REPLY');
+      expect(err.message).toMatch(
+        /flow quiet, step a: its say returned (undefined|null|no message): a step that waits/,
+      );
+    }
+    // An effect's step, which waits for no answer, may say nothing.
+    const fx = defineFlow({
+      id: 'quiet_fx',
+      effects: { e: effect({ run: async () => 1 }) },
+      start: 'a',
+      steps: {
+        a: { say: 'a', accepts: 'text', to: ['working'], on: (_i, c) => c.goto('working') },
+        working: {
+          say: () => [],
+          to: ['a'],
+          effect: { use: 'e', onResult: (_r, c) => c.goto('a'), onFailure: (_f, c) => c.goto('a') },
+        },
+      },
+    });
+    const t = testFlow(fx);
+    await t.send('hi');
+    expect((await t.send('go')).map((r) => r.step)).toEqual([]);
+    expect(t.step).toBe('working');
+  });
+
   it('a dynamic reply over WhatsApp limits is BATON_ERR_FLOW_REPLY, naming flow and step', async () => {
     const f = defineFlow({
       id: 'r',

@@ -11,6 +11,9 @@ import {
   type FlowData,
   type FlowSpec,
   type Flow,
+  type Outcome,
+  type ResultContext,
+  type StepSpec,
   type StepIdOf,
   type StepInput,
 } from '../../src/index.ts';
@@ -103,6 +106,40 @@ describe('flow DSL types: each step goes only where its `to` says (outside test 
         steps: { a: { say: 'x', accepts: 'text', to: ['b'], on: (_i, c) => c.retry() } },
       }),
     ).toThrow(/goes to unknown step "b"/);
+  });
+
+  it('a helper typed for one target serves every step that may go there; a step typed apart fits any flow (outside test QA97-F4, F8)', () => {
+    const sorry = (c: ResultContext<'failed'>): Outcome<'failed'> => c.goto('failed', {}, 'Sorry!');
+    // Declared apart, typed without effects: fits a flow with effects too.
+    const failed: StepSpec<'ask' | 'booking' | 'failed'> = {
+      say: 'It did not work.',
+      accepts: 'any',
+      to: ['ask'],
+      on: (_i, c) => c.restart('ask'),
+    };
+    const flow = defineFlow({
+      id: 'typed_helper',
+      effects: { book: effect({ run: async () => ({ ok: true }) }) },
+      start: 'ask',
+      steps: {
+        ask: {
+          say: 'When?',
+          accepts: 'text',
+          to: ['booking', 'failed'],
+          on: (i, c) => (i.type === 'text' ? c.goto('booking') : sorry(c)),
+        },
+        booking: {
+          to: ['ask', 'failed'],
+          effect: {
+            use: 'book',
+            onResult: (r, c) => (r.ok ? c.goto('ask') : sorry(c)),
+            onFailure: (_f, c) => sorry(c),
+          },
+        },
+        failed,
+      },
+    });
+    expect(flow.steps.size).toBe(3);
   });
 
   it('a flow built at run time is typed `FlowSpec<string>`: any step, checked at load', () => {
