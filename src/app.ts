@@ -293,7 +293,10 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   const adminTokenGenerated = config.adminToken === undefined;
   const adminToken = config.adminToken ?? randomBytes(18).toString('base64url');
   const providers = {
-    whatsapp: createCloudApiProvider({ appSecret: config.whatsapp.appSecret }),
+    whatsapp: createCloudApiProvider({
+      appSecret: config.whatsapp.appSecret,
+      enabled: config.whatsapp.enabled,
+    }),
     wasender: createWasenderProvider({ webhookSecret: config.wasender.webhookSecret }),
   };
   const queue =

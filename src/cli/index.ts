@@ -212,7 +212,11 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
     await baton.stop().catch(() => undefined);
     throw listenError(err, config, opts.roles?.ingress !== false);
   }
-  if (url && config.whatsapp.appSecret === undefined) {
+  if (url && !config.whatsapp.enabled) {
+    warn(
+      'WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp is off (404) under NODE_ENV=production; webhooks come from WASender alone. Set it to take Cloud API webhooks too.',
+    );
+  } else if (url && config.whatsapp.appSecret === undefined) {
     warn(
       config.allowUnsigned
         ? "WARNING: WHATSAPP_APP_SECRET is not set and BATON_ALLOW_UNSIGNED=true: POST /webhooks/whatsapp accepts UNSIGNED requests from anywhere, so anyone who can reach this port can write to any user's session. Set it to your Meta app secret."

@@ -18,6 +18,13 @@ export interface Config {
     readonly verifyToken: string | undefined;
     readonly accessToken: string | undefined;
     readonly apiBaseUrl: string;
+    /**
+     * Whether `POST /webhooks/whatsapp` takes webhooks. Off (404) only under `NODE_ENV=production`
+     * with no app secret, no `BATON_ALLOW_UNSIGNED`, and a WASender webhook secret: a deployment
+     * on WASender alone (outside test QA96-F6: it could start only by opening the Cloud API
+     * route to unsigned posts from anywhere).
+     */
+    readonly enabled: boolean;
   };
   readonly wasender: {
     readonly apiKey: string | undefined;
@@ -335,10 +342,13 @@ export function loadConfig(env: Env = process.env): Config {
       `must be at least ${MIN_PRODUCTION_ADMIN_TOKEN} characters under NODE_ENV=production (or unset: one is generated)`,
     );
   }
-  if (appSecret === undefined && production && !allowUnsigned) {
+  const wasenderSecret = secret(env, 'WASENDER_WEBHOOK_SECRET');
+  // Under production a Cloud API route without a secret is off for a deployment on WASender alone.
+  const cloudApiOff = appSecret === undefined && production && !allowUnsigned;
+  if (cloudApiOff && wasenderSecret === undefined) {
     throw new ConfigError(
       'WHATSAPP_APP_SECRET',
-      'must be set under NODE_ENV=production (unsigned webhooks could reach any user; set BATON_ALLOW_UNSIGNED=true to accept them anyway)',
+      'must be set under NODE_ENV=production (unsigned webhooks could reach any user; on WASender alone, set WASENDER_WEBHOOK_SECRET and the Cloud API route stays off; BATON_ALLOW_UNSIGNED=true accepts unsigned ones anyway)',
     );
   }
   const config: Config = {
@@ -349,10 +359,11 @@ export function loadConfig(env: Env = process.env): Config {
       verifyToken: secret(env, 'WHATSAPP_VERIFY_TOKEN'),
       accessToken: secret(env, 'WHATSAPP_ACCESS_TOKEN'),
       apiBaseUrl: apiBase(env, 'WHATSAPP_API_BASE_URL', 'https://graph.facebook.com/v21.0'),
+      enabled: !cloudApiOff,
     },
     wasender: {
       apiKey: secret(env, 'WASENDER_API_KEY'),
-      webhookSecret: secret(env, 'WASENDER_WEBHOOK_SECRET'),
+      webhookSecret: wasenderSecret,
       apiBaseUrl: apiBase(env, 'WASENDER_API_BASE_URL', 'https://www.wasenderapi.com', '/api'),
     },
     adminToken,

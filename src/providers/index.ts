@@ -59,17 +59,20 @@ export { DEFAULT_SEND_TIMEOUT_MS, parseRetryAfter } from './http.ts';
 /**
  * The Cloud API webhook reader. With an `appSecret`, `verify` checks `X-Hub-Signature-256`;
  * without one (or with an empty one) it accepts every request, as SPEC section 2 says.
+ * `enabled: false` turns the route off (404).
  *
  * @example
  * ```ts
  * const cloud = createCloudApiProvider({ appSecret: process.env.WHATSAPP_APP_SECRET });
  * ```
  */
-export function createCloudApiProvider(options: { appSecret?: string | undefined } = {}): Provider {
+export function createCloudApiProvider(
+  options: { appSecret?: string | undefined; enabled?: boolean } = {},
+): Provider {
   const secret = options.appSecret ?? '';
   return {
     name: 'cloud-api',
-    enabled: true,
+    enabled: options.enabled ?? true,
     signed: secret.length > 0,
     verify: (raw, headers) =>
       secret.length === 0 || verifyMetaSignature(raw, singleHeader(headers, META_SIGNATURE_HEADER), secret),

@@ -280,6 +280,47 @@ describe('WHATSAPP_APP_SECRET under NODE_ENV=production', () => {
   });
 });
 
+describe('a deployment on WASender alone under NODE_ENV=production (outside test QA96-F6)', () => {
+  const wasenderOnly = {
+    NODE_ENV: 'production',
+    WASENDER_WEBHOOK_SECRET: WS_SECRET,
+    WASENDER_API_KEY: 'ws-key',
+    ADMIN_TOKEN: 'a-production-admin-token-long-enough-0123456789',
+  };
+
+  it('starts with the Cloud API route off; a secret or BATON_ALLOW_UNSIGNED turns it on', () => {
+    expect(loadConfig(wasenderOnly).whatsapp.enabled).toBe(false);
+    expect(loadConfig({ ...wasenderOnly, WHATSAPP_APP_SECRET: 's' }).whatsapp.enabled).toBe(true);
+    expect(loadConfig({ ...wasenderOnly, BATON_ALLOW_UNSIGNED: 'true' }).whatsapp.enabled).toBe(true);
+    // Not in production: the route takes unsigned posts from this machine (see below).
+    expect(loadConfig({ ...wasenderOnly, NODE_ENV: 'development' }).whatsapp.enabled).toBe(true);
+    // Without WASender either, the secret is required, and the message says both ways out.
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(
+      /WASENDER_WEBHOOK_SECRET and the Cloud API route stays off/,
+    );
+  });
+
+  it('answers an unsigned Cloud API post 404, even from this machine, and takes WASender webhooks', async () => {
+    const h = await startHarness({ ...wasenderOnly, WHATSAPP_APP_SECRET: '' });
+    try {
+      const user = '15550009020';
+      const r = await h.post(webhook([text(user, 'hi', 1_750_000_000)]), { signature: null });
+      expect(r.status).toBe(404);
+      expect(await r.json()).toMatchObject({ code: 'BATON_ERR_PROVIDER_OFF' });
+      expect(await h.baton.backend.findSessions(user)).toEqual([]);
+      const w = await postWasender(
+        h.url,
+        wasenderText('ws-session', user, 'hi', 1_750_000_000, 'WS20'),
+        WS_SECRET,
+      );
+      expect(w.status).toBe(200);
+      await h.until(async () => (await h.baton.backend.findSessions(user)).length === 1);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('a Cloud API route with no app secret configured', () => {
   const unsignedFrom = async (
     h: Harness,
