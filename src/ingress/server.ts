@@ -270,7 +270,13 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
       : err.code === 'HPE_HEADER_OVERFLOW'
         ? 'BATON_ERR_HEADERS_TOO_LARGE'
         : 'BATON_ERR_BAD_REQUEST';
-  answerOnSocket(socket, code);
+  // A request the HTTP parser refused is said as such, not as a bad parameter or body (outside
+  // test QA96-F4: Content-Length beside Transfer-Encoding, or two Content-Lengths).
+  const detail =
+    code === 'BATON_ERR_BAD_REQUEST' && err.code?.startsWith('HPE_')
+      ? `The request is not valid HTTP/1.1 (${err.code}): its framing or headers could not be read`
+      : undefined;
+  answerOnSocket(socket, code, detail);
 }
 
 /** Writes an `{error, code}` answer straight to a connection and closes it. */

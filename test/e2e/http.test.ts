@@ -191,6 +191,30 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
+  it('a request whose framing is ambiguous is answered 400 saying so, and nothing smuggled is answered (outside test QA96-F4)', async () => {
+    const { port } = new URL(h.url);
+    for (const framing of [
+      'Content-Length: 4\r\nTransfer-Encoding: chunked',
+      'Content-Length: 4\r\nContent-Length: 40',
+    ]) {
+      const answer = await new Promise<string>((resolve) => {
+        const s = connect(Number(port), '127.0.0.1');
+        let got = '';
+        s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve(got));
+        s.write(
+          `POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${framing}\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`,
+        );
+      });
+      expect(answer.split(' ')[1], framing).toBe('400');
+      expect(answer).toMatch(/"code":"BATON_ERR_BAD_REQUEST"/);
+      expect(answer).toMatch(/not valid HTTP\/1\.1 \(HPE_\w+\): its framing or headers could not be read/);
+      // One answer: the request after it was never read.
+      expect(answer.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1);
+    }
+  });
+
   it('accepts a 3 MB body (Meta sends up to 3 MB)', async () => {
     const raw = JSON.stringify({
       object: 'whatsapp_business_account',
