@@ -113,6 +113,14 @@ describe('the packed tarball', () => {
     expect(existsSync(join(app, 'node_modules', 'tsx'))).toBe(false);
   });
 
+  it('ships the docs its README links to (outside tests QA92-F5, QA97-F6: every docs/ link was dead on npm)', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    // Linked, or named in code spans (`docs/errors.md`).
+    const linked = new Set([...readme.matchAll(/(?:\]\(|`)(docs\/[\w.-]+\.md)/g)].map((m) => m[1]!));
+    expect(linked.size).toBeGreaterThan(3);
+    for (const doc of linked) expect(files, doc).toContain(doc);
+  });
+
   it('is imported from plain JavaScript: defineFlow + createBaton serve a flow', () => {
     writeFileSync(
       join(app, 'main.js'),
