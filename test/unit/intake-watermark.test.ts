@@ -202,6 +202,25 @@ describe('the ingress side', () => {
     expect(e.lagMs).toBe(700);
   });
 
+  it('a publish riding on a pipeline while its timer is overdue says the stall too (outside test QA95-F1)', () => {
+    let t = 30_000;
+    const redis = fakeRedis();
+    const w = watermarks({ send: redis.send, now: () => t, lagMs: () => 0 });
+    w.tracker();
+    // A webhook: the timer is due ACTIVE_PERIOD_MS later. The process stops in its wait for I/O
+    // and, 750 ms later, reads the next webhook before it runs its timers.
+    w.end(w.begin(t));
+    const due = t + ACTIVE_PERIOD_MS;
+    t = due + 750;
+    const token = w.begin(t);
+    const op = w.take()!;
+    w.end(token);
+    expect(op).toEqual({
+      command: 'HSET',
+      args: [KEY, 'me', encodeEntry({ watermark: due, publishedAt: t, lagMs: 750 })],
+    });
+  });
+
   it('keeps publishing on its timer while webhooks are in flight', async () => {
     const redis = fakeRedis();
     const w = watermarks({ send: redis.send });

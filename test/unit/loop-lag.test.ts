@@ -19,4 +19,24 @@ describe('LoopLag', () => {
     lag.stop();
     expect(lag.recentMs()).toBe(0);
   });
+
+  // A delay noted from outside (a publishing timer that ran late) counts as the histogram's own,
+  // for the periods it keeps: a process stopped for 500 ms could run the histogram's reset before
+  // its timer, and the stop was never seen (outside test QA95-F1).
+  it('counts a noted delay for about two seconds, then forgets it; notes nothing while stopped', async () => {
+    const lag = new LoopLag();
+    lag.note(500);
+    expect(lag.recentMs()).toBe(0);
+    lag.start();
+    try {
+      lag.note(420);
+      expect(lag.recentMs()).toBeGreaterThanOrEqual(420);
+      await tick(1100);
+      expect(lag.recentMs()).toBeGreaterThanOrEqual(420);
+      await tick(1700);
+      expect(lag.recentMs()).toBeLessThan(420);
+    } finally {
+      lag.stop();
+    }
+  });
 });

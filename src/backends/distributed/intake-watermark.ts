@@ -279,18 +279,26 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
     if (!this.publishing || this.closed) return null;
     const now = this.now();
     if (now - this.lastPublish < MIN_GAP_MS) return null;
-    return this.publishOp(now);
+    // A publishing timer overdue now says the loop did not run its timers for that long: a
+    // process stopped in its wait for I/O reads its sockets before it runs its timers when it
+    // runs again, so this publish, riding on the first webhook it stores then, is the one that
+    // must say so (outside test QA95-F1: its lag was the loop-delay histogram's, not updated yet).
+    const overdue = this.timer === null ? 0 : Math.max(0, now - this.nextTick);
+    return this.publishOp(now, overdue);
   }
 
   /**
-   * `lateness`: how much later than it was due the timer that publishes runs. A process that was
-   * not scheduled (a starved or stopped one) runs its timers before it reads its sockets, so what
-   * reached them meanwhile is not counted yet: the watermark stays where the loop last read, and
-   * the lag it publishes is at least that late.
+   * `lateness`: how much later than it was due the timer that publishes runs (or, riding on a
+   * pipeline, is overdue). A process that was not scheduled (a starved or stopped one) has not
+   * read what reached its sockets meanwhile, or not all of it: the watermark stays where the loop
+   * last ran on time, and the lag it publishes is at least that late.
    */
   private publishOp(now: number, lateness = 0): PipelineOp {
     this.lastPublish = now;
     this.published += 1;
+    // Kept for the publishes that follow (about two seconds), not said once: a worker reads the
+    // newest entry, and the next publish may come before its next read.
+    if (lateness > 0) this.loopLag.note(lateness);
     const value = encodeEntry({
       watermark: Math.min(this.localWatermark(now), now - lateness),
       publishedAt: now,

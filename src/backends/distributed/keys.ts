@@ -97,7 +97,7 @@ export class Keys {
   readonly workers: string;
   /** ZSET lease token by watchdog score (lease expiry + grace): the leases held, counted by `stats`. */
   readonly leases: string;
-  /** HASH ingress id -> `<low watermark>:<published at>` (see intake-watermark.ts). */
+  /** HASH ingress id -> `<low watermark>:<published at>:<loop lag>` (see intake-watermark.ts). */
   readonly intake: string;
   /** Pub/sub channel on which workers waiting for a batch's window ask ingresses to publish. */
   readonly intakeAsk: string;
