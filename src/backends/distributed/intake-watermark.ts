@@ -42,8 +42,10 @@
  * burst read over 0.7-0.9 s: QA93-F1). So each entry also carries the ingress's event-loop delay
  * of the last two seconds, and a worker stretches a batch's window by the largest among the live
  * ingresses (Engine.closeWindow). A process that was not scheduled at all (stopped, or starved
- * for long) runs its timers before it reads its sockets: the publish its late timer makes keeps
- * the watermark where the loop last read, and says at least that much lag.
+ * for long) reads its sockets or runs its timers first when it runs again, either: the first
+ * publish after it (its overdue timer's, or one riding on the first webhook it stores) keeps the
+ * watermark where the loop last ran on time and says at least that much lag, and the lag stays in
+ * what it publishes for about two seconds (outside test QA95-F1).
  *
  * Clocks: every process stamps arrivals, watermarks and publish times with its own `Date.now`,
  * so hosts need synchronised clocks (NTP), as the buffer window itself already does (a message's
