@@ -377,15 +377,7 @@ export function testFlow<F extends Flow>(
       return runBatch();
     },
     async tap(id, from) {
-      const prompt =
-        from ??
-        [...replies]
-          .reverse()
-          .find(
-            (r) =>
-              r.isPrompt &&
-              (JSON.stringify(r.body).includes(`"id":"${id}"`) || quickReplies(r.body).includes(id)),
-          );
+      const prompt = from ?? [...replies].reverse().find((r) => r.isPrompt && choiceIds(r.body).has(id));
       if (prompt === undefined) {
         // No prompt offered it: a typo of one that was (outside test QA92-F4: `t.tap('ordr')` was
         // a silent retry), unless it is far from all of them (an `any` step's own ids).
@@ -474,9 +466,9 @@ export interface PendingEffect extends EffectStart {
   readonly effectId: string;
 }
 
-/** Every choice id the prompts so far offered (any `id` in their bodies: buttons, rows, template buttons). */
-function offeredChoices(replies: readonly TestReply[]): Set<string> {
-  const ids = new Set<string>();
+/** The choice ids a prompt offers: any `id` in its body (buttons, rows, template buttons), and its quick replies. */
+function choiceIds(body: TestReply['body']): Set<string> {
+  const ids = new Set<string>(quickReplies(body));
   const walk = (v: unknown): void => {
     if (Array.isArray(v)) v.forEach(walk);
     else if (typeof v === 'object' && v !== null)
@@ -485,10 +477,11 @@ function offeredChoices(replies: readonly TestReply[]): Set<string> {
         else walk(x);
       }
   };
-  for (const r of replies) {
-    if (!r.isPrompt) continue;
-    walk(r.body);
-    for (const q of quickReplies(r.body)) ids.add(q);
-  }
+  walk(body);
   return ids;
+}
+
+/** Every choice id the prompts so far offered. */
+function offeredChoices(replies: readonly TestReply[]): Set<string> {
+  return new Set(replies.filter((r) => r.isPrompt).flatMap((r) => [...choiceIds(r.body)]));
 }

@@ -175,17 +175,11 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
   it('a body declared too big that trickles in is answered 413 within seconds, not 408 (outside test QA1-3)', async () => {
     const { port } = new URL(h.url);
     const started = Date.now();
-    const answer = await new Promise<string>((resolve) => {
-      const s = connect(Number(port), '127.0.0.1');
-      let got = '';
-      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-      s.on('error', () => undefined);
-      // The answer comes with the connection closed: the rest of the body is never read.
-      s.on('close', () => resolve(got));
-      s.write(
-        `POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${50 * 1024 * 1024}\r\n\r\n{`,
-      );
-    });
+    // The answer comes with the connection closed: the rest of the body is never read.
+    const answer = await untilClosed(
+      port,
+      `POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${50 * 1024 * 1024}\r\n\r\n{`,
+    );
     expect(answer.split(' ')[1]).toBe('413');
     expect(answer.toLowerCase()).toContain('connection: close');
     expect(Date.now() - started).toBeLessThan(10_000);
@@ -197,16 +191,10 @@ describe('POST /webhooks/whatsapp refuses bad input with the right status, never
       'Content-Length: 4\r\nTransfer-Encoding: chunked',
       'Content-Length: 4\r\nContent-Length: 40',
     ]) {
-      const answer = await new Promise<string>((resolve) => {
-        const s = connect(Number(port), '127.0.0.1');
-        let got = '';
-        s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-        s.on('error', () => undefined);
-        s.on('close', () => resolve(got));
-        s.write(
-          `POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${framing}\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`,
-        );
-      });
+      const answer = await untilClosed(
+        port,
+        `POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${framing}\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`,
+      );
       expect(answer.split(' ')[1], framing).toBe('400');
       expect(answer).toMatch(/"code":"BATON_ERR_BAD_REQUEST"/);
       expect(answer).toMatch(/not valid HTTP\/1\.1 \(HPE_\w+\): its framing or headers could not be read/);
@@ -701,3 +689,15 @@ describe('storage unavailable', () => {
     }
   });
 });
+
+/** Writes `raw` to a new connection to `port` on this machine; resolves with all it was answered once the server closed it. */
+function untilClosed(port: string, raw: string): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const s = connect(Number(port), '127.0.0.1');
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(got));
+    s.write(raw);
+  });
+}

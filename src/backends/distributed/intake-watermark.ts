@@ -362,11 +362,8 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
 
   /** Keeps the watermark read with `session`'s mailbox, for the {@link drained} that follows. */
   afterRead(session: SessionKey, read: WatermarkRead, reply: unknown): void {
-    const { watermark, lagMs, purge } = lowWatermark(hashEntries(reply), this.now(), this.ownField());
-    this.cleanUp(purge);
     // Any reading is true from when it was taken on: it may release batches waiting here too.
-    this.remote = watermark;
-    this.remoteLag = lagMs;
+    const watermark = this.took(reply);
     if (this.waiters.size > 0) this.check();
     const member = memberOf(session);
     this.observed.delete(member);
@@ -429,10 +426,7 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
             ...(ask ? [{ command: 'PUBLISH', args: [this.o.askChannel, '1'] }] : []),
           ]);
           this.polls += 1;
-          const { watermark, lagMs, purge } = lowWatermark(hashEntries(reply), this.now(), this.ownField());
-          this.cleanUp(purge);
-          this.remote = watermark;
-          this.remoteLag = lagMs;
+          this.took(reply);
           this.check();
         } catch (err) {
           this.o.onError?.(err);
@@ -443,6 +437,15 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
     } finally {
       this.polling = false;
     }
+  }
+
+  /** Keeps what an HGETALL of the hash says of the other ingresses; returns their low watermark. */
+  private took(reply: unknown): number {
+    const { watermark, lagMs, purge } = lowWatermark(hashEntries(reply), this.now(), this.ownField());
+    this.cleanUp(purge);
+    this.remote = watermark;
+    this.remoteLag = lagMs;
+    return watermark;
   }
 
   /** Releases the waiters whose window every live ingress (this one included) has passed. */
