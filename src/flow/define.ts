@@ -117,14 +117,14 @@ export type ResultContext<S extends string = string, D = FlowData> = Omit<
  * starts), and the outcomes an event may have: go to a step, or hand off. Returning nothing
  * leaves the session as it is (recorded `ignored`).
  */
-export interface EventContext<S extends string = string, D = FlowData> {
+export interface EventContext<S extends string = string, D = FlowData, To extends string = S> {
   readonly data: Readonly<D>;
   readonly step: S | null;
   readonly t: Translate;
-  /** Go to `step`, merging `set` into the data; `say` is sent before its prompt. */
-  goto<T extends S>(step: T, set?: Partial<D>, say?: Replies): Outcome<T, D>;
-  /** Go to `step` with the data cleared first, then `set` merged. */
-  restart<T extends S>(step: T, set?: Partial<D>, say?: Replies): Outcome<T, D>;
+  /** Go to `step` (one of the event's `to`), merging `set` into the data; `say` is sent before its prompt. */
+  goto<T extends To>(step: T, set?: Partial<D>, say?: Replies): Outcome<T, D>;
+  /** Go to `step` (one of the event's `to`) with the data cleared first, then `set` merged. */
+  restart<T extends To>(step: T, set?: Partial<D>, say?: Replies): Outcome<T, D>;
   /** Hand the session to a human, as a step's handoff does. */
   handoff(reason: string): Outcome<never, D>;
 }
@@ -134,9 +134,9 @@ export interface EventContext<S extends string = string, D = FlowData> {
  * to `POST /admin/api/sessions/:waId/events`, applied in order with the user's messages, under
  * the session's baton.
  */
-export interface EventSpec<S extends string = string, D = FlowData, P = unknown> {
-  /** The steps the event may lead to (checked when the flow loads). */
-  readonly to: readonly NoInfer<S>[];
+export interface EventSpec<S extends string = string, D = FlowData, P = unknown, To extends string = S> {
+  /** The steps the event may lead to (checked when the flow loads), the only ones its `on` may go to. */
+  readonly to: readonly NoInfer<To>[];
   /** Checks the payload when it is posted: one the schema refuses is a `400`, never stored. */
   readonly payload?: DataSchema<P>;
   /**
@@ -144,7 +144,7 @@ export interface EventSpec<S extends string = string, D = FlowData, P = unknown>
    * session (the event is `held`, like the user's messages).
    */
   // A method, so that a handler may name its payload's type (checked by `payload`, if given).
-  on(payload: P, c: EventContext<S, D>): Outcome<S, D> | undefined;
+  on(payload: P, c: EventContext<S, D, To>): Outcome<To, D> | undefined;
 }
 
 /** Which inputs a step takes. A step with `choices` takes exactly those ids. */
@@ -430,6 +430,7 @@ export interface FlowSpec<
   E extends EffectMap = EffectMap,
   Ev extends EventPayloads = EventPayloads,
   To extends { readonly [K in S]: S } = { readonly [K in S]: S },
+  EvTo extends { readonly [K in keyof EvTo]: S } = { readonly [K in keyof Ev]: S },
 > {
   readonly id: string;
   /** The author's version of the flow; stored with each session. */
@@ -442,7 +443,9 @@ export interface FlowSpec<
    * Events the bot's own systems may post to a session, by name (lower_snake_case). Each `on`
    * gets its payload typed by the event's `payload` schema (`unknown` without one).
    */
-  readonly events?: { readonly [K in keyof Ev]: EventSpec<NoInfer<S>, D, Ev[K]> } & LowerSnakeKeys<Ev>;
+  readonly events?: {
+    readonly [K in keyof Ev]: EventSpec<NoInfer<S>, D, Ev[K], K extends keyof EvTo ? EvTo[K] : NoInfer<S>>;
+  } & { readonly [K in keyof EvTo]: { readonly to: readonly EvTo[K][] } } & LowerSnakeKeys<Ev>;
   readonly start: NoInfer<S>;
   readonly steps: { readonly [K in S]: StepSpec<S, D, E, To[K], K> };
   /** Texts that restart the flow from any step (compared trimmed, case-insensitive). */
@@ -672,7 +675,11 @@ export function defineFlow<
   D = FlowData,
   E extends EffectMap = NoEffects,
   Ev extends EventPayloads = EventPayloads,
->(spec: FlowSpec<keyof T & string, D, E, Ev, T>): TypedFlow<keyof T & string, D, E, Ev> {
+  // Each event's name, with the steps its `to` names: its `on` may go to those only.
+  const EvTo extends { readonly [K in keyof EvTo]: keyof T & string } = {
+    readonly [K in keyof Ev]: keyof T & string;
+  },
+>(spec: FlowSpec<keyof T & string, D, E, Ev, T, EvTo>): TypedFlow<keyof T & string, D, E, Ev> {
   type S = keyof T & string;
   const fail = (detail: string): never => {
     throw new FlowDefinitionError(`flow "${spec.id}": ${detail}`);

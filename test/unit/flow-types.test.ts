@@ -406,7 +406,22 @@ describe('flow DSL types: data, effects, helpers', () => {
           // No schema: the payload is unknown until the handler checks it.
           on: (p, c) => {
             expectTypeOf(p).toBeUnknown();
+            // The session may be at any step; the event goes only where its own `to` says.
+            expectTypeOf(c.step).toEqualTypeOf<'ask' | 'tracking' | null>();
+            // @ts-expect-error: "tracking" is a step, but not in this event's `to` (outside test QA97-F2)
+            if (c.step === 'ask') return c.goto('tracking');
+            // @ts-expect-error: nor may it restart there
+            if (c.step === null) return c.restart('tracking');
             return c.goto('ask');
+          },
+        },
+        closed: {
+          // An event that leads nowhere may leave the session as it is, or hand it off.
+          to: [],
+          on: (_p, c) => {
+            // @ts-expect-error: an event without targets goes to no step
+            if (c.step === 'ask') return c.goto('ask');
+            return c.step === null ? undefined : c.handoff('account closed');
           },
         },
       },
@@ -416,7 +431,7 @@ describe('flow DSL types: data, effects, helpers', () => {
         tracking: { say: 'Tracking', accepts: 'any', to: ['ask'], on: (_i, c) => c.goto('ask') },
       },
     });
-    expect([...flow.events.keys()]).toEqual(['order_shipped', 'payment_cleared', 'nudge']);
+    expect([...flow.events.keys()]).toEqual(['order_shipped', 'payment_cleared', 'nudge', 'closed']);
 
     // testFlow knows the same names and types (outside test B14: every name was a plain string).
     const t = testFlow(flow);
