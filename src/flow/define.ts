@@ -42,7 +42,10 @@ export type Translate = (key: string, vars?: Readonly<Record<string, string | nu
 
 /** What a prompt or a notice may depend on. */
 export interface WordsContext {
-  /** Set when the prompt is sent again after invalid input. */
+  /**
+   * Set when the prompt is sent again after invalid input (`count` 0: the start step's `first`
+   * refused a new session's first message with `c.retry(message)`).
+   */
   readonly retry?: { readonly count: number; readonly message?: string };
   /** Why the session is handed to an agent (hand-off notice only). */
   readonly reason?: string;

@@ -634,6 +634,11 @@ class BatchRun {
         this.enter(kind, flow.start, ids, { data: this.shaped(kept) });
         this.escalate(ids, outcome.reason);
         return;
+      case 'retry':
+        // The user was not asked anything yet, so no retry is counted; a message the handler gave
+        // is the prompt's text, as a retry's is (outside test QA97-F5: it was dropped).
+        this.enter(kind, flow.start, ids, { data: this.shaped(kept) }, undefined, outcome.message);
+        return;
       default:
         this.enter(kind, flow.start, ids, { data: this.shaped(kept) });
     }
@@ -1112,6 +1117,7 @@ class BatchRun {
     ids: string[],
     patch: Partial<SessionSnapshot>,
     say?: Replies,
+    retryMessage?: string,
   ): void {
     this.leaveVisit();
     this.s = leftVisit(this.s);
@@ -1119,7 +1125,7 @@ class BatchRun {
     this.s = { ...this.s, visitVersion: this.s.version };
     this.visitPrompts = [];
     if (say !== undefined) for (const body of bodiesOf(say)) this.emit({ body, isPrompt: false });
-    this.prompt();
+    this.prompt(retryMessage === undefined ? undefined : { count: 0, message: retryMessage });
     const step = this.flow!.steps.get(to)!;
     const eff = step.effect;
     if (eff !== undefined) {
