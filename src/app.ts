@@ -2,6 +2,7 @@
  * Wires a Baton instance from a validated config: backend, flows, senders, engine, HTTP server.
  * @module
  */
+import { within } from './sleep.ts';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { existsSync, statSync } from 'node:fs';
@@ -468,14 +469,8 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
  * store that does not answer does not hold the stop up.
  */
 async function tellLeftOver(backend: Backend, logger: Logger): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    const stats = await Promise.race([
-      backend.stats(),
-      new Promise<null>((resolve) => {
-        timer = setTimeout(() => resolve(null), 1000);
-      }),
-    ]);
+    const stats = await within(1000, backend.stats(), null);
     if (stats === null || (stats.unsent === 0 && stats.queueDepth === 0)) return;
     // One process alone (embedded): nothing happens to them until it starts again.
     const alone = backend.kind === 'embedded';
@@ -486,8 +481,6 @@ async function tellLeftOver(backend: Backend, logger: Logger): Promise<void> {
     );
   } catch {
     // The store is going or gone: nothing to say about it here.
-  } finally {
-    clearTimeout(timer);
   }
 }
 

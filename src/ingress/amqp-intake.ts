@@ -28,6 +28,7 @@ import type { Logger } from 'pino';
 import { ConfigError, StorageUnavailableError } from '../errors.ts';
 import { serviceAddress } from '../config/address.ts';
 import type { ProviderName } from '../model/message.ts';
+import { within } from '../sleep.ts';
 
 /** A webhook as the ingress queues it: the gateway's raw body and when it reached Baton. */
 export interface QueuedWebhook {
@@ -406,11 +407,11 @@ export class AmqpIntake {
         ]);
         clearTimeout(timer);
       }
-      await within(STOP_WAIT_MS, this.consumer.close());
+      await closedWithin(STOP_WAIT_MS, this.consumer.close());
     }
     // A frozen link never answers a close: each waits a bounded time (it hung the process's stop).
-    await within(STOP_WAIT_MS, this.publisher.close());
-    await within(STOP_WAIT_MS, this.manager.close());
+    await closedWithin(STOP_WAIT_MS, this.publisher.close());
+    await closedWithin(STOP_WAIT_MS, this.manager.close());
   }
 
   /** Runs `fn` after `ms` unless closing; errors are logged. */
@@ -477,8 +478,10 @@ function settle(op: () => void): void {
 }
 
 /** Waits for `p` (its failure ignored), at most `ms`. */
-async function within(ms: number, p: Promise<unknown>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
-  clearTimeout(timer);
+async function closedWithin(ms: number, p: Promise<unknown>): Promise<void> {
+  await within(
+    ms,
+    p.catch(() => undefined),
+    undefined,
+  );
 }

@@ -21,6 +21,7 @@ import type {
 import { joinOutbound } from './journal.ts';
 import { isPgRetryable, isPgUnavailable } from './pg-errors.ts';
 import { loadStatements, type StatementName, type Statements } from './sql.ts';
+import { within } from '../../sleep.ts';
 
 type Row = Record<string, unknown>;
 
@@ -285,19 +286,11 @@ export class PgStore {
 
   /** Whether PostgreSQL answers within `timeoutMs` (a paused server must not hang /readyz). */
   async ping(timeoutMs = 2000): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), timeoutMs);
-    });
-    try {
-      const answered = this.query('ping').then(
-        () => true,
-        () => false,
-      );
-      return await Promise.race([answered, late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    const answered = this.query('ping').then(
+      () => true,
+      () => false,
+    );
+    return within(timeoutMs, answered, false);
   }
 
   /**

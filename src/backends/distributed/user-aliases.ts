@@ -22,6 +22,7 @@ import { rekeyed, userIdOnly, type InboundMessage } from '../../model/message.ts
 import type { Context } from './context.ts';
 import { r } from './redis-calls.ts';
 import type { PipelineOp } from './scripts.ts';
+import { within } from '../../sleep.ts';
 
 /** How long intake waits for PostgreSQL's answer before it routes by the user id itself, ms. */
 const PG_WAIT_MS = 500;
@@ -159,13 +160,5 @@ async function heldInPostgres(
     );
     return null;
   });
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), PG_WAIT_MS);
-  });
-  try {
-    return await Promise.race([asked, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return within(PG_WAIT_MS, asked, null);
 }
