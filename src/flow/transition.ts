@@ -192,6 +192,11 @@ export function orderBatch<M extends StoredMessage>(batch: readonly M[]): M[] {
   return [...batch].sort((a, b) => a.timestamp - b.timestamp || restoredFirst(a, b) || a.seq - b.seq);
 }
 
+/** Whether `a` reached the session's mailbox before `b` (as {@link orderBatch} tells arrival). */
+function arrivedBefore(a: StoredMessage, b: StoredMessage): boolean {
+  return (restoredFirst(a, b) || a.seq - b.seq) < 0;
+}
+
 /** Between a message restored from the intake log and one that was not: which comes first. */
 function restoredFirst(a: StoredMessage, b: StoredMessage): number {
   const restored = Number(b.restored === true) - Number(a.restored === true);
@@ -384,11 +389,28 @@ class BatchRun {
   }
 
   run(ordered: ResolvedMessage[]): TransitionResult {
-    let flow = this.flow!;
     this.upgrade();
-    // An awaited effect's result goes first: the messages that waited for it come after it.
-    for (const m of ordered) if (isEffectResult(m)) this.applyResult(m);
+    const results = ordered.filter(isEffectResult);
     const messages = ordered.filter((m) => !isEffectResult(m));
+    // An awaited effect's result goes first: the messages that waited for it come after it. But
+    // a reset keyword never waits (SPEC 5b): one that arrived before the result is applied first,
+    // with the messages before it (at the effect's step, where they are retries), and the result
+    // then comes for a visit the session has left (recorded, not applied, nothing sent). The
+    // result came first when both were in the mailbox at once: the user who wrote "reset" while a
+    // lookup ran was sent the old order's status (outside test QA99-F1).
+    const reset =
+      this.s.awaiting === undefined || results.length === 0
+        ? -1
+        : messages.findIndex((m) => this.isKeyword(m) && results.some((r) => arrivedBefore(m, r)));
+    this.applyMessages(messages.slice(0, reset + 1));
+    for (const m of results) this.applyResult(m);
+    this.applyMessages(messages.slice(reset + 1));
+    return this.result();
+  }
+
+  /** Applies the user's messages (and events) in order; those that wait stay in the mailbox. */
+  private applyMessages(messages: ResolvedMessage[]): void {
+    let flow = this.flow!;
     let i = 0;
     while (i < messages.length) {
       const m = notBehind(messages[i]!, this.s.lastInteraction);
@@ -529,7 +551,6 @@ class BatchRun {
       this.apply(step, outcome ?? { kind: 'retry' }, [...input.messageIds]);
     }
     for (const m of messages.slice(0, i)) this.consumed.push(m.id);
-    return this.result();
   }
 
   /** The data a reset keeps: the keys the flow's `keepOnReset` names that the session has. */

@@ -320,6 +320,31 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       noReplyTwice();
     });
 
+    it('a reset whose window the result falls in goes first: the result is recorded, not applied (outside test QA99-F1)', async () => {
+      const release = shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      const before = sent.length;
+      await say('reset');
+      // The shop answers at once: the result reaches the mailbox right behind the reset, inside
+      // its window, and both may come in one batch (they were applied result first).
+      release();
+      await until(async () =>
+        (await backend.transitions(key)).some((r) => r.message_ids[0]?.startsWith('fx:')) ? true : undefined,
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      expect((await backend.transitions(key)).map((r) => [r.kind, r.to_step])).toEqual([
+        ['advance', 'looking_up'],
+        ['reset', 'ask_order'],
+        ['stale_input', 'ask_order'],
+      ]);
+      expect((await backend.load(key))!.step).toBe('ask_order');
+      // Only the reset's prompt: nothing of the old order's status.
+      expect(sent.slice(before).map((x) => x.body.type)).toEqual(['text']);
+      expect(texts().at(-1)).toMatch(/Which order/);
+      noReplyTwice();
+    });
+
     it('a reset sent after another message has waited, in a later batch, does not wait either', async () => {
       const release = shop.hold('GET /orders/ORD-12345');
       await say('ORD-12345');

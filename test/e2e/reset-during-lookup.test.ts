@@ -1,0 +1,60 @@
+/**
+ * SPEC 5b over HTTP, embedded, with the default 500 ms buffer window: a user writes "reset" while
+ * the shop is looking an order up, and the shop answers while the reset is still in its window.
+ * The reset never waits: it is applied first, the lookup's result is recorded and not applied, and
+ * the old order's status and menu are never sent (outside test QA99-F1: they were, 7 of 7 times
+ * at a 280 ms lead).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { orderStatusFlow } from '../../examples/order-status/flow.ts';
+import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
+import { startHarness, type Harness } from '../support/harness.ts';
+import { text, webhook } from '../support/payloads.ts';
+
+let h: Harness;
+let shop: FakeShop;
+beforeAll(async () => {
+  shop = await startFakeShop();
+  shop.orders.set('ORD-12345', shopOrder('ORD-12345'));
+  h = await startHarness(
+    { BATON_BUFFER_MS: '500' },
+    { flows: [orderStatusFlow({ apiUrl: shop.url, backoffMs: 20 })] },
+  );
+});
+afterAll(async () => {
+  await h?.close();
+  await shop?.close();
+});
+
+const T0 = 1_750_000_000;
+
+describe('a reset while the lookup runs (embedded, 500 ms window)', () => {
+  it('the shop answering inside the reset’s window: the reset first, the result not applied, no status sent', async () => {
+    const u = '15550009001';
+    const release = shop.hold('GET /orders/ORD-12345');
+    expect((await h.post(webhook([text(u, 'ORD-12345', T0)]))).status).toBe(200);
+    await shop.waitForCalls('GET /orders/ORD-12345', 1);
+    expect((await h.session(u))?.current_step).toBe('looking_up');
+    expect((await h.post(webhook([text(u, 'reset', T0 + 1)]))).status).toBe(200);
+    // The shop answers well inside the reset's 500 ms window.
+    await new Promise((r) => setTimeout(r, 100));
+    release();
+    const records = await h.until(async () => {
+      const t = await h.transitions(u);
+      return t.some((r) => r.kind === 'stale_input') ? t : undefined;
+    });
+    expect(records.map((r) => [r.kind, r.to_step])).toEqual([
+      // A first text that is itself an order number is used as at ask_order.
+      ['advance', 'looking_up'],
+      ['reset', 'ask_order'],
+      ['stale_input', 'ask_order'],
+    ]);
+    expect((await h.session(u))?.current_step).toBe('ask_order');
+    // Nothing of the old order reached the user: no status text, no menu.
+    await new Promise((r) => setTimeout(r, 300));
+    const sent = h.graph.sent.filter((c) => c.body.to === `+${u}`);
+    expect(sent.some((c) => c.body.type === 'interactive')).toBe(false);
+    const texts = sent.map((c) => (typeof c.body.text === 'object' ? c.body.text.body : c.body.text));
+    expect(texts.some((t) => t?.includes('in transit'))).toBe(false);
+  });
+});
