@@ -927,8 +927,13 @@ export class Engine {
       if (!held.signal.aborted && !run.yielded) await this.startEffects(run);
     }
     await Promise.all([...running.values()].map((r) => r.done));
-    // An effect paused for an agent: the baton goes to the agent, and a later turn goes on.
+    // An effect paused for an agent: the baton goes to the agent, and a later turn goes on. So
+    // does a result an agent's act came before (a reset, a take): the act is applied first, and
+    // the result then finds the visit it was for left (recorded, not applied). It was applied
+    // first, and an agent's reset during a lookup had the user sent the old order's status just
+    // before it (outside test QA99-F4).
     if (effectLeft(run) && !held.sending.aborted) run.yielded = true;
+    else if (!run.yielded && !held.sending.aborted && (await this.wanted(run)())) run.yielded = true;
     running.clear();
     run.resultReady = false;
     // What the last batch found unfinished is looked at again by the next turn.

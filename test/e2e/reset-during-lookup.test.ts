@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
-import { text, webhook } from '../support/payloads.ts';
+import { PHONE_ID, text, webhook } from '../support/payloads.ts';
 
 let h: Harness;
 let shop: FakeShop;
@@ -56,5 +56,33 @@ describe('a reset while the lookup runs (embedded, 500 ms window)', () => {
     expect(sent.some((c) => c.body.type === 'interactive')).toBe(false);
     const texts = sent.map((c) => (typeof c.body.text === 'object' ? c.body.text.body : c.body.text));
     expect(texts.some((t) => t?.includes('in transit'))).toBe(false);
+  });
+});
+
+describe("an agent's reset while the lookup runs (embedded)", () => {
+  it('the reset goes first: the result is recorded, not applied, and the old status is not sent', async () => {
+    const u = '15550009002';
+    const release = shop.hold('GET /orders/ORD-12345');
+    const calls = shop.callsTo('GET /orders/ORD-12345').length;
+    expect((await h.post(webhook([text(u, 'ORD-12345', T0)]))).status).toBe(200);
+    await shop.waitForCalls('GET /orders/ORD-12345', calls + 1);
+    expect((await h.session(u))?.current_step).toBe('looking_up');
+    // The agent's reset waits for the baton, which the lookup in flight holds.
+    const reset = h.admin(`/sessions/${u}/reset?channel=${PHONE_ID}`, { method: 'POST' });
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    expect((await reset).status).toBe(200);
+    const records = await h.until(async () => {
+      const t = await h.transitions(u);
+      return t.some((r) => r.message_ids[0]?.startsWith('fx:')) ? t : undefined;
+    });
+    expect(records.map((r) => [r.kind, r.to_step])).toEqual([
+      ['advance', 'looking_up'],
+      ['admin_reset', null],
+      ['stale_input', null],
+    ]);
+    await new Promise((r) => setTimeout(r, 300));
+    const sent = h.graph.sent.filter((c) => c.body.to === `+${u}`);
+    expect(sent.some((c) => c.body.type === 'interactive')).toBe(false);
   });
 });
