@@ -2,7 +2,6 @@
  * Wires a Baton instance from a validated config: backend, flows, senders, engine, HTTP server.
  * @module
  */
-import { within } from './sleep.ts';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { existsSync, statSync } from 'node:fs';
@@ -30,6 +29,7 @@ import { AmqpIntake, type IntakeHandler } from './ingress/amqp-intake.ts';
 import { keepUnreadable, unreadableLetters } from './ingress/unreadable.ts';
 import { Metrics } from './metrics.ts';
 import { cachedStats } from './backends/stats-cache.ts';
+import { within } from './sleep.ts';
 import {
   createCloudApiProvider,
   createCloudApiSender,

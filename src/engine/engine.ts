@@ -933,7 +933,8 @@ export class Engine {
     // first, and an agent's reset during a lookup had the user sent the old order's status just
     // before it (outside test QA99-F4).
     if (effectLeft(run) && !held.sending.aborted) run.yielded = true;
-    else if (!run.yielded && !held.sending.aborted && (await this.wanted(run)())) run.yielded = true;
+    else if (!run.yielded && !held.sending.aborted && (await this.wanted(run)().catch(() => false)))
+      run.yielded = true;
     running.clear();
     run.resultReady = false;
     // What the last batch found unfinished is looked at again by the next turn.
