@@ -920,6 +920,11 @@ export class Engine {
       const all = Promise.all([...running.values()].map((r) => r.done));
       await Promise.race([all, sleep(pollMs, held.sending)]);
       if (!effectsRunning(run) || held.sending.aborted) break;
+      // An agent waits for the baton: no batch here, which would apply a result stored in the
+      // moment before its effect ends (below, the baton goes to the agent once they end). Under
+      // load that moment was wide, and an agent's reset came after the result it waited behind
+      // (outside test QA100-F1).
+      if (await this.wanted(run)().catch(() => false)) break;
       while (await this.runBatch(run)) {
         if (held.signal.aborted) break;
       }
@@ -931,7 +936,7 @@ export class Engine {
     // does a result an agent's act came before (a reset, a take): the act is applied first, and
     // the result then finds the visit it was for left (recorded, not applied). It was applied
     // first, and an agent's reset during a lookup had the user sent the old order's status just
-    // before it (outside test QA99-F4).
+    // before it (outside test QA99-F4). Asked once more, as the effects have ended.
     if (effectLeft(run) && !held.sending.aborted) run.yielded = true;
     else if (!run.yielded && !held.sending.aborted && (await this.wanted(run)().catch(() => false)))
       run.yielded = true;

@@ -345,6 +345,45 @@ export function describeEffectsConformance(name: string, make: () => Promise<Bac
       noReplyTwice();
     });
 
+    it("an agent's reset waiting for the baton goes before the lookup's result, however long the result takes to be marked done (outside test QA100-F1)", async () => {
+      // The moment between the result reaching the mailbox and its effect's end (the effect's
+      // record marked done), wide here as a loaded machine made it: a batch run in that moment
+      // applied the result before the agent's reset that waited for the baton.
+      for (const e of engines) await e.stop();
+      engines = [];
+      const real = backend;
+      backend = new Proxy(real, {
+        get(target, prop) {
+          const v: unknown = Reflect.get(target, prop, target);
+          if (prop !== 'updateOutbound' || typeof v !== 'function') return v;
+          return async (...args: unknown[]): Promise<unknown> => {
+            const patch = args[1] as { status?: string };
+            if (patch.status === 'sent') await new Promise((r) => setTimeout(r, 400));
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+      const engine = startEngine();
+      const release = shop.hold('GET /orders/ORD-12345');
+      await say('ORD-12345');
+      await shop.waitForCalls('GET /orders/ORD-12345', 1);
+      const reset = engine.adminReset(key);
+      await new Promise((r) => setTimeout(r, 100));
+      release();
+      await reset;
+      await until(async () =>
+        (await real.transitions(key)).some((r) => r.message_ids[0]?.startsWith('fx:')) ? true : undefined,
+      );
+      expect((await real.transitions(key)).map((r) => [r.kind, r.to_step])).toEqual([
+        ['advance', 'looking_up'],
+        ['admin_reset', null],
+        ['stale_input', null],
+      ]);
+      // Nothing of the old order's status reached the user.
+      expect(sent.map((x) => x.body.type)).toEqual(['text']);
+      backend = real;
+    });
+
     it('a reset sent after another message has waited, in a later batch, does not wait either', async () => {
       const release = shop.hold('GET /orders/ORD-12345');
       await say('ORD-12345');
