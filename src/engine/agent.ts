@@ -12,6 +12,7 @@ import { LeaseLostError } from './lease-manager.ts';
 import {
   actingAgent,
   agentMessage as agentMessageChange,
+  notWithAgent,
   agentWorker,
   handback as handbackChange,
   takeSession as takeChange,
@@ -274,6 +275,10 @@ export async function agentMessage(
   agent?: string,
   anyway = false,
 ): Promise<AgentSend | null> {
+  // Refused at once, not after waiting for the baton behind a turn (an effect's attempt may hold
+  // it for seconds): the session is not an agent's (outside test QA100-F2: a 409 that needed no
+  // baton came after 3.4 s). Looked at again under the baton, where it counts.
+  if ((await host.backend.load(key))?.needsAgent === false) throw notWithAgent();
   const r = await change(host, key, (prev, env) => {
     const by = actingAgent(prev, agent, anyway);
     return agentMessageChange(prev, host.flowFor(prev), text, { ...env, worker: agentWorker(by) }, by);

@@ -192,6 +192,11 @@ export function takeSession(
  * version unchanged. Its callback data is `baton:<flow>:<step>:<version>:agent-<n>`, `<n>` being
  * the reply's place in the session's send order, so no two carry the same value.
  */
+/** An agent's message to a session the bot serves: refused (the agent takes it first). */
+export function notWithAgent(): BatonError {
+  return new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the bot is serving this session: take it first');
+}
+
 export function agentMessage(
   prev: SessionSnapshot,
   flow: Flow,
@@ -204,9 +209,7 @@ export function agentMessage(
    */
   by: string | null = null,
 ): AgentChange {
-  if (!prev.needsAgent) {
-    throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the bot is serving this session: take it first');
-  }
+  if (!prev.needsAgent) throw notWithAgent();
   const claimed = by !== null && agentOf(prev) === null ? claimedBy(prev, by, env) : prev;
   const { snapshot, outbound } = outboundFor(
     agentActive(claimed, env),

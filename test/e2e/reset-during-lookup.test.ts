@@ -86,3 +86,31 @@ describe("an agent's reset while the lookup runs (embedded)", () => {
     expect(sent.some((c) => c.body.type === 'interactive')).toBe(false);
   });
 });
+
+describe("an agent's message while the lookup runs (embedded)", () => {
+  it('to a session the bot serves: 409 at once, without waiting for the baton the lookup holds', async () => {
+    const u = '15550009003';
+    const release = shop.hold('GET /orders/ORD-12345');
+    const calls = shop.callsTo('GET /orders/ORD-12345').length;
+    expect((await h.post(webhook([text(u, 'ORD-12345', T0)]))).status).toBe(200);
+    await shop.waitForCalls('GET /orders/ORD-12345', calls + 1);
+    // The shop answers in 3 s; until then the lookup's attempt holds the baton.
+    let released = false;
+    const later = setTimeout(() => {
+      released = true;
+      release();
+    }, 3_000);
+    const r = await h.admin(`/sessions/${u}/agent/messages?channel=${PHONE_ID}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ text: 'Hello from support' }),
+    });
+    // Answered while the lookup still held the baton: the refusal did not wait for it.
+    expect(released).toBe(false);
+    expect(r.status).toBe(409);
+    expect(((await r.json()) as { code: string }).code).toBe('BATON_ERR_NOT_WITH_AGENT');
+    clearTimeout(later);
+    release();
+    await h.until(async () => ((await h.session(u))?.current_step === 'show_status' ? true : undefined));
+  });
+});
