@@ -8,7 +8,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Backend, BackendStats } from '../backends/types.ts';
 import { randomUUID } from 'node:crypto';
-import { schemaIssues, type Flow } from '../flow/define.ts';
+import { eventRefusal, type Flow } from '../flow/define.ts';
 import { flowMermaid } from '../graph/index.ts';
 import {
   eventMessageId,
@@ -196,17 +196,8 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
             deps.flowForMessage?.(s, { ...message, seq: 0, storedAt: at }) ??
             deps.flows.get(s?.flow ?? '') ??
             [...deps.flows.values()][0]!;
-          const def = flow.events.get(body.name);
-          if (def === undefined)
-            return fail(reply, 'BATON_ERR_UNKNOWN_EVENT', {}, `flow ${flow.id} has no event "${body.name}"`);
-          const checked = def.payload?.safeParse(body.payload);
-          if (checked !== undefined && !checked.success)
-            return fail(
-              reply,
-              'BATON_ERR_BAD_REQUEST',
-              {},
-              `event "${body.name}" of flow ${flow.id} ${body.payload == null ? 'needs a payload' : 'refuses that payload'}: ${schemaIssues(checked.error, '(payload)')}`,
-            );
+          const refused = eventRefusal(flow, body.name, body.payload);
+          if (refused !== undefined) return fail(reply, refused.code, {}, refused.message);
           const stored = await backend.ingest({ messages: [message], statuses: [], receivedAt: at });
           backend.countStored(stored.accepted);
           // An agent has the session: the event will be recorded `held`, not applied; the poster

@@ -8,7 +8,7 @@
  * compile.
  * @module
  */
-import { FlowDefinitionError, FlowRuntimeError } from '../errors.ts';
+import { BatonError, FlowDefinitionError, FlowRuntimeError } from '../errors.ts';
 import { isObject } from '../providers/json.ts';
 import type { MessageContent } from '../model/message.ts';
 import type { ListSection, OutboundBody } from '../model/session.ts';
@@ -404,6 +404,24 @@ export function schemaIssues(error: unknown, root = '(data)'): string {
 }
 
 /**
+ * Why the flow refuses an event posted to a session (no such event, or a payload its schema
+ * refuses), as the events route answers it; undefined when it takes it. `testFlow` asks the same,
+ * so a test refuses what the route refuses (outside test QA101-F2).
+ */
+export function eventRefusal(flow: Flow, name: string, payload: unknown): BatonError | undefined {
+  const def = flow.events.get(name);
+  if (def === undefined)
+    return new BatonError('BATON_ERR_UNKNOWN_EVENT', `flow ${flow.id} has no event "${name}"`);
+  const checked = def.payload?.safeParse(payload);
+  if (checked === undefined || checked.success) return undefined;
+  const what = payload == null ? 'needs a payload' : 'refuses that payload';
+  return new BatonError(
+    'BATON_ERR_BAD_REQUEST',
+    `event "${name}" of flow ${flow.id} ${what}: ${schemaIssues(checked.error, '(payload)')}`,
+  );
+}
+
+/**
  * The keys of `T` that are not lower case, each mapped to the rule they break: intersected with
  * a field's type, a camelCase effect or event name fails to compile, saying why, instead of at
  * load (outside test QA58-F6). Digits and underscores pass, as the load-time check lets them.
@@ -726,6 +744,16 @@ export function defineFlow<
   if (transformed.length > 0) {
     fail(
       `data ${transformed.map((k) => `"${k}"`).join(', ')}: a data schema describes the data as stored, and stored data is read by it again at every change, so a transform would run again on its own output; keep the data plain and transform where you use it`,
+    );
+  }
+
+  // Stored as JSON, a Date comes back as its ISO text, a Map or Set as {}: the schema then refused
+  // its own stored data and the session started over at the user's next message (outside test
+  // QA101-F9: z.date() loaded, type-checked and passed testFlow).
+  const unstorable = unstorableKeys(spec.data);
+  if (unstorable.length > 0) {
+    fail(
+      `data ${unstorable.map(([k, t]) => `"${k}" (${t})`).join(', ')}: the data is stored as JSON, which has no ${[...new Set(unstorable.map(([, t]) => t))].join(' or ')}: it would be read back as something else, which the schema refuses; keep a date as an ISO string or a number of milliseconds`,
     );
   }
 
@@ -1068,6 +1096,20 @@ function transformedKeys(schema: unknown): string[] {
   return Object.entries(zodShape(schema) ?? {})
     .filter(([, field]) => [...zodDefs(field)].some((d) => d.type === 'pipe' || d.type === 'transform'))
     .map(([key]) => key);
+}
+
+/** zod value types JSON does not keep. */
+const NOT_JSON = new Set(['date', 'map', 'set', 'bigint', 'symbol', 'function', 'promise']);
+
+/**
+ * The keys of a zod object data schema whose value JSON cannot keep (a date, a map, a set...),
+ * under `optional`, `nullable`, `default` and the like, with that type. Other schemas: none known.
+ */
+function unstorableKeys(schema: unknown): [string, string][] {
+  return Object.entries(zodShape(schema) ?? {}).flatMap(([key, field]): [string, string][] => {
+    const bad = [...zodDefs(field)].find((d) => d.type !== undefined && NOT_JSON.has(d.type));
+    return bad === undefined ? [] : [[key, bad.type!]];
+  });
 }
 
 /** How a data key's value can be typed in (the console's hand-back form). */

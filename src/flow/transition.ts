@@ -730,11 +730,22 @@ class BatchRun {
     const current = this.s.step === null ? undefined : flow.steps.get(this.s.step);
     const step = current ?? flow.steps.get(flow.start)!;
     const what = `event "${name}"`;
+    // `on` gets the payload as its schema reads it (trimmed, coerced, defaulted), as its type
+    // says: it got the JSON as posted, which the route had only checked (outside test QA101-F1).
+    const read =
+      ev.payload === undefined ? undefined : this.guard(step, what, () => ev.payload!.safeParse(payload));
+    if (read !== undefined && !read.success)
+      throw this.flowError(
+        'BATON_ERR_FLOW_HANDLER',
+        step.id,
+        `${what}: its payload schema refuses the payload it was posted with (the flow changed since?): ${schemaIssues(read.error, '(payload)')}`,
+      );
+    const input = read === undefined ? payload : read.data;
     const outcome = this.guard(
       step,
       what,
       // A step's context (its retry and startOver are refused below), and the step it is at.
-      () => ev.on(payload, { ...this.ctx(step), step: current?.id ?? null }),
+      () => ev.on(input, { ...this.ctx(step), step: current?.id ?? null }),
       true,
     );
     if (outcome === undefined || outcome === null) {

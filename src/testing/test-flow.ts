@@ -14,6 +14,7 @@ import {
   type AgentChange,
 } from '../flow/agent.ts';
 import {
+  eventRefusal,
   quickReplies,
   type DataOf,
   type EffectResultsOf,
@@ -103,7 +104,9 @@ export interface FlowTest<
   send(...inputs: TestInput[]): Promise<TestReply[]>;
   /**
    * Posts event `name` (the flow's `events`) as the admin API's events route does: applied in
-   * order with the user's messages; resolves with the replies it produced.
+   * order with the user's messages; resolves with the replies it produced. Rejects, as the route
+   * answers, an event the flow has not (`BATON_ERR_UNKNOWN_EVENT`) or a payload its schema
+   * refuses (`BATON_ERR_BAD_REQUEST`).
    */
   event<K extends keyof Ev & string>(name: K, payload?: Ev[K]): Promise<TestReply[]>;
   /**
@@ -367,7 +370,11 @@ export function testFlow<F extends Flow>(
       }
       return runBatch();
     },
-    event(name, payload = null) {
+    async event(name, payload = null) {
+      // Refused as the route refuses it: no such event, or a payload its schema refuses (outside
+      // test QA101-F2: a test applied payloads the route answers 400).
+      const refused = eventRefusal(flow, name, payload);
+      if (refused !== undefined) throw refused;
       const content = {
         type: 'event' as const,
         name,

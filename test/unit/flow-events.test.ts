@@ -31,13 +31,12 @@ describe('flow events', () => {
     expect(t.step).toBe('menu');
   });
 
-  it('are ignored when `on` returns nothing or the flow has no such event, and held with an agent', async () => {
+  it('are ignored when `on` returns nothing, and held with an agent; an event the flow has not is refused, as the route refuses it', async () => {
     const t = shop();
     await t.send('hi');
     expect(await t.event('order_shipped', { order: 'ORD-7' })).toEqual([]);
     expect(t.records.at(-1)).toMatchObject({ kind: 'ignored', to_step: 'ask_name' });
-    expect(await t.event('no_such_event')).toEqual([]);
-    expect(t.records.at(-1)).toMatchObject({ kind: 'ignored' });
+    await expect(t.event('no_such_event')).rejects.toMatchObject({ code: 'BATON_ERR_UNKNOWN_EVENT' });
     expect(t.state!.version).toBe(1);
     await t.send('Ana');
     t.take('bo');
