@@ -1302,11 +1302,14 @@ export function promptsOf(
   if (quick !== null) throw new FlowRuntimeError('BATON_ERR_FLOW_REPLY', flow.id, step.id, quick);
   if (retry?.message !== undefined) {
     // The retry's own text replaces the prompt's: on the message carrying the choices, or alone.
+    // A new user's first message refused by `first` (count 0) was asked nothing yet: the messages
+    // before the question (a greeting, a logo) go too (outside test QA101-F6).
     const last = bodies[bodies.length - 1];
+    const before = retry.count === 0 ? bodies.slice(0, -1) : [];
     bodies =
       last && (last.type === 'buttons' || last.type === 'list')
-        ? [{ ...last, text: retry.message }]
-        : [{ type: 'text', text: retry.message }];
+        ? [...before, { ...last, text: retry.message }]
+        : [...before, { type: 'text', text: retry.message }];
   }
   for (const body of bodies) {
     const problems = replyProblems(body);

@@ -28,7 +28,30 @@ const flow = defineFlow({
   },
 });
 
+const greeting = defineFlow({
+  id: 'first_retry_greeting',
+  start: 'ask',
+  steps: {
+    ask: {
+      say: ['Welcome to the bike shop!', 'Your order number?'],
+      accepts: 'text',
+      to: [],
+      first: (i, c) => (i.type === 'text' ? c.goto('ask') : c.retry('Please type your order number.')),
+      on: (_i, c) => c.retry('Only the number, please.'),
+    },
+  },
+});
+
 describe("c.retry in the start step's first", () => {
+  it('keeps the messages before the question: the new user saw none of them (outside test QA101-F6)', async () => {
+    const t = testFlow(greeting);
+    const out = await t.send({ type: 'media', mediaType: 'image', mediaId: 'media-2' });
+    expect(out.map((r) => r.text)).toEqual(['Welcome to the bike shop!', 'Please type your order number.']);
+    // A retry later asks again without the greeting.
+    const again = await t.send('hm');
+    expect(again.map((r) => r.text)).toEqual(['Only the number, please.']);
+  });
+
   it("sends the start step's prompt with the message, counting no retry", async () => {
     const t = testFlow(flow);
     const out = await t.send({ type: 'media', mediaType: 'image', mediaId: 'media-1' });
