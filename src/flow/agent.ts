@@ -187,16 +187,16 @@ export function takeSession(
   return { snapshot, records: [changeRecord(snapshot, 'escalated', prev.step, env)], outbound: [] };
 }
 
-/**
- * An agent writes to the user: one text reply in the outbox, recorded as `agent_message`,
- * version unchanged. Its callback data is `baton:<flow>:<step>:<version>:agent-<n>`, `<n>` being
- * the reply's place in the session's send order, so no two carry the same value.
- */
 /** An agent's message to a session the bot serves: refused (the agent takes it first). */
 export function notWithAgent(): BatonError {
   return new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the bot is serving this session: take it first');
 }
 
+/**
+ * An agent writes to the user: one text reply in the outbox, recorded as `agent_message`,
+ * version unchanged. Its callback data is `baton:<flow>:<step>:<version>:agent-<n>`, `<n>` being
+ * the reply's place in the session's send order, so no two carry the same value.
+ */
 export function agentMessage(
   prev: SessionSnapshot,
   flow: Flow,
