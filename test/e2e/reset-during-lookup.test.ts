@@ -28,13 +28,20 @@ afterAll(async () => {
 
 const T0 = 1_750_000_000;
 
+/** User `u` sends an order number; its lookup reaches the shop, which holds it until released. */
+async function lookupHeld(u: string): Promise<() => void> {
+  const release = shop.hold('GET /orders/ORD-12345');
+  const calls = shop.callsTo('GET /orders/ORD-12345').length;
+  expect((await h.post(webhook([text(u, 'ORD-12345', T0)]))).status).toBe(200);
+  await shop.waitForCalls('GET /orders/ORD-12345', calls + 1);
+  expect((await h.session(u))?.current_step).toBe('looking_up');
+  return release;
+}
+
 describe('a reset while the lookup runs (embedded, 500 ms window)', () => {
   it('the shop answering inside the reset’s window: the reset first, the result not applied, no status sent', async () => {
     const u = '15550009001';
-    const release = shop.hold('GET /orders/ORD-12345');
-    expect((await h.post(webhook([text(u, 'ORD-12345', T0)]))).status).toBe(200);
-    await shop.waitForCalls('GET /orders/ORD-12345', 1);
-    expect((await h.session(u))?.current_step).toBe('looking_up');
+    const release = await lookupHeld(u);
     expect((await h.post(webhook([text(u, 'reset', T0 + 1)]))).status).toBe(200);
     // The shop answers well inside the reset's 500 ms window.
     await new Promise((r) => setTimeout(r, 100));
@@ -62,11 +69,7 @@ describe('a reset while the lookup runs (embedded, 500 ms window)', () => {
 describe("an agent's reset while the lookup runs (embedded)", () => {
   it('the reset goes first: the result is recorded, not applied, and the old status is not sent', async () => {
     const u = '15550009002';
-    const release = shop.hold('GET /orders/ORD-12345');
-    const calls = shop.callsTo('GET /orders/ORD-12345').length;
-    expect((await h.post(webhook([text(u, 'ORD-12345', T0)]))).status).toBe(200);
-    await shop.waitForCalls('GET /orders/ORD-12345', calls + 1);
-    expect((await h.session(u))?.current_step).toBe('looking_up');
+    const release = await lookupHeld(u);
     // The agent's reset waits for the baton, which the lookup in flight holds.
     const reset = h.admin(`/sessions/${u}/reset?channel=${PHONE_ID}`, { method: 'POST' });
     await new Promise((r) => setTimeout(r, 200));
@@ -90,10 +93,7 @@ describe("an agent's reset while the lookup runs (embedded)", () => {
 describe("an agent's message while the lookup runs (embedded)", () => {
   it('to a session the bot serves: 409 at once, without waiting for the baton the lookup holds', async () => {
     const u = '15550009003';
-    const release = shop.hold('GET /orders/ORD-12345');
-    const calls = shop.callsTo('GET /orders/ORD-12345').length;
-    expect((await h.post(webhook([text(u, 'ORD-12345', T0)]))).status).toBe(200);
-    await shop.waitForCalls('GET /orders/ORD-12345', calls + 1);
+    const release = await lookupHeld(u);
     // The shop answers in 3 s; until then the lookup's attempt holds the baton.
     let released = false;
     const later = setTimeout(() => {
