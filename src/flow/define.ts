@@ -259,21 +259,23 @@ export type Jsonified<T> = unknown extends T
       ? Jsonified<J>
       : T extends undefined | symbol | bigint | Fn
         ? never
-        : T extends readonly (infer U)[]
-          ? Array<Jsonified<Exclude<U, undefined>> | (undefined extends U ? null : never)>
-          : T extends object
-            ? Flat<
-                {
-                  [K in keyof T as T[K] extends Fn ? never : undefined extends T[K] ? never : K]: Jsonified<
-                    T[K]
-                  >;
-                } & {
-                  [K in keyof T as T[K] extends Fn ? never : undefined extends T[K] ? K : never]?: Jsonified<
-                    Exclude<T[K], undefined>
-                  >;
-                }
-              >
-            : never;
+        : T extends ReadonlySet<unknown> | ReadonlyMap<unknown, unknown>
+          ? Record<string, never> // JSON writes a Set or a Map as {} (outside test QA101-F4)
+          : T extends readonly (infer U)[]
+            ? Array<Jsonified<Exclude<U, undefined>> | (undefined extends U ? null : never)>
+            : T extends object
+              ? Flat<
+                  {
+                    [K in keyof T as T[K] extends Fn ? never : undefined extends T[K] ? never : K]: Jsonified<
+                      T[K]
+                    >;
+                  } & {
+                    [
+                      K in keyof T as T[K] extends Fn ? never : undefined extends T[K] ? K : never
+                    ]?: Jsonified<Exclude<T[K], undefined>>;
+                  }
+                >
+              : never;
 
 /**
  * An effect's result as `onResult` gets it: {@link Jsonified}, and a `run` that returns nothing
@@ -285,6 +287,36 @@ export type EffectResult<T> = unknown extends T
   : Jsonified<Exclude<T, undefined | void>> | (undefined extends T ? null : never);
 
 /**
+ * Whether JSON keeps every value of `T` as it is: `false` (or `boolean`, for a union with such a
+ * member) when a value holds a function, a method (a `Date`, a `Map`, a `Set`, a class instance),
+ * a `bigint` or a `symbol`.
+ */
+type JsonKeeps<T> = unknown extends T
+  ? true
+  : T extends string | number | boolean | null | undefined
+    ? true
+    : T extends Fn | symbol | bigint
+      ? false
+      : T extends readonly (infer U)[]
+        ? JsonKeeps<U>
+        : T extends object
+          ? false extends { [K in keyof T]-?: JsonKeeps<T[K]> }[keyof T]
+            ? false
+            : true
+          : false;
+
+/**
+ * An effect's input as a step's `input` must give it: `I` when JSON keeps it, since the input is
+ * stored in the session's mailbox and `run` gets it back from JSON; otherwise a type no value
+ * has, whose key says why (outside test QA101-F8: `run` typed `(input: { at: Date })` compiled,
+ * then got a string and failed every attempt).
+ */
+type StoredInput<I> =
+  false extends JsonKeeps<I>
+    ? { readonly 'an effect input goes through JSON: no Date, Map, Set, method or function': I }
+    : I;
+
+/**
  * A step's `input` for an effect that takes `I`: optional when the session's data is such an
  * input (the default), required otherwise (outside test QA92-F2: an effect whose `run` takes
  * `{ order: string }` was given the whole data, unchecked, when `input` was left out).
@@ -292,11 +324,11 @@ export type EffectResult<T> = unknown extends T
 type EffectInput<D, I> = [Readonly<D>] extends [I]
   ? {
       /** Its input, computed from the data when the step is entered (default: the data). */
-      readonly input?: (data: Readonly<D>) => I;
+      readonly input?: (data: Readonly<D>) => StoredInput<I>;
     }
   : {
       /** Its input, computed from the data when the step is entered (the data is no such input). */
-      readonly input: (data: Readonly<D>) => I;
+      readonly input: (data: Readonly<D>) => StoredInput<I>;
     };
 
 /** A step's use of one of the flow's effects: started on entering the step. */

@@ -334,6 +334,7 @@ describe('order_status through testFlow', () => {
           to: ['a'],
           effect: {
             use: 'probe',
+            // @ts-expect-error: refused when compiled (QA101-F8); from JavaScript it reaches run as JSON
             input: () => ({ when: new Date('2026-12-03T09:00:00Z') }),
             onResult: (r, c) => c.goto('a', {}, `run saw: ${r.got}`),
             onFailure: (_f, c) => c.goto('a'),

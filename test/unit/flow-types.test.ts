@@ -527,6 +527,70 @@ describe('flow DSL types: data, effects, helpers', () => {
     expectTypeOf<Parameters<typeof _t.resolve<'schedule'>>[1]['at']>().toEqualTypeOf<string>();
   });
 
+  it('refuses an effect input JSON does not keep, as run would get it back (outside test QA101-F8, F4)', () => {
+    const book = effect({ run: async (input: { at: Date; party: number }) => input.at.getTime() });
+    const tag = effect({ run: async (input: { ids: Set<string> }) => input.ids.size });
+    const plain = effect({
+      run: async (input: {
+        order: string;
+        note: string | undefined;
+        lines: { sku: string; qty?: number }[];
+      }) => input.lines.length,
+    });
+    const count = effect({ run: async (_: string) => ({ seen: new Set(['a']), by: new Map([['a', 1]]) }) });
+    defineFlow({
+      id: 'typed_fx_json_input',
+      effects: { book, tag, plain, count },
+      start: 'a',
+      steps: {
+        a: {
+          to: ['b'],
+          effect: {
+            use: 'book',
+            // @ts-expect-error: run would get the Date back as its ISO string
+            input: () => ({ at: new Date(0), party: 2 }),
+            onResult: (_r, c) => c.goto('b'),
+            onFailure: (_f, c) => c.goto('b'),
+          },
+        },
+        b: {
+          to: ['c'],
+          effect: {
+            use: 'tag',
+            // @ts-expect-error: run would get the Set back as {}
+            input: () => ({ ids: new Set(['x']) }),
+            onResult: (_r, c) => c.goto('c'),
+            onFailure: (_f, c) => c.goto('c'),
+          },
+        },
+        c: {
+          to: ['d'],
+          effect: {
+            use: 'plain',
+            // Strings, numbers, arrays, plain objects, fields that may be undefined: JSON keeps them.
+            input: () => ({ order: 'ORD-1', note: undefined, lines: [{ sku: 'a' }] }),
+            onResult: (_r, c) => c.goto('d'),
+            onFailure: (_f, c) => c.goto('d'),
+          },
+        },
+        d: {
+          to: ['d'],
+          effect: {
+            use: 'count',
+            input: () => 'x',
+            onResult: (r, c) => {
+              // JSON writes a Set and a Map as {}: no size, no entries.
+              expectTypeOf(r.seen).toEqualTypeOf<Record<string, never>>();
+              expectTypeOf(r.by).toEqualTypeOf<Record<string, never>>();
+              return c.goto('d');
+            },
+            onFailure: (_f, c) => c.goto('d'),
+          },
+        },
+      },
+    });
+  });
+
   it('types a field that may be undefined as optional, and a void result as null (outside test QA86-F1, F2)', () => {
     const lookup = effect({
       run: async (_id: string) => ({ eta: undefined as string | undefined, n: 1, tags: ['a', undefined] }),
