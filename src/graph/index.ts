@@ -155,6 +155,9 @@ function probe(step: StepDef, start: string, run: () => Outcome | undefined): Pr
   }
 }
 
+/** The label of an edge the start step's `first` may take (on what a new user typed). */
+const FIRST = 'first message';
+
 /** A step property the flow DSL may add (effects, hand-off); read without assuming its shape. */
 function has(step: StepDef, key: string): boolean {
   const value = (step as unknown as Record<string, unknown>)[key];
@@ -219,6 +222,15 @@ export function flowGraph(flow: Flow): FlowGraph {
       if (p?.kind === 'goto' && p.restart) restarts.add(p.to);
       if (p?.kind === 'handoff') handoff = true;
     }
+    // The start step's `first` decides on a new session's first message: it may jump ahead to
+    // steps no choice leads to, on what the user typed (outside test QA101-F3: those edges were
+    // labelled "choice" and hinted at as a misspelt choice id).
+    const first = step.first;
+    if (first) {
+      // What it does with a text the probe makes up says little: only a jump it made is noted.
+      const p = probe(step, flow.start, () => first({ type: 'text', text: 'hello', messageIds: [] }, ctx));
+      if (p?.kind === 'goto') note(p, FIRST);
+    }
     const fx = step.effect;
     if (fx) {
       note(
@@ -232,7 +244,7 @@ export function flowGraph(flow: Flow): FlowGraph {
     }
     if (step.accepts === 'choice' && !fx && on && !unknown) {
       for (const to of step.to)
-        if (!labels.has(to))
+        if (!labels.has(to) && !first)
           hints.push(
             `step "${step.id}": none of its choices leads to "${to}" (asked with each choice id and empty data): a misspelt choice id in its "on"?`,
           );
@@ -241,7 +253,8 @@ export function flowGraph(flow: Flow): FlowGraph {
       const found = labels.get(to);
       let label: string;
       if (fx) label = found ? found.join(' / ') : 'result';
-      else if (step.accepts === 'choice') label = found && !unknown ? found.join(' / ') : 'choice';
+      else if (step.accepts === 'choice')
+        label = found && !unknown ? found.join(' / ') : first && !unknown ? FIRST : 'choice';
       else label = step.accepts;
       edges.push({ from: step.id, to, label, restart: restarts.has(to) });
     }

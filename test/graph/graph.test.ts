@@ -119,6 +119,36 @@ describe('flowGraph', () => {
     }
   });
 
+  it("labels the start step's `first` jumps 'first message', and hints at none of them (outside test QA101-F3)", () => {
+    const flow = defineFlow({
+      id: 'repairs',
+      start: 'menu',
+      steps: {
+        menu: {
+          say: 'What do you need?',
+          choices: [
+            { id: 'book', title: 'Book a repair' },
+            { id: 'status', title: 'Repair status' },
+          ],
+          to: ['booking', 'status', 'lookup'],
+          on: (i, c) => c.goto(i.type === 'choice' && i.id === 'book' ? 'booking' : 'status'),
+          // A new user who opens with their ticket number skips the menu.
+          first: (i, c) => (i.type === 'text' && /^R-\d+$/.test(i.text) ? c.goto('lookup') : c.retry()),
+        },
+        booking: { say: 'Which bike?', to: ['menu'], on: (_i, c) => c.goto('menu') },
+        status: { say: 'Ticket?', to: ['lookup'], on: (_i, c) => c.goto('lookup') },
+        lookup: { say: 'Looking', accepts: 'any', to: ['menu'], on: (_i, c) => c.goto('menu') },
+      },
+    });
+    const g = flowGraph(flow);
+    expect(g.hints).toEqual([]);
+    expect(g.edges.filter((e) => e.from === 'menu')).toEqual([
+      { from: 'menu', to: 'booking', label: 'Book a repair', restart: false },
+      { from: 'menu', to: 'status', label: 'Repair status', restart: false },
+      { from: 'menu', to: 'lookup', label: 'first message', restart: false },
+    ]);
+  });
+
   it('no hint for choices made from data, which are none with empty data (outside test QA41-F6)', async () => {
     const flow = defineFlow({
       id: 'clinic',
