@@ -150,6 +150,31 @@ describe.each(HARNESS_BACKENDS)('events over the admin API, %s backend', (_name,
     },
   );
 
+  it.skipIf(!available)(
+    "hands `on` the payload as the flow's schema reads it, stored as posted (outside test QA101-F1)",
+    async () => {
+      const user = '15550713006';
+      await atMenu(user);
+      // A shop that sends the amount as text: the schema coerces it, `on` formats a number.
+      const r = await post(user, { name: 'refunded', payload: { order: 'ORD-9', amount: '30' } });
+      expect(r.status).toBe(202);
+      expect(await h.settled(user, 3)).toMatchObject({
+        current_step: 'tracking',
+        data: { order: 'ORD-9', status: 'refunded 30.00' },
+      });
+      const sent = await h.graph.waitFor(
+        (c) => c.body.to === `+${user}` && c.body.biz_opaque_callback_data === 'baton:shop:tracking:3',
+      );
+      expect(JSON.stringify(sent.body)).toContain('Order ORD-9 is refunded 30.00.');
+      const { messages } = (await (await h.admin(`/sessions/${user}/messages`)).json()) as {
+        messages: Array<{ type: string; payload?: unknown }>;
+      };
+      expect(messages.filter((m) => m.type === 'event')).toEqual([
+        expect.objectContaining({ payload: { order: 'ORD-9', amount: '30' } }),
+      ]);
+    },
+  );
+
   it.skipIf(!available)('refuses bad input with a clear 4xx and stores nothing', async () => {
     const user = '15550713004';
     await atMenu(user);

@@ -262,6 +262,7 @@ describe('flowMermaid and baton flow graph', () => {
     const g = flowGraph(flow);
     expect(g.events).toEqual([
       { name: 'order_shipped', to: ['tracking'], handoff: false },
+      { name: 'refunded', to: ['tracking'], handoff: false },
       { name: 'fraud_flag', to: [], handoff: true },
       { name: 'wrong_way', to: ['tracking'], handoff: false },
       { name: 'retrying', to: ['menu'], handoff: false },
@@ -284,6 +285,7 @@ describe('flowMermaid and baton flow graph', () => {
     const edges = all(tree, 'g').filter((n) => n['@class'] === 'edge event');
     expect(edges.map((n) => `${String(n['@data-event'])}>${String(n['@data-to'])}`)).toEqual([
       'order_shipped>tracking',
+      'refunded>tracking',
       'wrong_way>tracking',
       'retrying>menu',
       'quiet>shipped_only',

@@ -48,6 +48,13 @@ export const eventsSpec: FlowSpec<Step, Data> = {
       on: (p: { order: string }, c) =>
         c.step === 'ask_name' ? undefined : c.goto('tracking', { order: p.order, status: 'shipped' }),
     },
+    // The payload as its schema reads it: an amount posted as text reaches `on` as a number.
+    refunded: {
+      to: ['tracking'],
+      payload: z.object({ order: z.string(), amount: z.coerce.number() }),
+      on: (p: { order: string; amount: number }, c) =>
+        c.goto('tracking', { order: p.order, status: `refunded ${p.amount.toFixed(2)}` }),
+    },
     fraud_flag: { to: [], on: (_p, c) => c.handoff('fraud check') },
     wrong_way: { to: ['tracking'], on: (_p, c) => c.goto('menu') },
     retrying: { to: ['menu'], on: (_p, c) => (c as unknown as { retry(): never }).retry() },
