@@ -789,6 +789,26 @@ export function defineFlow<
     );
   }
 
+  // The data keys a flow names beside its steps' handlers: a key a closed data schema lacks is
+  // never stored (the schema strips or refuses it), so a misspelling there kept nothing on a
+  // reset, refused every hand-back, or read no language; TypeScript catches it, JavaScript did
+  // not (outside test QA101-F7).
+  const dataKeys = closedShapeKeys(spec.data);
+  const checkKeys = (what: string, keys: unknown): void => {
+    if (dataKeys === undefined || !Array.isArray(keys)) return;
+    for (const key of keys) {
+      if (typeof key !== 'string' || dataKeys.has(key)) continue;
+      const near = closest(key, dataKeys);
+      fail(
+        `${what}: "${key}" is no key of the data schema${near === undefined ? '' : ` (did you mean "${near}"?)`}`,
+      );
+    }
+  };
+  checkKeys('keepOnReset', spec.keepOnReset);
+  if (spec.words) checkKeys('words.field', [spec.words.field]);
+  for (const [id, s] of Object.entries(spec.steps))
+    if (isObject(s)) checkKeys(`step "${id}": needs`, s.needs);
+
   const effects = new Map<string, EffectDef<unknown, unknown>>();
   for (const [name, def] of Object.entries(spec.effects ?? {})) {
     if (!EFFECT_NAME.test(name)) fail(`effect "${name}": name must be lower_snake_case`);
@@ -1106,6 +1126,19 @@ function zodShape(schema: unknown): Record<string, unknown> | undefined {
   const def = (schema as ZodDefLike | undefined)?._zod?.def;
   if (def?.type !== 'object' || typeof def.shape !== 'object' || def.shape === null) return undefined;
   return def.shape as Record<string, unknown>;
+}
+
+/**
+ * The keys of a zod object data schema that keeps no other key (stripped or refused); undefined
+ * for any other schema, and for one that passes other keys through.
+ */
+function closedShapeKeys(schema: unknown): Set<string> | undefined {
+  const shape = zodShape(schema);
+  if (shape === undefined) return undefined;
+  const catchall = (schema as { _zod?: { def?: { catchall?: ZodDefLike } } })._zod?.def?.catchall;
+  const rest = catchall?._zod?.def?.type;
+  if (rest !== undefined && rest !== 'never') return undefined;
+  return new Set(Object.keys(shape));
 }
 
 /** A field's schema and those it wraps (`optional`, `nullable`, `default`...), outermost first. */
