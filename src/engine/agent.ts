@@ -15,6 +15,7 @@ import {
   notWithAgent,
   agentWorker,
   handback as handbackChange,
+  handbackRefusal,
   takeSession as takeChange,
   type AgentChange,
 } from '../flow/agent.ts';
@@ -346,6 +347,14 @@ export async function handback(
   data?: FlowData,
   anyway = false,
 ): Promise<SessionSnapshot | null> {
+  // A session the bot serves is refused at once, as an agent's message is: not after waiting for
+  // the baton behind a turn (outside test QA100-F2). The refusal is the one the checks under the
+  // baton would give first (a step the flow has not is named before the session's state).
+  const seen = await host.backend.load(key);
+  if (seen?.needsAgent === false) {
+    const refusal = handbackRefusal(seen, host.flowFor(seen), step);
+    if (refusal !== undefined) throw refusal;
+  }
   const r = await change(
     host,
     key,

@@ -244,6 +244,43 @@ export function handbackOpen(step: Pick<StepDef, 'needs' | 'handback'>, data: Fl
 }
 
 /**
+ * Why a hand-back of `prev` at `stepId` is refused before its data is looked at, in the order
+ * the admin API answers: the flow not served here, no such step, the session not with an agent,
+ * a step not for hand-backs. Undefined when none of these refuses it.
+ */
+export function handbackRefusal(prev: SessionSnapshot, flow: Flow, stepId: string): BatonError | undefined {
+  // A process whose flow is not the session's, or is older than the one that wrote it (an admin
+  // API served by an old process during a rolling deploy), would stamp the session with its own
+  // flow and version: older workers then ran it, and the newer flow upgraded its data a second
+  // time (outside test QA68-F3).
+  const unserved = notServedBy(flow, prev);
+  if (unserved === 'other_flow')
+    return new BatonError(
+      'BATON_ERR_FLOW_NOT_SERVED_HERE',
+      `the session is flow ${prev.flow}'s, which this process does not serve (BATON_FLOWS): hand it back through a process that serves it`,
+    );
+  if (unserved === 'newer_version')
+    return new BatonError(
+      'BATON_ERR_FLOW_NOT_SERVED_HERE',
+      `the session was written by version ${prev.flowVersion} of flow ${flow.id}; this process serves version ${flow.version}: hand it back through a process running the newer flow`,
+    );
+  const step = flow.steps.get(stepId);
+  if (step === undefined)
+    return new BatonError(
+      'BATON_ERR_UNKNOWN_STEP',
+      `flow ${flow.id} has no step "${stepId}" (its steps: ${[...flow.steps.keys()].join(', ')})`,
+    );
+  if (!prev.needsAgent)
+    return new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the session is not waiting for an agent');
+  if (!step.handback)
+    return new BatonError(
+      'BATON_ERR_STEP_NOT_FOR_HANDBACK',
+      `flow ${flow.id} does not let an agent hand a session back at "${stepId}" (entering it does what only the user may ask for); choose another step`,
+    );
+  return undefined;
+}
+
+/**
  * The agent hands the session back to the bot at `step` (see `handbackTransition`): checked
  * here, computed by the flow core so the step is entered exactly as a flow would enter it.
  */
@@ -255,37 +292,9 @@ export function handback(
   /** Data the agent sets on the way (what they settled with the user), merged into the session's. */
   set: FlowData = {},
 ): TransitionResult {
-  // A process whose flow is not the session's, or is older than the one that wrote it (an admin
-  // API served by an old process during a rolling deploy), would stamp the session with its own
-  // flow and version: older workers then ran it, and the newer flow upgraded its data a second
-  // time (outside test QA68-F3).
-  const unserved = notServedBy(flow, prev);
-  if (unserved === 'other_flow')
-    throw new BatonError(
-      'BATON_ERR_FLOW_NOT_SERVED_HERE',
-      `the session is flow ${prev.flow}'s, which this process does not serve (BATON_FLOWS): hand it back through a process that serves it`,
-    );
-  if (unserved === 'newer_version')
-    throw new BatonError(
-      'BATON_ERR_FLOW_NOT_SERVED_HERE',
-      `the session was written by version ${prev.flowVersion} of flow ${flow.id}; this process serves version ${flow.version}: hand it back through a process running the newer flow`,
-    );
-  if (!flow.steps.has(stepId)) {
-    throw new BatonError(
-      'BATON_ERR_UNKNOWN_STEP',
-      `flow ${flow.id} has no step "${stepId}" (its steps: ${[...flow.steps.keys()].join(', ')})`,
-    );
-  }
-  if (!prev.needsAgent) {
-    throw new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the session is not waiting for an agent');
-  }
+  const refusal = handbackRefusal(prev, flow, stepId);
+  if (refusal !== undefined) throw refusal;
   const step = flow.steps.get(stepId)!;
-  if (!step.handback) {
-    throw new BatonError(
-      'BATON_ERR_STEP_NOT_FOR_HANDBACK',
-      `flow ${flow.id} does not let an agent hand a session back at "${stepId}" (entering it does what only the user may ask for); choose another step`,
-    );
-  }
   // What the admin API's body schema lets an agent set, checked by the same schema, so
   // `testFlow`'s handback refuses what the API refuses (outside test QA41-F1).
   const refused = handbackDataError(set);

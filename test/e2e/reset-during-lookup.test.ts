@@ -90,27 +90,53 @@ describe("an agent's reset while the lookup runs (embedded)", () => {
   });
 });
 
-describe("an agent's message while the lookup runs (embedded)", () => {
-  it('to a session the bot serves: 409 at once, without waiting for the baton the lookup holds', async () => {
-    const u = '15550009003';
+describe("an agent's act on a session the bot serves, while the lookup runs (embedded)", () => {
+  /**
+   * Sends `act` while the lookup's attempt holds the baton (the shop answers in 3 s) and checks
+   * it is answered before then: a refusal that needs no baton does not wait for it.
+   */
+  async function answeredAtOnce(u: string, act: () => Promise<Response>): Promise<Response> {
     const release = await lookupHeld(u);
-    // The shop answers in 3 s; until then the lookup's attempt holds the baton.
     let released = false;
     const later = setTimeout(() => {
       released = true;
       release();
     }, 3_000);
-    const r = await h.admin(`/sessions/${u}/agent/messages?channel=${PHONE_ID}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ text: 'Hello from support' }),
-    });
-    // Answered while the lookup still held the baton: the refusal did not wait for it.
+    const r = await act();
     expect(released).toBe(false);
-    expect(r.status).toBe(409);
-    expect(((await r.json()) as { code: string }).code).toBe('BATON_ERR_NOT_WITH_AGENT');
     clearTimeout(later);
     release();
     await h.until(async () => ((await h.session(u))?.current_step === 'show_status' ? true : undefined));
+    return r;
+  }
+
+  it('a message: 409 at once, without waiting for the baton the lookup holds', async () => {
+    const u = '15550009003';
+    const r = await answeredAtOnce(u, () =>
+      h.admin(`/sessions/${u}/agent/messages?channel=${PHONE_ID}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ text: 'Hello from support' }),
+      }),
+    );
+    expect(r.status).toBe(409);
+    expect(((await r.json()) as { code: string }).code).toBe('BATON_ERR_NOT_WITH_AGENT');
+  });
+
+  it('a hand-back: 409 at once, or 400 first for a step the flow has not, as under the baton', async () => {
+    const handback = (u: string, step: string) => () =>
+      h.admin(`/sessions/${u}/agent?channel=${PHONE_ID}`, {
+        method: 'DELETE',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ step }),
+      });
+    const u = '15550009004';
+    const r = await answeredAtOnce(u, handback(u, 'ask_order'));
+    expect(r.status).toBe(409);
+    expect(((await r.json()) as { code: string }).code).toBe('BATON_ERR_NOT_WITH_AGENT');
+    const v = '15550009005';
+    const unknown = await answeredAtOnce(v, handback(v, 'nowhere'));
+    expect(unknown.status).toBe(400);
+    expect(((await unknown.json()) as { code: string }).code).toBe('BATON_ERR_UNKNOWN_STEP');
   });
 });
