@@ -9,7 +9,7 @@ import type { FastifySchemaCompiler } from 'fastify';
 import { z } from 'zod';
 import type { DeadLetterCursor } from '../backends/types.ts';
 import { HandbackData } from '../flow/handback-data.ts';
-import { ID_PATTERN, wellFormed, wellFormedDeep } from '../providers/screen.ts';
+import { blank, ID_PATTERN, wellFormed, wellFormedDeep } from '../providers/screen.ts';
 
 /** A string every store takes: no NUL (PostgreSQL refuses it) and no lone surrogate. */
 const storable = (s: string): boolean => wellFormed(s) === s;
@@ -110,16 +110,31 @@ export const TransitionsQuery = z.strictObject({
   cursor: transitionCursor.optional(),
 });
 
+/** An agent's name: one line (it names them in the transition log). */
+const agentName = z
+  // Missing, said as for an empty one (outside test QA80-F7: zod's "Invalid input: expected
+  // string, received undefined").
+  .string({ error: (issue) => (issue.input === undefined ? 'must name the agent' : 'must be a string') })
+  // Characters that show nothing and join nothing (a zero-width space, a word joiner, a byte-order
+  // mark, a soft hyphen) are dropped: pasted from a chat, "Ana\u200b" was another agent than
+  // "Ana", and "\u200b" alone was taken as a name that reads as none (outside test QA102-F1).
+  .overwrite((s) => s.replace(/[\u200B\u2060\uFEFF\u00AD]/g, '').trim())
+  .refine((s) => !blank(s), 'must name the agent')
+  .max(100, 'must be at most 100 characters')
+  .refine((s) => !/[\r\n]/.test(s), 'must be one line')
+  // A name is shown and logged as written: control characters and bidi overrides could make one
+  // agent's name read as another's (outside test QA63-F6: "Ana\u202Eevil").
+  .refine(
+    (s) => !/[\p{Cc}\u200E\u200F\u202A-\u202E\u2066-\u2069]/u.test(s),
+    'must not hold control or text-direction characters',
+  )
+  .refine(storable, STORABLE);
+
 export const InboxQuery = z.strictObject({
   ...channelQuery,
   limit: limitParam(500).optional(),
   /** Only the sessions this agent has taken. */
-  agent: z
-    .string()
-    .trim()
-    .min(1, 'must name the agent')
-    .max(100, 'must be at most 100 characters')
-    .optional(),
+  agent: agentName.optional(),
   /** Only the sessions nobody has taken yet. */
   unassigned: z.enum(['true', 'false', '1', '0']).optional(),
   /** The `next_cursor` of the page before. */
@@ -178,23 +193,6 @@ export const NoBody = z.union([z.undefined(), z.null(), z.strictObject({})], {
   error: 'must be empty or {}: this call takes no body',
 });
 
-/** An agent's name: one line (it names them in the transition log). */
-const agentName = z
-  // Missing, said as for an empty one (outside test QA80-F7: zod's "Invalid input: expected
-  // string, received undefined").
-  .string({ error: (issue) => (issue.input === undefined ? 'must name the agent' : 'must be a string') })
-  .trim()
-  .min(1, 'must name the agent')
-  .max(100, 'must be at most 100 characters')
-  .refine((s) => !/[\r\n]/.test(s), 'must be one line')
-  // A name is shown and logged as written: control characters and bidi overrides could make one
-  // agent's name read as another's (outside test QA63-F6: "Ana\u202Eevil").
-  .refine(
-    (s) => !/[\p{Cc}\u200E\u200F\u202A-\u202E\u2066-\u2069]/u.test(s),
-    'must not hold control or text-direction characters',
-  )
-  .refine(storable, STORABLE);
-
 /** A yes or no: JSON's, or a form's "true" / "false". */
 const formBoolean = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
 
@@ -247,7 +245,7 @@ export const AgentMessageBody = z.strictObject({
     .string()
     .max(4096, 'must be at most 4,096 characters (WhatsApp text limit)')
     // Invisible format characters (zero-width spaces, joiners) alone are no message either.
-    .refine((t) => t.replace(/[\p{Cf}\s]/gu, '') !== '', 'must not be empty (nor only invisible characters)')
+    .refine((t) => !blank(t), 'must not be empty (nor only invisible characters)')
     .refine(storable, STORABLE),
 });
 

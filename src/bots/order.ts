@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { defineFlow } from '../flow/define.ts';
 import { clip, isolated } from '../flow/replies.ts';
+import { blank } from '../providers/screen.ts';
 
 export const PRODUCTS = [
   { id: 'sku_550e', title: 'Trail Shoe' },
@@ -116,5 +117,5 @@ export const orderFlow = defineFlow({
 
 /** Whether a text shows anything: not only blanks and invisible format characters (U+200B...). */
 function visible(text: string): boolean {
-  return text.replace(/[\p{Cf}\s]/gu, '') !== '';
+  return !blank(text);
 }

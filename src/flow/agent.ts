@@ -16,6 +16,7 @@ import type {
 } from '../model/session.ts';
 import { schemaIssues, type Flow, type FlowData, type StepDef } from './define.ts';
 import { handbackDataError } from './handback-data.ts';
+import { blank } from '../providers/screen.ts';
 import {
   activeNow,
   handbackTransition,
@@ -228,13 +229,14 @@ export function agentMessage(
 
 /**
  * The data keys `step` needs (its `needs`) that `data` does not have: a handback there is refused.
- * A blank text counts as none: the step's prompt quotes what it needs, and an agent's empty field
- * reached the user as "Thanks, ." (outside test QA63-F7).
+ * A blank text (white space, invisible characters) counts as none: the step's prompt quotes what
+ * it needs, and an agent's empty field reached the user as "Thanks, ." (outside test QA63-F7,
+ * QA102-F3).
  */
 export function missingNeeds(step: Pick<StepDef, 'needs'>, data: FlowData): string[] {
   return step.needs.filter((k) => {
     const v = data[k];
-    return v === undefined || v === null || (typeof v === 'string' && v.trim() === '');
+    return v === undefined || v === null || (typeof v === 'string' && blank(v));
   });
 }
 

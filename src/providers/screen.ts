@@ -20,6 +20,16 @@ import type { SkippedItem } from './cloud-api/parse.ts';
  * takes them as parameters, pages escape them.
  */
 export const ID_PATTERN = /^(?!\.\.?$)[^\s\p{Cc}\p{Cf}\p{Cs}\uFFFD]{1,128}$/u;
+/**
+ * Whether a text shows nothing: only white space and invisible format characters (a zero-width
+ * space, a joiner, a byte-order mark). Such a text counts as empty wherever a person's words are
+ * expected: a user's answer, an agent's message, name or hand-back data (outside test QA102-F1,
+ * F3: `"\u200b"` passed where `"  "` was refused).
+ */
+export function blank(text: string): boolean {
+  return text.replace(/[\p{Cf}\s]/gu, '') === '';
+}
+
 /** Longer message ids are no WhatsApp id (a wamid is about 60 characters). */
 export const MAX_MESSAGE_ID = 256;
 

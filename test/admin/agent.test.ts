@@ -204,7 +204,8 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
         error: expect.stringMatching(/needs product_id, .* at a step open now: ask_name, choose_product$/),
       });
       // A blank value is no value: the step's prompt would quote it (outside test QA63-F7).
-      for (const customer_name of ['', '   ']) {
+      // Nor is one that shows nothing: a zero-width space, a byte-order mark (QA102-F3).
+      for (const customer_name of ['', '   ', '\u200b', ' \ufeff\u2060 ']) {
         const blank = await send(`/sessions/${user}/agent`, 'DELETE', {
           step: 'collect_shipping_address',
           data: { customer_name, product_id: 'sku_550e' },
@@ -555,6 +556,20 @@ describe.each(cases)('agent hand-off on the %s backend', (name, available, setup
         agent: 'José Núñez',
       });
       expect(await accented.json()).toMatchObject({ code: 'BATON_ERR_TAKEN_BY_OTHER' });
+      // A name that shows nothing is none (outside test QA102-F1)...
+      for (const agent of ['\u200b', ' \u200b\ufeff ', '\u00ad']) {
+        const none = await send(`/sessions/${user}/agent/messages`, 'POST', { text: 'x', agent });
+        expect(none.status).toBe(400);
+        expect(JSON.stringify(await none.json())).toContain('must name the agent');
+      }
+      // ...and one pasted with a zero-width space is the agent it shows: Bea, who has the session.
+      const pasted = await send(`/sessions/${user}/agent/messages`, 'POST', {
+        text: 'x',
+        agent: 'Bea\u200b',
+      });
+      expect(pasted.status).toBe(200);
+      const inbox = await json<{ sessions: Array<{ wa_id: string }> }>(h.admin('/inbox?agent=%E2%80%8BBea'));
+      expect(inbox.sessions.map((x) => x.wa_id)).toContain(user);
     },
   );
 
