@@ -386,8 +386,11 @@ export function registerDashboard(
         if (cookie === null) return toSignIn(reply);
         const query = req.query as Record<string, unknown>;
         const typed = typeof query.wa_id === 'string' ? query.wa_id.trim() : '';
-        // A phone number as people write it (`+1 555-010 2030`) is a wa_id's digits.
-        const waId = /^\+?[\d\s().-]{4,40}$/.test(typed) ? typed.replace(/\D/g, '') : typed;
+        // A phone number as people write it (`+1 555-010 2030`, or `0049 151...` with the
+        // international prefix dialled from Europe: outside test QA102-F2) is a wa_id's digits.
+        const waId = /^\+?[\d\s().-]{4,40}$/.test(typed)
+          ? typed.replace(/\D/g, '').replace(/^00(?=[1-9])/, '')
+          : typed;
         const channel = typeof query.channel === 'string' && query.channel !== '' ? query.channel : undefined;
         // Given twice (`?wa_id=a&wa_id=b`), a parameter is a list: said so, not quoted as "" (Q7).
         const twice = ['wa_id', 'channel'].find((k) => Array.isArray(query[k]));
@@ -515,8 +518,22 @@ export function registerDashboard(
             },
           ];
         };
+        // The name the user shows in WhatsApp, as their newest message carried it: who the agent
+        // is talking to (outside test QA102-F2: it was stored, and no page showed it).
+        let profileName: string | undefined;
+        let profileAt = -Infinity;
+        for (const m of inbound)
+          if (m.profileName !== undefined && m.storedAt >= profileAt) {
+            profileName = m.profileName;
+            profileAt = m.storedAt;
+          }
         const body = html`<p class="sub">
-            User <code id="session-user">${s.waId ?? s.user}</code> on channel <code>${s.channel}</code>
+            User <code id="session-user">${s.waId ?? s.user}</code>${
+              profileName === undefined
+                ? ''
+                : html` (<bdi id="profile-name">${profileName}</bdi> in WhatsApp)`
+            }
+            on channel <code>${s.channel}</code>
           </p>
           ${failedNotice(outbound)}
           <div class="columns">

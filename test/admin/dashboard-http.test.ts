@@ -6,7 +6,8 @@
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startHarness, type Harness } from '../support/harness.ts';
-import { PHONE_ID, text, webhook } from '../support/payloads.ts';
+import { webhookBody } from '../../loadgen/payloads.ts';
+import { DISPLAY_PHONE, PHONE_ID, text, webhook } from '../support/payloads.ts';
 
 let h: Harness;
 const HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>';
@@ -295,6 +296,35 @@ describe('dashboard pages escape what users sent', () => {
     });
     expect(r.status).toBe(200);
     expect(await r.text()).toContain(`<code id="session-user">${USER}</code>`);
+  });
+
+  it('finds one dialled with the international prefix 00 (outside test QA102-F2)', async () => {
+    const c = await cookie();
+    const r = await fetch(`${h.url}/admin/session?wa_id=${encodeURIComponent('001 555 050 1001')}`, {
+      headers: { cookie: c },
+    });
+    expect(r.status).toBe(200);
+    expect(await r.text()).toContain(`<code id="session-user">${USER}</code>`);
+  });
+
+  it("shows the user's WhatsApp name, from their newest message, as text (outside test QA102-F2)", async () => {
+    const user = '15550501009';
+    const named = (name: string, body: string, ts: number) =>
+      webhookBody(
+        { phoneNumberId: PHONE_ID, displayPhone: DISPLAY_PHONE },
+        [text(user, body, 1_750_000_000 + ts)],
+        name,
+      );
+    expect((await h.post(named('Jo', 'hi', 10))).status).toBe(200);
+    await h.settled(user, 1);
+    expect((await h.post(named('Jo <b>Smith</b> \u202Eevil', 'Jo', 11))).status).toBe(200);
+    await h.settled(user, 2);
+    const c = await cookie();
+    const page = await (
+      await fetch(`${h.url}/admin/session?wa_id=${user}`, { headers: { cookie: c } })
+    ).text();
+    // In an isolate, so a right-to-left override in it cannot turn the line around.
+    expect(page).toContain('<bdi id="profile-name">Jo &lt;b&gt;Smith&lt;/b&gt; \u202Eevil</bdi> in WhatsApp');
   });
 
   it('says which parameter is given twice, or is no id, in a search (outside test Q7)', async () => {
