@@ -885,9 +885,10 @@ export function defineFlow<
       fail(
         `${at}: needs "on" (or an effect): even a last step answers what the user writes after it, e.g. accepts: 'any', on: (_i, c) => c.startOver()`,
       );
-    } else if (s.say === undefined) {
+    } else if (s.say === undefined || (Array.isArray(s.say) && s.say.length === 0)) {
       // A step that waits for the user's answer asks for it: without a prompt nothing was sent
-      // on entry or on a retry, and a step of choices sent a bare "Choose" (outside test A3).
+      // on entry or on a retry, and a step of choices sent a bare "Choose" (outside test A3);
+      // `say: []` failed at each visit (outside test QA103-F1).
       fail(`${at}: waits for the user's answer but has no prompt: give it "say"`);
     }
     const dynamic = typeof s.choices === 'function' ? s.choices : undefined;
@@ -940,6 +941,20 @@ export function defineFlow<
       for (const body of buildReplies(s.say, choices as readonly Choice[], label)) {
         const problems = replyProblems(body);
         if (problems.length > 0) fail(`${at}: ${problems.join('; ')}`);
+      }
+    }
+    // Choices and list labels given as words (`t('yes')`): built in each catalog with empty data
+    // and checked the same way, so a translation over a limit is said at load, not found by the
+    // first user of that language (outside test QA103-F11: a title of 24 characters in Portuguese
+    // dead-lettered every Portuguese user's prompt). Words that need data are left to run time.
+    if (dynamic === undefined && choices.length > 0 && (!fixed || typeof s.listButton === 'function')) {
+      const langs: readonly (string | undefined)[] = spec.words
+        ? Object.keys(spec.words.catalogs)
+        : [undefined];
+      for (const lang of langs) {
+        const problems = wordedChoiceProblems(spec, s, choices, lang);
+        if (problems.length > 0)
+          fail(`${at}${lang === undefined ? '' : `, in catalog "${lang}"`}: ${problems.join('; ')}`);
       }
     }
     steps.set(id, def);
@@ -1067,6 +1082,35 @@ export function choicesOf(step: StepDef, data: FlowData, ctx: WordsContext): rea
     title: wordsOf(c.title, data, ctx),
     ...(c.description !== undefined ? { description: wordsOf(c.description, data, ctx) } : {}),
   }));
+}
+
+/**
+ * What WhatsApp would refuse in a step's choices and list button as built in catalog `lang`
+ * (none: no catalogs) with empty data; none when they need data to be built. A computed `say`
+ * is left out (it may need data): the choices ride on a one-character text.
+ */
+function wordedChoiceProblems(
+  spec: { readonly id: string; readonly words?: unknown },
+  s: Pick<StepSpec, 'say' | 'listButton'>,
+  choices: readonly ChoiceSpec[],
+  lang: string | undefined,
+): string[] {
+  const words = spec.words as WordsSpec<FlowData> | undefined;
+  const data: FlowData = words !== undefined && lang !== undefined ? { [words.field]: lang } : {};
+  const ctx: WordsContext = { t: translator({ id: spec.id, ...(words ? { words } : {}) }, data) };
+  let bodies: OutboundBody[];
+  try {
+    const built = choices.map((c) => ({
+      id: c.id,
+      title: wordsOf(c.title, data, ctx),
+      ...(c.description !== undefined ? { description: wordsOf(c.description, data, ctx) } : {}),
+    }));
+    const label = s.listButton === undefined ? 'Choose' : wordsOf(s.listButton, data, ctx);
+    bodies = buildReplies(typeof s.say === 'function' || s.say === undefined ? '.' : s.say, built, label);
+  } catch {
+    return [];
+  }
+  return bodies.flatMap((b) => replyProblems(b));
 }
 
 /**

@@ -254,7 +254,9 @@ export function flowGraph(flow: Flow): FlowGraph {
       let label: string;
       if (fx) label = found ? found.join(' / ') : 'result';
       else if (step.accepts === 'choice')
-        label = found && !unknown ? found.join(' / ') : first && !unknown ? FIRST : 'choice';
+        // Reached by no choice with empty data: by `first` on what a user typed, or by a choice
+        // on data the probe had not; which one, the probe cannot tell (outside test QA103-F7).
+        label = found && !unknown ? found.join(' / ') : first && !unknown ? `choice / ${FIRST}` : 'choice';
       else label = step.accepts;
       edges.push({ from: step.id, to, label, restart: restarts.has(to) });
     }

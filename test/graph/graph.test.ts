@@ -119,7 +119,7 @@ describe('flowGraph', () => {
     }
   });
 
-  it("labels the start step's `first` jumps 'first message', and hints at none of them (outside test QA101-F3)", () => {
+  it("labels the start step's `first` jumps 'first message', and hints at none of them (outside test QA101-F3, QA103-F7)", () => {
     const flow = defineFlow({
       id: 'repairs',
       start: 'menu',
@@ -145,8 +145,31 @@ describe('flowGraph', () => {
     expect(g.edges.filter((e) => e.from === 'menu')).toEqual([
       { from: 'menu', to: 'booking', label: 'Book a repair', restart: false },
       { from: 'menu', to: 'status', label: 'Repair status', restart: false },
-      { from: 'menu', to: 'lookup', label: 'first message', restart: false },
+      // `first` jumps there on a ticket number, which the probe did not type: by `first` or by a
+      // choice on data, the probe cannot tell.
+      { from: 'menu', to: 'lookup', label: 'choice / first message', restart: false },
     ]);
+    // A `first` that jumps on any text is seen doing so.
+    const eager = defineFlow({
+      id: 'eager',
+      start: 'menu',
+      steps: {
+        menu: {
+          say: 'Pick',
+          choices: [{ id: 'a', title: 'A' }],
+          to: ['a', 'b'],
+          on: (_i, c) => c.goto('a'),
+          first: (_i, c) => c.goto('b'),
+        },
+        a: { say: 'A', to: ['menu'], on: (_i, c) => c.goto('menu') },
+        b: { say: 'B', to: ['menu'], on: (_i, c) => c.goto('menu') },
+      },
+    });
+    expect(
+      flowGraph(eager)
+        .edges.filter((e) => e.from === 'menu')
+        .map((e) => e.label),
+    ).toEqual(['A', 'first message']);
   });
 
   it('no hint for choices made from data, which are none with empty data (outside test QA41-F6)', async () => {

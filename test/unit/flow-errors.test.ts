@@ -357,6 +357,14 @@ describe('notices and prompts', () => {
         },
       }),
     ).toThrow('flow "q": step "b": waits for the user\'s answer but has no prompt: give it "say"');
+    // Nor with an empty list of messages (outside test QA103-F1: it failed at each visit).
+    expect(() =>
+      defineFlow({
+        id: 'q',
+        start: 'a',
+        steps: { a: { say: [], accepts: 'any', to: [], on: (_i, c) => c.retry() } },
+      }),
+    ).toThrow('flow "q": step "a": waits for the user\'s answer but has no prompt: give it "say"');
   });
 });
 
