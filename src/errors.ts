@@ -279,3 +279,20 @@ export class SendError extends BatonError {
     this.unknownOutcome = opts.unknownOutcome ?? false;
   }
 }
+
+/**
+ * What flow code or an effect threw, as text: `String()` of it, but a plain object as its JSON
+ * (`{"code":42}`; outside test QA103-F4: it read "[object Object]"), at most 500 characters.
+ */
+export function thrownText(err: unknown): string {
+  if (err instanceof Error || typeof err !== 'object' || err === null) return String(err);
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(err);
+  } catch {
+    // Circular, or holding a BigInt: what String() says.
+  }
+  // An object JSON shows nothing of (`{}`) is named as String() names it (its class's tag).
+  const text = json === undefined || json === '{}' ? Object.prototype.toString.call(err) : json;
+  return text.length > 500 ? `${text.slice(0, 499)}…` : text;
+}

@@ -7,7 +7,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/types.ts';
-import { BatonError } from '../errors.ts';
+import { BatonError, thrownText } from '../errors.ts';
 import { EffectError, type Flow } from '../flow/define.ts';
 import { effectResultId } from '../flow/transition.ts';
 import { logSessionId, type InboundMessage } from '../model/message.ts';
@@ -327,7 +327,15 @@ export async function attemptEffect(
       });
       // Stored as JSON in the mailbox: what the result handler sees is what survives that, and
       // storable everywhere (a NUL or a lone surrogate from a far API becomes U+FFFD).
-      const json = value === undefined ? 'null' : JSON.stringify(value);
+      let json: string;
+      try {
+        json = value === undefined ? 'null' : JSON.stringify(value);
+      } catch (err) {
+        // A BigInt, a circular object: the same at every attempt, so not retried (outside test
+        // QA103-F10: the API was called again for each attempt).
+        const why = err instanceof Error ? err.message : String(err);
+        return { ok: false, error: wellFormed(`the result is not JSON: ${why}`), retryable: false };
+      }
       if (json.length > MAX_RESULT_CHARS) {
         // It would be stored with the session and read with every batch after (an outside
         // test's 20 MB answer slowed every user of the process): a failure, not retried.
@@ -340,7 +348,11 @@ export async function attemptEffect(
       return { ok: true, value: wellFormedDeep(JSON.parse(json) as unknown) };
     } catch (err) {
       const retryable = !EffectError.is(err) || err.retryable;
-      return { ok: false, error: wellFormed(err instanceof Error ? err.message : String(err)), retryable };
+      return {
+        ok: false,
+        error: wellFormed(err instanceof Error ? err.message : thrownText(err)),
+        retryable,
+      };
     }
   })();
   try {

@@ -9,7 +9,7 @@ import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Backend, LeaseGrant } from '../backends/types.ts';
-import { BatonError, FencedError, FlowRuntimeError, VersionConflictError } from '../errors.ts';
+import { BatonError, FencedError, FlowRuntimeError, thrownText, VersionConflictError } from '../errors.ts';
 import { errorNotice, type Flow, type FlowData } from '../flow/define.ts';
 import type { FlowRouter } from '../flow/router.ts';
 import {
@@ -163,7 +163,7 @@ const PARKED_PER_SLOT = 32;
  */
 function asFlowFailure(err: unknown, flow: string, step: string | null): FlowRuntimeError {
   if (err instanceof FlowRuntimeError) return err;
-  const detail = err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`;
+  const detail = err instanceof Error ? `${err.name}: ${err.message}` : `threw ${thrownText(err)}`;
   return new FlowRuntimeError('BATON_ERR_FLOW_HANDLER', flow, step, detail, err, true);
 }
 

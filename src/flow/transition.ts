@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { BatonError, FlowRuntimeError, type FlowErrorCode } from '../errors.ts';
+import { BatonError, FlowRuntimeError, thrownText, type FlowErrorCode } from '../errors.ts';
 import {
   IGNORED_CONTENT_TYPES,
   isExpiryEvent,
@@ -857,12 +857,17 @@ class BatchRun {
       if (err instanceof BatonError) throw err;
       const where = step?.id ?? this.startStep;
       const thrown = handler
-        ? this.flowError('BATON_ERR_FLOW_HANDLER', step?.id ?? this.s.step, `${what}: ${String(err)}`, err)
+        ? this.flowError(
+            'BATON_ERR_FLOW_HANDLER',
+            step?.id ?? this.s.step,
+            `${what}: ${thrownText(err)}`,
+            err,
+          )
         : new FlowRuntimeError(
             'BATON_ERR_FLOW_HANDLER',
             flow.id,
             where,
-            `${what}: ${err instanceof Error ? `${err.name}: ${err.message}` : `threw ${String(err)}`}${this.beganElsewhere(where)}`,
+            `${what}: ${err instanceof Error ? `${err.name}: ${err.message}` : `threw ${thrownText(err)}`}${this.beganElsewhere(where)}`,
             err,
             true,
             session,
