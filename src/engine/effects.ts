@@ -289,6 +289,35 @@ export async function waitUnlessWanted(
 export const MAX_RESULT_CHARS = 256 * 1024;
 
 /**
+ * What `run` returned, as the session's mailbox keeps it: JSON (what the result handler sees is
+ * what survives that), storable everywhere (a NUL or a lone surrogate from a far API becomes
+ * U+FFFD); or a failure, not retried, for a value JSON cannot hold or one over
+ * {@link MAX_RESULT_CHARS}. `testFlow`'s `resolve` takes a value the same way (outside test
+ * QA103-F2: a result the engine fails reached `onResult` in a test).
+ */
+export function storedResult(value: unknown): Attempt {
+  let json: string;
+  try {
+    json = value === undefined ? 'null' : JSON.stringify(value);
+  } catch (err) {
+    // A BigInt, a circular object: the same at every attempt, so not retried (outside test
+    // QA103-F10: the API was called again for each attempt).
+    const why = err instanceof Error ? err.message : String(err);
+    return { ok: false, error: wellFormed(`the result is not JSON: ${why}`), retryable: false };
+  }
+  if (json.length > MAX_RESULT_CHARS) {
+    // It would be stored with the session and read with every batch after (an outside test's
+    // 20 MB answer slowed every user of the process): a failure, not retried.
+    return {
+      ok: false,
+      error: `the result is ${json.length} characters of JSON, over the ${MAX_RESULT_CHARS} a result may hold`,
+      retryable: false,
+    };
+  }
+  return { ok: true, value: wellFormedDeep(JSON.parse(json) as unknown) };
+}
+
+/**
  * One attempt of an effect, as the engine makes it (and `testFlow` with `effects: 'auto'`): cut
  * at `timeoutMs` (a retryable failure), its result checked for size and made JSON.
  */
@@ -325,27 +354,7 @@ export async function attemptEffect(
         data: o.data,
         attempt: o.attempt,
       });
-      // Stored as JSON in the mailbox: what the result handler sees is what survives that, and
-      // storable everywhere (a NUL or a lone surrogate from a far API becomes U+FFFD).
-      let json: string;
-      try {
-        json = value === undefined ? 'null' : JSON.stringify(value);
-      } catch (err) {
-        // A BigInt, a circular object: the same at every attempt, so not retried (outside test
-        // QA103-F10: the API was called again for each attempt).
-        const why = err instanceof Error ? err.message : String(err);
-        return { ok: false, error: wellFormed(`the result is not JSON: ${why}`), retryable: false };
-      }
-      if (json.length > MAX_RESULT_CHARS) {
-        // It would be stored with the session and read with every batch after (an outside
-        // test's 20 MB answer slowed every user of the process): a failure, not retried.
-        return {
-          ok: false,
-          error: `the result is ${json.length} characters of JSON, over the ${MAX_RESULT_CHARS} a result may hold`,
-          retryable: false,
-        };
-      }
-      return { ok: true, value: wellFormedDeep(JSON.parse(json) as unknown) };
+      return storedResult(value);
     } catch (err) {
       const retryable = !EffectError.is(err) || err.retryable;
       return {

@@ -462,6 +462,14 @@ class Problems {
  * ```
  */
 export function replyProblems(body: OutboundBody): string[] {
+  // From JavaScript, or past the types: `say: () => 42` read as a reply whose type is "undefined"
+  // (outside test QA103-F3).
+  if (typeof body !== 'object' || body === null) {
+    const shown = typeof body === 'string' ? JSON.stringify(body) : String(body);
+    return [
+      `a reply is a text or a reply body (text(), buttons(), list(), image()...), not ${body === null ? 'null' : `a ${typeof body}`} (${shown.slice(0, 40)})`,
+    ];
+  }
   const p = new Problems();
   const loose = body as unknown as Readonly<Record<string, unknown>>;
   switch (body.type) {

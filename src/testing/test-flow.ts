@@ -36,7 +36,7 @@ import {
 import { BatonError } from '../errors.ts';
 import { closest } from '../spelling.ts';
 import type { MessageContent } from '../model/message.ts';
-import { attemptEffect, DEFAULT_EFFECT_TIMEOUT_MS } from '../engine/effects.ts';
+import { attemptEffect, DEFAULT_EFFECT_TIMEOUT_MS, storedResult } from '../engine/effects.ts';
 import {
   SNAPSHOT_FORMAT,
   type OutboundBody,
@@ -114,7 +114,11 @@ export interface FlowTest<
    * prompt offered that is close to one offered is a typo: `BATON_ERR_TEST_USAGE`, naming it.
    */
   tap(id: string, from?: TestReply): Promise<TestReply[]>;
-  /** Answers the oldest pending effect named `name` with `value` (none: `BATON_ERR_TEST_USAGE`). */
+  /**
+   * Answers the oldest pending effect named `name` with `value` (none: `BATON_ERR_TEST_USAGE`), as
+   * the engine stores what `run` returned: made JSON, and a value JSON cannot hold or one over
+   * 256 KiB of it goes to `onFailure` instead, as it would in production.
+   */
   resolve<K extends keyof R & string>(name: K, value: R[K]): Promise<TestReply[]>;
   /** Fails the oldest pending effect named `name`, with `error` (a message, or an Error's). */
   fail(name: keyof R & string, error?: string | Error): Promise<TestReply[]>;
@@ -303,9 +307,7 @@ export function testFlow<F extends Flow>(
           effectId: start.id,
           name: start.name,
           ok,
-          ...(ok
-            ? { value: JSON.parse(JSON.stringify(value ?? null)) as unknown }
-            : { error: error ?? 'failed' }),
+          ...(ok ? { value } : { error: error ?? 'failed' }),
           attempts: n,
         },
         { id: effectResultId(start.id) },
@@ -419,7 +421,9 @@ export function testFlow<F extends Flow>(
       return runBatch();
     },
     async resolve(name, value) {
-      return deliver(oldest(name), true, value);
+      const start = oldest(name);
+      const stored = storedResult(value);
+      return stored.ok ? deliver(start, true, stored.value) : deliver(start, false, undefined, stored.error);
     },
     async fail(name, error) {
       return deliver(oldest(name), false, undefined, error instanceof Error ? error.message : error);

@@ -407,6 +407,16 @@ describe('replyProblems: a list with one empty section', () => {
   });
 });
 
+describe('replyProblems: what is no reply at all (outside test QA103-F3)', () => {
+  it('names what it is, not a reply of type "undefined"', () => {
+    expect(replyProblems(42 as unknown as OutboundBody)).toEqual([
+      'a reply is a text or a reply body (text(), buttons(), list(), image()...), not a number (42)',
+    ]);
+    expect(replyProblems(null as unknown as OutboundBody)[0]).toMatch(/not null \(null\)$/);
+    expect(replyProblems(true as unknown as OutboundBody)[0]).toMatch(/not a boolean \(true\)$/);
+  });
+});
+
 describe('builder types', () => {
   it('refuse what WhatsApp cannot take, at compile time', () => {
     // @ts-expect-error media by link or id, never both

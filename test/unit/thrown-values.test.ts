@@ -61,6 +61,21 @@ describe('values that are no Error, results that are no JSON', () => {
     }
   });
 
+  it('t.resolve takes a value as the engine stores it: too large or no JSON goes to onFailure (outside test QA103-F2)', async () => {
+    const t = testFlow(probing(async () => null).flow);
+    await t.send('hi');
+    await t.send('go');
+    const big = await t.resolve('call', { blob: 'x'.repeat(300_000) });
+    expect(big.map((r) => r.text)).toContain(
+      'failed after 1: the result is 300011 characters of JSON, over the 262144 a result may hold',
+    );
+    await t.send('go');
+    const odd = await t.resolve('call', { n: 1n });
+    expect(odd.map((r) => r.text).find((x) => x?.startsWith('failed'))).toMatch(/not JSON: .*BigInt/);
+    await t.send('go');
+    expect((await t.resolve('call', { ok: true })).map((r) => r.text)).toContain('done');
+  });
+
   it("an effect's thrown object reaches onFailure as its JSON", async () => {
     const p = probing(async () => {
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- what the test is about
