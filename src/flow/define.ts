@@ -1333,7 +1333,7 @@ function quickRepliesProblem(
 
 /**
  * The message that offers `choices`: up to three as buttons, more as a list, and a list whatever
- * their number when the author's prompt is one (`sections` given: a `list()`, whose rows may
+ * their number when one has a description or the author's prompt is a list (`sections` given: a `list()`, whose rows may
  * have descriptions that buttons cannot show; outside test QA22-F1: three specialities went out
  * as buttons, their descriptions and the list's label dropped). The author's sections are kept as
  * they are when their rows are exactly the choices, each once (outside test QA4-M2: they were
@@ -1345,7 +1345,9 @@ function choiceBody(
   listButton: string,
   sections?: readonly ListSection[],
 ): OutboundBody {
-  if (choices.length <= 3 && sections === undefined) {
+  // A choice with a description goes in a list, whose rows show it: buttons have none (outside
+  // test QA103-F13: a doctor's name given as each slot's description was dropped).
+  if (choices.length <= 3 && sections === undefined && choices.every((c) => !c.description)) {
     return { type: 'buttons', text, buttons: choices.map((c) => ({ id: c.id, title: c.title })) };
   }
   if (

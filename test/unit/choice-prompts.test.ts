@@ -151,4 +151,38 @@ describe('choices on a prompt', () => {
     await t.tap('dermatology');
     expect(t.step).toBe('pick');
   });
+
+  it('choices with a description go in a list, which shows it, however few (outside test QA103-F13)', async () => {
+    const f = defineFlow({
+      id: 'slots',
+      start: 'pick',
+      steps: {
+        pick: {
+          say: 'Free slots:',
+          choices: () => [
+            { id: 's1', title: 'Mon 09:00', description: 'Dr. Costa' },
+            { id: 's2', title: 'Mon 10:00', description: 'Dr. Lima' },
+          ],
+          listButton: 'Slots',
+          to: ['pick'],
+          on: (_i, c) => c.goto('pick'),
+        },
+      },
+    });
+    const [prompt] = await testFlow(f).send('hi');
+    expect(prompt!.body).toMatchObject({
+      type: 'list',
+      button: 'Slots',
+      sections: [{ rows: [{ id: 's1', title: 'Mon 09:00', description: 'Dr. Costa' }, { id: 's2' }] }],
+    });
+    expect(metaSendSchema().errors(buildCloudApiMessage(outbound(prompt!.body)))).toEqual([]);
+    const plain = defineFlow({
+      id: 'plain',
+      start: 'pick',
+      steps: {
+        pick: { say: 'Pick', choices: rows(2), to: ['pick'], on: (_i, c) => c.goto('pick') },
+      },
+    });
+    expect((await testFlow(plain).send('hi'))[0]!.body.type).toBe('buttons');
+  });
 });
