@@ -19,7 +19,6 @@ import {
   notServedBy,
   orderBatch,
   transition,
-  waiting,
   type Effect,
   type EffectStart,
   type ResolvedMessage,
@@ -48,7 +47,7 @@ import {
   type SessionSnapshot,
   type TransitionRecord,
 } from '../model/session.ts';
-import { changeRecord } from '../flow/agent.ts';
+import { escalatedOnResult, failedOnAwaited } from '../flow/agent.ts';
 import { LogLimiter } from '../log-limit.ts';
 import * as agentOps from './agent.ts';
 import { DEFAULT_EFFECT_TIMEOUT_MS, runEffect, waitUnlessWanted } from './effects.ts';
@@ -1155,30 +1154,15 @@ export class Engine {
     );
     const flow = this.flowFor(prev);
     const fresh = prev ?? freshSnapshot(flow, lease, this.now(), batch[0]);
-    // The flow failed on the result of the effect the session awaits: that result will never be
-    // applied, and every later message would wait for it, silently, for good. The session stops
-    // awaiting it and goes to an agent instead (recorded `escalated`; it is in the inbox).
-    const awaited = fresh.awaiting;
-    const stuck =
-      awaited !== undefined &&
-      batch.some((m) => m.content.type === 'effect_result' && m.content.effectId === awaited.id);
+    // The flow failed on the result of the effect the session awaits: the session goes to an
+    // agent (escalatedOnResult).
+    const stuck = failedOnAwaited(fresh, batch);
     const records: TransitionRecord[] = [];
     let base = fresh;
     if (stuck) {
-      const env = this.env(lease);
-      const { awaiting: _over, ...rest } = fresh;
-      base = waiting(
-        {
-          ...rest,
-          version: fresh.version + 1,
-          needsAgent: true,
-          retryCount: 0,
-          handoffReason: `the flow failed on the result of effect ${awaited.name}: ${err.code}`,
-        },
-        'escalated',
-        env.nowMs,
-      );
-      records.push(changeRecord(base, 'escalated', fresh.step, env));
+      const escalated = escalatedOnResult(fresh, err.code, this.env(lease));
+      base = escalated.snapshot;
+      records.push(escalated.record);
     }
     const first = batch[0]!;
     // The notice answers the user's message when the state stays as it was (SPEC 3: the wamid

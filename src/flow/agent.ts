@@ -7,6 +7,7 @@
  * @module
  */
 import { BatonError, FlowRuntimeError } from '../errors.ts';
+import type { StoredMessage } from '../model/message.ts';
 import type {
   OutboundBody,
   OutboundRecord,
@@ -63,6 +64,42 @@ export function actingAgent(
 /** The `worker` recorded for an agent's change: who did it. */
 export function agentWorker(name: string | null): string {
   return `agent:${name ?? 'unknown'}`;
+}
+
+/**
+ * The flow failed for good on the result of the effect `s` awaits: that result will never be
+ * applied, and every later message would wait for it, silently, for good. The session stops
+ * awaiting it and goes to an agent instead (recorded `escalated`; it is in the inbox). The engine
+ * does it when it dead-letters the batch; `testFlow` as the failure is thrown (outside test
+ * QA103-F12: a test's session kept awaiting, and each later message failed the same way).
+ */
+export function failedOnAwaited(s: SessionSnapshot, batch: readonly StoredMessage[]): boolean {
+  const awaited = s.awaiting;
+  return (
+    awaited !== undefined &&
+    batch.some((m) => m.content.type === 'effect_result' && m.content.effectId === awaited.id)
+  );
+}
+
+/** What {@link failedOnAwaited} leads to: see there. */
+export function escalatedOnResult(
+  s: SessionSnapshot,
+  code: string,
+  env: TransitionEnv,
+): { snapshot: SessionSnapshot; record: TransitionRecord } {
+  const { awaiting, ...rest } = s;
+  const snapshot = waiting(
+    {
+      ...rest,
+      version: s.version + 1,
+      needsAgent: true,
+      retryCount: 0,
+      handoffReason: `the flow failed on the result of effect ${awaiting?.name ?? '?'}: ${code}`,
+    },
+    'escalated',
+    env.nowMs,
+  );
+  return { snapshot, record: changeRecord(snapshot, 'escalated', s.step, env) };
 }
 
 /** The transition record of a change that consumed no message (an agent's, or an escalation). */

@@ -9,6 +9,8 @@ import {
   actingAgent,
   agentMessage,
   agentWorker,
+  escalatedOnResult,
+  failedOnAwaited,
   handback,
   takeSession,
   type AgentChange,
@@ -282,7 +284,22 @@ export function testFlow<F extends Flow>(
     const out: TestReply[] = [];
     // Like the engine: batches run until nothing applicable is left.
     for (let round = 0; round < 50 && mailbox.length > 0; round += 1) {
-      const r = transition(flow, snapshot, mailbox, envNow());
+      let r: TransitionResult;
+      try {
+        r = transition(flow, snapshot, mailbox, envNow());
+      } catch (err) {
+        // As the engine does when it dead-letters such a batch: a session whose flow failed on the
+        // awaited result goes to an agent, and the batch leaves the mailbox (outside test
+        // QA103-F12: it stayed awaiting, and each later message failed the same way).
+        if (snapshot !== null && failedOnAwaited(snapshot, mailbox)) {
+          const code = err instanceof BatonError ? err.code : 'BATON_ERR_FLOW_HANDLER';
+          const escalated = escalatedOnResult(snapshot, code, envNow());
+          snapshot = escalated.snapshot;
+          records.push(escalated.record);
+          mailbox = [];
+        }
+        throw err;
+      }
       if (r.consumed.length === 0 && r.records.length === 0) break;
       const consumed = new Set(r.consumed);
       mailbox = mailbox.filter((m) => !consumed.has(m.id));

@@ -76,6 +76,47 @@ describe('values that are no Error, results that are no JSON', () => {
     expect((await t.resolve('call', { ok: true })).map((r) => r.text)).toContain('done');
   });
 
+  it('a result the flow fails on hands the session to an agent, as the engine does (outside test QA103-F12)', async () => {
+    const flow = defineFlow({
+      id: 'slots',
+      effects: { fetch: effect({ run: async (_: null) => [{ id: 's1' }] }) },
+      start: 'a',
+      steps: {
+        a: { say: 'book?', accepts: 'any', to: ['w'], on: (_i, c) => c.goto('w') },
+        w: {
+          say: 'looking',
+          to: ['pick', 'a'],
+          effect: {
+            use: 'fetch',
+            input: () => null,
+            onResult: (r, c) => c.goto('pick', { slots: r.map((x) => x.id) }),
+            onFailure: (_f, c) => c.goto('a'),
+          },
+        },
+        pick: {
+          say: 'Which slot?',
+          choices: (d) => ((d.slots as string[] | undefined) ?? []).map((id) => ({ id, title: id })),
+          to: ['a'],
+          on: (_i, c) => c.goto('a'),
+        },
+      },
+    });
+    const t = testFlow(flow);
+    await t.send('hi');
+    await t.send('go');
+    // Two slots with one id: the next prompt is refused, the result can never be applied.
+    await expect(t.resolve('fetch', [{ id: 's1' }, { id: 's1' }])).rejects.toThrow(/repeats/);
+    expect(t.state).toMatchObject({ step: 'w', needsAgent: true });
+    expect(t.state?.awaiting).toBeUndefined();
+    expect(t.state?.handoffReason).toMatch(
+      /^the flow failed on the result of effect fetch: BATON_ERR_FLOW_REPLY$/,
+    );
+    expect(t.records.at(-1)?.kind).toBe('escalated');
+    // The user's next message is held for the agent, not failed again.
+    expect(await t.send('hello?')).toEqual([]);
+    expect(t.records.at(-1)?.kind).toBe('held');
+  });
+
   it("an effect's thrown object reaches onFailure as its JSON", async () => {
     const p = probing(async () => {
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- what the test is about
