@@ -67,11 +67,12 @@ export function agentWorker(name: string | null): string {
 }
 
 /**
- * The flow failed for good on the result of the effect `s` awaits: that result will never be
- * applied, and every later message would wait for it, silently, for good. The session stops
- * awaiting it and goes to an agent instead (recorded `escalated`; it is in the inbox). The engine
- * does it when it dead-letters the batch; `testFlow` as the failure is thrown (outside test
- * QA103-F12: a test's session kept awaiting, and each later message failed the same way).
+ * Whether `batch` holds the result of the effect `s` awaits. When the flow failed on such a batch
+ * for good, that result will never be applied, and every later message would wait for it,
+ * silently, for good: the session stops awaiting it and goes to an agent instead
+ * ({@link escalatedOnResult}). The engine does it when it dead-letters the batch; `testFlow` as
+ * the failure is thrown (outside test QA103-F12: a test's session kept awaiting, and each later
+ * message failed the same way).
  */
 export function failedOnAwaited(s: SessionSnapshot, batch: readonly StoredMessage[]): boolean {
   const awaited = s.awaiting;
@@ -81,7 +82,11 @@ export function failedOnAwaited(s: SessionSnapshot, batch: readonly StoredMessag
   );
 }
 
-/** What {@link failedOnAwaited} leads to: see there. */
+/**
+ * The session `s`, whose flow failed for good on the awaited effect's result, with an agent:
+ * no longer awaiting, `needs_agent`, its hand-off reason naming the effect and the error's code,
+ * and the `escalated` record of that change.
+ */
 export function escalatedOnResult(
   s: SessionSnapshot,
   code: string,

@@ -1333,9 +1333,9 @@ function quickRepliesProblem(
 
 /**
  * The message that offers `choices`: up to three as buttons, more as a list, and a list whatever
- * their number when one has a description or the author's prompt is a list (`sections` given: a `list()`, whose rows may
- * have descriptions that buttons cannot show; outside test QA22-F1: three specialities went out
- * as buttons, their descriptions and the list's label dropped). The author's sections are kept as
+ * their number when one has a description or the author's prompt is a list (`sections` given: a
+ * `list()`, whose rows may have descriptions that buttons cannot show; outside test QA22-F1:
+ * three specialities went out as buttons, their descriptions and the list's label dropped). The author's sections are kept as
  * they are when their rows are exactly the choices, each once (outside test QA4-M2: they were
  * flattened into one section); otherwise the choices go in one section.
  */

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { DOSE_WAIT_MS, EXPIRE_DOSE, handInDoses, handOver } from '../../src/backends/retention.ts';
+import type { IngestResult } from '../../src/backends/types.ts';
 import type { WebhookBatch } from '../../src/model/message.ts';
+
+/** What a store says of a dose it took: `seen` of its events were stored before. */
+const took = (b: WebhookBatch, seen = 0): IngestResult => ({
+  accepted: b.messages.length - seen,
+  duplicates: seen,
+  statuses: 0,
+});
 
 const rows = (n: number) =>
   Array.from({ length: n }, (_, i) => ({
@@ -22,11 +30,14 @@ describe('a purge hands its expiry events over a dose at a time', () => {
         doses.push(b.messages.length);
         depth += b.messages.length;
         setTimeout(() => (depth = 0), 30); // the workers take it
+        // The first dose's first 3 were handed by a purge before, which the store's copy the
+        // sweep read had not caught up with: duplicates, which expire nothing.
+        return took(b, doses.length === 1 ? 3 : 0);
       },
       depth: async () => depth,
       now: Date.now,
     });
-    expect(handed).toBe(60);
+    expect(handed).toEqual({ handed: 60, expired: 57 });
     expect(doses).toEqual([EXPIRE_DOSE, EXPIRE_DOSE, 60 - 2 * EXPIRE_DOSE]);
   });
 
@@ -35,9 +46,10 @@ describe('a purge hands its expiry events over a dose at a time', () => {
     const { batch, resumeAfter } = handOver(page, () => true, 0);
     let clock = 0;
     let depth = 0;
-    const handed = await handInDoses(batch, {
+    const { handed } = await handInDoses(batch, {
       ingest: async (b: WebhookBatch) => {
         depth += b.messages.length; // no worker takes it
+        return took(b);
       },
       depth: async () => {
         clock += DOSE_WAIT_MS / 2;

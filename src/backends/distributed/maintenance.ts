@@ -178,7 +178,7 @@ async function expireDueSessions(ctx: Context, cutOff: Date): Promise<number> {
     (r) => r.due,
     ctx.now(),
   );
-  const handed = await handInDoses(batch, {
+  const { handed, expired } = await handInDoses(batch, {
     ingest: (b) => ingest(ctx, b),
     depth: () => queueDepth(ctx),
     now: ctx.now,
@@ -187,7 +187,7 @@ async function expireDueSessions(ctx: Context, cutOff: Date): Promise<number> {
   const resume = resumeAfter(handed);
   if (resume === undefined) sessionsSwept.delete(ctx);
   else if (resume !== null) sessionsSwept.set(ctx, { channel: resume.channel, user: resume.user });
-  return handed;
+  return expired;
 }
 
 /**

@@ -8,6 +8,7 @@
 import type Database from 'better-sqlite3';
 import { EARLY_STATUS_TTL_MS, type WebhookBatch } from '../../model/message.ts';
 import type { OutboundStatus } from '../../model/session.ts';
+import type { IngestResult } from '../types.ts';
 import {
   emptyPurgeReport,
   handInDoses,
@@ -37,7 +38,7 @@ export interface PurgeHost {
   /** The purge wrote: checkpoint and cut the WAL once idle. */
   written(): void;
   /** Stores the expiry events of sessions handed to the engine. */
-  readonly ingest: (batch: WebhookBatch) => Promise<unknown>;
+  readonly ingest: (batch: WebhookBatch) => Promise<IngestResult>;
   /** Messages stored and not yet consumed (committed figures). */
   queueDepth(): number;
 }
@@ -237,7 +238,7 @@ export class EmbeddedPurge {
       SweptSession & { id: number; due: number }
     >;
     const { batch, resumeAfter } = handOver(rows, (r) => r.due === 1, this.h.now());
-    const handed = await handInDoses(batch, {
+    const { handed, expired } = await handInDoses(batch, {
       ingest: this.h.ingest,
       depth: async () => this.h.queueDepth(),
       now: this.h.now,
@@ -245,6 +246,6 @@ export class EmbeddedPurge {
     });
     const resume = resumeAfter(handed);
     if (resume !== null) this.sessionsSweptUpTo = resume?.id ?? 0;
-    return handed;
+    return expired;
   }
 }
