@@ -268,6 +268,23 @@ export async function takeSession(
   return r?.snapshot ?? null;
 }
 
+/**
+ * Refuses an agent's act on a session the bot serves at once, with `refusal`'s error (none: the
+ * act goes on), not after waiting for the baton behind a turn: an effect's attempt may hold it
+ * for seconds (outside test QA100-F2: a 409 that needed no baton came after 3.4 s). Read from the
+ * stored session without the lease; the act is checked again under the baton, where it counts.
+ */
+async function refuseWhileBotServes(
+  host: AgentHost,
+  key: SessionKey,
+  refusal: (s: SessionSnapshot) => BatonError | undefined,
+): Promise<void> {
+  const seen = await host.backend.load(key);
+  if (seen?.needsAgent !== false) return;
+  const err = refusal(seen);
+  if (err !== undefined) throw err;
+}
+
 /** An agent writes `text` to the user; resolves once the outbox has been sent (or gave up for now). */
 export async function agentMessage(
   host: AgentHost,
@@ -276,10 +293,7 @@ export async function agentMessage(
   agent?: string,
   anyway = false,
 ): Promise<AgentSend | null> {
-  // Refused at once, not after waiting for the baton behind a turn (an effect's attempt may hold
-  // it for seconds): the session is not an agent's (outside test QA100-F2: a 409 that needed no
-  // baton came after 3.4 s). Looked at again under the baton, where it counts.
-  if ((await host.backend.load(key))?.needsAgent === false) throw notWithAgent();
+  await refuseWhileBotServes(host, key, () => notWithAgent());
   const r = await change(host, key, (prev, env) => {
     const by = actingAgent(prev, agent, anyway);
     return agentMessageChange(prev, host.flowFor(prev), text, { ...env, worker: agentWorker(by) }, by);
@@ -347,14 +361,9 @@ export async function handback(
   data?: FlowData,
   anyway = false,
 ): Promise<SessionSnapshot | null> {
-  // A session the bot serves is refused at once, as an agent's message is: not after waiting for
-  // the baton behind a turn (outside test QA100-F2). The refusal is the one the checks under the
-  // baton would give first (a step the flow has not is named before the session's state).
-  const seen = await host.backend.load(key);
-  if (seen?.needsAgent === false) {
-    const refusal = handbackRefusal(seen, host.flowFor(seen), step);
-    if (refusal !== undefined) throw refusal;
-  }
+  // The refusal is the one the checks under the baton would give first (a step the flow has not
+  // is named before the session's state).
+  await refuseWhileBotServes(host, key, (s) => handbackRefusal(s, host.flowFor(s), step));
   const r = await change(
     host,
     key,
