@@ -14,9 +14,10 @@ import {
   mediaLink,
   replyProblems,
   type OutboundBody,
+  type Translate,
   WHATSAPP_LIMITS,
 } from '../../src/index.ts';
-import { words } from './words.ts';
+import { words, type WordKey } from './words.ts';
 
 /** One order as the shop's API describes it. */
 export interface ShopOrder {
@@ -385,7 +386,7 @@ function shownOrder(d: OrderStatusData): string {
   return d.found?.number ?? d.order ?? '';
 }
 
-function statusText(d: OrderStatusData, t: (key: string, vars?: Record<string, string>) => string): string {
+function statusText(d: OrderStatusData, t: Translate<WordKey>): string {
   const f = d.found;
   if (!f || f.status.trim() === '') return t('status_unknown');
   const status = t('status', { order: f.number, status: f.status });

@@ -65,4 +65,7 @@ const es: typeof en = {
   handoff: 'Gracias por tu paciencia: una persona de nuestro equipo te responderá aquí en breve.',
 };
 
+/** The keys `t` takes: a misspelt one fails to compile. */
+export type WordKey = keyof typeof en;
+
 export const words = { field: 'lang', default: 'en', catalogs: { en, es } } as const;

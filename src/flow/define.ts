@@ -26,10 +26,10 @@ export interface Choice {
 }
 
 /** A choice as a step declares it: the title (and description) may depend on data and language. */
-export interface ChoiceSpec<D = FlowData> {
+export interface ChoiceSpec<D = FlowData, W extends string = string> {
   readonly id: string;
-  readonly title: Words<D>;
-  readonly description?: Words<D>;
+  readonly title: Words<D, W>;
+  readonly description?: Words<D, W>;
 }
 
 /** One message: a string is a text (or, for the message carrying a step's choices, its body text). */
@@ -37,11 +37,19 @@ export type Reply = string | OutboundBody;
 /** One message or several, sent in order. */
 export type Replies = Reply | readonly Reply[];
 
-/** Looks a key up in the session's language catalog (see `FlowSpec.words`); `{name}` is replaced from `vars`. */
-export type Translate = (key: string, vars?: Readonly<Record<string, string | number>>) => string;
+/**
+ * Looks a key up in the session's language catalog (see `FlowSpec.words`); `{name}` is replaced
+ * from `vars`. `W`: the catalogs' keys, as `defineFlow` infers them from `words.catalogs`, so a
+ * misspelt key fails to compile (outside test QA103-F6: it failed at a user's message).
+ */
+// Declared as a method, so a helper written for any key (`(t: Translate) => ...`) still takes a
+// flow's `c.t` (method parameters are compared both ways).
+export type Translate<W extends string = string> = {
+  translate(key: W, vars?: Readonly<Record<string, string | number>>): string;
+}['translate'];
 
 /** What a prompt or a notice may depend on. */
-export interface WordsContext {
+export interface WordsContext<W extends string = string> {
   /**
    * Set when the prompt is sent again after invalid input (`count` 0: the start step's `first`
    * refused a new session's first message with `c.retry(message)`).
@@ -49,11 +57,12 @@ export interface WordsContext {
   readonly retry?: { readonly count: number; readonly message?: string };
   /** Why the session is handed to an agent (hand-off notice only). */
   readonly reason?: string;
-  readonly t: Translate;
+  readonly t: Translate<W>;
 }
 
 /** A text that may depend on the session's data, the retry and the language. */
-export type Words<D> = string | ((data: Readonly<D>, ctx: WordsContext) => string);
+export type Words<D, W extends string = string> =
+  string | ((data: Readonly<D>, ctx: WordsContext<W>) => string);
 
 /** What a step's handler receives. */
 export type StepInput =
@@ -89,9 +98,9 @@ export type Outcome<S extends string = string, D = FlowData> =
  * step that goes only to `failed` is handed the context of any step that may go there too
  * (outside test QA97-F8).
  */
-export interface StepContext<S extends string = string, D = FlowData> {
+export interface StepContext<S extends string = string, D = FlowData, W extends string = string> {
   readonly data: Readonly<D>;
-  readonly t: Translate;
+  readonly t: Translate<W>;
   /** Go to `step`, merging `set` into the data; `say` is sent before its prompt. */
   goto<T extends S>(step: T, set?: Partial<D>, say?: Replies): Outcome<T, D>;
   /** Go to `step` with the data cleared first, then `set` merged. */
@@ -110,8 +119,8 @@ export interface StepContext<S extends string = string, D = FlowData> {
  * no `startOver` (outside test QA92-F3: `c.retry()` in `onResult` compiled and dead-lettered the
  * result at run time).
  */
-export type ResultContext<S extends string = string, D = FlowData> = Omit<
-  StepContext<S, D>,
+export type ResultContext<S extends string = string, D = FlowData, W extends string = string> = Omit<
+  StepContext<S, D, W>,
   'retry' | 'startOver'
 >;
 
@@ -120,10 +129,15 @@ export type ResultContext<S extends string = string, D = FlowData> = Omit<
  * starts), and the outcomes an event may have: go to a step, or hand off. Returning nothing
  * leaves the session as it is (recorded `ignored`).
  */
-export interface EventContext<S extends string = string, D = FlowData, To extends string = S> {
+export interface EventContext<
+  S extends string = string,
+  D = FlowData,
+  To extends string = S,
+  W extends string = string,
+> {
   readonly data: Readonly<D>;
   readonly step: S | null;
-  readonly t: Translate;
+  readonly t: Translate<W>;
   /** Go to `step` (one of the event's `to`), merging `set` into the data; `say` is sent before its prompt. */
   goto<T extends To>(step: T, set?: Partial<D>, say?: Replies): Outcome<T, D>;
   /** Go to `step` (one of the event's `to`) with the data cleared first, then `set` merged. */
@@ -137,7 +151,13 @@ export interface EventContext<S extends string = string, D = FlowData, To extend
  * to `POST /admin/api/sessions/:waId/events`, applied in order with the user's messages, under
  * the session's baton.
  */
-export interface EventSpec<S extends string = string, D = FlowData, P = unknown, To extends string = S> {
+export interface EventSpec<
+  S extends string = string,
+  D = FlowData,
+  P = unknown,
+  To extends string = S,
+  W extends string = string,
+> {
   /** The steps the event may lead to (checked when the flow loads), the only ones its `on` may go to. */
   readonly to: readonly NoInfer<To>[];
   /** Checks the payload when it is posted: one the schema refuses is a `400`, never stored. */
@@ -147,7 +167,7 @@ export interface EventSpec<S extends string = string, D = FlowData, P = unknown,
    * session (the event is `held`, like the user's messages).
    */
   // A method, so that a handler may name its payload's type (checked by `payload`, if given).
-  on(payload: P, c: EventContext<S, D, To>): Outcome<To, D> | undefined;
+  on(payload: P, c: EventContext<S, D, To, W>): Outcome<To, D> | undefined;
 }
 
 /** Which inputs a step takes. A step with `choices` takes exactly those ids. */
@@ -332,14 +352,14 @@ type EffectInput<D, I> = [Readonly<D>] extends [I]
     };
 
 /** A step's use of one of the flow's effects: started on entering the step. */
-export type StepEffect<S extends string, D, E extends EffectMap> = {
+export type StepEffect<S extends string, D, E extends EffectMap, W extends string = string> = {
   [N in keyof E & string]: EffectInput<D, InputOf<E[N]>> & {
     /** The effect's name in the flow's `effects`. */
     readonly use: N;
     /** Applied when the effect succeeds, under the session's lease like any input. */
-    readonly onResult: (result: EffectResult<ResultOf<E[N]>>, c: ResultContext<S, D>) => Outcome<S, D>;
+    readonly onResult: (result: EffectResult<ResultOf<E[N]>>, c: ResultContext<S, D, W>) => Outcome<S, D>;
     /** Applied when every attempt failed. */
-    readonly onFailure: (failure: EffectFailure, c: ResultContext<S, D>) => Outcome<S, D>;
+    readonly onFailure: (failure: EffectFailure, c: ResultContext<S, D, W>) => Outcome<S, D>;
   };
 }[keyof E & string];
 
@@ -356,16 +376,18 @@ export interface StepSpec<
   E extends EffectMap = NoEffects,
   To extends string = S,
   Self extends string = S,
+  W extends string = string,
 > {
   /**
    * The prompt: sent on entering the step and on each retry. Several messages are sent in order.
    * Required on a step that waits for the user's answer (one with `on`); an effect's step may omit it.
    */
-  readonly say?: Replies | ((data: Readonly<D>, ctx: WordsContext) => Replies);
+  readonly say?: Replies | ((data: Readonly<D>, ctx: WordsContext<W>) => Replies);
   /** For a choice step: the reply buttons (up to 3) or list rows (up to 10) it offers; may depend on data. */
-  readonly choices?: readonly ChoiceSpec<D>[] | ((data: Readonly<D>, ctx: WordsContext) => readonly Choice[]);
+  readonly choices?:
+    readonly ChoiceSpec<D, W>[] | ((data: Readonly<D>, ctx: WordsContext<W>) => readonly Choice[]);
   /** Label of the list button when there are more than 3 choices (default `Choose`). */
-  readonly listButton?: Words<D>;
+  readonly listButton?: Words<D, W>;
   /** `text` or `any`; a step with `choices` accepts `choice`. */
   readonly accepts?: 'text' | 'any';
   /**
@@ -379,16 +401,16 @@ export interface StepSpec<
   /** Every step this one may go to. */
   readonly to: readonly To[];
   /** Decides on valid input. Synchronous and pure: no I/O, no clock, no randomness (use an effect). */
-  readonly on?: (input: StepInput, ctx: StepContext<To, D>) => Outcome<To, D>;
+  readonly on?: (input: StepInput, ctx: StepContext<To, D, W>) => Outcome<To, D>;
   /**
    * On the start step only: decides on a new session's first message (read its language, or an
    * answer typed before the question). Without it, a new session is sent the start step's prompt.
    */
-  readonly first?: (input: StepInput, ctx: StepContext<To | Self, D>) => Outcome<To | Self, D>;
+  readonly first?: (input: StepInput, ctx: StepContext<To | Self, D, W>) => Outcome<To | Self, D>;
   /** Invalid inputs in a row before a hand-off (default: `BATON_MAX_RETRIES`). */
   readonly maxRetries?: number;
   /** Work started on entering the step; the step waits for its result (see `StepEffect`). */
-  readonly effect?: StepEffect<To, D, E>;
+  readonly effect?: StepEffect<To, D, E, W>;
   /**
    * Data keys the step relies on (its prompt quotes them, its handler reads them). An agent's
    * hand-back to the step is refused while one of them is unset, so the bot never asks a
@@ -403,13 +425,16 @@ export interface StepSpec<
   readonly handback?: boolean;
 }
 
-/** Per-language catalogs: `t(key)` looks the key up in the catalog named by `data[field]`. */
-export interface WordsSpec<D> {
+/**
+ * Per-language catalogs: `t(key)` looks the key up in the catalog named by `data[field]`. `W`:
+ * their keys; every catalog has each of them (a key one language lacks would fail its users).
+ */
+export interface WordsSpec<D, W extends string = string> {
   /** The data key holding the session's language. */
   readonly field: keyof D & string;
   /** The language used when the field is unset or unknown. */
   readonly default: string;
-  readonly catalogs: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  readonly catalogs: Readonly<Record<string, Readonly<Record<W, string>>>>;
 }
 
 /** A schema the stored data is checked against when a session is loaded (a zod schema fits). */
@@ -484,6 +509,7 @@ export interface FlowSpec<
   Ev extends EventPayloads = EventPayloads,
   To extends { readonly [K in S]: S } = { readonly [K in S]: S },
   EvTo extends { readonly [K in keyof EvTo]: S } = { readonly [K in keyof Ev]: S },
+  W extends string = string,
 > {
   readonly id: string;
   /** The author's version of the flow; stored with each session. */
@@ -497,10 +523,16 @@ export interface FlowSpec<
    * gets its payload typed by the event's `payload` schema (`unknown` without one).
    */
   readonly events?: {
-    readonly [K in keyof Ev]: EventSpec<NoInfer<S>, D, Ev[K], K extends keyof EvTo ? EvTo[K] : NoInfer<S>>;
+    readonly [K in keyof Ev]: EventSpec<
+      NoInfer<S>,
+      D,
+      Ev[K],
+      K extends keyof EvTo ? EvTo[K] : NoInfer<S>,
+      NoInfer<W>
+    >;
   } & { readonly [K in keyof EvTo]: { readonly to: readonly EvTo[K][] } } & LowerSnakeKeys<Ev>;
   readonly start: NoInfer<S>;
-  readonly steps: { readonly [K in S]: StepSpec<S, D, E, To[K], K> };
+  readonly steps: { readonly [K in S]: StepSpec<S, D, E, To[K], K, NoInfer<W>> };
   /** Texts that restart the flow from any step (compared trimmed, case-insensitive). */
   readonly resetKeywords?: readonly string[];
   /**
@@ -518,17 +550,17 @@ export interface FlowSpec<
   readonly keepOnReset?: readonly NoInfer<keyof D & string>[];
   readonly notices?: {
     /** Sent for a tap on a button of another step or an earlier visit. */
-    readonly stale?: Words<D>;
+    readonly stale?: Words<D, NoInfer<W>>;
     /** Sent when the session is handed to an agent. */
-    readonly handoff?: Words<D>;
+    readonly handoff?: Words<D, NoInfer<W>>;
     /**
      * Sent once when flow code fails on a batch and its messages are dead-lettered. A function
      * (`(d, c) => c.t('sorry')`) is the session's language; should it throw too, the default
      * English text is sent.
      */
-    readonly error?: Words<D>;
+    readonly error?: Words<D, NoInfer<W>>;
   };
-  readonly words?: WordsSpec<D>;
+  readonly words?: WordsSpec<D, W>;
   /**
    * Upgrades the data of a session stored by an earlier `version` of this flow, before its next
    * batch (then the data schema, if any, checks the result). It returns data as stored, not the
@@ -732,7 +764,9 @@ export function defineFlow<
   const EvTo extends { readonly [K in keyof EvTo]: keyof T & string } = {
     readonly [K in keyof Ev]: keyof T & string;
   },
->(spec: FlowSpec<keyof T & string, D, E, Ev, T, EvTo>): TypedFlow<keyof T & string, D, E, Ev> {
+  // The catalogs' keys (`words`), the only ones `t` takes; any text without catalogs.
+  W extends string = string,
+>(spec: FlowSpec<keyof T & string, D, E, Ev, T, EvTo, W>): TypedFlow<keyof T & string, D, E, Ev> {
   type S = keyof T & string;
   const fail = (detail: string): never => {
     throw new FlowDefinitionError(`flow "${spec.id}": ${detail}`);
@@ -837,9 +871,10 @@ export function defineFlow<
   }
 
   if (spec.words) {
-    const base = spec.words.catalogs[spec.words.default];
-    if (!base) fail(`words: no catalog for the default language "${spec.words.default}"`);
-    for (const [lang, cat] of Object.entries(spec.words.catalogs)) {
+    const words = spec.words as WordsSpec<FlowData>;
+    const base = words.catalogs[words.default];
+    if (!base) fail(`words: no catalog for the default language "${words.default}"`);
+    for (const [lang, cat] of Object.entries(words.catalogs)) {
       for (const k of Object.keys(base!)) {
         if (typeof cat[k] !== 'string') fail(`words: catalog "${lang}" has no "${k}"`);
         // One call fills every language's text: they must name the same values.
@@ -847,7 +882,7 @@ export function defineFlow<
         const got = placeholders(cat[k]!);
         if (want !== got)
           fail(
-            `words: "${lang}.${k}" has placeholders ${got || '(none)'}, "${spec.words.default}.${k}" has ${want || '(none)'}`,
+            `words: "${lang}.${k}" has placeholders ${got || '(none)'}, "${words.default}.${k}" has ${want || '(none)'}`,
           );
       }
     }
@@ -922,7 +957,7 @@ export function defineFlow<
       ...(s.maxRetries !== undefined ? { maxRetries: s.maxRetries } : {}),
       ...(dynamic !== undefined ? { dynamicChoices: dynamic } : {}),
       ...(eff !== undefined ? { effect: eff } : {}),
-      ...(spec.words !== undefined ? { words: spec.words as WordsSpec<FlowData> } : {}),
+      ...(spec.words !== undefined ? { words: spec.words } : {}),
     };
     // A `list()` prompt names its own button. A computed `say` is known when built (a `list()`
     // it returns names its button; a text gets "Choose", as computed choices do): refusing it
@@ -1008,7 +1043,7 @@ export function defineFlow<
     effects,
     events,
     ...(spec.data !== undefined ? { data: spec.data as DataSchema<FlowData> } : {}),
-    ...(spec.words !== undefined ? { words: spec.words as WordsSpec<FlowData> } : {}),
+    ...(spec.words !== undefined ? { words: spec.words } : {}),
   };
   return Object.freeze(flow);
 }

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { defineFlow, testFlow } from '../../src/index.ts';
+import { defineFlow, testFlow, type Translate } from '../../src/index.ts';
 
 const en = { pick: 'Pick', yes: 'Yes', no: 'No', menu: 'Menu', row: 'Row' };
 
@@ -23,7 +23,7 @@ function clinic(pt: typeof en, rows = 2) {
           { id: 'no', title: (_d, { t }) => t('no') },
           ...Array.from({ length: rows - 2 }, (_, i) => ({
             id: `r${i}`,
-            title: (_d: unknown, { t }: { t: (k: string) => string }) => t('row'),
+            title: (_d: unknown, { t }: { t: Translate }) => t('row'),
           })),
         ],
         listButton: (_d, { t }) => t('menu'),

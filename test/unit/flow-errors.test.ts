@@ -1,7 +1,7 @@
 import { testEngine } from '../support/engine.ts';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
-import { defineFlow } from '../../src/flow/define.ts';
+import { defineFlow, type Translate } from '../../src/flow/define.ts';
 import { testFlow } from '../../src/testing/test-flow.ts';
 import { serializeError } from '../../src/app.ts';
 import { FlowRuntimeError } from '../../src/errors.ts';
@@ -104,6 +104,7 @@ describe('an error in code that builds a reply', () => {
       words: { field: 'lang', default: 'en', catalogs: { en: { hi: 'Hello' } } },
       steps: {
         a: { say: 'start', accepts: 'any', to: ['b'], on: (_i, c) => c.goto('b') },
+        // @ts-expect-error -- a key no catalog has fails to compile; this test is about plain JavaScript
         b: { say: (_d, { t }) => t('nope'), accepts: 'any', to: ['a'], on: (_i, c) => c.goto('a') },
       },
     });
@@ -160,7 +161,7 @@ describe('words (outside test B9)', () => {
     const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
     await backend.init();
     const sent: string[] = [];
-    const flow = (error: (d: { lang?: string }, c: { t: (k: string) => string }) => string) =>
+    const flow = (error: (d: { lang?: string }, c: { t: Translate }) => string) =>
       defineFlow({
         id: 'words_notice',
         start: 'a',
@@ -337,6 +338,7 @@ describe('notices and prompts', () => {
       id: 'w',
       start: 'a',
       words: { field: 'lang', default: 'en', catalogs: { en: { hi: 'hi' } } },
+      // @ts-expect-error -- as plain JavaScript would: a key no catalog has
       notices: { handoff: (_d, c) => c.t('handoff') },
       steps: { a: { say: 'hi', accepts: 'any', to: [], on: (_i, c) => c.handoff('x') } },
     });

@@ -650,6 +650,7 @@ describe('the error boundary', () => {
     expect(() =>
       defineFlow({
         id: 'l',
+        // @ts-expect-error -- as plain JavaScript would: a catalog without a key the others have
         words: { field: 'lang', default: 'en', catalogs: { en: { hi: 'Hi' }, es: {} } },
         start: 'a',
         steps: { a: { say: 'x', to: [], on: (_i, c) => c.retry() } },

@@ -16,6 +16,7 @@ import {
   type StepSpec,
   type StepIdOf,
   type StepInput,
+  type Translate,
 } from '../../src/index.ts';
 
 describe('flow DSL types', () => {
@@ -635,5 +636,110 @@ describe('flow DSL types: data, effects, helpers', () => {
       void t.resolve('lookup', { n: 1, tags: [] });
       void t.resolve('notify', null);
     };
+  });
+});
+
+describe('flow DSL types: catalog keys (outside test QA103-F6)', () => {
+  const en = { hi: 'Hello {name}', pick: 'Pick one', yes: 'Yes', sorry: 'Sorry', shipped: 'Shipped' };
+  const es = { hi: 'Hola {name}', pick: 'Elige', yes: 'Sí', sorry: 'Perdón', shipped: 'Enviado' };
+  const lookup = effect({ run: async (_i: unknown) => ({ ok: true }) });
+
+  it('t takes only keys the catalogs have, in every place a flow calls it', () => {
+    // A helper typed with the exported `Translate` takes any flow's t.
+    const greet = (t: Translate, name: string): string => t('hi', { name });
+    const keyed = (t: Translate<keyof typeof en>): string => t('pick');
+    const flow = defineFlow({
+      id: 'worded',
+      data: z.object({ lang: z.string().optional(), name: z.string().optional() }),
+      words: { field: 'lang', default: 'en', catalogs: { en, es } },
+      effects: { lookup },
+      events: { shipped: { to: ['a'], on: (_p, c) => c.goto('a', {}, c.t('shipped')) } },
+      notices: { error: (_d, c) => c.t('sorry') },
+      start: 'a',
+      steps: {
+        a: {
+          say: (d, { t }) => [greet(t, d.name ?? ''), keyed(t)],
+          choices: [{ id: 'yes', title: (_d, { t }) => t('yes') }],
+          to: ['b'],
+          on: (_i, c) => c.goto('b', {}, c.t('yes')),
+        },
+        b: {
+          to: ['a'],
+          effect: {
+            use: 'lookup',
+            onResult: (_r, c) => c.goto('a', {}, c.t('pick')),
+            onFailure: (_f, c) => c.goto('a', {}, c.t('sorry')),
+          },
+        },
+      },
+    });
+    expect(flow.id).toBe('worded');
+    const _misspelt = (): void => {
+      defineFlow({
+        id: 'misspelt',
+        words: { field: 'lang', default: 'en', catalogs: { en, es } },
+        effects: { lookup },
+        // @ts-expect-error: no catalog has "shiped"
+        events: { shipped: { to: ['a'], on: (_p, c) => c.goto('a', {}, c.t('shiped')) } },
+        // @ts-expect-error: no catalog has "sory"
+        notices: { error: (_d, c) => c.t('sory') },
+        start: 'a',
+        steps: {
+          a: {
+            // @ts-expect-error: no catalog has "hello"
+            say: (_d, { t }) => t('hello'),
+            // @ts-expect-error: no catalog has "yess"
+            choices: [{ id: 'yes', title: (_d, { t }) => t('yess') }],
+            to: ['b'],
+            // @ts-expect-error: no catalog has "pik"
+            on: (_i, c) => c.goto('b', {}, c.t('pik')),
+          },
+          b: {
+            to: ['a'],
+            effect: {
+              use: 'lookup',
+              // @ts-expect-error: no catalog has "pik"
+              onResult: (_r, c) => c.goto('a', {}, c.t('pik')),
+              onFailure: (_f, c) => c.goto('a', {}, c.t('sorry')),
+            },
+          },
+        },
+      });
+    };
+  });
+
+  it('a catalog that lacks a key another has does not compile; a flow without catalogs, or with catalogs typed by string, takes any key', () => {
+    const _lacking = (): void => {
+      defineFlow({
+        id: 'lacking',
+        words: {
+          field: 'lang',
+          default: 'en',
+          // @ts-expect-error: "es" has no "yes"
+          catalogs: { en: { hi: 'Hi', yes: 'Yes' }, es: { hi: 'Hola' } },
+        },
+        start: 'a',
+        steps: { a: { say: (_d, { t }) => t('hi'), to: [] } },
+      });
+    };
+    const loose: Record<string, Record<string, string>> = { en: { hi: 'Hi' } };
+    const _free = [
+      defineFlow({
+        id: 'loose',
+        words: { field: 'lang', default: 'en', catalogs: loose },
+        start: 'a',
+        steps: {
+          a: { say: (_d, { t }) => t('anything'), to: [], accepts: 'any', on: (_i, c) => c.startOver() },
+        },
+      }),
+      defineFlow({
+        id: 'none',
+        start: 'a',
+        steps: {
+          a: { say: (_d, { t }) => t('anything'), to: [], accepts: 'any', on: (_i, c) => c.startOver() },
+        },
+      }),
+    ];
+    expectTypeOf<Parameters<Translate>[0]>().toEqualTypeOf<string>();
   });
 });
