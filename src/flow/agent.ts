@@ -15,7 +15,7 @@ import type {
   TransitionKind,
   TransitionRecord,
 } from '../model/session.ts';
-import { schemaIssues, type Flow, type FlowData, type StepDef } from './define.ts';
+import { dataFieldKind, schemaIssues, type Flow, type FlowData, type StepDef } from './define.ts';
 import { handbackDataError } from './handback-data.ts';
 import { blank } from '../providers/screen.ts';
 import {
@@ -381,9 +381,17 @@ export function handback(
     // The steps open now, by name: a key a step computes (a list of slots) cannot be set by hand,
     // and "an earlier step" left the agent to guess which (outside test QA7-F3).
     const open = [...flow.steps.values()].filter((s) => handbackOpen(s, next)).map((s) => s.id);
+    // A key the schema takes no flat value for (a list, an object) is not the agent's to set:
+    // told to set it, the agent tried and got the schema's refusal (outside test QA103-F8). The
+    // console reads the key's kind the same way, and offers no field for it.
+    const computed = missing.filter((k) => dataFieldKind(flow, k)?.type === 'other');
+    const how =
+      computed.length === 0
+        ? `set it with the handback's "data" (strings, numbers, booleans), or hand it back`
+        : `${computed.join(', ')} ${computed.length > 1 ? 'are' : 'is'} set by a step (no string, number or boolean): no handback's "data" sets ${computed.length > 1 ? 'them' : 'it'}; hand it back`;
     throw new BatonError(
       'BATON_ERR_STEP_NEEDS_DATA',
-      `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; set it with the handback's "data" (strings, numbers, booleans), or hand it back at a step open now: ${open.length > 0 ? open.join(', ') : 'none'}`,
+      `step "${stepId}" needs ${missing.join(', ')}, which the session does not have; ${how} at a step open now: ${open.length > 0 ? open.join(', ') : 'none'}`,
     );
   }
   // Served here (checked above): the session's version is this flow's, or now upgraded to it.

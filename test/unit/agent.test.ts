@@ -243,6 +243,46 @@ describe('agent operations (pure)', () => {
     );
   });
 
+  it('a needed key that is a list or an object is named as one a step sets, not one to set by hand (outside test QA103-F8)', () => {
+    const clinic = defineFlow({
+      id: 'clinic',
+      data: z.object({
+        slots: z.array(z.string()).optional(),
+        patient: z.object({ name: z.string() }).optional(),
+        name: z.string().optional(),
+        lang: z.enum(['en', 'pt']).optional(),
+      }),
+      start: 'ask_name',
+      steps: {
+        ask_name: {
+          say: 'Name?',
+          accepts: 'text',
+          to: ['pick', 'confirm', 'hello'],
+          on: (_i, c) => c.goto('pick'),
+        },
+        pick: { say: 'Pick one', needs: ['slots', 'name'], accepts: 'any', to: [], on: (_i, c) => c.retry() },
+        confirm: { say: 'Sure?', needs: ['patient'], accepts: 'any', to: [], on: (_i, c) => c.retry() },
+        hello: { say: 'Hi', needs: ['name', 'lang'], accepts: 'any', to: [], on: (_i, c) => c.retry() },
+      },
+    });
+    const taken: SessionSnapshot = {
+      ...takeSession(escalated(), 'Ana', env).snapshot,
+      flow: 'clinic',
+      step: 'ask_name',
+      data: {},
+    };
+    const said = (step: string): string => refusal(() => handback(taken, clinic, step, env)).message;
+    expect(said('pick')).toBe(
+      `step "pick" needs slots, name, which the session does not have; slots is set by a step (no string, number or boolean): no handback's "data" sets it; hand it back at a step open now: ask_name`,
+    );
+    expect(said('confirm')).toMatch(/needs patient, .*; patient is set by a step/);
+    // An enum takes a flat value (not the probe's): the agent may set it.
+    expect(said('hello')).toBe(
+      `step "hello" needs name, lang, which the session does not have; set it with the handback's "data" (strings, numbers, booleans), or hand it back at a step open now: ask_name`,
+    );
+    expect(handback(taken, clinic, 'hello', env, { name: 'Jo', lang: 'pt' }).snapshot.step).toBe('hello');
+  });
+
   it("a handback whose data makes the step's prompt unsendable is the agent's 400, naming why (outside test QA74-F7)", () => {
     const media = defineFlow({
       id: 'media',
