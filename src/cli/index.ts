@@ -237,7 +237,7 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
   for (const w of configWarnings(config, process.env)) warn(`WARNING: ${w}`);
   if (config.dedupeTtlSec < DEDUPE_SPEC_SEC) {
     warn(
-      `WARNING: BATON_DEDUPE_TTL is ${config.dedupeTtlSec} s, under the 7 days Meta may redeliver a webhook for (SPEC 1.2): a redelivery older than it could not be told from a new message, so in a conversation a message stamped older than it is recorded late and never applied.`,
+      `WARNING: BATON_DEDUPE_TTL is ${config.dedupeTtlSec} s, under the 7 days Meta may redeliver a webhook for (SPEC 1.2): a redelivery older than it could not be told from a new message, so in a conversation a message stamped older than it, and no newer than the last one, is recorded late and never applied.`,
     );
   }
   if (baton.queue) {

@@ -431,10 +431,14 @@ class BatchRun {
         continue;
       }
       const last = this.s.lastInteraction;
-      // In a conversation only: a new session's first message has nothing to repeat, whatever
-      // its age (SPEC 1.5 makes a message late against `last_interaction`).
+      // A replay whose id the dedupe store has forgotten (stamped beyond the window) and that is
+      // not newer than `last_interaction` may be the newest message applied, come again: late.
+      // One strictly newer was never applied, whatever its age (SPEC 1.5: outside test
+      // QA104-F1, a conversation replayed from 8-day-old bodies was all late after its first
+      // message), and a new session's first message has nothing to repeat.
       const beyondDedupe =
         last !== null &&
+        m.timestamp <= last &&
         this.env.dedupeTtlSec !== undefined &&
         m.timestamp < Math.floor(m.storedAt / 1000) - this.env.dedupeTtlSec;
       if ((last !== null && m.timestamp < last) || beyondDedupe) {
