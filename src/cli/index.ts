@@ -286,6 +286,16 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     process.stderr.write(`baton: configuration error: ${err.message}\n`);
     return 1;
   }
+  // Commander prints the version wherever the flag is and ignores the rest: `baton --version
+  // extra` exited 0 where every other stray argument is a usage error (outside test QA105-F2).
+  const options = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if (options.some((a) => a === '-V' || a === '--version') && argv.length > 1) {
+    const rest = argv.filter((a) => a !== '-V' && a !== '--version');
+    errorLine(
+      `baton: --version takes nothing else${rest.length > 0 ? ` (got "${rest.join(' ')}")` : ' (given twice)'}`,
+    );
+    return 2;
+  }
   let code = 0;
   const config = (): Config => loadConfig(process.env);
   const program = new Command('baton')

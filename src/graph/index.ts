@@ -145,7 +145,8 @@ function probe(step: StepDef, start: string, run: () => Outcome | undefined): Pr
     case 'handoff':
       return { kind: 'handoff' };
     case 'start_over':
-      return step.to.includes(start) ? { kind: 'goto', to: start, restart: true } : undefined;
+      // Allowed from any step, whatever its `to` says (outside test QA105-F1: it was no edge).
+      return { kind: 'goto', to: start, restart: true };
     case 'goto':
       return step.to.includes(outcome.step)
         ? { kind: 'goto', to: outcome.step, restart: outcome.clear === true }
@@ -249,7 +250,9 @@ export function flowGraph(flow: Flow): FlowGraph {
             `step "${step.id}": none of its choices leads to "${to}" (asked with each choice id and empty data): a misspelt choice id in its "on"?`,
           );
     }
-    for (const to of step.to) {
+    // A start over from a step whose `to` does not name the start step is an edge still.
+    const beyondTo = [...restarts].filter((to) => !step.to.includes(to));
+    for (const to of [...step.to, ...beyondTo]) {
       const found = labels.get(to);
       let label: string;
       if (fx) label = found ? found.join(' / ') : 'result';

@@ -33,6 +33,9 @@ describe('baton usage errors', () => {
     [['lock'], 'baton: "baton lock" needs a command (see baton lock --help)\n'],
     [['flow'], 'baton: "baton flow" needs a command (see baton flow --help)\n'],
     [['help', 'bogus'], 'baton: unknown command "bogus" (see baton --help)\n'],
+    // Commander printed the version and ignored the rest (outside test QA105-F2).
+    [['--version', 'extra'], 'baton: --version takes nothing else (got "extra")\n'],
+    [['session', '-V'], 'baton: --version takes nothing else (got "session")\n'],
   ])('%o: one line, exit 2', async (argv, line) => {
     expect(await run(argv, () => undefined)).toBe(2);
     expect(written(stderr)).toBe(line);

@@ -189,6 +189,33 @@ describe('flowGraph', () => {
     });
     expect(flowGraph(flow).hints).toEqual([]);
   });
+
+  it("a start over is a dashed edge to the start step, whatever the step's `to` names (outside test QA105-F1)", () => {
+    const flow = defineFlow({
+      id: 'booking',
+      start: 'ask_name',
+      events: { paid: { to: ['booked'], on: (_p, c) => c.goto('booked') } },
+      steps: {
+        ask_name: {
+          say: 'Name?',
+          accepts: 'text',
+          to: ['booked', 'thanks'],
+          on: (_i, c) => c.goto('booked'),
+        },
+        // `to` names itself only; every message starts over.
+        booked: { say: 'Booked', accepts: 'any', to: ['booked'], on: (_i, c) => c.startOver() },
+        thanks: { say: 'Thanks', accepts: 'any', to: [], on: (_i, c) => c.startOver() },
+      },
+    });
+    const g = flowGraph(flow);
+    expect(g.edges.filter((e) => e.from !== 'ask_name')).toEqual([
+      { from: 'booked', to: 'booked', label: 'any', restart: false },
+      { from: 'booked', to: 'ask_name', label: 'any', restart: true },
+      { from: 'thanks', to: 'ask_name', label: 'any', restart: true },
+    ]);
+    expect(g.nodes.filter((n) => n.terminal).map((n) => n.id)).toEqual(['thanks']);
+    expect(flowMermaid(flow)).toContain('  booked --> ask_name: any (restart)\n');
+  });
 });
 
 describe('renderFlowSvg', () => {
