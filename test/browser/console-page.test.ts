@@ -223,6 +223,10 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.waitForFunction(() => document.querySelector('#take .error')!.textContent !== '');
     expect(await page.locator('#take .error').innerText()).toContain('changed since you saw it');
     expect((await h.session(u))!.metadata.needs_agent).toBe(false);
+    // One click shows the session as it is now: with the bot (it said "look again", no way to).
+    await Promise.all([page.waitForEvent('load'), page.click('#take .error a.reload-page')]);
+    expect(await page.locator('#agent-status').innerText()).toContain('The bot is serving this session');
+    expect(await page.locator('#take .error').innerText()).toBe('');
   });
 
   it('F2: Live goes on while a read-only <details> is open, and says when it pauses', async () => {

@@ -64,6 +64,18 @@
     slot.appendChild(link);
   }
 
+  // A stale page's error ends with a link that draws the page again (the session as it is now).
+  function reloadLink(form) {
+    var slot = form.querySelector('.error');
+    if (!slot) return;
+    var link = document.createElement('a');
+    link.href = window.location.pathname + window.location.search;
+    link.className = 'reload-page';
+    link.textContent = 'Show the session as it is now';
+    slot.appendChild(document.createTextNode(' '));
+    slot.appendChild(link);
+  }
+
   // Times are written in UTC (ISO 8601); each is shown in the agent's own time zone, with the
   // UTC time kept in its tooltip and datetime attribute.
   var localTime = new Intl.DateTimeFormat(undefined, {
@@ -537,6 +549,14 @@
             var reason =
               data && typeof data.error === 'string' ? data.error.replace(/^body: /, '') : 'HTTP ' + r.status;
             showError(form, reason);
+            // The page is older than the session (a colleague acted since it was drawn): the way
+            // to look again, one click away (drafts survive a reload).
+            if (
+              r.status === 409 &&
+              data &&
+              (data.code === 'BATON_ERR_VERSION_CONFLICT' || data.code === 'BATON_ERR_NOT_WITH_AGENT')
+            )
+              reloadLink(form);
             return;
           }
           // Sent: its draft is done with.
