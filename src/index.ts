@@ -118,6 +118,7 @@ export {
   list,
   location,
   mediaLink,
+  replyNotes,
   replyProblems,
   sticker,
   template,

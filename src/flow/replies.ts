@@ -14,6 +14,7 @@
  * ```
  * @module
  */
+import { isIP } from 'node:net';
 import type {
   InteractiveHeader,
   ListRow,
@@ -636,6 +637,63 @@ const UNENCODED_ALL = new RegExp(UNENCODED.source, 'gu');
  */
 export function mediaLink(url: string): string {
   return url.replace(UNENCODED_ALL, encodeURIComponent);
+}
+
+/**
+ * What a reply WhatsApp takes may still do wrong, said as advice (a flow's hints): a media link
+ * on this machine or a private network, which Meta's servers fetch and cannot reach (the
+ * simulator can), and a document without a file name, which the user sees unnamed (outside
+ * test QA103-F5). Nothing for a body `replyProblems` refuses.
+ * @example
+ * replyNotes(image('http://localhost:8080/menu.png'));
+ * // ['image link on http://localhost:8080 is on this machine or a private network: …']
+ */
+export function replyNotes(body: OutboundBody): string[] {
+  const notes: string[] = [];
+  const media: { what: string; ref: Partial<MediaRef>; filename?: string | undefined }[] = [];
+  if (body.type === 'image' || body.type === 'video' || body.type === 'audio' || body.type === 'sticker')
+    media.push({ what: body.type, ref: body });
+  else if (body.type === 'document')
+    media.push({ what: 'document', ref: body, filename: body.filename ?? '' });
+  else if (
+    (body.type === 'buttons' || body.type === 'list') &&
+    body.header !== undefined &&
+    body.header.type !== 'text'
+  )
+    media.push({
+      what: `${body.header.type} header`,
+      ref: body.header,
+      ...(body.header.type === 'document' ? { filename: body.header.filename ?? '' } : {}),
+    });
+  for (const { what, ref, filename } of media) {
+    const link = (ref as { link?: unknown }).link;
+    if (typeof link === 'string' && isHttpUrl(link) && privateHost(new URL(link).hostname))
+      notes.push(
+        `${what} link on ${new URL(link).origin} is on this machine or a private network: Meta's servers fetch media links and cannot reach it (the simulator can)`,
+      );
+    if (filename === '') notes.push(`${what} has no filename: the user sees the file unnamed`);
+  }
+  return notes;
+}
+
+/** Whether `hostname` names this machine or a private network (what the internet cannot reach). */
+function privateHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (host === 'localhost' || /\.(localhost|local|internal|lan|home\.arpa)$/.test(host)) return true;
+  if (isIP(host) === 4) {
+    const [a, b] = host.split('.').map(Number) as [number, number];
+    return (
+      a === 0 ||
+      a === 10 ||
+      a === 127 ||
+      (a === 169 && b === 254) ||
+      (a === 172 && b >= 16 && b <= 31) ||
+      (a === 192 && b === 168)
+    );
+  }
+  if (isIP(host) === 6)
+    return host === '::1' || host === '::' || /^f[cd]/.test(host) || /^fe[89ab]/.test(host);
+  return !host.includes('.'); // a bare name (`http://shop/...`) resolves only on a private network
 }
 
 function isHttpUrl(s: string): boolean {

@@ -10,7 +10,9 @@
  * @module
  */
 import dagre from '@dagrejs/dagre';
-import { choicesOf, translator } from '../flow/define.ts';
+import { choicesOf, promptBodies, translator } from '../flow/define.ts';
+import { replyNotes } from '../flow/replies.ts';
+import type { OutboundBody } from '../model/session.ts';
 import type { Choice, EventContext, Flow, Outcome, StepContext, StepDef, Translate } from '../flow/define.ts';
 
 /** One step of the flow. */
@@ -243,6 +245,15 @@ export function flowGraph(flow: Flow): FlowGraph {
         'failure',
       );
     }
+    // Replies WhatsApp takes that will still go wrong (a media link Meta cannot reach), in the
+    // prompt as a session with no data yet gets it (one built on data may fail here: no notes).
+    let bodies: OutboundBody[] = [];
+    try {
+      bodies = promptBodies(step, {});
+    } catch {
+      bodies = [];
+    }
+    for (const note of new Set(bodies.flatMap(replyNotes))) hints.push(`step "${step.id}": ${note}`);
     if (step.accepts === 'choice' && !fx && on && !unknown) {
       for (const to of step.to)
         if (!labels.has(to) && !first)

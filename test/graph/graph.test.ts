@@ -10,6 +10,7 @@ import { loadConfig } from '../../src/config/index.ts';
 import { run } from '../../src/cli/index.ts';
 import { defineFlow, type FlowSpec } from '../../src/flow/define.ts';
 import { flowGraph, flowMermaid, renderFlowSvg } from '../../src/graph/index.ts';
+import { document, image } from '../../src/flow/replies.ts';
 import { eventsSpec } from '../support/event-flow.ts';
 
 interface XmlNode {
@@ -412,3 +413,38 @@ function slotsTypo(to: string[]) {
   };
   return defineFlow(spec);
 }
+
+describe('hints on replies WhatsApp takes that still go wrong (outside test QA103-F5)', () => {
+  it('a media link on this machine or a private network, and a document without a file name', () => {
+    const flow = defineFlow({
+      id: 'media_hints',
+      start: 'a',
+      steps: {
+        a: {
+          say: [
+            image('http://localhost:8080/menu.png'),
+            image('https://192.168.1.20/menu.png'),
+            image('https://[::1]/menu.png'),
+            image('https://cdn.example.com/menu.png'),
+            document('https://cdn.example.com/menu.pdf'),
+            document('https://cdn.example.com/menu.pdf', { filename: 'menu.pdf' }),
+            'Pick one',
+          ],
+          accepts: 'any',
+          to: [],
+          on: (_i, c) => c.startOver(),
+        },
+      },
+    });
+    expect(flowGraph(flow).hints).toEqual([
+      `step "a": image link on http://localhost:8080 is on this machine or a private network: Meta's servers fetch media links and cannot reach it (the simulator can)`,
+      `step "a": image link on https://192.168.1.20 is on this machine or a private network: Meta's servers fetch media links and cannot reach it (the simulator can)`,
+      `step "a": image link on https://[::1] is on this machine or a private network: Meta's servers fetch media links and cannot reach it (the simulator can)`,
+      'step "a": document has no filename: the user sees the file unnamed',
+    ]);
+  });
+
+  it('none for the examples, whose links are public', () => {
+    expect(flowGraph(orderFlow).hints).toEqual([]);
+  });
+});
