@@ -6,6 +6,7 @@
 import { expect, it } from 'vitest';
 import { StorageUnavailableError } from '../../src/errors.ts';
 import type { InboundMessage, SessionKey } from '../../src/model/message.ts';
+import type { LeaseGrant } from '../../src/backends/types.ts';
 import type { DistributedBackend } from '../../src/backends/distributed/index.ts';
 import type { PgStore } from '../../src/backends/distributed/pg-store.ts';
 import type { Redis } from 'ioredis';
@@ -141,6 +142,64 @@ describeServices('distributed backend: Redis restart', () => {
         ? true
         : null,
     );
+  }, 60_000);
+
+  // An AOF Redis that restarted keeps its sessions under a new lifetime: the next grant of each
+  // asks PostgreSQL for a fence block and whether Redis is behind it. A grant that read Redis's
+  // version, then PostgreSQL's after another worker's grant had committed there, took Redis for
+  // behind and started a new era: the floor rose above the live holder's fence, and PostgreSQL
+  // refused its every commit while Redis took them (outside test QA106-F4: three acknowledged
+  // messages in no log, replies sent from versions PostgreSQL never had). Redis is behind only if
+  // it still is once PostgreSQL is read.
+  it('a grant that finds PostgreSQL ahead because another holder committed meanwhile starts no new era', async () => {
+    const { backend, schema, logger, prefix } = await makeBackend();
+    const ctx = (backend as unknown as { ctx: { pg: PgStore; redis: Redis } }).ctx;
+    const key = newKey();
+    const [m1, m2, m3] = [text(key, 'hi'), text(key, 'Jane'), text(key, 'sku_550e')];
+    await backend.ingest({ messages: [m1], statuses: [] });
+    const first = (await backend.acquireLease(key, 'a', 5000))!;
+    await backend.commit(first, nextBatch(first, 0, [m1.id]));
+    await backend.releaseLease(first);
+    // The Redis lifetime that granted the fences is over (a restart on its AOF): data kept.
+    await ctx.redis.hset(
+      `${prefix}:{${key.channel}:${key.user}}:fence`,
+      'epoch',
+      'an-earlier-redis-lifetime',
+    );
+    await pgQuery(schema, "UPDATE fence_blocks SET era = 'an-earlier-redis-lifetime'", []);
+    await backend.ingest({ messages: [m2, m3], statuses: [] });
+    const reserve = ctx.pg.reserveFenceBlock.bind(ctx.pg);
+    let other: LeaseGrant | null = null;
+    let calls = 0;
+    ctx.pg.reserveFenceBlock = async (k, size, era) => {
+      calls += 1;
+      // The first grant has read Redis (version 1); another worker's grant and commit come
+      // before its PostgreSQL read.
+      if (calls === 1) {
+        other = await backend.acquireLease(key, 'b', 5000);
+        expect(other).not.toBeNull();
+        await backend.commit(other!, nextBatch(other!, 1, [m2.id]));
+      }
+      return reserve(k, size, era);
+    };
+    expect(await backend.acquireLease(key, 'a', 5000)).toBeNull(); // b holds it
+    // b's next commit reaches PostgreSQL: its fence is above the session's floor.
+    await backend.commit(other!, nextBatch(other!, 2, [m3.id]));
+    const [row] = await pgQuery(
+      schema,
+      'SELECT floor FROM fence_blocks WHERE channel = $1 AND user_id = $2',
+      [key.channel, key.user],
+    );
+    expect(other!.fence).toBeGreaterThanOrEqual(Number(row!.floor));
+    await eventually(async () => {
+      const [s] = await pgQuery(schema, 'SELECT version FROM sessions WHERE channel = $1 AND user_id = $2', [
+        key.channel,
+        key.user,
+      ]);
+      return Number(s?.version) === 3 ? true : null;
+    });
+    expect(logger.lines.filter((l) => l.msg.includes('Redis still holds'))).toEqual([]);
+    expect(logger.lines.filter((l) => l.msg.includes('older than PostgreSQL'))).toEqual([]);
   }, 60_000);
 
   // Should Redis and PostgreSQL disagree on a session's fences again, PostgreSQL's refusal of a

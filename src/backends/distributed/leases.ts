@@ -145,10 +145,16 @@ export async function acquireLease(
     // going on from Redis's state would fork the session. This lifetime's era starts (copies of
     // the lost commits still on their way are refused) and the session is reloaded from there.
     // Revisions count every commit, those that keep the version (a stale input, a late message) too.
+    // Redis's state is read again once PostgreSQL is: another worker granted and committed in
+    // between reached PostgreSQL only through Redis, so Redis behind then is behind indeed. From
+    // the first read alone, such a commit made Redis look behind: the new era's floor rose above
+    // that holder's fence, and PostgreSQL refused its every commit while Redis took them
+    // (outside test QA106-F4).
     const behind =
       kept === 2 &&
       session !== null &&
-      (session.version > asNumber(reply[3]) || session.rev > asNumber(reply[4]));
+      (session.version > asNumber(reply[3]) || session.rev > asNumber(reply[4])) &&
+      (await redisBehind(ctx, sk, session));
     if (behind) ({ ceiling, session } = await ctx.pg.reserveFenceBlock(key, ctx.fenceBlockSize, epoch));
     wd = watchdogScore(ctx, ttlMs);
     const ops = [acquire(ceiling - ctx.fenceBlockSize, ceiling, 0, epoch), watchdog()];
@@ -185,6 +191,12 @@ export async function acquireLease(
   // Its entry among the leases held (for `stats`) goes with the next command or this tick's posts.
   ctx.globalFeed.leaseHeld(token, wd);
   return { channel: key.channel, user: key.user, token, fence: code, holder };
+}
+
+/** Whether Redis's state of the session, read now, is older than PostgreSQL's `row`. */
+async function redisBehind(ctx: Context, sk: SessionKeys, row: StoredSession): Promise<boolean> {
+  const [v, rev] = await r('acquire', () => ctx.redis.hmget(sk.state, 'v', 'r'));
+  return row.version > Number(v ?? -1) || row.rev > Number(rev ?? -1);
 }
 
 /**
