@@ -1473,17 +1473,12 @@ function saysNothing(said: unknown): boolean {
 
 /** The prompt a step sends, for the session's current data (its last message: the one with the choices). */
 export function promptOf(step: StepDef, data: FlowData): OutboundBody {
-  const bodies = promptBodies(step, data);
-  return bodies[bodies.length - 1] ?? { type: 'text', text: '' };
-}
-
-/** Every message of a step's prompt for `data`, in the order they are sent (its choices on the last). */
-export function promptBodies(step: StepDef, data: FlowData): OutboundBody[] {
   const ctx: WordsContext = { t: translator({ id: '(flow)', words: step.words }, data) };
   const said = typeof step.say === 'function' ? step.say(data, ctx) : step.say;
   const choices = choicesOf(step, data, ctx);
   const label = step.listButton === undefined ? 'Choose' : wordsOf(step.listButton, data, ctx);
-  return buildReplies(said, choices, label);
+  const bodies = buildReplies(said, choices, label);
+  return bodies[bodies.length - 1] ?? { type: 'text', text: '' };
 }
 
 /**

@@ -10,7 +10,7 @@
  * @module
  */
 import dagre from '@dagrejs/dagre';
-import { choicesOf, promptBodies, translator } from '../flow/define.ts';
+import { choicesOf, translator } from '../flow/define.ts';
 import { replyNotes } from '../flow/replies.ts';
 import type { OutboundBody } from '../model/session.ts';
 import type { Choice, EventContext, Flow, Outcome, StepContext, StepDef, Translate } from '../flow/define.ts';
@@ -245,14 +245,11 @@ export function flowGraph(flow: Flow): FlowGraph {
         'failure',
       );
     }
-    // Replies WhatsApp takes that will still go wrong (a media link Meta cannot reach), in the
-    // prompt as a session with no data yet gets it (one built on data may fail here: no notes).
-    let bodies: OutboundBody[] = [];
-    try {
-      bodies = promptBodies(step, {});
-    } catch {
-      bodies = [];
-    }
+    // Replies WhatsApp takes that will still go wrong (a media link Meta cannot reach), in a
+    // prompt written out. A computed `say` is not run: it is the author's code, run at each
+    // visit (a `say` counting its calls, or failing on no data, saw one more run at start).
+    const said = typeof step.say === 'function' || step.say === undefined ? [] : [step.say].flat();
+    const bodies = said.filter((r): r is OutboundBody => typeof r === 'object' && r !== null);
     for (const note of new Set(bodies.flatMap(replyNotes))) hints.push(`step "${step.id}": ${note}`);
     if (step.accepts === 'choice' && !fx && on && !unknown) {
       for (const to of step.to)
