@@ -667,9 +667,10 @@ export function replyNotes(body: OutboundBody): string[] {
     });
   for (const { what, ref, filename } of media) {
     const link = (ref as { link?: unknown }).link;
-    if (typeof link === 'string' && isHttpUrl(link) && privateHost(new URL(link).hostname))
+    const url = typeof link === 'string' && isHttpUrl(link) ? new URL(link) : undefined;
+    if (url !== undefined && privateHost(url.hostname))
       notes.push(
-        `${what} link on ${new URL(link).origin} is on this machine or a private network: Meta's servers fetch media links and cannot reach it (the simulator can)`,
+        `${what} link on ${url.origin} is on this machine or a private network: Meta's servers fetch media links and cannot reach it (the simulator can)`,
       );
     if (filename === '') notes.push(`${what} has no filename: the user sees the file unnamed`);
   }
