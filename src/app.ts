@@ -273,15 +273,18 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     senders: {
       'cloud-api': createCloudApiSender({
         baseUrl: config.whatsapp.apiBaseUrl,
+        timeoutMs: config.sendTimeoutMs,
         ...(config.whatsapp.accessToken !== undefined ? { accessToken: config.whatsapp.accessToken } : {}),
       }),
       wasender: createWasenderSender({
         baseUrl: config.wasender.apiBaseUrl,
+        timeoutMs: config.sendTimeoutMs,
         ...(config.wasender.apiKey !== undefined ? { apiKey: config.wasender.apiKey } : {}),
       }),
     },
     bufferMs: config.bufferMs,
     lockTtlMs: config.lockTtlMs,
+    sendTimeoutMs: config.sendTimeoutMs,
     sessionTtlSec: config.sessionTtlSec,
     maxRetries: config.maxRetries,
     dedupeTtlSec: config.dedupeTtlSec,

@@ -7,6 +7,7 @@ import { closest } from '../spelling.ts';
 import { isIP } from 'node:net';
 import type { IntakeLogMode } from '../backends/distributed/options.ts';
 import { ConfigError } from '../errors.ts';
+import { DEFAULT_SEND_TIMEOUT_MS } from '../providers/http.ts';
 
 export type SyncMode = 'write-through' | 'write-behind';
 
@@ -83,6 +84,12 @@ export interface Config {
    * takes it out first (0: none).
    */
   readonly drainMs: number;
+  /**
+   * `BATON_SEND_TIMEOUT_MS`: how long one send request (a reply to the Graph API or WASender) may
+   * take before it counts as failed and is retried; while it waits, that user's later replies
+   * wait behind it (others do not).
+   */
+  readonly sendTimeoutMs: number;
   /**
    * `BATON_TRUST_PROXY`: behind a TLS-terminating proxy, believe its `X-Forwarded-Proto` (and
    * `-For`), so the dashboard's cookie is `Secure` and sign-in throttling sees client addresses.
@@ -396,6 +403,7 @@ export function loadConfig(env: Env = process.env): Config {
     messageRetentionSec: duration(env, 'BATON_MESSAGE_RETENTION', 30 * 86400),
     healthPort: env.BATON_HEALTH_PORT?.trim() ? int(env, 'BATON_HEALTH_PORT', 0, 0, 65535) : undefined,
     drainMs: int(env, 'BATON_DRAIN_MS', 0, 0, 60_000),
+    sendTimeoutMs: int(env, 'BATON_SEND_TIMEOUT_MS', DEFAULT_SEND_TIMEOUT_MS, 1000, 120_000),
     trustProxy: trustProxy(env, 'BATON_TRUST_PROXY'),
   };
   // The WASender route on: its replies are sent with the key, and WASenderApi refuses them without.
