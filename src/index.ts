@@ -86,7 +86,7 @@ export type {
 export { toSessionView } from './model/session.ts';
 
 // Storage backends
-export type { Backend, BatchCommit, LeaseGrant } from './backends/types.ts';
+export type { Backend, BatchCommit, LeaseGrant, ServedFlow } from './backends/types.ts';
 export { EmbeddedBackend } from './backends/embedded/index.ts';
 export type { EmbeddedOptions } from './backends/embedded/index.ts';
 export { DistributedBackend, migrate } from './backends/distributed/index.ts';

@@ -134,6 +134,12 @@ export interface SessionCount {
 /** A reply whose delivery failed, with when its failure was recorded (ms). */
 export type FailedReply = OutboundRecord & { readonly failedAt: number };
 
+/** A flow a worker runs, as its heartbeat says (see {@link Backend.flowServed}). */
+export interface ServedFlow {
+  readonly id: string;
+  readonly version: number;
+}
+
 export interface BackendStats {
   /** Messages stored and not yet consumed. */
   readonly queueDepth: number;
@@ -362,10 +368,19 @@ export interface Backend {
    */
   replayDeadLetter(id: string): Promise<boolean>;
   stats(): Promise<BackendStats>;
-  /** A worker says it is alive, for `ttlMs`; `stats().workers` counts the live ones. */
-  heartbeat(workerId: string, ttlMs: number): Promise<void>;
-  /** A worker stopping says goodbye. */
+  /**
+   * A worker says it is alive, for `ttlMs`, and which flows it runs (`serves`, see
+   * {@link flowServed}); `stats().workers` counts the live ones.
+   */
+  heartbeat(workerId: string, ttlMs: number, serves?: readonly ServedFlow[]): Promise<void>;
+  /** A worker stopping says goodbye (its flows are no longer served by it). */
   removeWorker(workerId: string): Promise<void>;
+  /**
+   * Unfenced read. Whether a live worker (a heartbeat within its TTL) runs flow `id` at `version`
+   * or a newer one: a session that flow's `version` wrote has a worker that can serve it (during
+   * a rolling deploy, an older worker leaves it for that one, see engine.ts `leaveUnserved`).
+   */
+  flowServed(id: string, version: number): Promise<boolean>;
   /**
    * A dashboard sign-out (admin/auth.ts): the sign-in `id` no longer lets anyone in, on any
    * process sharing this store, until `untilMs` (when its cookie would have expired anyway).

@@ -183,6 +183,8 @@ const OVERRUNS_HELD = 1000;
  */
 const UNSERVED_WAIT_MS = 30_000;
 const UNSERVED_RETRY_MS = 200;
+/** How long an answer of whether a flow version is run by a live worker is believed, ms. */
+const SERVED_FOR_MS = 1000;
 /** Most sessions whose leaving is remembered at once (oldest forgotten first). */
 const UNSERVED_HELD = 10_000;
 
@@ -235,6 +237,8 @@ export class Engine {
   private readonly overruns = new Map<string, { times: number; ms: number }>();
   /** Sessions this process left for a worker that serves them, and since when (see leaveUnserved). */
   private readonly unserved = new Map<string, { since: number; version: number }>();
+  /** What the store said lately of flow versions being run by live workers (see servedElsewhere). */
+  private readonly served = new Map<string, { until: number; answer: Promise<boolean | null> }>();
   /** Sends the replies of this engine's turns after their commits (src/outbox). */
   private readonly outbox: Outbox<SessionRun>;
 
@@ -279,9 +283,10 @@ export class Engine {
   start(concurrency = 4): void {
     const every = Math.max(HEARTBEAT_MIN_EVERY_MS, this.o.lockTtlMs / 3);
     const ttl = Math.max(this.o.lockTtlMs + 1000, 3 * every);
+    const serves = [...this.o.flows.values()].map((f) => ({ id: f.id, version: f.version }));
     const beat = (): void => {
       this.o.backend
-        .heartbeat(this.workerId, ttl)
+        .heartbeat(this.workerId, ttl, serves)
         .catch((err: unknown) => this.o.logger.warn({ err }, 'worker heartbeat failed'));
     };
     beat();
@@ -670,7 +675,9 @@ export class Engine {
     const base = prev ?? null;
     const flow = this.flowFor(base, batch);
     // A purge's expiry runs no flow code (flow/transition.ts `expireIdle`): no flow to wait for.
-    if (!batch.every(isExpiryEvent) && this.leaveUnserved(run, base, flow)) return false;
+    if (!batch.every(isExpiryEvent) && unservedHere(this.o.backend, base, flow)) {
+      if (await this.leaveUnserved(run, base!, flow)) return false;
+    }
     const provider = batch.find((m) => !isEffectResult(m))?.provider ?? first.provider;
     // Flow code runs here. A batch it fails on is tried again (in hand, with backoff) and then
     // dead-lettered with its error, so a poison message can neither spin a worker nor block
@@ -1005,26 +1012,27 @@ export class Engine {
    * flow). Run here, it would be handed to an agent (see transition's upgrade), and a deploy that
    * kept old and new workers side by side handed users to agents for nothing (outside test
    * QA65-F2's remainder). So it is left untouched, due again shortly, until nobody has served it
-   * for `unservedWaitMs` (its version unchanged since this process first left it); after that
-   * (every worker is of the older version: a rollback, or BATON_FLOWS left out the flow) it is
-   * run, and handed over.
-   * A session already held for an agent is not left: no flow code reads it.
+   * for `unservedWaitMs` while no live worker runs a flow that serves it; after that (every
+   * worker is of the older version: a rollback, or BATON_FLOWS left out the flow) it is run, and
+   * handed over.
+   * Only for a session `unservedHere` says this process cannot serve.
    */
-  private leaveUnserved(run: SessionRun, base: SessionSnapshot | null, flow: Flow): boolean {
-    if (this.o.backend.kind !== 'distributed' || base === null || base.needsAgent) return false;
-    const unserved = notServedBy(flow, base);
-    if (unserved === null) return false;
-    const foreign = unserved === 'other_flow';
+  private async leaveUnserved(run: SessionRun, base: SessionSnapshot, flow: Flow): Promise<boolean> {
+    const foreign = notServedBy(flow, base) === 'other_flow';
     const id = sessionId(run.lease);
-    const now = this.now();
     const waitMs = this.o.unservedWaitMs ?? UNSERVED_WAIT_MS;
+    const served = await this.servedElsewhere(base.flow, base.flowVersion);
+    const now = this.now();
     const left = this.unserved.get(id);
-    // The wait goes on only while nobody has served the session since this process first left it
-    // (its version unchanged): a worker of the newer version that did is there, and the session
-    // waits anew. Counted from the first leaving alone, a user who wrote every second was handed
-    // over 30 s into a rolling deploy, between the newer worker's commits (outside test QA68-F1:
-    // 57 of 80 users).
-    const since = left !== undefined && left.version === base.version ? left.since : now;
+    // The wait goes on only while no live worker runs the session's flow at its version or newer
+    // (their heartbeats say which flows they run), and nobody has served the session since this
+    // process first left it (its version unchanged). Counted from the first leaving alone, a user
+    // who wrote every second was handed over 30 s into a rolling deploy, between the newer
+    // worker's commits (outside test QA68-F1: 57 of 80 users); and without the heartbeats, a
+    // session left while the only newer worker restarted was handed over just after it came
+    // back, having sent only a reply it owed, which changes no version (outside test QA109-F1: 5
+    // of 130 users).
+    const since = served !== true && left !== undefined && left.version === base.version ? left.since : now;
     if (now - since >= waitMs) {
       this.unserved.delete(id);
       return false;
@@ -1044,13 +1052,27 @@ export class Engine {
             suppressed,
           },
           foreign
-            ? `a session of flow ${base.flow}, which this process does not serve, is left for a worker that serves it; if none takes it within ${waitMs / 1000} s, it is handed to an agent`
-            : `a session written by version ${base.flowVersion} of flow ${flow.id} (this process serves version ${flow.version}) is left for a worker of that version; if none takes it within ${waitMs / 1000} s, it is handed to an agent`,
+            ? `a session of flow ${base.flow}, which this process does not serve, is left for a worker that serves it; if none runs for ${waitMs / 1000} s, it is handed to an agent`
+            : `a session written by version ${base.flowVersion} of flow ${flow.id} (this process serves version ${flow.version}) is left for a worker of that version; if none runs for ${waitMs / 1000} s, it is handed to an agent`,
         ),
       );
     run.releaseAfterMs = UNSERVED_RETRY_MS;
     run.leftUnserved = true;
     return true;
+  }
+
+  /**
+   * Whether a live worker runs flow `id` at `version` or newer (null: the store could not say),
+   * asked at most once a second per flow version.
+   */
+  private servedElsewhere(id: string, version: number): Promise<boolean | null> {
+    const key = `${id}\u0000${version}`;
+    const now = this.now();
+    const known = this.served.get(key);
+    if (known !== undefined && known.until > now) return known.answer;
+    const answer = this.o.backend.flowServed(id, version).catch(() => null);
+    this.served.set(key, { until: now + SERVED_FOR_MS, answer });
+    return answer;
   }
 
   /**
@@ -1061,7 +1083,8 @@ export class Engine {
     if (this.o.backend.kind !== 'distributed') return false;
     // What a batch of this turn read, else the read the lease grant made (no round trip).
     const base = run.loaded !== undefined ? run.loaded : ((await this.o.backend.load(run.lease)) ?? null);
-    return this.leaveUnserved(run, base, this.flowFor(base));
+    const flow = this.flowFor(base);
+    return unservedHere(this.o.backend, base, flow) && (await this.leaveUnserved(run, base!, flow));
   }
 
   /**
@@ -1334,6 +1357,18 @@ interface RunningEffect {
   readonly left: AbortController;
   outcome?: 'done' | 'left';
   settled?: boolean;
+}
+
+/**
+ * Whether this process cannot serve the session and leaves it for one that can (see
+ * `leaveUnserved`): in distributed mode, a session at a step of a flow this process does not
+ * serve, or written by a newer version of its flow. A session already held for an agent is not
+ * left: no flow code reads it.
+ */
+function unservedHere(backend: Backend, base: SessionSnapshot | null, flow: Flow): boolean {
+  return (
+    backend.kind === 'distributed' && base !== null && !base.needsAgent && notServedBy(flow, base) !== null
+  );
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * Worker heartbeats, on both backends: `stats().workers` counts workers heard from within
- * their TTL, and forgets one that says goodbye or goes silent.
+ * their TTL, and forgets one that says goodbye or goes silent; `flowServed` says whether a live
+ * worker runs a flow at a version or newer.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +28,25 @@ async function check(b: Backend, clock: { t: number }): Promise<void> {
     expect((await b.stats()).workers).toBe(1);
     clock.t += 10_001; // w2 went silent
     expect((await b.stats()).workers).toBe(0);
+
+    // The flows live workers run (a rolling deploy: is a worker of version 3 there?).
+    expect(await b.flowServed('signup', 1)).toBe(false);
+    await b.heartbeat('w3', 10_000, [
+      { id: 'signup', version: 3 },
+      { id: 'billing', version: 1 },
+    ]);
+    await b.heartbeat('w4', 20_000, [{ id: 'signup', version: 2 }]);
+    expect(await b.flowServed('signup', 3)).toBe(true);
+    expect(await b.flowServed('signup', 2)).toBe(true); // a newer version serves it
+    expect(await b.flowServed('signup', 4)).toBe(false);
+    expect(await b.flowServed('billing', 1)).toBe(true);
+    expect(await b.flowServed('orders', 1)).toBe(false);
+    await b.removeWorker('w3');
+    expect(await b.flowServed('signup', 3)).toBe(false);
+    expect(await b.flowServed('billing', 1)).toBe(false);
+    expect(await b.flowServed('signup', 2)).toBe(true);
+    clock.t += 20_001; // w4 went silent
+    expect(await b.flowServed('signup', 2)).toBe(false);
   } finally {
     await b.close();
   }

@@ -92,7 +92,7 @@ describeServices('distributed: sessions an older worker cannot serve', () => {
     expect(await store.load(key)).toEqual(before);
     expect((await store.pending(key, 10)).map((m) => m.content)).toEqual([{ type: 'text', body: 'Ana' }]);
     expect(warned.map((l) => l.msg)).toEqual([
-      'a session written by version 3 of flow signup (this process serves version 2) is left for a worker of that version; if none takes it within 30 s, it is handed to an agent',
+      'a session written by version 3 of flow signup (this process serves version 2) is left for a worker of that version; if none runs for 30 s, it is handed to an agent',
     ]);
 
     // The baton is free again and the session due shortly: the newer worker applies the message.
@@ -223,6 +223,38 @@ describeServices('distributed: sessions an older worker cannot serve', () => {
     expect(sentByOlder).toEqual([]);
   });
 
+  it('never hands the session over while a worker of the newer version runs (outside test QA109-F1)', async () => {
+    // The newer version's only worker restarted, and came back busy: it has not served this
+    // session since (it sent a reply it owed, which changes no version). Its heartbeat says it
+    // runs version 3, so the older worker goes on leaving the session, past its wait; once no
+    // worker of version 3 runs, the wait counts, and the session is handed over.
+    const waitMs = 600;
+    const { store, newer, older } = await deployment([signup(3)], [signup(2)], waitMs);
+    const key = newKey();
+    const t0 = Math.floor(Date.now() / 1000) - 60;
+    await say(store, key, 'hi', t0);
+    await newer.runSession(key);
+    // A worker of version 3 that is alive and takes no session: its heartbeat alone.
+    const busy = testEngine(store, { flows: [signup(3)] });
+    afterThisTest(() => busy.stop());
+    busy.start(0);
+    await say(store, key, 'Ana', t0 + 1);
+    older.start(2);
+    await sleep(4 * waitMs);
+    expect(await store.load(key)).toMatchObject({ flowVersion: 3, step: 'ask_first', needsAgent: false });
+    expect((await store.pending(key, 10)).map((m) => m.content)).toEqual([{ type: 'text', body: 'Ana' }]);
+
+    await busy.stop();
+    const from = Date.now();
+    let after = await store.load(key);
+    while (after?.needsAgent !== true && Date.now() - from < 10_000) {
+      await sleep(50);
+      after = await store.load(key);
+    }
+    expect(after).toMatchObject({ flowVersion: 3, step: 'ask_first', needsAgent: true });
+    expect(Date.now() - from).toBeGreaterThanOrEqual(waitMs);
+  });
+
   it('hands the session to an agent when no worker of the newer version takes it in time', async () => {
     // A rollback: every worker runs version 2. The session comes back on its own (the release
     // made it due again) and is handed over once the wait is over, its data and version kept.
@@ -251,7 +283,7 @@ describeServices('distributed: sessions an older worker cannot serve', () => {
     expect(Date.now() - from).toBeGreaterThanOrEqual(waitMs);
     // Left several times in between (due again every 200 ms), told once.
     expect(warned.map((l) => l.msg)).toEqual([
-      'a session written by version 3 of flow signup (this process serves version 2) is left for a worker of that version; if none takes it within 1 s, it is handed to an agent',
+      'a session written by version 3 of flow signup (this process serves version 2) is left for a worker of that version; if none runs for 1 s, it is handed to an agent',
       "a session written by version 3 of flow signup, newer than this process's version 2, was handed to an agent: run the newest flow (in distributed mode, on every worker)",
     ]);
   });

@@ -14,6 +14,7 @@ import type {
   LeaseInfo,
   SessionCount,
   SessionQuery,
+  ServedFlow,
 } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import { barrier, flushSession } from './commit.ts';
@@ -224,15 +225,30 @@ export async function setAlertFiring(
     : ctx.pg.query('alerts-firing-clear', [alert]));
 }
 
-export async function heartbeat(ctx: Context, workerId: string, ttlMs: number): Promise<void> {
+export async function heartbeat(
+  ctx: Context,
+  workerId: string,
+  ttlMs: number,
+  serves: readonly ServedFlow[],
+): Promise<void> {
   const now = ctx.now();
+  const until = now + ttlMs;
   await r('heartbeat', () =>
     Promise.all([
       ctx.redis
         .multi()
-        .zadd(ctx.keys.workers, now + ttlMs, workerId)
+        .zadd(ctx.keys.workers, until, workerId)
         .zremrangebyscore(ctx.keys.workers, '-inf', now)
         .exec(),
+      // The flows it runs, one member per worker and flow (its own key: a cluster keeps the two
+      // sets in different slots, and a MULTI takes one).
+      serves.length === 0
+        ? null
+        : ctx.redis
+            .multi()
+            .zadd(ctx.keys.serving, ...serves.flatMap((f) => [String(until), servingMember(workerId, f)]))
+            .zremrangebyscore(ctx.keys.serving, '-inf', now)
+            .exec(),
       // Entries of leases whose holder died without releasing them: long expired, dropped.
       ctx.redis.zremrangebyscore(ctx.keys.leases, '-inf', now - 60_000),
     ]),
@@ -256,7 +272,42 @@ export async function signInRevoked(ctx: Context, id: string): Promise<boolean> 
 }
 
 export async function removeWorker(ctx: Context, workerId: string): Promise<void> {
-  await r('removeWorker', () => ctx.redis.zrem(ctx.keys.workers, workerId));
+  await r('removeWorker', async () => {
+    const mine = (await ctx.redis.zrange(ctx.keys.serving, '0', '-1')).filter(
+      (m) => servedBy(m)?.worker === workerId,
+    );
+    await Promise.all([
+      ctx.redis.zrem(ctx.keys.workers, workerId),
+      ...(mine.length > 0 ? [ctx.redis.zrem(ctx.keys.serving, ...mine)] : []),
+    ]);
+  });
+}
+
+/** The member of `serving` saying that `workerId` runs `flow`. */
+function servingMember(workerId: string, flow: ServedFlow): string {
+  return JSON.stringify([workerId, flow.id, flow.version]);
+}
+
+/** A `serving` member read back (null: not one this version wrote). */
+function servedBy(member: string): { worker: string; id: string; version: number } | null {
+  try {
+    const [worker, id, version] = JSON.parse(member) as unknown[];
+    return typeof worker === 'string' && typeof id === 'string' && typeof version === 'number'
+      ? { worker, id, version }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function flowServed(ctx: Context, id: string, version: number): Promise<boolean> {
+  const live = await r('serving', () =>
+    ctx.redis.zrangebyscore(ctx.keys.serving, `(${Math.floor(ctx.now())}`, '+inf'),
+  );
+  return live.some((m) => {
+    const f = servedBy(m);
+    return f !== null && f.id === id && f.version >= version;
+  });
 }
 
 export async function inbound(ctx: Context, key: SessionKey, newest?: number): Promise<StoredMessage[]> {

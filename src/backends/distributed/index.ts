@@ -61,6 +61,7 @@ import type {
   OutboundUpdate,
   SessionCount,
   SessionQuery,
+  ServedFlow,
 } from '../types.ts';
 import * as adminReads from './admin-reads.ts';
 import * as commits from './commit.ts';
@@ -272,8 +273,12 @@ export class DistributedBackend implements Backend {
     return adminReads.stats(this.ctx);
   }
 
-  heartbeat(workerId: string, ttlMs: number): Promise<void> {
-    return adminReads.heartbeat(this.ctx, workerId, ttlMs);
+  heartbeat(workerId: string, ttlMs: number, serves: readonly ServedFlow[] = []): Promise<void> {
+    return adminReads.heartbeat(this.ctx, workerId, ttlMs, serves);
+  }
+
+  flowServed(id: string, version: number): Promise<boolean> {
+    return adminReads.flowServed(this.ctx, id, version);
   }
 
   removeWorker(workerId: string): Promise<void> {

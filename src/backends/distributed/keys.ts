@@ -95,6 +95,8 @@ export class Keys {
   readonly stallCheck: string;
   /** ZSET worker id by heartbeat expiry (epoch ms). */
   readonly workers: string;
+  /** ZSET `[worker id, flow id, flow version]` (JSON) by heartbeat expiry: the flows live workers run. */
+  readonly serving: string;
   /** ZSET lease token by watchdog score (lease expiry + grace): the leases held, counted by `stats`. */
   readonly leases: string;
   /** HASH ingress id -> `<low watermark>:<published at>:<loop lag>` (see intake-watermark.ts). */
@@ -132,6 +134,7 @@ export class Keys {
     this.purge = `${prefix}:purge`;
     this.stallCheck = `${prefix}:stallcheck`;
     this.workers = `${prefix}:workers`;
+    this.serving = `${prefix}:serving`;
     this.leases = `${prefix}:leases`;
     this.intake = `${prefix}:intake`;
     this.intakeAsk = `${prefix}:intake:ask`;

@@ -46,6 +46,7 @@ import type {
   OutboundUpdate,
   SessionCount,
   SessionQuery,
+  ServedFlow,
 } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
 import { TurnPacer, type TurnPacerOptions } from './turn-pacer.ts';
@@ -806,8 +807,12 @@ export class EmbeddedBackend implements Backend {
     };
   }
 
-  async heartbeat(workerId: string, ttlMs: number): Promise<void> {
-    this.leases.heartbeat(workerId, ttlMs);
+  async heartbeat(workerId: string, ttlMs: number, serves: readonly ServedFlow[] = []): Promise<void> {
+    this.leases.heartbeat(workerId, ttlMs, serves);
+  }
+
+  async flowServed(id: string, version: number): Promise<boolean> {
+    return this.leases.flowServed(id, version);
   }
 
   async removeWorker(workerId: string): Promise<void> {

@@ -6,7 +6,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { sessionId, type SessionKey } from '../../model/message.ts';
-import { CLEARED_LEASE_MEMORY_MS, type ClearedLease, type LeaseGrant, type LeaseInfo } from '../types.ts';
+import {
+  CLEARED_LEASE_MEMORY_MS,
+  type ClearedLease,
+  type LeaseGrant,
+  type LeaseInfo,
+  type ServedFlow,
+} from '../types.ts';
 
 interface Lease {
   readonly token: string;
@@ -23,6 +29,8 @@ export class LeaseTable {
   private readonly wanted = new Map<string, number>();
   /** Worker id -> heartbeat expiry, epoch ms. */
   private readonly beats = new Map<string, number>();
+  /** Worker id -> the flows it runs (see `flowServed`). */
+  private readonly serves = new Map<string, readonly ServedFlow[]>();
   private fenceCounter = 0;
 
   constructor(private readonly now: () => number) {}
@@ -114,12 +122,23 @@ export class LeaseTable {
     return n;
   }
 
-  heartbeat(workerId: string, ttlMs: number): void {
+  heartbeat(workerId: string, ttlMs: number, serves: readonly ServedFlow[] = []): void {
     this.beats.set(workerId, this.now() + ttlMs);
+    this.serves.set(workerId, serves);
   }
 
   removeWorker(workerId: string): void {
     this.beats.delete(workerId);
+    this.serves.delete(workerId);
+  }
+
+  /** Whether a worker whose heartbeat holds runs flow `id` at `version` or newer. */
+  flowServed(id: string, version: number): boolean {
+    const now = this.now();
+    for (const [worker, flows] of this.serves)
+      if ((this.beats.get(worker) ?? 0) > now && flows.some((f) => f.id === id && f.version >= version))
+        return true;
+    return false;
   }
 
   /** Workers whose heartbeat has not expired. */
