@@ -9,7 +9,8 @@ import type { DistributedBackend } from '../../src/backends/distributed/index.ts
 import { makeBackend, useCleanup } from './harness.ts';
 import { newKey, text } from './fixtures.ts';
 import { startPrivateRedis } from '../support/redis-server.ts';
-import { describeServices, pgQuery } from '../support/services.ts';
+import pg from 'pg';
+import { DATABASE_URL, describeServices, pgQuery } from '../support/services.ts';
 import type { InboundMessage } from '../../src/model/message.ts';
 
 useCleanup();
@@ -82,6 +83,44 @@ describeServices('intake log: why a logged message was missing from Redis', () =
       for (const w of warnings) expect(w.msg).toContain('lost by Redis');
       expect(warnings.reduce((n, w) => n + (w.obj as { restored: number }).restored, 0)).toBe(1);
     } finally {
+      await redis.stop();
+    }
+  }, 30_000);
+
+  it('restores what Redis lost at once when it is back, though the log sweep waits on a row another statement holds (outside test QA108-F1)', async () => {
+    const redis = await startPrivateRedis({ persist: false });
+    const holder = new pg.Client({ connectionString: DATABASE_URL });
+    try {
+      const { backend, schema } = await makeBackend({
+        redisUrl: redis.url,
+        intakeLog: 'on',
+        bufferMs: 60_000,
+      });
+      const m = text(newKey(), 'hi');
+      await backend.ingest({ messages: [m], statuses: [] });
+      // A message PostgreSQL has consumed: its log row is the sweep's to delete, and a
+      // transaction holds it, so the sweep waits (for PostgreSQL's query timeout, 15 s).
+      const old = text(newKey(), 'consumed');
+      const at = new Date(Date.now() - 5_000);
+      await logged(schema, old, at.getTime());
+      await pgQuery(
+        schema,
+        `INSERT INTO inbound (channel, user_id, id, seq, message, stored_at, consumed_at, entry_id, outcome)
+         VALUES ($1, $2, $3, 1, '{}', $4, $4, 'e', 'applied')`,
+        [old.channel, old.user, old.id, at],
+      );
+      await holder.connect();
+      await holder.query(`SET search_path = ${schema}`);
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM intake_log WHERE id = $1 FOR UPDATE', [old.id]);
+
+      await redis.kill();
+      await redis.restart(); // empty
+      // Back in its mailbox within moments, by the pass that follows the outage (no reaper here).
+      await expect.poll(async () => (await backend.pending(m, 10)).length, { timeout: 6_000 }).toBe(1);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end().catch(() => undefined);
       await redis.stop();
     }
   }, 30_000);

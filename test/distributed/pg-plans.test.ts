@@ -177,7 +177,7 @@ const MAIN: ReadonlyArray<readonly [StatementName, readonly Param[]]> = [
     ],
   ],
   // The reaper's walk over the log, oldest first (by the index, page by page).
-  ['intake-log-page', [at, at, 0, 'ch', 'u1', 'wamid.1', 100]],
+  ['intake-log-page', [at, at, 0, 'ch', 'u1', 'wamid.1', 100, at]],
 ];
 
 /** Problems of a plan: a table scanned whole, or an index walked without a key condition. */

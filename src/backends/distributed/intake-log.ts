@@ -175,23 +175,65 @@ export class IntakeLog {
 }
 
 /**
- * One reaper pass over the intake log: sweeps what PostgreSQL has consumed, then puts back
- * into Redis what Redis lost. Returns how many messages went back.
+ * One pass over the intake log: sweeps what PostgreSQL has consumed, then puts back into Redis
+ * what Redis lost. Returns how many messages went back. With `sweepWaitMs` (the pass that follows
+ * an outage, which every lease grant waits for), the restore waits for the sweep that long at
+ * most, and whatever the sweep comes to: the sweep is housekeeping (it keeps the restore's scan
+ * short), and one that waited on rows another statement held kept the lost messages out of their
+ * mailboxes, with every session's next batch waiting for the pass (outside test QA108-F1: after
+ * quick Redis restarts, three passes failed on the sweep's timeout, 15 s each, and the messages
+ * came back only at the reaper's pass a minute later).
  */
-export async function recoverIntake(ctx: Context, minAgeMs = RECOVER_AFTER_MS): Promise<number> {
-  const now = ctx.now();
-  const dedupeFrom = new Date(now - ctx.opts.dedupeTtlSec * 1000);
+export async function recoverIntake(
+  ctx: Context,
+  minAgeMs = RECOVER_AFTER_MS,
+  o: { sweepWaitMs?: number } = {},
+): Promise<number> {
+  const dedupeFrom = new Date(ctx.now() - ctx.opts.dedupeTtlSec * 1000);
+  const swept = sweepLog(ctx, dedupeFrom);
+  if (o.sweepWaitMs === undefined) await swept;
+  else {
+    swept.catch((err: unknown) =>
+      ctx.log.warn({ err: String(err) }, 'intake log sweep failed; the reaper retries'),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      swept.catch(() => undefined),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, o.sweepWaitMs).unref())),
+    ]);
+    clearTimeout(timer);
+  }
+  // Messages are as old as they are when the restore begins (a sweep waited for a second would
+  // otherwise leave out those logged in the moment before the outage).
+  return restoreLost(ctx, ctx.now(), minAgeMs, dedupeFrom);
+}
+
+/** Deletes the log's rows of messages PostgreSQL has consumed or older than the dedupe window. */
+async function sweepLog(ctx: Context, dedupeFrom: Date): Promise<void> {
   for (;;) {
-    if (ctx.closed) return 0;
+    if (ctx.closed) return;
     const n = await ctx.pg.execute('intake-log-sweep', [dedupeFrom, PURGE_BATCH]);
-    if (n < PURGE_BATCH) break;
+    if (n < PURGE_BATCH) return;
     await yieldToLoop();
   }
+}
+
+/**
+ * Puts back into their mailboxes the logged messages stored `minAgeMs` before `now` or earlier
+ * that Redis no longer has and PostgreSQL has not consumed; a row older than the dedupe window
+ * (`dedupeFrom`) is the sweep's, never restored. Returns how many went back.
+ */
+async function restoreLost(ctx: Context, now: number, minAgeMs: number, dedupeFrom: Date): Promise<number> {
   const restored = { lostByRedis: 0, neverStored: 0 };
   let after: [Date, number, string, string, string] = [new Date(0), 0, '', '', ''];
   for (let checked = 0; checked < RECOVER_MAX;) {
     if (ctx.closed) break;
-    const rows = await ctx.pg.query('intake-log-page', [new Date(now - minAgeMs), ...after, PURGE_BATCH]);
+    const rows = await ctx.pg.query('intake-log-page', [
+      new Date(now - minAgeMs),
+      ...after,
+      PURGE_BATCH,
+      dedupeFrom,
+    ]);
     if (rows.length === 0) break;
     checked += rows.length;
     const page = rows.map((r) => ({
@@ -356,6 +398,9 @@ export async function recoverOutbox(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
   return lost.length;
 }
 
+/** Longest the restore pass that follows an outage waits for the log's sweep (see recoverIntake), ms. */
+const RESTORE_SWEEP_WAIT_MS = 1000;
+
 /** Longest intake waits for the restore pass that follows an outage (see `restoring` in context.ts), ms. */
 const RESTORE_GATE_MS = 1000;
 
@@ -379,7 +424,7 @@ export function restoreAfterOutages(ctx: Context): void {
   let pass: Promise<void> | null = null;
   const restore = (): Promise<void> => {
     if (ctx.closed) return Promise.resolve();
-    pass ??= recoverIntake(ctx, 200)
+    pass ??= recoverIntake(ctx, 200, { sweepWaitMs: RESTORE_SWEEP_WAIT_MS })
       // And the replies owed by sessions Redis lost: nothing else reloads those sessions.
       .then(() => recoverOutbox(ctx, 200))
       .then(
