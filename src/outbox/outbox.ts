@@ -49,7 +49,8 @@ const HOLDER_CHECK_MS = 1000;
 /** How long after its last renewal a holder that lost its baton still gives its claims back, ms. */
 const STALE_GIVE_BACK_MS = 30_000;
 /** Why a reply that may have reached the user twice is dead-lettered instead of sent again. */
-const AMBIGUOUS = 'no answer twice, so not sent again (the user may have it already): replay it if not';
+const AMBIGUOUS =
+  'two attempts may have reached the user, so not sent again: replay it only if the user does not have it';
 
 /** What the outbox needs of a turn that holds a session's baton (the engine's run extends it). */
 export interface OutboxTurn {
@@ -256,7 +257,10 @@ export class Outbox<T extends OutboxTurn> {
               run.lease,
               rec,
               attempt,
-              new SendError(`earlier sends got no answer; ${AMBIGUOUS}`, { retryable: false, httpStatus: 0 }),
+              new SendError(
+                `no outcome recorded for two earlier attempts (no answer, or their holder stopped or the store lost the record before it was written); ${AMBIGUOUS}`,
+                { retryable: false, httpStatus: 0 },
+              ),
             );
             break;
           }
