@@ -96,6 +96,18 @@ function loopbackHost(host: string): boolean {
 
 class UsageError extends Error {}
 
+/**
+ * An option's parser that refuses the option given twice (a usage error): commander keeps the
+ * last, and `--channel a --channel b` looked up one channel and said "No session" (outside test
+ * QA110-F2), where the admin API answers a parameter given twice `400`.
+ */
+function once(flag: string): (value: string, previous: string | undefined) => string {
+  return (value, previous) => {
+    if (previous !== undefined) throw new UsageError(`${flag} given twice ("${previous}", "${value}")`);
+    return value;
+  };
+}
+
 /** The command `argv` names, as typed: `baton session show` (options and arguments left out). */
 function commandPath(program: Command, argv: readonly string[]): string {
   const path = [program.name()];
@@ -223,7 +235,10 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
         : 'WARNING: WHATSAPP_APP_SECRET is not set: POST /webhooks/whatsapp accepts unsigned requests from a loopback address only (127.0.0.1, ::1; others get 401). Set it to your Meta app secret before Meta can reach this port.',
     );
   }
+  // Not on WASender alone (the Cloud API route off: no Cloud API user to reply to; outside test
+  // QA110-F1).
   if (
+    config.whatsapp.enabled &&
     config.whatsapp.accessToken === undefined &&
     config.whatsapp.apiBaseUrl.includes('graph.facebook.com')
   ) {
@@ -484,7 +499,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
   const session = program.command('session').description('inspect or reset a session');
   session
     .command('show <waId>')
-    .option('--channel <id>', 'phone_number_id when the user has several sessions')
+    .option('--channel <id>', 'phone_number_id when the user has several sessions', once('--channel'))
     .action(async (waId: string, o: { channel?: string }) => {
       sessionArgs(waId, o.channel);
       await sessionCommand(
@@ -497,7 +512,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     });
   session
     .command('reset <waId>')
-    .option('--channel <id>', 'phone_number_id when the user has several sessions')
+    .option('--channel <id>', 'phone_number_id when the user has several sessions', once('--channel'))
     .action(async (waId: string, o: { channel?: string }) => {
       sessionArgs(waId, o.channel);
       await sessionCommand(
@@ -512,7 +527,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('lock')
     .description('manage session leases')
     .command('clear <waId>')
-    .option('--channel <id>', 'phone_number_id when the user has several sessions')
+    .option('--channel <id>', 'phone_number_id when the user has several sessions', once('--channel'))
     .action(async (waId: string, o: { channel?: string }) => {
       sessionArgs(waId, o.channel);
       await sessionCommand(
@@ -528,9 +543,14 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .option(
       '--format <format>',
       `${GRAPH_FORMATS.join('|')} (default: from --output's extension, else mermaid)`,
+      once('--format'),
     )
-    .option('--output <file>', 'write to a file instead of stdout')
-    .option('--flows <module>', 'the module the flow is in (default: $BATON_FLOWS, else the reference bot)')
+    .option('--output <file>', 'write to a file instead of stdout', once('--output'))
+    .option(
+      '--flows <module>',
+      'the module the flow is in (default: $BATON_FLOWS, else the reference bot)',
+      once('--flows'),
+    )
     .action(async (flowId: string, flags: Partial<GraphFlags>) => {
       // `--output order.svg` draws an SVG: Mermaid text in a file named .svg was no picture
       // (outside test QA32-F2).

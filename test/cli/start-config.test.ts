@@ -72,6 +72,23 @@ it('warns at start when BATON_DEDUPE_TTL is under the 7 days SPEC 1.2 asks for (
   expect(plain).toMatch(/^WARNING: WHATSAPP_ACCESS_TOKEN is not set: the Graph API will refuse every reply/m);
 }, 60_000);
 
+it('on WASender alone (the Cloud API route off), no word of a Cloud API access token (outside test QA110-F1)', async () => {
+  const data = mkdtempSync(join(dir, 'wasender-'));
+  const p = await spawnBaton(['start'], {
+    PORT: String(await freePort()),
+    HOST: '127.0.0.1',
+    BATON_DATA_DIR: data,
+    NODE_ENV: 'production',
+    ADMIN_TOKEN: 'a-long-enough-admin-token',
+    WASENDER_WEBHOOK_SECRET: 's2',
+    WASENDER_API_KEY: 'k',
+  });
+  await p.stop();
+  const said = p.stderr();
+  expect(said).toContain('POST /webhooks/whatsapp is off (404)');
+  expect(said).not.toContain('WHATSAPP_ACCESS_TOKEN');
+}, 60_000);
+
 it('warns at start, on stderr, of a short ADMIN_TOKEN other machines can try (outside test QA64-F5)', async () => {
   const started = async (env: Record<string, string>): Promise<string> => {
     const p = await spawnBaton(['start'], {

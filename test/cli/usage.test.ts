@@ -36,6 +36,19 @@ describe('baton usage errors', () => {
     // Commander printed the version and ignored the rest (outside test QA105-F2).
     [['--version', 'extra'], 'baton: --version takes nothing else (got "extra")\n'],
     [['session', '-V'], 'baton: --version takes nothing else (got "session")\n'],
+    // Commander kept the last, and looked up one channel of two (outside test QA110-F2).
+    [
+      ['session', 'show', '15550001111', '--channel', 'a', '--channel', 'b'],
+      'baton: --channel given twice ("a", "b")\n',
+    ],
+    [
+      ['lock', 'clear', '15550001111', '--channel', 'a', '--channel=b'],
+      'baton: --channel given twice ("a", "b")\n',
+    ],
+    [
+      ['flow', 'graph', 'order', '--format', 'svg', '--format', 'dot'],
+      'baton: --format given twice ("svg", "dot")\n',
+    ],
   ])('%o: one line, exit 2', async (argv, line) => {
     expect(await run(argv, () => undefined)).toBe(2);
     expect(written(stderr)).toBe(line);
