@@ -480,7 +480,9 @@ async function tellLeftOver(backend: Backend, logger: Logger): Promise<void> {
     const who = alone ? 'the next start' : 'the other workers or the next start';
     logger[alone ? 'warn' : 'info'](
       { unsent: stats.unsent, queueDepth: stats.queueDepth },
-      `stopped with ${stats.unsent} replies or effect calls committed and not done, and ${stats.queueDepth} messages stored and not handled: ${who} takes them on`,
+      alone
+        ? `stopped with ${stats.unsent} replies or effect calls committed and not done, and ${stats.queueDepth} messages stored and not handled: ${who} takes them on`
+        : `stopped; the store holds ${stats.unsent} replies or effect calls committed and not done, and ${stats.queueDepth} messages stored and not handled, this process's and others' alike: ${who} take them on`,
     );
   } catch {
     // The store is going or gone: nothing to say about it here.

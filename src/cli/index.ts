@@ -272,13 +272,17 @@ async function serve(config: Config, opts: BatonOptions, out: (s: string) => voi
           ? `http://[::]:${port} (every address; on this machine http://[::1]:${port})`
           : url;
     out(`Baton ${versionLine()} (${baton.backend.kind}) listening on ${where}`);
-    const [first, ...others] = baton.engine.flowIds;
+    const [first, ...others] = baton.engine.flowsServed;
     out(`Flows: ${first} (new sessions start here)${others.length > 0 ? `, ${others.join(', ')}` : ''}`);
     out(
       `Dashboard: ${base}/admin  admin token: ${baton.adminTokenGenerated ? baton.adminToken + ' (generated; set ADMIN_TOKEN to fix it)' : '(from ADMIN_TOKEN)'}`,
     );
   } else {
-    out(`Baton ${versionLine()} worker (${baton.backend.kind}) ${baton.engine.workerId} started`);
+    // Which flow versions it runs: during a rolling deploy, the operator tells old workers from new
+    // (outside test QA109-F3).
+    out(
+      `Baton ${versionLine()} worker (${baton.backend.kind}) ${baton.engine.workerId} started; flows: ${baton.engine.flowsServed.join(', ')}`,
+    );
   }
   await stopped;
   // An ingress has webhooks in hand, not batches (outside test QA89-F5).

@@ -205,6 +205,11 @@ export class Engine {
   get flowIds(): string[] {
     return [this.o.defaultFlow, ...[...this.o.flows.keys()].filter((id) => id !== this.o.defaultFlow)];
   }
+
+  /** The flows served, as `flowIds` orders them, each with its version: `order v2`. */
+  get flowsServed(): string[] {
+    return this.flowIds.map((id) => `${id} v${this.o.flows.get(id)!.version}`);
+  }
   private readonly now: () => number;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];

@@ -59,6 +59,7 @@ it('warns at start when BATON_DEDUPE_TTL is under the 7 days SPEC 1.2 asks for (
       BATON_DEDUPE_TTL: ttl,
     });
     await p.stop();
+    expect(p.output()).toMatch(/^Flows: order v1 \(new sessions start here\)$/m);
     // Warnings go to stderr (outside test QA58-F7), what it serves to stdout.
     return p.stderr();
   };

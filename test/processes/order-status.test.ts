@@ -148,6 +148,9 @@ describe('order-status example, served by baton start', () => {
       const env = distributedEnv(port);
       const ingress = await spawnBaton(['ingress'], env);
       let workers = [await spawnBaton(['worker'], env)];
+      // It says which flow versions it runs (outside test QA109-F3: old workers could not be
+      // told from new ones during a rolling deploy).
+      expect(workers[0]!.output()).toMatch(/ worker \(distributed\) \S+ started; flows: order_status v\d+/);
       try {
         await killDuringLookup(
           `http://127.0.0.1:${port}`,
