@@ -6,7 +6,9 @@
  */
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
+import type { Context } from '../../src/backends/distributed/context.ts';
 import { Keys } from '../../src/backends/distributed/keys.ts';
+import { checkStalled } from '../../src/backends/distributed/maintenance.ts';
 import { REDIS_URL, describeServices } from '../support/services.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 import { eventually, newKey, sleep, text } from './fixtures.ts';
@@ -118,5 +120,47 @@ describeServices('distributed backend: the stall check', () => {
 
     await made.backend.ingest({ messages: [text(lost, 'four')], statuses: [] });
     await eventually(async () => ((await made.backend.stats()).queueDepth === 1 ? true : null), 3000);
+  });
+});
+
+describeServices('distributed backend: the stall check and a release under way', () => {
+  useCleanup();
+
+  it('does not report a session met between a release and its reschedule (outside test QA109-F4)', async () => {
+    // A release takes the lease and its watchdog entry away in one round trip, and schedules the
+    // session in the next. A stall check that looks in between finds neither; by the time it
+    // would reschedule the session, the release's entry is there: nothing was lost.
+    const { backend, logger, prefix } = await makeBackend({
+      reaperIntervalMs: 0,
+      stallCheckIntervalMs: 60_000,
+      stallAfterMs: 100,
+    });
+    const redis = new Redis(REDIS_URL);
+    afterThisTest(() => redis.quit().then(() => undefined));
+    const keys = new Keys(prefix);
+    const key = newKey();
+    const member = keys.member(key);
+    await backend.ingest({ messages: [text(key, 'hi')], statuses: [] });
+    for (let i = 0; i < 100 && (await redis.zscore(keys.ready, member)) === null; i += 1) await sleep(20);
+    await redis.zrem(keys.ready, member); // between the release's two round trips
+    await sleep(300); // its message has waited past the window and the stall threshold
+
+    const ctx = (backend as unknown as { ctx: Context }).ctx;
+    const pipeline = ctx.scripts.pipeline.bind(ctx.scripts);
+    const due = Date.now() + 200;
+    ctx.scripts.pipeline = async (...args: Parameters<typeof pipeline>) => {
+      // The release's follow-up lands while the stall check asks whether the session is leased.
+      if (args[1].some((op) => 'script' in op && op.script === 'reap'))
+        await redis.zadd(keys.ready, due, member);
+      return pipeline(...args);
+    };
+    try {
+      await redis.del(keys.stallCheck); // this check's turn
+      expect(await checkStalled(ctx, 100)).toEqual([]);
+    } finally {
+      ctx.scripts.pipeline = pipeline;
+    }
+    expect(logger.lines.filter((l) => l.msg === LOST)).toEqual([]);
+    expect(Number(await redis.zscore(keys.ready, member))).toBe(due); // the release's entry stands
   });
 });
