@@ -681,7 +681,7 @@ export class Engine {
     const flow = this.flowFor(base, batch);
     // A purge's expiry runs no flow code (flow/transition.ts `expireIdle`): no flow to wait for.
     if (!batch.every(isExpiryEvent) && unservedHere(this.o.backend, base, flow)) {
-      if (await this.leaveUnserved(run, base!, flow)) return false;
+      if (await this.leaveUnserved(run, base, flow)) return false;
     }
     const provider = batch.find((m) => !isEffectResult(m))?.provider ?? first.provider;
     // Flow code runs here. A batch it fails on is tried again (in hand, with backoff) and then
@@ -1089,7 +1089,7 @@ export class Engine {
     // What a batch of this turn read, else the read the lease grant made (no round trip).
     const base = run.loaded !== undefined ? run.loaded : ((await this.o.backend.load(run.lease)) ?? null);
     const flow = this.flowFor(base);
-    return unservedHere(this.o.backend, base, flow) && (await this.leaveUnserved(run, base!, flow));
+    return unservedHere(this.o.backend, base, flow) && (await this.leaveUnserved(run, base, flow));
   }
 
   /**
@@ -1370,7 +1370,7 @@ interface RunningEffect {
  * serve, or written by a newer version of its flow. A session already held for an agent is not
  * left: no flow code reads it.
  */
-function unservedHere(backend: Backend, base: SessionSnapshot | null, flow: Flow): boolean {
+function unservedHere(backend: Backend, base: SessionSnapshot | null, flow: Flow): base is SessionSnapshot {
   return (
     backend.kind === 'distributed' && base !== null && !base.needsAgent && notServedBy(flow, base) !== null
   );
