@@ -134,7 +134,7 @@ export interface SessionCount {
 /** A reply whose delivery failed, with when its failure was recorded (ms). */
 export type FailedReply = OutboundRecord & { readonly failedAt: number };
 
-/** A flow a worker runs, as its heartbeat says (see {@link Backend.flowServed}). */
+/** A flow a worker runs, as its heartbeat says (see {@link Backend.flowServedUntil}). */
 export interface ServedFlow {
   readonly id: string;
   readonly version: number;
@@ -370,17 +370,19 @@ export interface Backend {
   stats(): Promise<BackendStats>;
   /**
    * A worker says it is alive, for `ttlMs`, and which flows it runs (`serves`, see
-   * {@link flowServed}); `stats().workers` counts the live ones.
+   * {@link flowServedUntil}); `stats().workers` counts the live ones.
    */
   heartbeat(workerId: string, ttlMs: number, serves?: readonly ServedFlow[]): Promise<void>;
-  /** A worker stopping says goodbye (its flows are no longer served by it). */
+  /** A worker stopping says goodbye (its flows are served by it until now). */
   removeWorker(workerId: string): Promise<void>;
   /**
-   * Unfenced read. Whether a live worker (a heartbeat within its TTL) runs flow `id` at `version`
-   * or a newer one: a session that flow's `version` wrote has a worker that can serve it (during
-   * a rolling deploy, an older worker leaves it for that one, see engine.ts `leaveUnserved`).
+   * Unfenced read. Until when (epoch ms) a worker that runs flow `id` at `version` or a newer one
+   * is known to be alive: the latest expiry of such a worker's heartbeat, or its stop; later than
+   * now while one is alive, 0 when none was in the last 10 minutes. A session that flow's
+   * `version` wrote has a worker that can serve it (during a rolling deploy, an older worker
+   * leaves it for that one, see engine.ts `leaveUnserved`).
    */
-  flowServed(id: string, version: number): Promise<boolean>;
+  flowServedUntil(id: string, version: number): Promise<number>;
   /**
    * A dashboard sign-out (admin/auth.ts): the sign-in `id` no longer lets anyone in, on any
    * process sharing this store, until `untilMs` (when its cookie would have expired anyway).

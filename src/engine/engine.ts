@@ -243,7 +243,7 @@ export class Engine {
   /** Sessions this process left for a worker that serves them, and since when (see leaveUnserved). */
   private readonly unserved = new Map<string, { since: number; version: number }>();
   /** What the store said lately of flow versions being run by live workers (see servedElsewhere). */
-  private readonly served = new Map<string, { until: number; answer: Promise<boolean | null> }>();
+  private readonly served = new Map<string, { until: number; answer: Promise<number | null> }>();
   /** Sends the replies of this engine's turns after their commits (src/outbox). */
   private readonly outbox: Outbox<SessionRun>;
 
@@ -1026,18 +1026,22 @@ export class Engine {
     const foreign = notServedBy(flow, base) === 'other_flow';
     const id = sessionId(run.lease);
     const waitMs = this.o.unservedWaitMs ?? UNSERVED_WAIT_MS;
-    const served = await this.servedElsewhere(base.flow, base.flowVersion);
+    const servedUntil = (await this.servedElsewhere(base.flow, base.flowVersion)) ?? 0;
     const now = this.now();
     const left = this.unserved.get(id);
-    // The wait goes on only while no live worker runs the session's flow at its version or newer
-    // (their heartbeats say which flows they run), and nobody has served the session since this
-    // process first left it (its version unchanged). Counted from the first leaving alone, a user
-    // who wrote every second was handed over 30 s into a rolling deploy, between the newer
-    // worker's commits (outside test QA68-F1: 57 of 80 users); and without the heartbeats, a
-    // session left while the only newer worker restarted was handed over just after it came
-    // back, having sent only a reply it owed, which changes no version (outside test QA109-F1: 5
-    // of 130 users).
-    const since = served !== true && left !== undefined && left.version === base.version ? left.since : now;
+    // The wait counts from the latest of: this process first leaving the session (its version
+    // unchanged since: a worker that served it meanwhile is there), and the last moment a worker
+    // that runs the session's flow at its version or newer was alive (their heartbeats say which
+    // flows they run, and until when; one alive now keeps the wait from starting). Counted from
+    // the first leaving alone, a user who wrote every second was handed over 30 s into a rolling
+    // deploy, between the newer worker's commits (outside test QA68-F1: 57 of 80 users); and
+    // without the heartbeats, a session left while the only newer worker restarted was handed
+    // over just after it came back, having sent only a reply it owed, which changes no version
+    // (outside test QA109-F1: 5 of 130 users); and with them read only as "alive now", a newer
+    // worker that came back, ran the session's lookup and died again within seconds had not
+    // counted at all (outside test QA111-F1: a crash loop, 2 of 130 users).
+    const firstLeft = left !== undefined && left.version === base.version ? left.since : now;
+    const since = Math.max(firstLeft, Math.min(servedUntil, now));
     if (now - since >= waitMs) {
       this.unserved.delete(id);
       return false;
@@ -1067,15 +1071,16 @@ export class Engine {
   }
 
   /**
-   * Whether a live worker runs flow `id` at `version` or newer (null: the store could not say),
-   * asked at most once a second per flow version.
+   * Until when a worker that runs flow `id` at `version` or newer is known alive (see
+   * `Backend.flowServedUntil`; null: the store could not say), asked at most once a second per
+   * flow version.
    */
-  private servedElsewhere(id: string, version: number): Promise<boolean | null> {
+  private servedElsewhere(id: string, version: number): Promise<number | null> {
     const key = `${id}\u0000${version}`;
     const now = this.now();
     const known = this.served.get(key);
     if (known !== undefined && known.until > now) return known.answer;
-    const answer = this.o.backend.flowServed(id, version).catch(() => null);
+    const answer = this.o.backend.flowServedUntil(id, version).catch(() => null);
     this.served.set(key, { until: now + SERVED_FOR_MS, answer });
     return answer;
   }

@@ -1,7 +1,7 @@
 /**
  * Worker heartbeats, on both backends: `stats().workers` counts workers heard from within
- * their TTL, and forgets one that says goodbye or goes silent; `flowServed` says whether a live
- * worker runs a flow at a version or newer.
+ * their TTL, and forgets one that says goodbye or goes silent; `flowServedUntil` says until when
+ * a worker that runs a flow at a version or newer was alive.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,24 +29,34 @@ async function check(b: Backend, clock: { t: number }): Promise<void> {
     clock.t += 10_001; // w2 went silent
     expect((await b.stats()).workers).toBe(0);
 
-    // The flows live workers run (a rolling deploy: is a worker of version 3 there?).
-    expect(await b.flowServed('signup', 1)).toBe(false);
+    // The flows workers run, and until when they were alive (a rolling deploy: is a worker of
+    // version 3 there, and since when is none?).
+    const alive = async (id: string, version: number): Promise<boolean> =>
+      (await b.flowServedUntil(id, version)) > clock.t;
+    expect(await b.flowServedUntil('signup', 1)).toBe(0);
     await b.heartbeat('w3', 10_000, [
       { id: 'signup', version: 3 },
       { id: 'billing', version: 1 },
     ]);
     await b.heartbeat('w4', 20_000, [{ id: 'signup', version: 2 }]);
-    expect(await b.flowServed('signup', 3)).toBe(true);
-    expect(await b.flowServed('signup', 2)).toBe(true); // a newer version serves it
-    expect(await b.flowServed('signup', 4)).toBe(false);
-    expect(await b.flowServed('billing', 1)).toBe(true);
-    expect(await b.flowServed('orders', 1)).toBe(false);
-    await b.removeWorker('w3');
-    expect(await b.flowServed('signup', 3)).toBe(false);
-    expect(await b.flowServed('billing', 1)).toBe(false);
-    expect(await b.flowServed('signup', 2)).toBe(true);
-    clock.t += 20_001; // w4 went silent
-    expect(await b.flowServed('signup', 2)).toBe(false);
+    expect(await alive('signup', 3)).toBe(true);
+    expect(await b.flowServedUntil('signup', 3)).toBe(clock.t + 10_000);
+    expect(await b.flowServedUntil('signup', 2)).toBe(clock.t + 20_000); // a newer version serves it too
+    expect(await alive('signup', 4)).toBe(false);
+    expect(await alive('billing', 1)).toBe(true);
+    expect(await b.flowServedUntil('orders', 1)).toBe(0);
+    clock.t += 1000;
+    await b.removeWorker('w3'); // served until its stop
+    expect(await b.flowServedUntil('signup', 3)).toBe(clock.t);
+    expect(await alive('billing', 1)).toBe(false);
+    expect(await alive('signup', 2)).toBe(true);
+    const silentFrom = clock.t + 20_000 - 1000;
+    clock.t += 20_001; // w4 went silent: known alive until its heartbeat's expiry
+    expect(await alive('signup', 2)).toBe(false);
+    expect(await b.flowServedUntil('signup', 2)).toBe(silentFrom);
+    clock.t += 600_001; // forgotten after 10 minutes
+    await b.heartbeat('w5', 10_000, [{ id: 'other', version: 1 }]);
+    expect(await b.flowServedUntil('signup', 2)).toBe(0);
   } finally {
     await b.close();
   }

@@ -24,6 +24,20 @@ async function logged(schema: string, m: InboundMessage, storedAt: number): Prom
   );
 }
 
+/** A message logged 5 s ago and consumed since (in `inbound`): its log row is the sweep's. */
+async function loggedAndConsumed(schema: string, body: string): Promise<InboundMessage> {
+  const m = text(newKey(), body);
+  const at = new Date(Date.now() - 5_000);
+  await logged(schema, m, at.getTime());
+  await pgQuery(
+    schema,
+    `INSERT INTO inbound (channel, user_id, id, seq, message, stored_at, consumed_at, entry_id, outcome)
+     VALUES ($1, $2, $3, 1, '{}', $4, $4, 'e', 'applied')`,
+    [m.channel, m.user, m.id, at],
+  );
+  return m;
+}
+
 async function restoredOnce(backend: DistributedBackend, m: InboundMessage, storedAt: number): Promise<void> {
   const pending = await backend.pending(m, 10);
   expect(pending.map((p) => [p.id, p.storedAt])).toEqual([[m.id, storedAt]]);
@@ -87,7 +101,7 @@ describeServices('intake log: why a logged message was missing from Redis', () =
     }
   }, 30_000);
 
-  it('restores what Redis lost at once when it is back, though the log sweep waits on a row another statement holds (outside test QA108-F1)', async () => {
+  it('restores what Redis lost at once when it is back, whatever the log sweep meets (outside test QA108-F1)', async () => {
     const redis = await startPrivateRedis({ persist: false });
     const holder = new pg.Client({ connectionString: DATABASE_URL });
     try {
@@ -99,16 +113,9 @@ describeServices('intake log: why a logged message was missing from Redis', () =
       const m = text(newKey(), 'hi');
       await backend.ingest({ messages: [m], statuses: [] });
       // A message PostgreSQL has consumed: its log row is the sweep's to delete, and a
-      // transaction holds it, so the sweep waits (for PostgreSQL's query timeout, 15 s).
-      const old = text(newKey(), 'consumed');
-      const at = new Date(Date.now() - 5_000);
-      await logged(schema, old, at.getTime());
-      await pgQuery(
-        schema,
-        `INSERT INTO inbound (channel, user_id, id, seq, message, stored_at, consumed_at, entry_id, outcome)
-         VALUES ($1, $2, $3, 1, '{}', $4, $4, 'e', 'applied')`,
-        [old.channel, old.user, old.id, at],
-      );
+      // transaction holds it (a sweep that waited on it held the restore up for PostgreSQL's
+      // query timeout, 15 s; it now skips the row, and the restore waits for it a second at most).
+      const old = await loggedAndConsumed(schema, 'consumed');
       await holder.connect();
       await holder.query(`SET search_path = ${schema}`);
       await holder.query('BEGIN');
@@ -122,6 +129,32 @@ describeServices('intake log: why a logged message was missing from Redis', () =
       await holder.query('ROLLBACK').catch(() => undefined);
       await holder.end().catch(() => undefined);
       await redis.stop();
+    }
+  }, 30_000);
+
+  it('the log sweep skips rows another statement holds instead of waiting on them (outside test QA112-F1)', async () => {
+    // Every process sweeps after a Redis restart; two sweeps that took the same rows in opposite
+    // orders deadlocked. A sweep now leaves rows another holds to that one.
+    const holder = new pg.Client({ connectionString: DATABASE_URL });
+    try {
+      const { backend, schema } = await makeBackend({ intakeLog: 'on', bufferMs: 60_000 });
+      const held = await loggedAndConsumed(schema, 'held');
+      const free = await loggedAndConsumed(schema, 'free');
+      await holder.connect();
+      await holder.query(`SET search_path = ${schema}`);
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM intake_log WHERE id = $1 FOR UPDATE', [held.id]);
+
+      const started = Date.now();
+      await backend.reapOnce(30_000, { force: true }); // sweeps, then restores
+      expect(Date.now() - started).toBeLessThan(5_000); // not PostgreSQL's 15 s query timeout
+      const left = await pgQuery<{ id: string }>(schema, 'SELECT id FROM intake_log WHERE id = ANY($1)', [
+        [held.id, free.id],
+      ]);
+      expect(left.map((r) => r.id)).toEqual([held.id]); // the free one swept, the held one left
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end().catch(() => undefined);
     }
   }, 30_000);
 });

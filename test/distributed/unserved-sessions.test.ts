@@ -77,6 +77,20 @@ describeServices('distributed: sessions an older worker cannot serve', () => {
     await store.ingest({ messages: [text(key, body, ts)], statuses: [] });
   }
 
+  /**
+   * A deployment (version 3 newer, version 2 older) with one session the newer worker started
+   * ("hi") and the user's answer ("Ana") waiting; `t0` the first message's timestamp.
+   */
+  async function answeredByNewer(unservedWaitMs: number) {
+    const d = await deployment([signup(3)], [signup(2)], unservedWaitMs);
+    const key = newKey();
+    const t0 = Math.floor(Date.now() / 1000) - 60;
+    await say(d.store, key, 'hi', t0);
+    await d.newer.runSession(key);
+    await say(d.store, key, 'Ana', t0 + 1);
+    return { ...d, key, t0 };
+  }
+
   it('leaves a session written by a newer version of its flow for a worker of that version', async () => {
     const { store, newer, older, warned } = await deployment([signup(3)], [signup(2)]);
     const key = newKey();
@@ -151,12 +165,7 @@ describeServices('distributed: sessions an older worker cannot serve', () => {
     // message, the older one meets the session now and then. Past the wait since it first left
     // it, it must not hand over a session that is being served.
     const waitMs = 300;
-    const { store, newer, older } = await deployment([signup(3)], [signup(2)], waitMs);
-    const key = newKey();
-    const t0 = Math.floor(Date.now() / 1000) - 60;
-    await say(store, key, 'hi', t0);
-    await newer.runSession(key);
-    await say(store, key, 'Ana', t0 + 1);
+    const { store, newer, older, key, t0 } = await answeredByNewer(waitMs);
     await older.runSession(key); // left
     await sleep(250);
     await newer.runSession(key); // served: at done
@@ -253,6 +262,31 @@ describeServices('distributed: sessions an older worker cannot serve', () => {
     }
     expect(after).toMatchObject({ flowVersion: 3, step: 'ask_first', needsAgent: true });
     expect(Date.now() - from).toBeGreaterThanOrEqual(waitMs);
+  });
+
+  it('counts the wait from the last moment a worker of the newer version was alive (outside test QA111-F1)', async () => {
+    // A crash loop: the only newer worker came back, held the session a few seconds (its lookup)
+    // and died again, so the older worker never left the session while it lived. The wait counts
+    // from that worker's end, not from the older worker's first leaving.
+    const waitMs = 4000;
+    const { store, older, key } = await answeredByNewer(waitMs);
+    const firstLeft = Date.now();
+    await older.runSession(key); // left: no worker of version 3 runs
+    const comeback = testEngine(store, { flows: [signup(3)] });
+    afterThisTest(() => comeback.stop());
+    await sleep(500);
+    comeback.start(0);
+    await sleep(2000);
+    await comeback.stop(); // served until now
+    const gone = Date.now();
+    await sleep(Math.max(0, firstLeft + waitMs + 500 - Date.now()));
+    // Past the wait since the first leaving, within it since the newer worker's end: left again.
+    expect(Date.now() - gone).toBeLessThan(waitMs);
+    await older.runSession(key);
+    expect(await store.load(key)).toMatchObject({ flowVersion: 3, needsAgent: false });
+    await sleep(Math.max(0, gone + waitMs + 200 - Date.now()));
+    await older.runSession(key); // none ran for the whole wait: handed over
+    expect(await store.load(key)).toMatchObject({ flowVersion: 3, step: 'ask_first', needsAgent: true });
   });
 
   it('hands the session to an agent when no worker of the newer version takes it in time', async () => {

@@ -241,13 +241,14 @@ export async function heartbeat(
         .zremrangebyscore(ctx.keys.workers, '-inf', now)
         .exec(),
       // The flows it runs, one member per worker and flow (its own key: a cluster keeps the two
-      // sets in different slots, and a MULTI takes one).
+      // sets in different slots, and a MULTI takes one), kept 10 minutes past their expiry: how
+      // long ago a flow version last had a worker counts (see flowServedUntil).
       serves.length === 0
         ? null
         : ctx.redis
             .multi()
             .zadd(ctx.keys.serving, ...serves.flatMap((f) => [String(until), servingMember(workerId, f)]))
-            .zremrangebyscore(ctx.keys.serving, '-inf', now)
+            .zremrangebyscore(ctx.keys.serving, '-inf', now - SERVED_MEMORY_MS)
             .exec(),
       // Entries of leases whose holder died without releasing them: long expired, dropped.
       ctx.redis.zremrangebyscore(ctx.keys.leases, '-inf', now - 60_000),
@@ -276,12 +277,17 @@ export async function removeWorker(ctx: Context, workerId: string): Promise<void
     const mine = (await ctx.redis.zrange(ctx.keys.serving, '0', '-1')).filter(
       (m) => servedBy(m)?.worker === workerId,
     );
+    const now = String(Math.floor(ctx.now()));
     await Promise.all([
       ctx.redis.zrem(ctx.keys.workers, workerId),
-      ...(mine.length > 0 ? [ctx.redis.zrem(ctx.keys.serving, ...mine)] : []),
+      // Served until now (XX: only its own entries, which a heartbeat may have just renewed).
+      ...(mine.length > 0 ? [ctx.redis.zadd(ctx.keys.serving, 'XX', ...mine.flatMap((m) => [now, m]))] : []),
     ]);
   });
 }
+
+/** How long a stopped or silent worker's flows are remembered (see flowServedUntil), ms. */
+const SERVED_MEMORY_MS = 600_000;
 
 /** The member of `serving` saying that `workerId` runs `flow`. */
 function servingMember(workerId: string, flow: ServedFlow): string {
@@ -300,14 +306,16 @@ function servedBy(member: string): { worker: string; id: string; version: number
   }
 }
 
-export async function flowServed(ctx: Context, id: string, version: number): Promise<boolean> {
-  const live = await r('serving', () =>
-    ctx.redis.zrangebyscore(ctx.keys.serving, `(${Math.floor(ctx.now())}`, '+inf'),
+export async function flowServedUntil(ctx: Context, id: string, version: number): Promise<number> {
+  const seen = await r('serving', () =>
+    ctx.redis.zrangebyscore(ctx.keys.serving, Math.floor(ctx.now()) - SERVED_MEMORY_MS, '+inf', 'WITHSCORES'),
   );
-  return live.some((m) => {
-    const f = servedBy(m);
-    return f !== null && f.id === id && f.version >= version;
-  });
+  let until = 0;
+  for (let i = 0; i + 1 < seen.length; i += 2) {
+    const f = servedBy(seen[i]!);
+    if (f !== null && f.id === id && f.version >= version) until = Math.max(until, Number(seen[i + 1]));
+  }
+  return until;
 }
 
 export async function inbound(ctx: Context, key: SessionKey, newest?: number): Promise<StoredMessage[]> {

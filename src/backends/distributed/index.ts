@@ -277,8 +277,8 @@ export class DistributedBackend implements Backend {
     return adminReads.heartbeat(this.ctx, workerId, ttlMs, serves);
   }
 
-  flowServed(id: string, version: number): Promise<boolean> {
-    return adminReads.flowServed(this.ctx, id, version);
+  flowServedUntil(id: string, version: number): Promise<number> {
+    return adminReads.flowServedUntil(this.ctx, id, version);
   }
 
   removeWorker(workerId: string): Promise<void> {

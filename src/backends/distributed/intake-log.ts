@@ -190,15 +190,15 @@ export async function recoverIntake(
   o: { sweepWaitMs?: number } = {},
 ): Promise<number> {
   const dedupeFrom = new Date(ctx.now() - ctx.opts.dedupeTtlSec * 1000);
-  const swept = sweepLog(ctx, dedupeFrom);
+  // A sweep that fails leaves its rows to the next one: the restore goes on all the same.
+  const swept = sweepLog(ctx, dedupeFrom).catch((err: unknown) =>
+    ctx.log.warn({ err: String(err) }, 'intake log sweep failed; the reaper retries'),
+  );
   if (o.sweepWaitMs === undefined) await swept;
   else {
-    swept.catch((err: unknown) =>
-      ctx.log.warn({ err: String(err) }, 'intake log sweep failed; the reaper retries'),
-    );
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      swept.catch(() => undefined),
+      swept,
       new Promise<void>((resolve) => (timer = setTimeout(resolve, o.sweepWaitMs).unref())),
     ]);
     clearTimeout(timer);

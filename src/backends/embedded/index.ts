@@ -811,8 +811,8 @@ export class EmbeddedBackend implements Backend {
     this.leases.heartbeat(workerId, ttlMs, serves);
   }
 
-  async flowServed(id: string, version: number): Promise<boolean> {
-    return this.leases.flowServed(id, version);
+  async flowServedUntil(id: string, version: number): Promise<number> {
+    return this.leases.flowServedUntil(id, version);
   }
 
   async removeWorker(workerId: string): Promise<void> {

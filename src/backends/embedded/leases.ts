@@ -21,6 +21,9 @@ interface Lease {
   expiresAt: number;
 }
 
+/** How long a stopped or silent worker's flows are remembered (see `flowServedUntil`), ms. */
+const SERVED_MEMORY_MS = 600_000;
+
 export class LeaseTable {
   private readonly held = new Map<string, Lease>();
   /** When an agent last cleared each session's lease, and from whom (see `cleared`). */
@@ -29,8 +32,8 @@ export class LeaseTable {
   private readonly wanted = new Map<string, number>();
   /** Worker id -> heartbeat expiry, epoch ms. */
   private readonly beats = new Map<string, number>();
-  /** Worker id -> the flows it runs (see `flowServed`). */
-  private readonly serves = new Map<string, readonly ServedFlow[]>();
+  /** Worker id -> the flows it runs, and until when it is known alive (see `flowServedUntil`). */
+  private readonly serves = new Map<string, { flows: readonly ServedFlow[]; until: number }>();
   private fenceCounter = 0;
 
   constructor(private readonly now: () => number) {}
@@ -124,21 +127,25 @@ export class LeaseTable {
 
   heartbeat(workerId: string, ttlMs: number, serves: readonly ServedFlow[] = []): void {
     this.beats.set(workerId, this.now() + ttlMs);
-    this.serves.set(workerId, serves);
+    this.serves.set(workerId, { flows: serves, until: this.now() + ttlMs });
   }
 
   removeWorker(workerId: string): void {
     this.beats.delete(workerId);
-    this.serves.delete(workerId);
+    const served = this.serves.get(workerId);
+    if (served !== undefined) this.serves.set(workerId, { ...served, until: this.now() });
   }
 
-  /** Whether a worker whose heartbeat holds runs flow `id` at `version` or newer. */
-  flowServed(id: string, version: number): boolean {
+  /** Until when a worker that runs flow `id` at `version` or newer is known alive (0: none lately). */
+  flowServedUntil(id: string, version: number): number {
     const now = this.now();
-    for (const [worker, flows] of this.serves)
-      if ((this.beats.get(worker) ?? 0) > now && flows.some((f) => f.id === id && f.version >= version))
-        return true;
-    return false;
+    let until = 0;
+    for (const [worker, served] of this.serves) {
+      if (served.until < now - SERVED_MEMORY_MS) this.serves.delete(worker);
+      else if (served.flows.some((f) => f.id === id && f.version >= version))
+        until = Math.max(until, served.until);
+    }
+    return until;
   }
 
   /** Workers whose heartbeat has not expired. */
