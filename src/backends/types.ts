@@ -105,6 +105,9 @@ export interface SessionQuery {
 /** How long a store remembers that an agent cleared a session's lease, ms (past any send's timeout). */
 export const CLEARED_LEASE_MEMORY_MS = 60_000;
 
+/** How long a store remembers the flows of a worker that stopped or went silent (see flowServedUntil), ms. */
+export const SERVED_FLOW_MEMORY_MS = 600_000;
+
 /** An agent's clear of a session's lease (see `Backend.leaseCleared`). */
 export interface ClearedLease {
   /** When, epoch ms. */

@@ -19,6 +19,7 @@ import { linkedSignal } from '../linked-signal.ts';
 import type { Metrics } from '../metrics.ts';
 import { logSessionId, sessionId, type ProviderName, type SessionKey } from '../model/message.ts';
 import type { OutboundRecord } from '../model/session.ts';
+import { DEFAULT_SEND_TIMEOUT_MS } from '../providers/http.ts';
 import type { SendOptions } from '../providers/types.ts';
 import { sleep } from '../sleep.ts';
 import { RECORD_GRACE_MS, UnrecordedSends } from './unrecorded-sends.ts';
@@ -38,8 +39,6 @@ export interface OutboundSender {
  * free-form reply cannot be delivered anyway.
  */
 const SEND_FOR_MS = 24 * 60 * 60 * 1000;
-/** A send's timeout when the outbox is not told its sender's (`sendTimeoutMs`). */
-const DEFAULT_SEND_TIMEOUT_MS = 30_000;
 /** Time for a holder whose send has just ended to record it. */
 const SEND_RECORD_MARGIN_MS = 1000;
 /** How often a holder looks whether an earlier holder's send was recorded. */

@@ -38,6 +38,18 @@ async function loggedAndConsumed(schema: string, body: string): Promise<InboundM
   return m;
 }
 
+/** Holds the log row of message `id` in an open transaction; resolves with its release. */
+async function holdLogRow(schema: string, id: string): Promise<() => Promise<void>> {
+  const holder = new pg.Client({ connectionString: DATABASE_URL, options: `-c search_path=${schema}` });
+  await holder.connect();
+  await holder.query('BEGIN');
+  await holder.query('SELECT 1 FROM intake_log WHERE id = $1 FOR UPDATE', [id]);
+  return async () => {
+    await holder.query('ROLLBACK').catch(() => undefined);
+    await holder.end().catch(() => undefined);
+  };
+}
+
 async function restoredOnce(backend: DistributedBackend, m: InboundMessage, storedAt: number): Promise<void> {
   const pending = await backend.pending(m, 10);
   expect(pending.map((p) => [p.id, p.storedAt])).toEqual([[m.id, storedAt]]);
@@ -103,7 +115,7 @@ describeServices('intake log: why a logged message was missing from Redis', () =
 
   it('restores what Redis lost at once when it is back, whatever the log sweep meets (outside test QA108-F1)', async () => {
     const redis = await startPrivateRedis({ persist: false });
-    const holder = new pg.Client({ connectionString: DATABASE_URL });
+    let release = async (): Promise<void> => undefined;
     try {
       const { backend, schema } = await makeBackend({
         redisUrl: redis.url,
@@ -116,18 +128,14 @@ describeServices('intake log: why a logged message was missing from Redis', () =
       // transaction holds it (a sweep that waited on it held the restore up for PostgreSQL's
       // query timeout, 15 s; it now skips the row, and the restore waits for it a second at most).
       const old = await loggedAndConsumed(schema, 'consumed');
-      await holder.connect();
-      await holder.query(`SET search_path = ${schema}`);
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM intake_log WHERE id = $1 FOR UPDATE', [old.id]);
+      release = await holdLogRow(schema, old.id);
 
       await redis.kill();
       await redis.restart(); // empty
       // Back in its mailbox within moments, by the pass that follows the outage (no reaper here).
       await expect.poll(async () => (await backend.pending(m, 10)).length, { timeout: 6_000 }).toBe(1);
     } finally {
-      await holder.query('ROLLBACK').catch(() => undefined);
-      await holder.end().catch(() => undefined);
+      await release();
       await redis.stop();
     }
   }, 30_000);
@@ -135,15 +143,12 @@ describeServices('intake log: why a logged message was missing from Redis', () =
   it('the log sweep skips rows another statement holds instead of waiting on them (outside test QA112-F1)', async () => {
     // Every process sweeps after a Redis restart; two sweeps that took the same rows in opposite
     // orders deadlocked. A sweep now leaves rows another holds to that one.
-    const holder = new pg.Client({ connectionString: DATABASE_URL });
+    let release = async (): Promise<void> => undefined;
     try {
       const { backend, schema } = await makeBackend({ intakeLog: 'on', bufferMs: 60_000 });
       const held = await loggedAndConsumed(schema, 'held');
       const free = await loggedAndConsumed(schema, 'free');
-      await holder.connect();
-      await holder.query(`SET search_path = ${schema}`);
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM intake_log WHERE id = $1 FOR UPDATE', [held.id]);
+      release = await holdLogRow(schema, held.id);
 
       const started = Date.now();
       await backend.reapOnce(30_000, { force: true }); // sweeps, then restores
@@ -153,8 +158,7 @@ describeServices('intake log: why a logged message was missing from Redis', () =
       ]);
       expect(left.map((r) => r.id)).toEqual([held.id]); // the free one swept, the held one left
     } finally {
-      await holder.query('ROLLBACK').catch(() => undefined);
-      await holder.end().catch(() => undefined);
+      await release();
     }
   }, 30_000);
 });

@@ -7,14 +7,15 @@
  */
 import type { SessionKey, StoredMessage } from '../../model/message.ts';
 import type { DeadLetter, OutboundRecord, SessionSnapshot, TransitionRecord } from '../../model/session.ts';
-import type {
-  BackendStats,
-  DeadLetterCursor,
-  FailedReply,
-  LeaseInfo,
-  SessionCount,
-  SessionQuery,
-  ServedFlow,
+import {
+  SERVED_FLOW_MEMORY_MS,
+  type BackendStats,
+  type DeadLetterCursor,
+  type FailedReply,
+  type LeaseInfo,
+  type SessionCount,
+  type SessionQuery,
+  type ServedFlow,
 } from '../types.ts';
 import { ScriptCode } from './codes.ts';
 import { barrier, flushSession } from './commit.ts';
@@ -248,7 +249,7 @@ export async function heartbeat(
         : ctx.redis
             .multi()
             .zadd(ctx.keys.serving, ...serves.flatMap((f) => [String(until), servingMember(workerId, f)]))
-            .zremrangebyscore(ctx.keys.serving, '-inf', now - SERVED_MEMORY_MS)
+            .zremrangebyscore(ctx.keys.serving, '-inf', now - SERVED_FLOW_MEMORY_MS)
             .exec(),
       // Entries of leases whose holder died without releasing them: long expired, dropped.
       ctx.redis.zremrangebyscore(ctx.keys.leases, '-inf', now - 60_000),
@@ -286,9 +287,6 @@ export async function removeWorker(ctx: Context, workerId: string): Promise<void
   });
 }
 
-/** How long a stopped or silent worker's flows are remembered (see flowServedUntil), ms. */
-const SERVED_MEMORY_MS = 600_000;
-
 /** The member of `serving` saying that `workerId` runs `flow`. */
 function servingMember(workerId: string, flow: ServedFlow): string {
   return JSON.stringify([workerId, flow.id, flow.version]);
@@ -308,7 +306,12 @@ function servedBy(member: string): { worker: string; id: string; version: number
 
 export async function flowServedUntil(ctx: Context, id: string, version: number): Promise<number> {
   const seen = await r('serving', () =>
-    ctx.redis.zrangebyscore(ctx.keys.serving, Math.floor(ctx.now()) - SERVED_MEMORY_MS, '+inf', 'WITHSCORES'),
+    ctx.redis.zrangebyscore(
+      ctx.keys.serving,
+      Math.floor(ctx.now()) - SERVED_FLOW_MEMORY_MS,
+      '+inf',
+      'WITHSCORES',
+    ),
   );
   let until = 0;
   for (let i = 0; i + 1 < seen.length; i += 2) {

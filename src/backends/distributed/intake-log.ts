@@ -24,6 +24,7 @@
  * @module
  */
 import { StorageUnavailableError } from '../../errors.ts';
+import { within } from '../../sleep.ts';
 import type { InboundMessage } from '../../model/message.ts';
 import { PURGE_BATCH, yieldToLoop } from '../retention.ts';
 import type { Context } from './context.ts';
@@ -194,15 +195,7 @@ export async function recoverIntake(
   const swept = sweepLog(ctx, dedupeFrom).catch((err: unknown) =>
     ctx.log.warn({ err: String(err) }, 'intake log sweep failed; the reaper retries'),
   );
-  if (o.sweepWaitMs === undefined) await swept;
-  else {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      swept,
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, o.sweepWaitMs).unref())),
-    ]);
-    clearTimeout(timer);
-  }
+  await (o.sweepWaitMs === undefined ? swept : within(o.sweepWaitMs, swept, undefined));
   // Messages are as old as they are when the restore begins (a sweep waited for a second would
   // otherwise leave out those logged in the moment before the outage).
   return restoreLost(ctx, ctx.now(), minAgeMs, dedupeFrom);

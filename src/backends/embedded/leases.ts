@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { sessionId, type SessionKey } from '../../model/message.ts';
 import {
   CLEARED_LEASE_MEMORY_MS,
+  SERVED_FLOW_MEMORY_MS,
   type ClearedLease,
   type LeaseGrant,
   type LeaseInfo,
@@ -20,9 +21,6 @@ interface Lease {
   fence: number;
   expiresAt: number;
 }
-
-/** How long a stopped or silent worker's flows are remembered (see `flowServedUntil`), ms. */
-const SERVED_MEMORY_MS = 600_000;
 
 export class LeaseTable {
   private readonly held = new Map<string, Lease>();
@@ -141,7 +139,7 @@ export class LeaseTable {
     const now = this.now();
     let until = 0;
     for (const [worker, served] of this.serves) {
-      if (served.until < now - SERVED_MEMORY_MS) this.serves.delete(worker);
+      if (served.until < now - SERVED_FLOW_MEMORY_MS) this.serves.delete(worker);
       else if (served.flows.some((f) => f.id === id && f.version >= version))
         until = Math.max(until, served.until);
     }
