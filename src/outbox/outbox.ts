@@ -87,6 +87,11 @@ export interface FlushOptions {
   readonly maxAttempts?: number;
   /** A retry that would wait longer than this is left to a later turn instead. Default: none. */
   readonly maxWaitMs?: number;
+  /**
+   * Whether the session's effects run beside a send backoff (see Engine.startEffects). Default
+   * true; false for a session left for a worker that serves its flow (their code is that flow's).
+   */
+  readonly effects?: boolean;
 }
 
 /** What the outbox works with: the store, the gateways, and what it borrows of the engine. */
@@ -169,6 +174,7 @@ export class Outbox<T extends OutboxTurn> {
       leaveLast = false,
       maxAttempts = this.h.maxSendAttempts ?? 8,
       maxWaitMs = Number.POSITIVE_INFINITY,
+      effects = true,
     } = o;
     const { backend, metrics, logger } = this.h;
     const signal = run.held.sending;
@@ -176,7 +182,7 @@ export class Outbox<T extends OutboxTurn> {
     const unsent = await backend.unsent(run.lease);
     // Effects are not sent: the session runs them (see Engine.awaitEffects) once its replies are out, or
     // beside a reply's backoff (see Engine.startEffects).
-    run.effects = unsent.filter((r) => r.effect !== undefined);
+    run.effects = effects ? unsent.filter((r) => r.effect !== undefined) : [];
     await this.claimInTurn(run, unsent);
     // A backoff cut short to apply what the user wrote (or an effect's result) is waited out
     // before the gateway is asked again: a throttled number is not sent to before its

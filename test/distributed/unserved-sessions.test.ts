@@ -10,12 +10,13 @@ import pino from 'pino';
 import { expect, it } from 'vitest';
 import { z } from 'zod';
 import type { Backend } from '../../src/backends/types.ts';
-import { SendError } from '../../src/errors.ts';
-import { defineFlow, type Flow } from '../../src/flow/define.ts';
+import { defineFlow, effect, type Flow } from '../../src/flow/define.ts';
+import { effectIdFor } from '../../src/flow/transition.ts';
 import type { SessionKey } from '../../src/model/message.ts';
+import type { OutboundRecord } from '../../src/model/session.ts';
 import { testEngine } from '../support/engine.ts';
 import { describeServices } from '../support/services.ts';
-import { newKey, sleep, text } from './fixtures.ts';
+import { newKey, outbound, sleep, text } from './fixtures.ts';
 import { afterThisTest, makeBackend, useCleanup } from './harness.ts';
 
 interface LogLine {
@@ -50,6 +51,41 @@ const billing = defineFlow({
     done: { say: 'Thanks', accepts: 'any', to: ['ask_invoice'], on: (_i, c) => c.restart('ask_invoice') },
   },
 }) as Flow;
+
+/** A lookup flow at `version`, counting its lookups as `by`'s in `calls`. */
+function lookup(version: number, calls: Record<string, number>, by: string): Flow {
+  return defineFlow({
+    id: 'fx',
+    version,
+    effects: {
+      look: effect({
+        run: async (_input: { q: number }) => {
+          calls[by] = (calls[by] ?? 0) + 1;
+          return { ok: true };
+        },
+      }),
+    },
+    start: 'ask',
+    steps: {
+      ask: {
+        say: 'Order number?',
+        to: ['looking'],
+        on: (i, c) => (i.type === 'text' ? c.goto('looking') : c.retry()),
+      },
+      looking: {
+        say: 'Looking it up',
+        to: ['found'],
+        effect: {
+          use: 'look',
+          input: () => ({ q: 1 }),
+          onResult: (_r, c) => c.goto('found'),
+          onFailure: (_f, c) => c.goto('found'),
+        },
+      },
+      found: { say: 'Found it', accepts: 'any', to: ['ask'], on: (_i, c) => c.restart('ask') },
+    },
+  });
+}
 
 describeServices('distributed: sessions an older worker cannot serve', () => {
   useCleanup();
@@ -179,32 +215,22 @@ describeServices('distributed: sessions an older worker cannot serve', () => {
     expect((await store.transitions(key)).map((r) => r.kind)).not.toContain('escalated');
   });
 
-  it('leaves the reply a newer worker committed and could not send, in a turn that applies no message', async () => {
-    // The newer worker committed its prompt and the gateway refused it (then it stopped, say): an
-    // older worker that meets the session next applies no message, only sends what was left.
-    // Those are the newer flow's (its effects run that flow's code): left for a worker of it.
+  it('sends the reply a newer worker committed and could not send, and runs none of its effects (outside test QA109)', async () => {
+    // A newer worker committed its prompt and its lookup, then died before sending or running
+    // either. An older worker that meets the session next applies no message: it sends the prompt
+    // (a send runs no flow code), but the lookup runs the newer flow's code and is left for a worker
+    // of it. Left whole, the prompt waited until a newer worker took the session: up to 32 s on a
+    // loaded machine (QA109).
     const a = await makeBackend({ bufferMs: 0 });
     const b = await makeBackend({ bufferMs: 0 }, { prefix: a.prefix, schema: a.schema });
-    let refusing = true;
-    const sentByNewer: string[] = [];
-    const sentByOlder: string[] = [];
-    const newer = testEngine(a.backend, {
-      flows: [signup(3)],
-      sendBackoffMs: 10,
-      send: async (m) => {
-        if (refusing) throw new SendError('HTTP 503', { retryable: true, httpStatus: 503 });
-        sentByNewer.push(m.callbackData);
-        return { providerMessageId: `wamid.${m.id}` };
-      },
-    });
-    const older = testEngine(b.backend, {
-      flows: [signup(2)],
-      sendBackoffMs: 10,
-      send: async (m) => {
-        sentByOlder.push(m.callbackData);
-        return { providerMessageId: `wamid.${m.id}` };
-      },
-    });
+    const sent: { by: string; text: string }[] = [];
+    const calls = { newer: 0, older: 0 };
+    const sender = (by: 'newer' | 'older') => async (m: { id: string; body: unknown }) => {
+      sent.push({ by, text: JSON.stringify(m.body) });
+      return { providerMessageId: `wamid.${m.id}` };
+    };
+    const newer = testEngine(a.backend, { flows: [lookup(3, calls, 'newer')], send: sender('newer') });
+    const older = testEngine(b.backend, { flows: [lookup(2, calls, 'older')], send: sender('older') });
     afterThisTest(async () => {
       await newer.stop();
       await older.stop();
@@ -213,23 +239,64 @@ describeServices('distributed: sessions an older worker cannot serve', () => {
     const key = newKey();
     await say(store, key, 'hi', Math.floor(Date.now() / 1000) - 60);
     await newer.runSession(key);
-    expect((await store.unsent(key)).map((o) => o.status)).toEqual(['pending']);
+    const asked = (await store.load(key))!;
+    expect(asked).toMatchObject({ flowVersion: 3, step: 'ask' });
+    sent.length = 0;
+
+    // The newer worker's commit for the user's order number, and its death.
+    const lease = (await store.acquireLease(key, 'newer-died', 5000))!;
+    const version = asked.version + 1;
+    const effectId = effectIdFor(asked, version);
+    const seq = asked.outboundSeq;
+    const prompt: OutboundRecord = {
+      ...outbound(key, version, 0, seq + 1),
+      flow: 'fx',
+      step: 'looking',
+      body: { type: 'text', text: 'Looking it up' },
+      callbackData: `baton:fx:looking:${version}`,
+      createdAt: Date.now(),
+      claimedBy: 'newer-died',
+    };
+    const look: OutboundRecord = {
+      ...outbound(key, version, 1, seq + 2, false),
+      flow: 'fx',
+      step: 'looking',
+      body: { type: 'text', text: '' },
+      callbackData: `baton:fx:looking:${version}:effect`,
+      createdAt: Date.now(),
+      claims: 0,
+      effect: { id: effectId, name: 'look', input: { q: 1 }, data: {} },
+    };
+    await store.commit(lease, {
+      expectedVersion: asked.version,
+      snapshot: {
+        ...asked,
+        version,
+        step: 'looking',
+        outboundSeq: seq + 2,
+        awaiting: { id: effectId, name: 'look', step: 'looking', version },
+      },
+      records: [],
+      outbound: [prompt, look],
+      consumed: [],
+      deadLetters: [],
+    });
+    await store.releaseLease(lease);
     const before = await store.load(key);
 
-    await sleep(100); // past the send's backoff
     await older.runSession(key);
-    expect(sentByOlder).toEqual([]);
-    expect((await store.unsent(key)).map((o) => o.status)).toEqual(['pending']);
+    expect(sent).toEqual([{ by: 'older', text: JSON.stringify(prompt.body) }]);
+    expect(calls).toEqual({ newer: 0, older: 0 });
+    expect((await store.unsent(key)).map((o) => o.effect?.name)).toEqual(['look']);
     expect(await store.load(key)).toEqual(before);
 
-    // A worker of the newer version sends it, once.
-    refusing = false;
+    // A worker of the newer version runs the lookup with its own code; the prompt is not sent again.
     await sleep(250);
     await newer.runSession(key);
-    expect(sentByNewer).toHaveLength(1);
-    expect(sentByNewer[0]).toContain('ask_first');
-    expect(await store.unsent(key)).toEqual([]);
-    expect(sentByOlder).toEqual([]);
+    expect(calls).toEqual({ newer: 1, older: 0 });
+    expect(await store.load(key)).toMatchObject({ flowVersion: 3, step: 'found', needsAgent: false });
+    expect(sent.filter((m) => m.text.includes('Looking it up'))).toHaveLength(1);
+    expect(sent.map((m) => m.by)).toEqual(['older', 'newer']);
   });
 
   it('never hands the session over while a worker of the newer version runs (outside test QA109-F1)', async () => {
