@@ -83,7 +83,7 @@ export type {
   TransitionKind,
   TransitionRecord,
 } from './model/session.ts';
-export { toSessionView } from './model/session.ts';
+export { MAY_HAVE_REACHED, mayHaveReached, toSessionView } from './model/session.ts';
 
 // Storage backends
 export type { Backend, BatchCommit, LeaseGrant, ServedFlow } from './backends/types.ts';

@@ -9,6 +9,7 @@ import { agentOf, handbackOpen, missingNeeds } from '../flow/agent.ts';
 import type { StoredMessage } from '../model/message.ts';
 import { bidiSafeJson, clip, wholeCharactersWithin } from '../flow/replies.ts';
 import {
+  mayHaveReached,
   toSessionView,
   type DeadLetter,
   type OutboundRecord,
@@ -687,8 +688,7 @@ export function conversationCard(
               <span class="type">${m.type}</span>
               <time>${m.at}</time>
               ${sentLong(m) ? html`<span class="sent-at muted">(sent <time>${m.sent_at}</time>)</span>` : ''}
-              ${m.status ? html`<span class="badge status-${m.status}">${m.status}</span>` : ''}
-              ${outcomeBadge(m, outcomes)}
+              ${m.status ? statusBadge(m.status, m.error) : ''} ${outcomeBadge(m, outcomes)}
             </div>
             ${messageBody(m)}
             ${
@@ -770,15 +770,46 @@ const EFFECT_STATUS: Readonly<Partial<Record<OutboundStatus, string>>> = {
   failed: 'failed',
 };
 
-/** A warning atop a session's page when replies of it failed: the user did not get them. */
+/**
+ * A reply's status badge. A failed one that may have reached the user (two attempts without an
+ * answer: see MAY_HAVE_REACHED) says so: it is no proof the user lacks it.
+ */
+function statusBadge(status: OutboundStatus, lastError: string | undefined): Html {
+  return mayHaveReached(status, lastError)
+    ? html`<span
+        class="badge status-uncertain"
+        title="failed: no answer for two attempts, so the user may have it; not sent a third time"
+        >may have reached</span
+      >`
+    : html`<span class="badge status-${status}">${status}</span>`;
+}
+
+/**
+ * A warning atop a session's page when replies of it failed: the user did not get them; or, for
+ * those whose two attempts got no answer, may have (an agent checks before replaying them).
+ */
 export function failedNotice(outbound: readonly OutboundRecord[]): Html {
   const failed = outbound.filter((o) => o.status === 'failed' && o.effect === undefined);
   if (failed.length === 0) return html``;
-  const one = failed.length === 1;
+  const unsure = failed.filter((o) => mayHaveReached(o.status, o.lastError));
+  const lost = failed.filter((o) => !unsure.includes(o));
+  const count = (n: number) => `${n} ${n === 1 ? 'reply' : 'replies'}`;
   return html`<p class="error" id="failed-deliveries">
-    ${failed.length} ${one ? 'reply' : 'replies'} to this user failed: they did not get ${one ? 'it' : 'them'}
-    (newest: <q dir="auto">${clip(describeOutbound(failed.at(-1)!), 80)}</q>). See
-    <a href="#outbound">Outbound messages</a>.
+    ${
+      lost.length === 0
+        ? ''
+        : html`${count(lost.length)} to this user failed: they did not get
+            ${lost.length === 1 ? 'it' : 'them'} (newest:
+            <q dir="auto">${clip(describeOutbound(lost.at(-1)!), 80)}</q>).`
+    }
+    ${
+      unsure.length === 0
+        ? ''
+        : html`${count(unsure.length)} to this user may have reached them: two attempts got no answer, so
+            ${unsure.length === 1 ? 'it was' : 'they were'} not sent a third time (newest:
+            <q dir="auto">${clip(describeOutbound(unsure.at(-1)!), 80)}</q>); ask the user before replaying.`
+    }
+    See <a href="#outbound">Outbound messages</a>.
   </p>`;
 }
 
@@ -793,7 +824,9 @@ export function failedRepliesCard(failed: readonly FailedReply[]): Html {
       failed.length === 0
         ? html`<p class="muted">None.</p>`
         : html`<p class="muted">
-              Replies the users did not get (Meta reported them failed, or Baton gave up), newest first.
+              Replies the users did not get (Meta reported them failed, or Baton gave up), newest first; those
+              marked <span class="badge status-uncertain">may have reached</span> got no answer for two
+              attempts, and the user may have them: ask before replaying.
             </p>
             <div class="table-wrap">
               <table class="grid">
@@ -811,7 +844,10 @@ export function failedRepliesCard(failed: readonly FailedReply[]): Html {
                   ${failed.map(
                     (o) =>
                       html`<tr data-id="${o.id}">
-                        <td><time>${new Date(o.failedAt).toISOString()}</time></td>
+                        <td>
+                          <time>${new Date(o.failedAt).toISOString()}</time>
+                          ${mayHaveReached('failed', o.lastError) ? statusBadge('failed', o.lastError) : ''}
+                        </td>
                         <td><time>${new Date(o.createdAt).toISOString()}</time></td>
                         <td><a href="${sessionHref(o)}">${o.user}</a></td>
                         <td><code>${o.step}</code></td>
@@ -934,7 +970,7 @@ export function outboundCard(
                   <td>${o.step}</td>
                   <td>${o.version}</td>
                   <td>${o.body.type}</td>
-                  <td><span class="badge status-${o.status}">${o.status}</span></td>
+                  <td>${statusBadge(o.status, o.lastError)}</td>
                   <td>${o.attempts}</td>
                   <td><code>${o.providerMessageId ?? '-'}</code></td>
                   <td><code>${o.callbackData}</code></td>

@@ -260,6 +260,19 @@ export type OutboundBodyType = OutboundBody['type'];
 
 export type OutboundStatus = 'pending' | 'sending' | 'sent' | 'delivered' | 'read' | 'played' | 'failed';
 
+/**
+ * How a reply's `lastError` ends when it was dead-lettered because two attempts at it may have
+ * reached the user (SPEC 1.6: a third is never made). Such a reply is `failed` for the store, but
+ * the user may well have it: the console says so, and asks an agent to check before a replay.
+ */
+export const MAY_HAVE_REACHED =
+  'two attempts may have reached the user, so not sent again: replay it only if the user does not have it';
+
+/** Whether a failed reply may have reached the user after all (see MAY_HAVE_REACHED). */
+export function mayHaveReached(status: OutboundStatus | undefined, lastError: string | undefined): boolean {
+  return status === 'failed' && lastError?.endsWith(MAY_HAVE_REACHED) === true;
+}
+
 /** A reply produced by a committed state change, sent by the outbox after commit. */
 export interface OutboundRecord extends SessionKey {
   /** Baton's id: `<channel>:<user>:<seq>`; unique. */

@@ -18,7 +18,7 @@ import { FencedError, SendError } from '../errors.ts';
 import { linkedSignal } from '../linked-signal.ts';
 import type { Metrics } from '../metrics.ts';
 import { logSessionId, sessionId, type ProviderName, type SessionKey } from '../model/message.ts';
-import type { OutboundRecord } from '../model/session.ts';
+import { MAY_HAVE_REACHED, type OutboundRecord } from '../model/session.ts';
 import { DEFAULT_SEND_TIMEOUT_MS } from '../providers/http.ts';
 import type { SendOptions } from '../providers/types.ts';
 import { sleep } from '../sleep.ts';
@@ -47,9 +47,6 @@ const EARLIER_SEND_POLL_MS = 100;
 const HOLDER_CHECK_MS = 1000;
 /** How long after its last renewal a holder that lost its baton still gives its claims back, ms. */
 const STALE_GIVE_BACK_MS = 30_000;
-/** Why a reply that may have reached the user twice is dead-lettered instead of sent again. */
-const AMBIGUOUS =
-  'two attempts may have reached the user, so not sent again: replay it only if the user does not have it';
 
 /** What the outbox needs of a turn that holds a session's baton (the engine's run extends it). */
 export interface OutboxTurn {
@@ -263,7 +260,7 @@ export class Outbox<T extends OutboxTurn> {
               rec,
               attempt,
               new SendError(
-                `no outcome recorded for two earlier attempts (no answer, or their holder stopped or the store lost the record before it was written); ${AMBIGUOUS}`,
+                `no outcome recorded for two earlier attempts (no answer, or their holder stopped or the store lost the record before it was written); ${MAY_HAVE_REACHED}`,
                 { retryable: false, httpStatus: 0 },
               ),
             );
@@ -393,7 +390,10 @@ export class Outbox<T extends OutboxTurn> {
             rec,
             attempt,
             ambiguous
-              ? new SendError(`${e.message}; ${AMBIGUOUS}`, { retryable: false, httpStatus: e.httpStatus })
+              ? new SendError(`${e.message}; ${MAY_HAVE_REACHED}`, {
+                  retryable: false,
+                  httpStatus: e.httpStatus,
+                })
               : e,
           );
           break;

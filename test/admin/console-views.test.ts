@@ -9,12 +9,13 @@ import {
   describeMessage,
   effectOutcomes,
   failedNotice,
+  failedRepliesCard,
   letterContent,
   outboundCard,
   timelineCard,
 } from '../../src/admin/views.ts';
 import type { StoredMessage } from '../../src/model/message.ts';
-import type { DeadLetter, OutboundRecord } from '../../src/model/session.ts';
+import { MAY_HAVE_REACHED, type DeadLetter, type OutboundRecord } from '../../src/model/session.ts';
 
 const at = '2026-12-01T06:00:00.000Z';
 
@@ -242,5 +243,30 @@ describe('dead letters and failed replies', () => {
     ]).value;
     expect(notice).toContain('1 reply to this user failed');
     expect(notice).toContain('Bye');
+  });
+
+  it('a failed reply whose two attempts got no answer may have reached the user: said so, not "did not get"', () => {
+    const unsure: OutboundRecord = {
+      ...reply,
+      seq: 4,
+      status: 'failed',
+      body: { type: 'text', text: 'Thanks, Ana' },
+      lastError: `timed out; ${MAY_HAVE_REACHED}`,
+    };
+    const only = failedNotice([reply, unsure]).value;
+    expect(only).toContain('1 reply to this user may have reached them');
+    expect(only).toContain('Thanks, Ana');
+    expect(only.replace(/\s+/g, ' ')).toContain('ask the user before replaying');
+    expect(only).not.toContain('did not get');
+    const both = failedNotice([
+      { ...reply, seq: 3, status: 'failed', body: { type: 'text', text: 'Bye' }, lastError: '131026' },
+      unsure,
+    ]).value;
+    expect(both.replace(/\s+/g, ' ')).toContain('1 reply to this user failed: they did not get it');
+    expect(both).toContain('1 reply to this user may have reached them');
+    expect(outboundCard([unsure]).value).toContain('may have reached</span');
+    expect(failedRepliesCard([{ ...unsure, failedAt: Date.parse(at) }]).value).toContain(
+      'class="badge status-uncertain"',
+    );
   });
 });

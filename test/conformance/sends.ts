@@ -14,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backends/types.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 import type { SessionKey } from '../../src/model/message.ts';
-import type { OutboundRecord } from '../../src/model/session.ts';
+import { mayHaveReached, type OutboundRecord } from '../../src/model/session.ts';
 import { defineFlow, type Flow } from '../../src/flow/define.ts';
 import { CloudApiSender } from '../../src/providers/cloud-api/send.ts';
 import { eventually, newKey, uid } from '../distributed/fixtures.ts';
@@ -214,6 +214,8 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
       expect(fake.sent).toHaveLength(2);
       const [out] = await backend.outbound(key);
       expect(out).toMatchObject({ status: 'failed', claims: 3 });
+      // The console tells it from a reply the user did not get (see mayHaveReached).
+      expect(mayHaveReached(out!.status, out!.lastError)).toBe(true);
       const letters = (await backend.listDeadLetters(50)).filter((d) => d.ref === out!.id);
       expect(letters).toHaveLength(1);
       expect(letters[0]!.reason).toContain('two attempts may have reached the user, so not sent again');
@@ -233,6 +235,7 @@ export function describeSendsConformance(name: string, make: () => Promise<Backe
       expect(delivered()).toEqual(['baton:order:ask_name:1', 'baton:order:ask_name:1']);
       const [out] = await backend.outbound(key);
       expect(out).toMatchObject({ status: 'failed', claims: 2 });
+      expect(mayHaveReached(out!.status, out!.lastError)).toBe(true);
       const letters = (await backend.listDeadLetters(50)).filter((d) => d.ref === out!.id);
       expect(letters[0]!.reason).toContain('two attempts may have reached the user, so not sent again');
     });
