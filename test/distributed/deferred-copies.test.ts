@@ -4,7 +4,11 @@
  * own), or within DEFERRED_COPY_MS when no commit follows. And the mark logic alone.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFERRED_COPY_MS, VOLATILE_DEFERRED_COPY_MS } from '../../src/backends/distributed/context.ts';
+import {
+  DEFERRED_COPY_MS,
+  VOLATILE_DEFERRED_COPY_MS,
+  type Context,
+} from '../../src/backends/distributed/context.ts';
 import { DeferredCopies } from '../../src/backends/distributed/deferred-copies.ts';
 import { describeServices, pgQuery } from '../support/services.ts';
 import { batch, eventually, newKey, outbound } from './fixtures.ts';
@@ -83,6 +87,27 @@ describeServices('distributed backend: deferred status copies', () => {
     await backend.updateOutbound(o2.id, { status: 'sent', attempts: 1, providerMessageId: 'wamid.D3' });
     await backend.close();
     expect(await statusInPg(schema, o2.id)).toBe('sent');
+  });
+
+  it("is copied by the reaper's pass when the process that deferred it died first (outside test QA114-F3)", async () => {
+    const { backend, schema, prefix } = await makeBackend({ bufferMs: 0, intakeLog: 'off' });
+    const key = newKey();
+    const g = (await backend.acquireLease(key, 'w1', 5000))!;
+    const o1 = outbound(key, 1, 0); // committed long ago: past COPY_OVERDUE_MS
+    await backend.commit(g, batch(key, 0, 1, { outbound: [o1] }));
+    await backend.updateOutbound(o1.id, { status: 'sent', attempts: 1, providerMessageId: 'wamid.K1' });
+    // Killed within the second: the deferral is gone with the process (its connections stay open
+    // here, so that nothing else happens at its end).
+    (backend as unknown as { ctx: Context }).ctx.deferred.take();
+    await new Promise((r) => setTimeout(r, DEFERRED_COPY_MS + 300));
+    expect(await statusInPg(schema, o1.id)).toBe('pending'); // Redis says sent; nothing copies it
+    // Another process's reaper pass, its key-space walk resting (it rests 100 times as long as a
+    // walk took, minutes on a big store): the pass alone.
+    const other = await makeBackend({ bufferMs: 0, intakeLog: 'off' }, { prefix, schema });
+    const { redis, keys } = (other.backend as unknown as { ctx: Context }).ctx;
+    await redis.set(keys.sweep, 'resting', 'PX', 60_000);
+    await other.backend.reapOnce(30_000, { force: true, sweep: false });
+    await eventually(async () => ((await statusInPg(schema, o1.id)) === 'sent' ? true : null), 5000, 'copy');
   });
 
   it('waits only a moment where Redis keeps nothing across a restart (the intake log on; outside test QA40-F1)', async () => {

@@ -37,6 +37,7 @@ import {
   asString,
   followUp,
   pipeline,
+  notifyOps,
   scheduleOps,
 } from './redis-calls.ts';
 import { reservationKey } from './fence-reserver.ts';
@@ -354,12 +355,30 @@ async function restore<
 const OUTBOX_RECOVER_MAX = 20 * PURGE_BATCH;
 
 /**
- * Replies committed but not sent whose session Redis no longer holds (it lost its memory):
- * nothing would load them again before the user's next message, so their sessions are
- * scheduled now; the worker that takes one reloads it from PostgreSQL, unsent replies
- * included, and sends them. Returns how many sessions were scheduled.
+ * A reply's record left unsent in PostgreSQL this long while its session's journal in Redis still
+ * holds entries is owed a copy: a status change (its send) waits for one at most a second
+ * (DEFERRED_COPY_MS) and a write-behind commit a flush, but a process killed in that second takes
+ * its deferral with it, and nothing copied the entry until the session's next commit, ms.
  */
-export async function recoverOutbox(ctx: Context, minAgeMs = RECOVER_AFTER_MS): Promise<number> {
+export const COPY_OVERDUE_MS = 10_000;
+
+/**
+ * Replies committed but not sent, as PostgreSQL has them (the oldest first), set right again
+ * where Redis and PostgreSQL differ:
+ * - a session Redis no longer holds (it lost its memory; with `lost`): nothing would load its
+ *   replies again before the user's next message, so it is scheduled now; the worker that takes
+ *   it reloads it from PostgreSQL, unsent replies included, and sends them;
+ * - a session Redis holds whose journal still owes PostgreSQL entries, past `COPY_OVERDUE_MS`:
+ *   the flusher is told. A worker killed within a second of a send kept its reply `pending` in
+ *   PostgreSQL, so the unsent figures and the `oldest_unsent` alert counted a reply the user had,
+ *   for as long as nobody opened that session (outside test QA114-F3: over 5 minutes).
+ * Returns how many sessions were scheduled.
+ */
+export async function recoverOutbox(
+  ctx: Context,
+  minAgeMs = RECOVER_AFTER_MS,
+  { lost: scheduleLost = true }: { lost?: boolean } = {},
+): Promise<number> {
   if (ctx.closed) return 0;
   const rows = await ctx.pg.query('outbound-unsent-sessions', [
     new Date(ctx.now() - minAgeMs),
@@ -367,13 +386,25 @@ export async function recoverOutbox(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
   ]);
   if (rows.length === 0) return 0;
   const members = rows.map((r) => ctx.keys.member({ channel: String(r.channel), user: String(r.user_id) }));
+  const overdue = ctx.now() - COPY_OVERDUE_MS;
   const held = await pipeline(
     ctx,
     'outbox check',
-    members.map((m) => ({ command: 'exists', args: [ctx.keys.forMember(m).state] })),
+    members.flatMap((m) => {
+      const sk = ctx.keys.forMember(m);
+      return [
+        { command: 'exists', args: [sk.state] },
+        { command: 'llen', args: [sk.journal] },
+      ];
+    }),
   );
-  const lost = members.filter((_m, i) => asNumber(held[i]) === 0);
-  if (lost.length === 0) return 0;
+  const lost = members.filter((_m, i) => asNumber(held[2 * i]) === 0);
+  const owed = members.filter(
+    (_m, i) =>
+      asNumber(held[2 * i]) === 1 && asNumber(held[2 * i + 1]) > 0 && asTime(rows[i]!.oldest) < overdue,
+  );
+  if (owed.length > 0) await followUp(ctx, notifyOps(ctx, owed));
+  if (!scheduleLost || lost.length === 0) return 0;
   await followUp(
     ctx,
     scheduleOps(
@@ -389,6 +420,11 @@ export async function recoverOutbox(ctx: Context, minAgeMs = RECOVER_AFTER_MS): 
     'replies committed and not recorded as sent, whose session Redis lost (a restart without AOF?): their sessions are scheduled again, and those replies sent (any that went out just before, once more)',
   );
   return lost.length;
+}
+
+/** A timestamptz as node-postgres reads it, in epoch ms. */
+function asTime(v: unknown): number {
+  return v instanceof Date ? v.getTime() : Date.parse(String(v));
 }
 
 /** Longest the restore pass that follows an outage waits for the log's sweep (see recoverIntake), ms. */

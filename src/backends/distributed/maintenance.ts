@@ -222,10 +222,9 @@ export async function reapOnce(
   // Expired tombstones of the pending figures: posts drop a few each, none come without traffic.
   await followUp(ctx, [ctx.globalFeed.trimOp()]);
   // Messages Redis lost (a restart without AOF) go back first, so the pass below schedules them.
-  if (ctx.intakeLog !== null) {
-    await recoverIntake(ctx);
-    await recoverOutbox(ctx);
-  }
+  if (ctx.intakeLog !== null) await recoverIntake(ctx);
+  // (Sessions Redis lost are scheduled again where the intake log restores their messages.)
+  await recoverOutbox(ctx, undefined, { lost: ctx.intakeLog !== null });
   let rescheduled = 0;
   let journals = 0;
   const forceSweep = opts.sweep ?? opts.force === true;
