@@ -246,8 +246,11 @@ export interface Backend {
    * With `notBeforeMs`, it is not due again before that many ms from now: a holder that yields
    * the baton to an agent (see {@link Backend.wantLease}) leaves the agent time to take it,
    * rather than take the session back at once for the messages still waiting.
+   * With `first`, a session whose messages are due (their buffer window over) goes to the front of
+   * the ready queue instead of taking its place by due time: an agent's take waits for the bot to
+   * apply what the user wrote before it, and behind a backlog it waited in vain (see agent.ts).
    */
-  releaseLease(lease: LeaseGrant, notBeforeMs?: number): Promise<void>;
+  releaseLease(lease: LeaseGrant, notBeforeMs?: number, first?: boolean): Promise<void>;
   /**
    * Fenced (token). Optional. Ends a holder's turn in one step: when messages are already due
    * (their buffer window has ended), the lease is kept and they are returned, as `pending`

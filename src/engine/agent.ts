@@ -201,12 +201,17 @@ async function changeOnce(
     host.now(),
   );
   const held = host.hold(lease);
+  /** The bot is to apply what waits first: the baton goes back, the session to the ready queue's front. */
+  let botTurn = false;
   try {
     const loaded = await backend.load(lease);
     if (!loaded) return null;
-    // Given back (the release schedules the session again), so that a worker applies them.
+    // Given back, so that a worker applies them: at the front of the ready queue, where a backlog
+    // does not keep it past this wait (outside test QA114-F1: a take during a backlog of 7-33 s
+    // waited its 6 s and recorded the user's earlier answer `held`, not applied).
     if (botFirst && !loaded.needsAgent && loaded.awaiting === undefined) {
-      if ((await backend.pending(lease, 1)).length > 0) return BOT_FIRST;
+      botTurn = (await backend.pending(lease, 1)).length > 0;
+      if (botTurn) return BOT_FIRST;
     }
     let result: AgentChange;
     try {
@@ -234,7 +239,7 @@ async function changeOnce(
     return result;
   } finally {
     held.stop();
-    await backend.releaseLease(lease);
+    await backend.releaseLease(lease, 0, botTurn);
   }
 }
 

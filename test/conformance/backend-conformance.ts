@@ -184,6 +184,32 @@ export function describeBackendConformance(name: string, make: () => Promise<Bac
         expect(ids).toEqual(keys.map((k) => `${k.channel}:${k.user}`).sort());
       });
 
+      it('hands out first a session released with `first`, ahead of sessions due before it (an agent waits for the bot)', async () => {
+        const [a, c, d] = [newKey(), newKey(), newKey()];
+        await b.ingest({ messages: [text(a, 'earlier')], statuses: [] });
+        await new Promise((r) => setTimeout(r, 20));
+        await b.ingest({ messages: [text(c, 'later'), text(d, 'later too')], statuses: [] });
+        await new Promise((r) => setTimeout(r, 2 * CONFORMANCE_BUFFER_MS)); // every window over
+        const lease = (await b.acquireLease(c, 'agent', 5000))!;
+        await b.releaseLease(lease, 0, true);
+        expect(await next()).toEqual(c);
+        expect(await next()).toEqual(a);
+        await b.releaseLease((await b.acquireLease(d, 'agent', 5000))!); // without: its own place
+        expect(await next()).toEqual(d);
+      });
+
+      it('does not put a session released with `first` ahead before its buffer window is over', async () => {
+        const [a, c] = [newKey(), newKey()];
+        await b.ingest({ messages: [text(a, 'earlier')], statuses: [] });
+        await b.ingest({ messages: [text(c, 'just now')], statuses: [] });
+        const lease = (await b.acquireLease(c, 'agent', 5000))!;
+        await b.releaseLease(lease, 0, true);
+        expect(await next()).toEqual(a);
+        expect(await next()).toEqual(c);
+        const [first] = await b.pending(c, 10);
+        expect(Date.now()).toBeGreaterThanOrEqual(first!.storedAt + CONFORMANCE_BUFFER_MS);
+      });
+
       it('does not hand out a session whose lease is held', async () => {
         const key = newKey();
         const lease = (await b.acquireLease(key, 'w1', 5000))!;

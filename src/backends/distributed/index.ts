@@ -171,8 +171,8 @@ export class DistributedBackend implements Backend {
     return leases.renewLease(this.ctx, lease, ttlMs);
   }
 
-  releaseLease(lease: LeaseGrant, notBeforeMs?: number): Promise<void> {
-    return leases.releaseLease(this.ctx, lease, notBeforeMs);
+  releaseLease(lease: LeaseGrant, notBeforeMs?: number, first?: boolean): Promise<void> {
+    return leases.releaseLease(this.ctx, lease, notBeforeMs, first);
   }
 
   releaseOrTake(lease: LeaseGrant, limit: number, sent?: OutboundUpdate): Promise<StoredMessage[] | null> {

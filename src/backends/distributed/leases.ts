@@ -381,7 +381,12 @@ export async function releaseOrTake(
   return null;
 }
 
-export async function releaseLease(ctx: Context, lease: LeaseGrant, notBeforeMs = 0): Promise<void> {
+export async function releaseLease(
+  ctx: Context,
+  lease: LeaseGrant,
+  notBeforeMs = 0,
+  first = false,
+): Promise<void> {
   const sk = ctx.keys.session(lease);
   const wd = ctx.watchdogs.get(lease.token);
   unhold(ctx, sk, lease.token);
@@ -396,7 +401,8 @@ export async function releaseLease(ctx: Context, lease: LeaseGrant, notBeforeMs 
     ...releaseCompanions(ctx, sk, wd),
   ];
   const due = asNumber((await pipeline(ctx, 'release', ops))[0]);
-  const after = dueOps(ctx, sk, due, wd);
+  // First: a score below every session due by its messages' time (see Backend.releaseLease).
+  const after = dueOps(ctx, sk, first && due > 0 && due <= ctx.now() ? 1 : due, wd);
   if (after.length > 0) await followUp(ctx, after);
 }
 

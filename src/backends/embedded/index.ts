@@ -348,9 +348,9 @@ export class EmbeddedBackend implements Backend {
     return this.leases.renew(lease, ttlMs);
   }
 
-  async releaseLease(lease: LeaseGrant, notBeforeMs = 0): Promise<void> {
+  async releaseLease(lease: LeaseGrant, notBeforeMs = 0, first = false): Promise<void> {
     this.leases.drop(lease);
-    this.rescheduleIfPending(lease, this.now() + notBeforeMs);
+    this.rescheduleIfPending(lease, this.now() + notBeforeMs, first);
   }
 
   async releaseOrTake(
@@ -391,7 +391,7 @@ export class EmbeddedBackend implements Backend {
   }
 
   /** Schedules the session if messages or replies wait, due no earlier than `notBefore` (epoch ms). */
-  private rescheduleIfPending(k: SessionKey, notBefore = 0): void {
+  private rescheduleIfPending(k: SessionKey, notBefore = 0, first = false): void {
     if (this.closed) return;
     const key: SessionKey = { channel: k.channel, user: k.user };
     const row = this.store
@@ -401,7 +401,9 @@ export class EmbeddedBackend implements Backend {
       )
       .get(key.channel, key.user) as { first: number | null };
     if (row.first !== null) {
-      this.due.schedule(key, Math.max(row.first + this.opts.bufferMs, notBefore));
+      const due = Math.max(row.first + this.opts.bufferMs, notBefore);
+      // (Due time 0: before every session due by its messages' time.)
+      this.due.schedule(key, first && due <= this.now() ? 0 : due);
       return;
     }
     this.rescheduleIfUnsent(key, notBefore);
