@@ -11,7 +11,7 @@ import type { SessionKey } from '../model/message.ts';
 import { toSessionView, type OutboundRecord, type SessionSnapshot } from '../model/session.ts';
 import { fail, findOne, parsed } from './http.ts';
 import { conversationPage, currentError } from './conversation.ts';
-import { inboxPage, liveLeaseView, stepCounts } from './reads.ts';
+import { inboxPage, liveLeaseView, otherSteps, stepCounts } from './reads.ts';
 import {
   AgentMessageBody,
   ChannelQuery,
@@ -152,15 +152,20 @@ export function registerAgentRoutes(
       const flow = deps.flows.get(parsed(FlowParams, req.params).id);
       if (!flow) return fail(reply, 'BATON_ERR_NOT_FOUND', {}, 'No such flow');
       const counts = await stepCounts(backend, flow, now(), deps.sessionTtlSec);
+      const count = (id: string) => ({
+        id,
+        sessions: counts[id]?.sessions ?? 0,
+        oldest_ms: counts[id]?.oldestMs ?? null,
+        idle: counts[id]?.idle ?? 0,
+      });
       return {
         flow: flow.id,
         start: flow.start,
-        steps: [...flow.steps.keys()].map((id) => ({
-          id,
-          sessions: counts[id]?.sessions ?? 0,
-          oldest_ms: counts[id]?.oldestMs ?? null,
-          idle: counts[id]?.idle ?? 0,
-        })),
+        steps: [...flow.steps.keys()].map(count),
+        // Sessions at steps this process's version of the flow does not have (another version's,
+        // during a rolling deploy or after a rollback): left out, the counts did not add up and
+        // the sessions a rollback hands to agents were nowhere on the map (outside test QA113-F1).
+        other_steps: otherSteps(flow, counts).map(count),
       };
     },
   );

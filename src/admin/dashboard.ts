@@ -15,9 +15,9 @@ import { isSecure, type AdminAuth, type SignInRefusal } from './auth.ts';
 import { conversationPage } from './conversation.ts';
 import { flowPicture } from './flow-picture.ts';
 import { flowMermaid } from '../graph/index.ts';
-import { html, type Html } from './html.ts';
+import { html, raw, type Html } from './html.ts';
 import { adminErrorHandler, fail } from './http.ts';
-import { inboxPage, liveLeaseView, stepCounts } from './reads.ts';
+import { inboxPage, liveLeaseView, otherSteps, stepCounts } from './reads.ts';
 import {
   dashboardPath,
   deadLetterAfter,
@@ -642,9 +642,15 @@ export function registerDashboard(
         const flow = flows.get((req.params as { id: string }).id);
         if (!flow) return page(reply, cookie, 'No such flow', html`<p class="error">No such flow.</p>`, 404);
         const query = req.query as Record<string, unknown>;
-        const step = typeof query.step === 'string' && flow.steps.has(query.step) ? query.step : undefined;
         const t = now();
         const counts = await stepCounts(backend, flow, t, deps.sessionTtlSec);
+        // Sessions at steps this version of the flow lacks (another version wrote them: a rolling
+        // deploy, a rollback) are counted and listed too (outside test QA113-F1).
+        const others = otherSteps(flow, counts);
+        const step =
+          typeof query.step === 'string' && (flow.steps.has(query.step) || others.includes(query.step))
+            ? query.step
+            : undefined;
         const href = (id: string): string => `/admin/flows/${q(flow.id)}?step=${q(id)}#sessions`;
         const picture = flowPicture(flow, counts, href);
         // A page of the step's sessions at a time, as the inbox: 5,000 in one page made 883 KB of
@@ -675,10 +681,20 @@ export function registerDashboard(
                 </tr>
               </thead>
               <tbody>
-                ${[...flow.steps.keys()].map(
+                ${[...flow.steps.keys(), ...others].map(
                   (id) =>
-                    html`<tr data-step="${id}">
-                      <td><a href="${href(id)}">${id}</a></td>
+                    html`<tr data-step="${id}" ${flow.steps.has(id) ? '' : raw('class="other-step"')}>
+                      <td>
+                        <a href="${href(id)}">${id}</a>
+                        ${
+                          flow.steps.has(id)
+                            ? ''
+                            : html`<span class="muted"
+                                >(not a step of ${flow.id} v${flow.version}, which this process runs: another
+                                version wrote these sessions)</span
+                              >`
+                        }
+                      </td>
                       <td class="n">${counts[id]?.sessions ?? 0}</td>
                       <td>${counts[id]?.oldestMs !== undefined ? duration(counts[id].oldestMs) : '-'}</td>
                     </tr>`,

@@ -100,6 +100,13 @@ export async function stepCounts(
   );
 }
 
+/** Steps with sessions that `flow` (this process's version) does not have, by name. */
+export function otherSteps(flow: Flow, counts: Readonly<Record<string, unknown>>): string[] {
+  return Object.keys(counts)
+    .filter((id) => !flow.steps.has(id))
+    .sort();
+}
+
 /** One session of the inbox. */
 export interface InboxItem extends SessionView {
   readonly waiting_since: string;

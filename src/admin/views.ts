@@ -6,6 +6,7 @@
 import type { FailedReply } from '../backends/types.ts';
 import { dataFieldKind, type DataFieldKind, type Flow } from '../flow/define.ts';
 import { agentOf, handbackOpen, missingNeeds } from '../flow/agent.ts';
+import { notServedBy } from '../flow/transition.ts';
 import type { StoredMessage } from '../model/message.ts';
 import { bidiSafeJson, clip, wholeCharactersWithin } from '../flow/replies.ts';
 import {
@@ -216,7 +217,8 @@ export function stateCard(s: SessionSnapshot, lease: LeaseView | null): Html {
   return html`<section class="card" id="state">
     <h2>State</h2>
     <table class="kv">
-      ${row('Flow', 'state-flow', v.flow)} ${row('Step', 'state-step', v.current_step ?? '(none)')}
+      ${row('Flow', 'state-flow', `${v.flow} v${v.metadata.flow_version}`)}
+      ${row('Step', 'state-step', v.current_step ?? '(none)')}
       ${row('Version', 'state-version', v.metadata.version)}
       ${row('Retry count', 'state-retry-count', v.metadata.retry_count)}
       ${row('Needs agent', 'state-needs-agent', v.metadata.needs_agent ? html`<span class="badge warn">yes</span>${agent ? html` taken by <strong>${agent}</strong>` : ''}` : 'no')}
@@ -258,6 +260,10 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
     .map((d) => ({ id: d.id, missing: missingNeeds(d, s.data) }))
     .filter((d) => d.missing.length > 0 && d.missing.every((k) => kindOf(k).type !== 'other'));
   const settable = [...new Set(wanting.flatMap((d) => d.missing))];
+  // (Out of the template below: an option's text is what the agent reads, no line breaks in it.)
+  const wantingOptions = wanting.map(
+    (d) => html`<option value="${d.id}">${d.id} (needs ${d.missing.join(', ')})</option>`,
+  );
   const chosen = s.step ?? flow?.start ?? '';
   const agent = agentOf(s);
   return html`<section class="card" id="actions" data-holder="${agent ?? ''}">
@@ -331,40 +337,59 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
                 >0 / ${AGENT_TEXT_MAX.toLocaleString('en-US')} characters</span
               >`,
           })}
-          ${actionForm({
-            method: 'DELETE',
-            url: api(`/sessions/${q(s.user)}/agent`, s),
-            label: 'Hand back to the bot',
-            id: 'handback',
-            next: here,
-            agent: true,
-            fields: html`<label
-                >at step
-                <select name="step" aria-label="Step to hand back at">
-                  ${steps.map((id) => html`<option value="${id}" ${id === chosen ? ' selected' : ''}>${id}</option>`)}
-                  ${
-                    wanting.length > 0
-                      ? html`<optgroup label="With data you set below">
-                          ${wanting.map(
-                            (d) =>
-                              html`<option value="${d.id}">${d.id} (needs ${d.missing.join(', ')})</option>`,
-                          )}
-                        </optgroup>`
-                      : ''
-                  }
-                </select></label
-              >${
-                settable.length > 0
-                  ? html`<fieldset class="handback-data">
-                      <legend>Data you settled with the user (empty: not set)</legend>
-                      ${settable.map((k) => dataField(k, kindOf(k)))}
-                    </fieldset>`
-                  : ''
-              }`,
-          })}`
+          ${
+            handbackElsewhere(s, flow) ??
+            actionForm({
+              method: 'DELETE',
+              url: api(`/sessions/${q(s.user)}/agent`, s),
+              label: 'Hand back to the bot',
+              id: 'handback',
+              next: here,
+              agent: true,
+              fields: html`<label
+                  >at step
+                  <select name="step" aria-label="Step to hand back at">
+                    ${steps.map((id) => html`<option value="${id}" ${id === chosen ? ' selected' : ''}>${id}</option>`)}
+                    ${
+                      wanting.length > 0
+                        ? html`<optgroup label="With data you set below">${wantingOptions}</optgroup>`
+                        : ''
+                    }
+                  </select></label
+                >${
+                  settable.length > 0
+                    ? html`<fieldset class="handback-data">
+                        <legend>Data you settled with the user (empty: not set)</legend>
+                        ${settable.map((k) => dataField(k, kindOf(k)))}
+                      </fieldset>`
+                    : ''
+                }`,
+            })
+          }`
         : ''
     }
   </section>`;
+}
+
+/**
+ * Instead of the hand-back form, for a session this process cannot hand back: one of a flow it does
+ * not run, or written by a newer version of its flow (every step was refused with
+ * `BATON_ERR_FLOW_NOT_SERVED_HERE`: outside test QA113-F3). Null when it can.
+ */
+function handbackElsewhere(s: SessionSnapshot, flow: Flow | undefined): Html | null {
+  if (s.step === null) return null;
+  const other =
+    flow === undefined
+      ? html`this process does not run flow <code>${s.flow}</code>`
+      : notServedBy(flow, s) === 'newer_version'
+        ? html`version ${s.flowVersion} of flow <code>${s.flow}</code> wrote it, and this process runs version
+            ${flow.version}`
+        : null;
+  if (other === null) return null;
+  return html`<p class="muted" id="handback-elsewhere">
+    Hand back is not offered here: ${other}. Hand it back through a process that runs it (after a rollback,
+    when none does: answer the user yourself, or reset the session).
+  </p>`;
 }
 
 /** One field of the hand-back's data, as its kind takes it (`data-kind` tells the script how to send it). */

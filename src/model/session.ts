@@ -37,6 +37,12 @@ export interface SessionView {
     retry_count: number;
     needs_agent: boolean;
     created_at: string;
+    /**
+     * The version of the flow that last wrote the session (`defineFlow`'s `version`): during a
+     * rolling deploy or before a rollback, which sessions a newer version wrote (outside test
+     * QA113-F2: only transition records' worker ids told).
+     */
+    flow_version: number;
     /** Who took the session from the inbox, while it waits for an agent (absent otherwise). */
     agent?: string;
     /**
@@ -411,6 +417,7 @@ export function toSessionView(s: SessionSnapshot): SessionView {
       retry_count: s.retryCount,
       needs_agent: s.needsAgent,
       created_at: new Date(s.createdAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      flow_version: s.flowVersion,
       ...(s.agent !== undefined && s.needsAgent && s.agent.version === s.version
         ? { agent: s.agent.name }
         : {}),

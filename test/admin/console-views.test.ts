@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ConversationItem } from '../../src/admin/conversation.ts';
 import {
+  actionsCard,
   conversationCard,
   describeMessage,
   effectOutcomes,
@@ -14,7 +15,9 @@ import {
   outboundCard,
   timelineCard,
 } from '../../src/admin/views.ts';
+import { orderFlow } from '../../src/bots/order.ts';
 import type { StoredMessage } from '../../src/model/message.ts';
+import { snapshot } from '../distributed/fixtures.ts';
 import { MAY_HAVE_REACHED, type DeadLetter, type OutboundRecord } from '../../src/model/session.ts';
 
 const at = '2026-12-01T06:00:00.000Z';
@@ -268,5 +271,27 @@ describe('dead letters and failed replies', () => {
     expect(failedRepliesCard([{ ...unsure, failedAt: Date.parse(at) }]).value).toContain(
       'class="badge status-uncertain"',
     );
+  });
+});
+
+describe('actions card', () => {
+  const key = { channel: '106540352242922', user: '17770000009' };
+  const waiting = snapshot(key, 4, { needsAgent: true, step: 'choose_product' });
+
+  it('offers the hand-back where this process runs the flow that wrote the session', () => {
+    const card = actionsCard(waiting, orderFlow).value;
+    expect(card).toContain('id="handback"');
+    expect(card).not.toContain('id="handback-elsewhere"');
+  });
+
+  it('says where to hand back a session a newer version of its flow wrote, or of a flow not run here (outside test QA113-F3)', () => {
+    const newer = actionsCard({ ...waiting, flowVersion: orderFlow.version + 1 }, orderFlow).value;
+    expect(newer).not.toContain('id="handback"');
+    expect(newer.replace(/\s+/g, ' ')).toContain(
+      `Hand back is not offered here: version ${orderFlow.version + 1} of flow <code>order</code> wrote it, and this process runs version ${orderFlow.version}`,
+    );
+    const foreign = actionsCard({ ...waiting, flow: 'billing' }, undefined).value;
+    expect(foreign).not.toContain('id="handback"');
+    expect(foreign.replace(/\s+/g, ' ')).toContain('this process does not run flow <code>billing</code>');
   });
 });

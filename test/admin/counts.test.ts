@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedSessions } from '../../scripts/seed-sessions.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
-import { text, webhook } from '../support/payloads.ts';
+import { PHONE_ID, text, webhook } from '../support/payloads.ts';
 
 describe('counts and pages beyond a scan', () => {
   let h: Harness;
@@ -141,6 +141,43 @@ describe('the flow map and sessions idle past the session TTL', () => {
     ).text();
     expect(list).toContain('1 at this step, and 1 idle past the session TTL; 200 a page.');
     expect(list.match(/, idle past the session TTL/g)).toHaveLength(1);
+  });
+
+  it('counts sessions at steps another version of the flow has, apart, and lists them (outside test QA113-F1)', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const u = '15550602004';
+    expect((await h.post(webhook([text(u, 'hi', now - 30)]))).status).toBe(200);
+    await h.settled(u, 1);
+    // A newer version's worker moved the session to a step this version lacks, and handed it
+    // over (a rollback, say).
+    const backend = h.baton.backend;
+    const key = { channel: PHONE_ID, user: u };
+    const lease = (await backend.acquireLease(key, 'v2-worker', 5000))!;
+    const s = (await backend.load(key))!;
+    await backend.commit(lease, {
+      expectedVersion: s.version,
+      snapshot: { ...s, version: s.version + 1, flowVersion: 2, step: 'gift_note', needsAgent: true },
+      records: [],
+      outbound: [],
+      consumed: [],
+      deadLetters: [],
+    });
+    await backend.releaseLease(lease);
+    const map = (await (await h.admin('/flows/order/map')).json()) as {
+      steps: Array<{ id: string }>;
+      other_steps: Array<{ id: string; sessions: number; idle: number }>;
+    };
+    expect(map.steps.map((x) => x.id)).not.toContain('gift_note');
+    expect(map.other_steps).toEqual([expect.objectContaining({ id: 'gift_note', sessions: 1, idle: 0 })]);
+    const cookie = await h.dashboardCookie();
+    const page = await (await fetch(`${h.url}/admin/flows/order`, { headers: { cookie } })).text();
+    const row = page.slice(page.indexOf('data-step="gift_note"'));
+    expect(row).toMatch(/^data-step="gift_note" class="other-step"/);
+    expect(row.replace(/\s+/g, ' ')).toContain('(not a step of order v1, which this process runs');
+    const list = await (
+      await fetch(`${h.url}/admin/flows/order?step=gift_note`, { headers: { cookie } })
+    ).text();
+    expect(list).toContain(`/admin/session?wa_id=${u}`);
   });
 
   it('counts a session waiting for an agent however long it waits: its next message is held, not a new start', async () => {
