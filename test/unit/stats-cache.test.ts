@@ -34,12 +34,47 @@ describe('cachedStats', () => {
     const first = Promise.all([stats(), stats(), stats()]);
     release();
     expect((await first).map((s) => s.queueDepth)).toEqual([1, 1, 1]);
-    t = 999;
+    t = 749;
     expect((await stats()).queueDepth).toBe(1);
     expect(reads).toBe(1);
     t = 1000;
     const next = stats();
     release();
+    expect((await next).queueDepth).toBe(2);
+    expect(reads).toBe(2);
+  });
+
+  it("answers at once in the last quarter of an answer's age, and reads the next meanwhile (outside test QA114-F2)", async () => {
+    let t = 0;
+    let reads = 0;
+    let release: () => void = () => undefined;
+    const stats = cachedStats(
+      () => {
+        reads += 1;
+        const n = reads;
+        return new Promise((resolve) => (release = () => resolve(figures(n))));
+      },
+      1000,
+      () => t,
+    );
+    const first = stats();
+    release();
+    expect((await first).queueDepth).toBe(1);
+    t = 800;
+    expect((await stats()).queueDepth).toBe(1); // at once, while the next read runs
+    expect(reads).toBe(2);
+    expect((await stats()).queueDepth).toBe(1); // the read in flight is not started again
+    expect(reads).toBe(2);
+    release();
+    await Promise.resolve();
+    t = 1100; // past the first answer's age: the one read at 800 serves, no wait
+    let waited = true;
+    const next = stats().then((s) => {
+      waited = false;
+      return s;
+    });
+    await Promise.resolve();
+    expect(waited).toBe(false);
     expect((await next).queueDepth).toBe(2);
     expect(reads).toBe(2);
   });
