@@ -17,57 +17,50 @@ const figures = (queueDepth: number): BackendStats => ({
   oldestUnsentMs: 0,
 });
 
+/** A cache of 1 s over reads that wait for `release()`; read n answers queue depth n; `t` is the clock. */
+function heldReads() {
+  const c = { t: 0, reads: 0, release: (): void => undefined };
+  const stats = cachedStats(
+    () => {
+      c.reads += 1;
+      const n = c.reads;
+      return new Promise<BackendStats>((resolve) => (c.release = () => resolve(figures(n))));
+    },
+    1000,
+    () => c.t,
+  );
+  return { c, stats };
+}
+
 describe('cachedStats', () => {
   it('reads the store once per max age, and concurrent callers share the read', async () => {
-    let t = 0;
-    let reads = 0;
-    let release: () => void = () => undefined;
-    const stats = cachedStats(
-      () => {
-        reads += 1;
-        const n = reads;
-        return new Promise((resolve) => (release = () => resolve(figures(n))));
-      },
-      1000,
-      () => t,
-    );
+    const { c, stats } = heldReads();
     const first = Promise.all([stats(), stats(), stats()]);
-    release();
+    c.release();
     expect((await first).map((s) => s.queueDepth)).toEqual([1, 1, 1]);
-    t = 749;
+    c.t = 749;
     expect((await stats()).queueDepth).toBe(1);
-    expect(reads).toBe(1);
-    t = 1000;
+    expect(c.reads).toBe(1);
+    c.t = 1000;
     const next = stats();
-    release();
+    c.release();
     expect((await next).queueDepth).toBe(2);
-    expect(reads).toBe(2);
+    expect(c.reads).toBe(2);
   });
 
   it("answers at once in the last quarter of an answer's age, and reads the next meanwhile (outside test QA114-F2)", async () => {
-    let t = 0;
-    let reads = 0;
-    let release: () => void = () => undefined;
-    const stats = cachedStats(
-      () => {
-        reads += 1;
-        const n = reads;
-        return new Promise((resolve) => (release = () => resolve(figures(n))));
-      },
-      1000,
-      () => t,
-    );
+    const { c, stats } = heldReads();
     const first = stats();
-    release();
+    c.release();
     expect((await first).queueDepth).toBe(1);
-    t = 800;
+    c.t = 800;
     expect((await stats()).queueDepth).toBe(1); // at once, while the next read runs
-    expect(reads).toBe(2);
+    expect(c.reads).toBe(2);
     expect((await stats()).queueDepth).toBe(1); // the read in flight is not started again
-    expect(reads).toBe(2);
-    release();
+    expect(c.reads).toBe(2);
+    c.release();
     await Promise.resolve();
-    t = 1100; // past the first answer's age: the one read at 800 serves, no wait
+    c.t = 1100; // past the first answer's age: the one read at 800 serves, no wait
     let waited = true;
     const next = stats().then((s) => {
       waited = false;
@@ -76,7 +69,7 @@ describe('cachedStats', () => {
     await Promise.resolve();
     expect(waited).toBe(false);
     expect((await next).queueDepth).toBe(2);
-    expect(reads).toBe(2);
+    expect(c.reads).toBe(2);
   });
 
   it('keeps no failed read', async () => {
