@@ -362,31 +362,42 @@ const OUTBOX_RECOVER_MAX = 20 * PURGE_BATCH;
  */
 export const COPY_OVERDUE_MS = 10_000;
 
+/** A session with replies PostgreSQL records as unsent, and what Redis holds of it. */
+interface UnsentSession {
+  member: string;
+  /** When its oldest unsent reply was committed, epoch ms. */
+  oldest: number;
+  /** Redis still holds the session's state. */
+  held: boolean;
+  /** Entries its journal in Redis still owes PostgreSQL. */
+  journal: number;
+}
+
 /**
  * Replies committed but not sent, as PostgreSQL has them (the oldest first), set right again
  * where Redis and PostgreSQL differ:
- * - a session Redis no longer holds (it lost its memory; with `lost`): nothing would load its
- *   replies again before the user's next message, so it is scheduled now; the worker that takes
- *   it reloads it from PostgreSQL, unsent replies included, and sends them;
- * - a session Redis holds whose journal still owes PostgreSQL entries, past `COPY_OVERDUE_MS`:
- *   the flusher is told. A worker killed within a second of a send kept its reply `pending` in
- *   PostgreSQL, so the unsent figures and the `oldest_unsent` alert counted a reply the user had,
- *   for as long as nobody opened that session (outside test QA114-F3: over 5 minutes).
+ * - a session Redis no longer holds (it lost its memory; with `lost`): see `scheduleLost`;
+ * - a session Redis holds whose journal still owes PostgreSQL entries: see `announceOverdue`.
  * Returns how many sessions were scheduled.
  */
 export async function recoverOutbox(
   ctx: Context,
   minAgeMs = RECOVER_AFTER_MS,
-  { lost: scheduleLost = true }: { lost?: boolean } = {},
+  { lost = true }: { lost?: boolean } = {},
 ): Promise<number> {
   if (ctx.closed) return 0;
+  const sessions = await unsentSessions(ctx, minAgeMs);
+  await announceOverdue(ctx, sessions);
+  return lost ? scheduleLost(ctx, sessions) : 0;
+}
+
+async function unsentSessions(ctx: Context, minAgeMs: number): Promise<UnsentSession[]> {
   const rows = await ctx.pg.query('outbound-unsent-sessions', [
     new Date(ctx.now() - minAgeMs),
     OUTBOX_RECOVER_MAX,
   ]);
-  if (rows.length === 0) return 0;
+  if (rows.length === 0) return [];
   const members = rows.map((r) => ctx.keys.member({ channel: String(r.channel), user: String(r.user_id) }));
-  const overdue = ctx.now() - COPY_OVERDUE_MS;
   const held = await pipeline(
     ctx,
     'outbox check',
@@ -398,13 +409,34 @@ export async function recoverOutbox(
       ];
     }),
   );
-  const lost = members.filter((_m, i) => asNumber(held[2 * i]) === 0);
-  const owed = members.filter(
-    (_m, i) =>
-      asNumber(held[2 * i]) === 1 && asNumber(held[2 * i + 1]) > 0 && asTime(rows[i]!.oldest) < overdue,
-  );
+  return members.map((member, i) => ({
+    member,
+    oldest: Number(rows[i]!.oldest),
+    held: asNumber(held[2 * i]) === 1,
+    journal: asNumber(held[2 * i + 1]),
+  }));
+}
+
+/**
+ * Past `COPY_OVERDUE_MS`, a session Redis holds whose journal still owes PostgreSQL entries is
+ * handed to the flusher. A worker killed within a second of a send kept its reply `pending` in
+ * PostgreSQL, so the unsent figures and the `oldest_unsent` alert counted a reply the user had,
+ * for as long as nobody opened that session (outside test QA114-F3: over 5 minutes).
+ */
+async function announceOverdue(ctx: Context, sessions: UnsentSession[]): Promise<void> {
+  const overdue = ctx.now() - COPY_OVERDUE_MS;
+  const owed = sessions.filter((s) => s.held && s.journal > 0 && s.oldest < overdue).map((s) => s.member);
   if (owed.length > 0) await followUp(ctx, notifyOps(ctx, owed));
-  if (!scheduleLost || lost.length === 0) return 0;
+}
+
+/**
+ * A session Redis lost: nothing would load its replies again before the user's next message, so
+ * it is scheduled now; the worker that takes it reloads it from PostgreSQL, unsent replies
+ * included, and sends them. Returns how many were scheduled.
+ */
+async function scheduleLost(ctx: Context, sessions: UnsentSession[]): Promise<number> {
+  const lost = sessions.filter((s) => !s.held).map((s) => s.member);
+  if (lost.length === 0) return 0;
   await followUp(
     ctx,
     scheduleOps(
@@ -420,11 +452,6 @@ export async function recoverOutbox(
     'replies committed and not recorded as sent, whose session Redis lost (a restart without AOF?): their sessions are scheduled again, and those replies sent (any that went out just before, once more)',
   );
   return lost.length;
-}
-
-/** A timestamptz as node-postgres reads it, in epoch ms. */
-function asTime(v: unknown): number {
-  return v instanceof Date ? v.getTime() : Date.parse(String(v));
 }
 
 /** Longest the restore pass that follows an outage waits for the log's sweep (see recoverIntake), ms. */
