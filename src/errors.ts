@@ -98,6 +98,12 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/**
+ * Most characters of a framework's words passed on in an error answer (they may quote the
+ * request: a path, a header).
+ */
+export const ERROR_DETAIL_MAX = 300;
+
 /** Base class of every error Baton raises on purpose. */
 export class BatonError extends Error {
   readonly code: ErrorCode;

@@ -6,7 +6,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import type { Backend } from '../backends/types.ts';
-import { BatonError, ERROR_CODES, FlowRuntimeError, type ErrorCode } from '../errors.ts';
+import { BatonError, ERROR_CODES, ERROR_DETAIL_MAX, FlowRuntimeError, type ErrorCode } from '../errors.ts';
+import { clip } from '../flow/replies.ts';
 import { sessionNamedBy, type SessionSnapshot } from '../model/session.ts';
 import { ChannelQuery, WaIdParams } from './schemas.ts';
 
@@ -60,7 +61,7 @@ export function adminErrorHandler(err: FastifyError, req: FastifyRequest, reply:
     );
   }
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
-    return fail(reply, 'BATON_ERR_BAD_REQUEST', {}, err.message);
+    return fail(reply, 'BATON_ERR_BAD_REQUEST', {}, clip(err.message, ERROR_DETAIL_MAX));
   }
   req.log.error({ err }, 'admin request failed');
   return fail(reply, 'BATON_ERR_INTERNAL');

@@ -16,7 +16,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/types.ts';
 import type { TrustProxy } from '../config/index.ts';
-import { BatonError, ERROR_CODES, type ErrorCode } from '../errors.ts';
+import { BatonError, ERROR_CODES, ERROR_DETAIL_MAX, type ErrorCode } from '../errors.ts';
+import { clip } from '../flow/replies.ts';
 import type { IntakeTracker } from '../engine/intake-gate.ts';
 import { metricsRoute, type Metrics } from '../metrics.ts';
 import type { Provider, SkippedItem } from '../providers/index.ts';
@@ -384,6 +385,17 @@ function fastifyTrust(trust: TrustProxy): false | string[] | ((address: string, 
   return [...trust];
 }
 
+/** Longest path segment the router reads (a longer one is a 400, see `routerErrorText`). */
+const MAX_PARAM_LENGTH = 2000;
+
+/** What a URL the router could not read is told, in a few words: never the whole URL. */
+function routerErrorText(err: Error & { code?: string }): string {
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH')
+    return `A path segment is longer than the max param length (${MAX_PARAM_LENGTH} characters)`;
+  if (err.code === 'FST_ERR_BAD_URL') return 'The URL is not valid: a broken percent-encoding';
+  return clip(err.message, ERROR_DETAIL_MAX);
+}
+
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const logger: FastifyBaseLogger = deps.logger;
   const limits = { ...DEFAULT_HTTP_LIMITS, ...deps.limits };
@@ -393,14 +405,16 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     // Never `true` (which takes the left-most X-Forwarded-For address, the one a client can
     // write itself): hops or addresses, so the client is the nearest address not trusted.
     trustProxy: fastifyTrust(deps.trustProxy ?? false),
-    // A URL the router cannot read (a broken percent-encoding) is bad input: 400 with our code.
+    // A URL the router cannot read (a broken percent-encoding, a path segment over the router's
+    // limit) is bad input: 400 with our code, the path quoted at most in part (Fastify's message
+    // quotes it whole: a 10 kB path came back as a 10 kB error, outside test QA117-F2).
     frameworkErrors: (err, _req, reply) => {
-      void sendError(reply, 'BATON_ERR_BAD_REQUEST', err.message);
+      void sendError(reply, 'BATON_ERR_BAD_REQUEST', routerErrorText(err));
     },
     // Long path ids reach the admin API's schemas (a 400 naming the id), not a bare 414.
     // A callback URL pasted with a trailing slash (`/webhooks/whatsapp/`) is the same route: Meta's
     // verification would otherwise fail on a 404 the operator never sees.
-    routerOptions: { maxParamLength: 2000, ignoreTrailingSlash: true },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH, ignoreTrailingSlash: true },
     logController: new LogController({ disableRequestLogging: true }),
     ...limitedServerOptions(limits),
   });
@@ -465,7 +479,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
       // Baton's codes only: a framework's own (FST_ERR_...) is no contract (outside test X4).
-      return reply.code(err.statusCode).send({ error: err.message, code: 'BATON_ERR_BAD_REQUEST' });
+      return reply
+        .code(err.statusCode)
+        .send({ error: clip(err.message, ERROR_DETAIL_MAX), code: 'BATON_ERR_BAD_REQUEST' });
     }
     req.log.error({ err }, 'unhandled error');
     return reply.code(500).send({ error: 'internal error' });

@@ -239,6 +239,16 @@ describe.each<Transport>(['inject', 'http'])('admin API over %s', (via) => {
     else expect(json.code).toBe('BATON_ERR_BAD_REQUEST');
   });
 
+  it('a path segment over the router limit gets a short 400, not its whole path quoted back (outside test QA117-F2)', async () => {
+    const r = await call(via, 'GET', `/admin/api/sessions/${'9'.repeat(10_000)}`);
+    expect(r.status).toBe(400);
+    const json = JSON.parse(r.body) as { error: string; code: string };
+    expect(json.code).toBe('BATON_ERR_BAD_REQUEST');
+    expect(json.error).toMatch(/max param length/);
+    expect(json.error.length).toBeLessThanOrEqual(300);
+    expect(r.body.length).toBeLessThan(500);
+  });
+
   it.each([
     ['application/x-www-form-urlencoded', 'text=hello'],
     ['text/plain', 'x'],
