@@ -509,6 +509,56 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       await eventually(async () => ((await mailboxes()) === 30 ? true : null), 10_000);
     }, 90_000);
 
+    it("sessions on the other masters whose ready-queue entries it lost are scheduled within seconds, not at the reaper's next walk (outside test QA116-F3)", async () => {
+      // A failover to a replica that lagged takes back the global keys' last writes while the
+      // sessions on other masters keep their messages: not lost (the intake log's restore leaves
+      // them), not queued, and not in the pending figures the stall check reads. Here the master
+      // holding the ready queue and the figures restarts empty, which leaves the same.
+      let prefix = '';
+      let victim = 0;
+      for (let tries = 0; victim === 0; tries++) {
+        if (tries > 50) throw new Error('no prefix put the ready queue and the figures on one master');
+        const candidate = new Keys(uniqueName('qa116f3'));
+        const [ready, oldest] = await Promise.all([
+          ownerOf(keySlot(candidate.ready)),
+          ownerOf(keySlot(candidate.pendingOldest)),
+        ]);
+        if (ready === oldest) [prefix, victim] = [candidate.prefix, ready];
+      }
+      const { backend } = await makeBackend(
+        {
+          redisUrl: own.url,
+          cluster: true,
+          intakeLog: 'on',
+          // No periodic reaper: without the walk that follows the change, nothing finds them.
+          reaperIntervalMs: 0,
+          stallCheckIntervalMs: 200,
+          stallAfterMs: 100,
+          bufferMs: 60_000,
+        },
+        { prefix },
+      );
+      // The first nextReady starts the process's upkeep (and its start-up walk, done before the change).
+      expect(await backend.nextReady(AbortSignal.timeout(100))).toBeNull();
+      const keys = new Keys(prefix);
+      const users = Array.from({ length: 30 }, () => newKey());
+      await backend.ingest({ messages: users.map((u) => textMessage(u, 'hi')), statuses: [] });
+      const owners = await Promise.all(users.map((u) => ownerOf(keySlot(keys.session(u).mbox))));
+      const elsewhere = users.filter((_u, i) => owners[i] !== victim).map((u) => keys.session(u).member);
+      expect(elsewhere.length).toBeGreaterThan(0);
+      const client = new Cluster(own.ports.map((port) => ({ host: '127.0.0.1', port })));
+      try {
+        const queued = async (): Promise<number> =>
+          (await Promise.all(elsewhere.map((m) => client.zscore(keys.ready, m)))).filter((s) => s !== null)
+            .length;
+        expect(await queued()).toBe(elsewhere.length);
+        await own.restartEmpty(victim);
+        await eventually(async () => ((await queued()) === elsewhere.length ? true : null), 10_000);
+      } finally {
+        client.disconnect();
+      }
+    }, 90_000);
+
     it('leaves no phantom backlog of the mailboxes it lost (outside test QA37-F3)', async () => {
       // A prefix whose ready queue is on one master and global stats on another: the first
       // restarts empty, so the lost sessions have neither messages nor a ready entry, and the

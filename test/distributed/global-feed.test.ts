@@ -286,4 +286,25 @@ describe('the global feed, gathering', () => {
       clock.mockRestore();
     }
   });
+
+  it('a repair post of a version posted already is skipped, unless the feed forgot its posts (a failover took the figures back: outside test QA116-F3)', () => {
+    let now = 10_000;
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => now);
+    try {
+      const { feed } = recording();
+      const figures = { member: 's1', version: 7, count: 0, oldest: 0 };
+      feed.post(figures);
+      now += 6;
+      expect(feed.takeWrites().figures).toEqual([figures]);
+      feed.post(figures, true);
+      now += 6;
+      expect(feed.takeWrites().figures).toEqual([]);
+      feed.forgetPosted();
+      feed.post(figures, true);
+      now += 6;
+      expect(feed.takeWrites().figures).toEqual([figures]);
+    } finally {
+      clock.mockRestore();
+    }
+  });
 });

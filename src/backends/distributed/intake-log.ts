@@ -269,10 +269,13 @@ async function restoreLost(ctx: Context, now: number, minAgeMs: number, dedupeFr
   // (or failed over) since the messages were logged lost them; or they never reached Redis at
   // all, because the ingress that logged them stopped, timed out, or fell behind by more than
   // `minAgeMs` between the log and Redis (it then finds them stored already: duplicates).
+  // Logged before the restart, a message may also be one whose webhook was answered 503 while
+  // Redis was away, not acknowledged: said too, and not as a Redis without AOF (outside test
+  // QA116-F1: six webhooks refused during an outage, an AOF that lost nothing).
   if (restored.lostByRedis > 0)
     ctx.log.warn(
       { restored: restored.lostByRedis },
-      'intake log: messages acknowledged but lost by Redis (it restarted since they were logged, without AOF?) went back into their mailboxes',
+      'intake log: messages logged before Redis restarted or failed over, and missing from it, went back into their mailboxes (lost by Redis: a restart without AOF, or a replica promoted behind its master; or never stored there: their webhook was answered 503 while Redis was away, and its redelivery will be a duplicate)',
     );
   if (restored.neverStored > 0)
     ctx.log.warn(

@@ -89,6 +89,8 @@ export class Keys {
   readonly reaper: string;
   /** STRING lock of the reaper's walk over the key space, kept as long as the walk should rest. */
   readonly sweep: string;
+  /** STRING lock of the walk that follows a change of a cluster's masters (one process walks). */
+  readonly failoverWalk: string;
   /** STRING lock of the periodic retention purge. */
   readonly purge: string;
   /** STRING lock of the stall check (one process per interval, see maintenance.ts). */
@@ -131,6 +133,7 @@ export class Keys {
     this.forgot = `${prefix}:forgot`;
     this.reaper = `${prefix}:reaper`;
     this.sweep = `${prefix}:sweep`;
+    this.failoverWalk = `${prefix}:failover-walk`;
     this.purge = `${prefix}:purge`;
     this.stallCheck = `${prefix}:stallcheck`;
     this.workers = `${prefix}:workers`;

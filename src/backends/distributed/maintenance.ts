@@ -20,7 +20,7 @@ import {
 import { logSessionId } from '../../model/message.ts';
 import { UNSENT_RETRY_MS, type Context } from './context.ts';
 import type { SessionKeys } from './keys.ts';
-import { masterNodes } from './redis-client.ts';
+import { masterNodes, onNodeChange } from './redis-client.ts';
 import { asNumber, followUp, notifyOps, pipeline, r, scheduleOps, wakeOp } from './redis-calls.ts';
 import type { PipelineOp } from './scripts.ts';
 import type { StatementName } from './sql.ts';
@@ -48,6 +48,7 @@ export function startMaintenance(ctx: Context): void {
       chore(ctx, 'reaping', () => reapOnce(ctx, interval), 'reaper pass failed'),
     );
   }
+  walkAfterFailovers(ctx, interval);
   const stallEvery = ctx.opts.stallCheckIntervalMs ?? 2000;
   if (stallEvery > 0) {
     ctx.stallTimer = every(stallEvery, () =>
@@ -61,6 +62,58 @@ export function startMaintenance(ctx: Context): void {
       chore(ctx, 'purging', () => purge(ctx, { lockMs: purgeEvery }), 'retention purge failed');
     run();
     ctx.purgeTimer = every(purgeEvery, run);
+  }
+}
+
+/** How long after a change of a cluster's masters the walk starts, ms (the topology settles). */
+const FAILOVER_WALK_DELAY_MS = 1000;
+
+/**
+ * On a Redis Cluster, a change of masters (a replica promoted, a master restarted) may take back
+ * the last writes of the global keys' master (a replica that lagged lacks them) while the
+ * sessions' own keys, on other masters, keep theirs: messages stored and acknowledged, in their
+ * mailboxes, with no ready-queue entry nor pending figures (which the stall check reads), and
+ * not lost (the intake log's restore leaves them). Only the reaper's walk finds those, and it
+ * rests for minutes between walks (outside test QA116-F3: 65 messages waited 4 minutes, with no
+ * log line). So one process (a lock in Redis) walks at once, a second after the change; and
+ * every process forgets which figures it posted, so the stall check's repair posts go again.
+ */
+function walkAfterFailovers(ctx: Context, intervalMs: number): void {
+  let timer: NodeJS.Timeout | null = null;
+  onNodeChange(ctx.redis, () => {
+    if (!ctx.initialized || ctx.closed) return;
+    ctx.globalFeed.forgetPosted();
+    if (timer !== null) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      void walkOnce(ctx, intervalMs);
+    }, FAILOVER_WALK_DELAY_MS);
+    timer.unref();
+  });
+}
+
+async function walkOnce(ctx: Context, intervalMs: number): Promise<void> {
+  try {
+    const mine = await r('reaper', () =>
+      ctx.redis.set(ctx.keys.failoverWalk, randomUUID(), 'PX', FAILOVER_WALK_DELAY_MS * 5, 'NX'),
+    );
+    if (mine !== 'OK' || ctx.closed) return;
+    // After the pass under way, if any (its walk may have begun before the change).
+    await ctx.reaping;
+    const pass = reapOnce(ctx, intervalMs, { force: true });
+    ctx.reaping = pass.then(
+      () => undefined,
+      () => undefined,
+    );
+    void ctx.reaping.finally(() => (ctx.reaping = null));
+    const { rescheduled } = await pass;
+    if (rescheduled > 0)
+      ctx.log.warn(
+        { sessions: rescheduled },
+        "the Redis Cluster's masters changed (a failover or a restart): sessions whose messages had no ready-queue entry were found and scheduled",
+      );
+  } catch (err) {
+    ctx.log.warn({ err: String(err) }, 'walk after a change of masters failed; the reaper walks later');
   }
 }
 
