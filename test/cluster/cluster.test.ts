@@ -488,6 +488,25 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       return range[2][1];
     }
 
+    /**
+     * A fresh key prefix whose ready queue's master and pending figures' master (their ports)
+     * `fits`; `victim` is the ready queue's master.
+     */
+    async function prefixWhere(
+      label: string,
+      fits: (ready: number, figures: number) => boolean,
+    ): Promise<{ prefix: string; victim: number }> {
+      for (let tries = 0; tries <= 50; tries++) {
+        const candidate = new Keys(uniqueName(label));
+        const [ready, figures] = await Promise.all([
+          ownerOf(keySlot(candidate.ready)),
+          ownerOf(keySlot(candidate.pendingOldest)),
+        ]);
+        if (fits(ready, figures)) return { prefix: candidate.prefix, victim: ready };
+      }
+      throw new Error('no prefix put the ready queue and the pending figures where the test needs them');
+    }
+
     it("what it lost goes back into the mailboxes from the intake log at once, not at the reaper's next pass (outside test QA56-F2)", async () => {
       // A user's messages acknowledged before the restart must be back before what they send
       // after it is processed: restored 30 s later, they were recorded late and the user stuck.
@@ -514,17 +533,7 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       // sessions on other masters keep their messages: not lost (the intake log's restore leaves
       // them), not queued, and not in the pending figures the stall check reads. Here the master
       // holding the ready queue and the figures restarts empty, which leaves the same.
-      let prefix = '';
-      let victim = 0;
-      for (let tries = 0; victim === 0; tries++) {
-        if (tries > 50) throw new Error('no prefix put the ready queue and the figures on one master');
-        const candidate = new Keys(uniqueName('qa116f3'));
-        const [ready, oldest] = await Promise.all([
-          ownerOf(keySlot(candidate.ready)),
-          ownerOf(keySlot(candidate.pendingOldest)),
-        ]);
-        if (ready === oldest) [prefix, victim] = [candidate.prefix, ready];
-      }
+      const { prefix, victim } = await prefixWhere('qa116f3', (ready, figures) => ready === figures);
       const { backend } = await makeBackend(
         {
           redisUrl: own.url,
@@ -563,17 +572,7 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       // A prefix whose ready queue is on one master and global stats on another: the first
       // restarts empty, so the lost sessions have neither messages nor a ready entry, and the
       // stats, which survive, still count them.
-      let prefix = '';
-      let victim = 0;
-      for (let tries = 0; victim === 0; tries++) {
-        if (tries > 50) throw new Error('no prefix put the ready queue and the stats on two masters');
-        const candidate = new Keys(uniqueName('qa37f3'));
-        const [ready, stats] = await Promise.all([
-          ownerOf(keySlot(candidate.ready)),
-          ownerOf(keySlot(candidate.pendingCounts)),
-        ]);
-        if (ready !== stats) [prefix, victim] = [candidate.prefix, ready];
-      }
+      const { prefix, victim } = await prefixWhere('qa37f3', (ready, figures) => ready !== figures);
       const { backend } = await makeBackend(
         {
           redisUrl: own.url,
