@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { buildInfo } from './build-info.ts';
+import { within } from './sleep.ts';
 
 /** Buckets of the latency histograms, seconds. */
 const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5];
@@ -56,6 +57,12 @@ export class Metrics {
     'Webhooks taken from the RabbitMQ intake by outcome (stored, retry, rejected)',
     ['outcome'],
   );
+  readonly figuresUp = new Gauge({
+    name: 'baton_figures_up',
+    help: "1 when this scrape read the deployment's figures from the store, 0 when the store did not answer within 2 s (the gauges then keep the last values read). queue: queue depth, oldest pending, live workers (Redis, or SQLite); durable: unsent and oldest unsent (PostgreSQL in distributed mode)",
+    labelNames: ['figures'] as const,
+    registers: [this.registry],
+  });
   readonly liveWorkers = this.#gauge(
     'baton_live_workers',
     'Worker processes whose heartbeat is current (0: nothing processes messages)',
@@ -113,12 +120,20 @@ export interface MetricsStats {
   readonly workers: number;
   readonly unsent: number;
   readonly oldestUnsentMs: number;
+  /** Figures that are the last ones read (see `BackendStats.stale`). */
+  readonly stale?: ReadonlyArray<'deadLetters' | 'unsent'>;
 }
+
+/** How long `/metrics` waits for the store's figures, ms (a scraper's default timeout is 10 s). */
+export const METRICS_STATS_WAIT_MS = 2000;
 
 /**
  * `GET /metrics` on any process, ingress or worker: its own counters (a worker's are the
  * engine's: batches, sends, late and stale inputs, dead letters), and the deployment's queue
- * gauges read fresh from the store (left as they were if it does not answer).
+ * gauges read fresh from the store, waited for at most {@link METRICS_STATS_WAIT_MS}: if it does
+ * not answer, they are left as they were and `baton_figures_up` says so (outside tests QA116-F2,
+ * QA118-F2: during an outage the gauges kept their last values with nothing to tell, and a stalled
+ * PostgreSQL held the page for 13-15 s).
  */
 export function metricsRoute(
   app: FastifyInstance,
@@ -126,14 +141,21 @@ export function metricsRoute(
   stats: () => Promise<MetricsStats>,
 ): void {
   app.get('/metrics', async (_req, reply) => {
-    const s = await stats().catch(() => null);
+    const s = await within(
+      METRICS_STATS_WAIT_MS,
+      stats().catch(() => null),
+      null,
+    );
     if (s) {
       metrics.queueDepth.set(s.queueDepth);
       metrics.oldestPending.set(s.oldestPendingMs / 1000);
       metrics.liveWorkers.set(s.workers);
+      // Stale counts are the last read; the oldest one's age still grows with the clock.
       metrics.unsent.set(s.unsent);
       metrics.oldestUnsent.set(s.oldestUnsentMs / 1000);
     }
+    metrics.figuresUp.set({ figures: 'queue' }, s ? 1 : 0);
+    metrics.figuresUp.set({ figures: 'durable' }, s !== null && s.stale?.includes('unsent') !== true ? 1 : 0);
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 }

@@ -217,6 +217,8 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
           dead_letters: s.deadLetters,
           workers: s.workers,
           messages_per_s: s.messagesPerSecond,
+          // Only when a figure is the last one read, not fresh (PostgreSQL did not answer in time).
+          ...(s.stale?.includes('deadLetters') ? { stale: ['dead_letters'] } : {}),
         };
       });
 

@@ -164,6 +164,12 @@ export interface BackendStats {
   readonly unsent: number;
   /** Age of the oldest of them, milliseconds (0 when none). */
   readonly oldestUnsentMs: number;
+  /**
+   * Figures that are the last ones this process read, not fresh: the durable store did not
+   * answer in time (distributed mode: PostgreSQL stalled or away while Redis answered, whose
+   * figures are fresh). Absent when every figure is fresh.
+   */
+  readonly stale?: ReadonlyArray<'deadLetters' | 'unsent'>;
 }
 
 /**

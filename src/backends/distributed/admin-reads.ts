@@ -17,6 +17,7 @@ import {
   type SessionQuery,
   type ServedFlow,
 } from '../types.ts';
+import { within } from '../../sleep.ts';
 import { ScriptCode } from './codes.ts';
 import { barrier, flushSession } from './commit.ts';
 import type { Context } from './context.ts';
@@ -150,13 +151,14 @@ export async function replayDeadLetter(ctx: Context, id: string): Promise<boolea
 /**
  * Costs the same whatever is stored or queued: the pending figures are kept by the intake,
  * commit and pending scripts' posts (see global-feed.ts), the leases held by the lease calls;
- * one round trip reads them (plus indexed counts of dead letters and of unsent sends in
- * PostgreSQL, the latter costing the unsent rows).
+ * one round trip reads them, beside indexed counts of dead letters and of unsent sends in
+ * PostgreSQL (the latter costing the unsent rows), waited for at most a second (see
+ * {@link durableCounts}).
  */
 export async function stats(ctx: Context): Promise<BackendStats> {
   await ctx.globalFeed.settled();
   const now = ctx.now();
-  const [[depth, oldest, locks, workers], messagesPerSecond] = await Promise.all([
+  const [[depth, oldest, locks, workers], messagesPerSecond, durable] = await Promise.all([
     pipeline(ctx, 'stats', [
       { command: 'GET', args: [ctx.keys.pendingDepth] },
       { command: 'ZRANGE', args: [ctx.keys.pendingOldest, 0, 0, 'WITHSCORES'] },
@@ -164,11 +166,12 @@ export async function stats(ctx: Context): Promise<BackendStats> {
       { command: 'ZCOUNT', args: [ctx.keys.workers, `(${now}`, '+inf'] },
     ]),
     r('stats', () => ctx.rate.perSecond()),
+    durableCounts(ctx),
   ]);
   // [member, score], or [[member, score]] over RESP3.
   const top = asArray(oldest);
   const first = Array.isArray(top[0]) ? (top[0] as unknown[]) : top;
-  const [deadLetters, unsent] = await Promise.all([ctx.pg.countDeadLetters(), ctx.pg.countUnsent()]);
+  const { deadLetters, unsent } = durable;
   return {
     queueDepth: Math.max(0, depth === null ? 0 : asNumber(depth)),
     oldestPendingMs: first.length < 2 ? 0 : Math.max(0, now - asNumber(first[1])),
@@ -178,7 +181,44 @@ export async function stats(ctx: Context): Promise<BackendStats> {
     messagesPerSecond,
     unsent: unsent.count,
     oldestUnsentMs: unsent.oldest === null ? 0 : Math.max(0, now - unsent.oldest),
+    ...(durable.stale ? { stale: ['deadLetters', 'unsent'] as const } : {}),
   };
+}
+
+/** How long `stats` waits for PostgreSQL's counts before it gives the last ones read, ms. */
+export const DURABLE_COUNTS_WAIT_MS = 1000;
+
+interface DurableCounts {
+  readonly deadLetters: number;
+  readonly unsent: { count: number; oldest: number | null };
+}
+
+/** The last counts each backend read from PostgreSQL. */
+const lastDurable = new WeakMap<Context, DurableCounts>();
+
+/**
+ * PostgreSQL's counts of dead letters and unsent sends, or, when it has not answered within
+ * {@link DURABLE_COUNTS_WAIT_MS} (stalled, or away), the last ones this process read, marked
+ * stale. Awaited whole, a stalled PostgreSQL held `/metrics` for 13-15 s (past a scraper's
+ * timeout) and kept the queue figures Redis had fresh out of it: the queue depth said 43 while
+ * 514 waited (outside test QA118-F2). With no counts read yet, its failure is the answer.
+ */
+async function durableCounts(ctx: Context): Promise<DurableCounts & { stale: boolean }> {
+  const read = Promise.all([ctx.pg.countDeadLetters(), ctx.pg.countUnsent()]).then(
+    ([deadLetters, unsent]) => {
+      const counts = { deadLetters, unsent };
+      lastDurable.set(ctx, counts);
+      return counts;
+    },
+  );
+  const last = lastDurable.get(ctx);
+  if (last === undefined) return { ...(await read), stale: false };
+  const got = await within(
+    DURABLE_COUNTS_WAIT_MS,
+    read.catch(() => null),
+    null,
+  );
+  return got === null ? { ...last, stale: true } : { ...got, stale: false };
 }
 
 export async function alertsLead(ctx: Context, id: string, ttlMs: number): Promise<boolean> {
