@@ -30,8 +30,14 @@ export interface ConversationItem {
   readonly error?: string;
   /** Outbound only: `prompt` (a step's question), `agent` (an agent wrote it) or `notice`. */
   readonly kind?: 'prompt' | 'agent' | 'notice';
-  /** Inbound only: the WhatsApp timestamp (ISO 8601). */
+  /** Inbound only: the WhatsApp timestamp (ISO 8601), unless it was not trusted (`clock_ahead`). */
   readonly sent_at?: string;
+  /**
+   * Inbound only, when true: its timestamp was more than 5 minutes ahead of its storage (SPEC
+   * 1.5), so the storage time (`at`) stood in for it and `sent_at` is left out (a phone's clock
+   * years ahead showed as `+275760-09-13T00:00:00.000Z`: outside test QA117-F3).
+   */
+  readonly clock_ahead?: true;
   /** Inbound only: the message it replies to (a tapped button's prompt). */
   readonly context_id?: string;
 }
@@ -91,18 +97,19 @@ function describeInbound(c: MessageContent): { type: string; text?: string; payl
 
 function inboundItem(m: StoredMessage): Sortable {
   const d = describeInbound(m.content);
+  const trusted = trustedTimestamp(m);
   return {
     item: {
       direction: 'in',
       id: m.id,
       at: iso(m.storedAt),
       ...d,
-      sent_at: iso(m.timestamp * 1000),
+      ...(trusted.clockAhead === true ? { clock_ahead: true } : { sent_at: iso(m.timestamp * 1000) }),
       ...(m.contextId !== undefined ? { context_id: m.contextId } : {}),
     },
     atMs: m.storedAt,
     rank: 0,
-    ts: trustedTimestamp(m).timestamp,
+    ts: trusted.timestamp,
     seq: m.seq,
   };
 }

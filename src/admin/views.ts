@@ -713,6 +713,7 @@ export function conversationCard(
               <span class="type">${m.type}</span>
               <time>${m.at}</time>
               ${sentLong(m) ? html`<span class="sent-at muted">(sent <time>${m.sent_at}</time>)</span>` : ''}
+              ${m.clock_ahead === true ? html`<span class="sent-at muted">(the phone's clock was ahead: stored time used)</span>` : ''}
               ${m.status ? statusBadge(m.status, m.error) : ''} ${outcomeBadge(m, outcomes)}
             </div>
             ${messageBody(m)}

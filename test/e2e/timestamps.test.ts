@@ -35,6 +35,13 @@ describe('a clock far ahead', () => {
     expect(s2.current_step).toBe('choose_product');
     expect(s2.data.customer_name).toBe('Ada');
     expect((await h.transitions(u)).map((t) => t.kind)).not.toContain('late');
+    // The conversation says the stamp was not trusted, rather than show it (outside test QA117-F3).
+    const r = await h.admin(`/sessions/${u}/messages?channel=${PHONE_ID}`);
+    const { messages } = (await r.json()) as { messages: Array<Record<string, unknown>> };
+    expect(messages[0]).toMatchObject({ direction: 'in', text: 'hi', clock_ahead: true });
+    expect(messages[0]).not.toHaveProperty('sent_at');
+    expect(messages.find((m) => m.text === 'Ada')).toHaveProperty('sent_at');
+    expect(messages.find((m) => m.text === 'Ada')).not.toHaveProperty('clock_ahead');
   });
 
   it('a far-ahead stamp after a trusted one a little ahead is applied, not late (outside test QA49-F1)', () => {
