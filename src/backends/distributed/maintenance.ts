@@ -99,7 +99,7 @@ async function walkOnce(ctx: Context, intervalMs: number): Promise<void> {
     );
     if (mine !== 'OK' || ctx.closed) return;
     // After the pass under way, if any (its walk may have begun before the change).
-    await ctx.reaping;
+    while (ctx.reaping !== null) await ctx.reaping;
     const pass = reapOnce(ctx, intervalMs, { force: true });
     ctx.reaping = pass.then(
       () => undefined,
@@ -107,11 +107,11 @@ async function walkOnce(ctx: Context, intervalMs: number): Promise<void> {
     );
     void ctx.reaping.finally(() => (ctx.reaping = null));
     const { rescheduled } = await pass;
-    if (rescheduled > 0)
-      ctx.log.warn(
-        { sessions: rescheduled },
-        "the Redis Cluster's masters changed (a failover or a restart): sessions whose messages had no ready-queue entry were found and scheduled",
-      );
+    // (Entries already there are left as they are: the count is of every session found waiting.)
+    ctx.log.info(
+      { sessions: rescheduled },
+      "the Redis Cluster's masters changed (a failover or a restart): the key space was walked, and every session with messages or replies waiting and no lease has its ready-queue entry",
+    );
   } catch (err) {
     ctx.log.warn({ err: String(err) }, 'walk after a change of masters failed; the reaper walks later');
   }
