@@ -165,9 +165,9 @@ export interface BackendStats {
   /** Age of the oldest of them, milliseconds (0 when none). */
   readonly oldestUnsentMs: number;
   /**
-   * Figures that are the last ones this process read, not fresh: the durable store did not
-   * answer in time (distributed mode: PostgreSQL stalled or away while Redis answered, whose
-   * figures are fresh). Absent when every figure is fresh.
+   * Figures that are the last ones this process read (0 if it has read none yet), not fresh:
+   * the durable store did not answer in time (distributed mode: PostgreSQL stalled or away while
+   * Redis answered, whose figures are fresh). Absent when every figure is fresh.
    */
   readonly stale?: ReadonlyArray<'deadLetters' | 'unsent'>;
 }

@@ -196,12 +196,16 @@ interface DurableCounts {
 /** The last counts each backend read from PostgreSQL. */
 const lastDurable = new WeakMap<Context, DurableCounts>();
 
+/** What `stats` gives for PostgreSQL's counts before it has read them once (marked stale). */
+const NO_COUNTS: DurableCounts = { deadLetters: 0, unsent: { count: 0, oldest: null } };
+
 /**
  * PostgreSQL's counts of dead letters and unsent sends, or, when it has not answered within
- * {@link DURABLE_COUNTS_WAIT_MS} (stalled, or away), the last ones this process read, marked
- * stale. Awaited whole, a stalled PostgreSQL held `/metrics` for 13-15 s (past a scraper's
- * timeout) and kept the queue figures Redis had fresh out of it: the queue depth said 43 while
- * 514 waited (outside test QA118-F2). With no counts read yet, its failure is the answer.
+ * {@link DURABLE_COUNTS_WAIT_MS} (stalled, or away), the last ones this process read (none yet:
+ * zeros), marked stale. Awaited whole, a stalled PostgreSQL held `/metrics` for 13-15 s (past a
+ * scraper's timeout) and kept the queue figures Redis had fresh out of it: the queue depth said
+ * 43 while 514 waited (outside test QA118-F2); and a process that had never read them still
+ * waited, its first scrapes without any figure (QA119-F2).
  */
 async function durableCounts(ctx: Context): Promise<DurableCounts & { stale: boolean }> {
   const read = Promise.all([ctx.pg.countDeadLetters(), ctx.pg.countUnsent()]).then(
@@ -211,14 +215,12 @@ async function durableCounts(ctx: Context): Promise<DurableCounts & { stale: boo
       return counts;
     },
   );
-  const last = lastDurable.get(ctx);
-  if (last === undefined) return { ...(await read), stale: false };
   const got = await within(
     DURABLE_COUNTS_WAIT_MS,
     read.catch(() => null),
     null,
   );
-  return got === null ? { ...last, stale: true } : { ...got, stale: false };
+  return got === null ? { ...(lastDurable.get(ctx) ?? NO_COUNTS), stale: true } : { ...got, stale: false };
 }
 
 export async function alertsLead(ctx: Context, id: string, ttlMs: number): Promise<boolean> {

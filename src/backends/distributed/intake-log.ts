@@ -452,7 +452,7 @@ async function scheduleLost(ctx: Context, sessions: UnsentSession[]): Promise<nu
     { sessions: lost.length },
     // PostgreSQL's record says unsent; some may have gone out just before Redis lost the record
     // of their send, and go out once more (SPEC 1.6). Not said as "not sent" (outside test QA84-F3).
-    'replies committed and not recorded as sent, whose session Redis lost (a restart without AOF?): their sessions are scheduled again, and those replies sent (any that went out just before, once more)',
+    'replies committed and not recorded as sent, whose session Redis lost (a restart without AOF, or a failover to a replica behind its master): their sessions are scheduled again, and those replies sent (any that went out just before, once more)',
   );
   return lost.length;
 }
