@@ -198,3 +198,39 @@ it.skipIf(process.getuid?.() !== 0)(
   },
   30_000,
 );
+
+it.skipIf(process.getuid?.() !== 0)(
+  'a commit that gets through once space is freed brings the next checkpoint forward, past the retries backing off (outside test QA120-F4)',
+  async (ctx) => {
+    const dir = smallDisk();
+    if (dir === null) return ctx.skip('this machine lets no tmpfs be mounted');
+    const said: string[] = [];
+    const b = new EmbeddedBackend({
+      dataDir: dir,
+      bufferMs: 60_000,
+      dedupeTtlSec: 3600,
+      onWarning: (m) => said.push(`warn: ${m}`),
+      onInfo: (m) => said.push(`info: ${m}`),
+    });
+    await b.init();
+    cleanups.unshift(() => b.close());
+    const key = newKey();
+    const body = 'x'.repeat(500);
+    for (let i = 0; i < 10; i += 1) {
+      const batch = Array.from({ length: 100 }, (_, j) => text(key, `${body} ${i}-${j}`));
+      await b.ingest({ messages: batch, statuses: [] });
+    }
+    const filler = join(dir, 'filler');
+    fill(filler);
+    // Five failures in a row (after 0, 1, 3, 7 and 15 s): the next try waits 16 s.
+    await until('five failed checkpoints', () => (b.checkpoints?.failed ?? 0) >= 5, 30_000);
+    unlinkSync(filler);
+    // A webhook stored: the disk has room, and the WAL grows until a checkpoint copies it.
+    await b.ingest({ messages: [text(key, 'room again')], statuses: [] });
+    const stored = Date.now();
+    await until('a checkpoint soon after the commit', () => said.some((m) => m.startsWith('info:')), 20_000);
+    expect(Date.now() - stored).toBeLessThan(8_000);
+    expect(said.at(-1)).toMatch(/^info: WAL checkpoints work again .* after 5 failed$/);
+  },
+  60_000,
+);

@@ -87,6 +87,8 @@ export class Checkpointer {
   readonly stats: CheckpointStats = { runs: 0, log: 0, checkpointed: 0, maxMs: 0, truncated: 0, failed: 0 };
   /** Failed checkpoints in a row. */
   private failures = 0;
+  /** When the scheduled checkpoint runs (`performance.now()`). */
+  private dueAt = 0;
 
   constructor(
     file: string,
@@ -103,17 +105,28 @@ export class Checkpointer {
     });
   }
 
-  /** A transaction committed: a checkpoint follows within `delayMs`. */
+  /**
+   * A transaction committed: a checkpoint follows within `delayMs`. Also when failed checkpoints
+   * wait longer to be tried again: a commit that got through says the disk has room again, and
+   * the WAL grows with every commit until a checkpoint copies it (outside test QA120-F4: freed
+   * space, a WAL grown to 20 MB in the 30 s the retry waited, the disk full again).
+   */
   committed(): void {
     this.dirty = true;
     if (this.idleTimer !== null) {
       clearTimeout(this.idleTimer);
       this.idleTimer = null;
     }
-    if (!this.running && this.timer === null && !this.stopped) this.schedule(this.delayMs);
+    if (this.running || this.stopped) return;
+    if (this.timer === null) this.schedule(this.delayMs);
+    else if (this.failures > 0 && this.dueAt > performance.now() + this.delayMs) {
+      clearTimeout(this.timer);
+      this.schedule(this.delayMs);
+    }
   }
 
   private schedule(ms: number): void {
+    this.dueAt = performance.now() + ms;
     this.timer = setTimeout(this.run, ms);
     this.timer.unref();
   }
