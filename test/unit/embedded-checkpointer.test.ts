@@ -145,31 +145,47 @@ function fill(file: string): void {
   }
 }
 
+/**
+ * An embedded store on a small disk, about 2 MB of messages in its WAL (committed at once: the
+ * thread's checkpoint comes a second later and must grow the database file to copy them), then
+ * the disk filled by `filler`; what the store said is in `said`. Null where no tmpfs can be mounted.
+ */
+async function fullDisk(): Promise<{
+  b: EmbeddedBackend;
+  said: string[];
+  key: ReturnType<typeof newKey>;
+  filler: string;
+  dir: string;
+} | null> {
+  const dir = smallDisk();
+  if (dir === null) return null;
+  const said: string[] = [];
+  const b = new EmbeddedBackend({
+    dataDir: dir,
+    bufferMs: 60_000,
+    dedupeTtlSec: 3600,
+    onWarning: (m) => said.push(`warn: ${m}`),
+    onInfo: (m) => said.push(`info: ${m}`),
+  });
+  await b.init();
+  cleanups.unshift(() => b.close());
+  const key = newKey();
+  const body = 'x'.repeat(500);
+  for (let i = 0; i < 10; i += 1) {
+    const batch = Array.from({ length: 100 }, (_, j) => text(key, `${body} ${i}-${j}`));
+    await b.ingest({ messages: batch, statuses: [] });
+  }
+  const filler = join(dir, 'filler');
+  fill(filler);
+  return { b, said, key, filler, dir };
+}
+
 it.skipIf(process.getuid?.() !== 0)(
   'a checkpoint that fails on a full disk is tried again, said once, and its recovery too (outside test QA94-F5)',
   async (ctx) => {
-    const dir = smallDisk();
-    if (dir === null) return ctx.skip('this machine lets no tmpfs be mounted');
-    const said: string[] = [];
-    const b = new EmbeddedBackend({
-      dataDir: dir,
-      bufferMs: 60_000,
-      dedupeTtlSec: 3600,
-      onWarning: (m) => said.push(`warn: ${m}`),
-      onInfo: (m) => said.push(`info: ${m}`),
-    });
-    await b.init();
-    cleanups.unshift(() => b.close());
-    // About 2 MB of messages in the WAL, committed at once: the thread's checkpoint comes a
-    // second later and must grow the database file to copy them.
-    const key = newKey();
-    const body = 'x'.repeat(500);
-    for (let i = 0; i < 10; i += 1) {
-      const batch = Array.from({ length: 100 }, (_, j) => text(key, `${body} ${i}-${j}`));
-      await b.ingest({ messages: batch, statuses: [] });
-    }
-    const filler = join(dir, 'filler');
-    fill(filler);
+    const full = await fullDisk();
+    if (full === null) return ctx.skip('this machine lets no tmpfs be mounted');
+    const { b, said, filler, dir } = full;
     await until('a failed checkpoint', () => (b.checkpoints?.failed ?? 0) > 0, 10_000);
     expect(said.filter((m) => m.startsWith('warn:'))).toHaveLength(1);
     expect(said[0]).toMatch(/^warn: checkpoint failed: .*full.*tried again/i);
@@ -202,26 +218,9 @@ it.skipIf(process.getuid?.() !== 0)(
 it.skipIf(process.getuid?.() !== 0)(
   'a commit that gets through once space is freed brings the next checkpoint forward, past the retries backing off (outside test QA120-F4)',
   async (ctx) => {
-    const dir = smallDisk();
-    if (dir === null) return ctx.skip('this machine lets no tmpfs be mounted');
-    const said: string[] = [];
-    const b = new EmbeddedBackend({
-      dataDir: dir,
-      bufferMs: 60_000,
-      dedupeTtlSec: 3600,
-      onWarning: (m) => said.push(`warn: ${m}`),
-      onInfo: (m) => said.push(`info: ${m}`),
-    });
-    await b.init();
-    cleanups.unshift(() => b.close());
-    const key = newKey();
-    const body = 'x'.repeat(500);
-    for (let i = 0; i < 10; i += 1) {
-      const batch = Array.from({ length: 100 }, (_, j) => text(key, `${body} ${i}-${j}`));
-      await b.ingest({ messages: batch, statuses: [] });
-    }
-    const filler = join(dir, 'filler');
-    fill(filler);
+    const full = await fullDisk();
+    if (full === null) return ctx.skip('this machine lets no tmpfs be mounted');
+    const { b, said, key, filler } = full;
     // Five failures in a row (after 0, 1, 3, 7 and 15 s): the next try waits 16 s.
     await until('five failed checkpoints', () => (b.checkpoints?.failed ?? 0) >= 5, 30_000);
     unlinkSync(filler);
