@@ -683,11 +683,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {
-    const reachable = await deps.backend.health().catch(() => ({ store: false }));
+    const reachable: Record<string, boolean> = await deps.backend.health().catch(() => ({ store: false }));
     // Reachable is not enough: a full disk answers pings and refuses writes.
     const checks = {
       ...reachable,
-      writes: Date.now() - lastWriteFailure > WRITE_FAILURE_HOLD_MS,
+      // (The store's own view as well: a full disk refuses the engine's batches too.)
+      writes: reachable.writes !== false && Date.now() - lastWriteFailure > WRITE_FAILURE_HOLD_MS,
       ...(deps.queue
         ? { rabbitmq: deps.queue.connected && Date.now() - lastQueueFailure > WRITE_FAILURE_HOLD_MS }
         : {}),

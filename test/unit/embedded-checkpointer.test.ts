@@ -1,7 +1,9 @@
 /**
  * The embedded store's WAL checkpoints run on a thread of their own (`checkpointer.ts`), on a
  * real SQLite file: the database file fills while the main connection's own checkpoint is far
- * off, closing still leaves no WAL behind, and a thread that cannot run is reported.
+ * off, closing still leaves no WAL behind, and a thread that cannot run is reported. On a full
+ * disk (a tmpfs of the test's own, as root): checkpoints are tried again, brought forward once a
+ * commit gets through, and the store's health says whether it takes writes.
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -230,6 +232,24 @@ it.skipIf(process.getuid?.() !== 0)(
     await until('a checkpoint soon after the commit', () => said.some((m) => m.startsWith('info:')), 20_000);
     expect(Date.now() - stored).toBeLessThan(8_000);
     expect(said.at(-1)).toMatch(/^info: WAL checkpoints work again .* after 5 failed$/);
+  },
+  60_000,
+);
+
+it.skipIf(process.getuid?.() !== 0)(
+  'while the disk refuses writes, health says writes: false, and true again once one is durable (outside test QA120-F3)',
+  async (ctx) => {
+    const full = await fullDisk();
+    if (full === null) return ctx.skip('this machine lets no tmpfs be mounted');
+    const { b, key, filler } = full;
+    expect(await b.health()).toEqual({ sqlite: true });
+    // A write that needs the disk: refused, and the store says so (reads still answer).
+    const big = Array.from({ length: 200 }, (_, j) => text(key, `${'y'.repeat(2000)} ${j}`));
+    await expect(b.ingest({ messages: big, statuses: [] })).rejects.toThrow(/SQLite/);
+    expect(await b.health()).toEqual({ sqlite: true, writes: false });
+    unlinkSync(filler);
+    await b.ingest({ messages: [text(key, 'room again')], statuses: [] });
+    expect(await b.health()).toEqual({ sqlite: true });
   },
   60_000,
 );

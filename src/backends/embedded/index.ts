@@ -99,6 +99,9 @@ export interface EmbeddedOptions extends RetentionOptions {
 /** Delay before a session whose replies were left unsent is taken up again. */
 const UNSENT_RETRY_MS = 1000;
 
+/** After a write fails on the disk, `health` says `writes: false` this long, or until one is durable again. */
+const WRITE_FAILURE_HOLD_MS = 5000;
+
 /** Stores up to this size are checked page by page at start (`PRAGMA quick_check`). */
 const QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024;
 
@@ -278,7 +281,10 @@ export class EmbeddedBackend implements Backend {
     if (this.store.detachedFrom() !== null) return { sqlite: false };
     try {
       this.store.sql('SELECT 1').get();
-      return { sqlite: true };
+      // Reachable is not enough: a full disk answers reads and refuses writes.
+      return this.store.writesFailing(WRITE_FAILURE_HOLD_MS)
+        ? { sqlite: true, writes: false }
+        : { sqlite: true };
     } catch {
       return { sqlite: false };
     }

@@ -75,6 +75,8 @@ export class SqliteStore {
     null;
   /** Why nothing more is written (the file deleted or replaced, the directory taken); null: it is. */
   private detached: string | null = null;
+  /** When a write last failed on the disk (epoch ms; 0: none since the last durable group). */
+  private lastWriteFailure = 0;
 
   constructor(
     file: string,
@@ -232,6 +234,15 @@ export class SqliteStore {
     else process.emitWarning(`Baton: ${message}`);
   }
 
+  /**
+   * Whether a write failed within the last `ms` and none begun after it has been made durable
+   * since: a full disk answers reads and refuses every write, webhooks and the engine's batches
+   * alike (outside test QA120-F3: `/readyz` said `writes: true` while every batch failed).
+   */
+  writesFailing(ms: number): boolean {
+    return this.lastWriteFailure > 0 && Date.now() - this.lastWriteFailure <= ms;
+  }
+
   /** Nothing more is written, for `reason` (said with every refusal). */
   detach(reason: string): void {
     if (this.detached !== null) return;
@@ -277,12 +288,14 @@ export class SqliteStore {
     }
     const seq = this.seq;
     this.staged = noCounts();
+    const began = Date.now();
     let outcomes: Outcome[];
     try {
       outcomes = this.groupCommit(work);
     } catch (err) {
       this.seq = seq;
       this.staged = noCounts();
+      this.lastWriteFailure = Date.now();
       const e = new StorageUnavailableError('could not write to SQLite', err);
       for (const w of work) w.reject(e);
       return;
@@ -293,6 +306,9 @@ export class SqliteStore {
     this.checkpointer?.committed();
     const settle = (syncError: Error | null): void => {
       const failed = syncError ? new StorageUnavailableError("could not sync SQLite's WAL", syncError) : null;
+      if (failed || outcomes.some((o) => !o.ok && diskError(o.error))) this.lastWriteFailure = Date.now();
+      // A group begun after the last failure is durable: the store takes writes again.
+      else if (began > this.lastWriteFailure) this.lastWriteFailure = 0;
       work.forEach((w, i) => {
         const o = outcomes[i]!;
         if (failed) return w.reject(failed);
@@ -361,4 +377,10 @@ function ownerOnly(file: string): void {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   }
+}
+
+/** An error of the disk under SQLite (full, or failing), not of the write's own data. */
+function diskError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_FULL') || code.startsWith('SQLITE_IOERR'));
 }
