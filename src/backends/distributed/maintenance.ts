@@ -92,12 +92,19 @@ function walkAfterFailovers(ctx: Context, intervalMs: number): void {
   });
 }
 
-async function walkOnce(ctx: Context, intervalMs: number): Promise<void> {
+/** Tries of the walk after a change of masters (a cluster still settling may refuse the first). */
+const FAILOVER_WALK_TRIES = 5;
+
+/** The walk (see walkAfterFailovers); `locked`: this process holds the walk's lock already. */
+async function walkOnce(ctx: Context, intervalMs: number, attempt = 1, locked = false): Promise<void> {
   try {
-    const mine = await r('reaper', () =>
-      ctx.redis.set(ctx.keys.failoverWalk, randomUUID(), 'PX', FAILOVER_WALK_DELAY_MS * 5, 'NX'),
-    );
-    if (mine !== 'OK' || ctx.closed) return;
+    if (!locked) {
+      const mine = await r('reaper', () =>
+        ctx.redis.set(ctx.keys.failoverWalk, randomUUID(), 'PX', FAILOVER_WALK_DELAY_MS * 5, 'NX'),
+      );
+      if (mine !== 'OK' || ctx.closed) return;
+      locked = true;
+    }
     // After the pass under way, if any (its walk may have begun before the change).
     while (ctx.reaping !== null) await ctx.reaping;
     const pass = reapOnce(ctx, intervalMs, { force: true });
@@ -113,6 +120,14 @@ async function walkOnce(ctx: Context, intervalMs: number): Promise<void> {
       "the Redis Cluster's masters changed (a failover or a restart): the key space was walked, and every session with messages or replies waiting and no lease has its ready-queue entry",
     );
   } catch (err) {
+    if (attempt < FAILOVER_WALK_TRIES && !ctx.closed) {
+      const again = setTimeout(
+        () => void walkOnce(ctx, intervalMs, attempt + 1, locked),
+        2 * FAILOVER_WALK_DELAY_MS,
+      );
+      again.unref();
+      return;
+    }
     ctx.log.warn({ err: String(err) }, 'walk after a change of masters failed; the reaper walks later');
   }
 }
