@@ -73,17 +73,27 @@ describe.skipIf(missing.length > 0)('store outages under running workers', () =>
     };
     const base = `http://127.0.0.1:${port}`;
     procs.push(await spawnBaton(['ingress'], env));
-    const healthPorts = [await freePort(), await freePort()];
-    const workers = [
-      await spawnBaton(['worker', '--concurrency', '8'], {
-        ...env,
-        BATON_HEALTH_PORT: String(healthPorts[0]),
-      }),
-      await spawnBaton(['worker', '--concurrency', '8'], {
-        ...env,
-        BATON_HEALTH_PORT: String(healthPorts[1]),
-      }),
-    ];
+    const healthPorts: number[] = [];
+    /**
+     * A worker on a free health port: a port found free can be taken before the worker binds it
+     * (another suite's process, or the same number found twice: a CI run), so a few tries.
+     */
+    const startWorker = async (): Promise<BatonProcess> => {
+      for (let tries = 1; ; tries++) {
+        const healthPort = await freePort();
+        try {
+          const w = await spawnBaton(['worker', '--concurrency', '8'], {
+            ...env,
+            BATON_HEALTH_PORT: String(healthPort),
+          });
+          healthPorts.push(healthPort);
+          return w;
+        } catch (err) {
+          if (tries >= 3 || !String(err).includes('already in use')) throw err;
+        }
+      }
+    };
+    const workers = [await startWorker(), await startWorker()];
     procs.push(...workers);
 
     const post = (m: Msg): Promise<number> => postSigned(base, webhook([m]), APP_SECRET);
