@@ -124,6 +124,14 @@ const SIGN_IN_REFUSED: Record<SignInRefusal, (req: FastifyRequest) => string> = 
 /** Largest form body a dashboard page takes, bytes. */
 const FORM_LIMIT = 8192;
 
+/**
+ * A store's error as an agent reads it: without the name of the operation that met it
+ * ("PostgreSQL is unavailable (signed-out-get)": outside test QA123-F2), which the log keeps.
+ */
+function agentWords(message: string): string {
+  return message.replace(/ \([a-z][a-z0-9 -]*\)$/, '');
+}
+
 export function registerDashboard(
   app: FastifyInstance,
   deps: AdminDeps & { readonly now?: () => number },
@@ -155,7 +163,7 @@ export function registerDashboard(
         req.log.error({ err }, 'dashboard page failed');
         const detail =
           err instanceof StorageUnavailableError
-            ? `${err.message}. Baton's pages and actions need it; the bot's replies wait for it too.`
+            ? `${agentWords(err.message)}. Baton's pages and actions need it; the bot's replies wait for it too.`
             : 'Baton could not build this page; the log says why.';
         return reply.code(status).type('text/html; charset=utf-8').send(unavailablePage(status, detail));
       });

@@ -51,4 +51,22 @@ describe('console pages while the store is down', () => {
     }
     expect((await fetch(`${h.url}/admin/inbox`, { headers: { cookie } })).status).toBe(200);
   });
+
+  it("names the store that did not answer, not the operation's internal name (outside test QA123-F2)", async () => {
+    const cookie = await h.dashboardCookie();
+    const { backend } = h.baton;
+    const check = backend.signInRevoked.bind(backend);
+    // As the PostgreSQL store words a statement that timed out.
+    backend.signInRevoked = () =>
+      Promise.reject(new StorageUnavailableError('PostgreSQL is unavailable (signed-out-get)'));
+    try {
+      const r = await fetch(`${h.url}/admin/inbox`, { headers: { cookie } });
+      expect(r.status).toBe(503);
+      const page = await r.text();
+      expect(page).toContain('PostgreSQL is unavailable. Baton&#39;s pages');
+      expect(page).not.toContain('signed-out-get');
+    } finally {
+      backend.signInRevoked = check;
+    }
+  });
 });

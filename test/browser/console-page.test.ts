@@ -170,8 +170,21 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     );
     await new Promise((r) => setTimeout(r, 300));
     expect(h.graph.requests.some((c) => JSON.stringify(c.body).includes('Dana writing'))).toBe(false);
+    // The press confirms what was warned about: another text is asked about again (outside test
+    // QA123-F1: it went at once).
+    await page.fill('#reply textarea[name="text"]', 'Dana writing again');
+    await page.evaluate(() => (document.querySelector('#reply .error')!.textContent = ''));
     await page.click('#reply button[type="submit"]');
-    await h.graph.waitFor((c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('Dana writing'));
+    await page.waitForFunction(() => (document.querySelector('#reply .error')?.textContent ?? '') !== '');
+    expect(await page.locator('#reply .error').innerText()).toContain(
+      'not you (Dana). Press "Send to user" again',
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.graph.requests.some((c) => JSON.stringify(c.body).includes('Dana writing'))).toBe(false);
+    await page.click('#reply button[type="submit"]');
+    await h.graph.waitFor(
+      (c) => c.body.to === `+${u}` && JSON.stringify(c.body).includes('Dana writing again'),
+    );
     await h.until(async () => (await lastRecord(u)).kind === 'agent_message');
     expect((await lastRecord(u)).worker).toBe('agent:Dana');
   });
@@ -576,6 +589,34 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.unroute(`${h.url}/admin/session**`, away);
     await page.waitForEvent('load', { timeout: 12_000 });
     page.off('framenavigated', onNav);
+    await page.uncheck('#live-refresh');
+  });
+
+  it('QA123-F3: Live says Baton is not answering while a store hangs, and keeps saying it', async () => {
+    const u = '15550701022';
+    await waiting(u);
+    await openSession(page, u);
+    // A store that hangs (PostgreSQL SIGSTOPped): the page is neither refused nor answered.
+    const hung: Route[] = [];
+    const hang = (route: Route) => void hung.push(route);
+    await page.route(`${h.url}/admin/session**`, hang);
+    await page.check('#live-refresh');
+    const notice = () => page.locator('#live-state').innerText();
+    await page.waitForFunction(
+      () => document.getElementById('live-state')!.textContent.startsWith('Baton is not answering'),
+      undefined,
+      { timeout: 12_000 },
+    );
+    // Not wiped at the next ticks while nothing answers (it was, at every tick after the first).
+    for (let i = 0; i < 14; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await notice()).toMatch(/^Baton is not answering/);
+    }
+    expect(hung.length).toBeGreaterThanOrEqual(2);
+    // Back: Live goes on.
+    await page.unroute(`${h.url}/admin/session**`, hang);
+    for (const r of hung) await r.abort().catch(() => undefined);
+    await page.waitForEvent('load', { timeout: 12_000 });
     await page.uncheck('#live-refresh');
   });
 

@@ -27,6 +27,19 @@
     return any ? out : null;
   }
 
+  /**
+   * What a second press confirms: the holder, the agent and what the form says. A text changed
+   * after the warning is asked about again (outside test QA123-F1: the warning was given for one
+   * text, and the next press sent another).
+   */
+  function confirmKey(holder, name, body) {
+    var content = {};
+    Object.keys(body || {}).forEach(function (k) {
+      if (k !== 'agent' && k !== 'confirm') content[k] = body[k];
+    });
+    return JSON.stringify([holder, name, content]);
+  }
+
   /** Asks for a second press of `submit` to do what `lead` warns of. */
   function pressAgain(form, submit, lead) {
     var label = submit ? submit.textContent.trim() : 'the button';
@@ -256,8 +269,15 @@
     if (el.type === 'checkbox' || el.type === 'radio') return el.checked !== el.defaultChecked;
     return el.value !== el.defaultValue;
   }
+  // Set when a probe failed or took too long, cleared only by one that got the page: a store that
+  // hangs holds a probe for seconds, and each tick must not wipe the notice meanwhile (outside
+  // test QA123-F3: it was shown about 5 s in every 20 while PostgreSQL hung).
+  var away = false;
+  var AWAY_TEXT = 'Baton is not answering: Live tries again every 5 s';
   function showLive() {
-    if (live && liveState) liveState.textContent = live.checked ? pausedFor() : '';
+    if (!live || !liveState) return;
+    var paused = live.checked ? pausedFor() : '';
+    liveState.textContent = live.checked && away && paused === '' ? AWAY_TEXT : paused;
   }
   if (live) {
     live.checked = localStorage.getItem('baton-live') === '1';
@@ -275,24 +295,32 @@
     showLive();
     // The page is asked for first: while Baton is away (a restart, a deploy) the agent keeps the
     // page they have, told so, instead of the browser's "this site can't be reached".
+    // A probe not answered within 4 s counts as not answering (the next tick tries again).
     var probing = false;
     setInterval(function () {
       showLive();
       if (!live.checked || pausedFor() !== '' || probing) return;
       probing = true;
-      fetch(here, { method: 'HEAD', credentials: 'same-origin', cache: 'no-store' })
+      var ctl = new AbortController();
+      var late = window.setTimeout(function () {
+        ctl.abort();
+      }, 4000);
+      fetch(here, { method: 'HEAD', credentials: 'same-origin', cache: 'no-store', signal: ctl.signal })
         .then(function (r) {
           if (r.status === 401) return window.location.reload(); // the sign-in page
           if (r.status >= 500) throw new Error('HTTP ' + r.status);
-          if (!live.checked || pausedFor() !== '') return;
+          away = false;
+          if (!live.checked || pausedFor() !== '') return showLive();
           saveChat();
           saveOpen();
           window.location.reload();
         })
         .catch(function () {
-          if (liveState) liveState.textContent = 'Baton is not answering: Live tries again every 5 s';
+          away = true;
+          showLive();
         })
         .finally(function () {
+          window.clearTimeout(late);
           probing = false;
         });
     }, 5000);
@@ -436,7 +464,7 @@
       // test QA63-F4: it went through in one click). The take names it on its button already.
       var holder = form.getAttribute('data-holder-now') || holderName();
       if (form.id !== 'take' && holder !== '' && holder !== name) {
-        var asked = holder + '|' + name;
+        var asked = confirmKey(holder, name, body);
         if (form.getAttribute('data-confirmed') !== asked) {
           form.setAttribute('data-confirmed', asked);
           pressAgain(
@@ -525,7 +553,7 @@
             typeof body.agent === 'string'
           ) {
             form.setAttribute('data-holder-now', data.holder);
-            form.setAttribute('data-confirmed', data.holder + '|' + body.agent);
+            form.setAttribute('data-confirmed', confirmKey(data.holder, body.agent, body));
             pressAgain(form, submit, data.holder + ' has this session now, not you (' + body.agent + ').');
             return;
           }
