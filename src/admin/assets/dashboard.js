@@ -301,7 +301,7 @@
       showLive();
       if (!live.checked || pausedFor() !== '' || probing) return;
       probing = true;
-      var ctl = new AbortController();
+      var ctl = new window.AbortController();
       var late = window.setTimeout(function () {
         ctl.abort();
       }, 4000);
