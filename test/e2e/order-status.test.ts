@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderStatusFlow } from '../../examples/order-status/flow.ts';
 import { shopOrder, startFakeShop, type FakeShop } from '../support/fake-shop.ts';
 import { startHarness, type Harness } from '../support/harness.ts';
-import { button, PHONE_ID, text, webhook } from '../support/payloads.ts';
+import { button, image, PHONE_ID, text, webhook } from '../support/payloads.ts';
 
 let h: Harness;
 let shop: FakeShop;
@@ -119,6 +119,21 @@ describe('order_status over HTTP (embedded)', () => {
     const l = '15550008108';
     await h.post(webhook([text(l, 'hello', T0), text(l, 'hola', T0)]));
     expect((await h.settled(l, 2)).data).toEqual({ lang: 'en' });
+    // A session begun with a photo takes its language from the first text all the same (outside
+    // test QA122-F2: a photo, then "hola", was English for good), asked again in it.
+    const p = '15550008109';
+    await h.post(webhook([image(p, T0)]));
+    await h.settled(p, 1);
+    expect((await h.session(p))?.data).toEqual({});
+    await h.post(webhook([text(p, 'hola', T0 + 1)]));
+    const greeted = await h.settled(p, 2);
+    expect(greeted).toMatchObject({ current_step: 'ask_order', data: { lang: 'es' } });
+    expect(greeted.metadata.retry_count).toBe(0);
+    await h.until(async () => textsTo(p).length === 2);
+    expect(textsTo(p)[1]).toMatch(/^¡Hola! ¿Qué pedido/);
+    await h.post(webhook([text(p, 'hello', T0 + 2)]));
+    expect((await h.settled(p, 3)).metadata.retry_count).toBe(1);
+    expect((await h.session(p))?.data).toEqual({ lang: 'es' });
     // The text must be the number once trimmed (any case); one that only mentions it is no answer
     // (outside test QA39-F1). Each text is an input of its own at ask_order: "it is" is a retry,
     // and the number after it is looked up.
