@@ -70,7 +70,14 @@ export async function getJson(
   }
 }
 
-type OutboundItem = { callback_data: unknown; claims: unknown };
+type OutboundItem = {
+  callback_data: unknown;
+  claims: unknown;
+  kind: unknown;
+  step: unknown;
+  status: unknown;
+  last_error: unknown;
+};
 type MessageItem = { direction: unknown; id: unknown; at: unknown };
 
 /** Baton's admin API at `base` (no trailing slash), read with `token`. */
@@ -147,6 +154,20 @@ export class AdminClient {
       claims.set(o.callback_data, typeof o.claims === 'number' ? o.claims : 2);
     }
     return claims;
+  }
+
+  /**
+   * The user's replies Baton gave up on (outbound records `failed`, each in the dead letters), by
+   * the step that sent them: why, in Baton's words.
+   */
+  async failedReplies(channel: Channel, waId: string): Promise<Map<string, string>> {
+    const records = await this.sessionList<OutboundItem>(channel, waId, 'outbound');
+    const failed = new Map<string, string>();
+    for (const o of records) {
+      if (o.kind !== 'reply' || o.status !== 'failed' || typeof o.step !== 'string') continue;
+      failed.set(o.step, typeof o.last_error === 'string' ? o.last_error : 'no reason recorded');
+    }
+    return failed;
   }
 
   /** When Baton stored each of the user's messages (its admin API's conversation), by message id. */

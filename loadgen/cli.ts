@@ -207,6 +207,16 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
           ),
         ]
       : []),
+    ...(v.deadLetteredReplies > 0
+      ? [
+          row(
+            'replies given up',
+            v.deadLetteredReplies,
+            'never came: in the dead letters with the reason (GET /admin/api/dead-letters), for an agent to replay; ' +
+              'allowed with --crashes (Baton does not risk a third copy of a reply two attempts may have delivered), a failure without',
+          ),
+        ]
+      : []),
     ...(v.lateReplies > 0
       ? [
           row(

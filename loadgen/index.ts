@@ -334,6 +334,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
             gotAReplyTwice(u) ? { ...u, claims: await admin.claims(channel, u.trace.waId) } : u,
           );
         }
+        // A reply that never came may be one Baton gave up on, in its dead letters (outside test
+        // QA124-F1: counted lost, and "dead letters 0").
+        evidence = await mapLimit(evidence, 16, async (u) =>
+          u.trace.missingReplies.length > 0
+            ? { ...u, failedReplies: await admin.failedReplies(channel, u.trace.waId) }
+            : u,
+        );
         // Whether a split burst was allowed rests on when Baton stored its parts.
         if (options.bufferMs !== undefined) {
           evidence = await mapLimit(evidence, 16, async (u) =>

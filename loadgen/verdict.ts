@@ -90,6 +90,8 @@ export interface UserEvidence {
    * `claims`), by callback data: read, with `crashes`, for a user who got a reply twice.
    */
   readonly claims?: ReadonlyMap<string, number>;
+  /** The user's replies Baton gave up on (dead-lettered), by step: why. Read for missing replies. */
+  readonly failedReplies?: ReadonlyMap<string, string>;
 }
 
 /** The verdict. `clean` is true when every failure count is zero. */
@@ -144,6 +146,13 @@ export interface Verdict {
    * not failures, but the user did not go on (not completed).
    */
   readonly lateReplies: number;
+  /**
+   * Due replies that never came because Baton gave up on them: in its dead letters with the
+   * reason, to be replayed by an agent. With `crashes` not failures (a kill between a reply's
+   * claim and its send, or two sends with no answer, may leave one Baton will not risk a third
+   * time: SPEC 1.6).
+   */
+  readonly deadLetteredReplies: number;
   /** Informational: messages recorded `late`, stale-input notices received, dead letters. */
   readonly late: number;
   readonly staleNotices: number;
@@ -303,6 +312,7 @@ export function judge(
   let versionErrors = 0;
   let uncommittedReplies = 0;
   let lateReplies = 0;
+  let deadLetteredReplies = 0;
   let late = 0;
   let staleNotices = 0;
   let deadLettered = 0;
@@ -380,6 +390,13 @@ export function judge(
       // QA83-F2: 9,058 replies reported lost that Baton had all sent, late on a starved machine).
       if (cameLate(trace, u.replies, step)) {
         lateReplies += 1;
+        continue;
+      }
+      const gaveUp = u.failedReplies?.get(step);
+      if (gaveUp !== undefined) {
+        deadLetteredReplies += 1;
+        if (options.crashes !== true)
+          problem(`${who}: the reply for step "${step}" was dead-lettered: ${gaveUp.slice(0, 200)}`);
         continue;
       }
       if (!waiting && outageSplit) {
@@ -544,7 +561,8 @@ export function judge(
     wrongReplies +
     versionErrors +
     uncommittedReplies +
-    rejected;
+    rejected +
+    (options.crashes === true ? 0 : deadLetteredReplies);
   return {
     clean: failures + pendingMessages + waitingReplies === 0 && unreachable === null,
     users: users.length,
@@ -568,6 +586,7 @@ export function judge(
     versionErrors,
     uncommittedReplies,
     lateReplies,
+    deadLetteredReplies,
     late,
     staleNotices,
     deadLettered,

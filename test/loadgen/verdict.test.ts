@@ -102,6 +102,31 @@ describe('judge', () => {
     expect(v).toMatchObject({ clean: false, lostReplies: 1, lost: 1, outOfOrder: 0 });
   });
 
+  it('a due reply Baton gave up on is in its dead letters, not lost; allowed with --crashes (QA124-F1)', () => {
+    const gaveUp = user({
+      trace: trace({ missingReplies: ['confirm_order'], completed: false }),
+      failedReplies: new Map([
+        ['confirm_order', 'BATON_ERR_SEND_PERMANENT: two attempts may have reached the user'],
+      ]),
+    });
+    expect(judge([gaveUp], new Set(), { crashes: true })).toMatchObject({
+      clean: true,
+      lost: 0,
+      deadLetteredReplies: 1,
+    });
+    const v = judge([gaveUp], new Set());
+    expect(v).toMatchObject({ clean: false, lost: 0, deadLetteredReplies: 1 });
+    expect(v.problems[0]).toContain(
+      'the reply for step "confirm_order" was dead-lettered: BATON_ERR_SEND_PERMANENT',
+    );
+    // Another step's reply given up does not account for this one.
+    const other = user({
+      trace: trace({ missingReplies: ['confirm_order'], completed: false }),
+      failedReplies: new Map([['choose_product', 'refused']]),
+    });
+    expect(judge([other], new Set(), { crashes: true })).toMatchObject({ clean: false, lostReplies: 1 });
+  });
+
   it('a due reply that came after the user stopped waiting is late, not lost (QA83-F2)', () => {
     // The user waited for completed's reply with 3 replies in hand; it came as the 4th.
     const late = trace({ missingReplies: ['completed'], missingFrom: 3, completed: false });
