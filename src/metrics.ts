@@ -121,7 +121,7 @@ export interface MetricsStats {
   readonly unsent: number;
   readonly oldestUnsentMs: number;
   /** Figures that are the last ones read (see `BackendStats.stale`). */
-  readonly stale?: ReadonlyArray<'deadLetters' | 'unsent'>;
+  readonly stale?: ReadonlyArray<'queue' | 'deadLetters' | 'unsent'>;
 }
 
 /** How long `/metrics` waits for the store's figures, ms (a scraper's default timeout is 10 s). */
@@ -154,7 +154,7 @@ export function metricsRoute(
       metrics.unsent.set(s.unsent);
       metrics.oldestUnsent.set(s.oldestUnsentMs / 1000);
     }
-    metrics.figuresUp.set({ figures: 'queue' }, s ? 1 : 0);
+    metrics.figuresUp.set({ figures: 'queue' }, s !== null && s.stale?.includes('queue') !== true ? 1 : 0);
     metrics.figuresUp.set({ figures: 'durable' }, s !== null && s.stale?.includes('unsent') !== true ? 1 : 0);
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });

@@ -217,8 +217,9 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
           dead_letters: s.deadLetters,
           workers: s.workers,
           messages_per_s: s.messagesPerSecond,
-          // Only when a figure is the last one read, not fresh (PostgreSQL did not answer in time).
-          ...(s.stale?.includes('deadLetters') ? { stale: ['dead_letters'] } : {}),
+          // Only when a figure is the last one read, not fresh (PostgreSQL did not answer in time;
+          // with `queue_depth`, the store did not: RabbitMQ's count is added to its last).
+          ...staleFields(s.stale ?? []),
         };
       });
 
@@ -328,6 +329,20 @@ async function replayWarning(backend: Backend, letter: DeadLetter): Promise<stri
   return newer === 0
     ? null
     : `${newer} newer message${newer === 1 ? ' has' : 's have'} gone to the user since this one failed: replayed, it goes out after ${newer === 1 ? 'it' : 'them'}.`;
+}
+
+/**
+ * `GET /stats`' fields that are the last ones read (see `BackendStats.stale`), as `{stale: [...]}`,
+ * or nothing when every field is fresh.
+ */
+function staleFields(stale: NonNullable<BackendStats['stale']>): { stale?: string[] } {
+  const fields = [
+    ...(stale.includes('queue')
+      ? ['queue_depth', 'oldest_pending_ms', 'locks_held', 'workers', 'messages_per_s']
+      : []),
+    ...(stale.includes('deadLetters') ? ['dead_letters'] : []),
+  ];
+  return fields.length > 0 ? { stale: fields } : {};
 }
 
 /**

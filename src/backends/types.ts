@@ -167,9 +167,11 @@ export interface BackendStats {
   /**
    * Figures that are the last ones this process read (0 if it has read none yet), not fresh:
    * the durable store did not answer in time (distributed mode: PostgreSQL stalled or away while
-   * Redis answered, whose figures are fresh). Absent when every figure is fresh.
+   * Redis answered, whose figures are fresh), or `queue`: the store did not answer at all and the
+   * queue depth is RabbitMQ's count of the webhooks waiting in it added to the store's last
+   * (the other queue figures the last read). Absent when every figure is fresh.
    */
-  readonly stale?: ReadonlyArray<'deadLetters' | 'unsent'>;
+  readonly stale?: ReadonlyArray<'queue' | 'deadLetters' | 'unsent'>;
 }
 
 /**

@@ -136,4 +136,93 @@ describeRabbit('RabbitMQ intake, distributed processes', () => {
       await graph.close();
     }
   });
+
+  it.skipIf(!up)(
+    'while Redis is away, the queue depth counts the webhooks waiting in RabbitMQ, marked stale (outside test QA126-F1)',
+    async () => {
+      const own = intakeQueue();
+      const link = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379));
+      const via = new URL(REDIS_URL);
+      via.port = String(link.port);
+      const port = await freePort();
+      const base = `http://127.0.0.1:${port}`;
+      // An ingress alone: what it queues waits in RabbitMQ (no worker takes it).
+      const ingress = await spawnBaton(['ingress'], {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        REDIS_URL: via.toString(),
+        DATABASE_URL,
+        AMQP_URL,
+        BATON_AMQP_QUEUE: own,
+        BATON_REDIS_PREFIX: prefix,
+        BATON_PG_SCHEMA: schema,
+        WHATSAPP_APP_SECRET: APP_SECRET,
+        ADMIN_TOKEN,
+      });
+      const stats = async (): Promise<{
+        status: number;
+        body: { queue_depth?: number; stale?: string[] };
+      }> => {
+        const r = await fetch(`${base}/admin/api/stats`, {
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        });
+        return { status: r.status, body: (await r.json()) as { queue_depth?: number; stale?: string[] } };
+      };
+      const gauge = async (name: string): Promise<number> => {
+        const page = await (await fetch(`${base}/metrics`)).text();
+        const line = page.split('\n').find((l) => l.startsWith(`${name} `));
+        return line === undefined ? Number.NaN : Number(line.split(' ').pop());
+      };
+      const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
+        const deadline = Date.now() + 15_000;
+        while (!(await check())) {
+          if (Date.now() > deadline) throw new Error(`not within 15 s: ${what}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      const post = async (n: number, from: number): Promise<void> => {
+        for (let i = 0; i < n; i++)
+          expect(
+            await postSigned(
+              base,
+              webhook([text(`1555033${String(from + i).padStart(4, '0')}`, 'hi', T0)]),
+              APP_SECRET,
+            ),
+          ).toBe(200);
+      };
+      try {
+        await post(4, 0);
+        await until('4 queued, fresh', async () => {
+          const s = await stats();
+          return s.status === 200 && s.body.queue_depth === 4 && s.body.stale === undefined;
+        });
+        // Redis refuses: webhooks still go into RabbitMQ, and the figures say so.
+        link.block();
+        await post(3, 10);
+        await until('7 queued, Redis refusing', async () => {
+          const s = await stats();
+          return s.status === 200 && s.body.queue_depth === 7;
+        });
+        expect((await stats()).body.stale).toContain('queue_depth');
+        expect(await gauge('baton_queue_depth')).toBe(7);
+        expect(await gauge('baton_figures_up{figures="queue"}')).toBe(0);
+        // Back, then silent (a Redis that hangs): the same.
+        link.unblock();
+        await until('fresh again', async () => (await stats()).body.stale === undefined);
+        link.stall();
+        await post(2, 20);
+        await until('9 queued, Redis silent', async () => {
+          const s = await stats();
+          return s.status === 200 && s.body.queue_depth === 9;
+        });
+        expect((await stats()).body.stale).toContain('queue_depth');
+        expect(await gauge('baton_queue_depth')).toBe(9);
+      } finally {
+        await ingress.stop('SIGKILL');
+        await link.close();
+        await dropQueues(own);
+      }
+    },
+    60_000,
+  );
 });
