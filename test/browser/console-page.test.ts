@@ -617,6 +617,32 @@ describe.skipIf(!haveChromium)('support console pages in Chromium', () => {
     await page.unroute(`${h.url}/admin/session**`, hang);
     for (const r of hung) await r.abort().catch(() => undefined);
     await page.waitForEvent('load', { timeout: 12_000 });
+    // An agent with a reply written and not sent (Live paused) is told too, and told when it is
+    // back (outside test QA125-F1: the pause hid the notice, and nothing was asked).
+    const box = page.locator('#reply textarea[name="text"]');
+    await box.fill('Checking your order now');
+    await page.locator('body').click({ position: { x: 1, y: 1 } });
+    await page.waitForFunction(() =>
+      document.getElementById('live-state')!.textContent.startsWith('Live paused'),
+    );
+    hung.length = 0;
+    await page.route(`${h.url}/admin/session**`, hang);
+    await page.waitForFunction(
+      () => document.getElementById('live-state')!.textContent.endsWith('Baton is not answering'),
+      undefined,
+      { timeout: 12_000 },
+    );
+    expect(await notice()).toMatch(/^Live paused while you type/);
+    await page.unroute(`${h.url}/admin/session**`, hang);
+    for (const r of hung) await r.abort().catch(() => undefined);
+    await page.waitForFunction(
+      () => !document.getElementById('live-state')!.textContent.includes('not answering'),
+      undefined,
+      { timeout: 12_000 },
+    );
+    expect(await notice()).toMatch(/^Live paused while you type/);
+    expect(await box.inputValue()).toBe('Checking your order now');
+    await box.fill('');
     await page.uncheck('#live-refresh');
   });
 

@@ -276,8 +276,15 @@
   var AWAY_TEXT = 'Baton is not answering: Live tries again every 5 s';
   function showLive() {
     if (!live || !liveState) return;
-    var paused = live.checked ? pausedFor() : '';
-    liveState.textContent = live.checked && away && paused === '' ? AWAY_TEXT : paused;
+    if (!live.checked) {
+      liveState.textContent = '';
+      return;
+    }
+    // Paused, Live still asks: an agent writing a reply is told Baton is away before pressing
+    // Send (outside test QA125-F1: the pause hid the notice, and no probe ran).
+    var paused = pausedFor();
+    liveState.textContent =
+      paused === '' ? (away ? AWAY_TEXT : '') : away ? paused + '; Baton is not answering' : paused;
   }
   if (live) {
     live.checked = localStorage.getItem('baton-live') === '1';
@@ -299,7 +306,7 @@
     var probing = false;
     setInterval(function () {
       showLive();
-      if (!live.checked || pausedFor() !== '' || probing) return;
+      if (!live.checked || probing) return;
       probing = true;
       var ctl = new window.AbortController();
       var late = window.setTimeout(function () {
@@ -307,10 +314,11 @@
       }, 4000);
       fetch(here, { method: 'HEAD', credentials: 'same-origin', cache: 'no-store', signal: ctl.signal })
         .then(function (r) {
-          if (r.status === 401) return window.location.reload(); // the sign-in page
           if (r.status >= 500) throw new Error('HTTP ' + r.status);
           away = false;
+          // Paused: what the agent is doing stays (signed out, their next action says so).
           if (!live.checked || pausedFor() !== '') return showLive();
+          if (r.status === 401) return window.location.reload(); // the sign-in page
           saveChat();
           saveOpen();
           window.location.reload();
