@@ -255,8 +255,10 @@ export function orderStatusFlow(o: OrderStatusOptions) {
         to: ['looking_up', 'ask_order'],
         // The language is the first text's (SPEC 5b): a session begun with an image or a voice
         // note is asked in English until the user writes (outside test QA122-F2: an image, then
-        // "hola", was English for good).
-        first: (input, c) => (input.type === 'text' ? firstText(input.text, c) : c.goto('ask_order', {})),
+        // "hola", was English for good), a new order after `done` too, whose start over keeps the
+        // last one's (QA128-F1); a reset keyword keeps it, and does not come here.
+        first: (input, c) =>
+          input.type === 'text' ? firstText(input.text, c) : c.goto('ask_order', { lang: undefined }),
         on: (input, c) => {
           if (input.type === 'text' && c.data.lang === undefined) return firstText(input.text, c);
           const order = input.type === 'text' ? orderIn(input.text) : null;

@@ -268,6 +268,38 @@ describe('order_status through testFlow', () => {
     expect(t.data).toEqual({ lang: 'es' });
   });
 
+  it('a session begun with a photo takes its language from its first text, a new order after done too (QA122-F2, QA128-F1)', async () => {
+    const photo = { type: 'media', mediaType: 'image', mediaId: 'm1' } as const;
+    const t = shop();
+    await t.send(photo);
+    expect(t.data).toEqual({});
+    expect(t.replies.at(-1)!.text).toMatch(/^Hi!/);
+    await t.send('hola');
+    expect(t.data).toEqual({ lang: 'es' });
+    expect(t.records.at(-1)!.kind).toBe('advance');
+    expect(t.replies.at(-1)!.text).toMatch(/^¡Hola!/);
+    await t.send('hello');
+    expect(t.data).toEqual({ lang: 'es' });
+    expect(t.records.at(-1)!.kind).toBe('retry');
+    // A Spanish order ends; the next one begins with a photo, then "hello": English.
+    await t.send('ORD-12345');
+    await t.resolve('lookup', found);
+    await t.tap('cancel_order');
+    await t.tap('cancel_yes');
+    await t.resolve('cancel', { cancelled: true });
+    expect(t.step).toBe('done');
+    await t.send(photo);
+    expect(t.step).toBe('ask_order');
+    expect(t.data).toEqual({});
+    await t.send('hello');
+    expect(t.data).toEqual({ lang: 'en' });
+    // A reset keyword keeps the language the user wrote in.
+    await t.send('hola');
+    await t.send('reset');
+    await t.send(photo);
+    expect(t.data).toEqual({ lang: 'en' });
+  });
+
   it('runEffects runs the flow’s own effect functions', async () => {
     let calls = 0;
     const f = defineFlow({
