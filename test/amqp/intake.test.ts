@@ -389,6 +389,30 @@ describeRabbit('RabbitMQ intake, embedded', () => {
     }
   });
 
+  it('a silent link to RabbitMQ holds the stats a second at most: its last count stands (outside test QA127-F3)', async () => {
+    const { h, proxy } = await ingressViaProxy();
+    try {
+      for (let i = 0; i < 2; i++) {
+        expect((await h.post(webhook([text(`155503420${i}`, 'hi', T0)]))).status).toBe(200);
+      }
+      const depth = async (): Promise<number> =>
+        ((await (await h.admin('/stats')).json()) as { queue_depth: number }).queue_depth;
+      await h.until(async () => (await depth()) === 2);
+      proxy.stall();
+      // Past the stats cache's second, each read asks RabbitMQ again, which says nothing.
+      for (let i = 0; i < 3; i++) {
+        await new Promise((r) => setTimeout(r, 1100));
+        const started = Date.now();
+        expect(await depth()).toBe(2);
+        // (It waited for the link's heartbeat to give up: 10-12 s.)
+        expect(Date.now() - started).toBeLessThan(3000);
+      }
+    } finally {
+      await h.close();
+      await proxy.close();
+    }
+  });
+
   it('a frozen link to RabbitMQ makes the ingress not ready, naming RabbitMQ, not the store (outside test QA44-F3, F4)', async () => {
     const { h, proxy } = await ingressViaProxy();
     try {
