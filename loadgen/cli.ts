@@ -213,7 +213,7 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
             'replies given up',
             v.deadLetteredReplies,
             'never came: in the dead letters with the reason (GET /admin/api/dead-letters), for an agent to replay; ' +
-              'allowed with --crashes (Baton does not risk a third copy of a reply two attempts may have delivered), a failure without',
+              'allowed with --crashes when two attempts may have delivered it (Baton does not risk a third copy), else a failure',
           ),
         ]
       : []),
@@ -232,9 +232,11 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
     row('version errors', v.versionErrors),
     row('uncommitted sends', v.uncommittedReplies, 'replies for a state the transition log does not have'),
     row('rejected webhooks', v.messages.rejected),
-    `  (info) late ${v.late}, stale notices ${v.staleNotices}, dead letters ${v.deadLettered}`,
+    `  (info) late ${v.late}, stale notices ${v.staleNotices}, dead letters ${v.deadLettered} of messages` +
+      (v.deadLetteredReplies > 0 ? `, ${v.deadLetteredReplies} of replies` : ''),
   ];
   if (v.problems.length > 0) lines.push('problems (first ones):', ...v.problems.map((p) => `  - ${p}`));
+  if (v.givenUp.length > 0) lines.push('replies given up (first ones):', ...v.givenUp.map((p) => `  - ${p}`));
   if (r.hints.length > 0) lines.push('hints:', ...r.hints.map((h) => `  - ${h}`));
   return lines;
 }

@@ -39,6 +39,7 @@
  * clean.
  * @module
  */
+import { mayHaveReached } from '../src/model/session.ts';
 import type { ExpectedEnd, UserTrace } from './scenario.ts';
 import type { CallbackData } from './sink.ts';
 
@@ -148,11 +149,13 @@ export interface Verdict {
   readonly lateReplies: number;
   /**
    * Due replies that never came because Baton gave up on them: in its dead letters with the
-   * reason, to be replayed by an agent. With `crashes` not failures (a kill between a reply's
-   * claim and its send, or two sends with no answer, may leave one Baton will not risk a third
-   * time: SPEC 1.6).
+   * reason, to be replayed by an agent. With `crashes`, those two attempts may have reached are
+   * not failures (a kill between a reply's claim and its send, or two sends with no answer, may
+   * leave one Baton will not risk a third time: SPEC 1.6); a reply the gateway refused is.
    */
   readonly deadLetteredReplies: number;
+  /** The first of those the run allowed (`crashes`), one line each: who, the step, Baton's reason. */
+  readonly givenUp: readonly string[];
   /** Informational: messages recorded `late`, stale-input notices received, dead letters. */
   readonly late: number;
   readonly staleNotices: number;
@@ -313,6 +316,8 @@ export function judge(
   let uncommittedReplies = 0;
   let lateReplies = 0;
   let deadLetteredReplies = 0;
+  let refusedReplies = 0;
+  const givenUp: string[] = [];
   let late = 0;
   let staleNotices = 0;
   let deadLettered = 0;
@@ -395,8 +400,16 @@ export function judge(
       const gaveUp = u.failedReplies?.get(step);
       if (gaveUp !== undefined) {
         deadLetteredReplies += 1;
-        if (options.crashes !== true)
-          problem(`${who}: the reply for step "${step}" was dead-lettered: ${gaveUp.slice(0, 200)}`);
+        const said = `${who}: the reply for step "${step}" was dead-lettered: ${gaveUp.slice(0, 200)}`;
+        // Excused at a crash only when two attempts may have reached the user: a gateway that
+        // refused it (a 400 for an invalid parameter) is a failure whatever happened (outside
+        // test QA127-F1).
+        if (options.crashes === true && mayHaveReached('failed', gaveUp)) {
+          if (givenUp.length < MAX_PROBLEMS) givenUp.push(said);
+        } else {
+          refusedReplies += 1;
+          problem(said);
+        }
         continue;
       }
       if (!waiting && outageSplit) {
@@ -562,7 +575,7 @@ export function judge(
     versionErrors +
     uncommittedReplies +
     rejected +
-    (options.crashes === true ? 0 : deadLetteredReplies);
+    refusedReplies;
   return {
     clean: failures + pendingMessages + waitingReplies === 0 && unreachable === null,
     users: users.length,
@@ -587,6 +600,7 @@ export function judge(
     uncommittedReplies,
     lateReplies,
     deadLetteredReplies,
+    givenUp,
     late,
     staleNotices,
     deadLettered,

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseCallback } from '../../loadgen/sink.ts';
+import { MAY_HAVE_REACHED } from '../../src/model/session.ts';
 import type { UserTrace } from '../../loadgen/scenario.ts';
 import {
   gotAReplyTwice,
@@ -103,22 +104,32 @@ describe('judge', () => {
   });
 
   it('a due reply Baton gave up on is in its dead letters, not lost; allowed with --crashes (QA124-F1)', () => {
+    const reason = `BATON_ERR_SEND_PERMANENT: no outcome recorded for two earlier attempts; ${MAY_HAVE_REACHED}`;
     const gaveUp = user({
       trace: trace({ missingReplies: ['confirm_order'], completed: false }),
-      failedReplies: new Map([
-        ['confirm_order', 'BATON_ERR_SEND_PERMANENT: two attempts may have reached the user'],
-      ]),
+      failedReplies: new Map([['confirm_order', reason]]),
     });
-    expect(judge([gaveUp], new Set(), { crashes: true })).toMatchObject({
-      clean: true,
-      lost: 0,
-      deadLetteredReplies: 1,
-    });
+    const allowed = judge([gaveUp], new Set(), { crashes: true });
+    expect(allowed).toMatchObject({ clean: true, lost: 0, deadLetteredReplies: 1, problems: [] });
+    // Named all the same, with Baton's reason (outside test QA127-F1: not at all with --crashes).
+    expect(allowed.givenUp[0]).toContain(
+      'the reply for step "confirm_order" was dead-lettered: BATON_ERR_SEND_PERMANENT',
+    );
     const v = judge([gaveUp], new Set());
     expect(v).toMatchObject({ clean: false, lost: 0, deadLetteredReplies: 1 });
     expect(v.problems[0]).toContain(
       'the reply for step "confirm_order" was dead-lettered: BATON_ERR_SEND_PERMANENT',
     );
+    // One the gateway refused (an invalid parameter) is a failure with --crashes too (QA127-F1).
+    const refused = user({
+      trace: trace({ missingReplies: ['confirm_order'], completed: false }),
+      failedReplies: new Map([['confirm_order', 'BATON_ERR_SEND_PERMANENT: (#100) Invalid parameter']]),
+    });
+    expect(judge([refused], new Set(), { crashes: true })).toMatchObject({
+      clean: false,
+      lost: 0,
+      deadLetteredReplies: 1,
+    });
     // Another step's reply given up does not account for this one.
     const other = user({
       trace: trace({ missingReplies: ['confirm_order'], completed: false }),
