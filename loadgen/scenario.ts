@@ -48,6 +48,9 @@ export interface ExpectedOrder extends ExpectedEnd {
   };
 }
 
+/** What a stage whose taps are stale waits for: the notice answering them, not a step's prompt. */
+export const STALE_NOTICE = 'stale notice';
+
 /** Chaos switches. */
 export interface ChaosOptions {
   /** Share (0..1) of messages delivered twice with the same wamid. */
@@ -209,7 +212,7 @@ export function planUser(
     },
     { due: 'collect_shipping_address', messages: [tap(product)] },
     // An old button: another product, tapped on the product prompt the user has moved past.
-    ...(retap ? [{ due: 'stale notice', messages: [tap(other)], tapsReplyOf: 0, stale: true }] : []),
+    ...(retap ? [{ due: STALE_NOTICE, messages: [tap(other)], tapsReplyOf: 0, stale: true }] : []),
     {
       due: 'confirm_order',
       messages: chaos.splitTexts ? [text(street), text(city)] : [text(`${street} ${city}`)],

@@ -40,7 +40,7 @@
  * @module
  */
 import { mayHaveReached } from '../src/model/session.ts';
-import type { ExpectedEnd, UserTrace } from './scenario.ts';
+import { STALE_NOTICE, type ExpectedEnd, type UserTrace } from './scenario.ts';
 import type { CallbackData } from './sink.ts';
 
 /** The fields of the session object (SPEC section 4) the verdict reads. */
@@ -192,11 +192,20 @@ export function gotAReplyTwice(u: Pick<UserEvidence, 'replies'>): boolean {
  * it is then late, not lost.
  */
 export function cameLate(trace: UserTrace, replies: readonly ReplyEvidence[], step: string): boolean {
+  // A stale tap's notice names the message it answers, not a step to wait for (outside test
+  // QA127-F2: one that came after the wait was counted lost).
+  const notice = step === STALE_NOTICE;
   return (
     trace.missingFrom !== undefined &&
     replies
       .slice(trace.missingFrom)
-      .some((r) => r.callback !== null && r.callback.inReplyTo === undefined && r.callback.step === step)
+      .some(
+        (r) =>
+          r.callback !== null &&
+          (notice
+            ? r.callback.inReplyTo !== undefined
+            : r.callback.inReplyTo === undefined && r.callback.step === step),
+      )
   );
 }
 

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseCallback } from '../../loadgen/sink.ts';
 import { MAY_HAVE_REACHED } from '../../src/model/session.ts';
-import type { UserTrace } from '../../loadgen/scenario.ts';
+import { STALE_NOTICE, type UserTrace } from '../../loadgen/scenario.ts';
 import {
   gotAReplyTwice,
   judge,
@@ -150,6 +150,16 @@ describe('judge', () => {
     // Not after the wait began (only an earlier step's prompt): lost.
     const lost = trace({ missingReplies: ['completed'], missingFrom: 4, completed: false });
     expect(judge([user({ trace: lost })], new Set())).toMatchObject({ clean: false, lostReplies: 1 });
+    // A stale tap's notice that came after the wait is late too (outside test QA127-F2: lost).
+    const notice = [...REPLIES.slice(0, 2), reply('baton:order:collect_shipping_address:3:wamid.old')];
+    const waited = trace({ missingReplies: [STALE_NOTICE], missingFrom: 2, completed: false });
+    expect(judge([user({ trace: waited, replies: notice })], new Set())).toMatchObject({
+      lateReplies: 1,
+      lostReplies: 0,
+    });
+    expect(judge([user({ trace: waited, replies: notice.slice(0, 2) })], new Set())).toMatchObject({
+      lostReplies: 1,
+    });
   });
 
   it("a step prompted under two versions has its storage times read, as a split burst's may (QA83-F2)", () => {
