@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BackendStats } from './backends/types.ts';
 import { buildInfo } from './build-info.ts';
 import { within } from './sleep.ts';
 
@@ -114,15 +115,10 @@ export class Metrics {
 }
 
 /** What `/metrics` needs of the store: the deployment-wide figures (maintained counters, no scan). */
-export interface MetricsStats {
-  readonly queueDepth: number;
-  readonly oldestPendingMs: number;
-  readonly workers: number;
-  readonly unsent: number;
-  readonly oldestUnsentMs: number;
-  /** Figures that are the last ones read (see `BackendStats.stale`). */
-  readonly stale?: ReadonlyArray<'queue' | 'deadLetters' | 'unsent'>;
-}
+export type MetricsStats = Pick<
+  BackendStats,
+  'queueDepth' | 'oldestPendingMs' | 'workers' | 'unsent' | 'oldestUnsentMs' | 'stale'
+>;
 
 /** How long `/metrics` waits for the store's figures, ms (a scraper's default timeout is 10 s). */
 export const METRICS_STATS_WAIT_MS = 2000;

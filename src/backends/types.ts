@@ -137,6 +137,13 @@ export interface SessionCount {
 /** A reply whose delivery failed, with when its failure was recorded (ms). */
 export type FailedReply = OutboundRecord & { readonly failedAt: number };
 
+/**
+ * After a write is refused (a webhook the store turned down, or the disk under SQLite refusing
+ * a group commit), readiness says `writes: false` this long, or until a write begun after the
+ * refusal is durable.
+ */
+export const WRITE_FAILURE_HOLD_MS = 5000;
+
 /** A flow a worker runs, as its heartbeat says (see {@link Backend.flowServedUntil}). */
 export interface ServedFlow {
   readonly id: string;

@@ -14,7 +14,7 @@ import { isUtf8 } from 'node:buffer';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { Backend } from '../backends/types.ts';
+import { WRITE_FAILURE_HOLD_MS, type Backend } from '../backends/types.ts';
 import type { TrustProxy } from '../config/index.ts';
 import { BatonError, ERROR_CODES, ERROR_DETAIL_MAX, type ErrorCode } from '../errors.ts';
 import { clip } from '../flow/replies.ts';
@@ -79,12 +79,6 @@ function drainBody(raw: IncomingMessage, limit: number): Promise<'drained' | 'no
 
 /** Meta sends up to 3 MB; anything above 4 MiB is refused with 413. */
 export const BODY_LIMIT = 4 * 1024 * 1024;
-
-/**
- * After the store refuses a webhook, `/readyz` answers 503 for this long, or until a webhook
- * begun after the refusal is stored.
- */
-const WRITE_FAILURE_HOLD_MS = 5000;
 
 /** HTTP limits (SPEC section 3). */
 export interface HttpLimits {

@@ -48,6 +48,7 @@ import type {
   SessionQuery,
   ServedFlow,
 } from '../types.ts';
+import { WRITE_FAILURE_HOLD_MS } from '../types.ts';
 import { DueQueue } from './due-queue.ts';
 import { TurnPacer, type TurnPacerOptions } from './turn-pacer.ts';
 import type { CheckpointStats } from './checkpointer.ts';
@@ -98,9 +99,6 @@ export interface EmbeddedOptions extends RetentionOptions {
 
 /** Delay before a session whose replies were left unsent is taken up again. */
 const UNSENT_RETRY_MS = 1000;
-
-/** After a write fails on the disk, `health` says `writes: false` this long, or until one is durable again. */
-const WRITE_FAILURE_HOLD_MS = 5000;
 
 /** Stores up to this size are checked page by page at start (`PRAGMA quick_check`). */
 const QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024;
