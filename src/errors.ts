@@ -70,6 +70,10 @@ export const ERROR_CODES = {
     status: 400,
     message: 'The flow does not let an agent hand a session back at this step',
   },
+  BATON_ERR_SHARED_CHAT: {
+    status: 409,
+    message: "The session is a group, broadcast list or channel's: Baton records it and never answers it",
+  },
   BATON_ERR_CSRF: { status: 403, message: 'Missing or invalid CSRF token' },
   BATON_ERR_VERIFY_TOKEN: {
     status: 403,

@@ -12,6 +12,7 @@ import { eventRefusal, type Flow } from '../flow/define.ts';
 import { flowMermaid } from '../graph/index.ts';
 import {
   eventMessageId,
+  refuseSharedChat,
   type InboundMessage,
   type SessionKey,
   type StoredMessage,
@@ -183,6 +184,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
           if (found.length > 0 && !s) return reply;
           const at = (deps.now ?? Date.now)();
           const target = { channel: s?.channel ?? channel!, user: s?.user ?? waId };
+          refuseSharedChat(target);
           const message: InboundMessage = {
             id: eventMessageId(target, body.id ?? randomUUID()),
             provider: s?.provider ?? 'cloud-api',

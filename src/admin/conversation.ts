@@ -6,6 +6,7 @@
  */
 import { REDACTED_REASON } from '../backends/retention.ts';
 import { isEffectResult } from '../flow/transition.ts';
+import { asDelivered } from '../providers/wasender/send.ts';
 import { trustedTimestamp, type MessageContent, type StoredMessage } from '../model/message.ts';
 import type { DeadLetter, OutboundRecord, OutboundStatus, TransitionRecord } from '../model/session.ts';
 import { decodeCursor, encodeCursor, MESSAGE_CURSOR } from './schemas.ts';
@@ -129,7 +130,9 @@ function outboundItem(o: OutboundRecord): Sortable {
   // A reply whose text the message retention deleted: not shown as if the bot had said why
   // (outside test QA8-L1).
   const redacted = o.body.type === 'text' && o.body.text === REDACTED_REASON;
-  const body = (redacted ? { type: 'deleted', reason: REDACTED_REASON } : o.body) as {
+  // As the user got it: WASender has no buttons or lists.
+  const sent = o.provider === 'wasender' ? asDelivered(o.body) : o.body;
+  const body = (redacted ? { type: 'deleted', reason: REDACTED_REASON } : sent) as {
     type: string;
     text?: unknown;
   };

@@ -125,6 +125,10 @@ function commandPath(program: Command, argv: readonly string[]): string {
 /** The dedupe window SPEC 1.2 asks for: Meta redelivers a webhook for up to 7 days. */
 const DEDUPE_SPEC_SEC = 7 * 86_400;
 
+/** `--channel`'s help: how each provider's channels are written (outside test QA129-F2). */
+const CHANNEL_HELP =
+  "the session's channel when the user has several: a Cloud API phone_number_id, or wasender:<sessionId>";
+
 /**
  * Writes an error on stderr, what a terminal would act on escaped: a message may quote a user's
  * text or the running process's answer (outside test QA64-F4).
@@ -503,7 +507,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
   const session = program.command('session').description('inspect or reset a session');
   session
     .command('show <waId>')
-    .option('--channel <id>', 'phone_number_id when the user has several sessions', once('--channel'))
+    .option('--channel <id>', CHANNEL_HELP, once('--channel'))
     .action(async (waId: string, o: { channel?: string }) => {
       sessionArgs(waId, o.channel);
       await sessionCommand(
@@ -516,7 +520,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     });
   session
     .command('reset <waId>')
-    .option('--channel <id>', 'phone_number_id when the user has several sessions', once('--channel'))
+    .option('--channel <id>', CHANNEL_HELP, once('--channel'))
     .action(async (waId: string, o: { channel?: string }) => {
       sessionArgs(waId, o.channel);
       await sessionCommand(
@@ -531,7 +535,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => cons
     .command('lock')
     .description('manage session leases')
     .command('clear <waId>')
-    .option('--channel <id>', 'phone_number_id when the user has several sessions', once('--channel'))
+    .option('--channel <id>', CHANNEL_HELP, once('--channel'))
     .action(async (waId: string, o: { channel?: string }) => {
       sessionArgs(waId, o.channel);
       await sessionCommand(

@@ -21,7 +21,7 @@ import {
 } from '../flow/agent.ts';
 import type { Flow, FlowData } from '../flow/define.ts';
 import { adminReset as resetChange, type TransitionEnv, type TransitionResult } from '../flow/transition.ts';
-import { RESET_CANCELLED, sessionId, type SessionKey } from '../model/message.ts';
+import { refuseSharedChat, RESET_CANCELLED, sessionId, type SessionKey } from '../model/message.ts';
 import type { OutboundRecord, SessionSnapshot } from '../model/session.ts';
 
 /** What the agent operations need of the engine. */
@@ -257,6 +257,7 @@ export async function takeSession(
   seenVersion?: number,
   seenAgent?: string | null,
 ): Promise<SessionSnapshot | null> {
+  refuseSharedChat(key);
   const r = await change(
     host,
     key,
@@ -298,6 +299,7 @@ export async function agentMessage(
   agent?: string,
   anyway = false,
 ): Promise<AgentSend | null> {
+  refuseSharedChat(key);
   await refuseWhileBotServes(host, key, () => notWithAgent());
   const r = await change(host, key, (prev, env) => {
     const by = actingAgent(prev, agent, anyway);
@@ -366,6 +368,7 @@ export async function handback(
   data?: FlowData,
   anyway = false,
 ): Promise<SessionSnapshot | null> {
+  refuseSharedChat(key);
   // The refusal is the one the checks under the baton would give first (a step the flow has not
   // is named before the session's state).
   await refuseWhileBotServes(host, key, (s) => handbackRefusal(s, host.flowFor(s), step));

@@ -11,6 +11,7 @@ import {
   IGNORED_CONTENT_TYPES,
   isExpiryEvent,
   logSessionId,
+  sharedChatKind,
   typesChoices,
   type SessionKey,
   type StoredMessage,
@@ -727,7 +728,9 @@ class BatchRun {
     const { name, payload } = m.content;
     if (this.idleAt(m.timestamp)) this.startAfresh('expired', [m.id]);
     const ev = flow.events.get(name);
-    if (this.s.needsAgent || ev === undefined) {
+    // A shared chat's session answers nothing, an event's step included (the admin API refuses
+    // to store one: this is for a flow's own events, should one reach it).
+    if (this.s.needsAgent || ev === undefined || sharedChatKind(this.s.user) !== undefined) {
       this.note(this.s.needsAgent ? 'held' : 'ignored', [m.id]);
       return;
     }

@@ -4,6 +4,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
+import { BatonError } from '../errors.ts';
 import type { OutboundStatus } from './session.ts';
 
 /** Which gateway a message came through. */
@@ -90,6 +91,34 @@ export interface SessionKey {
   readonly channel: string;
   /** `wa_id`, or the business-scoped `user_id` when Meta omits the phone number. */
   readonly user: string;
+}
+
+/**
+ * What kind of shared chat a session's user is, by its JID (lower case): a WASender group
+ * (`…@g.us`), broadcast list (`…@broadcast`) or channel (`…@newsletter`); `undefined` for a
+ * user. A shared chat's messages are kept in a session of its own, recorded `ignored` and never
+ * answered: said to the chat, not to the bot.
+ */
+export function sharedChatKind(user: string): 'group' | 'broadcast' | 'newsletter' | undefined {
+  const kind = /@(g\.us|broadcast|newsletter)$/i.exec(user)?.[1]?.toLowerCase();
+  return kind === undefined ? undefined : kind === 'g.us' ? 'group' : (kind as 'broadcast' | 'newsletter');
+}
+
+/**
+ * Refuses what would answer a shared chat's session (see {@link sharedChatKind}): an agent's take,
+ * message or hand-back, an event from the bot's systems. A hand-back posted the flow's prompt to
+ * every member of a group (outside test QA129-F1).
+ *
+ * @throws BatonError `BATON_ERR_SHARED_CHAT` (409) when `key.user` is a shared chat.
+ */
+export function refuseSharedChat(key: SessionKey): void {
+  const kind = sharedChatKind(key.user);
+  if (kind === undefined) return;
+  const what = kind === 'group' ? 'a group' : kind === 'broadcast' ? 'a broadcast list' : 'a channel';
+  throw new BatonError(
+    'BATON_ERR_SHARED_CHAT',
+    `${key.user} is ${what}: Baton keeps its messages as a record and answers nothing there, so no agent takes it, writes to it or hands it to the bot, and no event moves it`,
+  );
 }
 
 /** A normalised inbound message, before storage. */

@@ -295,16 +295,23 @@ async function chat(
   rl.on('error', terminalGone);
   o.output.on('error', terminalGone);
   o.input.on('error', terminalGone);
+  // Once the input has ended (Ctrl-D), no prompt is drawn again: readline's `prompt` resumes the
+  // input, and replies printed after Ctrl-D left a prompt whose lines went nowhere, the process
+  // waiting for a second Ctrl-D (outside test QA131-F1).
+  let closed = false;
+  rl.on('close', () => {
+    closed = true;
+  });
   const promptText = (): string => paint.user(`user ${sim.currentLabel} > `);
   const prompt = (): void => {
     rl.setPrompt(tty ? promptText() : '');
-    if (tty) rl.prompt();
+    if (tty && !closed) rl.prompt();
   };
   rl.setPrompt(tty ? promptText() : '');
   const above = (lines: string[]): void => {
     if (tty) o.output.write('\r\x1b[K');
     for (const l of lines) o.output.write(`${l}\n`);
-    if (tty) rl.prompt(true);
+    if (tty && !closed) rl.prompt(true);
   };
   // No reply at all within SILENCE_HINT_MS of a message that Baton accepted: the hint, once.
   let replied = false;

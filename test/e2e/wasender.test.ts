@@ -76,6 +76,20 @@ describe('POST /webhooks/wasender', () => {
     expect(mine[1]!.body.text).toContain('1. Trail Shoe');
   });
 
+  // SPEC 4: the conversation shows outbound as sent. WASender has no buttons: it was shown buttons
+  // the user never saw, beside their typed "2" (outside test QA129-F3).
+  it('shows a WASender user the numbered text they were sent, not buttons', async () => {
+    const r = await h.admin('/sessions/15550124/messages?channel=wasender:ws-session-1');
+    expect(r.status).toBe(200);
+    const { messages: items } = (await r.json()) as {
+      messages: { direction: string; type: string; text?: string }[];
+    };
+    const choice = items.find((i) => i.direction === 'out' && i.text?.startsWith('Thanks, Ana Lima'));
+    expect(choice).toMatchObject({ type: 'text' });
+    expect(choice!.text).toContain('\n\n1. Trail Shoe\n2. Rain Jacket\n3. Day Pack');
+    expect(items.filter((i) => i.type === 'buttons')).toEqual([]);
+  });
+
   it('a group message never reaches its sender\u2019s private conversation (outside test QA35-F1)', async () => {
     const u = '15550125';
     const group = '120363040000000777@g.us';
@@ -97,6 +111,39 @@ describe('POST /webhooks/wasender', () => {
     const chat = (await h.baton.backend.findSessions(group))[0]!;
     expect(chat).toMatchObject({ channel: 'wasender:ws-session-1', user: group, version: 0 });
     expect((await h.baton.backend.transitions(chat)).map((r) => r.kind)).toEqual(['ignored']);
+    expect(h.graph.requests.filter((c) => JSON.stringify(c.body).includes(group))).toEqual([]);
+  });
+
+  // An agent took a group's session and handed it back to the bot, whose prompt then went to every
+  // member of the group (outside test QA129-F1). No act answers a shared chat.
+  it('refuses an agent\u2019s take, message and hand-back, and an event, on a group\u2019s session', async () => {
+    const group = '120363040000000888@g.us';
+    expect((await send(inGroup('15550126', group, 'hello all', 1_750_000_200))).status).toBe(200);
+    await h.until(async () => (await h.baton.backend.findSessions(group)).length === 1);
+    const at = (path: string) =>
+      `/sessions/${encodeURIComponent(group)}${path}?channel=wasender:ws-session-1`;
+    const call = async (method: string, path: string, body: unknown) => {
+      const r = await h.admin(at(path), {
+        method,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      return { status: r.status, body: (await r.json()) as { code?: string; error?: string } };
+    };
+    const take = await call('POST', '/agent', { agent: 'Ana' });
+    expect(take).toMatchObject({ status: 409, body: { code: 'BATON_ERR_SHARED_CHAT' } });
+    expect(take.body.error).toContain(`${group} is a group`);
+    for (const [method, path, body] of [
+      ['POST', '/agent/messages', { text: 'hi all', agent: 'Ana' }],
+      ['DELETE', '/agent', { step: 'ask_name' }],
+      ['POST', '/events', { name: 'anything' }],
+    ] as const)
+      expect(await call(method, path, body)).toMatchObject({
+        status: 409,
+        body: { code: 'BATON_ERR_SHARED_CHAT' },
+      });
+    const chat = (await h.baton.backend.findSessions(group))[0]!;
+    expect(chat).toMatchObject({ version: 0, needsAgent: false });
     expect(h.graph.requests.filter((c) => JSON.stringify(c.body).includes(group))).toEqual([]);
   });
 });

@@ -16,12 +16,12 @@ if (!haveTmux && !process.env.CI) console.warn('\n!!! simulate TTY test SKIPPED:
 const socket = `baton-sim-${process.pid}`;
 const tmux = (...args: string[]): string =>
   execFileSync('tmux', ['-L', socket, '-f', '/dev/null', ...args], { encoding: 'utf8' });
-const screen = (): string => tmux('capture-pane', '-p', '-J', '-S', '-200', '-t', 'sim');
+const screen = (name = 'sim'): string => tmux('capture-pane', '-p', '-J', '-S', '-200', '-t', name);
 
-async function waitForScreen(text: string, ms = 15_000): Promise<string> {
+async function waitForScreen(text: string, ms = 15_000, name = 'sim'): Promise<string> {
   const deadline = Date.now() + ms;
   for (;;) {
-    const s = screen();
+    const s = screen(name);
     if (s.includes(text)) return s;
     if (Date.now() > deadline) throw new Error(`"${text}" never appeared; screen:\n${s}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -86,6 +86,19 @@ describe.skipIf(!haveTmux && !process.env.CI)('baton simulate in a terminal', ()
         '',
       ].join('\n'),
     );
+  }, 60_000);
+
+  // Ctrl-D with a reply still due: the reply printed after it drew the prompt again, which
+  // resumed the terminal's input after the embedded Baton had stopped: lines typed there went
+  // nowhere, and only a second Ctrl-D ended the process (outside test QA131-F1).
+  it('leaves after the replies due at Ctrl-D, without a second Ctrl-D', async () => {
+    startSimulator('eof', 110, [], '; echo EOF-EXIT=$?; sleep 30');
+    await waitForScreen('/help lists commands', 15_000, 'eof');
+    tmux('send-keys', '-t', 'eof', '-l', 'hello');
+    tmux('send-keys', '-t', 'eof', 'Enter');
+    tmux('send-keys', '-t', 'eof', 'C-d');
+    const end = await waitForScreen('EOF-EXIT=0', 20_000, 'eof');
+    expect(end).toContain('What is your name?');
   }, 60_000);
 
   // The terminal closed under it: readline's last setRawMode failed with EIO, unhandled, and the

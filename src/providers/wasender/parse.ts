@@ -17,7 +17,7 @@ import type {
   MessageContent,
   StatusUpdate,
 } from '../../model/message.ts';
-import type { WebhookBatch } from '../../model/message.ts';
+import { sharedChatKind, type WebhookBatch } from '../../model/message.ts';
 import type { SkippedItem } from '../cloud-api/parse.ts';
 import { locationContent, mediaContent, missingId, reactionContent, unsupported } from '../content.ts';
 import { screenBatch } from '../screen.ts';
@@ -177,7 +177,7 @@ function readMessage(
   // session's clock, and the sender's private answer stamped before it was taken as late
   // (outside test QA35-F1).
   const chat = str(key, 'remoteJid')?.trim().toLowerCase();
-  const shared = chat === undefined ? undefined : /@(g\.us|broadcast|newsletter)$/.exec(chat)?.[1];
+  const shared = chat === undefined ? undefined : sharedChatKind(chat);
   const sender =
     plainWaId(str(key, 'cleanedSenderPn')) ??
     plainWaId(str(key, 'cleanedParticipantPn')) ??
@@ -202,7 +202,7 @@ function readMessage(
   const contextId = contextIdOf(message);
   const content =
     shared !== undefined
-      ? unsupported(shared === 'g.us' ? 'group' : shared, 'a group, broadcast or channel message')
+      ? unsupported(shared, 'a group, broadcast or channel message')
       : readContent(raw, message, keyId);
   return {
     provider: 'wasender',

@@ -74,6 +74,29 @@ export function renderAsText(body: OutboundBody): string {
   }
 }
 
+/**
+ * A body as WASender delivers it, in Baton's own terms: buttons and a list as their numbered
+ * text ({@link renderAsText}; under a media header, that media with the text as its caption), a
+ * template as its text, anything else as it is. What the conversation view shows of a WASender
+ * reply (SPEC 4: outbound as sent; outside test QA129-F3: it showed buttons the user never saw).
+ */
+export function asDelivered(body: OutboundBody): OutboundBody {
+  switch (body.type) {
+    case 'buttons':
+    case 'list': {
+      const text = renderAsText(body);
+      const header = body.header;
+      return header === undefined || header.type === 'text'
+        ? { type: 'text', text }
+        : { ...header, caption: text };
+    }
+    case 'template':
+      return { type: 'text', text: body.text ?? '' };
+    default:
+      return body;
+  }
+}
+
 function framed(body: { header?: InteractiveHeader; footer?: string }, lines: string[]): string {
   const head = body.header?.type === 'text' ? [`*${body.header.text}*`, ''] : [];
   const foot = body.footer === undefined ? [] : ['', `_${body.footer}_`];
