@@ -13,6 +13,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keySlot } from '../../src/backends/distributed/redis-client.ts';
 import { makeBackend, useCleanup } from '../distributed/harness.ts';
@@ -506,6 +507,48 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       }
       throw new Error('no prefix put the ready queue and the pending figures where the test needs them');
     }
+
+    it('the prefix’s claim, gone with its master, is put back within seconds, and a start after such a loss says a master lost its data, not all of Redis (outside test QA130-F2, QA130-F6)', async () => {
+      // A prefix whose claim is on another master than its ready queue.
+      let prefix = '';
+      let victim = 0;
+      for (let tries = 0; tries <= 50 && prefix === ''; tries++) {
+        const c = new Keys(uniqueName('qa130f6'));
+        const [claim, ready] = await Promise.all([ownerOf(keySlot(c.owner)), ownerOf(keySlot(c.ready))]);
+        if (claim !== ready) [prefix, victim] = [c.prefix, claim];
+      }
+      const opts = { redisUrl: own.url, cluster: true, intakeLog: 'on', reaperIntervalMs: 0 } as const;
+      const first = await makeBackend({ ...opts, ownerCheckMs: 200 }, { prefix });
+      await first.backend.ingest({ messages: [textMessage(newKey(), 'hi')], statuses: [] });
+      // PostgreSQL has conversations (a consumed message), as a deployment that ran has.
+      const db = new pg.Client({ connectionString: DATABASE_URL });
+      await db.connect();
+      try {
+        await db.query(
+          `INSERT INTO "${first.schema}".inbound VALUES ('c', 'u', 'm', 1, '{}', now(), now(), 'e', 'applied')`,
+        );
+      } finally {
+        await db.end();
+      }
+      const client = new Cluster(own.ports.map((port) => ({ host: '127.0.0.1', port })));
+      try {
+        const claim = await client.get(`${prefix}:owner`);
+        expect(claim).toContain(first.schema);
+        await own.restartEmpty(victim);
+        // Put back by the running process, with no reconnect to tell it.
+        await eventually(async () => ((await client.get(`${prefix}:owner`)) === claim ? true : null), 10_000);
+      } finally {
+        client.disconnect();
+      }
+      // So a start with another schema on the prefix is refused, as before the loss.
+      await expect(makeBackend(opts, { prefix })).rejects.toMatchObject({ variable: 'BATON_REDIS_PREFIX' });
+      // Nothing running when the master loses its data: the next start says what was lost.
+      await first.backend.close();
+      await own.restartEmpty(victim);
+      const next = await makeBackend(opts, { prefix, schema: first.schema });
+      const said = next.logger.lines.filter((l) => l.level === 'error').map((l) => l.msg);
+      expect(said).toEqual([expect.stringContaining('A Redis Cluster master came back without its data')]);
+    }, 90_000);
 
     it("what it lost goes back into the mailboxes from the intake log at once, not at the reaper's next pass (outside test QA56-F2)", async () => {
       // A user's messages acknowledged before the restart must be back before what they send

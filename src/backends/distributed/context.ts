@@ -165,6 +165,8 @@ export interface Context {
    */
   persistenceTimer: NodeJS.Timeout | null;
   persistenceCheck: Promise<void> | null;
+  /** The look for the prefix's claim, gone with a cluster master that restarted empty (lifecycle.ts). */
+  ownerTimer: NodeJS.Timeout | null;
 }
 
 /** The group committer's work (commit.ts): copy these sessions' journals to PostgreSQL. */
@@ -254,6 +256,7 @@ export function createContext(options: DistributedBackendOptions, copyJournals: 
     restorePass: null,
     persistenceTimer: null,
     persistenceCheck: null,
+    ownerTimer: null,
     intake:
       options.bufferMs > 0
         ? new IntakeWatermarks({

@@ -100,6 +100,17 @@ async function claimPrefix(ctx: Context): Promise<boolean> {
   return owner === null;
 }
 
+/** How often a process looks for the prefix's claim (see `ownerCheckMs`), ms. */
+export const OWNER_CHECK_MS = 5000;
+
+/** Whether Redis holds keys of this deployment beside its claim's (global keys, in several slots). */
+async function keptElsewhere(ctx: Context): Promise<boolean> {
+  const k = ctx.keys;
+  for (const key of [k.ready, k.workers, k.serving, k.leases, k.intake, k.flush, k.pendingDepth])
+    if ((await ctx.redis.exists(key)) === 1) return true;
+  return false;
+}
+
 /**
  * Redis without this deployment's keys while PostgreSQL has consumed messages (an emptied Redis):
  * the dedupe markers of the messages Redis had seen are gone, and a redelivery of one was applied
@@ -215,10 +226,19 @@ export async function init(ctx: Context): Promise<void> {
   // up with a Redis that kept no volume): what it held unprocessed is gone, said at once.
   if (claimed && (await ctx.pg.query('inbound-any'))[0]?.any === true) {
     await r('init', () => markForgotten(ctx));
-    ctx.log.error(
-      { redis: 'empty' },
-      "Redis holds none of Baton's keys, but PostgreSQL has this deployment's conversations (a new or emptied Redis): webhooks the old Redis held that were not yet processed are LOST, and sessions reload from PostgreSQL. If that Redis still has its AOF, stop Baton and start Redis on it (appendonly yes, its dir)",
-    );
+    // On a cluster the claim lives on one master: one that restarted empty took it, while the
+    // others kept their keys. That is no emptied Redis, and was said as one, "stop Baton"
+    // included (outside test QA130-F2).
+    if (ctx.opts.cluster === true && (await r('init', () => keptElsewhere(ctx))))
+      ctx.log.error(
+        { redis: 'partly-empty' },
+        "A Redis Cluster master came back without its data: it held the claim on BATON_REDIS_PREFIX, while other masters still hold Baton's keys. Webhooks that master held and not yet processed are restored from the intake log if it was on when they came (it is while a master keeps no AOF), else LOST; the sessions it held reload from PostgreSQL",
+      );
+    else
+      ctx.log.error(
+        { redis: 'empty' },
+        "Redis holds none of Baton's keys, but PostgreSQL has this deployment's conversations (a new or emptied Redis): webhooks the old Redis held that were not yet processed are LOST, and sessions reload from PostgreSQL. If that Redis still has its AOF, stop Baton and start Redis on it (appendonly yes, its dir)",
+      );
   }
   ctx.autovacuumOff = (await ctx.pg.query('autovacuum-off'))[0]?.off === true;
   // Said, not warned: the purge makes up for it (one-shot commands stay quiet).
@@ -254,13 +274,15 @@ export async function init(ctx: Context): Promise<void> {
         `Redis does not keep every write: ${gap.setting}${where}; on its own, ${gap.loss}, so the intake log keeps them (or ${gap.fix})`,
       );
   }
+  let persistenceAfterLoss: (() => void) | null = null;
   if (mode === 'on' || (mode === 'auto' && volatile)) {
     intakeLogOn(ctx);
     ctx.log.info(
       { intakeLog: mode },
       'intake log on: each webhook is also written to PostgreSQL before it is answered, and what Redis loses is restored from there',
     );
-  } else if (mode === 'auto' && !(await r('init', () => logWhileForgotten(ctx)))) watchPersistence(ctx);
+  } else if (mode === 'auto' && !(await r('init', () => logWhileForgotten(ctx))))
+    persistenceAfterLoss = watchPersistence(ctx);
   else if (mode === 'off') await r('init', () => warnWhileForgotten(ctx));
   // Redis back empty with the intake log on: the log puts back what it lost (no error to say),
   // and the prefix is claimed again quietly, so another deployment's start still finds it taken.
@@ -275,6 +297,28 @@ export async function init(ctx: Context): Promise<void> {
   };
   ctx.redis.on('ready', reclaimAfterOutage);
   onNodeChange(ctx.redis, reclaimAfterOutage);
+  // A cluster master that restarted empty took the claim with it, and nothing tells a running
+  // process (no reconnect, the same masters): unclaimed, a start with a mistyped BATON_PG_SCHEMA
+  // took the prefix, then the deployment's sessions, and locked its own processes out (outside
+  // test QA130-F6). Every process looks for the claim now and then, and puts it back.
+  const ownerCheckMs = ctx.opts.ownerCheckMs ?? OWNER_CHECK_MS;
+  if (ownerCheckMs > 0) {
+    let looking = false;
+    ctx.ownerTimer = setInterval(() => {
+      if (looking || ctx.closed) return;
+      looking = true;
+      ctx.redis
+        .exists(ctx.keys.owner)
+        .then((n) => {
+          if (n !== 0) return;
+          reclaimAfterOutage();
+          persistenceAfterLoss?.();
+        })
+        .catch(() => undefined) // Redis away: its 'ready' does the same
+        .finally(() => (looking = false));
+    }, ownerCheckMs);
+    ctx.ownerTimer.unref();
+  }
   if (ctx.opts.flusher !== false) {
     const conn = await readerClient(ctx.redis, 10_000);
     conn.on('error', (err: Error) => redisError(ctx, err));
@@ -312,9 +356,10 @@ export const PERSISTENCE_CHECK_MS = 1000;
  * acknowledged webhook. Read at start only, `CONFIG SET appendonly no`, or a Redis restarted
  * without AOF by its supervisor, left webhooks acknowledged with no durable copy anywhere: 40 of
  * 40 lost at the next restart (outside test QA79-F1). What the watch leaves: webhooks stored in
- * the second before a runtime `CONFIG SET` was seen.
+ * the second before a runtime `CONFIG SET` was seen. Returns what it does after Redis was away
+ * (the prefix's watch calls it too).
  */
-function watchPersistence(ctx: Context): void {
+function watchPersistence(ctx: Context): () => void {
   const check = async (): Promise<void> => {
     if (ctx.closed || ctx.intakeLog !== null) return;
     const nodes = masterNodes(ctx.redis);
@@ -363,12 +408,14 @@ function watchPersistence(ctx: Context): void {
   onNodeChange(ctx.redis, () => {
     if (ctx.initialized) afterOutage();
   });
+  return afterOutage;
 }
 
 export async function close(ctx: Context): Promise<void> {
   if (ctx.closed) return;
   ctx.closed = true;
   if (ctx.persistenceTimer) clearInterval(ctx.persistenceTimer);
+  if (ctx.ownerTimer) clearInterval(ctx.ownerTimer);
   ctx.clock?.stop();
   // This ingress's watermark entry goes: it receives nothing more.
   const leaving = ctx.intake?.close();

@@ -54,6 +54,11 @@ export interface DistributedBackendOptions extends RetentionOptions {
    * ready entry (2000; 0 disables; see maintenance.ts, `checkStalled`).
    */
   readonly stallCheckIntervalMs?: number;
+  /**
+   * How often a process looks for the prefix's claim in Redis and puts it back if it is gone (5000;
+   * 0 disables): a cluster master that restarted empty takes it, and no reconnect says so.
+   */
+  readonly ownerCheckMs?: number;
   /** How long past its buffer window a message waits before its session counts as stalled (3000). */
   readonly stallAfterMs?: number;
   /**
