@@ -452,6 +452,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       await queue?.ready();
       if (roles.worker) {
         engine.start(opts.concurrency ?? 32);
+        void tellOtherFlows(backend, engine.workerId, flowList, logger);
         queue?.consume(storeQueued, {
           healthy: async () => Object.values(await backend.health()).every(Boolean),
         });
@@ -496,6 +497,30 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       await backend.close();
     },
   };
+}
+
+/**
+ * Warns, as a worker starts, when the live workers beside it run other flows: a new user's
+ * session starts in the first flow of whichever worker takes it, so a worker started with another
+ * `BATON_FLOWS` gave 119 of 400 new users another bot without a word (outside test QA130-F1).
+ */
+async function tellOtherFlows(
+  backend: Backend,
+  me: string,
+  flows: readonly Flow[],
+  logger: Logger,
+): Promise<void> {
+  const live = await backend.liveFlows?.().catch(() => undefined);
+  if (live === undefined) return;
+  const ids = (list: readonly { id: string }[]): string =>
+    [...new Set(list.map((f) => f.id))].sort().join(', ');
+  const mine = ids(flows);
+  const others = [...live].filter(([worker, served]) => worker !== me && ids(served) !== mine);
+  if (others.length === 0) return;
+  logger.warn(
+    { flows: 'differ', workers: others.map(([worker]) => worker) },
+    `live workers run other flows than this one (${mine}): ${others.map(([worker, served]) => `${worker} runs ${ids(served)}`).join('; ')}. A new user's session starts in the first flow of whichever worker takes it (here ${flows[0]!.id}), so new users meet different bots; give every worker the same BATON_FLOWS`,
+  );
 }
 
 /**

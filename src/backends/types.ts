@@ -405,6 +405,11 @@ export interface Backend {
    */
   flowServedUntil(id: string, version: number): Promise<number>;
   /**
+   * Unfenced read, distributed only: the flows each live worker runs, by worker id (its
+   * heartbeat's `serves`).
+   */
+  liveFlows?(): Promise<ReadonlyMap<string, readonly ServedFlow[]>>;
+  /**
    * A dashboard sign-out (admin/auth.ts): the sign-in `id` no longer lets anyone in, on any
    * process sharing this store, until `untilMs` (when its cookie would have expired anyway).
    */

@@ -167,6 +167,41 @@ describe('order-status example, served by baton start', () => {
     },
   );
 
+  // A worker started with another BATON_FLOWS beside the deployment's started a third of new
+  // users in its own first flow, without a word (outside test QA130-F1).
+  it.skipIf(!up)(
+    'distributed: a worker whose flows differ from the live workers’ says so as it starts',
+    async () => {
+      const env = distributedEnv(await freePort());
+      const { BATON_FLOWS: _flows, ORDER_API_URL: _api, ...orderEnv } = env;
+      const order = await spawnBaton(['worker'], orderEnv);
+      try {
+        const other = await spawnBaton(['worker'], env);
+        try {
+          const deadline = Date.now() + 10_000;
+          while (!/live workers run other flows/.test(other.output()) && Date.now() < deadline)
+            await new Promise((r) => setTimeout(r, 100));
+          expect(other.output()).toMatch(
+            /live workers run other flows than this one \(order_status\): \S+ runs order\. A new user's session starts in the first flow of whichever worker takes it \(here order_status\)/,
+          );
+          // A worker that runs the same flows as another is not named.
+          const same = await spawnBaton(['worker'], env);
+          const until = Date.now() + 10_000;
+          while (!/live workers run other flows/.test(same.output()) && Date.now() < until)
+            await new Promise((r) => setTimeout(r, 100));
+          expect(same.output()).toMatch(/\(order_status\): \S+ runs order\. A new/);
+          expect(same.output()).not.toMatch(/runs order_status/);
+          await same.stop('SIGKILL');
+        } finally {
+          await other.stop('SIGKILL');
+        }
+      } finally {
+        await order.stop('SIGKILL');
+        await dropIsolation(env.BATON_REDIS_PREFIX, env.BATON_PG_SCHEMA);
+      }
+    },
+  );
+
   it.skipIf(!up)(
     'distributed: a worker paused (SIGSTOP) past its lease between two attempts makes no attempt when it wakes: the effect is tried as often as it allows, in all',
     async () => {

@@ -346,6 +346,22 @@ function servedBy(member: string): { worker: string; id: string; version: number
   }
 }
 
+/** The flows each live worker runs (its heartbeat not expired), by worker id. */
+export async function liveFlows(ctx: Context): Promise<Map<string, ServedFlow[]>> {
+  const live = await r('serving', () =>
+    ctx.redis.zrangebyscore(ctx.keys.serving, Math.floor(ctx.now()), '+inf'),
+  );
+  const byWorker = new Map<string, ServedFlow[]>();
+  for (const member of live) {
+    const f = servedBy(member);
+    if (f === null) continue;
+    const flows = byWorker.get(f.worker) ?? [];
+    flows.push({ id: f.id, version: f.version });
+    byWorker.set(f.worker, flows);
+  }
+  return byWorker;
+}
+
 export async function flowServedUntil(ctx: Context, id: string, version: number): Promise<number> {
   const seen = await r('serving', () =>
     ctx.redis.zrangebyscore(

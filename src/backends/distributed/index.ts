@@ -281,6 +281,10 @@ export class DistributedBackend implements Backend {
     return adminReads.flowServedUntil(this.ctx, id, version);
   }
 
+  liveFlows(): Promise<ReadonlyMap<string, readonly ServedFlow[]>> {
+    return adminReads.liveFlows(this.ctx);
+  }
+
   removeWorker(workerId: string): Promise<void> {
     return adminReads.removeWorker(this.ctx, workerId);
   }
