@@ -4,6 +4,8 @@
  * @module
  */
 
+import { isAbsolute, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { serviceAddress } from './config/address.ts';
 
 export const ERROR_CODES = {
@@ -294,6 +296,28 @@ export class SendError extends BatonError {
  * What flow code or an effect threw, as text: `String()` of it, but a plain object as its JSON
  * (`{"code":42}`; outside test QA103-F4: it read "[object Object]"), at most 500 characters.
  */
+/** Baton's own code (`src/` or `dist/`): frames in it are not the author's. */
+const OWN_CODE = fileURLToPath(new URL('.', import.meta.url));
+
+/**
+ * Where in the author's code an error was thrown: the first frame of its stack outside Baton's
+ * own code, Node's and `node_modules`, as ` (at <file>:<line>:<column>)`, the file relative to the
+ * working directory when it is below it; '' when there is none. A throwing step was named by
+ * flow, step and phase, and the line only in the server's log (outside test QA131-F2).
+ */
+export function thrownAt(err: unknown): string {
+  const stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : '';
+  for (const line of stack.split('\n').slice(1)) {
+    const m = /^\s*at (?:.*? \()?(.+?):(\d+):(\d+)\)?$/.exec(line);
+    if (m === null) continue;
+    const file = m[1]!.startsWith('file://') ? fileURLToPath(m[1]!) : m[1]!;
+    if (!isAbsolute(file) || file.startsWith(OWN_CODE) || file.includes(`${sep}node_modules${sep}`)) continue;
+    const shown = relative(process.cwd(), file);
+    return ` (at ${shown.startsWith('..') ? file : shown}:${m[2]}:${m[3]})`;
+  }
+  return '';
+}
+
 export function thrownText(err: unknown): string {
   if (err instanceof Error || typeof err !== 'object' || err === null) return String(err);
   let json: string | undefined;

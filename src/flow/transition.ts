@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { BatonError, FlowRuntimeError, thrownText, type FlowErrorCode } from '../errors.ts';
+import { BatonError, FlowRuntimeError, thrownAt, thrownText, type FlowErrorCode } from '../errors.ts';
 import {
   IGNORED_CONTENT_TYPES,
   isExpiryEvent,
@@ -867,14 +867,14 @@ class BatchRun {
         ? this.flowError(
             'BATON_ERR_FLOW_HANDLER',
             step?.id ?? this.s.step,
-            `${what}: ${thrownText(err)}`,
+            `${what}: ${thrownText(err)}${thrownAt(err)}`,
             err,
           )
         : new FlowRuntimeError(
             'BATON_ERR_FLOW_HANDLER',
             flow.id,
             where,
-            `${what}: ${err instanceof Error ? `${err.name}: ${err.message}` : `threw ${thrownText(err)}`}${this.beganElsewhere(where)}`,
+            `${what}: ${err instanceof Error ? `${err.name}: ${err.message}` : `threw ${thrownText(err)}`}${thrownAt(err)}${this.beganElsewhere(where)}`,
             err,
             true,
             session,

@@ -4,7 +4,7 @@ import { EmbeddedBackend } from '../../src/backends/embedded/index.ts';
 import { defineFlow, type Translate } from '../../src/flow/define.ts';
 import { testFlow } from '../../src/testing/test-flow.ts';
 import { serializeError } from '../../src/app.ts';
-import { FlowRuntimeError } from '../../src/errors.ts';
+import { FlowRuntimeError, thrownAt } from '../../src/errors.ts';
 
 /** A user's text as the store keeps it. */
 const textMsg = (user: string, id: string, body: string, ts: number) => ({
@@ -377,5 +377,28 @@ describe('logged errors', () => {
     expect(serializeError(err).message).toBe('flow bad, step a: on: Error: kaboom in my handler');
     // An error that does not say its cause keeps pino's way: the cause appended.
     expect(serializeError(new Error('outer', { cause: new Error('inner') })).message).toBe('outer: inner');
+  });
+});
+
+describe('where flow code threw', () => {
+  // A throwing step was named by flow, step and phase; the line was only in the server's log
+  // (outside test QA131-F2).
+  it("names the author's file, line and column, not Baton's", async () => {
+    const explode = (): never => {
+      throw new Error('cannot handle boom');
+    };
+    const flow = defineFlow({
+      id: 'thrower',
+      start: 'a',
+      steps: { a: { say: 'hi', accepts: 'any', to: ['a'], on: () => explode() } },
+    });
+    const t = testFlow(flow);
+    await t.send('hi');
+    await expect(t.send('boom')).rejects.toThrow(
+      /^flow thrower, step a: on: Error: cannot handle boom \(at test\/unit\/flow-errors\.test\.ts:\d+:\d+\)$/,
+    );
+    // Something thrown without a stack has no place to name.
+    expect(thrownAt('boom')).toBe('');
+    expect(thrownAt(new Error('made here'))).toMatch(/^ \(at test\/unit\/flow-errors\.test\.ts:/);
   });
 });
