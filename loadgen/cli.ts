@@ -231,7 +231,13 @@ export function formatReport(r: LoadReport, chaosLabel: string, goal = 'complete
     row('wrong replies', v.wrongReplies),
     row('version errors', v.versionErrors),
     row('uncommitted sends', v.uncommittedReplies, 'replies for a state the transition log does not have'),
-    row('rejected webhooks', v.messages.rejected),
+    row(
+      'rejected webhooks',
+      v.messages.rejected,
+      v.unowedReplies > 0
+        ? `${v.unowedReplies} users stopped at a reply to messages Baton acknowledged none of (not counted lost)`
+        : undefined,
+    ),
     `  (info) late ${v.late}, stale notices ${v.staleNotices}, dead letters ${v.deadLettered} of messages` +
       (v.deadLetteredReplies > 0 ? `, ${v.deadLetteredReplies} of replies` : ''),
   ];

@@ -114,6 +114,8 @@ export interface UserTrace {
    * the user stopped waiting (`--timeout`) is late, not lost.
    */
   missingFrom?: number;
+  /** The wamids the missing reply answers (the stage's messages). */
+  missingFor?: readonly string[];
   /** Whether every due reply came. */
   completed: boolean;
   readonly plannedMessages: number;
@@ -338,6 +340,7 @@ export async function runUser(plan: UserPlan, ctx: DriverContext, rnd: Random): 
     if (reply === null) {
       trace.missingReplies.push(stage.due);
       trace.missingFrom = cursor;
+      trace.missingFor = [...ids];
       break;
     }
     counters.replies += 1;

@@ -112,6 +112,11 @@ export interface Verdict {
   readonly lost: number;
   readonly lostMessages: number;
   readonly lostReplies: number;
+  /**
+   * Due replies that never came to messages Baton never acknowledged (every delivery refused:
+   * counted in `messages.rejected`), so not owed: not lost.
+   */
+  readonly unowedReplies: number;
   /** Acknowledged messages in no record yet that Baton still holds pending (not lost). */
   readonly pendingMessages: number;
   /** Due replies that never came to users whose messages are still pending in Baton. */
@@ -313,6 +318,7 @@ export function judge(
   let acked = 0;
   let rejected = 0;
   let lostReplies = 0;
+  let unowedReplies = 0;
   let reprocessed = 0;
   let resent = 0;
   let crashResends = 0;
@@ -404,6 +410,14 @@ export function judge(
       // QA83-F2: 9,058 replies reported lost that Baton had all sent, late on a starved machine).
       if (cameLate(trace, u.replies, step)) {
         lateReplies += 1;
+        continue;
+      }
+      // None of the messages it answers was acknowledged (every delivery refused: the only
+      // ingress restarting, say): Baton owes no reply, and the refusals are counted as such
+      // (outside test QA130-F5: counted lost too, blaming Baton for what it never took).
+      if (trace.missingFor?.every((id) => !trace.ackedIds.has(id)) === true) {
+        unowedReplies += 1;
+        problem(`${who}: no reply for step "${step}": none of the messages it answers was acknowledged`);
         continue;
       }
       const gaveUp = u.failedReplies?.get(step);
@@ -593,6 +607,7 @@ export function judge(
     lost,
     lostMessages,
     lostReplies,
+    unowedReplies,
     pendingMessages,
     waitingReplies,
     adminUnreachable: unreachable,

@@ -103,6 +103,38 @@ describe('judge', () => {
     expect(v).toMatchObject({ clean: false, lostReplies: 1, lost: 1, outOfOrder: 0 });
   });
 
+  // The only ingress restarting: every delivery of the user's last message was refused. Baton owes
+  // no reply to it; the refusal fails the verdict, as itself (outside test QA130-F5: lost too).
+  it('a reply to messages Baton acknowledged none of is not owed: the refusals count, not a loss', () => {
+    const refused = trace({
+      sentIds: IDS,
+      ackedIds: new Set(IDS.slice(0, 4)),
+      rejected: [{ id: 'w5', status: 0, detail: 'connect ECONNREFUSED' }],
+      missingReplies: ['completed'],
+      missingFor: ['w5'],
+      completed: false,
+    });
+    const log = LOG.slice(0, 4);
+    const v = judge([user({ trace: refused, transitions: log, replies: REPLIES.slice(0, 3) })], new Set());
+    expect(v).toMatchObject({ clean: false, lostReplies: 0, lost: 0, unowedReplies: 1 });
+    expect(v.messages.rejected).toBe(1);
+    expect(v.problems).toContain(
+      '15550000001: no reply for step "completed": none of the messages it answers was acknowledged',
+    );
+    // One delivery of it acknowledged: owed, and lost.
+    const owed = judge(
+      [
+        user({
+          trace: { ...refused, ackedIds: new Set(IDS) },
+          transitions: log,
+          replies: REPLIES.slice(0, 3),
+        }),
+      ],
+      new Set(),
+    );
+    expect(owed).toMatchObject({ lostReplies: 1, unowedReplies: 0 });
+  });
+
   it('a due reply Baton gave up on is in its dead letters, not lost; allowed with --crashes (QA124-F1)', () => {
     const reason = `BATON_ERR_SEND_PERMANENT: no outcome recorded for two earlier attempts; ${MAY_HAVE_REACHED}`;
     const gaveUp = user({
