@@ -12,7 +12,7 @@ import pino, { type Logger } from 'pino';
 import { EmbeddedBackend, type EmbeddedOptions } from './backends/embedded/index.ts';
 import { AlertWatcher } from './alerts/index.ts';
 import { loopbackUrl, writeLocalHandle } from './admin/local-handle.ts';
-import type { Backend, BackendStats } from './backends/types.ts';
+import type { Backend, BackendStats, ServedFlow } from './backends/types.ts';
 import type { DistributedBackendOptions } from './backends/distributed/options.ts';
 import { orderFlow } from './bots/order.ts';
 import type { Config } from './config/index.ts';
@@ -502,7 +502,9 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
 /**
  * Warns, as a worker starts, when the live workers beside it run other flows: a new user's
  * session starts in the first flow of whichever worker takes it, so a worker started with another
- * `BATON_FLOWS` gave 119 of 400 new users another bot without a word (outside test QA130-F1).
+ * `BATON_FLOWS` gave 119 of 400 new users another bot without a word (outside test QA130-F1), and
+ * so did one with the same flows in another order (QA132-F1); a session of a flow a worker does
+ * not run waits for one that does.
  */
 async function tellOtherFlows(
   backend: Backend,
@@ -515,11 +517,25 @@ async function tellOtherFlows(
   const ids = (list: readonly { id: string }[]): string =>
     [...new Set(list.map((f) => f.id))].sort().join(', ');
   const mine = ids(flows);
-  const others = [...live].filter(([worker, served]) => worker !== me && ids(served) !== mine);
-  if (others.length === 0) return;
+  const first = flows[0]!.id;
+  // A worker of a version that does not mark its first flow starts where nobody can tell.
+  const firstOf = (served: readonly ServedFlow[]): string | undefined => served.find((f) => f.starts)?.id;
+  const others = [...live].filter(([worker]) => worker !== me);
+  const elsewhere = others.filter(([, served]) => (firstOf(served) ?? first) !== first);
+  const unlike = others.filter(([, served]) => ids(served) !== mine);
+  if (elsewhere.length === 0 && unlike.length === 0) return;
+  const said = (served: readonly ServedFlow[]): string =>
+    `${ids(served)}${firstOf(served) === undefined ? '' : `, new sessions in ${firstOf(served)}`}`;
+  const named = [...new Set([...elsewhere, ...unlike])].map(
+    ([worker, served]) => `${worker} runs ${said(served)}`,
+  );
   logger.warn(
-    { flows: 'differ', workers: others.map(([worker]) => worker) },
-    `live workers run other flows than this one (${mine}): ${others.map(([worker, served]) => `${worker} runs ${ids(served)}`).join('; ')}. A new user's session starts in the first flow of whichever worker takes it (here ${flows[0]!.id}), so new users meet different bots; give every worker the same BATON_FLOWS`,
+    { flows: 'differ', workers: [...new Set([...elsewhere, ...unlike])].map(([worker]) => worker) },
+    `live workers run other flows than this one (${mine}, new sessions in ${first}): ${named.join('; ')}. ` +
+      (elsewhere.length > 0
+        ? `A new user's session starts in the first flow of whichever worker takes it, so new users meet different bots`
+        : `A session of a flow a worker does not run waits for a worker that runs it`) +
+      '; give every worker the same BATON_FLOWS, in the same order',
   );
 }
 

@@ -258,6 +258,8 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): AdminAuth 
           const confirmed = parsed(ConfirmQuery, req.query).confirm === 'true';
           const letter = await backend.getDeadLetter(id);
           if (letter?.kind === 'unreadable') return fail(reply, 'BATON_ERR_NOT_REPLAYABLE', {});
+          // A reply to a group is never sent, replayed either (outside test QA132-F4).
+          if (letter?.kind === 'outbound') refuseSharedChat(letter);
           const warning =
             letter && letter.replayedAt === undefined ? await replayWarning(backend, letter) : null;
           // A replay that would not do what the agent may expect (a prompt of a step the user has

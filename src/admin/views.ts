@@ -7,7 +7,7 @@ import type { FailedReply } from '../backends/types.ts';
 import { dataFieldKind, type DataFieldKind, type Flow } from '../flow/define.ts';
 import { agentOf, handbackOpen, missingNeeds } from '../flow/agent.ts';
 import { notServedBy } from '../flow/transition.ts';
-import type { StoredMessage } from '../model/message.ts';
+import { sharedChatKind, type StoredMessage } from '../model/message.ts';
 import { bidiSafeJson, clip, wholeCharactersWithin } from '../flow/replies.ts';
 import {
   mayHaveReached,
@@ -266,19 +266,33 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
   );
   const chosen = s.step ?? flow?.start ?? '';
   const agent = agentOf(s);
+  const upkeep = html`<div class="row">
+    ${actionForm({ method: 'DELETE', url: api(`/sessions/${q(s.user)}/lock`, s), label: 'Clear lease', id: 'clear-lease', next: here })}
+    <details class="confirm" id="reset">
+      <summary>Reset session…</summary>
+      <p>
+        This clears the session's data and step; the user's next message starts the flow afresh. It is
+        recorded as <code>admin_reset</code>, with your name when "Your name" says it.
+      </p>
+      ${actionForm({ method: 'POST', url: api(`/sessions/${q(s.user)}/reset`, s), label: 'Yes, reset this session', id: 'confirm-reset', next: here, cls: 'danger', agent: 'optional' })}
+    </details>
+  </div>`;
+  // A group's session is a record: no agent takes it (the API refuses), and the bot answers
+  // nothing there (outside test QA132-F2: the page offered "Take over" and said the bot served it).
+  const shared = sharedChatKind(s.user);
+  if (shared !== undefined)
+    return html`<section class="card" id="actions" data-holder="">
+      <h2>Actions</h2>
+      ${upkeep}
+      <h3>Agent</h3>
+      <p id="agent-status">
+        This is a ${shared === 'group' ? 'group' : shared === 'broadcast' ? 'broadcast list' : 'channel'}:
+        Baton keeps what is said there as a record and answers nothing, so no agent takes it.
+      </p>
+    </section>`;
   return html`<section class="card" id="actions" data-holder="${agent ?? ''}">
     <h2>Actions</h2>
-    <div class="row">
-      ${actionForm({ method: 'DELETE', url: api(`/sessions/${q(s.user)}/lock`, s), label: 'Clear lease', id: 'clear-lease', next: here })}
-      <details class="confirm" id="reset">
-        <summary>Reset session…</summary>
-        <p>
-          This clears the session's data and step; the user's next message starts the flow afresh. It is
-          recorded as <code>admin_reset</code>, with your name when "Your name" says it.
-        </p>
-        ${actionForm({ method: 'POST', url: api(`/sessions/${q(s.user)}/reset`, s), label: 'Yes, reset this session', id: 'confirm-reset', next: here, cls: 'danger', agent: 'optional' })}
-      </details>
-    </div>
+    ${upkeep}
     <h3>Agent</h3>
     ${
       s.needsAgent

@@ -148,6 +148,8 @@ export const WRITE_FAILURE_HOLD_MS = 5000;
 export interface ServedFlow {
   readonly id: string;
   readonly version: number;
+  /** The worker's first flow, where its new sessions start (when no router picks another). */
+  readonly starts?: boolean;
 }
 
 export interface BackendStats {

@@ -288,7 +288,11 @@ export class Engine {
   start(concurrency = 4): void {
     const every = Math.max(HEARTBEAT_MIN_EVERY_MS, this.o.lockTtlMs / 3);
     const ttl = Math.max(this.o.lockTtlMs + 1000, 3 * every);
-    const serves = [...this.o.flows.values()].map((f) => ({ id: f.id, version: f.version }));
+    const serves = [...this.o.flows.values()].map((f) => ({
+      id: f.id,
+      version: f.version,
+      ...(f.id === this.o.defaultFlow ? { starts: true } : {}),
+    }));
     const beat = (): void => {
       this.o.backend
         .heartbeat(this.workerId, ttl, serves)

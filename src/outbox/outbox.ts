@@ -17,7 +17,13 @@ import type { Backend, ClearedLease, LeaseGrant, OutboundUpdate } from '../backe
 import { FencedError, SendError } from '../errors.ts';
 import { linkedSignal } from '../linked-signal.ts';
 import type { Metrics } from '../metrics.ts';
-import { logSessionId, sessionId, type ProviderName, type SessionKey } from '../model/message.ts';
+import {
+  logSessionId,
+  sessionId,
+  sharedChatKind,
+  type ProviderName,
+  type SessionKey,
+} from '../model/message.ts';
 import { MAY_HAVE_REACHED, type OutboundRecord } from '../model/session.ts';
 import { DEFAULT_SEND_TIMEOUT_MS } from '../providers/http.ts';
 import type { SendOptions } from '../providers/types.ts';
@@ -203,6 +209,21 @@ export class Outbox<T extends OutboxTurn> {
     }
     sending: for (const rec of unsent) {
       if (rec.effect !== undefined) continue;
+      // A shared chat's session answers nothing: a reply stored for one (an earlier Baton let an
+      // agent hand a group's session back to the bot) is failed, never sent to every member of the
+      // group (outside test QA132-F4).
+      if (sharedChatKind(rec.user) !== undefined) {
+        await this.failOutbound(
+          run.lease,
+          rec,
+          rec.attempts,
+          new SendError(`not sent: ${rec.user} is a shared chat, where Baton answers nothing`, {
+            retryable: false,
+            httpStatus: 0,
+          }),
+        );
+        continue;
+      }
       // Sent by this process, its record refused by the store until now: recorded, not sent again.
       if (this.unrecorded.has(rec.id) && (await this.unrecorded.settle(rec.id))) continue;
       // A later reply of a commit carries no claim (see `claimFirst` in records.ts): its claim goes with the

@@ -294,4 +294,17 @@ describe('actions card', () => {
     expect(foreign).not.toContain('id="handback"');
     expect(foreign.replace(/\s+/g, ' ')).toContain('this process does not run flow <code>billing</code>');
   });
+
+  it('offers no take, message or hand-back on a group’s session, and says why (outside test QA132-F2)', () => {
+    const group = snapshot({ channel: 'wasender:s1', user: '120363040000000777@g.us' }, 1, {
+      step: 'ask_name',
+    });
+    const card = actionsCard(group, orderFlow).value;
+    for (const id of ['id="take"', 'id="reply"', 'id="handback"']) expect(card).not.toContain(id);
+    expect(card).toContain('id="confirm-reset"');
+    expect(card.replace(/\s+/g, ' ')).toContain(
+      'This is a group: Baton keeps what is said there as a record and answers nothing',
+    );
+    expect(card).not.toContain('The bot is serving this session');
+  });
 });

@@ -508,18 +508,24 @@ describe.skipIf(!up)('distributed mode on a Redis Cluster', () => {
       throw new Error('no prefix put the ready queue and the pending figures where the test needs them');
     }
 
-    it('the prefix’s claim, gone with its master, is put back within seconds, and a start after such a loss says a master lost its data, not all of Redis (outside test QA130-F2, QA130-F6)', async () => {
-      // A prefix whose claim is on another master than its ready queue.
+    it('the prefix’s claim, gone with its master, is put back within seconds, and a start after such a loss says a master lost its data, not all of Redis (outside tests QA130-F2, QA130-F6, QA132-F3)', async () => {
+      // A prefix whose claim is on the same master as its ready queue and pending figures: what
+      // the master keeps of the deployment beside it is the sessions' keys (QA132-F3).
       let prefix = '';
       let victim = 0;
-      for (let tries = 0; tries <= 50 && prefix === ''; tries++) {
+      for (let tries = 0; tries <= 100 && prefix === ''; tries++) {
         const c = new Keys(uniqueName('qa130f6'));
-        const [claim, ready] = await Promise.all([ownerOf(keySlot(c.owner)), ownerOf(keySlot(c.ready))]);
-        if (claim !== ready) [prefix, victim] = [c.prefix, claim];
+        const [claim, ready, figures] = await Promise.all(
+          [c.owner, c.ready, c.pendingDepth].map((k) => ownerOf(keySlot(k))),
+        );
+        if (claim === ready && claim === figures) [prefix, victim] = [c.prefix, claim!];
       }
+      expect(prefix).not.toBe('');
       const opts = { redisUrl: own.url, cluster: true, intakeLog: 'on', reaperIntervalMs: 0 } as const;
       const first = await makeBackend({ ...opts, ownerCheckMs: 200 }, { prefix });
-      await first.backend.ingest({ messages: [textMessage(newKey(), 'hi')], statuses: [] });
+      // Sessions on every master.
+      const users = Array.from({ length: 12 }, () => textMessage(newKey(), 'hi'));
+      await first.backend.ingest({ messages: users, statuses: [] });
       // PostgreSQL has conversations (a consumed message), as a deployment that ran has.
       const db = new pg.Client({ connectionString: DATABASE_URL });
       await db.connect();

@@ -146,4 +146,35 @@ describe('POST /webhooks/wasender', () => {
     expect(chat).toMatchObject({ version: 0, needsAgent: false });
     expect(h.graph.requests.filter((c) => JSON.stringify(c.body).includes(group))).toEqual([]);
   });
+
+  // A reply stored for a group (an earlier Baton let an agent hand its session back) is failed at
+  // the send, and its dead letter is not replayed to the group (outside test QA132-F4).
+  it('never sends a reply stored for a group, nor replays it', async () => {
+    const group = '120363040000000999@g.us';
+    const key = { channel: 'wasender:ws-session-1', user: group };
+    await h.baton.backend.ingest({
+      messages: [
+        {
+          id: 'g-1',
+          provider: 'wasender',
+          ...key,
+          timestamp: 1_750_000_300,
+          content: { type: 'text', body: 'hi' },
+        },
+      ],
+      statuses: [],
+    });
+    let letters: { id: string; ref: string; user: string }[] = [];
+    await h.until(async () => {
+      const r = (await (await h.admin('/dead-letters')).json()) as { dead_letters: typeof letters };
+      letters = r.dead_letters.filter((l) => l.user === group);
+      return letters.length === 1;
+    });
+    const replay = await h.admin(`/dead-letters/${encodeURIComponent(letters[0]!.id)}/replay?confirm=true`, {
+      method: 'POST',
+    });
+    expect(replay.status).toBe(409);
+    expect(((await replay.json()) as { code: string }).code).toBe('BATON_ERR_SHARED_CHAT');
+    expect(h.graph.requests.filter((c) => JSON.stringify(c.body).includes(group))).toEqual([]);
+  });
 });

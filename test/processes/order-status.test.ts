@@ -5,9 +5,9 @@
  * SIGKILLed while an effect runs: the next holder runs it again with the same Idempotency-Key,
  * the result is applied once, and no reply is sent twice.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signMetaBody } from '../../src/providers/index.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
@@ -23,6 +23,7 @@ import {
   uniqueName,
 } from '../support/services.ts';
 
+const ROOT = resolve(import.meta.dirname, '../..');
 const up = await distributedServicesUp('order-status example, distributed processes');
 const T0 = 1_750_000_000;
 
@@ -168,35 +169,58 @@ describe('order-status example, served by baton start', () => {
   );
 
   // A worker started with another BATON_FLOWS beside the deployment's started a third of new
-  // users in its own first flow, without a word (outside test QA130-F1).
+  // users in its own first flow, without a word (outside test QA130-F1); so did one with the same
+  // flows in another order (QA132-F1).
   it.skipIf(!up)(
-    'distributed: a worker whose flows differ from the live workers’ says so as it starts',
+    'distributed: a worker whose new sessions start in another flow than the live workers’ says so as it starts',
     async () => {
       const env = distributedEnv(await freePort());
-      const { BATON_FLOWS: _flows, ORDER_API_URL: _api, ...orderEnv } = env;
-      const order = await spawnBaton(['worker'], orderEnv);
+      const dir = mkdtempSync(join(tmpdir(), 'baton-flows-'));
+      const module = (name: string, flows: string): string => {
+        const file = join(dir, `${name}.mts`);
+        writeFileSync(
+          file,
+          [
+            `import { orderFlow } from ${JSON.stringify(join(ROOT, 'src/bots/order.ts'))};`,
+            `import { orderStatusFlow } from ${JSON.stringify(join(ROOT, 'examples/order-status/flow.ts'))};`,
+            `const status = orderStatusFlow({ apiUrl: process.env.ORDER_API_URL! });`,
+            `export default [${flows}];`,
+          ].join('\n'),
+        );
+        return file;
+      };
+      const idOf = (p: BatonProcess): string => / worker \(distributed\) (\S+) started/.exec(p.output())![1]!;
+      const warned = async (p: BatonProcess): Promise<string> => {
+        const deadline = Date.now() + 10_000;
+        while (!/live workers run other flows/.test(p.output()) && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 100));
+        return /live workers run other flows[^"]*/.exec(p.output())?.[0] ?? '';
+      };
+      const procs: BatonProcess[] = [];
       try {
-        const other = await spawnBaton(['worker'], env);
-        try {
-          const deadline = Date.now() + 10_000;
-          while (!/live workers run other flows/.test(other.output()) && Date.now() < deadline)
-            await new Promise((r) => setTimeout(r, 100));
-          expect(other.output()).toMatch(
-            /live workers run other flows than this one \(order_status\): \S+ runs order\. A new user's session starts in the first flow of whichever worker takes it \(here order_status\)/,
-          );
-          // A worker that runs the same flows as another is not named.
-          const same = await spawnBaton(['worker'], env);
-          const until = Date.now() + 10_000;
-          while (!/live workers run other flows/.test(same.output()) && Date.now() < until)
-            await new Promise((r) => setTimeout(r, 100));
-          expect(same.output()).toMatch(/\(order_status\): \S+ runs order\. A new/);
-          expect(same.output()).not.toMatch(/runs order_status/);
-          await same.stop('SIGKILL');
-        } finally {
-          await other.stop('SIGKILL');
-        }
+        const a = await spawnBaton(['worker'], { ...env, BATON_FLOWS: module('ab', 'orderFlow, status') });
+        procs.push(a);
+        // The same flows, the other first: its new users start elsewhere.
+        const b = await spawnBaton(['worker'], { ...env, BATON_FLOWS: module('ba', 'status, orderFlow') });
+        procs.push(b);
+        expect(await warned(b)).toBe(
+          `live workers run other flows than this one (order, order_status, new sessions in order_status): ${idOf(a)} runs order, order_status, new sessions in order. A new user's session starts in the first flow of whichever worker takes it, so new users meet different bots; give every worker the same BATON_FLOWS, in the same order`,
+        );
+        // Another like b names a only; one that runs fewer flows, first the same, says what that does.
+        const b2 = await spawnBaton(['worker'], { ...env, BATON_FLOWS: module('ba2', 'status, orderFlow') });
+        procs.push(b2);
+        expect(await warned(b2)).not.toContain(idOf(b));
+        await Promise.all(procs.splice(0).map((p) => p.stop('SIGKILL')));
+        const c = await spawnBaton(['worker'], { ...env, BATON_FLOWS: module('ab2', 'orderFlow, status') });
+        procs.push(c);
+        const d = await spawnBaton(['worker'], { ...env, BATON_FLOWS: module('a', 'orderFlow') });
+        procs.push(d);
+        expect(await warned(d)).toContain(
+          'A session of a flow a worker does not run waits for a worker that runs it',
+        );
       } finally {
-        await order.stop('SIGKILL');
+        await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+        rmSync(dir, { recursive: true, force: true });
         await dropIsolation(env.BATON_REDIS_PREFIX, env.BATON_PG_SCHEMA);
       }
     },

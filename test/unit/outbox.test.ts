@@ -48,6 +48,29 @@ async function flakyTurn(refusals: number) {
 }
 
 describe('outbox', () => {
+  // An earlier Baton let an agent hand a group's session back to the bot; its prompt, stored,
+  // was then sent to the whole group by the next build (outside test QA132-F4).
+  it('never sends a reply to a shared chat: it is failed, with the reason', async () => {
+    const backend = new EmbeddedBackend({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const sends: string[] = [];
+    const engine = engineFor(backend, async (m) => {
+      sends.push(m.id);
+      return { providerMessageId: `wamid.${sends.length}` };
+    });
+    const group = { channel: 'wasender:s1', user: '120363040000000777@g.us' };
+    await backend.ingest({ messages: [{ ...hi, ...group, provider: 'wasender' as const }], statuses: [] });
+    await engine.runSession(group);
+    expect(sends).toEqual([]);
+    const [prompt] = await backend.outbound(group);
+    expect(prompt).toMatchObject({
+      status: 'failed',
+      lastError: 'not sent: 120363040000000777@g.us is a shared chat, where Baton answers nothing',
+    });
+    await engine.stop();
+    await backend.close();
+  });
+
   it('never sends again because recording a send failed: this process records it later', async () => {
     // Refused with the end of the turn, and once more when the turn's clean-up tries again.
     const { backend, engine, sends } = await flakyTurn(2);

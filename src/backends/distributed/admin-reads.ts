@@ -329,17 +329,22 @@ export async function removeWorker(ctx: Context, workerId: string): Promise<void
   });
 }
 
-/** The member of `serving` saying that `workerId` runs `flow`. */
+/**
+ * The member of `serving` saying that `workerId` runs `flow`; a fourth element, 1, marks its first
+ * flow (a version that reads three ignores it).
+ */
 function servingMember(workerId: string, flow: ServedFlow): string {
-  return JSON.stringify([workerId, flow.id, flow.version]);
+  return JSON.stringify(
+    flow.starts === true ? [workerId, flow.id, flow.version, 1] : [workerId, flow.id, flow.version],
+  );
 }
 
 /** A `serving` member read back (null: not one this version wrote). */
-function servedBy(member: string): { worker: string; id: string; version: number } | null {
+function servedBy(member: string): { worker: string; id: string; version: number; starts: boolean } | null {
   try {
-    const [worker, id, version] = JSON.parse(member) as unknown[];
+    const [worker, id, version, starts] = JSON.parse(member) as unknown[];
     return typeof worker === 'string' && typeof id === 'string' && typeof version === 'number'
-      ? { worker, id, version }
+      ? { worker, id, version, starts: starts === 1 }
       : null;
   } catch {
     return null;
@@ -356,7 +361,7 @@ export async function liveFlows(ctx: Context): Promise<Map<string, ServedFlow[]>
     const f = servedBy(member);
     if (f === null) continue;
     const flows = byWorker.get(f.worker) ?? [];
-    flows.push({ id: f.id, version: f.version });
+    flows.push({ id: f.id, version: f.version, ...(f.starts ? { starts: true } : {}) });
     byWorker.set(f.worker, flows);
   }
   return byWorker;

@@ -103,11 +103,25 @@ async function claimPrefix(ctx: Context): Promise<boolean> {
 /** How often a process looks for the prefix's claim (see `ownerCheckMs`), ms. */
 export const OWNER_CHECK_MS = 5000;
 
-/** Whether Redis holds keys of this deployment beside its claim's (global keys, in several slots). */
+/** How many SCAN rounds (of about 1,000 keys) {@link keptElsewhere} reads of each master at most. */
+const KEPT_SCAN_ROUNDS = 100;
+
+/**
+ * Whether Redis holds keys of this deployment beside its claim, on any master: a scan, not a look
+ * at known keys, whose slots may all be the lost master's (outside test QA132-F3: a prefix whose
+ * global keys hashed to the claim's master was said to have lost everything).
+ */
 async function keptElsewhere(ctx: Context): Promise<boolean> {
-  const k = ctx.keys;
-  for (const key of [k.ready, k.workers, k.serving, k.leases, k.intake, k.flush, k.pendingDepth])
-    if ((await ctx.redis.exists(key)) === 1) return true;
+  const own = new Set([ctx.keys.owner, ctx.keys.forgot]);
+  for (const node of masterNodes(ctx.redis)) {
+    let cursor = '0';
+    for (let round = 0; round < KEPT_SCAN_ROUNDS; round++) {
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${ctx.keys.prefix}:*`, 'COUNT', 1000);
+      if (keys.some((k) => !own.has(k))) return true;
+      cursor = next;
+      if (cursor === '0') break;
+    }
+  }
   return false;
 }
 
