@@ -483,8 +483,12 @@ export function judge(
       for (const r of u.replies) {
         const c = r.callback;
         if (c === null) continue;
+        // An agent's message after a reset names the flow's start, the session at no step
+        // (outside test QA133-F2: each counted as an uncommitted send): its version is judged.
+        const atNoStep = (t: TransitionEvidence): boolean =>
+          t.to_step === null && /^agent-\d+$/.test(c.inReplyTo ?? '');
         const committed = u.transitions.some(
-          (t) => t.version === c.version && (t.to_step === undefined || t.to_step === c.step),
+          (t) => t.version === c.version && (t.to_step === undefined || t.to_step === c.step || atNoStep(t)),
         );
         if (committed) continue;
         uncommittedReplies += 1;

@@ -276,6 +276,18 @@ describe('judge', () => {
     expect(judge([user({ transitions: named, replies: more })], new Set())).toMatchObject({
       uncommittedReplies: 0,
     });
+    // An agent's message to a session an agent reset (at no step) names the flow's start: its
+    // version is in the log (outside test QA133-F2: each was an uncommitted send).
+    const reset = [...named, { version: 6, kind: 'admin_reset', message_ids: [], to_step: null }];
+    const agent = [...REPLIES, reply('baton:order:ask_name:6:agent-7')];
+    expect(judge([user({ transitions: reset, replies: agent })], new Set())).toMatchObject({
+      uncommittedReplies: 0,
+    });
+    // The bot's own reply at that version is no agent's: still judged by its step.
+    const bot = [...REPLIES, reply('baton:order:ask_name:6')];
+    expect(judge([user({ transitions: reset, replies: bot })], new Set())).toMatchObject({
+      uncommittedReplies: 1,
+    });
   });
 
   it('an expiry record naming the message that restarts the session is no duplicate', () => {
