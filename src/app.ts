@@ -520,19 +520,19 @@ async function tellOtherFlows(
   const first = flows[0]!.id;
   // A worker of a version that does not mark its first flow starts where nobody can tell.
   const firstOf = (served: readonly ServedFlow[]): string | undefined => served.find((f) => f.starts)?.id;
-  const others = [...live].filter(([worker]) => worker !== me);
-  const elsewhere = others.filter(([, served]) => (firstOf(served) ?? first) !== first);
-  const unlike = others.filter(([, served]) => ids(served) !== mine);
-  if (elsewhere.length === 0 && unlike.length === 0) return;
-  const said = (served: readonly ServedFlow[]): string =>
-    `${ids(served)}${firstOf(served) === undefined ? '' : `, new sessions in ${firstOf(served)}`}`;
-  const named = [...new Set([...elsewhere, ...unlike])].map(
-    ([worker, served]) => `${worker} runs ${said(served)}`,
+  const startsElsewhere = (served: readonly ServedFlow[]): boolean => (firstOf(served) ?? first) !== first;
+  const differ = [...live].filter(
+    ([worker, served]) => worker !== me && (startsElsewhere(served) || ids(served) !== mine),
+  );
+  if (differ.length === 0) return;
+  const named = differ.map(
+    ([worker, served]) =>
+      `${worker} runs ${ids(served)}${firstOf(served) === undefined ? '' : `, new sessions in ${firstOf(served)}`}`,
   );
   logger.warn(
-    { flows: 'differ', workers: [...new Set([...elsewhere, ...unlike])].map(([worker]) => worker) },
+    { flows: 'differ', workers: differ.map(([worker]) => worker) },
     `live workers run other flows than this one (${mine}, new sessions in ${first}): ${named.join('; ')}. ` +
-      (elsewhere.length > 0
+      (differ.some(([, served]) => startsElsewhere(served))
         ? `A new user's session starts in the first flow of whichever worker takes it, so new users meet different bots`
         : `A session of a flow a worker does not run waits for a worker that runs it`) +
       '; give every worker the same BATON_FLOWS, in the same order',

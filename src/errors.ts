@@ -292,10 +292,6 @@ export class SendError extends BatonError {
   }
 }
 
-/**
- * What flow code or an effect threw, as text: `String()` of it, but a plain object as its JSON
- * (`{"code":42}`; outside test QA103-F4: it read "[object Object]"), at most 500 characters.
- */
 /** Baton's own code (`src/` or `dist/`): frames in it are not the author's. */
 const OWN_CODE = fileURLToPath(new URL('.', import.meta.url));
 
@@ -318,6 +314,10 @@ export function thrownAt(err: unknown): string {
   return '';
 }
 
+/**
+ * What flow code or an effect threw, as text: `String()` of it, but a plain object as its JSON
+ * (`{"code":42}`; outside test QA103-F4: it read "[object Object]"), at most 500 characters.
+ */
 export function thrownText(err: unknown): string {
   if (err instanceof Error || typeof err !== 'object' || err === null) return String(err);
   let json: string | undefined;

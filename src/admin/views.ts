@@ -7,7 +7,7 @@ import type { FailedReply } from '../backends/types.ts';
 import { dataFieldKind, type DataFieldKind, type Flow } from '../flow/define.ts';
 import { agentOf, handbackOpen, missingNeeds } from '../flow/agent.ts';
 import { notServedBy } from '../flow/transition.ts';
-import { sharedChatKind, type StoredMessage } from '../model/message.ts';
+import { SHARED_CHAT_NAMES, sharedChatKind, type StoredMessage } from '../model/message.ts';
 import { bidiSafeJson, clip, wholeCharactersWithin } from '../flow/replies.ts';
 import {
   mayHaveReached,
@@ -286,8 +286,8 @@ export function actionsCard(s: SessionSnapshot, flow: Flow | undefined): Html {
       ${upkeep}
       <h3>Agent</h3>
       <p id="agent-status">
-        This is a ${shared === 'group' ? 'group' : shared === 'broadcast' ? 'broadcast list' : 'channel'}:
-        Baton keeps what is said there as a record and answers nothing, so no agent takes it.
+        This is a ${SHARED_CHAT_NAMES[shared]}: Baton keeps what is said there as a record and answers
+        nothing, so no agent takes it.
       </p>
     </section>`;
   return html`<section class="card" id="actions" data-holder="${agent ?? ''}">

@@ -11,7 +11,6 @@ import {
   IGNORED_CONTENT_TYPES,
   isExpiryEvent,
   logSessionId,
-  sharedChatKind,
   typesChoices,
   type SessionKey,
   type StoredMessage,
@@ -728,9 +727,7 @@ class BatchRun {
     const { name, payload } = m.content;
     if (this.idleAt(m.timestamp)) this.startAfresh('expired', [m.id]);
     const ev = flow.events.get(name);
-    // A shared chat's session answers nothing, an event's step included (the admin API refuses
-    // to store one: this is for a flow's own events, should one reach it).
-    if (this.s.needsAgent || ev === undefined || sharedChatKind(this.s.user) !== undefined) {
+    if (this.s.needsAgent || ev === undefined) {
       this.note(this.s.needsAgent ? 'held' : 'ignored', [m.id]);
       return;
     }

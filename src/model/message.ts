@@ -99,10 +99,19 @@ export interface SessionKey {
  * user. A shared chat's messages are kept in a session of its own, recorded `ignored` and never
  * answered: said to the chat, not to the bot.
  */
-export function sharedChatKind(user: string): 'group' | 'broadcast' | 'newsletter' | undefined {
+export function sharedChatKind(user: string): SharedChatKind | undefined {
   const kind = /@(g\.us|broadcast|newsletter)$/i.exec(user)?.[1]?.toLowerCase();
-  return kind === undefined ? undefined : kind === 'g.us' ? 'group' : (kind as 'broadcast' | 'newsletter');
+  return kind === undefined ? undefined : kind === 'g.us' ? 'group' : (kind as SharedChatKind);
 }
+
+export type SharedChatKind = 'group' | 'broadcast' | 'newsletter';
+
+/** What an agent calls each kind of shared chat. */
+export const SHARED_CHAT_NAMES: Readonly<Record<SharedChatKind, string>> = {
+  group: 'group',
+  broadcast: 'broadcast list',
+  newsletter: 'channel',
+};
 
 /**
  * Refuses what would answer a shared chat's session (see {@link sharedChatKind}): an agent's take,
@@ -114,10 +123,9 @@ export function sharedChatKind(user: string): 'group' | 'broadcast' | 'newslette
 export function refuseSharedChat(key: SessionKey): void {
   const kind = sharedChatKind(key.user);
   if (kind === undefined) return;
-  const what = kind === 'group' ? 'a group' : kind === 'broadcast' ? 'a broadcast list' : 'a channel';
   throw new BatonError(
     'BATON_ERR_SHARED_CHAT',
-    `${key.user} is ${what}: Baton keeps its messages as a record and answers nothing there, so no agent takes it, writes to it or hands it to the bot, and no event moves it`,
+    `${key.user} is a ${SHARED_CHAT_NAMES[kind]}: Baton keeps its messages as a record and answers nothing there, so no agent takes it, writes to it or hands it to the bot, and no event moves it`,
   );
 }
 
