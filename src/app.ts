@@ -479,11 +479,14 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       // is stored for the next process.
       const engineStopped = started && roles.worker ? engine.stop() : null;
       engineStopped?.catch(() => undefined); // awaited (and its error thrown) below
+      // From here every answer closes its connection: the server's close waits for the requests
+      // in hand, and a keep-alive connection one of them leaves open held the stop for the
+      // keep-alive timeout, 72 s (an agent's message at a slow gateway when the stop came).
+      draining = started;
       if (config.drainMs > 0 && started && (roles.ingress || health)) {
         // A load balancer sees /readyz fail and stops sending here while requests still get
         // answered (each answer closing its connection), instead of meeting a closed port and
         // reset keep-alive connections (outside test QA45-F2).
-        draining = true;
         logger.info({ drainMs: config.drainMs }, 'stopping: not ready, still serving for BATON_DRAIN_MS');
         await new Promise((r) => setTimeout(r, config.drainMs));
       }

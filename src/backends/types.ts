@@ -294,7 +294,7 @@ export interface Backend {
   /**
    * Unfenced read. Whether the process behind a lease holder is alive: a worker (the holder is
    * its id, or its id and a role, `<worker id>:agent`) that sent a heartbeat within its TTL (see
-   * {@link heartbeat}).
+   * {@link heartbeat}), or another process holding batons (see {@link holderBeat}).
    */
   holderAlive(holder: string): Promise<boolean>;
 
@@ -398,6 +398,12 @@ export interface Backend {
   heartbeat(workerId: string, ttlMs: number, serves?: readonly ServedFlow[]): Promise<void>;
   /** A worker stopping says goodbye (its flows are served by it until now). */
   removeWorker(workerId: string): Promise<void>;
+  /**
+   * A process that takes batons without being a worker (the admin API of an ingress, the CLI)
+   * says it is alive, for `ttlMs`, while it holds one; `stops` ends that at once. For
+   * {@link holderAlive} only: `stats().workers` does not count it.
+   */
+  holderBeat(processId: string, ttlMs: number, stops?: boolean): Promise<void>;
   /**
    * Unfenced read. Until when (epoch ms) a worker that runs flow `id` at `version` or a newer one
    * is known to be alive: the latest expiry of such a worker's heartbeat, or its stop; later than

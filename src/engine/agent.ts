@@ -24,6 +24,13 @@ import { adminReset as resetChange, type TransitionEnv, type TransitionResult } 
 import { refuseSharedChat, RESET_CANCELLED, sessionId, type SessionKey } from '../model/message.ts';
 import type { OutboundRecord, SessionSnapshot } from '../model/session.ts';
 
+/** A holding of an agent's change, as its sends need it (see AgentHost.hold). */
+export interface AgentHeld {
+  readonly sending: AbortSignal;
+  readonly fresh: () => boolean;
+  readonly renewedAgo: () => number;
+}
+
 /** What the agent operations need of the engine. */
 export interface AgentHost {
   readonly backend: Backend;
@@ -44,11 +51,12 @@ export interface AgentHost {
    * Sends the session's unsent replies; `committed` are the records this lease's commit wrote
    * (its claim to send them is the commit's own: see OutboundRecord.claims).
    */
-  flushOutbox(
-    lease: LeaseGrant,
-    held: { sending: AbortSignal; fresh: () => boolean; renewedAgo: () => number },
-    committed: readonly OutboundRecord[],
-  ): Promise<void>;
+  flushOutbox(lease: LeaseGrant, held: AgentHeld, committed: readonly OutboundRecord[]): Promise<void>;
+  /**
+   * Waits for the replies an earlier holder may still be sending (its lease cleared mid-send) to
+   * be recorded, while it is alive (see Outbox.earlierSendsRecorded).
+   */
+  earlierSendsRecorded(lease: LeaseGrant, held: AgentHeld): Promise<void>;
   /**
    * Records the messages waiting in the mailbox of a session that waits for an agent as `held`
    * (committed under `lease`), and returns the session as it then is. A handback or an agent's
@@ -145,7 +153,7 @@ interface ChangeOptions {
    */
   readonly botFirst?: boolean;
   /** Runs once the change is committed, the baton still held. */
-  readonly afterCommit?: (lease: LeaseGrant) => Promise<void>;
+  readonly afterCommit?: (lease: LeaseGrant, held: AgentHeld) => Promise<void>;
 }
 
 /**
@@ -231,7 +239,7 @@ async function changeOnce(
     }
     // Committed: the change stands, whatever happens to the baton from here on.
     try {
-      await opts.afterCommit?.(lease);
+      await opts.afterCommit?.(lease, held);
       if (result.outbound.length > 0) await host.flushOutbox(lease, held, result.outbound);
     } catch (err) {
       if (!superseded(err)) throw err;
@@ -334,7 +342,14 @@ export async function adminReset(
       ),
       outbound: [],
     }),
-    { role: 'admin', settle: true, afterCommit: (lease) => cancelUnsent(host.backend, lease) },
+    {
+      role: 'admin',
+      settle: true,
+      afterCommit: async (lease, held) => {
+        await host.earlierSendsRecorded(lease, held);
+        await cancelUnsent(host.backend, lease);
+      },
+    },
   );
   return r?.snapshot ?? null;
 }
@@ -342,7 +357,8 @@ export async function adminReset(
 /**
  * An agent's reset sends nothing (SPEC 4), so replies of the conversation it ends that are still
  * unsent (a gateway throttling them) are not sent after it either: each is marked failed, with
- * the reason, under the reset's baton. Effects in flight are left to finish: their results come
+ * the reason, under the reset's baton (after the one an earlier holder may have on its way, whose
+ * lease an agent cleared: see AgentHost.earlierSendsRecorded). Effects in flight are left to finish: their results come
  * for a visit the session has left, and are recorded, not applied.
  */
 async function cancelUnsent(backend: Backend, lease: LeaseGrant): Promise<void> {

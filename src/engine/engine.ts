@@ -232,6 +232,9 @@ export class Engine {
   private slots = 0;
   private parked = 0;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** Agents' changes in hand in a process that is no worker, and the beat they keep (see `holding`). */
+  private changes = 0;
+  private holderBeat: NodeJS.Timeout | null = null;
   /** Renews every baton this engine holds, on one timer. */
   readonly leases: LeaseManager;
   /** Repeated lines (a store away) at most once per 5 s per kind, with how many were skipped. */
@@ -286,8 +289,7 @@ export class Engine {
 
   /** Starts `concurrency` worker loops, and a heartbeat that `stats().workers` counts. */
   start(concurrency = 4): void {
-    const every = Math.max(HEARTBEAT_MIN_EVERY_MS, this.o.lockTtlMs / 3);
-    const ttl = Math.max(this.o.lockTtlMs + 1000, 3 * every);
+    const { every, ttl } = this.beatTimes();
     const serves = [...this.o.flows.values()].map((f) => ({
       id: f.id,
       version: f.version,
@@ -330,6 +332,47 @@ export class Engine {
       clearInterval(this.heartbeat);
       this.heartbeat = null;
       await this.o.backend.removeWorker(this.workerId).catch(() => undefined);
+    }
+  }
+
+  /** How often a process says it is alive, and for how long each time. */
+  private beatTimes(): { every: number; ttl: number } {
+    const every = Math.max(HEARTBEAT_MIN_EVERY_MS, this.o.lockTtlMs / 3);
+    return { every, ttl: Math.max(this.o.lockTtlMs + 1000, 3 * every) };
+  }
+
+  /**
+   * Runs an agent's change, this process saying meanwhile that it is alive (Backend.holderBeat)
+   * unless its worker heartbeat says so. The next holder of a session whose baton another agent
+   * cleared from this change waits for the send it may have in flight only while its process is
+   * alive: an ingress's admin API did not beat, and a worker sent an agent's message a second
+   * time while the first was on its way (outside test QA133-F1).
+   */
+  private async holding<R>(change: () => Promise<R>): Promise<R> {
+    if (this.heartbeat !== null) return change();
+    const { every, ttl } = this.beatTimes();
+    // A goodbye not heard is not told (the entry expires): the CLI closes its store at once.
+    const beat = (stops = false): Promise<void> =>
+      this.o.backend
+        .holderBeat(this.workerId, ttl, stops)
+        .catch((err: unknown) =>
+          stops ? undefined : this.o.logger.warn({ err }, 'could not say this process holds batons'),
+        );
+    this.changes += 1;
+    if (this.changes === 1) {
+      this.holderBeat = setInterval(() => void beat(), every);
+      this.holderBeat.unref();
+      await beat();
+    }
+    try {
+      return await change();
+    } finally {
+      this.changes -= 1;
+      if (this.changes === 0 && this.holderBeat !== null) {
+        clearInterval(this.holderBeat);
+        this.holderBeat = null;
+        void beat(true);
+      }
     }
   }
 
@@ -1261,7 +1304,9 @@ export class Engine {
     seenVersion?: number,
     seenAgent?: string | null,
   ): Promise<SessionSnapshot | null> {
-    return agentOps.takeSession(this.agentHost(), key, agent, takeOver, seenVersion, seenAgent);
+    return this.holding(() =>
+      agentOps.takeSession(this.agentHost(), key, agent, takeOver, seenVersion, seenAgent),
+    );
   }
 
   /** An agent writes to the user through the outbox (`engine/agent.ts`). */
@@ -1271,7 +1316,7 @@ export class Engine {
     agent?: string,
     anyway?: boolean,
   ): Promise<agentOps.AgentSend | null> {
-    return agentOps.agentMessage(this.agentHost(), key, text, agent, anyway);
+    return this.holding(() => agentOps.agentMessage(this.agentHost(), key, text, agent, anyway));
   }
 
   /** An agent hands the session back to the bot at `step` (`engine/agent.ts`). */
@@ -1282,7 +1327,7 @@ export class Engine {
     data?: FlowData,
     anyway?: boolean,
   ): Promise<SessionSnapshot | null> {
-    return agentOps.handback(this.agentHost(), key, step, agent, data, anyway);
+    return this.holding(() => agentOps.handback(this.agentHost(), key, step, agent, data, anyway));
   }
 
   private agentHost(): agentOps.AgentHost {
@@ -1312,25 +1357,11 @@ export class Engine {
       // throttled gateway's Retry-After, a long backoff) stays unsent and a worker takes it up
       // (the release schedules the session again), so the dashboard never hangs.
       flushOutbox: (lease, held, committed) =>
-        this.outbox.flush(
-          {
-            lease,
-            held: {
-              signal: held.sending,
-              sending: held.sending,
-              fresh: held.fresh,
-              // No effect runs here (effects: []): nothing asks the store.
-              confirm: () => Promise.resolve(!held.sending.aborted),
-              renewedAgo: held.renewedAgo,
-              pause: () => Promise.resolve(),
-              resume: () => undefined,
-              stop: () => undefined,
-            },
-            effects: [],
-            claims: claimed({ claims: new Set() }, committed),
-          },
-          { maxAttempts: 3, maxWaitMs: AGENT_SEND_WAIT_MS },
-        ),
+        this.outbox.flush(agentRun(lease, held, committed), {
+          maxAttempts: 3,
+          maxWaitMs: AGENT_SEND_WAIT_MS,
+        }),
+      earlierSendsRecorded: (lease, held) => this.outbox.earlierSendsRecorded(agentRun(lease, held, [])),
     };
   }
 
@@ -1365,7 +1396,7 @@ export class Engine {
 
   /** An agent's reset: takes the baton (waiting up to the lock TTL), records `admin_reset`, sends nothing. */
   adminReset(key: SessionKey, agent?: string, anyway = false): Promise<SessionSnapshot | null> {
-    return agentOps.adminReset(this.agentHost(), key, agent, anyway);
+    return this.holding(() => agentOps.adminReset(this.agentHost(), key, agent, anyway));
   }
 }
 
@@ -1433,6 +1464,33 @@ function awaitedBy(s: SessionSnapshot | null | undefined): string | null {
 
 /** One holding of a session's baton. */
 /** A turn holding a session's baton: the outbox's view of it, and the engine's own fields. */
+/**
+ * An agent's change as a turn of the outbox's: its holding sends (no effect runs here), and the
+ * replies its commit wrote are claimed by it (`committed`).
+ */
+function agentRun(
+  lease: LeaseGrant,
+  held: agentOps.AgentHeld,
+  committed: readonly OutboundRecord[],
+): SessionRun {
+  return {
+    lease,
+    held: {
+      signal: held.sending,
+      sending: held.sending,
+      fresh: held.fresh,
+      // No effect runs here: nothing asks the store.
+      confirm: () => Promise.resolve(!held.sending.aborted),
+      renewedAgo: held.renewedAgo,
+      pause: () => Promise.resolve(),
+      resume: () => undefined,
+      stop: () => undefined,
+    },
+    effects: [],
+    claims: claimed({ claims: new Set() }, committed),
+  };
+}
+
 interface SessionRun extends OutboxTurn {
   readonly held: {
     signal: AbortSignal;

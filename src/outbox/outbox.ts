@@ -514,6 +514,21 @@ export class Outbox<T extends OutboxTurn> {
   }
 
   /**
+   * Waits until the replies another holder may still be sending (claimed, no answer recorded:
+   * its lease cleared, or run out, mid-send) are recorded, as a send of them would before
+   * repeating one (see {@link recordedByEarlierHolder}), up to the first that is not: a holder
+   * sends a session's replies one at a time, in order. An agent's reset cancels what is still
+   * unsent only after them: it cancelled the reply on its way, and the new conversation's first
+   * prompt reached the user before it (outside test QA133-F3).
+   */
+  async earlierSendsRecorded(run: T): Promise<void> {
+    for (const rec of await this.h.backend.unsent(run.lease)) {
+      if (rec.effect !== undefined || run.claims.has(rec.id) || (rec.claims ?? 1) === 0) continue;
+      if (!(await this.recordedByEarlierHolder(run, rec))) return;
+    }
+  }
+
+  /**
    * `rec` was claimed by a holder in another process whose lease ran out (no clear) and no answer
    * is recorded. If that process is alive, the send may have gone out and the store refused its
    * record for a moment (Redis away, a connection cut): it keeps recording it (UnrecordedSends), so

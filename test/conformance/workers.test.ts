@@ -1,7 +1,8 @@
 /**
  * Worker heartbeats, on both backends: `stats().workers` counts workers heard from within
  * their TTL, and forgets one that says goodbye or goes silent; `flowServedUntil` says until when
- * a worker that runs a flow at a version or newer was alive.
+ * a worker that runs a flow at a version or newer was alive; `holderAlive` knows a worker and a
+ * process that beats as a baton holder only (an ingress's admin API), which is no worker.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,8 +27,23 @@ async function check(b: Backend, clock: { t: number }): Promise<void> {
     expect((await b.stats()).workers).toBe(2);
     await b.removeWorker('w1');
     expect((await b.stats()).workers).toBe(1);
+    expect(await b.holderAlive('w2:agent')).toBe(true);
     clock.t += 10_001; // w2 went silent
     expect((await b.stats()).workers).toBe(0);
+    expect(await b.holderAlive('w2:agent')).toBe(false);
+
+    // A process that holds batons without being a worker: alive, not counted, gone at its word
+    // or when it goes silent.
+    await b.holderBeat('ingress1', 10_000);
+    await b.holderBeat('ingress2', 10_000);
+    expect(await b.holderAlive('ingress1:agent')).toBe(true);
+    expect(await b.holderAlive('ingress1')).toBe(true);
+    expect(await b.holderAlive('ingress')).toBe(false);
+    expect((await b.stats()).workers).toBe(0);
+    await b.holderBeat('ingress1', 10_000, true);
+    expect(await b.holderAlive('ingress1:admin')).toBe(false);
+    clock.t += 10_001;
+    expect(await b.holderAlive('ingress2:agent')).toBe(false);
 
     // The flows workers run, and until when they were alive (a rolling deploy: is a worker of
     // version 3 there, and since when is none?).

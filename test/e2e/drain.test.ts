@@ -3,8 +3,11 @@
  * webhooks are still answered, each answer closing its connection, so a load balancer takes the
  * process out before its port closes; without it, keep-alive connections met a closed port.
  */
+import { request, Agent, type IncomingMessage } from 'node:http';
+import { once } from 'node:events';
 import { expect, it } from 'vitest';
-import { startHarness } from '../support/harness.ts';
+import { signMetaBody } from '../../src/providers/index.ts';
+import { APP_SECRET, startHarness } from '../support/harness.ts';
 import { text, webhook } from '../support/payloads.ts';
 
 it('keeps serving, not ready, for BATON_DRAIN_MS before it closes, its workers taking no new session', async () => {
@@ -32,3 +35,40 @@ it('keeps serving, not ready, for BATON_DRAIN_MS before it closes, its workers t
     await h.close().catch(() => undefined);
   }
 });
+
+it('answers a request in hand when the stop comes, closing its connection: the stop does not wait out keep-alive', async () => {
+  const h = await startHarness();
+  const agent = new Agent({ keepAlive: true });
+  let stopping: Promise<void> | undefined;
+  try {
+    // A webhook half uploaded over a keep-alive connection when the stop (no BATON_DRAIN_MS) comes.
+    const body = JSON.stringify(webhook([text('15550770002', 'hi', Math.floor(Date.now() / 1000))]));
+    const req = request(`${h.url}/webhooks/whatsapp`, {
+      method: 'POST',
+      agent,
+      headers: {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'x-hub-signature-256': signMetaBody(Buffer.from(body), APP_SECRET),
+      },
+    });
+    const answered = once(req, 'response') as Promise<[IncomingMessage]>;
+    req.write(body.slice(0, 20));
+    await new Promise((done) => setTimeout(done, 200));
+    const started = Date.now();
+    stopping = h.baton.stop();
+    await new Promise((done) => setTimeout(done, 200));
+    req.end(body.slice(20));
+    const [res] = await answered;
+    res.resume();
+    expect(res.statusCode).toBe(200);
+    expect(res.headers.connection).toBe('close');
+    await stopping;
+    // Not the server's keep-alive timeout (72 s): the connection closed with the answer.
+    expect(Date.now() - started).toBeLessThan(15_000);
+  } finally {
+    agent.destroy();
+    await stopping?.catch(() => undefined);
+    await h.close().catch(() => undefined);
+  }
+}, 90_000);

@@ -299,6 +299,24 @@ export async function heartbeat(
   );
 }
 
+export async function holderBeat(
+  ctx: Context,
+  processId: string,
+  ttlMs: number,
+  stops: boolean,
+): Promise<void> {
+  const now = Math.floor(ctx.now());
+  if (stops) await r('holder beat', () => ctx.redis.zrem(ctx.keys.holders, processId));
+  else
+    await r('holder beat', () =>
+      ctx.redis
+        .multi()
+        .zadd(ctx.keys.holders, now + ttlMs, processId)
+        .zremrangebyscore(ctx.keys.holders, '-inf', now)
+        .exec(),
+    );
+}
+
 /**
  * Ends a sign-in in PostgreSQL, then in Redis: Redis answers the checks, PostgreSQL what a Redis
  * restarted empty forgot (outside test QA87-F1: a signed-out cookie worked again after that).

@@ -277,6 +277,10 @@ export class DistributedBackend implements Backend {
     return adminReads.heartbeat(this.ctx, workerId, ttlMs, serves);
   }
 
+  holderBeat(processId: string, ttlMs: number, stops = false): Promise<void> {
+    return adminReads.holderBeat(this.ctx, processId, ttlMs, stops);
+  }
+
   flowServedUntil(id: string, version: number): Promise<number> {
     return adminReads.flowServedUntil(this.ctx, id, version);
   }

@@ -97,6 +97,11 @@ export class Keys {
   readonly stallCheck: string;
   /** ZSET worker id by heartbeat expiry (epoch ms). */
   readonly workers: string;
+  /**
+   * ZSET process id by expiry (epoch ms): processes that take batons without being workers (an
+   * ingress's admin API, the CLI) while they do, for {@link Backend.holderAlive}; not counted as workers.
+   */
+  readonly holders: string;
   /** ZSET `[worker id, flow id, flow version]` (JSON) by heartbeat expiry: the flows live workers run. */
   readonly serving: string;
   /** ZSET lease token by watchdog score (lease expiry + grace): the leases held, counted by `stats`. */
@@ -137,6 +142,7 @@ export class Keys {
     this.purge = `${prefix}:purge`;
     this.stallCheck = `${prefix}:stallcheck`;
     this.workers = `${prefix}:workers`;
+    this.holders = `${prefix}:holders`;
     this.serving = `${prefix}:serving`;
     this.leases = `${prefix}:leases`;
     this.intake = `${prefix}:intake`;

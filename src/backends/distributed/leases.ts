@@ -434,8 +434,14 @@ export async function leaseCleared(ctx: Context, key: SessionKey): Promise<Clear
 }
 
 export async function holderAlive(ctx: Context, holder: string): Promise<boolean> {
-  const live = await r('workers', () =>
-    ctx.redis.zrangebyscore(ctx.keys.workers, `(${Math.floor(ctx.now())}`, '+inf'),
+  const after = `(${Math.floor(ctx.now())}`;
+  // Two keys (a cluster keeps them in different slots): workers, and the other processes that
+  // take batons (an ingress's admin API) while they hold one.
+  const [workers, others] = await r('workers', () =>
+    Promise.all([
+      ctx.redis.zrangebyscore(ctx.keys.workers, after, '+inf'),
+      ctx.redis.zrangebyscore(ctx.keys.holders, after, '+inf'),
+    ]),
   );
-  return live.some((id) => holder === id || holder.startsWith(`${id}:`));
+  return [...workers, ...others].some((id) => holder === id || holder.startsWith(`${id}:`));
 }

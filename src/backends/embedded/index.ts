@@ -813,6 +813,10 @@ export class EmbeddedBackend implements Backend {
     };
   }
 
+  async holderBeat(processId: string, ttlMs: number, stops = false): Promise<void> {
+    this.leases.holderBeat(processId, ttlMs, stops);
+  }
+
   async heartbeat(workerId: string, ttlMs: number, serves: readonly ServedFlow[] = []): Promise<void> {
     this.leases.heartbeat(workerId, ttlMs, serves);
   }

@@ -30,6 +30,8 @@ export class LeaseTable {
   private readonly wanted = new Map<string, number>();
   /** Worker id -> heartbeat expiry, epoch ms. */
   private readonly beats = new Map<string, number>();
+  /** Other processes holding batons (Backend.holderBeat) -> expiry, epoch ms. */
+  private readonly holders = new Map<string, number>();
   /** Worker id -> the flows it runs, and until when it is known alive (see `flowServedUntil`). */
   private readonly serves = new Map<string, { flows: readonly ServedFlow[]; until: number }>();
   private fenceCounter = 0;
@@ -128,6 +130,12 @@ export class LeaseTable {
     this.serves.set(workerId, { flows: serves, until: this.now() + ttlMs });
   }
 
+  /** See Backend.holderBeat. */
+  holderBeat(processId: string, ttlMs: number, stops: boolean): void {
+    if (stops) this.holders.delete(processId);
+    else this.holders.set(processId, this.now() + ttlMs);
+  }
+
   removeWorker(workerId: string): void {
     this.beats.delete(workerId);
     const served = this.serves.get(workerId);
@@ -154,11 +162,15 @@ export class LeaseTable {
     return n;
   }
 
-  /** Whether `holder` (a worker id, or `<worker id>:<slot>`) is of a worker whose heartbeat holds. */
+  /**
+   * Whether `holder` (a process id, or `<process id>:<slot>`) is of a worker whose heartbeat
+   * holds, or of another process that said it holds batons.
+   */
   holderAlive(holder: string): boolean {
     const now = this.now();
-    for (const [id, until] of this.beats)
-      if (until > now && (holder === id || holder.startsWith(`${id}:`))) return true;
+    for (const beats of [this.beats, this.holders])
+      for (const [id, until] of beats)
+        if (until > now && (holder === id || holder.startsWith(`${id}:`))) return true;
     return false;
   }
 }
