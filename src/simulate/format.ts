@@ -23,9 +23,14 @@ export function formatAction(a: UserAction, paint: Paint = PLAIN): string[] {
   return [`${paint.user(`user ${a.label} >`)} ${a.shown}`];
 }
 
-/** `bot > 1 | Thanks, Jane...` then continuation lines. */
+/**
+ * `bot > 1 | Thanks, Jane...` then continuation lines; an agent's message (its callback data
+ * ends `:agent-<n>`) is `agent > 1 | ...` (outside test QA131-F5: it read as the bot's).
+ */
 export function formatReply(r: BotReply, paint: Paint = PLAIN): string[] {
-  const head = `bot > ${r.label} |`;
+  const data = r.body.biz_opaque_callback_data;
+  const who = typeof data === 'string' && /:agent-\d+$/.test(data) ? 'agent' : 'bot';
+  const head = `${who} > ${r.label} |`;
   const pad = `${' '.repeat(head.length - 1)}|`;
   return r.rendered.lines.map((line, i) => `${paint.bot(i === 0 ? head : pad)} ${line}`);
 }

@@ -155,7 +155,7 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
 /** The signals that end a simulator the way Ctrl-C does: its embedded Baton and data go too. */
 const STOP_SIGNALS = ['SIGTERM', 'SIGHUP'] as const;
 
-/** Runs the simulator; returns the exit code (0, or 1 when a script's replies did not come). */
+/** Runs the simulator; returns the exit code (0; 1 when a script's replies did not come; 130 after Ctrl-C). */
 export async function simulate(o: SimulateOptions): Promise<number> {
   const graph = await startFakeGraphApi({ port: o.graphPort ?? 0 });
   let target: Target | undefined;
@@ -348,6 +348,15 @@ async function chat(
     }
   };
   at.stopped.addEventListener('abort', onStop);
+  // Ctrl-C leaves at once, as a shell's programs do: on a line of its own, exit code 130 (readline
+  // took it as the end of input, waited for the replies due and left with 0 on the prompt's line:
+  // outside test QA131-F6).
+  let interrupted = false;
+  rl.on('SIGINT', () => {
+    interrupted = true;
+    if (tty) o.output.write('\n');
+    onStop();
+  });
   await new Promise<void>((resolve) => {
     ended = resolve;
     if (gone) resolve();
@@ -391,7 +400,7 @@ async function chat(
     );
   clearTimeout(silence);
   await sim.drain();
-  return 0;
+  return interrupted ? 130 : 0;
 }
 
 /**

@@ -101,6 +101,17 @@ describe.skipIf(!haveTmux && !process.env.CI)('baton simulate in a terminal', ()
     expect(end).toContain('What is your name?');
   }, 60_000);
 
+  it('leaves at Ctrl-C at once, with exit code 130, the shell on a line of its own (QA131-F6)', async () => {
+    startSimulator('intr', 110, [], '; echo INTR-EXIT=$?; sleep 30');
+    await waitForScreen('/help lists commands', 15_000, 'intr');
+    tmux('send-keys', '-t', 'intr', '-l', 'hello');
+    tmux('send-keys', '-t', 'intr', 'Enter');
+    await waitForScreen('What is your name?', 15_000, 'intr');
+    tmux('send-keys', '-t', 'intr', 'C-c');
+    const end = await waitForScreen('INTR-EXIT=', 20_000, 'intr');
+    expect(end).toMatch(/^INTR-EXIT=130$/m);
+  }, 60_000);
+
   // The terminal closed under it: readline's last setRawMode failed with EIO, unhandled, and the
   // process crashed with the embedded Baton's directory (its admin token, the conversations) left
   // in /tmp (outside test QA81-F1).
