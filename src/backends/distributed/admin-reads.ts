@@ -369,15 +369,26 @@ function servedBy(member: string): { worker: string; id: string; version: number
   }
 }
 
+/** The `serving` members whose worker was alive at `from` or later, read back, with until when. */
+async function servedSince(
+  ctx: Context,
+  from: number,
+): Promise<Array<NonNullable<ReturnType<typeof servedBy>> & { until: number }>> {
+  const seen = await r('serving', () =>
+    ctx.redis.zrangebyscore(ctx.keys.serving, Math.floor(from), '+inf', 'WITHSCORES'),
+  );
+  const served = [];
+  for (let i = 0; i + 1 < seen.length; i += 2) {
+    const f = servedBy(seen[i]!);
+    if (f !== null) served.push({ ...f, until: Number(seen[i + 1]) });
+  }
+  return served;
+}
+
 /** The flows each live worker runs (its heartbeat not expired), by worker id. */
 export async function liveFlows(ctx: Context): Promise<Map<string, ServedFlow[]>> {
-  const live = await r('serving', () =>
-    ctx.redis.zrangebyscore(ctx.keys.serving, Math.floor(ctx.now()), '+inf'),
-  );
   const byWorker = new Map<string, ServedFlow[]>();
-  for (const member of live) {
-    const f = servedBy(member);
-    if (f === null) continue;
+  for (const f of await servedSince(ctx, ctx.now())) {
     const flows = byWorker.get(f.worker) ?? [];
     flows.push({ id: f.id, version: f.version, ...(f.starts ? { starts: true } : {}) });
     byWorker.set(f.worker, flows);
@@ -386,19 +397,9 @@ export async function liveFlows(ctx: Context): Promise<Map<string, ServedFlow[]>
 }
 
 export async function flowServedUntil(ctx: Context, id: string, version: number): Promise<number> {
-  const seen = await r('serving', () =>
-    ctx.redis.zrangebyscore(
-      ctx.keys.serving,
-      Math.floor(ctx.now()) - SERVED_FLOW_MEMORY_MS,
-      '+inf',
-      'WITHSCORES',
-    ),
-  );
   let until = 0;
-  for (let i = 0; i + 1 < seen.length; i += 2) {
-    const f = servedBy(seen[i]!);
-    if (f !== null && f.id === id && f.version >= version) until = Math.max(until, Number(seen[i + 1]));
-  }
+  for (const f of await servedSince(ctx, ctx.now() - SERVED_FLOW_MEMORY_MS))
+    if (f.id === id && f.version >= version) until = Math.max(until, f.until);
   return until;
 }
 
