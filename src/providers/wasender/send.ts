@@ -143,18 +143,11 @@ export function buildWasenderMessage(msg: OutboundRecord): WasenderMessageBody {
       return { to, text: body.text };
     case 'buttons':
     case 'list': {
-      const text = renderAsText(body);
+      // As the user gets it (asDelivered): numbered text, under a media header that media with
+      // the text as its caption; a header given by an upload's id is refused as the header.
       const header = body.header;
-      if (header === undefined || header.type === 'text') return { to, text };
-      const link = mediaLink(msg, `${header.type} header`, header);
-      if (header.type === 'image') return { to, imageUrl: link, text };
-      if (header.type === 'video') return { to, videoUrl: link, text };
-      return {
-        to,
-        documentUrl: link,
-        ...(header.filename === undefined ? {} : { fileName: header.filename }),
-        text,
-      };
+      if (header !== undefined && header.type !== 'text') mediaLink(msg, `${header.type} header`, header);
+      return buildWasenderMessage({ ...msg, body: asDelivered(body) });
     }
     case 'image':
       return { to, imageUrl: mediaLink(msg, 'image', body), ...caption(body.caption) };
