@@ -1462,8 +1462,6 @@ function awaitedBy(s: SessionSnapshot | null | undefined): string | null {
   return s?.awaiting?.id ?? null;
 }
 
-/** One holding of a session's baton. */
-/** A turn holding a session's baton: the outbox's view of it, and the engine's own fields. */
 /**
  * An agent's change as a turn of the outbox's: its holding sends (no effect runs here), and the
  * replies its commit wrote are claimed by it (`committed`).
@@ -1491,6 +1489,7 @@ function agentRun(
   };
 }
 
+/** A turn holding a session's baton: the outbox's view of it, and the engine's own fields. */
 interface SessionRun extends OutboxTurn {
   readonly held: {
     signal: AbortSignal;
