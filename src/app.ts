@@ -491,7 +491,9 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
         await new Promise((r) => setTimeout(r, config.drainMs));
       }
       await alerts?.stop();
+      const graceOver = started && roles.ingress ? engine.agentSendsGrace() : null;
       if (roles.ingress) await server.close();
+      graceOver?.();
       // The webhooks in the consumer's hand are stored (or go back to the queue) first.
       await queue?.close();
       await health?.close();

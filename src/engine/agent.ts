@@ -21,7 +21,13 @@ import {
 } from '../flow/agent.ts';
 import type { Flow, FlowData } from '../flow/define.ts';
 import { adminReset as resetChange, type TransitionEnv, type TransitionResult } from '../flow/transition.ts';
-import { refuseSharedChat, RESET_CANCELLED, sessionId, type SessionKey } from '../model/message.ts';
+import {
+  refuseSharedChat,
+  RESET_CANCELLED,
+  RESET_CANCELLED_MAYBE_SENT,
+  sessionId,
+  type SessionKey,
+} from '../model/message.ts';
 import type { OutboundRecord, SessionSnapshot } from '../model/session.ts';
 
 /** A holding of an agent's change, as its sends need it (see AgentHost.hold). */
@@ -367,7 +373,9 @@ async function cancelUnsent(backend: Backend, lease: LeaseGrant): Promise<void> 
     await backend.updateOutbound(rec.id, {
       status: 'failed',
       attempts: rec.attempts,
-      lastError: RESET_CANCELLED,
+      // A claim counted, no answer recorded: an attempt may have gone out (said so, not "before it
+      // was sent"); a refused attempt gave its claim back.
+      lastError: (rec.claims ?? 0) > 0 ? RESET_CANCELLED_MAYBE_SENT : RESET_CANCELLED,
     });
   }
 }

@@ -335,6 +335,19 @@ export class Engine {
     }
   }
 
+  /**
+   * A stopping process's agents' changes (the admin API's requests, which the server's close
+   * waits for): their sends in flight are abandoned after the grace, as a worker's are (see
+   * `stop`), whether this process runs worker loops or not. A gateway that never answered held
+   * an ingress's stop for a minute, and a second attempt went out during it; an embedded
+   * process's, whose worker loops had stopped at once, for 30 s (outside test QA134-F3).
+   * Returns what cancels the grace's end, once the changes are over.
+   */
+  agentSendsGrace(): () => void {
+    const grace = setTimeout(() => this.outbox.abandonSends(), this.o.stopSendGraceMs ?? STOP_SEND_GRACE_MS);
+    return () => clearTimeout(grace);
+  }
+
   /** How often a process says it is alive, and for how long each time. */
   private beatTimes(): { every: number; ttl: number } {
     const every = Math.max(HEARTBEAT_MIN_EVERY_MS, this.o.lockTtlMs / 3);

@@ -241,8 +241,18 @@ export const EARLY_STATUS_TTL_MS = 10 * 60_000;
  */
 export const ALIAS_SEARCH_DEPTH = 64;
 
+/** How the reason begins of every reply an agent's reset cancelled (engine/agent.ts). */
+export const RESET_CANCELLED_PREFIX = 'cancelled: an agent reset the session';
+
 /** Why an agent's reset marked a reply of the conversation it ended failed (engine/agent.ts). */
-export const RESET_CANCELLED = 'cancelled: an agent reset the session before it was sent';
+export const RESET_CANCELLED = `${RESET_CANCELLED_PREFIX} before it was sent`;
+
+/**
+ * The same, for a reply with a claim counted and no answer recorded: an attempt may have reached
+ * the user (its holder died mid-send, or its gateway never answered). It said "before it was
+ * sent" of a prompt the user had (outside test QA134-F1).
+ */
+export const RESET_CANCELLED_MAYBE_SENT = `${RESET_CANCELLED_PREFIX}; an earlier attempt may have reached the user (no answer was recorded)`;
 
 /**
  * What such a reply's record says once the send that was on its way when the reset came is
@@ -266,7 +276,7 @@ export function sentDespiteReset(
     next === 'sent' &&
     providerMessageId !== undefined &&
     cur.providerMessageId === null &&
-    cur.lastError === RESET_CANCELLED
+    cur.lastError?.startsWith(RESET_CANCELLED_PREFIX) === true
   );
 }
 

@@ -329,7 +329,7 @@ export class Outbox<T extends OutboxTurn> {
           if (e.unknownOutcome && this.sendStop.signal.aborted) {
             logger.warn(
               { session: logSessionId(rec), outbound: rec.seq, attempt },
-              'send abandoned: this worker is stopping and the gateway had not answered; it may have reached the user, and the next holder sends it again',
+              'send abandoned: this process is stopping and the gateway had not answered; it may have reached the user, and the next holder sends it again',
             );
             await this.noteRefused(rec, attempt, e, 0);
             await this.leave(run);

@@ -6,6 +6,7 @@
  * test: 31 s, and 49 s after three clears). The holder here never sent a heartbeat.
  */
 import { describe, expect, it } from 'vitest';
+import { RESET_CANCELLED_MAYBE_SENT } from '../../src/model/message.ts';
 import { PHONE_ID } from '../support/payloads.ts';
 import { harnessOn } from '../support/harness-on.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
@@ -35,6 +36,26 @@ describe.each(HARNESS_BACKENDS)(
         await sentOnceSoon(h, key, reply);
       },
       30_000,
+    );
+
+    it.skipIf(!available)(
+      'a reset after the clear waits for no dead holder, and says its reply may have reached the user (QA134-F1)',
+      async () => {
+        const backend = h.baton.backend;
+        const key = { channel: PHONE_ID, user: '15550830003' };
+        const reply = await replyOfDeadHolder(backend, key, 'dead-worker:4244');
+        expect(await backend.clearLease(key)).toBe(true);
+        const started = Date.now();
+        expect((await h.admin(`/sessions/${key.user}/reset`, { method: 'POST' })).status).toBe(200);
+        expect(Date.now() - started).toBeLessThan(2_000);
+        const out = (await (await h.admin(`/sessions/${key.user}/outbound`)).json()) as {
+          outbound: Array<{ id: string; status: string; last_error?: string }>;
+        };
+        // Its claim is counted and no answer recorded: not "before it was sent".
+        expect(out.outbound).toMatchObject([
+          { id: reply.id, status: 'failed', last_error: RESET_CANCELLED_MAYBE_SENT },
+        ]);
+      },
     );
 
     it.skipIf(!available)(

@@ -72,3 +72,37 @@ it('answers a request in hand when the stop comes, closing its connection: the s
     await h.close().catch(() => undefined);
   }
 }, 90_000);
+
+it("abandons an agent's send at a gateway that never answers once the stop's grace is over (QA134-F3)", async () => {
+  const h = await startHarness();
+  const user = '15550770003';
+  let stopping: Promise<void> | undefined;
+  try {
+    expect((await h.post(webhook([text(user, 'hi', Math.floor(Date.now() / 1000))]))).status).toBe(200);
+    await h.settled(user, 1);
+    const call = (path: string, method: string, body: unknown): Promise<Response> =>
+      h.admin(path, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' })).status).toBe(200);
+    h.graph.failNext(1, { status: 200, delayMs: 120_000, to: user });
+    const wrote = call(`/sessions/${user}/agent/messages`, 'POST', { text: 'Ana here' });
+    await h.graph.waitForArrival((b) => b.to === `+${user}` && JSON.stringify(b).includes('Ana here'));
+    const started = Date.now();
+    stopping = h.baton.stop();
+    // The request is answered (the message stays to be sent by the next holder), and the stop
+    // ends after the grace (5 s), not after the send timeout (30 s) and a second attempt.
+    expect((await wrote).status).toBe(200);
+    await stopping;
+    expect(Date.now() - started).toBeLessThan(15_000);
+    // No second attempt went out during the stop (it would have been answered at once).
+    const answered = (): number =>
+      h.graph.requests.filter((c) => JSON.stringify(c.body).includes('Ana here')).length;
+    expect(answered()).toBe(0);
+    stopping = undefined;
+    // The next process sends it (it may have reached the user: the one repeat SPEC 1.6 allows).
+    await h.restart();
+    await h.until(() => answered() === 1, 15_000);
+  } finally {
+    await stopping?.catch(() => undefined);
+    await h.close().catch(() => undefined);
+  }
+}, 90_000);

@@ -123,10 +123,12 @@ local before = st.status
 local changed = 0
 -- An agent's reset marked this reply failed while its send was on its way; the provider took it
 -- (this is the outbox recording that send, with its id): it was sent. The same exception as
--- sentDespiteReset in src/model/message.ts, whose two texts these are.
+-- sentDespiteReset in src/model/message.ts, whose texts these are (RESET_CANCELLED_PREFIX, 37
+-- characters, begins every reason a reset cancelled with).
 if ARGV[1] == 'id' and ARGV[3] == 'sent' and ARGV[5] ~= '' and st.status == 'failed'
     and type(st.providerMessageId) ~= 'string'
-    and st.lastError == 'cancelled: an agent reset the session before it was sent' then
+    and type(st.lastError) == 'string'
+    and string.sub(st.lastError, 1, 37) == 'cancelled: an agent reset the session' then
   st.status = 'sent'
   st.lastError = 'sent: it was on its way when an agent reset the session'
   changed = 1
