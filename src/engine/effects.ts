@@ -178,12 +178,6 @@ async function attemptAll(
     }
   }
   if (signal.aborted && !outcome.ok) return 'left';
-  if (!outcome.ok) {
-    logger.warn(
-      { session, effect: intent.name, effectId: intent.id, attempt, err: outcome.error },
-      'effect failed',
-    );
-  }
   const result: InboundMessage = {
     id: effectResultId(intent.id),
     provider: rec.provider ?? 'cloud-api',
@@ -210,18 +204,51 @@ async function attemptAll(
   };
   // Stored (deduplicated by effect id) before the record is marked done: a crash in between
   // runs the effect again with the same id, and its second result is recognised as a duplicate.
-  await settle(deps, rec, () => backend.ingest({ messages: [result], statuses: [] }));
+  const stored = await settle(deps, rec, () => backend.ingest({ messages: [result], statuses: [] }));
+  // Not stored, a result of this effect's being there already (an attempt cut short stored it):
+  // that one is what the session has, and what the record says.
+  const final = stored.duplicates > 0 ? await earlierResult(deps, rec, result.id, outcome) : outcome;
+  if (!final.ok) {
+    logger.warn(
+      { session, effect: intent.name, effectId: intent.id, attempt, err: final.error },
+      'effect failed',
+    );
+  }
   // `sent`: its result reached the session; `failed`: its failure did (the flow's onFailure ran).
   // A failed effect read `sent` in /outbound, like one that got through (outside test QA7-F7).
   await settle(deps, rec, () =>
     backend.updateOutbound(rec.id, {
-      status: outcome.ok ? 'sent' : 'failed',
+      status: final.ok ? 'sent' : 'failed',
       attempts: attempt,
-      ...(outcome.ok ? {} : { lastError: outcome.error }),
+      ...(final.ok ? {} : { lastError: final.error }),
     }),
   );
   return 'done';
 }
+
+/**
+ * The outcome of the result stored for an effect by an attempt cut short before its record said
+ * so (its worker killed just after the API answered), read from the session's newest messages;
+ * `outcome` when it is not among them. The session applied that result, and left the visit: the
+ * record said `failed`, "not tried again", of a lookup that had answered 200 (outside test
+ * QA135-F1).
+ */
+async function earlierResult(
+  deps: EffectRunnerDeps,
+  rec: OutboundRecord,
+  resultId: string,
+  outcome: Attempt,
+): Promise<Attempt> {
+  const messages = await deps.backend.inbound(rec, EARLIER_RESULT_DEPTH).catch(() => []);
+  const earlier = messages.find((m) => m.id === resultId)?.content;
+  if (earlier?.type !== 'effect_result') return outcome;
+  return earlier.ok
+    ? { ok: true, value: earlier.value }
+    : { ok: false, error: earlier.error ?? 'failed', retryable: false };
+}
+
+/** How many of the session's newest messages {@link earlierResult} looks through. */
+const EARLIER_RESULT_DEPTH = 64;
 
 /** How many times {@link settle} writes before it gives up: about a minute. */
 const SETTLE_TRIES = 36;
@@ -232,15 +259,10 @@ const SETTLE_TRIES = 36;
  * again and used up an attempt for an answer it had. With Redis killed during each call, three
  * 200s from the shop ended as a failed cancel (outside test QA17-F1).
  */
-async function settle(
-  deps: EffectRunnerDeps,
-  rec: OutboundRecord,
-  write: () => Promise<unknown>,
-): Promise<void> {
+async function settle<R>(deps: EffectRunnerDeps, rec: OutboundRecord, write: () => Promise<R>): Promise<R> {
   for (let tried = 1, wait = 100; ; tried += 1, wait = Math.min(2_000, wait * 2)) {
     try {
-      await write();
-      return;
+      return await write();
     } catch (err) {
       if ((err instanceof BatonError && !err.retryable) || tried >= SETTLE_TRIES) throw err;
       if (tried === 1)

@@ -17,7 +17,7 @@ describe('runEffect and a stale baton', () => {
     const backend = new Proxy({} as Backend, {
       get: (_t, name) => () => {
         touched.push(String(name));
-        return Promise.resolve();
+        return Promise.resolve(name === 'ingest' ? { accepted: 1, duplicates: 0, statuses: 0 } : undefined);
       },
     });
     const rec = effectRecord('pending', 1);

@@ -9,6 +9,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backends/types.ts';
 import { runEffect } from '../../src/engine/effects.ts';
+import { effectResultId } from '../../src/flow/transition.ts';
 import { EffectError } from '../../src/flow/define.ts';
 import type { InboundMessage } from '../../src/model/message.ts';
 import type { OutboundRecord } from '../../src/model/session.ts';
@@ -84,5 +85,58 @@ describe('an effect attempt cut short', () => {
       'sending',
       'failed',
     ]);
+  });
+});
+
+describe('an effect whose result an attempt cut short had stored, the session gone on since', () => {
+  /** The record says `sending`; the store holds `stored` as the effect's result already. */
+  async function afterCrash(stored: InboundMessage | undefined) {
+    const { flow, calls } = lookupFlow(() => ({ status: 'never asked' }));
+    const patches: Array<Record<string, unknown>> = [];
+    const backend = {
+      ingest: async () => ({ accepted: 0, duplicates: 1, statuses: 0 }),
+      inbound: async () => (stored === undefined ? [] : [stored]),
+      updateOutbound: async (_id: string, patch: Record<string, unknown>) => {
+        patches.push(patch);
+      },
+    } as unknown as Backend;
+    const abandoned = new AbortController();
+    abandoned.abort(); // the stored result was applied: the session left the visit
+    const outcome = await runEffect(effectRecord('sending', 1), {
+      backend,
+      flows: new Map([[flow.id, flow]]),
+      logger: pino({ level: 'silent' }),
+      now: Date.now,
+      signal: new AbortController().signal,
+      abandoned: abandoned.signal,
+    });
+    return { outcome, calls: calls.n, patches };
+  }
+  const result = (content: Record<string, unknown>): InboundMessage =>
+    ({
+      id: effectResultId('c:u:1'),
+      provider: 'cloud-api',
+      channel: 'c',
+      user: 'u',
+      timestamp: 1,
+      content: { type: 'effect_result', effectId: 'c:u:1', name: 'look', attempts: 1, ...content },
+    }) as InboundMessage;
+
+  it('records it as that result says: sent, not failed "not tried again" (QA135-F1)', async () => {
+    const r = await afterCrash(result({ ok: true, value: { status: 'shipped' } }));
+    expect(r.calls).toBe(0);
+    expect(r.patches.at(-1)).toMatchObject({ status: 'sent' });
+    expect(r.patches.at(-1)).not.toHaveProperty('lastError');
+  });
+
+  it("a stored failure stays a failure, with the failure's own reason", async () => {
+    const r = await afterCrash(result({ ok: false, error: 'shop said 404' }));
+    expect(r.patches.at(-1)).toMatchObject({ status: 'failed', lastError: 'shop said 404' });
+  });
+
+  it('a result not found among the newest messages: failed, as before', async () => {
+    const r = await afterCrash(undefined);
+    expect(r.patches.at(-1)).toMatchObject({ status: 'failed' });
+    expect(String(r.patches.at(-1)?.lastError)).toContain('not tried again');
   });
 });
