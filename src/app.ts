@@ -479,6 +479,9 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       // is stored for the next process.
       const engineStopped = started && roles.worker ? engine.stop() : null;
       engineStopped?.catch(() => undefined); // awaited (and its error thrown) below
+      // The agents' sends in flight get the same grace, from the same moment (it ran after the
+      // drain: a stop with a few seconds of it overran Docker's 10 s, outside test QA136-F2).
+      const graceOver = started && roles.ingress ? engine.agentSendsGrace() : null;
       // From here every answer closes its connection: the server's close waits for the requests
       // in hand, and a keep-alive connection one of them leaves open held the stop for the
       // keep-alive timeout, 72 s (an agent's message at a slow gateway when the stop came).
@@ -491,7 +494,6 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
         await new Promise((r) => setTimeout(r, config.drainMs));
       }
       await alerts?.stop();
-      const graceOver = started && roles.ingress ? engine.agentSendsGrace() : null;
       if (roles.ingress) await server.close();
       graceOver?.();
       // The webhooks in the consumer's hand are stored (or go back to the queue) first.

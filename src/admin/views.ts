@@ -811,14 +811,14 @@ const EFFECT_STATUS: Readonly<Partial<Record<OutboundStatus, string>>> = {
 };
 
 /**
- * A reply's status badge. A failed one that may have reached the user (two attempts without an
- * answer: see MAY_HAVE_REACHED) says so: it is no proof the user lacks it.
+ * A reply's status badge. A failed one that may have reached the user (an attempt without an
+ * answer: see mayHaveReached) says so: it is no proof the user lacks it.
  */
 function statusBadge(status: OutboundStatus, lastError: string | undefined): Html {
   return mayHaveReached(status, lastError)
     ? html`<span
         class="badge status-uncertain"
-        title="failed: no answer for two attempts, so the user may have it; not sent a third time"
+        title="failed: an attempt got no answer, so the user may have it; not sent again"
         >may have reached</span
       >`
     : html`<span class="badge status-${status}">${status}</span>`;
@@ -826,7 +826,7 @@ function statusBadge(status: OutboundStatus, lastError: string | undefined): Htm
 
 /**
  * A warning atop a session's page when replies of it failed: the user did not get them; or, for
- * those whose two attempts got no answer, may have (an agent checks before replaying them).
+ * those an attempt of which got no answer, may have (an agent checks before replaying them).
  */
 export function failedNotice(outbound: readonly OutboundRecord[]): Html {
   const failed = outbound.filter((o) => o.status === 'failed' && o.effect === undefined);
@@ -845,8 +845,8 @@ export function failedNotice(outbound: readonly OutboundRecord[]): Html {
     ${
       unsure.length === 0
         ? ''
-        : html`${count(unsure.length)} to this user may have reached them: two attempts got no answer, so
-            ${unsure.length === 1 ? 'it was' : 'they were'} not sent a third time (newest:
+        : html`${count(unsure.length)} to this user may have reached them: an attempt got no answer, and
+            ${unsure.length === 1 ? 'it was' : 'they were'} not sent again (newest:
             <q dir="auto">${clip(describeOutbound(unsure.at(-1)!), 80)}</q>); ask the user before replaying.`
     }
     See <a href="#outbound">Outbound messages</a>.

@@ -364,8 +364,8 @@ export async function adminReset(
  * An agent's reset sends nothing (SPEC 4), so replies of the conversation it ends that are still
  * unsent (a gateway throttling them) are not sent after it either: each is marked failed, with
  * the reason, under the reset's baton (after the one an earlier holder may have on its way, whose
- * lease an agent cleared: see AgentHost.earlierSendsRecorded). Effects in flight are left to finish: their results come
- * for a visit the session has left, and are recorded, not applied.
+ * lease an agent cleared: see AgentHost.earlierSendsRecorded). Effects in flight are left to
+ * finish: their results come for a visit the session has left, and are recorded, not applied.
  */
 async function cancelUnsent(backend: Backend, lease: LeaseGrant): Promise<void> {
   for (const rec of await backend.unsent(lease)) {

@@ -3,7 +3,7 @@
  * @module
  */
 import { BatonError } from '../errors.ts';
-import type { ProviderName, SessionKey } from './message.ts';
+import { RESET_CANCELLED_MAYBE_SENT, type ProviderName, type SessionKey } from './message.ts';
 
 /** Version of the persisted snapshot layout. Bump it and add a migration on any change. */
 export const SNAPSHOT_FORMAT = 1;
@@ -274,9 +274,16 @@ export type OutboundStatus = 'pending' | 'sending' | 'sent' | 'delivered' | 'rea
 export const MAY_HAVE_REACHED =
   'two attempts may have reached the user, so not sent again: replay it only if the user does not have it';
 
-/** Whether a failed reply may have reached the user after all (see MAY_HAVE_REACHED). */
+/**
+ * Whether a failed reply may have reached the user after all (see MAY_HAVE_REACHED, and
+ * RESET_CANCELLED_MAYBE_SENT: the console said "they did not get it" of one, outside test
+ * QA136-F1).
+ */
 export function mayHaveReached(status: OutboundStatus | undefined, lastError: string | undefined): boolean {
-  return status === 'failed' && lastError?.endsWith(MAY_HAVE_REACHED) === true;
+  return (
+    status === 'failed' &&
+    (lastError?.endsWith(MAY_HAVE_REACHED) === true || lastError === RESET_CANCELLED_MAYBE_SENT)
+  );
 }
 
 /** A reply produced by a committed state change, sent by the outbox after commit. */

@@ -244,7 +244,10 @@ export class Outbox<T extends OutboxTurn> {
       // `attempt` counts every attempt at this reply (recorded: refused ones too), which the
       // backoff is about; `inTurn` this turn's, which the limit is about.
       for (let attempt = rec.attempts + 1, inTurn = 1; ; attempt += 1, inTurn += 1) {
-        if (signal.aborted) {
+        // A stopping process whose grace for sends is over starts none: one it "abandoned" before
+        // it began used a claim, and the next holder dead-lettered a reply tried once (outside
+        // test QA136-F4).
+        if (signal.aborted || this.sendStop.signal.aborted) {
           // A claim made for this attempt goes back with the others (nothing was tried).
           if (early !== undefined) {
             const [made] = await early.catch(() => [null]);
@@ -293,7 +296,7 @@ export class Outbox<T extends OutboxTurn> {
         // The last moment before the send leaves: a process paused since its commit (SIGSTOP, a
         // stalled VM) must not wake up and send a reply its lease no longer covers, after the
         // replies a newer holder has sent meanwhile.
-        if (!run.held.fresh()) {
+        if (!run.held.fresh() || this.sendStop.signal.aborted) {
           await this.leave(run);
           break sending;
         }
@@ -625,7 +628,10 @@ export class Outbox<T extends OutboxTurn> {
   ): Promise<OutboundRecord | undefined> {
     for (;;) {
       const now = (await this.h.backend.unsent(run.lease)).find((o) => o.id === rec.id);
-      if (now === undefined || over(now) || this.now() >= until || signal.aborted) return now;
+      // Nor past a stopping process's grace: an ingress's stop waited out a worker's hung send
+      // (31 s) for an agent's message or reset (outside tests QA136-F3, F4).
+      const stopping = this.sendStop.signal.aborted;
+      if (now === undefined || over(now) || this.now() >= until || signal.aborted || stopping) return now;
       if (await holderGone()) return now;
       await sleep(Math.min(EARLIER_SEND_POLL_MS, until - this.now()), signal);
     }

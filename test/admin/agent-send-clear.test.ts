@@ -8,7 +8,7 @@
  * Graph that answers slowly.
  */
 import pino from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBaton, type Baton } from '../../src/app.ts';
 import { harnessOn } from '../support/harness-on.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
@@ -24,6 +24,15 @@ describe('an agent’s message in flight from an ingress when the lease is clear
     { roles: { ingress: true, worker: false } },
   );
   let worker: Baton | undefined;
+  beforeAll(async () => {
+    if (!available) return;
+    worker = await createBaton(h.baton.config, {
+      roles: { ingress: false, worker: true },
+      logger: pino({ level: 'silent' }),
+      engine: { sendBackoffMs: 10 },
+    });
+    await worker.start();
+  });
   afterAll(async () => {
     await worker?.stop();
   });
@@ -33,12 +42,6 @@ describe('an agent’s message in flight from an ingress when the lease is clear
   it.skipIf(!available)(
     'a worker waits for the ingress to record it: the user gets it once',
     async () => {
-      worker = await createBaton(h.baton.config, {
-        roles: { ingress: false, worker: true },
-        logger: pino({ level: 'silent' }),
-        engine: { sendBackoffMs: 10 },
-      });
-      await worker.start();
       const user = '15550702001';
       expect((await h.post(webhook([text(user, 'hi', 1_750_000_000)]))).status).toBe(200);
       await h.settled(user, 1);
@@ -82,5 +85,38 @@ describe('an agent’s message in flight from an ingress when the lease is clear
       await h.until(async () => !(await h.baton.backend.holderAlive(`${h.baton.engine.workerId}:agent`)));
     },
     40_000,
+  );
+
+  it.skipIf(!available)(
+    "the ingress's stop does not wait out a worker's hung send for an agent's message, nor uses its claim (QA136-F3, F4)",
+    async () => {
+      const user = '15550702002';
+      const key = { channel: PHONE_ID, user };
+      // The worker's name prompt hangs at the Graph; an agent clears the lease and takes the session.
+      h.graph.failNext(1, { status: 200, delayMs: 120_000, to: user });
+      expect((await h.post(webhook([text(user, 'hi', 1_750_000_000)]))).status).toBe(200);
+      await h.graph.waitForArrival((b) => b.to === `+${user}`);
+      expect(await (await h.admin(`/sessions/${user}/lock`, { method: 'DELETE' })).json()).toEqual({
+        released: true,
+      });
+      expect((await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' })).status).toBe(200);
+      // The agent's message waits behind the prompt the live worker is still sending.
+      const wrote = call(`/sessions/${user}/agent/messages`, 'POST', { text: 'Ana here' });
+      await new Promise((r) => setTimeout(r, 500));
+      const started = Date.now();
+      await h.baton.stop();
+      // The stop's grace (5 s), not the worker's send timeout (30 s).
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect((await wrote).status).toBe(200);
+      // Nothing was attempted during the stop: the prompt's claim is the worker's alone, and the
+      // agent's message waits for the next holder.
+      expect(h.graph.requests.filter((c) => c.body.to === `+${user}`)).toHaveLength(0);
+      const out = await worker!.backend.outbound(key);
+      expect(out.find((o) => o.body.type === 'text' && o.body.text === 'Ana here')).toMatchObject({
+        status: 'pending',
+      });
+      expect(out.find((o) => o.isPrompt && o.step === 'ask_name')).toMatchObject({ claims: 1 });
+    },
+    60_000,
   );
 });

@@ -16,7 +16,7 @@ import {
   timelineCard,
 } from '../../src/admin/views.ts';
 import { orderFlow } from '../../src/bots/order.ts';
-import type { StoredMessage } from '../../src/model/message.ts';
+import { RESET_CANCELLED, RESET_CANCELLED_MAYBE_SENT, type StoredMessage } from '../../src/model/message.ts';
 import { snapshot } from '../distributed/fixtures.ts';
 import { MAY_HAVE_REACHED, type DeadLetter, type OutboundRecord } from '../../src/model/session.ts';
 
@@ -271,6 +271,22 @@ describe('dead letters and failed replies', () => {
     expect(failedRepliesCard([{ ...unsure, failedAt: Date.parse(at) }]).value).toContain(
       'class="badge status-uncertain"',
     );
+  });
+
+  it('a reply a reset cancelled after an attempt that got no answer may have reached the user too (QA136-F1)', () => {
+    const cancelled: OutboundRecord = {
+      ...reply,
+      seq: 5,
+      status: 'failed',
+      body: { type: 'text', text: 'What is your name?' },
+      lastError: RESET_CANCELLED_MAYBE_SENT,
+    };
+    const notice = failedNotice([cancelled]).value;
+    expect(notice).toContain('1 reply to this user may have reached them');
+    expect(notice).not.toContain('did not get');
+    expect(outboundCard([cancelled]).value).toContain('may have reached</span');
+    // One cancelled before any attempt: the user did not get it.
+    expect(failedNotice([{ ...cancelled, lastError: RESET_CANCELLED }]).value).toContain('did not get');
   });
 });
 
