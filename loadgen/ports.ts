@@ -56,3 +56,24 @@ export async function freePort(): Promise<number> {
   if (port === null) throw new Error('no free TCP port on 127.0.0.1');
   return port;
 }
+
+/**
+ * A free port whose `port + offset` is free too, both below the ephemeral range where it can: a
+ * Redis Cluster node listens on its port and on its cluster bus port, its port plus 10000, which
+ * for a port picked anywhere below the range landed in it (a CI run: "Failed listening on port
+ * 35140 (cluster)", an outgoing connection had it).
+ */
+export async function freePortWith(offset: number): Promise<number> {
+  const top = ephemeralStart();
+  if (top !== null && top - offset - LOWEST >= 1_000) {
+    for (let i = 0; i < TRIES; i++) {
+      const port = await probe(LOWEST + Math.floor(Math.random() * (top - offset - LOWEST)));
+      if (port !== null && (await probe(port + offset)) !== null) return port;
+    }
+  }
+  for (let i = 0; i < TRIES; i++) {
+    const port = await freePort();
+    if (port + offset <= 65_535 && (await probe(port + offset)) !== null) return port;
+  }
+  throw new Error(`no free pair of TCP ports ${offset} apart on 127.0.0.1`);
+}

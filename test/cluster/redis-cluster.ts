@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll } from 'vitest';
-import { childEnv, freePort } from '../support/procs.ts';
+import { freePortWith } from '../../loadgen/ports.ts';
+import { childEnv } from '../support/procs.ts';
 
 const run = promisify(execFile);
 
@@ -71,7 +72,8 @@ export async function startPrivateCluster(masters = 3): Promise<PrivateCluster> 
 
 async function spawnNode(again?: { port: number; dir: string }): Promise<Node> {
   const dir = again?.dir ?? mkdtempSync(join(tmpdir(), 'baton-cluster-'));
-  const port = again?.port ?? (await freePort());
+  // Its cluster bus listens on the port plus 10000: both free.
+  const port = again?.port ?? (await freePortWith(10_000));
   const args = [
     '--port',
     String(port),

@@ -175,6 +175,7 @@ describe('order-status example, served by baton start', () => {
     'distributed: a worker whose new sessions start in another flow than the live workers’ says so as it starts',
     async () => {
       const env = distributedEnv(await freePort());
+      const env2 = distributedEnv(await freePort());
       const dir = mkdtempSync(join(tmpdir(), 'baton-flows-'));
       const module = (name: string, flows: string): string => {
         const file = join(dir, `${name}.mts`);
@@ -211,9 +212,11 @@ describe('order-status example, served by baton start', () => {
         procs.push(b2);
         expect(await warned(b2)).not.toContain(idOf(b));
         await Promise.all(procs.splice(0).map((p) => p.stop('SIGKILL')));
-        const c = await spawnBaton(['worker'], { ...env, BATON_FLOWS: module('ab2', 'orderFlow, status') });
+        // On a deployment of their own: the killed workers' heartbeats would be live a while yet
+        // (a CI run named them in d's warning).
+        const c = await spawnBaton(['worker'], { ...env2, BATON_FLOWS: module('ab2', 'orderFlow, status') });
         procs.push(c);
-        const d = await spawnBaton(['worker'], { ...env, BATON_FLOWS: module('a', 'orderFlow') });
+        const d = await spawnBaton(['worker'], { ...env2, BATON_FLOWS: module('a', 'orderFlow') });
         procs.push(d);
         expect(await warned(d)).toContain(
           'A session of a flow a worker does not run waits for a worker that runs it',
@@ -222,6 +225,7 @@ describe('order-status example, served by baton start', () => {
         await Promise.all(procs.map((p) => p.stop('SIGKILL')));
         rmSync(dir, { recursive: true, force: true });
         await dropIsolation(env.BATON_REDIS_PREFIX, env.BATON_PG_SCHEMA);
+        await dropIsolation(env2.BATON_REDIS_PREFIX, env2.BATON_PG_SCHEMA);
       }
     },
   );
