@@ -481,7 +481,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       engineStopped?.catch(() => undefined); // awaited (and its error thrown) below
       // The agents' sends in flight get the same grace, from the same moment (it ran after the
       // drain: a stop with a few seconds of it overran Docker's 10 s, outside test QA136-F2).
-      const graceOver = started && roles.ingress ? engine.agentSendsGrace() : null;
+      const graceOver = started && roles.ingress ? engine.sendsGrace() : null;
       // From here every answer closes its connection: the server's close waits for the requests
       // in hand, and a keep-alive connection one of them leaves open held the stop for the
       // keep-alive timeout, 72 s (an agent's message at a slow gateway when the stop came).

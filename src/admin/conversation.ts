@@ -5,6 +5,7 @@
  * @module
  */
 import { REDACTED_REASON } from '../backends/retention.ts';
+import { isAgentMessage } from '../flow/agent.ts';
 import { isEffectResult } from '../flow/transition.ts';
 import { asDelivered } from '../providers/wasender/send.ts';
 import { trustedTimestamp, type MessageContent, type StoredMessage } from '../model/message.ts';
@@ -148,7 +149,7 @@ function outboundItem(o: OutboundRecord): Sortable {
       status: o.status,
       ...(o.providerMessageId !== undefined ? { wamid: o.providerMessageId } : {}),
       ...(error !== undefined ? { error } : {}),
-      kind: o.isPrompt ? 'prompt' : o.callbackData.includes(':agent-') ? 'agent' : 'notice',
+      kind: o.isPrompt ? 'prompt' : isAgentMessage(o.callbackData) ? 'agent' : 'notice',
     },
     atMs: o.createdAt,
     rank: 1,

@@ -102,6 +102,11 @@ export interface SessionQuery {
   readonly cursor?: string;
 }
 
+/** Whether lease holder `holder` is process `processId`'s: its id, or its id and a role (`<id>:agent`). */
+export function heldBy(holder: string, processId: string): boolean {
+  return holder === processId || holder.startsWith(`${processId}:`);
+}
+
 /** How long a store remembers that an agent cleared a session's lease, ms (past any send's timeout). */
 export const CLEARED_LEASE_MEMORY_MS = 60_000;
 

@@ -317,13 +317,13 @@ export class Engine {
     this.abort.abort();
     for (const timer of this.retries.values()) clearTimeout(timer);
     this.retries.clear();
-    const grace = setTimeout(() => this.outbox.abandonSends(), this.o.stopSendGraceMs ?? STOP_SEND_GRACE_MS);
+    const graceOver = this.sendsGrace();
     try {
       await Promise.all(this.loops);
       this.loops = [];
       await Promise.all([...this.waiting]);
     } finally {
-      clearTimeout(grace);
+      graceOver();
     }
     this.leases.close();
     this.loopLag.stop();
@@ -336,14 +336,14 @@ export class Engine {
   }
 
   /**
-   * A stopping process's agents' changes (the admin API's requests, which the server's close
-   * waits for): their sends in flight are abandoned after the grace, as a worker's are (see
-   * `stop`), whether this process runs worker loops or not. A gateway that never answered held
-   * an ingress's stop for a minute, and a second attempt went out during it; an embedded
-   * process's, whose worker loops had stopped at once, for 30 s (outside test QA134-F3).
-   * Returns what cancels the grace's end, once the changes are over.
+   * A stopping process's sends in flight are abandoned after the grace (`stopSendGraceMs`): its
+   * worker loops' (see `stop`), and its agents' changes' (the admin API's requests, which the
+   * server's close waits for) whether it runs worker loops or not. A gateway that never answered
+   * held an ingress's stop for a minute, and a second attempt went out during it; an embedded
+   * process's, whose worker loops had stopped at once, for 30 s (outside test QA134-F3). Returns
+   * what cancels the grace's end, once they are over.
    */
-  agentSendsGrace(): () => void {
+  sendsGrace(): () => void {
     const grace = setTimeout(() => this.outbox.abandonSends(), this.o.stopSendGraceMs ?? STOP_SEND_GRACE_MS);
     return () => clearTimeout(grace);
   }

@@ -235,6 +235,11 @@ export function notWithAgent(): BatonError {
   return new BatonError('BATON_ERR_NOT_WITH_AGENT', 'the bot is serving this session: take it first');
 }
 
+/** Whether a reply's callback data is an agent's message's (see {@link agentMessage}). */
+export function isAgentMessage(callbackData: string): boolean {
+  return /:agent-\d+$/.test(callbackData);
+}
+
 /**
  * An agent writes to the user: one text reply in the outbox, recorded as `agent_message`,
  * version unchanged. Its callback data is `baton:<flow>:<step>:<version>:agent-<n>`, `<n>` being

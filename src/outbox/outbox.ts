@@ -13,7 +13,13 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
-import type { Backend, ClearedLease, LeaseGrant, OutboundUpdate } from '../backends/types.ts';
+import {
+  heldBy,
+  type Backend,
+  type ClearedLease,
+  type LeaseGrant,
+  type OutboundUpdate,
+} from '../backends/types.ts';
 import { FencedError, SendError } from '../errors.ts';
 import { linkedSignal } from '../linked-signal.ts';
 import type { Metrics } from '../metrics.ts';
@@ -542,7 +548,7 @@ export class Outbox<T extends OutboxTurn> {
    */
   private async recordedByLiveClaimer(run: T, rec: OutboundRecord): Promise<boolean> {
     const h = rec.claimedBy;
-    if (h === undefined || h === this.h.workerId || h.startsWith(`${this.h.workerId}:`)) return false;
+    if (h === undefined || heldBy(h, this.h.workerId)) return false;
     // The same liveness check a clear's wait uses: a claimer gone (or going) is not waited for.
     const now = await this.watchRecord(
       run,
@@ -598,7 +604,7 @@ export class Outbox<T extends OutboxTurn> {
     // lease from stands in when the store does not say. A lock-clear storm left marks naming a
     // live worker that never claimed a reply a killed one had, and the reply waited 30 s.
     const h = claimedBy ?? cleared.holder;
-    if (h !== null && (h === this.h.workerId || h.startsWith(`${this.h.workerId}:`))) {
+    if (h !== null && heldBy(h, this.h.workerId)) {
       // Claimed by this very process (or, not known, taken from it by a clear of one of its own
       // turns, lately, while it is alive): its send of the record can be in flight only while
       // another of its turns of the session runs. A lock-clear storm made a live worker wait out

@@ -3,6 +3,7 @@
  * transcript file (plain).
  * @module
  */
+import { isAgentMessage } from '../flow/agent.ts';
 import type { BotReply, UserAction } from './simulator.ts';
 
 export interface Paint {
@@ -29,7 +30,7 @@ export function formatAction(a: UserAction, paint: Paint = PLAIN): string[] {
  */
 export function formatReply(r: BotReply, paint: Paint = PLAIN): string[] {
   const data = r.body.biz_opaque_callback_data;
-  const who = typeof data === 'string' && /:agent-\d+$/.test(data) ? 'agent' : 'bot';
+  const who = typeof data === 'string' && isAgentMessage(data) ? 'agent' : 'bot';
   const head = `${who} > ${r.label} |`;
   const pad = `${' '.repeat(head.length - 1)}|`;
   return r.rendered.lines.map((line, i) => `${paint.bot(i === 0 ? head : pad)} ${line}`);

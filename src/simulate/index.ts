@@ -155,7 +155,10 @@ async function startEmbedded(o: SimulateOptions, graph: FakeGraphApi): Promise<T
 /** The signals that end a simulator the way Ctrl-C does: its embedded Baton and data go too. */
 const STOP_SIGNALS = ['SIGTERM', 'SIGHUP'] as const;
 
-/** Runs the simulator; returns the exit code (0; 1 when a script's replies did not come; 130 after Ctrl-C). */
+/**
+ * Runs the simulator; returns the exit code: 0, 1 when a script's replies did not come, 130 after
+ * Ctrl-C.
+ */
 export async function simulate(o: SimulateOptions): Promise<number> {
   const graph = await startFakeGraphApi({ port: o.graphPort ?? 0 });
   let target: Target | undefined;

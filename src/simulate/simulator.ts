@@ -7,6 +7,7 @@
  */
 import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { isAgentMessage } from '../flow/agent.ts';
 import { signMetaBody } from '../providers/index.ts';
 import type { FakeGraphApi, GraphSend } from './fake-graph.ts';
 import {
@@ -105,7 +106,7 @@ function command(line: string): { cmd: string; rest: string } | undefined {
  */
 function answersOneMessage(body: Record<string, unknown>): boolean {
   const data = body.biz_opaque_callback_data;
-  return typeof data === 'string' && /^baton:[^:]+:[^:]+:\d+:(?!agent-\d+$)./.test(data);
+  return typeof data === 'string' && /^baton:[^:]+:[^:]+:\d+:./.test(data) && !isAgentMessage(data);
 }
 
 /** What a typed line is read against: the user's latest menu and the bot's latest message. */

@@ -10,6 +10,7 @@ import { StorageUnavailableError } from '../../errors.ts';
 import { logSessionId, type SessionKey, type StoredMessage } from '../../model/message.ts';
 import {
   CLEARED_LEASE_MEMORY_MS,
+  heldBy,
   type ClearedLease,
   type LeaseGrant,
   type OutboundUpdate,
@@ -443,5 +444,5 @@ export async function holderAlive(ctx: Context, holder: string): Promise<boolean
       ctx.redis.zrangebyscore(ctx.keys.holders, after, '+inf'),
     ]),
   );
-  return [...workers, ...others].some((id) => holder === id || holder.startsWith(`${id}:`));
+  return [...workers, ...others].some((id) => heldBy(holder, id));
 }

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { sessionId, type SessionKey } from '../../model/message.ts';
 import {
   CLEARED_LEASE_MEMORY_MS,
+  heldBy,
   SERVED_FLOW_MEMORY_MS,
   type ClearedLease,
   type LeaseGrant,
@@ -169,8 +170,7 @@ export class LeaseTable {
   holderAlive(holder: string): boolean {
     const now = this.now();
     for (const beats of [this.beats, this.holders])
-      for (const [id, until] of beats)
-        if (until > now && (holder === id || holder.startsWith(`${id}:`))) return true;
+      for (const [id, until] of beats) if (until > now && heldBy(holder, id)) return true;
     return false;
   }
 }
