@@ -39,6 +39,7 @@
  * clean.
  * @module
  */
+import { isAgentMessage } from '../src/flow/agent.ts';
 import { mayHaveReached } from '../src/model/session.ts';
 import { STALE_NOTICE, type ExpectedEnd, type UserTrace } from './scenario.ts';
 import type { CallbackData } from './sink.ts';
@@ -486,7 +487,7 @@ export function judge(
         // An agent's message after a reset names the flow's start, the session at no step
         // (outside test QA133-F2: each counted as an uncommitted send): its version is judged.
         const atNoStep = (t: TransitionEvidence): boolean =>
-          t.to_step === null && /^agent-\d+$/.test(c.inReplyTo ?? '');
+          t.to_step === null && isAgentMessage(r.callbackData ?? '');
         const committed = u.transitions.some(
           (t) => t.version === c.version && (t.to_step === undefined || t.to_step === c.step || atNoStep(t)),
         );

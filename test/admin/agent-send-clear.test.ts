@@ -10,6 +10,7 @@
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBaton, type Baton } from '../../src/app.ts';
+import { takeSession } from '../support/agent-calls.ts';
 import { harnessOn } from '../support/harness-on.ts';
 import { PHONE_ID, text, webhook } from '../support/payloads.ts';
 import { HARNESS_BACKENDS } from '../support/services.ts';
@@ -45,7 +46,7 @@ describe('an agent’s message in flight from an ingress when the lease is clear
       const user = '15550702001';
       expect((await h.post(webhook([text(user, 'hi', 1_750_000_000)]))).status).toBe(200);
       await h.settled(user, 1);
-      expect((await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' })).status).toBe(200);
+      expect((await takeSession(h, user)).status).toBe(200);
 
       h.graph.failNext(1, {
         status: 200,
@@ -99,7 +100,7 @@ describe('an agent’s message in flight from an ingress when the lease is clear
       expect(await (await h.admin(`/sessions/${user}/lock`, { method: 'DELETE' })).json()).toEqual({
         released: true,
       });
-      expect((await call(`/sessions/${user}/agent`, 'POST', { agent: 'Ana' })).status).toBe(200);
+      expect((await takeSession(h, user)).status).toBe(200);
       // The agent's message waits behind the prompt the live worker is still sending.
       const wrote = call(`/sessions/${user}/agent/messages`, 'POST', { text: 'Ana here' });
       await new Promise((r) => setTimeout(r, 500));
