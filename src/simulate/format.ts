@@ -28,10 +28,36 @@ export function formatAction(a: UserAction, paint: Paint = PLAIN): string[] {
  * `bot > 1 | Thanks, Jane...` then continuation lines; an agent's message (its callback data
  * ends `:agent-<n>`) is `agent > 1 | ...` (outside test QA131-F5: it read as the bot's).
  */
-export function formatReply(r: BotReply, paint: Paint = PLAIN): string[] {
+export function formatReply(r: BotReply, paint: Paint = PLAIN, columns?: number): string[] {
   const data = r.body.biz_opaque_callback_data;
   const who = typeof data === 'string' && isAgentMessage(data) ? 'agent' : 'bot';
   const head = `${who} > ${r.label} |`;
   const pad = `${' '.repeat(head.length - 1)}|`;
-  return r.rendered.lines.map((line, i) => `${paint.bot(i === 0 ? head : pad)} ${line}`);
+  const width = columns === undefined ? Infinity : Math.max(MIN_WIDTH, columns - head.length - 2);
+  return r.rendered.lines
+    .flatMap((line) => wrapped(line, width))
+    .map((line, i) => `${paint.bot(i === 0 ? head : pad)} ${line}`);
+}
+
+const MIN_WIDTH = 20;
+
+/**
+ * A line cut at spaces into lines of at most `width` characters (a longer word cut where it must),
+ * so that a long reply stays in the chat's column in a terminal (the terminal's own wrap put its
+ * rest under the label: outside test QA131-F6). Characters, not display cells: an emoji or a
+ * CJK character may overrun by one.
+ */
+export function wrapped(line: string, width: number): string[] {
+  const chars = Array.from(line);
+  if (chars.length <= width) return [line];
+  const out: string[] = [];
+  let rest = chars;
+  while (rest.length > width) {
+    const space = rest.lastIndexOf(' ', width);
+    const cut = space > 0 ? space : width;
+    out.push(rest.slice(0, cut).join('').trimEnd());
+    rest = rest.slice(space > 0 ? cut + 1 : cut);
+  }
+  if (rest.length > 0) out.push(rest.join(''));
+  return out;
 }

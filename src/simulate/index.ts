@@ -325,7 +325,7 @@ async function chat(
     replied = true;
     lastActivity = Date.now();
     clearTimeout(silence);
-    above(formatReply(r, paint));
+    above(formatReply(r, paint, tty ? (o.output as { columns?: number }).columns : undefined));
   });
   const waitForReply = (posted: readonly number[]): void => {
     if (silenceHint === undefined || replied || hinted || !posted.includes(200)) return;

@@ -169,7 +169,19 @@ function template(t: Json): RenderedMessage {
 export function renderMessage(body: unknown): RenderedMessage {
   const shown = renderRaw(body);
   // What a bot sends may quote its users or its own APIs: inert for the terminal (see terminal.ts).
-  return { ...shown, lines: shown.lines.map(terminalSafeText) };
+  return { ...shown, lines: shown.lines.map((l) => terminalSafeText(unisolated(l))) };
+}
+
+/** An isolate opener (LRI, RLI, FSI), text with no directional formatting, its closer (PDI). */
+const CLOSED_ISOLATE = /[\u2066-\u2068]([^\u202A-\u202E\u2066-\u2069]*)\u2069/g;
+
+/**
+ * A closed isolate shown as its text, as WhatsApp shows it: what `isolated()` wraps a user's
+ * words in moves nothing outside itself, and `\u{2068}Jane\u{2069}` in every prompt that quotes
+ * such a name was noise (outside test QA131-F6). Any other directional character stays escaped.
+ */
+function unisolated(line: string): string {
+  return line.replace(CLOSED_ISOLATE, '$1');
 }
 
 function renderRaw(body: unknown): RenderedMessage {

@@ -124,6 +124,24 @@ export interface LineContext {
   readonly lastAskWamid?: string | undefined;
 }
 
+/** The menu a bare number picks from: the latest one, while it is the bot's latest message. */
+function latestMenu(u: LineContext): LineContext['menu'] {
+  const latest = u.lastAskWamid ?? u.lastBotWamid;
+  return u.menu !== undefined && (latest === undefined || u.menu.wamid === latest) ? u.menu : undefined;
+}
+
+/**
+ * A bare number that names no choice of the menu just shown goes as text (a bot's answer to
+ * input it does not expect is worth trying), and says so: it looked like a pick that did nothing
+ * (outside test QA131-F6).
+ */
+export function numberNotInMenu(line: string, u: LineContext): string | undefined {
+  const t = line.trim();
+  const menu = /^\d+$/.test(t) ? latestMenu(u) : undefined;
+  if (menu === undefined || menu.picks.some((p) => p.n === Number(t))) return undefined;
+  return `(no choice ${t} in the menu, ${menu.picks.length === 1 ? '1' : `1-${menu.picks.length}`}: sent as text)`;
+}
+
 /**
  * Reads one typed line (not `/user`, `/replay`, `/burst`, `/help`, `/quit`) as what the user
  * sends: a number that names a choice of the latest menu picks it, `/pick`, `/text`, `/image`,
@@ -158,9 +176,7 @@ export function parseUserLine(line: string, u: LineContext): UserInput | string 
     const t = line.trim();
     // A bare number picks from the menu only while it is the bot's latest message: at a later
     // text prompt ("How many people?") it is an answer (`/pick` still reaches an older menu).
-    const latest = u.lastAskWamid ?? u.lastBotWamid;
-    const menuIsLatest = u.menu !== undefined && (latest === undefined || u.menu.wamid === latest);
-    if (/^\d+$/.test(t) && menuIsLatest && u.menu.picks.some((p) => p.n === Number(t))) return pick(t);
+    if (/^\d+$/.test(t) && latestMenu(u)?.picks.some((p) => p.n === Number(t))) return pick(t);
     return { type: 'text', text: line };
   }
   switch (c.cmd) {
@@ -467,11 +483,13 @@ export class Simulator {
     }
     const input = this.parseInput(line);
     if (typeof input === 'string') return { info: [input], posted: [] };
+    const hint = c ? undefined : numberNotInMenu(line, this.current);
     const body = this.webhookFor(input);
     this.current.lastWebhook = body;
     this.emit(this.shown(input));
     const status = await this.post(body);
-    return { info: status === 200 ? [] : [answered(status)], posted: [status] };
+    const info = [...(hint === undefined ? [] : [hint]), ...(status === 200 ? [] : [answered(status)])];
+    return { info, posted: [status] };
   }
 }
 

@@ -21,6 +21,15 @@ describe('renderMessage', () => {
     ]);
   });
 
+  it('shows a closed isolate as its text, as WhatsApp does; an unclosed one or one holding an override stays escaped (QA131-F6)', () => {
+    const lines = (body: string): readonly string[] =>
+      renderMessage({ ...base, type: 'text', text: { body } }).lines;
+    expect(lines('Thanks, \u2068Jane evil\u2069. Which one?')).toEqual(['Thanks, Jane evil. Which one?']);
+    expect(lines('\u2067ab\u2069 and \u2066cd\u2069')).toEqual(['ab and cd']);
+    expect(lines('Thanks, \u2068Jane')).toEqual(['Thanks, \\u{2068}Jane']);
+    expect(lines('\u2068a\u202eb\u2069')).toEqual(['\\u{2068}a\\u{202e}b\\u{2069}']);
+  });
+
   it('reply buttons numbered, with text header and footer', () => {
     const r = renderMessage({
       ...base,
