@@ -24,7 +24,7 @@ import type { Flow } from './flow/define.ts';
 import { flowGraph } from './graph/index.ts';
 import { buildHealthServer } from './ingress/health.ts';
 import type { FlowRouter } from './flow/router.ts';
-import { buildServer, type HttpLimits } from './ingress/server.ts';
+import { buildServer, webhookJson, type HttpLimits } from './ingress/server.ts';
 import { AmqpIntake, type IntakeHandler } from './ingress/amqp-intake.ts';
 import { keepUnreadable, unreadableLetters } from './ingress/unreadable.ts';
 import { Metrics } from './metrics.ts';
@@ -362,7 +362,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
     const provider = w.provider === 'wasender' ? providers.wasender : providers.whatsapp;
     let parsedBody;
     try {
-      parsedBody = provider.parse(JSON.parse(w.body.toString('utf8')));
+      parsedBody = provider.parse(webhookJson(w.body));
     } catch {
       return 'unreadable';
     }

@@ -66,6 +66,12 @@ export function configWarnings(config: Config, env: Readonly<Record<string, stri
     warnings.push(
       'BATON_ALERT_WEBHOOK_URL is set, but no alert is: set BATON_ALERT_QUEUE_DEPTH, BATON_ALERT_OLDEST_MS, BATON_ALERT_UNSENT_MS or BATON_ALERT_WORKERS.',
     );
+  // The secret wins: an operator who set this to let a test harness post unsigned got 401s and no
+  // word why (outside test QA139-F2).
+  if (config.allowUnsigned && config.whatsapp.appSecret !== undefined)
+    warnings.push(
+      'BATON_ALLOW_UNSIGNED=true does nothing while WHATSAPP_APP_SECRET is set: POST /webhooks/whatsapp takes only requests signed with the secret (unset it to take unsigned ones).',
+    );
   // The key alone turns nothing on: the route answers 404 without a secret (outside test QA80-F6).
   if (config.wasender.apiKey !== undefined && config.wasender.webhookSecret === undefined)
     warnings.push(

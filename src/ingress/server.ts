@@ -342,9 +342,7 @@ export function limitedServerOptions(limits: HttpLimits) {
  * guard, the pipelining bound, and a 404 in our shape.
  */
 export function guardServer(app: FastifyInstance, limits: HttpLimits, perAddress: number | null): void {
-  app.setNotFoundHandler((req, reply) =>
-    sendError(reply, 'BATON_ERR_NOT_FOUND', `No route ${req.method} ${req.url.split('?', 1)[0]}`),
-  );
+  app.setNotFoundHandler(notFound);
   guardConnections(app.server, {
     maxConnections: limits.maxConnections,
     perAddress,
@@ -354,6 +352,11 @@ export function guardServer(app: FastifyInstance, limits: HttpLimits, perAddress
   limitPipelining(app.server);
   app.addHook('onRequest', dropPipelinedTooFar);
   answerWhatNodeWould(app);
+}
+
+/** `404 No route POST /path`, in our shape. */
+function notFound(req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendError(reply, 'BATON_ERR_NOT_FOUND', `No route ${req.method} ${req.url.split('?', 1)[0]}`);
 }
 
 /** While `draining()` (a stop with `BATON_DRAIN_MS`), every answer closes its connection. */
@@ -471,6 +474,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         return sendError(reply, 'BATON_ERR_BODY_TOO_LARGE');
       });
     }
+    // A post to no route is that, whatever its body's label: a mistyped callback path with an odd
+    // Content-Type was told 415 (outside test QA139-F4).
+    if (req.is404) return notFound(req, reply);
+    if (err.statusCode === 415)
+      return sendError(reply, 'BATON_ERR_UNSUPPORTED_MEDIA_TYPE', clip(err.message, ERROR_DETAIL_MAX));
     if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
       // Baton's codes only: a framework's own (FST_ERR_...) is no contract (outside test X4).
       return reply
@@ -595,7 +603,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     let json: unknown;
     try {
-      json = JSON.parse(raw.toString('utf8'));
+      json = webhookJson(raw);
     } catch {
       count('bad_json');
       return sendError(reply, 'BATON_ERR_BAD_JSON');
@@ -697,4 +705,14 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const auth = registerAdmin(app, deps);
   registerDashboard(app, deps, auth);
   return app;
+}
+
+/**
+ * A webhook's JSON. A UTF-8 byte-order mark before it is skipped, as RFC 8259 allows a parser to:
+ * relays written on .NET's default UTF-8 writer send one, and it was refused as "not valid JSON"
+ * (outside test QA139-F3). The signature is checked on the bytes as they came, mark included.
+ */
+export function webhookJson(raw: Buffer): unknown {
+  const text = raw.toString('utf8');
+  return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
 }

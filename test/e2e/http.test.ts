@@ -235,6 +235,19 @@ describe('health, readiness, metrics, admin auth', () => {
       expect(r.status, `${method} ${path}`).toBe(404);
       expect(await r.json()).toMatchObject({ code: 'BATON_ERR_NOT_FOUND', error: expect.any(String) });
     }
+    // A mistyped callback path is not found, whatever its body's label (outside test QA139-F4: 415).
+    for (const type of ['weird', 'application/json', 'text/plain']) {
+      const r = await fetch(`${h.url}/webhooks/WhatsApp`, {
+        method: 'POST',
+        headers: { 'content-type': type },
+        body: '{}',
+      });
+      expect(r.status, type).toBe(404);
+      expect(await r.json()).toEqual({
+        error: 'No route POST /webhooks/WhatsApp',
+        code: 'BATON_ERR_NOT_FOUND',
+      });
+    }
     const big = await fetch(`${h.url}/healthz?${'q'.repeat(20_000)}`);
     expect(big.status).toBe(431);
     expect(await big.json()).toMatchObject({ code: 'BATON_ERR_HEADERS_TOO_LARGE' });

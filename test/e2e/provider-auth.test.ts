@@ -157,6 +157,26 @@ describe('a signed webhook labelled other than application/json', () => {
     });
     expect(forged.status).toBe(401);
   });
+
+  it('is read after a UTF-8 byte-order mark, signed with the mark (outside test QA139-F3)', async () => {
+    const user = '15550009006';
+    const json = Buffer.from(JSON.stringify(webhook([text(user, 'hi', 1_750_000_000)])));
+    const raw = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), json]);
+    const post = (body: Buffer, signedOver: Buffer): Promise<Response> =>
+      fetch(`${h.url}/webhooks/whatsapp`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-hub-signature-256': signMetaBody(signedOver, APP_SECRET),
+        },
+        body: new Uint8Array(body),
+      });
+    // The signature covers the bytes as they came: one over the JSON alone does not do.
+    expect((await post(raw, json)).status).toBe(401);
+    expect((await post(raw, raw)).status).toBe(200);
+    await h.settled(user, 1);
+    expect((await h.session(user))?.current_step).toBe('ask_name');
+  });
 });
 
 describe('a WASender webhook naming a Cloud API channel', () => {

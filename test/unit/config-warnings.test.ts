@@ -34,6 +34,14 @@ describe('configuration warnings', () => {
     expect(warnings({})).toEqual([]);
   });
 
+  it('BATON_ALLOW_UNSIGNED beside an app secret, which wins (outside test QA139-F2)', () => {
+    expect(warnings({ BATON_ALLOW_UNSIGNED: 'true', WHATSAPP_APP_SECRET: 's3cret' })).toEqual([
+      'BATON_ALLOW_UNSIGNED=true does nothing while WHATSAPP_APP_SECRET is set: POST /webhooks/whatsapp takes only requests signed with the secret (unset it to take unsigned ones).',
+    ]);
+    expect(warnings({ BATON_ALLOW_UNSIGNED: 'true' })).toEqual([]);
+    expect(warnings({ BATON_ALLOW_UNSIGNED: 'false', WHATSAPP_APP_SECRET: 's3cret' })).toEqual([]);
+  });
+
   it('a WASender key without the webhook secret (the route stays off; outside test QA80-F6)', () => {
     expect(warnings({ WASENDER_API_KEY: 'k' })).toEqual([
       'WASENDER_API_KEY is set, but WASENDER_WEBHOOK_SECRET is not: POST /webhooks/wasender answers 404 until it is (set it to the webhook secret of your WASender session).',
