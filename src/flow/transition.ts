@@ -405,7 +405,34 @@ class BatchRun {
     this.applyMessages(messages.slice(0, reset + 1));
     for (const m of results) this.applyResult(m);
     this.applyMessages(messages.slice(reset + 1));
+    this.storable();
     return this.result();
+  }
+
+  /**
+   * What flow code gave this batch can be stored as JSON: the data, the messages, the effects'
+   * inputs. A BigInt or a circular object failed only in the store's commit, which was tried
+   * again and again: the session stuck, no dead letter, no notice, the error naming no flow nor
+   * step (outside test QA138-F1). It is the flow's error, final, like data its schema refuses.
+   */
+  private storable(): void {
+    const parts: Array<readonly [string, unknown]> = [
+      ['its data', this.s.data],
+      ...this.effects.flatMap((e, i) => (e === null ? [] : [[`message ${i + 1} it sends`, e.body] as const])),
+      ...this.started.map((e) => [`the input of its effect ${e.name}`, e.input] as const),
+    ];
+    for (const [what, value] of parts) {
+      try {
+        JSON.stringify(value);
+      } catch (err) {
+        throw this.flowError(
+          'BATON_ERR_FLOW_DATA',
+          this.s.step,
+          `${what} cannot be stored as JSON: ${thrownText(err)}${this.beganElsewhere(this.s.step)}`,
+          err,
+        );
+      }
+    }
   }
 
   /** Applies the user's messages (and events) in order; those that wait stay in the mailbox. */
