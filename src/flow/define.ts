@@ -1019,6 +1019,14 @@ export function defineFlow<
   const both = [...handoffKeywords].filter((k) => resetKeywords.has(k));
   if (both.length > 0) fail(`"${both.join('", "')}" is both a reset and a hand-off keyword`);
 
+  // A notice is a text like any reply: one over WhatsApp's limits loaded and was refused by the
+  // Graph API, so the user never heard of the hand-off or the error (outside test QA138-F5).
+  for (const [name, notice] of Object.entries(spec.notices ?? {})) {
+    if (typeof notice !== 'string') continue;
+    const problems = replyProblems({ type: 'text', text: notice });
+    if (problems.length > 0) fail(`notices.${name}: ${problems.join('; ')}`);
+  }
+
   const choiceOwner = new Map<string, string>();
   for (const [c, owners] of choiceSteps) choiceOwner.set(c, owners[0]!);
   const flow: Flow<S> = {
@@ -1068,7 +1076,10 @@ export const FLOW_ERROR_NOTICE =
 export function errorNotice(flow: Pick<Flow, 'id' | 'words' | 'notices'>, data: FlowData): string {
   try {
     const text = wordsOf(flow.notices.error, data, { t: translator(flow, data) });
-    return typeof text === 'string' && text.trim() !== '' ? text : FLOW_ERROR_NOTICE;
+    // One WhatsApp would refuse is no notice either (outside test QA138-F5).
+    return typeof text === 'string' && replyProblems({ type: 'text', text }).length === 0
+      ? text
+      : FLOW_ERROR_NOTICE;
   } catch {
     return FLOW_ERROR_NOTICE;
   }

@@ -832,7 +832,21 @@ class BatchRun {
   private words(w: Words<FlowData>, extra: { reason?: string } = {}): string {
     // Named by the step the session is at: a notice's missing text said "step (none)" (outside test A8).
     const at = this.s.step === null ? null : (this.flow!.steps.get(this.s.step) ?? null);
-    return this.guard(at, 'notice', () => wordsOf(w, this.s.data, this.wordsCtx(extra)));
+    const text = this.guard(at, 'notice', () => wordsOf(w, this.s.data, this.wordsCtx(extra)));
+    // Computed, a notice is checked as it is built, as a step's message is (outside test QA138-F5).
+    const problems = replyProblems({ type: 'text', text });
+    if (problems.length > 0) {
+      throw new FlowRuntimeError(
+        'BATON_ERR_FLOW_REPLY',
+        this.flow!.id,
+        this.s.step,
+        `a notice: ${problems.join('; ')}`,
+        undefined,
+        false,
+        logSessionId(this.env.key),
+      );
+    }
+    return text;
   }
 
   private ctx(step: StepDef): StepContext {
