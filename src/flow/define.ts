@@ -734,6 +734,15 @@ const STEP_EFFECT_FIELDS = fields<StepEffect<string, FlowData, EffectMap>>({
   onFailure: true,
 });
 
+/**
+ * ` (did you mean "ask_dob"?)` for a step id that is none of the flow's, if one is close: a
+ * JavaScript author gets no compiler to say it (outside test QA138-F4).
+ */
+export function meantStep(id: string, ids: readonly string[]): string {
+  const near = closest(String(id), ids);
+  return near === undefined ? '' : ` (did you mean "${near}"?)`;
+}
+
 /** `unknown field "choises" (did you mean "choices"?)`: the closest known field, if one is close. */
 function unknownField(field: string, known: readonly string[]): string {
   const near = closest(field, known);
@@ -794,7 +803,8 @@ export function defineFlow<
     if (!isObject((spec.steps as Record<string, unknown>)[id]))
       fail(`step "${id}": a step is an object (say, on, to, ...)`);
   }
-  if (!ids.includes(spec.start)) fail(`start step "${spec.start}" is not defined`);
+  if (!ids.includes(spec.start))
+    fail(`start step "${spec.start}" is not defined${meantStep(spec.start, ids)}`);
   // Compared as numbers with what sessions store: a string ('10' < '9') or a fraction misread
   // which version is newer (outside test QA70-F6).
   if (spec.version !== undefined && (!Number.isInteger(spec.version) || spec.version < 1))
@@ -802,7 +812,7 @@ export function defineFlow<
   const moved = new Map<string, string>();
   for (const [removed, to] of Object.entries(spec.moved ?? {}) as [string, S][]) {
     if (ids.includes(removed as S)) fail(`moved: "${removed}" is still a step of this flow`);
-    if (!ids.includes(to)) fail(`moved: "${removed}" goes to unknown step "${to}"`);
+    if (!ids.includes(to)) fail(`moved: "${removed}" goes to unknown step "${to}"${meantStep(to, ids)}`);
     moved.set(removed, to);
   }
 
@@ -866,7 +876,8 @@ export function defineFlow<
     if (typeof e.on !== 'function') fail(`${at}: on must be a function`);
     if (!Array.isArray(e.to)) fail(`${at}: needs "to", the steps it may lead to`);
     for (const target of e.to)
-      if (!ids.includes(target as S)) fail(`${at}: goes to unknown step "${target}"`);
+      if (!ids.includes(target as S))
+        fail(`${at}: goes to unknown step "${target}"${meantStep(target, ids)}`);
     events.set(name, e);
   }
 
@@ -900,7 +911,8 @@ export function defineFlow<
     // Plain JavaScript has no compiler to say so (outside test QA4-L2: "s.to is not iterable").
     if (!Array.isArray(s.to)) fail(`${at}: needs "to", the steps it may go to ([] for none)`);
     for (const target of s.to) {
-      if (!ids.includes(target as S)) fail(`${at}: goes to unknown step "${target}"`);
+      if (!ids.includes(target as S))
+        fail(`${at}: goes to unknown step "${target}"${meantStep(target, ids)}`);
     }
     if (s.first !== undefined && id !== spec.start) fail(`${at}: only the start step may have "first"`);
     if (s.maxRetries !== undefined && (!Number.isInteger(s.maxRetries) || s.maxRetries < 0))
@@ -914,6 +926,10 @@ export function defineFlow<
     const eff = s.effect as StepDef['effect'];
     if (eff !== undefined) {
       if (!effects.has(eff.use)) fail(`${at}: uses effect "${eff.use}", which the flow does not declare`);
+      // Found only when the API first failed, as "eff.onFailure is not a function", the user handed
+      // to an agent (outside test QA138-F9): a JavaScript author has no compiler to say it.
+      const missing = (['onResult', 'onFailure'] as const).filter((h) => typeof eff[h] !== 'function');
+      if (missing.length > 0) fail(`${at}: its effect needs ${missing.join(' and ')} (a function each)`);
       if (s.choices !== undefined || s.accepts !== undefined || s.on !== undefined)
         fail(`${at}: a step with an effect waits for its result; drop choices, accepts and on`);
     } else if (s.on === undefined) {

@@ -27,6 +27,7 @@ import {
   choicesOf,
   keywordForm,
   promptsOf,
+  meantStep,
   schemaIssues,
   translator,
   wordsOf,
@@ -954,7 +955,7 @@ class BatchRun {
   private wentTo(target: string): string {
     return this.flow!.steps.has(target)
       ? `went to "${target}", which it does not declare in "to" (add "${target}" to its "to")`
-      : `went to "${target}", which is no step of flow ${this.flow!.id}`;
+      : `went to "${target}", which is no step of flow ${this.flow!.id}${meantStep(target, [...this.flow!.steps.keys()])}`;
   }
 
   /** A final error of flow code at `stepId` (not tried again: the batch is dead-lettered). */

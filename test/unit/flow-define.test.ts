@@ -38,6 +38,40 @@ describe('defineFlow validation', () => {
     );
   });
 
+  it('names the step meant for a misspelt one, as the compiler would (outside test QA138-F4)', () => {
+    const steps = { ask_name: step(['ask_dob']), ask_dob: step([]) };
+    expect(() =>
+      defineFlow({ id: 'f', start: 'ask_name', steps: { ...steps, ask_name: step(['ask_dbo']) } }),
+    ).toThrow('flow "f": step "ask_name": goes to unknown step "ask_dbo" (did you mean "ask_dob"?)');
+    expect(() => defineFlow({ id: 'f', start: 'ask_nme', steps })).toThrow(
+      'start step "ask_nme" is not defined (did you mean "ask_name"?)',
+    );
+    expect(() => defineFlow({ id: 'f', start: 'ask_name', moved: { gone: 'ask_db' }, steps })).toThrow(
+      'moved: "gone" goes to unknown step "ask_db" (did you mean "ask_dob"?)',
+    );
+    // Nothing close: no guess.
+    expect(() =>
+      defineFlow({ id: 'f', start: 'ask_name', steps: { ...steps, ask_name: step(['zzz']) } }),
+    ).toThrow(/goes to unknown step "zzz"$/);
+  });
+
+  it("refuses an effect step without onResult or onFailure at load, not at the API's first failure (outside test QA138-F9)", () => {
+    const js = (spec: object): unknown => defineFlow(spec as Parameters<typeof defineFlow>[0]);
+    const fetching = (effect: object) => ({
+      id: 'f',
+      start: 'fetching',
+      effects: { fetch_slots: { run: async () => ({}) } },
+      steps: { fetching: { say: 'x', to: ['done'], effect }, done: step([]) },
+    });
+    const onResult = (_r: unknown, c: { goto: (s: string) => unknown }) => c.goto('done');
+    expect(() => js(fetching({ use: 'fetch_slots', onResult }))).toThrow(
+      'flow "f": step "fetching": its effect needs onFailure (a function each)',
+    );
+    expect(() => js(fetching({ use: 'fetch_slots', onFailure: 'done' }))).toThrow(
+      'its effect needs onResult and onFailure (a function each)',
+    );
+  });
+
   it('refuses a misspelt field, naming the one meant (outside test QA22-F3: plain JavaScript flows loaded without a word)', () => {
     const js = (spec: object): unknown => defineFlow(spec as Parameters<typeof defineFlow>[0]);
     expect(() =>
