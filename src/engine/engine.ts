@@ -195,6 +195,10 @@ function overrunId(key: SessionKey, batch: readonly StoredMessage[]): string {
 
 /** Times a session whose turn failed is tried again here (after 1, 2, 4, 8 lease TTLs). */
 const TURN_RETRIES = 4;
+/** How long after the session is due again a failed turn's own retry runs, ms. */
+const RETRY_MARGIN_MS = 100;
+/** A session whose turn failed (its store answering) is due again this much later, ms. */
+const FAILED_TURN_DUE_MS = 250;
 /** Most sessions waiting to be tried again at once (beyond: the reaper finds them). */
 const TURN_RETRIES_HELD = 10_000;
 
@@ -530,6 +534,11 @@ export class Engine {
           this.logLimiter.run('batch', (suppressed) =>
             logger.error({ err, session: logSessionId(key), suppressed }, 'batch failed; it will be retried'),
           );
+          // Released as due at once, the session was taken again at once: a commit that failed
+          // every time (what JSON cannot store) ran 600-5,000 times a second, and an agent's
+          // reset never found the baton free (outside test QA138-F1). A passing failure (a store
+          // command timed out) is still tried again soon.
+          run.releaseAfterMs = Math.max(run.releaseAfterMs ?? 0, FAILED_TURN_DUE_MS);
         }
         this.retryLater(key, attempt + 1);
       }
@@ -565,19 +574,21 @@ export class Engine {
     const id = sessionId(key);
     if (this.abort.signal.aborted || attempt > TURN_RETRIES || this.retries.has(id)) return;
     if (this.retries.size >= TURN_RETRIES_HELD) return;
-    const timer = setTimeout(
-      () => {
-        this.retries.delete(id);
-        if (this.abort.signal.aborted) return;
-        const run: Promise<void> = this.runSession(key, undefined, attempt).finally(() =>
-          this.waiting.delete(run),
-        );
-        this.waiting.add(run);
-      },
-      this.o.lockTtlMs * 2 ** (attempt - 1) + 100,
-    );
+    const timer = setTimeout(() => {
+      this.retries.delete(id);
+      if (this.abort.signal.aborted) return;
+      const run: Promise<void> = this.runSession(key, undefined, attempt).finally(() =>
+        this.waiting.delete(run),
+      );
+      this.waiting.add(run);
+    }, this.retryDelayMs(attempt));
     timer.unref();
     this.retries.set(id, timer);
+  }
+
+  /** When {@link retryLater} tries a failed turn again: 1, 2, 4 then 8 lease TTLs (and a margin) on. */
+  private retryDelayMs(attempt: number): number {
+    return this.o.lockTtlMs * 2 ** (Math.min(attempt, TURN_RETRIES) - 1) + RETRY_MARGIN_MS;
   }
 
   private turnBegan(key: SessionKey): void {

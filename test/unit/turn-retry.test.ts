@@ -13,8 +13,12 @@ const TTL = 400;
 
 class StoreAway extends EmbeddedBackend {
   failCommits = 0;
+  commits = 0;
   failReleases = 0;
   override async commit(lease: LeaseGrant, batch: BatchCommit): Promise<CommitResult> {
+    this.commits += 1;
+    if (this.failCommits === Infinity)
+      throw new TypeError('Do not know how to serialize a BigInt (injected)');
     if (this.failCommits > 0) {
       this.failCommits -= 1;
       throw new StorageUnavailableError('commit', new Error('Command timed out (injected)'));
@@ -63,4 +67,31 @@ describe('a turn the store failed', () => {
     await engine.stop();
     await backend.close();
   });
+
+  it('that fails every time is not taken again at once: the store is asked a few times a second, not thousands (outside test QA138-F1)', async () => {
+    const backend = new StoreAway({ file: ':memory:', bufferMs: 0, dedupeTtlSec: 3600 });
+    await backend.init();
+    const engine = testEngine(backend, { lockTtlMs: TTL });
+    engine.start();
+    backend.failCommits = Infinity;
+    const key = { channel: 'c', user: 'u2' };
+    await backend.ingest({
+      messages: [
+        { id: 'w2', provider: 'cloud-api', ...key, timestamp: 1, content: { type: 'text', body: 'hi' } },
+      ],
+      statuses: [],
+    });
+    await new Promise((r) => setTimeout(r, 2_000));
+    // Each failed turn leaves the session due a quarter of a second later (9,564 tries before).
+    expect(backend.commits).toBeGreaterThanOrEqual(2);
+    expect(backend.commits).toBeLessThanOrEqual(12);
+    // Free again, the next try applies it.
+    backend.failCommits = 0;
+    const deadline = Date.now() + 8_000;
+    while ((await backend.load(key)) === null && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    expect((await backend.load(key))?.version).toBe(1);
+    await engine.stop();
+    await backend.close();
+  }, 15_000);
 });
