@@ -845,8 +845,14 @@ export class Engine {
     const unfit = result.records.find((r) => r.kind === 'reset' && r.message_ids.length === 0);
     if (unfit !== undefined && base !== null) {
       this.o.logger.warn(
-        { session: logSessionId(lease), flow: flow.id, step: unfit.from_step, version: unfit.version },
-        "session restarted: its stored data no longer fits the flow's data schema",
+        {
+          session: logSessionId(lease),
+          flow: flow.id,
+          step: unfit.from_step,
+          version: unfit.version,
+          ...(result.unfit === undefined ? {} : { issues: result.unfit }),
+        },
+        `session restarted: its stored data no longer fits the flow's data schema${result.unfit === undefined ? '' : ` (${result.unfit})`}`,
       );
     }
     // A lost baton writes nothing (the store would refuse the fence anyway).

@@ -124,6 +124,8 @@ export interface TransitionResult {
    * (an effect's result is awaited) and come again with a later batch.
    */
   readonly consumed: string[];
+  /** Why the stored data no longer fit the flow's data schema, when the session restarted for it. */
+  readonly unfit?: string;
 }
 
 /**
@@ -354,6 +356,7 @@ class BatchRun {
   private readonly records: TransitionRecord[] = [];
   private readonly effects: (Effect | null)[] = [];
   private readonly started: EffectStart[] = [];
+  private unfit: string | undefined;
   private readonly consumed: string[] = [];
   /** Indexes into `effects` of the prompts sent for the current visit of the current step. */
   private visitPrompts: number[] = [];
@@ -386,6 +389,7 @@ class BatchRun {
       effects: this.effects.filter((e): e is Effect => e !== null),
       started: this.started,
       consumed: this.consumed,
+      ...(this.unfit === undefined ? {} : { unfit: this.unfit }),
     };
   }
 
@@ -1134,6 +1138,9 @@ class BatchRun {
       // and that is all (before the step's check, so a removed step does not also hand it to an
       // agent in the same batch: outside test QA65-F3).
       if (!stored.success) {
+        // Said by the engine's warning: the paths and what the schema wanted, never the values
+        // (outside test QA138-F6: a warning that named no field).
+        this.unfit = schemaIssues(stored.error);
         this.startAfresh('reset', []);
         return;
       }
