@@ -112,6 +112,9 @@ export interface EffectStart {
   readonly version: number;
 }
 
+/** The most a session's data may hold, in characters of JSON (four times an effect's result). */
+export const MAX_DATA_CHARS = 1024 * 1024;
+
 export interface TransitionResult {
   readonly snapshot: SessionSnapshot;
   readonly records: TransitionRecord[];
@@ -426,17 +429,21 @@ class BatchRun {
       ...this.effects.flatMap((e, i) => (e === null ? [] : [[`message ${i + 1} it sends`, e.body] as const])),
       ...this.started.map((e) => [`the input of its effect ${e.name}`, e.input] as const),
     ];
+    const refuse = (detail: string, err?: unknown): FlowRuntimeError =>
+      this.flowError('BATON_ERR_FLOW_DATA', this.s.step, `${detail}${this.beganElsewhere(this.s.step)}`, err);
     for (const [what, value] of parts) {
+      let json: string | undefined;
       try {
-        JSON.stringify(value);
+        json = JSON.stringify(value);
       } catch (err) {
-        throw this.flowError(
-          'BATON_ERR_FLOW_DATA',
-          this.s.step,
-          `${what} cannot be stored as JSON: ${thrownText(err)}${this.beganElsewhere(this.s.step)}`,
-          err,
-        );
+        throw refuse(`${what} cannot be stored as JSON: ${thrownText(err)}`, err);
       }
+      // Read and written with every batch: 5 MB of data a handler set was taken (outside test
+      // QA138-F2), where an effect's result may hold 256 KiB.
+      if (what === 'its data' && json !== undefined && json.length > MAX_DATA_CHARS)
+        throw refuse(
+          `its data is ${json.length} characters of JSON, over the ${MAX_DATA_CHARS} a session's data may hold`,
+        );
     }
   }
 
