@@ -588,7 +588,7 @@ export class Engine {
 
   /** When {@link retryLater} tries a failed turn again: 1, 2, 4 then 8 lease TTLs (and a margin) on. */
   private retryDelayMs(attempt: number): number {
-    return this.o.lockTtlMs * 2 ** (Math.min(attempt, TURN_RETRIES) - 1) + RETRY_MARGIN_MS;
+    return this.o.lockTtlMs * 2 ** (attempt - 1) + RETRY_MARGIN_MS;
   }
 
   private turnBegan(key: SessionKey): void {

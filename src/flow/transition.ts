@@ -424,27 +424,24 @@ class BatchRun {
    * step (outside test QA138-F1). It is the flow's error, final, like data its schema refuses.
    */
   private storable(): void {
-    const parts: Array<readonly [string, unknown]> = [
-      ['its data', this.s.data],
-      ...this.effects.flatMap((e, i) => (e === null ? [] : [[`message ${i + 1} it sends`, e.body] as const])),
-      ...this.started.map((e) => [`the input of its effect ${e.name}`, e.input] as const),
-    ];
     const refuse = (detail: string, err?: unknown): FlowRuntimeError =>
       this.flowError('BATON_ERR_FLOW_DATA', this.s.step, `${detail}${this.beganElsewhere(this.s.step)}`, err);
-    for (const [what, value] of parts) {
-      let json: string | undefined;
+    const json = (what: string, value: unknown): string => {
       try {
-        json = JSON.stringify(value);
+        return JSON.stringify(value) ?? '';
       } catch (err) {
         throw refuse(`${what} cannot be stored as JSON: ${thrownText(err)}`, err);
       }
-      // Read and written with every batch: 5 MB of data a handler set was taken (outside test
-      // QA138-F2), where an effect's result may hold 256 KiB.
-      if (what === 'its data' && json !== undefined && json.length > MAX_DATA_CHARS)
-        throw refuse(
-          `its data is ${json.length} characters of JSON, over the ${MAX_DATA_CHARS} a session's data may hold`,
-        );
-    }
+    };
+    // Read and written with every batch: 5 MB of data a handler set was taken (outside test
+    // QA138-F2), where an effect's result may hold 256 KiB.
+    const data = json('its data', this.s.data).length;
+    if (data > MAX_DATA_CHARS)
+      throw refuse(
+        `its data is ${data} characters of JSON, over the ${MAX_DATA_CHARS} a session's data may hold`,
+      );
+    this.effects.forEach((e, i) => e !== null && json(`message ${i + 1} it sends`, e.body));
+    for (const e of this.started) json(`the input of its effect ${e.name}`, e.input);
   }
 
   /** Applies the user's messages (and events) in order; those that wait stay in the mailbox. */
@@ -847,17 +844,8 @@ class BatchRun {
     const text = this.guard(at, 'notice', () => wordsOf(w, this.s.data, this.wordsCtx(extra)));
     // Computed, a notice is checked as it is built, as a step's message is (outside test QA138-F5).
     const problems = replyProblems({ type: 'text', text });
-    if (problems.length > 0) {
-      throw new FlowRuntimeError(
-        'BATON_ERR_FLOW_REPLY',
-        this.flow!.id,
-        this.s.step,
-        `a notice: ${problems.join('; ')}`,
-        undefined,
-        false,
-        logSessionId(this.env.key),
-      );
-    }
+    if (problems.length > 0)
+      throw this.flowError('BATON_ERR_FLOW_REPLY', this.s.step, `a notice: ${problems.join('; ')}`);
     return text;
   }
 
@@ -971,7 +959,7 @@ class BatchRun {
 
   /** A final error of flow code at `stepId` (not tried again: the batch is dead-lettered). */
   private flowError(
-    code: Exclude<FlowErrorCode, 'BATON_ERR_FLOW_REPLY'>,
+    code: FlowErrorCode,
     stepId: string | null,
     detail: string,
     cause?: unknown,
@@ -1055,14 +1043,10 @@ class BatchRun {
       const problems = replyProblems(body);
       if (problems.length === 0) return;
       const which = list.length > 1 ? ` ${i + 1}` : '';
-      throw new FlowRuntimeError(
+      throw this.flowError(
         'BATON_ERR_FLOW_REPLY',
-        this.flow!.id,
         step.id,
         `the message${which} it gives c.goto: ${problems.join('; ')}`,
-        undefined,
-        false,
-        logSessionId(this.env.key),
       );
     });
   }

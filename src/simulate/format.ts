@@ -24,6 +24,9 @@ export function formatAction(a: UserAction, paint: Paint = PLAIN): string[] {
   return [`${paint.user(`user ${a.label} >`)} ${a.shown}`];
 }
 
+/** The narrowest a reply's lines are wrapped to, characters (a terminal narrower than its label and this). */
+const MIN_WIDTH = 20;
+
 /**
  * `bot > 1 | Thanks, Jane...` then continuation lines; an agent's message (its callback data
  * ends `:agent-<n>`) is `agent > 1 | ...` (outside test QA131-F5: it read as the bot's).
@@ -38,8 +41,6 @@ export function formatReply(r: BotReply, paint: Paint = PLAIN, columns?: number)
     .flatMap((line) => wrapped(line, width))
     .map((line, i) => `${paint.bot(i === 0 ? head : pad)} ${line}`);
 }
-
-const MIN_WIDTH = 20;
 
 /**
  * A line cut at spaces into lines of at most `width` characters (a longer word cut where it must),
