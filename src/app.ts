@@ -272,14 +272,15 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
   // Batches wait for webhooks of their window still being stored: those of any ingress process
   // when the backend is shared (its watermarks), else those of the ingress in this process.
   let intake: { tracker?: IntakeTracker; gate?: IntakeGate } = {};
+  let localIntake: LocalIntakeGate | null = null;
   if (backend.intake) {
     intake = {
       ...(roles.ingress ? { tracker: backend.intake.tracker() } : {}),
       ...(roles.worker ? { gate: backend.intake.gate() } : {}),
     };
   } else if (roles.ingress && roles.worker) {
-    const local = new LocalIntakeGate(now ? { now } : {});
-    intake = { tracker: local, gate: local };
+    localIntake = new LocalIntakeGate(now ? { now } : {});
+    intake = { tracker: localIntake, gate: localIntake };
   }
   const engine = new Engine({
     backend,
@@ -367,10 +368,11 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       return 'unreadable';
     }
     const { batch, skipped } = parsedBody;
-    const stored = position?.take(w.receivedAt);
+    const late = w.readLateMs ?? 0;
+    const stored = position?.take(w.receivedAt, late);
     try {
       await keepUnreadable(backend, unreadableLetters(provider.name, skipped, Date.now()));
-      const result = await backend.ingest({ ...batch, receivedAt: w.receivedAt });
+      const result = await backend.ingest({ ...batch, receivedAt: w.receivedAt, readLateMs: late });
       metrics.stored(result);
       backend.countStored(result.accepted);
       return 'stored';
@@ -495,6 +497,7 @@ export async function createBaton(config: Config, opts: BatonOptions = {}): Prom
       }
       await alerts?.stop();
       if (roles.ingress) await server.close();
+      localIntake?.close();
       graceOver?.();
       // The webhooks in the consumer's hand are stored (or go back to the queue) first.
       await queue?.close();

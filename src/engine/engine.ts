@@ -32,6 +32,7 @@ import { Outbox, type OutboundSender, type OutboxTurn } from '../outbox/outbox.t
 import { claimed, toOutbound } from '../outbox/records.ts';
 import { sleep } from '../sleep.ts';
 import {
+  arrivedBy,
   isExpiryEvent,
   logSessionId,
   sessionId,
@@ -124,6 +125,14 @@ const HEARTBEAT_MIN_EVERY_MS = 250;
 const INTAKE_WAIT_MS = 1000;
 /** How many times a batch's window may stretch again after waiting for its intake (see Engine.closeWindow). */
 const STRETCH_ROUNDS = 3;
+/**
+ * An event loop this late lately, ms, was stopped or starved: what reached its sockets meanwhile
+ * takes {@link STALL_TURNS} turns to be read (see Engine.closeWindow).
+ */
+const STALL_MS = 100;
+/** After a stall, the turns in a row that must begin no webhook, and the most turns waited. */
+const QUIET_TURNS = 3;
+const STALL_TURNS_MAX = 100;
 
 /** Most messages one batch takes from a mailbox: as many as Meta sends in one webhook (1,000 updates). */
 const MAX_BATCH = 1000;
@@ -678,7 +687,9 @@ export class Engine {
    * spread out stays one batch (an outside test with CPU hogs saw 500 ms bursts stored over
    * 0.5-1.2 s). Webhooks received within the window may still be on their way into the store:
    * the intake gate waits for them. A stopped or starved ingress tells its delay only when it runs
-   * again, so the stretch is looked at again after each wait (outside test QA93-F1).
+   * again, so the stretch is looked at again after each wait (outside test QA93-F1). A stall
+   * longer than the stretch is met per webhook: each counts, in the gate and in the batch, from
+   * when it may have come (`readLateMs`, see {@link withStragglers}).
    */
   private async closeWindow(
     run: SessionRun,
@@ -703,12 +714,34 @@ export class Engine {
         }
       }
       if (!intake) break;
-      // Timers run before I/O in an event-loop turn: let sockets that are already readable be
-      // read first, so webhooks that arrived before the window closed are counted.
-      await new Promise((r) => setImmediate(r));
+      if (await this.readSockets(intake)) readAgain = true;
       if (await intake.drained(end, INTAKE_WAIT_MS, held.signal, lease)) readAgain = true;
     }
     return { end, readAgain };
+  }
+
+  /**
+   * Lets the sockets that are readable be read, so webhooks that arrived before a window closed
+   * are counted: timers run before I/O in an event-loop turn. After a stall, what came meanwhile
+   * takes several turns (a connection made meanwhile is accepted in one turn and read in the
+   * next; a stopped process's wait for I/O ends without events when it runs again, so the
+   * timers come first even then): until a few turns in a row begin no webhook (outside test
+   * QA137-F1). True when a webhook began meanwhile: the mailbox must be read again (it may be
+   * stored already).
+   */
+  private async readSockets(intake: IntakeGate): Promise<boolean> {
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    const first = intake.begun?.() ?? 0;
+    await turn();
+    if (this.lagMs() >= STALL_MS) {
+      let quiet = 0;
+      for (let i = 0; i < STALL_TURNS_MAX && quiet < QUIET_TURNS; i++) {
+        const before = intake.begun?.() ?? 0;
+        await turn();
+        quiet = (intake.begun?.() ?? 0) === before ? quiet + 1 : 0;
+      }
+    }
+    return (intake.begun?.() ?? 0) !== first;
   }
 
   /**
@@ -1568,11 +1601,13 @@ interface SessionRun extends OutboxTurn {
  * lost (a name missing its first half; an outside test saw a starved ingress read a burst's
  * webhooks 2.2 s apart). Such a message is in the mailbox when the batch reads it, so it sorts
  * before the batch's newest and is applied in its place, however late the batch runs. Messages
- * sent after the window's newest stay for a batch of their own, as the window says. `pending`
- * is in mailbox order, timestamps already trusted.
+ * sent after the window's newest stay for a batch of their own, as the window says. A message
+ * counts as stored within the window when it may have reached Baton within it (`arrivedBy`: a
+ * stopped or starved process read it late, and it kept how late). `pending` is in mailbox
+ * order, timestamps already trusted.
  */
 export function withStragglers(pending: readonly StoredMessage[], windowEnd: number): StoredMessage[] {
   let newest = Number.NEGATIVE_INFINITY;
-  for (const m of pending) if (m.storedAt <= windowEnd && m.timestamp > newest) newest = m.timestamp;
-  return pending.filter((m) => m.storedAt <= windowEnd || m.timestamp <= newest);
+  for (const m of pending) if (arrivedBy(m) <= windowEnd && m.timestamp > newest) newest = m.timestamp;
+  return pending.filter((m) => arrivedBy(m) <= windowEnd || m.timestamp <= newest);
 }

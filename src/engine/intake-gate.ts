@@ -13,6 +13,7 @@
  * @module
  */
 import type { SessionKey } from '../model/message.ts';
+import { LoopLag } from './loop-lag.ts';
 
 /** The ingress's side: each webhook from the moment it counts until it is stored. */
 export interface IntakeTracker {
@@ -20,11 +21,19 @@ export interface IntakeTracker {
    * A webhook request whose headers arrived at `receivedAt` counts; returns the token to `end` it
    * with. `queued`: a webhook a queue consumer took from RabbitMQ, which an ingress received at
    * `receivedAt`, however long ago (a backlog): it never goes stale, unlike a request whose body
-   * trickles in.
+   * trickles in. `readLateMs`: it may have reached the process that much earlier (see
+   * {@link readLateMs}); it holds batches back from then.
    */
-  begin(receivedAt?: number, queued?: boolean): number;
+  begin(receivedAt?: number, queued?: boolean, readLateMs?: number): number;
   /** The request is stored, refused or gone. */
   end(token: number): void;
+  /**
+   * How late this process's event loop is right now, ms: a webhook read now may have reached the
+   * process that much earlier (a stopped or starved process reads its sockets late). Its
+   * messages keep it (`StoredMessage.readLateMs`): the engine counts them as arrived that much
+   * earlier when it closes a window, however late the batch runs.
+   */
+  readLateMs(): number;
 }
 
 /** The engine's side. */
@@ -42,12 +51,19 @@ export interface IntakeGate {
    * after it reached its process, so a batch's window stretches by it.
    */
   lagMs(): number;
+  /**
+   * How many webhooks this process has begun to read, when it reads them itself (one process):
+   * after a stall the engine waits for turns in which none begins.
+   */
+  begun?(): number;
 }
 
 export interface IntakeGateOptions {
   readonly now?: () => number;
   /** In-flight requests older than this do not hold batches back (default 2 s). */
   readonly staleAfterMs?: number;
+  /** How late the event loop is right now, ms (default: measured, see loop-lag.ts). For tests. */
+  readonly readLateMs?: () => number;
 }
 
 /**
@@ -55,12 +71,16 @@ export interface IntakeGateOptions {
  * consumer took it (never stale): the bookkeeping both trackers share.
  */
 export class InFlightWebhooks {
-  private readonly arrivals = new Map<number, { readonly at: number; readonly queued: boolean }>();
+  private readonly arrivals = new Map<
+    number,
+    { readonly at: number; readonly since: number; readonly queued: boolean }
+  >();
   private nextToken = 0;
 
-  begin(at: number, queued: boolean): number {
+  /** `at`: when it was read; `lateMs`: it may have reached the process that much earlier. */
+  begin(at: number, queued: boolean, lateMs = 0): number {
     this.nextToken += 1;
-    this.arrivals.set(this.nextToken, { at, queued });
+    this.arrivals.set(this.nextToken, { at, since: at - Math.max(0, lateMs), queued });
     return this.nextToken;
   }
 
@@ -74,14 +94,15 @@ export class InFlightWebhooks {
   }
 
   /**
-   * The earliest arrival that still holds batches back at `now` (Infinity when none): a request
-   * received longer than `staleAfterMs` ago (a body trickling in) no longer does; a queued one does.
+   * The earliest arrival that still holds batches back at `now` (Infinity when none), each counted
+   * from when it may have reached the process: a request read longer than `staleAfterMs` ago (a
+   * body trickling in) no longer does; a queued one does.
    */
   oldest(now: number, staleAfterMs: number): number {
-    const since = now - staleAfterMs;
+    const fresh = now - staleAfterMs;
     let oldest = Number.POSITIVE_INFINITY;
-    for (const { at, queued } of this.arrivals.values()) {
-      if ((queued || at >= since) && at < oldest) oldest = at;
+    for (const { at, since, queued } of this.arrivals.values()) {
+      if ((queued || at >= fresh) && since < oldest) oldest = since;
     }
     return oldest;
   }
@@ -96,14 +117,39 @@ export class LocalIntakeGate implements IntakeTracker, IntakeGate {
   private readonly waiters = new Set<() => void>();
   private readonly now: () => number;
   private readonly staleAfterMs: number;
+  private readonly lateMs: (() => number) | undefined;
+  private loopLag: LoopLag | null = null;
+  private begins = 0;
 
   constructor(o: IntakeGateOptions = {}) {
     this.now = o.now ?? Date.now;
     this.staleAfterMs = o.staleAfterMs ?? 2000;
+    this.lateMs = o.readLateMs;
   }
 
-  begin(receivedAt: number = this.now(), queued = false): number {
-    return this.inFlight.begin(receivedAt, queued);
+  begin(receivedAt: number = this.now(), queued = false, readLateMs = 0): number {
+    this.begins += 1;
+    return this.inFlight.begin(receivedAt, queued, readLateMs);
+  }
+
+  begun(): number {
+    return this.begins;
+  }
+
+  readLateMs(): number {
+    if (this.lateMs) return this.lateMs();
+    // Measured from the first webhook on (a process that receives none needs no heartbeat).
+    if (this.loopLag === null) {
+      this.loopLag = new LoopLag();
+      this.loopLag.start();
+    }
+    return this.loopLag.readLateMs();
+  }
+
+  /** Stops measuring the loop (its timers are unref'd: a process may also just exit). */
+  close(): void {
+    this.loopLag?.stop();
+    this.loopLag = null;
   }
 
   end(token: number): void {
@@ -169,13 +215,16 @@ export class QueuePosition {
     private readonly graceMs = QUEUE_GRACE_MS,
   ) {}
 
-  /** A delivery taken, which an ingress received at `receivedAt`; call the returned function once it is stored (or refused). */
-  take(receivedAt: number): () => void {
+  /**
+   * A delivery taken, which an ingress received at `receivedAt` (`readLateMs` late); call the
+   * returned function once it is stored (or refused).
+   */
+  take(receivedAt: number, readLateMs = 0): () => void {
     // Counted before the parked position goes, so that nothing in between looks drained.
-    const token = this.tracker.begin(receivedAt, true);
+    const token = this.tracker.begin(receivedAt, true, readLateMs);
     this.unpark();
     this.inHand += 1;
-    this.last = receivedAt;
+    this.last = receivedAt - readLateMs;
     let ended = false;
     return () => {
       if (ended) return;

@@ -36,6 +36,8 @@ export interface QueuedWebhook {
   readonly body: Buffer;
   /** Epoch milliseconds when its request arrived: the buffer window counts from it. */
   readonly receivedAt: number;
+  /** It may have reached the ingress this much earlier (IntakeTracker.readLateMs). */
+  readonly readLateMs?: number;
 }
 
 /**
@@ -68,6 +70,7 @@ export interface ConsumeOptions {
 
 const HEADER_PROVIDER = 'x-baton-provider';
 const HEADER_RECEIVED_AT = 'x-baton-received-at';
+const HEADER_READ_LATE = 'x-baton-read-late-ms';
 const PROVIDERS: readonly ProviderName[] = ['cloud-api', 'wasender'];
 /** How often a paused consumer asks whether its store is back; a cancelled one redeclares. */
 const RETRY_MS = 1000;
@@ -203,6 +206,7 @@ export class AmqpIntake {
     await this.send(this.o.queue, w.body, {
       [HEADER_PROVIDER]: w.provider,
       [HEADER_RECEIVED_AT]: w.receivedAt,
+      ...(w.readLateMs ? { [HEADER_READ_LATE]: w.readLateMs } : {}),
     });
   }
 
@@ -464,7 +468,9 @@ function decode(msg: ConsumeMessage, now: number): QueuedWebhook | null {
   if (typeof provider !== 'string' || !PROVIDERS.includes(provider as ProviderName)) return null;
   if (!Number.isFinite(at) || at <= 0) return null;
   const receivedAt = at > now || at < now - MAX_QUEUED_MS ? now : at;
-  return { provider: provider as ProviderName, body: msg.content, receivedAt };
+  const late = Number(headers[HEADER_READ_LATE]);
+  const readLateMs = Number.isFinite(late) && late > 0 ? Math.min(late, MAX_QUEUED_MS) : 0;
+  return { provider: provider as ProviderName, body: msg.content, receivedAt, readLateMs };
 }
 
 /** An ack or nack on a channel that has closed meanwhile: the broker delivers the webhook again. */

@@ -531,7 +531,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   // from its headers if its address recently delivered a webhook that was stored, else from when
   // its body is complete: a body trickling in from anyone else (a slow client, or an attacker
   // without the app secret) holds nothing.
-  const arrivals = new WeakMap<FastifyRequest, { at: number; token: number | undefined }>();
+  // A webhook read late (the process stopped or starved) counts from when it may have come, its
+  // arrival less how late the event loop was then (IntakeTracker.readLateMs).
+  const arrivals = new WeakMap<FastifyRequest, { at: number; late: number; token: number | undefined }>();
   const senders = new KnownSenders(deps.now);
   const done = (req: FastifyRequest): void => {
     const a = arrivals.get(req);
@@ -542,13 +544,18 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.addHook('onRequest', (req, _reply, next) => {
     if (req.method === 'POST' && req.url.startsWith('/webhooks/')) {
       const at = (deps.now ?? Date.now)();
-      arrivals.set(req, { at, token: senders.has(req.ip) ? deps.intake?.begin(at) : undefined });
+      const late = deps.intake?.readLateMs() ?? 0;
+      arrivals.set(req, {
+        at,
+        late,
+        token: senders.has(req.ip) ? deps.intake?.begin(at, false, late) : undefined,
+      });
     }
     next();
   });
   app.addHook('preValidation', (req, _reply, next) => {
     const a = arrivals.get(req);
-    if (a !== undefined && a.token === undefined) a.token = deps.intake?.begin(a.at);
+    if (a !== undefined && a.token === undefined) a.token = deps.intake?.begin(a.at, false, a.late);
     next();
   });
   app.addHook('onResponse', (req, _reply, next) => {
@@ -634,14 +641,15 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       }
       throw err;
     }
-    const receivedAt = arrivals.get(req)?.at;
+    const arrival = arrivals.get(req);
     try {
       if (deps.queue) {
         const publishing = Date.now();
         await deps.queue.publish({
           provider: provider.name,
           body: raw,
-          receivedAt: receivedAt ?? Date.now(),
+          receivedAt: arrival?.at ?? Date.now(),
+          readLateMs: arrival?.late ?? 0,
         });
         if (publishing > lastQueueFailure) lastQueueFailure = 0;
         count('queued');
@@ -650,7 +658,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       }
       const started = Date.now();
       await keepUnreadable(deps.backend, unreadableLetters(provider.name, skipped, started));
-      const result = await deps.backend.ingest(receivedAt === undefined ? batch : { ...batch, receivedAt });
+      const result = await deps.backend.ingest(
+        arrival === undefined ? batch : { ...batch, receivedAt: arrival.at, readLateMs: arrival.late },
+      );
       count('stored');
       // A write begun after the last refusal went through: the store takes writes again.
       if (started > lastWriteFailure) lastWriteFailure = 0;

@@ -153,6 +153,13 @@ export interface StoredMessage extends InboundMessage {
   /** When intake stored it, epoch milliseconds. The buffer window is measured from this. */
   readonly storedAt: number;
   /**
+   * It may have reached Baton this much before `storedAt`, ms (absent: 0): its process read it
+   * late (WebhookBatch.readLateMs). A batch counts it as arrived then when it closes its window
+   * ({@link arrivedBy}), so a burst that a stopped or starved process read over more than the
+   * window stays one batch, however late the batch runs (outside test QA137-F1, F3).
+   */
+  readonly readLateMs?: number;
+  /**
    * Put back from the dead letters by an agent: the user was told of its first failure, so
    * failing again sends no second notice.
    */
@@ -175,6 +182,23 @@ export interface StoredMessage extends InboundMessage {
    * which stands in for it (set by {@link trustedTimestamp}, for the batch only).
    */
   readonly clockAhead?: true;
+}
+
+/**
+ * The earliest it may have reached Baton, epoch ms: its storage time less how late its process
+ * read it.
+ */
+export function arrivedBy(m: StoredMessage): number {
+  return m.storedAt - (m.readLateMs ?? 0);
+}
+
+/** A message is counted as arrived at most this much before it was stored (a minute). */
+const MAX_READ_LATE_MS = 60_000;
+
+/** What a batch's messages keep of how late it was read: nothing when it was read on time. */
+export function readLate(batch: WebhookBatch): { readonly readLateMs?: number } {
+  const late = Math.min(MAX_READ_LATE_MS, Math.round(batch.readLateMs ?? 0));
+  return late > 0 ? { readLateMs: late } : {};
 }
 
 /** How far ahead of its storage time a message's timestamp may be and still be trusted. */
@@ -320,6 +344,12 @@ export interface WebhookBatch {
    * (the buffer window's clock) when storing them took longer, as it may on a busy machine.
    */
   readonly receivedAt?: number;
+  /**
+   * How late the receiving process's event loop ran when it read the webhook, ms: it may have
+   * come that much before `receivedAt` (a stopped or starved process reads its sockets late).
+   * Kept with each message ({@link StoredMessage.readLateMs}).
+   */
+  readonly readLateMs?: number;
 }
 
 /** Stable string form of a session key, for maps and logs. */

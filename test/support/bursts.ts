@@ -5,6 +5,7 @@
  * ingress` separate from the `baton worker`; every burst that arrived within the window must be
  * one batch. See burst-watermark.test.ts for why the held-back bodies are what splits bursts.
  */
+import type { ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { expect } from 'vitest';
 import { signMetaBody } from '../../src/providers/index.ts';
@@ -219,4 +220,54 @@ export async function expectOnePromptPerBurst(graph: FakeGraph, users: readonly 
       .map((x) => x.body.biz_opaque_callback_data);
     expect(prompts, u).toEqual(['baton:order:ask_name:1', 'baton:order:completed:5']);
   }
+}
+
+/** The processes a stall test sends to and reads from. */
+export type StalledTarget = Pick<BurstTarget, 'webhookBase' | 'adminBase' | 'graph'>;
+
+/**
+ * 8 users (ids `<prefix>0000`...) each send a burst through a process the machine stops: each
+ * name is stored; 30 ms later `stopped` is stopped (SIGSTOP), the rest of each burst (and a
+ * duplicate of the name) reaches its socket, and it runs again after `stallMs`; `meanwhile` runs
+ * while it is stopped. Asserts that every burst is one batch, with one prompt.
+ */
+export async function expectStalledBurstsWhole(
+  target: StalledTarget,
+  stopped: ChildProcess,
+  prefix: string,
+  stallMs: number,
+  meanwhile?: () => Promise<void>,
+): Promise<void> {
+  const { webhookBase, adminBase, graph } = target;
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  const users = Array.from({ length: 8 }, (_, i) => `${prefix}${String(i).padStart(4, '0')}`);
+  await Promise.all(users.map((u) => greet(webhookBase, u)));
+  for (const u of users) await settledAt(adminBase, u, 1);
+  const bursts = new Map(users.map((u) => [u, orderBurst(u)]));
+
+  await Promise.all(users.map((u) => deliverHeldBack(webhookBase, bursts.get(u)![0]!)));
+  await sleep(30);
+  stopped.kill('SIGSTOP');
+  const rest = Promise.all(
+    users.flatMap((u) => {
+      const [name, ...others] = bursts.get(u)!;
+      return [...others.reverse(), name!].map((m) => deliverHeldBack(webhookBase, m));
+    }),
+  );
+  const over = sleep(stallMs);
+  await meanwhile?.();
+  await over;
+  stopped.kill('SIGCONT');
+  await rest;
+
+  const deadline = Date.now() + 20_000;
+  const split: string[] = [];
+  for (const u of users) {
+    const s = await settledAt(adminBase, u, 5, deadline).catch(() => null);
+    const ids = new Set(bursts.get(u)!.map((m) => m.id));
+    const wrong = burstVerdict(u, ids, s, await transitionsOf(adminBase, u));
+    if (wrong !== null) split.push(wrong);
+  }
+  expect(split, `bursts split: ${split.length} of ${users.length}`).toEqual([]);
+  await expectOnePromptPerBurst(graph, users);
 }

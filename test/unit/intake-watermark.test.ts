@@ -157,6 +157,14 @@ describe('the ingress side', () => {
     expect(w.localWatermark()).toBe(t - 20_000);
     w.end(queued);
     expect(w.localWatermark()).toBe(t);
+    // A webhook read 1.3 s late (the process was stopped) holds batches back from when it may
+    // have come; it goes stale counted from when it was read (outside test QA137-F1).
+    const late = w.begin(t, false, 1_300);
+    expect(w.localWatermark()).toBe(t - 1_300);
+    t += STALE_AFTER_MS - 1;
+    expect(w.localWatermark()).toBe(t - STALE_AFTER_MS + 1 - 1_300);
+    w.end(late);
+    expect(w.localWatermark()).toBe(t);
   });
 
   it('rides on pipelines at most every MIN_GAP_MS, and its entry goes when it closes', () => {

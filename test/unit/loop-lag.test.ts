@@ -39,4 +39,27 @@ describe('LoopLag', () => {
       lag.stop();
     }
   });
+
+  // A process stopped in its wait for I/O reads its sockets before it runs any timer when it runs
+  // again: the histogram has not seen the stop yet, the heartbeat being overdue says it
+  // (outside test QA137-F1).
+  it('says how late the loop is right now: a blocked loop, not yet back to its timers', async () => {
+    const lag = new LoopLag();
+    expect(lag.overdueMs()).toBe(0);
+    lag.start();
+    try {
+      await tick(60);
+      expect(lag.overdueMs()).toBeLessThan(100);
+      const until = Date.now() + 300;
+      while (Date.now() < until) {
+        // blocked, as a process the machine does not schedule
+      }
+      expect(lag.overdueMs()).toBeGreaterThanOrEqual(250);
+      await tick(60);
+      expect(lag.overdueMs()).toBeLessThan(250);
+    } finally {
+      lag.stop();
+    }
+    expect(lag.overdueMs()).toBe(0);
+  });
 });

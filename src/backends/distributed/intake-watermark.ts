@@ -45,7 +45,11 @@
  * for long) reads its sockets or runs its timers first when it runs again, either: the first
  * publish after it (its overdue timer's, or one riding on the first webhook it stores) keeps the
  * watermark where the loop last ran on time and says at least that much lag, and the lag stays in
- * what it publishes for about two seconds (outside test QA95-F1).
+ * what it publishes for about two seconds (outside test QA95-F1). Each webhook also counts, in
+ * the watermark and in its messages (`StoredMessage.readLateMs`), from when it may have reached
+ * the ingress: read that much after its heartbeat was due (LoopLag.overdueMs), so a worker that
+ * runs the batch after the ingress's lag is forgotten (restarted, say) still joins it to its
+ * burst (outside test QA137-F3).
  *
  * Clocks: every process stamps arrivals, watermarks and publish times with its own `Date.now`,
  * so hosts need synchronised clocks (NTP), as the buffer window itself already does (a message's
@@ -242,13 +246,17 @@ export class IntakeWatermarks implements IntakeTracker, IntakeGate {
     return this;
   }
 
-  begin(receivedAt: number = this.now(), queued = false): number {
-    const token = this.inFlight.begin(receivedAt, queued);
+  begin(receivedAt: number = this.now(), queued = false, readLateMs = 0): number {
+    const token = this.inFlight.begin(receivedAt, queued, readLateMs);
     this.lastWebhook = Math.max(this.lastWebhook, receivedAt);
     // Out of idle: publish at the active pace from now on, not at the idle timer's.
     const soon = this.now() + ACTIVE_PERIOD_MS;
     if (this.publishing && !this.closed && this.nextTick > soon) this.arm(soon);
     return token;
+  }
+
+  readLateMs(): number {
+    return this.loopLag.readLateMs();
   }
 
   end(token: number): void {

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import {
   ALIAS_SEARCH_DEPTH,
   EARLY_STATUS_TTL_MS,
+  readLate,
   statusLastError,
   type InboundMessage,
   type SessionKey,
@@ -54,7 +55,8 @@ export async function ingest(ctx: Context, batch: WebhookBatch): Promise<IngestR
   // came with last (user-aliases.ts).
   const given = await routeByUserId(ctx, batch.messages);
   const now = Math.min(ctx.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
-  const jsons = given.map((m) => JSON.stringify({ ...m, storedAt: now }));
+  const late = readLate(batch);
+  const jsons = given.map((m) => JSON.stringify({ ...m, storedAt: now, ...late }));
   // Where Redis would not keep them across a restart, the messages go to PostgreSQL's intake log
   // first (intake-log.ts); those PostgreSQL has consumed already are redeliveries a restarted
   // Redis no longer recognises: duplicates, not stored again.

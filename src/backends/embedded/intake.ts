@@ -8,6 +8,7 @@ import {
   ALIAS_SEARCH_DEPTH,
   EARLY_STATUS_TTL_MS,
   laterStatus,
+  readLate,
   rekeyed,
   sessionId,
   statusLastError,
@@ -43,6 +44,7 @@ export class EmbeddedIntake {
     // On a busy machine the group commit may come well after the webhook arrived: the
     // arrival is what the buffer window measures.
     const storedAt = Math.min(this.now(), batch.receivedAt ?? Number.POSITIVE_INFINITY);
+    const late = readLate(batch);
     const insert = this.db.sql(
       `INSERT INTO inbound (id, channel, user, seq, stored_at, state, body) VALUES (?, ?, ?, ?, ?, 'pending', ?)
            ON CONFLICT (id) DO NOTHING`,
@@ -57,7 +59,7 @@ export class EmbeddedIntake {
     }
     for (const given of batch.messages) {
       const m = this.routed(given, taught);
-      const stored: StoredMessage = { ...m, seq: this.db.seq + 1, storedAt };
+      const stored: StoredMessage = { ...m, seq: this.db.seq + 1, storedAt, ...late };
       const info = insert.run(m.id, m.channel, m.user, stored.seq, storedAt, JSON.stringify(stored));
       if (info.changes === 1) {
         this.bind(m);
