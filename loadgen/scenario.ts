@@ -114,6 +114,11 @@ export interface UserTrace {
    * the user stopped waiting (`--timeout`) is late, not lost.
    */
   missingFrom?: number;
+  /**
+   * The missing reply is whichever comes next (a script's steps name no flow step): any reply
+   * from {@link missingFrom} on that repeats no earlier one came late.
+   */
+  missingNext?: boolean;
   /** The wamids the missing reply answers (the stage's messages). */
   missingFor?: readonly string[];
   /** Whether every due reply came. */

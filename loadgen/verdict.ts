@@ -198,21 +198,27 @@ export function gotAReplyTwice(u: Pick<UserEvidence, 'replies'>): boolean {
  * it is then late, not lost.
  */
 export function cameLate(trace: UserTrace, replies: readonly ReplyEvidence[], step: string): boolean {
+  if (trace.missingFrom === undefined) return false;
+  if (trace.missingNext === true) {
+    // A script's: any reply after the wait began that repeats none before it (outside test
+    // QA137-F2: counted lost).
+    const before = new Set(replies.slice(0, trace.missingFrom).map((r) => r.callbackData));
+    return replies
+      .slice(trace.missingFrom)
+      .some((r) => r.callbackData === undefined || !before.has(r.callbackData));
+  }
   // A stale tap's notice names the message it answers, not a step to wait for (outside test
   // QA127-F2: one that came after the wait was counted lost).
   const notice = step === STALE_NOTICE;
-  return (
-    trace.missingFrom !== undefined &&
-    replies
-      .slice(trace.missingFrom)
-      .some(
-        (r) =>
-          r.callback !== null &&
-          (notice
-            ? r.callback.inReplyTo !== undefined
-            : r.callback.inReplyTo === undefined && r.callback.step === step),
-      )
-  );
+  return replies
+    .slice(trace.missingFrom)
+    .some(
+      (r) =>
+        r.callback !== null &&
+        (notice
+          ? r.callback.inReplyTo !== undefined
+          : r.callback.inReplyTo === undefined && r.callback.step === step),
+    );
 }
 
 const VERSIONLESS = new Set(['stale_input', 'late', 'held', 'ignored']);
@@ -232,9 +238,21 @@ export function mayBeSplit(u: UserEvidence): boolean {
   return (
     endedOutOfOrder ||
     (u.trace.missingReplies.length > 0 && u.transitions.some((t) => t.kind === 'late')) ||
-    promptedTwice(u.replies)
+    promptedTwice(u.replies) ||
+    wrongAfterBurst(u.trace)
   );
 }
+
+/**
+ * Whether a script's reply did not say what it expects after the user sent a burst: a split
+ * burst answers its first part on its own (outside test QA137-F2: counted a wrong reply).
+ */
+function wrongAfterBurst(trace: UserTrace): boolean {
+  return (trace.bursts?.length ?? 0) > 0 && (trace.wrongReplies ?? []).some((w) => !cannotSend(w));
+}
+
+/** A script line the load generator could not send: the script's fault, whatever Baton did. */
+const cannotSend = (w: string): boolean => /^step \d+: cannot send /.test(w);
 
 /**
  * Whether one step was prompted under two versions (a split burst's second part may owe its
@@ -524,6 +542,18 @@ export function judge(
     }
     crashResends += excused;
     for (const w of trace.wrongReplies ?? []) {
+      // A burst split where SPEC 1.5 allows (or by an outage, with --crashes) answers its first
+      // part on its own: the script's next reply is not what it expects (outside test QA137-F2).
+      if (!cannotSend(w) && (trace.bursts?.length ?? 0) > 0) {
+        if (outageSplit) {
+          splitHere = true;
+          continue;
+        }
+        if (splitOk()) {
+          splitAllowed = true;
+          continue;
+        }
+      }
       wrongReplies += 1;
       problem(`${who}: ${w}`);
     }

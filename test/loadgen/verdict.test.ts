@@ -194,6 +194,53 @@ describe('judge', () => {
     });
   });
 
+  // Outside test QA137-F2: `baton load --script` counted a reply that came after `--timeout` as
+  // lost, and a burst split where SPEC 1.5 allows as a wrong reply.
+  it("a script's reply that came after the wait is late; a repeat of an earlier one is not it", () => {
+    const script = (over: Partial<UserTrace>): UserTrace =>
+      trace({
+        expected: null,
+        missingReplies: ['step 4 ("Done")'],
+        missingNext: true,
+        completed: false,
+        ...over,
+      });
+    expect(judge([user({ trace: script({ missingFrom: 3 }) })], new Set())).toMatchObject({
+      clean: true,
+      lateReplies: 1,
+      lostReplies: 0,
+    });
+    const repeat = [...REPLIES.slice(0, 3), REPLIES[2]!];
+    expect(judge([user({ trace: script({ missingFrom: 3 }), replies: repeat })], new Set())).toMatchObject({
+      lateReplies: 0,
+      lostReplies: 1,
+    });
+    expect(judge([user({ trace: script({ missingFrom: 4 }) })], new Set())).toMatchObject({
+      lostReplies: 1,
+    });
+  });
+
+  it("a script's wrong reply after a burst split where SPEC 1.5 allows is the split, not a wrong reply", () => {
+    const wrong = ['step 3 reply 1: expected "Confirm?"; got: Your address?'];
+    const burst = (over: Partial<UserTrace> = {}): UserTrace =>
+      trace({ expected: null, bursts: [['w3', 'w4']], wrongReplies: wrong, completed: false, ...over });
+    const log = LOG.map((t) => ({ ...t, at: at(t.version * 1000), fencing_token: 7 }));
+    const judged = (t: UserTrace, storedAt?: Map<string, number>) =>
+      judge([user({ trace: t, transitions: log, ...(storedAt ? { storedAt } : {}) })], new Set(), {
+        bufferMs: 500,
+      });
+    expect(mayBeSplit(user({ trace: burst() }))).toBe(true);
+    expect(mayBeSplit(user({ trace: trace({ expected: null, wrongReplies: wrong }) }))).toBe(false);
+    expect(judged(burst(), stored(2700))).toMatchObject({ clean: true, wrongReplies: 0, splitByIntake: 1 });
+    // Stored within the window, yet split: wrong. No storage times: wrong.
+    expect(judged(burst(), stored(2400))).toMatchObject({ clean: false, wrongReplies: 1 });
+    expect(judged(burst())).toMatchObject({ wrongReplies: 1 });
+    // A line the generator could not send is the script's fault, split or not.
+    const unsendable = ['step 3: cannot send "3": no menu'];
+    expect(judged(burst({ wrongReplies: unsendable }), stored(2700))).toMatchObject({ wrongReplies: 1 });
+    expect(mayBeSplit(user({ trace: burst({ wrongReplies: unsendable }) }))).toBe(false);
+  });
+
   it("a step prompted under two versions has its storage times read, as a split burst's may (QA83-F2)", () => {
     expect(mayBeSplit(user())).toBe(false);
     const twice = [...REPLIES, reply('baton:order:choose_product:3')];
