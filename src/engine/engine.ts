@@ -725,23 +725,28 @@ export class Engine {
    * are counted: timers run before I/O in an event-loop turn. After a stall, what came meanwhile
    * takes several turns (a connection made meanwhile is accepted in one turn and read in the
    * next; a stopped process's wait for I/O ends without events when it runs again, so the
-   * timers come first even then): until a few turns in a row begin no webhook (outside test
-   * QA137-F1). True when a webhook began meanwhile: the mailbox must be read again (it may be
-   * stored already).
+   * timers come first even then): until a few turns in a row begin no webhook, for at most as
+   * long as the loop was late (up to the window: steady traffic on a starved machine is never
+   * quiet, and the batch holds a worker slot meanwhile), when this process reads the webhooks
+   * itself (outside test QA137-F1). True when a webhook began meanwhile: the mailbox must be read
+   * again (it may be stored already).
    */
   private async readSockets(intake: IntakeGate): Promise<boolean> {
     const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
-    const first = intake.begun?.() ?? 0;
+    const begun = (): number => intake.begun?.() ?? 0;
+    const first = begun();
     await turn();
-    if (this.lagMs() >= STALL_MS) {
+    const lag = intake.begun === undefined ? 0 : this.lagMs();
+    if (lag >= STALL_MS) {
+      const until = performance.now() + Math.min(lag, this.o.bufferMs);
       let quiet = 0;
-      for (let i = 0; i < STALL_TURNS_MAX && quiet < QUIET_TURNS; i++) {
-        const before = intake.begun?.() ?? 0;
+      for (let i = 0; i < STALL_TURNS_MAX && quiet < QUIET_TURNS && performance.now() < until; i++) {
+        const before = begun();
         await turn();
-        quiet = (intake.begun?.() ?? 0) === before ? quiet + 1 : 0;
+        quiet = begun() === before ? quiet + 1 : 0;
       }
     }
-    return (intake.begun?.() ?? 0) !== first;
+    return begun() !== first;
   }
 
   /**
