@@ -78,7 +78,7 @@ type OutboundItem = {
   status: unknown;
   last_error: unknown;
 };
-type MessageItem = { direction: unknown; id: unknown; at: unknown };
+type MessageItem = { direction: unknown; id: unknown; at: unknown; read_late_ms: unknown };
 
 /** Baton's admin API at `base` (no trailing slash), read with `token`. */
 export class AdminClient {
@@ -170,13 +170,19 @@ export class AdminClient {
     return failed;
   }
 
-  /** When Baton stored each of the user's messages (its admin API's conversation), by message id. */
+  /**
+   * When each of the user's messages may have reached Baton (its admin API's conversation), by
+   * message id: its storage time, less how late Baton read it (`read_late_ms`), as the buffer
+   * window counts it.
+   */
   async storedTimes(channel: Channel, waId: string): Promise<Map<string, number>> {
     const items = await this.sessionList<MessageItem>(channel, waId, 'messages');
     const times = new Map<string, number>();
     for (const m of items) {
-      if (m.direction === 'in' && typeof m.id === 'string' && typeof m.at === 'string')
-        times.set(m.id, Date.parse(m.at));
+      if (m.direction === 'in' && typeof m.id === 'string' && typeof m.at === 'string') {
+        const late = typeof m.read_late_ms === 'number' ? m.read_late_ms : 0;
+        times.set(m.id, Date.parse(m.at) - late);
+      }
     }
     return times;
   }

@@ -85,7 +85,10 @@ export interface UserEvidence {
   /** `null` when Baton has no session for the user. */
   readonly session: SessionEvidence | null;
   readonly transitions: readonly TransitionEvidence[];
-  /** When Baton stored each of the user's messages, epoch ms, by message id (if read). */
+  /**
+   * When each of the user's messages reached Baton as its buffer window counts it (stored, less
+   * how late it was read), epoch ms, by message id (if read).
+   */
   readonly storedAt?: ReadonlyMap<string, number>;
   /**
    * Baton's count of the send attempts that may have reached the user (its outbound records'

@@ -42,6 +42,11 @@ export interface ConversationItem {
   readonly clock_ahead?: true;
   /** Inbound only: the message it replies to (a tapped button's prompt). */
   readonly context_id?: string;
+  /**
+   * Inbound only: Baton read it this much after it may have come, ms (its event loop was late:
+   * a stopped or starved process); the buffer window counts it as arrived at `at` less this.
+   */
+  readonly read_late_ms?: number;
 }
 
 interface Sortable {
@@ -108,6 +113,7 @@ function inboundItem(m: StoredMessage): Sortable {
       ...d,
       ...(trusted.clockAhead === true ? { clock_ahead: true } : { sent_at: iso(m.timestamp * 1000) }),
       ...(m.contextId !== undefined ? { context_id: m.contextId } : {}),
+      ...(m.readLateMs !== undefined ? { read_late_ms: m.readLateMs } : {}),
     },
     atMs: m.storedAt,
     rank: 0,

@@ -703,6 +703,9 @@ function outcomeBadge(m: ConversationItem, outcomes: ReadonlyMap<string, Transit
  * own time is shown too, as a late message's storage time alone hid when the user wrote it
  * (outside test QA87-F7).
  */
+/** A message read this late (ms) is marked as such in the conversation: its process was stalled. */
+const READ_LATE_SHOWN_MS = 500;
+
 function sentLong(m: ConversationItem): m is ConversationItem & { sent_at: string } {
   return m.sent_at !== undefined && Math.abs(Date.parse(m.at) - Date.parse(m.sent_at)) >= 60_000;
 }
@@ -728,6 +731,7 @@ export function conversationCard(
               <time>${m.at}</time>
               ${sentLong(m) ? html`<span class="sent-at muted">(sent <time>${m.sent_at}</time>)</span>` : ''}
               ${m.clock_ahead === true ? html`<span class="sent-at muted">(the phone's clock was ahead: stored time used)</span>` : ''}
+              ${(m.read_late_ms ?? 0) >= READ_LATE_SHOWN_MS ? html`<span class="sent-at muted">(read ${m.read_late_ms} ms late: Baton was stalled)</span>` : ''}
               ${m.status ? statusBadge(m.status, m.error) : ''} ${outcomeBadge(m, outcomes)}
             </div>
             ${messageBody(m)}

@@ -15,10 +15,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectStalledBurstsWhole } from '../support/bursts.ts';
 import { startFakeGraph, type FakeGraph } from '../support/fake-graph.ts';
 import { ADMIN_TOKEN, APP_SECRET } from '../support/harness.ts';
+import { PHONE_ID } from '../support/payloads.ts';
 import { freePort, spawnBaton, type BatonProcess } from '../support/procs.ts';
 
 const WINDOW_MS = 500;
@@ -60,5 +61,13 @@ describe('a baton start process stopped mid-burst, longer than twice the window'
       '1666920',
       STALL_MS,
     );
+    // The conversation tells a support team which messages were read that late.
+    const r = await fetch(`${base}/admin/api/sessions/16669200000/messages?channel=${PHONE_ID}`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    const { messages } = (await r.json()) as { messages: { text?: string; read_late_ms?: number }[] };
+    const late = messages.filter((m) => (m.read_late_ms ?? 0) >= STALL_MS - 300);
+    expect(late.length, JSON.stringify(messages)).toBeGreaterThanOrEqual(3);
+    expect(messages.find((m) => m.text === 'hi')?.read_late_ms ?? 0).toBeLessThan(STALL_MS - 300);
   }, 90_000);
 });

@@ -122,6 +122,18 @@ describe('dashboard views escape every value', () => {
     expect(m).toContain('status-failed');
   });
 
+  it('marks a message Baton read late, its process stalled (outside test QA137-F1)', () => {
+    const late = { ...inbound, id: 'w.late', readLateMs: 1_308 };
+    const { messages } = conversationPage(
+      [inbound, late, { ...inbound, id: 'w.soon', readLateMs: 40 }],
+      [],
+      10,
+    );
+    expect(messages.map((m) => m.read_late_ms)).toEqual([undefined, 1_308, 40]);
+    const m = conversationCard(messages).value;
+    expect(m.match(/read \d+ ms late/g)).toEqual(['read 1308 ms late']);
+  });
+
   it('lists messages stored in one millisecond as the engine applies them: by WhatsApp timestamp, then arrival (outside test QA77-F7)', () => {
     // "Ana" arrived first but was sent a second after "hi" (their webhooks crossed); "Silva" came
     // with "Ana"'s second; a far-future stamp counts as the storage time (SPEC 1.5), the second
