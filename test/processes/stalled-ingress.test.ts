@@ -82,6 +82,13 @@ describe.skipIf(!up)('an ingress stopped mid-burst, longer than the window', () 
     await expectStalledBurstsWhole(target(), ingress.child, '1666911', 1_300);
   }, 90_000);
 
+  // Outside test QA140-F2: longer than the window and the worker's wait for a silent ingress
+  // (1 s then), so the first messages' batches closed before it ran again; it now waits as long
+  // as an ingress may be silent before it counts as dead (2 s).
+  it('stopped 1.8 s: each burst is still one batch', async () => {
+    await expectStalledBurstsWhole(target(), ingress.child, '1666913', 1_800);
+  }, 90_000);
+
   // Outside test QA137-F3: the worker is killed while the ingress is stopped and a new one starts
   // 3 s later, when the ingress's lag is long forgotten: the messages' own stamps still tell.
   it('the worker killed meanwhile, a new one 3 s later: each burst is still one batch', async () => {

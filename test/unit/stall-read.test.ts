@@ -54,6 +54,21 @@ describe('reading the sockets after a stall', () => {
     expect(calls).toBeGreaterThanOrEqual(20 + 2 * 3);
   });
 
+  // Outside test QA140-F1: a backlog of 250 webhooks was read over 300 ms, and three turns that
+  // read none came while a hundred were still unread.
+  it('waits out gaps of a few turns between webhooks: quiet for some milliseconds too', async () => {
+    let first = 0;
+    let last = 0;
+    // A webhook begins every 10 ms for 60 ms, with many empty turns between.
+    await batchWith(300, () => {
+      const now = performance.now();
+      if (first === 0) first = now;
+      last = now;
+      return Math.min(6, Math.floor((now - first) / 10));
+    });
+    expect(last - first).toBeGreaterThanOrEqual(60);
+  });
+
   it('steady traffic on a starved machine: for at most as long as the loop was late', async () => {
     let calls = 0;
     // Every turn begins a webhook, and takes 10 ms: never quiet.

@@ -8,7 +8,8 @@
  * of its oldest webhook received and not yet stored, or, when it has none in flight, the time it
  * published (never "infinity": a webhook may arrive right after). A worker closes a batch whose
  * window ends at `windowEnd` only once every live ingress's watermark is past `windowEnd`;
- * otherwise it waits (at most the engine's 1 s, as in one process).
+ * otherwise it waits (at most the engine's 2 s, as in one process: as long as an ingress may be
+ * silent before it counts as dead).
  *
  * Where the figures live and travel:
  * - one Redis hash (`Keys.intake`), field = ingress id, value = `<watermark>:<publishedAt>:<lag>`.
