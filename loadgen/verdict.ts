@@ -251,11 +251,16 @@ export function mayBeSplit(u: UserEvidence): boolean {
  * burst answers its first part on its own (outside test QA137-F2: counted a wrong reply).
  */
 function wrongAfterBurst(trace: UserTrace): boolean {
-  return (trace.bursts?.length ?? 0) > 0 && (trace.wrongReplies ?? []).some((w) => !cannotSend(w));
+  return (trace.wrongReplies ?? []).some((w) => splitMayExplain(trace, w));
 }
 
-/** A script line the load generator could not send: the script's fault, whatever Baton did. */
-const cannotSend = (w: string): boolean => /^step \d+: cannot send /.test(w);
+/**
+ * Whether a burst split may explain this wrong reply of a script: the user sent a burst, and the
+ * wrong is Baton's reply, not a script line the load generator could not send.
+ */
+function splitMayExplain(trace: UserTrace, wrong: string): boolean {
+  return (trace.bursts?.length ?? 0) > 0 && !/^step \d+: cannot send /.test(wrong);
+}
 
 /**
  * Whether one step was prompted under two versions (a split burst's second part may owe its
@@ -547,7 +552,7 @@ export function judge(
     for (const w of trace.wrongReplies ?? []) {
       // A burst split where SPEC 1.5 allows (or by an outage, with --crashes) answers its first
       // part on its own: the script's next reply is not what it expects (outside test QA137-F2).
-      if (!cannotSend(w) && (trace.bursts?.length ?? 0) > 0) {
+      if (splitMayExplain(trace, w)) {
         if (outageSplit) {
           splitHere = true;
           continue;

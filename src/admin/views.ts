@@ -698,14 +698,14 @@ function outcomeBadge(m: ConversationItem, outcomes: ReadonlyMap<string, Transit
   return html`<span class="badge not-applied kind-${kind}" title="${said[1]}">${said[0]}</span>`;
 }
 
+/** A message read this late (ms) is marked as such in the conversation: its process was stalled. */
+const READ_LATE_SHOWN_MS = 500;
+
 /**
  * Whether a user's message was sent a minute or more before (or after) Baton stored it: its
  * own time is shown too, as a late message's storage time alone hid when the user wrote it
  * (outside test QA87-F7).
  */
-/** A message read this late (ms) is marked as such in the conversation: its process was stalled. */
-const READ_LATE_SHOWN_MS = 500;
-
 function sentLong(m: ConversationItem): m is ConversationItem & { sent_at: string } {
   return m.sent_at !== undefined && Math.abs(Date.parse(m.at) - Date.parse(m.sent_at)) >= 60_000;
 }

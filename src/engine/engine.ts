@@ -132,13 +132,14 @@ const INTAKE_WAIT_MS = 2000;
 const STRETCH_ROUNDS = 3;
 /**
  * An event loop this late lately, ms, was stopped or starved: what reached its sockets meanwhile
- * takes {@link STALL_TURNS} turns to be read (see Engine.closeWindow).
+ * takes several turns to be read (see Engine.readSockets).
  */
 const STALL_MS = 100;
 /**
  * After a stall, the turns in a row that must begin no webhook, and for how long (ms): the turns
  * that read a backlog of webhooks are not every one (outside test QA140-F1: 3 quiet turns came
- * while 100 requests of the stall were still unread); and the most turns waited.
+ * while 100 requests of the stall were still unread). Once the turns are quiet, it looks again
+ * every {@link QUIET_LOOK_MS}; it waits {@link STALL_TURNS_MAX} turns at most.
  */
 const QUIET_TURNS = 3;
 const QUIET_MS = 25;
@@ -737,11 +738,10 @@ export class Engine {
    * takes several turns (a connection made meanwhile is accepted in one turn and read in the
    * next; a stopped process's wait for I/O ends without events when it runs again, so the
    * timers come first even then): until a few turns in a row, and some milliseconds, begin no
-   * webhook, for at most as
-   * long as the loop was late (up to the window: steady traffic on a starved machine is never
-   * quiet, and the batch holds a worker slot meanwhile), when this process reads the webhooks
-   * itself (outside test QA137-F1). True when a webhook began meanwhile: the mailbox must be read
-   * again (it may be stored already).
+   * webhook, for at most as long as the loop was late (up to the window: steady traffic on a
+   * starved machine is never quiet, and the batch holds a worker slot meanwhile), when this
+   * process reads the webhooks itself (outside test QA137-F1). True when a webhook began
+   * meanwhile: the mailbox must be read again (it may be stored already).
    */
   private async readSockets(intake: IntakeGate): Promise<boolean> {
     const turn = (): Promise<void> => new Promise((r) => setImmediate(r));

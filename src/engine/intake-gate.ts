@@ -28,8 +28,9 @@ export interface IntakeTracker {
   /** The request is stored, refused or gone. */
   end(token: number): void;
   /**
-   * How late this process's event loop is right now, ms: a webhook read now may have reached the
-   * process that much earlier (a stopped or starved process reads its sockets late). Its
+   * How late this process's event loop is now or ran lately, ms: a webhook read now may have
+   * reached the process that much earlier (a stopped or starved process reads its sockets late,
+   * over several turns after it runs again: LoopLag.readLateMs). Its
    * messages keep it (`StoredMessage.readLateMs`): the engine counts them as arrived that much
    * earlier when it closes a window, however late the batch runs.
    */
@@ -62,7 +63,7 @@ export interface IntakeGateOptions {
   readonly now?: () => number;
   /** In-flight requests older than this do not hold batches back (default 2 s). */
   readonly staleAfterMs?: number;
-  /** How late the event loop is right now, ms (default: measured, see loop-lag.ts). For tests. */
+  /** How late the event loop is now or ran lately, ms (default: measured, see loop-lag.ts). For tests. */
   readonly readLateMs?: () => number;
 }
 

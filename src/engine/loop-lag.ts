@@ -5,9 +5,10 @@
  * stamped as received, up to that much later than it came: the engine stretches a batch's buffer
  * window by it (see Engine.runBatch), so a burst that the machine's load spread out stays one batch.
  *
- * {@link LoopLag.overdueMs} tells how late the loop is right now, for the webhook being read: each
- * message keeps it (`StoredMessage.readLateMs`), so a batch that runs after the two seconds are
- * over still knows that it may have reached the process earlier (outside test QA137-F1, F3).
+ * {@link LoopLag.readLateMs} tells, for the webhook being read, how much earlier it may have come
+ * (its heartbeat overdue now, or the delay of the last two seconds): each message keeps it
+ * (`StoredMessage.readLateMs`), so a batch that runs after the two seconds are over still knows
+ * (outside test QA137-F1, F3).
  * @module
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';

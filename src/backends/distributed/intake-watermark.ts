@@ -48,7 +48,7 @@
  * watermark where the loop last ran on time and says at least that much lag, and the lag stays in
  * what it publishes for about two seconds (outside test QA95-F1). Each webhook also counts, in
  * the watermark and in its messages (`StoredMessage.readLateMs`), from when it may have reached
- * the ingress: read that much after its heartbeat was due (LoopLag.overdueMs), so a worker that
+ * the ingress: its read time less how late the ingress's loop ran then (LoopLag.readLateMs), so a worker that
  * runs the batch after the ingress's lag is forgotten (restarted, say) still joins it to its
  * burst (outside test QA137-F3).
  *
