@@ -757,7 +757,7 @@ export class Engine {
         if (quiet >= QUIET_TURNS && performance.now() - lastBegun >= QUIET_MS) break;
         const before = begun();
         // Quiet turns come fast on an idle loop: then look every few milliseconds.
-        await (quiet >= QUIET_TURNS ? new Promise((r) => setTimeout(r, QUIET_LOOK_MS)) : turn());
+        await (quiet >= QUIET_TURNS ? sleep(QUIET_LOOK_MS) : turn());
         if (begun() === before) quiet += 1;
         else {
           quiet = 0;
